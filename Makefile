@@ -1,0 +1,35 @@
+# The two commands: `make demo` and `make test`. Both bootstrap .venv from pinned dependencies.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Where torch comes from. Empty: the default index (on these machines pip takes the local CPU
+# wheel). Elsewhere, to avoid a multi-GB CUDA build: make TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/flywheel demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock.new
+	{ echo "# Full resolved dependency set, used as pip constraints by the Makefile (pyproject.toml pins the direct ones)."; \
+	  echo "# Regenerate: make lock"; cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
+
+clean:
+	rm -rf $(VENV) .pytest_cache

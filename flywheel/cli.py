@@ -1,0 +1,249 @@
+"""The ``flywheel`` command line (SPEC.md): every command takes ``--json`` and then prints exactly
+one JSON document on stdout; logs and progress go to stderr. Exit codes: 0 success, 2 bad input
+or usage, 1 any other failure. Errors name the offending file, line or field.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+import flywheel  # noqa: F401 - applies the offline switches first
+from flywheel.config import Settings, load_settings
+from flywheel.errors import FlywheelError, UsageError
+
+app = typer.Typer(
+    name="flywheel",
+    help="Closed-loop improvement for LLM products: feedback in, evaluated and approved fixes out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sim_app = typer.Typer(help="The OpenAI-compatible simulator and its demo world.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+err = Console(stderr=True)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def emit(document: Any) -> None:
+    """The single JSON document of a ``--json`` command."""
+    sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def handles_errors(fn: F) -> F:
+    """Map Flywheel errors to SPEC exit codes, with the message on stderr (and as JSON with --json)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FlywheelError as exc:
+            if kwargs.get("as_json"):
+                emit({"error": str(exc), "exit_code": exc.exit_code})
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _byte_progress(total: int | None) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal or total is None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+@handles_errors
+def ingest(
+    files: Annotated[list[str], typer.Argument(help="Feedback JSONL files (- for stdin).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate, scrub and store feedback events; bad lines are quarantined, duplicates counted."""
+    from flywheel.feedback.ingest import ingest_files, total_bytes
+    from flywheel.feedback.store import open_store
+
+    settings = _settings()
+    settings.ensure_home()
+    total = total_bytes(files)
+    with open_store(settings.resolved_store_url) as store, _byte_progress(total) as progress:
+        task = progress.add_task("ingesting", total=total)
+        report = ingest_files(
+            files, store, settings.quarantine_dir, settings.ingest, lambda n: progress.advance(task, n)
+        )
+    if as_json:
+        emit(report.public())
+    else:
+        err.print(
+            f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
+            + (f", PII scrubbed in {report.scrubbed}" if report.scrubbed else ""),
+            highlight=False,
+        )
+        for e in report.errors[:20]:
+            err.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
+        if report.rejected > 20:
+            err.print(f"  ... and {report.rejected - 20} more", highlight=False)
+        for q in report.quarantine:
+            err.print(f"rejected lines kept in {q}", highlight=False)
+
+
+def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
+    """Triage everything in the store with the configured embedder (and LLM, when enabled)."""
+    from flywheel.embeddings import build_embedder
+    from flywheel.feedback.store import open_store
+    from flywheel.triage import TriageInputs, llm_classifier, triage_events
+
+    classify = None
+    if settings.triage.infer_with_llm:
+        from flywheel.llm import make_client
+
+        classify = llm_classifier(make_client(settings, purpose="triage with infer_with_llm"), settings.judge_model)
+    with open_store(settings.resolved_store_url) as store:
+        negatives = list(store.events(polarity=-1))
+    inputs = TriageInputs(settings.triage, build_embedder(settings), classify=classify)
+    return triage_events(negatives, inputs, progress)
+
+
+def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None = None) -> None:
+    """A readable table; on stdout unless a console (stderr, in the demo) is given."""
+    table = Table(title=f"{len(clusters)} failure clusters, highest priority first", show_lines=False)
+    for col, kw in (
+        ("priority", {"justify": "right"}),
+        ("cluster", {"no_wrap": True}),
+        ("category", {}),
+        ("route", {}),
+        ("size", {"justify": "right"}),
+        ("users", {"justify": "right"}),
+        ("example (consented text only)", {"overflow": "fold", "max_width": 60}),
+    ):
+        table.add_column(col, **kw)
+    for c in clusters[:limit]:
+        example = c.example_queries[0] if c.example_queries else "[dim](text withheld: no consent)[/]"
+        table.add_row(f"{c.priority:.1f}", c.cluster_id, c.category, c.route, str(c.size), str(c.users), example)
+    out = console or Console()
+    if not out.is_terminal:
+        out = Console(width=160, stderr=out.stderr)
+    out.print(table)
+    if len(clusters) > limit:
+        err.print(f"... {len(clusters) - limit} more (use --json for all)")
+
+
+@app.command()
+@handles_errors
+def triage(as_json: JsonFlag = False) -> None:
+    """Group negative feedback into failure clusters by root cause and route each to a fix."""
+    settings = _settings()
+    clusters = run_triage(settings)
+    if as_json:
+        emit({"clusters": [c.model_dump(mode="json") for c in clusters]})
+    else:
+        print_clusters(clusters)
+
+
+@app.command("config")
+@handles_errors
+def show_config(as_json: JsonFlag = False) -> None:
+    """Show the effective configuration (secrets masked) and where it came from."""
+    settings = _settings()
+    doc = settings.model_dump(mode="json")
+    doc["openai_api_key"] = "***" if settings.openai_api_key else None
+    doc["config_file"] = str(settings.config_file) if settings.config_file else None
+    doc["resolved"] = {"store_url": settings.resolved_store_url, "mlflow_tracking_uri": settings.resolved_tracking_uri}
+    if as_json:
+        emit(doc)
+    else:
+        Console().print_json(json.dumps(doc))
+
+
+# ---------------------------------------------------------------------------------------------
+@sim_app.command("world")
+@handles_errors
+def sim_world(
+    directory: Annotated[Path, typer.Argument(help="Directory to write the demo world into.")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same world.")] = 7,
+    events: Annotated[int, typer.Option(help="Feedback events to generate (plus a loud user's 200).")] = 4000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the simulator's demo world: feedback, golden set, knowledge and its updates, flywheel.toml."""
+    from flywheel.sim.world import write_world
+
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory}: exists and is not a directory")
+    summary = write_world(directory, seed=seed, n_events=events)
+    if as_json:
+        emit(summary)
+    else:
+        for key, value in summary.items():
+            err.print(f"{key}: {value}", highlight=False)
+
+
+@sim_app.command("serve")
+@handles_errors
+def sim_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 0,
+    latency: Annotated[float, typer.Option(help="Seconds to wait before every answer.")] = 0.0,
+    fail_status: Annotated[int | None, typer.Option(help="Answer every request with this HTTP status.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Serve the OpenAI-compatible simulator until interrupted; the base URL is the first line printed."""
+    from flywheel.sim.server import SimOptions, Simulator
+
+    sim = Simulator(host, port, SimOptions(latency=latency, fail_status=fail_status))
+    if as_json:
+        emit({"base_url": sim.base_url})
+    else:
+        print(sim.base_url, flush=True)
+    err.print(f"simulator listening; export OPENAI_BASE_URL={sim.base_url} (Ctrl-C to stop)", highlight=False)
+    try:
+        sim.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+@app.command()
+@handles_errors
+def demo(
+    home: Annotated[Path | None, typer.Option(help="State directory to use (default: a fresh temporary one).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the loop on the simulator's world in a fresh FLYWHEEL_HOME, no API key needed."""
+    from flywheel.demo import run_demo
+
+    result = run_demo(home, console=err)
+    if as_json:
+        emit(result)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

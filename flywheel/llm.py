@@ -1,0 +1,34 @@
+"""The one place that builds OpenAI-compatible clients (OpenAI, vLLM, Ollama, the simulator).
+
+Retries: the SDK's own, with exponential backoff and jitter on connection errors, timeouts,
+429 and 5xx (``llm_max_retries``). The API key is a SecretStr and is never logged.
+"""
+
+from __future__ import annotations
+
+from openai import AsyncOpenAI, OpenAI
+
+from flywheel.config import Settings
+from flywheel.errors import EndpointNotConfigured
+
+# Local servers (vLLM, Ollama, the simulator) ignore the key but the SDK insists on one.
+PLACEHOLDER_KEY = "not-needed"
+
+
+def endpoint(settings: Settings, base_url: str | None = None, purpose: str = "this command") -> tuple[str, str]:
+    """``(base_url, api_key)`` to use, or a clear error saying how to configure one."""
+    url = base_url or settings.openai_base_url
+    if not url:
+        raise EndpointNotConfigured(purpose)
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else PLACEHOLDER_KEY
+    return url, key
+
+
+def make_client(settings: Settings, *, base_url: str | None = None, purpose: str = "this command") -> OpenAI:
+    url, key = endpoint(settings, base_url, purpose)
+    return OpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
+
+
+def make_async_client(settings: Settings, *, base_url: str | None = None, purpose: str = "this command") -> AsyncOpenAI:
+    url, key = endpoint(settings, base_url, purpose)
+    return AsyncOpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)

@@ -1,0 +1,160 @@
+"""The typed records that pass from one stage of the loop to the next (SPEC.md names them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Signal(str, Enum):
+    thumbs_up = "thumbs_up"
+    thumbs_down = "thumbs_down"
+    rating = "rating"
+    correction = "correction"
+    edit = "edit"
+    accept = "accept"
+    dismiss = "dismiss"
+    copy = "copy"
+    outcome = "outcome"
+    expert_review = "expert_review"
+
+
+class Reason(str, Enum):
+    wrong = "wrong"
+    outdated = "outdated"
+    unsafe = "unsafe"
+    off_topic = "off_topic"
+    format = "format"
+    tone = "tone"
+    missing_context = "missing_context"
+    not_relevant = "not_relevant"
+    already_done = "already_done"
+    other = "other"
+
+
+CATEGORIES: tuple[str, ...] = (
+    "factual",
+    "outdated_knowledge",
+    "format",
+    "tone",
+    "off_topic",
+    "missing_context",
+    "unsafe",
+    "other",
+)
+Category = Literal["factual", "outdated_knowledge", "format", "tone", "off_topic", "missing_context", "unsafe", "other"]
+Route = Literal["prompt", "rag", "finetune"]
+
+
+class FeedbackEvent(BaseModel):
+    """One line of a feedback JSONL file, exactly as SPEC.md defines it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    event_id: str = Field(min_length=1, max_length=256)
+    ts: AwareDatetime
+    signal: Signal
+    query: str
+    output: str
+    user_id: str | None = None
+    session_id: str | None = None
+    consent: bool = False
+    prompt_version: str | None = None
+    model: str | None = None
+    confidence: float | None = Field(None, ge=0.0, le=1.0)
+    reason: Reason | None = None
+    comment: str | None = None
+    correction: str | None = None
+    final_text: str | None = None
+    value: float | None = None
+    context_ids: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("prompt_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, v: Any) -> Any:
+        # Teams log prompt versions as numbers as often as strings; keep both.
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _signal_needs_its_fields(self) -> FeedbackEvent:
+        s, v = self.signal, self.value
+        if s is Signal.rating and (v is None or not 1 <= v <= 5):
+            raise ValueError("signal 'rating' needs 'value' between 1 and 5")
+        if s is Signal.outcome and v not in (0, 1):
+            raise ValueError("signal 'outcome' needs 'value' 1 (success) or 0 (failure)")
+        if s is Signal.expert_review and (v is None or not 0 <= v <= 1):
+            raise ValueError("signal 'expert_review' needs 'value' between 0 and 1")
+        if s is Signal.correction and not (self.correction or "").strip():
+            raise ValueError("signal 'correction' needs a non-empty 'correction'")
+        if s is Signal.edit and self.final_text is None:
+            raise ValueError("signal 'edit' needs 'final_text'")
+        return self
+
+
+class StoredEvent(BaseModel):
+    """A feedback event as the store keeps it: scrubbed, normalised to polarity and strength."""
+
+    event_id: str
+    ts: datetime
+    signal: Signal
+    polarity: int = Field(ge=-1, le=1, description="-1 negative, 0 neutral, +1 positive")
+    strength: float = Field(ge=0.0, le=1.0)
+    query: str
+    output: str
+    user_id: str | None = None
+    session_id: str | None = None
+    consent: bool = False
+    prompt_version: str | None = None
+    model: str | None = None
+    confidence: float | None = None
+    reason: Reason | None = None
+    comment: str | None = None
+    correction: str | None = None
+    final_text: str | None = None
+    value: float | None = None
+    context_ids: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    pii_scrubbed: list[str] = Field(default_factory=list, description="Kinds of PII that were removed.")
+
+
+class IngestError(BaseModel):
+    file: str
+    line: int
+    error: str
+
+
+class IngestReport(BaseModel):
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[IngestError] = Field(default_factory=list)
+    quarantine: list[str] = Field(default_factory=list, description="Files the rejected lines were written to.")
+    scrubbed: int = Field(0, description="Accepted events that had PII removed.")
+
+    def public(self) -> dict[str, Any]:
+        """The SPEC document (with the extra fields SPEC allows to grow)."""
+        return self.model_dump()
+
+
+class FailureCluster(BaseModel):
+    """One failure mode: negative events of one category whose queries mean the same thing."""
+
+    cluster_id: str
+    category: Category
+    route: Route
+    size: int
+    users: int
+    priority: float
+    event_ids: list[str]
+    summary: str
+    consented: int = Field(0, description="Events in the cluster whose text may be used.")
+    usable_examples: int = Field(0, description="Consented events with a correction or edit (fine-tuning material).")
+    finetune_gap: int = Field(0, description="Usable examples still missing before fine-tuning may be considered.")
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    reasons: dict[str, int] = Field(default_factory=dict)
+    example_queries: list[str] = Field(default_factory=list, description="Consented, scrubbed queries only.")

@@ -1,0 +1,305 @@
+"""Triage: negative feedback -> failure clusters, one per failure mode, highest priority first.
+
+1. **Category.** From the event's reason when it names one; otherwise inferred: by the judge LLM
+   when ``triage.infer_with_llm`` is on (consented text only), else from the labelled events whose
+   queries are most similar (k nearest neighbours), else from similarity to category descriptions.
+2. **Clusters.** Inside a category, queries that mean the same thing are grouped by embedding
+   clustering (:mod:`flywheel.clustering`), so one cluster is one failure mode.
+3. **Priority** counts distinct users, not volume: one user's events count at most
+   ``per_user_cap``; reasons given, low-confidence outputs and signal strength raise it.
+4. **Route.** ``outdated_knowledge`` -> ``rag``; ``finetune`` only when prompt revisions already
+   failed on the cluster and it has enough usable consented examples; everything else -> ``prompt``.
+
+Events without consent count everywhere numbers are shown, but their text never appears in a
+summary or an example and is never sent to a remote model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+from typing import Any
+
+import numpy as np
+
+from flywheel.clustering import cluster
+from flywheel.config import TriageSettings
+from flywheel.embeddings import Embedder
+from flywheel.schemas import CATEGORIES, FailureCluster, StoredEvent
+
+REASON_CATEGORY: dict[str, str] = {
+    "wrong": "factual",
+    "outdated": "outdated_knowledge",
+    "unsafe": "unsafe",
+    "off_topic": "off_topic",
+    "not_relevant": "off_topic",
+    "format": "format",
+    "tone": "tone",
+    "missing_context": "missing_context",
+}
+# Descriptions the last-resort inference compares a query (and comment) with.
+CATEGORY_DESCRIPTIONS: dict[str, str] = {
+    "factual": "the answer states a wrong fact, number, price or calculation",
+    "outdated_knowledge": "the answer uses old information that has since changed: outdated prices, limits or policies",
+    "format": "the answer has the wrong format: not JSON, not a list, not the structure that was asked for",
+    "tone": "the answer is rude, cold or dismissive to a frustrated or upset customer",
+    "off_topic": "the request is unrelated to the product, like poems, jokes or trivia",
+    "missing_context": "the question is ambiguous or lacks details and the answer guessed instead of asking",
+    "unsafe": "the answer reveals private personal data of other people or helps with something harmful",
+}
+KNN_K = 7
+
+LlmClassifier = Callable[[str], str | None]
+
+
+@dataclass
+class TriageInputs:
+    """What triage needs besides the events; kept together so flows can pass one object."""
+
+    settings: TriageSettings
+    embedder: Embedder
+    prompt_failed: Collection[str] = ()  # cluster ids whose prompt candidates were rejected before
+    classify: LlmClassifier | None = None  # LLM category inference (consented text only)
+
+
+def _user_key(e: StoredEvent) -> str:
+    return e.user_id or (f"session:{e.session_id}" if e.session_id else f"event:{e.event_id}")
+
+
+def usable_example(e: StoredEvent) -> bool:
+    """Fine-tuning material: consented and carrying the right answer (a correction or an edit)."""
+    return e.consent and bool((e.correction or "").strip() or (e.signal == "edit" and e.final_text))
+
+
+def priority(events: Sequence[StoredEvent], settings: TriageSettings) -> float:
+    """Distinct users first: each user's events count at most ``per_user_cap``."""
+    per_user = Counter(_user_key(e) for e in events)
+    capped = sum(min(n, settings.per_user_cap) for n in per_user.values())
+    n = len(events)
+    strength = sum(e.strength for e in events) / n
+    reason_share = sum(1 for e in events if e.reason and e.reason != "other") / n
+    low_conf = sum(1 for e in events if e.confidence is not None and e.confidence < settings.low_confidence) / n
+    return round(capped * strength * (1 + 0.5 * reason_share) * (1 + 0.5 * low_conf), 3)
+
+
+def _embeddable(e: StoredEvent, embedder: Embedder) -> bool:
+    return e.consent or embedder.local
+
+
+def _explicit_category(e: StoredEvent) -> str | None:
+    return REASON_CATEGORY.get(e.reason) if e.reason else None
+
+
+def _infer_categories(
+    unlabeled: list[StoredEvent],
+    labeled: list[tuple[StoredEvent, str]],
+    vec: dict[str, np.ndarray],
+    inputs: TriageInputs,
+) -> dict[str, str]:
+    """Category for each unlabelled event id: LLM, then nearest labelled neighbours, then descriptions."""
+    s = inputs.settings
+    out: dict[str, str] = {}
+    todo: list[StoredEvent] = []
+    for e in unlabeled:
+        if inputs.classify is not None and e.consent:
+            guess = inputs.classify(e.query)
+            if guess in CATEGORIES:
+                out[e.event_id] = guess
+                continue
+        if e.query in vec:
+            todo.append(e)
+        else:
+            out[e.event_id] = "other"
+    if not todo:
+        return out
+    queries = list(dict.fromkeys(e.query for e in todo))
+    q_mat = np.vstack([vec[q] for q in queries])
+    # Labelled neighbours: one row per distinct (query, category), weighted by how often it occurs.
+    lab_counts = Counter((e.query, c) for e, c in labeled if e.query in vec)
+    guess: dict[str, str] = {}
+    if lab_counts:
+        keys = list(lab_counts)
+        l_mat = np.vstack([vec[q] for q, _ in keys])
+        l_cat = [c for _, c in keys]
+        l_w = np.array([lab_counts[k] for k in keys], dtype=np.float64)
+        for start in range(0, len(queries), 1024):
+            sims = q_mat[start : start + 1024] @ l_mat.T
+            k = min(KNN_K, sims.shape[1])
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            for row, cols in enumerate(top):
+                votes: Counter[str] = Counter()
+                for c in cols:
+                    if sims[row, c] >= s.knn_threshold:
+                        votes[l_cat[c]] += float(sims[row, c]) * l_w[c]
+                if votes:
+                    guess[queries[start + row]] = votes.most_common(1)[0][0]
+    rest = [q for q in queries if q not in guess]
+    if rest:
+        names = [c for c in CATEGORY_DESCRIPTIONS]
+        d_mat = inputs.embedder.embed([CATEGORY_DESCRIPTIONS[c] for c in names])
+        sims = np.vstack([vec[q] for q in rest]) @ d_mat.T
+        for q, row in zip(rest, sims, strict=True):
+            j = int(row.argmax())
+            guess[q] = names[j] if row[j] >= s.description_threshold else "other"
+    for e in todo:
+        out[e.event_id] = guess[e.query]
+    return out
+
+
+def _cluster_id(category: str, events: Sequence[StoredEvent]) -> str:
+    """Stable across runs while the cluster grows: named after its earliest event."""
+    first = min(events, key=lambda e: (e.ts, e.event_id))
+    return f"{category}-{hashlib.sha1(first.event_id.encode()).hexdigest()[:8]}"
+
+
+def _summary(category: str, events: Sequence[StoredEvent], users: int, examples: list[str]) -> str:
+    reasons = Counter(e.reason for e in events if e.reason)
+    head = f"{category}: {len(events)} negative events from {users} users"
+    if reasons:
+        head += f" (reasons: {', '.join(f'{r} {n}' for r, n in reasons.most_common(3))})"
+    if examples:
+        return f'{head}; e.g. "{examples[0]}"'
+    return f"{head}; text withheld (no consent)"
+
+
+def _representatives(members: list[StoredEvent], vec: dict[str, np.ndarray], limit: int = 3) -> list[str]:
+    """Consented queries closest to the cluster's centre, most typical first."""
+    consented = list(dict.fromkeys(e.query for e in members if e.consent))
+    if not consented:
+        return []
+    with_vec = [q for q in consented if q in vec]
+    if not with_vec:
+        return consented[:limit]
+    mat = np.vstack([vec[q] for q in with_vec])
+    centre = mat.mean(axis=0)
+    order = np.argsort(-(mat @ centre))
+    return [with_vec[i] for i in order[:limit]]
+
+
+def build_cluster(
+    category: str, members: list[StoredEvent], vec: dict[str, np.ndarray], inputs: TriageInputs
+) -> FailureCluster:
+    s = inputs.settings
+    users = len({_user_key(e) for e in members})
+    usable = sum(1 for e in members if usable_example(e))
+    cluster_id = _cluster_id(category, members)
+    if category == "outdated_knowledge":
+        route = "rag"
+    elif cluster_id in inputs.prompt_failed and usable >= s.finetune_min_examples:
+        route = "finetune"
+    else:
+        route = "prompt"
+    examples = _representatives(members, vec)
+    return FailureCluster(
+        cluster_id=cluster_id,
+        category=category,  # type: ignore[arg-type]
+        route=route,  # type: ignore[arg-type]
+        size=len(members),
+        users=users,
+        priority=priority(members, s),
+        event_ids=[e.event_id for e in members],
+        summary=_summary(category, members, users, examples),
+        consented=sum(1 for e in members if e.consent),
+        usable_examples=usable,
+        finetune_gap=max(0, s.finetune_min_examples - usable),
+        first_seen=min(e.ts for e in members),
+        last_seen=max(e.ts for e in members),
+        reasons=dict(Counter(e.reason for e in members if e.reason)),
+        example_queries=examples,
+    )
+
+
+def triage_events(
+    events: Sequence[StoredEvent], inputs: TriageInputs, progress: Callable[[int], None] | None = None
+) -> list[FailureCluster]:
+    """Cluster negative ``events`` (others are ignored) into prioritised failure clusters."""
+    s = inputs.settings
+    negatives = [e for e in events if e.polarity < 0]
+    embeddable = [e for e in negatives if _embeddable(e, inputs.embedder)]
+    texts = list(dict.fromkeys(e.query for e in embeddable))
+    vectors = inputs.embedder.embed(texts, progress) if texts else np.zeros((0, 0), dtype=np.float32)
+    vec = dict(zip(texts, vectors, strict=True))
+
+    category: dict[str, str] = {}
+    labeled: list[tuple[StoredEvent, str]] = []
+    unlabeled: list[StoredEvent] = []
+    for e in negatives:
+        c = _explicit_category(e)
+        if c:
+            category[e.event_id] = c
+            labeled.append((e, c))
+        else:
+            unlabeled.append(e)
+    category.update(_infer_categories(unlabeled, labeled, vec, inputs))
+
+    by_category: dict[str, list[StoredEvent]] = defaultdict(list)
+    for e in negatives:
+        by_category[category[e.event_id]].append(e)
+
+    clusters: list[FailureCluster] = []
+    for cat, members in by_category.items():
+        withheld = [e for e in members if e.query not in vec]
+        groups: dict[int, list[StoredEvent]] = defaultdict(list)
+        placed = [e for e in members if e.query in vec]
+        if placed:
+            counts = Counter(e.query for e in placed)
+            uniq = list(counts)
+            labels = cluster(
+                np.vstack([vec[q] for q in uniq]),
+                np.array([counts[q] for q in uniq]),
+                assign_threshold=s.cluster_threshold,
+                merge_threshold=s.merge_threshold,
+            )
+            label_of = dict(zip(uniq, labels.tolist(), strict=True))
+            for e in placed:
+                groups[label_of[e.query]].append(e)
+        for g in groups.values():
+            clusters.append(build_cluster(cat, g, vec, inputs))
+        if withheld:  # remote embeddings and no consent: counted, never sent
+            clusters.append(build_cluster(cat, withheld, vec, inputs))
+    clusters.sort(key=lambda c: (-c.priority, c.cluster_id))
+    return clusters
+
+
+def llm_classifier(client: Any, model: str) -> LlmClassifier:
+    """Category inference by an LLM with a JSON-schema response (only ever given consented text)."""
+    schema = {
+        "type": "object",
+        "properties": {"category": {"type": "string", "enum": list(CATEGORIES)}, "rationale": {"type": "string"}},
+        "required": ["category", "rationale"],
+        "additionalProperties": False,
+    }
+    cache: dict[str, str | None] = {}
+
+    def classify(query: str) -> str | None:
+        if query not in cache:
+            described = "\n".join(f"- {c}: {d}" for c, d in CATEGORY_DESCRIPTIONS.items())
+            response = client.chat.completions.create(
+                model=model,
+                messages=[
+                    {
+                        "role": "system",
+                        "content": "You classify why a user was unhappy with an assistant's answer. "
+                        f"Categories:\n{described}\n- other: none of these",
+                    },
+                    {"role": "user", "content": query},
+                ],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "triage_category", "schema": schema, "strict": True},
+                },
+                temperature=0,
+            )
+            try:
+                cache[query] = json.loads(response.choices[0].message.content or "{}").get("category")
+            except json.JSONDecodeError:
+                cache[query] = None
+        return cache[query]
+
+    return classify
+
+

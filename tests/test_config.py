@@ -1,0 +1,60 @@
+"""Settings: defaults, a TOML file, environment precedence, clear errors, no secret shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flywheel.config import load_settings
+from flywheel.errors import UsageError
+
+
+def test_defaults_follow_spec(flywheel_home: Path) -> None:
+    s = load_settings()
+    assert s.home == flywheel_home
+    assert s.golden == Path("evals/golden/default.jsonl")
+    assert s.prompt_name == "assistant-system"
+    assert s.knowledge_source is None and s.openai_base_url is None
+    assert s.resolved_tracking_uri == f"sqlite:///{flywheel_home.resolve()}/mlflow.db"
+    assert s.triage.per_user_cap == 5
+
+
+def test_toml_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "conf" / "fw.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('golden = "g.jsonl"\ntarget_model = "from-toml"\n[triage]\nper_user_cap = 3\ncluster_threshold = 0.8\n')
+    monkeypatch.setenv("FLYWHEEL_CONFIG", str(cfg))
+    s = load_settings()
+    assert s.golden == cfg.parent / "g.jsonl"  # relative to the file
+    assert (s.target_model, s.triage.per_user_cap, s.triage.cluster_threshold) == ("from-toml", 3, 0.8)
+    monkeypatch.setenv("FLYWHEEL_TARGET_MODEL", "from-env")
+    monkeypatch.setenv("FLYWHEEL_TRIAGE__PER_USER_CAP", "7")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    s = load_settings()
+    assert (s.target_model, s.triage.per_user_cap, s.triage.cluster_threshold) == ("from-env", 7, 0.8)
+    assert s.openai_base_url == "http://127.0.0.1:9/v1"
+
+
+def test_flywheel_toml_in_the_working_directory_is_read() -> None:
+    Path("flywheel.toml").write_text('prompt_name = "support"\n')
+    assert load_settings().prompt_name == "support"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("[triage]\nper_user_cap = 0\n", "triage.per_user_cap"), ("typo_key = 1\n", "typo_key"), ("golden = [\n", "TOML")],
+)
+def test_bad_config_is_a_usage_error_naming_the_field(text: str, needle: str, cli) -> None:
+    Path("flywheel.toml").write_text(text)
+    with pytest.raises(UsageError, match=needle):
+        load_settings()
+    out = cli("config", "--json", expect=2)
+    assert needle in out["error"]
+
+
+def test_config_command_never_shows_the_api_key(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret-value-123456")
+    out = cli("config", "--json")
+    assert out["openai_api_key"] == "***"
+    assert "sk-very-secret" not in cli.last.stdout + cli.last.stderr

@@ -1,0 +1,47 @@
+"""`flywheel demo` and the installed console script, end to end in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def run(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([str(BIN / "flywheel"), *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_demo_runs_on_the_simulator_world(tmp_path: Path) -> None:
+    proc = run("demo", "--home", str(tmp_path / "demo"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # exactly one JSON document on stdout; the narrative went to stderr
+    assert doc["home"] == str(tmp_path / "demo")
+    assert doc["ingest"]["rejected"] == 3 and doc["ingest"]["accepted"] >= 4000
+    assert doc["routes"]["rag"] >= 1 and doc["routes"]["prompt"] >= 4
+    categories = {c["category"] for c in doc["top_clusters"]}
+    assert len(categories) >= 4
+    assert "triage" in proc.stderr
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    proc = run("frobnicate")
+    assert proc.returncode == 2
+
+
+def test_ingest_json_from_the_console_script(tmp_path: Path) -> None:
+    src = tmp_path / "fb.jsonl"
+    src.write_text('{"event_id": "x", "ts": "2026-01-01T00:00:00Z", "signal": "thumbs_up", "query": "q", "output": "o"}\nnot json\n')
+    proc = run("ingest", str(src), "--json", env_extra={"FLYWHEEL_HOME": str(tmp_path / "h")})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) | {"quarantine": None} == {
+        "accepted": 1, "duplicates": 0, "rejected": 1, "scrubbed": 0, "quarantine": None,
+        "errors": [{"file": str(src), "line": 2, "error": json.loads(proc.stdout)["errors"][0]["error"]}],
+    }
