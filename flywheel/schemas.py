@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
@@ -95,14 +96,19 @@ class FeedbackEvent(BaseModel):
         return self
 
 
-class StoredEvent(BaseModel):
-    """A feedback event as the store keeps it: scrubbed, normalised to polarity and strength."""
+@dataclass(slots=True)
+class StoredEvent:
+    """A feedback event as the store keeps it: scrubbed, normalised to polarity and strength.
+
+    A slotted dataclass, not a pydantic model: events were validated on the way in, and ingest
+    and triage handle hundreds of thousands of them. ``signal`` and ``reason`` hold the enum values.
+    """
 
     event_id: str
     ts: datetime
-    signal: Signal
-    polarity: int = Field(ge=-1, le=1, description="-1 negative, 0 neutral, +1 positive")
-    strength: float = Field(ge=0.0, le=1.0)
+    signal: str
+    polarity: int  # -1 negative, 0 neutral, +1 positive
+    strength: float  # 0..1
     query: str
     output: str
     user_id: str | None = None
@@ -111,14 +117,14 @@ class StoredEvent(BaseModel):
     prompt_version: str | None = None
     model: str | None = None
     confidence: float | None = None
-    reason: Reason | None = None
+    reason: str | None = None
     comment: str | None = None
     correction: str | None = None
     final_text: str | None = None
     value: float | None = None
-    context_ids: list[str] = Field(default_factory=list)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    pii_scrubbed: list[str] = Field(default_factory=list, description="Kinds of PII that were removed.")
+    context_ids: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    pii_scrubbed: list[str] = field(default_factory=list)  # kinds of PII that were removed
 
 
 class IngestError(BaseModel):

@@ -52,6 +52,8 @@ CATEGORY_DESCRIPTIONS: dict[str, str] = {
     "unsafe": "the answer reveals private personal data of other people or helps with something harmful",
 }
 KNN_K = 7
+# Labelled neighbours considered per inference: a deterministic sample keeps 100k-event triage fast.
+KNN_MAX_LABELLED = 4096
 
 LlmClassifier = Callable[[str], str | None]
 
@@ -123,6 +125,9 @@ def _infer_categories(
     guess: dict[str, str] = {}
     if lab_counts:
         keys = list(lab_counts)
+        if len(keys) > KNN_MAX_LABELLED:  # the most frequent first, then an even spread of the rest
+            keys.sort(key=lambda k: -lab_counts[k])
+            keys = keys[: KNN_MAX_LABELLED // 2] + keys[KNN_MAX_LABELLED // 2 :: max(1, len(keys) // KNN_MAX_LABELLED)]
         l_mat = np.vstack([vec[q] for q, _ in keys])
         l_cat = [c for _, c in keys]
         l_w = np.array([lab_counts[k] for k in keys], dtype=np.float64)

@@ -60,10 +60,10 @@ def to_stored(event: FeedbackEvent, settings: IngestSettings) -> StoredEvent:
     polarity, strength = normalise(event, settings.edit_negative_threshold)
     found: set[str] = set()
     texts = {name: scrub_text(getattr(event, name), found) for name in _TEXT_FIELDS if getattr(event, name)}
-    return StoredEvent.model_construct(
+    return StoredEvent(
         event_id=event.event_id,
         ts=event.ts,
-        signal=event.signal,
+        signal=event.signal.value,
         polarity=polarity,
         strength=strength,
         query=texts.get("query", event.query),
@@ -74,7 +74,7 @@ def to_stored(event: FeedbackEvent, settings: IngestSettings) -> StoredEvent:
         prompt_version=event.prompt_version,
         model=event.model,
         confidence=event.confidence,
-        reason=event.reason,
+        reason=event.reason.value if event.reason else None,
         comment=texts.get("comment"),
         correction=texts.get("correction"),
         final_text=texts.get("final_text", event.final_text),

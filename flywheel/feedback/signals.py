@@ -7,7 +7,7 @@ The table, in one place so it can be read and argued with:
 | thumbs_up / thumbs_down | +1 / -1 | 1.0 |
 | rating 1..5 | 1-2 negative, 3 neutral, 4-5 positive | 1.0 at the ends, 0.5 next to neutral |
 | correction | -1 | 1.0 (the user supplied the right answer) |
-| edit | -1 when the changed fraction reaches the threshold, else +1 | the changed fraction / 0.3 |
+| edit | -1 when the changed fraction reaches the threshold, else +1 | 0.5 at the threshold, 1.0 at twice it; 0.3 when positive |
 | accept / copy | +1 | 0.6 / 0.5 |
 | dismiss | -1 (0 with reason `already_done`: not a quality failure) | 0.4 |
 | outcome 1 / 0 | +1 / -1 | 0.8 |
@@ -16,7 +16,7 @@ The table, in one place so it can be read and argued with:
 
 from __future__ import annotations
 
-from difflib import SequenceMatcher
+from rapidfuzz.distance import Indel
 
 from flywheel.schemas import FeedbackEvent, Reason, Signal
 
@@ -28,17 +28,13 @@ _FIXED: dict[Signal, tuple[int, float]] = {
     Signal.copy: (1, 0.5),
 }
 
-# Long texts make SequenceMatcher quadratic; beyond this, compare a prefix and the lengths.
-_EDIT_COMPARE_CHARS = 4000
-
-
 def edit_fraction(before: str, after: str) -> float:
-    """How much of the output the user changed: 0 = untouched, 1 = rewritten."""
-    if before == after:
-        return 0.0
-    a, b = before[:_EDIT_COMPARE_CHARS], after[:_EDIT_COMPARE_CHARS]
-    ratio = SequenceMatcher(None, a, b, autojunk=False).ratio()
-    return round(1.0 - ratio, 4)
+    """How much of the output the user changed: 0 = untouched, 1 = rewritten.
+
+    The normalised insert/delete distance (rapidfuzz, C++), i.e. 1 - difflib's ratio, fast enough
+    for every edit event of a million-line file.
+    """
+    return round(Indel.normalized_distance(before, after), 4)
 
 
 def normalise(event: FeedbackEvent, edit_negative_threshold: float = 0.3) -> tuple[int, float]:

@@ -83,7 +83,7 @@ def _row_tuple(e: StoredEvent, source: str, now: float) -> tuple[Any, ...]:
         e.event_id,
         ts.isoformat(),
         ts.timestamp(),
-        e.signal.value,
+        e.signal,
         e.polarity,
         e.strength,
         e.user_id,
@@ -92,7 +92,7 @@ def _row_tuple(e: StoredEvent, source: str, now: float) -> tuple[Any, ...]:
         e.prompt_version,
         e.model,
         e.confidence,
-        e.reason.value if e.reason else None,
+        e.reason,
         e.query,
         e.output,
         e.comment,
@@ -108,8 +108,7 @@ def _row_tuple(e: StoredEvent, source: str, now: float) -> tuple[Any, ...]:
 
 
 def _row_event(r: sqlite3.Row | tuple[Any, ...]) -> StoredEvent:
-    # model_construct: rows were validated on the way in; triage reads 100k+ of them.
-    return StoredEvent.model_construct(
+    return StoredEvent(
         event_id=r[0],
         ts=datetime.fromisoformat(r[1]),
         signal=r[3],

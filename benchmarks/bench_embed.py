@@ -1,0 +1,40 @@
+"""Embedding throughput of the local model on short texts (warm model, 2 cores).
+
+Target (issue 2): at least 400 texts/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import flywheel  # noqa: F401 - offline switches
+from benchmarks.bench_triage import make_events
+from flywheel.config import EmbeddingSettings
+from flywheel.embeddings import LocalEmbedder
+
+
+def main() -> bool:
+    from benchmarks._util import report
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--texts", type=int, default=5000)
+    args = parser.parse_args()
+    texts = list(dict.fromkeys(e["query"].split(" I'm on")[0] + f" #{i}" for i, e in enumerate(make_events(args.texts, 5, "x"))))
+    random.Random(0).shuffle(texts)
+    figures, rates = {}, {}
+    for precision in ("auto", "fp32"):
+        emb = LocalEmbedder(EmbeddingSettings(precision=precision))
+        emb.embed(texts[:256])  # load and warm up
+        start = time.perf_counter()
+        emb.embed(texts)
+        rates[precision] = len(texts) / (time.perf_counter() - start)
+        figures[f"texts_per_s_{precision}"] = round(rates[precision])
+    figures["texts"] = len(texts)
+    figures["mean_chars"] = round(sum(map(len, texts)) / len(texts))
+    return report("embed", figures, {"default (auto) >= 400 texts/s": rates["auto"] >= 400})
+
+
+if __name__ == "__main__":
+    raise SystemExit(0 if main() else 1)

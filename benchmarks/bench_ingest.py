@@ -1,0 +1,74 @@
+"""Ingest of 1,000,000 generated events end to end (the `flywheel ingest` command in a child process).
+
+Targets (issue 2): at least 20,000 events/s on 2 cores, peak RSS under 500 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+from pathlib import Path
+
+from benchmarks._util import BIN, report, run_child
+
+SIGNALS = ["thumbs_up", "thumbs_down", "rating", "correction", "edit", "accept", "dismiss", "copy", "outcome", "expert_review"]
+QUERIES = [
+    "How do I reset my password?", "What is the maximum upload size?", "How much does the Pro plan cost?",
+    "Give me the Team plan details as JSON.", "Sync broke again, how do I fix it?", "How do I export my data?",
+]
+
+
+def generate(path: Path, n: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    with path.open("w") as fh:
+        for i in range(n):
+            signal = SIGNALS[i % len(SIGNALS)]
+            e = {
+                "event_id": f"b-{i:08d}",
+                "ts": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
+                "signal": signal,
+                "query": f"{rng.choice(QUERIES)} (ticket {rng.randint(1, 10**6)})",
+                "output": "Go to Settings > Security and choose Reset password; we email you a reset link.",
+                "user_id": f"u{rng.randint(1, 50000)}",
+                "consent": rng.random() < 0.85,
+                "confidence": 0.7,
+            }
+            if signal in ("rating",):
+                e["value"] = rng.randint(1, 5)
+            elif signal == "outcome":
+                e["value"] = rng.randint(0, 1)
+            elif signal == "expert_review":
+                e["value"] = 0.2
+            elif signal == "correction":
+                e["correction"] = "The Pro plan costs $12 per month."
+            elif signal == "edit":
+                e["final_text"] = "Open Settings, then Security, then Reset password."
+            if i % 20 == 0:
+                e["comment"] = f"reach me at user{i}@example.com or +1 415 555 {i % 10000:04d}"
+            fh.write(json.dumps(e) + "\n")
+
+
+def main() -> bool:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "events.jsonl"
+        generate(src, args.events)
+        size_mb = src.stat().st_size / 1e6
+        seconds, rss, proc = run_child([str(BIN / "flywheel"), "ingest", str(src), "--json"],
+                                       env={"FLYWHEEL_HOME": str(Path(tmp) / "home")})
+        out = json.loads(proc.stdout)
+    rate = out["accepted"] / seconds
+    return report(
+        "ingest",
+        {"events": args.events, "file_mb": round(size_mb, 1), "seconds": round(seconds, 1),
+         "events_per_s": round(rate), "peak_rss_mb": rss, "accepted": out["accepted"], "scrubbed": out["scrubbed"]},
+        {"events/s >= 20000": rate >= 20_000, "peak RSS < 500 MB": rss < 500, "all accepted": out["accepted"] == args.events},
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(0 if main() else 1)

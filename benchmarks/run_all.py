@@ -1,0 +1,17 @@
+"""Run every benchmark and print its figures (`make bench`)."""
+
+from __future__ import annotations
+
+import importlib
+
+BENCHMARKS = ("bench_embed", "bench_ingest", "bench_triage")
+
+
+def main() -> int:
+    failed = [name for name in BENCHMARKS if not importlib.import_module(f"benchmarks.{name}").main.__call__()]
+    print("all targets met" if not failed else f"targets missed in: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
