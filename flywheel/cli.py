@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -178,6 +179,169 @@ def show_config(as_json: JsonFlag = False) -> None:
         emit(doc)
     else:
         Console().print_json(json.dumps(doc))
+
+
+def _who(by: str | None) -> str:
+    import getpass
+
+    return by or os.environ.get("FLYWHEEL_USER") or getpass.getuser()
+
+
+def print_candidates(cands: list[Any], title: str) -> None:
+    table = Table(title=title)
+    for col in ("candidate", "kind", "clusters", "golden", "champion", "delta [95% CI]", "decision", "reason"):
+        table.add_column(col, overflow="fold")
+    for c in cands:
+        ci = f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
+        table.add_row(c.candidate_id, c.kind, ", ".join(c.cluster_ids), f"{c.golden_score or 0:.3f}",
+                      f"{c.champion_score or 0:.3f}", ci, c.decision or "-", c.reason)
+    out = Console()
+    (out if out.is_terminal else Console(width=180)).print(table)
+
+
+@app.command()
+@handles_errors
+def cycle(
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Promote on the policy alone.")] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="Run the steps without Prefect (debugging).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run one improvement cycle (the Prefect flow `improvement-cycle`); never waits for a person."""
+    settings = _settings()
+    if plain:
+        from flywheel.cycle import run_cycle
+
+        report = run_cycle(settings, auto_approve=auto_approve, progress=lambda m: err.print(m, highlight=False))
+    else:
+        from flows.cycle import run_flow
+
+        report = run_flow(auto_approve=auto_approve)
+    if as_json:
+        emit(report.public())
+    else:
+        err.print(f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False)
+        print_candidates(report.candidates, f"candidates of {report.cycle_id}")
+
+
+@app.command()
+@handles_errors
+def pending(as_json: JsonFlag = False) -> None:
+    """Candidates waiting for approval, with their scores and MLflow run ids."""
+    from flywheel.gate import pending as waiting
+
+    cands = waiting(_settings())
+    if as_json:
+        emit({"pending": [c.public() for c in cands]})
+    else:
+        print_candidates(cands, f"{len(cands)} candidates waiting for approval")
+
+
+@app.command()
+@handles_errors
+def approve(
+    candidate_id: Annotated[str, typer.Argument(help="The candidate to promote.")],
+    by: Annotated[str | None, typer.Option("--by", help="Who approves (default: $FLYWHEEL_USER or your login).")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve a pending candidate: it is promoted, and who/when/note go on its MLflow run."""
+    from flywheel.gate import approve as do_approve
+
+    cand = do_approve(_settings(), candidate_id, by=_who(by), note=note)
+    if as_json:
+        emit(cand.public())
+    else:
+        err.print(f"{cand.candidate_id} promoted (prompt v{cand.version}) by {cand.decided_by}", highlight=False)
+
+
+@app.command()
+@handles_errors
+def reject(
+    candidate_id: Annotated[str, typer.Argument(help="The candidate to reject.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required).")],
+    by: Annotated[str | None, typer.Option("--by", help="Who rejects.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reject a pending candidate, with a reason that is recorded on its MLflow run."""
+    from flywheel.gate import reject as do_reject
+
+    cand = do_reject(_settings(), candidate_id, by=_who(by), reason=reason)
+    if as_json:
+        emit(cand.public())
+    else:
+        err.print(f"{cand.candidate_id} rejected by {cand.decided_by}", highlight=False)
+
+
+@app.command()
+@handles_errors
+def rollback(
+    kind: Annotated[str, typer.Argument(help="prompt, rag or model.")],
+    by: Annotated[str | None, typer.Option("--by", help="Who rolls back.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore the previous champion of a kind; the rollback itself is recorded."""
+    from flywheel.gate import rollback as do_rollback
+
+    out = do_rollback(_settings(), kind, by=_who(by), note=note)
+    if as_json:
+        emit(out)
+    else:
+        err.print(f"{kind}: v{out['from_version']} -> v{out['to_version']}", highlight=False)
+
+
+@app.command()
+@handles_errors
+def status(as_json: JsonFlag = False) -> None:
+    """Champions, pending approvals, negative-feedback rate, events since the last cycle, loop velocity."""
+    from flywheel.gate import status as get_status
+
+    doc = get_status(_settings())
+    if as_json:
+        emit(doc)
+    else:
+        Console().print_json(json.dumps(doc, default=str))
+
+
+prompt_app = typer.Typer(help="The champion prompt in the MLflow prompt registry.", no_args_is_help=True)
+app.add_typer(prompt_app, name="prompt")
+
+
+@prompt_app.command("set")
+@handles_errors
+def prompt_set(
+    file: Annotated[Path, typer.Argument(help="Text file with the prompt template.")],
+    message: Annotated[str | None, typer.Option("--message", help="Commit message for the new version.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register FILE as a new prompt version and point `production` at it."""
+    from flywheel.gate import set_prompt
+
+    if not file.is_file():
+        raise UsageError(f"{file}: no such file")
+    out = set_prompt(_settings(), file.read_text(encoding="utf-8").strip(), message=message, by=_who(None))
+    if as_json:
+        emit(out)
+    else:
+        err.print(f"prompt {out['name']} v{out['version']} is now production", highlight=False)
+
+
+@prompt_app.command("show")
+@handles_errors
+def prompt_show(
+    version: Annotated[str | None, typer.Option("--version", help="A version (default: production).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the production prompt (or version N)."""
+    from flywheel.champion import prompt_version, require_production_prompt
+
+    settings = _settings()
+    ref = prompt_version(settings, version) if version else require_production_prompt(settings)
+    doc = {"name": ref.name, "version": ref.version, "template": ref.template, "aliases": list(ref.aliases)}
+    if as_json:
+        emit(doc)
+    else:
+        print(ref.template)
 
 
 # ---------------------------------------------------------------------------------------------

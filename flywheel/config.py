@@ -94,6 +94,58 @@ class TriageSettings(BaseModel):
     )
 
 
+class EvalSettings(BaseModel):
+    """How the product pipeline is run on the golden set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(16, ge=1, le=512, description="Product and judge calls in flight at once.")
+    default_scorer: Literal["exact", "contains", "regex", "json", "judge"] = Field(
+        "contains", description="Scorer for golden items that do not name one."
+    )
+    pipeline: str | None = Field(
+        None,
+        description="Your own product pipeline as `module:function`; it receives (variant, query) and returns "
+        "the answer (sync or async). Default: the built-in pipeline (prompt + retrieval + chat completion).",
+    )
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature of the product model.")
+    max_tokens: int | None = Field(None, ge=1, description="Answer length limit passed to the product model.")
+    bootstrap_resamples: int = Field(5000, ge=200, description="Resamples for the paired bootstrap CI.")
+    cache: bool = Field(True, description="Reuse results of an unchanged variant on an unchanged golden set.")
+
+
+class PolicySettings(BaseModel):
+    """What a candidate must show before it may be promoted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_delta: float = Field(0.01, description="Minimum mean improvement over the champion (score points, 0..1).")
+    require_ci_above_zero: bool = Field(True, description="The 95% CI's lower bound must be above zero.")
+    max_category_regression: float = Field(
+        0.05, ge=0.0, description="No category may lose more than this (score points)."
+    )
+    min_golden_size: int = Field(30, ge=1, description="Golden items that must be scored for a decision.")
+    max_error_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of golden items allowed to error (an errored item is never scored)."
+    )
+    auto_approve: bool = Field(False, description="Promote on the policy alone, without a human approval.")
+
+
+class ImproveSettings(BaseModel):
+    """How the improvers work within one cycle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_clusters: int = Field(5, ge=1, description="Prompt-routed clusters worked on per cycle, by priority.")
+    min_cluster_consented: int = Field(3, ge=1, description="Consented events a cluster needs to be drafted from.")
+    examples_per_cluster: int = Field(8, ge=1, le=50, description="Failing examples shown to the drafting model.")
+    drafts_per_cluster: int = Field(3, ge=1, le=10, description="Revised prompts asked for per cluster.")
+    keep_per_cluster: int = Field(1, ge=1, description="Best screened drafts per cluster that go to the golden set.")
+    max_prompt_growth_chars: int = Field(1500, ge=0, description="A revision may be at most this much longer.")
+    copy_ngram: int = Field(6, ge=3, description="Word n-gram length that counts as verbatim copying.")
+    merge: bool = Field(True, description="Also evaluate one prompt that merges every cluster's best revision.")
+
+
 class Settings(BaseSettings):
     """Everything Flywheel can be told. Names follow SPEC.md's environment table."""
 
@@ -143,6 +195,12 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    improve: ImproveSettings = Field(default_factory=ImproveSettings)
+    prompt_variables: dict[str, str] = Field(
+        default_factory=dict, description="Values for {{variables}} in the prompt template."
+    )
 
     config_file: Path | None = Field(None, exclude=True, description="The TOML file these settings came from, if any.")
 
@@ -170,6 +228,10 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_path(self) -> Path:
         return self.home / "embeddings.sqlite"
+
+    @property
+    def state_path(self) -> Path:
+        return self.home / "state.sqlite"
 
     @property
     def resolved_store_url(self) -> str:

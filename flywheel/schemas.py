@@ -164,3 +164,41 @@ class FailureCluster(BaseModel):
     last_seen: datetime | None = None
     reasons: dict[str, int] = Field(default_factory=dict)
     example_queries: list[str] = Field(default_factory=list, description="Consented, scrubbed queries only.")
+
+
+Decision = Literal["promoted", "pending_approval", "rejected"]
+CandidateKind = Literal["prompt", "rag", "finetune"]
+
+
+class Candidate(BaseModel):
+    """A proposed change, its evidence and its decision (SPEC.md's candidate, plus provenance)."""
+
+    candidate_id: str
+    cycle_id: str
+    kind: CandidateKind
+    cluster_ids: list[str]
+    parent: str | None = Field(None, description="The champion it was drafted from (e.g. prompt version).")
+    version: str | None = Field(None, description="What promotion would point at (e.g. the new prompt version).")
+    payload: dict[str, Any] = Field(default_factory=dict, description="The change itself: template, diff, provenance.")
+    golden_score: float | None = None
+    champion_score: float | None = None
+    delta: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    per_category: dict[str, float] = Field(default_factory=dict)
+    category_deltas: dict[str, float] = Field(default_factory=dict)
+    decision: Decision | None = None
+    reason: str = ""
+    mlflow_run_id: str | None = None
+    first_seen: datetime | None = Field(None, description="Earliest negative event of its clusters (loop velocity).")
+    created_at: datetime | None = None
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    note: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The SPEC fields first, then the rest."""
+        spec = ("candidate_id", "kind", "cluster_ids", "golden_score", "champion_score", "delta", "ci_low",
+                "ci_high", "per_category", "decision", "reason", "mlflow_run_id")
+        doc = self.model_dump(mode="json")
+        return {k: doc[k] for k in spec} | {k: v for k, v in doc.items() if k not in spec and k != "payload"}

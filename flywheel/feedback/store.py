@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from flywheel.errors import FlywheelError, UsageError
+from flywheel.errors import UsageError
 from flywheel.schemas import StoredEvent
+from flywheel.sqlite_util import open_migrated
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: events
@@ -138,25 +139,7 @@ class SQLiteFeedbackStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(path, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise FlywheelError(f"feedback store {path} cannot be opened: {exc}") from exc
-
-    def _migrate(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise FlywheelError(
-                f"feedback store {self.path} has schema version {version}, newer than this Flywheel "
-                f"understands ({SCHEMA_VERSION}); upgrade Flywheel"
-            )
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            with self._db:
-                self._db.executescript(f"BEGIN; {MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
+        self._db = open_migrated(path, MIGRATIONS, "feedback store")
 
     @property
     def schema_version(self) -> int:
@@ -200,6 +183,9 @@ class SQLiteFeedbackStore:
             "COALESCE(SUM(consent), 0) FROM events"
         ).fetchone()
         return {"events": row[0], "negative": row[1], "positive": row[2], "consented": row[3]}
+
+    def count_ingested_since(self, epoch: float) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM events WHERE ingested_at > ?", (epoch,)).fetchone()[0])
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,83 @@
+"""Golden sets: load, validate (a bad line is a usage error naming file and line), version.
+
+The version is the SHA-256 of the canonical content: every item as sorted-key compact JSON,
+ordered by id, so reformatting or reordering the file does not change it, and any change to an
+item does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flywheel.errors import UsageError
+
+Scorer = Literal["exact", "contains", "regex", "json", "judge"]
+
+
+class GoldenItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    input: str = Field(min_length=1)
+    expected: str
+    category: str = Field(min_length=1)
+    scorer: Scorer | None = None
+    tags: list[str] = Field(default_factory=list)
+    documents: list[str] = Field(default_factory=list, description="Knowledge documents that answer the item.")
+
+    @field_validator("expected", mode="before")
+    @classmethod
+    def _json_expected_as_text(cls, v: Any) -> Any:
+        # A `json` item may give its expected object inline; keep it as canonical JSON text.
+        return json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    path: Path
+    items: tuple[GoldenItem, ...]
+    version: str
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({i.category for i in self.items})
+
+
+def canonical_version(items: list[GoldenItem]) -> str:
+    lines = [json.dumps(i.model_dump(exclude_defaults=True), sort_keys=True, separators=(",", ":"))
+             for i in sorted(items, key=lambda i: i.id)]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def load_golden(path: Path) -> GoldenSet:
+    """Read and validate every line; the first bad one is a usage error (exit 2) naming file and line."""
+    if not path.is_file():
+        raise UsageError(f"golden set {path}: no such file (set FLYWHEEL_GOLDEN or `golden` in flywheel.toml)")
+    items: list[GoldenItem] = []
+    seen: dict[str, int] = {}
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                item = GoldenItem.model_validate_json(raw)
+            except ValidationError as exc:
+                from flywheel.feedback.ingest import describe_validation_error
+
+                raise UsageError(f"{path}:{line_no}: {describe_validation_error(exc)}") from exc
+            if item.id in seen:
+                raise UsageError(f"{path}:{line_no}: duplicate id {item.id!r} (first on line {seen[item.id]})")
+            seen[item.id] = line_no
+            items.append(item)
+    if not items:
+        raise UsageError(f"golden set {path}: no items")
+    return GoldenSet(path=path, items=tuple(items), version=canonical_version(items))

@@ -1,0 +1,113 @@
+"""The product under improvement: a variant (prompt, index, model) answering one query.
+
+The built-in pipeline is the default and what the demo improves: the system prompt from the
+registry (its ``{{variables}}`` filled from config), the passages the active index retrieves for
+the query inside ``<context>`` tags, then one chat completion. A team with its own pipeline sets
+``eval.pipeline = "package.module:function"``; the function receives ``(variant, query)`` and
+returns the answer, as a plain or an async function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from flywheel.errors import UsageError
+
+_VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+class Retriever(Protocol):
+    version: str
+
+    def retrieve(self, query: str, k: int) -> list[tuple[str, str]]:
+        """``(document id, text)`` of the best passages for ``query``."""
+
+
+class Variant(BaseModel):
+    """Everything that decides an answer; its key is what evaluation results are cached by."""
+
+    label: str  # "champion" or a candidate id
+    prompt_template: str
+    prompt_version: str | None = None
+    model: str
+    index_version: str | None = None
+    pipeline: str = "builtin"
+
+    @property
+    def key(self) -> str:
+        doc = {"t": self.prompt_template, "m": self.model, "i": self.index_version, "p": self.pipeline}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def template_variables(template: str) -> set[str]:
+    return set(_VARIABLE.findall(template))
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    missing = template_variables(template) - set(values)
+    if missing:
+        raise UsageError(
+            f"the prompt uses {', '.join(sorted('{{' + m + '}}' for m in missing))} but no value is configured; "
+            "set them under [prompt_variables] in flywheel.toml"
+        )
+    return _VARIABLE.sub(lambda m: values[m.group(1)], template)
+
+
+def context_block(passages: list[tuple[str, str]]) -> str:
+    if not passages:
+        return ""
+    return "\n<context>\n" + "\n\n".join(f"[{doc_id}]\n{text}" for doc_id, text in passages) + "\n</context>"
+
+
+Answer = Callable[[Variant, str], Awaitable[str]]
+
+
+def builtin_pipeline(client: Any, variables: dict[str, str], retriever: Retriever | None = None, *,
+                     temperature: float = 0.0, max_tokens: int | None = None, k: int = 3) -> Answer:
+    """System prompt + retrieved context + one chat completion on ``client`` (an AsyncOpenAI)."""
+
+    async def answer(variant: Variant, query: str) -> str:
+        system = render(variant.prompt_template, variables)
+        if retriever is not None:
+            passages = await asyncio.to_thread(retriever.retrieve, query, k)
+            system += context_block(passages)
+        extra: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
+        response = await client.chat.completions.create(
+            model=variant.model,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": query}],
+            temperature=temperature,
+            **extra,
+        )
+        content = response.choices[0].message.content
+        if content is None:
+            raise ValueError("the model returned no content")
+        return content
+
+    return answer
+
+
+def load_user_pipeline(spec: str) -> Answer:
+    """``module:function`` -> an async answer function (a sync one runs in a worker thread)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"eval.pipeline {spec!r} must look like 'package.module:function'")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"eval.pipeline {spec!r} cannot be loaded: {exc}") from exc
+    if inspect.iscoroutinefunction(fn):
+        return fn  # type: ignore[no-any-return]
+
+    async def answer(variant: Variant, query: str) -> str:
+        return str(await asyncio.to_thread(fn, variant, query))
+
+    return answer

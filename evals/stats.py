@@ -1,0 +1,75 @@
+"""Comparing a candidate with the champion on the same golden items.
+
+The delta's confidence interval is a paired bootstrap: resample items (with replacement), take the
+mean of the per-item differences, and read the percentiles. Pairing removes the item-difficulty
+variance that an unpaired comparison would carry.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+
+class Comparison(BaseModel):
+    n: int
+    golden_score: float
+    champion_score: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    per_category: dict[str, float]  # candidate score per category
+    category_deltas: dict[str, float]
+
+
+def paired_bootstrap_ci(
+    candidate: Sequence[float], champion: Sequence[float], *, resamples: int = 5000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """``(mean delta, low, high)`` of candidate - champion over paired items."""
+    a = np.asarray(candidate, dtype=np.float64)
+    b = np.asarray(champion, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError("paired scores must be two non-empty sequences of the same length")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // len(diff))  # bounded memory for large golden sets
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        idx = rng.integers(0, len(diff), size=(stop - start, len(diff)))
+        means[start:stop] = diff[idx].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(diff.mean()), float(low), float(high)
+
+
+def category_means(scores: dict[str, float], categories: dict[str, str]) -> dict[str, float]:
+    groups: dict[str, list[float]] = defaultdict(list)
+    for item_id, value in scores.items():
+        groups[categories[item_id]].append(value)
+    return {c: round(float(np.mean(v)), 4) for c, v in sorted(groups.items())}
+
+
+def compare(
+    candidate: dict[str, float], champion: dict[str, float], categories: dict[str, str], *, resamples: int = 5000
+) -> Comparison:
+    """Compare on the items both variants scored (ids -> score)."""
+    ids = sorted(set(candidate) & set(champion))
+    if not ids:
+        raise ValueError("no golden item was scored for both variants")
+    delta, low, high = paired_bootstrap_ci([candidate[i] for i in ids], [champion[i] for i in ids], resamples=resamples)
+    cand_cat = category_means({i: candidate[i] for i in ids}, categories)
+    champ_cat = category_means({i: champion[i] for i in ids}, categories)
+    return Comparison(
+        n=len(ids),
+        golden_score=round(float(np.mean([candidate[i] for i in ids])), 4),
+        champion_score=round(float(np.mean([champion[i] for i in ids])), 4),
+        delta=round(delta, 4),
+        ci_low=round(low, 4),
+        ci_high=round(high, 4),
+        per_category=cand_cat,
+        category_deltas={c: round(cand_cat[c] - champ_cat[c], 4) for c in cand_cat},
+    )

@@ -1,0 +1,123 @@
+"""The MLflow record of a cycle, exactly as SPEC.md names it.
+
+One parent run per cycle (tag ``flywheel.kind=cycle``); nested runs for the champion baseline
+(``flywheel.kind=champion``) and for every candidate, tagged ``flywheel.kind``,
+``flywheel.candidate_id``, ``flywheel.cycle_id``, ``flywheel.decision``, with metric
+``golden_score`` and ``golden.<category>``, param ``golden_version``, the per-example results as
+a table, the golden set as the dataset input, and the prompt diff as an artifact.
+
+Runs are found by their tags before one is created, so a resumed cycle never duplicates them.
+Everything uses ``MlflowClient`` with explicit run ids: no global active run, safe in threads.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from typing import Any
+
+from evals.golden import GoldenSet
+from evals.runner import EvalResult
+
+KIND = "flywheel.kind"
+CANDIDATE = "flywheel.candidate_id"
+CYCLE = "flywheel.cycle_id"
+DECISION = "flywheel.decision"
+
+
+def _metric_key(category: str) -> str:
+    return "golden." + re.sub(r"[^\w\-./ ]", "_", category)
+
+
+def experiment_id(client: Any, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp else client.create_experiment(name)
+
+
+def find_run(client: Any, exp_id: str, tags: dict[str, str]) -> str | None:
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = client.search_runs([exp_id], filter_string=query, max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def cycle_run(client: Any, exp_id: str, cycle_id: str) -> str:
+    found = find_run(client, exp_id, {KIND: "cycle", CYCLE: cycle_id})
+    if found:
+        return found
+    run = client.create_run(exp_id, run_name=cycle_id, tags={KIND: "cycle", CYCLE: cycle_id})
+    return run.info.run_id
+
+
+def golden_dataset_input(golden: GoldenSet) -> Any:
+    import mlflow.data
+    import pandas as pd
+    from mlflow.entities import DatasetInput, InputTag
+
+    df = pd.DataFrame([i.model_dump() for i in golden.items])
+    with warnings.catch_warnings():  # a local path matches two equivalent source types; either is right
+        warnings.simplefilter("ignore", UserWarning)
+        ds = mlflow.data.from_pandas(df, source=str(golden.path), name=golden.path.name, digest=golden.version[:16])
+    return DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "golden")])
+
+
+def log_variant(
+    client: Any,
+    exp_id: str,
+    parent_run_id: str,
+    *,
+    cycle_id: str,
+    kind: str,
+    candidate_id: str,
+    result: EvalResult,
+    golden: GoldenSet,
+    decision: str | None,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    tags: dict[str, str],
+    artifacts: dict[str, str],
+) -> str:
+    """Create (or find, when resuming) the nested run of one variant and log its evaluation."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    base_tags = {KIND: kind, CANDIDATE: candidate_id, CYCLE: cycle_id}
+    run_id = find_run(client, exp_id, base_tags)
+    if run_id is not None:
+        return run_id
+    run = client.create_run(
+        exp_id, run_name=candidate_id, tags={**base_tags, "mlflow.parentRunId": parent_run_id}
+    )
+    run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    all_metrics = {"golden_score": result.mean if result.mean is not None else float("nan"),
+                   "golden_errors": float(result.errors), "golden_items": float(len(result.rows)),
+                   "eval_seconds": result.seconds, **metrics}
+    per_cat: dict[str, list[float]] = {}
+    for r in result.rows:
+        if r.score is not None:
+            per_cat.setdefault(r.category, []).append(r.score)
+    for category, values in per_cat.items():
+        all_metrics[_metric_key(category)] = sum(values) / len(values)
+    all_params = {"golden_version": golden.version, "golden_path": str(golden.path), "model": result.variant.model,
+                  "prompt_version": result.variant.prompt_version, "index_version": result.variant.index_version,
+                  "eval_cached": result.cached, **params}
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in all_metrics.items() if v is not None],
+        params=[Param(k, str(v)[:6000]) for k, v in all_params.items() if v is not None],
+        tags=[RunTag(k, str(v)[:5000]) for k, v in {**tags, DECISION: decision or "evaluated"}.items()],
+    )
+    client.log_inputs(run_id, datasets=[golden_dataset_input(golden)])
+    import mlflow
+
+    mlflow.log_table({k: [getattr(r, k) for r in result.rows] for k in result.rows[0].model_fields},
+                     artifact_file="eval_results.json", run_id=run_id)
+    for name, text in artifacts.items():
+        client.log_text(run_id, text, name)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def set_tags(client: Any, run_id: str, tags: dict[str, str]) -> None:
+    for k, v in tags.items():
+        client.set_tag(run_id, k, str(v)[:5000])

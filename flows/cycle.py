@@ -1,0 +1,149 @@
+"""The Prefect flow ``improvement-cycle``: triage, one improver per routed cluster, golden-set
+evaluation of the champion and every candidate, then the promotion gate.
+
+The flow only orchestrates: each task calls one step of :mod:`flywheel.cycle`. Tasks are coarse
+(a whole improver, a whole evaluation), those that call an LLM retry, and every result is
+persisted and cached under the cycle id, so a cycle that was killed and started again resumes
+the same cycle and reuses what finished (the state store and MLflow tags guard the same).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from pydantic import BaseModel, Field
+
+import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
+from evals.pipeline import Variant
+from evals.runner import EvalResult
+from flywheel import cycle as steps
+from flywheel.config import Settings, load_settings
+from flywheel.schemas import Candidate, FailureCluster
+
+# Secrets never travel as flow parameters (Prefect stores and shows parameters).
+_NEVER_PASSED = {"openai_api_key"}
+_MLFLOW_WRITES = threading.Lock()  # prompt registration from parallel improver tasks, one at a time
+
+
+class CycleParameters(BaseModel):
+    """What an operator can set when starting a cycle from the Prefect UI."""
+
+    auto_approve: bool = Field(False, description="Promote candidates that pass the policy without waiting for a person.")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Setting overrides (as in flywheel.toml), e.g. {\"golden\": \"evals/golden/default.jsonl\"}. "
+        "Secrets are not accepted here: set OPENAI_API_KEY on the worker.",
+    )
+
+
+def _settings(params: CycleParameters) -> Settings:
+    overrides = {k: v for k, v in params.config.items() if k not in _NEVER_PASSED}
+    return load_settings(**overrides)
+
+
+def _key(*parts: Any) -> str:
+    return "flywheel:" + ":".join(str(p) for p in parts)
+
+
+@task(name="begin", persist_result=False, cache_policy=NO_CACHE)
+def begin_task(settings: Settings) -> steps.CycleSetup:
+    return steps.begin(settings)
+
+
+@task(name="triage", persist_result=True,
+      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "triage"))
+def triage_task(settings: Settings, setup: steps.CycleSetup) -> list[FailureCluster]:
+    return steps.triage_step(settings)
+
+
+@task(name="improve-prompt", retries=2, retry_delay_seconds=[2, 10], persist_result=True,
+      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "prompt", p["cluster"].cluster_id),
+      task_run_name="improve-prompt-{cluster.cluster_id}")
+def improve_prompt_task(settings: Settings, setup: steps.CycleSetup, cluster: FailureCluster,
+                        protected: list[str]) -> list[Candidate]:
+    with _MLFLOW_WRITES:
+        return steps.improve_prompt_step(settings, setup, cluster, protected)
+
+
+@task(name="merge-prompts", retries=2, retry_delay_seconds=[2, 10], persist_result=True,
+      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "merge",
+                                       ",".join(sorted(c.candidate_id for c in p["candidates"]))))
+def merge_task(settings: Settings, setup: steps.CycleSetup, candidates: list[Candidate],
+               clusters: list[FailureCluster], protected: list[str]) -> Candidate | None:
+    with _MLFLOW_WRITES:
+        return steps.merge_step(settings, setup, candidates, clusters, protected)
+
+
+@task(name="evaluate", retries=1, retry_delay_seconds=5, persist_result=True,
+      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "eval", p["variant"].key),
+      task_run_name="evaluate-{variant.label}")
+def evaluate_task(settings: Settings, setup: steps.CycleSetup, variant: Variant) -> EvalResult:
+    return steps.evaluate_step(settings, variant)
+
+
+@task(name="gate", persist_result=False, cache_policy=NO_CACHE)
+def gate_task(settings: Settings, setup: steps.CycleSetup, champion: EvalResult, results: dict[str, EvalResult],
+              auto_approve: bool) -> steps.CycleReport:
+    return steps.gate_step(settings, setup, champion, results, auto_approve)
+
+
+def report_markdown(report: steps.CycleReport) -> str:
+    lines = [f"# Improvement cycle {report.cycle_id}", "",
+             f"Golden set `{report.golden_version[:12]}`; champion score **{report.champion_score}**.", "",
+             "| candidate | kind | clusters | golden | delta [95% CI] | decision | reason |",
+             "|---|---|---|---|---|---|---|"]
+    for c in report.candidates:
+        ci = f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
+        lines.append(f"| `{c.candidate_id}` | {c.kind} | {', '.join(c.cluster_ids)} | {c.golden_score} | {ci} | "
+                     f"{c.decision} | {c.reason.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+@flow(name="improvement-cycle", log_prints=False, validate_parameters=True)
+def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, Any]:  # noqa: B008
+    """One turn of the flywheel: triage -> improvers -> golden-set evaluation -> gate."""
+    logger = get_run_logger()
+    settings = _settings(params)
+    setup = begin_task(settings)
+    logger.info("cycle %s%s, champion prompt v%s", setup.cycle_id, " (resumed)" if setup.resumed else "",
+                setup.champion_version)
+    try:
+        clusters = triage_task(settings, setup)
+        chosen = steps.prompt_clusters(clusters, settings)
+        logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
+        protected = steps.protected_texts(settings)
+        futures = [improve_prompt_task.submit(settings, setup, c, protected) for c in chosen]
+        wait(futures)
+        candidates = [cand for f in futures for cand in f.result()]
+        merged = merge_task(settings, setup, candidates, chosen, protected)
+        if merged is not None:
+            candidates.append(merged)
+        steps._crash_point("improve")
+        variants = [steps.variant_for(settings, setup, None)] + [steps.variant_for(settings, setup, c) for c in candidates]
+        evals = [evaluate_task.submit(settings, setup, v) for v in variants]
+        wait(evals)
+        champion, *rest = [f.result() for f in evals]
+        steps._crash_point("evaluate")
+        report = gate_task(settings, setup, champion, {c.candidate_id: r for c, r in zip(candidates, rest, strict=True)},
+                           params.auto_approve)
+    except steps.EndpointFailed as exc:
+        steps.fail(settings, setup.cycle_id, str(exc))
+        raise
+    report.clusters = [c.model_dump(mode="json", include={"cluster_id", "category", "route", "size", "users",
+                                                           "priority", "summary"}) for c in clusters]
+    steps.finish(settings, report)
+    create_markdown_artifact(key="flywheel-cycle-report", markdown=report_markdown(report),
+                             description=f"Flywheel cycle {report.cycle_id}")
+    return report.model_dump(mode="json")
+
+
+def run_flow(*, auto_approve: bool = False, overrides: dict[str, Any] | None = None) -> steps.CycleReport:
+    """Run the flow in this process (Prefect's ephemeral API unless PREFECT_API_URL is set)."""
+    params = CycleParameters(auto_approve=auto_approve, config={k: (str(v) if hasattr(v, "__fspath__") else v)
+                                                                for k, v in (overrides or {}).items()})
+    return steps.CycleReport.model_validate(improvement_cycle(params))

@@ -1,0 +1,88 @@
+"""What is in production, and how it moves: the MLflow prompt registry alias ``production``.
+
+Every move (``prompt set``, a promotion, a rollback) is also recorded in the state store, so that
+rollback knows what came before and ``status`` can measure the loop's speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from flywheel.config import Settings
+from flywheel.errors import UsageError
+
+PRODUCTION = "production"
+
+
+def use_mlflow(settings: Settings) -> Any:
+    """Point MLflow at Flywheel's tracking store and experiment; returns an MlflowClient."""
+    os.environ.setdefault("MLFLOW_GENAI_EVAL_SKIP_TRACE_VALIDATION", "true")
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # table-creation chatter on every new store
+    settings.ensure_home()
+    uri = settings.resolved_tracking_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(settings.experiment)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@dataclass(frozen=True)
+class PromptRef:
+    name: str
+    version: str
+    template: str
+    aliases: tuple[str, ...] = ()
+
+
+def _ref(pv: Any) -> PromptRef:
+    return PromptRef(pv.name, str(pv.version), pv.template, tuple(getattr(pv, "aliases", None) or ()))
+
+
+def production_prompt(settings: Settings) -> PromptRef | None:
+    import mlflow
+
+    use_mlflow(settings)
+    pv = mlflow.genai.load_prompt(f"prompts:/{settings.prompt_name}@{PRODUCTION}", allow_missing=True,
+                                  cache_ttl_seconds=0)
+    return _ref(pv) if pv is not None else None
+
+
+def require_production_prompt(settings: Settings) -> PromptRef:
+    ref = production_prompt(settings)
+    if ref is None:
+        raise UsageError(
+            f"no production prompt named {settings.prompt_name!r} in the MLflow registry at "
+            f"{settings.resolved_tracking_uri}; bring yours in with `flywheel prompt set FILE`"
+        )
+    return ref
+
+
+def prompt_version(settings: Settings, version: str) -> PromptRef:
+    import mlflow
+
+    use_mlflow(settings)
+    try:
+        return _ref(mlflow.genai.load_prompt(settings.prompt_name, version=int(version), cache_ttl_seconds=0))
+    except Exception as exc:  # mlflow raises its own exception types for a missing version
+        raise UsageError(f"prompt {settings.prompt_name!r} has no version {version}: {exc}") from exc
+
+
+def register_prompt(settings: Settings, template: str, message: str, tags: dict[str, str]) -> PromptRef:
+    import mlflow
+
+    use_mlflow(settings)
+    pv = mlflow.genai.register_prompt(name=settings.prompt_name, template=template, commit_message=message,
+                                      tags={k: str(v) for k, v in tags.items()})
+    return _ref(pv)
+
+
+def move_prompt_alias(settings: Settings, version: str) -> None:
+    import mlflow
+
+    use_mlflow(settings)
+    mlflow.genai.set_prompt_alias(settings.prompt_name, alias=PRODUCTION, version=int(version))

@@ -1,0 +1,421 @@
+"""The steps of one improvement cycle, as plain functions (the Prefect flow in ``flows/cycle.py``
+wires them as tasks; ``run_cycle`` runs the same steps without Prefect).
+
+begin -> triage -> improve (one improver per routed cluster) -> merge -> evaluate (champion and
+every candidate) -> gate (MLflow record first, then decisions) -> finish.
+
+Every step stores its result in the state store under a key derived from the cycle and its
+inputs (drafts per cluster, candidates by a content hash, evaluations by variant and golden
+version, MLflow runs by tags), so a cycle that was killed and is started again resumes the same
+cycle id and redoes nothing that had finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from difflib import unified_diff
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from evals.golden import GoldenSet, load_golden
+from evals.pipeline import Answer, Variant, builtin_pipeline, load_user_pipeline
+from evals.runner import EvalResult, evaluate, judge_with
+from flywheel.champion import register_prompt, require_production_prompt, use_mlflow
+from flywheel.config import Settings
+from flywheel.errors import FlywheelError
+from flywheel.feedback.store import open_store
+from flywheel.llm import endpoint, make_async_client, make_client
+from flywheel.schemas import Candidate, FailureCluster, StoredEvent
+from flywheel.state import StateStore, open_state
+from improvers.prompt import FailingExample, integrity_problems, merge_prompts, propose
+
+Progress = Callable[[str], None]
+
+
+class EndpointFailed(FlywheelError):
+    """The LLM endpoint kept failing after retries: the cycle ends and nothing is promoted."""
+
+
+class CycleSetup(BaseModel):
+    cycle_id: str
+    resumed: bool
+    champion_version: str
+    champion_template: str
+    golden_version: str
+
+
+class CycleReport(BaseModel):
+    cycle_id: str
+    golden_version: str
+    champion_score: float | None
+    candidates: list[Candidate]
+    resumed: bool = False
+    clusters: list[dict[str, Any]] = Field(default_factory=list)
+    champion_run_id: str | None = None
+    cycle_run_id: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "cycle_id": self.cycle_id,
+            "golden_version": self.golden_version,
+            "champion_score": self.champion_score,
+            "candidates": [c.public() for c in self.candidates],
+            "resumed": self.resumed,
+            "clusters": self.clusters,
+            "mlflow_run_id": self.cycle_run_id,
+        }
+
+
+def _crash_point(step: str) -> None:
+    """Fault injection for the resume tests: FLYWHEEL_CRASH_AFTER=<step> kills the process there."""
+    if os.environ.get("FLYWHEEL_CRASH_AFTER") == step:
+        os._exit(137)
+
+
+def _short_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:10]
+
+
+# ------------------------------------------------------------------------------------------------
+def begin(settings: Settings) -> CycleSetup:
+    """Check what the cycle needs (endpoint, champion, golden set) and open or resume a cycle."""
+    endpoint(settings, purpose="`flywheel cycle`")
+    champion = require_production_prompt(settings)
+    golden = load_golden(settings.golden)
+    with open_state(settings.ensure_home()) as state:
+        cycle_id = state.unfinished_cycle()
+        resumed = cycle_id is not None
+        if cycle_id is None:
+            cycle_id = f"cyc-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+            state.start_cycle(cycle_id)
+    return CycleSetup(cycle_id=cycle_id, resumed=resumed, champion_version=champion.version,
+                      champion_template=champion.template, golden_version=golden.version)
+
+
+def triage_step(settings: Settings) -> list[FailureCluster]:
+    from flywheel.embeddings import build_embedder
+    from flywheel.triage import TriageInputs, triage_events
+
+    with open_state(settings.home) as state:
+        failed = state.prompt_failed_clusters()
+    with open_store(settings.resolved_store_url) as store:
+        negatives = list(store.events(polarity=-1))
+    return triage_events(negatives, TriageInputs(settings.triage, build_embedder(settings), prompt_failed=failed))
+
+
+def prompt_clusters(clusters: Sequence[FailureCluster], settings: Settings) -> list[FailureCluster]:
+    """The clusters the prompt improver works on this cycle: routed to it, with enough consented text."""
+    chosen = [c for c in clusters if c.route == "prompt" and c.consented >= settings.improve.min_cluster_consented
+              and c.category != "other"]
+    return chosen[: settings.improve.max_clusters]
+
+
+def failing_examples(events: Sequence[StoredEvent], limit: int) -> list[FailingExample]:
+    """Consented events only (the privacy rule), the most informative first, deterministic order."""
+    usable = [e for e in events if e.consent]
+    usable.sort(key=lambda e: (-(bool(e.correction) or bool(e.final_text)), -bool(e.reason), -bool(e.comment),
+                               e.ts, e.event_id))
+    seen: set[str] = set()
+    out = []
+    for e in usable:
+        if e.query in seen:
+            continue
+        seen.add(e.query)
+        better = e.correction or (e.final_text if e.signal == "edit" else None)
+        out.append(FailingExample(query=e.query, output=e.output, signal=e.signal, reason=e.reason,
+                                  comment=e.comment, better=better))
+        if len(out) == limit:
+            break
+    return out
+
+
+def answer_queries(settings: Settings, template: str, queries: Sequence[str]) -> list[str]:
+    """Run the product pipeline with ``template`` on a few queries (screening); errors propagate."""
+
+    async def main() -> list[str]:
+        answer, _, close = answer_factory(settings)()
+        try:
+            variant = Variant(label="screening", prompt_template=template, model=settings.target_model)
+            gate = asyncio.Semaphore(settings.eval.concurrency)
+
+            async def one(q: str) -> str:
+                async with gate:
+                    return await answer(variant, q)
+
+            return list(await asyncio.gather(*(one(q) for q in queries)))
+        finally:
+            await close()
+
+    return asyncio.run(main())
+
+
+def _register(settings: Settings, state: StateStore, cand: Candidate, message: str) -> Candidate:
+    """Give the candidate its prompt version, exactly once even across a crash."""
+    if cand.version is not None:
+        return cand
+    client = use_mlflow(settings)
+    for pv in client.search_prompt_versions(settings.prompt_name):
+        if (getattr(pv, "tags", None) or {}).get("flywheel.candidate_id") == cand.candidate_id:
+            cand.version = str(pv.version)
+            break
+    else:
+        ref = register_prompt(settings, cand.payload["template"], message, {
+            "flywheel.candidate_id": cand.candidate_id, "flywheel.cycle_id": cand.cycle_id,
+            "flywheel.parent_version": cand.parent or "", "flywheel.cluster_ids": ",".join(cand.cluster_ids),
+        })
+        cand.version = ref.version
+    state.save_candidate(cand)
+    return cand
+
+
+def _prompt_candidate(setup: CycleSetup, template: str, clusters: Sequence[FailureCluster],
+                      payload: dict[str, Any]) -> Candidate:
+    first = [c.first_seen for c in clusters if c.first_seen]
+    return Candidate(
+        candidate_id=f"prompt-{_short_hash(setup.cycle_id, template)}",
+        cycle_id=setup.cycle_id, kind="prompt", cluster_ids=[c.cluster_id for c in clusters],
+        parent=setup.champion_version, first_seen=min(first) if first else None,
+        created_at=datetime.now(timezone.utc),
+        payload={"template": template,
+                 "diff": prompt_diff(setup.champion_template, template, setup.champion_version),
+                 "cluster_first_seen": {c.cluster_id: c.first_seen.isoformat() for c in clusters if c.first_seen},
+                 **payload},
+    )
+
+
+def prompt_diff(before: str, after: str, parent_version: str) -> str:
+    wrap = lambda t: [s + "\n" for s in t.replace(". ", ".\n").splitlines()]  # noqa: E731 - one sentence a line
+    return "".join(unified_diff(wrap(before), wrap(after), f"prompt v{parent_version} (champion)", "candidate"))
+
+
+def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureCluster,
+                        protected: Sequence[str]) -> list[Candidate]:
+    """One cluster through the prompt improver; drafts and candidates are stored as they are made."""
+    with open_state(settings.home) as state:
+        cached = state.drafts(setup.cycle_id, cluster.cluster_id)
+        if cached is None:
+            with open_store(settings.resolved_store_url) as store:
+                examples = failing_examples(store.get(cluster.event_ids), settings.improve.examples_per_cluster)
+            result = propose(
+                cluster_id=cluster.cluster_id, category=cluster.category, champion=setup.champion_template,
+                examples=examples, client=make_client(settings, purpose="drafting"), model=settings.draft_model,
+                run_queries=lambda t, qs: answer_queries(settings, t, qs), protected=protected,
+                settings=settings.improve,
+            )
+            cached = result.model_dump(mode="json")
+            state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
+        out = []
+        for idx in cached["kept"]:
+            draft = cached["drafts"][idx]
+            cand = _prompt_candidate(setup, draft["template"], [cluster], {
+                "critique": cached["critique"], "screening": draft["screening"],
+                "champion_screening": cached["champion_screening"], "category": cluster.category,
+                "cluster_summary": cluster.summary,
+            })
+            state.add_candidate(cand)
+            cand = state.candidate(cand.candidate_id) or cand
+            out.append(_register(settings, state, cand, f"draft for {cluster.cluster_id} ({cluster.category}), "
+                                                        f"cycle {setup.cycle_id}"))
+        return out
+
+
+def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candidate],
+               clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Candidate | None:
+    """One prompt with every cluster's best revision, when there are two or more."""
+    if not settings.improve.merge or len(candidates) < 2:
+        return None
+    with open_state(settings.home) as state:
+        key = "merge:" + ",".join(sorted(c.candidate_id for c in candidates))
+        cached = state.drafts(setup.cycle_id, key)
+        if cached is None:
+            template = merge_prompts(make_client(settings, purpose="drafting"), settings.draft_model,
+                                     setup.champion_template, [c.payload["template"] for c in candidates])
+            cached = {"template": template,
+                      "problems": integrity_problems(template, setup.champion_template, protected, settings.improve)}
+            state.save_drafts(setup.cycle_id, key, cached)
+        if cached["problems"]:
+            return None
+        by_id = {c.cluster_id: c for c in clusters}
+        covered = [by_id[cid] for cand in candidates for cid in cand.cluster_ids if cid in by_id]
+        cand = _prompt_candidate(setup, cached["template"], covered,
+                                 {"merged_from": [c.candidate_id for c in candidates], "category": "merged"})
+        state.add_candidate(cand)
+        cand = state.candidate(cand.candidate_id) or cand
+        return _register(settings, state, cand, f"merge of {len(candidates)} drafts, cycle {setup.cycle_id}")
+
+
+# ------------------------------------------------------------------------------------------------
+def answer_factory(settings: Settings) -> Callable[[], tuple[Answer, Any, Callable[[], Any]]]:
+    """Builds (answer, judge, close) inside the running event loop (AsyncOpenAI binds to it)."""
+
+    def build() -> tuple[Answer, Any, Callable[[], Any]]:
+        client = make_async_client(settings, purpose="evaluation")
+        if settings.eval.pipeline:
+            answer = load_user_pipeline(settings.eval.pipeline)
+        else:
+            answer = builtin_pipeline(client, settings.prompt_variables, None,
+                                      temperature=settings.eval.temperature, max_tokens=settings.eval.max_tokens)
+        return answer, judge_with(client, settings.judge_model), client.close
+
+    return build
+
+
+def variant_for(settings: Settings, setup: CycleSetup, cand: Candidate | None) -> Variant:
+    if cand is None:
+        return Variant(label="champion", prompt_template=setup.champion_template,
+                       prompt_version=setup.champion_version, model=settings.target_model,
+                       pipeline=settings.eval.pipeline or "builtin")
+    return Variant(label=cand.candidate_id, prompt_template=cand.payload["template"], prompt_version=cand.version,
+                   model=settings.target_model, pipeline=settings.eval.pipeline or "builtin")
+
+
+def evaluate_step(settings: Settings, variant: Variant, progress: Callable[[int], None] | None = None) -> EvalResult:
+    golden = load_golden(settings.golden)
+    with open_state(settings.home) as state:
+        return evaluate(variant, golden, answer_factory(settings), default_scorer=settings.eval.default_scorer,
+                        judge_model=settings.judge_model, concurrency=settings.eval.concurrency, state=state,
+                        use_cache=settings.eval.cache, progress=progress)
+
+
+# ------------------------------------------------------------------------------------------------
+def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, results: dict[str, EvalResult],
+              auto_approve: bool) -> CycleReport:
+    """Log every evaluation to MLflow, then decide; promotion (auto-approve) only after logging."""
+    from evals.policy import judge_candidate
+    from evals.stats import compare
+    from evals.tracking import cycle_run, experiment_id, log_variant
+    from flywheel.gate import promote, supersede_pending
+
+    if champion.errors:
+        raise EndpointFailed(
+            f"the champion's evaluation failed on {champion.errors} of {len(champion.rows)} golden items after "
+            f"retries (first: {champion.first_error()}); nothing was promoted"
+        )
+    golden = load_golden(settings.golden)
+    client = use_mlflow(settings)
+    exp_id = experiment_id(client, settings.experiment)
+    parent = cycle_run(client, exp_id, setup.cycle_id)
+    champion_run = log_variant(
+        client, exp_id, parent, cycle_id=setup.cycle_id, kind="champion", candidate_id=f"champion-{setup.cycle_id}",
+        result=champion, golden=golden, decision="champion", metrics={},
+        params={"prompt_name": settings.prompt_name}, tags={"flywheel.prompt_version": setup.champion_version},
+        artifacts={"prompt.txt": setup.champion_template},
+    )
+    policy = settings.policy
+    with open_state(settings.home) as state:
+        cands = [state.candidate(cid) for cid in results]
+        evaluated: list[Candidate] = []
+        for cand in cands:
+            assert cand is not None
+            res = results[cand.candidate_id]
+            comparison = None
+            if res.scores:
+                comparison = compare(res.scores, champion.scores, champion.categories,
+                                     resamples=settings.eval.bootstrap_resamples)
+                cand.golden_score, cand.champion_score = comparison.golden_score, comparison.champion_score
+                cand.delta, cand.ci_low, cand.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
+                cand.per_category, cand.category_deltas = comparison.per_category, comparison.category_deltas
+            if cand.decision is None:
+                verdict = judge_candidate(comparison, res.errors, len(res.rows), policy)
+                cand.decision = "pending_approval" if verdict.passed else "rejected"
+                cand.reason = verdict.text
+            evaluated.append(cand)
+        # One prompt can be in production: of those that passed, the best waits; the rest are superseded.
+        passed = sorted((c for c in evaluated if c.decision == "pending_approval" and c.kind == "prompt"),
+                        key=lambda c: (-(c.golden_score or 0), len(c.payload.get("template", ""))))
+        for loser in passed[1:]:
+            loser.decision = "rejected"
+            loser.reason = (f"superseded by {passed[0].candidate_id} (golden score {passed[0].golden_score:.3f} vs "
+                            f"{loser.golden_score:.3f}); passed the policy: {loser.reason}")
+        for cand in evaluated:
+            res = results[cand.candidate_id]
+            if cand.mlflow_run_id is None:
+                cand.mlflow_run_id = log_variant(
+                    client, exp_id, parent, cycle_id=setup.cycle_id, kind=cand.kind, candidate_id=cand.candidate_id,
+                    result=res, golden=golden, decision=cand.decision,
+                    metrics={k: v for k, v in {"delta": cand.delta, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
+                                               "champion_score": cand.champion_score}.items() if v is not None},
+                    params={"parent_version": cand.parent, "cluster_ids": ",".join(cand.cluster_ids),
+                            "prompt_name": settings.prompt_name},
+                    tags={"flywheel.reason": cand.reason, "flywheel.prompt_version": cand.version or ""},
+                    artifacts={"prompt.txt": cand.payload.get("template", ""),
+                               "prompt.diff": cand.payload.get("diff", ""),
+                               "critique.txt": cand.payload.get("critique", "")},
+                )
+            state.save_candidate(cand)
+            outcome = "superseded" if cand.reason.startswith("superseded") else (cand.decision or "rejected")
+            for cid in cand.cluster_ids:
+                state.record_attempt(cid, setup.cycle_id, cand.kind, cand.candidate_id,
+                                     "pending" if outcome == "pending_approval" else outcome)
+        _crash_point("gate-logged")
+        winner = passed[0] if passed else None
+        if winner is not None:
+            supersede_pending(settings, state, winner)
+            if auto_approve or policy.auto_approve:
+                promote(settings, state, winner, by="policy (auto-approve)", note=winner.reason)
+        evaluated = [state.candidate(c.candidate_id) or c for c in evaluated]
+    return CycleReport(cycle_id=setup.cycle_id, golden_version=golden.version, champion_score=champion.mean,
+                       candidates=evaluated, resumed=setup.resumed, champion_run_id=champion_run,
+                       cycle_run_id=parent)
+
+
+def finish(settings: Settings, report: CycleReport, status: str = "done") -> None:
+    from evals.tracking import set_tags
+
+    with open_state(settings.home) as state:
+        state.finish_cycle(report.cycle_id, status, report.golden_version, report.champion_score,
+                           {"candidates": [c.candidate_id for c in report.candidates]})
+    if report.cycle_run_id:
+        client = use_mlflow(settings)
+        set_tags(client, report.cycle_run_id, {"flywheel.status": status,
+                                               "flywheel.candidates": str(len(report.candidates))})
+        client.log_metric(report.cycle_run_id, "champion_score", report.champion_score or 0.0)
+        client.set_terminated(report.cycle_run_id, "FINISHED")
+
+
+def fail(settings: Settings, cycle_id: str, reason: str) -> None:
+    with open_state(settings.home) as state:
+        state.finish_cycle(cycle_id, "failed", None, None, {"error": reason})
+
+
+def protected_texts(settings: Settings) -> list[str]:
+    """What a drafted prompt must never copy: the golden set's inputs and expected answers."""
+    golden: GoldenSet = load_golden(settings.golden)
+    return [t for item in golden.items for t in (item.input, item.expected)]
+
+
+def run_cycle(settings: Settings, *, auto_approve: bool = False, progress: Progress | None = None) -> CycleReport:
+    """The whole cycle in plain Python (no Prefect): same steps, same state, same results."""
+    say = progress or (lambda _m: None)
+    setup = begin(settings)
+    say(f"cycle {setup.cycle_id}{' (resumed)' if setup.resumed else ''}: champion prompt v{setup.champion_version}")
+    try:
+        clusters = triage_step(settings)
+        chosen = prompt_clusters(clusters, settings)
+        say(f"triage: {len(clusters)} clusters; drafting prompt revisions for {len(chosen)}")
+        protected = protected_texts(settings)
+        cands: list[Candidate] = []
+        for cluster in chosen:
+            cands += improve_prompt_step(settings, setup, cluster, protected)
+        merged = merge_step(settings, setup, cands, chosen, protected)
+        if merged:
+            cands.append(merged)
+        _crash_point("improve")
+        say(f"evaluating the champion and {len(cands)} candidates on the golden set")
+        champion = evaluate_step(settings, variant_for(settings, setup, None))
+        results = {c.candidate_id: evaluate_step(settings, variant_for(settings, setup, c)) for c in cands}
+        _crash_point("evaluate")
+        report = gate_step(settings, setup, champion, results, auto_approve)
+        report.clusters = [c.model_dump(mode="json", include={"cluster_id", "category", "route", "size", "users",
+                                                               "priority", "summary"}) for c in clusters]
+    except EndpointFailed as exc:
+        fail(settings, setup.cycle_id, str(exc))
+        raise
+    finish(settings, report)
+    return report

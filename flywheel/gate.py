@@ -1,0 +1,193 @@
+"""Approval, rejection, rollback and status: moving champion pointers, with a record of who and when.
+
+Promotion of a prompt moves the MLflow prompt alias ``production``; the approval (who, when,
+note) is written to the candidate's MLflow run and to the state store; rollback moves the alias
+back to the previous champion and is itself recorded the same way.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime, timezone
+from typing import Any
+
+from flywheel.champion import move_prompt_alias, production_prompt, use_mlflow
+from flywheel.config import Settings
+from flywheel.errors import UsageError
+from flywheel.schemas import Candidate
+from flywheel.state import StateStore, as_datetime, open_state
+
+KINDS = ("prompt", "rag", "model")
+_KIND_OF_CANDIDATE = {"prompt": "prompt", "rag": "rag", "finetune": "model"}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _tag_run(settings: Settings, run_id: str | None, tags: dict[str, str]) -> None:
+    if not run_id:
+        return
+    from evals.tracking import set_tags
+
+    set_tags(use_mlflow(settings), run_id, tags)
+
+
+def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, note: str | None) -> Candidate:
+    """Move the champion pointer to ``cand``; refuse when the champion moved since it was evaluated."""
+    if cand.kind != "prompt":
+        raise UsageError(f"promotion of {cand.kind} candidates is not available yet ({cand.candidate_id})")
+    if cand.mlflow_run_id is None:
+        raise UsageError(f"{cand.candidate_id} has no MLflow run: nothing is promoted before it is logged")
+    current = production_prompt(settings)
+    current_version = current.version if current else None
+    if cand.parent != current_version:
+        raise UsageError(
+            f"{cand.candidate_id} was drafted from prompt v{cand.parent}, but production is now v{current_version}; "
+            "its evaluation no longer applies. Run a new cycle."
+        )
+    assert cand.version is not None
+    move_prompt_alias(settings, cand.version)
+    when = _now()
+    cand.decision, cand.decided_at, cand.decided_by, cand.note = "promoted", when, by, note
+    state.save_candidate(cand)
+    state.record_promotion("prompt", "promote", current_version, cand.version, cand.candidate_id, by, note)
+    for cid in cand.cluster_ids:
+        state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, "promoted")
+    _tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "promoted", "flywheel.approved_by": by,
+                                            "flywheel.approved_at": when.isoformat(), "flywheel.approval_note": note or ""})
+    return cand
+
+
+def supersede_pending(settings: Settings, state: StateStore, newer: Candidate) -> None:
+    """Only one candidate of a kind waits at a time: a newer one replaces older pending ones."""
+    for old in state.candidates(decision="pending_approval", kind=newer.kind):
+        if old.candidate_id == newer.candidate_id:
+            continue
+        old.decision, old.decided_at, old.decided_by = "rejected", _now(), "flywheel"
+        old.reason = f"superseded by {newer.candidate_id} from cycle {newer.cycle_id}"
+        state.save_candidate(old)
+        _tag_run(settings, old.mlflow_run_id, {"flywheel.decision": "rejected", "flywheel.reason": old.reason})
+
+
+def _pending(state: StateStore, candidate_id: str) -> Candidate:
+    cand = state.candidate(candidate_id)
+    if cand is None:
+        raise UsageError(f"no candidate {candidate_id!r}; `flywheel pending` lists those waiting")
+    if cand.decision != "pending_approval":
+        raise UsageError(f"{candidate_id} is {cand.decision}, not waiting for approval")
+    return cand
+
+
+def approve(settings: Settings, candidate_id: str, *, by: str, note: str | None) -> Candidate:
+    with open_state(settings.ensure_home()) as state:
+        return promote(settings, state, _pending(state, candidate_id), by=by, note=note)
+
+
+def reject(settings: Settings, candidate_id: str, *, by: str, reason: str) -> Candidate:
+    if not reason.strip():
+        raise UsageError("a rejection needs a --reason")
+    with open_state(settings.ensure_home()) as state:
+        cand = _pending(state, candidate_id)
+        when = _now()
+        cand.decision, cand.decided_at, cand.decided_by, cand.note = "rejected", when, by, reason
+        cand.reason = f"rejected by {by}: {reason}"
+        state.save_candidate(cand)
+        for cid in cand.cluster_ids:
+            state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, "rejected")
+        _tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "rejected", "flywheel.rejected_by": by,
+                                                "flywheel.rejected_at": when.isoformat(), "flywheel.reason": cand.reason})
+        return cand
+
+
+def pending(settings: Settings) -> list[Candidate]:
+    with open_state(settings.ensure_home()) as state:
+        return state.candidates(decision="pending_approval")
+
+
+def _live_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Promotions still in effect, oldest first: each rollback undoes the latest one."""
+    stack: list[dict[str, Any]] = []
+    for row in rows:
+        if row["action"] == "rollback":
+            if stack:
+                stack.pop()
+        else:
+            stack.append(row)
+    return stack
+
+
+def rollback(settings: Settings, kind: str, *, by: str, note: str | None = None) -> dict[str, Any]:
+    if kind not in KINDS:
+        raise UsageError(f"rollback takes one of {', '.join(KINDS)}, not {kind!r}")
+    if kind != "prompt":
+        raise UsageError(f"there is no {kind} champion to roll back yet")
+    with open_state(settings.ensure_home()) as state:
+        live = _live_history(state.promotions("prompt"))
+        if not live or live[-1]["from_version"] is None:
+            raise UsageError("nothing to roll back: no earlier production prompt is recorded")
+        undo = live[-1]
+        current, target = undo["to_version"], undo["from_version"]
+        move_prompt_alias(settings, target)
+        state.record_promotion("prompt", "rollback", current, target, undo["candidate_id"], by, note)
+        when = _now()
+        if undo["candidate_id"] and (cand := state.candidate(undo["candidate_id"])):
+            cand.payload["rolled_back_at"] = when.isoformat()
+            cand.payload["rolled_back_by"] = by
+            state.save_candidate(cand)
+            _tag_run(settings, cand.mlflow_run_id, {"flywheel.rolled_back_at": when.isoformat(),
+                                                    "flywheel.rolled_back_by": by})
+    return {"kind": kind, "from_version": current, "to_version": target, "undone_candidate": undo["candidate_id"],
+            "by": by, "at": when.isoformat()}
+
+
+def loop_velocity_hours(promoted: list[Candidate]) -> float | None:
+    """Median hours from a cluster's first negative event to the promotion of its fix."""
+    hours = []
+    for cand in promoted:
+        if cand.decided_at is None:
+            continue
+        for first in (cand.payload.get("cluster_first_seen") or {}).values():
+            delta = cand.decided_at - datetime.fromisoformat(first)
+            hours.append(delta.total_seconds() / 3600)
+    return round(statistics.median(hours), 2) if hours else None
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    from flywheel.feedback.store import open_store
+
+    prompt = production_prompt(settings)
+    with open_state(settings.ensure_home()) as state:
+        waiting = state.candidates(decision="pending_approval")
+        promoted = state.candidates(decision="promoted")
+        last = state.last_cycle_started()
+        cycles = state.cycles(limit=1)
+    with open_store(settings.resolved_store_url) as store:
+        counts = store.counts()
+        since = store.count_ingested_since(last) if last else counts["events"]
+    return {
+        "champions": {"prompt": prompt.version if prompt else None, "index": None, "model": settings.target_model},
+        "pending": [c.public() for c in waiting],
+        "pending_approvals": len(waiting),
+        "negative_feedback_rate": round(counts["negative"] / counts["events"], 4) if counts["events"] else None,
+        "events": counts["events"],
+        "events_since_last_cycle": since,
+        "last_cycle": cycles[0] if cycles else None,
+        "last_cycle_at": as_datetime(last).isoformat() if last else None,
+        "loop_velocity_hours": loop_velocity_hours(promoted),
+        "promotions": len(promoted),
+    }
+
+
+def set_prompt(settings: Settings, template: str, *, message: str | None, by: str) -> dict[str, Any]:
+    """Bring a team's prompt in: a new registry version, pointed at by ``production``, recorded."""
+    from flywheel.champion import register_prompt
+
+    if not template.strip():
+        raise UsageError("the prompt file is empty")
+    current = production_prompt(settings)
+    ref = register_prompt(settings, template, message or "set by flywheel prompt set", {"flywheel.set_by": by})
+    move_prompt_alias(settings, ref.version)
+    with open_state(settings.ensure_home()) as state:
+        state.record_promotion("prompt", "set", current.version if current else None, ref.version, None, by, message)
+    return {"name": ref.name, "version": ref.version}

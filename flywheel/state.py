@@ -1,0 +1,188 @@
+"""Flywheel's own state beside the feedback: cycles, candidates, drafts, evaluation cache,
+promotions and the history of what was tried on each cluster.
+
+This is what makes a crashed cycle resumable without duplicated work: every step writes its
+result here under a deterministic key before the next step starts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from flywheel.schemas import Candidate
+from flywheel.sqlite_util import open_migrated
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE cycles (
+        cycle_id TEXT PRIMARY KEY, started_at REAL NOT NULL, finished_at REAL, status TEXT NOT NULL,
+        golden_version TEXT, champion_score REAL, summary TEXT
+    );
+    CREATE TABLE candidates (
+        candidate_id TEXT PRIMARY KEY, cycle_id TEXT NOT NULL, kind TEXT NOT NULL, doc TEXT NOT NULL,
+        decision TEXT, created_at REAL NOT NULL
+    );
+    CREATE INDEX candidates_cycle ON candidates (cycle_id);
+    CREATE TABLE drafts (
+        cycle_id TEXT NOT NULL, cluster_id TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (cycle_id, cluster_id)
+    );
+    CREATE TABLE eval_cache (key TEXT PRIMARY KEY, created_at REAL NOT NULL, doc TEXT NOT NULL);
+    CREATE TABLE promotions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, action TEXT NOT NULL,
+        from_version TEXT, to_version TEXT NOT NULL, candidate_id TEXT, at REAL NOT NULL, by TEXT, note TEXT
+    );
+    CREATE TABLE cluster_attempts (
+        cluster_id TEXT NOT NULL, cycle_id TEXT NOT NULL, kind TEXT NOT NULL, candidate_id TEXT NOT NULL,
+        outcome TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (cluster_id, candidate_id)
+    );
+    """,
+)
+
+
+def _now() -> float:
+    return time.time()
+
+
+def as_datetime(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+class StateStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = open_migrated(path, MIGRATIONS, "state store")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # cycles ---------------------------------------------------------------------------------
+    def unfinished_cycle(self) -> str | None:
+        row = self._db.execute(
+            "SELECT cycle_id FROM cycles WHERE status = 'running' ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
+
+    def start_cycle(self, cycle_id: str) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO cycles (cycle_id, started_at, status) VALUES (?, ?, 'running')", (cycle_id, _now())
+            )
+
+    def finish_cycle(self, cycle_id: str, status: str, golden_version: str | None, champion_score: float | None,
+                     summary: dict[str, Any]) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE cycles SET finished_at = ?, status = ?, golden_version = ?, champion_score = ?, summary = ? "
+                "WHERE cycle_id = ?",
+                (_now(), status, golden_version, champion_score, json.dumps(summary, default=str), cycle_id),
+            )
+
+    def last_cycle_started(self) -> float | None:
+        row = self._db.execute("SELECT MAX(started_at) FROM cycles WHERE status = 'done'").fetchone()
+        return row[0]
+
+    def cycles(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT cycle_id, started_at, finished_at, status, golden_version, champion_score FROM cycles "
+            "ORDER BY started_at DESC LIMIT ?", (limit,)
+        ).fetchall()
+        keys = ("cycle_id", "started_at", "finished_at", "status", "golden_version", "champion_score")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    # drafts (improver output, cached per cycle and cluster) ------------------------------------
+    def drafts(self, cycle_id: str, cluster_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT doc FROM drafts WHERE cycle_id = ? AND cluster_id = ?", (cycle_id, cluster_id)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_drafts(self, cycle_id: str, cluster_id: str, doc: dict[str, Any]) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO drafts VALUES (?, ?, ?)", (cycle_id, cluster_id, json.dumps(doc)))
+
+    # evaluation cache ----------------------------------------------------------------------------
+    def cached_eval(self, key: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT doc FROM eval_cache WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def cache_eval(self, key: str, doc: dict[str, Any]) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO eval_cache VALUES (?, ?, ?)", (key, _now(), json.dumps(doc)))
+
+    # candidates --------------------------------------------------------------------------------
+    def add_candidate(self, c: Candidate) -> bool:
+        """Insert unless the id exists (ids are deterministic); True when it was new."""
+        with self._db:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO candidates (candidate_id, cycle_id, kind, doc, decision, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (c.candidate_id, c.cycle_id, c.kind, c.model_dump_json(), c.decision, _now()),
+            )
+            return cur.rowcount == 1
+
+    def save_candidate(self, c: Candidate) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE candidates SET doc = ?, decision = ? WHERE candidate_id = ?",
+                (c.model_dump_json(), c.decision, c.candidate_id),
+            )
+
+    def candidate(self, candidate_id: str) -> Candidate | None:
+        row = self._db.execute("SELECT doc FROM candidates WHERE candidate_id = ?", (candidate_id,)).fetchone()
+        return Candidate.model_validate_json(row[0]) if row else None
+
+    def candidates(self, *, cycle_id: str | None = None, decision: str | None = None,
+                   kind: str | None = None) -> list[Candidate]:
+        where, args = [], []
+        for col, val in (("cycle_id", cycle_id), ("decision", decision), ("kind", kind)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = "SELECT doc FROM candidates" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created_at, candidate_id"
+        return [Candidate.model_validate_json(r[0]) for r in self._db.execute(sql, args)]
+
+    # promotions ----------------------------------------------------------------------------------
+    def record_promotion(self, kind: str, action: str, from_version: str | None, to_version: str,
+                         candidate_id: str | None, by: str | None, note: str | None) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO promotions (kind, action, from_version, to_version, candidate_id, at, by, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, action, from_version, to_version, candidate_id, _now(), by, note),
+            )
+
+    def promotions(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, kind, action, from_version, to_version, candidate_id, at, by, note FROM promotions"
+        rows = self._db.execute(sql + (" WHERE kind = ?" if kind else "") + " ORDER BY id", (kind,) if kind else ())
+        keys = ("id", "kind", "action", "from_version", "to_version", "candidate_id", "at", "by", "note")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    # what was tried on each cluster (fine-tuning is only for clusters prompts could not fix) --------
+    def record_attempt(self, cluster_id: str, cycle_id: str, kind: str, candidate_id: str, outcome: str) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO cluster_attempts VALUES (?, ?, ?, ?, ?, ?)",
+                (cluster_id, cycle_id, kind, candidate_id, outcome, _now()),
+            )
+
+    def prompt_failed_clusters(self) -> set[str]:
+        """Clusters with a rejected prompt candidate and no promoted one."""
+        rows = self._db.execute(
+            "SELECT cluster_id FROM cluster_attempts WHERE kind = 'prompt' GROUP BY cluster_id "
+            "HAVING SUM(outcome = 'rejected') > 0 AND SUM(outcome = 'promoted') = 0"
+        )
+        return {r[0] for r in rows}
+
+
+def open_state(home: Path) -> StateStore:
+    return StateStore(home / "state.sqlite")
