@@ -134,8 +134,7 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
     except steps.EndpointFailed as exc:
         steps.fail(settings, setup.cycle_id, str(exc))
         raise
-    report.clusters = [c.model_dump(mode="json", include={"cluster_id", "category", "route", "size", "users",
-                                                           "priority", "summary"}) for c in clusters]
+    report.clusters = steps.cluster_summaries(clusters)
     steps.finish(settings, report)
     create_markdown_artifact(key="flywheel-cycle-report", markdown=report_markdown(report),
                              description=f"Flywheel cycle {report.cycle_id}")

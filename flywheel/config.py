@@ -292,5 +292,19 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         raise UsageError(_describe(exc, origin)) from exc
     if overrides:
-        settings = settings.model_copy(update=overrides)
+        merged = _deep_merge(settings.model_dump(exclude={"config_file"}), overrides)
+        try:
+            settings = Settings.model_validate({**merged, "config_file": path})
+        except ValidationError as exc:
+            raise UsageError(_describe(exc, "overrides")) from exc
     return settings
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

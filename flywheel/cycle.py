@@ -384,6 +384,11 @@ def fail(settings: Settings, cycle_id: str, reason: str) -> None:
         state.finish_cycle(cycle_id, "failed", None, None, {"error": reason})
 
 
+def cluster_summaries(clusters: Sequence[FailureCluster]) -> list[dict[str, Any]]:
+    """Clusters as the cycle reports them: everything but the (long) list of event ids."""
+    return [c.model_dump(mode="json", exclude={"event_ids"}) for c in clusters]
+
+
 def protected_texts(settings: Settings) -> list[str]:
     """What a drafted prompt must never copy: the golden set's inputs and expected answers."""
     golden: GoldenSet = load_golden(settings.golden)
@@ -412,8 +417,7 @@ def run_cycle(settings: Settings, *, auto_approve: bool = False, progress: Progr
         results = {c.candidate_id: evaluate_step(settings, variant_for(settings, setup, c)) for c in cands}
         _crash_point("evaluate")
         report = gate_step(settings, setup, champion, results, auto_approve)
-        report.clusters = [c.model_dump(mode="json", include={"cluster_id", "category", "route", "size", "users",
-                                                               "priority", "summary"}) for c in clusters]
+        report.clusters = cluster_summaries(clusters)
     except EndpointFailed as exc:
         fail(settings, setup.cycle_id, str(exc))
         raise

@@ -1,8 +1,9 @@
-"""`flywheel demo`: the loop on the simulator's world, in a fresh state directory, with no API key.
+"""`flywheel demo`: a full improvement cycle on the simulator's world, with no API key.
 
-What runs today: the world is written, the simulator is started on 127.0.0.1, the feedback is
-ingested (malformed lines quarantined, PII scrubbed), and triage prints the failure clusters
-with their routes. The improvement cycle plugs in after triage.
+In a fresh state directory: write the world, start the simulator on 127.0.0.1, bring in the
+world's starting prompt (`prompt set`), ingest its feedback (malformed lines quarantined, PII
+scrubbed), run the Prefect flow `improvement-cycle`, approve what passed the policy (as a person
+would with `flywheel approve`), and show the champion's golden score before and after.
 """
 
 from __future__ import annotations
@@ -16,28 +17,33 @@ from rich.console import Console
 from flywheel.config import Settings, load_settings
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
+from flywheel.schemas import FailureCluster
 from flywheel.sim.server import Simulator
 from flywheel.sim.world import write_world
 
+DEMO_APPROVER = "demo-approver"
 
-def demo_settings(home: Path, world: Path, base_url: str) -> Settings:
-    """Settings for the demo: its own home, the world's golden set and knowledge, the simulator."""
-    return load_settings(
-        home=home,
-        golden=world / "golden.jsonl",
-        knowledge_source=world / "knowledge",
-        openai_base_url=base_url,
-        mlflow_tracking_uri=f"sqlite:///{home.resolve()}/mlflow.db",
-    )
+
+def demo_overrides(home: Path, world: Path, base_url: str) -> dict[str, Any]:
+    """The demo's own home, the world's golden set and knowledge, and the simulator as endpoint."""
+    return {
+        "home": str(home),
+        "golden": str(world / "golden.jsonl"),
+        "knowledge_source": str(world / "knowledge"),
+        "openai_base_url": base_url,
+        "mlflow_tracking_uri": f"sqlite:///{home.resolve()}/mlflow.db",
+    }
 
 
 def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
-    from flywheel.cli import print_clusters, run_triage
+    from flows.cycle import run_flow
+    from flywheel.cli import print_clusters
+    from flywheel.gate import approve, pending, set_prompt, status
 
     home = Path(tempfile.mkdtemp(prefix="flywheel-demo-")) if home is None else home
     home.mkdir(parents=True, exist_ok=True)
     world = home / "world"
-    console.rule("Flywheel demo (simulated product model: no API key, nothing leaves 127.0.0.1)")
+    console.rule("Flywheel demo (simulated LLM: no API key, nothing leaves 127.0.0.1)")
     summary = write_world(world)
     console.print(
         f"world written to {world}: {summary['feedback_events']} feedback events "
@@ -46,9 +52,13 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         highlight=False,
     )
     with Simulator() as sim:
-        settings = demo_settings(home, world, sim.base_url)
+        overrides = demo_overrides(home, world, sim.base_url)
+        settings: Settings = load_settings(**overrides)
         settings.ensure_home()
         console.print(f"simulator serving at {sim.base_url}", highlight=False)
+        start = set_prompt(settings, (world / "prompt.txt").read_text().strip(), message="the team's current prompt",
+                           by=DEMO_APPROVER)
+        console.print(f"prompt set: {start['name']} v{start['version']} is production", highlight=False)
         with open_store(settings.resolved_store_url) as store:
             report = ingest_files([str(world / "feedback.jsonl")], store, settings.quarantine_dir, settings.ingest)
         console.print(
@@ -58,18 +68,47 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         )
         for e in report.errors:
             console.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
-        console.print("triage: embedding queries with the local all-MiniLM-L6-v2 model ...")
-        clusters = run_triage(settings)
-        print_clusters(clusters, limit=15, console=console)
-    routes: dict[str, int] = {}
-    for c in clusters:
-        routes[c.route] = routes.get(c.route, 0) + 1
+        console.rule("improvement cycle (Prefect flow improvement-cycle)")
+        cycle = run_flow(auto_approve=False, overrides=overrides)
+        print_clusters([FailureCluster.model_validate({**c, "event_ids": []}) for c in cycle.clusters], limit=12,
+                       console=console)
+        before = cycle.champion_score
+        for c in cycle.candidates:
+            ci = f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
+            console.print(f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
+                          f"delta {ci} -> {c.decision}", highlight=False)
+        promoted = []
+        for cand in pending(settings):
+            console.print(f"approving {cand.candidate_id} as {DEMO_APPROVER!r} "
+                          f"(what `flywheel approve {cand.candidate_id}` does)", highlight=False)
+            approve(settings, cand.candidate_id, by=DEMO_APPROVER, note="approved in the demo")
+            promoted.append(cand)
+        after = max((c.golden_score or 0.0 for c in promoted), default=before)
+        final = status(settings)
+    console.rule("result")
+    console.print(f"champion golden score: before {before:.3f} -> after {after:.3f} "
+                  f"(production prompt v{final['champions']['prompt']})", highlight=False)
     console.print(f"state kept in {home}", highlight=False)
+    console.print(f"MLflow UI:  mlflow ui --backend-store-uri {settings.resolved_tracking_uri} --workers 1",
+                  highlight=False)
+    console.print("Prefect UI: prefect server start, then run `flywheel cycle` with PREFECT_API_URL set",
+                  highlight=False)
     return {
         "home": str(home),
-        "ingest": report.public(),
-        "clusters": len(clusters),
-        "routes": routes,
-        "top_clusters": [c.model_dump(mode="json", exclude={"event_ids"}) for c in clusters[:5]],
+        "before": before,
+        "after": after,
+        "promoted": [c.candidate_id for c in promoted],
         "mlflow_tracking_uri": settings.resolved_tracking_uri,
+        "cycle_id": cycle.cycle_id,
+        "ingest": report.public(),
+        "routes": _routes(cycle.clusters),
+        "candidates": [c.public() for c in cycle.candidates],
+        "loop_velocity_hours": final["loop_velocity_hours"],
     }
+
+
+def _routes(clusters: list[dict[str, Any]]) -> dict[str, int]:
+    routes: dict[str, int] = {}
+    for c in clusters:
+        routes[c["route"]] = routes.get(c["route"], 0) + 1
+    return routes
