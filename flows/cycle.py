@@ -61,7 +61,7 @@ def triage_task(settings: Settings, setup: steps.CycleSetup) -> list[FailureClus
     return steps.triage_step(settings)
 
 
-@task(name="improve-prompt", retries=2, retry_delay_seconds=[2, 10], persist_result=True,
+@task(name="improve-prompt", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "prompt", p["cluster"].cluster_id),
       task_run_name="improve-prompt-{cluster.cluster_id}")
 def improve_prompt_task(settings: Settings, setup: steps.CycleSetup, cluster: FailureCluster,
@@ -70,7 +70,7 @@ def improve_prompt_task(settings: Settings, setup: steps.CycleSetup, cluster: Fa
         return steps.improve_prompt_step(settings, setup, cluster, protected)
 
 
-@task(name="merge-prompts", retries=2, retry_delay_seconds=[2, 10], persist_result=True,
+@task(name="merge-prompts", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "merge",
                                        ",".join(sorted(c.candidate_id for c in p["candidates"]))))
 def merge_task(settings: Settings, setup: steps.CycleSetup, candidates: list[Candidate],
@@ -79,7 +79,7 @@ def merge_task(settings: Settings, setup: steps.CycleSetup, candidates: list[Can
         return steps.merge_step(settings, setup, candidates, clusters, protected)
 
 
-@task(name="evaluate", retries=1, retry_delay_seconds=5, persist_result=True,
+@task(name="evaluate", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "eval", p["variant"].key),
       task_run_name="evaluate-{variant.label}")
 def evaluate_task(settings: Settings, setup: steps.CycleSetup, variant: Variant) -> EvalResult:
@@ -117,15 +117,16 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
         chosen = steps.prompt_clusters(clusters, settings)
         logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
         protected = steps.protected_texts(settings)
-        futures = [improve_prompt_task.submit(settings, setup, c, protected) for c in chosen]
+        retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay}
+        futures = [improve_prompt_task.with_options(**retrying).submit(settings, setup, c, protected) for c in chosen]
         wait(futures)
         candidates = [cand for f in futures for cand in f.result()]
-        merged = merge_task(settings, setup, candidates, chosen, protected)
+        merged = merge_task.with_options(**retrying)(settings, setup, candidates, chosen, protected)
         if merged is not None:
             candidates.append(merged)
         steps._crash_point("improve")
         variants = [steps.variant_for(settings, setup, None)] + [steps.variant_for(settings, setup, c) for c in candidates]
-        evals = [evaluate_task.submit(settings, setup, v) for v in variants]
+        evals = [evaluate_task.with_options(**retrying).submit(settings, setup, v) for v in variants]
         wait(evals)
         champion, *rest = [f.result() for f in evals]
         steps._crash_point("evaluate")

@@ -191,6 +191,10 @@ class Settings(BaseSettings):
     judge_model: str = Field("gpt-4o", description="The LLM judge (FLYWHEEL_JUDGE_MODEL).")
     llm_timeout: float = Field(60.0, gt=0, description="Seconds before one LLM request times out.")
     llm_max_retries: int = Field(4, ge=0, description="Retries (with exponential backoff) on 429, 5xx and timeouts.")
+    llm_task_retries: int = Field(
+        2, ge=0, description="Prefect retries of a whole LLM-calling task (improver, evaluation) after the SDK's own."
+    )
+    llm_task_retry_delay: float = Field(5.0, ge=0, description="Seconds between those task retries.")
 
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)

@@ -13,13 +13,16 @@ cycle id and redoes nothing that had finished.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from difflib import unified_diff
-from typing import Any
+from typing import Any, TypeVar
+
+import openai
 
 from pydantic import BaseModel, Field
 
@@ -36,6 +39,7 @@ from flywheel.state import StateStore, open_state
 from improvers.prompt import FailingExample, integrity_problems, merge_prompts, propose
 
 Progress = Callable[[str], None]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class EndpointFailed(FlywheelError):
@@ -70,6 +74,26 @@ class CycleReport(BaseModel):
             "clusters": self.clusters,
             "mlflow_run_id": self.cycle_run_id,
         }
+
+
+def endpoint_errors(what: str) -> Callable[[F], F]:
+    """Turn the SDK's errors (after its own retries) into one clear EndpointFailed."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except openai.APIError as exc:
+                status = getattr(exc, "status_code", None)
+                raise EndpointFailed(
+                    f"{what}: the LLM endpoint failed after retries ({type(exc).__name__}"
+                    f"{f' {status}' if status else ''}: {str(exc)[:200]}); nothing was promoted"
+                ) from exc
+
+        return inner  # type: ignore[return-value]
+
+    return wrap
 
 
 def _crash_point(step: str) -> None:
@@ -194,6 +218,7 @@ def prompt_diff(before: str, after: str, parent_version: str) -> str:
     return "".join(unified_diff(wrap(before), wrap(after), f"prompt v{parent_version} (champion)", "candidate"))
 
 
+@endpoint_errors("drafting")
 def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureCluster,
                         protected: Sequence[str]) -> list[Candidate]:
     """One cluster through the prompt improver; drafts and candidates are stored as they are made."""
@@ -225,6 +250,7 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
         return out
 
 
+@endpoint_errors("merging drafts")
 def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candidate],
                clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Candidate | None:
     """One prompt with every cluster's best revision, when there are two or more."""

@@ -19,16 +19,21 @@ def run(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 30
 
 
 @pytest.mark.slow
-def test_demo_runs_on_the_simulator_world(tmp_path: Path) -> None:
+def test_demo_closes_the_loop_on_the_simulator(tmp_path: Path) -> None:
     proc = run("demo", "--home", str(tmp_path / "demo"), "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # exactly one JSON document on stdout; the narrative went to stderr
+    assert set(doc) >= {"home", "before", "after", "promoted", "mlflow_tracking_uri"}
     assert doc["home"] == str(tmp_path / "demo")
     assert doc["ingest"]["rejected"] == 3 and doc["ingest"]["accepted"] >= 4000
     assert doc["routes"]["rag"] >= 1 and doc["routes"]["prompt"] >= 4
-    categories = {c["category"] for c in doc["top_clusters"]}
-    assert len(categories) >= 4
-    assert "triage" in proc.stderr
+    # An approved prompt revision measurably raised the golden score.
+    assert len(doc["promoted"]) == 1
+    assert doc["after"] >= doc["before"] + 0.3
+    (winner,) = [c for c in doc["candidates"] if c["candidate_id"] == doc["promoted"][0]]
+    assert winner["ci_low"] > 0 and len(winner["cluster_ids"]) >= 4
+    assert doc["mlflow_tracking_uri"] == f"sqlite:///{(tmp_path / 'demo').resolve()}/mlflow.db"
+    assert "before" in proc.stderr and "mlflow ui" in proc.stderr
 
 
 def test_unknown_command_is_a_usage_error() -> None:

@@ -1,0 +1,203 @@
+"""The improvement cycle end to end on the simulator: the Prefect flow under a session-scoped
+test harness, the CLI, MLflow checked through MlflowClient, failures and resumption."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flywheel.config import load_settings
+from flywheel.sim.server import SimOptions, Simulator
+from flywheel.sim.world import write_world
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> str:
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("world")
+    write_world(directory)
+    return directory
+
+
+@pytest.fixture
+def loop(cli, world: Path, sim_env: Simulator, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A state directory with the world's prompt in production and its feedback ingested."""
+    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(world / "golden.jsonl"))
+    monkeypatch.setenv("FLYWHEEL_LLM_TASK_RETRIES", "0")
+    monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
+    monkeypatch.setenv("FLYWHEEL_USER", "tester")
+    start = cli("prompt", "set", str(world / "prompt.txt"), "--json")
+    cli("ingest", str(world / "feedback.jsonl"), "--json")
+    return {"start_version": start["version"], "world": world, "sim": sim_env}
+
+
+def mlflow_client():
+    from flywheel.champion import use_mlflow
+
+    return use_mlflow(load_settings())
+
+
+def test_full_cycle_through_the_cli_then_approve_and_rollback(cli, loop: dict) -> None:
+    out = cli("cycle", "--json")
+    assert out["champion_score"] < 0.5
+    cands = {c["candidate_id"]: c for c in out["candidates"]}
+    waiting = [c for c in cands.values() if c["decision"] == "pending_approval"]
+    assert len(waiting) == 1, [(c["candidate_id"], c["decision"], c["reason"]) for c in cands.values()]
+    best = waiting[0]
+    assert best["golden_score"] > out["champion_score"] and best["ci_low"] > 0 and best["mlflow_run_id"]
+    assert all(c["reason"] for c in cands.values())  # every decision says why
+    assert all(c["decision"] == "rejected" for c in cands.values() if c is not best)
+
+    listed = cli("pending", "--json")["pending"]
+    assert [c["candidate_id"] for c in listed] == [best["candidate_id"]]
+    assert listed[0]["mlflow_run_id"] == best["mlflow_run_id"]
+    assert cli("prompt", "show", "--json")["version"] == loop["start_version"]  # nothing moved yet
+
+    approved = cli("approve", best["candidate_id"], "--by", "alice", "--note", "ship it", "--json")
+    assert approved["decision"] == "promoted" and approved["decided_by"] == "alice"
+    shown = cli("prompt", "show", "--json")
+    assert shown["version"] == approved["version"] != loop["start_version"]
+    assert "production" in shown["aliases"]
+    status = cli("status", "--json")
+    assert status["champions"]["prompt"] == approved["version"]
+    assert status["pending_approvals"] == 0 and status["loop_velocity_hours"] > 0
+    assert 0 < status["negative_feedback_rate"] < 1
+    run = mlflow_client().get_run(best["mlflow_run_id"])
+    assert run.data.tags["flywheel.decision"] == "promoted"
+    assert run.data.tags["flywheel.approved_by"] == "alice" and run.data.tags["flywheel.approval_note"] == "ship it"
+
+    cli("approve", best["candidate_id"], "--json", expect=2)  # no longer waiting
+    back = cli("rollback", "prompt", "--json")
+    assert (back["from_version"], back["to_version"]) == (approved["version"], loop["start_version"])
+    assert cli("prompt", "show", "--json")["version"] == loop["start_version"]
+    assert "flywheel.rolled_back_at" in mlflow_client().get_run(best["mlflow_run_id"]).data.tags
+    cli("rollback", "prompt", "--json", expect=2)  # nothing before the first prompt
+
+
+def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
+    out = cli("cycle", "--json")
+    client = mlflow_client()
+    exp = client.get_experiment_by_name("flywheel")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`flywheel.cycle_id` = '{out['cycle_id']}'")
+    by_kind: dict[str, list] = {}
+    for r in runs:
+        by_kind.setdefault(r.data.tags["flywheel.kind"], []).append(r)
+    (parent,) = by_kind["cycle"]
+    (champion,) = by_kind["champion"]
+    assert len(by_kind["prompt"]) == len(out["candidates"])
+    golden_version = out["golden_version"]
+    categories = {json.loads(line)["category"] for line in (loop["world"] / "golden.jsonl").read_text().splitlines()}
+    for r in [champion, *by_kind["prompt"]]:
+        assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert r.data.params["golden_version"] == golden_version
+        assert {f"golden.{c}" for c in categories} <= set(r.data.metrics)
+        assert 0 <= r.data.metrics["golden_score"] <= 1
+        artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert "eval_results.json" in artifacts
+        assert [d.dataset.digest for d in r.inputs.dataset_inputs] == [golden_version[:16]]
+    for r in by_kind["prompt"]:
+        cand = next(c for c in out["candidates"] if c["candidate_id"] == r.data.tags["flywheel.candidate_id"])
+        assert r.data.tags["flywheel.decision"] == cand["decision"]
+        assert r.data.metrics["golden_score"] == pytest.approx(cand["golden_score"], abs=1e-4)
+        assert r.data.metrics["delta"] == pytest.approx(cand["delta"], abs=1e-4)
+        assert {"prompt.diff", "prompt.txt"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
+        diff = client.download_artifacts(r.info.run_id, "prompt.diff")
+        assert Path(diff).read_text().startswith("--- prompt v")
+        table = json.loads(Path(client.download_artifacts(r.info.run_id, "eval_results.json")).read_text())
+        assert len(table["data"]) == 204 and "rationale" in table["columns"]
+    # Every drafted prompt evaluated is a registered version with its provenance.
+    versions = {str(v.version): v for v in client.search_prompt_versions("assistant-system")}
+    for cand in out["candidates"]:
+        tags = versions[cand["version"]].tags
+        assert tags["flywheel.candidate_id"] == cand["candidate_id"] and tags["flywheel.cycle_id"] == out["cycle_id"]
+        assert tags["flywheel.parent_version"] == loop["start_version"]
+
+
+def test_an_endpoint_answering_500_fails_the_cycle_and_promotes_nothing(cli, loop: dict, monkeypatch) -> None:
+    with Simulator(options=SimOptions(fail_status=500)) as broken:
+        monkeypatch.setenv("OPENAI_BASE_URL", broken.base_url)
+        out = cli("cycle", "--json", expect=1)
+        assert broken.counts()["failed_500"] >= 2  # the SDK retried before giving up
+    assert "500" in out["error"] and "nothing was promoted" in out["error"]
+    assert cli("pending", "--json")["pending"] == []
+    assert cli("prompt", "show", "--json")["version"] == loop["start_version"]
+
+
+def test_no_endpoint_fails_fast_with_how_to_set_one(cli, loop: dict, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    out = cli("cycle", "--json", expect=2)
+    assert "OPENAI_BASE_URL" in out["error"] and "flywheel sim serve" in out["error"]
+
+
+def test_a_broken_golden_set_is_a_usage_error(cli, loop: dict, tmp_path: Path, monkeypatch) -> None:
+    lines = (loop["world"] / "golden.jsonl").read_text().splitlines()
+    lines[6] = lines[6][:-5]
+    broken = tmp_path / "golden.jsonl"
+    broken.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(broken))
+    out = cli("cycle", "--json", expect=2)
+    assert f"{broken}:7" in out["error"]
+
+
+def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: dict, prefect_api: str) -> None:
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    killed = subprocess.run([str(BIN / "flywheel"), "cycle", "--json"], env={**env, "FLYWHEEL_CRASH_AFTER": "evaluate"},
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    from flywheel.state import open_state
+
+    settings = load_settings()
+    with open_state(settings.home) as state:
+        cycle_id = state.unfinished_cycle()
+        assert cycle_id is not None
+        before = {c.candidate_id for c in state.candidates(cycle_id=cycle_id)}
+    assert before
+    client = mlflow_client()
+    versions_before = len(list(client.search_prompt_versions("assistant-system")))
+    product_calls = loop["sim"].counts().get("chat.product", 0)
+
+    rerun = subprocess.run([str(BIN / "flywheel"), "cycle", "--json"], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    out = json.loads(rerun.stdout)
+    assert out["cycle_id"] == cycle_id and out["resumed"] is True
+    assert {c["candidate_id"] for c in out["candidates"]} == before
+    with open_state(settings.home) as state:
+        assert {c.candidate_id for c in state.candidates(cycle_id=cycle_id)} == before
+        assert state.unfinished_cycle() is None
+    assert len(list(client.search_prompt_versions("assistant-system"))) == versions_before
+    exp = client.get_experiment_by_name("flywheel")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`flywheel.cycle_id` = '{cycle_id}'")
+    ids = [r.data.tags["flywheel.candidate_id"] for r in runs if r.data.tags["flywheel.kind"] == "prompt"]
+    assert sorted(ids) == sorted(before)  # one run per candidate, no duplicates
+    # Drafts and evaluations were reused: the re-run asked the product model nothing.
+    assert loop["sim"].counts().get("chat.product", 0) == product_calls
+
+
+def test_an_unchanged_champion_is_not_evaluated_again(loop: dict) -> None:
+    from flywheel.cycle import begin, evaluate_step, variant_for
+
+    settings = load_settings()
+    setup = begin(settings)
+    sim = loop["sim"]
+    first = evaluate_step(settings, variant_for(settings, setup, None))
+    calls = sim.counts().get("chat.product", 0)
+    second = evaluate_step(settings, variant_for(settings, setup, None))
+    assert not first.cached and second.cached
+    assert sim.counts().get("chat.product", 0) == calls
+    assert second.scores == first.scores
