@@ -115,7 +115,7 @@ def ingest(
 
 def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
     """Triage everything in the store with the configured embedder (and LLM, when enabled)."""
-    from flywheel.embeddings import build_embedder
+    from flywheel.embeddings import build_embedder, prefetch_model
     from flywheel.feedback.store import open_store
     from flywheel.triage import TriageInputs, llm_classifier, triage_events
 
@@ -124,9 +124,11 @@ def run_triage(settings: Settings, progress: Callable[[int], None] | None = None
         from flywheel.llm import make_client
 
         classify = llm_classifier(make_client(settings, purpose="triage with infer_with_llm"), settings.judge_model)
+    embedder = build_embedder(settings)
+    prefetch_model(embedder)
     with open_store(settings.resolved_store_url) as store:
         negatives = list(store.events(polarity=-1))
-    inputs = TriageInputs(settings.triage, build_embedder(settings), classify=classify)
+    inputs = TriageInputs(settings.triage, embedder, classify=classify)
     return triage_events(negatives, inputs, progress)
 
 

@@ -123,14 +123,16 @@ def begin(settings: Settings) -> CycleSetup:
 
 
 def triage_step(settings: Settings) -> list[FailureCluster]:
-    from flywheel.embeddings import build_embedder
+    from flywheel.embeddings import build_embedder, prefetch_model
     from flywheel.triage import TriageInputs, triage_events
 
+    embedder = build_embedder(settings)
+    prefetch_model(embedder)
     with open_state(settings.home) as state:
         failed = state.prompt_failed_clusters()
     with open_store(settings.resolved_store_url) as store:
         negatives = list(store.events(polarity=-1))
-    return triage_events(negatives, TriageInputs(settings.triage, build_embedder(settings), prompt_failed=failed))
+    return triage_events(negatives, TriageInputs(settings.triage, embedder, prompt_failed=failed))
 
 
 def prompt_clusters(clusters: Sequence[FailureCluster], settings: Settings) -> list[FailureCluster]:

@@ -1,8 +1,9 @@
 """Triage: negative feedback -> failure clusters, one per failure mode, highest priority first.
 
 1. **Category.** From the event's reason when it names one; otherwise inferred: by the judge LLM
-   when ``triage.infer_with_llm`` is on (consented text only), else from the labelled events whose
-   queries are most similar (k nearest neighbours), else from similarity to category descriptions.
+   when ``triage.infer_with_llm`` is on (consented text only), else by a similarity-weighted vote of
+   the labelled events whose queries are at least ``knn_threshold`` similar, else from similarity to
+   category descriptions.
 2. **Clusters.** Inside a category, queries that mean the same thing are grouped by embedding
    clustering (:mod:`flywheel.clustering`), so one cluster is one failure mode.
 3. **Priority** counts distinct users, not volume: one user's events count at most
@@ -51,11 +52,24 @@ CATEGORY_DESCRIPTIONS: dict[str, str] = {
     "missing_context": "the question is ambiguous or lacks details and the answer guessed instead of asking",
     "unsafe": "the answer reveals private personal data of other people or helps with something harmful",
 }
-KNN_K = 7
 # Labelled neighbours considered per inference: a deterministic sample keeps 100k-event triage fast.
-KNN_MAX_LABELLED = 4096
+KNN_MAX_LABELLED = 2048
 
 LlmClassifier = Callable[[str], str | None]
+
+
+class VectorIndex:
+    """Embeddings of distinct texts, one matrix; rows are gathered by index, not stacked one by one."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray) -> None:
+        self.index = {t: i for i, t in enumerate(texts)}
+        self.vectors = vectors
+
+    def __contains__(self, text: object) -> bool:
+        return text in self.index
+
+    def rows(self, texts: Sequence[str]) -> np.ndarray:
+        return self.vectors[[self.index[t] for t in texts]]
 
 
 @dataclass
@@ -99,7 +113,7 @@ def _explicit_category(e: StoredEvent) -> str | None:
 def _infer_categories(
     unlabeled: list[StoredEvent],
     labeled: list[tuple[StoredEvent, str]],
-    vec: dict[str, np.ndarray],
+    vec: VectorIndex,
     inputs: TriageInputs,
 ) -> dict[str, str]:
     """Category for each unlabelled event id: LLM, then nearest labelled neighbours, then descriptions."""
@@ -119,7 +133,7 @@ def _infer_categories(
     if not todo:
         return out
     queries = list(dict.fromkeys(e.query for e in todo))
-    q_mat = np.vstack([vec[q] for q in queries])
+    q_mat = vec.rows(queries)
     # Labelled neighbours: one row per distinct (query, category), weighted by how often it occurs.
     lab_counts = Counter((e.query, c) for e, c in labeled if e.query in vec)
     guess: dict[str, str] = {}
@@ -128,25 +142,24 @@ def _infer_categories(
         if len(keys) > KNN_MAX_LABELLED:  # the most frequent first, then an even spread of the rest
             keys.sort(key=lambda k: -lab_counts[k])
             keys = keys[: KNN_MAX_LABELLED // 2] + keys[KNN_MAX_LABELLED // 2 :: max(1, len(keys) // KNN_MAX_LABELLED)]
-        l_mat = np.vstack([vec[q] for q, _ in keys])
-        l_cat = [c for _, c in keys]
-        l_w = np.array([lab_counts[k] for k in keys], dtype=np.float64)
-        for start in range(0, len(queries), 1024):
-            sims = q_mat[start : start + 1024] @ l_mat.T
-            k = min(KNN_K, sims.shape[1])
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            for row, cols in enumerate(top):
-                votes: Counter[str] = Counter()
-                for c in cols:
-                    if sims[row, c] >= s.knn_threshold:
-                        votes[l_cat[c]] += float(sims[row, c]) * l_w[c]
-                if votes:
-                    guess[queries[start + row]] = votes.most_common(1)[0][0]
+        l_mat = vec.rows([q for q, _ in keys])
+        names = sorted({c for _, c in keys})
+        # votes[c] = sum of similarity x occurrences over labelled neighbours of category c above the threshold
+        weights = np.zeros((len(keys), len(names)), dtype=np.float32)
+        for row, (q, c) in enumerate(keys):
+            weights[row, names.index(c)] = lab_counts[(q, c)]
+        for start in range(0, len(queries), 2048):
+            sims = q_mat[start : start + 2048] @ l_mat.T
+            sims[sims < s.knn_threshold] = 0.0
+            votes = sims @ weights
+            best = votes.argmax(axis=1)
+            for row in np.flatnonzero(votes.max(axis=1) > 0):
+                guess[queries[start + row]] = names[best[row]]
     rest = [q for q in queries if q not in guess]
     if rest:
         names = [c for c in CATEGORY_DESCRIPTIONS]
         d_mat = inputs.embedder.embed([CATEGORY_DESCRIPTIONS[c] for c in names])
-        sims = np.vstack([vec[q] for q in rest]) @ d_mat.T
+        sims = vec.rows(rest) @ d_mat.T
         for q, row in zip(rest, sims, strict=True):
             j = int(row.argmax())
             guess[q] = names[j] if row[j] >= s.description_threshold else "other"
@@ -171,7 +184,7 @@ def _summary(category: str, events: Sequence[StoredEvent], users: int, examples:
     return f"{head}; text withheld (no consent)"
 
 
-def _representatives(members: list[StoredEvent], vec: dict[str, np.ndarray], limit: int = 3) -> list[str]:
+def _representatives(members: list[StoredEvent], vec: VectorIndex, limit: int = 3) -> list[str]:
     """Consented queries closest to the cluster's centre, most typical first."""
     consented = list(dict.fromkeys(e.query for e in members if e.consent))
     if not consented:
@@ -179,14 +192,14 @@ def _representatives(members: list[StoredEvent], vec: dict[str, np.ndarray], lim
     with_vec = [q for q in consented if q in vec]
     if not with_vec:
         return consented[:limit]
-    mat = np.vstack([vec[q] for q in with_vec])
+    mat = vec.rows(with_vec)
     centre = mat.mean(axis=0)
     order = np.argsort(-(mat @ centre))
     return [with_vec[i] for i in order[:limit]]
 
 
 def build_cluster(
-    category: str, members: list[StoredEvent], vec: dict[str, np.ndarray], inputs: TriageInputs
+    category: str, members: list[StoredEvent], vec: VectorIndex, inputs: TriageInputs
 ) -> FailureCluster:
     s = inputs.settings
     users = len({_user_key(e) for e in members})
@@ -227,7 +240,7 @@ def triage_events(
     embeddable = [e for e in negatives if _embeddable(e, inputs.embedder)]
     texts = list(dict.fromkeys(e.query for e in embeddable))
     vectors = inputs.embedder.embed(texts, progress) if texts else np.zeros((0, 0), dtype=np.float32)
-    vec = dict(zip(texts, vectors, strict=True))
+    vec = VectorIndex(texts, vectors)
 
     category: dict[str, str] = {}
     labeled: list[tuple[StoredEvent, str]] = []
@@ -254,7 +267,7 @@ def triage_events(
             counts = Counter(e.query for e in placed)
             uniq = list(counts)
             labels = cluster(
-                np.vstack([vec[q] for q in uniq]),
+                vec.rows(uniq),
                 np.array([counts[q] for q in uniq]),
                 assign_threshold=s.cluster_threshold,
                 merge_threshold=s.merge_threshold,
