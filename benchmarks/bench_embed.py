@@ -10,7 +10,8 @@ import random
 import time
 
 import flywheel  # noqa: F401 - offline switches
-from benchmarks.bench_triage import make_events
+from flywheel.sim.rules import INTENTS
+from flywheel.sim.world import make_query
 from flywheel.config import EmbeddingSettings
 from flywheel.embeddings import LocalEmbedder
 
@@ -21,8 +22,8 @@ def main() -> bool:
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=5000)
     args = parser.parse_args()
-    texts = list(dict.fromkeys(e["query"].split(" I'm on")[0] + f" #{i}" for i, e in enumerate(make_events(args.texts, 5, "x"))))
-    random.Random(0).shuffle(texts)
+    rng = random.Random(0)
+    texts = [make_query(INTENTS[i % len(INTENTS)], rng)[0] for i in range(args.texts)]  # short support questions
     figures, rates = {}, {}
     for precision in ("auto", "fp32"):
         emb = LocalEmbedder(EmbeddingSettings(precision=precision))

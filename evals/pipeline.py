@@ -80,17 +80,24 @@ def builtin_pipeline(client: Any, variables: dict[str, str], retriever: Retrieve
         if retriever is not None:
             passages = await asyncio.to_thread(retriever.retrieve, query, k)
             system += context_block(passages)
-        extra: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
-        response = await client.chat.completions.create(
-            model=variant.model,
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": query}],
-            temperature=temperature,
-            **extra,
-        )
-        content = response.choices[0].message.content
+        body: dict[str, Any] = {
+            "model": variant.model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": query}],
+            "temperature": temperature,
+        }
+        if max_tokens:
+            body["max_tokens"] = max_tokens
+        # The SDK's generic `post` (same auth, base URL, timeouts, retries and error types as
+        # `chat.completions.create`) without its typed request transform and response model,
+        # which cost ~1 ms of CPU per call and capped a 2-core evaluation near 350 calls/s.
+        response = await client.post("/chat/completions", body=body, cast_to=object)
+        try:
+            content = response["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ValueError(f"malformed chat completion from the endpoint: {str(response)[:200]}") from exc
         if content is None:
             raise ValueError("the model returned no content")
-        return content
+        return str(content)
 
     return answer
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import uvloop
 from pydantic import BaseModel
 
 from evals.golden import GoldenItem, GoldenSet
@@ -99,12 +100,10 @@ async def run_items(
     answer: Answer,
     *,
     default_scorer: str,
-    concurrency: int,
+    gate: asyncio.Semaphore,
     judge: Callable[..., Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[EvalRow]:
-    gate = asyncio.Semaphore(concurrency)
-
     async def one(item: GoldenItem) -> EvalRow:
         scorer = item.scorer or default_scorer
         row = EvalRow(id=item.id, category=item.category, input=item.input, expected=item.expected, scorer=scorer)
@@ -113,7 +112,10 @@ async def run_items(
             async with gate:
                 row.output = await answer(variant, item.input)
             row.latency_ms = round((time.perf_counter() - start) * 1000, 1)
-            async with gate:
+            if scorer == "judge":  # an LLM call: it takes a slot like the product call did
+                async with gate:
+                    s = await _score(item, scorer, row.output, judge)
+            else:
                 s = await _score(item, scorer, row.output, judge)
             row.score, row.rationale = round(s.value, 4), s.rationale
         except Exception as exc:  # recorded per item; never silently scored
@@ -125,8 +127,8 @@ async def run_items(
     return list(await asyncio.gather(*(one(i) for i in items)))
 
 
-def evaluate(
-    variant: Variant,
+def evaluate_many(
+    variants: Sequence[Variant],
     golden: GoldenSet,
     answer_factory: Callable[[], tuple[Answer, Callable[..., Any] | None, Callable[[], Any]]],
     *,
@@ -136,25 +138,47 @@ def evaluate(
     state: Any = None,
     use_cache: bool = True,
     progress: Callable[[int], None] | None = None,
-) -> EvalResult:
-    """Evaluate one variant; ``answer_factory`` builds (answer, judge, close) inside the event loop."""
-    key = cache_key(variant, golden, default_scorer, judge_model)
-    if use_cache and state is not None and (hit := state.cached_eval(key)):
-        result = EvalResult.model_validate(hit)
-        return result.model_copy(update={"variant": variant, "cached": True})
+) -> list[EvalResult]:
+    """Evaluate several variants as one batch: one client, one connection pool and one concurrency
+    limit shared by all (the endpoint sees at most ``concurrency`` calls from this batch), and the
+    cache consulted first, so an unchanged variant costs nothing.
 
-    async def main() -> list[EvalRow]:
+    ``answer_factory`` builds (answer, judge, close) inside the event loop (AsyncOpenAI binds to it).
+    """
+    results: list[EvalResult | None] = [None] * len(variants)
+    todo: list[int] = []
+    for i, variant in enumerate(variants):
+        key = cache_key(variant, golden, default_scorer, judge_model)
+        if use_cache and state is not None and (hit := state.cached_eval(key)):
+            results[i] = EvalResult.model_validate(hit).model_copy(update={"variant": variant, "cached": True})
+        else:
+            todo.append(i)
+
+    async def main() -> list[tuple[list[EvalRow], float]]:
         answer, judge, close = answer_factory()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one_variant(variant: Variant) -> tuple[list[EvalRow], float]:
+            start = time.perf_counter()
+            rows = await run_items(list(golden.items), variant, answer, default_scorer=default_scorer,
+                                   gate=gate, judge=judge, progress=progress)
+            return rows, round(time.perf_counter() - start, 3)
+
         try:
-            return await run_items(list(golden.items), variant, answer, default_scorer=default_scorer,
-                                   concurrency=concurrency, judge=judge, progress=progress)
+            return list(await asyncio.gather(*(one_variant(variants[i]) for i in todo)))
         finally:
             await close()
 
-    start = time.perf_counter()
-    rows = asyncio.run(main())
-    result = EvalResult(variant=variant, golden_version=golden.version, rows=rows,
-                        seconds=round(time.perf_counter() - start, 3))
-    if state is not None and result.errors == 0:
-        state.cache_eval(key, result.model_dump(mode="json"))
-    return result
+    if todo:
+        for i, (rows, seconds) in zip(todo, uvloop.run(main()), strict=True):
+            result = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows, seconds=seconds)
+            if state is not None and result.errors == 0:
+                state.cache_eval(cache_key(variants[i], golden, default_scorer, judge_model),
+                                 result.model_dump(mode="json"))
+            results[i] = result
+    return [r for r in results if r is not None]
+
+
+def evaluate(variant: Variant, golden: GoldenSet, answer_factory: Any, **kwargs: Any) -> EvalResult:
+    """One variant (see :func:`evaluate_many`)."""
+    return evaluate_many([variant], golden, answer_factory, **kwargs)[0]

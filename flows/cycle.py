@@ -80,10 +80,11 @@ def merge_task(settings: Settings, setup: steps.CycleSetup, candidates: list[Can
 
 
 @task(name="evaluate", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "eval", p["variant"].key),
-      task_run_name="evaluate-{variant.label}")
-def evaluate_task(settings: Settings, setup: steps.CycleSetup, variant: Variant) -> EvalResult:
-    return steps.evaluate_step(settings, variant)
+      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "eval",
+                                       ",".join(v.key for v in p["variants"])))
+def evaluate_task(settings: Settings, setup: steps.CycleSetup, variants: list[Variant]) -> list[EvalResult]:
+    """One batch: the champion and every candidate share the endpoint's concurrency limit."""
+    return steps.evaluate_step(settings, variants)
 
 
 @task(name="gate", persist_result=False, cache_policy=NO_CACHE)
@@ -126,9 +127,7 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
             candidates.append(merged)
         steps._crash_point("improve")
         variants = [steps.variant_for(settings, setup, None)] + [steps.variant_for(settings, setup, c) for c in candidates]
-        evals = [evaluate_task.with_options(**retrying).submit(settings, setup, v) for v in variants]
-        wait(evals)
-        champion, *rest = [f.result() for f in evals]
+        champion, *rest = evaluate_task.with_options(**retrying)(settings, setup, variants)
         steps._crash_point("evaluate")
         report = gate_task(settings, setup, champion, {c.candidate_id: r for c, r in zip(candidates, rest, strict=True)},
                            params.auto_approve)

@@ -23,19 +23,20 @@ from difflib import unified_diff
 from typing import Any, TypeVar
 
 import openai
+import uvloop
 
 from pydantic import BaseModel, Field
 
 from evals.golden import GoldenSet, load_golden
 from evals.pipeline import Answer, Variant, builtin_pipeline, load_user_pipeline
-from evals.runner import EvalResult, evaluate, judge_with
+from evals.runner import EvalResult, evaluate_many, judge_with
 from flywheel.champion import register_prompt, require_production_prompt, use_mlflow
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.feedback.store import open_store
 from flywheel.llm import endpoint, make_async_client, make_client
 from flywheel.schemas import Candidate, FailureCluster, StoredEvent
-from flywheel.state import StateStore, open_state
+from flywheel.state import open_state
 from improvers.prompt import FailingExample, integrity_problems, merge_prompts, propose
 
 Progress = Callable[[str], None]
@@ -178,33 +179,31 @@ def answer_queries(settings: Settings, template: str, queries: Sequence[str]) ->
         finally:
             await close()
 
-    return asyncio.run(main())
+    return uvloop.run(main())
 
 
-def _register(settings: Settings, state: StateStore, cand: Candidate, message: str) -> Candidate:
-    """Give the candidate its prompt version, exactly once even across a crash."""
-    if cand.version is not None:
-        return cand
+def draft_id(cycle_id: str, template: str) -> str:
+    return _short_hash(cycle_id, template)
+
+
+def register_draft(settings: Settings, cycle_id: str, template: str, message: str, provenance: dict[str, str]) -> str:
+    """Register a drafted prompt as a registry version exactly once, even across a crash: the
+    version is found again by its ``flywheel.draft_id`` tag before a new one is created."""
+    did = draft_id(cycle_id, template)
     client = use_mlflow(settings)
     for pv in client.search_prompt_versions(settings.prompt_name):
-        if (getattr(pv, "tags", None) or {}).get("flywheel.candidate_id") == cand.candidate_id:
-            cand.version = str(pv.version)
-            break
-    else:
-        ref = register_prompt(settings, cand.payload["template"], message, {
-            "flywheel.candidate_id": cand.candidate_id, "flywheel.cycle_id": cand.cycle_id,
-            "flywheel.parent_version": cand.parent or "", "flywheel.cluster_ids": ",".join(cand.cluster_ids),
-        })
-        cand.version = ref.version
-    state.save_candidate(cand)
-    return cand
+        if (getattr(pv, "tags", None) or {}).get("flywheel.draft_id") == did:
+            return str(pv.version)
+    ref = register_prompt(settings, template, message, {"flywheel.draft_id": did, "flywheel.cycle_id": cycle_id,
+                                                         **provenance})
+    return ref.version
 
 
 def _prompt_candidate(setup: CycleSetup, template: str, clusters: Sequence[FailureCluster],
                       payload: dict[str, Any]) -> Candidate:
     first = [c.first_seen for c in clusters if c.first_seen]
     return Candidate(
-        candidate_id=f"prompt-{_short_hash(setup.cycle_id, template)}",
+        candidate_id=f"prompt-{draft_id(setup.cycle_id, template)}",
         cycle_id=setup.cycle_id, kind="prompt", cluster_ids=[c.cluster_id for c in clusters],
         parent=setup.champion_version, first_seen=min(first) if first else None,
         created_at=datetime.now(timezone.utc),
@@ -237,6 +236,19 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
             )
             cached = result.model_dump(mode="json")
             state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
+        provenance = {"flywheel.cluster_ids": cluster.cluster_id, "flywheel.parent_version": setup.champion_version}
+        for i, draft in enumerate(cached["drafts"]):  # every draft that passed the integrity checks
+            if not draft["problems"] and draft.get("version") is None:
+                kept = i in cached["kept"]
+                draft["version"] = register_draft(
+                    settings, setup.cycle_id, draft["template"],
+                    f"draft {i + 1} for {cluster.cluster_id} ({cluster.category}), cycle {setup.cycle_id}"
+                    + ("" if kept else f"; screened out ({draft['screening']} vs champion "
+                                       f"{cached['champion_screening']})"),
+                    {**provenance, "flywheel.screening": str(draft["screening"]),
+                     "flywheel.kept": str(kept).lower()},
+                )
+                state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
         out = []
         for idx in cached["kept"]:
             draft = cached["drafts"][idx]
@@ -245,10 +257,9 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
                 "champion_screening": cached["champion_screening"], "category": cluster.category,
                 "cluster_summary": cluster.summary,
             })
+            cand.version = draft["version"]
             state.add_candidate(cand)
-            cand = state.candidate(cand.candidate_id) or cand
-            out.append(_register(settings, state, cand, f"draft for {cluster.cluster_id} ({cluster.category}), "
-                                                        f"cycle {setup.cycle_id}"))
+            out.append(state.candidate(cand.candidate_id) or cand)
         return out
 
 
@@ -273,9 +284,13 @@ def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candi
         covered = [by_id[cid] for cand in candidates for cid in cand.cluster_ids if cid in by_id]
         cand = _prompt_candidate(setup, cached["template"], covered,
                                  {"merged_from": [c.candidate_id for c in candidates], "category": "merged"})
+        cand.version = register_draft(
+            settings, setup.cycle_id, cached["template"], f"merge of {len(candidates)} drafts, cycle {setup.cycle_id}",
+            {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.parent_version": setup.champion_version,
+             "flywheel.merged_from": ",".join(c.candidate_id for c in candidates), "flywheel.kept": "true"},
+        )
         state.add_candidate(cand)
-        cand = state.candidate(cand.candidate_id) or cand
-        return _register(settings, state, cand, f"merge of {len(candidates)} drafts, cycle {setup.cycle_id}")
+        return state.candidate(cand.candidate_id) or cand
 
 
 # ------------------------------------------------------------------------------------------------
@@ -303,12 +318,14 @@ def variant_for(settings: Settings, setup: CycleSetup, cand: Candidate | None) -
                    model=settings.target_model, pipeline=settings.eval.pipeline or "builtin")
 
 
-def evaluate_step(settings: Settings, variant: Variant, progress: Callable[[int], None] | None = None) -> EvalResult:
+def evaluate_step(settings: Settings, variants: Sequence[Variant],
+                  progress: Callable[[int], None] | None = None) -> list[EvalResult]:
+    """One evaluation batch: the variants share a client and the concurrency limit; cached ones are free."""
     golden = load_golden(settings.golden)
     with open_state(settings.home) as state:
-        return evaluate(variant, golden, answer_factory(settings), default_scorer=settings.eval.default_scorer,
-                        judge_model=settings.judge_model, concurrency=settings.eval.concurrency, state=state,
-                        use_cache=settings.eval.cache, progress=progress)
+        return evaluate_many(variants, golden, answer_factory(settings), default_scorer=settings.eval.default_scorer,
+                             judge_model=settings.judge_model, concurrency=settings.eval.concurrency, state=state,
+                             use_cache=settings.eval.cache, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -441,8 +458,8 @@ def run_cycle(settings: Settings, *, auto_approve: bool = False, progress: Progr
             cands.append(merged)
         _crash_point("improve")
         say(f"evaluating the champion and {len(cands)} candidates on the golden set")
-        champion = evaluate_step(settings, variant_for(settings, setup, None))
-        results = {c.candidate_id: evaluate_step(settings, variant_for(settings, setup, c)) for c in cands}
+        champion, *rest = evaluate_step(settings, [variant_for(settings, setup, c) for c in (None, *cands)])
+        results = {c.candidate_id: r for c, r in zip(cands, rest, strict=True)}
         _crash_point("evaluate")
         report = gate_step(settings, setup, champion, results, auto_approve)
         report.clusters = cluster_summaries(clusters)

@@ -120,12 +120,17 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
         assert Path(diff).read_text().startswith("--- prompt v")
         table = json.loads(Path(client.download_artifacts(r.info.run_id, "eval_results.json")).read_text())
         assert len(table["data"]) == 204 and "rationale" in table["columns"]
-    # Every drafted prompt evaluated is a registered version with its provenance.
+    # Every drafted prompt is a registered version with its provenance, screened out or not.
     versions = {str(v.version): v for v in client.search_prompt_versions("assistant-system")}
     for cand in out["candidates"]:
         tags = versions[cand["version"]].tags
-        assert tags["flywheel.candidate_id"] == cand["candidate_id"] and tags["flywheel.cycle_id"] == out["cycle_id"]
+        assert "prompt-" + tags["flywheel.draft_id"] == cand["candidate_id"]
+        assert tags["flywheel.cycle_id"] == out["cycle_id"] and tags["flywheel.kept"] == "true"
         assert tags["flywheel.parent_version"] == loop["start_version"]
+        assert set(tags["flywheel.cluster_ids"].split(",")) == set(cand["cluster_ids"])
+    drafted = [v for v in versions.values() if v.tags.get("flywheel.cycle_id") == out["cycle_id"]]
+    screened_out = [v for v in drafted if v.tags["flywheel.kept"] == "false"]
+    assert len(drafted) == len(out["candidates"]) + len(screened_out) and screened_out
 
 
 def test_an_endpoint_answering_500_fails_the_cycle_and_promotes_nothing(cli, loop: dict, monkeypatch) -> None:
@@ -195,9 +200,9 @@ def test_an_unchanged_champion_is_not_evaluated_again(loop: dict) -> None:
     settings = load_settings()
     setup = begin(settings)
     sim = loop["sim"]
-    first = evaluate_step(settings, variant_for(settings, setup, None))
+    (first,) = evaluate_step(settings, [variant_for(settings, setup, None)])
     calls = sim.counts().get("chat.product", 0)
-    second = evaluate_step(settings, variant_for(settings, setup, None))
+    (second,) = evaluate_step(settings, [variant_for(settings, setup, None)])
     assert not first.cached and second.cached
     assert sim.counts().get("chat.product", 0) == calls
     assert second.scores == first.scores

@@ -9,14 +9,21 @@ the first ``fail_first`` requests).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from flywheel.sim import roles
 
@@ -49,162 +56,124 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: stdout belongs to the CLI
-        pass
 
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def build_app(state: SimState) -> Starlette:
+    """The ASGI app: OpenAI's routes, the simulator's roles behind them."""
+    embed_lock = threading.Lock()
 
-    def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
-        self._send(status, {"error": {"message": message, "type": kind, "code": status}})
+    def embedder() -> Any:
+        with embed_lock:
+            if state.options.embedder is None:
+                from flywheel.config import EmbeddingSettings
+                from flywheel.embeddings import LocalEmbedder
 
-    def _body(self) -> dict[str, Any] | None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+                state.options.embedder = LocalEmbedder(EmbeddingSettings())
+            return state.options.embedder
+
+    async def body_of(request: Request) -> dict[str, Any] | JSONResponse:
         try:
-            body = json.loads(raw or b"{}")
+            body = json.loads(await request.body() or b"{}")
         except json.JSONDecodeError as exc:
-            self._error(400, f"request body is not JSON: {exc}")
-            return None
+            return _error(400, f"request body is not JSON: {exc}")
         if not isinstance(body, dict):
-            self._error(400, "request body must be a JSON object")
-            return None
-        return body
-
-    def _injected_failure(self) -> bool:
-        state = self.server.state
-        opts = state.options
+            return _error(400, "request body must be a JSON object")
         n = state.count("requests")
+        opts = state.options
         if opts.latency:
-            time.sleep(opts.latency)
+            await asyncio.sleep(opts.latency)
         if opts.fail_status is not None or n <= opts.fail_first:
             status = opts.fail_status or 503
             state.count(f"failed_{status}")
-            self._error(status, "simulated failure", "server_error")
-            return True
-        return False
+            return _error(status, "simulated failure", "server_error")
+        return body
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path.rstrip("/") == "/v1/models":
-            data = [{"id": m, "object": "model", "created": 0, "owned_by": "flywheel-sim"} for m in SIM_MODELS]
-            self._send(200, {"object": "list", "data": data})
-        elif self.path.rstrip("/") == "/sim/stats":
-            with self.server.state.lock:
-                self._send(200, dict(self.server.state.counts))
-        else:
-            self._error(404, f"no such endpoint: GET {self.path}")
+    async def models(request: Request) -> JSONResponse:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "flywheel-sim"} for m in SIM_MODELS]
+        return JSONResponse({"object": "list", "data": data})
 
-    def do_POST(self) -> None:  # noqa: N802
-        path = self.path.rstrip("/")
-        if path not in ("/v1/chat/completions", "/v1/embeddings"):
-            self._error(404, f"no such endpoint: POST {self.path}")
-            return
-        body = self._body()
-        if body is None or self._injected_failure():
-            return
-        if path == "/v1/chat/completions":
-            self._chat(body)
-        else:
-            self._embeddings(body)
+    async def stats(request: Request) -> JSONResponse:
+        with state.lock:
+            return JSONResponse(dict(state.counts))
 
-    def _chat(self, body: dict[str, Any]) -> None:
+    async def chat(request: Request) -> JSONResponse:
+        body = await body_of(request)
+        if isinstance(body, JSONResponse):
+            return body
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            self._error(400, "'messages' must be a non-empty list")
-            return
+            return _error(400, "'messages' must be a non-empty list")
         if not body.get("model"):
-            self._error(400, "'model' is required")
-            return
+            return _error(400, "'model' is required")
         role, content = roles.complete(body)
-        self.server.state.count(f"chat.{role}")
+        state.count(f"chat.{role}")
         prompt_tokens = sum(_tokens(roles._text(m.get("content"))) for m in messages)
         completion_tokens = _tokens(content)
-        self._send(
-            200,
-            {
-                "id": f"chatcmpl-sim-{uuid.uuid4().hex[:12]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body["model"],
-                "system_fingerprint": "flywheel-sim",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "stop",
-                        "logprobs": None,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            },
-        )
+        return JSONResponse({
+            "id": f"chatcmpl-sim-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": "flywheel-sim",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        })
 
-    def _embeddings(self, body: dict[str, Any]) -> None:
+    async def embeddings(request: Request) -> JSONResponse:
+        body = await body_of(request)
+        if isinstance(body, JSONResponse):
+            return body
         texts = body.get("input")
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            self._error(400, "'input' must be a string or a list of strings")
-            return
-        vectors = self.server.embedder().embed(texts)
-        self.server.state.count("embeddings")
+            return _error(400, "'input' must be a string or a list of strings")
+        vectors = await asyncio.to_thread(lambda: embedder().embed(texts))
+        state.count("embeddings")
         data = [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]
         total = sum(_tokens(t) for t in texts)
-        self._send(
-            200,
-            {
-                "object": "list",
-                "data": data,
-                "model": body.get("model", "all-MiniLM-L6-v2"),
-                "usage": {"prompt_tokens": total, "total_tokens": total},
-            },
-        )
+        return JSONResponse({"object": "list", "data": data, "model": body.get("model", "all-MiniLM-L6-v2"),
+                             "usage": {"prompt_tokens": total, "total_tokens": total}})
 
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return _error(404, f"no such endpoint: {request.method} {request.url.path}")
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # 32+ concurrent SDK clients connect at once
-
-    def __init__(self, address: tuple[str, int], state: SimState) -> None:
-        super().__init__(address, _Handler)
-        self.state = state
-        self._embed_lock = threading.Lock()
-
-    def embedder(self) -> Any:
-        with self._embed_lock:
-            if self.state.options.embedder is None:
-                from flywheel.config import EmbeddingSettings
-                from flywheel.embeddings import LocalEmbedder
-
-                self.state.options.embedder = LocalEmbedder(EmbeddingSettings())
-            return self.state.options.embedder
+    return Starlette(
+        routes=[
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/sim/stats", stats, methods=["GET"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+        ],
+        exception_handlers={404: not_found, 405: not_found},
+    )
 
 
 class Simulator:
-    """The simulator on a background thread: ``with Simulator() as sim: sim.base_url``."""
+    """The simulator on a background thread: ``with Simulator() as sim: sim.base_url``.
+
+    uvicorn (uvloop, httptools) serves it: a 32-way concurrent evaluation costs the simulator a
+    fraction of a millisecond per request, so benchmarks measure Flywheel, not the simulator.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, options: SimOptions | None = None) -> None:
         self.state = SimState(options or SimOptions())
-        self._server = _Server((host, port), self.state)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self._sock.listen(1024)
+        config = uvicorn.Config(build_app(self.state), log_level="warning", access_log=False, lifespan="off",
+                                loop="uvloop", http="httptools", backlog=1024, timeout_keep_alive=30)
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
+        host, port = self._sock.getsockname()[:2]
         return f"http://{host}:{port}/v1"
 
     @property
@@ -215,19 +184,30 @@ class Simulator:
         with self.state.lock:
             return dict(self.state.counts)
 
+    def _run(self) -> None:
+        import uvloop
+
+        uvloop.run(self._server.serve(sockets=[self._sock]))
+
     def start(self) -> Simulator:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="flywheel-sim", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="flywheel-sim", daemon=True)
         self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.01)
         return self
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        """Serve in the foreground until interrupted (Ctrl-C)."""
+        self._run()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.should_exit = True
         if self._thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
+        self._sock.close()
 
     def __enter__(self) -> Simulator:
         return self.start()
