@@ -27,8 +27,18 @@ def use_mlflow(settings: Settings) -> Any:
     uri = settings.resolved_tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if client.get_experiment_by_name(settings.experiment) is None:
+        # With the default SQLite store, artifacts belong under FLYWHEEL_HOME too (MLflow would put
+        # them in ./mlruns of whatever directory the first run happened in). A server decides itself.
+        local = settings.mlflow_tracking_uri is None or uri.startswith("sqlite:")
+        location = (settings.home.resolve() / "mlartifacts").as_uri() if local else None
+        try:
+            client.create_experiment(settings.experiment, artifact_location=location)
+        except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel task
+            pass
     mlflow.set_experiment(settings.experiment)
-    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return client
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,9 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
     out = cli("cycle", "--json")
     client = mlflow_client()
     exp = client.get_experiment_by_name("flywheel")
+    # Artifacts live in the state directory, not in ./mlruns of wherever the cycle ran.
+    assert exp.artifact_location == (load_settings().home.resolve() / "mlartifacts").as_uri()
+    assert not Path("mlruns").exists()
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`flywheel.cycle_id` = '{out['cycle_id']}'")
     by_kind: dict[str, list] = {}
     for r in runs:
