@@ -9,6 +9,7 @@ the same cycle and reuses what finished (the state store and MLflow tags guard t
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any
 
@@ -47,7 +48,8 @@ def _settings(params: CycleParameters) -> Settings:
 
 
 def _key(*parts: Any) -> str:
-    return "flywheel:" + ":".join(str(p) for p in parts)
+    """A task cache key. Prefect stores results in a file named after it: keep it short and path-safe."""
+    return "flywheel-" + hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
 
 
 @task(name="begin", persist_result=False, cache_policy=NO_CACHE)

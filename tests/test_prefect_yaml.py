@@ -23,3 +23,11 @@ def test_deployments_point_at_the_cycle_flow_with_a_nightly_schedule() -> None:
         flow.validate_parameters(d.get("parameters") or {})
     (schedule,) = deployments["nightly"]["schedules"]
     assert CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"]).cron == "0 2 * * *"
+
+
+def test_task_cache_keys_are_short_and_path_safe() -> None:
+    from flows.cycle import _key
+
+    key = _key("/tmp/some/home", "cyc-20261125T000000-abcd", "eval", ",".join("f" * 64 for _ in range(20)))
+    assert len(key) <= 64 and key.replace("-", "").isalnum()  # Prefect names a result file after it
+    assert key != _key("/tmp/some/home", "cyc-20261125T000000-abcd", "eval", "other")
