@@ -71,12 +71,17 @@ def context_block(passages: list[tuple[str, str]]) -> str:
 Answer = Callable[[Variant, str], Awaitable[str]]
 
 
-def builtin_pipeline(client: Any, variables: dict[str, str], retriever: Retriever | None = None, *,
+RetrieverFor = Callable[[str | None], "Retriever | None"]
+
+
+def builtin_pipeline(client: Any, variables: dict[str, str], retriever_for: RetrieverFor | None = None, *,
                      temperature: float = 0.0, max_tokens: int | None = None, k: int = 3) -> Answer:
-    """System prompt + retrieved context + one chat completion on ``client`` (an AsyncOpenAI)."""
+    """System prompt + context retrieved from the variant's index version + one chat completion on
+    ``client`` (an AsyncOpenAI)."""
 
     async def answer(variant: Variant, query: str) -> str:
         system = render(variant.prompt_template, variables)
+        retriever = retriever_for(variant.index_version) if retriever_for and variant.index_version else None
         if retriever is not None:
             passages = await asyncio.to_thread(retriever.retrieve, query, k)
             system += context_block(passages)

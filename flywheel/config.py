@@ -94,6 +94,20 @@ class TriageSettings(BaseModel):
     )
 
 
+class KnowledgeSettings(BaseModel):
+    """The versioned retrieval index in Chroma."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chroma_url: str | None = Field(
+        None, description="A Chroma server (http://host:port); default: a persistent client in $FLYWHEEL_HOME/chroma."
+    )
+    collection: str = Field("flywheel-kb", description="Chroma collection holding every retained version's chunks.")
+    chunk_chars: int = Field(800, ge=100, le=20_000, description="Largest chunk, in characters (paragraphs are packed).")
+    retrieval_k: int = Field(3, ge=1, le=50, description="Passages the built-in pipeline retrieves per query.")
+    retention: int = Field(5, ge=1, description="Index versions kept (the active one always is); older ones are deleted.")
+
+
 class EvalSettings(BaseModel):
     """How the product pipeline is run on the golden set."""
 
@@ -199,6 +213,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     improve: ImproveSettings = Field(default_factory=ImproveSettings)

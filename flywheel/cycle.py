@@ -17,6 +17,7 @@ import functools
 import hashlib
 import os
 import secrets
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from difflib import unified_diff
@@ -53,6 +54,7 @@ class CycleSetup(BaseModel):
     champion_version: str
     champion_template: str
     golden_version: str
+    index_version: str | None = None
 
 
 class CycleReport(BaseModel):
@@ -120,7 +122,8 @@ def begin(settings: Settings) -> CycleSetup:
             cycle_id = f"cyc-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
             state.start_cycle(cycle_id)
     return CycleSetup(cycle_id=cycle_id, resumed=resumed, champion_version=champion.version,
-                      champion_template=champion.template, golden_version=golden.version)
+                      champion_template=champion.template, golden_version=golden.version,
+                      index_version=active_index_version(settings))
 
 
 def triage_step(settings: Settings) -> list[FailureCluster]:
@@ -164,11 +167,13 @@ def failing_examples(events: Sequence[StoredEvent], limit: int) -> list[FailingE
 
 def answer_queries(settings: Settings, template: str, queries: Sequence[str]) -> list[str]:
     """Run the product pipeline with ``template`` on a few queries (screening); errors propagate."""
+    index_version = active_index_version(settings)
 
     async def main() -> list[str]:
         answer, _, close = answer_factory(settings)()
         try:
-            variant = Variant(label="screening", prompt_template=template, model=settings.target_model)
+            variant = Variant(label="screening", prompt_template=template, model=settings.target_model,
+                              index_version=index_version)
             gate = asyncio.Semaphore(settings.eval.concurrency)
 
             async def one(q: str) -> str:
@@ -297,25 +302,56 @@ def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candi
 def answer_factory(settings: Settings) -> Callable[[], tuple[Answer, Any, Callable[[], Any]]]:
     """Builds (answer, judge, close) inside the running event loop (AsyncOpenAI binds to it)."""
 
+    retrievers = index_retrievers(settings)
+
     def build() -> tuple[Answer, Any, Callable[[], Any]]:
         client = make_async_client(settings, purpose="evaluation")
         if settings.eval.pipeline:
             answer = load_user_pipeline(settings.eval.pipeline)
         else:
-            answer = builtin_pipeline(client, settings.prompt_variables, None,
-                                      temperature=settings.eval.temperature, max_tokens=settings.eval.max_tokens)
+            answer = builtin_pipeline(client, settings.prompt_variables, retrievers,
+                                      temperature=settings.eval.temperature, max_tokens=settings.eval.max_tokens,
+                                      k=settings.knowledge.retrieval_k)
         return answer, judge_with(client, settings.judge_model), client.close
 
     return build
+
+
+def index_retrievers(settings: Settings) -> Callable[[str | None], Any]:
+    """Retrievers by index version, opened on first use and kept for the evaluation."""
+    opened: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def get(version: str | None) -> Any:
+        if version is None:
+            return None
+        with lock:
+            if version not in opened:
+                from flywheel.embeddings import build_embedder
+                from flywheel.knowledge.index import KnowledgeIndex
+
+                state = open_state(settings.home)  # kept open with the retriever for the evaluation
+                opened[version] = KnowledgeIndex(settings, state, build_embedder(settings)).retriever(int(version))
+            return opened[version]
+
+    return get
+
+
+def active_index_version(settings: Settings) -> str | None:
+    from flywheel.knowledge.index import ACTIVE
+
+    with open_state(settings.ensure_home()) as state:
+        return state.pointer(ACTIVE)
 
 
 def variant_for(settings: Settings, setup: CycleSetup, cand: Candidate | None) -> Variant:
     if cand is None:
         return Variant(label="champion", prompt_template=setup.champion_template,
                        prompt_version=setup.champion_version, model=settings.target_model,
-                       pipeline=settings.eval.pipeline or "builtin")
+                       index_version=setup.index_version, pipeline=settings.eval.pipeline or "builtin")
     return Variant(label=cand.candidate_id, prompt_template=cand.payload["template"], prompt_version=cand.version,
-                   model=settings.target_model, pipeline=settings.eval.pipeline or "builtin")
+                   model=settings.target_model, index_version=cand.payload.get("index_version", setup.index_version),
+                   pipeline=settings.eval.pipeline or "builtin")
 
 
 def evaluate_step(settings: Settings, variants: Sequence[Variant],

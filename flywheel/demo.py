@@ -1,7 +1,7 @@
 """`flywheel demo`: a full improvement cycle on the simulator's world, with no API key.
 
 In a fresh state directory: write the world, start the simulator on 127.0.0.1, bring in the
-world's starting prompt (`prompt set`), ingest its feedback (malformed lines quarantined, PII
+world's starting prompt (`prompt set`), index its (partly outdated) knowledge (`kb sync`), ingest its feedback (malformed lines quarantined, PII
 scrubbed), run the Prefect flow `improvement-cycle`, approve what passed the policy (as a person
 would with `flywheel approve`), and show the champion's golden score before and after.
 """
@@ -59,6 +59,14 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         start = set_prompt(settings, (world / "prompt.txt").read_text().strip(), message="the team's current prompt",
                            by=DEMO_APPROVER)
         console.print(f"prompt set: {start['name']} v{start['version']} is production", highlight=False)
+        from flywheel.embeddings import build_embedder
+        from flywheel.knowledge.index import KnowledgeIndex
+        from flywheel.state import open_state
+
+        with open_state(settings.home) as state:
+            kb = KnowledgeIndex(settings, state, build_embedder(settings)).sync(world / "knowledge")
+        console.print(f"kb sync: index version {kb.version} active ({kb.added} chunks embedded locally; "
+                      f"{summary['knowledge_updates']} documents are outdated)", highlight=False)
         with open_store(settings.resolved_store_url) as store:
             report = ingest_files([str(world / "feedback.jsonl")], store, settings.quarantine_dir, settings.ingest)
         console.print(

@@ -156,8 +156,11 @@ def loop_velocity_hours(promoted: list[Candidate]) -> float | None:
 def status(settings: Settings) -> dict[str, Any]:
     from flywheel.feedback.store import open_store
 
+    from flywheel.knowledge.index import ACTIVE
+
     prompt = production_prompt(settings)
     with open_state(settings.ensure_home()) as state:
+        index = state.pointer(ACTIVE)
         waiting = state.candidates(decision="pending_approval")
         promoted = state.candidates(decision="promoted")
         last = state.last_cycle_started()
@@ -166,7 +169,7 @@ def status(settings: Settings) -> dict[str, Any]:
         counts = store.counts()
         since = store.count_ingested_since(last) if last else counts["events"]
     return {
-        "champions": {"prompt": prompt.version if prompt else None, "index": None, "model": settings.target_model},
+        "champions": {"prompt": prompt.version if prompt else None, "index": index, "model": settings.target_model},
         "pending": [c.public() for c in waiting],
         "pending_approvals": len(waiting),
         "negative_feedback_rate": round(counts["negative"] / counts["events"], 4) if counts["events"] else None,

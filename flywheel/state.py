@@ -40,6 +40,22 @@ MIGRATIONS: tuple[str, ...] = (
         outcome TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (cluster_id, candidate_id)
     );
     """,
+    # 2: knowledge index versions. Chroma holds one record per distinct chunk content; which records
+    # make up a version is kept here, so versions can branch, be rolled back and be rebuilt.
+    """
+    CREATE TABLE kb_versions (
+        version INTEGER PRIMARY KEY, created_at REAL NOT NULL, parent INTEGER, source TEXT,
+        documents INTEGER NOT NULL, chunks INTEGER NOT NULL, status TEXT NOT NULL, note TEXT, provenance TEXT
+    );
+    CREATE TABLE kb_records (
+        record_id TEXT PRIMARY KEY, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL, text TEXT NOT NULL,
+        source TEXT, updated_at TEXT
+    );
+    CREATE TABLE kb_members (
+        version INTEGER NOT NULL, record_id TEXT NOT NULL, PRIMARY KEY (version, record_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE pointers (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 )
 
 
@@ -182,6 +198,21 @@ class StateStore:
             "HAVING SUM(outcome = 'rejected') > 0 AND SUM(outcome = 'promoted') = 0"
         )
         return {r[0] for r in rows}
+
+
+    # pointers (the active index version) ------------------------------------------------------
+    def pointer(self, name: str) -> str | None:
+        row = self._db.execute("SELECT value FROM pointers WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_pointer(self, name: str, value: str) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO pointers VALUES (?, ?)", (name, value))
+
+    @property
+    def db(self) -> Any:
+        """The connection, for the knowledge index's own tables (same file, same transactions)."""
+        return self._db
 
 
 def open_state(home: Path) -> StateStore:

@@ -1,0 +1,321 @@
+"""Versioned knowledge index: Chroma holds the vectors, the state store says what each version is.
+
+Design (an equivalent of "a collection per version" that keeps every retained version queryable
+without copying vectors):
+
+- **Records.** One Chroma record per distinct chunk content (id = content hash of document id and
+  text), embedded once with the shared local model. Its text, document and source are also kept in
+  the state store, so the index can be rebuilt from there (the embedding cache makes that free).
+- **Versions.** A version is the set of records that made up the source when it was synced (or when
+  an improver built it), kept in ``kb_members``. A new version costs only its new records: a refresh
+  that changes 1% of the chunks embeds and adds 1% of them.
+- **Queries.** The active (or any retained) version is queried by over-fetching nearest neighbours
+  from the whole collection and keeping those that belong to the version.
+- **Pointer.** ``active_index`` in the state store; the first version becomes active, later ones
+  only through promotion, and rollback moves it back.
+- **Retention.** ``knowledge.retention`` versions are kept (always the active one); records no kept
+  version uses are deleted from Chroma.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flywheel.config import Settings
+from flywheel.errors import FlywheelError, UsageError
+from flywheel.knowledge.source import Chunk, chunks_of, load_documents
+from flywheel.state import StateStore
+
+ACTIVE = "active_index"
+_BATCH = 2000
+
+
+class IndexUnavailable(FlywheelError):
+    """The Chroma store is missing or unreadable; the state store still has every version."""
+
+
+@dataclass
+class SyncReport:
+    version: int
+    added: int
+    updated: int
+    deleted: int
+    unchanged: int
+    embedded: int
+    activated: bool = False
+    created: bool = True
+
+    def public(self) -> dict[str, Any]:
+        return {"version": self.version, "added": self.added, "updated": self.updated, "deleted": self.deleted,
+                "unchanged": self.unchanged, "embedded": self.embedded, "activated": self.activated,
+                "created": self.created}
+
+
+def chroma_client(settings: Settings) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    url = settings.knowledge.chroma_url
+    try:
+        if url:
+            from urllib.parse import urlparse
+
+            parsed = urlparse(url)
+            return chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
+                                       ssl=parsed.scheme == "https", settings=chroma_settings)
+        path = settings.home / "chroma"
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    except Exception as exc:  # chromadb raises many types for a broken store
+        forget_chroma_clients()
+        raise IndexUnavailable(
+            f"the Chroma store at {url or settings.home / 'chroma'} cannot be opened ({type(exc).__name__}: {exc}); "
+            "every index version is still recorded in the state store: `flywheel kb rebuild` restores them"
+        ) from exc
+
+
+def forget_chroma_clients() -> None:
+    """Chroma caches one client per path in the process; drop them so a repaired store is reopened."""
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+
+
+class KnowledgeIndex:
+    """Sync, query and move the versioned index. Give it the embedder shared with triage."""
+
+    def __init__(self, settings: Settings, state: StateStore, embedder: Any) -> None:
+        self.settings = settings
+        self.state = state
+        self.db = state.db
+        self.embedder = embedder
+        self._collection: Any = None
+
+    # Chroma --------------------------------------------------------------------------------------
+    @property
+    def collection(self) -> Any:
+        if self._collection is None:
+            client = chroma_client(self.settings)
+            try:
+                self._collection = client.get_or_create_collection(
+                    self.settings.knowledge.collection, embedding_function=None,
+                    configuration={"hnsw": {"space": "cosine"}},
+                )
+                self._collection.count()
+            except Exception as exc:
+                raise IndexUnavailable(
+                    f"the Chroma collection {self.settings.knowledge.collection!r} is unreadable "
+                    f"({type(exc).__name__}: {exc}); `flywheel kb rebuild` restores every retained version "
+                    "from the state store"
+                ) from exc
+        return self._collection
+
+    def _present(self, record_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(record_ids), _BATCH):
+            found.update(self.collection.get(ids=list(record_ids[i : i + _BATCH]), include=[])["ids"])
+        return found
+
+    def _add_records(self, chunks: Sequence[Chunk]) -> int:
+        """Embed and add records Chroma lacks; returns how many texts were embedded."""
+        if not chunks:
+            return 0
+        embedded = 0
+        for i in range(0, len(chunks), _BATCH):
+            part = chunks[i : i + _BATCH]
+            before = getattr(self.embedder, "embedded", None)
+            vectors = self.embedder.embed([c.text for c in part])
+            after = getattr(self.embedder, "embedded", None)
+            embedded += (after - before) if before is not None and after is not None else len(part)
+            self.collection.upsert(
+                ids=[c.content_hash for c in part],
+                embeddings=vectors,
+                documents=[c.text for c in part],
+                metadatas=[{"doc_id": c.doc_id, "chunk_id": c.chunk_id, "source": c.source,
+                            "updated_at": c.updated_at} for c in part],
+            )
+        return embedded
+
+    # versions -------------------------------------------------------------------------------------
+    def active_version(self) -> int | None:
+        value = self.state.pointer(ACTIVE)
+        return int(value) if value is not None else None
+
+    def versions(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT version, created_at, parent, source, documents, chunks, status, note FROM kb_versions "
+            "ORDER BY version"
+        ).fetchall()
+        keys = ("version", "created_at", "parent", "source", "documents", "chunks", "status", "note")
+        active = self.active_version()
+        return [dict(zip(keys, r, strict=True)) | {"active": r[0] == active} for r in rows]
+
+    def members(self, version: int) -> dict[str, str]:
+        """chunk_id -> record_id of a version."""
+        rows = self.db.execute(
+            "SELECT r.chunk_id, r.record_id FROM kb_members m JOIN kb_records r ON r.record_id = m.record_id "
+            "WHERE m.version = ?", (version,)
+        )
+        return dict(rows.fetchall())
+
+    def _latest(self) -> int | None:
+        row = self.db.execute("SELECT MAX(version) FROM kb_versions WHERE status != 'deleted'").fetchone()
+        return row[0]
+
+    def create_version(self, chunks: Sequence[Chunk], *, parent: int | None, source: str, note: str,
+                       provenance: dict[str, Any] | None = None) -> SyncReport:
+        """A new version made of ``chunks``; records Chroma already has are reused, not re-embedded."""
+        before = self.members(parent) if parent is not None else {}
+        after = {c.chunk_id: c.content_hash for c in chunks}
+        if len(after) != len(chunks):
+            raise UsageError("two chunks share a chunk id; document ids must be unique")
+        added = sum(1 for cid in after if cid not in before)
+        updated = sum(1 for cid, rid in after.items() if cid in before and before[cid] != rid)
+        deleted = sum(1 for cid in before if cid not in after)
+        unchanged = len(after) - added - updated
+        if parent is not None and not (added or updated or deleted):
+            return SyncReport(parent, 0, 0, 0, unchanged, 0, created=False)
+        known = self._present(list(dict.fromkeys(after.values())))
+        fresh = list({c.content_hash: c for c in chunks if c.content_hash not in known}.values())
+        embedded = self._add_records(fresh)
+        version = (self._latest() or 0) + 1
+        with self.db:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO kb_records VALUES (?, ?, ?, ?, ?, ?)",
+                [(c.content_hash, c.chunk_id, c.doc_id, c.text, c.source, c.updated_at) for c in chunks],
+            )
+            self.db.execute(
+                "INSERT INTO kb_versions VALUES (?, ?, ?, ?, ?, ?, 'candidate', ?, ?)",
+                (version, time.time(), parent, source, len({c.doc_id for c in chunks}), len(chunks), note,
+                 json.dumps(provenance or {})),
+            )
+            self.db.executemany("INSERT INTO kb_members VALUES (?, ?)",
+                                [(version, rid) for rid in dict.fromkeys(after.values())])
+        return SyncReport(version, added, updated, deleted, unchanged, embedded)
+
+    def sync(self, source: Path) -> SyncReport:
+        """A version from the source of truth; the very first one becomes active."""
+        load_documents(source)  # validate before anything is written
+        chunks = list(chunks_of(source, self.settings.knowledge.chunk_chars))
+        active = self.active_version()
+        report = self.create_version(chunks, parent=active if active is not None else self._latest(),
+                                     source=str(source), note="kb sync")
+        if active is None and report.created:
+            self.activate(report.version)
+            report.activated = True
+        self.apply_retention()
+        return report
+
+    def activate(self, version: int) -> int | None:
+        """Point ``active_index`` at ``version``; returns the previous one."""
+        if not self.db.execute("SELECT 1 FROM kb_versions WHERE version = ? AND status != 'deleted'",
+                               (version,)).fetchone():
+            raise UsageError(f"index version {version} does not exist (or was deleted by retention)")
+        previous = self.active_version()
+        with self.db:
+            if previous is not None:
+                self.db.execute("UPDATE kb_versions SET status = 'retained' WHERE version = ?", (previous,))
+            self.db.execute("UPDATE kb_versions SET status = 'active' WHERE version = ?", (version,))
+        self.state.set_pointer(ACTIVE, str(version))
+        return previous
+
+    def apply_retention(self) -> list[int]:
+        """Keep the newest ``retention`` versions and the active one; drop the rest and their orphans."""
+        keep_n = self.settings.knowledge.retention
+        rows = [r[0] for r in self.db.execute(
+            "SELECT version FROM kb_versions WHERE status != 'deleted' ORDER BY version DESC")]
+        active = self.active_version()
+        doomed = [v for v in rows[keep_n:] if v != active]
+        if not doomed:
+            return []
+        with self.db:
+            for v in doomed:
+                self.db.execute("DELETE FROM kb_members WHERE version = ?", (v,))
+                self.db.execute("UPDATE kb_versions SET status = 'deleted' WHERE version = ?", (v,))
+        orphans = [r[0] for r in self.db.execute(
+            "SELECT record_id FROM kb_records WHERE record_id NOT IN (SELECT record_id FROM kb_members)")]
+        for i in range(0, len(orphans), _BATCH):
+            self.collection.delete(ids=orphans[i : i + _BATCH])
+        with self.db:
+            self.db.executemany("DELETE FROM kb_records WHERE record_id = ?", [(r,) for r in orphans])
+        return doomed
+
+    def rebuild(self) -> dict[str, int]:
+        """Restore Chroma from the state store (after it was lost or corrupted): every retained version."""
+        forget_chroma_clients()
+        self._collection = None
+        moved = None
+        try:
+            self.collection.count()
+        except IndexUnavailable:
+            if self.settings.knowledge.chroma_url:
+                raise
+            # Keep the unreadable store aside (nothing is deleted), then start a fresh one.
+            store = self.settings.home / "chroma"
+            moved = store.with_name(f"chroma.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+            store.rename(moved)
+            forget_chroma_clients()
+            self._collection = None
+        rows = self.db.execute("SELECT record_id, chunk_id, doc_id, text, source, updated_at FROM kb_records").fetchall()
+        chunks = [Chunk(r[1], r[2], r[3], r[4] or "", r[5] or "") for r in rows]
+        present = self._present([c.content_hash for c in chunks])
+        missing = [c for c in chunks if c.content_hash not in present]
+        embedded = self._add_records(missing)
+        return {"records": len(chunks), "restored": len(missing), "embedded": embedded,
+                "unreadable_store_kept_at": str(moved) if moved else None}
+
+    # queries ----------------------------------------------------------------------------------------
+    def retriever(self, version: int | None = None) -> IndexRetriever | None:
+        v = self.active_version() if version is None else version
+        if v is None:
+            return None
+        return IndexRetriever(self, v, set(self.members(v).values()))
+
+    def status(self) -> dict[str, Any]:
+        active = self.active_version()
+        docs = chunks = 0
+        if active is not None:
+            row = self.db.execute("SELECT documents, chunks FROM kb_versions WHERE version = ?", (active,)).fetchone()
+            docs, chunks = row
+        return {"active_version": active, "versions": [v for v in self.versions() if v["status"] != "deleted"],
+                "documents": docs, "chunks": chunks, "embedding_model": getattr(self.embedder, "name", "?"),
+                "collection": self.settings.knowledge.collection,
+                "store": self.settings.knowledge.chroma_url or str(self.settings.home / "chroma")}
+
+
+class IndexRetriever:
+    """Nearest chunks of one version: over-fetch from the shared collection, keep the version's own."""
+
+    def __init__(self, index: KnowledgeIndex, version: int, members: set[str]) -> None:
+        self.index = index
+        self.version = str(version)
+        self.members = members
+
+    def retrieve(self, query: str, k: int) -> list[tuple[str, str]]:
+        return [(doc_id, text) for doc_id, text, _ in self.search(query, k)]
+
+    def search(self, query: str, k: int) -> list[tuple[str, str, float]]:
+        """``(document id, text, cosine distance)`` of the ``k`` nearest chunks in this version."""
+        if not self.members:
+            return []
+        vector = self.index.embedder.embed([query])
+        total = self.index.collection.count()
+        fetch = min(total, max(4 * k, k + 8))
+        while True:
+            res = self.index.collection.query(query_embeddings=vector, n_results=fetch,
+                                              include=["documents", "metadatas", "distances"])
+            hits = [(m["doc_id"], d, dist) for rid, d, m, dist in
+                    zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
+                    if rid in self.members]
+            if len(hits) >= k or fetch >= total:
+                return hits[:k]
+            fetch = min(total, fetch * 4)
+
+    def search_many(self, queries: Iterable[str], k: int) -> list[list[tuple[str, str, float]]]:
+        return [self.search(q, k) for q in queries]
