@@ -81,6 +81,14 @@ def merge_task(settings: Settings, setup: steps.CycleSetup, candidates: list[Can
         return steps.merge_step(settings, setup, candidates, clusters, protected)
 
 
+@task(name="improve-rag", persist_result=True,
+      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "rag",
+                                       ",".join(sorted(c.cluster_id for c in p["clusters"]))))
+def improve_rag_task(settings: Settings, setup: steps.CycleSetup, clusters: list[FailureCluster]) -> Candidate | None:
+    """A candidate index version for the outdated-knowledge clusters, retrieval validated."""
+    return steps.improve_rag_step(settings, setup, clusters)
+
+
 @task(name="evaluate", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "eval",
                                        ",".join(v.key for v in p["variants"])))
@@ -127,6 +135,9 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
         merged = merge_task.with_options(**retrying)(settings, setup, candidates, chosen, protected)
         if merged is not None:
             candidates.append(merged)
+        rag_candidate = improve_rag_task(settings, setup, steps.rag_clusters(clusters, settings))
+        if rag_candidate is not None:
+            candidates.append(rag_candidate)
         steps._crash_point("improve")
         variants = [steps.variant_for(settings, setup, None)] + [steps.variant_for(settings, setup, c) for c in candidates]
         champion, *rest = evaluate_task.with_options(**retrying)(settings, setup, variants)

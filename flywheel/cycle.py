@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import os
 import secrets
 import threading
@@ -298,6 +299,92 @@ def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candi
         return state.candidate(cand.candidate_id) or cand
 
 
+def rag_clusters(clusters: Sequence[FailureCluster], settings: Settings) -> list[FailureCluster]:
+    return [c for c in clusters if c.route == "rag"][: settings.improve.max_clusters]
+
+
+def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[FailureCluster]) -> Candidate | None:
+    """One candidate index version for the cycle's outdated-knowledge clusters, retrieval validated.
+
+    None when there is nothing to do: no knowledge source or active index, or no newer knowledge
+    (the reason is kept in the cycle's drafts)."""
+    from evals.retrieval import RetrievalCheck, validate
+    from flywheel.embeddings import build_embedder
+    from flywheel.knowledge.index import KnowledgeIndex
+    from flywheel.knowledge.source import load_documents
+    from improvers import rag
+
+    if not clusters:
+        return None
+    key = "rag:" + ",".join(sorted(c.cluster_id for c in clusters))
+    with open_state(settings.home) as state:
+        cached = state.drafts(setup.cycle_id, key)
+        if cached is None:
+            if settings.knowledge_source is None or setup.index_version is None:
+                cached = {"version": None, "reason": "no knowledge source or no active index (run `flywheel kb sync`)"}
+                state.save_drafts(setup.cycle_id, key, cached)
+                return None
+            embedder = build_embedder(settings)
+            index = KnowledgeIndex(settings, state, embedder)
+            active = int(setup.index_version)
+            retriever = index.retriever(active)
+            assert retriever is not None
+            with open_store(settings.resolved_store_url) as store:
+                events = store.get([i for c in clusters for i in c.event_ids])
+            proposal = rag.propose(
+                cluster_ids=[c.cluster_id for c in clusters], events=events, active_chunks=index.chunks(active),
+                source_documents=load_documents(settings.knowledge_source),
+                retrieve=lambda q, k: [d for d, _ in retriever.retrieve(q, k)], embed=embedder.embed,
+                chunk_chars=settings.knowledge.chunk_chars, k=settings.knowledge.retrieval_k,
+            )
+            if proposal.empty:
+                cached = {"version": None, "reason": "no newer knowledge in the source and no trusted correction "
+                                                     f"for {', '.join(proposal.implicated) or 'these queries'}",
+                          "untrusted_corrections": len(proposal.skipped_corrections)}
+                state.save_drafts(setup.cycle_id, key, cached)
+                return None
+            report = index.create_version(
+                proposal.chunks, parent=active, source=str(settings.knowledge_source),
+                note=f"rag candidate, cycle {setup.cycle_id}",
+                provenance={"clusters": [c.cluster_id for c in clusters], "chunks": proposal.provenance},
+            )
+            golden = load_golden(settings.golden)
+            checks = [RetrievalCheck(i.input, frozenset(i.documents), "golden") for i in golden.items if i.documents]
+            changed = set(proposal.changed_documents)
+            checks += [RetrievalCheck(e.query, frozenset(changed), "cluster") for e in events
+                       if e.consent and e.correction][:100]
+            candidate_retriever = index.retriever(report.version)
+            assert candidate_retriever is not None
+            validation = validate(lambda q, k: [d for d, _ in retriever.retrieve(q, k)],
+                                  lambda q, k: [d for d, _ in candidate_retriever.retrieve(q, k)],
+                                  checks, changed, settings.knowledge.retrieval_k)
+            old_text = {c.doc_id: c.text for c in index.chunks(active)}
+            diff = "".join(unified_diff(
+                [line + "\n" for d in proposal.changed_documents for line in old_text.get(d, "").splitlines()],
+                [line + "\n" for c in proposal.chunks if c.doc_id in changed for line in c.text.splitlines()],
+                f"index v{active} (active)", f"index v{report.version} (candidate)"))
+            cached = {"version": report.version, "changed_documents": proposal.changed_documents,
+                      "provenance": proposal.provenance, "implicated": proposal.implicated,
+                      "untrusted_corrections": len(proposal.skipped_corrections), "embedded": report.embedded,
+                      "validation": validation.model_dump(mode="json"), "diff": diff}
+            state.save_drafts(setup.cycle_id, key, cached)
+        if cached["version"] is None:
+            return None
+        first = [c.first_seen for c in clusters if c.first_seen]
+        cand = Candidate(
+            candidate_id=f"rag-{_short_hash(setup.cycle_id, str(cached['version']))}", cycle_id=setup.cycle_id,
+            kind="rag", cluster_ids=[c.cluster_id for c in clusters], parent=setup.index_version,
+            version=str(cached["version"]), first_seen=min(first) if first else None,
+            created_at=datetime.now(timezone.utc),
+            payload={"template": setup.champion_template, "index_version": str(cached["version"]),
+                     "changed_documents": cached["changed_documents"], "provenance": cached["provenance"],
+                     "retrieval": cached["validation"], "diff": cached["diff"],
+                     "cluster_first_seen": {c.cluster_id: c.first_seen.isoformat() for c in clusters if c.first_seen}},
+        )
+        state.add_candidate(cand)
+        return state.candidate(cand.candidate_id) or cand
+
+
 # ------------------------------------------------------------------------------------------------
 def answer_factory(settings: Settings) -> Callable[[], tuple[Answer, Any, Callable[[], Any]]]:
     """Builds (answer, judge, close) inside the running event loop (AsyncOpenAI binds to it)."""
@@ -349,8 +436,12 @@ def variant_for(settings: Settings, setup: CycleSetup, cand: Candidate | None) -
         return Variant(label="champion", prompt_template=setup.champion_template,
                        prompt_version=setup.champion_version, model=settings.target_model,
                        index_version=setup.index_version, pipeline=settings.eval.pipeline or "builtin")
+    if cand.kind == "rag":  # the champion's prompt over the candidate index version
+        return Variant(label=cand.candidate_id, prompt_template=setup.champion_template,
+                       prompt_version=setup.champion_version, model=settings.target_model,
+                       index_version=cand.version, pipeline=settings.eval.pipeline or "builtin")
     return Variant(label=cand.candidate_id, prompt_template=cand.payload["template"], prompt_version=cand.version,
-                   model=settings.target_model, index_version=cand.payload.get("index_version", setup.index_version),
+                   model=settings.target_model, index_version=setup.index_version,
                    pipeline=settings.eval.pipeline or "builtin")
 
 
@@ -404,30 +495,36 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
                 cand.per_category, cand.category_deltas = comparison.per_category, comparison.category_deltas
             if cand.decision is None:
                 verdict = judge_candidate(comparison, res.errors, len(res.rows), policy)
-                cand.decision = "pending_approval" if verdict.passed else "rejected"
-                cand.reason = verdict.text
+                retrieval = cand.payload.get("retrieval")
+                if retrieval and not retrieval["passed"]:
+                    cand.decision, cand.reason = "rejected", retrieval["reason"] + "; " + verdict.text
+                else:
+                    cand.decision = "pending_approval" if verdict.passed else "rejected"
+                    cand.reason = verdict.text + (f"; {retrieval['reason']}" if retrieval else "")
             evaluated.append(cand)
-        # One prompt can be in production: of those that passed, the best waits; the rest are superseded.
-        passed = sorted((c for c in evaluated if c.decision == "pending_approval" and c.kind == "prompt"),
-                        key=lambda c: (-(c.golden_score or 0), len(c.payload.get("template", ""))))
-        for loser in passed[1:]:
-            loser.decision = "rejected"
-            loser.reason = (f"superseded by {passed[0].candidate_id} (golden score {passed[0].golden_score:.3f} vs "
-                            f"{loser.golden_score:.3f}); passed the policy: {loser.reason}")
+        # One champion of each kind: of those that passed, the best waits; the rest are superseded.
+        winners: list[Candidate] = []
+        for kind in ("prompt", "rag"):
+            passed = sorted((c for c in evaluated if c.decision == "pending_approval" and c.kind == kind),
+                            key=lambda c: (-(c.golden_score or 0), len(c.payload.get("template", ""))))
+            winners += passed[:1]
+            for loser in passed[1:]:
+                loser.decision = "rejected"
+                loser.reason = (f"superseded by {passed[0].candidate_id} (golden score {passed[0].golden_score:.3f} "
+                                f"vs {loser.golden_score:.3f}); passed the policy: {loser.reason}")
         for cand in evaluated:
             res = results[cand.candidate_id]
             if cand.mlflow_run_id is None:
                 cand.mlflow_run_id = log_variant(
                     client, exp_id, parent, cycle_id=setup.cycle_id, kind=cand.kind, candidate_id=cand.candidate_id,
                     result=res, golden=golden, decision=cand.decision,
-                    metrics={k: v for k, v in {"delta": cand.delta, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
-                                               "champion_score": cand.champion_score}.items() if v is not None},
+                    metrics={**{k: v for k, v in {"delta": cand.delta, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
+                                                  "champion_score": cand.champion_score}.items() if v is not None},
+                             **retrieval_metrics(cand)},
                     params={"parent_version": cand.parent, "cluster_ids": ",".join(cand.cluster_ids),
                             "prompt_name": settings.prompt_name},
-                    tags={"flywheel.reason": cand.reason, "flywheel.prompt_version": cand.version or ""},
-                    artifacts={"prompt.txt": cand.payload.get("template", ""),
-                               "prompt.diff": cand.payload.get("diff", ""),
-                               "critique.txt": cand.payload.get("critique", "")},
+                    tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or ""},
+                    artifacts=candidate_artifacts(cand),
                 )
             state.save_candidate(cand)
             outcome = "superseded" if cand.reason.startswith("superseded") else (cand.decision or "rejected")
@@ -435,8 +532,7 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
                 state.record_attempt(cid, setup.cycle_id, cand.kind, cand.candidate_id,
                                      "pending" if outcome == "pending_approval" else outcome)
         _crash_point("gate-logged")
-        winner = passed[0] if passed else None
-        if winner is not None:
+        for winner in winners:
             supersede_pending(settings, state, winner)
             if auto_approve or policy.auto_approve:
                 promote(settings, state, winner, by="policy (auto-approve)", note=winner.reason)
@@ -444,6 +540,23 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
     return CycleReport(cycle_id=setup.cycle_id, golden_version=golden.version, champion_score=champion.mean,
                        candidates=evaluated, resumed=setup.resumed, champion_run_id=champion_run,
                        cycle_run_id=parent)
+
+
+def retrieval_metrics(cand: Candidate) -> dict[str, float]:
+    from evals.retrieval import RetrievalValidation
+
+    retrieval = cand.payload.get("retrieval")
+    return RetrievalValidation.model_validate(retrieval).flat() if retrieval else {}
+
+
+def candidate_artifacts(cand: Candidate) -> dict[str, str]:
+    """What an approver reads: the prompt and its diff, or the index change and its provenance."""
+    if cand.kind == "rag":
+        return {"index.diff": cand.payload.get("diff", ""),
+                "index_changes.json": json.dumps({k: cand.payload.get(k) for k in
+                                                  ("changed_documents", "provenance", "retrieval")}, indent=2)}
+    return {"prompt.txt": cand.payload.get("template", ""), "prompt.diff": cand.payload.get("diff", ""),
+            "critique.txt": cand.payload.get("critique", "")}
 
 
 def finish(settings: Settings, report: CycleReport, status: str = "done") -> None:
@@ -492,6 +605,9 @@ def run_cycle(settings: Settings, *, auto_approve: bool = False, progress: Progr
         merged = merge_step(settings, setup, cands, chosen, protected)
         if merged:
             cands.append(merged)
+        rag_candidate = improve_rag_step(settings, setup, rag_clusters(clusters, settings))
+        if rag_candidate:
+            cands.append(rag_candidate)
         _crash_point("improve")
         say(f"evaluating the champion and {len(cands)} candidates on the golden set")
         champion, *rest = evaluate_step(settings, [variant_for(settings, setup, c) for c in (None, *cands)])

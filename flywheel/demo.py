@@ -8,6 +8,7 @@ would with `flywheel approve`), and show the champion's golden score before and 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,10 @@ def demo_overrides(home: Path, world: Path, base_url: str) -> dict[str, Any]:
 
 
 def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
+    from evals.pipeline import Variant
     from flows.cycle import run_flow
+    from flywheel.champion import require_production_prompt
+    from flywheel.cycle import evaluate_step
     from flywheel.cli import print_clusters
     from flywheel.gate import approve, pending, set_prompt, status
 
@@ -67,6 +71,10 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
             kb = KnowledgeIndex(settings, state, build_embedder(settings)).sync(world / "knowledge")
         console.print(f"kb sync: index version {kb.version} active ({kb.added} chunks embedded locally; "
                       f"{summary['knowledge_updates']} documents are outdated)", highlight=False)
+        for doc in (world / "knowledge_updates").iterdir():  # the docs team fixes the source of truth
+            shutil.copy(doc, world / "knowledge" / doc.name)
+        console.print(f"the knowledge source was corrected ({summary['knowledge_updates']} documents); the active "
+                      "index still serves the old text until a refresh is approved", highlight=False)
         with open_store(settings.resolved_store_url) as store:
             report = ingest_files([str(world / "feedback.jsonl")], store, settings.quarantine_dir, settings.ingest)
         console.print(
@@ -91,11 +99,16 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
                           f"(what `flywheel approve {cand.candidate_id}` does)", highlight=False)
             approve(settings, cand.candidate_id, by=DEMO_APPROVER, note="approved in the demo")
             promoted.append(cand)
-        after = max((c.golden_score or 0.0 for c in promoted), default=before)
         final = status(settings)
+        champion_now = Variant(label="champion", prompt_template=require_production_prompt(settings).template,
+                               prompt_version=final["champions"]["prompt"], model=settings.target_model,
+                               index_version=final["champions"]["index"], pipeline="builtin")
+        (measured,) = evaluate_step(settings, [champion_now])
+        after = measured.mean
     console.rule("result")
     console.print(f"champion golden score: before {before:.3f} -> after {after:.3f} "
-                  f"(production prompt v{final['champions']['prompt']})", highlight=False)
+                  f"(production prompt v{final['champions']['prompt']}, index v{final['champions']['index']})",
+                  highlight=False)
     console.print(f"state kept in {home}", highlight=False)
     console.print(f"MLflow UI:  mlflow ui --backend-store-uri {settings.resolved_tracking_uri} --workers 1",
                   highlight=False)

@@ -35,10 +35,12 @@ def _tag_run(settings: Settings, run_id: str | None, tags: dict[str, str]) -> No
 
 def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, note: str | None) -> Candidate:
     """Move the champion pointer to ``cand``; refuse when the champion moved since it was evaluated."""
-    if cand.kind != "prompt":
-        raise UsageError(f"promotion of {cand.kind} candidates is not available yet ({cand.candidate_id})")
     if cand.mlflow_run_id is None:
         raise UsageError(f"{cand.candidate_id} has no MLflow run: nothing is promoted before it is logged")
+    if cand.kind == "rag":
+        return _promote_index(settings, state, cand, by=by, note=note)
+    if cand.kind != "prompt":
+        raise UsageError(f"promotion of {cand.kind} candidates is not available yet ({cand.candidate_id})")
     current = production_prompt(settings)
     current_version = current.version if current else None
     if cand.parent != current_version:
@@ -48,10 +50,36 @@ def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, 
         )
     assert cand.version is not None
     move_prompt_alias(settings, cand.version)
+    return _record_promotion(settings, state, cand, "prompt", current_version, by, note)
+
+
+def _index(settings: Settings, state: StateStore) -> Any:
+    from flywheel.embeddings import build_embedder
+    from flywheel.knowledge.index import KnowledgeIndex
+
+    return KnowledgeIndex(settings, state, build_embedder(settings))
+
+
+def _promote_index(settings: Settings, state: StateStore, cand: Candidate, *, by: str, note: str | None) -> Candidate:
+    index = _index(settings, state)
+    current = index.active_version()
+    if cand.parent != (str(current) if current is not None else None):
+        raise UsageError(
+            f"{cand.candidate_id} was built on index v{cand.parent}, but v{current} is active now; "
+            "its evaluation no longer applies. Run a new cycle."
+        )
+    assert cand.version is not None
+    index.activate(int(cand.version))
+    return _record_promotion(settings, state, cand, "rag", str(current) if current is not None else None, by, note)
+
+
+def _record_promotion(settings: Settings, state: StateStore, cand: Candidate, kind: str, previous: str | None,
+                      by: str, note: str | None) -> Candidate:
     when = _now()
     cand.decision, cand.decided_at, cand.decided_by, cand.note = "promoted", when, by, note
     state.save_candidate(cand)
-    state.record_promotion("prompt", "promote", current_version, cand.version, cand.candidate_id, by, note)
+    assert cand.version is not None
+    state.record_promotion(kind, "promote", previous, cand.version, cand.candidate_id, by, note)
     for cid in cand.cluster_ids:
         state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, "promoted")
     _tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "promoted", "flywheel.approved_by": by,
@@ -120,16 +148,19 @@ def _live_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def rollback(settings: Settings, kind: str, *, by: str, note: str | None = None) -> dict[str, Any]:
     if kind not in KINDS:
         raise UsageError(f"rollback takes one of {', '.join(KINDS)}, not {kind!r}")
-    if kind != "prompt":
-        raise UsageError(f"there is no {kind} champion to roll back yet")
+    if kind == "model":
+        raise UsageError("there is no model champion to roll back yet")
     with open_state(settings.ensure_home()) as state:
-        live = _live_history(state.promotions("prompt"))
+        live = _live_history(state.promotions(kind))
         if not live or live[-1]["from_version"] is None:
-            raise UsageError("nothing to roll back: no earlier production prompt is recorded")
+            raise UsageError(f"nothing to roll back: no earlier {kind} champion is recorded")
         undo = live[-1]
         current, target = undo["to_version"], undo["from_version"]
-        move_prompt_alias(settings, target)
-        state.record_promotion("prompt", "rollback", current, target, undo["candidate_id"], by, note)
+        if kind == "prompt":
+            move_prompt_alias(settings, target)
+        else:
+            _index(settings, state).activate(int(target))
+        state.record_promotion(kind, "rollback", current, target, undo["candidate_id"], by, note)
         when = _now()
         if undo["candidate_id"] and (cand := state.candidate(undo["candidate_id"])):
             cand.payload["rolled_back_at"] = when.isoformat()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +43,24 @@ def loop(cli, world: Path, sim_env: Simulator, prefect_api: str, monkeypatch: py
     monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
     monkeypatch.setenv("FLYWHEEL_USER", "tester")
     start = cli("prompt", "set", str(world / "prompt.txt"), "--json")
+    knowledge = shutil.copytree(world / "knowledge", Path("knowledge"))
+    monkeypatch.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(knowledge))
+    cli("kb", "sync", "--json")
+    for doc in (world / "knowledge_updates").iterdir():  # the source of truth is corrected; the index is not
+        shutil.copy(doc, knowledge / doc.name)
     cli("ingest", str(world / "feedback.jsonl"), "--json")
     return {"start_version": start["version"], "world": world, "sim": sim_env}
+
+
+def retrieve(query: str) -> str:
+    from flywheel.embeddings import build_embedder
+    from flywheel.knowledge.index import KnowledgeIndex
+    from flywheel.state import open_state
+
+    settings = load_settings()
+    with open_state(settings.home) as state:
+        retriever = KnowledgeIndex(settings, state, build_embedder(settings)).retriever()
+        return "\n".join(text for _, text in retriever.retrieve(query, 3))
 
 
 def mlflow_client():
@@ -56,16 +73,21 @@ def test_full_cycle_through_the_cli_then_approve_and_rollback(cli, loop: dict) -
     out = cli("cycle", "--json")
     assert out["champion_score"] < 0.5
     cands = {c["candidate_id"]: c for c in out["candidates"]}
-    waiting = [c for c in cands.values() if c["decision"] == "pending_approval"]
-    assert len(waiting) == 1, [(c["candidate_id"], c["decision"], c["reason"]) for c in cands.values()]
-    best = waiting[0]
+    waiting = {c["kind"]: c for c in cands.values() if c["decision"] == "pending_approval"}
+    assert set(waiting) == {"prompt", "rag"}, [(c["candidate_id"], c["decision"], c["reason"]) for c in cands.values()]
+    best, refresh = waiting["prompt"], waiting["rag"]
     assert best["golden_score"] > out["champion_score"] and best["ci_low"] > 0 and best["mlflow_run_id"]
     assert all(c["reason"] for c in cands.values())  # every decision says why
-    assert all(c["decision"] == "rejected" for c in cands.values() if c is not best)
+    assert all(c["decision"] == "rejected" for c in cands.values() if c not in (best, refresh))
+    # The refresh fixes the outdated answers of the simulator's product model, and only those.
+    assert refresh["per_category"]["outdated_knowledge"] == 1.0 > refresh["champion_score"]
+    assert refresh["category_deltas"]["outdated_knowledge"] == 1.0
+    assert all(d == 0 for c, d in refresh["category_deltas"].items() if c != "outdated_knowledge")
+    assert "recall@3 unaffected" in refresh["reason"]
 
     listed = cli("pending", "--json")["pending"]
-    assert [c["candidate_id"] for c in listed] == [best["candidate_id"]]
-    assert listed[0]["mlflow_run_id"] == best["mlflow_run_id"]
+    assert {c["candidate_id"] for c in listed} == {best["candidate_id"], refresh["candidate_id"]}
+    assert {c["mlflow_run_id"] for c in listed} == {best["mlflow_run_id"], refresh["mlflow_run_id"]}
     assert cli("prompt", "show", "--json")["version"] == loop["start_version"]  # nothing moved yet
 
     approved = cli("approve", best["candidate_id"], "--by", "alice", "--note", "ship it", "--json")
@@ -75,13 +97,25 @@ def test_full_cycle_through_the_cli_then_approve_and_rollback(cli, loop: dict) -
     assert "production" in shown["aliases"]
     status = cli("status", "--json")
     assert status["champions"]["prompt"] == approved["version"]
-    assert status["pending_approvals"] == 0 and status["loop_velocity_hours"] > 0
+    assert status["pending_approvals"] == 1 and status["loop_velocity_hours"] > 0  # the refresh still waits
     assert 0 < status["negative_feedback_rate"] < 1
     run = mlflow_client().get_run(best["mlflow_run_id"])
     assert run.data.tags["flywheel.decision"] == "promoted"
     assert run.data.tags["flywheel.approved_by"] == "alice" and run.data.tags["flywheel.approval_note"] == "ship it"
 
     cli("approve", best["candidate_id"], "--json", expect=2)  # no longer waiting
+
+    # The index refresh: approval moves the active version and retrieval follows it; rollback moves it back.
+    q = "How much does the Pro plan cost per month?"
+    assert "$10 per month" in retrieve(q)
+    before_index = cli("kb", "status", "--json")["active_version"]
+    cli("approve", refresh["candidate_id"], "--by", "bob", "--json")
+    assert cli("kb", "status", "--json")["active_version"] == int(refresh["version"]) != before_index
+    assert cli("status", "--json")["champions"]["index"] == refresh["version"]
+    assert "$12 per month" in retrieve(q)
+    cli("rollback", "rag", "--json")
+    assert cli("kb", "status", "--json")["active_version"] == before_index
+    assert "$10 per month" in retrieve(q)
     back = cli("rollback", "prompt", "--json")
     assert (back["from_version"], back["to_version"]) == (approved["version"], loop["start_version"])
     assert cli("prompt", "show", "--json")["version"] == loop["start_version"]
@@ -102,10 +136,17 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
         by_kind.setdefault(r.data.tags["flywheel.kind"], []).append(r)
     (parent,) = by_kind["cycle"]
     (champion,) = by_kind["champion"]
-    assert len(by_kind["prompt"]) == len(out["candidates"])
+    (rag_run,) = by_kind["rag"]
+    assert len(by_kind["prompt"]) == len(out["candidates"]) - 1
+    assert rag_run.data.metrics["retrieval.candidate.unaffected.recall_at_3"] >= \
+        rag_run.data.metrics["retrieval.active.unaffected.recall_at_3"]
+    assert {"index.diff", "index_changes.json"} <= {a.path for a in client.list_artifacts(rag_run.info.run_id)}
+    changes = json.loads(Path(client.download_artifacts(rag_run.info.run_id, "index_changes.json")).read_text())
+    assert "pricing.md" in changes["changed_documents"]
+    assert all(p["from"] for p in changes["provenance"].values())
     golden_version = out["golden_version"]
     categories = {json.loads(line)["category"] for line in (loop["world"] / "golden.jsonl").read_text().splitlines()}
-    for r in [champion, *by_kind["prompt"]]:
+    for r in [champion, rag_run, *by_kind["prompt"]]:
         assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert r.data.params["golden_version"] == golden_version
         assert {f"golden.{c}" for c in categories} <= set(r.data.metrics)
@@ -125,7 +166,7 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
         assert len(table["data"]) == 204 and "rationale" in table["columns"]
     # Every drafted prompt is a registered version with its provenance, screened out or not.
     versions = {str(v.version): v for v in client.search_prompt_versions("assistant-system")}
-    for cand in out["candidates"]:
+    for cand in (c for c in out["candidates"] if c["kind"] == "prompt"):
         tags = versions[cand["version"]].tags
         assert "prompt-" + tags["flywheel.draft_id"] == cand["candidate_id"]
         assert tags["flywheel.cycle_id"] == out["cycle_id"] and tags["flywheel.kept"] == "true"
@@ -133,7 +174,7 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
         assert set(tags["flywheel.cluster_ids"].split(",")) == set(cand["cluster_ids"])
     drafted = [v for v in versions.values() if v.tags.get("flywheel.cycle_id") == out["cycle_id"]]
     screened_out = [v for v in drafted if v.tags["flywheel.kept"] == "false"]
-    assert len(drafted) == len(out["candidates"]) + len(screened_out) and screened_out
+    assert len(drafted) == len(out["candidates"]) - 1 + len(screened_out) and screened_out
 
 
 def test_an_endpoint_answering_500_fails_the_cycle_and_promotes_nothing(cli, loop: dict, monkeypatch) -> None:
@@ -191,7 +232,7 @@ def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: d
     assert len(list(client.search_prompt_versions("assistant-system"))) == versions_before
     exp = client.get_experiment_by_name("flywheel")
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`flywheel.cycle_id` = '{cycle_id}'")
-    ids = [r.data.tags["flywheel.candidate_id"] for r in runs if r.data.tags["flywheel.kind"] == "prompt"]
+    ids = [r.data.tags["flywheel.candidate_id"] for r in runs if r.data.tags["flywheel.kind"] in ("prompt", "rag")]
     assert sorted(ids) == sorted(before)  # one run per candidate, no duplicates
     # Drafts and evaluations were reused: the re-run asked the product model nothing.
     assert loop["sim"].counts().get("chat.product", 0) == product_calls

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,6 +88,12 @@ def test_retention_deletes_old_versions_but_never_the_active_one(local_embedder,
             index.activate(2)
 
 
+def flywheel_cmd(*args: str) -> subprocess.CompletedProcess[str]:
+    """A fresh process, as an operator would run it after the store broke."""
+    return subprocess.run([str(Path(sys.executable).parent / "flywheel"), *args], capture_output=True, text=True,
+                          timeout=300)
+
+
 def test_a_corrupted_or_missing_chroma_store_is_a_clear_error_and_every_version_comes_back(
         cli, tmp_path: Path, flywheel_home: Path) -> None:
     src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
@@ -96,19 +104,25 @@ def test_a_corrupted_or_missing_chroma_store_is_a_clear_error_and_every_version_
     for f in chroma.rglob("*"):
         if f.is_file():
             f.write_bytes(b"\x00garbage" * 64)
-    out = cli("kb", "status", "--json")  # status reads the state store only
-    assert [v["version"] for v in out["versions"]] == [1, 2]
-    err = cli("kb", "sync", "--source", str(src), "--json", expect=1)
-    assert "Chroma" in err["error"] and "flywheel kb rebuild" in err["error"]
-    restored = cli("kb", "rebuild", "--json")
+    status = flywheel_cmd("kb", "status", "--json")  # status reads the state store only
+    assert [v["version"] for v in json.loads(status.stdout)["versions"]] == [1, 2]
+    broken = flywheel_cmd("kb", "sync", "--source", str(src), "--json")
+    assert broken.returncode == 1
+    error = json.loads(broken.stdout)["error"]
+    assert "Chroma" in error and "flywheel kb rebuild" in error
+    rebuilt = flywheel_cmd("kb", "rebuild", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    restored = json.loads(rebuilt.stdout)
     assert restored["restored"] == restored["records"] == 8 and restored["embedded"] == 0  # from the cache
     assert Path(restored["unreadable_store_kept_at"]).is_dir()  # the broken store is kept aside, not deleted
     shutil.rmtree(chroma)  # a store that vanished entirely comes back the same way
-    assert cli("kb", "rebuild", "--json")["restored"] == 8
+    assert json.loads(flywheel_cmd("kb", "rebuild", "--json").stdout)["restored"] == 8
     settings = load_settings()
     with open_state(settings.home) as state:
         from flywheel.embeddings import build_embedder
+        from flywheel.knowledge.index import forget_chroma_clients
 
+        forget_chroma_clients()  # this test process had the old store open
         index = KnowledgeIndex(settings, state, build_embedder(settings))
         q = "How much does the Pro plan cost per month?"
         assert "$10 per month" in index.retriever(1).retrieve(q, 1)[0][1]
@@ -124,3 +138,72 @@ def test_chunks_follow_paragraphs_and_a_bad_source_line_is_named(tmp_path: Path,
     bad.write_text(json.dumps({"id": "a", "text": "ok"}) + "\n" + json.dumps({"text": "no id"}) + "\n")
     out = cli("kb", "sync", "--source", str(bad), "--json", expect=2)
     assert f"{bad}:2" in out["error"]
+
+
+def _event(i: int, user: str, correction: str | None = None, signal: str = "thumbs_down", consent: bool = True):
+    from datetime import datetime, timezone
+
+    from flywheel.schemas import StoredEvent
+
+    return StoredEvent(event_id=f"e{i}", ts=datetime(2026, 11, 1, tzinfo=timezone.utc), signal=signal, polarity=-1,
+                       strength=1.0, query="How much does the Pro plan cost?", output="The Pro plan costs $10 per month.",
+                       user_id=user, consent=consent, reason="outdated", correction=correction,
+                       context_ids=["pricing.md"])
+
+
+def test_a_lone_users_correction_never_enters_the_index(index, tmp_path: Path) -> None:
+    from flywheel.knowledge.source import load_documents
+    from improvers import rag
+
+    src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
+    index.sync(src)
+    active = index.chunks(1)
+
+    def proposal(events):
+        return rag.propose(cluster_ids=["c1"], events=events, active_chunks=active,
+                           source_documents=load_documents(src), retrieve=lambda q, k: ["pricing.md"],
+                           embed=index.embedder.embed, chunk_chars=index.settings.knowledge.chunk_chars)
+
+    lone = proposal([_event(1, "u1", "The Pro plan costs $99 per month."), _event(2, "u2")])
+    assert lone.empty and len(lone.skipped_corrections) == 1
+    assert not any("$99" in c.text for c in lone.chunks)
+    hidden = proposal([_event(i, f"u{i}", "The Pro plan costs $99 per month.", consent=False) for i in range(5)])
+    assert hidden.empty  # corrections without consent are not even considered
+    confirmed = proposal([_event(i, f"u{i}", "The Pro plan costs $12 per month!") for i in range(3)])
+    assert confirmed.changed_documents == ["corrections/c1.md"]
+    (corr,) = [c for c in confirmed.chunks if c.doc_id == "corrections/c1.md"]
+    assert "$12 per month" in corr.text
+    assert confirmed.provenance[corr.chunk_id]["evidence"][0]["users"] == 3
+    expert = proposal([_event(1, "rev", "The Pro plan costs $12 per month.", signal="expert_review")])
+    assert expert.changed_documents == ["corrections/c1.md"]
+    # The source of truth changing is newer knowledge too, and everything else stays as it was.
+    write_docs(src, KNOWLEDGE_UPDATES)
+    updated = proposal([_event(1, "u1")])
+    assert updated.changed_documents == ["pricing.md"]
+    assert {c.chunk_id: c.text for c in updated.chunks if c.doc_id != "pricing.md"} == \
+        {c.chunk_id: c.text for c in active if c.doc_id != "pricing.md"}
+
+
+def test_a_candidate_that_breaks_unrelated_retrieval_is_rejected(index, tmp_path: Path) -> None:
+    from evals.retrieval import RetrievalCheck, validate
+    from flywheel.knowledge.source import chunks_of
+
+    src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
+    index.sync(src)
+    broken_docs = {**KNOWLEDGE_UPDATES, "sharing.md": "# Notes\n\nNothing to see here."}
+    broken = write_docs(tmp_path / "broken", {**KNOWLEDGE_DOCS, **broken_docs})
+    v2 = index.create_version(list(chunks_of(broken, 800)), parent=1, source="test", note="bad").version
+    checks = [RetrievalCheck("How do I share a folder with my team?", frozenset({"sharing.md"}), "golden"),
+              RetrievalCheck("How can I share files with a colleague?", frozenset({"sharing.md"}), "golden"),
+              RetrievalCheck("How much does the Pro plan cost?", frozenset({"pricing.md"}), "golden")]
+
+    def search(version):
+        r = index.retriever(version)
+        return lambda q, k: [d for d, _ in r.retrieve(q, 1)]
+
+    verdict = validate(search(1), search(v2), checks, {"pricing.md", "uploads.md", "sharing.md"} - {"sharing.md"}, 1)
+    assert not verdict.passed and "unaffected" in verdict.reason
+    assert verdict.active["unaffected"].recall_at_k == 1.0 and verdict.candidate["unaffected"].recall_at_k < 1.0
+    fine = index.create_version(list(chunks_of(write_docs(tmp_path / "fine", {**KNOWLEDGE_DOCS, **KNOWLEDGE_UPDATES}),
+                                               800)), parent=1, source="test", note="good").version
+    assert validate(search(1), search(fine), checks, {"pricing.md", "uploads.md"}, 1).passed

@@ -20,6 +20,7 @@ without copying vectors):
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from flywheel.knowledge.source import Chunk, chunks_of, load_documents
 from flywheel.state import StateStore
 
 ACTIVE = "active_index"
+PREVIOUS = "previous_index"
 _BATCH = 2000
 
 
@@ -56,7 +58,22 @@ class SyncReport:
                 "created": self.created}
 
 
+_CLIENTS: dict[str, Any] = {}
+_CLIENTS_LOCK = threading.RLock()
+
+
 def chroma_client(settings: Settings) -> Any:
+    """One client per store for the whole process. Chroma stops a store's shared system when the last
+    client of it is garbage-collected, which raced with clients opened by other threads (retrieval
+    during evaluation) and left them with a stopped system; holding one client avoids that."""
+    key = settings.knowledge.chroma_url or str((settings.home / "chroma").resolve())
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = _open_client(settings)
+        return _CLIENTS[key]
+
+
+def _open_client(settings: Settings) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -84,6 +101,8 @@ def forget_chroma_clients() -> None:
     """Chroma caches one client per path in the process; drop them so a repaired store is reopened."""
     from chromadb.api.client import SharedSystemClient
 
+    with _CLIENTS_LOCK:
+        _CLIENTS.clear()
     SharedSystemClient.clear_system_cache()
 
 
@@ -164,6 +183,13 @@ class KnowledgeIndex:
         )
         return dict(rows.fetchall())
 
+    def chunks(self, version: int) -> list[Chunk]:
+        rows = self.db.execute(
+            "SELECT r.chunk_id, r.doc_id, r.text, r.source, r.updated_at FROM kb_members m "
+            "JOIN kb_records r ON r.record_id = m.record_id WHERE m.version = ? ORDER BY r.chunk_id", (version,)
+        )
+        return [Chunk(r[0], r[1], r[2], r[3] or "", r[4] or "") for r in rows]
+
     def _latest(self) -> int | None:
         row = self.db.execute("SELECT MAX(version) FROM kb_versions WHERE status != 'deleted'").fetchone()
         return row[0]
@@ -218,6 +244,8 @@ class KnowledgeIndex:
                                (version,)).fetchone():
             raise UsageError(f"index version {version} does not exist (or was deleted by retention)")
         previous = self.active_version()
+        if previous is not None and previous != version:
+            self.state.set_pointer(PREVIOUS, str(previous))
         with self.db:
             if previous is not None:
                 self.db.execute("UPDATE kb_versions SET status = 'retained' WHERE version = ?", (previous,))
@@ -230,8 +258,8 @@ class KnowledgeIndex:
         keep_n = self.settings.knowledge.retention
         rows = [r[0] for r in self.db.execute(
             "SELECT version FROM kb_versions WHERE status != 'deleted' ORDER BY version DESC")]
-        active = self.active_version()
-        doomed = [v for v in rows[keep_n:] if v != active]
+        protected = {self.active_version(), int(self.state.pointer(PREVIOUS) or 0)}  # rollback needs the previous
+        doomed = [v for v in rows[keep_n:] if v not in protected]
         if not doomed:
             return []
         with self.db:
