@@ -115,22 +115,9 @@ def ingest(
 
 
 def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
-    """Triage everything in the store with the configured embedder (and LLM, when enabled)."""
-    from flywheel.embeddings import build_embedder, prefetch_model
-    from flywheel.feedback.store import open_store
-    from flywheel.triage import TriageInputs, llm_classifier, triage_events
+    from flywheel.cycle import triage_step
 
-    classify = None
-    if settings.triage.infer_with_llm:
-        from flywheel.llm import make_client
-
-        classify = llm_classifier(make_client(settings, purpose="triage with infer_with_llm"), settings.judge_model)
-    embedder = build_embedder(settings)
-    prefetch_model(embedder)
-    with open_store(settings.resolved_store_url) as store:
-        negatives = list(store.events(polarity=-1))
-    inputs = TriageInputs(settings.triage, embedder, classify=classify)
-    return triage_events(negatives, inputs, progress)
+    return triage_step(settings, progress)
 
 
 def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None = None) -> None:
@@ -312,12 +299,11 @@ app.add_typer(kb_app, name="kb")
 
 @contextmanager
 def _index(settings: Settings) -> Iterator[Any]:
-    from flywheel.embeddings import build_embedder
-    from flywheel.knowledge.index import KnowledgeIndex
+    from flywheel.knowledge.index import open_index
     from flywheel.state import open_state
 
     with open_state(settings.ensure_home()) as state:
-        yield KnowledgeIndex(settings, state, build_embedder(settings))
+        yield open_index(settings, state)
 
 
 @kb_app.command("sync")

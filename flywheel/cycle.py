@@ -127,17 +127,21 @@ def begin(settings: Settings) -> CycleSetup:
                       index_version=active_index_version(settings))
 
 
-def triage_step(settings: Settings) -> list[FailureCluster]:
-    from flywheel.embeddings import build_embedder, prefetch_model
-    from flywheel.triage import TriageInputs, triage_events
+def triage_step(settings: Settings, progress: Callable[[int], None] | None = None) -> list[FailureCluster]:
+    """Triage everything in the store, as `flywheel triage` and the cycle both do: the configured
+    embedder, the LLM classifier when enabled, and the history of failed prompts (fine-tune routing)."""
+    from flywheel.embeddings import build_embedder
+    from flywheel.triage import TriageInputs, llm_classifier, triage_events
 
-    embedder = build_embedder(settings)
-    prefetch_model(embedder)
-    with open_state(settings.home) as state:
+    classify = None
+    if settings.triage.infer_with_llm:
+        classify = llm_classifier(make_client(settings, purpose="triage with infer_with_llm"), settings.judge_model)
+    with open_state(settings.ensure_home()) as state:
         failed = state.prompt_failed_clusters()
     with open_store(settings.resolved_store_url) as store:
         negatives = list(store.events(polarity=-1))
-    return triage_events(negatives, TriageInputs(settings.triage, embedder, prompt_failed=failed))
+    inputs = TriageInputs(settings.triage, build_embedder(settings), prompt_failed=failed, classify=classify)
+    return triage_events(negatives, inputs, progress)
 
 
 def prompt_clusters(clusters: Sequence[FailureCluster], settings: Settings) -> list[FailureCluster]:
@@ -166,9 +170,10 @@ def failing_examples(events: Sequence[StoredEvent], limit: int) -> list[FailingE
     return out
 
 
-def answer_queries(settings: Settings, template: str, queries: Sequence[str]) -> list[str]:
-    """Run the product pipeline with ``template`` on a few queries (screening); errors propagate."""
-    index_version = active_index_version(settings)
+def answer_queries(settings: Settings, template: str, queries: Sequence[str],
+                   index_version: str | None = None) -> list[str]:
+    """Run the product pipeline with ``template`` (over ``index_version``) on a few queries, for
+    screening; errors propagate."""
 
     async def main() -> list[str]:
         answer, _, close = answer_factory(settings)()
@@ -207,17 +212,22 @@ def register_draft(settings: Settings, cycle_id: str, template: str, message: st
 
 def _prompt_candidate(setup: CycleSetup, template: str, clusters: Sequence[FailureCluster],
                       payload: dict[str, Any]) -> Candidate:
-    first = [c.first_seen for c in clusters if c.first_seen]
+    first_seen, by_cluster = _first_seen(clusters)
     return Candidate(
         candidate_id=f"prompt-{draft_id(setup.cycle_id, template)}",
         cycle_id=setup.cycle_id, kind="prompt", cluster_ids=[c.cluster_id for c in clusters],
-        parent=setup.champion_version, first_seen=min(first) if first else None,
-        created_at=datetime.now(timezone.utc),
+        parent=setup.champion_version, first_seen=first_seen, created_at=datetime.now(timezone.utc),
         payload={"template": template,
                  "diff": prompt_diff(setup.champion_template, template, setup.champion_version),
-                 "cluster_first_seen": {c.cluster_id: c.first_seen.isoformat() for c in clusters if c.first_seen},
-                 **payload},
+                 "cluster_first_seen": by_cluster, **payload},
     )
+
+
+def _first_seen(clusters: Sequence[FailureCluster]) -> tuple[datetime | None, dict[str, str]]:
+    """The earliest negative event of the clusters, and each one's (loop velocity is measured from them)."""
+    by_cluster = {c.cluster_id: c.first_seen for c in clusters if c.first_seen}
+    earliest = min(by_cluster.values()) if by_cluster else None
+    return earliest, {cid: ts.isoformat() for cid, ts in by_cluster.items()}
 
 
 def prompt_diff(before: str, after: str, parent_version: str) -> str:
@@ -237,7 +247,8 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
             result = propose(
                 cluster_id=cluster.cluster_id, category=cluster.category, champion=setup.champion_template,
                 examples=examples, client=make_client(settings, purpose="drafting"), model=settings.draft_model,
-                run_queries=lambda t, qs: answer_queries(settings, t, qs), protected=protected,
+                run_queries=lambda t, qs: answer_queries(settings, t, qs, setup.index_version),
+                protected=protected,
                 settings=settings.improve,
             )
             cached = result.model_dump(mode="json")
@@ -309,8 +320,7 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
     None when there is nothing to do: no knowledge source or active index, or no newer knowledge
     (the reason is kept in the cycle's drafts)."""
     from evals.retrieval import RetrievalCheck, validate
-    from flywheel.embeddings import build_embedder
-    from flywheel.knowledge.index import KnowledgeIndex
+    from flywheel.knowledge.index import open_index
     from flywheel.knowledge.source import load_documents
     from improvers import rag
 
@@ -324,8 +334,7 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
                 cached = {"version": None, "reason": "no knowledge source or no active index (run `flywheel kb sync`)"}
                 state.save_drafts(setup.cycle_id, key, cached)
                 return None
-            embedder = build_embedder(settings)
-            index = KnowledgeIndex(settings, state, embedder)
+            index = open_index(settings, state)
             active = int(setup.index_version)
             retriever = index.retriever(active)
             assert retriever is not None
@@ -334,7 +343,7 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
             proposal = rag.propose(
                 cluster_ids=[c.cluster_id for c in clusters], events=events, active_chunks=index.chunks(active),
                 source_documents=load_documents(settings.knowledge_source),
-                retrieve=lambda q, k: [d for d, _ in retriever.retrieve(q, k)], embed=embedder.embed,
+                retrieve=lambda q, k: [d for d, _ in retriever.retrieve(q, k)], embed=index.embedder.embed,
                 chunk_chars=settings.knowledge.chunk_chars, k=settings.knowledge.retrieval_k,
             )
             if proposal.empty:
@@ -370,16 +379,16 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
             state.save_drafts(setup.cycle_id, key, cached)
         if cached["version"] is None:
             return None
-        first = [c.first_seen for c in clusters if c.first_seen]
+        first_seen, by_cluster = _first_seen(clusters)
         cand = Candidate(
             candidate_id=f"rag-{_short_hash(setup.cycle_id, str(cached['version']))}", cycle_id=setup.cycle_id,
             kind="rag", cluster_ids=[c.cluster_id for c in clusters], parent=setup.index_version,
-            version=str(cached["version"]), first_seen=min(first) if first else None,
+            version=str(cached["version"]), first_seen=first_seen,
             created_at=datetime.now(timezone.utc),
             payload={"template": setup.champion_template, "index_version": str(cached["version"]),
                      "changed_documents": cached["changed_documents"], "provenance": cached["provenance"],
                      "retrieval": cached["validation"], "diff": cached["diff"],
-                     "cluster_first_seen": {c.cluster_id: c.first_seen.isoformat() for c in clusters if c.first_seen}},
+                     "cluster_first_seen": by_cluster},
         )
         state.add_candidate(cand)
         return state.candidate(cand.candidate_id) or cand
@@ -414,11 +423,10 @@ def index_retrievers(settings: Settings) -> Callable[[str | None], Any]:
             return None
         with lock:
             if version not in opened:
-                from flywheel.embeddings import build_embedder
-                from flywheel.knowledge.index import KnowledgeIndex
+                from flywheel.knowledge.index import open_index
 
                 state = open_state(settings.home)  # kept open with the retriever for the evaluation
-                opened[version] = KnowledgeIndex(settings, state, build_embedder(settings)).retriever(int(version))
+                opened[version] = open_index(settings, state).retriever(int(version))
             return opened[version]
 
     return get

@@ -63,12 +63,11 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         start = set_prompt(settings, (world / "prompt.txt").read_text().strip(), message="the team's current prompt",
                            by=DEMO_APPROVER)
         console.print(f"prompt set: {start['name']} v{start['version']} is production", highlight=False)
-        from flywheel.embeddings import build_embedder
-        from flywheel.knowledge.index import KnowledgeIndex
+        from flywheel.knowledge.index import open_index
         from flywheel.state import open_state
 
         with open_state(settings.home) as state:
-            kb = KnowledgeIndex(settings, state, build_embedder(settings)).sync(world / "knowledge")
+            kb = open_index(settings, state).sync(world / "knowledge")
         console.print(f"kb sync: index version {kb.version} active ({kb.added} chunks embedded locally; "
                       f"{summary['knowledge_updates']} documents are outdated)", highlight=False)
         for doc in (world / "knowledge_updates").iterdir():  # the docs team fixes the source of truth

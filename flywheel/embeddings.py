@@ -65,11 +65,6 @@ class LocalEmbedder:
         self._model: Any = None
         self._bf16 = False
 
-    def prefetch(self) -> None:
-        """Start loading the model in the background (imports take seconds) while the caller reads data."""
-        if self._model is None:
-            threading.Thread(target=self._load, name="embedding-model-load", daemon=True).start()
-
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
@@ -201,10 +196,6 @@ class CachedEmbedder:
         self.local = inner.local
         self.embedded = 0  # texts actually sent to the model, for tests and benchmarks
 
-    def prefetch(self) -> None:
-        if hasattr(self.inner, "prefetch"):
-            self.inner.prefetch()
-
     def embed(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
         keys = [EmbeddingCache.key(self.name, t) for t in texts]
         known = self.cache.get_many(list(dict.fromkeys(keys)))
@@ -243,9 +234,3 @@ def build_embedder(settings: Settings, *, cached: bool | None = None) -> Embedde
         return inner
     return CachedEmbedder(inner, EmbeddingCache(settings.ensure_home() / "embeddings.sqlite"))
 
-
-def prefetch_model(embedder: Embedder) -> None:
-    """Overlap the local model's load with whatever the caller does next (no-op for endpoints)."""
-    prefetch = getattr(embedder, "prefetch", None)
-    if prefetch is not None:
-        prefetch()

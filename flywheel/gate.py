@@ -53,15 +53,10 @@ def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, 
     return _record_promotion(settings, state, cand, "prompt", current_version, by, note)
 
 
-def _index(settings: Settings, state: StateStore) -> Any:
-    from flywheel.embeddings import build_embedder
-    from flywheel.knowledge.index import KnowledgeIndex
-
-    return KnowledgeIndex(settings, state, build_embedder(settings))
-
-
 def _promote_index(settings: Settings, state: StateStore, cand: Candidate, *, by: str, note: str | None) -> Candidate:
-    index = _index(settings, state)
+    from flywheel.knowledge.index import open_index
+
+    index = open_index(settings, state)
     current = index.active_version()
     if cand.parent != (str(current) if current is not None else None):
         raise UsageError(
@@ -159,7 +154,9 @@ def rollback(settings: Settings, kind: str, *, by: str, note: str | None = None)
         if kind == "prompt":
             move_prompt_alias(settings, target)
         else:
-            _index(settings, state).activate(int(target))
+            from flywheel.knowledge.index import open_index
+
+            open_index(settings, state).activate(int(target))
         state.record_promotion(kind, "rollback", current, target, undo["candidate_id"], by, note)
         when = _now()
         if undo["candidate_id"] and (cand := state.candidate(undo["candidate_id"])):

@@ -88,7 +88,6 @@ def propose(
     active_docs: dict[str, list[Chunk]] = defaultdict(list)
     for c in active_chunks:
         active_docs[c.doc_id].append(c)
-    active_text = {d: "\n\n".join(c.text for c in cs) for d, cs in active_docs.items()}
     changed: dict[str, Document] = {}
     provenance: dict[str, dict[str, Any]] = {}
     reasons: dict[str, dict[str, Any]] = {}

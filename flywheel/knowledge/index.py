@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,13 @@ def forget_chroma_clients() -> None:
     with _CLIENTS_LOCK:
         _CLIENTS.clear()
     SharedSystemClient.clear_system_cache()
+
+
+def open_index(settings: Settings, state: StateStore) -> KnowledgeIndex:
+    """The index with the configured (shared, cached) embedder."""
+    from flywheel.embeddings import build_embedder
+
+    return KnowledgeIndex(settings, state, build_embedder(settings))
 
 
 class KnowledgeIndex:
@@ -345,5 +352,3 @@ class IndexRetriever:
                 return hits[:k]
             fetch = min(total, fetch * 4)
 
-    def search_many(self, queries: Iterable[str], k: int) -> list[list[tuple[str, str, float]]]:
-        return [self.search(q, k) for q in queries]

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from evals.pipeline import context_block as pipeline_context
 from flywheel.sim.rules import (
     CURRENT,
     INTENTS,
@@ -141,8 +142,8 @@ def _pii_suffix(rng: random.Random, user: str) -> str:
 
 
 def context_block(documents: dict[str, str], names: tuple[str, ...]) -> str:
-    docs = [f"[{name}]\n{documents[name]}" for name in names if name in documents]
-    return "\n<context>\n" + "\n\n".join(docs) + "\n</context>" if docs else ""
+    """The named documents as the product pipeline passes retrieved context (its own format)."""
+    return pipeline_context([(name, documents[name]) for name in names if name in documents])
 
 
 def generate_feedback(seed: int = 7, n_events: int = 4000, n_users: int = 800) -> Iterator[dict[str, Any]]:
