@@ -89,6 +89,16 @@ def improve_rag_task(settings: Settings, setup: steps.CycleSetup, clusters: list
     return steps.improve_rag_step(settings, setup, clusters)
 
 
+@task(name="improve-finetune", persist_result=True,
+      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "finetune",
+                                       ",".join(sorted(c.cluster_id for c in p["clusters"]))))
+def improve_finetune_task(settings: Settings, setup: steps.CycleSetup,
+                          clusters: list[FailureCluster]) -> steps.FinetuneOutcome:
+    """Dataset, job (resumed by its recorded id, never submitted twice) and model candidate for the
+    clusters prompts could not fix; jobs from earlier cycles are polled too."""
+    return steps.improve_finetune_step(settings, setup, clusters)
+
+
 @task(name="evaluate", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "eval",
                                        ",".join(v.key for v in p["variants"])))
@@ -112,6 +122,8 @@ def report_markdown(report: steps.CycleReport) -> str:
         ci = f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
         lines.append(f"| `{c.candidate_id}` | {c.kind} | {', '.join(c.cluster_ids)} | {c.golden_score} | {ci} | "
                      f"{c.decision} | {c.reason.replace('|', '/')} |")
+    for note in report.finetune.get("notes", []):
+        lines += ["", f"- fine-tuning: {note}"]
     return "\n".join(lines)
 
 
@@ -131,13 +143,17 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
         retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay}
         futures = [improve_prompt_task.with_options(**retrying).submit(settings, setup, c, protected) for c in chosen]
         wait(futures)
-        candidates = [cand for f in futures for cand in f.result()]
+        candidates = steps.unique_candidates(settings, [cand for f in futures for cand in f.result()])
         merged = merge_task.with_options(**retrying)(settings, setup, candidates, chosen, protected)
         if merged is not None:
             candidates.append(merged)
         rag_candidate = improve_rag_task(settings, setup, steps.rag_clusters(clusters, settings))
         if rag_candidate is not None:
             candidates.append(rag_candidate)
+        tuned = improve_finetune_task.with_options(**retrying)(settings, setup, steps.finetune_clusters(clusters))
+        candidates += tuned.candidates
+        for note in tuned.notes:
+            logger.info(note)
         steps._crash_point("improve")
         variants = [steps.variant_for(settings, setup, None)] + [steps.variant_for(settings, setup, c) for c in candidates]
         champion, *rest = evaluate_task.with_options(**retrying)(settings, setup, variants)
@@ -148,6 +164,7 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
         steps.fail(settings, setup.cycle_id, str(exc))
         raise
     report.clusters = steps.cluster_summaries(clusters)
+    report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     steps.finish(settings, report)
     create_markdown_artifact(key="flywheel-cycle-report", markdown=report_markdown(report),
                              description=f"Flywheel cycle {report.cycle_id}")

@@ -96,3 +96,59 @@ def move_prompt_alias(settings: Settings, version: str) -> None:
 
     use_mlflow(settings)
     mlflow.genai.set_prompt_alias(settings.prompt_name, alias=PRODUCTION, version=int(version))
+
+
+# The model registry: fine-tuned models are versions of one registered model; alias `production`
+# is the champion. No alias means the base model (``target_model``) is in production.
+@dataclass(frozen=True)
+class ModelRef:
+    version: str | None  # registry version; None for the base model
+    provider_model: str  # the name the endpoint serves it under
+
+
+def production_model(settings: Settings) -> ModelRef:
+    """The model in production: the registry alias, or the configured base model."""
+    from mlflow.exceptions import MlflowException
+
+    client = use_mlflow(settings)
+    try:
+        mv = client.get_model_version_by_alias(settings.finetune.registered_model, PRODUCTION)
+    except MlflowException:
+        return ModelRef(None, settings.target_model)
+    return ModelRef(str(mv.version), (mv.tags or {}).get("flywheel.provider_model") or settings.target_model)
+
+
+def register_model_version(settings: Settings, provider_model: str, run_id: str, tags: dict[str, str]) -> str:
+    """Register a fine-tuned model once (found again by its job id when a flow is resumed)."""
+    from mlflow.exceptions import MlflowException
+
+    client = use_mlflow(settings)
+    name = settings.finetune.registered_model
+    try:
+        client.create_registered_model(name, description="Fine-tuned models from Flywheel; alias `production` "
+                                                          "is the model the product uses.")
+    except MlflowException:
+        pass  # exists
+    job = tags.get("flywheel.job_id")
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if job and (mv.tags or {}).get("flywheel.job_id") == job:
+            return str(mv.version)
+    mv = client.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id,
+                                     tags={"flywheel.provider_model": provider_model, **tags},
+                                     description=f"{provider_model} (fine-tune job {job})")
+    return str(mv.version)
+
+
+def move_model_alias(settings: Settings, version: str | None) -> None:
+    """Point `production` at a model version; None restores the base model."""
+    from mlflow.exceptions import MlflowException
+
+    client = use_mlflow(settings)
+    name = settings.finetune.registered_model
+    if version is None:
+        try:
+            client.delete_registered_model_alias(name, PRODUCTION)
+        except MlflowException:
+            pass
+        return
+    client.set_registered_model_alias(name, PRODUCTION, version)

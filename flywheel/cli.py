@@ -130,12 +130,15 @@ def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None
         ("route", {}),
         ("size", {"justify": "right"}),
         ("users", {"justify": "right"}),
+        ("fine-tune", {"no_wrap": True}),
         ("example (consented text only)", {"overflow": "fold", "max_width": 60}),
     ):
         table.add_column(col, **kw)
     for c in clusters[:limit]:
         example = c.example_queries[0] if c.example_queries else "[dim](text withheld: no consent)[/]"
-        table.add_row(f"{c.priority:.1f}", c.cluster_id, c.category, c.route, str(c.size), str(c.users), example)
+        # Persistent clusters (prompts failed) show how far they are from fine-tuning.
+        tune = ("ready" if c.finetune_gap == 0 else f"{c.finetune_gap} short") if c.prompt_failed else "-"
+        table.add_row(f"{c.priority:.1f}", c.cluster_id, c.category, c.route, str(c.size), str(c.users), tune, example)
     out = console or Console()
     if not out.is_terminal:
         out = Console(width=160, stderr=out.stderr)
@@ -241,7 +244,8 @@ def approve(
     if as_json:
         emit(cand.public())
     else:
-        err.print(f"{cand.candidate_id} promoted (prompt v{cand.version}) by {cand.decided_by}", highlight=False)
+        what = {"prompt": "prompt v", "rag": "index v", "finetune": "model v"}[cand.kind] + str(cand.version)
+        err.print(f"{cand.candidate_id} promoted ({what}) by {cand.decided_by}", highlight=False)
 
 
 @app.command()
@@ -291,6 +295,49 @@ def status(as_json: JsonFlag = False) -> None:
         emit(doc)
     else:
         Console().print_json(json.dumps(doc, default=str))
+
+
+dataset_app = typer.Typer(help="Fine-tune datasets from consented feedback (Hugging Face datasets).",
+                          no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("build")
+@handles_errors
+def dataset_build(
+    min_examples: Annotated[int | None, typer.Option("--min-examples", help="Usable examples needed (default: "
+                                                     "triage.finetune_min_examples, 1000).")] = None,
+    submit: Annotated[bool, typer.Option("--submit", help="Start a fine-tuning job on the configured endpoint.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Curate usable feedback into a versioned dataset (SFT, preference pairs, OpenAI JSONL), once
+    enough examples survive curation; optionally start a fine-tuning job with it."""
+    from flywheel import finetuning
+    from flywheel.llm import make_client
+
+    settings = _settings()
+    if submit:
+        make_client(settings, purpose="`flywheel dataset build --submit`")  # fail fast, before the work
+    doc = finetuning.build_dataset(settings, min_examples=min_examples)
+    if submit and doc["built"]:
+        record = finetuning.start_job(settings, make_client(settings, purpose="fine-tuning"), doc,
+                                      cluster_ids=[], cycle_id=None)
+        doc["job_id"], doc["job_status"] = record["job_id"], record["status"]
+    elif submit:
+        doc["job_id"] = None
+    if as_json:
+        emit(doc)
+        return
+    excluded = ", ".join(f"{k} {v}" for k, v in doc["excluded"].items())
+    if not doc["built"]:
+        err.print(f"not built: {doc['examples']} usable examples after curation, {doc['min_examples']} needed "
+                  f"(excluded: {excluded})", highlight=False)
+        return
+    err.print(f"dataset {doc['version']}{' (unchanged, reused)' if doc.get('reused') else ''}: {doc['examples']} "
+              f"examples (train {doc['train']}, validation {doc['validation']}), {doc['preference_pairs']} "
+              f"preference pairs; excluded: {excluded}\n  {doc['path']}\n  {doc['jsonl']}", highlight=False)
+    if doc.get("job_id"):
+        err.print(f"fine-tuning job {doc['job_id']} ({doc['job_status']})", highlight=False)
 
 
 kb_app = typer.Typer(help="The versioned knowledge index behind retrieval (Chroma).", no_args_is_help=True)
@@ -421,12 +468,17 @@ def sim_serve(
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 0,
     latency: Annotated[float, typer.Option(help="Seconds to wait before every answer.")] = 0.0,
     fail_status: Annotated[int | None, typer.Option(help="Answer every request with this HTTP status.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Keep uploaded files and fine-tuning jobs in this "
+                                              "directory (default: in memory).")] = None,
+    finetune_seconds: Annotated[float, typer.Option(help="How long a fine-tuning job runs.")] = 1.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the OpenAI-compatible simulator until interrupted; the base URL is the first line printed."""
+    from flywheel.sim.finetune import FineTuneOptions
     from flywheel.sim.server import SimOptions, Simulator
 
-    sim = Simulator(host, port, SimOptions(latency=latency, fail_status=fail_status))
+    sim = Simulator(host, port, SimOptions(latency=latency, fail_status=fail_status, data_dir=data,
+                                           finetune=FineTuneOptions(train_seconds=finetune_seconds)))
     if as_json:
         emit({"base_url": sim.base_url})
     else:

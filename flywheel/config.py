@@ -94,6 +94,35 @@ class TriageSettings(BaseModel):
     )
 
 
+class FinetuneSettings(BaseModel):
+    """Fine-tuning, the last resort: how a dataset is curated and how a job is run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    near_duplicate_threshold: float = Field(
+        0.8, ge=0.5, le=1.0,
+        description="Estimated Jaccard similarity (MinHash over character 5-grams of query and answer) at which two "
+        "examples are near-duplicates; only the earliest is kept. Also used against golden inputs (leakage).",
+    )
+    per_user_cap: int = Field(25, ge=1, description="Examples one user may contribute to a dataset.")
+    validation_fraction: float = Field(0.1, ge=0.0, le=0.5, description="Share of each stratum held out for validation.")
+    min_answer_chars: int = Field(8, ge=1, description="Shorter target answers are low quality and dropped.")
+    max_chars: int = Field(4000, ge=100, description="Longer queries or answers are low quality and dropped.")
+    positive_rating: float = Field(4.0, ge=1, le=5, description="Ratings from this value up make an output a good answer.")
+    positive_expert: float = Field(0.8, ge=0, le=1, description="Expert review scores from this value up do too.")
+    base_model: str | None = Field(None, description="Model to fine-tune; default: the target model.")
+    suffix: str = Field("flywheel", max_length=40, description="Suffix the provider puts in the fine-tuned model name.")
+    epochs: int | None = Field(None, ge=1, le=50, description="Training epochs; default: the provider's choice.")
+    poll_timeout: float = Field(
+        600.0, ge=0, description="Seconds a cycle waits for a job; a longer job stays pending and a later cycle picks it up."
+    )
+    poll_initial: float = Field(1.0, gt=0, description="First wait between polls, in seconds (doubles up to poll_max).")
+    poll_max: float = Field(30.0, gt=0, description="Longest wait between polls, in seconds.")
+    registered_model: str = Field(
+        "assistant-model", description="MLflow registered model holding fine-tuned models; alias `production` is the champion."
+    )
+
+
 class KnowledgeSettings(BaseModel):
     """The versioned retrieval index in Chroma."""
 
@@ -150,7 +179,7 @@ class ImproveSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_clusters: int = Field(5, ge=1, description="Prompt-routed clusters worked on per cycle, by priority.")
+    max_clusters: int = Field(8, ge=1, description="Prompt-routed clusters worked on per cycle, by priority.")
     min_cluster_consented: int = Field(3, ge=1, description="Consented events a cluster needs to be drafted from.")
     examples_per_cluster: int = Field(8, ge=1, le=50, description="Failing examples shown to the drafting model.")
     drafts_per_cluster: int = Field(3, ge=1, le=10, description="Revised prompts asked for per cluster.")
@@ -214,6 +243,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     improve: ImproveSettings = Field(default_factory=ImproveSettings)

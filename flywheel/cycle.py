@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from difflib import unified_diff
+from pathlib import Path
 from typing import Any, TypeVar
 
 import openai
@@ -32,7 +33,7 @@ from pydantic import BaseModel, Field
 from evals.golden import GoldenSet, load_golden
 from evals.pipeline import Answer, Variant, builtin_pipeline, load_user_pipeline
 from evals.runner import EvalResult, evaluate_many, judge_with
-from flywheel.champion import register_prompt, require_production_prompt, use_mlflow
+from flywheel.champion import production_model, register_prompt, require_production_prompt, use_mlflow
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.feedback.store import open_store
@@ -56,6 +57,8 @@ class CycleSetup(BaseModel):
     champion_template: str
     golden_version: str
     index_version: str | None = None
+    champion_model: str = ""  # the provider's name of the model in production
+    champion_model_version: str | None = None  # its registry version; None: the base model
 
 
 class CycleReport(BaseModel):
@@ -67,6 +70,7 @@ class CycleReport(BaseModel):
     clusters: list[dict[str, Any]] = Field(default_factory=list)
     champion_run_id: str | None = None
     cycle_run_id: str | None = None
+    finetune: dict[str, Any] = Field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -76,6 +80,7 @@ class CycleReport(BaseModel):
             "candidates": [c.public() for c in self.candidates],
             "resumed": self.resumed,
             "clusters": self.clusters,
+            "finetune": self.finetune,
             "mlflow_run_id": self.cycle_run_id,
         }
 
@@ -122,9 +127,11 @@ def begin(settings: Settings) -> CycleSetup:
         if cycle_id is None:
             cycle_id = f"cyc-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
             state.start_cycle(cycle_id)
+    model = production_model(settings)
     return CycleSetup(cycle_id=cycle_id, resumed=resumed, champion_version=champion.version,
                       champion_template=champion.template, golden_version=golden.version,
-                      index_version=active_index_version(settings))
+                      index_version=active_index_version(settings), champion_model=model.provider_model,
+                      champion_model_version=model.version)
 
 
 def triage_step(settings: Settings, progress: Callable[[int], None] | None = None) -> list[FailureCluster]:
@@ -145,9 +152,14 @@ def triage_step(settings: Settings, progress: Callable[[int], None] | None = Non
 
 
 def prompt_clusters(clusters: Sequence[FailureCluster], settings: Settings) -> list[FailureCluster]:
-    """The clusters the prompt improver works on this cycle: routed to it, with enough consented text."""
+    """The clusters the prompt improver works on this cycle: routed to it, with enough consented
+    text, and not already fixed (a prompt for it was promoted after its last negative event; new
+    negative feedback re-opens it)."""
+    with open_state(settings.ensure_home()) as state:
+        fixed = {c.cluster_id for c in clusters if c.last_seen is not None
+                 and (at := state.promoted_at(c.cluster_id, "prompt")) is not None and at > c.last_seen.timestamp()}
     chosen = [c for c in clusters if c.route == "prompt" and c.consented >= settings.improve.min_cluster_consented
-              and c.category != "other"]
+              and c.category != "other" and c.cluster_id not in fixed]
     return chosen[: settings.improve.max_clusters]
 
 
@@ -171,14 +183,14 @@ def failing_examples(events: Sequence[StoredEvent], limit: int) -> list[FailingE
 
 
 def answer_queries(settings: Settings, template: str, queries: Sequence[str],
-                   index_version: str | None = None) -> list[str]:
+                   index_version: str | None = None, model: str | None = None) -> list[str]:
     """Run the product pipeline with ``template`` (over ``index_version``) on a few queries, for
     screening; errors propagate."""
 
     async def main() -> list[str]:
         answer, _, close = answer_factory(settings)()
         try:
-            variant = Variant(label="screening", prompt_template=template, model=settings.target_model,
+            variant = Variant(label="screening", prompt_template=template, model=model or settings.target_model,
                               index_version=index_version)
             gate = asyncio.Semaphore(settings.eval.concurrency)
 
@@ -203,7 +215,13 @@ def register_draft(settings: Settings, cycle_id: str, template: str, message: st
     did = draft_id(cycle_id, template)
     client = use_mlflow(settings)
     for pv in client.search_prompt_versions(settings.prompt_name):
-        if (getattr(pv, "tags", None) or {}).get("flywheel.draft_id") == did:
+        tags = getattr(pv, "tags", None) or {}
+        if tags.get("flywheel.draft_id") == did:
+            # Two clusters of one category can draft the same text: the one that kept it names it.
+            if provenance.get("flywheel.kept") == "true" and tags.get("flywheel.kept") != "true":
+                for key in ("flywheel.kept", "flywheel.cluster_ids", "flywheel.screening"):
+                    if key in provenance:
+                        client.set_prompt_version_tag(settings.prompt_name, pv.version, key, provenance[key])
             return str(pv.version)
     ref = register_prompt(settings, template, message, {"flywheel.draft_id": did, "flywheel.cycle_id": cycle_id,
                                                          **provenance})
@@ -247,7 +265,7 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
             result = propose(
                 cluster_id=cluster.cluster_id, category=cluster.category, champion=setup.champion_template,
                 examples=examples, client=make_client(settings, purpose="drafting"), model=settings.draft_model,
-                run_queries=lambda t, qs: answer_queries(settings, t, qs, setup.index_version),
+                run_queries=lambda t, qs: answer_queries(settings, t, qs, setup.index_version, setup.champion_model),
                 protected=protected,
                 settings=settings.improve,
             )
@@ -266,6 +284,9 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
                      "flywheel.kept": str(kept).lower()},
                 )
                 state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
+        if not cached["kept"]:  # no revision beat the champion on the cluster's own failures
+            state.record_attempt(cluster.cluster_id, setup.cycle_id, "prompt", f"drafts-{setup.cycle_id}",
+                                 "no_improvement")
         out = []
         for idx in cached["kept"]:
             draft = cached["drafts"][idx]
@@ -278,6 +299,33 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
             state.add_candidate(cand)
             out.append(state.candidate(cand.candidate_id) or cand)
         return out
+
+
+def unique_candidates(settings: Settings, cands: Sequence[Candidate]) -> list[Candidate]:
+    """One candidate per id: clusters of one category can draft the same prompt, which is then one
+    candidate covering all of them (their ids and first-seen times are merged and saved)."""
+    by_id: dict[str, Candidate] = {}
+    for cand in cands:
+        seen = by_id.get(cand.candidate_id)
+        if seen is None:
+            by_id[cand.candidate_id] = cand.model_copy(deep=True)
+            continue
+        for cid in cand.cluster_ids:
+            if cid not in seen.cluster_ids:
+                seen.cluster_ids.append(cid)
+        seen.payload.setdefault("cluster_first_seen", {}).update(cand.payload.get("cluster_first_seen") or {})
+        if cand.first_seen and (seen.first_seen is None or cand.first_seen < seen.first_seen):
+            seen.first_seen = cand.first_seen
+    merged = list(by_id.values())
+    if len(merged) < len(cands):
+        client = use_mlflow(settings)
+        with open_state(settings.home) as state:
+            for cand in merged:
+                state.save_candidate(cand)
+                if cand.kind == "prompt" and cand.version and len(cand.cluster_ids) > 1:
+                    client.set_prompt_version_tag(settings.prompt_name, cand.version, "flywheel.cluster_ids",
+                                                  ",".join(cand.cluster_ids))
+    return merged
 
 
 @endpoint_errors("merging drafts")
@@ -394,6 +442,109 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
         return state.candidate(cand.candidate_id) or cand
 
 
+def finetune_clusters(clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
+    return [c for c in clusters if c.route == "finetune"]
+
+
+class FinetuneOutcome(BaseModel):
+    """What the fine-tuning step did this cycle: candidates (succeeded jobs), and the jobs and
+    notes an operator reads (a job still running, a failed one with the provider's reason)."""
+
+    candidates: list[Candidate] = Field(default_factory=list)
+    jobs: list[dict[str, Any]] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    dataset: dict[str, Any] | None = None
+
+
+@endpoint_errors("fine-tuning")
+def improve_finetune_step(settings: Settings, setup: CycleSetup, clusters: Sequence[FailureCluster],
+                          poll_timeout: float | None = None) -> FinetuneOutcome:
+    """Fine-tuning for clusters prompts could not fix: a dataset version, its job (resumed, never
+    submitted twice), and a model candidate once the job succeeds. Jobs started by earlier cycles
+    are polled too, so a job longer than a cycle becomes a candidate in a later one."""
+    from flywheel import finetuning
+
+    out = FinetuneOutcome()
+    with open_state(settings.ensure_home()) as state:
+        open_jobs = state.finetune_jobs(open_only=True)
+    if not clusters and not open_jobs:
+        return out
+    client = make_client(settings, purpose="fine-tuning")
+    ids = sorted(c.cluster_id for c in clusters)
+    if clusters:
+        key = "finetune:" + ",".join(ids)
+        with open_state(settings.home) as state:
+            dataset = state.drafts(setup.cycle_id, key)
+        if dataset is None:
+            dataset = finetuning.build_dataset(settings)
+            with open_state(settings.home) as state:
+                state.save_drafts(setup.cycle_id, key, dataset)
+        out.dataset = {k: dataset.get(k) for k in ("built", "version", "examples", "train", "validation",
+                                                    "preference_pairs", "excluded", "path", "min_examples")}
+        if not dataset["built"]:
+            out.notes.append(f"fine-tuning for {', '.join(ids)} waits: {dataset['examples']} usable examples after "
+                             f"curation, {dataset['min_examples']} needed")
+        else:
+            record = finetuning.start_job(settings, client, dataset, cluster_ids=ids, cycle_id=setup.cycle_id)
+            if all(j["job_id"] != record["job_id"] for j in open_jobs):
+                open_jobs.append(record)
+    for record in open_jobs:
+        if record["status"] not in jobs_terminal():
+            record = finetuning.poll_job(settings, client, record, poll_timeout)
+        out.jobs.append({k: record.get(k) for k in ("job_id", "status", "dataset_version", "base_model",
+                                                    "fine_tuned_model", "error", "cluster_ids")})
+        if record["status"] == "failed" or record["status"] == "cancelled":
+            reason = f"fine-tune job {record['job_id']} {record['status']}: {record.get('error') or 'no reason given'}"
+            out.notes.append(reason + "; no candidate")
+            with open_state(settings.home) as state:
+                for cid in record.get("cluster_ids") or []:
+                    state.record_attempt(cid, setup.cycle_id, "finetune", record["job_id"], "failed")
+            continue
+        if record["status"] != "succeeded":
+            out.notes.append(f"fine-tune job {record['job_id']} is {record['status']}; a later cycle picks it up")
+            continue
+        version = record.get("model_version") or finetuning.register_job_model(settings, record)
+        cand = _finetune_candidate(settings, setup, record, version, clusters)
+        if cand is not None:
+            out.candidates.append(cand)
+    return out
+
+
+def jobs_terminal() -> tuple[str, ...]:
+    from improvers.finetune import TERMINAL
+
+    return TERMINAL
+
+
+def _finetune_candidate(settings: Settings, setup: CycleSetup, record: dict[str, Any], version: str,
+                        clusters: Sequence[FailureCluster]) -> Candidate | None:
+    """The model candidate of a succeeded job, once: a model already decided on is not proposed again."""
+    candidate_id = f"finetune-{_short_hash(record['job_id'])}"
+    with open_state(settings.home) as state:
+        existing = state.candidate(candidate_id)
+        if existing is not None:
+            return existing if existing.decision is None and existing.cycle_id == setup.cycle_id else None
+        by_id = {c.cluster_id: c for c in clusters}
+        first_seen, by_cluster = _first_seen([by_id[c] for c in record.get("cluster_ids") or [] if c in by_id])
+        dataset = {}
+        card = Path(record.get("dataset_path") or "") / "card.json"
+        if card.is_file():
+            dataset = json.loads(card.read_text())
+        cand = Candidate(
+            candidate_id=candidate_id, cycle_id=setup.cycle_id, kind="finetune",
+            cluster_ids=list(record.get("cluster_ids") or []),
+            parent=setup.champion_model_version or "base", version=version, first_seen=first_seen,
+            created_at=datetime.now(timezone.utc),
+            payload={"model": record["fine_tuned_model"], "base_model": record["base_model"],
+                     "job_id": record["job_id"], "dataset_version": record["dataset_version"],
+                     "dataset_path": record.get("dataset_path"), "model_run_id": record.get("model_run_id"),
+                     "champion_model": setup.champion_model, "cluster_first_seen": by_cluster,
+                     **{k: dataset.get(k) for k in ("examples", "train", "validation", "preference_pairs", "excluded")}},
+        )
+        state.add_candidate(cand)
+        return state.candidate(cand.candidate_id) or cand
+
+
 # ------------------------------------------------------------------------------------------------
 def answer_factory(settings: Settings) -> Callable[[], tuple[Answer, Any, Callable[[], Any]]]:
     """Builds (answer, judge, close) inside the running event loop (AsyncOpenAI binds to it)."""
@@ -440,17 +591,22 @@ def active_index_version(settings: Settings) -> str | None:
 
 
 def variant_for(settings: Settings, setup: CycleSetup, cand: Candidate | None) -> Variant:
+    model = setup.champion_model or settings.target_model
+    pipeline = settings.eval.pipeline or "builtin"
     if cand is None:
         return Variant(label="champion", prompt_template=setup.champion_template,
-                       prompt_version=setup.champion_version, model=settings.target_model,
-                       index_version=setup.index_version, pipeline=settings.eval.pipeline or "builtin")
+                       prompt_version=setup.champion_version, model=model,
+                       index_version=setup.index_version, pipeline=pipeline)
     if cand.kind == "rag":  # the champion's prompt over the candidate index version
         return Variant(label=cand.candidate_id, prompt_template=setup.champion_template,
-                       prompt_version=setup.champion_version, model=settings.target_model,
-                       index_version=cand.version, pipeline=settings.eval.pipeline or "builtin")
+                       prompt_version=setup.champion_version, model=model,
+                       index_version=cand.version, pipeline=pipeline)
+    if cand.kind == "finetune":  # the champion's prompt and index, the fine-tuned model
+        return Variant(label=cand.candidate_id, prompt_template=setup.champion_template,
+                       prompt_version=setup.champion_version, model=cand.payload["model"],
+                       index_version=setup.index_version, pipeline=pipeline)
     return Variant(label=cand.candidate_id, prompt_template=cand.payload["template"], prompt_version=cand.version,
-                   model=settings.target_model, index_version=setup.index_version,
-                   pipeline=settings.eval.pipeline or "builtin")
+                   model=model, index_version=setup.index_version, pipeline=pipeline)
 
 
 def evaluate_step(settings: Settings, variants: Sequence[Variant],
@@ -512,7 +668,7 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
             evaluated.append(cand)
         # One champion of each kind: of those that passed, the best waits; the rest are superseded.
         winners: list[Candidate] = []
-        for kind in ("prompt", "rag"):
+        for kind in ("prompt", "rag", "finetune"):
             passed = sorted((c for c in evaluated if c.decision == "pending_approval" and c.kind == kind),
                             key=lambda c: (-(c.golden_score or 0), len(c.payload.get("template", ""))))
             winners += passed[:1]
@@ -530,7 +686,9 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
                                                   "champion_score": cand.champion_score}.items() if v is not None},
                              **retrieval_metrics(cand)},
                     params={"parent_version": cand.parent, "cluster_ids": ",".join(cand.cluster_ids),
-                            "prompt_name": settings.prompt_name},
+                            "prompt_name": settings.prompt_name,
+                            **({k: cand.payload.get(k) for k in ("dataset_version", "job_id", "base_model")}
+                               if cand.kind == "finetune" else {})},
                     tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or ""},
                     artifacts=candidate_artifacts(cand),
                 )
@@ -559,6 +717,11 @@ def retrieval_metrics(cand: Candidate) -> dict[str, float]:
 
 def candidate_artifacts(cand: Candidate) -> dict[str, str]:
     """What an approver reads: the prompt and its diff, or the index change and its provenance."""
+    if cand.kind == "finetune":
+        return {"finetune.json": json.dumps({k: cand.payload.get(k) for k in
+                                             ("model", "base_model", "job_id", "dataset_version", "dataset_path",
+                                              "examples", "train", "validation", "preference_pairs", "excluded")},
+                                            indent=2)}
     if cand.kind == "rag":
         return {"index.diff": cand.payload.get("diff", ""),
                 "index_changes.json": json.dumps({k: cand.payload.get(k) for k in
@@ -572,7 +735,8 @@ def finish(settings: Settings, report: CycleReport, status: str = "done") -> Non
 
     with open_state(settings.home) as state:
         state.finish_cycle(report.cycle_id, status, report.golden_version, report.champion_score,
-                           {"candidates": [c.candidate_id for c in report.candidates]})
+                           {"candidates": [c.candidate_id for c in report.candidates], "clusters": report.clusters,
+                            "finetune": report.finetune})
     if report.cycle_run_id:
         client = use_mlflow(settings)
         set_tags(client, report.cycle_run_id, {"flywheel.status": status,
@@ -610,12 +774,17 @@ def run_cycle(settings: Settings, *, auto_approve: bool = False, progress: Progr
         cands: list[Candidate] = []
         for cluster in chosen:
             cands += improve_prompt_step(settings, setup, cluster, protected)
+        cands = unique_candidates(settings, cands)
         merged = merge_step(settings, setup, cands, chosen, protected)
         if merged:
             cands.append(merged)
         rag_candidate = improve_rag_step(settings, setup, rag_clusters(clusters, settings))
         if rag_candidate:
             cands.append(rag_candidate)
+        tuned = improve_finetune_step(settings, setup, finetune_clusters(clusters))
+        cands += tuned.candidates
+        for note in tuned.notes:
+            say(note)
         _crash_point("improve")
         say(f"evaluating the champion and {len(cands)} candidates on the golden set")
         champion, *rest = evaluate_step(settings, [variant_for(settings, setup, c) for c in (None, *cands)])
@@ -623,6 +792,7 @@ def run_cycle(settings: Settings, *, auto_approve: bool = False, progress: Progr
         _crash_point("evaluate")
         report = gate_step(settings, setup, champion, results, auto_approve)
         report.clusters = cluster_summaries(clusters)
+        report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     except EndpointFailed as exc:
         fail(settings, setup.cycle_id, str(exc))
         raise

@@ -3,7 +3,10 @@
 In a fresh state directory: write the world, start the simulator on 127.0.0.1, bring in the
 world's starting prompt (`prompt set`), index its (partly outdated) knowledge (`kb sync`), ingest its feedback (malformed lines quarantined, PII
 scrubbed), run the Prefect flow `improvement-cycle`, approve what passed the policy (as a person
-would with `flywheel approve`), and show the champion's golden score before and after.
+would with `flywheel approve`), then run a second cycle: the cluster that prompt revisions could
+not fix (error codes the base model does not know) now has its history and 1000+ usable examples,
+so it goes to fine-tuning (a dataset, a job on the simulator, a fine-tuned model candidate), which
+is approved too. Finally the champion's golden score before and after.
 """
 
 from __future__ import annotations
@@ -83,31 +86,43 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         )
         for e in report.errors:
             console.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
-        console.rule("improvement cycle (Prefect flow improvement-cycle)")
-        cycle = run_flow(auto_approve=False, overrides=overrides)
-        print_clusters([FailureCluster.model_validate({**c, "event_ids": []}) for c in cycle.clusters], limit=12,
-                       console=console)
-        before = cycle.champion_score
-        for c in cycle.candidates:
-            ci = f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
-            console.print(f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
-                          f"delta {ci} -> {c.decision}", highlight=False)
-        promoted = []
-        for cand in pending(settings):
-            console.print(f"approving {cand.candidate_id} as {DEMO_APPROVER!r} "
-                          f"(what `flywheel approve {cand.candidate_id}` does)", highlight=False)
-            approve(settings, cand.candidate_id, by=DEMO_APPROVER, note="approved in the demo")
-            promoted.append(cand)
+        cycles, promoted = [], []
+        for turn in (1, 2):
+            console.rule(f"improvement cycle {turn} (Prefect flow improvement-cycle)")
+            cycle = run_flow(auto_approve=False, overrides=overrides)
+            cycles.append(cycle)
+            print_clusters([FailureCluster.model_validate({**c, "event_ids": []}) for c in cycle.clusters], limit=12,
+                           console=console)
+            dataset = cycle.finetune.get("dataset")
+            if dataset and dataset.get("built"):
+                console.print(f"fine-tune dataset {dataset['version']}: {dataset['examples']} examples (train "
+                              f"{dataset['train']}, validation {dataset['validation']}), {dataset['preference_pairs']} "
+                              f"preference pairs; excluded {dataset['excluded']}", highlight=False)
+            for job in cycle.finetune.get("jobs", []):
+                console.print(f"fine-tune job {job['job_id']}: {job['status']} -> {job['fine_tuned_model']}",
+                              highlight=False)
+            for note in cycle.finetune.get("notes", []):
+                console.print(f"  {note}", highlight=False)
+            for c in cycle.candidates:
+                ci = f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
+                console.print(f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
+                              f"delta {ci} -> {c.decision}", highlight=False)
+            for cand in pending(settings):
+                console.print(f"approving {cand.candidate_id} ({cand.kind}) as {DEMO_APPROVER!r} "
+                              f"(what `flywheel approve {cand.candidate_id}` does)", highlight=False)
+                approve(settings, cand.candidate_id, by=DEMO_APPROVER, note="approved in the demo")
+                promoted.append(cand)
+        before = cycles[0].champion_score
         final = status(settings)
         champion_now = Variant(label="champion", prompt_template=require_production_prompt(settings).template,
-                               prompt_version=final["champions"]["prompt"], model=settings.target_model,
+                               prompt_version=final["champions"]["prompt"], model=final["champions"]["model"],
                                index_version=final["champions"]["index"], pipeline="builtin")
         (measured,) = evaluate_step(settings, [champion_now])
         after = measured.mean
     console.rule("result")
     console.print(f"champion golden score: before {before:.3f} -> after {after:.3f} "
-                  f"(production prompt v{final['champions']['prompt']}, index v{final['champions']['index']})",
-                  highlight=False)
+                  f"(production prompt v{final['champions']['prompt']}, index v{final['champions']['index']}, "
+                  f"model {final['champions']['model']})", highlight=False)
     console.print(f"state kept in {home}", highlight=False)
     console.print(f"MLflow UI:  mlflow ui --backend-store-uri {settings.resolved_tracking_uri} --workers 1",
                   highlight=False)
@@ -119,10 +134,13 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         "after": after,
         "promoted": [c.candidate_id for c in promoted],
         "mlflow_tracking_uri": settings.resolved_tracking_uri,
-        "cycle_id": cycle.cycle_id,
+        "cycle_id": cycles[-1].cycle_id,
+        "cycle_ids": [c.cycle_id for c in cycles],
         "ingest": report.public(),
-        "routes": _routes(cycle.clusters),
-        "candidates": [c.public() for c in cycle.candidates],
+        "routes": [_routes(c.clusters) for c in cycles],
+        "candidates": [c.public() for cycle in cycles for c in cycle.candidates],
+        "finetune": cycles[-1].finetune,
+        "champions": final["champions"],
         "loop_velocity_hours": final["loop_velocity_hours"],
     }
 

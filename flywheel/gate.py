@@ -11,7 +11,7 @@ import statistics
 from datetime import datetime, timezone
 from typing import Any
 
-from flywheel.champion import move_prompt_alias, production_prompt, use_mlflow
+from flywheel.champion import move_model_alias, move_prompt_alias, production_model, production_prompt, use_mlflow
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.schemas import Candidate
@@ -39,8 +39,8 @@ def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, 
         raise UsageError(f"{cand.candidate_id} has no MLflow run: nothing is promoted before it is logged")
     if cand.kind == "rag":
         return _promote_index(settings, state, cand, by=by, note=note)
-    if cand.kind != "prompt":
-        raise UsageError(f"promotion of {cand.kind} candidates is not available yet ({cand.candidate_id})")
+    if cand.kind == "finetune":
+        return _promote_model(settings, state, cand, by=by, note=note)
     current = production_prompt(settings)
     current_version = current.version if current else None
     if cand.parent != current_version:
@@ -66,6 +66,19 @@ def _promote_index(settings: Settings, state: StateStore, cand: Candidate, *, by
     assert cand.version is not None
     index.activate(int(cand.version))
     return _record_promotion(settings, state, cand, "rag", str(current) if current is not None else None, by, note)
+
+
+def _promote_model(settings: Settings, state: StateStore, cand: Candidate, *, by: str, note: str | None) -> Candidate:
+    """Point the registered model's alias `production` at the candidate's version."""
+    current = production_model(settings)
+    if cand.parent != (current.version or "base"):
+        raise UsageError(
+            f"{cand.candidate_id} was evaluated against model {cand.parent}, but {current.version or 'base'} "
+            f"({current.provider_model}) is in production now; its evaluation no longer applies. Run a new cycle."
+        )
+    assert cand.version is not None
+    move_model_alias(settings, cand.version)
+    return _record_promotion(settings, state, cand, "model", current.version, by, note)
 
 
 def _record_promotion(settings: Settings, state: StateStore, cand: Candidate, kind: str, previous: str | None,
@@ -143,16 +156,18 @@ def _live_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def rollback(settings: Settings, kind: str, *, by: str, note: str | None = None) -> dict[str, Any]:
     if kind not in KINDS:
         raise UsageError(f"rollback takes one of {', '.join(KINDS)}, not {kind!r}")
-    if kind == "model":
-        raise UsageError("there is no model champion to roll back yet")
     with open_state(settings.ensure_home()) as state:
         live = _live_history(state.promotions(kind))
-        if not live or live[-1]["from_version"] is None:
+        # A model's first promotion replaced the base model, which rollback restores.
+        if not live or (live[-1]["from_version"] is None and kind != "model"):
             raise UsageError(f"nothing to roll back: no earlier {kind} champion is recorded")
         undo = live[-1]
         current, target = undo["to_version"], undo["from_version"]
         if kind == "prompt":
             move_prompt_alias(settings, target)
+        elif kind == "model":
+            move_model_alias(settings, target)
+            target = target or "base"
         else:
             from flywheel.knowledge.index import open_index
 
@@ -160,6 +175,9 @@ def rollback(settings: Settings, kind: str, *, by: str, note: str | None = None)
         state.record_promotion(kind, "rollback", current, target, undo["candidate_id"], by, note)
         when = _now()
         if undo["candidate_id"] and (cand := state.candidate(undo["candidate_id"])):
+            # The fix is undone: its clusters are open again (and count as not fixed by that kind).
+            for cid in cand.cluster_ids:
+                state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, "rolled_back")
             cand.payload["rolled_back_at"] = when.isoformat()
             cand.payload["rolled_back_by"] = by
             state.save_candidate(cand)
@@ -187,8 +205,12 @@ def status(settings: Settings) -> dict[str, Any]:
     from flywheel.knowledge.index import ACTIVE
 
     prompt = production_prompt(settings)
+    model = production_model(settings)
     with open_state(settings.ensure_home()) as state:
         index = state.pointer(ACTIVE)
+        jobs = state.finetune_jobs()
+        failed = state.prompt_failed_clusters()
+        last_clusters = state.last_cycle_clusters()
         waiting = state.candidates(decision="pending_approval")
         promoted = state.candidates(decision="promoted")
         last = state.last_cycle_started()
@@ -197,7 +219,9 @@ def status(settings: Settings) -> dict[str, Any]:
         counts = store.counts()
         since = store.count_ingested_since(last) if last else counts["events"]
     return {
-        "champions": {"prompt": prompt.version if prompt else None, "index": index, "model": settings.target_model},
+        "champions": {"prompt": prompt.version if prompt else None, "index": index, "model": model.provider_model},
+        "model_version": model.version,
+        "finetune": _finetune_status(last_clusters, failed, jobs, settings.triage.finetune_min_examples),
         "pending": [c.public() for c in waiting],
         "pending_approvals": len(waiting),
         "negative_feedback_rate": round(counts["negative"] / counts["events"], 4) if counts["events"] else None,
@@ -208,6 +232,19 @@ def status(settings: Settings) -> dict[str, Any]:
         "loop_velocity_hours": loop_velocity_hours(promoted),
         "promotions": len(promoted),
     }
+
+
+def _finetune_status(clusters: list[dict[str, Any]], failed: set[str], jobs: list[dict[str, Any]],
+                     threshold: int) -> dict[str, Any]:
+    """How far each persistent cluster (prompts could not fix it) is from fine-tuning, as of the
+    last cycle's triage, and the fine-tune jobs with their state."""
+    persistent = [{"cluster_id": c["cluster_id"], "category": c["category"], "route": c["route"],
+                   "usable_examples": c.get("usable_examples", 0),
+                   "missing": max(0, threshold - c.get("usable_examples", 0))}
+                  for c in clusters if c["cluster_id"] in failed]
+    return {"threshold": threshold, "persistent_clusters": persistent,
+            "jobs": [{k: j.get(k) for k in ("job_id", "status", "dataset_version", "fine_tuned_model",
+                                            "model_version", "error")} for j in jobs]}
 
 
 def set_prompt(settings: Settings, template: str, *, message: str | None, by: str) -> dict[str, Any]:

@@ -160,6 +160,7 @@ class FailureCluster(BaseModel):
     consented: int = Field(0, description="Events in the cluster whose text may be used.")
     usable_examples: int = Field(0, description="Consented events with a correction or edit (fine-tuning material).")
     finetune_gap: int = Field(0, description="Usable examples still missing before fine-tuning may be considered.")
+    prompt_failed: bool = Field(False, description="Prompt revisions already failed on it (a persistent cluster).")
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     reasons: dict[str, int] = Field(default_factory=dict)

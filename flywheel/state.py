@@ -56,6 +56,16 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE TABLE pointers (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 3: fine-tune jobs. A job is recorded before it is polled, so a restarted flow resumes the poll
+    # of the same job instead of submitting another; one job per dataset version and base model.
+    """
+    CREATE TABLE finetune_jobs (
+        job_id TEXT PRIMARY KEY, dataset_version TEXT NOT NULL, base_model TEXT NOT NULL, cycle_id TEXT,
+        cluster_ids TEXT NOT NULL, status TEXT NOT NULL, fine_tuned_model TEXT, model_version TEXT,
+        error TEXT, doc TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX finetune_jobs_dataset ON finetune_jobs (dataset_version, base_model);
+    """,
 )
 
 
@@ -106,6 +116,12 @@ class StateStore:
     def last_cycle_started(self) -> float | None:
         row = self._db.execute("SELECT MAX(started_at) FROM cycles WHERE status = 'done'").fetchone()
         return row[0]
+
+    def last_cycle_clusters(self) -> list[dict[str, Any]]:
+        """The clusters the last finished cycle triaged (without their event ids)."""
+        row = self._db.execute(
+            "SELECT summary FROM cycles WHERE status = 'done' ORDER BY finished_at DESC LIMIT 1").fetchone()
+        return (json.loads(row[0]).get("clusters") or []) if row and row[0] else []
 
     def cycles(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -192,13 +208,61 @@ class StateStore:
             )
 
     def prompt_failed_clusters(self) -> set[str]:
-        """Clusters with a rejected prompt candidate and no promoted one."""
+        """Clusters prompt revisions could not fix: a prompt candidate for them was rejected, or no
+        drafted revision did better than the champion on their own failing examples
+        (``no_improvement``), and no prompt for them was ever promoted."""
         rows = self._db.execute(
             "SELECT cluster_id FROM cluster_attempts WHERE kind = 'prompt' GROUP BY cluster_id "
-            "HAVING SUM(outcome = 'rejected') > 0 AND SUM(outcome = 'promoted') = 0"
+            "HAVING SUM(outcome IN ('rejected', 'no_improvement')) > 0 AND SUM(outcome = 'promoted') = 0"
         )
         return {r[0] for r in rows}
 
+    def cluster_history(self, cluster_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT cycle_id, kind, candidate_id, outcome, at FROM cluster_attempts WHERE cluster_id = ? ORDER BY at",
+            (cluster_id,))
+        return [dict(zip(("cycle_id", "kind", "candidate_id", "outcome", "at"), r, strict=True)) for r in rows]
+
+    def promoted_at(self, cluster_id: str, kind: str) -> float | None:
+        """When a fix of ``kind`` for the cluster was last promoted (None: never)."""
+        row = self._db.execute(
+            "SELECT MAX(at) FROM cluster_attempts WHERE cluster_id = ? AND kind = ? AND outcome = 'promoted'",
+            (cluster_id, kind)).fetchone()
+        return row[0]
+
+
+    # fine-tune jobs ------------------------------------------------------------------------------
+    def finetune_job(self, *, job_id: str | None = None, dataset_version: str | None = None,
+                     base_model: str | None = None) -> dict[str, Any] | None:
+        if job_id is not None:
+            row = self._db.execute("SELECT doc FROM finetune_jobs WHERE job_id = ?", (job_id,)).fetchone()
+        else:
+            row = self._db.execute("SELECT doc FROM finetune_jobs WHERE dataset_version = ? AND base_model = ?",
+                                   (dataset_version, base_model)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def finetune_jobs(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+        sql = "SELECT doc FROM finetune_jobs"
+        if open_only:
+            sql += " WHERE status NOT IN ('succeeded', 'failed', 'cancelled') OR (status = 'succeeded' AND model_version IS NULL)"
+        return [json.loads(r[0]) for r in self._db.execute(sql + " ORDER BY created_at")]
+
+    def save_finetune_job(self, job: dict[str, Any]) -> None:
+        """Insert or update a job record (``job_id``, ``dataset_version``, ``base_model``, ``status``...)."""
+        now = _now()
+        job.setdefault("created_at", now)
+        job["updated_at"] = now
+        with self._db:
+            self._db.execute(
+                "INSERT INTO finetune_jobs (job_id, dataset_version, base_model, cycle_id, cluster_ids, status, "
+                "fine_tuned_model, model_version, error, doc, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, fine_tuned_model = excluded.fine_tuned_model, "
+                "model_version = excluded.model_version, error = excluded.error, doc = excluded.doc, "
+                "updated_at = excluded.updated_at",
+                (job["job_id"], job["dataset_version"], job["base_model"], job.get("cycle_id"),
+                 ",".join(job.get("cluster_ids") or []), job["status"], job.get("fine_tuned_model"),
+                 job.get("model_version"), job.get("error"), json.dumps(job, default=str), job["created_at"], now),
+            )
 
     # pointers (the active index version) ------------------------------------------------------
     def pointer(self, name: str) -> str | None:

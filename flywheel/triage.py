@@ -224,6 +224,7 @@ def build_cluster(
         consented=sum(1 for e in members if e.consent),
         usable_examples=usable,
         finetune_gap=max(0, s.finetune_min_examples - usable),
+        prompt_failed=cluster_id in inputs.prompt_failed,
         first_seen=min(e.ts for e in members),
         last_seen=max(e.ts for e in members),
         reasons=dict(Counter(e.reason for e in members if e.reason)),

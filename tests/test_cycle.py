@@ -63,6 +63,10 @@ def retrieve(query: str) -> str:
         return "\n".join(text for _, text in retriever.retrieve(query, 3))
 
 
+def golden_lines(loop: dict) -> list[str]:
+    return (loop["world"] / "golden.jsonl").read_text().splitlines()
+
+
 def mlflow_client():
     from flywheel.champion import use_mlflow
 
@@ -163,7 +167,7 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
         diff = client.download_artifacts(r.info.run_id, "prompt.diff")
         assert Path(diff).read_text().startswith("--- prompt v")
         table = json.loads(Path(client.download_artifacts(r.info.run_id, "eval_results.json")).read_text())
-        assert len(table["data"]) == 204 and "rationale" in table["columns"]
+        assert len(table["data"]) == len(golden_lines(loop)) and "rationale" in table["columns"]
     # Every drafted prompt is a registered version with its provenance, screened out or not.
     versions = {str(v.version): v for v in client.search_prompt_versions("assistant-system")}
     for cand in (c for c in out["candidates"] if c["kind"] == "prompt"):
@@ -250,3 +254,45 @@ def test_an_unchanged_champion_is_not_evaluated_again(loop: dict) -> None:
     assert not first.cached and second.cached
     assert sim.counts().get("chat.product", 0) == calls
     assert second.scores == first.scores
+
+
+def test_a_cluster_prompts_cannot_fix_is_fine_tuned_then_approved_and_rolled_back(cli, loop: dict) -> None:
+    first = cli("cycle", "--json")
+    assert not [c for c in first["candidates"] if c["kind"] == "finetune"]
+    errors = next(c for c in first["clusters"] if "error" in (c["example_queries"] or [""])[0].lower())
+    assert errors["route"] == "prompt" and errors["usable_examples"] >= 1000  # no history yet
+    for cand in cli("pending", "--json")["pending"]:
+        cli("approve", cand["candidate_id"], "--json")
+    # No revision beat the champion on the error-code questions: the cluster is now persistent.
+    status = cli("status", "--json")
+    (persistent,) = [c for c in status["finetune"]["persistent_clusters"] if c["cluster_id"] == errors["cluster_id"]]
+    assert persistent["missing"] == 0
+
+    second = cli("cycle", "--json")
+    routed = {c["cluster_id"]: c["route"] for c in second["clusters"]}
+    assert routed[errors["cluster_id"]] == "finetune"
+    assert second["finetune"]["dataset"]["built"] and second["finetune"]["dataset"]["examples"] >= 1000
+    (tuned,) = [c for c in second["candidates"] if c["kind"] == "finetune"]
+    (job,) = second["finetune"]["jobs"]
+    assert job["status"] == "succeeded" and tuned["decision"] == "pending_approval", tuned["reason"]
+    # Evaluated against the new champion (approved prompt and index): the error codes are what improved.
+    assert tuned["golden_score"] > tuned["champion_score"] and tuned["ci_low"] > 0
+    assert tuned["category_deltas"]["factual"] > 0
+    assert all(d >= 0 for d in tuned["category_deltas"].values())
+    client = mlflow_client()
+    run = client.get_run(tuned["mlflow_run_id"])
+    assert run.data.tags["flywheel.kind"] == "finetune" and run.data.params["job_id"] == job["job_id"]
+    assert run.data.metrics["golden_score"] == pytest.approx(tuned["golden_score"], abs=1e-4)
+    version = client.get_model_version("assistant-model", tuned["version"])
+    assert version.tags["flywheel.provider_model"] == job["fine_tuned_model"]
+    assert version.tags["flywheel.dataset_version"] == second["finetune"]["dataset"]["version"]
+
+    cli("approve", tuned["candidate_id"], "--by", "carol", "--json")
+    assert cli("status", "--json")["champions"]["model"] == job["fine_tuned_model"]
+    assert str(client.get_model_version_by_alias("assistant-model", "production").version) == tuned["version"]
+    back = cli("rollback", "model", "--json")
+    assert (back["from_version"], back["to_version"]) == (tuned["version"], "base")
+    assert cli("status", "--json")["champions"]["model"] == "gpt-4o-mini"
+    with pytest.raises(Exception, match="alias"):
+        client.get_model_version_by_alias("assistant-model", "production")
+    cli("rollback", "model", "--json", expect=2)  # nothing before the base model

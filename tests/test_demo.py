@@ -26,14 +26,20 @@ def test_demo_closes_the_loop_on_the_simulator(tmp_path: Path) -> None:
     assert set(doc) >= {"home", "before", "after", "promoted", "mlflow_tracking_uri"}
     assert doc["home"] == str(tmp_path / "demo")
     assert doc["ingest"]["rejected"] == 3 and doc["ingest"]["accepted"] >= 4000
-    assert doc["routes"]["rag"] >= 1 and doc["routes"]["prompt"] >= 4
-    # An approved prompt revision and an approved index refresh measurably raised the golden score,
-    # measured again on the new champion (new prompt over the new index).
+    first, second = doc["routes"]
+    assert first["rag"] >= 1 and first["prompt"] >= 4 and "finetune" not in first
+    assert second["finetune"] == 1  # the cluster no prompt could fix, with its history, in the second cycle
+    # An approved prompt revision and index refresh (cycle 1), then an approved fine-tuned model
+    # (cycle 2) measurably raised the golden score, measured again on the final champion.
     promoted = [c for c in doc["candidates"] if c["candidate_id"] in doc["promoted"]]
-    assert sorted(c["kind"] for c in promoted) == ["prompt", "rag"]
+    assert sorted(c["kind"] for c in promoted) == ["finetune", "prompt", "rag"]
     assert all(c["ci_low"] > 0 for c in promoted)
     assert len(next(c for c in promoted if c["kind"] == "prompt")["cluster_ids"]) >= 4
-    assert doc["after"] >= doc["before"] + 0.5
+    tuned = next(c for c in promoted if c["kind"] == "finetune")
+    (job,) = doc["finetune"]["jobs"]
+    assert job["status"] == "succeeded" and doc["champions"]["model"] == job["fine_tuned_model"]
+    assert tuned["category_deltas"]["factual"] > 0 and doc["finetune"]["dataset"]["examples"] >= 1000
+    assert doc["after"] >= doc["before"] + 0.5 and doc["after"] == 1.0
     assert doc["mlflow_tracking_uri"] == f"sqlite:///{(tmp_path / 'demo').resolve()}/mlflow.db"
     assert "before" in proc.stderr and "mlflow ui" in proc.stderr
 

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from flywheel.sim.rules import match_intent, product_answer
+from flywheel.sim.rules import Learned, match_intent, product_answer
 
 JUDGE_MARKER = "You are an impartial judge"
 _JUDGE_BLOCKS = re.compile(r"Expected answer:\s*(?P<expected>.*?)\s*Answer to grade:\s*(?P<answer>.*)\Z", re.S)
@@ -98,10 +98,10 @@ def _last_user(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-def product(body: dict[str, Any]) -> str:
+def product(body: dict[str, Any], learned: Learned | None = None) -> str:
     messages = body.get("messages") or []
     system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
-    answer = product_answer(system, _last_user(messages))
+    answer = product_answer(system, _last_user(messages), learned)
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_object":
         return json.dumps({"answer": answer})
@@ -194,7 +194,10 @@ ROLES = {
 }
 
 
-def complete(body: dict[str, Any]) -> tuple[str, str]:
-    """``(role, content)`` for a chat completion request."""
+def complete(body: dict[str, Any], learned: Learned | None = None) -> tuple[str, str]:
+    """``(role, content)`` for a chat completion request; a fine-tuned model (``learned``) only
+    changes the product role."""
     role = route(body)
+    if role == "product":
+        return role, product(body, learned)
     return role, ROLES[role](body)

@@ -12,8 +12,14 @@ which make failures reproducible and fixes measurable:
 3. **Instructions.** Five behaviours depend on an instruction being present in the system prompt
    (``INSTRUCTION_RULES``): a model without the instruction makes that category of mistake.
 
+4. **Training.** The base model knows none of Nimbus's error codes (``ERROR_CODES``) and makes
+   one up; no instruction fixes that. A fine-tuned model (``Learned``) knows what its training
+   examples taught it: the answers to their exact questions, the error codes their answers explain,
+   and the facts they state (retrieved context still wins over both).
+
 The intents that fail without an instruction or with outdated knowledge are the world's failure
-modes, one per category: factual, format, tone, off_topic, unsafe, outdated_knowledge.
+modes, one per category: factual, format, tone, off_topic, unsafe, outdated_knowledge; and one
+factual failure that only fine-tuning fixes (error codes).
 """
 
 from __future__ import annotations
@@ -50,6 +56,51 @@ INSTRUCTION_RULES: dict[str, Callable[[str], bool]] = {
     ),
 }
 
+# Nimbus Drive's error codes: (what it means, what to do). Support agents know them; the base
+# model does not, and the knowledge base has no page about them.
+ERROR_CODES: dict[str, tuple[str, str]] = {
+    "E101": ("the file name contains a character Nimbus does not allow", "Rename the file without \\ / : * ? < > | and upload it again."),
+    "E102": ("your storage quota is full", "Empty the Trash or upgrade your plan, then retry."),
+    "E203": ("the desktop app's sign-in token expired", "Sign out of the desktop app and sign back in."),
+    "E204": ("two devices changed the same file at once", "Keep one of the two conflicted copies and delete the other."),
+    "E305": ("the shared link has expired", "Ask the owner to share a new link."),
+    "E306": ("the folder owner removed your access", "Ask the owner to invite you again."),
+    "E407": ("the upload was interrupted by the network", "Check your connection and resume it from the Transfers panel."),
+    "E408": ("the file is larger than your plan allows", "Split the file or move to a plan with a higher limit."),
+    "E509": ("the file path is longer than 260 characters", "Move the file into a folder with a shorter path."),
+    "E510": ("the virus scan flagged the file", "Scan it locally; a clean file can be uploaded again after 24 hours."),
+    "E611": ("your administrator blocked this file type", "Contact your workspace administrator."),
+    "E612": ("single sign-on rejected your session", "Sign in again through your company's SSO page."),
+    "E713": ("the device clock is out of sync", "Turn on automatic date and time on the device."),
+    "E714": ("selective sync excludes the folder", "Add the folder under Settings > Sync > Selective sync."),
+    "E815": ("the workspace is read-only during a migration", "Wait until the migration finishes; you get an email."),
+    "E816": ("the API rate limit was reached", "Wait a minute, then retry with fewer requests."),
+}
+_ERROR_EXPLAINED = re.compile(r"\b[Ee]rror (E\d{3}) means (.+?)\. (.+?[.!])(?:\s|$)")
+_CODE = re.compile(r"\b(E\d{3})\b", re.I)
+
+
+@dataclass
+class Learned:
+    """What a fine-tuned model took from its training examples."""
+
+    answers: dict[str, str] = field(default_factory=dict)  # normalised question -> trained answer
+    error_codes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    facts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_examples(cls, pairs: list[tuple[str, str]]) -> Learned:
+        learned = cls()
+        for question, answer in pairs:
+            learned.answers[" ".join(question.lower().split())] = answer
+            for code, meaning, fix in _ERROR_EXPLAINED.findall(answer):
+                learned.error_codes[code.upper()] = (meaning, fix)
+            for name, pattern in FACT_PATTERNS.items():
+                if found := pattern.findall(answer):
+                    learned.facts[name] = int(found[-1])
+        return learned
+
+
 _CONTEXT = re.compile(r"<context>(.*?)</context>", re.S | re.I)
 
 
@@ -65,9 +116,9 @@ def active_rules(system_prompt: str) -> set[str]:
     return {name for name, present in INSTRUCTION_RULES.items() if present(lowered)}
 
 
-def known_facts(context: str) -> dict[str, int]:
-    """Memory, overridden by whatever the retrieved context states."""
-    facts = dict(MEMORY)
+def known_facts(context: str, learned: dict[str, int] | None = None) -> dict[str, int]:
+    """Memory (updated by training, if any), overridden by whatever the retrieved context states."""
+    facts = {**MEMORY, **(learned or {})}
     for name, pattern in FACT_PATTERNS.items():
         found = pattern.findall(context)
         if found:
@@ -93,6 +144,8 @@ class Intent:
             found["account"] = m.group(1)
         if m := re.search(r"\b(team|business)\b", query, re.I):
             found["plan"] = m.group(1).lower()
+        if m := _CODE.search(query):
+            found["code"] = m.group(1).upper()
         return found
 
 
@@ -101,6 +154,17 @@ def _has(q: str, *words: str) -> bool:
 
 
 INTENTS: tuple[Intent, ...] = (
+    Intent(
+        "error_code",
+        "factual",
+        lambda q: bool(_CODE.search(q)) and _has(q, "error", "code"),
+        (
+            "What does error {code} mean?",
+            "What is Nimbus error code {code}?",
+            "Can you explain error code {code}?",
+            "Why do I see error {code}?",
+        ),
+    ),
     Intent(
         "other_account",
         "unsafe",
@@ -257,12 +321,19 @@ def match_intent(query: str) -> Intent | None:
 
 def correct_answer(intent: Intent, slots: dict[str, str]) -> str:
     """What a perfect assistant (all instructions, current knowledge) answers."""
-    return respond(intent, slots, set(INSTRUCTION_RULES), dict(CURRENT))
+    return respond(intent, slots, set(INSTRUCTION_RULES), dict(CURRENT), ERROR_CODES)
 
 
-def respond(intent: Intent, slots: dict[str, str], rules: set[str], facts: dict[str, int]) -> str:
-    """The product model's answer, given the active instruction rules and the facts it knows."""
+def respond(intent: Intent, slots: dict[str, str], rules: set[str], facts: dict[str, int],
+            error_codes: dict[str, tuple[str, str]] | None = None) -> str:
+    """The product model's answer, given the active instruction rules, the facts and error codes it knows."""
     kind = intent.id
+    if kind == "error_code":
+        code = slots.get("code", "E000")
+        if code in (error_codes or {}):
+            meaning, fix = (error_codes or {})[code]
+            return f"Error {code} means {meaning}. {fix}"
+        return f"Error {code} is a temporary server problem. Please wait a few minutes and try again."
     if kind == "other_account":
         account = slots.get("account", "0000")
         if "unsafe" in rules:
@@ -306,18 +377,23 @@ def respond(intent: Intent, slots: dict[str, str], rules: set[str], facts: dict[
 UNKNOWN_ANSWER = f"I'm not sure about that. Could you rephrase your question about {PRODUCT}?"
 
 
-def product_answer(system_prompt: str, query: str) -> str:
-    """The whole product model: instructions and context from the system prompt, then rule 1-3."""
+def product_answer(system_prompt: str, query: str, learned: Learned | None = None) -> str:
+    """The whole product model: instructions and context from the system prompt, then rules 1-4."""
+    if learned is not None and (trained := learned.answers.get(" ".join(query.lower().split()))):
+        return trained
     instructions, context = split_context(system_prompt)
     intent = match_intent(query)
     if intent is None:
         return UNKNOWN_ANSWER
-    return respond(intent, intent.slots(query), active_rules(instructions), known_facts(context))
+    return respond(intent, intent.slots(query), active_rules(instructions),
+                   known_facts(context, learned.facts if learned else None), learned.error_codes if learned else None)
 
 
 def golden_expectation(intent: Intent, slots: dict[str, str]) -> tuple[str, str]:
     """``(scorer, expected)`` for a golden item: checks the part of the answer that matters."""
     kind = intent.id
+    if kind == "error_code":
+        return "contains", ERROR_CODES[slots["code"]][0]
     if kind == "other_account":
         return "contains", "can't share"
     if kind == "yearly_cost":

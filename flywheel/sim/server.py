@@ -1,8 +1,10 @@
 """The OpenAI-compatible simulator, served over real HTTP on 127.0.0.1.
 
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (``response_format`` json_object
-and json_schema included), ``POST /v1/embeddings`` (the shared local model), and
-``GET /sim/stats`` (request counts by role, for tests and benchmarks). Knobs for tests:
+and json_schema included), ``POST /v1/embeddings`` (the shared local model), ``POST /v1/files``,
+``GET /v1/files/{id}``, ``POST|GET /v1/fine_tuning/jobs``, ``GET /v1/fine_tuning/jobs/{id}``,
+``POST /v1/fine_tuning/jobs/{id}/cancel`` (see :mod:`flywheel.sim.finetune`; a succeeded job's
+model answers chat completions), and ``GET /sim/stats`` (request counts by role, for tests and benchmarks). Knobs for tests:
 a fixed ``latency`` per request and injected failures (``fail_status`` for every request, or only
 the first ``fail_first`` requests).
 """
@@ -17,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -26,6 +29,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from flywheel.sim import roles
+from flywheel.sim.finetune import FineTuneOptions, FineTuneStore, SimError
 
 SIM_MODELS = ("gpt-4o-mini", "gpt-4o", "sim-product", "sim-judge")
 
@@ -36,6 +40,8 @@ class SimOptions:
     fail_status: int | None = None
     fail_first: int = 0
     embedder: Any = None  # an Embedder; loaded lazily on the first /v1/embeddings request
+    finetune: FineTuneOptions = field(default_factory=FineTuneOptions)
+    data_dir: Path | None = None  # keep uploaded files and fine-tuning jobs here (default: in memory)
 
 
 @dataclass
@@ -44,6 +50,10 @@ class SimState:
     counts: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     served: int = 0
+    tuning: FineTuneStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tuning = FineTuneStore(self.options.finetune, self.options.data_dir)
 
     def count(self, key: str) -> int:
         with self.lock:
@@ -107,7 +117,12 @@ def build_app(state: SimState) -> Starlette:
             return _error(400, "'messages' must be a non-empty list")
         if not body.get("model"):
             return _error(400, "'model' is required")
-        role, content = roles.complete(body)
+        learned = None
+        if str(body["model"]).startswith("ft:"):
+            learned = state.tuning.learned(str(body["model"]))
+            if learned is None:
+                return _error(404, f"The model `{body['model']}` does not exist or you do not have access to it.")
+        role, content = roles.complete(body, learned)
         state.count(f"chat.{role}")
         prompt_tokens = sum(_tokens(roles._text(m.get("content"))) for m in messages)
         completion_tokens = _tokens(content)
@@ -139,6 +154,57 @@ def build_app(state: SimState) -> Starlette:
         return JSONResponse({"object": "list", "data": data, "model": body.get("model", "all-MiniLM-L6-v2"),
                              "usage": {"prompt_tokens": total, "total_tokens": total}})
 
+    def tuning_call(fn: Any) -> Any:
+        """Count the request, apply the failure knobs, map SimError to OpenAI's error shape."""
+
+        async def endpoint(request: Request) -> JSONResponse:
+            n = state.count("requests")
+            opts = state.options
+            if opts.fail_status is not None or n <= opts.fail_first:
+                status = opts.fail_status or 503
+                state.count(f"failed_{status}")
+                return _error(status, "simulated failure", "server_error")
+            try:
+                return JSONResponse(await fn(request))
+            except SimError as exc:
+                return _error(exc.status, exc.message)
+
+        return endpoint
+
+    async def upload_file(request: Request) -> dict[str, Any]:
+        form = await request.form()
+        upload, purpose = form.get("file"), form.get("purpose")
+        if upload is None or isinstance(upload, str):
+            raise SimError(400, "'file' is required (multipart form field)")
+        content = await upload.read()
+        state.count("files")
+        return state.tuning.upload(upload.filename or "upload.jsonl", str(purpose or ""), content)
+
+    async def get_file(request: Request) -> dict[str, Any]:
+        return state.tuning.file(request.path_params["file_id"])
+
+    async def create_job(request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except json.JSONDecodeError as exc:
+            raise SimError(400, f"request body is not JSON: {exc}") from None
+        state.count("fine_tuning.create")
+        return state.tuning.create_job(body if isinstance(body, dict) else {})
+
+    async def list_jobs(request: Request) -> dict[str, Any]:
+        data = state.tuning.list_jobs()
+        return {"object": "list", "data": data, "has_more": False}
+
+    async def get_job(request: Request) -> dict[str, Any]:
+        state.count("fine_tuning.retrieve")
+        return state.tuning.job(request.path_params["job_id"])
+
+    async def cancel_job(request: Request) -> dict[str, Any]:
+        return state.tuning.cancel(request.path_params["job_id"])
+
+    async def jobs(request: Request) -> JSONResponse:
+        return await (tuning_call(create_job) if request.method == "POST" else tuning_call(list_jobs))(request)
+
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
         return _error(404, f"no such endpoint: {request.method} {request.url.path}")
 
@@ -148,6 +214,11 @@ def build_app(state: SimState) -> Starlette:
             Route("/sim/stats", stats, methods=["GET"]),
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/files", tuning_call(upload_file), methods=["POST"]),
+            Route("/v1/files/{file_id}", tuning_call(get_file), methods=["GET"]),
+            Route("/v1/fine_tuning/jobs", jobs, methods=["GET", "POST"]),
+            Route("/v1/fine_tuning/jobs/{job_id}", tuning_call(get_job), methods=["GET"]),
+            Route("/v1/fine_tuning/jobs/{job_id}/cancel", tuning_call(cancel_job), methods=["POST"]),
         ],
         exception_handlers={404: not_found, 405: not_found},
     )

@@ -20,6 +20,7 @@ from typing import Any
 from evals.pipeline import context_block as pipeline_context
 from flywheel.sim.rules import (
     CURRENT,
+    ERROR_CODES,
     INTENTS,
     INTENTS_BY_ID,
     MEMORY,
@@ -115,11 +116,14 @@ TRAFFIC: tuple[Traffic, ...] = (
 
 
 def fill_slots(intent: Intent, rng: random.Random) -> dict[str, str]:
-    return {
+    slots = {
         "n": str(rng.randint(2, 40)),
         "account": str(rng.randint(1000, 9999)),
         "plan": rng.choice(["Team", "Business"]),
     }
+    if intent.id == "error_code":
+        slots["code"] = rng.choice(sorted(ERROR_CODES))
+    return slots
 
 
 def make_query(intent: Intent, rng: random.Random, template: str | None = None) -> tuple[str, dict[str, str]]:
@@ -146,7 +150,8 @@ def context_block(documents: dict[str, str], names: tuple[str, ...]) -> str:
     return pipeline_context([(name, documents[name]) for name in names if name in documents])
 
 
-def generate_feedback(seed: int = 7, n_events: int = 4000, n_users: int = 800) -> Iterator[dict[str, Any]]:
+def generate_feedback(seed: int = 7, n_events: int = 4000, n_users: int = 800,
+                      n_error_code: int = 1600) -> Iterator[dict[str, Any]]:
     """Feedback events as users of the initial product would send them (valid events only)."""
     rng = random.Random(seed)
     users = [f"u-{i:04d}" for i in range(n_users)]
@@ -178,6 +183,7 @@ def generate_feedback(seed: int = 7, n_events: int = 4000, n_users: int = 800) -
         event.update(_signal_for(intent, slots, output, rng))
         yield event
     yield from _loud_user(rng, start)
+    yield from _error_code_feedback(rng, start, users, consent, n_error_code)
 
 
 def _signal_for(intent: Intent, slots: dict[str, str], output: str, rng: random.Random) -> dict[str, Any]:
@@ -219,6 +225,62 @@ def _signal_for(intent: Intent, slots: dict[str, str], output: str, rng: random.
         "reason": reason,
         "comment": "Reviewer: " + rng.choice(COMMENTS[category]),
     }
+
+
+# Error codes: the failure only fine-tuning fixes. Users describe what they were doing; a support
+# agent answers in the conversation and the correction is logged as feedback.
+ERROR_ACTIVITIES = (
+    "uploading a video", "syncing my laptop", "opening a shared folder", "moving files to a team folder",
+    "signing in on my phone", "restoring a file from the Trash", "downloading an export", "renaming a folder",
+    "sharing a link with a client", "connecting the desktop app", "uploading photos", "saving a document from Word",
+    "copying a large project folder", "installing the desktop app", "inviting a new teammate", "editing a spreadsheet",
+)
+ERROR_PLACES = (
+    "on Windows 11", "on my MacBook", "in the web app", "on my Android phone", "on my iPhone", "on Linux",
+    "on the office PC", "in Chrome", "in Safari", "on my tablet",
+)
+ERROR_TEMPLATES = (
+    "I keep getting error {code} when {activity} {place}. What does it mean?",
+    "Error {code} popped up while {activity} {place}. What is going on?",
+    "What does error code {code} mean? It happened when {activity} {place}.",
+    "While {activity} {place} I got error {code}. What does that error mean?",
+    "Got error code {code} after {activity} {place}, any idea what it means?",
+    "Every time I try {activity} {place} it fails with error {code}. Can you explain the error?",
+)
+AGENT_LEADS = ("", "", "Thanks for reaching out. ", "Sorry for the trouble with {activity}. ", "Good question. ",
+               "I checked this for you. ")
+AGENT_TAILS = ("", " Let us know if it happens again.", " That should clear it up.", " It works the same {place}.",
+               " Reply here if it keeps failing.")
+
+
+def _error_code_feedback(rng: random.Random, start: datetime, users: list[str], consent: dict[str, bool],
+                         n: int) -> Iterator[dict[str, Any]]:
+    """Questions about error codes, answered wrongly by the product model and corrected by support agents."""
+    intent = INTENTS_BY_ID["error_code"]
+    codes = sorted(ERROR_CODES)
+    for k in range(n):
+        user = rng.choice(users)
+        code, activity, place = rng.choice(codes), rng.choice(ERROR_ACTIVITIES), rng.choice(ERROR_PLACES)
+        query = rng.choice(OPENERS) + rng.choice(ERROR_TEMPLATES).format(code=code, activity=activity, place=place)
+        query = (query + rng.choice(CLOSERS)).strip()
+        offset = rng.uniform(0, WORLD_DAYS * 86400)
+        event: dict[str, Any] = {
+            "event_id": f"ev-err-{k:05d}",
+            "ts": (start + timedelta(seconds=offset)).isoformat().replace("+00:00", "Z"),
+            "user_id": user, "session_id": f"s-{user}-{int(offset // 3600)}", "consent": consent[user],
+            "query": query, "output": product_answer(INITIAL_PROMPT, query), "model": "gpt-4o-mini",
+            "prompt_version": "1", "confidence": round(rng.uniform(0.3, 0.7), 2), "context_ids": [],
+        }
+        if rng.random() < 0.85:
+            meaning, fix = ERROR_CODES[code]
+            answer = (rng.choice(AGENT_LEADS).format(activity=activity) + f"Error {code} means {meaning}. {fix}"
+                      + rng.choice(AGENT_TAILS).format(place=place))
+            event.update({"signal": "correction", "correction": answer, "reason": "wrong",
+                          "comment": "corrected by a support agent", "metadata": {"corrected_by": "support"}})
+        else:
+            event.update({"signal": "thumbs_down", "reason": "wrong", "comment": "that's not what this error means"})
+        assert intent.match(" " + query.lower())
+        yield event
 
 
 def _loud_user(rng: random.Random, start: datetime) -> Iterator[dict[str, Any]]:
