@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from pydantic import BaseModel, Field
@@ -39,6 +39,10 @@ class CycleParameters(BaseModel):
         default_factory=dict,
         description="Setting overrides (as in flywheel.toml), e.g. {\"golden\": \"evals/golden/default.jsonl\"}. "
         "Secrets are not accepted here: set OPENAI_API_KEY on the worker.",
+    )
+    wait_for_approval: bool | None = Field(
+        None, description="Pause with an approval form when candidates wait. Default: when run by a deployment "
+        "(approval.wait_in_deployments); `flywheel cycle` never waits.",
     )
 
 
@@ -113,18 +117,22 @@ def gate_task(settings: Settings, setup: steps.CycleSetup, champion: EvalResult,
     return steps.gate_step(settings, setup, champion, results, auto_approve)
 
 
-def report_markdown(report: steps.CycleReport) -> str:
-    lines = [f"# Improvement cycle {report.cycle_id}", "",
-             f"Golden set `{report.golden_version[:12]}`; champion score **{report.champion_score}**.", "",
-             "| candidate | kind | clusters | golden | delta [95% CI] | decision | reason |",
-             "|---|---|---|---|---|---|---|"]
-    for c in report.candidates:
-        ci = f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
-        lines.append(f"| `{c.candidate_id}` | {c.kind} | {', '.join(c.cluster_ids)} | {c.golden_score} | {ci} | "
-                     f"{c.decision} | {c.reason.replace('|', '/')} |")
-    for note in report.finetune.get("notes", []):
-        lines += ["", f"- fine-tuning: {note}"]
-    return "\n".join(lines)
+def publish_report(report: steps.CycleReport) -> None:
+    """The cycle's report, candidate table and chart as Prefect artifacts under stable keys (the UI
+    keeps every cycle's version of each)."""
+    from evals import report as r
+
+    create_markdown_artifact(
+        key=r.REPORT_KEY, description=f"Flywheel cycle {report.cycle_id}",
+        markdown=r.report_markdown(cycle_id=report.cycle_id, golden_version=report.golden_version,
+                                   champion_score=report.champion_score, clusters=report.clusters,
+                                   candidates=report.candidates, finetune_notes=report.finetune.get("notes", []),
+                                   chart_link=report.chart_link))
+    create_table_artifact(key=r.TABLE_KEY, table=r.candidate_rows(report.candidates),
+                          description=f"Candidates of cycle {report.cycle_id}")
+    if report.chart_link and report.chart_link.startswith("http"):
+        create_image_artifact(image_url=report.chart_link, key=r.CHART_KEY,
+                              description=f"Golden score per cycle; candidates vs champion ({report.cycle_id})")
 
 
 @flow(name="improvement-cycle", log_prints=False, validate_parameters=True)
@@ -166,9 +174,26 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
     report.clusters = steps.cluster_summaries(clusters)
     report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     steps.finish(settings, report)
-    create_markdown_artifact(key="flywheel-cycle-report", markdown=report_markdown(report),
-                             description=f"Flywheel cycle {report.cycle_id}")
+    publish_report(report)
+    if _waits_for_approval(params, settings) and any(c.decision == "pending_approval" for c in report.candidates):
+        from prefect.runtime import flow_run
+
+        from flows.approval import wait_for_approval
+
+        wait_for_approval(settings, flow_run.id, report.cycle_id, report.champion_score, report.candidates)
+        report.candidates = steps.reread_candidates(settings, report.candidates)
+        publish_report(report)
     return report.model_dump(mode="json")
+
+
+def _waits_for_approval(params: CycleParameters, settings: Settings) -> bool:
+    if params.auto_approve:
+        return False
+    if params.wait_for_approval is not None:
+        return params.wait_for_approval
+    from prefect.runtime import deployment
+
+    return settings.approval.wait_in_deployments and deployment.id is not None
 
 
 def run_flow(*, auto_approve: bool = False, overrides: dict[str, Any] | None = None) -> steps.CycleReport:

@@ -90,14 +90,19 @@ def ingest(
     from flywheel.feedback.ingest import ingest_files, total_bytes
     from flywheel.feedback.store import open_store
 
+    import time
+
     settings = _settings()
     settings.ensure_home()
     total = total_bytes(files)
+    started = time.time()
     with open_store(settings.resolved_store_url) as store, _byte_progress(total) as progress:
         task = progress.add_task("ingesting", total=total)
         report = ingest_files(
             files, store, settings.quarantine_dir, settings.ingest, lambda n: progress.advance(task, n)
         )
+        report.negative = store.count_ingested_since(started - 0.001, polarity=-1)
+    report.prefect_events = _emit_feedback_events(settings, report.negative)
     if as_json:
         emit(report.public())
     else:
@@ -112,6 +117,17 @@ def ingest(
             err.print(f"  ... and {report.rejected - 20} more", highlight=False)
         for q in report.quarantine:
             err.print(f"rejected lines kept in {q}", highlight=False)
+
+
+def _emit_feedback_events(settings: Settings, negatives: int) -> int:
+    """Tell Prefect (when a server is configured) how much new negative feedback arrived."""
+    from flows.events import emit_negative_feedback
+
+    try:
+        return emit_negative_feedback(settings, negatives)
+    except Exception as exc:  # the feedback is stored either way; only the trigger misses it
+        err.print(f"[yellow]warning:[/] feedback stored, but no Prefect event was sent: {exc}", highlight=False)
+        return 0
 
 
 def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
@@ -240,12 +256,27 @@ def approve(
     """Approve a pending candidate: it is promoted, and who/when/note go on its MLflow run."""
     from flywheel.gate import approve as do_approve
 
-    cand = do_approve(_settings(), candidate_id, by=_who(by), note=note)
+    settings = _settings()
+    cand = do_approve(settings, candidate_id, by=_who(by), note=note)
+    _resume_waiting_flow(settings)
     if as_json:
         emit(cand.public())
     else:
         what = {"prompt": "prompt v", "rag": "index v", "finetune": "model v"}[cand.kind] + str(cand.version)
         err.print(f"{cand.candidate_id} promoted ({what}) by {cand.decided_by}", highlight=False)
+
+
+def _resume_waiting_flow(settings: Settings) -> None:
+    """A cycle paused for approval in the Prefect UI goes on once all its candidates are decided."""
+    from flows.approval import resume_if_decided
+
+    try:
+        resumed = resume_if_decided(settings)
+    except Exception as exc:  # the decision stands; the paused run times out or is resumed in the UI
+        err.print(f"[yellow]warning:[/] could not resume the flow run waiting for approval: {exc}", highlight=False)
+        return
+    if resumed:
+        err.print(f"resumed the flow run {resumed} that was waiting for approval", highlight=False)
 
 
 @app.command()
@@ -259,7 +290,9 @@ def reject(
     """Reject a pending candidate, with a reason that is recorded on its MLflow run."""
     from flywheel.gate import reject as do_reject
 
-    cand = do_reject(_settings(), candidate_id, by=_who(by), reason=reason)
+    settings = _settings()
+    cand = do_reject(settings, candidate_id, by=_who(by), reason=reason)
+    _resume_waiting_flow(settings)
     if as_json:
         emit(cand.public())
     else:
@@ -295,6 +328,33 @@ def status(as_json: JsonFlag = False) -> None:
         emit(doc)
     else:
         Console().print_json(json.dumps(doc, default=str))
+
+
+@app.command()
+@handles_errors
+def review(
+    until: Annotated[str | None, typer.Option("--until", help="End of the reviewed week, ISO 8601 (default: now).")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=31, help="Days reviewed.")] = 7,
+    weeks: Annotated[int, typer.Option("--weeks", min=2, max=52, help="Weeks of trend.")] = 6,
+    as_json: JsonFlag = False,
+) -> None:
+    """The weekly feedback review: worst-rated outputs of the week by cluster, and the negative rate's trend."""
+    from datetime import datetime, timezone
+
+    from flywheel.review import review_markdown, weekly_review
+
+    end = None
+    if until:
+        try:
+            end = datetime.fromisoformat(until)
+        except ValueError:
+            raise UsageError(f"--until {until!r} is not an ISO 8601 date or time") from None
+        end = end if end.tzinfo else end.replace(tzinfo=timezone.utc)
+    doc = weekly_review(_settings(), until=end, days=days, weeks=weeks)
+    if as_json:
+        emit(doc.model_dump(mode="json"))
+    else:
+        Console().print(review_markdown(doc), markup=False, highlight=False)
 
 
 dataset_app = typer.Typer(help="Fine-tune datasets from consented feedback (Hugging Face datasets).",

@@ -40,6 +40,19 @@ class IngestSettings(BaseModel):
     )
 
 
+class EventSettings(BaseModel):
+    """Prefect events from ingest, which start a cycle when enough new negative feedback arrives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emit: bool = Field(True, description="Emit `flywheel.feedback.negative` events when PREFECT_API_URL is set.")
+    negatives_per_event: int = Field(
+        10, ge=1, le=10_000,
+        description="New negative feedback events one Prefect event stands for (the trigger counts Prefect events).",
+    )
+    resource: str = Field("flywheel.feedback", description="The Prefect resource id the events are about.")
+
+
 class EmbeddingSettings(BaseModel):
     """The one embedding model that triage and the knowledge index share."""
 
@@ -157,6 +170,20 @@ class EvalSettings(BaseModel):
     cache: bool = Field(True, description="Reuse results of an unchanged variant on an unchanged golden set.")
 
 
+class ApprovalSettings(BaseModel):
+    """Approval in the Prefect UI: a cycle started from a deployment waits for a person there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wait_in_deployments: bool = Field(
+        True, description="A cycle run by a deployment pauses with an approval form when candidates wait."
+    )
+    timeout: int = Field(
+        86400, ge=1, description="Seconds the form waits; what nobody approved by then is rejected, with that reason."
+    )
+    poll_interval: int = Field(10, ge=1, description="Seconds between the paused flow's checks for an answer.")
+
+
 class PolicySettings(BaseModel):
     """What a candidate must show before it may be promoted."""
 
@@ -214,6 +241,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
         description="MLflow backend; default sqlite:///$FLYWHEEL_HOME/mlflow.db.",
     )
+    mlflow_ui_url: str | None = Field(
+        None,
+        description="Where operators open the MLflow UI (e.g. http://127.0.0.1:5000): Prefect reports link the "
+        "cycle's chart and runs there. Unset: reports link the artifact files under FLYWHEEL_HOME.",
+    )
     prefect_api_url: str | None = Field(
         None,
         validation_alias=AliasChoices("PREFECT_API_URL", "prefect_api_url"),
@@ -246,6 +278,8 @@ class Settings(BaseSettings):
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     improve: ImproveSettings = Field(default_factory=ImproveSettings)
     prompt_variables: dict[str, str] = Field(
         default_factory=dict, description="Values for {{variables}} in the prompt template."

@@ -71,6 +71,9 @@ class CycleReport(BaseModel):
     champion_run_id: str | None = None
     cycle_run_id: str | None = None
     finetune: dict[str, Any] = Field(default_factory=dict)
+    champion_per_category: dict[str, float] = Field(default_factory=dict)
+    chart_uri: str | None = None  # the chart logged to the cycle's MLflow run
+    chart_link: str | None = None  # where an operator opens it (the MLflow UI when configured)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -703,9 +706,13 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
             if auto_approve or policy.auto_approve:
                 promote(settings, state, winner, by="policy (auto-approve)", note=winner.reason)
         evaluated = [state.candidate(c.candidate_id) or c for c in evaluated]
+    per_category: dict[str, list[float]] = {}
+    for item_id, score in champion.scores.items():
+        per_category.setdefault(champion.categories[item_id], []).append(score)
     return CycleReport(cycle_id=setup.cycle_id, golden_version=golden.version, champion_score=champion.mean,
                        candidates=evaluated, resumed=setup.resumed, champion_run_id=champion_run,
-                       cycle_run_id=parent)
+                       cycle_run_id=parent,
+                       champion_per_category={k: sum(v) / len(v) for k, v in sorted(per_category.items())})
 
 
 def retrieval_metrics(cand: Candidate) -> dict[str, float]:
@@ -741,8 +748,40 @@ def finish(settings: Settings, report: CycleReport, status: str = "done") -> Non
         client = use_mlflow(settings)
         set_tags(client, report.cycle_run_id, {"flywheel.status": status,
                                                "flywheel.candidates": str(len(report.candidates))})
+        log_chart(settings, client, report)
         client.log_metric(report.cycle_run_id, "champion_score", report.champion_score or 0.0)
         client.set_terminated(report.cycle_run_id, "FINISHED")
+
+
+def log_chart(settings: Settings, client: Any, report: CycleReport) -> None:
+    """The cycle's chart as an artifact of its MLflow run; where it is and how an operator opens it
+    go on the report."""
+    import tempfile
+
+    from evals.report import CHART_ARTIFACT, cycle_chart
+
+    with open_state(settings.home) as state:
+        history = [(c["cycle_id"], c["champion_score"]) for c in reversed(state.cycles(limit=30))
+                   if c["champion_score"] is not None and c["status"] == "done"]
+    png = cycle_chart(history, report.candidates, report.champion_per_category)
+    folder, name = CHART_ARTIFACT.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(png)
+        client.log_artifact(report.cycle_run_id, str(path), folder)
+    run = client.get_run(report.cycle_run_id)
+    report.chart_uri = f"{run.info.artifact_uri}/{CHART_ARTIFACT}"
+    if settings.mlflow_ui_url:
+        base = settings.mlflow_ui_url.rstrip("/")
+        report.chart_link = f"{base}/get-artifact?path={CHART_ARTIFACT}&run_uuid={report.cycle_run_id}"
+    else:
+        report.chart_link = report.chart_uri
+
+
+def reread_candidates(settings: Settings, candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates as the state store has them now (after approvals)."""
+    with open_state(settings.home) as state:
+        return [state.candidate(c.candidate_id) or c for c in candidates]
 
 
 def fail(settings: Settings, cycle_id: str, reason: str) -> None:

@@ -140,6 +140,8 @@ class IngestReport(BaseModel):
     errors: list[IngestError] = Field(default_factory=list)
     quarantine: list[str] = Field(default_factory=list, description="Files the rejected lines were written to.")
     scrubbed: int = Field(0, description="Accepted events that had PII removed.")
+    negative: int = Field(0, description="Accepted events that are negative feedback.")
+    prefect_events: int = Field(0, description="`flywheel.feedback.negative` events sent to Prefect.")
 
     def public(self) -> dict[str, Any]:
         """The SPEC document (with the extra fields SPEC allows to grow)."""

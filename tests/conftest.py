@@ -4,6 +4,7 @@ and the real local embedding model loaded once per session."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from flywheel.cli import app
 from flywheel.config import EmbeddingSettings, Settings, load_settings
 from flywheel.embeddings import LocalEmbedder
 from flywheel.sim.server import Simulator
+from flywheel.sim.world import write_world
 
 _ENV_TO_CLEAR = (
     "FLYWHEEL_CONFIG",
@@ -55,6 +57,16 @@ def local_embedder() -> LocalEmbedder:
 def simulator() -> Iterator[Simulator]:
     with Simulator() as sim:
         yield sim
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One Prefect test API for the session (flows run against it; starting one costs ~9 s)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
 
 
 @pytest.fixture
@@ -106,3 +118,27 @@ def event(event_id: str, **fields: Any) -> dict[str, Any]:
     }
     base.update(fields)
     return base
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("world")
+    write_world(directory)
+    return directory
+
+
+@pytest.fixture
+def loop(cli, world: Path, sim_env: Simulator, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A state directory with the world's prompt in production and its feedback ingested."""
+    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(world / "golden.jsonl"))
+    monkeypatch.setenv("FLYWHEEL_LLM_TASK_RETRIES", "0")
+    monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
+    monkeypatch.setenv("FLYWHEEL_USER", "tester")
+    start = cli("prompt", "set", str(world / "prompt.txt"), "--json")
+    knowledge = shutil.copytree(world / "knowledge", Path("knowledge"))
+    monkeypatch.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(knowledge))
+    cli("kb", "sync", "--json")
+    for doc in (world / "knowledge_updates").iterdir():  # the source of truth is corrected; the index is not
+        shutil.copy(doc, knowledge / doc.name)
+    cli("ingest", str(world / "feedback.jsonl"), "--json")
+    return {"start_version": start["version"], "world": world, "sim": sim_env}

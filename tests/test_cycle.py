@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,42 +13,8 @@ import pytest
 
 from flywheel.config import load_settings
 from flywheel.sim.server import SimOptions, Simulator
-from flywheel.sim.world import write_world
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="session")
-def prefect_api() -> str:
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield PREFECT_API_URL.value()
-
-
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("world")
-    write_world(directory)
-    return directory
-
-
-@pytest.fixture
-def loop(cli, world: Path, sim_env: Simulator, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> dict:
-    """A state directory with the world's prompt in production and its feedback ingested."""
-    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(world / "golden.jsonl"))
-    monkeypatch.setenv("FLYWHEEL_LLM_TASK_RETRIES", "0")
-    monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
-    monkeypatch.setenv("FLYWHEEL_USER", "tester")
-    start = cli("prompt", "set", str(world / "prompt.txt"), "--json")
-    knowledge = shutil.copytree(world / "knowledge", Path("knowledge"))
-    monkeypatch.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(knowledge))
-    cli("kb", "sync", "--json")
-    for doc in (world / "knowledge_updates").iterdir():  # the source of truth is corrected; the index is not
-        shutil.copy(doc, knowledge / doc.name)
-    cli("ingest", str(world / "feedback.jsonl"), "--json")
-    return {"start_version": start["version"], "world": world, "sim": sim_env}
 
 
 def retrieve(query: str) -> str:
@@ -176,6 +141,18 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
         assert tags["flywheel.cycle_id"] == out["cycle_id"] and tags["flywheel.kept"] == "true"
         assert tags["flywheel.parent_version"] == loop["start_version"]
         assert set(tags["flywheel.cluster_ids"].split(",")) == set(cand["cluster_ids"])
+    # The operator's report: a chart on the cycle's run, and Prefect artifacts under stable keys.
+    assert "charts/cycle.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "charts")}
+    png = Path(client.download_artifacts(parent.info.run_id, "charts/cycle.png")).read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    from prefect.artifacts import Artifact
+
+    report = Artifact.get("flywheel-cycle-report")
+    assert out["cycle_id"] in report.data and "charts/cycle.png" in report.data
+    assert all(c["candidate_id"] in report.data for c in out["candidates"])
+    table = Artifact.get("flywheel-cycle-candidates")
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert {r["candidate"]: r["decision"] for r in rows} == {c["candidate_id"]: c["decision"] for c in out["candidates"]}
     drafted = [v for v in versions.values() if v.tags.get("flywheel.cycle_id") == out["cycle_id"]]
     screened_out = [v for v in drafted if v.tags["flywheel.kept"] == "false"]
     assert len(drafted) == len(out["candidates"]) - 1 + len(screened_out) and screened_out

@@ -55,6 +55,7 @@ def test_ingest_json_from_the_console_script(tmp_path: Path) -> None:
     proc = run("ingest", str(src), "--json", env_extra={"FLYWHEEL_HOME": str(tmp_path / "h")})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) | {"quarantine": None} == {
-        "accepted": 1, "duplicates": 0, "rejected": 1, "scrubbed": 0, "quarantine": None,
+        "accepted": 1, "duplicates": 0, "rejected": 1, "scrubbed": 0, "quarantine": None, "negative": 0,
+        "prefect_events": 0,
         "errors": [{"file": str(src), "line": 2, "error": json.loads(proc.stdout)["errors"][0]["error"]}],
     }

@@ -15,7 +15,7 @@ def test_deployments_point_at_the_cycle_flow_with_a_nightly_schedule() -> None:
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in doc["deployments"]}
     assert {"nightly", "on-demand"} <= set(deployments)
-    for d in deployments.values():
+    for d in (d for d in deployments.values() if d["entrypoint"].startswith("flows/cycle.py")):
         module, _, attr = d["entrypoint"].partition(":")
         flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
         assert flow.name == "improvement-cycle"
@@ -25,9 +25,36 @@ def test_deployments_point_at_the_cycle_flow_with_a_nightly_schedule() -> None:
     assert CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"]).cron == "0 2 * * *"
 
 
+def test_the_weekly_review_deployment_runs_every_monday() -> None:
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    review = next(d for d in doc["deployments"] if d["name"] == "weekly-review")
+    module, _, attr = review["entrypoint"].partition(":")
+    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+    assert flow.name == "weekly-feedback-review"
+    flow.validate_parameters(review["parameters"])
+    (schedule,) = review["schedules"]
+    assert CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"]).cron == "0 9 * * 1"
+
+
 def test_task_cache_keys_are_short_and_path_safe() -> None:
     from flows.cycle import _key
 
     key = _key("/tmp/some/home", "cyc-20261125T000000-abcd", "eval", ",".join("f" * 64 for _ in range(20)))
     assert len(key) <= 64 and key.replace("-", "").isalnum()  # Prefect names a result file after it
     assert key != _key("/tmp/some/home", "cyc-20261125T000000-abcd", "eval", "other")
+
+
+def test_fresh_negative_feedback_triggers_a_cycle() -> None:
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from flows.events import EVENT
+    from flywheel.config import EventSettings
+
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployment = next(d for d in doc["deployments"] if d["name"] == "on-feedback")
+    assert deployment["entrypoint"] == "flows/cycle.py:improvement_cycle" and deployment["concurrency_limit"] == 1
+    (raw,) = deployment["triggers"]
+    trigger = DeploymentEventTrigger.model_validate({k: v for k, v in raw.items() if k != "type"})
+    assert trigger.expect == {EVENT} and trigger.threshold == 10
+    assert trigger.within.total_seconds() == 6 * 3600 and trigger.posture == "Reactive"
+    assert trigger.match.model_dump()["prefect.resource.id"] == EventSettings().resource

@@ -184,8 +184,11 @@ class SQLiteFeedbackStore:
         ).fetchone()
         return {"events": row[0], "negative": row[1], "positive": row[2], "consented": row[3]}
 
-    def count_ingested_since(self, epoch: float) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM events WHERE ingested_at > ?", (epoch,)).fetchone()[0])
+    def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
+        if polarity is None:
+            return int(self._db.execute("SELECT COUNT(*) FROM events WHERE ingested_at > ?", (epoch,)).fetchone()[0])
+        return int(self._db.execute("SELECT COUNT(*) FROM events WHERE ingested_at > ? AND polarity = ?",
+                                    (epoch, polarity)).fetchone()[0])
 
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,137 @@
+"""What an operator reads after a cycle: the report (Markdown), the candidate table and the chart.
+
+Pure functions of a cycle's results (no Prefect, no MLflow): the flow publishes them as Prefect
+artifacts under stable keys, so the UI versions them cycle after cycle, and the chart is logged to
+the cycle's MLflow run.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flywheel.schemas import Candidate
+
+REPORT_KEY = "flywheel-cycle-report"
+TABLE_KEY = "flywheel-cycle-candidates"
+CHART_KEY = "flywheel-cycle-chart"
+CHART_ARTIFACT = "charts/cycle.png"
+
+
+def _ci(c: Candidate) -> str:
+    return f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
+
+
+def candidate_rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
+    """One row per candidate for a table artifact (plain values only)."""
+    return [{"candidate": c.candidate_id, "kind": c.kind, "clusters": ", ".join(c.cluster_ids),
+             "golden": round(c.golden_score, 4) if c.golden_score is not None else None,
+             "champion": round(c.champion_score, 4) if c.champion_score is not None else None,
+             "delta [95% CI]": _ci(c), "decision": c.decision or "-", "reason": c.reason,
+             "mlflow_run_id": c.mlflow_run_id or "-"} for c in candidates]
+
+
+def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float | None,
+                    clusters: Sequence[dict[str, Any]], candidates: Sequence[Candidate],
+                    finetune_notes: Sequence[str] = (), chart_link: str | None = None) -> str:
+    """What was triaged, what was tried, what was decided and why."""
+    lines = [f"# Improvement cycle {cycle_id}", "",
+             f"Golden set `{golden_version[:12]}`; champion score **{champion_score}**.", "",
+             "## Triaged", "", "| cluster | category | route | size | users | priority |", "|---|---|---|---|---|---|"]
+    for c in clusters[:15]:
+        lines.append(f"| `{c['cluster_id']}` | {c['category']} | {c['route']} | {c['size']} | {c['users']} | "
+                     f"{c['priority']:.1f} |")
+    if len(clusters) > 15:
+        lines.append(f"| ... {len(clusters) - 15} more | | | | | |")
+    lines += ["", "## Tried and decided", "",
+              "| candidate | kind | clusters | golden | delta [95% CI] | decision | reason |",
+              "|---|---|---|---|---|---|---|"]
+    for c in candidates:
+        lines.append(f"| `{c.candidate_id}` | {c.kind} | {', '.join(c.cluster_ids)} | {c.golden_score} | {_ci(c)} | "
+                     f"{c.decision} | {c.reason.replace('|', '/')} |")
+    if not candidates:
+        lines.append("| (no candidate this cycle) | | | | | | |")
+    for note in finetune_notes:
+        lines += ["", f"- fine-tuning: {note}"]
+    if chart_link:
+        lines += ["", f"Chart (golden score per cycle; candidates vs champion per category): [{CHART_ARTIFACT}]({chart_link})"]
+    return "\n".join(lines)
+
+
+def cycle_chart(history: Sequence[tuple[str, float]], candidates: Sequence[Candidate],
+                champion_per_category: dict[str, float]) -> bytes:
+    """A PNG: the champion's golden score per cycle, and each kind's best candidate against the
+    champion per category."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=100)
+    if history:
+        left.plot(range(len(history)), [s for _, s in history], marker="o", color="#1f6feb")
+        left.set_xticks(range(len(history)), [c[-4:] for c, _ in history], rotation=45, fontsize=7)
+    left.set_ylim(0, 1.05)
+    left.set_title("champion golden score per cycle")
+    left.grid(alpha=0.3)
+    categories = sorted(champion_per_category)
+    best: dict[str, Candidate] = {}
+    for c in candidates:
+        if c.golden_score is not None and (c.kind not in best or c.golden_score > (best[c.kind].golden_score or 0)):
+            best[c.kind] = c
+    series = [("champion", [champion_per_category[k] for k in categories])]
+    series += [(f"{kind} {c.candidate_id[-6:]}", [c.per_category.get(k, 0.0) for k in categories])
+               for kind, c in sorted(best.items())]
+    width = 0.8 / max(1, len(series))
+    for i, (label, values) in enumerate(series):
+        right.bar([x + i * width for x in range(len(categories))], values, width, label=label)
+    right.set_xticks([x + 0.4 - width / 2 for x in range(len(categories))], categories, rotation=30, fontsize=7,
+                     ha="right")
+    right.set_ylim(0, 1.05)
+    right.set_title("candidates vs champion per category")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _change(c: Candidate, limit: int = 2500) -> str:
+    """What the candidate changes, as an approver reads it."""
+    if c.kind == "prompt":
+        body, lang = c.payload.get("diff") or c.payload.get("template", ""), "diff"
+    elif c.kind == "rag":
+        body, lang = c.payload.get("diff", ""), "diff"
+        docs = ", ".join(c.payload.get("changed_documents") or [])
+        body = f"# changed documents: {docs}\n{body}"
+    else:
+        p = c.payload
+        return (f"Model `{p.get('model')}` (fine-tuned from `{p.get('base_model')}`, job `{p.get('job_id')}`) on "
+                f"dataset `{p.get('dataset_version')}`: {p.get('examples')} examples (train {p.get('train')}, "
+                f"validation {p.get('validation')}), {p.get('preference_pairs')} preference pairs; "
+                f"excluded {p.get('excluded')}.")
+    if len(body) > limit:
+        body = body[:limit] + "\n... (truncated; the whole change is on the MLflow run)"
+    return f"```{lang}\n{body}\n```"
+
+
+def approval_markdown(candidates: Sequence[Candidate], champion_score: float | None, *,
+                      run_link: Callable[[str], str] | None = None, timeout_s: int | None = None) -> str:
+    """The approval form's description: each waiting candidate's evidence."""
+    lines = [f"## {len(candidates)} candidate{'s' if len(candidates) != 1 else ''} passed the policy",
+             f"Champion golden score **{champion_score}**. Switch on what you approve; what you leave off is "
+             "rejected when you submit" + (f", and everything is rejected after {timeout_s} s without an answer."
+                                           if timeout_s else ".")]
+    for c in candidates:
+        lines += ["", f"### `{c.candidate_id}` ({c.kind}; clusters {', '.join(c.cluster_ids)})",
+                  f"Golden **{c.golden_score}** vs champion {c.champion_score}: delta {_ci(c)} (95% CI, paired bootstrap).",
+                  "", "| category | candidate | delta |", "|---|---|---|"]
+        for cat, score in sorted(c.per_category.items()):
+            lines.append(f"| {cat} | {score:.3f} | {c.category_deltas.get(cat, 0.0):+.3f} |")
+        lines += ["", _change(c)]
+        if c.mlflow_run_id:
+            link = run_link(c.mlflow_run_id) if run_link else None
+            lines.append(f"MLflow run: [{c.mlflow_run_id}]({link})" if link else f"MLflow run: `{c.mlflow_run_id}`")
+    return "\n".join(lines)

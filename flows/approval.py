@@ -1,0 +1,124 @@
+"""Approval in the Prefect UI: a cycle run by a deployment pauses with a form when candidates wait.
+
+The form is a ``RunInput`` built for the waiting candidates: one switch per candidate ("Approve
+<id>"), the approver and a note; its description is the evidence (scores, CI, per-category deltas,
+the change, the MLflow run). Submitting it resumes the flow, which promotes what was approved and
+rejects the rest, with who and why recorded. ``flywheel approve``/``reject`` act on the state
+store directly and, once nothing of that flow run is left undecided, resume it (its answers then
+find everything decided). A timeout rejects what nobody approved, with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import Field, create_model
+from prefect import get_run_logger
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+
+from evals.report import approval_markdown
+from flywheel import gate
+from flywheel.config import Settings
+from flywheel.schemas import Candidate
+from flywheel.state import open_state
+
+WAITING = "approval_wait"  # state pointer: the flow run paused for approval and its candidates
+
+
+class ApprovalInput(RunInput):
+    approver: str = Field("", title="Approver", description="Who decides (recorded on the MLflow runs).")
+    note: str = Field("", title="Note", description="Why, for the record.")
+
+
+def field_name(candidate_id: str) -> str:
+    return "approve_" + re.sub(r"\W", "_", candidate_id)
+
+
+def approval_form(candidates: list[Candidate]) -> type[ApprovalInput]:
+    fields: dict[str, Any] = {
+        field_name(c.candidate_id): (bool, Field(False, title=f"Approve {c.candidate_id}",
+                                                 description=f"{c.kind}: golden {c.golden_score} vs {c.champion_score}"))
+        for c in candidates
+    }
+    return create_model("CycleApproval", __base__=ApprovalInput, **fields)  # type: ignore[call-overload,no-any-return]
+
+
+def mlflow_run_link(settings: Settings) -> Any:
+    if not settings.mlflow_ui_url:
+        return None
+    base = settings.mlflow_ui_url.rstrip("/")
+    return lambda run_id: f"{base}/#/experiments/0/runs/{run_id}"
+
+
+def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champion_score: float | None,
+                      candidates: list[Candidate]) -> dict[str, str]:
+    """Pause for the form; apply its answers. Returns each candidate's final decision."""
+    logger = get_run_logger()
+    waiting = [c for c in candidates if c.decision == "pending_approval"]
+    if not waiting:
+        return {}
+    form = approval_form(waiting)
+    description = approval_markdown(waiting, champion_score, run_link=mlflow_run_link(settings),
+                                    timeout_s=settings.approval.timeout)
+    with open_state(settings.home) as state:
+        state.set_pointer(WAITING, json.dumps({"flow_run_id": flow_run_id, "cycle_id": cycle_id,
+                                               "candidate_ids": [c.candidate_id for c in waiting]}))
+    logger.info("waiting for approval of %s in the Prefect UI (or `flywheel approve`)",
+                ", ".join(c.candidate_id for c in waiting))
+    answer: ApprovalInput | None = None
+    try:
+        answer = pause_flow_run(wait_for_input=form.with_initial_data(description=description),
+                                timeout=settings.approval.timeout, poll_interval=settings.approval.poll_interval,
+                                key=f"approval-{cycle_id.lower()}")
+    except FlowPauseTimeout:
+        logger.warning("nobody answered within %s s: what is still waiting is rejected", settings.approval.timeout)
+    finally:
+        with open_state(settings.home) as state:
+            state.set_pointer(WAITING, "{}")
+    decisions: dict[str, str] = {}
+    for cand in waiting:
+        with open_state(settings.home) as state:
+            current = state.candidate(cand.candidate_id)
+        if current is None or current.decision != "pending_approval":  # decided meanwhile (the CLI)
+            decisions[cand.candidate_id] = current.decision if current and current.decision else "unknown"
+            continue
+        if answer is None:
+            gate.reject(settings, cand.candidate_id, by="flywheel",
+                        reason=f"approval timed out: nobody approved it within {settings.approval.timeout} s")
+            decisions[cand.candidate_id] = "rejected"
+            continue
+        who = answer.approver.strip() or "prefect-ui"
+        if getattr(answer, field_name(cand.candidate_id)):
+            gate.approve(settings, cand.candidate_id, by=who, note=answer.note or "approved in the Prefect UI")
+            decisions[cand.candidate_id] = "promoted"
+        else:
+            gate.reject(settings, cand.candidate_id, by=who,
+                        reason=f"not approved in the Prefect UI{': ' + answer.note if answer.note else ''}")
+            decisions[cand.candidate_id] = "rejected"
+    logger.info("approval: %s", ", ".join(f"{k} {v}" for k, v in decisions.items()))
+    return decisions
+
+
+def resume_if_decided(settings: Settings) -> str | None:
+    """After a CLI decision: resume the flow run waiting for approval once none of its candidates is
+    undecided. Returns the flow run id resumed, or None."""
+    with open_state(settings.ensure_home()) as state:
+        raw = state.pointer(WAITING)
+        wait = json.loads(raw) if raw else {}
+        if not wait.get("flow_run_id"):
+            return None
+        cands = [state.candidate(cid) for cid in wait["candidate_ids"]]
+    if any(c is not None and c.decision == "pending_approval" for c in cands):
+        return None
+    from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
+
+    inputs: dict[str, Any] = {field_name(c.candidate_id): c.decision == "promoted" for c in cands if c is not None}
+    resume_flow_run(UUID(wait["flow_run_id"]), run_input={**inputs, "approver": "flywheel-cli",
+                                                          "note": "decided with the flywheel CLI"})
+    return str(wait["flow_run_id"])

@@ -1,0 +1,142 @@
+"""The weekly feedback review: the worst-rated outputs of the past week, grouped by failure
+cluster, and the trend of the negative-feedback rate, for the team to read together.
+
+Only consented text is shown; events without consent are counted in every number but their text
+is withheld. The flow ``weekly-feedback-review`` publishes :func:`review_markdown` as a Prefect
+artifact; ``flywheel review`` prints the same document.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from flywheel.config import Settings
+from flywheel.feedback.store import open_store
+from flywheel.schemas import StoredEvent
+
+REVIEW_KEY = "flywheel-weekly-review"
+TREND_KEY = "flywheel-negative-rate-trend"
+
+
+class WeekRate(BaseModel):
+    week_start: str
+    events: int
+    negative: int
+    rate: float | None
+
+
+class ReviewedCluster(BaseModel):
+    cluster_id: str
+    category: str
+    route: str
+    negative: int
+    users: int
+    withheld: int = Field(0, description="Events of the cluster without consent: counted, text not shown.")
+    worst: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class WeeklyReview(BaseModel):
+    since: datetime
+    until: datetime
+    events: int
+    negative: int
+    rate: float | None
+    trend: list[WeekRate]
+    direction: str
+    clusters: list[ReviewedCluster]
+
+
+def _week_start(ts: datetime, until: datetime) -> datetime:
+    """Weeks end at ``until``: week 0 is (until - 7d, until]."""
+    back = int((until - ts).total_seconds() // (7 * 86400))
+    return until - timedelta(days=7 * (back + 1))
+
+
+def _direction(trend: list[WeekRate]) -> str:
+    rates = [w.rate for w in trend if w.rate is not None]
+    if len(rates) < 2:
+        return "not enough weeks to tell"
+    last, before = rates[-1], sum(rates[:-1]) / len(rates[:-1])
+    if abs(last - before) < 0.02:
+        return f"steady ({last:.1%} this week, {before:.1%} on average before)"
+    return f"{'rising' if last > before else 'falling'} ({last:.1%} this week, {before:.1%} on average before)"
+
+
+def weekly_review(settings: Settings, *, until: datetime | None = None, days: int = 7, weeks: int = 6,
+                  per_cluster: int = 5) -> WeeklyReview:
+    """The review of the ``days`` before ``until`` (default: now), with ``weeks`` weeks of trend."""
+    from flywheel.cycle import triage_step
+
+    until = until or datetime.now(timezone.utc)
+    since = until - timedelta(days=days)
+    trend_since = until - timedelta(days=7 * weeks)
+    totals: Counter[datetime] = Counter()
+    negatives: Counter[datetime] = Counter()
+    events_in_window = 0
+    with open_store(settings.resolved_store_url) as store:
+        for e in store.events(since=trend_since):
+            if e.ts > until:
+                continue
+            week = _week_start(e.ts, until)
+            totals[week] += 1
+            events_in_window += e.ts > since
+            negatives[week] += e.polarity < 0
+        window = {e.event_id: e for e in store.events(polarity=-1, since=since) if e.ts <= until}
+    trend = []
+    for k in range(weeks - 1, -1, -1):
+        week = until - timedelta(days=7 * (k + 1))
+        n = totals[week]
+        trend.append(WeekRate(week_start=week.isoformat(), events=n, negative=negatives[week],
+                              rate=round(negatives[week] / n, 4) if n else None))
+    clusters = []
+    for cluster in triage_step(settings):
+        members = [window[i] for i in cluster.event_ids if i in window]
+        if not members:
+            continue
+        shown = sorted((e for e in members if e.consent), key=lambda e: (-e.strength, e.ts, e.event_id))
+        clusters.append(ReviewedCluster(
+            cluster_id=cluster.cluster_id, category=cluster.category, route=cluster.route, negative=len(members),
+            users=len({e.user_id or e.event_id for e in members}), withheld=sum(1 for e in members if not e.consent),
+            worst=[_shown(e) for e in shown[:per_cluster]]))
+    clusters.sort(key=lambda c: (-c.negative, c.cluster_id))
+    return WeeklyReview(since=since, until=until, events=events_in_window, negative=len(window),
+                        rate=round(len(window) / events_in_window, 4) if events_in_window else None,
+                        trend=trend, direction=_direction(trend), clusters=clusters)
+
+
+def _shown(e: StoredEvent) -> dict[str, Any]:
+    return {"event_id": e.event_id, "ts": e.ts.isoformat(), "signal": e.signal, "value": e.value, "reason": e.reason,
+            "strength": round(e.strength, 2), "query": e.query, "output": e.output, "comment": e.comment,
+            "correction": e.correction}
+
+
+def _cell(text: str | None, limit: int = 120) -> str:
+    text = (text or "").replace("|", "/").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def review_markdown(review: WeeklyReview) -> str:
+    lines = [f"# Weekly feedback review, {review.since:%Y-%m-%d} to {review.until:%Y-%m-%d}", "",
+             f"{review.negative} negative of {review.events} events this week "
+             f"({'-' if review.rate is None else f'{review.rate:.1%}'}); negative-feedback rate {review.direction}.", "",
+             "## Negative-feedback rate by week", "", "| week from | events | negative | rate |", "|---|---|---|---|"]
+    for w in review.trend:
+        lines.append(f"| {w.week_start[:10]} | {w.events} | {w.negative} | "
+                     f"{'-' if w.rate is None else f'{w.rate:.1%}'} |")
+    lines += ["", "## Worst-rated outputs, by cluster", ""]
+    if not review.clusters:
+        lines.append("No negative feedback this week.")
+    for c in review.clusters:
+        lines += [f"### `{c.cluster_id}` ({c.category}, routed to {c.route}): {c.negative} negative from {c.users} users"
+                  + (f", {c.withheld} without consent (text withheld)" if c.withheld else ""), "",
+                  "| when | signal | reason | query | output | comment / correction |", "|---|---|---|---|---|---|"]
+        for e in c.worst:
+            signal = e["signal"] + (f" {e['value']:g}" if e["value"] is not None else "")
+            lines.append(f"| {e['ts'][:16]} | {signal} | {e['reason'] or '-'} | {_cell(e['query'])} | "
+                         f"{_cell(e['output'])} | {_cell(e['correction'] or e['comment']) or '-'} |")
+        lines.append("")
+    return "\n".join(lines)

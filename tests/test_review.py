@@ -1,0 +1,70 @@
+"""The weekly feedback review: worst-rated outputs by cluster, the negative-rate trend, consent,
+and the flow that publishes it as Prefect artifacts."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from conftest import event, write_jsonl
+
+UNTIL = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+
+
+def _week(rows: list, weeks_back: int, total: int, negative: int, tag: str) -> None:
+    """``total`` events ``weeks_back`` weeks before UNTIL, the first ``negative`` of them negative."""
+    for i in range(total):
+        ts = (UNTIL - timedelta(days=7 * weeks_back + 1, hours=i)).isoformat()
+        if i < negative:
+            signal = {"signal": "thumbs_down", "reason": "format"} if i % 2 else {"signal": "dismiss"}
+            rows.append(event(f"{tag}-{i}", ts=ts, user_id=f"{tag}u{i}", query=f"Give me the plan {i} as JSON please",
+                              output=f"Plan {i} costs $8.", comment=f"{tag} not JSON", **signal))
+        else:
+            rows.append(event(f"{tag}-{i}", ts=ts, user_id=f"{tag}u{i}", signal="thumbs_up",
+                              query="How do I reset my password?", output="Settings > Security."))
+
+
+def _feedback(tmp_path: Path) -> Path:
+    rows: list = []
+    _week(rows, 2, 10, 2, "w2")
+    _week(rows, 1, 10, 5, "w1")
+    _week(rows, 0, 10, 8, "w0")
+    rows += [event(f"nc{i}", ts=(UNTIL - timedelta(hours=3 + i)).isoformat(), user_id=f"x{i}", consent=False,
+                   signal="thumbs_down", reason="format", query="Give me the plan for project Bluebird as JSON",
+                   output="Bluebird plan costs $8.") for i in range(2)]
+    return write_jsonl(tmp_path / "fb.jsonl", rows)
+
+
+def test_review_groups_the_weeks_worst_outputs_and_shows_the_trend(cli, tmp_path: Path) -> None:
+    cli("ingest", str(_feedback(tmp_path)), "--json")
+    doc = cli("review", "--until", UNTIL.isoformat(), "--weeks", "3", "--json")
+    assert "Bluebird" not in cli.last.stdout  # counted, never shown
+    assert [w["rate"] for w in doc["trend"]] == [0.2, 0.5, round(10 / 12, 4)]
+    assert doc["direction"].startswith("rising") and doc["negative"] == 10 and doc["events"] == 12
+    shown = [e for c in doc["clusters"] for e in c["worst"]]
+    assert {e["event_id"].split("-")[0] for e in shown} == {"w0"}  # only this week's events
+    assert sum(c["withheld"] for c in doc["clusters"]) == 2 and sum(c["negative"] for c in doc["clusters"]) == 10
+    for c in doc["clusters"]:
+        strengths = [e["strength"] for e in c["worst"]]
+        assert strengths == sorted(strengths, reverse=True) and len(c["worst"]) <= 5
+    assert any(e["signal"] == "thumbs_down" for c in doc["clusters"] for e in c["worst"][:1])
+    table = cli("review", "--until", UNTIL.isoformat(), "--weeks", "3").stdout
+    assert "Worst-rated outputs" in table and "Bluebird" not in table and "83.3%" in table
+    cli("review", "--until", "last tuesday", "--json", expect=2)
+
+
+def test_the_review_flow_publishes_its_artifacts(cli, tmp_path: Path, prefect_api: str) -> None:
+    from prefect.artifacts import Artifact
+
+    from flows.review import ReviewParameters, weekly_feedback_review
+
+    cli("ingest", str(_feedback(tmp_path)), "--json")
+    out = weekly_feedback_review(ReviewParameters(until=UNTIL, weeks=3))
+    assert out["negative"] == 10
+    report = Artifact.get("flywheel-weekly-review")
+    assert report is not None and report.type == "markdown"
+    assert "w0 not JSON" in report.data and "Bluebird" not in report.data and "2 without consent" in report.data
+    trend = Artifact.get("flywheel-negative-rate-trend")
+    rows = json.loads(trend.data) if isinstance(trend.data, str) else trend.data
+    assert [r["negative"] for r in rows] == [2, 5, 10]
