@@ -158,12 +158,18 @@ def prompt_clusters(clusters: Sequence[FailureCluster], settings: Settings) -> l
     """The clusters the prompt improver works on this cycle: routed to it, with enough consented
     text, and not already fixed (a prompt for it was promoted after its last negative event; new
     negative feedback re-opens it)."""
-    with open_state(settings.ensure_home()) as state:
-        fixed = {c.cluster_id for c in clusters if c.last_seen is not None
-                 and (at := state.promoted_at(c.cluster_id, "prompt")) is not None and at > c.last_seen.timestamp()}
+    fixed = fixed_clusters(settings, clusters, "prompt")
     chosen = [c for c in clusters if c.route == "prompt" and c.consented >= settings.improve.min_cluster_consented
               and c.category != "other" and c.cluster_id not in fixed]
     return chosen[: settings.improve.max_clusters]
+
+
+def fixed_clusters(settings: Settings, clusters: Sequence[FailureCluster], kind: str) -> set[str]:
+    """Clusters whose fix of ``kind`` was promoted after their last negative event: nothing new to
+    fix until new negative feedback arrives (a rollback re-opens them)."""
+    with open_state(settings.ensure_home()) as state:
+        return {c.cluster_id for c in clusters if c.last_seen is not None
+                and (at := state.promoted_at(c.cluster_id, kind)) is not None and at > c.last_seen.timestamp()}
 
 
 def failing_examples(events: Sequence[StoredEvent], limit: int) -> list[FailingExample]:
@@ -362,7 +368,9 @@ def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candi
 
 
 def rag_clusters(clusters: Sequence[FailureCluster], settings: Settings) -> list[FailureCluster]:
-    return [c for c in clusters if c.route == "rag"][: settings.improve.max_clusters]
+    """Outdated-knowledge clusters not already fixed by a promoted index version."""
+    fixed = fixed_clusters(settings, clusters, "rag")
+    return [c for c in clusters if c.route == "rag" and c.cluster_id not in fixed][: settings.improve.max_clusters]
 
 
 def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[FailureCluster]) -> Candidate | None:

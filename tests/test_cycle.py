@@ -249,6 +249,8 @@ def test_a_cluster_prompts_cannot_fix_is_fine_tuned_then_approved_and_rolled_bac
     routed = {c["cluster_id"]: c["route"] for c in second["clusters"]}
     assert routed[errors["cluster_id"]] == "finetune"
     assert second["finetune"]["dataset"]["built"] and second["finetune"]["dataset"]["examples"] >= 1000
+    # What the approved prompt and index fixed is not worked on again (no new negative feedback since).
+    assert [c["kind"] for c in second["candidates"]] == ["finetune"]
     (tuned,) = [c for c in second["candidates"] if c["kind"] == "finetune"]
     (job,) = second["finetune"]["jobs"]
     assert job["status"] == "succeeded" and tuned["decision"] == "pending_approval", tuned["reason"]

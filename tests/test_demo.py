@@ -36,6 +36,7 @@ def test_demo_closes_the_loop_on_the_simulator(tmp_path: Path) -> None:
     assert all(c["ci_low"] > 0 for c in promoted)
     assert len(next(c for c in promoted if c["kind"] == "prompt")["cluster_ids"]) >= 4
     tuned = next(c for c in promoted if c["kind"] == "finetune")
+    assert [c["kind"] for c in doc["candidates"] if c["cycle_id"] == doc["cycle_ids"][1]] == ["finetune"]
     (job,) = doc["finetune"]["jobs"]
     assert job["status"] == "succeeded" and doc["champions"]["model"] == job["fine_tuned_model"]
     assert tuned["category_deltas"]["factual"] > 0 and doc["finetune"]["dataset"]["examples"] >= 1000
