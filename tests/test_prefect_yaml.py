@@ -20,6 +20,7 @@ def test_deployments_point_at_the_cycle_flow_with_a_nightly_schedule() -> None:
         flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
         assert flow.name == "improvement-cycle"
         assert d["work_pool"]["name"] == "flywheel-process" and d["concurrency_limit"] == 1
+        assert d["work_pool"]["work_queue_name"] == "cycles"  # one queue, limit one: cycles never overlap
         flow.validate_parameters(d.get("parameters") or {})
     (schedule,) = deployments["nightly"]["schedules"]
     assert CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"]).cron == "0 2 * * *"
