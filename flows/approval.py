@@ -26,7 +26,30 @@ from flywheel.config import Settings
 from flywheel.schemas import Candidate
 from flywheel.state import open_state
 
-WAITING = "approval_wait"  # state pointer: the flow run paused for approval and its candidates
+WAITING = "approval_wait"  # state pointer: {flow run id: {cycle_id, candidate_ids}} of runs paused for approval
+
+
+def _waits(state: Any) -> dict[str, dict[str, Any]]:
+    raw = state.pointer(WAITING)
+    doc = json.loads(raw) if raw else {}
+    if "flow_run_id" in doc:  # the single-run form written before several runs could wait
+        doc = {doc["flow_run_id"]: {k: v for k, v in doc.items() if k != "flow_run_id"}} if doc["flow_run_id"] else {}
+    return doc
+
+
+def _set_wait(settings: Settings, flow_run_id: str, entry: dict[str, Any] | None) -> None:
+    with open_state(settings.home) as state:  # one connection: read-modify-write in SQLite's lock
+        waits = _waits(state)
+        if entry is None:
+            waits.pop(flow_run_id, None)
+        else:
+            waits[flow_run_id] = entry
+        state.set_pointer(WAITING, json.dumps(waits))
+
+
+def waiting_runs(settings: Settings) -> dict[str, dict[str, Any]]:
+    with open_state(settings.ensure_home()) as state:
+        return _waits(state)
 
 
 class ApprovalInput(RunInput):
@@ -64,9 +87,7 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
     form = approval_form(waiting)
     description = approval_markdown(waiting, champion_score, run_link=mlflow_run_link(settings),
                                     timeout_s=settings.approval.timeout)
-    with open_state(settings.home) as state:
-        state.set_pointer(WAITING, json.dumps({"flow_run_id": flow_run_id, "cycle_id": cycle_id,
-                                               "candidate_ids": [c.candidate_id for c in waiting]}))
+    _set_wait(settings, str(flow_run_id), {"cycle_id": cycle_id, "candidate_ids": [c.candidate_id for c in waiting]})
     logger.info("waiting for approval of %s in the Prefect UI (or `flywheel approve`)",
                 ", ".join(c.candidate_id for c in waiting))
     answer: ApprovalInput | None = None
@@ -77,8 +98,7 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
     except FlowPauseTimeout:
         logger.warning("nobody answered within %s s: what is still waiting is rejected", settings.approval.timeout)
     finally:
-        with open_state(settings.home) as state:
-            state.set_pointer(WAITING, "{}")
+        _set_wait(settings, str(flow_run_id), None)
     decisions: dict[str, str] = {}
     for cand in waiting:
         with open_state(settings.home) as state:
@@ -103,22 +123,21 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
     return decisions
 
 
-def resume_if_decided(settings: Settings) -> str | None:
-    """After a CLI decision: resume the flow run waiting for approval once none of its candidates is
-    undecided. Returns the flow run id resumed, or None."""
-    with open_state(settings.ensure_home()) as state:
-        raw = state.pointer(WAITING)
-        wait = json.loads(raw) if raw else {}
-        if not wait.get("flow_run_id"):
-            return None
-        cands = [state.candidate(cid) for cid in wait["candidate_ids"]]
-    if any(c is not None and c.decision == "pending_approval" for c in cands):
-        return None
+def resume_if_decided(settings: Settings) -> list[str]:
+    """Resume every flow run waiting for approval none of whose candidates is undecided any more
+    (decided with the CLI, or superseded by a newer cycle's). Returns the flow run ids resumed."""
     from uuid import UUID
 
     from prefect.flow_runs import resume_flow_run
 
-    inputs: dict[str, Any] = {field_name(c.candidate_id): c.decision == "promoted" for c in cands if c is not None}
-    resume_flow_run(UUID(wait["flow_run_id"]), run_input={**inputs, "approver": "flywheel-cli",
-                                                          "note": "decided with the flywheel CLI"})
-    return str(wait["flow_run_id"])
+    resumed = []
+    for flow_run_id, wait in waiting_runs(settings).items():
+        with open_state(settings.home) as state:
+            cands = [state.candidate(cid) for cid in wait["candidate_ids"]]
+        if any(c is not None and c.decision == "pending_approval" for c in cands):
+            continue
+        inputs: dict[str, Any] = {field_name(c.candidate_id): c.decision == "promoted" for c in cands if c is not None}
+        resume_flow_run(UUID(flow_run_id), run_input={**inputs, "approver": "flywheel",
+                                                      "note": "decided outside the form (CLI or a newer cycle)"})
+        resumed.append(flow_run_id)
+    return resumed

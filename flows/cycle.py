@@ -175,6 +175,7 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
     report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     steps.finish(settings, report)
     publish_report(report)
+    _resume_superseded(settings)
     if _waits_for_approval(params, settings) and any(c.decision == "pending_approval" for c in report.candidates):
         from prefect.runtime import flow_run
 
@@ -184,6 +185,17 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
         report.candidates = steps.reread_candidates(settings, report.candidates)
         publish_report(report)
     return report.model_dump(mode="json")
+
+
+def _resume_superseded(settings: Settings) -> None:
+    """Older runs still paused for candidates this cycle superseded have nothing left to decide."""
+    from flows.approval import resume_if_decided
+
+    try:
+        for run_id in resume_if_decided(settings):
+            get_run_logger().info("resumed flow run %s: its candidates were decided or superseded", run_id)
+    except Exception as exc:  # never fail a finished cycle over an older run's pause
+        get_run_logger().warning("could not resume older runs waiting for approval: %s", exc)
 
 
 def _waits_for_approval(params: CycleParameters, settings: Settings) -> bool:

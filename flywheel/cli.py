@@ -275,8 +275,8 @@ def _resume_waiting_flow(settings: Settings) -> None:
     except Exception as exc:  # the decision stands; the paused run times out or is resumed in the UI
         err.print(f"[yellow]warning:[/] could not resume the flow run waiting for approval: {exc}", highlight=False)
         return
-    if resumed:
-        err.print(f"resumed the flow run {resumed} that was waiting for approval", highlight=False)
+    for run_id in resumed:
+        err.print(f"resumed the flow run {run_id} that was waiting for approval", highlight=False)
 
 
 @app.command()

@@ -3,14 +3,13 @@ answer, `flywheel approve/reject`, or the timeout decides; the paused run then f
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
 
 import pytest
 
-from flows.approval import WAITING, approval_form, field_name
+from flows.approval import approval_form, field_name, waiting_runs
 from flows.cycle import CycleParameters, improvement_cycle
 from flywheel.config import load_settings
 from flywheel.state import open_state
@@ -30,17 +29,18 @@ def _start_cycle(overrides: dict[str, Any] | None = None) -> tuple[threading.Thr
     return thread, box
 
 
-def _waiting(thread: threading.Thread, box: dict[str, Any], timeout: float = 400) -> dict[str, Any]:
+def _waiting(thread: threading.Thread, box: dict[str, Any], timeout: float = 400,
+             skip: tuple[str, ...] = ()) -> dict[str, Any]:
     settings = load_settings()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not thread.is_alive():
             raise AssertionError(f"the cycle ended without pausing: {box.get('error')!r}")
         if settings.state_path.exists():
-            with open_state(settings.home) as state:
-                raw = state.pointer(WAITING)
-            if raw and json.loads(raw).get("flow_run_id"):
-                return json.loads(raw)
+            waits = {k: v for k, v in waiting_runs(settings).items() if k not in skip}
+            if waits:
+                ((flow_run_id, wait),) = waits.items()
+                return {"flow_run_id": flow_run_id, **wait}
         time.sleep(0.5)
     raise AssertionError("the cycle never paused for approval")
 
@@ -123,3 +123,25 @@ def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     text = approval_markdown([cand], 0.5, timeout_s=60)
     assert "+0.400 [+0.300, +0.500]" in text and "| tone | 1.000 | +0.500 |" in text
     assert "+Apologize first." in text and "r1" in text and "60 s" in text
+
+
+def test_a_newer_cycle_that_supersedes_the_waiting_candidates_resumes_the_older_run(loop: dict, fast_polls) -> None:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    first, first_box = _start_cycle()
+    older = _waiting(first, first_box)
+    second, second_box = _start_cycle()  # the older run stays paused meanwhile
+    first.join(400)  # the newer cycle's gate superseded everything the older run waited for
+    assert not first.is_alive() and "error" not in first_box, first_box.get("error")
+    assert all(c["decision"] == "rejected" and c["reason"].startswith("superseded by")
+               for c in first_box["out"]["candidates"] if c["candidate_id"] in older["candidate_ids"])
+    newer = _waiting(second, second_box, skip=(older["flow_run_id"],))
+    resume_flow_run(UUID(newer["flow_run_id"]), run_input={"approver": "fay"})  # nothing switched on
+    second.join(120)
+    assert not second.is_alive() and "error" not in second_box, second_box.get("error")
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(UUID(older["flow_run_id"])).state.is_completed()
+    assert waiting_runs(load_settings()) == {}
