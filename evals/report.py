@@ -19,7 +19,8 @@ CHART_KEY = "flywheel-cycle-chart"
 CHART_ARTIFACT = "charts/cycle.png"
 
 
-def _ci(c: Candidate) -> str:
+def ci_text(c: Candidate) -> str:
+    """``delta [ci_low, ci_high]``, or ``-`` for a candidate that was not scored."""
     return f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
 
 
@@ -28,7 +29,7 @@ def candidate_rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
     return [{"candidate": c.candidate_id, "kind": c.kind, "clusters": ", ".join(c.cluster_ids),
              "golden": round(c.golden_score, 4) if c.golden_score is not None else None,
              "champion": round(c.champion_score, 4) if c.champion_score is not None else None,
-             "delta [95% CI]": _ci(c), "decision": c.decision or "-", "reason": c.reason,
+             "delta [95% CI]": ci_text(c), "decision": c.decision or "-", "reason": c.reason,
              "mlflow_run_id": c.mlflow_run_id or "-"} for c in candidates]
 
 
@@ -48,7 +49,7 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
               "| candidate | kind | clusters | golden | delta [95% CI] | decision | reason |",
               "|---|---|---|---|---|---|---|"]
     for c in candidates:
-        lines.append(f"| `{c.candidate_id}` | {c.kind} | {', '.join(c.cluster_ids)} | {c.golden_score} | {_ci(c)} | "
+        lines.append(f"| `{c.candidate_id}` | {c.kind} | {', '.join(c.cluster_ids)} | {c.golden_score} | {ci_text(c)} | "
                      f"{c.decision} | {c.reason.replace('|', '/')} |")
     if not candidates:
         lines.append("| (no candidate this cycle) | | | | | | |")
@@ -126,7 +127,7 @@ def approval_markdown(candidates: Sequence[Candidate], champion_score: float | N
                                            if timeout_s else ".")]
     for c in candidates:
         lines += ["", f"### `{c.candidate_id}` ({c.kind}; clusters {', '.join(c.cluster_ids)})",
-                  f"Golden **{c.golden_score}** vs champion {c.champion_score}: delta {_ci(c)} (95% CI, paired bootstrap).",
+                  f"Golden **{c.golden_score}** vs champion {c.champion_score}: delta {ci_text(c)} (95% CI, paired bootstrap).",
                   "", "| category | candidate | delta |", "|---|---|---|"]
         for cat, score in sorted(c.per_category.items()):
             lines.append(f"| {cat} | {score:.3f} | {c.category_deltas.get(cat, 0.0):+.3f} |")

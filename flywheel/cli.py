@@ -197,11 +197,13 @@ def _who(by: str | None) -> str:
 
 
 def print_candidates(cands: list[Any], title: str) -> None:
+    from evals.report import ci_text
+
     table = Table(title=title)
     for col in ("candidate", "kind", "clusters", "golden", "champion", "delta [95% CI]", "decision", "reason"):
         table.add_column(col, overflow="fold")
     for c in cands:
-        ci = f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
+        ci = ci_text(c)
         table.add_row(c.candidate_id, c.kind, ", ".join(c.cluster_ids), f"{c.golden_score or 0:.3f}",
                       f"{c.champion_score or 0:.3f}", ci, c.decision or "-", c.reason)
     out = Console()

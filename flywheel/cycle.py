@@ -40,6 +40,7 @@ from flywheel.feedback.store import open_store
 from flywheel.llm import endpoint, make_async_client, make_client
 from flywheel.schemas import Candidate, FailureCluster, StoredEvent
 from flywheel.state import open_state
+from improvers.finetune import TERMINAL as JOB_DONE
 from improvers.prompt import FailingExample, integrity_problems, merge_prompts, propose
 
 Progress = Callable[[str], None]
@@ -500,11 +501,11 @@ def improve_finetune_step(settings: Settings, setup: CycleSetup, clusters: Seque
             if all(j["job_id"] != record["job_id"] for j in open_jobs):
                 open_jobs.append(record)
     for record in open_jobs:
-        if record["status"] not in jobs_terminal():
+        if record["status"] not in JOB_DONE:
             record = finetuning.poll_job(settings, client, record, poll_timeout)
         out.jobs.append({k: record.get(k) for k in ("job_id", "status", "dataset_version", "base_model",
                                                     "fine_tuned_model", "error", "cluster_ids")})
-        if record["status"] == "failed" or record["status"] == "cancelled":
+        if record["status"] in ("failed", "cancelled"):
             reason = f"fine-tune job {record['job_id']} {record['status']}: {record.get('error') or 'no reason given'}"
             out.notes.append(reason + "; no candidate")
             with open_state(settings.home) as state:
@@ -519,12 +520,6 @@ def improve_finetune_step(settings: Settings, setup: CycleSetup, clusters: Seque
         if cand is not None:
             out.candidates.append(cand)
     return out
-
-
-def jobs_terminal() -> tuple[str, ...]:
-    from improvers.finetune import TERMINAL
-
-    return TERMINAL
 
 
 def _finetune_candidate(settings: Settings, setup: CycleSetup, record: dict[str, Any], version: str,
@@ -635,7 +630,7 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
               auto_approve: bool) -> CycleReport:
     """Log every evaluation to MLflow, then decide; promotion (auto-approve) only after logging."""
     from evals.policy import judge_candidate
-    from evals.stats import compare
+    from evals.stats import category_means, compare
     from evals.tracking import cycle_run, experiment_id, log_variant
     from flywheel.gate import promote, supersede_pending
 
@@ -714,13 +709,10 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
             if auto_approve or policy.auto_approve:
                 promote(settings, state, winner, by="policy (auto-approve)", note=winner.reason)
         evaluated = [state.candidate(c.candidate_id) or c for c in evaluated]
-    per_category: dict[str, list[float]] = {}
-    for item_id, score in champion.scores.items():
-        per_category.setdefault(champion.categories[item_id], []).append(score)
     return CycleReport(cycle_id=setup.cycle_id, golden_version=golden.version, champion_score=champion.mean,
                        candidates=evaluated, resumed=setup.resumed, champion_run_id=champion_run,
                        cycle_run_id=parent,
-                       champion_per_category={k: sum(v) / len(v) for k, v in sorted(per_category.items())})
+                       champion_per_category=category_means(champion.scores, champion.categories))
 
 
 def retrieval_metrics(cand: Candidate) -> dict[str, float]:

@@ -41,6 +41,7 @@ def demo_overrides(home: Path, world: Path, base_url: str) -> dict[str, Any]:
 
 def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
     from evals.pipeline import Variant
+    from evals.report import ci_text
     from flows.cycle import run_flow
     from flywheel.champion import require_production_prompt
     from flywheel.cycle import evaluate_step
@@ -104,9 +105,8 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
             for note in cycle.finetune.get("notes", []):
                 console.print(f"  {note}", highlight=False)
             for c in cycle.candidates:
-                ci = f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
                 console.print(f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
-                              f"delta {ci} -> {c.decision}", highlight=False)
+                              f"delta {ci_text(c)} -> {c.decision}", highlight=False)
             for cand in pending(settings):
                 console.print(f"approving {cand.candidate_id} ({cand.kind}) as {DEMO_APPROVER!r} "
                               f"(what `flywheel approve {cand.candidate_id}` does)", highlight=False)

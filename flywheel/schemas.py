@@ -126,6 +126,10 @@ class StoredEvent:
     metadata: dict[str, Any] = field(default_factory=dict)
     pii_scrubbed: list[str] = field(default_factory=list)  # kinds of PII that were removed
 
+    def user_key(self) -> str:
+        """Who gave the feedback, for per-user caps: the user, else the session, else the event itself."""
+        return self.user_id or (f"session:{self.session_id}" if self.session_id else f"event:{self.event_id}")
+
 
 class IngestError(BaseModel):
     file: str

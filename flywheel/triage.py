@@ -82,10 +82,6 @@ class TriageInputs:
     classify: LlmClassifier | None = None  # LLM category inference (consented text only)
 
 
-def _user_key(e: StoredEvent) -> str:
-    return e.user_id or (f"session:{e.session_id}" if e.session_id else f"event:{e.event_id}")
-
-
 def usable_example(e: StoredEvent) -> bool:
     """Fine-tuning material: consented and carrying the right answer (a correction or an edit)."""
     return e.consent and bool((e.correction or "").strip() or (e.signal == "edit" and e.final_text))
@@ -93,7 +89,7 @@ def usable_example(e: StoredEvent) -> bool:
 
 def priority(events: Sequence[StoredEvent], settings: TriageSettings) -> float:
     """Distinct users first: each user's events count at most ``per_user_cap``."""
-    per_user = Counter(_user_key(e) for e in events)
+    per_user = Counter(e.user_key() for e in events)
     capped = sum(min(n, settings.per_user_cap) for n in per_user.values())
     n = len(events)
     strength = sum(e.strength for e in events) / n
@@ -202,7 +198,7 @@ def build_cluster(
     category: str, members: list[StoredEvent], vec: VectorIndex, inputs: TriageInputs
 ) -> FailureCluster:
     s = inputs.settings
-    users = len({_user_key(e) for e in members})
+    users = len({e.user_key() for e in members})
     usable = sum(1 for e in members if usable_example(e))
     cluster_id = _cluster_id(category, members)
     if category == "outdated_knowledge":

@@ -86,13 +86,9 @@ class Curated:
         return [e for e in self.examples if e.rejected is not None]
 
 
-def _user(e: StoredEvent) -> str:
-    return e.user_id or (f"session:{e.session_id}" if e.session_id else f"event:{e.event_id}")
-
-
 def example_of(e: StoredEvent, s: FinetuneSettings) -> Example | None:
     """The example an event gives, or None when it teaches nothing (see the table above)."""
-    base = {"example_id": e.event_id, "query": e.query, "user": _user(e), "ts": e.ts}
+    base = {"example_id": e.event_id, "query": e.query, "user": e.user_key(), "ts": e.ts}
     if (e.correction or "").strip():
         return Example(source="correction", answer=e.correction or "", rejected=e.output, **base)
     if e.signal == "edit" and e.final_text:

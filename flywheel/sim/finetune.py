@@ -90,7 +90,7 @@ class FineTuneStore:
             if job["status"] == "succeeded":
                 self._learn(job)
 
-    def _save(self, kind: str, doc: dict[str, Any]) -> None:
+    def _save(self, doc: dict[str, Any]) -> None:
         if self.data_dir is not None:
             path = self.data_dir / f"{doc['id']}.json"
             tmp = path.with_suffix(".tmp")
@@ -113,7 +113,7 @@ class FineTuneStore:
         with self.lock:
             if self.data_dir is not None:
                 (self.data_dir / f"{file_id}.jsonl").write_bytes(content)
-                self._save("file", doc)
+                self._save(doc)
                 self.files[file_id] = doc
             else:
                 self.files[file_id] = {**doc, "_content": content}
@@ -147,7 +147,7 @@ class FineTuneStore:
         }
         with self.lock:
             self.jobs[job_id] = job
-            self._save("job", job)
+            self._save(job)
         return self.public(job)
 
     def _current(self, job_id: str) -> dict[str, Any]:
@@ -173,7 +173,7 @@ class FineTuneStore:
             job = self._current(job_id)
             if job["status"] not in TERMINAL:
                 job["status"], job["finished_at"] = "cancelled", int(time.time())
-                self._save("job", job)
+                self._save(job)
             return self.public(job)
 
     @staticmethod
@@ -204,12 +204,12 @@ class FineTuneStore:
             job["fine_tuned_model"] = f"ft:{job['model']}:flywheel-sim:{job['suffix'] or 'custom'}:{short}"
             job["status"], job["finished_at"] = "succeeded", int(time.time())
             self._learn(job)
-        self._save("job", job)
+        self._save(job)
 
     def _fail(self, job: dict[str, Any], code: str, message: str) -> None:
         job["status"], job["finished_at"] = "failed", int(time.time())
         job["error"] = {"code": code, "message": message, "param": "training_file"}
-        self._save("job", job)
+        self._save(job)
 
     def _learn(self, job: dict[str, Any]) -> None:
         self.models[job["fine_tuned_model"]] = Learned.from_examples(parse_training_file(self._content(job["training_file"])))
