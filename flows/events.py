@@ -1,9 +1,11 @@
 """Prefect events for new negative feedback: the `on-feedback` deployment's trigger counts them.
 
-One event ``flywheel.feedback.negative`` stands for up to ``events.negatives_per_event`` new
-negative feedback events (so a million-line ingest sends a bounded number of events); its payload
-carries the exact count. Sent only when a Prefect server is configured (``PREFECT_API_URL``):
-Flywheel never starts an API just to emit.
+One event ``flywheel.feedback.negative`` stands for ``events.negatives_per_event`` new negative
+feedback events, and one ingest sends at most ``events.max_per_ingest`` of them (the trigger's
+threshold by default): a large ingest starts one cycle, not one per threshold's worth of events,
+while several small ingests add up. Each event's payload carries the exact count it stands for.
+Sent only when a Prefect server is configured (``PREFECT_API_URL``): Flywheel never starts an API
+just to emit.
 """
 
 from __future__ import annotations
@@ -25,9 +27,13 @@ def emit_negative_feedback(settings: Settings, new_negatives: int) -> int:
 
     per = settings.events.negatives_per_event
     count = math.ceil(new_negatives / per)
+    if count <= settings.events.max_per_ingest:
+        shares = [min(per, new_negatives - i * per) for i in range(count)]
+    else:  # capped: the events share the count evenly
+        count = settings.events.max_per_ingest
+        shares = [new_negatives // count + (1 if i < new_negatives % count else 0) for i in range(count)]
     resource = {"prefect.resource.id": settings.events.resource, "prefect.resource.name": "Flywheel feedback",
                 "flywheel.home": str(settings.home.resolve())}
-    for i in range(count):
-        emit_event(EVENT, resource=resource,
-                   payload={"negatives": min(per, new_negatives - i * per), "new_negatives_total": new_negatives})
+    for share in shares:
+        emit_event(EVENT, resource=resource, payload={"negatives": share, "new_negatives_total": new_negatives})
     return count

@@ -50,6 +50,11 @@ class EventSettings(BaseModel):
         10, ge=1, le=10_000,
         description="New negative feedback events one Prefect event stands for (the trigger counts Prefect events).",
     )
+    max_per_ingest: int = Field(
+        10, ge=1, le=10_000,
+        description="At most this many events per ingest (the `on-feedback` trigger's threshold by default): one "
+        "ingest, however large, starts at most one cycle instead of one per threshold's worth of events.",
+    )
     resource: str = Field("flywheel.feedback", description="The Prefect resource id the events are about.")
 
 

@@ -42,6 +42,19 @@ def test_ingest_emits_one_event_per_ten_new_negatives(cli, tmp_path: Path, prefe
     assert all(e.resource.id == "flywheel.feedback" for e in events)
 
 
+def test_one_ingest_sends_at_most_max_per_ingest_events(cli, tmp_path: Path, prefect_api: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large ingest is one burst of feedback: it may start one cycle, not one per threshold's worth."""
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)
+    monkeypatch.setenv("FLYWHEEL_EVENTS__MAX_PER_INGEST", "4")
+    out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event(f"n{i}", user_id=f"u{i}") for i in range(103)])),
+              "--json")
+    assert (out["negative"], out["prefect_events"]) == (103, 4)
+    events = _events_for(load_settings().home, 4)
+    assert sorted(e.payload["negatives"] for e in events) == [25, 26, 26, 26]
+    assert {e.payload["new_negatives_total"] for e in events} == {103}
+
+
 def test_without_a_prefect_server_ingest_sends_nothing(cli, tmp_path: Path) -> None:
     out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("n1")])), "--json")
     assert (out["negative"], out["prefect_events"]) == (1, 0)
