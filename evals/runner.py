@@ -127,10 +127,57 @@ async def run_items(
     return list(await asyncio.gather(*(one(i) for i in items)))
 
 
+AnswerFactory = Callable[[], tuple[Answer, Callable[..., Any] | None, Callable[[], Any]]]
+
+
+def from_cache(variants: Sequence[Variant], golden: GoldenSet, *, state: Any, use_cache: bool, default_scorer: str,
+               judge_model: str) -> tuple[list[EvalResult | None], list[int]]:
+    """Cached results where a variant is unchanged on an unchanged golden set; the indexes still to run."""
+    results: list[EvalResult | None] = [None] * len(variants)
+    todo: list[int] = []
+    for i, variant in enumerate(variants):
+        key = cache_key(variant, golden, default_scorer, judge_model)
+        if use_cache and state is not None and (hit := state.cached_eval(key)):
+            results[i] = EvalResult.model_validate(hit).model_copy(update={"variant": variant, "cached": True})
+        else:
+            todo.append(i)
+    return results, todo
+
+
+def _remember(result: EvalResult, state: Any, golden: GoldenSet, default_scorer: str, judge_model: str) -> None:
+    if state is not None and result.errors == 0:  # an errored item is retried next time, never cached
+        state.cache_eval(cache_key(result.variant, golden, default_scorer, judge_model), result.model_dump(mode="json"))
+
+
+def run_slices(slices: Sequence[tuple[Variant, Sequence[GoldenItem]]], answer_factory: AnswerFactory, *,
+               default_scorer: str, concurrency: int,
+               progress: Callable[[int], None] | None = None) -> list[tuple[list[EvalRow], float]]:
+    """Run each (variant, items) slice; all share one client and one concurrency limit. Returns rows
+    and seconds per slice. ``answer_factory`` builds (answer, judge, close) inside the event loop
+    (AsyncOpenAI binds to it)."""
+
+    async def main() -> list[tuple[list[EvalRow], float]]:
+        answer, judge, close = answer_factory()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one_slice(variant: Variant, items: Sequence[GoldenItem]) -> tuple[list[EvalRow], float]:
+            start = time.perf_counter()
+            rows = await run_items(list(items), variant, answer, default_scorer=default_scorer,
+                                   gate=gate, judge=judge, progress=progress)
+            return rows, round(time.perf_counter() - start, 3)
+
+        try:
+            return list(await asyncio.gather(*(one_slice(v, items) for v, items in slices)))
+        finally:
+            await close()
+
+    return uvloop.run(main()) if slices else []
+
+
 def evaluate_many(
     variants: Sequence[Variant],
     golden: GoldenSet,
-    answer_factory: Callable[[], tuple[Answer, Callable[..., Any] | None, Callable[[], Any]]],
+    answer_factory: AnswerFactory,
     *,
     default_scorer: str,
     judge_model: str,
@@ -141,41 +188,75 @@ def evaluate_many(
 ) -> list[EvalResult]:
     """Evaluate several variants as one batch: one client, one connection pool and one concurrency
     limit shared by all (the endpoint sees at most ``concurrency`` calls from this batch), and the
-    cache consulted first, so an unchanged variant costs nothing.
+    cache consulted first, so an unchanged variant costs nothing."""
+    results, todo = from_cache(variants, golden, state=state, use_cache=use_cache, default_scorer=default_scorer,
+                               judge_model=judge_model)
+    ran = run_slices([(variants[i], golden.items) for i in todo], answer_factory, default_scorer=default_scorer,
+                     concurrency=concurrency, progress=progress)
+    for i, (rows, seconds) in zip(todo, ran, strict=True):
+        results[i] = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows, seconds=seconds)
+        _remember(results[i], state, golden, default_scorer, judge_model)
+    return [r for r in results if r is not None]
 
-    ``answer_factory`` builds (answer, judge, close) inside the event loop (AsyncOpenAI binds to it).
-    """
-    results: list[EvalResult | None] = [None] * len(variants)
-    todo: list[int] = []
-    for i, variant in enumerate(variants):
-        key = cache_key(variant, golden, default_scorer, judge_model)
-        if use_cache and state is not None and (hit := state.cached_eval(key)):
-            results[i] = EvalResult.model_validate(hit).model_copy(update={"variant": variant, "cached": True})
-        else:
-            todo.append(i)
 
-    async def main() -> list[tuple[list[EvalRow], float]]:
-        answer, judge, close = answer_factory()
-        gate = asyncio.Semaphore(concurrency)
+# --- batches, for running one evaluation across several processes or machines (Dask) -------------
+class EvalBatch(BaseModel):
+    """One task's share of an evaluation: golden items [start, stop) of one variant."""
 
-        async def one_variant(variant: Variant) -> tuple[list[EvalRow], float]:
-            start = time.perf_counter()
-            rows = await run_items(list(golden.items), variant, answer, default_scorer=default_scorer,
-                                   gate=gate, judge=judge, progress=progress)
-            return rows, round(time.perf_counter() - start, 3)
+    variant_index: int
+    variant: Variant
+    start: int
+    stop: int
+    concurrency: int
 
-        try:
-            return list(await asyncio.gather(*(one_variant(variants[i]) for i in todo)))
-        finally:
-            await close()
 
-    if todo:
-        for i, (rows, seconds) in zip(todo, uvloop.run(main()), strict=True):
-            result = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows, seconds=seconds)
-            if state is not None and result.errors == 0:
-                state.cache_eval(cache_key(variants[i], golden, default_scorer, judge_model),
-                                 result.model_dump(mode="json"))
-            results[i] = result
+class BatchRows(BaseModel):
+    variant_index: int
+    start: int
+    rows: list[EvalRow]
+    seconds: float
+    worker: str = ""  # host:pid that ran it, for the operator and the tests
+
+
+def plan_batches(variants: Sequence[Variant], todo: Sequence[int], n_items: int, *, batch_items: int,
+                 concurrency: int, slots: int) -> list[EvalBatch]:
+    """Cut each variant still to run into batches of ``batch_items`` golden items. At most ``slots``
+    batches run at once (the cluster's worker threads), so each may have ``concurrency / slots``
+    calls in flight (at least one): together they stay within the endpoint's limit."""
+    spans = [(i, start, min(start + batch_items, n_items)) for i in todo for start in range(0, n_items, batch_items)]
+    per_batch = max(1, concurrency // max(1, min(len(spans), slots)))
+    return [EvalBatch(variant_index=i, variant=variants[i], start=a, stop=b, concurrency=per_batch)
+            for i, a, b in spans]
+
+
+def run_batch(batch: EvalBatch, golden: GoldenSet, answer_factory: AnswerFactory, *, default_scorer: str) -> BatchRows:
+    import os
+    import socket
+
+    ((rows, seconds),) = run_slices([(batch.variant, golden.items[batch.start:batch.stop])], answer_factory,
+                                    default_scorer=default_scorer, concurrency=batch.concurrency)
+    return BatchRows(variant_index=batch.variant_index, start=batch.start, rows=rows, seconds=seconds,
+                     worker=f"{socket.gethostname()}:{os.getpid()}")
+
+
+def assemble(variants: Sequence[Variant], golden: GoldenSet, cached: Sequence[EvalResult | None],
+             parts: Sequence[BatchRows], *, state: Any = None, default_scorer: str, judge_model: str) -> list[EvalResult]:
+    """Put batches back together in golden-set order, one result per variant (cached ones as they were)."""
+    by_variant: dict[int, list[BatchRows]] = {}
+    for part in parts:
+        by_variant.setdefault(part.variant_index, []).append(part)
+    results = list(cached)
+    for i, pieces in by_variant.items():
+        pieces.sort(key=lambda p: p.start)
+        rows = [row for p in pieces for row in p.rows]
+        if [r.id for r in rows] != [item.id for item in golden.items]:
+            raise ValueError(f"evaluation batches of {variants[i].label} do not cover the golden set exactly")
+        results[i] = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows,
+                                seconds=round(max(p.seconds for p in pieces), 3))
+        _remember(results[i], state, golden, default_scorer, judge_model)
+    missing = [variants[i].label for i, r in enumerate(results) if r is None]
+    if missing:
+        raise ValueError(f"no evaluation result for {', '.join(missing)}")
     return [r for r in results if r is not None]
 
 

@@ -25,6 +25,7 @@ from evals.runner import EvalResult
 from flywheel import cycle as steps
 from flywheel.config import Settings, load_settings
 from flywheel.schemas import Candidate, FailureCluster
+from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
 
 # Secrets never travel as flow parameters (Prefect stores and shows parameters).
 _NEVER_PASSED = {"openai_api_key"}
@@ -135,42 +136,49 @@ def publish_report(report: steps.CycleReport) -> None:
                               description=f"Golden score per cycle; candidates vs champion ({report.cycle_id})")
 
 
-@flow(name="improvement-cycle", log_prints=False, validate_parameters=True)
-def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, Any]:  # noqa: B008
+def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, Any]:  # noqa: B008
     """One turn of the flywheel: triage -> improvers -> golden-set evaluation -> gate."""
     logger = get_run_logger()
     settings = _settings(params)
     setup = begin_task(settings)
     logger.info("cycle %s%s, champion prompt v%s", setup.cycle_id, " (resumed)" if setup.resumed else "",
                 setup.champion_version)
-    try:
-        clusters = triage_task(settings, setup)
-        chosen = steps.prompt_clusters(clusters, settings)
-        logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
-        protected = steps.protected_texts(settings)
-        retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay}
-        futures = [improve_prompt_task.with_options(**retrying).submit(settings, setup, c, protected) for c in chosen]
-        wait(futures)
-        candidates = steps.unique_candidates(settings, [cand for f in futures for cand in f.result()])
-        merged = merge_task.with_options(**retrying)(settings, setup, candidates, chosen, protected)
-        if merged is not None:
-            candidates.append(merged)
-        rag_candidate = improve_rag_task(settings, setup, steps.rag_clusters(clusters, settings))
-        if rag_candidate is not None:
-            candidates.append(rag_candidate)
-        tuned = improve_finetune_task.with_options(**retrying)(settings, setup, steps.finetune_clusters(clusters))
-        candidates += tuned.candidates
-        for note in tuned.notes:
-            logger.info(note)
-        steps._crash_point("improve")
-        variants = [steps.variant_for(settings, setup, None)] + [steps.variant_for(settings, setup, c) for c in candidates]
-        champion, *rest = evaluate_task.with_options(**retrying)(settings, setup, variants)
-        steps._crash_point("evaluate")
-        report = gate_task(settings, setup, champion, {c.candidate_id: r for c, r in zip(candidates, rest, strict=True)},
-                           params.auto_approve)
-    except steps.EndpointFailed as exc:
-        steps.fail(settings, setup.cycle_id, str(exc))
-        raise
+    with cycle_runner(settings) as dask:
+        try:
+            if dask is not None:
+                embed_ahead(dask, settings)
+            clusters = triage_task(settings, setup)
+            chosen = steps.prompt_clusters(clusters, settings)
+            logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
+            protected = steps.protected_texts(settings)
+            retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay}
+            futures = [improve_prompt_task.with_options(**retrying).submit(settings, setup, c, protected)
+                       for c in chosen]
+            wait(futures)
+            candidates = steps.unique_candidates(settings, [cand for f in futures for cand in f.result()])
+            merged = merge_task.with_options(**retrying)(settings, setup, candidates, chosen, protected)
+            if merged is not None:
+                candidates.append(merged)
+            rag_candidate = improve_rag_task(settings, setup, steps.rag_clusters(clusters, settings))
+            if rag_candidate is not None:
+                candidates.append(rag_candidate)
+            tuned = improve_finetune_task.with_options(**retrying)(settings, setup, steps.finetune_clusters(clusters))
+            candidates += tuned.candidates
+            for note in tuned.notes:
+                logger.info(note)
+            steps._crash_point("improve")
+            variants = [steps.variant_for(settings, setup, None)] + [steps.variant_for(settings, setup, c)
+                                                                     for c in candidates]
+            if dask is None:  # one batch in this process: the variants share one client and one limit
+                champion, *rest = evaluate_task.with_options(**retrying)(settings, setup, variants)
+            else:
+                champion, *rest = evaluate_on(dask, settings, variants)
+            steps._crash_point("evaluate")
+            results = {c.candidate_id: r for c, r in zip(candidates, rest, strict=True)}
+            report = gate_task(settings, setup, champion, results, params.auto_approve)
+        except steps.EndpointFailed as exc:
+            steps.fail(settings, setup.cycle_id, str(exc))
+            raise
     report.clusters = steps.cluster_summaries(clusters)
     report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     steps.finish(settings, report)
@@ -185,6 +193,11 @@ def improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, 
         report.candidates = steps.reread_candidates(settings, report.candidates)
         publish_report(report)
     return report.model_dump(mode="json")
+
+
+# Decorated under another name: Dask pickles the flow (in each task's context) by reference to its
+# function, and `improvement_cycle` names the Flow object.
+improvement_cycle = flow(_improvement_cycle, name="improvement-cycle", log_prints=False, validate_parameters=True)
 
 
 def _resume_superseded(settings: Settings) -> None:

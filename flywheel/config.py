@@ -175,6 +175,27 @@ class EvalSettings(BaseModel):
     cache: bool = Field(True, description="Reuse results of an unchanged variant on an unchanged golden set.")
 
 
+class RunnerSettings(BaseModel):
+    """Where a cycle's evaluation batches and embedding run: threads in the flow's process, or Dask."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["threads", "dask"] = Field(
+        "threads",
+        description="`threads`: everything in the flow run's process (one evaluation batch sharing one client). "
+        "`dask`: evaluation batches and embedding are Prefect tasks on a DaskTaskRunner (prefect-dask).",
+    )
+    dask_address: str | None = Field(
+        None, description="A running Dask scheduler (tcp://host:8786). Unset: a local cluster for each cycle."
+    )
+    dask_workers: int = Field(2, ge=1, le=256, description="Worker processes of the local cluster.")
+    dask_threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per local worker process.")
+    eval_batch_items: int = Field(
+        64, ge=1, description="Golden items per evaluation batch (each batch is one task, one variant)."
+    )
+    embed_batch_texts: int = Field(2000, ge=1, description="Texts per embedding batch (one task each).")
+
+
 class ApprovalSettings(BaseModel):
     """Approval in the Prefect UI: a cycle started from a deployment waits for a person there."""
 
@@ -286,6 +307,7 @@ class Settings(BaseSettings):
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     improve: ImproveSettings = Field(default_factory=ImproveSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
     prompt_variables: dict[str, str] = Field(
         default_factory=dict, description="Values for {{variables}} in the prompt template."
     )

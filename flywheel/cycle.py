@@ -32,7 +32,8 @@ from pydantic import BaseModel, Field
 
 from evals.golden import GoldenSet, load_golden
 from evals.pipeline import Answer, Variant, builtin_pipeline, load_user_pipeline
-from evals.runner import EvalResult, evaluate_many, judge_with
+from evals.runner import (BatchRows, EvalBatch, EvalResult, assemble, evaluate_many, from_cache, judge_with,
+                          plan_batches, run_batch)
 from flywheel.champion import production_model, register_prompt, require_production_prompt, use_mlflow
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
@@ -400,6 +401,7 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
             assert retriever is not None
             with open_store(settings.resolved_store_url) as store:
                 events = store.get([i for c in clusters for i in c.event_ids])
+            index.embedder.embed(list(dict.fromkeys(e.query for e in events)))  # one batch, then cache hits
             proposal = rag.propose(
                 cluster_ids=[c.cluster_id for c in clusters], events=events, active_chunks=index.chunks(active),
                 source_documents=load_documents(settings.knowledge_source),
@@ -424,6 +426,7 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
                        if e.consent and e.correction][:100]
             candidate_retriever = index.retriever(report.version)
             assert candidate_retriever is not None
+            index.embedder.embed(list(dict.fromkeys(c.query for c in checks)))
             validation = validate(lambda q, k: [d for d, _ in retriever.retrieve(q, k)],
                                   lambda q, k: [d for d, _ in candidate_retriever.retrieve(q, k)],
                                   checks, changed, settings.knowledge.retrieval_k)
@@ -552,10 +555,12 @@ def _finetune_candidate(settings: Settings, setup: CycleSetup, record: dict[str,
 
 
 # ------------------------------------------------------------------------------------------------
-def answer_factory(settings: Settings) -> Callable[[], tuple[Answer, Any, Callable[[], Any]]]:
-    """Builds (answer, judge, close) inside the running event loop (AsyncOpenAI binds to it)."""
+def answer_factory(settings: Settings,
+                   queries: Sequence[str] = ()) -> Callable[[], tuple[Answer, Any, Callable[[], Any]]]:
+    """Builds (answer, judge, close) inside the running event loop (AsyncOpenAI binds to it).
+    ``queries``: what will be asked, embedded for retrieval in one batch rather than one by one."""
 
-    retrievers = index_retrievers(settings)
+    retrievers = index_retrievers(settings, queries)
 
     def build() -> tuple[Answer, Any, Callable[[], Any]]:
         client = make_async_client(settings, purpose="evaluation")
@@ -570,8 +575,9 @@ def answer_factory(settings: Settings) -> Callable[[], tuple[Answer, Any, Callab
     return build
 
 
-def index_retrievers(settings: Settings) -> Callable[[str | None], Any]:
-    """Retrievers by index version, opened on first use and kept for the evaluation."""
+def index_retrievers(settings: Settings, queries: Sequence[str] = ()) -> Callable[[str | None], Any]:
+    """Retrievers by index version, opened on first use and kept for the evaluation. The first one
+    embeds ``queries`` in one batch: the cache then answers every retrieval's query embedding."""
     opened: dict[str, Any] = {}
     lock = threading.Lock()
 
@@ -584,6 +590,8 @@ def index_retrievers(settings: Settings) -> Callable[[str | None], Any]:
 
                 state = open_state(settings.home)  # kept open with the retriever for the evaluation
                 opened[version] = open_index(settings, state).retriever(int(version))
+                if len(opened) == 1 and queries and opened[version] is not None:
+                    opened[version].index.embedder.embed(list(dict.fromkeys(queries)))
             return opened[version]
 
     return get
@@ -620,9 +628,73 @@ def evaluate_step(settings: Settings, variants: Sequence[Variant],
     """One evaluation batch: the variants share a client and the concurrency limit; cached ones are free."""
     golden = load_golden(settings.golden)
     with open_state(settings.home) as state:
-        return evaluate_many(variants, golden, answer_factory(settings), default_scorer=settings.eval.default_scorer,
+        return evaluate_many(variants, golden, answer_factory(settings, _queries(golden)),
+                             default_scorer=settings.eval.default_scorer,
                              judge_model=settings.judge_model, concurrency=settings.eval.concurrency, state=state,
                              use_cache=settings.eval.cache, progress=progress)
+
+
+class EvalPlan(BaseModel):
+    """An evaluation cut into batches for a task runner; cached variants need none."""
+
+    variants: list[Variant]
+    cached: list[EvalResult | None]
+    batches: list[EvalBatch]
+
+
+def plan_evaluation(settings: Settings, variants: Sequence[Variant], slots: int) -> EvalPlan:
+    """Batches for a runner that runs ``slots`` of them at once."""
+    golden = load_golden(settings.golden)
+    with open_state(settings.home) as state:
+        cached, todo = from_cache(variants, golden, state=state, use_cache=settings.eval.cache,
+                                  default_scorer=settings.eval.default_scorer, judge_model=settings.judge_model)
+    batches = plan_batches(variants, todo, len(golden.items), batch_items=settings.runner.eval_batch_items,
+                           concurrency=settings.eval.concurrency, slots=slots)
+    return EvalPlan(variants=list(variants), cached=cached, batches=batches)
+
+
+def evaluate_batch_step(settings: Settings, batch: EvalBatch) -> BatchRows:
+    """One batch, wherever it runs: it needs the golden set, the endpoint and (for retrieval) the index."""
+    golden = load_golden(settings.golden)
+    return run_batch(batch, golden, answer_factory(settings, _queries(golden)),
+                     default_scorer=settings.eval.default_scorer)
+
+
+def _queries(golden: GoldenSet) -> list[str]:
+    return [item.input for item in golden.items]
+
+
+def assemble_evaluation(settings: Settings, plan: EvalPlan, parts: Sequence[BatchRows]) -> list[EvalResult]:
+    with open_state(settings.home) as state:
+        return assemble(plan.variants, load_golden(settings.golden), plan.cached, parts, state=state,
+                        default_scorer=settings.eval.default_scorer, judge_model=settings.judge_model)
+
+
+def texts_to_embed(settings: Settings) -> list[str]:
+    """What this cycle's triage and index refresh will embed and the cache does not hold yet."""
+    from flywheel.embeddings import not_cached, open_embedder
+    from flywheel.knowledge.source import chunks_of
+    from flywheel.triage import texts_to_embed as triage_texts
+
+    with open_embedder(settings) as embedder, open_store(settings.resolved_store_url) as store:
+        texts = triage_texts(list(store.events(polarity=-1)), embedder)
+        if settings.knowledge_source is not None and settings.knowledge_source.exists():
+            texts += [c.text for c in chunks_of(settings.knowledge_source, settings.knowledge.chunk_chars)]
+        return not_cached(embedder, texts)
+
+
+def embed_batch_step(settings: Settings, texts: Sequence[str]) -> Any:
+    """Vectors for ``texts`` with the configured model, no cache (the caller stores them)."""
+    from flywheel.embeddings import build_embedder
+
+    return build_embedder(settings, cached=False).embed(list(texts))
+
+
+def remember_embeddings(settings: Settings, texts: Sequence[str], vectors: Any) -> None:
+    from flywheel.embeddings import open_embedder, remember
+
+    with open_embedder(settings) as embedder:
+        remember(embedder, texts, vectors)
 
 
 # ------------------------------------------------------------------------------------------------

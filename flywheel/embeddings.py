@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -234,3 +235,29 @@ def build_embedder(settings: Settings, *, cached: bool | None = None) -> Embedde
         return inner
     return CachedEmbedder(inner, EmbeddingCache(settings.ensure_home() / "embeddings.sqlite"))
 
+
+
+@contextmanager
+def open_embedder(settings: Settings) -> Iterator[Embedder]:
+    """The configured embedder, its cache closed afterwards (for short-lived uses)."""
+    embedder = build_embedder(settings)
+    try:
+        yield embedder
+    finally:
+        if isinstance(embedder, CachedEmbedder):
+            embedder.cache.close()
+
+
+def not_cached(embedder: Embedder, texts: Sequence[str]) -> list[str]:
+    """The distinct ``texts`` the cache lacks (all of them when ``embedder`` has no cache)."""
+    distinct = list(dict.fromkeys(texts))
+    if not isinstance(embedder, CachedEmbedder):
+        return distinct
+    known = embedder.cache.get_many([EmbeddingCache.key(embedder.name, t) for t in distinct])
+    return [t for t in distinct if EmbeddingCache.key(embedder.name, t) not in known]
+
+
+def remember(embedder: Embedder, texts: Sequence[str], vectors: np.ndarray) -> None:
+    """Put vectors computed elsewhere (another process, another machine) into ``embedder``'s cache."""
+    if isinstance(embedder, CachedEmbedder) and len(texts):
+        embedder.cache.put_many([(EmbeddingCache.key(embedder.name, t), v) for t, v in zip(texts, vectors, strict=True)])

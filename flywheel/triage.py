@@ -102,6 +102,13 @@ def _embeddable(e: StoredEvent, embedder: Embedder) -> bool:
     return e.consent or embedder.local
 
 
+def texts_to_embed(events: Sequence[StoredEvent], embedder: Embedder) -> list[str]:
+    """Every text triage of ``events`` may embed: the distinct embeddable negative queries and the
+    category descriptions (so they can be embedded ahead, elsewhere, and found in the cache)."""
+    queries = dict.fromkeys(e.query for e in events if e.polarity < 0 and _embeddable(e, embedder))
+    return list(queries) + list(CATEGORY_DESCRIPTIONS.values())
+
+
 def _explicit_category(e: StoredEvent) -> str | None:
     return REASON_CATEGORY.get(e.reason) if e.reason else None
 

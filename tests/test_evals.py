@@ -111,3 +111,40 @@ def test_policy_rules_each_can_fail() -> None:
     flat = compare(champion, champion, cats, resamples=1000)
     text = judge_candidate(flat, 0, 80, policy).text
     assert "below the minimum" in text and "does not exclude zero" in text
+
+
+def test_evaluation_batches_cover_each_variant_once_and_reassemble_in_order(tmp_path: Path) -> None:
+    """What Dask runs: batches split the golden set per variant, share the concurrency, and come back
+    in golden order whatever order they finish in; a missing batch is an error, never a short score."""
+    from evals.pipeline import Variant
+    from evals.runner import BatchRows, EvalRow, assemble, plan_batches
+
+    rows = [{"id": f"g{i}", "input": f"q{i}", "expected": "a", "category": "c"} for i in range(10)]
+    path = tmp_path / "g.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    golden = load_golden(path)
+    variants = [Variant(label=name, prompt_template=name, model="m") for name in ("champion", "cand")]
+    batches = plan_batches(variants, [1], len(golden.items), batch_items=4, concurrency=16, slots=8)
+    assert [(b.variant_index, b.start, b.stop) for b in batches] == [(1, 0, 4), (1, 4, 8), (1, 8, 10)]
+    assert {b.concurrency for b in batches} == {5}  # 16 // 3 batches, all at once: within the endpoint's limit
+    # 20 batches on 2 worker threads: two run at once, each with half the limit
+    assert {b.concurrency for b in plan_batches(variants, [0, 1], 10, batch_items=1, concurrency=16, slots=2)} == {8}
+    assert {b.concurrency for b in plan_batches(variants, [0, 1], 10, batch_items=1, concurrency=4, slots=32)} == {1}
+
+    def ran(b) -> BatchRows:  # type: ignore[no-untyped-def]
+        return BatchRows(variant_index=b.variant_index, start=b.start, seconds=1.0 + b.start, rows=[
+            EvalRow(id=i.id, category=i.category, input=i.input, expected=i.expected, scorer="contains",
+                    output="a", score=float(n % 2)) for n, i in enumerate(golden.items[b.start:b.stop], b.start)])
+
+    cached = [None, None]
+    from evals.runner import EvalResult
+
+    cached[0] = EvalResult(variant=variants[0], golden_version=golden.version, rows=[], cached=True)
+    parts = [ran(b) for b in reversed(batches)]
+    champion, cand = assemble(variants, golden, cached, parts, default_scorer="contains", judge_model="j")
+    assert champion.cached and [r.id for r in cand.rows] == [f"g{i}" for i in range(10)]
+    assert cand.mean == 0.5 and cand.seconds == 9.0
+    with pytest.raises(ValueError, match="do not cover the golden set"):
+        assemble(variants, golden, cached, parts[1:], default_scorer="contains", judge_model="j")
+    with pytest.raises(ValueError, match="no evaluation result for cand"):
+        assemble(variants, golden, cached, [], default_scorer="contains", judge_model="j")
