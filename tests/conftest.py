@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from flywheel.cli import app
 from flywheel.config import EmbeddingSettings, Settings, load_settings
+from evals.golden import load_golden
 from flywheel.embeddings import LocalEmbedder
 from flywheel.sim.server import Simulator
 from flywheel.sim.world import write_world
@@ -127,13 +128,54 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedding cache holding what every cycle on the world embeds: its complaints (triage),
+    its knowledge before and after the corrections (index versions), and the golden and complaint
+    queries (retrieval). A test's home starts from a copy, so it computes only the vectors of what
+    it adds. Vectors are keyed by model and text, so a copied one is that text's vector; the
+    embedding tests themselves start from an empty cache. Saves ~40 s of a ~90 s cycle test."""
+    from flywheel.cycle import texts_to_embed
+    from flywheel.embeddings import open_embedder
+    from flywheel.feedback.store import open_store
+    from flywheel.knowledge.source import chunks_of
+
+    home = tmp_path_factory.mktemp("world-vectors")
+    corrected = shutil.copytree(world / "knowledge", home / "knowledge")
+    for doc in (world / "knowledge_updates").iterdir():
+        shutil.copy(doc, corrected / doc.name)
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _ENV_TO_CLEAR:
+            mp.delenv(name, raising=False)
+        mp.setenv("FLYWHEEL_HOME", str(home / "home"))
+        mp.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(corrected))
+        Cli()("ingest", str(world / "feedback.jsonl"), "--json")
+        settings = load_settings()
+        texts = texts_to_embed(settings)  # triage's texts and the corrected knowledge's chunks
+        texts += [c.text for c in chunks_of(world / "knowledge", settings.knowledge.chunk_chars)]
+        texts += [i.input for i in load_golden(world / "golden.jsonl").items]
+        with open_store(settings.resolved_store_url) as store:
+            texts += [e.query for e in store.events(polarity=-1)]
+        with open_embedder(settings) as embedder:
+            embedder.embed(list(dict.fromkeys(texts)))
+    return settings.embedding_cache_path
+
+
+def seed_world_vectors(world_vectors: Path, settings: Settings) -> None:
+    """Start ``settings``' home with the world's embedding cache (see ``world_vectors``)."""
+    settings.embedding_cache_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(world_vectors, settings.embedding_cache_path)
+
+
 @pytest.fixture
-def loop(cli, world: Path, sim_env: Simulator, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+def loop(cli, world: Path, world_vectors: Path, sim_env: Simulator, prefect_api: str,
+         monkeypatch: pytest.MonkeyPatch) -> dict:
     """A state directory with the world's prompt in production and its feedback ingested."""
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(world / "golden.jsonl"))
     monkeypatch.setenv("FLYWHEEL_LLM_TASK_RETRIES", "0")
     monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
     monkeypatch.setenv("FLYWHEEL_USER", "tester")
+    seed_world_vectors(world_vectors, load_settings())
     start = cli("prompt", "set", str(world / "prompt.txt"), "--json")
     knowledge = shutil.copytree(world / "knowledge", Path("knowledge"))
     monkeypatch.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(knowledge))

@@ -1,0 +1,164 @@
+"""The operator's loop end to end, in a real browser.
+
+A real `prefect server` on 127.0.0.1, Flywheel's deployments from `prefect.yaml` and a process
+worker, all as the README tells an operator. `flywheel ingest` sends its negative-feedback events
+to the server; the `on-feedback` trigger starts a cycle; the cycle runs on the worker against the
+simulator and pauses for approval. Headless Chromium (Debian's, driven by Playwright) opens the flow
+run, reads the evidence in the form, switches on the prompt candidate, leaves the index candidate
+off, and submits. Then: the prompt is in production, the index candidate is rejected with the note,
+the run completed, and its report and candidate table are artifacts of the run.
+
+The screenshots land in tests/output/browser/ (the form as filled, and the run after approval),
+next to the server's and worker's logs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from operator_stack import CHROMIUM, CHROMIUM_ARGS, PrefectStack, ensure_chromium, prefect_stack
+
+pytestmark = pytest.mark.slow
+
+OUTPUT = Path(__file__).resolve().parent / "output" / "browser"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    why = ensure_chromium(OUTPUT / "apt.log")
+    if why:
+        pytest.skip(f"no browser for the UI test: {why}")
+    return str(CHROMIUM)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[PrefectStack]:
+    with prefect_stack(tmp_path, OUTPUT) as running:
+        yield running
+
+
+def _wait_for(what: str, check, stack: PrefectStack, timeout: float):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(1)
+    raise AssertionError(f"{what} within {timeout:.0f} s\n{stack.diagnostics()}")
+
+
+def _prepare(cli, world: Path, world_vectors: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The world's prompt in production and its knowledge indexed; the source then corrected."""
+    from conftest import seed_world_vectors
+    from flywheel.config import load_settings
+
+    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(world / "golden.jsonl"))
+    monkeypatch.setenv("FLYWHEEL_LLM_TASK_RETRIES", "0")
+    monkeypatch.setenv("FLYWHEEL_USER", "tester")
+    seed_world_vectors(world_vectors, load_settings())
+    cli("prompt", "set", str(world / "prompt.txt"), "--json")
+    knowledge = shutil.copytree(world / "knowledge", Path("knowledge").resolve())
+    monkeypatch.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(knowledge))
+    cli("kb", "sync", "--json")
+    for doc in (world / "knowledge_updates").iterdir():
+        shutil.copy(doc, knowledge / doc.name)
+
+
+def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
+        chromium: str, stack: PrefectStack, cli, world: Path, world_vectors: Path, sim_env,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from flows.approval import waiting_runs
+    from flywheel.config import load_settings
+    from flywheel.state import open_state
+    from operator_stack import BIN
+
+    _prepare(cli, world, world_vectors, monkeypatch)
+    stack.deploy(FLYWHEEL_APPROVAL__POLL_INTERVAL="1")
+
+    # Feedback arrives: ingest tells the server, whose trigger starts the on-feedback deployment.
+    ingest = subprocess.run([str(BIN / "flywheel"), "ingest", str(world / "feedback.jsonl"), "--json"],
+                            env=stack.environ(), capture_output=True, text=True, timeout=300, check=False)
+    assert ingest.returncode == 0, ingest.stderr
+    assert json.loads(ingest.stdout)["prefect_events"] == 10  # events.max_per_ingest: one ingest, one cycle
+    runs = _wait_for("the on-feedback trigger started no cycle", lambda: stack.flow_runs("on-feedback"), stack, 120)
+    assert len(runs) == 1, f"one ingest started {len(runs)} cycles"
+    run_id = runs[0]["id"]
+
+    settings = load_settings()
+    paused = _wait_for("the cycle did not pause for approval",
+                       lambda: (run := stack.flow_run(run_id))["state"]["type"] == "PAUSED" and run, stack, 400)
+    assert paused["state"]["name"] == "Paused"
+    waits = waiting_runs(settings)
+    assert list(waits) == [run_id]
+    with open_state(settings.home) as state:
+        cands = {c.kind: c for c in (state.candidate(cid) for cid in waits[run_id]["candidate_ids"]) if c}
+    assert set(cands) == {"prompt", "rag"}
+    prompt, rag = cands["prompt"], cands["rag"]
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(f"{stack.url}/runs/flow-run/{run_id}")
+        expect(page.get_by_text("Paused").first).to_be_visible(timeout=60_000)
+        page.get_by_role("button", name="Resume").click()
+        dialog = page.get_by_role("dialog")
+        expect(dialog.get_by_text("Resume Flow Run")).to_be_visible(timeout=30_000)
+        # The evidence: both candidates, their scores against the champion with the CI, the change.
+        expect(dialog.get_by_text("2 candidates passed the policy")).to_be_visible()
+        for cand in (prompt, rag):
+            expect(dialog.get_by_text(cand.candidate_id).first).to_be_visible()
+            expect(dialog.get_by_text(f"Golden {cand.golden_score} vs champion {cand.champion_score}").first
+                   ).to_be_attached()
+        assert "95% CI" in dialog.inner_text()
+
+        def row(label: str):  # type: ignore[no-untyped-def]
+            return dialog.locator(".schema-form-property").filter(has_text=label)
+
+        row(f"Approve {prompt.candidate_id}").get_by_role("switch").click()
+        row("Approver").locator("textarea, input").first.fill("ui-operator")
+        row("Note").locator("textarea, input").first.fill("prompt checked in the browser; index needs the docs team")
+        expect(row(f"Approve {prompt.candidate_id}").get_by_role("switch")).to_be_checked()
+        expect(row(f"Approve {rag.candidate_id}").get_by_role("switch")).not_to_be_checked()
+        dialog.screenshot(path=str(OUTPUT / "approval-form.png"))
+        page.screenshot(path=str(OUTPUT / "approval-page.png"), full_page=True)
+        dialog.get_by_role("button", name="Submit").click()
+
+        done = _wait_for("the run did not finish after the form was submitted",
+                         lambda: (run := stack.flow_run(run_id))["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"}
+                         and run, stack, 120)
+        assert done["state"]["type"] == "COMPLETED", done["state"]
+        page.reload()
+        expect(page.get_by_text("Completed").first).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(OUTPUT / "after-approval.png"), full_page=True)
+        page.get_by_text("Artifacts", exact=True).first.click()  # the operator's view of the cycle's report
+        try:
+            expect(page.get_by_text("flywheel-cycle-report").first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("flywheel-cycle-candidates").first).to_be_visible()
+        finally:  # what the operator saw, also when the expectation fails
+            page.screenshot(path=str(OUTPUT / "artifacts.png"), full_page=True)
+        browser.close()
+
+    with open_state(settings.home) as state:
+        promoted, rejected = state.candidate(prompt.candidate_id), state.candidate(rag.candidate_id)
+    assert promoted is not None and rejected is not None
+    assert (promoted.decision, promoted.decided_by) == ("promoted", "ui-operator")
+    assert rejected.decision == "rejected" and "index needs the docs team" in rejected.reason
+    status = cli("status", "--json")
+    assert status["champions"]["prompt"] == prompt.version
+    artifacts: dict[str, dict] = {}
+    for artifact in stack.artifacts(run_id):  # newest first: the latest version of each key
+        artifacts.setdefault(artifact.get("key") or "", artifact)
+    assert {"flywheel-cycle-report", "flywheel-cycle-candidates"} <= set(artifacts)
+    assert prompt.candidate_id in artifacts["flywheel-cycle-report"]["data"]
+    assert "promoted" in artifacts["flywheel-cycle-report"]["data"]  # the report republished after the decision
