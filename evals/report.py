@@ -7,6 +7,7 @@ the cycle's MLflow run.
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -56,7 +57,19 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
     for note in finetune_notes:
         lines += ["", f"- fine-tuning: {note}"]
     if chart_link:
-        lines += ["", f"Chart (golden score per cycle; candidates vs champion per category): [{CHART_ARTIFACT}]({chart_link})"]
+        lines += ["", f"Chart (golden score per cycle; candidates vs champion per category): the `{CHART_KEY}` "
+                      f"artifact, and [{CHART_ARTIFACT}]({chart_link}) on the cycle's MLflow run"]
+    return "\n".join(lines)
+
+
+def chart_markdown(png: bytes, cycle_id: str, link: str | None = None) -> str:
+    """The chart inside a Markdown artifact, as a data URI: the Prefect UI shows it with no MLflow UI
+    running and no file access; ``link`` (the MLflow UI's copy) follows when there is one."""
+    lines = [f"# Cycle {cycle_id}: golden score per cycle; candidates vs champion per category", "",
+             f"![golden score per cycle; candidates vs champion per category]"
+             f"(data:image/png;base64,{base64.b64encode(png).decode()})"]
+    if link and link.startswith("http"):
+        lines += ["", f"[{CHART_ARTIFACT} in MLflow]({link})"]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from pydantic import BaseModel, Field
@@ -131,9 +131,10 @@ def publish_report(report: steps.CycleReport) -> None:
                                    chart_link=report.chart_link))
     create_table_artifact(key=r.TABLE_KEY, table=r.candidate_rows(report.candidates),
                           description=f"Candidates of cycle {report.cycle_id}")
-    if report.chart_link and report.chart_link.startswith("http"):
-        create_image_artifact(image_url=report.chart_link, key=r.CHART_KEY,
-                              description=f"Golden score per cycle; candidates vs champion ({report.cycle_id})")
+    if report.chart_png:
+        create_markdown_artifact(key=r.CHART_KEY, markdown=r.chart_markdown(report.chart_png, report.cycle_id,
+                                                                            report.chart_link),
+                                 description=f"Golden score per cycle; candidates vs champion ({report.cycle_id})")
 
 
 def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str, Any]:  # noqa: B008

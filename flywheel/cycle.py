@@ -76,6 +76,7 @@ class CycleReport(BaseModel):
     champion_per_category: dict[str, float] = Field(default_factory=dict)
     chart_uri: str | None = None  # the chart logged to the cycle's MLflow run
     chart_link: str | None = None  # where an operator opens it (the MLflow UI when configured)
+    chart_png: bytes | None = Field(None, exclude=True)  # the chart itself, for the Prefect artifact
 
     def public(self) -> dict[str, Any]:
         return {
@@ -843,6 +844,7 @@ def log_chart(settings: Settings, client: Any, report: CycleReport) -> None:
         client.log_artifact(report.cycle_run_id, str(path), folder)
     run = client.get_run(report.cycle_run_id)
     report.chart_uri = f"{run.info.artifact_uri}/{CHART_ARTIFACT}"
+    report.chart_png = png
     if settings.mlflow_ui_url:
         base = settings.mlflow_ui_url.rstrip("/")
         report.chart_link = f"{base}/get-artifact?path={CHART_ARTIFACT}&run_uuid={report.cycle_run_id}"

@@ -145,8 +145,16 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
         try:
             expect(page.get_by_text("flywheel-cycle-report").first).to_be_visible(timeout=30_000)
             expect(page.get_by_text("flywheel-cycle-candidates").first).to_be_visible()
+            expect(page.get_by_text("flywheel-cycle-chart").first).to_be_visible()
         finally:  # what the operator saw, also when the expectation fails
             page.screenshot(path=str(OUTPUT / "artifacts.png"), full_page=True)
+        page.get_by_text("flywheel-cycle-chart").first.click()  # the chart, drawn by the Prefect UI
+        chart = page.locator("img[alt^='golden score per cycle']").first
+        try:
+            expect(chart).to_be_visible(timeout=30_000)
+            assert chart.evaluate("img => img.complete && img.naturalWidth") >= 600  # decoded, not a broken icon
+        finally:
+            page.screenshot(path=str(OUTPUT / "chart.png"), full_page=True)
         browser.close()
 
     with open_state(settings.home) as state:
@@ -159,6 +167,6 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     artifacts: dict[str, dict] = {}
     for artifact in stack.artifacts(run_id):  # newest first: the latest version of each key
         artifacts.setdefault(artifact.get("key") or "", artifact)
-    assert {"flywheel-cycle-report", "flywheel-cycle-candidates"} <= set(artifacts)
+    assert {"flywheel-cycle-report", "flywheel-cycle-candidates", "flywheel-cycle-chart"} <= set(artifacts)
     assert prompt.candidate_id in artifacts["flywheel-cycle-report"]["data"]
     assert "promoted" in artifacts["flywheel-cycle-report"]["data"]  # the report republished after the decision

@@ -3,6 +3,7 @@ test harness, the CLI, MLflow checked through MlflowClient, failures and resumpt
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -149,6 +150,9 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
 
     report = Artifact.get("flywheel-cycle-report")
     assert out["cycle_id"] in report.data and "charts/cycle.png" in report.data
+    chart = Artifact.get("flywheel-cycle-chart")  # the same PNG, shown by the Prefect UI itself
+    assert chart.type == "markdown" and out["cycle_id"] in chart.data
+    assert base64.b64decode(chart.data.split("data:image/png;base64,", 1)[1].split(")", 1)[0]) == png
     assert all(c["candidate_id"] in report.data for c in out["candidates"])
     table = Artifact.get("flywheel-cycle-candidates")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
