@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # wheel). Elsewhere, to avoid a multi-GB CUDA build: make TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); 0 runs the suite in this process. Each one starts its own Prefect
+# API and loads the embedding model (~1.5 GB of memory each).
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test bench lock clean
 
@@ -21,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/flywheel demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
