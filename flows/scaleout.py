@@ -93,7 +93,10 @@ def _slots(runner: TaskRunner, settings: Settings) -> int:  # type: ignore[type-
 def evaluate_on(runner: TaskRunner, settings: Settings, variants: list[Variant]) -> list[EvalResult]:  # type: ignore[type-arg]
     """The golden-set evaluation as batches on the runner; cached variants are not run."""
     plan = steps.plan_evaluation(settings, variants, slots=_slots(runner, settings))
-    futures = [runner.submit(evaluate_batch_task, {"settings": settings, "batch": b}) for b in plan.batches]
+    # A batch only returns rows (the flow's process writes them), so a failed one is simply run again.
+    batch_task = evaluate_batch_task.with_options(retries=settings.llm_task_retries,
+                                                  retry_delay_seconds=settings.llm_task_retry_delay)
+    futures = [runner.submit(batch_task, {"settings": settings, "batch": b}) for b in plan.batches]
     parts = [f.result() for f in futures]
     workers = sorted({p.worker for p in parts})
     if parts:
