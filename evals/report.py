@@ -18,11 +18,16 @@ REPORT_KEY = "flywheel-cycle-report"
 TABLE_KEY = "flywheel-cycle-candidates"
 CHART_KEY = "flywheel-cycle-chart"
 CHART_ARTIFACT = "charts/cycle.png"
+TRIAGE_KEY = "flywheel-triage"
+PROMOTION_KEY = "flywheel-promotion"
 
 
-def ci_text(c: Candidate) -> str:
+def ci_text(c: Candidate | dict[str, Any]) -> str:
     """``delta [ci_low, ci_high]``, or ``-`` for a candidate that was not scored."""
-    return f"{c.delta:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" if c.delta is not None else "-"
+    doc = c if isinstance(c, dict) else {"delta": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high}
+    if doc["delta"] is None:
+        return "-"
+    return f"{doc['delta']:+.3f} [{doc['ci_low']:+.3f}, {doc['ci_high']:+.3f}]"
 
 
 def candidate_rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
@@ -32,6 +37,33 @@ def candidate_rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
              "champion": round(c.champion_score, 4) if c.champion_score is not None else None,
              "delta [95% CI]": ci_text(c), "decision": c.decision or "-", "reason": c.reason,
              "mlflow_run_id": c.mlflow_run_id or "-"} for c in candidates]
+
+
+def cluster_rows(clusters: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per failure cluster for a table artifact; the summary is triage's, which shows no
+    text of users without consent."""
+    return [{"cluster": c["cluster_id"], "category": c["category"], "route": c["route"], "size": c["size"],
+             "users": c["users"], "priority": round(float(c["priority"]), 1), "summary": c["summary"]}
+            for c in clusters]
+
+
+def promotion_summary(action: str, outcome: dict[str, Any]) -> str:
+    """One line: what moved, or what was decided."""
+    if action == "rollback":
+        return (f"{outcome['kind']} champion v{outcome['from_version']} -> v{outcome['to_version']} "
+                f"(undoes {outcome['undone_candidate'] or 'a manual change'})")
+    return f"{outcome['candidate_id']} ({outcome['kind']}) {outcome['decision']}"
+
+
+def promotion_markdown(action: str, outcome: dict[str, Any], *, by: str, note: str | None) -> str:
+    """What an operator's decision did, for the artifact that records it."""
+    lines = [f"# {action.capitalize()} by {by}", "", promotion_summary(action, outcome) + "."]
+    if action != "rollback":
+        lines += ["", f"Golden {outcome['golden_score']} vs champion {outcome['champion_score']}, "
+                      f"delta {ci_text(outcome)}; MLflow run `{outcome['mlflow_run_id']}`."]
+    if note:
+        lines += ["", f"> {note}"]
+    return "\n".join(lines)
 
 
 def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float | None,

@@ -59,3 +59,14 @@ def test_fresh_negative_feedback_triggers_a_cycle() -> None:
     assert trigger.expect == {EVENT} and trigger.threshold == 10
     assert trigger.within.total_seconds() == 6 * 3600 and trigger.posture == "Reactive"
     assert trigger.match.model_dump()["prefect.resource.id"] == EventSettings().resource
+
+
+def test_the_operators_flows_are_deployed_on_the_cycles_queue() -> None:
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in doc["deployments"]}
+    for name, flow_name in (("triage", "triage-feedback"), ("promotion", "promotion")):
+        d = deployments[name]
+        module, _, attr = d["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+        assert flow.name == flow_name and "schedules" not in d  # run by hand
+        assert d["work_pool"] == {"name": "flywheel-process", "work_queue_name": "cycles"}
