@@ -325,18 +325,37 @@ class KnowledgeIndex:
 
 
 class IndexRetriever:
-    """Nearest chunks of one version: over-fetch from the shared collection, keep the version's own."""
+    """Nearest chunks of one version: over-fetch from the shared collection, keep the version's own.
+
+    A version's members never change, so its answers are remembered: an evaluation of ten prompt
+    variants on one index version asks Chroma each golden query once, not ten times."""
+
+    MAX_REMEMBERED = 20_000
 
     def __init__(self, index: KnowledgeIndex, version: int, members: set[str]) -> None:
         self.index = index
         self.version = str(version)
         self.members = members
+        self._answers: dict[tuple[str, int], list[tuple[str, str, float]]] = {}
+        self._lock = threading.Lock()
 
     def retrieve(self, query: str, k: int) -> list[tuple[str, str]]:
         return [(doc_id, text) for doc_id, text, _ in self.search(query, k)]
 
     def search(self, query: str, k: int) -> list[tuple[str, str, float]]:
         """``(document id, text, cosine distance)`` of the ``k`` nearest chunks in this version."""
+        with self._lock:
+            known = self._answers.get((query, k))
+        if known is not None:
+            return list(known)
+        hits = self._search(query, k)
+        with self._lock:
+            if len(self._answers) >= self.MAX_REMEMBERED:
+                self._answers.clear()
+            self._answers[(query, k)] = hits
+        return list(hits)
+
+    def _search(self, query: str, k: int) -> list[tuple[str, str, float]]:
         if not self.members:
             return []
         vector = self.index.embedder.embed([query])
