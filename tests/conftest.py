@@ -4,6 +4,7 @@ and the real local embedding model loaded once per session."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,13 +129,39 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The two longest tests first, so pytest-xdist starts them on different workers at once
+    rather than leaving one of them for the end."""
+    first = ("test_demo.py::test_demo_closes_the_loop", "test_browser.py::")
+    items.sort(key=lambda item: next((i for i, f in enumerate(first) if f in item.nodeid), len(first)))
+
+
 @pytest.fixture(scope="session")
 def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An embedding cache holding what every cycle on the world embeds: its complaints (triage),
     its knowledge before and after the corrections (index versions), and the golden and complaint
     queries (retrieval). A test's home starts from a copy, so it computes only the vectors of what
     it adds. Vectors are keyed by model and text, so a copied one is that text's vector; the
-    embedding tests themselves start from an empty cache. Saves ~40 s of a ~90 s cycle test."""
+    embedding tests themselves start from an empty cache. Saves ~40 s of a ~90 s cycle test.
+
+    Under pytest-xdist the first worker to need it builds it and the others wait and share it (the
+    workers' temporary directories have a common parent)."""
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    target = shared / "world-vectors.sqlite"
+    with (shared / "world-vectors.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            built = _build_world_vectors(world, tmp_path_factory)
+            shutil.copy(built, target.with_suffix(".partial"))
+            os.replace(target.with_suffix(".partial"), target)
+    return target
+
+
+def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from flywheel.cycle import texts_to_embed
     from flywheel.embeddings import open_embedder
     from flywheel.feedback.store import open_store
