@@ -23,12 +23,10 @@ import flywheel  # noqa: F401 - offline switches before Prefect's settings are r
 from evals.pipeline import Variant
 from evals.runner import EvalResult
 from flywheel import cycle as steps
-from flywheel.config import Settings, load_settings
+from flywheel.config import Settings, load_settings_for_flow
 from flywheel.schemas import Candidate, FailureCluster
 from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
 
-# Secrets never travel as flow parameters (Prefect stores and shows parameters).
-_NEVER_PASSED = {"openai_api_key"}
 _MLFLOW_WRITES = threading.Lock()  # prompt registration from parallel improver tasks, one at a time
 
 
@@ -48,8 +46,7 @@ class CycleParameters(BaseModel):
 
 
 def _settings(params: CycleParameters) -> Settings:
-    overrides = {k: v for k, v in params.config.items() if k not in _NEVER_PASSED}
-    return load_settings(**overrides)
+    return load_settings_for_flow(params.config)
 
 
 def _key(*parts: Any) -> str:

@@ -17,13 +17,7 @@ import flywheel  # noqa: F401 - offline switches before Prefect's settings are r
 from evals import report as r
 from flywheel import cycle as steps
 from flywheel import gate
-from flywheel.config import Settings, load_settings
-
-_NEVER_PASSED = {"openai_api_key"}
-
-
-def _settings(config: dict[str, Any]) -> Settings:
-    return load_settings(**{k: v for k, v in config.items() if k not in _NEVER_PASSED})
+from flywheel.config import Settings, load_settings_for_flow
 
 
 class TriageParameters(BaseModel):
@@ -40,7 +34,7 @@ def triage_task(settings: Settings) -> list[dict[str, Any]]:
 @flow(name="triage-feedback", log_prints=False, validate_parameters=True)
 def triage_feedback(params: TriageParameters = TriageParameters()) -> dict[str, Any]:  # noqa: B008
     """Group the negative feedback into failure clusters and show where each would be routed."""
-    clusters = triage_task(_settings(params.config))
+    clusters = triage_task(load_settings_for_flow(params.config))
     create_table_artifact(key=r.TRIAGE_KEY, table=r.cluster_rows(clusters),
                           description=f"{len(clusters)} failure clusters, highest priority first")
     routes: dict[str, int] = {}
@@ -89,7 +83,7 @@ def promotion(params: PromotionParameters) -> dict[str, Any]:
     """Approve, reject or roll back; a cycle paused for these candidates goes on once all are decided."""
     from flows.approval import resume_if_decided
 
-    settings = _settings(params.config)
+    settings = load_settings_for_flow(params.config)
     outcome = decide_task(settings, params)
     create_markdown_artifact(key=r.PROMOTION_KEY, markdown=r.promotion_markdown(params.action, outcome,
                                                                                 by=params.by, note=params.note),

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
-from flywheel.config import Settings, load_settings
+from flywheel.config import Settings, load_settings_for_flow
 from flywheel.review import REVIEW_KEY, TREND_KEY, WeeklyReview, review_markdown, weekly_review
 
 
@@ -36,7 +36,7 @@ def review_task(settings: Settings, params: ReviewParameters) -> WeeklyReview:
 @flow(name="weekly-feedback-review", log_prints=False, validate_parameters=True)
 def weekly_feedback_review(params: ReviewParameters = ReviewParameters()) -> dict[str, Any]:  # noqa: B008
     """Read the week's worst-rated outputs together: grouped by cluster, with the rate's trend."""
-    settings = load_settings(**{k: v for k, v in params.config.items() if k != "openai_api_key"})
+    settings = load_settings_for_flow(params.config)
     review = review_task(settings, params)
     create_markdown_artifact(key=REVIEW_KEY, markdown=review_markdown(review),
                              description=f"Feedback review {review.since:%Y-%m-%d} to {review.until:%Y-%m-%d}")

@@ -410,6 +410,15 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
+# Secrets never travel as flow parameters (Prefect stores and shows them); only the environment sets them.
+NEVER_A_PARAMETER = frozenset({"openai_api_key"})
+
+
+def load_settings_for_flow(config: dict[str, Any]) -> Settings:
+    """Settings for a flow run: a flow's ``config`` parameter overrides, any secret in it ignored."""
+    return load_settings(**{k: v for k, v in config.items() if k not in NEVER_A_PARAMETER})
+
+
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():

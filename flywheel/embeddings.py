@@ -236,7 +236,6 @@ def build_embedder(settings: Settings, *, cached: bool | None = None) -> Embedde
     return CachedEmbedder(inner, EmbeddingCache(settings.ensure_home() / "embeddings.sqlite"))
 
 
-
 @contextmanager
 def open_embedder(settings: Settings) -> Iterator[Embedder]:
     """The configured embedder, its cache closed afterwards (for short-lived uses)."""
