@@ -58,3 +58,11 @@ def test_config_command_never_shows_the_api_key(cli, monkeypatch: pytest.MonkeyP
     out = cli("config", "--json")
     assert out["openai_api_key"] == "***"
     assert "sk-very-secret" not in cli.last.stdout + cli.last.stderr
+
+
+def test_a_flow_parameter_never_sets_a_secret(flywheel_home) -> None:
+    from flywheel.config import load_settings_for_flow
+
+    settings = load_settings_for_flow({"openai_api_key": "sk-from-the-ui", "judge_model": "judge-x"})
+    assert settings.judge_model == "judge-x"  # the other overrides apply
+    assert settings.openai_api_key is None  # only the environment sets it (cleared for every test)
