@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_deployments_point_at_the_cycle_flow_with_a_nightly_schedule() -> None:
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in doc["deployments"]}
-    assert {"nightly", "on-demand"} <= set(deployments)
-    for d in (d for d in deployments.values() if d["entrypoint"].startswith("flows/cycle.py")):
+    # Named, not found by entrypoint: a cycle deployment repointed elsewhere must fail here, not be skipped.
+    for name in ("nightly", "on-demand", "on-feedback"):
+        d = deployments[name]
+        assert d["entrypoint"] == "flows/cycle.py:improvement_cycle", name
         module, _, attr = d["entrypoint"].partition(":")
         flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
         assert flow.name == "improvement-cycle"
