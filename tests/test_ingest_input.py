@@ -118,6 +118,10 @@ def test_a_field_longer_than_max_field_chars_is_rejected_and_the_lines_around_it
     assert out["errors"][0]["error"] == "query: 1001 characters, more than ingest.max_field_chars (1000)"
     assert out["errors"][1]["error"].startswith("metadata.note: 2000 characters")
     assert set(_stored()) == {"e1", "e2", "e3"}
+    # The quarantine keeps a bounded, scrubbed excerpt of such a line, and says how long it was.
+    kept = [json.loads(line) for q in (flywheel_home / "quarantine").glob("*.jsonl") for line in q.open()]
+    assert [k["line"] for k in kept] == [3, 4]
+    assert all(len(k["raw"]) <= 1000 for k in kept) and kept[0]["raw_chars"] > 1001
 
 
 def test_strict_exits_2_after_storing_the_good_lines(cli, tmp_path: Path) -> None:

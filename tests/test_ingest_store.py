@@ -1,5 +1,5 @@
 """What ingest writes and counts: exact per-process counts, batches committed by size, by age and before an
-expensive line."""
+expensive line, and a quarantine that keeps rejected lines scrubbed and once."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import event, write_jsonl
+from flywheel.cli import app
 from flywheel.config import IngestSettings, load_settings
 from flywheel.feedback.ingest import ingest_lines
 from flywheel.feedback.store import open_store
@@ -112,3 +113,40 @@ def test_the_lines_before_an_expensive_line_are_committed_before_it_is_processed
 
     report = _ingest(lines(), settings, _Clock())
     assert report.accepted == 4 and seen_before == [2]
+
+
+PII = {"email": "quarantined.jane@example.com", "phone": "+1 415 555 0177", "card": "4111 1111 1111 1111"}
+
+
+def _quarantined_lines(home: Path) -> list[str]:
+    return [line for f in sorted((home / "quarantine").glob("*.jsonl")) for line in f.read_text().splitlines()]
+
+
+def test_rejected_lines_are_quarantined_scrubbed_and_once(cli, tmp_path: Path, flywheel_home: Path) -> None:
+    rows = [
+        event("q1", ts="yesterday", query=f"I am {PII['email']}, call {PII['phone']}"),
+        '{"event_id": "q2", "comment": "card ' + PII["card"] + '", "trunc',
+        event("ok"),
+    ]
+    src = write_jsonl(tmp_path / "fb.jsonl", rows)
+    first = cli("ingest", str(src), "--json")
+    assert (first["accepted"], first["rejected"]) == (1, 2)
+    kept = [json.loads(line) for line in _quarantined_lines(flywheel_home)]
+    assert [k["line"] for k in kept] == [1, 2] and "[EMAIL]" in kept[0]["raw"] and "[CARD]" in kept[1]["raw"]
+    blobs = b"".join(p.read_bytes() for p in flywheel_home.rglob("*") if p.is_file())
+    for value in PII.values():
+        assert value.encode() not in blobs, value
+    # A re-ingest of the same file (even under another name) reports the lines again but keeps no second copy.
+    again = cli("ingest", str(src), "--json")
+    assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 1, 2)
+    assert [e["line"] for e in again["errors"]] == [1, 2]
+    src.rename(tmp_path / "renamed.jsonl")
+    cli("ingest", str(tmp_path / "renamed.jsonl"), "--json")
+    assert len(_quarantined_lines(flywheel_home)) == 2
+
+
+def test_stdin_rejections_are_kept_in_a_file_named_stdin(cli, flywheel_home: Path) -> None:
+    result = cli.runner.invoke(app, ["ingest", "-", "--json"], input="not json\n")
+    assert result.exit_code == 0, result.stderr
+    (kept,) = (flywheel_home / "quarantine").glob("*.jsonl")
+    assert kept.name.startswith("stdin.") and json.loads(result.stdout)["quarantine"] == [str(kept)]

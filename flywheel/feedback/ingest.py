@@ -2,8 +2,8 @@
 
 Memory stays constant in file size: lines are read one at a time and written in batches, and
 time is linear in it: no field may be longer than ``ingest.max_field_chars``. A bad line never
-stops the file: it is reported with its file and line number and written, untouched, to
-``$FLYWHEEL_HOME/quarantine/`` so that nothing is lost.
+stops the file: it is reported with its file and line number and written, PII scrubbed and once
+per distinct content, to ``$FLYWHEEL_HOME/quarantine/``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from flywheel.feedback.scrub import scrub_text, scrub_value
 from flywheel.feedback.signals import normalise
 from flywheel.feedback.store import FeedbackStore
 from flywheel.schemas import FeedbackEvent, IngestReport, StoredEvent
+from flywheel.sqlite_util import open_migrated
 
 # A line this long may take a while to scrub: the batch before it is committed first.
 _EXPENSIVE_LINE_BYTES = 64 * 1024
@@ -92,24 +93,67 @@ def to_stored(event: FeedbackEvent, settings: IngestSettings) -> StoredEvent:
     )
 
 
-class _Quarantine:
-    """Rejected lines, kept verbatim with where they came from; the file is created on first use."""
+class _SeenLines:
+    """Content hashes of the lines already quarantined (``quarantine/seen.sqlite``), so a re-ingest of
+    the same bad file keeps no second copy. It lives beside the quarantine files: deleting the directory
+    resets both. A hash is recorded in the same transaction that writes its line, so concurrent ingests
+    write a line once and a failed write leaves no mark."""
 
-    def __init__(self, directory: Path, source: str) -> None:
+    MIGRATIONS = ("CREATE TABLE seen (sha256 TEXT PRIMARY KEY)",)
+
+    def __init__(self, directory: Path) -> None:
+        self._db = open_migrated(directory / "seen.sqlite", self.MIGRATIONS, "quarantine index")
+
+    def write_once(self, raw: bytes, write: Callable[[], None]) -> None:
+        """Call ``write`` unless a line with this content was quarantined before."""
+        with self._db:
+            digest = hashlib.sha256(raw).hexdigest()
+            if self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (digest,)).rowcount == 1:
+                write()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Quarantine:
+    """Rejected lines with where they came from and why, PII scrubbed, each distinct line kept once.
+
+    A line longer than ``ingest.max_field_chars`` is kept cut to that length (``raw_chars`` says how long
+    it was): the error already names the field, and scrubbing or storing it whole would cost what the
+    limit is there to bound. Files and the index are created on first use."""
+
+    def __init__(self, directory: Path, source: str, max_chars: int) -> None:
         self.directory = directory
-        stem = Path(source).name or "stdin"
+        self.max_chars = max_chars
+        stem = "stdin" if source == "-" else Path(source).name or "stdin"
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         self.path = directory / f"{stem}.{stamp}.{os.getpid()}.rejected.jsonl"
         self._fh: IO[str] | None = None
+        self._seen: _SeenLines | None = None
 
     def write(self, source: str, line_no: int, error: str, raw: bytes) -> None:
-        if self._fh is None:
+        if self._seen is None:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._seen = _SeenLines(self.directory)
+        self._seen.write_once(raw, lambda: self._append(self._record(source, line_no, error, raw)))
+
+    def _record(self, source: str, line_no: int, error: str, raw: bytes) -> dict[str, Any]:
+        text = raw.decode("utf-8", "replace")
+        record: dict[str, Any] = {"file": source, "line": line_no, "error": error}
+        if len(text) > self.max_chars:
+            record["raw_chars"] = len(text)
+            text = text[: self.max_chars]
+        return record | {"raw": scrub_text(text, set())}
+
+    def _append(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
             self._fh = self.path.open("a", encoding="utf-8")
-        record = {"file": source, "line": line_no, "error": error, "raw": raw.decode("utf-8", "replace")}
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
 
     def close(self) -> str | None:
+        if self._seen is not None:
+            self._seen.close()
         if self._fh is None:
             return None
         self._fh.close()
@@ -213,7 +257,7 @@ def ingest_lines(
     """Validate, scrub and store ``lines`` (1-based numbering), updating ``report`` in place.
 
     Lines before an interruption (Ctrl-C, an unreadable file) are committed before it propagates."""
-    quarantine = _Quarantine(quarantine_dir, source)
+    quarantine = _Quarantine(quarantine_dir, source, settings.max_field_chars)
     batch = _Batch(store, source, report, settings, clock)
     try:
         for line_no, raw in enumerate(lines, start=1):
