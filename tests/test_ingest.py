@@ -160,3 +160,20 @@ def test_a_corrupted_store_gives_a_clear_error(cli, settings, tmp_path: Path) ->
     settings.store_path.write_bytes(b"this is not a database" * 100)
     out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("e1")])), "--json", expect=1)
     assert str(settings.store_path) in out["error"]
+
+
+def test_a_store_from_before_index_version_and_arm_is_upgraded_in_place(settings, tmp_path: Path, cli) -> None:
+    from flywheel.feedback.store import MIGRATIONS
+
+    settings.ensure_home()
+    db = sqlite3.connect(settings.store_path)
+    db.executescript(f"{MIGRATIONS[0]}; PRAGMA user_version = 1;")
+    db.execute("INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, strength, consent, query, output, "
+               "ingested_at) VALUES ('old', '2026-11-01T00:00:00+00:00', 1.0, 'thumbs_up', 1, 1.0, 0, 'q', 'o', 1.0)")
+    db.commit()
+    db.close()
+    cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("new", arm="production")])), "--json")
+    with open_store(settings.resolved_store_url) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        events = {e.event_id: (e.index_version, e.arm) for e in store.events()}
+    assert events == {"old": (None, None), "new": (None, "production")}
