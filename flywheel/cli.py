@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.table import Table
 import flywheel  # noqa: F401 - applies the offline switches first
 from flywheel.config import Settings, load_settings
 from flywheel.errors import FlywheelError, UsageError
+
+if TYPE_CHECKING:
+    from flywheel.schemas import IngestReport
 
 app = typer.Typer(
     name="flywheel",
@@ -119,12 +122,12 @@ def ingest(
         raise typer.Exit(2)
 
 
-def _strict_error(report: Any) -> dict[str, Any]:
+def _strict_error(report: IngestReport) -> dict[str, Any]:
     lines = "line was" if report.rejected == 1 else "lines were"
     return {"error": f"--strict: {report.rejected} {lines} rejected (the others were stored)", "exit_code": 2}
 
 
-def _print_ingest(report: Any) -> None:
+def _print_ingest(report: IngestReport) -> None:
     err.print(
         f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
         + (f", PII scrubbed in {report.scrubbed}" if report.scrubbed else ""),
