@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.table import Table
 import flywheel  # noqa: F401 - applies the offline switches first
 from flywheel.config import Settings, load_settings
 from flywheel.errors import FlywheelError, UsageError
+
+if TYPE_CHECKING:
+    from flywheel.schemas import IngestReport
 
 app = typer.Typer(
     name="flywheel",
@@ -54,7 +57,7 @@ def handles_errors(fn: F) -> F:
         except FlywheelError as exc:
             if kwargs.get("as_json"):
                 emit({"error": str(exc), "exit_code": exc.exit_code})
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)  # one line, unwrapped
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -84,39 +87,58 @@ def _byte_progress(total: int | None) -> Progress:
 @handles_errors
 def ingest(
     files: Annotated[list[str], typer.Argument(help="Feedback JSONL files (- for stdin).")],
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 2 when any line was rejected (after storing the good ones).")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Validate, scrub and store feedback events; bad lines are quarantined, duplicates counted."""
+    """Validate, scrub and store feedback events; bad lines are quarantined, duplicates counted.
+
+    Each line is one JSON object (README, "Feedback events"). Required: event_id (string, the idempotency key), ts (ISO 8601 string with a timezone), signal (thumbs_up, thumbs_down, rating, correction, edit, accept, dismiss, copy, outcome, expert_review), query, output.
+
+    Optional: user_id, session_id, consent (JSON true or false; absent means false), prompt_version, model, index_version (numbers or strings, kept as strings), arm (production or canary), confidence (0..1), reason, comment, correction, final_text, value (a JSON number), context_ids, metadata.
+
+    A text field longer than ingest.max_field_chars rejects its line.
+    """
     from flywheel.feedback.ingest import ingest_files, total_bytes
     from flywheel.feedback.store import open_store
-
-    import time
 
     settings = _settings()
     settings.ensure_home()
     total = total_bytes(files)
-    started = time.time()
     with open_store(settings.resolved_store_url) as store, _byte_progress(total) as progress:
         task = progress.add_task("ingesting", total=total)
         report = ingest_files(
             files, store, settings.quarantine_dir, settings.ingest, lambda n: progress.advance(task, n)
         )
-        report.negative = store.count_ingested_since(started - 0.001, polarity=-1)
     report.prefect_events = _emit_feedback_events(settings, report.negative)
+    failed = strict and report.rejected > 0
     if as_json:
-        emit(report.public())
+        emit(report.public() | (_strict_error(report) if failed else {}))
     else:
-        err.print(
-            f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
-            + (f", PII scrubbed in {report.scrubbed}" if report.scrubbed else ""),
-            highlight=False,
-        )
-        for e in report.errors[:20]:
-            err.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
-        if report.rejected > 20:
-            err.print(f"  ... and {report.rejected - 20} more", highlight=False)
-        for q in report.quarantine:
-            err.print(f"rejected lines kept in {q}", highlight=False)
+        _print_ingest(report)
+    if failed:
+        err.print(f"[bold red]error:[/] {_strict_error(report)['error']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
+def _strict_error(report: IngestReport) -> dict[str, Any]:
+    lines = "line was" if report.rejected == 1 else "lines were"
+    return {"error": f"--strict: {report.rejected} {lines} rejected (the others were stored)", "exit_code": 2}
+
+
+def _print_ingest(report: IngestReport) -> None:
+    err.print(
+        f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
+        + (f", PII scrubbed in {report.scrubbed}" if report.scrubbed else ""),
+        highlight=False,
+    )
+    for e in report.errors[:20]:
+        err.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
+    if report.rejected > 20:
+        err.print(f"  ... and {report.rejected - 20} more", highlight=False)
+    for q in report.quarantine:
+        err.print(f"rejected lines kept in {q}", highlight=False)
 
 
 def _emit_feedback_events(settings: Settings, negatives: int) -> int:

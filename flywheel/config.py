@@ -32,6 +32,16 @@ class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(5000, ge=1, le=100_000, description="Events written per SQLite transaction.")
+    flush_seconds: float = Field(
+        1.0, gt=0, le=3600,
+        description="A batch open this long is committed before the next line, so a slow line (or a stalled "
+        "stdin) never holds the lines before it.",
+    )
+    max_field_chars: int = Field(
+        100_000, ge=100, le=100_000_000,
+        description="A line with a longer text field (query, output, comment, any metadata string...) is "
+        "rejected and quarantined: it bounds the time and memory one line can cost.",
+    )
     edit_negative_threshold: float = Field(
         0.3,
         ge=0.0,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 
 class Signal(str, Enum):
@@ -50,8 +51,30 @@ Category = Literal["factual", "outdated_knowledge", "format", "tone", "off_topic
 Route = Literal["prompt", "rag", "finetune"]
 
 
+# A JSON number, never a string or a boolean, and finite: Python's JSON parser reads NaN and Infinity.
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Arm = Literal["production", "canary"]
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """Where inside JSON-like data a NaN or an infinity sits (its dotted path), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if (where := _non_finite(item, f"{path}.{key}" if path else str(key))) is not None:
+            return where
+    return None
+
+
 class FeedbackEvent(BaseModel):
-    """One line of a feedback JSONL file, exactly as SPEC.md defines it."""
+    """One line of a feedback JSONL file, exactly as SPEC.md defines it.
+
+    Strict where a lax reading would change the meaning: ``consent`` is a JSON boolean (``"yes"`` or
+    ``1`` is not consent), ``ts`` an ISO 8601 string with a timezone (an epoch number is ambiguous in
+    its unit), ``value`` and ``confidence`` finite JSON numbers. Versions may be numbers or strings
+    (teams log both) and are kept as strings.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
@@ -62,23 +85,41 @@ class FeedbackEvent(BaseModel):
     output: str
     user_id: str | None = None
     session_id: str | None = None
-    consent: bool = False
+    consent: StrictBool = False
     prompt_version: str | None = None
     model: str | None = None
-    confidence: float | None = Field(None, ge=0.0, le=1.0)
+    index_version: str | None = None
+    arm: Arm | None = Field(None, description="Which variant served the output, as `GET /v1/champion` told the product.")
+    confidence: Number | None = Field(None, ge=0.0, le=1.0)
     reason: Reason | None = None
     comment: str | None = None
     correction: str | None = None
     final_text: str | None = None
-    value: float | None = None
+    value: Number | None = None
     context_ids: list[str] | None = None
     metadata: dict[str, Any] | None = None
 
-    @field_validator("prompt_version", mode="before")
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _ts_is_text(cls, v: Any) -> Any:
+        if isinstance(v, str | datetime):
+            return v
+        raise ValueError("must be an ISO 8601 string with a timezone (e.g. 2026-11-10T10:00:00Z), not a number")
+
+    @field_validator("prompt_version", "index_version", mode="before")
     @classmethod
     def _version_as_text(cls, v: Any) -> Any:
-        # Teams log prompt versions as numbers as often as strings; keep both.
-        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+        # Teams log versions as numbers as often as strings; keep both (a finite number only).
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            return str(v)
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_is_finite(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and (where := _non_finite(v)) is not None:
+            raise ValueError(f"{where or 'a value'} is not a finite number")
+        return v
 
     @model_validator(mode="after")
     def _signal_needs_its_fields(self) -> FeedbackEvent:
@@ -116,6 +157,8 @@ class StoredEvent:
     consent: bool = False
     prompt_version: str | None = None
     model: str | None = None
+    index_version: str | None = None
+    arm: str | None = None  # "production" or "canary"
     confidence: float | None = None
     reason: str | None = None
     comment: str | None = None
@@ -138,14 +181,36 @@ class IngestError(BaseModel):
 
 
 class IngestReport(BaseModel):
+    """What one ingest did; every count is of this process's own work, never read back from the store."""
+
+    max_errors: ClassVar[int] = 1000  # a report stays readable when a whole file is bad
+
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
-    errors: list[IngestError] = Field(default_factory=list)
+    errors: list[IngestError] = Field(default_factory=list, description=f"The first {max_errors} rejections.")
+    errors_total: int = Field(0, description="Rejections in all, listed or not.")
+    errors_truncated: bool = Field(False, description="True when `errors` stopped before `errors_total`.")
     quarantine: list[str] = Field(default_factory=list, description="Files the rejected lines were written to.")
-    scrubbed: int = Field(0, description="Accepted events that had PII removed.")
-    negative: int = Field(0, description="Accepted events that are negative feedback.")
+    scrubbed: int = Field(0, description="Accepted (newly stored) events that had PII removed.")
+    negative: int = Field(0, description="Accepted (newly stored) events that are negative feedback.")
     prefect_events: int = Field(0, description="`flywheel.feedback.negative` events sent to Prefect.")
+
+    def reject(self, file: str, line: int, error: str) -> None:
+        """Count one rejected line; list it while the list is short."""
+        self.rejected += 1
+        self.errors_total += 1
+        if len(self.errors) < self.max_errors:
+            self.errors.append(IngestError(file=file, line=line, error=error))
+        else:
+            self.errors_truncated = True
+
+    def stored(self, offered: int, new: list[StoredEvent]) -> None:
+        """Count one committed batch: ``new`` are the events it stored, the rest were duplicates."""
+        self.accepted += len(new)
+        self.duplicates += offered - len(new)
+        self.scrubbed += sum(1 for e in new if e.pii_scrubbed)
+        self.negative += sum(1 for e in new if e.polarity < 0)
 
     def public(self) -> dict[str, Any]:
         """The SPEC document (with the extra fields SPEC allows to grow)."""

@@ -57,6 +57,6 @@ def test_ingest_json_from_the_console_script(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) | {"quarantine": None} == {
         "accepted": 1, "duplicates": 0, "rejected": 1, "scrubbed": 0, "quarantine": None, "negative": 0,
-        "prefect_events": 0,
+        "prefect_events": 0, "errors_total": 1, "errors_truncated": False,
         "errors": [{"file": str(src), "line": 2, "error": json.loads(proc.stdout)["errors"][0]["error"]}],
     }

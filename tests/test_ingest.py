@@ -11,6 +11,7 @@ import pytest
 from conftest import event, write_jsonl
 from flywheel.config import IngestSettings, load_settings
 from flywheel.feedback.ingest import ingest_files
+from flywheel.feedback.scrub import scrub_text
 from flywheel.feedback.store import SCHEMA_VERSION, open_store
 
 
@@ -35,12 +36,13 @@ def test_bad_lines_are_reported_with_line_numbers_and_quarantined(cli, tmp_path:
     assert "rating" in out["errors"][1]["error"] and "value" in out["errors"][1]["error"]
     assert out["errors"][2]["error"].startswith("ts:")
     assert out["errors"][3]["error"].startswith("signal:")
-    # Nothing lost: every rejected line is kept verbatim with where it came from.
-    (qfile,) = (flywheel_home / "quarantine").iterdir()
+    # Nothing lost: every rejected line is kept, PII scrubbed, with where it came from (the scrubber
+    # over-scrubs rather than leaks: line 6's "2026-11-10 10:00:00" looks like a phone number to it).
+    (qfile,) = (flywheel_home / "quarantine").glob("*.rejected.jsonl")
     kept = [json.loads(line) for line in qfile.read_text().splitlines()]
     assert [k["line"] for k in kept] == [2, 4, 6, 7]
     original = src.read_text().splitlines()
-    assert [k["raw"] for k in kept] == [original[i - 1] for i in (2, 4, 6, 7)]
+    assert [k["raw"] for k in kept] == [scrub_text(original[i - 1]) for i in (2, 4, 6, 7)]
 
 
 def test_reingest_is_idempotent_by_event_id(cli, tmp_path: Path) -> None:
@@ -158,3 +160,20 @@ def test_a_corrupted_store_gives_a_clear_error(cli, settings, tmp_path: Path) ->
     settings.store_path.write_bytes(b"this is not a database" * 100)
     out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("e1")])), "--json", expect=1)
     assert str(settings.store_path) in out["error"]
+
+
+def test_a_store_from_before_index_version_and_arm_is_upgraded_in_place(settings, tmp_path: Path, cli) -> None:
+    from flywheel.feedback.store import MIGRATIONS
+
+    settings.ensure_home()
+    db = sqlite3.connect(settings.store_path)
+    db.executescript(f"{MIGRATIONS[0]}; PRAGMA user_version = 1;")
+    db.execute("INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, strength, consent, query, output, "
+               "ingested_at) VALUES ('old', '2026-11-01T00:00:00+00:00', 1.0, 'thumbs_up', 1, 1.0, 0, 'q', 'o', 1.0)")
+    db.commit()
+    db.close()
+    cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("new", arm="production")])), "--json")
+    with open_store(settings.resolved_store_url) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        events = {e.event_id: (e.index_version, e.arm) for e in store.events()}
+    assert events == {"old": (None, None), "new": (None, "production")}

@@ -1,20 +1,24 @@
 """Streaming ingest: JSONL lines -> validated, scrubbed, normalised events in the store.
 
-Memory stays constant in file size: lines are read one at a time and written in batches.
-A bad line never stops the file: it is reported with its file and line number and written,
-untouched, to ``$FLYWHEEL_HOME/quarantine/`` so that nothing is lost.
+Memory stays constant in file size: lines are read one at a time and written in batches, and
+time is linear in it: no field may be longer than ``ingest.max_field_chars``. A bad line never
+stops the file: it is reported with its file and line number and written, PII scrubbed and once
+per distinct content, to ``$FLYWHEEL_HOME/quarantine/``.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
+import stat
 import sys
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pydantic import ValidationError
 
@@ -23,9 +27,11 @@ from flywheel.errors import UsageError
 from flywheel.feedback.scrub import scrub_text, scrub_value
 from flywheel.feedback.signals import normalise
 from flywheel.feedback.store import FeedbackStore
-from flywheel.schemas import FeedbackEvent, IngestError, IngestReport, StoredEvent
+from flywheel.schemas import FeedbackEvent, IngestReport, StoredEvent
+from flywheel.sqlite_util import open_migrated
 
-MAX_REPORTED_ERRORS = 1000
+# A line this long may take a while to scrub: the batch before it is committed first.
+_EXPENSIVE_LINE_BYTES = 64 * 1024
 _TEXT_FIELDS = ("query", "output", "comment", "correction", "final_text")
 
 ProgressFn = Callable[[int], None]
@@ -73,6 +79,8 @@ def to_stored(event: FeedbackEvent, settings: IngestSettings) -> StoredEvent:
         consent=event.consent,
         prompt_version=event.prompt_version,
         model=event.model,
+        index_version=event.index_version,
+        arm=event.arm,
         confidence=event.confidence,
         reason=event.reason.value if event.reason else None,
         comment=texts.get("comment"),
@@ -85,39 +93,155 @@ def to_stored(event: FeedbackEvent, settings: IngestSettings) -> StoredEvent:
     )
 
 
-class _Quarantine:
-    """Rejected lines, kept verbatim with where they came from; the file is created on first use."""
+class _SeenLines:
+    """Content hashes of the lines already quarantined (``quarantine/seen.sqlite``), so a re-ingest of
+    the same bad file keeps no second copy. It lives beside the quarantine files: deleting the directory
+    resets both. A hash is recorded in the same transaction that writes its line, so concurrent ingests
+    write a line once and a failed write leaves no mark."""
 
-    def __init__(self, directory: Path, source: str) -> None:
+    MIGRATIONS = ("CREATE TABLE seen (sha256 TEXT PRIMARY KEY)",)
+
+    def __init__(self, directory: Path) -> None:
+        self._db = open_migrated(directory / "seen.sqlite", self.MIGRATIONS, "quarantine index")
+
+    def write_once(self, raw: bytes, write: Callable[[], None]) -> None:
+        """Call ``write`` unless a line with this content was quarantined before."""
+        with self._db:
+            digest = hashlib.sha256(raw).hexdigest()
+            if self._db.execute("INSERT OR IGNORE INTO seen VALUES (?)", (digest,)).rowcount == 1:
+                write()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Quarantine:
+    """Rejected lines with where they came from and why, PII scrubbed, each distinct line kept once.
+
+    A line longer than ``ingest.max_field_chars`` is kept cut to that length (``raw_chars`` says how long
+    it was): the error already names the field, and scrubbing or storing it whole would cost what the
+    limit is there to bound. Files and the index are created on first use."""
+
+    def __init__(self, directory: Path, source: str, max_chars: int) -> None:
         self.directory = directory
-        stem = Path(source).name or "stdin"
+        self.max_chars = max_chars
+        stem = "stdin" if source == "-" else Path(source).name or "stdin"
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         self.path = directory / f"{stem}.{stamp}.{os.getpid()}.rejected.jsonl"
         self._fh: IO[str] | None = None
+        self._seen: _SeenLines | None = None
 
     def write(self, source: str, line_no: int, error: str, raw: bytes) -> None:
-        if self._fh is None:
+        if self._seen is None:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._seen = _SeenLines(self.directory)
+        self._seen.write_once(raw, lambda: self._append(self._record(source, line_no, error, raw)))
+
+    def _record(self, source: str, line_no: int, error: str, raw: bytes) -> dict[str, Any]:
+        text = raw.decode("utf-8", "replace")
+        record: dict[str, Any] = {"file": source, "line": line_no, "error": error}
+        if len(text) > self.max_chars:
+            record["raw_chars"] = len(text)
+            text = text[: self.max_chars]
+        return record | {"raw": scrub_text(text, set())}
+
+    def _append(self, record: dict[str, Any]) -> None:
+        if self._fh is None:
             self._fh = self.path.open("a", encoding="utf-8")
-        record = {"file": source, "line": line_no, "error": error, "raw": raw.decode("utf-8", "replace")}
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
 
     def close(self) -> str | None:
+        if self._seen is not None:
+            self._seen.close()
         if self._fh is None:
             return None
         self._fh.close()
         return str(self.path)
 
 
+class _Batch:
+    """Events waiting for one transaction. Committed when full, when open for ``flush_seconds``, and
+    before an expensive line, so a slow line (or a kill during it) never costs the lines before it."""
+
+    def __init__(self, store: FeedbackStore, source: str, report: IngestReport, settings: IngestSettings,
+                 clock: Callable[[], float]) -> None:
+        self.store, self.source, self.report, self.settings, self.clock = store, source, report, settings, clock
+        self.events: list[StoredEvent] = []
+        self.opened = 0.0
+
+    def add(self, event: StoredEvent) -> None:
+        if not self.events:
+            self.opened = self.clock()
+        self.events.append(event)
+        if len(self.events) >= self.settings.batch_size:
+            self.flush()
+
+    def is_old(self) -> bool:
+        return bool(self.events) and self.clock() - self.opened >= self.settings.flush_seconds
+
+    def flush(self) -> None:
+        if self.events:
+            self.report.stored(len(self.events), self.store.add(self.events, self.source))
+            self.events.clear()
+
+
 def _open_source(source: str) -> IO[bytes]:
+    """The binary stream of a file (or stdin for ``-``); a file that cannot be opened is a usage error."""
     if source == "-":
         return sys.stdin.buffer
-    path = Path(source)
-    if not path.exists():
-        raise UsageError(f"{source}: no such file")
-    if path.is_dir():
-        raise UsageError(f"{source}: is a directory, expected a JSONL file")
-    return path.open("rb")
+    try:
+        return Path(source).open("rb")
+    except FileNotFoundError:
+        raise UsageError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{source}: is a directory, expected a JSONL file") from None
+    except OSError as exc:  # permission denied, a path through a file, ...
+        raise UsageError(f"{source}: cannot be opened: {exc.strerror or exc}") from None
+
+
+def _read(fh: IO[bytes], source: str) -> Iterator[bytes]:
+    """Lines of ``fh``, a UTF-8 byte order mark dropped; a read error is a usage error naming the file."""
+    try:
+        first = True
+        for raw in fh:
+            yield raw.removeprefix(codecs.BOM_UTF8) if first else raw
+            first = False
+    except OSError as exc:
+        raise UsageError(f"{source}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _too_long(event: FeedbackEvent, limit: int) -> str | None:
+    """The first text field longer than ``limit`` (scrubbing it would cost too much), as an error."""
+    for name in FeedbackEvent.model_fields:
+        for where, text in _texts(getattr(event, name), name):
+            if len(text) > limit:
+                return f"{where}: {len(text)} characters, more than ingest.max_field_chars ({limit})"
+    return None
+
+
+def _texts(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string inside a field's value, with its dotted path (metadata keys included)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(key, path)
+            yield from _texts(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _texts(item, f"{path}.{i}")
+
+
+def _parse(line: bytes, settings: IngestSettings) -> StoredEvent | str:
+    """One line as a stored event, or why it was rejected."""
+    try:
+        event = FeedbackEvent.model_validate_json(line)
+    except ValidationError as exc:
+        return describe_validation_error(exc)
+    if (error := _too_long(event, settings.max_field_chars)) is not None:
+        return error
+    return to_stored(event, settings)
 
 
 def ingest_lines(
@@ -128,44 +252,34 @@ def ingest_lines(
     settings: IngestSettings,
     report: IngestReport,
     progress: ProgressFn | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Validate, scrub and store ``lines`` (1-based numbering), updating ``report`` in place."""
-    quarantine = _Quarantine(quarantine_dir, source)
-    batch: list[StoredEvent] = []
+    """Validate, scrub and store ``lines`` (1-based numbering), updating ``report`` in place.
 
-    def flush() -> None:
-        if batch:
-            stored = store.add(batch, source)
-            report.accepted += stored
-            report.duplicates += len(batch) - stored
-            batch.clear()
-
+    Lines before an interruption (Ctrl-C, an unreadable file) are committed before it propagates."""
+    quarantine = _Quarantine(quarantine_dir, source, settings.max_field_chars)
+    batch = _Batch(store, source, report, settings, clock)
     try:
         for line_no, raw in enumerate(lines, start=1):
             if progress:
                 progress(len(raw))
-            stripped = raw.strip()
-            if not stripped:
+            line = raw.strip()
+            if not line:
                 continue
-            try:
-                event = FeedbackEvent.model_validate_json(stripped)
-                stored_event = to_stored(event, settings)
-            except ValidationError as exc:
-                error = describe_validation_error(exc)
-            except (ValueError, UnicodeDecodeError) as exc:  # pragma: no cover - defensive
-                error = str(exc)
+            if batch.is_old() or len(line) >= _EXPENSIVE_LINE_BYTES:
+                batch.flush()
+            outcome = _parse(line, settings)
+            if isinstance(outcome, StoredEvent):
+                batch.add(outcome)
             else:
-                if stored_event.pii_scrubbed:
-                    report.scrubbed += 1
-                batch.append(stored_event)
-                if len(batch) >= settings.batch_size:
-                    flush()
-                continue
-            report.rejected += 1
-            if len(report.errors) < MAX_REPORTED_ERRORS:
-                report.errors.append(IngestError(file=source, line=line_no, error=error))
-            quarantine.write(source, line_no, error, stripped)
-        flush()
+                report.reject(source, line_no, outcome)
+                quarantine.write(source, line_no, outcome, line)
+            if batch.is_old():
+                batch.flush()
+        batch.flush()
+    except (UsageError, KeyboardInterrupt):
+        batch.flush()
+        raise
     finally:
         kept = quarantine.close()
         if kept:
@@ -179,7 +293,8 @@ def ingest_files(
     settings: IngestSettings,
     progress: ProgressFn | None = None,
 ) -> IngestReport:
-    """Ingest every file in order; a missing file is a usage error raised before anything is read."""
+    """Ingest every file in order; a file that cannot be opened is a usage error raised before anything
+    is read (one that fails while being read, after the lines before the failure are stored)."""
     if not sources:
         raise UsageError("give at least one JSONL file to ingest (or - for stdin)")
     for source in sources:
@@ -189,7 +304,7 @@ def ingest_files(
     for source in sources:
         fh = _open_source(source)
         try:
-            ingest_lines(fh, source, store, quarantine_dir, settings, report, progress)
+            ingest_lines(_read(fh, source), source, store, quarantine_dir, settings, report, progress)
         finally:
             if fh is not sys.stdin.buffer:
                 fh.close()
@@ -197,9 +312,16 @@ def ingest_files(
 
 
 def total_bytes(sources: list[str]) -> int | None:
-    """Sum of file sizes, for a progress bar; None when reading stdin."""
+    """Sum of file sizes, for a progress bar; None when reading stdin. Paths that cannot be looked at
+    count 0 here: ingest reports them."""
     if "-" in sources:
         return None
-    return sum(Path(s).stat().st_size for s in sources if Path(s).is_file())
+    return sum(_size(s) for s in sources)
 
 
+def _size(source: str) -> int:
+    try:
+        st = os.stat(source)
+    except OSError:
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0

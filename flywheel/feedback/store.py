@@ -50,6 +50,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_polarity_ts ON events (polarity, ts_epoch);
     CREATE INDEX events_ingested ON events (ingested_at);
     """,
+    # 2: which index version and which arm (production or canary) served the output (SPEC's optional fields)
+    """
+    ALTER TABLE events ADD COLUMN index_version TEXT;
+    ALTER TABLE events ADD COLUMN arm TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -57,7 +62,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _COLUMNS = (
     "event_id, ts, ts_epoch, signal, polarity, strength, user_id, session_id, consent, prompt_version, model, "
     "confidence, reason, query, output, comment, correction, final_text, value, context_ids, metadata, "
-    "pii_scrubbed, source, ingested_at"
+    "pii_scrubbed, source, ingested_at, index_version, arm"
 )
 _INSERT = f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(', ')))})"
 _SELECT = f"SELECT {_COLUMNS} FROM events"
@@ -66,8 +71,11 @@ _SELECT = f"SELECT {_COLUMNS} FROM events"
 class FeedbackStore(Protocol):
     """What the rest of Flywheel needs from a feedback store."""
 
-    def add(self, events: Sequence[StoredEvent], source: str) -> int:
-        """Store events not seen before (by ``event_id``); return how many were new."""
+    def add(self, events: Sequence[StoredEvent], source: str) -> list[StoredEvent]:
+        """Store events not seen before (by ``event_id``) in one transaction; return those that were new.
+
+        Exactly this call's new events, whatever other writers store meanwhile: the counts an ingest
+        reports (and the Prefect events it sends) are its own."""
 
     def events(self, *, polarity: int | None = None, since: datetime | None = None) -> Iterator[StoredEvent]:
         """Stored events, oldest first, optionally only one polarity or those after ``since``."""
@@ -105,6 +113,8 @@ def _row_tuple(e: StoredEvent, source: str, now: float) -> tuple[Any, ...]:
         ",".join(sorted(e.pii_scrubbed)) if e.pii_scrubbed else None,
         source,
         now,
+        e.index_version,
+        e.arm,
     )
 
 
@@ -131,6 +141,8 @@ def _row_event(r: sqlite3.Row | tuple[Any, ...]) -> StoredEvent:
         context_ids=json.loads(r[19]) if r[19] else [],
         metadata=json.loads(r[20]) if r[20] else {},
         pii_scrubbed=r[21].split(",") if r[21] else [],
+        index_version=r[24],
+        arm=r[25],
     )
 
 
@@ -145,13 +157,10 @@ class SQLiteFeedbackStore:
     def schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    def add(self, events: Sequence[StoredEvent], source: str) -> int:
+    def add(self, events: Sequence[StoredEvent], source: str) -> list[StoredEvent]:
         now = datetime.now(timezone.utc).timestamp()
-        rows = [_row_tuple(e, source, now) for e in events]
-        with self._db:
-            before = self._db.total_changes
-            self._db.executemany(_INSERT, rows)
-            return self._db.total_changes - before
+        with self._db:  # one transaction; each INSERT OR IGNORE says whether its row was new
+            return [e for e in events if self._db.execute(_INSERT, _row_tuple(e, source, now)).rowcount == 1]
 
     def events(self, *, polarity: int | None = None, since: datetime | None = None) -> Iterator[StoredEvent]:
         where, args = [], []
