@@ -53,7 +53,8 @@ def build_dataset(settings: Settings, *, min_examples: int | None = None, log: b
         return {"built": False, "examples": len(curated.examples), "min_examples": threshold,
                 "missing": threshold - len(curated.examples), "train": 0, "validation": 0,
                 "preference_pairs": len(curated.pairs), "version": None, "path": None, "jsonl": None,
-                "excluded": {k: curated.excluded[k] for k in EXCLUSIONS}, "candidates": curated.candidates}
+                "excluded": {k: curated.excluded[k] for k in EXCLUSIONS}, "candidates": curated.candidates,
+                "excluded_rules": dict(sorted(curated.excluded_rules.items()))}
     built = write_dataset(curated, settings.ensure_home() / "datasets", champion.template if champion else None,
                           settings.finetune, champion.version if champion else None)
     doc = built.public()
@@ -92,7 +93,8 @@ def log_dataset(settings: Settings, built: BuiltDataset) -> str:
 
     counts = {"examples": built.examples, "train": built.train, "validation": built.validation,
               "preference_pairs": built.preference_pairs, "candidates": built.candidates,
-              **{f"excluded.{k}": v for k, v in built.excluded.items()}}
+              **{f"excluded.{k}": v for k, v in built.excluded.items()},
+              **{f"excluded.{k}": v for k, v in built.excluded_rules.items() if "." in k}}
     client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in counts.items()],
                      params=[Param("dataset_version", built.version), Param("path", built.path),
                              Param("system_prompt_version", str(built.system_prompt_version))])

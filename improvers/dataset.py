@@ -17,18 +17,25 @@ expert review >= 0.8            the model's output           -
 Positive and negative signal stay apart: SFT examples are good answers only; what users rejected
 appears only as the ``rejected`` side of a preference pair (DPO).
 
-Curation, in this order, each exclusion counted:
+Curation, in this order, each exclusion counted in total (``excluded``, SPEC's keys) and by rule
+(``excluded_rules``, the key before the dot is the total it adds to):
 
 1. **no_consent**: the event would have given an example but its user did not consent.
-2. **low_quality** (rules): the target answer is shorter than ``min_answer_chars``; the query or
-   the answer is longer than ``max_chars``; the query is under 3 characters; the answer repeats the
-   query; a correction or edit equals the output it corrects (no signal); the answer still holds a
-   PII placeholder (``[EMAIL]``...: a model must not learn to emit them).
-3. **golden_overlap**: the query is a near-duplicate of a golden input (MinHash estimate at least
-   ``near_duplicate_threshold``, or equal after normalising): evaluation must not leak into training.
-4. **duplicates**: the same (query, answer) after normalising, or a near-duplicate of an earlier
-   example (MinHash over character 5-grams of query and answer); the earliest is kept.
+2. **low_quality** (rules): ``too_short`` (the target answer is shorter than ``min_answer_chars``),
+   ``too_long`` (the query or the answer is longer than ``max_chars``), ``short_query`` (under 3
+   characters), ``repeats_query`` (the answer repeats the query), ``correction_equals_output`` (a
+   correction or edit equals the output it corrects: no signal).
+3. **golden_overlap** (``exact``, ``near``): the query equals a golden input after normalising, or is a
+   near-duplicate of one (MinHash estimate at least ``near_duplicate_threshold``): evaluation must not
+   leak into training.
+4. **duplicates** (``exact``, ``near``): the same (query, answer) after normalising, or a near-duplicate
+   of an earlier example (MinHash over character 5-grams of query and answer); the earliest is kept.
 5. **per_user_cap**: one user contributes at most ``per_user_cap`` examples (the earliest).
+
+PII: the text was scrubbed at ingest and is scrubbed again here; the rules above run on the scrubbed
+text (placeholders and all, so two examples that differ only in a scrubbed value are duplicates). The
+placeholders left in kept examples are then replaced by seeded Faker surrogates (improvers/surrogates.py):
+no placeholder reaches a training target, and no example is dropped for the PII it held.
 
 The split is stratified by source and stable: an example's split depends only on its id. The
 version is a hash of the content (system prompt, examples, splits, pairs), so the same feedback
@@ -39,7 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -52,9 +58,9 @@ from flywheel.config import FinetuneSettings
 from flywheel.feedback.scrub import scrub_text
 from flywheel.schemas import StoredEvent
 from improvers.dedup import NearDuplicateIndex, normalise, signatures
+from improvers.surrogates import SurrogateTable
 
 EXCLUSIONS = ("no_consent", "duplicates", "golden_overlap", "low_quality", "per_user_cap")
-_PLACEHOLDER = re.compile(r"\[(?:EMAIL|SECRET|CARD|IP|PHONE)\]")
 
 
 @dataclass(slots=True)
@@ -75,11 +81,19 @@ class Example:
 
 @dataclass
 class Curated:
-    """What curation kept, and how many of each kind of exclusion."""
+    """What curation kept, how many of each kind of exclusion (in total and by rule), and how many PII
+    surrogates of each kind the kept examples got."""
 
     examples: list[Example]
     candidates: int  # events that would have given an example, before curation
     excluded: Counter[str] = field(default_factory=Counter)
+    excluded_rules: Counter[str] = field(default_factory=Counter)  # "low_quality.too_short": n, ...
+    surrogates: Counter[str] = field(default_factory=Counter)
+
+    def exclude(self, rule: str) -> None:
+        """Count one exclusion under its rule and under the total it belongs to (the part before the dot)."""
+        self.excluded[rule.split(".", 1)[0]] += 1
+        self.excluded_rules[rule] += 1
 
     @property
     def pairs(self) -> list[Example]:
@@ -104,17 +118,20 @@ def example_of(e: StoredEvent, s: FinetuneSettings) -> Example | None:
     return None
 
 
-def low_quality(ex: Example, s: FinetuneSettings) -> bool:
+def low_quality(ex: Example, s: FinetuneSettings) -> str | None:
+    """The first low-quality rule ``ex`` breaks (see the module docstring), or None."""
     answer, query = ex.answer.strip(), ex.query.strip()
-    return (
-        len(answer) < s.min_answer_chars
-        or len(answer) > s.max_chars
-        or len(query) > s.max_chars
-        or len(query) < 3
-        or normalise(answer) == normalise(query)
-        or (ex.rejected is not None and normalise(answer) == normalise(ex.rejected))
-        or bool(_PLACEHOLDER.search(answer))
-    )
+    if len(answer) < s.min_answer_chars:
+        return "too_short"
+    if len(answer) > s.max_chars or len(query) > s.max_chars:
+        return "too_long"
+    if len(query) < 3:
+        return "short_query"
+    if normalise(answer) == normalise(query):
+        return "repeats_query"
+    if ex.rejected is not None and normalise(answer) == normalise(ex.rejected):
+        return "correction_equals_output"
+    return None
 
 
 def _scrubbed(ex: Example) -> Example:
@@ -125,22 +142,31 @@ def _scrubbed(ex: Example) -> Example:
     return ex
 
 
+def _with_surrogates(ex: Example) -> SurrogateTable:
+    """Replace the PII placeholders of ``ex`` in place (query, answer, rejected output alike)."""
+    table = SurrogateTable(ex.example_id)
+    ex.query, ex.answer = table.fill(ex.query), table.fill(ex.answer)
+    if ex.rejected is not None:
+        ex.rejected = table.fill(ex.rejected)
+    return table
+
+
 def curate(events: Iterable[StoredEvent], golden_inputs: Sequence[str], s: FinetuneSettings) -> Curated:
     """Examples from ``events`` (any order; they are sorted oldest first), curated as documented above."""
-    excluded: Counter[str] = Counter({k: 0 for k in EXCLUSIONS})
+    out = Curated(examples=[], candidates=0, excluded=Counter({k: 0 for k in EXCLUSIONS}))
     pool: list[Example] = []
-    candidates = 0
     for e in events:
         ex = example_of(e, s)
         if ex is None:
             continue
-        candidates += 1
+        out.candidates += 1
         if not e.consent:
-            excluded["no_consent"] += 1
+            out.exclude("no_consent")
             continue
         ex = _scrubbed(ex)
-        if low_quality(ex, s):
-            excluded["low_quality"] += 1
+        rule = low_quality(ex, s)
+        if rule is not None:
+            out.exclude(f"low_quality.{rule}")
             continue
         pool.append(ex)
     pool.sort(key=lambda x: (x.ts, x.example_id))
@@ -151,8 +177,10 @@ def curate(events: Iterable[StoredEvent], golden_inputs: Sequence[str], s: Finet
     query_sigs = signatures([x.query for x in pool])
     clean: list[Example] = []
     for ex, sig in zip(pool, query_sigs, strict=True):
-        if normalise(ex.query) in golden_exact or golden_index.match(sig) is not None:
-            excluded["golden_overlap"] += 1
+        if normalise(ex.query) in golden_exact:
+            out.exclude("golden_overlap.exact")
+        elif golden_index.match(sig) is not None:
+            out.exclude("golden_overlap.near")
         else:
             clean.append(ex)
 
@@ -163,26 +191,26 @@ def curate(events: Iterable[StoredEvent], golden_inputs: Sequence[str], s: Finet
     for ex in clean:
         key = (normalise(ex.query), normalise(ex.answer))
         if key in seen:
-            excluded["duplicates"] += 1
+            out.exclude("duplicates.exact")
             continue
         seen.add(key)
         exact_unique.append(ex)
     for ex, sig in zip(exact_unique, signatures([f"{x.query}\n{x.answer}" for x in exact_unique]), strict=True):
         if near.match(sig) is not None:
-            excluded["duplicates"] += 1
+            out.exclude("duplicates.near")
             continue
         near.add(sig)
         distinct.append(ex)
 
     per_user: Counter[str] = Counter()
-    kept: list[Example] = []
     for ex in distinct:
         if per_user[ex.user] >= s.per_user_cap:
-            excluded["per_user_cap"] += 1
+            out.exclude("per_user_cap")
             continue
         per_user[ex.user] += 1
-        kept.append(ex)
-    return Curated(examples=kept, candidates=candidates, excluded=excluded)
+        out.surrogates += _with_surrogates(ex).kinds()
+        out.examples.append(ex)
+    return out
 
 
 def split(examples: Sequence[Example], validation_fraction: float) -> tuple[list[Example], list[Example]]:
@@ -242,6 +270,8 @@ class BuiltDataset:
     excluded: dict[str, int]
     sources: dict[str, int]
     candidates: int
+    excluded_rules: dict[str, int] = field(default_factory=dict)
+    surrogates: dict[str, int] = field(default_factory=dict)  # PII stand-ins by kind, see improvers/surrogates.py
     system_prompt_version: str | None = None
     reused: bool = False
 
@@ -257,6 +287,8 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 def card_markdown(b: BuiltDataset, s: FinetuneSettings) -> str:
     excluded = "\n".join(f"| {k} | {v} |" for k, v in b.excluded.items())
+    rules = "\n".join(f"| {k} | {v} |" for k, v in b.excluded_rules.items())
+    surrogates = ", ".join(f"{k} {v}" for k, v in b.surrogates.items()) or "none"
     sources = "\n".join(f"| {k} | {v} |" for k, v in sorted(b.sources.items()))
     return f"""# Flywheel fine-tune dataset `{b.version}`
 
@@ -278,10 +310,24 @@ the same feedback gives the same version.
 |---|---|
 {excluded}
 
+By rule:
+
+| rule | events |
+|---|---|
+{rules}
+
 Rules: near-duplicate threshold {s.near_duplicate_threshold} (MinHash, character 5-grams of query and
 answer; the same estimate against golden inputs), per-user cap {s.per_user_cap}, answers of
-{s.min_answer_chars}..{s.max_chars} characters, no PII placeholders, no correction equal to the output.
-Events without consent never enter; text is PII-scrubbed.
+{s.min_answer_chars}..{s.max_chars} characters, no correction equal to the output.
+Events without consent never enter.
+
+## PII
+Text was scrubbed at ingest (e-mails, phones, cards, IPs, IBANs, SSNs, street addresses, names and
+secrets became a placeholder per kind) and scrubbed again when this dataset was built. The
+placeholders were then replaced by realistic surrogates from Faker, seeded by the example id, so the same
+feedback gives the same files: the n-th placeholder of a kind in an example's query, answer and
+rejected output stands for the same surrogate. No placeholder and no original value is in these files.
+Surrogates made: {surrogates}.
 
 ## Files
 - `train.jsonl`, `validation.jsonl`: OpenAI chat fine-tuning format
@@ -305,7 +351,8 @@ def write_dataset(curated: Curated, root: Path, system_prompt: str | None, s: Fi
         validation_jsonl=str(final / "validation.jsonl"), preference_jsonl=str(final / "preference.jsonl"),
         examples=len(curated.examples), train=len(train), validation=len(validation), preference_pairs=len(pairs),
         excluded=dict(curated.excluded), sources=dict(Counter(x.source for x in curated.examples)),
-        candidates=curated.candidates, system_prompt_version=system_prompt_version,
+        candidates=curated.candidates, excluded_rules=dict(sorted(curated.excluded_rules.items())),
+        surrogates=dict(sorted(curated.surrogates.items())), system_prompt_version=system_prompt_version,
     )
     if (final / "card.json").exists():
         built.reused = True

@@ -14,10 +14,12 @@ import pytest
 from conftest import event, write_jsonl
 from flywheel.config import FinetuneSettings, IngestSettings, TriageSettings, load_settings
 from flywheel.feedback.ingest import to_stored
+from flywheel.feedback.scrub import PLACEHOLDERS
 from flywheel.schemas import FailureCluster, FeedbackEvent
 from flywheel.sim.finetune import FineTuneOptions
 from flywheel.sim.server import SimOptions, Simulator
 from improvers.dataset import curate
+from improvers.surrogates import PLACEHOLDER, SURROGATES
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 _WORDS = [f"{a}{b}" for a in ("sync", "share", "bill", "file", "team", "auth", "disk", "link", "plan", "app")
@@ -90,6 +92,77 @@ def test_positive_and_negative_signal_stay_apart() -> None:
                                                             "It is 2 GB per file.")
 
 
+def test_every_exclusion_is_counted_by_rule_and_the_rules_sum_to_the_totals() -> None:
+    rows = corrections(6, seed=11)
+    rows += [event("short", signal="correction", correction="ok", user_id="z1"),
+             event("long", signal="correction", correction="x " * 3000, user_id="z2"),
+             event("q", signal="correction", query="?", correction="A perfectly good answer.", user_id="z3"),
+             event("echo", signal="correction", query="How do I export data?", correction="how do I export data?",
+                   user_id="z4"),
+             event("same", signal="correction", correction="The Pro plan costs $10 per month.", user_id="z5"),
+             {**rows[0], "event_id": "copy", "ts": "2026-11-03T00:00:00+00:00"},
+             {**rows[1], "event_id": "nc", "consent": False}]
+    out = curate(stored(rows), [rows[2]["query"]], FinetuneSettings())
+    assert {k: v for k, v in out.excluded_rules.items() if k.startswith("low_quality.")} == {
+        "low_quality.too_short": 1, "low_quality.too_long": 1, "low_quality.short_query": 1,
+        "low_quality.repeats_query": 1, "low_quality.correction_equals_output": 1}
+    assert out.excluded_rules["golden_overlap.exact"] == 1 and out.excluded_rules["duplicates.exact"] == 1
+    for total, n in out.excluded.items():
+        assert n == sum(v for k, v in out.excluded_rules.items() if k.split(".")[0] == total), total
+    assert out.excluded["low_quality"] == 5 and out.excluded["no_consent"] == 1 and len(out.examples) == 5
+
+
+def test_every_placeholder_kind_has_a_surrogate() -> None:
+    assert set(SURROGATES) == set(PLACEHOLDERS)
+
+
+def test_surrogates_are_consistent_within_an_example_and_differ_between_examples() -> None:
+    rows = [event(f"s{i}", signal="correction", user_id=f"u{i}",
+                  query=f"My email is jane.roe{i}@example.com and my colleague's is bob.roe{i}@example.com, Jane Doe "
+                        f"here: {sentence(random.Random(i))}?",
+                  output="I cannot help with that.",
+                  correction=f"We wrote to jane.roe{i}@example.com, then bob.roe{i}@example.com. Regards, Maria Garcia")
+            for i in range(3)]
+    out = curate(stored(rows), [], FinetuneSettings())
+    emails = re.compile(r"[\w.+-]+@example\.(?:com|org|net)")
+    firsts = []
+    for ex in out.examples:
+        assert not PLACEHOLDER.search(ex.query + ex.answer + (ex.rejected or "")), ex
+        in_query, in_answer = emails.findall(ex.query), emails.findall(ex.answer)
+        assert in_query == in_answer and len(set(in_query)) == 2  # n-th [EMAIL] -> the same n-th surrogate
+        assert not any(f"roe{ex.example_id[1:]}@" in e for e in in_query)  # not the original value
+        firsts.append(in_query[0])
+    assert len(set(firsts)) == 3  # seeded per example: other examples get other surrogates
+    # The first [NAME] of the answer takes the query's first: the rule cannot tell two people apart.
+    assert out.surrogates == {"email": 6, "name": 3}
+
+
+def test_an_answer_that_held_pii_is_kept_with_surrogates(cli, tmp_path: Path, monkeypatch) -> None:
+    """1,200 corrections ending "Call +1 415 555 0123 if stuck." gave `built: false, low_quality: 900`."""
+    rows = corrections(150, seed=12)
+    rows = [{**r, "correction": r["correction"] + " Call +1 415 555 0123 if stuck."} for r in rows]
+    src = write_jsonl(tmp_path / "fb.jsonl", rows)
+    cli("ingest", str(src), "--json")
+    out = _build(cli, "--min-examples", "100")
+    assert out["built"] and out["examples"] == 150 and out["excluded"]["low_quality"] == 0
+    assert sum(v for k, v in out["excluded_rules"].items() if k.startswith("low_quality.")) == 0
+    names = ("train.jsonl", "validation.jsonl", "preference.jsonl", "card.json", "README.md")
+    files = [p for p in Path(out["path"]).rglob("*") if p.is_file()]
+    for path in files:
+        text = path.read_bytes().decode("utf-8", "replace")
+        assert "415 555 0123" not in text and not PLACEHOLDER.search(text), path
+    answers = [json.loads(line)["messages"][-1]["content"] for line in open(out["jsonl"])]
+    assert all(re.search(r"Call \+1 \d{3} 555 01\d\d if stuck\.$", a) for a in answers)
+    card = (Path(out["path"]) / "README.md").read_text()
+    assert "## PII" in card and "surrogates from Faker" in card and "phone 150" in card
+    first = {n: (Path(out["path"]) / n).read_bytes() for n in names}
+    monkeypatch.setenv("FLYWHEEL_HOME", str(tmp_path / "again"))  # a new store from the same feedback
+    cli("ingest", str(src), "--json")
+    again = _build(cli, "--min-examples", "100")
+    assert again["path"] != out["path"]
+    assert {n: (Path(again["path"]) / n).read_bytes() for n in names} == first  # byte-identical
+
+
 # -- the dataset through the CLI -------------------------------------------------------------------
 def _build(cli, *extra: str) -> dict:
     return cli("dataset", "build", *extra, "--json")
@@ -124,13 +197,17 @@ def test_no_unconsented_text_and_no_pii_in_any_dataset_file(cli, tmp_path: Path)
     assert out["built"] and out["excluded"]["no_consent"] == 10
     files = [p for p in Path(out["path"]).rglob("*") if p.is_file()]
     assert any(p.suffix == ".arrow" for p in files) and any(p.name == "train.jsonl" for p in files)
+    planted = [f"jane.doe{i}@example.com" for i in range(10)] + [f"+1 415 555 01{i:02d}" for i in range(10)]
+    planted += ["jane.doe@example.com", "4111 1111 1111 1111", "4111111111111111"]
     for path in files:
         data = path.read_bytes()
         assert b"Bluebird" not in data, path
-        assert b"@example.com" not in data and b"4111 1111" not in data and b"555 01" not in data, path
+        assert not [v for v in planted if v.encode() in data], path
+        assert not PLACEHOLDER.search(data.decode("utf-8", "replace")), path
     text = (Path(out["path"]) / "train.jsonl").read_text() + (Path(out["path"]) / "validation.jsonl").read_text()
-    assert text.count("[EMAIL]") == 10 and text.count("[CARD]") == 10  # the questions are there, scrubbed
-    assert out["excluded"]["low_quality"] == 1  # an answer that held PII teaches a placeholder: dropped
+    assert text.count("My email is ") == 10  # the questions are there, their PII replaced by surrogates
+    assert out["excluded"]["low_quality"] == 0 and out["examples"] == 41  # an answer that held PII is kept
+    assert out["surrogates"] == {"card": 10, "email": 11, "phone": 10}
 
 
 def test_versions_are_deterministic_and_files_well_formed(cli, tmp_path: Path, monkeypatch) -> None:

@@ -70,7 +70,17 @@ PII = {
     "card": "4111 1111 1111 1111",
     "ip": "203.0.113.77",
     "key": "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2",
+    "aws": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "jwt_payload": "eyJzdWIiOiJqYW5lLmRvZSIsImFkbWluIjp0cnVlfQ",
+    "jwt_signature": "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "iban": "DE89 3704 0044 0532 0130 00",
+    "ssn": "219099999",
+    "ssn_dashed": "219-09-9999",
+    "address": "221B Baker Street",
+    "name": "Maria Garcia",
+    "introduced": "Xavier Quill",
 }
+JWT = f"eyJhbGciOiJIUzI1NiJ9.{PII['jwt_payload']}.{PII['jwt_signature']}"
 
 
 def test_pii_is_absent_from_the_store_files_after_ingest(cli, tmp_path: Path, flywheel_home: Path) -> None:
@@ -79,14 +89,21 @@ def test_pii_is_absent_from_the_store_files_after_ingest(cli, tmp_path: Path, fl
         event("p2", output=f"from {PII['ip']}", correction=f"use key {PII['key']}", signal="correction"),
         event("p3", signal="edit", final_text=f"Write to {PII['email']}", metadata={"note": f"ip {PII['ip']}"}),
         event("p4", user_id=PII["email"]),
+        event("p5", query=f"my aws secret is {PII['aws']} and my token {JWT}", comment=f"IBAN {PII['iban']}"),
+        event("p6", query=f"SSN {PII['ssn']}, or social security number {PII['ssn_dashed']}",
+              output=f"Ship it to {PII['address']}, London", metadata={"from": f"{PII['name']} wrote"}),
+        event("p7", signal="correction", correction=f"Hello, my name is {PII['introduced']}. Why is sync slow?"),
     ]
     out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", rows)), "--json")
-    assert out["accepted"] == 4 and out["scrubbed"] == 4
+    assert out["accepted"] == 7 and out["scrubbed"] == 7
     with open_store(load_settings().resolved_store_url) as store:
         events = {e.event_id: e for e in store.events()}
     assert set(events["p1"].pii_scrubbed) == {"email", "phone", "card"}
     assert "[EMAIL]" in events["p1"].query and "[CARD]" in (events["p1"].comment or "")
     assert events["p4"].user_id and events["p4"].user_id.startswith("pii-")
+    assert set(events["p5"].pii_scrubbed) == {"secret", "iban"} and events["p5"].query.count("[SECRET]") == 2
+    assert set(events["p6"].pii_scrubbed) == {"ssn", "address", "name"} and events["p6"].query.count("[SSN]") == 2
+    assert events["p7"].pii_scrubbed == ["name"]
     # Byte-level: no PII string in the database, its WAL, or anywhere under FLYWHEEL_HOME.
     blobs = b"".join(p.read_bytes() for p in flywheel_home.rglob("*") if p.is_file())
     for value in PII.values():

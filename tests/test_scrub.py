@@ -20,6 +20,25 @@ from flywheel.feedback.scrub import scrub_text, scrub_value
         ("aws AKIAIOSFODNN7EXAMPLE", "secret", "[SECRET]"),
         ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc", "secret", "[SECRET]"),
         ("token ghp_0123456789abcdefghijklmnopqrstuvwxyz", "secret", "[SECRET]"),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "secret", "[SECRET]"),
+        ("secret=wJalrXUtnFEMI+K7MDENG/bPxRfiCYEXAMPLEKEY.", "secret", "[SECRET]"),
+        ("iban DE89 3704 0044 0532 0130 00 please", "iban", "[IBAN]"),
+        ("pay to GB82WEST12345698765432.", "iban", "[IBAN]"),
+        ("my SSN 219099999", "ssn", "[SSN]"),
+        ("social security number 219-09-9999", "ssn", "[SSN]"),
+        ("the form says 123-45-6789", "ssn", "[SSN]"),
+        ("ship it to 1600 Amphitheatre Parkway, Mountain View", "address", "[ADDRESS]"),
+        ("at 221B Baker Street", "address", "[ADDRESS]"),
+        ("12 Oak Drive and the garage", "address", "[ADDRESS]"),
+        ("12 Rue de Rivoli, Paris", "address", "[ADDRESS]"),
+        ("Hauptstraße 5, Berlin", "address", "[ADDRESS]"),
+        ("ask Jane Doe about it", "name", "[NAME]"),
+        ("Maria Garcia wrote", "name", "[NAME]"),
+        ("Mark Johnson wrote", "name", "[NAME]"),
+        ("talk to Dr. Okonkwo", "name", "[NAME]"),
+        ("hello, my name is Xavier Quill", "name", "[NAME]"),
+        ("I am Tom and I need help", "name", "[NAME]"),
+        ("Thanks,\nJane", "name", "[NAME]"),
     ],
 )
 def test_pii_is_replaced_and_recorded(text: str, kind: str, placeholder: str) -> None:
@@ -36,6 +55,13 @@ def test_pii_is_replaced_and_recorded(text: str, kind: str, placeholder: str) ->
         "meeting at 12:30, ratio 3:4",
         "account 4411 and invoice INV-2024-0001",
         "4111 1111 1111 1112 fails the Luhn check",
+        "price 1,299.00 EUR, ticket 987654, call back at 9:45 on 05/06/2024",
+        "DE88 3704 0044 0532 0130 00 has a wrong checksum",
+        "May I export my data? Will you help? New York office, Pro plan, Monday April 3",
+        "Grace Period ends in June; Summer Sale; Mark Complete; Edit Settings",
+        "The Team plan has 2 Nimbus Drive folders and 3 Google Drive accounts",
+        "Use Settings > Security, then Reset password. Does Nimbus Pro support it?",
+        "version 2.14.4 of pydantic, build 1234-5678",
     ],
 )
 def test_ordinary_numbers_and_words_are_left_alone(text: str) -> None:
@@ -47,3 +73,45 @@ def test_nested_metadata_is_scrubbed() -> None:
     found: set[str] = set()
     out = scrub_value({"a": ["x@y.io", {"b": "10.0.0.1"}], "n": 3}, found)
     assert out == {"a": ["[EMAIL]", {"b": "[IP]"}], "n": 3} and found == {"email", "ip"}
+
+
+def test_a_whole_jwt_is_one_secret() -> None:
+    jwt = ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUifQ"
+           ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
+    found: set[str] = set()
+    assert scrub_text(f"token {jwt} expired", found) == "token [SECRET] expired" and found == {"secret"}
+
+
+def test_overlapping_kinds_leave_no_part_of_a_value() -> None:
+    # An IBAN whose digits also read as a card number: one placeholder, nothing of it left over.
+    found: set[str] = set()
+    out = scrub_text("IBAN GB82 WEST 1234 5698 7654 32 thanks", found)
+    assert out == "IBAN [IBAN] thanks" and found == {"iban"}
+
+
+def test_scrubbing_twice_changes_nothing() -> None:
+    text = "Jane Doe (jane@x.io, SSN 219099999) lives at 221B Baker Street, IBAN GB82WEST12345698765432"
+    once = scrub_text(text)
+    assert scrub_text(once) == once and "[NAME]" in once and "[ADDRESS]" in once
+
+
+def _long_token(n: int) -> str:
+    return ("abcdefghij-" * (n // 11 + 1))[:n]
+
+
+def test_time_grows_linearly_with_a_long_token() -> None:
+    """A scaling check, not a speed target (that is benchmarks/bench_scrub.py): 40 times the text may
+    take at most 100 times as long (quadratic is 1,600 times: a 200 KB dashed token took over a minute),
+    or half a second, whichever is more, so a loaded machine cannot make it fail."""
+    import time
+
+    def seconds(n: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            scrub_text(_long_token(n))
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    small, large = seconds(5_000), seconds(200_000)
+    assert large < max(100 * small, 0.5), (small, large)
