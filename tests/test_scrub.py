@@ -51,6 +51,7 @@ def test_pii_is_replaced_and_recorded(text: str, kind: str, placeholder: str) ->
     "text",
     [
         "order 12345678 shipped on 2024-05-01",
+        '{"ts": "2026-11-10 10:00:00", "line": 3}',  # a timestamp in a quarantined line is not a phone
         "the Pro plan costs $12 per month, 50 GB uploads",
         "meeting at 12:30, ratio 3:4",
         "account 4411 and invoice INV-2024-0001",

@@ -117,6 +117,8 @@ def _secrets(text: str) -> Iterator[Span]:
 # -- numbers: cards and phones, told from order numbers and dates ------------------------------------
 _NUMBER = re.compile(r"(?<![\w+])\+?\(?\d[\d\s().-]{7,22}\d(?!\w)")
 _SSN_DASHED = re.compile(r"\d{3}-\d\d-\d{4}")
+# A date with the hour after it ("2026-11-10 10:00:00" stops the run at the colon): a timestamp.
+_DATE_HOUR = re.compile(r"(?:19|20)\d\d[-/.][01]\d[-/.][0-3]\d[ T]?[0-2]?\d")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -136,6 +138,8 @@ def _classify_number(text: str) -> str | None:
     or neither (an order number, a date)."""
     if _SSN_DASHED.fullmatch(text):
         return "ssn"
+    if _DATE_HOUR.fullmatch(text):
+        return None
     digits = re.sub(r"\D", "", text)
     if 13 <= len(digits) <= 19 and _luhn_ok(digits):
         return "card"
