@@ -76,8 +76,11 @@ def log_variant(
     params: dict[str, Any],
     tags: dict[str, str],
     artifacts: dict[str, str],
+    scored: bool = True,
 ) -> str:
-    """Create (or find, when resuming) the nested run of one variant and log its evaluation."""
+    """Create (or find, when resuming) the nested run of one variant and log its evaluation.
+    ``scored=False`` (an evaluation the endpoint broke off) logs the rows and error counts but no
+    score: a missing metric, not a 0.0 that reads as a verdict."""
     from mlflow.entities import Metric, Param, RunTag
 
     base_tags = {KIND: kind, CANDIDATE: candidate_id, CYCLE: cycle_id}
@@ -89,12 +92,13 @@ def log_variant(
     )
     run_id = run.info.run_id
     now = int(time.time() * 1000)
-    all_metrics = {"golden_score": result.mean if result.mean is not None else float("nan"),
-                   "golden_errors": float(result.errors), "golden_items": float(len(result.rows)),
-                   "eval_seconds": result.seconds, **metrics}
+    all_metrics: dict[str, float] = {"golden_errors": float(result.errors), "golden_items": float(len(result.rows)),
+                                     "eval_seconds": result.seconds, **metrics}
+    if scored and result.mean is not None:
+        all_metrics["golden_score"] = result.mean
     per_cat: dict[str, list[float]] = {}
     for r in result.rows:
-        if r.score is not None:
+        if scored and r.score is not None:
             per_cat.setdefault(r.category, []).append(r.score)
     for category, values in per_cat.items():
         all_metrics[_metric_key(category)] = sum(values) / len(values)

@@ -16,6 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.futures import wait
 from pydantic import BaseModel, Field
 
@@ -23,7 +24,9 @@ import flywheel  # noqa: F401 - offline switches before Prefect's settings are r
 from evals.pipeline import Variant
 from evals.runner import EvalResult
 from flywheel import cycle as steps
+from flywheel import llm_guard
 from flywheel.config import Settings, load_settings_for_flow
+from flywheel.errors import Interrupted
 from flywheel.schemas import Candidate, FailureCluster
 from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
 
@@ -149,7 +152,8 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
             chosen = steps.prompt_clusters(clusters, settings)
             logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
             protected = steps.protected_texts(settings)
-            retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay}
+            retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay,
+                        "retry_condition_fn": _worth_retrying}
             futures = [improve_prompt_task.with_options(**retrying).submit(settings, setup, c, protected)
                        for c in chosen]
             wait(futures)
@@ -177,6 +181,11 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
         except steps.EndpointFailed as exc:
             steps.fail(settings, setup.cycle_id, str(exc))
             raise
+        except (KeyboardInterrupt, TerminationSignal):
+            llm_guard.stop_requests()  # the task runner waits for its threads: let them end now
+            steps.fail(settings, setup.cycle_id, "interrupted by a signal; `flywheel cycle` resumes it",
+                       status="interrupted")
+            raise
     report.clusters = steps.cluster_summaries(clusters)
     report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     steps.finish(settings, report)
@@ -196,6 +205,12 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
 # Decorated under another name: Dask pickles the flow (in each task's context) by reference to its
 # function, and `improvement_cycle` names the Flow object.
 improvement_cycle = flow(_improvement_cycle, name="improvement-cycle", log_prints=False, validate_parameters=True)
+
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A task that failed because the endpoint was given up on (or the process is stopping) would
+    only meet the same refusal again."""
+    return not llm_guard.gave_up()
 
 
 def _resume_superseded(settings: Settings) -> None:
@@ -220,7 +235,17 @@ def _waits_for_approval(params: CycleParameters, settings: Settings) -> bool:
 
 
 def run_flow(*, auto_approve: bool = False, overrides: dict[str, Any] | None = None) -> steps.CycleReport:
-    """Run the flow in this process (Prefect's ephemeral API unless PREFECT_API_URL is set)."""
+    """Run the flow in this process (Prefect's ephemeral API unless PREFECT_API_URL is set). A signal
+    ends it within seconds as ``Interrupted``: the cycle is recorded as interrupted and resumes."""
+    from flows.ephemeral import tie_ephemeral_server_to_this_process
+
     params = CycleParameters(auto_approve=auto_approve, config={k: (str(v) if hasattr(v, "__fspath__") else v)
                                                                 for k, v in (overrides or {}).items()})
-    return steps.CycleReport.model_validate(improvement_cycle(params))
+    tie_ephemeral_server_to_this_process()
+    try:
+        return steps.CycleReport.model_validate(improvement_cycle(params))
+    except TerminationSignal as exc:  # Prefect's own SIGTERM bridge, when no handler of ours was installed
+        raise Interrupted("the cycle was stopped (SIGTERM); it is recorded as interrupted and the next "
+                          "`flywheel cycle` resumes it", exc.signal) from None
+    finally:
+        llm_guard.allow_requests()

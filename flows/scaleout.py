@@ -24,6 +24,7 @@ from prefect.task_runners import TaskRunner
 from evals.pipeline import Variant
 from evals.runner import BatchRows, EvalBatch, EvalResult
 from flywheel import cycle as steps
+from flywheel import llm_guard
 from flywheel.config import Settings
 
 
@@ -95,7 +96,8 @@ def evaluate_on(runner: TaskRunner, settings: Settings, variants: list[Variant])
     plan = steps.plan_evaluation(settings, variants, slots=_slots(runner, settings))
     # A batch only returns rows (the flow's process writes them), so a failed one is simply run again.
     batch_task = evaluate_batch_task.with_options(retries=settings.llm_task_retries,
-                                                  retry_delay_seconds=settings.llm_task_retry_delay)
+                                                  retry_delay_seconds=settings.llm_task_retry_delay,
+                                                  retry_condition_fn=lambda *_: not llm_guard.gave_up())
     futures = [runner.submit(batch_task, {"settings": settings, "batch": b}) for b in plan.batches]
     parts = [f.result() for f in futures]
     workers = sorted({p.worker for p in parts})

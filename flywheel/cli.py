@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,12 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 import flywheel  # noqa: F401 - applies the offline switches first
 from flywheel.config import Settings, load_settings
-from flywheel.errors import FlywheelError, UsageError
+from flywheel.errors import FlywheelError, Interrupted, SignalReceived, UsageError
 
 if TYPE_CHECKING:
     from flywheel.schemas import IngestReport
@@ -52,18 +54,43 @@ def handles_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = _raise_on_sigterm()
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as SignalReceived
+            number = exc.signal_number if isinstance(exc, SignalReceived) else signal.SIGINT
+            failure: FlywheelError = Interrupted(f"interrupted by {signal.Signals(number).name}; what finished is "
+                                                 "recorded, and a cycle resumes with the next `flywheel cycle`", number)
         except FlywheelError as exc:
-            if kwargs.get("as_json"):
-                emit({"error": str(exc), "exit_code": exc.exit_code})
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)  # one line, unwrapped
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
+            failure = exc
+        finally:
+            _restore_sigterm(previous)
+        if kwargs.get("as_json"):
+            emit({"error": str(failure), "exit_code": failure.exit_code})
+        # One line, unwrapped; the message is text, never Rich markup (a "[section]" in it must show).
+        err.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(failure.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _raise_on_sigterm() -> Any:
+    """SIGTERM ends a command the way Ctrl-C does (an exception that unwinds and records), not by
+    killing the process mid-write. Only the main thread can install handlers (tests call commands
+    from others)."""
+
+    def handler(number: int, _frame: Any) -> None:
+        raise SignalReceived(number)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _settings(**overrides: Any) -> Settings:

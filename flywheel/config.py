@@ -306,6 +306,10 @@ class Settings(BaseSettings):
         2, ge=0, description="Prefect retries of a whole LLM-calling task (improver, evaluation) after the SDK's own."
     )
     llm_task_retry_delay: float = Field(5.0, ge=0, description="Seconds between those task retries.")
+    llm_max_total_seconds: float = Field(
+        60.0, gt=0, description="Give an endpoint up after this many seconds without one usable answer: every "
+        "further request fails at once, so a dead endpoint ends a cycle in about this time, never promoting.",
+    )
 
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)

@@ -39,7 +39,7 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.feedback.store import open_store
 from flywheel.llm import endpoint, make_async_client, make_client
-from flywheel.schemas import Candidate, FailureCluster, StoredEvent
+from flywheel.schemas import Candidate, ChampionSet, FailureCluster, StoredEvent
 from flywheel.state import open_state
 from improvers.finetune import TERMINAL as JOB_DONE
 from improvers.prompt import FailingExample, integrity_problems, merge_prompts, propose
@@ -132,7 +132,7 @@ def begin(settings: Settings) -> CycleSetup:
         resumed = cycle_id is not None
         if cycle_id is None:
             cycle_id = f"cyc-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
-            state.start_cycle(cycle_id)
+        state.start_cycle(cycle_id)
     model = production_model(settings)
     return CycleSetup(cycle_id=cycle_id, resumed=resumed, champion_version=champion.version,
                       champion_template=champion.template, golden_version=golden.version,
@@ -699,62 +699,88 @@ def remember_embeddings(settings: Settings, texts: Sequence[str], vectors: Any) 
 
 
 # ------------------------------------------------------------------------------------------------
+def evaluation_outage(champion: EvalResult, results: dict[str, EvalResult], max_error_rate: float) -> str | None:
+    """Why this cycle's evaluation cannot decide anything, or None. Items that errored beyond the
+    policy's bound mean the endpoint failed: that is an outage to report, never a verdict on a
+    candidate (a fully errored candidate is not a 0.0 candidate)."""
+    broken = [(label, res) for label, res in (("the champion", champion), *results.items())
+              if res.rows and res.errors / len(res.rows) > max_error_rate]
+    if not broken:
+        return None
+    label, worst = max(broken, key=lambda pair: pair[1].errors)
+    return (f"the evaluation failed: {len(broken)} of {len(results) + 1} variants have errored golden items beyond "
+            f"the policy's {max_error_rate:.0%} ({label}: {worst.errors} of {len(worst.rows)}; first: "
+            f"{worst.first_error()}); nothing was scored or promoted")
+
+
+def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any) -> None:
+    """The policy's decision on a candidate whose evaluation is complete."""
+    from evals.policy import judge_candidate
+
+    verdict = judge_candidate(comparison, res.errors, len(res.rows), policy)
+    retrieval = cand.payload.get("retrieval")
+    if retrieval and not retrieval["passed"]:
+        cand.decision, cand.reason = "rejected", retrieval["reason"] + "; " + verdict.text
+    else:
+        cand.decision = "pending_approval" if verdict.passed else "rejected"
+        cand.reason = verdict.text + (f"; {retrieval['reason']}" if retrieval else "")
+
+
+def _supersede_losers(evaluated: Sequence[Candidate]) -> list[Candidate]:
+    """One champion of each kind: of those that passed, the best waits; the rest are superseded."""
+    winners: list[Candidate] = []
+    for kind in ("prompt", "rag", "finetune"):
+        passed = sorted((c for c in evaluated if c.decision == "pending_approval" and c.kind == kind),
+                        key=lambda c: (-(c.golden_score or 0), len(c.payload.get("template", ""))))
+        winners += passed[:1]
+        for loser in passed[1:]:
+            loser.decision = "superseded"
+            loser.reason = (f"superseded by {passed[0].candidate_id} (golden score {passed[0].golden_score:.3f} "
+                            f"vs {loser.golden_score:.3f}); passed the policy: {loser.reason}")
+    return winners
+
+
 def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, results: dict[str, EvalResult],
               auto_approve: bool) -> CycleReport:
-    """Log every evaluation to MLflow, then decide; promotion (auto-approve) only after logging."""
-    from evals.policy import judge_candidate
+    """Log every evaluation to MLflow, then decide; promotion (auto-approve) only after logging.
+    An evaluation outage is logged too (decision ``error``, no score) and then ends the cycle."""
     from evals.stats import category_means, compare
     from evals.tracking import cycle_run, experiment_id, log_variant
     from flywheel.gate import promote, supersede_pending
 
-    if champion.errors:
-        raise EndpointFailed(
-            f"the champion's evaluation failed on {champion.errors} of {len(champion.rows)} golden items after "
-            f"retries (first: {champion.first_error()}); nothing was promoted"
-        )
+    policy = settings.policy
+    outage = evaluation_outage(champion, results, policy.max_error_rate)
     golden = load_golden(settings.golden)
     client = use_mlflow(settings)
     exp_id = experiment_id(client, settings.experiment)
     parent = cycle_run(client, exp_id, setup.cycle_id)
     champion_run = log_variant(
         client, exp_id, parent, cycle_id=setup.cycle_id, kind="champion", candidate_id=f"champion-{setup.cycle_id}",
-        result=champion, golden=golden, decision="champion", metrics={},
+        result=champion, golden=golden, decision="error" if outage else "champion", metrics={},
         params={"prompt_name": settings.prompt_name}, tags={"flywheel.prompt_version": setup.champion_version},
-        artifacts={"prompt.txt": setup.champion_template},
+        artifacts={"prompt.txt": setup.champion_template}, scored=outage is None,
     )
-    policy = settings.policy
+    against = ChampionSet(prompt=setup.champion_version, index=setup.index_version,
+                          model=setup.champion_model_version or "base")
     with open_state(settings.home) as state:
-        cands = [state.candidate(cid) for cid in results]
         evaluated: list[Candidate] = []
-        for cand in cands:
+        for cid, res in results.items():
+            cand = state.candidate(cid)
             assert cand is not None
-            res = results[cand.candidate_id]
-            comparison = None
-            if res.scores:
-                comparison = compare(res.scores, champion.scores, champion.categories,
-                                     resamples=settings.eval.bootstrap_resamples)
-                cand.golden_score, cand.champion_score = comparison.golden_score, comparison.champion_score
-                cand.delta, cand.ci_low, cand.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
-                cand.per_category, cand.category_deltas = comparison.per_category, comparison.category_deltas
-            if cand.decision is None:
-                verdict = judge_candidate(comparison, res.errors, len(res.rows), policy)
-                retrieval = cand.payload.get("retrieval")
-                if retrieval and not retrieval["passed"]:
-                    cand.decision, cand.reason = "rejected", retrieval["reason"] + "; " + verdict.text
-                else:
-                    cand.decision = "pending_approval" if verdict.passed else "rejected"
-                    cand.reason = verdict.text + (f"; {retrieval['reason']}" if retrieval else "")
+            if cand.decision is None and outage is not None:
+                cand.decision, cand.reason = "error", outage
+            elif cand.decision is None:
+                comparison = None
+                if res.scores:
+                    comparison = compare(res.scores, champion.scores, champion.categories,
+                                         resamples=settings.eval.bootstrap_resamples)
+                    cand.golden_score, cand.champion_score = comparison.golden_score, comparison.champion_score
+                    cand.delta, cand.ci_low, cand.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
+                    cand.per_category, cand.category_deltas = comparison.per_category, comparison.category_deltas
+                _decide(cand, res, comparison, policy)
+            cand.evaluated_against = cand.evaluated_against or against
             evaluated.append(cand)
-        # One champion of each kind: of those that passed, the best waits; the rest are superseded.
-        winners: list[Candidate] = []
-        for kind in ("prompt", "rag", "finetune"):
-            passed = sorted((c for c in evaluated if c.decision == "pending_approval" and c.kind == kind),
-                            key=lambda c: (-(c.golden_score or 0), len(c.payload.get("template", ""))))
-            winners += passed[:1]
-            for loser in passed[1:]:
-                loser.decision = "rejected"
-                loser.reason = (f"superseded by {passed[0].candidate_id} (golden score {passed[0].golden_score:.3f} "
-                                f"vs {loser.golden_score:.3f}); passed the policy: {loser.reason}")
+        winners = _supersede_losers(evaluated)
         for cand in evaluated:
             res = results[cand.candidate_id]
             if cand.mlflow_run_id is None:
@@ -769,13 +795,14 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
                             **({k: cand.payload.get(k) for k in ("dataset_version", "job_id", "base_model")}
                                if cand.kind == "finetune" else {})},
                     tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or ""},
-                    artifacts=candidate_artifacts(cand),
+                    artifacts=candidate_artifacts(cand), scored=cand.decision != "error",
                 )
             state.save_candidate(cand)
-            outcome = "superseded" if cand.reason.startswith("superseded") else (cand.decision or "rejected")
             for cid in cand.cluster_ids:
                 state.record_attempt(cid, setup.cycle_id, cand.kind, cand.candidate_id,
-                                     "pending" if outcome == "pending_approval" else outcome)
+                                     "pending" if cand.decision == "pending_approval" else (cand.decision or "rejected"))
+        if outage is not None:
+            raise EndpointFailed(outage)
         _crash_point("gate-logged")
         for winner in winners:
             supersede_pending(settings, state, winner)
@@ -858,9 +885,23 @@ def reread_candidates(settings: Settings, candidates: Sequence[Candidate]) -> li
         return [state.candidate(c.candidate_id) or c for c in candidates]
 
 
-def fail(settings: Settings, cycle_id: str, reason: str) -> None:
+def fail(settings: Settings, cycle_id: str, reason: str, status: str = "failed") -> None:
+    """Record how a cycle ended without a report: ``failed`` (it will not be resumed) or
+    ``interrupted`` (stopped by a signal; the next ``flywheel cycle`` resumes it). Its MLflow run,
+    if one was opened, is closed with the same status."""
     with open_state(settings.home) as state:
-        state.finish_cycle(cycle_id, "failed", None, None, {"error": reason})
+        state.finish_cycle(cycle_id, status, None, None, {"error": reason})
+    try:
+        from evals.tracking import CYCLE, KIND, find_run, set_tags
+
+        client = use_mlflow(settings)
+        exp = client.get_experiment_by_name(settings.experiment)
+        run_id = find_run(client, exp.experiment_id, {KIND: "cycle", CYCLE: cycle_id}) if exp else None
+        if run_id:
+            set_tags(client, run_id, {"flywheel.status": status, "flywheel.error": reason})
+            client.set_terminated(run_id, "FAILED" if status == "failed" else "KILLED")
+    except Exception:  # the state store has the record; never hide the cycle's own error behind this
+        pass
 
 
 def cluster_summaries(clusters: Sequence[FailureCluster]) -> list[dict[str, Any]]:
@@ -908,6 +949,9 @@ def run_cycle(settings: Settings, *, auto_approve: bool = False, progress: Progr
         report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     except EndpointFailed as exc:
         fail(settings, setup.cycle_id, str(exc))
+        raise
+    except KeyboardInterrupt:
+        fail(settings, setup.cycle_id, "interrupted by a signal; `flywheel cycle` resumes it", status="interrupted")
         raise
     finish(settings, report)
     return report

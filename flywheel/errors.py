@@ -25,3 +25,20 @@ class EndpointNotConfigured(UsageError):
             "or start the built-in simulator with `flywheel sim serve` and export the URL it prints "
             "as OPENAI_BASE_URL."
         )
+
+
+class Interrupted(FlywheelError):
+    """Stopped by a signal (Ctrl-C, SIGTERM): what ran is recorded and the next run resumes it."""
+
+    def __init__(self, message: str, signal_number: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class SignalReceived(KeyboardInterrupt):
+    """SIGTERM delivered as an exception (like Ctrl-C's KeyboardInterrupt, so no ``except Exception``
+    swallows it): the command stops where it is and records what it did."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number

@@ -14,7 +14,7 @@ from typing import Any
 from flywheel.champion import move_model_alias, move_prompt_alias, production_model, production_prompt, use_mlflow
 from flywheel.config import Settings
 from flywheel.errors import UsageError
-from flywheel.schemas import Candidate
+from flywheel.schemas import Candidate, ChampionSet
 from flywheel.state import StateStore, as_datetime, open_state
 
 KINDS = ("prompt", "rag", "model")
@@ -33,10 +33,45 @@ def _tag_run(settings: Settings, run_id: str | None, tags: dict[str, str]) -> No
     set_tags(use_mlflow(settings), run_id, tags)
 
 
+_FIELD_OF_KIND = {"prompt": "prompt", "rag": "index", "finetune": "model"}
+
+
+def current_champions(settings: Settings, state: StateStore) -> ChampionSet:
+    """The combination production serves now."""
+    from flywheel.knowledge.index import ACTIVE
+
+    prompt = production_prompt(settings)
+    return ChampionSet(prompt=prompt.version if prompt else None, index=state.pointer(ACTIVE),
+                       model=production_model(settings).version or "base")
+
+
+def stale_because(settings: Settings, state: StateStore, cand: Candidate) -> list[str]:
+    """What moved in production since ``cand`` was evaluated, besides its own kind (checked by its
+    parent) and promotions of candidates from the same cycle, which were evaluated side by side
+    against the same champion and are meant to go together."""
+    if cand.evaluated_against is None:  # decided before combinations were recorded
+        return []
+    now = current_champions(settings, state)
+    same_cycle = {_FIELD_OF_KIND[c.kind]: c.version for c in state.candidates(cycle_id=cand.cycle_id,
+                                                                                decision="promoted")}
+    moved = []
+    for field in ("prompt", "index", "model"):
+        before, current = getattr(cand.evaluated_against, field), getattr(now, field)
+        if field != _FIELD_OF_KIND[cand.kind] and current != before and current != same_cycle.get(field):
+            moved.append(f"{field} {before or 'none'} -> {current or 'none'}")
+    return moved
+
+
 def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, note: str | None) -> Candidate:
     """Move the champion pointer to ``cand``; refuse when the champion moved since it was evaluated."""
     if cand.mlflow_run_id is None:
         raise UsageError(f"{cand.candidate_id} has no MLflow run: nothing is promoted before it is logged")
+    moved = stale_because(settings, state, cand)
+    if moved:
+        raise UsageError(
+            f"{cand.candidate_id} was evaluated against another production ({'; '.join(moved)} since); production "
+            "would run a combination nobody evaluated. Run a new cycle to evaluate it against today's champion."
+        )
     if cand.kind == "rag":
         return _promote_index(settings, state, cand, by=by, note=note)
     if cand.kind == "finetune":
@@ -100,10 +135,10 @@ def supersede_pending(settings: Settings, state: StateStore, newer: Candidate) -
     for old in state.candidates(decision="pending_approval", kind=newer.kind):
         if old.candidate_id == newer.candidate_id:
             continue
-        old.decision, old.decided_at, old.decided_by = "rejected", _now(), "flywheel"
+        old.decision, old.decided_at, old.decided_by = "superseded", _now(), "flywheel"
         old.reason = f"superseded by {newer.candidate_id} from cycle {newer.cycle_id}"
         state.save_candidate(old)
-        _tag_run(settings, old.mlflow_run_id, {"flywheel.decision": "rejected", "flywheel.reason": old.reason})
+        _tag_run(settings, old.mlflow_run_id, {"flywheel.decision": "superseded", "flywheel.reason": old.reason})
 
 
 def _pending(state: StateStore, candidate_id: str) -> Candidate:

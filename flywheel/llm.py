@@ -1,15 +1,20 @@
 """The one place that builds OpenAI-compatible clients (OpenAI, vLLM, Ollama, the simulator).
 
 Retries: the SDK's own, with exponential backoff and jitter on connection errors, timeouts,
-429 and 5xx (``llm_max_retries``). The API key is a SecretStr and is never logged.
+429 and 5xx (``llm_max_retries``). Every client goes through :mod:`flywheel.llm_guard`: an answer
+the SDK cannot use is an endpoint error like a 500, and an endpoint that gave no usable answer for
+``llm_max_total_seconds`` is given up on. The API key is a SecretStr and is never logged.
 """
 
 from __future__ import annotations
 
-from openai import AsyncOpenAI, OpenAI
+import httpx2
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient, DefaultHttpxClient, OpenAI
+from openai._constants import DEFAULT_CONNECTION_LIMITS
 
 from flywheel.config import Settings
 from flywheel.errors import EndpointNotConfigured
+from flywheel.llm_guard import AsyncGuardedTransport, GuardedTransport, health_of
 
 # Local servers (vLLM, Ollama, the simulator) ignore the key but the SDK insists on one.
 PLACEHOLDER_KEY = "not-needed"
@@ -26,9 +31,15 @@ def endpoint(settings: Settings, base_url: str | None = None, purpose: str = "th
 
 def make_client(settings: Settings, *, base_url: str | None = None, purpose: str = "this command") -> OpenAI:
     url, key = endpoint(settings, base_url, purpose)
-    return OpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
+    transport = GuardedTransport(httpx2.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS),
+                                 health_of(url, settings.llm_max_total_seconds))
+    return OpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
+                  http_client=DefaultHttpxClient(transport=transport))
 
 
 def make_async_client(settings: Settings, *, base_url: str | None = None, purpose: str = "this command") -> AsyncOpenAI:
     url, key = endpoint(settings, base_url, purpose)
-    return AsyncOpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries)
+    transport = AsyncGuardedTransport(httpx2.AsyncHTTPTransport(limits=DEFAULT_CONNECTION_LIMITS),
+                                      health_of(url, settings.llm_max_total_seconds))
+    return AsyncOpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
+                       http_client=DefaultAsyncHttpxClient(transport=transport))

@@ -238,8 +238,20 @@ class FailureCluster(BaseModel):
     example_queries: list[str] = Field(default_factory=list, description="Consented, scrubbed queries only.")
 
 
-Decision = Literal["promoted", "pending_approval", "rejected"]
+# superseded: passed the policy but lost to a better candidate of its kind; error: its evaluation
+# could not be completed (the endpoint failed), so it was never scored and proves nothing either way.
+Decision = Literal["promoted", "pending_approval", "rejected", "superseded", "error"]
 CandidateKind = Literal["prompt", "rag", "finetune"]
+
+
+class ChampionSet(BaseModel):
+    """The production combination a candidate was evaluated against: the prompt version, the index
+    version and the model version ("base" before any fine-tune). Promotion is refused once any of
+    them moved, since production would then run a combination nobody evaluated."""
+
+    prompt: str | None = None
+    index: str | None = None
+    model: str = "base"
 
 
 class Candidate(BaseModel):
@@ -260,6 +272,8 @@ class Candidate(BaseModel):
     per_category: dict[str, float] = Field(default_factory=dict)
     category_deltas: dict[str, float] = Field(default_factory=dict)
     decision: Decision | None = None
+    evaluated_against: ChampionSet | None = Field(
+        None, description="The champion combination (prompt, index, model) it was evaluated against.")
     reason: str = ""
     mlflow_run_id: str | None = None
     first_seen: datetime | None = Field(None, description="Earliest negative event of its clusters (loop velocity).")

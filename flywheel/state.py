@@ -94,15 +94,17 @@ class StateStore:
     # cycles ---------------------------------------------------------------------------------
     def unfinished_cycle(self) -> str | None:
         row = self._db.execute(
-            "SELECT cycle_id FROM cycles WHERE status = 'running' ORDER BY started_at DESC LIMIT 1"
+            "SELECT cycle_id FROM cycles WHERE status IN ('running', 'interrupted') ORDER BY started_at DESC LIMIT 1"
         ).fetchone()
         return row[0] if row else None
 
     def start_cycle(self, cycle_id: str) -> None:
+        """Open a cycle, or mark an interrupted one running again as it resumes."""
         with self._db:
             self._db.execute(
                 "INSERT OR IGNORE INTO cycles (cycle_id, started_at, status) VALUES (?, ?, 'running')", (cycle_id, _now())
             )
+            self._db.execute("UPDATE cycles SET status = 'running', finished_at = NULL WHERE cycle_id = ?", (cycle_id,))
 
     def finish_cycle(self, cycle_id: str, status: str, golden_version: str | None, champion_score: float | None,
                      summary: dict[str, Any]) -> None:

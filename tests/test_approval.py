@@ -136,7 +136,7 @@ def test_a_newer_cycle_that_supersedes_the_waiting_candidates_resumes_the_older_
     second, second_box = _start_cycle()  # the older run stays paused meanwhile
     first.join(400)  # the newer cycle's gate superseded everything the older run waited for
     assert not first.is_alive() and "error" not in first_box, first_box.get("error")
-    assert all(c["decision"] == "rejected" and c["reason"].startswith("superseded by")
+    assert all(c["decision"] == "superseded" and c["reason"].startswith("superseded by")
                for c in first_box["out"]["candidates"] if c["candidate_id"] in older["candidate_ids"])
     newer = _waiting(second, second_box, skip=(older["flow_run_id"],))
     resume_flow_run(UUID(newer["flow_run_id"]), run_input={"approver": "fay"})  # nothing switched on

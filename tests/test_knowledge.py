@@ -82,7 +82,7 @@ def test_retention_deletes_old_versions_but_never_the_active_one(local_embedder,
             (src / "a.md").write_text(f"alpha v{n}")
             index.sync(src)
         kept = [v["version"] for v in index.status()["versions"]]
-        assert kept == [1, 3, 4]  # the two newest, and version 1 because it is active
+        assert kept == ["1", "3", "4"]  # the two newest, and version 1 because it is active
         assert index.collection.count() == 3  # records of version 2 are gone from Chroma
         with pytest.raises(Exception, match="does not exist"):
             index.activate(2)
@@ -105,7 +105,7 @@ def test_a_corrupted_or_missing_chroma_store_is_a_clear_error_and_every_version_
         if f.is_file():
             f.write_bytes(b"\x00garbage" * 64)
     status = flywheel_cmd("kb", "status", "--json")  # status reads the state store only
-    assert [v["version"] for v in json.loads(status.stdout)["versions"]] == [1, 2]
+    assert [v["version"] for v in json.loads(status.stdout)["versions"]] == ["1", "2"]
     broken = flywheel_cmd("kb", "sync", "--source", str(src), "--json")
     assert broken.returncode == 1
     error = json.loads(broken.stdout)["error"]

@@ -53,7 +53,7 @@ class SyncReport:
     created: bool = True
 
     def public(self) -> dict[str, Any]:
-        return {"version": self.version, "added": self.added, "updated": self.updated, "deleted": self.deleted,
+        return {"version": str(self.version), "added": self.added, "updated": self.updated, "deleted": self.deleted,
                 "unchanged": self.unchanged, "embedded": self.embedded, "activated": self.activated,
                 "created": self.created}
 
@@ -318,7 +318,10 @@ class KnowledgeIndex:
         if active is not None:
             row = self.db.execute("SELECT documents, chunks FROM kb_versions WHERE version = ?", (active,)).fetchone()
             docs, chunks = row
-        return {"active_version": active, "versions": [v for v in self.versions() if v["status"] != "deleted"],
+        # Versions are strings in every JSON document Flywheel prints (SPEC), as `status` gives them.
+        versions = [v | {"version": str(v["version"]), "parent": None if v["parent"] is None else str(v["parent"])}
+                    for v in self.versions() if v["status"] != "deleted"]
+        return {"active_version": None if active is None else str(active), "versions": versions,
                 "documents": docs, "chunks": chunks, "embedding_model": getattr(self.embedder, "name", "?"),
                 "collection": self.settings.knowledge.collection,
                 "store": self.settings.knowledge.chroma_url or str(self.settings.home / "chroma")}

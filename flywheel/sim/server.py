@@ -5,8 +5,10 @@ and json_schema included), ``POST /v1/embeddings`` (the shared local model), ``P
 ``GET /v1/files/{id}``, ``POST|GET /v1/fine_tuning/jobs``, ``GET /v1/fine_tuning/jobs/{id}``,
 ``POST /v1/fine_tuning/jobs/{id}/cancel`` (see :mod:`flywheel.sim.finetune`; a succeeded job's
 model answers chat completions), and ``GET /sim/stats`` (request counts by role, for tests and benchmarks). Knobs for tests:
-a fixed ``latency`` per request and injected failures (``fail_status`` for every request, or only
-the first ``fail_first`` requests).
+a fixed ``latency`` per request and injected failures (``fail_status`` for every request, only
+the first ``fail_first`` requests, or every request after the ``fail_from``-th: an outage in the
+middle of a cycle), in the shapes real endpoints fail in (``fail_as``: an error status, a 200 HTML
+page, a 200 body that is not JSON, or a 200 chat completion without choices).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flywheel.sim import roles
@@ -39,6 +41,8 @@ class SimOptions:
     latency: float = 0.0
     fail_status: int | None = None
     fail_first: int = 0
+    fail_from: int = 0  # > 0: every request after this many fails (an outage mid-cycle)
+    fail_as: str = "status"  # how a failed request looks: status | html | not_json | no_choices
     embedder: Any = None  # an Embedder; loaded lazily on the first /v1/embeddings request
     finetune: FineTuneOptions = field(default_factory=FineTuneOptions)
     data_dir: Path | None = None  # keep uploaded files and fine-tuning jobs here (default: in memory)
@@ -70,6 +74,30 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> JS
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
 
 
+FAIL_SHAPES = ("status", "html", "not_json", "no_choices")
+
+
+def _failure(state: SimState, n: int) -> Response | None:
+    """The injected failure for the n-th request, if any (counted as ``failed_<status or shape>``)."""
+    opts = state.options
+    failing = opts.fail_status is not None or n <= opts.fail_first or 0 < opts.fail_from < n
+    if not failing:
+        return None
+    if opts.fail_as == "html":
+        state.count("failed_html")
+        return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=200,
+                        media_type="text/html")
+    if opts.fail_as == "not_json":
+        state.count("failed_not_json")
+        return Response(b"\xff\xfe upstream garbage", status_code=200, media_type="application/json")
+    if opts.fail_as == "no_choices":
+        state.count("failed_no_choices")
+        return JSONResponse({"id": "chatcmpl-sim-broken", "object": "chat.completion", "choices": []})
+    status = opts.fail_status or 503
+    state.count(f"failed_{status}")
+    return _error(status, "simulated failure", "server_error")
+
+
 def build_app(state: SimState) -> Starlette:
     """The ASGI app: OpenAI's routes, the simulator's roles behind them."""
     embed_lock = threading.Lock()
@@ -83,7 +111,7 @@ def build_app(state: SimState) -> Starlette:
                 state.options.embedder = LocalEmbedder(EmbeddingSettings())
             return state.options.embedder
 
-    async def body_of(request: Request) -> dict[str, Any] | JSONResponse:
+    async def body_of(request: Request) -> dict[str, Any] | Response:
         try:
             body = json.loads(await request.body() or b"{}")
         except json.JSONDecodeError as exc:
@@ -91,14 +119,10 @@ def build_app(state: SimState) -> Starlette:
         if not isinstance(body, dict):
             return _error(400, "request body must be a JSON object")
         n = state.count("requests")
-        opts = state.options
-        if opts.latency:
-            await asyncio.sleep(opts.latency)
-        if opts.fail_status is not None or n <= opts.fail_first:
-            status = opts.fail_status or 503
-            state.count(f"failed_{status}")
-            return _error(status, "simulated failure", "server_error")
-        return body
+        if state.options.latency:
+            await asyncio.sleep(state.options.latency)
+        failure = _failure(state, n)
+        return body if failure is None else failure
 
     async def models(request: Request) -> JSONResponse:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "flywheel-sim"} for m in SIM_MODELS]
@@ -110,7 +134,7 @@ def build_app(state: SimState) -> Starlette:
 
     async def chat(request: Request) -> JSONResponse:
         body = await body_of(request)
-        if isinstance(body, JSONResponse):
+        if isinstance(body, Response):
             return body
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -140,7 +164,7 @@ def build_app(state: SimState) -> Starlette:
 
     async def embeddings(request: Request) -> JSONResponse:
         body = await body_of(request)
-        if isinstance(body, JSONResponse):
+        if isinstance(body, Response):
             return body
         texts = body.get("input")
         if isinstance(texts, str):
@@ -157,13 +181,10 @@ def build_app(state: SimState) -> Starlette:
     def tuning_call(fn: Any) -> Any:
         """Count the request, apply the failure knobs, map SimError to OpenAI's error shape."""
 
-        async def endpoint(request: Request) -> JSONResponse:
-            n = state.count("requests")
-            opts = state.options
-            if opts.fail_status is not None or n <= opts.fail_first:
-                status = opts.fail_status or 503
-                state.count(f"failed_{status}")
-                return _error(status, "simulated failure", "server_error")
+        async def endpoint(request: Request) -> Response:
+            failure = _failure(state, state.count("requests"))
+            if failure is not None:
+                return failure
             try:
                 return JSONResponse(await fn(request))
             except SimError as exc:

@@ -1,0 +1,57 @@
+"""Prefect's ephemeral API server must not outlive the process that started it.
+
+Without ``PREFECT_API_URL``, Prefect starts its API as a child process and stops it at exit; a
+process killed with SIGKILL (or crashed hard) never runs that, and the server stays behind,
+holding a port and ~250 MB, once per killed cycle. So before the server starts, a tiny watchdog
+process is started beside this one. It notes the server among this process's children while it
+runs, and waits on a pipe from this process: the pipe closes when this process ends, however it
+ends, and the watchdog then stops the server it saw.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+_WATCHDOG = """
+import os, select, signal, sys
+import psutil
+
+parent = psutil.Process(int(sys.argv[1]))
+servers = {}
+while True:
+    ready, _, _ = select.select([sys.stdin], [], [], 0.5)
+    if ready and not os.read(sys.stdin.fileno(), 1):
+        break  # the parent's end of the pipe closed: the parent is gone
+    try:
+        for child in parent.children(recursive=True):
+            if child.pid not in servers and "prefect.server.api.server" in " ".join(child.cmdline()):
+                servers[child.pid] = child
+    except psutil.Error:
+        pass
+for server in servers.values():
+    try:
+        server.terminate()
+        server.wait(5)
+    except psutil.TimeoutExpired:
+        server.kill()
+    except psutil.Error:
+        pass
+"""
+
+_watchdog: subprocess.Popen[bytes] | None = None  # kept referenced: the pipe lives as long as this process
+
+
+def tie_ephemeral_server_to_this_process() -> None:
+    """When the flow will run on Prefect's ephemeral API (no PREFECT_API_URL), make sure the server
+    it starts is stopped when this process ends (see the module docstring). Idempotent."""
+    global _watchdog
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value() or (_watchdog is not None and _watchdog.poll() is None):
+        return
+    _watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+    )
