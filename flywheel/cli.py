@@ -582,14 +582,28 @@ def sim_serve(
     data: Annotated[Path | None, typer.Option("--data", help="Keep uploaded files and fine-tuning jobs in this "
                                               "directory (default: in memory).")] = None,
     finetune_seconds: Annotated[float, typer.Option(help="How long a fine-tuning job runs.")] = 1.0,
+    reword: Annotated[bool, typer.Option("--reword/--no-reword", help="The product model rewords every answer "
+                                         "(seeded; same right and wrong answers), as a sampled model does.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for rewording and wild drafting: the same seed, the same "
+                                      "answers.")] = 0,
+    drafting: Annotated[str, typer.Option(help="How the drafting model answers: 'clean' JSON, or 'wild': "
+                                          "fenced, in prose, truncated, refused or without the prompt's "
+                                          "{{variables}}, as real models do.")] = "clean",
+    reject_json_schema: Annotated[bool, typer.Option("--reject-json-schema", help="Answer 400 to response_format "
+                                                     "json_schema, as some vLLM and Ollama versions do.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the OpenAI-compatible simulator until interrupted; the base URL is the first line printed."""
     from flywheel.sim.finetune import FineTuneOptions
     from flywheel.sim.server import SimOptions, Simulator
+    from flywheel.sim.variation import DRAFTING_MODES
 
+    if drafting not in DRAFTING_MODES:
+        raise UsageError(f"--drafting must be one of {', '.join(DRAFTING_MODES)}, not {drafting!r}")
     sim = Simulator(host, port, SimOptions(latency=latency, fail_status=fail_status, data_dir=data,
-                                           finetune=FineTuneOptions(train_seconds=finetune_seconds)))
+                                           finetune=FineTuneOptions(train_seconds=finetune_seconds),
+                                           reword=reword, seed=seed, drafting=drafting,
+                                           reject_json_schema=reject_json_schema))
     if as_json:
         emit({"base_url": sim.base_url})
     else:

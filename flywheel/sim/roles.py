@@ -1,10 +1,22 @@
-"""The simulator's roles behind one chat endpoint: product model, judge, triage classifier and
-the drafting model (critique, revise, merge).
+"""The simulator's roles behind one chat endpoint: product model, judge, resolution judge, triage
+classifier and the drafting model (critique, revise, merge).
 
 A request is routed by its shape, not its model name, so any configured model names work:
-a system prompt that starts with ``JUDGE_MARKER`` goes to the judge, one that starts with a
-drafting marker (``DRAFT_MARKERS``) to that drafting step, a ``json_schema`` response format
-named ``triage_category`` to the classifier, everything else to the product model.
+a system prompt that starts with ``JUDGE_MARKER`` goes to the judge, one that starts with
+``RESOLUTION_MARKER`` to the resolution judge, one that starts with a drafting marker
+(``DRAFT_MARKERS``) to that drafting step, one that starts with ``CLASSIFIER_MARKER`` or a
+``json_schema`` response format named ``triage_category`` to the classifier, everything else to
+the product model.
+
+The resolution judge reads ``<query>``, ``<logged_answer>``, ``<feedback>`` and ``<fresh_answer>``
+blocks from the user message and answers ``{"resolved": bool, "rationale": str}``: resolved when the
+fresh answer meets the world's golden expectation for the query's intent (``rules.is_correct``).
+
+A :class:`~flywheel.sim.variation.Style` changes how roles answer, never what is right: with
+``reword`` the product phrases each answer differently (same verdicts); with ``drafting="wild"``
+revise and merge (and sometimes critique and the resolution judge) answer in real models' shapes:
+fenced, in prose, truncated, refused, or lossy (see :mod:`flywheel.sim.variation`). Wild shapes
+ignore ``response_format``, as endpoints that do not enforce it do.
 """
 
 from __future__ import annotations
@@ -13,9 +25,13 @@ import json
 import re
 from typing import Any
 
-from flywheel.sim.rules import Learned, match_intent, product_answer
+from flywheel.sim import variation
+from flywheel.sim.rules import Intent, Learned, golden_expectation, is_correct, match_intent, product_answer
+from flywheel.sim.variation import Style
 
 JUDGE_MARKER = "You are an impartial judge"
+RESOLUTION_MARKER = "You judge whether a user's complaint"
+CLASSIFIER_MARKER = "You classify why a user was unhappy"  # triage's prompt: routes its json_object fallback
 _JUDGE_BLOCKS = re.compile(r"Expected answer:\s*(?P<expected>.*?)\s*Answer to grade:\s*(?P<answer>.*)\Z", re.S)
 _WORD = re.compile(r"[a-z0-9$]+(?:[.,][0-9]+)?")
 
@@ -77,13 +93,18 @@ DRAFT_MARKERS = {
 }
 
 
+MARKERS = {"judge": JUDGE_MARKER, "resolution": RESOLUTION_MARKER, "classifier": CLASSIFIER_MARKER,
+           **DRAFT_MARKERS}
+
+
+def _system(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
+
+
 def route(body: dict[str, Any]) -> str:
-    messages = body.get("messages") or []
-    system = " ".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
-    if system.lstrip().startswith(JUDGE_MARKER):
-        return "judge"
-    for role, marker in DRAFT_MARKERS.items():
-        if system.lstrip().startswith(marker):
+    system = _system(body.get("messages") or []).lstrip()
+    for role, marker in MARKERS.items():
+        if system.startswith(marker):
             return role
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema" and (fmt.get("json_schema") or {}).get("name") == "triage_category":
@@ -98,10 +119,12 @@ def _last_user(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-def product(body: dict[str, Any], learned: Learned | None = None) -> str:
+def product(body: dict[str, Any], learned: Learned | None = None, style: Style = Style()) -> str:
     messages = body.get("messages") or []
-    system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer"))
-    answer = product_answer(system, _last_user(messages), learned)
+    system, query = _system(messages), _last_user(messages)
+    answer = product_answer(system, query, learned)
+    if style.reword:
+        answer = variation.reword(answer, style.seed, system, query)
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_object":
         return json.dumps({"answer": answer})
@@ -158,46 +181,113 @@ def _category(text: str) -> str:
     return m.group(1) if m and m.group(1) in PLAYBOOK else "other"
 
 
-def critique(body: dict[str, Any]) -> str:
-    return PLAYBOOK[_category(_last_user(body.get("messages") or []))][0]
+def critique(body: dict[str, Any], style: Style = Style()) -> str:
+    text = _last_user(body.get("messages") or [])
+    return variation.render_critique(variation.pick_shape("critique", style, text), PLAYBOOK[_category(text)][0])
 
 
-def revise(body: dict[str, Any]) -> str:
-    """Revisions in a fixed order: precise, vague, precise plus an aside; as many as asked for."""
+def revise(body: dict[str, Any], style: Style = Style()) -> str:
+    """Revisions in a fixed order: precise, vague, precise plus an aside; as many as asked for.
+
+    Wild and ``lossy``: the revisions drop the current prompt's ``{{variables}}``, or, when it has
+    none, are the current prompt unchanged."""
     text = _last_user(body.get("messages") or [])
     current = _between(text, "<prompt>", "</prompt>")
     _, precise, vague = PLAYBOOK[_category(text)]
     wanted = re.search(r"Write (\d+) revised", text)
     options = [f"{current} {precise}", f"{current} {vague}", f"{current} {precise} Keep answers short."]
-    return json.dumps({"prompts": options[: int(wanted.group(1)) if wanted else 3]})
+    prompts = options[: int(wanted.group(1)) if wanted else 3]
+    shape = variation.pick_shape("revise", style, text)
+    if shape == "lossy":
+        stripped = variation.drop_variables(current)
+        prompts = [variation.drop_variables(p) if stripped != current else current for p in prompts]
+    return variation.render_json("revise", shape, {"prompts": prompts}, prompts[-1])
 
 
-def merge(body: dict[str, Any]) -> str:
+def _sentences(prompts: list[str]) -> str:
     """Every sentence of every prompt, in order of first appearance, each once."""
-    text = _last_user(body.get("messages") or [])
-    prompts = re.findall(r"<prompt \d+>\s*(.*?)\s*</prompt \d+>", text, re.S)
     seen: dict[str, None] = {}
     for p in prompts:
         for sentence in re.split(r"(?<=[.!?])\s+", p.strip()):
             if sentence:
                 seen.setdefault(sentence, None)
-    return json.dumps({"prompt": " ".join(seen)})
+    return " ".join(seen)
+
+
+def merge(body: dict[str, Any], style: Style = Style()) -> str:
+    """The union of the prompts' sentences.
+
+    Wild and ``lossy``: only the first prompt's sentences survive (the other clusters' fixes are
+    lost, as a careless merge loses them), and the ``{{variables}}`` are dropped."""
+    text = _last_user(body.get("messages") or [])
+    prompts = re.findall(r"<prompt \d+>\s*(.*?)\s*</prompt \d+>", text, re.S)
+    shape = variation.pick_shape("merge", style, text)
+    merged = variation.drop_variables(_sentences(prompts[:1])) if shape == "lossy" else _sentences(prompts)
+    return variation.render_json("merge", shape, {"prompt": merged}, merged)
+
+
+_BLOCK_NAMES = ("query", "logged_answer", "feedback", "fresh_answer")
+
+
+def _block(text: str, name: str) -> str:
+    """A tagged block's content; tolerant of a missing closing tag (ends at the next block)."""
+    others = "|".join(n for n in _BLOCK_NAMES if n != name)
+    m = re.search(rf"<{name}>\s*(.*?)\s*(?:</{name}>|<(?:{others})>|\Z)", text, re.S | re.I)
+    return m.group(1) if m else ""
+
+
+def resolution_verdict(query: str, fresh_answer: str) -> dict[str, Any]:
+    """Resolved when the fresh answer meets the world's golden expectation for the query."""
+    intent = match_intent(query)
+    if intent is None:
+        return {"resolved": False, "rationale": "cannot tell what the user asked"}
+    slots = intent.slots(query)
+    try:
+        scorer, expected = golden_expectation(intent, slots)
+    except KeyError as missing:
+        return {"resolved": False, "rationale": f"{intent.id}: the question lacks {missing} to check the answer"}
+    resolved = is_correct(intent, slots, fresh_answer)
+    return {"resolved": resolved, "rationale": f"{intent.id}: " + _what_was_checked(intent, scorer, expected, resolved)}
+
+
+def _what_was_checked(intent: Intent, scorer: str, expected: str, resolved: bool) -> str:
+    if scorer == "contains":
+        return f"the answer now contains {expected!r}" if resolved else f"still missing {expected!r}"
+    if scorer == "json":
+        return f"the answer now parses as exactly the JSON {expected}" if resolved else f"still not the JSON {expected}"
+    if intent.category == "tone":
+        return ("the answer now apologises before the fix" if resolved
+                else "still missing an apology before the fix")
+    return f"the answer now matches {expected}" if resolved else f"still does not match {expected}"
+
+
+def resolution(body: dict[str, Any], style: Style = Style()) -> str:
+    text = _last_user(body.get("messages") or [])
+    verdict = resolution_verdict(_block(text, "query"), _block(text, "fresh_answer"))
+    return variation.render_verdict(variation.pick_shape("resolution", style, text), verdict)
 
 
 ROLES = {
-    "product": product,
     "judge": judge,
     "classifier": classifier,
     "critique": critique,
     "revise": revise,
     "merge": merge,
+    "resolution": resolution,
 }
+STYLED_ROLES = ("critique", "revise", "merge", "resolution")
 
 
-def complete(body: dict[str, Any], learned: Learned | None = None) -> tuple[str, str]:
-    """``(role, content)`` for a chat completion request; a fine-tuned model (``learned``) only
-    changes the product role."""
-    role = route(body)
+def answer(role: str, body: dict[str, Any], learned: Learned | None = None, style: Style = Style()) -> str:
+    """The content ``role`` answers; a fine-tuned model (``learned``) only changes the product role."""
     if role == "product":
-        return role, product(body, learned)
-    return role, ROLES[role](body)
+        return product(body, learned, style)
+    if role in STYLED_ROLES:
+        return ROLES[role](body, style)
+    return ROLES[role](body)
+
+
+def complete(body: dict[str, Any], learned: Learned | None = None, style: Style = Style()) -> tuple[str, str]:
+    """``(role, content)`` for a chat completion request."""
+    role = route(body)
+    return role, answer(role, body, learned, style)

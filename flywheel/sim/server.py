@@ -9,6 +9,14 @@ a fixed ``latency`` per request and injected failures (``fail_status`` for every
 the first ``fail_first`` requests, or every request after the ``fail_from``-th: an outage in the
 middle of a cycle), in the shapes real endpoints fail in (``fail_as``: an error status, a 200 HTML
 page, a 200 body that is not JSON, or a 200 chat completion without choices).
+
+Knobs for how the model behaves (all seeded by ``seed``, so a run is reproducible):
+``reword`` makes the product phrase every answer differently (openers, closers, phrase swaps) with
+the same golden verdicts, so a fresh answer practically never equals a logged one, as with any
+sampled model (off by default for now); ``drafting="wild"`` makes the drafting roles answer in
+real models' shapes (fenced, prose, truncated, refusal, lossy; see :mod:`flywheel.sim.variation`);
+``reject_json_schema`` answers 400 to any ``response_format`` of type ``json_schema``, as some
+vLLM and Ollama versions do, while ``json_object`` and no format work.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from starlette.routing import Route
 
 from flywheel.sim import roles
 from flywheel.sim.finetune import FineTuneOptions, FineTuneStore, SimError
+from flywheel.sim.variation import DRAFTING_MODES, Style
 
 SIM_MODELS = ("gpt-4o-mini", "gpt-4o", "sim-product", "sim-judge")
 
@@ -46,6 +55,14 @@ class SimOptions:
     embedder: Any = None  # an Embedder; loaded lazily on the first /v1/embeddings request
     finetune: FineTuneOptions = field(default_factory=FineTuneOptions)
     data_dir: Path | None = None  # keep uploaded files and fine-tuning jobs here (default: in memory)
+    reword: bool = False  # the product rewords every answer (same verdicts), as a sampled model does
+    seed: int = 0  # seeds rewording and wild drafting shapes
+    drafting: str = "clean"  # clean | wild: drafting answers in real models' shapes
+    reject_json_schema: bool = False  # 400 on response_format json_schema, like some vLLM/Ollama versions
+
+    def __post_init__(self) -> None:
+        if self.drafting not in DRAFTING_MODES:
+            raise ValueError(f"drafting must be one of {', '.join(DRAFTING_MODES)}, not {self.drafting!r}")
 
 
 @dataclass
@@ -54,6 +71,7 @@ class SimState:
     counts: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     served: int = 0
+    seen: Counter[str] = field(default_factory=Counter)  # identical drafting requests, for retries
     tuning: FineTuneStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +83,18 @@ class SimState:
             self.served += 1
             return self.served
 
+    def style(self, role: str, body: dict[str, Any]) -> Style:
+        """The options as roles see them; a drafting request also learns how often it was seen, so
+        a retry of the identical request may come out in another shape, as sampling would."""
+        opts = self.options
+        occurrence = 0
+        if opts.drafting == "wild" and role in roles.STYLED_ROLES:
+            key = json.dumps(body.get("messages"), sort_keys=True)
+            with self.lock:
+                occurrence = self.seen[key]
+                self.seen[key] += 1
+        return Style(seed=opts.seed, reword=opts.reword, drafting=opts.drafting, occurrence=occurrence)
+
 
 def _tokens(text: str) -> int:
     return max(1, len(text.split()))
@@ -72,6 +102,12 @@ def _tokens(text: str) -> int:
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+
+
+def _json_schema_rejected() -> JSONResponse:
+    """What vLLM/Ollama versions without structured output answer to ``json_schema``."""
+    return JSONResponse({"error": {"message": "response_format json_schema is not supported by this model",
+                                   "type": "invalid_request_error", "param": "response_format"}}, status_code=400)
 
 
 FAIL_SHAPES = ("status", "html", "not_json", "no_choices")
@@ -146,7 +182,11 @@ def build_app(state: SimState) -> Starlette:
             learned = state.tuning.learned(str(body["model"]))
             if learned is None:
                 return _error(404, f"The model `{body['model']}` does not exist or you do not have access to it.")
-        role, content = roles.complete(body, learned)
+        if state.options.reject_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+            state.count("rejected_json_schema")
+            return _json_schema_rejected()
+        role = roles.route(body)
+        content = roles.answer(role, body, learned, state.style(role, body))
         state.count(f"chat.{role}")
         prompt_tokens = sum(_tokens(roles._text(m.get("content"))) for m in messages)
         completion_tokens = _tokens(content)
