@@ -181,15 +181,19 @@ def test_wild_drafting_is_seeded_and_a_retry_can_come_out_differently(sim_client
     body = _revise_request("tone", INITIAL_PROMPT, "a curt answer")
     messages = body["messages"]
 
-    def sequence(seed: int, tries: int = 12) -> list[str]:
+    def sequence(seed: int, tries: int = 30) -> list[tuple[str, str]]:
         client = sim_client(drafting="wild", seed=seed)
-        return [client.chat.completions.create(model="m", messages=messages).choices[0].message.content or ""
-                for _ in range(tries)]
+        choices = [client.chat.completions.create(model="m", messages=messages).choices[0] for _ in range(tries)]
+        return [(c.message.content or "", c.finish_reason) for c in choices]
 
     first = sequence(1)
     assert sequence(1) == first  # fresh server, same seed: the same answers in the same order
     assert len(set(first)) > 1  # the identical request retried: not stuck on one shape
     assert sequence(2) != first
+    # A cut-off answer says so, as an endpoint that hit max_tokens does.
+    cut = [reason for text, reason in first if text.startswith("{") and _tolerant(text) is None]
+    assert cut and set(cut) == {"length"}
+    assert {reason for text, reason in first if _tolerant(text) is not None} == {"stop"}
     clean = sim_client()
     assert len({ask(clean, messages[0]["content"], messages[1]["content"]) for _ in range(3)}) == 1
 

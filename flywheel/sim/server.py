@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flywheel.sim import roles
+from flywheel.sim import roles, variation
 from flywheel.sim.finetune import FineTuneOptions, FineTuneStore, SimError
 from flywheel.sim.variation import DRAFTING_MODES, Style
 
@@ -197,7 +197,7 @@ def build_app(state: SimState) -> Starlette:
             "model": body["model"],
             "system_fingerprint": "flywheel-sim",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "stop", "logprobs": None}],
+                         "finish_reason": "length" if variation.cut_off(content) else "stop", "logprobs": None}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         })

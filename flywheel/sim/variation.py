@@ -138,6 +138,12 @@ def truncated(doc: dict[str, Any], last: str) -> str:
     return payload[: start + max(1, len(encoded) // 2)]
 
 
+def cut_off(text: str) -> bool:
+    """Whether an answer is JSON that stopped mid-way (a ``truncated`` shape): real endpoints say
+    so with ``finish_reason: "length"``."""
+    return text.startswith("{") and not _parses_as_json(text)
+
+
 def render_json(role: str, shape: str, doc: dict[str, Any], last: str) -> str:
     """``doc`` (a drafting answer) in one of the wild shapes; ``lossy`` is rendered clean, its
     damage is in ``doc`` itself."""
