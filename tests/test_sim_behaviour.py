@@ -20,7 +20,7 @@ import pytest
 from openai import OpenAI
 
 from flywheel.sim import roles
-from flywheel.sim.roles import DRAFT_MARKERS, PLAYBOOK, RESOLUTION_MARKER
+from flywheel.sim.roles import DRAFT_MARKERS, JUDGE_MARKER, PLAYBOOK, RESOLUTION_MARKER
 from flywheel.sim.rules import ERROR_CODES, INTENTS, MEMORY, Learned, correct_answer, is_correct, product_answer, respond
 from flywheel.sim.server import SimOptions, Simulator
 from flywheel.sim.variation import JSON_SHAPES, Style
@@ -84,6 +84,9 @@ def test_rewording_changes_the_words_but_never_the_verdict() -> None:
             worded = roles.product(body, learned, Style(seed=seed, reword=True))
             verdict = is_correct(intent, slots, plain)
             assert is_correct(intent, slots, worded) == verdict, (intent.id, plain, worded)
+            # A judge-scored item expecting the plain answer still passes: no word of it went missing.
+            graded = roles.judge(chat(JUDGE_MARKER, f"Expected answer: {plain}\n\nAnswer to grade: {worded}"))
+            assert json.loads(graded)["score"] == 1.0, (plain, worded)
             verdicts[verdict] += 1
             differ += worded != plain
             total += 1

@@ -44,19 +44,20 @@ def stable_hash(*parts: object) -> int:
 # unit, product phrase. The test over every intent checks the verdicts stay the same.
 OPENERS = ("", "Sure. ", "Happy to help. ", "Thanks for asking! ", "Here you go: ", "Good question. ")
 CLOSERS = ("", " Let me know if anything else comes up.", " Hope this helps.", " Anything else I can do?")
-# Phrase swaps away from the parts scorers check ("Reset password", "click Share", "ZIP archive",
-# "Settings > Security > Two-factor", "sign back in", "can't share", prices and sizes).
+# Phrase swaps only add words, and away from the parts scorers check ("Reset password", "click
+# Share", "ZIP archive", "Settings > Security > Two-factor", "sign back in", "can't share", prices
+# and sizes): the judge scorer grades by the expected answer's words, so none may go missing.
 SWAPS = (
-    ("Go to Settings", "Head to Settings"),
-    ("we email you a reset link", "we send you a reset link by email"),
+    ("Go to Settings", "Go straight to Settings"),
+    ("we email you a reset link", "we then email you a reset link"),
     ("Open the folder, click Share", "Open the folder, then click Share"),
-    ("enter your teammates' email addresses", "type in your teammates' email addresses"),
-    ("Use Settings > Data > Export", "Go to Settings > Data > Export"),
+    ("enter your teammates' email addresses", "enter your teammates' email addresses there"),
+    ("Use Settings > Data > Export", "Just use Settings > Data > Export"),
     ("Turn on two-factor authentication under", "You can turn on two-factor authentication under"),
-    ("Please wait a few minutes and try again.", "Give it a few minutes, then try again."),
-    ("The account owner can contact support directly.", "The account owner is welcome to contact support."),
-    ("and sync will restart", "and syncing starts again"),
-    ("Could you rephrase your question", "Could you put your question differently"),
+    ("Please wait a few minutes and try again.", "Please wait a few minutes and then try again."),
+    ("The account owner can contact support directly.", "The account owner can always contact support directly."),
+    ("and sync will restart", "and sync will restart on its own"),
+    ("Could you rephrase your question", "Could you please rephrase your question"),
 )
 
 
