@@ -78,6 +78,15 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
                      f"{c['priority']:.1f} |")
     if len(clusters) > 15:
         lines.append(f"| ... {len(clusters) - 15} more | | | | | |")
+    drafted = [c for c in clusters if c.get("drafting")]
+    if drafted:
+        lines += ["", "## Prompt drafting", "",
+                  "| cluster | rounds | rollouts | champion resolved | best draft resolved | outcome |",
+                  "|---|---|---|---|---|---|"]
+        for c in drafted:
+            d = c["drafting"]
+            lines.append(f"| `{c['cluster_id']}` | {d['rounds']} | {d['rollouts']} | {_share(d['champion_resolved'])} | "
+                         f"{_share(d['best_resolved'])} | {d['outcome'].replace('|', '/')} |")
     lines += ["", "## Tried and decided", "",
               "| candidate | kind | clusters | golden | delta [95% CI] | decision | reason |",
               "|---|---|---|---|---|---|---|"]
@@ -92,6 +101,10 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
         lines += ["", f"Chart (golden score per cycle; candidates vs champion per category): the `{CHART_KEY}` "
                       f"artifact, and [{CHART_ARTIFACT}]({chart_link}) on the cycle's MLflow run"]
     return "\n".join(lines)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def chart_markdown(png: bytes, cycle_id: str, link: str | None = None) -> str:

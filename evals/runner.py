@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from evals.golden import GoldenItem, GoldenSet
 from evals.pipeline import Answer, Variant
+from flywheel.replies import achat_json
 from evals.scorers import CODE_SCORERS, JUDGE_SCHEMA, Score, judge_messages, parse_judgement
 
 
@@ -83,13 +84,9 @@ async def _score(item: GoldenItem, scorer: str, output: str, judge: Callable[...
 
 def judge_with(client: Any, model: str) -> Callable[[str, str, str], Any]:
     async def judge(query: str, output: str, expected: str) -> Score:
-        response = await client.chat.completions.create(
-            model=model,
-            messages=judge_messages(query, output, expected),
-            temperature=0,
-            response_format={"type": "json_schema", "json_schema": {"name": "judgement", "schema": JUDGE_SCHEMA}},
-        )
-        return parse_judgement(response.choices[0].message.content or "")
+        reply = await achat_json(client, model, judge_messages(query, output, expected), name="judgement",
+                                 schema=JUDGE_SCHEMA, temperature=0)
+        return parse_judgement(reply)
 
     return judge
 

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from flywheel.replies import json_object
+
 JUDGE_SYSTEM = (
     "You are an impartial judge of a support assistant's answers. Compare the answer with the expected "
     "answer: score 1 when it conveys the same facts and meets the same requirements, 0 when it does not, "
@@ -80,11 +82,11 @@ def judge_messages(query: str, output: str, expected: str) -> list[dict[str, str
 
 def parse_judgement(content: str) -> Score:
     """The judge's JSON reply as a Score; anything unparsable is an error, not a zero."""
-    match = re.search(r"\{.*\}", content, re.S)
-    if not match:
-        raise ValueError(f"judge reply has no JSON object: {content[:200]!r}")
-    doc = json.loads(match.group(0))
-    value = float(doc["score"])
+    doc = json_object(content)  # fenced, wrapped in prose or bare; a ReplyProblem (a ValueError) otherwise
+    try:
+        value = float(doc["score"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"judge reply without a numeric 'score': {content[:200]!r}") from exc
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"judge score {value} outside 0..1")
     return Score(value, str(doc.get("rationale", "")))

@@ -186,7 +186,7 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
             steps.fail(settings, setup.cycle_id, "interrupted by a signal; `flywheel cycle` resumes it",
                        status="interrupted")
             raise
-    report.clusters = steps.cluster_summaries(clusters)
+    report.clusters = steps.cluster_summaries(clusters, settings, setup.cycle_id)
     report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     steps.finish(settings, report)
     publish_report(report)

@@ -583,7 +583,7 @@ def sim_serve(
                                               "directory (default: in memory).")] = None,
     finetune_seconds: Annotated[float, typer.Option(help="How long a fine-tuning job runs.")] = 1.0,
     reword: Annotated[bool, typer.Option("--reword/--no-reword", help="The product model rewords every answer "
-                                         "(seeded; same right and wrong answers), as a sampled model does.")] = False,
+                                         "(seeded; same right and wrong answers), as a sampled model does.")] = True,
     seed: Annotated[int, typer.Option(help="Seed for rewording and wild drafting: the same seed, the same "
                                       "answers.")] = 0,
     drafting: Annotated[str, typer.Option(help="How the drafting model answers: 'clean' JSON, or 'wild': "

@@ -246,7 +246,13 @@ class ImproveSettings(BaseModel):
     min_cluster_consented: int = Field(3, ge=1, description="Consented events a cluster needs to be drafted from.")
     examples_per_cluster: int = Field(8, ge=1, le=50, description="Failing examples shown to the drafting model.")
     drafts_per_cluster: int = Field(3, ge=1, le=10, description="Revised prompts asked for per cluster.")
-    keep_per_cluster: int = Field(1, ge=1, description="Best screened drafts per cluster that go to the golden set.")
+    keep_per_cluster: int = Field(1, ge=1, description="Best screened drafts per cluster that go to the golden set "
+                                  "(drafts that tie the champion included: the golden set decides).")
+    rounds: int = Field(3, ge=1, le=10, description="Drafting rounds per cluster: the next round revises the best "
+                        "draft on the examples it still fails.")
+    target_resolved: float = Field(0.8, gt=0.0, le=1.0, description="Share of a cluster's failing examples a draft "
+                                   "must resolve for drafting to stop before its last round.")
+    max_rollouts: int = Field(300, ge=1, description="Product calls a cluster's drafting may spend on screening.")
     max_prompt_growth_chars: int = Field(1500, ge=0, description="A revision may be at most this much longer.")
     copy_ngram: int = Field(6, ge=3, description="Word n-gram length that counts as verbatim copying.")
     merge: bool = Field(True, description="Also evaluate one prompt that merges every cluster's best revision.")

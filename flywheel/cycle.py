@@ -42,7 +42,10 @@ from flywheel.llm import endpoint, make_async_client, make_client
 from flywheel.schemas import Candidate, ChampionSet, FailureCluster, StoredEvent
 from flywheel.state import open_state
 from improvers.finetune import TERMINAL as JOB_DONE
-from improvers.prompt import FailingExample, integrity_problems, merge_prompts, propose
+from improvers.prompt import (DraftingResult, FailingExample, combine_edits, integrity_problems, merge_prompts,
+                              propose)
+from flywheel.replies import ReplyProblem, achat_json
+from improvers.screening import VERDICT_SCHEMA, Screening, Verdict, parse_verdict, resolution_messages, screen
 
 Progress = Callable[[str], None]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -217,6 +220,46 @@ def answer_queries(settings: Settings, template: str, queries: Sequence[str],
     return uvloop.run(main())
 
 
+def judge_resolutions(settings: Settings, examples: Sequence[FailingExample], outputs: Sequence[str]) -> list[Verdict]:
+    """The judge's verdict per (failing example, fresh answer): concurrent under the evaluation's
+    limit, retried by the SDK, and cached in the state store (the same answer to the same complaint
+    is judged once, also across a resumed cycle)."""
+    keys = [_short_hash("resolution", settings.judge_model, e.query, e.output, e.feedback_text(), e.better or "", out)
+            for e, out in zip(examples, outputs, strict=True)]
+    with open_state(settings.home) as state:
+        cached = {k: doc for k in keys if (doc := state.cached_eval("screen:" + k)) is not None}
+
+    async def main() -> dict[str, Verdict]:
+        client = make_async_client(settings, purpose="screening")
+        gate = asyncio.Semaphore(settings.eval.concurrency)
+        try:
+            async def one(e: FailingExample, out: str) -> Verdict:
+                async with gate:
+                    reply = await achat_json(client, settings.judge_model, resolution_messages(e, out),
+                                             name="resolution", schema=VERDICT_SCHEMA, temperature=0)
+                return parse_verdict(reply)
+
+            todo = [(k, e, out) for k, e, out in zip(keys, examples, outputs, strict=True) if k not in cached]
+            verdicts = await asyncio.gather(*(one(e, out) for _, e, out in todo))
+            return {k: v for (k, _, _), v in zip(todo, verdicts, strict=True)}
+        finally:
+            await client.close()
+
+    fresh = uvloop.run(main()) if len(cached) < len(set(keys)) else {}
+    with open_state(settings.home) as state:
+        for k, verdict in fresh.items():
+            state.cache_eval("screen:" + k, verdict.model_dump())
+    return [fresh[k] if k in fresh else Verdict.model_validate(cached[k]) for k in keys]
+
+
+def screen_template(settings: Settings, setup: CycleSetup, template: str,
+                    examples: Sequence[FailingExample]) -> Screening:
+    """A prompt's judged answers on failing examples (the merge check uses it)."""
+    outputs = answer_queries(settings, template, [e.query for e in examples], setup.index_version,
+                             setup.champion_model)
+    return screen(outputs, examples, lambda exs, outs: judge_resolutions(settings, exs, outs))
+
+
 def draft_id(cycle_id: str, template: str) -> str:
     return _short_hash(cycle_id, template)
 
@@ -268,7 +311,8 @@ def prompt_diff(before: str, after: str, parent_version: str) -> str:
 @endpoint_errors("drafting")
 def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureCluster,
                         protected: Sequence[str]) -> list[Candidate]:
-    """One cluster through the prompt improver; drafts and candidates are stored as they are made."""
+    """One cluster through the prompt improver; drafts and candidates are stored as they are made.
+    Only kept drafts become prompt versions in the registry; the rest stay in the cycle's record."""
     with open_state(settings.home) as state:
         cached = state.drafts(setup.cycle_id, cluster.cluster_id)
         if cached is None:
@@ -278,39 +322,71 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
                 cluster_id=cluster.cluster_id, category=cluster.category, champion=setup.champion_template,
                 examples=examples, client=make_client(settings, purpose="drafting"), model=settings.draft_model,
                 run_queries=lambda t, qs: answer_queries(settings, t, qs, setup.index_version, setup.champion_model),
+                judge=lambda exs, outs: judge_resolutions(settings, exs, outs),
                 protected=protected,
                 settings=settings.improve,
             )
             cached = result.model_dump(mode="json")
             state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
+        result = DraftingResult.model_validate(cached)
         provenance = {"flywheel.cluster_ids": cluster.cluster_id, "flywheel.parent_version": setup.champion_version}
-        for i, draft in enumerate(cached["drafts"]):  # every draft that passed the integrity checks
-            if not draft["problems"] and draft.get("version") is None:
-                kept = i in cached["kept"]
-                draft["version"] = register_draft(
-                    settings, setup.cycle_id, draft["template"],
-                    f"draft {i + 1} for {cluster.cluster_id} ({cluster.category}), cycle {setup.cycle_id}"
-                    + ("" if kept else f"; screened out ({draft['screening']} vs champion "
-                                       f"{cached['champion_screening']})"),
-                    {**provenance, "flywheel.screening": str(draft["screening"]),
-                     "flywheel.kept": str(kept).lower()},
+        for rank, idx in enumerate(result.kept):
+            draft = result.drafts[idx]
+            if cached["drafts"][idx].get("version") is None:
+                cached["drafts"][idx]["version"] = register_draft(
+                    settings, setup.cycle_id, draft.template,
+                    f"draft {idx + 1} (round {draft.round}) for {cluster.cluster_id} ({cluster.category}), cycle "
+                    f"{setup.cycle_id}: resolved {draft.screening:.0%} of its failing examples, champion "
+                    f"{result.champion_screening:.0%}",
+                    {**provenance, "flywheel.screening": str(draft.screening), "flywheel.kept": "true",
+                     "flywheel.round": str(draft.round)},
                 )
                 state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
-        if not cached["kept"]:  # no revision beat the champion on the cluster's own failures
-            state.record_attempt(cluster.cluster_id, setup.cycle_id, "prompt", f"drafts-{setup.cycle_id}",
-                                 "no_improvement")
+        if not result.kept:
+            # No draft resolved as much as the champion: prompts failed here. No usable draft at all
+            # (the drafting model refused or answered garbage) says nothing about the cluster, and
+            # neither does a champion that already resolves the complaints.
+            screened = any(d.screening is not None for d in result.drafts)
+            outcome = ("no_improvement" if screened else "already_resolved" if result.rounds == 0
+                       else "drafting_failed")
+            state.record_attempt(cluster.cluster_id, setup.cycle_id, "prompt", f"drafts-{setup.cycle_id}", outcome)
         out = []
-        for idx in cached["kept"]:
-            draft = cached["drafts"][idx]
-            cand = _prompt_candidate(setup, draft["template"], [cluster], {
-                "critique": cached["critique"], "screening": draft["screening"],
-                "champion_screening": cached["champion_screening"], "category": cluster.category,
-                "cluster_summary": cluster.summary,
+        for idx in result.kept:
+            draft = result.drafts[idx]
+            cand = _prompt_candidate(setup, draft.template, [cluster], {
+                "critique": result.critique, "screening": draft.screening,
+                "champion_screening": result.champion_screening, "category": cluster.category,
+                "cluster_summary": cluster.summary, "round": draft.round,
+                # A draft that only tied the champion goes to the golden set, but fixes nothing here.
+                "fixes": [cluster.cluster_id] if (draft.screening or 0.0) > (result.champion_screening or 0.0) else [],
             })
-            cand.version = draft["version"]
+            cand.version = cached["drafts"][idx]["version"]
             state.add_candidate(cand)
             out.append(state.candidate(cand.candidate_id) or cand)
         return out
+
+
+def drafting_summary(settings: Settings, cycle_id: str, cluster_id: str) -> dict[str, Any] | None:
+    """What the prompt improver did on a cluster, for the cycle's output and report."""
+    with open_state(settings.home) as state:
+        doc = state.drafts(cycle_id, cluster_id)
+    if doc is None:
+        return None
+    result = DraftingResult.model_validate(doc)
+    if result.kept:
+        why = f"{len(result.kept)} draft(s) went to the golden set"
+    elif result.rounds == 0:
+        why = result.stopped
+    elif any(d.screening is not None for d in result.drafts):
+        why = (f"no draft resolved as much as the champion ({result.champion_screening:.0%}; best "
+               f"{result.best_screening:.0%})")
+    else:
+        why = "no usable draft: " + ("; ".join(result.problems[:3]) or "every draft failed the integrity checks")
+    return {"rounds": result.rounds, "rollouts": result.rollouts, "champion_resolved": result.champion_screening,
+            "best_resolved": result.best_screening, "drafts": len(result.drafts), "kept": len(result.kept),
+            "problems": result.problems + [f"draft {i + 1} (round {d.round}): {'; '.join(d.problems)}"
+                                           for i, d in enumerate(result.drafts) if d.problems],
+            "stopped": result.stopped, "outcome": why}
 
 
 def unique_candidates(settings: Settings, cands: Sequence[Candidate]) -> list[Candidate]:
@@ -325,6 +401,7 @@ def unique_candidates(settings: Settings, cands: Sequence[Candidate]) -> list[Ca
         for cid in cand.cluster_ids:
             if cid not in seen.cluster_ids:
                 seen.cluster_ids.append(cid)
+        seen.payload["fixes"] = sorted(set(seen.payload.get("fixes") or []) | set(cand.payload.get("fixes") or []))
         seen.payload.setdefault("cluster_first_seen", {}).update(cand.payload.get("cluster_first_seen") or {})
         if cand.first_seen and (seen.first_seen is None or cand.first_seen < seen.first_seen):
             seen.first_seen = cand.first_seen
@@ -343,31 +420,78 @@ def unique_candidates(settings: Settings, cands: Sequence[Candidate]) -> list[Ca
 @endpoint_errors("merging drafts")
 def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candidate],
                clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Candidate | None:
-    """One prompt with every cluster's best revision, when there are two or more."""
+    """One prompt with every cluster's best revision, when there are two or more. It must resolve,
+    on each winner's own failing examples, as much as that winner did: the drafting model's merge
+    is checked, and when it loses one cluster's fix the winners' additions are combined without a
+    model and checked the same way; when both lose something there is no merged candidate (the
+    single-cluster candidates go on alone)."""
+    # Only drafts that resolved more than the champion fixed something a merge could keep; one that
+    # merely tied goes to the golden set alone (a merge must not claim its cluster as fixed).
+    candidates = [c for c in candidates
+                  if (c.payload.get("screening") or 0.0) > (c.payload.get("champion_screening") or 0.0)]
     if not settings.improve.merge or len(candidates) < 2:
         return None
     with open_state(settings.home) as state:
         key = "merge:" + ",".join(sorted(c.candidate_id for c in candidates))
         cached = state.drafts(setup.cycle_id, key)
         if cached is None:
-            template = merge_prompts(make_client(settings, purpose="drafting"), settings.draft_model,
-                                     setup.champion_template, [c.payload["template"] for c in candidates])
-            cached = {"template": template,
-                      "problems": integrity_problems(template, setup.champion_template, protected, settings.improve)}
+            cached = _checked_merge(settings, setup, candidates, clusters, protected)
             state.save_drafts(setup.cycle_id, key, cached)
-        if cached["problems"]:
+        if cached.get("template") is None:
             return None
         by_id = {c.cluster_id: c for c in clusters}
         covered = [by_id[cid] for cand in candidates for cid in cand.cluster_ids if cid in by_id]
         cand = _prompt_candidate(setup, cached["template"], covered,
-                                 {"merged_from": [c.candidate_id for c in candidates], "category": "merged"})
+                                 {"merged_from": [c.candidate_id for c in candidates], "category": "merged",
+                                  "fixes": sorted({cid for c in candidates for cid in c.payload.get("fixes") or []}),
+                                  "merge": {k: v for k, v in cached.items() if k != "template"}})
         cand.version = register_draft(
-            settings, setup.cycle_id, cached["template"], f"merge of {len(candidates)} drafts, cycle {setup.cycle_id}",
+            settings, setup.cycle_id, cached["template"], f"merge of {len(candidates)} drafts ({cached['method']}), "
+            f"cycle {setup.cycle_id}",
             {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.parent_version": setup.champion_version,
              "flywheel.merged_from": ",".join(c.candidate_id for c in candidates), "flywheel.kept": "true"},
         )
         state.add_candidate(cand)
         return state.candidate(cand.candidate_id) or cand
+
+
+def _checked_merge(settings: Settings, setup: CycleSetup, candidates: Sequence[Candidate],
+                   clusters: Sequence[FailureCluster], protected: Sequence[str]) -> dict[str, Any]:
+    """The merged template that keeps every winner's fix, how it was made and what was checked."""
+    by_id = {c.cluster_id: c for c in clusters}
+    checks: list[tuple[str, float, list[FailingExample]]] = []  # (cluster, winner's resolved share, examples)
+    with open_store(settings.resolved_store_url) as store:
+        for cand in candidates:
+            for cid in cand.cluster_ids:
+                if cid in by_id:
+                    examples = failing_examples(store.get(by_id[cid].event_ids), settings.improve.examples_per_cluster)
+                    checks.append((cid, float(cand.payload.get("screening") or 0.0), examples))
+    winners = [c.payload["template"] for c in candidates]
+    tried: list[dict[str, Any]] = []
+    attempts: list[tuple[str, Callable[[], str]]] = [
+        ("drafting model", lambda: merge_prompts(make_client(settings, purpose="drafting"), settings.draft_model,
+                                                 setup.champion_template, winners)),
+        ("combined edits", lambda: combine_edits(setup.champion_template, winners)),
+    ]
+    for method, make in attempts:
+        try:
+            template = make()
+        except ReplyProblem as exc:
+            tried.append({"method": method, "problem": str(exc)})
+            continue
+        problems = integrity_problems(template, setup.champion_template, protected, settings.improve)
+        if problems:
+            tried.append({"method": method, "problem": "; ".join(problems)})
+            continue
+        lost = []
+        for cid, share, examples in checks:
+            merged = screen_template(settings, setup, template, examples)
+            if merged.share < share:
+                lost.append(f"{cid}: {merged.share:.0%} < {share:.0%}")
+        if not lost:
+            return {"template": template, "method": method, "tried": tried, "checked_clusters": len(checks)}
+        tried.append({"method": method, "problem": "loses what a winner fixed: " + ", ".join(lost)})
+    return {"template": None, "method": None, "tried": tried, "checked_clusters": len(checks)}
 
 
 def rag_clusters(clusters: Sequence[FailureCluster], settings: Settings) -> list[FailureCluster]:
@@ -798,9 +922,9 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
                     artifacts=candidate_artifacts(cand), scored=cand.decision != "error",
                 )
             state.save_candidate(cand)
+            outcome = "pending" if cand.decision == "pending_approval" else (cand.decision or "rejected")
             for cid in cand.cluster_ids:
-                state.record_attempt(cid, setup.cycle_id, cand.kind, cand.candidate_id,
-                                     "pending" if cand.decision == "pending_approval" else (cand.decision or "rejected"))
+                state.record_attempt(cid, setup.cycle_id, cand.kind, cand.candidate_id, cand.outcome_for(cid, outcome))
         if outage is not None:
             raise EndpointFailed(outage)
         _crash_point("gate-logged")
@@ -904,9 +1028,17 @@ def fail(settings: Settings, cycle_id: str, reason: str, status: str = "failed")
         pass
 
 
-def cluster_summaries(clusters: Sequence[FailureCluster]) -> list[dict[str, Any]]:
-    """Clusters as the cycle reports them: everything but the (long) list of event ids."""
-    return [c.model_dump(mode="json", exclude={"event_ids"}) for c in clusters]
+def cluster_summaries(clusters: Sequence[FailureCluster], settings: Settings | None = None,
+                      cycle_id: str | None = None) -> list[dict[str, Any]]:
+    """Clusters as the cycle reports them: everything but the (long) list of event ids, and for
+    those the prompt improver worked on, its rounds, rollouts, resolved shares and outcome."""
+    out = []
+    for c in clusters:
+        doc = c.model_dump(mode="json", exclude={"event_ids"})
+        if settings is not None and cycle_id is not None:
+            doc["drafting"] = drafting_summary(settings, cycle_id, c.cluster_id)
+        out.append(doc)
+    return out
 
 
 def protected_texts(settings: Settings) -> list[str]:
@@ -945,7 +1077,7 @@ def run_cycle(settings: Settings, *, auto_approve: bool = False, progress: Progr
         results = {c.candidate_id: r for c, r in zip(cands, rest, strict=True)}
         _crash_point("evaluate")
         report = gate_step(settings, setup, champion, results, auto_approve)
-        report.clusters = cluster_summaries(clusters)
+        report.clusters = cluster_summaries(clusters, settings, setup.cycle_id)
         report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     except EndpointFailed as exc:
         fail(settings, setup.cycle_id, str(exc))

@@ -124,7 +124,7 @@ def _record_promotion(settings: Settings, state: StateStore, cand: Candidate, ki
     assert cand.version is not None
     state.record_promotion(kind, "promote", previous, cand.version, cand.candidate_id, by, note)
     for cid in cand.cluster_ids:
-        state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, "promoted")
+        state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, cand.outcome_for(cid, "promoted"))
     _tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "promoted", "flywheel.approved_by": by,
                                             "flywheel.approved_at": when.isoformat(), "flywheel.approval_note": note or ""})
     return cand

@@ -282,6 +282,15 @@ class Candidate(BaseModel):
     decided_by: str | None = None
     note: str | None = None
 
+    def outcome_for(self, cluster_id: str, outcome: str) -> str:
+        """What this candidate's ``outcome`` means for one of its clusters. A prompt draft that resolved
+        none of the cluster's own complaints more than the champion did fixed nothing there, whatever
+        the golden set thought of it (it may help another failure): prompts failed on that cluster."""
+        fixes = self.payload.get("fixes")
+        if self.kind == "prompt" and fixes is not None and cluster_id not in fixes and outcome != "error":
+            return "no_improvement"
+        return outcome
+
     def public(self) -> dict[str, Any]:
         """The SPEC fields first, then the rest."""
         spec = ("candidate_id", "kind", "cluster_ids", "golden_score", "champion_score", "delta", "ci_low",

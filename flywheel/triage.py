@@ -18,7 +18,6 @@ summary or an example and is never sent to a remote model.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 from flywheel.clustering import cluster
 from flywheel.config import TriageSettings
 from flywheel.embeddings import Embedder
+from flywheel.replies import ReplyProblem, chat_json, json_object
 from flywheel.schemas import CATEGORIES, FailureCluster, StoredEvent
 
 REASON_CATEGORY: dict[str, str] = {
@@ -300,9 +300,9 @@ def llm_classifier(client: Any, model: str) -> LlmClassifier:
     def classify(query: str) -> str | None:
         if query not in cache:
             described = "\n".join(f"- {c}: {d}" for c, d in CATEGORY_DESCRIPTIONS.items())
-            response = client.chat.completions.create(
-                model=model,
-                messages=[
+            reply = chat_json(
+                client, model,
+                [
                     {
                         "role": "system",
                         "content": "You classify why a user was unhappy with an assistant's answer. "
@@ -310,16 +310,13 @@ def llm_classifier(client: Any, model: str) -> LlmClassifier:
                     },
                     {"role": "user", "content": query},
                 ],
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": "triage_category", "schema": schema, "strict": True},
-                },
-                temperature=0,
+                name="triage_category", schema=schema, temperature=0,
             )
             try:
-                cache[query] = json.loads(response.choices[0].message.content or "{}").get("category")
-            except json.JSONDecodeError:
-                cache[query] = None
+                category = json_object(reply).get("category")
+            except ReplyProblem:
+                category = None
+            cache[query] = category if isinstance(category, str) else None
         return cache[query]
 
     return classify

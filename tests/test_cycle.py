@@ -160,9 +160,13 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
     table = Artifact.get("flywheel-cycle-candidates")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert {r["candidate"]: r["decision"] for r in rows} == {c["candidate_id"]: c["decision"] for c in out["candidates"]}
+    # Only what goes to the golden set becomes a prompt version: one per prompt candidate (the rag
+    # candidate has none); screened-out drafts stay in the cycle's record, not in the registry.
     drafted = [v for v in versions.values() if v.tags.get("flywheel.cycle_id") == out["cycle_id"]]
-    screened_out = [v for v in drafted if v.tags["flywheel.kept"] == "false"]
-    assert len(drafted) == len(out["candidates"]) - 1 + len(screened_out) and screened_out
+    assert len(drafted) == len(out["candidates"]) - 1 and all(v.tags["flywheel.kept"] == "true" for v in drafted)
+    assert "## Prompt drafting" in report.data  # rounds, rollouts and resolved shares per cluster
+    drafting = [c["drafting"] for c in out["clusters"] if c.get("drafting")]
+    assert drafting and all(d["rounds"] >= 1 and d["rollouts"] > 0 and d["outcome"] for d in drafting)
 
 
 def test_an_endpoint_answering_500_fails_the_cycle_and_promotes_nothing(cli, loop: dict, monkeypatch) -> None:

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from openai import OpenAI
 
 from evals.golden import load_golden
 from evals.pipeline import Variant
 from evals.runner import evaluate
 from flywheel.config import ImproveSettings, load_settings
-from flywheel.cycle import answer_factory, answer_queries
+from flywheel.cycle import answer_factory, answer_queries, judge_resolutions
+from flywheel.llm import make_client
+from flywheel.sim.server import SimOptions, Simulator
 from flywheel.sim.rules import correct_answer, match_intent
 from flywheel.sim.world import INITIAL_PROMPT
 from improvers.prompt import FailingExample, integrity_problems, propose
@@ -36,31 +37,64 @@ def test_integrity_checks() -> None:
     assert integrity_problems(ok, champion, ["You help customers of {{product}}. Be concise. Thanks"], S) == []
 
 
-def _examples(queries: list[str]) -> list[FailingExample]:
+def _examples(queries: list[str], *, corrected: bool) -> list[FailingExample]:
     out = []
     for q in queries:
         intent = match_intent(q)
         out.append(FailingExample(query=q, output="Sign out of the desktop app, sign back in, and sync will restart.",
                                   signal="thumbs_down", reason="tone", comment="felt dismissive",
-                                  better=correct_answer(intent, intent.slots(q))))
+                                  better=correct_answer(intent, intent.slots(q)) if corrected else None))
     return out
 
 
-def test_screening_keeps_the_revision_that_fixes_the_cluster(simulator) -> None:
-    settings = load_settings(openai_base_url=simulator.base_url)
-    examples = _examples(["Your app keeps failing to sync, this is ridiculous! What do I do?",
-                          "I'm so frustrated, my files won't sync again. How do I fix it?"])
-    result = propose(
+ANGRY = ["Your app keeps failing to sync, this is ridiculous! What do I do?",
+         "I'm so frustrated, my files won't sync again. How do I fix it?"]
+
+
+def _propose(sim: Simulator, examples: list[FailingExample], settings: ImproveSettings = S):
+    config = load_settings(openai_base_url=sim.base_url)
+    return propose(
         cluster_id="tone-x", category="tone", champion=INITIAL_PROMPT, examples=examples,
-        client=OpenAI(base_url=simulator.base_url, api_key="k"), model="gpt-4o",
-        run_queries=lambda t, qs: answer_queries(settings, t, qs), protected=[], settings=S,
+        client=make_client(config), model="gpt-4o",
+        run_queries=lambda t, qs: answer_queries(config, t, qs),
+        judge=lambda exs, outs: judge_resolutions(config, exs, outs), protected=[], settings=settings,
     )
-    assert result.critique and len(result.drafts) == 3
+
+
+@pytest.mark.parametrize("corrected", [False, True])
+def test_a_champion_that_rewords_does_not_hide_a_fix(corrected: bool) -> None:
+    """The product model rewords every answer, so the champion's fresh answers all differ from the
+    logged ones. Judged by resolution, the champion still resolves none of the complaints and the
+    draft that adds the missing instruction resolves them (by difference, the champion scored 1.0)."""
+    with Simulator(options=SimOptions(reword=True, seed=3)) as sim:
+        examples = _examples(ANGRY, corrected=corrected)
+        result = _propose(sim, examples)
+        assert sim.counts()["chat.resolution"] > 0
+        fresh = answer_queries(load_settings(openai_base_url=sim.base_url), INITIAL_PROMPT, ANGRY)
+    assert all(" ".join(f.split()) != " ".join(e.output.split()) for f, e in zip(fresh, examples))
+    assert result.champion_screening == 0.0 and result.champion_resolved == [False, False]
+    assert result.critique and result.rounds == 1 and result.rollouts == 2 * (1 + 3)  # target met in round 1
     kept = result.drafts[result.kept[0]]
-    assert "apologize" in kept.template.lower()
+    assert "apologize" in kept.template.lower() and kept.screening == 1.0
     vague = [d for d in result.drafts if "apologize" not in d.template.lower()]
-    assert vague and all(d.screening <= result.champion_screening for d in vague)
-    assert kept.screening > result.champion_screening
+    assert vague and all(d.screening == 0.0 for d in vague)
+    assert all("sorry" in r.lower() or "apolog" in r.lower() for r in kept.rationales)
+
+
+def test_a_drafting_model_in_the_wild_costs_rounds_not_the_cluster() -> None:
+    """Fenced, prose-wrapped, truncated and refused replies, a json_schema the endpoint rejects: the
+    unusable ones are recorded as problems, later rounds draft again, and the fix is still found."""
+    found, problems = 0, []
+    for seed in range(10):
+        with Simulator(options=SimOptions(reword=True, seed=seed, drafting="wild", reject_json_schema=True)) as sim:
+            result = _propose(sim, _examples(ANGRY, corrected=False),
+                              S.model_copy(update={"rounds": 4}))
+        assert result.rounds >= 1 and result.rollouts <= S.max_rollouts
+        found += bool(result.kept) and "apologize" in result.drafts[result.kept[0]].template.lower()
+        assert all(p.startswith("round ") for p in result.problems)
+        problems += result.problems + [p for d in result.drafts for p in d.problems]
+    assert found >= 9, found  # 4 rounds of a drafting model that is clean about a third of the time
+    assert problems, "the wild drafting model never answered anything unusable"
 
 
 def _golden(tmp_path: Path, rows: list[dict]) -> Path:

@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from conftest import event, write_jsonl
 from flywheel.cli import app

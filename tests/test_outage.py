@@ -32,9 +32,9 @@ def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(cli, lo
                                                                           prefect_api: str, fail_as: str) -> None:
     from flywheel.state import open_state
 
-    # Drafting and screening take ~270 requests on this world, the evaluation ~1,800: the endpoint
-    # breaks early in the evaluation.
-    with Simulator(options=SimOptions(fail_from=600, fail_as=fail_as)) as flaky:
+    # Drafting, judged screening and the merge check take ~800 requests on this world, the evaluation
+    # ~1,800: the endpoint breaks early in the evaluation (the error message below says it was there).
+    with Simulator(options=SimOptions(fail_from=1400, fail_as=fail_as)) as flaky:
         monkeypatch.setenv("OPENAI_BASE_URL", flaky.base_url)
         monkeypatch.setenv("FLYWHEEL_LLM_MAX_TOTAL_SECONDS", "5")
         # As a user runs it: its own process, one JSON document on stdout, no traceback on stderr.

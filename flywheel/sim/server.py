@@ -55,7 +55,7 @@ class SimOptions:
     embedder: Any = None  # an Embedder; loaded lazily on the first /v1/embeddings request
     finetune: FineTuneOptions = field(default_factory=FineTuneOptions)
     data_dir: Path | None = None  # keep uploaded files and fine-tuning jobs here (default: in memory)
-    reword: bool = False  # the product rewords every answer (same verdicts), as a sampled model does
+    reword: bool = True  # the product rewords every answer (same verdicts), as a sampled model does
     seed: int = 0  # seeds rewording and wild drafting shapes
     drafting: str = "clean"  # clean | wild: drafting answers in real models' shapes
     reject_json_schema: bool = False  # 400 on response_format json_schema, like some vLLM/Ollama versions
