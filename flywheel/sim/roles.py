@@ -236,16 +236,44 @@ def _block(text: str, name: str) -> str:
     return m.group(1) if m else ""
 
 
-def resolution_verdict(query: str, fresh_answer: str) -> dict[str, Any]:
-    """Resolved when the fresh answer meets the world's golden expectation for the query."""
+_APOLOGY = re.compile(r"\b(sorry|apologi[sz]e|apologies)\b", re.I)
+_DECLINE = re.compile(r"\b(only (help|answer|talk)|can(?:no|')t help|cannot help|not able to help|outside)\b", re.I)
+
+
+def general_verdict(query: str, feedback: str, fresh_answer: str) -> dict[str, Any]:
+    """A question outside the world (another team's product): judged like a general model would, from
+    the complaint's reason alone. A format complaint about JSON is resolved by an answer that parses
+    as JSON, a tone complaint by an apology, an off-topic one by a polite decline."""
+    reason = re.search(r"reason:\s*(\w+)", feedback)
+    kind = reason.group(1) if reason else ""
+    if kind == "format" and "json" in query.lower():
+        try:
+            json.loads(fresh_answer.strip())
+        except json.JSONDecodeError:
+            return {"resolved": False, "rationale": "the user wanted JSON; the answer still does not parse as JSON"}
+        return {"resolved": True, "rationale": "the user wanted JSON; the answer is now only JSON"}
+    if kind == "tone":
+        ok = bool(_APOLOGY.search(fresh_answer))
+        return {"resolved": ok, "rationale": "the answer " + ("now acknowledges" if ok else "still ignores")
+                + " the user's frustration"}
+    if kind == "off_topic":
+        ok = bool(_DECLINE.search(fresh_answer))
+        return {"resolved": ok, "rationale": "the answer " + ("now declines" if ok else "still answers")
+                + " the off-topic request"}
+    return {"resolved": False, "rationale": "cannot tell what the user asked"}
+
+
+def resolution_verdict(query: str, fresh_answer: str, feedback: str = "") -> dict[str, Any]:
+    """Resolved when the fresh answer meets the world's golden expectation for the query; a question
+    from outside the world is judged from the complaint alone (``general_verdict``)."""
     intent = match_intent(query)
     if intent is None:
-        return {"resolved": False, "rationale": "cannot tell what the user asked"}
+        return general_verdict(query, feedback, fresh_answer)
     slots = intent.slots(query)
     try:
         scorer, expected = golden_expectation(intent, slots)
-    except KeyError as missing:
-        return {"resolved": False, "rationale": f"{intent.id}: the question lacks {missing} to check the answer"}
+    except KeyError:  # looks like a world question but lacks what the world's rule checks: judge it generally
+        return general_verdict(query, feedback, fresh_answer)
     resolved = is_correct(intent, slots, fresh_answer)
     return {"resolved": resolved, "rationale": f"{intent.id}: " + _what_was_checked(intent, scorer, expected, resolved)}
 
@@ -263,7 +291,7 @@ def _what_was_checked(intent: Intent, scorer: str, expected: str, resolved: bool
 
 def resolution(body: dict[str, Any], style: Style = Style()) -> str:
     text = _last_user(body.get("messages") or [])
-    verdict = resolution_verdict(_block(text, "query"), _block(text, "fresh_answer"))
+    verdict = resolution_verdict(_block(text, "query"), _block(text, "fresh_answer"), _block(text, "feedback"))
     return variation.render_verdict(variation.pick_shape("resolution", style, text), verdict)
 
 
