@@ -71,7 +71,8 @@ def _rows_by_mode(settings: Any, world: Path, winner: Any) -> tuple[dict[str, li
     """Golden scores per failure mode (the intent in a golden item's id, ``g-<intent>-NNN``) of the
     champion and the winner; the cycle cached both evaluations, so this asks the endpoint nothing."""
     from evals.pipeline import Variant
-    from flywheel.cycle import active_index_version, evaluate_step
+    from loop.context import active_index_version
+    from loop.evaluate import evaluate_step
 
     index = active_index_version(settings)
     champion = Variant(label="champion", prompt_template=(world / "prompt.txt").read_text().strip(),

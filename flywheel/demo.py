@@ -44,9 +44,9 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
     from evals.report import ci_text
     from flows.cycle import run_flow
     from flywheel.champion import require_production_prompt
-    from flywheel.cycle import evaluate_step
+    from loop.evaluate import evaluate_step
     from flywheel.cli import print_clusters
-    from flywheel.gate import approve, pending, set_prompt, status
+    from loop.promotion import approve, pending, set_prompt, status
 
     home = Path(tempfile.mkdtemp(prefix="flywheel-demo-")) if home is None else home
     home.mkdir(parents=True, exist_ok=True)

@@ -162,7 +162,7 @@ def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from flywheel.cycle import texts_to_embed
+    from loop.embedding import texts_to_embed
     from flywheel.embeddings import open_embedder
     from flywheel.feedback.store import open_store
     from flywheel.knowledge.source import chunks_of

@@ -11,7 +11,8 @@ from evals.golden import load_golden
 from evals.pipeline import Variant
 from evals.runner import evaluate
 from flywheel.config import ImproveSettings, load_settings
-from flywheel.cycle import answer_factory, answer_queries, judge_resolutions
+from loop.evaluate import answer_factory
+from loop.screening import answer_queries, judge_resolutions
 from flywheel.llm import make_client
 from flywheel.sim.server import SimOptions, Simulator
 from flywheel.sim.rules import correct_answer, match_intent
