@@ -15,11 +15,11 @@ from pathlib import Path
 import flywheel  # noqa: F401 - offline switches
 from benchmarks._util import report
 from flywheel.config import load_settings
-from flywheel.demo import demo_overrides
+from app.demo import demo_overrides
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
-from flywheel.sim.server import Simulator
-from flywheel.sim.world import write_world
+from sim.server import Simulator
+from sim.world import write_world
 
 
 def prepared(root: Path, world: Path, base_url: str) -> dict:

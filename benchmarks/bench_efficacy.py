@@ -25,8 +25,8 @@ from typing import Any
 import flywheel  # noqa: F401 - offline switches
 from benchmarks._util import report
 from flywheel.config import load_settings
-from flywheel.sim.server import SimOptions, Simulator
-from flywheel.sim.world import write_world
+from sim.server import SimOptions, Simulator
+from sim.world import write_world
 
 PROMPT_FIXABLE = {"yearly_cost": "factual", "plan_json": "format", "sync_angry": "tone", "poem": "off_topic",
                   "other_account": "unsafe"}

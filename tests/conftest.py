@@ -14,12 +14,12 @@ import flywheel  # noqa: F401 - offline switches before anything else loads
 import pytest
 from typer.testing import CliRunner
 
-from flywheel.cli import app
+from app.cli import app
 from flywheel.config import EmbeddingSettings, Settings, load_settings
 from evals.golden import load_golden
 from flywheel.embeddings import LocalEmbedder
-from flywheel.sim.server import Simulator
-from flywheel.sim.world import write_world
+from sim.server import Simulator
+from sim.world import write_world
 
 _ENV_TO_CLEAR = (
     "FLYWHEEL_CONFIG",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flywheel.config import load_settings
-from flywheel.sim.server import SimOptions, Simulator
+from sim.server import SimOptions, Simulator
 
 BIN = Path(sys.executable).parent
 HOOKS = Path(__file__).parent / "hooks"

@@ -16,8 +16,8 @@ from flywheel.config import FinetuneSettings, IngestSettings, TriageSettings, lo
 from flywheel.feedback.ingest import to_stored
 from flywheel.feedback.scrub import PLACEHOLDERS
 from flywheel.schemas import FailureCluster, FeedbackEvent
-from flywheel.sim.finetune import FineTuneOptions
-from flywheel.sim.server import SimOptions, Simulator
+from sim.finetune import FineTuneOptions
+from sim.server import SimOptions, Simulator
 from improvers.dataset import curate
 from improvers.surrogates import PLACEHOLDER, SURROGATES
 

@@ -554,7 +554,7 @@ def sim_world(
     as_json: JsonFlag = False,
 ) -> None:
     """Write the simulator's demo world: feedback, golden set, knowledge and its updates, flywheel.toml."""
-    from flywheel.sim.world import write_world
+    from sim.world import write_world
 
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: exists and is not a directory")
@@ -588,9 +588,9 @@ def sim_serve(
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the OpenAI-compatible simulator until interrupted; the base URL is the first line printed."""
-    from flywheel.sim.finetune import FineTuneOptions
-    from flywheel.sim.server import SimOptions, Simulator
-    from flywheel.sim.variation import DRAFTING_MODES
+    from sim.finetune import FineTuneOptions
+    from sim.server import SimOptions, Simulator
+    from sim.variation import DRAFTING_MODES
 
     if drafting not in DRAFTING_MODES:
         raise UsageError(f"--drafting must be one of {', '.join(DRAFTING_MODES)}, not {drafting!r}")
@@ -617,7 +617,7 @@ def demo(
     as_json: JsonFlag = False,
 ) -> None:
     """Run the loop on the simulator's world in a fresh FLYWHEEL_HOME, no API key needed."""
-    from flywheel.demo import run_demo
+    from app.demo import run_demo
 
     result = run_demo(home, console=err)
     if as_json:
