@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from evals.golden import GoldenSet, load_golden
 from flywheel.champion import production_model, require_production_prompt
 from flywheel.config import Settings
-from flywheel.errors import FlywheelError
+from flywheel.errors import FlywheelError, UsageError
 from flywheel.llm import endpoint
 from flywheel.schemas import FailureCluster
 from flywheel.state import open_state
@@ -93,6 +93,21 @@ def begin(settings: Settings) -> CycleSetup:
                       champion_template=champion.template, golden_version=golden.version,
                       index_version=active_index_version(settings), champion_model=model.provider_model,
                       champion_model_version=model.version)
+
+
+def cycle_golden(settings: Settings, setup: CycleSetup, *versions: str) -> GoldenSet:
+    """The golden set the cycle began with (``setup.golden_version``). Steps after ``begin`` read it
+    here, with the versions their evaluations recorded, so the report, MLflow and every score name
+    one golden set; an edit mid-cycle stops the cycle, which the next ``flywheel cycle`` resumes on
+    the new version."""
+    golden = load_golden(settings.golden)
+    seen = {golden.version, *versions} - {setup.golden_version}
+    if seen:
+        raise UsageError(
+            f"{settings.golden}: the golden set changed during cycle {setup.cycle_id} (version "
+            f"{setup.golden_version[:12]} when it began, now {', '.join(sorted(v[:12] for v in seen))}); "
+            "run `flywheel cycle` again: it resumes the cycle on the new version")
+    return golden
 
 
 def active_index_version(settings: Settings) -> str | None:

@@ -7,14 +7,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from evals.golden import load_golden
 from evals.runner import EvalResult
 from flywheel.champion import use_mlflow
 from flywheel.config import Settings
 from flywheel.schemas import Candidate, ChampionSet
 from flywheel.state import open_state
 from loop.checkpoints import checkpoint
-from loop.context import CycleSetup, EndpointFailed
+from loop.context import CycleSetup, EndpointFailed, cycle_golden
 from loop.report import CycleReport
 
 
@@ -69,7 +68,8 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
 
     policy = settings.policy
     outage = evaluation_outage(champion, results, policy.max_error_rate)
-    golden = load_golden(settings.golden)
+    golden = cycle_golden(settings, setup, champion.golden_version,
+                          *(r.golden_version for r in results.values()))
     client = use_mlflow(settings)
     exp_id = experiment_id(client, settings.experiment)
     parent = cycle_run(client, exp_id, setup.cycle_id)

@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from difflib import unified_diff
 
-from evals.golden import load_golden
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.schemas import Candidate, FailureCluster
 from flywheel.state import open_state
-from loop.context import CycleSetup, earliest_seen, short_hash
+from loop.context import CycleSetup, cycle_golden, earliest_seen, short_hash
 
 
 def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[FailureCluster]) -> Candidate | None:
@@ -58,7 +57,7 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
                 note=f"rag candidate, cycle {setup.cycle_id}",
                 provenance={"clusters": [c.cluster_id for c in clusters], "chunks": proposal.provenance},
             )
-            golden = load_golden(settings.golden)
+            golden = cycle_golden(settings, setup)
             checks = [RetrievalCheck(i.input, frozenset(i.documents), "golden") for i in golden.items if i.documents]
             changed = set(proposal.changed_documents)
             checks += [RetrievalCheck(e.query, frozenset(changed), "cluster") for e in events
