@@ -25,8 +25,8 @@ from typing import Any
 import flywheel  # noqa: F401 - offline switches
 from benchmarks._util import report
 from flywheel.config import load_settings
-from flywheel.sim.server import SimOptions, Simulator
-from flywheel.sim.world import write_world
+from sim.server import SimOptions, Simulator
+from sim.world import write_world
 
 PROMPT_FIXABLE = {"yearly_cost": "factual", "plan_json": "format", "sync_angry": "tone", "poem": "off_topic",
                   "other_account": "unsafe"}
@@ -71,7 +71,8 @@ def _rows_by_mode(settings: Any, world: Path, winner: Any) -> tuple[dict[str, li
     """Golden scores per failure mode (the intent in a golden item's id, ``g-<intent>-NNN``) of the
     champion and the winner; the cycle cached both evaluations, so this asks the endpoint nothing."""
     from evals.pipeline import Variant
-    from flywheel.cycle import active_index_version, evaluate_step
+    from loop.context import active_index_version
+    from loop.evaluate import evaluate_step
 
     index = active_index_version(settings)
     champion = Variant(label="champion", prompt_template=(world / "prompt.txt").read_text().strip(),

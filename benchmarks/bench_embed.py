@@ -10,8 +10,8 @@ import random
 import time
 
 import flywheel  # noqa: F401 - offline switches
-from flywheel.sim.rules import INTENTS
-from flywheel.sim.world import make_query
+from sim.rules import INTENTS
+from sim.world import make_query
 from flywheel.config import EmbeddingSettings
 from flywheel.embeddings import LocalEmbedder
 

@@ -23,9 +23,9 @@ from evals.golden import load_golden
 from evals.pipeline import Variant
 from evals.runner import evaluate_many
 from flywheel.config import load_settings
-from flywheel.cycle import answer_factory
-from flywheel.sim.rules import INTENTS, golden_expectation
-from flywheel.sim.world import INITIAL_PROMPT, make_query
+from loop.evaluate import answer_factory
+from sim.rules import INTENTS, golden_expectation
+from sim.world import INITIAL_PROMPT, make_query
 
 ITEMS, VARIANTS, CONCURRENCY, LATENCY = 1000, 3, 32, 0.05
 

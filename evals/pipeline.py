@@ -14,15 +14,14 @@ import hashlib
 import importlib
 import inspect
 import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from flywheel.errors import UsageError
+from flywheel.templates import render, template_variables  # noqa: F401 - part of the pipeline's interface
 
-_VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
 class Retriever(Protocol):
@@ -46,20 +45,6 @@ class Variant(BaseModel):
     def key(self) -> str:
         doc = {"t": self.prompt_template, "m": self.model, "i": self.index_version, "p": self.pipeline}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def template_variables(template: str) -> set[str]:
-    return set(_VARIABLE.findall(template))
-
-
-def render(template: str, values: dict[str, str]) -> str:
-    missing = template_variables(template) - set(values)
-    if missing:
-        raise UsageError(
-            f"the prompt uses {', '.join(sorted('{{' + m + '}}' for m in missing))} but no value is configured; "
-            "set them under [prompt_variables] in flywheel.toml"
-        )
-    return _VARIABLE.sub(lambda m: values[m.group(1)], template)
 
 
 def context_block(passages: list[tuple[str, str]]) -> str:

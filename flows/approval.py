@@ -21,10 +21,10 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from evals.report import approval_markdown
-from flywheel import gate
 from flywheel.config import Settings
 from flywheel.schemas import Candidate
 from flywheel.state import open_state
+from loop import promotion as champions
 
 WAITING = "approval_wait"  # state pointer: {flow run id: {cycle_id, candidate_ids}} of runs paused for approval
 
@@ -107,16 +107,16 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
             decisions[cand.candidate_id] = current.decision if current and current.decision else "unknown"
             continue
         if answer is None:
-            gate.reject(settings, cand.candidate_id, by="flywheel",
+            champions.reject(settings, cand.candidate_id, by="flywheel",
                         reason=f"approval timed out: nobody approved it within {settings.approval.timeout} s")
             decisions[cand.candidate_id] = "rejected"
             continue
         who = answer.approver.strip() or "prefect-ui"
         if getattr(answer, field_name(cand.candidate_id)):
-            gate.approve(settings, cand.candidate_id, by=who, note=answer.note or "approved in the Prefect UI")
+            champions.approve(settings, cand.candidate_id, by=who, note=answer.note or "approved in the Prefect UI")
             decisions[cand.candidate_id] = "promoted"
         else:
-            gate.reject(settings, cand.candidate_id, by=who,
+            champions.reject(settings, cand.candidate_id, by=who,
                         reason=f"not approved in the Prefect UI{': ' + answer.note if answer.note else ''}")
             decisions[cand.candidate_id] = "rejected"
     logger.info("approval: %s", ", ".join(f"{k} {v}" for k, v in decisions.items()))

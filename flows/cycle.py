@@ -1,7 +1,7 @@
 """The Prefect flow ``improvement-cycle``: triage, one improver per routed cluster, golden-set
 evaluation of the champion and every candidate, then the promotion gate.
 
-The flow only orchestrates: each task calls one step of :mod:`flywheel.cycle`. Tasks are coarse
+The flow only orchestrates: each task calls one step of :mod:`loop`. Tasks are coarse
 (a whole improver, a whole evaluation), those that call an LLM retry, and every result is
 persisted and cached under the cycle id, so a cycle that was killed and started again resumes
 the same cycle and reuses what finished (the state store and MLflow tags guard the same).
@@ -23,12 +23,20 @@ from pydantic import BaseModel, Field
 import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
 from evals.pipeline import Variant
 from evals.runner import EvalResult
-from flywheel import cycle as steps
 from flywheel import llm_guard
 from flywheel.config import Settings, load_settings_for_flow
 from flywheel.errors import Interrupted
 from flywheel.schemas import Candidate, FailureCluster
 from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
+from loop.checkpoints import checkpoint
+from loop.context import CycleSetup, EndpointFailed, begin, protected_texts
+from loop.evaluate import evaluate_step, variant_for
+from loop.finetune_step import FinetuneOutcome, improve_finetune_step
+from loop.gate import gate_step
+from loop.prompt_step import improve_prompt_step, merge_step, unique_candidates
+from loop.rag_step import improve_rag_step
+from loop.report import CycleReport, cluster_summaries, fail, finish, reread_candidates
+from loop.triage_step import finetune_clusters, prompt_clusters, rag_clusters, triage_step
 
 _MLFLOW_WRITES = threading.Lock()  # prompt registration from parallel improver tasks, one at a time
 
@@ -58,67 +66,67 @@ def _key(*parts: Any) -> str:
 
 
 @task(name="begin", persist_result=False, cache_policy=NO_CACHE)
-def begin_task(settings: Settings) -> steps.CycleSetup:
-    return steps.begin(settings)
+def begin_task(settings: Settings) -> CycleSetup:
+    return begin(settings)
 
 
 @task(name="triage", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "triage"))
-def triage_task(settings: Settings, setup: steps.CycleSetup) -> list[FailureCluster]:
-    return steps.triage_step(settings)
+def triage_task(settings: Settings, setup: CycleSetup) -> list[FailureCluster]:
+    return triage_step(settings)
 
 
 @task(name="improve-prompt", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "prompt", p["cluster"].cluster_id),
       task_run_name="improve-prompt-{cluster.cluster_id}")
-def improve_prompt_task(settings: Settings, setup: steps.CycleSetup, cluster: FailureCluster,
+def improve_prompt_task(settings: Settings, setup: CycleSetup, cluster: FailureCluster,
                         protected: list[str]) -> list[Candidate]:
     with _MLFLOW_WRITES:
-        return steps.improve_prompt_step(settings, setup, cluster, protected)
+        return improve_prompt_step(settings, setup, cluster, protected)
 
 
 @task(name="merge-prompts", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "merge",
                                        ",".join(sorted(c.candidate_id for c in p["candidates"]))))
-def merge_task(settings: Settings, setup: steps.CycleSetup, candidates: list[Candidate],
+def merge_task(settings: Settings, setup: CycleSetup, candidates: list[Candidate],
                clusters: list[FailureCluster], protected: list[str]) -> Candidate | None:
     with _MLFLOW_WRITES:
-        return steps.merge_step(settings, setup, candidates, clusters, protected)
+        return merge_step(settings, setup, candidates, clusters, protected)
 
 
 @task(name="improve-rag", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "rag",
                                        ",".join(sorted(c.cluster_id for c in p["clusters"]))))
-def improve_rag_task(settings: Settings, setup: steps.CycleSetup, clusters: list[FailureCluster]) -> Candidate | None:
+def improve_rag_task(settings: Settings, setup: CycleSetup, clusters: list[FailureCluster]) -> Candidate | None:
     """A candidate index version for the outdated-knowledge clusters, retrieval validated."""
-    return steps.improve_rag_step(settings, setup, clusters)
+    return improve_rag_step(settings, setup, clusters)
 
 
 @task(name="improve-finetune", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "finetune",
                                        ",".join(sorted(c.cluster_id for c in p["clusters"]))))
-def improve_finetune_task(settings: Settings, setup: steps.CycleSetup,
-                          clusters: list[FailureCluster]) -> steps.FinetuneOutcome:
+def improve_finetune_task(settings: Settings, setup: CycleSetup,
+                          clusters: list[FailureCluster]) -> FinetuneOutcome:
     """Dataset, job (resumed by its recorded id, never submitted twice) and model candidate for the
     clusters prompts could not fix; jobs from earlier cycles are polled too."""
-    return steps.improve_finetune_step(settings, setup, clusters)
+    return improve_finetune_step(settings, setup, clusters)
 
 
 @task(name="evaluate", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "eval",
                                        ",".join(v.key for v in p["variants"])))
-def evaluate_task(settings: Settings, setup: steps.CycleSetup, variants: list[Variant]) -> list[EvalResult]:
+def evaluate_task(settings: Settings, setup: CycleSetup, variants: list[Variant]) -> list[EvalResult]:
     """One batch: the champion and every candidate share the endpoint's concurrency limit."""
-    return steps.evaluate_step(settings, variants)
+    return evaluate_step(settings, variants)
 
 
 @task(name="gate", persist_result=False, cache_policy=NO_CACHE)
-def gate_task(settings: Settings, setup: steps.CycleSetup, champion: EvalResult, results: dict[str, EvalResult],
-              auto_approve: bool) -> steps.CycleReport:
-    return steps.gate_step(settings, setup, champion, results, auto_approve)
+def gate_task(settings: Settings, setup: CycleSetup, champion: EvalResult, results: dict[str, EvalResult],
+              auto_approve: bool) -> CycleReport:
+    return gate_step(settings, setup, champion, results, auto_approve)
 
 
-def publish_report(report: steps.CycleReport) -> None:
+def publish_report(report: CycleReport) -> None:
     """The cycle's report, candidate table and chart as Prefect artifacts under stable keys (the UI
     keeps every cycle's version of each)."""
     from evals import report as r
@@ -149,46 +157,46 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
             if dask is not None:
                 embed_ahead(dask, settings)
             clusters = triage_task(settings, setup)
-            chosen = steps.prompt_clusters(clusters, settings)
+            chosen = prompt_clusters(clusters, settings)
             logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
-            protected = steps.protected_texts(settings)
+            protected = protected_texts(settings)
             retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay,
                         "retry_condition_fn": _worth_retrying}
             futures = [improve_prompt_task.with_options(**retrying).submit(settings, setup, c, protected)
                        for c in chosen]
             wait(futures)
-            candidates = steps.unique_candidates(settings, [cand for f in futures for cand in f.result()])
+            candidates = unique_candidates(settings, [cand for f in futures for cand in f.result()])
             merged = merge_task.with_options(**retrying)(settings, setup, candidates, chosen, protected)
             if merged is not None:
                 candidates.append(merged)
-            rag_candidate = improve_rag_task(settings, setup, steps.rag_clusters(clusters, settings))
+            rag_candidate = improve_rag_task(settings, setup, rag_clusters(clusters, settings))
             if rag_candidate is not None:
                 candidates.append(rag_candidate)
-            tuned = improve_finetune_task.with_options(**retrying)(settings, setup, steps.finetune_clusters(clusters))
+            tuned = improve_finetune_task.with_options(**retrying)(settings, setup, finetune_clusters(clusters))
             candidates += tuned.candidates
             for note in tuned.notes:
                 logger.info(note)
-            steps._crash_point("improve")
-            variants = [steps.variant_for(settings, setup, None)] + [steps.variant_for(settings, setup, c)
+            checkpoint("improve")
+            variants = [variant_for(settings, setup, None)] + [variant_for(settings, setup, c)
                                                                      for c in candidates]
             if dask is None:  # one batch in this process: the variants share one client and one limit
                 champion, *rest = evaluate_task.with_options(**retrying)(settings, setup, variants)
             else:
                 champion, *rest = evaluate_on(dask, settings, variants)
-            steps._crash_point("evaluate")
+            checkpoint("evaluate")
             results = {c.candidate_id: r for c, r in zip(candidates, rest, strict=True)}
             report = gate_task(settings, setup, champion, results, params.auto_approve)
-        except steps.EndpointFailed as exc:
-            steps.fail(settings, setup.cycle_id, str(exc))
+        except EndpointFailed as exc:
+            fail(settings, setup.cycle_id, str(exc))
             raise
         except (KeyboardInterrupt, TerminationSignal):
             llm_guard.stop_requests()  # the task runner waits for its threads: let them end now
-            steps.fail(settings, setup.cycle_id, "interrupted by a signal; `flywheel cycle` resumes it",
+            fail(settings, setup.cycle_id, "interrupted by a signal; `flywheel cycle` resumes it",
                        status="interrupted")
             raise
-    report.clusters = steps.cluster_summaries(clusters, settings, setup.cycle_id)
+    report.clusters = cluster_summaries(clusters, settings, setup.cycle_id)
     report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
-    steps.finish(settings, report)
+    finish(settings, report)
     publish_report(report)
     _resume_superseded(settings)
     if _waits_for_approval(params, settings) and any(c.decision == "pending_approval" for c in report.candidates):
@@ -197,7 +205,7 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
         from flows.approval import wait_for_approval
 
         wait_for_approval(settings, flow_run.id, report.cycle_id, report.champion_score, report.candidates)
-        report.candidates = steps.reread_candidates(settings, report.candidates)
+        report.candidates = reread_candidates(settings, report.candidates)
         publish_report(report)
     return report.model_dump(mode="json")
 
@@ -234,7 +242,7 @@ def _waits_for_approval(params: CycleParameters, settings: Settings) -> bool:
     return settings.approval.wait_in_deployments and deployment.id is not None
 
 
-def run_flow(*, auto_approve: bool = False, overrides: dict[str, Any] | None = None) -> steps.CycleReport:
+def run_flow(*, auto_approve: bool = False, overrides: dict[str, Any] | None = None) -> CycleReport:
     """Run the flow in this process (Prefect's ephemeral API unless PREFECT_API_URL is set). A signal
     ends it within seconds as ``Interrupted``: the cycle is recorded as interrupted and resumes."""
     from flows.ephemeral import tie_ephemeral_server_to_this_process
@@ -243,7 +251,7 @@ def run_flow(*, auto_approve: bool = False, overrides: dict[str, Any] | None = N
                                                                 for k, v in (overrides or {}).items()})
     tie_ephemeral_server_to_this_process()
     try:
-        return steps.CycleReport.model_validate(improvement_cycle(params))
+        return CycleReport.model_validate(improvement_cycle(params))
     except TerminationSignal as exc:  # Prefect's own SIGTERM bridge, when no handler of ours was installed
         raise Interrupted("the cycle was stopped (SIGTERM); it is recorded as interrupted and the next "
                           "`flywheel cycle` resumes it", exc.signal) from None

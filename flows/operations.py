@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field, model_validator
 
 import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
 from evals import report as r
-from flywheel import cycle as steps
-from flywheel import gate
 from flywheel.config import Settings, load_settings_for_flow
+from loop import promotion as champions
+from loop.report import cluster_summaries
+from loop.triage_step import triage_step
 
 
 class TriageParameters(BaseModel):
@@ -28,7 +29,7 @@ class TriageParameters(BaseModel):
 
 @task(name="triage", cache_policy=NO_CACHE, persist_result=False)
 def triage_task(settings: Settings) -> list[dict[str, Any]]:
-    return steps.cluster_summaries(steps.triage_step(settings))
+    return cluster_summaries(triage_step(settings))
 
 
 @flow(name="triage-feedback", log_prints=False, validate_parameters=True)
@@ -71,11 +72,11 @@ class PromotionParameters(BaseModel):
 def decide_task(settings: Settings, params: PromotionParameters) -> dict[str, Any]:
     if params.action == "rollback":
         assert params.kind is not None
-        return gate.rollback(settings, params.kind, by=params.by, note=params.note)
+        return champions.rollback(settings, params.kind, by=params.by, note=params.note)
     assert params.candidate_id is not None
     if params.action == "approve":
-        return gate.approve(settings, params.candidate_id, by=params.by, note=params.note).public()
-    return gate.reject(settings, params.candidate_id, by=params.by, reason=params.note or "").public()
+        return champions.approve(settings, params.candidate_id, by=params.by, note=params.note).public()
+    return champions.reject(settings, params.candidate_id, by=params.by, reason=params.note or "").public()
 
 
 @flow(name="promotion", log_prints=False, validate_parameters=True)

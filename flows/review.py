@@ -1,6 +1,6 @@
 """The Prefect flow ``weekly-feedback-review``: the worst-rated outputs of the past week grouped by
 failure cluster, and the trend of the negative-feedback rate, published as artifacts for the
-team's weekly review. The logic is :mod:`flywheel.review`; this only orchestrates and publishes."""
+team's weekly review. The logic is :mod:`loop.review`; this only orchestrates and publishes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
 from flywheel.config import Settings, load_settings_for_flow
-from flywheel.review import REVIEW_KEY, TREND_KEY, WeeklyReview, review_markdown, weekly_review
+from loop.review import REVIEW_KEY, TREND_KEY, WeeklyReview, review_markdown, weekly_review
 
 
 class ReviewParameters(BaseModel):

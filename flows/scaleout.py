@@ -23,9 +23,9 @@ from prefect.task_runners import TaskRunner
 
 from evals.pipeline import Variant
 from evals.runner import BatchRows, EvalBatch, EvalResult
-from flywheel import cycle as steps
 from flywheel import llm_guard
 from flywheel.config import Settings
+from loop import embedding, evaluate
 
 
 def dask_task_runner(settings: Settings) -> TaskRunner:  # type: ignore[type-arg]
@@ -55,11 +55,11 @@ def cycle_runner(settings: Settings) -> Iterator[TaskRunner | None]:  # type: ig
 # The tasks wrap module functions of other names: Dask pickles a task's function by reference, and
 # a decorated name would resolve to the Task, not the function.
 def _embed_batch(settings: Settings, texts: list[str], index: int) -> Any:
-    return steps.embed_batch_step(settings, texts)
+    return embedding.embed_batch_step(settings, texts)
 
 
 def _evaluate_batch(settings: Settings, batch: EvalBatch) -> BatchRows:
-    return steps.evaluate_batch_step(settings, batch)
+    return evaluate.evaluate_batch_step(settings, batch)
 
 
 embed_batch_task = task(_embed_batch, name="embed-batch", persist_result=False, cache_policy=NO_CACHE,
@@ -70,13 +70,13 @@ evaluate_batch_task = task(_evaluate_batch, name="evaluate-batch", persist_resul
 
 def embed_ahead(runner: TaskRunner, settings: Settings) -> int:  # type: ignore[type-arg]
     """Embed, on the runner, what the cycle will need and the cache lacks; returns how many texts."""
-    texts = steps.texts_to_embed(settings)
+    texts = embedding.texts_to_embed(settings)
     size = settings.runner.embed_batch_texts
     batches = [texts[i:i + size] for i in range(0, len(texts), size)]
     futures = [runner.submit(embed_batch_task, {"settings": settings, "texts": b, "index": n})
                for n, b in enumerate(batches)]
     for batch, future in zip(batches, futures, strict=True):
-        steps.remember_embeddings(settings, batch, future.result())
+        embedding.remember_embeddings(settings, batch, future.result())
     if texts:
         get_run_logger().info("embedded %d texts in %d batches on Dask", len(texts), len(batches))
     return len(texts)
@@ -93,7 +93,7 @@ def _slots(runner: TaskRunner, settings: Settings) -> int:  # type: ignore[type-
 
 def evaluate_on(runner: TaskRunner, settings: Settings, variants: list[Variant]) -> list[EvalResult]:  # type: ignore[type-arg]
     """The golden-set evaluation as batches on the runner; cached variants are not run."""
-    plan = steps.plan_evaluation(settings, variants, slots=_slots(runner, settings))
+    plan = evaluate.plan_evaluation(settings, variants, slots=_slots(runner, settings))
     # A batch only returns rows (the flow's process writes them), so a failed one is simply run again.
     batch_task = evaluate_batch_task.with_options(retries=settings.llm_task_retries,
                                                   retry_delay_seconds=settings.llm_task_retry_delay,
@@ -104,4 +104,4 @@ def evaluate_on(runner: TaskRunner, settings: Settings, variants: list[Variant])
     if parts:
         get_run_logger().info("evaluated %d batches on %d Dask worker(s): %s", len(parts), len(workers),
                               ", ".join(workers))
-    return steps.assemble_evaluation(settings, plan, parts)
+    return evaluate.assemble_evaluation(settings, plan, parts)

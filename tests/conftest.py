@@ -14,12 +14,12 @@ import flywheel  # noqa: F401 - offline switches before anything else loads
 import pytest
 from typer.testing import CliRunner
 
-from flywheel.cli import app
+from app.cli import app
 from flywheel.config import EmbeddingSettings, Settings, load_settings
 from evals.golden import load_golden
 from flywheel.embeddings import LocalEmbedder
-from flywheel.sim.server import Simulator
-from flywheel.sim.world import write_world
+from sim.server import Simulator
+from sim.world import write_world
 
 _ENV_TO_CLEAR = (
     "FLYWHEEL_CONFIG",
@@ -162,7 +162,7 @@ def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from flywheel.cycle import texts_to_embed
+    from loop.embedding import texts_to_embed
     from flywheel.embeddings import open_embedder
     from flywheel.feedback.store import open_store
     from flywheel.knowledge.source import chunks_of

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from flywheel.config import load_settings
-from flywheel.sim.server import SimOptions, Simulator
+from sim.server import SimOptions, Simulator
 
 BIN = Path(sys.executable).parent
+HOOKS = Path(__file__).parent / "hooks"
 
 
 def retrieve(query: str) -> str:
@@ -197,7 +198,9 @@ def test_a_broken_golden_set_is_a_usage_error(cli, loop: dict, tmp_path: Path, m
 
 def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: dict, prefect_api: str) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    killed = subprocess.run([str(BIN / "flywheel"), "cycle", "--json"], env={**env, "FLYWHEEL_CRASH_AFTER": "evaluate"},
+    crash = {"FLYWHEEL_CRASH_AFTER": "evaluate",  # tests/hooks/sitecustomize.py kills the process there
+             "PYTHONPATH": os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH")) if p)}
+    killed = subprocess.run([str(BIN / "flywheel"), "cycle", "--json"], env={**env, **crash},
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == 137, killed.stderr[-2000:]
     from flywheel.state import open_state
@@ -231,7 +234,8 @@ def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: d
 
 
 def test_an_unchanged_champion_is_not_evaluated_again(loop: dict) -> None:
-    from flywheel.cycle import begin, evaluate_step, variant_for
+    from loop.context import begin
+    from loop.evaluate import evaluate_step, variant_for
 
     settings = load_settings()
     setup = begin(settings)

@@ -36,7 +36,7 @@ def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Pa
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from evals.golden import load_golden
     from flows.cycle import run_flow
-    from flywheel import cycle as steps
+    from loop import embedding, evaluate
     from flywheel.embeddings import build_embedder, not_cached
 
     golden = write_jsonl(tmp_path / "golden.jsonl",
@@ -49,7 +49,7 @@ def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Pa
                          if '"reason": "format"' in line]
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", format_complaints)), "--json")
     settings = load_settings()
-    to_embed = steps.texts_to_embed(settings)
+    to_embed = embedding.texts_to_embed(settings)
     assert len(to_embed) > 20  # the complaints' queries and the category descriptions, none cached yet
 
     runner = {"kind": "dask", "dask_workers": 2, "eval_batch_items": 15}
@@ -86,7 +86,7 @@ def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Pa
     prompt = require_production_prompt(settings)
     champion = Variant(label="champion", prompt_template=prompt.template, prompt_version=prompt.version,
                        model=settings.target_model)
-    (again,) = evaluate_many([champion], load_golden(golden), steps.answer_factory(settings),
+    (again,) = evaluate_many([champion], load_golden(golden), evaluate.answer_factory(settings),
                              default_scorer=settings.eval.default_scorer, judge_model=settings.judge_model,
                              concurrency=4, use_cache=False)
     assert report.champion_score == again.mean

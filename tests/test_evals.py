@@ -14,7 +14,7 @@ from evals.scorers import contains, exact, json_match, parse_judgement, regex
 from evals.stats import compare, paired_bootstrap_ci
 from flywheel.config import PolicySettings
 from flywheel.errors import UsageError
-from flywheel.sim.world import generate_golden
+from sim.world import generate_golden
 
 ROOT = Path(__file__).resolve().parents[1]
 

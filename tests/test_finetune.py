@@ -16,8 +16,8 @@ from flywheel.config import FinetuneSettings, IngestSettings, TriageSettings, lo
 from flywheel.feedback.ingest import to_stored
 from flywheel.feedback.scrub import PLACEHOLDERS
 from flywheel.schemas import FailureCluster, FeedbackEvent
-from flywheel.sim.finetune import FineTuneOptions
-from flywheel.sim.server import SimOptions, Simulator
+from sim.finetune import FineTuneOptions
+from sim.server import SimOptions, Simulator
 from improvers.dataset import curate
 from improvers.surrogates import PLACEHOLDER, SURROGATES
 
@@ -267,7 +267,7 @@ def test_route_to_finetune_needs_a_failed_prompt_and_1000_usable(local_embedder,
 
 # -- jobs on the simulator -------------------------------------------------------------------------
 def _setup_for_jobs(cli, tmp_path: Path, sim: Simulator, monkeypatch) -> tuple:
-    from flywheel.cycle import CycleSetup
+    from loop.context import CycleSetup
 
     monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
     monkeypatch.setenv("FLYWHEEL_TRIAGE__FINETUNE_MIN_EXAMPLES", "20")
@@ -287,7 +287,7 @@ def _setup_for_jobs(cli, tmp_path: Path, sim: Simulator, monkeypatch) -> tuple:
 
 
 def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, tmp_path: Path, monkeypatch) -> None:
-    from flywheel.cycle import improve_finetune_step
+    from loop.finetune_step import improve_finetune_step
     from flywheel.state import open_state
 
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2,
@@ -305,8 +305,8 @@ def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, 
 
 
 def test_a_resumed_job_is_polled_not_submitted_again(cli, tmp_path: Path, monkeypatch) -> None:
-    from flywheel import finetuning
-    from flywheel.cycle import improve_finetune_step
+    from loop import finetuning
+    from loop.finetune_step import improve_finetune_step
     from flywheel.llm import make_client
     from improvers import finetune as jobs
 

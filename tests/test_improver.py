@@ -11,11 +11,12 @@ from evals.golden import load_golden
 from evals.pipeline import Variant
 from evals.runner import evaluate
 from flywheel.config import ImproveSettings, load_settings
-from flywheel.cycle import answer_factory, answer_queries, judge_resolutions
+from loop.evaluate import answer_factory
+from loop.screening import answer_queries, judge_resolutions
 from flywheel.llm import make_client
-from flywheel.sim.server import SimOptions, Simulator
-from flywheel.sim.rules import correct_answer, match_intent
-from flywheel.sim.world import INITIAL_PROMPT
+from sim.server import SimOptions, Simulator
+from sim.rules import correct_answer, match_intent
+from sim.world import INITIAL_PROMPT
 from improvers.prompt import FailingExample, integrity_problems, propose
 
 S = ImproveSettings()
@@ -127,7 +128,7 @@ def test_judge_scorer_and_a_users_own_pipeline(simulator, tmp_path: Path) -> Non
 
 
 def test_items_that_keep_failing_are_errors_not_scores(tmp_path: Path) -> None:
-    from flywheel.sim.server import SimOptions, Simulator
+    from sim.server import SimOptions, Simulator
 
     golden = load_golden(_golden(tmp_path, [{"id": "a", "input": "How do I reset my password?",
                                              "expected": "Reset password", "category": "c"}]))

@@ -14,7 +14,7 @@ from flywheel.config import load_settings
 from flywheel.embeddings import CachedEmbedder, EmbeddingCache
 from flywheel.knowledge.index import KnowledgeIndex
 from flywheel.knowledge.source import chunk_document, Document
-from flywheel.sim.world import KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES
+from sim.world import KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES
 from flywheel.state import open_state
 
 

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from flywheel.config import load_settings
-from flywheel.sim.server import SimOptions, Simulator
+from sim.server import SimOptions, Simulator
 
 BIN = Path(sys.executable).parent
 

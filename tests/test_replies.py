@@ -57,7 +57,7 @@ def test_an_endpoint_that_rejects_json_schema_is_asked_for_a_json_object_once() 
     from flywheel.config import load_settings
     from flywheel.llm import make_client
     from flywheel.replies import chat_json
-    from flywheel.sim.server import SimOptions, Simulator
+    from sim.server import SimOptions, Simulator
     from improvers.screening import VERDICT_SCHEMA, FailingExample, resolution_messages
 
     example = FailingExample(query="Write a short poem about autumn leaves.", output="Sure! Waves fold silver...",

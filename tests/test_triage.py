@@ -12,8 +12,8 @@ from conftest import event, write_jsonl
 from flywheel.config import IngestSettings, TriageSettings
 from flywheel.feedback.ingest import to_stored
 from flywheel.schemas import FeedbackEvent
-from flywheel.sim.rules import match_intent
-from flywheel.sim.world import generate_feedback
+from sim.rules import match_intent
+from sim.world import generate_feedback
 from flywheel.triage import TriageInputs, llm_classifier, triage_events
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)

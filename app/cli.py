@@ -180,7 +180,7 @@ def _emit_feedback_events(settings: Settings, negatives: int) -> int:
 
 
 def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
-    from flywheel.cycle import triage_step
+    from loop.triage_step import triage_step
 
     return triage_step(settings, progress)
 
@@ -263,19 +263,13 @@ def print_candidates(cands: list[Any], title: str) -> None:
 @handles_errors
 def cycle(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Promote on the policy alone.")] = False,
-    plain: Annotated[bool, typer.Option("--plain", help="Run the steps without Prefect (debugging).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run one improvement cycle (the Prefect flow `improvement-cycle`); never waits for a person."""
     settings = _settings()
-    if plain:
-        from flywheel.cycle import run_cycle
+    from flows.cycle import run_flow
 
-        report = run_cycle(settings, auto_approve=auto_approve, progress=lambda m: err.print(m, highlight=False))
-    else:
-        from flows.cycle import run_flow
-
-        report = run_flow(auto_approve=auto_approve)
+    report = run_flow(auto_approve=auto_approve)
     if as_json:
         emit(report.public())
     else:
@@ -287,7 +281,7 @@ def cycle(
 @handles_errors
 def pending(as_json: JsonFlag = False) -> None:
     """Candidates waiting for approval, with their scores and MLflow run ids."""
-    from flywheel.gate import pending as waiting
+    from loop.promotion import pending as waiting
 
     cands = waiting(_settings())
     if as_json:
@@ -305,7 +299,7 @@ def approve(
     as_json: JsonFlag = False,
 ) -> None:
     """Approve a pending candidate: it is promoted, and who/when/note go on its MLflow run."""
-    from flywheel.gate import approve as do_approve
+    from loop.promotion import approve as do_approve
 
     settings = _settings()
     cand = do_approve(settings, candidate_id, by=_who(by), note=note)
@@ -339,7 +333,7 @@ def reject(
     as_json: JsonFlag = False,
 ) -> None:
     """Reject a pending candidate, with a reason that is recorded on its MLflow run."""
-    from flywheel.gate import reject as do_reject
+    from loop.promotion import reject as do_reject
 
     settings = _settings()
     cand = do_reject(settings, candidate_id, by=_who(by), reason=reason)
@@ -359,7 +353,7 @@ def rollback(
     as_json: JsonFlag = False,
 ) -> None:
     """Restore the previous champion of a kind; the rollback itself is recorded."""
-    from flywheel.gate import rollback as do_rollback
+    from loop.promotion import rollback as do_rollback
 
     out = do_rollback(_settings(), kind, by=_who(by), note=note)
     if as_json:
@@ -372,7 +366,7 @@ def rollback(
 @handles_errors
 def status(as_json: JsonFlag = False) -> None:
     """Champions, pending approvals, negative-feedback rate, events since the last cycle, loop velocity."""
-    from flywheel.gate import status as get_status
+    from loop.promotion import status as get_status
 
     doc = get_status(_settings())
     if as_json:
@@ -392,7 +386,7 @@ def review(
     """The weekly feedback review: worst-rated outputs of the week by cluster, and the negative rate's trend."""
     from datetime import datetime, timezone
 
-    from flywheel.review import review_markdown, weekly_review
+    from loop.review import review_markdown, weekly_review
 
     end = None
     if until:
@@ -423,7 +417,7 @@ def dataset_build(
 ) -> None:
     """Curate usable feedback into a versioned dataset (SFT, preference pairs, OpenAI JSONL), once
     enough examples survive curation; optionally start a fine-tuning job with it."""
-    from flywheel import finetuning
+    from loop import finetuning
     from flywheel.llm import make_client
 
     settings = _settings()
@@ -521,7 +515,7 @@ def prompt_set(
     as_json: JsonFlag = False,
 ) -> None:
     """Register FILE as a new prompt version and point `production` at it."""
-    from flywheel.gate import set_prompt
+    from loop.promotion import set_prompt
 
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
@@ -560,7 +554,7 @@ def sim_world(
     as_json: JsonFlag = False,
 ) -> None:
     """Write the simulator's demo world: feedback, golden set, knowledge and its updates, flywheel.toml."""
-    from flywheel.sim.world import write_world
+    from sim.world import write_world
 
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: exists and is not a directory")
@@ -594,9 +588,9 @@ def sim_serve(
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the OpenAI-compatible simulator until interrupted; the base URL is the first line printed."""
-    from flywheel.sim.finetune import FineTuneOptions
-    from flywheel.sim.server import SimOptions, Simulator
-    from flywheel.sim.variation import DRAFTING_MODES
+    from sim.finetune import FineTuneOptions
+    from sim.server import SimOptions, Simulator
+    from sim.variation import DRAFTING_MODES
 
     if drafting not in DRAFTING_MODES:
         raise UsageError(f"--drafting must be one of {', '.join(DRAFTING_MODES)}, not {drafting!r}")
@@ -623,7 +617,7 @@ def demo(
     as_json: JsonFlag = False,
 ) -> None:
     """Run the loop on the simulator's world in a fresh FLYWHEEL_HOME, no API key needed."""
-    from flywheel.demo import run_demo
+    from app.demo import run_demo
 
     result = run_demo(home, console=err)
     if as_json:

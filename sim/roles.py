@@ -12,10 +12,10 @@ The resolution judge reads ``<query>``, ``<logged_answer>``, ``<feedback>`` and 
 blocks from the user message and answers ``{"resolved": bool, "rationale": str}``: resolved when the
 fresh answer meets the world's golden expectation for the query's intent (``rules.is_correct``).
 
-A :class:`~flywheel.sim.variation.Style` changes how roles answer, never what is right: with
+A :class:`~sim.variation.Style` changes how roles answer, never what is right: with
 ``reword`` the product phrases each answer differently (same verdicts); with ``drafting="wild"``
 revise and merge (and sometimes critique and the resolution judge) answer in real models' shapes:
-fenced, in prose, truncated, refused, or lossy (see :mod:`flywheel.sim.variation`). Wild shapes
+fenced, in prose, truncated, refused, or lossy (see :mod:`sim.variation`). Wild shapes
 ignore ``response_format``, as endpoints that do not enforce it do.
 """
 
@@ -25,9 +25,9 @@ import json
 import re
 from typing import Any
 
-from flywheel.sim import variation
-from flywheel.sim.rules import Intent, Learned, golden_expectation, is_correct, match_intent, product_answer
-from flywheel.sim.variation import Style
+from sim import variation
+from sim.rules import Intent, Learned, golden_expectation, is_correct, match_intent, product_answer
+from sim.variation import Style
 
 JUDGE_MARKER = "You are an impartial judge"
 RESOLUTION_MARKER = "You judge whether a user's complaint"

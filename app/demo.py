@@ -22,8 +22,8 @@ from flywheel.config import Settings, load_settings
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
 from flywheel.schemas import FailureCluster
-from flywheel.sim.server import Simulator
-from flywheel.sim.world import write_world
+from sim.server import Simulator
+from sim.world import write_world
 
 DEMO_APPROVER = "demo-approver"
 
@@ -44,9 +44,9 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
     from evals.report import ci_text
     from flows.cycle import run_flow
     from flywheel.champion import require_production_prompt
-    from flywheel.cycle import evaluate_step
-    from flywheel.cli import print_clusters
-    from flywheel.gate import approve, pending, set_prompt, status
+    from loop.evaluate import evaluate_step
+    from app.cli import print_clusters
+    from loop.promotion import approve, pending, set_prompt, status
 
     home = Path(tempfile.mkdtemp(prefix="flywheel-demo-")) if home is None else home
     home.mkdir(parents=True, exist_ok=True)

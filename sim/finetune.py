@@ -5,7 +5,7 @@ A job goes ``validating_files`` -> ``running`` -> ``succeeded`` (or ``failed``) 
 training file is validated as OpenAI does (JSONL, each line ``{"messages": [...]}`` with a user
 and an assistant message, at least 10 examples); a bad file fails the job with the line number.
 A succeeded job serves a fine-tuned model, ``ft:<base>:flywheel-sim:<suffix>:<id>``, which has
-learned its training examples (:class:`flywheel.sim.rules.Learned`).
+learned its training examples (:class:`sim.rules.Learned`).
 
 With a ``data_dir`` the files and jobs are kept on disk, so a restarted simulator still knows its
 jobs and serves its fine-tuned models; without one they live in memory.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flywheel.sim.rules import Learned
+from sim.rules import Learned
 
 MIN_EXAMPLES = 10
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -3,7 +3,7 @@
 Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (``response_format`` json_object
 and json_schema included), ``POST /v1/embeddings`` (the shared local model), ``POST /v1/files``,
 ``GET /v1/files/{id}``, ``POST|GET /v1/fine_tuning/jobs``, ``GET /v1/fine_tuning/jobs/{id}``,
-``POST /v1/fine_tuning/jobs/{id}/cancel`` (see :mod:`flywheel.sim.finetune`; a succeeded job's
+``POST /v1/fine_tuning/jobs/{id}/cancel`` (see :mod:`sim.finetune`; a succeeded job's
 model answers chat completions), and ``GET /sim/stats`` (request counts by role, for tests and benchmarks). Knobs for tests:
 a fixed ``latency`` per request and injected failures (``fail_status`` for every request, only
 the first ``fail_first`` requests, or every request after the ``fail_from``-th: an outage in the
@@ -14,7 +14,7 @@ Knobs for how the model behaves (all seeded by ``seed``, so a run is reproducibl
 ``reword`` makes the product phrase every answer differently (openers, closers, phrase swaps) with
 the same golden verdicts, so a fresh answer practically never equals a logged one, as with any
 sampled model (off by default for now); ``drafting="wild"`` makes the drafting roles answer in
-real models' shapes (fenced, prose, truncated, refusal, lossy; see :mod:`flywheel.sim.variation`);
+real models' shapes (fenced, prose, truncated, refusal, lossy; see :mod:`sim.variation`);
 ``reject_json_schema`` answers 400 to any ``response_format`` of type ``json_schema``, as some
 vLLM and Ollama versions do, while ``json_object`` and no format work.
 """
@@ -38,9 +38,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from flywheel.sim import roles, variation
-from flywheel.sim.finetune import FineTuneOptions, FineTuneStore, SimError
-from flywheel.sim.variation import DRAFTING_MODES, Style
+from sim import roles, variation
+from sim.finetune import FineTuneOptions, FineTuneStore, SimError
+from sim.variation import DRAFTING_MODES, Style
 
 SIM_MODELS = ("gpt-4o-mini", "gpt-4o", "sim-product", "sim-judge")
 

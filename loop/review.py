@@ -69,7 +69,7 @@ def _direction(trend: list[WeekRate]) -> str:
 def weekly_review(settings: Settings, *, until: datetime | None = None, days: int = 7, weeks: int = 6,
                   per_cluster: int = 5) -> WeeklyReview:
     """The review of the ``days`` before ``until`` (default: now), with ``weeks`` weeks of trend."""
-    from flywheel.cycle import triage_step
+    from loop.triage_step import triage_step
 
     until = until or datetime.now(timezone.utc)
     since = until - timedelta(days=days)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.pipeline import context_block as pipeline_context
-from flywheel.sim.rules import (
+from sim.rules import (
     CURRENT,
     ERROR_CODES,
     INTENTS,

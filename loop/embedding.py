@@ -1,0 +1,36 @@
+"""Embedding ahead of a cycle on a task runner: what is not cached yet, in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flywheel.config import Settings
+from flywheel.feedback.store import open_store
+
+
+def texts_to_embed(settings: Settings) -> list[str]:
+    """What this cycle's triage and index refresh will embed and the cache does not hold yet."""
+    from flywheel.embeddings import not_cached, open_embedder
+    from flywheel.knowledge.source import chunks_of
+    from flywheel.triage import texts_to_embed as triage_texts
+
+    with open_embedder(settings) as embedder, open_store(settings.resolved_store_url) as store:
+        texts = triage_texts(list(store.events(polarity=-1)), embedder)
+        if settings.knowledge_source is not None and settings.knowledge_source.exists():
+            texts += [c.text for c in chunks_of(settings.knowledge_source, settings.knowledge.chunk_chars)]
+        return not_cached(embedder, texts)
+
+
+def embed_batch_step(settings: Settings, texts: Sequence[str]) -> Any:
+    """Vectors for ``texts`` with the configured model, no cache (the caller stores them)."""
+    from flywheel.embeddings import build_embedder
+
+    return build_embedder(settings, cached=False).embed(list(texts))
+
+
+def remember_embeddings(settings: Settings, texts: Sequence[str], vectors: Any) -> None:
+    from flywheel.embeddings import open_embedder, remember
+
+    with open_embedder(settings) as embedder:
+        remember(embedder, texts, vectors)

@@ -1,0 +1,111 @@
+"""The fine-tuning improver in the cycle: a dataset, its job (never submitted twice) and a model
+candidate once the job succeeds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from flywheel.config import Settings
+from flywheel.llm import make_client
+from flywheel.schemas import Candidate, FailureCluster
+from flywheel.state import open_state
+from improvers.finetune import TERMINAL as JOB_DONE
+from loop import finetuning
+from loop.context import CycleSetup, earliest_seen, endpoint_errors, short_hash
+
+
+class FinetuneOutcome(BaseModel):
+    """What the fine-tuning step did this cycle: candidates (succeeded jobs), and the jobs and
+    notes an operator reads (a job still running, a failed one with the provider's reason)."""
+
+    candidates: list[Candidate] = Field(default_factory=list)
+    jobs: list[dict[str, Any]] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    dataset: dict[str, Any] | None = None
+
+
+@endpoint_errors("fine-tuning")
+def improve_finetune_step(settings: Settings, setup: CycleSetup, clusters: Sequence[FailureCluster],
+                          poll_timeout: float | None = None) -> FinetuneOutcome:
+    """Fine-tuning for clusters prompts could not fix: a dataset version, its job (resumed, never
+    submitted twice), and a model candidate once the job succeeds. Jobs started by earlier cycles
+    are polled too, so a job longer than a cycle becomes a candidate in a later one."""
+    out = FinetuneOutcome()
+    with open_state(settings.ensure_home()) as state:
+        open_jobs = state.finetune_jobs(open_only=True)
+    if not clusters and not open_jobs:
+        return out
+    client = make_client(settings, purpose="fine-tuning")
+    ids = sorted(c.cluster_id for c in clusters)
+    if clusters:
+        key = "finetune:" + ",".join(ids)
+        with open_state(settings.home) as state:
+            dataset = state.drafts(setup.cycle_id, key)
+        if dataset is None:
+            dataset = finetuning.build_dataset(settings)
+            with open_state(settings.home) as state:
+                state.save_drafts(setup.cycle_id, key, dataset)
+        out.dataset = {k: dataset.get(k) for k in ("built", "version", "examples", "train", "validation",
+                                                    "preference_pairs", "excluded", "path", "min_examples")}
+        if not dataset["built"]:
+            out.notes.append(f"fine-tuning for {', '.join(ids)} waits: {dataset['examples']} usable examples after "
+                             f"curation, {dataset['min_examples']} needed")
+        else:
+            record = finetuning.start_job(settings, client, dataset, cluster_ids=ids, cycle_id=setup.cycle_id)
+            if all(j["job_id"] != record["job_id"] for j in open_jobs):
+                open_jobs.append(record)
+    for record in open_jobs:
+        if record["status"] not in JOB_DONE:
+            record = finetuning.poll_job(settings, client, record, poll_timeout)
+        out.jobs.append({k: record.get(k) for k in ("job_id", "status", "dataset_version", "base_model",
+                                                    "fine_tuned_model", "error", "cluster_ids")})
+        if record["status"] in ("failed", "cancelled"):
+            reason = f"fine-tune job {record['job_id']} {record['status']}: {record.get('error') or 'no reason given'}"
+            out.notes.append(reason + "; no candidate")
+            with open_state(settings.home) as state:
+                for cid in record.get("cluster_ids") or []:
+                    state.record_attempt(cid, setup.cycle_id, "finetune", record["job_id"], "failed")
+            continue
+        if record["status"] != "succeeded":
+            out.notes.append(f"fine-tune job {record['job_id']} is {record['status']}; a later cycle picks it up")
+            continue
+        version = record.get("model_version") or finetuning.register_job_model(settings, record)
+        cand = _finetune_candidate(settings, setup, record, version, clusters)
+        if cand is not None:
+            out.candidates.append(cand)
+    return out
+
+
+def _finetune_candidate(settings: Settings, setup: CycleSetup, record: dict[str, Any], version: str,
+                        clusters: Sequence[FailureCluster]) -> Candidate | None:
+    """The model candidate of a succeeded job, once: a model already decided on is not proposed again."""
+    candidate_id = f"finetune-{short_hash(record['job_id'])}"
+    with open_state(settings.home) as state:
+        existing = state.candidate(candidate_id)
+        if existing is not None:
+            return existing if existing.decision is None and existing.cycle_id == setup.cycle_id else None
+        by_id = {c.cluster_id: c for c in clusters}
+        first_seen, by_cluster = earliest_seen([by_id[c] for c in record.get("cluster_ids") or [] if c in by_id])
+        dataset = {}
+        card = Path(record.get("dataset_path") or "") / "card.json"
+        if card.is_file():
+            dataset = json.loads(card.read_text())
+        cand = Candidate(
+            candidate_id=candidate_id, cycle_id=setup.cycle_id, kind="finetune",
+            cluster_ids=list(record.get("cluster_ids") or []),
+            parent=setup.champion_model_version or "base", version=version, first_seen=first_seen,
+            created_at=datetime.now(timezone.utc),
+            payload={"model": record["fine_tuned_model"], "base_model": record["base_model"],
+                     "job_id": record["job_id"], "dataset_version": record["dataset_version"],
+                     "dataset_path": record.get("dataset_path"), "model_run_id": record.get("model_run_id"),
+                     "champion_model": setup.champion_model, "cluster_first_seen": by_cluster,
+                     **{k: dataset.get(k) for k in ("examples", "train", "validation", "preference_pairs", "excluded")}},
+        )
+        state.add_candidate(cand)
+        return state.candidate(cand.candidate_id) or cand

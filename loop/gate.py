@@ -1,0 +1,156 @@
+"""The promotion gate: every evaluation logged to MLflow first, then the policy's decisions, one
+winner per kind, and promotion when auto-approved."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from evals.runner import EvalResult
+from flywheel.champion import use_mlflow
+from flywheel.config import Settings
+from flywheel.schemas import Candidate, ChampionSet
+from flywheel.state import open_state
+from loop.checkpoints import checkpoint
+from loop.context import CycleSetup, EndpointFailed, cycle_golden
+from loop.report import CycleReport
+
+
+def evaluation_outage(champion: EvalResult, results: dict[str, EvalResult], max_error_rate: float) -> str | None:
+    """Why this cycle's evaluation cannot decide anything, or None. Items that errored beyond the
+    policy's bound mean the endpoint failed: that is an outage to report, never a verdict on a
+    candidate (a fully errored candidate is not a 0.0 candidate)."""
+    broken = [(label, res) for label, res in (("the champion", champion), *results.items())
+              if res.rows and res.errors / len(res.rows) > max_error_rate]
+    if not broken:
+        return None
+    label, worst = max(broken, key=lambda pair: pair[1].errors)
+    return (f"the evaluation failed: {len(broken)} of {len(results) + 1} variants have errored golden items beyond "
+            f"the policy's {max_error_rate:.0%} ({label}: {worst.errors} of {len(worst.rows)}; first: "
+            f"{worst.first_error()}); nothing was scored or promoted")
+
+
+def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any) -> None:
+    """The policy's decision on a candidate whose evaluation is complete."""
+    from evals.policy import judge_candidate
+
+    verdict = judge_candidate(comparison, res.errors, len(res.rows), policy)
+    retrieval = cand.payload.get("retrieval")
+    if retrieval and not retrieval["passed"]:
+        cand.decision, cand.reason = "rejected", retrieval["reason"] + "; " + verdict.text
+    else:
+        cand.decision = "pending_approval" if verdict.passed else "rejected"
+        cand.reason = verdict.text + (f"; {retrieval['reason']}" if retrieval else "")
+
+
+def _supersede_losers(evaluated: Sequence[Candidate]) -> list[Candidate]:
+    """One champion of each kind: of those that passed, the best waits; the rest are superseded."""
+    winners: list[Candidate] = []
+    for kind in ("prompt", "rag", "finetune"):
+        passed = sorted((c for c in evaluated if c.decision == "pending_approval" and c.kind == kind),
+                        key=lambda c: (-(c.golden_score or 0), len(c.payload.get("template", ""))))
+        winners += passed[:1]
+        for loser in passed[1:]:
+            loser.decision = "superseded"
+            loser.reason = (f"superseded by {passed[0].candidate_id} (golden score {passed[0].golden_score:.3f} "
+                            f"vs {loser.golden_score:.3f}); passed the policy: {loser.reason}")
+    return winners
+
+
+def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, results: dict[str, EvalResult],
+              auto_approve: bool) -> CycleReport:
+    """Log every evaluation to MLflow, then decide; promotion (auto-approve) only after logging.
+    An evaluation outage is logged too (decision ``error``, no score) and then ends the cycle."""
+    from evals.stats import category_means, compare
+    from evals.tracking import cycle_run, experiment_id, log_variant
+    from loop.promotion import promote, supersede_pending
+
+    policy = settings.policy
+    outage = evaluation_outage(champion, results, policy.max_error_rate)
+    golden = cycle_golden(settings, setup, champion.golden_version,
+                          *(r.golden_version for r in results.values()))
+    client = use_mlflow(settings)
+    exp_id = experiment_id(client, settings.experiment)
+    parent = cycle_run(client, exp_id, setup.cycle_id)
+    champion_run = log_variant(
+        client, exp_id, parent, cycle_id=setup.cycle_id, kind="champion", candidate_id=f"champion-{setup.cycle_id}",
+        result=champion, golden=golden, decision="error" if outage else "champion", metrics={},
+        params={"prompt_name": settings.prompt_name}, tags={"flywheel.prompt_version": setup.champion_version},
+        artifacts={"prompt.txt": setup.champion_template}, scored=outage is None,
+    )
+    against = ChampionSet(prompt=setup.champion_version, index=setup.index_version,
+                          model=setup.champion_model_version or "base")
+    with open_state(settings.home) as state:
+        evaluated: list[Candidate] = []
+        for cid, res in results.items():
+            cand = state.candidate(cid)
+            assert cand is not None
+            if cand.decision is None and outage is not None:
+                cand.decision, cand.reason = "error", outage
+            elif cand.decision is None:
+                comparison = None
+                if res.scores:
+                    comparison = compare(res.scores, champion.scores, champion.categories,
+                                         resamples=settings.eval.bootstrap_resamples)
+                    cand.golden_score, cand.champion_score = comparison.golden_score, comparison.champion_score
+                    cand.delta, cand.ci_low, cand.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
+                    cand.per_category, cand.category_deltas = comparison.per_category, comparison.category_deltas
+                _decide(cand, res, comparison, policy)
+            cand.evaluated_against = cand.evaluated_against or against
+            evaluated.append(cand)
+        winners = _supersede_losers(evaluated)
+        for cand in evaluated:
+            res = results[cand.candidate_id]
+            if cand.mlflow_run_id is None:
+                cand.mlflow_run_id = log_variant(
+                    client, exp_id, parent, cycle_id=setup.cycle_id, kind=cand.kind, candidate_id=cand.candidate_id,
+                    result=res, golden=golden, decision=cand.decision,
+                    metrics={**{k: v for k, v in {"delta": cand.delta, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
+                                                  "champion_score": cand.champion_score}.items() if v is not None},
+                             **retrieval_metrics(cand)},
+                    params={"parent_version": cand.parent, "cluster_ids": ",".join(cand.cluster_ids),
+                            "prompt_name": settings.prompt_name,
+                            **({k: cand.payload.get(k) for k in ("dataset_version", "job_id", "base_model")}
+                               if cand.kind == "finetune" else {})},
+                    tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or ""},
+                    artifacts=candidate_artifacts(cand), scored=cand.decision != "error",
+                )
+            state.save_candidate(cand)
+            outcome = "pending" if cand.decision == "pending_approval" else (cand.decision or "rejected")
+            for cid in cand.cluster_ids:
+                state.record_attempt(cid, setup.cycle_id, cand.kind, cand.candidate_id, cand.outcome_for(cid, outcome))
+        if outage is not None:
+            raise EndpointFailed(outage)
+        checkpoint("gate-logged")
+        for winner in winners:
+            supersede_pending(settings, state, winner)
+            if auto_approve or policy.auto_approve:
+                promote(settings, state, winner, by="policy (auto-approve)", note=winner.reason)
+        evaluated = [state.candidate(c.candidate_id) or c for c in evaluated]
+    return CycleReport(cycle_id=setup.cycle_id, golden_version=golden.version, champion_score=champion.mean,
+                       candidates=evaluated, resumed=setup.resumed, champion_run_id=champion_run,
+                       cycle_run_id=parent,
+                       champion_per_category=category_means(champion.scores, champion.categories))
+
+
+def retrieval_metrics(cand: Candidate) -> dict[str, float]:
+    from evals.retrieval import RetrievalValidation
+
+    retrieval = cand.payload.get("retrieval")
+    return RetrievalValidation.model_validate(retrieval).flat() if retrieval else {}
+
+
+def candidate_artifacts(cand: Candidate) -> dict[str, str]:
+    """What an approver reads: the prompt and its diff, or the index change and its provenance."""
+    if cand.kind == "finetune":
+        return {"finetune.json": json.dumps({k: cand.payload.get(k) for k in
+                                             ("model", "base_model", "job_id", "dataset_version", "dataset_path",
+                                              "examples", "train", "validation", "preference_pairs", "excluded")},
+                                            indent=2)}
+    if cand.kind == "rag":
+        return {"index.diff": cand.payload.get("diff", ""),
+                "index_changes.json": json.dumps({k: cand.payload.get(k) for k in
+                                                  ("changed_documents", "provenance", "retrieval")}, indent=2)}
+    return {"prompt.txt": cand.payload.get("template", ""), "prompt.diff": cand.payload.get("diff", ""),
+            "critique.txt": cand.payload.get("critique", "")}

@@ -1,0 +1,248 @@
+"""The prompt improver in the cycle: drafts per cluster registered as prompt versions, one
+candidate per distinct draft, and a merge of the clusters' winners."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from difflib import unified_diff
+from typing import Any
+
+from flywheel.champion import register_prompt, use_mlflow
+from flywheel.config import Settings
+from flywheel.feedback.store import open_store
+from flywheel.llm import make_client
+from flywheel.replies import ReplyProblem
+from flywheel.schemas import Candidate, FailureCluster
+from flywheel.state import open_state
+from improvers.prompt import combine_edits, DraftingResult, integrity_problems, merge_prompts, propose
+from improvers.screening import FailingExample
+from loop.context import CycleSetup, earliest_seen, endpoint_errors, short_hash
+from loop.screening import answer_queries, failing_examples, judge_resolutions, screen_template
+
+
+def draft_id(cycle_id: str, template: str) -> str:
+    return short_hash(cycle_id, template)
+
+
+def register_draft(settings: Settings, cycle_id: str, template: str, message: str, provenance: dict[str, str]) -> str:
+    """Register a drafted prompt as a registry version exactly once, even across a crash: the
+    version is found again by its ``flywheel.draft_id`` tag before a new one is created."""
+    did = draft_id(cycle_id, template)
+    client = use_mlflow(settings)
+    for pv in client.search_prompt_versions(settings.prompt_name):
+        tags = getattr(pv, "tags", None) or {}
+        if tags.get("flywheel.draft_id") == did:
+            # Two clusters of one category can draft the same text: the one that kept it names it.
+            if provenance.get("flywheel.kept") == "true" and tags.get("flywheel.kept") != "true":
+                for key in ("flywheel.kept", "flywheel.cluster_ids", "flywheel.screening"):
+                    if key in provenance:
+                        client.set_prompt_version_tag(settings.prompt_name, pv.version, key, provenance[key])
+            return str(pv.version)
+    ref = register_prompt(settings, template, message, {"flywheel.draft_id": did, "flywheel.cycle_id": cycle_id,
+                                                         **provenance})
+    return ref.version
+
+
+def _prompt_candidate(setup: CycleSetup, template: str, clusters: Sequence[FailureCluster],
+                      payload: dict[str, Any]) -> Candidate:
+    first_seen, by_cluster = earliest_seen(clusters)
+    return Candidate(
+        candidate_id=f"prompt-{draft_id(setup.cycle_id, template)}",
+        cycle_id=setup.cycle_id, kind="prompt", cluster_ids=[c.cluster_id for c in clusters],
+        parent=setup.champion_version, first_seen=first_seen, created_at=datetime.now(timezone.utc),
+        payload={"template": template,
+                 "diff": prompt_diff(setup.champion_template, template, setup.champion_version),
+                 "cluster_first_seen": by_cluster, **payload},
+    )
+
+
+def prompt_diff(before: str, after: str, parent_version: str) -> str:
+    wrap = lambda t: [s + "\n" for s in t.replace(". ", ".\n").splitlines()]  # noqa: E731 - one sentence a line
+    return "".join(unified_diff(wrap(before), wrap(after), f"prompt v{parent_version} (champion)", "candidate"))
+
+
+@endpoint_errors("drafting")
+def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureCluster,
+                        protected: Sequence[str]) -> list[Candidate]:
+    """One cluster through the prompt improver; drafts and candidates are stored as they are made.
+    Only kept drafts become prompt versions in the registry; the rest stay in the cycle's record."""
+    with open_state(settings.home) as state:
+        cached = state.drafts(setup.cycle_id, cluster.cluster_id)
+        if cached is None:
+            with open_store(settings.resolved_store_url) as store:
+                examples = failing_examples(store.get(cluster.event_ids), settings.improve.examples_per_cluster)
+            result = propose(
+                cluster_id=cluster.cluster_id, category=cluster.category, champion=setup.champion_template,
+                examples=examples, client=make_client(settings, purpose="drafting"), model=settings.draft_model,
+                run_queries=lambda t, qs: answer_queries(settings, t, qs, setup.index_version, setup.champion_model),
+                judge=lambda exs, outs: judge_resolutions(settings, exs, outs),
+                protected=protected,
+                settings=settings.improve,
+            )
+            cached = result.model_dump(mode="json")
+            state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
+        result = DraftingResult.model_validate(cached)
+        provenance = {"flywheel.cluster_ids": cluster.cluster_id, "flywheel.parent_version": setup.champion_version}
+        for rank, idx in enumerate(result.kept):
+            draft = result.drafts[idx]
+            if cached["drafts"][idx].get("version") is None:
+                cached["drafts"][idx]["version"] = register_draft(
+                    settings, setup.cycle_id, draft.template,
+                    f"draft {idx + 1} (round {draft.round}) for {cluster.cluster_id} ({cluster.category}), cycle "
+                    f"{setup.cycle_id}: resolved {draft.screening:.0%} of its failing examples, champion "
+                    f"{result.champion_screening:.0%}",
+                    {**provenance, "flywheel.screening": str(draft.screening), "flywheel.kept": "true",
+                     "flywheel.round": str(draft.round)},
+                )
+                state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
+        if not result.kept:
+            # No draft resolved as much as the champion: prompts failed here. No usable draft at all
+            # (the drafting model refused or answered garbage) says nothing about the cluster, and
+            # neither does a champion that already resolves the complaints.
+            screened = any(d.screening is not None for d in result.drafts)
+            outcome = ("no_improvement" if screened else "already_resolved" if result.rounds == 0
+                       else "drafting_failed")
+            state.record_attempt(cluster.cluster_id, setup.cycle_id, "prompt", f"drafts-{setup.cycle_id}", outcome)
+        out = []
+        for idx in result.kept:
+            draft = result.drafts[idx]
+            cand = _prompt_candidate(setup, draft.template, [cluster], {
+                "critique": result.critique, "screening": draft.screening,
+                "champion_screening": result.champion_screening, "category": cluster.category,
+                "cluster_summary": cluster.summary, "round": draft.round,
+                # A draft that only tied the champion goes to the golden set, but fixes nothing here.
+                "fixes": [cluster.cluster_id] if (draft.screening or 0.0) > (result.champion_screening or 0.0) else [],
+            })
+            cand.version = cached["drafts"][idx]["version"]
+            state.add_candidate(cand)
+            out.append(state.candidate(cand.candidate_id) or cand)
+        return out
+
+
+def drafting_summary(settings: Settings, cycle_id: str, cluster_id: str) -> dict[str, Any] | None:
+    """What the prompt improver did on a cluster, for the cycle's output and report."""
+    with open_state(settings.home) as state:
+        doc = state.drafts(cycle_id, cluster_id)
+    if doc is None:
+        return None
+    result = DraftingResult.model_validate(doc)
+    if result.kept:
+        why = f"{len(result.kept)} draft(s) went to the golden set"
+    elif result.rounds == 0:
+        why = result.stopped
+    elif any(d.screening is not None for d in result.drafts):
+        why = (f"no draft resolved as much as the champion ({result.champion_screening:.0%}; best "
+               f"{result.best_screening:.0%})")
+    else:
+        why = "no usable draft: " + ("; ".join(result.problems[:3]) or "every draft failed the integrity checks")
+    return {"rounds": result.rounds, "rollouts": result.rollouts, "champion_resolved": result.champion_screening,
+            "best_resolved": result.best_screening, "drafts": len(result.drafts), "kept": len(result.kept),
+            "problems": result.problems + [f"draft {i + 1} (round {d.round}): {'; '.join(d.problems)}"
+                                           for i, d in enumerate(result.drafts) if d.problems],
+            "stopped": result.stopped, "outcome": why}
+
+
+def unique_candidates(settings: Settings, cands: Sequence[Candidate]) -> list[Candidate]:
+    """One candidate per id: clusters of one category can draft the same prompt, which is then one
+    candidate covering all of them (their ids and first-seen times are merged and saved)."""
+    by_id: dict[str, Candidate] = {}
+    for cand in cands:
+        seen = by_id.get(cand.candidate_id)
+        if seen is None:
+            by_id[cand.candidate_id] = cand.model_copy(deep=True)
+            continue
+        for cid in cand.cluster_ids:
+            if cid not in seen.cluster_ids:
+                seen.cluster_ids.append(cid)
+        seen.payload["fixes"] = sorted(set(seen.payload.get("fixes") or []) | set(cand.payload.get("fixes") or []))
+        seen.payload.setdefault("cluster_first_seen", {}).update(cand.payload.get("cluster_first_seen") or {})
+        if cand.first_seen and (seen.first_seen is None or cand.first_seen < seen.first_seen):
+            seen.first_seen = cand.first_seen
+    merged = list(by_id.values())
+    if len(merged) < len(cands):
+        client = use_mlflow(settings)
+        with open_state(settings.home) as state:
+            for cand in merged:
+                state.save_candidate(cand)
+                if cand.kind == "prompt" and cand.version and len(cand.cluster_ids) > 1:
+                    client.set_prompt_version_tag(settings.prompt_name, cand.version, "flywheel.cluster_ids",
+                                                  ",".join(cand.cluster_ids))
+    return merged
+
+
+@endpoint_errors("merging drafts")
+def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candidate],
+               clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Candidate | None:
+    """One prompt with every cluster's best revision, when there are two or more. It must resolve,
+    on each winner's own failing examples, as much as that winner did: the drafting model's merge
+    is checked, and when it loses one cluster's fix the winners' additions are combined without a
+    model and checked the same way; when both lose something there is no merged candidate (the
+    single-cluster candidates go on alone)."""
+    # Only drafts that resolved more than the champion fixed something a merge could keep; one that
+    # merely tied goes to the golden set alone (a merge must not claim its cluster as fixed).
+    candidates = [c for c in candidates
+                  if (c.payload.get("screening") or 0.0) > (c.payload.get("champion_screening") or 0.0)]
+    if not settings.improve.merge or len(candidates) < 2:
+        return None
+    with open_state(settings.home) as state:
+        key = "merge:" + ",".join(sorted(c.candidate_id for c in candidates))
+        cached = state.drafts(setup.cycle_id, key)
+        if cached is None:
+            cached = _checked_merge(settings, setup, candidates, clusters, protected)
+            state.save_drafts(setup.cycle_id, key, cached)
+        if cached.get("template") is None:
+            return None
+        by_id = {c.cluster_id: c for c in clusters}
+        covered = [by_id[cid] for cand in candidates for cid in cand.cluster_ids if cid in by_id]
+        cand = _prompt_candidate(setup, cached["template"], covered,
+                                 {"merged_from": [c.candidate_id for c in candidates], "category": "merged",
+                                  "fixes": sorted({cid for c in candidates for cid in c.payload.get("fixes") or []}),
+                                  "merge": {k: v for k, v in cached.items() if k != "template"}})
+        cand.version = register_draft(
+            settings, setup.cycle_id, cached["template"], f"merge of {len(candidates)} drafts ({cached['method']}), "
+            f"cycle {setup.cycle_id}",
+            {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.parent_version": setup.champion_version,
+             "flywheel.merged_from": ",".join(c.candidate_id for c in candidates), "flywheel.kept": "true"},
+        )
+        state.add_candidate(cand)
+        return state.candidate(cand.candidate_id) or cand
+
+
+def _checked_merge(settings: Settings, setup: CycleSetup, candidates: Sequence[Candidate],
+                   clusters: Sequence[FailureCluster], protected: Sequence[str]) -> dict[str, Any]:
+    """The merged template that keeps every winner's fix, how it was made and what was checked."""
+    by_id = {c.cluster_id: c for c in clusters}
+    checks: list[tuple[str, float, list[FailingExample]]] = []  # (cluster, winner's resolved share, examples)
+    with open_store(settings.resolved_store_url) as store:
+        for cand in candidates:
+            for cid in cand.cluster_ids:
+                if cid in by_id:
+                    examples = failing_examples(store.get(by_id[cid].event_ids), settings.improve.examples_per_cluster)
+                    checks.append((cid, float(cand.payload.get("screening") or 0.0), examples))
+    winners = [c.payload["template"] for c in candidates]
+    tried: list[dict[str, Any]] = []
+    attempts: list[tuple[str, Callable[[], str]]] = [
+        ("drafting model", lambda: merge_prompts(make_client(settings, purpose="drafting"), settings.draft_model,
+                                                 setup.champion_template, winners)),
+        ("combined edits", lambda: combine_edits(setup.champion_template, winners)),
+    ]
+    for method, make in attempts:
+        try:
+            template = make()
+        except ReplyProblem as exc:
+            tried.append({"method": method, "problem": str(exc)})
+            continue
+        problems = integrity_problems(template, setup.champion_template, protected, settings.improve)
+        if problems:
+            tried.append({"method": method, "problem": "; ".join(problems)})
+            continue
+        lost = []
+        for cid, share, examples in checks:
+            merged = screen_template(settings, setup, template, examples)
+            if merged.share < share:
+                lost.append(f"{cid}: {merged.share:.0%} < {share:.0%}")
+        if not lost:
+            return {"template": template, "method": method, "tried": tried, "checked_clusters": len(checks)}
+        tried.append({"method": method, "problem": "loses what a winner fixed: " + ", ".join(lost)})
+    return {"template": None, "method": None, "tried": tried, "checked_clusters": len(checks)}

@@ -1,0 +1,123 @@
+"""How a cycle ends: its report, the MLflow run closed with a chart, or the failure recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from flywheel.champion import use_mlflow
+from flywheel.config import Settings
+from flywheel.schemas import Candidate, FailureCluster
+from flywheel.state import open_state
+from loop.prompt_step import drafting_summary
+
+
+class CycleReport(BaseModel):
+    cycle_id: str
+    golden_version: str
+    champion_score: float | None
+    candidates: list[Candidate]
+    resumed: bool = False
+    clusters: list[dict[str, Any]] = Field(default_factory=list)
+    champion_run_id: str | None = None
+    cycle_run_id: str | None = None
+    finetune: dict[str, Any] = Field(default_factory=dict)
+    champion_per_category: dict[str, float] = Field(default_factory=dict)
+    chart_uri: str | None = None  # the chart logged to the cycle's MLflow run
+    chart_link: str | None = None  # where an operator opens it (the MLflow UI when configured)
+    chart_png: bytes | None = Field(None, exclude=True)  # the chart itself, for the Prefect artifact
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "cycle_id": self.cycle_id,
+            "golden_version": self.golden_version,
+            "champion_score": self.champion_score,
+            "candidates": [c.public() for c in self.candidates],
+            "resumed": self.resumed,
+            "clusters": self.clusters,
+            "finetune": self.finetune,
+            "mlflow_run_id": self.cycle_run_id,
+        }
+
+
+def finish(settings: Settings, report: CycleReport, status: str = "done") -> None:
+    from evals.tracking import set_tags
+
+    with open_state(settings.home) as state:
+        state.finish_cycle(report.cycle_id, status, report.golden_version, report.champion_score,
+                           {"candidates": [c.candidate_id for c in report.candidates], "clusters": report.clusters,
+                            "finetune": report.finetune})
+    if report.cycle_run_id:
+        client = use_mlflow(settings)
+        set_tags(client, report.cycle_run_id, {"flywheel.status": status,
+                                               "flywheel.candidates": str(len(report.candidates))})
+        log_chart(settings, client, report)
+        client.log_metric(report.cycle_run_id, "champion_score", report.champion_score or 0.0)
+        client.set_terminated(report.cycle_run_id, "FINISHED")
+
+
+def log_chart(settings: Settings, client: Any, report: CycleReport) -> None:
+    """The cycle's chart as an artifact of its MLflow run; where it is and how an operator opens it
+    go on the report."""
+    import tempfile
+
+    from evals.report import CHART_ARTIFACT, cycle_chart
+
+    with open_state(settings.home) as state:
+        history = [(c["cycle_id"], c["champion_score"]) for c in reversed(state.cycles(limit=30))
+                   if c["champion_score"] is not None and c["status"] == "done"]
+    png = cycle_chart(history, report.candidates, report.champion_per_category)
+    folder, name = CHART_ARTIFACT.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(png)
+        client.log_artifact(report.cycle_run_id, str(path), folder)
+    run = client.get_run(report.cycle_run_id)
+    report.chart_uri = f"{run.info.artifact_uri}/{CHART_ARTIFACT}"
+    report.chart_png = png
+    if settings.mlflow_ui_url:
+        base = settings.mlflow_ui_url.rstrip("/")
+        report.chart_link = f"{base}/get-artifact?path={CHART_ARTIFACT}&run_uuid={report.cycle_run_id}"
+    else:
+        report.chart_link = report.chart_uri
+
+
+def reread_candidates(settings: Settings, candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates as the state store has them now (after approvals)."""
+    with open_state(settings.home) as state:
+        return [state.candidate(c.candidate_id) or c for c in candidates]
+
+
+def fail(settings: Settings, cycle_id: str, reason: str, status: str = "failed") -> None:
+    """Record how a cycle ended without a report: ``failed`` (it will not be resumed) or
+    ``interrupted`` (stopped by a signal; the next ``flywheel cycle`` resumes it). Its MLflow run,
+    if one was opened, is closed with the same status."""
+    with open_state(settings.home) as state:
+        state.finish_cycle(cycle_id, status, None, None, {"error": reason})
+    try:
+        from evals.tracking import CYCLE, KIND, find_run, set_tags
+
+        client = use_mlflow(settings)
+        exp = client.get_experiment_by_name(settings.experiment)
+        run_id = find_run(client, exp.experiment_id, {KIND: "cycle", CYCLE: cycle_id}) if exp else None
+        if run_id:
+            set_tags(client, run_id, {"flywheel.status": status, "flywheel.error": reason})
+            client.set_terminated(run_id, "FAILED" if status == "failed" else "KILLED")
+    except Exception:  # the state store has the record; never hide the cycle's own error behind this
+        pass
+
+
+def cluster_summaries(clusters: Sequence[FailureCluster], settings: Settings | None = None,
+                      cycle_id: str | None = None) -> list[dict[str, Any]]:
+    """Clusters as the cycle reports them: everything but the (long) list of event ids, and for
+    those the prompt improver worked on, its rounds, rollouts, resolved shares and outcome."""
+    out = []
+    for c in clusters:
+        doc = c.model_dump(mode="json", exclude={"event_ids"})
+        if settings is not None and cycle_id is not None:
+            doc["drafting"] = drafting_summary(settings, cycle_id, c.cluster_id)
+        out.append(doc)
+    return out
