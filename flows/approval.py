@@ -123,6 +123,24 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
     return decisions
 
 
+def wait_until_paused(flow_run_id: Any, timeout: float = 60.0) -> bool:
+    """The wait is recorded just before the run pauses, and the server takes a moment to show the
+    pause (longer on a loaded machine); a resume sent in between is refused. True once paused."""
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run_id).state
+            if state is not None and state.is_paused():
+                return True
+            if (state is not None and state.is_final()) or time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+
+
 def resume_if_decided(settings: Settings) -> list[str]:
     """Resume every flow run waiting for approval none of whose candidates is undecided any more
     (decided with the CLI, or superseded by a newer cycle's). Returns the flow run ids resumed."""
@@ -137,6 +155,7 @@ def resume_if_decided(settings: Settings) -> list[str]:
         if any(c is not None and c.decision == "pending_approval" for c in cands):
             continue
         inputs: dict[str, Any] = {field_name(c.candidate_id): c.decision == "promoted" for c in cands if c is not None}
+        wait_until_paused(UUID(flow_run_id))
         resume_flow_run(UUID(flow_run_id), run_input={**inputs, "approver": "flywheel",
                                                       "note": "decided outside the form (CLI or a newer cycle)"})
         resumed.append(flow_run_id)

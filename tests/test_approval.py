@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flows.approval import approval_form, field_name, waiting_runs
+from flows.approval import approval_form, field_name, wait_until_paused, waiting_runs
 from flows.cycle import CycleParameters, improvement_cycle
 from flywheel.config import load_settings
 from flywheel.state import open_state
@@ -60,9 +60,8 @@ def test_the_form_answer_promotes_what_was_approved_and_rejects_the_rest(loop: d
     with open_state(load_settings().home) as state:
         cands = {c.kind: c for c in (state.candidate(cid) for cid in wait["candidate_ids"]) if c}
     assert set(cands) == {"prompt", "rag"}
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_run(UUID(wait["flow_run_id"]))
-        assert run.state.is_paused()
+    # The wait is recorded just before the pause reaches the server: an operator sees it paused soon after.
+    assert wait_until_paused(UUID(wait["flow_run_id"]))
     resume_flow_run(UUID(wait["flow_run_id"]), run_input={
         field_name(cands["prompt"].candidate_id): True, field_name(cands["rag"].candidate_id): False,
         "approver": "dana", "note": "the prompt reads well"})
@@ -139,6 +138,7 @@ def test_a_newer_cycle_that_supersedes_the_waiting_candidates_resumes_the_older_
     assert all(c["decision"] == "superseded" and c["reason"].startswith("superseded by")
                for c in first_box["out"]["candidates"] if c["candidate_id"] in older["candidate_ids"])
     newer = _waiting(second, second_box, skip=(older["flow_run_id"],))
+    assert wait_until_paused(UUID(newer["flow_run_id"]))
     resume_flow_run(UUID(newer["flow_run_id"]), run_input={"approver": "fay"})  # nothing switched on
     second.join(120)
     assert not second.is_alive() and "error" not in second_box, second_box.get("error")
