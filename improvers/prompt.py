@@ -36,7 +36,7 @@ from flywheel.templates import template_variables
 from improvers.screening import FailingExample, JudgeFn, Screening, screen
 
 __all__ = ["FailingExample", "Draft", "DraftingResult", "propose", "merge_prompts", "combine_edits",
-           "integrity_problems", "resolves_as_much"]
+           "integrity_problems"]
 
 CRITIQUE_SYSTEM = (
     "You review a support assistant's failures. Given its system prompt and failing examples with the users' "
@@ -160,10 +160,6 @@ def combine_edits(champion: str, winners: Sequence[str]) -> str:
                 have.add(sentence)
                 added.append(sentence)
     return (champion.rstrip() + " " + " ".join(added)).strip() if added else champion
-
-
-def resolves_as_much(merged: Screening, winner_share: float) -> bool:
-    return merged.share >= winner_share
 
 
 def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
