@@ -533,7 +533,7 @@ def prompt_show(
     as_json: JsonFlag = False,
 ) -> None:
     """Show the production prompt (or version N)."""
-    from flywheel.champion import prompt_version, require_production_prompt
+    from flywheel.registry import prompt_version, require_production_prompt
 
     settings = _settings()
     ref = prompt_version(settings, version) if version else require_production_prompt(settings)

@@ -43,7 +43,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
     from evals.pipeline import Variant
     from evals.report import ci_text
     from flows.cycle import run_flow
-    from flywheel.champion import require_production_prompt
+    from flywheel.registry import require_production_prompt
     from loop.evaluate import evaluate_step
     from app.cli import print_clusters
     from loop.promotion import approve, pending, set_prompt, status

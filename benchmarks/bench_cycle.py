@@ -62,7 +62,7 @@ def main() -> bool:
         calls_before = sim.counts().get("chat.product", 0)
         again = run_flow(overrides=flow_over)
         second_calls = sim.counts().get("chat.product", 0) - calls_before
-        from flywheel.champion import use_mlflow
+        from flywheel.registry import use_mlflow
 
         client = use_mlflow(load_settings(**flow_over))
         exp = client.get_experiment_by_name("flywheel")

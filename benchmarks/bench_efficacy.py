@@ -78,7 +78,7 @@ def _rows_by_mode(settings: Any, world: Path, winner: Any) -> tuple[dict[str, li
     champion = Variant(label="champion", prompt_template=(world / "prompt.txt").read_text().strip(),
                        model=settings.target_model, index_version=index)
     variants = [champion] + ([champion.model_copy(update={"label": winner.candidate_id,
-                                                          "prompt_template": winner.payload["template"]})]
+                                                          "prompt_template": winner.template})]
                              if winner else [])
     results = evaluate_step(settings, variants)
     by_mode: list[dict[str, list[float]]] = []

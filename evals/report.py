@@ -12,7 +12,7 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flywheel.schemas import Candidate
+from flywheel.candidates import Candidate, PromptPayload, RagPayload
 
 REPORT_KEY = "flywheel-cycle-report"
 TABLE_KEY = "flywheel-cycle-candidates"
@@ -159,18 +159,16 @@ def cycle_chart(history: Sequence[tuple[str, float]], candidates: Sequence[Candi
 
 def _change(c: Candidate, limit: int = 2500) -> str:
     """What the candidate changes, as an approver reads it."""
-    if c.kind == "prompt":
-        body, lang = c.payload.get("diff") or c.payload.get("template", ""), "diff"
-    elif c.kind == "rag":
-        body, lang = c.payload.get("diff", ""), "diff"
-        docs = ", ".join(c.payload.get("changed_documents") or [])
-        body = f"# changed documents: {docs}\n{body}"
+    p = c.payload
+    if isinstance(p, PromptPayload):
+        body, lang = p.diff or p.template, "diff"
+    elif isinstance(p, RagPayload):
+        body, lang = f"# changed documents: {', '.join(p.changed_documents)}\n{p.diff}", "diff"
     else:
-        p = c.payload
-        return (f"Model `{p.get('model')}` (fine-tuned from `{p.get('base_model')}`, job `{p.get('job_id')}`) on "
-                f"dataset `{p.get('dataset_version')}`: {p.get('examples')} examples (train {p.get('train')}, "
-                f"validation {p.get('validation')}), {p.get('preference_pairs')} preference pairs; "
-                f"excluded {p.get('excluded')}.")
+        return (f"Model `{p.model}` (fine-tuned from `{p.base_model}`, job `{p.job_id}`) on "
+                f"dataset `{p.dataset_version}`: {p.examples} examples (train {p.train}, "
+                f"validation {p.validation}), {p.preference_pairs} preference pairs; "
+                f"excluded {p.excluded}.")
     if len(body) > limit:
         body = body[:limit] + "\n... (truncated; the whole change is on the MLflow run)"
     return f"```{lang}\n{body}\n```"

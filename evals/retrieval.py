@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel
+from flywheel.candidates import RetrievalMetrics, RetrievalValidation
 
 Search = Callable[[str, int], list[str]]  # query, k -> document ids, best first
 
@@ -21,29 +21,6 @@ class RetrievalCheck:
     query: str
     relevant: frozenset[str]
     origin: str  # "golden" or "cluster"
-
-
-class RetrievalMetrics(BaseModel):
-    n: int
-    recall_at_k: float
-    mrr: float
-
-
-class RetrievalValidation(BaseModel):
-    k: int
-    active: dict[str, RetrievalMetrics]  # "all", "affected", "unaffected"
-    candidate: dict[str, RetrievalMetrics]
-    passed: bool
-    reason: str
-
-    def flat(self) -> dict[str, float]:
-        """Metrics for MLflow: retrieval.<version>.<subset>.<metric>."""
-        out: dict[str, float] = {}
-        for side, metrics in (("active", self.active), ("candidate", self.candidate)):
-            for subset, m in metrics.items():
-                out[f"retrieval.{side}.{subset}.recall_at_{self.k}"] = m.recall_at_k
-                out[f"retrieval.{side}.{subset}.mrr"] = m.mrr
-        return out
 
 
 def measure(search: Search, checks: Sequence[RetrievalCheck], k: int) -> RetrievalMetrics:

@@ -22,7 +22,7 @@ from prefect.input import RunInput
 
 from evals.report import approval_markdown
 from flywheel.config import Settings
-from flywheel.schemas import Candidate
+from flywheel.candidates import Candidate
 from flywheel.state import open_state
 from loop import promotion as champions
 

@@ -26,7 +26,8 @@ from evals.runner import EvalResult
 from flywheel import llm_guard
 from flywheel.config import Settings, load_settings_for_flow
 from flywheel.errors import Interrupted
-from flywheel.schemas import Candidate, FailureCluster
+from flywheel.candidates import Candidate
+from flywheel.schemas import FailureCluster
 from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
 from loop.checkpoints import checkpoint
 from loop.context import CycleSetup, EndpointFailed, begin, protected_texts

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flywheel.schemas import Candidate
+from flywheel.candidates import Candidate
 from flywheel.sqlite_util import open_migrated
 
 MIGRATIONS: tuple[str, ...] = (

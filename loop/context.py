@@ -20,7 +20,7 @@ import openai
 from pydantic import BaseModel
 
 from evals.golden import GoldenSet, load_golden
-from flywheel.champion import production_model, require_production_prompt
+from flywheel.registry import production_model, require_production_prompt
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
 from flywheel.llm import endpoint

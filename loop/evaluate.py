@@ -14,7 +14,7 @@ from evals.pipeline import Answer, builtin_pipeline, load_user_pipeline, Variant
 from evals.runner import assemble, BatchRows, EvalBatch, EvalResult, evaluate_many, from_cache, judge_with, plan_batches, run_batch
 from flywheel.config import Settings
 from flywheel.llm import make_async_client
-from flywheel.schemas import Candidate
+from flywheel.candidates import Candidate, FinetunePayload, RagPayload
 from flywheel.state import open_state
 from loop.context import CycleSetup
 
@@ -68,15 +68,16 @@ def variant_for(settings: Settings, setup: CycleSetup, cand: Candidate | None) -
         return Variant(label="champion", prompt_template=setup.champion_template,
                        prompt_version=setup.champion_version, model=model,
                        index_version=setup.index_version, pipeline=pipeline)
-    if cand.kind == "rag":  # the champion's prompt over the candidate index version
+    p = cand.payload
+    if isinstance(p, RagPayload):  # the champion's prompt over the candidate index version
         return Variant(label=cand.candidate_id, prompt_template=setup.champion_template,
                        prompt_version=setup.champion_version, model=model,
                        index_version=cand.version, pipeline=pipeline)
-    if cand.kind == "finetune":  # the champion's prompt and index, the fine-tuned model
+    if isinstance(p, FinetunePayload):  # the champion's prompt and index, the fine-tuned model
         return Variant(label=cand.candidate_id, prompt_template=setup.champion_template,
-                       prompt_version=setup.champion_version, model=cand.payload["model"],
+                       prompt_version=setup.champion_version, model=p.model,
                        index_version=setup.index_version, pipeline=pipeline)
-    return Variant(label=cand.candidate_id, prompt_template=cand.payload["template"], prompt_version=cand.version,
+    return Variant(label=cand.candidate_id, prompt_template=p.template, prompt_version=cand.version,
                    model=model, index_version=setup.index_version, pipeline=pipeline)
 
 

@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from flywheel.config import Settings
 from flywheel.llm import make_client
-from flywheel.schemas import Candidate, FailureCluster
+from flywheel.candidates import Candidate
+from flywheel.schemas import FailureCluster
 from flywheel.state import open_state
 from improvers.finetune import TERMINAL as JOB_DONE
 from loop import finetuning

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flywheel.champion import production_prompt, register_model_version, use_mlflow
+from flywheel.registry import production_prompt, register_model_version, use_mlflow
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.feedback.store import open_store

@@ -3,14 +3,15 @@ winner per kind, and promotion when auto-approved."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from evals.runner import EvalResult
-from flywheel.champion import use_mlflow
+from flywheel.registry import use_mlflow
 from flywheel.config import Settings
-from flywheel.schemas import Candidate, ChampionSet
+from flywheel.candidates import (
+    Candidate, CandidateKind, ChampionSet, Decision, FinetunePayload, Outcome, RagPayload,
+)
 from flywheel.state import open_state
 from loop.checkpoints import checkpoint
 from loop.context import CycleSetup, EndpointFailed, cycle_golden
@@ -36,23 +37,23 @@ def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any) -> N
     from evals.policy import judge_candidate
 
     verdict = judge_candidate(comparison, res.errors, len(res.rows), policy)
-    retrieval = cand.payload.get("retrieval")
-    if retrieval and not retrieval["passed"]:
-        cand.decision, cand.reason = "rejected", retrieval["reason"] + "; " + verdict.text
+    retrieval = cand.payload.retrieval if isinstance(cand.payload, RagPayload) else None
+    if retrieval and not retrieval.passed:
+        cand.decision, cand.reason = Decision.rejected, retrieval.reason + "; " + verdict.text
     else:
-        cand.decision = "pending_approval" if verdict.passed else "rejected"
-        cand.reason = verdict.text + (f"; {retrieval['reason']}" if retrieval else "")
+        cand.decision = Decision.pending_approval if verdict.passed else Decision.rejected
+        cand.reason = verdict.text + (f"; {retrieval.reason}" if retrieval else "")
 
 
 def _supersede_losers(evaluated: Sequence[Candidate]) -> list[Candidate]:
     """One champion of each kind: of those that passed, the best waits; the rest are superseded."""
     winners: list[Candidate] = []
-    for kind in ("prompt", "rag", "finetune"):
-        passed = sorted((c for c in evaluated if c.decision == "pending_approval" and c.kind == kind),
-                        key=lambda c: (-(c.golden_score or 0), len(c.payload.get("template", ""))))
+    for kind in CandidateKind:
+        passed = sorted((c for c in evaluated if c.decision is Decision.pending_approval and c.kind is kind),
+                        key=lambda c: (-(c.golden_score or 0), len(c.template or "")))
         winners += passed[:1]
         for loser in passed[1:]:
-            loser.decision = "superseded"
+            loser.decision = Decision.superseded
             loser.reason = (f"superseded by {passed[0].candidate_id} (golden score {passed[0].golden_score:.3f} "
                             f"vs {loser.golden_score:.3f}); passed the policy: {loser.reason}")
     return winners
@@ -87,7 +88,7 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
             cand = state.candidate(cid)
             assert cand is not None
             if cand.decision is None and outage is not None:
-                cand.decision, cand.reason = "error", outage
+                cand.decision, cand.reason = Decision.error, outage
             elif cand.decision is None:
                 comparison = None
                 if res.scores:
@@ -111,13 +112,13 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
                              **retrieval_metrics(cand)},
                     params={"parent_version": cand.parent, "cluster_ids": ",".join(cand.cluster_ids),
                             "prompt_name": settings.prompt_name,
-                            **({k: cand.payload.get(k) for k in ("dataset_version", "job_id", "base_model")}
-                               if cand.kind == "finetune" else {})},
+                            **(cand.payload.model_dump(include={"dataset_version", "job_id", "base_model"})
+                               if isinstance(cand.payload, FinetunePayload) else {})},
                     tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or ""},
-                    artifacts=candidate_artifacts(cand), scored=cand.decision != "error",
+                    artifacts=candidate_artifacts(cand), scored=cand.decision is not Decision.error,
                 )
             state.save_candidate(cand)
-            outcome = "pending" if cand.decision == "pending_approval" else (cand.decision or "rejected")
+            outcome = Outcome.of(cand.decision)
             for cid in cand.cluster_ids:
                 state.record_attempt(cid, setup.cycle_id, cand.kind, cand.candidate_id, cand.outcome_for(cid, outcome))
         if outage is not None:
@@ -135,22 +136,19 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
 
 
 def retrieval_metrics(cand: Candidate) -> dict[str, float]:
-    from evals.retrieval import RetrievalValidation
-
-    retrieval = cand.payload.get("retrieval")
-    return RetrievalValidation.model_validate(retrieval).flat() if retrieval else {}
+    retrieval = cand.payload.retrieval if isinstance(cand.payload, RagPayload) else None
+    return retrieval.flat() if retrieval else {}
 
 
 def candidate_artifacts(cand: Candidate) -> dict[str, str]:
     """What an approver reads: the prompt and its diff, or the index change and its provenance."""
-    if cand.kind == "finetune":
-        return {"finetune.json": json.dumps({k: cand.payload.get(k) for k in
-                                             ("model", "base_model", "job_id", "dataset_version", "dataset_path",
-                                              "examples", "train", "validation", "preference_pairs", "excluded")},
-                                            indent=2)}
-    if cand.kind == "rag":
-        return {"index.diff": cand.payload.get("diff", ""),
-                "index_changes.json": json.dumps({k: cand.payload.get(k) for k in
-                                                  ("changed_documents", "provenance", "retrieval")}, indent=2)}
-    return {"prompt.txt": cand.payload.get("template", ""), "prompt.diff": cand.payload.get("diff", ""),
-            "critique.txt": cand.payload.get("critique", "")}
+    p = cand.payload
+    if isinstance(p, FinetunePayload):
+        return {"finetune.json": p.model_dump_json(indent=2, include={
+            "model", "base_model", "job_id", "dataset_version", "dataset_path", "examples", "train", "validation",
+            "preference_pairs", "excluded"})}
+    if isinstance(p, RagPayload):
+        return {"index.diff": p.diff,
+                "index_changes.json": p.model_dump_json(indent=2, include={"changed_documents", "provenance",
+                                                                           "retrieval"})}
+    return {"prompt.txt": p.template, "prompt.diff": p.diff, "critique.txt": p.critique}

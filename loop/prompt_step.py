@@ -8,12 +8,13 @@ from datetime import datetime, timezone
 from difflib import unified_diff
 from typing import Any
 
-from flywheel.champion import register_prompt, use_mlflow
+from flywheel.registry import register_prompt, use_mlflow
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.llm import make_client
 from flywheel.replies import ReplyProblem
-from flywheel.schemas import Candidate, FailureCluster
+from flywheel.candidates import Candidate, Outcome, PromptPayload
+from flywheel.schemas import FailureCluster
 from flywheel.state import open_state
 from improvers.prompt import combine_edits, DraftingResult, integrity_problems, merge_prompts, propose
 from improvers.screening import FailingExample
@@ -103,7 +104,7 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
             screened = any(d.screening is not None for d in result.drafts)
             outcome = ("no_improvement" if screened else "already_resolved" if result.rounds == 0
                        else "drafting_failed")
-            state.record_attempt(cluster.cluster_id, setup.cycle_id, "prompt", f"drafts-{setup.cycle_id}", outcome)
+            state.record_attempt(cluster.cluster_id, setup.cycle_id, "prompt", f"drafts-{setup.cycle_id}", Outcome(outcome))
         out = []
         for idx in result.kept:
             draft = result.drafts[idx]
@@ -143,6 +144,14 @@ def drafting_summary(settings: Settings, cycle_id: str, cluster_id: str) -> dict
             "stopped": result.stopped, "outcome": why}
 
 
+def _fixes(cand: Candidate) -> list[str]:
+    return (cand.payload.fixes or []) if isinstance(cand.payload, PromptPayload) else []
+
+
+def _screening(cand: Candidate) -> float:
+    return (cand.payload.screening or 0.0) if isinstance(cand.payload, PromptPayload) else 0.0
+
+
 def unique_candidates(settings: Settings, cands: Sequence[Candidate]) -> list[Candidate]:
     """One candidate per id: clusters of one category can draft the same prompt, which is then one
     candidate covering all of them (their ids and first-seen times are merged and saved)."""
@@ -155,8 +164,9 @@ def unique_candidates(settings: Settings, cands: Sequence[Candidate]) -> list[Ca
         for cid in cand.cluster_ids:
             if cid not in seen.cluster_ids:
                 seen.cluster_ids.append(cid)
-        seen.payload["fixes"] = sorted(set(seen.payload.get("fixes") or []) | set(cand.payload.get("fixes") or []))
-        seen.payload.setdefault("cluster_first_seen", {}).update(cand.payload.get("cluster_first_seen") or {})
+        assert isinstance(seen.payload, PromptPayload) and isinstance(cand.payload, PromptPayload)
+        seen.payload.fixes = sorted(set(seen.payload.fixes or []) | set(cand.payload.fixes or []))
+        seen.payload.cluster_first_seen.update(cand.payload.cluster_first_seen)
         if cand.first_seen and (seen.first_seen is None or cand.first_seen < seen.first_seen):
             seen.first_seen = cand.first_seen
     merged = list(by_id.values())
@@ -181,8 +191,7 @@ def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candi
     single-cluster candidates go on alone)."""
     # Only drafts that resolved more than the champion fixed something a merge could keep; one that
     # merely tied goes to the golden set alone (a merge must not claim its cluster as fixed).
-    candidates = [c for c in candidates
-                  if (c.payload.get("screening") or 0.0) > (c.payload.get("champion_screening") or 0.0)]
+    candidates = [c for c in candidates if isinstance(c.payload, PromptPayload) and c.payload.improves_screening()]
     if not settings.improve.merge or len(candidates) < 2:
         return None
     with open_state(settings.home) as state:
@@ -197,7 +206,7 @@ def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candi
         covered = [by_id[cid] for cand in candidates for cid in cand.cluster_ids if cid in by_id]
         cand = _prompt_candidate(setup, cached["template"], covered,
                                  {"merged_from": [c.candidate_id for c in candidates], "category": "merged",
-                                  "fixes": sorted({cid for c in candidates for cid in c.payload.get("fixes") or []}),
+                                  "fixes": sorted({cid for c in candidates for cid in _fixes(c)}),
                                   "merge": {k: v for k, v in cached.items() if k != "template"}})
         cand.version = register_draft(
             settings, setup.cycle_id, cached["template"], f"merge of {len(candidates)} drafts ({cached['method']}), "
@@ -219,8 +228,8 @@ def _checked_merge(settings: Settings, setup: CycleSetup, candidates: Sequence[C
             for cid in cand.cluster_ids:
                 if cid in by_id:
                     examples = failing_examples(store.get(by_id[cid].event_ids), settings.improve.examples_per_cluster)
-                    checks.append((cid, float(cand.payload.get("screening") or 0.0), examples))
-    winners = [c.payload["template"] for c in candidates]
+                    checks.append((cid, _screening(cand), examples))
+    winners = [c.template or "" for c in candidates]
     tried: list[dict[str, Any]] = []
     attempts: list[tuple[str, Callable[[], str]]] = [
         ("drafting model", lambda: merge_prompts(make_client(settings, purpose="drafting"), settings.draft_model,

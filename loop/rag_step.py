@@ -8,7 +8,8 @@ from difflib import unified_diff
 
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
-from flywheel.schemas import Candidate, FailureCluster
+from flywheel.candidates import Candidate
+from flywheel.schemas import FailureCluster
 from flywheel.state import open_state
 from loop.context import CycleSetup, cycle_golden, earliest_seen, short_hash
 

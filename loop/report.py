@@ -8,9 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from flywheel.champion import use_mlflow
+from flywheel.registry import use_mlflow
 from flywheel.config import Settings
-from flywheel.schemas import Candidate, FailureCluster
+from flywheel.candidates import Candidate
+from flywheel.schemas import FailureCluster
 from flywheel.state import open_state
 from loop.prompt_step import drafting_summary
 

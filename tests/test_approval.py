@@ -108,12 +108,12 @@ def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     from datetime import datetime, timezone
 
     from evals.report import approval_markdown
-    from flywheel.schemas import Candidate
+    from flywheel.candidates import Candidate
 
     cand = Candidate(candidate_id="prompt-abc123", cycle_id="c", kind="prompt", cluster_ids=["tone-1"],
                      golden_score=0.9, champion_score=0.5, delta=0.4, ci_low=0.3, ci_high=0.5,
                      per_category={"tone": 1.0}, category_deltas={"tone": 0.5}, mlflow_run_id="r1",
-                     payload={"diff": "--- prompt v1\n+++ candidate\n+Apologize first."},
+                     payload={"template": "Apologize first.", "diff": "--- prompt v1\n+++ candidate\n+Apologize first."},
                      created_at=datetime.now(timezone.utc))
     form = approval_form([cand])
     schema = form.model_json_schema()

@@ -35,7 +35,7 @@ def golden_lines(loop: dict) -> list[str]:
 
 
 def mlflow_client():
-    from flywheel.champion import use_mlflow
+    from flywheel.registry import use_mlflow
 
     return use_mlflow(load_settings())
 

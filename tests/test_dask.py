@@ -81,7 +81,7 @@ def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Pa
     # The same scores as one batch in this process (the champion, evaluated again without the cache).
     from evals.pipeline import Variant
     from evals.runner import evaluate_many
-    from flywheel.champion import require_production_prompt
+    from flywheel.registry import require_production_prompt
 
     prompt = require_production_prompt(settings)
     champion = Variant(label="champion", prompt_template=prompt.template, prompt_version=prompt.version,

@@ -321,8 +321,8 @@ def test_a_resumed_job_is_polled_not_submitted_again(cli, tmp_path: Path, monkey
         second = improve_finetune_step(settings, later, [cluster], poll_timeout=30)
         assert sim.counts()["fine_tuning.create"] == 1
         (cand,) = second.candidates
-        assert cand.kind == "finetune" and cand.payload["job_id"] == first.jobs[0]["job_id"]
-        assert cand.payload["model"].startswith("ft:gpt-4o-mini:flywheel-sim:") and cand.version == "1"
+        assert cand.kind == "finetune" and cand.payload.job_id == first.jobs[0]["job_id"]
+        assert cand.payload.model.startswith("ft:gpt-4o-mini:flywheel-sim:") and cand.version == "1"
         # A submission whose id was never recorded (a crash right after create) is found on the
         # provider by its dataset version and adopted, not submitted again.
         client = make_client(settings)
@@ -333,7 +333,7 @@ def test_a_resumed_job_is_polled_not_submitted_again(cli, tmp_path: Path, monkey
         record = finetuning.start_job(load_settings(), client, dataset, cluster_ids=["x"], cycle_id="cyc-3")
         assert record["job_id"] == lost.job_id and sim.counts()["fine_tuning.create"] == 2
         # The model answers what its examples taught; the base model does not.
-        answer = client.chat.completions.create(model=cand.payload["model"], messages=[
+        answer = client.chat.completions.create(model=cand.payload.model, messages=[
             {"role": "user", "content": "Why do I see error E204?"}]).choices[0].message.content
         base = client.chat.completions.create(model="gpt-4o-mini", messages=[
             {"role": "user", "content": "Why do I see error E204?"}]).choices[0].message.content

@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from flywheel.config import load_settings
-from flywheel.schemas import Candidate, ChampionSet
+from flywheel.candidates import Candidate, ChampionSet
 from flywheel.state import open_state
 
 
 def _pending_index_candidate(tmp_path: Path, cli) -> Candidate:
     """Production: prompt v1 and index v1; waiting: index v2, evaluated against exactly that."""
     from evals.tracking import experiment_id
-    from flywheel.champion import use_mlflow
+    from flywheel.registry import use_mlflow
 
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("You are the support assistant of Nimbus.")
@@ -29,6 +29,7 @@ def _pending_index_candidate(tmp_path: Path, cli) -> Candidate:
     run_id = client.create_run(experiment_id(client, settings.experiment)).info.run_id
     cand = Candidate(candidate_id="rag-fresh", cycle_id="cyc-a", kind="rag", cluster_ids=["outdated-1"],
                      parent="1", version="2", mlflow_run_id=run_id, decision="pending_approval",
+                     payload={"template": "You are the support assistant of Nimbus.", "index_version": "2"},
                      evaluated_against=ChampionSet(prompt="1", index="1", model="base"))
     with open_state(settings.home) as state:
         state.add_candidate(cand)
@@ -57,7 +58,8 @@ def test_promotions_of_the_same_cycle_go_together(cli, tmp_path: Path) -> None:
     cli("prompt", "set", str(newer), "--json")
     with open_state(load_settings().home) as state:  # that v2 came from this cycle's prompt candidate
         sibling = Candidate(candidate_id="prompt-sibling", cycle_id=cand.cycle_id, kind="prompt",
-                            cluster_ids=["format-1"], parent="1", version="2", decision="promoted")
+                            cluster_ids=["format-1"], parent="1", version="2", decision="promoted",
+                            payload={"template": newer.read_text()})
         state.add_candidate(sibling)
         state.save_candidate(sibling)
 

@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 
 
 def _mlflow_runs(cycle_id: str) -> list:
-    from flywheel.champion import use_mlflow
+    from flywheel.registry import use_mlflow
 
     client = use_mlflow(load_settings())
     exp = client.get_experiment_by_name("flywheel")

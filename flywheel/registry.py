@@ -1,7 +1,7 @@
-"""What is in production, and how it moves: the MLflow prompt registry alias ``production``.
+"""The MLflow registries: prompt versions and their aliases, fine-tuned model versions and theirs.
 
-Every move (``prompt set``, a promotion, a rollback) is also recorded in the state store, so that
-rollback knows what came before and ``status`` can measure the loop's speed.
+Only access lives here; what production serves, and how it moves with a record of who and when,
+is ``flywheel.champions``.
 """
 
 from __future__ import annotations

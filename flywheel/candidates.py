@@ -1,0 +1,239 @@
+"""Candidates: a proposed change of one kind, its typed payload, its evidence and its decision.
+
+A candidate is stored as JSON in the state store and read back across processes (a resumed cycle,
+the CLI approving what a flow proposed), so everything here is a pydantic model or a string enum:
+the payload is a discriminated union on ``kind``, decisions and per-cluster outcomes are enums.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class CandidateKind(StrEnum):
+    """What a candidate changes. ``finetune`` candidates move the model champion."""
+
+    prompt = "prompt"
+    rag = "rag"
+    finetune = "finetune"
+
+    @property
+    def champion(self) -> ChampionKind:
+        return ChampionKind.model if self is CandidateKind.finetune else ChampionKind(self.value)
+
+
+class ChampionKind(StrEnum):
+    """What production serves, one champion each (SPEC's `rollback prompt|rag|model`)."""
+
+    prompt = "prompt"
+    rag = "rag"  # the active knowledge index version
+    model = "model"
+
+
+class Decision(StrEnum):
+    """The gate's or a person's decision on a candidate."""
+
+    promoted = "promoted"
+    pending_approval = "pending_approval"
+    rejected = "rejected"
+    # Passed the policy but lost to a better candidate of its kind (or a newer one waits).
+    superseded = "superseded"
+    # Its evaluation could not be completed (the endpoint failed): never scored, proves nothing.
+    error = "error"
+
+
+class Outcome(StrEnum):
+    """What one attempt meant for one failure cluster (the state store's ``cluster_attempts``)."""
+
+    pending = "pending"
+    promoted = "promoted"
+    rejected = "rejected"
+    superseded = "superseded"
+    error = "error"
+    rolled_back = "rolled_back"
+    no_improvement = "no_improvement"  # prompt drafts screened and none resolved more than the champion
+    already_resolved = "already_resolved"  # the champion already resolves the complaints
+    drafting_failed = "drafting_failed"  # no usable draft: says nothing about the cluster
+    failed = "failed"  # a fine-tune job failed
+
+    @classmethod
+    def of(cls, decision: Decision | None) -> Outcome:
+        """The outcome a decision means for the candidate's clusters."""
+        if decision is None:
+            return cls.rejected
+        return cls.pending if decision is Decision.pending_approval else cls(decision.value)
+
+
+class ChampionSet(BaseModel):
+    """The production combination a candidate was evaluated against: the prompt version, the index
+    version and the model version ("base" before any fine-tune). Promotion is refused once any of
+    them moved, since production would then run a combination nobody evaluated."""
+
+    prompt: str | None = None
+    index: str | None = None
+    model: str = "base"
+
+    def of(self, kind: ChampionKind) -> str | None:
+        return {ChampionKind.prompt: self.prompt, ChampionKind.rag: self.index, ChampionKind.model: self.model}[kind]
+
+
+class RetrievalMetrics(BaseModel):
+    n: int
+    recall_at_k: float
+    mrr: float
+
+
+class RetrievalValidation(BaseModel):
+    """An index candidate's retrieval, active vs candidate, on the checks it was validated with."""
+
+    k: int
+    active: dict[str, RetrievalMetrics]  # "all", "affected", "unaffected"
+    candidate: dict[str, RetrievalMetrics]
+    passed: bool
+    reason: str
+
+    def flat(self) -> dict[str, float]:
+        """Metrics for MLflow: retrieval.<version>.<subset>.<metric>."""
+        out: dict[str, float] = {}
+        for side, metrics in (("active", self.active), ("candidate", self.candidate)):
+            for subset, m in metrics.items():
+                out[f"retrieval.{side}.{subset}.recall_at_{self.k}"] = m.recall_at_k
+                out[f"retrieval.{side}.{subset}.mrr"] = m.mrr
+        return out
+
+
+class _Payload(BaseModel):
+    """What every kind of change records: when each cluster's first negative event was seen (loop
+    velocity) and whether the change was rolled back."""
+
+    # Ignore what older versions stored that is no longer kept (a store upgrades in place).
+    model_config = ConfigDict(extra="ignore")
+
+    cluster_first_seen: dict[str, str] = Field(default_factory=dict, description="cluster id -> ISO time")
+    rolled_back_at: datetime | None = None
+    rolled_back_by: str | None = None
+
+
+class MergeRecord(BaseModel):
+    """How a merged prompt was made and what was checked (each method tried, and why it lost)."""
+
+    method: str | None = None
+    tried: list[dict[str, str]] = Field(default_factory=list)
+    checked_clusters: int = 0
+
+
+class PromptPayload(_Payload):
+    kind: Literal["prompt"] = "prompt"
+    template: str
+    diff: str = ""
+    critique: str = ""
+    category: str | None = None
+    cluster_summary: str | None = None
+    round: int | None = None
+    screening: float | None = Field(None, description="Share of its failing examples the draft resolved.")
+    champion_screening: float | None = Field(None, description="The champion's share on the same examples.")
+    fixes: list[str] | None = Field(
+        None, description="Clusters whose complaints it resolved more than the champion (None: not screened).")
+    merged_from: list[str] = Field(default_factory=list)
+    merge: MergeRecord | None = None
+
+    def improves_screening(self) -> bool:
+        return (self.screening or 0.0) > (self.champion_screening or 0.0)
+
+
+class RagPayload(_Payload):
+    kind: Literal["rag"] = "rag"
+    template: str
+    index_version: str
+    changed_documents: list[str] = Field(default_factory=list)
+    provenance: dict[str, dict[str, Any]] = Field(default_factory=dict, description="chunk id -> where it came from")
+    retrieval: RetrievalValidation | None = None
+    diff: str = ""
+
+
+class FinetunePayload(_Payload):
+    kind: Literal["finetune"] = "finetune"
+    model: str = Field(description="The provider's name of the fine-tuned model.")
+    base_model: str
+    job_id: str
+    dataset_version: str
+    dataset_path: str | None = None
+    model_run_id: str | None = None
+    champion_model: str = ""
+    examples: int | None = None
+    train: int | None = None
+    validation: int | None = None
+    preference_pairs: int | None = None
+    excluded: dict[str, int] | None = None
+
+
+Payload = Annotated[PromptPayload | RagPayload | FinetunePayload, Field(discriminator="kind")]
+
+
+class Candidate(BaseModel):
+    """A proposed change, its evidence and its decision (SPEC.md's candidate, plus provenance)."""
+
+    candidate_id: str
+    cycle_id: str
+    kind: CandidateKind
+    cluster_ids: list[str]
+    parent: str | None = Field(None, description="The champion it was drafted from (e.g. prompt version).")
+    version: str | None = Field(None, description="What promotion would point at (e.g. the new prompt version).")
+    payload: Payload = Field(description="The change itself: template, diff, provenance.")
+    golden_score: float | None = None
+    champion_score: float | None = None
+    delta: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    per_category: dict[str, float] = Field(default_factory=dict)
+    category_deltas: dict[str, float] = Field(default_factory=dict)
+    decision: Decision | None = None
+    evaluated_against: ChampionSet | None = Field(
+        None, description="The champion combination (prompt, index, model) it was evaluated against.")
+    reason: str = ""
+    mlflow_run_id: str | None = None
+    first_seen: datetime | None = Field(None, description="Earliest negative event of its clusters (loop velocity).")
+    created_at: datetime | None = None
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    note: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _payload_kind(cls, data: Any) -> Any:
+        # The payload's kind is the candidate's: callers (and rows stored before payloads were
+        # typed) give the payload without it.
+        if isinstance(data, dict) and isinstance(data.get("payload"), dict) and "kind" not in data["payload"]:
+            data = {**data, "payload": {**data["payload"], "kind": str(data.get("kind", ""))}}
+        return data
+
+    @model_validator(mode="after")
+    def _kinds_agree(self) -> Candidate:
+        if self.payload.kind != self.kind:
+            raise ValueError(f"a {self.kind} candidate cannot carry a {self.payload.kind} payload")
+        return self
+
+    @property
+    def template(self) -> str | None:
+        """The prompt template it serves with (a fine-tune keeps the champion's)."""
+        return getattr(self.payload, "template", None)
+
+    def outcome_for(self, cluster_id: str, outcome: Outcome) -> Outcome:
+        """What this candidate's ``outcome`` means for one of its clusters. A prompt draft that resolved
+        none of the cluster's own complaints more than the champion did fixed nothing there, whatever
+        the golden set thought of it (it may help another failure): prompts failed on that cluster."""
+        fixes = self.payload.fixes if isinstance(self.payload, PromptPayload) else None
+        if fixes is not None and cluster_id not in fixes and outcome is not Outcome.error:
+            return Outcome.no_improvement
+        return outcome
+
+    def public(self) -> dict[str, Any]:
+        """The SPEC fields first, then the rest."""
+        spec = ("candidate_id", "kind", "cluster_ids", "golden_score", "champion_score", "delta", "ci_low",
+                "ci_high", "per_category", "decision", "reason", "mlflow_run_id")
+        doc = self.model_dump(mode="json")
+        return {k: doc[k] for k in spec} | {k: v for k, v in doc.items() if k not in spec and k != "payload"}
