@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -18,10 +18,11 @@ from rich.text import Text
 
 from app.starter import write_starter
 from flywheel.errors import UsageError
-from loop.checks import Problem, Severity, ValidationReport
+
+if TYPE_CHECKING:  # the checks import the openai SDK: loaded when `validate` runs, not with the CLI
+    from loop.checks import Problem
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
 
 
 def init(
@@ -31,8 +32,7 @@ def init(
 ) -> None:
     """Write a starter flywheel.toml, prompt, golden set, feedback sample and knowledge to edit into your own.
 
-    Existing files are never overwritten without --force (exit 2, naming them). The kit describes
-    the simulator's product, so it runs as it is against `flywheel sim serve --port 8765`.
+    Existing files are never overwritten without --force (exit 2, naming them). The kit describes the simulator's product, so it runs as it is against `flywheel sim serve --port 8765`.
     """
     try:
         result = write_starter(directory, force=force)
@@ -60,10 +60,9 @@ def validate(
 ) -> None:
     """Check the config, prompt variables, golden set, knowledge source, endpoint and model fit.
 
-    Each problem names its file and line and how to fix it. Exit 0 when nothing is an error
-    (warnings allowed), 1 when something is.
+    Each problem names its file and line and how to fix it. Exit 0 when nothing is an error (warnings allowed), 1 when something is.
     """
-    from loop.checks import validate as run_checks
+    from loop.checks import ValidationReport, validate as run_checks
 
     report = ValidationReport.of(run_checks(prompt, network=not offline))
     if as_json:
@@ -82,6 +81,9 @@ def register(app: typer.Typer) -> None:
 
 def print_problems(problems: list[Problem], console: Console | None = None) -> None:
     """A table of the problems (or one line saying there are none) and a count."""
+    from loop.checks import Severity
+
+    style = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
     out = console or _console()
     if not problems:
         out.print("no problems found", markup=False)
@@ -90,7 +92,7 @@ def print_problems(problems: list[Problem], console: Console | None = None) -> N
     for column in ("severity", "check", "where", "problem", "fix"):
         table.add_column(column, overflow="fold")
     for p in problems:
-        table.add_row(Text(p.severity.value, style=_STYLE[p.severity]), Text(p.check.value), Text(p.where),
+        table.add_row(Text(p.severity.value, style=style[p.severity]), Text(p.check.value), Text(p.where),
                       Text(p.message), Text(p.fix))
     out.print(table)
     errors = sum(p.severity is Severity.ERROR for p in problems)
