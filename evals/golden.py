@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -58,26 +59,45 @@ def canonical_version(items: list[GoldenItem]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class GoldenLine:
+    """One non-blank line of a golden file: its item, or why it is not one."""
+
+    line: int
+    item: GoldenItem | None
+    error: ValidationError | None
+
+
+def read_golden_lines(path: Path) -> Iterator[GoldenLine]:
+    """Every non-blank line, validated one by one: ``load_golden`` stops at the first bad one,
+    ``flywheel validate`` reports them all."""
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield GoldenLine(line_no, GoldenItem.model_validate_json(raw), None)
+            except ValidationError as exc:
+                yield GoldenLine(line_no, None, exc)
+
+
 def load_golden(path: Path) -> GoldenSet:
     """Read and validate every line; the first bad one is a usage error (exit 2) naming file and line."""
     if not path.is_file():
         raise UsageError(f"golden set {path}: no such file (set FLYWHEEL_GOLDEN or `golden` in flywheel.toml)")
     items: list[GoldenItem] = []
     seen: dict[str, int] = {}
-    with path.open("rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                item = GoldenItem.model_validate_json(raw)
-            except ValidationError as exc:
-                from flywheel.feedback.ingest import describe_validation_error
+    for row in read_golden_lines(path):
+        if row.item is None:
+            assert row.error is not None
+            from flywheel.feedback.ingest import describe_validation_error
 
-                raise UsageError(f"{path}:{line_no}: {describe_validation_error(exc)}") from exc
-            if item.id in seen:
-                raise UsageError(f"{path}:{line_no}: duplicate id {item.id!r} (first on line {seen[item.id]})")
-            seen[item.id] = line_no
-            items.append(item)
+            raise UsageError(f"{path}:{row.line}: {describe_validation_error(row.error)}") from row.error
+        item = row.item
+        if item.id in seen:
+            raise UsageError(f"{path}:{row.line}: duplicate id {item.id!r} (first on line {seen[item.id]})")
+        seen[item.id] = row.line
+        items.append(item)
     if not items:
         raise UsageError(f"golden set {path}: no items")
     return GoldenSet(path=path, items=tuple(items), version=canonical_version(items))

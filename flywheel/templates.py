@@ -8,11 +8,11 @@ import re
 
 from flywheel.errors import UsageError
 
-_VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
 def template_variables(template: str) -> set[str]:
-    return set(_VARIABLE.findall(template))
+    return set(VARIABLE.findall(template))
 
 
 def render(template: str, values: dict[str, str]) -> str:
@@ -22,4 +22,4 @@ def render(template: str, values: dict[str, str]) -> str:
             f"the prompt uses {', '.join(sorted('{{' + m + '}}' for m in missing))} but no value is configured; "
             "set them under [prompt_variables] in flywheel.toml"
         )
-    return _VARIABLE.sub(lambda m: values[m.group(1)], template)
+    return VARIABLE.sub(lambda m: values[m.group(1)], template)

@@ -1,0 +1,116 @@
+"""`flywheel init` and `flywheel validate`: bringing one's own product, with every problem shown
+before a cycle starts. ``register(app)`` adds both to a typer app.
+
+User text (file names, messages, prompt snippets) is printed with Rich markup off: a message that
+names ``[prompt_variables]`` must show it, not swallow it as a style tag."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from app.starter import write_starter
+from flywheel.errors import UsageError
+
+if TYPE_CHECKING:  # the checks import the openai SDK: loaded when `validate` runs, not with the CLI
+    from loop.checks import Problem
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the starter kit.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files the kit would write.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a starter flywheel.toml, prompt, golden set, feedback sample and knowledge to edit into your own.
+
+    Existing files are never overwritten without --force (exit 2, naming them). The kit describes the simulator's product, so it runs as it is against `flywheel sim serve --port 8765`.
+    """
+    try:
+        result = write_starter(directory, force=force)
+    except UsageError as exc:
+        _fail(str(exc), exc.exit_code, as_json)
+    if as_json:
+        _emit(result.model_dump())
+        return
+    out = _console()
+    out.print(f"wrote {len(result.written) + len(result.overwritten)} files into {result.directory}:", markup=False)
+    for name in result.written:
+        out.print(f"  {name}", markup=False, highlight=False)
+    for name in result.overwritten:
+        out.print(f"  {name} (overwritten)", markup=False, highlight=False)
+    out.print("edit them for your product (the comments in flywheel.toml explain each setting), then:", markup=False)
+    for command in result.next:
+        out.print(f"  {command}", markup=False, highlight=False)
+
+
+def validate(
+    prompt: Annotated[Path | None, typer.Option("--prompt", help="Check this prompt file instead of the "
+                                                "production prompt (before `flywheel prompt set`).")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Skip the endpoint and model checks.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check the config, prompt variables, golden set, knowledge source, endpoint and model fit.
+
+    Each problem names its file and line and how to fix it. Exit 0 when nothing is an error (warnings allowed), 1 when something is.
+    """
+    from loop.checks import ValidationReport, validate as run_checks
+
+    report = ValidationReport.of(run_checks(prompt, network=not offline))
+    if as_json:
+        _emit(report.model_dump(mode="json"))
+    else:
+        print_problems(report.problems)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `init` and `validate` to the CLI."""
+    app.command("init")(init)
+    app.command("validate")(validate)
+
+
+def print_problems(problems: list[Problem], console: Console | None = None) -> None:
+    """A table of the problems (or one line saying there are none) and a count."""
+    from loop.checks import Severity
+
+    style = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
+    out = console or _console()
+    if not problems:
+        out.print("no problems found", markup=False)
+        return
+    table = Table(title="flywheel validate")
+    for column in ("severity", "check", "where", "problem", "fix"):
+        table.add_column(column, overflow="fold")
+    for p in problems:
+        table.add_row(Text(p.severity.value, style=style[p.severity]), Text(p.check.value), Text(p.where),
+                      Text(p.message), Text(p.fix))
+    out.print(table)
+    errors = sum(p.severity is Severity.ERROR for p in problems)
+    out.print(f"{errors} error(s), {len(problems) - errors} warning(s)", markup=False)
+
+
+def _console() -> Console:
+    out = Console()
+    return out if out.is_terminal else Console(width=200)
+
+
+def _emit(document: object) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _fail(message: str, exit_code: int, as_json: bool) -> NoReturn:
+    if as_json:
+        _emit({"error": message, "exit_code": exit_code})
+    Console(stderr=True).print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    raise typer.Exit(exit_code)
