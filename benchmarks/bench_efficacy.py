@@ -71,10 +71,12 @@ def _rows_by_mode(settings: Any, world: Path, winner: Any) -> tuple[dict[str, li
     """Golden scores per failure mode (the intent in a golden item's id, ``g-<intent>-NNN``) of the
     champion and the winner; the cycle cached both evaluations, so this asks the endpoint nothing."""
     from evals.pipeline import Variant
-    from loop.context import active_index_version
+    from flywheel.champions import champion as champion_of
+    from flywheel.state import open_state
     from loop.evaluate import evaluate_step
 
-    index = active_index_version(settings)
+    with open_state(settings.home) as state:
+        index = champion_of(settings, state, "rag").current()
     champion = Variant(label="champion", prompt_template=(world / "prompt.txt").read_text().strip(),
                        model=settings.target_model, index_version=index)
     variants = [champion] + ([champion.model_copy(update={"label": winner.candidate_id,

@@ -26,11 +26,11 @@ from evals.runner import EvalResult
 from flywheel import llm_guard
 from flywheel.config import Settings, load_settings_for_flow
 from flywheel.errors import Interrupted
-from flywheel.candidates import Candidate
+from flywheel.candidates import Candidate, Decision
 from flywheel.schemas import FailureCluster
 from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
 from loop.checkpoints import checkpoint
-from loop.context import CycleSetup, EndpointFailed, begin, protected_texts
+from loop.context import CycleContext, EndpointFailed, begin
 from loop.evaluate import evaluate_step, variant_for
 from loop.finetune_step import FinetuneOutcome, improve_finetune_step
 from loop.gate import gate_step
@@ -67,64 +67,63 @@ def _key(*parts: Any) -> str:
 
 
 @task(name="begin", persist_result=False, cache_policy=NO_CACHE)
-def begin_task(settings: Settings) -> CycleSetup:
+def begin_task(settings: Settings) -> CycleContext:
     return begin(settings)
 
 
 @task(name="triage", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "triage"))
-def triage_task(settings: Settings, setup: CycleSetup) -> list[FailureCluster]:
-    return triage_step(settings)
+      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "triage"))
+def triage_task(ctx: CycleContext) -> list[FailureCluster]:
+    return triage_step(ctx.settings)
 
 
 @task(name="improve-prompt", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "prompt", p["cluster"].cluster_id),
+      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "prompt", p["cluster"].cluster_id),
       task_run_name="improve-prompt-{cluster.cluster_id}")
-def improve_prompt_task(settings: Settings, setup: CycleSetup, cluster: FailureCluster,
+def improve_prompt_task(ctx: CycleContext, cluster: FailureCluster,
                         protected: list[str]) -> list[Candidate]:
     with _MLFLOW_WRITES:
-        return improve_prompt_step(settings, setup, cluster, protected)
+        return improve_prompt_step(ctx, cluster, protected)
 
 
 @task(name="merge-prompts", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "merge",
+      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "merge",
                                        ",".join(sorted(c.candidate_id for c in p["candidates"]))))
-def merge_task(settings: Settings, setup: CycleSetup, candidates: list[Candidate],
+def merge_task(ctx: CycleContext, candidates: list[Candidate],
                clusters: list[FailureCluster], protected: list[str]) -> Candidate | None:
     with _MLFLOW_WRITES:
-        return merge_step(settings, setup, candidates, clusters, protected)
+        return merge_step(ctx, candidates, clusters, protected)
 
 
 @task(name="improve-rag", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "rag",
+      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "rag",
                                        ",".join(sorted(c.cluster_id for c in p["clusters"]))))
-def improve_rag_task(settings: Settings, setup: CycleSetup, clusters: list[FailureCluster]) -> Candidate | None:
+def improve_rag_task(ctx: CycleContext, clusters: list[FailureCluster]) -> Candidate | None:
     """A candidate index version for the outdated-knowledge clusters, retrieval validated."""
-    return improve_rag_step(settings, setup, clusters)
+    return improve_rag_step(ctx, clusters)
 
 
 @task(name="improve-finetune", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "finetune",
+      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "finetune",
                                        ",".join(sorted(c.cluster_id for c in p["clusters"]))))
-def improve_finetune_task(settings: Settings, setup: CycleSetup,
-                          clusters: list[FailureCluster]) -> FinetuneOutcome:
+def improve_finetune_task(ctx: CycleContext, clusters: list[FailureCluster]) -> FinetuneOutcome:
     """Dataset, job (resumed by its recorded id, never submitted twice) and model candidate for the
     clusters prompts could not fix; jobs from earlier cycles are polled too."""
-    return improve_finetune_step(settings, setup, clusters)
+    return improve_finetune_step(ctx, clusters)
 
 
 @task(name="evaluate", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["settings"].home.resolve(), p["setup"].cycle_id, "eval",
+      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "eval",
                                        ",".join(v.key for v in p["variants"])))
-def evaluate_task(settings: Settings, setup: CycleSetup, variants: list[Variant]) -> list[EvalResult]:
+def evaluate_task(ctx: CycleContext, variants: list[Variant]) -> list[EvalResult]:
     """One batch: the champion and every candidate share the endpoint's concurrency limit."""
-    return evaluate_step(settings, variants)
+    return evaluate_step(ctx.settings, variants, golden=ctx.golden)
 
 
 @task(name="gate", persist_result=False, cache_policy=NO_CACHE)
-def gate_task(settings: Settings, setup: CycleSetup, champion: EvalResult, results: dict[str, EvalResult],
+def gate_task(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalResult],
               auto_approve: bool) -> CycleReport:
-    return gate_step(settings, setup, champion, results, auto_approve)
+    return gate_step(ctx, champion, results, auto_approve)
 
 
 def publish_report(report: CycleReport) -> None:
@@ -150,63 +149,61 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
     """One turn of the flywheel: triage -> improvers -> golden-set evaluation -> gate."""
     logger = get_run_logger()
     settings = _settings(params)
-    setup = begin_task(settings)
-    logger.info("cycle %s%s, champion prompt v%s", setup.cycle_id, " (resumed)" if setup.resumed else "",
-                setup.champion_version)
+    ctx = begin_task(settings)
+    logger.info("cycle %s%s, champion prompt v%s", ctx.cycle_id, " (resumed)" if ctx.resumed else "",
+                ctx.champion_version)
     with cycle_runner(settings) as dask:
         try:
             if dask is not None:
                 embed_ahead(dask, settings)
-            clusters = triage_task(settings, setup)
+            clusters = triage_task(ctx)
             chosen = prompt_clusters(clusters, settings)
             logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
-            protected = protected_texts(settings)
+            protected = ctx.protected_texts()
             retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay,
                         "retry_condition_fn": _worth_retrying}
-            futures = [improve_prompt_task.with_options(**retrying).submit(settings, setup, c, protected)
-                       for c in chosen]
+            futures = [improve_prompt_task.with_options(**retrying).submit(ctx, c, protected) for c in chosen]
             wait(futures)
-            candidates = unique_candidates(settings, [cand for f in futures for cand in f.result()])
-            merged = merge_task.with_options(**retrying)(settings, setup, candidates, chosen, protected)
+            candidates = unique_candidates(ctx, [cand for f in futures for cand in f.result()])
+            merged = merge_task.with_options(**retrying)(ctx, candidates, chosen, protected)
             if merged is not None:
                 candidates.append(merged)
-            rag_candidate = improve_rag_task(settings, setup, rag_clusters(clusters, settings))
+            rag_candidate = improve_rag_task(ctx, rag_clusters(clusters, settings))
             if rag_candidate is not None:
                 candidates.append(rag_candidate)
-            tuned = improve_finetune_task.with_options(**retrying)(settings, setup, finetune_clusters(clusters))
+            tuned = improve_finetune_task.with_options(**retrying)(ctx, finetune_clusters(clusters))
             candidates += tuned.candidates
             for note in tuned.notes:
                 logger.info(note)
             checkpoint("improve")
-            variants = [variant_for(settings, setup, None)] + [variant_for(settings, setup, c)
-                                                                     for c in candidates]
+            variants = [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates]
             if dask is None:  # one batch in this process: the variants share one client and one limit
-                champion, *rest = evaluate_task.with_options(**retrying)(settings, setup, variants)
+                champion, *rest = evaluate_task.with_options(**retrying)(ctx, variants)
             else:
                 champion, *rest = evaluate_on(dask, settings, variants)
             checkpoint("evaluate")
             results = {c.candidate_id: r for c, r in zip(candidates, rest, strict=True)}
-            report = gate_task(settings, setup, champion, results, params.auto_approve)
+            report = gate_task(ctx, champion, results, params.auto_approve)
         except EndpointFailed as exc:
-            fail(settings, setup.cycle_id, str(exc))
+            fail(ctx, str(exc))
             raise
         except (KeyboardInterrupt, TerminationSignal):
             llm_guard.stop_requests()  # the task runner waits for its threads: let them end now
-            fail(settings, setup.cycle_id, "interrupted by a signal; `flywheel cycle` resumes it",
-                       status="interrupted")
+            fail(ctx, "interrupted by a signal; `flywheel cycle` resumes it", status="interrupted")
             raise
-    report.clusters = cluster_summaries(clusters, settings, setup.cycle_id)
+    report.clusters = cluster_summaries(clusters, ctx)
     report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
-    finish(settings, report)
+    finish(ctx, report)
     publish_report(report)
     _resume_superseded(settings)
-    if _waits_for_approval(params, settings) and any(c.decision == "pending_approval" for c in report.candidates):
+    if _waits_for_approval(params, settings) and any(c.decision is Decision.pending_approval
+                                                     for c in report.candidates):
         from prefect.runtime import flow_run
 
         from flows.approval import wait_for_approval
 
         wait_for_approval(settings, flow_run.id, report.cycle_id, report.champion_score, report.candidates)
-        report.candidates = reread_candidates(settings, report.candidates)
+        report.candidates = reread_candidates(ctx, report.candidates)
         publish_report(report)
     return report.model_dump(mode="json")
 

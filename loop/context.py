@@ -17,15 +17,17 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import openai
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from evals.golden import GoldenSet, load_golden
-from flywheel.registry import production_model, require_production_prompt
+from flywheel.candidates import ChampionKind, ChampionSet
+from flywheel.champions import BASE, champion
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
 from flywheel.llm import endpoint
+from flywheel.registry import production_model, require_production_prompt, use_mlflow
 from flywheel.schemas import FailureCluster
-from flywheel.state import open_state
+from flywheel.state import StateStore, open_state
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,7 +37,16 @@ class EndpointFailed(FlywheelError):
     """The LLM endpoint kept failing after retries: the cycle ends and nothing is promoted."""
 
 
-class CycleSetup(BaseModel):
+class CycleContext(BaseModel):
+    """Built once per cycle by ``begin`` and passed to every step: the settings, the champion the
+    cycle improves on and the golden set it began with, and the way to the state store and MLflow.
+
+    It travels as a task parameter (Prefect caches task results by it, Dask ships it to workers),
+    so it holds facts, not connections: the golden set and the MLflow client are opened once per
+    process on first use, and each ``state()`` is a connection for the calling thread (SQLite's
+    connections belong to one thread; improver tasks run in several)."""
+
+    settings: Settings
     cycle_id: str
     resumed: bool
     champion_version: str
@@ -44,6 +55,52 @@ class CycleSetup(BaseModel):
     index_version: str | None = None
     champion_model: str = ""  # the provider's name of the model in production
     champion_model_version: str | None = None  # its registry version; None: the base model
+    _golden: GoldenSet | None = PrivateAttr(None)
+    _mlflow: Any = PrivateAttr(None)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        return {**state, "__pydantic_private__": {"_golden": None, "_mlflow": None}}
+
+    @property
+    def champions(self) -> ChampionSet:
+        """The production combination the cycle's candidates are evaluated against."""
+        return ChampionSet(prompt=self.champion_version, index=self.index_version,
+                           model=self.champion_model_version or BASE)
+
+    def state(self) -> StateStore:
+        """A state store connection for this thread (use as a context manager)."""
+        return open_state(self.settings.ensure_home())
+
+    @property
+    def mlflow(self) -> Any:
+        """The MLflow client on Flywheel's tracking store and experiment."""
+        if self._mlflow is None:
+            self._mlflow = use_mlflow(self.settings)
+        return self._mlflow
+
+    @property
+    def golden(self) -> GoldenSet:
+        """The golden set the cycle began with (checked against the version ``begin`` recorded)."""
+        return self.golden_for()
+
+    def golden_for(self, *versions: str) -> GoldenSet:
+        """The golden set the cycle began with, also checked against the versions evaluations
+        recorded, so the report, MLflow and every score name one golden set; an edit mid-cycle stops
+        the cycle, which the next ``flywheel cycle`` resumes on the new version."""
+        if self._golden is None:
+            self._golden = load_golden(self.settings.golden)
+        seen = {self._golden.version, *versions} - {self.golden_version}
+        if seen:
+            raise UsageError(
+                f"{self.settings.golden}: the golden set changed during cycle {self.cycle_id} (version "
+                f"{self.golden_version[:12]} when it began, now {', '.join(sorted(v[:12] for v in seen))}); "
+                "run `flywheel cycle` again: it resumes the cycle on the new version")
+        return self._golden
+
+    def protected_texts(self) -> list[str]:
+        """What a drafted prompt must never copy: the golden set's inputs and expected answers."""
+        return [t for item in self.golden.items for t in (item.input, item.expected)]
 
 
 def endpoint_errors(what: str) -> Callable[[F], F]:
@@ -77,10 +134,10 @@ def earliest_seen(clusters: Sequence[FailureCluster]) -> tuple[datetime | None, 
     return earliest, {cid: ts.isoformat() for cid, ts in by_cluster.items()}
 
 
-def begin(settings: Settings) -> CycleSetup:
+def begin(settings: Settings) -> CycleContext:
     """Check what the cycle needs (endpoint, champion, golden set) and open or resume a cycle."""
     endpoint(settings, purpose="`flywheel cycle`")
-    champion = require_production_prompt(settings)
+    prompt = require_production_prompt(settings)
     golden = load_golden(settings.golden)
     with open_state(settings.ensure_home()) as state:
         cycle_id = state.unfinished_cycle()
@@ -88,36 +145,9 @@ def begin(settings: Settings) -> CycleSetup:
         if cycle_id is None:
             cycle_id = f"cyc-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
         state.start_cycle(cycle_id)
+        index_version = champion(settings, state, ChampionKind.rag).current()
     model = production_model(settings)
-    return CycleSetup(cycle_id=cycle_id, resumed=resumed, champion_version=champion.version,
-                      champion_template=champion.template, golden_version=golden.version,
-                      index_version=active_index_version(settings), champion_model=model.provider_model,
-                      champion_model_version=model.version)
-
-
-def cycle_golden(settings: Settings, setup: CycleSetup, *versions: str) -> GoldenSet:
-    """The golden set the cycle began with (``setup.golden_version``). Steps after ``begin`` read it
-    here, with the versions their evaluations recorded, so the report, MLflow and every score name
-    one golden set; an edit mid-cycle stops the cycle, which the next ``flywheel cycle`` resumes on
-    the new version."""
-    golden = load_golden(settings.golden)
-    seen = {golden.version, *versions} - {setup.golden_version}
-    if seen:
-        raise UsageError(
-            f"{settings.golden}: the golden set changed during cycle {setup.cycle_id} (version "
-            f"{setup.golden_version[:12]} when it began, now {', '.join(sorted(v[:12] for v in seen))}); "
-            "run `flywheel cycle` again: it resumes the cycle on the new version")
-    return golden
-
-
-def active_index_version(settings: Settings) -> str | None:
-    from flywheel.knowledge.index import ACTIVE
-
-    with open_state(settings.ensure_home()) as state:
-        return state.pointer(ACTIVE)
-
-
-def protected_texts(settings: Settings) -> list[str]:
-    """What a drafted prompt must never copy: the golden set's inputs and expected answers."""
-    golden: GoldenSet = load_golden(settings.golden)
-    return [t for item in golden.items for t in (item.input, item.expected)]
+    return CycleContext(settings=settings, cycle_id=cycle_id, resumed=resumed, champion_version=prompt.version,
+                        champion_template=prompt.template, golden_version=golden.version,
+                        index_version=index_version, champion_model=model.provider_model,
+                        champion_model_version=model.version)

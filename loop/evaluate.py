@@ -16,7 +16,7 @@ from flywheel.config import Settings
 from flywheel.llm import make_async_client
 from flywheel.candidates import Candidate, FinetunePayload, RagPayload
 from flywheel.state import open_state
-from loop.context import CycleSetup
+from loop.context import CycleContext
 
 
 def answer_factory(settings: Settings,
@@ -61,30 +61,31 @@ def index_retrievers(settings: Settings, queries: Sequence[str] = ()) -> Callabl
     return get
 
 
-def variant_for(settings: Settings, setup: CycleSetup, cand: Candidate | None) -> Variant:
-    model = setup.champion_model or settings.target_model
-    pipeline = settings.eval.pipeline or "builtin"
+def variant_for(ctx: CycleContext, cand: Candidate | None) -> Variant:
+    model = ctx.champion_model or ctx.settings.target_model
+    pipeline = ctx.settings.eval.pipeline or "builtin"
     if cand is None:
-        return Variant(label="champion", prompt_template=setup.champion_template,
-                       prompt_version=setup.champion_version, model=model,
-                       index_version=setup.index_version, pipeline=pipeline)
+        return Variant(label="champion", prompt_template=ctx.champion_template,
+                       prompt_version=ctx.champion_version, model=model,
+                       index_version=ctx.index_version, pipeline=pipeline)
     p = cand.payload
     if isinstance(p, RagPayload):  # the champion's prompt over the candidate index version
-        return Variant(label=cand.candidate_id, prompt_template=setup.champion_template,
-                       prompt_version=setup.champion_version, model=model,
+        return Variant(label=cand.candidate_id, prompt_template=ctx.champion_template,
+                       prompt_version=ctx.champion_version, model=model,
                        index_version=cand.version, pipeline=pipeline)
     if isinstance(p, FinetunePayload):  # the champion's prompt and index, the fine-tuned model
-        return Variant(label=cand.candidate_id, prompt_template=setup.champion_template,
-                       prompt_version=setup.champion_version, model=p.model,
-                       index_version=setup.index_version, pipeline=pipeline)
+        return Variant(label=cand.candidate_id, prompt_template=ctx.champion_template,
+                       prompt_version=ctx.champion_version, model=p.model,
+                       index_version=ctx.index_version, pipeline=pipeline)
     return Variant(label=cand.candidate_id, prompt_template=p.template, prompt_version=cand.version,
-                   model=model, index_version=setup.index_version, pipeline=pipeline)
+                   model=model, index_version=ctx.index_version, pipeline=pipeline)
 
 
-def evaluate_step(settings: Settings, variants: Sequence[Variant],
-                  progress: Callable[[int], None] | None = None) -> list[EvalResult]:
-    """One evaluation batch: the variants share a client and the concurrency limit; cached ones are free."""
-    golden = load_golden(settings.golden)
+def evaluate_step(settings: Settings, variants: Sequence[Variant], progress: Callable[[int], None] | None = None,
+                  golden: GoldenSet | None = None) -> list[EvalResult]:
+    """One evaluation batch: the variants share a client and the concurrency limit; cached ones are free.
+    A cycle gives the golden set it began with; otherwise the configured one is read."""
+    golden = golden or load_golden(settings.golden)
     with open_state(settings.home) as state:
         return evaluate_many(variants, golden, answer_factory(settings, _queries(golden)),
                              default_scorer=settings.eval.default_scorer,

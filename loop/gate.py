@@ -7,14 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from evals.runner import EvalResult
-from flywheel.registry import use_mlflow
-from flywheel.config import Settings
 from flywheel.candidates import (
-    Candidate, CandidateKind, ChampionSet, Decision, FinetunePayload, Outcome, RagPayload,
+    Candidate, CandidateKind, Decision, FinetunePayload, Outcome, RagPayload,
 )
-from flywheel.state import open_state
 from loop.checkpoints import checkpoint
-from loop.context import CycleSetup, EndpointFailed, cycle_golden
+from loop.context import CycleContext, EndpointFailed
 from loop.report import CycleReport
 
 
@@ -59,7 +56,7 @@ def _supersede_losers(evaluated: Sequence[Candidate]) -> list[Candidate]:
     return winners
 
 
-def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, results: dict[str, EvalResult],
+def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalResult],
               auto_approve: bool) -> CycleReport:
     """Log every evaluation to MLflow, then decide; promotion (auto-approve) only after logging.
     An evaluation outage is logged too (decision ``error``, no score) and then ends the cycle."""
@@ -67,22 +64,21 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
     from evals.tracking import cycle_run, experiment_id, log_variant
     from loop.promotion import promote, supersede_pending
 
-    policy = settings.policy
+    policy = ctx.settings.policy
     outage = evaluation_outage(champion, results, policy.max_error_rate)
-    golden = cycle_golden(settings, setup, champion.golden_version,
+    golden = ctx.golden_for(champion.golden_version,
                           *(r.golden_version for r in results.values()))
-    client = use_mlflow(settings)
-    exp_id = experiment_id(client, settings.experiment)
-    parent = cycle_run(client, exp_id, setup.cycle_id)
+    client = ctx.mlflow
+    exp_id = experiment_id(client, ctx.settings.experiment)
+    parent = cycle_run(client, exp_id, ctx.cycle_id)
     champion_run = log_variant(
-        client, exp_id, parent, cycle_id=setup.cycle_id, kind="champion", candidate_id=f"champion-{setup.cycle_id}",
+        client, exp_id, parent, cycle_id=ctx.cycle_id, kind="champion", candidate_id=f"champion-{ctx.cycle_id}",
         result=champion, golden=golden, decision="error" if outage else "champion", metrics={},
-        params={"prompt_name": settings.prompt_name}, tags={"flywheel.prompt_version": setup.champion_version},
-        artifacts={"prompt.txt": setup.champion_template}, scored=outage is None,
+        params={"prompt_name": ctx.settings.prompt_name}, tags={"flywheel.prompt_version": ctx.champion_version},
+        artifacts={"prompt.txt": ctx.champion_template}, scored=outage is None,
     )
-    against = ChampionSet(prompt=setup.champion_version, index=setup.index_version,
-                          model=setup.champion_model_version or "base")
-    with open_state(settings.home) as state:
+    against = ctx.champions
+    with ctx.state() as state:
         evaluated: list[Candidate] = []
         for cid, res in results.items():
             cand = state.candidate(cid)
@@ -93,7 +89,7 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
                 comparison = None
                 if res.scores:
                     comparison = compare(res.scores, champion.scores, champion.categories,
-                                         resamples=settings.eval.bootstrap_resamples)
+                                         resamples=ctx.settings.eval.bootstrap_resamples)
                     cand.golden_score, cand.champion_score = comparison.golden_score, comparison.champion_score
                     cand.delta, cand.ci_low, cand.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
                     cand.per_category, cand.category_deltas = comparison.per_category, comparison.category_deltas
@@ -105,13 +101,13 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
             res = results[cand.candidate_id]
             if cand.mlflow_run_id is None:
                 cand.mlflow_run_id = log_variant(
-                    client, exp_id, parent, cycle_id=setup.cycle_id, kind=cand.kind, candidate_id=cand.candidate_id,
+                    client, exp_id, parent, cycle_id=ctx.cycle_id, kind=cand.kind, candidate_id=cand.candidate_id,
                     result=res, golden=golden, decision=cand.decision,
                     metrics={**{k: v for k, v in {"delta": cand.delta, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
                                                   "champion_score": cand.champion_score}.items() if v is not None},
                              **retrieval_metrics(cand)},
                     params={"parent_version": cand.parent, "cluster_ids": ",".join(cand.cluster_ids),
-                            "prompt_name": settings.prompt_name,
+                            "prompt_name": ctx.settings.prompt_name,
                             **(cand.payload.model_dump(include={"dataset_version", "job_id", "base_model"})
                                if isinstance(cand.payload, FinetunePayload) else {})},
                     tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or ""},
@@ -120,17 +116,17 @@ def gate_step(settings: Settings, setup: CycleSetup, champion: EvalResult, resul
             state.save_candidate(cand)
             outcome = Outcome.of(cand.decision)
             for cid in cand.cluster_ids:
-                state.record_attempt(cid, setup.cycle_id, cand.kind, cand.candidate_id, cand.outcome_for(cid, outcome))
+                state.record_attempt(cid, ctx.cycle_id, cand.kind, cand.candidate_id, cand.outcome_for(cid, outcome))
         if outage is not None:
             raise EndpointFailed(outage)
         checkpoint("gate-logged")
         for winner in winners:
-            supersede_pending(settings, state, winner)
+            supersede_pending(ctx.settings, state, winner)
             if auto_approve or policy.auto_approve:
-                promote(settings, state, winner, by="policy (auto-approve)", note=winner.reason)
+                promote(ctx.settings, state, winner, by="policy (auto-approve)", note=winner.reason)
         evaluated = [state.candidate(c.candidate_id) or c for c in evaluated]
-    return CycleReport(cycle_id=setup.cycle_id, golden_version=golden.version, champion_score=champion.mean,
-                       candidates=evaluated, resumed=setup.resumed, champion_run_id=champion_run,
+    return CycleReport(cycle_id=ctx.cycle_id, golden_version=golden.version, champion_score=champion.mean,
+                       candidates=evaluated, resumed=ctx.resumed, champion_run_id=champion_run,
                        cycle_run_id=parent,
                        champion_per_category=category_means(champion.scores, champion.categories))
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from difflib import unified_diff
 from typing import Any
 
-from flywheel.registry import register_prompt, use_mlflow
+from flywheel.registry import register_prompt
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.llm import make_client
@@ -18,7 +18,7 @@ from flywheel.schemas import FailureCluster
 from flywheel.state import open_state
 from improvers.prompt import combine_edits, DraftingResult, integrity_problems, merge_prompts, propose
 from improvers.screening import FailingExample
-from loop.context import CycleSetup, earliest_seen, endpoint_errors, short_hash
+from loop.context import CycleContext, earliest_seen, endpoint_errors, short_hash
 from loop.screening import answer_queries, failing_examples, judge_resolutions, screen_template
 
 
@@ -26,34 +26,34 @@ def draft_id(cycle_id: str, template: str) -> str:
     return short_hash(cycle_id, template)
 
 
-def register_draft(settings: Settings, cycle_id: str, template: str, message: str, provenance: dict[str, str]) -> str:
+def register_draft(ctx: CycleContext, template: str, message: str, provenance: dict[str, str]) -> str:
     """Register a drafted prompt as a registry version exactly once, even across a crash: the
     version is found again by its ``flywheel.draft_id`` tag before a new one is created."""
-    did = draft_id(cycle_id, template)
-    client = use_mlflow(settings)
-    for pv in client.search_prompt_versions(settings.prompt_name):
+    did = draft_id(ctx.cycle_id, template)
+    client = ctx.mlflow
+    for pv in client.search_prompt_versions(ctx.settings.prompt_name):
         tags = getattr(pv, "tags", None) or {}
         if tags.get("flywheel.draft_id") == did:
             # Two clusters of one category can draft the same text: the one that kept it names it.
             if provenance.get("flywheel.kept") == "true" and tags.get("flywheel.kept") != "true":
                 for key in ("flywheel.kept", "flywheel.cluster_ids", "flywheel.screening"):
                     if key in provenance:
-                        client.set_prompt_version_tag(settings.prompt_name, pv.version, key, provenance[key])
+                        client.set_prompt_version_tag(ctx.settings.prompt_name, pv.version, key, provenance[key])
             return str(pv.version)
-    ref = register_prompt(settings, template, message, {"flywheel.draft_id": did, "flywheel.cycle_id": cycle_id,
+    ref = register_prompt(ctx.settings, template, message, {"flywheel.draft_id": did, "flywheel.cycle_id": ctx.cycle_id,
                                                          **provenance})
     return ref.version
 
 
-def _prompt_candidate(setup: CycleSetup, template: str, clusters: Sequence[FailureCluster],
+def _prompt_candidate(ctx: CycleContext, template: str, clusters: Sequence[FailureCluster],
                       payload: dict[str, Any]) -> Candidate:
     first_seen, by_cluster = earliest_seen(clusters)
     return Candidate(
-        candidate_id=f"prompt-{draft_id(setup.cycle_id, template)}",
-        cycle_id=setup.cycle_id, kind="prompt", cluster_ids=[c.cluster_id for c in clusters],
-        parent=setup.champion_version, first_seen=first_seen, created_at=datetime.now(timezone.utc),
+        candidate_id=f"prompt-{draft_id(ctx.cycle_id, template)}",
+        cycle_id=ctx.cycle_id, kind="prompt", cluster_ids=[c.cluster_id for c in clusters],
+        parent=ctx.champion_version, first_seen=first_seen, created_at=datetime.now(timezone.utc),
         payload={"template": template,
-                 "diff": prompt_diff(setup.champion_template, template, setup.champion_version),
+                 "diff": prompt_diff(ctx.champion_template, template, ctx.champion_version),
                  "cluster_first_seen": by_cluster, **payload},
     )
 
@@ -64,39 +64,39 @@ def prompt_diff(before: str, after: str, parent_version: str) -> str:
 
 
 @endpoint_errors("drafting")
-def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureCluster,
+def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
                         protected: Sequence[str]) -> list[Candidate]:
     """One cluster through the prompt improver; drafts and candidates are stored as they are made.
     Only kept drafts become prompt versions in the registry; the rest stay in the cycle's record."""
-    with open_state(settings.home) as state:
-        cached = state.drafts(setup.cycle_id, cluster.cluster_id)
+    with ctx.state() as state:
+        cached = state.drafts(ctx.cycle_id, cluster.cluster_id)
         if cached is None:
-            with open_store(settings.resolved_store_url) as store:
-                examples = failing_examples(store.get(cluster.event_ids), settings.improve.examples_per_cluster)
+            with open_store(ctx.settings.resolved_store_url) as store:
+                examples = failing_examples(store.get(cluster.event_ids), ctx.settings.improve.examples_per_cluster)
             result = propose(
-                cluster_id=cluster.cluster_id, category=cluster.category, champion=setup.champion_template,
-                examples=examples, client=make_client(settings, purpose="drafting"), model=settings.draft_model,
-                run_queries=lambda t, qs: answer_queries(settings, t, qs, setup.index_version, setup.champion_model),
-                judge=lambda exs, outs: judge_resolutions(settings, exs, outs),
+                cluster_id=cluster.cluster_id, category=cluster.category, champion=ctx.champion_template,
+                examples=examples, client=make_client(ctx.settings, purpose="drafting"), model=ctx.settings.draft_model,
+                run_queries=lambda t, qs: answer_queries(ctx.settings, t, qs, ctx.index_version, ctx.champion_model),
+                judge=lambda exs, outs: judge_resolutions(ctx.settings, exs, outs),
                 protected=protected,
-                settings=settings.improve,
+                settings=ctx.settings.improve,
             )
             cached = result.model_dump(mode="json")
-            state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
+            state.save_drafts(ctx.cycle_id, cluster.cluster_id, cached)
         result = DraftingResult.model_validate(cached)
-        provenance = {"flywheel.cluster_ids": cluster.cluster_id, "flywheel.parent_version": setup.champion_version}
+        provenance = {"flywheel.cluster_ids": cluster.cluster_id, "flywheel.parent_version": ctx.champion_version}
         for rank, idx in enumerate(result.kept):
             draft = result.drafts[idx]
             if cached["drafts"][idx].get("version") is None:
                 cached["drafts"][idx]["version"] = register_draft(
-                    settings, setup.cycle_id, draft.template,
+                    ctx, draft.template,
                     f"draft {idx + 1} (round {draft.round}) for {cluster.cluster_id} ({cluster.category}), cycle "
-                    f"{setup.cycle_id}: resolved {draft.screening:.0%} of its failing examples, champion "
+                    f"{ctx.cycle_id}: resolved {draft.screening:.0%} of its failing examples, champion "
                     f"{result.champion_screening:.0%}",
                     {**provenance, "flywheel.screening": str(draft.screening), "flywheel.kept": "true",
                      "flywheel.round": str(draft.round)},
                 )
-                state.save_drafts(setup.cycle_id, cluster.cluster_id, cached)
+                state.save_drafts(ctx.cycle_id, cluster.cluster_id, cached)
         if not result.kept:
             # No draft resolved as much as the champion: prompts failed here. No usable draft at all
             # (the drafting model refused or answered garbage) says nothing about the cluster, and
@@ -104,11 +104,11 @@ def improve_prompt_step(settings: Settings, setup: CycleSetup, cluster: FailureC
             screened = any(d.screening is not None for d in result.drafts)
             outcome = ("no_improvement" if screened else "already_resolved" if result.rounds == 0
                        else "drafting_failed")
-            state.record_attempt(cluster.cluster_id, setup.cycle_id, "prompt", f"drafts-{setup.cycle_id}", Outcome(outcome))
+            state.record_attempt(cluster.cluster_id, ctx.cycle_id, "prompt", f"drafts-{ctx.cycle_id}", Outcome(outcome))
         out = []
         for idx in result.kept:
             draft = result.drafts[idx]
-            cand = _prompt_candidate(setup, draft.template, [cluster], {
+            cand = _prompt_candidate(ctx, draft.template, [cluster], {
                 "critique": result.critique, "screening": draft.screening,
                 "champion_screening": result.champion_screening, "category": cluster.category,
                 "cluster_summary": cluster.summary, "round": draft.round,
@@ -152,7 +152,7 @@ def _screening(cand: Candidate) -> float:
     return (cand.payload.screening or 0.0) if isinstance(cand.payload, PromptPayload) else 0.0
 
 
-def unique_candidates(settings: Settings, cands: Sequence[Candidate]) -> list[Candidate]:
+def unique_candidates(ctx: CycleContext, cands: Sequence[Candidate]) -> list[Candidate]:
     """One candidate per id: clusters of one category can draft the same prompt, which is then one
     candidate covering all of them (their ids and first-seen times are merged and saved)."""
     by_id: dict[str, Candidate] = {}
@@ -171,18 +171,18 @@ def unique_candidates(settings: Settings, cands: Sequence[Candidate]) -> list[Ca
             seen.first_seen = cand.first_seen
     merged = list(by_id.values())
     if len(merged) < len(cands):
-        client = use_mlflow(settings)
-        with open_state(settings.home) as state:
+        client = ctx.mlflow
+        with ctx.state() as state:
             for cand in merged:
                 state.save_candidate(cand)
                 if cand.kind == "prompt" and cand.version and len(cand.cluster_ids) > 1:
-                    client.set_prompt_version_tag(settings.prompt_name, cand.version, "flywheel.cluster_ids",
+                    client.set_prompt_version_tag(ctx.settings.prompt_name, cand.version, "flywheel.cluster_ids",
                                                   ",".join(cand.cluster_ids))
     return merged
 
 
 @endpoint_errors("merging drafts")
-def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candidate],
+def merge_step(ctx: CycleContext, candidates: Sequence[Candidate],
                clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Candidate | None:
     """One prompt with every cluster's best revision, when there are two or more. It must resolve,
     on each winner's own failing examples, as much as that winner did: the drafting model's merge
@@ -192,49 +192,49 @@ def merge_step(settings: Settings, setup: CycleSetup, candidates: Sequence[Candi
     # Only drafts that resolved more than the champion fixed something a merge could keep; one that
     # merely tied goes to the golden set alone (a merge must not claim its cluster as fixed).
     candidates = [c for c in candidates if isinstance(c.payload, PromptPayload) and c.payload.improves_screening()]
-    if not settings.improve.merge or len(candidates) < 2:
+    if not ctx.settings.improve.merge or len(candidates) < 2:
         return None
-    with open_state(settings.home) as state:
+    with ctx.state() as state:
         key = "merge:" + ",".join(sorted(c.candidate_id for c in candidates))
-        cached = state.drafts(setup.cycle_id, key)
+        cached = state.drafts(ctx.cycle_id, key)
         if cached is None:
-            cached = _checked_merge(settings, setup, candidates, clusters, protected)
-            state.save_drafts(setup.cycle_id, key, cached)
+            cached = _checked_merge(ctx, candidates, clusters, protected)
+            state.save_drafts(ctx.cycle_id, key, cached)
         if cached.get("template") is None:
             return None
         by_id = {c.cluster_id: c for c in clusters}
         covered = [by_id[cid] for cand in candidates for cid in cand.cluster_ids if cid in by_id]
-        cand = _prompt_candidate(setup, cached["template"], covered,
+        cand = _prompt_candidate(ctx, cached["template"], covered,
                                  {"merged_from": [c.candidate_id for c in candidates], "category": "merged",
                                   "fixes": sorted({cid for c in candidates for cid in _fixes(c)}),
                                   "merge": {k: v for k, v in cached.items() if k != "template"}})
         cand.version = register_draft(
-            settings, setup.cycle_id, cached["template"], f"merge of {len(candidates)} drafts ({cached['method']}), "
-            f"cycle {setup.cycle_id}",
-            {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.parent_version": setup.champion_version,
+            ctx, cached["template"], f"merge of {len(candidates)} drafts ({cached['method']}), "
+            f"cycle {ctx.cycle_id}",
+            {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.parent_version": ctx.champion_version,
              "flywheel.merged_from": ",".join(c.candidate_id for c in candidates), "flywheel.kept": "true"},
         )
         state.add_candidate(cand)
         return state.candidate(cand.candidate_id) or cand
 
 
-def _checked_merge(settings: Settings, setup: CycleSetup, candidates: Sequence[Candidate],
+def _checked_merge(ctx: CycleContext, candidates: Sequence[Candidate],
                    clusters: Sequence[FailureCluster], protected: Sequence[str]) -> dict[str, Any]:
     """The merged template that keeps every winner's fix, how it was made and what was checked."""
     by_id = {c.cluster_id: c for c in clusters}
     checks: list[tuple[str, float, list[FailingExample]]] = []  # (cluster, winner's resolved share, examples)
-    with open_store(settings.resolved_store_url) as store:
+    with open_store(ctx.settings.resolved_store_url) as store:
         for cand in candidates:
             for cid in cand.cluster_ids:
                 if cid in by_id:
-                    examples = failing_examples(store.get(by_id[cid].event_ids), settings.improve.examples_per_cluster)
+                    examples = failing_examples(store.get(by_id[cid].event_ids), ctx.settings.improve.examples_per_cluster)
                     checks.append((cid, _screening(cand), examples))
     winners = [c.template or "" for c in candidates]
     tried: list[dict[str, Any]] = []
     attempts: list[tuple[str, Callable[[], str]]] = [
-        ("drafting model", lambda: merge_prompts(make_client(settings, purpose="drafting"), settings.draft_model,
-                                                 setup.champion_template, winners)),
-        ("combined edits", lambda: combine_edits(setup.champion_template, winners)),
+        ("drafting model", lambda: merge_prompts(make_client(ctx.settings, purpose="drafting"), ctx.settings.draft_model,
+                                                 ctx.champion_template, winners)),
+        ("combined edits", lambda: combine_edits(ctx.champion_template, winners)),
     ]
     for method, make in attempts:
         try:
@@ -242,13 +242,13 @@ def _checked_merge(settings: Settings, setup: CycleSetup, candidates: Sequence[C
         except ReplyProblem as exc:
             tried.append({"method": method, "problem": str(exc)})
             continue
-        problems = integrity_problems(template, setup.champion_template, protected, settings.improve)
+        problems = integrity_problems(template, ctx.champion_template, protected, ctx.settings.improve)
         if problems:
             tried.append({"method": method, "problem": "; ".join(problems)})
             continue
         lost = []
         for cid, share, examples in checks:
-            merged = screen_template(settings, setup, template, examples)
+            merged = screen_template(ctx, template, examples)
             if merged.share < share:
                 lost.append(f"{cid}: {merged.share:.0%} < {share:.0%}")
         if not lost:

@@ -6,15 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from difflib import unified_diff
 
-from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.candidates import Candidate
 from flywheel.schemas import FailureCluster
-from flywheel.state import open_state
-from loop.context import CycleSetup, cycle_golden, earliest_seen, short_hash
+from loop.context import CycleContext, earliest_seen, short_hash
 
 
-def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[FailureCluster]) -> Candidate | None:
+def improve_rag_step(ctx: CycleContext, clusters: Sequence[FailureCluster]) -> Candidate | None:
     """One candidate index version for the cycle's outdated-knowledge clusters, retrieval validated.
 
     None when there is nothing to do: no knowledge source or active index, or no newer knowledge
@@ -27,38 +25,38 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
     if not clusters:
         return None
     key = "rag:" + ",".join(sorted(c.cluster_id for c in clusters))
-    with open_state(settings.home) as state:
-        cached = state.drafts(setup.cycle_id, key)
+    with ctx.state() as state:
+        cached = state.drafts(ctx.cycle_id, key)
         if cached is None:
-            if settings.knowledge_source is None or setup.index_version is None:
+            if ctx.settings.knowledge_source is None or ctx.index_version is None:
                 cached = {"version": None, "reason": "no knowledge source or no active index (run `flywheel kb sync`)"}
-                state.save_drafts(setup.cycle_id, key, cached)
+                state.save_drafts(ctx.cycle_id, key, cached)
                 return None
-            index = open_index(settings, state)
-            active = int(setup.index_version)
+            index = open_index(ctx.settings, state)
+            active = int(ctx.index_version)
             retriever = index.retriever(active)
             assert retriever is not None
-            with open_store(settings.resolved_store_url) as store:
+            with open_store(ctx.settings.resolved_store_url) as store:
                 events = store.get([i for c in clusters for i in c.event_ids])
             index.embedder.embed(list(dict.fromkeys(e.query for e in events)))  # one batch, then cache hits
             proposal = rag.propose(
                 cluster_ids=[c.cluster_id for c in clusters], events=events, active_chunks=index.chunks(active),
-                source_documents=load_documents(settings.knowledge_source),
+                source_documents=load_documents(ctx.settings.knowledge_source),
                 retrieve=lambda q, k: [d for d, _ in retriever.retrieve(q, k)], embed=index.embedder.embed,
-                chunk_chars=settings.knowledge.chunk_chars, k=settings.knowledge.retrieval_k,
+                chunk_chars=ctx.settings.knowledge.chunk_chars, k=ctx.settings.knowledge.retrieval_k,
             )
             if proposal.empty:
                 cached = {"version": None, "reason": "no newer knowledge in the source and no trusted correction "
                                                      f"for {', '.join(proposal.implicated) or 'these queries'}",
                           "untrusted_corrections": len(proposal.skipped_corrections)}
-                state.save_drafts(setup.cycle_id, key, cached)
+                state.save_drafts(ctx.cycle_id, key, cached)
                 return None
             report = index.create_version(
-                proposal.chunks, parent=active, source=str(settings.knowledge_source),
-                note=f"rag candidate, cycle {setup.cycle_id}",
+                proposal.chunks, parent=active, source=str(ctx.settings.knowledge_source),
+                note=f"rag candidate, cycle {ctx.cycle_id}",
                 provenance={"clusters": [c.cluster_id for c in clusters], "chunks": proposal.provenance},
             )
-            golden = cycle_golden(settings, setup)
+            golden = ctx.golden
             checks = [RetrievalCheck(i.input, frozenset(i.documents), "golden") for i in golden.items if i.documents]
             changed = set(proposal.changed_documents)
             checks += [RetrievalCheck(e.query, frozenset(changed), "cluster") for e in events
@@ -68,7 +66,7 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
             index.embedder.embed(list(dict.fromkeys(c.query for c in checks)))
             validation = validate(lambda q, k: [d for d, _ in retriever.retrieve(q, k)],
                                   lambda q, k: [d for d, _ in candidate_retriever.retrieve(q, k)],
-                                  checks, changed, settings.knowledge.retrieval_k)
+                                  checks, changed, ctx.settings.knowledge.retrieval_k)
             old_text = {c.doc_id: c.text for c in index.chunks(active)}
             diff = "".join(unified_diff(
                 [line + "\n" for d in proposal.changed_documents for line in old_text.get(d, "").splitlines()],
@@ -78,16 +76,16 @@ def improve_rag_step(settings: Settings, setup: CycleSetup, clusters: Sequence[F
                       "provenance": proposal.provenance, "implicated": proposal.implicated,
                       "untrusted_corrections": len(proposal.skipped_corrections), "embedded": report.embedded,
                       "validation": validation.model_dump(mode="json"), "diff": diff}
-            state.save_drafts(setup.cycle_id, key, cached)
+            state.save_drafts(ctx.cycle_id, key, cached)
         if cached["version"] is None:
             return None
         first_seen, by_cluster = earliest_seen(clusters)
         cand = Candidate(
-            candidate_id=f"rag-{short_hash(setup.cycle_id, str(cached['version']))}", cycle_id=setup.cycle_id,
-            kind="rag", cluster_ids=[c.cluster_id for c in clusters], parent=setup.index_version,
+            candidate_id=f"rag-{short_hash(ctx.cycle_id, str(cached['version']))}", cycle_id=ctx.cycle_id,
+            kind="rag", cluster_ids=[c.cluster_id for c in clusters], parent=ctx.index_version,
             version=str(cached["version"]), first_seen=first_seen,
             created_at=datetime.now(timezone.utc),
-            payload={"template": setup.champion_template, "index_version": str(cached["version"]),
+            payload={"template": ctx.champion_template, "index_version": str(cached["version"]),
                      "changed_documents": cached["changed_documents"], "provenance": cached["provenance"],
                      "retrieval": cached["validation"], "diff": cached["diff"],
                      "cluster_first_seen": by_cluster},

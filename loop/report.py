@@ -8,11 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from flywheel.registry import use_mlflow
-from flywheel.config import Settings
 from flywheel.candidates import Candidate
 from flywheel.schemas import FailureCluster
-from flywheel.state import open_state
+from loop.context import CycleContext
 from loop.prompt_step import drafting_summary
 
 
@@ -44,30 +42,30 @@ class CycleReport(BaseModel):
         }
 
 
-def finish(settings: Settings, report: CycleReport, status: str = "done") -> None:
+def finish(ctx: CycleContext, report: CycleReport, status: str = "done") -> None:
     from evals.tracking import set_tags
 
-    with open_state(settings.home) as state:
+    with ctx.state() as state:
         state.finish_cycle(report.cycle_id, status, report.golden_version, report.champion_score,
                            {"candidates": [c.candidate_id for c in report.candidates], "clusters": report.clusters,
                             "finetune": report.finetune})
     if report.cycle_run_id:
-        client = use_mlflow(settings)
+        client = ctx.mlflow
         set_tags(client, report.cycle_run_id, {"flywheel.status": status,
                                                "flywheel.candidates": str(len(report.candidates))})
-        log_chart(settings, client, report)
+        log_chart(ctx, client, report)
         client.log_metric(report.cycle_run_id, "champion_score", report.champion_score or 0.0)
         client.set_terminated(report.cycle_run_id, "FINISHED")
 
 
-def log_chart(settings: Settings, client: Any, report: CycleReport) -> None:
+def log_chart(ctx: CycleContext, client: Any, report: CycleReport) -> None:
     """The cycle's chart as an artifact of its MLflow run; where it is and how an operator opens it
     go on the report."""
     import tempfile
 
     from evals.report import CHART_ARTIFACT, cycle_chart
 
-    with open_state(settings.home) as state:
+    with ctx.state() as state:
         history = [(c["cycle_id"], c["champion_score"]) for c in reversed(state.cycles(limit=30))
                    if c["champion_score"] is not None and c["status"] == "done"]
     png = cycle_chart(history, report.candidates, report.champion_per_category)
@@ -79,31 +77,31 @@ def log_chart(settings: Settings, client: Any, report: CycleReport) -> None:
     run = client.get_run(report.cycle_run_id)
     report.chart_uri = f"{run.info.artifact_uri}/{CHART_ARTIFACT}"
     report.chart_png = png
-    if settings.mlflow_ui_url:
-        base = settings.mlflow_ui_url.rstrip("/")
+    if ctx.settings.mlflow_ui_url:
+        base = ctx.settings.mlflow_ui_url.rstrip("/")
         report.chart_link = f"{base}/get-artifact?path={CHART_ARTIFACT}&run_uuid={report.cycle_run_id}"
     else:
         report.chart_link = report.chart_uri
 
 
-def reread_candidates(settings: Settings, candidates: Sequence[Candidate]) -> list[Candidate]:
+def reread_candidates(ctx: CycleContext, candidates: Sequence[Candidate]) -> list[Candidate]:
     """The candidates as the state store has them now (after approvals)."""
-    with open_state(settings.home) as state:
+    with ctx.state() as state:
         return [state.candidate(c.candidate_id) or c for c in candidates]
 
 
-def fail(settings: Settings, cycle_id: str, reason: str, status: str = "failed") -> None:
+def fail(ctx: CycleContext, reason: str, status: str = "failed") -> None:
     """Record how a cycle ended without a report: ``failed`` (it will not be resumed) or
     ``interrupted`` (stopped by a signal; the next ``flywheel cycle`` resumes it). Its MLflow run,
     if one was opened, is closed with the same status."""
-    with open_state(settings.home) as state:
-        state.finish_cycle(cycle_id, status, None, None, {"error": reason})
+    with ctx.state() as state:
+        state.finish_cycle(ctx.cycle_id, status, None, None, {"error": reason})
     try:
         from evals.tracking import CYCLE, KIND, find_run, set_tags
 
-        client = use_mlflow(settings)
-        exp = client.get_experiment_by_name(settings.experiment)
-        run_id = find_run(client, exp.experiment_id, {KIND: "cycle", CYCLE: cycle_id}) if exp else None
+        client = ctx.mlflow
+        exp = client.get_experiment_by_name(ctx.settings.experiment)
+        run_id = find_run(client, exp.experiment_id, {KIND: "cycle", CYCLE: ctx.cycle_id}) if exp else None
         if run_id:
             set_tags(client, run_id, {"flywheel.status": status, "flywheel.error": reason})
             client.set_terminated(run_id, "FAILED" if status == "failed" else "KILLED")
@@ -111,14 +109,13 @@ def fail(settings: Settings, cycle_id: str, reason: str, status: str = "failed")
         pass
 
 
-def cluster_summaries(clusters: Sequence[FailureCluster], settings: Settings | None = None,
-                      cycle_id: str | None = None) -> list[dict[str, Any]]:
+def cluster_summaries(clusters: Sequence[FailureCluster], ctx: CycleContext | None = None) -> list[dict[str, Any]]:
     """Clusters as the cycle reports them: everything but the (long) list of event ids, and for
     those the prompt improver worked on, its rounds, rollouts, resolved shares and outcome."""
     out = []
     for c in clusters:
         doc = c.model_dump(mode="json", exclude={"event_ids"})
-        if settings is not None and cycle_id is not None:
-            doc["drafting"] = drafting_summary(settings, cycle_id, c.cluster_id)
+        if ctx is not None:
+            doc["drafting"] = drafting_summary(ctx.settings, ctx.cycle_id, c.cluster_id)
         out.append(doc)
     return out

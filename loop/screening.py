@@ -15,7 +15,7 @@ from flywheel.replies import achat_json
 from flywheel.schemas import StoredEvent
 from flywheel.state import open_state
 from improvers.screening import FailingExample, parse_verdict, resolution_messages, screen, Screening, Verdict, VERDICT_SCHEMA
-from loop.context import CycleSetup, short_hash
+from loop.context import CycleContext, short_hash
 from loop.evaluate import answer_factory
 
 
@@ -93,9 +93,8 @@ def judge_resolutions(settings: Settings, examples: Sequence[FailingExample], ou
     return [fresh[k] if k in fresh else Verdict.model_validate(cached[k]) for k in keys]
 
 
-def screen_template(settings: Settings, setup: CycleSetup, template: str,
-                    examples: Sequence[FailingExample]) -> Screening:
+def screen_template(ctx: CycleContext, template: str, examples: Sequence[FailingExample]) -> Screening:
     """A prompt's judged answers on failing examples (the merge check uses it)."""
-    outputs = answer_queries(settings, template, [e.query for e in examples], setup.index_version,
-                             setup.champion_model)
-    return screen(outputs, examples, lambda exs, outs: judge_resolutions(settings, exs, outs))
+    outputs = answer_queries(ctx.settings, template, [e.query for e in examples], ctx.index_version,
+                             ctx.champion_model)
+    return screen(outputs, examples, lambda exs, outs: judge_resolutions(ctx.settings, exs, outs))

@@ -238,11 +238,11 @@ def test_an_unchanged_champion_is_not_evaluated_again(loop: dict) -> None:
     from loop.evaluate import evaluate_step, variant_for
 
     settings = load_settings()
-    setup = begin(settings)
+    ctx = begin(settings)
     sim = loop["sim"]
-    (first,) = evaluate_step(settings, [variant_for(settings, setup, None)])
+    (first,) = evaluate_step(settings, [variant_for(ctx, None)])
     calls = sim.counts().get("chat.product", 0)
-    (second,) = evaluate_step(settings, [variant_for(settings, setup, None)])
+    (second,) = evaluate_step(settings, [variant_for(ctx, None)])
     assert not first.cached and second.cached
     assert sim.counts().get("chat.product", 0) == calls
     assert second.scores == first.scores

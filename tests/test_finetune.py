@@ -267,7 +267,7 @@ def test_route_to_finetune_needs_a_failed_prompt_and_1000_usable(local_embedder,
 
 # -- jobs on the simulator -------------------------------------------------------------------------
 def _setup_for_jobs(cli, tmp_path: Path, sim: Simulator, monkeypatch) -> tuple:
-    from loop.context import CycleSetup
+    from loop.context import CycleContext
 
     monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
     monkeypatch.setenv("FLYWHEEL_TRIAGE__FINETUNE_MIN_EXAMPLES", "20")
@@ -279,11 +279,11 @@ def _setup_for_jobs(cli, tmp_path: Path, sim: Simulator, monkeypatch) -> tuple:
                   correction=f"Error E{203 + i % 3} means code {i % 3} happened. Retry later.") for i in range(30)]
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", rows)), "--json")
     settings = load_settings()
-    setup = CycleSetup(cycle_id="cyc-test", resumed=False, champion_version="1", champion_template="You help.",
-                       golden_version="g", champion_model="gpt-4o-mini")
+    ctx = CycleContext(settings=settings, cycle_id="cyc-test", resumed=False, champion_version="1",
+                       champion_template="You help.", golden_version="g", champion_model="gpt-4o-mini")
     cluster = FailureCluster(cluster_id="factual-test", category="factual", route="finetune", size=30, users=9,
                              priority=1.0, event_ids=[r["event_id"] for r in rows], summary="error codes")
-    return settings, setup, cluster
+    return settings, ctx, cluster
 
 
 def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, tmp_path: Path, monkeypatch) -> None:
@@ -293,8 +293,8 @@ def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, 
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2,
                                                   fail_jobs="the training loss diverged"))
     with Simulator(options=options) as sim:
-        settings, setup, cluster = _setup_for_jobs(cli, tmp_path, sim, monkeypatch)
-        out = improve_finetune_step(settings, setup, [cluster])
+        settings, ctx, cluster = _setup_for_jobs(cli, tmp_path, sim, monkeypatch)
+        out = improve_finetune_step(ctx, [cluster])
     assert out.candidates == [] and out.dataset["built"]
     (job,) = out.jobs
     assert job["status"] == "failed" and "the training loss diverged" in job["error"]
@@ -312,13 +312,13 @@ def test_a_resumed_job_is_polled_not_submitted_again(cli, tmp_path: Path, monkey
 
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=2.0))
     with Simulator(options=options) as sim:
-        settings, setup, cluster = _setup_for_jobs(cli, tmp_path, sim, monkeypatch)
+        settings, ctx, cluster = _setup_for_jobs(cli, tmp_path, sim, monkeypatch)
         # The flow stops while the job runs (a cycle that ends before its job).
-        first = improve_finetune_step(settings, setup, [cluster], poll_timeout=0)
+        first = improve_finetune_step(ctx, [cluster], poll_timeout=0)
         assert first.candidates == [] and first.jobs[0]["status"] in ("validating_files", "running")
         # Restarted, it finds the recorded job and polls it to the end: a model candidate, one job.
-        later = setup.model_copy(update={"cycle_id": "cyc-later"})
-        second = improve_finetune_step(settings, later, [cluster], poll_timeout=30)
+        later = ctx.model_copy(update={"cycle_id": "cyc-later"})
+        second = improve_finetune_step(later, [cluster], poll_timeout=30)
         assert sim.counts()["fine_tuning.create"] == 1
         (cand,) = second.candidates
         assert cand.kind == "finetune" and cand.payload.job_id == first.jobs[0]["job_id"]
