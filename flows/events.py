@@ -4,14 +4,13 @@ One event ``flywheel.feedback.negative`` stands for ``events.negatives_per_event
 feedback events, and one ingest sends at most ``events.max_per_ingest`` of them (the trigger's
 threshold by default): a large ingest starts one cycle, not one per threshold's worth of events,
 while several small ingests add up. Each event's payload carries the exact count it stands for.
-Sent only when a Prefect server is configured (``PREFECT_API_URL``): Flywheel never starts an API
-just to emit.
+Sent only when a Prefect server is configured (``prefect_api_url``: the environment's
+``PREFECT_API_URL`` or ``flywheel.toml``): Flywheel never starts an API just to emit.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 from flywheel.config import Settings
 
@@ -20,8 +19,15 @@ EVENT = "flywheel.feedback.negative"
 
 def emit_negative_feedback(settings: Settings, new_negatives: int) -> int:
     """Emit the events for ``new_negatives`` new negative feedback events; returns how many were sent."""
-    if not settings.events.emit or new_negatives <= 0 or not os.environ.get("PREFECT_API_URL"):
+    if not settings.events.emit or new_negatives <= 0 or not settings.prefect_api_url:
         return 0
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
+        return _emit(settings, new_negatives)
+
+
+def _emit(settings: Settings, new_negatives: int) -> int:
     from prefect.events import emit_event
     from prefect.events.clients import get_events_client  # noqa: F401 - fail here, not mid-loop, if missing
 

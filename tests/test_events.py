@@ -58,3 +58,16 @@ def test_one_ingest_sends_at_most_max_per_ingest_events(cli, tmp_path: Path, pre
 def test_without_a_prefect_server_ingest_sends_nothing(cli, tmp_path: Path) -> None:
     out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("n1")])), "--json")
     assert (out["negative"], out["prefect_events"]) == (1, 0)
+
+
+def test_a_prefect_server_named_in_flywheel_toml_gets_the_events(cli, tmp_path: Path, prefect_api: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    config = tmp_path / "flywheel.toml"
+    config.write_text(f'prefect_api_url = "{prefect_api}"\n')
+    monkeypatch.setenv("FLYWHEEL_CONFIG", str(config))
+    out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event(f"n{i}", user_id=f"u{i}") for i in range(10)])),
+              "--json")
+    assert (out["negative"], out["prefect_events"]) == (10, 1)
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # for reading them back
+    assert [e.payload["negatives"] for e in _events_for(load_settings().home, 1)] == [10]
