@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flywheel.candidates import Candidate, PromptPayload, RagPayload
+from flywheel.schemas import ClusterOutcome
 
 REPORT_KEY = "flywheel-cycle-report"
 TABLE_KEY = "flywheel-cycle-candidates"
@@ -47,6 +48,20 @@ def cluster_rows(clusters: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for c in clusters]
 
 
+def outcome_table(outcomes: Sequence[ClusterOutcome]) -> list[str]:
+    """Markdown rows: per cluster, its route, what happened (skipped and why, drafts and screening,
+    candidate and decision) in one line each."""
+    rows = ["| cluster | route | status | drafts (kept) | resolved: champion -> best | decision | why |",
+            "|---|---|---|---|---|---|---|"]
+    for o in outcomes:
+        drafts = f"{o.drafts} ({o.kept})" if o.drafts is not None else "-"
+        resolved = (f"{_share(o.champion_resolved)} -> {_share(o.best_resolved)}"
+                    if o.champion_resolved is not None or o.best_resolved is not None else "-")
+        rows.append(f"| `{o.cluster_id}` | {o.route} | {o.status} | {drafts} | {resolved} | {o.decision or '-'} | "
+                    f"{o.why.replace('|', '/')} |")
+    return rows
+
+
 def promotion_summary(action: str, outcome: dict[str, Any]) -> str:
     """One line: what moved, or what was decided."""
     if action == "rollback":
@@ -68,6 +83,7 @@ def promotion_markdown(action: str, outcome: dict[str, Any], *, by: str, note: s
 
 def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float | None,
                     clusters: Sequence[dict[str, Any]], candidates: Sequence[Candidate],
+                    outcomes: Sequence[ClusterOutcome] = (),
                     finetune_notes: Sequence[str] = (), chart_link: str | None = None) -> str:
     """What was triaged, what was tried, what was decided and why."""
     lines = [f"# Improvement cycle {cycle_id}", "",
@@ -78,6 +94,8 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
                      f"{c['priority']:.1f} |")
     if len(clusters) > 15:
         lines.append(f"| ... {len(clusters) - 15} more | | | | | |")
+    if outcomes:
+        lines += ["", "## What happened to each cluster", "", *outcome_table(outcomes)]
     drafted = [c for c in clusters if c.get("drafting")]
     if drafted:
         lines += ["", "## Prompt drafting", "",

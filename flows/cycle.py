@@ -34,6 +34,7 @@ from loop.context import CycleContext, EndpointFailed, begin
 from loop.evaluate import evaluate_step, variant_for
 from loop.finetune_step import FinetuneOutcome, improve_finetune_step
 from loop.gate import gate_step
+from loop.outcomes import cluster_outcomes
 from loop.prompt_step import improve_prompt_step, merge_step, unique_candidates
 from loop.rag_step import improve_rag_step
 from loop.report import CycleReport, cluster_summaries, fail, finish, reread_candidates
@@ -136,7 +137,7 @@ def publish_report(report: CycleReport) -> None:
         markdown=r.report_markdown(cycle_id=report.cycle_id, golden_version=report.golden_version,
                                    champion_score=report.champion_score, clusters=report.clusters,
                                    candidates=report.candidates, finetune_notes=report.finetune.get("notes", []),
-                                   chart_link=report.chart_link))
+                                   chart_link=report.chart_link, outcomes=report.outcomes))
     create_table_artifact(key=r.TABLE_KEY, table=r.candidate_rows(report.candidates),
                           description=f"Candidates of cycle {report.cycle_id}")
     if report.chart_png:
@@ -192,6 +193,7 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
             fail(ctx, "interrupted by a signal; `flywheel cycle` resumes it", status="interrupted")
             raise
     report.clusters = cluster_summaries(clusters, ctx)
+    report.outcomes = cluster_outcomes(ctx, clusters, chosen, report.candidates, tuned.notes)
     report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     finish(ctx, report)
     publish_report(report)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from flywheel.candidates import Decision
 
 
 class Signal(str, Enum):
@@ -236,3 +238,28 @@ class FailureCluster(BaseModel):
     last_seen: datetime | None = None
     reasons: dict[str, int] = Field(default_factory=dict)
     example_queries: list[str] = Field(default_factory=list, description="Consented, scrubbed queries only.")
+
+
+class ClusterStatus(StrEnum):
+    skipped = "skipped"  # no improver worked on it this cycle (``why`` says what stopped it)
+    no_candidate = "no_candidate"  # worked on, nothing good enough came out
+    candidate = "candidate"  # at least one candidate covers it (``decision`` says what became of it)
+
+
+class ClusterOutcome(BaseModel):
+    """What one cycle did with one failure cluster, and why (loop/outcomes.py builds it)."""
+
+    cluster_id: str
+    category: str
+    route: str
+    size: int
+    users: int
+    consented: int
+    status: ClusterStatus
+    why: str = Field(description="One line: what stopped it, what the improver found, or the gate's reason.")
+    drafts: int | None = Field(None, description="Prompt drafts made (prompt route).")
+    kept: int | None = Field(None, description="Drafts that screened at least as well as the champion.")
+    champion_resolved: float | None = Field(None, description="Share of its complaints the champion resolved.")
+    best_resolved: float | None = Field(None, description="Share the best draft resolved.")
+    candidates: list[str] = Field(default_factory=list)
+    decision: Decision | None = Field(None, description="The best decision among its candidates.")

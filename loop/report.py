@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from flywheel.candidates import Candidate
-from flywheel.schemas import FailureCluster
+from flywheel.schemas import ClusterOutcome, FailureCluster
 from loop.context import CycleContext
 from loop.prompt_step import drafting_summary
 
@@ -21,6 +21,7 @@ class CycleReport(BaseModel):
     candidates: list[Candidate]
     resumed: bool = False
     clusters: list[dict[str, Any]] = Field(default_factory=list)
+    outcomes: list[ClusterOutcome] = Field(default_factory=list, description="What the cycle did with each cluster.")
     champion_run_id: str | None = None
     cycle_run_id: str | None = None
     finetune: dict[str, Any] = Field(default_factory=dict)
@@ -37,6 +38,7 @@ class CycleReport(BaseModel):
             "candidates": [c.public() for c in self.candidates],
             "resumed": self.resumed,
             "clusters": self.clusters,
+            "outcomes": [o.model_dump(mode="json") for o in self.outcomes],
             "finetune": self.finetune,
             "mlflow_run_id": self.cycle_run_id,
         }
@@ -54,6 +56,8 @@ def finish(ctx: CycleContext, report: CycleReport, status: str = "done") -> None
         set_tags(client, report.cycle_run_id, {"flywheel.status": status,
                                                "flywheel.candidates": str(len(report.candidates))})
         log_chart(ctx, client, report)
+        client.log_dict(report.cycle_run_id, [o.model_dump(mode="json") for o in report.outcomes],
+                        "cluster_outcomes.json")
         client.log_metric(report.cycle_run_id, "champion_score", report.champion_score or 0.0)
         client.set_terminated(report.cycle_run_id, "FINISHED")
 

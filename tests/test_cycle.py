@@ -58,6 +58,22 @@ def test_full_cycle_through_the_cli_then_approve_and_rollback(cli, loop: dict) -
     assert refresh["category_deltas"]["outdated_knowledge"] == 1.0
     assert all(d == 0 for c, d in refresh["category_deltas"].items() if c != "outdated_knowledge")
     assert "recall@3 unaffected" in refresh["reason"]
+    # Every triaged cluster says what became of it: the candidate's decision and the gate's reason,
+    # or what stopped it (a setting, a missing fix) and what drafting found.
+    outcomes = {o["cluster_id"]: o for o in out["outcomes"]}
+    assert set(outcomes) == {c["cluster_id"] for c in out["clusters"]}
+    for cand in cands.values():
+        for cid in cand["cluster_ids"]:
+            assert outcomes[cid]["status"] == "candidate" and cand["candidate_id"] in outcomes[cid]["candidates"]
+    for o in outcomes.values():
+        assert o["why"], o
+        if o["status"] == "candidate":
+            assert o["decision"] in ("pending_approval", "rejected", "superseded") and o["decision"] in o["why"]
+        if o["route"] == "prompt" and o["status"] != "skipped":
+            assert o["drafts"] is not None and o["champion_resolved"] is not None
+    assert any(o["status"] == "candidate" and o["decision"] == "pending_approval" for o in outcomes.values())
+    logged = mlflow_client().download_artifacts(out["mlflow_run_id"], "cluster_outcomes.json")
+    assert {o["cluster_id"] for o in json.loads(Path(logged).read_text())} == set(outcomes)
 
     listed = cli("pending", "--json")["pending"]
     assert {c["candidate_id"] for c in listed} == {best["candidate_id"], refresh["candidate_id"]}

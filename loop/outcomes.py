@@ -1,0 +1,87 @@
+"""What the cycle did with each failure cluster, and why: the answer to "why did this cycle produce
+nothing?" that used to be readable only in the state store.
+
+One ``ClusterOutcome`` per triaged cluster: the improver its route sends it to, whether that
+improver worked on it this cycle (and if not, which setting or fact stopped it), what the prompt
+improver's drafting and screening gave, the candidates that cover it with their decision and the
+gate's reason (``superseded`` as such). The CLI prints it, the ``--json`` document and the Prefect
+report carry it, and it is logged to the cycle's MLflow run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from flywheel.candidates import Candidate, Decision, Outcome
+from flywheel.schemas import ClusterOutcome, ClusterStatus, FailureCluster
+from loop.context import CycleContext
+from loop.triage_step import fixed_clusters
+
+
+# Best first: what a cluster's outcome is when several candidates cover it.
+_RANK = [Decision.promoted, Decision.pending_approval, Decision.superseded, Decision.rejected, Decision.error]
+
+
+def _skipped_from_prompt(c: FailureCluster, ctx: CycleContext, fixed: set[str], chosen: set[str]) -> str | None:
+    s = ctx.settings.improve
+    if c.category == "other":
+        return "category `other`: no prompt revision targets it (feedback with a `reason` routes it)"
+    if c.consented < s.min_cluster_consented:
+        return (f"{c.consented} consented event(s), the prompt improver needs {s.min_cluster_consented} "
+                "(`improve.min_cluster_consented`); text without consent is never used")
+    if c.cluster_id in fixed:
+        return "a prompt fix was promoted after its last negative event; new negative feedback re-opens it"
+    if c.cluster_id not in chosen:
+        return f"beyond `improve.max_clusters` = {s.max_clusters} higher-priority clusters this cycle"
+    return None
+
+
+def cluster_outcomes(ctx: CycleContext, clusters: Sequence[FailureCluster], chosen: Sequence[FailureCluster],
+                     candidates: Sequence[Candidate], finetune_notes: Sequence[str]) -> list[ClusterOutcome]:
+    """Each cluster's outcome this cycle, from what the steps recorded under the cycle id."""
+    from loop.prompt_step import drafting_summary
+
+    chosen_ids = {c.cluster_id for c in chosen}
+    fixed = {"prompt": fixed_clusters(ctx.settings, clusters, "prompt"),
+             "rag": fixed_clusters(ctx.settings, clusters, "rag")}
+    rag_ids = sorted(c.cluster_id for c in clusters if c.route == "rag" and c.cluster_id not in fixed["rag"])
+    with ctx.state() as state:
+        rag_doc = state.drafts(ctx.cycle_id, "rag:" + ",".join(rag_ids)) if rag_ids else None
+    out = []
+    for c in clusters:
+        mine = [k for k in candidates if c.cluster_id in k.cluster_ids]
+        o = ClusterOutcome(cluster_id=c.cluster_id, category=c.category, route=c.route, size=c.size, users=c.users,
+                           consented=c.consented, status=ClusterStatus.no_candidate, why="",
+                           candidates=[k.candidate_id for k in mine])
+        skipped = found = None
+        if c.route == "prompt":
+            skipped = _skipped_from_prompt(c, ctx, fixed["prompt"], chosen_ids)
+            drafting = drafting_summary(ctx.settings, ctx.cycle_id, c.cluster_id)
+            if drafting:
+                o.drafts, o.kept = drafting["drafts"], drafting["kept"]
+                o.champion_resolved, o.best_resolved = drafting["champion_resolved"], drafting["best_resolved"]
+                found = drafting["outcome"]
+        elif c.route == "rag":
+            if c.cluster_id in fixed["rag"]:
+                skipped = "an index fix was promoted after its last negative event; new negative feedback re-opens it"
+            elif rag_doc and rag_doc.get("version") is None:
+                found = str(rag_doc.get("reason") or "no index candidate")
+        else:
+            found = next((n for n in finetune_notes if c.cluster_id in n), None)
+        if mine:
+            best = min(mine, key=lambda k: _RANK.index(k.decision) if k.decision in _RANK else len(_RANK))
+            o.status, o.decision, o.why = ClusterStatus.candidate, best.decision, _candidate_why(best, c.cluster_id)
+        elif skipped:
+            o.status, o.why = ClusterStatus.skipped, skipped
+        else:
+            o.why = found or f"no {c.route} step ran on it this cycle"
+        out.append(o)
+    return out
+
+
+def _candidate_why(cand: Candidate, cluster_id: str) -> str:
+    """The gate's reason, and when a prompt candidate resolved none of this cluster's complaints
+    more than the champion did, that too (it went on for another cluster, or tied)."""
+    reason = cand.reason or "not decided yet"
+    if cand.outcome_for(cluster_id, Outcome.pending) is Outcome.no_improvement:
+        reason = f"{reason} (its drafts resolved no more of this cluster's complaints than the champion)"
+    return f"{cand.candidate_id} {cand.decision or 'undecided'}: {reason}"
