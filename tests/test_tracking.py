@@ -18,6 +18,10 @@ from flywheel.config import Settings
 from flywheel.registry import register_prompt, use_mlflow
 from loop.prompt_step import register_draft
 
+# MLflow's own keys on a prompt (it is a registered model underneath); everything else is ours.
+_MLFLOW_PROMPT_TAGS = {"mlflow.prompt.is_prompt", "_mlflow_experiment_ids"}
+
+
 def _golden(tmp_path: Path) -> GoldenSet:
     items = [GoldenItem(id="free", input="Is it free?", expected="no", category="factual", scorer="word")]
     path = tmp_path / "golden.jsonl"
@@ -45,6 +49,11 @@ def _log(settings: Settings, golden: GoldenSet, kind: str, label: str, prompt_ve
 def _linked(settings: Settings, run_id: str) -> list[dict[str, Any]]:
     tag = use_mlflow(settings).get_run(run_id).data.tags.get("mlflow.linkedPrompts")
     return json.loads(tag) if tag else []
+
+
+def _prompt_tags(settings: Settings) -> dict[str, str]:
+    prompt = use_mlflow(settings).get_prompt(settings.prompt_name)
+    return {k: v for k, v in prompt.tags.items() if k not in _MLFLOW_PROMPT_TAGS}
 
 
 def test_each_run_is_linked_to_the_prompt_version_it_was_evaluated_with(settings: Settings, tmp_path: Path) -> None:
@@ -85,3 +94,23 @@ def test_no_link_without_a_name_a_version_or_a_registered_version(settings: Sett
     run_id = _log(settings, _golden(tmp_path), "champion", "champion-c-1", version, prompt_name)
     assert _linked(settings, run_id) == []
     assert use_mlflow(settings).get_run(run_id).data.metrics["golden_score"] == 1.0
+
+
+def test_a_drafts_provenance_stays_on_its_version_not_on_the_prompt(settings: Settings) -> None:
+    first = register_prompt(settings, "You answer briefly.", "brought in", {"flywheel.set_by": "ana"})
+    header = _prompt_tags(settings)
+    assert header == {}  # no version's provenance describes the prompt
+    provenance = {"flywheel.cluster_ids": "cl-1", "flywheel.parent_version": first.version,
+                  "flywheel.screening": "0.8", "flywheel.kept": "true", "flywheel.round": "2"}
+    drafts = [register_draft(settings, f"c-{n}", f"You answer briefly. Rule {n}.", f"draft {n}", provenance)
+              for n in (1, 2)]
+    assert _prompt_tags(settings) == header
+    client = use_mlflow(settings)
+    assert client.get_prompt_version(settings.prompt_name, first.version).tags == {"flywheel.set_by": "ana"}
+    for n, version in enumerate(drafts, start=1):
+        tags = client.get_prompt_version(settings.prompt_name, version).tags
+        assert tags["flywheel.cycle_id"] == f"c-{n}" and tags["flywheel.draft_id"]
+        assert {k: tags[k] for k in provenance} == provenance
+    # Found again by its draft id, not registered twice.
+    assert register_draft(settings, "c-2", "You answer briefly. Rule 2.", "again", provenance) == drafts[1]
+    assert len(client.search_prompt_versions(settings.prompt_name)) == 3
