@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flywheel.errors import UsageError
 
-Scorer = Literal["exact", "contains", "regex", "json", "judge"]
+Scorer = Literal["exact", "contains", "word", "regex", "json", "judge"]
 
 
 class GoldenItem(BaseModel):

@@ -4,7 +4,8 @@ One parent run per cycle (tag ``flywheel.kind=cycle``); nested runs for the cham
 (``flywheel.kind=champion``) and for every candidate, tagged ``flywheel.kind``,
 ``flywheel.candidate_id``, ``flywheel.cycle_id``, ``flywheel.decision``, with metric
 ``golden_score`` and ``golden.<category>``, param ``golden_version``, the per-example results as
-a table, the golden set as the dataset input, and the prompt diff as an artifact.
+a table, the golden set as the dataset input, the prompt diff as an artifact, and MLflow's link
+to the registry version of the prompt it was evaluated with.
 
 Runs are found by their tags before one is created, so a resumed cycle never duplicates them.
 Everything uses ``MlflowClient`` with explicit run ids: no global active run, safe in threads.
@@ -12,6 +13,7 @@ Everything uses ``MlflowClient`` with explicit run ids: no global active run, sa
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import warnings
@@ -24,6 +26,8 @@ KIND = "flywheel.kind"
 CANDIDATE = "flywheel.candidate_id"
 CYCLE = "flywheel.cycle_id"
 DECISION = "flywheel.decision"
+
+log = logging.getLogger(__name__)
 
 
 def _metric_key(category: str) -> str:
@@ -77,10 +81,12 @@ def log_variant(
     tags: dict[str, str],
     artifacts: dict[str, str],
     scored: bool = True,
+    prompt_name: str | None = None,
 ) -> str:
     """Create (or find, when resuming) the nested run of one variant and log its evaluation.
     ``scored=False`` (an evaluation the endpoint broke off) logs the rows and error counts but no
-    score: a missing metric, not a 0.0 that reads as a verdict."""
+    score: a missing metric, not a 0.0 that reads as a verdict. With ``prompt_name``, the run is
+    linked to the registry version of that prompt the variant was evaluated with."""
     from mlflow.entities import Metric, Param, RunTag
 
     base_tags = {KIND: kind, CANDIDATE: candidate_id, CYCLE: cycle_id}
@@ -91,6 +97,8 @@ def log_variant(
         exp_id, run_name=candidate_id, tags={**base_tags, "mlflow.parentRunId": parent_run_id}
     )
     run_id = run.info.run_id
+    if prompt_name and result.variant.prompt_version:
+        link_prompt_version(client, run_id, prompt_name, result.variant.prompt_version)
     now = int(time.time() * 1000)
     all_metrics: dict[str, float] = {"golden_errors": float(result.errors), "golden_items": float(len(result.rows)),
                                      "eval_seconds": result.seconds, **metrics}
@@ -120,6 +128,22 @@ def log_variant(
         client.log_text(run_id, text, name)
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def link_prompt_version(client: Any, run_id: str, name: str, version: str) -> None:
+    """MLflow's own prompt-run link (the run's ``mlflow.linkedPrompts`` tag, which the run page
+    shows), so the registry version a variant was evaluated with is one click from its run; the
+    ``prompt_version`` param says the same but links nothing. A version the registry no longer has
+    (deleted by hand) is logged, not raised: the cycle's record is worth more than the link."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        prompt = client.get_prompt_version(name, version)
+        if prompt is None:
+            raise MlflowException(f"prompt {name!r} has no version {version}")
+        client.link_prompt_version_to_run(run_id, prompt)
+    except MlflowException as exc:
+        log.warning("run %s not linked to prompt %s version %s: %s", run_id, name, version, exc)
 
 
 def set_tags(client: Any, run_id: str, tags: dict[str, str]) -> None:

@@ -83,11 +83,20 @@ def prompt_version(settings: Settings, version: str) -> PromptRef:
 
 
 def register_prompt(settings: Settings, template: str, message: str, tags: dict[str, str]) -> PromptRef:
+    """A new version of the prompt, ``tags`` (its provenance) on that version only.
+
+    MLflow's ``register_prompt(tags=...)`` also writes its tags onto the prompt itself, creating it
+    with them and overwriting them with each later version's: the prompt page's header then showed
+    the latest draft's cycle and clusters as if they described the prompt. So the version is
+    registered without tags (MLflow still links the prompt to the experiment) and tagged after, in
+    the order given: a caller that finds versions again by a tag should give that tag last, so a
+    crash in between leaves an untagged version rather than one found with half its provenance."""
     import mlflow
 
     use_mlflow(settings)
-    pv = mlflow.genai.register_prompt(name=settings.prompt_name, template=template, commit_message=message,
-                                      tags={k: str(v) for k, v in tags.items()})
+    pv = mlflow.genai.register_prompt(name=settings.prompt_name, template=template, commit_message=message)
+    for key, value in tags.items():
+        mlflow.genai.set_prompt_version_tag(settings.prompt_name, pv.version, key, str(value))
     return _ref(pv)
 
 

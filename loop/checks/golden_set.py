@@ -10,10 +10,12 @@ import difflib
 import json
 import re
 from pathlib import Path
+from typing import get_args
 
 from pydantic import BaseModel, ValidationError
 
-from evals.golden import GoldenItem, read_golden_lines
+from evals.golden import GoldenItem, Scorer, read_golden_lines
+from evals.scorers import words
 from flywheel.config import Settings
 from flywheel.feedback.ingest import describe_validation_error
 from flywheel.schemas import CATEGORIES
@@ -24,7 +26,7 @@ _FIELD_FIXES = {
     "input": 'give the item an "input": the user query, a non-empty string',
     "expected": 'give the item an "expected" reference answer (a string; for the json scorer an object is fine)',
     "category": 'give the item a "category", e.g. one of ' + ", ".join(CATEGORIES),
-    "scorer": 'use a scorer of exact, contains, regex, json, judge, or leave "scorer" out for [eval] default_scorer',
+    "scorer": f'use a scorer of {", ".join(get_args(Scorer))}, or leave "scorer" out for [eval] default_scorer',
     "tags": '"tags" must be a list of strings',
     "documents": '"documents" must be a list of knowledge document ids',
 }
@@ -112,11 +114,13 @@ def _expectation_problem(item: GoldenItem, scorer: str, path: Path, line: int) -
     if scorer in ("contains", "regex") and not expected.strip():
         return warning(Check.GOLDEN, f"item {item.id!r}: expected is empty, so every answer scores 1 with {scorer}",
                        "write what the answer must contain", path, line)
+    if scorer == "word" and not words(expected):
+        return warning(Check.GOLDEN, f"item {item.id!r}: expected has no words, so every answer scores 0 with word",
+                       "write the words the answer must have", path, line)
     if scorer == "contains" and _SHORT_WORD.match(expected.strip()):
         return warning(Check.GOLDEN, f"item {item.id!r}: contains {expected.strip()!r} also matches inside longer "
                        f"words (\"no\" is found in \"not sure\")",
-                       f'use "scorer": "regex" with "expected": "(?i)\\\\b{expected.strip()}\\\\b", or a longer phrase',
-                       path, line)
+                       'use "scorer": "word" (whole words, any case and punctuation), or a longer phrase', path, line)
     return None
 
 
