@@ -75,7 +75,7 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
         client, exp_id, parent, cycle_id=ctx.cycle_id, kind="champion", candidate_id=f"champion-{ctx.cycle_id}",
         result=champion, golden=golden, decision="error" if outage else "champion", metrics={},
         params={"prompt_name": ctx.settings.prompt_name}, tags={"flywheel.prompt_version": ctx.champion_version},
-        artifacts={"prompt.txt": ctx.champion_template}, scored=outage is None,
+        artifacts={"prompt.txt": ctx.champion_template}, scored=outage is None, prompt_name=ctx.settings.prompt_name,
     )
     against = ctx.champions
     with ctx.state() as state:
@@ -112,6 +112,7 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
                                if isinstance(cand.payload, FinetunePayload) else {})},
                     tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or ""},
                     artifacts=candidate_artifacts(cand), scored=cand.decision is not Decision.error,
+                    prompt_name=ctx.settings.prompt_name,
                 )
             state.save_candidate(cand)
             outcome = Outcome.of(cand.decision)

@@ -40,8 +40,10 @@ def register_draft(ctx: CycleContext, template: str, message: str, provenance: d
                     if key in provenance:
                         client.set_prompt_version_tag(ctx.settings.prompt_name, pv.version, key, provenance[key])
             return str(pv.version)
-    ref = register_prompt(ctx.settings, template, message, {"flywheel.draft_id": did, "flywheel.cycle_id": ctx.cycle_id,
-                                                         **provenance})
+    # The draft id goes last: versions are found again by it, so a crash between tags leaves an
+    # untagged version, never one found again with half its provenance.
+    ref = register_prompt(ctx.settings, template, message,
+                          {"flywheel.cycle_id": ctx.cycle_id, **provenance, "flywheel.draft_id": did})
     return ref.version
 
 

@@ -144,6 +144,14 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert "eval_results.json" in artifacts
         assert [d.dataset.digest for d in r.inputs.dataset_inputs] == [golden_version[:16]]
+    # Each run links the prompt version it was evaluated with: a prompt candidate its draft, the
+    # champion and the index refresh the champion's version; the prompt's own tags name no draft.
+    linked = lambda r: json.loads(r.data.tags["mlflow.linkedPrompts"])  # noqa: E731
+    assert linked(champion) == linked(rag_run) == [{"name": "assistant-system", "version": loop["start_version"]}]
+    for r in by_kind["prompt"]:
+        cand = next(c for c in out["candidates"] if c["candidate_id"] == r.data.tags["flywheel.candidate_id"])
+        assert linked(r) == [{"name": "assistant-system", "version": cand["version"]}]
+    assert not any(k.startswith("flywheel.") for k in client.get_prompt("assistant-system").tags)
     for r in by_kind["prompt"]:
         cand = next(c for c in out["candidates"] if c["candidate_id"] == r.data.tags["flywheel.candidate_id"])
         assert r.data.tags["flywheel.decision"] == cand["decision"]
