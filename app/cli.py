@@ -5,25 +5,23 @@ or usage, 1 any other failure. Errors name the offending file, line or field.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import signal
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 import flywheel  # noqa: F401 - applies the offline switches first
-from flywheel.config import Settings, load_settings
-from flywheel.errors import FlywheelError, Interrupted, SignalReceived, UsageError
+from app.context import _settings, _who
+from app.display import _byte_progress, print_candidates, print_clusters
+from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.config import Settings
+from flywheel.errors import UsageError
+
+__all__ = ["app", "main", "print_clusters"]  # print_clusters: once defined here, still importable from here
 
 if TYPE_CHECKING:
     from flywheel.schemas import IngestReport
@@ -37,76 +35,6 @@ app = typer.Typer(
 )
 sim_app = typer.Typer(help="The OpenAI-compatible simulator and its demo world.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
-
-err = Console(stderr=True)
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def emit(document: Any) -> None:
-    """The single JSON document of a ``--json`` command."""
-    sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-def handles_errors(fn: F) -> F:
-    """Map Flywheel errors to SPEC exit codes, with the message on stderr (and as JSON with --json)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = _raise_on_sigterm()
-        try:
-            return fn(*args, **kwargs)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as SignalReceived
-            number = exc.signal_number if isinstance(exc, SignalReceived) else signal.SIGINT
-            failure: FlywheelError = Interrupted(f"interrupted by {signal.Signals(number).name}; what finished is "
-                                                 "recorded, and a cycle resumes with the next `flywheel cycle`", number)
-        except FlywheelError as exc:
-            failure = exc
-        finally:
-            _restore_sigterm(previous)
-        if kwargs.get("as_json"):
-            emit({"error": str(failure), "exit_code": failure.exit_code})
-        # One line, unwrapped; the message is text, never Rich markup (a "[section]" in it must show).
-        err.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(failure.exit_code)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _raise_on_sigterm() -> Any:
-    """SIGTERM ends a command the way Ctrl-C does (an exception that unwinds and records), not by
-    killing the process mid-write. Only the main thread can install handlers (tests call commands
-    from others)."""
-
-    def handler(number: int, _frame: Any) -> None:
-        raise SignalReceived(number)
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None
-
-
-def _restore_sigterm(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _settings(**overrides: Any) -> Settings:
-    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def _byte_progress(total: int | None) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal or total is None,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,33 +113,6 @@ def run_triage(settings: Settings, progress: Callable[[int], None] | None = None
     return triage_step(settings, progress)
 
 
-def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None = None) -> None:
-    """A readable table; on stdout unless a console (stderr, in the demo) is given."""
-    table = Table(title=f"{len(clusters)} failure clusters, highest priority first", show_lines=False)
-    for col, kw in (
-        ("priority", {"justify": "right"}),
-        ("cluster", {"no_wrap": True}),
-        ("category", {}),
-        ("route", {}),
-        ("size", {"justify": "right"}),
-        ("users", {"justify": "right"}),
-        ("fine-tune", {"no_wrap": True}),
-        ("example (consented text only)", {"overflow": "fold", "max_width": 60}),
-    ):
-        table.add_column(col, **kw)
-    for c in clusters[:limit]:
-        example = c.example_queries[0] if c.example_queries else "[dim](text withheld: no consent)[/]"
-        # Persistent clusters (prompts failed) show how far they are from fine-tuning.
-        tune = ("ready" if c.finetune_gap == 0 else f"{c.finetune_gap} short") if c.prompt_failed else "-"
-        table.add_row(f"{c.priority:.1f}", c.cluster_id, c.category, c.route, str(c.size), str(c.users), tune, example)
-    out = console or Console()
-    if not out.is_terminal:
-        out = Console(width=160, stderr=out.stderr)
-    out.print(table)
-    if len(clusters) > limit:
-        err.print(f"... {len(clusters) - limit} more (use --json for all)")
-
-
 @app.command()
 @handles_errors
 def triage(as_json: JsonFlag = False) -> None:
@@ -237,26 +138,6 @@ def show_config(as_json: JsonFlag = False) -> None:
         emit(doc)
     else:
         Console().print_json(json.dumps(doc))
-
-
-def _who(by: str | None) -> str:
-    import getpass
-
-    return by or os.environ.get("FLYWHEEL_USER") or getpass.getuser()
-
-
-def print_candidates(cands: list[Any], title: str) -> None:
-    from evals.report import ci_text
-
-    table = Table(title=title)
-    for col in ("candidate", "kind", "clusters", "golden", "champion", "delta [95% CI]", "decision", "reason"):
-        table.add_column(col, overflow="fold")
-    for c in cands:
-        ci = ci_text(c)
-        table.add_row(c.candidate_id, c.kind, ", ".join(c.cluster_ids), f"{c.golden_score or 0:.3f}",
-                      f"{c.champion_score or 0:.3f}", ci, c.decision or "-", c.reason)
-    out = Console()
-    (out if out.is_terminal else Console(width=180)).print(table)
 
 
 @app.command()
