@@ -45,7 +45,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
     from flows.cycle import run_flow
     from flywheel.registry import require_production_prompt
     from loop.evaluate import evaluate_step
-    from app.cli import print_clusters
+    from app.display import print_clusters
     from loop.promotion import approve, pending, set_prompt, status
 
     home = Path(tempfile.mkdtemp(prefix="flywheel-demo-")) if home is None else home

@@ -82,8 +82,6 @@ def test_golden_items_name_it_and_the_runner_scores_with_it() -> None:
     assert [(r.scorer, r.score) for r in rows] == [("word", 0.0), ("contains", 1.0)]
 
 
-@pytest.mark.xfail(strict=True, reason="flywheel/config.py (being split) still lists the scorers itself: "
-                                       "`default_scorer` there gains \"word\"")
 def test_every_golden_scorer_can_be_the_default() -> None:
     assert get_args(EvalSettings.model_fields["default_scorer"].annotation) == get_args(Scorer)
 

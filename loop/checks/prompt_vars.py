@@ -43,7 +43,7 @@ def registry_prompt(settings: Settings) -> PromptText | Problem | None:
     (no tracking URI configured and no mlflow.db yet) is not opened, so nothing is created."""
     if settings.mlflow_tracking_uri is None and not (settings.home / "mlflow.db").exists():
         return None
-    from flywheel.champion import production_prompt
+    from flywheel.registry import production_prompt
 
     try:
         ref = production_prompt(settings)

@@ -1,0 +1,125 @@
+"""The improvement cycle and its decisions: ``cycle``, ``pending``, ``approve``, ``reject``,
+``rollback`` and ``status``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from app.context import _settings, _who
+from app.display import print_candidates
+from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.config import Settings
+
+
+@handles_errors
+def cycle(
+    auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Promote on the policy alone.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run one improvement cycle (the Prefect flow `improvement-cycle`); never waits for a person."""
+    settings = _settings()
+    from flows.cycle import run_flow
+
+    report = run_flow(auto_approve=auto_approve)
+    if as_json:
+        emit(report.public())
+    else:
+        err.print(f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False)
+        print_candidates(report.candidates, f"candidates of {report.cycle_id}")
+
+
+@handles_errors
+def pending(as_json: JsonFlag = False) -> None:
+    """Candidates waiting for approval, with their scores and MLflow run ids."""
+    from loop.promotion import pending as waiting
+
+    cands = waiting(_settings())
+    if as_json:
+        emit({"pending": [c.public() for c in cands]})
+    else:
+        print_candidates(cands, f"{len(cands)} candidates waiting for approval")
+
+
+@handles_errors
+def approve(
+    candidate_id: Annotated[str, typer.Argument(help="The candidate to promote.")],
+    by: Annotated[str | None, typer.Option("--by", help="Who approves (default: $FLYWHEEL_USER or your login).")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve a pending candidate: it is promoted, and who/when/note go on its MLflow run."""
+    from loop.promotion import approve as do_approve
+
+    settings = _settings()
+    cand = do_approve(settings, candidate_id, by=_who(by), note=note)
+    _resume_waiting_flow(settings)
+    if as_json:
+        emit(cand.public())
+    else:
+        what = {"prompt": "prompt v", "rag": "index v", "finetune": "model v"}[cand.kind] + str(cand.version)
+        err.print(f"{cand.candidate_id} promoted ({what}) by {cand.decided_by}", highlight=False)
+
+
+def _resume_waiting_flow(settings: Settings) -> None:
+    """A cycle paused for approval in the Prefect UI goes on once all its candidates are decided."""
+    from flows.approval import resume_if_decided
+
+    try:
+        resumed = resume_if_decided(settings)
+    except Exception as exc:  # the decision stands; the paused run times out or is resumed in the UI
+        err.print(f"[yellow]warning:[/] could not resume the flow run waiting for approval: {exc}", highlight=False)
+        return
+    for run_id in resumed:
+        err.print(f"resumed the flow run {run_id} that was waiting for approval", highlight=False)
+
+
+@handles_errors
+def reject(
+    candidate_id: Annotated[str, typer.Argument(help="The candidate to reject.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required).")],
+    by: Annotated[str | None, typer.Option("--by", help="Who rejects.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reject a pending candidate, with a reason that is recorded on its MLflow run."""
+    from loop.promotion import reject as do_reject
+
+    settings = _settings()
+    cand = do_reject(settings, candidate_id, by=_who(by), reason=reason)
+    _resume_waiting_flow(settings)
+    if as_json:
+        emit(cand.public())
+    else:
+        err.print(f"{cand.candidate_id} rejected by {cand.decided_by}", highlight=False)
+
+
+@handles_errors
+def rollback(
+    kind: Annotated[str, typer.Argument(help="prompt, rag or model.")],
+    by: Annotated[str | None, typer.Option("--by", help="Who rolls back.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore the previous champion of a kind; the rollback itself is recorded."""
+    from loop.promotion import rollback as do_rollback
+
+    out = do_rollback(_settings(), kind, by=_who(by), note=note)
+    if as_json:
+        emit(out)
+    else:
+        err.print(f"{kind}: v{out['from_version']} -> v{out['to_version']}", highlight=False)
+
+
+@handles_errors
+def status(as_json: JsonFlag = False) -> None:
+    """Champions, pending approvals, negative-feedback rate, events since the last cycle, loop velocity."""
+    from loop.promotion import status as get_status
+
+    doc = get_status(_settings())
+    if as_json:
+        emit(doc)
+    else:
+        Console().print_json(json.dumps(doc, default=str))

@@ -1,0 +1,129 @@
+"""Feedback in and what it says: ``ingest``, ``triage`` and the weekly ``review``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from app.context import _settings
+from app.display import _byte_progress, print_clusters
+from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.config import Settings
+from flywheel.errors import UsageError
+
+if TYPE_CHECKING:
+    from flywheel.schemas import IngestReport
+
+
+@handles_errors
+def ingest(
+    files: Annotated[list[str], typer.Argument(help="Feedback JSONL files (- for stdin).")],
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 2 when any line was rejected (after storing the good ones).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Validate, scrub and store feedback events; bad lines are quarantined, duplicates counted.
+
+    Each line is one JSON object (README, "Feedback events"). Required: event_id (string, the idempotency key), ts (ISO 8601 string with a timezone), signal (thumbs_up, thumbs_down, rating, correction, edit, accept, dismiss, copy, outcome, expert_review), query, output.
+
+    Optional: user_id, session_id, consent (JSON true or false; absent means false), prompt_version, model, index_version (numbers or strings, kept as strings), arm (production or canary), confidence (0..1), reason, comment, correction, final_text, value (a JSON number), context_ids, metadata.
+
+    A text field longer than ingest.max_field_chars rejects its line.
+    """
+    from flywheel.feedback.ingest import ingest_files, total_bytes
+    from flywheel.feedback.store import open_store
+
+    settings = _settings()
+    settings.ensure_home()
+    total = total_bytes(files)
+    with open_store(settings.resolved_store_url) as store, _byte_progress(total) as progress:
+        task = progress.add_task("ingesting", total=total)
+        report = ingest_files(
+            files, store, settings.quarantine_dir, settings.ingest, lambda n: progress.advance(task, n)
+        )
+    report.prefect_events = _emit_feedback_events(settings, report.negative)
+    failed = strict and report.rejected > 0
+    if as_json:
+        emit(report.public() | (_strict_error(report) if failed else {}))
+    else:
+        _print_ingest(report)
+    if failed:
+        err.print(f"[bold red]error:[/] {_strict_error(report)['error']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
+def _strict_error(report: IngestReport) -> dict[str, Any]:
+    lines = "line was" if report.rejected == 1 else "lines were"
+    return {"error": f"--strict: {report.rejected} {lines} rejected (the others were stored)", "exit_code": 2}
+
+
+def _print_ingest(report: IngestReport) -> None:
+    err.print(
+        f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
+        + (f", PII scrubbed in {report.scrubbed}" if report.scrubbed else ""),
+        highlight=False,
+    )
+    for e in report.errors[:20]:
+        err.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
+    if report.rejected > 20:
+        err.print(f"  ... and {report.rejected - 20} more", highlight=False)
+    for q in report.quarantine:
+        err.print(f"rejected lines kept in {q}", highlight=False)
+
+
+def _emit_feedback_events(settings: Settings, negatives: int) -> int:
+    """Tell Prefect (when a server is configured) how much new negative feedback arrived."""
+    from flows.events import emit_negative_feedback
+
+    try:
+        return emit_negative_feedback(settings, negatives)
+    except Exception as exc:  # the feedback is stored either way; only the trigger misses it
+        err.print(f"[yellow]warning:[/] feedback stored, but no Prefect event was sent: {exc}", highlight=False)
+        return 0
+
+
+def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
+    from loop.triage_step import triage_step
+
+    return triage_step(settings, progress)
+
+
+@handles_errors
+def triage(as_json: JsonFlag = False) -> None:
+    """Group negative feedback into failure clusters by root cause and route each to a fix."""
+    settings = _settings()
+    clusters = run_triage(settings)
+    if as_json:
+        emit({"clusters": [c.model_dump(mode="json") for c in clusters]})
+    else:
+        print_clusters(clusters)
+
+
+@handles_errors
+def review(
+    until: Annotated[str | None, typer.Option("--until", help="End of the reviewed week, ISO 8601 (default: now).")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=31, help="Days reviewed.")] = 7,
+    weeks: Annotated[int, typer.Option("--weeks", min=2, max=52, help="Weeks of trend.")] = 6,
+    as_json: JsonFlag = False,
+) -> None:
+    """The weekly feedback review: worst-rated outputs of the week by cluster, and the negative rate's trend."""
+    from datetime import datetime, timezone
+
+    from loop.review import review_markdown, weekly_review
+
+    end = None
+    if until:
+        try:
+            end = datetime.fromisoformat(until)
+        except ValueError:
+            raise UsageError(f"--until {until!r} is not an ISO 8601 date or time") from None
+        end = end if end.tzinfo else end.replace(tzinfo=timezone.utc)
+    doc = weekly_review(_settings(), until=end, days=days, weeks=weeks)
+    if as_json:
+        emit(doc.model_dump(mode="json"))
+    else:
+        Console().print(review_markdown(doc), markup=False, highlight=False)

@@ -1,0 +1,51 @@
+"""``flywheel prompt``: the champion prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.context import _settings, _who
+from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.errors import UsageError
+
+prompt_app = typer.Typer(help="The champion prompt in the MLflow prompt registry.", no_args_is_help=True)
+
+
+@prompt_app.command("set")
+@handles_errors
+def prompt_set(
+    file: Annotated[Path, typer.Argument(help="Text file with the prompt template.")],
+    message: Annotated[str | None, typer.Option("--message", help="Commit message for the new version.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Register FILE as a new prompt version and point `production` at it."""
+    from loop.promotion import set_prompt
+
+    if not file.is_file():
+        raise UsageError(f"{file}: no such file")
+    out = set_prompt(_settings(), file.read_text(encoding="utf-8").strip(), message=message, by=_who(None))
+    if as_json:
+        emit(out)
+    else:
+        err.print(f"prompt {out['name']} v{out['version']} is now production", highlight=False)
+
+
+@prompt_app.command("show")
+@handles_errors
+def prompt_show(
+    version: Annotated[str | None, typer.Option("--version", help="A version (default: production).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the production prompt (or version N)."""
+    from flywheel.registry import prompt_version, require_production_prompt
+
+    settings = _settings()
+    ref = prompt_version(settings, version) if version else require_production_prompt(settings)
+    doc = {"name": ref.name, "version": ref.version, "template": ref.template, "aliases": list(ref.aliases)}
+    if as_json:
+        emit(doc)
+    else:
+        print(ref.template)

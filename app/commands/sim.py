@@ -1,0 +1,91 @@
+"""``flywheel sim``, the OpenAI-compatible simulator and its world, and ``flywheel demo``, the loop
+run on them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.errors import UsageError
+
+sim_app = typer.Typer(help="The OpenAI-compatible simulator and its demo world.", no_args_is_help=True)
+
+
+@sim_app.command("world")
+@handles_errors
+def sim_world(
+    directory: Annotated[Path, typer.Argument(help="Directory to write the demo world into.")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same world.")] = 7,
+    events: Annotated[int, typer.Option(help="Feedback events to generate (plus a loud user's 200).")] = 4000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the simulator's demo world: feedback, golden set, knowledge and its updates, flywheel.toml."""
+    from sim.world import write_world
+
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory}: exists and is not a directory")
+    summary = write_world(directory, seed=seed, n_events=events)
+    if as_json:
+        emit(summary)
+    else:
+        for key, value in summary.items():
+            err.print(f"{key}: {value}", highlight=False)
+
+
+@sim_app.command("serve")
+@handles_errors
+def sim_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 0,
+    latency: Annotated[float, typer.Option(help="Seconds to wait before every answer.")] = 0.0,
+    fail_status: Annotated[int | None, typer.Option(help="Answer every request with this HTTP status.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Keep uploaded files and fine-tuning jobs in this "
+                                              "directory (default: in memory).")] = None,
+    finetune_seconds: Annotated[float, typer.Option(help="How long a fine-tuning job runs.")] = 1.0,
+    reword: Annotated[bool, typer.Option("--reword/--no-reword", help="The product model rewords every answer "
+                                         "(seeded; same right and wrong answers), as a sampled model does.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed for rewording and wild drafting: the same seed, the same "
+                                      "answers.")] = 0,
+    drafting: Annotated[str, typer.Option(help="How the drafting model answers: 'clean' JSON, or 'wild': "
+                                          "fenced, in prose, truncated, refused or without the prompt's "
+                                          "{{variables}}, as real models do.")] = "clean",
+    reject_json_schema: Annotated[bool, typer.Option("--reject-json-schema", help="Answer 400 to response_format "
+                                                     "json_schema, as some vLLM and Ollama versions do.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Serve the OpenAI-compatible simulator until interrupted; the base URL is the first line printed."""
+    from sim.finetune import FineTuneOptions
+    from sim.server import SimOptions, Simulator
+    from sim.variation import DRAFTING_MODES
+
+    if drafting not in DRAFTING_MODES:
+        raise UsageError(f"--drafting must be one of {', '.join(DRAFTING_MODES)}, not {drafting!r}")
+    sim = Simulator(host, port, SimOptions(latency=latency, fail_status=fail_status, data_dir=data,
+                                           finetune=FineTuneOptions(train_seconds=finetune_seconds),
+                                           reword=reword, seed=seed, drafting=drafting,
+                                           reject_json_schema=reject_json_schema))
+    if as_json:
+        emit({"base_url": sim.base_url})
+    else:
+        print(sim.base_url, flush=True)
+    err.print(f"simulator listening; export OPENAI_BASE_URL={sim.base_url} (Ctrl-C to stop)", highlight=False)
+    try:
+        sim.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+@handles_errors
+def demo(
+    home: Annotated[Path | None, typer.Option(help="State directory to use (default: a fresh temporary one).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the loop on the simulator's world in a fresh FLYWHEEL_HOME, no API key needed."""
+    from app.demo import run_demo
+
+    result = run_demo(home, console=err)
+    if as_json:
+        emit(result)

