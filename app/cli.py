@@ -19,6 +19,7 @@ from app.commands.kb import kb_app
 from app.commands.prompt import prompt_app
 from app.commands.sim import demo, sim_app
 from app.display import print_clusters
+from app.setup_commands import register as register_setup
 
 __all__ = ["app", "main", "print_clusters"]  # print_clusters: once defined here, still importable from here
 
@@ -32,6 +33,7 @@ app = typer.Typer(
 
 app.command()(ingest)
 app.command()(triage)
+register_setup(app)  # init, validate
 app.command("config")(show_config)
 app.command()(cycle)
 app.command()(pending)

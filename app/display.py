@@ -62,3 +62,21 @@ def print_candidates(cands: list[Any], title: str) -> None:
                       f"{c.champion_score or 0:.3f}", ci, c.decision or "-", c.reason)
     out = Console()
     (out if out.is_terminal else Console(width=180)).print(table)
+
+
+def print_outcomes(outcomes: list[Any]) -> None:
+    """What the cycle did with each cluster and why (on stdout, like the candidates)."""
+    from rich.text import Text
+
+    table = Table(title=f"what the cycle did with each of {len(outcomes)} clusters")
+    for col in ("cluster", "route", "status", "drafts (kept)", "resolved: champion -> best", "decision", "why"):
+        table.add_column(col, overflow="fold")
+    share = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+    for o in outcomes:
+        resolved = (f"{share(o.champion_resolved)} -> {share(o.best_resolved)}"
+                    if o.champion_resolved is not None or o.best_resolved is not None else "-")
+        # User-derived text is never read as Rich markup (a `[prompt_variables]` would vanish).
+        table.add_row(o.cluster_id, o.route, str(o.status), f"{o.drafts} ({o.kept})" if o.drafts is not None else "-",
+                      resolved, str(o.decision or "-"), Text(o.why))
+    out = Console()
+    (out if out.is_terminal else Console(width=180)).print(table)

@@ -73,6 +73,24 @@ def validate(
         raise typer.Exit(1)
 
 
+def stop_on_errors(problems: list[Problem]) -> None:
+    """What ``prompt set`` and ``cycle`` do with the checks' findings before any Prefect work:
+    warnings go to stderr, one line each; the first error is the command's one-line usage error
+    (exit 2, never retried), with how many more `flywheel validate` lists."""
+    from rich.text import Text
+
+    from flywheel.errors import UsageError
+    from loop.checks import Severity
+
+    errors = [p for p in problems if p.severity is Severity.ERROR]
+    for p in problems:
+        if p.severity is Severity.WARNING:
+            Console(stderr=True).print(Text(f"warning: {p.one_line()}"))
+    if errors:
+        more = f" ({len(errors) - 1} more: `flywheel validate` lists them)" if len(errors) > 1 else ""
+        raise UsageError(errors[0].one_line() + more)
+
+
 def register(app: typer.Typer) -> None:
     """Add `init` and `validate` to the CLI."""
     app.command("init")(init)

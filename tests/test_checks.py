@@ -200,3 +200,23 @@ def test_answers_that_score_zero_are_warned_about_even_when_they_differ(sim_env,
     fit = only(problems_of("--prompt", "prompt.txt", expect=0), Check.MODEL_FIT)
     assert [p.message.split(":")[0] for p in fit] == ["12 golden items scored 0.00 on average"], fit
     assert fit[0].file == "golden.jsonl" and fit[0].line == 1
+
+
+def test_prompt_set_and_cycle_stop_on_the_checks_before_any_prefect_work(cli, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A usage mistake is one line naming its file and line (exit 2), found before a flow starts:
+    it was a failed flow after two retries and 165 lines of tracebacks."""
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("You help {{user_name}} with their recipes.\nBe brief.\n")
+    out = cli("prompt", "set", str(prompt), "--json", expect=2)
+    assert f"{prompt}:1" in out["error"] and "[prompt_variables]" in out["error"] and "user_name" in out["error"]
+    assert "\n" not in out["error"]
+
+    prompt.write_text("You help with recipes. Be brief.\n")
+    cli("prompt", "set", str(prompt), "--json")
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text('{"id": "g1", "input": "q?", "expected": "a", "category": "factual"}\n{"id": "g2", "input": \n')
+    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(golden))
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # a flow run would fail on this, not exit 2
+    out = cli("cycle", "--json", expect=2)
+    assert f"{golden}:2" in out["error"] and "\n" not in out["error"]

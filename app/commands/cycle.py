@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from app.context import _settings, _who
-from app.display import print_candidates
+from app.display import print_candidates, print_outcomes
 from app.output import JsonFlag, emit, err, handles_errors
 from flywheel.config import Settings
 
@@ -21,7 +21,12 @@ def cycle(
     as_json: JsonFlag = False,
 ) -> None:
     """Run one improvement cycle (the Prefect flow `improvement-cycle`); never waits for a person."""
-    settings = _settings()
+    from app.setup_commands import stop_on_errors
+    from loop.checks import preflight
+
+    # Config, prompt variables, golden set and knowledge source are checked before any Prefect
+    # work: a mistake there is one line now, not a failed flow after retries.
+    stop_on_errors(preflight(_settings(), network=False))
     from flows.cycle import run_flow
 
     report = run_flow(auto_approve=auto_approve)
@@ -29,6 +34,7 @@ def cycle(
         emit(report.public())
     else:
         err.print(f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False)
+        print_outcomes(report.outcomes)
         print_candidates(report.candidates, f"candidates of {report.cycle_id}")
 
 

@@ -24,9 +24,15 @@ def prompt_set(
     """Register FILE as a new prompt version and point `production` at it."""
     from loop.promotion import set_prompt
 
+    from app.setup_commands import stop_on_errors
+    from loop.checks import Check, preflight
+
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
-    out = set_prompt(_settings(), file.read_text(encoding="utf-8").strip(), message=message, by=_who(None))
+    settings = _settings()
+    text = file.read_text(encoding="utf-8")
+    stop_on_errors(preflight(settings, text, network=False, prompt_origin=str(file), checks={Check.PROMPT}))
+    out = set_prompt(settings, text.strip(), message=message, by=_who(None))
     if as_json:
         emit(out)
     else:
