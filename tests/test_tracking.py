@@ -16,6 +16,7 @@ from evals.runner import EvalResult, EvalRow
 from evals.tracking import cycle_run, experiment_id, log_variant
 from flywheel.config import Settings
 from flywheel.registry import register_prompt, use_mlflow
+from loop.context import CycleContext
 from loop.prompt_step import register_draft
 
 # MLflow's own keys on a prompt (it is a registered model underneath); everything else is ours.
@@ -51,6 +52,11 @@ def _linked(settings: Settings, run_id: str) -> list[dict[str, Any]]:
     return json.loads(tag) if tag else []
 
 
+def _cycle(settings: Settings, cycle_id: str) -> CycleContext:
+    return CycleContext(settings=settings, cycle_id=cycle_id, resumed=False, champion_version="1",
+                        champion_template="You answer briefly.", golden_version="g")
+
+
 def _prompt_tags(settings: Settings) -> dict[str, str]:
     prompt = use_mlflow(settings).get_prompt(settings.prompt_name)
     return {k: v for k, v in prompt.tags.items() if k not in _MLFLOW_PROMPT_TAGS}
@@ -58,7 +64,7 @@ def _prompt_tags(settings: Settings) -> dict[str, str]:
 
 def test_each_run_is_linked_to_the_prompt_version_it_was_evaluated_with(settings: Settings, tmp_path: Path) -> None:
     champion = register_prompt(settings, "You answer briefly.", "set", {"flywheel.set_by": "test"}).version
-    draft = register_draft(settings, "c-1", "You answer briefly and never guess.", "a draft", {})
+    draft = register_draft(_cycle(settings, "c-1"), "You answer briefly and never guess.", "a draft", {})
     golden = _golden(tmp_path)
     runs = {
         "champion": _log(settings, golden, "champion", "champion-c-1", champion, settings.prompt_name),
@@ -102,7 +108,7 @@ def test_a_drafts_provenance_stays_on_its_version_not_on_the_prompt(settings: Se
     assert header == {}  # no version's provenance describes the prompt
     provenance = {"flywheel.cluster_ids": "cl-1", "flywheel.parent_version": first.version,
                   "flywheel.screening": "0.8", "flywheel.kept": "true", "flywheel.round": "2"}
-    drafts = [register_draft(settings, f"c-{n}", f"You answer briefly. Rule {n}.", f"draft {n}", provenance)
+    drafts = [register_draft(_cycle(settings, f"c-{n}"), f"You answer briefly. Rule {n}.", f"draft {n}", provenance)
               for n in (1, 2)]
     assert _prompt_tags(settings) == header
     client = use_mlflow(settings)
@@ -112,5 +118,5 @@ def test_a_drafts_provenance_stays_on_its_version_not_on_the_prompt(settings: Se
         assert tags["flywheel.cycle_id"] == f"c-{n}" and tags["flywheel.draft_id"]
         assert {k: tags[k] for k in provenance} == provenance
     # Found again by its draft id, not registered twice.
-    assert register_draft(settings, "c-2", "You answer briefly. Rule 2.", "again", provenance) == drafts[1]
+    assert register_draft(_cycle(settings, "c-2"), "You answer briefly. Rule 2.", "again", provenance) == drafts[1]
     assert len(client.search_prompt_versions(settings.prompt_name)) == 3
