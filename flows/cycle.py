@@ -35,7 +35,7 @@ from loop.evaluate import evaluate_step, variant_for
 from loop.finetune_step import FinetuneOutcome, improve_finetune_step
 from loop.gate import gate_step
 from loop.outcomes import cluster_outcomes
-from loop.prompt_step import improve_prompt_step, merge_step, unique_candidates
+from loop.prompt_step import drafting_summary, improve_prompt_step, merge_step, unique_candidates
 from loop.rag_step import improve_rag_step
 from loop.report import CycleReport, cluster_summaries, fail, finish, reread_candidates
 from loop.triage_step import finetune_clusters, prompt_clusters, rag_clusters, triage_step
@@ -169,7 +169,8 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
             merged = merge_task.with_options(**retrying)(ctx, candidates, chosen, protected)
             if merged is not None:
                 candidates.append(merged)
-            rag_candidate = improve_rag_task(ctx, rag_clusters(clusters, settings))
+            rag_chosen = rag_clusters(clusters, settings)
+            rag_candidate = improve_rag_task(ctx, rag_chosen)
             if rag_candidate is not None:
                 candidates.append(rag_candidate)
             tuned = improve_finetune_task.with_options(**retrying)(ctx, finetune_clusters(clusters))
@@ -192,8 +193,10 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
             llm_guard.stop_requests()  # the task runner waits for its threads: let them end now
             fail(ctx, "interrupted by a signal; `flywheel cycle` resumes it", status="interrupted")
             raise
-    report.clusters = cluster_summaries(clusters, ctx)
-    report.outcomes = cluster_outcomes(ctx, clusters, chosen, report.candidates, tuned.notes)
+    drafting = {c.cluster_id: summary for c in clusters if (summary := drafting_summary(ctx, c.cluster_id))}
+    report.clusters = cluster_summaries(clusters, drafting)
+    report.outcomes = cluster_outcomes(ctx, clusters, prompt_chosen=chosen, rag_chosen=rag_chosen, drafting=drafting,
+                                       candidates=report.candidates, finetune_notes=tuned.notes)
     report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
     finish(ctx, report)
     publish_report(report)

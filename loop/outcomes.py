@@ -10,10 +10,13 @@ report carry it, and it is logged to the cycle's MLflow run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
 from flywheel.candidates import Candidate, Decision, Outcome
 from flywheel.schemas import ClusterOutcome, ClusterStatus, FailureCluster
 from loop.context import CycleContext
+from loop.prompt_step import DraftingSummary
+from loop.rag_step import rag_key
 from loop.triage_step import fixed_clusters
 
 
@@ -35,17 +38,17 @@ def _skipped_from_prompt(c: FailureCluster, ctx: CycleContext, fixed: set[str], 
     return None
 
 
-def cluster_outcomes(ctx: CycleContext, clusters: Sequence[FailureCluster], chosen: Sequence[FailureCluster],
+def cluster_outcomes(ctx: CycleContext, clusters: Sequence[FailureCluster], *, prompt_chosen: Sequence[FailureCluster],
+                     rag_chosen: Sequence[FailureCluster], drafting: Mapping[str, DraftingSummary],
                      candidates: Sequence[Candidate], finetune_notes: Sequence[str]) -> list[ClusterOutcome]:
-    """Each cluster's outcome this cycle, from what the steps recorded under the cycle id."""
-    from loop.prompt_step import drafting_summary
-
-    chosen_ids = {c.cluster_id for c in chosen}
+    """Each cluster's outcome this cycle: ``prompt_chosen`` and ``rag_chosen`` are the clusters the
+    flow gave those improvers, ``drafting`` what the prompt improver did on each."""
+    chosen_ids = {c.cluster_id for c in prompt_chosen}
+    rag_ids = {c.cluster_id for c in rag_chosen}
     fixed = {"prompt": fixed_clusters(ctx.settings, clusters, "prompt"),
              "rag": fixed_clusters(ctx.settings, clusters, "rag")}
-    rag_ids = sorted(c.cluster_id for c in clusters if c.route == "rag" and c.cluster_id not in fixed["rag"])
     with ctx.state() as state:
-        rag_doc = state.drafts(ctx.cycle_id, "rag:" + ",".join(rag_ids)) if rag_ids else None
+        rag_doc = state.drafts(ctx.cycle_id, rag_key(rag_chosen)) if rag_chosen else None
     out = []
     for c in clusters:
         mine = [k for k in candidates if c.cluster_id in k.cluster_ids]
@@ -55,14 +58,16 @@ def cluster_outcomes(ctx: CycleContext, clusters: Sequence[FailureCluster], chos
         skipped = found = None
         if c.route == "prompt":
             skipped = _skipped_from_prompt(c, ctx, fixed["prompt"], chosen_ids)
-            drafting = drafting_summary(ctx.settings, ctx.cycle_id, c.cluster_id)
-            if drafting:
-                o.drafts, o.kept = drafting["drafts"], drafting["kept"]
-                o.champion_resolved, o.best_resolved = drafting["champion_resolved"], drafting["best_resolved"]
-                found = drafting["outcome"]
+            if summary := drafting.get(c.cluster_id):
+                o.drafts, o.kept = summary.drafts, summary.kept
+                o.champion_resolved, o.best_resolved = summary.champion_resolved, summary.best_resolved
+                found = summary.outcome
         elif c.route == "rag":
             if c.cluster_id in fixed["rag"]:
                 skipped = "an index fix was promoted after its last negative event; new negative feedback re-opens it"
+            elif c.cluster_id not in rag_ids:
+                skipped = (f"beyond `improve.max_clusters` = {ctx.settings.improve.max_clusters} "
+                           "higher-priority outdated-knowledge clusters this cycle")
             elif rag_doc and rag_doc.get("version") is None:
                 found = str(rag_doc.get("reason") or "no index candidate")
         else:

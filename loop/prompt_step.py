@@ -8,14 +8,14 @@ from datetime import datetime, timezone
 from difflib import unified_diff
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from flywheel.registry import register_prompt
-from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.llm import make_client
 from flywheel.replies import ReplyProblem
 from flywheel.candidates import Candidate, Outcome, PromptPayload
 from flywheel.schemas import FailureCluster
-from flywheel.state import open_state
 from improvers.prompt import combine_edits, DraftingResult, integrity_problems, merge_prompts, propose
 from improvers.screening import FailingExample
 from loop.context import CycleContext, earliest_seen, endpoint_errors, short_hash
@@ -123,10 +123,24 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
         return out
 
 
-def drafting_summary(settings: Settings, cycle_id: str, cluster_id: str) -> dict[str, Any] | None:
+class DraftingSummary(BaseModel):
+    """What the prompt improver did on one cluster this cycle (the report's "drafting")."""
+
+    rounds: int
+    rollouts: int
+    champion_resolved: float | None
+    best_resolved: float | None
+    drafts: int
+    kept: int
+    problems: list[str]
+    stopped: str
+    outcome: str = Field(description="One line: what came of the drafting.")
+
+
+def drafting_summary(ctx: CycleContext, cluster_id: str) -> DraftingSummary | None:
     """What the prompt improver did on a cluster, for the cycle's output and report."""
-    with open_state(settings.home) as state:
-        doc = state.drafts(cycle_id, cluster_id)
+    with ctx.state() as state:
+        doc = state.drafts(ctx.cycle_id, cluster_id)
     if doc is None:
         return None
     result = DraftingResult.model_validate(doc)
@@ -139,11 +153,12 @@ def drafting_summary(settings: Settings, cycle_id: str, cluster_id: str) -> dict
                f"{result.best_screening:.0%})")
     else:
         why = "no usable draft: " + ("; ".join(result.problems[:3]) or "every draft failed the integrity checks")
-    return {"rounds": result.rounds, "rollouts": result.rollouts, "champion_resolved": result.champion_screening,
-            "best_resolved": result.best_screening, "drafts": len(result.drafts), "kept": len(result.kept),
-            "problems": result.problems + [f"draft {i + 1} (round {d.round}): {'; '.join(d.problems)}"
-                                           for i, d in enumerate(result.drafts) if d.problems],
-            "stopped": result.stopped, "outcome": why}
+    return DraftingSummary(
+        rounds=result.rounds, rollouts=result.rollouts, champion_resolved=result.champion_screening,
+        best_resolved=result.best_screening, drafts=len(result.drafts), kept=len(result.kept),
+        problems=result.problems + [f"draft {i + 1} (round {d.round}): {'; '.join(d.problems)}"
+                                    for i, d in enumerate(result.drafts) if d.problems],
+        stopped=result.stopped, outcome=why)
 
 
 def _fixes(cand: Candidate) -> list[str]:

@@ -12,6 +12,11 @@ from flywheel.schemas import FailureCluster
 from loop.context import CycleContext, earliest_seen, short_hash
 
 
+def rag_key(clusters: Sequence[FailureCluster]) -> str:
+    """Where the cycle records what the RAG step did for these clusters."""
+    return "rag:" + ",".join(sorted(c.cluster_id for c in clusters))
+
+
 def improve_rag_step(ctx: CycleContext, clusters: Sequence[FailureCluster]) -> Candidate | None:
     """One candidate index version for the cycle's outdated-knowledge clusters, retrieval validated.
 
@@ -24,7 +29,7 @@ def improve_rag_step(ctx: CycleContext, clusters: Sequence[FailureCluster]) -> C
 
     if not clusters:
         return None
-    key = "rag:" + ",".join(sorted(c.cluster_id for c in clusters))
+    key = rag_key(clusters)
     with ctx.state() as state:
         cached = state.drafts(ctx.cycle_id, key)
         if cached is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from flywheel.candidates import Candidate
 from flywheel.schemas import ClusterOutcome, FailureCluster
 from loop.context import CycleContext
-from loop.prompt_step import drafting_summary
+from loop.prompt_step import DraftingSummary
 
 
 class CycleReport(BaseModel):
@@ -113,13 +113,15 @@ def fail(ctx: CycleContext, reason: str, status: str = "failed") -> None:
         pass
 
 
-def cluster_summaries(clusters: Sequence[FailureCluster], ctx: CycleContext | None = None) -> list[dict[str, Any]]:
+def cluster_summaries(clusters: Sequence[FailureCluster],
+                      drafting: Mapping[str, DraftingSummary] | None = None) -> list[dict[str, Any]]:
     """Clusters as the cycle reports them: everything but the (long) list of event ids, and for
     those the prompt improver worked on, its rounds, rollouts, resolved shares and outcome."""
     out = []
     for c in clusters:
         doc = c.model_dump(mode="json", exclude={"event_ids"})
-        if ctx is not None:
-            doc["drafting"] = drafting_summary(ctx.settings, ctx.cycle_id, c.cluster_id)
+        if drafting is not None:
+            summary = drafting.get(c.cluster_id)
+            doc["drafting"] = summary.model_dump(mode="json") if summary else None
         out.append(doc)
     return out
