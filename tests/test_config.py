@@ -66,3 +66,24 @@ def test_a_flow_parameter_never_sets_a_secret(flywheel_home) -> None:
     settings = load_settings_for_flow({"openai_api_key": "sk-from-the-ui", "judge_model": "judge-x"})
     assert settings.judge_model == "judge-x"  # the other overrides apply
     assert settings.openai_api_key is None  # only the environment sets it (cleared for every test)
+
+
+def test_config_says_where_each_value_came_from(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("flywheel.toml").write_text('target_model = "from-file"\n[triage]\nper_user_cap = 3\n'
+                                     '[prompt_variables]\nproduct = "Pantry Pal"\n')
+    monkeypatch.setenv("FLYWHEEL_TRIAGE__PER_USER_CAP", "7")
+    monkeypatch.setenv("FLYWHEEL_JUDGE_MODEL", "judge-env")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-shown-987654")
+    sources = cli("config", "--json")["sources"]
+    assert sources["target_model"] == "file flywheel.toml"
+    assert sources["triage.per_user_cap"] == "env FLYWHEEL_TRIAGE__PER_USER_CAP"  # the environment wins
+    assert sources["judge_model"] == "env FLYWHEEL_JUDGE_MODEL"
+    assert sources["openai_api_key"] == "env OPENAI_API_KEY"
+    assert sources["prompt_variables"] == "file flywheel.toml"
+    assert sources["triage.cluster_threshold"] == "default"
+    table = cli("config").stdout
+    rows = {line.split("│")[1].strip(): line for line in table.splitlines() if line.count("│") >= 3}
+    assert "env FLYWHEEL_TRIAGE__PER_USER_CAP" in rows["triage.per_user_cap"] and " 7 " in rows["triage.per_user_cap"]
+    assert "triage.cluster_threshold" not in rows  # defaults only with --all
+    assert "sk-never-shown" not in table
+    assert "triage.cluster_threshold" in cli("config", "--all").stdout
