@@ -50,9 +50,12 @@ def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None
         err.print(f"... {len(clusters) - limit} more (use --json for all)")
 
 
-def print_candidates(cands: list[Any], title: str) -> None:
+def print_candidates(cands: list[Any], title: str, empty: str = "no candidates") -> None:
     from evals.report import ci_text
 
+    if not cands:
+        Console().print(f"{title}: {empty}", highlight=False)
+        return
     table = Table(title=title)
     for col in ("candidate", "kind", "clusters", "golden", "champion", "delta [95% CI]", "decision", "reason"):
         table.add_column(col, overflow="fold")

@@ -35,7 +35,8 @@ def cycle(
     else:
         err.print(f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False)
         print_outcomes(report.outcomes)
-        print_candidates(report.candidates, f"candidates of {report.cycle_id}")
+        print_candidates(report.candidates, f"candidates of {report.cycle_id}",
+                         "none; the table above says why for each cluster")
 
 
 @handles_errors
@@ -47,7 +48,7 @@ def pending(as_json: JsonFlag = False) -> None:
     if as_json:
         emit({"pending": [c.public() for c in cands]})
     else:
-        print_candidates(cands, f"{len(cands)} candidates waiting for approval")
+        print_candidates(cands, f"{len(cands)} candidates waiting for approval", "none")
 
 
 @handles_errors
