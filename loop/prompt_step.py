@@ -119,7 +119,10 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
             })
             cand.version = cached["drafts"][idx]["version"]
             state.add_candidate(cand)
-            out.append(state.candidate(cand.candidate_id) or cand)
+            stored = state.candidate(cand.candidate_id)
+            if stored is not None:  # the same prompt drafted for another cluster first: it covers this one too
+                _absorb(stored, cand)
+            out.append(stored or cand)
         return out
 
 
@@ -169,6 +172,18 @@ def _screening(cand: Candidate) -> float:
     return (cand.payload.screening or 0.0) if isinstance(cand.payload, PromptPayload) else 0.0
 
 
+def _absorb(seen: Candidate, cand: Candidate) -> None:
+    """``seen`` (the same prompt as ``cand``) also covers ``cand``'s clusters, fixes and first-seen times."""
+    for cid in cand.cluster_ids:
+        if cid not in seen.cluster_ids:
+            seen.cluster_ids.append(cid)
+    assert isinstance(seen.payload, PromptPayload) and isinstance(cand.payload, PromptPayload)
+    seen.payload.fixes = sorted(set(seen.payload.fixes or []) | set(cand.payload.fixes or []))
+    seen.payload.cluster_first_seen.update(cand.payload.cluster_first_seen)
+    if cand.first_seen and (seen.first_seen is None or cand.first_seen < seen.first_seen):
+        seen.first_seen = cand.first_seen
+
+
 def unique_candidates(ctx: CycleContext, cands: Sequence[Candidate]) -> list[Candidate]:
     """One candidate per id: clusters of one category can draft the same prompt, which is then one
     candidate covering all of them (their ids and first-seen times are merged and saved)."""
@@ -177,15 +192,8 @@ def unique_candidates(ctx: CycleContext, cands: Sequence[Candidate]) -> list[Can
         seen = by_id.get(cand.candidate_id)
         if seen is None:
             by_id[cand.candidate_id] = cand.model_copy(deep=True)
-            continue
-        for cid in cand.cluster_ids:
-            if cid not in seen.cluster_ids:
-                seen.cluster_ids.append(cid)
-        assert isinstance(seen.payload, PromptPayload) and isinstance(cand.payload, PromptPayload)
-        seen.payload.fixes = sorted(set(seen.payload.fixes or []) | set(cand.payload.fixes or []))
-        seen.payload.cluster_first_seen.update(cand.payload.cluster_first_seen)
-        if cand.first_seen and (seen.first_seen is None or cand.first_seen < seen.first_seen):
-            seen.first_seen = cand.first_seen
+        else:
+            _absorb(seen, cand)
     merged = list(by_id.values())
     if len(merged) < len(cands):
         client = ctx.mlflow

@@ -28,6 +28,9 @@ def test_an_outside_products_failures_become_a_fix_the_golden_set_confirms(cli, 
     assert {"format", "tone", "off_topic"} <= set(drafted), out["clusters"]
     for category in ("format", "tone", "off_topic"):  # judged by resolution: none resolved, then all
         assert drafted[category]["champion_resolved"] == 0.0 and drafted[category]["best_resolved"] == 1.0
+    # Clusters of one category draft the same prompt: one candidate covers them all, and each says so.
+    kept = [o for o in out["outcomes"] if o["kept"]]
+    assert len(kept) >= 4 and all(o["status"] == "candidate" and o["candidates"] for o in kept), kept
     (winner,) = [c for c in out["candidates"] if c["decision"] == "pending_approval"]
     assert winner["kind"] == "prompt" and winner["ci_low"] > 0
     assert all(winner["category_deltas"][c] == 1.0 for c in ("format", "tone", "off_topic"))
