@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from app.context import _settings, _who
-from app.display import print_candidates, print_outcomes
+from app.display import print_candidates, print_outcomes, print_status
 from app.output import JsonFlag, emit, err, handles_errors
 from flywheel.config import Settings
 
@@ -128,4 +126,4 @@ def status(as_json: JsonFlag = False) -> None:
     if as_json:
         emit(doc)
     else:
-        Console().print_json(json.dumps(doc, default=str))
+        print_status(doc)
