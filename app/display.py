@@ -88,7 +88,7 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
     """``flywheel status`` for a person: one line a fact, times as ISO plus how long ago."""
     from rich.text import Text
 
-    from app.times import iso_and_ago
+    from flywheel.wording import iso_and_ago
 
     champions = doc["champions"]
     model = champions["model"] + (f" (registry v{doc['model_version']})" if doc.get("model_version") else "")

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from conftest import event, write_jsonl
-from app.times import ago, iso_and_ago
+from flywheel.wording import ago, iso_and_ago
 from flywheel.candidates import Candidate
 from flywheel.config import load_settings
 from flywheel.state import open_state

@@ -126,4 +126,6 @@ def review(
     if as_json:
         emit(doc.model_dump(mode="json"))
     else:
-        Console().print(review_markdown(doc), markup=False, highlight=False)
+        # Never wrapped by Rich: a markdown table row must stay one line in a pipe or a file
+        # (a terminal still folds long lines for the eye).
+        Console().print(review_markdown(doc), markup=False, highlight=False, soft_wrap=True)
