@@ -27,7 +27,7 @@ def _byte_progress(total: int | None) -> Progress:
 
 def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None = None) -> None:
     """A readable table; on stdout unless a console (stderr, in the demo) is given."""
-    table = Table(title=f"{len(clusters)} failure clusters, highest priority first", show_lines=False)
+    table = Table(title=f"{plural(len(clusters), 'failure cluster')}, highest priority first", show_lines=False)
     for col, kw in (
         ("priority", {"justify": "right"}),
         ("cluster", {"no_wrap": True}),
@@ -70,7 +70,8 @@ def print_outcomes(outcomes: list[Any]) -> None:
     """What the cycle did with each cluster and why (on stdout, like the candidates)."""
     from rich.text import Text
 
-    table = Table(title=f"what the cycle did with each of {len(outcomes)} clusters")
+    table = Table(title=f"what the cycle did with {'each of ' if len(outcomes) > 1 else ''}"
+                        f"{plural(len(outcomes), 'cluster')}")
     for col in ("cluster", "route", "status", "drafts (kept)", "resolved: champion -> best", "decision", "why"):
         table.add_column(col, overflow="fold")
     share = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
@@ -97,7 +98,8 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
     velocity = doc["loop_velocity_hours"]
     last = doc["last_cycle"]
     rows = [
-        ("champion prompt", f"v{champions['prompt']}" if champions["prompt"] else "none yet (flywheel prompt set FILE)"),
+        ("champion prompt",
+         f"v{champions['prompt']}" if champions["prompt"] else "none yet (flywheel prompt set FILE)"),
         ("champion index", f"v{champions['index']}" if champions["index"] else "none (no retrieval; flywheel kb sync)"),
         ("champion model", model),
         ("pending approvals", f"{len(pending)}" + (f": {', '.join(c['candidate_id'] for c in pending)}"

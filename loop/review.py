@@ -153,8 +153,9 @@ def review_markdown(review: WeeklyReview) -> str:
     if not review.clusters:
         lines.append("No negative feedback this week.")
     for c in review.clusters:
+        withheld = f", {c.withheld} without consent (text withheld)" if c.withheld else ""
         lines += [f"### `{c.cluster_id}` ({c.category}, routed to {c.route}): {c.negative} negative from "
-                  f"{plural(c.users, 'user')}" + (f", {c.withheld} without consent (text withheld)" if c.withheld else ""),
+                  f"{plural(c.users, 'user')}{withheld}",
                   "", "| when | signal | reason | query | output | comment / correction / edit |",
                   "|---|---|---|---|---|---|"]
         for e in c.worst:

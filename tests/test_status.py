@@ -86,3 +86,26 @@ def test_status_without_json_is_a_readable_summary(cli, tmp_path: Path) -> None:
     assert re.fullmatch(
         rf"last cycle cyc-1, done, started {re.escape(started.strftime('%Y-%m-%dT%H:%M:%SZ'))} \(3 h ago\), "
         r"champion score 0\.625", lines["last cycle"]), lines["last cycle"]
+
+
+def test_the_printed_mlflow_ui_command_runs_as_printed(monkeypatch, tmp_path: Path) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    from app.where_to_look import mlflow_ui_command
+
+    venv_bin = Path(sys.executable).absolute().parent
+    uri = f"sqlite:///{tmp_path}/my home/mlflow.db"
+    # From the project directory (the venv below it): the path as a person would type it.
+    project = venv_bin.parent.parent
+    monkeypatch.chdir(project)
+    words = shlex.split(mlflow_ui_command(uri))
+    assert words[0] == str((venv_bin / "mlflow").relative_to(project)) and "/" in words[0]  # not a bare `mlflow`
+    assert words[1:] == ["ui", "--backend-store-uri", uri, "--workers", "1"]  # the space survives the shell
+    assert subprocess.run([words[0], "--version"], capture_output=True, text=True, cwd=project).returncode == 0
+    # From anywhere else: the absolute path.
+    monkeypatch.chdir(tmp_path)
+    words = shlex.split(mlflow_ui_command(uri))
+    assert words[0] == str(venv_bin / "mlflow")
+    assert subprocess.run([words[0], "--version"], capture_output=True, text=True, cwd=tmp_path).returncode == 0
