@@ -8,6 +8,8 @@ module a group, and are put on the app here, in the order ``flywheel --help`` li
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 import flywheel  # noqa: F401 - applies the offline switches first
@@ -20,6 +22,7 @@ from app.commands.prompt import prompt_app
 from app.commands.sim import demo, sim_app
 from app.display import print_clusters
 from app.setup_commands import register as register_setup
+from app.version import print_version
 
 __all__ = ["app", "main", "print_clusters"]  # print_clusters: once defined here, still importable from here
 
@@ -30,6 +33,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Closed-loop improvement for LLM products: feedback in, evaluated and approved fixes out."""
 
 app.command()(ingest)
 app.command()(triage)

@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
+from app.where_to_look import mlflow_ui_command
 from flywheel.config import Settings, load_settings
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
@@ -124,8 +125,8 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
                   f"(production prompt v{final['champions']['prompt']}, index v{final['champions']['index']}, "
                   f"model {final['champions']['model']})", highlight=False)
     console.print(f"state kept in {home}", highlight=False)
-    console.print(f"MLflow UI:  mlflow ui --backend-store-uri {settings.resolved_tracking_uri} --workers 1",
-                  highlight=False)
+    console.print(f"MLflow UI:  {mlflow_ui_command(settings.resolved_tracking_uri)}", highlight=False,
+                  markup=False, soft_wrap=True)
     console.print("Prefect UI: prefect server start, then run `flywheel cycle` with PREFECT_API_URL set",
                   highlight=False)
     return {

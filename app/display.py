@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -9,6 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from app.output import err
+from flywheel.wording import plural
 
 
 def _byte_progress(total: int | None) -> Progress:
@@ -25,7 +27,7 @@ def _byte_progress(total: int | None) -> Progress:
 
 def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None = None) -> None:
     """A readable table; on stdout unless a console (stderr, in the demo) is given."""
-    table = Table(title=f"{len(clusters)} failure clusters, highest priority first", show_lines=False)
+    table = Table(title=f"{plural(len(clusters), 'failure cluster')}, highest priority first", show_lines=False)
     for col, kw in (
         ("priority", {"justify": "right"}),
         ("cluster", {"no_wrap": True}),
@@ -50,12 +52,9 @@ def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None
         err.print(f"... {len(clusters) - limit} more (use --json for all)")
 
 
-def print_candidates(cands: list[Any], title: str, empty: str = "no candidates") -> None:
+def print_candidates(cands: list[Any], title: str) -> None:
     from evals.report import ci_text
 
-    if not cands:
-        Console().print(f"{title}: {empty}", highlight=False)
-        return
     table = Table(title=title)
     for col in ("candidate", "kind", "clusters", "golden", "champion", "delta [95% CI]", "decision", "reason"):
         table.add_column(col, overflow="fold")
@@ -71,7 +70,8 @@ def print_outcomes(outcomes: list[Any]) -> None:
     """What the cycle did with each cluster and why (on stdout, like the candidates)."""
     from rich.text import Text
 
-    table = Table(title=f"what the cycle did with each of {len(outcomes)} clusters")
+    table = Table(title=f"what the cycle did with {'each of ' if len(outcomes) > 1 else ''}"
+                        f"{plural(len(outcomes), 'cluster')}")
     for col in ("cluster", "route", "status", "drafts (kept)", "resolved: champion -> best", "decision", "why"):
         table.add_column(col, overflow="fold")
     share = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
@@ -83,3 +83,61 @@ def print_outcomes(outcomes: list[Any]) -> None:
                       resolved, str(o.decision or "-"), Text(o.why))
     out = Console()
     (out if out.is_terminal else Console(width=180)).print(table)
+
+
+def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
+    """``flywheel status`` for a person: one line a fact, times as ISO plus how long ago."""
+    from rich.text import Text
+
+    from flywheel.wording import iso_and_ago
+
+    champions = doc["champions"]
+    model = champions["model"] + (f" (registry v{doc['model_version']})" if doc.get("model_version") else "")
+    pending = doc["pending"]
+    events, negative, rate = doc["events"], doc.get("negative_events"), doc["negative_feedback_rate"]
+    velocity = doc["loop_velocity_hours"]
+    last = doc["last_cycle"]
+    rows = [
+        ("champion prompt",
+         f"v{champions['prompt']}" if champions["prompt"] else "none yet (flywheel prompt set FILE)"),
+        ("champion index", f"v{champions['index']}" if champions["index"] else "none (no retrieval; flywheel kb sync)"),
+        ("champion model", model),
+        ("pending approvals", f"{len(pending)}" + (f": {', '.join(c['candidate_id'] for c in pending)}"
+                                                     if pending else "")),
+        ("negative feedback", "no feedback yet" if rate is None
+         else f"{rate:.1%} ({negative} of {plural(events, 'event')})"),
+        ("events since last cycle", plural(doc["events_since_last_cycle"], "event")),
+        ("loop velocity", "no fix promoted yet" if velocity is None
+         else f"{velocity:g} h median from first complaint to promoted fix ({plural(doc['promotions'], 'promotion')})"),
+        ("last cycle", "none yet (flywheel cycle)" if last is None else
+         f"{last['cycle_id']}, {last['status']}, started {iso_and_ago(datetime.fromisoformat(last['started_at']), now)}"
+         + (f", champion score {last['champion_score']:.3f}" if last.get("champion_score") is not None else "")),
+    ]
+    rows += _finetune_rows(doc.get("finetune") or {})
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, Text(value))  # ids and model names are text, never Rich markup
+    _stdout().print(table)
+
+
+def _stdout() -> Console:
+    """stdout; wide when it is not a terminal, so a pipe or a file gets whole lines."""
+    out = Console()
+    return out if out.is_terminal else Console(width=180)
+
+
+def _finetune_rows(finetune: dict[str, Any]) -> list[tuple[str, str]]:
+    """Only when there is something to say: clusters prompts could not fix, and fine-tune jobs."""
+    rows = []
+    persistent = finetune.get("persistent_clusters") or []
+    if persistent:
+        closest = min(persistent, key=lambda c: c["missing"])
+        rows.append(("fine-tune", f"{plural(len(persistent), 'cluster')} prompts could not fix; closest "
+                                  f"{closest['cluster_id']}: {closest['usable_examples']} of "
+                                  f"{finetune['threshold']} usable examples"))
+    for job in finetune.get("jobs") or []:
+        rows.append(("fine-tune job", f"{job['job_id']}: {job['status']}"
+                                      + (f" -> {job['fine_tuned_model']}" if job.get("fine_tuned_model") else "")))
+    return rows

@@ -85,7 +85,7 @@ def stop_on_errors(problems: list[Problem]) -> None:
     errors = [p for p in problems if p.severity is Severity.ERROR]
     for p in problems:
         if p.severity is Severity.WARNING:
-            Console(stderr=True).print(Text(f"warning: {p.one_line()}"))
+            Console(stderr=True).print(Text(f"warning: {p.one_line()}"), soft_wrap=True)
     if errors:
         more = f" ({len(errors) - 1} more: `flywheel validate` lists them)" if len(errors) > 1 else ""
         raise UsageError(errors[0].one_line() + more)
@@ -99,6 +99,7 @@ def register(app: typer.Typer) -> None:
 
 def print_problems(problems: list[Problem], console: Console | None = None) -> None:
     """A table of the problems (or one line saying there are none) and a count."""
+    from flywheel.wording import plural
     from loop.checks import Severity
 
     style = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
@@ -114,7 +115,7 @@ def print_problems(problems: list[Problem], console: Console | None = None) -> N
                       Text(p.message), Text(p.fix))
     out.print(table)
     errors = sum(p.severity is Severity.ERROR for p in problems)
-    out.print(f"{errors} error(s), {len(problems) - errors} warning(s)", markup=False)
+    out.print(f"{plural(errors, 'error')}, {plural(len(problems) - errors, 'warning')}", markup=False)
 
 
 def _console() -> Console:

@@ -181,12 +181,20 @@ def status(settings: Settings) -> dict[str, Any]:
         "pending_approvals": len(waiting),
         "negative_feedback_rate": round(counts["negative"] / counts["events"], 4) if counts["events"] else None,
         "events": counts["events"],
+        "negative_events": counts["negative"],
         "events_since_last_cycle": since,
-        "last_cycle": cycles[0] if cycles else None,
+        "last_cycle": _with_iso_times(cycles[0]) if cycles else None,
         "last_cycle_at": as_datetime(last).isoformat() if last else None,
         "loop_velocity_hours": loop_velocity_hours(promoted),
         "promotions": len(promoted),
     }
+
+
+def _with_iso_times(cycle: dict[str, Any]) -> dict[str, Any]:
+    """A cycle row with its epoch times as ISO 8601 (UTC, with the offset): raw epochs in JSON
+    are unreadable and carry no timezone."""
+    return cycle | {k: (when.isoformat() if (when := as_datetime(cycle.get(k))) else None)
+                    for k in ("started_at", "finished_at")}
 
 
 def _finetune_status(clusters: list[dict[str, Any]], failed: set[str], jobs: list[dict[str, Any]],

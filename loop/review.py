@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.schemas import StoredEvent
+from flywheel.wording import iso_utc, plural
 
 REVIEW_KEY = "flywheel-weekly-review"
 TREND_KEY = "flywheel-negative-rate-trend"
@@ -48,6 +49,9 @@ class WeeklyReview(BaseModel):
     trend: list[WeekRate]
     direction: str
     clusters: list[ReviewedCluster]
+    newest_event: datetime | None = Field(
+        None, description="When the newest stored event happened, at any time: says where the data is when the "
+                          "window holds none.")
 
 
 def _week_start(ts: datetime, until: datetime) -> datetime:
@@ -86,6 +90,7 @@ def weekly_review(settings: Settings, *, until: datetime | None = None, days: in
             events_in_window += e.ts > since
             negatives[week] += e.polarity < 0
         window = {e.event_id: e for e in store.events(polarity=-1, since=since) if e.ts <= until}
+        newest = store.newest_ts()
     trend = []
     for k in range(weeks - 1, -1, -1):
         week = until - timedelta(days=7 * (k + 1))
@@ -105,13 +110,13 @@ def weekly_review(settings: Settings, *, until: datetime | None = None, days: in
     clusters.sort(key=lambda c: (-c.negative, c.cluster_id))
     return WeeklyReview(since=since, until=until, events=events_in_window, negative=len(window),
                         rate=round(len(window) / events_in_window, 4) if events_in_window else None,
-                        trend=trend, direction=_direction(trend), clusters=clusters)
+                        trend=trend, direction=_direction(trend), clusters=clusters, newest_event=newest)
 
 
 def _shown(e: StoredEvent) -> dict[str, Any]:
     return {"event_id": e.event_id, "ts": e.ts.isoformat(), "signal": e.signal, "value": e.value, "reason": e.reason,
             "strength": round(e.strength, 2), "query": e.query, "output": e.output, "comment": e.comment,
-            "correction": e.correction}
+            "correction": e.correction, "final_text": e.final_text}
 
 
 def _cell(text: str | None, limit: int = 120) -> str:
@@ -119,10 +124,27 @@ def _cell(text: str | None, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _window_empty(review: WeeklyReview) -> str:
+    """Why there is nothing to review, and the --until that would show the data (rather than "0 of 0")."""
+    span = f"No feedback between {iso_utc(review.since)} and {iso_utc(review.until)}"
+    if review.newest_event is None:
+        return f"{span}: the store holds no events yet (flywheel ingest FILE)."
+    # Rounded up to the second, so the newest event is inside the suggested window.
+    newest = review.newest_event + timedelta(microseconds=-review.newest_event.microsecond % 1_000_000)
+    return f"{span}; the newest event is from {iso_utc(newest)}: pass --until {iso_utc(newest)}"
+
+
+def _feedback_text(e: dict[str, Any]) -> str | None:
+    """What the user said was right (a correction, or the text they sent after an edit), else their comment."""
+    return e["correction"] or e.get("final_text") or e["comment"]
+
+
 def review_markdown(review: WeeklyReview) -> str:
-    lines = [f"# Weekly feedback review, {review.since:%Y-%m-%d} to {review.until:%Y-%m-%d}", "",
-             f"{review.negative} negative of {review.events} events this week "
-             f"({'-' if review.rate is None else f'{review.rate:.1%}'}); negative-feedback rate {review.direction}.", "",
+    rate = "-" if review.rate is None else f"{review.rate:.1%}"
+    summary = (_window_empty(review) if review.events == 0 else
+               f"{review.negative} negative of {plural(review.events, 'event')} this week ({rate}); "
+               f"negative-feedback rate {review.direction}.")
+    lines = [f"# Weekly feedback review, {review.since:%Y-%m-%d} to {review.until:%Y-%m-%d}", "", summary, "",
              "## Negative-feedback rate by week", "", "| week from | events | negative | rate |", "|---|---|---|---|"]
     for w in review.trend:
         lines.append(f"| {w.week_start[:10]} | {w.events} | {w.negative} | "
@@ -131,12 +153,14 @@ def review_markdown(review: WeeklyReview) -> str:
     if not review.clusters:
         lines.append("No negative feedback this week.")
     for c in review.clusters:
-        lines += [f"### `{c.cluster_id}` ({c.category}, routed to {c.route}): {c.negative} negative from {c.users} users"
-                  + (f", {c.withheld} without consent (text withheld)" if c.withheld else ""), "",
-                  "| when | signal | reason | query | output | comment / correction |", "|---|---|---|---|---|---|"]
+        withheld = f", {c.withheld} without consent (text withheld)" if c.withheld else ""
+        lines += [f"### `{c.cluster_id}` ({c.category}, routed to {c.route}): {c.negative} negative from "
+                  f"{plural(c.users, 'user')}{withheld}",
+                  "", "| when | signal | reason | query | output | comment / correction / edit |",
+                  "|---|---|---|---|---|---|"]
         for e in c.worst:
             signal = e["signal"] + (f" {e['value']:g}" if e["value"] is not None else "")
             lines.append(f"| {e['ts'][:16]} | {signal} | {e['reason'] or '-'} | {_cell(e['query'])} | "
-                         f"{_cell(e['output'])} | {_cell(e['correction'] or e['comment']) or '-'} |")
+                         f"{_cell(e['output'])} | {_cell(_feedback_text(e)) or '-'} |")
         lines.append("")
     return "\n".join(lines)

@@ -220,3 +220,27 @@ def test_prompt_set_and_cycle_stop_on_the_checks_before_any_prefect_work(cli, tm
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # a flow run would fail on this, not exit 2
     out = cli("cycle", "--json", expect=2)
     assert f"{golden}:2" in out["error"] and "\n" not in out["error"]
+
+
+def test_a_cycle_on_the_starter_kit_says_why_nothing_came_of_it_and_where_to_look(cli, sim_env,
+                                                                                   prefect_api: str) -> None:
+    """The newcomer's first cycle: no candidate, and the output says why per cluster (instead of an
+    empty table), each warning on one line, and an `mlflow ui` command that runs as printed."""
+    import os
+    import shlex
+
+    cli("init", "--json")
+    cli("prompt", "set", "prompt.txt", "--json")
+    cli("ingest", "feedback.jsonl", "--json")
+    result = cli("cycle")
+    assert "improve.min_cluster_consented" in result.stdout and "flywheel kb sync" in result.stdout
+    assert "delta [95% CI]" not in result.stdout  # no empty candidates table
+    err = result.stderr.splitlines()
+    assert any(line.startswith("no candidates in cyc-") and line.endswith("what stopped each cluster")
+               for line in err), result.stderr
+    (warning,) = [line for line in err if line.startswith("warning: knowledge:")]
+    assert warning.endswith("(fix: run `flywheel kb sync`)")  # one line, not wrapped at 80 columns
+    (ui,) = [line.split(": ", 1)[1] for line in err if line.startswith("runs, scores and prompt versions")]
+    exe, *rest = shlex.split(ui)
+    assert os.access(exe, os.X_OK) and rest == ["ui", "--backend-store-uri", load_settings().resolved_tracking_uri,
+                                                "--workers", "1"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,10 @@ def test_demo_closes_the_loop_on_the_simulator(tmp_path: Path) -> None:
     assert doc["after"] >= doc["before"] + 0.5 and doc["after"] == 1.0
     assert doc["mlflow_tracking_uri"] == f"sqlite:///{(tmp_path / 'demo').resolve()}/mlflow.db"
     assert "before" in proc.stderr and "mlflow ui" in proc.stderr
+    # The printed command runs as printed: the MLflow CLI by its path (no venv need be activated).
+    (ui,) = [line.removeprefix("MLflow UI:") for line in proc.stderr.splitlines() if line.startswith("MLflow UI:")]
+    exe, *rest = shlex.split(ui)
+    assert os.access(exe, os.X_OK) and rest == ["ui", "--backend-store-uri", doc["mlflow_tracking_uri"], "--workers", "1"]
 
 
 def test_unknown_command_is_a_usage_error() -> None:

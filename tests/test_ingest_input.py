@@ -139,3 +139,14 @@ def test_ingest_help_lists_the_fields_and_says_consent_absent_means_false(cli) -
     for name in ("event_id", "ts", "signal", "query", "output", "consent", "index_version", "arm", "--strict"):
         assert name in text, name
     assert "absent means false" in text
+    assert "reason (wrong, outdated," in text and "missing_context" in text and "rating 1..5" in text
+
+
+def test_strict_without_json_prints_the_counts_and_one_error_line(cli, tmp_path: Path, flywheel_home: Path) -> None:
+    src = write_jsonl(tmp_path / "fb.jsonl", [event("e1"), "not json"])
+    err = cli("ingest", "--strict", str(src), expect=2).stderr
+    assert err.splitlines()[0] == "accepted 1, duplicates 0, rejected 1"
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: --strict: 1 line was rejected (the others were stored)"]
+    (kept,) = (flywheel_home / "quarantine").glob("*.rejected.jsonl")
+    assert f"rejected lines kept in {kept}" in err.splitlines()  # whole, pasteable, however long the path

@@ -68,3 +68,39 @@ def test_the_review_flow_publishes_its_artifacts(cli, tmp_path: Path, prefect_ap
     trend = Artifact.get("flywheel-negative-rate-trend")
     rows = json.loads(trend.data) if isinstance(trend.data, str) else trend.data
     assert [r["negative"] for r in rows] == [2, 5, 10]
+
+
+def _one_user_edit(tmp_path: Path) -> Path:
+    """One user's edit this week, long enough that a table row is wider than 80 columns."""
+    long_query = "Give me the full migration plan for the analytics workspace with every step listed as JSON please"
+    return write_jsonl(tmp_path / "edit.jsonl", [
+        event("ed1", ts=(UNTIL - timedelta(hours=5)).isoformat(), user_id="solo", signal="edit", query=long_query,
+              output="Plan: migrate things.", final_text="Completely different text that the user wrote instead."),
+    ])
+
+
+def test_the_printed_review_keeps_rows_whole_pluralises_and_shows_an_edits_final_text(cli, tmp_path: Path) -> None:
+    cli("ingest", str(_one_user_edit(tmp_path)), "--json")
+    doc = cli("review", "--until", UNTIL.isoformat(), "--json")
+    (cluster,) = doc["clusters"]
+    assert cluster["worst"][0]["final_text"] == "Completely different text that the user wrote instead."
+    text = cli("review", "--until", UNTIL.isoformat()).stdout  # stdout is not a terminal here
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert rows and all(line.endswith("|") for line in rows)  # one row a line, never wrapped at 80 columns
+    row = next(line for line in rows if "migration plan" in line)
+    assert len(row) > 80 and "Completely different text that the user wrote instead." in row
+    assert "1 negative of 1 event this week" in text and "from 1 user" in text
+    assert "1 users" not in text and "1 events" not in text
+
+
+def test_an_empty_window_says_where_the_data_is(cli, tmp_path: Path) -> None:
+    later = UNTIL + timedelta(days=60)
+    text = cli("review", "--until", later.isoformat()).stdout
+    assert "the store holds no events yet" in text
+    cli("ingest", str(_one_user_edit(tmp_path)), "--json")
+    text = cli("review", "--until", later.isoformat()).stdout
+    newest = "2026-11-22T07:00:00Z"
+    assert (f"No feedback between 2027-01-14T12:00:00Z and 2027-01-21T12:00:00Z; the newest event is from {newest}: "
+            f"pass --until {newest}") in text.splitlines()
+    assert "0 of 0" not in text and "0 negative of 0" not in text
+    assert cli("review", "--until", newest, "--json")["negative"] == 1  # the suggested window holds it

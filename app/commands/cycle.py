@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from app.context import _settings, _who
-from app.display import print_candidates, print_outcomes
+from app.display import print_candidates, print_outcomes, print_status
 from app.output import JsonFlag, emit, err, handles_errors
 from flywheel.config import Settings
+from flywheel.wording import plural
 
 
 @handles_errors
@@ -26,17 +25,26 @@ def cycle(
 
     # Config, prompt variables, golden set and knowledge source are checked before any Prefect
     # work: a mistake there is one line now, not a failed flow after retries.
-    stop_on_errors(preflight(_settings(), network=False))
+    settings = _settings()
+    stop_on_errors(preflight(settings, network=False))
+    from app.where_to_look import mlflow_ui_command
     from flows.cycle import run_flow
 
     report = run_flow(auto_approve=auto_approve)
     if as_json:
         emit(report.public())
     else:
-        err.print(f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False)
+        err.print(f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False,
+                  soft_wrap=True)
         print_outcomes(report.outcomes)
-        print_candidates(report.candidates, f"candidates of {report.cycle_id}",
-                         "none; the table above says why for each cluster")
+        if report.candidates:
+            print_candidates(report.candidates, f"candidates of {report.cycle_id}")
+        else:  # an empty table says nothing; the outcomes above say why
+            why = "the table above says what stopped each cluster" if report.outcomes else "no failure clusters"
+            err.print(f"no candidates in {report.cycle_id}: {why}", highlight=False, soft_wrap=True)
+        ui = mlflow_ui_command(settings.resolved_tracking_uri)
+        err.print(f"runs, scores and prompt versions in the MLflow UI: {ui}", highlight=False, markup=False,
+                  soft_wrap=True)
 
 
 @handles_errors
@@ -48,7 +56,7 @@ def pending(as_json: JsonFlag = False) -> None:
     if as_json:
         emit({"pending": [c.public() for c in cands]})
     else:
-        print_candidates(cands, f"{len(cands)} candidates waiting for approval", "none")
+        print_candidates(cands, f"{plural(len(cands), 'candidate')} waiting for approval")
 
 
 @handles_errors
@@ -129,4 +137,4 @@ def status(as_json: JsonFlag = False) -> None:
     if as_json:
         emit(doc)
     else:
-        Console().print_json(json.dumps(doc, default=str))
+        print_status(doc)

@@ -30,7 +30,7 @@ def ingest(
 
     Each line is one JSON object (README, "Feedback events"). Required: event_id (string, the idempotency key), ts (ISO 8601 string with a timezone), signal (thumbs_up, thumbs_down, rating, correction, edit, accept, dismiss, copy, outcome, expert_review), query, output.
 
-    Optional: user_id, session_id, consent (JSON true or false; absent means false), prompt_version, model, index_version (numbers or strings, kept as strings), arm (production or canary), confidence (0..1), reason, comment, correction, final_text, value (a JSON number), context_ids, metadata.
+    Optional: user_id, session_id, consent (JSON true or false; absent means false), prompt_version, model, index_version (numbers or strings, kept as strings), arm (production or canary), confidence (0..1), reason (wrong, outdated, unsafe, off_topic, format, tone, missing_context, not_relevant, already_done, other), comment, correction, final_text, value (a JSON number: rating 1..5, outcome 1 or 0, expert_review 0..1), context_ids, metadata.
 
     A text field longer than ingest.max_field_chars rejects its line.
     """
@@ -62,17 +62,19 @@ def _strict_error(report: IngestReport) -> dict[str, Any]:
 
 
 def _print_ingest(report: IngestReport) -> None:
-    err.print(
-        f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
-        + (f", PII scrubbed in {report.scrubbed}" if report.scrubbed else ""),
-        highlight=False,
-    )
+    """The counts, the first rejected lines and where they were kept; each on one line, never wrapped
+    (a path broken over two lines cannot be pasted)."""
+    def say(text: str) -> None:
+        err.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    say(f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
+        + (f", PII scrubbed in {report.scrubbed}" if report.scrubbed else ""))
     for e in report.errors[:20]:
-        err.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
+        say(f"  {e.file}:{e.line}: {e.error}")
     if report.rejected > 20:
-        err.print(f"  ... and {report.rejected - 20} more", highlight=False)
+        say(f"  ... and {report.rejected - 20} more")
     for q in report.quarantine:
-        err.print(f"rejected lines kept in {q}", highlight=False)
+        say(f"rejected lines kept in {q}")
 
 
 def _emit_feedback_events(settings: Settings, negatives: int) -> int:
@@ -126,4 +128,6 @@ def review(
     if as_json:
         emit(doc.model_dump(mode="json"))
     else:
-        Console().print(review_markdown(doc), markup=False, highlight=False)
+        # Never wrapped by Rich: a markdown table row must stay one line in a pipe or a file
+        # (a terminal still folds long lines for the eye).
+        Console().print(review_markdown(doc), markup=False, highlight=False, soft_wrap=True)

@@ -83,6 +83,9 @@ class FeedbackStore(Protocol):
     def counts(self) -> dict[str, int]:
         """Totals for statistics: all, negative, positive, consented."""
 
+    def newest_ts(self) -> datetime | None:
+        """When the newest stored event happened (its ``ts``), None for an empty store."""
+
     def close(self) -> None: ...
 
 
@@ -192,6 +195,10 @@ class SQLiteFeedbackStore:
             "COALESCE(SUM(consent), 0) FROM events"
         ).fetchone()
         return {"events": row[0], "negative": row[1], "positive": row[2], "consented": row[3]}
+
+    def newest_ts(self) -> datetime | None:
+        epoch = self._db.execute("SELECT MAX(ts_epoch) FROM events").fetchone()[0]
+        return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc)
 
     def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
         if polarity is None:
