@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from flywheel.candidates import Candidate, Decision, Outcome
 from flywheel.schemas import ClusterOutcome, ClusterStatus, FailureCluster
+from flywheel.wording import plural
 from loop.context import CycleContext
 from loop.prompt_step import DraftingSummary
 from loop.rag_step import rag_key
@@ -29,7 +30,7 @@ def _skipped_from_prompt(c: FailureCluster, ctx: CycleContext, fixed: set[str], 
     if c.category == "other":
         return "category `other`: no prompt revision targets it (feedback with a `reason` routes it)"
     if c.consented < s.min_cluster_consented:
-        return (f"{c.consented} consented event(s), the prompt improver needs {s.min_cluster_consented} "
+        return (f"{plural(c.consented, 'consented event')}, the prompt improver needs {s.min_cluster_consented} "
                 "(`improve.min_cluster_consented`); text without consent is never used")
     if c.cluster_id in fixed:
         return "a prompt fix was promoted after its last negative event; new negative feedback re-opens it"

@@ -16,6 +16,7 @@ from flywheel.llm import make_client
 from flywheel.replies import ReplyProblem
 from flywheel.candidates import Candidate, Outcome, PromptPayload
 from flywheel.schemas import FailureCluster
+from flywheel.wording import plural
 from improvers.prompt import combine_edits, DraftingResult, integrity_problems, merge_prompts, propose
 from improvers.screening import FailingExample
 from loop.context import CycleContext, earliest_seen, endpoint_errors, short_hash
@@ -148,7 +149,7 @@ def drafting_summary(ctx: CycleContext, cluster_id: str) -> DraftingSummary | No
         return None
     result = DraftingResult.model_validate(doc)
     if result.kept:
-        why = f"{len(result.kept)} draft(s) went to the golden set"
+        why = f"{plural(len(result.kept), 'draft')} went to the golden set"
     elif result.rounds == 0:
         why = result.stopped
     elif any(d.screening is not None for d in result.drafts):
