@@ -60,7 +60,7 @@ def propose(
     if dropped:
         err.print("dropped: " + ", ".join(f"{k} {v}" for k, v in dropped.items()), highlight=False)
     for note in report.notes:
-        err.print(Text(f"note: {note}"))
+        err.print(Text(f"note: {note}"), soft_wrap=True)
     if report.proposals:
         err.print("accept with `flywheel golden accept ID...`, reject with `flywheel golden reject ID --reason TEXT`",
                   highlight=False)
