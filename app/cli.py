@@ -17,6 +17,7 @@ from app.commands.config import show_config
 from app.commands.cycle import approve, cycle, pending, reject, rollback, status
 from app.commands.dataset import dataset_app
 from app.commands.feedback import ingest, review, triage
+from app.commands.golden import golden_app
 from app.commands.kb import kb_app
 from app.commands.prompt import prompt_app
 from app.commands.sim import demo, sim_app
@@ -61,6 +62,7 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(kb_app, name="kb")
 app.add_typer(prompt_app, name="prompt")
+app.add_typer(golden_app, name="golden")
 
 
 def main() -> None:

@@ -80,7 +80,7 @@ def print_outcomes(outcomes: list[Any]) -> None:
                     if o.champion_resolved is not None or o.best_resolved is not None else "-")
         # User-derived text is never read as Rich markup (a `[prompt_variables]` would vanish).
         table.add_row(o.cluster_id, o.route, str(o.status), f"{o.drafts} ({o.kept})" if o.drafts is not None else "-",
-                      resolved, str(o.decision or "-"), Text(o.why))
+                      resolved, str(o.decision or "-"), Text(o.why + (f" (note: {o.note})" if o.note else "")))
     out = Console()
     (out if out.is_terminal else Console(width=180)).print(table)
 

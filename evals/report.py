@@ -58,8 +58,13 @@ def outcome_table(outcomes: Sequence[ClusterOutcome]) -> list[str]:
         resolved = (f"{_share(o.champion_resolved)} -> {_share(o.best_resolved)}"
                     if o.champion_resolved is not None or o.best_resolved is not None else "-")
         rows.append(f"| `{o.cluster_id}` | {o.route} | {o.status} | {drafts} | {resolved} | {o.decision or '-'} | "
-                    f"{o.why.replace('|', '/')} |")
+                    f"{_why(o).replace('|', '/')} |")
     return rows
+
+
+def _why(o: ClusterOutcome) -> str:
+    """The outcome's reason, and its note (e.g. no golden item can test the fix) after it."""
+    return f"{o.why} **Note:** {o.note}" if o.note else o.why
 
 
 def promotion_summary(action: str, outcome: dict[str, Any]) -> str:

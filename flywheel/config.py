@@ -26,6 +26,7 @@ from flywheel.config_sections import (
     EvalSettings,
     EventSettings,
     FinetuneSettings,
+    GoldenLifecycleSettings,
     ImproveSettings,
     IngestSettings,
     KnowledgeSettings,
@@ -110,6 +111,7 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     improve: ImproveSettings = Field(default_factory=ImproveSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    golden_set: GoldenLifecycleSettings = Field(default_factory=GoldenLifecycleSettings)
     prompt_variables: dict[str, str] = Field(
         default_factory=dict, description="Values for {{variables}} in the prompt template."
     )

@@ -240,3 +240,31 @@ class ImproveSettings(BaseModel):
     max_prompt_growth_chars: int = Field(1500, ge=0, description="A revision may be at most this much longer.")
     copy_ngram: int = Field(6, ge=3, description="Word n-gram length that counts as verbatim copying.")
     merge: bool = Field(True, description="Also evaluate one prompt that merges every cluster's best revision.")
+
+
+class GoldenLifecycleSettings(BaseModel):
+    """How `flywheel golden propose` grows the golden set from feedback and the drafting model.
+
+    A section of its own name because the top-level key ``golden`` is the golden set's path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_per_category: int = Field(
+        5, ge=0, le=10_000,
+        description="Golden items a category should have; `--synthetic N` drafts items only for categories below it.",
+    )
+    max_per_cluster: int = Field(
+        3, ge=1, le=1000, description="Proposals taken from one failure cluster's feedback per `golden propose`.",
+    )
+    near_duplicate_threshold: float = Field(
+        0.95, ge=0.5, le=1.0,
+        description="Cosine similarity of two inputs (the local embedding model) at which a proposal is a "
+        "near-duplicate of an existing item or of another proposal. Measured with all-MiniLM-L6-v2: a greeting "
+        "or punctuation added scores ~0.99, another error code or seat count in the same sentence ~0.90-0.92.",
+    )
+    feedback_scorer: Literal["exact", "contains", "word", "regex", "json", "judge"] = Field(
+        "judge",
+        description="Scorer of items taken from corrections and expert reviews (their expected answer is a whole "
+        "reference answer); an expected answer that is a JSON object gets `json`.",
+    )
+    draft_batch: int = Field(10, ge=1, le=50, description="Synthetic items asked for per drafting request.")

@@ -263,3 +263,6 @@ class ClusterOutcome(BaseModel):
     best_resolved: float | None = Field(None, description="Share the best draft resolved.")
     candidates: list[str] = Field(default_factory=list)
     decision: Decision | None = Field(None, description="The best decision among its candidates.")
+    golden_items: int | None = Field(None, description="Golden items of its category in the cycle's golden set.")
+    note: str | None = Field(None, description="A warning about the evidence, e.g. a candidate for it that no "
+                             "golden item can test (its category has none).")

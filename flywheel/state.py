@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.candidates import Candidate
+from flywheel.proposals import GoldenProposal, ProposalStatus
 from flywheel.sqlite_util import open_migrated
 
 MIGRATIONS: tuple[str, ...] = (
@@ -65,6 +66,15 @@ MIGRATIONS: tuple[str, ...] = (
         error TEXT, doc TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL
     );
     CREATE UNIQUE INDEX finetune_jobs_dataset ON finetune_jobs (dataset_version, base_model);
+    """,
+    # 4: golden-set proposals, by content id: a proposal made twice is found, not duplicated, and a
+    # rejected one stays rejected.
+    """
+    CREATE TABLE golden_proposals (
+        proposal_id TEXT PRIMARY KEY, status TEXT NOT NULL, category TEXT NOT NULL, doc TEXT NOT NULL,
+        created_at REAL NOT NULL, decided_at REAL
+    );
+    CREATE INDEX golden_proposals_status ON golden_proposals (status, created_at);
     """,
 )
 
@@ -265,6 +275,37 @@ class StateStore:
                  ",".join(job.get("cluster_ids") or []), job["status"], job.get("fine_tuned_model"),
                  job.get("model_version"), job.get("error"), json.dumps(job, default=str), job["created_at"], now),
             )
+
+    # golden-set proposals ------------------------------------------------------------------------
+    def add_proposals(self, proposals: list[GoldenProposal]) -> list[GoldenProposal]:
+        """Store proposals whose id is new; return those (a known id keeps its first record)."""
+        now = _now()
+        added = []
+        with self._db:
+            for p in proposals:
+                p = p.model_copy(update={"created_at": as_datetime(now)})
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO golden_proposals (proposal_id, status, category, doc, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)", (p.proposal_id, p.status, p.category, p.model_dump_json(), now))
+                if cur.rowcount == 1:
+                    added.append(p)
+        return added
+
+    def proposal(self, proposal_id: str) -> GoldenProposal | None:
+        row = self._db.execute("SELECT doc FROM golden_proposals WHERE proposal_id = ?", (proposal_id,)).fetchone()
+        return GoldenProposal.model_validate_json(row[0]) if row else None
+
+    def proposals(self, status: ProposalStatus | None = None) -> list[GoldenProposal]:
+        sql = "SELECT doc FROM golden_proposals" + (" WHERE status = ?" if status else "")
+        rows = self._db.execute(sql + " ORDER BY created_at, proposal_id", (status,) if status else ())
+        return [GoldenProposal.model_validate_json(r[0]) for r in rows]
+
+    def save_proposal(self, p: GoldenProposal) -> None:
+        """Record a decision (status, who, when, why, the golden version it made)."""
+        decided = p.decided_at.timestamp() if p.decided_at else None
+        with self._db:
+            self._db.execute("UPDATE golden_proposals SET status = ?, doc = ?, decided_at = ? WHERE proposal_id = ?",
+                             (p.status, p.model_dump_json(), decided, p.proposal_id))
 
     # pointers (the active index version) ------------------------------------------------------
     def pointer(self, name: str) -> str | None:

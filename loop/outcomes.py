@@ -4,18 +4,21 @@ nothing?" that used to be readable only in the state store.
 One ``ClusterOutcome`` per triaged cluster: the improver its route sends it to, whether that
 improver worked on it this cycle (and if not, which setting or fact stopped it), what the prompt
 improver's drafting and screening gave, the candidates that cover it with their decision and the
-gate's reason (``superseded`` as such). The CLI prints it, the ``--json`` document and the Prefect
-report carry it, and it is logged to the cycle's MLflow run.
+gate's reason (``superseded`` as such), and a note when a candidate targets a cluster whose
+category has no golden item (the golden set cannot show that fix working). The CLI prints it, the
+``--json`` document and the Prefect report carry it, and it is logged to the cycle's MLflow run.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from flywheel.candidates import Candidate, Decision, Outcome
 from flywheel.schemas import ClusterOutcome, ClusterStatus, FailureCluster
 from flywheel.wording import plural
 from loop.context import CycleContext
+from loop.golden.coverage import uncovered_note
 from loop.prompt_step import DraftingSummary
 from loop.rag_step import rag_key
 from loop.triage_step import fixed_clusters
@@ -50,12 +53,15 @@ def cluster_outcomes(ctx: CycleContext, clusters: Sequence[FailureCluster], *, p
              "rag": fixed_clusters(ctx.settings, clusters, "rag")}
     with ctx.state() as state:
         rag_doc = state.drafts(ctx.cycle_id, rag_key(rag_chosen)) if rag_chosen else None
+    golden_items = Counter(i.category for i in ctx.golden.items)
     out = []
     for c in clusters:
         mine = [k for k in candidates if c.cluster_id in k.cluster_ids]
         o = ClusterOutcome(cluster_id=c.cluster_id, category=c.category, route=c.route, size=c.size, users=c.users,
                            consented=c.consented, status=ClusterStatus.no_candidate, why="",
-                           candidates=[k.candidate_id for k in mine])
+                           candidates=[k.candidate_id for k in mine], golden_items=golden_items[c.category])
+        if mine and not golden_items[c.category]:
+            o.note = uncovered_note(c.category)
         skipped = found = None
         if c.route == "prompt":
             skipped = _skipped_from_prompt(c, ctx, fixed["prompt"], chosen_ids)

@@ -1,10 +1,11 @@
 """The simulator's roles behind one chat endpoint: product model, judge, resolution judge, triage
-classifier and the drafting model (critique, revise, merge).
+classifier, the drafting model (critique, revise, merge) and the golden-item writer.
 
 A request is routed by its shape, not its model name, so any configured model names work:
 a system prompt that starts with ``JUDGE_MARKER`` goes to the judge, one that starts with
 ``RESOLUTION_MARKER`` to the resolution judge, one that starts with a drafting marker
-(``DRAFT_MARKERS``) to that drafting step, one that starts with ``CLASSIFIER_MARKER`` or a
+(``DRAFT_MARKERS``) to that drafting step, one that starts with ``GOLDEN_MARKER`` to the writer of
+synthetic golden items, one that starts with ``CLASSIFIER_MARKER`` or a
 ``json_schema`` response format named ``triage_category`` to the classifier, everything else to
 the product model.
 
@@ -14,7 +15,7 @@ fresh answer meets the world's golden expectation for the query's intent (``rule
 
 A :class:`~sim.variation.Style` changes how roles answer, never what is right: with
 ``reword`` the product phrases each answer differently (same verdicts); with ``drafting="wild"``
-revise and merge (and sometimes critique and the resolution judge) answer in real models' shapes:
+revise, merge, golden (and sometimes critique and the resolution judge) answer in real models' shapes:
 fenced, in prose, truncated, refused, or lossy (see :mod:`sim.variation`). Wild shapes
 ignore ``response_format``, as endpoints that do not enforce it do.
 """
@@ -22,11 +23,12 @@ ignore ``response_format``, as endpoints that do not enforce it do.
 from __future__ import annotations
 
 import json
+import random
 import re
 from typing import Any
 
 from sim import variation
-from sim.rules import Intent, Learned, golden_expectation, is_correct, match_intent, product_answer
+from sim.rules import INTENTS, Intent, Learned, golden_expectation, is_correct, match_intent, product_answer
 from sim.variation import Style
 
 JUDGE_MARKER = "You are an impartial judge"
@@ -93,8 +95,9 @@ DRAFT_MARKERS = {
 }
 
 
+GOLDEN_MARKER = "You write golden test items"  # `flywheel golden propose --synthetic`'s drafting request
 MARKERS = {"judge": JUDGE_MARKER, "resolution": RESOLUTION_MARKER, "classifier": CLASSIFIER_MARKER,
-           **DRAFT_MARKERS}
+           **DRAFT_MARKERS, "golden": GOLDEN_MARKER}
 
 
 def _system(messages: list[dict[str, Any]]) -> str:
@@ -226,6 +229,34 @@ def merge(body: dict[str, Any], style: Style = Style()) -> str:
     return variation.render_json("merge", shape, {"prompt": merged}, merged)
 
 
+def golden_items(body: dict[str, Any], style: Style = Style()) -> str:
+    """Golden items for the asked category (``Category: NAME``, ``Write N items``): questions of the
+    world's intents of that category, phrased afresh, with the expectation the world's golden set
+    uses. A category the world has no intent of gets no items.
+
+    Wild and ``lossy``: every other item lacks its ``expected`` answer, as a careless model drops a field."""
+    from sim.world import make_query
+
+    text = _last_user(body.get("messages") or [])
+    category = re.search(r"Category:\s*(\w+)", text)
+    wanted = re.search(r"Write (\d+) items", text)
+    intents = [i for i in INTENTS if category and i.category == category.group(1)]
+    rng = random.Random(variation.stable_hash("golden", style.seed, text, style.occurrence))
+    items: list[dict[str, Any]] = []
+    for k in range(int(wanted.group(1)) if wanted and intents else 0):
+        intent = intents[k % len(intents)]
+        query, slots = make_query(intent, rng)
+        scorer, expected = golden_expectation(intent, slots)
+        items.append({"input": query, "expected": expected, "scorer": scorer})
+    shape = variation.pick_shape("golden", style, text)
+    if shape == "lossy":
+        items = [{k: v for k, v in item.items() if k != "expected"} if n % 2 == 0 else item
+                 for n, item in enumerate(items)]
+    if shape == "truncated" and not items:
+        shape = "clean"  # nothing to cut off
+    return variation.render_json("golden", shape, {"items": items}, items[-1]["input"] if items else "")
+
+
 _BLOCK_NAMES = ("query", "logged_answer", "feedback", "fresh_answer")
 
 
@@ -302,8 +333,9 @@ ROLES = {
     "revise": revise,
     "merge": merge,
     "resolution": resolution,
+    "golden": golden_items,
 }
-STYLED_ROLES = ("critique", "revise", "merge", "resolution")
+STYLED_ROLES = ("critique", "revise", "merge", "resolution", "golden")
 
 
 def answer(role: str, body: dict[str, Any], learned: Learned | None = None, style: Style = Style()) -> str:

@@ -93,6 +93,7 @@ RESOLUTION_SHAPES: dict[str, int] = {"clean": 50, "fenced": 25, "preamble": 25}
 WILD_SHAPES: dict[str, dict[str, int]] = {
     "revise": JSON_SHAPES,
     "merge": JSON_SHAPES,
+    "golden": JSON_SHAPES,
     "critique": CRITIQUE_SHAPES,
     "resolution": RESOLUTION_SHAPES,
 }
@@ -114,10 +115,12 @@ def pick_shape(role: str, style: Style, request_text: str) -> str:
 PROSE = {
     "revise": ("Here are the revised prompts:\n", "\n\nLet me know if you'd like me to adjust any of them."),
     "merge": ("Here is the merged prompt:\n", "\n\nI kept every instruction; let me know if anything is missing."),
+    "golden": ("Sure! Here are some test items for that category:\n", "\n\nEach one checks a single behaviour."),
 }
 REFUSAL = {
     "revise": "I'm sorry, but I can't help with rewriting system prompts.",
     "merge": "I'm sorry, but I can't help with merging system prompts.",
+    "golden": "I'm sorry, but I can't write test data for that.",
 }
 _VARIABLE = re.compile(r"\s*\{\{\s*[\w.]+\s*\}\}")
 

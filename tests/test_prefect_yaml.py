@@ -72,3 +72,13 @@ def test_the_operators_flows_are_deployed_on_the_cycles_queue() -> None:
         flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
         assert flow.name == flow_name and "schedules" not in d  # run by hand
         assert d["work_pool"] == {"name": "flywheel-process", "work_queue_name": "cycles"}
+
+
+def test_the_golden_review_deployment_runs_the_review_flow_by_hand() -> None:
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    d = next(d for d in doc["deployments"] if d["name"] == "golden-review")
+    module, _, attr = d["entrypoint"].partition(":")
+    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+    assert flow.name == "golden-review" and "schedules" not in d  # a person reviews when they choose
+    assert d["work_pool"]["name"] == "flywheel-process"
+    flow.validate_parameters(d["parameters"])

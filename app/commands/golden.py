@@ -1,0 +1,143 @@
+"""``flywheel golden``: the golden set's lifecycle (propose, review, accept, reject, coverage)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from app.context import _settings, _who
+from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.errors import UsageError
+
+golden_app = typer.Typer(help="Grow the golden set from feedback: propose items, review them, see coverage.",
+                         no_args_is_help=True)
+
+
+def _console() -> Console:
+    out = Console()
+    return out if out.is_terminal else Console(width=180)
+
+
+def _print_proposals(proposals: list[Any], title: str) -> None:
+    if not proposals:
+        Console().print(f"{title}: none", highlight=False)
+        return
+    table = Table(title=title)
+    for col in ("proposal", "category", "scorer", "input", "expected", "source"):
+        table.add_column(col, overflow="fold")
+    for p in proposals:
+        source = p.source.kind + (f" {p.source.cluster_id}" if p.source.cluster_id else "")
+        source += f" ({', '.join(p.source.event_ids[:3])})" if p.source.event_ids else ""
+        source += f" ({p.source.model})" if p.source.model else ""
+        # Feedback text is never read as Rich markup.
+        table.add_row(p.proposal_id, Text(p.category), p.scorer, Text(p.input), Text(p.expected), Text(source))
+    _console().print(table)
+
+
+@golden_app.command("propose")
+@handles_errors
+def propose(
+    synthetic: Annotated[int, typer.Option("--synthetic", min=0, max=1000, help="Also draft up to N items with the "
+                                           "drafting model, for categories under golden_set.min_per_category.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Propose golden items from consented corrections and expert reviews of open failure clusters.
+
+    Proposals never hold PII placeholders or text without consent, and near-duplicates of golden items (or of other proposals) are dropped. They wait for `flywheel golden review`.
+    """
+    from loop.golden.propose import propose as do_propose
+
+    report = do_propose(_settings(), synthetic=synthetic)
+    if as_json:
+        emit(report.public())
+        return
+    _print_proposals(report.proposals, f"{len(report.proposals)} new proposals from {report.open_clusters} open clusters")
+    dropped = {k: v for k, v in report.dropped.model_dump().items() if v}
+    if dropped:
+        err.print("dropped: " + ", ".join(f"{k} {v}" for k, v in dropped.items()), highlight=False)
+    for note in report.notes:
+        err.print(Text(f"note: {note}"), soft_wrap=True)
+    if report.proposals:
+        err.print("accept with `flywheel golden accept ID...`, reject with `flywheel golden reject ID --reason TEXT`",
+                  highlight=False)
+
+
+@golden_app.command("review")
+@handles_errors
+def review(as_json: JsonFlag = False) -> None:
+    """List the pending proposals."""
+    from loop.golden.versions import pending
+
+    proposals = pending(_settings())
+    if as_json:
+        emit({"proposals": [p.public() for p in proposals]})
+    else:
+        _print_proposals(proposals, f"{len(proposals)} pending proposals")
+
+
+@golden_app.command("accept")
+@handles_errors
+def accept(
+    ids: Annotated[list[str] | None, typer.Argument(help="Proposal ids to accept.", show_default=False)] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who accepts (recorded in MLflow).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add proposals to the golden set: a new version, written atomically, the previous one kept, logged to MLflow."""
+    from loop.golden.versions import accept as do_accept
+
+    report = do_accept(_settings(), ids or [], by=_who(by))
+    if as_json:
+        emit(report.model_dump(mode="json"))
+        return
+    err.print(f"accepted {len(report.accepted)} proposal(s) by {report.accepted_by}: golden version "
+              f"{report.golden_version[:12]} ({report.items} items) in {report.path}", highlight=False)
+    if report.previous_kept:
+        err.print(f"previous version kept at {report.previous_kept}", highlight=False)
+    if report.already_accepted:
+        err.print(f"already accepted: {', '.join(report.already_accepted)}", highlight=False)
+
+
+@golden_app.command("reject")
+@handles_errors
+def reject(
+    proposal_id: Annotated[str, typer.Argument(help="The proposal to reject.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (required).")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who rejects.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reject a pending proposal, with the reason recorded; it is never proposed again."""
+    from loop.golden.versions import reject as do_reject
+
+    if not (reason or "").strip():
+        raise UsageError("golden reject needs --reason TEXT: the reason is recorded with the decision")
+    p = do_reject(_settings(), proposal_id, by=_who(by), reason=reason or "")
+    if as_json:
+        emit(p.public())
+    else:
+        err.print(f"{p.proposal_id} rejected by {p.decided_by}", highlight=False)
+
+
+@golden_app.command("coverage")
+@handles_errors
+def coverage(as_json: JsonFlag = False) -> None:
+    """Per category: golden items, negative events, and failure clusters no golden item covers."""
+    from loop.golden.coverage import coverage_step
+
+    report = coverage_step(_settings())
+    if as_json:
+        emit(report.public())
+        return
+    table = Table(title=f"golden coverage (version {report.golden_version[:12] if report.golden_version else 'none'})")
+    for col in ("category", "golden items", "negative events", "uncovered clusters"):
+        table.add_column(col, overflow="fold")
+    for row in report.categories:
+        table.add_row(Text(row.category), str(row.golden_items), str(row.negative_events),
+                      ", ".join(row.uncovered_clusters) or "-")
+    _console().print(table)
+    if any(r.uncovered_clusters for r in report.categories):
+        err.print("`flywheel golden propose` proposes items for the uncovered clusters from their feedback",
+                  highlight=False)
