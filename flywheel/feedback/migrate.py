@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, inspect, text
 
 from flywheel.errors import FlywheelError
+from flywheel.feedback.tables import SCHEMA_REVISION
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -24,6 +25,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The pre-Alembic SQLite store's PRAGMA user_version -> the revision with the same schema.
 LEGACY_REVISIONS = {1: "0001", 2: "0002"}
 _ADVISORY_LOCK_KEY = 7_466_519_010  # any constant: "flywheel feedback migrations"
+_VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 
 
 @functools.cache
@@ -41,16 +43,18 @@ def head_revision() -> str:
 
 
 def current_revision(conn: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(conn).get_current_revision()
+    """The revision in Alembic's table, read with a plain query: reopening a migrated store (what
+    every command does) needs no Alembic import."""
+    if not inspect(conn).has_table(_VERSION_TABLE):
+        return None
+    return conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalar()
 
 
 def migrate(engine: Engine, where: str) -> str:
     """Upgrade the store to the head revision (a no-op read when it is there); return the revision."""
     with engine.connect() as conn:
         revision = current_revision(conn)
-    if revision == head_revision():
+    if revision == SCHEMA_REVISION:  # the head (a test keeps them equal), known without loading Alembic
         return revision
     with engine.connect().execution_options(flywheel_write=True) as conn, conn.begin():
         if conn.dialect.name == "postgresql":
