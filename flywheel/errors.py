@@ -42,3 +42,9 @@ class SignalReceived(KeyboardInterrupt):
     def __init__(self, signal_number: int) -> None:
         super().__init__(signal_number)
         self.signal_number = signal_number
+
+
+class StoreUnavailable(FlywheelError):
+    """The feedback store cannot take a read or write right now (SQLite locked past its timeout,
+    Postgres down or unreachable). Nothing of the failed batch was stored; retrying later is right,
+    so the HTTP service answers 503 with Retry-After."""

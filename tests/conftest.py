@@ -18,6 +18,7 @@ from app.cli import app
 from flywheel.config import EmbeddingSettings, Settings, load_settings
 from evals.golden import load_golden
 from flywheel.embeddings import LocalEmbedder
+from pg_server import PostgresServer, ensure_postgres, server_bin
 from sim.server import Simulator
 from sim.world import write_world
 
@@ -29,6 +30,7 @@ _ENV_TO_CLEAR = (
     "OPENAI_API_KEY",
     "MLFLOW_TRACKING_URI",
     "PREFECT_API_URL",
+    "FLYWHEEL_STORE_URL",
 )
 
 
@@ -69,6 +71,38 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=180):
         yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test process (one per xdist worker), started on first use: Debian's
+    ``postgresql`` installed with apt-get if missing (one worker at a time: apt holds a lock)."""
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    with (shared / "postgres-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        why = ensure_postgres(shared / "postgres-install.log")
+    if why:
+        pytest.skip(why)
+    bin_dir = server_bin()
+    assert bin_dir is not None
+    server = PostgresServer(bin_dir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store_url(request: pytest.FixtureRequest, flywheel_home: Path) -> str:
+    """The URL of a fresh, empty store on each dialect: a file under FLYWHEEL_HOME, a new database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{flywheel_home / 'feedback.sqlite'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.url(server.create_database())
 
 
 @pytest.fixture

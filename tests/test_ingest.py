@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from conftest import event, write_jsonl
 from flywheel.config import IngestSettings, load_settings
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.scrub import scrub_text
-from flywheel.feedback.store import SCHEMA_VERSION, open_store
+from flywheel.feedback.store import open_store
 
 
 def test_bad_lines_are_reported_with_line_numbers_and_quarantined(cli, tmp_path: Path, flywheel_home: Path) -> None:
@@ -155,42 +154,3 @@ def test_signals_normalise_to_polarity_and_strength(tmp_path: Path, settings, fi
         assert stored.strength == pytest.approx(strength)
     else:
         assert 0.5 <= stored.strength <= 1.0
-
-
-def test_store_records_schema_version_and_refuses_a_newer_one(settings) -> None:
-    settings.ensure_home()
-    with open_store(settings.resolved_store_url) as store:
-        assert store.schema_version == SCHEMA_VERSION
-        assert store.counts()["events"] == 0
-    db = sqlite3.connect(settings.store_path)
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    db.close()
-    from flywheel.errors import FlywheelError
-
-    with pytest.raises(FlywheelError, match="newer than this Flywheel"):
-        open_store(settings.resolved_store_url)
-
-
-def test_a_corrupted_store_gives_a_clear_error(cli, settings, tmp_path: Path) -> None:
-    settings.ensure_home()
-    settings.store_path.write_bytes(b"this is not a database" * 100)
-    out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("e1")])), "--json", expect=1)
-    assert str(settings.store_path) in out["error"]
-
-
-def test_a_store_from_before_index_version_and_arm_is_upgraded_in_place(settings, tmp_path: Path, cli) -> None:
-    from flywheel.feedback.store import MIGRATIONS
-
-    settings.ensure_home()
-    db = sqlite3.connect(settings.store_path)
-    db.executescript(f"{MIGRATIONS[0]}; PRAGMA user_version = 1;")
-    db.execute("INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, strength, consent, query, output, "
-               "ingested_at) VALUES ('old', '2026-11-01T00:00:00+00:00', 1.0, 'thumbs_up', 1, 1.0, 0, 'q', 'o', 1.0)")
-    db.commit()
-    db.close()
-    cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("new", arm="production")])), "--json")
-    with open_store(settings.resolved_store_url) as store:
-        assert store.schema_version == SCHEMA_VERSION
-        events = {e.event_id: (e.index_version, e.arm) for e in store.events()}
-    assert events == {"old": (None, None), "new": (None, "production")}

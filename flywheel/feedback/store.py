@@ -1,71 +1,29 @@
-"""The feedback store: SQLite in WAL mode behind a small interface a Postgres store could also meet.
+"""The feedback store: SQLite (one host, the default) or Postgres (several writers), by its URL.
 
-Schema changes are numbered migrations; ``PRAGMA user_version`` records how far a database has
-come, so an old ``$FLYWHEEL_HOME`` is upgraded in place when a newer Flywheel opens it.
+One code path on SQLAlchemy Core serves both; the schema is migrated with Alembic on open
+(``migrate.py``), so an old ``$FLYWHEEL_HOME`` is upgraded in place when a newer Flywheel opens it.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from flywheel.errors import UsageError
+from sqlalchemy import Row, Select, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from flywheel.feedback.engine import create_store_engine, describe, store_errors, store_url
+from flywheel.feedback.migrate import current_revision, migrate
+from flywheel.feedback.tables import SCHEMA_REVISION, events as events_table
 from flywheel.schemas import StoredEvent
-from flywheel.sqlite_util import open_migrated
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: events
-    """
-    CREATE TABLE events (
-        event_id TEXT PRIMARY KEY,
-        ts TEXT NOT NULL,
-        ts_epoch REAL NOT NULL,
-        signal TEXT NOT NULL,
-        polarity INTEGER NOT NULL,
-        strength REAL NOT NULL,
-        user_id TEXT,
-        session_id TEXT,
-        consent INTEGER NOT NULL,
-        prompt_version TEXT,
-        model TEXT,
-        confidence REAL,
-        reason TEXT,
-        query TEXT NOT NULL,
-        output TEXT NOT NULL,
-        comment TEXT,
-        correction TEXT,
-        final_text TEXT,
-        value REAL,
-        context_ids TEXT,
-        metadata TEXT,
-        pii_scrubbed TEXT,
-        source TEXT,
-        ingested_at REAL NOT NULL
-    );
-    CREATE INDEX events_polarity_ts ON events (polarity, ts_epoch);
-    CREATE INDEX events_ingested ON events (ingested_at);
-    """,
-    # 2: which index version and which arm (production or canary) served the output (SPEC's optional fields)
-    """
-    ALTER TABLE events ADD COLUMN index_version TEXT;
-    ALTER TABLE events ADD COLUMN arm TEXT;
-    """,
-)
-
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_COLUMNS = (
-    "event_id, ts, ts_epoch, signal, polarity, strength, user_id, session_id, consent, prompt_version, model, "
-    "confidence, reason, query, output, comment, correction, final_text, value, context_ids, metadata, "
-    "pii_scrubbed, source, ingested_at, index_version, arm"
-)
-_INSERT = f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(', ')))})"
-_SELECT = f"SELECT {_COLUMNS} FROM events"
+SCHEMA_VERSION = SCHEMA_REVISION  # the Alembic revision a store is at once opened
+_STREAM_BATCH = 2000  # rows per fetch when streaming events
+_GET_CHUNK = 500  # ids per IN (...) lookup
+_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class FeedbackStore(Protocol):
@@ -80,150 +38,180 @@ class FeedbackStore(Protocol):
     def events(self, *, polarity: int | None = None, since: datetime | None = None) -> Iterator[StoredEvent]:
         """Stored events, oldest first, optionally only one polarity or those after ``since``."""
 
+    def get(self, event_ids: Iterable[str]) -> list[StoredEvent]:
+        """The stored events among ``event_ids`` (unknown ids are skipped)."""
+
     def counts(self) -> dict[str, int]:
         """Totals for statistics: all, negative, positive, consented."""
 
     def newest_ts(self) -> datetime | None:
         """When the newest stored event happened (its ``ts``), None for an empty store."""
 
+    def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
+        """Events stored after ``epoch`` (seconds), optionally of one polarity."""
+
     def close(self) -> None: ...
 
 
-def _row_tuple(e: StoredEvent, source: str, now: float) -> tuple[Any, ...]:
+def _row(e: StoredEvent, source: str, now: float) -> dict[str, Any]:
     ts = e.ts.astimezone(timezone.utc)
-    return (
-        e.event_id,
-        ts.isoformat(),
-        ts.timestamp(),
-        e.signal,
-        e.polarity,
-        e.strength,
-        e.user_id,
-        e.session_id,
-        int(e.consent),
-        e.prompt_version,
-        e.model,
-        e.confidence,
-        e.reason,
-        e.query,
-        e.output,
-        e.comment,
-        e.correction,
-        e.final_text,
-        e.value,
-        json.dumps(e.context_ids) if e.context_ids else None,
-        json.dumps(e.metadata, ensure_ascii=False) if e.metadata else None,
-        ",".join(sorted(e.pii_scrubbed)) if e.pii_scrubbed else None,
-        source,
-        now,
-        e.index_version,
-        e.arm,
-    )
+    return {
+        "event_id": e.event_id,
+        "ts": ts.isoformat(),
+        "ts_epoch": ts.timestamp(),
+        "signal": e.signal,
+        "polarity": e.polarity,
+        "strength": e.strength,
+        "user_id": e.user_id,
+        "session_id": e.session_id,
+        "consent": int(e.consent),
+        "prompt_version": e.prompt_version,
+        "model": e.model,
+        "confidence": e.confidence,
+        "reason": e.reason,
+        "query": e.query,
+        "output": e.output,
+        "comment": e.comment,
+        "correction": e.correction,
+        "final_text": e.final_text,
+        "value": e.value,
+        "context_ids": json.dumps(e.context_ids) if e.context_ids else None,
+        "metadata": json.dumps(e.metadata, ensure_ascii=False) if e.metadata else None,
+        "pii_scrubbed": ",".join(sorted(e.pii_scrubbed)) if e.pii_scrubbed else None,
+        "source": source,
+        "ingested_at": now,
+        "index_version": e.index_version,
+        "arm": e.arm,
+    }
 
 
-def _row_event(r: sqlite3.Row | tuple[Any, ...]) -> StoredEvent:
+def _event(r: Row[Any]) -> StoredEvent:
     return StoredEvent(
-        event_id=r[0],
-        ts=datetime.fromisoformat(r[1]),
-        signal=r[3],
-        polarity=r[4],
-        strength=r[5],
-        user_id=r[6],
-        session_id=r[7],
-        consent=bool(r[8]),
-        prompt_version=r[9],
-        model=r[10],
-        confidence=r[11],
-        reason=r[12],
-        query=r[13],
-        output=r[14],
-        comment=r[15],
-        correction=r[16],
-        final_text=r[17],
-        value=r[18],
-        context_ids=json.loads(r[19]) if r[19] else [],
-        metadata=json.loads(r[20]) if r[20] else {},
-        pii_scrubbed=r[21].split(",") if r[21] else [],
-        index_version=r[24],
-        arm=r[25],
+        event_id=r.event_id,
+        ts=datetime.fromisoformat(r.ts),
+        signal=r.signal,
+        polarity=r.polarity,
+        strength=r.strength,
+        user_id=r.user_id,
+        session_id=r.session_id,
+        consent=bool(r.consent),
+        prompt_version=r.prompt_version,
+        model=r.model,
+        confidence=r.confidence,
+        reason=r.reason,
+        query=r.query,
+        output=r.output,
+        comment=r.comment,
+        correction=r.correction,
+        final_text=r.final_text,
+        value=r.value,
+        context_ids=json.loads(r.context_ids) if r.context_ids else [],
+        metadata=json.loads(r.metadata) if r.metadata else {},
+        pii_scrubbed=r.pii_scrubbed.split(",") if r.pii_scrubbed else [],
+        index_version=r.index_version,
+        arm=r.arm,
     )
 
 
-class SQLiteFeedbackStore:
-    """The default store: one SQLite file, WAL journal, migrated on open."""
+class SQLFeedbackStore:
+    """The store on SQLAlchemy Core: a SQLite file in WAL mode or a Postgres database, migrated on open.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = open_migrated(path, MIGRATIONS, "feedback store")
+    Every failure to reach the database is a :class:`~flywheel.errors.StoreUnavailable`; any other
+    database failure a :class:`~flywheel.errors.FlywheelError` naming the store."""
+
+    def __init__(self, url: str) -> None:
+        self.url = store_url(url)
+        self.where = describe(self.url)
+        self.dialect = self.url.get_backend_name()
+        self.path = Path(str(self.url.database)) if self.dialect == "sqlite" else None
+        self._engine = create_store_engine(self.url)
+        try:
+            with store_errors(self.url, "opened"):
+                migrate(self._engine, self.where)
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     @property
-    def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+    def schema_version(self) -> str | None:
+        """The Alembic revision the database is at."""
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            return current_revision(conn)
 
     def add(self, events: Sequence[StoredEvent], source: str) -> list[StoredEvent]:
+        # The first copy of an id in the batch is the one that counts (later copies are duplicates).
+        first: dict[str, StoredEvent] = {}
+        for e in events:
+            first.setdefault(e.event_id, e)
+        unique = list(first.values())
+        if not unique:
+            return []
         now = datetime.now(timezone.utc).timestamp()
-        with self._db:  # one transaction; each INSERT OR IGNORE says whether its row was new
-            return [e for e in events if self._db.execute(_INSERT, _row_tuple(e, source, now)).rowcount == 1]
+        # Rows in id order: concurrent writers then take row locks in the same order (no deadlock).
+        rows = sorted((_row(e, source, now) for e in unique), key=lambda r: r["event_id"])
+        insert = _INSERTS[self.dialect](events_table).on_conflict_do_nothing(index_elements=["event_id"])
+        with store_errors(self.url, "written"), self._engine.connect() as conn:
+            conn = conn.execution_options(flywheel_write=True)
+            with conn.begin():  # one transaction: the whole batch or nothing
+                new = set(conn.execute(insert.returning(events_table.c.event_id), rows).scalars())
+        return [e for e in unique if e.event_id in new]
 
     def events(self, *, polarity: int | None = None, since: datetime | None = None) -> Iterator[StoredEvent]:
-        where, args = [], []
+        query = select(events_table)
         if polarity is not None:
-            where.append("polarity = ?")
-            args.append(polarity)
+            query = query.where(events_table.c.polarity == polarity)
         if since is not None:
-            where.append("ts_epoch > ?")
-            args.append(since.timestamp())
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts_epoch, event_id"
-        with closing(self._db.cursor()) as cur:
-            cur.arraysize = 2000
-            cur.execute(sql, args)
-            while batch := cur.fetchmany():
-                yield from (_row_event(r) for r in batch)
+            query = query.where(events_table.c.ts_epoch > since.timestamp())
+        return self._stream(query.order_by(events_table.c.ts_epoch, events_table.c.event_id))
+
+    def _stream(self, query: Select[Any]) -> Iterator[StoredEvent]:
+        """Rows fetched in batches (a server-side cursor on Postgres), not all loaded at once."""
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=_STREAM_BATCH).execute(query)
+            for batch in result.partitions():
+                yield from map(_event, batch)
 
     def get(self, event_ids: Iterable[str]) -> list[StoredEvent]:
         ids = list(event_ids)
         out: list[StoredEvent] = []
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            sql = f"{_SELECT} WHERE event_id IN ({','.join('?' * len(chunk))})"
-            out.extend(_row_event(r) for r in self._db.execute(sql, chunk))
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            for i in range(0, len(ids), _GET_CHUNK):
+                chunk = ids[i : i + _GET_CHUNK]
+                query = select(events_table).where(events_table.c.event_id.in_(chunk)).order_by(events_table.c.event_id)
+                out.extend(map(_event, conn.execute(query)))
         return out
 
     def counts(self) -> dict[str, int]:
-        row = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(polarity < 0), 0), COALESCE(SUM(polarity > 0), 0), "
-            "COALESCE(SUM(consent), 0) FROM events"
-        ).fetchone()
-        return {"events": row[0], "negative": row[1], "positive": row[2], "consented": row[3]}
+        c = events_table.c
+        query = select(func.count(), func.count().filter(c.polarity < 0), func.count().filter(c.polarity > 0),
+                       func.count().filter(c.consent != 0))
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            total, negative, positive, consented = conn.execute(query).one()
+        return {"events": total, "negative": negative, "positive": positive, "consented": consented}
 
     def newest_ts(self) -> datetime | None:
-        epoch = self._db.execute("SELECT MAX(ts_epoch) FROM events").fetchone()[0]
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            epoch = conn.execute(select(func.max(events_table.c.ts_epoch))).scalar_one()
         return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc)
 
     def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
-        if polarity is None:
-            return int(self._db.execute("SELECT COUNT(*) FROM events WHERE ingested_at > ?", (epoch,)).fetchone()[0])
-        return int(self._db.execute("SELECT COUNT(*) FROM events WHERE ingested_at > ? AND polarity = ?",
-                                    (epoch, polarity)).fetchone()[0])
+        query = select(func.count()).where(events_table.c.ingested_at > epoch)
+        if polarity is not None:
+            query = query.where(events_table.c.polarity == polarity)
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def close(self) -> None:
-        self._db.close()
+        self._engine.dispose()
 
-    def __enter__(self) -> SQLiteFeedbackStore:
+    def __enter__(self) -> SQLFeedbackStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def open_store(url: str) -> SQLiteFeedbackStore:
-    """Open the store a URL names: ``sqlite:///path`` or a plain path. Postgres is not built yet."""
-    if url.startswith("sqlite:///"):
-        return SQLiteFeedbackStore(Path(url.removeprefix("sqlite:///")))
-    if "://" not in url:
-        return SQLiteFeedbackStore(Path(url))
-    scheme = url.split("://", 1)[0]
-    raise UsageError(
-        f"store_url scheme '{scheme}' is not supported yet; use sqlite:///PATH "
-        "(the store interface in flywheel/feedback/store.py is where a Postgres store would go)"
-    )
+def open_store(url: str) -> SQLFeedbackStore:
+    """Open (and migrate) the store a URL names: ``sqlite:///PATH``, a plain path, ``postgresql://...``
+    or ``postgresql+psycopg://...``."""
+    return SQLFeedbackStore(url)

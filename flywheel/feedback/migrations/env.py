@@ -1,0 +1,12 @@
+"""Alembic's entry point for the feedback store. Flywheel runs it programmatically
+(``flywheel/feedback/migrate.py``) on a connection it already holds, inside a transaction it has
+locked against concurrent migrators; this file only hands that connection to Alembic."""
+
+from __future__ import annotations
+
+from alembic import context
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, transaction_per_migration=False)
+with context.begin_transaction():
+    context.run_migrations()
