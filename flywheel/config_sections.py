@@ -287,7 +287,8 @@ class AskSettings(BaseModel):
 
 
 class WatchSettings(BaseModel):
-    """Live comparison of versions; for now, the share of users a canary serves."""
+    """Live comparison of versions (`flywheel watch`): canaries against production, promotions against
+    what they replaced, by negative-feedback rate; and the drift alarms."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -296,3 +297,29 @@ class WatchSettings(BaseModel):
         description="While a canary alias or pointer exists, this share of users (by a stable hash of user_id) "
         "gets arm `canary`.",
     )
+    window_days: float = Field(7.0, gt=0, le=365, description="Promotions of this many past days are compared with "
+                               "the version they replaced (and the replaced version's events of as many days before).")
+    min_events: int = Field(
+        200, ge=1, description="Rated events each side needs (a user counting at most `triage.per_user_cap`) before "
+        "a verdict may act.")
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Error rate of the interval a verdict rests on.")
+    sequential: bool = Field(
+        True, description="Intervals valid however often the watch looks (a mixture-SPRT confidence sequence), so "
+        "a run every 15 minutes does not add up to more false rollbacks than `alpha`; false: a fixed-sample "
+        "Newcombe interval, valid for one look.")
+    effect_size: float = Field(
+        0.05, gt=0.0, le=1.0, description="The change in negative rate (rate points) the sequential interval is tuned "
+        "to detect soonest; smaller or larger changes are still detected, later.")
+    cluster_min_events: int = Field(
+        30, ge=1, description="Rated events each side needs before a cluster's own before/after rates get a verdict.")
+    auto_rollback: bool = Field(True, description="Roll back a full promotion whose rate is significantly worse.")
+    auto_promote: bool = Field(False, description="Promote a canary that is not significantly worse once both "
+                               "sides have `min_events`.")
+    drift_window_days: float = Field(1.0, gt=0, le=90, description="The recent window of the negative-rate drift test.")
+    drift_baseline_days: float = Field(14.0, gt=0, le=365, description="The baseline it is compared with (before "
+                                       "the recent window).")
+    drift_min_rise: float = Field(0.05, ge=0.0, le=1.0, description="A rise of the negative rate smaller than this "
+                                  "(rate points) never alarms, however significant.")
+    golden_drop: float = Field(0.03, ge=0.0, le=1.0, description="A fall of the champion's golden score by this much "
+                               "from its best of the last cycles alarms.")
+    golden_cycles: int = Field(5, ge=2, le=100, description="Cycles the golden-score trend looks back over.")

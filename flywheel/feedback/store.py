@@ -83,6 +83,10 @@ class FeedbackStore(Protocol):
     def counts(self) -> dict[str, int]:
         """Totals for statistics: all, negative, positive, consented."""
 
+    def rated(self, *, since: float | None = None, queries: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
+        """Events with a polarity as (event_id, ts_epoch, negative, user_id, arm, prompt_version,
+        index_version, model) rows, oldest first (the watch's input)."""
+
     def close(self) -> None: ...
 
 
@@ -198,6 +202,26 @@ class SQLiteFeedbackStore:
             return int(self._db.execute("SELECT COUNT(*) FROM events WHERE ingested_at > ?", (epoch,)).fetchone()[0])
         return int(self._db.execute("SELECT COUNT(*) FROM events WHERE ingested_at > ? AND polarity = ?",
                                     (epoch, polarity)).fetchone()[0])
+
+    def rated(self, *, since: float | None = None, queries: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
+        """The events with a polarity, oldest first, as ``(event_id, ts_epoch, negative, user_id, arm,
+        prompt_version, index_version, model)`` rows: what ``flywheel watch`` aggregates (one query,
+        no event objects, so a million rows take about a second). ``queries``: only events whose
+        query text is one of these."""
+        sql = ("SELECT event_id, ts_epoch, polarity < 0, user_id, arm, prompt_version, index_version, model "
+               "FROM events WHERE polarity != 0")
+        args: list[Any] = []
+        if since is not None:
+            sql += " AND ts_epoch >= ?"
+            args.append(since)
+        if queries is None:
+            return self._db.execute(sql + " ORDER BY ts_epoch", args).fetchall()
+        out: list[tuple[Any, ...]] = []
+        wanted = sorted(set(queries))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            out += self._db.execute(sql + f" AND query IN ({','.join('?' * len(chunk))})", [*args, *chunk]).fetchall()
+        return sorted(out, key=lambda r: r[1])
 
     def close(self) -> None:
         self._db.close()
