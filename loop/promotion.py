@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flywheel.candidates import Candidate, CandidateKind, ChampionKind, Decision, Outcome
-from flywheel.champions import Move, MoveAction, champion, current_set
+from flywheel.champions import Move, MoveAction, champion, current_set, running_canary
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.registry import production_model, production_prompt, use_mlflow
@@ -168,8 +168,18 @@ def loop_velocity_hours(promoted: list[Candidate]) -> float | None:
     return round(statistics.median(hours), 2) if hours else None
 
 
+def verified_hours(cands: list[Candidate]) -> float | None:
+    """Median hours from a cluster's first negative event to a `better` verdict of `flywheel watch`
+    on its fix (the fix verified on live traffic, not only promoted)."""
+    hours = [(cand.verified_at - datetime.fromisoformat(first)).total_seconds() / 3600
+             for cand in cands if cand.verified_at is not None
+             for first in cand.payload.cluster_first_seen.values()]
+    return round(statistics.median(hours), 2) if hours else None
+
+
 def status(settings: Settings) -> dict[str, Any]:
     from flywheel.feedback.store import open_store
+    from loop.drift import drift
 
     prompt = production_prompt(settings)
     model = production_model(settings)
@@ -180,6 +190,7 @@ def status(settings: Settings) -> dict[str, Any]:
         last_clusters = state.last_cycle_clusters()
         waiting = state.candidates(decision=Decision.pending_approval)
         promoted = state.candidates(decision=Decision.promoted)
+        canary = running_canary(settings, state)
         last = state.last_cycle_started()
         cycles = state.cycles(limit=1)
     with open_store(settings.resolved_store_url) as store:
@@ -197,7 +208,11 @@ def status(settings: Settings) -> dict[str, Any]:
         "last_cycle": cycles[0] if cycles else None,
         "last_cycle_at": as_datetime(last).isoformat() if last else None,
         "loop_velocity_hours": loop_velocity_hours(promoted),
+        "loop_velocity": {"promoted_hours": loop_velocity_hours(promoted), "verified_hours": verified_hours(promoted),
+                          "verified_fixes": sum(1 for c in promoted if c.verified_at is not None)},
         "promotions": len(promoted),
+        "canary": canary.model_dump(mode="json") if canary else None,
+        "drift": drift(settings).model_dump(mode="json"),
     }
 
 

@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from flywheel.arms import model_name
 from flywheel.candidates import ChampionKind
@@ -89,6 +89,11 @@ class WatchReport(BaseModel):
     clusters: list[ClusterRate] = Field(default_factory=list)
     at: datetime
     events: int = Field(description="Rated events read.")
+    _data: RatedEvents | None = PrivateAttr(None)  # what was read, for the chart
+
+    @property
+    def data(self) -> RatedEvents | None:
+        return self._data
 
     def public(self) -> dict[str, Any]:
         """SPEC's document: ``watches``, then what it may grow by (``clusters``)."""
@@ -243,8 +248,10 @@ def run_watch(settings: Settings, *, dry_run: bool = False) -> WatchReport:
             row.why += " (dry run: nothing done)"
     if not dry_run:
         _mark_verified(settings, rows)
-    return WatchReport(watches=rows, clusters=cluster_rates(settings, decided), at=datetime.now(timezone.utc),
-                       events=data.size)
+    report = WatchReport(watches=rows, clusters=cluster_rates(settings, decided), at=datetime.now(timezone.utc),
+                         events=data.size)
+    report._data = data
+    return report
 
 
 def _finish_interrupted(settings: Settings) -> list[WatchRow]:

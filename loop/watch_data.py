@@ -22,6 +22,7 @@ class RatedEvents:
 
     def __init__(self, rows: Sequence[tuple[Any, ...]]) -> None:
         frame = pd.DataFrame.from_records(list(rows), columns=list(COLUMNS))
+        self.frame = frame  # for the chart's grouping by version and day
         self.size = len(frame)
         self.event_id = frame["event_id"].to_numpy(object)
         self.ts = frame["ts"].to_numpy(np.float64)
