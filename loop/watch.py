@@ -151,7 +151,9 @@ class _Watch:
                     or (m.at, m.to_version) not in live_keys):
                 continue
             end = prod[i + 1].at.timestamp() if i + 1 < len(prod) and prod[i + 1].at else None
-            start = max(at - window, prod[i - 1].at.timestamp() if i > 0 and prod[i - 1].at else 0.0)
+            # The baseline is the replaced version's own events (by their version field) of the window
+            # before the move, not only since it moved in: a team's prompt served before `prompt set`.
+            start = at - window
             production = self.data.not_canary()
             after = self.data.between(at, end) & self.data.equals(column, self.label(kind, m.to_version)) & production
             before = self.data.between(start, at) & self.data.equals(column, self.label(kind, m.from_version)) & production
