@@ -18,25 +18,35 @@ VERSION_COLUMN = {"prompt": "prompt_version", "rag": "index_version", "model": "
 
 
 class RatedEvents:
-    """Rated events (polarity not 0), oldest first, one numpy array a column."""
+    """Rated events (polarity not 0), one numpy array a column."""
 
     def __init__(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        frame = pd.DataFrame.from_records(list(rows), columns=list(COLUMNS))
-        self.frame = frame  # for the chart's grouping by version and day
-        self.size = len(frame)
-        self.event_id = frame["event_id"].to_numpy(object)
-        self.ts = frame["ts"].to_numpy(np.float64)
-        self.negative = frame["negative"].to_numpy(np.int8).astype(bool) if self.size else np.zeros(0, bool)
-        self.user = pd.factorize(frame["user_id"], use_na_sentinel=True)[0].astype(np.int64)
+        # Column by column from the rows (no DataFrame of Python objects: that costs more than the read).
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in COLUMNS]
+        self.size = len(rows)
+        self.event_id = np.array(columns[0], dtype=object)
+        self.ts = np.array(columns[1], dtype=np.float64)
+        self.negative = np.array(columns[2], dtype=bool)
+        self.user = pd.factorize(np.array(columns[3], dtype=object), use_na_sentinel=True)[0].astype(np.int64)
         # Strings as codes: comparing against one value is then an integer comparison.
-        self._codes: dict[str, tuple[np.ndarray, dict[str, int]]] = {}
-        for name in ("arm", "prompt_version", "index_version", "model"):
-            codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
-            self._codes[name] = (codes, {str(u): i for i, u in enumerate(uniques)})
+        self._codes: dict[str, tuple[np.ndarray, list[str], dict[str, int]]] = {}
+        for name, values in zip(COLUMNS[4:], columns[4:], strict=True):
+            codes, uniques = pd.factorize(np.array(values, dtype=object), use_na_sentinel=True)
+            labels = [str(u) for u in uniques]
+            self._codes[name] = (codes, labels, {u: i for i, u in enumerate(labels)})
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Time, negative and the string columns (categorical), for grouping (the chart)."""
+        frame = pd.DataFrame({"ts": self.ts, "negative": self.negative})
+        for name, (codes, labels, _) in self._codes.items():
+            frame[name] = pd.Categorical.from_codes(codes, categories=labels) if labels else pd.Categorical(
+                [None] * self.size)
+        return frame
 
     def equals(self, column: str, value: str | None) -> np.ndarray:
         """Where ``column`` is ``value`` (None: where it is missing)."""
-        codes, index = self._codes[column]
+        codes, _, index = self._codes[column]
         if value is None:
             return codes < 0
         code = index.get(str(value))

@@ -27,18 +27,20 @@ RUN_NAME = "flywheel-watch"
 def rates_by_version(data: RatedEvents, kind: str, max_versions: int = 6) -> pd.DataFrame:
     """Negative rate per time bucket (hours over two days or less, else days) and version of ``kind``:
     one column a version (the most rated ones), one row a bucket. Production events only."""
-    frame = data.frame[data.not_canary()] if data.size else data.frame
+    if data.size == 0:
+        return pd.DataFrame()
     column = VERSION_COLUMN[kind]
+    frame = data.frame[data.not_canary()]
     frame = frame[frame[column].notna()]
     if frame.empty:
         return pd.DataFrame()
     span = float(frame["ts"].max() - frame["ts"].min())
     width = 3600.0 if span <= 2 * 86400 else 86400.0
-    bucket = pd.to_datetime((frame["ts"] // width) * width, unit="s", utc=True)
     top = frame[column].value_counts().index[:max_versions]
-    keep = frame[column].isin(top)
-    grouped = frame[keep].groupby([bucket[keep], frame[column][keep]])["negative"].mean()
-    return grouped.unstack(column).sort_index()
+    frame = frame[frame[column].isin(top)].assign(
+        bucket=lambda f: pd.to_datetime((f["ts"] // width) * width, unit="s", utc=True),
+        version=lambda f: f[column].astype(str))
+    return frame.groupby(["bucket", "version"])["negative"].mean().unstack("version").sort_index()
 
 
 def chart(data: RatedEvents) -> bytes | None:
