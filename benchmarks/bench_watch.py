@@ -10,7 +10,8 @@ a million events.
   Target <= 5% for the default. Newcombe's interval, valid for one look, is shown at one look and at
   every look, which is what a scheduled watch does.
 - Watch time on 1,000,000 events (900k production, 100k canary, a promotion in the window): the
-  watch's reading and comparing in-process (target < 10 s), and `flywheel watch --json` end to end.
+  watch's reading and comparing in-process (best of three, target < 10 s; its CPU time and the load
+  average beside it, since the machine is shared), and `flywheel watch --json` end to end.
 """
 
 from __future__ import annotations
@@ -120,13 +121,18 @@ def watch_time(n: int) -> dict[str, float]:
         from loop.watch import run_watch
 
         settings = load_settings()
-        t = time.perf_counter()
-        report_ = run_watch(settings, dry_run=True)
-        in_process = time.perf_counter() - t
-        assert report_.events == n and len(report_.watches) == 2, report_.watches
+        walls, cpus = [], []
+        for _ in range(3):  # best of three: the machine is shared; the CPU time says what load did to it
+            t, c = time.perf_counter(), time.process_time()
+            report_ = run_watch(settings, dry_run=True)
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+            assert report_.events == n and len(report_.watches) == 2, report_.watches
+        in_process = min(walls)
         elapsed, peak, _ = run_child([str(BIN / "flywheel"), "watch", "--dry-run", "--json"],
                                      env={"FLYWHEEL_HOME": str(home)})
         return {"store_build_s": round(build, 1), "watch_in_process_s": round(in_process, 2),
+                "watch_in_process_cpu_s": round(min(cpus), 2), "load_average_1min": round(os.getloadavg()[0], 1),
                 "watch_cli_s": round(elapsed, 2), "watch_cli_peak_mb": peak}
 
 

@@ -65,7 +65,7 @@ def rate_trend(settings: Settings, now: float | None = None) -> RateTrend:
     w = settings.watch
     now = time.time() if now is None else now
     with open_store(settings.resolved_store_url) as store:
-        data = RatedEvents(store.rated(since=now - (w.drift_window_days + w.drift_baseline_days) * DAY))
+        data = RatedEvents(store.rated(since=now - (w.drift_window_days + w.drift_baseline_days) * DAY, versions=()))
     if data.size == 0:
         return RateTrend(direction="unknown")
     end = float(data.ts.max()) + 1e-6
