@@ -14,13 +14,14 @@ import typer
 
 import flywheel  # noqa: F401 - applies the offline switches first
 from app.commands.config import show_config
-from app.commands.cycle import approve, cycle, pending, reject, rollback, status
+from app.commands.cycle import approve, cycle, pending, promote_canary, reject, rollback, status
 from app.commands.dataset import dataset_app
 from app.commands.feedback import ingest, review, triage
 from app.commands.golden import golden_app
 from app.commands.kb import kb_app
 from app.commands.prompt import prompt_app
 from app.commands.sim import demo, sim_app
+from app.commands.watch import watch
 from app.display import print_clusters
 from app.setup_commands import register as register_setup
 from app.version import print_version
@@ -54,6 +55,8 @@ app.command()(pending)
 app.command()(approve)
 app.command()(reject)
 app.command()(rollback)
+app.command("promote-canary")(promote_canary)
+app.command()(watch)
 app.command()(status)
 app.command()(review)
 app.command()(demo)

@@ -61,12 +61,21 @@ def field_name(candidate_id: str) -> str:
     return "approve_" + re.sub(r"\W", "_", candidate_id)
 
 
+def canary_field(candidate_id: str) -> str:
+    return "canary_" + re.sub(r"\W", "_", candidate_id)
+
+
 def approval_form(candidates: list[Candidate]) -> type[ApprovalInput]:
-    fields: dict[str, Any] = {
-        field_name(c.candidate_id): (bool, Field(False, title=f"Approve {c.candidate_id}",
-                                                 description=f"{c.kind}: golden {c.golden_score} vs {c.champion_score}"))
-        for c in candidates
-    }
+    """One switch per candidate ("Approve <id>") and one percent ("Approve as canary (%): <id>"):
+    a percent above 0 serves it to that share of users first (`flywheel watch` compares the arms);
+    0 with the switch on promotes it fully."""
+    fields: dict[str, Any] = {}
+    for c in candidates:
+        fields[field_name(c.candidate_id)] = (bool, Field(
+            False, title=f"Approve {c.candidate_id}", description=f"{c.kind}: golden {c.golden_score} vs {c.champion_score}"))
+        fields[canary_field(c.candidate_id)] = (float, Field(
+            0.0, ge=0.0, lt=100.0, title=f"Approve as canary (%): {c.candidate_id}",
+            description="Serve it to this percent of users first, production staying for the rest; 0: no canary."))
     return create_model("CycleApproval", __base__=ApprovalInput, **fields)  # type: ignore[call-overload,no-any-return]
 
 
@@ -112,7 +121,14 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
             decisions[cand.candidate_id] = "rejected"
             continue
         who = answer.approver.strip() or "prefect-ui"
-        if getattr(answer, field_name(cand.candidate_id)):
+        percent = float(getattr(answer, canary_field(cand.candidate_id), 0.0) or 0.0)
+        if percent > 0:
+            from loop.canary import approve_canary
+
+            approve_canary(settings, cand.candidate_id, percent=percent, by=who,
+                           note=answer.note or f"approved as a {percent:g}% canary in the Prefect UI")
+            decisions[cand.candidate_id] = "canary"
+        elif getattr(answer, field_name(cand.candidate_id)):
             champions.approve(settings, cand.candidate_id, by=who, note=answer.note or "approved in the Prefect UI")
             decisions[cand.candidate_id] = "promoted"
         else:

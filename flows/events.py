@@ -11,6 +11,7 @@ Sent only when a Prefect server is configured (``prefect_api_url``: the environm
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from flywheel.config import Settings
 
@@ -43,3 +44,21 @@ def _emit(settings: Settings, new_negatives: int) -> int:
     for share in shares:
         emit_event(EVENT, resource=resource, payload={"negatives": share, "new_negatives_total": new_negatives})
     return count
+
+
+DRIFT_EVENT = "flywheel.drift.alarm"
+DRIFT_RESOURCE = "flywheel.drift"
+
+
+def emit_drift_alarm(settings: Settings, drift: dict[str, Any]) -> bool:
+    """Emit ``flywheel.drift.alarm`` (the `on-drift` deployment's trigger starts a cycle on it), with
+    the trends and the reasons as payload. Sent only when a Prefect server is configured; True when sent."""
+    if not settings.events.emit or not settings.prefect_api_url:
+        return False
+    from prefect.events import emit_event
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    resource = {"prefect.resource.id": DRIFT_RESOURCE, "prefect.resource.name": "Flywheel quality drift",
+                "flywheel.home": str(settings.home.resolve())}
+    with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
+        return emit_event(DRIFT_EVENT, resource=resource, payload=drift) is not None

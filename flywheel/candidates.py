@@ -44,6 +44,8 @@ class Decision(StrEnum):
     superseded = "superseded"
     # Its evaluation could not be completed (the endpoint failed): never scored, proves nothing.
     error = "error"
+    # Approved as a canary: served to a share of users until promoted or rolled back (by hand or the watch).
+    canary = "canary"
 
 
 class Outcome(StrEnum):
@@ -51,6 +53,7 @@ class Outcome(StrEnum):
 
     pending = "pending"
     promoted = "promoted"
+    canary = "canary"  # served to a share of users, not yet promoted
     rejected = "rejected"
     superseded = "superseded"
     error = "error"
@@ -114,6 +117,8 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     cluster_first_seen: dict[str, str] = Field(default_factory=dict, description="cluster id -> ISO time")
+    cluster_events: dict[str, list[str]] = Field(
+        default_factory=dict, description="cluster id -> a sample of its event ids (the watch's per-cluster rates)")
     rolled_back_at: datetime | None = None
     rolled_back_by: str | None = None
 
@@ -171,6 +176,23 @@ class FinetunePayload(_Payload):
     excluded: dict[str, int] | None = None
 
 
+class CanaryOutcome(StrEnum):
+    promoted = "promoted"
+    rolled_back = "rolled_back"
+
+
+class CanaryRecord(BaseModel):
+    """A candidate's time as a canary: the share of users, who started and ended it, and how it ended."""
+
+    percent: float
+    started_at: datetime
+    started_by: str
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+    outcome: CanaryOutcome | None = None
+    figures: dict[str, Any] | None = Field(None, description="The watch's figures when the watch ended it.")
+
+
 Payload = Annotated[PromptPayload | RagPayload | FinetunePayload, Field(discriminator="kind")]
 
 
@@ -201,6 +223,10 @@ class Candidate(BaseModel):
     decided_at: datetime | None = None
     decided_by: str | None = None
     note: str | None = None
+    canary: CanaryRecord | None = Field(None, description="Set once served to a share of users as a canary.")
+    verified_at: datetime | None = Field(
+        None, description="When `flywheel watch` first saw its version's negative rate significantly lower than "
+        "what it replaced: the fix verified on live traffic (verified loop velocity).")
 
     @model_validator(mode="before")
     @classmethod

@@ -7,8 +7,14 @@
 
 Every move (``prompt set``, a promotion, a rollback) goes through ``Champion.move_to``, which
 moves the pointer and records who, when and why in the state store, so rollback knows what came
-before and ``status`` can measure the loop's speed. The slot is ``production`` today; a canary
-slot is another alias or pointer name behind the same interface.
+before and ``status`` can measure the loop's speed.
+
+A canary is the same champion's second slot: the alias ``canary`` in the prompt or model registry,
+the state pointer ``canary_index`` for the index, served to ``canary_percent`` of users (the state
+pointer of that name; :mod:`flywheel.arms` says who). Its start and end are recorded in the same
+history (actions ``canary``, ``canary_promoted``, ``canary_rolled_back``), which production's
+rollback stack ignores. One canary runs at a time, of any kind: the canary arm then differs from
+production in exactly one change, so its rate says something about that change.
 """
 
 from __future__ import annotations
@@ -22,16 +28,33 @@ from pydantic import BaseModel
 from flywheel.candidates import ChampionKind, ChampionSet
 from flywheel.config import Settings
 from flywheel.errors import UsageError
-from flywheel.registry import move_model_alias, move_prompt_alias, production_model, production_prompt
+from flywheel.registry import (
+    CANARY,
+    model_at,
+    move_model_alias,
+    move_prompt_alias,
+    point_alias,
+    production_model,
+    production_prompt,
+    prompt_at,
+)
 from flywheel.state import StateStore, as_datetime
 
 BASE = "base"  # the model champion's version before any fine-tune: the configured base model
+CANARY_PERCENT = "canary_percent"  # state pointer: the share of users the running canary serves
 
 
 class MoveAction(StrEnum):
     set = "set"  # a team brought its own (``prompt set``)
     promote = "promote"
     rollback = "rollback"
+    canary = "canary"  # a candidate moved to the canary slot; production stays
+    canary_promoted = "canary_promoted"  # the canary ended by becoming production (a promote move precedes it)
+    canary_rolled_back = "canary_rolled_back"  # the canary ended; production never changed
+
+    @property
+    def is_canary(self) -> bool:
+        return self in (MoveAction.canary, MoveAction.canary_promoted, MoveAction.canary_rolled_back)
 
 
 class Move(BaseModel):
@@ -81,9 +104,11 @@ class Champion(ABC):
                 for r in self.state.promotions(self.kind)]
 
     def live(self) -> list[Move]:
-        """The moves still in effect, oldest first: each rollback undoes the latest one."""
+        """The production moves still in effect, oldest first: each rollback undoes the latest one."""
         stack: list[Move] = []
         for move in self.history():
+            if move.action.is_canary:
+                continue
             if move.action is MoveAction.rollback:
                 if stack:
                     stack.pop()
@@ -101,6 +126,53 @@ class Champion(ABC):
         return self.move_to(target, MoveAction.rollback, by=by, candidate_id=undo.candidate_id, note=note,
                             previous=undo.to_version)
 
+    # the canary slot ---------------------------------------------------------------------------
+    @abstractmethod
+    def canary(self) -> str | None:
+        """The version the canary arm serves (None: no canary of this kind)."""
+
+    @abstractmethod
+    def _point_canary(self, version: str | None) -> None:
+        """Move (or, with None, remove) the canary pointer itself."""
+
+    def canary_started(self) -> Move | None:
+        """The move that started the running canary (None when none runs)."""
+        if self.canary() is None:
+            return None
+        starts = [m for m in self.history() if m.action is MoveAction.canary]
+        return starts[-1] if starts else None
+
+    def start_canary(self, version: str, percent: float, *, by: str, candidate_id: str | None = None,
+                     note: str | None = None) -> Move:
+        """Serve ``version`` to ``percent`` % of users; production stays. The percent is set first, so
+        a canary pointer is never read without one."""
+        self.state.set_pointer(CANARY_PERCENT, repr(float(percent)))
+        self._point_canary(version)
+        before = self.current()
+        self.state.record_promotion(self.kind, MoveAction.canary, before, version, candidate_id, by, note)
+        return Move(kind=self.kind, action=MoveAction.canary, from_version=before, to_version=version,
+                    candidate_id=candidate_id, by=by, note=note)
+
+    def end_canary(self, *, promote: bool, by: str, note: str | None = None) -> Move:
+        """End the running canary: promoted (production moves to it, recorded as a promotion) or rolled
+        back (production never moved). Safe to repeat after a crash half-way: a production pointer
+        already at the canary's version is not moved (nor recorded) twice."""
+        version, started = self.canary(), self.canary_started()
+        if version is None:
+            raise UsageError(f"no {self.kind} canary is running")
+        candidate_id = started.candidate_id if started else None
+        if promote:
+            live = self.live()
+            done = self.current() == version and bool(live) and live[-1].candidate_id == candidate_id
+            if not done:
+                self.move_to(version, MoveAction.promote, by=by, candidate_id=candidate_id, note=note)
+        action = MoveAction.canary_promoted if promote else MoveAction.canary_rolled_back
+        self._point_canary(None)
+        self.state.clear_pointer(CANARY_PERCENT)
+        self.state.record_promotion(self.kind, action, version, self.current() or version, candidate_id, by, note)
+        return Move(kind=self.kind, action=action, from_version=version, to_version=self.current() or version,
+                    candidate_id=candidate_id, by=by, note=note)
+
 
 class PromptChampion(Champion):
     kind = ChampionKind.prompt
@@ -111,6 +183,13 @@ class PromptChampion(Champion):
 
     def _point(self, version: str) -> None:
         move_prompt_alias(self.settings, version)
+
+    def canary(self) -> str | None:
+        ref = prompt_at(self.settings, CANARY)
+        return ref.version if ref else None
+
+    def _point_canary(self, version: str | None) -> None:
+        point_alias(self.settings, "prompt", CANARY, version)
 
 
 class IndexChampion(Champion):
@@ -126,6 +205,19 @@ class IndexChampion(Champion):
 
         open_index(self.settings, self.state).activate(int(version))
 
+    def canary(self) -> str | None:
+        from flywheel.knowledge.index import CANARY as CANARY_INDEX
+
+        return self.state.pointer(CANARY_INDEX)
+
+    def _point_canary(self, version: str | None) -> None:
+        from flywheel.knowledge.index import CANARY as CANARY_INDEX
+
+        if version is None:
+            self.state.clear_pointer(CANARY_INDEX)
+        else:
+            self.state.set_pointer(CANARY_INDEX, version)
+
 
 class ModelChampion(Champion):
     kind = ChampionKind.model
@@ -136,6 +228,15 @@ class ModelChampion(Champion):
 
     def _point(self, version: str) -> None:
         move_model_alias(self.settings, None if version == BASE else version)
+
+    def canary(self) -> str | None:
+        ref = model_at(self.settings, CANARY)
+        return ref.version if ref else None
+
+    def _point_canary(self, version: str | None) -> None:
+        if version == BASE:
+            raise UsageError("the base model cannot be a canary: a canary is a fine-tuned model version")
+        point_alias(self.settings, "model", CANARY, version)
 
 
 _CHAMPIONS: dict[ChampionKind, type[Champion]] = {
@@ -156,3 +257,31 @@ def current_set(settings: Settings, state: StateStore) -> ChampionSet:
     return ChampionSet(**{field: champion(settings, state, kind).current()
                           for field, kind in (("prompt", ChampionKind.prompt), ("index", ChampionKind.rag),
                                               ("model", ChampionKind.model))})
+
+
+class Canary(BaseModel):
+    """The running canary: which kind and version, the share of users it serves, since when and for
+    which candidate, and what production serves of that kind meanwhile."""
+
+    kind: ChampionKind
+    version: str
+    percent: float
+    production: str | None
+    candidate_id: str | None = None
+    started_at: datetime | None = None
+    started_by: str | None = None
+
+
+def running_canary(settings: Settings, state: StateStore) -> Canary | None:
+    """The canary running now, of whichever kind (one at most), or None."""
+    for kind in ChampionKind:
+        slot = champion(settings, state, kind)
+        version = slot.canary()
+        if version is None:
+            continue
+        started = slot.canary_started()
+        percent = state.pointer(CANARY_PERCENT)
+        return Canary(kind=kind, version=version, percent=float(percent) if percent else settings.watch.canary_percent,
+                      production=slot.current(), candidate_id=started.candidate_id if started else None,
+                      started_at=started.at if started else None, started_by=started.by if started else None)
+    return None

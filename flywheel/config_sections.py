@@ -268,3 +268,86 @@ class GoldenLifecycleSettings(BaseModel):
         "reference answer); an expected answer that is a JSON object gets `json`.",
     )
     draft_batch: int = Field(10, ge=1, le=50, description="Synthetic items asked for per drafting request.")
+
+
+class ServeSettings(BaseModel):
+    """`flywheel serve`, the HTTP service a live product talks to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch: int = Field(1000, ge=1, le=100_000, description="Events one `POST /v1/feedback` may carry; more is 413.")
+    max_body_bytes: int = Field(
+        5_000_000, ge=1024, le=1_000_000_000, description="Largest request body in bytes; larger is 413."
+    )
+    max_json_depth: int = Field(
+        64, ge=4, le=500,
+        description="A request body nested deeper than this (arrays and objects) is refused with 400 before any "
+        "event is read: it bounds the work one body can cost.",
+    )
+    champion_ttl_seconds: float = Field(
+        2.0, gt=0, le=3600,
+        description="`GET /v1/champion` answers from a cache this old at most (then reloads it in the background): "
+        "a promotion or rollback is served within about this time.",
+    )
+    store_timeout_seconds: float = Field(
+        5.0, gt=0, le=600,
+        description="How long a request waits for a store that another writer holds before answering 503.",
+    )
+    retry_after_seconds: int = Field(1, ge=1, le=3600, description="`Retry-After` sent with a 503.")
+    events_flush_seconds: float = Field(
+        10.0, gt=0, le=3600,
+        description="New negative feedback is summed over this long before Prefect events are sent for it, so "
+        "single-event posts add up to what one event stands for (events.negatives_per_event).",
+    )
+
+
+class AskSettings(BaseModel):
+    """When the product should ask a user for feedback (`POST /v1/ask`): calibrated, never nagging."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    confidence_below: float = Field(0.5, ge=0.0, le=1.0, description="Ask after an output less confident than this.")
+    long_task_seconds: float = Field(60.0, gt=0, description="Ask after a task that took at least this many seconds.")
+    features: list[str] = Field(
+        default_factory=list, description="Features under watch (new ones): ask after a use of one of them."
+    )
+    per_user_per_day: int = Field(3, ge=0, le=1000, description="Never ask one user more often than this per UTC day.")
+
+
+class WatchSettings(BaseModel):
+    """Live comparison of versions (`flywheel watch`): canaries against production, promotions against
+    what they replaced, by negative-feedback rate; and the drift alarms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    canary_percent: float = Field(
+        10.0, ge=0.0, le=100.0,
+        description="While a canary alias or pointer exists, this share of users (by a stable hash of user_id) "
+        "gets arm `canary`.",
+    )
+    window_days: float = Field(7.0, gt=0, le=365, description="Promotions of this many past days are compared with "
+                               "the version they replaced (and the replaced version's events of as many days before).")
+    min_events: int = Field(
+        200, ge=1, description="Rated events each side needs (a user counting at most `triage.per_user_cap`) before "
+        "a verdict may act.")
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Error rate of the interval a verdict rests on.")
+    sequential: bool = Field(
+        True, description="Intervals valid however often the watch looks (a mixture-SPRT confidence sequence), so "
+        "a run every 15 minutes does not add up to more false rollbacks than `alpha`; false: a fixed-sample "
+        "Newcombe interval, valid for one look.")
+    effect_size: float = Field(
+        0.05, gt=0.0, le=1.0, description="The change in negative rate (rate points) the sequential interval is tuned "
+        "to detect soonest; smaller or larger changes are still detected, later.")
+    cluster_min_events: int = Field(
+        30, ge=1, description="Rated events each side needs before a cluster's own before/after rates get a verdict.")
+    auto_rollback: bool = Field(True, description="Roll back a full promotion whose rate is significantly worse.")
+    auto_promote: bool = Field(False, description="Promote a canary that is not significantly worse once both "
+                               "sides have `min_events`.")
+    drift_window_days: float = Field(1.0, gt=0, le=90, description="The recent window of the negative-rate drift test.")
+    drift_baseline_days: float = Field(14.0, gt=0, le=365, description="The baseline it is compared with (before "
+                                       "the recent window).")
+    drift_min_rise: float = Field(0.05, ge=0.0, le=1.0, description="A rise of the negative rate smaller than this "
+                                  "(rate points) never alarms, however significant.")
+    golden_drop: float = Field(0.03, ge=0.0, le=1.0, description="A fall of the champion's golden score by this much "
+                               "from its best of the last cycles alarms.")
+    golden_cycles: int = Field(5, ge=2, le=100, description="Cycles the golden-score trend looks back over.")

@@ -15,6 +15,7 @@ from flywheel.config import Settings
 from flywheel.errors import UsageError
 
 PRODUCTION = "production"
+CANARY = "canary"  # the alias of a candidate served to a share of users (the watch issue moves it)
 
 
 def use_mlflow(settings: Settings) -> Any:
@@ -54,10 +55,15 @@ def _ref(pv: Any) -> PromptRef:
 
 
 def production_prompt(settings: Settings) -> PromptRef | None:
+    return prompt_at(settings, PRODUCTION)
+
+
+def prompt_at(settings: Settings, alias: str) -> PromptRef | None:
+    """The prompt version ``alias`` points at; None when the prompt or the alias does not exist."""
     import mlflow
 
     use_mlflow(settings)
-    pv = mlflow.genai.load_prompt(f"prompts:/{settings.prompt_name}@{PRODUCTION}", allow_missing=True,
+    pv = mlflow.genai.load_prompt(f"prompts:/{settings.prompt_name}@{alias}", allow_missing=True,
                                   cache_ttl_seconds=0)
     return _ref(pv) if pv is not None else None
 
@@ -127,6 +133,18 @@ def production_model(settings: Settings) -> ModelRef:
     return ModelRef(str(mv.version), (mv.tags or {}).get("flywheel.provider_model") or settings.target_model)
 
 
+def model_at(settings: Settings, alias: str) -> ModelRef | None:
+    """The fine-tuned model version ``alias`` points at; None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    client = use_mlflow(settings)
+    try:
+        mv = client.get_model_version_by_alias(settings.finetune.registered_model, alias)
+    except MlflowException:
+        return None
+    return ModelRef(str(mv.version), (mv.tags or {}).get("flywheel.provider_model") or settings.target_model)
+
+
 def register_model_version(settings: Settings, provider_model: str, run_id: str, tags: dict[str, str]) -> str:
     """Register a fine-tuned model once (found again by its job id when a flow is resumed)."""
     from mlflow.exceptions import MlflowException
@@ -161,3 +179,31 @@ def move_model_alias(settings: Settings, version: str | None) -> None:
             pass
         return
     client.set_registered_model_alias(name, PRODUCTION, version)
+
+
+def point_alias(settings: Settings, registry: str, alias: str, version: str | None) -> None:
+    """Point ``alias`` of the prompt (``registry="prompt"``) or the registered model (``"model"``) at
+    ``version``; None deletes the alias (a canary that ended). Deleting a missing alias is no error,
+    so ending a canary twice (a rerun after a crash) is harmless."""
+    from mlflow.exceptions import MlflowException
+
+    client = use_mlflow(settings)
+    if registry == "prompt":
+        import mlflow
+
+        if version is not None:
+            mlflow.genai.set_prompt_alias(settings.prompt_name, alias=alias, version=int(version))
+            return
+        try:
+            mlflow.genai.delete_prompt_alias(settings.prompt_name, alias=alias)
+        except MlflowException:
+            pass
+        return
+    name = settings.finetune.registered_model
+    if version is not None:
+        client.set_registered_model_alias(name, alias, version)
+        return
+    try:
+        client.delete_registered_model_alias(name, alias)
+    except MlflowException:
+        pass

@@ -316,6 +316,10 @@ class StateStore:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO pointers VALUES (?, ?)", (name, value))
 
+    def clear_pointer(self, name: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM pointers WHERE name = ?", (name,))
+
     @property
     def db(self) -> Any:
         """The connection, for the knowledge index's own tables (same file, same transactions)."""

@@ -134,6 +134,15 @@ def earliest_seen(clusters: Sequence[FailureCluster]) -> tuple[datetime | None, 
     return earliest, {cid: ts.isoformat() for cid, ts in by_cluster.items()}
 
 
+CLUSTER_EVENTS_KEPT = 500
+
+
+def cluster_events(clusters: Sequence[FailureCluster]) -> dict[str, list[str]]:
+    """A sample of each cluster's event ids, kept on its candidates: `flywheel watch` finds the
+    cluster's queries by them and compares their negative rate before and after the fix."""
+    return {c.cluster_id: sorted(c.event_ids)[:CLUSTER_EVENTS_KEPT] for c in clusters}
+
+
 def begin(settings: Settings) -> CycleContext:
     """Check what the cycle needs (endpoint, champion, golden set) and open or resume a cycle."""
     endpoint(settings, purpose="`flywheel cycle`")

@@ -16,7 +16,7 @@ from flywheel.candidates import Candidate, Outcome
 from flywheel.schemas import FailureCluster
 from improvers.finetune import TERMINAL as JOB_DONE
 from loop import finetuning
-from loop.context import CycleContext, earliest_seen, endpoint_errors, short_hash
+from loop.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
 
 
 class FinetuneOutcome(BaseModel):
@@ -90,7 +90,8 @@ def _finetune_candidate(ctx: CycleContext, record: dict[str, Any], version: str,
         if existing is not None:
             return existing if existing.decision is None and existing.cycle_id == ctx.cycle_id else None
         by_id = {c.cluster_id: c for c in clusters}
-        first_seen, by_cluster = earliest_seen([by_id[c] for c in record.get("cluster_ids") or [] if c in by_id])
+        mine = [by_id[c] for c in record.get("cluster_ids") or [] if c in by_id]
+        first_seen, by_cluster = earliest_seen(mine)
         dataset = {}
         card = Path(record.get("dataset_path") or "") / "card.json"
         if card.is_file():
@@ -104,6 +105,7 @@ def _finetune_candidate(ctx: CycleContext, record: dict[str, Any], version: str,
                      "job_id": record["job_id"], "dataset_version": record["dataset_version"],
                      "dataset_path": record.get("dataset_path"), "model_run_id": record.get("model_run_id"),
                      "champion_model": ctx.champion_model, "cluster_first_seen": by_cluster,
+                     "cluster_events": cluster_events(mine),
                      **{k: dataset.get(k) for k in ("examples", "train", "validation", "preference_pairs", "excluded")}},
         )
         state.add_candidate(cand)

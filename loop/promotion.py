@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flywheel.candidates import Candidate, CandidateKind, ChampionKind, Decision, Outcome
-from flywheel.champions import Move, MoveAction, champion, current_set
+from flywheel.champions import Move, MoveAction, champion, current_set, running_canary
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.registry import production_model, production_prompt, use_mlflow
@@ -20,7 +20,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _tag_run(settings: Settings, run_id: str | None, tags: dict[str, str]) -> None:
+def tag_run(settings: Settings, run_id: str | None, tags: dict[str, str]) -> None:
     if not run_id:
         return
     from evals.tracking import set_tags
@@ -45,8 +45,9 @@ def stale_because(settings: Settings, state: StateStore, cand: Candidate) -> lis
     return moved
 
 
-def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, note: str | None) -> Candidate:
-    """Move the champion pointer to ``cand``; refuse when the champion moved since it was evaluated."""
+def check_fresh(settings: Settings, state: StateStore, cand: Candidate) -> str | None:
+    """Refuse ``cand`` when production moved since it was evaluated (its evaluation no longer applies);
+    returns what production serves of its kind now."""
     if cand.mlflow_run_id is None:
         raise UsageError(f"{cand.candidate_id} has no MLflow run: nothing is promoted before it is logged")
     moved = stale_because(settings, state, cand)
@@ -55,13 +56,19 @@ def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, 
             f"{cand.candidate_id} was evaluated against another production ({'; '.join(moved)} since); production "
             "would run a combination nobody evaluated. Run a new cycle to evaluate it against today's champion."
         )
-    pointer = champion(settings, state, cand.kind.champion)
-    current = pointer.current()
+    current = champion(settings, state, cand.kind.champion).current()
     if cand.parent != current:
         raise UsageError(
             f"{cand.candidate_id} was {_BUILT_ON[cand.kind]} {cand.kind.champion} {cand.parent}, but {current} is in "
             "production now; its evaluation no longer applies. Run a new cycle."
         )
+    return current
+
+
+def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, note: str | None) -> Candidate:
+    """Move the champion pointer to ``cand``; refuse when the champion moved since it was evaluated."""
+    current = check_fresh(settings, state, cand)
+    pointer = champion(settings, state, cand.kind.champion)
     assert cand.version is not None
     pointer.move_to(cand.version, MoveAction.promote, by=by, candidate_id=cand.candidate_id, note=note,
                     previous=current)
@@ -71,7 +78,7 @@ def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, 
     for cid in cand.cluster_ids:
         state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id,
                              cand.outcome_for(cid, Outcome.promoted))
-    _tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "promoted", "flywheel.approved_by": by,
+    tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "promoted", "flywheel.approved_by": by,
                                             "flywheel.approved_at": when.isoformat(), "flywheel.approval_note": note or ""})
     return cand
 
@@ -88,7 +95,7 @@ def supersede_pending(settings: Settings, state: StateStore, newer: Candidate) -
         old.decision, old.decided_at, old.decided_by = Decision.superseded, _now(), "flywheel"
         old.reason = f"superseded by {newer.candidate_id} from cycle {newer.cycle_id}"
         state.save_candidate(old)
-        _tag_run(settings, old.mlflow_run_id, {"flywheel.decision": "superseded", "flywheel.reason": old.reason})
+        tag_run(settings, old.mlflow_run_id, {"flywheel.decision": "superseded", "flywheel.reason": old.reason})
 
 
 def _pending(state: StateStore, candidate_id: str) -> Candidate:
@@ -116,7 +123,7 @@ def reject(settings: Settings, candidate_id: str, *, by: str, reason: str) -> Ca
         state.save_candidate(cand)
         for cid in cand.cluster_ids:
             state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, Outcome.rejected)
-        _tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "rejected", "flywheel.rejected_by": by,
+        tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "rejected", "flywheel.rejected_by": by,
                                                 "flywheel.rejected_at": when.isoformat(), "flywheel.reason": cand.reason})
         return cand
 
@@ -133,15 +140,20 @@ def rollback(settings: Settings, kind: str, *, by: str, note: str | None = None)
         move: Move = champion(settings, state, kind).rollback(by=by, note=note)
         when = _now()
         if move.candidate_id and (cand := state.candidate(move.candidate_id)):
-            # The fix is undone: its clusters are open again (and count as not fixed by that kind).
-            for cid in cand.cluster_ids:
-                state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, Outcome.rolled_back)
-            cand.payload.rolled_back_at, cand.payload.rolled_back_by = when, by
-            state.save_candidate(cand)
-            _tag_run(settings, cand.mlflow_run_id, {"flywheel.rolled_back_at": when.isoformat(),
-                                                    "flywheel.rolled_back_by": by})
+            record_rollback(settings, state, cand, by=by, when=when)
     return {"kind": str(move.kind), "from_version": move.from_version, "to_version": move.to_version,
             "undone_candidate": move.candidate_id, "by": by, "at": when.isoformat()}
+
+
+def record_rollback(settings: Settings, state: StateStore, cand: Candidate, *, by: str, when: datetime,
+                    extra_tags: dict[str, str] | None = None) -> None:
+    """The fix is undone: its clusters are open again (and count as not fixed by that kind)."""
+    for cid in cand.cluster_ids:
+        state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, Outcome.rolled_back)
+    cand.payload.rolled_back_at, cand.payload.rolled_back_by = when, by
+    state.save_candidate(cand)
+    tag_run(settings, cand.mlflow_run_id, {"flywheel.rolled_back_at": when.isoformat(),
+                                           "flywheel.rolled_back_by": by, **(extra_tags or {})})
 
 
 def loop_velocity_hours(promoted: list[Candidate]) -> float | None:
@@ -156,8 +168,18 @@ def loop_velocity_hours(promoted: list[Candidate]) -> float | None:
     return round(statistics.median(hours), 2) if hours else None
 
 
+def verified_hours(cands: list[Candidate]) -> float | None:
+    """Median hours from a cluster's first negative event to a `better` verdict of `flywheel watch`
+    on its fix (the fix verified on live traffic, not only promoted)."""
+    hours = [(cand.verified_at - datetime.fromisoformat(first)).total_seconds() / 3600
+             for cand in cands if cand.verified_at is not None
+             for first in cand.payload.cluster_first_seen.values()]
+    return round(statistics.median(hours), 2) if hours else None
+
+
 def status(settings: Settings) -> dict[str, Any]:
     from flywheel.feedback.store import open_store
+    from loop.drift import drift
 
     prompt = production_prompt(settings)
     model = production_model(settings)
@@ -168,6 +190,7 @@ def status(settings: Settings) -> dict[str, Any]:
         last_clusters = state.last_cycle_clusters()
         waiting = state.candidates(decision=Decision.pending_approval)
         promoted = state.candidates(decision=Decision.promoted)
+        canary = running_canary(settings, state)
         last = state.last_cycle_started()
         cycles = state.cycles(limit=1)
     with open_store(settings.resolved_store_url) as store:
@@ -186,7 +209,11 @@ def status(settings: Settings) -> dict[str, Any]:
         "last_cycle": _with_iso_times(cycles[0]) if cycles else None,
         "last_cycle_at": as_datetime(last).isoformat() if last else None,
         "loop_velocity_hours": loop_velocity_hours(promoted),
+        "loop_velocity": {"promoted_hours": loop_velocity_hours(promoted), "verified_hours": verified_hours(promoted),
+                          "verified_fixes": sum(1 for c in promoted if c.verified_at is not None)},
         "promotions": len(promoted),
+        "canary": canary.model_dump(mode="json") if canary else None,
+        "drift": drift(settings).model_dump(mode="json"),
     }
 
 

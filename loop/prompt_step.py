@@ -19,7 +19,7 @@ from flywheel.schemas import FailureCluster
 from flywheel.wording import plural
 from improvers.prompt import combine_edits, DraftingResult, integrity_problems, merge_prompts, propose
 from improvers.screening import FailingExample
-from loop.context import CycleContext, earliest_seen, endpoint_errors, short_hash
+from loop.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
 from loop.screening import answer_queries, failing_examples, judge_resolutions, screen_template
 
 
@@ -57,7 +57,7 @@ def _prompt_candidate(ctx: CycleContext, template: str, clusters: Sequence[Failu
         parent=ctx.champion_version, first_seen=first_seen, created_at=datetime.now(timezone.utc),
         payload={"template": template,
                  "diff": prompt_diff(ctx.champion_template, template, ctx.champion_version),
-                 "cluster_first_seen": by_cluster, **payload},
+                 "cluster_first_seen": by_cluster, "cluster_events": cluster_events(clusters), **payload},
     )
 
 
@@ -181,6 +181,7 @@ def _absorb(seen: Candidate, cand: Candidate) -> None:
     assert isinstance(seen.payload, PromptPayload) and isinstance(cand.payload, PromptPayload)
     seen.payload.fixes = sorted(set(seen.payload.fixes or []) | set(cand.payload.fixes or []))
     seen.payload.cluster_first_seen.update(cand.payload.cluster_first_seen)
+    seen.payload.cluster_events.update(cand.payload.cluster_events)
     if cand.first_seen and (seen.first_seen is None or cand.first_seen < seen.first_seen):
         seen.first_seen = cand.first_seen
 

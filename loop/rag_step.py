@@ -9,7 +9,7 @@ from difflib import unified_diff
 from flywheel.feedback.store import open_store
 from flywheel.candidates import Candidate
 from flywheel.schemas import FailureCluster
-from loop.context import CycleContext, earliest_seen, short_hash
+from loop.context import CycleContext, cluster_events, earliest_seen, short_hash
 
 
 def rag_key(clusters: Sequence[FailureCluster]) -> str:
@@ -93,7 +93,7 @@ def improve_rag_step(ctx: CycleContext, clusters: Sequence[FailureCluster]) -> C
             payload={"template": ctx.champion_template, "index_version": str(cached["version"]),
                      "changed_documents": cached["changed_documents"], "provenance": cached["provenance"],
                      "retrieval": cached["validation"], "diff": cached["diff"],
-                     "cluster_first_seen": by_cluster},
+                     "cluster_first_seen": by_cluster, "cluster_events": cluster_events(clusters)},
         )
         state.add_candidate(cand)
         return state.candidate(cand.candidate_id) or cand

@@ -29,6 +29,8 @@ class CycleReport(BaseModel):
     chart_uri: str | None = None  # the chart logged to the cycle's MLflow run
     chart_link: str | None = None  # where an operator opens it (the MLflow UI when configured)
     chart_png: bytes | None = Field(None, exclude=True)  # the chart itself, for the Prefect artifact
+    loop_velocity: dict[str, float | None] = Field(
+        default_factory=dict, description="Median hours to a promoted fix and to one verified by `flywheel watch`.")
 
     def public(self) -> dict[str, Any]:
         return {
@@ -41,13 +43,20 @@ class CycleReport(BaseModel):
             "outcomes": [o.model_dump(mode="json") for o in self.outcomes],
             "finetune": self.finetune,
             "mlflow_run_id": self.cycle_run_id,
+            "loop_velocity": self.loop_velocity,
         }
 
 
 def finish(ctx: CycleContext, report: CycleReport, status: str = "done") -> None:
     from evals.tracking import set_tags
 
+    from flywheel.candidates import Decision
+    from loop.promotion import loop_velocity_hours, verified_hours
+
     with ctx.state() as state:
+        promoted = state.candidates(decision=Decision.promoted)
+        report.loop_velocity = {"promoted_hours": loop_velocity_hours(promoted),
+                                "verified_hours": verified_hours(promoted)}
         state.finish_cycle(report.cycle_id, status, report.golden_version, report.champion_score,
                            {"candidates": [c.candidate_id for c in report.candidates], "clusters": report.clusters,
                             "finetune": report.finetune})
@@ -59,6 +68,9 @@ def finish(ctx: CycleContext, report: CycleReport, status: str = "done") -> None
         client.log_dict(report.cycle_run_id, [o.model_dump(mode="json") for o in report.outcomes],
                         "cluster_outcomes.json")
         client.log_metric(report.cycle_run_id, "champion_score", report.champion_score or 0.0)
+        for name, hours in report.loop_velocity.items():
+            if hours is not None:
+                client.log_metric(report.cycle_run_id, f"loop_velocity.{name}", hours)
         client.set_terminated(report.cycle_run_id, "FINISHED")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from flows.approval import approval_form, field_name, wait_until_paused, waiting_runs
+from flows.approval import approval_form, canary_field, field_name, wait_until_paused, waiting_runs
 from flows.cycle import CycleParameters, improvement_cycle
 from flywheel.config import load_settings
 from flywheel.state import open_state
@@ -118,6 +118,8 @@ def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     form = approval_form([cand])
     schema = form.model_json_schema()
     assert schema["properties"][field_name("prompt-abc123")]["type"] == "boolean"
+    canary = schema["properties"][canary_field("prompt-abc123")]  # "approve as canary (%)"
+    assert canary["title"] == "Approve as canary (%): prompt-abc123" and canary["exclusiveMaximum"] == 100
     assert {"approver", "note"} <= set(schema["properties"])
     text = approval_markdown([cand], 0.5, timeout_s=60)
     assert "+0.400 [+0.300, +0.500]" in text and "| tone | 1.000 | +0.500 |" in text

@@ -82,3 +82,26 @@ def test_the_golden_review_deployment_runs_the_review_flow_by_hand() -> None:
     assert flow.name == "golden-review" and "schedules" not in d  # a person reviews when they choose
     assert d["work_pool"]["name"] == "flywheel-process"
     flow.validate_parameters(d["parameters"])
+
+
+def test_the_watch_runs_every_15_minutes_and_a_drift_alarm_starts_a_cycle() -> None:
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from flows.events import DRIFT_EVENT, DRIFT_RESOURCE
+
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in doc["deployments"]}
+    watch = deployments["watch"]
+    module, _, attr = watch["entrypoint"].partition(":")
+    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+    assert flow.name == "watch" and watch["concurrency_limit"] == 1
+    flow.validate_parameters(watch["parameters"])
+    (schedule,) = watch["schedules"]
+    assert CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"]).cron == "*/15 * * * *"
+    drift = deployments["on-drift"]
+    assert drift["entrypoint"] == "flows/cycle.py:improvement_cycle" and drift["concurrency_limit"] == 1
+    assert drift["work_pool"]["work_queue_name"] == "cycles"
+    (raw,) = drift["triggers"]
+    trigger = DeploymentEventTrigger.model_validate({k: v for k, v in raw.items() if k != "type"})
+    assert trigger.expect == {DRIFT_EVENT} and trigger.threshold == 1 and trigger.posture == "Reactive"
+    assert trigger.match.model_dump()["prefect.resource.id"] == DRIFT_RESOURCE

@@ -64,16 +64,28 @@ def approve(
     candidate_id: Annotated[str, typer.Argument(help="The candidate to promote.")],
     by: Annotated[str | None, typer.Option("--by", help="Who approves (default: $FLYWHEEL_USER or your login).")] = None,
     note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
+    canary: Annotated[float | None, typer.Option(
+        "--canary", metavar="PERCENT",
+        help="Serve it to PERCENT % of users first (production stays); `flywheel watch` compares the arms.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Approve a pending candidate: it is promoted, and who/when/note go on its MLflow run."""
+    """Approve a pending candidate: it is promoted (or, with --canary, served to a share of users), and
+    who/when/note go on its MLflow run."""
     from loop.promotion import approve as do_approve
 
     settings = _settings()
-    cand = do_approve(settings, candidate_id, by=_who(by), note=note)
+    if canary is not None:
+        from loop.canary import approve_canary
+
+        cand = approve_canary(settings, candidate_id, percent=canary, by=_who(by), note=note)
+    else:
+        cand = do_approve(settings, candidate_id, by=_who(by), note=note)
     _resume_waiting_flow(settings)
     if as_json:
         emit(cand.public())
+    elif cand.canary is not None:
+        err.print(f"{cand.candidate_id} is a {cand.canary.percent:g}% canary ({cand.kind} v{cand.version}) by "
+                  f"{cand.decided_by}; production stays. `flywheel watch` compares the arms.", highlight=False)
     else:
         what = {"prompt": "prompt v", "rag": "index v", "finetune": "model v"}[cand.kind] + str(cand.version)
         err.print(f"{cand.candidate_id} promoted ({what}) by {cand.decided_by}", highlight=False)
@@ -113,12 +125,28 @@ def reject(
 
 @handles_errors
 def rollback(
-    kind: Annotated[str, typer.Argument(help="prompt, rag or model.")],
+    kind: Annotated[str, typer.Argument(help="prompt, rag or model; or canary (then optionally its kind).")],
+    canary_kind: Annotated[str | None, typer.Argument(
+        metavar="[KIND]", help="With `canary`: the running canary's kind, as a check.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who rolls back.")] = None,
     note: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Restore the previous champion of a kind; the rollback itself is recorded."""
+    """Restore the previous champion of a kind, or end the running canary (`rollback canary`); recorded."""
+    from flywheel.errors import UsageError
+
+    if kind == "canary":
+        from loop.canary import end_canary
+
+        out = end_canary(_settings(), canary_kind, promote=False, by=_who(by), note=note)
+        if as_json:
+            emit(out)
+        else:
+            err.print(f"{out['kind']} canary v{out['version']} rolled back; production serves v{out['production']}",
+                      highlight=False)
+        return
+    if canary_kind is not None:
+        raise UsageError(f"rollback {kind} takes no second argument (only `rollback canary [KIND]` does)")
     from loop.promotion import rollback as do_rollback
 
     out = do_rollback(_settings(), kind, by=_who(by), note=note)
@@ -126,6 +154,24 @@ def rollback(
         emit(out)
     else:
         err.print(f"{kind}: v{out['from_version']} -> v{out['to_version']}", highlight=False)
+
+
+@handles_errors
+def promote_canary(
+    kind: Annotated[str | None, typer.Argument(metavar="[KIND]", help="The running canary's kind, as a check.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who promotes.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Promote the running canary to production (for every user) and end the canary; recorded."""
+    from loop.canary import end_canary
+
+    out = end_canary(_settings(), kind, promote=True, by=_who(by), note=note)
+    if as_json:
+        emit(out)
+    else:
+        err.print(f"{out['kind']} canary v{out['version']} promoted: production serves v{out['production']}",
+                  highlight=False)
 
 
 @handles_errors

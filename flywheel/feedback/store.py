@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, String, case, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flywheel.feedback.engine import create_store_engine, describe, store_errors, store_url
@@ -49,6 +49,11 @@ class FeedbackStore(Protocol):
 
     def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
         """Events stored after ``epoch`` (seconds), optionally of one polarity."""
+
+    def rated(self, *, since: float | None = None, queries: Sequence[str] | None = None,
+              versions: Sequence[str] = ("prompt_version", "index_version", "model")) -> list[tuple[Any, ...]]:
+        """Events with a polarity as (event_id, ts_epoch, negative, user_id, arm, prompt_version,
+        index_version, model) rows (the watch's input; event_id only when ``queries`` is given)."""
 
     def close(self) -> None: ...
 
@@ -200,6 +205,27 @@ class SQLFeedbackStore:
             query = query.where(events_table.c.polarity == polarity)
         with store_errors(self.url, "read"), self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def rated(self, *, since: float | None = None, queries: Sequence[str] | None = None,
+              versions: Sequence[str] = ("prompt_version", "index_version", "model")) -> list[tuple[Any, ...]]:
+        """The events with a polarity, in no particular order, as ``(event_id, ts_epoch, negative, user_id,
+        arm, prompt_version, index_version, model)`` rows: what ``flywheel watch`` aggregates (one query,
+        no event objects). ``queries``: only events whose query text is one of these; without it the
+        event id is left out (None), as are the version columns not in ``versions``: each string
+        column costs about a second a million rows."""
+        c = events_table.c
+        none = literal(None, String)
+        picked = [getattr(c, name) if name in versions else none for name in ("prompt_version", "index_version", "model")]
+        query = select(none if queries is None else c.event_id, c.ts_epoch, case((c.polarity < 0, 1), else_=0),
+                       c.user_id, c.arm, *picked).where(c.polarity != 0)
+        if since is not None:
+            query = query.where(c.ts_epoch >= since)
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            if queries is None:
+                return [tuple(r) for r in conn.execute(query)]
+            wanted = sorted(set(queries))
+            return [tuple(r) for i in range(0, len(wanted), _GET_CHUNK)
+                    for r in conn.execute(query.where(c.query.in_(wanted[i : i + _GET_CHUNK])))]
 
     def close(self) -> None:
         self._engine.dispose()

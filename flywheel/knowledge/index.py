@@ -33,6 +33,7 @@ from flywheel.knowledge.source import Chunk, chunks_of, load_documents
 from flywheel.state import StateStore
 
 ACTIVE = "active_index"
+CANARY = "canary_index"  # the index version a canary serves, when one runs (the watch issue moves it)
 PREVIOUS = "previous_index"
 _BATCH = 2000
 
@@ -265,7 +266,8 @@ class KnowledgeIndex:
         keep_n = self.settings.knowledge.retention
         rows = [r[0] for r in self.db.execute(
             "SELECT version FROM kb_versions WHERE status != 'deleted' ORDER BY version DESC")]
-        protected = {self.active_version(), int(self.state.pointer(PREVIOUS) or 0)}  # rollback needs the previous
+        # rollback needs the previous; a running canary its own
+        protected = {self.active_version(), int(self.state.pointer(PREVIOUS) or 0), int(self.state.pointer(CANARY) or 0)}
         doomed = [v for v in rows[keep_n:] if v not in protected]
         if not doomed:
             return []

@@ -1,0 +1,48 @@
+"""``flywheel watch``: live negative-feedback rates of canaries and recent promotions against what
+they replaced, the actions SPEC.md allows, and the drift alarm."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from app.context import _settings
+from app.output import JsonFlag, emit, err, handles_errors
+
+
+@handles_errors
+def watch(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Compare and decide, but move nothing.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare live negative-feedback rates and act: roll back what got worse, promote a good canary.
+
+    A running canary is compared with production on the same period, each promotion of
+    watch.window_days with the version it replaced; a canary not worse is promoted only with
+    watch.auto_promote."""
+    from flows.events import emit_drift_alarm
+    from loop.watch_record import watch_once
+
+    settings = _settings()
+    outcome = watch_once(settings, dry_run=dry_run)
+    if outcome.alarm_new and emit_drift_alarm(settings, outcome.drift.model_dump(mode="json")):
+        err.print(f"[yellow]drift alarm[/] sent to Prefect: {outcome.drift.why}", highlight=False)
+    if as_json:
+        emit(outcome.public())
+        return
+    rows = outcome.report.watches
+    if not rows:
+        err.print("nothing to watch: no canary runs and no promotion in watch.window_days", highlight=False)
+    else:
+        table = Table(title="flywheel watch: negative-feedback rate, side vs baseline")
+        for col in ("what", "version", "against", "events", "rate", "baseline", "difference", "interval", "verdict",
+                    "action", "why"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(f"{r.scope} {r.kind}", r.version, r.against or "-", f"{r.events} vs {r.baseline_events}",
+                          str(r.negative_rate), str(r.baseline_rate), str(r.difference), f"[{r.ci_low}, {r.ci_high}]",
+                          str(r.verdict), str(r.action), r.why)
+        err.print(table)
+    err.print(f"drift: {outcome.drift.why}", highlight=False)

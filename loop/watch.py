@@ -1,0 +1,284 @@
+"""``flywheel watch``: is what production serves now better or worse than what it replaced, on live
+feedback? Plain steps (the Prefect flow ``watch`` only orchestrates and publishes them).
+
+Two kinds of comparison, each a negative-feedback rate against a baseline (:mod:`loop.watch_stats`
+for the counts, the interval and the verdict):
+
+- **canary**: the running canary's arm against the production arm, on the events of the same
+  period (since the canary started, by the events' ``arm``);
+- **promotion**: each production move of the last ``watch.window_days`` (the champions' history says
+  when) against the version it replaced: the new version's events since the move against the old
+  one's in as long a period before it (by ``prompt_version``, ``index_version`` or ``model``; the
+  canary arm's events left out).
+
+Then the actions of SPEC.md (:mod:`loop.watch_actions` performs them, journalled): a canary
+significantly worse is rolled back, one not significantly worse is promoted when
+``watch.auto_promote``; the latest promotion of a kind significantly worse is rolled back when
+``watch.auto_rollback``. Nothing acts before ``watch.min_events`` (capped) events on each side. A
+``better`` verdict marks the candidate verified (verified loop velocity).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, PrivateAttr
+
+from flywheel.arms import model_name
+from flywheel.candidates import ChampionKind
+from flywheel.champions import Canary, Move, MoveAction, champion, running_canary
+from flywheel.config import Settings
+from flywheel.errors import UsageError
+from flywheel.feedback.store import open_store
+from flywheel.state import open_state
+from loop.watch_actions import Intent, WatchAction, journal, pending_intents, perform
+from loop.watch_data import VERSION_COLUMN, RatedEvents
+from loop.watch_stats import Comparison, Verdict, compare
+
+DAY = 86400.0
+
+
+class WatchRow(BaseModel):
+    """One comparison (SPEC's fields first) and what the watch did about it."""
+
+    kind: str
+    version: str
+    against: str | None
+    events: int
+    negative_rate: float | None
+    baseline_rate: float | None
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    verdict: Verdict
+    action: WatchAction = WatchAction.none
+    scope: Literal["canary", "promotion"]
+    baseline_events: int
+    users: int
+    baseline_users: int
+    capped_events: float = Field(description="Events after the per-user cap (what min_events counts).")
+    capped_baseline_events: float
+    since: datetime
+    candidate_id: str | None = None
+    method: str
+    why: str = Field(description="One line: why this action (or none).")
+
+
+class ClusterRate(BaseModel):
+    """A failure cluster's own queries before and after its fix (the cluster's events left out)."""
+
+    cluster_id: str
+    candidate_id: str
+    kind: str
+    version: str
+    queries: int
+    events_before: int
+    negative_rate_before: float | None
+    events_after: int
+    negative_rate_after: float | None
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    verdict: Verdict
+
+
+class WatchReport(BaseModel):
+    watches: list[WatchRow]
+    clusters: list[ClusterRate] = Field(default_factory=list)
+    at: datetime
+    events: int = Field(description="Rated events read.")
+    _data: RatedEvents | None = PrivateAttr(None)  # what was read, for the chart
+
+    @property
+    def data(self) -> RatedEvents | None:
+        return self._data
+
+    def public(self) -> dict[str, Any]:
+        """SPEC's document: ``watches``, then what it may grow by (``clusters``)."""
+        return {"watches": [r.model_dump(mode="json") for r in self.watches],
+                "clusters": [c.model_dump(mode="json") for c in self.clusters]}
+
+
+def _row(scope: Literal["canary", "promotion"], kind: ChampionKind, version: str, against: str | None,
+         comp: Comparison, since: float, candidate_id: str | None) -> WatchRow:
+    return WatchRow(kind=str(kind), version=version, against=against, events=comp.side.events,
+                    negative_rate=comp.negative_rate, baseline_rate=comp.baseline_rate, difference=comp.difference,
+                    ci_low=comp.ci_low, ci_high=comp.ci_high, verdict=comp.verdict, scope=scope,
+                    baseline_events=comp.baseline.events, users=comp.side.users, baseline_users=comp.baseline.users,
+                    capped_events=round(comp.side.n, 2), capped_baseline_events=round(comp.baseline.n, 2),
+                    since=datetime.fromtimestamp(since, tz=timezone.utc), candidate_id=candidate_id,
+                    method=comp.method, why="")
+
+
+class _Watch:
+    """One run's reading of the store and the champions."""
+
+    def __init__(self, settings: Settings, data: RatedEvents) -> None:
+        self.settings, self.data = settings, data
+        w = settings.watch
+        self.cap = settings.triage.per_user_cap
+        self.kw = {"alpha": w.alpha, "min_events": w.min_events, "sequential": w.sequential, "tau": w.effect_size}
+
+    def compare(self, side: Any, base: Any) -> Comparison:
+        return compare(self.data.side(side, self.cap), self.data.side(base, self.cap), **self.kw)
+
+    def canary(self, canary: Canary) -> WatchRow:
+        start = canary.started_at.timestamp() if canary.started_at else 0.0
+        period = self.data.between(start, None)
+        comp = self.compare(period & self.data.equals("arm", "canary"), period & self.data.equals("arm", "production"))
+        return _row("canary", canary.kind, canary.version, canary.production, comp, start, canary.candidate_id)
+
+    def label(self, kind: ChampionKind, version: str | None) -> str | None:
+        """The value the events carry for a version of ``kind`` (a model's provider name)."""
+        if kind is not ChampionKind.model or version is None:
+            return version
+        try:
+            return model_name(self.settings, version)
+        except Exception:  # a registry version that is gone: nothing carries it
+            return f"<model version {version}>"
+
+    def promotions(self, kind: ChampionKind, moves: list[Move], live: list[Move], now: float) -> list[tuple[Move, WatchRow]]:
+        prod = [m for m in moves if not m.action.is_canary]
+        live_keys = {(m.at, m.to_version) for m in live}
+        window = self.settings.watch.window_days * DAY
+        column = VERSION_COLUMN[str(kind)]
+        out = []
+        for i, m in enumerate(prod):
+            at = m.at.timestamp() if m.at else 0.0
+            if (m.action is MoveAction.rollback or m.from_version is None or at < now - window
+                    or (m.at, m.to_version) not in live_keys):
+                continue
+            end = prod[i + 1].at.timestamp() if i + 1 < len(prod) and prod[i + 1].at else None
+            # The baseline is the replaced version's own events (by their version field) of the window
+            # before the move, not only since it moved in: a team's prompt served before `prompt set`.
+            start = at - window
+            production = self.data.not_canary()
+            after = self.data.between(at, end) & self.data.equals(column, self.label(kind, m.to_version)) & production
+            before = self.data.between(start, at) & self.data.equals(column, self.label(kind, m.from_version)) & production
+            row = _row("promotion", kind, m.to_version, m.from_version, self.compare(after, before), at, m.candidate_id)
+            out.append((m, row))
+        return out
+
+
+def _decide(settings: Settings, row: WatchRow, *, current: bool) -> WatchAction:
+    """SPEC's rules; sets the row's ``why``."""
+    w = settings.watch
+    if row.capped_events < w.min_events or row.capped_baseline_events < w.min_events:
+        row.why = (f"waiting: {row.capped_events:g} and {row.capped_baseline_events:g} events (capped), "
+                   f"{w.min_events} needed on each side (watch.min_events)")
+        return WatchAction.none
+    if row.scope == "canary":
+        if row.verdict is Verdict.worse:
+            row.why = "canary significantly worse than production: rolled back"
+            return WatchAction.rolled_back
+        if not w.auto_promote:
+            row.why = f"canary {row.verdict}, not worse; watch.auto_promote is off: `flywheel promote-canary` promotes it"
+            return WatchAction.none
+        row.why = f"canary {row.verdict}, not significantly worse: promoted (watch.auto_promote)"
+        return WatchAction.promoted
+    if row.verdict is not Verdict.worse:
+        row.why = f"{row.verdict} than {row.against}"
+        return WatchAction.none
+    if not current:
+        row.why = "worse, but no longer in production (a later move replaced it)"
+        return WatchAction.none
+    if not w.auto_rollback:
+        row.why = f"significantly worse than {row.against}; watch.auto_rollback is off: `flywheel rollback {row.kind}`"
+        return WatchAction.none
+    row.why = f"significantly worse than {row.against}: rolled back (watch.auto_rollback)"
+    return WatchAction.rolled_back
+
+
+def _promotable(settings: Settings, row: WatchRow) -> str | None:
+    """Why the canary cannot be promoted now (production moved since it was evaluated), or None."""
+    from loop.promotion import check_fresh
+
+    if row.candidate_id is None:
+        return None
+    with open_state(settings.home) as state:
+        cand = state.candidate(row.candidate_id)
+        if cand is None or row.against == row.version:
+            return None
+        try:
+            check_fresh(settings, state, cand)
+        except UsageError as exc:
+            return str(exc)
+    return None
+
+
+def run_watch(settings: Settings, *, dry_run: bool = False) -> WatchReport:
+    """Compare, decide, act (unless ``dry_run``), mark verified fixes; returns the watch document."""
+    from loop.watch_clusters import cluster_rates
+
+    now = time.time()
+    settings.ensure_home()
+    finished = [] if dry_run else _finish_interrupted(settings)
+    with open_state(settings.home) as state:
+        canary = running_canary(settings, state)
+        histories = {k: (champion(settings, state, k).history(), champion(settings, state, k).live())
+                     for k in ChampionKind}
+    since = now - 2 * settings.watch.window_days * DAY
+    if canary is not None and canary.started_at is not None:
+        since = min(since, canary.started_at.timestamp())
+    # Only the version columns a comparison reads (each costs about a second a million rows).
+    cutoff = now - settings.watch.window_days * DAY
+    watched = {VERSION_COLUMN[str(k)] for k, (moves, _) in histories.items()
+               if any(m.at and m.at.timestamp() >= cutoff and not m.action.is_canary for m in moves)}
+    with open_store(settings.resolved_store_url) as store:
+        data = RatedEvents(store.rated(since=since, versions=sorted(watched)))
+    watch = _Watch(settings, data)
+    decided: list[tuple[WatchRow, Move | None]] = []
+    if canary is not None:
+        decided.append((watch.canary(canary), None))
+    for kind in ChampionKind:
+        moves, live = histories[kind]
+        for move, row in watch.promotions(kind, moves, live, now):
+            decided.append((row, move))
+    rows = finished + [row for row, _ in decided]
+    for row, move in decided:
+        current = move is None or (bool(histories[ChampionKind(row.kind)][1])
+                                   and histories[ChampionKind(row.kind)][1][-1] == move)
+        action = _decide(settings, row, current=current)
+        if action is WatchAction.promoted and (stale := _promotable(settings, row)):
+            row.why, action = f"not worse, but cannot be promoted: {stale}", WatchAction.none
+        if action is not WatchAction.none and not dry_run:
+            intent = Intent(scope=row.scope, kind=ChampionKind(row.kind), version=row.version,
+                            candidate_id=row.candidate_id, action=action, figures=row.model_dump(mode="json"),
+                            decided_at=datetime.now(timezone.utc))
+            journal(settings, intent)
+            perform(settings, intent)
+            row.action = action
+        elif action is not WatchAction.none:
+            row.why += " (dry run: nothing done)"
+    if not dry_run:
+        _mark_verified(settings, rows)
+    report = WatchReport(watches=rows, clusters=cluster_rates(settings, decided), at=datetime.now(timezone.utc),
+                         events=data.size)
+    report._data = data
+    return report
+
+
+def _finish_interrupted(settings: Settings) -> list[WatchRow]:
+    """Actions an earlier watch decided and did not finish (it died): done now, reported again."""
+    with open_state(settings.home) as state:
+        intents = pending_intents(state)
+    rows = []
+    for intent in intents:
+        perform(settings, intent)
+        row = WatchRow.model_validate(intent.figures)
+        row.action = intent.action
+        row.why = f"{row.why} (finished after an interrupted watch)"
+        rows.append(row)
+    return rows
+
+
+def _mark_verified(settings: Settings, rows: list[WatchRow]) -> None:
+    """A ``better`` verdict on a candidate's version is its fix verified on live traffic (first time kept)."""
+    with open_state(settings.home) as state:
+        for row in rows:
+            if row.verdict is Verdict.better and row.candidate_id and (cand := state.candidate(row.candidate_id)):
+                if cand.verified_at is None:
+                    cand.verified_at = datetime.now(timezone.utc)
+                    state.save_candidate(cand)
