@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from flywheel.config_sections import (
     ApprovalSettings,
+    AskSettings,
     EmbeddingSettings,
     EvalSettings,
     EventSettings,
@@ -31,7 +32,9 @@ from flywheel.config_sections import (
     KnowledgeSettings,
     PolicySettings,
     RunnerSettings,
+    ServeSettings,
     TriageSettings,
+    WatchSettings,
 )
 from flywheel.errors import UsageError
 
@@ -110,6 +113,9 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     improve: ImproveSettings = Field(default_factory=ImproveSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    ask: AskSettings = Field(default_factory=AskSettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)
     prompt_variables: dict[str, str] = Field(
         default_factory=dict, description="Values for {{variables}} in the prompt template."
     )

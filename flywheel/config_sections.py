@@ -240,3 +240,59 @@ class ImproveSettings(BaseModel):
     max_prompt_growth_chars: int = Field(1500, ge=0, description="A revision may be at most this much longer.")
     copy_ngram: int = Field(6, ge=3, description="Word n-gram length that counts as verbatim copying.")
     merge: bool = Field(True, description="Also evaluate one prompt that merges every cluster's best revision.")
+
+
+class ServeSettings(BaseModel):
+    """`flywheel serve`, the HTTP service a live product talks to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch: int = Field(1000, ge=1, le=100_000, description="Events one `POST /v1/feedback` may carry; more is 413.")
+    max_body_bytes: int = Field(
+        5_000_000, ge=1024, le=1_000_000_000, description="Largest request body in bytes; larger is 413."
+    )
+    max_json_depth: int = Field(
+        64, ge=4, le=500,
+        description="A request body nested deeper than this (arrays and objects) is refused with 400 before any "
+        "event is read: it bounds the work one body can cost.",
+    )
+    champion_ttl_seconds: float = Field(
+        2.0, gt=0, le=3600,
+        description="`GET /v1/champion` answers from a cache this old at most (then reloads it in the background): "
+        "a promotion or rollback is served within about this time.",
+    )
+    store_timeout_seconds: float = Field(
+        5.0, gt=0, le=600,
+        description="How long a request waits for a store that another writer holds before answering 503.",
+    )
+    retry_after_seconds: int = Field(1, ge=1, le=3600, description="`Retry-After` sent with a 503.")
+    events_flush_seconds: float = Field(
+        10.0, gt=0, le=3600,
+        description="New negative feedback is summed over this long before Prefect events are sent for it, so "
+        "single-event posts add up to what one event stands for (events.negatives_per_event).",
+    )
+
+
+class AskSettings(BaseModel):
+    """When the product should ask a user for feedback (`POST /v1/ask`): calibrated, never nagging."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    confidence_below: float = Field(0.5, ge=0.0, le=1.0, description="Ask after an output less confident than this.")
+    long_task_seconds: float = Field(60.0, gt=0, description="Ask after a task that took at least this many seconds.")
+    features: list[str] = Field(
+        default_factory=list, description="Features under watch (new ones): ask after a use of one of them."
+    )
+    per_user_per_day: int = Field(3, ge=0, le=1000, description="Never ask one user more often than this per UTC day.")
+
+
+class WatchSettings(BaseModel):
+    """Live comparison of versions; for now, the share of users a canary serves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    canary_percent: float = Field(
+        10.0, ge=0.0, le=100.0,
+        description="While a canary alias or pointer exists, this share of users (by a stable hash of user_id) "
+        "gets arm `canary`.",
+    )

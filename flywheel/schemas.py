@@ -219,6 +219,24 @@ class IngestReport(BaseModel):
         return self.model_dump()
 
 
+class IndexedError(BaseModel):
+    """Why the item at ``index`` (0-based) of a request was rejected."""
+
+    index: int
+    error: str
+
+
+class BatchReport(BaseModel):
+    """What one request's events did (``POST /v1/feedback``): each count is of this request alone."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[IndexedError] = Field(default_factory=list)
+    scrubbed: int = Field(0, description="Accepted events that had PII removed.")
+    negative: int = Field(0, description="Accepted events that are negative feedback.")
+
+
 class FailureCluster(BaseModel):
     """One failure mode: negative events of one category whose queries mean the same thing."""
 

@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -27,7 +27,7 @@ from flywheel.errors import UsageError
 from flywheel.feedback.scrub import scrub_text, scrub_value
 from flywheel.feedback.signals import normalise
 from flywheel.feedback.store import FeedbackStore
-from flywheel.schemas import FeedbackEvent, IngestReport, StoredEvent
+from flywheel.schemas import BatchReport, FeedbackEvent, IndexedError, IngestReport, StoredEvent
 from flywheel.sqlite_util import open_migrated
 
 # A line this long may take a while to scrub: the batch before it is committed first.
@@ -122,24 +122,26 @@ class _Quarantine:
     it was): the error already names the field, and scrubbing or storing it whole would cost what the
     limit is there to bound. Files and the index are created on first use."""
 
-    def __init__(self, directory: Path, source: str, max_chars: int) -> None:
+    def __init__(self, directory: Path, source: str, max_chars: int, daily: bool = False) -> None:
         self.directory = directory
         self.max_chars = max_chars
         stem = "stdin" if source == "-" else Path(source).name or "stdin"
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        # A file per run; a service writes a file per day and process instead of one per request.
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d" if daily else "%Y%m%dT%H%M%S")
         self.path = directory / f"{stem}.{stamp}.{os.getpid()}.rejected.jsonl"
         self._fh: IO[str] | None = None
         self._seen: _SeenLines | None = None
 
-    def write(self, source: str, line_no: int, error: str, raw: bytes) -> None:
+    def write(self, source: str, line_no: int, error: str, raw: bytes, position: str = "line") -> None:
+        """Keep one rejected line (``position`` names what ``line_no`` counts: ``line``, or a request's ``index``)."""
         if self._seen is None:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._seen = _SeenLines(self.directory)
-        self._seen.write_once(raw, lambda: self._append(self._record(source, line_no, error, raw)))
+        self._seen.write_once(raw, lambda: self._append(self._record(source, line_no, error, raw, position)))
 
-    def _record(self, source: str, line_no: int, error: str, raw: bytes) -> dict[str, Any]:
+    def _record(self, source: str, line_no: int, error: str, raw: bytes, position: str) -> dict[str, Any]:
         text = raw.decode("utf-8", "replace")
-        record: dict[str, Any] = {"file": source, "line": line_no, "error": error}
+        record: dict[str, Any] = {"file": source, position: line_no, "error": error}
         if len(text) > self.max_chars:
             record["raw_chars"] = len(text)
             text = text[: self.max_chars]
@@ -284,6 +286,50 @@ def ingest_lines(
         kept = quarantine.close()
         if kept:
             report.quarantine.append(kept)
+
+
+def _encode(item: Any) -> bytes | str:
+    """An already-decoded JSON value as the line `_parse` reads, or why it cannot be one. Text stays
+    UTF-8; a lone surrogate (from a ``\\ud800`` escape) stays an escape, which the parser rejects as it
+    does in a file."""
+    try:
+        try:
+            return json.dumps(item, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(item).encode("ascii")
+    except (RecursionError, ValueError, TypeError) as exc:
+        return f"cannot be read as one event ({type(exc).__name__})"
+
+
+def ingest_objects(items: Sequence[Any], source: str, store: FeedbackStore, quarantine_dir: Path,
+                   settings: IngestSettings) -> BatchReport:
+    """Validate, scrub and store already-decoded events (one request's): the same checks as a file's
+    lines, item by item, and every valid one in ONE ``store.add``, so they are stored together or, when
+    the store fails, not at all (the error propagates). Bad items are reported by 0-based index and
+    quarantined after the store took the good ones: a retried request quarantines nothing twice."""
+    report = BatchReport()
+    good: list[StoredEvent] = []
+    bad: list[tuple[int, str, bytes]] = []
+    for index, item in enumerate(items):
+        raw = _encode(item)
+        outcome = _parse(raw, settings) if isinstance(raw, bytes) else raw
+        if isinstance(outcome, StoredEvent):
+            good.append(outcome)
+        else:
+            bad.append((index, outcome, raw if isinstance(raw, bytes) else b"(not re-encodable)"))
+            report.errors.append(IndexedError(index=index, error=outcome))
+    new = store.add(good, source) if good else []
+    report.accepted, report.duplicates, report.rejected = len(new), len(good) - len(new), len(bad)
+    report.scrubbed = sum(1 for e in new if e.pii_scrubbed)
+    report.negative = sum(1 for e in new if e.polarity < 0)
+    if bad:
+        quarantine = _Quarantine(quarantine_dir, source, settings.max_field_chars, daily=True)
+        try:
+            for index, error, raw in bad:
+                quarantine.write(source, index, error, raw, position="index")
+        finally:
+            quarantine.close()
+    return report
 
 
 def ingest_files(
