@@ -15,6 +15,7 @@ from flywheel.config import Settings
 from flywheel.errors import UsageError
 
 PRODUCTION = "production"
+CANARY = "canary"  # the alias of a candidate served to a share of users (the watch issue moves it)
 
 
 def use_mlflow(settings: Settings) -> Any:
@@ -54,10 +55,15 @@ def _ref(pv: Any) -> PromptRef:
 
 
 def production_prompt(settings: Settings) -> PromptRef | None:
+    return prompt_at(settings, PRODUCTION)
+
+
+def prompt_at(settings: Settings, alias: str) -> PromptRef | None:
+    """The prompt version ``alias`` points at; None when the prompt or the alias does not exist."""
     import mlflow
 
     use_mlflow(settings)
-    pv = mlflow.genai.load_prompt(f"prompts:/{settings.prompt_name}@{PRODUCTION}", allow_missing=True,
+    pv = mlflow.genai.load_prompt(f"prompts:/{settings.prompt_name}@{alias}", allow_missing=True,
                                   cache_ttl_seconds=0)
     return _ref(pv) if pv is not None else None
 
@@ -124,6 +130,18 @@ def production_model(settings: Settings) -> ModelRef:
         mv = client.get_model_version_by_alias(settings.finetune.registered_model, PRODUCTION)
     except MlflowException:
         return ModelRef(None, settings.target_model)
+    return ModelRef(str(mv.version), (mv.tags or {}).get("flywheel.provider_model") or settings.target_model)
+
+
+def model_at(settings: Settings, alias: str) -> ModelRef | None:
+    """The fine-tuned model version ``alias`` points at; None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    client = use_mlflow(settings)
+    try:
+        mv = client.get_model_version_by_alias(settings.finetune.registered_model, alias)
+    except MlflowException:
+        return None
     return ModelRef(str(mv.version), (mv.tags or {}).get("flywheel.provider_model") or settings.target_model)
 
 

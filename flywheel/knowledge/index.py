@@ -33,6 +33,7 @@ from flywheel.knowledge.source import Chunk, chunks_of, load_documents
 from flywheel.state import StateStore
 
 ACTIVE = "active_index"
+CANARY = "canary_index"  # the index version a canary serves, when one runs (the watch issue moves it)
 PREVIOUS = "previous_index"
 _BATCH = 2000
 

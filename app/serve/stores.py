@@ -1,0 +1,57 @@
+"""Feedback stores for the request threads: one open store per concurrent request, reused, and
+what counts as "the store cannot take a write now" (answered 503 with Retry-After)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flywheel.errors import FlywheelError
+from flywheel.feedback.store import FeedbackStore, open_store
+
+
+def unavailable(exc: BaseException) -> bool:
+    """A database error that says "not now" (locked, busy, down, pool exhausted), not "bad input"."""
+    if isinstance(exc, sqlite3.OperationalError) or type(exc).__name__ == "StoreUnavailable":
+        return True
+    if isinstance(exc, FlywheelError) and "cannot be opened" in str(exc):
+        return True
+    from sqlalchemy import exc as sa
+
+    return isinstance(exc, sa.OperationalError | sa.InterfaceError | sa.TimeoutError | sa.DisconnectionError)
+
+
+def _wait_at_most(store: Any, seconds: float) -> None:
+    """A SQLite store waits this long for another writer (the store's own default is 30 s; a request
+    should rather answer 503 and be retried). Stores without a SQLite connection keep theirs."""
+    db = getattr(store, "_db", None)
+    if isinstance(db, sqlite3.Connection):
+        db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+
+class StorePool:
+    """Idle stores, handed to one request at a time; a store that failed is closed, not reused."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url, self.timeout = url, timeout
+        self._idle: list[FeedbackStore] = []
+
+    @contextmanager
+    def lease(self) -> Iterator[FeedbackStore]:
+        try:
+            store = self._idle.pop()
+        except IndexError:
+            store = open_store(self.url)
+            _wait_at_most(store, self.timeout)
+        try:
+            yield store
+        except BaseException:
+            store.close()
+            raise
+        self._idle.append(store)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
