@@ -58,8 +58,17 @@ class AskLedger:
     workers never ask a user more than the cap between them."""
 
     def __init__(self, store_url: str, timeout: float = 5.0) -> None:
-        self.engine = _engine(store_url, timeout)
-        metadata.create_all(self.engine, checkfirst=True)
+        self._engine = _engine(store_url, timeout)
+        self._created = False
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, the tables created on first use (a store busy at a server's start is no reason
+        not to start: the first request that needs them creates them, or answers 503)."""
+        if not self._created:
+            metadata.create_all(self._engine, checkfirst=True)
+            self._created = True
+        return self._engine
 
     def opted_out(self, user_id: str) -> bool:
         with self.engine.connect() as c:
@@ -105,4 +114,4 @@ class AskLedger:
             return done.rowcount == 1
 
     def close(self) -> None:
-        self.engine.dispose()
+        self._engine.dispose()

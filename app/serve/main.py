@@ -18,8 +18,8 @@ from sqlalchemy import exc as sa
 from app.serve.champion_cache import TtlCache
 from app.serve.events import NegativeFeedbackEvents
 from app.serve.metrics import LatencyMiddleware, Metrics
-from app.serve.routes import StoreBusy, router
-from app.serve.stores import StorePool
+from app.serve.routes import router
+from app.serve.stores import StoreBusy, StorePool
 from flywheel.ask_ledger import AskLedger
 from flywheel.config import Settings, load_settings
 from flywheel.keys import KeyStore, open_keys

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from app.serve.auth import require
 from app.serve.body import decode_events, read_limited
-from app.serve.stores import unavailable
+from app.serve.stores import StoreBusy, unavailable
 from flywheel.feedback.ingest import ingest_objects
 from flywheel.keys import KeyRecord, Scope
 from flywheel.live import AskRequest, AskResult, ChampionResult, FeedbackResult, OptOutRequest, OptOutResult
@@ -30,10 +30,6 @@ _FEEDBACK_BODY = {
         ]}}},
     }
 }
-
-
-class StoreBusy(Exception):
-    """The store could not take the write now: 503 with Retry-After."""
 
 
 def _service(request: Request) -> Any:
