@@ -9,12 +9,15 @@ belong in the store's migrations once the store has them.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
-from datetime import date, timedelta
+from contextlib import AbstractContextManager, nullcontext
+from datetime import date
+from typing import Any
 
-from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, create_engine, delete, event, insert, \
-    select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (Column, Engine, Float, Integer, MetaData, String, Table, create_engine, delete, event, insert,
+                        inspect, select, update)
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 metadata = MetaData()
 
@@ -60,13 +63,21 @@ class AskLedger:
     def __init__(self, store_url: str, timeout: float = 5.0) -> None:
         self._engine = _engine(store_url, timeout)
         self._created = False
+        # SQLite: this process's writers take turns here rather than in SQLite's busy handler (slow under threads).
+        self._turn: AbstractContextManager[Any] = \
+            threading.Lock() if self._engine.dialect.name == "sqlite" else nullcontext()
 
     @property
     def engine(self) -> Engine:
         """The engine, the tables created on first use (a store busy at a server's start is no reason
         not to start: the first request that needs them creates them, or answers 503)."""
         if not self._created:
-            metadata.create_all(self._engine, checkfirst=True)
+            for table in metadata.sorted_tables:
+                try:
+                    table.create(self._engine, checkfirst=True)
+                except (OperationalError, ProgrammingError):  # another worker created it between check and create
+                    if not inspect(self._engine).has_table(table.name):
+                        raise
             self._created = True
         return self._engine
 
@@ -78,7 +89,7 @@ class AskLedger:
     def opt_out(self, user_id: str) -> bool:
         """Record the opt-out; False when it was recorded before."""
         try:
-            with self.engine.begin() as c:
+            with self._turn, self.engine.begin() as c:
                 c.execute(insert(opt_outs).values(user_key=user_key(user_id), at=time.time()))
         except IntegrityError:
             return False
@@ -95,12 +106,15 @@ class AskLedger:
         if cap <= 0:
             return False
         key, today = user_key(user_id), day.isoformat()
+        with self._turn:
+            return self._take(key, today, cap)
+
+    def _take(self, key: str, today: str, cap: int) -> bool:
         if self._increment(key, today, cap):
             return True
         try:
             with self.engine.begin() as c:  # the user's first ask today; their older days go
-                c.execute(delete(ask_counts).where(ask_counts.c.user_key == key,
-                                                   ask_counts.c.day < (day - timedelta(days=1)).isoformat()))
+                c.execute(delete(ask_counts).where(ask_counts.c.user_key == key, ask_counts.c.day < today))
                 c.execute(insert(ask_counts).values(user_key=key, day=today, asks=1))
             return True
         except IntegrityError:  # another worker counted the first one meanwhile
