@@ -19,6 +19,7 @@ from flywheel.serving import for_user
 from loop.ask import decide
 
 router = APIRouter()
+_DECODE_INLINE_BYTES = 16 * 1024  # decoding a body this small costs less than a hop to a worker thread
 
 _FEEDBACK_BODY = {
     "requestBody": {
@@ -47,7 +48,10 @@ async def feedback(request: Request, key: KeyRecord = Depends(require(Scope.inge
     committed before the answer, or none is."""
     service = _service(request)
     body = await read_limited(request, service.settings.serve.max_body_bytes)
-    items, batch = await anyio.to_thread.run_sync(decode_events, body, service.settings.serve)
+    if len(body) < _DECODE_INLINE_BYTES:
+        items, batch = decode_events(body, service.settings.serve)
+    else:  # a large body takes a while to decode: not on the event loop
+        items, batch = await anyio.to_thread.run_sync(decode_events, body, service.settings.serve)
     report = await anyio.to_thread.run_sync(_store, service, items, f"api:{key.name}")
     service.metrics.accepted.inc(report.accepted)
     service.metrics.duplicates.inc(report.duplicates)
@@ -76,7 +80,11 @@ async def champion(request: Request, user_id: str | None = Query(None, max_lengt
     service = _service(request)
     served = service.champions.peek()
     if served is None:
-        served = await anyio.to_thread.run_sync(service.champions.load)
+        try:
+            served = await anyio.to_thread.run_sync(service.champions.load)
+        except Exception as exc:  # MLflow or the state store unreachable: say so, and when to try again
+            raise HTTPException(503, f"the champion cannot be read now: {type(exc).__name__}: {exc}",
+                                headers={"Retry-After": str(service.settings.serve.retry_after_seconds)}) from exc
     result = for_user(served, user_id, service.settings.watch.canary_percent)
     if result is None:
         raise HTTPException(404, f"no production prompt named {service.settings.prompt_name!r} yet; bring yours in "
