@@ -150,7 +150,8 @@ def main() -> bool:
         prompt.write_text("You answer support questions briefly.")
         server.cli("prompt", "set", str(prompt))
         url = server.start(args.workers)
-        try:
+        try:  # the first champion request waits for the start-up's read of MLflow (imports included): not timed
+            httpx.get(f"{url}/v1/champion", headers={"Authorization": f"Bearer {key}"}, timeout=120).raise_for_status()
             batches = [b'{"events": [' + b",".join(lines[i:i + 100]) + b"]}" for i in range(0, args.events, 100)]
             batch_seconds, batch_lat = _closed_loop(url, key, batches, threads=4)
             singles = lines[args.events:]
