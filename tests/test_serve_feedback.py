@@ -213,3 +213,26 @@ def test_metrics_count_events_by_outcome(live, cli) -> None:
     assert (values["flywheel_events_accepted_total"], values["flywheel_events_duplicates_total"],
             values["flywheel_events_rejected_total"]) == (2.0, 1.0, 1.0)
     assert values['flywheel_request_seconds_count{method="POST",route="/v1/feedback",status="200"}'] == 1.0
+
+
+def test_the_client_never_retries_a_4xx_and_gives_up_on_no_connection(live) -> None:
+    from app.serve.runner import bind
+    from flywheel.client import ClientError, ServiceUnavailable
+
+    with FlywheelClient(live.url, live.key, retries=4) as client:
+        with pytest.raises(FeedbackRejected):
+            client.feedback(event("bad", signal="shout"))
+        with pytest.raises(ClientError) as forbidden:
+            client.champion("u1")  # an ingest key: 403
+    assert forbidden.value.status == 403
+    counts = {status: live.service.metrics.registry.get_sample_value(
+        "flywheel_request_seconds_count", {"method": method, "route": route, "status": status})
+        for method, route, status in (("POST", "/v1/feedback", "422"), ("GET", "/v1/champion", "403"))}
+    assert counts == {"422": 1.0, "403": 1.0}
+
+    closed = bind("127.0.0.1", 0)  # a port nobody listens on
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    with FlywheelClient(url, live.key, retries=2, backoff=0.01) as client, pytest.raises(ServiceUnavailable) as down:
+        client.feedback(event("e1"))
+    assert down.value.status == 0 and "ConnectError" in str(down.value)
