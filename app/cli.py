@@ -20,6 +20,7 @@ from app.commands.feedback import ingest, review, triage
 from app.commands.golden import golden_app
 from app.commands.kb import kb_app
 from app.commands.prompt import prompt_app
+from app.commands.serve import keys_app, serve
 from app.commands.sim import demo, sim_app
 from app.commands.watch import watch
 from app.display import print_clusters
@@ -60,12 +61,14 @@ app.command()(watch)
 app.command()(status)
 app.command()(review)
 app.command()(demo)
+app.command()(serve)
 
 app.add_typer(sim_app, name="sim")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(kb_app, name="kb")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(golden_app, name="golden")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

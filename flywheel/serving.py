@@ -1,9 +1,11 @@
-"""What production serves now, for a product that runs next to Flywheel's state (same host or
-shared ``FLYWHEEL_HOME``): the prompt behind the registry alias ``production``, the active index
-version with a retriever over it, and the model behind the model alias (or the base model).
+"""What production serves a given user: the champions (prompt, index, model) and, while a canary
+runs, the arm a stable hash of the user id puts them in (:func:`flywheel.arms.arm_for`, at the
+percent the canary was started with).
 
-A product elsewhere asks ``GET /v1/champion`` of ``flywheel serve`` instead; both read the same
-champions (:mod:`flywheel.champions`). The README's "How your product reads the champion" runs this.
+``GET /v1/champion`` answers from :func:`read_served` (cached) and :func:`for_user`; a product that
+runs next to Flywheel's state (same host or shared ``FLYWHEEL_HOME``) calls :func:`served` and
+:func:`production_retriever` directly, as the README's "How your product reads the champion" shows.
+One canary runs at most, of one kind: the canary arm serves it and production's other two kinds.
 """
 
 from __future__ import annotations
@@ -11,42 +13,69 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
+from flywheel.arms import arm_for, model_name
+from flywheel.candidates import ChampionKind
+from flywheel.champions import champion, running_canary
 from flywheel.config import Settings, load_settings
-from flywheel.knowledge.index import ACTIVE, IndexRetriever, open_index
-from flywheel.registry import production_model, production_prompt
+from flywheel.knowledge.index import IndexRetriever, open_index
+from flywheel.live import ChampionResult, PromptInfo
+from flywheel.registry import CANARY, PRODUCTION, production_model, prompt_at
 from flywheel.state import open_state
 
 
-class ServedPrompt(BaseModel):
-    name: str
-    version: str
-    template: str = Field(description="The template with {{variables}}; fill them as your product does.")
+class Variant(BaseModel):
+    prompt: PromptInfo | None
+    index: str | None
+    model: str
 
 
 class Served(BaseModel):
-    """The combination to serve: the prompt (None before any `prompt set`), index and model."""
+    """Both arms as read at one moment; ``canary`` is None when no canary runs."""
 
-    prompt: ServedPrompt | None
-    index: str | None = Field(description="Active index version; None when no knowledge base was synced.")
-    model: str = Field(description="The model name to call on the endpoint (a fine-tune or the base model).")
-    model_version: str | None = Field(description="Registry version behind the model alias; None for the base model.")
+    production: Variant
+    canary: Variant | None = None
+    canary_percent: float = 0.0
 
 
-def served(settings: Settings | None = None) -> Served:
-    """Read the champions once; cheap enough to call per request with a short cache in front."""
-    settings = settings or load_settings()
-    ref = production_prompt(settings)
-    model = production_model(settings)
+def _prompt(settings: Settings, alias: str) -> PromptInfo | None:
+    ref = prompt_at(settings, alias)
+    return PromptInfo(name=ref.name, version=ref.version, template=ref.template) if ref else None
+
+
+def read_served(settings: Settings) -> Served:
+    """Read the champions and any canary now (MLflow and the state store: tens of milliseconds)."""
     with open_state(settings.home) as state:
-        index = state.pointer(ACTIVE)
-    return Served(
-        prompt=ServedPrompt(name=ref.name, version=ref.version, template=ref.template) if ref else None,
-        index=index,
-        model=model.provider_model,
-        model_version=model.version,
-    )
+        index = champion(settings, state, ChampionKind.rag).current()
+        canary = running_canary(settings, state)
+    production = Variant(prompt=_prompt(settings, PRODUCTION), index=index,
+                         model=production_model(settings).provider_model)
+    if canary is None:
+        return Served(production=production)
+    variant = production.model_copy()
+    if canary.kind is ChampionKind.prompt:
+        variant.prompt = _prompt(settings, CANARY) or production.prompt
+    elif canary.kind is ChampionKind.rag:
+        variant.index = canary.version
+    else:
+        variant.model = model_name(settings, canary.version)
+    return Served(production=production, canary=variant, canary_percent=canary.percent)
+
+
+def for_user(served: Served, user_id: str | None) -> ChampionResult | None:
+    """What to serve the user; None when there is no production prompt to serve."""
+    arm = arm_for(user_id, served.canary_percent) if served.canary is not None else "production"
+    variant = served.canary if arm == "canary" and served.canary is not None else served.production
+    if variant.prompt is None:
+        return None
+    return ChampionResult(arm=arm, prompt=variant.prompt, index=variant.index, model=variant.model)
+
+
+def served(settings: Settings | None = None, user_id: str | None = None) -> ChampionResult | None:
+    """What to serve ``user_id`` now (the production arm without one); None before any `prompt set`.
+    Cheap enough per request behind a cache of a few seconds."""
+    return for_user(read_served(settings or load_settings()), user_id)
 
 
 @contextmanager

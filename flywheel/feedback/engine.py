@@ -55,21 +55,23 @@ def describe(url: URL) -> str:
     return f"postgresql://{user}{url.host or 'localhost'}{port}/{url.database or ''}"
 
 
-def create_store_engine(url: URL) -> Engine:
-    """An engine set up for the dialect; for SQLite, the file's directory is created."""
+def create_store_engine(url: URL, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> Engine:
+    """An engine set up for the dialect; for SQLite, the file's directory is created. ``lock_timeout``:
+    seconds a write waits for another writer's lock before it fails as unavailable (the live service
+    waits less than the CLI: a request would rather answer 503 and be retried)."""
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, lock_timeout)
     connect_args: dict[str, Any] = {"application_name": "flywheel",
-                                    "options": f"-c lock_timeout={int(LOCK_TIMEOUT_SECONDS * 1000)}"}
+                                    "options": f"-c lock_timeout={int(lock_timeout * 1000)}"}
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     # pre-ping: a server restarted between two requests costs one reconnect, not a failed write
     return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, lock_timeout: float) -> Engine:
     Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": LOCK_TIMEOUT_SECONDS, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": lock_timeout, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:

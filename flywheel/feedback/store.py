@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import Row, Select, String, case, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from flywheel.feedback.engine import create_store_engine, describe, store_errors, store_url
+from flywheel.feedback.engine import LOCK_TIMEOUT_SECONDS, create_store_engine, describe, store_errors, store_url
 from flywheel.feedback.migrate import current_revision, migrate
 from flywheel.feedback.tables import SCHEMA_REVISION, events as events_table
 from flywheel.schemas import StoredEvent
@@ -124,12 +124,12 @@ class SQLFeedbackStore:
     Every failure to reach the database is a :class:`~flywheel.errors.StoreUnavailable`; any other
     database failure a :class:`~flywheel.errors.FlywheelError` naming the store."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
         self.url = store_url(url)
         self.where = describe(self.url)
         self.dialect = self.url.get_backend_name()
         self.path = Path(str(self.url.database)) if self.dialect == "sqlite" else None
-        self._engine = create_store_engine(self.url)
+        self._engine = create_store_engine(self.url, lock_timeout)
         try:
             with store_errors(self.url, "opened"):
                 migrate(self._engine, self.where)
@@ -237,7 +237,7 @@ class SQLFeedbackStore:
         self.close()
 
 
-def open_store(url: str) -> SQLFeedbackStore:
+def open_store(url: str, lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> SQLFeedbackStore:
     """Open (and migrate) the store a URL names: ``sqlite:///PATH``, a plain path, ``postgresql://...``
-    or ``postgresql+psycopg://...``."""
-    return SQLFeedbackStore(url)
+    or ``postgresql+psycopg://...``; a write waits ``lock_timeout`` seconds for another writer."""
+    return SQLFeedbackStore(url, lock_timeout)

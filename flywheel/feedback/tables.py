@@ -7,7 +7,7 @@ values: ``ts`` keeps the event's ISO text with its offset, ``ts_epoch`` orders a
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -44,5 +44,21 @@ events = Table(
     Index("events_ingested", "ingested_at"),
 )
 
+# The live service's ask policy (flywheel/ask_ledger.py): asks per user and UTC day, and opt-outs.
+# Users as SHA-256 hashes of their ids. Beside the events, so every `serve` worker shares them.
+ask_counts = Table(
+    "serve_ask_counts",
+    metadata,
+    Column("user_key", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),  # UTC date, ISO
+    Column("asks", Integer, nullable=False),
+)
+opt_outs = Table(
+    "serve_opt_outs",
+    metadata,
+    Column("user_key", String(64), primary_key=True),
+    Column("at", Float, nullable=False),
+)
+
 # The migration (migrations/versions) whose schema the tables above describe; a test keeps them equal.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"

@@ -1,0 +1,111 @@
+"""The app: a ``Service`` (settings, keys, stores, ask ledger, champion cache, metrics, Prefect
+events) built once per worker, the routes, and the error answers that are not FastAPI's own."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa
+
+from app.serve.champion_cache import TtlCache
+from app.serve.events import NegativeFeedbackEvents
+from app.serve.metrics import LatencyMiddleware, Metrics
+from app.serve.routes import router
+from app.serve.stores import StoreBusy, StorePool
+from flywheel.ask_ledger import AskLedger
+from flywheel.config import Settings, load_settings
+from flywheel.keys import KeyStore, open_keys
+from flywheel.schemas import FeedbackEvent
+from flywheel.serving import Served, read_served
+
+log = logging.getLogger("flywheel.serve")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    keys: KeyStore
+    stores: StorePool
+    ledger: AskLedger
+    champions: TtlCache[Served]
+    metrics: Metrics
+    events: NegativeFeedbackEvents
+
+    @classmethod
+    def build(cls, settings: Settings) -> Service:
+        settings.ensure_home()
+        timeout = settings.serve.store_timeout_seconds
+        return cls(settings=settings, keys=open_keys(settings.home),
+                   stores=StorePool(settings.resolved_store_url, timeout),
+                   ledger=AskLedger(settings.resolved_store_url, timeout),
+                   champions=TtlCache(lambda: read_served(settings), settings.serve.champion_ttl_seconds),
+                   metrics=Metrics(), events=NegativeFeedbackEvents(settings))
+
+    def close(self) -> None:
+        self.events.stop()
+        self.stores.close()
+        self.ledger.close()
+
+
+def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAPI:
+    """The ASGI app (uvicorn calls it with no arguments in each worker: settings from the environment).
+    ``warm_up`` reads the champion in the background at startup, so no request waits for MLflow."""
+    service = Service.build(settings or load_settings())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        service.events.start()
+        if warm_up:
+            threading.Thread(target=_warm, args=(service,), name="champion-warm-up", daemon=True).start()
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(title="Flywheel live service", version="1", lifespan=lifespan,
+                  description="Feedback in, the champion out, and when to ask users for feedback. "
+                              "Every route but /healthz needs `Authorization: Bearer KEY` (`flywheel keys create`).")
+    app.state.service = service
+    app.include_router(router)
+    for error in (StoreBusy, sqlite3.OperationalError, sa.OperationalError, sa.InterfaceError, sa.TimeoutError,
+                  sa.DisconnectionError):
+        app.add_exception_handler(error, _busy)
+    app.add_middleware(LatencyMiddleware, metrics=service.metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _busy(request: Request, exc: Exception) -> JSONResponse:
+    seconds = request.app.state.service.settings.serve.retry_after_seconds
+    log.warning("store unavailable, answered 503: %s", exc)
+    return JSONResponse({"detail": "the feedback store cannot take a write now; nothing was stored, retry"},
+                        status_code=503, headers={"Retry-After": str(seconds)})
+
+
+def _warm(service: Service) -> None:
+    try:
+        service.champions.load()
+    except Exception as exc:
+        log.warning("the champion could not be read at startup (the first request tries again): %s", exc)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus the feedback event that ``POST /v1/feedback`` reads by hand."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        event = FeedbackEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(event.pop("$defs", {}))
+        components["FeedbackEvent"] = event
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,119 @@
+"""The routes: each checks its key, hands the work to the layer that owns it and translates the answer."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.serve.auth import require
+from app.serve.body import decode_events, read_limited
+from app.serve.stores import StoreBusy, unavailable
+from flywheel.feedback.ingest import ingest_objects
+from flywheel.keys import KeyRecord, Scope
+from flywheel.live import AskRequest, AskResult, ChampionResult, FeedbackResult, OptOutRequest, OptOutResult
+from flywheel.serving import for_user
+from loop.ask import decide
+
+router = APIRouter()
+_DECODE_INLINE_BYTES = 16 * 1024  # decoding a body this small costs less than a hop to a worker thread
+
+_FEEDBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/FeedbackEvent"},
+            {"type": "object", "required": ["events"], "properties": {
+                "events": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackEvent"}}}},
+        ]}}},
+    }
+}
+
+
+def _service(request: Request) -> Any:
+    return request.app.state.service
+
+
+@router.post("/v1/feedback", response_model=FeedbackResult, openapi_extra=_FEEDBACK_BODY, responses={
+    400: {"description": "not UTF-8, not JSON, too deeply nested, or neither an event nor a batch"},
+    413: {"description": "more than serve.max_batch events or serve.max_body_bytes"},
+    422: {"description": "the single event posted was rejected (the body says why; it is quarantined)"},
+    503: {"description": "the store cannot take a write now; retry after Retry-After seconds"}})
+async def feedback(request: Request, key: KeyRecord = Depends(require(Scope.ingest))) -> Any:
+    """Store one feedback event or ``{"events": [...]}``: validated, scrubbed, quarantined and
+    deduplicated by ``event_id`` as ``flywheel ingest`` does; every valid event of the request is
+    committed before the answer, or none is."""
+    service = _service(request)
+    body = await read_limited(request, service.settings.serve.max_body_bytes)
+    if len(body) < _DECODE_INLINE_BYTES:
+        items, batch = decode_events(body, service.settings.serve)
+    else:  # a large body takes a while to decode: not on the event loop
+        items, batch = await anyio.to_thread.run_sync(decode_events, body, service.settings.serve)
+    report = await anyio.to_thread.run_sync(_store, service, items, f"api:{key.name}")
+    service.metrics.accepted.inc(report.accepted)
+    service.metrics.duplicates.inc(report.duplicates)
+    service.metrics.rejected.inc(report.rejected)
+    service.events.add(report.negative)
+    return JSONResponse(report.model_dump(mode="json"), status_code=422 if not batch and report.rejected else 200)
+
+
+def _store(service: Any, items: list[Any], source: str) -> FeedbackResult:
+    settings = service.settings
+    try:
+        with service.stores.lease() as store:
+            return ingest_objects(items, source, store, settings.quarantine_dir, settings.ingest)
+    except Exception as exc:
+        if unavailable(exc):
+            raise StoreBusy(str(exc)) from exc
+        raise
+
+
+@router.get("/v1/champion", response_model=ChampionResult, responses={
+    404: {"description": "no production prompt yet (`flywheel prompt set FILE`)"}})
+async def champion(request: Request, user_id: str | None = Query(None, max_length=256),
+                   _: KeyRecord = Depends(require(Scope.read))) -> Any:
+    """What to serve this user: their arm and its prompt, index version and model (cached for
+    ``serve.champion_ttl_seconds``)."""
+    service = _service(request)
+    served = service.champions.peek()
+    if served is None:
+        try:
+            served = await anyio.to_thread.run_sync(service.champions.load)
+        except Exception as exc:  # MLflow or the state store unreachable: say so, and when to try again
+            raise HTTPException(503, f"the champion cannot be read now: {type(exc).__name__}: {exc}",
+                                headers={"Retry-After": str(service.settings.serve.retry_after_seconds)}) from exc
+    result = for_user(served, user_id)
+    if result is None:
+        raise HTTPException(404, f"no production prompt named {service.settings.prompt_name!r} yet; bring yours in "
+                                 "with `flywheel prompt set FILE`")
+    return result
+
+
+@router.post("/v1/ask", response_model=AskResult)
+def ask(request: Request, body: AskRequest, _: KeyRecord = Depends(require(Scope.read))) -> AskResult:
+    """Whether to ask this user for feedback on the output just shown, and why."""
+    service = _service(request)
+    return decide(service.settings.ask, body, service.ledger, datetime.now(timezone.utc))
+
+
+@router.post("/v1/opt-out", response_model=OptOutResult)
+def opt_out(request: Request, body: OptOutRequest = Body(),
+            _: KeyRecord = Depends(require(Scope.ingest, Scope.read))) -> OptOutResult:
+    """The user never wants to be asked for feedback again (any product key may record it)."""
+    return OptOutResult(user_id=body.user_id, new=_service(request).ledger.opt_out(body.user_id))
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """Liveness, without a key."""
+    return {"status": "ok"}
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request, _: KeyRecord = Depends(require(Scope.read))) -> Response:
+    """Prometheus text: feedback events accepted, duplicates, rejected; request latency."""
+    service = _service(request)
+    return Response(service.metrics.render(), media_type=service.metrics.content_type)

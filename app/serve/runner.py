@@ -1,0 +1,80 @@
+"""Serving the app: the listening socket bound here (so the URL is known, also for port 0, and a
+busy port is a one-line usage error), then one uvicorn server or a supervisor of N workers that
+share the socket. Metrics of all workers meet in a per-run ``PROMETHEUS_MULTIPROC_DIR``."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from flywheel.config import Settings
+from flywheel.errors import UsageError
+
+APP = "app.serve.main:create_app"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def metrics_dir(settings: Settings) -> Path:
+    """Set ``PROMETHEUS_MULTIPROC_DIR`` for this run (before prometheus_client makes any metric)."""
+    directory = settings.home.resolve() / "metrics" / str(os.getpid())
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()  # in case prometheus_client was imported already
+    return directory
+
+
+def log_config() -> dict:
+    """uvicorn's logging, all on stderr (stdout carries only the URL or the --json document), and
+    Flywheel's own service logger beside it."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config["loggers"]["flywheel"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def run(settings: Settings, host: str, port: int, workers: int, access_log: bool,
+        announce: Callable[[str], None]) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM: in-flight requests finish first)."""
+    import uvicorn
+
+    sock = bind(host, port)
+    directory = metrics_dir(settings)
+    config = uvicorn.Config(APP, factory=True, workers=workers, access_log=access_log, log_level="info",
+                            log_config=log_config(), timeout_graceful_shutdown=10)
+    announce(base_url(sock))
+    try:
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        shutil.rmtree(directory, ignore_errors=True)
