@@ -29,6 +29,7 @@ from flywheel.config_sections import (
     GoldenLifecycleSettings,
     ImproveSettings,
     IngestSettings,
+    JudgeSettings,
     KnowledgeSettings,
     PolicySettings,
     RunnerSettings,
@@ -112,6 +113,7 @@ class Settings(BaseSettings):
     improve: ImproveSettings = Field(default_factory=ImproveSettings)
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     golden_set: GoldenLifecycleSettings = Field(default_factory=GoldenLifecycleSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
     prompt_variables: dict[str, str] = Field(
         default_factory=dict, description="Values for {{variables}} in the prompt template."
     )
