@@ -75,6 +75,9 @@ class JudgeCalibration(Agreement):
     skipped: dict[str, int] = Field(default_factory=dict, description="Expert reviews not asked, by reason.")
     errors: int = Field(0, description="Items the judge could not answer (left out of every figure).")
     cached: bool = False
+    screening: JudgeCalibration | None = Field(
+        None, description="The screening (resolution) judge against expert reviews of other answers to the same "
+        "queries: reported, never enforced (screening does not gate a promotion).")
 
     def public(self) -> dict[str, object]:
         """SPEC's keys first, then the rest."""

@@ -128,6 +128,8 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
     lines += breakdown_table("segment", champion_per_segment or {}, candidates, "per_segment", "segment_deltas")
     if judge is not None:
         lines += ["", "## Judge calibration", "", judge_line(judge)]
+        if judge.screening is not None:
+            lines += ["", "Screening " + judge_line(judge.screening) + " (reported only: screening does not gate)"]
     for note in notes:
         lines += ["", f"**Note:** {note}"]
     if chart_link:

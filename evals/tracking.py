@@ -160,13 +160,17 @@ def link_prompt_version(client: Any, run_id: str, name: str, version: str) -> No
 
 def log_judge_calibration(client: Any, run_id: str, calibration: JudgeCalibration) -> None:
     """The cycle's judge calibration on its run: metrics ``judge.items``, ``judge.agreement`` and
-    ``judge.kappa`` (absent when undefined: a missing metric, not a 0 that reads as a verdict), tags
+    ``judge.kappa`` (absent when undefined: a missing metric, not a 0 that reads as a verdict), the
+    screening judge's as ``screening_judge.*``, tags
     saying whether the gate trusted the judge and why, and the whole result as JSON."""
     from mlflow.entities import Metric, RunTag
 
     now = int(time.time() * 1000)
     metrics = {"judge.items": calibration.items, "judge.agreement": calibration.agreement,
                "judge.kappa": calibration.kappa}
+    if (screening := calibration.screening) is not None:
+        metrics |= {"screening_judge.items": screening.items, "screening_judge.agreement": screening.agreement,
+                    "screening_judge.kappa": screening.kappa}
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
                      tags=[RunTag("flywheel.judge_trusted", str(calibration.trusted).lower()),
                            RunTag("flywheel.judge_why", calibration.why[:5000]),

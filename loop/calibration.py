@@ -164,7 +164,17 @@ def ask_judge(settings: Settings, items: Sequence[CalibrationItem]) -> list[floa
 
 
 def calibrate(settings: Settings, golden: GoldenSet | None) -> JudgeCalibration:
-    """Ask the judge about the expert-reviewed answers (or reuse the cached answer) and assess it."""
+    """Ask the judge about the expert-reviewed answers (or reuse the cached answer) and assess it;
+    the screening judge too (:mod:`loop.screening_calibration`)."""
+    from loop.screening_calibration import calibrate_screening
+
+    result = calibrate_golden_judge(settings, golden)
+    result.screening = calibrate_screening(settings)
+    return result
+
+
+def calibrate_golden_judge(settings: Settings, golden: GoldenSet | None) -> JudgeCalibration:
+    """The judge scorer's calibration (cached by judge model and items)."""
     items, skipped = calibration_items(settings, golden)
     key = cache_key(settings.judge_model, items)
     with open_state(settings.ensure_home()) as state:
@@ -182,7 +192,7 @@ def calibrate(settings: Settings, golden: GoldenSet | None) -> JudgeCalibration:
                     references=references, errors=errors, cached=hit is not None)
     if hit is None and errors == 0:  # an item the endpoint failed is asked again next time
         with open_state(settings.ensure_home()) as state:
-            state.cache_eval(key, result.model_dump(mode="json"))
+            state.cache_eval(key, result.model_dump(mode="json", exclude={"screening"}))
     return result
 
 

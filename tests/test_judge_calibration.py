@@ -102,6 +102,13 @@ def _golden_file(path: Path) -> Path:
     return write_jsonl(path, [i.model_dump(exclude_defaults=True) for i in items])
 
 
+def _judged(sim: Simulator) -> list[dict[str, Any]]:
+    """The requests to the judge scorer (screening's resolution judge has its own instructions)."""
+    from evals.scorers import JUDGE_SYSTEM
+
+    return [b for b in sim.state.requests if b["messages"][0]["content"] == JUDGE_SYSTEM]
+
+
 @pytest.fixture
 def recording_sim(monkeypatch: pytest.MonkeyPatch) -> Any:
     with Simulator(options=SimOptions(record=True)) as sim:
@@ -129,14 +136,21 @@ def test_calibrate_compares_the_judge_with_consented_expert_reviews(cli: Cli, re
     assert out["trusted"] is False and "below judge.min_kappa 0.60" in out["why"]
 
     sent = json.dumps(recording_sim.state.requests)
-    assert len(recording_sim.state.requests) == 7
+    assert len(_judged(recording_sim)) == 7
     assert "Buy a new laptop" in sent and "two months" in sent  # consented reviews and references went
     assert SECRET not in sent  # neither the review nor the correction without consent did
 
+    # The screening judge, on expert-reviewed answers to queries other consented complaints were about
+    # (r1, r3 / r2 on the price, r5, r6, r7 / c1 on sync): reported the same way, never enforced.
+    screening = out["screening"]
+    assert screening["items"] == 6 and screening["skipped"]["no_consent"] == 1
+    assert sum(screening["confusion"]["expert_pass"].values()) == 3
+    assert "Reinstall." in sent  # c1's logged answer, the complaint screening shows the judge
+    asked = len(recording_sim.state.requests)
     # Nothing new: the cached result, the judge not asked again; a lower bar re-assesses the same figures.
     monkeypatch.setenv("FLYWHEEL_JUDGE__MIN_KAPPA", "0.4")
     again = cli("judge", "calibrate", "--json")
-    assert again["cached"] is True and len(recording_sim.state.requests) == 7
+    assert again["cached"] is True and len(recording_sim.state.requests) == asked
     assert again["kappa"] == out["kappa"] and again["trusted"] is True
     text = cli("judge", "calibrate")
     assert "kappa 0.417" in text.stdout and "trusted" in text.stderr
@@ -154,7 +168,7 @@ def test_the_sample_is_capped_and_deterministic(cli: Cli, recording_sim: Simulat
     assert len(first) == 5 and skipped["over_max_items"] == 7
     assert [i.event_id for i in calibration_items(load_settings(), None)[0]] == [i.event_id for i in first]
     out = cli("judge", "calibrate", "--json")
-    assert out["items"] == 5 and len(recording_sim.state.requests) == 5
+    assert out["items"] == 5 and len(_judged(recording_sim)) == 5
     assert out["trusted"] is False and "too few items to know" in out["why"]
 
 

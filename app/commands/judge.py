@@ -40,6 +40,11 @@ def calibrate(as_json: JsonFlag = False) -> None:
     out.print(table)
     verdict = "trusted" if result.trusted else "NOT trusted alone by the gate"
     err.print(f"{verdict}: {result.why}", highlight=False, markup=False, soft_wrap=True)
+    if (sc := result.screening) is not None:
+        sc_agree = "-" if sc.agreement is None else f"{sc.agreement:.0%}"
+        sc_kappa = "undefined" if sc.kappa is None else f"{sc.kappa:.3f}"
+        out.print(f"screening judge (is the complaint resolved?): {sc.items} items, agreement {sc_agree}, kappa "
+                  f"{sc_kappa}", highlight=False, soft_wrap=True)
     skipped = {k: v for k, v in result.skipped.items() if v}
     if skipped or result.errors:
         err.print("not asked: " + ", ".join(f"{k} {v}" for k, v in skipped.items())
