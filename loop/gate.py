@@ -59,7 +59,8 @@ def _supersede_losers(evaluated: Sequence[Candidate]) -> list[Candidate]:
     return winners
 
 
-def distrusted_judge(golden: GoldenSet, default_scorer: str, calibration: JudgeCalibration | None) -> tuple[set[str], str | None]:
+def distrusted_judge(golden: GoldenSet, default_scorer: str,
+                     calibration: JudgeCalibration | None) -> tuple[set[str], str | None]:
     """The judge-scored item ids, and why the judge may not pass a candidate alone (None: it may,
     or it scores nothing). A judge not calibrated this cycle is not trusted."""
     judged = golden.judge_scored(default_scorer)
