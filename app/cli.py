@@ -18,6 +18,7 @@ from app.commands.cycle import approve, cycle, pending, promote_canary, reject, 
 from app.commands.dataset import dataset_app
 from app.commands.feedback import ingest, review, triage
 from app.commands.golden import golden_app
+from app.commands.judge import judge_app
 from app.commands.kb import kb_app
 from app.commands.prompt import prompt_app
 from app.commands.serve import keys_app, serve
@@ -69,6 +70,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(golden_app, name="golden")
 app.add_typer(keys_app, name="keys")
+app.add_typer(judge_app, name="judge")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flywheel.errors import UsageError
 
 Scorer = Literal["exact", "contains", "word", "regex", "json", "judge"]
+SEGMENT_TAG = "segment:"  # a tag `segment:<name>` is the same as the field `segment`
 
 
 class GoldenItem(BaseModel):
@@ -31,12 +32,26 @@ class GoldenItem(BaseModel):
     scorer: Scorer | None = None
     tags: list[str] = Field(default_factory=list)
     documents: list[str] = Field(default_factory=list, description="Knowledge documents that answer the item.")
+    segment: str | None = Field(
+        None, min_length=1,
+        description="The user segment it stands for (e.g. new, power, de-DE): scored and bounded per segment by "
+        "the gate. A tag `segment:<name>` says the same; this field wins when both are given.",
+    )
 
     @field_validator("expected", mode="before")
     @classmethod
     def _json_expected_as_text(cls, v: Any) -> Any:
         # A `json` item may give its expected object inline; keep it as canonical JSON text.
         return json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+
+    @property
+    def segment_name(self) -> str | None:
+        """The item's segment: the ``segment`` field, else its first ``segment:<name>`` tag."""
+        if self.segment:
+            return self.segment.strip()
+        return next((t.split(":", 1)[1].strip() for t in self.tags
+                     if t.startswith(SEGMENT_TAG) and t[len(SEGMENT_TAG):].strip()), None)
+
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,14 @@ class GoldenSet:
     @property
     def categories(self) -> list[str]:
         return sorted({i.category for i in self.items})
+
+    def segments(self) -> dict[str, str]:
+        """Item id -> segment, for the items that have one."""
+        return {i.id: seg for i in self.items if (seg := i.segment_name)}
+
+    def judge_scored(self, default_scorer: str) -> set[str]:
+        """Ids of the items the LLM judge scores (their own scorer, or the default)."""
+        return {i.id for i in self.items if (i.scorer or default_scorer) == "judge"}
 
 
 def canonical_version(items: list[GoldenItem]) -> str:

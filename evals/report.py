@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from evals.calibration import JudgeCalibration
 from flywheel.candidates import Candidate, PromptPayload, RagPayload
 from flywheel.schemas import ClusterOutcome
 
@@ -89,7 +90,10 @@ def promotion_markdown(action: str, outcome: dict[str, Any], *, by: str, note: s
 def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float | None,
                     clusters: Sequence[dict[str, Any]], candidates: Sequence[Candidate],
                     outcomes: Sequence[ClusterOutcome] = (),
-                    finetune_notes: Sequence[str] = (), chart_link: str | None = None) -> str:
+                    finetune_notes: Sequence[str] = (), chart_link: str | None = None,
+                    judge: JudgeCalibration | None = None, notes: Sequence[str] = (),
+                    champion_per_category: dict[str, float] | None = None,
+                    champion_per_segment: dict[str, float] | None = None) -> str:
     """What was triaged, what was tried, what was decided and why."""
     lines = [f"# Improvement cycle {cycle_id}", "",
              f"Golden set `{golden_version[:12]}`; champion score **{champion_score}**.", "",
@@ -120,10 +124,46 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
         lines.append("| (no candidate this cycle) | | | | | | |")
     for note in finetune_notes:
         lines += ["", f"- fine-tuning: {note}"]
+    lines += breakdown_table("category", champion_per_category or {}, candidates, "per_category", "category_deltas")
+    lines += breakdown_table("segment", champion_per_segment or {}, candidates, "per_segment", "segment_deltas")
+    if judge is not None:
+        lines += ["", "## Judge calibration", "", judge_line(judge)]
+        if judge.screening is not None:
+            lines += ["", "Screening " + judge_line(judge.screening) + " (reported only: screening does not gate)"]
+    for note in notes:
+        lines += ["", f"**Note:** {note}"]
     if chart_link:
         lines += ["", f"Chart (golden score per cycle; candidates vs champion per category): the `{CHART_KEY}` "
                       f"artifact, and [{CHART_ARTIFACT}]({chart_link}) on the cycle's MLflow run"]
     return "\n".join(lines)
+
+
+def judge_line(judge: JudgeCalibration) -> str:
+    """The calibration in one line: figures, confusion, and whether the gate trusted the judge."""
+    kappa = "undefined" if judge.kappa is None else f"{judge.kappa:.3f}"
+    agree = "-" if judge.agreement is None else f"{judge.agreement:.0%}"
+    cm = judge.confusion
+    return (f"Judge `{judge.judge_model}` against expert reviews: {judge.items} items, agreement {agree}, kappa "
+            f"{kappa}; expert pass -> judge pass/fail {cm['expert_pass'].judge_pass}/{cm['expert_pass'].judge_fail}, "
+            f"expert fail -> judge pass/fail {cm['expert_fail'].judge_pass}/{cm['expert_fail'].judge_fail}. "
+            f"{'Trusted' if judge.trusted else 'Not trusted alone'}: {judge.why}.")
+
+
+def breakdown_table(what: str, champion: dict[str, float], candidates: Sequence[Candidate], scores: str,
+                    deltas: str) -> list[str]:
+    """Champion and candidates per category (or segment): score and delta, one row per group."""
+    groups = sorted(set(champion) | {g for c in candidates for g in getattr(c, scores)})
+    if not groups:
+        return []
+    scored = [c for c in candidates if getattr(c, scores)]
+    head = "| " + what + " | champion | " + " | ".join(f"`{c.candidate_id[-6:]}` (delta)" for c in scored) + " |"
+    lines = ["", f"## Per {what}", "", head, "|---|---|" + "---|" * len(scored)]
+    for g in groups:
+        cells = [f"{getattr(c, scores).get(g, float('nan')):.3f} ({getattr(c, deltas).get(g, 0.0):+.3f})"
+                 if g in getattr(c, scores) else "-" for c in scored]
+        base = f"{champion[g]:.3f}" if g in champion else "-"
+        lines.append(f"| {g} | {base} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _share(value: float | None) -> str:
@@ -210,6 +250,10 @@ def approval_markdown(candidates: Sequence[Candidate], champion_score: float | N
                   "", "| category | candidate | delta |", "|---|---|---|"]
         for cat, score in sorted(c.per_category.items()):
             lines.append(f"| {cat} | {score:.3f} | {c.category_deltas.get(cat, 0.0):+.3f} |")
+        if c.per_segment:
+            lines += ["", "| segment | candidate | delta |", "|---|---|---|"]
+            for seg, score in sorted(c.per_segment.items()):
+                lines.append(f"| {seg} | {score:.3f} | {c.segment_deltas.get(seg, 0.0):+.3f} |")
         lines += ["", _change(c)]
         if c.mlflow_run_id:
             link = run_link(c.mlflow_run_id) if run_link else None

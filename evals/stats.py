@@ -23,6 +23,8 @@ class Comparison(BaseModel):
     ci_high: float
     per_category: dict[str, float]  # candidate score per category
     category_deltas: dict[str, float]
+    per_segment: dict[str, float] = {}  # candidate score per user segment (items that name one)
+    segment_deltas: dict[str, float] = {}
 
 
 def paired_bootstrap_ci(
@@ -54,15 +56,21 @@ def category_means(scores: dict[str, float], categories: dict[str, str]) -> dict
 
 
 def compare(
-    candidate: dict[str, float], champion: dict[str, float], categories: dict[str, str], *, resamples: int = 5000
+    candidate: dict[str, float], champion: dict[str, float], categories: dict[str, str], *, resamples: int = 5000,
+    segments: dict[str, str] | None = None, only: set[str] | None = None,
 ) -> Comparison:
-    """Compare on the items both variants scored (ids -> score)."""
-    ids = sorted(set(candidate) & set(champion))
+    """Compare on the items both variants scored (ids -> score); ``only`` limits it to those ids.
+    ``segments`` (id -> segment) adds per-segment scores for the items that have one."""
+    ids = sorted(set(candidate) & set(champion) & (only if only is not None else set(candidate)))
     if not ids:
         raise ValueError("no golden item was scored for both variants")
     delta, low, high = paired_bootstrap_ci([candidate[i] for i in ids], [champion[i] for i in ids], resamples=resamples)
     cand_cat = category_means({i: candidate[i] for i in ids}, categories)
     champ_cat = category_means({i: champion[i] for i in ids}, categories)
+    segs = segments or {}
+    in_segment = [i for i in ids if i in segs]
+    cand_seg = category_means({i: candidate[i] for i in in_segment}, segs)
+    champ_seg = category_means({i: champion[i] for i in in_segment}, segs)
     return Comparison(
         n=len(ids),
         golden_score=round(float(np.mean([candidate[i] for i in ids])), 4),
@@ -72,4 +80,6 @@ def compare(
         ci_high=round(high, 4),
         per_category=cand_cat,
         category_deltas={c: round(cand_cat[c] - champ_cat[c], 4) for c in cand_cat},
+        per_segment=cand_seg,
+        segment_deltas={s: round(cand_seg[s] - champ_seg[s], 4) for s in cand_seg},
     )

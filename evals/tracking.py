@@ -19,6 +19,7 @@ import time
 import warnings
 from typing import Any
 
+from evals.calibration import JudgeCalibration
 from evals.golden import GoldenSet
 from evals.runner import EvalResult
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 def _metric_key(category: str) -> str:
     return "golden." + re.sub(r"[^\w\-./ ]", "_", category)
+
+
+def _segment_key(segment: str) -> str:
+    return _metric_key("segment." + segment)
 
 
 def experiment_id(client: Any, name: str) -> str:
@@ -110,6 +115,13 @@ def log_variant(
             per_cat.setdefault(r.category, []).append(r.score)
     for category, values in per_cat.items():
         all_metrics[_metric_key(category)] = sum(values) / len(values)
+    segments = golden.segments()
+    per_seg: dict[str, list[float]] = {}
+    for r in result.rows:
+        if scored and r.score is not None and r.id in segments:
+            per_seg.setdefault(segments[r.id], []).append(r.score)
+    for segment, values in per_seg.items():
+        all_metrics[_segment_key(segment)] = sum(values) / len(values)
     all_params = {"golden_version": golden.version, "golden_path": str(golden.path), "model": result.variant.model,
                   "prompt_version": result.variant.prompt_version, "index_version": result.variant.index_version,
                   "eval_cached": result.cached, **params}
@@ -144,6 +156,26 @@ def link_prompt_version(client: Any, run_id: str, name: str, version: str) -> No
         client.link_prompt_version_to_run(run_id, prompt)
     except MlflowException as exc:
         log.warning("run %s not linked to prompt %s version %s: %s", run_id, name, version, exc)
+
+
+def log_judge_calibration(client: Any, run_id: str, calibration: JudgeCalibration) -> None:
+    """The cycle's judge calibration on its run: metrics ``judge.items``, ``judge.agreement`` and
+    ``judge.kappa`` (absent when undefined: a missing metric, not a 0 that reads as a verdict), the
+    screening judge's as ``screening_judge.*``, tags
+    saying whether the gate trusted the judge and why, and the whole result as JSON."""
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metrics = {"judge.items": calibration.items, "judge.agreement": calibration.agreement,
+               "judge.kappa": calibration.kappa}
+    if (screening := calibration.screening) is not None:
+        metrics |= {"screening_judge.items": screening.items, "screening_judge.agreement": screening.agreement,
+                    "screening_judge.kappa": screening.kappa}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
+                     tags=[RunTag("flywheel.judge_trusted", str(calibration.trusted).lower()),
+                           RunTag("flywheel.judge_why", calibration.why[:5000]),
+                           RunTag("flywheel.judge_model", calibration.judge_model)])
+    client.log_dict(run_id, calibration.public(), "judge_calibration.json")
 
 
 def set_tags(client: Any, run_id: str, tags: dict[str, str]) -> None:

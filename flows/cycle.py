@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
 from evals.pipeline import Variant
+from evals.calibration import JudgeCalibration
 from evals.runner import EvalResult
 from flywheel import llm_guard
 from flywheel.config import Settings, load_settings_for_flow
@@ -29,6 +30,7 @@ from flywheel.errors import Interrupted
 from flywheel.candidates import Candidate, Decision
 from flywheel.schemas import FailureCluster
 from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
+from loop.calibration import calibration_step
 from loop.checkpoints import checkpoint
 from loop.context import CycleContext, EndpointFailed, begin
 from loop.evaluate import evaluate_step, variant_for
@@ -121,10 +123,17 @@ def evaluate_task(ctx: CycleContext, variants: list[Variant]) -> list[EvalResult
     return evaluate_step(ctx.settings, variants, golden=ctx.golden)
 
 
+@task(name="calibrate-judge", persist_result=False, cache_policy=NO_CACHE)
+def calibrate_task(ctx: CycleContext) -> JudgeCalibration | None:
+    """The judge against expert reviews, when the golden set has judge-scored items or expert
+    reviews exist (cached in the state store: a resumed cycle asks nothing again)."""
+    return calibration_step(ctx)
+
+
 @task(name="gate", persist_result=False, cache_policy=NO_CACHE)
 def gate_task(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalResult],
-              auto_approve: bool) -> CycleReport:
-    return gate_step(ctx, champion, results, auto_approve)
+              auto_approve: bool, calibration: JudgeCalibration | None = None) -> CycleReport:
+    return gate_step(ctx, champion, results, auto_approve, calibration)
 
 
 def publish_report(report: CycleReport) -> None:
@@ -137,7 +146,9 @@ def publish_report(report: CycleReport) -> None:
         markdown=r.report_markdown(cycle_id=report.cycle_id, golden_version=report.golden_version,
                                    champion_score=report.champion_score, clusters=report.clusters,
                                    candidates=report.candidates, finetune_notes=report.finetune.get("notes", []),
-                                   chart_link=report.chart_link, outcomes=report.outcomes))
+                                   chart_link=report.chart_link, outcomes=report.outcomes, judge=report.judge,
+                                   notes=report.notes, champion_per_category=report.champion_per_category,
+                                   champion_per_segment=report.champion_per_segment))
     create_table_artifact(key=r.TABLE_KEY, table=r.candidate_rows(report.candidates),
                           description=f"Candidates of cycle {report.cycle_id}")
     if report.chart_png:
@@ -185,7 +196,10 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
                 champion, *rest = evaluate_on(dask, settings, variants)
             checkpoint("evaluate")
             results = {c.candidate_id: r for c, r in zip(candidates, rest, strict=True)}
-            report = gate_task(ctx, champion, results, params.auto_approve)
+            calibration = calibrate_task(ctx)
+            if calibration is not None and not calibration.trusted:
+                logger.warning("judge not trusted alone: %s", calibration.why)
+            report = gate_task(ctx, champion, results, params.auto_approve, calibration)
         except EndpointFailed as exc:
             fail(ctx, str(exc))
             raise

@@ -213,6 +213,8 @@ class Candidate(BaseModel):
     ci_high: float | None = None
     per_category: dict[str, float] = Field(default_factory=dict)
     category_deltas: dict[str, float] = Field(default_factory=dict)
+    per_segment: dict[str, float] = Field(default_factory=dict, description="Score per user segment of the golden set.")
+    segment_deltas: dict[str, float] = Field(default_factory=dict)
     decision: Decision | None = None
     evaluated_against: ChampionSet | None = Field(
         None, description="The champion combination (prompt, index, model) it was evaluated against.")

@@ -30,6 +30,7 @@ from flywheel.config_sections import (
     GoldenLifecycleSettings,
     ImproveSettings,
     IngestSettings,
+    JudgeSettings,
     KnowledgeSettings,
     PolicySettings,
     RunnerSettings,
@@ -118,6 +119,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     ask: AskSettings = Field(default_factory=AskSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
     prompt_variables: dict[str, str] = Field(
         default_factory=dict, description="Values for {{variables}} in the prompt template."
     )

@@ -214,6 +214,11 @@ class PolicySettings(BaseModel):
     max_category_regression: float = Field(
         0.05, ge=0.0, description="No category may lose more than this (score points)."
     )
+    max_segment_regression: float = Field(
+        0.05, ge=0.0,
+        description="No user segment (golden items' `segment`, e.g. new vs power users, a locale) may lose more "
+        "than this (score points), whatever the mean does.",
+    )
     min_golden_size: int = Field(30, ge=1, description="Golden items that must be scored for a decision.")
     max_error_rate: float = Field(
         0.0, ge=0.0, le=1.0, description="Share of golden items allowed to error (an errored item is never scored)."
@@ -268,6 +273,10 @@ class GoldenLifecycleSettings(BaseModel):
         "reference answer); an expected answer that is a JSON object gets `json`.",
     )
     draft_batch: int = Field(10, ge=1, le=50, description="Synthetic items asked for per drafting request.")
+    min_per_segment: int = Field(
+        10, ge=1, le=10_000,
+        description="Golden items a segment needs before its score means much; `flywheel validate` warns below it.",
+    )
 
 
 class ServeSettings(BaseModel):
@@ -351,3 +360,21 @@ class WatchSettings(BaseModel):
     golden_drop: float = Field(0.03, ge=0.0, le=1.0, description="A fall of the champion's golden score by this much "
                                "from its best of the last cycles alarms.")
     golden_cycles: int = Field(5, ge=2, le=100, description="Cycles the golden-score trend looks back over.")
+
+
+class JudgeSettings(BaseModel):
+    """Calibration of the LLM judge against expert reviews, and how far the gate trusts it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_kappa: float = Field(
+        0.6, ge=-1.0, le=1.0,
+        description="Cohen's kappa (judge vs experts) the judge needs before judge-scored golden items alone may "
+        "pass a candidate; below it (or with too few items to know) the candidate must also pass on the rest.",
+    )
+    min_items: int = Field(20, ge=1, description="Calibration items needed before kappa is trusted at all.")
+    max_items: int = Field(
+        200, ge=1, le=100_000,
+        description="Expert reviews asked of the judge per calibration, sampled deterministically (by a hash of "
+        "the event id), so a cycle's calibration costs at most this many judge calls.",
+    )

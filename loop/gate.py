@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from evals.calibration import JudgeCalibration
+from evals.golden import GoldenSet
+from evals.policy import WithoutJudge
 from evals.runner import EvalResult
 from flywheel.candidates import (
     Candidate, CandidateKind, Decision, FinetunePayload, Outcome, RagPayload,
@@ -29,11 +32,11 @@ def evaluation_outage(champion: EvalResult, results: dict[str, EvalResult], max_
             f"{worst.first_error()}); nothing was scored or promoted")
 
 
-def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any) -> None:
+def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any, without_judge: Any = None) -> None:
     """The policy's decision on a candidate whose evaluation is complete."""
     from evals.policy import judge_candidate
 
-    verdict = judge_candidate(comparison, res.errors, len(res.rows), policy)
+    verdict = judge_candidate(comparison, res.errors, len(res.rows), policy, without_judge=without_judge)
     retrieval = cand.payload.retrieval if isinstance(cand.payload, RagPayload) else None
     if retrieval and not retrieval.passed:
         cand.decision, cand.reason = Decision.rejected, retrieval.reason + "; " + verdict.text
@@ -56,12 +59,37 @@ def _supersede_losers(evaluated: Sequence[Candidate]) -> list[Candidate]:
     return winners
 
 
+def distrusted_judge(golden: GoldenSet, default_scorer: str,
+                     calibration: JudgeCalibration | None) -> tuple[set[str], str | None]:
+    """The judge-scored item ids, and why the judge may not pass a candidate alone (None: it may,
+    or it scores nothing). A judge not calibrated this cycle is not trusted."""
+    judged = golden.judge_scored(default_scorer)
+    if not judged or (calibration is not None and calibration.trusted):
+        return judged, None
+    return judged, ("judge not calibrated: " + calibration.why) if calibration else "judge not calibrated this cycle"
+
+
+def _without_judge(res: EvalResult, champion: EvalResult, judged: set[str], why: str, segments: dict[str, str],
+                   resamples: int) -> WithoutJudge:
+    from evals.stats import compare
+
+    rest = set(champion.scores) - judged
+    try:
+        comparison = compare(res.scores, champion.scores, champion.categories, resamples=resamples,
+                             segments=segments, only=rest)
+    except ValueError:  # every item both scored is judge-scored
+        comparison = None
+    return WithoutJudge(comparison=comparison, why=why)
+
+
 def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalResult],
-              auto_approve: bool) -> CycleReport:
+              auto_approve: bool, calibration: JudgeCalibration | None = None) -> CycleReport:
     """Log every evaluation to MLflow, then decide; promotion (auto-approve) only after logging.
-    An evaluation outage is logged too (decision ``error``, no score) and then ends the cycle."""
+    An evaluation outage is logged too (decision ``error``, no score) and then ends the cycle.
+    ``calibration`` is this cycle's judge calibration: logged on the cycle's run, and unless it
+    vouches for the judge, judge-scored items alone cannot pass a candidate."""
     from evals.stats import category_means, compare
-    from evals.tracking import cycle_run, experiment_id, log_variant
+    from evals.tracking import cycle_run, experiment_id, log_judge_calibration, log_variant
     from loop.promotion import promote, supersede_pending
 
     policy = ctx.settings.policy
@@ -71,6 +99,10 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
     client = ctx.mlflow
     exp_id = experiment_id(client, ctx.settings.experiment)
     parent = cycle_run(client, exp_id, ctx.cycle_id)
+    if calibration is not None:
+        log_judge_calibration(client, parent, calibration)
+    segments = golden.segments()
+    judged, distrust = distrusted_judge(golden, ctx.settings.eval.default_scorer, calibration)
     champion_run = log_variant(
         client, exp_id, parent, cycle_id=ctx.cycle_id, kind="champion", candidate_id=f"champion-{ctx.cycle_id}",
         result=champion, golden=golden, decision="error" if outage else "champion", metrics={},
@@ -89,11 +121,15 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
                 comparison = None
                 if res.scores:
                     comparison = compare(res.scores, champion.scores, champion.categories,
-                                         resamples=ctx.settings.eval.bootstrap_resamples)
+                                         resamples=ctx.settings.eval.bootstrap_resamples, segments=segments)
                     cand.golden_score, cand.champion_score = comparison.golden_score, comparison.champion_score
                     cand.delta, cand.ci_low, cand.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
                     cand.per_category, cand.category_deltas = comparison.per_category, comparison.category_deltas
-                _decide(cand, res, comparison, policy)
+                    cand.per_segment, cand.segment_deltas = comparison.per_segment, comparison.segment_deltas
+                without = (_without_judge(res, champion, judged, distrust, segments,
+                                          ctx.settings.eval.bootstrap_resamples)
+                           if distrust and comparison is not None else None)
+                _decide(cand, res, comparison, policy, without)
             cand.evaluated_against = cand.evaluated_against or against
             evaluated.append(cand)
         winners = _supersede_losers(evaluated)
@@ -129,7 +165,22 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
     return CycleReport(cycle_id=ctx.cycle_id, golden_version=golden.version, champion_score=champion.mean,
                        candidates=evaluated, resumed=ctx.resumed, champion_run_id=champion_run,
                        cycle_run_id=parent,
-                       champion_per_category=category_means(champion.scores, champion.categories))
+                       champion_per_category=category_means(champion.scores, champion.categories),
+                       champion_per_segment=category_means({i: v for i, v in champion.scores.items() if i in segments},
+                                                           segments),
+                       judge=calibration, notes=judge_notes(judged, distrust, calibration))
+
+
+def judge_notes(judged: set[str], distrust: str | None, calibration: JudgeCalibration | None) -> list[str]:
+    """What the cycle says about its judge when the judge cannot be trusted alone."""
+    if distrust:
+        return [f"{len(judged)} golden items are scored by the LLM judge, which is not trusted alone ({distrust}): "
+                "a candidate also had to pass the policy on the other items. Calibrate it with expert reviews "
+                "(`flywheel judge calibrate`)"]
+    if calibration is not None and not calibration.trusted:
+        return [f"the LLM judge is not calibrated ({calibration.why}); no golden item is judge-scored, so the gate "
+                "did not depend on it"]
+    return []
 
 
 def retrieval_metrics(cand: Candidate) -> dict[str, float]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from evals.calibration import JudgeCalibration
 from flywheel.candidates import Candidate
 from flywheel.schemas import ClusterOutcome, FailureCluster
 from loop.context import CycleContext
@@ -26,6 +27,9 @@ class CycleReport(BaseModel):
     cycle_run_id: str | None = None
     finetune: dict[str, Any] = Field(default_factory=dict)
     champion_per_category: dict[str, float] = Field(default_factory=dict)
+    champion_per_segment: dict[str, float] = Field(default_factory=dict)
+    judge: JudgeCalibration | None = Field(None, description="This cycle's judge calibration, when it ran one.")
+    notes: list[str] = Field(default_factory=list, description="What the operator should know (e.g. an untrusted judge).")
     chart_uri: str | None = None  # the chart logged to the cycle's MLflow run
     chart_link: str | None = None  # where an operator opens it (the MLflow UI when configured)
     chart_png: bytes | None = Field(None, exclude=True)  # the chart itself, for the Prefect artifact
@@ -44,6 +48,9 @@ class CycleReport(BaseModel):
             "finetune": self.finetune,
             "mlflow_run_id": self.cycle_run_id,
             "loop_velocity": self.loop_velocity,
+            "champion_per_segment": self.champion_per_segment,
+            "judge": self.judge.public() if self.judge else None,
+            "notes": self.notes,
         }
 
 

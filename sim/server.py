@@ -59,6 +59,7 @@ class SimOptions:
     seed: int = 0  # seeds rewording and wild drafting shapes
     drafting: str = "clean"  # clean | wild: drafting answers in real models' shapes
     reject_json_schema: bool = False  # 400 on response_format json_schema, like some vLLM/Ollama versions
+    record: bool = False  # keep every chat request's body (SimState.requests), for tests of what was sent
 
     def __post_init__(self) -> None:
         if self.drafting not in DRAFTING_MODES:
@@ -72,6 +73,7 @@ class SimState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     served: int = 0
     seen: Counter[str] = field(default_factory=Counter)  # identical drafting requests, for retries
+    requests: list[dict[str, Any]] = field(default_factory=list)  # chat bodies, when options.record
     tuning: FineTuneStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -186,6 +188,9 @@ def build_app(state: SimState) -> Starlette:
             state.count("rejected_json_schema")
             return _json_schema_rejected()
         role = roles.route(body)
+        if state.options.record:
+            with state.lock:
+                state.requests.append(body)
         content = roles.answer(role, body, learned, state.style(role, body))
         state.count(f"chat.{role}")
         prompt_tokens = sum(_tokens(roles._text(m.get("content"))) for m in messages)

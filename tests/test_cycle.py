@@ -127,6 +127,14 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
     (parent,) = by_kind["cycle"]
     (champion,) = by_kind["champion"]
     (rag_run,) = by_kind["rag"]
+    # The judge calibrated against the world's consented expert reviews (every one fails an answer:
+    # kappa undefined, so no judge.kappa metric rather than a 0 that reads as a verdict).
+    judge = out["judge"]
+    assert judge["items"] > 0 and judge["kappa"] is None and judge["trusted"] is False
+    assert parent.data.metrics["judge.items"] == judge["items"] and "judge.kappa" not in parent.data.metrics
+    assert parent.data.metrics["judge.agreement"] == judge["agreement"]
+    assert "judge_calibration.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert any("not calibrated" in n for n in out["notes"])
     assert len(by_kind["prompt"]) == len(out["candidates"]) - 1
     assert rag_run.data.metrics["retrieval.candidate.unaffected.recall_at_3"] >= \
         rag_run.data.metrics["retrieval.active.unaffected.recall_at_3"]

@@ -42,6 +42,13 @@ def cycle(
         else:  # an empty table says nothing; the outcomes above say why
             why = "the table above says what stopped each cluster" if report.outcomes else "no failure clusters"
             err.print(f"no candidates in {report.cycle_id}: {why}", highlight=False, soft_wrap=True)
+        if report.judge is not None:
+            kappa = "undefined" if report.judge.kappa is None else f"{report.judge.kappa:.2f}"
+            err.print(f"judge calibration: {report.judge.items} items, kappa {kappa} "
+                      f"({'trusted' if report.judge.trusted else 'not trusted alone'})", highlight=False,
+                      markup=False, soft_wrap=True)
+        for note in report.notes:
+            err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
         ui = mlflow_ui_command(settings.resolved_tracking_uri)
         err.print(f"runs, scores and prompt versions in the MLflow UI: {ui}", highlight=False, markup=False,
                   soft_wrap=True)

@@ -7,6 +7,7 @@ mistake is named with its line and a fix."""
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 import json
 import re
 from pathlib import Path
@@ -29,9 +30,10 @@ _FIELD_FIXES = {
     "scorer": f'use a scorer of {", ".join(get_args(Scorer))}, or leave "scorer" out for [eval] default_scorer',
     "tags": '"tags" must be a list of strings',
     "documents": '"documents" must be a list of knowledge document ids',
+    "segment": '"segment" names the user segment the item stands for, a non-empty string (or tag it "segment:<name>")',
 }
 _NOT_JSON_FIX = "write one JSON object per line: check the quotes, commas and braces"
-_UNKNOWN_FIELD_FIX = "remove it: an item has only id, input, expected, category, scorer, tags, documents"
+_UNKNOWN_FIELD_FIX = "remove it: an item has only id, input, expected, category, scorer, tags, documents, segment"
 _SHORT_WORD = re.compile(r"^\w{1,3}$")
 _INNER_LINE = re.compile(r" at line \d+ column")
 
@@ -60,6 +62,7 @@ def check_golden(settings: Settings) -> GoldenCheck:
     except OSError as exc:
         return GoldenCheck(problems=[error(Check.GOLDEN, f"cannot read the golden set: {exc}", where, path)])
     out.problems += _size_problems(out, settings, path)
+    out.problems += _segment_problems(out, settings, path)
     return out
 
 
@@ -147,3 +150,16 @@ def _size_problems(out: GoldenCheck, settings: Settings, path: Path) -> list[Pro
                       "the gate would reject every candidate", f"add {need - have} items, or set min_golden_size = "
                       f"{have} under [policy] in flywheel.toml (more items give tighter confidence intervals)", path)]
     return []
+
+
+def _segment_problems(out: GoldenCheck, settings: Settings, path: Path) -> list[Problem]:
+    """A segment with a handful of items: one item more or less right moves its score by a lot, so
+    the gate's per-segment bound (``policy.max_segment_regression``) would turn on noise."""
+    counts = Counter(seg for item in out.items if (seg := item.segment_name))
+    need = settings.golden_set.min_per_segment
+    return [warning(Check.GOLDEN, f"segment {seg!r} has only {n} golden item{'s' if n != 1 else ''}: its score moves "
+                    f"by {1 / n:.0%} with each item, and the gate bounds its regression "
+                    f"({settings.policy.max_segment_regression})",
+                    f"add {need - n} items of segment {seg!r}, or fold it into a larger segment "
+                    f"([golden_set] min_per_segment = {need})", path)
+            for seg, n in sorted(counts.items()) if n < need]

@@ -1,0 +1,51 @@
+"""``flywheel judge``: how far the LLM judge agrees with expert reviews."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.context import _settings
+from app.output import JsonFlag, emit, err, handles_errors
+
+judge_app = typer.Typer(help="The LLM judge: calibrate it against expert reviews.", no_args_is_help=True)
+
+
+@judge_app.command("calibrate")
+@handles_errors
+def calibrate(as_json: JsonFlag = False) -> None:
+    """Ask the judge about answers experts reviewed and compare: agreement, Cohen's kappa, confusion.
+
+    Only consented expert reviews with a reference answer (a golden item, the expert's correction, or consented feedback on the same query) are asked, at most [judge] max_items, sampled deterministically. Below [judge] min_kappa (or with fewer than [judge] min_items items) the gate does not let judge-scored golden items alone pass a candidate.
+    """
+    from loop.calibration import calibrate as do_calibrate
+    from loop.golden.versions import current_golden
+
+    settings = _settings()
+    result = do_calibrate(settings, current_golden(settings))
+    if as_json:
+        emit(result.public())
+        return
+    out = Console() if Console().is_terminal else Console(width=160)
+    agreement = "-" if result.agreement is None else f"{result.agreement:.0%}"
+    kappa = "undefined" if result.kappa is None else f"{result.kappa:.3f}"
+    out.print(f"judge {result.judge_model}: {result.items} items, agreement {agreement}, kappa {kappa}",
+              highlight=False, soft_wrap=True)
+    table = Table(title="confusion (rows: expert, columns: judge)")
+    for col in ("", "judge pass", "judge fail"):
+        table.add_column(col)
+    for row, counts in result.confusion.items():
+        table.add_row(row.replace("_", " "), str(counts.judge_pass), str(counts.judge_fail))
+    out.print(table)
+    verdict = "trusted" if result.trusted else "NOT trusted alone by the gate"
+    err.print(f"{verdict}: {result.why}", highlight=False, markup=False, soft_wrap=True)
+    if (sc := result.screening) is not None:
+        sc_agree = "-" if sc.agreement is None else f"{sc.agreement:.0%}"
+        sc_kappa = "undefined" if sc.kappa is None else f"{sc.kappa:.3f}"
+        out.print(f"screening judge (is the complaint resolved?): {sc.items} items, agreement {sc_agree}, kappa "
+                  f"{sc_kappa}", highlight=False, soft_wrap=True)
+    skipped = {k: v for k, v in result.skipped.items() if v}
+    if skipped or result.errors:
+        err.print("not asked: " + ", ".join(f"{k} {v}" for k, v in skipped.items())
+                  + (f"; judge errors {result.errors}" if result.errors else ""), highlight=False, soft_wrap=True)
