@@ -6,7 +6,9 @@ scrubbed), run the Prefect flow `improvement-cycle`, approve what passed the pol
 would with `flywheel approve`), then run a second cycle: the cluster that prompt revisions could
 not fix (error codes the base model does not know) now has its history and 1000+ usable examples,
 so it goes to fine-tuning (a dataset, a job on the simulator, a fine-tuned model candidate), which
-is approved too. Finally the champion's golden score before and after.
+is approved as a canary for 20% of users. Then live traffic (:mod:`app.demo_live`): `flywheel serve`
+and the simulator's users; `flywheel watch` promotes the canary, and rolls back a bad prompt a
+teammate promoted by hand. Finally the champion's golden score before and after.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 
 from rich.console import Console
 
+from app.demo_live import LIVE_OVERRIDES, run_live_act
 from app.where_to_look import mlflow_ui_command
+from flywheel.candidates import Candidate
 from flywheel.config import Settings, load_settings
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
@@ -89,6 +93,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         for e in report.errors:
             console.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
         cycles, promoted = [], []
+        canary: Candidate | None = None
         for turn in (1, 2):
             console.rule(f"improvement cycle {turn} (Prefect flow improvement-cycle)")
             cycle = run_flow(auto_approve=False, overrides=overrides)
@@ -109,10 +114,19 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
                 console.print(f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
                               f"delta {ci_text(c)} -> {c.decision}", highlight=False)
             for cand in pending(settings):
+                if turn == 2 and canary is None:  # the last cycle's best goes to a canary, judged on live traffic
+                    canary = cand
+                    continue
                 console.print(f"approving {cand.candidate_id} ({cand.kind}) as {DEMO_APPROVER!r} "
                               f"(what `flywheel approve {cand.candidate_id}` does)", highlight=False)
                 approve(settings, cand.candidate_id, by=DEMO_APPROVER, note="approved in the demo")
                 promoted.append(cand)
+        live: dict[str, Any] | None = None
+        if canary is not None:
+            live = run_live_act(load_settings(**overrides, **LIVE_OVERRIDES), canary,
+                                (world / "prompt.txt").read_text().strip(), console)
+            if live["canary"]["action"] == "promoted":
+                promoted.append(canary)
         before = cycles[0].champion_score
         final = status(settings)
         champion_now = Variant(label="champion", prompt_template=require_production_prompt(settings).template,
@@ -143,6 +157,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         "finetune": cycles[-1].finetune,
         "champions": final["champions"],
         "loop_velocity_hours": final["loop_velocity_hours"],
+        "live": live,
     }
 
 

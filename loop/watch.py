@@ -139,8 +139,14 @@ class _Watch:
         except Exception:  # a registry version that is gone: nothing carries it
             return f"<model version {version}>"
 
-    def promotions(self, kind: ChampionKind, moves: list[Move], live: list[Move], now: float) -> list[tuple[Move, WatchRow]]:
+    def promotions(self, kind: ChampionKind, moves: list[Move], live: list[Move], now: float,
+                   other_moves: list[float] | None = None) -> list[tuple[Move, WatchRow]]:
+        """Each live production move of ``kind`` in the window against the version it replaced.
+        ``other_moves``: when production moves of the other kinds happened; both sides stop at them,
+        so the two sides differ in this one change (a later bad prompt does not count against an
+        earlier model, nor an earlier index change for a prompt)."""
         prod = [m for m in moves if not m.action.is_canary]
+        others = sorted(other_moves or [])
         live_keys = {(m.at, m.to_version) for m in live}
         window = self.settings.watch.window_days * DAY
         column = VERSION_COLUMN[str(kind)]
@@ -154,6 +160,12 @@ class _Watch:
             # The baseline is the replaced version's own events (by their version field) of the window
             # before the move, not only since it moved in: a team's prompt served before `prompt set`.
             start = at - window
+            later = [t for t in others if t > at]
+            if later and (end is None or later[0] < end):
+                end = later[0]
+            earlier = [t for t in others if t <= at]
+            if earlier and earlier[-1] > start:
+                start = earlier[-1]
             production = self.data.not_canary()
             after = self.data.between(at, end) & self.data.equals(column, self.label(kind, m.to_version)) & production
             before = self.data.between(start, at) & self.data.equals(column, self.label(kind, m.from_version)) & production
@@ -232,9 +244,12 @@ def run_watch(settings: Settings, *, dry_run: bool = False) -> WatchReport:
     decided: list[tuple[WatchRow, Move | None]] = []
     if canary is not None:
         decided.append((watch.canary(canary), None))
+    moved_at = {k: [m.at.timestamp() for m in moves if m.at and not m.action.is_canary]
+                for k, (moves, _) in histories.items()}
     for kind in ChampionKind:
         moves, live = histories[kind]
-        for move, row in watch.promotions(kind, moves, live, now):
+        others = [t for k, times in moved_at.items() if k is not kind for t in times]
+        for move, row in watch.promotions(kind, moves, live, now, others):
             decided.append((row, move))
     rows = finished + [row for row, _ in decided]
     for row, move in decided:

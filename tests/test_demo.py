@@ -42,6 +42,19 @@ def test_demo_closes_the_loop_on_the_simulator(tmp_path: Path) -> None:
     assert job["status"] == "succeeded" and doc["champions"]["model"] == job["fine_tuned_model"]
     assert tuned["category_deltas"]["factual"] > 0 and doc["finetune"]["dataset"]["examples"] >= 1000
     assert doc["after"] >= doc["before"] + 0.5 and doc["after"] == 1.0
+    # Live traffic through `flywheel serve`: the fine-tuned model ran as a 20% canary and the watch
+    # promoted it; a bad prompt set by hand was rolled back by the watch; the figures are in the JSON.
+    live = doc["live"]
+    canary, bad = live["canary"], live["bad_promotion"]
+    assert (canary["candidate_id"], canary["percent"]) == (tuned["candidate_id"], 20.0)
+    assert canary["verdict"] != "worse" and canary["action"] == "promoted"
+    assert canary["watch"]["events"] >= 200 and canary["watch"]["baseline_events"] >= 200
+    assert canary["traffic"]["by_arm"]["canary"]["events"] < canary["traffic"]["by_arm"]["production"]["events"]
+    assert canary["negative_rate_after"] < canary["negative_rate_before"]
+    assert (bad["against"], bad["verdict"], bad["action"]) == (doc["champions"]["prompt"], "worse", "rolled_back")
+    assert bad["watch"]["ci_low"] > 0 and bad["golden_score"] < 0.8
+    assert bad["negative_rate_after_rollback"] < bad["negative_rate"]
+    assert "flywheel watch:" in proc.stderr and "rolled_back" in proc.stderr
     assert doc["mlflow_tracking_uri"] == f"sqlite:///{(tmp_path / 'demo').resolve()}/mlflow.db"
     assert "before" in proc.stderr and "mlflow ui" in proc.stderr
     # The printed command runs as printed: the MLflow CLI by its path (no venv need be activated).

@@ -208,3 +208,34 @@ def test_a_clusters_own_queries_are_compared_before_and_after_its_fix() -> None:
     assert (cluster.cluster_id, cluster.candidate_id, cluster.queries) == ("cl-pay", cand.candidate_id, 1)
     assert cluster.events_after == 200 and cluster.events_before == 200  # its own 20 events left out
     assert cluster.negative_rate_after < cluster.negative_rate_before and cluster.verdict == "better"
+
+
+def test_a_promotion_is_judged_only_until_another_kind_moves(cli) -> None:
+    """A better prompt, then a worse model: the model's complaints are not the prompt's (the prompt's
+    side ends when the model moved), so only the model is rolled back."""
+    from flywheel.champions import ChampionKind
+    from flywheel.registry import production_model, register_model_version
+
+    settings = load_settings()
+    cand = prompt_candidate(settings)
+    approve(settings, cand.candidate_id, by="dana", note=None)
+    client = use_mlflow(settings)
+    run = client.create_run(client.get_experiment_by_name(settings.experiment).experiment_id, run_name="ft")
+    version = register_model_version(settings, "ft:worse-1", run.info.run_id, {"flywheel.job_id": "job-w"})
+    with open_state(settings.home) as state:
+        champion(settings, state, ChampionKind.model).move_to(version, MoveAction.promote, by="sam")
+        prompt_at_ = state.promotions("prompt")[-1]["at"]
+        model_at_ = state.promotions("model")[-1]["at"]
+    t_prompt, t_model = (datetime.fromtimestamp(float(t), timezone.utc) for t in (prompt_at_, model_at_))
+    base, n = settings.target_model, 600
+    ingest(settings, rated_events(1, n, 0.30, prefix="old", start=t_prompt - timedelta(hours=2),
+                                  prompt_version=cand.parent, model=base)
+           + rated_events(2, n, 0.10, prefix="new", start=t_prompt + (t_model - t_prompt) / (2 * n),
+                          spacing=(t_model - t_prompt) / (2 * n), prompt_version=cand.version, model=base)
+           + rated_events(3, n, 0.45, prefix="ft", start=t_model + timedelta(seconds=1),
+                          prompt_version=cand.version, model="ft:worse-1"))
+    rows = {r["kind"]: r for r in cli("watch", "--json")["watches"]}
+    assert rows["prompt"]["events"] == n and (rows["prompt"]["verdict"], rows["prompt"]["action"]) == ("better", "none")
+    assert rows["model"]["baseline_events"] == n and (rows["model"]["verdict"], rows["model"]["action"]) == (
+        "worse", "rolled_back")
+    assert prompt_at(settings, PRODUCTION).version == cand.version and production_model(settings).version is None

@@ -78,6 +78,52 @@ def sim_serve(
         pass
 
 
+@sim_app.command("traffic")
+@handles_errors
+def sim_traffic(
+    url: Annotated[str, typer.Option("--url", help="Base URL of `flywheel serve`.")],
+    key: Annotated[str, typer.Option("--key", help="API key for GET /v1/champion (scope read; an admin key "
+                                     "also sends the feedback).")],
+    ingest_key: Annotated[str | None, typer.Option(help="API key for POST /v1/feedback (scope ingest; default "
+                                                   "--key).")] = None,
+    users: Annotated[int, typer.Option(min=1, help="Distinct users (heavy-tailed activity).")] = 2000,
+    requests: Annotated[int, typer.Option(min=0, help="Requests to play (one feedback event each).")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed for users, queries and feedback.")] = 0,
+    rate: Annotated[list[str] | None, typer.Option("--rate", help="True negative rate of matching variants, "
+                                                   "KEY=VALUE[,KEY=VALUE]:RATE with keys prompt, index, model, "
+                                                   "e.g. --rate prompt=3:0.40 (repeatable; most specific wins).")]
+    = None,
+    default_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="True negative rate of variants no "
+                                                "--rate matches.")] = 0.20,
+    batch: Annotated[int, typer.Option(min=1, max=1000, help="Events per POST /v1/feedback.")] = 250,
+    as_json: JsonFlag = False,
+) -> None:
+    """Play users of a live product against `flywheel serve`: ask /v1/champion what to serve each one,
+    answer with the simulator's product model, send feedback whose negative rate is the served
+    variant's true quality (--rate), dated now."""
+    from flywheel.client import ClientError
+    from flywheel.errors import FlywheelError
+    from sim.quality import QualityMap
+    from sim.traffic import TrafficGenerator, TrafficOptions
+
+    quality = QualityMap.parse(rate or [], default_rate)
+    options = TrafficOptions(users=users, requests=requests, seed=seed, batch=batch)
+    try:
+        with TrafficGenerator(url, read_key=key, ingest_key=ingest_key or key, quality=quality,
+                              options=options) as gen:
+            report = gen.run()
+    except ClientError as exc:  # a wrong key or URL, or a service that stays unavailable
+        raise FlywheelError(f"{url}: {exc}") from None
+    if as_json:
+        emit(report.public())
+        return
+    err.print(f"{report.requests} requests from {report.users} users: {report.accepted} events accepted, "
+              f"{report.duplicates} duplicates, {report.rejected} rejected", highlight=False)
+    for v in report.by_variant:
+        err.print(f"  {v.arm:10} prompt {v.prompt_version} index {v.index_version or '-'} model {v.model}: "
+                  f"{v.events} events, negative rate {v.rate} (true {v.true_rate})", highlight=False)
+
+
 @handles_errors
 def demo(
     home: Annotated[Path | None, typer.Option(help="State directory to use (default: a fresh temporary one).")] = None,

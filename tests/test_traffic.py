@@ -1,0 +1,124 @@
+"""The traffic generator (sim/traffic.py) against a real `flywheel serve` on 127.0.0.1: the arms and
+negative rates it produces follow the service's split and the quality map, and `flywheel watch`,
+fed only by it through the service, promotes a better canary and rolls back a worse promotion."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+
+import pytest
+
+from flywheel.arms import arm_for
+from flywheel.client import FlywheelClient
+from flywheel.config import load_settings
+from flywheel.feedback.store import open_store
+from flywheel.registry import production_prompt
+from live_server import LiveServer, make_key
+from loop.canary import approve_canary
+from loop.promotion import set_prompt
+from loop.watch import run_watch
+from sim.quality import QualityMap, Variant, rate_for_golden
+from sim.traffic import TrafficGenerator, TrafficOptions
+from tests.watch_helpers import prompt_candidate
+
+
+@pytest.fixture
+def keys(cli, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    monkeypatch.setenv("FLYWHEEL_SERVE__CHAMPION_TTL_SECONDS", "0.3")
+    return make_key(cli, "product", "read"), make_key(cli, "events", "ingest")
+
+
+def _serves(client: FlywheelClient, user: str, version: str, seconds: float = 60) -> str:
+    """Poll until the service serves ``version`` to ``user`` (its cache follows a move within its TTL)."""
+    deadline = time.monotonic() + seconds
+    while (got := client.champion(user).prompt.version) != version and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+
+
+def test_quality_map_most_specific_entry_wins_and_golden_maps_monotonically() -> None:
+    q = QualityMap.parse(["prompt=2:0.1", "prompt=2,model=ft:0.02", "model=ft:0.3"], default_rate=0.25)
+    assert q.rate(Variant(prompt_version="2", model="base")) == 0.1
+    assert q.rate(Variant(prompt_version="2", model="ft")) == 0.02
+    assert q.rate(Variant(prompt_version="1", model="ft")) == 0.3
+    assert q.rate(Variant(prompt_version="1", model="base")) == 0.25
+    assert rate_for_golden(1.0) == 0.05 and rate_for_golden(0.0) == 0.65
+    assert rate_for_golden(0.9) < rate_for_golden(0.5) < rate_for_golden(0.2)
+
+
+def test_arms_and_negative_rates_follow_the_service_and_the_quality_map(keys) -> None:
+    settings = load_settings()
+    read, ingest = keys
+    cand = prompt_candidate(settings)  # production v1, the candidate v2
+    approve_canary(settings, cand.candidate_id, percent=30, by="dana", note=None)
+    quality = QualityMap.parse([f"prompt={cand.parent}:0.30", f"prompt={cand.version}:0.10"])
+    with LiveServer(settings) as live:
+        gen = TrafficGenerator(live.url, read_key=read, ingest_key=ingest, quality=quality,
+                               options=TrafficOptions(users=600, requests=2400, seed=5, batch=300))
+        with gen:
+            report = gen.run()
+    assert report.accepted == 2400 and report.rejected == 0 and report.duplicates == 0
+    canary, production = report.by_arm["canary"], report.by_arm["production"]
+    assert abs(canary.rate - 0.10) < 0.04 and abs(production.rate - 0.30) < 0.04
+    # What the service said is what the events carry, and the stored events are the ones sent.
+    with open_store(settings.resolved_store_url) as store:
+        events = list(store.events())
+    assert len(events) == 2400
+    for e in events:
+        assert e.arm == arm_for(e.user_id, 30)
+        assert e.prompt_version == (cand.version if e.arm == "canary" else cand.parent)
+        assert e.model == settings.target_model and e.index_version is None
+        assert (e.reason is not None) == (e.signal == "thumbs_down")
+    # A realistic mix: some users far more active than the median one.
+    per_user = Counter(e.user_id for e in events)
+    assert max(per_user.values()) >= 8 * statistics.median(per_user.values())
+    assert 0.7 < sum(e.consent for e in events) / len(events) < 0.95
+
+
+def test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_worse_promotion(
+        keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYWHEEL_WATCH__AUTO_PROMOTE", "true")
+    settings = load_settings()
+    read, ingest = keys
+    cand = prompt_candidate(settings, text="Be precise and kind.")
+    approve_canary(settings, cand.candidate_id, percent=20, by="dana", note=None)
+    good, old = cand.version, cand.parent
+    bad = "3"
+    quality = QualityMap.parse([f"prompt={old}:0.30", f"prompt={good}:0.10", f"prompt={bad}:0.45"])
+    with LiveServer(settings) as live, FlywheelClient(live.url, read) as client:
+        gen = TrafficGenerator(live.url, read_key=read, ingest_key=ingest, quality=quality,
+                               options=TrafficOptions(users=1500, requests=2500, seed=11))
+        with gen:
+            during = gen.run()
+            (row,) = [r for r in run_watch(settings).watches if r.scope == "canary"]
+            assert (row.verdict, row.action) == ("better", "promoted")
+            assert row.negative_rate < row.baseline_rate and row.ci_high < 0
+            assert production_prompt(settings).version == good
+            assert _serves(client, "anyone", good) == good
+            after = gen.run(1000, seed=12)
+            assert after.by_arm["production"].rate < during.by_arm["production"].rate - 0.1
+
+            assert set_prompt(settings, "Answer in one word.", message="a hand edit", by="sam")["version"] == bad
+            assert _serves(client, "anyone", bad) == bad
+            gen.run(1000, seed=13)
+            rows = [r for r in run_watch(settings).watches if r.version == bad]
+            assert [(r.kind, r.against, r.verdict, r.action) for r in rows] == [
+                ("prompt", good, "worse", "rolled_back")]
+            assert rows[0].ci_low > 0 and rows[0].baseline_events >= 200
+    assert production_prompt(settings).version == good
+
+
+def test_the_cli_plays_traffic_with_an_admin_key_and_says_why_a_read_key_is_not_enough(cli) -> None:
+    settings = load_settings()
+    set_prompt(settings, "You answer support questions.", message="start", by="test")
+    admin, read = make_key(cli, "ops", "admin"), make_key(cli, "product", "read")
+    with LiveServer(settings) as live:
+        doc = cli("sim", "traffic", "--url", live.url, "--key", admin, "--users", "30", "--requests", "120",
+                  "--rate", "prompt=1:1.0", "--seed", "3", "--json")
+        assert doc["accepted"] == 120 and doc["by_arm"]["production"]["negative_rate"] == 1.0
+        assert doc["by_variant"][0]["true_rate"] == 1.0 and doc["users"] <= 30
+        refused = cli("sim", "traffic", "--url", live.url, "--key", read, "--requests", "5", "--json", expect=1)
+        assert "403" in refused["error"]
+    cli("sim", "traffic", "--url", "http://127.0.0.1:9", "--key", "k", "--rate", "prompt:0.2", expect=2)
