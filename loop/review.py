@@ -52,6 +52,9 @@ class WeeklyReview(BaseModel):
     newest_event: datetime | None = Field(
         None, description="When the newest stored event happened, at any time: says where the data is when the "
                           "window holds none.")
+    loop_velocity: dict[str, float | int | None] = Field(
+        default_factory=dict, description="Median hours from a cluster's first negative event to the promotion of its "
+        "fix (promoted_hours) and to the watch's `better` verdict on it (verified_hours), over every promoted fix.")
 
 
 def _week_start(ts: datetime, until: datetime) -> datetime:
@@ -91,6 +94,7 @@ def weekly_review(settings: Settings, *, until: datetime | None = None, days: in
             negatives[week] += e.polarity < 0
         window = {e.event_id: e for e in store.events(polarity=-1, since=since) if e.ts <= until}
         newest = store.newest_ts()
+    velocity = _velocity(settings)
     trend = []
     for k in range(weeks - 1, -1, -1):
         week = until - timedelta(days=7 * (k + 1))
@@ -110,7 +114,20 @@ def weekly_review(settings: Settings, *, until: datetime | None = None, days: in
     clusters.sort(key=lambda c: (-c.negative, c.cluster_id))
     return WeeklyReview(since=since, until=until, events=events_in_window, negative=len(window),
                         rate=round(len(window) / events_in_window, 4) if events_in_window else None,
-                        trend=trend, direction=_direction(trend), clusters=clusters, newest_event=newest)
+                        trend=trend, direction=_direction(trend), clusters=clusters, newest_event=newest,
+                        loop_velocity=velocity)
+
+
+def _velocity(settings: Settings) -> dict[str, float | int | None]:
+    """Loop velocity as `status` gives it: to the promotion, and to the fix verified on live traffic."""
+    from flywheel.candidates import Decision
+    from flywheel.state import open_state
+    from loop.promotion import loop_velocity_hours, verified_hours
+
+    with open_state(settings.ensure_home()) as state:
+        promoted = state.candidates(decision=Decision.promoted)
+    return {"promoted_hours": loop_velocity_hours(promoted), "verified_hours": verified_hours(promoted),
+            "verified_fixes": sum(1 for c in promoted if c.verified_at is not None)}
 
 
 def _shown(e: StoredEvent) -> dict[str, Any]:
@@ -139,12 +156,24 @@ def _feedback_text(e: dict[str, Any]) -> str | None:
     return e["correction"] or e.get("final_text") or e["comment"]
 
 
+def _velocity_line(v: dict[str, float | int | None]) -> str:
+    promoted, verified = v.get("promoted_hours"), v.get("verified_hours")
+    if promoted is None:
+        return "Loop velocity: no fix promoted yet."
+    line = f"Loop velocity: a median {promoted:g} h from a cluster's first negative event to its fix's promotion"
+    if verified is None:
+        return line + "; no fix verified on live traffic yet (`flywheel watch`)."
+    return line + (f", {verified:g} h to its verification on live traffic "
+                   f"({plural(int(v.get('verified_fixes') or 0), 'fix', 'fixes')} verified by `flywheel watch`).")
+
+
 def review_markdown(review: WeeklyReview) -> str:
     rate = "-" if review.rate is None else f"{review.rate:.1%}"
     summary = (_window_empty(review) if review.events == 0 else
                f"{review.negative} negative of {plural(review.events, 'event')} this week ({rate}); "
                f"negative-feedback rate {review.direction}.")
     lines = [f"# Weekly feedback review, {review.since:%Y-%m-%d} to {review.until:%Y-%m-%d}", "", summary, "",
+             _velocity_line(review.loop_velocity), "",
              "## Negative-feedback rate by week", "", "| week from | events | negative | rate |", "|---|---|---|---|"]
     for w in review.trend:
         lines.append(f"| {w.week_start[:10]} | {w.events} | {w.negative} | "

@@ -104,3 +104,30 @@ def test_an_empty_window_says_where_the_data_is(cli, tmp_path: Path) -> None:
             f"pass --until {newest}") in text.splitlines()
     assert "0 of 0" not in text and "0 negative of 0" not in text
     assert cli("review", "--until", newest, "--json")["negative"] == 1  # the suggested window holds it
+
+
+def test_the_review_gives_loop_velocity_to_the_promotion_and_to_the_verified_fix(cli, settings) -> None:
+    from flywheel.candidates import Candidate, Decision, PromptPayload
+    from flywheel.state import open_state
+
+    first = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
+    assert "no fix promoted yet" in cli("review").stdout
+
+    def promoted(cid: str, hours: float, verified: float | None) -> Candidate:
+        return Candidate(candidate_id=cid, cycle_id="cyc-1", kind="prompt", cluster_ids=[f"c-{cid}"],
+                         payload=PromptPayload(template="t", cluster_first_seen={f"c-{cid}": first.isoformat()}),
+                         decision=Decision.promoted, decided_at=first + timedelta(hours=hours),
+                         verified_at=None if verified is None else first + timedelta(hours=verified))
+
+    with open_state(settings.ensure_home()) as state:
+        state.add_candidate(promoted("a", 10, None))
+    doc = cli("review", "--json")
+    assert doc["loop_velocity"] == {"promoted_hours": 10.0, "verified_hours": None, "verified_fixes": 0}
+    assert "no fix verified on live traffic yet" in cli("review").stdout
+    with open_state(settings.home) as state:
+        state.add_candidate(promoted("b", 20, 50))
+        state.add_candidate(promoted("c", 30, 70))
+    assert cli("review", "--json")["loop_velocity"] == {"promoted_hours": 20.0, "verified_hours": 60.0,
+                                                        "verified_fixes": 2}
+    text = cli("review").stdout
+    assert "median 20 h" in text and "60 h to its verification" in text and "2 fixes verified" in text
