@@ -16,7 +16,18 @@ from rich.markup import escape
 
 from flywheel.errors import FlywheelError, Interrupted, SignalReceived
 
-err = Console(stderr=True)
+OFF_TERMINAL_WIDTH = 180
+
+
+def human_console(*, stderr: bool = False) -> Console:
+    """Where people read: the terminal's own width on a terminal; off one (a pipe, a CI log, a file)
+    rich's default of 80 columns would cut sentences mid-word, so text is not wrapped at all (soft
+    wrap: the viewer wraps it) and tables and rules get a wide page."""
+    out = Console(stderr=stderr)
+    return out if out.is_terminal else Console(stderr=stderr, width=OFF_TERMINAL_WIDTH, soft_wrap=True)
+
+
+err = human_console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 F = TypeVar("F", bound=Callable[..., Any])
 

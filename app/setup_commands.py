@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from app.output import human_console
 from app.starter import write_starter
 from flywheel.errors import UsageError
 
@@ -119,8 +120,7 @@ def print_problems(problems: list[Problem], console: Console | None = None) -> N
 
 
 def _console() -> Console:
-    out = Console()
-    return out if out.is_terminal else Console(width=200)
+    return human_console()
 
 
 def _emit(document: object) -> None:

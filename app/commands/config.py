@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from rich.console import Console
 from rich.table import Table
 
 from app.context import _settings
-from app.output import JsonFlag, emit, handles_errors
+from app.output import JsonFlag, emit, handles_errors, human_console
 from flywheel.config import Settings
 from flywheel.config_sources import setting_sources
 
@@ -53,8 +52,7 @@ def show_config(
             continue
         table.add_row(path, str(_value_at(doc, path)), source)
         shown += 1
-    out = Console()
-    out = out if out.is_terminal else Console(width=160)
+    out = human_console()
     out.print(table if shown else "every setting has its default value", highlight=False)
     out.print(f"config file: {doc['config_file'] or 'none (no FLYWHEEL_CONFIG, no ./flywheel.toml)'}", highlight=False)
     for key, value in doc["resolved"].items():

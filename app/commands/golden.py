@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from app.context import _settings, _who
-from app.output import JsonFlag, emit, err, handles_errors
+from app.output import JsonFlag, emit, err, handles_errors, human_console
 from flywheel.errors import UsageError
 
 golden_app = typer.Typer(help="Grow the golden set from feedback: propose items, review them, see coverage.",
@@ -18,8 +18,7 @@ golden_app = typer.Typer(help="Grow the golden set from feedback: propose items,
 
 
 def _console() -> Console:
-    out = Console()
-    return out if out.is_terminal else Console(width=180)
+    return human_console()
 
 
 def _print_proposals(proposals: list[Any], title: str) -> None:

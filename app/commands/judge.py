@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from app.context import _settings
-from app.output import JsonFlag, emit, err, handles_errors
+from app.output import JsonFlag, emit, err, handles_errors, human_console
 
 judge_app = typer.Typer(help="The LLM judge: calibrate it against expert reviews.", no_args_is_help=True)
 
@@ -27,7 +26,7 @@ def calibrate(as_json: JsonFlag = False) -> None:
     if as_json:
         emit(result.public())
         return
-    out = Console() if Console().is_terminal else Console(width=160)
+    out = human_console()
     agreement = "-" if result.agreement is None else f"{result.agreement:.0%}"
     kappa = "undefined" if result.kappa is None else f"{result.kappa:.3f}"
     out.print(f"judge {result.judge_model}: {result.items} items, agreement {agreement}, kappa {kappa}",
