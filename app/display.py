@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from app.output import err
+from app.output import err, human_console
 from flywheel.wording import plural
 
 
@@ -44,9 +44,9 @@ def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None
         # Persistent clusters (prompts failed) show how far they are from fine-tuning.
         tune = ("ready" if c.finetune_gap == 0 else f"{c.finetune_gap} short") if c.prompt_failed else "-"
         table.add_row(f"{c.priority:.1f}", c.cluster_id, c.category, c.route, str(c.size), str(c.users), tune, example)
-    out = console or Console()
+    out = console or human_console()
     if not out.is_terminal:
-        out = Console(width=160, stderr=out.stderr)
+        out = human_console(stderr=out.stderr)
     out.print(table)
     if len(clusters) > limit:
         err.print(f"... {len(clusters) - limit} more (use --json for all)")
@@ -62,8 +62,7 @@ def print_candidates(cands: list[Any], title: str) -> None:
         ci = ci_text(c)
         table.add_row(c.candidate_id, c.kind, ", ".join(c.cluster_ids), f"{c.golden_score or 0:.3f}",
                       f"{c.champion_score or 0:.3f}", ci, c.decision or "-", c.reason)
-    out = Console()
-    (out if out.is_terminal else Console(width=180)).print(table)
+    human_console().print(table)
 
 
 def print_outcomes(outcomes: list[Any]) -> None:
@@ -81,8 +80,7 @@ def print_outcomes(outcomes: list[Any]) -> None:
         # User-derived text is never read as Rich markup (a `[prompt_variables]` would vanish).
         table.add_row(o.cluster_id, o.route, str(o.status), f"{o.drafts} ({o.kept})" if o.drafts is not None else "-",
                       resolved, str(o.decision or "-"), Text(o.why + (f" (note: {o.note})" if o.note else "")))
-    out = Console()
-    (out if out.is_terminal else Console(width=180)).print(table)
+    human_console().print(table)
 
 
 def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
@@ -122,10 +120,35 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
     _stdout().print(table)
 
 
+def print_kb_status(doc: dict[str, Any], now: datetime | None = None) -> None:
+    """``flywheel kb status`` for a person: what the product retrieves from, then every kept version."""
+    from rich.text import Text
+
+    from flywheel.wording import iso_and_ago
+
+    out = _stdout()
+    active = doc["active_version"]
+    out.print(Text(f"active index version: v{active}, {plural(doc['documents'], 'document')}, "
+                   f"{plural(doc['chunks'], 'chunk')}" if active else
+                   "no active index version (flywheel kb sync --source DIR)"))
+    out.print(Text(f"embedding model {doc['embedding_model']}, collection {doc['collection']} in {doc['store']}"))
+    if not doc["versions"]:
+        return
+    table = Table(title="index versions", title_justify="left")
+    for col in ("version", "status", "created", "parent", "documents", "chunks", "source", "note"):
+        table.add_column(col, overflow="fold")
+    for v in doc["versions"]:
+        created = iso_and_ago(datetime.fromisoformat(v["created_at"].replace("Z", "+00:00")), now)
+        table.add_row(*(Text(str(x)) for x in (
+            f"v{v['version']}" + (" (active)" if v["active"] else ""), v["status"], created,
+            f"v{v['parent']}" if v["parent"] else "-", v["documents"], v["chunks"], v["source"] or "-",
+            v["note"] or "")))
+    out.print(table)
+
+
 def _stdout() -> Console:
     """stdout; wide when it is not a terminal, so a pipe or a file gets whole lines."""
-    out = Console()
-    return out if out.is_terminal else Console(width=180)
+    return human_console()
 
 
 def _finetune_rows(finetune: dict[str, Any]) -> list[tuple[str, str]]:

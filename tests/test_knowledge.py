@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,41 @@ def flywheel_cmd(*args: str) -> subprocess.CompletedProcess[str]:
     """A fresh process, as an operator would run it after the store broke."""
     return subprocess.run([str(Path(sys.executable).parent / "flywheel"), *args], capture_output=True, text=True,
                           timeout=300)
+
+
+def test_kb_status_reads_as_sentences_and_a_table_with_iso_times(cli, tmp_path: Path, flywheel_home: Path) -> None:
+    src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
+    cli("kb", "sync", "--source", str(src), "--json")
+    write_docs(src, KNOWLEDGE_UPDATES)
+    cli("kb", "sync", "--source", str(src), "--json")
+    doc = cli("kb", "status", "--json")
+    created = [datetime.fromisoformat(v["created_at"].replace("Z", "+00:00")) for v in doc["versions"]]
+    assert all(abs((datetime.now(timezone.utc) - c).total_seconds()) < 600 for c in created)
+    human = flywheel_cmd("kb", "status")  # a pipe, not a terminal: still for a person, not JSON
+    assert human.returncode == 0, human.stderr
+    assert not human.stdout.lstrip().startswith("{")
+    active = doc["active_version"]
+    assert f"active index version: v{active}, {doc['documents']} documents, {doc['chunks']} chunks" in human.stdout
+    rows = [line for line in human.stdout.splitlines() if "Z (" in line]
+    assert len(rows) == 2, human.stdout
+    for row, v in zip(rows, doc["versions"], strict=True):
+        assert f"v{v['version']}" in row and v["status"] in row and ("(active)" in row) == v["active"]
+    assert all("just now)" in row or "min ago)" in row for row in rows)
+
+
+def test_syncing_a_source_with_no_documents_is_refused_and_keeps_the_index(cli, tmp_path: Path,
+                                                                            flywheel_home: Path) -> None:
+    src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
+    cli("kb", "sync", "--source", str(src), "--json")
+    before = cli("kb", "status", "--json")
+    wrong = tmp_path / "not-the-kb"
+    write_docs(wrong, {"notes.py": "print('not a document')"})
+    refused = cli("kb", "sync", "--source", str(wrong), "--json", expect=2)
+    assert "no .md/.txt files" in refused["error"] and "the index is unchanged" in refused["error"]
+    (tmp_path / "empty.jsonl").write_text("\n")
+    assert "has no documents" in cli("kb", "sync", "--source", str(tmp_path / "empty.jsonl"), "--json",
+                                     expect=2)["error"]
+    assert cli("kb", "status", "--json") == before
 
 
 def test_a_corrupted_or_missing_chroma_store_is_a_clear_error_and_every_version_comes_back(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from app.context import _settings
+from app.display import print_kb_status
 from app.output import JsonFlag, emit, err, handles_errors
 from flywheel.config import Settings
 from flywheel.errors import UsageError
@@ -58,7 +57,7 @@ def kb_status(as_json: JsonFlag = False) -> None:
     if as_json:
         emit(doc)
     else:
-        Console().print_json(json.dumps(doc, default=str))
+        print_kb_status(doc)
 
 
 @kb_app.command("rebuild")

@@ -24,13 +24,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
-from flywheel.knowledge.source import Chunk, chunks_of, load_documents
+from flywheel.knowledge.source import TEXT_SUFFIXES, Chunk, chunks_of, load_documents
 from flywheel.state import StateStore
+from flywheel.wording import iso_utc
 
 ACTIVE = "active_index"
 CANARY = "canary_index"  # the index version a canary serves, when one runs (the watch issue moves it)
@@ -235,7 +237,11 @@ class KnowledgeIndex:
 
     def sync(self, source: Path) -> SyncReport:
         """A version from the source of truth; the very first one becomes active."""
-        load_documents(source)  # validate before anything is written
+        if not load_documents(source):  # validated before anything is written
+            # Most often a wrong path: a version of nothing would leave retrieval empty for every answer.
+            what = f"no {'/'.join(sorted(TEXT_SUFFIXES))} files" if source.is_dir() else "no documents"
+            raise UsageError(f"knowledge source {source} has {what}: nothing synced, the index is unchanged "
+                             "(a directory of .md/.txt files, or a JSONL file of {\"id\", \"text\"} lines)")
         chunks = list(chunks_of(source, self.settings.knowledge.chunk_chars))
         active = self.active_version()
         report = self.create_version(chunks, parent=active if active is not None else self._latest(),
@@ -321,7 +327,9 @@ class KnowledgeIndex:
             row = self.db.execute("SELECT documents, chunks FROM kb_versions WHERE version = ?", (active,)).fetchone()
             docs, chunks = row
         # Versions are strings in every JSON document Flywheel prints (SPEC), as `status` gives them.
-        versions = [v | {"version": str(v["version"]), "parent": None if v["parent"] is None else str(v["parent"])}
+        # Times as ISO 8601 in UTC, as every other document gives them (`status`, `cycle`).
+        versions = [v | {"version": str(v["version"]), "parent": None if v["parent"] is None else str(v["parent"]),
+                         "created_at": iso_utc(datetime.fromtimestamp(v["created_at"], timezone.utc))}
                     for v in self.versions() if v["status"] != "deleted"]
         return {"active_version": None if active is None else str(active), "versions": versions,
                 "documents": docs, "chunks": chunks, "embedding_model": getattr(self.embedder, "name", "?"),
