@@ -16,6 +16,7 @@ from typing import Any
 
 import uvloop
 from pydantic import BaseModel
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from evals.golden import GoldenItem, GoldenSet
 from evals.pipeline import Answer, Variant
@@ -82,11 +83,23 @@ async def _score(item: GoldenItem, scorer: str, output: str, judge: Callable[...
     return CODE_SCORERS[scorer](output, item.expected)
 
 
+JUDGE_ATTEMPTS = 3
+
+
 def judge_with(client: Any, model: str) -> Callable[[str, str, str], Any]:
+    """The golden-set judge. A reply that gives no usable grade (refused, cut off, no JSON, a score
+    outside 0..1) is asked again, as sampling can answer differently; after ``JUDGE_ATTEMPTS`` the
+    item errors with the last reason, never a guessed score. Endpoint errors keep the client's own
+    retries and are not repeated here."""
+
     async def judge(query: str, output: str, expected: str) -> Score:
-        reply = await achat_json(client, model, judge_messages(query, output, expected), name="judgement",
-                                 schema=JUDGE_SCHEMA, temperature=0)
-        return parse_judgement(reply)
+        async for attempt in AsyncRetrying(retry=retry_if_exception_type(ValueError),
+                                           stop=stop_after_attempt(JUDGE_ATTEMPTS), reraise=True):
+            with attempt:
+                reply = await achat_json(client, model, judge_messages(query, output, expected), name="judgement",
+                                         schema=JUDGE_SCHEMA, temperature=0)
+                return parse_judgement(reply)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     return judge
 

@@ -15,8 +15,8 @@ fresh answer meets the world's golden expectation for the query's intent (``rule
 
 A :class:`~sim.variation.Style` changes how roles answer, never what is right: with
 ``reword`` the product phrases each answer differently (same verdicts); with ``drafting="wild"``
-revise, merge, golden (and sometimes critique and the resolution judge) answer in real models' shapes:
-fenced, in prose, truncated, refused, or lossy (see :mod:`sim.variation`). Wild shapes
+revise, merge, golden and the golden-set judge (and sometimes critique and the resolution judge)
+answer in real models' shapes: fenced, in prose, truncated, refused, or lossy (see :mod:`sim.variation`). Wild shapes
 ignore ``response_format``, as endpoints that do not enforce it do.
 """
 
@@ -149,23 +149,34 @@ def _fill_schema(schema: dict[str, Any], answer: str) -> Any:
     return {"integer": 0, "number": 0.0, "boolean": False, "null": None}.get(kind, answer)  # type: ignore[arg-type]
 
 
-def judge(body: dict[str, Any]) -> str:
-    """Deterministic grading: the share of the expected answer's words found in the answer."""
+def judge(body: dict[str, Any], style: Style = Style()) -> str:
+    """Deterministic grading: the share of the expected answer's words found in the answer.
+
+    Wild: the verdict in a real model's shapes (fenced, in prose, cut off, refused), and ``lossy``
+    on a 0-10 scale, the grade itself still the same."""
     text = _last_user(body.get("messages") or [])
+    verdict = _grade(text)
+    shape = variation.pick_shape("judge", style, text)
+    if shape == "lossy":
+        verdict = {**verdict, "score": round(10 * verdict["score"], 1)}
+    return variation.render_json("judge", shape, verdict, verdict["rationale"])
+
+
+def _grade(text: str) -> dict[str, Any]:
     m = _JUDGE_BLOCKS.search(text)
     if not m:
-        return json.dumps({"score": 0.0, "rationale": "could not find 'Expected answer:' and 'Answer to grade:'"})
+        return {"score": 0.0, "rationale": "could not find 'Expected answer:' and 'Answer to grade:'"}
     expected = set(_WORD.findall(m.group("expected").lower()))
     answer = set(_WORD.findall(m.group("answer").lower()))
     if not expected:
-        return json.dumps({"score": 1.0, "rationale": "nothing was expected"})
+        return {"score": 1.0, "rationale": "nothing was expected"}
     recall = len(expected & answer) / len(expected)
     missing = sorted(expected - answer)[:8]
     score = 1.0 if recall >= 0.8 else round(recall, 2)
     rationale = f"{recall:.0%} of the expected answer's words are present" + (
         f"; missing: {', '.join(missing)}" if missing else ""
     )
-    return json.dumps({"score": score, "rationale": rationale})
+    return {"score": score, "rationale": rationale}
 
 
 def classifier(body: dict[str, Any]) -> str:
@@ -335,7 +346,7 @@ ROLES = {
     "resolution": resolution,
     "golden": golden_items,
 }
-STYLED_ROLES = ("critique", "revise", "merge", "resolution", "golden")
+STYLED_ROLES = ("critique", "revise", "merge", "resolution", "golden", "judge")
 
 
 def answer(role: str, body: dict[str, Any], learned: Learned | None = None, style: Style = Style()) -> str:

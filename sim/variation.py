@@ -90,12 +90,16 @@ def reword(answer: str, seed: int, system: str, query: str) -> str:
 JSON_SHAPES: dict[str, int] = {"clean": 35, "fenced": 15, "prose": 15, "truncated": 12, "refusal": 11, "lossy": 12}
 CRITIQUE_SHAPES: dict[str, int] = {"clean": 70, "preamble": 30}
 RESOLUTION_SHAPES: dict[str, int] = {"clean": 50, "fenced": 25, "preamble": 25}
+# The golden-set judge: mostly usable, sometimes wrapped; now and then refused, cut off, or graded on
+# a 0-10 scale although asked for 0..1 (``lossy``), which a reader must not take as a score.
+JUDGE_SHAPES: dict[str, int] = {"clean": 55, "fenced": 15, "prose": 15, "truncated": 5, "refusal": 5, "lossy": 5}
 WILD_SHAPES: dict[str, dict[str, int]] = {
     "revise": JSON_SHAPES,
     "merge": JSON_SHAPES,
     "golden": JSON_SHAPES,
     "critique": CRITIQUE_SHAPES,
     "resolution": RESOLUTION_SHAPES,
+    "judge": JUDGE_SHAPES,
 }
 
 
@@ -116,11 +120,13 @@ PROSE = {
     "revise": ("Here are the revised prompts:\n", "\n\nLet me know if you'd like me to adjust any of them."),
     "merge": ("Here is the merged prompt:\n", "\n\nI kept every instruction; let me know if anything is missing."),
     "golden": ("Sure! Here are some test items for that category:\n", "\n\nEach one checks a single behaviour."),
+    "judge": ("Here is my assessment of the answer:\n", "\n\nI compared it with the expected answer point by point."),
 }
 REFUSAL = {
     "revise": "I'm sorry, but I can't help with rewriting system prompts.",
     "merge": "I'm sorry, but I can't help with merging system prompts.",
     "golden": "I'm sorry, but I can't write test data for that.",
+    "judge": "I'm sorry, but I can't grade answers to this kind of question.",
 }
 _VARIABLE = re.compile(r"\s*\{\{\s*[\w.]+\s*\}\}")
 
