@@ -104,8 +104,14 @@ def test_a_cluster_gives_at_most_its_share(cli: Cli, no_golden: Path, monkeypatc
 
 def test_a_product_without_a_golden_set_reaches_a_reviewed_first_version(cli: Cli, no_golden: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before anything: the person is told where a golden set would be and how to start one.
+    empty = cli("golden", "coverage").stderr
+    assert f"no golden set yet at {no_golden}" in empty and "flywheel golden propose" in empty
+    assert "nothing to cover yet" in empty
     seed_feedback(cli)
     assert cli("golden", "coverage", "--json")["categories"][0]["golden_items"] == 0
+    uncovered = cli("golden", "coverage")
+    assert "no golden set yet" in uncovered.stderr and "uncovered clusters" in uncovered.stdout
     proposals = cli("golden", "propose", "--json")["proposals"]
     keep, drop = proposals[:-1], proposals[-1]
     cli("golden", "reject", drop["proposal_id"], "--reason", "the answer is too long", "--by", "ana", "--json")

@@ -246,3 +246,10 @@ def test_a_gain_only_on_judge_scored_items_passes_only_a_trusted_judge(tmp_path:
     assert run.data.metrics["judge.kappa"] == pytest.approx(0.2)
     assert run.data.metrics["judge.items"] == 40 and run.data.metrics["judge.agreement"] == 0.6
     assert run.data.tags["flywheel.judge_trusted"] == "false"
+
+
+def test_calibrating_with_no_expert_review_says_what_to_send(cli: Cli) -> None:
+    shown = cli("judge", "calibrate")
+    assert "0 items" in shown.stdout and "confusion" not in shown.stdout  # no table of zeros
+    assert "no expert review to calibrate on: send `expert_review` events" in shown.stderr
+    assert "NOT trusted alone by the gate" in shown.stderr

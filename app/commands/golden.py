@@ -126,9 +126,16 @@ def coverage(as_json: JsonFlag = False) -> None:
     """Per category: golden items, negative events, and failure clusters no golden item covers."""
     from loop.golden.coverage import coverage_step
 
-    report = coverage_step(_settings())
+    settings = _settings()
+    report = coverage_step(settings)
     if as_json:
         emit(report.public())
+        return
+    if report.golden_version is None:
+        err.print(f"no golden set yet at {settings.golden}: `flywheel golden propose` starts one from the store's "
+                  "feedback (or point `golden` / FLYWHEEL_GOLDEN at your file)", highlight=False, markup=False)
+    if not report.categories:
+        err.print("nothing to cover yet: no golden item and no failure cluster in the store", highlight=False)
         return
     table = Table(title=f"golden coverage (version {report.golden_version[:12] if report.golden_version else 'none'})")
     for col in ("category", "golden items", "negative events", "uncovered clusters"):

@@ -31,12 +31,16 @@ def calibrate(as_json: JsonFlag = False) -> None:
     kappa = "undefined" if result.kappa is None else f"{result.kappa:.3f}"
     out.print(f"judge {result.judge_model}: {result.items} items, agreement {agreement}, kappa {kappa}",
               highlight=False, soft_wrap=True)
-    table = Table(title="confusion (rows: expert, columns: judge)")
-    for col in ("", "judge pass", "judge fail"):
-        table.add_column(col)
-    for row, counts in result.confusion.items():
-        table.add_row(row.replace("_", " "), str(counts.judge_pass), str(counts.judge_fail))
-    out.print(table)
+    if result.items:
+        table = Table(title="confusion (rows: expert, columns: judge)")
+        for col in ("", "judge pass", "judge fail"):
+            table.add_column(col)
+        for row, counts in result.confusion.items():
+            table.add_row(row.replace("_", " "), str(counts.judge_pass), str(counts.judge_fail))
+        out.print(table)
+    elif not any(result.skipped.values()):
+        err.print("no expert review to calibrate on: send `expert_review` events (with consent) on answers the "
+                  "judge can grade, from your reviewers or a labelling tool", highlight=False, soft_wrap=True)
     verdict = "trusted" if result.trusted else "NOT trusted alone by the gate"
     err.print(f"{verdict}: {result.why}", highlight=False, markup=False, soft_wrap=True)
     if (sc := result.screening) is not None:
