@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from flywheel.clustering import cluster
 from flywheel.config import TriageSettings
@@ -287,6 +288,9 @@ def triage_events(
     return clusters
 
 
+CLASSIFY_ATTEMPTS = 3
+
+
 def llm_classifier(client: Any, model: str) -> LlmClassifier:
     """Category inference by an LLM with a JSON-schema response (only ever given consented text)."""
     schema = {
@@ -296,27 +300,37 @@ def llm_classifier(client: Any, model: str) -> LlmClassifier:
         "additionalProperties": False,
     }
     cache: dict[str, str | None] = {}
+    described = "\n".join(f"- {c}: {d}" for c, d in CATEGORY_DESCRIPTIONS.items())
+
+    def ask(query: str) -> str:
+        reply = chat_json(
+            client, model,
+            [
+                {
+                    "role": "system",
+                    "content": "You classify why a user was unhappy with an assistant's answer. "
+                    f"Categories:\n{described}\n- other: none of these",
+                },
+                {"role": "user", "content": query},
+            ],
+            name="triage_category", schema=schema, temperature=0,
+        )
+        category = json_object(reply).get("category")  # a ReplyProblem when refused, cut off, no JSON
+        if category not in CATEGORIES:  # e.g. "Off-topic request" from an endpoint that ignores the enum
+            raise ReplyProblem(f"the model's category {category!r} is not one of {', '.join(CATEGORIES)}")
+        return str(category)
 
     def classify(query: str) -> str | None:
+        """The model's category, asked again when a reply is unusable; None (embedding fallback) after
+        ``CLASSIFY_ATTEMPTS``."""
         if query not in cache:
-            described = "\n".join(f"- {c}: {d}" for c, d in CATEGORY_DESCRIPTIONS.items())
-            reply = chat_json(
-                client, model,
-                [
-                    {
-                        "role": "system",
-                        "content": "You classify why a user was unhappy with an assistant's answer. "
-                        f"Categories:\n{described}\n- other: none of these",
-                    },
-                    {"role": "user", "content": query},
-                ],
-                name="triage_category", schema=schema, temperature=0,
-            )
             try:
-                category = json_object(reply).get("category")
+                for attempt in Retrying(retry=retry_if_exception_type(ReplyProblem),
+                                        stop=stop_after_attempt(CLASSIFY_ATTEMPTS), reraise=True):
+                    with attempt:
+                        cache[query] = ask(query)
             except ReplyProblem:
-                category = None
-            cache[query] = category if isinstance(category, str) else None
+                cache[query] = None
         return cache[query]
 
     return classify

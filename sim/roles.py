@@ -15,7 +15,8 @@ fresh answer meets the world's golden expectation for the query's intent (``rule
 
 A :class:`~sim.variation.Style` changes how roles answer, never what is right: with
 ``reword`` the product phrases each answer differently (same verdicts); with ``drafting="wild"``
-revise, merge, golden and the golden-set judge (and sometimes critique and the resolution judge)
+revise, merge, golden, the golden-set judge and the triage classifier (and sometimes critique and the
+resolution judge)
 answer in real models' shapes: fenced, in prose, truncated, refused, or lossy (see :mod:`sim.variation`). Wild shapes
 ignore ``response_format``, as endpoints that do not enforce it do.
 """
@@ -179,10 +180,17 @@ def _grade(text: str) -> dict[str, Any]:
     return {"score": score, "rationale": rationale}
 
 
-def classifier(body: dict[str, Any]) -> str:
-    intent = match_intent(_last_user(body.get("messages") or []))
+def classifier(body: dict[str, Any], style: Style = Style()) -> str:
+    """The category of the query's intent. Wild: a real model's shapes, and ``lossy`` a category in its
+    own words, outside the list it was given."""
+    text = _last_user(body.get("messages") or [])
+    intent = match_intent(text)
     category = intent.category if intent and intent.category != "general" else "other"
-    return json.dumps({"category": category, "rationale": f"matched intent {intent.id if intent else 'none'}"})
+    shape = variation.pick_shape("classifier", style, text)
+    if shape == "lossy":
+        category = category.replace("_", "-").capitalize() + " request"
+    doc = {"category": category, "rationale": f"matched intent {intent.id if intent else 'none'}"}
+    return variation.render_json("classifier", shape, doc, doc["rationale"])
 
 
 def _between(text: str, start: str, end: str) -> str:
@@ -346,7 +354,7 @@ ROLES = {
     "resolution": resolution,
     "golden": golden_items,
 }
-STYLED_ROLES = ("critique", "revise", "merge", "resolution", "golden", "judge")
+STYLED_ROLES = ("critique", "revise", "merge", "resolution", "golden", "judge", "classifier")
 
 
 def answer(role: str, body: dict[str, Any], learned: Learned | None = None, style: Style = Style()) -> str:

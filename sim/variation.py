@@ -93,6 +93,8 @@ RESOLUTION_SHAPES: dict[str, int] = {"clean": 50, "fenced": 25, "preamble": 25}
 # The golden-set judge: mostly usable, sometimes wrapped; now and then refused, cut off, or graded on
 # a 0-10 scale although asked for 0..1 (``lossy``), which a reader must not take as a score.
 JUDGE_SHAPES: dict[str, int] = {"clean": 55, "fenced": 15, "prose": 15, "truncated": 5, "refusal": 5, "lossy": 5}
+# The triage classifier: the same, ``lossy`` being a category outside the asked list ("Off-topic request").
+CLASSIFIER_SHAPES: dict[str, int] = {"clean": 55, "fenced": 15, "prose": 15, "truncated": 5, "refusal": 5, "lossy": 5}
 WILD_SHAPES: dict[str, dict[str, int]] = {
     "revise": JSON_SHAPES,
     "merge": JSON_SHAPES,
@@ -100,6 +102,7 @@ WILD_SHAPES: dict[str, dict[str, int]] = {
     "critique": CRITIQUE_SHAPES,
     "resolution": RESOLUTION_SHAPES,
     "judge": JUDGE_SHAPES,
+    "classifier": CLASSIFIER_SHAPES,
 }
 
 
@@ -121,12 +124,14 @@ PROSE = {
     "merge": ("Here is the merged prompt:\n", "\n\nI kept every instruction; let me know if anything is missing."),
     "golden": ("Sure! Here are some test items for that category:\n", "\n\nEach one checks a single behaviour."),
     "judge": ("Here is my assessment of the answer:\n", "\n\nI compared it with the expected answer point by point."),
+    "classifier": ("Based on the message, the category is:\n", "\n\nThis seems the best fit."),
 }
 REFUSAL = {
     "revise": "I'm sorry, but I can't help with rewriting system prompts.",
     "merge": "I'm sorry, but I can't help with merging system prompts.",
     "golden": "I'm sorry, but I can't write test data for that.",
     "judge": "I'm sorry, but I can't grade answers to this kind of question.",
+    "classifier": "I'm sorry, but I can't classify this message.",
 }
 _VARIABLE = re.compile(r"\s*\{\{\s*[\w.]+\s*\}\}")
 
