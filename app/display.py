@@ -117,7 +117,7 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
     table.add_column(overflow="fold")
     for key, value in rows:
         table.add_row(key, Text(value))  # ids and model names are text, never Rich markup
-    _stdout().print(table)
+    human_console().print(table)
 
 
 def print_kb_status(doc: dict[str, Any], now: datetime | None = None) -> None:
@@ -126,7 +126,7 @@ def print_kb_status(doc: dict[str, Any], now: datetime | None = None) -> None:
 
     from flywheel.wording import iso_and_ago
 
-    out = _stdout()
+    out = human_console()
     active = doc["active_version"]
     out.print(Text(f"active index version: v{active}, {plural(doc['documents'], 'document')}, "
                    f"{plural(doc['chunks'], 'chunk')}" if active else
@@ -144,11 +144,6 @@ def print_kb_status(doc: dict[str, Any], now: datetime | None = None) -> None:
             f"v{v['parent']}" if v["parent"] else "-", v["documents"], v["chunks"], v["source"] or "-",
             v["note"] or "")))
     out.print(table)
-
-
-def _stdout() -> Console:
-    """stdout; wide when it is not a terminal, so a pipe or a file gets whole lines."""
-    return human_console()
 
 
 def _finetune_rows(finetune: dict[str, Any]) -> list[tuple[str, str]]:

@@ -42,7 +42,7 @@ def init(
     if as_json:
         _emit(result.model_dump())
         return
-    out = _console()
+    out = human_console()
     out.print(f"wrote {len(result.written) + len(result.overwritten)} files into {result.directory}:", markup=False)
     for name in result.written:
         out.print(f"  {name}", markup=False, highlight=False)
@@ -104,7 +104,7 @@ def print_problems(problems: list[Problem], console: Console | None = None) -> N
     from loop.checks import Severity
 
     style = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
-    out = console or _console()
+    out = console or human_console()
     if not problems:
         out.print("no problems found", markup=False)
         return
@@ -117,10 +117,6 @@ def print_problems(problems: list[Problem], console: Console | None = None) -> N
     out.print(table)
     errors = sum(p.severity is Severity.ERROR for p in problems)
     out.print(f"{plural(errors, 'error')}, {plural(len(problems) - errors, 'warning')}", markup=False)
-
-
-def _console() -> Console:
-    return human_console()
 
 
 def _emit(document: object) -> None:

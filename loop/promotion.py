@@ -177,6 +177,13 @@ def verified_hours(cands: list[Candidate]) -> float | None:
     return round(statistics.median(hours), 2) if hours else None
 
 
+def loop_velocity(promoted: list[Candidate]) -> dict[str, float | int | None]:
+    """Loop velocity as `status` and the weekly review give it: to the promotion, and to the fix
+    verified on live traffic."""
+    return {"promoted_hours": loop_velocity_hours(promoted), "verified_hours": verified_hours(promoted),
+            "verified_fixes": sum(1 for c in promoted if c.verified_at is not None)}
+
+
 def status(settings: Settings) -> dict[str, Any]:
     from flywheel.feedback.store import open_store
     from loop.drift import drift
@@ -209,8 +216,7 @@ def status(settings: Settings) -> dict[str, Any]:
         "last_cycle": _with_iso_times(cycles[0]) if cycles else None,
         "last_cycle_at": as_datetime(last).isoformat() if last else None,
         "loop_velocity_hours": loop_velocity_hours(promoted),
-        "loop_velocity": {"promoted_hours": loop_velocity_hours(promoted), "verified_hours": verified_hours(promoted),
-                          "verified_fixes": sum(1 for c in promoted if c.verified_at is not None)},
+        "loop_velocity": loop_velocity(promoted),
         "promotions": len(promoted),
         "canary": canary.model_dump(mode="json") if canary else None,
         "drift": drift(settings).model_dump(mode="json"),

@@ -119,15 +119,13 @@ def weekly_review(settings: Settings, *, until: datetime | None = None, days: in
 
 
 def _velocity(settings: Settings) -> dict[str, float | int | None]:
-    """Loop velocity as `status` gives it: to the promotion, and to the fix verified on live traffic."""
+    """Loop velocity over every promoted fix, as `status` gives it."""
     from flywheel.candidates import Decision
     from flywheel.state import open_state
-    from loop.promotion import loop_velocity_hours, verified_hours
+    from loop.promotion import loop_velocity
 
     with open_state(settings.ensure_home()) as state:
-        promoted = state.candidates(decision=Decision.promoted)
-    return {"promoted_hours": loop_velocity_hours(promoted), "verified_hours": verified_hours(promoted),
-            "verified_fixes": sum(1 for c in promoted if c.verified_at is not None)}
+        return loop_velocity(state.candidates(decision=Decision.promoted))
 
 
 def _shown(e: StoredEvent) -> dict[str, Any]:

@@ -16,9 +16,8 @@ fresh answer meets the world's golden expectation for the query's intent (``rule
 A :class:`~sim.variation.Style` changes how roles answer, never what is right: with
 ``reword`` the product phrases each answer differently (same verdicts); with ``drafting="wild"``
 revise, merge, golden, the golden-set judge and the triage classifier (and sometimes critique and the
-resolution judge)
-answer in real models' shapes: fenced, in prose, truncated, refused, or lossy (see :mod:`sim.variation`). Wild shapes
-ignore ``response_format``, as endpoints that do not enforce it do.
+resolution judge) answer in real models' shapes: fenced, in prose, truncated, refused, or lossy (see
+:mod:`sim.variation`). Wild shapes ignore ``response_format``, as endpoints that do not enforce it do.
 """
 
 from __future__ import annotations

@@ -90,11 +90,10 @@ def reword(answer: str, seed: int, system: str, query: str) -> str:
 JSON_SHAPES: dict[str, int] = {"clean": 35, "fenced": 15, "prose": 15, "truncated": 12, "refusal": 11, "lossy": 12}
 CRITIQUE_SHAPES: dict[str, int] = {"clean": 70, "preamble": 30}
 RESOLUTION_SHAPES: dict[str, int] = {"clean": 50, "fenced": 25, "preamble": 25}
-# The golden-set judge: mostly usable, sometimes wrapped; now and then refused, cut off, or graded on
-# a 0-10 scale although asked for 0..1 (``lossy``), which a reader must not take as a score.
+# The golden-set judge and the triage classifier: mostly usable, sometimes wrapped; now and then refused,
+# cut off, or ``lossy``: the judge grades on a 0-10 scale although asked for 0..1, the classifier names
+# a category outside the list it was given ("Off-topic request"); neither may be read as an answer.
 JUDGE_SHAPES: dict[str, int] = {"clean": 55, "fenced": 15, "prose": 15, "truncated": 5, "refusal": 5, "lossy": 5}
-# The triage classifier: the same, ``lossy`` being a category outside the asked list ("Off-topic request").
-CLASSIFIER_SHAPES: dict[str, int] = {"clean": 55, "fenced": 15, "prose": 15, "truncated": 5, "refusal": 5, "lossy": 5}
 WILD_SHAPES: dict[str, dict[str, int]] = {
     "revise": JSON_SHAPES,
     "merge": JSON_SHAPES,
@@ -102,7 +101,7 @@ WILD_SHAPES: dict[str, dict[str, int]] = {
     "critique": CRITIQUE_SHAPES,
     "resolution": RESOLUTION_SHAPES,
     "judge": JUDGE_SHAPES,
-    "classifier": CLASSIFIER_SHAPES,
+    "classifier": JUDGE_SHAPES,
 }
 
 

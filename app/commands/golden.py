@@ -17,10 +17,6 @@ golden_app = typer.Typer(help="Grow the golden set from feedback: propose items,
                          no_args_is_help=True)
 
 
-def _console() -> Console:
-    return human_console()
-
-
 def _print_proposals(proposals: list[Any], title: str) -> None:
     if not proposals:
         Console().print(f"{title}: none", highlight=False)
@@ -34,7 +30,7 @@ def _print_proposals(proposals: list[Any], title: str) -> None:
         source += f" ({p.source.model})" if p.source.model else ""
         # Feedback text is never read as Rich markup.
         table.add_row(p.proposal_id, Text(p.category), p.scorer, Text(p.input), Text(p.expected), Text(source))
-    _console().print(table)
+    human_console().print(table)
 
 
 @golden_app.command("propose")
@@ -143,7 +139,7 @@ def coverage(as_json: JsonFlag = False) -> None:
     for row in report.categories:
         table.add_row(Text(row.category), str(row.golden_items), str(row.negative_events),
                       ", ".join(row.uncovered_clusters) or "-")
-    _console().print(table)
+    human_console().print(table)
     if any(r.uncovered_clusters for r in report.categories):
         err.print("`flywheel golden propose` proposes items for the uncovered clusters from their feedback",
                   highlight=False)

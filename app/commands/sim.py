@@ -49,9 +49,10 @@ def sim_serve(
                                          "(seeded; same right and wrong answers), as a sampled model does.")] = True,
     seed: Annotated[int, typer.Option(help="Seed for rewording and wild drafting: the same seed, the same "
                                       "answers.")] = 0,
-    drafting: Annotated[str, typer.Option(help="How the drafting model and the judge answer: 'clean' "
-                                          "JSON, or 'wild': fenced, in prose, truncated, refused, without the "
-                                          "prompt's {{variables}} or on another scale, as real models do.")] = "clean",
+    drafting: Annotated[str, typer.Option(help="How the drafting model, the judge and the classifier "
+                                          "answer: 'clean' JSON, or 'wild': fenced, in prose, truncated, refused, "
+                                          "without the prompt's {{variables}}, on another scale or outside the "
+                                          "list, as real models do.")] = "clean",
     reject_json_schema: Annotated[bool, typer.Option("--reject-json-schema", help="Answer 400 to response_format "
                                                      "json_schema, as some vLLM and Ollama versions do.")] = False,
     as_json: JsonFlag = False,
