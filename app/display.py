@@ -102,6 +102,8 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
         ("champion model", model),
         ("pending approvals", f"{len(pending)}" + (f": {', '.join(c['candidate_id'] for c in pending)}"
                                                      if pending else "")),
+        *[(f"deferred fix {d['candidate_id']}", f"clusters {', '.join(d['cluster_ids'])} (cycle {d['cycle_id']}): "
+           f"{d['reason']}") for d in doc.get("deferred") or []],
         ("negative feedback", "no feedback yet" if rate is None
          else f"{rate:.1%} ({negative} of {plural(events, 'event')})"),
         ("events since last cycle", plural(doc["events_since_last_cycle"], "event")),

@@ -122,6 +122,7 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
                      f"{c.decision} | {c.reason.replace('|', '/')} |")
     if not candidates:
         lines.append("| (no candidate this cycle) | | | | | | |")
+    lines += merge_lines(candidates)
     for note in finetune_notes:
         lines += ["", f"- fine-tuning: {note}"]
     lines += breakdown_table("category", champion_per_category or {}, candidates, "per_category", "category_deltas")
@@ -136,6 +137,25 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
         lines += ["", f"Chart (golden score per cycle; candidates vs champion per category): the `{CHART_KEY}` "
                       f"artifact, and [{CHART_ARTIFACT}]({chart_link}) on the cycle's MLflow run"]
     return "\n".join(lines)
+
+
+def merge_lines(candidates: Sequence[Candidate]) -> list[str]:
+    """How the merged prompt kept each fix (per cluster, against the best winner there), which
+    winners it left out and why, and the fixes deferred to the next cycle."""
+    lines: list[str] = []
+    for c in candidates:
+        merge = getattr(c.payload, "merge", None)
+        if merge is None:
+            continue
+        lines += ["", f"## Merge `{c.candidate_id}` ({merge.method})", ""]
+        lines += [f"- kept: {check['text']}" for check in merge.checks]
+        lines += [f"- tried: {t['method']}: {t['problem']}" for t in merge.tried]
+        lines += [f"- left out `{cid}`: {why}" for cid, why in merge.left_out.items()]
+    deferred = [c for c in candidates if c.decision == "deferred"]
+    if deferred:
+        lines += ["", "## Deferred fixes (redrafted in the next cycle against the new champion)", ""]
+        lines += [f"- `{c.candidate_id}` ({', '.join(c.cluster_ids)}): {c.reason}" for c in deferred]
+    return lines
 
 
 def judge_line(judge: JudgeCalibration) -> str:

@@ -37,7 +37,8 @@ from loop.evaluate import evaluate_step, variant_for
 from loop.finetune_step import FinetuneOutcome, improve_finetune_step
 from loop.gate import gate_step
 from loop.outcomes import cluster_outcomes
-from loop.prompt_step import drafting_summary, improve_prompt_step, merge_step, unique_candidates
+from loop.merge_step import merge_step
+from loop.prompt_step import drafting_summary, improve_prompt_step, unique_candidates
 from loop.rag_step import improve_rag_step
 from loop.report import CycleReport, cluster_summaries, fail, finish, reread_candidates
 from loop.triage_step import finetune_clusters, prompt_clusters, rag_clusters, triage_step

@@ -46,6 +46,9 @@ class Decision(StrEnum):
     error = "error"
     # Approved as a canary: served to a share of users until promoted or rolled back (by hand or the watch).
     canary = "canary"
+    # Passed the policy and fixes something the waiting candidate does not, but could not be merged
+    # with it: carried into the next cycle and redrafted against the new champion.
+    deferred = "deferred"
 
 
 class Outcome(StrEnum):
@@ -62,6 +65,7 @@ class Outcome(StrEnum):
     already_resolved = "already_resolved"  # the champion already resolves the complaints
     drafting_failed = "drafting_failed"  # no usable draft: says nothing about the cluster
     failed = "failed"  # a fine-tune job failed
+    deferred = "deferred"  # its fix passed but could not join the waiting candidate: redrafted next cycle
 
     @classmethod
     def of(cls, decision: Decision | None) -> Outcome:
@@ -129,6 +133,35 @@ class MergeRecord(BaseModel):
     method: str | None = None
     tried: list[dict[str, str]] = Field(default_factory=list)
     checked_clusters: int = 0
+    checks: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per cluster of the kept merge: what the best winner and the merge resolved.")
+    left_out: dict[str, str] = Field(
+        default_factory=dict, description="Winner candidate id -> why it could not join the merge.")
+
+
+class ClusterScreening(BaseModel):
+    """What one prompt resolved on one cluster's failing examples, beside the champion on the same
+    examples, verdict by verdict: a candidate drafted for several clusters (identical drafts folded
+    into one) keeps one of these per cluster, so a merge is held to what it really fixed there."""
+
+    resolved: list[bool] = Field(default_factory=list, description="Per failing example, in the cluster's order.")
+    champion_resolved: list[bool] = Field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.resolved)
+
+    @property
+    def share(self) -> float:
+        return round(sum(self.resolved) / len(self.resolved), 4) if self.resolved else 0.0
+
+    @property
+    def champion_share(self) -> float:
+        return round(sum(self.champion_resolved) / len(self.champion_resolved), 4) if self.champion_resolved else 0.0
+
+    @property
+    def improves(self) -> bool:
+        return self.share > self.champion_share
 
 
 class PromptPayload(_Payload):
@@ -145,6 +178,10 @@ class PromptPayload(_Payload):
         None, description="Clusters whose complaints it resolved more than the champion (None: not screened).")
     merged_from: list[str] = Field(default_factory=list)
     merge: MergeRecord | None = None
+    by_cluster: dict[str, ClusterScreening] = Field(
+        default_factory=dict, description="cluster id -> what it resolved there (every cluster it covers).")
+    left_out_of_merge: str | None = Field(
+        None, description="Why the cycle's merged prompt could not keep this winner's fix (it went on alone).")
 
     def improves_screening(self) -> bool:
         return (self.screening or 0.0) > (self.champion_screening or 0.0)
@@ -226,6 +263,8 @@ class Candidate(BaseModel):
     decided_by: str | None = None
     note: str | None = None
     canary: CanaryRecord | None = Field(None, description="Set once served to a share of users as a canary.")
+    carried_to: str | None = Field(
+        None, description="A deferred candidate: the cycle that redrafted its clusters against the new champion.")
     verified_at: datetime | None = Field(
         None, description="When `flywheel watch` first saw its version's negative rate significantly lower than "
         "what it replaced: the fix verified on live traffic (verified loop velocity).")

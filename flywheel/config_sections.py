@@ -210,6 +210,10 @@ class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_delta: float = Field(0.01, description="Minimum mean improvement over the champion (score points, 0..1).")
+    category_gain: float = Field(
+        0.1, gt=0.0, le=1.0, description="A golden category counts as improved by a candidate when its score rises "
+        "by at least this much: candidates whose gains lie in different clusters or categories never supersede "
+        "each other (the one not waiting is deferred).")
     require_ci_above_zero: bool = Field(True, description="The 95% CI's lower bound must be above zero.")
     max_category_regression: float = Field(
         0.05, ge=0.0, description="No category may lose more than this (score points)."
@@ -245,6 +249,13 @@ class ImproveSettings(BaseModel):
     max_prompt_growth_chars: int = Field(1500, ge=0, description="A revision may be at most this much longer.")
     copy_ngram: int = Field(6, ge=3, description="Word n-gram length that counts as verbatim copying.")
     merge: bool = Field(True, description="Also evaluate one prompt that merges every cluster's best revision.")
+    merge_alpha: float = Field(
+        0.1, gt=0.0, lt=1.0, description="A merge loses a winner's fix on a cluster when a one-sided sign test on the "
+        "examples where exactly one of them resolved the complaint says it is worse at this level (or it resolves no "
+        "more than the champion there).")
+    merge_redraw: int = Field(
+        3, ge=1, le=10, description="When a merge and a winner differ within the noise of a few examples, both are "
+        "screened again on this many times `examples_per_cluster` of the cluster's failing examples.")
 
 
 class GoldenLifecycleSettings(BaseModel):

@@ -11,10 +11,12 @@ from evals.golden import GoldenSet
 from evals.policy import WithoutJudge
 from evals.runner import EvalResult
 from flywheel.candidates import (
-    Candidate, CandidateKind, Decision, FinetunePayload, Outcome, RagPayload,
+    Candidate, CandidateKind, Decision, FinetunePayload, Outcome, PromptPayload, RagPayload,
 )
 from loop.checkpoints import checkpoint
 from loop.context import CycleContext, EndpointFailed
+from loop.deferral import mark_carried
+from loop.prompt_step import fixes_of
 from loop.report import CycleReport
 
 
@@ -45,17 +47,45 @@ def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any, with
         cand.reason = verdict.text + (f"; {retrieval.reason}" if retrieval else "")
 
 
-def _supersede_losers(evaluated: Sequence[Candidate]) -> list[Candidate]:
-    """One champion of each kind: of those that passed, the best waits; the rest are superseded."""
+def gains(cand: Candidate, category_gain: float) -> set[str]:
+    """What a candidate fixes: the clusters whose complaints it resolved more than the champion, and
+    the golden categories it raised by at least ``category_gain``."""
+    return ({f"cluster {cid}" for cid in fixes_of(cand)}
+            | {f"golden category {cat}" for cat, d in cand.category_deltas.items() if d >= category_gain})
+
+
+def _supersede_losers(evaluated: Sequence[Candidate], category_gain: float) -> list[Candidate]:
+    """One candidate of each kind waits (production holds one of each): of those that passed, the
+    one that fixes the most, the best golden score breaking ties. Another that passed is superseded
+    only when the waiting one fixes at least what it fixes; one that fixes something else (another
+    cluster, another golden category) could not be merged with it and is ``deferred``: its clusters
+    are redrafted in the next cycle against the new champion, never silently dropped."""
     winners: list[Candidate] = []
     for kind in CandidateKind:
-        passed = sorted((c for c in evaluated if c.decision is Decision.pending_approval and c.kind is kind),
-                        key=lambda c: (-(c.golden_score or 0), len(c.template or "")))
-        winners += passed[:1]
-        for loser in passed[1:]:
-            loser.decision = Decision.superseded
-            loser.reason = (f"superseded by {passed[0].candidate_id} (golden score {passed[0].golden_score:.3f} "
-                            f"vs {loser.golden_score:.3f}); passed the policy: {loser.reason}")
+        passed = [c for c in evaluated if c.decision is Decision.pending_approval and c.kind is kind]
+        if not passed:
+            continue
+        best = max(passed, key=lambda c: (len(gains(c, category_gain)), c.golden_score or 0.0,
+                                          -len(c.template or ""), c.candidate_id))
+        winners.append(best)
+        mine = gains(best, category_gain)
+        for other in passed:
+            if other is best:
+                continue
+            extra = sorted(gains(other, category_gain) - mine)
+            if extra:
+                other.decision = Decision.deferred
+                left_out = next((c.payload.left_out_of_merge for c in (other, best) if isinstance(c.payload, PromptPayload)
+                                 and c.payload.left_out_of_merge), None)
+                other.reason = (f"deferred: fixes {', '.join(extra)}, which {best.candidate_id} (waiting) does not"
+                                + (f"; {left_out}" if left_out else "; not merged with it")
+                                + f"; redrafted in the next cycle against the new champion; passed the policy: "
+                                f"{other.reason}")
+            else:
+                other.decision = Decision.superseded
+                other.reason = (f"superseded by {best.candidate_id} (golden score {best.golden_score:.3f} vs "
+                                f"{other.golden_score:.3f}), which fixes everything it fixes; passed the policy: "
+                                f"{other.reason}")
     return winners
 
 
@@ -132,7 +162,7 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
                 _decide(cand, res, comparison, policy, without)
             cand.evaluated_against = cand.evaluated_against or against
             evaluated.append(cand)
-        winners = _supersede_losers(evaluated)
+        winners = _supersede_losers(evaluated, policy.category_gain)
         for cand in evaluated:
             res = results[cand.candidate_id]
             if cand.mlflow_run_id is None:
@@ -157,6 +187,7 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
         if outage is not None:
             raise EndpointFailed(outage)
         checkpoint("gate-logged")
+        mark_carried(state, ctx.cycle_id)
         for winner in winners:
             supersede_pending(ctx.settings, state, winner)
             if auto_approve or policy.auto_approve:

@@ -25,7 +25,8 @@ from loop.triage_step import fixed_clusters
 
 
 # Best first: what a cluster's outcome is when several candidates cover it.
-_RANK = [Decision.promoted, Decision.canary, Decision.pending_approval, Decision.superseded, Decision.rejected, Decision.error]
+_RANK = [Decision.promoted, Decision.canary, Decision.pending_approval, Decision.deferred, Decision.superseded,
+         Decision.rejected, Decision.error]
 
 
 def _skipped_from_prompt(c: FailureCluster, ctx: CycleContext, fixed: set[str], chosen: set[str]) -> str | None:

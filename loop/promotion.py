@@ -14,6 +14,7 @@ from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.registry import production_model, production_prompt, use_mlflow
 from flywheel.state import StateStore, as_datetime, open_state
+from loop.deferral import DeferredFix, waiting_deferred
 
 
 def _now() -> datetime:
@@ -196,6 +197,7 @@ def status(settings: Settings) -> dict[str, Any]:
         failed = state.prompt_failed_clusters()
         last_clusters = state.last_cycle_clusters()
         waiting = state.candidates(decision=Decision.pending_approval)
+        deferred = [DeferredFix.of(c) for c in waiting_deferred(state)]
         promoted = state.candidates(decision=Decision.promoted)
         canary = running_canary(settings, state)
         last = state.last_cycle_started()
@@ -209,6 +211,7 @@ def status(settings: Settings) -> dict[str, Any]:
         "finetune": _finetune_status(last_clusters, failed, jobs, settings.triage.finetune_min_examples),
         "pending": [c.public() for c in waiting],
         "pending_approvals": len(waiting),
+        "deferred": [d.model_dump(mode="json") for d in deferred],
         "negative_feedback_rate": round(counts["negative"] / counts["events"], 4) if counts["events"] else None,
         "events": counts["events"],
         "negative_events": counts["negative"],

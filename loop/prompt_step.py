@@ -1,9 +1,10 @@
 """The prompt improver in the cycle: drafts per cluster registered as prompt versions, one
-candidate per distinct draft, and a merge of the clusters' winners."""
+candidate per distinct draft (identical drafts of several clusters fold into one that keeps each
+cluster's own evidence); :mod:`loop.merge_step` merges the clusters' winners."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from difflib import unified_diff
 from typing import Any
@@ -13,14 +14,12 @@ from pydantic import BaseModel, Field
 from flywheel.registry import register_prompt
 from flywheel.feedback.store import open_store
 from flywheel.llm import make_client
-from flywheel.replies import ReplyProblem
-from flywheel.candidates import Candidate, Outcome, PromptPayload
+from flywheel.candidates import Candidate, ClusterScreening, Outcome, PromptPayload
 from flywheel.schemas import FailureCluster
 from flywheel.wording import plural
-from improvers.prompt import combine_edits, DraftingResult, integrity_problems, merge_prompts, propose
-from improvers.screening import FailingExample
+from improvers.prompt import DraftingResult, propose
 from loop.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
-from loop.screening import answer_queries, failing_examples, judge_resolutions, screen_template
+from loop.screening import answer_queries, failing_examples, judge_resolutions
 
 
 def draft_id(cycle_id: str, template: str) -> str:
@@ -48,7 +47,7 @@ def register_draft(ctx: CycleContext, template: str, message: str, provenance: d
     return ref.version
 
 
-def _prompt_candidate(ctx: CycleContext, template: str, clusters: Sequence[FailureCluster],
+def prompt_candidate(ctx: CycleContext, template: str, clusters: Sequence[FailureCluster],
                       payload: dict[str, Any]) -> Candidate:
     first_seen, by_cluster = earliest_seen(clusters)
     return Candidate(
@@ -111,12 +110,14 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
         out = []
         for idx in result.kept:
             draft = result.drafts[idx]
-            cand = _prompt_candidate(ctx, draft.template, [cluster], {
+            here = ClusterScreening(resolved=draft.resolved, champion_resolved=result.champion_resolved)
+            cand = prompt_candidate(ctx, draft.template, [cluster], {
                 "critique": result.critique, "screening": draft.screening,
                 "champion_screening": result.champion_screening, "category": cluster.category,
                 "cluster_summary": cluster.summary, "round": draft.round,
                 # A draft that only tied the champion goes to the golden set, but fixes nothing here.
                 "fixes": [cluster.cluster_id] if (draft.screening or 0.0) > (result.champion_screening or 0.0) else [],
+                "by_cluster": {cluster.cluster_id: here},
             })
             cand.version = cached["drafts"][idx]["version"]
             state.add_candidate(cand)
@@ -165,12 +166,9 @@ def drafting_summary(ctx: CycleContext, cluster_id: str) -> DraftingSummary | No
         stopped=result.stopped, outcome=why)
 
 
-def _fixes(cand: Candidate) -> list[str]:
+def fixes_of(cand: Candidate) -> list[str]:
+    """The clusters whose complaints the prompt resolved more than the champion did."""
     return (cand.payload.fixes or []) if isinstance(cand.payload, PromptPayload) else []
-
-
-def _screening(cand: Candidate) -> float:
-    return (cand.payload.screening or 0.0) if isinstance(cand.payload, PromptPayload) else 0.0
 
 
 def _absorb(seen: Candidate, cand: Candidate) -> None:
@@ -180,6 +178,8 @@ def _absorb(seen: Candidate, cand: Candidate) -> None:
             seen.cluster_ids.append(cid)
     assert isinstance(seen.payload, PromptPayload) and isinstance(cand.payload, PromptPayload)
     seen.payload.fixes = sorted(set(seen.payload.fixes or []) | set(cand.payload.fixes or []))
+    for cid, screening in cand.payload.by_cluster.items():  # each cluster keeps its own evidence
+        seen.payload.by_cluster.setdefault(cid, screening)
     seen.payload.cluster_first_seen.update(cand.payload.cluster_first_seen)
     seen.payload.cluster_events.update(cand.payload.cluster_events)
     if cand.first_seen and (seen.first_seen is None or cand.first_seen < seen.first_seen):
@@ -206,79 +206,3 @@ def unique_candidates(ctx: CycleContext, cands: Sequence[Candidate]) -> list[Can
                     client.set_prompt_version_tag(ctx.settings.prompt_name, cand.version, "flywheel.cluster_ids",
                                                   ",".join(cand.cluster_ids))
     return merged
-
-
-@endpoint_errors("merging drafts")
-def merge_step(ctx: CycleContext, candidates: Sequence[Candidate],
-               clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Candidate | None:
-    """One prompt with every cluster's best revision, when there are two or more. It must resolve,
-    on each winner's own failing examples, as much as that winner did: the drafting model's merge
-    is checked, and when it loses one cluster's fix the winners' additions are combined without a
-    model and checked the same way; when both lose something there is no merged candidate (the
-    single-cluster candidates go on alone)."""
-    # Only drafts that resolved more than the champion fixed something a merge could keep; one that
-    # merely tied goes to the golden set alone (a merge must not claim its cluster as fixed).
-    candidates = [c for c in candidates if isinstance(c.payload, PromptPayload) and c.payload.improves_screening()]
-    if not ctx.settings.improve.merge or len(candidates) < 2:
-        return None
-    with ctx.state() as state:
-        key = "merge:" + ",".join(sorted(c.candidate_id for c in candidates))
-        cached = state.drafts(ctx.cycle_id, key)
-        if cached is None:
-            cached = _checked_merge(ctx, candidates, clusters, protected)
-            state.save_drafts(ctx.cycle_id, key, cached)
-        if cached.get("template") is None:
-            return None
-        by_id = {c.cluster_id: c for c in clusters}
-        covered = [by_id[cid] for cand in candidates for cid in cand.cluster_ids if cid in by_id]
-        cand = _prompt_candidate(ctx, cached["template"], covered,
-                                 {"merged_from": [c.candidate_id for c in candidates], "category": "merged",
-                                  "fixes": sorted({cid for c in candidates for cid in _fixes(c)}),
-                                  "merge": {k: v for k, v in cached.items() if k != "template"}})
-        cand.version = register_draft(
-            ctx, cached["template"], f"merge of {len(candidates)} drafts ({cached['method']}), "
-            f"cycle {ctx.cycle_id}",
-            {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.parent_version": ctx.champion_version,
-             "flywheel.merged_from": ",".join(c.candidate_id for c in candidates), "flywheel.kept": "true"},
-        )
-        state.add_candidate(cand)
-        return state.candidate(cand.candidate_id) or cand
-
-
-def _checked_merge(ctx: CycleContext, candidates: Sequence[Candidate],
-                   clusters: Sequence[FailureCluster], protected: Sequence[str]) -> dict[str, Any]:
-    """The merged template that keeps every winner's fix, how it was made and what was checked."""
-    by_id = {c.cluster_id: c for c in clusters}
-    checks: list[tuple[str, float, list[FailingExample]]] = []  # (cluster, winner's resolved share, examples)
-    with open_store(ctx.settings.resolved_store_url) as store:
-        for cand in candidates:
-            for cid in cand.cluster_ids:
-                if cid in by_id:
-                    examples = failing_examples(store.get(by_id[cid].event_ids), ctx.settings.improve.examples_per_cluster)
-                    checks.append((cid, _screening(cand), examples))
-    winners = [c.template or "" for c in candidates]
-    tried: list[dict[str, Any]] = []
-    attempts: list[tuple[str, Callable[[], str]]] = [
-        ("drafting model", lambda: merge_prompts(make_client(ctx.settings, purpose="drafting"), ctx.settings.draft_model,
-                                                 ctx.champion_template, winners)),
-        ("combined edits", lambda: combine_edits(ctx.champion_template, winners)),
-    ]
-    for method, make in attempts:
-        try:
-            template = make()
-        except ReplyProblem as exc:
-            tried.append({"method": method, "problem": str(exc)})
-            continue
-        problems = integrity_problems(template, ctx.champion_template, protected, ctx.settings.improve)
-        if problems:
-            tried.append({"method": method, "problem": "; ".join(problems)})
-            continue
-        lost = []
-        for cid, share, examples in checks:
-            merged = screen_template(ctx, template, examples)
-            if merged.share < share:
-                lost.append(f"{cid}: {merged.share:.0%} < {share:.0%}")
-        if not lost:
-            return {"template": template, "method": method, "tried": tried, "checked_clusters": len(checks)}
-        tried.append({"method": method, "problem": "loses what a winner fixed: " + ", ".join(lost)})
-    return {"template": None, "method": None, "tried": tried, "checked_clusters": len(checks)}

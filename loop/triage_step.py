@@ -31,10 +31,14 @@ def triage_step(settings: Settings, progress: Callable[[int], None] | None = Non
 def prompt_clusters(clusters: Sequence[FailureCluster], settings: Settings) -> list[FailureCluster]:
     """The clusters the prompt improver works on this cycle: routed to it, with enough consented
     text, and not already fixed (a prompt for it was promoted after its last negative event; new
-    negative feedback re-opens it)."""
+    negative feedback re-opens it). Clusters of deferred fixes (passed the gate, not merged) go first."""
+    from loop.deferral import deferred_first
+
     fixed = fixed_clusters(settings, clusters, "prompt")
     chosen = [c for c in clusters if c.route == "prompt" and c.consented >= settings.improve.min_cluster_consented
               and c.category != "other" and c.cluster_id not in fixed]
+    with open_state(settings.ensure_home()) as state:
+        chosen = deferred_first(chosen, state)
     return chosen[: settings.improve.max_clusters]
 
 

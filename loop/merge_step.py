@@ -1,0 +1,238 @@
+"""Merging the clusters' winning prompts into one candidate that keeps every fix it claims.
+
+Only one prompt can be production, so the winners of several clusters must become one prompt or
+wait. The merge is held, cluster by cluster, to what the best winner *there* resolved (per-cluster
+evidence, not one share per candidate), judged with the noise of a few examples in mind
+(:mod:`improvers.merge_evidence`). When no merge keeps every winner's fix, the largest set of
+winners whose merge does is found greedily (the winner whose fix was lost, lowest priority first,
+is left out and the rest merged again); the winners left out go to the golden set alone and, when
+they pass, wait as ``deferred`` for the next cycle (:mod:`loop.gate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from flywheel.candidates import Candidate, ClusterScreening, MergeRecord, PromptPayload
+from flywheel.feedback.store import open_store
+from flywheel.llm import make_client
+from flywheel.replies import ReplyProblem
+from flywheel.schemas import FailureCluster, StoredEvent
+from improvers.merge_evidence import check_fix, FixCheck, FixVerdict
+from improvers.prompt import combine_edits, integrity_problems, merge_prompts
+from improvers.screening import FailingExample
+from loop.context import CycleContext, endpoint_errors
+from loop.prompt_step import fixes_of, prompt_candidate, register_draft
+from loop.screening import failing_examples, screen_template
+
+
+class MergeOutcome(BaseModel):
+    """What the merge step found (cached per cycle and set of winners): the template, or None."""
+
+    template: str | None = None
+    members: list[str] = Field(default_factory=list, description="Candidate ids merged into the template.")
+    by_cluster: dict[str, ClusterScreening] = Field(default_factory=dict)
+    record: MergeRecord = Field(default_factory=MergeRecord)
+
+
+class _Evidence:
+    """The clusters' failing examples (drawn once per size) and screenings of templates on them
+    (each template screened once per cluster and sample)."""
+
+    def __init__(self, ctx: CycleContext, clusters: dict[str, FailureCluster]) -> None:
+        self.ctx, self.clusters = ctx, clusters
+        self._events: dict[str, list[StoredEvent]] = {}
+        self._screened: dict[tuple[str, str, int], list[bool]] = {}
+
+    def examples(self, cluster_id: str, limit: int) -> list[FailingExample]:
+        if cluster_id not in self._events:
+            with open_store(self.ctx.settings.resolved_store_url) as store:
+                self._events[cluster_id] = store.get(self.clusters[cluster_id].event_ids)
+        return failing_examples(self._events[cluster_id], limit)
+
+    def resolved(self, template: str, cluster_id: str, limit: int) -> list[bool]:
+        key = (template, cluster_id, limit)
+        if key not in self._screened:
+            self._screened[key] = screen_template(self.ctx, template, self.examples(cluster_id, limit)).resolved
+        return self._screened[key]
+
+
+class _Attempt(BaseModel):
+    template: str | None = None
+    method: str | None = None
+    tried: list[dict[str, str]] = Field(default_factory=list)
+    checks: list[FixCheck] = Field(default_factory=list)
+    lost: list[FixCheck] = Field(default_factory=list)
+
+
+def winners_of(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Prompt candidates that resolved, on at least one of their clusters, more than the champion:
+    only those fixed something a merge could keep (one that merely tied goes to the golden set alone)."""
+    return [c for c in candidates if isinstance(c.payload, PromptPayload) and fixes_of(c)]
+
+
+@endpoint_errors("merging drafts")
+def merge_step(ctx: CycleContext, candidates: Sequence[Candidate],
+               clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Candidate | None:
+    """One prompt with the largest set of winners whose merge keeps each one's fix, when there are
+    two or more winners; the merge record on it says who was left out and why."""
+    winners = winners_of(candidates)
+    if not ctx.settings.improve.merge or len(winners) < 2:
+        return None
+    with ctx.state() as state:
+        key = "merge:" + ",".join(sorted(c.candidate_id for c in winners))
+        cached = state.drafts(ctx.cycle_id, key)
+        if cached is None or "record" not in cached:
+            cached = largest_merge(ctx, winners, clusters, protected).model_dump(mode="json")
+            state.save_drafts(ctx.cycle_id, key, cached)
+        found = MergeOutcome.model_validate(cached)
+        if found.template is None:
+            _note_left_out(state, winners, found.record)
+            return None
+        members = [c for c in winners if c.candidate_id in found.members]
+        by_id = {c.cluster_id: c for c in clusters}
+        covered = list({cid: by_id[cid] for m in members for cid in m.cluster_ids if cid in by_id}.values())
+        cand = prompt_candidate(ctx, found.template, covered, {
+            "merged_from": found.members, "category": "merged", "merge": found.record,
+            "fixes": sorted(cid for cid, s in found.by_cluster.items() if s.improves),
+            "by_cluster": found.by_cluster})
+        cand.version = register_draft(
+            ctx, found.template, f"merge of {len(members)} drafts ({found.record.method}), cycle {ctx.cycle_id}",
+            {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.parent_version": ctx.champion_version,
+             "flywheel.merged_from": ",".join(found.members), "flywheel.kept": "true"},
+        )
+        state.add_candidate(cand)
+        _note_left_out(state, winners, found.record)
+        return state.candidate(cand.candidate_id) or cand
+
+
+def _note_left_out(state: Any, winners: Sequence[Candidate], record: MergeRecord) -> None:
+    """A winner the merge could not keep says so on itself: the gate and the approver read it there."""
+    for cand in winners:
+        why = record.left_out.get(cand.candidate_id)
+        if why and isinstance(cand.payload, PromptPayload):
+            stored = state.candidate(cand.candidate_id) or cand
+            assert isinstance(stored.payload, PromptPayload)
+            stored.payload.left_out_of_merge = why
+            state.save_candidate(stored)
+
+
+def largest_merge(ctx: CycleContext, winners: Sequence[Candidate], clusters: Sequence[FailureCluster],
+                  protected: Sequence[str]) -> MergeOutcome:
+    """Merge all winners; while the merge loses a fix, leave out the winner that fixed it (the one
+    of lowest priority when several fixes were lost) and merge the rest again."""
+    by_id = {c.cluster_id: c for c in clusters}
+    priority: Callable[[Candidate], float] = lambda c: max(  # noqa: E731
+        (by_id[cid].priority for cid in fixes_of(c) if cid in by_id), default=0.0)
+    members = sorted(winners, key=lambda c: (-priority(c), c.candidate_id))
+    evidence = _Evidence(ctx, by_id)
+    record = MergeRecord()
+    while len(members) >= 2:
+        attempt = _try_merge(ctx, members, evidence, protected)
+        record.tried += attempt.tried
+        record.checked_clusters = max(record.checked_clusters, len(attempt.checks))
+        if attempt.template is not None:
+            record.method = attempt.method
+            record.checks = [c.model_dump(mode="json") | {"text": c.text()} for c in attempt.checks]
+            by_cluster = {c.cluster_id: _merged_screening(evidence, attempt.template, c, members) for c in attempt.checks}
+            return MergeOutcome(template=attempt.template, members=[m.candidate_id for m in members],
+                                by_cluster=by_cluster, record=record)
+        owners = {c.winner for c in attempt.lost}
+        victim = min((m for m in members if m.candidate_id in owners), key=priority, default=members[-1])
+        lost_here = [c.text() for c in attempt.lost if c.winner == victim.candidate_id]
+        merged_with = f"a merge of {victim.candidate_id} with {', '.join(m.candidate_id for m in members if m is not victim)}"
+        record.left_out[victim.candidate_id] = (
+            f"{merged_with} loses a fix: " + "; ".join(lost_here) if lost_here else
+            f"{merged_with} passed no check: " + "; ".join(t["problem"] for t in attempt.tried[-2:]))
+        members.remove(victim)
+    return MergeOutcome(record=record)
+
+
+def _best_winner(members: Sequence[Candidate], cluster_id: str) -> Candidate:
+    def share(c: Candidate) -> float:
+        s = c.payload.by_cluster.get(cluster_id) if isinstance(c.payload, PromptPayload) else None
+        return s.share if s else -1.0
+
+    return max((m for m in members if cluster_id in fixes_of(m)), key=share)
+
+
+def _try_merge(ctx: CycleContext, members: Sequence[Candidate], evidence: _Evidence,
+               protected: Sequence[str]) -> _Attempt:
+    """The drafting model's merge, then the winners' additions combined without a model: the first
+    that passes the integrity checks and keeps every member's fix on every cluster it fixed."""
+    templates = [m.template or "" for m in members]
+    attempts: list[tuple[str, Callable[[], str]]] = [
+        ("drafting model", lambda: merge_prompts(make_client(ctx.settings, purpose="drafting"), ctx.settings.draft_model,
+                                                 ctx.champion_template, templates)),
+        ("combined edits", lambda: combine_edits(ctx.champion_template, templates)),
+    ]
+    fixed = sorted({cid for m in members for cid in fixes_of(m) if cid in evidence.clusters})
+    out = _Attempt()
+    best_lost: list[FixCheck] | None = None
+    for method, make in attempts:
+        try:
+            template = make()
+        except ReplyProblem as exc:
+            out.tried.append({"method": method, "problem": str(exc)})
+            continue
+        problems = integrity_problems(template, ctx.champion_template, protected, ctx.settings.improve)
+        if problems:
+            out.tried.append({"method": method, "problem": "; ".join(problems)})
+            continue
+        checks = [_check(ctx, evidence, template, _best_winner(members, cid), cid) for cid in fixed]
+        lost = [c for c in checks if c.verdict is FixVerdict.lost]
+        if not lost:
+            out.template, out.method, out.checks = template, method, checks
+            return out
+        out.tried.append({"method": method, "problem": "loses what a winner fixed: " + "; ".join(c.text() for c in lost)})
+        if best_lost is None or len(lost) < len(best_lost):
+            best_lost, out.checks = lost, checks
+    out.lost = best_lost or []
+    return out
+
+
+def _check(ctx: CycleContext, evidence: _Evidence, template: str, winner: Candidate, cluster_id: str) -> FixCheck:
+    """The merge against ``winner`` on one cluster: on the examples the winner was screened on, then,
+    when the difference is within the noise, on a larger sample of the cluster's failing examples."""
+    improve = ctx.settings.improve
+    assert isinstance(winner.payload, PromptPayload)
+    own = winner.payload.by_cluster[cluster_id]
+    limit = improve.examples_per_cluster
+    examples = evidence.examples(cluster_id, limit)
+    if own.n != len(examples):  # drafted on other examples (an older store): screen it again here
+        own = ClusterScreening(resolved=evidence.resolved(winner.template or "", cluster_id, limit),
+                               champion_resolved=evidence.resolved(ctx.champion_template, cluster_id, limit))
+    merged = evidence.resolved(template, cluster_id, limit)
+    larger = limit * improve.merge_redraw
+    more = len(evidence.examples(cluster_id, larger)) > len(examples)
+    check = check_fix(cluster_id, winner.candidate_id, own.resolved, merged, own.champion_resolved,
+                      alpha=improve.merge_alpha, final=not more)
+    if check.verdict is not FixVerdict.unsure:
+        return check
+    check = check_fix(cluster_id, winner.candidate_id, evidence.resolved(winner.template or "", cluster_id, larger),
+                      evidence.resolved(template, cluster_id, larger),
+                      evidence.resolved(ctx.champion_template, cluster_id, larger),
+                      alpha=improve.merge_alpha, final=True)
+    return check.model_copy(update={"redrawn": True})
+
+
+def _merged_screening(evidence: _Evidence, template: str, check: FixCheck,
+                      members: Sequence[Candidate]) -> ClusterScreening:
+    """The merge's own per-cluster evidence, on the sample its check ended on."""
+    improve = evidence.ctx.settings.improve
+    limit = improve.examples_per_cluster * (improve.merge_redraw if check.redrawn else 1)
+    return ClusterScreening(resolved=evidence.resolved(template, check.cluster_id, limit),
+                            champion_resolved=_champion_on(evidence, check, members, limit))
+
+
+def _champion_on(evidence: _Evidence, check: FixCheck, members: Sequence[Candidate], limit: int) -> list[bool]:
+    if not check.redrawn:
+        winner = next(m for m in members if m.candidate_id == check.winner)
+        assert isinstance(winner.payload, PromptPayload)
+        own = winner.payload.by_cluster[check.cluster_id]
+        if own.n == check.examples:
+            return own.champion_resolved
+    return evidence.resolved(evidence.ctx.champion_template, check.cluster_id, limit)
