@@ -258,8 +258,10 @@ def _change(c: Candidate, limit: int = 2500) -> str:
 
 
 def approval_markdown(candidates: Sequence[Candidate], champion_score: float | None, *,
-                      run_link: Callable[[str], str] | None = None, timeout_s: int | None = None) -> str:
-    """The approval form's description: each waiting candidate's evidence."""
+                      run_link: Callable[[str], str] | None = None, timeout_s: int | None = None,
+                      deferred: Sequence[Candidate] = ()) -> str:
+    """The approval form's description: each waiting candidate's evidence, then the fixes that also
+    passed but could not be merged with them (deferred to the next cycle), so none goes unseen."""
     lines = [f"## {len(candidates)} candidate{'s' if len(candidates) != 1 else ''} passed the policy",
              f"Champion golden score **{champion_score}**. Switch on what you approve; what you leave off is "
              "rejected when you submit" + (f", and everything is rejected after {timeout_s} s without an answer."
@@ -278,4 +280,8 @@ def approval_markdown(candidates: Sequence[Candidate], champion_score: float | N
         if c.mlflow_run_id:
             link = run_link(c.mlflow_run_id) if run_link else None
             lines.append(f"MLflow run: [{c.mlflow_run_id}]({link})" if link else f"MLflow run: `{c.mlflow_run_id}`")
+    if deferred:
+        lines += ["", "### Also passed, deferred to the next cycle (not merged with the above)"]
+        lines += [f"- `{c.candidate_id}` (clusters {', '.join(c.cluster_ids)}; golden {c.golden_score}): {c.reason}"
+                  for c in deferred]
     return "\n".join(lines)

@@ -95,7 +95,8 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
         return {}
     form = approval_form(waiting)
     description = approval_markdown(waiting, champion_score, run_link=mlflow_run_link(settings),
-                                    timeout_s=settings.approval.timeout)
+                                    timeout_s=settings.approval.timeout,
+                                    deferred=[c for c in candidates if c.decision == "deferred"])
     _set_wait(settings, str(flow_run_id), {"cycle_id": cycle_id, "candidate_ids": [c.candidate_id for c in waiting]})
     logger.info("waiting for approval of %s in the Prefect UI (or `flywheel approve`)",
                 ", ".join(c.candidate_id for c in waiting))

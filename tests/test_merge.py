@@ -117,6 +117,7 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
     """The JSON fix and the tone fix cannot live in one prompt on this model. Both pass the gate
     alone; one waits, the other is deferred (never superseded: they fix different things), listed by
     status, drafted first in the next cycle against the new champion and marked carried there."""
+    from evals.report import approval_markdown, merge_lines
     from evals.runner import EvalResult
     from loop.deferral import mark_carried
     from loop.evaluate import evaluate_step, variant_for
@@ -158,6 +159,9 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         assert deferred.reason.startswith("deferred: fixes cluster ") and waiting.candidate_id in deferred.reason
         assert "loses a fix: fmt: the merge resolved 0/" in deferred.reason  # the approver reads why, with figures
         assert [d["candidate_id"] for d in status(ctx.settings)["deferred"]] == [deferred.candidate_id]
+        form = approval_markdown([waiting], report.champion_score, deferred=[deferred])
+        assert "deferred to the next cycle" in form and deferred.reason in form  # the approver sees the other fix
+        assert any(line.startswith(f"- `{deferred.candidate_id}`") for line in merge_lines(report.candidates))
         finish(ctx, report)
 
         # The next cycle: the waiting fix was approved; the deferred cluster goes first and is redrafted.
