@@ -289,6 +289,18 @@ class Candidate(BaseModel):
         """The prompt template it serves with (a fine-tune keeps the champion's)."""
         return getattr(self.payload, "template", None)
 
+    def fixed_clusters(self) -> list[str]:
+        """The clusters whose complaints it resolved more than the champion did (prompt drafts only:
+        other kinds are not screened per cluster)."""
+        return (self.payload.fixes or []) if isinstance(self.payload, PromptPayload) else []
+
+    def gains(self, category_gain: float) -> set[str]:
+        """What it fixes: the clusters it resolved more of than the champion, and the golden categories
+        it raised by at least ``category_gain``. A candidate supersedes another only when its gains
+        include all of the other's."""
+        return ({f"cluster {cid}" for cid in self.fixed_clusters()}
+                | {f"golden category {cat}" for cat, d in self.category_deltas.items() if d >= category_gain})
+
     def outcome_for(self, cluster_id: str, outcome: Outcome) -> Outcome:
         """What this candidate's ``outcome`` means for one of its clusters. A prompt draft that resolved
         none of the cluster's own complaints more than the champion did fixed nothing there, whatever

@@ -16,7 +16,6 @@ from flywheel.candidates import (
 from loop.checkpoints import checkpoint
 from loop.context import CycleContext, EndpointFailed
 from loop.deferral import mark_carried
-from loop.prompt_step import fixes_of
 from loop.report import CycleReport
 
 
@@ -47,13 +46,6 @@ def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any, with
         cand.reason = verdict.text + (f"; {retrieval.reason}" if retrieval else "")
 
 
-def gains(cand: Candidate, category_gain: float) -> set[str]:
-    """What a candidate fixes: the clusters whose complaints it resolved more than the champion, and
-    the golden categories it raised by at least ``category_gain``."""
-    return ({f"cluster {cid}" for cid in fixes_of(cand)}
-            | {f"golden category {cat}" for cat, d in cand.category_deltas.items() if d >= category_gain})
-
-
 def _supersede_losers(evaluated: Sequence[Candidate], category_gain: float) -> list[Candidate]:
     """One candidate of each kind waits (production holds one of each): of those that passed, the
     one that fixes the most, the best golden score breaking ties. Another that passed is superseded
@@ -65,14 +57,14 @@ def _supersede_losers(evaluated: Sequence[Candidate], category_gain: float) -> l
         passed = [c for c in evaluated if c.decision is Decision.pending_approval and c.kind is kind]
         if not passed:
             continue
-        best = max(passed, key=lambda c: (len(gains(c, category_gain)), c.golden_score or 0.0,
+        best = max(passed, key=lambda c: (len(c.gains(category_gain)), c.golden_score or 0.0,
                                           -len(c.template or ""), c.candidate_id))
         winners.append(best)
-        mine = gains(best, category_gain)
+        mine = best.gains(category_gain)
         for other in passed:
             if other is best:
                 continue
-            extra = sorted(gains(other, category_gain) - mine)
+            extra = sorted(other.gains(category_gain) - mine)
             if extra:
                 other.decision = Decision.deferred
                 left_out = next((c.payload.left_out_of_merge for c in (other, best) if isinstance(c.payload, PromptPayload)

@@ -89,14 +89,24 @@ _BUILT_ON = {CandidateKind.prompt: "drafted from", CandidateKind.rag: "built on"
 
 
 def supersede_pending(settings: Settings, state: StateStore, newer: Candidate) -> None:
-    """Only one candidate of a kind waits at a time: a newer one replaces older pending ones."""
+    """Only one candidate of a kind waits at a time: a newer one replaces older pending ones. An
+    older one that fixes something the newer does not is deferred, not superseded: its clusters are
+    drafted first in the next cycle."""
+    gain = settings.policy.category_gain
     for old in state.candidates(decision=Decision.pending_approval, kind=newer.kind):
         if old.candidate_id == newer.candidate_id:
             continue
-        old.decision, old.decided_at, old.decided_by = Decision.superseded, _now(), "flywheel"
-        old.reason = f"superseded by {newer.candidate_id} from cycle {newer.cycle_id}"
+        extra = sorted(old.gains(gain) - newer.gains(gain))
+        old.decided_at, old.decided_by = _now(), "flywheel"
+        if extra:
+            old.decision = Decision.deferred
+            old.reason = (f"deferred: fixes {', '.join(extra)}, which {newer.candidate_id} from cycle "
+                          f"{newer.cycle_id} (waiting now) does not; redrafted in the next cycle")
+        else:
+            old.decision = Decision.superseded
+            old.reason = f"superseded by {newer.candidate_id} from cycle {newer.cycle_id}"
         state.save_candidate(old)
-        tag_run(settings, old.mlflow_run_id, {"flywheel.decision": "superseded", "flywheel.reason": old.reason})
+        tag_run(settings, old.mlflow_run_id, {"flywheel.decision": str(old.decision), "flywheel.reason": old.reason})
 
 
 def _pending(state: StateStore, candidate_id: str) -> Candidate:

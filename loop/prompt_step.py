@@ -168,7 +168,7 @@ def drafting_summary(ctx: CycleContext, cluster_id: str) -> DraftingSummary | No
 
 def fixes_of(cand: Candidate) -> list[str]:
     """The clusters whose complaints the prompt resolved more than the champion did."""
-    return (cand.payload.fixes or []) if isinstance(cand.payload, PromptPayload) else []
+    return cand.fixed_clusters()
 
 
 def _absorb(seen: Candidate, cand: Candidate) -> None:
