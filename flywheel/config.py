@@ -219,7 +219,7 @@ def load_settings(**overrides: Any) -> Settings:
             settings = Settings.model_validate({**merged, "config_file": path})
         except ValidationError as exc:
             raise UsageError(_describe(exc, "overrides")) from exc
-        origin = "overrides"
+        origin += ", overridden by the command or the flow run"
     _check_together(settings, origin)
     return settings
 

@@ -112,3 +112,69 @@ def test_canary_mode_starts_one_winner_as_a_canary_and_the_other_waits_saying_wh
         after = state.candidate("prompt-auto")
     assert after.decision is Decision.rejected and after.canary.ended_by == "flywheel-watch"
 
+
+
+def test_a_run_chooses_canary_by_parameter_and_never_waits_for_approval(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from flows.cycle import CycleParameters, _settings, _waits_for_approval
+    from flywheel.config_sections import ApprovalMode
+
+    asked = CycleParameters(wait_for_approval=True)  # as a deployment run is asked
+    assert _waits_for_approval(asked, _settings(asked))  # a person decides: the run waits for them
+    monkeypatch.setenv("FLYWHEEL_POLICY__AUTO_APPROVE", "canary")  # the config alone (nightly: params false)
+    assert _settings(asked).policy.mode is ApprovalMode.canary and not _waits_for_approval(asked, _settings(asked))
+    monkeypatch.delenv("FLYWHEEL_POLICY__AUTO_APPROVE")
+    run = CycleParameters(auto_approve="canary", wait_for_approval=True, config={"policy": {"min_delta": 0.02}})
+    settings = _settings(run)  # the parameter becomes the run's policy; its other overrides stay
+    assert (settings.policy.mode, settings.policy.min_delta) == (ApprovalMode.canary, 0.02)
+    assert not _waits_for_approval(run, settings)
+    assert CycleParameters(auto_approve="true").auto_approve is True  # a form's or a YAML string
+    with pytest.raises(ValidationError, match='must be true, false or "canary"'):
+        CycleParameters(auto_approve="yes")
+
+
+def test_cycle_canary_on_the_command_line_is_canary_mode(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A canary at 0% would serve nobody: `--canary` is refused before any Prefect work, naming the
+    # settings (the same command without --canary does not mind the share).
+    monkeypatch.setenv("FLYWHEEL_WATCH__CANARY_PERCENT", "0")
+    out = cli("cycle", "--canary", "--json", expect=2)
+    assert 'watch.canary_percent: policy.auto_approve = "canary" needs a share' in out["error"]
+    assert "canary_percent" not in cli("cycle", "--json", expect=2)["error"]
+    assert "canary_percent" not in cli("cycle", "--auto-approve", "--json", expect=2)["error"]  # the bare flag as before
+
+
+def test_a_cycle_in_canary_mode_leaves_a_running_canary_that_the_watch_promotes(
+        cli, loop: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.approval import waiting_runs
+    from flows.cycle import CycleParameters, improvement_cycle
+
+    # As the nightly deployment runs it: asked to wait for approval, canary mode from the config.
+    monkeypatch.setenv("FLYWHEEL_POLICY__AUTO_APPROVE", "canary")
+    monkeypatch.setenv("FLYWHEEL_WATCH__CANARY_PERCENT", "20")
+    monkeypatch.setenv("FLYWHEEL_APPROVAL__TIMEOUT", "2")  # had it paused, the waiting winner would be rejected
+    monkeypatch.setenv("FLYWHEEL_APPROVAL__POLL_INTERVAL", "1")
+    out = improvement_cycle(CycleParameters(wait_for_approval=True))
+    settings = load_settings()
+    winners = {c["kind"]: c for c in out["candidates"] if c["decision"] in ("canary", "pending_approval")}
+    assert set(winners) == {"prompt", "rag"}, [(c["candidate_id"], c["decision"]) for c in out["candidates"]]
+    prompt, rag = winners["prompt"], winners["rag"]
+    assert prompt["decision"] == "canary" and prompt["decided_by"] == BY_CANARY and prompt["note"] == prompt["reason"]
+    assert prompt["canary"]["percent"] == 20 and prompt["canary"]["started_by"] == BY_CANARY
+    assert prompt_at(settings, CANARY).version == prompt["version"]
+    assert cli("prompt", "show", "--json")["version"] == loop["start_version"]  # production unchanged
+    assert use_mlflow(settings).get_run(prompt["mlflow_run_id"]).data.tags["flywheel.canary_by"] == BY_CANARY
+    assert rag["decision"] == "pending_approval" and "one canary at a time" in rag["reason"]
+    assert "recall@3 unaffected" in rag["reason"]  # the gate's reason, then why it waits
+    assert waiting_runs(settings) == {}  # the run never paused for approval
+
+    # Live traffic: the canary arm complains less; the watch promotes it (watch.auto_promote).
+    monkeypatch.setenv("FLYWHEEL_WATCH__AUTO_PROMOTE", "true")
+    ingest(settings, rated_events(3, 2500, 0.25, prefix="p", arm="production", prompt_version=loop["start_version"])
+           + rated_events(4, 2500, 0.10, prefix="c", arm="canary", prompt_version=prompt["version"]))
+    rows = [r for r in cli("watch", "--json")["watches"] if r["scope"] == "canary"]
+    assert [(r["version"], r["verdict"], r["action"]) for r in rows] == [(prompt["version"], "better", "promoted")]
+    assert cli("prompt", "show", "--json")["version"] == prompt["version"] and prompt_at(settings, CANARY) is None
+    with open_state(settings.home) as state:
+        after = state.candidate(prompt["candidate_id"])
+    assert after.decision is Decision.promoted and after.canary.ended_by == "flywheel-watch"
