@@ -18,7 +18,7 @@ from flywheel.config import Settings
 from flywheel.config_sections import ApprovalMode
 from flywheel.errors import UsageError
 from flywheel.state import StateStore
-from loop.canary import start_canary
+from loop.canary import record_start, start_canary
 from loop.promotion import promote, tag_run
 
 BY_POLICY = "policy (auto-approve)"
@@ -38,6 +38,8 @@ def release(settings: Settings, state: StateStore, winner: Candidate, mode: Appr
     if mode is ApprovalMode.production:
         return promote(settings, state, winner, by=BY_POLICY, note=winner.reason)
     running = running_canary(settings, state)
+    if running is not None and running.candidate_id == winner.candidate_id:  # a rerun after a crash
+        return record_start(settings, state, winner, share=running.percent, by=BY_CANARY, note=winner.reason)
     if running is not None:
         return _wait(settings, state, winner, _one_at_a_time(running, winner, settings.watch.canary_percent))
     try:

@@ -44,12 +44,19 @@ def approve_canary(settings: Settings, candidate_id: str, *, percent: float | No
 def start_canary(settings: Settings, state: StateStore, cand: Candidate, *, share: float, by: str,
                  note: str | None) -> Candidate:
     """Move the canary pointer of ``cand``'s kind to it and record who, when and why, on the
-    candidate, its clusters and its MLflow run. The caller checked that no canary runs (and holds
-    ``state``: the gate starts canaries inside its own transaction)."""
+    candidate, its clusters and its MLflow run. The caller checked that no canary runs and passes its
+    own ``state`` (the gate starts canaries on the connection it decides with)."""
     check_fresh(settings, state, cand)
     assert cand.version is not None
     champion(settings, state, cand.kind.champion).start_canary(cand.version, share, by=by,
                                                                candidate_id=cand.candidate_id, note=note)
+    return record_start(settings, state, cand, share=share, by=by, note=note)
+
+
+def record_start(settings: Settings, state: StateStore, cand: Candidate, *, share: float, by: str,
+                 note: str | None) -> Candidate:
+    """The candidate's side of a canary's start (also what a rerun finishes after a crash that left
+    the pointer moved and the candidate not yet recorded)."""
     when = _now()
     cand.decision, cand.decided_at, cand.decided_by, cand.note = Decision.canary, when, by, note
     cand.canary = CanaryRecord(percent=share, started_at=when, started_by=by)

@@ -178,3 +178,18 @@ def test_a_cycle_in_canary_mode_leaves_a_running_canary_that_the_watch_promotes(
     with open_state(settings.home) as state:
         after = state.candidate(prompt["candidate_id"])
     assert after.decision is Decision.promoted and after.canary.ended_by == "flywheel-watch"
+
+
+def test_a_rerun_after_a_crash_finishes_its_own_canary_instead_of_waiting_for_it() -> None:
+    from flywheel.champions import champion
+    from flywheel.config_sections import ApprovalMode
+    from loop.autonomy import release
+    from tests.watch_helpers import prompt_candidate
+
+    settings = load_settings()
+    cand = prompt_candidate(settings, "crash")
+    with open_state(settings.home) as state:  # the pointer moved, then the process died
+        champion(settings, state, "prompt").start_canary(cand.version, 15, by=BY_CANARY, candidate_id=cand.candidate_id)
+        done = release(settings, state, state.candidate(cand.candidate_id), ApprovalMode.canary)
+    assert done.decision is Decision.canary and done.canary.percent == 15 and "waits" not in (done.reason or "")
+    assert prompt_at(settings, CANARY).version == cand.version
