@@ -19,7 +19,8 @@ def cycle(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Promote on the policy alone.")] = False,
     canary: Annotated[bool, typer.Option(
         "--canary", help='Start the winners as canaries at watch.canary_percent, one at a time, for `flywheel watch` '
-        'to promote or roll back (policy.auto_approve = "canary" for this run; with --auto-approve too).')] = False,
+        'to promote or roll back (policy.auto_approve = "canary" for this run, also when given with '
+        '--auto-approve).')] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run one improvement cycle (the Prefect flow `improvement-cycle`); never waits for a person."""
