@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -26,6 +26,7 @@ from evals.calibration import JudgeCalibration
 from evals.runner import EvalResult
 from flywheel import llm_guard
 from flywheel.config import Settings, load_settings_for_flow
+from flywheel.config_sections import ApprovalMode, AutoApprove
 from flywheel.errors import Interrupted
 from flywheel.candidates import Candidate, Decision
 from flywheel.schemas import FailureCluster
@@ -49,7 +50,11 @@ _MLFLOW_WRITES = threading.Lock()  # prompt registration from parallel improver 
 class CycleParameters(BaseModel):
     """What an operator can set when starting a cycle from the Prefect UI."""
 
-    auto_approve: bool = Field(False, description="Promote candidates that pass the policy without waiting for a person.")
+    auto_approve: AutoApprove = Field(
+        False, description='What becomes of the winners: false, as `policy.auto_approve` says (by default they '
+        'wait for a person); true, promoted on the policy alone; "canary", started as a canary at '
+        '`watch.canary_percent`, one at a time, which the watch promotes or rolls back: no person in the loop, '
+        'and the run never waits for approval.')
     config: dict[str, Any] = Field(
         default_factory=dict,
         description="Setting overrides (as in flywheel.toml), e.g. {\"golden\": \"evals/golden/default.jsonl\"}. "
@@ -62,7 +67,13 @@ class CycleParameters(BaseModel):
 
 
 def _settings(params: CycleParameters) -> Settings:
-    return load_settings_for_flow(params.config)
+    """The run's settings: its ``config`` overrides, and ``auto_approve = "canary"`` as the policy
+    (the gate reads the mode there; true stays the gate's own argument, as ``--auto-approve``)."""
+    config = dict(params.config)
+    if params.auto_approve == "canary":
+        policy = config.get("policy")
+        config["policy"] = {**(policy if isinstance(policy, dict) else {}), "auto_approve": "canary"}
+    return load_settings_for_flow(config)
 
 
 def _key(*parts: Any) -> str:
@@ -200,7 +211,7 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
             calibration = calibrate_task(ctx)
             if calibration is not None and not calibration.trusted:
                 logger.warning("judge not trusted alone: %s", calibration.why)
-            report = gate_task(ctx, champion, results, params.auto_approve, calibration)
+            report = gate_task(ctx, champion, results, params.auto_approve is True, calibration)
         except EndpointFailed as exc:
             fail(ctx, str(exc))
             raise
@@ -251,7 +262,9 @@ def _resume_superseded(settings: Settings) -> None:
 
 
 def _waits_for_approval(params: CycleParameters, settings: Settings) -> bool:
-    if params.auto_approve:
+    """Never when the policy decides (true or "canary": what is left pending then waits for a
+    canary slot, not for this run); else as asked, by default only when run by a deployment."""
+    if params.auto_approve or settings.policy.mode is not ApprovalMode.person:
         return False
     if params.wait_for_approval is not None:
         return params.wait_for_approval
@@ -260,7 +273,8 @@ def _waits_for_approval(params: CycleParameters, settings: Settings) -> bool:
     return settings.approval.wait_in_deployments and deployment.id is not None
 
 
-def run_flow(*, auto_approve: bool = False, overrides: dict[str, Any] | None = None) -> CycleReport:
+def run_flow(*, auto_approve: bool | Literal["canary"] = False,
+             overrides: dict[str, Any] | None = None) -> CycleReport:
     """Run the flow in this process (Prefect's ephemeral API unless PREFECT_API_URL is set). A signal
     ends it within seconds as ``Interrupted``: the cycle is recorded as interrupted and resumes."""
     from flows.ephemeral import tie_ephemeral_server_to_this_process

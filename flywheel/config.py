@@ -219,7 +219,18 @@ def load_settings(**overrides: Any) -> Settings:
             settings = Settings.model_validate({**merged, "config_file": path})
         except ValidationError as exc:
             raise UsageError(_describe(exc, "overrides")) from exc
+        origin += ", overridden by the command or the flow run"
+    _check_together(settings, origin)
     return settings
+
+
+def _check_together(settings: Settings, origin: str) -> None:
+    """Settings that are each valid but contradict each other."""
+    share = settings.watch.canary_percent
+    if settings.policy.auto_approve == "canary" and not 0 < share < 100:
+        raise UsageError(f'invalid configuration ({origin}): watch.canary_percent: policy.auto_approve = "canary" '
+                         f"needs a share of users between 0 and 100 (exclusive), not {share:g}: a canary "
+                         "would serve nobody (0) or leave no production arm to compare it with (100)")
 
 
 # Secrets never travel as flow parameters (Prefect stores and shows them); only the environment sets them.

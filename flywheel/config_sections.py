@@ -5,9 +5,11 @@ of each; the defaults and limits here are the documented ones.
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 
 class IngestSettings(BaseModel):
@@ -204,6 +206,38 @@ class ApprovalSettings(BaseModel):
     poll_interval: int = Field(10, ge=1, description="Seconds between the paused flow's checks for an answer.")
 
 
+class ApprovalMode(StrEnum):
+    """What becomes of a cycle's winners (the gate's best candidate of each kind that passed the policy)."""
+
+    person = "person"  # auto_approve = false: they wait as pending_approval
+    production = "production"  # true: promoted on the policy alone
+    canary = "canary"  # "canary": started as a canary; the watch promotes or rolls it back
+
+
+AUTO_APPROVE_VALUES = 'true, false or "canary"'
+
+
+def _auto_approve(value: object) -> object:
+    """The three values, and nothing else: a bool field would read "yes", "on" or "1" as true, and
+    a typo of "canary" must never promote straight to production."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and (word := value.strip().lower()) in ("true", "false", "canary"):
+        return word if word == "canary" else word == "true"
+    raise PydanticCustomError("auto_approve", "must be {allowed}, not {value}",
+                              {"allowed": AUTO_APPROVE_VALUES, "value": repr(value)})
+
+
+# true, false or "canary" (the environment's and a form's strings "true"/"false" too).
+AutoApprove = Annotated[bool | Literal["canary"], BeforeValidator(_auto_approve)]
+
+
+def approval_mode(auto_approve: bool | Literal["canary"]) -> ApprovalMode:
+    if auto_approve == "canary":
+        return ApprovalMode.canary
+    return ApprovalMode.production if auto_approve else ApprovalMode.person
+
+
 class PolicySettings(BaseModel):
     """What a candidate must show before it may be promoted."""
 
@@ -227,7 +261,14 @@ class PolicySettings(BaseModel):
     max_error_rate: float = Field(
         0.0, ge=0.0, le=1.0, description="Share of golden items allowed to error (an errored item is never scored)."
     )
-    auto_approve: bool = Field(False, description="Promote on the policy alone, without a human approval.")
+    auto_approve: AutoApprove = Field(
+        False, description='What becomes of a cycle\'s winners: false, they wait for a person; true, promoted on the '
+        'policy alone; "canary", started as a canary at `watch.canary_percent`, one at a time, which `flywheel '
+        'watch` then promotes (`watch.auto_promote`) or rolls back.')
+
+    @property
+    def mode(self) -> ApprovalMode:
+        return approval_mode(self.auto_approve)
 
 
 class ImproveSettings(BaseModel):

@@ -38,20 +38,35 @@ def approve_canary(settings: Settings, candidate_id: str, *, percent: float | No
             raise UsageError(
                 f"a {running.kind} canary ({running.version}, {running.candidate_id or 'no candidate'}) runs already; "
                 "one canary at a time: `flywheel promote-canary` or `flywheel rollback canary` first")
-        check_fresh(settings, state, cand)
-        assert cand.version is not None
-        champion(settings, state, cand.kind.champion).start_canary(cand.version, share, by=by,
-                                                                   candidate_id=cand.candidate_id, note=note)
-        when = _now()
-        cand.decision, cand.decided_at, cand.decided_by, cand.note = Decision.canary, when, by, note
-        cand.canary = CanaryRecord(percent=share, started_at=when, started_by=by)
-        state.save_candidate(cand)
-        for cid in cand.cluster_ids:
-            state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, Outcome.canary)
-        tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "canary", "flywheel.canary_percent": f"{share:g}",
-                                               "flywheel.canary_by": by, "flywheel.canary_at": when.isoformat(),
-                                               "flywheel.approval_note": note or ""})
-        return cand
+        return start_canary(settings, state, cand, share=share, by=by, note=note)
+
+
+def start_canary(settings: Settings, state: StateStore, cand: Candidate, *, share: float, by: str,
+                 note: str | None) -> Candidate:
+    """Move the canary pointer of ``cand``'s kind to it and record who, when and why, on the
+    candidate, its clusters and its MLflow run. The caller checked that no canary runs and passes its
+    own ``state`` (the gate starts canaries on the connection it decides with)."""
+    check_fresh(settings, state, cand)
+    assert cand.version is not None
+    champion(settings, state, cand.kind.champion).start_canary(cand.version, share, by=by,
+                                                               candidate_id=cand.candidate_id, note=note)
+    return record_start(settings, state, cand, share=share, by=by, note=note)
+
+
+def record_start(settings: Settings, state: StateStore, cand: Candidate, *, share: float, by: str,
+                 note: str | None) -> Candidate:
+    """The candidate's side of a canary's start (also what a rerun finishes after a crash that left
+    the pointer moved and the candidate not yet recorded)."""
+    when = _now()
+    cand.decision, cand.decided_at, cand.decided_by, cand.note = Decision.canary, when, by, note
+    cand.canary = CanaryRecord(percent=share, started_at=when, started_by=by)
+    state.save_candidate(cand)
+    for cid in cand.cluster_ids:
+        state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, Outcome.canary)
+    tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "canary", "flywheel.canary_percent": f"{share:g}",
+                                           "flywheel.canary_by": by, "flywheel.canary_at": when.isoformat(),
+                                           "flywheel.approval_note": note or ""})
+    return cand
 
 
 def _running(settings: Settings, state: StateStore, kind: str | None) -> Canary:

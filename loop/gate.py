@@ -112,7 +112,7 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
     vouches for the judge, judge-scored items alone cannot pass a candidate."""
     from evals.stats import category_means, compare
     from evals.tracking import cycle_run, experiment_id, log_judge_calibration, log_variant
-    from loop.promotion import promote, supersede_pending
+    from loop.promotion import supersede_pending
 
     policy = ctx.settings.policy
     outage = evaluation_outage(champion, results, policy.max_error_rate)
@@ -180,10 +180,11 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
             raise EndpointFailed(outage)
         checkpoint("gate-logged")
         mark_carried(state, ctx.cycle_id)
-        for winner in winners:
+        from loop.autonomy import release, run_mode
+
+        for winner in winners:  # wait, promote, or start as a canary (policy.auto_approve)
             supersede_pending(ctx.settings, state, winner)
-            if auto_approve or policy.auto_approve:
-                promote(ctx.settings, state, winner, by="policy (auto-approve)", note=winner.reason)
+            release(ctx.settings, state, winner, run_mode(auto_approve, policy.mode))
         evaluated = [state.candidate(c.candidate_id) or c for c in evaluated]
     return CycleReport(cycle_id=ctx.cycle_id, golden_version=golden.version, champion_score=champion.mean,
                        candidates=evaluated, resumed=ctx.resumed, champion_run_id=champion_run,

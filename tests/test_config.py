@@ -43,14 +43,36 @@ def test_flywheel_toml_in_the_working_directory_is_read() -> None:
 
 @pytest.mark.parametrize(
     ("text", "needle"),
-    [("[triage]\nper_user_cap = 0\n", "triage.per_user_cap"), ("typo_key = 1\n", "typo_key"), ("golden = [\n", "TOML")],
+    [("[triage]\nper_user_cap = 0\n", "triage.per_user_cap"), ("typo_key = 1\n", "typo_key"), ("golden = [\n", "TOML"),
+     ('[policy]\nauto_approve = "yes"\n', 'policy.auto_approve: must be true, false or "canary", not \'yes\''),
+     ('[policy]\nauto_approve = "canary"\n[watch]\ncanary_percent = 0\n', "watch.canary_percent: policy.auto_approve")],
 )
 def test_bad_config_is_a_usage_error_naming_the_field(text: str, needle: str, cli) -> None:
     Path("flywheel.toml").write_text(text)
     with pytest.raises(UsageError, match=needle):
         load_settings()
     out = cli("config", "--json", expect=2)
-    assert needle in out["error"]
+    assert needle in out["error"] and "\n" not in out["error"]
+    assert "Traceback" not in cli("cycle", expect=2).stderr  # one line, exit 2, on every command
+
+
+@pytest.mark.parametrize(("toml", "env", "expected"), [
+    ('auto_approve = "canary"', None, "canary"), ("auto_approve = true", None, True), ("auto_approve = false", None, False),
+    (None, "canary", "canary"), (None, "true", True), (None, "False", False), ('auto_approve = true', "canary", "canary"),
+])
+def test_auto_approve_is_true_false_or_canary(toml: str | None, env: str | None, expected: object, cli,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from flywheel.config_sections import ApprovalMode
+
+    if toml:
+        Path("flywheel.toml").write_text(f"[policy]\n{toml}\n")
+    if env:
+        monkeypatch.setenv("FLYWHEEL_POLICY__AUTO_APPROVE", env)
+    policy = load_settings().policy
+    assert policy.auto_approve == expected and type(policy.auto_approve) is type(expected)
+    assert policy.mode is {"canary": ApprovalMode.canary, True: ApprovalMode.production,
+                           False: ApprovalMode.person}[expected]  # type: ignore[index]
+    assert cli("config", "--json")["policy"]["auto_approve"] == expected
 
 
 def test_config_command_never_shows_the_api_key(cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import pytest
 import yaml
 from prefect.client.schemas.schedules import CronSchedule
 
@@ -26,6 +27,24 @@ def test_deployments_point_at_the_cycle_flow_with_a_nightly_schedule() -> None:
         flow.validate_parameters(d.get("parameters") or {})
     (schedule,) = deployments["nightly"]["schedules"]
     assert CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"]).cron == "0 2 * * *"
+
+
+def test_the_nightly_can_run_with_no_person_in_the_loop() -> None:
+    """Its parameter takes "canary" (winners start as canaries for the watch; the run never waits),
+    and its description says how; a value that is not one of the three is refused, not read as true."""
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.cycle import CycleParameters, improvement_cycle
+
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    nightly = next(d for d in doc["deployments"] if d["name"] == "nightly")
+    assert 'auto_approve "canary"' in nightly["description"] and "never waits" in nightly["description"]
+    params = nightly["parameters"]["params"]
+    assert params["auto_approve"] is False  # a person decides unless the config or an operator says otherwise
+    canary = improvement_cycle.validate_parameters({"params": {**params, "auto_approve": "canary"}})["params"]
+    assert CycleParameters.model_validate(canary).auto_approve == "canary"
+    with pytest.raises(ParameterTypeError, match="canary"):
+        improvement_cycle.validate_parameters({"params": {**params, "auto_approve": "yes"}})
 
 
 def test_the_weekly_review_deployment_runs_every_monday() -> None:

@@ -17,6 +17,10 @@ from flywheel.wording import plural
 @handles_errors
 def cycle(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Promote on the policy alone.")] = False,
+    canary: Annotated[bool, typer.Option(
+        "--canary", help='Start the winners as canaries at watch.canary_percent, one at a time, for `flywheel watch` '
+        'to promote or roll back (policy.auto_approve = "canary" for this run, also when given with '
+        '--auto-approve).')] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run one improvement cycle (the Prefect flow `improvement-cycle`); never waits for a person."""
@@ -25,12 +29,12 @@ def cycle(
 
     # Config, prompt variables, golden set and knowledge source are checked before any Prefect
     # work: a mistake there is one line now, not a failed flow after retries.
-    settings = _settings()
+    settings = _settings(policy={"auto_approve": "canary"} if canary else None)
     stop_on_errors(preflight(settings, network=False))
     from app.where_to_look import mlflow_ui_command
     from flows.cycle import run_flow
 
-    report = run_flow(auto_approve=auto_approve)
+    report = run_flow(auto_approve="canary" if canary else auto_approve)
     if as_json:
         emit(report.public())
     else:
