@@ -5,6 +5,7 @@ is still one evaluation. Two simulators over real HTTP play the two endpoints.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ SECRET = "sk-test-not-to-be-stored-4711"
 
 
 @pytest.fixture
-def broken_endpoint() -> Simulator:
+def broken_endpoint() -> Iterator[Simulator]:
     """Another endpoint: its product model answers every question with an empty string, and its
     screening judge calls everything resolved."""
     with Simulator(options=SimOptions(empty_answers=True, resolve_everything=True)) as sim:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ APOLOGY = "When a customer is frustrated, first apologize and acknowledge the fr
 
 
 @pytest.fixture
-def broken_endpoint() -> Simulator:
+def broken_endpoint() -> Iterator[Simulator]:
     """An endpoint whose product answers every question with an empty string and whose screening
     judge calls every complaint resolved."""
     with Simulator(options=SimOptions(empty_answers=True, resolve_everything=True)) as sim:
