@@ -64,7 +64,7 @@ def main() -> bool:
                     for k in range(VARIANTS)]
         start = time.perf_counter()
         results = evaluate_many(variants, golden, answer_factory(settings), default_scorer="contains",
-                                judge_model="j", concurrency=CONCURRENCY, use_cache=False)
+                                concurrency=CONCURRENCY, use_cache=False)
         elapsed = time.perf_counter() - start
     ideal = VARIANTS * ITEMS * LATENCY / CONCURRENCY
     errors = sum(r.errors for r in results)

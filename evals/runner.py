@@ -3,13 +3,14 @@
 Concurrency is bounded by a semaphore over AsyncOpenAI calls (``eval.concurrency``); the SDK
 retries 429, 5xx, connection errors and timeouts with exponential backoff (``llm_max_retries``).
 An item that still fails is recorded with its error and left out of every score. Results are
-cached by (variant, golden version, scorer setup): an unchanged champion is not re-run.
+cached by the variant and everything else the score depends on (:mod:`evals.fingerprint`:
+endpoints, models, sampling, retrieval, prompt variables, golden version, scorers): an unchanged
+champion is not re-run, and one on another endpoint is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ import uvloop
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from evals.fingerprint import EvalFingerprint
 from evals.golden import GoldenItem, GoldenSet
 from evals.pipeline import Answer, Variant
 from flywheel.replies import achat_json
@@ -63,10 +65,6 @@ class EvalResult(BaseModel):
 
     def first_error(self) -> str | None:
         return next((f"{r.id}: {r.error}" for r in self.rows if r.error), None)
-
-
-def cache_key(variant: Variant, golden: GoldenSet, default_scorer: str, judge_model: str) -> str:
-    return hashlib.sha256(f"{variant.key}|{golden.version}|{default_scorer}|{judge_model}".encode()).hexdigest()
 
 
 def _describe(exc: BaseException) -> str:
@@ -140,23 +138,35 @@ async def run_items(
 AnswerFactory = Callable[[], tuple[Answer, Callable[..., Any] | None, Callable[[], Any]]]
 
 
-def from_cache(variants: Sequence[Variant], golden: GoldenSet, *, state: Any, use_cache: bool, default_scorer: str,
-               judge_model: str) -> tuple[list[EvalResult | None], list[int]]:
-    """Cached results where a variant is unchanged on an unchanged golden set; the indexes still to run."""
+def from_cache(variants: Sequence[Variant], *, state: Any, use_cache: bool,
+               fingerprint: EvalFingerprint | None) -> tuple[list[EvalResult | None], list[int]]:
+    """Cached results where a variant and everything its score depends on (``fingerprint``) are
+    unchanged; the indexes still to run."""
     results: list[EvalResult | None] = [None] * len(variants)
     todo: list[int] = []
     for i, variant in enumerate(variants):
-        key = cache_key(variant, golden, default_scorer, judge_model)
-        if use_cache and state is not None and (hit := state.cached_eval(key)):
+        if use_cache and state is not None and fingerprint is not None and (
+                hit := state.cached_eval(fingerprint.key(variant))):
             results[i] = EvalResult.model_validate(hit).model_copy(update={"variant": variant, "cached": True})
         else:
             todo.append(i)
     return results, todo
 
 
-def _remember(result: EvalResult, state: Any, golden: GoldenSet, default_scorer: str, judge_model: str) -> None:
-    if state is not None and result.errors == 0:  # an errored item is retried next time, never cached
-        state.cache_eval(cache_key(result.variant, golden, default_scorer, judge_model), result.model_dump(mode="json"))
+def _remember(result: EvalResult, state: Any, fingerprint: EvalFingerprint | None) -> None:
+    if state is not None and fingerprint is not None and result.errors == 0:  # an errored item is retried, never cached
+        state.cache_eval(fingerprint.key(result.variant), result.model_dump(mode="json"))
+
+
+def _check_fingerprint(fingerprint: EvalFingerprint | None, state: Any, golden: GoldenSet,
+                       default_scorer: str | None = None) -> None:
+    """A cache is read and written only under the fingerprint of this very evaluation."""
+    if state is None:
+        return
+    if fingerprint is None:
+        raise ValueError("an evaluation with a cache needs the fingerprint of what its scores depend on")
+    if fingerprint.golden_version != golden.version or default_scorer not in (None, fingerprint.default_scorer):
+        raise ValueError("the evaluation's fingerprint is of another golden set or scorer setup")
 
 
 def run_slices(slices: Sequence[tuple[Variant, Sequence[GoldenItem]]], answer_factory: AnswerFactory, *,
@@ -190,22 +200,22 @@ def evaluate_many(
     answer_factory: AnswerFactory,
     *,
     default_scorer: str,
-    judge_model: str,
     concurrency: int,
     state: Any = None,
+    fingerprint: EvalFingerprint | None = None,
     use_cache: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> list[EvalResult]:
     """Evaluate several variants as one batch: one client, one connection pool and one concurrency
     limit shared by all (the endpoint sees at most ``concurrency`` calls from this batch), and the
-    cache consulted first, so an unchanged variant costs nothing."""
-    results, todo = from_cache(variants, golden, state=state, use_cache=use_cache, default_scorer=default_scorer,
-                               judge_model=judge_model)
+    cache (``state``, keyed by ``fingerprint``) consulted first, so an unchanged variant costs nothing."""
+    _check_fingerprint(fingerprint, state, golden, default_scorer)
+    results, todo = from_cache(variants, state=state, use_cache=use_cache, fingerprint=fingerprint)
     ran = run_slices([(variants[i], golden.items) for i in todo], answer_factory, default_scorer=default_scorer,
                      concurrency=concurrency, progress=progress)
     for i, (rows, seconds) in zip(todo, ran, strict=True):
         results[i] = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows, seconds=seconds)
-        _remember(results[i], state, golden, default_scorer, judge_model)
+        _remember(results[i], state, fingerprint)
     return [r for r in results if r is not None]
 
 
@@ -250,8 +260,11 @@ def run_batch(batch: EvalBatch, golden: GoldenSet, answer_factory: AnswerFactory
 
 
 def assemble(variants: Sequence[Variant], golden: GoldenSet, cached: Sequence[EvalResult | None],
-             parts: Sequence[BatchRows], *, state: Any = None, default_scorer: str, judge_model: str) -> list[EvalResult]:
-    """Put batches back together in golden-set order, one result per variant (cached ones as they were)."""
+             parts: Sequence[BatchRows], *, state: Any = None,
+             fingerprint: EvalFingerprint | None = None) -> list[EvalResult]:
+    """Put batches back together in golden-set order, one result per variant (cached ones as they
+    were); new results go into the cache (``state``) under ``fingerprint``."""
+    _check_fingerprint(fingerprint, state, golden)
     by_variant: dict[int, list[BatchRows]] = {}
     for part in parts:
         by_variant.setdefault(part.variant_index, []).append(part)
@@ -263,7 +276,7 @@ def assemble(variants: Sequence[Variant], golden: GoldenSet, cached: Sequence[Ev
             raise ValueError(f"evaluation batches of {variants[i].label} do not cover the golden set exactly")
         results[i] = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows,
                                 seconds=round(max(p.seconds for p in pieces), 3))
-        _remember(results[i], state, golden, default_scorer, judge_model)
+        _remember(results[i], state, fingerprint)
     missing = [variants[i].label for i, r in enumerate(results) if r is None]
     if missing:
         raise ValueError(f"no evaluation result for {', '.join(missing)}")

@@ -34,7 +34,7 @@ from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
 from loop.calibration import calibration_step
 from loop.checkpoints import checkpoint
 from loop.context import CycleContext, EndpointFailed, begin
-from loop.evaluate import evaluate_step, variant_for
+from loop.evaluate import evaluate_step, evaluation_keys, variant_for
 from loop.finetune_step import FinetuneOutcome, improve_finetune_step
 from loop.gate import gate_step
 from loop.outcomes import cluster_outcomes
@@ -129,7 +129,7 @@ def improve_finetune_task(ctx: CycleContext, clusters: list[FailureCluster]) -> 
 
 @task(name="evaluate", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "eval",
-                                       ",".join(v.key for v in p["variants"])))
+                                       ",".join(evaluation_keys(p["ctx"].settings, p["ctx"].golden, p["variants"]))))
 def evaluate_task(ctx: CycleContext, variants: list[Variant]) -> list[EvalResult]:
     """One batch: the champion and every candidate share the endpoint's concurrency limit."""
     return evaluate_step(ctx.settings, variants, golden=ctx.golden)

@@ -150,6 +150,11 @@ class StateStore:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
+    def cycle_drafts(self, cycle_id: str) -> list[dict[str, Any]]:
+        """Every improver record of a cycle: drafts per cluster, merges, index proposals."""
+        rows = self._db.execute("SELECT doc FROM drafts WHERE cycle_id = ? ORDER BY cluster_id", (cycle_id,))
+        return [json.loads(r[0]) for r in rows]
+
     def save_drafts(self, cycle_id: str, cluster_id: str, doc: dict[str, Any]) -> None:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO drafts VALUES (?, ?, ?)", (cycle_id, cluster_id, json.dumps(doc)))

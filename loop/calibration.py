@@ -11,7 +11,7 @@ with itself says nothing. Reviews without consent are counted and never read, so
 reaches the judge. At most ``judge.max_items`` are asked, chosen by a hash of the event id (the
 same sample every time, whatever the order of ingest).
 
-The result is cached in the state store by (judge model, the exact items): a resumed cycle, or a
+The result is cached in the state store by (judge endpoint and model, the exact items): a resumed cycle, or a
 second calibration with nothing new, asks the judge nothing.
 """
 
@@ -28,6 +28,7 @@ import uvloop
 from pydantic import BaseModel
 
 from evals.calibration import PASS, Agreement, JudgeCalibration, agreement, assess
+from evals.fingerprint import Endpoint
 from evals.golden import GoldenSet
 from evals.scorers import JUDGE_SYSTEM
 from flywheel.config import Settings
@@ -131,9 +132,9 @@ def _reference(r: StoredEvent, by_event: dict[str, str], by_input: dict[str, str
     return next(((text, "feedback") for eid, text in feedback.get(q, []) if eid != r.event_id), None)
 
 
-def cache_key(judge_model: str, items: Sequence[CalibrationItem]) -> str:
-    """The judge model, its instructions and the exact items: anything else changed, asked again."""
-    doc = json.dumps([judge_model, JUDGE_SYSTEM, [i.model_dump() for i in items]], sort_keys=True)
+def cache_key(judge: Endpoint, items: Sequence[CalibrationItem]) -> str:
+    """The judge (endpoint and model), its instructions and the exact items: anything else changed, asked again."""
+    doc = json.dumps([judge.model_dump(mode="json"), JUDGE_SYSTEM, [i.model_dump() for i in items]], sort_keys=True)
     return CACHE_PREFIX + hashlib.sha256(doc.encode()).hexdigest()
 
 
@@ -174,9 +175,9 @@ def calibrate(settings: Settings, golden: GoldenSet | None) -> JudgeCalibration:
 
 
 def calibrate_golden_judge(settings: Settings, golden: GoldenSet | None) -> JudgeCalibration:
-    """The judge scorer's calibration (cached by judge model and items)."""
+    """The judge scorer's calibration (cached by judge endpoint, model and items)."""
     items, skipped = calibration_items(settings, golden)
-    key = cache_key(settings.judge_model, items)
+    key = cache_key(Endpoint.judge(settings), items)
     with open_state(settings.ensure_home()) as state:
         hit = state.cached_eval(key)
     if hit is not None:  # the judge's figures are reused; today's settings decide whether they suffice

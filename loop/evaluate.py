@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from evals.fingerprint import EvalFingerprint
 from evals.golden import GoldenSet, load_golden
 from evals.pipeline import Answer, builtin_pipeline, load_user_pipeline, Variant
 from evals.runner import assemble, BatchRows, EvalBatch, EvalResult, evaluate_many, from_cache, judge_with, plan_batches, run_batch
@@ -81,6 +82,18 @@ def variant_for(ctx: CycleContext, cand: Candidate | None) -> Variant:
                    model=model, index_version=ctx.index_version, pipeline=pipeline)
 
 
+def fingerprint(settings: Settings, golden: GoldenSet) -> EvalFingerprint:
+    """What the scores depend on besides the variants: the key of every read and write of the
+    evaluation cache, here and on Dask."""
+    return EvalFingerprint.of(settings, golden)
+
+
+def evaluation_keys(settings: Settings, golden: GoldenSet, variants: Sequence[Variant]) -> list[str]:
+    """The evaluation cache's keys of ``variants`` (a task cache keyed by them goes stale no sooner)."""
+    fp = fingerprint(settings, golden)
+    return [fp.key(v) for v in variants]
+
+
 def evaluate_step(settings: Settings, variants: Sequence[Variant], progress: Callable[[int], None] | None = None,
                   golden: GoldenSet | None = None) -> list[EvalResult]:
     """One evaluation batch: the variants share a client and the concurrency limit; cached ones are free.
@@ -88,9 +101,9 @@ def evaluate_step(settings: Settings, variants: Sequence[Variant], progress: Cal
     golden = golden or load_golden(settings.golden)
     with open_state(settings.home) as state:
         return evaluate_many(variants, golden, answer_factory(settings, _queries(golden)),
-                             default_scorer=settings.eval.default_scorer,
-                             judge_model=settings.judge_model, concurrency=settings.eval.concurrency, state=state,
-                             use_cache=settings.eval.cache, progress=progress)
+                             default_scorer=settings.eval.default_scorer, concurrency=settings.eval.concurrency,
+                             state=state, fingerprint=fingerprint(settings, golden), use_cache=settings.eval.cache,
+                             progress=progress)
 
 
 class EvalPlan(BaseModel):
@@ -105,8 +118,8 @@ def plan_evaluation(settings: Settings, variants: Sequence[Variant], slots: int)
     """Batches for a runner that runs ``slots`` of them at once."""
     golden = load_golden(settings.golden)
     with open_state(settings.home) as state:
-        cached, todo = from_cache(variants, golden, state=state, use_cache=settings.eval.cache,
-                                  default_scorer=settings.eval.default_scorer, judge_model=settings.judge_model)
+        cached, todo = from_cache(variants, state=state, use_cache=settings.eval.cache,
+                                  fingerprint=fingerprint(settings, golden))
     batches = plan_batches(variants, todo, len(golden.items), batch_items=settings.runner.eval_batch_items,
                            concurrency=settings.eval.concurrency, slots=slots)
     return EvalPlan(variants=list(variants), cached=cached, batches=batches)
@@ -124,6 +137,7 @@ def _queries(golden: GoldenSet) -> list[str]:
 
 
 def assemble_evaluation(settings: Settings, plan: EvalPlan, parts: Sequence[BatchRows]) -> list[EvalResult]:
+    golden = load_golden(settings.golden)
     with open_state(settings.home) as state:
-        return assemble(plan.variants, load_golden(settings.golden), plan.cached, parts, state=state,
-                        default_scorer=settings.eval.default_scorer, judge_model=settings.judge_model)
+        return assemble(plan.variants, golden, plan.cached, parts, state=state,
+                        fingerprint=fingerprint(settings, golden))

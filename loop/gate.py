@@ -17,6 +17,7 @@ from loop.checkpoints import checkpoint
 from loop.context import CycleContext, EndpointFailed
 from loop.deferral import mark_carried
 from loop.report import CycleReport
+from loop.setup_notes import setup_notes
 
 
 def evaluation_outage(champion: EvalResult, results: dict[str, EvalResult], max_error_rate: float) -> str | None:
@@ -192,7 +193,8 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
                        champion_per_category=category_means(champion.scores, champion.categories),
                        champion_per_segment=category_means({i: v for i, v in champion.scores.items() if i in segments},
                                                            segments),
-                       judge=calibration, notes=judge_notes(judged, distrust, calibration))
+                       judge=calibration,
+                       notes=judge_notes(judged, distrust, calibration) + setup_notes(ctx, champion, results))
 
 
 def judge_notes(judged: set[str], distrust: str | None, calibration: JudgeCalibration | None) -> list[str]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import uvloop
 
+from evals.fingerprint import Endpoint
 from evals.pipeline import Variant
 from flywheel.config import Settings
 from flywheel.llm import make_async_client
@@ -64,8 +65,10 @@ def answer_queries(settings: Settings, template: str, queries: Sequence[str],
 def judge_resolutions(settings: Settings, examples: Sequence[FailingExample], outputs: Sequence[str]) -> list[Verdict]:
     """The judge's verdict per (failing example, fresh answer): concurrent under the evaluation's
     limit, retried by the SDK, and cached in the state store (the same answer to the same complaint
-    is judged once, also across a resumed cycle)."""
-    keys = [short_hash("resolution", settings.judge_model, e.query, e.output, e.feedback_text(), e.better or "", out)
+    is judged once by the same judge, also across a resumed cycle; the judge is its endpoint and
+    model, so another endpoint judges afresh)."""
+    judge = Endpoint.judge(settings).digest
+    keys = [short_hash("resolution", judge, e.query, e.output, e.feedback_text(), e.better or "", out)
             for e, out in zip(examples, outputs, strict=True)]
     with open_state(settings.home) as state:
         cached = {k: doc for k in keys if (doc := state.cached_eval("screen:" + k)) is not None}

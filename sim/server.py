@@ -16,7 +16,11 @@ the same golden verdicts, so a fresh answer practically never equals a logged on
 sampled model (off by default for now); ``drafting="wild"`` makes the drafting roles, the judge and the
 classifier answer in real models' shapes (fenced, prose, truncated, refusal, lossy; see :mod:`sim.variation`);
 ``reject_json_schema`` answers 400 to any ``response_format`` of type ``json_schema``, as some
-vLLM and Ollama versions do, while ``json_object`` and no format work.
+vLLM and Ollama versions do, while ``json_object`` and no format work. Two knobs play broken setups
+(for the cycle's setup notes and the evaluation cache's tests): ``empty_answers`` makes the product
+answer every question with an empty string (a misconfigured endpoint or model), and
+``resolve_everything`` makes the screening judge call every complaint resolved (a judge that does
+not discriminate).
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class SimOptions:
     drafting: str = "clean"  # clean | wild: drafting answers in real models' shapes
     reject_json_schema: bool = False  # 400 on response_format json_schema, like some vLLM/Ollama versions
     record: bool = False  # keep every chat request's body (SimState.requests), for tests of what was sent
+    empty_answers: bool = False  # the product answers "" to everything (a broken endpoint or model)
+    resolve_everything: bool = False  # the screening judge says "resolved" to every complaint
 
     def __post_init__(self) -> None:
         if self.drafting not in DRAFTING_MODES:
@@ -136,6 +142,15 @@ def _failure(state: SimState, n: int) -> Response | None:
     return _error(status, "simulated failure", "server_error")
 
 
+def _broken(opts: SimOptions, role: str) -> str | None:
+    """What a role says instead of its answer when a broken-setup knob is on, else None."""
+    if role == "product" and opts.empty_answers:
+        return ""
+    if role == "resolution" and opts.resolve_everything:
+        return json.dumps({"resolved": True, "rationale": "looks resolved to me"})
+    return None
+
+
 def build_app(state: SimState) -> Starlette:
     """The ASGI app: OpenAI's routes, the simulator's roles behind them."""
     embed_lock = threading.Lock()
@@ -191,7 +206,9 @@ def build_app(state: SimState) -> Starlette:
         if state.options.record:
             with state.lock:
                 state.requests.append(body)
-        content = roles.answer(role, body, learned, state.style(role, body))
+        content = _broken(state.options, role)
+        if content is None:
+            content = roles.answer(role, body, learned, state.style(role, body))
         state.count(f"chat.{role}")
         prompt_tokens = sum(_tokens(roles._text(m.get("content"))) for m in messages)
         completion_tokens = _tokens(content)

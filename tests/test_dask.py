@@ -87,7 +87,7 @@ def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Pa
     champion = Variant(label="champion", prompt_template=prompt.template, prompt_version=prompt.version,
                        model=settings.target_model)
     (again,) = evaluate_many([champion], load_golden(golden), evaluate.answer_factory(settings),
-                             default_scorer=settings.eval.default_scorer, judge_model=settings.judge_model,
+                             default_scorer=settings.eval.default_scorer,
                              concurrency=4, use_cache=False)
     assert report.champion_score == again.mean
     assert report.candidates and all(c.golden_score is not None for c in report.candidates)

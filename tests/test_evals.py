@@ -141,10 +141,10 @@ def test_evaluation_batches_cover_each_variant_once_and_reassemble_in_order(tmp_
 
     cached[0] = EvalResult(variant=variants[0], golden_version=golden.version, rows=[], cached=True)
     parts = [ran(b) for b in reversed(batches)]
-    champion, cand = assemble(variants, golden, cached, parts, default_scorer="contains", judge_model="j")
+    champion, cand = assemble(variants, golden, cached, parts)
     assert champion.cached and [r.id for r in cand.rows] == [f"g{i}" for i in range(10)]
     assert cand.mean == 0.5 and cand.seconds == 9.0
     with pytest.raises(ValueError, match="do not cover the golden set"):
-        assemble(variants, golden, cached, parts[1:], default_scorer="contains", judge_model="j")
+        assemble(variants, golden, cached, parts[1:])
     with pytest.raises(ValueError, match="no evaluation result for cand"):
-        assemble(variants, golden, cached, [], default_scorer="contains", judge_model="j")
+        assemble(variants, golden, cached, [])

@@ -113,8 +113,7 @@ def test_judge_scorer_and_a_users_own_pipeline(simulator, tmp_path: Path) -> Non
     ]))
     settings = load_settings(openai_base_url=simulator.base_url)
     variant = Variant(label="c", prompt_template=INITIAL_PROMPT, model="gpt-4o-mini")
-    result = evaluate(variant, golden, answer_factory(settings), default_scorer="contains", judge_model="gpt-4o",
-                      concurrency=4)
+    result = evaluate(variant, golden, answer_factory(settings), default_scorer="contains", concurrency=4)
     by_id = {r.id: r for r in result.rows}
     assert by_id["a"].score == 1.0 and by_id["b"].score < 0.5
     assert "expected answer" in by_id["b"].rationale and result.errors == 0
@@ -123,7 +122,7 @@ def test_judge_scorer_and_a_users_own_pipeline(simulator, tmp_path: Path) -> Non
     golden2 = load_golden(_golden(tmp_path, [{"id": "x", "input": "hello", "expected": "YOU HELLO",
                                               "category": "c", "scorer": "exact"}]))
     result = evaluate(variant.model_copy(update={"prompt_template": "you are nice"}), golden2,
-                      answer_factory(hooked), default_scorer="exact", judge_model="j", concurrency=2)
+                      answer_factory(hooked), default_scorer="exact", concurrency=2)
     assert [r.score for r in result.rows] == [1.0]
 
 
@@ -135,7 +134,7 @@ def test_items_that_keep_failing_are_errors_not_scores(tmp_path: Path) -> None:
     with Simulator(options=SimOptions(fail_status=429)) as sim:
         settings = load_settings(openai_base_url=sim.base_url, llm_max_retries=1)
         result = evaluate(Variant(label="c", prompt_template=INITIAL_PROMPT, model="m"), golden,
-                          answer_factory(settings), default_scorer="contains", judge_model="j", concurrency=1)
+                          answer_factory(settings), default_scorer="contains", concurrency=1)
         assert sim.counts()["failed_429"] == 2
     (row,) = result.rows
     assert row.score is None and "429" in (row.error or "") and result.scores == {} and result.errors == 1

@@ -78,17 +78,35 @@ def check_model_fit(settings: Settings, template: str, golden: GoldenCheck) -> l
     return problems + _same_answer(answered, golden, scorer, path) + _zero_scores(answered, golden, scorer, path)
 
 
+def active_index(settings: Settings) -> str | None:
+    """The index version production retrieves from, or None (no state yet: nothing is created)."""
+    if not settings.state_path.exists():
+        return None
+    from flywheel.champions import champion
+    from flywheel.candidates import ChampionKind
+    from flywheel.state import open_state
+
+    with open_state(settings.home) as state:
+        return champion(settings, state, ChampionKind.rag).current()
+
+
 async def ask(settings: Settings, template: str, items: Sequence[GoldenItem]) -> list[Asked]:
-    """The product pipeline (built-in or the team's own) on each item's input, a few at a time."""
+    """The product pipeline (built-in or the team's own) on each item's input, a few at a time, as
+    the product runs it: the system prompt carries the passages the active index retrieves (a RAG
+    product asked without them answers "I don't know" and looks like the wrong model)."""
+    from loop.evaluate import index_retrievers
+
     url, key = endpoint(settings, purpose="the model-fit check")
     client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=min(settings.llm_timeout, FIT_TIMEOUT),
                                 max_retries=1)
+    index_version = active_index(settings)
     answer: Answer = (
         load_user_pipeline(settings.eval.pipeline) if settings.eval.pipeline
-        else builtin_pipeline(client, settings.prompt_variables, temperature=settings.eval.temperature,
-                              max_tokens=settings.eval.max_tokens))
+        else builtin_pipeline(client, settings.prompt_variables, index_retrievers(settings, [i.input for i in items]),
+                              temperature=settings.eval.temperature, max_tokens=settings.eval.max_tokens,
+                              k=settings.knowledge.retrieval_k))
     variant = Variant(label="validate", prompt_template=template, model=settings.target_model,
-                      pipeline=settings.eval.pipeline or "builtin")
+                      index_version=index_version, pipeline=settings.eval.pipeline or "builtin")
     gate = asyncio.Semaphore(min(settings.eval.concurrency, 8))
 
     async def one(item: GoldenItem) -> Asked:

@@ -1,0 +1,114 @@
+"""Setup smells, said out loud in the cycle's notes: results that are possible but far more often
+mean the setup is wrong than that the product is.
+
+- The champion scores 0 on the golden set: the endpoint answers nothing, the golden ``expected``
+  answers are worded or formatted unlike the product's answers, or a prompt variable is missing.
+- Every candidate ties the champion: the golden set cannot tell the variants apart.
+- The screening judge gave one verdict to every screening request: it does not discriminate.
+
+Each note names what the cycle itself saw (empty answers, ``{{`` left in answers, the scorers, an
+example) so an operator knows where to look. Plain functions on the cycle's results; no Prefect.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from pydantic import ValidationError
+
+from evals.runner import EvalResult
+from flywheel.templates import template_variables
+from flywheel.wording import plural
+from improvers.prompt import DraftingResult
+from loop.context import CycleContext
+
+MIN_VERDICTS = 6  # screening verdicts a cycle needs before "all the same" says something about the judge
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def champion_zero_note(champion: EvalResult, template: str, variables: Mapping[str, str]) -> str | None:
+    """Why a champion may score 0, from what its rows show; None unless it scored exactly 0."""
+    rows = [r for r in champion.rows if r.score is not None]
+    if not rows or champion.mean != 0:
+        return None
+    causes = []
+    empty = [r for r in rows if not (r.output or "").strip()]
+    if empty:
+        causes.append(f"{len(empty)} of {len(rows)} answers were empty: the endpoint or model answers nothing "
+                      "(check OPENAI_BASE_URL and target_model, and what the endpoint returns)")
+    missing = sorted(template_variables(template) - set(variables))
+    unfilled = [r for r in rows if "{{" in (r.output or "")]
+    if missing or unfilled:
+        what = (f"the prompt uses {', '.join('{{' + m + '}}' for m in missing)} with no value under "
+                "[prompt_variables]" if missing else f"{len(unfilled)} answers contain '{{{{'")
+        causes.append(f"{what}: a prompt variable is likely missing or not filled in")
+    answered = [r for r in rows if (r.output or "").strip()]
+    if answered:
+        scorers = ", ".join(f"{name} ({n})" for name, n in Counter(r.scorer for r in rows).most_common())
+        example = answered[0]
+        causes.append(f"the golden set's expected answers may be in another format or wording than the "
+                      f"product's answers (scorers: {scorers}; e.g. item {example.id!r} expects "
+                      f"{_clip(example.expected)}, the champion answered {_clip(example.output or '')})")
+    return ("the champion scored 0 on every golden item, which usually means the setup is wrong, not the "
+            "product: " + "; ".join(causes) + ". `flywheel validate` asks the model a few golden items")
+
+
+def all_tie_note(champion: EvalResult, results: Mapping[str, EvalResult]) -> str | None:
+    """A note when there are candidates and every one's golden score equals the champion's."""
+    if not results or champion.mean is None or any(r.mean != champion.mean for r in results.values()):
+        return None
+    n = len(results)
+    who = "the only candidate" if n == 1 else f"all {n} candidates"
+    same_items = all(r.scores == champion.scores for r in results.values())
+    outputs = {r.id: r.output for r in champion.rows}
+    same_answers = all(o.output is not None and outputs.get(o.id) == o.output
+                       for r in results.values() for o in r.rows)
+    why = ("their answers were the champion's, word for word, so the variants may not reach the product's "
+           "answers at all (a user pipeline that ignores the prompt or index, or an endpoint that ignores the "
+           "system prompt?)" if same_answers else
+           "the golden set may not cover what the candidates change (`flywheel golden coverage`), or its scorers "
+           "are too coarse to see it")
+    return (f"{who} scored exactly the champion's golden score ({champion.mean:.3f}"
+            f"{', item for item' if same_items else ''}): the golden set did not tell them apart; {why}")
+
+
+def screening_verdicts(drafting: Sequence[DraftingResult]) -> list[bool]:
+    """Every verdict the screening judge gave in the cycle's drafting (the champion's and each draft's)."""
+    return [v for d in drafting for v in (d.champion_resolved + [x for draft in d.drafts for x in draft.resolved])]
+
+
+def screening_judge_note(verdicts: Sequence[bool]) -> str | None:
+    """A note when the judge said the same thing to every one of at least ``MIN_VERDICTS`` requests."""
+    if len(verdicts) < MIN_VERDICTS or len(set(verdicts)) != 1:
+        return None
+    said = "resolved" if verdicts[0] else "not resolved"
+    return (f"the screening judge said {said!r} to all {plural(len(verdicts), 'screening request')} of this cycle: "
+            "it does not discriminate, so screening could not rank the drafts and only the golden set decided. "
+            "Check judge_model (FLYWHEEL_JUDGE_MODEL) on the endpoint and run `flywheel judge calibrate`")
+
+
+def cycle_drafting(ctx: CycleContext) -> list[DraftingResult]:
+    """The prompt improver's records of this cycle (merges and index proposals are other records)."""
+    with ctx.state() as state:
+        docs = state.cycle_drafts(ctx.cycle_id)
+    out = []
+    for doc in docs:
+        try:
+            out.append(DraftingResult.model_validate(doc))
+        except ValidationError:
+            continue  # a merge's or the index improver's record
+    return out
+
+
+def setup_notes(ctx: CycleContext, champion: EvalResult, results: Mapping[str, EvalResult]) -> list[str]:
+    """The cycle's setup smells, as plain sentences (none when nothing smells)."""
+    notes = [champion_zero_note(champion, ctx.champion_template, ctx.settings.prompt_variables),
+             all_tie_note(champion, results),
+             screening_judge_note(screening_verdicts(cycle_drafting(ctx)))]
+    return [n for n in notes if n]
+
