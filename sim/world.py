@@ -13,7 +13,8 @@ the loop where it is weak; the default world is the demo's and stays byte-identi
   triage splits into several factual clusters, all drafting the same template, while the error-code
   cluster (also factual) drafts it too and is not fixed by it.
 - ``no_reason``: 80% of the negative events lose their reason and comment (thumbs down, corrections,
-  edits with no word on what was wrong).
+  edits with no word on what was wrong), and every one about two failure modes (upset sync, other
+  customers' data): their clusters have no labelled neighbour to take a category from.
 - ``multilingual``: 40% of the questions in German, French or Spanish; the golden set gets items in
   those languages too.
 - ``flood``: one user sends 400 downvotes ("wrong") on two-factor answers that are right.
@@ -44,6 +45,7 @@ from sim.rules import (
     correct_answer,
     golden_expectation,
     is_correct,
+    match_intent,
     product_answer,
 )
 
@@ -333,6 +335,9 @@ def _loud_user(rng: random.Random, start: datetime) -> Iterator[dict[str, Any]]:
 VARIANTS = ("default", "identical", "no_reason", "multilingual", "flood")
 VARIANT_ERROR_CODE_EVENTS = 400  # below finetune_min_examples: variants measure the prompt loop
 REASONLESS_SHARE = 0.8  # no_reason: share of negative events with a reason that lose it (and the comment)
+# no_reason: failure modes nobody explains at all; with 20% of reasons left everywhere, triage would
+# take every mode's category from its labelled neighbours, and nothing would be left to diagnose.
+SILENT_INTENTS = ("sync_angry", "other_account")
 MULTILINGUAL_SHARE = 0.4  # multilingual: share of questions asked in another language
 FLOOD_USER, FLOOD_EVENTS, FLOOD_INTENT = "u-flood", 400, "two_factor"
 FLOOD_COMMENTS = ("wrong", "this is wrong", "still wrong", "wrong again", "no")
@@ -493,11 +498,14 @@ def is_negative(event: dict[str, Any]) -> bool:
 
 
 def _without_reasons(events: Iterator[dict[str, Any]], vrng: random.Random) -> Iterator[dict[str, Any]]:
-    """no_reason: most negative events say nothing about what was wrong (no reason, no comment)."""
+    """no_reason: most negative events say nothing about what was wrong (no reason, no comment), and
+    those about ``SILENT_INTENTS`` none at all."""
     for event in events:
-        if is_negative(event) and vrng.random() < REASONLESS_SHARE:
-            event.pop("reason", None)
-            event.pop("comment", None)
+        if is_negative(event):
+            silent = vrng.random() < REASONLESS_SHARE
+            if silent or ((intent := match_intent(event["query"])) is not None and intent.id in SILENT_INTENTS):
+                event.pop("reason", None)
+                event.pop("comment", None)
         yield event
 
 

@@ -26,6 +26,7 @@ from sim.world import (
     INITIAL_PROMPT,
     KNOWLEDGE_DOCS,
     LANGUAGES,
+    SILENT_INTENTS,
     VARIANTS,
     YEARLY_FAMILIES,
     context_block,
@@ -129,6 +130,8 @@ def test_no_reason_leaves_most_negatives_without_reason_or_comment(worlds: dict[
     assert 0.78 <= share <= 0.95, share
     kinds = Counter(e["signal"] for e in silent)
     assert kinds["thumbs_down"] > kinds["correction"] > 50 and kinds["edit"] > 20, kinds
+    on_silent = [e for e in negatives if match_intent(e["query"]).id in SILENT_INTENTS]
+    assert len(on_silent) > 100 and all("reason" not in e and "comment" not in e for e in on_silent)
     default = [e for e in events_of(worlds["default"]) if is_negative(e)]
     assert sum(1 for e in default if "reason" not in e and "comment" not in e) / len(default) < 0.3
 
