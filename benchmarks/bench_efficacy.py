@@ -238,6 +238,10 @@ def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[
                 "fixed": sorted(m for m in broken if now[m] >= FIXED_AT),
                 "flood_candidates": {c.candidate_id: str(c.decision) for c in cycle.candidates
                                      if flood & set(c.cluster_ids)},
+                # Prompt candidates covering clusters they do not fix (a shared template absorbed them).
+                "absorbed_unfixed": {c.candidate_id: sorted(set(c.cluster_ids) - set(c.payload.fixes or []))
+                                     for c in cycle.candidates if str(c.kind) == "prompt"
+                                     and c.payload.fixes is not None and set(c.cluster_ids) - set(c.payload.fixes)},
             })
             # The flood runs one cycle past the fixes: with them in, its cluster is the loudest one left.
             if all(now[m] >= FIXED_AT for m in broken) and (variant != "flood" or k >= FLOOD_MIN_CYCLES):
