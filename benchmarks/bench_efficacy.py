@@ -204,6 +204,15 @@ def _cluster_line(c: dict[str, Any]) -> str:
     return f"{c['cluster_id']} {c['size']} events/{c['users']} users, {c['route']}: {example!r}{drafted}"
 
 
+def _shared_templates(cycle: Any) -> dict[str, dict[str, Any]]:
+    """Drafted (not merged) prompt candidates that several clusters drafted identically, with the
+    clusters among them the template does not fix (absorbed without evidence of a fix)."""
+    return {c.candidate_id: {"decision": str(c.decision), "clusters": c.cluster_ids,
+                             "unfixed": sorted(set(c.cluster_ids) - set(c.payload.fixes or []))}
+            for c in cycle.candidates
+            if str(c.kind) == "prompt" and len(c.cluster_ids) > 1 and not c.payload.merged_from}
+
+
 def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[str, Any]:
     """Cycles on one world variant, approving what waits after each, until every mode is fixed."""
     from benchmarks.bench_cycle import prepared
@@ -238,10 +247,7 @@ def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[
                 "fixed": sorted(m for m in broken if now[m] >= FIXED_AT),
                 "flood_candidates": {c.candidate_id: str(c.decision) for c in cycle.candidates
                                      if flood & set(c.cluster_ids)},
-                # Prompt candidates covering clusters they do not fix (a shared template absorbed them).
-                "absorbed_unfixed": {c.candidate_id: sorted(set(c.cluster_ids) - set(c.payload.fixes or []))
-                                     for c in cycle.candidates if str(c.kind) == "prompt"
-                                     and c.payload.fixes is not None and set(c.cluster_ids) - set(c.payload.fixes)},
+                "shared_templates": _shared_templates(cycle),
             })
             # The flood runs one cycle past the fixes: with them in, its cluster is the loudest one left.
             if all(now[m] >= FIXED_AT for m in broken) and (variant != "flood" or k >= FLOOD_MIN_CYCLES):
