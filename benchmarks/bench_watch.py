@@ -61,9 +61,9 @@ def _delay(found: list[int | None]) -> dict[str, float | None]:
 
 def _store(home: Path, n: int) -> float:
     """A million rated events straight into a migrated store (the watch's read is measured, not ingest)."""
-    from flywheel.feedback.store import SQLiteFeedbackStore
+    from flywheel.feedback.store import open_store
 
-    SQLiteFeedbackStore(home / "feedback.sqlite").close()
+    open_store(str(home / "feedback.sqlite")).close()
     rng = np.random.default_rng(7)
     now = datetime.now(timezone.utc)
     start = (now - timedelta(days=6)).timestamp()

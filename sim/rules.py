@@ -138,9 +138,9 @@ class Intent:
 
     def slots(self, query: str) -> dict[str, str]:
         found: dict[str, str] = {}
-        if m := re.search(r"\b(\d{1,3})\s+(?:team\s+)?(?:plan\s+)?seats?\b", query, re.I):
+        if m := re.search(r"\b(\d{1,3})\s+(?:team\s+)?(?:plan\s+)?seats?\b", query, re.I) or _FOREIGN_SEATS.search(query):
             found["n"] = m.group(1)
-        if m := re.search(r"account\s+#?(\d+)", query, re.I):
+        if m := re.search(r"account\s+#?(\d+)", query, re.I) or _FOREIGN_ACCOUNT.search(query):
             found["account"] = m.group(1)
         if m := re.search(r"\b(team|business)\b", query, re.I):
             found["plan"] = m.group(1).lower()
@@ -151,6 +151,14 @@ class Intent:
 
 def _has(q: str, *words: str) -> bool:
     return any(w in q for w in words)
+
+
+# German, French and Spanish: read only when the English slot patterns find nothing, so English
+# queries keep exactly the slots they had.
+_FOREIGN_SEATS = re.compile(
+    r"\b(\d{1,3})\s+(?:team[- ]?)?(?:sitze|plätze|lizenzen|sièges|places|licences|asientos|puestos|licencias|plazas)\b",
+    re.I)
+_FOREIGN_ACCOUNT = re.compile(r"\b(?:konto|compte|cuenta)\s+(?:nr\.?\s*|n[°º]\s*|#)?(\d+)", re.I)
 
 
 INTENTS: tuple[Intent, ...] = (
@@ -311,10 +319,41 @@ INTENTS: tuple[Intent, ...] = (
 INTENTS_BY_ID = {i.id: i for i in INTENTS}
 
 
+# How the product model understands the intents in German, French and Spanish (the multilingual
+# world variant). Only asked when no English rule matches, so an English query gets the intent it
+# always got; JSON, "2FA", "export" and "poem" are caught by the English rules in every language.
+FOREIGN_MATCH: dict[str, Callable[[str], bool]] = {
+    "other_account": lambda q: _has(q, "konto", "compte", "cuenta")
+    and _has(q, "e-mail", "telefon", "téléphone", "teléfono", "correo", "adresse", "dirección")
+    and _has(q, "inhaber", "besitzer", "gehört", "kunde", "propriétaire", "titulaire", "client", "propietario",
+             "titular", "cliente"),
+    "yearly_cost": lambda q: _has(q, "sitze", "plätze", "lizenzen", "sièges", "places", "licences", "asientos",
+                                  "puestos", "licencias", "plazas")
+    and _has(q, "jahr", "jährlich", "par an", "année", "annuel", "año", "anual"),
+    "sync_angry": lambda q: _has(q, "sync", "sincroniz")
+    and _has(q, "wütend", "sauer", "lächerlich", "frustriert", "genervt", "furieux", "furieuse", "ridicule", "frustré",
+             "inacceptable", "furioso", "furiosa", "ridículo", "frustrad", "harto", "inaceptable"),
+    "poem": lambda q: _has(q, "gedicht", "poème", "poésie", "poesía"),
+    "pro_price": lambda q: _has(q, " pro") and _has(q, "kostet", "preis", "zahle", "coûte", "prix", "paie", "cuesta",
+                                                    "precio", "pago"),
+    "free_storage": lambda q: _has(q, "kostenlos", "gratis", "gratuit")
+    and _has(q, "speicher", " gb", "stockage", "espace", "almacenamiento", "espacio"),
+    "upload_limit": lambda q: _has(q, "hochlad", "hochgelad", "téléverser", "envoi", "subir")
+    and _has(q, "maximal", "größe", "groß", "taille", "limite", "máximo", "tamaño", "límite"),
+    "reset_password": lambda q: _has(q, "passwort", "kennwort", "mot de passe", "contraseña"),
+    "share_folder": lambda q: _has(q, "teilen", "teile ", "partager", "compart"),
+    "two_factor": lambda q: _has(q, "zwei-faktor", "zwei faktor", "deux facteurs", "dos factores"),
+}
+
+
 def match_intent(query: str) -> Intent | None:
     q = " " + query.lower()
     for intent in INTENTS:
         if intent.match(q):
+            return intent
+    for intent in INTENTS:
+        foreign = FOREIGN_MATCH.get(intent.id)
+        if foreign is not None and foreign(q):
             return intent
     return None
 

@@ -20,14 +20,20 @@ def sim_world(
     directory: Annotated[Path, typer.Argument(help="Directory to write the demo world into.")],
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same world.")] = 7,
     events: Annotated[int, typer.Option(help="Feedback events to generate (plus a loud user's 200).")] = 4000,
+    variant: Annotated[str, typer.Option(help="default (the demo's world), or a variant for benchmarks: identical "
+                                         "(one mode over several clusters), no_reason (80% of negatives without a "
+                                         "reason), multilingual (German, French, Spanish), flood (one user's 400 "
+                                         "downvotes on right answers).")] = "default",
     as_json: JsonFlag = False,
 ) -> None:
     """Write the simulator's demo world: feedback, golden set, knowledge and its updates, flywheel.toml."""
-    from sim.world import write_world
+    from sim.world import VARIANTS, write_world
 
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: exists and is not a directory")
-    summary = write_world(directory, seed=seed, n_events=events)
+    if variant not in VARIANTS:
+        raise UsageError(f"--variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    summary = write_world(directory, seed=seed, n_events=events, variant=variant)
     if as_json:
         emit(summary)
     else:
