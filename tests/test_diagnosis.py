@@ -21,12 +21,12 @@ from openai import OpenAI
 from conftest import event, seed_world_vectors, write_jsonl
 from flywheel.config import load_settings
 from flywheel.feedback.store import open_store
-from flywheel.schemas import FailureCluster
+from flywheel.schemas import CATEGORIES, FailureCluster
 from improvers import diagnosis as diagnosis_module
 from improvers.diagnosis import diagnose
 from improvers.prompt import propose
 from improvers.screening import FailingExample
-from loop.diagnosis_step import diagnose_step
+from loop.diagnosis_step import apply_diagnosis, diagnose_step
 from loop.screening import answer_queries, failing_examples, judge_resolutions
 from loop.triage_step import prompt_clusters, triage_step
 from sim import roles
@@ -151,17 +151,18 @@ def test_non_consented_text_never_reaches_the_diagnosis(cli, recording: Simulato
                               priority=float(len(ids)), event_ids=ids, summary="other: withheld",
                               consented=consented)
 
-    mixed, hidden, empty = cluster("other-mixed", "cn", 4), cluster("other-hidden", "h", 0), cluster("other-empty", "e", 2)
-    out = {c.cluster_id: c for c in diagnose_step(load_settings(), "cyc-privacy", [mixed, hidden, empty])}
+    clusters = [cluster("other-mixed", "cn", 4), cluster("other-hidden", "h", 0), cluster("other-empty", "e", 2)]
+    out = {c.cluster_id: c for c in diagnose_step(load_settings(), "cyc-privacy", clusters)}
+    why_not = {cid: c.diagnosis.why_not if c.diagnosis else None for cid, c in out.items()}
 
     sent = diagnosis_requests(recording)
     assert len(sent) == 1  # only the cluster with consented text was sent anywhere
     assert secret not in sent[0] and "won't sync again" in sent[0]
     assert "correction 4" in sent[0] and "thumbs_down 4" in sent[0]  # non-consented events count, as numbers
-    assert out["other-mixed"].category == "tone" and out["other-mixed"].diagnosis.diagnosed  # type: ignore[union-attr]
-    assert out["other-hidden"].category == "other"
-    assert out["other-hidden"].diagnosis.why_not.startswith("no consented examples: none of its 3 events")  # type: ignore[union-attr]
-    assert out["other-empty"].diagnosis.why_not.startswith("no text to read: its 2 consented events")  # type: ignore[union-attr]
+    assert out["other-mixed"].category == "tone" and why_not["other-mixed"] is None
+    assert out["other-hidden"].category == out["other-empty"].category == "other"
+    assert (why_not["other-hidden"] or "").startswith("no consented examples: none of its 3 events")
+    assert (why_not["other-empty"] or "").startswith("no text to read: its 2 consented events")
 
 
 def test_a_refused_or_unknown_diagnosis_leaves_other_with_a_reason(recording: Simulator,
@@ -183,8 +184,12 @@ def test_a_refused_or_unknown_diagnosis_leaves_other_with_a_reason(recording: Si
     assert not d.diagnosed and d.category is None and d.attempts == 3 and not replies
     assert d.why_not is not None and d.why_not.startswith("the diagnosis could not name a category: 3 unusable")
     assert "'Formatting problem' is not one of" in d.why_not
-    assert [p.split(":")[0] for p in d.problems] == ["the model refused", "the model's reply was cut off before its "
-                                                     "JSON closed", "the model's category 'Formatting problem' is not one of factual, outdated_knowledge, format, tone, off_topic, missing_context, unsafe, other"]
+    assert [p.split(":")[0] for p in d.problems] == [
+        "the model refused", "the model's reply was cut off before its JSON closed",
+        "the model's category 'Formatting problem' is not one of " + ", ".join(CATEGORIES)]
+    left = apply_diagnosis(FailureCluster(cluster_id="other-1", category="other", route="prompt", size=1, users=1,
+                                          priority=1.0, event_ids=["e"], summary="other: 1"), d)
+    assert (left.category, left.route, left.diagnosis) == ("other", "prompt", d)  # never a made-up category
     replies[:] = ['Sure:\n```json\n{"category": "other", "root_cause": "The answers look right."}\n```']
     d = diagnose(client, "gpt-4o", example, {"thumbs_down": 1})
     assert not d.diagnosed and d.attempts == 1 and d.root_cause == "The answers look right."
@@ -219,3 +224,58 @@ def test_a_wild_diagnosing_model_names_the_same_categories_as_a_clean_one(monkey
     assert sum(o is None and c is not None for o, c in zip(once, clean, strict=True)) >= 10
     assert all(o == c for o, c in zip(once, clean, strict=True) if o is not None)
 
+
+
+@pytest.fixture
+def reasonless_loop(cli, world: Path, world_vectors: Path, sim_env: Simulator, prefect_api: str,
+                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The `loop` fixture's state directory, but every downvote of the world's feedback without its
+    reason and comment (corrections and edits keep their text)."""
+    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(world / "golden.jsonl"))
+    monkeypatch.setenv("FLYWHEEL_LLM_TASK_RETRIES", "0")
+    monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
+    seed_world_vectors(world_vectors, load_settings())
+    cli("prompt", "set", str(world / "prompt.txt"), "--json")
+    rows = []
+    for line in (world / "feedback.jsonl").read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row["signal"] in ("thumbs_down", "rating", "correction", "edit", "dismiss", "expert_review"):
+            row.pop("reason", None)
+            row.pop("comment", None)
+        rows.append(row)
+    cli("ingest", str(write_jsonl(tmp_path / "reasonless.jsonl", rows)), "--json")
+    return world
+
+
+def test_a_cycle_on_feedback_without_reasons_diagnoses_drafts_and_reports(cli, reasonless_loop: Path) -> None:
+    from prefect.artifacts import Artifact
+
+    out = cli("cycle", "--json")
+    clusters = {c["cluster_id"]: c for c in out["clusters"]}
+    outcomes = {o["cluster_id"]: o for o in out["outcomes"]}
+    diagnosed = {cid for cid, c in clusters.items() if c["diagnosis"] and c["diagnosis"]["diagnosed"]}
+    left = {cid for cid, c in clusters.items() if c["diagnosis"] and not c["diagnosis"]["diagnosed"]}
+    assert diagnosed and left
+    for cid in diagnosed:
+        c, o = clusters[cid], outcomes[cid]
+        assert c["category"] != "other" and c["diagnosis"]["category"] == c["category"] == o["category"]
+        assert c["diagnosis"]["model"] and o["diagnosis"] == c["diagnosis"]
+    # The prompt improver drafted on diagnosed clusters, and a candidate covers one of them.
+    drafted = {cid for cid in diagnosed if clusters[cid]["route"] == "prompt" and clusters[cid]["drafting"]}
+    assert {clusters[cid]["category"] for cid in drafted} >= {"tone", "unsafe"}
+    assert any(set(k["cluster_ids"]) & drafted for k in out["candidates"])
+    for cid in left:  # skipped, saying what was missing; never a made-up category
+        assert clusters[cid]["category"] == "other" and outcomes[cid]["status"] == "skipped"
+        assert outcomes[cid]["why"] == clusters[cid]["diagnosis"]["why_not"]
+        assert outcomes[cid]["why"].split(":")[0] in ("the diagnosis could not name a category", "no consented examples",
+                                                      "no text to read")
+    report = Artifact.get("flywheel-cycle-report")
+    assert report is not None and "Feedback without a reason: diagnosed clusters" in str(report.data)
+    # The weekly review shows the last cycle's diagnoses, and flags what it had to skip (asking nothing).
+    review = cli("review", "--until", "2026-11-20T00:00:00+00:00", "--json")
+    reviewed = {c["cluster_id"]: c for c in review["clusters"]}
+    assert any(reviewed[cid]["diagnosis"]["why_not"] for cid in left if cid in reviewed)
+    assert "Skipped by the last cycle, left `other`" in cli("review", "--until", "2026-11-20T00:00:00+00:00").stdout
