@@ -65,6 +65,12 @@ def print_candidates(cands: list[Any], title: str) -> None:
     human_console().print(table)
 
 
+def _diagnosed(o: Any) -> str:
+    """How a cluster without reasons got its category (a skipped one's `why` already says why not)."""
+    d = o.diagnosis
+    return f" (diagnosed {d.category} by {d.model}: {d.root_cause})" if d is not None and d.diagnosed else ""
+
+
 def print_outcomes(outcomes: list[Any]) -> None:
     """What the cycle did with each cluster and why (on stdout, like the candidates)."""
     from rich.text import Text
@@ -79,7 +85,8 @@ def print_outcomes(outcomes: list[Any]) -> None:
                     if o.champion_resolved is not None or o.best_resolved is not None else "-")
         # User-derived text is never read as Rich markup (a `[prompt_variables]` would vanish).
         table.add_row(o.cluster_id, o.route, str(o.status), f"{o.drafts} ({o.kept})" if o.drafts is not None else "-",
-                      resolved, str(o.decision or "-"), Text(o.why + (f" (note: {o.note})" if o.note else "")))
+                      resolved, str(o.decision or "-"),
+                      Text(o.why + (f" (note: {o.note})" if o.note else "") + _diagnosed(o)))
     human_console().print(table)
 
 

@@ -63,6 +63,20 @@ def outcome_table(outcomes: Sequence[ClusterOutcome]) -> list[str]:
     return rows
 
 
+def diagnosis_table(outcomes: Sequence[ClusterOutcome]) -> list[str]:
+    """Markdown rows for the clusters triage left in `other` (feedback without a reason): the category
+    and root cause the drafting model named, by which model, or what was missing for one."""
+    rows = ["| cluster | diagnosed as | route | root cause / why not | model |", "|---|---|---|---|---|"]
+    for o in outcomes:
+        d = o.diagnosis
+        if d is None:
+            continue
+        said = d.root_cause if d.diagnosed else (d.why_not or "")
+        rows.append(f"| `{o.cluster_id}` | {d.category if d.diagnosed else 'not diagnosed (`other`)'} | {o.route} | "
+                    f"{said.replace('|', '/')} | {d.model or '-'} |")
+    return rows if len(rows) > 2 else []
+
+
 def _why(o: ClusterOutcome) -> str:
     """The outcome's reason, and its note (e.g. no golden item can test the fix) after it."""
     return f"{o.why} **Note:** {o.note}" if o.note else o.why
@@ -105,6 +119,8 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
         lines.append(f"| ... {len(clusters) - 15} more | | | | | |")
     if outcomes:
         lines += ["", "## What happened to each cluster", "", *outcome_table(outcomes)]
+    if diagnosed := diagnosis_table(outcomes):
+        lines += ["", "## Feedback without a reason: diagnosed clusters", "", *diagnosed]
     drafted = [c for c in clusters if c.get("drafting")]
     if drafted:
         lines += ["", "## Prompt drafting", "",

@@ -34,6 +34,7 @@ from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
 from loop.calibration import calibration_step
 from loop.checkpoints import checkpoint
 from loop.context import CycleContext, EndpointFailed, begin
+from loop.diagnosis_step import diagnose_step
 from loop.evaluate import evaluate_step, evaluation_keys, variant_for
 from loop.finetune_step import FinetuneOutcome, improve_finetune_step
 from loop.gate import gate_step
@@ -90,6 +91,13 @@ def begin_task(settings: Settings) -> CycleContext:
       cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "triage"))
 def triage_task(ctx: CycleContext) -> list[FailureCluster]:
     return triage_step(ctx.settings)
+
+
+@task(name="diagnose", persist_result=False, cache_policy=NO_CACHE)
+def diagnose_task(ctx: CycleContext, clusters: list[FailureCluster]) -> list[FailureCluster]:
+    """Clusters triage left in `other` get a root cause and category from the drafting model
+    (cached per cycle in the state store: a resumed cycle asks nothing again)."""
+    return diagnose_step(ctx.settings, ctx.cycle_id, clusters)
 
 
 @task(name="improve-prompt", persist_result=True,
@@ -180,7 +188,7 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
         try:
             if dask is not None:
                 embed_ahead(dask, settings)
-            clusters = triage_task(ctx)
+            clusters = diagnose_task(ctx, triage_task(ctx))
             chosen = prompt_clusters(clusters, settings)
             logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
             protected = ctx.protected_texts()

@@ -106,6 +106,10 @@ class TriageSettings(BaseModel):
     finetune_min_examples: int = Field(
         1000, ge=1, description="Usable consented examples a cluster needs before it may route to fine-tuning."
     )
+    diagnose: bool = Field(
+        True, description="In a cycle, ask the drafting model for the root cause and category of each cluster left in "
+        "`other` (feedback without a reason; consented text only), so an improver can target it.")
+    max_diagnoses: int = Field(20, ge=0, description="Clusters in `other` diagnosed per cycle, by priority.")
 
 
 class FinetuneSettings(BaseModel):

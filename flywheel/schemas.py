@@ -237,6 +237,22 @@ class BatchReport(BaseModel):
     negative: int = Field(0, description="Accepted events that are negative feedback.")
 
 
+class ClusterDiagnosis(BaseModel):
+    """What the drafting model made of a cluster triage left in ``other`` (feedback without a reason):
+    a root cause and a category, or what was missing for one. Kept on the cluster, so the cycle's
+    ``clusters``, ``outcomes`` and report say how its category was found."""
+
+    diagnosed: bool = Field(description="True when the model named a category; the cluster took it and its route.")
+    category: Category | None = Field(None, description="The category named (never `other`), when diagnosed.")
+    root_cause: str = Field("", description="The model's root cause in one or two sentences, when it gave one.")
+    model: str | None = Field(None, description="The model asked (the drafting model), when one was asked.")
+    why_not: str | None = Field(None, description="When not diagnosed: what was missing, e.g. 'no consented "
+                                "examples: ...', 'no text to read: ...', 'the diagnosis could not name a category: ...'.")
+    examples: int = Field(0, description="Consented, scrubbed examples the model read.")
+    attempts: int = Field(0, description="Replies asked for (an unusable reply is asked again, a bounded number of times).")
+    problems: list[str] = Field(default_factory=list, description="Why replies could not be used.")
+
+
 class FailureCluster(BaseModel):
     """One failure mode: negative events of one category whose queries mean the same thing."""
 
@@ -256,6 +272,9 @@ class FailureCluster(BaseModel):
     last_seen: datetime | None = None
     reasons: dict[str, int] = Field(default_factory=dict)
     example_queries: list[str] = Field(default_factory=list, description="Consented, scrubbed queries only.")
+    diagnosis: ClusterDiagnosis | None = Field(
+        None, description="Set when triage left the cluster in `other` and the cycle asked the drafting model for a "
+        "root cause; the category and route above are the diagnosed ones when it named one.")
 
 
 class ClusterStatus(StrEnum):
@@ -284,3 +303,5 @@ class ClusterOutcome(BaseModel):
     golden_items: int | None = Field(None, description="Golden items of its category in the cycle's golden set.")
     note: str | None = Field(None, description="A warning about the evidence, e.g. a candidate for it that no "
                              "golden item can test (its category has none).")
+    diagnosis: ClusterDiagnosis | None = Field(None, description="How a cluster without reasons got its category "
+                                               "(or why it stayed `other`).")

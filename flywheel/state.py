@@ -129,6 +129,12 @@ class StateStore:
         row = self._db.execute("SELECT MAX(started_at) FROM cycles WHERE status = 'done'").fetchone()
         return row[0]
 
+    def last_finished_cycle(self) -> str | None:
+        """The id of the last cycle that finished (status ``done``), or None."""
+        row = self._db.execute(
+            "SELECT cycle_id FROM cycles WHERE status = 'done' ORDER BY finished_at DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
     def last_cycle_clusters(self) -> list[dict[str, Any]]:
         """The clusters the last finished cycle triaged (without their event ids)."""
         row = self._db.execute(

@@ -202,6 +202,17 @@ def _representatives(members: list[StoredEvent], vec: VectorIndex, limit: int = 
     return [with_vec[i] for i in order[:limit]]
 
 
+def route_for(category: str, *, prompt_failed: bool, finetune_gap: int) -> str:
+    """SPEC's routing rule, one place for triage and for a cluster whose category was diagnosed later:
+    ``outdated_knowledge`` -> rag; fine-tuning only where prompts failed and enough usable examples
+    exist; everything else -> prompt."""
+    if category == "outdated_knowledge":
+        return "rag"
+    if prompt_failed and finetune_gap == 0:
+        return "finetune"
+    return "prompt"
+
+
 def build_cluster(
     category: str, members: list[StoredEvent], vec: VectorIndex, inputs: TriageInputs
 ) -> FailureCluster:
@@ -209,12 +220,8 @@ def build_cluster(
     users = len({e.user_key() for e in members})
     usable = sum(1 for e in members if usable_example(e))
     cluster_id = _cluster_id(category, members)
-    if category == "outdated_knowledge":
-        route = "rag"
-    elif cluster_id in inputs.prompt_failed and usable >= s.finetune_min_examples:
-        route = "finetune"
-    else:
-        route = "prompt"
+    route = route_for(category, prompt_failed=cluster_id in inputs.prompt_failed,
+                      finetune_gap=max(0, s.finetune_min_examples - usable))
     examples = _representatives(members, vec)
     return FailureCluster(
         cluster_id=cluster_id,

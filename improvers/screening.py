@@ -43,8 +43,16 @@ class FailingExample:
     reason: str | None = None
     comment: str | None = None
     better: str | None = None  # the user's correction or edited text, when given
+    value: float | None = None  # a rating's stars, an outcome's 0 (shown to the diagnosis)
+    # The cluster's diagnosed root cause, for an event without a reason: the complaint the drafting
+    # model and the judge read in place of the reason the user did not give.
+    diagnosed: str | None = None
 
     def feedback_text(self) -> str:
+        if self.diagnosed:
+            given = f"reason: {self.reason}" if self.reason else "no reason given"
+            return self.signal + f" ({given}; diagnosed: {self.diagnosed})" + (
+                f' "{self.comment}"' if self.comment else "")
         return self.signal + (f" (reason: {self.reason})" if self.reason else "") + (
             f' "{self.comment}"' if self.comment else "")
 

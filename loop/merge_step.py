@@ -25,7 +25,7 @@ from improvers.merge_evidence import check_fix, FixCheck, FixVerdict
 from improvers.prompt import combine_edits, integrity_problems, merge_prompts
 from improvers.screening import FailingExample
 from loop.context import CycleContext, endpoint_errors
-from loop.prompt_step import fixes_of, prompt_candidate, register_draft
+from loop.prompt_step import complaint_of, fixes_of, prompt_candidate, register_draft
 from loop.screening import failing_examples, screen_template
 
 
@@ -51,7 +51,7 @@ class _Evidence:
         if cluster_id not in self._events:
             with open_store(self.ctx.settings.resolved_store_url) as store:
                 self._events[cluster_id] = store.get(self.clusters[cluster_id].event_ids)
-        return failing_examples(self._events[cluster_id], limit)
+        return failing_examples(self._events[cluster_id], limit, complaint=complaint_of(self.clusters[cluster_id]))
 
     def resolved(self, template: str, cluster_id: str, limit: int) -> list[bool]:
         key = (template, cluster_id, limit)

@@ -32,6 +32,8 @@ _RANK = [Decision.promoted, Decision.canary, Decision.pending_approval, Decision
 def _skipped_from_prompt(c: FailureCluster, ctx: CycleContext, fixed: set[str], chosen: set[str]) -> str | None:
     s = ctx.settings.improve
     if c.category == "other":
+        if c.diagnosis is not None and c.diagnosis.why_not:
+            return c.diagnosis.why_not
         return "category `other`: no prompt revision targets it (feedback with a `reason` routes it)"
     if c.consented < s.min_cluster_consented:
         return (f"{plural(c.consented, 'consented event')}, the prompt improver needs {s.min_cluster_consented} "
@@ -60,7 +62,8 @@ def cluster_outcomes(ctx: CycleContext, clusters: Sequence[FailureCluster], *, p
         mine = [k for k in candidates if c.cluster_id in k.cluster_ids]
         o = ClusterOutcome(cluster_id=c.cluster_id, category=c.category, route=c.route, size=c.size, users=c.users,
                            consented=c.consented, status=ClusterStatus.no_candidate, why="",
-                           candidates=[k.candidate_id for k in mine], golden_items=golden_items[c.category])
+                           candidates=[k.candidate_id for k in mine], golden_items=golden_items[c.category],
+                           diagnosis=c.diagnosis)
         if mine and not golden_items[c.category]:
             o.note = uncovered_note(c.category)
         skipped = found = None

@@ -65,6 +65,13 @@ def prompt_diff(before: str, after: str, parent_version: str) -> str:
     return "".join(unified_diff(wrap(before), wrap(after), f"prompt v{parent_version} (champion)", "candidate"))
 
 
+def complaint_of(cluster: FailureCluster) -> str | None:
+    """A diagnosed cluster's root cause: the complaint its drafts and their screening read where
+    the users gave no reason."""
+    d = cluster.diagnosis
+    return d.root_cause if d is not None and d.diagnosed else None
+
+
 @endpoint_errors("drafting")
 def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
                         protected: Sequence[str]) -> list[Candidate]:
@@ -74,7 +81,8 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
         cached = state.drafts(ctx.cycle_id, cluster.cluster_id)
         if cached is None:
             with open_store(ctx.settings.resolved_store_url) as store:
-                examples = failing_examples(store.get(cluster.event_ids), ctx.settings.improve.examples_per_cluster)
+                examples = failing_examples(store.get(cluster.event_ids), ctx.settings.improve.examples_per_cluster,
+                                            complaint=complaint_of(cluster))
             result = propose(
                 cluster_id=cluster.cluster_id, category=cluster.category, champion=ctx.champion_template,
                 examples=examples, client=make_client(ctx.settings, purpose="drafting"), model=ctx.settings.draft_model,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
-from flywheel.schemas import StoredEvent
+from flywheel.schemas import ClusterDiagnosis, StoredEvent
 from flywheel.wording import iso_utc, plural
 
 REVIEW_KEY = "flywheel-weekly-review"
@@ -38,6 +38,9 @@ class ReviewedCluster(BaseModel):
     users: int
     withheld: int = Field(0, description="Events of the cluster without consent: counted, text not shown.")
     worst: list[dict[str, Any]] = Field(default_factory=list)
+    diagnosis: ClusterDiagnosis | None = Field(
+        None, description="The last cycle's diagnosis of a cluster triage left in `other`: the category it named, "
+        "or why none could be named (then the cycle skipped it and people should read it here).")
 
 
 class WeeklyReview(BaseModel):
@@ -76,6 +79,7 @@ def _direction(trend: list[WeekRate]) -> str:
 def weekly_review(settings: Settings, *, until: datetime | None = None, days: int = 7, weeks: int = 6,
                   per_cluster: int = 5) -> WeeklyReview:
     """The review of the ``days`` before ``until`` (default: now), with ``weeks`` weeks of trend."""
+    from loop.diagnosis_step import last_diagnoses
     from loop.triage_step import triage_step
 
     until = until or datetime.now(timezone.utc)
@@ -102,7 +106,7 @@ def weekly_review(settings: Settings, *, until: datetime | None = None, days: in
         trend.append(WeekRate(week_start=week.isoformat(), events=n, negative=negatives[week],
                               rate=round(negatives[week] / n, 4) if n else None))
     clusters = []
-    for cluster in triage_step(settings):
+    for cluster in last_diagnoses(settings, triage_step(settings)):
         members = [window[i] for i in cluster.event_ids if i in window]
         if not members:
             continue
@@ -110,7 +114,7 @@ def weekly_review(settings: Settings, *, until: datetime | None = None, days: in
         clusters.append(ReviewedCluster(
             cluster_id=cluster.cluster_id, category=cluster.category, route=cluster.route, negative=len(members),
             users=len({e.user_id or e.event_id for e in members}), withheld=sum(1 for e in members if not e.consent),
-            worst=[_shown(e) for e in shown[:per_cluster]]))
+            worst=[_shown(e) for e in shown[:per_cluster]], diagnosis=cluster.diagnosis))
     clusters.sort(key=lambda c: (-c.negative, c.cluster_id))
     return WeeklyReview(since=since, until=until, events=events_in_window, negative=len(window),
                         rate=round(len(window) / events_in_window, 4) if events_in_window else None,
@@ -165,6 +169,17 @@ def _velocity_line(v: dict[str, float | int | None]) -> str:
                    f"({plural(int(v.get('verified_fixes') or 0), 'fix', 'fixes')} verified by `flywheel watch`).")
 
 
+def _diagnosis_lines(d: ClusterDiagnosis | None) -> list[str]:
+    """A cluster without reasons: what the last cycle's diagnosis named, or that the cycle skipped it
+    and why (nothing automatic will act on it: this review is where a person reads it)."""
+    if d is None:
+        return []
+    if d.diagnosed:
+        return ["", f"Feedback without a reason, diagnosed by {d.model} as **{d.category}**: {d.root_cause}"]
+    return ["", f"**Skipped by the last cycle, left `other`:** {d.why_not}. Read these outputs: no improver "
+                "targets the cluster until its feedback says what is wrong."]
+
+
 def review_markdown(review: WeeklyReview) -> str:
     rate = "-" if review.rate is None else f"{review.rate:.1%}"
     summary = (_window_empty(review) if review.events == 0 else
@@ -183,6 +198,7 @@ def review_markdown(review: WeeklyReview) -> str:
         withheld = f", {c.withheld} without consent (text withheld)" if c.withheld else ""
         lines += [f"### `{c.cluster_id}` ({c.category}, routed to {c.route}): {c.negative} negative from "
                   f"{plural(c.users, 'user')}{withheld}",
+                  *_diagnosis_lines(c.diagnosis),
                   "", "| when | signal | reason | query | output | comment / correction / edit |",
                   "|---|---|---|---|---|---|"]
         for e in c.worst:

@@ -20,8 +20,9 @@ from loop.context import CycleContext, short_hash
 from loop.evaluate import answer_factory
 
 
-def failing_examples(events: Sequence[StoredEvent], limit: int) -> list[FailingExample]:
-    """Consented events only (the privacy rule), the most informative first, deterministic order."""
+def failing_examples(events: Sequence[StoredEvent], limit: int, complaint: str | None = None) -> list[FailingExample]:
+    """Consented events only (the privacy rule), the most informative first, deterministic order.
+    ``complaint`` (a diagnosed cluster's root cause) stands in for the reason on events without one."""
     usable = [e for e in events if e.consent]
     usable.sort(key=lambda e: (-(bool(e.correction) or bool(e.final_text)), -bool(e.reason), -bool(e.comment),
                                e.ts, e.event_id))
@@ -33,7 +34,8 @@ def failing_examples(events: Sequence[StoredEvent], limit: int) -> list[FailingE
         seen.add(e.query)
         better = e.correction or (e.final_text if e.signal == "edit" else None)
         out.append(FailingExample(query=e.query, output=e.output, signal=e.signal, reason=e.reason,
-                                  comment=e.comment, better=better))
+                                  comment=e.comment, better=better, value=e.value,
+                                  diagnosed=complaint if e.reason in (None, "other") else None))
         if len(out) == limit:
             break
     return out

@@ -3,7 +3,8 @@ classifier, the drafting model (critique, revise, merge) and the golden-item wri
 
 A request is routed by its shape, not its model name, so any configured model names work:
 a system prompt that starts with ``JUDGE_MARKER`` goes to the judge, one that starts with
-``RESOLUTION_MARKER`` to the resolution judge, one that starts with a drafting marker
+``RESOLUTION_MARKER`` to the resolution judge, one that starts with ``DIAGNOSIS_MARKER`` to the
+diagnosis of a cluster without reasons, one that starts with a drafting marker
 (``DRAFT_MARKERS``) to that drafting step, one that starts with ``GOLDEN_MARKER`` to the writer of
 synthetic golden items, one that starts with ``CLASSIFIER_MARKER`` or a
 ``json_schema`` response format named ``triage_category`` to the classifier, everything else to
@@ -15,7 +16,7 @@ fresh answer meets the world's golden expectation for the query's intent (``rule
 
 A :class:`~sim.variation.Style` changes how roles answer, never what is right: with
 ``reword`` the product phrases each answer differently (same verdicts); with ``drafting="wild"``
-revise, merge, golden, the golden-set judge and the triage classifier (and sometimes critique and the
+revise, merge, golden, the golden-set judge, the triage classifier and the diagnosis (and sometimes critique and the
 resolution judge) answer in real models' shapes: fenced, in prose, truncated, refused, or lossy (see
 :mod:`sim.variation`). Wild shapes ignore ``response_format``, as endpoints that do not enforce it do.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections import Counter
 from typing import Any
 
 from sim import variation
@@ -34,6 +36,7 @@ from sim.variation import Style
 JUDGE_MARKER = "You are an impartial judge"
 RESOLUTION_MARKER = "You judge whether a user's complaint"
 CLASSIFIER_MARKER = "You classify why a user was unhappy"  # triage's prompt: routes its json_object fallback
+DIAGNOSIS_MARKER = "You diagnose why users were unhappy"  # the cycle's diagnosis of feedback without a reason
 _JUDGE_BLOCKS = re.compile(r"Expected answer:\s*(?P<expected>.*?)\s*Answer to grade:\s*(?P<answer>.*)\Z", re.S)
 _WORD = re.compile(r"[a-z0-9$]+(?:[.,][0-9]+)?")
 
@@ -97,7 +100,7 @@ DRAFT_MARKERS = {
 
 GOLDEN_MARKER = "You write golden test items"  # `flywheel golden propose --synthetic`'s drafting request
 MARKERS = {"judge": JUDGE_MARKER, "resolution": RESOLUTION_MARKER, "classifier": CLASSIFIER_MARKER,
-           **DRAFT_MARKERS, "golden": GOLDEN_MARKER}
+           "diagnosis": DIAGNOSIS_MARKER, **DRAFT_MARKERS, "golden": GOLDEN_MARKER}
 
 
 def _system(messages: list[dict[str, Any]]) -> str:
@@ -190,6 +193,26 @@ def classifier(body: dict[str, Any], style: Style = Style()) -> str:
         category = category.replace("_", "-").capitalize() + " request"
     doc = {"category": category, "rationale": f"matched intent {intent.id if intent else 'none'}"}
     return variation.render_json("classifier", shape, doc, doc["rationale"])
+
+
+NOISE_CAUSE = "The answers match what the product knows; the downvotes show no failure an instruction could fix."
+
+
+def diagnosis(body: dict[str, Any], style: Style = Style()) -> str:
+    """The cluster's root cause from the world's rules: the most common intent among the examples'
+    ``<query>`` blocks names the failure category (and the playbook's critique is the root cause); an
+    intent the product always answers right (or none) is ``other``. Wild: a real model's shapes, and
+    ``lossy`` a category in its own words, outside the list it was given."""
+    text = _last_user(body.get("messages") or [])
+    intents = Counter(i for q in re.findall(r"<query>\s*(.*?)\s*</query>", text, re.S) if (i := match_intent(q)))
+    top = intents.most_common(1)[0][0] if intents else None
+    category = top.category if top is not None and top.category in PLAYBOOK else "other"
+    cause = PLAYBOOK[category][0] if category != "other" else NOISE_CAUSE
+    shape = variation.pick_shape("diagnosis", style, text)
+    if shape == "lossy":
+        category = category.replace("_", " ").capitalize() + " problem"
+    doc = {"category": category, "root_cause": cause}
+    return variation.render_json("diagnosis", shape, doc, cause)
 
 
 def _between(text: str, start: str, end: str) -> str:
@@ -347,13 +370,14 @@ def resolution(body: dict[str, Any], style: Style = Style()) -> str:
 ROLES = {
     "judge": judge,
     "classifier": classifier,
+    "diagnosis": diagnosis,
     "critique": critique,
     "revise": revise,
     "merge": merge,
     "resolution": resolution,
     "golden": golden_items,
 }
-STYLED_ROLES = ("critique", "revise", "merge", "resolution", "golden", "judge", "classifier")
+STYLED_ROLES = ("critique", "revise", "merge", "resolution", "golden", "judge", "classifier", "diagnosis")
 
 
 def answer(role: str, body: dict[str, Any], learned: Learned | None = None, style: Style = Style()) -> str:

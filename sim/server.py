@@ -13,7 +13,7 @@ page, a 200 body that is not JSON, or a 200 chat completion without choices).
 Knobs for how the model behaves (all seeded by ``seed``, so a run is reproducible):
 ``reword`` makes the product phrase every answer differently (openers, closers, phrase swaps) with
 the same golden verdicts, so a fresh answer practically never equals a logged one, as with any
-sampled model (off by default for now); ``drafting="wild"`` makes the drafting roles, the judge and the
+sampled model (off by default for now); ``drafting="wild"`` makes the drafting roles (the diagnosis included), the judge and the
 classifier answer in real models' shapes (fenced, prose, truncated, refusal, lossy; see :mod:`sim.variation`);
 ``reject_json_schema`` answers 400 to any ``response_format`` of type ``json_schema``, as some
 vLLM and Ollama versions do, while ``json_object`` and no format work. Two knobs play broken setups

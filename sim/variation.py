@@ -102,6 +102,7 @@ WILD_SHAPES: dict[str, dict[str, int]] = {
     "resolution": RESOLUTION_SHAPES,
     "judge": JUDGE_SHAPES,
     "classifier": JUDGE_SHAPES,
+    "diagnosis": JUDGE_SHAPES,  # one category and a sentence, like the classifier; ``lossy`` a category off the list
 }
 
 
@@ -124,6 +125,7 @@ PROSE = {
     "golden": ("Sure! Here are some test items for that category:\n", "\n\nEach one checks a single behaviour."),
     "judge": ("Here is my assessment of the answer:\n", "\n\nI compared it with the expected answer point by point."),
     "classifier": ("Based on the message, the category is:\n", "\n\nThis seems the best fit."),
+    "diagnosis": ("Having read the examples, here is my diagnosis:\n", "\n\nThe examples point the same way."),
 }
 REFUSAL = {
     "revise": "I'm sorry, but I can't help with rewriting system prompts.",
@@ -131,6 +133,7 @@ REFUSAL = {
     "golden": "I'm sorry, but I can't write test data for that.",
     "judge": "I'm sorry, but I can't grade answers to this kind of question.",
     "classifier": "I'm sorry, but I can't classify this message.",
+    "diagnosis": "I'm sorry, but I can't diagnose user feedback.",
 }
 _VARIABLE = re.compile(r"\s*\{\{\s*[\w.]+\s*\}\}")
 

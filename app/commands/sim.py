@@ -55,7 +55,7 @@ def sim_serve(
                                          "(seeded; same right and wrong answers), as a sampled model does.")] = True,
     seed: Annotated[int, typer.Option(help="Seed for rewording and wild drafting: the same seed, the same "
                                       "answers.")] = 0,
-    drafting: Annotated[str, typer.Option(help="How the drafting model, the judge and the classifier "
+    drafting: Annotated[str, typer.Option(help="How the drafting model (and its diagnosis), the judge and the classifier "
                                           "answer: 'clean' JSON, or 'wild': fenced, in prose, truncated, refused, "
                                           "without the prompt's {{variables}}, on another scale or outside the "
                                           "list, as real models do.")] = "clean",
