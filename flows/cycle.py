@@ -188,12 +188,12 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
         try:
             if dask is not None:
                 embed_ahead(dask, settings)
-            clusters = diagnose_task(ctx, triage_task(ctx))
+            retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay,
+                        "retry_condition_fn": _worth_retrying}
+            clusters = diagnose_task.with_options(**retrying)(ctx, triage_task(ctx))
             chosen = prompt_clusters(clusters, settings)
             logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
             protected = ctx.protected_texts()
-            retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay,
-                        "retry_condition_fn": _worth_retrying}
             futures = [improve_prompt_task.with_options(**retrying).submit(ctx, c, protected) for c in chosen]
             wait(futures)
             candidates = unique_candidates(ctx, [cand for f in futures for cand in f.result()])
