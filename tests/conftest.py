@@ -19,7 +19,7 @@ from flywheel.config import EmbeddingSettings, Settings, load_settings
 from evals.golden import load_golden
 from flywheel.embeddings import LocalEmbedder
 from pg_server import PostgresServer, ensure_postgres, server_bin
-from sim.server import Simulator
+from sim.server import SimOptions, Simulator
 from sim.world import write_world
 
 _ENV_TO_CLEAR = (
@@ -61,6 +61,23 @@ def local_embedder() -> LocalEmbedder:
 def simulator() -> Iterator[Simulator]:
     with Simulator() as sim:
         yield sim
+
+
+@pytest.fixture
+def broken_endpoint() -> Iterator[Simulator]:
+    """Another endpoint, set up wrong: its product model answers every question with an empty
+    string, and its screening judge calls every complaint resolved."""
+    with Simulator(options=SimOptions(empty_answers=True, resolve_everything=True)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def small_golden(world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every eighth item of the world's golden set (each intent, a few times), as FLYWHEEL_GOLDEN."""
+    path = tmp_path / "golden.jsonl"
+    path.write_text("".join((world / "golden.jsonl").read_text().splitlines(keepends=True)[::8]))
+    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ is still one evaluation. Two simulators over real HTTP play the two endpoints.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,22 +19,6 @@ from loop.screening import judge_resolutions
 from sim.server import SimOptions, Simulator
 
 SECRET = "sk-test-not-to-be-stored-4711"
-
-
-@pytest.fixture
-def broken_endpoint() -> Iterator[Simulator]:
-    """Another endpoint: its product model answers every question with an empty string, and its
-    screening judge calls everything resolved."""
-    with Simulator(options=SimOptions(empty_answers=True, resolve_everything=True)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def small_golden(world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "golden.jsonl"
-    path.write_text("".join((world / "golden.jsonl").read_text().splitlines(keepends=True)[::8]))  # every intent
-    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(path))
-    return path
 
 
 def _on(sim: Simulator) -> Settings:

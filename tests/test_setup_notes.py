@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,23 +32,6 @@ from sim.server import SimOptions, Simulator
 APOLOGY = "When a customer is frustrated, first apologize and acknowledge the frustration, then help."
 
 
-@pytest.fixture
-def broken_endpoint() -> Iterator[Simulator]:
-    """An endpoint whose product answers every question with an empty string and whose screening
-    judge calls every complaint resolved."""
-    with Simulator(options=SimOptions(empty_answers=True, resolve_everything=True)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def golden(world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every eighth item of the world's golden set: each intent, a few times."""
-    path = tmp_path / "golden.jsonl"
-    path.write_text("".join((world / "golden.jsonl").read_text().splitlines(keepends=True)[::8]))
-    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(path))
-    return path
-
-
 def _on(sim: Simulator, **overrides: object) -> Settings:
     return load_settings(openai_base_url=sim.base_url, **overrides)
 
@@ -64,7 +46,7 @@ def _evaluate(settings: Settings, label: str, template: str) -> EvalResult:
 
 
 def test_a_champion_scoring_zero_on_an_endpoint_that_answers_empty_is_explained(
-        broken_endpoint: Simulator, golden: Path, world: Path) -> None:
+        broken_endpoint: Simulator, small_golden: Path, world: Path) -> None:
     champion = _evaluate(_on(broken_endpoint), "champion", _prompt(world))
     note = champion_zero_note(champion, _prompt(world), {})
     assert champion.mean == 0.0 and note is not None
@@ -74,11 +56,11 @@ def test_a_champion_scoring_zero_on_an_endpoint_that_answers_empty_is_explained(
     assert with_variable is not None and "{{company}} with no value under [prompt_variables]" in with_variable
 
 
-def test_a_golden_set_in_another_format_than_the_answers_is_named(simulator: Simulator, golden: Path,
+def test_a_golden_set_in_another_format_than_the_answers_is_named(simulator: Simulator, small_golden: Path,
                                                                   world: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The team wrote expected answers as JSON records; the product answers in sentences."""
-    rows = [json.loads(line) for line in golden.read_text().splitlines()]
+    rows = [json.loads(line) for line in small_golden.read_text().splitlines()]
     other = tmp_path / "as_json.jsonl"
     other.write_text("".join(json.dumps({**r, "expected": json.dumps({"answer": r["id"]}), "scorer": "exact"}) + "\n"
                              for r in rows))
@@ -90,7 +72,7 @@ def test_a_golden_set_in_another_format_than_the_answers_is_named(simulator: Sim
     assert f"item {rows[0]['id']!r} expects" in note and "answers were empty" not in note
 
 
-def test_candidates_that_all_tie_the_champion_are_noted(simulator: Simulator, golden: Path, world: Path) -> None:
+def test_candidates_that_all_tie_the_champion_are_noted(simulator: Simulator, small_golden: Path, world: Path) -> None:
     settings = _on(simulator)
     champion = _evaluate(settings, "champion", _prompt(world))
     tie = _evaluate(settings, "tie", _prompt(world) + " Keep answers short.")  # no behaviour depends on it
@@ -131,7 +113,7 @@ def test_a_screening_judge_that_resolves_everything_is_noted(simulator: Simulato
     assert screening_judge_note([True] * 5) is None  # too few to say anything
 
 
-def test_the_gate_puts_the_setup_notes_in_the_cycle_report(broken_endpoint: Simulator, golden: Path,
+def test_the_gate_puts_the_setup_notes_in_the_cycle_report(broken_endpoint: Simulator, small_golden: Path,
                                                            world: Path) -> None:
     """The wiring: on an endpoint that answers nothing and a judge that resolves everything, one
     gate says all three things."""
@@ -139,7 +121,7 @@ def test_the_gate_puts_the_setup_notes_in_the_cycle_report(broken_endpoint: Simu
     champion = _evaluate(settings, "champion", _prompt(world))
     candidate = _evaluate(settings, "prompt-c1", _prompt(world) + " " + APOLOGY)
     ctx = CycleContext(settings=settings, cycle_id="cyc-notes", resumed=False, champion_version="1",
-                       champion_template=_prompt(world), golden_version=load_golden(golden).version)
+                       champion_template=_prompt(world), golden_version=load_golden(small_golden).version)
     with open_state(settings.ensure_home()) as state:
         state.add_candidate(Candidate(candidate_id="prompt-c1", cycle_id=ctx.cycle_id, kind="prompt",
                                       cluster_ids=["tone-1"], payload=PromptPayload(template=candidate.variant.prompt_template)))
