@@ -27,7 +27,7 @@ from loop.gate import gate_step
 from loop.screening import answer_queries, judge_resolutions
 from loop.setup_notes import all_tie_note, champion_zero_note, screening_judge_note, screening_verdicts
 from conftest import seed_world_vectors
-from sim.server import SimOptions, Simulator
+from sim.server import Simulator
 
 APOLOGY = "When a customer is frustrated, first apologize and acknowledge the frustration, then help."
 
