@@ -311,8 +311,16 @@ class Candidate(BaseModel):
         return outcome
 
     def public(self) -> dict[str, Any]:
-        """The SPEC fields first, then the rest."""
+        """The SPEC fields first, then the rest; of the payload, a prompt's merge evidence (which
+        cluster held a merge back, and by how much) and the fixes it claims per cluster."""
         spec = ("candidate_id", "kind", "cluster_ids", "golden_score", "champion_score", "delta", "ci_low",
                 "ci_high", "per_category", "decision", "reason", "mlflow_run_id")
         doc = self.model_dump(mode="json")
-        return {k: doc[k] for k in spec} | {k: v for k, v in doc.items() if k not in spec and k != "payload"}
+        out = {k: doc[k] for k in spec} | {k: v for k, v in doc.items() if k not in spec and k != "payload"}
+        if isinstance(self.payload, PromptPayload):
+            p = doc["payload"]
+            out["fixes"] = p["fixes"]
+            out["resolved_by_cluster"] = {cid: {"resolved": sum(s["resolved"]), "champion": sum(s["champion_resolved"]),
+                                                "examples": len(s["resolved"])} for cid, s in p["by_cluster"].items()}
+            out |= {k: p[k] for k in ("merge", "left_out_of_merge") if p[k]}
+        return out

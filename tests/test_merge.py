@@ -110,6 +110,9 @@ def test_identical_drafts_keep_each_clusters_evidence_and_the_merge_is_held_to_i
     assert all(c["verdict"] == "kept" and c["merged_resolved"] >= c["winner_resolved"] for c in checks.values())
     assert set(merged.payload.fixes or []) == {"fmt-json", "fmt-mixed", "tone"}
     assert merged.payload.merge.left_out == {}
+    doc = merged.public()  # what `cycle --json` and `pending --json` print
+    assert doc["resolved_by_cluster"]["fmt-mixed"] == {"resolved": 1, "champion": 0, "examples": 4}
+    assert {c["cluster_id"] for c in doc["merge"]["checks"]} == {"fmt-json", "fmt-mixed", "tone"}
 
 
 def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
@@ -144,6 +147,9 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
             why = [state.candidate(c.candidate_id).payload.left_out_of_merge for c in left_out]  # type: ignore[union-attr]
         blocked = [w for w in why if w]
         assert len(blocked) == 1 and "loses a fix: fmt: the merge resolved 0/" in blocked[0], why  # which cluster, by how much
+        with ctx.state() as state:
+            docs = [state.candidate(c.candidate_id).public() for c in left_out]  # type: ignore[union-attr]
+        assert [d["left_out_of_merge"] for d in docs if "left_out_of_merge" in d] == blocked  # in the cycle document
 
         results = evaluate_step(ctx.settings, [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates],
                                 golden=ctx.golden)
