@@ -25,7 +25,7 @@ from improvers.merge_evidence import check_fix, FixCheck, FixVerdict
 from improvers.prompt import combine_edits, integrity_problems, merge_prompts
 from improvers.screening import FailingExample
 from loop.context import CycleContext, endpoint_errors
-from loop.prompt_step import complaint_of, fixes_of, prompt_candidate, register_draft
+from loop.prompt_step import complaint_of, prompt_candidate, register_draft
 from loop.screening import failing_examples, screen_template
 
 
@@ -66,12 +66,13 @@ class _Attempt(BaseModel):
     tried: list[dict[str, str]] = Field(default_factory=list)
     checks: list[FixCheck] = Field(default_factory=list)
     lost: list[FixCheck] = Field(default_factory=list)
+    by_cluster: dict[str, ClusterScreening] = Field(default_factory=dict, description="The kept merge's evidence.")
 
 
 def winners_of(candidates: Sequence[Candidate]) -> list[Candidate]:
     """Prompt candidates that resolved, on at least one of their clusters, more than the champion:
     only those fixed something a merge could keep (one that merely tied goes to the golden set alone)."""
-    return [c for c in candidates if isinstance(c.payload, PromptPayload) and fixes_of(c)]
+    return [c for c in candidates if isinstance(c.payload, PromptPayload) and c.fixed_clusters()]
 
 
 @endpoint_errors("merging drafts")
@@ -126,7 +127,7 @@ def largest_merge(ctx: CycleContext, winners: Sequence[Candidate], clusters: Seq
     of lowest priority when several fixes were lost) and merge the rest again."""
     by_id = {c.cluster_id: c for c in clusters}
     priority: Callable[[Candidate], float] = lambda c: max(  # noqa: E731
-        (by_id[cid].priority for cid in fixes_of(c) if cid in by_id), default=0.0)
+        (by_id[cid].priority for cid in c.fixed_clusters() if cid in by_id), default=0.0)
     members = sorted(winners, key=lambda c: (-priority(c), c.candidate_id))
     evidence = _Evidence(ctx, by_id)
     record = MergeRecord()
@@ -137,9 +138,8 @@ def largest_merge(ctx: CycleContext, winners: Sequence[Candidate], clusters: Seq
         if attempt.template is not None:
             record.method = attempt.method
             record.checks = [c.model_dump(mode="json") | {"text": c.text()} for c in attempt.checks]
-            by_cluster = {c.cluster_id: _merged_screening(evidence, attempt.template, c, members) for c in attempt.checks}
             return MergeOutcome(template=attempt.template, members=[m.candidate_id for m in members],
-                                by_cluster=by_cluster, record=record)
+                                by_cluster=attempt.by_cluster, record=record)
         owners = {c.winner for c in attempt.lost}
         victim = min((m for m in members if m.candidate_id in owners), key=priority, default=members[-1])
         lost_here = [c.text() for c in attempt.lost if c.winner == victim.candidate_id]
@@ -156,7 +156,7 @@ def _best_winner(members: Sequence[Candidate], cluster_id: str) -> Candidate:
         s = c.payload.by_cluster.get(cluster_id) if isinstance(c.payload, PromptPayload) else None
         return s.share if s else -1.0
 
-    return max((m for m in members if cluster_id in fixes_of(m)), key=share)
+    return max((m for m in members if cluster_id in m.fixed_clusters()), key=share)
 
 
 def _try_merge(ctx: CycleContext, members: Sequence[Candidate], evidence: _Evidence,
@@ -169,7 +169,7 @@ def _try_merge(ctx: CycleContext, members: Sequence[Candidate], evidence: _Evide
                                                  ctx.champion_template, templates)),
         ("combined edits", lambda: combine_edits(ctx.champion_template, templates)),
     ]
-    fixed = sorted({cid for m in members for cid in fixes_of(m) if cid in evidence.clusters})
+    fixed = sorted({cid for m in members for cid in m.fixed_clusters() if cid in evidence.clusters})
     out = _Attempt()
     best_lost: list[FixCheck] | None = None
     for method, make in attempts:
@@ -182,10 +182,12 @@ def _try_merge(ctx: CycleContext, members: Sequence[Candidate], evidence: _Evide
         if problems:
             out.tried.append({"method": method, "problem": "; ".join(problems)})
             continue
-        checks = [_check(ctx, evidence, template, _best_winner(members, cid), cid) for cid in fixed]
+        checked = {cid: _check(ctx, evidence, template, _best_winner(members, cid), cid) for cid in fixed}
+        checks = [check for check, _ in checked.values()]
         lost = [c for c in checks if c.verdict is FixVerdict.lost]
         if not lost:
             out.template, out.method, out.checks = template, method, checks
+            out.by_cluster = {cid: screening for cid, (_, screening) in checked.items()}
             return out
         out.tried.append({"method": method, "problem": "loses what a winner fixed: " + "; ".join(c.text() for c in lost)})
         if best_lost is None or len(lost) < len(best_lost):
@@ -194,9 +196,11 @@ def _try_merge(ctx: CycleContext, members: Sequence[Candidate], evidence: _Evide
     return out
 
 
-def _check(ctx: CycleContext, evidence: _Evidence, template: str, winner: Candidate, cluster_id: str) -> FixCheck:
+def _check(ctx: CycleContext, evidence: _Evidence, template: str, winner: Candidate,
+           cluster_id: str) -> tuple[FixCheck, ClusterScreening]:
     """The merge against ``winner`` on one cluster: on the examples the winner was screened on, then,
-    when the difference is within the noise, on a larger sample of the cluster's failing examples."""
+    when the difference is within the noise, on a larger sample of the cluster's failing examples.
+    Also the merge's own evidence there (its verdicts and the champion's, on the sample it ended on)."""
     improve = ctx.settings.improve
     assert isinstance(winner.payload, PromptPayload)
     own = winner.payload.by_cluster[cluster_id]
@@ -211,28 +215,9 @@ def _check(ctx: CycleContext, evidence: _Evidence, template: str, winner: Candid
     check = check_fix(cluster_id, winner.candidate_id, own.resolved, merged, own.champion_resolved,
                       alpha=improve.merge_alpha, final=not more)
     if check.verdict is not FixVerdict.unsure:
-        return check
+        return check, ClusterScreening(resolved=merged, champion_resolved=own.champion_resolved)
+    merged = evidence.resolved(template, cluster_id, larger)
+    champion = evidence.resolved(ctx.champion_template, cluster_id, larger)
     check = check_fix(cluster_id, winner.candidate_id, evidence.resolved(winner.template or "", cluster_id, larger),
-                      evidence.resolved(template, cluster_id, larger),
-                      evidence.resolved(ctx.champion_template, cluster_id, larger),
-                      alpha=improve.merge_alpha, final=True)
-    return check.model_copy(update={"redrawn": True})
-
-
-def _merged_screening(evidence: _Evidence, template: str, check: FixCheck,
-                      members: Sequence[Candidate]) -> ClusterScreening:
-    """The merge's own per-cluster evidence, on the sample its check ended on."""
-    improve = evidence.ctx.settings.improve
-    limit = improve.examples_per_cluster * (improve.merge_redraw if check.redrawn else 1)
-    return ClusterScreening(resolved=evidence.resolved(template, check.cluster_id, limit),
-                            champion_resolved=_champion_on(evidence, check, members, limit))
-
-
-def _champion_on(evidence: _Evidence, check: FixCheck, members: Sequence[Candidate], limit: int) -> list[bool]:
-    if not check.redrawn:
-        winner = next(m for m in members if m.candidate_id == check.winner)
-        assert isinstance(winner.payload, PromptPayload)
-        own = winner.payload.by_cluster[check.cluster_id]
-        if own.n == check.examples:
-            return own.champion_resolved
-    return evidence.resolved(evidence.ctx.champion_template, check.cluster_id, limit)
+                      merged, champion, alpha=improve.merge_alpha, final=True)
+    return check.model_copy(update={"redrawn": True}), ClusterScreening(resolved=merged, champion_resolved=champion)

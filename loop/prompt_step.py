@@ -174,11 +174,6 @@ def drafting_summary(ctx: CycleContext, cluster_id: str) -> DraftingSummary | No
         stopped=result.stopped, outcome=why)
 
 
-def fixes_of(cand: Candidate) -> list[str]:
-    """The clusters whose complaints the prompt resolved more than the champion did."""
-    return cand.fixed_clusters()
-
-
 def _absorb(seen: Candidate, cand: Candidate) -> None:
     """``seen`` (the same prompt as ``cand``) also covers ``cand``'s clusters, fixes and first-seen times."""
     for cid in cand.cluster_ids:
