@@ -49,12 +49,10 @@ class FailingExample:
     diagnosed: str | None = None
 
     def feedback_text(self) -> str:
+        said = f"reason: {self.reason}" if self.reason else ("no reason given" if self.diagnosed else "")
         if self.diagnosed:
-            given = f"reason: {self.reason}" if self.reason else "no reason given"
-            return self.signal + f" ({given}; diagnosed: {self.diagnosed})" + (
-                f' "{self.comment}"' if self.comment else "")
-        return self.signal + (f" (reason: {self.reason})" if self.reason else "") + (
-            f' "{self.comment}"' if self.comment else "")
+            said += f"; diagnosed: {self.diagnosed}"
+        return self.signal + (f" ({said})" if said else "") + (f' "{self.comment}"' if self.comment else "")
 
 
 class Verdict(BaseModel):
