@@ -289,6 +289,18 @@ class Candidate(BaseModel):
         """The prompt template it serves with (a fine-tune keeps the champion's)."""
         return getattr(self.payload, "template", None)
 
+    def title(self, clusters: int = 3) -> str:
+        """How an approver knows it: kind, what promotion would point at (prompt or index version,
+        model name), the clusters it fixes (a prompt's screened fixes; "for" the clusters it
+        was drafted for when nothing screened them per cluster) and its id, e.g. ``prompt v7: fixes tone-1, fmt-2 (prompt-cf2b43)``."""
+        what = {CandidateKind.prompt: "prompt", CandidateKind.rag: "index", CandidateKind.finetune: "model"}[self.kind]
+        target = (f"{what} v{self.version}" if self.version and self.kind is not CandidateKind.finetune
+                  else f"{what} {self.version or getattr(self.payload, 'model', '') or ''}".strip())
+        fixes = self.fixed_clusters()
+        named, verb = (fixes, "fixes") if fixes else (self.cluster_ids, "for")  # others are not screened per cluster
+        shown = ", ".join(named[:clusters]) + (f" and {len(named) - clusters} more" if len(named) > clusters else "")
+        return f"{target}: {verb} {shown} ({self.candidate_id})" if shown else f"{target} ({self.candidate_id})"
+
     def fixed_clusters(self) -> list[str]:
         """The clusters whose complaints it resolved more than the champion did (prompt drafts only:
         other kinds are not screened per cluster)."""
