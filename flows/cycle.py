@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from contextlib import ExitStack
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -33,6 +34,7 @@ from flywheel.schemas import FailureCluster
 from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
 from loop.calibration import calibration_step
 from loop.checkpoints import checkpoint
+from loop.cycle_lock import cycle_lock
 from loop.context import CycleContext, EndpointFailed, begin
 from loop.diagnosis_step import diagnose_step
 from loop.evaluate import evaluate_step, evaluation_keys, variant_for
@@ -181,6 +183,17 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
     """One turn of the flywheel: triage -> improvers -> golden-set evaluation -> gate."""
     logger = get_run_logger()
     settings = _settings(params)
+    lock = ExitStack()  # the state directory's cycle lock: held while the cycle works, not while it waits
+    lock.enter_context(cycle_lock(settings.ensure_home(), on_wait=logger.info))
+    try:
+        return _locked_cycle(params, settings, lock)
+    finally:
+        lock.close()
+
+
+def _locked_cycle(params: CycleParameters, settings: Settings, lock: ExitStack) -> dict[str, Any]:
+    """The cycle under its lock; the lock is let go (``lock.close()``) before waiting for a person."""
+    logger = get_run_logger()
     ctx = begin_task(settings)
     logger.info("cycle %s%s, champion prompt v%s", ctx.cycle_id, " (resumed)" if ctx.resumed else "",
                 ctx.champion_version)
@@ -235,6 +248,7 @@ def _improvement_cycle(params: CycleParameters = CycleParameters()) -> dict[str,
     finish(ctx, report)
     publish_report(report)
     _resume_superseded(settings)
+    lock.close()
     if _waits_for_approval(params, settings) and any(c.decision is Decision.pending_approval
                                                      for c in report.candidates):
         from prefect.runtime import flow_run

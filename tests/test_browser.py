@@ -15,6 +15,7 @@ next to the server's and worker's logs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ from operator_stack import CHROMIUM, CHROMIUM_ARGS, PrefectStack, ensure_chromiu
 pytestmark = pytest.mark.slow
 
 OUTPUT = Path(__file__).resolve().parent / "output" / "browser"
+HOOKS = Path(__file__).resolve().parent / "hooks"
+LEASE_RENEWAL_S = 5  # how often the worker's runs renew a concurrency lease (Prefect: 225 s)
+LEASE_WAIT_S = 30  # how long the test keeps the cycle paused before anyone answers
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +123,10 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     from operator_stack import BIN
 
     _prepare(cli, world, world_vectors, monkeypatch)
-    stack.deploy(FLYWHEEL_APPROVAL__POLL_INTERVAL="1")
+    # Prefect renews a run's concurrency lease every 225 s; here every few seconds, so the wait below
+    # spans several renewals (the hook is tests/hooks/sitecustomize.py, loaded by the worker's runs).
+    stack.deploy(FLYWHEEL_APPROVAL__POLL_INTERVAL="1", FLYWHEEL_TEST_LEASE_RENEWAL_SECONDS=str(LEASE_RENEWAL_S),
+                 PYTHONPATH=os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH", "")) if p))
 
     # Feedback arrives: ingest tells the server, whose trigger starts the on-feedback deployment.
     ingest = subprocess.run([str(BIN / "flywheel"), "ingest", str(world / "feedback.jsonl"), "--json"],
@@ -134,6 +141,11 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     paused = _wait_for("the cycle did not pause for approval",
                        lambda: (run := stack.flow_run(run_id))["state"]["type"] == "PAUSED" and run, stack, 400)
     assert paused["state"]["name"] == "Paused"
+    paused_at = time.monotonic()
+    # The wait survives Prefect's lease renewals: still paused (not Crashed) after several of them.
+    assert _still_paused(stack, run_id, seconds=LEASE_WAIT_S), (
+        f"the cycle paused for approval did not survive {LEASE_WAIT_S} s of lease renewals every "
+        f"{LEASE_RENEWAL_S} s: {stack.flow_run(run_id)['state']}\n{stack.diagnostics()}")
     waits = waiting_runs(settings)
     assert list(waits) == [run_id]
     with open_state(settings.home) as state:
