@@ -93,6 +93,11 @@ def inline(text: str, limit: int = 300) -> str:
     return _INLINE.sub(r"\\\1", flat)
 
 
+def code(text: str) -> str:
+    """Inline code that a backtick in ``text`` cannot end early."""
+    return "`" + " ".join(text.split()).replace("`", "'") + "`"
+
+
 def fenced(text: str, limit: int = 600, lang: str = "text") -> str:
     """A code block no backtick run inside ``text`` can close, cut at ``limit`` characters."""
     body = text if len(text) <= limit else text[:limit].rstrip() + "\n... (truncated)"
@@ -184,15 +189,15 @@ def changed_answers(champion: EvalResult, candidate: EvalResult) -> list[Changed
 def changed_lines(changes: Sequence[ChangedAnswer], max_changed: int, more_link: str | None) -> list[str]:
     """The first ``max_changed`` changes in full, then how many more and where they are."""
     fixed, broken = sum(c.fixed for c in changes), sum(c.broken for c in changes)
-    lines = ["", f"#### Answers that changed ({len(changes)}: {fixed} fixed, {broken} broken)"]
+    lines = ["", f"### Answers that changed ({len(changes)}: {fixed} fixed, {broken} broken)"]
     if not changes:
         lines += ["", "No golden item's score changed."]
     for ch in changes[:max_changed]:
-        lines += ["", f"**{ch.label}: `{ch.before.id}`** ({inline(ch.before.category)})", "", "Question:",
+        lines += ["", f"**{ch.label}: {code(ch.before.id)}** ({inline(ch.before.category)})", "", "Question:",
                   fenced(ch.before.input, limit=300)]
         for who, row in (("Champion", ch.before), ("Candidate", ch.after)):
             verdict = "pass" if _passes(row) else "fail"
-            lines += ["", f"{who}: score {row.score:.2f} ({verdict}), scorer `{row.scorer}`: "
+            lines += ["", f"{who}: score {row.score:.2f} ({verdict}), scorer {code(row.scorer)}: "
                           f"{inline(row.rationale) or '(no rationale)'}", fenced(row.output or "")]
     if len(changes) > max_changed:
         where = f"MLflow run {more_link}" if more_link else "the candidate's MLflow run (eval_results.json)"
