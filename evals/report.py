@@ -349,7 +349,7 @@ def approval_line(c: Candidate, run_link: Callable[[str], str | None] | None = N
     flags = approval_flags(c)
     link = run_link(c.mlflow_run_id) if run_link and c.mlflow_run_id else None
     run = f" [MLflow]({link})" if link else (f" (MLflow run `{c.mlflow_run_id}`)" if c.mlflow_run_id else "")
-    return (f"- **{inline(c.title())}**: golden {c.golden_score} vs {c.champion_score}, delta {ci_text(c)} "
+    return (f"- **{inline(c.title())}**: golden {c.golden_score} vs champion {c.champion_score}, delta {ci_text(c)} "
             f"(95% CI){'; ' + '; '.join(flags) if flags else ''}.{run}")
 
 

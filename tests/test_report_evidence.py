@@ -73,7 +73,8 @@ def test_the_form_is_short_names_candidates_by_title_and_links_the_evidence() ->
     assert _rendered_lines(text) <= 15, text
     assert "2 candidates passed the policy" in text and "60 s" in text
     assert prompt.title() in text and rag.title() in text and deferred.title() in text
-    assert text.count("+0.300 [+0.100, +0.450] (95% CI)") == 2
+    # "golden <score> vs champion <score>": as the browser test reads it in the form
+    assert text.count("golden 0.8 vs champion 0.5, delta +0.300 [+0.100, +0.450] (95% CI)") == 2
     assert "lowers category facts -0.100" in text  # what should give pause, on the candidate's line
     assert "(http://prefect/artifacts/ev)" in text and "http://mlflow/run-prompt-abc123" in text
     assert "never evaluated together" in text and "fixes cluster fmt-1" in text
