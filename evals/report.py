@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from evals.calibration import JudgeCalibration
-from flywheel.candidates import Candidate, PromptPayload, RagPayload
+from evals.evidence import EVIDENCE_KEY, ci_text, finetune_table, inline, untested_combinations, wilson
+from flywheel.candidates import Candidate, Decision, FinetunePayload
 from flywheel.schemas import ClusterOutcome
 
 REPORT_KEY = "flywheel-cycle-report"
@@ -22,14 +24,6 @@ CHART_KEY = "flywheel-cycle-chart"
 CHART_ARTIFACT = "charts/cycle.png"
 TRIAGE_KEY = "flywheel-triage"
 PROMOTION_KEY = "flywheel-promotion"
-
-
-def ci_text(c: Candidate | dict[str, Any]) -> str:
-    """``delta [ci_low, ci_high]``, or ``-`` for a candidate that was not scored."""
-    doc = c if isinstance(c, dict) else {"delta": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high}
-    if doc["delta"] is None:
-        return "-"
-    return f"{doc['delta']:+.3f} [{doc['ci_low']:+.3f}, {doc['ci_high']:+.3f}]"
 
 
 def candidate_rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
@@ -111,6 +105,7 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
     """What was triaged, what was tried, what was decided and why."""
     lines = [f"# Improvement cycle {cycle_id}", "",
              f"Golden set `{golden_version[:12]}`; champion score **{champion_score}**.", "",
+             *([judge_warning(judge), ""] if judge is not None and judge_is_weak(judge) else []),
              "## Triaged", "", "| cluster | category | route | size | users | priority |", "|---|---|---|---|---|---|"]
     for c in clusters[:15]:
         lines.append(f"| `{c['cluster_id']}` | {c['category']} | {c['route']} | {c['size']} | {c['users']} | "
@@ -138,7 +133,11 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
                      f"{c.decision} | {c.reason.replace('|', '/')} |")
     if not candidates:
         lines.append("| (no candidate this cycle) | | | | | | |")
+    lines += decision_lines(candidates)
+    if warning := untested_combinations([c for c in candidates if c.decision is Decision.pending_approval]):
+        lines += ["", warning]
     lines += merge_lines(candidates)
+    lines += finetune_lines(candidates)
     for note in finetune_notes:
         lines += ["", f"- fine-tuning: {note}"]
     lines += breakdown_table("category", champion_per_category or {}, candidates, "per_category", "category_deltas")
@@ -153,6 +152,51 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
         lines += ["", f"Chart (golden score per cycle; candidates vs champion per category): the `{CHART_KEY}` "
                       f"artifact, and [{CHART_ARTIFACT}]({chart_link}) on the cycle's MLflow run"]
     return "\n".join(lines)
+
+
+DECIDED = (Decision.promoted, Decision.rejected, Decision.canary)
+
+
+def decision_lines(candidates: Sequence[Candidate]) -> list[str]:
+    """Who decided each candidate and when (UTC, to the minute): a promotion is a person's act as much
+    as a rejection, and the record should name both."""
+    decided = [c for c in candidates if c.decision in DECIDED or c.decided_by]
+    if not decided:
+        return []
+    return ["", *(f"- `{c.candidate_id}` {c.decision or 'decided'} by {inline(c.decided_by or 'nobody recorded')}"
+                  f"{', ' + utc_minute(c.decided_at) if c.decided_at else ''}"
+                  for c in decided)]
+
+
+def utc_minute(when: datetime) -> str:
+    """A time in UTC to the minute (a naive time is taken as UTC, as the state store writes them)."""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def finetune_lines(candidates: Sequence[Candidate]) -> list[str]:
+    """Each fine-tune candidate's model, job and dataset as a table."""
+    lines: list[str] = []
+    for c in candidates:
+        if isinstance(c.payload, FinetunePayload):
+            lines += ["", f"## Fine-tune {inline(c.title())}", "", *finetune_table(c.payload)]
+    return lines
+
+
+WEAK_AGREEMENT = 0.6
+
+
+def judge_is_weak(judge: JudgeCalibration) -> bool:
+    """Not trusted by the gate, or agreeing with experts too rarely to read its scores alone."""
+    return not judge.trusted or (judge.agreement is not None and judge.agreement < WEAK_AGREEMENT)
+
+
+def judge_warning(judge: JudgeCalibration) -> str:
+    """The summary's line on a weak judge: judge-scored results below are only as good as it is."""
+    agree = "unknown" if judge.agreement is None else f"{judge.agreement:.0%}"
+    kappa = "undefined" if judge.kappa is None else f"{judge.kappa:.2f}"
+    return (f"> **Judge warning:** `{judge.judge_model}` agrees with expert reviews on {agree} of {judge.items} "
+            f"items (kappa {kappa}){'' if judge.trusted else '; not trusted alone'}. Judge-scored results below "
+            "rest on it; see Judge calibration.")
 
 
 def merge_lines(candidates: Sequence[Candidate]) -> list[str]:
@@ -218,9 +262,22 @@ def chart_markdown(png: bytes, cycle_id: str, link: str | None = None) -> str:
 
 
 def cycle_chart(history: Sequence[tuple[str, float]], candidates: Sequence[Candidate],
-                champion_per_category: dict[str, float]) -> bytes:
+                champion_per_category: dict[str, float], category_n: Mapping[str, int] | None = None) -> bytes:
     """A PNG: the champion's golden score per cycle, and each kind's best candidate against the
-    champion per category."""
+    champion per category; with ``category_n`` (items scored per category) each bar carries its
+    95% Wilson interval, so a difference inside the noise looks like one."""
+    import matplotlib.pyplot as plt
+
+    fig = cycle_figure(history, candidates, champion_per_category, category_n)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def cycle_figure(history: Sequence[tuple[str, float]], candidates: Sequence[Candidate],
+                 champion_per_category: dict[str, float], category_n: Mapping[str, int] | None = None) -> Any:
+    """The chart's matplotlib figure (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -243,61 +300,71 @@ def cycle_chart(history: Sequence[tuple[str, float]], candidates: Sequence[Candi
                for kind, c in sorted(best.items())]
     width = 0.8 / max(1, len(series))
     for i, (label, values) in enumerate(series):
-        right.bar([x + i * width for x in range(len(categories))], values, width, label=label)
+        right.bar([x + i * width for x in range(len(categories))], values, width, label=label,
+                  yerr=_error_bars(values, categories, category_n), capsize=3, error_kw={"elinewidth": 1})
     right.set_xticks([x + 0.4 - width / 2 for x in range(len(categories))], categories, rotation=30, fontsize=7,
                      ha="right")
     right.set_ylim(0, 1.05)
-    right.set_title("candidates vs champion per category")
+    right.set_title("candidates vs champion per category" + (" (95% Wilson intervals)" if category_n else ""))
     right.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
-def _change(c: Candidate, limit: int = 2500) -> str:
-    """What the candidate changes, as an approver reads it."""
-    p = c.payload
-    if isinstance(p, PromptPayload):
-        body, lang = p.diff or p.template, "diff"
-    elif isinstance(p, RagPayload):
-        body, lang = f"# changed documents: {', '.join(p.changed_documents)}\n{p.diff}", "diff"
-    else:
-        return (f"Model `{p.model}` (fine-tuned from `{p.base_model}`, job `{p.job_id}`) on "
-                f"dataset `{p.dataset_version}`: {p.examples} examples (train {p.train}, "
-                f"validation {p.validation}), {p.preference_pairs} preference pairs; "
-                f"excluded {p.excluded}.")
-    if len(body) > limit:
-        body = body[:limit] + "\n... (truncated; the whole change is on the MLflow run)"
-    return f"```{lang}\n{body}\n```"
+def _error_bars(values: Sequence[float], categories: Sequence[str],
+                category_n: Mapping[str, int] | None) -> list[list[float]] | None:
+    """Asymmetric error bars (below, above) of each bar's Wilson interval; None without counts."""
+    if not category_n:
+        return None
+    spans = [wilson(v, category_n[k]) if category_n.get(k) else None for v, k in zip(values, categories, strict=True)]
+    return [[max(0.0, s.mean - s.low) if s else 0.0 for s in spans],
+            [max(0.0, s.high - s.mean) if s else 0.0 for s in spans]]
 
 
 def approval_markdown(candidates: Sequence[Candidate], champion_score: float | None, *,
-                      run_link: Callable[[str], str] | None = None, timeout_s: int | None = None,
-                      deferred: Sequence[Candidate] = ()) -> str:
-    """The approval form's description: each waiting candidate's evidence, then the fixes that also
-    passed but could not be merged with them (deferred to the next cycle), so none goes unseen."""
-    lines = [f"## {len(candidates)} candidate{'s' if len(candidates) != 1 else ''} passed the policy",
+                      evidence_link: str | None = None, run_link: Callable[[str], str | None] | None = None,
+                      timeout_s: int | None = None, deferred: Sequence[Candidate] = ()) -> str:
+    """The approval form's description, short enough to read inside the form: what is asked, one line
+    per candidate (score, delta and CI, what should give pause), the untested-combination warning,
+    where the full evidence is, and the fixes deferred to the next cycle, so none goes unseen."""
+    lines = [f"**{len(candidates)} candidate{'s' if len(candidates) != 1 else ''} passed the policy.** "
              f"Champion golden score **{champion_score}**. Switch on what you approve; what you leave off is "
              "rejected when you submit" + (f", and everything is rejected after {timeout_s} s without an answer."
-                                           if timeout_s else ".")]
-    for c in candidates:
-        lines += ["", f"### `{c.candidate_id}` ({c.kind}; clusters {', '.join(c.cluster_ids)})",
-                  f"Golden **{c.golden_score}** vs champion {c.champion_score}: delta {ci_text(c)} (95% CI, paired bootstrap).",
-                  "", "| category | candidate | delta |", "|---|---|---|"]
-        for cat, score in sorted(c.per_category.items()):
-            lines.append(f"| {cat} | {score:.3f} | {c.category_deltas.get(cat, 0.0):+.3f} |")
-        if c.per_segment:
-            lines += ["", "| segment | candidate | delta |", "|---|---|---|"]
-            for seg, score in sorted(c.per_segment.items()):
-                lines.append(f"| {seg} | {score:.3f} | {c.segment_deltas.get(seg, 0.0):+.3f} |")
-        lines += ["", _change(c)]
-        if c.mlflow_run_id:
-            link = run_link(c.mlflow_run_id) if run_link else None
-            lines.append(f"MLflow run: [{c.mlflow_run_id}]({link})" if link else f"MLflow run: `{c.mlflow_run_id}`")
+                                           if timeout_s else "."), ""]
+    lines += [approval_line(c, run_link) for c in candidates]
+    if warning := untested_combinations(candidates):
+        lines += ["", warning]
+    lines += ["", f"Full evidence (per-category intervals, the change, the answers that changed): "
+                  f"[{EVIDENCE_KEY}]({evidence_link})" if evidence_link else
+              f"Full evidence (per-category intervals, the change, the answers that changed): this run's "
+              f"`{EVIDENCE_KEY}` artifact."]
     if deferred:
-        lines += ["", "### Also passed, deferred to the next cycle (not merged with the above)"]
-        lines += [f"- `{c.candidate_id}` (clusters {', '.join(c.cluster_ids)}; golden {c.golden_score}): {c.reason}"
-                  for c in deferred]
+        lines += ["", "Also passed, deferred to the next cycle (not merged with the above):"]
+        lines += [f"- {inline(c.title())}, golden {c.golden_score}: {c.reason}" for c in deferred]
     return "\n".join(lines)
+
+
+def approval_line(c: Candidate, run_link: Callable[[str], str | None] | None = None) -> str:
+    """One waiting candidate in a line: its title, golden vs champion, delta with CI, its flags."""
+    flags = approval_flags(c)
+    link = run_link(c.mlflow_run_id) if run_link and c.mlflow_run_id else None
+    run = f" [MLflow]({link})" if link else (f" (MLflow run `{c.mlflow_run_id}`)" if c.mlflow_run_id else "")
+    return (f"- **{inline(c.title())}**: golden {c.golden_score} vs champion {c.champion_score}, delta {ci_text(c)} "
+            f"(95% CI){'; ' + '; '.join(flags) if flags else ''}.{run}")
+
+
+def approval_flags(c: Candidate, shown: int = 2) -> list[str]:
+    """What should give an approver pause: a CI that reaches zero, the categories and segments it
+    lowers (worst first), a failed retrieval check, a new model."""
+    flags = ["CI reaches 0"] if c.ci_low is not None and c.ci_low <= 0 else []
+    for what, deltas in (("category", c.category_deltas), ("segment", c.segment_deltas)):
+        worse = sorted((d, g) for g, d in deltas.items() if d < 0)
+        if worse:
+            flags.append(f"lowers {what} " + ", ".join(f"{inline(g)} {d:+.3f}" for d, g in worse[:shown])
+                         + (f" and {len(worse) - shown} more" if len(worse) > shown else ""))
+    retrieval = getattr(c.payload, "retrieval", None)
+    if retrieval is not None and not retrieval.passed:
+        flags.append("retrieval check failed")
+    if isinstance(c.payload, FinetunePayload):
+        flags.append(f"changes the model to `{c.payload.model}`")
+    return flags

@@ -3,6 +3,7 @@ winner per kind, and promotion when auto-approved."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -191,6 +192,7 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
                        candidates=evaluated, resumed=ctx.resumed, champion_run_id=champion_run,
                        cycle_run_id=parent,
                        champion_per_category=category_means(champion.scores, champion.categories),
+                       category_n=dict(Counter(champion.categories[i] for i in champion.scores)),
                        champion_per_segment=category_means({i: v for i, v in champion.scores.items() if i in segments},
                                                            segments),
                        judge=calibration,

@@ -28,6 +28,8 @@ class CycleReport(BaseModel):
     finetune: dict[str, Any] = Field(default_factory=dict)
     champion_per_category: dict[str, float] = Field(default_factory=dict)
     champion_per_segment: dict[str, float] = Field(default_factory=dict)
+    category_n: dict[str, int] = Field(
+        default_factory=dict, description="Golden items the champion scored per category (the chart's intervals).")
     judge: JudgeCalibration | None = Field(None, description="This cycle's judge calibration, when it ran one.")
     notes: list[str] = Field(default_factory=list, description="What the operator should know (e.g. an untrusted judge).")
     chart_uri: str | None = None  # the chart logged to the cycle's MLflow run
@@ -91,7 +93,7 @@ def log_chart(ctx: CycleContext, client: Any, report: CycleReport) -> None:
     with ctx.state() as state:
         history = [(c["cycle_id"], c["champion_score"]) for c in reversed(state.cycles(limit=30))
                    if c["champion_score"] is not None and c["status"] == "done"]
-    png = cycle_chart(history, report.candidates, report.champion_per_category)
+    png = cycle_chart(history, report.candidates, report.champion_per_category, category_n=report.category_n)
     folder, name = CHART_ARTIFACT.rsplit("/", 1)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name

@@ -107,7 +107,10 @@ def test_what_nobody_approves_before_the_timeout_is_rejected(loop: dict, fast_po
 def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     from datetime import datetime, timezone
 
+    from evals.evidence import evidence_markdown
+    from evals.pipeline import Variant
     from evals.report import approval_markdown
+    from evals.runner import EvalResult, EvalRow
     from flywheel.candidates import Candidate
 
     cand = Candidate(candidate_id="prompt-abc123", cycle_id="c", kind="prompt", cluster_ids=["tone-1"],
@@ -122,8 +125,14 @@ def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     assert canary["title"] == "Approve as canary (%): prompt-abc123" and canary["exclusiveMaximum"] == 100
     assert {"approver", "note"} <= set(schema["properties"])
     text = approval_markdown([cand], 0.5, timeout_s=60)
-    assert "+0.400 [+0.300, +0.500]" in text and "| tone | 1.000 | +0.500 |" in text
-    assert "+Apologize first." in text and "r1" in text and "60 s" in text
+    assert "+0.400 [+0.300, +0.500]" in text and "95% CI" in text and cand.title() in text
+    assert "r1" in text and "60 s" in text and "flywheel-approval-evidence" in text
+    # The per-category table and the change moved to the evidence document the form points at.
+    champion = EvalResult(variant=Variant(label="champion", prompt_template="t", model="m"), golden_version="g",
+                          rows=[EvalRow(id="t1", category="tone", input="q", expected="e", scorer="judge", score=0.5)])
+    after = champion.model_copy(update={"rows": [champion.rows[0].model_copy(update={"score": 1.0})]})
+    evidence = evidence_markdown([cand], champion, {"prompt-abc123": after}, champion_score=0.5)
+    assert "| tone | 1 | 0.500 [" in evidence and "| +0.500 |" in evidence and "+Apologize first." in evidence
 
 
 def test_a_newer_cycle_that_supersedes_the_waiting_candidates_resumes_the_older_run(loop: dict, fast_polls) -> None:
