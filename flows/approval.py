@@ -1,8 +1,11 @@
 """Approval in the Prefect UI: a cycle run by a deployment pauses with a form when candidates wait.
 
 The form is a ``RunInput`` built for the waiting candidates: one switch per candidate ("Approve
-<id>"), the approver and a note; its description is the evidence (scores, CI, per-category deltas,
-the change, the MLflow run). Submitting it resumes the flow, which promotes what was approved and
+prompt v7: fixes tone-1 (prompt-...)"), a canary percent each, the approver (required) and a note; its
+description is short (what is asked, each candidate's score against the champion with its CI, a
+warning when the choices would combine candidates never evaluated together) and links to the full
+evidence, the run's ``flywheel-approval-evidence`` artifact (per category n and intervals, the change,
+the answers that changed). Submitting it resumes the flow, which promotes what was approved and
 rejects the rest, with who and why recorded. ``flywheel approve``/``reject`` act on the state
 store directly and, once nothing of that flow run is left undecided, resume it (its answers then
 find everything decided). A timeout rejects what nobody approved, with that reason.
@@ -20,7 +23,8 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from evals.report import approval_markdown
+from evals.evidence import EVIDENCE_KEY
+from evals.report import approval_markdown, ci_text
 from flywheel.config import Settings
 from flywheel.candidates import Candidate
 from flywheel.state import open_state
@@ -53,7 +57,8 @@ def waiting_runs(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 class ApprovalInput(RunInput):
-    approver: str = Field("", title="Approver", description="Who decides (recorded on the MLflow runs).")
+    approver: str = Field(title="Approver", min_length=1, pattern=r"\S",
+                          description="Who decides (required; recorded on the MLflow runs).")
     note: str = Field("", title="Note", description="Why, for the record.")
 
 
@@ -66,36 +71,57 @@ def canary_field(candidate_id: str) -> str:
 
 
 def approval_form(candidates: list[Candidate]) -> type[ApprovalInput]:
-    """One switch per candidate ("Approve <id>") and one percent ("Approve as canary (%): <id>"):
-    a percent above 0 serves it to that share of users first (`flywheel watch` compares the arms);
-    0 with the switch on promotes it fully."""
+    """One switch per candidate, titled as an approver knows it (kind, version, the clusters it
+    fixes), and one percent: above 0 serves it to that share of users first (`flywheel watch`
+    compares the arms); 0 with the switch on promotes it fully. Fields say little: the evidence is
+    the description and its artifact, and a form of short fields leaves the description room."""
     fields: dict[str, Any] = {}
     for c in candidates:
         fields[field_name(c.candidate_id)] = (bool, Field(
-            False, title=f"Approve {c.candidate_id}", description=f"{c.kind}: golden {c.golden_score} vs {c.champion_score}"))
+            False, title=f"Approve {c.title()}",
+            description=f"golden {c.golden_score} vs champion {c.champion_score}, delta {ci_text(c)}"))
         fields[canary_field(c.candidate_id)] = (float, Field(
-            0.0, ge=0.0, lt=100.0, title=f"Approve as canary (%): {c.candidate_id}",
-            description="Serve it to this percent of users first, production staying for the rest; 0: no canary."))
+            0.0, ge=0.0, lt=100.0, title=f"As a canary (%): {c.candidate_id}",
+            description="Above 0: serve it to this percent of users first; 0: no canary."))
     return create_model("CycleApproval", __base__=ApprovalInput, **fields)  # type: ignore[call-overload,no-any-return]
 
 
 def mlflow_run_link(settings: Settings) -> Any:
+    """Links to runs in Flywheel's experiment on the MLflow UI (``mlflow_ui_url``), or None."""
     if not settings.mlflow_ui_url:
         return None
+    from flywheel.registry import use_mlflow
+
     base = settings.mlflow_ui_url.rstrip("/")
-    return lambda run_id: f"{base}/#/experiments/0/runs/{run_id}"
+    experiment = use_mlflow(settings).get_experiment_by_name(settings.experiment)
+    exp_id = experiment.experiment_id if experiment is not None else "0"
+    return lambda run_id: f"{base}/#/experiments/{exp_id}/runs/{run_id}"
+
+
+def publish_evidence(cycle_id: str, evidence: str) -> str | None:
+    """The full evidence as a Markdown artifact of this run; returns its page in the Prefect UI
+    (None on the ephemeral API, which has no UI)."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.settings import get_current_settings
+
+    artifact_id = create_markdown_artifact(key=EVIDENCE_KEY, markdown=evidence,
+                                           description=f"What the approver of cycle {cycle_id} decides on")
+    ui = get_current_settings().ui_url
+    return f"{ui.rstrip('/')}/artifacts/artifact/{artifact_id}" if ui else None
 
 
 def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champion_score: float | None,
-                      candidates: list[Candidate]) -> dict[str, str]:
-    """Pause for the form; apply its answers. Returns each candidate's final decision."""
+                      candidates: list[Candidate], evidence: str | None = None) -> dict[str, str]:
+    """Pause for the form; apply its answers. Returns each candidate's final decision. ``evidence``
+    (Markdown) becomes the run's evidence artifact, which the form's short description links to."""
     logger = get_run_logger()
     waiting = [c for c in candidates if c.decision == "pending_approval"]
     if not waiting:
         return {}
     form = approval_form(waiting)
-    description = approval_markdown(waiting, champion_score, run_link=mlflow_run_link(settings),
-                                    timeout_s=settings.approval.timeout,
+    evidence_link = publish_evidence(cycle_id, evidence) if evidence else None
+    description = approval_markdown(waiting, champion_score, evidence_link=evidence_link,
+                                    run_link=mlflow_run_link(settings), timeout_s=settings.approval.timeout,
                                     deferred=[c for c in candidates if c.decision == "deferred"])
     _set_wait(settings, str(flow_run_id), {"cycle_id": cycle_id, "candidate_ids": [c.candidate_id for c in waiting]})
     logger.info("waiting for approval of %s in the Prefect UI (or `flywheel approve`)",
@@ -121,7 +147,7 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
                         reason=f"approval timed out: nobody approved it within {settings.approval.timeout} s")
             decisions[cand.candidate_id] = "rejected"
             continue
-        who = answer.approver.strip() or "prefect-ui"
+        who = answer.approver.strip()
         percent = float(getattr(answer, canary_field(cand.candidate_id), 0.0) or 0.0)
         if percent > 0:
             from loop.canary import approve_canary

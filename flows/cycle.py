@@ -253,9 +253,16 @@ def _locked_cycle(params: CycleParameters, settings: Settings, lock: ExitStack) 
                                                      for c in report.candidates):
         from prefect.runtime import flow_run
 
-        from flows.approval import wait_for_approval
+        from flows.approval import mlflow_run_link, wait_for_approval
 
-        wait_for_approval(settings, flow_run.id, report.cycle_id, report.champion_score, report.candidates)
+        from evals.evidence import evidence_markdown
+
+        waiting = [c for c in report.candidates if c.decision is Decision.pending_approval]
+        evidence = evidence_markdown(waiting, champion, results, champion_score=report.champion_score,
+                                     run_link=mlflow_run_link(settings),
+                                     deferred=[c for c in report.candidates if c.decision is Decision.deferred])
+        wait_for_approval(settings, flow_run.id, report.cycle_id, report.champion_score, report.candidates,
+                          evidence=evidence)
         report.candidates = reread_candidates(ctx, report.candidates)
         publish_report(report)
     return report.model_dump(mode="json")

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from flows.approval import approval_form, canary_field, field_name, wait_until_paused, waiting_runs
 from flows.cycle import CycleParameters, improvement_cycle
@@ -121,9 +122,14 @@ def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     form = approval_form([cand])
     schema = form.model_json_schema()
     assert schema["properties"][field_name("prompt-abc123")]["type"] == "boolean"
+    assert schema["properties"][field_name("prompt-abc123")]["title"] == f"Approve {cand.title()}"
     canary = schema["properties"][canary_field("prompt-abc123")]  # "approve as canary (%)"
-    assert canary["title"] == "Approve as canary (%): prompt-abc123" and canary["exclusiveMaximum"] == 100
-    assert {"approver", "note"} <= set(schema["properties"])
+    assert canary["title"] == "As a canary (%): prompt-abc123" and canary["exclusiveMaximum"] == 100
+    assert {"approver", "note"} <= set(schema["properties"]) and "approver" in schema["required"]
+    for nobody in ({}, {"approver": ""}, {"approver": "  "}):  # a decision always has a name on it
+        with pytest.raises(ValidationError):
+            form.model_validate(nobody)
+    assert form.model_validate({"approver": "dana"}).approver == "dana"
     text = approval_markdown([cand], 0.5, timeout_s=60)
     assert "+0.400 [+0.300, +0.500]" in text and "95% CI" in text and cand.title() in text
     assert "r1" in text and "60 s" in text and "flywheel-approval-evidence" in text
