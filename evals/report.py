@@ -129,8 +129,10 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
               "| candidate | kind | clusters | golden | delta [95% CI] | decision | reason |",
               "|---|---|---|---|---|---|---|"]
     for c in candidates:
-        lines.append(f"| `{c.candidate_id}` | {c.kind} | {', '.join(c.cluster_ids)} | {c.golden_score} | {ci_text(c)} | "
-                     f"{c.decision} | {c.reason.replace('|', '/')} |")
+        compare = (f" ({f'v{c.version}: ' if c.version else ''}compare with v{c.parent})"
+                   if c.kind == "prompt" and c.parent else "")  # the registry's Compare view defaults elsewhere
+        lines.append(f"| `{c.candidate_id}`{compare} | {c.kind} | {', '.join(c.cluster_ids)} | {c.golden_score} | "
+                     f"{ci_text(c)} | {c.decision} | {c.reason.replace('|', '/')} |")
     if not candidates:
         lines.append("| (no candidate this cycle) | | | | | | |")
     lines += decision_lines(candidates)

@@ -5,7 +5,8 @@ One parent run per cycle (tag ``flywheel.kind=cycle``); nested runs for the cham
 ``flywheel.candidate_id``, ``flywheel.cycle_id``, ``flywheel.decision``, with metric
 ``golden_score`` and ``golden.<category>``, param ``golden_version``, the per-example results as
 a table, the golden set as the dataset input, the prompt diff as an artifact, and MLflow's link
-to the registry version of the prompt it was evaluated with.
+to the registry version of the prompt it was evaluated with; each golden answer is also a trace
+on the run (:mod:`evals.traces`), so MLflow's evaluation pages show and compare the answers.
 
 Runs are found by their tags before one is created, so a resumed cycle never duplicates them.
 Everything uses ``MlflowClient`` with explicit run ids: no global active run, safe in threads.
@@ -22,11 +23,13 @@ from typing import Any
 from evals.calibration import JudgeCalibration
 from evals.golden import GoldenSet
 from evals.runner import EvalResult
+from evals.traces import log_answers
 
 KIND = "flywheel.kind"
 CANDIDATE = "flywheel.candidate_id"
 CYCLE = "flywheel.cycle_id"
 DECISION = "flywheel.decision"
+PARENT = "flywheel.parent_version"  # the version a candidate was drafted from: what to compare it with
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +90,16 @@ def log_variant(
     artifacts: dict[str, str],
     scored: bool = True,
     prompt_name: str | None = None,
+    run_name: str | None = None,
+    judge_model: str | None = None,
+    trace_items: int | None = None,
 ) -> str:
     """Create (or find, when resuming) the nested run of one variant and log its evaluation.
     ``scored=False`` (an evaluation the endpoint broke off) logs the rows and error counts but no
     score: a missing metric, not a 0.0 that reads as a verdict. With ``prompt_name``, the run is
-    linked to the registry version of that prompt the variant was evaluated with."""
+    linked to the registry version of that prompt the variant was evaluated with. Each golden
+    answer also becomes a trace on the run (the first ``trace_items``; None: all), which MLflow's
+    evaluation pages show and compare; a resumed run found by its tags is not logged again."""
     from mlflow.entities import Metric, Param, RunTag
 
     base_tags = {KIND: kind, CANDIDATE: candidate_id, CYCLE: cycle_id}
@@ -99,7 +107,7 @@ def log_variant(
     if run_id is not None:
         return run_id
     run = client.create_run(
-        exp_id, run_name=candidate_id, tags={**base_tags, "mlflow.parentRunId": parent_run_id}
+        exp_id, run_name=run_name or candidate_id, tags={**base_tags, "mlflow.parentRunId": parent_run_id}
     )
     run_id = run.info.run_id
     if prompt_name and result.variant.prompt_version:
@@ -138,8 +146,19 @@ def log_variant(
                      artifact_file="eval_results.json", run_id=run_id)
     for name, text in artifacts.items():
         client.log_text(run_id, text, name)
+    log_answers(client, exp_id, run_id, result, tags=base_tags, judge_model=judge_model, limit=trace_items)
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def run_label(kind: str, candidate_id: str, version: str | None) -> str:
+    """A run name that reads in MLflow's narrow run column: what distinguishes it comes first
+    (``v7 prompt cf2b43``, ``champion v6``); the full id stays in the ``flywheel.candidate_id`` tag."""
+    if kind == "champion":
+        return f"champion v{version}" if version else "champion"
+    short = candidate_id.removeprefix(f"{kind}-")[:6]
+    head = (f"v{version}" if len(version) <= 8 else version[:16]) if version else ""
+    return " ".join(p for p in (head, kind, short) if p)
 
 
 def link_prompt_version(client: Any, run_id: str, name: str, version: str) -> None:

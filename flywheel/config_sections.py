@@ -173,6 +173,12 @@ class EvalSettings(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="Answer length limit passed to the product model.")
     bootstrap_resamples: int = Field(5000, ge=200, description="Resamples for the paired bootstrap CI.")
     cache: bool = Field(True, description="Reuse results of an unchanged variant on an unchanged golden set.")
+    trace_items: int | None = Field(
+        None, ge=0,
+        description="Golden answers logged as MLflow traces per variant run (question, answer, score, rationale, "
+        "expected answer), which MLflow's evaluation pages show and compare side by side; the first N items. "
+        "Unset: all. Each costs about 8 ms on a local SQLite store; 0 logs none (the run's table keeps them).",
+    )
 
 
 class RunnerSettings(BaseModel):

@@ -3,6 +3,7 @@ winner per kind, and promotion when auto-approved."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -113,7 +114,7 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
     ``calibration`` is this cycle's judge calibration: logged on the cycle's run, and unless it
     vouches for the judge, judge-scored items alone cannot pass a candidate."""
     from evals.stats import category_means, compare
-    from evals.tracking import cycle_run, experiment_id, log_judge_calibration, log_variant
+    from evals.tracking import PARENT, cycle_run, experiment_id, log_judge_calibration, log_variant, run_label
     from loop.promotion import supersede_pending
 
     policy = ctx.settings.policy
@@ -127,11 +128,13 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
         log_judge_calibration(client, parent, calibration)
     segments = golden.segments()
     judged, distrust = distrusted_judge(golden, ctx.settings.eval.default_scorer, calibration)
+    answers = {"judge_model": ctx.settings.judge_model, "trace_items": ctx.settings.eval.trace_items}
     champion_run = log_variant(
         client, exp_id, parent, cycle_id=ctx.cycle_id, kind="champion", candidate_id=f"champion-{ctx.cycle_id}",
         result=champion, golden=golden, decision="error" if outage else "champion", metrics={},
         params={"prompt_name": ctx.settings.prompt_name}, tags={"flywheel.prompt_version": ctx.champion_version},
         artifacts={"prompt.txt": ctx.champion_template}, scored=outage is None, prompt_name=ctx.settings.prompt_name,
+        run_name=run_label("champion", "", ctx.champion_version), **answers,
     )
     against = ctx.champions
     with ctx.state() as state:
@@ -170,9 +173,11 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
                             "prompt_name": ctx.settings.prompt_name,
                             **(cand.payload.model_dump(include={"dataset_version", "job_id", "base_model"})
                                if isinstance(cand.payload, FinetunePayload) else {})},
-                    tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or ""},
+                    tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or "",
+                          **({PARENT: cand.parent} if cand.parent else {})},
                     artifacts=candidate_artifacts(cand), scored=cand.decision is not Decision.error,
                     prompt_name=ctx.settings.prompt_name,
+                    run_name=run_label(cand.kind, cand.candidate_id, cand.version), **answers,
                 )
             state.save_candidate(cand)
             outcome = Outcome.of(cand.decision)
@@ -224,7 +229,15 @@ def candidate_artifacts(cand: Candidate) -> dict[str, str]:
             "model", "base_model", "job_id", "dataset_version", "dataset_path", "examples", "train", "validation",
             "preference_pairs", "excluded"})}
     if isinstance(p, RagPayload):
-        return {"index.diff": p.diff,
+        return {"index.diff.md": diff_markdown(f"Index change of {cand.title()}", p.diff),
                 "index_changes.json": p.model_dump_json(indent=2, include={"changed_documents", "provenance",
                                                                            "retrieval"})}
-    return {"prompt.txt": p.template, "prompt.diff": p.diff, "critique.txt": p.critique}
+    return {"prompt.txt": p.template, "critique.txt": p.critique,
+            "prompt.diff.md": diff_markdown(f"{cand.title()} against its parent, prompt v{cand.parent}", p.diff)}
+
+
+def diff_markdown(title: str, diff: str) -> str:
+    """A diff MLflow's artifact view previews (it renders ``.md`` and shows no ``.diff``): a title and
+    the diff in a ``diff`` fence longer than any backtick run inside, so a prompt's own fences stay text."""
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", diff)), default=0))
+    return f"# {title}\n\n{fence}diff\n{diff.rstrip()}\n{fence}\n" if diff.strip() else f"# {title}\n\n(no change)\n"

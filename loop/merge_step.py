@@ -102,8 +102,8 @@ def merge_step(ctx: CycleContext, candidates: Sequence[Candidate],
             "by_cluster": found.by_cluster})
         cand.version = register_draft(
             ctx, found.template, f"merge of {len(members)} drafts ({found.record.method}), cycle {ctx.cycle_id}",
-            {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.parent_version": ctx.champion_version,
-             "flywheel.merged_from": ",".join(found.members), "flywheel.kept": "true"},
+            {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.merged_from": ",".join(found.members),
+             "flywheel.kept": "true"},
         )
         state.add_candidate(cand)
         _note_left_out(state, winners, found.record)

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from evals.tracking import PARENT
 from flywheel.registry import register_prompt
 from flywheel.feedback.store import open_store
 from flywheel.llm import make_client
@@ -28,7 +29,9 @@ def draft_id(cycle_id: str, template: str) -> str:
 
 def register_draft(ctx: CycleContext, template: str, message: str, provenance: dict[str, str]) -> str:
     """Register a drafted prompt as a registry version exactly once, even across a crash: the
-    version is found again by its ``flywheel.draft_id`` tag before a new one is created."""
+    version is found again by its ``flywheel.draft_id`` tag before a new one is created. The version
+    is tagged ``flywheel.parent_version`` (the champion it was drafted from) because the registry's
+    Compare view defaults to the previous version, which is rarely the one to compare with."""
     did = draft_id(ctx.cycle_id, template)
     client = ctx.mlflow
     for pv in client.search_prompt_versions(ctx.settings.prompt_name):
@@ -43,7 +46,8 @@ def register_draft(ctx: CycleContext, template: str, message: str, provenance: d
     # The draft id goes last: versions are found again by it, so a crash between tags leaves an
     # untagged version, never one found again with half its provenance.
     ref = register_prompt(ctx.settings, template, message,
-                          {"flywheel.cycle_id": ctx.cycle_id, **provenance, "flywheel.draft_id": did})
+                          {"flywheel.cycle_id": ctx.cycle_id, PARENT: ctx.champion_version, **provenance,
+                           "flywheel.draft_id": did})
     return ref.version
 
 
@@ -94,7 +98,7 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
             cached = result.model_dump(mode="json")
             state.save_drafts(ctx.cycle_id, cluster.cluster_id, cached)
         result = DraftingResult.model_validate(cached)
-        provenance = {"flywheel.cluster_ids": cluster.cluster_id, "flywheel.parent_version": ctx.champion_version}
+        provenance = {"flywheel.cluster_ids": cluster.cluster_id}
         for rank, idx in enumerate(result.kept):
             draft = result.drafts[idx]
             if cached["drafts"][idx].get("version") is None:

@@ -138,7 +138,7 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
     assert len(by_kind["prompt"]) == len(out["candidates"]) - 1
     assert rag_run.data.metrics["retrieval.candidate.unaffected.recall_at_3"] >= \
         rag_run.data.metrics["retrieval.active.unaffected.recall_at_3"]
-    assert {"index.diff", "index_changes.json"} <= {a.path for a in client.list_artifacts(rag_run.info.run_id)}
+    assert {"index.diff.md", "index_changes.json"} <= {a.path for a in client.list_artifacts(rag_run.info.run_id)}
     changes = json.loads(Path(client.download_artifacts(rag_run.info.run_id, "index_changes.json")).read_text())
     assert "pricing.md" in changes["changed_documents"]
     assert all(p["from"] for p in changes["provenance"].values())
@@ -165,9 +165,15 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
         assert r.data.tags["flywheel.decision"] == cand["decision"]
         assert r.data.metrics["golden_score"] == pytest.approx(cand["golden_score"], abs=1e-4)
         assert r.data.metrics["delta"] == pytest.approx(cand["delta"], abs=1e-4)
-        assert {"prompt.diff", "prompt.txt"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
-        diff = client.download_artifacts(r.info.run_id, "prompt.diff")
-        assert Path(diff).read_text().startswith("--- prompt v")
+        assert {"prompt.diff.md", "prompt.txt"} <= {a.path for a in client.list_artifacts(r.info.run_id)}
+        diff = Path(client.download_artifacts(r.info.run_id, "prompt.diff.md")).read_text()
+        assert f"```diff\n--- prompt v{cand['parent']} (champion)" in diff
+        assert r.data.tags["flywheel.parent_version"] == cand["parent"] == loop["start_version"]
+        assert r.info.run_name == f"v{cand['version']} prompt {cand['candidate_id'].removeprefix('prompt-')[:6]}"
+        # The answers as traces on the run, one per golden item, which MLflow's evaluation pages show.
+        import mlflow
+
+        assert len(mlflow.search_traces(run_id=r.info.run_id, return_type="list")) == len(golden_lines(loop))
         table = json.loads(Path(client.download_artifacts(r.info.run_id, "eval_results.json")).read_text())
         assert len(table["data"]) == len(golden_lines(loop)) and "rationale" in table["columns"]
     # Every drafted prompt is a registered version with its provenance, screened out or not.
