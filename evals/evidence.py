@@ -145,7 +145,7 @@ def untested_combinations(candidates: Sequence[Candidate]) -> str | None:
     only its own part changed, so approving several serves a combination nobody evaluated."""
     if len({c.kind for c in candidates}) < 2:
         return None
-    names = "; ".join(inline(c.title()) for c in candidates)
+    names = "; ".join(inline(c.short_title()) for c in candidates)  # the titles above say what each fixes
     return (f"**Untested combination:** approving more than one of {names} serves a combination that was never "
             "evaluated together: each was scored only against the current champions, with its own part changed.")
 

@@ -331,8 +331,8 @@ def approval_markdown(candidates: Sequence[Candidate], champion_score: float | N
     where the full evidence is, and the fixes deferred to the next cycle, so none goes unseen."""
     lines = [f"**{len(candidates)} candidate{'s' if len(candidates) != 1 else ''} passed the policy.** "
              f"Champion golden score **{champion_score}**. Switch on what you approve; what you leave off is "
-             "rejected when you submit" + (f", and everything is rejected after {timeout_s} s without an answer."
-                                           if timeout_s else "."), ""]
+             "rejected when you submit" + (f", and everything is rejected after {duration_text(timeout_s)} without an "
+                                           "answer." if timeout_s else "."), ""]
     lines += [approval_line(c, run_link) for c in candidates]
     if warning := untested_combinations(candidates):
         lines += ["", warning]
@@ -344,6 +344,14 @@ def approval_markdown(candidates: Sequence[Candidate], champion_score: float | N
         lines += ["", "Also passed, deferred to the next cycle (not merged with the above):"]
         lines += [f"- {inline(c.title())}, golden {c.golden_score}: {c.reason}" for c in deferred]
     return "\n".join(lines)
+
+
+def duration_text(seconds: int) -> str:
+    """``86400`` -> ``24 h (86400 s)``: a wait an approver can picture, with the configured figure."""
+    if seconds < 120:
+        return f"{seconds} s"
+    unit = f"{seconds / 3600:g} h" if seconds >= 7200 else f"{seconds / 60:g} min"
+    return f"{unit} ({seconds} s)"
 
 
 def approval_line(c: Candidate, run_link: Callable[[str], str | None] | None = None) -> str:

@@ -1,7 +1,7 @@
 """Approval in the Prefect UI: a cycle run by a deployment pauses with a form when candidates wait.
 
 The form is a ``RunInput`` built for the waiting candidates: one switch per candidate ("Approve
-prompt v7: fixes tone-1 (prompt-...)"), a canary percent each, the approver (required) and a note; its
+prompt v7 (prompt-...)"), one canary percent, the approver (required) and a note; its
 description is short (what is asked, each candidate's score against the champion with its CI, a
 warning when the choices would combine candidates never evaluated together) and links to the full
 evidence, the run's ``flywheel-approval-evidence`` artifact (per category n and intervals, the change,
@@ -24,7 +24,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
 from evals.evidence import EVIDENCE_KEY
-from evals.report import approval_markdown, ci_text
+from evals.report import approval_markdown
 from flywheel.config import Settings
 from flywheel.candidates import Candidate
 from flywheel.state import open_state
@@ -57,32 +57,26 @@ def waiting_runs(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 class ApprovalInput(RunInput):
-    approver: str = Field(title="Approver", min_length=1, pattern=r"\S",
-                          description="Who decides (required; recorded on the MLflow runs).")
-    note: str = Field("", title="Note", description="Why, for the record.")
+    """Who decides and why, and how what is switched on starts. The fields say little and carry no
+    descriptions: Prefect's dialog gives the description (the evidence) only the height the fields
+    leave, so every line here is a line of evidence hidden at 1400x900."""
+
+    approver: str = Field(title="Approver (required: recorded on the MLflow runs)", min_length=1, pattern=r"\S")
+    note: str = Field("", title="Note (why, for the record)")
+    canary_percent: float = Field(0.0, ge=0.0, lt=100.0,
+                                  title="Canary (%): what you approve serves this share of users first; 0 promotes")
 
 
 def field_name(candidate_id: str) -> str:
     return "approve_" + re.sub(r"\W", "_", candidate_id)
 
 
-def canary_field(candidate_id: str) -> str:
-    return "canary_" + re.sub(r"\W", "_", candidate_id)
-
-
 def approval_form(candidates: list[Candidate]) -> type[ApprovalInput]:
-    """One switch per candidate, titled as an approver knows it (kind, version, the clusters it
-    fixes), and one percent: above 0 serves it to that share of users first (`flywheel watch`
-    compares the arms); 0 with the switch on promotes it fully. Fields say little: the evidence is
-    the description and its artifact, and a form of short fields leaves the description room."""
-    fields: dict[str, Any] = {}
-    for c in candidates:
-        fields[field_name(c.candidate_id)] = (bool, Field(
-            False, title=f"Approve {c.title()}",
-            description=f"golden {c.golden_score} vs champion {c.champion_score}, delta {ci_text(c)}"))
-        fields[canary_field(c.candidate_id)] = (float, Field(
-            0.0, ge=0.0, lt=100.0, title=f"As a canary (%): {c.candidate_id}",
-            description="Above 0: serve it to this percent of users first; 0: no canary."))
+    """One switch per candidate, titled by kind and version (the description names the clusters it
+    fixes under the same title). A canary percent above 0 serves what is approved to that share of
+    users first (`flywheel watch` compares the arms); 0 promotes it fully."""
+    fields: dict[str, Any] = {field_name(c.candidate_id): (bool, Field(False, title=f"Approve {c.short_title()}"))
+                              for c in candidates}
     return create_model("CycleApproval", __base__=ApprovalInput, **fields)  # type: ignore[call-overload,no-any-return]
 
 
@@ -148,14 +142,14 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
             decisions[cand.candidate_id] = "rejected"
             continue
         who = answer.approver.strip()
-        percent = float(getattr(answer, canary_field(cand.candidate_id), 0.0) or 0.0)
-        if percent > 0:
+        approved = bool(getattr(answer, field_name(cand.candidate_id), False))
+        if approved and answer.canary_percent > 0:
             from loop.canary import approve_canary
 
-            approve_canary(settings, cand.candidate_id, percent=percent, by=who,
-                           note=answer.note or f"approved as a {percent:g}% canary in the Prefect UI")
+            approve_canary(settings, cand.candidate_id, percent=answer.canary_percent, by=who,
+                           note=answer.note or f"approved as a {answer.canary_percent:g}% canary in the Prefect UI")
             decisions[cand.candidate_id] = "canary"
-        elif getattr(answer, field_name(cand.candidate_id)):
+        elif approved:
             champions.approve(settings, cand.candidate_id, by=who, note=answer.note or "approved in the Prefect UI")
             decisions[cand.candidate_id] = "promoted"
         else:

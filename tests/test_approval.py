@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from flows.approval import approval_form, canary_field, field_name, wait_until_paused, waiting_runs
+from flows.approval import approval_form, field_name, wait_until_paused, waiting_runs
 from flows.cycle import CycleParameters, improvement_cycle
 from flywheel.config import load_settings
 from flywheel.state import open_state
@@ -122,9 +122,10 @@ def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     form = approval_form([cand])
     schema = form.model_json_schema()
     assert schema["properties"][field_name("prompt-abc123")]["type"] == "boolean"
-    assert schema["properties"][field_name("prompt-abc123")]["title"] == f"Approve {cand.title()}"
-    canary = schema["properties"][canary_field("prompt-abc123")]  # "approve as canary (%)"
-    assert canary["title"] == "As a canary (%): prompt-abc123" and canary["exclusiveMaximum"] == 100
+    assert schema["properties"][field_name("prompt-abc123")]["title"] == f"Approve {cand.short_title()}"
+    assert cand.title().startswith(cand.short_title().split(" (")[0])  # the description's line starts alike
+    canary = schema["properties"]["canary_percent"]  # what is approved starts as a canary at this share
+    assert canary["title"].startswith("Canary (%)") and canary["exclusiveMaximum"] == 100
     assert {"approver", "note"} <= set(schema["properties"]) and "approver" in schema["required"]
     for nobody in ({}, {"approver": ""}, {"approver": "  "}):  # a decision always has a name on it
         with pytest.raises(ValidationError):

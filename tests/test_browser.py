@@ -87,18 +87,35 @@ def _open_form(page):  # type: ignore[no-untyped-def]
     return dialog
 
 
-def _fill_form(dialog, approve: str, leave: str) -> None:  # type: ignore[no-untyped-def]
-    """Approve one candidate, leave the other, sign and explain."""
+def _fill_form(dialog, approve: str, leave: str, approver: str = "ui-operator") -> None:  # type: ignore[no-untyped-def]
+    """Approve one candidate (by its title in the form), leave the other, sign and explain."""
     from playwright.sync_api import expect
 
     def row(label: str):  # type: ignore[no-untyped-def]
         return dialog.locator(".schema-form-property").filter(has_text=label)
 
-    row(f"Approve {approve}").get_by_role("switch").click()
-    row("Approver").locator("textarea, input").first.fill("ui-operator")
+    switch = row(f"Approve {approve}").get_by_role("switch")
+    if not switch.is_checked():
+        switch.click()
+    row("Approver").locator("textarea, input").first.fill(approver)
     row("Note").locator("textarea, input").first.fill("prompt checked in the browser; index needs the docs team")
     expect(row(f"Approve {approve}").get_by_role("switch")).to_be_checked()
     expect(row(f"Approve {leave}").get_by_role("switch")).not_to_be_checked()
+
+
+def _description_room(dialog) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """How much of the form's description shows at once: the height of the box it scrolls in
+    (``visible``) against its whole height (``content``); equal when nothing is hidden."""
+    return dict(dialog.get_by_text("candidates passed the policy").first.evaluate("""el => {
+        const dialog = el.closest('[role=dialog]');
+        for (let n = el.parentElement; n && n !== dialog; n = n.parentElement) {
+            const style = getComputedStyle(n);
+            if (/(auto|scroll|hidden)/.test(style.overflowY) && n.scrollHeight > n.clientHeight + 1)
+                return {visible: n.clientHeight, content: n.scrollHeight};
+        }
+        const h = el.parentElement.getBoundingClientRect().height;
+        return {visible: h, content: h};
+    }"""))
 
 
 def _still_paused(stack: PrefectStack, run_id: str, seconds: float = 30) -> bool:
@@ -155,20 +172,49 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page = browser.new_page(viewport={"width": 1400, "height": 900})  # a laptop's screen
         page.goto(f"{stack.url}/runs/flow-run/{run_id}")
         dialog = _open_form(page)
-        # The evidence: both candidates, their scores against the champion with the CI, the change.
+        # The form's description: both candidates by kind, version and fixes, their scores against the
+        # champion with the CI, the warning that approving both serves an untested combination.
         expect(dialog.get_by_text("2 candidates passed the policy")).to_be_visible()
         for cand in (prompt, rag):
-            expect(dialog.get_by_text(cand.candidate_id).first).to_be_visible()
-            expect(dialog.get_by_text(f"Golden {cand.golden_score} vs champion {cand.champion_score}").first
+            expect(dialog.get_by_text(cand.title()).first).to_be_visible()
+            expect(dialog.get_by_text(f"golden {cand.golden_score} vs champion {cand.champion_score}").first
                    ).to_be_attached()
-        assert "95% CI" in dialog.inner_text()
+        text = dialog.inner_text()
+        assert "95% CI" in text and "never evaluated together" in text
+        room = _description_room(dialog)
+        dialog.screenshot(path=str(OUTPUT / "approval-form-1400x900.png"))
+        print(f"\napproval form at 1400x900: description {room['visible']:.0f} px shown of {room['content']:.0f} px; "
+              f"screenshot {OUTPUT / 'approval-form-1400x900.png'}")
+        assert room["visible"] >= min(room["content"], 240), f"the evidence is squeezed at 1400x900: {room}"
 
-        _fill_form(dialog, approve=prompt.candidate_id, leave=rag.candidate_id)
+        # The full evidence, one click away: per category n and intervals, the answers that changed.
+        link = dialog.get_by_role("link", name="flywheel-approval-evidence")
+        href = link.get_attribute("href")
+        assert href and href.startswith(stack.url), href
+        evidence_page = browser.new_page(viewport={"width": 1400, "height": 900})
+        evidence_page.goto(href)
+        try:
+            expect(evidence_page.get_by_text("Answers that changed").first).to_be_attached(timeout=30_000)
+            expect(evidence_page.get_by_text("Wilson 95%").first).to_be_visible()
+            expect(evidence_page.get_by_text(prompt.title()).first).to_be_visible()
+        finally:
+            evidence_page.screenshot(path=str(OUTPUT / "approval-evidence-1400x900.png"))
+        print(f"evidence artifact at 1400x900: {OUTPUT / 'approval-evidence-1400x900.png'}")
+        evidence_page.close()
+
+        # Nobody decides without a name: submitted unsigned, the run stays paused.
+        _fill_form(dialog, approve=prompt.short_title(), leave=rag.short_title(), approver="")
+        dialog.get_by_role("button", name="Submit").click()
+        assert _still_paused(stack, run_id, seconds=5), "an unsigned form resumed the run"
+        if not dialog.is_visible():
+            dialog = _open_form(page)
+        _fill_form(dialog, approve=prompt.short_title(), leave=rag.short_title())
         dialog.screenshot(path=str(OUTPUT / "approval-form.png"))
         page.screenshot(path=str(OUTPUT / "approval-page.png"), full_page=True)
+        waited = time.monotonic() - paused_at
         dialog.get_by_role("button", name="Submit").click()
         if _still_paused(stack, run_id) and "database is locked" in (OUTPUT / "prefect-server.log").read_text():
             # Prefect's SQLite server can refuse a write under load (SQLITE_BUSY when a deferred
@@ -176,8 +222,9 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
             # kept: the operator submits again, as the UI's error toast invites.
             page.reload()
             dialog = _open_form(page)
-            _fill_form(dialog, approve=prompt.candidate_id, leave=rag.candidate_id)
+            _fill_form(dialog, approve=prompt.short_title(), leave=rag.short_title())
             dialog.get_by_role("button", name="Submit").click()
+        print(f"the cycle stayed paused {waited:.0f} s (lease renewals every {LEASE_RENEWAL_S} s) until approved")
 
         done = _wait_for("the run did not finish after the form was submitted",
                          lambda: (run := stack.flow_run(run_id))["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"}

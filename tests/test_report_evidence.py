@@ -89,7 +89,7 @@ def test_candidates_of_several_kinds_warn_of_a_combination_never_evaluated() -> 
     prompt, tuned = _candidate("prompt-a"), _candidate("ft-b", "finetune")
     assert untested_combinations([prompt, _candidate("prompt-c")]) is None
     warning = untested_combinations([prompt, tuned])
-    assert warning is not None and prompt.title() in warning and tuned.title() in warning
+    assert warning is not None and prompt.short_title() in warning and tuned.short_title() in warning
     assert "only against the current champions" in warning
 
 
