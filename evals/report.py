@@ -27,12 +27,15 @@ PROMOTION_KEY = "flywheel-promotion"
 
 
 def candidate_rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
-    """One row per candidate for a table artifact (plain values only)."""
-    return [{"candidate": c.candidate_id, "kind": c.kind, "clusters": ", ".join(c.cluster_ids),
+    """One row per candidate for a table artifact (plain values only). Short columns first (the
+    decision, the scores, the MLflow run), long text last: at 1400 px the clusters and the reason
+    run off the right edge, not what an approver compares."""
+    return [{"candidate": c.candidate_id, "what": c.target_name(), "decision": c.decision or "-",
              "golden": round(c.golden_score, 4) if c.golden_score is not None else None,
              "champion": round(c.champion_score, 4) if c.champion_score is not None else None,
-             "delta [95% CI]": ci_text(c), "decision": c.decision or "-", "reason": c.reason,
-             "mlflow_run_id": c.mlflow_run_id or "-"} for c in candidates]
+             "delta [95% CI]": ci_text(c), "mlflow_run_id": c.mlflow_run_id or "-",
+             "decided by": c.decided_by or "-", "clusters": ", ".join(c.cluster_ids), "reason": c.reason}
+            for c in candidates]
 
 
 def cluster_rows(clusters: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -289,7 +289,7 @@ class Candidate(BaseModel):
         """The prompt template it serves with (a fine-tune keeps the champion's)."""
         return getattr(self.payload, "template", None)
 
-    def _target(self) -> str:
+    def target_name(self) -> str:
         """What promotion would point at: ``prompt v7``, ``index v3``, ``model ft:...``."""
         what = {CandidateKind.prompt: "prompt", CandidateKind.rag: "index", CandidateKind.finetune: "model"}[self.kind]
         if self.version and self.kind is not CandidateKind.finetune:
@@ -298,13 +298,13 @@ class Candidate(BaseModel):
 
     def short_title(self) -> str:
         """``prompt v7 (prompt-cf2b43)``: the start of :meth:`title`, for a line that must stay short."""
-        return f"{self._target()} ({self.candidate_id})"
+        return f"{self.target_name()} ({self.candidate_id})"
 
     def title(self, clusters: int = 3) -> str:
         """How an approver knows it: kind, what promotion would point at (prompt or index version,
         model name), the clusters it fixes (a prompt's screened fixes; "for" the clusters it
         was drafted for when nothing screened them per cluster) and its id, e.g. ``prompt v7: fixes tone-1, fmt-2 (prompt-cf2b43)``."""
-        target = self._target()
+        target = self.target_name()
         fixes = self.fixed_clusters()
         named, verb = (fixes, "fixes") if fixes else (self.cluster_ids, "for")  # others are not screened per cluster
         shown = ", ".join(named[:clusters]) + (f" and {len(named) - clusters} more" if len(named) > clusters else "")

@@ -123,7 +123,7 @@ def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     schema = form.model_json_schema()
     assert schema["properties"][field_name("prompt-abc123")]["type"] == "boolean"
     assert schema["properties"][field_name("prompt-abc123")]["title"] == f"Approve {cand.short_title()}"
-    assert cand.title().startswith(cand.short_title().split(" (")[0])  # the description's line starts alike
+    assert cand.title().startswith(cand.target_name()) and cand.short_title().startswith(cand.target_name())
     canary = schema["properties"]["canary_percent"]  # what is approved starts as a canary at this share
     assert canary["title"].startswith("Canary (%)") and canary["exclusiveMaximum"] == 100
     assert {"approver", "note"} <= set(schema["properties"]) and "approver" in schema["required"]

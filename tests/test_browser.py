@@ -30,8 +30,11 @@ pytestmark = pytest.mark.slow
 
 OUTPUT = Path(__file__).resolve().parent / "output" / "browser"
 HOOKS = Path(__file__).resolve().parent / "hooks"
-LEASE_RENEWAL_S = 5  # how often the worker's runs renew a concurrency lease (Prefect: 225 s)
-LEASE_WAIT_S = 30  # how long the test keeps the cycle paused before anyone answers
+# How often the worker's runs renew a concurrency lease (Prefect's own: 225 s), and how long the test
+# keeps the cycle paused before anyone answers; FLYWHEEL_BROWSER_LEASE_RENEWAL_S=225
+# FLYWHEEL_BROWSER_PAUSE_S=600 replays an operator's real wait past Prefect's own first renewal.
+LEASE_RENEWAL_S = float(os.environ.get("FLYWHEEL_BROWSER_LEASE_RENEWAL_S", "5"))
+LEASE_WAIT_S = float(os.environ.get("FLYWHEEL_BROWSER_PAUSE_S", "30"))
 
 
 @pytest.fixture(scope="module")
