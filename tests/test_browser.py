@@ -164,8 +164,8 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     paused_at = time.monotonic()
     # The wait survives Prefect's lease renewals: still paused (not Crashed) after several of them.
     assert _still_paused(stack, run_id, seconds=LEASE_WAIT_S), (
-        f"the cycle paused for approval did not survive {LEASE_WAIT_S} s of lease renewals every "
-        f"{LEASE_RENEWAL_S} s: {stack.flow_run(run_id)['state']}\n{stack.diagnostics()}")
+        f"the cycle paused for approval did not survive {LEASE_WAIT_S:g} s of lease renewals every "
+        f"{LEASE_RENEWAL_S:g} s: {stack.flow_run(run_id)['state']}\n{stack.diagnostics()}")
     waits = waiting_runs(settings)
     assert list(waits) == [run_id]
     with open_state(settings.home) as state:
@@ -227,7 +227,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
             dialog = _open_form(page)
             _fill_form(dialog, approve=prompt.short_title(), leave=rag.short_title())
             dialog.get_by_role("button", name="Submit").click()
-        print(f"the cycle stayed paused {waited:.0f} s (lease renewals every {LEASE_RENEWAL_S} s) until approved")
+        print(f"the cycle stayed paused {waited:.0f} s (lease renewals every {LEASE_RENEWAL_S:g} s) until approved")
 
         done = _wait_for("the run did not finish after the form was submitted",
                          lambda: (run := stack.flow_run(run_id))["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"}
