@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum, StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -69,6 +69,20 @@ def _non_finite(value: Any, path: str = "") -> str | None:
     return None
 
 
+NUL = "\x00"
+NUL_RULE = "contains a NUL character (U+0000), which no text field may hold"
+TS_RANGE_RULE = "out of range: in UTC it falls outside the years 1 to 9999"
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a NUL sits in any string inside JSON-like data, dictionary keys included."""
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(map(_holds_nul, value))
+
+
 class FeedbackEvent(BaseModel):
     """One line of a feedback JSONL file, exactly as SPEC.md defines it.
 
@@ -107,6 +121,23 @@ class FeedbackEvent(BaseModel):
         if isinstance(v, str | datetime):
             return v
         raise ValueError("must be an ISO 8601 string with a timezone (e.g. 2026-11-10T10:00:00Z), not a number")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_in_utc(cls, v: datetime) -> datetime:
+        # Stored and compared in UTC: a time whose UTC reading leaves years 1..9999 cannot be kept.
+        try:
+            return v.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError(TS_RANGE_RULE) from None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        # One rule for every text, keys and nested values too, so both stores take the same events.
+        if _holds_nul(v):
+            raise ValueError(NUL_RULE)
+        return v
 
     @field_validator("prompt_version", "index_version", mode="before")
     @classmethod
