@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Row, Select, String, case, func, literal, select
+from sqlalchemy import Connection, Insert, Row, Select, String, case, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flywheel.feedback.engine import LOCK_TIMEOUT_SECONDS, create_store_engine, describe, store_errors, store_url
+from flywheel.errors import FlywheelError
 from flywheel.feedback.migrate import current_revision, migrate
+from flywheel.feedback.rows import ROW_ERRORS, Unstorable, as_json, check_row, database_refusal, utc
 from flywheel.feedback.tables import SCHEMA_REVISION, events as events_table
 from flywheel.schemas import StoredEvent
 
@@ -26,6 +29,22 @@ _GET_CHUNK = 500  # ids per IN (...) lookup
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """One event the store would not keep: its position in the events given, and why (no value quoted)."""
+
+    position: int
+    error: str
+
+
+@dataclass(slots=True)
+class AddResult:
+    """What :meth:`FeedbackStore.add_each` did: the events it stored new, and those it refused."""
+
+    new: list[StoredEvent] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+
+
 class FeedbackStore(Protocol):
     """What the rest of Flywheel needs from a feedback store."""
 
@@ -33,7 +52,12 @@ class FeedbackStore(Protocol):
         """Store events not seen before (by ``event_id``) in one transaction; return those that were new.
 
         Exactly this call's new events, whatever other writers store meanwhile: the counts an ingest
-        reports (and the Prefect events it sends) are its own."""
+        reports (and the Prefect events it sends) are its own. An event the store cannot keep fails
+        the whole call, before anything is written."""
+
+    def add_each(self, events: Sequence[StoredEvent], source: str) -> AddResult:
+        """Store what can be stored: like :meth:`add`, but an event the store cannot keep (a time out
+        of range, a NUL, a value the database refuses) is refused alone, the others are stored."""
 
     def events(self, *, polarity: int | None = None, since: datetime | None = None) -> Iterator[StoredEvent]:
         """Stored events, oldest first, optionally only one polarity or those after ``since``."""
@@ -59,8 +83,9 @@ class FeedbackStore(Protocol):
 
 
 def _row(e: StoredEvent, source: str, now: float) -> dict[str, Any]:
-    ts = e.ts.astimezone(timezone.utc)
-    return {
+    """The row of one event, or :class:`Unstorable` when no dialect should keep it."""
+    ts = utc(e.ts)
+    return check_row({
         "event_id": e.event_id,
         "ts": ts.isoformat(),
         "ts_epoch": ts.timestamp(),
@@ -80,14 +105,37 @@ def _row(e: StoredEvent, source: str, now: float) -> dict[str, Any]:
         "correction": e.correction,
         "final_text": e.final_text,
         "value": e.value,
-        "context_ids": json.dumps(e.context_ids) if e.context_ids else None,
-        "metadata": json.dumps(e.metadata, ensure_ascii=False) if e.metadata else None,
+        "context_ids": as_json("context_ids", e.context_ids, ascii_only=True),
+        "metadata": as_json("metadata", e.metadata),
         "pii_scrubbed": ",".join(sorted(e.pii_scrubbed)) if e.pii_scrubbed else None,
         "source": source,
         "ingested_at": now,
         "index_version": e.index_version,
         "arm": e.arm,
-    }
+    })
+
+
+def _first_copies(events: Sequence[StoredEvent]) -> list[tuple[int, StoredEvent]]:
+    """The first copy of each id with its position (later copies in a batch are duplicates)."""
+    first: dict[str, tuple[int, StoredEvent]] = {}
+    for position, e in enumerate(events):
+        first.setdefault(e.event_id, (position, e))
+    return list(first.values())
+
+
+def _rows(unique: list[tuple[int, StoredEvent]], source: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Refused]]:
+    """Rows with their positions, in id order (concurrent writers then lock rows in the same order: no
+    deadlock), and the events refused before any database sees them."""
+    now = datetime.now(timezone.utc).timestamp()
+    rows: list[tuple[int, dict[str, Any]]] = []
+    refused: list[Refused] = []
+    for position, e in unique:
+        try:
+            rows.append((position, _row(e, source, now)))
+        except Unstorable as exc:
+            refused.append(Refused(position, str(exc)))
+    rows.sort(key=lambda item: item[1]["event_id"])
+    return rows, refused
 
 
 def _event(r: Row[Any]) -> StoredEvent:
@@ -144,22 +192,56 @@ class SQLFeedbackStore:
             return current_revision(conn)
 
     def add(self, events: Sequence[StoredEvent], source: str) -> list[StoredEvent]:
-        # The first copy of an id in the batch is the one that counts (later copies are duplicates).
-        first: dict[str, StoredEvent] = {}
-        for e in events:
-            first.setdefault(e.event_id, e)
-        unique = list(first.values())
-        if not unique:
+        unique = _first_copies(events)
+        rows, refused = _rows(unique, source)
+        if refused:
+            raise FlywheelError(f"feedback store {self.where} cannot be written: event {refused[0].position}: "
+                                f"{refused[0].error}")
+        if not rows:
             return []
-        now = datetime.now(timezone.utc).timestamp()
-        # Rows in id order: concurrent writers then take row locks in the same order (no deadlock).
-        rows = sorted((_row(e, source, now) for e in unique), key=lambda r: r["event_id"])
-        insert = _INSERTS[self.dialect](events_table).on_conflict_do_nothing(index_elements=["event_id"])
         with store_errors(self.url, "written"), self._engine.connect() as conn:
             conn = conn.execution_options(flywheel_write=True)
             with conn.begin():  # one transaction: the whole batch or nothing
-                new = set(conn.execute(insert.returning(events_table.c.event_id), rows).scalars())
-        return [e for e in unique if e.event_id in new]
+                new = self._insert(conn, [row for _, row in rows])
+        return [e for _, e in unique if e.event_id in new]
+
+    def add_each(self, events: Sequence[StoredEvent], source: str) -> AddResult:
+        unique = _first_copies(events)
+        rows, refused = _rows(unique, source)
+        new: set[str] = set()
+        if rows:
+            with store_errors(self.url, "written"), self._engine.connect() as conn:
+                conn = conn.execution_options(flywheel_write=True)
+                try:
+                    with conn.begin():  # the usual case: the whole batch in one statement
+                        new = self._insert(conn, [row for _, row in rows])
+                except ROW_ERRORS:  # one row's values: find it, store the others
+                    new, more = self._insert_one_by_one(conn, rows)
+                    refused += more
+        stored = [e for _, e in unique if e.event_id in new]
+        return AddResult(new=stored, refused=sorted(refused, key=lambda r: r.position))
+
+    def _statement(self) -> Insert:
+        insert = _INSERTS[self.dialect](events_table).on_conflict_do_nothing(index_elements=["event_id"])
+        return insert.returning(events_table.c.event_id)
+
+    def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert ``rows`` in the caller's transaction; the ids that were new."""
+        return set(conn.execute(self._statement(), rows).scalars())
+
+    def _insert_one_by_one(self, conn: Connection,
+                           rows: list[tuple[int, dict[str, Any]]]) -> tuple[set[str], list[Refused]]:
+        """Each row under its own savepoint, in one transaction: a refused row is rolled back alone."""
+        new: set[str] = set()
+        refused: list[Refused] = []
+        with conn.begin():
+            for position, row in rows:
+                try:
+                    with conn.begin_nested():
+                        new |= set(conn.execute(self._statement(), row).scalars())
+                except ROW_ERRORS as exc:
+                    refused.append(Refused(position, database_refusal(exc)))
+        return new, refused
 
     def events(self, *, polarity: int | None = None, since: datetime | None = None) -> Iterator[StoredEvent]:
         query = select(events_table)
