@@ -26,7 +26,7 @@ from flywheel.config import IngestSettings
 from flywheel.errors import UsageError
 from flywheel.feedback.scrub import scrub_text, scrub_value
 from flywheel.feedback.signals import normalise
-from flywheel.feedback.store import FeedbackStore
+from flywheel.feedback.store import AddResult, FeedbackStore
 from flywheel.schemas import BatchReport, FeedbackEvent, IndexedError, IngestReport, StoredEvent
 from flywheel.sqlite_util import open_migrated
 
@@ -164,18 +164,22 @@ class _Quarantine:
 
 class _Batch:
     """Events waiting for one transaction. Committed when full, when open for ``flush_seconds``, and
-    before an expensive line, so a slow line (or a kill during it) never costs the lines before it."""
+    before an expensive line, so a slow line (or a kill during it) never costs the lines before it.
+    An event the store refuses is rejected with its line number and quarantined; the others are stored."""
 
     def __init__(self, store: FeedbackStore, source: str, report: IngestReport, settings: IngestSettings,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], quarantine: _Quarantine) -> None:
         self.store, self.source, self.report, self.settings, self.clock = store, source, report, settings, clock
+        self.quarantine = quarantine
         self.events: list[StoredEvent] = []
+        self.lines: list[tuple[int, bytes]] = []  # (line number, raw line) of each event, for a refusal
         self.opened = 0.0
 
-    def add(self, event: StoredEvent) -> None:
+    def add(self, event: StoredEvent, line_no: int, raw: bytes) -> None:
         if not self.events:
             self.opened = self.clock()
         self.events.append(event)
+        self.lines.append((line_no, raw))
         if len(self.events) >= self.settings.batch_size:
             self.flush()
 
@@ -184,8 +188,14 @@ class _Batch:
 
     def flush(self) -> None:
         if self.events:
-            self.report.stored(len(self.events), self.store.add(self.events, self.source))
+            result = self.store.add_each(self.events, self.source)
+            self.report.stored(len(self.events) - len(result.refused), result.new)
+            for refused in result.refused:
+                line_no, raw = self.lines[refused.position]
+                self.report.reject(self.source, line_no, refused.error)
+                self.quarantine.write(self.source, line_no, refused.error, raw)
             self.events.clear()
+            self.lines.clear()
 
 
 def _open_source(source: str) -> IO[bytes]:
@@ -260,7 +270,7 @@ def ingest_lines(
 
     Lines before an interruption (Ctrl-C, an unreadable file) are committed before it propagates."""
     quarantine = _Quarantine(quarantine_dir, source, settings.max_field_chars)
-    batch = _Batch(store, source, report, settings, clock)
+    batch = _Batch(store, source, report, settings, clock, quarantine)
     try:
         for line_no, raw in enumerate(lines, start=1):
             if progress:
@@ -272,7 +282,7 @@ def ingest_lines(
                 batch.flush()
             outcome = _parse(line, settings)
             if isinstance(outcome, StoredEvent):
-                batch.add(outcome)
+                batch.add(outcome, line_no, line)
             else:
                 report.reject(source, line_no, outcome)
                 quarantine.write(source, line_no, outcome, line)
@@ -304,24 +314,26 @@ def _encode(item: Any) -> bytes | str:
 def ingest_objects(items: Sequence[Any], source: str, store: FeedbackStore, quarantine_dir: Path,
                    settings: IngestSettings) -> BatchReport:
     """Validate, scrub and store already-decoded events (one request's): the same checks as a file's
-    lines, item by item, and every valid one in ONE ``store.add``, so they are stored together or, when
-    the store fails, not at all (the error propagates). Bad items are reported by 0-based index and
-    quarantined after the store took the good ones: a retried request quarantines nothing twice."""
-    report = BatchReport()
-    good: list[StoredEvent] = []
+    lines, and every valid one in ONE ``store.add_each``, so they are stored together or, when the
+    store fails, not at all (the error propagates); an event the store refuses is rejected alone. Bad
+    items are reported by 0-based index and quarantined after the store took the good ones: a retried
+    request quarantines nothing twice."""
+    good: list[tuple[int, bytes, StoredEvent]] = []
     bad: list[tuple[int, str, bytes]] = []
     for index, item in enumerate(items):
         raw = _encode(item)
-        outcome = _parse(raw, settings) if isinstance(raw, bytes) else raw
+        if isinstance(raw, str):
+            bad.append((index, raw, b"(not re-encodable)"))
+            continue
+        outcome = _parse(raw, settings)
         if isinstance(outcome, StoredEvent):
-            good.append(outcome)
+            good.append((index, raw, outcome))
         else:
-            bad.append((index, outcome, raw if isinstance(raw, bytes) else b"(not re-encodable)"))
-            report.errors.append(IndexedError(index=index, error=outcome))
-    new = store.add(good, source) if good else []
-    report.accepted, report.duplicates, report.rejected = len(new), len(good) - len(new), len(bad)
-    report.scrubbed = sum(1 for e in new if e.pii_scrubbed)
-    report.negative = sum(1 for e in new if e.polarity < 0)
+            bad.append((index, outcome, raw))
+    result = store.add_each([e for _, _, e in good], source) if good else AddResult()
+    bad += [(good[r.position][0], r.error, good[r.position][1]) for r in result.refused]
+    bad.sort(key=lambda b: b[0])
+    report = _batch_report(len(good) - len(result.refused), result.new, bad)
     if bad:
         quarantine = _Quarantine(quarantine_dir, source, settings.max_field_chars, daily=True)
         try:
@@ -330,6 +342,13 @@ def ingest_objects(items: Sequence[Any], source: str, store: FeedbackStore, quar
         finally:
             quarantine.close()
     return report
+
+
+def _batch_report(offered: int, new: list[StoredEvent], bad: list[tuple[int, str, bytes]]) -> BatchReport:
+    """The counts of one request: ``offered`` events went to the store, ``new`` were stored, ``bad`` rejected."""
+    return BatchReport(accepted=len(new), duplicates=offered - len(new), rejected=len(bad),
+                       errors=[IndexedError(index=index, error=error) for index, error, _ in bad],
+                       scrubbed=sum(1 for e in new if e.pii_scrubbed), negative=sum(1 for e in new if e.polarity < 0))
 
 
 def ingest_files(
