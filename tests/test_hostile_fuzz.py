@@ -47,7 +47,8 @@ _ODD_CHARS = st.sampled_from(["\u0000", "\ud800", "\udfff", "\U0001f600", "\u202
 TEXT = st.one_of(st.text(max_size=24), st.text(alphabet=_ODD_CHARS, max_size=12))
 NUMBER = st.one_of(st.integers(-(10**30), 10**30), st.floats(), st.sampled_from([0, 1, 5, -1, 0.5, 1e308, 5e-324,
                                                                                   10**400, _BIG]))
-_OFFSET = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: f"{'+' if m >= 0 else '-'}{abs(m) // 60:02}:{abs(m) % 60:02}")
+_OFFSET = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
+    lambda m: f"{'+' if m >= 0 else '-'}{abs(m) // 60:02}:{abs(m) % 60:02}")  # every offset ISO 8601 allows
 TIMESTAMP = st.one_of(
     st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-00:01", "0001-01-01T00:00:00Z",
                      "9999-12-31T23:59:59Z", "2026-11-10T10:00:00", "2026-11-10", "2026-02-30T00:00:00Z",
@@ -181,7 +182,8 @@ def test_hostile_jsonl_lines_are_rejected_alone_by_line(store_settings: Settings
             path.write_bytes(b"".join(row + b"\n" for row in rows))
             report = ingest_files([str(path)], store, store_settings.quarantine_dir, store_settings.ingest).public()
             # ingest skips blank lines (a byte order mark first is dropped): number the others from 0
-            read = [n for n, row in enumerate(rows, 1) if (row.removeprefix(codecs.BOM_UTF8) if n == 1 else row).strip()]
+            read = [n for n, row in enumerate(rows, 1)
+                    if (row.removeprefix(codecs.BOM_UTF8) if n == 1 else row).strip()]
             position = {line: k for k, line in enumerate(read)}
             report["errors"] = [e | {"line": position[e["line"]]} for e in report["errors"]]
             ledger.check([named[line - 1] for line in read], report, "line")

@@ -123,11 +123,14 @@ def _first_copies(events: Sequence[StoredEvent]) -> list[tuple[int, StoredEvent]
     return list(first.values())
 
 
-def _rows(unique: list[tuple[int, StoredEvent]], source: str) -> tuple[list[tuple[int, dict[str, Any]]], list[Refused]]:
+_Rows = list[tuple[int, dict[str, Any]]]  # rows with the position of their event
+
+
+def _rows(unique: list[tuple[int, StoredEvent]], source: str) -> tuple[_Rows, list[Refused]]:
     """Rows with their positions, in id order (concurrent writers then lock rows in the same order: no
     deadlock), and the events refused before any database sees them."""
     now = datetime.now(timezone.utc).timestamp()
-    rows: list[tuple[int, dict[str, Any]]] = []
+    rows: _Rows = []
     refused: list[Refused] = []
     for position, e in unique:
         try:
@@ -229,8 +232,7 @@ class SQLFeedbackStore:
         """Insert ``rows`` in the caller's transaction; the ids that were new."""
         return set(conn.execute(self._statement(), rows).scalars())
 
-    def _insert_one_by_one(self, conn: Connection,
-                           rows: list[tuple[int, dict[str, Any]]]) -> tuple[set[str], list[Refused]]:
+    def _insert_one_by_one(self, conn: Connection, rows: _Rows) -> tuple[set[str], list[Refused]]:
         """Each row under its own savepoint, in one transaction: a refused row is rolled back alone."""
         new: set[str] = set()
         refused: list[Refused] = []
