@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flywheel.errors import FlywheelError, Interrupted, SignalReceived
+from flywheel.masking import mask_secrets
 
 OFF_TERMINAL_WIDTH = 180
 
@@ -54,10 +55,11 @@ def handles_errors(fn: F) -> F:
             failure = exc
         finally:
             _restore_sigterm(previous)
+        message = mask_secrets(str(failure))  # a message may quote a URL with its password
         if kwargs.get("as_json"):
-            emit({"error": str(failure), "exit_code": failure.exit_code})
+            emit({"error": message, "exit_code": failure.exit_code})
         # One line, unwrapped; the message is text, never Rich markup (a "[section]" in it must show).
-        err.print(f"[bold red]error:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(failure.exit_code)
 
     return wrapper  # type: ignore[return-value]

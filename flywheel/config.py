@@ -41,6 +41,11 @@ from flywheel.config_sections import (
 from flywheel.errors import UsageError
 
 DEFAULT_CONFIG_FILE = "flywheel.toml"
+# The golden set shipped with the package: read-only (in a checkout it is tracked, installed it sits in
+# site-packages). With no golden file configured, `golden accept` writes HOME_GOLDEN instead.
+DEFAULT_GOLDEN = Path("evals/golden/default.jsonl")
+BUNDLED_GOLDEN = Path(__file__).resolve().parents[1] / "evals" / "golden" / "default.jsonl"
+HOME_GOLDEN = Path("golden") / "golden.jsonl"
 # Top-level settings that hold paths: resolved against the TOML file's directory.
 _PATH_KEYS = ("home", "golden", "knowledge_source")
 
@@ -56,7 +61,8 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(Path(".flywheel"), description="State directory (FLYWHEEL_HOME).")
-    golden: Path = Field(Path("evals/golden/default.jsonl"), description="Golden set JSONL (FLYWHEEL_GOLDEN).")
+    golden: Path = Field(DEFAULT_GOLDEN, description="Golden set JSONL (FLYWHEEL_GOLDEN). Unset: the bundled set, "
+                         "read-only; `golden accept` then starts $FLYWHEEL_HOME/golden/golden.jsonl from it.")
     knowledge_source: Path | None = Field(
         None, description="Knowledge source for the RAG index: a directory or a JSONL file (FLYWHEEL_KNOWLEDGE_SOURCE)."
     )
@@ -154,6 +160,31 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.home / "state.sqlite"
+
+    @property
+    def golden_is_bundled(self) -> bool:
+        """True when no golden file of the team's is configured: the default, or the package's own file."""
+        if self.golden == DEFAULT_GOLDEN:
+            return True
+        return self.golden.is_file() and self.golden.resolve() == BUNDLED_GOLDEN
+
+    @property
+    def golden_home_file(self) -> Path:
+        """Where accepted items go when the golden set is the bundled one (never into the package)."""
+        return self.home / HOME_GOLDEN
+
+    @property
+    def golden_file(self) -> Path:
+        """The golden set every stage reads: the configured file; with none configured, the copy under
+        FLYWHEEL_HOME once `golden accept` has made one, else the bundled default."""
+        if self.golden_is_bundled and self.golden_home_file.is_file():
+            return self.golden_home_file
+        return self.golden
+
+    @property
+    def golden_target(self) -> Path:
+        """The file `golden accept` writes: the configured one, or the copy under FLYWHEEL_HOME."""
+        return self.golden_home_file if self.golden_is_bundled else self.golden
 
     @property
     def resolved_store_url(self) -> str:

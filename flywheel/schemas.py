@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from flywheel.candidates import Decision
+from flywheel.identifiers import DOCUMENT_ID, DOCUMENT_ID_RULE, identifier_problem
 
 
 class Signal(str, Enum):
@@ -83,13 +84,25 @@ def _holds_nul(value: Any) -> bool:
     return isinstance(value, list) and any(map(_holds_nul, value))
 
 
+def _bad_key(value: Any, path: str = "metadata") -> str | None:
+    """Why a key inside metadata (at any depth) is not an identifier, naming where by position, not by key."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for n, (key, item) in enumerate(items):
+        if isinstance(value, dict) and (problem := identifier_problem(str(key))) is not None:
+            return f"key {n + 1} of {path}: {problem}"
+        if (problem := _bad_key(item, f"{path}.{key}")) is not None:
+            return problem
+    return None
+
+
 class FeedbackEvent(BaseModel):
     """One line of a feedback JSONL file, exactly as SPEC.md defines it.
 
     Strict where a lax reading would change the meaning: ``consent`` is a JSON boolean (``"yes"`` or
     ``1`` is not consent), ``ts`` an ISO 8601 string with a timezone (an epoch number is ambiguous in
     its unit), ``value`` and ``confidence`` finite JSON numbers. Versions may be numbers or strings
-    (teams log both) and are kept as strings.
+    (teams log both) and are kept as strings. ``event_id``, versions, ``model``, ``context_ids`` items
+    and ``metadata`` keys are stored unscrubbed, so they follow the grammar of :mod:`flywheel.identifiers`.
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -147,10 +160,30 @@ class FeedbackEvent(BaseModel):
             return str(v)
         return v
 
+    @field_validator("event_id", "prompt_version", "index_version", "model")
+    @classmethod
+    def _is_identifier(cls, v: str | None) -> str | None:
+        # Stored unscrubbed (keys, versions, names the loop groups by): so ids only, never text or PII.
+        if v is not None and (problem := identifier_problem(v)) is not None:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("context_ids")
+    @classmethod
+    def _are_document_ids(cls, v: list[str] | None) -> list[str] | None:
+        for i, item in enumerate(v or ()):
+            if (problem := identifier_problem(item, DOCUMENT_ID, DOCUMENT_ID_RULE)) is not None:
+                raise ValueError(f"item {i}: {problem}")
+        return v
+
     @field_validator("metadata")
     @classmethod
     def _metadata_is_finite(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is not None and (where := _non_finite(v)) is not None:
+        if v is None:
+            return v
+        if (problem := _bad_key(v)) is not None:  # first: the path below names keys
+            raise ValueError(problem)
+        if (where := _non_finite(v)) is not None:
             raise ValueError(f"{where or 'a value'} is not a finite number")
         return v
 

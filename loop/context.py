@@ -89,11 +89,11 @@ class CycleContext(BaseModel):
         recorded, so the report, MLflow and every score name one golden set; an edit mid-cycle stops
         the cycle, which the next ``flywheel cycle`` resumes on the new version."""
         if self._golden is None:
-            self._golden = load_golden(self.settings.golden)
+            self._golden = load_golden(self.settings.golden_file)
         seen = {self._golden.version, *versions} - {self.golden_version}
         if seen:
             raise UsageError(
-                f"{self.settings.golden}: the golden set changed during cycle {self.cycle_id} (version "
+                f"{self.settings.golden_file}: the golden set changed during cycle {self.cycle_id} (version "
                 f"{self.golden_version[:12]} when it began, now {', '.join(sorted(v[:12] for v in seen))}); "
                 "run `flywheel cycle` again: it resumes the cycle on the new version")
         return self._golden
@@ -147,7 +147,7 @@ def begin(settings: Settings) -> CycleContext:
     """Check what the cycle needs (endpoint, champion, golden set) and open or resume a cycle."""
     endpoint(settings, purpose="`flywheel cycle`")
     prompt = require_production_prompt(settings)
-    golden = load_golden(settings.golden)
+    golden = load_golden(settings.golden_file)
     with open_state(settings.ensure_home()) as state:
         cycle_id = state.unfinished_cycle()
         resumed = cycle_id is not None

@@ -98,7 +98,7 @@ def evaluate_step(settings: Settings, variants: Sequence[Variant], progress: Cal
                   golden: GoldenSet | None = None) -> list[EvalResult]:
     """One evaluation batch: the variants share a client and the concurrency limit; cached ones are free.
     A cycle gives the golden set it began with; otherwise the configured one is read."""
-    golden = golden or load_golden(settings.golden)
+    golden = golden or load_golden(settings.golden_file)
     with open_state(settings.home) as state:
         return evaluate_many(variants, golden, answer_factory(settings, _queries(golden)),
                              default_scorer=settings.eval.default_scorer, concurrency=settings.eval.concurrency,
@@ -116,7 +116,7 @@ class EvalPlan(BaseModel):
 
 def plan_evaluation(settings: Settings, variants: Sequence[Variant], slots: int) -> EvalPlan:
     """Batches for a runner that runs ``slots`` of them at once."""
-    golden = load_golden(settings.golden)
+    golden = load_golden(settings.golden_file)
     with open_state(settings.home) as state:
         cached, todo = from_cache(variants, state=state, use_cache=settings.eval.cache,
                                   fingerprint=fingerprint(settings, golden))
@@ -127,7 +127,7 @@ def plan_evaluation(settings: Settings, variants: Sequence[Variant], slots: int)
 
 def evaluate_batch_step(settings: Settings, batch: EvalBatch) -> BatchRows:
     """One batch, wherever it runs: it needs the golden set, the endpoint and (for retrieval) the index."""
-    golden = load_golden(settings.golden)
+    golden = load_golden(settings.golden_file)
     return run_batch(batch, golden, answer_factory(settings, _queries(golden)),
                      default_scorer=settings.eval.default_scorer)
 
@@ -137,7 +137,7 @@ def _queries(golden: GoldenSet) -> list[str]:
 
 
 def assemble_evaluation(settings: Settings, plan: EvalPlan, parts: Sequence[BatchRows]) -> list[EvalResult]:
-    golden = load_golden(settings.golden)
+    golden = load_golden(settings.golden_file)
     with open_state(settings.home) as state:
         return assemble(plan.variants, golden, plan.cached, parts, state=state,
                         fingerprint=fingerprint(settings, golden))

@@ -34,9 +34,9 @@ def golden_inputs(settings: Settings) -> list[str]:
     """The golden set's inputs (training must not overlap them); none when there is no golden set."""
     from evals.golden import load_golden
 
-    if not Path(settings.golden).exists():
+    if not Path(settings.golden_file).exists():
         return []
-    return [item.input for item in load_golden(settings.golden).items]
+    return [item.input for item in load_golden(settings.golden_file).items]
 
 
 def build_dataset(settings: Settings, *, min_examples: int | None = None, log: bool = True) -> dict[str, Any]:

@@ -109,3 +109,54 @@ def test_config_says_where_each_value_came_from(cli, monkeypatch: pytest.MonkeyP
     assert "triage.cluster_threshold" not in rows  # defaults only with --all
     assert "sk-never-shown" not in table
     assert "triage.cluster_threshold" in cli("config", "--all").stdout
+
+
+STORE_URL = "postgresql://flywheel:hunter2-pw@db.internal:5432/feedback"
+
+
+def test_config_masks_the_store_password_in_text_and_json(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYWHEEL_STORE_URL", STORE_URL)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://ml:tracking-pw@db.internal/mlflow")
+    monkeypatch.setenv("FLYWHEEL_KNOWLEDGE__CHROMA_URL", "http://chroma:chroma-pw@chroma.internal:8000")
+    doc = cli("config", "--json")
+    assert doc["store_url"] == doc["resolved"]["store_url"] == "postgresql://flywheel:***@db.internal:5432/feedback"
+    assert doc["resolved"]["mlflow_tracking_uri"] == "postgresql://ml:***@db.internal/mlflow"
+    assert doc["knowledge"]["chroma_url"] == "http://chroma:***@chroma.internal:8000"
+    for out in (cli.last.stdout, cli("config").stdout, cli("config", "--all").stdout):
+        assert "hunter2" not in out and "tracking-pw" not in out and "chroma-pw" not in out
+        assert "flywheel:***@db.internal" in out
+
+
+def test_an_error_quoting_a_store_url_shows_no_password() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from app.output import handles_errors
+    from flywheel.errors import FlywheelError
+
+    @handles_errors
+    def fails(as_json: bool = False) -> None:
+        raise FlywheelError(f"cannot reach {STORE_URL} (password=hunter2-pw)")
+
+    command = typer.Typer()
+    command.command()(fails)
+    for args in ([], ["--as-json"]):
+        result = CliRunner().invoke(command, args)
+        assert result.exit_code == 1
+        assert "hunter2" not in result.stdout + result.stderr
+        assert "postgresql://flywheel:***@db.internal:5432/feedback" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
+    ("postgresql+psycopg://u:a:b@c@h:5432/db?sslmode=require", "postgresql+psycopg://u:***@h:5432/db?sslmode=require"),
+    ("postgresql://u@h/db", "postgresql://u@h/db"),  # no password: nothing to hide
+    ("sqlite:////tmp/feedback.sqlite", "sqlite:////tmp/feedback.sqlite"),
+    ("host=h dbname=x password=s3cret user=u", "host=h dbname=x password=*** user=u"),
+    ("https://api.example.com/v1?api_key=abc123&x=1", "https://api.example.com/v1?api_key=***&x=1"),
+    ("see http://127.0.0.1:8700/docs and postgresql://a:b@h/d.", "see http://127.0.0.1:8700/docs and postgresql://a:***@h/d."),
+])
+def test_mask_secrets(text: str, masked: str) -> None:
+    from flywheel.masking import mask_secrets
+
+    assert mask_secrets(text) == masked

@@ -194,3 +194,31 @@ def test_the_golden_review_flow_accepts_what_its_form_switches_on(cli: Cli, pref
     assert {i.id for i in load_golden(path).items} == set(chosen)
     left = {p["proposal_id"] for p in cli("golden", "review", "--json")["proposals"]}
     assert left == {p["proposal_id"] for p in pending} - set(chosen)  # what stayed off stays pending
+
+
+@pytest.mark.parametrize("configured", ["unset", "the bundled path"])
+def test_accepting_never_writes_the_bundled_golden_set(cli: Cli, configured: str, flywheel_home: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """No golden file of the team's: acceptance starts a copy under FLYWHEEL_HOME from the bundled
+    items, later reads take that copy, and the package's file keeps its bytes."""
+    from flywheel.config import BUNDLED_GOLDEN
+
+    seed_feedback(cli)  # writes its file in the test's own working directory
+    if configured == "unset":
+        monkeypatch.chdir(BUNDLED_GOLDEN.parents[2])  # a checkout: the default path is the bundled file
+    else:
+        monkeypatch.setenv("FLYWHEEL_GOLDEN", str(BUNDLED_GOLDEN))
+    bundled = BUNDLED_GOLDEN.read_bytes()
+    proposals = cli("golden", "propose", "--json")["proposals"]
+    assert proposals, "the seeded feedback proposes items"
+    chosen = [p["proposal_id"] for p in proposals[:2]]
+    report = cli("golden", "accept", *chosen, "--by", "dana", "--json")
+    assert BUNDLED_GOLDEN.read_bytes() == bundled
+    copy = flywheel_home.resolve() / "golden" / "golden.jsonl"
+    assert Path(report["path"]).resolve() == copy
+    written = load_golden(copy)
+    assert copy.read_bytes().startswith(bundled) and [i.id for i in written.items][-2:] == chosen
+    assert report["golden_version"] == written.version and report["items"] == len(load_golden(BUNDLED_GOLDEN)) + 2
+    settings = load_settings()
+    assert settings.golden_file.resolve() == copy  # what cycles, checks and coverage read from now on
+    assert cli("config", "--json")["resolved"]["golden"] == str(settings.golden_file)

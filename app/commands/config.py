@@ -12,13 +12,15 @@ from app.context import _settings
 from app.output import JsonFlag, emit, handles_errors, human_console
 from flywheel.config import Settings
 from flywheel.config_sources import setting_sources
+from flywheel.masking import mask_secrets, masked_model
 
 
 def _document(settings: Settings) -> dict[str, Any]:
-    doc = settings.model_dump(mode="json")
-    doc["openai_api_key"] = "***" if settings.openai_api_key else None
+    doc = masked_model(settings)
     doc["config_file"] = str(settings.config_file) if settings.config_file else None
-    doc["resolved"] = {"store_url": settings.resolved_store_url, "mlflow_tracking_uri": settings.resolved_tracking_uri}
+    doc["resolved"] = {"store_url": mask_secrets(settings.resolved_store_url),
+                       "mlflow_tracking_uri": mask_secrets(settings.resolved_tracking_uri),
+                       "golden": str(settings.golden_file)}
     doc["sources"] = setting_sources(settings)
     return doc
 
@@ -35,7 +37,7 @@ def show_config(
     all_values: Annotated[bool, typer.Option("--all", help="List settings left at their defaults too.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show the effective configuration (the API key masked) and where each value came from: an
+    """Show the effective configuration (secrets and URL passwords masked) and where each value came from: an
     environment variable, the config file, or the default. Without --all only what was set
     (environment or file) is listed, then the file and the resolved store and MLflow locations."""
     settings = _settings()

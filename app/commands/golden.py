@@ -128,7 +128,7 @@ def coverage(as_json: JsonFlag = False) -> None:
         emit(report.public())
         return
     if report.golden_version is None:
-        err.print(f"no golden set yet at {settings.golden}: `flywheel golden propose` starts one from the store's "
+        err.print(f"no golden set yet at {settings.golden_file}: `flywheel golden propose` starts one from the store's "
                   "feedback (or point `golden` / FLYWHEEL_GOLDEN at your file)", highlight=False, markup=False)
     if not report.categories:
         err.print("nothing to cover yet: no golden item and no failure cluster in the store", highlight=False)

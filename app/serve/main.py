@@ -23,6 +23,7 @@ from app.serve.stores import StoreBusy, StorePool
 from flywheel.ask_ledger import AskLedger
 from flywheel.config import Settings, load_settings
 from flywheel.keys import KeyStore, open_keys
+from flywheel.masking import mask_secrets
 from flywheel.schemas import FeedbackEvent
 from flywheel.serving import Served, read_served
 
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
 
 async def _busy(request: Request, exc: Exception) -> JSONResponse:
     seconds = request.app.state.service.settings.serve.retry_after_seconds
-    log.warning("store unavailable, answered 503: %s", exc)
+    log.warning("store unavailable, answered 503: %s", mask_secrets(str(exc)))
     return JSONResponse({"detail": "the feedback store cannot take a write now; nothing was stored, retry"},
                         status_code=503, headers={"Retry-After": str(seconds)})
 
@@ -94,7 +95,7 @@ def _warm(service: Service) -> None:
     try:
         service.champions.load()
     except Exception as exc:
-        log.warning("the champion could not be read at startup (the first request tries again): %s", exc)
+        log.warning("the champion could not be read at startup (the first request tries again): %s", mask_secrets(str(exc)))
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -8,7 +8,6 @@ connect and lock timeout. Messages name the database (host, port, name or file),
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 
 from flywheel.errors import FlywheelError, StoreUnavailable, UsageError
+from flywheel.masking import MASK, mask_secrets
 
 # How long a write waits for another writer before the store reports itself unavailable (read
 # when an engine is made; tests lower it).
@@ -110,6 +110,6 @@ def _reason(exc: sa_exc.DBAPIError, url: URL) -> str:
     """The driver's message on one line, shortened, with the password (if any) blotted out."""
     text = " ".join(str(exc.orig).split()) or type(exc.orig).__name__
     if url.password:
-        text = text.replace(str(url.password), "***")
-    text = re.sub(r"password=\S+", "password=***", text)
+        text = text.replace(str(url.password), MASK)
+    text = mask_secrets(text)
     return text if len(text) <= 300 else text[:297] + "..."

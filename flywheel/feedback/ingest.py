@@ -35,19 +35,38 @@ _EXPENSIVE_LINE_BYTES = 64 * 1024
 _TEXT_FIELDS = ("query", "output", "comment", "correction", "final_text")
 
 ProgressFn = Callable[[int], None]
+# Field names that may be quoted in an error location, by the model's title (pydantic's ``exc.title``).
+_FIELDS: dict[str, set[str]] = {FeedbackEvent.__name__: set(FeedbackEvent.model_fields)}
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """One readable sentence per problem, naming the field."""
+    """One readable sentence per problem, naming the field and the rule, never the value: this text
+    goes to the CLI, HTTP 422 bodies, quarantine records and logs, none of which is scrubbed (pydantic's
+    own ``str(exc)`` quotes ``input_value``, and a location can hold a key the sender chose)."""
     parts = []
-    for err in exc.errors(include_url=False):
+    for err in exc.errors(include_url=False, include_input=False):
         if err["type"] == "json_invalid":
-            parts.append(f"not valid JSON ({err['ctx'].get('error', 'parse error')})")
+            parts.append(f"not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})")
             continue
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = safe_location(err["loc"], exc.title)
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
+
+
+def safe_location(loc: Sequence[int | str], model: str) -> str:
+    """A dotted error location with only the model's own field names and list positions: an unknown
+    field's name or a metadata key is the sender's text, so it is described, not quoted."""
+    fields = _FIELDS.get(model, set())
+    if loc and isinstance(loc[0], str) and fields and loc[0] not in fields:
+        return "an unknown field (not in the event format)"
+    shown: list[str] = []
+    for part in loc:
+        if isinstance(part, int) or part in fields or not fields:
+            shown.append(str(part))
+        else:
+            shown.append("(a key)")
+    return ".".join(shown)
 
 
 def _pseudonym(identifier: str | None, found: set[str]) -> str | None:

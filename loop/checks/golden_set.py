@@ -47,7 +47,7 @@ class GoldenCheck(BaseModel):
 
 
 def check_golden(settings: Settings) -> GoldenCheck:
-    path = settings.golden
+    path = settings.golden_file
     where = 'set `golden = "path/to/golden.jsonl"` in flywheel.toml (relative to it) or FLYWHEEL_GOLDEN'
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"

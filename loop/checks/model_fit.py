@@ -62,7 +62,7 @@ def check_model_fit(settings: Settings, template: str, golden: GoldenCheck) -> l
         asked = asyncio.run(ask(settings, template, items))
     except UsageError as exc:  # eval.pipeline that cannot be loaded
         return [error(Check.MODEL_FIT, str(exc), "fix eval.pipeline in flywheel.toml: 'package.module:function'")]
-    path = str(settings.golden)
+    path = str(settings.golden_file)
     failed = [a for a in asked if a.error is not None]
     if len(failed) == len(asked):
         return [error(Check.MODEL_FIT, f"model {settings.target_model!r} answered none of {len(asked)} golden inputs: "

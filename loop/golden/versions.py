@@ -1,7 +1,9 @@
 """Deciding proposals, and the golden versions acceptance makes.
 
 An accepted proposal becomes a line appended to the golden file (the team's lines stay as they
-wrote them, so their version control shows only the new items). The new file is written next to
+wrote them, so their version control shows only the new items). The bundled golden set is never
+written: with no golden file configured, the first acceptance starts ``$FLYWHEEL_HOME/golden/golden.jsonl``
+from the bundled items, and every later read (``Settings.golden_file``) takes that copy. The new file is written next to
 the old one and moved over it with ``os.replace``: a reader sees the old version or the new one,
 never half a file, and a crash leaves the old one. Both versions are kept under
 ``$FLYWHEEL_HOME/golden/versions/<version>.jsonl``, the version being the content hash
@@ -34,7 +36,7 @@ GOLDEN_KIND = "golden"
 def current_golden(settings: Settings) -> GoldenSet | None:
     """The configured golden set, or None when there is none yet (no file, or an empty one). A
     file with a bad line is a usage error naming it, as everywhere else."""
-    path = settings.golden
+    path = settings.golden_file
     if not path.is_file() or not path.read_bytes().strip():
         return None
     return load_golden(path)
@@ -122,7 +124,8 @@ def accept(settings: Settings, ids: Sequence[str], *, by: str) -> AcceptReport:
     chosen = _decidable(settings, ids)
     with _golden_lock(settings):
         golden = current_golden(settings)
-        old = settings.golden.read_bytes() if golden else b""
+        old = golden.path.read_bytes() if golden else b""
+        target = settings.golden_target  # never the bundled file: a copy under FLYWHEEL_HOME then
         present = {i.id for i in golden.items} if golden else set()
         # Already in the file (accepted before, or a crash between the write and the record): not added twice.
         adding = [p for p in chosen if p.proposal_id not in present and p.status is ProposalStatus.pending]
@@ -132,17 +135,18 @@ def accept(settings: Settings, ids: Sequence[str], *, by: str) -> AcceptReport:
                 raise UsageError("nothing to accept")
             version = golden.version
             kept = None
+            target = golden.path
         else:
             items = [*(golden.items if golden else ()), *(_item(p) for p in adding)]
             version = canonical_version(items)
             kept = str(keep_version(settings, golden.version, old)) if golden else None
             data = (old if not old or old.endswith(b"\n") else old + b"\n")
             data += b"".join(_item(p).model_dump_json(exclude_defaults=True).encode() + b"\n" for p in adding)
-            write_atomically(settings.golden, data)
-            written = load_golden(settings.golden)
+            write_atomically(target, data)
+            written = load_golden(target)
             if written.version != version:  # pragma: no cover - canonical_version is order-free
-                raise FlywheelError(f"{settings.golden}: wrote version {written.version}, expected {version}")
-        version_kept = keep_version(settings, version, settings.golden.read_bytes())
+                raise FlywheelError(f"{target}: wrote version {written.version}, expected {version}")
+        version_kept = keep_version(settings, version, target.read_bytes())
         now = datetime.now(timezone.utc)
         with open_state(settings.ensure_home()) as state:
             for p in chosen:
@@ -151,14 +155,14 @@ def accept(settings: Settings, ids: Sequence[str], *, by: str) -> AcceptReport:
                                                              "decided_at": now, "golden_version": version}))
     report = AcceptReport(accepted=[p.proposal_id for p in adding], already_accepted=already, accepted_by=by,
                           golden_version=version, previous_version=golden.version if golden else None,
-                          path=str(settings.golden), items=len(load_golden(settings.golden)),
+                          path=str(target), items=len(load_golden(target)),
                           previous_kept=kept, version_kept=str(version_kept))
     if adding:
         try:
-            report.mlflow_run_id = log_version(settings, load_golden(settings.golden), adding, report)
+            report.mlflow_run_id = log_version(settings, load_golden(target), adding, report)
         except Exception as exc:
             raise FlywheelError(f"accepted {len(adding)} proposal(s) into golden version {version[:12]} "
-                                f"({settings.golden}), but logging it to MLflow failed: {exc}") from exc
+                                f"({target}), but logging it to MLflow failed: {exc}") from exc
     return report
 
 
