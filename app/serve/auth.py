@@ -35,7 +35,8 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[KeyRecord]]:
                                 + " or ".join(repr(s.value) for s in scopes))
         wait = service.rate_limit.retry_after(record.id) if service.rate_limit else None
         if wait is not None:
-            raise HTTPException(429, f"key {record.name!r} is over serve.rate_limit ({service.settings.serve.rate_limit})",
+            limit = service.settings.serve.rate_limit
+            raise HTTPException(429, f"key {record.name!r} is over serve.rate_limit ({limit})",
                                 headers={"Retry-After": str(wait)})
         return record
 
