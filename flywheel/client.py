@@ -7,10 +7,11 @@
         variant = fw.champion("user-42")        # arm, prompt (name, version, template), index, model
         if fw.ask("user-42", confidence=0.3).ask: ...
 
-A 503 (the store is busy) and a failed connection are retried with exponential backoff, waiting
-what ``Retry-After`` says when the server says it; feedback, idempotent by ``event_id``, is also
-retried after a timeout or a dropped answer. A 4xx is never retried: it raises ``ClientError`` with
-the server's reason (``FeedbackRejected`` for a single event the server rejected).
+A 503 (the store is busy), a 429 (the key is over the rate limit) and a failed connection are
+retried with exponential backoff, waiting what ``Retry-After`` says when the server says it;
+feedback, idempotent by ``event_id``, is also retried after a timeout or a dropped answer. Another
+4xx is never retried: it raises ``ClientError`` with the server's reason (``FeedbackRejected`` for
+a single event the server rejected).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class FeedbackRejected(ClientError):
 
 
 class ServiceUnavailable(ClientError):
-    """Still 503, or no connection, after every retry."""
+    """Still 503 or 429, or no connection, after every retry."""
 
 
 class _Retry(Exception):
@@ -132,7 +133,7 @@ class FlywheelClient:
 
         def attempt() -> httpx.Response:
             response = self._http.request(method, path, **kwargs)
-            if response.status_code == 503 or (idempotent and response.status_code in (502, 504)):
+            if response.status_code in (429, 503) or (idempotent and response.status_code in (502, 504)):
                 raise _Retry(response.status_code, _detail(response), _retry_after(response.headers.get("Retry-After")))
             return response
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -370,6 +370,24 @@ class ServeSettings(BaseModel):
         description="New negative feedback is summed over this long before Prefect events are sent for it, so "
         "single-event posts add up to what one event stands for (events.negatives_per_event).",
     )
+    rate_limit: str | None = Field(
+        None, max_length=100,
+        description="Requests one API key may make, e.g. \"100/second\" or \"1000/minute;20/second\" (the `limits` "
+        "notation); more answer 429 with Retry-After. Counted per worker process. Off (none) by default.",
+    )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if value:
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a rate limit: write e.g. \"100/second\" or \"1000/minute\"") \
+                    from None
+        return value or None
 
 
 class AskSettings(BaseModel):

@@ -1,18 +1,25 @@
-"""Reading ``POST /v1/feedback``'s body within the limits, before any event is looked at: too large
-413, not UTF-8 or not JSON or too deeply nested 400, neither an event nor ``{"events": [...]}`` 400,
-more than ``serve.max_batch`` events 413."""
+"""Reading bodies within their limits, as they stream and only after the key passed: nothing is
+buffered past the bound, so a body too large costs its first bytes, not its size, in memory.
+
+``POST /v1/feedback``: too large 413, not UTF-8 or not JSON or too deeply nested 400, neither an event
+nor ``{"events": [...]}`` 400, more than ``serve.max_batch`` events 413. The small JSON routes
+(``/v1/ask``, ``/v1/opt-out``): over ``SMALL_BODY_BYTES`` 413, not their model 422 as FastAPI answers."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from flywheel.config_sections import ServeSettings
 
 _JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 SHAPE = 'the body is one event object or {"events": [event, ...]}'
+SMALL_BODY_BYTES = 64 * 1024  # a user id and a few numbers: far below this
+M = TypeVar("M", bound=BaseModel)
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -27,6 +34,21 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise HTTPException(413, f"body longer than serve.max_body_bytes ({limit} bytes)")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_model(request: Request, model: type[M], limit: int) -> M:
+    """The body as ``model``: read within ``limit``, then validated (422 with FastAPI's error list)."""
+    body = await read_limited(request, limit)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+        raise RequestValidationError(errors, body=body.decode("utf-8", "replace")) from None
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads ``model`` by hand (after its key check)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 def _deeper_than(doc: Any, limit: int) -> bool:

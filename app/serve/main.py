@@ -18,11 +18,12 @@ from sqlalchemy import exc as sa
 from app.serve.champion_cache import TtlCache
 from app.serve.events import NegativeFeedbackEvents
 from app.serve.metrics import LatencyMiddleware, Metrics
+from app.serve.ratelimit import KeyRateLimit, key_rate_limit
 from app.serve.routes import router
 from app.serve.stores import StoreBusy, StorePool
 from flywheel.ask_ledger import AskLedger
 from flywheel.config import Settings, load_settings
-from flywheel.keys import KeyStore, open_keys
+from flywheel.keys import KeyFileError, KeyStore, open_keys
 from flywheel.masking import mask_secrets
 from flywheel.schemas import FeedbackEvent
 from flywheel.serving import Served, read_served
@@ -39,6 +40,7 @@ class Service:
     champions: TtlCache[Served]
     metrics: Metrics
     events: NegativeFeedbackEvents
+    rate_limit: KeyRateLimit | None
 
     @classmethod
     def build(cls, settings: Settings) -> Service:
@@ -48,7 +50,8 @@ class Service:
                    stores=StorePool(settings.resolved_store_url, timeout),
                    ledger=AskLedger(settings.resolved_store_url, timeout),
                    champions=TtlCache(lambda: read_served(settings), settings.serve.champion_ttl_seconds),
-                   metrics=Metrics(), events=NegativeFeedbackEvents(settings))
+                   metrics=Metrics(), events=NegativeFeedbackEvents(settings),
+                   rate_limit=key_rate_limit(settings.serve.rate_limit))
 
     def close(self) -> None:
         self.events.stop()
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
     for error in (StoreBusy, sqlite3.OperationalError, sa.OperationalError, sa.InterfaceError, sa.TimeoutError,
                   sa.DisconnectionError):
         app.add_exception_handler(error, _busy)
+    app.add_exception_handler(KeyFileError, _no_keys)
     app.add_middleware(LatencyMiddleware, metrics=service.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -89,6 +93,13 @@ async def _busy(request: Request, exc: Exception) -> JSONResponse:
     log.warning("store unavailable, answered 503: %s", mask_secrets(str(exc)))
     return JSONResponse({"detail": "the feedback store cannot take a write now; nothing was stored, retry"},
                         status_code=503, headers={"Retry-After": str(seconds)})
+
+
+async def _no_keys(request: Request, exc: Exception) -> JSONResponse:
+    """No key can be checked (logged once by the key store when the file changed, not here per request)."""
+    seconds = request.app.state.service.settings.serve.retry_after_seconds
+    return JSONResponse({"detail": f"API keys cannot be checked now: {exc}"}, status_code=503,
+                        headers={"Retry-After": str(seconds)})
 
 
 def _warm(service: Service) -> None:

@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.serve.auth import require
-from app.serve.body import decode_events, read_limited
+from app.serve.body import SMALL_BODY_BYTES, body_schema, decode_events, read_limited, read_model
 from app.serve.stores import StoreBusy, unavailable
 from flywheel.feedback.ingest import ingest_objects
 from flywheel.keys import KeyRecord, Scope
@@ -92,23 +92,31 @@ async def champion(request: Request, user_id: str | None = Query(None, max_lengt
     return result
 
 
-@router.post("/v1/ask", response_model=AskResult)
-def ask(request: Request, body: AskRequest, _: KeyRecord = Depends(require(Scope.read))) -> AskResult:
+@router.post("/v1/ask", response_model=AskResult, openapi_extra=body_schema(AskRequest), responses={
+    413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"}})
+async def ask(request: Request, _: KeyRecord = Depends(require(Scope.read))) -> AskResult:
     """Whether to ask this user for feedback on the output just shown, and why."""
     service = _service(request)
-    return decide(service.settings.ask, body, service.ledger, datetime.now(timezone.utc))
+    body = await read_model(request, AskRequest, SMALL_BODY_BYTES)
+    return await anyio.to_thread.run_sync(decide, service.settings.ask, body, service.ledger,
+                                          datetime.now(timezone.utc))
 
 
-@router.post("/v1/opt-out", response_model=OptOutResult)
-def opt_out(request: Request, body: OptOutRequest = Body(),
-            _: KeyRecord = Depends(require(Scope.ingest, Scope.read))) -> OptOutResult:
+@router.post("/v1/opt-out", response_model=OptOutResult, openapi_extra=body_schema(OptOutRequest), responses={
+    413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"}})
+async def opt_out(request: Request, _: KeyRecord = Depends(require(Scope.ingest, Scope.read))) -> OptOutResult:
     """The user never wants to be asked for feedback again (any product key may record it)."""
-    return OptOutResult(user_id=body.user_id, new=_service(request).ledger.opt_out(body.user_id))
+    body = await read_model(request, OptOutRequest, SMALL_BODY_BYTES)
+    new = await anyio.to_thread.run_sync(_service(request).ledger.opt_out, body.user_id)
+    return OptOutResult(user_id=body.user_id, new=new)
 
 
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
-    """Liveness, without a key."""
+@router.get("/healthz", responses={503: {"description": "the service cannot serve now (the reason says why)"}})
+def healthz(request: Request) -> Any:
+    """Readiness, without a key: 503 while no key can be checked (an unreadable key file)."""
+    problem = _service(request).keys.problem()
+    if problem is not None:
+        return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
     return {"status": "ok"}
 
 

@@ -1,10 +1,13 @@
 """Serving the app: the listening socket bound here (so the URL is known, also for port 0, and a
 busy port is a one-line usage error), then one uvicorn server or a supervisor of N workers that
-share the socket. Metrics of all workers meet in a per-run ``PROMETHEUS_MULTIPROC_DIR``."""
+share the socket. Metrics of all workers meet in a per-run ``PROMETHEUS_MULTIPROC_DIR``; the
+directories of runs that died without removing theirs (SIGKILL, a crash) are removed at start.
+The access log names the path only: query strings carry user ids (``?user_id=``)."""
 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import shutil
 import socket
@@ -35,16 +38,62 @@ def base_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+_HOST_FILE = "host"  # which machine's run a metrics directory is (FLYWHEEL_HOME may be shared storage)
+
+
 def metrics_dir(settings: Settings) -> Path:
     """Set ``PROMETHEUS_MULTIPROC_DIR`` for this run (before prometheus_client makes any metric)."""
-    directory = settings.home.resolve() / "metrics" / str(os.getpid())
+    root = settings.home.resolve() / "metrics"
+    remove_stale_metrics(root)
+    directory = root / str(os.getpid())
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, mode=0o700)
+    (directory / _HOST_FILE).write_text(socket.gethostname(), encoding="utf-8")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     from prometheus_client import values
 
     values.ValueClass = values.get_value_class()  # in case prometheus_client was imported already
     return directory
+
+
+def remove_stale_metrics(root: Path) -> list[Path]:
+    """Remove ``root/<pid>/`` of this host's runs whose process is gone; what was removed."""
+    removed = []
+    for directory in root.glob("*"):
+        if directory.name.isdigit() and _ours(directory) and not _alive(int(directory.name)):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
+
+
+def _ours(directory: Path) -> bool:
+    """A run of this host (or of a version that did not record its host): another host's may be alive."""
+    try:
+        return (directory / _HOST_FILE).read_text(encoding="utf-8") == socket.gethostname()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+class PathOnly(logging.Filter):
+    """Drops the query string from uvicorn's access log line (``%s - "%s %s HTTP/%s" %d``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], *args[3:])
+        return True
 
 
 def log_config() -> dict:
@@ -54,6 +103,8 @@ def log_config() -> dict:
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    config.setdefault("filters", {})["path_only"] = {"()": PathOnly}
+    config["handlers"]["access"]["filters"] = ["path_only"]
     config["loggers"]["flywheel"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
 
