@@ -24,6 +24,7 @@ from live_server import LiveServer, make_key, stored_ids
 
 _SECRET = "s3cret-ann"  # in every poisoned value: an error must never quote it
 _HUGE = "__HUGE_NUMBER__"  # replaced by a JSON number no float holds
+_LONG_INT = "__LONG_INTEGER__"  # replaced by an integer of 5,000 digits (Python's int() refuses over 4,300)
 
 # Poisoned fields and the field their error must name. Each is one event's problem only.
 POISONS: dict[str, tuple[dict, str]] = {
@@ -34,6 +35,8 @@ POISONS: dict[str, tuple[dict, str]] = {
     "nul_in_metadata": ({"metadata": {"note": f"{_SECRET}\u0000"}}, "metadata"),
     "nul_in_context_ids": ({"context_ids": [f"{_SECRET}\u0000"]}, "context_ids"),
     "number_out_of_range": ({"signal": "rating", "value": _HUGE}, "value"),
+    "integer_too_long": ({"signal": "rating", "value": _LONG_INT}, "value"),
+    "integer_too_long_in_metadata": ({"metadata": {"n": _LONG_INT}}, "metadata"),
     "text_too_long": ({"comment": _SECRET * 20_000}, "comment"),
 }
 
@@ -51,7 +54,7 @@ def _poisoned(name: str, event_id: str) -> dict:
 
 
 def _json_text(value: object) -> str:
-    return json.dumps(value).replace(f'"{_HUGE}"', "1e400")
+    return json.dumps(value).replace(f'"{_HUGE}"', "1e400").replace(f'"{_LONG_INT}"', "9" * 5000)
 
 
 def _assert_names_the_field_not_the_value(error: str, field: str) -> None:
@@ -91,7 +94,9 @@ def test_a_single_poisoned_event_posted_alone_is_422_not_500(store_settings: Set
     assert stored_ids(store_settings) == []
 
 
-@pytest.mark.parametrize("name", list(POISONS))
+# An integer too long for Python is a line that is not valid JSON to the CLI's parser (rejected alone, as
+# "number out of range at line 1 column N"); over HTTP it is the field's own error.
+@pytest.mark.parametrize("name", [n for n in POISONS if not n.startswith("integer_too_long")])
 def test_the_cli_stores_nine_of_ten_lines_when_line_4_is_poisoned(store_settings: Settings, cli, name: str,
                                                                    tmp_path: Path) -> None:
     lines = [_json_text(_poisoned(name, "line-4") if n == 4 else event(f"line-{n}")) for n in range(1, 11)]

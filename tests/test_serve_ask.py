@@ -63,6 +63,14 @@ def test_bad_ask_bodies_are_422_and_never_retried(client: FlywheelClient) -> Non
     assert raised.value.status == 422 and "user_id" in str(raised.value)
 
 
+def test_a_422_says_where_and_why_but_never_echoes_what_was_sent(client: FlywheelClient) -> None:
+    marker = "jane.roe+PII7@example.com"
+    with pytest.raises(ClientError) as raised:
+        client._send("POST", "/v1/ask", json={"user_id": "x", "confidence": marker, "feature": [marker]},
+                     idempotent=False)
+    assert raised.value.status == 422 and "confidence" in str(raised.value) and marker not in str(raised.value)
+
+
 def test_concurrent_asks_never_pass_the_daily_cap(client: FlywheelClient) -> None:
     answers: list[bool] = []
 

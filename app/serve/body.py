@@ -42,7 +42,8 @@ async def read_model(request: Request, model: type[M], limit: int) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
+        errors = [{**e, "loc": ("body", *e["loc"])}
+                  for e in exc.errors(include_url=False, include_context=False, include_input=False)]
         raise RequestValidationError(errors, body=body.decode("utf-8", "replace")) from None
 
 
@@ -63,6 +64,12 @@ def _deeper_than(doc: Any, limit: int) -> bool:
     return False
 
 
+def _bounded_int(digits: str) -> int | float:
+    """A JSON integer; one too long for Python to convert (over 4,300 digits) reads as infinity, which
+    the event's finite-number rules then refuse for that event alone instead of the whole body."""
+    return int(digits) if len(digits) <= 4000 else float("inf")
+
+
 def decode_events(body: bytes, settings: ServeSettings) -> tuple[list[Any], bool]:
     """The items of the body and whether it was a batch (``{"events": [...]}``)."""
     try:
@@ -71,7 +78,7 @@ def decode_events(body: bytes, settings: ServeSettings) -> tuple[list[Any], bool
         raise HTTPException(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
     too_deep = f"the body nests arrays and objects deeper than serve.max_json_depth ({settings.max_json_depth})"
     try:
-        doc = json.loads(text.removeprefix("\ufeff"))
+        doc = json.loads(text.removeprefix("\ufeff"), parse_int=_bounded_int)
     except RecursionError:
         raise HTTPException(400, too_deep) from None
     except ValueError as exc:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa
 
@@ -83,9 +85,17 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
                   sa.DisconnectionError):
         app.add_exception_handler(error, _busy)
     app.add_exception_handler(KeyFileError, _no_keys)
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.add_middleware(LatencyMiddleware, metrics=service.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """422 with where and why, never the value sent (it may be PII: a user id, an email in a query)."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [{k: v for k, v in e.items() if k not in ("input", "ctx", "url")} for e in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
 
 
 async def _busy(request: Request, exc: Exception) -> JSONResponse:
