@@ -135,7 +135,7 @@ def _email(g: Gen) -> tuple[str, str]:
     if g.rng.random() < 0.5:
         value = fake.email()
     else:
-        first, last = fake.first_name().lower(), fake.last_name().lower().replace(" ", "")
+        first, last = (n.lower().replace(" ", "") for n in (fake.first_name(), fake.last_name()))
         value = f"{first}{g.pick(['.', '_', ''])}{last}@{g.pick(_IDN)}"
     return value, g.pick(["Please reply to {} instead.", "My login is {}", "send the receipt to {}.",
                           "I changed my email to {} last week.", "contact: {}"])
