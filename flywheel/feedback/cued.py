@@ -66,7 +66,8 @@ _ADDRESS_BODY = re.compile(
 DOB_CUES = ("born", "dob", "d.o.b", "birth", "geboren", "geburt", "né", "naissance", "nacimiento", "nacid", "nascita",
             "nascimento", "urodzenia", "geboorte")
 ID_CUES = ("dni", "nie", "nif", "cpf", "cnpj", "rg", "bsn", "pesel", "nip", "nir", "fiscal", "tax", "steuer",
-           "personalausweis", "passport", "national", "nino", "id", "sécurité", "sofinummer", "burgerservicenummer", "insee")
+           "personalausweis", "passport", "national", "nino", "id", "sécurité", "sofinummer",
+           "burgerservicenummer", "insee")
 ADDRESS_CUES = ("live", "living", "reside", "ship", "deliver", "send", "sent", "left", "moved", "located", "addr",
                 "adresse", "wohne", "habite", "dirección", "vivo", "indirizzo", "abito", "endereço", "moro", "adres",
                 "woon", "mieszkam")

@@ -10,13 +10,17 @@ What is removed, and the placeholder it leaves:
 - ``[CARD]`` 13-19 digit numbers that pass the Luhn check;
 - ``[SSN]`` US social security numbers: ``123-45-6789`` anywhere, without dashes after "SSN" or
   "social security (number)";
-- ``[IP]`` IPv4 and IPv6 addresses;
+- ``[ID]`` national ids (DNI, codice fiscale, BSN, PESEL, CPF, NIR, passport...) after their name;
+- ``[IP]`` IPv4 and IPv6 addresses; ``[MAC]`` MAC addresses (``5c:be:e3:89:12:0e``, ``5CBE.E389.120E``);
+- ``[DOB]`` a date after "born", "DOB", "date of birth", "geboren am", "né le" and the like;
 - ``[PHONE]`` phone numbers (9-15 digits, optional ``+`` country code, common separators);
 - ``[ADDRESS]`` street addresses: a house number, capitalised words and a street suffix (``221B Baker
-  Street``, ``1600 Amphitheatre Parkway``), ``12 Rue de Rivoli``, ``Hauptstraße 5``;
+  Street``, ``1600 Amphitheatre Parkway``), ``12 Rue de Rivoli``, ``Hauptstraße 5``; after an address cue
+  ("I live at", "ship it to", "address:") a house number with up to five words, any case and locale;
 - ``[NAME]`` personal names: a first name from Faker's en_US, en_GB, de_DE, fr_FR and es_ES lists
   followed by a capitalised word (``Jane Doe``), a title and a name (``Dr. Smith``: the title stays), a
-  name after "my name is", "I am", "this is", a greeting or a sign-off; and the PERSON entities of a
+  name after "my name is", "I am", "this is", a greeting or a sign-off; any capitalised name after a
+  relation or sign-off cue ("my colleague", "spoke with", "Kind regards,"), lower case after "my name is"; the PERSON entities of a
   spaCy model when one is installed. A first name that is also a common word (May, Will, Mark, Grace)
   counts only before a known last name; a first name alone counts only after those phrases.
 
@@ -43,7 +47,9 @@ from typing import Any
 
 from flywheel.feedback.cued import ADDRESS_CUES, DOB_CUES, ID_CUES, _cued_addresses, _dobs, _macs, _national_ids
 from flywheel.feedback.digits import _IPV4, _IPV6, _cued_ssns, _ibans, _ips, _numbers
-from flywheel.feedback.names import PERSON_CUES, _lower_stated_names, _names, _ner_names, _person_cued_names, _stated_names
+from flywheel.feedback.names import (
+    PERSON_CUES, _lower_stated_names, _names, _ner_names, _person_cued_names, _stated_names,
+)
 from flywheel.feedback.spans import _CAP, _LOWER, _UPPER, Span
 
 PLACEHOLDERS: dict[str, str] = {
