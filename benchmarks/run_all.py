@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("bench_embed", "bench_scrub", "bench_ingest", "bench_triage", "bench_kb", "bench_dataset", "bench_eval", "bench_cycle",
+BENCHMARKS = ("bench_embed", "bench_scrub", "bench_pii",
+              "bench_ingest", "bench_triage", "bench_kb", "bench_dataset", "bench_eval", "bench_cycle",
               "bench_serve", "bench_efficacy", "bench_watch", "bench_live")
 
 

@@ -32,10 +32,11 @@ IDENTIFIER_RULE = ("an identifier: a letter or digit, then up to 255 letters, di
                    "(no spaces), holding no personal data")
 DOCUMENT_ID_RULE = ("a document id: a letter or digit, then up to 511 letters, digits, single spaces or "
                     ". _ : / @ + # = ~ - , ( ) ' &, holding no personal data")
-_KEY_PREFIX = re.compile(r"(?:sk|pk|rk)-|AKIA|gh[pousr]_|xox[abprs]-|AIza|eyJ|Bearer")
+_KEY_PREFIX = re.compile(r"(?:sk|pk|rk)-|AKIA|ASIA|gh[pousr]_|xox[abprs]-|AIza|eyJ|Bearer")
 _WHAT = {"email": "an e-mail address", "iban": "an IBAN", "card": "a card number", "ssn": "a social security "
          "number", "ip": "an IP address", "phone": "a phone number", "address": "a street address",
-         "name": "a personal name"}
+         "name": "a personal name", "national_id": "a national id number", "mac": "a MAC address",
+         "dob": "a date of birth"}
 
 
 def personal_data(value: str) -> str | None:

@@ -116,3 +116,49 @@ def test_time_grows_linearly_with_a_long_token() -> None:
 
     small, large = seconds(5_000), seconds(200_000)
     assert large < max(100 * small, 0.5), (small, large)
+
+
+# Issue 27 part 6: kinds the scrubber missed (each case fails on the scrubber it reviewed).
+@pytest.mark.parametrize(
+    ("text", "value", "placeholder"),
+    [
+        ("I spoke with Tavrin Kolbeck yesterday", "Tavrin Kolbeck", "[NAME]"),  # on no name list
+        ("Kind regards, Ganmikol Draarny", "Ganmikol Draarny", "[NAME]"),
+        ("hi, my name is jan kowalski and i cannot log in", "jan kowalski", "[NAME]"),
+        ("Alberico Seddio answered my ticket", "Alberico Seddio", "[NAME]"),  # Italian list
+        ("refund to iban de89 3704 0044 0532 0130 00 please", "de89 3704 0044 0532 0130 00", "[IBAN]"),
+        ("iban pl61109010140000071219812874", "pl61109010140000071219812874", "[IBAN]"),
+        ("the key ASIAPN6KOCTQ7MSXNYV2 stopped working", "ASIAPN6KOCTQ7MSXNYV2", "[SECRET]"),
+        ("write to josé.garcía@correo.es", "josé.garcía@correo.es", "[EMAIL]"),
+        ("or to info@bücher.de", "info@bücher.de", "[EMAIL]"),
+        ("my router's MAC is 5c:be:e3:89:12:0e", "5c:be:e3:89:12:0e", "[MAC]"),
+        ("device 18-F6-95-90-12-AA keeps dropping", "18-F6-95-90-12-AA", "[MAC]"),
+        ("born 12/03/1987", "12/03/1987", "[DOB]"),
+        ("DOB: 1987-03-12", "1987-03-12", "[DOB]"),
+        ("geboren am 12.03.1987", "12.03.1987", "[DOB]"),
+        ("codice fiscale STRMRS83B12H989G is on file", "STRMRS83B12H989G", "[ID]"),
+        ("PESEL: 17290781243", "17290781243", "[ID]"),
+        ("I live at 377 michael springs", "377 michael springs", "[ADDRESS]"),
+        ("we moved to ulica Rolna 83 in May", "ulica Rolna 83", "[ADDRESS]"),
+        ("Please ship it to 48, rue Margaret Vasseur", "48, rue Margaret Vasseur", "[ADDRESS]"),
+        ("billing address: Borgo Galiazzo, 94", "Borgo Galiazzo, 94", "[ADDRESS]"),
+        ("I live at 94767 Meadows Drive Apt. 868", "94767 Meadows Drive Apt. 868", "[ADDRESS]"),
+    ],
+)
+def test_kinds_issue_27_found_missing_are_caught(text: str, value: str, placeholder: str) -> None:
+    assert scrub_text(text) == text.replace(value, placeholder)  # the whole value, nothing of it left
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order ORD-2016-457350 was charged 8,426.00 EUR.",  # an id's digits after a dash are no phone
+        "Released on 1987-03-12 as v1.2.3, shipped on 12/03/2024.",  # dates with no birth cue
+        "My name is not shown on the invoice. Call me back tomorrow please.",
+        "I spoke with support twice; my manager approved the upgrade. Regards, the support team",
+        "The parcel was left at the door 3 times.",
+        "Aspect ratio 16:9 and timestamp 12:30:45 are off; our ASIA region is slow.",
+    ],
+)
+def test_look_alikes_of_the_new_kinds_stay(text: str) -> None:
+    assert scrub_text(text) == text

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from flywheel.feedback.spans import Span
 
 # -- numbers: cards and phones, told from order numbers and dates ------------------------------------
-_NUMBER = re.compile(r"(?<![\w+])\+?\(?\d[\d\s().-]{7,22}\d(?!\w)")
+_NUMBER = re.compile(r"(?<![\w+])(?<!\w-)\+?\(?\d[\d\s().-]{7,22}\d(?!\w)")
 _SSN_DASHED = re.compile(r"\d{3}-\d\d-\d{4}")
 # A date with the hour after it ("2026-11-10 10:00:00" stops the run at the colon): a timestamp.
 _DATE_HOUR = re.compile(r"(?:19|20)\d\d[-/.][01]\d[-/.][0-3]\d[ T]?[0-2]?\d")
@@ -85,8 +85,8 @@ IBAN_LENGTHS = {
     "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }
-_IBAN_START = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}")
-_IBAN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}")  # "de89 3704 ...": typed in lower case too
+_IBAN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 
 def _iban_ok(compact: str) -> bool:
@@ -111,9 +111,9 @@ def _iban_end(text: str, start: int, length: int) -> int | None:
 
 def _ibans(text: str) -> Iterator[Span]:
     for m in _IBAN_START.finditer(text):
-        length = IBAN_LENGTHS.get(m.group(0)[:2])
+        length = IBAN_LENGTHS.get(m.group(0)[:2].upper())
         end = _iban_end(text, m.start(), length) if length else None
-        if end is not None and _iban_ok(text[m.start():end].replace(" ", "")):
+        if end is not None and _iban_ok(text[m.start():end].replace(" ", "").upper()):
             yield Span(m.start(), end, "iban")
 
 

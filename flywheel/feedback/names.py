@@ -14,7 +14,9 @@ from typing import Any
 
 from flywheel.feedback.spans import _CAP, _LOWER, _UPPER, Span
 
-NAME_LOCALES = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES")
+# Faker's name lists of these locales: names written in Latin letters in the markets we hear from.
+NAME_LOCALES = ("en_US", "en_GB", "en_IE", "de_DE", "de_AT", "de_CH", "fr_FR", "fr_CH", "es_ES", "es_MX", "it_IT",
+                "nl_NL", "pl_PL", "pt_BR", "pt_PT", "sv_SE", "da_DK", "no_NO", "fi_FI", "cs_CZ")
 NER_MODELS = ("en_core_web_sm", "en_core_web_md", "en_core_web_lg", "en_core_web_trf")
 NER_MAX_CHARS = 100_000  # a spaCy model on a megabyte field would take seconds: the pattern detectors cover it
 
@@ -45,6 +47,30 @@ _CUE_BEFORE = re.compile(
     r"(?i:\b(?:i\s+am|i'm|this\s+is|call\s+me|thanks|thank\s+you|regards|cheers|best|sincerely|dear|hi|hello|hey))"
     r",?\s+$"
 )
+# Words after which a capitalised word is a person whatever it is: relations, sign-offs, "spoke with".
+_PERSON_CUE = re.compile(
+    r"(?i:\b(?:spoke|talked|chatted|met|emailed)\s+(?:with|to)|\b(?:my|our|the|his|her|their)\s+(?:colleague|co-?worker"
+    r"|manager|boss|supervisor|wife|husband|partner|son|daughter|friend|mother|father|mom|dad|brother|sister|agent"
+    r"|rep|representative|technician|assistant|landlord|neighbou?r|doctor|lawyer|accountant)"
+    r"|\bcontact\s+person|\bsigned|\baccording\s+to|\bcc|\bassigned\s+to|\b(?:kind\s+|best\s+|warm\s+)?regards"
+    r"|\bbest\s+wishes|\byours\s+(?:truly|sincerely)|\bsincerely|\bcheers|\bask\s+for|\bwritten\s+by"
+    r"|\bon\s+behalf\s+of|\b(?:customer|client|contact|attn|attention|from|user|requester|reporter)\s*:)"
+    rf",?\s+({_CAP})(?:[ \t]+({_CAP}))?(?![\w-])"
+)
+PERSON_CUES = ("spoke", "talked", "chatted", "met", "emailed", "colleague", "worker", "manager", "boss", "supervisor",
+               "wife", "husband", "partner", "son", "daughter", "friend", "mother", "father", "mom", "dad", "brother",
+               "sister", "agent", "rep", "technician", "assistant", "landlord", "neighb", "doctor", "lawyer",
+               "accountant", "contact", "signed", "according", "cc", "assigned", "regards", "wishes", "yours",
+               "sincerely", "cheers", "ask for", "written by", "behalf", "customer", "client", "attn", "attention",
+               "from", "user", "requester", "reporter")  # a text holding none of these skips _PERSON_CUE
+# Own names typed in lower case, after the clearest cues only ("my name is jan kowalski").
+_LOWER_WORD = rf"[{_LOWER}]++(?![\w-])"
+_STATED_LOWER = re.compile(rf"(?i:\bmy\s+name\s+is|\bname\s*:|\bcall\s+me)\s+({_LOWER_WORD})(?:[ \t]+({_LOWER_WORD}))?")
+_NOT_A_NAME = frozenset(
+    "not is was the a an on in at to and or but back later now soon tomorrow today please here there up down missing "
+    "wrong shown displayed spelled misspelled incorrect changed still also just only never always again anytime asap "
+    "if when what so then too very really".split()
+)
 _STATED = re.compile(rf"(?i:\bmy\s+name(?:\s+is|'s)|\bname\s*:)\s+({_CAP})(?:[ \t]+({_CAP}))?")
 
 
@@ -55,6 +81,7 @@ class NameLists:
     first: frozenset[str]
     last: frozenset[str]
     common: frozenset[str]
+    lower_common: frozenset[str]
 
     def is_first(self, word: str) -> bool:
         return word in self.first and word not in _WORD_NAMES
@@ -76,7 +103,8 @@ def name_lists() -> NameLists:
         last.update(provider.last_names)
     lorem = importlib.import_module("faker.providers.lorem.en_US").Provider.word_list
     common = _COMMON | {w.capitalize() for w in lorem}
-    return NameLists(frozenset(first), frozenset(last - common), common)
+    lower_common = frozenset(w.lower() for w in common) | _NOT_A_NAME
+    return NameLists(frozenset(first), frozenset(last - common), frozenset(common), lower_common)
 
 
 def _names(text: str) -> Iterator[Span]:
@@ -115,12 +143,26 @@ def _titled(text: str, end: int, names: NameLists) -> Span | None:
 
 def _stated_names(text: str) -> Iterator[Span]:
     """After "my name is" or "Name:", any capitalised word is a name, with a surname when one follows."""
-    names = name_lists()
-    for m in _STATED.finditer(text):
-        if m.group(1) in names.common:
+    yield from _cued(_STATED, text, name_lists().common)
+
+
+def _cued(pattern: re.Pattern[str], text: str, common: frozenset[str]) -> Iterator[Span]:
+    """Group 1 of each match, and group 2 with it when given, unless they are ``common`` words."""
+    for m in pattern.finditer(text):
+        if m.group(1) in common:
             continue
-        end = m.end(2) if m.group(2) and m.group(2) not in names.common else m.end(1)
+        end = m.end(2) if m.group(2) and m.group(2) not in common else m.end(1)
         yield Span(m.start(1), end, "name")
+
+
+def _person_cued_names(text: str) -> Iterator[Span]:
+    """A capitalised word after "my colleague", "spoke with", "Regards," and the like: no list needed."""
+    yield from _cued(_PERSON_CUE, text, name_lists().common)
+
+
+def _lower_stated_names(text: str) -> Iterator[Span]:
+    """"my name is jan kowalski": lower-case words that are not everyday English."""
+    yield from _cued(_STATED_LOWER, text, name_lists().lower_common)
 
 
 @cache

@@ -10,13 +10,17 @@ What is removed, and the placeholder it leaves:
 - ``[CARD]`` 13-19 digit numbers that pass the Luhn check;
 - ``[SSN]`` US social security numbers: ``123-45-6789`` anywhere, without dashes after "SSN" or
   "social security (number)";
-- ``[IP]`` IPv4 and IPv6 addresses;
+- ``[ID]`` national ids (DNI, codice fiscale, BSN, PESEL, CPF, NIR, passport...) after their name;
+- ``[IP]`` IPv4 and IPv6 addresses; ``[MAC]`` MAC addresses (``5c:be:e3:89:12:0e``, ``5CBE.E389.120E``);
+- ``[DOB]`` a date after "born", "DOB", "date of birth", "geboren am", "né le" and the like;
 - ``[PHONE]`` phone numbers (9-15 digits, optional ``+`` country code, common separators);
 - ``[ADDRESS]`` street addresses: a house number, capitalised words and a street suffix (``221B Baker
-  Street``, ``1600 Amphitheatre Parkway``), ``12 Rue de Rivoli``, ``Hauptstraße 5``;
+  Street``, ``1600 Amphitheatre Parkway``), ``12 Rue de Rivoli``, ``Hauptstraße 5``; after an address cue
+  ("I live at", "ship it to", "address:") a house number with up to five words, any case and locale;
 - ``[NAME]`` personal names: a first name from Faker's en_US, en_GB, de_DE, fr_FR and es_ES lists
   followed by a capitalised word (``Jane Doe``), a title and a name (``Dr. Smith``: the title stays), a
-  name after "my name is", "I am", "this is", a greeting or a sign-off; and the PERSON entities of a
+  name after "my name is", "I am", "this is", a greeting or a sign-off; any capitalised name after a
+  relation or sign-off cue ("my colleague", "spoke with", "Kind regards,"), lower case after "my name is"; the PERSON entities of a
   spaCy model when one is installed. A first name that is also a common word (May, Will, Mark, Grace)
   counts only before a known last name; a first name alone counts only after those phrases.
 
@@ -41,13 +45,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from flywheel.feedback.cued import ADDRESS_CUES, DOB_CUES, ID_CUES, _cued_addresses, _dobs, _macs, _national_ids
 from flywheel.feedback.digits import _IPV4, _IPV6, _cued_ssns, _ibans, _ips, _numbers
-from flywheel.feedback.names import _names, _ner_names, _stated_names
+from flywheel.feedback.names import (
+    PERSON_CUES, _lower_stated_names, _names, _ner_names, _person_cued_names, _stated_names,
+)
 from flywheel.feedback.spans import _CAP, _LOWER, _UPPER, Span
 
 PLACEHOLDERS: dict[str, str] = {
     "secret": "[SECRET]", "iban": "[IBAN]", "card": "[CARD]", "ssn": "[SSN]", "email": "[EMAIL]",
-    "ip": "[IP]", "phone": "[PHONE]", "address": "[ADDRESS]", "name": "[NAME]",
+    "national_id": "[ID]", "ip": "[IP]", "mac": "[MAC]", "phone": "[PHONE]", "dob": "[DOB]", "address": "[ADDRESS]",
+    "name": "[NAME]",
 }
 _RANK = {kind: i for i, kind in enumerate(PLACEHOLDERS)}  # overlapping spans take the earlier kind
 
@@ -61,6 +69,17 @@ class Detector:
 
     find: Callable[[str], Iterator[Span]]
     gate: re.Pattern[str] | None = None
+    cues: re.Pattern[str] | None = None  # for cue-led detectors: one of the cue words, in the lower-cased text
+
+    def may_match(self, text: str, lower: Callable[[], str]) -> bool:
+        if self.gate is not None and not self.gate.search(text):
+            return False
+        return self.cues is None or self.cues.search(lower()) is not None
+
+
+def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
+    """One pattern of literal words: the engine skips to their first letters (cheaper than one test each)."""
+    return re.compile("|".join(map(re.escape, sorted(words, key=len, reverse=True))))
 
 
 # -- secrets and e-mails: one pattern each, nothing to validate afterwards ----------------------------
@@ -72,7 +91,7 @@ _SECRET = re.compile(
     r"""
         (?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{4,}+\.[A-Za-z0-9_-]{4,}+(?:\.[A-Za-z0-9_-]++)?   # JWT
       | \b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}+
-      | \bAKIA[0-9A-Z]{16}\b
+      | \b(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA|APKA)[0-9A-Z]{16}\b   # AWS key ids, temporary too
       | \bgh[pousr]_[A-Za-z0-9]{30,}+
       | \bxox[abprs]-[A-Za-z0-9-]{10,}+
       | \bAIza[0-9A-Za-z_-]{35}
@@ -84,8 +103,9 @@ _SECRET = re.compile(
     """,
     re.VERBOSE,
 )
+# Any script's letters in the local part and the domain (josé.garcía@correo.es, info@bücher.de).
 _EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]++@(?:[A-Za-z0-9-]++\.(?=[A-Za-z0-9-]))++[A-Za-z]{2,}+(?![A-Za-z0-9-])"
+    r"(?<![\w.%+-])[\w.%+-]++@(?:[\w-]++\.(?=[\w-]))++[^\W\d_]{2,}+(?![\w-])"
 )
 
 
@@ -130,11 +150,17 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(_ips(_IPV6), re.compile(":[0-9A-Fa-f]{0,4}:")),
     Detector(_names),
     Detector(_stated_names, re.compile("[Nn][Aa][Mm][Ee]")),
+    Detector(_lower_stated_names, re.compile("(?i:name|call me)")),
+    Detector(_person_cued_names, cues=_any_of(PERSON_CUES)),
     Detector(_ner_names),
 )
 # Every one of these needs a digit: a text without one (most answers) skips them all at once.
 DIGIT_DETECTORS: tuple[Detector, ...] = (
-    Detector(_ibans, re.compile(r"[A-Z]{2}\d\d")),
+    Detector(_ibans, re.compile(r"[A-Za-z]{2}\d\d")),
+    Detector(_dobs, cues=_any_of(DOB_CUES)),
+    Detector(_national_ids, cues=_any_of(ID_CUES)),
+    Detector(_macs, re.compile(r"[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-]|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.")),
+    Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES)),
     Detector(_cued_ssns, re.compile(r"[Ss](?:[Ss][Nn#]|[Oo][Cc][Ii][Aa][Ll])")),
     Detector(_ips(_IPV4)),
     Detector(_numbers, re.compile(r"\d[\d\s().-]{7,}\d")),
@@ -162,8 +188,15 @@ def merged(spans: Iterable[Span]) -> list[Span]:
 def find_pii(text: str) -> list[Span]:
     """Every PII span in ``text``, merged, in order."""
     spans: list[Span] = []
+    lowered: list[str] = []
+
+    def lower() -> str:  # once per text, and only when a cue-led detector asks
+        if not lowered:
+            lowered.append(text.lower())
+        return lowered[0]
+
     for detector in DETECTORS + DIGIT_DETECTORS if _DIGIT.search(text) else DETECTORS:
-        if detector.gate is None or detector.gate.search(text):  # inlined: this loop runs for every field
+        if detector.may_match(text, lower):
             spans.extend(detector.find(text))
     return merged(spans) if spans else spans
 
