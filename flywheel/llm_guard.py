@@ -293,6 +293,17 @@ def _refused(request: httpx2.Request, health: EndpointHealth, deadlines: list[De
     return None if passed is None else _error_response(request, 504, passed.message(), retry=False)
 
 
+def _prepared(request: httpx2.Request, health: EndpointHealth,
+              call_seconds: float | None) -> tuple[list[Deadline], httpx2.Response | None]:
+    """The deadlines a request runs under, and the answer to give without sending it, if any; a
+    request that is sent has its timeouts capped to them."""
+    deadlines = _deadlines(request, call_seconds)
+    refusal = _refused(request, health, deadlines)
+    if refusal is None:
+        _capped(request, health, deadlines)
+    return deadlines, refusal
+
+
 def _timed_out(request: httpx2.Request, health: EndpointHealth, deadlines: list[Deadline], sent: float,
                exc: httpx2.TransportError) -> httpx2.Response:
     """A request that failed on the wire: a failure for the budget; past a deadline, the answer says
@@ -329,9 +340,17 @@ def _interruptible(fn: Callable[[], T]) -> T:
     raise value
 
 
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """An abandoned request's error is read here, so asyncio does not log it (with a traceback) as
+    never retrieved: the caller already answered for it."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def _interruptible_async(work: Awaitable[T]) -> T:
     """The same for a coroutine: cancelled (which closes its connection) when the process stops."""
     task = asyncio.ensure_future(work)
+    task.add_done_callback(_retrieved)
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=_STOP_POLL)
@@ -351,11 +370,9 @@ class GuardedTransport(httpx2.BaseTransport):
         self.inner, self.health, self.call_deadline = inner, health, call_deadline
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        deadlines = _deadlines(request, self.call_deadline)
-        refusal = _refused(request, self.health, deadlines)
+        deadlines, refusal = _prepared(request, self.health, self.call_deadline)
         if refusal is not None:
             return refusal
-        _capped(request, self.health, deadlines)
         sent = time.monotonic()
         try:
             response = _interruptible(lambda: self._send(request))
@@ -383,11 +400,9 @@ class AsyncGuardedTransport(httpx2.AsyncBaseTransport):
         self.inner, self.health, self.call_deadline = inner, health, call_deadline
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        deadlines = _deadlines(request, self.call_deadline)
-        refusal = _refused(request, self.health, deadlines)
+        deadlines, refusal = _prepared(request, self.health, self.call_deadline)
         if refusal is not None:
             return refusal
-        _capped(request, self.health, deadlines)
         sent = time.monotonic()
         try:
             response = await _interruptible_async(self._send(request))
