@@ -203,33 +203,39 @@ def _locked_cycle(params: CycleParameters, settings: Settings, lock: ExitStack) 
                 embed_ahead(dask, settings)
             retrying = {"retries": settings.llm_task_retries, "retry_delay_seconds": settings.llm_task_retry_delay,
                         "retry_condition_fn": _worth_retrying}
-            clusters = diagnose_task.with_options(**retrying)(ctx, triage_task(ctx))
+            deadlines = settings.deadlines
+            with llm_guard.stage("triage", deadlines.triage):
+                clusters = diagnose_task.with_options(**retrying)(ctx, triage_task(ctx))
             chosen = prompt_clusters(clusters, settings)
             logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
             protected = ctx.protected_texts()
-            futures = [improve_prompt_task.with_options(**retrying).submit(ctx, c, protected) for c in chosen]
-            wait(futures)
-            candidates = unique_candidates(ctx, [cand for f in futures for cand in f.result()])
-            merged = merge_task.with_options(**retrying)(ctx, candidates, chosen, protected)
-            if merged is not None:
-                candidates.append(merged)
-            rag_chosen = rag_clusters(clusters, settings)
-            rag_candidate = improve_rag_task(ctx, rag_chosen)
-            if rag_candidate is not None:
-                candidates.append(rag_candidate)
-            tuned = improve_finetune_task.with_options(**retrying)(ctx, finetune_clusters(clusters))
+            with llm_guard.stage("drafting", deadlines.drafting):
+                futures = [improve_prompt_task.with_options(**retrying).submit(ctx, c, protected) for c in chosen]
+                wait(futures)
+                candidates = unique_candidates(ctx, [cand for f in futures for cand in f.result()])
+                merged = merge_task.with_options(**retrying)(ctx, candidates, chosen, protected)
+                if merged is not None:
+                    candidates.append(merged)
+                rag_chosen = rag_clusters(clusters, settings)
+                rag_candidate = improve_rag_task(ctx, rag_chosen)
+                if rag_candidate is not None:
+                    candidates.append(rag_candidate)
+            with llm_guard.stage("finetune", deadlines.finetune):
+                tuned = improve_finetune_task.with_options(**retrying)(ctx, finetune_clusters(clusters))
             candidates += tuned.candidates
             for note in tuned.notes:
                 logger.info(note)
             checkpoint("improve")
             variants = [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates]
-            if dask is None:  # one batch in this process: the variants share one client and one limit
-                champion, *rest = evaluate_task.with_options(**retrying)(ctx, variants)
-            else:
-                champion, *rest = evaluate_on(dask, settings, variants)
+            with llm_guard.stage("evaluation", deadlines.evaluation):
+                if dask is None:  # one batch in this process: the variants share one client and one limit
+                    champion, *rest = evaluate_task.with_options(**retrying)(ctx, variants)
+                else:
+                    champion, *rest = evaluate_on(dask, settings, variants)
             checkpoint("evaluate")
             results = {c.candidate_id: r for c, r in zip(candidates, rest, strict=True)}
-            calibration = calibrate_task(ctx)
+            with llm_guard.stage("calibration", deadlines.calibration):
+                calibration = calibrate_task(ctx)
             if calibration is not None and not calibration.trusted:
                 logger.warning("judge not trusted alone: %s", calibration.why)
             report = gate_task(ctx, champion, results, params.auto_approve is True, calibration)
@@ -274,8 +280,8 @@ improvement_cycle = flow(_improvement_cycle, name="improvement-cycle", log_print
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
-    """A task that failed because the endpoint was given up on (or the process is stopping) would
-    only meet the same refusal again."""
+    """A task that failed because the endpoint was given up on, its stage's deadline passed, or the
+    process is stopping would only meet the same refusal again."""
     return not llm_guard.gave_up()
 
 

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from flywheel.config_sections import (
     ApprovalSettings,
     AskSettings,
+    DeadlineSettings,
     EmbeddingSettings,
     EvalSettings,
     EventSettings,
@@ -106,8 +107,9 @@ class Settings(BaseSettings):
     )
     llm_task_retry_delay: float = Field(5.0, ge=0, description="Seconds between those task retries.")
     llm_max_total_seconds: float = Field(
-        60.0, gt=0, description="Give an endpoint up after this many seconds without one usable answer: every "
-        "further request fails at once, so a dead endpoint ends a cycle in about this time, never promoting.",
+        60.0, gt=0, description="Give an endpoint up after this many seconds without one usable answer (counted "
+        "from when the first failed request was sent, so a request that hangs counts): every further request "
+        "fails at once, so a dead endpoint ends a cycle in about this time, never promoting.",
     )
 
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -116,6 +118,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    deadlines: DeadlineSettings = Field(default_factory=DeadlineSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     events: EventSettings = Field(default_factory=EventSettings)

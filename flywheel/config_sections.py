@@ -202,6 +202,27 @@ class RunnerSettings(BaseModel):
     embed_batch_texts: int = Field(2000, ge=1, description="Texts per embedding batch (one task each).")
 
 
+class DeadlineSettings(BaseModel):
+    """Total deadlines, in seconds: per-attempt timeouts and retries alone let an endpoint that
+    accepts connections and never answers hold a cycle for retries x timeouts x stages. A request
+    never waits past the deadline of its call or of its stage; past it, requests are refused at once
+    and the cycle ends as an error, nothing promoted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call: float = Field(
+        90.0, gt=0, le=86400,
+        description="One model call: connect, wait for the answer and every SDK retry with its backoff included "
+        "(each attempt also stops at `llm_timeout`).")
+    triage: float = Field(900.0, gt=0, description="Triage and the diagnosis of unexplained clusters.")
+    drafting: float = Field(1800.0, gt=0, description="The prompt and RAG improvers, the merge of their drafts.")
+    finetune: float = Field(
+        1800.0, gt=0, description="The fine-tuning improver: dataset, job submission and polling (a job still "
+        "running at `finetune.poll_timeout` stays pending, not failed).")
+    evaluation: float = Field(1800.0, gt=0, description="Golden-set evaluation of the champion and every candidate.")
+    calibration: float = Field(600.0, gt=0, description="The judge's calibration against expert reviews.")
+
+
 class ApprovalSettings(BaseModel):
     """Approval in the Prefect UI: a cycle started from a deployment waits for a person there."""
 

@@ -3,7 +3,8 @@
 Retries: the SDK's own, with exponential backoff and jitter on connection errors, timeouts,
 429 and 5xx (``llm_max_retries``). Every client goes through :mod:`flywheel.llm_guard`: an answer
 the SDK cannot use is an endpoint error like a 500, and an endpoint that gave no usable answer for
-``llm_max_total_seconds`` is given up on. The API key is a SecretStr and is never logged.
+``llm_max_total_seconds`` is given up on; no call outlasts ``deadlines.call`` (retries included) nor
+its cycle stage's deadline. The API key is a SecretStr and is never logged.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def endpoint(settings: Settings, base_url: str | None = None, purpose: str = "th
 def make_client(settings: Settings, *, base_url: str | None = None, purpose: str = "this command") -> OpenAI:
     url, key = endpoint(settings, base_url, purpose)
     transport = GuardedTransport(httpx2.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS),
-                                 health_of(url, settings.llm_max_total_seconds))
+                                 health_of(url, settings.llm_max_total_seconds), settings.deadlines.call)
     return OpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
                   http_client=DefaultHttpxClient(transport=transport))
 
@@ -40,6 +41,6 @@ def make_client(settings: Settings, *, base_url: str | None = None, purpose: str
 def make_async_client(settings: Settings, *, base_url: str | None = None, purpose: str = "this command") -> AsyncOpenAI:
     url, key = endpoint(settings, base_url, purpose)
     transport = AsyncGuardedTransport(httpx2.AsyncHTTPTransport(limits=DEFAULT_CONNECTION_LIMITS),
-                                      health_of(url, settings.llm_max_total_seconds))
+                                      health_of(url, settings.llm_max_total_seconds), settings.deadlines.call)
     return AsyncOpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
                        http_client=DefaultAsyncHttpxClient(transport=transport))

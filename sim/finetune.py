@@ -38,6 +38,7 @@ class FineTuneOptions:
     validate_seconds: float = 0.2
     train_seconds: float = 1.0
     fail_jobs: str | None = None  # a message: every job fails in training with it (tests)
+    malformed_status: bool = False  # a job's status is answered without a usable status or model
 
 
 def parse_training_file(content: bytes) -> list[tuple[str, str]]:

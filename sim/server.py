@@ -20,7 +20,9 @@ vLLM and Ollama versions do, while ``json_object`` and no format work. Two knobs
 (for the cycle's setup notes and the evaluation cache's tests): ``empty_answers`` makes the product
 answer every question with an empty string (a misconfigured endpoint or model), and
 ``resolve_everything`` makes the screening judge call every complaint resolved (a judge that does
-not discriminate).
+not discriminate). ``hang_roles`` never answers the chat requests of those roles (the connection
+stays open, nothing comes back): an endpoint that hangs in the middle of a cycle (see also
+:mod:`sim.hung`, which never answers anything).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class SimOptions:
     record: bool = False  # keep every chat request's body (SimState.requests), for tests of what was sent
     empty_answers: bool = False  # the product answers "" to everything (a broken endpoint or model)
     resolve_everything: bool = False  # the screening judge says "resolved" to every complaint
+    hang_roles: tuple[str, ...] = ()  # chat requests of these roles (e.g. "product") are never answered
 
     def __post_init__(self) -> None:
         if self.drafting not in DRAFTING_MODES:
@@ -203,6 +206,9 @@ def build_app(state: SimState) -> Starlette:
             state.count("rejected_json_schema")
             return _json_schema_rejected()
         role = roles.route(body)
+        if role in state.options.hang_roles:  # accepted, then silence: a hung endpoint mid-cycle
+            state.count(f"hung.{role}")
+            await asyncio.sleep(86400)
         if state.options.record:
             with state.lock:
                 state.requests.append(body)
@@ -280,7 +286,10 @@ def build_app(state: SimState) -> Starlette:
 
     async def get_job(request: Request) -> dict[str, Any]:
         state.count("fine_tuning.retrieve")
-        return state.tuning.job(request.path_params["job_id"])
+        job = state.tuning.job(request.path_params["job_id"])
+        if state.options.finetune.malformed_status:
+            return {"id": job["id"], "object": "fine_tuning.job", "status": {"phase": 3}}
+        return job
 
     async def cancel_job(request: Request) -> dict[str, Any]:
         return state.tuning.cancel(request.path_params["job_id"])
@@ -321,7 +330,8 @@ class Simulator:
         self._sock.bind((host, port))
         self._sock.listen(1024)
         config = uvicorn.Config(build_app(self.state), log_level="warning", access_log=False, lifespan="off",
-                                loop="uvloop", http="httptools", backlog=1024, timeout_keep_alive=30)
+                                loop="uvloop", http="httptools", backlog=1024, timeout_keep_alive=30,
+                                timeout_graceful_shutdown=2)  # hung requests (hang_roles) do not hold stop()
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

@@ -304,6 +304,23 @@ def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, 
         assert [h["outcome"] for h in state.cluster_history("factual-test")] == ["failed"]
 
 
+def test_a_malformed_job_status_ends_the_step_with_a_clear_endpoint_error(cli, tmp_path: Path, monkeypatch) -> None:
+    """A job status without a usable status or model is an endpoint error (retried like a 500, then
+    EndpointFailed, which ends the cycle with one message), never a pydantic ValidationError."""
+    from loop.context import EndpointFailed
+    from loop.finetune_step import improve_finetune_step
+
+    monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
+    options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2, malformed_status=True))
+    with Simulator(options=options) as sim:
+        settings, ctx, cluster = _setup_for_jobs(cli, tmp_path, sim, monkeypatch)
+        with pytest.raises(EndpointFailed) as caught:
+            improve_finetune_step(ctx, [cluster])
+    message = str(caught.value)
+    assert "fine-tuning" in message and "without a usable status, model" in message, message
+    assert "nothing was promoted" in message
+
+
 def test_a_resumed_job_is_polled_not_submitted_again(cli, tmp_path: Path, monkeypatch) -> None:
     from loop import finetuning
     from loop.finetune_step import improve_finetune_step

@@ -74,10 +74,13 @@ def test_a_killed_cycle_leaves_no_prefect_server_behind(loop: dict, tmp_path: Pa
         _wait_for(lambda: _ephemeral_servers(proc.pid) or proc.poll() is not None, "the ephemeral server")
         servers = _ephemeral_servers(proc.pid)
         assert servers, proc.communicate()[1][-3000:]
+        killed = time.monotonic()
         proc.kill()  # SIGKILL: no atexit, no signal handler, no finally
         proc.communicate(timeout=30)
     _wait_for(lambda: not any(s.is_running() and s.status() != psutil.STATUS_ZOMBIE for s in servers),
               "the orphaned server to be stopped", timeout=30)
+    took = time.monotonic() - killed
+    assert took < 10, f"the orphaned server ran {took:.1f} s after the kill"  # the watchdog, within seconds
 
 
 @pytest.fixture(autouse=True)
