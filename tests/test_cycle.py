@@ -113,8 +113,35 @@ def test_full_cycle_through_the_cli_then_approve_and_rollback(cli, loop: dict) -
     cli("rollback", "prompt", "--json", expect=2)  # nothing before the first prompt
 
 
+def _plant_pii(cli) -> None:
+    """Consented complaints with marked PII in every text field (and the events test_pii_everywhere
+    plants in every other field), so the cycle has PII to leak if any step let it through."""
+    from conftest import event, write_jsonl
+    from test_pii_everywhere import _mark, _planted
+
+    texts = {name: f"The Pro plan price is wrong, mail {_mark(name)} or call +1 415 555 0199, IBAN "
+                   "DE89370400440532013000" for name in ("comment", "correction")}
+    complaints = [event(f"pii-cycle-{i}", signal="correction", reason="outdated", user_id=f"pii-user-{i}",
+                        query=f"How much does the Pro plan cost? I am {_mark('query')}", **texts) for i in range(8)]
+    cli("ingest", str(write_jsonl(Path("pii-planted.jsonl"), [*complaints, *_planted()])), "--json")
+
+
+def _no_pii_left(home: Path) -> None:
+    """No marker in any file of the state directory (feedback store, state, MLflow's database and
+    artifacts, indexes; a quarantined line's kept raw text aside) nor in the cycle's Prefect artifacts."""
+    from prefect.artifacts import Artifact
+
+    from test_pii_everywhere import _found, _home_files
+
+    texts = {**_home_files(home), **{key: str(Artifact.get(key).data) for key in
+                                     ("flywheel-cycle-report", "flywheel-cycle-candidates", "flywheel-cycle-chart")}}
+    assert {where: found for where, text in texts.items() if (found := _found(text))} == {}
+
+
 def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
+    _plant_pii(cli)
     out = cli("cycle", "--json")
+    _no_pii_left(load_settings().home)
     client = mlflow_client()
     exp = client.get_experiment_by_name("flywheel")
     # Artifacts live in the state directory, not in ./mlruns of wherever the cycle ran.
