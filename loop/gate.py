@@ -22,6 +22,12 @@ from loop.report import CycleReport
 from loop.setup_notes import setup_notes
 
 
+# Whose golden answers become MLflow traces: what a person may approve or watch (the champion's too).
+# The gate rejected the rest on its figures; their answers stay in each run's eval_results.json, and
+# tracing them cost about 1.6 s per variant (7 ms an item, MLflow's ORM) for nobody to read.
+SHOWN_ANSWERS = frozenset({Decision.pending_approval, Decision.promoted, Decision.canary, Decision.deferred})
+
+
 def evaluation_outage(champion: EvalResult, results: dict[str, EvalResult], max_error_rate: float) -> str | None:
     """Why this cycle's evaluation cannot decide anything, or None. Items that errored beyond the
     policy's bound mean the endpoint failed: that is an outage to report, never a verdict on a
@@ -177,7 +183,8 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
                           **({PARENT: cand.parent} if cand.parent else {})},
                     artifacts=candidate_artifacts(cand), scored=cand.decision is not Decision.error,
                     prompt_name=ctx.settings.prompt_name,
-                    run_name=run_label(cand.kind, cand.candidate_id, cand.version), **answers,
+                    run_name=run_label(cand.kind, cand.candidate_id, cand.version),
+                    **{**answers, "trace_items": answers["trace_items"] if cand.decision in SHOWN_ANSWERS else 0},
                 )
             state.save_candidate(cand)
             outcome = Outcome.of(cand.decision)

@@ -34,7 +34,7 @@ HOOKS = Path(__file__).resolve().parent / "hooks"
 # keeps the cycle paused before anyone answers; FLYWHEEL_BROWSER_LEASE_RENEWAL_S=225
 # FLYWHEEL_BROWSER_PAUSE_S=600 replays an operator's real wait past Prefect's own first renewal.
 LEASE_RENEWAL_S = float(os.environ.get("FLYWHEEL_BROWSER_LEASE_RENEWAL_S", "5"))
-LEASE_WAIT_S = float(os.environ.get("FLYWHEEL_BROWSER_PAUSE_S", "30"))
+LEASE_WAIT_S = float(os.environ.get("FLYWHEEL_BROWSER_PAUSE_S", "20"))
 
 
 @pytest.fixture(scope="module")

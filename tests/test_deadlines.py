@@ -41,9 +41,10 @@ def _last_cycle() -> dict:
         return {**cycle, "unfinished": state.unfinished_cycle()}
 
 
-@pytest.mark.parametrize("mode", ["silent", "headers"])
-def test_a_hung_endpoint_ends_the_cycle_as_an_error_within_its_deadlines(cli, loop: dict, prefect_api: str,
-                                                                         mode: str) -> None:
+def test_a_hung_endpoint_ends_the_cycle_as_an_error_within_its_deadlines(cli, loop: dict, prefect_api: str) -> None:
+    """A server that accepts and never answers ("headers then stall" is the same deadline, checked per
+    call below: a whole cycle per mode would only repeat it)."""
+    mode = "silent"
     with HungEndpoint(mode) as hung:
         started = time.monotonic()
         proc = _cycle(hung.base_url, prefect_api)

@@ -117,6 +117,7 @@ def _gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Setting
     items = [GoldenItem(id=f"q{k}", input=f"question {k}?", expected="x", category="factual") for k in range(4)]
     path = write_jsonl(tmp_path / "golden.jsonl", [i.model_dump(exclude_defaults=True) for i in items])
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(path))
+    monkeypatch.setenv("FLYWHEEL_POLICY__MIN_GOLDEN_SIZE", "4")  # it passes and waits: its answers are traced
     settings = load_settings()
     version = load_golden(path).version
     ctx = CycleContext(settings=settings, cycle_id="cyc-ans", resumed=False, champion_version="6",
@@ -142,6 +143,7 @@ def test_the_gate_logs_both_answers_side_by_side_and_names_the_parent(tmp_path: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     report, settings = _gate(tmp_path, monkeypatch)
     (cand,) = report.candidates
+    assert cand.decision == "pending_approval", cand.reason
     client = use_mlflow(settings)
     champion_run, cand_run = client.get_run(report.champion_run_id), client.get_run(cand.mlflow_run_id)
     assert champion_run.info.run_name == "champion v6" and cand_run.info.run_name == "v7 prompt cf2b43"
