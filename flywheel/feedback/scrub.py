@@ -71,11 +71,6 @@ class Detector:
     gate: re.Pattern[str] | None = None
     cues: re.Pattern[str] | None = None  # for cue-led detectors: one of the cue words, in the lower-cased text
 
-    def may_match(self, text: str, lower: Callable[[], str]) -> bool:
-        if self.gate is not None and not self.gate.search(text):
-            return False
-        return self.cues is None or self.cues.search(lower()) is not None
-
 
 def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
     """One pattern of literal words: the engine skips to their first letters (cheaper than one test each)."""
@@ -162,10 +157,10 @@ DIGIT_DETECTORS: tuple[Detector, ...] = (
     Detector(_macs, re.compile(r"[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-]|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.")),
     Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES)),
     Detector(_cued_ssns, re.compile(r"[Ss](?:[Ss][Nn#]|[Oo][Cc][Ii][Aa][Ll])")),
-    Detector(_ips(_IPV4)),
+    Detector(_ips(_IPV4), re.compile(r"\d\.\d")),  # every dotted quad has a digit, a dot, a digit
     Detector(_numbers, re.compile(r"\d[\d\s().-]{7,}\d")),
     Detector(_matches(_NUMBERED_ADDRESS, "address")),
-    Detector(_matches(_NUMBER_LAST_ADDRESS, "address")),
+    Detector(_matches(_NUMBER_LAST_ADDRESS, "address"), re.compile("Rue|Calle|Avenida|Via|Piazza|Plaza|Paseo")),
     Detector(_matches(_GERMAN_ADDRESS, "address"), re.compile(r"(?:straße|strasse|weg|platz|allee|gasse)\s+\d")),
 )
 _DIGIT = re.compile(r"\d")
@@ -185,19 +180,33 @@ def merged(spans: Iterable[Span]) -> list[Span]:
     return out
 
 
+_Plan = tuple[tuple[Callable[[str], Any] | None, Callable[[str], Any] | None, Callable[[str], Iterator[Span]]], ...]
+
+
+def _plan(detectors: tuple[Detector, ...]) -> _Plan:
+    """Each detector as (gate search, cue search, find): bound methods looked up once, not per text.
+    Most feedback fields are short, so a call's cost is mostly this per-detector overhead."""
+    return tuple((d.gate.search if d.gate is not None else None, d.cues.search if d.cues is not None else None, d.find)
+                 for d in detectors)
+
+
+_PLAIN, _WITH_DIGITS = _plan(DETECTORS), _plan(DETECTORS + DIGIT_DETECTORS)
+
+
 def find_pii(text: str) -> list[Span]:
-    """Every PII span in ``text``, merged, in order."""
+    """Every PII span in ``text``, merged, in order. A detector runs only when its gate matches the
+    text and, for cue-led ones, a cue the lower-cased text (made once, when first needed)."""
     spans: list[Span] = []
-    lowered: list[str] = []
-
-    def lower() -> str:  # once per text, and only when a cue-led detector asks
-        if not lowered:
-            lowered.append(text.lower())
-        return lowered[0]
-
-    for detector in DETECTORS + DIGIT_DETECTORS if _DIGIT.search(text) else DETECTORS:
-        if detector.may_match(text, lower):
-            spans.extend(detector.find(text))
+    low: str | None = None
+    for gate, cues, find in _WITH_DIGITS if _DIGIT.search(text) else _PLAIN:
+        if gate is not None and gate(text) is None:
+            continue
+        if cues is not None:
+            if low is None:
+                low = text.lower()
+            if cues(low) is None:
+                continue
+        spans.extend(find(text))
     return merged(spans) if spans else spans
 
 
