@@ -27,6 +27,7 @@ from app.commands.watch import watch
 from app.display import print_clusters
 from app.setup_commands import register as register_setup
 from app.version import print_version
+from flywheel.masking import install_log_masking
 
 __all__ = ["app", "main", "print_clusters"]  # print_clusters: once defined here, still importable from here
 
@@ -47,6 +48,7 @@ def _options(
     ] = False,
 ) -> None:
     """Closed-loop improvement for LLM products: feedback in, evaluated and approved fixes out."""
+    install_log_masking()  # before any command: a library's log line may quote a URL with its password
 
 app.command()(ingest)
 app.command()(triage)

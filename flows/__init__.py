@@ -1,5 +1,7 @@
 """Prefect flows: the cycle, approval, reviews and the operators' flows (Prefect only)."""
 
 from flows import expected_errors
+from flywheel.masking import install_log_masking
 
 expected_errors.install()
+install_log_masking()  # a flow run's records (Prefect's, MLflow's, the stores') reach the UI masked

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -160,3 +163,49 @@ def test_mask_secrets(text: str, masked: str) -> None:
     from flywheel.masking import mask_secrets
 
     assert mask_secrets(text) == masked
+
+
+@pytest.fixture
+def unmasked_logging() -> Iterator[None]:
+    """The process as a library user has it: the standard record factory (restored afterwards)."""
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
+    yield
+    logging.setLogRecordFactory(previous)
+
+
+def _start_cli(cli, settings) -> None:
+    cli("config")
+
+
+def _start_service(cli, settings) -> None:
+    from app.serve.main import create_app
+
+    create_app(settings, warm_up=False).state.service.close()
+
+
+def _start_flows(cli, settings) -> None:
+    import flows
+
+    importlib.reload(flows)  # what a worker's flow run executes when it imports its entrypoint
+
+
+@pytest.mark.parametrize("start", [_start_cli, _start_service, _start_flows], ids=["cli", "serve", "flows"])
+def test_a_library_log_line_quoting_a_password_is_masked_once_a_face_starts(start, cli, settings, caplog,
+                                                                            unmasked_logging) -> None:
+    """Flywheel masks what it writes itself; SQLAlchemy, MLflow, httpx or Prefect may log a URL too."""
+    library = logging.getLogger("sqlalchemy.pool")
+    library.warning("connecting to %s", STORE_URL)
+    assert "hunter2" in caplog.text  # importing flywheel alone changes no global logging
+    caplog.clear()
+
+    start(cli, settings)
+    library.warning("connecting to %s", STORE_URL)
+    try:
+        raise RuntimeError(f"cannot reach {STORE_URL}")
+    except RuntimeError:
+        library.exception("gave up")
+    assert "hunter2" not in caplog.text, caplog.text
+    assert caplog.text.count("postgresql://flywheel:***@db.internal:5432/feedback") == 2  # the message, the traceback
+    library.warning("pool size %d", 5)
+    assert caplog.records[-1].args == (5,)  # a clean record keeps its arguments for structured handlers

@@ -26,7 +26,7 @@ from app.serve.stores import StoreBusy, StorePool
 from flywheel.ask_ledger import AskLedger
 from flywheel.config import Settings, load_settings
 from flywheel.keys import KeyFileError, KeyStore, open_keys
-from flywheel.masking import mask_secrets
+from flywheel.masking import install_log_masking, mask_secrets
 from flywheel.schemas import FeedbackEvent
 from flywheel.serving import Served, read_served
 
@@ -64,6 +64,7 @@ class Service:
 def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAPI:
     """The ASGI app (uvicorn calls it with no arguments in each worker: settings from the environment).
     ``warm_up`` reads the champion in the background at startup, so no request waits for MLflow."""
+    install_log_masking()  # uvicorn's and the stores' records too, in every worker
     service = Service.build(settings or load_settings())
 
     @asynccontextmanager
