@@ -138,7 +138,8 @@ def _no_pii_left(home: Path) -> None:
     assert {where: found for where, text in texts.items() if (found := _found(text))} == {}
 
 
-def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
+def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict, monkeypatch) -> None:
+    monkeypatch.delenv("FLYWHEEL_EVAL__TRACE_ITEMS")  # the default: every golden answer a trace
     _plant_pii(cli)
     out = cli("cycle", "--json")
     _no_pii_left(load_settings().home)

@@ -54,6 +54,12 @@ def _log(settings: Settings, golden: GoldenSet, rows: list[EvalRow], **kw: Any) 
                        params={}, tags={}, artifacts={}, judge_model="judge-4", **kw)
 
 
+@pytest.fixture(autouse=True)
+def every_answer_traced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default (conftest bounds the traces of other tests to save time)."""
+    monkeypatch.delenv("FLYWHEEL_EVAL__TRACE_ITEMS")
+
+
 def _traces(run_id: str) -> dict[str, Any]:
     import mlflow
 
