@@ -70,6 +70,7 @@ class Detector:
     find: Callable[[str], Iterator[Span]]
     gate: re.Pattern[str] | None = None
     cues: re.Pattern[str] | None = None  # for cue-led detectors: one of the cue words, in the lower-cased text
+    needs: frozenset[str] = frozenset()  # ``FEATURES`` the text must hold for the detector to find anything
 
 
 def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
@@ -139,31 +140,38 @@ _NUMBER_LAST_ADDRESS = re.compile(  # Calle Mayor 5, Via Roma 12
 _GERMAN_ADDRESS = re.compile(rf"[{_UPPER}](?<!\w.)[{_LOWER}]*?(?:straße|strasse|weg|platz|allee|gasse)\s+\d{{1,4}}[a-z]?\b")
 
 
+# What a text holds that whole groups of detectors need: a digit (every number, IBAN, date, id and
+# numbered address), and a capitalised word after white space (every name pattern wants one: a surname
+# after a first name or title, a name after a cue; a street name after its house number). Most short
+# texts lack one or both, and two searches then skip a group at once.
+DIGIT, CAPITAL = "digit", "capital"
+FEATURES: dict[str, re.Pattern[str]] = {DIGIT: re.compile(r"\d"), CAPITAL: re.compile(rf"\s[{_UPPER}][{_LOWER}]")}
+ON_DIGIT, ON_CAPITAL = frozenset({DIGIT}), frozenset({CAPITAL})
+
 DETECTORS: tuple[Detector, ...] = (
     Detector(_secrets, _TOKEN_RUN),
     Detector(_matches(_EMAIL, "email"), re.compile("@")),
     Detector(_ips(_IPV6), re.compile(":[0-9A-Fa-f]{0,4}:")),
-    Detector(_names),
-    Detector(_stated_names, re.compile("[Nn][Aa][Mm][Ee]")),
+    Detector(_names, needs=ON_CAPITAL),
+    Detector(_stated_names, re.compile("[Nn][Aa][Mm][Ee]"), needs=ON_CAPITAL),
     Detector(_lower_stated_names, re.compile("(?i:name|call me)")),
-    Detector(_person_cued_names, cues=_any_of(PERSON_CUES)),
+    Detector(_person_cued_names, cues=_any_of(PERSON_CUES), needs=ON_CAPITAL),
     Detector(_ner_names),
+    Detector(_ibans, re.compile(r"[A-Za-z]{2}\d\d"), needs=ON_DIGIT),
+    Detector(_dobs, cues=_any_of(DOB_CUES), needs=ON_DIGIT),
+    Detector(_national_ids, cues=_any_of(ID_CUES), needs=ON_DIGIT),
+    Detector(_macs, re.compile(r"[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-]|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\."),
+             needs=ON_DIGIT),
+    Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES), needs=ON_DIGIT),
+    Detector(_cued_ssns, re.compile(r"[Ss](?:[Ss][Nn#]|[Oo][Cc][Ii][Aa][Ll])"), needs=ON_DIGIT),
+    Detector(_ips(_IPV4), re.compile(r"\d\.\d"), needs=ON_DIGIT),  # a dotted quad: digit, dot, digit
+    Detector(_numbers, re.compile(r"\d[\d\s().-]{7,}\d"), needs=ON_DIGIT),
+    Detector(_matches(_NUMBERED_ADDRESS, "address"), needs=ON_DIGIT | ON_CAPITAL),
+    Detector(_matches(_NUMBER_LAST_ADDRESS, "address"), re.compile("Rue|Calle|Avenida|Via|Piazza|Plaza|Paseo"),
+             needs=ON_DIGIT),
+    Detector(_matches(_GERMAN_ADDRESS, "address"), re.compile(r"(?:straße|strasse|weg|platz|allee|gasse)\s+\d"),
+             needs=ON_DIGIT),
 )
-# Every one of these needs a digit: a text without one (most answers) skips them all at once.
-DIGIT_DETECTORS: tuple[Detector, ...] = (
-    Detector(_ibans, re.compile(r"[A-Za-z]{2}\d\d")),
-    Detector(_dobs, cues=_any_of(DOB_CUES)),
-    Detector(_national_ids, cues=_any_of(ID_CUES)),
-    Detector(_macs, re.compile(r"[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-]|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.")),
-    Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES)),
-    Detector(_cued_ssns, re.compile(r"[Ss](?:[Ss][Nn#]|[Oo][Cc][Ii][Aa][Ll])")),
-    Detector(_ips(_IPV4), re.compile(r"\d\.\d")),  # every dotted quad has a digit, a dot, a digit
-    Detector(_numbers, re.compile(r"\d[\d\s().-]{7,}\d")),
-    Detector(_matches(_NUMBERED_ADDRESS, "address")),
-    Detector(_matches(_NUMBER_LAST_ADDRESS, "address"), re.compile("Rue|Calle|Avenida|Via|Piazza|Plaza|Paseo")),
-    Detector(_matches(_GERMAN_ADDRESS, "address"), re.compile(r"(?:straße|strasse|weg|platz|allee|gasse)\s+\d")),
-)
-_DIGIT = re.compile(r"\d")
 
 
 # -- putting it together ---------------------------------------------------------------------------
@@ -190,15 +198,27 @@ def _plan(detectors: tuple[Detector, ...]) -> _Plan:
                  for d in detectors)
 
 
-_PLAIN, _WITH_DIGITS = _plan(DETECTORS), _plan(DETECTORS + DIGIT_DETECTORS)
+def _plans() -> dict[tuple[bool, bool], _Plan]:
+    """A plan for each (holds a digit, holds a capitalised word): the detectors whose needs it meets."""
+    plans = {}
+    for digit in (False, True):
+        for capital in (False, True):
+            held = (ON_DIGIT if digit else frozenset()) | (ON_CAPITAL if capital else frozenset())
+            plans[digit, capital] = _plan(tuple(d for d in DETECTORS if d.needs <= held))
+    return plans
+
+
+_PLANS = _plans()
+_HAS_DIGIT, _HAS_CAPITAL = FEATURES[DIGIT].search, FEATURES[CAPITAL].search
 
 
 def find_pii(text: str) -> list[Span]:
-    """Every PII span in ``text``, merged, in order. A detector runs only when its gate matches the
-    text and, for cue-led ones, a cue the lower-cased text (made once, when first needed)."""
+    """Every PII span in ``text``, merged, in order. A detector runs only when the text holds the
+    ``FEATURES`` it needs, its gate matches the text and, for cue-led ones, a cue the lower-cased text
+    (made once, when first needed)."""
     spans: list[Span] = []
     low: str | None = None
-    for gate, cues, find in _WITH_DIGITS if _DIGIT.search(text) else _PLAIN:
+    for gate, cues, find in _PLANS[_HAS_DIGIT(text) is not None, _HAS_CAPITAL(text) is not None]:
         if gate is not None and gate(text) is None:
             continue
         if cues is not None:
