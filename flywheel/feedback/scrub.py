@@ -48,7 +48,7 @@ from typing import Any
 from flywheel.feedback.cued import ADDRESS_CUES, DOB_CUES, ID_CUES, _cued_addresses, _dobs, _macs, _national_ids
 from flywheel.feedback.digits import _IPV4, _IPV6, _cued_ssns, _ibans, _ips, _numbers
 from flywheel.feedback.names import (
-    PERSON_CUES, _lower_stated_names, _names, _ner_names, _person_cued_names, _stated_names,
+    PERSON_CUES, _lower_stated_names, _names, _ner_names, _person_cued_names, _stated_names, ner_installed,
 )
 from flywheel.feedback.spans import _CAP, _LOWER, _UPPER, Span
 
@@ -69,8 +69,9 @@ class Detector:
 
     find: Callable[[str], Iterator[Span]]
     gate: re.Pattern[str] | None = None
-    cues: re.Pattern[str] | None = None  # for cue-led detectors: one of the cue words, in the lower-cased text
+    cues: re.Pattern[str] | None = None  # a pattern the lower-cased text holds: for cue-led detectors, a cue word
     needs: frozenset[str] = frozenset()  # ``FEATURES`` the text must hold for the detector to find anything
+    present: Callable[[], bool] = lambda: True  # False: it finds nothing in this process (no spaCy model)
 
 
 def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
@@ -148,23 +149,26 @@ DIGIT, CAPITAL = "digit", "capital"
 FEATURES: dict[str, re.Pattern[str]] = {DIGIT: re.compile(r"\d"), CAPITAL: re.compile(rf"\s[{_UPPER}][{_LOWER}]")}
 ON_DIGIT, ON_CAPITAL = frozenset({DIGIT}), frozenset({CAPITAL})
 
+# Gates start with their rarest literal or character and look behind for the rest, so the engine jumps
+# from candidate to candidate instead of trying the whole pattern at every position; gates on words
+# look in the lower-cased text, where a literal needs no case-insensitive matching.
 DETECTORS: tuple[Detector, ...] = (
     Detector(_secrets, _TOKEN_RUN),
     Detector(_matches(_EMAIL, "email"), re.compile("@")),
     Detector(_ips(_IPV6), re.compile(":[0-9A-Fa-f]{0,4}:")),
     Detector(_names, needs=ON_CAPITAL),
-    Detector(_stated_names, re.compile("[Nn][Aa][Mm][Ee]"), needs=ON_CAPITAL),
-    Detector(_lower_stated_names, re.compile("(?i:name|call me)")),
+    Detector(_stated_names, cues=re.compile("name"), needs=ON_CAPITAL),
+    Detector(_lower_stated_names, cues=re.compile("me(?:(?<=name)|(?<=call me))")),
     Detector(_person_cued_names, cues=_any_of(PERSON_CUES), needs=ON_CAPITAL),
-    Detector(_ner_names),
-    Detector(_ibans, re.compile(r"[A-Za-z]{2}\d\d"), needs=ON_DIGIT),
+    Detector(_ner_names, present=ner_installed),
+    Detector(_ibans, re.compile(r"\d(?<=[A-Za-z]{2}\d)\d"), needs=ON_DIGIT),  # two letters, two digits
     Detector(_dobs, cues=_any_of(DOB_CUES), needs=ON_DIGIT),
     Detector(_national_ids, cues=_any_of(ID_CUES), needs=ON_DIGIT),
-    Detector(_macs, re.compile(r"[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-]|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\."),
+    Detector(_macs, re.compile(r"[:.-](?:(?<=[0-9A-Fa-f]{2}[:-])[0-9A-Fa-f]{2}[:-]|(?<=[0-9A-Fa-f]{4}\.)[0-9A-Fa-f]{4}\.)"),
              needs=ON_DIGIT),
     Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES), needs=ON_DIGIT),
-    Detector(_cued_ssns, re.compile(r"[Ss](?:[Ss][Nn#]|[Oo][Cc][Ii][Aa][Ll])"), needs=ON_DIGIT),
-    Detector(_ips(_IPV4), re.compile(r"\d\.\d"), needs=ON_DIGIT),  # a dotted quad: digit, dot, digit
+    Detector(_cued_ssns, cues=_any_of(("ssn", "ss#", "social")), needs=ON_DIGIT),
+    Detector(_ips(_IPV4), re.compile(r"\.(?<=\d\.)\d"), needs=ON_DIGIT),  # a dotted quad: digit, dot, digit
     Detector(_numbers, re.compile(r"\d[\d\s().-]{7,}\d"), needs=ON_DIGIT),
     Detector(_matches(_NUMBERED_ADDRESS, "address"), needs=ON_DIGIT | ON_CAPITAL),
     Detector(_matches(_NUMBER_LAST_ADDRESS, "address"), re.compile("Rue|Calle|Avenida|Via|Piazza|Plaza|Paseo"),
@@ -198,35 +202,30 @@ def _plan(detectors: tuple[Detector, ...]) -> _Plan:
                  for d in detectors)
 
 
-def _plans() -> dict[tuple[bool, bool], _Plan]:
-    """A plan for each (holds a digit, holds a capitalised word): the detectors whose needs it meets."""
-    plans = {}
+_PLANS: dict[tuple[bool, bool], _Plan] = {}
+
+
+def _made_plans() -> dict[tuple[bool, bool], _Plan]:
+    """A plan for each (holds a digit, holds a capitalised word): the detectors whose needs it meets and
+    that can find anything here. Made on first use: whether a spaCy model is installed is known then."""
+    present = tuple(d for d in DETECTORS if d.present())
     for digit in (False, True):
         for capital in (False, True):
             held = (ON_DIGIT if digit else frozenset()) | (ON_CAPITAL if capital else frozenset())
-            plans[digit, capital] = _plan(tuple(d for d in DETECTORS if d.needs <= held))
-    return plans
-
-
-_PLANS = _plans()
+            _PLANS[digit, capital] = _plan(tuple(d for d in present if d.needs <= held))
+    return _PLANS
 _HAS_DIGIT, _HAS_CAPITAL = FEATURES[DIGIT].search, FEATURES[CAPITAL].search
 
 
 def find_pii(text: str) -> list[Span]:
     """Every PII span in ``text``, merged, in order. A detector runs only when the text holds the
-    ``FEATURES`` it needs, its gate matches the text and, for cue-led ones, a cue the lower-cased text
-    (made once, when first needed)."""
+    ``FEATURES`` it needs, its gate matches the text and its cue pattern the lower-cased text."""
+    plans = _PLANS or _made_plans()
     spans: list[Span] = []
-    low: str | None = None
-    for gate, cues, find in _PLANS[_HAS_DIGIT(text) is not None, _HAS_CAPITAL(text) is not None]:
-        if gate is not None and gate(text) is None:
-            continue
-        if cues is not None:
-            if low is None:
-                low = text.lower()
-            if cues(low) is None:
-                continue
-        spans.extend(find(text))
+    low = text.lower()
+    for gate, cues, find in plans[_HAS_DIGIT(text) is not None, _HAS_CAPITAL(text) is not None]:
+        if (gate is None or gate(text) is not None) and (cues is None or cues(low) is not None):
+            spans.extend(find(text))
     return merged(spans) if spans else spans
 
 
