@@ -15,6 +15,8 @@ _NUMBER = re.compile(r"(?<![\w+])(?<!\w-)\+?\(?\d[\d\s().-]{7,22}\d(?!\w)")
 _SSN_DASHED = re.compile(r"\d{3}-\d\d-\d{4}")
 # A date with the hour after it ("2026-11-10 10:00:00" stops the run at the colon): a timestamp.
 _DATE_HOUR = re.compile(r"(?:19|20)\d\d[-/.][01]\d[-/.][0-3]\d[ T]?[0-2]?\d")
+_NOT_DIGIT = re.compile(r"\D")
+_SEPARATOR = re.compile(r"[\s().-]")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -36,13 +38,13 @@ def _classify_number(text: str) -> str | None:
         return "ssn"
     if _DATE_HOUR.fullmatch(text):
         return None
-    digits = re.sub(r"\D", "", text)
+    digits = _NOT_DIGIT.sub("", text)
     if 13 <= len(digits) <= 19 and _luhn_ok(digits):
         return "card"
     if 9 <= len(digits) <= 15:
         # Phones are written with a country code or separators; a bare 9-15 digit run with neither
         # is as likely an id. Scrub it anyway when it starts with '+' or is grouped like a phone.
-        if text.startswith("+") or re.search(r"[\s().-]", text):
+        if text.startswith("+") or _SEPARATOR.search(text):
             return "phone"
         if len(digits) >= 10:
             return "phone"

@@ -73,6 +73,10 @@ class Detector:
     needs: frozenset[str] = frozenset()  # ``FEATURES`` the text must hold for the detector to find anything
     present: Callable[[], bool] = lambda: True  # False: it finds nothing in this process (no spaCy model)
 
+    def __post_init__(self) -> None:
+        if self.gate is not None and self.cues is not None:
+            raise ValueError("a detector is gated on the text or on its lower-cased form, not both")
+
 
 def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
     """One pattern of literal words: the engine skips to their first letters (cheaper than one test each)."""
@@ -192,14 +196,19 @@ def merged(spans: Iterable[Span]) -> list[Span]:
     return out
 
 
-_Plan = tuple[tuple[Callable[[str], Any] | None, Callable[[str], Any] | None, Callable[[str], Iterator[Span]]], ...]
+_Find = Callable[[str], Iterator[Span]]
+_Search = Callable[[str], Any]
+# A plan: detectors that always run, those gated on the text, those gated on the lower-cased text.
+_Plan = tuple[tuple[_Find, ...], tuple[tuple[_Search, _Find], ...], tuple[tuple[_Search, _Find], ...]]
 
 
 def _plan(detectors: tuple[Detector, ...]) -> _Plan:
-    """Each detector as (gate search, cue search, find): bound methods looked up once, not per text.
-    Most feedback fields are short, so a call's cost is mostly this per-detector overhead."""
-    return tuple((d.gate.search if d.gate is not None else None, d.cues.search if d.cues is not None else None, d.find)
-                 for d in detectors)
+    """The detectors as bound searches and finds, looked up once, grouped so that the loop over them
+    tests nothing but the gate: most feedback fields are short, and per-detector overhead is most
+    of their cost."""
+    return (tuple(d.find for d in detectors if d.gate is None and d.cues is None),
+            tuple((d.gate.search, d.find) for d in detectors if d.gate is not None),
+            tuple((d.cues.search, d.find) for d in detectors if d.cues is not None))
 
 
 _PLANS: dict[tuple[bool, bool], _Plan] = {}
@@ -214,19 +223,26 @@ def _made_plans() -> dict[tuple[bool, bool], _Plan]:
             held = (ON_DIGIT if digit else frozenset()) | (ON_CAPITAL if capital else frozenset())
             _PLANS[digit, capital] = _plan(tuple(d for d in present if d.needs <= held))
     return _PLANS
+
+
 _HAS_DIGIT, _HAS_CAPITAL = FEATURES[DIGIT].search, FEATURES[CAPITAL].search
 
 
 def find_pii(text: str) -> list[Span]:
     """Every PII span in ``text``, merged, in order. A detector runs only when the text holds the
     ``FEATURES`` it needs, its gate matches the text and its cue pattern the lower-cased text."""
-    plans = _PLANS or _made_plans()
+    always, gated, cued = (_PLANS or _made_plans())[_HAS_DIGIT(text) is not None, _HAS_CAPITAL(text) is not None]
     spans: list[Span] = []
-    low = text.lower()
-    for gate, cues, find in plans[_HAS_DIGIT(text) is not None, _HAS_CAPITAL(text) is not None]:
-        if (gate is None or gate(text) is not None) and (cues is None or cues(low) is not None):
+    for find in always:
+        spans.extend(find(text))
+    for gate, find in gated:
+        if gate(text) is not None:
             spans.extend(find(text))
-    return merged(spans) if spans else spans
+    low = text.lower()
+    for cues, find in cued:
+        if cues(low) is not None:
+            spans.extend(find(text))
+    return merged(spans) if len(spans) > 1 else spans
 
 
 def scrub_text(text: str, found: set[str] | None = None) -> str:
