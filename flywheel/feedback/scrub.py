@@ -62,10 +62,11 @@ _RANK = {kind: i for i, kind in enumerate(PLACEHOLDERS)}  # overlapping spans ta
 
 @dataclass(frozen=True, slots=True)
 class Detector:
-    """Finds one family of PII. ``gate`` is a cheap pattern that any text holding it contains: most
-    short texts (a product question) skip most detectors without running them. Patterns that start
-    with a character class or a literal (look-behinds come after the first character) let the regex
-    engine skip ahead to candidate positions, which is what keeps a short text cheap."""
+    """Finds one family of PII. ``gate`` is a cheap pattern that every text the detector finds anything
+    in holds (a necessary condition, never a judgement: test_gates_only_save_time holds them to it):
+    most short texts (a product question) skip most detectors without running them. Patterns that
+    start with a character class or a literal (look-behinds come after the first character) let the
+    regex engine skip ahead to candidate positions, which is what keeps a short text cheap."""
 
     find: Callable[[str], Iterator[Span]]
     gate: re.Pattern[str] | None = None
@@ -162,14 +163,14 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(_ips(_IPV6), re.compile(":[0-9A-Fa-f]{0,4}:")),
     Detector(_names, needs=ON_CAPITAL),
     Detector(_stated_names, cues=re.compile("name"), needs=ON_CAPITAL),
-    Detector(_lower_stated_names, cues=re.compile("me(?:(?<=name)|(?<=call me))")),
+    Detector(_lower_stated_names, cues=re.compile(r"me(?:(?<=name)|(?<=\sme))")),  # "name", "call  me"
     Detector(_person_cued_names, cues=_any_of(PERSON_CUES), needs=ON_CAPITAL),
     Detector(_ner_names, present=ner_installed),
     Detector(_ibans, re.compile(r"\d(?<=[A-Za-z]{2}\d)\d"), needs=ON_DIGIT),  # two letters, two digits
     Detector(_dobs, cues=_any_of(DOB_CUES), needs=ON_DIGIT),
     Detector(_national_ids, cues=_any_of(ID_CUES), needs=ON_DIGIT),
-    Detector(_macs, re.compile(r"[:.-](?:(?<=[0-9A-Fa-f]{2}[:-])[0-9A-Fa-f]{2}[:-]|(?<=[0-9A-Fa-f]{4}\.)[0-9A-Fa-f]{4}\.)"),
-             needs=ON_DIGIT),
+    # A MAC address can be letters only (aa:bb:cc:dd:ee:ff), so it does not wait for a digit.
+    Detector(_macs, re.compile(r"[:.-](?:(?<=[0-9A-Fa-f]{2}[:-])[0-9A-Fa-f]{2}[:-]|(?<=[0-9A-Fa-f]{4}\.)[0-9A-Fa-f]{4}\.)")),
     Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES), needs=ON_DIGIT),
     Detector(_cued_ssns, cues=_any_of(("ssn", "ss#", "social")), needs=ON_DIGIT),
     Detector(_ips(_IPV4), re.compile(r"\.(?<=\d\.)\d"), needs=ON_DIGIT),  # a dotted quad: digit, dot, digit
