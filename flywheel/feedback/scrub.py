@@ -170,7 +170,8 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(_dobs, cues=_any_of(DOB_CUES), needs=ON_DIGIT),
     Detector(_national_ids, cues=_any_of(ID_CUES), needs=ON_DIGIT),
     # A MAC address can be letters only (aa:bb:cc:dd:ee:ff), so it does not wait for a digit.
-    Detector(_macs, re.compile(r"[:.-](?:(?<=[0-9A-Fa-f]{2}[:-])[0-9A-Fa-f]{2}[:-]|(?<=[0-9A-Fa-f]{4}\.)[0-9A-Fa-f]{4}\.)")),
+    Detector(_macs, re.compile(r"[:.-](?:(?<=[0-9A-Fa-f]{2}[:-])[0-9A-Fa-f]{2}[:-]"
+                               r"|(?<=[0-9A-Fa-f]{4}\.)[0-9A-Fa-f]{4}\.)")),
     Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES), needs=ON_DIGIT),
     Detector(_cued_ssns, cues=_any_of(("ssn", "ss#", "social")), needs=ON_DIGIT),
     Detector(_ips(_IPV4), re.compile(r"\.(?<=\d\.)\d"), needs=ON_DIGIT),  # a dotted quad: digit, dot, digit
