@@ -27,11 +27,13 @@ def _mlflow_runs(cycle_id: str) -> list:
     return client.search_runs([exp.experiment_id], filter_string=f"tags.`flywheel.cycle_id` = '{cycle_id}'")
 
 
-@pytest.mark.parametrize("fail_as", ["status", "html"])
 def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(cli, loop: dict, monkeypatch,
-                                                                          prefect_api: str, fail_as: str) -> None:
+                                                                          prefect_api: str) -> None:
+    """A 503 storm mid-evaluation. An HTML error page or an answer the SDK cannot use is the same
+    endpoint error, checked per call below: a whole cycle for each would only repeat this one."""
     from flywheel.state import open_state
 
+    fail_as = "status"
     # Drafting, judged screening and the merge check take ~800 requests on this world, the evaluation
     # ~1,800: the endpoint breaks early in the evaluation (the error message below says it was there).
     with Simulator(options=SimOptions(fail_from=1400, fail_as=fail_as)) as flaky:
