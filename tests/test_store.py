@@ -20,7 +20,6 @@ import pytest
 
 from conftest import event, write_jsonl
 from flywheel.errors import FlywheelError, StoreUnavailable, UsageError
-from flywheel.feedback import engine as store_engine
 from flywheel.feedback.store import open_store
 from flywheel.schemas import StoredEvent
 from pg_server import PostgresServer, free_port
@@ -121,11 +120,10 @@ _INSERT_ONE = ("INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, st
                "ingested_at) VALUES (%s, 't', 0, 's', 0, 0, 0, 'q', 'o', 0)")
 
 
-def test_a_writer_blocked_past_the_timeout_gets_store_unavailable(any_store_url: str, monkeypatch) -> None:
+def test_a_writer_blocked_past_the_timeout_gets_store_unavailable(any_store_url: str) -> None:
     """Another transaction holds the lock: the write waits its timeout, then reports the store
     unavailable (the HTTP service's 503), and none of its batch is stored."""
-    monkeypatch.setattr(store_engine, "LOCK_TIMEOUT_SECONDS", 0.2)
-    with open_store(any_store_url) as store:
+    with open_store(any_store_url, lock_timeout=0.2) as store:  # the default (30 s) binds at definition
         url = store.url
         if store.dialect == "sqlite":
             holder = sqlite3.connect(str(url.database), isolation_level=None)
