@@ -154,7 +154,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         "ingest": report.public(),
         "routes": [_routes(c.clusters) for c in cycles],
         "candidates": [c.public() for cycle in cycles for c in cycle.candidates],
-        "finetune": cycles[-1].finetune,
+        **cycles[-1].sections,  # each improver's section (the fine-tuning jobs and dataset)
         "champions": final["champions"],
         "loop_velocity_hours": final["loop_velocity_hours"],
         "live": live,

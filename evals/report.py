@@ -102,6 +102,7 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
                     clusters: Sequence[dict[str, Any]], candidates: Sequence[Candidate],
                     outcomes: Sequence[ClusterOutcome] = (),
                     finetune_notes: Sequence[str] = (), chart_link: str | None = None,
+                    improver_notes: Sequence[str] = (),
                     judge: JudgeCalibration | None = None, notes: Sequence[str] = (),
                     champion_per_category: dict[str, float] | None = None,
                     champion_per_segment: dict[str, float] | None = None) -> str:
@@ -145,6 +146,8 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
     lines += finetune_lines(candidates)
     for note in finetune_notes:
         lines += ["", f"- fine-tuning: {note}"]
+    for note in improver_notes:  # "<improver title>: <note>"
+        lines += ["", f"- {note}"]
     lines += breakdown_table("category", champion_per_category or {}, candidates, "per_category", "category_deltas")
     lines += breakdown_table("segment", champion_per_segment or {}, candidates, "per_segment", "segment_deltas")
     if judge is not None:
