@@ -37,7 +37,7 @@ from improvers.registry import improver, improvers, stages
 from loop.calibration import calibration_step
 from loop.checkpoints import checkpoint
 from loop.cycle_lock import cycle_lock
-from loop.context import CycleContext, EndpointFailed, begin
+from loop.context import CycleContext, EndpointFailed, begin, record_candidates
 from loop.diagnosis_step import diagnose_step
 from loop.evaluate import evaluate_step, evaluation_keys, variant_for
 from loop.gate import gate_step
@@ -118,7 +118,9 @@ def combine_task(ctx: CycleContext, kind: str, proposals: list[Proposal], cluste
                  protected: list[str]) -> Proposal:
     """An improver's units as one proposal (the prompt improver's merge of its winners)."""
     with _MLFLOW_WRITES:
-        return improver(kind).combine(ctx, proposals, clusters, protected)
+        proposal = improver(kind).combine(ctx, proposals, clusters, protected)
+    record_candidates(ctx, proposal.candidates)
+    return proposal
 
 
 def improve(ctx: CycleContext, clusters: list[FailureCluster], retrying: dict[str, Any]) -> list[ImproverRun]:

@@ -6,10 +6,11 @@ The context every step shares, and its helpers, are :mod:`improvers.context` (im
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from evals.golden import load_golden
-from flywheel.candidates import ChampionKind
+from flywheel.candidates import Candidate, ChampionKind
 from flywheel.champions import champion
 from flywheel.config import Settings
 from flywheel.llm import endpoint
@@ -37,3 +38,12 @@ def begin(settings: Settings) -> CycleContext:
                         champion_template=prompt.template, golden_version=golden.version,
                         index_version=index_version, champion_model=model.provider_model,
                         champion_model_version=model.version)
+
+
+def record_candidates(ctx: CycleContext, candidates: Sequence[Candidate]) -> None:
+    """Every proposed candidate in the state store, where the gate, approval and a resumed cycle
+    read it (an improver need not store its own; one it stored already is left as it is)."""
+    with ctx.state() as state:
+        for cand in candidates:
+            if state.candidate(cand.candidate_id) is None:
+                state.add_candidate(cand)
