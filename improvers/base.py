@@ -181,5 +181,14 @@ class BaseImprover:
             return ClusterWork(skipped=f"not taken by the {self.title or self.name} improver this cycle")
         return ClusterWork(found=next((n for n in proposal.notes if cluster.cluster_id in n), None))
 
+    def cycle_notes(self, ctx: CycleContext) -> list[str]:
+        return []
+
     def status(self, settings: Settings, state: StateStore) -> dict[str, Any] | None:
         return None
+
+    def status_rows(self, section: dict[str, Any]) -> list[tuple[str, str]]:
+        return []
+
+    def report_lines(self, section: dict[str, Any]) -> list[str]:
+        return []

@@ -11,6 +11,7 @@ from flywheel.candidates import BasePayload, Candidate, ChampionKind, FinetunePa
 from flywheel.config import Settings
 from flywheel.schemas import FailureCluster
 from flywheel.state import StateStore
+from flywheel.wording import plural
 from improvers.base import BaseImprover, Proposal
 from improvers.context import CycleContext
 
@@ -60,6 +61,34 @@ class FinetuneImprover(BaseImprover):
         return {"threshold": threshold, "persistent_clusters": persistent,
                 "jobs": [{k: j.get(k) for k in ("job_id", "status", "dataset_version", "fine_tuned_model",
                                                 "model_version", "error")} for j in state.finetune_jobs()]}
+
+    def status_rows(self, section: dict[str, Any]) -> list[tuple[str, str]]:
+        """Only when there is something to say: clusters prompts could not fix, and fine-tune jobs."""
+        rows = []
+        persistent = section.get("persistent_clusters") or []
+        if persistent:
+            closest = min(persistent, key=lambda c: c["missing"])
+            rows.append(("fine-tune", f"{plural(len(persistent), 'cluster')} prompts could not fix; closest "
+                                      f"{closest['cluster_id']}: {closest['usable_examples']} of "
+                                      f"{section['threshold']} usable examples"))
+        for job in section.get("jobs") or []:
+            rows.append(("fine-tune job", f"{job['job_id']}: {job['status']}"
+                                          + (f" -> {job['fine_tuned_model']}" if job.get("fine_tuned_model") else "")))
+        return rows
+
+    def report_lines(self, section: dict[str, Any]) -> list[str]:
+        """The dataset built this cycle and each job's state."""
+        from improvers.finetune_step import FinetuneReport
+
+        report = FinetuneReport.model_validate(section)
+        lines = []
+        dataset = report.dataset
+        if dataset and dataset.get("built"):
+            lines.append(f"fine-tune dataset {dataset['version']}: {dataset['examples']} examples (train "
+                         f"{dataset['train']}, validation {dataset['validation']}), {dataset['preference_pairs']} "
+                         f"preference pairs; excluded {dataset['excluded']}")
+        lines += [f"fine-tune job {job['job_id']}: {job['status']} -> {job['fine_tuned_model']}" for job in report.jobs]
+        return lines
 
     def artifacts(self, cand: Candidate) -> dict[str, str]:
         return {"finetune.json": cand.payload.model_dump_json(indent=2, include={

@@ -61,6 +61,13 @@ class PromptImprover(BaseImprover):
         return {"prompt.txt": p.template, "critique.txt": p.critique,
                 "prompt.diff.md": diff_markdown(f"{cand.title()} against its parent, prompt v{cand.parent}", p.diff)}
 
+    def cycle_notes(self, ctx: CycleContext) -> list[str]:
+        """A screening judge that said the same thing to every draft could not rank them."""
+        from improvers.screening_notes import cycle_drafting, screening_judge_note, screening_verdicts
+
+        note = screening_judge_note(screening_verdicts(cycle_drafting(ctx)))
+        return [note] if note else []
+
     def cluster_work(self, ctx: CycleContext, cluster: FailureCluster, chosen: Sequence[FailureCluster],
                      proposal: Proposal) -> ClusterWork:
         from improvers.prompt_step import drafting_summary

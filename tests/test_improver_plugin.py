@@ -53,6 +53,30 @@ def test_an_unknown_kind_is_refused_by_name() -> None:
                   payload={"template": "t", "shots": []})
 
 
+KIND_SPECIFIC = {"CandidateKind", "PromptPayload", "RagPayload", "FinetunePayload"}
+# (improvers.screening_step, the judge of "is the complaint resolved", is shared: diagnosis uses it too)
+BUILT_IN_MODULES = ("prompt", "rag", "finetune", "dataset", "merge", "screening_notes")
+
+
+def test_the_cycle_and_the_faces_reach_improvers_only_through_the_registry() -> None:
+    """loop/, flows/ and app/ import no built-in improver's module and no kind's payload class: a
+    fourth kind needs no change there (slots, what production serves, are the champions')."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in sorted(p for layer in ("loop", "flows", "app") for p in (root / layer).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {a.name for a in node.names}
+                if node.module.startswith("improvers.") and node.module.split(".")[1].startswith(BUILT_IN_MODULES):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {node.module}")
+                if names & KIND_SPECIFIC:
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {', '.join(sorted(names & KIND_SPECIFIC))}")
+    assert not found, "\n".join(found)
+    assert len(list((root / "loop").rglob("*.py"))) > 20  # the walk saw the layers
+
+
 def _golden(world: Path, tmp_path: Path) -> Path:
     """Every tone item of the world (the few-shot fix) and enough others for the policy's minimum."""
     rows = [json.loads(line) for line in (world / "golden.jsonl").read_text().splitlines()]
