@@ -39,6 +39,12 @@ class ChampionKind(StrEnum):
         """How a version of it is named: ``prompt v7``, ``index v3``, ``model ft:...``."""
         return "index" if self is ChampionKind.rag else self.value
 
+    @property
+    def event_field(self) -> str:
+        """The feedback event's field that says which version of it served the output (the watch's column)."""
+        return {ChampionKind.prompt: "prompt_version", ChampionKind.rag: "index_version",
+                ChampionKind.model: "model"}[self]
+
 
 class Decision(StrEnum):
     """The gate's or a person's decision on a candidate."""
