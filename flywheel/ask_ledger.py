@@ -1,5 +1,6 @@
 """Who was asked for feedback today and who opted out: tables beside the feedback store, shared
-by every ``serve`` worker (and host, on a shared database).
+by every ``serve`` worker (and host, on a shared database). A database that cannot serve now is
+:class:`~flywheel.errors.StoreUnavailable`, as the store's own failures are.
 
 Users are kept as SHA-256 hashes of their ids: equality is all the policy needs, and a user id
 may be an e-mail address. The tables are the feedback store's (flywheel/feedback/tables.py, its
@@ -54,21 +55,22 @@ class AskLedger:
         return self.engine.connect().execution_options(flywheel_write=True)
 
     def opted_out(self, user_id: str) -> bool:
-        with self.engine.connect() as c:
+        with store_errors(self.url, "read"), self.engine.connect() as c:
             return c.execute(select(opt_outs.c.user_key).where(opt_outs.c.user_key == user_key(user_id))).first() \
                 is not None
 
     def opt_out(self, user_id: str) -> bool:
         """Record the opt-out; False when it was recorded before."""
-        try:
-            with self._turn, self._writing() as c, c.begin():
-                c.execute(insert(opt_outs).values(user_key=user_key(user_id), at=time.time()))
-        except IntegrityError:
-            return False
+        with store_errors(self.url, "written"):
+            try:
+                with self._turn, self._writing() as c, c.begin():
+                    c.execute(insert(opt_outs).values(user_key=user_key(user_id), at=time.time()))
+            except IntegrityError:
+                return False
         return True
 
     def asks(self, user_id: str, day: date) -> int:
-        with self.engine.connect() as c:
+        with store_errors(self.url, "read"), self.engine.connect() as c:
             row = c.execute(select(ask_counts.c.asks).where(ask_counts.c.user_key == user_key(user_id),
                                                             ask_counts.c.day == day.isoformat())).first()
         return row[0] if row else 0
@@ -78,7 +80,7 @@ class AskLedger:
         if cap <= 0:
             return False
         key, today = user_key(user_id), day.isoformat()
-        with self._turn:
+        with self._turn, store_errors(self.url, "written"):
             return self._take(key, today, cap)
 
     def _take(self, key: str, today: str, cap: int) -> bool:

@@ -9,6 +9,8 @@ its cycle stage's deadline. The API key is a SecretStr and is never logged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx2
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient, DefaultHttpxClient, OpenAI
 from openai._constants import DEFAULT_CONNECTION_LIMITS
@@ -31,16 +33,23 @@ def endpoint(settings: Settings, base_url: str | None = None, purpose: str = "th
 
 
 def make_client(settings: Settings, *, base_url: str | None = None, purpose: str = "this command") -> OpenAI:
-    url, key = endpoint(settings, base_url, purpose)
-    transport = GuardedTransport(httpx2.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS),
-                                 health_of(url, settings.llm_max_total_seconds), settings.deadlines.call)
-    return OpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
-                  http_client=DefaultHttpxClient(transport=transport))
+    return OpenAI(**_client_options(settings, base_url, purpose, asynchronous=False))
 
 
 def make_async_client(settings: Settings, *, base_url: str | None = None, purpose: str = "this command") -> AsyncOpenAI:
+    return AsyncOpenAI(**_client_options(settings, base_url, purpose, asynchronous=True))
+
+
+def _client_options(settings: Settings, base_url: str | None, purpose: str, *, asynchronous: bool) -> dict[str, Any]:
+    """What a sync or an async client is built with: the endpoint, the SDK's retries and timeout, and
+    the guarded transport (one place, so the two kinds of client cannot drift apart)."""
     url, key = endpoint(settings, base_url, purpose)
-    transport = AsyncGuardedTransport(httpx2.AsyncHTTPTransport(limits=DEFAULT_CONNECTION_LIMITS),
-                                      health_of(url, settings.llm_max_total_seconds), settings.deadlines.call)
-    return AsyncOpenAI(base_url=url, api_key=key, timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
-                       http_client=DefaultAsyncHttpxClient(transport=transport))
+    health = health_of(url, settings.llm_max_total_seconds)
+    if asynchronous:
+        http_client: httpx2.Client | httpx2.AsyncClient = DefaultAsyncHttpxClient(transport=AsyncGuardedTransport(
+            httpx2.AsyncHTTPTransport(limits=DEFAULT_CONNECTION_LIMITS), health, settings.deadlines.call))
+    else:
+        http_client = DefaultHttpxClient(transport=GuardedTransport(
+            httpx2.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS), health, settings.deadlines.call))
+    return {"base_url": url, "api_key": key, "timeout": settings.llm_timeout, "max_retries": settings.llm_max_retries,
+            "http_client": http_client}

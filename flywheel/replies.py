@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -84,6 +85,7 @@ def json_object(reply: str) -> dict[str, Any]:
 _ACCEPTED: dict[tuple[str, str], str] = {}
 _LOCK = threading.Lock()
 _MODES = ("json_schema", "json_object", "none")
+_UNREACHABLE = "unreachable: the plain request either answers or raises"
 
 
 def _response_format(mode: str, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -99,11 +101,33 @@ def _rejects_format(exc: openai.BadRequestError) -> bool:
     return "response_format" in text or "json_schema" in text or "json_object" in text
 
 
-def _attempts(client: Any, model: str, name: str, schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(mode, extra request arguments) to try in order, from what the endpoint accepted last."""
-    start = _MODES.index(_ACCEPTED.get(_key(client, model), "json_schema"))
-    return [(mode, {"response_format": fmt} if (fmt := _response_format(mode, name, schema)) else {})
-            for mode in _MODES[start:]]
+class _JsonAsk:
+    """One JSON reply asked for: the requests to try, from the format the endpoint accepted last down
+    to a plain one, and what to remember of the one that answered. The sync and async callers share
+    it, so they differ only in how they send."""
+
+    def __init__(self, client: Any, model: str, messages: list[dict[str, str]], name: str,
+                 schema: dict[str, Any], temperature: float) -> None:
+        self.client, self.model = client, model
+        self.base = {"model": model, "messages": messages, "temperature": temperature}
+        self.name, self.schema, self.mode = name, schema, "none"
+
+    def requests(self) -> Iterator[dict[str, Any]]:
+        """Keyword arguments of ``chat.completions.create``, one per mode still to try."""
+        start = _MODES.index(_ACCEPTED.get(_key(self.client, self.model), "json_schema"))
+        for mode in _MODES[start:]:
+            self.mode = mode
+            fmt = _response_format(mode, self.name, self.schema)
+            yield self.base | ({"response_format": fmt} if fmt else {})
+
+    def refused(self, exc: openai.BadRequestError) -> None:
+        """Go on to a plainer request when the endpoint refused the format; otherwise re-raise."""
+        if self.mode == "none" or not _rejects_format(exc):
+            raise exc
+
+    def reply(self, response: Any) -> str:
+        _accepted(self.client, self.model, self.mode)
+        return response.choices[0].message.content or ""
 
 
 def _key(client: Any, model: str) -> tuple[str, str]:
@@ -115,38 +139,26 @@ def _accepted(client: Any, model: str, mode: str) -> None:
         _ACCEPTED[_key(client, model)] = mode
 
 
-def _retry_plainer(mode: str, exc: openai.BadRequestError) -> bool:
-    return mode != "none" and _rejects_format(exc)
-
-
 def chat_json(client: Any, model: str, messages: list[dict[str, str]], *, name: str, schema: dict[str, Any],
               temperature: float) -> str:
     """The reply text of a chat completion asked for JSON of ``schema`` in the best way the endpoint
     supports. Sync client."""
-    for mode, extra in _attempts(client, model, name, schema):
+    ask = _JsonAsk(client, model, messages, name, schema, temperature)
+    for request in ask.requests():
         try:
-            response = client.chat.completions.create(model=model, messages=messages, temperature=temperature,
-                                                      **extra)
+            return ask.reply(client.chat.completions.create(**request))
         except openai.BadRequestError as exc:
-            if _retry_plainer(mode, exc):
-                continue
-            raise
-        _accepted(client, model, mode)
-        return response.choices[0].message.content or ""
-    raise AssertionError("unreachable: the plain request either answers or raises")
+            ask.refused(exc)
+    raise AssertionError(_UNREACHABLE)
 
 
 async def achat_json(client: Any, model: str, messages: list[dict[str, str]], *, name: str, schema: dict[str, Any],
                      temperature: float) -> str:
     """``chat_json`` for an AsyncOpenAI client."""
-    for mode, extra in _attempts(client, model, name, schema):
+    ask = _JsonAsk(client, model, messages, name, schema, temperature)
+    for request in ask.requests():
         try:
-            response = await client.chat.completions.create(model=model, messages=messages, temperature=temperature,
-                                                            **extra)
+            return ask.reply(await client.chat.completions.create(**request))
         except openai.BadRequestError as exc:
-            if _retry_plainer(mode, exc):
-                continue
-            raise
-        _accepted(client, model, mode)
-        return response.choices[0].message.content or ""
-    raise AssertionError("unreachable: the plain request either answers or raises")
+            ask.refused(exc)
+    raise AssertionError(_UNREACHABLE)

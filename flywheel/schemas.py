@@ -273,10 +273,7 @@ class IngestReport(BaseModel):
 
     def stored(self, offered: int, new: list[StoredEvent]) -> None:
         """Count one committed batch: ``new`` are the events it stored, the rest were duplicates."""
-        self.accepted += len(new)
-        self.duplicates += offered - len(new)
-        self.scrubbed += sum(1 for e in new if e.pii_scrubbed)
-        self.negative += sum(1 for e in new if e.polarity < 0)
+        _count_stored(self, offered, new)
 
     def public(self) -> dict[str, Any]:
         """The SPEC document (with the extra fields SPEC allows to grow)."""
@@ -299,6 +296,23 @@ class BatchReport(BaseModel):
     errors: list[IndexedError] = Field(default_factory=list)
     scrubbed: int = Field(0, description="Accepted events that had PII removed.")
     negative: int = Field(0, description="Accepted events that are negative feedback.")
+
+    def reject(self, index: int, error: str) -> None:
+        """Count one rejected item of the request."""
+        self.rejected += 1
+        self.errors.append(IndexedError(index=index, error=error))
+
+    def stored(self, offered: int, new: list[StoredEvent]) -> None:
+        """Count the request's committed events: ``new`` were stored, the rest were duplicates."""
+        _count_stored(self, offered, new)
+
+
+def _count_stored(report: IngestReport | BatchReport, offered: int, new: list[StoredEvent]) -> None:
+    """One rule for both reports: of ``offered`` events, ``new`` were stored and the rest were duplicates."""
+    report.accepted += len(new)
+    report.duplicates += offered - len(new)
+    report.scrubbed += sum(1 for e in new if e.pii_scrubbed)
+    report.negative += sum(1 for e in new if e.polarity < 0)
 
 
 class ClusterDiagnosis(BaseModel):

@@ -32,6 +32,7 @@ _ENV_TO_CLEAR = (
     "PREFECT_API_URL",
     "FLYWHEEL_STORE_URL",
 )
+TEST_TRACE_ITEMS = "2"
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +42,9 @@ def flywheel_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "home"
     monkeypatch.setenv("FLYWHEEL_HOME", str(home))
+    # Each golden answer logged as an MLflow trace costs ~8 ms (one SQLite transaction): ~5 s a cycle
+    # for every reviewable variant. Tests of the traces themselves unset this; the others log a few.
+    monkeypatch.setenv("FLYWHEEL_EVAL__TRACE_ITEMS", TEST_TRACE_ITEMS)
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)

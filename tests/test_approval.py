@@ -14,6 +14,7 @@ from flows.approval import approval_form, field_name, wait_until_paused, waiting
 from flows.cycle import CycleParameters, improvement_cycle
 from flywheel.config import load_settings
 from flywheel.state import open_state
+from nonempty import every
 
 
 def _start_cycle(overrides: dict[str, Any] | None = None) -> tuple[threading.Thread, dict[str, Any]]:
@@ -153,7 +154,7 @@ def test_a_newer_cycle_that_supersedes_the_waiting_candidates_resumes_the_older_
     second, second_box = _start_cycle()  # the older run stays paused meanwhile
     first.join(400)  # the newer cycle's gate superseded everything the older run waited for
     assert not first.is_alive() and "error" not in first_box, first_box.get("error")
-    assert all(c["decision"] == "superseded" and c["reason"].startswith("superseded by")
+    assert every(c["decision"] == "superseded" and c["reason"].startswith("superseded by")
                for c in first_box["out"]["candidates"] if c["candidate_id"] in older["candidate_ids"])
     newer = _waiting(second, second_box, skip=(older["flow_run_id"],))
     assert wait_until_paused(UUID(newer["flow_run_id"]))

@@ -23,6 +23,7 @@ from flywheel.feedback.store import open_store
 from flywheel.knowledge.source import load_documents
 from loop.checks import Check, Problem, Severity, preflight
 from loop.checks.golden_set import check_golden
+from nonempty import every
 
 STARTER_FILES = {"flywheel.toml", "prompt.txt", "golden.jsonl", "feedback.jsonl", "knowledge/pricing.md",
                  "knowledge/uploads.md", "knowledge/account.md", "knowledge/sharing.md"}
@@ -102,7 +103,7 @@ def test_every_golden_mistake_is_named_with_its_line() -> None:
         '{"id": "w", "input": "Is it free?", "expected": "no", "category": "Off-Topic"}',  # 10: two warnings
     ] + good[3:]) + "\n")
     found = {(p.line, p.severity): p for p in only(problems_of("--offline", expect=1), Check.GOLDEN)}
-    assert all(p.file == "golden.jsonl" and p.fix for p in found.values())
+    assert every(p.file == "golden.jsonl" and p.fix for p in found.values())
     assert "not valid JSON" in found[4, Severity.ERROR].message
     assert "scorer" in found[5, Severity.ERROR].message and "exact, contains" in found[5, Severity.ERROR].fix
     assert "expected: Field required" in found[6, Severity.ERROR].message
@@ -186,7 +187,7 @@ def test_a_model_that_answers_about_something_else_is_warned_about(sim_env, tmp_
     Path("prompt.txt").write_text(outside_product.CHAMPION)
     fit = only(problems_of("--prompt", "prompt.txt", expect=0), Check.MODEL_FIT)
     messages = " | ".join(p.message for p in fit)
-    assert all(p.severity is Severity.WARNING for p in fit) and len(fit) == 2, messages
+    assert every(p.severity is Severity.WARNING for p in fit) and len(fit) == 2, messages
     assert "nearly the same answer to" in messages and "Nimbus Drive" in messages
     assert "seems to answer about something else" in messages
 

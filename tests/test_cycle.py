@@ -14,6 +14,7 @@ import pytest
 
 from flywheel.config import load_settings
 from sim.server import SimOptions, Simulator
+from nonempty import every
 
 BIN = Path(sys.executable).parent
 HOOKS = Path(__file__).parent / "hooks"
@@ -48,15 +49,15 @@ def test_full_cycle_through_the_cli_then_approve_and_rollback(cli, loop: dict) -
     assert set(waiting) == {"prompt", "rag"}, [(c["candidate_id"], c["decision"], c["reason"]) for c in cands.values()]
     best, refresh = waiting["prompt"], waiting["rag"]
     assert best["golden_score"] > out["champion_score"] and best["ci_low"] > 0 and best["mlflow_run_id"]
-    assert all(c["reason"] for c in cands.values())  # every decision says why
+    assert every(c["reason"] for c in cands.values())  # every decision says why
     others = [c for c in cands.values() if c not in (best, refresh)]
-    assert all(c["decision"] in ("rejected", "superseded") for c in others)
+    assert every(c["decision"] in ("rejected", "superseded") for c in others)
     # A candidate that passed but lost to a better one of its kind says so in its decision (SPEC).
-    assert all(c["reason"].startswith("superseded by ") == (c["decision"] == "superseded") for c in others)
+    assert every(c["reason"].startswith("superseded by ") == (c["decision"] == "superseded") for c in others)
     # The refresh fixes the outdated answers of the simulator's product model, and only those.
     assert refresh["per_category"]["outdated_knowledge"] == 1.0 > refresh["champion_score"]
     assert refresh["category_deltas"]["outdated_knowledge"] == 1.0
-    assert all(d == 0 for c, d in refresh["category_deltas"].items() if c != "outdated_knowledge")
+    assert every(d == 0 for c, d in refresh["category_deltas"].items() if c != "outdated_knowledge")
     assert "recall@3 unaffected" in refresh["reason"]
     # Every triaged cluster says what became of it: the candidate's decision and the gate's reason,
     # or what stopped it (a setting, a missing fix) and what drafting found.
@@ -138,7 +139,8 @@ def _no_pii_left(home: Path) -> None:
     assert {where: found for where, text in texts.items() if (found := _found(text))} == {}
 
 
-def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
+def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict, monkeypatch) -> None:
+    monkeypatch.delenv("FLYWHEEL_EVAL__TRACE_ITEMS")  # the default: every golden answer a trace
     _plant_pii(cli)
     out = cli("cycle", "--json")
     _no_pii_left(load_settings().home)
@@ -173,7 +175,7 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
     assert {"index.diff.md", "index_changes.json"} <= {a.path for a in client.list_artifacts(rag_run.info.run_id)}
     changes = json.loads(Path(client.download_artifacts(rag_run.info.run_id, "index_changes.json")).read_text())
     assert "pricing.md" in changes["changed_documents"]
-    assert all(p["from"] for p in changes["provenance"].values())
+    assert every(p["from"] for p in changes["provenance"].values())
     golden_version = out["golden_version"]
     categories = {json.loads(line)["category"] for line in (loop["world"] / "golden.jsonl").read_text().splitlines()}
     for r in [champion, rag_run, *by_kind["prompt"]]:
@@ -230,7 +232,7 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict) -> None:
     chart = Artifact.get("flywheel-cycle-chart")  # the same PNG, shown by the Prefect UI itself
     assert chart.type == "markdown" and out["cycle_id"] in chart.data
     assert base64.b64decode(chart.data.split("data:image/png;base64,", 1)[1].split(")", 1)[0]) == png
-    assert all(c["candidate_id"] in report.data for c in out["candidates"])
+    assert every(c["candidate_id"] in report.data for c in out["candidates"])
     table = Artifact.get("flywheel-cycle-candidates")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert {r["candidate"]: r["decision"] for r in rows} == {c["candidate_id"]: c["decision"] for c in out["candidates"]}
@@ -345,7 +347,7 @@ def test_a_cluster_prompts_cannot_fix_is_fine_tuned_then_approved_and_rolled_bac
     # Evaluated against the new champion (approved prompt and index): the error codes are what improved.
     assert tuned["golden_score"] > tuned["champion_score"] and tuned["ci_low"] > 0
     assert tuned["category_deltas"]["factual"] > 0
-    assert all(d >= 0 for d in tuned["category_deltas"].values())
+    assert every(d >= 0 for d in tuned["category_deltas"].values())
     client = mlflow_client()
     run = client.get_run(tuned["mlflow_run_id"])
     assert run.data.tags["flywheel.kind"] == "finetune" and run.data.params["job_id"] == job["job_id"]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from nonempty import every
 
 BIN = Path(sys.executable).parent
 
@@ -34,7 +35,7 @@ def test_demo_closes_the_loop_on_the_simulator(tmp_path: Path) -> None:
     # (cycle 2) measurably raised the golden score, measured again on the final champion.
     promoted = [c for c in doc["candidates"] if c["candidate_id"] in doc["promoted"]]
     assert sorted(c["kind"] for c in promoted) == ["finetune", "prompt", "rag"]
-    assert all(c["ci_low"] > 0 for c in promoted)
+    assert every(c["ci_low"] > 0 for c in promoted)
     assert len(next(c for c in promoted if c["kind"] == "prompt")["cluster_ids"]) >= 4
     tuned = next(c for c in promoted if c["kind"] == "finetune")
     assert [c["kind"] for c in doc["candidates"] if c["cycle_id"] == doc["cycle_ids"][1]] == ["finetune"]

@@ -34,6 +34,7 @@ from sim import roles
 from sim.rules import INTENTS, match_intent
 from sim.server import SimOptions, Simulator
 from sim.world import INITIAL_PROMPT, make_query
+from nonempty import every
 
 PER_INTENT = 24  # reason-less downvotes kept per intent: every failure mode, in seconds
 
@@ -219,11 +220,11 @@ def test_a_wild_diagnosing_model_names_the_same_categories_as_a_clean_one(monkey
     wild, asked_again = categories(SimOptions(drafting="wild", seed=5))
     assert asked_again >= 10
     assert sum(w is None and c is not None for w, c in zip(wild, clean, strict=True)) <= 2
-    assert all(w == c for w, c in zip(wild, clean, strict=True) if w is not None)
+    assert every(w == c for w, c in zip(wild, clean, strict=True) if w is not None)
     monkeypatch.setattr(diagnosis_module, "DIAGNOSE_ATTEMPTS", 1)
     once, _ = categories(SimOptions(drafting="wild", seed=5))
     assert sum(o is None and c is not None for o, c in zip(once, clean, strict=True)) >= 10
-    assert all(o == c for o, c in zip(once, clean, strict=True) if o is not None)
+    assert every(o == c for o, c in zip(once, clean, strict=True) if o is not None)
 
 
 

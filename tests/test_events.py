@@ -9,6 +9,7 @@ import pytest
 
 from conftest import event, write_jsonl
 from flywheel.config import load_settings
+from nonempty import every
 
 
 def _events_for(home: Path, expected: int, timeout: float = 30) -> list:
@@ -39,7 +40,7 @@ def test_ingest_emits_one_event_per_ten_new_negatives(cli, tmp_path: Path, prefe
     assert (again["duplicates"], again["negative"], again["prefect_events"]) == (30, 0, 0)
     events = _events_for(load_settings().home, 3)
     assert sorted(e.payload["negatives"] for e in events) == [5, 10, 10]
-    assert all(e.resource.id == "flywheel.feedback" for e in events)
+    assert every(e.resource.id == "flywheel.feedback" for e in events)
 
 
 def test_one_ingest_sends_at_most_max_per_ingest_events(cli, tmp_path: Path, prefect_api: str,

@@ -20,6 +20,7 @@ from sim.finetune import FineTuneOptions
 from sim.server import SimOptions, Simulator
 from improvers.dataset import curate
 from improvers.surrogates import PLACEHOLDER, SURROGATES
+from nonempty import every
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 _WORDS = [f"{a}{b}" for a in ("sync", "share", "bill", "file", "team", "auth", "disk", "link", "plan", "app")
@@ -152,7 +153,7 @@ def test_an_answer_that_held_pii_is_kept_with_surrogates(cli, tmp_path: Path, mo
         text = path.read_bytes().decode("utf-8", "replace")
         assert "415 555 0123" not in text and not PLACEHOLDER.search(text), path
     answers = [json.loads(line)["messages"][-1]["content"] for line in open(out["jsonl"])]
-    assert all(re.search(r"Call \+1 \d{3} 555 01\d\d if stuck\.$", a) for a in answers)
+    assert every(re.search(r"Call \+1 \d{3} 555 01\d\d if stuck\.$", a) for a in answers)
     card = (Path(out["path"]) / "README.md").read_text()
     assert "## PII" in card and "surrogates from Faker" in card and "phone 150" in card
     first = {n: (Path(out["path"]) / n).read_bytes() for n in names}

@@ -16,6 +16,7 @@ from conftest import Cli
 from evals.golden import load_golden
 from flywheel.config import load_settings
 from golden_feedback import seed_feedback
+from nonempty import every
 
 TEAM_LINES = (
     '{"id": "g-1", "input": "How do I reset my password?", "expected": "Reset password", "category": "general"}\n'
@@ -186,7 +187,7 @@ def test_the_golden_review_flow_accepts_what_its_form_switches_on(cli: Cli, pref
     pending = cli("golden", "review", "--json")["proposals"]
     assert len(pending) >= 3
     form = review_form([GoldenProposal.model_validate(p) for p in pending]).model_json_schema()
-    assert all(form["properties"][field_name(p["proposal_id"])]["type"] == "boolean" for p in pending)
+    assert every(form["properties"][field_name(p["proposal_id"])]["type"] == "boolean" for p in pending)
     chosen = [pending[0]["proposal_id"], pending[1]["proposal_id"]]
     resume_flow_run(UUID(run_id), run_input={**{field_name(pid): True for pid in chosen}, "reviewer": "gil"})
     thread.join(120)

@@ -18,6 +18,7 @@ from sim.server import SimOptions, Simulator
 from sim.rules import correct_answer, match_intent
 from sim.world import INITIAL_PROMPT
 from improvers.prompt import FailingExample, integrity_problems, propose
+from nonempty import every
 
 S = ImproveSettings()
 
@@ -72,14 +73,14 @@ def test_a_champion_that_rewords_does_not_hide_a_fix(corrected: bool) -> None:
         result = _propose(sim, examples)
         assert sim.counts()["chat.resolution"] > 0
         fresh = answer_queries(load_settings(openai_base_url=sim.base_url), INITIAL_PROMPT, ANGRY)
-    assert all(" ".join(f.split()) != " ".join(e.output.split()) for f, e in zip(fresh, examples))
+    assert every(" ".join(f.split()) != " ".join(e.output.split()) for f, e in zip(fresh, examples))
     assert result.champion_screening == 0.0 and result.champion_resolved == [False, False]
     assert result.critique and result.rounds == 1 and result.rollouts == 2 * (1 + 3)  # target met in round 1
     kept = result.drafts[result.kept[0]]
     assert "apologize" in kept.template.lower() and kept.screening == 1.0
     vague = [d for d in result.drafts if "apologize" not in d.template.lower()]
     assert vague and all(d.screening == 0.0 for d in vague)
-    assert all("sorry" in r.lower() or "apolog" in r.lower() for r in kept.rationales)
+    assert every("sorry" in r.lower() or "apolog" in r.lower() for r in kept.rationales)
 
 
 def test_a_drafting_model_in_the_wild_costs_rounds_not_the_cluster() -> None:
@@ -92,7 +93,7 @@ def test_a_drafting_model_in_the_wild_costs_rounds_not_the_cluster() -> None:
                               S.model_copy(update={"rounds": 4}))
         assert result.rounds >= 1 and result.rollouts <= S.max_rollouts
         found += bool(result.kept) and "apologize" in result.drafts[result.kept[0]].template.lower()
-        assert all(p.startswith("round ") for p in result.problems)
+        assert all(p.startswith("round ") for p in result.problems)  # a seed may have none: fine
         problems += result.problems + [p for d in result.drafts for p in d.problems]
     assert found >= 9, found  # 4 rounds of a drafting model that is clean about a third of the time
     assert problems, "the wild drafting model never answered anything unusable"

@@ -13,6 +13,7 @@ from conftest import event, write_jsonl
 from app.cli import app
 from flywheel.config import IngestSettings, load_settings
 from flywheel.feedback.store import open_store
+from nonempty import every
 
 
 def _stored() -> dict:
@@ -121,7 +122,7 @@ def test_a_field_longer_than_max_field_chars_is_rejected_and_the_lines_around_it
     # The quarantine keeps a bounded, scrubbed excerpt of such a line, and says how long it was.
     kept = [json.loads(line) for q in (flywheel_home / "quarantine").glob("*.jsonl") for line in q.open()]
     assert [k["line"] for k in kept] == [3, 4]
-    assert all(len(k["raw"]) <= 1000 for k in kept) and kept[0]["raw_chars"] > 1001
+    assert every(len(k["raw"]) <= 1000 for k in kept) and kept[0]["raw_chars"] > 1001
 
 
 def test_strict_exits_2_after_storing_the_good_lines(cli, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from sim.rules import product_answer
 from sim.server import SimOptions, Simulator
 from sim.variation import JUDGE_SHAPES, PROSE, REFUSAL, Style
 from sim.world import INITIAL_PROMPT
+from nonempty import every
 
 GOLDEN = Path(__file__).resolve().parents[1] / "evals" / "golden" / "default.jsonl"
 VARIANT = Variant(label="champion", prompt_template=INITIAL_PROMPT, model="product-model")
@@ -105,7 +106,7 @@ def test_a_wild_judge_grades_the_golden_set_as_a_clean_one_and_never_guesses(mon
         once = _judge_golden(sim)
     errored = [r for r in once if r.error]
     assert len(errored) >= 15
-    assert all(r.score is None for r in errored)
+    assert every(r.score is None for r in errored)
     reasons = Counter(("refused" if "refused" in r.error else "cut off" if "cut off" in r.error
                        else "scale" if "outside 0..1" in r.error else r.error) for r in errored)
     assert set(reasons) == {"refused", "cut off", "scale"}, reasons

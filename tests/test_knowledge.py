@@ -17,6 +17,7 @@ from flywheel.knowledge.index import KnowledgeIndex
 from flywheel.knowledge.source import chunk_document, Document
 from sim.world import KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES
 from flywheel.state import open_state
+from nonempty import every
 
 
 def write_docs(directory: Path, docs: dict[str, str]) -> Path:
@@ -102,7 +103,7 @@ def test_kb_status_reads_as_sentences_and_a_table_with_iso_times(cli, tmp_path: 
     cli("kb", "sync", "--source", str(src), "--json")
     doc = cli("kb", "status", "--json")
     created = [datetime.fromisoformat(v["created_at"].replace("Z", "+00:00")) for v in doc["versions"]]
-    assert all(abs((datetime.now(timezone.utc) - c).total_seconds()) < 600 for c in created)
+    assert every(abs((datetime.now(timezone.utc) - c).total_seconds()) < 600 for c in created)
     human = flywheel_cmd("kb", "status")  # a pipe, not a terminal: still for a person, not JSON
     assert human.returncode == 0, human.stderr
     assert not human.stdout.lstrip().startswith("{")
@@ -112,7 +113,7 @@ def test_kb_status_reads_as_sentences_and_a_table_with_iso_times(cli, tmp_path: 
     assert len(rows) == 2, human.stdout
     for row, v in zip(rows, doc["versions"], strict=True):
         assert f"v{v['version']}" in row and v["status"] in row and ("(active)" in row) == v["active"]
-    assert all("just now)" in row or "min ago)" in row for row in rows)
+    assert every("just now)" in row or "min ago)" in row for row in rows)
 
 
 def test_syncing_a_source_with_no_documents_is_refused_and_keeps_the_index(cli, tmp_path: Path,
@@ -169,7 +170,7 @@ def test_chunks_follow_paragraphs_and_a_bad_source_line_is_named(tmp_path: Path,
     doc = Document("d", "First paragraph.\n\nSecond one here.\n\n" + "Long. " * 60, "s", "t")
     chunks = chunk_document(doc, 120)
     assert chunks[0].text == "First paragraph.\n\nSecond one here."
-    assert all(len(c.text) <= 120 for c in chunks) and len({c.chunk_id for c in chunks}) == len(chunks)
+    assert every(len(c.text) <= 120 for c in chunks) and len({c.chunk_id for c in chunks}) == len(chunks)
     bad = tmp_path / "kb.jsonl"
     bad.write_text(json.dumps({"id": "a", "text": "ok"}) + "\n" + json.dumps({"text": "no id"}) + "\n")
     out = cli("kb", "sync", "--source", str(bad), "--json", expect=2)

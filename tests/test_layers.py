@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from nonempty import every
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +62,7 @@ def wrong_way(path: Path, root: Path = ROOT) -> list[str]:
 
 
 def test_every_layer_exists() -> None:
-    assert all((ROOT / layer / "__init__.py").is_file() for layer in MAY_IMPORT)
+    assert every((ROOT / layer / "__init__.py").is_file() for layer in MAY_IMPORT)
 
 
 def test_no_module_imports_a_layer_above_it() -> None:

@@ -21,6 +21,7 @@ from flywheel.schemas import FailureCluster
 from improvers.merge_evidence import check_fix, FixVerdict
 from loop.context import begin, CycleContext
 from sim.server import SimOptions, Simulator
+from nonempty import every
 
 KNOWN = list(outside_product.RECIPES)
 UNKNOWN = ["tiramisu", "paella", "ramen"]
@@ -107,7 +108,7 @@ def test_identical_drafts_keep_each_clusters_evidence_and_the_merge_is_held_to_i
     checks = {c["cluster_id"]: c for c in merged.payload.merge.checks}
     assert set(checks) == {"fmt-json", "fmt-mixed", "tone"}
     assert (checks["fmt-mixed"]["winner_resolved"], checks["fmt-mixed"]["examples"]) == (1, 4)
-    assert all(c["verdict"] == "kept" and c["merged_resolved"] >= c["winner_resolved"] for c in checks.values())
+    assert every(c["verdict"] == "kept" and c["merged_resolved"] >= c["winner_resolved"] for c in checks.values())
     assert set(merged.payload.fixes or []) == {"fmt-json", "fmt-mixed", "tone"}
     assert merged.payload.merge.left_out == {}
     doc = merged.public()  # what `cycle --json` and `pending --json` print
@@ -178,7 +179,7 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         ctx2 = begin(load_settings())
         assert ctx2.cycle_id != ctx.cycle_id and ctx2.champion_version == promoted.version
         redrafted = improve_prompt_step(ctx2, carried_cluster, ctx2.protected_texts())
-        assert all(c.parent == promoted.version for c in redrafted)
+        assert every(c.parent == promoted.version for c in redrafted)
         with ctx2.state() as state:
             assert [c.candidate_id for c in mark_carried(state, ctx2.cycle_id)] == [deferred.candidate_id]
             assert state.candidate(deferred.candidate_id).carried_to == ctx2.cycle_id  # type: ignore[union-attr]

@@ -24,6 +24,7 @@ from flywheel.state import open_state
 from loop.context import CycleContext
 from loop.gate import diff_markdown, gate_step
 from improvers.prompt_step import prompt_diff, register_draft
+from nonempty import every
 
 
 def _rows() -> list[EvalRow]:
@@ -52,6 +53,12 @@ def _log(settings: Settings, golden: GoldenSet, rows: list[EvalRow], **kw: Any) 
     return log_variant(client, exp, cycle_run(client, exp, "c-1"), cycle_id="c-1", kind="prompt",
                        candidate_id="prompt-x", result=result, golden=golden, decision="evaluated", metrics={},
                        params={}, tags={}, artifacts={}, judge_model="judge-4", **kw)
+
+
+@pytest.fixture(autouse=True)
+def every_answer_traced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default (conftest bounds the traces of other tests to save time)."""
+    monkeypatch.delenv("FLYWHEEL_EVAL__TRACE_ITEMS")
 
 
 def _traces(run_id: str) -> dict[str, Any]:
@@ -89,7 +96,7 @@ def test_each_golden_answer_is_a_trace_with_its_score_once(settings: Settings, t
     # A resumed cycle finds the run by its tags and logs nothing again.
     assert _log(settings, golden, rows) == run_id
     assert len(_traces(run_id)) == 3
-    assert all(len(t.info.assessments) == 2 for t in _traces(run_id).values())
+    assert every(len(t.info.assessments) == 2 for t in _traces(run_id).values())
 
 
 def test_trace_items_bounds_the_traces_not_the_run(settings: Settings, tmp_path: Path) -> None:

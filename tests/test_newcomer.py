@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from conftest import Cli
+from nonempty import every
 
 
 def _seed_mistakes() -> None:
@@ -79,9 +80,9 @@ def test_a_newcomer_sees_every_mistake_before_a_cycle_and_an_empty_cycle_explain
     assert doc["candidates"] == []
     outcomes = {o["cluster_id"]: o for o in doc["outcomes"]}
     assert len(outcomes) >= 3
-    assert all(o["why"] for o in outcomes.values()), outcomes
+    assert every(o["why"] for o in outcomes.values()), outcomes
     skipped = [o for o in outcomes.values() if o["status"] == "skipped"]
     assert skipped and any("improve.min_cluster_consented" in o["why"] for o in skipped)
     rag = [o for o in outcomes.values() if o["route"] == "rag"]
-    assert all(o["status"] in ("skipped", "no_candidate") for o in rag)
+    assert every(o["status"] in ("skipped", "no_candidate") for o in rag)
     print(json.dumps([(o["cluster_id"], o["status"], o["why"]) for o in outcomes.values()], indent=1))

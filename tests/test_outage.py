@@ -15,6 +15,7 @@ import pytest
 
 from flywheel.config import load_settings
 from sim.server import SimOptions, Simulator
+from nonempty import every
 
 BIN = Path(sys.executable).parent
 
@@ -27,11 +28,13 @@ def _mlflow_runs(cycle_id: str) -> list:
     return client.search_runs([exp.experiment_id], filter_string=f"tags.`flywheel.cycle_id` = '{cycle_id}'")
 
 
-@pytest.mark.parametrize("fail_as", ["status", "html"])
 def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(cli, loop: dict, monkeypatch,
-                                                                          prefect_api: str, fail_as: str) -> None:
+                                                                          prefect_api: str) -> None:
+    """A 503 storm mid-evaluation. An HTML error page or an answer the SDK cannot use is the same
+    endpoint error, checked per call below: a whole cycle for each would only repeat this one."""
     from flywheel.state import open_state
 
+    fail_as = "status"
     # Drafting, judged screening and the merge check take ~800 requests on this world, the evaluation
     # ~1,800: the endpoint breaks early in the evaluation (the error message below says it was there).
     with Simulator(options=SimOptions(fail_from=1400, fail_as=fail_as)) as flaky:
@@ -54,7 +57,7 @@ def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(cli, lo
         assert cycle["status"] == "failed" and state.unfinished_cycle() is None
         cands = state.candidates(cycle_id=cycle["cycle_id"])
         assert cands and {c.decision for c in cands} == {"error"}, [(c.candidate_id, c.decision) for c in cands]
-        assert all(c.golden_score is None and c.delta is None for c in cands)
+        assert every(c.golden_score is None and c.delta is None for c in cands)
         # An outage says nothing about whether prompts can fix a cluster: its candidates' clusters are
         # recorded as `error`, and only a cluster no draft improved on in screening (before the
         # outage) counts as persistent.
@@ -70,8 +73,8 @@ def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(cli, lo
     runs = _mlflow_runs(cycle["cycle_id"])
     variants = [r for r in runs if r.data.tags["flywheel.kind"] != "cycle"]
     assert variants and all(r.data.tags["flywheel.decision"] == "error" for r in variants)
-    assert all("golden_score" not in r.data.metrics for r in variants)  # no 0.0 that reads as a verdict
-    assert all(r.data.metrics["golden_errors"] > 0 for r in variants if r.data.tags["flywheel.kind"] == "champion")
+    assert every("golden_score" not in r.data.metrics for r in variants)  # no 0.0 that reads as a verdict
+    assert every(r.data.metrics["golden_errors"] > 0 for r in variants if r.data.tags["flywheel.kind"] == "champion")
     (parent,) = [r for r in runs if r.data.tags["flywheel.kind"] == "cycle"]
     assert parent.info.status == "FAILED" and parent.data.tags["flywheel.status"] == "failed"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import outside_product
 from conftest import write_jsonl
+from nonempty import every
 
 
 def test_an_outside_products_failures_become_a_fix_the_golden_set_confirms(cli, sim_env, prefect_api: str,
@@ -33,9 +34,9 @@ def test_an_outside_products_failures_become_a_fix_the_golden_set_confirms(cli, 
     assert len(kept) >= 4 and all(o["status"] == "candidate" and o["candidates"] for o in kept), kept
     (winner,) = [c for c in out["candidates"] if c["decision"] == "pending_approval"]
     assert winner["kind"] == "prompt" and winner["ci_low"] > 0
-    assert all(winner["category_deltas"][c] == 1.0 for c in ("format", "tone", "off_topic"))
+    assert every(winner["category_deltas"][c] == 1.0 for c in ("format", "tone", "off_topic"))
     assert winner["category_deltas"]["general"] == 0.0  # nothing that worked broke
     template = cli("prompt", "show", "--version", winner["version"], "--json")["template"]
     assert template.startswith(outside_product.CHAMPION)
-    assert all(p in template.lower() for p in ("only valid json", "apologize", "politely decline"))
+    assert every(p in template.lower() for p in ("only valid json", "apologize", "politely decline"))
     print(json.dumps({c["cluster_id"]: c["drafting"]["outcome"] for c in out["clusters"] if c.get("drafting")}))

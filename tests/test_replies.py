@@ -69,3 +69,29 @@ def test_an_endpoint_that_rejects_json_schema_is_asked_for_a_json_object_once() 
                     for answer in ("Sure! Leaves drift down...", "I can only help with questions about Nimbus Drive.")]
         assert sim.counts()["rejected_json_schema"] == 1
     assert [v.resolved for v in verdicts] == [False, True]
+
+
+def test_the_async_client_falls_back_and_remembers_the_same_way() -> None:
+    """`achat_json` shares the fallback with `chat_json`: one refusal of `json_schema` per endpoint, for
+    either kind of client."""
+    import asyncio
+
+    from flywheel.config import load_settings
+    from flywheel.llm import make_async_client
+    from flywheel.replies import achat_json
+    from sim.server import SimOptions, Simulator
+    from improvers.screening import VERDICT_SCHEMA, FailingExample, resolution_messages
+
+    example = FailingExample(query="Write a short poem about autumn leaves.", output="Sure! Waves fold silver...",
+                             signal="thumbs_down", reason="off_topic")
+
+    async def ask_twice(base_url: str) -> list[str]:
+        async with make_async_client(load_settings(openai_base_url=base_url)) as client:
+            return [await achat_json(client, "gpt-4o", resolution_messages(example, answer), name="resolution",
+                                     schema=VERDICT_SCHEMA, temperature=0)
+                    for answer in ("Sure! Leaves drift down...", "I can only help with questions about Nimbus Drive.")]
+
+    with Simulator(options=SimOptions(reject_json_schema=True)) as sim:
+        replies = asyncio.run(ask_twice(sim.base_url))
+        assert sim.counts()["rejected_json_schema"] == 1
+    assert [parse_verdict(r).resolved for r in replies] == [False, True]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flywheel.feedback.scrub import scrub_text, scrub_value
+from flywheel.feedback.scrub import DETECTORS, find_pii, merged, scrub_text, scrub_value
 
 
 @pytest.mark.parametrize(
@@ -39,6 +39,8 @@ from flywheel.feedback.scrub import scrub_text, scrub_value
         ("hello, my name is Xavier Quill", "name", "[NAME]"),
         ("I am Tom and I need help", "name", "[NAME]"),
         ("Thanks,\nJane", "name", "[NAME]"),
+        ("call  me jan, thanks", "name", "[NAME]"),  # two spaces: the gate once wanted exactly "call me"
+        ("whitelist aa:bb:cc:dd:ee:ff please", "mac", "[MAC]"),  # no digit: MACs were skipped with numbers
     ],
 )
 def test_pii_is_replaced_and_recorded(text: str, kind: str, placeholder: str) -> None:
@@ -162,3 +164,24 @@ def test_kinds_issue_27_found_missing_are_caught(text: str, value: str, placehol
 )
 def test_look_alikes_of_the_new_kinds_stay(text: str) -> None:
     assert scrub_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Jane Doe (jane@x.io, SSN 219099999) lives at 221B Baker Street, IBAN GB82WEST12345698765432",
+        "Thanks,\nJane", "Dr. Okonkwo told me", "My colleague Tavrin Kolbeck, cc Ganmikol", "my name is jan kowalski",
+        "name: anna maria", "call  me jan", "CALL\tME bob please",  # however much white space
+        "device AABB.CCDD.EEFF keeps dropping", "whitelist aa:bb:cc:dd:ee:ff",  # MAC addresses without a digit
+        "born 12/03/1987, DNI 12345678Z, I live at 377 michael springs",
+        "from 192.168.10.4 and 2001:db8::8a2e:370:7334",
+        "Hauptstraße 5, Calle Mayor 5, 12 Rue de Rivoli", "card 4111-1111-1111-1111, call +1 (415) 555-0132",
+        "token ghp_0123456789abcdefghijklmnopqrstuvwxyz and Bearer eyJhbGciOiJIUzI1NiJ9.abc",
+        "Order 12345678 shipped on 2024-05-01, version 2.14.4", "May I export my data on Monday?", "",
+    ],
+)
+def test_gates_only_save_time(text: str) -> None:
+    """Features, gates and cue words let a detector be skipped, never change what is found: every
+    detector run on the whole text finds the same spans."""
+    everything = [span for detector in DETECTORS for span in detector.find(text)]
+    assert find_pii(text) == merged(everything)

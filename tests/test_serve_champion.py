@@ -11,6 +11,7 @@ from flywheel.client import ClientError, FlywheelClient
 from flywheel.config import load_settings
 from flywheel.arms import arm_for as arm_of
 from live_server import LiveServer, make_key
+from nonempty import every
 
 
 def _until(read, wanted, seconds: float = 60):
@@ -85,4 +86,4 @@ def test_a_canary_alias_puts_a_stable_share_of_users_in_arm_canary(cli, read_key
     assert 0.2 < len(canary) / len(users) < 0.4
     assert {(a.prompt.version, a.index) for a in answers.values() if a.arm == "canary"} == {("1", None)}
     assert {(a.prompt.version, a.index) for a in answers.values() if a.arm == "production"} == {("2", None)}
-    assert all(arm_of(u, 30) == a.arm for u, a in answers.items())
+    assert every(arm_of(u, 30) == a.arm for u, a in answers.items())

@@ -25,6 +25,7 @@ from sim.rules import ERROR_CODES, INTENTS, MEMORY, Learned, correct_answer, is_
 from sim.server import SimOptions, Simulator
 from sim.variation import JSON_SHAPES, Style
 from sim.world import INITIAL_PROMPT, KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES, context_block, make_query
+from nonempty import every
 
 ALL_INSTRUCTIONS = " ".join(PLAYBOOK[c][1] for c in ("factual", "format", "tone", "off_topic", "unsafe"))
 
@@ -161,7 +162,7 @@ def classify_revision(out: str, clean: str, current: str) -> str:
     if doc == json.loads(clean):
         return "clean"
     has_variables = "{{" in current
-    assert all(("{{" not in p) if has_variables else (p == current) for p in doc["prompts"]), doc
+    assert every(("{{" not in p) if has_variables else (p == current) for p in doc["prompts"]), doc
     return "lossy"
 
 

@@ -34,6 +34,7 @@ from sim.world import (
     is_negative,
     write_world,
 )
+from nonempty import every
 
 # sha256 over the default world's files (relative path, NUL, bytes, NUL; sorted by path), computed
 # with the code before world variants existed.
@@ -110,11 +111,11 @@ def test_identical_splits_one_mode_over_clusters_that_one_instruction_fixes(worl
     # ... and does not fix the error-code complaints, which are factual too (reason "wrong").
     codes = [e for e in events if e["event_id"].startswith("ev-err-")]
     assert codes and all(e.get("reason") == "wrong" for e in codes)
-    assert all("temporary server problem" in product_answer(INITIAL_PROMPT + " " + instruction, e["query"])
+    assert every("temporary server problem" in product_answer(INITIAL_PROMPT + " " + instruction, e["query"])
                for e in codes[:50])
     families = {name: sum(1 for q in yearly if any(_pattern(t).search(q) for t in ts))
                 for name, ts in YEARLY_FAMILIES.items()}
-    assert all(n >= 10 for n in families.values()), families
+    assert every(n >= 10 for n in families.values()), families
 
 
 def _pattern(template: str) -> re.Pattern[str]:
@@ -143,8 +144,8 @@ def test_multilingual_asks_in_three_languages_the_product_understands(worlds: di
     per_lang = Counter(next((lang for lang, ps in patterns.items() if any(p.search(e["query"]) for p in ps)), "en")
                        for e in events)
     assert per_lang["en"] > len(events) / 2, per_lang
-    assert all(per_lang[lang] >= 0.05 * len(events) for lang in LANGUAGES), per_lang
-    assert all(match_intent(e["query"]) is not None for e in events), "every question is understood"
+    assert every(per_lang[lang] >= 0.05 * len(events) for lang in LANGUAGES), per_lang
+    assert every(match_intent(e["query"]) is not None for e in events), "every question is understood"
     golden = [json.loads(line) for line in (worlds["multilingual"] / "golden.jsonl").read_text().splitlines()]
     foreign = [g for g in golden if g["tags"][-1] in LANGUAGES]
     assert {g["tags"][-1] for g in foreign} == set(LANGUAGES) and len(foreign) >= 60

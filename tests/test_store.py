@@ -25,6 +25,7 @@ from flywheel.feedback.store import open_store
 from flywheel.schemas import StoredEvent
 from pg_server import PostgresServer, free_port
 from store_writer import make_event
+from nonempty import every
 
 WRITER = Path(__file__).with_name("store_writer.py")
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -233,7 +234,7 @@ def test_concurrent_writers_store_each_event_once_and_report_it_new_once(any_sto
     with open_store(any_store_url) as store:
         stored = list(store.events())
     assert sorted(ids(stored)) == sorted(distinct)
-    assert all(e == make_event(e.event_id) for e in stored)
+    assert every(e == make_event(e.event_id) for e in stored)
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgresql+psycopg"])

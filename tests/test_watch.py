@@ -18,6 +18,7 @@ from loop.promotion import approve
 from loop.watch import run_watch
 from loop.watch_actions import pending_intents
 from tests.watch_helpers import ingest, prompt_candidate, rated_events
+from nonempty import every
 
 SPEC_FIELDS = ["kind", "version", "against", "events", "negative_rate", "baseline_rate", "difference", "ci_low",
                "ci_high", "verdict", "action"]
@@ -139,7 +140,7 @@ def test_no_action_at_all_on_a_store_with_too_few_events() -> None:
     _arms(settings, cand, 60, canary_rate=0.9, production_rate=0.05)
     rows = run_watch(settings).watches
     assert {r.scope for r in rows} == {"canary", "promotion"}
-    assert all(r.action == "none" and r.verdict == "inconclusive" for r in rows), rows
+    assert every(r.action == "none" and r.verdict == "inconclusive" for r in rows), rows
     assert prompt_at(settings, CANARY).version == cand.version and prompt_at(settings, PRODUCTION).version == full.version
 
 

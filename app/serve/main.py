@@ -4,7 +4,6 @@ events) built once per worker, the routes, and the error answers that are not Fa
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,16 +14,16 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa
 
 from app.serve.champion_cache import TtlCache
 from app.serve.events import NegativeFeedbackEvents
 from app.serve.metrics import LatencyMiddleware, Metrics
 from app.serve.ratelimit import KeyRateLimit, key_rate_limit
 from app.serve.routes import router
-from app.serve.stores import StoreBusy, StorePool
+from app.serve.stores import StorePool
 from flywheel.ask_ledger import AskLedger
 from flywheel.config import Settings, load_settings
+from flywheel.errors import StoreUnavailable
 from flywheel.keys import KeyFileError, KeyStore, open_keys
 from flywheel.masking import install_log_masking, mask_secrets
 from flywheel.schemas import FeedbackEvent
@@ -82,9 +81,7 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
                               "Every route but /healthz needs `Authorization: Bearer KEY` (`flywheel keys create`).")
     app.state.service = service
     app.include_router(router)
-    for error in (StoreBusy, sqlite3.OperationalError, sa.OperationalError, sa.InterfaceError, sa.TimeoutError,
-                  sa.DisconnectionError):
-        app.add_exception_handler(error, _busy)
+    app.add_exception_handler(StoreUnavailable, _busy)
     app.add_exception_handler(KeyFileError, _no_keys)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_middleware(LatencyMiddleware, metrics=service.metrics)
@@ -100,6 +97,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _busy(request: Request, exc: Exception) -> JSONResponse:
+    """A store that cannot serve now (StoreUnavailable, raised by every store): 503, try again later."""
     seconds = request.app.state.service.settings.serve.retry_after_seconds
     log.warning("store unavailable, answered 503: %s", mask_secrets(str(exc)))
     return JSONResponse({"detail": "the feedback store cannot take a write now; nothing was stored, retry"},

@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse
 
 from app.serve.auth import require
 from app.serve.body import SMALL_BODY_BYTES, body_schema, decode_events, read_limited, read_model
-from app.serve.stores import StoreBusy, unavailable
 from flywheel.feedback.ingest import ingest_objects
 from flywheel.keys import KeyRecord, Scope
 from flywheel.live import AskRequest, AskResult, ChampionResult, FeedbackResult, OptOutRequest, OptOutResult
+from flywheel.masking import mask_secrets
 from flywheel.serving import for_user
 from loop.ask import decide
 
@@ -61,14 +61,10 @@ async def feedback(request: Request, key: KeyRecord = Depends(require(Scope.inge
 
 
 def _store(service: Any, items: list[Any], source: str) -> FeedbackResult:
+    """Ingest one request's events; a store that cannot take them raises StoreUnavailable (503)."""
     settings = service.settings
-    try:
-        with service.stores.lease() as store:
-            return ingest_objects(items, source, store, settings.quarantine_dir, settings.ingest)
-    except Exception as exc:
-        if unavailable(exc):
-            raise StoreBusy(str(exc)) from exc
-        raise
+    with service.stores.lease() as store:
+        return ingest_objects(items, source, store, settings.quarantine_dir, settings.ingest)
 
 
 @router.get("/v1/champion", response_model=ChampionResult, responses={
@@ -83,7 +79,7 @@ async def champion(request: Request, user_id: str | None = Query(None, max_lengt
         try:
             served = await anyio.to_thread.run_sync(service.champions.load)
         except Exception as exc:  # MLflow or the state store unreachable: say so, and when to try again
-            raise HTTPException(503, f"the champion cannot be read now: {type(exc).__name__}: {exc}",
+            raise HTTPException(503, f"the champion cannot be read now: {type(exc).__name__}: {mask_secrets(str(exc))}",
                                 headers={"Retry-After": str(service.settings.serve.retry_after_seconds)}) from exc
     result = for_user(served, user_id)
     if result is None:

@@ -1,30 +1,15 @@
-"""Feedback stores for the request threads: one open store per concurrent request, reused, and
-what counts as "the store cannot take a write now" (answered 503 with Retry-After)."""
+"""Feedback stores for the request threads: one open store per concurrent request, reused. A store
+that cannot take a write now raises :class:`~flywheel.errors.StoreUnavailable` (answered 503 with
+Retry-After); so does a request that waited its turn past ``serve.store_timeout_seconds``."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flywheel.errors import FlywheelError
+from flywheel.errors import StoreUnavailable
 from flywheel.feedback.store import FeedbackStore, open_store
-
-
-class StoreBusy(Exception):
-    """The store could not take the write now: 503 with Retry-After."""
-
-
-def unavailable(exc: BaseException) -> bool:
-    """A database error that says "not now" (locked, busy, down, pool exhausted), not "bad input"."""
-    if isinstance(exc, StoreBusy | sqlite3.OperationalError) or type(exc).__name__ == "StoreUnavailable":
-        return True
-    if isinstance(exc, FlywheelError) and "cannot be opened" in str(exc):
-        return True
-    from sqlalchemy import exc as sa
-
-    return isinstance(exc, sa.OperationalError | sa.InterfaceError | sa.TimeoutError | sa.DisconnectionError)
 
 
 class StorePool:
@@ -47,7 +32,7 @@ class StorePool:
                 yield store
             return
         if not self._turn.acquire(timeout=self.timeout):
-            raise StoreBusy(f"no turn to write within serve.store_timeout_seconds ({self.timeout:g} s)")
+            raise StoreUnavailable(f"feedback store: no turn to write within serve.store_timeout_seconds ({self.timeout:g} s)")
         try:
             with self._leased() as store:
                 yield store

@@ -15,6 +15,8 @@ _NUMBER = re.compile(r"(?<![\w+])(?<!\w-)\+?\(?\d[\d\s().-]{7,22}\d(?!\w)")
 _SSN_DASHED = re.compile(r"\d{3}-\d\d-\d{4}")
 # A date with the hour after it ("2026-11-10 10:00:00" stops the run at the colon): a timestamp.
 _DATE_HOUR = re.compile(r"(?:19|20)\d\d[-/.][01]\d[-/.][0-3]\d[ T]?[0-2]?\d")
+_NOT_DIGIT = re.compile(r"\D")
+_SEPARATOR = re.compile(r"[\s().-]")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -36,13 +38,13 @@ def _classify_number(text: str) -> str | None:
         return "ssn"
     if _DATE_HOUR.fullmatch(text):
         return None
-    digits = re.sub(r"\D", "", text)
+    digits = _NOT_DIGIT.sub("", text)
     if 13 <= len(digits) <= 19 and _luhn_ok(digits):
         return "card"
     if 9 <= len(digits) <= 15:
         # Phones are written with a country code or separators; a bare 9-15 digit run with neither
         # is as likely an id. Scrub it anyway when it starts with '+' or is grouped like a phone.
-        if text.startswith("+") or re.search(r"[\s().-]", text):
+        if text.startswith("+") or _SEPARATOR.search(text):
             return "phone"
         if len(digits) >= 10:
             return "phone"
@@ -86,35 +88,32 @@ IBAN_LENGTHS = {
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}")  # "de89 3704 ...": typed in lower case too
-_IBAN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_BASE36 = {ord(ch): str(int(ch, 36)) for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}  # A -> 10 ... Z -> 35
+
+
+def _iban_body(length: int) -> re.Pattern[str]:
+    """An IBAN of ``length`` letters and digits in groups of four, one space allowed between groups, with
+    no letter or digit right after it: one match, where a loop over the characters cost more than the
+    rest of the scrubber on a sentence holding an IBAN."""
+    groups, rest = divmod(length, 4)
+    tail = f"(?: ?[A-Za-z0-9]{{{rest}}})" if rest else ""
+    return re.compile(f"[A-Za-z0-9]{{4}}(?: ?[A-Za-z0-9]{{4}}){{{groups - 1}}}{tail}(?![^\\W_])")
+
+
+_IBAN_BODIES = {country: _iban_body(length) for country, length in IBAN_LENGTHS.items()}
 
 
 def _iban_ok(compact: str) -> bool:
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
-
-
-def _iban_end(text: str, start: int, length: int) -> int | None:
-    """Where an IBAN of ``length`` characters starting at ``start`` ends (single spaces allowed), or None."""
-    i, taken = start, 0
-    while taken < length and i < len(text):
-        ch = text[i]
-        if ch in _IBAN_CHARS:
-            taken += 1
-        elif not (ch == " " and i + 1 < len(text) and text[i + 1] in _IBAN_CHARS and taken % 4 == 0):
-            return None
-        i += 1
-    if taken < length or (i < len(text) and text[i].isalnum()):
-        return None
-    return i
+    """The mod-97 check: letters become 10-35, the first four characters move to the end."""
+    return int((compact[4:] + compact[:4]).translate(_BASE36)) % 97 == 1
 
 
 def _ibans(text: str) -> Iterator[Span]:
     for m in _IBAN_START.finditer(text):
-        length = IBAN_LENGTHS.get(m.group(0)[:2].upper())
-        end = _iban_end(text, m.start(), length) if length else None
-        if end is not None and _iban_ok(text[m.start():end].replace(" ", "").upper()):
-            yield Span(m.start(), end, "iban")
+        body = _IBAN_BODIES.get(m.group(0)[:2].upper())
+        iban = body.match(text, m.start()) if body else None
+        if iban and _iban_ok(iban.group(0).replace(" ", "").upper()):
+            yield Span(m.start(), iban.end(), "iban")
 
 
 # -- SSNs ----------------------------------------------------------------------------------------

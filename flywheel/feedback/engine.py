@@ -98,17 +98,22 @@ def store_errors(url: URL, action: str) -> Iterator[None]:
     where = describe(url)
     try:
         yield
-    except sa_exc.OperationalError as exc:
-        raise StoreUnavailable(f"feedback store {where} is unavailable: {_reason(exc, url)}") from None
+    except (sa_exc.TimeoutError, sa_exc.DisconnectionError) as exc:  # no connection free, or none alive
+        raise StoreUnavailable(f"feedback store {where} is unavailable: {_one_line(str(exc), url)}") from None
     except sa_exc.DBAPIError as exc:
-        if exc.connection_invalidated:
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated:
             raise StoreUnavailable(f"feedback store {where} is unavailable: {_reason(exc, url)}") from None
         raise FlywheelError(f"feedback store {where} cannot be {action}: {_reason(exc, url)}") from None
 
 
 def _reason(exc: sa_exc.DBAPIError, url: URL) -> str:
     """The driver's message on one line, shortened, with the password (if any) blotted out."""
-    text = " ".join(str(exc.orig).split()) or type(exc.orig).__name__
+    return _one_line(str(exc.orig), url) or type(exc.orig).__name__
+
+
+def _one_line(text: str, url: URL) -> str:
+    """``text`` on one line, shortened, with the store's password (if any) blotted out."""
+    text = " ".join(text.split())
     if url.password:
         text = text.replace(str(url.password), MASK)
     text = mask_secrets(text)

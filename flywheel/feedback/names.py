@@ -178,6 +178,11 @@ def _ner_model() -> Any | None:
     return None
 
 
+def ner_installed() -> bool:
+    """Whether :func:`_ner_names` can find anything: without a model the scrubber skips it altogether."""
+    return _ner_model() is not None
+
+
 def _ner_names(text: str) -> Iterator[Span]:
     nlp = _ner_model() if len(text) <= NER_MAX_CHARS else None
     if nlp is not None:

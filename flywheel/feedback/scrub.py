@@ -48,7 +48,7 @@ from typing import Any
 from flywheel.feedback.cued import ADDRESS_CUES, DOB_CUES, ID_CUES, _cued_addresses, _dobs, _macs, _national_ids
 from flywheel.feedback.digits import _IPV4, _IPV6, _cued_ssns, _ibans, _ips, _numbers
 from flywheel.feedback.names import (
-    PERSON_CUES, _lower_stated_names, _names, _ner_names, _person_cued_names, _stated_names,
+    PERSON_CUES, _lower_stated_names, _names, _ner_names, _person_cued_names, _stated_names, ner_installed,
 )
 from flywheel.feedback.spans import _CAP, _LOWER, _UPPER, Span
 
@@ -62,14 +62,21 @@ _RANK = {kind: i for i, kind in enumerate(PLACEHOLDERS)}  # overlapping spans ta
 
 @dataclass(frozen=True, slots=True)
 class Detector:
-    """Finds one family of PII. ``gate`` is a cheap pattern that any text holding it contains: most
-    short texts (a product question) skip most detectors without running them. Patterns that start
-    with a character class or a literal (look-behinds come after the first character) let the regex
-    engine skip ahead to candidate positions, which is what keeps a short text cheap."""
+    """Finds one family of PII. ``gate`` is a cheap pattern that every text the detector finds anything
+    in holds (a necessary condition, never a judgement: test_gates_only_save_time holds them to it):
+    most short texts (a product question) skip most detectors without running them. Patterns that
+    start with a character class or a literal (look-behinds come after the first character) let the
+    regex engine skip ahead to candidate positions, which is what keeps a short text cheap."""
 
     find: Callable[[str], Iterator[Span]]
     gate: re.Pattern[str] | None = None
-    cues: re.Pattern[str] | None = None  # for cue-led detectors: one of the cue words, in the lower-cased text
+    cues: re.Pattern[str] | None = None  # a pattern the lower-cased text holds: for cue-led detectors, a cue word
+    needs: frozenset[str] = frozenset()  # ``FEATURES`` the text must hold for the detector to find anything
+    present: Callable[[], bool] = lambda: True  # False: it finds nothing in this process (no spaCy model)
+
+    def __post_init__(self) -> None:
+        if self.gate is not None and self.cues is not None:
+            raise ValueError("a detector is gated on the text or on its lower-cased form, not both")
 
 
 def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
@@ -139,31 +146,42 @@ _NUMBER_LAST_ADDRESS = re.compile(  # Calle Mayor 5, Via Roma 12
 _GERMAN_ADDRESS = re.compile(rf"[{_UPPER}](?<!\w.)[{_LOWER}]*?(?:straße|strasse|weg|platz|allee|gasse)\s+\d{{1,4}}[a-z]?\b")
 
 
+# What a text holds that whole groups of detectors need: a digit (every number, IBAN, date, id and
+# numbered address), and a capitalised word after white space (every name pattern wants one: a surname
+# after a first name or title, a name after a cue; a street name after its house number). Most short
+# texts lack one or both, and two searches then skip a group at once.
+DIGIT, CAPITAL = "digit", "capital"
+FEATURES: dict[str, re.Pattern[str]] = {DIGIT: re.compile(r"\d"), CAPITAL: re.compile(rf"\s[{_UPPER}][{_LOWER}]")}
+ON_DIGIT, ON_CAPITAL = frozenset({DIGIT}), frozenset({CAPITAL})
+
+# Gates start with their rarest literal or character and look behind for the rest, so the engine jumps
+# from candidate to candidate instead of trying the whole pattern at every position; gates on words
+# look in the lower-cased text, where a literal needs no case-insensitive matching.
 DETECTORS: tuple[Detector, ...] = (
     Detector(_secrets, _TOKEN_RUN),
     Detector(_matches(_EMAIL, "email"), re.compile("@")),
     Detector(_ips(_IPV6), re.compile(":[0-9A-Fa-f]{0,4}:")),
-    Detector(_names),
-    Detector(_stated_names, re.compile("[Nn][Aa][Mm][Ee]")),
-    Detector(_lower_stated_names, re.compile("(?i:name|call me)")),
-    Detector(_person_cued_names, cues=_any_of(PERSON_CUES)),
-    Detector(_ner_names),
+    Detector(_names, needs=ON_CAPITAL),
+    Detector(_stated_names, cues=re.compile("name"), needs=ON_CAPITAL),
+    Detector(_lower_stated_names, cues=re.compile(r"me(?:(?<=name)|(?<=\sme))")),  # "name", "call  me"
+    Detector(_person_cued_names, cues=_any_of(PERSON_CUES), needs=ON_CAPITAL),
+    Detector(_ner_names, present=ner_installed),
+    Detector(_ibans, re.compile(r"\d(?<=[A-Za-z]{2}\d)\d"), needs=ON_DIGIT),  # two letters, two digits
+    Detector(_dobs, cues=_any_of(DOB_CUES), needs=ON_DIGIT),
+    Detector(_national_ids, cues=_any_of(ID_CUES), needs=ON_DIGIT),
+    # A MAC address can be letters only (aa:bb:cc:dd:ee:ff), so it does not wait for a digit.
+    Detector(_macs, re.compile(r"[:.-](?:(?<=[0-9A-Fa-f]{2}[:-])[0-9A-Fa-f]{2}[:-]"
+                               r"|(?<=[0-9A-Fa-f]{4}\.)[0-9A-Fa-f]{4}\.)")),
+    Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES), needs=ON_DIGIT),
+    Detector(_cued_ssns, cues=_any_of(("ssn", "ss#", "social")), needs=ON_DIGIT),
+    Detector(_ips(_IPV4), re.compile(r"\.(?<=\d\.)\d"), needs=ON_DIGIT),  # a dotted quad: digit, dot, digit
+    Detector(_numbers, re.compile(r"\d[\d\s().-]{7,}\d"), needs=ON_DIGIT),
+    Detector(_matches(_NUMBERED_ADDRESS, "address"), needs=ON_DIGIT | ON_CAPITAL),
+    Detector(_matches(_NUMBER_LAST_ADDRESS, "address"), re.compile("Rue|Calle|Avenida|Via|Piazza|Plaza|Paseo"),
+             needs=ON_DIGIT),
+    Detector(_matches(_GERMAN_ADDRESS, "address"), re.compile(r"(?:straße|strasse|weg|platz|allee|gasse)\s+\d"),
+             needs=ON_DIGIT),
 )
-# Every one of these needs a digit: a text without one (most answers) skips them all at once.
-DIGIT_DETECTORS: tuple[Detector, ...] = (
-    Detector(_ibans, re.compile(r"[A-Za-z]{2}\d\d")),
-    Detector(_dobs, cues=_any_of(DOB_CUES)),
-    Detector(_national_ids, cues=_any_of(ID_CUES)),
-    Detector(_macs, re.compile(r"[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-]|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.")),
-    Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES)),
-    Detector(_cued_ssns, re.compile(r"[Ss](?:[Ss][Nn#]|[Oo][Cc][Ii][Aa][Ll])")),
-    Detector(_ips(_IPV4), re.compile(r"\d\.\d")),  # every dotted quad has a digit, a dot, a digit
-    Detector(_numbers, re.compile(r"\d[\d\s().-]{7,}\d")),
-    Detector(_matches(_NUMBERED_ADDRESS, "address")),
-    Detector(_matches(_NUMBER_LAST_ADDRESS, "address"), re.compile("Rue|Calle|Avenida|Via|Piazza|Plaza|Paseo")),
-    Detector(_matches(_GERMAN_ADDRESS, "address"), re.compile(r"(?:straße|strasse|weg|platz|allee|gasse)\s+\d")),
-)
-_DIGIT = re.compile(r"\d")
 
 
 # -- putting it together ---------------------------------------------------------------------------
@@ -180,34 +198,53 @@ def merged(spans: Iterable[Span]) -> list[Span]:
     return out
 
 
-_Plan = tuple[tuple[Callable[[str], Any] | None, Callable[[str], Any] | None, Callable[[str], Iterator[Span]]], ...]
+_Find = Callable[[str], Iterator[Span]]
+_Search = Callable[[str], Any]
+# A plan: detectors that always run, those gated on the text, those gated on the lower-cased text.
+_Plan = tuple[tuple[_Find, ...], tuple[tuple[_Search, _Find], ...], tuple[tuple[_Search, _Find], ...]]
 
 
 def _plan(detectors: tuple[Detector, ...]) -> _Plan:
-    """Each detector as (gate search, cue search, find): bound methods looked up once, not per text.
-    Most feedback fields are short, so a call's cost is mostly this per-detector overhead."""
-    return tuple((d.gate.search if d.gate is not None else None, d.cues.search if d.cues is not None else None, d.find)
-                 for d in detectors)
+    """The detectors as bound searches and finds, looked up once, grouped so that the loop over them
+    tests nothing but the gate: most feedback fields are short, and per-detector overhead is most
+    of their cost."""
+    return (tuple(d.find for d in detectors if d.gate is None and d.cues is None),
+            tuple((d.gate.search, d.find) for d in detectors if d.gate is not None),
+            tuple((d.cues.search, d.find) for d in detectors if d.cues is not None))
 
 
-_PLAIN, _WITH_DIGITS = _plan(DETECTORS), _plan(DETECTORS + DIGIT_DETECTORS)
+_PLANS: dict[tuple[bool, bool], _Plan] = {}
+
+
+def _made_plans() -> dict[tuple[bool, bool], _Plan]:
+    """A plan for each (holds a digit, holds a capitalised word): the detectors whose needs it meets and
+    that can find anything here. Made on first use: whether a spaCy model is installed is known then."""
+    present = tuple(d for d in DETECTORS if d.present())
+    for digit in (False, True):
+        for capital in (False, True):
+            held = (ON_DIGIT if digit else frozenset()) | (ON_CAPITAL if capital else frozenset())
+            _PLANS[digit, capital] = _plan(tuple(d for d in present if d.needs <= held))
+    return _PLANS
+
+
+_HAS_DIGIT, _HAS_CAPITAL = FEATURES[DIGIT].search, FEATURES[CAPITAL].search
 
 
 def find_pii(text: str) -> list[Span]:
-    """Every PII span in ``text``, merged, in order. A detector runs only when its gate matches the
-    text and, for cue-led ones, a cue the lower-cased text (made once, when first needed)."""
+    """Every PII span in ``text``, merged, in order. A detector runs only when the text holds the
+    ``FEATURES`` it needs, its gate matches the text and its cue pattern the lower-cased text."""
+    always, gated, cued = (_PLANS or _made_plans())[_HAS_DIGIT(text) is not None, _HAS_CAPITAL(text) is not None]
     spans: list[Span] = []
-    low: str | None = None
-    for gate, cues, find in _WITH_DIGITS if _DIGIT.search(text) else _PLAIN:
-        if gate is not None and gate(text) is None:
-            continue
-        if cues is not None:
-            if low is None:
-                low = text.lower()
-            if cues(low) is None:
-                continue
+    for find in always:
         spans.extend(find(text))
-    return merged(spans) if spans else spans
+    for gate, find in gated:
+        if gate(text) is not None:
+            spans.extend(find(text))
+    low = text.lower()
+    for cues, find in cued:
+        if cues(low) is not None:
+            spans.extend(find(text))
+    return merged(spans) if len(spans) > 1 else spans
 
 
 def scrub_text(text: str, found: set[str] | None = None) -> str:
