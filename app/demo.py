@@ -48,6 +48,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
     from evals.pipeline import Variant
     from evals.report import ci_text
     from flows.cycle import run_flow
+    from improvers.registry import improver
     from flywheel.registry import require_production_prompt
     from loop.evaluate import evaluate_step
     from app.display import print_clusters
@@ -100,15 +101,10 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
             cycles.append(cycle)
             print_clusters([FailureCluster.model_validate({**c, "event_ids": []}) for c in cycle.clusters], limit=12,
                            console=console)
-            dataset = cycle.finetune.get("dataset")
-            if dataset and dataset.get("built"):
-                console.print(f"fine-tune dataset {dataset['version']}: {dataset['examples']} examples (train "
-                              f"{dataset['train']}, validation {dataset['validation']}), {dataset['preference_pairs']} "
-                              f"preference pairs; excluded {dataset['excluded']}", highlight=False)
-            for job in cycle.finetune.get("jobs", []):
-                console.print(f"fine-tune job {job['job_id']}: {job['status']} -> {job['fine_tuned_model']}",
-                              highlight=False)
-            for note in cycle.finetune.get("notes", []):
+            for kind, section in cycle.sections.items():  # e.g. the fine-tuning dataset and jobs
+                for line in improver(kind).report_lines(section):
+                    console.print(line, highlight=False)
+            for note in cycle.improver_notes:
                 console.print(f"  {note}", highlight=False)
             for c in cycle.candidates:
                 console.print(f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
@@ -154,7 +150,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         "ingest": report.public(),
         "routes": [_routes(c.clusters) for c in cycles],
         "candidates": [c.public() for cycle in cycles for c in cycle.candidates],
-        "finetune": cycles[-1].finetune,
+        **cycles[-1].sections,  # each improver's section (the fine-tuning jobs and dataset)
         "champions": final["champions"],
         "loop_velocity_hours": final["loop_velocity_hours"],
         "live": live,

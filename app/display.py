@@ -120,7 +120,9 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
          f"{last['cycle_id']}, {last['status']}, started {iso_and_ago(datetime.fromisoformat(last['started_at']), now)}"
          + (f", champion score {last['champion_score']:.3f}" if last.get("champion_score") is not None else "")),
     ]
-    rows += _finetune_rows(doc.get("finetune") or {})
+    from improvers.registry import improvers
+
+    rows += [row for i in improvers() if (section := doc.get(i.name)) for row in i.status_rows(section)]
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -153,18 +155,3 @@ def print_kb_status(doc: dict[str, Any], now: datetime | None = None) -> None:
             f"v{v['parent']}" if v["parent"] else "-", v["documents"], v["chunks"], v["source"] or "-",
             v["note"] or "")))
     out.print(table)
-
-
-def _finetune_rows(finetune: dict[str, Any]) -> list[tuple[str, str]]:
-    """Only when there is something to say: clusters prompts could not fix, and fine-tune jobs."""
-    rows = []
-    persistent = finetune.get("persistent_clusters") or []
-    if persistent:
-        closest = min(persistent, key=lambda c: c["missing"])
-        rows.append(("fine-tune", f"{plural(len(persistent), 'cluster')} prompts could not fix; closest "
-                                  f"{closest['cluster_id']}: {closest['usable_examples']} of "
-                                  f"{finetune['threshold']} usable examples"))
-    for job in finetune.get("jobs") or []:
-        rows.append(("fine-tune job", f"{job['job_id']}: {job['status']}"
-                                      + (f" -> {job['fine_tuned_model']}" if job.get("fine_tuned_model") else "")))
-    return rows

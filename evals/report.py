@@ -101,7 +101,7 @@ def promotion_markdown(action: str, outcome: dict[str, Any], *, by: str, note: s
 def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float | None,
                     clusters: Sequence[dict[str, Any]], candidates: Sequence[Candidate],
                     outcomes: Sequence[ClusterOutcome] = (),
-                    finetune_notes: Sequence[str] = (), chart_link: str | None = None,
+                    improver_notes: Sequence[str] = (), chart_link: str | None = None,
                     judge: JudgeCalibration | None = None, notes: Sequence[str] = (),
                     champion_per_category: dict[str, float] | None = None,
                     champion_per_segment: dict[str, float] | None = None) -> str:
@@ -143,8 +143,8 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
         lines += ["", warning]
     lines += merge_lines(candidates)
     lines += finetune_lines(candidates)
-    for note in finetune_notes:
-        lines += ["", f"- fine-tuning: {note}"]
+    for note in improver_notes:  # "<improver title>: <note>"
+        lines += ["", f"- {note}"]
     lines += breakdown_table("category", champion_per_category or {}, candidates, "per_category", "category_deltas")
     lines += breakdown_table("segment", champion_per_segment or {}, candidates, "per_segment", "segment_deltas")
     if judge is not None:

@@ -1,5 +1,5 @@
-"""The Prefect flow ``improvement-cycle``: triage, one improver per routed cluster, golden-set
-evaluation of the champion and every candidate, then the promotion gate.
+"""The Prefect flow ``improvement-cycle``: triage, every installed improver on the clusters it
+selects, golden-set evaluation of the champion and every candidate, then the promotion gate.
 
 The flow only orchestrates: each task calls one step of :mod:`loop`. Tasks are coarse
 (a whole improver, a whole evaluation), those that call an LLM retry, and every result is
@@ -32,20 +32,18 @@ from flywheel.errors import Interrupted
 from flywheel.candidates import Candidate, Decision
 from flywheel.schemas import FailureCluster
 from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
+from improvers.base import ImproverRun, Proposal
+from improvers.registry import improver, improvers, stages
 from loop.calibration import calibration_step
 from loop.checkpoints import checkpoint
 from loop.cycle_lock import cycle_lock
-from loop.context import CycleContext, EndpointFailed, begin
+from loop.context import CycleContext, EndpointFailed, begin, record_candidates
 from loop.diagnosis_step import diagnose_step
 from loop.evaluate import evaluate_step, evaluation_keys, variant_for
-from loop.finetune_step import FinetuneOutcome, improve_finetune_step
 from loop.gate import gate_step
-from loop.outcomes import cluster_outcomes
-from loop.merge_step import merge_step
-from loop.prompt_step import drafting_summary, improve_prompt_step, unique_candidates
-from loop.rag_step import improve_rag_step
+from loop.outcomes import cluster_outcomes, cluster_work
 from loop.report import CycleReport, cluster_summaries, fail, finish, reread_candidates
-from loop.triage_step import finetune_clusters, prompt_clusters, rag_clusters, triage_step
+from loop.triage_step import triage_step
 
 _MLFLOW_WRITES = threading.Lock()  # prompt registration from parallel improver tasks, one at a time
 
@@ -102,39 +100,49 @@ def diagnose_task(ctx: CycleContext, clusters: list[FailureCluster]) -> list[Fai
     return diagnose_step(ctx.settings, ctx.cycle_id, clusters)
 
 
-@task(name="improve-prompt", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "prompt", p["cluster"].cluster_id),
-      task_run_name="improve-prompt-{cluster.cluster_id}")
-def improve_prompt_task(ctx: CycleContext, cluster: FailureCluster,
-                        protected: list[str]) -> list[Candidate]:
+@task(name="improve", persist_result=True,
+      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, p["kind"],
+                                       ",".join(sorted(c.cluster_id for c in p["clusters"]))),
+      task_run_name="improve-{kind}")
+def improve_task(ctx: CycleContext, kind: str, clusters: list[FailureCluster], protected: list[str]) -> Proposal:
+    """One unit of an improver's work (a prompt cluster's drafting, an index refresh, a fine-tune)."""
     with _MLFLOW_WRITES:
-        return improve_prompt_step(ctx, cluster, protected)
+        return improver(kind).propose(ctx, clusters, protected)
 
 
-@task(name="merge-prompts", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "merge",
-                                       ",".join(sorted(c.candidate_id for c in p["candidates"]))))
-def merge_task(ctx: CycleContext, candidates: list[Candidate],
-               clusters: list[FailureCluster], protected: list[str]) -> Candidate | None:
+@task(name="combine", persist_result=True,
+      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, p["kind"], "combine",
+                                       ",".join(sorted(c.candidate_id for u in p["proposals"] for c in u.candidates))),
+      task_run_name="combine-{kind}")
+def combine_task(ctx: CycleContext, kind: str, proposals: list[Proposal], clusters: list[FailureCluster],
+                 protected: list[str]) -> Proposal:
+    """An improver's units as one proposal (the prompt improver's merge of its winners)."""
     with _MLFLOW_WRITES:
-        return merge_step(ctx, candidates, clusters, protected)
+        proposal = improver(kind).combine(ctx, proposals, clusters, protected)
+    record_candidates(ctx, proposal.candidates)
+    return proposal
 
 
-@task(name="improve-rag", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "rag",
-                                       ",".join(sorted(c.cluster_id for c in p["clusters"]))))
-def improve_rag_task(ctx: CycleContext, clusters: list[FailureCluster]) -> Candidate | None:
-    """A candidate index version for the outdated-knowledge clusters, retrieval validated."""
-    return improve_rag_step(ctx, clusters)
-
-
-@task(name="improve-finetune", persist_result=True,
-      cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "finetune",
-                                       ",".join(sorted(c.cluster_id for c in p["clusters"]))))
-def improve_finetune_task(ctx: CycleContext, clusters: list[FailureCluster]) -> FinetuneOutcome:
-    """Dataset, job (resumed by its recorded id, never submitted twice) and model candidate for the
-    clusters prompts could not fix; jobs from earlier cycles are polled too."""
-    return improve_finetune_step(ctx, clusters)
+def improve(ctx: CycleContext, clusters: list[FailureCluster], retrying: dict[str, Any]) -> list[ImproverRun]:
+    """Every installed improver on the clusters it selects, stage by stage under each stage's deadline;
+    an improver's units run as concurrent tasks."""
+    logger = get_run_logger()
+    protected = ctx.protected_texts()
+    runs = []
+    for stage in stages():
+        with llm_guard.stage(stage, ctx.settings.deadlines.of(stage)):
+            for imp in (i for i in improvers() if i.stage == stage):
+                chosen = imp.select(ctx.settings, clusters)
+                logger.info("%d clusters; %s improver on %d", len(clusters), imp.name, len(chosen))
+                futures = [improve_task.with_options(**retrying).submit(ctx, imp.name, unit, protected)
+                           for unit in imp.units(chosen)]
+                wait(futures)
+                proposal = combine_task.with_options(**retrying)(ctx, imp.name, [f.result() for f in futures],
+                                                                 chosen, protected)
+                for note in proposal.notes:
+                    logger.info(note)
+                runs.append(ImproverRun(kind=imp.name, chosen=chosen, proposal=proposal))
+    return runs
 
 
 @task(name="evaluate", persist_result=True,
@@ -167,7 +175,7 @@ def publish_report(report: CycleReport) -> None:
         key=r.REPORT_KEY, description=f"Flywheel cycle {report.cycle_id}",
         markdown=r.report_markdown(cycle_id=report.cycle_id, golden_version=report.golden_version,
                                    champion_score=report.champion_score, clusters=report.clusters,
-                                   candidates=report.candidates, finetune_notes=report.finetune.get("notes", []),
+                                   candidates=report.candidates, improver_notes=report.improver_notes,
                                    chart_link=report.chart_link, outcomes=report.outcomes, judge=report.judge,
                                    notes=report.notes, champion_per_category=report.champion_per_category,
                                    champion_per_segment=report.champion_per_segment))
@@ -206,25 +214,8 @@ def _locked_cycle(params: CycleParameters, settings: Settings, lock: ExitStack) 
             deadlines = settings.deadlines
             with llm_guard.stage("triage", deadlines.triage):
                 clusters = diagnose_task.with_options(**retrying)(ctx, triage_task(ctx))
-            chosen = prompt_clusters(clusters, settings)
-            logger.info("%d clusters; prompt improver on %d", len(clusters), len(chosen))
-            protected = ctx.protected_texts()
-            with llm_guard.stage("drafting", deadlines.drafting):
-                futures = [improve_prompt_task.with_options(**retrying).submit(ctx, c, protected) for c in chosen]
-                wait(futures)
-                candidates = unique_candidates(ctx, [cand for f in futures for cand in f.result()])
-                merged = merge_task.with_options(**retrying)(ctx, candidates, chosen, protected)
-                if merged is not None:
-                    candidates.append(merged)
-                rag_chosen = rag_clusters(clusters, settings)
-                rag_candidate = improve_rag_task(ctx, rag_chosen)
-                if rag_candidate is not None:
-                    candidates.append(rag_candidate)
-            with llm_guard.stage("finetune", deadlines.finetune):
-                tuned = improve_finetune_task.with_options(**retrying)(ctx, finetune_clusters(clusters))
-            candidates += tuned.candidates
-            for note in tuned.notes:
-                logger.info(note)
+            runs = improve(ctx, clusters, retrying)
+            candidates = [c for run in runs for c in run.proposal.candidates]
             checkpoint("improve")
             variants = [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates]
             with llm_guard.stage("evaluation", deadlines.evaluation):
@@ -246,11 +237,12 @@ def _locked_cycle(params: CycleParameters, settings: Settings, lock: ExitStack) 
             llm_guard.stop_requests()  # the task runner waits for its threads: let them end now
             fail(ctx, "interrupted by a signal; `flywheel cycle` resumes it", status="interrupted")
             raise
-    drafting = {c.cluster_id: summary for c in clusters if (summary := drafting_summary(ctx, c.cluster_id))}
-    report.clusters = cluster_summaries(clusters, drafting)
-    report.outcomes = cluster_outcomes(ctx, clusters, prompt_chosen=chosen, rag_chosen=rag_chosen, drafting=drafting,
-                                       candidates=report.candidates, finetune_notes=tuned.notes)
-    report.finetune = tuned.model_dump(mode="json", exclude={"candidates"})
+    work = cluster_work(ctx, clusters, runs)
+    report.clusters = cluster_summaries(clusters, {cid: w.detail for cid, w in work.items() if w.detail is not None})
+    report.outcomes = cluster_outcomes(ctx, clusters, work, candidates=report.candidates)
+    report.sections = {run.kind: run.proposal.report.model_dump(mode="json") for run in runs if run.proposal.report}
+    report.improver_notes = [f"{improver(run.kind).title or run.kind}: {note}" for run in runs
+                             for note in run.proposal.notes]
     finish(ctx, report)
     publish_report(report)
     _resume_superseded(settings)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 
 import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
 from evals import report as r
+from flywheel.candidates import ChampionKind
 from flywheel.config import Settings, load_settings_for_flow
 from loop import promotion as champions
 from loop.report import cluster_summaries
@@ -52,7 +53,7 @@ class PromotionParameters(BaseModel):
         description="approve or reject a pending candidate, or roll back a kind's last promotion.")
     candidate_id: str | None = Field(
         None, description="The candidate to approve or reject (the cycle's candidate table, `flywheel pending`).")
-    kind: Literal["prompt", "rag", "model"] | None = Field(None, description="What to roll back.")
+    kind: ChampionKind | None = Field(None, description="Which champion to roll back.")
     by: str = Field(min_length=1, description="Who decides (recorded on the MLflow runs).")
     note: str | None = Field(None, description="Why, for the record; required to reject.")
     config: dict[str, Any] = Field(default_factory=dict, description="Setting overrides, as in flywheel.toml.")
@@ -64,7 +65,7 @@ class PromotionParameters(BaseModel):
         if self.action == "reject" and not (self.note or "").strip():
             raise ValueError("reject needs a note: the reason is recorded with the decision")
         if self.action == "rollback" and self.kind is None:
-            raise ValueError("rollback needs kind: prompt, rag or model")
+            raise ValueError(f"rollback needs kind: {', '.join(ChampionKind)}")
         return self
 
 

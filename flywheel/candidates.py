@@ -11,11 +11,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, model_validator
 
 
 class CandidateKind(StrEnum):
-    """What a candidate changes. ``finetune`` candidates move the model champion."""
+    """The built-in kinds of fix (each an improver plugin, see :mod:`flywheel.plugins`). A candidate's
+    kind is any registered improver's name; ``finetune`` candidates move the model champion."""
 
     prompt = "prompt"
     rag = "rag"
@@ -32,6 +33,17 @@ class ChampionKind(StrEnum):
     prompt = "prompt"
     rag = "rag"  # the active knowledge index version
     model = "model"
+
+    @property
+    def noun(self) -> str:
+        """How a version of it is named: ``prompt v7``, ``index v3``, ``model ft:...``."""
+        return "index" if self is ChampionKind.rag else self.value
+
+    @property
+    def event_field(self) -> str:
+        """The feedback event's field that says which version of it served the output (the watch's column)."""
+        return {ChampionKind.prompt: "prompt_version", ChampionKind.rag: "index_version",
+                ChampionKind.model: "model"}[self]
 
 
 class Decision(StrEnum):
@@ -113,18 +125,23 @@ class RetrievalValidation(BaseModel):
         return out
 
 
-class _Payload(BaseModel):
+class BasePayload(BaseModel):
     """What every kind of change records: when each cluster's first negative event was seen (loop
     velocity) and whether the change was rolled back."""
 
     # Ignore what older versions stored that is no longer kept (a store upgrades in place).
     model_config = ConfigDict(extra="ignore")
 
+    kind: str = Field(description="The improver's name: which payload model reads it back.")
     cluster_first_seen: dict[str, str] = Field(default_factory=dict, description="cluster id -> ISO time")
     cluster_events: dict[str, list[str]] = Field(
         default_factory=dict, description="cluster id -> a sample of its event ids (the watch's per-cluster rates)")
     rolled_back_at: datetime | None = None
     rolled_back_by: str | None = None
+
+    def why_not_merged(self) -> str | None:
+        """Why the cycle could not merge this fix with the others of its slot (None: not said)."""
+        return None
 
 
 class MergeRecord(BaseModel):
@@ -164,7 +181,7 @@ class ClusterScreening(BaseModel):
         return self.share > self.champion_share
 
 
-class PromptPayload(_Payload):
+class PromptPayload(BasePayload):
     kind: Literal["prompt"] = "prompt"
     template: str
     diff: str = ""
@@ -183,11 +200,14 @@ class PromptPayload(_Payload):
     left_out_of_merge: str | None = Field(
         None, description="Why the cycle's merged prompt could not keep this winner's fix (it went on alone).")
 
+    def why_not_merged(self) -> str | None:
+        return self.left_out_of_merge
+
     def improves_screening(self) -> bool:
         return (self.screening or 0.0) > (self.champion_screening or 0.0)
 
 
-class RagPayload(_Payload):
+class RagPayload(BasePayload):
     kind: Literal["rag"] = "rag"
     template: str
     index_version: str
@@ -197,7 +217,7 @@ class RagPayload(_Payload):
     diff: str = ""
 
 
-class FinetunePayload(_Payload):
+class FinetunePayload(BasePayload):
     kind: Literal["finetune"] = "finetune"
     model: str = Field(description="The provider's name of the fine-tuned model.")
     base_model: str
@@ -230,7 +250,20 @@ class CanaryRecord(BaseModel):
     figures: dict[str, Any] | None = Field(None, description="The watch's figures when the watch ended it.")
 
 
-Payload = Annotated[PromptPayload | RagPayload | FinetunePayload, Field(discriminator="kind")]
+def _typed_payload(value: Any) -> Any:
+    """A stored payload read back as its improver's model (the registry is the discriminated union:
+    an improver plugin brings its own payload model)."""
+    if isinstance(value, BasePayload):
+        return value
+    if isinstance(value, dict):
+        from flywheel.plugins import spec
+
+        return spec(str(value.get("kind", ""))).payload_model.model_validate(value)
+    return value
+
+
+# Serialized as the payload's own model (every field of its kind), not as the base.
+Payload = Annotated[SerializeAsAny[BasePayload], BeforeValidator(_typed_payload)]
 
 
 class Candidate(BaseModel):
@@ -238,7 +271,7 @@ class Candidate(BaseModel):
 
     candidate_id: str
     cycle_id: str
-    kind: CandidateKind
+    kind: str = Field(description="The improver that proposed it (a `flywheel.improvers` entry point).")
     cluster_ids: list[str]
     parent: str | None = Field(None, description="The champion it was drafted from (e.g. prompt version).")
     version: str | None = Field(None, description="What promotion would point at (e.g. the new prompt version).")
@@ -289,12 +322,19 @@ class Candidate(BaseModel):
         """The prompt template it serves with (a fine-tune keeps the champion's)."""
         return getattr(self.payload, "template", None)
 
+    @property
+    def slot(self) -> ChampionKind:
+        """The champion it would move (its improver's slot)."""
+        from flywheel.plugins import spec
+
+        return spec(self.kind).slot
+
     def target_name(self) -> str:
         """What promotion would point at: ``prompt v7``, ``index v3``, ``model ft:...``."""
-        what = {CandidateKind.prompt: "prompt", CandidateKind.rag: "index", CandidateKind.finetune: "model"}[self.kind]
-        if self.version and self.kind is not CandidateKind.finetune:
-            return f"{what} v{self.version}"
-        return f"{what} {self.version or getattr(self.payload, 'model', '') or ''}".strip()
+        slot = self.slot
+        if self.version and slot is not ChampionKind.model:
+            return f"{slot.noun} v{self.version}"
+        return f"{slot.noun} {self.version or getattr(self.payload, 'model', '') or ''}".strip()
 
     def short_title(self) -> str:
         """``prompt v7 (prompt-cf2b43)``: the start of :meth:`title`, for a line that must stay short."""

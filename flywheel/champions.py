@@ -259,6 +259,19 @@ def current_set(settings: Settings, state: StateStore) -> ChampionSet:
                                               ("model", ChampionKind.model))})
 
 
+def event_value(settings: Settings, slot: ChampionKind, version: str | None) -> str | None:
+    """The value feedback events carry for a version of ``slot`` (:attr:`ChampionKind.event_field`):
+    the version itself, or for a model its provider's name."""
+    if slot is not ChampionKind.model or version is None:
+        return version
+    from flywheel.arms import model_name
+
+    try:
+        return model_name(settings, version)
+    except Exception:  # a registry version that is gone: nothing carries it
+        return f"<model version {version}>"
+
+
 class Canary(BaseModel):
     """The running canary: which kind and version, the share of users it serves, since when and for
     which candidate, and what production serves of that kind meanwhile."""

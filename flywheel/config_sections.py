@@ -222,6 +222,12 @@ class DeadlineSettings(BaseModel):
     evaluation: float = Field(1800.0, gt=0, description="Golden-set evaluation of the champion and every candidate.")
     calibration: float = Field(600.0, gt=0, description="The judge's calibration against expert reviews.")
 
+    def of(self, stage: str) -> float:
+        """The deadline of the stage an improver runs under (its ``stage``)."""
+        if stage not in type(self).model_fields or stage == "call":
+            raise ValueError(f"no cycle stage {stage!r}: one of triage, drafting, finetune, evaluation, calibration")
+        return float(getattr(self, stage))
+
 
 class ApprovalSettings(BaseModel):
     """Approval in the Prefect UI: a cycle started from a deployment waits for a person there."""

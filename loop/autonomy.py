@@ -50,7 +50,7 @@ def release(settings: Settings, state: StateStore, winner: Candidate, mode: Appr
 
 
 def _one_at_a_time(running: Canary, winner: Candidate, percent: float) -> str:
-    same = running.kind is winner.kind.champion
+    same = running.kind is winner.slot
     return (f'waits: policy.auto_approve = "canary" runs one canary at a time, and a {running.kind} canary '
             f"(version {running.version}, {running.candidate_id or 'started by hand'}) runs "
             f"{'already' if same else 'now'}; once `flywheel watch` (or a person) ends it, the next cycle drafts "

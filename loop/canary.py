@@ -48,7 +48,7 @@ def start_canary(settings: Settings, state: StateStore, cand: Candidate, *, shar
     own ``state`` (the gate starts canaries on the connection it decides with)."""
     check_fresh(settings, state, cand)
     assert cand.version is not None
-    champion(settings, state, cand.kind.champion).start_canary(cand.version, share, by=by,
+    champion(settings, state, cand.slot).start_canary(cand.version, share, by=by,
                                                                candidate_id=cand.candidate_id, note=note)
     return record_start(settings, state, cand, share=share, by=by, note=note)
 

@@ -1,146 +1,24 @@
-"""What a cycle starts from: opening (or resuming) the cycle and the champion it improves on, and
-the helpers every step shares (endpoint errors, content hashes, first-seen times).
+"""What a cycle starts from: opening (or resuming) the cycle and the champion it improves on.
 
-Every step stores its result in the state store under a key derived from the cycle and its inputs
-(drafts per cluster, candidates by a content hash, evaluations by variant and golden version,
-MLflow runs by tags), so a cycle that was killed and is started again resumes the same cycle id
-and redoes nothing that had finished.
+The context every step shares, and its helpers, are :mod:`improvers.context` (improvers run on it).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any, TypeVar
 
-import openai
-from pydantic import BaseModel, PrivateAttr
-
-from evals.golden import GoldenSet, load_golden
-from flywheel.candidates import ChampionKind, ChampionSet
-from flywheel.champions import BASE, champion
+from evals.golden import load_golden
+from flywheel.candidates import Candidate, ChampionKind
+from flywheel.champions import champion
 from flywheel.config import Settings
-from flywheel.errors import FlywheelError, UsageError
 from flywheel.llm import endpoint
-from flywheel.registry import production_model, require_production_prompt, use_mlflow
-from flywheel.schemas import FailureCluster
-from flywheel.state import StateStore, open_state
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class EndpointFailed(FlywheelError):
-    """The LLM endpoint kept failing after retries: the cycle ends and nothing is promoted."""
-
-
-class CycleContext(BaseModel):
-    """Built once per cycle by ``begin`` and passed to every step: the settings, the champion the
-    cycle improves on and the golden set it began with, and the way to the state store and MLflow.
-
-    It travels as a task parameter (Prefect caches task results by it, Dask ships it to workers),
-    so it holds facts, not connections: the golden set and the MLflow client are opened once per
-    process on first use, and each ``state()`` is a connection for the calling thread (SQLite's
-    connections belong to one thread; improver tasks run in several)."""
-
-    settings: Settings
-    cycle_id: str
-    resumed: bool
-    champion_version: str
-    champion_template: str
-    golden_version: str
-    index_version: str | None = None
-    champion_model: str = ""  # the provider's name of the model in production
-    champion_model_version: str | None = None  # its registry version; None: the base model
-    _golden: GoldenSet | None = PrivateAttr(None)
-    _mlflow: Any = PrivateAttr(None)
-
-    def __getstate__(self) -> dict[Any, Any]:
-        state = super().__getstate__()
-        return {**state, "__pydantic_private__": {"_golden": None, "_mlflow": None}}
-
-    @property
-    def champions(self) -> ChampionSet:
-        """The production combination the cycle's candidates are evaluated against."""
-        return ChampionSet(prompt=self.champion_version, index=self.index_version,
-                           model=self.champion_model_version or BASE)
-
-    def state(self) -> StateStore:
-        """A state store connection for this thread (use as a context manager)."""
-        return open_state(self.settings.ensure_home())
-
-    @property
-    def mlflow(self) -> Any:
-        """The MLflow client on Flywheel's tracking store and experiment."""
-        if self._mlflow is None:
-            self._mlflow = use_mlflow(self.settings)
-        return self._mlflow
-
-    @property
-    def golden(self) -> GoldenSet:
-        """The golden set the cycle began with (checked against the version ``begin`` recorded)."""
-        return self.golden_for()
-
-    def golden_for(self, *versions: str) -> GoldenSet:
-        """The golden set the cycle began with, also checked against the versions evaluations
-        recorded, so the report, MLflow and every score name one golden set; an edit mid-cycle stops
-        the cycle, which the next ``flywheel cycle`` resumes on the new version."""
-        if self._golden is None:
-            self._golden = load_golden(self.settings.golden_file)
-        seen = {self._golden.version, *versions} - {self.golden_version}
-        if seen:
-            raise UsageError(
-                f"{self.settings.golden_file}: the golden set changed during cycle {self.cycle_id} (version "
-                f"{self.golden_version[:12]} when it began, now {', '.join(sorted(v[:12] for v in seen))}); "
-                "run `flywheel cycle` again: it resumes the cycle on the new version")
-        return self._golden
-
-    def protected_texts(self) -> list[str]:
-        """What a drafted prompt must never copy: the golden set's inputs and expected answers."""
-        return [t for item in self.golden.items for t in (item.input, item.expected)]
-
-
-def endpoint_errors(what: str) -> Callable[[F], F]:
-    """Turn the SDK's errors (after its own retries) into one clear EndpointFailed."""
-
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except openai.APIError as exc:
-                status = getattr(exc, "status_code", None)
-                raise EndpointFailed(
-                    f"{what}: the LLM endpoint failed after retries ({type(exc).__name__}"
-                    f"{f' {status}' if status else ''}: {str(exc)[:200]}); nothing was promoted"
-                ) from exc
-
-        return inner  # type: ignore[return-value]
-
-    return wrap
-
-
-def short_hash(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:10]
-
-
-def earliest_seen(clusters: Sequence[FailureCluster]) -> tuple[datetime | None, dict[str, str]]:
-    """The earliest negative event of the clusters, and each one's (loop velocity is measured from them)."""
-    by_cluster = {c.cluster_id: c.first_seen for c in clusters if c.first_seen}
-    earliest = min(by_cluster.values()) if by_cluster else None
-    return earliest, {cid: ts.isoformat() for cid, ts in by_cluster.items()}
-
-
-CLUSTER_EVENTS_KEPT = 500
-
-
-def cluster_events(clusters: Sequence[FailureCluster]) -> dict[str, list[str]]:
-    """A sample of each cluster's event ids, kept on its candidates: `flywheel watch` finds the
-    cluster's queries by them and compares their negative rate before and after the fix."""
-    return {c.cluster_id: sorted(c.event_ids)[:CLUSTER_EVENTS_KEPT] for c in clusters}
+from flywheel.registry import production_model, require_production_prompt
+from flywheel.state import open_state
+from improvers.context import (  # noqa: F401 - the cycle's context, as the steps import it
+    CLUSTER_EVENTS_KEPT, CycleContext, EndpointFailed, cluster_events, earliest_seen, endpoint_errors, short_hash,
+)
 
 
 def begin(settings: Settings) -> CycleContext:
@@ -160,3 +38,12 @@ def begin(settings: Settings) -> CycleContext:
                         champion_template=prompt.template, golden_version=golden.version,
                         index_version=index_version, champion_model=model.provider_model,
                         champion_model_version=model.version)
+
+
+def record_candidates(ctx: CycleContext, candidates: Sequence[Candidate]) -> None:
+    """Every proposed candidate in the state store, where the gate, approval and a resumed cycle
+    read it (an improver need not store its own; one it stored already is left as it is)."""
+    with ctx.state() as state:
+        for cand in candidates:
+            if state.candidate(cand.candidate_id) is None:
+                state.add_candidate(cand)

@@ -25,7 +25,7 @@ from flywheel.triage import route_for
 from flywheel.wording import plural
 from improvers.diagnosis import diagnose
 from loop.context import endpoint_errors
-from loop.screening import failing_examples
+from improvers.screening_step import failing_examples
 
 
 def diagnosis_key(cluster_id: str) -> str:

@@ -3,7 +3,6 @@ in one batch here or cut into batches for a task runner."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,75 +10,24 @@ from pydantic import BaseModel
 
 from evals.fingerprint import EvalFingerprint
 from evals.golden import GoldenSet, load_golden
-from evals.pipeline import Answer, builtin_pipeline, load_user_pipeline, Variant
+from evals.answering import answer_factory, index_retrievers  # noqa: F401 - as callers import them
+from evals.pipeline import Variant
 from evals.runner import assemble, BatchRows, EvalBatch, EvalResult, evaluate_many, from_cache, judge_with, plan_batches, run_batch
 from flywheel.config import Settings
 from flywheel.llm import make_async_client
-from flywheel.candidates import Candidate, FinetunePayload, RagPayload
+from flywheel.candidates import Candidate
 from flywheel.state import open_state
+from improvers.registry import improver
 from loop.context import CycleContext
 
 
-def answer_factory(settings: Settings,
-                   queries: Sequence[str] = ()) -> Callable[[], tuple[Answer, Any, Callable[[], Any]]]:
-    """Builds (answer, judge, close) inside the running event loop (AsyncOpenAI binds to it).
-    ``queries``: what will be asked, embedded for retrieval in one batch rather than one by one."""
-
-    retrievers = index_retrievers(settings, queries)
-
-    def build() -> tuple[Answer, Any, Callable[[], Any]]:
-        client = make_async_client(settings, purpose="evaluation")
-        if settings.eval.pipeline:
-            answer = load_user_pipeline(settings.eval.pipeline)
-        else:
-            answer = builtin_pipeline(client, settings.prompt_variables, retrievers,
-                                      temperature=settings.eval.temperature, max_tokens=settings.eval.max_tokens,
-                                      k=settings.knowledge.retrieval_k)
-        return answer, judge_with(client, settings.judge_model), client.close
-
-    return build
-
-
-def index_retrievers(settings: Settings, queries: Sequence[str] = ()) -> Callable[[str | None], Any]:
-    """Retrievers by index version, opened on first use and kept for the evaluation. The first one
-    embeds ``queries`` in one batch: the cache then answers every retrieval's query embedding."""
-    opened: dict[str, Any] = {}
-    lock = threading.Lock()
-
-    def get(version: str | None) -> Any:
-        if version is None:
-            return None
-        with lock:
-            if version not in opened:
-                from flywheel.knowledge.index import open_index
-
-                state = open_state(settings.home)  # kept open with the retriever for the evaluation
-                opened[version] = open_index(settings, state).retriever(int(version))
-                if len(opened) == 1 and queries and opened[version] is not None:
-                    opened[version].index.embedder.embed(list(dict.fromkeys(queries)))
-            return opened[version]
-
-    return get
-
-
 def variant_for(ctx: CycleContext, cand: Candidate | None) -> Variant:
-    model = ctx.champion_model or ctx.settings.target_model
-    pipeline = ctx.settings.eval.pipeline or "builtin"
+    """What the product runs on the golden set: the champion, or a candidate as its improver says."""
     if cand is None:
         return Variant(label="champion", prompt_template=ctx.champion_template,
-                       prompt_version=ctx.champion_version, model=model,
-                       index_version=ctx.index_version, pipeline=pipeline)
-    p = cand.payload
-    if isinstance(p, RagPayload):  # the champion's prompt over the candidate index version
-        return Variant(label=cand.candidate_id, prompt_template=ctx.champion_template,
-                       prompt_version=ctx.champion_version, model=model,
-                       index_version=cand.version, pipeline=pipeline)
-    if isinstance(p, FinetunePayload):  # the champion's prompt and index, the fine-tuned model
-        return Variant(label=cand.candidate_id, prompt_template=ctx.champion_template,
-                       prompt_version=ctx.champion_version, model=p.model,
-                       index_version=ctx.index_version, pipeline=pipeline)
-    return Variant(label=cand.candidate_id, prompt_template=p.template, prompt_version=cand.version,
-                   model=model, index_version=ctx.index_version, pipeline=pipeline)
+                       prompt_version=ctx.champion_version, model=ctx.champion_model or ctx.settings.target_model,
+                       index_version=ctx.index_version, pipeline=ctx.settings.eval.pipeline or "builtin")
+    return improver(cand.kind).variant(ctx, cand)
 
 
 def fingerprint(settings: Settings, golden: GoldenSet) -> EvalFingerprint:

@@ -1,9 +1,8 @@
 """The promotion gate: every evaluation logged to MLflow first, then the policy's decisions, one
-winner per kind, and promotion when auto-approved."""
+winner per champion slot, and promotion when auto-approved."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -12,12 +11,12 @@ from evals.calibration import JudgeCalibration
 from evals.golden import GoldenSet
 from evals.policy import WithoutJudge
 from evals.runner import EvalResult
-from flywheel.candidates import (
-    Candidate, CandidateKind, Decision, FinetunePayload, Outcome, PromptPayload, RagPayload,
-)
+from flywheel.candidates import Candidate, Decision, Outcome
+from improvers.records import diff_markdown  # noqa: F401 - where the tests and tools find it
+from improvers.registry import improver, slots
 from loop.checkpoints import checkpoint
 from loop.context import CycleContext, EndpointFailed
-from loop.deferral import mark_carried
+from improvers.deferral import mark_carried
 from loop.report import CycleReport
 from loop.setup_notes import setup_notes
 
@@ -47,23 +46,23 @@ def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any, with
     from evals.policy import judge_candidate
 
     verdict = judge_candidate(comparison, res.errors, len(res.rows), policy, without_judge=without_judge)
-    retrieval = cand.payload.retrieval if isinstance(cand.payload, RagPayload) else None
-    if retrieval and not retrieval.passed:
-        cand.decision, cand.reason = Decision.rejected, retrieval.reason + "; " + verdict.text
+    check = improver(cand.kind).check(cand)  # the kind's own check (an index's retrieval)
+    if check is not None and not check.passed:
+        cand.decision, cand.reason = Decision.rejected, check.reason + "; " + verdict.text
     else:
         cand.decision = Decision.pending_approval if verdict.passed else Decision.rejected
-        cand.reason = verdict.text + (f"; {retrieval.reason}" if retrieval else "")
+        cand.reason = verdict.text + (f"; {check.reason}" if check else "")
 
 
 def _supersede_losers(evaluated: Sequence[Candidate], category_gain: float) -> list[Candidate]:
-    """One candidate of each kind waits (production holds one of each): of those that passed, the
-    one that fixes the most, the best golden score breaking ties. Another that passed is superseded
+    """One candidate per champion slot waits (production holds one of each; improvers sharing a slot
+    compete for it): of those that passed, the one that fixes the most, the best golden score breaking ties. Another that passed is superseded
     only when the waiting one fixes at least what it fixes; one that fixes something else (another
     cluster, another golden category) could not be merged with it and is ``deferred``: its clusters
     are redrafted in the next cycle against the new champion, never silently dropped."""
     winners: list[Candidate] = []
-    for kind in CandidateKind:
-        passed = [c for c in evaluated if c.decision is Decision.pending_approval and c.kind is kind]
+    for slot in slots():
+        passed = [c for c in evaluated if c.decision is Decision.pending_approval and c.slot is slot]
         if not passed:
             continue
         best = max(passed, key=lambda c: (len(c.gains(category_gain)), c.golden_score or 0.0,
@@ -76,8 +75,7 @@ def _supersede_losers(evaluated: Sequence[Candidate], category_gain: float) -> l
             extra = sorted(other.gains(category_gain) - mine)
             if extra:
                 other.decision = Decision.deferred
-                left_out = next((c.payload.left_out_of_merge for c in (other, best) if isinstance(c.payload, PromptPayload)
-                                 and c.payload.left_out_of_merge), None)
+                left_out = next((why for c in (other, best) if (why := c.payload.why_not_merged())), None)
                 other.reason = (f"deferred: fixes {', '.join(extra)}, which {best.candidate_id} (waiting) does not"
                                 + (f"; {left_out}" if left_out else "; not merged with it")
                                 + f"; redrafted in the next cycle against the new champion; passed the policy: "
@@ -167,21 +165,19 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
             evaluated.append(cand)
         winners = _supersede_losers(evaluated, policy.category_gain)
         for cand in evaluated:
-            res = results[cand.candidate_id]
+            res, kind = results[cand.candidate_id], improver(cand.kind)
             if cand.mlflow_run_id is None:
                 cand.mlflow_run_id = log_variant(
                     client, exp_id, parent, cycle_id=ctx.cycle_id, kind=cand.kind, candidate_id=cand.candidate_id,
                     result=res, golden=golden, decision=cand.decision,
                     metrics={**{k: v for k, v in {"delta": cand.delta, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
                                                   "champion_score": cand.champion_score}.items() if v is not None},
-                             **retrieval_metrics(cand)},
+                             **kind.mlflow_metrics(cand)},
                     params={"parent_version": cand.parent, "cluster_ids": ",".join(cand.cluster_ids),
-                            "prompt_name": ctx.settings.prompt_name,
-                            **(cand.payload.model_dump(include={"dataset_version", "job_id", "base_model"})
-                               if isinstance(cand.payload, FinetunePayload) else {})},
+                            "prompt_name": ctx.settings.prompt_name, **kind.mlflow_params(cand)},
                     tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or "",
                           **({PARENT: cand.parent} if cand.parent else {})},
-                    artifacts=candidate_artifacts(cand), scored=cand.decision is not Decision.error,
+                    artifacts=kind.artifacts(cand), scored=cand.decision is not Decision.error,
                     prompt_name=ctx.settings.prompt_name,
                     run_name=run_label(cand.kind, cand.candidate_id, cand.version),
                     **{**answers, "trace_items": answers["trace_items"] if cand.decision in SHOWN_ANSWERS else 0},
@@ -221,30 +217,3 @@ def judge_notes(judged: set[str], distrust: str | None, calibration: JudgeCalibr
         return [f"the LLM judge is not calibrated ({calibration.why}); no golden item is judge-scored, so the gate "
                 "did not depend on it"]
     return []
-
-
-def retrieval_metrics(cand: Candidate) -> dict[str, float]:
-    retrieval = cand.payload.retrieval if isinstance(cand.payload, RagPayload) else None
-    return retrieval.flat() if retrieval else {}
-
-
-def candidate_artifacts(cand: Candidate) -> dict[str, str]:
-    """What an approver reads: the prompt and its diff, or the index change and its provenance."""
-    p = cand.payload
-    if isinstance(p, FinetunePayload):
-        return {"finetune.json": p.model_dump_json(indent=2, include={
-            "model", "base_model", "job_id", "dataset_version", "dataset_path", "examples", "train", "validation",
-            "preference_pairs", "excluded"})}
-    if isinstance(p, RagPayload):
-        return {"index.diff.md": diff_markdown(f"Index change of {cand.title()}", p.diff),
-                "index_changes.json": p.model_dump_json(indent=2, include={"changed_documents", "provenance",
-                                                                           "retrieval"})}
-    return {"prompt.txt": p.template, "critique.txt": p.critique,
-            "prompt.diff.md": diff_markdown(f"{cand.title()} against its parent, prompt v{cand.parent}", p.diff)}
-
-
-def diff_markdown(title: str, diff: str) -> str:
-    """A diff MLflow's artifact view previews (it renders ``.md`` and shows no ``.diff``): a title and
-    the diff in a ``diff`` fence longer than any backtick run inside, so a prompt's own fences stay text."""
-    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", diff)), default=0))
-    return f"# {title}\n\n{fence}diff\n{diff.rstrip()}\n{fence}\n" if diff.strip() else f"# {title}\n\n(no change)\n"

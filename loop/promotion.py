@@ -8,13 +8,14 @@ import statistics
 from datetime import datetime, timezone
 from typing import Any
 
-from flywheel.candidates import Candidate, CandidateKind, ChampionKind, Decision, Outcome
+from flywheel.candidates import Candidate, ChampionKind, Decision, Outcome
 from flywheel.champions import Move, MoveAction, champion, current_set, running_canary
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.registry import production_model, production_prompt, use_mlflow
 from flywheel.state import StateStore, as_datetime, open_state
-from loop.deferral import DeferredFix, waiting_deferred
+from improvers.deferral import DeferredFix, waiting_deferred
+from improvers.registry import improver, improvers
 
 
 def _now() -> datetime:
@@ -36,13 +37,12 @@ def stale_because(settings: Settings, state: StateStore, cand: Candidate) -> lis
     if cand.evaluated_against is None:  # decided before combinations were recorded
         return []
     now = current_set(settings, state)
-    same_cycle = {c.kind.champion: c.version for c in state.candidates(cycle_id=cand.cycle_id,
-                                                                       decision=Decision.promoted)}
+    same_cycle = {c.slot: c.version for c in state.candidates(cycle_id=cand.cycle_id, decision=Decision.promoted)}
     moved = []
-    for kind, name in ((ChampionKind.prompt, "prompt"), (ChampionKind.rag, "index"), (ChampionKind.model, "model")):
-        before, current = cand.evaluated_against.of(kind), now.of(kind)
-        if kind is not cand.kind.champion and current != before and current != same_cycle.get(kind):
-            moved.append(f"{name} {before or 'none'} -> {current or 'none'}")
+    for slot in ChampionKind:
+        before, current = cand.evaluated_against.of(slot), now.of(slot)
+        if slot is not cand.slot and current != before and current != same_cycle.get(slot):
+            moved.append(f"{slot.noun} {before or 'none'} -> {current or 'none'}")
     return moved
 
 
@@ -57,10 +57,10 @@ def check_fresh(settings: Settings, state: StateStore, cand: Candidate) -> str |
             f"{cand.candidate_id} was evaluated against another production ({'; '.join(moved)} since); production "
             "would run a combination nobody evaluated. Run a new cycle to evaluate it against today's champion."
         )
-    current = champion(settings, state, cand.kind.champion).current()
+    current = champion(settings, state, cand.slot).current()
     if cand.parent != current:
         raise UsageError(
-            f"{cand.candidate_id} was {_BUILT_ON[cand.kind]} {cand.kind.champion} {cand.parent}, but {current} is in "
+            f"{cand.candidate_id} was {improver(cand.kind).built_on} {cand.slot} {cand.parent}, but {current} is in "
             "production now; its evaluation no longer applies. Run a new cycle."
         )
     return current
@@ -69,7 +69,7 @@ def check_fresh(settings: Settings, state: StateStore, cand: Candidate) -> str |
 def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, note: str | None) -> Candidate:
     """Move the champion pointer to ``cand``; refuse when the champion moved since it was evaluated."""
     current = check_fresh(settings, state, cand)
-    pointer = champion(settings, state, cand.kind.champion)
+    pointer = champion(settings, state, cand.slot)
     assert cand.version is not None
     pointer.move_to(cand.version, MoveAction.promote, by=by, candidate_id=cand.candidate_id, note=note,
                     previous=current)
@@ -84,17 +84,15 @@ def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, 
     return cand
 
 
-_BUILT_ON = {CandidateKind.prompt: "drafted from", CandidateKind.rag: "built on",
-             CandidateKind.finetune: "evaluated against"}
 
 
 def supersede_pending(settings: Settings, state: StateStore, newer: Candidate) -> None:
-    """Only one candidate of a kind waits at a time: a newer one replaces older pending ones. An
+    """Only one candidate per champion slot waits at a time: a newer one replaces older pending ones. An
     older one that fixes something the newer does not is deferred, not superseded: its clusters are
     drafted first in the next cycle."""
     gain = settings.policy.category_gain
-    for old in state.candidates(decision=Decision.pending_approval, kind=newer.kind):
-        if old.candidate_id == newer.candidate_id:
+    for old in state.candidates(decision=Decision.pending_approval):
+        if old.candidate_id == newer.candidate_id or old.slot is not newer.slot:
             continue
         extra = sorted(old.gains(gain) - newer.gains(gain))
         old.decided_at, old.decided_by = _now(), "flywheel"
@@ -203,9 +201,7 @@ def status(settings: Settings) -> dict[str, Any]:
     model = production_model(settings)
     with open_state(settings.ensure_home()) as state:
         index = champion(settings, state, ChampionKind.rag).current()
-        jobs = state.finetune_jobs()
-        failed = state.prompt_failed_clusters()
-        last_clusters = state.last_cycle_clusters()
+        sections = {i.name: section for i in improvers() if (section := i.status(settings, state)) is not None}
         waiting = state.candidates(decision=Decision.pending_approval)
         deferred = [DeferredFix.of(c) for c in waiting_deferred(state)]
         promoted = state.candidates(decision=Decision.promoted)
@@ -218,7 +214,7 @@ def status(settings: Settings) -> dict[str, Any]:
     return {
         "champions": {"prompt": prompt.version if prompt else None, "index": index, "model": model.provider_model},
         "model_version": model.version,
-        "finetune": _finetune_status(last_clusters, failed, jobs, settings.triage.finetune_min_examples),
+        **sections,  # each improver's own part (the fine-tuning improver's jobs and persistent clusters)
         "pending": [c.public() for c in waiting],
         "pending_approvals": len(waiting),
         "deferred": [d.model_dump(mode="json") for d in deferred],
@@ -241,19 +237,6 @@ def _with_iso_times(cycle: dict[str, Any]) -> dict[str, Any]:
     are unreadable and carry no timezone."""
     return cycle | {k: (when.isoformat() if (when := as_datetime(cycle.get(k))) else None)
                     for k in ("started_at", "finished_at")}
-
-
-def _finetune_status(clusters: list[dict[str, Any]], failed: set[str], jobs: list[dict[str, Any]],
-                     threshold: int) -> dict[str, Any]:
-    """How far each persistent cluster (prompts could not fix it) is from fine-tuning, as of the
-    last cycle's triage, and the fine-tune jobs with their state."""
-    persistent = [{"cluster_id": c["cluster_id"], "category": c["category"], "route": c["route"],
-                   "usable_examples": c.get("usable_examples", 0),
-                   "missing": max(0, threshold - c.get("usable_examples", 0))}
-                  for c in clusters if c["cluster_id"] in failed]
-    return {"threshold": threshold, "persistent_clusters": persistent,
-            "jobs": [{k: j.get(k) for k in ("job_id", "status", "dataset_version", "fine_tuned_model",
-                                            "model_version", "error")} for j in jobs]}
 
 
 def set_prompt(settings: Settings, template: str, *, message: str | None, by: str) -> dict[str, Any]:

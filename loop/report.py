@@ -12,7 +12,6 @@ from evals.calibration import JudgeCalibration
 from flywheel.candidates import Candidate
 from flywheel.schemas import ClusterOutcome, FailureCluster
 from loop.context import CycleContext
-from loop.prompt_step import DraftingSummary
 
 
 class CycleReport(BaseModel):
@@ -25,7 +24,10 @@ class CycleReport(BaseModel):
     outcomes: list[ClusterOutcome] = Field(default_factory=list, description="What the cycle did with each cluster.")
     champion_run_id: str | None = None
     cycle_run_id: str | None = None
-    finetune: dict[str, Any] = Field(default_factory=dict)
+    improver_notes: list[str] = Field(
+        default_factory=list, description="What the improvers said, each as `<title>: <note>` (a job still running).")
+    sections: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Each improver's own section, under its name (the fine-tuning jobs).")
     champion_per_category: dict[str, float] = Field(default_factory=dict)
     champion_per_segment: dict[str, float] = Field(default_factory=dict)
     category_n: dict[str, int] = Field(
@@ -47,7 +49,7 @@ class CycleReport(BaseModel):
             "resumed": self.resumed,
             "clusters": self.clusters,
             "outcomes": [o.model_dump(mode="json") for o in self.outcomes],
-            "finetune": self.finetune,
+            **self.sections,
             "mlflow_run_id": self.cycle_run_id,
             "loop_velocity": self.loop_velocity,
             "champion_per_segment": self.champion_per_segment,
@@ -68,7 +70,7 @@ def finish(ctx: CycleContext, report: CycleReport, status: str = "done") -> None
                                 "verified_hours": verified_hours(promoted)}
         state.finish_cycle(report.cycle_id, status, report.golden_version, report.champion_score,
                            {"candidates": [c.candidate_id for c in report.candidates], "clusters": report.clusters,
-                            "finetune": report.finetune})
+                            **report.sections})
     if report.cycle_run_id:
         client = ctx.mlflow
         set_tags(client, report.cycle_run_id, {"flywheel.status": status,
@@ -135,9 +137,10 @@ def fail(ctx: CycleContext, reason: str, status: str = "failed") -> None:
 
 
 def cluster_summaries(clusters: Sequence[FailureCluster],
-                      drafting: Mapping[str, DraftingSummary] | None = None) -> list[dict[str, Any]]:
+                      drafting: Mapping[str, BaseModel] | None = None) -> list[dict[str, Any]]:
     """Clusters as the cycle reports them: everything but the (long) list of event ids, and for
-    those the prompt improver worked on, its rounds, rollouts, resolved shares and outcome."""
+    those an improver drafted for, its detail (the prompt improver's rounds, rollouts, resolved
+    shares and outcome)."""
     out = []
     for c in clusters:
         doc = c.model_dump(mode="json", exclude={"event_ids"})

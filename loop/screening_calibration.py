@@ -67,7 +67,7 @@ def screening_pairs(settings: Settings) -> tuple[list[tuple[FailingExample, str,
 
 def calibrate_screening(settings: Settings) -> JudgeCalibration:
     """The resolution judge's verdicts on the pairs against the experts'; figures as for the golden judge."""
-    from loop.screening import judge_resolutions
+    from improvers.screening_step import judge_resolutions
 
     pairs, skipped = screening_pairs(settings)
     errors = 0

@@ -13,17 +13,12 @@ example) so an operator knows where to look. Plain functions on the cycle's resu
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-
-from pydantic import ValidationError
+from collections.abc import Mapping
 
 from evals.runner import EvalResult
 from flywheel.templates import template_variables
-from flywheel.wording import plural
-from improvers.prompt import DraftingResult
+from improvers.registry import improvers
 from loop.context import CycleContext
-
-MIN_VERDICTS = 6  # screening verdicts a cycle needs before "all the same" says something about the judge
 
 
 def _clip(text: str, limit: int = 80) -> str:
@@ -77,38 +72,10 @@ def all_tie_note(champion: EvalResult, results: Mapping[str, EvalResult]) -> str
             f"{', item for item' if same_items else ''}): the golden set did not tell them apart; {why}")
 
 
-def screening_verdicts(drafting: Sequence[DraftingResult]) -> list[bool]:
-    """Every verdict the screening judge gave in the cycle's drafting (the champion's and each draft's)."""
-    return [v for d in drafting for v in (d.champion_resolved + [x for draft in d.drafts for x in draft.resolved])]
-
-
-def screening_judge_note(verdicts: Sequence[bool]) -> str | None:
-    """A note when the judge said the same thing to every one of at least ``MIN_VERDICTS`` requests."""
-    if len(verdicts) < MIN_VERDICTS or len(set(verdicts)) != 1:
-        return None
-    said = "resolved" if verdicts[0] else "not resolved"
-    return (f"the screening judge said {said!r} to all {plural(len(verdicts), 'screening request')} of this cycle: "
-            "it does not discriminate, so screening could not rank the drafts and only the golden set decided. "
-            "Check judge_model (FLYWHEEL_JUDGE_MODEL) on the endpoint and run `flywheel judge calibrate`")
-
-
-def cycle_drafting(ctx: CycleContext) -> list[DraftingResult]:
-    """The prompt improver's records of this cycle (merges and index proposals are other records)."""
-    with ctx.state() as state:
-        docs = state.cycle_drafts(ctx.cycle_id)
-    out = []
-    for doc in docs:
-        try:
-            out.append(DraftingResult.model_validate(doc))
-        except ValidationError:
-            continue  # a merge's or the index improver's record
-    return out
-
-
 def setup_notes(ctx: CycleContext, champion: EvalResult, results: Mapping[str, EvalResult]) -> list[str]:
     """The cycle's setup smells, as plain sentences (none when nothing smells)."""
     notes = [champion_zero_note(champion, ctx.champion_template, ctx.settings.prompt_variables),
              all_tie_note(champion, results),
-             screening_judge_note(screening_verdicts(cycle_drafting(ctx)))]
+             *[n for i in improvers() for n in i.cycle_notes(ctx)]]  # e.g. a screening judge that says one thing
     return [n for n in notes if n]
 

@@ -26,9 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
-from flywheel.arms import model_name
 from flywheel.candidates import ChampionKind
-from flywheel.champions import Canary, Move, MoveAction, champion, running_canary
+from flywheel.champions import Canary, Move, MoveAction, champion, event_value, running_canary
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.feedback.store import open_store
@@ -132,12 +131,7 @@ class _Watch:
 
     def label(self, kind: ChampionKind, version: str | None) -> str | None:
         """The value the events carry for a version of ``kind`` (a model's provider name)."""
-        if kind is not ChampionKind.model or version is None:
-            return version
-        try:
-            return model_name(self.settings, version)
-        except Exception:  # a registry version that is gone: nothing carries it
-            return f"<model version {version}>"
+        return event_value(self.settings, kind, version)
 
     def promotions(self, kind: ChampionKind, moves: list[Move], live: list[Move], now: float,
                    other_moves: list[float] | None = None) -> list[tuple[Move, WatchRow]]:

@@ -27,8 +27,9 @@ from improvers.diagnosis import diagnose
 from improvers.prompt import propose
 from improvers.screening import FailingExample
 from loop.diagnosis_step import apply_diagnosis, diagnose_step
-from loop.screening import answer_queries, failing_examples, judge_resolutions
-from loop.triage_step import prompt_clusters, triage_step
+from improvers.screening_step import answer_queries, failing_examples, judge_resolutions
+from improvers.registry import improver
+from loop.triage_step import triage_step
 from sim import roles
 from sim.rules import INTENTS, match_intent
 from sim.server import SimOptions, Simulator
@@ -87,7 +88,7 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
     # Before: failure modes of the world sit in `other`, where no improver looks.
     failing_in_other = {majority_intent(c, by_id) for c in other} & {i.id for i in INTENTS if i.category != "general"}
     assert {"sync_angry", "other_account"} <= failing_in_other, failing_in_other
-    assert not any(c.cluster_id in {o.cluster_id for o in other} for c in prompt_clusters(clusters, settings))
+    assert not any(c.cluster_id in {o.cluster_id for o in other} for c in improver("prompt").select(settings, clusters))
 
     diagnosed = diagnose_step(settings, "cyc-diag", clusters)
     assert [c.cluster_id for c in diagnosed] == [c.cluster_id for c in clusters]  # ids and order kept
@@ -114,7 +115,7 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
     assert len(diagnosis_requests(recording)) == asked
 
     # The prompt improver now works on them, drafting against the diagnosed root cause.
-    chosen = {c.cluster_id: c for c in prompt_clusters(diagnosed, settings)}
+    chosen = {c.cluster_id: c for c in improver("prompt").select(settings, diagnosed)}
     fixable = [c for c in diagnosed if c.cluster_id in chosen and c.diagnosis and c.diagnosis.diagnosed
                and majority_intent(c, by_id) in ("sync_angry", "other_account")]
     assert {c.category for c in fixable} == {"tone", "unsafe"}

@@ -15,7 +15,7 @@ from evals.pipeline import Variant
 from flywheel.config import Settings, load_settings
 from improvers.screening import FailingExample
 from loop.evaluate import assemble_evaluation, evaluate_batch_step, evaluate_step, plan_evaluation
-from loop.screening import judge_resolutions
+from improvers.screening_step import judge_resolutions
 from sim.server import Simulator
 
 SECRET = "sk-test-not-to-be-stored-4711"

@@ -288,7 +288,7 @@ def _setup_for_jobs(cli, tmp_path: Path, sim: Simulator, monkeypatch) -> tuple:
 
 
 def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, tmp_path: Path, monkeypatch) -> None:
-    from loop.finetune_step import improve_finetune_step
+    from improvers.finetune_step import improve_finetune_step
     from flywheel.state import open_state
 
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2,
@@ -309,7 +309,7 @@ def test_a_malformed_job_status_ends_the_step_with_a_clear_endpoint_error(cli, t
     """A job status without a usable status or model is an endpoint error (retried like a 500, then
     EndpointFailed, which ends the cycle with one message), never a pydantic ValidationError."""
     from loop.context import EndpointFailed
-    from loop.finetune_step import improve_finetune_step
+    from improvers.finetune_step import improve_finetune_step
 
     monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2, malformed_status=True))
@@ -323,8 +323,8 @@ def test_a_malformed_job_status_ends_the_step_with_a_clear_endpoint_error(cli, t
 
 
 def test_a_resumed_job_is_polled_not_submitted_again(cli, tmp_path: Path, monkeypatch) -> None:
-    from loop import finetuning
-    from loop.finetune_step import improve_finetune_step
+    from improvers import finetuning
+    from improvers.finetune_step import improve_finetune_step
     from flywheel.llm import make_client
     from improvers import finetune as jobs
 

@@ -123,7 +123,8 @@ def test_a_candidate_for_an_uncovered_cluster_says_so_in_the_cycle_report(settin
     from flywheel.candidates import Candidate
     from flywheel.schemas import FailureCluster
     from loop.context import CycleContext
-    from loop.outcomes import cluster_outcomes
+    from loop.outcomes import cluster_outcomes, cluster_work
+    from improvers.base import ImproverRun, Proposal
 
     ctx = CycleContext(settings=load_settings(), cycle_id="cyc-1", resumed=False, champion_version="1",
                        champion_template="Be helpful.", golden_version=load_golden(team_golden).version)
@@ -132,8 +133,8 @@ def test_a_candidate_for_an_uncovered_cluster_says_so_in_the_cycle_report(settin
     cands = [Candidate(candidate_id=f"prompt-{cat}", cycle_id="cyc-1", kind="prompt", cluster_ids=[f"{cat}-1"],
                        decision="pending_approval", reason="passed the policy", created_at=datetime.now(timezone.utc),
                        payload={"template": "Be kind."}) for cat in ("tone", "format")]
-    outcomes = {o.cluster_id: o for o in cluster_outcomes(ctx, clusters, prompt_chosen=clusters, rag_chosen=[],
-                                                           drafting={}, candidates=cands, finetune_notes=[])}
+    work = cluster_work(ctx, clusters, [ImproverRun(kind="prompt", chosen=clusters, proposal=Proposal())])
+    outcomes = {o.cluster_id: o for o in cluster_outcomes(ctx, clusters, work, candidates=cands)}
     assert outcomes["tone-1"].golden_items == 1 and outcomes["tone-1"].note is None
     assert outcomes["format-1"].golden_items == 0
     assert "no golden item of category `format`" in outcomes["format-1"].note

@@ -12,7 +12,7 @@ from evals.pipeline import Variant
 from evals.runner import evaluate
 from flywheel.config import ImproveSettings, load_settings
 from loop.evaluate import answer_factory
-from loop.screening import answer_queries, judge_resolutions
+from improvers.screening_step import answer_queries, judge_resolutions
 from flywheel.llm import make_client
 from sim.server import SimOptions, Simulator
 from sim.rules import correct_answer, match_intent

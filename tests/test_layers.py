@@ -2,7 +2,8 @@
 
 Every import in every module counts, also one inside a function: a lazy import is still a
 dependency. The core ``flywheel`` knows nothing of the cycle, Prefect or the simulator; the
-improvers and the evaluation sit side by side on the core; ``loop`` is the cycle without Prefect;
+improvers sit on the evaluation (they screen drafts by running the product's pipeline, DESIGN.md's
+``improvers -> evals, core``), which sits on the core; ``loop`` is the cycle without Prefect;
 ``flows`` is Prefect and nothing of the faces; ``sim`` serves only the faces (the demo) and tests.
 """
 
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # layer -> the first-party layers it may import (itself included)
 MAY_IMPORT = {
     "flywheel": {"flywheel"},
-    "improvers": {"improvers", "flywheel"},
+    "improvers": {"improvers", "evals", "flywheel"},
     "evals": {"evals", "flywheel"},
     "loop": {"loop", "improvers", "evals", "flywheel"},
     "flows": {"flows", "loop", "improvers", "evals", "flywheel"},

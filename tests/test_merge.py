@@ -74,7 +74,7 @@ def _start(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: 
 
 
 def _draft(ctx: CycleContext, clusters: list[FailureCluster]) -> list[Candidate]:
-    from loop.prompt_step import improve_prompt_step, unique_candidates
+    from improvers.prompt_step import improve_prompt_step, unique_candidates
 
     drafted = [cand for c in clusters for cand in improve_prompt_step(ctx, c, ctx.protected_texts())]
     return unique_candidates(ctx, drafted)
@@ -85,7 +85,7 @@ def test_identical_drafts_keep_each_clusters_evidence_and_the_merge_is_held_to_i
     """Two format clusters draft the same prompt; it resolves every JSON request of the first but only
     the known dish of the second. Held to the first cluster's 100% on the second (one share per
     candidate), the merge with the tone fix was refused; held to what it resolved there, it is kept."""
-    from loop.merge_step import merge_step
+    from improvers.merge_step import merge_step
 
     json_asks = _events("json", [f"Send me the {d} recipe in JSON so my app can read it." for d in KNOWN],
                         "format", "I need machine-readable JSON")
@@ -123,14 +123,14 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
     status, drafted first in the next cycle against the new champion and marked carried there."""
     from evals.report import approval_markdown, merge_lines
     from evals.runner import EvalResult
-    from loop.deferral import mark_carried
+    from improvers.deferral import mark_carried
     from loop.evaluate import evaluate_step, variant_for
     from loop.gate import gate_step
-    from loop.merge_step import merge_step
+    from improvers.merge_step import merge_step
     from loop.promotion import approve, status
-    from loop.prompt_step import improve_prompt_step
+    from improvers.prompt_step import improve_prompt_step
     from loop.report import finish
-    from loop.triage_step import prompt_clusters
+    from improvers.registry import improver
 
     json_asks = _events("json", [f"Send me the {d} recipe in JSON so my app can read it." for d in KNOWN],
                         "format", "I need machine-readable JSON")
@@ -175,7 +175,7 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         promoted = approve(ctx.settings, waiting.candidate_id, by="tester", note=None)
         (carried_cluster,) = [c for c in clusters if c.cluster_id in deferred.cluster_ids]
         others = [c for c in clusters if c is not carried_cluster]
-        assert prompt_clusters(others + [carried_cluster], ctx.settings)[0] is carried_cluster
+        assert improver("prompt").select(ctx.settings, others + [carried_cluster])[0] is carried_cluster
         ctx2 = begin(load_settings())
         assert ctx2.cycle_id != ctx.cycle_id and ctx2.champion_version == promoted.version
         redrafted = improve_prompt_step(ctx2, carried_cluster, ctx2.protected_texts())

@@ -23,7 +23,7 @@ from flywheel.registry import register_prompt, use_mlflow
 from flywheel.state import open_state
 from loop.context import CycleContext
 from loop.gate import diff_markdown, gate_step
-from loop.prompt_step import prompt_diff, register_draft
+from improvers.prompt_step import prompt_diff, register_draft
 from nonempty import every
 
 

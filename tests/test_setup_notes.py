@@ -24,8 +24,9 @@ from loop.checks import Check, Problem
 from loop.context import CycleContext
 from loop.evaluate import evaluate_step
 from loop.gate import gate_step
-from loop.screening import answer_queries, judge_resolutions
-from loop.setup_notes import all_tie_note, champion_zero_note, screening_judge_note, screening_verdicts
+from improvers.screening_step import answer_queries, judge_resolutions
+from improvers.screening_notes import screening_judge_note, screening_verdicts
+from loop.setup_notes import all_tie_note, champion_zero_note
 from conftest import seed_world_vectors
 from sim.server import Simulator
 

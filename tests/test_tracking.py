@@ -17,7 +17,7 @@ from evals.tracking import cycle_run, experiment_id, log_variant
 from flywheel.config import Settings
 from flywheel.registry import register_prompt, use_mlflow
 from loop.context import CycleContext
-from loop.prompt_step import register_draft
+from improvers.prompt_step import register_draft
 
 # MLflow's own keys on a prompt (it is a registered model underneath); everything else is ours.
 _MLFLOW_PROMPT_TAGS = {"mlflow.prompt.is_prompt", "_mlflow_experiment_ids"}

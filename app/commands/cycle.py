@@ -98,7 +98,7 @@ def approve(
         err.print(f"{cand.candidate_id} is a {cand.canary.percent:g}% canary ({cand.kind} v{cand.version}) by "
                   f"{cand.decided_by}; production stays. `flywheel watch` compares the arms.", highlight=False)
     else:
-        what = {"prompt": "prompt v", "rag": "index v", "finetune": "model v"}[cand.kind] + str(cand.version)
+        what = f"{cand.slot.noun} v{cand.version}"
         err.print(f"{cand.candidate_id} promoted ({what}) by {cand.decided_by}", highlight=False)
 
 

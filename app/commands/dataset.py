@@ -23,7 +23,7 @@ def dataset_build(
 ) -> None:
     """Curate usable feedback into a versioned dataset (SFT, preference pairs, OpenAI JSONL), once
     enough examples survive curation; optionally start a fine-tuning job with it."""
-    from loop import finetuning
+    from improvers import finetuning
     from flywheel.llm import make_client
 
     settings = _settings()

@@ -24,7 +24,8 @@ from flywheel.state import open_state
 from loop.golden.from_feedback import finds_by_cluster, scorer_for, source_of
 from loop.golden.similar import InputIndex
 from loop.golden.versions import current_golden
-from loop.triage_step import fixed_clusters, triage_step
+from improvers.routing import fixed_clusters
+from loop.triage_step import triage_step
 
 
 class Dropped(BaseModel):

@@ -9,7 +9,7 @@ from difflib import unified_diff
 from flywheel.feedback.store import open_store
 from flywheel.candidates import Candidate
 from flywheel.schemas import FailureCluster
-from loop.context import CycleContext, cluster_events, earliest_seen, short_hash
+from improvers.context import CycleContext, cluster_events, earliest_seen, short_hash
 
 
 def rag_key(clusters: Sequence[FailureCluster]) -> str:

@@ -16,8 +16,8 @@ from flywheel.replies import achat_json
 from flywheel.schemas import StoredEvent
 from flywheel.state import open_state
 from improvers.screening import FailingExample, parse_verdict, resolution_messages, screen, Screening, Verdict, VERDICT_SCHEMA
-from loop.context import CycleContext, short_hash
-from loop.evaluate import answer_factory
+from improvers.context import CycleContext, short_hash
+from evals.answering import answer_factory
 
 
 def failing_examples(events: Sequence[StoredEvent], limit: int, complaint: str | None = None) -> list[FailingExample]:

@@ -1,6 +1,6 @@
 """The prompt improver in the cycle: drafts per cluster registered as prompt versions, one
 candidate per distinct draft (identical drafts of several clusters fold into one that keeps each
-cluster's own evidence); :mod:`loop.merge_step` merges the clusters' winners."""
+cluster's own evidence); :mod:`improvers.merge_step` merges the clusters' winners."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from flywheel.candidates import Candidate, ClusterScreening, Outcome, PromptPayl
 from flywheel.schemas import FailureCluster
 from flywheel.wording import plural
 from improvers.prompt import DraftingResult, propose
-from loop.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
-from loop.screening import answer_queries, failing_examples, judge_resolutions
+from improvers.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
+from improvers.screening_step import answer_queries, failing_examples, judge_resolutions
 
 
 def draft_id(cycle_id: str, template: str) -> str:

@@ -24,9 +24,9 @@ from flywheel.schemas import FailureCluster, StoredEvent
 from improvers.merge_evidence import check_fix, FixCheck, FixVerdict
 from improvers.prompt import combine_edits, integrity_problems, merge_prompts
 from improvers.screening import FailingExample
-from loop.context import CycleContext, endpoint_errors
-from loop.prompt_step import complaint_of, prompt_candidate, register_draft
-from loop.screening import failing_examples, screen_template
+from improvers.context import CycleContext, endpoint_errors
+from improvers.prompt_step import complaint_of, prompt_candidate, register_draft
+from improvers.screening_step import failing_examples, screen_template
 
 
 class MergeOutcome(BaseModel):

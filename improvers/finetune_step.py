@@ -15,18 +15,23 @@ from flywheel.llm import make_client
 from flywheel.candidates import Candidate, Outcome
 from flywheel.schemas import FailureCluster
 from improvers.finetune import TERMINAL as JOB_DONE
-from loop import finetuning
-from loop.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
+from improvers import finetuning
+from improvers.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
 
 
-class FinetuneOutcome(BaseModel):
-    """What the fine-tuning step did this cycle: candidates (succeeded jobs), and the jobs and
-    notes an operator reads (a job still running, a failed one with the provider's reason)."""
+class FinetuneReport(BaseModel):
+    """The jobs and notes an operator reads (a job still running, a failed one with the provider's
+    reason) and the dataset: the cycle report's ``finetune``."""
 
-    candidates: list[Candidate] = Field(default_factory=list)
     jobs: list[dict[str, Any]] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     dataset: dict[str, Any] | None = None
+
+
+class FinetuneOutcome(FinetuneReport):
+    """What the fine-tuning step did this cycle: candidates (succeeded jobs), and its report."""
+
+    candidates: list[Candidate] = Field(default_factory=list)
 
 
 @endpoint_errors("fine-tuning")
