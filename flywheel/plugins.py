@@ -14,6 +14,7 @@ declaration, so the built-ins register exactly as a third party's improver does.
 
 from __future__ import annotations
 
+import logging
 import threading
 import tomllib
 from functools import lru_cache
@@ -25,6 +26,8 @@ from flywheel.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover - for the type checker only
     from flywheel.candidates import BasePayload, ChampionKind
+
+log = logging.getLogger("flywheel.plugins")
 
 GROUP = "flywheel.improvers"
 _CHECKOUT = Path(__file__).resolve().parent.parent / "pyproject.toml"
@@ -66,14 +69,27 @@ def _loaded() -> tuple[KindSpec, ...]:
     for ep in _declared():
         if ep.name in found:
             continue  # a checkout's declaration wins over an older install of the same name
-        obj = ep.load()
-        if not isinstance(obj, KindSpec):
-            raise UsageError(f"entry point {GROUP} {ep.name} = {ep.value} is not an improver "
-                             "(it needs name, slot and payload_model)")
-        if obj.name != ep.name:
-            raise UsageError(f"entry point {GROUP} {ep.name} = {ep.value} names its improver {obj.name!r}")
+        obj, problem = _load(ep)
+        if problem is not None:
+            # One broken plugin must not stop every command (the CLI, the service, the cycle): it is
+            # left out, said once per process; its stored candidates then read as an unknown kind.
+            log.warning("improver plugin %s = %s left out: %s", ep.name, ep.value, problem)
+            continue
         found[ep.name] = obj
     return tuple(found.values())
+
+
+def _load(ep: EntryPoint) -> tuple[KindSpec, None] | tuple[None, str]:
+    """The improver an entry point names, or why it cannot be used."""
+    try:
+        obj = ep.load()
+    except Exception as exc:  # noqa: BLE001 - a third party's import error is theirs to fix, not ours to raise
+        return None, f"it does not load ({type(exc).__name__}: {exc})"
+    if not isinstance(obj, KindSpec):
+        return None, "it is not an improver (it needs name, slot and payload_model)"
+    if obj.name != ep.name:
+        return None, f"it names its improver {obj.name!r}"
+    return obj, None
 
 
 def registered() -> tuple[KindSpec, ...]:

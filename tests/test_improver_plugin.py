@@ -145,3 +145,26 @@ def test_a_plugin_improver_goes_through_cycle_gate_canary_watch_and_rollback(
         undone = state.candidate(cand["candidate_id"])
         history = [a["outcome"] for a in state.cluster_history(cand["cluster_ids"][0])]
     assert undone.payload.rolled_back_at is not None and history[-1] == "rolled_back"
+
+
+def test_a_plugin_that_does_not_load_is_left_out_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A third party's broken improver must not stop every command: the others still work."""
+    info = tmp_path / "broken_improver-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-improver\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[{plugins.GROUP}]\nbroken = broken_improver:IMPROVER\n"
+                                           f"wrong = json:dumps\n")
+    (tmp_path / "broken_improver.py").write_text("raise RuntimeError('needs a GPU')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.refresh()
+    try:
+        with caplog.at_level("WARNING", logger="flywheel.plugins"):
+            assert plugins.names() == ["prompt", "rag", "finetune"]
+        said = [r.getMessage() for r in caplog.records]
+        assert any("broken = broken_improver:IMPROVER left out: it does not load (RuntimeError: needs a GPU)" in m
+                   for m in said), said
+        assert any("wrong = json:dumps left out: it is not an improver" in m for m in said), said
+    finally:
+        monkeypatch.undo()
+        plugins.refresh()
