@@ -12,21 +12,20 @@ from typing import Annotated
 
 import typer
 
-import flywheel  # noqa: F401 - applies the offline switches first
-from app.commands.config import show_config
-from app.commands.cycle import approve, cycle, pending, promote_canary, reject, rollback, status
-from app.commands.dataset import dataset_app
-from app.commands.feedback import ingest, review, triage
-from app.commands.golden import golden_app
-from app.commands.judge import judge_app
-from app.commands.kb import kb_app
-from app.commands.prompt import prompt_app
-from app.commands.serve import keys_app, serve
-from app.commands.sim import demo, sim_app
-from app.commands.watch import watch
-from app.display import print_clusters
-from app.setup_commands import register as register_setup
-from app.version import print_version
+from flywheel.app.commands.config import show_config
+from flywheel.app.commands.cycle import approve, cycle, pending, promote_canary, reject, rollback, status
+from flywheel.app.commands.dataset import dataset_app
+from flywheel.app.commands.feedback import ingest, review, triage
+from flywheel.app.commands.golden import golden_app
+from flywheel.app.commands.judge import judge_app
+from flywheel.app.commands.kb import kb_app
+from flywheel.app.commands.prompt import prompt_app
+from flywheel.app.commands.serve import keys_app, serve
+from flywheel.app.commands.sim import demo, sim_app
+from flywheel.app.commands.watch import watch
+from flywheel.app.display import print_clusters
+from flywheel.app.setup_commands import register as register_setup
+from flywheel.app.version import print_version
 from flywheel.masking import install_log_masking
 
 __all__ = ["app", "main", "print_clusters"]  # print_clusters: once defined here, still importable from here

@@ -20,15 +20,15 @@ from typing import Any
 
 from rich.console import Console
 
-from app.demo_live import LIVE_OVERRIDES, run_live_act
-from app.where_to_look import mlflow_ui_command
+from flywheel.app.demo_live import LIVE_OVERRIDES, run_live_act
+from flywheel.app.where_to_look import mlflow_ui_command
 from flywheel.candidates import Candidate
 from flywheel.config import Settings, load_settings
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
 from flywheel.schemas import FailureCluster
-from sim.server import Simulator
-from sim.world import write_world
+from flywheel.sim.server import Simulator
+from flywheel.sim.world import write_world
 
 DEMO_APPROVER = "demo-approver"
 
@@ -45,14 +45,14 @@ def demo_overrides(home: Path, world: Path, base_url: str) -> dict[str, Any]:
 
 
 def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
-    from evals.pipeline import Variant
-    from evals.report import ci_text
-    from flows.cycle import run_flow
-    from improvers.registry import improver
+    from flywheel.evals.pipeline import Variant
+    from flywheel.evals.report import ci_text
+    from flywheel.flows.cycle import run_flow
+    from flywheel.improvers.registry import improver
     from flywheel.registry import require_production_prompt
-    from loop.evaluate import evaluate_step
-    from app.display import print_clusters
-    from loop.promotion import approve, pending, set_prompt, status
+    from flywheel.loop.evaluate import evaluate_step
+    from flywheel.app.display import print_clusters
+    from flywheel.loop.promotion import approve, pending, set_prompt, status
 
     home = Path(tempfile.mkdtemp(prefix="flywheel-demo-")) if home is None else home
     home.mkdir(parents=True, exist_ok=True)

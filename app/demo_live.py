@@ -24,8 +24,8 @@ from rich.console import Console
 from flywheel.candidates import Candidate
 from flywheel.client import FlywheelClient
 from flywheel.config import Settings
-from sim.quality import BEST_RATE, WORST_RATE, QualityMap, Variant, VariantQuality, rate_for_golden
-from sim.traffic import TrafficGenerator, TrafficOptions, TrafficReport
+from flywheel.sim.quality import BEST_RATE, WORST_RATE, QualityMap, Variant, VariantQuality, rate_for_golden
+from flywheel.sim.traffic import TrafficGenerator, TrafficOptions, TrafficReport
 
 CANARY_PERCENT = 20.0
 USERS = 2000
@@ -71,15 +71,15 @@ def _watch_line(console: Console, row: Any, alpha: float) -> dict[str, Any]:
 
 def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console: Console) -> dict[str, Any]:
     """Canary ``canary`` (pending) at 20%, traffic, watch; then ``bad_prompt`` by hand, traffic, watch."""
-    from app.serve.background import BackgroundServer
-    from evals.pipeline import Variant as EvalVariant
+    from flywheel.app.serve.background import BackgroundServer
+    from flywheel.evals.pipeline import Variant as EvalVariant
     from flywheel.arms import arm_for, assignment
     from flywheel.keys import open_keys
     from flywheel.state import open_state
-    from loop.canary import approve_canary
-    from loop.evaluate import evaluate_step
-    from loop.promotion import set_prompt
-    from loop.watch import run_watch
+    from flywheel.loop.canary import approve_canary
+    from flywheel.loop.evaluate import evaluate_step
+    from flywheel.loop.promotion import set_prompt
+    from flywheel.loop.watch import run_watch
 
     started = time.monotonic()
     console.rule("live traffic: flywheel serve, simulated users, flywheel watch")

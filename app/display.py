@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from app.output import err, human_console
+from flywheel.app.output import err, human_console
 from flywheel.wording import plural
 
 
@@ -53,7 +53,7 @@ def print_clusters(clusters: list[Any], limit: int = 30, console: Console | None
 
 
 def print_candidates(cands: list[Any], title: str) -> None:
-    from evals.report import ci_text
+    from flywheel.evals.report import ci_text
 
     table = Table(title=title)
     for col in ("candidate", "kind", "clusters", "golden", "champion", "delta [95% CI]", "decision", "reason"):
@@ -120,7 +120,7 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
          f"{last['cycle_id']}, {last['status']}, started {iso_and_ago(datetime.fromisoformat(last['started_at']), now)}"
          + (f", champion score {last['champion_score']:.3f}" if last.get("champion_score") is not None else "")),
     ]
-    from improvers.registry import improvers
+    from flywheel.improvers.registry import improvers
 
     rows += [row for i in improvers() if (section := doc.get(i.name)) for row in i.status_rows(section)]
     table = Table.grid(padding=(0, 2))

@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from app.output import human_console
-from app.starter import write_starter
+from flywheel.app.output import human_console
+from flywheel.app.starter import write_starter
 from flywheel.errors import UsageError
 
 if TYPE_CHECKING:  # the checks import the openai SDK: loaded when `validate` runs, not with the CLI
-    from loop.checks import Problem
+    from flywheel.loop.checks import Problem
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -63,7 +63,7 @@ def validate(
 
     Each problem names its file and line and how to fix it. Exit 0 when nothing is an error (warnings allowed), 1 when something is.
     """
-    from loop.checks import ValidationReport, validate as run_checks
+    from flywheel.loop.checks import ValidationReport, validate as run_checks
 
     report = ValidationReport.of(run_checks(prompt, network=not offline))
     if as_json:
@@ -81,7 +81,7 @@ def stop_on_errors(problems: list[Problem]) -> None:
     from rich.text import Text
 
     from flywheel.errors import UsageError
-    from loop.checks import Severity
+    from flywheel.loop.checks import Severity
 
     errors = [p for p in problems if p.severity is Severity.ERROR]
     for p in problems:
@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
 def print_problems(problems: list[Problem], console: Console | None = None) -> None:
     """A table of the problems (or one line saying there are none) and a count."""
     from flywheel.wording import plural
-    from loop.checks import Severity
+    from flywheel.loop.checks import Severity
 
     style = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
     out = console or human_console()

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from flywheel.errors import UsageError
 
-STARTER_PACKAGE = "app"
+STARTER_PACKAGE = "flywheel.app"
 STARTER_DIR = "starter_files"
 
 

@@ -12,18 +12,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import flywheel  # noqa: F401 - offline switches
 from benchmarks._util import report
 from flywheel.config import load_settings
-from app.demo import demo_overrides
+from flywheel.app.demo import demo_overrides
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
-from sim.server import Simulator
-from sim.world import write_world
+from flywheel.sim.server import Simulator
+from flywheel.sim.world import write_world
 
 
 def prepared(root: Path, world: Path, base_url: str) -> dict:
-    from loop.promotion import set_prompt
+    from flywheel.loop.promotion import set_prompt
 
     overrides = demo_overrides(root, world, base_url)
     settings = load_settings(**overrides)
@@ -37,7 +36,7 @@ def prepared(root: Path, world: Path, base_url: str) -> dict:
 def main() -> bool:
     from prefect import flow
 
-    from flows.cycle import run_flow
+    from flywheel.flows.cycle import run_flow
     from flywheel.embeddings import LocalEmbedder
     from flywheel.config import EmbeddingSettings
 

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._util import BIN, report, run_child
-from sim.world import generate_feedback, generate_golden
+from flywheel.sim.world import generate_feedback, generate_golden
 
 
 def main() -> bool:

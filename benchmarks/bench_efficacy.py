@@ -47,11 +47,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import flywheel  # noqa: F401 - offline switches
 from benchmarks._util import report
 from flywheel.config import load_settings
-from sim.server import SimOptions, Simulator
-from sim.world import FLOOD_USER, VARIANTS, write_world
+from flywheel.sim.server import SimOptions, Simulator
+from flywheel.sim.world import FLOOD_USER, VARIANTS, write_world
 
 PROMPT_FIXABLE = {"yearly_cost": "factual", "plan_json": "format", "sync_angry": "tone", "poem": "off_topic",
                   "other_account": "unsafe"}
@@ -73,7 +72,7 @@ def variant_options() -> SimOptions:
 
 def one_cycle(root: Path, world: Path, options: SimOptions) -> dict[str, Any]:
     from benchmarks.bench_cycle import prepared
-    from flows.cycle import run_flow
+    from flywheel.flows.cycle import run_flow
 
     with Simulator(options=options) as sim:
         overrides = prepared(root, world, sim.base_url)
@@ -105,10 +104,10 @@ def one_cycle(root: Path, world: Path, options: SimOptions) -> dict[str, Any]:
 def _rows_by_mode(settings: Any, world: Path, winner: Any) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Golden scores per failure mode (the intent in a golden item's id, ``g-<intent>-NNN``) of the
     champion and the winner; the cycle cached both evaluations, so this asks the endpoint nothing."""
-    from evals.pipeline import Variant
+    from flywheel.evals.pipeline import Variant
     from flywheel.champions import champion as champion_of
     from flywheel.state import open_state
-    from loop.evaluate import evaluate_step
+    from flywheel.loop.evaluate import evaluate_step
 
     with open_state(settings.home) as state:
         index = champion_of(settings, state, "rag").current()
@@ -141,11 +140,11 @@ def _by_mode(rows: Any) -> dict[str, list[float]]:
 
 def champion_by_mode(settings: Any) -> dict[str, float]:
     """The production champion's mean golden score per prompt-fixable mode (what users get now)."""
-    from evals.pipeline import Variant
+    from flywheel.evals.pipeline import Variant
     from flywheel.champions import champion as champion_of
     from flywheel.registry import require_production_prompt
     from flywheel.state import open_state
-    from loop.evaluate import evaluate_step
+    from flywheel.loop.evaluate import evaluate_step
 
     with open_state(settings.home) as state:
         index = champion_of(settings, state, "rag").current()
@@ -161,7 +160,7 @@ def approve_waiting(settings: Any) -> list[Any]:
     """Approve every candidate waiting, prompt candidates first, as a person would with `flywheel approve`;
     the pending list is read again after each approval (an approval may settle another candidate)."""
     from flywheel.errors import UsageError
-    from loop.promotion import approve, pending
+    from flywheel.loop.promotion import approve, pending
 
     approved: list[Any] = []
     for _ in range(20):
@@ -179,7 +178,7 @@ def flood_clusters(settings: Any) -> set[str]:
     """Clusters at least half of whose events are the flood user's, from the same triage the cycle runs
     (deterministic: same events, same settings, so the same cluster ids)."""
     from flywheel.feedback.store import open_store
-    from loop.triage_step import triage_step
+    from flywheel.loop.triage_step import triage_step
 
     clusters = triage_step(settings)
     with open_store(settings.resolved_store_url) as store:
@@ -216,7 +215,7 @@ def _shared_templates(cycle: Any) -> dict[str, dict[str, Any]]:
 def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[str, Any]:
     """Cycles on one world variant, approving what waits after each, until every mode is fixed."""
     from benchmarks.bench_cycle import prepared
-    from flows.cycle import run_flow
+    from flywheel.flows.cycle import run_flow
 
     started = time.perf_counter()
     world = root / "world"

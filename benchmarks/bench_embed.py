@@ -9,9 +9,8 @@ import argparse
 import random
 import time
 
-import flywheel  # noqa: F401 - offline switches
-from sim.rules import INTENTS
-from sim.world import make_query
+from flywheel.sim.rules import INTENTS
+from flywheel.sim.world import make_query
 from flywheel.config import EmbeddingSettings
 from flywheel.embeddings import LocalEmbedder
 

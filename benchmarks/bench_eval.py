@@ -17,15 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import flywheel  # noqa: F401 - offline switches
 from benchmarks._util import BIN, report
-from evals.golden import load_golden
-from evals.pipeline import Variant
-from evals.runner import evaluate_many
+from flywheel.evals.golden import load_golden
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import evaluate_many
 from flywheel.config import load_settings
-from loop.evaluate import answer_factory
-from sim.rules import INTENTS, golden_expectation
-from sim.world import INITIAL_PROMPT, make_query
+from flywheel.loop.evaluate import answer_factory
+from flywheel.sim.rules import INTENTS, golden_expectation
+from flywheel.sim.world import INITIAL_PROMPT, make_query
 
 ITEMS, VARIANTS, CONCURRENCY, LATENCY = 1000, 3, 32, 0.05
 

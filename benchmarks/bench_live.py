@@ -41,10 +41,10 @@ def one_run(settings: Settings, server_url: str, read: str, ingest: str, seed: i
     """A new canary, traffic in looks until the watch rolls it back or the horizon (then a person ends it)."""
     from flywheel.arms import arm_for
     from flywheel.client import FlywheelClient
-    from loop.canary import approve_canary, end_canary
-    from loop.watch import run_watch
-    from sim.quality import QualityMap
-    from sim.traffic import TrafficGenerator, TrafficOptions
+    from flywheel.loop.canary import approve_canary, end_canary
+    from flywheel.loop.watch import run_watch
+    from flywheel.sim.quality import QualityMap
+    from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
     from tests.watch_helpers import prompt_candidate
 
     cand = prompt_candidate(settings, f"live{seed}", text=f"Be precise ({seed}).")
@@ -84,7 +84,7 @@ def runs(plan: list[tuple[int, float, int]], look: int) -> list[dict[str, object
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["FLYWHEEL_HOME"] = str(Path(tmp) / "home")
         os.environ["FLYWHEEL_SERVE__CHAMPION_TTL_SECONDS"] = "0.3"
-        from app.serve.background import BackgroundServer
+        from flywheel.app.serve.background import BackgroundServer
         from flywheel.config import load_settings
         from flywheel.keys import open_keys
 

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._util import BIN, report, run_child
-from sim.rules import INTENTS
-from sim.world import CLOSERS, OPENERS, REASON_FOR_CATEGORY, fill_slots
+from flywheel.sim.rules import INTENTS
+from flywheel.sim.world import CLOSERS, OPENERS, REASON_FOR_CATEGORY, fill_slots
 
 DEVICES = ["on my Mac", "on Windows", "on Android", "on my iPad", "in the web app", "on Linux", "on my iPhone"]
 

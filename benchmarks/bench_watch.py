@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._util import BIN, report, run_child
-from loop.watch_stats import Side, compare
+from flywheel.loop.watch_stats import Side, compare
 
 
 def _first_worse(neg_side: np.ndarray, neg_base: np.ndarray, look: int, *, sequential: bool, alpha: float,
@@ -93,7 +93,7 @@ def _champions(home: Path, promoted_at: float) -> None:
     from flywheel.config import load_settings
     from flywheel.registry import register_prompt
     from flywheel.state import open_state
-    from loop.promotion import set_prompt
+    from flywheel.loop.promotion import set_prompt
 
     settings = load_settings()
     set_prompt(settings, "v1", message="v1", by="bench")
@@ -118,7 +118,7 @@ def watch_time(n: int) -> dict[str, float]:
         build = time.perf_counter() - t
         _champions(home, promoted_at)
         from flywheel.config import load_settings
-        from loop.watch import run_watch
+        from flywheel.loop.watch import run_watch
 
         settings = load_settings()
         walls, cpus = [], []

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from evals.pipeline import Answer, builtin_pipeline, load_user_pipeline
-from evals.runner import judge_with
+from flywheel.evals.pipeline import Answer, builtin_pipeline, load_user_pipeline
+from flywheel.evals.runner import judge_with
 from flywheel.config import Settings
 from flywheel.llm import make_async_client
 from flywheel.state import open_state

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evals.runner import EvalResult, EvalRow
+from flywheel.evals.runner import EvalResult, EvalRow
 from flywheel.candidates import Candidate, FinetunePayload, PromptPayload, RagPayload
 
 EVIDENCE_KEY = "flywheel-approval-evidence"

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from evals.golden import GoldenSet
-from evals.pipeline import Variant
-from evals.scorers import JUDGE_SYSTEM
+from flywheel.evals.golden import GoldenSet
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.scorers import JUDGE_SYSTEM
 from flywheel.config import Settings
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from evals.stats import Comparison
+from flywheel.evals.stats import Comparison
 from flywheel.config import PolicySettings
 
 

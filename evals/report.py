@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from evals.calibration import JudgeCalibration
-from evals.evidence import EVIDENCE_KEY, ci_text, finetune_table, inline, untested_combinations, wilson
+from flywheel.evals.calibration import JudgeCalibration
+from flywheel.evals.evidence import EVIDENCE_KEY, ci_text, finetune_table, inline, untested_combinations, wilson
 from flywheel.candidates import Candidate, Decision, FinetunePayload
 from flywheel.schemas import ClusterOutcome
 

@@ -19,11 +19,11 @@ import uvloop
 from pydantic import BaseModel
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from evals.fingerprint import EvalFingerprint
-from evals.golden import GoldenItem, GoldenSet
-from evals.pipeline import Answer, Variant
+from flywheel.evals.fingerprint import EvalFingerprint
+from flywheel.evals.golden import GoldenItem, GoldenSet
+from flywheel.evals.pipeline import Answer, Variant
 from flywheel.replies import achat_json
-from evals.scorers import CODE_SCORERS, JUDGE_SCHEMA, Score, judge_messages, parse_judgement
+from flywheel.evals.scorers import CODE_SCORERS, JUDGE_SCHEMA, Score, judge_messages, parse_judgement
 
 
 class EvalRow(BaseModel):

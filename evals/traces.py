@@ -21,7 +21,7 @@ import logging
 import time
 from typing import Any
 
-from evals.runner import EvalResult, EvalRow
+from flywheel.evals.runner import EvalResult, EvalRow
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import time
 import warnings
 from typing import Any
 
-from evals.calibration import JudgeCalibration
-from evals.golden import GoldenSet
-from evals.runner import EvalResult
-from evals.traces import log_answers
+from flywheel.evals.calibration import JudgeCalibration
+from flywheel.evals.golden import GoldenSet
+from flywheel.evals.runner import EvalResult
+from flywheel.evals.traces import log_answers
 
 KIND = "flywheel.kind"
 CANDIDATE = "flywheel.candidate_id"

@@ -23,12 +23,12 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from evals.evidence import EVIDENCE_KEY
-from evals.report import approval_markdown
+from flywheel.evals.evidence import EVIDENCE_KEY
+from flywheel.evals.report import approval_markdown
 from flywheel.config import Settings
 from flywheel.candidates import Candidate
 from flywheel.state import open_state
-from loop import promotion as champions
+from flywheel.loop import promotion as champions
 
 WAITING = "approval_wait"  # state pointer: {flow run id: {cycle_id, candidate_ids}} of runs paused for approval
 
@@ -144,7 +144,7 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
         who = answer.approver.strip()
         approved = bool(getattr(answer, field_name(cand.candidate_id), False))
         if approved and answer.canary_percent > 0:
-            from loop.canary import approve_canary
+            from flywheel.loop.canary import approve_canary
 
             approve_canary(settings, cand.candidate_id, percent=answer.canary_percent, by=who,
                            note=answer.note or f"approved as a {answer.canary_percent:g}% canary in the Prefect UI")

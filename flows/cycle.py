@@ -21,29 +21,29 @@ from prefect.exceptions import TerminationSignal
 from prefect.futures import wait
 from pydantic import BaseModel, Field
 
-import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
-from evals.pipeline import Variant
-from evals.calibration import JudgeCalibration
-from evals.runner import EvalResult
+import flywheel.flows  # noqa: F401 - run by file path (a deployment): the flow-run face first (masking, expected errors)
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.calibration import JudgeCalibration
+from flywheel.evals.runner import EvalResult
 from flywheel import llm_guard
 from flywheel.config import Settings, load_settings_for_flow
 from flywheel.config_sections import ApprovalMode, AutoApprove
 from flywheel.errors import Interrupted
 from flywheel.candidates import Candidate, Decision
 from flywheel.schemas import FailureCluster
-from flows.scaleout import cycle_runner, embed_ahead, evaluate_on
-from improvers.base import ImproverRun, Proposal
-from improvers.registry import improver, improvers, stages
-from loop.calibration import calibration_step
-from loop.checkpoints import checkpoint
-from loop.cycle_lock import cycle_lock
-from loop.context import CycleContext, EndpointFailed, begin, record_candidates
-from loop.diagnosis_step import diagnose_step
-from loop.evaluate import evaluate_step, evaluation_keys, variant_for
-from loop.gate import gate_step
-from loop.outcomes import cluster_outcomes, cluster_work
-from loop.report import CycleReport, cluster_summaries, fail, finish, reread_candidates
-from loop.triage_step import triage_step
+from flywheel.flows.scaleout import cycle_runner, embed_ahead, evaluate_on
+from flywheel.improvers.base import ImproverRun, Proposal
+from flywheel.improvers.registry import improver, improvers, stages
+from flywheel.loop.calibration import calibration_step
+from flywheel.loop.checkpoints import checkpoint
+from flywheel.loop.cycle_lock import cycle_lock
+from flywheel.loop.context import CycleContext, EndpointFailed, begin, record_candidates
+from flywheel.loop.diagnosis_step import diagnose_step
+from flywheel.loop.evaluate import evaluate_step, evaluation_keys, variant_for
+from flywheel.loop.gate import gate_step
+from flywheel.loop.outcomes import cluster_outcomes, cluster_work
+from flywheel.loop.report import CycleReport, cluster_summaries, fail, finish, reread_candidates
+from flywheel.loop.triage_step import triage_step
 
 _MLFLOW_WRITES = threading.Lock()  # prompt registration from parallel improver tasks, one at a time
 
@@ -169,7 +169,7 @@ def gate_task(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
 def publish_report(report: CycleReport) -> None:
     """The cycle's report, candidate table and chart as Prefect artifacts under stable keys (the UI
     keeps every cycle's version of each)."""
-    from evals import report as r
+    from flywheel.evals import report as r
 
     create_markdown_artifact(
         key=r.REPORT_KEY, description=f"Flywheel cycle {report.cycle_id}",
@@ -251,9 +251,9 @@ def _locked_cycle(params: CycleParameters, settings: Settings, lock: ExitStack) 
                                                      for c in report.candidates):
         from prefect.runtime import flow_run
 
-        from flows.approval import mlflow_run_link, wait_for_approval
+        from flywheel.flows.approval import mlflow_run_link, wait_for_approval
 
-        from evals.evidence import evidence_markdown
+        from flywheel.evals.evidence import evidence_markdown
 
         waiting = [c for c in report.candidates if c.decision is Decision.pending_approval]
         evidence = evidence_markdown(waiting, champion, results, champion_score=report.champion_score,
@@ -279,7 +279,7 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
 
 def _resume_superseded(settings: Settings) -> None:
     """Older runs still paused for candidates this cycle superseded have nothing left to decide."""
-    from flows.approval import resume_if_decided
+    from flywheel.flows.approval import resume_if_decided
 
     try:
         for run_id in resume_if_decided(settings):
@@ -304,7 +304,7 @@ def run_flow(*, auto_approve: bool | Literal["canary"] = False,
              overrides: dict[str, Any] | None = None) -> CycleReport:
     """Run the flow in this process (Prefect's ephemeral API unless PREFECT_API_URL is set). A signal
     ends it within seconds as ``Interrupted``: the cycle is recorded as interrupted and resumes."""
-    from flows.ephemeral import tie_ephemeral_server_to_this_process
+    from flywheel.flows.ephemeral import tie_ephemeral_server_to_this_process
 
     params = CycleParameters(auto_approve=auto_approve, config={k: (str(v) if hasattr(v, "__fspath__") else v)
                                                                 for k, v in (overrides or {}).items()})

@@ -16,12 +16,12 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field, create_model
 
-import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
+import flywheel.flows  # noqa: F401 - run by file path (a deployment): the flow-run face first (masking, expected errors)
 from flywheel.config import Settings, load_settings_for_flow
 from flywheel.proposals import GoldenProposal
-from loop.golden.markdown import proposals_markdown
-from loop.golden.propose import propose
-from loop.golden.versions import accept, pending
+from flywheel.loop.golden.markdown import proposals_markdown
+from flywheel.loop.golden.propose import propose
+from flywheel.loop.golden.versions import accept, pending
 
 REVIEW_KEY = "flywheel-golden-review"
 

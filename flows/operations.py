@@ -13,13 +13,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, model_validator
 
-import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
-from evals import report as r
+import flywheel.flows  # noqa: F401 - run by file path (a deployment): the flow-run face first (masking, expected errors)
+from flywheel.evals import report as r
 from flywheel.candidates import ChampionKind
 from flywheel.config import Settings, load_settings_for_flow
-from loop import promotion as champions
-from loop.report import cluster_summaries
-from loop.triage_step import triage_step
+from flywheel.loop import promotion as champions
+from flywheel.loop.report import cluster_summaries
+from flywheel.loop.triage_step import triage_step
 
 
 class TriageParameters(BaseModel):
@@ -83,7 +83,7 @@ def decide_task(settings: Settings, params: PromotionParameters) -> dict[str, An
 @flow(name="promotion", log_prints=False, validate_parameters=True)
 def promotion(params: PromotionParameters) -> dict[str, Any]:
     """Approve, reject or roll back; a cycle paused for these candidates goes on once all are decided."""
-    from flows.approval import resume_if_decided
+    from flywheel.flows.approval import resume_if_decided
 
     settings = load_settings_for_flow(params.config)
     outcome = decide_task(settings, params)

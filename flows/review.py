@@ -12,9 +12,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
+import flywheel.flows  # noqa: F401 - run by file path (a deployment): the flow-run face first (masking, expected errors)
 from flywheel.config import Settings, load_settings_for_flow
-from loop.review import REVIEW_KEY, TREND_KEY, WeeklyReview, review_markdown, weekly_review
+from flywheel.loop.review import REVIEW_KEY, TREND_KEY, WeeklyReview, review_markdown, weekly_review
 
 
 class ReviewParameters(BaseModel):

@@ -21,11 +21,11 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner
 
-from evals.pipeline import Variant
-from evals.runner import BatchRows, EvalBatch, EvalResult
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import BatchRows, EvalBatch, EvalResult
 from flywheel import llm_guard
 from flywheel.config import Settings
-from loop import embedding, evaluate
+from flywheel.loop import embedding, evaluate
 
 
 def dask_task_runner(settings: Settings) -> TaskRunner:  # type: ignore[type-arg]

@@ -11,10 +11,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-import flywheel  # noqa: F401 - offline switches before Prefect's settings are read
-from flows.events import emit_drift_alarm
+import flywheel.flows  # noqa: F401 - run by file path (a deployment): the flow-run face first (masking, expected errors)
+from flywheel.flows.events import emit_drift_alarm
 from flywheel.config import Settings, load_settings_for_flow
-from loop.watch_record import WatchOutcome, watch_markdown, watch_once
+from flywheel.loop.watch_record import WatchOutcome, watch_markdown, watch_once
 
 ARTIFACT_KEY = "flywheel-watch"
 

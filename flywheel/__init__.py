@@ -1,7 +1,7 @@
-"""Flywheel: a closed-loop improvement orchestrator for LLM products."""
+"""Flywheel: a closed-loop improvement orchestrator for LLM products.
 
-from flywheel._offline import apply_offline_defaults
-
-apply_offline_defaults()
+Importing it changes nothing global: the faces that start a process (the CLI and the service in
+``flywheel.app``, a flow run in ``flywheel.flows``) set the offline switches and mask the logs.
+"""
 
 __version__ = "0.1.0"

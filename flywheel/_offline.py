@@ -1,8 +1,9 @@
 """The offline switches, set in one place before Prefect, MLflow or Hugging Face load.
 
-Every entry point (the CLI, the flows, the tests) imports :mod:`flywheel` first, so these
-defaults are in the environment before any of those libraries reads its settings. A value
-the user exported already wins.
+The faces that start a process apply them first (``flywheel.app`` for the CLI, the service and
+the demo; ``flywheel.flows`` for a flow run; the tests' and benchmarks' own setup), so these
+defaults are in the environment before any of those libraries reads its settings; importing the
+core alone sets nothing. A value the user exported already wins.
 """
 
 from __future__ import annotations

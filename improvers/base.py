@@ -29,12 +29,12 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from evals.pipeline import Variant
+from flywheel.evals.pipeline import Variant
 from flywheel.candidates import BasePayload, Candidate, ChampionKind
 from flywheel.config import Settings
 from flywheel.schemas import FailureCluster
 from flywheel.state import StateStore
-from improvers.context import CycleContext
+from flywheel.improvers.context import CycleContext
 
 
 class Proposal(BaseModel):

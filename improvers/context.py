@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import openai
 from pydantic import BaseModel, PrivateAttr
 
-from evals.golden import GoldenSet, load_golden
+from flywheel.evals.golden import GoldenSet, load_golden
 from flywheel.candidates import ChampionSet
 from flywheel.champions import BASE
 from flywheel.config import Settings

@@ -57,8 +57,8 @@ from typing import Any
 from flywheel.config import FinetuneSettings
 from flywheel.feedback.scrub import scrub_text
 from flywheel.schemas import StoredEvent
-from improvers.dedup import NearDuplicateIndex, normalise, signatures
-from improvers.surrogates import SurrogateTable
+from flywheel.improvers.dedup import NearDuplicateIndex, normalise, signatures
+from flywheel.improvers.surrogates import SurrogateTable
 
 EXCLUSIONS = ("no_consent", "duplicates", "golden_overlap", "low_quality", "per_user_cap")
 

@@ -24,7 +24,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from flywheel.replies import ReplyProblem, chat_json, json_object
 from flywheel.schemas import CATEGORIES, ClusterDiagnosis
 from flywheel.triage import CATEGORY_DESCRIPTIONS
-from improvers.screening import FailingExample
+from flywheel.improvers.screening import FailingExample
 
 DIAGNOSE_ATTEMPTS = 3
 # The categories a diagnosis may name: every improver-targeted one. ``other`` is the answer "cannot tell".

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from evals.pipeline import Variant
+from flywheel.evals.pipeline import Variant
 from flywheel.candidates import BasePayload, Candidate, ChampionKind, FinetunePayload
 from flywheel.config import Settings
 from flywheel.schemas import FailureCluster
 from flywheel.state import StateStore
 from flywheel.wording import plural
-from improvers.base import BaseImprover, Proposal
-from improvers.context import CycleContext
+from flywheel.improvers.base import BaseImprover, Proposal
+from flywheel.improvers.context import CycleContext
 
 
 class FinetuneImprover(BaseImprover):
@@ -32,7 +32,7 @@ class FinetuneImprover(BaseImprover):
         return [list(clusters)]  # always one: jobs started by earlier cycles are polled even with no cluster
 
     def propose(self, ctx: CycleContext, clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Proposal:
-        from improvers.finetune_step import FinetuneReport, improve_finetune_step
+        from flywheel.improvers.finetune_step import FinetuneReport, improve_finetune_step
 
         outcome = improve_finetune_step(ctx, clusters)
         return Proposal(candidates=outcome.candidates, notes=outcome.notes,
@@ -78,7 +78,7 @@ class FinetuneImprover(BaseImprover):
 
     def report_lines(self, section: dict[str, Any]) -> list[str]:
         """The dataset built this cycle and each job's state."""
-        from improvers.finetune_step import FinetuneReport
+        from flywheel.improvers.finetune_step import FinetuneReport
 
         report = FinetuneReport.model_validate(section)
         lines = []

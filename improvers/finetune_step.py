@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 from flywheel.llm import make_client
 from flywheel.candidates import Candidate, Outcome
 from flywheel.schemas import FailureCluster
-from improvers.finetune import TERMINAL as JOB_DONE
-from improvers import finetuning
-from improvers.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
+from flywheel.improvers.finetune import TERMINAL as JOB_DONE
+from flywheel.improvers import finetuning
+from flywheel.improvers.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
 
 
 class FinetuneReport(BaseModel):

@@ -20,8 +20,8 @@ from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.feedback.store import open_store
 from flywheel.state import open_state
-from improvers import finetune as jobs
-from improvers.dataset import EXCLUSIONS, BuiltDataset, curate, write_dataset
+from flywheel.improvers import finetune as jobs
+from flywheel.improvers.dataset import EXCLUSIONS, BuiltDataset, curate, write_dataset
 
 Say = Callable[[str], None]
 
@@ -32,7 +32,7 @@ def base_model(settings: Settings) -> str:
 
 def golden_inputs(settings: Settings) -> list[str]:
     """The golden set's inputs (training must not overlap them); none when there is no golden set."""
-    from evals.golden import load_golden
+    from flywheel.evals.golden import load_golden
 
     if not Path(settings.golden_file).exists():
         return []
@@ -79,7 +79,7 @@ def _dataset_input(built: BuiltDataset | dict[str, Any], context: str) -> Any:
 
 def log_dataset(settings: Settings, built: BuiltDataset) -> str:
     """One MLflow run per dataset version (found again by its tag), with the dataset as its input."""
-    from evals.tracking import KIND, experiment_id, find_run
+    from flywheel.evals.tracking import KIND, experiment_id, find_run
 
     client = use_mlflow(settings)
     exp = experiment_id(client, settings.experiment)
@@ -147,7 +147,7 @@ def poll_job(settings: Settings, client: Any, record: dict[str, Any], timeout: f
 
 def register_job_model(settings: Settings, record: dict[str, Any]) -> str:
     """The succeeded job's model as a version of the registered model (once), with its provenance."""
-    from evals.tracking import KIND, experiment_id, find_run
+    from flywheel.evals.tracking import KIND, experiment_id, find_run
 
     assert record.get("fine_tuned_model"), record
     client = use_mlflow(settings)

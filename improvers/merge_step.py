@@ -21,12 +21,12 @@ from flywheel.feedback.store import open_store
 from flywheel.llm import make_client
 from flywheel.replies import ReplyProblem
 from flywheel.schemas import FailureCluster, StoredEvent
-from improvers.merge_evidence import check_fix, FixCheck, FixVerdict
-from improvers.prompt import combine_edits, integrity_problems, merge_prompts
-from improvers.screening import FailingExample
-from improvers.context import CycleContext, endpoint_errors
-from improvers.prompt_step import complaint_of, prompt_candidate, register_draft
-from improvers.screening_step import failing_examples, screen_template
+from flywheel.improvers.merge_evidence import check_fix, FixCheck, FixVerdict
+from flywheel.improvers.prompt import combine_edits, integrity_problems, merge_prompts
+from flywheel.improvers.screening import FailingExample
+from flywheel.improvers.context import CycleContext, endpoint_errors
+from flywheel.improvers.prompt_step import complaint_of, prompt_candidate, register_draft
+from flywheel.improvers.screening_step import failing_examples, screen_template
 
 
 class MergeOutcome(BaseModel):

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from flywheel.config import ImproveSettings
 from flywheel.replies import ReplyProblem, chat_json, json_object, looks_like_refusal
 from flywheel.templates import template_variables
-from improvers.screening import FailingExample, JudgeFn, Screening, screen
+from flywheel.improvers.screening import FailingExample, JudgeFn, Screening, screen
 
 __all__ = ["FailingExample", "Draft", "DraftingResult", "propose", "merge_prompts", "combine_edits",
            "integrity_problems"]

@@ -11,10 +11,10 @@ from flywheel.config import Settings
 from flywheel.schemas import FailureCluster
 from flywheel.state import open_state
 from flywheel.wording import plural
-from improvers.base import BaseImprover, ClusterWork, Proposal
-from improvers.context import CycleContext
-from improvers.deferral import deferred_first
-from improvers.routing import fixed_clusters
+from flywheel.improvers.base import BaseImprover, ClusterWork, Proposal
+from flywheel.improvers.context import CycleContext
+from flywheel.improvers.deferral import deferred_first
+from flywheel.improvers.routing import fixed_clusters
 
 
 class PromptImprover(BaseImprover):
@@ -39,22 +39,22 @@ class PromptImprover(BaseImprover):
         return [[c] for c in clusters]  # one drafting task per cluster
 
     def propose(self, ctx: CycleContext, clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Proposal:
-        from improvers.prompt_step import improve_prompt_step
+        from flywheel.improvers.prompt_step import improve_prompt_step
 
         return Proposal(candidates=[c for cluster in clusters for c in improve_prompt_step(ctx, cluster, protected)])
 
     def combine(self, ctx: CycleContext, proposals: Sequence[Proposal], clusters: Sequence[FailureCluster],
                 protected: Sequence[str]) -> Proposal:
         """Identical drafts folded into one candidate, plus the merge of the winners when it keeps every fix."""
-        from improvers.merge_step import merge_step
-        from improvers.prompt_step import unique_candidates
+        from flywheel.improvers.merge_step import merge_step
+        from flywheel.improvers.prompt_step import unique_candidates
 
         candidates = unique_candidates(ctx, [c for p in proposals for c in p.candidates])
         merged = merge_step(ctx, candidates, clusters, protected)
         return Proposal(candidates=candidates + ([merged] if merged is not None else []))
 
     def artifacts(self, cand: Candidate) -> dict[str, str]:
-        from improvers.records import diff_markdown
+        from flywheel.improvers.records import diff_markdown
 
         p = cand.payload
         assert isinstance(p, PromptPayload)
@@ -63,14 +63,14 @@ class PromptImprover(BaseImprover):
 
     def cycle_notes(self, ctx: CycleContext) -> list[str]:
         """A screening judge that said the same thing to every draft could not rank them."""
-        from improvers.screening_notes import cycle_drafting, screening_judge_note, screening_verdicts
+        from flywheel.improvers.screening_notes import cycle_drafting, screening_judge_note, screening_verdicts
 
         note = screening_judge_note(screening_verdicts(cycle_drafting(ctx)))
         return [note] if note else []
 
     def cluster_work(self, ctx: CycleContext, cluster: FailureCluster, chosen: Sequence[FailureCluster],
                      proposal: Proposal) -> ClusterWork:
-        from improvers.prompt_step import drafting_summary
+        from flywheel.improvers.prompt_step import drafting_summary
 
         summary = drafting_summary(ctx, cluster.cluster_id)
         work = ClusterWork(skipped=self._skipped(ctx, cluster, chosen), detail=summary)

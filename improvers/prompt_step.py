@@ -11,16 +11,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from evals.tracking import PARENT
+from flywheel.evals.tracking import PARENT
 from flywheel.registry import register_prompt
 from flywheel.feedback.store import open_store
 from flywheel.llm import make_client
 from flywheel.candidates import Candidate, ClusterScreening, Outcome, PromptPayload
 from flywheel.schemas import FailureCluster
 from flywheel.wording import plural
-from improvers.prompt import DraftingResult, propose
-from improvers.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
-from improvers.screening_step import answer_queries, failing_examples, judge_resolutions
+from flywheel.improvers.prompt import DraftingResult, propose
+from flywheel.improvers.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
+from flywheel.improvers.screening_step import answer_queries, failing_examples, judge_resolutions
 
 
 def draft_id(cycle_id: str, template: str) -> str:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from evals.pipeline import Variant
+from flywheel.evals.pipeline import Variant
 from flywheel.candidates import BasePayload, Candidate, ChampionKind, RagPayload
 from flywheel.config import Settings
 from flywheel.schemas import FailureCluster
-from improvers.base import BaseImprover, ClusterWork, KindCheck, Proposal
-from improvers.context import CycleContext
-from improvers.routing import fixed_clusters
+from flywheel.improvers.base import BaseImprover, ClusterWork, KindCheck, Proposal
+from flywheel.improvers.context import CycleContext
+from flywheel.improvers.routing import fixed_clusters
 
 
 class RagImprover(BaseImprover):
@@ -29,7 +29,7 @@ class RagImprover(BaseImprover):
             : settings.improve.max_clusters]
 
     def propose(self, ctx: CycleContext, clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Proposal:
-        from improvers.rag_step import improve_rag_step
+        from flywheel.improvers.rag_step import improve_rag_step
 
         cand = improve_rag_step(ctx, clusters)
         return Proposal(candidates=[cand] if cand is not None else [])
@@ -50,7 +50,7 @@ class RagImprover(BaseImprover):
         return retrieval.flat() if retrieval else {}
 
     def artifacts(self, cand: Candidate) -> dict[str, str]:
-        from improvers.records import diff_markdown
+        from flywheel.improvers.records import diff_markdown
 
         p = cand.payload
         assert isinstance(p, RagPayload)
@@ -60,7 +60,7 @@ class RagImprover(BaseImprover):
 
     def cluster_work(self, ctx: CycleContext, cluster: FailureCluster, chosen: Sequence[FailureCluster],
                      proposal: Proposal) -> ClusterWork:
-        from improvers.rag_step import rag_key
+        from flywheel.improvers.rag_step import rag_key
 
         if cluster.cluster_id in fixed_clusters(ctx.settings, [cluster], self.name):
             return ClusterWork(skipped="an index fix was promoted after its last negative event; new negative "

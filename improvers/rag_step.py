@@ -9,7 +9,7 @@ from difflib import unified_diff
 from flywheel.feedback.store import open_store
 from flywheel.candidates import Candidate
 from flywheel.schemas import FailureCluster
-from improvers.context import CycleContext, cluster_events, earliest_seen, short_hash
+from flywheel.improvers.context import CycleContext, cluster_events, earliest_seen, short_hash
 
 
 def rag_key(clusters: Sequence[FailureCluster]) -> str:
@@ -22,10 +22,10 @@ def improve_rag_step(ctx: CycleContext, clusters: Sequence[FailureCluster]) -> C
 
     None when there is nothing to do: no knowledge source or active index, or no newer knowledge
     (the reason is kept in the cycle's drafts)."""
-    from evals.retrieval import RetrievalCheck, validate
+    from flywheel.evals.retrieval import RetrievalCheck, validate
     from flywheel.knowledge.index import open_index
     from flywheel.knowledge.source import load_documents
-    from improvers import rag
+    from flywheel.improvers import rag
 
     if not clusters:
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flywheel.candidates import ChampionKind
 from flywheel.errors import UsageError
 from flywheel.plugins import GROUP, registered, spec
-from improvers.base import Improver
+from flywheel.improvers.base import Improver
 
 
 def improvers() -> list[Improver]:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from flywheel.wording import plural
-from improvers.context import CycleContext
-from improvers.prompt import DraftingResult
+from flywheel.improvers.context import CycleContext
+from flywheel.improvers.prompt import DraftingResult
 
 MIN_VERDICTS = 6  # screening verdicts a cycle needs before "all the same" says something about the judge
 

@@ -8,16 +8,16 @@ from collections.abc import Sequence
 
 import uvloop
 
-from evals.fingerprint import Endpoint
-from evals.pipeline import Variant
+from flywheel.evals.fingerprint import Endpoint
+from flywheel.evals.pipeline import Variant
 from flywheel.config import Settings
 from flywheel.llm import make_async_client
 from flywheel.replies import achat_json
 from flywheel.schemas import StoredEvent
 from flywheel.state import open_state
-from improvers.screening import FailingExample, parse_verdict, resolution_messages, screen, Screening, Verdict, VERDICT_SCHEMA
-from improvers.context import CycleContext, short_hash
-from evals.answering import answer_factory
+from flywheel.improvers.screening import FailingExample, parse_verdict, resolution_messages, screen, Screening, Verdict, VERDICT_SCHEMA
+from flywheel.improvers.context import CycleContext, short_hash
+from flywheel.evals.answering import answer_factory
 
 
 def failing_examples(events: Sequence[StoredEvent], limit: int, complaint: str | None = None) -> list[FailingExample]:

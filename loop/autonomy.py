@@ -18,8 +18,8 @@ from flywheel.config import Settings
 from flywheel.config_sections import ApprovalMode
 from flywheel.errors import UsageError
 from flywheel.state import StateStore
-from loop.canary import record_start, start_canary
-from loop.promotion import promote, tag_run
+from flywheel.loop.canary import record_start, start_canary
+from flywheel.loop.promotion import promote, tag_run
 
 BY_POLICY = "policy (auto-approve)"
 BY_CANARY = "policy (auto-approve canary)"

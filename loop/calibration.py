@@ -27,17 +27,17 @@ from typing import Literal
 import uvloop
 from pydantic import BaseModel
 
-from evals.calibration import PASS, Agreement, JudgeCalibration, agreement, assess
-from evals.fingerprint import Endpoint
-from evals.golden import GoldenSet
-from evals.scorers import JUDGE_SYSTEM
+from flywheel.evals.calibration import PASS, Agreement, JudgeCalibration, agreement, assess
+from flywheel.evals.fingerprint import Endpoint
+from flywheel.evals.golden import GoldenSet
+from flywheel.evals.scorers import JUDGE_SYSTEM
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.proposals import GoldenProposal, ProposalStatus, normalise
 from flywheel.schemas import StoredEvent
 from flywheel.state import open_state
-from loop.context import CycleContext
-from loop.golden.from_feedback import reference_answer
+from flywheel.loop.context import CycleContext
+from flywheel.loop.golden.from_feedback import reference_answer
 
 ReferenceFrom = Literal["golden", "expert_correction", "feedback"]
 CACHE_PREFIX = "judge-calibration:"
@@ -141,7 +141,7 @@ def cache_key(judge: Endpoint, items: Sequence[CalibrationItem]) -> str:
 def ask_judge(settings: Settings, items: Sequence[CalibrationItem]) -> list[float | None]:
     """The judge scorer's score per item (None where it could not answer), concurrently under
     ``eval.concurrency``, through the project's client (retries and the endpoint guard)."""
-    from evals.runner import judge_with
+    from flywheel.evals.runner import judge_with
     from flywheel.llm import make_async_client
 
     async def main() -> list[float | None]:
@@ -167,7 +167,7 @@ def ask_judge(settings: Settings, items: Sequence[CalibrationItem]) -> list[floa
 def calibrate(settings: Settings, golden: GoldenSet | None) -> JudgeCalibration:
     """Ask the judge about the expert-reviewed answers (or reuse the cached answer) and assess it;
     the screening judge too (:mod:`loop.screening_calibration`)."""
-    from loop.screening_calibration import calibrate_screening
+    from flywheel.loop.screening_calibration import calibrate_screening
 
     result = calibrate_golden_judge(settings, golden)
     result.screening = calibrate_screening(settings)

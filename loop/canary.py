@@ -19,7 +19,7 @@ from flywheel.champions import Canary, champion, running_canary
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.state import StateStore, open_state
-from loop.promotion import _pending, check_fresh, tag_run
+from flywheel.loop.promotion import _pending, check_fresh, tag_run
 
 
 def _now() -> datetime:

@@ -9,14 +9,14 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from evals.golden import load_golden
+from flywheel.evals.golden import load_golden
 from flywheel.candidates import Candidate, ChampionKind
 from flywheel.champions import champion
 from flywheel.config import Settings
 from flywheel.llm import endpoint
 from flywheel.registry import production_model, require_production_prompt
 from flywheel.state import open_state
-from improvers.context import (  # noqa: F401 - the cycle's context, as the steps import it
+from flywheel.improvers.context import (  # noqa: F401 - the cycle's context, as the steps import it
     CLUSTER_EVENTS_KEPT, CycleContext, EndpointFailed, cluster_events, earliest_seen, endpoint_errors, short_hash,
 )
 

@@ -23,9 +23,9 @@ from flywheel.schemas import ClusterDiagnosis, FailureCluster, StoredEvent
 from flywheel.state import open_state
 from flywheel.triage import route_for
 from flywheel.wording import plural
-from improvers.diagnosis import diagnose
-from loop.context import endpoint_errors
-from improvers.screening_step import failing_examples
+from flywheel.improvers.diagnosis import diagnose
+from flywheel.loop.context import endpoint_errors
+from flywheel.improvers.screening_step import failing_examples
 
 
 def diagnosis_key(cluster_id: str) -> str:

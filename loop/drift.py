@@ -25,8 +25,8 @@ from pydantic import BaseModel
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.state import StateStore, open_state
-from loop.watch_data import RatedEvents
-from loop.watch_stats import compare
+from flywheel.loop.watch_data import RatedEvents
+from flywheel.loop.watch_stats import compare
 
 DAY = 86400.0
 ALARM = "drift_alarm"  # state pointer: the alarm episode in progress (its reasons), absent when none

@@ -8,17 +8,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evals.fingerprint import EvalFingerprint
-from evals.golden import GoldenSet, load_golden
-from evals.answering import answer_factory, index_retrievers  # noqa: F401 - as callers import them
-from evals.pipeline import Variant
-from evals.runner import assemble, BatchRows, EvalBatch, EvalResult, evaluate_many, from_cache, judge_with, plan_batches, run_batch
+from flywheel.evals.fingerprint import EvalFingerprint
+from flywheel.evals.golden import GoldenSet, load_golden
+from flywheel.evals.answering import answer_factory, index_retrievers  # noqa: F401 - as callers import them
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import assemble, BatchRows, EvalBatch, EvalResult, evaluate_many, from_cache, judge_with, plan_batches, run_batch
 from flywheel.config import Settings
 from flywheel.llm import make_async_client
 from flywheel.candidates import Candidate
 from flywheel.state import open_state
-from improvers.registry import improver
-from loop.context import CycleContext
+from flywheel.improvers.registry import improver
+from flywheel.loop.context import CycleContext
 
 
 def variant_for(ctx: CycleContext, cand: Candidate | None) -> Variant:

@@ -7,18 +7,18 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from evals.calibration import JudgeCalibration
-from evals.golden import GoldenSet
-from evals.policy import WithoutJudge
-from evals.runner import EvalResult
+from flywheel.evals.calibration import JudgeCalibration
+from flywheel.evals.golden import GoldenSet
+from flywheel.evals.policy import WithoutJudge
+from flywheel.evals.runner import EvalResult
 from flywheel.candidates import Candidate, Decision, Outcome
-from improvers.records import diff_markdown  # noqa: F401 - where the tests and tools find it
-from improvers.registry import improver, slots
-from loop.checkpoints import checkpoint
-from loop.context import CycleContext, EndpointFailed
-from improvers.deferral import mark_carried
-from loop.report import CycleReport
-from loop.setup_notes import setup_notes
+from flywheel.improvers.records import diff_markdown  # noqa: F401 - where the tests and tools find it
+from flywheel.improvers.registry import improver, slots
+from flywheel.loop.checkpoints import checkpoint
+from flywheel.loop.context import CycleContext, EndpointFailed
+from flywheel.improvers.deferral import mark_carried
+from flywheel.loop.report import CycleReport
+from flywheel.loop.setup_notes import setup_notes
 
 
 # Whose golden answers become MLflow traces: what a person may approve or watch (the champion's too).
@@ -43,7 +43,7 @@ def evaluation_outage(champion: EvalResult, results: dict[str, EvalResult], max_
 
 def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any, without_judge: Any = None) -> None:
     """The policy's decision on a candidate whose evaluation is complete."""
-    from evals.policy import judge_candidate
+    from flywheel.evals.policy import judge_candidate
 
     verdict = judge_candidate(comparison, res.errors, len(res.rows), policy, without_judge=without_judge)
     check = improver(cand.kind).check(cand)  # the kind's own check (an index's retrieval)
@@ -100,7 +100,7 @@ def distrusted_judge(golden: GoldenSet, default_scorer: str,
 
 def _without_judge(res: EvalResult, champion: EvalResult, judged: set[str], why: str, segments: dict[str, str],
                    resamples: int) -> WithoutJudge:
-    from evals.stats import compare
+    from flywheel.evals.stats import compare
 
     rest = set(champion.scores) - judged
     try:
@@ -117,9 +117,9 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
     An evaluation outage is logged too (decision ``error``, no score) and then ends the cycle.
     ``calibration`` is this cycle's judge calibration: logged on the cycle's run, and unless it
     vouches for the judge, judge-scored items alone cannot pass a candidate."""
-    from evals.stats import category_means, compare
-    from evals.tracking import PARENT, cycle_run, experiment_id, log_judge_calibration, log_variant, run_label
-    from loop.promotion import supersede_pending
+    from flywheel.evals.stats import category_means, compare
+    from flywheel.evals.tracking import PARENT, cycle_run, experiment_id, log_judge_calibration, log_variant, run_label
+    from flywheel.loop.promotion import supersede_pending
 
     policy = ctx.settings.policy
     outage = evaluation_outage(champion, results, policy.max_error_rate)
@@ -190,7 +190,7 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
             raise EndpointFailed(outage)
         checkpoint("gate-logged")
         mark_carried(state, ctx.cycle_id)
-        from loop.autonomy import release, run_mode
+        from flywheel.loop.autonomy import release, run_mode
 
         for winner in winners:  # wait, promote, or start as a canary (policy.auto_approve)
             supersede_pending(ctx.settings, state, winner)

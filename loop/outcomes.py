@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 
 from flywheel.candidates import Candidate, Decision, Outcome
 from flywheel.schemas import ClusterOutcome, ClusterStatus, FailureCluster
-from improvers.base import ClusterWork, ImproverRun
-from improvers.registry import improver
-from loop.context import CycleContext
-from loop.golden.coverage import uncovered_note
+from flywheel.improvers.base import ClusterWork, ImproverRun
+from flywheel.improvers.registry import improver
+from flywheel.loop.context import CycleContext
+from flywheel.loop.golden.coverage import uncovered_note
 
 
 # Best first: what a cluster's outcome is when several candidates cover it.

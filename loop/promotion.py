@@ -14,8 +14,8 @@ from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.registry import production_model, production_prompt, use_mlflow
 from flywheel.state import StateStore, as_datetime, open_state
-from improvers.deferral import DeferredFix, waiting_deferred
-from improvers.registry import improver, improvers
+from flywheel.improvers.deferral import DeferredFix, waiting_deferred
+from flywheel.improvers.registry import improver, improvers
 
 
 def _now() -> datetime:
@@ -25,7 +25,7 @@ def _now() -> datetime:
 def tag_run(settings: Settings, run_id: str | None, tags: dict[str, str]) -> None:
     if not run_id:
         return
-    from evals.tracking import set_tags
+    from flywheel.evals.tracking import set_tags
 
     set_tags(use_mlflow(settings), run_id, tags)
 
@@ -195,7 +195,7 @@ def loop_velocity(promoted: list[Candidate]) -> dict[str, float | int | None]:
 
 def status(settings: Settings) -> dict[str, Any]:
     from flywheel.feedback.store import open_store
-    from loop.drift import drift
+    from flywheel.loop.drift import drift
 
     prompt = production_prompt(settings)
     model = production_model(settings)

@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from evals.calibration import JudgeCalibration
+from flywheel.evals.calibration import JudgeCalibration
 from flywheel.candidates import Candidate
 from flywheel.schemas import ClusterOutcome, FailureCluster
-from loop.context import CycleContext
+from flywheel.loop.context import CycleContext
 
 
 class CycleReport(BaseModel):
@@ -59,10 +59,10 @@ class CycleReport(BaseModel):
 
 
 def finish(ctx: CycleContext, report: CycleReport, status: str = "done") -> None:
-    from evals.tracking import set_tags
+    from flywheel.evals.tracking import set_tags
 
     from flywheel.candidates import Decision
-    from loop.promotion import loop_velocity_hours, verified_hours
+    from flywheel.loop.promotion import loop_velocity_hours, verified_hours
 
     with ctx.state() as state:
         promoted = state.candidates(decision=Decision.promoted)
@@ -90,7 +90,7 @@ def log_chart(ctx: CycleContext, client: Any, report: CycleReport) -> None:
     go on the report."""
     import tempfile
 
-    from evals.report import CHART_ARTIFACT, cycle_chart
+    from flywheel.evals.report import CHART_ARTIFACT, cycle_chart
 
     with ctx.state() as state:
         history = [(c["cycle_id"], c["champion_score"]) for c in reversed(state.cycles(limit=30))
@@ -124,7 +124,7 @@ def fail(ctx: CycleContext, reason: str, status: str = "failed") -> None:
     with ctx.state() as state:
         state.finish_cycle(ctx.cycle_id, status, None, None, {"error": reason})
     try:
-        from evals.tracking import CYCLE, KIND, find_run, set_tags
+        from flywheel.evals.tracking import CYCLE, KIND, find_run, set_tags
 
         client = ctx.mlflow
         exp = client.get_experiment_by_name(ctx.settings.experiment)

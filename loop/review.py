@@ -79,8 +79,8 @@ def _direction(trend: list[WeekRate]) -> str:
 def weekly_review(settings: Settings, *, until: datetime | None = None, days: int = 7, weeks: int = 6,
                   per_cluster: int = 5) -> WeeklyReview:
     """The review of the ``days`` before ``until`` (default: now), with ``weeks`` weeks of trend."""
-    from loop.diagnosis_step import last_diagnoses
-    from loop.triage_step import triage_step
+    from flywheel.loop.diagnosis_step import last_diagnoses
+    from flywheel.loop.triage_step import triage_step
 
     until = until or datetime.now(timezone.utc)
     since = until - timedelta(days=days)
@@ -126,7 +126,7 @@ def _velocity(settings: Settings) -> dict[str, float | int | None]:
     """Loop velocity over every promoted fix, as `status` gives it."""
     from flywheel.candidates import Decision
     from flywheel.state import open_state
-    from loop.promotion import loop_velocity
+    from flywheel.loop.promotion import loop_velocity
 
     with open_state(settings.ensure_home()) as state:
         return loop_velocity(state.candidates(decision=Decision.promoted))

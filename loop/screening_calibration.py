@@ -18,12 +18,12 @@ from collections import Counter
 
 import openai
 
-from evals.calibration import PASS, JudgeCalibration, agreement, assess
+from flywheel.evals.calibration import PASS, JudgeCalibration, agreement, assess
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.proposals import normalise
 from flywheel.schemas import StoredEvent
-from improvers.screening import FailingExample
+from flywheel.improvers.screening import FailingExample
 
 
 def _h(*parts: str) -> str:
@@ -67,7 +67,7 @@ def screening_pairs(settings: Settings) -> tuple[list[tuple[FailingExample, str,
 
 def calibrate_screening(settings: Settings) -> JudgeCalibration:
     """The resolution judge's verdicts on the pairs against the experts'; figures as for the golden judge."""
-    from improvers.screening_step import judge_resolutions
+    from flywheel.improvers.screening_step import judge_resolutions
 
     pairs, skipped = screening_pairs(settings)
     errors = 0

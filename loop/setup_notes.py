@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from evals.runner import EvalResult
+from flywheel.evals.runner import EvalResult
 from flywheel.templates import template_variables
-from improvers.registry import improvers
-from loop.context import CycleContext
+from flywheel.improvers.registry import improvers
+from flywheel.loop.context import CycleContext
 
 
 def _clip(text: str, limit: int = 80) -> str:

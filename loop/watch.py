@@ -32,9 +32,9 @@ from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.feedback.store import open_store
 from flywheel.state import open_state
-from loop.watch_actions import Intent, WatchAction, journal, pending_intents, perform
-from loop.watch_data import VERSION_COLUMN, RatedEvents
-from loop.watch_stats import Comparison, Verdict, compare
+from flywheel.loop.watch_actions import Intent, WatchAction, journal, pending_intents, perform
+from flywheel.loop.watch_data import VERSION_COLUMN, RatedEvents
+from flywheel.loop.watch_stats import Comparison, Verdict, compare
 
 DAY = 86400.0
 
@@ -199,7 +199,7 @@ def _decide(settings: Settings, row: WatchRow, *, current: bool) -> WatchAction:
 
 def _promotable(settings: Settings, row: WatchRow) -> str | None:
     """Why the canary cannot be promoted now (production moved since it was evaluated), or None."""
-    from loop.promotion import check_fresh
+    from flywheel.loop.promotion import check_fresh
 
     if row.candidate_id is None:
         return None
@@ -216,7 +216,7 @@ def _promotable(settings: Settings, row: WatchRow) -> str | None:
 
 def run_watch(settings: Settings, *, dry_run: bool = False) -> WatchReport:
     """Compare, decide, act (unless ``dry_run``), mark verified fixes; returns the watch document."""
-    from loop.watch_clusters import cluster_rates
+    from flywheel.loop.watch_clusters import cluster_rates
 
     now = time.time()
     settings.ensure_home()

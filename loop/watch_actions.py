@@ -20,8 +20,8 @@ from flywheel.candidates import ChampionKind
 from flywheel.champions import champion, running_canary
 from flywheel.config import Settings
 from flywheel.state import StateStore, open_state
-from loop.canary import end_canary, record_end
-from loop.promotion import record_rollback
+from flywheel.loop.canary import end_canary, record_end
+from flywheel.loop.promotion import record_rollback
 
 BY = "flywheel-watch"
 INTENTS = "watch_intents"

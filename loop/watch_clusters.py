@@ -15,14 +15,14 @@ from flywheel.champions import Move
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.state import open_state
-from loop.watch_data import RatedEvents
-from loop.watch_stats import compare
+from flywheel.loop.watch_data import RatedEvents
+from flywheel.loop.watch_stats import compare
 
 DAY = 86400.0
 
 
 def cluster_rates(settings: Settings, decided: list[tuple[Any, Move | None]]) -> list[Any]:
-    from loop.watch import ClusterRate
+    from flywheel.loop.watch import ClusterRate
 
     w = settings.watch
     out: list[ClusterRate] = []

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from flywheel.candidates import ChampionKind
-from loop.watch_stats import Side, capped_side
+from flywheel.loop.watch_stats import Side, capped_side
 
 COLUMNS = ("event_id", "ts", "negative", "user_id", "arm", "prompt_version", "index_version", "model")
 VERSION_COLUMN = {str(slot): slot.event_field for slot in ChampionKind}  # champion slot -> its event column

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from flywheel.config import Settings
-from loop.watch import WatchReport
-from loop.watch_data import VERSION_COLUMN, RatedEvents
+from flywheel.loop.watch import WatchReport
+from flywheel.loop.watch_data import VERSION_COLUMN, RatedEvents
 
 CHART = "watch/negative_rate_by_version.png"
 RUN_NAME = "flywheel-watch"
@@ -139,8 +139,8 @@ class WatchOutcome:
 
 def watch_once(settings: Settings, *, dry_run: bool = False) -> WatchOutcome:
     """The watch as the CLI and the flow run it: compare and act, chart and log, check drift."""
-    from loop.drift import alarm_is_new, drift
-    from loop.watch import run_watch
+    from flywheel.loop.drift import alarm_is_new, drift
+    from flywheel.loop.watch import run_watch
 
     report = run_watch(settings, dry_run=dry_run)
     png = chart(report.data) if report.data is not None else None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.rules import Learned
+from flywheel.sim.rules import Learned
 
 MIN_EXAMPLES = 10
 TERMINAL = ("succeeded", "failed", "cancelled")

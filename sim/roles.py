@@ -29,9 +29,9 @@ import re
 from collections import Counter
 from typing import Any
 
-from sim import variation
-from sim.rules import INTENTS, Intent, Learned, golden_expectation, is_correct, match_intent, product_answer
-from sim.variation import Style
+from flywheel.sim import variation
+from flywheel.sim.rules import INTENTS, Intent, Learned, golden_expectation, is_correct, match_intent, product_answer
+from flywheel.sim.variation import Style
 
 JUDGE_MARKER = "You are an impartial judge"
 RESOLUTION_MARKER = "You judge whether a user's complaint"
@@ -276,7 +276,7 @@ def golden_items(body: dict[str, Any], style: Style = Style()) -> str:
     uses. A category the world has no intent of gets no items.
 
     Wild and ``lossy``: every other item lacks its ``expected`` answer, as a careless model drops a field."""
-    from sim.world import make_query
+    from flywheel.sim.world import make_query
 
     text = _last_user(body.get("messages") or [])
     category = re.search(r"Category:\s*(\w+)", text)

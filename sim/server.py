@@ -44,9 +44,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sim import roles, variation
-from sim.finetune import FineTuneOptions, FineTuneStore, SimError
-from sim.variation import DRAFTING_MODES, Style
+from flywheel.sim import roles, variation
+from flywheel.sim.finetune import FineTuneOptions, FineTuneStore, SimError
+from flywheel.sim.variation import DRAFTING_MODES, Style
 
 SIM_MODELS = ("gpt-4o-mini", "gpt-4o", "sim-product", "sim-judge")
 

@@ -34,9 +34,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from flywheel.client import FlywheelClient
-from sim.quality import QualityMap, Variant
-from sim.rules import INTENTS_BY_ID, product_answer
-from sim.world import REASON_FOR_CATEGORY, TRAFFIC, make_query
+from flywheel.sim.quality import QualityMap, Variant
+from flywheel.sim.rules import INTENTS_BY_ID, product_answer
+from flywheel.sim.world import REASON_FOR_CATEGORY, TRAFFIC, make_query
 
 CONSENT_SHARE = 0.85
 

@@ -33,8 +33,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from evals.pipeline import context_block as pipeline_context
-from sim.rules import (
+from flywheel.evals.pipeline import context_block as pipeline_context
+from flywheel.sim.rules import (
     CURRENT,
     ERROR_CODES,
     INTENTS,

@@ -10,17 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import flywheel  # noqa: F401 - offline switches before anything else loads
-import pytest
+from flywheel._offline import apply_offline_defaults
+
+apply_offline_defaults()  # the offline switches before Prefect, MLflow or Hugging Face load
+
+import pytest  # noqa: E402
 from typer.testing import CliRunner
 
-from app.cli import app
+from flywheel.app.cli import app
 from flywheel.config import EmbeddingSettings, Settings, load_settings
-from evals.golden import load_golden
+from flywheel.evals.golden import load_golden
 from flywheel.embeddings import LocalEmbedder
 from pg_server import PostgresServer, ensure_postgres, server_bin
-from sim.server import SimOptions, Simulator
-from sim.world import write_world
+from flywheel.sim.server import SimOptions, Simulator
+from flywheel.sim.world import write_world
 
 _ENV_TO_CLEAR = (
     "FLYWHEEL_CONFIG",
@@ -217,7 +220,7 @@ def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from loop.embedding import texts_to_embed
+    from flywheel.loop.embedding import texts_to_embed
     from flywheel.embeddings import open_embedder
     from flywheel.feedback.store import open_store
     from flywheel.knowledge.source import chunks_of

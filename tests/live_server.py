@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from app.serve.runner import base_url, bind
+from flywheel.app.serve.runner import base_url, bind
 from flywheel.config import Settings, load_settings
 
 
@@ -20,7 +20,7 @@ class LiveServer:
         self.warm_up = warm_up
 
     def __enter__(self) -> LiveServer:
-        from app.serve.main import create_app
+        from flywheel.app.serve.main import create_app
 
         self.app = create_app(self.settings, warm_up=self.warm_up)
         sock = bind("127.0.0.1", 0)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from flows.approval import approval_form, field_name, wait_until_paused, waiting_runs
-from flows.cycle import CycleParameters, improvement_cycle
+from flywheel.flows.approval import approval_form, field_name, wait_until_paused, waiting_runs
+from flywheel.flows.cycle import CycleParameters, improvement_cycle
 from flywheel.config import load_settings
 from flywheel.state import open_state
 from nonempty import every
@@ -109,10 +109,10 @@ def test_what_nobody_approves_before_the_timeout_is_rejected(loop: dict, fast_po
 def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     from datetime import datetime, timezone
 
-    from evals.evidence import evidence_markdown
-    from evals.pipeline import Variant
-    from evals.report import approval_markdown
-    from evals.runner import EvalResult, EvalRow
+    from flywheel.evals.evidence import evidence_markdown
+    from flywheel.evals.pipeline import Variant
+    from flywheel.evals.report import approval_markdown
+    from flywheel.evals.runner import EvalResult, EvalRow
     from flywheel.candidates import Candidate
 
     cand = Candidate(candidate_id="prompt-abc123", cycle_id="c", kind="prompt", cluster_ids=["tone-1"],

@@ -12,19 +12,19 @@ from typing import Any
 import pytest
 
 from conftest import write_jsonl
-from evals.golden import GoldenItem, load_golden
-from evals.pipeline import Variant
-from evals.runner import EvalResult, EvalRow
+from flywheel.evals.golden import GoldenItem, load_golden
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import EvalResult, EvalRow
 from flywheel.candidates import Candidate, Decision, FinetunePayload, PromptPayload
 from flywheel.config import load_settings
 from flywheel.registry import (
     CANARY, PRODUCTION, model_at, prompt_at, register_model_version, register_prompt, use_mlflow,
 )
 from flywheel.state import open_state
-from loop.autonomy import BY_CANARY
-from loop.context import CycleContext
-from loop.gate import gate_step
-from loop.promotion import set_prompt
+from flywheel.loop.autonomy import BY_CANARY
+from flywheel.loop.context import CycleContext
+from flywheel.loop.gate import gate_step
+from flywheel.loop.promotion import set_prompt
 from tests.watch_helpers import ingest, rated_events
 
 N = 40  # golden items: above policy.min_golden_size
@@ -117,7 +117,7 @@ def test_canary_mode_starts_one_winner_as_a_canary_and_the_other_waits_saying_wh
 def test_a_run_chooses_canary_by_parameter_and_never_waits_for_approval(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
-    from flows.cycle import CycleParameters, _settings, _waits_for_approval
+    from flywheel.flows.cycle import CycleParameters, _settings, _waits_for_approval
     from flywheel.config_sections import ApprovalMode
 
     asked = CycleParameters(wait_for_approval=True)  # as a deployment run is asked
@@ -146,8 +146,8 @@ def test_cycle_canary_on_the_command_line_is_canary_mode(cli, monkeypatch: pytes
 
 def test_a_cycle_in_canary_mode_leaves_a_running_canary_that_the_watch_promotes(
         cli, loop: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.approval import waiting_runs
-    from flows.cycle import CycleParameters, improvement_cycle
+    from flywheel.flows.approval import waiting_runs
+    from flywheel.flows.cycle import CycleParameters, improvement_cycle
 
     # As the nightly deployment runs it: asked to wait for approval, canary mode from the config.
     monkeypatch.setenv("FLYWHEEL_POLICY__AUTO_APPROVE", "canary")
@@ -183,7 +183,7 @@ def test_a_cycle_in_canary_mode_leaves_a_running_canary_that_the_watch_promotes(
 def test_a_rerun_after_a_crash_finishes_its_own_canary_instead_of_waiting_for_it() -> None:
     from flywheel.champions import champion
     from flywheel.config_sections import ApprovalMode
-    from loop.autonomy import release
+    from flywheel.loop.autonomy import release
     from tests.watch_helpers import prompt_candidate
 
     settings = load_settings()

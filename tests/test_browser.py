@@ -138,7 +138,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
 
     from playwright.sync_api import expect, sync_playwright
 
-    from flows.approval import waiting_runs
+    from flywheel.flows.approval import waiting_runs
     from flywheel.config import load_settings
     from flywheel.state import open_state
     from operator_stack import BIN

@@ -82,7 +82,7 @@ def test_rollback_canary_ends_it_and_production_never_moved(cli) -> None:
 def test_a_rag_canary_moves_only_the_canary_index_pointer(cli, local_embedder, tmp_path: Path) -> None:
     from flywheel.knowledge.index import ACTIVE, CANARY as CANARY_INDEX, KnowledgeIndex
     from flywheel.registry import production_prompt
-    from loop.promotion import set_prompt
+    from flywheel.loop.promotion import set_prompt
 
     settings = load_settings()
     set_prompt(settings, "You are a helpful assistant.", message="start", by="test")
@@ -115,7 +115,7 @@ def test_a_rag_canary_moves_only_the_canary_index_pointer(cli, local_embedder, t
 
 def test_a_model_canary_uses_the_model_registry_alias(cli) -> None:
     from flywheel.registry import production_model, register_model_version
-    from loop.promotion import set_prompt
+    from flywheel.loop.promotion import set_prompt
 
     settings = load_settings()
     set_prompt(settings, "You are a helpful assistant.", message="start", by="test")

@@ -14,15 +14,15 @@ import typer
 from typer.testing import CliRunner
 
 import outside_product
-from app.setup_commands import register
+from flywheel.app.setup_commands import register
 from conftest import write_jsonl
-from evals.golden import load_golden
+from flywheel.evals.golden import load_golden
 from flywheel.config import load_settings
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
 from flywheel.knowledge.source import load_documents
-from loop.checks import Check, Problem, Severity, preflight
-from loop.checks.golden_set import check_golden
+from flywheel.loop.checks import Check, Problem, Severity, preflight
+from flywheel.loop.checks.golden_set import check_golden
 from nonempty import every
 
 STARTER_FILES = {"flywheel.toml", "prompt.txt", "golden.jsonl", "feedback.jsonl", "knowledge/pricing.md",

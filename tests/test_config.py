@@ -134,7 +134,7 @@ def test_an_error_quoting_a_store_url_shows_no_password() -> None:
     import typer
     from typer.testing import CliRunner
 
-    from app.output import handles_errors
+    from flywheel.app.output import handles_errors
     from flywheel.errors import FlywheelError
 
     @handles_errors
@@ -179,15 +179,15 @@ def _start_cli(cli, settings) -> None:
 
 
 def _start_service(cli, settings) -> None:
-    from app.serve.main import create_app
+    from flywheel.app.serve.main import create_app
 
     create_app(settings, warm_up=False).state.service.close()
 
 
 def _start_flows(cli, settings) -> None:
-    import flows
+    import flywheel.flows
 
-    importlib.reload(flows)  # what a worker's flow run executes when it imports its entrypoint
+    importlib.reload(flywheel.flows)  # what a worker's flow run executes when it imports its entrypoint
 
 
 @pytest.mark.parametrize("start", [_start_cli, _start_service, _start_flows], ids=["cli", "serve", "flows"])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from evals.golden import load_golden
+from flywheel.evals.golden import load_golden
 from flywheel.config import load_settings
 from flywheel.errors import UsageError
-from loop.context import CycleContext
+from flywheel.loop.context import CycleContext
 
 
 def _golden(path: Path, items: int) -> None:

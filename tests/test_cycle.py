@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flywheel.config import load_settings
-from sim.server import SimOptions, Simulator
+from flywheel.sim.server import SimOptions, Simulator
 from nonempty import every
 
 BIN = Path(sys.executable).parent
@@ -309,8 +309,8 @@ def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: d
 
 
 def test_an_unchanged_champion_is_not_evaluated_again(loop: dict) -> None:
-    from loop.context import begin
-    from loop.evaluate import evaluate_step, variant_for
+    from flywheel.loop.context import begin
+    from flywheel.loop.evaluate import evaluate_step, variant_for
 
     settings = load_settings()
     ctx = begin(settings)

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from loop.cycle_lock import LOCK_FILE, cycle_lock
+from flywheel.loop.cycle_lock import LOCK_FILE, cycle_lock
 
 
 def test_a_second_cycle_waits_for_the_first_and_says_for_whom(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_a_second_cycle_waits_for_the_first_and_says_for_whom(tmp_path: Path) ->
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
-    code = ("import sys, time; from pathlib import Path; from loop.cycle_lock import cycle_lock\n"
+    code = ("import sys, time; from pathlib import Path; from flywheel.loop.cycle_lock import cycle_lock\n"
             "with cycle_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parents[1])

@@ -34,9 +34,9 @@ def _logs_of_latest_cycle() -> list[str]:
 def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Path, sim_env, prefect_api: str,
                                                                    local_embedder, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from evals.golden import load_golden
-    from flows.cycle import run_flow
-    from loop import embedding, evaluate
+    from flywheel.evals.golden import load_golden
+    from flywheel.flows.cycle import run_flow
+    from flywheel.loop import embedding, evaluate
     from flywheel.embeddings import build_embedder, not_cached
 
     golden = write_jsonl(tmp_path / "golden.jsonl",
@@ -79,8 +79,8 @@ def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Pa
     assert sum(1 for line in logs if line.startswith("task evaluate-")) == batches
 
     # The same scores as one batch in this process (the champion, evaluated again without the cache).
-    from evals.pipeline import Variant
-    from evals.runner import evaluate_many
+    from flywheel.evals.pipeline import Variant
+    from flywheel.evals.runner import evaluate_many
     from flywheel.registry import require_production_prompt
 
     prompt = require_production_prompt(settings)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from flywheel.config import load_settings
-from sim.hung import HungEndpoint
-from sim.server import SimOptions, Simulator
+from flywheel.sim.hung import HungEndpoint
+from flywheel.sim.server import SimOptions, Simulator
 
 BIN = Path(sys.executable).parent
 # Short deadlines for the tests; the defaults are documented in the README.

@@ -22,18 +22,18 @@ from conftest import event, seed_world_vectors, write_jsonl
 from flywheel.config import load_settings
 from flywheel.feedback.store import open_store
 from flywheel.schemas import CATEGORIES, FailureCluster
-from improvers import diagnosis as diagnosis_module
-from improvers.diagnosis import diagnose
-from improvers.prompt import propose
-from improvers.screening import FailingExample
-from loop.diagnosis_step import apply_diagnosis, diagnose_step
-from improvers.screening_step import answer_queries, failing_examples, judge_resolutions
-from improvers.registry import improver
-from loop.triage_step import triage_step
-from sim import roles
-from sim.rules import INTENTS, match_intent
-from sim.server import SimOptions, Simulator
-from sim.world import INITIAL_PROMPT, make_query
+from flywheel.improvers import diagnosis as diagnosis_module
+from flywheel.improvers.diagnosis import diagnose
+from flywheel.improvers.prompt import propose
+from flywheel.improvers.screening import FailingExample
+from flywheel.loop.diagnosis_step import apply_diagnosis, diagnose_step
+from flywheel.improvers.screening_step import answer_queries, failing_examples, judge_resolutions
+from flywheel.improvers.registry import improver
+from flywheel.loop.triage_step import triage_step
+from flywheel.sim import roles
+from flywheel.sim.rules import INTENTS, match_intent
+from flywheel.sim.server import SimOptions, Simulator
+from flywheel.sim.world import INITIAL_PROMPT, make_query
 from nonempty import every
 
 PER_INTENT = 24  # reason-less downvotes kept per intent: every failure mode, in seconds

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from evals.fingerprint import EvalFingerprint, endpoint_identity
-from evals.golden import load_golden
-from evals.pipeline import Variant
+from flywheel.evals.fingerprint import EvalFingerprint, endpoint_identity
+from flywheel.evals.golden import load_golden
+from flywheel.evals.pipeline import Variant
 from flywheel.config import Settings, load_settings
-from improvers.screening import FailingExample
-from loop.evaluate import assemble_evaluation, evaluate_batch_step, evaluate_step, plan_evaluation
-from improvers.screening_step import judge_resolutions
-from sim.server import Simulator
+from flywheel.improvers.screening import FailingExample
+from flywheel.loop.evaluate import assemble_evaluation, evaluate_batch_step, evaluate_step, plan_evaluation
+from flywheel.improvers.screening_step import judge_resolutions
+from flywheel.sim.server import Simulator
 
 SECRET = "sk-test-not-to-be-stored-4711"
 

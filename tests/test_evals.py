@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.golden import load_golden
-from evals.policy import judge_candidate
-from evals.scorers import contains, exact, json_match, parse_judgement, regex
-from evals.stats import compare, paired_bootstrap_ci
+from flywheel.evals.golden import load_golden
+from flywheel.evals.policy import judge_candidate
+from flywheel.evals.scorers import contains, exact, json_match, parse_judgement, regex
+from flywheel.evals.stats import compare, paired_bootstrap_ci
 from flywheel.config import PolicySettings
 from flywheel.errors import UsageError
-from sim.world import generate_golden
+from flywheel.sim.world import generate_golden
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,8 +116,8 @@ def test_policy_rules_each_can_fail() -> None:
 def test_evaluation_batches_cover_each_variant_once_and_reassemble_in_order(tmp_path: Path) -> None:
     """What Dask runs: batches split the golden set per variant, share the concurrency, and come back
     in golden order whatever order they finish in; a missing batch is an error, never a short score."""
-    from evals.pipeline import Variant
-    from evals.runner import BatchRows, EvalRow, assemble, plan_batches
+    from flywheel.evals.pipeline import Variant
+    from flywheel.evals.runner import BatchRows, EvalRow, assemble, plan_batches
 
     rows = [{"id": f"g{i}", "input": f"q{i}", "expected": "a", "category": "c"} for i in range(10)]
     path = tmp_path / "g.jsonl"
@@ -137,7 +137,7 @@ def test_evaluation_batches_cover_each_variant_once_and_reassemble_in_order(tmp_
                     output="a", score=float(n % 2)) for n, i in enumerate(golden.items[b.start:b.stop], b.start)])
 
     cached = [None, None]
-    from evals.runner import EvalResult
+    from flywheel.evals.runner import EvalResult
 
     cached[0] = EvalResult(variant=variants[0], golden_version=golden.version, rows=[], cached=True)
     parts = [ran(b) for b in reversed(batches)]

@@ -16,10 +16,10 @@ from flywheel.config import FinetuneSettings, IngestSettings, TriageSettings, lo
 from flywheel.feedback.ingest import to_stored
 from flywheel.feedback.scrub import PLACEHOLDERS
 from flywheel.schemas import FailureCluster, FeedbackEvent
-from sim.finetune import FineTuneOptions
-from sim.server import SimOptions, Simulator
-from improvers.dataset import curate
-from improvers.surrogates import PLACEHOLDER, SURROGATES
+from flywheel.sim.finetune import FineTuneOptions
+from flywheel.sim.server import SimOptions, Simulator
+from flywheel.improvers.dataset import curate
+from flywheel.improvers.surrogates import PLACEHOLDER, SURROGATES
 from nonempty import every
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -268,7 +268,7 @@ def test_route_to_finetune_needs_a_failed_prompt_and_1000_usable(local_embedder,
 
 # -- jobs on the simulator -------------------------------------------------------------------------
 def _setup_for_jobs(cli, tmp_path: Path, sim: Simulator, monkeypatch) -> tuple:
-    from loop.context import CycleContext
+    from flywheel.loop.context import CycleContext
 
     monkeypatch.setenv("OPENAI_BASE_URL", sim.base_url)
     monkeypatch.setenv("FLYWHEEL_TRIAGE__FINETUNE_MIN_EXAMPLES", "20")
@@ -288,7 +288,7 @@ def _setup_for_jobs(cli, tmp_path: Path, sim: Simulator, monkeypatch) -> tuple:
 
 
 def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, tmp_path: Path, monkeypatch) -> None:
-    from improvers.finetune_step import improve_finetune_step
+    from flywheel.improvers.finetune_step import improve_finetune_step
     from flywheel.state import open_state
 
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2,
@@ -308,8 +308,8 @@ def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, 
 def test_a_malformed_job_status_ends_the_step_with_a_clear_endpoint_error(cli, tmp_path: Path, monkeypatch) -> None:
     """A job status without a usable status or model is an endpoint error (retried like a 500, then
     EndpointFailed, which ends the cycle with one message), never a pydantic ValidationError."""
-    from loop.context import EndpointFailed
-    from improvers.finetune_step import improve_finetune_step
+    from flywheel.loop.context import EndpointFailed
+    from flywheel.improvers.finetune_step import improve_finetune_step
 
     monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2, malformed_status=True))
@@ -323,10 +323,10 @@ def test_a_malformed_job_status_ends_the_step_with_a_clear_endpoint_error(cli, t
 
 
 def test_a_resumed_job_is_polled_not_submitted_again(cli, tmp_path: Path, monkeypatch) -> None:
-    from improvers import finetuning
-    from improvers.finetune_step import improve_finetune_step
+    from flywheel.improvers import finetuning
+    from flywheel.improvers.finetune_step import improve_finetune_step
     from flywheel.llm import make_client
-    from improvers import finetune as jobs
+    from flywheel.improvers import finetune as jobs
 
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=2.0))
     with Simulator(options=options) as sim:

@@ -12,7 +12,7 @@ from flywheel.state import open_state
 
 def _pending_index_candidate(tmp_path: Path, cli) -> Candidate:
     """Production: prompt v1 and index v1; waiting: index v2, evaluated against exactly that."""
-    from evals.tracking import experiment_id
+    from flywheel.evals.tracking import experiment_id
     from flywheel.registry import use_mlflow
 
     prompt = tmp_path / "prompt.txt"

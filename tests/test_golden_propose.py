@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Cli
-from evals.golden import GoldenItem, load_golden
+from flywheel.evals.golden import GoldenItem, load_golden
 from flywheel.proposals import PLACEHOLDER
 from golden_feedback import SECRET_MARKERS, TEAM_JSON, seed_feedback
 from nonempty import every
@@ -160,8 +160,8 @@ def test_drafting_survives_a_model_in_the_wild_and_sends_only_consented_text(
     """Fenced and prose-wrapped JSON is read; truncated, refused or lossy answers cost items, never the run."""
     from flywheel.config import load_settings
     from flywheel.llm import make_client
-    from loop.golden.synthetic import draft
-    from sim.server import SimOptions, Simulator
+    from flywheel.loop.golden.synthetic import draft
+    from flywheel.sim.server import SimOptions, Simulator
 
     seed_feedback(cli)
     items = problems = 0

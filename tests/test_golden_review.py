@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import Cli
-from evals.golden import load_golden
+from flywheel.evals.golden import load_golden
 from flywheel.config import load_settings
 from golden_feedback import seed_feedback
 from nonempty import every
@@ -83,7 +83,7 @@ def test_the_new_version_is_an_mlflow_dataset_with_who_accepted_what(cli: Cli, t
 
 
 def test_a_write_that_fails_leaves_the_previous_file_whole(team_golden: Path) -> None:
-    from loop.golden.versions import write_atomically
+    from flywheel.loop.golden.versions import write_atomically
 
     with pytest.raises(TypeError):
         write_atomically(team_golden, "not bytes")  # type: ignore[arg-type]  # fails after the temp file exists
@@ -119,12 +119,12 @@ def test_coverage_counts_items_negative_events_and_uncovered_clusters(cli: Cli, 
 def test_a_candidate_for_an_uncovered_cluster_says_so_in_the_cycle_report(settings, team_golden: Path) -> None:
     from datetime import datetime, timezone
 
-    from evals.report import outcome_table
+    from flywheel.evals.report import outcome_table
     from flywheel.candidates import Candidate
     from flywheel.schemas import FailureCluster
-    from loop.context import CycleContext
-    from loop.outcomes import cluster_outcomes, cluster_work
-    from improvers.base import ImproverRun, Proposal
+    from flywheel.loop.context import CycleContext
+    from flywheel.loop.outcomes import cluster_outcomes, cluster_work
+    from flywheel.improvers.base import ImproverRun, Proposal
 
     ctx = CycleContext(settings=load_settings(), cycle_id="cyc-1", resumed=False, champion_version="1",
                        champion_template="Be helpful.", golden_version=load_golden(team_golden).version)
@@ -166,7 +166,7 @@ def test_the_golden_review_flow_accepts_what_its_form_switches_on(cli: Cli, pref
 
     from prefect.flow_runs import resume_flow_run
 
-    from flows.golden_review import GoldenReviewParameters, field_name, golden_review, review_form
+    from flywheel.flows.golden_review import GoldenReviewParameters, field_name, golden_review, review_form
     from flywheel.proposals import GoldenProposal
 
     path = Path("first/golden.jsonl")

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from evals.golden import load_golden
-from evals.pipeline import Variant
-from evals.runner import evaluate
+from flywheel.evals.golden import load_golden
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import evaluate
 from flywheel.config import ImproveSettings, load_settings
-from loop.evaluate import answer_factory
-from improvers.screening_step import answer_queries, judge_resolutions
+from flywheel.loop.evaluate import answer_factory
+from flywheel.improvers.screening_step import answer_queries, judge_resolutions
 from flywheel.llm import make_client
-from sim.server import SimOptions, Simulator
-from sim.rules import correct_answer, match_intent
-from sim.world import INITIAL_PROMPT
-from improvers.prompt import FailingExample, integrity_problems, propose
+from flywheel.sim.server import SimOptions, Simulator
+from flywheel.sim.rules import correct_answer, match_intent
+from flywheel.sim.world import INITIAL_PROMPT
+from flywheel.improvers.prompt import FailingExample, integrity_problems, propose
 from nonempty import every
 
 S = ImproveSettings()
@@ -128,7 +128,7 @@ def test_judge_scorer_and_a_users_own_pipeline(simulator, tmp_path: Path) -> Non
 
 
 def test_items_that_keep_failing_are_errors_not_scores(tmp_path: Path) -> None:
-    from sim.server import SimOptions, Simulator
+    from flywheel.sim.server import SimOptions, Simulator
 
     golden = load_golden(_golden(tmp_path, [{"id": "a", "input": "How do I reset my password?",
                                              "expected": "Reset password", "category": "c"}]))
@@ -143,7 +143,7 @@ def test_items_that_keep_failing_are_errors_not_scores(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spec", ["nomodule", "no_such_module:fn", "pipeline_hooks:missing"])
 def test_a_bad_pipeline_hook_is_a_usage_error(spec: str) -> None:
-    from evals.pipeline import load_user_pipeline
+    from flywheel.evals.pipeline import load_user_pipeline
     from flywheel.errors import UsageError
 
     with pytest.raises(UsageError, match="eval.pipeline"):

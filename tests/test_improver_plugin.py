@@ -34,7 +34,7 @@ def fewshot_installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_the_registry_finds_the_built_ins_and_an_installed_plugin_by_entry_point(fewshot_installed: None) -> None:
-    from improvers.registry import improver, improvers
+    from flywheel.improvers.registry import improver, improvers
 
     assert [i.name for i in improvers()] == ["prompt", "rag", "finetune", "fewshot"]
     assert improver("fewshot").slot == "prompt" and improver("finetune").slot == "model"
@@ -69,7 +69,7 @@ def test_the_cycle_and_the_faces_reach_improvers_only_through_the_registry() -> 
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = {a.name for a in node.names}
-                if node.module.startswith("improvers.") and node.module.split(".")[1].startswith(BUILT_IN_MODULES):
+                if node.module.startswith("flywheel.improvers.") and node.module.split(".")[2].startswith(BUILT_IN_MODULES):
                     found.append(f"{path.relative_to(root)}:{node.lineno}: {node.module}")
                 if names & KIND_SPECIFIC:
                     found.append(f"{path.relative_to(root)}:{node.lineno}: {', '.join(sorted(names & KIND_SPECIFIC))}")

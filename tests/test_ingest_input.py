@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import event, write_jsonl
-from app.cli import app
+from flywheel.app.cli import app
 from flywheel.config import IngestSettings, load_settings
 from flywheel.feedback.store import open_store
 from nonempty import every

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 from conftest import event, write_jsonl
-from app.cli import app
+from flywheel.app.cli import app
 from flywheel.config import IngestSettings, load_settings
 from flywheel.feedback.ingest import ingest_lines
 from flywheel.feedback.store import open_store

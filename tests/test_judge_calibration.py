@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 
 from conftest import Cli, event, write_jsonl
-from evals.calibration import Agreement, agreement, assess
-from evals.golden import GoldenItem, load_golden
-from evals.pipeline import Variant
-from evals.runner import EvalResult, EvalRow
+from flywheel.evals.calibration import Agreement, agreement, assess
+from flywheel.evals.golden import GoldenItem, load_golden
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import EvalResult, EvalRow
 from flywheel.candidates import Candidate, Decision, PromptPayload
 from flywheel.config import load_settings
 from flywheel.registry import use_mlflow
 from flywheel.state import open_state
-from loop.context import CycleContext
-from loop.gate import gate_step
-from sim.server import SimOptions, Simulator
+from flywheel.loop.context import CycleContext
+from flywheel.loop.gate import gate_step
+from flywheel.sim.server import SimOptions, Simulator
 
 SECRET = "PANGOLIN-4471"  # only in text without consent: it must never reach the judge
 
@@ -104,7 +104,7 @@ def _golden_file(path: Path) -> Path:
 
 def _judged(sim: Simulator) -> list[dict[str, Any]]:
     """The requests to the judge scorer (screening's resolution judge has its own instructions)."""
-    from evals.scorers import JUDGE_SYSTEM
+    from flywheel.evals.scorers import JUDGE_SYSTEM
 
     return [b for b in sim.state.requests if b["messages"][0]["content"] == JUDGE_SYSTEM]
 
@@ -162,7 +162,7 @@ def test_the_sample_is_capped_and_deterministic(cli: Cli, recording_sim: Simulat
                   correction=f"Reference {k}") for k in range(12)]
     cli("ingest", str(write_jsonl(Path("reviews.jsonl"), rows)), "--json")
     monkeypatch.setenv("FLYWHEEL_JUDGE__MAX_ITEMS", "5")
-    from loop.calibration import calibration_items
+    from flywheel.loop.calibration import calibration_items
 
     first, skipped = calibration_items(load_settings(), None)
     assert len(first) == 5 and skipped["over_max_items"] == 7

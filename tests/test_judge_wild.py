@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI
 
-import evals.runner as runner
-from evals.golden import load_golden
-from evals.pipeline import Variant
-from evals.runner import EvalRow
-from evals.scorers import judge_messages, parse_judgement
-from sim import roles
-from sim.rules import product_answer
-from sim.server import SimOptions, Simulator
-from sim.variation import JUDGE_SHAPES, PROSE, REFUSAL, Style
-from sim.world import INITIAL_PROMPT
+import flywheel.evals.runner as runner
+from flywheel.evals.golden import load_golden
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import EvalRow
+from flywheel.evals.scorers import judge_messages, parse_judgement
+from flywheel.sim import roles
+from flywheel.sim.rules import product_answer
+from flywheel.sim.server import SimOptions, Simulator
+from flywheel.sim.variation import JUDGE_SHAPES, PROSE, REFUSAL, Style
+from flywheel.sim.world import INITIAL_PROMPT
 from nonempty import every
 
 GOLDEN = Path(__file__).resolve().parents[1] / "evals" / "golden" / "default.jsonl"

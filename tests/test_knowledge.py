@@ -15,7 +15,7 @@ from flywheel.config import load_settings
 from flywheel.embeddings import CachedEmbedder, EmbeddingCache
 from flywheel.knowledge.index import KnowledgeIndex
 from flywheel.knowledge.source import chunk_document, Document
-from sim.world import KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES
+from flywheel.sim.world import KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES
 from flywheel.state import open_state
 from nonempty import every
 
@@ -190,7 +190,7 @@ def _event(i: int, user: str, correction: str | None = None, signal: str = "thum
 
 def test_a_lone_users_correction_never_enters_the_index(index, tmp_path: Path) -> None:
     from flywheel.knowledge.source import load_documents
-    from improvers import rag
+    from flywheel.improvers import rag
 
     src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
     index.sync(src)
@@ -222,7 +222,7 @@ def test_a_lone_users_correction_never_enters_the_index(index, tmp_path: Path) -
 
 
 def test_a_candidate_that_breaks_unrelated_retrieval_is_rejected(index, tmp_path: Path) -> None:
-    from evals.retrieval import RetrievalCheck, validate
+    from flywheel.evals.retrieval import RetrievalCheck, validate
     from flywheel.knowledge.source import chunks_of
 
     src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)

@@ -18,9 +18,9 @@ from conftest import write_jsonl
 from flywheel.candidates import Candidate, Decision, PromptPayload
 from flywheel.config import load_settings
 from flywheel.schemas import FailureCluster
-from improvers.merge_evidence import check_fix, FixVerdict
-from loop.context import begin, CycleContext
-from sim.server import SimOptions, Simulator
+from flywheel.improvers.merge_evidence import check_fix, FixVerdict
+from flywheel.loop.context import begin, CycleContext
+from flywheel.sim.server import SimOptions, Simulator
 from nonempty import every
 
 KNOWN = list(outside_product.RECIPES)
@@ -74,7 +74,7 @@ def _start(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: 
 
 
 def _draft(ctx: CycleContext, clusters: list[FailureCluster]) -> list[Candidate]:
-    from improvers.prompt_step import improve_prompt_step, unique_candidates
+    from flywheel.improvers.prompt_step import improve_prompt_step, unique_candidates
 
     drafted = [cand for c in clusters for cand in improve_prompt_step(ctx, c, ctx.protected_texts())]
     return unique_candidates(ctx, drafted)
@@ -85,7 +85,7 @@ def test_identical_drafts_keep_each_clusters_evidence_and_the_merge_is_held_to_i
     """Two format clusters draft the same prompt; it resolves every JSON request of the first but only
     the known dish of the second. Held to the first cluster's 100% on the second (one share per
     candidate), the merge with the tone fix was refused; held to what it resolved there, it is kept."""
-    from improvers.merge_step import merge_step
+    from flywheel.improvers.merge_step import merge_step
 
     json_asks = _events("json", [f"Send me the {d} recipe in JSON so my app can read it." for d in KNOWN],
                         "format", "I need machine-readable JSON")
@@ -121,16 +121,16 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
     """The JSON fix and the tone fix cannot live in one prompt on this model. Both pass the gate
     alone; one waits, the other is deferred (never superseded: they fix different things), listed by
     status, drafted first in the next cycle against the new champion and marked carried there."""
-    from evals.report import approval_markdown, merge_lines
-    from evals.runner import EvalResult
-    from improvers.deferral import mark_carried
-    from loop.evaluate import evaluate_step, variant_for
-    from loop.gate import gate_step
-    from improvers.merge_step import merge_step
-    from loop.promotion import approve, status
-    from improvers.prompt_step import improve_prompt_step
-    from loop.report import finish
-    from improvers.registry import improver
+    from flywheel.evals.report import approval_markdown, merge_lines
+    from flywheel.evals.runner import EvalResult
+    from flywheel.improvers.deferral import mark_carried
+    from flywheel.loop.evaluate import evaluate_step, variant_for
+    from flywheel.loop.gate import gate_step
+    from flywheel.improvers.merge_step import merge_step
+    from flywheel.loop.promotion import approve, status
+    from flywheel.improvers.prompt_step import improve_prompt_step
+    from flywheel.loop.report import finish
+    from flywheel.improvers.registry import improver
 
     json_asks = _events("json", [f"Send me the {d} recipe in JSON so my app can read it." for d in KNOWN],
                         "format", "I need machine-readable JSON")

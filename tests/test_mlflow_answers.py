@@ -12,18 +12,18 @@ from typing import Any
 import pytest
 
 from conftest import write_jsonl
-from evals.golden import GoldenItem, GoldenSet, canonical_version, load_golden
-from evals.pipeline import Variant
-from evals.report import report_markdown
-from evals.runner import EvalResult, EvalRow
-from evals.tracking import cycle_run, experiment_id, log_variant, run_label
+from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version, load_golden
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.report import report_markdown
+from flywheel.evals.runner import EvalResult, EvalRow
+from flywheel.evals.tracking import cycle_run, experiment_id, log_variant, run_label
 from flywheel.candidates import Candidate, PromptPayload
 from flywheel.config import Settings, load_settings
 from flywheel.registry import register_prompt, use_mlflow
 from flywheel.state import open_state
-from loop.context import CycleContext
-from loop.gate import diff_markdown, gate_step
-from improvers.prompt_step import prompt_diff, register_draft
+from flywheel.loop.context import CycleContext
+from flywheel.loop.gate import diff_markdown, gate_step
+from flywheel.improvers.prompt_step import prompt_diff, register_draft
 from nonempty import every
 
 

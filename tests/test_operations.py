@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from flows.operations import PromotionParameters, promotion, triage_feedback
+from flywheel.flows.operations import PromotionParameters, promotion, triage_feedback
 from nonempty import every
 
 

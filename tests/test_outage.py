@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from flywheel.config import load_settings
-from sim.server import SimOptions, Simulator
+from flywheel.sim.server import SimOptions, Simulator
 from nonempty import every
 
 BIN = Path(sys.executable).parent

@@ -123,7 +123,7 @@ def test_chunk_ids_of_files_with_spaces_are_document_ids() -> None:
 
 
 def test_the_sim_world_passes_the_identifier_grammar(tmp_path: Path) -> None:
-    from sim.world import write_world
+    from flywheel.sim.world import write_world
 
     write_world(tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()

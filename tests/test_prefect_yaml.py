@@ -38,7 +38,7 @@ def test_the_nightly_can_run_with_no_person_in_the_loop() -> None:
     and its description says how; a value that is not one of the three is refused, not read as true."""
     from prefect.exceptions import ParameterTypeError
 
-    from flows.cycle import CycleParameters, improvement_cycle
+    from flywheel.flows.cycle import CycleParameters, improvement_cycle
 
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     nightly = next(d for d in doc["deployments"] if d["name"] == "nightly")
@@ -63,7 +63,7 @@ def test_the_weekly_review_deployment_runs_every_monday() -> None:
 
 
 def test_task_cache_keys_are_short_and_path_safe() -> None:
-    from flows.cycle import _key
+    from flywheel.flows.cycle import _key
 
     key = _key("/tmp/some/home", "cyc-20261125T000000-abcd", "eval", ",".join("f" * 64 for _ in range(20)))
     assert len(key) <= 64 and key.replace("-", "").isalnum()  # Prefect names a result file after it
@@ -73,7 +73,7 @@ def test_task_cache_keys_are_short_and_path_safe() -> None:
 def test_fresh_negative_feedback_triggers_a_cycle() -> None:
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
-    from flows.events import EVENT
+    from flywheel.flows.events import EVENT
     from flywheel.config import EventSettings
 
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -110,7 +110,7 @@ def test_the_golden_review_deployment_runs_the_review_flow_by_hand() -> None:
 def test_the_watch_runs_every_15_minutes_and_a_drift_alarm_starts_a_cycle() -> None:
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
-    from flows.events import DRIFT_EVENT, DRIFT_RESOURCE
+    from flywheel.flows.events import DRIFT_EVENT, DRIFT_RESOURCE
 
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in doc["deployments"]}

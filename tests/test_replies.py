@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from improvers.prompt import combine_edits
+from flywheel.improvers.prompt import combine_edits
 from flywheel.replies import ReplyProblem, json_object
-from improvers.screening import parse_verdict
+from flywheel.improvers.screening import parse_verdict
 
 CLEAN = '{"prompts": ["You help. Apologize first.", "You help. Be kind."]}'
 
@@ -57,8 +57,8 @@ def test_an_endpoint_that_rejects_json_schema_is_asked_for_a_json_object_once() 
     from flywheel.config import load_settings
     from flywheel.llm import make_client
     from flywheel.replies import chat_json
-    from sim.server import SimOptions, Simulator
-    from improvers.screening import VERDICT_SCHEMA, FailingExample, resolution_messages
+    from flywheel.sim.server import SimOptions, Simulator
+    from flywheel.improvers.screening import VERDICT_SCHEMA, FailingExample, resolution_messages
 
     example = FailingExample(query="Write a short poem about autumn leaves.", output="Sure! Waves fold silver...",
                              signal="thumbs_down", reason="off_topic")
@@ -79,8 +79,8 @@ def test_the_async_client_falls_back_and_remembers_the_same_way() -> None:
     from flywheel.config import load_settings
     from flywheel.llm import make_async_client
     from flywheel.replies import achat_json
-    from sim.server import SimOptions, Simulator
-    from improvers.screening import VERDICT_SCHEMA, FailingExample, resolution_messages
+    from flywheel.sim.server import SimOptions, Simulator
+    from flywheel.improvers.screening import VERDICT_SCHEMA, FailingExample, resolution_messages
 
     example = FailingExample(query="Write a short poem about autumn leaves.", output="Sure! Waves fold silver...",
                              signal="thumbs_down", reason="off_topic")

@@ -10,11 +10,11 @@ import pytest
 from markdown_it import MarkdownIt
 from scipy.stats import norm
 
-from evals.calibration import JudgeCalibration
-from evals.evidence import evidence_markdown, untested_combinations
-from evals.pipeline import Variant
-from evals.report import approval_markdown, cycle_chart, cycle_figure, report_markdown
-from evals.runner import EvalResult, EvalRow
+from flywheel.evals.calibration import JudgeCalibration
+from flywheel.evals.evidence import evidence_markdown, untested_combinations
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.report import approval_markdown, cycle_chart, cycle_figure, report_markdown
+from flywheel.evals.runner import EvalResult, EvalRow
 from flywheel.candidates import Candidate
 
 
@@ -194,7 +194,7 @@ def test_the_chart_draws_a_95_interval_on_each_bar_when_given_counts() -> None:
 
 
 def test_an_interval_needs_items() -> None:
-    from evals.evidence import wilson
+    from flywheel.evals.evidence import wilson
 
     with pytest.raises(ValueError):
         wilson(0.5, 0)

@@ -57,7 +57,7 @@ def test_review_groups_the_weeks_worst_outputs_and_shows_the_trend(cli, tmp_path
 def test_the_review_flow_publishes_its_artifacts(cli, tmp_path: Path, prefect_api: str) -> None:
     from prefect.artifacts import Artifact
 
-    from flows.review import ReviewParameters, weekly_feedback_review
+    from flywheel.flows.review import ReviewParameters, weekly_feedback_review
 
     cli("ingest", str(_feedback(tmp_path)), "--json")
     out = weekly_feedback_review(ReviewParameters(until=UNTIL, weeks=3))

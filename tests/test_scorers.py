@@ -9,12 +9,12 @@ from typing import get_args
 
 import pytest
 
-from evals.golden import GoldenItem, Scorer
-from evals.pipeline import Variant
-from evals.runner import run_items
-from evals.scorers import CODE_SCORERS, contains, word, words
+from flywheel.evals.golden import GoldenItem, Scorer
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import run_items
+from flywheel.evals.scorers import CODE_SCORERS, contains, word, words
 from flywheel.config import EvalSettings, Settings
-from loop.checks.golden_set import check_golden
+from flywheel.loop.checks.golden_set import check_golden
 
 
 def test_a_short_answer_is_not_found_inside_a_longer_word() -> None:

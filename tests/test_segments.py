@@ -12,18 +12,18 @@ from typing import Any
 import pytest
 
 from conftest import write_jsonl
-from evals.golden import GoldenItem, canonical_version, load_golden
-from evals.pipeline import Variant
-from evals.report import report_markdown
-from evals.runner import EvalResult, EvalRow
+from flywheel.evals.golden import GoldenItem, canonical_version, load_golden
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.report import report_markdown
+from flywheel.evals.runner import EvalResult, EvalRow
 from flywheel.candidates import Candidate, Decision, PromptPayload
 from flywheel.config import load_settings
 from flywheel.registry import use_mlflow
 from flywheel.state import open_state
-from loop.checks import Severity
-from loop.checks.golden_set import check_golden
-from loop.context import CycleContext
-from loop.gate import gate_step
+from flywheel.loop.checks import Severity
+from flywheel.loop.checks.golden_set import check_golden
+from flywheel.loop.context import CycleContext
+from flywheel.loop.gate import gate_step
 
 
 def test_a_segment_is_a_field_or_a_tag_and_unsegmented_sets_keep_their_version() -> None:

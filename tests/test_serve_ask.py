@@ -14,7 +14,7 @@ from flywheel.config import load_settings
 from flywheel.config_sections import AskSettings
 from flywheel.live import AskRequest
 from live_server import LiveServer, make_key
-from loop.ask import decide
+from flywheel.loop.ask import decide
 
 
 @pytest.fixture

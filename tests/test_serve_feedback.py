@@ -216,7 +216,7 @@ def test_metrics_count_events_by_outcome(live, cli) -> None:
 
 
 def test_the_client_never_retries_a_4xx_and_gives_up_on_no_connection(live) -> None:
-    from app.serve.runner import bind
+    from flywheel.app.serve.runner import bind
     from flywheel.client import ClientError, ServiceUnavailable
 
     with FlywheelClient(live.url, live.key, retries=4) as client:

@@ -11,24 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from evals.golden import load_golden
-from evals.pipeline import Variant
-from evals.runner import EvalResult
+from flywheel.evals.golden import load_golden
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import EvalResult
 from flywheel.candidates import Candidate, PromptPayload
 from flywheel.config import Settings, load_settings
 from flywheel.llm import make_client
 from flywheel.state import open_state
-from improvers.prompt import DraftingResult, propose
-from improvers.screening import FailingExample
-from loop.checks import Check, Problem
-from loop.context import CycleContext
-from loop.evaluate import evaluate_step
-from loop.gate import gate_step
-from improvers.screening_step import answer_queries, judge_resolutions
-from improvers.screening_notes import screening_judge_note, screening_verdicts
-from loop.setup_notes import all_tie_note, champion_zero_note
+from flywheel.improvers.prompt import DraftingResult, propose
+from flywheel.improvers.screening import FailingExample
+from flywheel.loop.checks import Check, Problem
+from flywheel.loop.context import CycleContext
+from flywheel.loop.evaluate import evaluate_step
+from flywheel.loop.gate import gate_step
+from flywheel.improvers.screening_step import answer_queries, judge_resolutions
+from flywheel.improvers.screening_notes import screening_judge_note, screening_verdicts
+from flywheel.loop.setup_notes import all_tie_note, champion_zero_note
 from conftest import seed_world_vectors
-from sim.server import Simulator
+from flywheel.sim.server import Simulator
 
 APOLOGY = "When a customer is frustrated, first apologize and acknowledge the frustration, then help."
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from flywheel.config import load_settings
-from sim.server import SimOptions, Simulator
+from flywheel.sim.server import SimOptions, Simulator
 
 BIN = Path(sys.executable).parent
 

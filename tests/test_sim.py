@@ -11,9 +11,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-from sim.rules import CURRENT, MEMORY
-from sim.server import SimOptions, Simulator
-from sim.world import INITIAL_PROMPT, KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES, context_block
+from flywheel.sim.rules import CURRENT, MEMORY
+from flywheel.sim.server import SimOptions, Simulator
+from flywheel.sim.world import INITIAL_PROMPT, KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES, context_block
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_json_schema_response_format_is_honoured(client) -> None:
 
 
 def test_judge_role_grades_against_the_expected_answer(client) -> None:
-    from sim.roles import JUDGE_MARKER
+    from flywheel.sim.roles import JUDGE_MARKER
 
     def grade(expected: str, answer: str) -> float:
         out = ask(client, JUDGE_MARKER + ". Reply in JSON.", f"Expected answer: {expected}\n\nAnswer to grade: {answer}")

@@ -19,12 +19,12 @@ import openai
 import pytest
 from openai import OpenAI
 
-from sim import roles
-from sim.roles import DRAFT_MARKERS, JUDGE_MARKER, PLAYBOOK, RESOLUTION_MARKER
-from sim.rules import ERROR_CODES, INTENTS, MEMORY, Learned, correct_answer, is_correct, product_answer, respond
-from sim.server import SimOptions, Simulator
-from sim.variation import JSON_SHAPES, Style
-from sim.world import INITIAL_PROMPT, KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES, context_block, make_query
+from flywheel.sim import roles
+from flywheel.sim.roles import DRAFT_MARKERS, JUDGE_MARKER, PLAYBOOK, RESOLUTION_MARKER
+from flywheel.sim.rules import ERROR_CODES, INTENTS, MEMORY, Learned, correct_answer, is_correct, product_answer, respond
+from flywheel.sim.server import SimOptions, Simulator
+from flywheel.sim.variation import JSON_SHAPES, Style
+from flywheel.sim.world import INITIAL_PROMPT, KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES, context_block, make_query
 from nonempty import every
 
 ALL_INSTRUCTIONS = " ".join(PLAYBOOK[c][1] for c in ("factual", "format", "tone", "off_topic", "unsafe"))
@@ -308,7 +308,7 @@ def test_resolution_requests_are_counted_as_their_own_role() -> None:
 # --- the command line --------------------------------------------------------------------------
 
 def test_sim_serve_takes_the_behaviour_options() -> None:
-    code = "from app.cli import app; app()"
+    code = "from flywheel.app.cli import app; app()"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     bad = subprocess.run([sys.executable, "-c", code, "sim", "serve", "--drafting", "messy"], env=env,
                          capture_output=True, text=True, timeout=120)

@@ -16,9 +16,9 @@ import pytest
 
 from flywheel.clustering import cluster
 from flywheel.config import TriageSettings
-from sim.roles import PLAYBOOK
-from sim.rules import INTENTS, INTENTS_BY_ID, correct_answer, is_correct, match_intent, product_answer
-from sim.world import (
+from flywheel.sim.roles import PLAYBOOK
+from flywheel.sim.rules import INTENTS, INTENTS_BY_ID, correct_answer, is_correct, match_intent, product_answer
+from flywheel.sim.world import (
     FLOOD_EVENTS,
     FLOOD_INTENT,
     FLOOD_USER,

@@ -93,7 +93,7 @@ def test_the_printed_mlflow_ui_command_runs_as_printed(monkeypatch, tmp_path: Pa
     import subprocess
     import sys
 
-    from app.where_to_look import mlflow_ui_command
+    from flywheel.app.where_to_look import mlflow_ui_command
 
     venv_bin = Path(sys.executable).absolute().parent
     uri = f"sqlite:///{tmp_path}/my home/mlflow.db"

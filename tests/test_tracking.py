@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from evals.golden import GoldenItem, GoldenSet, canonical_version
-from evals.pipeline import Variant
-from evals.runner import EvalResult, EvalRow
-from evals.tracking import cycle_run, experiment_id, log_variant
+from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import EvalResult, EvalRow
+from flywheel.evals.tracking import cycle_run, experiment_id, log_variant
 from flywheel.config import Settings
 from flywheel.registry import register_prompt, use_mlflow
-from loop.context import CycleContext
-from improvers.prompt_step import register_draft
+from flywheel.loop.context import CycleContext
+from flywheel.improvers.prompt_step import register_draft
 
 # MLflow's own keys on a prompt (it is a registered model underneath); everything else is ours.
 _MLFLOW_PROMPT_TAGS = {"mlflow.prompt.is_prompt", "_mlflow_experiment_ids"}

@@ -16,11 +16,11 @@ from flywheel.config import load_settings
 from flywheel.feedback.store import open_store
 from flywheel.registry import production_prompt
 from live_server import LiveServer, make_key
-from loop.canary import approve_canary
-from loop.promotion import set_prompt
-from loop.watch import run_watch
-from sim.quality import QualityMap, Variant, rate_for_golden
-from sim.traffic import TrafficGenerator, TrafficOptions
+from flywheel.loop.canary import approve_canary
+from flywheel.loop.promotion import set_prompt
+from flywheel.loop.watch import run_watch
+from flywheel.sim.quality import QualityMap, Variant, rate_for_golden
+from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
 from tests.watch_helpers import prompt_candidate
 
 

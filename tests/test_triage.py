@@ -12,8 +12,8 @@ from conftest import event, write_jsonl
 from flywheel.config import IngestSettings, TriageSettings
 from flywheel.feedback.ingest import to_stored
 from flywheel.schemas import FeedbackEvent
-from sim.rules import match_intent
-from sim.world import generate_feedback
+from flywheel.sim.rules import match_intent
+from flywheel.sim.world import generate_feedback
 from flywheel.triage import TriageInputs, llm_classifier, triage_events
 from nonempty import every
 
@@ -134,9 +134,9 @@ def test_the_llm_classifier_copes_with_a_model_in_the_wild(monkeypatch: pytest.M
 
     import flywheel.triage as triage
     from flywheel.schemas import CATEGORIES
-    from sim.rules import INTENTS
-    from sim.server import SimOptions, Simulator
-    from sim.world import make_query
+    from flywheel.sim.rules import INTENTS
+    from flywheel.sim.server import SimOptions, Simulator
+    from flywheel.sim.world import make_query
 
     rng = random.Random(3)
     queries = list(dict.fromkeys(make_query(INTENTS[k % len(INTENTS)], rng)[0] for k in range(150)))

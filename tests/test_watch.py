@@ -13,10 +13,10 @@ from flywheel.champions import MoveAction, PromptChampion, champion
 from flywheel.config import load_settings
 from flywheel.registry import CANARY, PRODUCTION, prompt_at, use_mlflow
 from flywheel.state import open_state
-from loop.canary import approve_canary
-from loop.promotion import approve
-from loop.watch import run_watch
-from loop.watch_actions import pending_intents
+from flywheel.loop.canary import approve_canary
+from flywheel.loop.promotion import approve
+from flywheel.loop.watch import run_watch
+from flywheel.loop.watch_actions import pending_intents
 from tests.watch_helpers import ingest, prompt_candidate, rated_events
 from nonempty import every
 
@@ -172,7 +172,7 @@ def test_a_crash_between_decision_and_pointer_move_is_finished_on_rerun(monkeypa
 
 
 def test_a_crash_after_the_pointer_moved_records_the_candidate_on_rerun(monkeypatch: pytest.MonkeyPatch) -> None:
-    import loop.watch_actions as actions
+    import flywheel.loop.watch_actions as actions
 
     settings = load_settings()
     cand = _canary(settings)

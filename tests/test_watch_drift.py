@@ -12,7 +12,7 @@ import pytest
 
 from flywheel.config import load_settings
 from flywheel.state import open_state
-from loop.drift import alarm_is_new, drift
+from flywheel.loop.drift import alarm_is_new, drift
 from tests.watch_helpers import ingest, rated_events
 
 
@@ -97,8 +97,8 @@ def test_the_watch_flow_publishes_its_artifact_and_emits_the_drift_alarm(prefect
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.artifacts import Artifact
 
-    from flows.events import DRIFT_EVENT
-    from flows.watch import ARTIFACT_KEY, WatchParameters, watch
+    from flywheel.flows.events import DRIFT_EVENT
+    from flywheel.flows.watch import ARTIFACT_KEY, WatchParameters, watch
 
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     settings = load_settings()

@@ -14,7 +14,7 @@ from flywheel.feedback.ingest import ingest_objects
 from flywheel.feedback.store import open_store
 from flywheel.registry import register_prompt, use_mlflow
 from flywheel.state import open_state
-from loop.promotion import set_prompt
+from flywheel.loop.promotion import set_prompt
 
 
 def prompt_candidate(settings: Settings, name: str = "c1", *, text: str = "Be precise.",

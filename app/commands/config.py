@@ -8,8 +8,8 @@ import typer
 
 from rich.table import Table
 
-from app.context import _settings
-from app.output import JsonFlag, emit, handles_errors, human_console
+from flywheel.app.context import _settings
+from flywheel.app.output import JsonFlag, emit, handles_errors, human_console
 from flywheel.config import Settings
 from flywheel.config_sources import setting_sources
 from flywheel.masking import mask_secrets, masked_model

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from app.context import _settings, _who
-from app.display import print_candidates, print_outcomes, print_status
-from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.context import _settings, _who
+from flywheel.app.display import print_candidates, print_outcomes, print_status
+from flywheel.app.output import JsonFlag, emit, err, handles_errors
 from flywheel.config import Settings
 from flywheel.wording import plural
 
@@ -24,15 +24,15 @@ def cycle(
     as_json: JsonFlag = False,
 ) -> None:
     """Run one improvement cycle (the Prefect flow `improvement-cycle`); never waits for a person."""
-    from app.setup_commands import stop_on_errors
-    from loop.checks import preflight
+    from flywheel.app.setup_commands import stop_on_errors
+    from flywheel.loop.checks import preflight
 
     # Config, prompt variables, golden set and knowledge source are checked before any Prefect
     # work: a mistake there is one line now, not a failed flow after retries.
     settings = _settings(policy={"auto_approve": "canary"} if canary else None)
     stop_on_errors(preflight(settings, network=False))
-    from app.where_to_look import mlflow_ui_command
-    from flows.cycle import run_flow
+    from flywheel.app.where_to_look import mlflow_ui_command
+    from flywheel.flows.cycle import run_flow
 
     report = run_flow(auto_approve="canary" if canary else auto_approve)
     if as_json:
@@ -61,7 +61,7 @@ def cycle(
 @handles_errors
 def pending(as_json: JsonFlag = False) -> None:
     """Candidates waiting for approval, with their scores and MLflow run ids."""
-    from loop.promotion import pending as waiting
+    from flywheel.loop.promotion import pending as waiting
 
     cands = waiting(_settings())
     if as_json:
@@ -82,11 +82,11 @@ def approve(
 ) -> None:
     """Approve a pending candidate: it is promoted (or, with --canary, served to a share of users), and
     who/when/note go on its MLflow run."""
-    from loop.promotion import approve as do_approve
+    from flywheel.loop.promotion import approve as do_approve
 
     settings = _settings()
     if canary is not None:
-        from loop.canary import approve_canary
+        from flywheel.loop.canary import approve_canary
 
         cand = approve_canary(settings, candidate_id, percent=canary, by=_who(by), note=note)
     else:
@@ -104,7 +104,7 @@ def approve(
 
 def _resume_waiting_flow(settings: Settings) -> None:
     """A cycle paused for approval in the Prefect UI goes on once all its candidates are decided."""
-    from flows.approval import resume_if_decided
+    from flywheel.flows.approval import resume_if_decided
 
     try:
         resumed = resume_if_decided(settings)
@@ -123,7 +123,7 @@ def reject(
     as_json: JsonFlag = False,
 ) -> None:
     """Reject a pending candidate, with a reason that is recorded on its MLflow run."""
-    from loop.promotion import reject as do_reject
+    from flywheel.loop.promotion import reject as do_reject
 
     settings = _settings()
     cand = do_reject(settings, candidate_id, by=_who(by), reason=reason)
@@ -147,7 +147,7 @@ def rollback(
     from flywheel.errors import UsageError
 
     if kind == "canary":
-        from loop.canary import end_canary
+        from flywheel.loop.canary import end_canary
 
         out = end_canary(_settings(), canary_kind, promote=False, by=_who(by), note=note)
         if as_json:
@@ -158,7 +158,7 @@ def rollback(
         return
     if canary_kind is not None:
         raise UsageError(f"rollback {kind} takes no second argument (only `rollback canary [KIND]` does)")
-    from loop.promotion import rollback as do_rollback
+    from flywheel.loop.promotion import rollback as do_rollback
 
     out = do_rollback(_settings(), kind, by=_who(by), note=note)
     if as_json:
@@ -175,7 +175,7 @@ def promote_canary(
     as_json: JsonFlag = False,
 ) -> None:
     """Promote the running canary to production (for every user) and end the canary; recorded."""
-    from loop.canary import end_canary
+    from flywheel.loop.canary import end_canary
 
     out = end_canary(_settings(), kind, promote=True, by=_who(by), note=note)
     if as_json:
@@ -188,7 +188,7 @@ def promote_canary(
 @handles_errors
 def status(as_json: JsonFlag = False) -> None:
     """Champions, pending approvals, negative-feedback rate, events since the last cycle, loop velocity."""
-    from loop.promotion import status as get_status
+    from flywheel.loop.promotion import status as get_status
 
     doc = get_status(_settings())
     if as_json:

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from app.context import _settings
-from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.context import _settings
+from flywheel.app.output import JsonFlag, emit, err, handles_errors
 
 dataset_app = typer.Typer(help="Fine-tune datasets from consented feedback (Hugging Face datasets).",
                           no_args_is_help=True)
@@ -23,7 +23,7 @@ def dataset_build(
 ) -> None:
     """Curate usable feedback into a versioned dataset (SFT, preference pairs, OpenAI JSONL), once
     enough examples survive curation; optionally start a fine-tuning job with it."""
-    from improvers import finetuning
+    from flywheel.improvers import finetuning
     from flywheel.llm import make_client
 
     settings = _settings()

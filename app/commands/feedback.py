@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from app.context import _settings
-from app.display import _byte_progress, print_clusters
-from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.context import _settings
+from flywheel.app.display import _byte_progress, print_clusters
+from flywheel.app.output import JsonFlag, emit, err, handles_errors
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 
@@ -79,7 +79,7 @@ def _print_ingest(report: IngestReport) -> None:
 
 def _emit_feedback_events(settings: Settings, negatives: int) -> int:
     """Tell Prefect (when a server is configured) how much new negative feedback arrived."""
-    from flows.events import emit_negative_feedback
+    from flywheel.flows.events import emit_negative_feedback
 
     try:
         return emit_negative_feedback(settings, negatives)
@@ -89,7 +89,7 @@ def _emit_feedback_events(settings: Settings, negatives: int) -> int:
 
 
 def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
-    from loop.triage_step import triage_step
+    from flywheel.loop.triage_step import triage_step
 
     return triage_step(settings, progress)
 
@@ -115,7 +115,7 @@ def review(
     """The weekly feedback review: worst-rated outputs of the week by cluster, and the negative rate's trend."""
     from datetime import datetime, timezone
 
-    from loop.review import review_markdown, weekly_review
+    from flywheel.loop.review import review_markdown, weekly_review
 
     end = None
     if until:

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from app.context import _settings, _who
-from app.output import JsonFlag, emit, err, handles_errors, human_console
+from flywheel.app.context import _settings, _who
+from flywheel.app.output import JsonFlag, emit, err, handles_errors, human_console
 from flywheel.errors import UsageError
 
 golden_app = typer.Typer(help="Grow the golden set from feedback: propose items, review them, see coverage.",
@@ -44,7 +44,7 @@ def propose(
 
     Proposals never hold PII placeholders or text without consent, and near-duplicates of golden items (or of other proposals) are dropped. They wait for `flywheel golden review`.
     """
-    from loop.golden.propose import propose as do_propose
+    from flywheel.loop.golden.propose import propose as do_propose
 
     report = do_propose(_settings(), synthetic=synthetic)
     if as_json:
@@ -65,7 +65,7 @@ def propose(
 @handles_errors
 def review(as_json: JsonFlag = False) -> None:
     """List the pending proposals."""
-    from loop.golden.versions import pending
+    from flywheel.loop.golden.versions import pending
 
     proposals = pending(_settings())
     if as_json:
@@ -82,7 +82,7 @@ def accept(
     as_json: JsonFlag = False,
 ) -> None:
     """Add proposals to the golden set: a new version, written atomically, the previous one kept, logged to MLflow."""
-    from loop.golden.versions import accept as do_accept
+    from flywheel.loop.golden.versions import accept as do_accept
 
     report = do_accept(_settings(), ids or [], by=_who(by))
     if as_json:
@@ -105,7 +105,7 @@ def reject(
     as_json: JsonFlag = False,
 ) -> None:
     """Reject a pending proposal, with the reason recorded; it is never proposed again."""
-    from loop.golden.versions import reject as do_reject
+    from flywheel.loop.golden.versions import reject as do_reject
 
     if not (reason or "").strip():
         raise UsageError("golden reject needs --reason TEXT: the reason is recorded with the decision")
@@ -120,7 +120,7 @@ def reject(
 @handles_errors
 def coverage(as_json: JsonFlag = False) -> None:
     """Per category: golden items, negative events, and failure clusters no golden item covers."""
-    from loop.golden.coverage import coverage_step
+    from flywheel.loop.golden.coverage import coverage_step
 
     settings = _settings()
     report = coverage_step(settings)

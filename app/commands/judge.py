@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from app.context import _settings
-from app.output import JsonFlag, emit, err, handles_errors, human_console
+from flywheel.app.context import _settings
+from flywheel.app.output import JsonFlag, emit, err, handles_errors, human_console
 
 judge_app = typer.Typer(help="The LLM judge: calibrate it against expert reviews.", no_args_is_help=True)
 
@@ -18,8 +18,8 @@ def calibrate(as_json: JsonFlag = False) -> None:
 
     Only consented expert reviews with a reference answer (a golden item, the expert's correction, or consented feedback on the same query) are asked, at most [judge] max_items, sampled deterministically. Below [judge] min_kappa (or with fewer than [judge] min_items items) the gate does not let judge-scored golden items alone pass a candidate.
     """
-    from loop.calibration import calibrate as do_calibrate
-    from loop.golden.versions import current_golden
+    from flywheel.loop.calibration import calibrate as do_calibrate
+    from flywheel.loop.golden.versions import current_golden
 
     settings = _settings()
     result = do_calibrate(settings, current_golden(settings))

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from app.context import _settings
-from app.display import print_kb_status
-from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.context import _settings
+from flywheel.app.display import print_kb_status
+from flywheel.app.output import JsonFlag, emit, err, handles_errors
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 

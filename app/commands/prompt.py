@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from app.context import _settings, _who
-from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.context import _settings, _who
+from flywheel.app.output import JsonFlag, emit, err, handles_errors
 from flywheel.errors import UsageError
 
 prompt_app = typer.Typer(help="The champion prompt in the MLflow prompt registry.", no_args_is_help=True)
@@ -22,10 +22,10 @@ def prompt_set(
     as_json: JsonFlag = False,
 ) -> None:
     """Register FILE as a new prompt version and point `production` at it."""
-    from loop.promotion import set_prompt
+    from flywheel.loop.promotion import set_prompt
 
-    from app.setup_commands import stop_on_errors
-    from loop.checks import Check, preflight
+    from flywheel.app.setup_commands import stop_on_errors
+    from flywheel.loop.checks import Check, preflight
 
     if not file.is_file():
         raise UsageError(f"{file}: no such file")

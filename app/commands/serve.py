@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from app.context import _settings
-from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.context import _settings
+from flywheel.app.output import JsonFlag, emit, err, handles_errors
 
 keys_app = typer.Typer(help="API keys for `flywheel serve` (only salted hashes are stored).", no_args_is_help=True)
 
@@ -29,7 +29,7 @@ def serve(
     Routes: POST /v1/feedback, GET /v1/champion, POST /v1/ask, POST /v1/opt-out, GET /healthz, GET /metrics;
     OpenAPI at /docs. Every route but /healthz needs `Authorization: Bearer KEY` (`flywheel keys create`).
     """
-    from app.serve.runner import run
+    from flywheel.app.serve.runner import run
 
     settings = _settings()
     settings.ensure_home()

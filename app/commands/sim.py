@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.output import JsonFlag, emit, err, handles_errors
 from flywheel.errors import UsageError
 
 sim_app = typer.Typer(help="The OpenAI-compatible simulator and its demo world.", no_args_is_help=True)
@@ -27,7 +27,7 @@ def sim_world(
     as_json: JsonFlag = False,
 ) -> None:
     """Write the simulator's demo world: feedback, golden set, knowledge and its updates, flywheel.toml."""
-    from sim.world import VARIANTS, write_world
+    from flywheel.sim.world import VARIANTS, write_world
 
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: exists and is not a directory")
@@ -64,9 +64,9 @@ def sim_serve(
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the OpenAI-compatible simulator until interrupted; the base URL is the first line printed."""
-    from sim.finetune import FineTuneOptions
-    from sim.server import SimOptions, Simulator
-    from sim.variation import DRAFTING_MODES
+    from flywheel.sim.finetune import FineTuneOptions
+    from flywheel.sim.server import SimOptions, Simulator
+    from flywheel.sim.variation import DRAFTING_MODES
 
     if drafting not in DRAFTING_MODES:
         raise UsageError(f"--drafting must be one of {', '.join(DRAFTING_MODES)}, not {drafting!r}")
@@ -110,8 +110,8 @@ def sim_traffic(
     variant's true quality (--rate), dated now."""
     from flywheel.client import ClientError
     from flywheel.errors import FlywheelError
-    from sim.quality import QualityMap
-    from sim.traffic import TrafficGenerator, TrafficOptions
+    from flywheel.sim.quality import QualityMap
+    from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
 
     quality = QualityMap.parse(rate or [], default_rate)
     options = TrafficOptions(users=users, requests=requests, seed=seed, batch=batch)
@@ -137,7 +137,7 @@ def demo(
     as_json: JsonFlag = False,
 ) -> None:
     """Run the loop on the simulator's world in a fresh FLYWHEEL_HOME, no API key needed."""
-    from app.demo import run_demo
+    from flywheel.app.demo import run_demo
 
     result = run_demo(home, console=err)
     if as_json:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from app.context import _settings
-from app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.context import _settings
+from flywheel.app.output import JsonFlag, emit, err, handles_errors
 
 
 @handles_errors
@@ -22,8 +22,8 @@ def watch(
     A running canary is compared with production on the same period, each promotion of
     watch.window_days with the version it replaced; a canary not worse is promoted only with
     watch.auto_promote."""
-    from flows.events import emit_drift_alarm
-    from loop.watch_record import watch_once
+    from flywheel.flows.events import emit_drift_alarm
+    from flywheel.loop.watch_record import watch_once
 
     settings = _settings()
     outcome = watch_once(settings, dry_run=dry_run)

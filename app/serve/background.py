@@ -8,7 +8,7 @@ import time
 
 import uvicorn
 
-from app.serve.runner import base_url, bind
+from flywheel.app.serve.runner import base_url, bind
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 
@@ -21,7 +21,7 @@ class BackgroundServer:
         self.url = ""
 
     def __enter__(self) -> BackgroundServer:
-        from app.serve.main import create_app
+        from flywheel.app.serve.main import create_app
 
         sock = bind("127.0.0.1", 0)
         self.url = base_url(sock)

@@ -20,7 +20,7 @@ Emit = Callable[[Settings, int], int]
 
 
 def _prefect_emit(settings: Settings, negatives: int) -> int:
-    from flows.events import emit_negative_feedback
+    from flywheel.flows.events import emit_negative_feedback
 
     return emit_negative_feedback(settings, negatives)
 

@@ -15,12 +15,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.serve.champion_cache import TtlCache
-from app.serve.events import NegativeFeedbackEvents
-from app.serve.metrics import LatencyMiddleware, Metrics
-from app.serve.ratelimit import KeyRateLimit, key_rate_limit
-from app.serve.routes import router
-from app.serve.stores import StorePool
+from flywheel.app.serve.champion_cache import TtlCache
+from flywheel.app.serve.events import NegativeFeedbackEvents
+from flywheel.app.serve.metrics import LatencyMiddleware, Metrics
+from flywheel.app.serve.ratelimit import KeyRateLimit, key_rate_limit
+from flywheel.app.serve.routes import router
+from flywheel.app.serve.stores import StorePool
 from flywheel.ask_ledger import AskLedger
 from flywheel.config import Settings, load_settings
 from flywheel.errors import StoreUnavailable

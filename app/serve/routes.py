@@ -9,14 +9,14 @@ import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.serve.auth import require
-from app.serve.body import SMALL_BODY_BYTES, body_schema, decode_events, read_limited, read_model
+from flywheel.app.serve.auth import require
+from flywheel.app.serve.body import SMALL_BODY_BYTES, body_schema, decode_events, read_limited, read_model
 from flywheel.feedback.ingest import ingest_objects
 from flywheel.keys import KeyRecord, Scope
 from flywheel.live import AskRequest, AskResult, ChampionResult, FeedbackResult, OptOutRequest, OptOutResult
 from flywheel.masking import mask_secrets
 from flywheel.serving import for_user
-from loop.ask import decide
+from flywheel.loop.ask import decide
 
 router = APIRouter()
 _DECODE_INLINE_BYTES = 16 * 1024  # decoding a body this small costs less than a hop to a worker thread

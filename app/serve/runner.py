@@ -17,7 +17,7 @@ from pathlib import Path
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 
-APP = "app.serve.main:create_app"
+APP = "flywheel.app.serve.main:create_app"
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -11,11 +11,11 @@ from collections.abc import Collection
 from pathlib import Path
 
 from flywheel.config import Settings
-from loop.checks.configuration import load_checked
-from loop.checks.golden_set import GoldenCheck, check_golden
-from loop.checks.knowledge_source import check_knowledge
-from loop.checks.problems import Check, Problem, Severity, ValidationReport, has_errors
-from loop.checks.prompt_vars import PromptText, check_prompt, no_prompt, prompt_from_file, registry_prompt
+from flywheel.loop.checks.configuration import load_checked
+from flywheel.loop.checks.golden_set import GoldenCheck, check_golden
+from flywheel.loop.checks.knowledge_source import check_knowledge
+from flywheel.loop.checks.problems import Check, Problem, Severity, ValidationReport, has_errors
+from flywheel.loop.checks.prompt_vars import PromptText, check_prompt, no_prompt, prompt_from_file, registry_prompt
 
 __all__ = ["ALL_CHECKS", "PREFLIGHT_CHECKS", "Check", "Problem", "Severity", "ValidationReport", "has_errors",
            "preflight", "validate"]
@@ -45,8 +45,8 @@ def preflight(settings: Settings, prompt_template: str | None = None, *, network
     problems += check_knowledge(settings) if Check.KNOWLEDGE in checks else []
     if network and checks & {Check.ENDPOINT, Check.MODEL_FIT}:
         # Loaded only here: the openai SDK costs ~0.4 s to import, which `prompt set` need not pay.
-        from loop.checks.endpoint import probe_endpoint
-        from loop.checks.model_fit import check_model_fit
+        from flywheel.loop.checks.endpoint import probe_endpoint
+        from flywheel.loop.checks.model_fit import check_model_fit
 
         probe = probe_endpoint(settings)
         problems += probe.problems

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from flywheel.config import Settings, config_file_path, load_settings
 from flywheel.errors import UsageError
-from loop.checks.problems import Check, Problem, error, warning
+from flywheel.loop.checks.problems import Check, Problem, error, warning
 
 _TOML_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")

@@ -15,8 +15,8 @@ from pydantic import BaseModel
 from flywheel.config import Settings
 from flywheel.errors import EndpointNotConfigured
 from flywheel.llm import endpoint
-from loop.checks.configuration import find_key_line
-from loop.checks.problems import Check, Problem, error, warning
+from flywheel.loop.checks.configuration import find_key_line
+from flywheel.loop.checks.problems import Check, Problem, error, warning
 
 PROBE_TIMEOUT = 5.0
 _SIMULATOR_HINT = ("for a local try-out, run `flywheel sim serve --port 8765` and use http://127.0.0.1:8765/v1")

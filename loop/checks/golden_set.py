@@ -15,12 +15,12 @@ from typing import get_args
 
 from pydantic import BaseModel, ValidationError
 
-from evals.golden import GoldenItem, Scorer, read_golden_lines
-from evals.scorers import words
+from flywheel.evals.golden import GoldenItem, Scorer, read_golden_lines
+from flywheel.evals.scorers import words
 from flywheel.config import Settings
 from flywheel.feedback.ingest import describe_validation_error
 from flywheel.schemas import CATEGORIES
-from loop.checks.problems import Check, Problem, error, warning
+from flywheel.loop.checks.problems import Check, Problem, error, warning
 
 _FIELD_FIXES = {
     "id": 'give the item an "id" string that no other item has',

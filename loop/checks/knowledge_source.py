@@ -9,7 +9,7 @@ from pathlib import Path
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.knowledge.source import TEXT_SUFFIXES, load_documents
-from loop.checks.problems import Check, Problem, error, warning
+from flywheel.loop.checks.problems import Check, Problem, error, warning
 
 _FORMAT = 'a directory of .md/.txt files, or a JSONL file of {"id", "text", "source"?, "updated_at"?}'
 

@@ -16,14 +16,14 @@ import openai
 from pydantic import BaseModel
 from rapidfuzz import fuzz
 
-from evals.golden import GoldenItem
-from evals.pipeline import Answer, Variant, builtin_pipeline, load_user_pipeline
-from evals.scorers import CODE_SCORERS
+from flywheel.evals.golden import GoldenItem
+from flywheel.evals.pipeline import Answer, Variant, builtin_pipeline, load_user_pipeline
+from flywheel.evals.scorers import CODE_SCORERS
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.llm import endpoint
-from loop.checks.golden_set import GoldenCheck
-from loop.checks.problems import Check, Problem, error, warning
+from flywheel.loop.checks.golden_set import GoldenCheck
+from flywheel.loop.checks.problems import Check, Problem, error, warning
 
 FIT_ITEMS = 20  # golden inputs asked at most
 SAME_ANSWER_SHARE = 0.6  # one answer (up to rewording) for this share of the items is suspicious
@@ -94,7 +94,7 @@ async def ask(settings: Settings, template: str, items: Sequence[GoldenItem]) ->
     """The product pipeline (built-in or the team's own) on each item's input, a few at a time, as
     the product runs it: the system prompt carries the passages the active index retrieves (a RAG
     product asked without them answers "I don't know" and looks like the wrong model)."""
-    from loop.evaluate import index_retrievers
+    from flywheel.loop.evaluate import index_retrievers
 
     url, key = endpoint(settings, purpose="the model-fit check")
     client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=min(settings.llm_timeout, FIT_TIMEOUT),

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from flywheel.config import Settings
 from flywheel.templates import VARIABLE, template_variables
-from loop.checks.configuration import find_key_line
-from loop.checks.problems import Check, Problem, error, warning
+from flywheel.loop.checks.configuration import find_key_line
+from flywheel.loop.checks.problems import Check, Problem, error, warning
 
 RUNTIME_VARIABLES: frozenset[str] = frozenset()
 _SINGLE_BRACES = re.compile(r"(?<!\{)\{(\w+)\}(?!\})")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from evals.golden import GoldenItem
+from flywheel.evals.golden import GoldenItem
 from flywheel.config import Settings
 from flywheel.schemas import FailureCluster
 
@@ -49,8 +49,8 @@ def coverage(items: Sequence[GoldenItem], clusters: Sequence[FailureCluster]) ->
 
 def coverage_step(settings: Settings) -> CoverageReport:
     """Coverage of the configured golden set (none yet counts as empty) against triage of the store."""
-    from loop.golden.versions import current_golden
-    from loop.triage_step import triage_step
+    from flywheel.loop.golden.versions import current_golden
+    from flywheel.loop.triage_step import triage_step
 
     golden = current_golden(settings)
     rows = coverage(golden.items if golden else (), triage_step(settings))

@@ -21,11 +21,11 @@ from flywheel.feedback.store import open_store
 from flywheel.proposals import GoldenProposal, ProposalSource, SourceKind, proposal_id
 from flywheel.schemas import FailureCluster
 from flywheel.state import open_state
-from loop.golden.from_feedback import finds_by_cluster, scorer_for, source_of
-from loop.golden.similar import InputIndex
-from loop.golden.versions import current_golden
-from improvers.routing import fixed_clusters
-from loop.triage_step import triage_step
+from flywheel.loop.golden.from_feedback import finds_by_cluster, scorer_for, source_of
+from flywheel.loop.golden.similar import InputIndex
+from flywheel.loop.golden.versions import current_golden
+from flywheel.improvers.routing import fixed_clusters
+from flywheel.loop.triage_step import triage_step
 
 
 class Dropped(BaseModel):
@@ -144,8 +144,8 @@ def _from_feedback(settings: Settings, clusters: Sequence[FailureCluster], event
 def _synthetic(settings: Settings, n: int, have: Counter[str], clusters: Sequence[FailureCluster], items: Sequence[Any],
                proposals: Sequence[GoldenProposal], gate: _Gate, report: ProposeReport) -> list[GoldenProposal]:
     from flywheel.llm import make_client
-    from loop.context import endpoint_errors
-    from loop.golden.synthetic import allocate, draft
+    from flywheel.loop.context import endpoint_errors
+    from flywheel.loop.golden.synthetic import allocate, draft
 
     minimum = settings.golden_set.min_per_category
     report.synthetic = allocate(n, have, minimum)

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evals.golden import GoldenItem, GoldenSet, canonical_version, load_golden
+from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version, load_golden
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
 from flywheel.proposals import GoldenProposal, ProposalStatus
@@ -190,7 +190,7 @@ def log_version(settings: Settings, golden: GoldenSet, accepted: Sequence[Golden
     """An MLflow run for the new version: its dataset as the run's input, who accepted what."""
     from mlflow.entities import Param, RunTag
 
-    from evals.tracking import KIND, experiment_id, golden_dataset_input
+    from flywheel.evals.tracking import KIND, experiment_id, golden_dataset_input
     from flywheel.registry import use_mlflow
 
     client = use_mlflow(settings)

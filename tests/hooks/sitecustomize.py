@@ -5,7 +5,7 @@ The product itself has no fault injection; it only names its checkpoints (loop/c
 import os
 
 if os.environ.get("FLYWHEEL_CRASH_AFTER"):
-    from loop.checkpoints import on_checkpoint
+    from flywheel.loop.checkpoints import on_checkpoint
 
     def _crash(step: str) -> None:
         if step == os.environ["FLYWHEEL_CRASH_AFTER"]:

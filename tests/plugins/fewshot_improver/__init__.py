@@ -20,8 +20,8 @@ from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.registry import register_prompt
 from flywheel.schemas import FailureCluster
-from improvers.base import BaseImprover, Proposal
-from improvers.context import CycleContext, earliest_seen, short_hash
+from flywheel.improvers.base import BaseImprover, Proposal
+from flywheel.improvers.context import CycleContext, earliest_seen, short_hash
 
 SHOTS = 3
 HEADER = "Examples of good answers, corrected by our users (answer in the same way):"
