@@ -27,7 +27,7 @@ from flywheel.errors import StoreUnavailable
 from flywheel.keys import KeyFileError, KeyStore, open_keys
 from flywheel.masking import install_log_masking, mask_secrets
 from flywheel.schemas import FeedbackEvent
-from flywheel.serving import Served, read_served
+from flywheel.serving import ArmRetrievers, Served, read_served
 
 log = logging.getLogger("flywheel.serve")
 
@@ -42,6 +42,7 @@ class Service:
     metrics: Metrics
     events: NegativeFeedbackEvents
     rate_limit: KeyRateLimit | None
+    retrievers: ArmRetrievers
 
     @classmethod
     def build(cls, settings: Settings) -> Service:
@@ -52,7 +53,7 @@ class Service:
                    ledger=AskLedger(settings.resolved_store_url, timeout),
                    champions=TtlCache(lambda: read_served(settings), settings.serve.champion_ttl_seconds),
                    metrics=Metrics(), events=NegativeFeedbackEvents(settings),
-                   rate_limit=key_rate_limit(settings.serve.rate_limit))
+                   rate_limit=key_rate_limit(settings.serve.rate_limit), retrievers=ArmRetrievers(settings))
 
     def close(self) -> None:
         self.events.stop()
