@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from flywheel.app.serve.champion_cache import TtlCache
 from flywheel.app.serve.events import NegativeFeedbackEvents
@@ -77,9 +78,11 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
         finally:
             service.close()
 
-    app = FastAPI(title="Flywheel live service", version="1", lifespan=lifespan,
-                  description="Feedback in, the champion out, and when to ask users for feedback. "
-                              "Every route but /healthz needs `Authorization: Bearer KEY` (`flywheel keys create`).")
+    # /docs and /redoc with their scripts and styles served from the package: no CDN, readable offline.
+    app = FastAPIOffline(title="Flywheel live service", version="1", lifespan=lifespan,
+                         description="Feedback in, the champion out, and when to ask users for feedback. Every "
+                                     "route but /healthz and the docs needs `Authorization: Bearer KEY` "
+                                     "(`flywheel keys create`).")
     app.state.service = service
     app.include_router(router)
     app.add_exception_handler(StoreUnavailable, _busy)
