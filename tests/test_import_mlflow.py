@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flywheel.feedback.store import open_store
 from flywheel.config import load_settings
+from flywheel.feedback.store import open_store
 
 PROMPT = "assistant-system"
 
@@ -156,7 +156,7 @@ def test_assessments_become_events_field_by_field_and_a_reimport_stores_nothing(
         ("correction", "The Pro plan costs $12 per month.", -1)
     # The feedback's own time, not the import's.
     (thumbs_assessment,) = [a for a in mlflow.get_trace(tid).info.assessments if a.name == "thumbs"]
-    assert thumbs["ts"] == datetime.fromtimestamp(thumbs_assessment.create_time_ms / 1000, timezone.utc)
+    assert thumbs["ts"] == datetime.fromtimestamp(thumbs_assessment.create_time_ms / 1000, UTC)
 
     again = cli("import", "mlflow", "--experiment", experiment, "--json")
     assert (again["read"], again["accepted"], again["duplicates"], again["rejected"]) == (7, 0, 5, 0)
@@ -169,14 +169,14 @@ def test_since_skips_older_traces_and_the_next_import_starts_where_the_last_stop
 
     old = _answer("Is there a free plan?", "No.", ["pricing.md"])
     mlflow.log_feedback(trace_id=old, name="thumbs", value=False, source=_human())
-    between = datetime.now(timezone.utc)
+    between = datetime.now(UTC)
     new = _answer("Can I pay yearly?", "Yes, with a discount.", ["billing.md"])
     mlflow.log_feedback(trace_id=new, name="thumbs", value=True, source=_human())
 
     report = cli("import", "mlflow", "--experiment", experiment, "--since", between.isoformat(), "--json")
     assert (report["traces"], report["accepted"]) == (1, 1)
     assert [e["query"] for e in _stored().values()] == ["Can I pay yearly?"]
-    assert report["since"] == datetime.fromtimestamp(int(between.timestamp() * 1000) / 1000, timezone.utc).isoformat()
+    assert report["since"] == datetime.fromtimestamp(int(between.timestamp() * 1000) / 1000, UTC).isoformat()
 
     # Without --since: from the newest trace read (no lookback here), so the old trace is not read again.
     monkeypatch.setenv("FLYWHEEL_IMPORTS__MLFLOW__LOOKBACK_HOURS", "0")
@@ -241,7 +241,6 @@ def test_flywheels_own_golden_traces_carry_its_verdicts_and_are_not_imported(cli
     """The eval writes the judge's grade on each golden answer back as an assessment (source LLM_JUDGE,
     or CODE for code scorers); importing that experiment must not turn them into user feedback."""
     import mlflow
-
     from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version
     from flywheel.evals.pipeline import Variant
     from flywheel.evals.runner import EvalResult, EvalRow

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
-
 from flywheel.app.commands.feedback import _emit_feedback_events
 from flywheel.app.context import _settings
 from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from rich.table import Table
+
 from flywheel.errors import UsageError
 from flywheel.feedback.imports import ImportReport
 
@@ -54,7 +54,7 @@ def _parse_since(since: str | None) -> datetime | None:
         start = datetime.fromisoformat(since)
     except ValueError:
         raise UsageError(f"--since {since!r} is not an ISO 8601 date or time") from None
-    return start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
 
 
 def _print(report: ImportReport) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from flywheel.config import Settings
@@ -99,11 +99,11 @@ def import_mlflow(settings: Settings, experiment: str, since: datetime | None, s
 def _since_ms(since: datetime | None, mark: str | None, lookback_hours: float) -> int | None:
     """Where to start: ``--since``; else the remembered mark less the lookback; else the beginning."""
     if since is not None:
-        return int((since if since.tzinfo else since.replace(tzinfo=timezone.utc)).timestamp() * 1000)
+        return int((since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp() * 1000)
     if mark is None:
         return None
     return max(0, int(mark) - int(timedelta(hours=lookback_hours).total_seconds() * 1000))
 
 
 def _iso(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flywheel.config_sections import MlflowImportSettings
@@ -44,7 +44,7 @@ _OUTPUT_KEYS = ("answer", "output", "response", "content", "text", "result")
 class Mapped:
     """One assessment: its id and the event it became, or why it was skipped."""
 
-    assessment_id: str
+    assessment_id: str | None
     event: dict[str, Any] | None = None
     skipped: str | None = None
 
@@ -208,7 +208,8 @@ def _context_ids(spans: list[Any]) -> list[str]:
         for doc in span.outputs:
             if not isinstance(doc, dict):
                 continue
-            meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+            found_meta = doc.get("metadata")
+            meta: dict[str, Any] = found_meta if isinstance(found_meta, dict) else {}
             found = doc.get("id") or meta.get("doc_uri") or meta.get("doc_id")
             if isinstance(found, str) and found and found not in ids:
                 ids.append(found)
@@ -246,4 +247,4 @@ def _text(value: Any, keys: tuple[str, ...]) -> str:
 def _iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
