@@ -22,7 +22,7 @@ from flywheel.config import Settings, load_settings
 from flywheel.knowledge.index import IndexRetriever, open_index
 from flywheel.live import ChampionResult, PromptInfo
 from flywheel.registry import CANARY, PRODUCTION, production_model, prompt_at
-from flywheel.state import open_state
+from flywheel.state import StateStore, open_state
 
 
 class Variant(BaseModel):
@@ -44,11 +44,10 @@ def _prompt(settings: Settings, alias: str) -> PromptInfo | None:
     return PromptInfo(name=ref.name, version=ref.version, template=ref.template) if ref else None
 
 
-def read_served(settings: Settings) -> Served:
+def read_served(settings: Settings, state: StateStore) -> Served:
     """Read the champions and any canary now (MLflow and the state store: tens of milliseconds)."""
-    with open_state(settings.home) as state:
-        index = champion(settings, state, ChampionKind.rag).current()
-        canary = running_canary(settings, state)
+    index = champion(settings, state, ChampionKind.rag).current()
+    canary = running_canary(settings, state)
     production = Variant(prompt=_prompt(settings, PRODUCTION), index=index,
                          model=production_model(settings).provider_model)
     if canary is None:
@@ -75,7 +74,9 @@ def for_user(served: Served, user_id: str | None) -> ChampionResult | None:
 def served(settings: Settings | None = None, user_id: str | None = None) -> ChampionResult | None:
     """What to serve ``user_id`` now (the production arm without one); None before any `prompt set`.
     Cheap enough per request behind a cache of a few seconds."""
-    return for_user(read_served(settings or load_settings()), user_id)
+    settings = settings or load_settings()
+    with open_state(settings.home) as state:  # the product's own process: its call is the face
+        return for_user(read_served(settings, state), user_id)
 
 
 @contextmanager
