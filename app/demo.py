@@ -26,6 +26,7 @@ from flywheel.candidates import Candidate
 from flywheel.config import Settings, load_settings
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
+from flywheel.runtime import runtime_for
 from flywheel.schemas import FailureCluster
 from flywheel.sim.server import Simulator
 from flywheel.sim.world import write_world
@@ -124,7 +125,8 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
             if live["canary"]["action"] == "promoted":
                 promoted.append(canary)
         before = cycles[0].champion_score
-        final = status(settings)
+        rt = runtime_for(settings)
+        final = status(settings, rt.state, rt.feedback)
         champion_now = Variant(label="champion", prompt_template=require_production_prompt(settings).template,
                                prompt_version=final["champions"]["prompt"], model=final["champions"]["model"],
                                index_version=final["champions"]["index"], pipeline="builtin")

@@ -80,6 +80,9 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
     from flywheel.loop.evaluate import evaluate_step
     from flywheel.loop.promotion import set_prompt
     from flywheel.loop.watch import run_watch
+    from flywheel.runtime import runtime_for
+
+    rt = runtime_for(settings)
 
     started = time.monotonic()
     console.rule("live traffic: flywheel serve, simulated users, flywheel watch")
@@ -117,7 +120,7 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
         console.print("scene 1: the canary", style="bold", highlight=False)
         during = gen.run()
         _traffic_line(console, f"canary at {CANARY_PERCENT:g}%", during)
-        canary_row = next(r for r in run_watch(settings).watches if r.scope == "canary")
+        canary_row = next(r for r in run_watch(settings, rt.state, rt.feedback).watches if r.scope == "canary")
         canary_doc = _watch_line(console, canary_row, settings.watch.alpha)
         if canary_row.action == "promoted":
             _served(client, candidate)
@@ -143,7 +146,7 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
         _served(client, bad)
         hand = gen.run(BAD_REQUESTS, seed=3)
         _traffic_line(console, "after the hand edit", hand)
-        bad_row = next(r for r in run_watch(settings).watches if r.scope == "promotion" and r.version == bad.prompt_version)
+        bad_row = next(r for r in run_watch(settings, rt.state, rt.feedback).watches if r.scope == "promotion" and r.version == bad.prompt_version)
         bad_doc = _watch_line(console, bad_row, settings.watch.alpha)
         if bad_row.action == "rolled_back":
             _served(client, candidate)

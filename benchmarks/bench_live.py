@@ -43,9 +43,12 @@ def one_run(settings: Settings, server_url: str, read: str, ingest: str, seed: i
     from flywheel.client import FlywheelClient
     from flywheel.loop.canary import approve_canary, end_canary
     from flywheel.loop.watch import run_watch
+    from flywheel.runtime import runtime_for
     from flywheel.sim.quality import QualityMap
     from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
     from tests.watch_helpers import prompt_candidate
+
+    rt = runtime_for(settings)
 
     cand = prompt_candidate(settings, f"live{seed}", text=f"Be precise ({seed}).")
     approve_canary(settings, cand.candidate_id, percent=CANARY_PERCENT, by="bench", note=None)
@@ -58,12 +61,12 @@ def one_run(settings: Settings, server_url: str, read: str, ingest: str, seed: i
             gen.run(look, seed=seed * 100_000 + requests)
             traffic_s += time.perf_counter() - t
             requests += look
-            row = next(r for r in run_watch(settings).watches if r.scope == "canary")
+            row = next(r for r in run_watch(settings, rt.state, rt.feedback).watches if r.scope == "canary")
             if row.action == "rolled_back":
                 break
     caught = row is not None and row.action == "rolled_back"
     if not caught:
-        end_canary(settings, "prompt", promote=False, by="bench", note="horizon reached")
+        end_canary(settings, rt.state, "prompt", promote=False, by="bench", note="horizon reached")
     stopped = None
     if caught:  # how long the service still serves the rolled-back canary to a user of its arm
         user = next(u for u in (f"user{seed}-{i:05d}" for i in range(5000)) if arm_for(u, CANARY_PERCENT) == "canary")

@@ -97,7 +97,8 @@ def triage_task(ctx: CycleContext) -> list[FailureCluster]:
 def diagnose_task(ctx: CycleContext, clusters: list[FailureCluster]) -> list[FailureCluster]:
     """Clusters triage left in `other` get a root cause and category from the drafting model
     (cached per cycle in the state store: a resumed cycle asks nothing again)."""
-    return diagnose_step(ctx.settings, ctx.cycle_id, clusters)
+    rt = ctx.runtime
+    return diagnose_step(ctx.settings, rt.state, rt.feedback, ctx.cycle_id, clusters)
 
 
 @task(name="improve", persist_result=True,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 import flywheel.flows  # noqa: F401 - run by file path (a deployment): the flow-run face first (masking, expected errors)
 from flywheel.flows.events import emit_drift_alarm
 from flywheel.config import Settings, load_settings_for_flow
+from flywheel.runtime import runtime_for
 from flywheel.loop.watch_record import WatchOutcome, watch_markdown, watch_once
 
 ARTIFACT_KEY = "flywheel-watch"
@@ -28,7 +29,7 @@ class WatchParameters(BaseModel):
 
 @task(name="watch", cache_policy=NO_CACHE, persist_result=False)
 def watch_task(settings: Settings, dry_run: bool) -> WatchOutcome:
-    return watch_once(settings, dry_run=dry_run)
+    return watch_once(runtime_for(settings), dry_run=dry_run)
 
 
 @flow(name="watch", log_prints=False, validate_parameters=True)

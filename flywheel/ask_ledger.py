@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import date
 from typing import Any
@@ -31,19 +32,25 @@ class AskLedger:
     """Asks per user and day, opt-outs; every check-and-count is one conditional write, so several
     workers never ask a user more than the cap between them."""
 
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, timeout: float = 5.0, *, engine: Callable[[], Engine] | None = None) -> None:
+        """``engine``: the process's feedback store's engine (opened and migrated by it on first call),
+        shared instead of an engine of the ledger's own."""
         self.url = store_url(url)
-        self._engine = create_store_engine(self.url, timeout)
+        self._shared = engine
+        self._engine = create_store_engine(self.url, timeout) if engine is None else None
         self._migrated = False
         # SQLite: this process's writers take turns here rather than in SQLite's busy handler (slow under threads).
         self._turn: AbstractContextManager[Any] = \
-            threading.Lock() if self._engine.dialect.name == "sqlite" else nullcontext()
+            threading.Lock() if self.url.get_backend_name() == "sqlite" else nullcontext()
 
     @property
     def engine(self) -> Engine:
         """The engine, the store migrated (its tables are the store's, migration 0003) on first use: a
         store busy at a server's start is no reason not to start; the first request that needs the
         tables migrates it, or answers 503."""
+        if self._shared is not None:
+            return self._shared()
+        assert self._engine is not None
         if not self._migrated:
             with store_errors(self.url, "opened"):
                 migrate(self._engine, describe(self.url))
@@ -102,4 +109,5 @@ class AskLedger:
             return done.rowcount == 1
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()

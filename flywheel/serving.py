@@ -34,7 +34,8 @@ from flywheel.live import (
 )
 from flywheel.templates import VARIABLE
 from flywheel.registry import CANARY, PRODUCTION, production_model, prompt_at
-from flywheel.state import open_state
+from flywheel.runtime import Runtime
+from flywheel.state import StateStore, open_state
 
 
 class Variant(BaseModel):
@@ -56,11 +57,10 @@ def _prompt(settings: Settings, alias: str) -> PromptInfo | None:
     return PromptInfo(name=ref.name, version=ref.version, template=ref.template) if ref else None
 
 
-def read_served(settings: Settings) -> Served:
+def read_served(settings: Settings, state: StateStore) -> Served:
     """Read the champions and any canary now (MLflow and the state store: tens of milliseconds)."""
-    with open_state(settings.home) as state:
-        index = champion(settings, state, ChampionKind.rag).current()
-        canary = running_canary(settings, state)
+    index = champion(settings, state, ChampionKind.rag).current()
+    canary = running_canary(settings, state)
     production = Variant(prompt=_prompt(settings, PRODUCTION), index=index,
                          model=production_model(settings).provider_model)
     if canary is None:
@@ -87,7 +87,9 @@ def for_user(served: Served, user_id: str | None) -> ChampionResult | None:
 def served(settings: Settings | None = None, user_id: str | None = None) -> ChampionResult | None:
     """What to serve ``user_id`` now (the production arm without one); None before any `prompt set`.
     Cheap enough per request behind a cache of a few seconds."""
-    return for_user(read_served(settings or load_settings()), user_id)
+    settings = settings or load_settings()
+    with open_state(settings.home) as state:  # the product's own process: its call is the face
+        return for_user(read_served(settings, state), user_id)
 
 
 @contextmanager
@@ -133,11 +135,10 @@ class NoActiveIndex(FlywheelError):
 
 class ArmRetrievers:
     """Retrieval for the service: one retriever per index version, made on first use and kept (a
-    version's members never change), all sharing one embedder and one Chroma collection."""
+    version's members never change), on the process's embedder and state store."""
 
-    def __init__(self, settings: Settings, embedder: Any = None) -> None:
-        self.settings = settings
-        self._embedder = embedder
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self._by_version: dict[str, IndexRetriever] = {}
         self._lock = threading.Lock()
 
@@ -146,12 +147,8 @@ class ArmRetrievers:
             known = self._by_version.get(version)
             if known is not None:
                 return known
-            if self._embedder is None:
-                from flywheel.embeddings import build_embedder
-
-                self._embedder = build_embedder(self.settings)
-            with open_state(self.settings.home) as state:
-                retriever = KnowledgeIndex(self.settings, state, self._embedder).retriever(int(version))
+            index = KnowledgeIndex(self.runtime.settings, self.runtime.state, self.runtime.embedder)
+            retriever = index.retriever(int(version))
             if retriever is None:  # pragma: no cover - a version number always gives a retriever
                 raise NoActiveIndex(f"index version {version} cannot be read")
             self._by_version[version] = retriever

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -24,9 +25,10 @@ from flywheel.candidates import ChampionSet
 from flywheel.champions import BASE
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
-from flywheel.registry import use_mlflow
+from flywheel.feedback.store import FeedbackStore
+from flywheel.runtime import Runtime, runtime_for
 from flywheel.schemas import FailureCluster
-from flywheel.state import StateStore, open_state
+from flywheel.state import StateStore
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,9 +43,10 @@ class CycleContext(BaseModel):
     cycle improves on and the golden set it began with, and the way to the state store and MLflow.
 
     It travels as a task parameter (Prefect caches task results by it, Dask ships it to workers),
-    so it holds facts, not connections: the golden set and the MLflow client are opened once per
-    process on first use, and each ``state()`` is a connection for the calling thread (SQLite's
-    connections belong to one thread; improver tasks run in several)."""
+    so it holds facts, not connections: the stores and the MLflow client are those of the process's
+    Runtime (:func:`flywheel.runtime.runtime_for`, found again in each process it travels to), the
+    golden set is read once per process, and ``state()`` is the Runtime's store for the calling
+    thread (SQLite's connections belong to one thread; improver tasks run in several)."""
 
     settings: Settings
     cycle_id: str
@@ -56,10 +59,18 @@ class CycleContext(BaseModel):
     champion_model_version: str | None = None  # its registry version; None: the base model
     _golden: GoldenSet | None = PrivateAttr(None)
     _mlflow: Any = PrivateAttr(None)
+    _runtime: Runtime | None = PrivateAttr(None)
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
-        return {**state, "__pydantic_private__": {"_golden": None, "_mlflow": None}}
+        return {**state, "__pydantic_private__": {"_golden": None, "_mlflow": None, "_runtime": None}}
+
+    @property
+    def runtime(self) -> Runtime:
+        """This process's Runtime for the cycle's settings."""
+        if self._runtime is None:
+            self._runtime = runtime_for(self.settings)
+        return self._runtime
 
     @property
     def champions(self) -> ChampionSet:
@@ -67,15 +78,19 @@ class CycleContext(BaseModel):
         return ChampionSet(prompt=self.champion_version, index=self.index_version,
                            model=self.champion_model_version or BASE)
 
-    def state(self) -> StateStore:
-        """A state store connection for this thread (use as a context manager)."""
-        return open_state(self.settings.ensure_home())
+    def state(self) -> AbstractContextManager[StateStore]:
+        """The process's state store for this thread (``with ctx.state() as state:``; left open)."""
+        return self.runtime.borrow_state()
+
+    def feedback(self) -> AbstractContextManager[FeedbackStore]:
+        """The process's feedback store (``with ctx.feedback() as store:``; left open)."""
+        return self.runtime.borrow_feedback()
 
     @property
     def mlflow(self) -> Any:
         """The MLflow client on Flywheel's tracking store and experiment."""
         if self._mlflow is None:
-            self._mlflow = use_mlflow(self.settings)
+            self._mlflow = self.runtime.mlflow
         return self._mlflow
 
     @property

@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from flywheel.candidates import Candidate, ClusterScreening, MergeRecord, PromptPayload
-from flywheel.feedback.store import open_store
 from flywheel.llm import make_client
 from flywheel.replies import ReplyProblem
 from flywheel.schemas import FailureCluster, StoredEvent
@@ -49,7 +48,7 @@ class _Evidence:
 
     def examples(self, cluster_id: str, limit: int) -> list[FailingExample]:
         if cluster_id not in self._events:
-            with open_store(self.ctx.settings.resolved_store_url) as store:
+            with self.ctx.feedback() as store:
                 self._events[cluster_id] = store.get(self.clusters[cluster_id].event_ids)
         return failing_examples(self._events[cluster_id], limit, complaint=complaint_of(self.clusters[cluster_id]))
 

@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 
 from flywheel.evals.tracking import PARENT
 from flywheel.registry import register_prompt
-from flywheel.feedback.store import open_store
 from flywheel.llm import make_client
 from flywheel.candidates import Candidate, ClusterScreening, Outcome, PromptPayload
 from flywheel.schemas import FailureCluster
@@ -84,7 +83,7 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
     with ctx.state() as state:
         cached = state.drafts(ctx.cycle_id, cluster.cluster_id)
         if cached is None:
-            with open_store(ctx.settings.resolved_store_url) as store:
+            with ctx.feedback() as store:
                 examples = failing_examples(store.get(cluster.event_ids), ctx.settings.improve.examples_per_cluster,
                                             complaint=complaint_of(cluster))
             result = propose(

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from difflib import unified_diff
 
-from flywheel.feedback.store import open_store
 from flywheel.candidates import Candidate
 from flywheel.schemas import FailureCluster
 from flywheel.improvers.context import CycleContext, cluster_events, earliest_seen, short_hash
@@ -41,7 +40,7 @@ def improve_rag_step(ctx: CycleContext, clusters: Sequence[FailureCluster]) -> C
             active = int(ctx.index_version)
             retriever = index.retriever(active)
             assert retriever is not None
-            with open_store(ctx.settings.resolved_store_url) as store:
+            with ctx.feedback() as store:
                 events = store.get([i for c in clusters for i in c.event_ids])
             index.embedder.embed(list(dict.fromkeys(e.query for e in events)))  # one batch, then cache hits
             proposal = rag.propose(

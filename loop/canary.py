@@ -78,19 +78,18 @@ def _running(settings: Settings, state: StateStore, kind: str | None) -> Canary:
     return canary
 
 
-def end_canary(settings: Settings, kind: str | None, *, promote: bool, by: str, note: str | None = None,
-               figures: dict[str, Any] | None = None) -> dict[str, Any]:
+def end_canary(settings: Settings, state: StateStore, kind: str | None, *, promote: bool, by: str,
+               note: str | None = None, figures: dict[str, Any] | None = None) -> dict[str, Any]:
     """Promote the running canary to production, or roll it back (production never moved)."""
     if kind is not None and kind not in tuple(ChampionKind):
         raise UsageError(f"a canary is one of {', '.join(ChampionKind)}, not {kind!r}")
-    with open_state(settings.ensure_home()) as state:
-        canary = _running(settings, state, kind)
-        cand = state.candidate(canary.candidate_id) if canary.candidate_id else None
-        if promote and cand is not None:
-            _check_still_fresh(settings, state, cand, canary)
-        move = champion(settings, state, canary.kind).end_canary(promote=promote, by=by, note=note)
-        if cand is not None:
-            record_end(settings, state, cand, promote=promote, by=by, note=note, figures=figures)
+    canary = _running(settings, state, kind)
+    cand = state.candidate(canary.candidate_id) if canary.candidate_id else None
+    if promote and cand is not None:
+        _check_still_fresh(settings, state, cand, canary)
+    move = champion(settings, state, canary.kind).end_canary(promote=promote, by=by, note=note)
+    if cand is not None:
+        record_end(settings, state, cand, promote=promote, by=by, note=note, figures=figures)
     return {"kind": str(canary.kind), "version": canary.version, "percent": canary.percent,
             "action": "promoted" if promote else "rolled_back", "production": move.to_version,
             "candidate_id": canary.candidate_id, "by": by, "note": note}

@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 from flywheel.config import Settings
-from flywheel.feedback.store import open_store
+from flywheel.feedback.store import FeedbackStore
 from flywheel.llm import make_client
 from flywheel.schemas import ClusterDiagnosis, FailureCluster, StoredEvent
-from flywheel.state import open_state
+from flywheel.state import StateStore, open_state
 from flywheel.triage import route_for
 from flywheel.wording import plural
 from flywheel.improvers.diagnosis import diagnose
@@ -81,34 +81,34 @@ def _diagnose_one(settings: Settings, cluster: FailureCluster, events: Sequence[
 
 
 @endpoint_errors("diagnosis")
-def diagnose_step(settings: Settings, cycle_id: str, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
+def diagnose_step(settings: Settings, state: StateStore, store: FeedbackStore, cycle_id: str,
+                  clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
     """``clusters`` with each one in ``other`` diagnosed (by priority, at most ``triage.max_diagnoses``);
     the others unchanged, the order kept. Each diagnosis is saved before the next is asked."""
     s = settings.triage
     out: list[FailureCluster] = []
     asked = 0
     client: object | None = None
-    with open_state(settings.ensure_home()) as state, open_store(settings.resolved_store_url) as store:
-        for cluster in clusters:
-            if cluster.category != "other":
-                out.append(cluster)
-                continue
-            key = diagnosis_key(cluster.cluster_id)
-            cached = state.drafts(cycle_id, key)
-            if cached is not None:
-                diagnosis = ClusterDiagnosis.model_validate(cached)
-            elif not s.diagnose:
-                diagnosis = _not_diagnosed("not diagnosed: `triage.diagnose` is off, and no reason was given")
-            elif asked >= s.max_diagnoses:
-                diagnosis = _not_diagnosed(f"not diagnosed: beyond `triage.max_diagnoses` = {s.max_diagnoses} "
-                                           "higher-priority clusters in `other` this cycle")
-            else:
-                asked += 1
-                if client is None:
-                    client = make_client(settings, purpose="diagnosing feedback without a reason")
-                diagnosis = _diagnose_one(settings, cluster, store.get(cluster.event_ids), client)
-                state.save_drafts(cycle_id, key, diagnosis.model_dump(mode="json"))
-            out.append(apply_diagnosis(cluster, diagnosis))
+    for cluster in clusters:
+        if cluster.category != "other":
+            out.append(cluster)
+            continue
+        key = diagnosis_key(cluster.cluster_id)
+        cached = state.drafts(cycle_id, key)
+        if cached is not None:
+            diagnosis = ClusterDiagnosis.model_validate(cached)
+        elif not s.diagnose:
+            diagnosis = _not_diagnosed("not diagnosed: `triage.diagnose` is off, and no reason was given")
+        elif asked >= s.max_diagnoses:
+            diagnosis = _not_diagnosed(f"not diagnosed: beyond `triage.max_diagnoses` = {s.max_diagnoses} "
+                                       "higher-priority clusters in `other` this cycle")
+        else:
+            asked += 1
+            if client is None:
+                client = make_client(settings, purpose="diagnosing feedback without a reason")
+            diagnosis = _diagnose_one(settings, cluster, store.get(cluster.event_ids), client)
+            state.save_drafts(cycle_id, key, diagnosis.model_dump(mode="json"))
+        out.append(apply_diagnosis(cluster, diagnosis))
     return out
 
 

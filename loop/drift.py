@@ -23,8 +23,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from flywheel.config import Settings
-from flywheel.feedback.store import open_store
-from flywheel.state import StateStore, open_state
+from flywheel.feedback.store import FeedbackStore
+from flywheel.state import StateStore
 from flywheel.loop.watch_data import RatedEvents
 from flywheel.loop.watch_stats import compare
 
@@ -61,11 +61,10 @@ class Drift(BaseModel):
     why: str
 
 
-def rate_trend(settings: Settings, now: float | None = None) -> RateTrend:
+def rate_trend(settings: Settings, store: FeedbackStore, now: float | None = None) -> RateTrend:
     w = settings.watch
     now = time.time() if now is None else now
-    with open_store(settings.resolved_store_url) as store:
-        data = RatedEvents(store.rated(since=now - (w.drift_window_days + w.drift_baseline_days) * DAY, versions=()))
+    data = RatedEvents(store.rated(since=now - (w.drift_window_days + w.drift_baseline_days) * DAY, versions=()))
     if data.size == 0:
         return RateTrend(direction="unknown")
     end = float(data.ts.max()) + 1e-6
@@ -102,11 +101,10 @@ def golden_trend(settings: Settings, state: StateStore) -> GoldenTrend:
     return GoldenTrend(direction=direction, golden_version=version, scores=scores, latest=latest, best_before=best)
 
 
-def drift(settings: Settings, now: float | None = None) -> Drift:
+def drift(settings: Settings, state: StateStore, store: FeedbackStore, now: float | None = None) -> Drift:
     """Both trends and whether they alarm, with the reasons in one sentence."""
-    rate = rate_trend(settings, now)
-    with open_state(settings.ensure_home()) as state:
-        golden = golden_trend(settings, state)
+    rate = rate_trend(settings, store, now)
+    golden = golden_trend(settings, state)
     reasons = []
     if rate.direction == "rising":
         reasons.append(f"negative rate rose from {rate.baseline_rate} to {rate.recent_rate} over the last "
@@ -120,19 +118,18 @@ def drift(settings: Settings, now: float | None = None) -> Drift:
     return Drift(negative_rate_trend=rate, golden_trend=golden, alarm=bool(reasons), why=why)
 
 
-def alarm_is_new(settings: Settings, current: Drift) -> bool:
+def alarm_is_new(state: StateStore, current: Drift) -> bool:
     """True once per alarm episode (so the trigger starts one cycle, not one every 15 minutes);
     the episode ends when the alarm clears."""
-    with open_state(settings.ensure_home()) as state:
-        active = state.pointer(ALARM)
-        if not current.alarm:
-            if active:
-                state.clear_pointer(ALARM)
-            return False
+    active = state.pointer(ALARM)
+    if not current.alarm:
         if active:
-            return False
-        state.set_pointer(ALARM, json.dumps({"at": time.time(), "why": current.why}))
-        return True
+            state.clear_pointer(ALARM)
+        return False
+    if active:
+        return False
+    state.set_pointer(ALARM, json.dumps({"at": time.time(), "why": current.why}))
+    return True
 
 
 def payload(current: Drift) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from flywheel.candidates import Candidate, ChampionKind, Decision, Outcome
 from flywheel.champions import Move, MoveAction, champion, current_set, running_canary
 from flywheel.config import Settings
+from flywheel.feedback.store import FeedbackStore
 from flywheel.errors import UsageError
 from flywheel.registry import production_model, production_prompt, use_mlflow
 from flywheel.state import StateStore, as_datetime, open_state
@@ -193,24 +194,21 @@ def loop_velocity(promoted: list[Candidate]) -> dict[str, float | int | None]:
             "verified_fixes": sum(1 for c in promoted if c.verified_at is not None)}
 
 
-def status(settings: Settings) -> dict[str, Any]:
-    from flywheel.feedback.store import open_store
+def status(settings: Settings, state: StateStore, store: FeedbackStore) -> dict[str, Any]:
     from flywheel.loop.drift import drift
 
     prompt = production_prompt(settings)
     model = production_model(settings)
-    with open_state(settings.ensure_home()) as state:
-        index = champion(settings, state, ChampionKind.rag).current()
-        sections = {i.name: section for i in improvers() if (section := i.status(settings, state)) is not None}
-        waiting = state.candidates(decision=Decision.pending_approval)
-        deferred = [DeferredFix.of(c) for c in waiting_deferred(state)]
-        promoted = state.candidates(decision=Decision.promoted)
-        canary = running_canary(settings, state)
-        last = state.last_cycle_started()
-        cycles = state.cycles(limit=1)
-    with open_store(settings.resolved_store_url) as store:
-        counts = store.counts()
-        since = store.count_ingested_since(last) if last else counts["events"]
+    index = champion(settings, state, ChampionKind.rag).current()
+    sections = {i.name: section for i in improvers() if (section := i.status(settings, state)) is not None}
+    waiting = state.candidates(decision=Decision.pending_approval)
+    deferred = [DeferredFix.of(c) for c in waiting_deferred(state)]
+    promoted = state.candidates(decision=Decision.promoted)
+    canary = running_canary(settings, state)
+    last = state.last_cycle_started()
+    cycles = state.cycles(limit=1)
+    counts = store.counts()
+    since = store.count_ingested_since(last) if last else counts["events"]
     return {
         "champions": {"prompt": prompt.version if prompt else None, "index": index, "model": model.provider_model},
         "model_version": model.version,
@@ -228,7 +226,7 @@ def status(settings: Settings) -> dict[str, Any]:
         "loop_velocity": loop_velocity(promoted),
         "promotions": len(promoted),
         "canary": canary.model_dump(mode="json") if canary else None,
-        "drift": drift(settings).model_dump(mode="json"),
+        "drift": drift(settings, state, store).model_dump(mode="json"),
     }
 
 

@@ -30,8 +30,8 @@ from flywheel.candidates import ChampionKind
 from flywheel.champions import Canary, Move, MoveAction, champion, event_value, running_canary
 from flywheel.config import Settings
 from flywheel.errors import UsageError
-from flywheel.feedback.store import open_store
-from flywheel.state import open_state
+from flywheel.feedback.store import FeedbackStore
+from flywheel.state import StateStore
 from flywheel.loop.watch_actions import Intent, WatchAction, journal, pending_intents, perform
 from flywheel.loop.watch_data import VERSION_COLUMN, RatedEvents
 from flywheel.loop.watch_stats import Comparison, Verdict, compare
@@ -197,34 +197,31 @@ def _decide(settings: Settings, row: WatchRow, *, current: bool) -> WatchAction:
     return WatchAction.rolled_back
 
 
-def _promotable(settings: Settings, row: WatchRow) -> str | None:
+def _promotable(settings: Settings, state: StateStore, row: WatchRow) -> str | None:
     """Why the canary cannot be promoted now (production moved since it was evaluated), or None."""
     from flywheel.loop.promotion import check_fresh
 
     if row.candidate_id is None:
         return None
-    with open_state(settings.home) as state:
-        cand = state.candidate(row.candidate_id)
-        if cand is None or row.against == row.version:
-            return None
-        try:
-            check_fresh(settings, state, cand)
-        except UsageError as exc:
-            return str(exc)
+    cand = state.candidate(row.candidate_id)
+    if cand is None or row.against == row.version:
+        return None
+    try:
+        check_fresh(settings, state, cand)
+    except UsageError as exc:
+        return str(exc)
     return None
 
 
-def run_watch(settings: Settings, *, dry_run: bool = False) -> WatchReport:
+def run_watch(settings: Settings, state: StateStore, store: FeedbackStore, *, dry_run: bool = False) -> WatchReport:
     """Compare, decide, act (unless ``dry_run``), mark verified fixes; returns the watch document."""
     from flywheel.loop.watch_clusters import cluster_rates
 
     now = time.time()
-    settings.ensure_home()
-    finished = [] if dry_run else _finish_interrupted(settings)
-    with open_state(settings.home) as state:
-        canary = running_canary(settings, state)
-        histories = {k: (champion(settings, state, k).history(), champion(settings, state, k).live())
-                     for k in ChampionKind}
+    finished = [] if dry_run else _finish_interrupted(settings, state)
+    canary = running_canary(settings, state)
+    histories = {k: (champion(settings, state, k).history(), champion(settings, state, k).live())
+                 for k in ChampionKind}
     since = now - 2 * settings.watch.window_days * DAY
     if canary is not None and canary.started_at is not None:
         since = min(since, canary.started_at.timestamp())
@@ -232,8 +229,7 @@ def run_watch(settings: Settings, *, dry_run: bool = False) -> WatchReport:
     cutoff = now - settings.watch.window_days * DAY
     watched = {VERSION_COLUMN[str(k)] for k, (moves, _) in histories.items()
                if any(m.at and m.at.timestamp() >= cutoff and not m.action.is_canary for m in moves)}
-    with open_store(settings.resolved_store_url) as store:
-        data = RatedEvents(store.rated(since=since, versions=sorted(watched)))
+    data = RatedEvents(store.rated(since=since, versions=sorted(watched)))
     watch = _Watch(settings, data)
     decided: list[tuple[WatchRow, Move | None]] = []
     if canary is not None:
@@ -250,32 +246,30 @@ def run_watch(settings: Settings, *, dry_run: bool = False) -> WatchReport:
         current = move is None or (bool(histories[ChampionKind(row.kind)][1])
                                    and histories[ChampionKind(row.kind)][1][-1] == move)
         action = _decide(settings, row, current=current)
-        if action is WatchAction.promoted and (stale := _promotable(settings, row)):
+        if action is WatchAction.promoted and (stale := _promotable(settings, state, row)):
             row.why, action = f"not worse, but cannot be promoted: {stale}", WatchAction.none
         if action is not WatchAction.none and not dry_run:
             intent = Intent(scope=row.scope, kind=ChampionKind(row.kind), version=row.version,
                             candidate_id=row.candidate_id, action=action, figures=row.model_dump(mode="json"),
                             decided_at=datetime.now(timezone.utc))
-            journal(settings, intent)
-            perform(settings, intent)
+            journal(state, intent)
+            perform(settings, state, intent)
             row.action = action
         elif action is not WatchAction.none:
             row.why += " (dry run: nothing done)"
     if not dry_run:
-        _mark_verified(settings, rows)
-    report = WatchReport(watches=rows, clusters=cluster_rates(settings, decided), at=datetime.now(timezone.utc),
+        _mark_verified(state, rows)
+    report = WatchReport(watches=rows, clusters=cluster_rates(settings, state, store, decided), at=datetime.now(timezone.utc),
                          events=data.size)
     report._data = data
     return report
 
 
-def _finish_interrupted(settings: Settings) -> list[WatchRow]:
+def _finish_interrupted(settings: Settings, state: StateStore) -> list[WatchRow]:
     """Actions an earlier watch decided and did not finish (it died): done now, reported again."""
-    with open_state(settings.home) as state:
-        intents = pending_intents(state)
     rows = []
-    for intent in intents:
-        perform(settings, intent)
+    for intent in pending_intents(state):
+        perform(settings, state, intent)
         row = WatchRow.model_validate(intent.figures)
         row.action = intent.action
         row.why = f"{row.why} (finished after an interrupted watch)"
@@ -283,11 +277,10 @@ def _finish_interrupted(settings: Settings) -> list[WatchRow]:
     return rows
 
 
-def _mark_verified(settings: Settings, rows: list[WatchRow]) -> None:
+def _mark_verified(state: StateStore, rows: list[WatchRow]) -> None:
     """A ``better`` verdict on a candidate's version is its fix verified on live traffic (first time kept)."""
-    with open_state(settings.home) as state:
-        for row in rows:
-            if row.verdict is Verdict.better and row.candidate_id and (cand := state.candidate(row.candidate_id)):
-                if cand.verified_at is None:
-                    cand.verified_at = datetime.now(timezone.utc)
-                    state.save_candidate(cand)
+    for row in rows:
+        if row.verdict is Verdict.better and row.candidate_id and (cand := state.candidate(row.candidate_id)):
+            if cand.verified_at is None:
+                cand.verified_at = datetime.now(timezone.utc)
+                state.save_candidate(cand)

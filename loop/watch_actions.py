@@ -19,7 +19,7 @@ from pydantic import BaseModel, TypeAdapter
 from flywheel.candidates import ChampionKind
 from flywheel.champions import champion, running_canary
 from flywheel.config import Settings
-from flywheel.state import StateStore, open_state
+from flywheel.state import StateStore
 from flywheel.loop.canary import end_canary, record_end
 from flywheel.loop.promotion import record_rollback
 
@@ -60,10 +60,9 @@ def _write(state: StateStore, intents: list[Intent]) -> None:
         state.clear_pointer(INTENTS)
 
 
-def journal(settings: Settings, intent: Intent) -> None:
+def journal(state: StateStore, intent: Intent) -> None:
     """Write the decision down before acting on it."""
-    with open_state(settings.ensure_home()) as state:
-        _write(state, [*pending_intents(state), intent])
+    _write(state, [*pending_intents(state), intent])
 
 
 def note_of(figures: dict[str, Any]) -> str:
@@ -74,37 +73,33 @@ def note_of(figures: dict[str, Any]) -> str:
             f"{figures.get('baseline_events')} events")
 
 
-def perform(settings: Settings, intent: Intent) -> None:
+def perform(settings: Settings, state: StateStore, intent: Intent) -> None:
     """Carry out ``intent`` wherever a previous attempt stopped, then cross it off."""
     note = note_of(intent.figures)
     if intent.scope == "canary":
-        _end_canary(settings, intent, note)
+        _end_canary(settings, state, intent, note)
     else:
-        _roll_back(settings, intent, note)
-    with open_state(settings.home) as state:
-        _write(state, [i for i in pending_intents(state) if i != intent])
+        _roll_back(settings, state, intent, note)
+    _write(state, [i for i in pending_intents(state) if i != intent])
 
 
-def _end_canary(settings: Settings, intent: Intent, note: str) -> None:
+def _end_canary(settings: Settings, state: StateStore, intent: Intent, note: str) -> None:
     promote = intent.action is WatchAction.promoted
-    with open_state(settings.home) as state:
-        canary = running_canary(settings, state)
+    canary = running_canary(settings, state)
     if canary is not None and canary.kind is intent.kind and canary.version == intent.version:
-        end_canary(settings, str(intent.kind), promote=promote, by=BY, note=note, figures=intent.figures)
+        end_canary(settings, state, str(intent.kind), promote=promote, by=BY, note=note, figures=intent.figures)
         return
     # The pointer moved before the watch stopped: what is left is the candidate's record.
-    with open_state(settings.home) as state:
-        if intent.candidate_id and (cand := state.candidate(intent.candidate_id)):
-            record_end(settings, state, cand, promote=promote, by=BY, note=note, figures=intent.figures)
+    if intent.candidate_id and (cand := state.candidate(intent.candidate_id)):
+        record_end(settings, state, cand, promote=promote, by=BY, note=note, figures=intent.figures)
 
 
-def _roll_back(settings: Settings, intent: Intent, note: str) -> None:
-    with open_state(settings.home) as state:
-        slot = champion(settings, state, intent.kind)
-        live = slot.live()
-        if live and live[-1].to_version == intent.version and live[-1].candidate_id == intent.candidate_id:
-            slot.rollback(by=BY, note=note)
-        if intent.candidate_id and (cand := state.candidate(intent.candidate_id)) and cand.payload.rolled_back_at is None:
-            record_rollback(settings, state, cand, by=BY, when=datetime.now(timezone.utc),
-                            extra_tags={"flywheel.rollback_note": note,
-                                        "flywheel.watch_figures": json.dumps(intent.figures, default=str)[:5000]})
+def _roll_back(settings: Settings, state: StateStore, intent: Intent, note: str) -> None:
+    slot = champion(settings, state, intent.kind)
+    live = slot.live()
+    if live and live[-1].to_version == intent.version and live[-1].candidate_id == intent.candidate_id:
+        slot.rollback(by=BY, note=note)
+    if intent.candidate_id and (cand := state.candidate(intent.candidate_id)) and cand.payload.rolled_back_at is None:
+        record_rollback(settings, state, cand, by=BY, when=datetime.now(timezone.utc),
+                        extra_tags={"flywheel.rollback_note": note,
+                                    "flywheel.watch_figures": json.dumps(intent.figures, default=str)[:5000]})

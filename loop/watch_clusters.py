@@ -13,47 +13,46 @@ from typing import Any
 
 from flywheel.champions import Move
 from flywheel.config import Settings
-from flywheel.feedback.store import open_store
-from flywheel.state import open_state
+from flywheel.feedback.store import FeedbackStore
+from flywheel.state import StateStore
 from flywheel.loop.watch_data import RatedEvents
 from flywheel.loop.watch_stats import compare
 
 DAY = 86400.0
 
 
-def cluster_rates(settings: Settings, decided: list[tuple[Any, Move | None]]) -> list[Any]:
+def cluster_rates(settings: Settings, state: StateStore, store: FeedbackStore,
+                  decided: list[tuple[Any, Move | None]]) -> list[Any]:
     from flywheel.loop.watch import ClusterRate
 
     w = settings.watch
     out: list[ClusterRate] = []
-    with open_state(settings.home) as state:
-        cands = {row.candidate_id: state.candidate(row.candidate_id) for row, _ in decided if row.candidate_id}
-    with open_store(settings.resolved_store_url) as store:
-        for row, _move in decided:
-            cand = cands.get(row.candidate_id)
-            if cand is None:
+    cands = {row.candidate_id: state.candidate(row.candidate_id) for row, _ in decided if row.candidate_id}
+    for row, _move in decided:
+        cand = cands.get(row.candidate_id)
+        if cand is None:
+            continue
+        start = row.since.timestamp()
+        for cluster_id, ids in cand.payload.cluster_events.items():
+            own = store.get(ids)
+            queries = sorted({e.query for e in own})
+            if not queries:
                 continue
-            start = row.since.timestamp()
-            for cluster_id, ids in cand.payload.cluster_events.items():
-                own = store.get(ids)
-                queries = sorted({e.query for e in own})
-                if not queries:
-                    continue
-                data = RatedEvents(store.rated(since=start - w.window_days * DAY, queries=queries))
-                keep = data.excluding({e.event_id for e in own})
-                if row.scope == "canary":
-                    period = data.between(start, None) & keep
-                    after, before = period & data.equals("arm", "canary"), period & data.equals("arm", "production")
-                else:
-                    production = data.not_canary() & keep
-                    after = data.between(start, None) & production
-                    before = data.between(start - w.window_days * DAY, start) & production
-                cap = settings.triage.per_user_cap
-                comp = compare(data.side(after, cap), data.side(before, cap), alpha=w.alpha,
-                               min_events=w.cluster_min_events, sequential=w.sequential, tau=w.effect_size)
-                out.append(ClusterRate(cluster_id=cluster_id, candidate_id=cand.candidate_id, kind=row.kind,
-                                       version=row.version, queries=len(queries), events_before=comp.baseline.events,
-                                       negative_rate_before=comp.baseline_rate, events_after=comp.side.events,
-                                       negative_rate_after=comp.negative_rate, difference=comp.difference,
-                                       ci_low=comp.ci_low, ci_high=comp.ci_high, verdict=comp.verdict))
+            data = RatedEvents(store.rated(since=start - w.window_days * DAY, queries=queries))
+            keep = data.excluding({e.event_id for e in own})
+            if row.scope == "canary":
+                period = data.between(start, None) & keep
+                after, before = period & data.equals("arm", "canary"), period & data.equals("arm", "production")
+            else:
+                production = data.not_canary() & keep
+                after = data.between(start, None) & production
+                before = data.between(start - w.window_days * DAY, start) & production
+            cap = settings.triage.per_user_cap
+            comp = compare(data.side(after, cap), data.side(before, cap), alpha=w.alpha,
+                           min_events=w.cluster_min_events, sequential=w.sequential, tau=w.effect_size)
+            out.append(ClusterRate(cluster_id=cluster_id, candidate_id=cand.candidate_id, kind=row.kind,
+                                   version=row.version, queries=len(queries), events_before=comp.baseline.events,
+                                   negative_rate_before=comp.baseline_rate, events_after=comp.side.events,
+                                   negative_rate_after=comp.negative_rate, difference=comp.difference,
+                                   ci_low=comp.ci_low, ci_high=comp.ci_high, verdict=comp.verdict))
     return out

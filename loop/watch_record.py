@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from flywheel.config import Settings
+from flywheel.runtime import Runtime
 from flywheel.loop.watch import WatchReport
 from flywheel.loop.watch_data import VERSION_COLUMN, RatedEvents
 
@@ -70,11 +71,9 @@ def chart(data: RatedEvents) -> bytes | None:
     return buf.getvalue()
 
 
-def log_watch(settings: Settings, report: WatchReport, png: bytes | None) -> str:
-    """Log this watch to the one ``flywheel-watch`` MLflow run (created the first time); its id."""
-    from flywheel.registry import use_mlflow
-
-    client = use_mlflow(settings)
+def log_watch(settings: Settings, client: Any, report: WatchReport, png: bytes | None) -> str:
+    """Log this watch to the one ``flywheel-watch`` MLflow run (created the first time); its id.
+    ``client``: the process's MLflow client."""
     experiment = client.get_experiment_by_name(settings.experiment)
     found = client.search_runs([experiment.experiment_id], "tags.`flywheel.kind` = 'watch'", max_results=1)
     run_id = found[0].info.run_id if found else client.create_run(
@@ -137,13 +136,15 @@ class WatchOutcome:
         return {**self.report.public(), "drift": self.drift.model_dump(mode="json"), "mlflow_run_id": self.run_id}
 
 
-def watch_once(settings: Settings, *, dry_run: bool = False) -> WatchOutcome:
-    """The watch as the CLI and the flow run it: compare and act, chart and log, check drift."""
+def watch_once(rt: Runtime, *, dry_run: bool = False) -> WatchOutcome:
+    """The watch as the CLI and the flow run it: compare and act, chart and log, check drift, on the
+    stores and MLflow client of the process's Runtime."""
     from flywheel.loop.drift import alarm_is_new, drift
     from flywheel.loop.watch import run_watch
 
-    report = run_watch(settings, dry_run=dry_run)
+    settings, state, store = rt.settings, rt.state, rt.feedback
+    report = run_watch(settings, state, store, dry_run=dry_run)
     png = chart(report.data) if report.data is not None else None
-    run_id = None if dry_run else log_watch(settings, report, png)
-    current = drift(settings)
-    return WatchOutcome(report, png, run_id, current, False if dry_run else alarm_is_new(settings, current))
+    run_id = None if dry_run else log_watch(settings, rt.mlflow, report, png)
+    current = drift(settings, state, store)
+    return WatchOutcome(report, png, run_id, current, False if dry_run else alarm_is_new(state, current))

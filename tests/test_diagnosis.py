@@ -39,6 +39,14 @@ from nonempty import every
 PER_INTENT = 24  # reason-less downvotes kept per intent: every failure mode, in seconds
 
 
+def _stores(settings):
+    """The settings and the stores of this process's Runtime, as the cycle hands them to the step."""
+    from flywheel.runtime import runtime_for
+
+    rt = runtime_for(settings)
+    return settings, rt.state, rt.feedback
+
+
 def reasonless_downvotes(world: Path) -> list[dict[str, Any]]:
     """The world's thumbs-downs with their reason and comment removed, a deterministic sample per intent."""
     kept: Counter[str] = Counter()
@@ -90,7 +98,7 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
     assert {"sync_angry", "other_account"} <= failing_in_other, failing_in_other
     assert not any(c.cluster_id in {o.cluster_id for o in other} for c in improver("prompt").select(settings, clusters))
 
-    diagnosed = diagnose_step(settings, "cyc-diag", clusters)
+    diagnosed = diagnose_step(*_stores(settings), "cyc-diag", clusters)
     assert [c.cluster_id for c in diagnosed] == [c.cluster_id for c in clusters]  # ids and order kept
     for before, after in zip(clusters, diagnosed, strict=True):
         if before.category != "other":
@@ -111,7 +119,7 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
 
     # A resumed cycle asks nothing again: the diagnoses are in the state store.
     asked = len(diagnosis_requests(recording))
-    assert diagnose_step(settings, "cyc-diag", clusters) == diagnosed
+    assert diagnose_step(*_stores(settings), "cyc-diag", clusters) == diagnosed
     assert len(diagnosis_requests(recording)) == asked
 
     # The prompt improver now works on them, drafting against the diagnosed root cause.
@@ -154,7 +162,7 @@ def test_non_consented_text_never_reaches_the_diagnosis(cli, recording: Simulato
                               consented=consented)
 
     clusters = [cluster("other-mixed", "cn", 4), cluster("other-hidden", "h", 0), cluster("other-empty", "e", 2)]
-    out = {c.cluster_id: c for c in diagnose_step(load_settings(), "cyc-privacy", clusters)}
+    out = {c.cluster_id: c for c in diagnose_step(*_stores(load_settings()), "cyc-privacy", clusters)}
     why_not = {cid: c.diagnosis.why_not if c.diagnosis else None for cid, c in out.items()}
 
     sent = diagnosis_requests(recording)

@@ -18,11 +18,11 @@ from flywheel.registry import production_prompt
 from live_server import LiveServer, make_key, stored_ids
 from flywheel.loop.canary import approve_canary
 from flywheel.loop.promotion import set_prompt
-from flywheel.loop.watch import run_watch
+from flywheel.runtime import runtime_for
 from flywheel.sim.quality import QualityMap, Variant, rate_for_golden
 from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
 from flywheel.sim.world import INITIAL_PROMPT
-from tests.watch_helpers import prompt_candidate
+from tests.watch_helpers import watch_now, prompt_candidate
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_wo
                                options=TrafficOptions(users=1500, requests=2500, seed=11))
         with gen:
             during = gen.run()
-            (row,) = [r for r in run_watch(settings).watches if r.scope == "canary"]
+            (row,) = [r for r in watch_now(settings).watches if r.scope == "canary"]
             assert (row.verdict, row.action) == ("better", "promoted")
             assert row.negative_rate < row.baseline_rate and row.ci_high < 0
             assert production_prompt(settings).version == good
@@ -104,7 +104,7 @@ def test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_wo
             assert set_prompt(settings, "Answer in one word.", message="a hand edit", by="sam")["version"] == bad
             assert _serves(client, "anyone", bad) == bad
             gen.run(1000, seed=13)
-            rows = [r for r in run_watch(settings).watches if r.version == bad]
+            rows = [r for r in watch_now(settings).watches if r.version == bad]
             assert [(r.kind, r.against, r.verdict, r.action) for r in rows] == [
                 ("prompt", good, "worse", "rolled_back")]
             assert rows[0].ci_low > 0 and rows[0].baseline_events >= 200

@@ -15,9 +15,9 @@ from flywheel.registry import CANARY, PRODUCTION, prompt_at, use_mlflow
 from flywheel.state import open_state
 from flywheel.loop.canary import approve_canary
 from flywheel.loop.promotion import approve
-from flywheel.loop.watch import run_watch
+from flywheel.runtime import runtime_for
 from flywheel.loop.watch_actions import pending_intents
-from tests.watch_helpers import ingest, prompt_candidate, rated_events
+from tests.watch_helpers import ingest, prompt_candidate, rated_events, watch_now
 from nonempty import every
 
 SPEC_FIELDS = ["kind", "version", "against", "events", "negative_rate", "baseline_rate", "difference", "ci_low",
@@ -81,11 +81,11 @@ def test_an_inconclusive_canary_is_left_alone_until_min_events(monkeypatch: pyte
     settings = load_settings()
     cand = _canary(settings)
     _arms(settings, cand, 150, canary_rate=0.2, production_rate=0.2, seed=1)
-    (row,) = run_watch(settings).watches
+    (row,) = watch_now(settings).watches
     assert (row.verdict, row.action) == ("inconclusive", "none") and "waiting" in row.why
     assert prompt_at(settings, CANARY).version == cand.version
     _arms(settings, cand, 150, canary_rate=0.2, production_rate=0.2, seed=2)  # 300 a side: past min_events
-    (row,) = run_watch(settings).watches
+    (row,) = watch_now(settings).watches
     assert row.verdict == "inconclusive" and row.action == "promoted"  # not worse: promoted (auto_promote)
     assert prompt_at(settings, PRODUCTION).version == cand.version
 
@@ -119,14 +119,14 @@ def test_one_loud_user_cannot_trigger_a_rollback() -> None:
     loud = [{**e, "signal": "thumbs_down"} for e in rated_events(7, 600, 1.0, prefix="loud", users=1, arm="canary",
                                                                    prompt_version=cand.version)]
     ingest(settings, loud)
-    (row,) = run_watch(settings).watches
+    (row,) = watch_now(settings).watches
     assert row.events == 2100 and row.users == 1501
     assert row.capped_events == 1500 + settings.triage.per_user_cap  # six hundred complaints weigh five
     assert row.verdict != "worse" and row.action != "rolled_back"
     assert prompt_at(settings, CANARY).version == cand.version
     # Without the cap the same complaints would have decided it (what the cap is for).
     settings_uncapped = load_settings(triage={"per_user_cap": 10_000})
-    (uncapped,) = run_watch(settings_uncapped, dry_run=True).watches
+    (uncapped,) = watch_now(settings_uncapped, dry_run=True).watches
     assert uncapped.verdict == "worse"
 
 
@@ -138,7 +138,7 @@ def test_no_action_at_all_on_a_store_with_too_few_events() -> None:
     approve(settings, full.candidate_id, by="dana", note=None)
     cand = _canary(settings, text="Be brief.")
     _arms(settings, cand, 60, canary_rate=0.9, production_rate=0.05)
-    rows = run_watch(settings).watches
+    rows = watch_now(settings).watches
     assert {r.scope for r in rows} == {"canary", "promotion"}
     assert every(r.action == "none" and r.verdict == "inconclusive" for r in rows), rows
     assert prompt_at(settings, CANARY).version == cand.version and prompt_at(settings, PRODUCTION).version == full.version
@@ -155,16 +155,16 @@ def test_a_crash_between_decision_and_pointer_move_is_finished_on_rerun(monkeypa
     with monkeypatch.context() as patched:
         patched.setattr(PromptChampion, "_point_canary", crash)
         with pytest.raises(RuntimeError, match="killed"):
-            run_watch(settings)
+            watch_now(settings)
     with open_state(settings.home) as state:
         (intent,) = pending_intents(state)  # decided and written down, not done
         assert intent.action == "rolled_back" and state.candidate(cand.candidate_id).decision is Decision.canary
     assert prompt_at(settings, CANARY).version == cand.version
-    rows = run_watch(settings).watches
+    rows = watch_now(settings).watches
     assert [(r.scope, r.action) for r in rows] == [("canary", "rolled_back")]
     assert "interrupted" in rows[0].why
     assert prompt_at(settings, CANARY) is None and prompt_at(settings, PRODUCTION).version == cand.parent
-    assert run_watch(settings).watches == []
+    assert watch_now(settings).watches == []
     with open_state(settings.home) as state:
         assert pending_intents(state) == []
         ends = [p for p in state.promotions("prompt") if p["action"] == MoveAction.canary_rolled_back]
@@ -178,17 +178,16 @@ def test_a_crash_after_the_pointer_moved_records_the_candidate_on_rerun(monkeypa
     cand = _canary(settings)
     _arms(settings, cand, 2500, canary_rate=0.35, production_rate=0.20)
 
-    def pointers_then_crash(s, kind, **kwargs) -> None:  # the pointers move, then the process dies
-        with open_state(s.home) as state:
-            champion(s, state, kind).end_canary(promote=False, by="flywheel-watch")
+    def pointers_then_crash(s, state, kind, **kwargs) -> None:  # the pointers move, then the process dies
+        champion(s, state, kind).end_canary(promote=False, by="flywheel-watch")
         raise RuntimeError("killed")
 
     with monkeypatch.context() as patched:
         patched.setattr(actions, "end_canary", pointers_then_crash)
         with pytest.raises(RuntimeError, match="killed"):
-            run_watch(settings)
+            watch_now(settings)
     assert prompt_at(settings, CANARY) is None
-    (row,) = run_watch(settings).watches
+    (row,) = watch_now(settings).watches
     assert row.action == "rolled_back"
     with open_state(settings.home) as state:
         after = state.candidate(cand.candidate_id)
@@ -204,7 +203,7 @@ def test_a_clusters_own_queries_are_compared_before_and_after_its_fix() -> None:
     cand = _canary(settings, clusters={"cl-pay": [e["event_id"] for e in own]})
     _arms(settings, cand, 200, canary_rate=0.1, production_rate=0.5, query=query)
     _arms(settings, cand, 500, canary_rate=0.2, production_rate=0.2, seed=5)
-    report = run_watch(settings, dry_run=True)
+    report = watch_now(settings, dry_run=True)
     (cluster,) = report.clusters
     assert (cluster.cluster_id, cluster.candidate_id, cluster.queries) == ("cl-pay", cand.candidate_id, 1)
     assert cluster.events_after == 200 and cluster.events_before == 200  # its own 20 events left out

@@ -13,6 +13,7 @@ import pytest
 from flywheel.config import load_settings
 from flywheel.state import open_state
 from flywheel.loop.drift import alarm_is_new, drift
+from flywheel.runtime import runtime_for
 from tests.watch_helpers import ingest, rated_events
 
 
@@ -42,7 +43,8 @@ def test_a_steady_rate_and_a_steady_golden_score_do_not_alarm() -> None:
             state.start_cycle(f"cyc-{i}")
             state.finish_cycle(f"cyc-{i}", "done", "g1", score, {})
             time.sleep(0.01)
-    current = drift(settings)
+    rt = runtime_for(settings)
+    current = drift(settings, rt.state, rt.feedback)
     assert current.negative_rate_trend.direction == "flat" and current.golden_trend.direction == "flat"
     assert current.alarm is False and current.why.startswith("no drift")
 
@@ -54,10 +56,11 @@ def test_a_falling_golden_score_alarms_but_only_on_one_golden_version() -> None:
             state.start_cycle(f"cyc-{i}")
             state.finish_cycle(f"cyc-{i}", "done", version, score, {})
             time.sleep(0.01)
-    current = drift(settings)
+    rt = runtime_for(settings)
+    current = drift(settings, rt.state, rt.feedback)
     assert current.golden_trend.scores == [0.82, 0.84, 0.78]  # g0's score is on another golden set
     assert current.golden_trend.direction == "falling" and current.alarm and "golden score fell" in current.why
-    assert alarm_is_new(settings, current) is True and alarm_is_new(settings, current) is False  # once an episode
+    assert alarm_is_new(rt.state, current) is True and alarm_is_new(rt.state, current) is False  # once an episode
 
 
 MARKER_EVENT = "flywheel.test.marker"

@@ -63,3 +63,12 @@ def ingest(settings: Settings, events: list[dict[str, Any]]) -> int:
         report = ingest_objects(events, "test", store, settings.quarantine_dir, settings.ingest)
     assert report.rejected == 0, report.errors
     return report.accepted
+
+
+def watch_now(settings: Settings, *, dry_run: bool = False) -> Any:
+    """``run_watch`` on the stores of this process's Runtime for ``settings``, as the faces call it."""
+    from flywheel.loop.watch import run_watch
+    from flywheel.runtime import runtime_for
+
+    rt = runtime_for(settings)
+    return run_watch(settings, rt.state, rt.feedback, dry_run=dry_run)

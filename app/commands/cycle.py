@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flywheel.app.context import _settings, _who
+from flywheel.app.context import _runtime, _settings, _who
 from flywheel.app.display import print_candidates, print_outcomes, print_status
 from flywheel.app.output import JsonFlag, emit, err, handles_errors
 from flywheel.config import Settings
@@ -149,7 +149,8 @@ def rollback(
     if kind == "canary":
         from flywheel.loop.canary import end_canary
 
-        out = end_canary(_settings(), canary_kind, promote=False, by=_who(by), note=note)
+        rt = _runtime()
+        out = end_canary(rt.settings, rt.state, canary_kind, promote=False, by=_who(by), note=note)
         if as_json:
             emit(out)
         else:
@@ -177,7 +178,8 @@ def promote_canary(
     """Promote the running canary to production (for every user) and end the canary; recorded."""
     from flywheel.loop.canary import end_canary
 
-    out = end_canary(_settings(), kind, promote=True, by=_who(by), note=note)
+    rt = _runtime()
+    out = end_canary(rt.settings, rt.state, kind, promote=True, by=_who(by), note=note)
     if as_json:
         emit(out)
     else:
@@ -190,7 +192,8 @@ def status(as_json: JsonFlag = False) -> None:
     """Champions, pending approvals, negative-feedback rate, events since the last cycle, loop velocity."""
     from flywheel.loop.promotion import status as get_status
 
-    doc = get_status(_settings())
+    rt = _runtime()
+    doc = get_status(rt.settings, rt.state, rt.feedback)
     if as_json:
         emit(doc)
     else:

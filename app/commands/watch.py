@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flywheel.app.context import _settings
+from flywheel.app.context import _runtime
 from flywheel.app.output import JsonFlag, emit, err, handles_errors
 
 
@@ -25,8 +25,9 @@ def watch(
     from flywheel.flows.events import emit_drift_alarm
     from flywheel.loop.watch_record import watch_once
 
-    settings = _settings()
-    outcome = watch_once(settings, dry_run=dry_run)
+    rt = _runtime()
+    settings = rt.settings
+    outcome = watch_once(rt, dry_run=dry_run)
     if outcome.alarm_new and emit_drift_alarm(settings, outcome.drift.model_dump(mode="json")):
         err.print(f"[yellow]drift alarm[/] sent to Prefect: {outcome.drift.why}", highlight=False)
     if as_json:

@@ -27,6 +27,7 @@ from flywheel.config import Settings, load_settings
 from flywheel.errors import StoreUnavailable
 from flywheel.keys import KeyFileError, KeyStore, open_keys
 from flywheel.masking import install_log_masking, mask_secrets
+from flywheel.runtime import Runtime
 from flywheel.schemas import FeedbackEvent
 from flywheel.serving import ArmRetrievers, Served, read_served
 
@@ -36,6 +37,7 @@ log = logging.getLogger("flywheel.serve")
 @dataclass
 class Service:
     settings: Settings
+    runtime: Runtime
     keys: KeyStore
     stores: StorePool
     ledger: AskLedger
@@ -49,17 +51,17 @@ class Service:
     def build(cls, settings: Settings) -> Service:
         settings.ensure_home()
         timeout = settings.serve.store_timeout_seconds
-        return cls(settings=settings, keys=open_keys(settings.home),
-                   stores=StorePool(settings.resolved_store_url, timeout),
-                   ledger=AskLedger(settings.resolved_store_url, timeout),
-                   champions=TtlCache(lambda: read_served(settings), settings.serve.champion_ttl_seconds),
+        rt = Runtime(settings, store_timeout=timeout)  # this worker's stores and clients, opened on first use
+        return cls(settings=settings, runtime=rt, keys=open_keys(settings.home), stores=StorePool(rt),
+                   ledger=AskLedger(settings.resolved_store_url, timeout, engine=lambda: rt.feedback.engine),
+                   champions=TtlCache(lambda: read_served(settings, rt.state), settings.serve.champion_ttl_seconds),
                    metrics=Metrics(), events=NegativeFeedbackEvents(settings),
-                   rate_limit=key_rate_limit(settings.serve.rate_limit), retrievers=ArmRetrievers(settings))
+                   rate_limit=key_rate_limit(settings.serve.rate_limit), retrievers=ArmRetrievers(rt))
 
     def close(self) -> None:
         self.events.stop()
-        self.stores.close()
         self.ledger.close()
+        self.runtime.close()
 
 
 def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAPI:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Insert, Row, Select, String, case, func, literal, select
+from sqlalchemy import Connection, Engine, Insert, Row, Select, String, case, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flywheel.feedback.engine import LOCK_TIMEOUT_SECONDS, create_store_engine, describe, store_errors, store_url
@@ -310,6 +310,11 @@ class SQLFeedbackStore:
             wanted = sorted(set(queries))
             return [tuple(r) for i in range(0, len(wanted), _GET_CHUNK)
                     for r in conn.execute(query.where(c.query.in_(wanted[i : i + _GET_CHUNK])))]
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, migrated: for tables beside the events on the same database (the ask ledger)."""
+        return self._engine
 
     def close(self) -> None:
         self._engine.dispose()
