@@ -90,6 +90,25 @@ def print_outcomes(outcomes: list[Any]) -> None:
     human_console().print(table)
 
 
+def _canary_rows(canary: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The running canary in two lines: what serves whom, then how it fares against production."""
+    if not canary:
+        return [("canary", "none running")]
+    w = canary["watch"]
+    serves = (f"{canary['kind']} v{canary['version']} to {canary['percent']:g}% of users (production "
+              f"{'v' + canary['production'] if canary.get('production') else 'none'})"
+              + (f", since {canary['started_at']}" if canary.get("started_at") else "")
+              + (f", candidate {canary['candidate_id']}" if canary.get("candidate_id") else ""))
+    if w["negative_rate"] is None or w["baseline_rate"] is None:
+        fares = f"{w['events']} canary and {w['baseline_events']} production events so far: too few to compare"
+    else:
+        ci = (f", 95% CI {w['ci_low']:+.1%} to {w['ci_high']:+.1%}" if w.get("ci_low") is not None
+              and w.get("ci_high") is not None else "")
+        fares = (f"negative {w['negative_rate']:.1%} ({w['events']} events) vs production {w['baseline_rate']:.1%} "
+                 f"({w['baseline_events']}){ci}: {w['verdict']} so far (the watch acts from {w['min_events']} a side)")
+    return [("canary", serves), ("canary watch", fares)]
+
+
 def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
     """``flywheel status`` for a person: one line a fact, times as ISO plus how long ago."""
     from rich.text import Text
@@ -116,6 +135,7 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
         ("events since last cycle", plural(doc["events_since_last_cycle"], "event")),
         ("loop velocity", "no fix promoted yet" if velocity is None
          else f"{velocity:g} h median from first complaint to promoted fix ({plural(doc['promotions'], 'promotion')})"),
+        *_canary_rows(doc.get("canary")),
         ("last cycle", "none yet (flywheel cycle)" if last is None else
          f"{last['cycle_id']}, {last['status']}, started {iso_and_ago(datetime.fromisoformat(last['started_at']), now)}"
          + (f", champion score {last['champion_score']:.3f}" if last.get("champion_score") is not None else "")),

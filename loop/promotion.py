@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flywheel.candidates import Candidate, ChampionKind, Decision, Outcome
-from flywheel.champions import Move, MoveAction, champion, current_set, running_canary
+from flywheel.champions import Canary, Move, MoveAction, champion, current_set, running_canary
 from flywheel.config import Settings
 from flywheel.feedback.store import FeedbackStore
 from flywheel.errors import UsageError
@@ -225,9 +225,20 @@ def status(settings: Settings, state: StateStore, store: FeedbackStore) -> dict[
         "loop_velocity_hours": loop_velocity_hours(promoted),
         "loop_velocity": loop_velocity(promoted),
         "promotions": len(promoted),
-        "canary": canary.model_dump(mode="json") if canary else None,
+        "canary": _canary_status(settings, store, canary) if canary else None,
         "drift": drift(settings, state, store).model_dump(mode="json"),
     }
+
+
+def _canary_status(settings: Settings, store: FeedbackStore, canary: Canary) -> dict[str, Any]:
+    """The running canary, its share of users and how it fares so far: what the next watch compares."""
+    from flywheel.loop.watch import canary_now
+
+    row = canary_now(settings, store, canary)
+    figures = row.model_dump(mode="json", include={
+        "events", "negative_rate", "baseline_events", "baseline_rate", "difference", "ci_low", "ci_high",
+        "verdict", "why"})
+    return canary.model_dump(mode="json") | {"watch": figures | {"min_events": settings.watch.min_events}}
 
 
 def _with_iso_times(cycle: dict[str, Any]) -> dict[str, Any]:

@@ -284,3 +284,12 @@ def _mark_verified(state: StateStore, rows: list[WatchRow]) -> None:
             if cand.verified_at is None:
                 cand.verified_at = datetime.now(timezone.utc)
                 state.save_candidate(cand)
+
+
+def canary_now(settings: Settings, store: FeedbackStore, canary: Canary) -> WatchRow:
+    """The running canary against production as the next watch would see it, deciding and doing
+    nothing (``flywheel status`` shows it: reads only the events since the canary started)."""
+    since = canary.started_at.timestamp() if canary.started_at is not None else time.time() - settings.watch.window_days * DAY
+    row = _Watch(settings, RatedEvents(store.rated(since=since, versions=[]))).canary(canary)
+    row.why = f"{row.why} (as of now; the watch decides)" if row.why else "as of now; the watch decides"
+    return row
