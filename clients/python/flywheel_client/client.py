@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -100,10 +100,8 @@ class FlywheelClient:
     """Sync client; one connection pool per instance (thread-safe, like the httpx client under it)."""
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 10.0, retries: int = 5,
-                 backoff: float = 0.2, max_wait: float = 30.0, transport: httpx.BaseTransport | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff: float = 0.2, max_wait: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
         self.retries, self.backoff, self.max_wait = retries, backoff, max_wait
-        self._sleep = sleep
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {api_key}"})
 
@@ -168,7 +166,7 @@ class FlywheelClient:
                     if isinstance(exc, _Retry):
                         raise ServiceUnavailable(exc.status, exc.detail) from None
                     raise ServiceUnavailable(0, f"{type(exc).__name__}: {exc}") from exc
-                self._sleep(self._wait(attempt, exc))
+                time.sleep(self._wait(attempt, exc))
                 attempt += 1
             except httpx.TransportError as exc:  # sent, unanswered, not idempotent: it may have happened
                 raise ServiceUnavailable(0, f"{type(exc).__name__}: {exc}") from exc
