@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from enum import Enum, StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
+from flywheel_client.models import Arm, FeedbackResult, IndexedError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from flywheel.candidates import Decision
@@ -56,9 +57,6 @@ Route = Literal["prompt", "rag", "finetune"]
 
 # A JSON number, never a string or a boolean, and finite: Python's JSON parser reads NaN and Infinity.
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Arm = Literal["production", "canary"]
-
-
 def _non_finite(value: Any, path: str = "") -> str | None:
     """Where inside JSON-like data a NaN or an infinity sits (its dotted path), or None."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -280,22 +278,9 @@ class IngestReport(BaseModel):
         return self.model_dump()
 
 
-class IndexedError(BaseModel):
-    """Why the item at ``index`` (0-based) of a request was rejected."""
-
-    index: int
-    error: str
-
-
-class BatchReport(BaseModel):
-    """What one request's events did (``POST /v1/feedback``): each count is of this request alone."""
-
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    errors: list[IndexedError] = Field(default_factory=list)
-    scrubbed: int = Field(0, description="Accepted events that had PII removed.")
-    negative: int = Field(0, description="Accepted events that are negative feedback.")
+class BatchReport(FeedbackResult):
+    """What one request's events did (``POST /v1/feedback``), counted as they are stored: the wire
+    fields are the client's ``FeedbackResult`` (one definition), the counting is the server's."""
 
     def reject(self, index: int, error: str) -> None:
         """Count one rejected item of the request."""

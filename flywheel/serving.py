@@ -31,6 +31,7 @@ from flywheel.live import (
     RenderResult,
     RetrievedChunk,
     RetrieveResult,
+    prompt_info,
 )
 from flywheel.templates import VARIABLE
 from flywheel.registry import CANARY, PRODUCTION, production_model, prompt_at
@@ -54,7 +55,7 @@ class Served(BaseModel):
 
 def _prompt(settings: Settings, alias: str) -> PromptInfo | None:
     ref = prompt_at(settings, alias)
-    return PromptInfo(name=ref.name, version=ref.version, template=ref.template) if ref else None
+    return prompt_info(ref.name, ref.version, ref.template) if ref else None
 
 
 def read_served(settings: Settings, state: StateStore) -> Served:

@@ -1,5 +1,6 @@
-"""One import name (DESIGN.md): an installed Flywheel adds `flywheel` to the environment and nothing
-else, the card's top-level folders mapped into it; importing it changes nothing global."""
+"""One import name (DESIGN.md): an installed Flywheel adds `flywheel` to the environment, the card's
+top-level folders mapped into it, and the light client `flywheel_client` (clients/python/), nothing
+else; importing it changes nothing global."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPED = ("app", "evals", "flows", "improvers", "loop", "sim")
+CLIENT = "clients/python/flywheel_client"
 
 
 def _declared() -> tuple[set[str], dict[str, str]]:
@@ -23,8 +25,10 @@ def _declared() -> tuple[set[str], dict[str, str]]:
 
 def test_every_package_folder_is_declared_under_the_one_name() -> None:
     packages, dirs = _declared()
-    assert dirs == {"flywheel": "flywheel", **{f"flywheel.{d}": d for d in MAPPED}}
-    on_disk = set()
+    assert dirs == {"flywheel": "flywheel", **{f"flywheel.{d}": d for d in MAPPED}, "flywheel_client": CLIENT}
+    on_disk = {".".join(p.parent.relative_to(ROOT / "clients/python").parts)
+               for p in (ROOT / CLIENT).rglob("__init__.py")}
+    assert on_disk == {"flywheel_client"}
     for top in ("flywheel", *MAPPED):
         for init in (ROOT / top).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT).parts
@@ -34,17 +38,18 @@ def test_every_package_folder_is_declared_under_the_one_name() -> None:
 
 
 @pytest.mark.slow
-def test_a_built_wheel_adds_only_flywheel(tmp_path: Path) -> None:
+def test_a_built_wheel_adds_only_flywheel_and_its_client(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(tmp_path), str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
     (wheel,) = tmp_path.glob("flywheel-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
-    assert tops == {"flywheel", "flywheel-0.1.0.dist-info"}, tops
+    assert tops == {"flywheel", "flywheel_client", "flywheel-0.1.0.dist-info"}, tops
     # the mapped folders landed inside, with their data files
     for must in ("flywheel/loop/gate.py", "flywheel/flows/cycle.py", "flywheel/app/cli.py",
                  "flywheel/improvers/prompt_improver.py", "flywheel/sim/server.py", "flywheel/evals/runner.py",
-                 "flywheel/app/starter_files/flywheel.toml", "flywheel/feedback/migrations/script.py.mako"):
+                 "flywheel/app/starter_files/flywheel.toml", "flywheel/feedback/migrations/script.py.mako",
+                 "flywheel_client/client.py", "flywheel_client/models.py", "flywheel_client/py.typed"):
         assert must in names, must
     assert any(n.startswith("flywheel/evals/golden/") and n.endswith(".jsonl") for n in names)
     entry_points = zipfile.ZipFile(wheel).read("flywheel-0.1.0.dist-info/entry_points.txt").decode()
