@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from flywheel.config import Settings
 from flywheel.feedback.imports import ImportReport
 from flywheel.feedback.ingest import ingest_source
-from flywheel.feedback.otlp_spans import request_spans, trace_events
+from flywheel.feedback.otlp_spans import request_events
 from flywheel.feedback.sources import Position, SourceItem, open_jsonl
 from flywheel.feedback.store import FeedbackStore
 
@@ -64,8 +64,9 @@ def parse_json(doc: Any) -> Any:
             raise OtlpParseError(f"not JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise OtlpParseError("not OTLP JSON: an ExportTraceServiceRequest is a JSON object with resourceSpans")
+    fixed = _base64_ids(doc)
     try:
-        return ParseDict(_base64_ids(doc), ExportTraceServiceRequest(), ignore_unknown_fields=True)
+        return ParseDict(fixed, ExportTraceServiceRequest(), ignore_unknown_fields=True)
     except RecursionError:
         raise OtlpParseError("not OTLP JSON: nested too deeply") from None
     except (ParseError, ValueError, TypeError, AttributeError) as exc:
@@ -174,19 +175,19 @@ class OtlpRequests:
                 yield SourceItem(position, request.text, f"line {request.line}: {request.error}")
                 position += 1
                 continue
-            for spans in request_spans(request):
-                self.report.traces += 1
-                self.report.spans += len(spans)
-                for mapped in trace_events(spans, self.settings.imports.otlp):
-                    if mapped.event is None:
-                        self.report.skip(mapped.skipped or "skipped")
-                        continue
-                    self.report.read += 1
-                    self.report.name(position, mapped.item, mapped.trace_id)
-                    if self.track_spans:
-                        self.span_of[position] = (mapped.trace_id, mapped.span_id)
-                    yield SourceItem.of_value(position, mapped.event)
-                    position += 1
+            spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+            self.report.spans += len(spans)
+            self.report.traces += len({s.trace_id for s in spans})
+            for mapped in request_events(request, self.settings.imports.otlp):
+                if mapped.event is None:
+                    self.report.skip(mapped.skipped or "skipped")
+                    continue
+                self.report.read += 1
+                self.report.name(position, mapped.item, mapped.trace_id)
+                if self.track_spans:
+                    self.span_of[position] = (mapped.trace_id, mapped.span_id)
+                yield SourceItem.of_value(position, mapped.event)
+                position += 1
 
 
 def file_requests(items: Iterable[SourceItem]) -> Iterator[Any | Unreadable]:

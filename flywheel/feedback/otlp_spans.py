@@ -26,7 +26,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flywheel.config_sections import OtlpImportSettings
@@ -119,34 +119,40 @@ def value_of(value: Any) -> Any:
     return getattr(value, kind) if kind else None
 
 
-def trace_events(spans: list[Span], settings: OtlpImportSettings) -> Iterator[Mapped]:
-    """Every evaluation result and annotation on the spans of one trace, as an event or a reason to skip."""
-    trace = _TraceContext(spans, settings)
-    by_response = {s.attributes.get("gen_ai.response.id"): s for s in spans if s.attributes.get("gen_ai.response.id")}
-    for span in spans:
-        seen: dict[str, int] = {}
-        for result in _results(span):
-            subject = span
-            if result.response_id and result.response_id != span.attributes.get("gen_ai.response.id"):
-                subject = by_response.get(result.response_id, span)  # an evaluation recorded on a span of its own
-            key = _key(result.identifier or result.name)
-            seen[key] = seen.get(key, 0) + 1
-            key = key if seen[key] == 1 else f"{key}~{seen[key]}"
-            item = f"{subject.span_id}/{key}"
-            if result.annotator_kind and result.annotator_kind.upper() in {k.upper() for k in settings.skip_annotator_kinds}:
-                yield Mapped(span.trace_id, subject.span_id, item,
-                             skipped=f"{result.annotator_kind.lower()} annotation, not a person's")
-                continue
-            fields = _signal_fields(result, settings)
-            if fields is None:
-                yield Mapped(span.trace_id, subject.span_id, item, skipped="ignored by imports.otlp.signals")
-                continue
-            event = trace.fields_for(subject).event_fields()
-            event |= {"event_id": f"{EVENT_PREFIX}{subject.trace_id}/{item}", "ts": _iso(result.time_ns or span.end_ns)}
-            meta = {"otlp_evaluation": result.name}
-            if result.annotator_kind:
-                meta["otlp_annotator_kind"] = result.annotator_kind
-            yield Mapped(span.trace_id, subject.span_id, item, event | fields | {"metadata": meta})
+def request_events(request: Any, settings: OtlpImportSettings) -> Iterator[Mapped]:
+    """Every evaluation result and annotation of one request, as an event or a reason to skip it. An
+    evaluation carrying a ``gen_ai.response.id`` other than its span's is about the span of the request
+    that gave that response (feedback recorded later, on a span of its own), when there is one."""
+    traces = list(request_spans(request))
+    contexts = {spans[0].trace_id: _TraceContext(spans, settings) for spans in traces}
+    by_response = {s.attributes["gen_ai.response.id"]: s for spans in traces for s in spans
+                   if isinstance(s.attributes.get("gen_ai.response.id"), str) and s.attributes["gen_ai.response.id"]}
+    skip_kinds = {k.upper() for k in settings.skip_annotator_kinds}
+    for spans in traces:
+        for span in spans:
+            seen: dict[str, int] = {}
+            for result in _results(span):
+                subject = span
+                if result.response_id and result.response_id != span.attributes.get("gen_ai.response.id"):
+                    subject = by_response.get(result.response_id, span)
+                key = _key(result.identifier or result.name)
+                seen[key] = seen.get(key, 0) + 1
+                item = f"{subject.span_id}/{key if seen[key] == 1 else f'{key}~{seen[key]}'}"
+                if result.annotator_kind and result.annotator_kind.upper() in skip_kinds:
+                    yield Mapped(subject.trace_id, subject.span_id, item,
+                                 skipped=f"{result.annotator_kind.lower()} annotation, not a person's")
+                    continue
+                fields = _signal_fields(result, settings)
+                if fields is None:
+                    yield Mapped(subject.trace_id, subject.span_id, item, skipped="ignored by imports.otlp.signals")
+                    continue
+                event = contexts[subject.trace_id].fields_for(subject).event_fields()
+                event |= {"event_id": f"{EVENT_PREFIX}{subject.trace_id}/{item}",
+                          "ts": _iso(result.time_ns or span.end_ns)}
+                meta = {"otlp_evaluation": result.name}
+                if result.annotator_kind:
+                    meta["otlp_annotator_kind"] = result.annotator_kind
+                yield Mapped(subject.trace_id, subject.span_id, item, event | fields | {"metadata": meta})
 
 
 def _key(name: str) -> str:
@@ -425,4 +431,7 @@ def _documents(span: Span) -> list[str]:
 
 
 def _iso(ns: int) -> str | None:
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat() if ns else None
+    """Nanoseconds since the epoch as ISO 8601, to the microsecond (exactly: no float on the way)."""
+    if not ns:
+        return None
+    return (datetime.fromtimestamp(ns // 10**9, UTC) + timedelta(microseconds=ns % 10**9 // 1000)).isoformat()
