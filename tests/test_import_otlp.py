@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from live_server import LiveServer, make_key
 
@@ -41,8 +40,13 @@ class Product:
     def __init__(self, exporter: Any | None = None) -> None:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SimpleSpanProcessor,
+        )
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
 
         self.memory = InMemorySpanExporter()
         self.provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
@@ -172,7 +176,9 @@ def test_sdk_spans_become_events_field_by_field_and_a_resend_stores_nothing(
 
 def test_malformed_feedback_is_quarantined_and_answered_as_partial_success(
         live: tuple[LiveServer, str], flywheel_home: Path) -> None:
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
 
     from flywheel.feedback.otlp_import import to_json
 
@@ -204,8 +210,8 @@ def test_malformed_feedback_is_quarantined_and_answered_as_partial_success(
     assert len(records) == 3
     assert {r["error"] for r in records} == {
         "signal 'rating' needs 'value' between 1 and 5",
-        "signal: Input should be 'thumbs_up', 'thumbs_down', 'rating', 'correction', 'edit', 'accept', 'dismiss', "
-        "'copy', 'outcome' or 'expert_review'"}
+        ("signal: Input should be 'thumbs_up', 'thumbs_down', 'rating', 'correction', 'edit', 'accept', 'dismiss', "
+        "'copy', 'outcome' or 'expert_review'")}
     assert all(json.loads(r["raw"])["event_id"].startswith("otlp:") for r in records)
 
 
@@ -276,8 +282,8 @@ def test_the_file_import_gives_the_same_events_as_the_live_route(
     assert report["skipped"] == {"ignored by imports.otlp.signals": 1, "llm annotation, not a person's": 1}
     assert (report["spans"], report["traces"]) == (5, 2)
     (error,) = report["errors"]
-    assert (error["item"], error["error"]) == ("line 3", "line 3: not an OTLP ExportTraceServiceRequest: field "
-                                                         "resourceSpans has a value of the wrong type")
+    assert (error["item"], error["error"]) == ("line 3", ("line 3: not an OTLP ExportTraceServiceRequest: field "
+                                                         "resourceSpans has a value of the wrong type"))
     (kept,) = report["quarantine"]
     assert json.loads(Path(kept).read_text())["raw"] == '{"resourceSpans": 7}'
     assert _stored() == live_events

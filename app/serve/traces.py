@@ -15,11 +15,18 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-
 from flywheel.app.serve.auth import require
 from flywheel.app.serve.body import _deeper_than, read_limited
+
 from flywheel.feedback.imports import ImportReport
-from flywheel.feedback.otlp_import import JSON, PROTOBUF, OtlpParseError, ingest_request, parse_json, parse_protobuf
+from flywheel.feedback.otlp_import import (
+    JSON,
+    PROTOBUF,
+    OtlpParseError,
+    ingest_request,
+    parse_json,
+    parse_protobuf,
+)
 from flywheel.keys import KeyRecord, Scope
 
 router = APIRouter()
@@ -104,7 +111,9 @@ def _store(service: Any, message: Any, name: str) -> tuple[ImportReport, int]:
 
 def _answer(report: ImportReport, rejected_spans: int, kind: str) -> Response:
     from google.protobuf.json_format import MessageToJson
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
 
     answer = ExportTraceServiceResponse()
     if report.rejected:

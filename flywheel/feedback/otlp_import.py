@@ -14,7 +14,6 @@ number and quarantined, never stopping the rest.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -42,7 +41,9 @@ class OtlpParseError(ValueError):
 def parse_protobuf(body: bytes) -> Any:
     """An ``ExportTraceServiceRequest`` from its protobuf encoding."""
     from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
 
     try:
         return ExportTraceServiceRequest.FromString(body)
@@ -53,7 +54,9 @@ def parse_protobuf(body: bytes) -> Any:
 def parse_json(doc: Any) -> Any:
     """An ``ExportTraceServiceRequest`` from OTLP JSON: text, bytes, or a decoded JSON value."""
     from google.protobuf.json_format import ParseDict, ParseError
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
 
     if isinstance(doc, bytes | str):
         try:
