@@ -347,3 +347,43 @@ def test_older_conventions_and_openinference_attributes_are_read(cli, tmp_path: 
                     "model": "claude-3-5-sonnet", "session_id": None, "user_id": "u-7", "consent": True,
                     "context_ids": ["sso.md#1", "plans.md#0"], "value": None, "comment": "Business has SSO too"},
     }
+
+
+def test_end_to_end_the_worlds_feedback_as_spans_becomes_clusters(
+        cli, live: tuple[LiveServer, str], world: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator world's answers and their users' feedback, traced by the SDK with GenAI attributes
+    and evaluation events, exported to the live service, then triaged; text without consent never shows."""
+    server, key = live
+    events = []
+    for line in (world / "feedback.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and isinstance(e.get("query"), str) and isinstance(e.get("user_id"), str):
+            events.append(e)
+    chosen = [e for e in events if e.get("signal") == "thumbs_down" and e.get("reason")][:40]
+    chosen += [e for e in events if e.get("signal") == "thumbs_up"][:10]
+    product = Product(_exporter(server, key, monkeypatch))
+    for i, e in enumerate(chosen):
+        label = e["reason"] if e["signal"] == "thumbs_down" else "thumbs_up"
+        evaluation = {"name": "user_feedback", "score.label": label} | (
+            {"explanation": e["comment"]} if e.get("comment") else {})
+        product.answer(e["query"], e["output"], docs=[{"id": c} for c in e.get("context_ids") or []],
+                       user=e["user_id"], consent=bool(e["consent"]), evaluations=[evaluation],
+                       response_id=f"chatcmpl-{i}")
+    product.flush()
+
+    stored = _stored()
+    unconsented = sum(1 for e in chosen if not e["consent"])
+    assert len(stored) == 50 and sum(1 for e in stored.values() if not e["consent"]) == unconsented > 0
+    assert sum(1 for e in stored.values() if e["polarity"] < 0) == 40
+    clusters = cli("triage", "--json")["clusters"]
+    assert clusters and sum(c["size"] for c in clusters) == 40
+    assert all(i.startswith("otlp:") for c in clusters for i in c["event_ids"])
+    shown = json.dumps([c["summary"] for c in clusters])
+    hidden = [e["query"] for e in chosen if not e["consent"] and e["signal"] == "thumbs_down"]
+    assert hidden and not any(q[:40] in shown for q in hidden)
+    print(f"end to end: {len(product.memory.get_finished_spans())} spans, {len(stored)} events stored "
+          f"({unconsented} without consent), {len(clusters)} clusters: "
+          + ", ".join(f"{c['category']}/{c['route']} x{c['size']}" for c in clusters))
