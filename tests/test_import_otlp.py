@@ -57,7 +57,8 @@ class Product:
 
     def answer(self, question: str, answer: str, *, docs: list[dict[str, Any]] | None = None, user: str = "u-1",
                consent: bool | None = True, evaluations: list[dict[str, Any]] = (),  # type: ignore[assignment]
-               annotations: list[dict[str, Any]] = (), response_id: str = "chatcmpl-1") -> None:  # type: ignore[assignment]
+               annotations: list[dict[str, Any]] = (), response_id: str = "chatcmpl-1",  # type: ignore[assignment]
+               prompt_version: str | None = None) -> None:
         """One request of the product: an agent span (user, session, consent), a retrieval span and a
         chat span with the GenAI message attributes; the evaluations are events on the chat span."""
         with self.tracer.start_as_current_span("invoke_agent support") as root:
@@ -66,6 +67,8 @@ class Product:
             root.set_attribute("gen_ai.conversation.id", f"conv-{user}")
             if consent is not None:
                 root.set_attribute("user.consent", consent)
+            if prompt_version is not None:  # what GET /v1/champion said was served
+                root.set_attribute("flywheel.prompt_version", prompt_version)
             if docs is not None:
                 with self.tracer.start_as_current_span("retrieval kb") as r:
                     r.set_attribute("gen_ai.operation.name", "retrieval")
@@ -118,6 +121,7 @@ def _pricing(product: Product) -> None:
     product.answer(
         "How much does the Pro plan cost?", "The Pro plan costs $10 per month.",
         docs=[{"id": "pricing.md#0", "score": 0.91}, {"id": "plans/pro.md", "score": 0.7, "metadata": {"chunk": 2}}],
+        prompt_version="3",
         evaluations=[
             {"name": "user_feedback", "score.label": "outdated", "explanation": "the price went up"},
             {"name": "stars", "score.value": 2},
@@ -146,7 +150,7 @@ def test_sdk_spans_become_events_field_by_field_and_a_resend_stores_nothing(
     assert all(e["event_id"] == f"otlp:{trace_id}/{span_id}/{name}" for name, e in events.items())
     shared = {"query": "How much does the Pro plan cost?", "output": "The Pro plan costs $10 per month.",
               "user_id": "u-1", "session_id": "conv-u-1", "consent": True, "model": "gpt-4o-mini-2024-07-18",
-              "context_ids": ["pricing.md#0", "plans/pro.md#2"], "pii_scrubbed": [], "prompt_version": None}
+              "context_ids": ["pricing.md#0", "plans/pro.md#2"], "pii_scrubbed": [], "prompt_version": "3"}
     for e in events.values():
         assert {k: e[k] for k in shared} == shared
     thumbs = events["user_feedback"]
