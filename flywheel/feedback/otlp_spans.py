@@ -1,8 +1,8 @@
 """OpenTelemetry GenAI spans -> feedback events in SPEC's format (README, "Importing OpenTelemetry GenAI spans").
 
 One ``ExportTraceServiceRequest`` (a protobuf message; OTLP JSON is parsed into the same message by
-:mod:`flywheel.feedback.otlp_import`) is read a trace at a time. A span is not feedback by itself:
-feedback is a ``gen_ai.evaluation.result`` span event (``gen_ai.evaluation.name``, ``.score.value``,
+:mod:`flywheel.feedback.otlp_import`) is read whole, its spans grouped by trace. A span is not feedback
+by itself: feedback is a ``gen_ai.evaluation.result`` span event (``gen_ai.evaluation.name``, ``.score.value``,
 ``.score.label``, ``.explanation``) or an OpenInference annotation (``annotations.<i>.annotation.*``,
 ``evaluations.<i>.evaluation.*``); each becomes one event carrying what its span and trace say:
 
