@@ -391,3 +391,24 @@ def test_end_to_end_the_worlds_feedback_as_spans_becomes_clusters(
     print(f"end to end: {len(product.memory.get_finished_spans())} spans, {len(stored)} events stored "
           f"({unconsented} without consent), {len(clusters)} clusters: "
           + ", ".join(f"{c['category']}/{c['route']} x{c['size']}" for c in clusters))
+
+
+def test_feedback_on_a_span_of_its_own_is_about_the_response_it_names(cli, tmp_path: Path) -> None:
+    """The user's thumb arrives later, in another trace, on a span naming the ``gen_ai.response.id``:
+    the event is about that response's span (its ids, question and answer), in the same request."""
+    from flywheel.feedback.otlp_import import to_json
+
+    product = Product()
+    product.answer("Do you ship to Norway?", "Yes, in 5 days.", response_id="chatcmpl-77")
+    with product.tracer.start_as_current_span("feedback") as s:
+        s.add_event(EVAL, {"gen_ai.evaluation.name": "user_feedback", "gen_ai.evaluation.score.label": "wrong",
+                           "gen_ai.response.id": "chatcmpl-77"})
+    (chat,) = [s for s in product.memory.get_finished_spans() if s.name.startswith("chat")]
+    path = tmp_path / "traces.json"
+    path.write_text(json.dumps(to_json(product.request())))
+    report = cli("import", "otlp", str(path), "--json")
+    assert (report["traces"], report["accepted"]) == (2, 1)
+    (event,) = _stored().values()
+    assert event["event_id"] == f"otlp:{chat.context.trace_id:032x}/{chat.context.span_id:016x}/user_feedback"
+    assert (event["query"], event["output"], event["signal"], event["reason"], event["consent"]) == \
+        ("Do you ship to Norway?", "Yes, in 5 days.", "thumbs_down", "wrong", True)
