@@ -510,9 +510,36 @@ class MlflowImportSettings(BaseModel):
     )
 
 
+class OtlpImportSettings(BaseModel):
+    """How OpenTelemetry GenAI spans become feedback (``flywheel import otlp``, ``POST /v1/traces``;
+    README, "Importing OpenTelemetry GenAI spans")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consent_key: str = Field(
+        "user.consent", min_length=1,
+        description="The span (or resource) attribute that says the user consented: `true`, or the string `true`, "
+        "`yes` or `1`; looked up on the evaluated span, then the trace's other spans, then the resource; absent or "
+        "anything else means no consent.",
+    )
+    signals: dict[str, Literal["thumbs_up", "thumbs_down", "thumbs", "rating", "correction", "edit", "accept",
+                               "dismiss", "copy", "outcome", "expert_review", "ignore"]] = Field(
+        default_factory=dict,
+        description="Evaluation (or annotation) name -> signal, e.g. `user_rating = \"rating\"`, `resolved = "
+        "\"outcome\"`, `helpful = \"thumbs\"` (up when the label is positive or the score above 0), "
+        "`relevance = \"ignore\"` (not imported). Unmapped names: a label that names a signal or a thumb, else "
+        "a whole score is a rating and a fraction between 0 and 1 an expert review.",
+    )
+    skip_annotator_kinds: list[str] = Field(
+        default_factory=lambda: ["LLM", "CODE"],
+        description="OpenInference annotations by these annotator kinds are a judge's, not a user's: skipped.",
+    )
+
+
 class ImportSettings(BaseModel):
     """Importing feedback from where a team already keeps it (``flywheel import SOURCE``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     mlflow: MlflowImportSettings = Field(default_factory=MlflowImportSettings)
+    otlp: OtlpImportSettings = Field(default_factory=OtlpImportSettings)

@@ -14,7 +14,8 @@ from rich.table import Table
 from flywheel.errors import UsageError
 from flywheel.feedback.imports import ImportReport
 
-import_app = typer.Typer(help="Import feedback from MLflow traces (and, later, other tools).", no_args_is_help=True)
+import_app = typer.Typer(help="Import feedback from MLflow traces or OpenTelemetry GenAI spans (OTLP JSON).",
+                         no_args_is_help=True)
 
 
 @import_app.command("mlflow")
@@ -47,6 +48,35 @@ def import_mlflow(
         _print(report)
 
 
+@import_app.command("otlp")
+@handles_errors
+def import_otlp(
+    file: Annotated[str, typer.Argument(help="An OTLP JSON file: one ExportTraceServiceRequest per line (the "
+                                            "Collector's file exporter), or one JSON document; - for stdin.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """OpenTelemetry GenAI spans as feedback events: gen_ai.evaluation.result events and OpenInference
+    annotations become signals, with the span's messages, model, retrieved documents, user and session;
+    idempotent by trace, span and evaluation name (`POST /v1/traces` on the service takes the same data live).
+
+    Consent comes from the span attribute imports.otlp.consent_key (default `user.consent`); without it an
+    event is stored for the statistics only, and its text never leaves the store."""
+    from flywheel.feedback.otlp_import import import_otlp as run
+    from flywheel.feedback.sources import check_openable
+    from flywheel.feedback.store import open_store
+
+    check_openable(file)
+    settings = _settings()
+    settings.ensure_home()
+    with open_store(settings.resolved_store_url) as store:
+        report = run(settings, file, store)
+    report.prefect_events = _emit_feedback_events(settings, report.negative)
+    if as_json:
+        emit(report.public())
+    else:
+        _print(report)
+
+
 def _parse_since(since: str | None) -> datetime | None:
     if since is None:
         return None
@@ -59,7 +89,7 @@ def _parse_since(since: str | None) -> datetime | None:
 
 def _print(report: ImportReport) -> None:
     """The counts as a short table, then the first rejections and where they were kept."""
-    table = Table(title=f"flywheel import {report.source}: {report.experiment or ''}")
+    table = Table(title=f"flywheel import {report.source}: {report.experiment or report.file or ''}")
     for col in ("traces", "read", "accepted", "duplicates", "rejected", "skipped_no_consent", "skipped"):
         table.add_column(col)
     skipped = ", ".join(f"{why}: {n}" for why, n in report.skipped.items()) or "0"
@@ -72,4 +102,4 @@ def _print(report: ImportReport) -> None:
     if report.rejected > 20:
         err.print(f"  ... and {report.rejected - 20} more", highlight=False)
     for q in report.quarantine:
-        err.print(f"rejected assessments kept in {q}", highlight=False, markup=False, soft_wrap=True)
+        err.print(f"rejected items kept in {q}", highlight=False, markup=False, soft_wrap=True)

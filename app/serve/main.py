@@ -22,6 +22,7 @@ from flywheel.app.serve.metrics import LatencyMiddleware, Metrics
 from flywheel.app.serve.ratelimit import KeyRateLimit, key_rate_limit
 from flywheel.app.serve.routes import router
 from flywheel.app.serve.stores import StorePool
+from flywheel.app.serve.traces import router as traces_router
 from flywheel.ask_ledger import AskLedger
 from flywheel.config import Settings, load_settings
 from flywheel.errors import StoreUnavailable
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
                                      "(`flywheel keys create`).")
     app.state.service = service
     app.include_router(router)
+    app.include_router(traces_router)
     app.add_exception_handler(StoreUnavailable, _busy)
     app.add_exception_handler(KeyFileError, _no_keys)
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -32,7 +32,8 @@ class ImportReport(BaseModel):
     _remembered: ClassVar[int] = 20_000  # item ids kept for naming a rejection (a batch is at most 5,000)
 
     source: str
-    read: int = Field(0, description="Items read from the source (for MLflow: assessments).")
+    read: int = Field(0, description="Items read from the source (for MLflow: assessments; for OTLP: evaluation "
+                      "results and annotations, and lines that are not OTLP).")
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -41,11 +42,13 @@ class ImportReport(BaseModel):
     errors: list[ImportRejection] = Field(default_factory=list, description=f"The first {max_errors} rejections.")
     errors_total: int = 0
     skipped: dict[str, int] = Field(default_factory=dict, description="Items read but not feedback to import, by why.")
-    traces: int = Field(0, description="Traces read.")
+    traces: int = Field(0, description="Traces read (for OTLP: a trace's spans in one request, counted per request).")
+    spans: int = Field(0, description="Spans read, for `import otlp`.")
     scrubbed: int = 0
     negative: int = 0
     quarantine: list[str] = Field(default_factory=list, description="Files the rejected items were written to.")
     experiment: str | None = Field(None, description="The MLflow experiment read, for `import mlflow`.")
+    file: str | None = Field(None, description="The file read, for `import otlp`.")
     since: str | None = Field(None, description="Only traces after this time were read (ISO 8601), if any.")
     high_water: str | None = Field(None, description="The newest trace read: where the next import starts.")
     prefect_events: int = 0
