@@ -140,8 +140,8 @@ class StateStore(KnowledgeVersions):
         with self._write() as conn:
             result = conn.execute(insert_ignore(conn, candidates, ["candidate_id"]).values(
                 candidate_id=c.candidate_id, cycle_id=c.cycle_id, kind=c.kind, doc=c.model_dump_json(),
-                decision=c.decision, created_at=_now()))
-            return result.rowcount == 1
+                decision=c.decision, created_at=_now()).returning(candidates.c.candidate_id))
+            return result.first() is not None  # RETURNING: rowcount is not reliable on every driver
 
     def save_candidate(self, c: Candidate) -> None:
         with self._write() as conn:
@@ -257,8 +257,8 @@ class StateStore(KnowledgeVersions):
                 p = p.model_copy(update={"created_at": as_datetime(now)})
                 result = conn.execute(insert_ignore(conn, golden_proposals, ["proposal_id"]).values(
                     proposal_id=p.proposal_id, status=p.status, category=p.category, doc=p.model_dump_json(),
-                    created_at=now))
-                if result.rowcount == 1:
+                    created_at=now).returning(golden_proposals.c.proposal_id))
+                if result.first() is not None:
                     added.append(p)
         return added
 
