@@ -15,7 +15,13 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from flywheel.feedback.engine import LOCK_TIMEOUT_SECONDS, create_store_engine, describe, store_errors, store_url
+from flywheel.feedback.engine import (
+    LOCK_TIMEOUT_SECONDS,
+    create_store_engine,
+    describe,
+    store_errors,
+    store_url,
+)
 from flywheel.schema_migrations import current_revision, migrate
 from flywheel.state.migrate import STATE_SCHEMA
 

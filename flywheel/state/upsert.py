@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection, Insert, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_DialectInsert = sqlite.Insert | postgresql.Insert
+_INSERTS: dict[str, Callable[[Table], _DialectInsert]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def insert_ignore(conn: Connection, table: Table, keys: Sequence[str]) -> Insert:
