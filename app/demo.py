@@ -77,7 +77,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         from flywheel.knowledge.index import open_index
         from flywheel.state import open_state
 
-        with open_state(settings.home) as state:
+        with open_state(settings) as state:
             kb = open_index(settings, state).sync(world / "knowledge")
         console.print(f"kb sync: index version {kb.version} active ({kb.added} chunks embedded locally; "
                       f"{summary['knowledge_updates']} documents are outdated)", highlight=False)

@@ -88,7 +88,7 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
     console.rule("live traffic: flywheel serve, simulated users, flywheel watch")
     approve_canary(settings, canary.candidate_id, percent=CANARY_PERCENT, by="demo-approver",
                    note="approved as a canary in the demo")
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         prod = assignment(settings, state, None)
         running = prod.canary
         assert running is not None

@@ -109,7 +109,7 @@ def _rows_by_mode(settings: Any, world: Path, winner: Any) -> tuple[dict[str, li
     from flywheel.state import open_state
     from flywheel.loop.evaluate import evaluate_step
 
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         index = champion_of(settings, state, "rag").current()
     champion = Variant(label="champion", prompt_template=(world / "prompt.txt").read_text().strip(),
                        model=settings.target_model, index_version=index)
@@ -146,7 +146,7 @@ def champion_by_mode(settings: Any) -> dict[str, float]:
     from flywheel.state import open_state
     from flywheel.loop.evaluate import evaluate_step
 
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         index = champion_of(settings, state, "rag").current()
     prompt = require_production_prompt(settings)
     (result,) = evaluate_step(settings, [Variant(label="champion", prompt_template=prompt.template,

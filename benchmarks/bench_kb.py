@@ -63,7 +63,7 @@ def retrieval_latency(home: Path, queries: int) -> dict[str, float]:
     from flywheel.state import open_state
 
     settings = load_settings()
-    state = open_state(settings.home)
+    state = open_state(settings)
     retriever = open_index(settings, state).retriever()
     assert retriever is not None
     rng = random.Random(3)

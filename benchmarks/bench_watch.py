@@ -99,7 +99,7 @@ def _champions(home: Path, promoted_at: float) -> None:
     set_prompt(settings, "v1", message="v1", by="bench")
     for text in ("v2", "v3"):
         register_prompt(settings, text, text, {})
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         slot = champion(settings, state, "prompt")
         slot.move_to("2", "promote", by="bench")
         slot.start_canary("3", 25, by="bench")

@@ -47,7 +47,7 @@ def index_retrievers(settings: Settings, queries: Sequence[str] = ()) -> Callabl
             if version not in opened:
                 from flywheel.knowledge.index import open_index
 
-                state = open_state(settings.home)  # kept open with the retriever for the evaluation
+                state = open_state(settings)  # kept open with the retriever for the evaluation
                 opened[version] = open_index(settings, state).retriever(int(version))
                 if len(opened) == 1 and queries and opened[version] is not None:
                     opened[version].index.embedder.embed(list(dict.fromkeys(queries)))

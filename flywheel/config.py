@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     store_url: str | None = Field(
         None, description="Feedback store URL; default sqlite:///$FLYWHEEL_HOME/feedback.sqlite."
     )
+    state_url: str | None = Field(
+        None, description="State store URL (cycles, candidates, approvals, pointers, evaluation cache, index "
+        "versions); default: store_url when that is PostgreSQL (one database, separate tables), else "
+        "sqlite:///$FLYWHEEL_HOME/state.sqlite.",
+    )
     mlflow_tracking_uri: str | None = Field(
         None,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
@@ -194,6 +199,17 @@ class Settings(BaseSettings):
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.store_path}"
+
+    @property
+    def resolved_state_url(self) -> str:
+        """Where the state store is. On several hosts it must be shared like the feedback store, so a
+        PostgreSQL store URL serves both (the state store's tables and revision table are its own);
+        a SQLite feedback store leaves the state in its own file under the home, as before."""
+        if self.state_url:
+            return self.state_url
+        if self.store_url and self.store_url.split("://", 1)[0].lower().startswith("postgres"):
+            return self.store_url
+        return f"sqlite:///{self.state_path}"
 
     @property
     def resolved_tracking_uri(self) -> str:

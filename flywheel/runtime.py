@@ -64,7 +64,7 @@ class Runtime:
             if store is None:
                 from flywheel.state import open_state
 
-                store = self._states[key] = open_state(self.settings.ensure_home())
+                store = self._states[key] = open_state(self.settings)
                 self.openings["state"] += 1
             return store
 

@@ -89,7 +89,7 @@ def served(settings: Settings | None = None, user_id: str | None = None) -> Cham
     """What to serve ``user_id`` now (the production arm without one); None before any `prompt set`.
     Cheap enough per request behind a cache of a few seconds."""
     settings = settings or load_settings()
-    with open_state(settings.home) as state:  # the product's own process: its call is the face
+    with open_state(settings) as state:  # the product's own process: its call is the face
         return for_user(read_served(settings, state), user_id)
 
 
@@ -98,7 +98,7 @@ def production_retriever(settings: Settings | None = None) -> Iterator[IndexRetr
     """A retriever over the active index version (None when there is none): ``retrieve(query, k)``
     gives ``(document id, text)`` pairs, as the built-in pipeline uses them."""
     settings = settings or load_settings()
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         yield open_index(settings, state).retriever()
 
 

@@ -111,7 +111,7 @@ def start_job(settings: Settings, client: Any, dataset: dict[str, Any], *, clust
     """The job for this dataset version: the one already recorded, one found on the provider (a
     submission that crashed before it was recorded), or a new submission. Recorded at once."""
     model = base_model(settings)
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         known = state.finetune_job(dataset_version=dataset["version"], base_model=model)
         if known is not None and known["status"] not in ("failed", "cancelled"):
             return known
@@ -137,7 +137,7 @@ def poll_job(settings: Settings, client: Any, record: dict[str, Any], timeout: f
     def save(update: jobs.JobState) -> None:
         if update.status != record.get("status") or update.fine_tuned_model != record.get("fine_tuned_model"):
             record.update(update.model_dump(exclude={"job_id", "dataset_version", "base_model"}))
-            with open_state(settings.home) as state:
+            with open_state(settings) as state:
                 state.save_finetune_job(record)
 
     jobs.poll(client, record["job_id"], record["dataset_version"], timeout=s.poll_timeout if timeout is None else timeout,
@@ -175,6 +175,6 @@ def register_job_model(settings: Settings, record: dict[str, Any]) -> str:
         "flywheel.job_id": record["job_id"], "flywheel.dataset_version": record["dataset_version"],
         "flywheel.base_model": record["base_model"]})
     record["model_version"], record["model_run_id"] = version, run_id
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         state.save_finetune_job(record)
     return version

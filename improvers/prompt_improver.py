@@ -31,7 +31,7 @@ class PromptImprover(BaseImprover):
         fixed = fixed_clusters(settings, clusters, self.name)
         chosen = [c for c in clusters if c.route == self.name and c.category != "other" and c.cluster_id not in fixed
                   and c.consented >= settings.improve.min_cluster_consented]
-        with open_state(settings.ensure_home()) as state:
+        with open_state(settings) as state:
             chosen = deferred_first(chosen, state)
         return chosen[: settings.improve.max_clusters]
 

@@ -72,7 +72,7 @@ def judge_resolutions(settings: Settings, examples: Sequence[FailingExample], ou
     judge = Endpoint.judge(settings).digest
     keys = [short_hash("resolution", judge, e.query, e.output, e.feedback_text(), e.better or "", out)
             for e, out in zip(examples, outputs, strict=True)]
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         cached = {k: doc for k in keys if (doc := state.cached_eval("screen:" + k)) is not None}
 
     async def main() -> dict[str, Verdict]:
@@ -92,7 +92,7 @@ def judge_resolutions(settings: Settings, examples: Sequence[FailingExample], ou
             await client.close()
 
     fresh = uvloop.run(main()) if len(cached) < len(set(keys)) else {}
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         for k, verdict in fresh.items():
             state.cache_eval("screen:" + k, verdict.model_dump())
     return [fresh[k] if k in fresh else Verdict.model_validate(cached[k]) for k in keys]

@@ -99,7 +99,7 @@ def calibration_items(settings: Settings, golden: GoldenSet | None) -> tuple[lis
                 reviews.append(e)
         queries = {normalise(r.query) for r in reviews}
         feedback = _feedback_references(store.events(), queries, settings.finetune.positive_expert) if reviews else {}
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         accepted = state.proposals(ProposalStatus.accepted)
     by_event, by_input = _golden_references(golden, accepted)
     items = []
@@ -178,7 +178,7 @@ def calibrate_golden_judge(settings: Settings, golden: GoldenSet | None) -> Judg
     """The judge scorer's calibration (cached by judge endpoint, model and items)."""
     items, skipped = calibration_items(settings, golden)
     key = cache_key(Endpoint.judge(settings), items)
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         hit = state.cached_eval(key)
     if hit is not None:  # the judge's figures are reused; today's settings decide whether they suffice
         figures, references, errors = Agreement.model_validate(hit), hit.get("references", {}), 0
@@ -192,7 +192,7 @@ def calibrate_golden_judge(settings: Settings, golden: GoldenSet | None) -> Judg
                     min_items=settings.judge.min_items, skipped=dict(sorted(skipped.items())),
                     references=references, errors=errors, cached=hit is not None)
     if hit is None and errors == 0:  # an item the endpoint failed is asked again next time
-        with open_state(settings.ensure_home()) as state:
+        with open_state(settings) as state:
             state.cache_eval(key, result.model_dump(mode="json", exclude={"screening"}))
     return result
 

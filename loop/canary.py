@@ -32,7 +32,7 @@ def approve_canary(settings: Settings, candidate_id: str, *, percent: float | No
     share = settings.watch.canary_percent if percent is None else percent
     if not 0 < share < 100:
         raise UsageError(f"--canary takes a percent between 0 and 100 (exclusive), not {share:g}")
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         cand = _pending(state, candidate_id)
         if (running := running_canary(settings, state)) is not None:
             raise UsageError(

@@ -26,7 +26,7 @@ def begin(settings: Settings) -> CycleContext:
     endpoint(settings, purpose="`flywheel cycle`")
     prompt = require_production_prompt(settings)
     golden = load_golden(settings.golden_file)
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         cycle_id = state.unfinished_cycle()
         resumed = cycle_id is not None
         if cycle_id is None:

@@ -115,7 +115,7 @@ def diagnose_step(settings: Settings, state: StateStore, store: FeedbackStore, c
 def last_diagnoses(settings: Settings, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
     """``clusters`` with the diagnoses the last finished cycle made of those in ``other`` (nothing is
     asked): what the weekly review shows, so a cluster left ``other`` is read by a person."""
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         cycle_id = state.last_finished_cycle()
         if cycle_id is None:
             return list(clusters)

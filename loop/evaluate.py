@@ -47,7 +47,7 @@ def evaluate_step(settings: Settings, variants: Sequence[Variant], progress: Cal
     """One evaluation batch: the variants share a client and the concurrency limit; cached ones are free.
     A cycle gives the golden set it began with; otherwise the configured one is read."""
     golden = golden or load_golden(settings.golden_file)
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         return evaluate_many(variants, golden, answer_factory(settings, _queries(golden)),
                              default_scorer=settings.eval.default_scorer, concurrency=settings.eval.concurrency,
                              state=state, fingerprint=fingerprint(settings, golden), use_cache=settings.eval.cache,
@@ -65,7 +65,7 @@ class EvalPlan(BaseModel):
 def plan_evaluation(settings: Settings, variants: Sequence[Variant], slots: int) -> EvalPlan:
     """Batches for a runner that runs ``slots`` of them at once."""
     golden = load_golden(settings.golden_file)
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         cached, todo = from_cache(variants, state=state, use_cache=settings.eval.cache,
                                   fingerprint=fingerprint(settings, golden))
     batches = plan_batches(variants, todo, len(golden.items), batch_items=settings.runner.eval_batch_items,
@@ -86,6 +86,6 @@ def _queries(golden: GoldenSet) -> list[str]:
 
 def assemble_evaluation(settings: Settings, plan: EvalPlan, parts: Sequence[BatchRows]) -> list[EvalResult]:
     golden = load_golden(settings.golden_file)
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         return assemble(plan.variants, golden, plan.cached, parts, state=state,
                         fingerprint=fingerprint(settings, golden))

@@ -118,14 +118,14 @@ def _pending(state: StateStore, candidate_id: str) -> Candidate:
 
 
 def approve(settings: Settings, candidate_id: str, *, by: str, note: str | None) -> Candidate:
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         return promote(settings, state, _pending(state, candidate_id), by=by, note=note)
 
 
 def reject(settings: Settings, candidate_id: str, *, by: str, reason: str) -> Candidate:
     if not reason.strip():
         raise UsageError("a rejection needs a --reason")
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         cand = _pending(state, candidate_id)
         when = _now()
         cand.decision, cand.decided_at, cand.decided_by, cand.note = Decision.rejected, when, by, reason
@@ -139,14 +139,14 @@ def reject(settings: Settings, candidate_id: str, *, by: str, reason: str) -> Ca
 
 
 def pending(settings: Settings) -> list[Candidate]:
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         return state.candidates(decision=Decision.pending_approval)
 
 
 def rollback(settings: Settings, kind: str, *, by: str, note: str | None = None) -> dict[str, Any]:
     """Restore what the latest move still in effect replaced; the candidate it promoted (if any) is
     marked rolled back and its clusters are open again."""
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         move: Move = champion(settings, state, kind).rollback(by=by, note=note)
         when = _now()
         if move.candidate_id and (cand := state.candidate(move.candidate_id)):
@@ -255,6 +255,6 @@ def set_prompt(settings: Settings, template: str, *, message: str | None, by: st
     if not template.strip():
         raise UsageError("the prompt file is empty")
     ref = register_prompt(settings, template, message or "set by flywheel prompt set", {"flywheel.set_by": by})
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         champion(settings, state, ChampionKind.prompt).move_to(ref.version, MoveAction.set, by=by, note=message)
     return {"name": ref.name, "version": ref.version}

@@ -128,7 +128,7 @@ def _velocity(settings: Settings) -> dict[str, float | int | None]:
     from flywheel.state import open_state
     from flywheel.loop.promotion import loop_velocity
 
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         return loop_velocity(state.candidates(decision=Decision.promoted))
 
 

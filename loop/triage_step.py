@@ -20,7 +20,7 @@ def triage_step(settings: Settings, progress: Callable[[int], None] | None = Non
     classify = None
     if settings.triage.infer_with_llm:
         classify = llm_classifier(make_client(settings, purpose="triage with infer_with_llm"), settings.judge_model)
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         failed = state.prompt_failed_clusters()
     with open_store(settings.resolved_store_url) as store:
         negatives = list(store.events(polarity=-1))

@@ -5,34 +5,31 @@ over events. A million events load in about a second and compare in milliseconds
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from flywheel.candidates import ChampionKind
+from flywheel.feedback.rated import RatedColumns
 from flywheel.loop.watch_stats import Side, capped_side
 
-COLUMNS = ("event_id", "ts", "negative", "user_id", "arm", "prompt_version", "index_version", "model")
+STRING_COLUMNS = ("arm", "prompt_version", "index_version", "model")
 VERSION_COLUMN = {str(slot): slot.event_field for slot in ChampionKind}  # champion slot -> its event column
 
 
 class RatedEvents:
     """Rated events (polarity not 0), one numpy array a column."""
 
-    def __init__(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        # Column by column from the rows (no DataFrame of Python objects: that costs more than the read).
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in COLUMNS]
-        self.size = len(rows)
-        self.event_id = np.array(columns[0], dtype=object)
-        self.ts = np.array(columns[1], dtype=np.float64)
-        self.negative = np.array(columns[2], dtype=bool)
-        self.user = pd.factorize(np.array(columns[3], dtype=object), use_na_sentinel=True)[0].astype(np.int64)
+    def __init__(self, columns: RatedColumns) -> None:
+        # Straight from the store's columns (no DataFrame of Python objects: that costs more than the read).
+        self.size = len(columns)
+        self.event_id = np.array(columns.event_id, dtype=object)
+        self.ts = np.array(columns.ts, dtype=np.float64)
+        self.negative = np.array(columns.negative, dtype=bool)
+        self.user = pd.factorize(np.array(columns.user_id, dtype=object), use_na_sentinel=True)[0].astype(np.int64)
         # Strings as codes: comparing against one value is then an integer comparison.
         self._codes: dict[str, tuple[np.ndarray, list[str], dict[str, int]]] = {}
-        for name, values in zip(COLUMNS[4:], columns[4:], strict=True):
-            codes, uniques = pd.factorize(np.array(values, dtype=object), use_na_sentinel=True)
+        for name in STRING_COLUMNS:
+            codes, uniques = pd.factorize(np.array(getattr(columns, name), dtype=object), use_na_sentinel=True)
             labels = [str(u) for u in uniques]
             self._codes[name] = (codes, labels, {u: i for i, u in enumerate(labels)})
 

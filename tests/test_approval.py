@@ -59,7 +59,7 @@ def test_the_form_answer_promotes_what_was_approved_and_rejects_the_rest(loop: d
 
     thread, box = _start_cycle()
     wait = _waiting(thread, box)
-    with open_state(load_settings().home) as state:
+    with open_state(load_settings()) as state:
         cands = {c.kind: c for c in (state.candidate(cid) for cid in wait["candidate_ids"]) if c}
     assert set(cands) == {"prompt", "rag"}
     # The wait is recorded just before the pause reaches the server: an operator sees it paused soon after.

@@ -59,7 +59,7 @@ def _cycle_with_two_winners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
                       parent="base", version=model_version, created_at=now,
                       payload=FinetunePayload(model="ft:tuned-1", base_model=settings.target_model, job_id="job-1",
                                               dataset_version="d1"))
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         state.add_candidate(prompt)
         state.add_candidate(tuned)
     ctx = CycleContext(settings=settings, cycle_id="cyc-auto", resumed=False, champion_version=start,
@@ -88,7 +88,7 @@ def test_canary_mode_starts_one_winner_as_a_canary_and_the_other_waits_saying_wh
     assert (tags["flywheel.decision"], tags["flywheel.canary_by"], tags["flywheel.canary_percent"]) == (
         "canary", BY_CANARY, "20")
     assert tags["flywheel.approval_note"] == prompt.reason
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         assert state.cluster_history("cl-tone")[-1]["outcome"] == "canary"
         moves = [(p["action"], p["by"]) for p in state.promotions("prompt")]
     assert moves == [("set", "test"), ("canary", BY_CANARY)]
@@ -108,7 +108,7 @@ def test_canary_mode_starts_one_winner_as_a_canary_and_the_other_waits_saying_wh
     (row,) = cli("watch", "--json")["watches"]
     assert (row["verdict"], row["action"]) == ("worse", "rolled_back")
     assert prompt_at(settings, CANARY) is None and prompt_at(settings, PRODUCTION).version == run["start"]
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         after = state.candidate("prompt-auto")
     assert after.decision is Decision.rejected and after.canary.ended_by == "flywheel-watch"
 
@@ -175,7 +175,7 @@ def test_a_cycle_in_canary_mode_leaves_a_running_canary_that_the_watch_promotes(
     rows = [r for r in cli("watch", "--json")["watches"] if r["scope"] == "canary"]
     assert [(r["version"], r["verdict"], r["action"]) for r in rows] == [(prompt["version"], "better", "promoted")]
     assert cli("prompt", "show", "--json")["version"] == prompt["version"] and prompt_at(settings, CANARY) is None
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         after = state.candidate(prompt["candidate_id"])
     assert after.decision is Decision.promoted and after.canary.ended_by == "flywheel-watch"
 
@@ -188,7 +188,7 @@ def test_a_rerun_after_a_crash_finishes_its_own_canary_instead_of_waiting_for_it
 
     settings = load_settings()
     cand = prompt_candidate(settings, "crash")
-    with open_state(settings.home) as state:  # the pointer moved, then the process died
+    with open_state(settings) as state:  # the pointer moved, then the process died
         champion(settings, state, "prompt").start_canary(cand.version, 15, by=BY_CANARY, candidate_id=cand.candidate_id)
         done = release(settings, state, state.candidate(cand.candidate_id), ApprovalMode.canary)
     assert done.decision is Decision.canary and done.canary.percent == 15 and "waits" not in (done.reason or "")

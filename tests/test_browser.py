@@ -169,7 +169,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
         f"{LEASE_RENEWAL_S:g} s: {stack.flow_run(run_id)['state']}\n{stack.diagnostics()}")
     waits = waiting_runs(settings)
     assert list(waits) == [run_id]
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         cands = {c.kind: c for c in (state.candidate(cid) for cid in waits[run_id]["candidate_ids"]) if c}
     assert set(cands) == {"prompt", "rag"}
     prompt, rag = cands["prompt"], cands["rag"]
@@ -262,7 +262,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
         assert {(s.hour, s.minute) for s in starts} == {(hour, 0)} and len(starts) >= 1
         assert weekday is None or {s.weekday() for s in starts} == {weekday}
 
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         promoted, rejected = state.candidate(prompt.candidate_id), state.candidate(rag.candidate_id)
     assert promoted is not None and rejected is not None
     assert (promoted.decision, promoted.decided_by) == ("promoted", "ui-operator")

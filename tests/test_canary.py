@@ -36,7 +36,7 @@ def test_approve_as_canary_then_promote_it_for_a_prompt(cli) -> None:
     out = cli("approve", cand.candidate_id, "--canary", "25", "--by", "dana", "--json")
     assert out["decision"] == "canary" and out["canary"]["percent"] == 25 and out["canary"]["started_by"] == "dana"
     assert prompt_at(settings, CANARY).version == cand.version and prompt_at(settings, PRODUCTION).version == cand.parent
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         served = {u: assignment(settings, state, u) for u in ("alice", "bob")}
     assert served["alice"].arm == "canary" and served["alice"].prompt_version == cand.version  # bucket 207 < 2500
     assert served["bob"].arm == "production" and served["bob"].prompt_version == cand.parent
@@ -47,7 +47,7 @@ def test_approve_as_canary_then_promote_it_for_a_prompt(cli) -> None:
     done = cli("promote-canary", "prompt", "--by", "dana", "--json")
     assert (done["action"], done["production"]) == ("promoted", cand.version)
     assert prompt_at(settings, CANARY) is None and prompt_at(settings, PRODUCTION).version == cand.version
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         after = state.candidate(cand.candidate_id)
         actions = [p["action"] for p in state.promotions("prompt")]
         assert assignment(settings, state, "alice").arm == "production"
@@ -69,7 +69,7 @@ def test_rollback_canary_ends_it_and_production_never_moved(cli) -> None:
     out = cli("rollback", "canary", "prompt", "--note", "users complain", "--json")
     assert out["action"] == "rolled_back" and out["production"] == cand.parent
     assert prompt_at(settings, CANARY) is None and prompt_at(settings, PRODUCTION).version == cand.parent
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         after = state.candidate(cand.candidate_id)
         history = state.cluster_history("cl-1")
         assert [p["action"] for p in state.promotions("prompt")] == ["set", "canary", "canary_rolled_back"]
@@ -89,7 +89,7 @@ def test_a_rag_canary_moves_only_the_canary_index_pointer(cli, local_embedder, t
     src = tmp_path / "kb"
     src.mkdir()
     (src / "plans.md").write_text("The Pro plan costs $10 per month.")
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         index = KnowledgeIndex(settings, state, local_embedder)
         first = index.sync(src).version
         (src / "plans.md").write_text("The Pro plan costs $12 per month since November.")
@@ -101,15 +101,15 @@ def test_a_rag_canary_moves_only_the_canary_index_pointer(cli, local_embedder, t
                                                    "index_version": str(second)},
                      decision=Decision.pending_approval, mlflow_run_id=run.info.run_id,
                      created_at=datetime.now(timezone.utc))
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         state.add_candidate(cand)
     cli("approve", "rag-1", "--canary", "30", "--json")
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         assert (state.pointer(ACTIVE), state.pointer(CANARY_INDEX)) == (str(first), str(second))
         assert assignment(settings, state, "alice").index_version == str(second)  # bucket 207: canary
         assert assignment(settings, state, "bob").index_version == str(first)
     assert cli("promote-canary", "rag", "--json")["production"] == str(second)
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         assert (state.pointer(ACTIVE), state.pointer(CANARY_INDEX)) == (str(second), None)
 
 
@@ -127,11 +127,11 @@ def test_a_model_canary_uses_the_model_registry_alias(cli) -> None:
                                                "job_id": "job-1", "dataset_version": "d1"},
                      decision=Decision.pending_approval, mlflow_run_id=run.info.run_id,
                      created_at=datetime.now(timezone.utc))
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         state.add_candidate(cand)
     cli("approve", "finetune-1", "--canary", "30", "--json")
     assert model_at(settings, CANARY).version == version and production_model(settings).version is None
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         assert assignment(settings, state, "alice").model == "ft:tuned-1"
         assert assignment(settings, state, "bob").model == settings.target_model
     cli("rollback", "canary", "--json")

@@ -26,7 +26,7 @@ def retrieve(query: str) -> str:
     from flywheel.state import open_state
 
     settings = load_settings()
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         retriever = KnowledgeIndex(settings, state, build_embedder(settings)).retriever()
         return "\n".join(text for _, text in retriever.retrieve(query, 3))
 
@@ -281,7 +281,7 @@ def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: d
     from flywheel.state import open_state
 
     settings = load_settings()
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         cycle_id = state.unfinished_cycle()
         assert cycle_id is not None
         before = {c.candidate_id for c in state.candidates(cycle_id=cycle_id)}
@@ -296,7 +296,7 @@ def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: d
     out = json.loads(rerun.stdout)
     assert out["cycle_id"] == cycle_id and out["resumed"] is True
     assert {c["candidate_id"] for c in out["candidates"]} == before
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         assert {c.candidate_id for c in state.candidates(cycle_id=cycle_id)} == before
         assert state.unfinished_cycle() is None
     assert len(list(client.search_prompt_versions("assistant-system"))) == versions_before

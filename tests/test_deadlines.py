@@ -36,7 +36,7 @@ def _cycle(base_url: str, prefect_api: str, **deadlines: str) -> subprocess.Pope
 def _last_cycle() -> dict:
     from flywheel.state import open_state
 
-    with open_state(load_settings().home) as state:
+    with open_state(load_settings()) as state:
         (cycle,) = state.cycles(limit=1)
         return {**cycle, "unfinished": state.unfinished_cycle()}
 

@@ -300,7 +300,7 @@ def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, 
     (job,) = out.jobs
     assert job["status"] == "failed" and "the training loss diverged" in job["error"]
     assert any("the training loss diverged" in n and "no candidate" in n for n in out.notes)
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         assert state.candidates(kind="finetune") == []
         assert [h["outcome"] for h in state.cluster_history("factual-test")] == ["failed"]
 

@@ -31,7 +31,7 @@ def _pending_index_candidate(tmp_path: Path, cli) -> Candidate:
                      parent="1", version="2", mlflow_run_id=run_id, decision="pending_approval",
                      payload={"template": "You are the support assistant of Nimbus.", "index_version": "2"},
                      evaluated_against=ChampionSet(prompt="1", index="1", model="base"))
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         state.add_candidate(cand)
         state.save_candidate(cand)
     return cand
@@ -56,7 +56,7 @@ def test_promotions_of_the_same_cycle_go_together(cli, tmp_path: Path) -> None:
     newer = tmp_path / "newer.txt"
     newer.write_text("You are the support assistant of Nimbus. Answer in two sentences.")
     cli("prompt", "set", str(newer), "--json")
-    with open_state(load_settings().home) as state:  # that v2 came from this cycle's prompt candidate
+    with open_state(load_settings()) as state:  # that v2 came from this cycle's prompt candidate
         sibling = Candidate(candidate_id="prompt-sibling", cycle_id=cand.cycle_id, kind="prompt",
                             cluster_ids=["format-1"], parent="1", version="2", decision="promoted",
                             payload={"template": newer.read_text()})

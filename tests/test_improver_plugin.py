@@ -113,7 +113,7 @@ def test_a_plugin_improver_goes_through_cycle_gate_canary_watch_and_rollback(
     assert cand["delta"] > 0 and cand["per_category"]["tone"] > out["champion_score"]
     tags = use_mlflow(settings).get_run(cand["mlflow_run_id"]).data.tags
     assert tags["flywheel.kind"] == "fewshot"
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         stored = state.candidate(cand["candidate_id"])
     assert type(stored.payload).__name__ == "FewShotPayload" and stored.payload.shots
     assert prompt_at(settings, PRODUCTION).version == start
@@ -134,14 +134,14 @@ def test_a_plugin_improver_goes_through_cycle_gate_canary_watch_and_rollback(
     (row,) = cli("watch", "--json")["watches"]
     assert (row["kind"], row["verdict"], row["action"]) == ("prompt", "better", "promoted")
     assert prompt_at(settings, PRODUCTION).version == canary_version and prompt_at(settings, CANARY) is None
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         assert state.candidate(cand["candidate_id"]).decision == "promoted"
 
     # rollback: production returns to the prompt it replaced, and the fix is recorded as undone.
     back = cli("rollback", "prompt", "--json")
     assert (back["from_version"], back["to_version"]) == (canary_version, start)
     assert prompt_at(settings, PRODUCTION).version == start
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         undone = state.candidate(cand["candidate_id"])
         history = [a["outcome"] for a in state.cluster_history(cand["cluster_ids"][0])]
     assert undone.payload.rolled_back_at is not None and history[-1] == "rolled_back"

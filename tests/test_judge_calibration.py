@@ -203,7 +203,7 @@ def _decide(ctx: CycleContext, golden: Any, gain_on_code: bool, kappa: float | N
     if gain_on_code:
         candidate |= {f"c{k}": 1.0 for k in range(N)}
     cid = f"prompt-{'both' if gain_on_code else 'judged'}-{kappa}"
-    with open_state(ctx.settings.ensure_home()) as state:
+    with open_state(ctx.settings) as state:
         state.add_candidate(Candidate(candidate_id=cid, cycle_id=ctx.cycle_id, kind="prompt", cluster_ids=["tone-1"],
                                       payload=PromptPayload(template=f"Be brief. {cid}")))
     expert = [True] * 20 + [False] * 20

@@ -30,7 +30,7 @@ def write_docs(directory: Path, docs: dict[str, str]) -> Path:
 @pytest.fixture
 def index(local_embedder, flywheel_home: Path):
     settings = load_settings(knowledge={"chunk_chars": 100})
-    state = open_state(settings.ensure_home())
+    state = open_state(settings)
     embedder = CachedEmbedder(local_embedder, EmbeddingCache(settings.home / "embeddings.sqlite"))
     yield KnowledgeIndex(settings, state, embedder)
     state.close()
@@ -76,7 +76,7 @@ def test_queries_follow_the_active_version(index, tmp_path: Path) -> None:
 
 def test_retention_deletes_old_versions_but_never_the_active_one(local_embedder, tmp_path: Path) -> None:
     settings = load_settings(knowledge={"retention": 2, "chunk_chars": 200})
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         index = KnowledgeIndex(settings, state, local_embedder)
         src = write_docs(tmp_path / "kb", {"a.md": "alpha v0"})
         index.sync(src)
@@ -155,7 +155,7 @@ def test_a_corrupted_or_missing_chroma_store_is_a_clear_error_and_every_version_
     shutil.rmtree(chroma)  # a store that vanished entirely comes back the same way
     assert json.loads(flywheel_cmd("kb", "rebuild", "--json").stdout)["restored"] == 8
     settings = load_settings()
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         from flywheel.embeddings import build_embedder
         from flywheel.knowledge.index import forget_chroma_clients
 

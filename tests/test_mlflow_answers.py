@@ -137,7 +137,7 @@ def _gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Setting
                           rows=rows)
 
     template = "Be brief and kind."
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         state.add_candidate(Candidate(
             candidate_id="prompt-cf2b43227b", cycle_id="cyc-ans", kind="prompt", cluster_ids=["tone-1"], parent="6",
             version="7", payload=PromptPayload(template=template, diff=prompt_diff("Be brief.", template, "6"))))

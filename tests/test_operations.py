@@ -62,7 +62,7 @@ def test_triage_and_decisions_from_flows_match_the_cli(cli, loop: dict) -> None:
     rejected = promotion(PromotionParameters(action="reject", candidate_id=rag["candidate_id"], by="ui-operator",
                                              note="the docs team reviews the index first"))
     assert rejected["decision"] == "rejected"
-    with open_state(load_settings().home) as state:
+    with open_state(load_settings()) as state:
         assert "the docs team reviews the index first" in state.candidate(rag["candidate_id"]).reason
     status = cli("status", "--json")
     assert status["champions"]["prompt"] == state_version(prompt["candidate_id"])
@@ -76,7 +76,7 @@ def state_version(candidate_id: str) -> str | None:
     from flywheel.config import load_settings
     from flywheel.state import open_state
 
-    with open_state(load_settings().home) as state:
+    with open_state(load_settings()) as state:
         cand = state.candidate(candidate_id)
     return cand.version if cand else None
 

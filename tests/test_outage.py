@@ -52,7 +52,7 @@ def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(cli, lo
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
 
     settings = load_settings()
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         (cycle,) = state.cycles(limit=1)
         assert cycle["status"] == "failed" and state.unfinished_cycle() is None
         cands = state.candidates(cycle_id=cycle["cycle_id"])

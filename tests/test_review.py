@@ -119,12 +119,12 @@ def test_the_review_gives_loop_velocity_to_the_promotion_and_to_the_verified_fix
                          decision=Decision.promoted, decided_at=first + timedelta(hours=hours),
                          verified_at=None if verified is None else first + timedelta(hours=verified))
 
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         state.add_candidate(promoted("a", 10, None))
     doc = cli("review", "--json")
     assert doc["loop_velocity"] == {"promoted_hours": 10.0, "verified_hours": None, "verified_fixes": 0}
     assert "no fix verified on live traffic yet" in cli("review").stdout
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         state.add_candidate(promoted("b", 20, 50))
         state.add_candidate(promoted("c", 30, 70))
     assert cli("review", "--json")["loop_velocity"] == {"promoted_hours": 20.0, "verified_hours": 60.0,

@@ -65,7 +65,7 @@ def _gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, candidate: dict[str, 
     ctx = CycleContext(settings=settings, cycle_id="cyc-seg", resumed=False, champion_version="1",
                        champion_template="Be brief.", golden_version=version)
     champion = {f"n{k}": float(k % 2) for k in range(N)} | {f"p{k}": float(k % 3 == 0) for k in range(N)}
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         state.add_candidate(Candidate(candidate_id="prompt-seg", cycle_id="cyc-seg", kind="prompt",
                                       cluster_ids=["tone-1"], payload=PromptPayload(template="Be brief and kind.")))
     report = gate_step(ctx, _result(items, version, "champion", champion),

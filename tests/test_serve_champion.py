@@ -75,7 +75,7 @@ def test_a_canary_alias_puts_a_stable_share_of_users_in_arm_canary(cli, read_key
         from flywheel.champions import champion
         from flywheel.state import open_state
 
-        with open_state(settings.home) as state:  # version 1 back as a canary for 30% of users
+        with open_state(settings) as state:  # version 1 back as a canary for 30% of users
             champion(settings, state, "prompt").start_canary("1", 30.0, by="test")
         assert _until(lambda: client.champion(users[0]).arm, arm_of(users[0], 30)) == arm_of(users[0], 30)
         time.sleep(0.6)  # past the TTL once more: every answer below comes from the read with the canary

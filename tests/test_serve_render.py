@@ -74,7 +74,7 @@ def test_render_fills_the_arms_prompt_and_names_a_missing_or_unknown_variable(
         bad = live.http(read_key).post("/v1/render", json={"user_id": "u1", "variables": {"product": 3}})
         assert bad.status_code == 422  # values are text
 
-        with open_state(settings.home) as state:  # the first version back as a canary for 30% of users
+        with open_state(settings) as state:  # the first version back as a canary for 30% of users
             champion(settings, state, "prompt").start_canary(first, 30.0, by="test")
         probe = next(u for u in USERS if arm_for(u, 30) == "canary")
         _fresh(client, probe, lambda c: c.arm == "canary")
@@ -119,7 +119,7 @@ def test_retrieve_answers_from_the_index_version_of_the_users_arm(cli, read_key:
         _knowledge(source, "$25")  # a corrected source makes a new version, not active until promoted
         v2 = cli("kb", "sync", "--json")["version"]
         assert v2 != v1
-        with open_state(settings.home) as state:
+        with open_state(settings) as state:
             champion(settings, state, "rag").start_canary(v2, 30.0, by="test")
         probe = next(u for u in USERS if arm_for(u, 30) == "canary")
         _fresh(client, probe, lambda c: c.index == v2)

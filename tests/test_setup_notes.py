@@ -123,7 +123,7 @@ def test_the_gate_puts_the_setup_notes_in_the_cycle_report(broken_endpoint: Simu
     candidate = _evaluate(settings, "prompt-c1", _prompt(world) + " " + APOLOGY)
     ctx = CycleContext(settings=settings, cycle_id="cyc-notes", resumed=False, champion_version="1",
                        champion_template=_prompt(world), golden_version=load_golden(small_golden).version)
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         state.add_candidate(Candidate(candidate_id="prompt-c1", cycle_id=ctx.cycle_id, kind="prompt",
                                       cluster_ids=["tone-1"], payload=PromptPayload(template=candidate.variant.prompt_template)))
         state.save_drafts(ctx.cycle_id, "tone-1", _draft(settings, world).model_dump(mode="json"))

@@ -60,7 +60,7 @@ def test_sigterm_ends_a_cycle_within_seconds_as_interrupted_and_resumable(loop: 
     assert "interrupted" in doc["error"] and doc["exit_code"] == 143
     assert "Traceback" not in err, err[-3000:]
     settings = load_settings()
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         (cycle,) = state.cycles(limit=1)
         assert cycle["status"] == "interrupted"
         assert state.unfinished_cycle() == cycle["cycle_id"]  # the next `flywheel cycle` resumes it

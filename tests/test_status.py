@@ -42,7 +42,7 @@ def _state_with_a_cycle_and_a_pending_candidate(cli, tmp_path: Path) -> datetime
     cli("prompt", "set", str(prompt), "--json")
     settings = load_settings()
     started = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3, minutes=30)
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         state.start_cycle("cyc-1")
         state.finish_cycle("cyc-1", "done", "g1", 0.625, {})
         cand = Candidate(candidate_id="prompt-abc", cycle_id="cyc-1", kind="prompt", cluster_ids=["format-1"],

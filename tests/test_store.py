@@ -266,9 +266,11 @@ def test_rated_gives_the_watch_its_rows_on_both_dialects(any_store_url: str) -> 
         store.add([ev("neg", 1, user_id="u1", arm="canary", prompt_version="3", model="m"),
                    ev("pos", 2, polarity=1, signal="thumbs_up", user_id="u2", query="other"),
                    ev("neutral", 3, polarity=0, signal="copy")], "test")
-        rows = sorted(store.rated(), key=lambda r: r[1])
+        rows = sorted(store.rated().rows(), key=lambda r: r[1])
         assert [(r[0], r[2], r[3], r[4], r[5], r[7]) for r in rows] == [
             (None, 1, "u1", "canary", "3", "m"), (None, 0, "u2", None, None, None)]  # no neutral, no ids
-        assert [r[5:] for r in store.rated(versions=())] == [(None, None, None)] * 2
-        assert [r[0] for r in store.rated(queries=["q neg", "unknown"])] == ["neg"]
-        assert store.rated(since=(T0 + timedelta(seconds=2)).timestamp(), queries=["q neg"]) == []
+        assert store.rated(versions=()).prompt_version == (None, None)
+        assert store.rated(versions=()).model == (None, None)
+        assert store.rated(queries=["q neg", "unknown"]).event_id == ("neg",)
+        empty = store.rated(since=(T0 + timedelta(seconds=2)).timestamp(), queries=["q neg"])
+        assert len(empty) == 0 and empty.event_id == ()

@@ -3,6 +3,7 @@ that type (503 with Retry-After, exit 1), never a driver's exception by name."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -23,21 +24,49 @@ def _locked(path: Path) -> sqlite3.Connection:
 
 
 def test_a_locked_sqlite_database_is_store_unavailable_and_a_bad_statement_is_not(tmp_path: Path) -> None:
-    path = tmp_path / "state.sqlite"
-    StateStore(path).close()  # migrated
+    path = tmp_path / "seen.sqlite"
+    open_migrated(path, ("CREATE TABLE seen (sha256 TEXT PRIMARY KEY)",), "quarantine index").close()
     holder = _locked(path)
-    db = GuardedConnection(sqlite3.connect(path, timeout=0, check_same_thread=False), "state store", path)
-    with pytest.raises(StoreUnavailable, match=f"state store {path} is unavailable: database is locked"):
+    db = GuardedConnection(sqlite3.connect(path, timeout=0, check_same_thread=False), "quarantine index", path)
+    with pytest.raises(StoreUnavailable, match=f"quarantine index {path} is unavailable: database is locked"):
         with db:
-            db.execute("INSERT INTO pointers VALUES ('x', '1')")
+            db.execute("INSERT INTO seen VALUES ('x')")
     holder.rollback()
     with pytest.raises(sqlite3.OperationalError, match="no such table"):  # a bug, not an outage
         db.execute("SELECT * FROM no_such_table")
     with db:
-        db.execute("INSERT INTO pointers VALUES ('x', '1')")
-    assert db.execute("SELECT value FROM pointers WHERE name = 'x'").fetchone() == ("1",)
+        db.execute("INSERT INTO seen VALUES ('x')")
+    assert db.execute("SELECT sha256 FROM seen").fetchone() == ("x",)
     db.close()
     holder.close()
+
+
+def test_a_locked_state_store_is_store_unavailable_and_its_rows_survive(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    with StateStore(path) as state:
+        state.set_pointer("active_index", "1")
+    holder = _locked(path)
+    try:
+        with StateStore(f"sqlite:///{path}", lock_timeout=0.1) as state:
+            with pytest.raises(StoreUnavailable, match=f"state store {path} is unavailable: database is locked"):
+                state.set_pointer("active_index", "2")
+            assert state.pointer("active_index") == "1"  # readers never wait (WAL)
+    finally:
+        holder.rollback()
+        holder.close()
+    with StateStore(path) as state:
+        state.set_pointer("active_index", "2")
+        assert state.pointer("active_index") == "2"
+
+
+def test_an_unreachable_postgres_state_store_is_store_unavailable_without_its_password(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreUnavailable, match=f"state store postgresql://fw@127.0.0.1:{port}/flywheel is "
+                                               "unavailable") as caught:
+        StateStore(f"postgresql://fw:hunter2-secret@127.0.0.1:{port}/flywheel?connect_timeout=2")
+    assert "hunter2-secret" not in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_a_file_that_is_no_database_is_a_lasting_error_not_an_outage(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def test_a_better_canary_is_promoted_when_auto_promote_is_on(cli, monkeypatch: p
     assert row["verdict"] == "better" and row["action"] == "promoted" and row["ci_high"] < 0
     assert row["events"] == 2500 and row["baseline_events"] == 2500
     assert prompt_at(settings, PRODUCTION).version == cand.version and prompt_at(settings, CANARY) is None
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         after = state.candidate(cand.candidate_id)
         promote = [p for p in state.promotions("prompt") if p["action"] == "promote"]
     assert after.decision is Decision.promoted and after.verified_at is not None
@@ -69,7 +69,7 @@ def test_a_worse_canary_is_rolled_back_without_auto_promote(cli) -> None:
     (row,) = cli("watch", "--json")["watches"]
     assert (row["verdict"], row["action"]) == ("worse", "rolled_back") and row["ci_low"] > 0
     assert prompt_at(settings, CANARY) is None and prompt_at(settings, PRODUCTION).version == cand.parent
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         after = state.candidate(cand.candidate_id)
     assert after.decision is Decision.rejected and after.canary.ended_by == "flywheel-watch"
     assert after.canary.figures["verdict"] == "worse"
@@ -102,7 +102,7 @@ def test_a_full_promotion_that_raises_the_rate_is_rolled_back(cli) -> None:
     assert (row["version"], row["against"], row["verdict"], row["action"]) == (cand.version, cand.parent, "worse",
                                                                                 "rolled_back")
     assert prompt_at(settings, PRODUCTION).version == cand.parent
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         after = state.candidate(cand.candidate_id)
         last = state.promotions("prompt")[-1]
         assert state.cluster_history("cl-1")[-1]["outcome"] == "rolled_back"
@@ -156,7 +156,7 @@ def test_a_crash_between_decision_and_pointer_move_is_finished_on_rerun(monkeypa
         patched.setattr(PromptChampion, "_point_canary", crash)
         with pytest.raises(RuntimeError, match="killed"):
             watch_now(settings)
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         (intent,) = pending_intents(state)  # decided and written down, not done
         assert intent.action == "rolled_back" and state.candidate(cand.candidate_id).decision is Decision.canary
     assert prompt_at(settings, CANARY).version == cand.version
@@ -165,7 +165,7 @@ def test_a_crash_between_decision_and_pointer_move_is_finished_on_rerun(monkeypa
     assert "interrupted" in rows[0].why
     assert prompt_at(settings, CANARY) is None and prompt_at(settings, PRODUCTION).version == cand.parent
     assert watch_now(settings).watches == []
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         assert pending_intents(state) == []
         ends = [p for p in state.promotions("prompt") if p["action"] == MoveAction.canary_rolled_back]
         assert len(ends) == 1 and state.candidate(cand.candidate_id).decision is Decision.rejected
@@ -189,7 +189,7 @@ def test_a_crash_after_the_pointer_moved_records_the_candidate_on_rerun(monkeypa
     assert prompt_at(settings, CANARY) is None
     (row,) = watch_now(settings).watches
     assert row.action == "rolled_back"
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         after = state.candidate(cand.candidate_id)
         assert pending_intents(state) == [] and after.decision is Decision.rejected
         assert len([p for p in state.promotions("prompt") if p["action"] == "canary_rolled_back"]) == 1
@@ -222,7 +222,7 @@ def test_a_promotion_is_judged_only_until_another_kind_moves(cli) -> None:
     client = use_mlflow(settings)
     run = client.create_run(client.get_experiment_by_name(settings.experiment).experiment_id, run_name="ft")
     version = register_model_version(settings, "ft:worse-1", run.info.run_id, {"flywheel.job_id": "job-w"})
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         champion(settings, state, ChampionKind.model).move_to(version, MoveAction.promote, by="sam")
         prompt_at_ = state.promotions("prompt")[-1]["at"]
         model_at_ = state.promotions("model")[-1]["at"]

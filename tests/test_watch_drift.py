@@ -38,7 +38,7 @@ def test_a_steady_rate_and_a_steady_golden_score_do_not_alarm() -> None:
     settings = load_settings()
     now = datetime.now(timezone.utc)
     ingest(settings, rated_events(3, 2000, 0.2, start=now - timedelta(days=10), spacing=timedelta(minutes=7)))
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         for i, score in enumerate((0.80, 0.81, 0.80)):
             state.start_cycle(f"cyc-{i}")
             state.finish_cycle(f"cyc-{i}", "done", "g1", score, {})
@@ -51,7 +51,7 @@ def test_a_steady_rate_and_a_steady_golden_score_do_not_alarm() -> None:
 
 def test_a_falling_golden_score_alarms_but_only_on_one_golden_version() -> None:
     settings = load_settings()
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         for i, (version, score) in enumerate((("g0", 0.30), ("g1", 0.82), ("g1", 0.84), ("g1", 0.78))):
             state.start_cycle(f"cyc-{i}")
             state.finish_cycle(f"cyc-{i}", "done", version, score, {})

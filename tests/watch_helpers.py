@@ -37,7 +37,7 @@ def prompt_candidate(settings: Settings, name: str = "c1", *, text: str = "Be pr
                      decision=Decision.pending_approval, mlflow_run_id=run.info.run_id,
                      first_seen=datetime(2026, 11, 1, tzinfo=timezone.utc),
                      created_at=datetime.now(timezone.utc))
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         state.add_candidate(cand)
     return cand
 

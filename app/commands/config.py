@@ -19,6 +19,7 @@ def _document(settings: Settings) -> dict[str, Any]:
     doc = masked_model(settings)
     doc["config_file"] = str(settings.config_file) if settings.config_file else None
     doc["resolved"] = {"store_url": mask_secrets(settings.resolved_store_url),
+                       "state_url": mask_secrets(settings.resolved_state_url),
                        "mlflow_tracking_uri": mask_secrets(settings.resolved_tracking_uri),
                        "golden": str(settings.golden_file)}
     doc["sources"] = setting_sources(settings)

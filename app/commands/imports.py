@@ -39,7 +39,7 @@ def import_mlflow(
     start = _parse_since(since)
     settings = _settings()
     settings.ensure_home()
-    with open_store(settings.resolved_store_url) as store, open_state(settings.home) as state:
+    with open_store(settings.resolved_store_url) as store, open_state(settings) as state:
         report = run(settings, experiment, start, store, state)
     report.prefect_events = _emit_feedback_events(settings, report.negative)
     if as_json:

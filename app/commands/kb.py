@@ -23,7 +23,7 @@ def _index(settings: Settings) -> Iterator[Any]:
     from flywheel.knowledge.index import open_index
     from flywheel.state import open_state
 
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         yield open_index(settings, state)
 
 

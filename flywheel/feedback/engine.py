@@ -92,18 +92,19 @@ def _sqlite_engine(url: URL, lock_timeout: float) -> Engine:
 
 
 @contextmanager
-def store_errors(url: URL, action: str) -> Iterator[None]:
-    """Database failures as Flywheel errors: one that retrying later can cure (locked, server down or
-    unreachable) as :class:`StoreUnavailable`, anything else as :class:`FlywheelError`."""
+def store_errors(url: URL, action: str, what: str = "feedback store") -> Iterator[None]:
+    """Database failures as Flywheel errors naming the store (``what``): one that retrying later can
+    cure (locked, server down or unreachable) as :class:`StoreUnavailable`, anything else as
+    :class:`FlywheelError`."""
     where = describe(url)
     try:
         yield
     except (sa_exc.TimeoutError, sa_exc.DisconnectionError) as exc:  # no connection free, or none alive
-        raise StoreUnavailable(f"feedback store {where} is unavailable: {_one_line(str(exc), url)}") from None
+        raise StoreUnavailable(f"{what} {where} is unavailable: {_one_line(str(exc), url)}") from None
     except sa_exc.DBAPIError as exc:
         if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated:
-            raise StoreUnavailable(f"feedback store {where} is unavailable: {_reason(exc, url)}") from None
-        raise FlywheelError(f"feedback store {where} cannot be {action}: {_reason(exc, url)}") from None
+            raise StoreUnavailable(f"{what} {where} is unavailable: {_reason(exc, url)}") from None
+        raise FlywheelError(f"{what} {where} cannot be {action}: {_reason(exc, url)}") from None
 
 
 def _reason(exc: sa_exc.DBAPIError, url: URL) -> str:

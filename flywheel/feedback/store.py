@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from flywheel.feedback.engine import LOCK_TIMEOUT_SECONDS, create_store_engine, describe, store_errors, store_url
 from flywheel.errors import FlywheelError
 from flywheel.feedback.migrate import current_revision, migrate
+from flywheel.feedback.rated import RatedColumns
 from flywheel.feedback.rows import ROW_ERRORS, Unstorable, as_json, check_row, database_refusal, utc
 from flywheel.feedback.tables import SCHEMA_REVISION, events as events_table
 from flywheel.schemas import StoredEvent
@@ -75,9 +76,9 @@ class FeedbackStore(Protocol):
         """Events stored after ``epoch`` (seconds), optionally of one polarity."""
 
     def rated(self, *, since: float | None = None, queries: Sequence[str] | None = None,
-              versions: Sequence[str] = ("prompt_version", "index_version", "model")) -> list[tuple[Any, ...]]:
-        """Events with a polarity as (event_id, ts_epoch, negative, user_id, arm, prompt_version,
-        index_version, model) rows (the watch's input; event_id only when ``queries`` is given)."""
+              versions: Sequence[str] = ("prompt_version", "index_version", "model")) -> RatedColumns:
+        """Events with a polarity, column by column (the watch's input; event_id only when ``queries``
+        is given, version columns only those in ``versions``)."""
 
     def close(self) -> None: ...
 
@@ -291,10 +292,10 @@ class SQLFeedbackStore:
             return int(conn.execute(query).scalar_one())
 
     def rated(self, *, since: float | None = None, queries: Sequence[str] | None = None,
-              versions: Sequence[str] = ("prompt_version", "index_version", "model")) -> list[tuple[Any, ...]]:
-        """The events with a polarity, in no particular order, as ``(event_id, ts_epoch, negative, user_id,
-        arm, prompt_version, index_version, model)`` rows: what ``flywheel watch`` aggregates (one query,
-        no event objects). ``queries``: only events whose query text is one of these; without it the
+              versions: Sequence[str] = ("prompt_version", "index_version", "model")) -> RatedColumns:
+        """The events with a polarity, in no particular order, as typed columns (``event_id``, ``ts``,
+        ``negative``, ``user_id``, ``arm``, ``prompt_version``, ``index_version``, ``model``): what
+        ``flywheel watch`` aggregates (one query, no event objects). ``queries``: only events whose query text is one of these; without it the
         event id is left out (None), as are the version columns not in ``versions``: each string
         column costs about a second a million rows."""
         c = events_table.c
@@ -306,10 +307,10 @@ class SQLFeedbackStore:
             query = query.where(c.ts_epoch >= since)
         with store_errors(self.url, "read"), self._engine.connect() as conn:
             if queries is None:
-                return [tuple(r) for r in conn.execute(query)]
+                return RatedColumns.of_rows(conn.execute(query))
             wanted = sorted(set(queries))
-            return [tuple(r) for i in range(0, len(wanted), _GET_CHUNK)
-                    for r in conn.execute(query.where(c.query.in_(wanted[i : i + _GET_CHUNK])))]
+            return RatedColumns.of_rows([r for i in range(0, len(wanted), _GET_CHUNK)
+                                         for r in conn.execute(query.where(c.query.in_(wanted[i : i + _GET_CHUNK])))])
 
     @property
     def engine(self) -> Engine:

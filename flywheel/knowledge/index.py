@@ -19,11 +19,10 @@ without copying vectors):
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,7 +30,7 @@ from typing import Any, NamedTuple
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
 from flywheel.knowledge.source import TEXT_SUFFIXES, Chunk, chunks_of, load_documents
-from flywheel.state import StateStore
+from flywheel.state import KbRecord, StateStore
 from flywheel.wording import iso_utc
 
 ACTIVE = "active_index"
@@ -122,7 +121,6 @@ class KnowledgeIndex:
     def __init__(self, settings: Settings, state: StateStore, embedder: Any) -> None:
         self.settings = settings
         self.state = state
-        self.db = state.db
         self.embedder = embedder
         self._collection: Any = None
 
@@ -177,32 +175,18 @@ class KnowledgeIndex:
         return int(value) if value is not None else None
 
     def versions(self) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT version, created_at, parent, source, documents, chunks, status, note FROM kb_versions "
-            "ORDER BY version"
-        ).fetchall()
-        keys = ("version", "created_at", "parent", "source", "documents", "chunks", "status", "note")
         active = self.active_version()
-        return [dict(zip(keys, r, strict=True)) | {"active": r[0] == active} for r in rows]
+        return [asdict(v) | {"active": v.version == active} for v in self.state.kb_versions()]
 
     def members(self, version: int) -> dict[str, str]:
         """chunk_id -> record_id of a version."""
-        rows = self.db.execute(
-            "SELECT r.chunk_id, r.record_id FROM kb_members m JOIN kb_records r ON r.record_id = m.record_id "
-            "WHERE m.version = ?", (version,)
-        )
-        return dict(rows.fetchall())
+        return {r.chunk_id: r.record_id for r in self.state.kb_members(version)}
 
     def chunks(self, version: int) -> list[Chunk]:
-        rows = self.db.execute(
-            "SELECT r.chunk_id, r.doc_id, r.text, r.source, r.updated_at FROM kb_members m "
-            "JOIN kb_records r ON r.record_id = m.record_id WHERE m.version = ? ORDER BY r.chunk_id", (version,)
-        )
-        return [Chunk(r[0], r[1], r[2], r[3] or "", r[4] or "") for r in rows]
+        return [_chunk(r) for r in self.state.kb_members(version)]
 
     def _latest(self) -> int | None:
-        row = self.db.execute("SELECT MAX(version) FROM kb_versions WHERE status != 'deleted'").fetchone()
-        return row[0]
+        return self.state.kb_latest_version()
 
     def create_version(self, chunks: Sequence[Chunk], *, parent: int | None, source: str, note: str,
                        provenance: dict[str, Any] | None = None) -> SyncReport:
@@ -221,18 +205,9 @@ class KnowledgeIndex:
         fresh = list({c.content_hash: c for c in chunks if c.content_hash not in known}.values())
         embedded = self._add_records(fresh)
         version = (self._latest() or 0) + 1
-        with self.db:
-            self.db.executemany(
-                "INSERT OR IGNORE INTO kb_records VALUES (?, ?, ?, ?, ?, ?)",
-                [(c.content_hash, c.chunk_id, c.doc_id, c.text, c.source, c.updated_at) for c in chunks],
-            )
-            self.db.execute(
-                "INSERT INTO kb_versions VALUES (?, ?, ?, ?, ?, ?, 'candidate', ?, ?)",
-                (version, time.time(), parent, source, len({c.doc_id for c in chunks}), len(chunks), note,
-                 json.dumps(provenance or {})),
-            )
-            self.db.executemany("INSERT INTO kb_members VALUES (?, ?)",
-                                [(version, rid) for rid in dict.fromkeys(after.values())])
+        records = [KbRecord(c.content_hash, c.chunk_id, c.doc_id, c.text, c.source, c.updated_at) for c in chunks]
+        self.state.kb_add_version(version, records, parent=parent, source=source,
+                                  documents=len({c.doc_id for c in chunks}), note=note, provenance=provenance)
         return SyncReport(version, added, updated, deleted, unchanged, embedded)
 
     def sync(self, source: Path) -> SyncReport:
@@ -254,39 +229,28 @@ class KnowledgeIndex:
 
     def activate(self, version: int) -> int | None:
         """Point ``active_index`` at ``version``; returns the previous one."""
-        if not self.db.execute("SELECT 1 FROM kb_versions WHERE version = ? AND status != 'deleted'",
-                               (version,)).fetchone():
+        if self.state.kb_version(version) is None:
             raise UsageError(f"index version {version} does not exist (or was deleted by retention)")
         previous = self.active_version()
         if previous is not None and previous != version:
             self.state.set_pointer(PREVIOUS, str(previous))
-        with self.db:
-            if previous is not None:
-                self.db.execute("UPDATE kb_versions SET status = 'retained' WHERE version = ?", (previous,))
-            self.db.execute("UPDATE kb_versions SET status = 'active' WHERE version = ?", (version,))
+        self.state.kb_activate(version, previous)
         self.state.set_pointer(ACTIVE, str(version))
         return previous
 
     def apply_retention(self) -> list[int]:
         """Keep the newest ``retention`` versions and the active one; drop the rest and their orphans."""
         keep_n = self.settings.knowledge.retention
-        rows = [r[0] for r in self.db.execute(
-            "SELECT version FROM kb_versions WHERE status != 'deleted' ORDER BY version DESC")]
+        rows = self.state.kb_live_versions()
         # rollback needs the previous; a running canary its own
         protected = {self.active_version(), int(self.state.pointer(PREVIOUS) or 0), int(self.state.pointer(CANARY) or 0)}
         doomed = [v for v in rows[keep_n:] if v not in protected]
         if not doomed:
             return []
-        with self.db:
-            for v in doomed:
-                self.db.execute("DELETE FROM kb_members WHERE version = ?", (v,))
-                self.db.execute("UPDATE kb_versions SET status = 'deleted' WHERE version = ?", (v,))
-        orphans = [r[0] for r in self.db.execute(
-            "SELECT record_id FROM kb_records WHERE record_id NOT IN (SELECT record_id FROM kb_members)")]
+        orphans = self.state.kb_delete_versions(doomed)
         for i in range(0, len(orphans), _BATCH):
             self.collection.delete(ids=orphans[i : i + _BATCH])
-        with self.db:
-            self.db.executemany("DELETE FROM kb_records WHERE record_id = ?", [(r,) for r in orphans])
+        self.state.kb_forget_records(orphans)
         return doomed
 
     def rebuild(self) -> dict[str, int]:
@@ -305,8 +269,7 @@ class KnowledgeIndex:
             store.rename(moved)
             forget_chroma_clients()
             self._collection = None
-        rows = self.db.execute("SELECT record_id, chunk_id, doc_id, text, source, updated_at FROM kb_records").fetchall()
-        chunks = [Chunk(r[1], r[2], r[3], r[4] or "", r[5] or "") for r in rows]
+        chunks = [_chunk(r) for r in self.state.kb_records()]
         present = self._present([c.content_hash for c in chunks])
         missing = [c for c in chunks if c.content_hash not in present]
         embedded = self._add_records(missing)
@@ -324,8 +287,8 @@ class KnowledgeIndex:
         active = self.active_version()
         docs = chunks = 0
         if active is not None:
-            row = self.db.execute("SELECT documents, chunks FROM kb_versions WHERE version = ?", (active,)).fetchone()
-            docs, chunks = row
+            kept = self.state.kb_version(active)
+            docs, chunks = (kept.documents, kept.chunks) if kept else (0, 0)
         # Versions are strings in every JSON document Flywheel prints (SPEC), as `status` gives them.
         # Times as ISO 8601 in UTC, as every other document gives them (`status`, `cycle`).
         versions = [v | {"version": str(v["version"]), "parent": None if v["parent"] is None else str(v["parent"]),
@@ -335,6 +298,10 @@ class KnowledgeIndex:
                 "documents": docs, "chunks": chunks, "embedding_model": getattr(self.embedder, "name", "?"),
                 "collection": self.settings.knowledge.collection,
                 "store": self.settings.knowledge.chroma_url or str(self.settings.home / "chroma")}
+
+
+def _chunk(r: KbRecord) -> Chunk:
+    return Chunk(r.chunk_id, r.doc_id, r.text, r.source or "", r.updated_at or "")
 
 
 class Hit(NamedTuple):

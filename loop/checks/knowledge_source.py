@@ -56,5 +56,5 @@ def _indexed(settings: Settings) -> bool:
     from flywheel.knowledge.index import ACTIVE
     from flywheel.state import open_state
 
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         return state.pointer(ACTIVE) is not None

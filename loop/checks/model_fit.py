@@ -86,7 +86,7 @@ def active_index(settings: Settings) -> str | None:
     from flywheel.candidates import ChampionKind
     from flywheel.state import open_state
 
-    with open_state(settings.home) as state:
+    with open_state(settings) as state:
         return champion(settings, state, ChampionKind.rag).current()
 
 

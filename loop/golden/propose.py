@@ -93,7 +93,7 @@ def propose(settings: Settings, synthetic: int = 0) -> ProposeReport:
     with open_store(settings.resolved_store_url) as store:
         events = {e.event_id: e for e in store.get({eid for c in clusters for eid in c.event_ids})}
         reviews = [e for e in store.events(polarity=1) if e.signal == "expert_review" and e.consent]
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         known = state.proposals()
     items = list(golden.items) if golden else []
     new: list[GoldenProposal] = []
@@ -111,7 +111,7 @@ def propose(settings: Settings, synthetic: int = 0) -> ProposeReport:
                 if c.category != "other":
                     have.setdefault(c.category, 0)
             new += _synthetic(settings, synthetic, have, clusters, items, known + new, gate, report)
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         report.proposals = state.add_proposals(new)
     return report
 

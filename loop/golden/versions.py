@@ -108,7 +108,7 @@ def _decidable(settings: Settings, ids: Sequence[str]) -> list[GoldenProposal]:
     if not ids:
         raise UsageError("name at least one proposal id (`flywheel golden review` lists them)")
     out = []
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         for pid in dict.fromkeys(ids):
             p = state.proposal(pid)
             if p is None:
@@ -148,7 +148,7 @@ def accept(settings: Settings, ids: Sequence[str], *, by: str) -> AcceptReport:
                 raise FlywheelError(f"{target}: wrote version {written.version}, expected {version}")
         version_kept = keep_version(settings, version, target.read_bytes())
         now = datetime.now(timezone.utc)
-        with open_state(settings.ensure_home()) as state:
+        with open_state(settings) as state:
             for p in chosen:
                 if p.status is ProposalStatus.pending:
                     state.save_proposal(p.model_copy(update={"status": ProposalStatus.accepted, "decided_by": by,
@@ -169,7 +169,7 @@ def accept(settings: Settings, ids: Sequence[str], *, by: str) -> AcceptReport:
 def reject(settings: Settings, proposal_id: str, *, by: str, reason: str) -> GoldenProposal:
     if not reason.strip():
         raise UsageError("reject needs --reason TEXT: the reason is recorded with the decision")
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         p = state.proposal(proposal_id)
         if p is None:
             raise UsageError(f"no proposal {proposal_id!r} (`flywheel golden review` lists the pending ones)")
@@ -182,7 +182,7 @@ def reject(settings: Settings, proposal_id: str, *, by: str, reason: str) -> Gol
 
 
 def pending(settings: Settings) -> list[GoldenProposal]:
-    with open_state(settings.ensure_home()) as state:
+    with open_state(settings) as state:
         return state.proposals(ProposalStatus.pending)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from alembic import context
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, transaction_per_migration=False)
+version_table = context.config.attributes.get("version_table", "alembic_version")
+context.configure(connection=connection, version_table=version_table, transaction_per_migration=False)
 with context.begin_transaction():
     context.run_migrations()

@@ -1,0 +1,136 @@
+"""The state store's tables as SQLAlchemy Core objects: what its queries are written against.
+
+This is the schema at the newest migration (``migrations/versions``); a change here goes with a new
+migration, and a test keeps the two equal. Times are epoch seconds (float); documents are JSON text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text
+
+metadata = MetaData()
+
+cycles = Table(
+    "cycles", metadata,
+    Column("cycle_id", Text, primary_key=True),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("status", Text, nullable=False),
+    Column("golden_version", Text),
+    Column("champion_score", Float),
+    Column("summary", Text),  # JSON object
+)
+candidates = Table(
+    "candidates", metadata,
+    Column("candidate_id", Text, primary_key=True),
+    Column("cycle_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("doc", Text, nullable=False),  # the Candidate as JSON
+    Column("decision", Text),
+    Column("created_at", Float, nullable=False),
+    Index("candidates_cycle", "cycle_id"),
+)
+drafts = Table(
+    "drafts", metadata,
+    Column("cycle_id", Text, primary_key=True),
+    Column("cluster_id", Text, primary_key=True),
+    Column("doc", Text, nullable=False),
+)
+eval_cache = Table(
+    "eval_cache", metadata,
+    Column("key", Text, primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("doc", Text, nullable=False),
+)
+promotions = Table(
+    "promotions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("from_version", Text),
+    Column("to_version", Text, nullable=False),
+    Column("candidate_id", Text),
+    Column("at", Float, nullable=False),
+    Column("by", Text),
+    Column("note", Text),
+    sqlite_autoincrement=True,
+)
+cluster_attempts = Table(
+    "cluster_attempts", metadata,
+    Column("cluster_id", Text, primary_key=True),
+    Column("cycle_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("candidate_id", Text, primary_key=True),
+    Column("outcome", Text, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+# Knowledge index versions: Chroma holds one record per distinct chunk content; which records make
+# up a version is kept here, so versions can branch, be rolled back and be rebuilt.
+kb_versions = Table(
+    "kb_versions", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("created_at", Float, nullable=False),
+    Column("parent", Integer),
+    Column("source", Text),
+    Column("documents", Integer, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("note", Text),
+    Column("provenance", Text),  # JSON object
+)
+kb_records = Table(
+    "kb_records", metadata,
+    Column("record_id", Text, primary_key=True),
+    Column("chunk_id", Text, nullable=False),
+    Column("doc_id", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("source", Text),
+    Column("updated_at", Text),
+)
+kb_members = Table(
+    "kb_members", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("record_id", Text, primary_key=True),
+    sqlite_with_rowid=False,
+)
+pointers = Table(
+    "pointers", metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Fine-tune jobs: recorded before they are polled, so a restarted flow resumes the poll of the same
+# job instead of submitting another; one job per dataset version and base model.
+finetune_jobs = Table(
+    "finetune_jobs", metadata,
+    Column("job_id", Text, primary_key=True),
+    Column("dataset_version", Text, nullable=False),
+    Column("base_model", Text, nullable=False),
+    Column("cycle_id", Text),
+    Column("cluster_ids", Text, nullable=False),  # comma-separated
+    Column("status", Text, nullable=False),
+    Column("fine_tuned_model", Text),
+    Column("model_version", Text),
+    Column("error", Text),
+    Column("doc", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("finetune_jobs_dataset", "dataset_version", "base_model", unique=True),
+)
+
+# Golden-set proposals, by content id: a proposal made twice is found, not duplicated, and a
+# rejected one stays rejected.
+golden_proposals = Table(
+    "golden_proposals", metadata,
+    Column("proposal_id", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("category", Text, nullable=False),
+    Column("doc", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("decided_at", Float),
+    Index("golden_proposals_status", "status", "created_at"),
+)
+
+# The migration (migrations/versions) whose schema the tables above describe; a test keeps them equal.
+SCHEMA_REVISION = "0004"
