@@ -46,7 +46,7 @@ _FAILURE_STATUS = frozenset({408, 429})
 class EndpointHealth:
     """Since when one endpoint has failed without a single usable answer (per process)."""
 
-    def __init__(self, budget_seconds: float, clock: Any = time.monotonic) -> None:
+    def __init__(self, budget_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget_seconds
         self._clock = clock
         self._lock = threading.Lock()
