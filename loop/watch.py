@@ -32,7 +32,9 @@ from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.feedback.store import open_store
 from flywheel.state import open_state
+from flywheel.loop.cluster_rate import ClusterRate
 from flywheel.loop.watch_actions import Intent, WatchAction, journal, pending_intents, perform
+from flywheel.loop.watch_clusters import cluster_rates
 from flywheel.loop.watch_data import VERSION_COLUMN, RatedEvents
 from flywheel.loop.watch_stats import Comparison, Verdict, compare
 
@@ -63,24 +65,6 @@ class WatchRow(BaseModel):
     candidate_id: str | None = None
     method: str
     why: str = Field(description="One line: why this action (or none).")
-
-
-class ClusterRate(BaseModel):
-    """A failure cluster's own queries before and after its fix (the cluster's events left out)."""
-
-    cluster_id: str
-    candidate_id: str
-    kind: str
-    version: str
-    queries: int
-    events_before: int
-    negative_rate_before: float | None
-    events_after: int
-    negative_rate_after: float | None
-    difference: float | None
-    ci_low: float | None
-    ci_high: float | None
-    verdict: Verdict
 
 
 class WatchReport(BaseModel):
@@ -216,8 +200,6 @@ def _promotable(settings: Settings, row: WatchRow) -> str | None:
 
 def run_watch(settings: Settings, *, dry_run: bool = False) -> WatchReport:
     """Compare, decide, act (unless ``dry_run``), mark verified fixes; returns the watch document."""
-    from flywheel.loop.watch_clusters import cluster_rates
-
     now = time.time()
     settings.ensure_home()
     finished = [] if dry_run else _finish_interrupted(settings)

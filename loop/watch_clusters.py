@@ -15,15 +15,14 @@ from flywheel.champions import Move
 from flywheel.config import Settings
 from flywheel.feedback.store import open_store
 from flywheel.state import open_state
+from flywheel.loop.cluster_rate import ClusterRate
 from flywheel.loop.watch_data import RatedEvents
 from flywheel.loop.watch_stats import compare
 
 DAY = 86400.0
 
 
-def cluster_rates(settings: Settings, decided: list[tuple[Any, Move | None]]) -> list[Any]:
-    from flywheel.loop.watch import ClusterRate
-
+def cluster_rates(settings: Settings, decided: list[tuple[Any, Move | None]]) -> list[ClusterRate]:
     w = settings.watch
     out: list[ClusterRate] = []
     with open_state(settings.home) as state:
