@@ -18,20 +18,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def build(dest: Path, root: Path = ROOT) -> Path:
-    """(Re)build the linked tree under ``dest``; returns it."""
+def build(dest: Path, root: Path = ROOT, *, copy: bool = False) -> Path:
+    """(Re)build the linked tree under ``dest`` (with ``copy``, copies: a test may plant a module); returns it."""
     mapping: dict[str, str] = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     shutil.rmtree(dest, ignore_errors=True)
     core = dest / mapping["flywheel"]
     core.mkdir(parents=True)
     for entry in (root / "flywheel").iterdir():
         if entry.name != "__pycache__":
-            (core / entry.name).symlink_to(entry)
+            _place(entry, core / entry.name, copy)
     for package, folder in mapping.items():
         if package != "flywheel":
-            (dest / package.replace(".", "/")).symlink_to(root / folder, target_is_directory=True)
-    (dest / "benchmarks").symlink_to(root / "benchmarks", target_is_directory=True)
+            _place(root / folder, dest / package.replace(".", "/"), copy)
+    _place(root / "benchmarks", dest / "benchmarks", copy)
     return dest
+
+
+def _place(source: Path, target: Path, copy: bool) -> None:
+    if not copy:
+        target.symlink_to(source, target_is_directory=source.is_dir())
+    elif source.is_dir():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        shutil.copy2(source, target)
 
 
 if __name__ == "__main__":
