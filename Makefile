@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # API and loads the embedding model (~1.5 GB of memory each).
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo check test bench lock clean
+.PHONY: demo check test bench lock clean openapi
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: check
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
+
+# The service's OpenAPI document, checked in for teams generating clients (tests compare it to the service).
+openapi: $(STAMP)
+	$(BIN)/python -m flywheel.app.serve.openapi_doc docs/openapi.json
 
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' > requirements.lock.new

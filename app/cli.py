@@ -17,6 +17,7 @@ from flywheel.app.commands.cycle import approve, cycle, pending, promote_canary,
 from flywheel.app.commands.dataset import dataset_app
 from flywheel.app.commands.feedback import ingest, review, triage
 from flywheel.app.commands.golden import golden_app
+from flywheel.app.commands.imports import import_app
 from flywheel.app.commands.judge import judge_app
 from flywheel.app.commands.kb import kb_app
 from flywheel.app.commands.prompt import prompt_app
@@ -65,6 +66,7 @@ app.command()(review)
 app.command()(demo)
 app.command()(serve)
 
+app.add_typer(import_app, name="import")
 app.add_typer(sim_app, name="sim")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(kb_app, name="kb")

@@ -26,10 +26,21 @@ import httpx
 from pydantic import BaseModel
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from flywheel.live import AskRequest, AskResult, ChampionResult, FeedbackResult, OptOutRequest, OptOutResult
+from flywheel.live import (
+    AskRequest,
+    AskResult,
+    ChampionResult,
+    FeedbackResult,
+    OptOutRequest,
+    OptOutResult,
+    RenderRequest,
+    RenderResult,
+    RetrieveRequest,
+    RetrieveResult,
+)
 
 __all__ = ["AskResult", "ChampionResult", "ClientError", "FeedbackRejected", "FeedbackResult", "FlywheelClient",
-           "OptOutResult", "ServiceUnavailable"]
+           "OptOutResult", "RenderResult", "RetrieveResult", "ServiceUnavailable"]
 
 Event = Mapping[str, Any] | BaseModel
 
@@ -111,6 +122,17 @@ class FlywheelClient:
         """What to serve ``user_id``: arm, prompt (name, version, template), index version, model."""
         params = {"user_id": user_id} if user_id is not None else None
         return ChampionResult.model_validate(self._send("GET", "/v1/champion", params=params, idempotent=True).json())
+
+    def render(self, user_id: str | None = None, variables: Mapping[str, str] | None = None) -> RenderResult:
+        """The prompt of ``user_id``'s arm as chat messages, ``variables`` filled in (every declared one)."""
+        body = RenderRequest(user_id=user_id, variables=dict(variables or {})).model_dump(exclude_none=True)
+        return RenderResult.model_validate(self._send("POST", "/v1/render", json=body, idempotent=True).json())
+
+    def retrieve(self, query: str, user_id: str | None = None, k: int = 5) -> RetrieveResult:
+        """The ``k`` chunks nearest ``query`` in the index of ``user_id``'s arm; send their ids back as
+        ``context_ids`` with the feedback on the answer they grounded."""
+        body = RetrieveRequest(user_id=user_id, query=query, k=k).model_dump(exclude_none=True)
+        return RetrieveResult.model_validate(self._send("POST", "/v1/retrieve", json=body, idempotent=True).json())
 
     def ask(self, user_id: str, *, confidence: float | None = None, task_seconds: float | None = None,
             feature: str | None = None) -> AskResult:

@@ -29,6 +29,7 @@ from flywheel.config_sections import (
     EventSettings,
     FinetuneSettings,
     GoldenLifecycleSettings,
+    ImportSettings,
     ImproveSettings,
     IngestSettings,
     JudgeSettings,
@@ -129,6 +130,7 @@ class Settings(BaseSettings):
     ask: AskSettings = Field(default_factory=AskSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    imports: ImportSettings = Field(default_factory=ImportSettings)
     prompt_variables: dict[str, str] = Field(
         default_factory=dict, description="Values for {{variables}} in the prompt template."
     )

@@ -485,3 +485,34 @@ class JudgeSettings(BaseModel):
         description="Expert reviews asked of the judge per calibration, sampled deterministically (by a hash of "
         "the event id), so a cycle's calibration costs at most this many judge calls.",
     )
+
+
+class MlflowImportSettings(BaseModel):
+    """How ``flywheel import mlflow`` reads MLflow traces and their assessments (README, "Importing from MLflow")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consent_key: str = Field(
+        "consent", min_length=1,
+        description="The trace tag (or trace metadata key) that says the user consented: `true`, `yes` or `1`; "
+        "absent or anything else means no consent.",
+    )
+    page_size: int = Field(200, ge=1, le=10_000, description="Traces read per page (one page in memory at a time).")
+    lookback_hours: float = Field(
+        24.0, ge=0.0, le=24 * 365,
+        description="Without --since, an import re-reads traces this much older than the last import's newest, "
+        "so feedback given late on a trace is still found (what was imported before counts as a duplicate).",
+    )
+    numeric_signals: dict[str, Literal["rating", "outcome", "expert_review"]] = Field(
+        default_factory=dict,
+        description="Assessment name -> signal for numeric human feedback (e.g. `resolved = \"outcome\"`); "
+        "other numbers are ratings (1..5), or expert reviews when between 0 and 1 and not whole.",
+    )
+
+
+class ImportSettings(BaseModel):
+    """Importing feedback from where a team already keeps it (``flywheel import SOURCE``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mlflow: MlflowImportSettings = Field(default_factory=MlflowImportSettings)

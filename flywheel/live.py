@@ -5,21 +5,34 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flywheel.schemas import Arm, BatchReport, IndexedError
+from flywheel.templates import template_variables
 
 __all__ = ["AskReason", "AskRequest", "AskResult", "ChampionResult", "FeedbackResult", "IndexedError",
-           "OptOutRequest", "OptOutResult", "PromptInfo"]
+           "Message", "OptOutRequest", "OptOutResult", "PromptInfo", "PromptRef", "RenderRequest", "RenderResult",
+           "RetrieveRequest", "RetrieveResult", "RetrievedChunk"]
 
 # POST /v1/feedback answers what the request's events did.
 FeedbackResult = BatchReport
 
 
-class PromptInfo(BaseModel):
+class PromptRef(BaseModel):
     name: str
     version: str
+
+
+class PromptInfo(PromptRef):
     template: str
+    variables: list[str] = Field(default_factory=list, description="The `{{name}}` variables the template "
+                                 "declares, sorted: what `POST /v1/render` needs.")
+
+    @model_validator(mode="after")
+    def _declared(self) -> PromptInfo:
+        """The variables are the template's, whoever builds the object: they cannot disagree."""
+        self.variables = sorted(template_variables(self.template))
+        return self
 
 
 class ChampionResult(BaseModel):
@@ -67,3 +80,46 @@ class OptOutResult(BaseModel):
     user_id: str
     opted_out: bool = True
     new: bool = Field(description="False when the user had opted out already.")
+
+
+class RenderRequest(BaseModel):
+    """``POST /v1/render``: the prompt of this user's arm, filled with the product's values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(None, max_length=256, description="Picks the arm; none: production.")
+    variables: dict[str, str] = Field(default_factory=dict, description="A value for every declared variable.")
+
+
+class Message(BaseModel):
+    role: str
+    content: str
+
+
+class RenderResult(BaseModel):
+    arm: Arm
+    prompt: PromptRef
+    messages: list[Message]
+
+
+class RetrieveRequest(BaseModel):
+    """``POST /v1/retrieve``: passages from the index version of this user's arm."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(None, max_length=256, description="Picks the arm; none: production.")
+    query: str = Field(min_length=1, max_length=10_000)
+    k: int = Field(5, ge=1, le=50, description="How many chunks.")
+
+
+class RetrievedChunk(BaseModel):
+    id: str = Field(description="The chunk id (`<document id>#<n>`): send it back as `context_ids`.")
+    text: str
+    source: str | None = None
+    score: float = Field(description="Cosine similarity to the query, higher is nearer.")
+
+
+class RetrieveResult(BaseModel):
+    arm: Arm
+    index_version: str
+    chunks: list[RetrievedChunk]

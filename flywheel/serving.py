@@ -10,8 +10,10 @@ One canary runs at most, of one kind: the canary arm serves it and production's 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -19,8 +21,18 @@ from flywheel.arms import arm_for, model_name
 from flywheel.candidates import ChampionKind
 from flywheel.champions import champion, running_canary
 from flywheel.config import Settings, load_settings
-from flywheel.knowledge.index import IndexRetriever, open_index
-from flywheel.live import ChampionResult, PromptInfo
+from flywheel.errors import FlywheelError, UsageError
+from flywheel.knowledge.index import IndexRetriever, KnowledgeIndex, open_index
+from flywheel.live import (
+    ChampionResult,
+    Message,
+    PromptInfo,
+    PromptRef,
+    RenderResult,
+    RetrievedChunk,
+    RetrieveResult,
+)
+from flywheel.templates import VARIABLE
 from flywheel.registry import CANARY, PRODUCTION, production_model, prompt_at
 from flywheel.state import open_state
 
@@ -85,3 +97,73 @@ def production_retriever(settings: Settings | None = None) -> Iterator[IndexRetr
     settings = settings or load_settings()
     with open_state(settings.home) as state:
         yield open_index(settings, state).retriever()
+
+
+class VariablesMismatch(UsageError):
+    """The values given for a prompt do not match its declared variables (``POST /v1/render``: 422)."""
+
+    def __init__(self, missing: set[str], unknown: set[str]) -> None:
+        self.missing, self.unknown = sorted(missing), sorted(unknown)
+        parts = []
+        if self.missing:
+            parts.append("missing " + ", ".join(self.missing))
+        if self.unknown:
+            parts.append("unknown " + ", ".join(self.unknown))
+        super().__init__(f"the prompt's variables do not match: {'; '.join(parts)} (declared: see "
+                         "`GET /v1/champion`, prompt.variables)")
+
+
+def render_for(served: Served, user_id: str | None, values: dict[str, str]) -> RenderResult | None:
+    """The system message of the user's arm with ``values`` filled in; None before any prompt.
+    Every declared variable needs a value and no other is accepted: a typo is an error, not a blank."""
+    result = for_user(served, user_id)
+    if result is None:
+        return None
+    declared = set(result.prompt.variables)
+    if declared != set(values):
+        raise VariablesMismatch(declared - set(values), set(values) - declared)
+    content = VARIABLE.sub(lambda m: values[m.group(1)], result.prompt.template)
+    return RenderResult(arm=result.arm, prompt=PromptRef(name=result.prompt.name, version=result.prompt.version),
+                        messages=[Message(role="system", content=content)])
+
+
+class NoActiveIndex(FlywheelError):
+    """The user's arm serves no index version (``POST /v1/retrieve``: 409)."""
+
+
+class ArmRetrievers:
+    """Retrieval for the service: one retriever per index version, made on first use and kept (a
+    version's members never change), all sharing one embedder and one Chroma collection."""
+
+    def __init__(self, settings: Settings, embedder: Any = None) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._by_version: dict[str, IndexRetriever] = {}
+        self._lock = threading.Lock()
+
+    def _retriever(self, version: str) -> IndexRetriever:
+        with self._lock:
+            known = self._by_version.get(version)
+            if known is not None:
+                return known
+            if self._embedder is None:
+                from flywheel.embeddings import build_embedder
+
+                self._embedder = build_embedder(self.settings)
+            with open_state(self.settings.home) as state:
+                retriever = KnowledgeIndex(self.settings, state, self._embedder).retriever(int(version))
+            if retriever is None:  # pragma: no cover - a version number always gives a retriever
+                raise NoActiveIndex(f"index version {version} cannot be read")
+            self._by_version[version] = retriever
+            return retriever
+
+    def retrieve(self, served: Served, user_id: str | None, query: str, k: int) -> RetrieveResult:
+        result = for_user(served, user_id)
+        arm = result.arm if result is not None else "production"
+        version = result.index if result is not None else served.production.index
+        if version is None:
+            raise NoActiveIndex("no knowledge index is active for this arm; build one with `flywheel kb sync`")
+        hits = self._retriever(version).search(query, k)
+        return RetrieveResult(arm=arm, index_version=version, chunks=[
+            RetrievedChunk(id=h.chunk_id, text=h.text, source=h.source, score=round(1.0 - h.distance, 6))
+            for h in hits])

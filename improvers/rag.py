@@ -81,7 +81,9 @@ def propose(
 ) -> RagProposal:
     """The candidate version's chunks for these clusters (``changed_documents`` empty: nothing to do)."""
     consented_queries = list(dict.fromkeys(e.query for e in events if e.consent))
-    implicated: set[str] = {d for e in events for d in e.context_ids}
+    # A product sends back the chunk ids `POST /v1/retrieve` gave it (`<doc_id>#<n>`), or document ids.
+    document_of = {c.chunk_id: c.doc_id for c in active_chunks}
+    implicated: set[str] = {document_of.get(d, d) for e in events for d in e.context_ids}
     for q in consented_queries[:50]:
         implicated.update(retrieve(q, k))
 

@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from flywheel.client import FlywheelClient
 from flywheel.sim.quality import QualityMap, Variant
-from flywheel.sim.rules import INTENTS_BY_ID, product_answer
+from flywheel.sim.rules import INTENTS_BY_ID, PRODUCT, product_answer
 from flywheel.sim.world import REASON_FOR_CATEGORY, TRAFFIC, make_query
 
 CONSENT_SHARE = 0.85
@@ -105,6 +105,20 @@ def _reason(category: str, rng: random.Random) -> str:
     return rng.choice(["wrong", "not_relevant", "missing_context", "other"])
 
 
+def foreign_product(client: FlywheelClient) -> str | None:
+    """Why the service looks like another product's (None when it serves the simulator's world).
+
+    The simulated feedback is stored like real feedback: sent to a real product's service it would
+    pollute that product's triage and watch. The service shows one thing over HTTP that tells: the
+    prompt it serves. The world's prompt, and every revision the loop drafts from it, names its product."""
+    served = client.champion(None)
+    if PRODUCT in served.prompt.template:
+        return None
+    return (f"the service serves prompt {served.prompt.name!r} version {served.prompt.version}, which is not the "
+            f"simulator world's (it never names {PRODUCT}): simulated feedback would land in that product's "
+            "store. Point `sim traffic` at a demo service, or pass --force")
+
+
 class TrafficGenerator:
     """Plays ``options.requests`` requests of a seeded user population against a live service."""
 
@@ -113,7 +127,7 @@ class TrafficGenerator:
         self.options = options or TrafficOptions()
         self.quality = quality
         self.clock = clock or (lambda: datetime.now(timezone.utc))
-        self._read = FlywheelClient(url, read_key)
+        self._read = self.reader = FlywheelClient(url, read_key)
         self._ingest = FlywheelClient(url, ingest_key) if ingest_key != read_key else self._read
         population = random.Random(f"users:{self.options.seed}")  # the same users whatever the request count
         self.user_ids = [f"{self.options.user_prefix}-{i:05d}" for i in range(self.options.users)]

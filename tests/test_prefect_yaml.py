@@ -12,6 +12,19 @@ from prefect.client.schemas.schedules import CronSchedule
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _module(path: str) -> str:
+    """The import name of an entrypoint's file: ``flows/cycle.py`` is ``flywheel.flows.cycle`` installed."""
+    return "flywheel." + path.removesuffix(".py").replace("/", ".")
+
+
+def test_every_schedule_is_deployed_paused() -> None:
+    """Deploying switches nothing on: an operator resumes each schedule (README, "A Prefect server")."""
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    schedules = [(d["name"], s) for d in doc["deployments"] for s in d.get("schedules") or []]
+    assert {name for name, _ in schedules} == {"nightly", "watch", "weekly-review"}
+    assert [name for name, s in schedules if s.get("active") is not False] == []
+
+
 def test_deployments_point_at_the_cycle_flow_with_a_nightly_schedule() -> None:
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in doc["deployments"]}
@@ -20,7 +33,7 @@ def test_deployments_point_at_the_cycle_flow_with_a_nightly_schedule() -> None:
         d = deployments[name]
         assert d["entrypoint"] == "flows/cycle.py:improvement_cycle", name
         module, _, attr = d["entrypoint"].partition(":")
-        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+        flow = getattr(importlib.import_module(_module(module)), attr)
         assert flow.name == "improvement-cycle"
         assert d["work_pool"]["name"] == "flywheel-process"
         # No deployment concurrency limit on a flow that pauses for a person: Prefect frees the slot when
@@ -55,7 +68,7 @@ def test_the_weekly_review_deployment_runs_every_monday() -> None:
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     review = next(d for d in doc["deployments"] if d["name"] == "weekly-review")
     module, _, attr = review["entrypoint"].partition(":")
-    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+    flow = getattr(importlib.import_module(_module(module)), attr)
     assert flow.name == "weekly-feedback-review"
     flow.validate_parameters(review["parameters"])
     (schedule,) = review["schedules"]
@@ -92,7 +105,7 @@ def test_the_operators_flows_are_deployed_on_the_cycles_queue() -> None:
     for name, flow_name in (("triage", "triage-feedback"), ("promotion", "promotion")):
         d = deployments[name]
         module, _, attr = d["entrypoint"].partition(":")
-        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+        flow = getattr(importlib.import_module(_module(module)), attr)
         assert flow.name == flow_name and "schedules" not in d  # run by hand
         assert d["work_pool"] == {"name": "flywheel-process", "work_queue_name": "cycles"}
 
@@ -101,7 +114,7 @@ def test_the_golden_review_deployment_runs_the_review_flow_by_hand() -> None:
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     d = next(d for d in doc["deployments"] if d["name"] == "golden-review")
     module, _, attr = d["entrypoint"].partition(":")
-    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+    flow = getattr(importlib.import_module(_module(module)), attr)
     assert flow.name == "golden-review" and "schedules" not in d  # a person reviews when they choose
     assert d["work_pool"]["name"] == "flywheel-process"
     flow.validate_parameters(d["parameters"])
@@ -116,7 +129,7 @@ def test_the_watch_runs_every_15_minutes_and_a_drift_alarm_starts_a_cycle() -> N
     deployments = {d["name"]: d for d in doc["deployments"]}
     watch = deployments["watch"]
     module, _, attr = watch["entrypoint"].partition(":")
-    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+    flow = getattr(importlib.import_module(_module(module)), attr)
     assert flow.name == "watch" and watch["concurrency_limit"] == 1
     flow.validate_parameters(watch["parameters"])
     (schedule,) = watch["schedules"]

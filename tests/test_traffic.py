@@ -15,12 +15,13 @@ from flywheel.client import FlywheelClient
 from flywheel.config import load_settings
 from flywheel.feedback.store import open_store
 from flywheel.registry import production_prompt
-from live_server import LiveServer, make_key
+from live_server import LiveServer, make_key, stored_ids
 from flywheel.loop.canary import approve_canary
 from flywheel.loop.promotion import set_prompt
 from flywheel.loop.watch import run_watch
 from flywheel.sim.quality import QualityMap, Variant, rate_for_golden
 from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
+from flywheel.sim.world import INITIAL_PROMPT
 from tests.watch_helpers import prompt_candidate
 
 
@@ -112,11 +113,21 @@ def test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_wo
 
 def test_the_cli_plays_traffic_with_an_admin_key_and_says_why_a_read_key_is_not_enough(cli) -> None:
     settings = load_settings()
-    set_prompt(settings, "You answer support questions.", message="start", by="test")
+    set_prompt(settings, "You answer support questions.", message="a real product", by="test")
     admin, read = make_key(cli, "ops", "admin"), make_key(cli, "product", "read")
     with LiveServer(settings) as live:
+        # a service that serves another product's prompt: simulated feedback would pollute its store
+        foreign = cli("sim", "traffic", "--url", live.url, "--key", admin, "--requests", "50", "--json", expect=2)
+        assert "not the simulator world's" in foreign["error"] and "--force" in foreign["error"]
+        assert stored_ids(settings) == []
+        forced = cli("sim", "traffic", "--url", live.url, "--key", admin, "--users", "5", "--requests", "7",
+                     "--seed", "4", "--force", "--json")
+        assert forced["accepted"] == 7 and len(stored_ids(settings)) == 7
+
+        set_prompt(settings, INITIAL_PROMPT, message="the demo world's", by="test")
+        live.service.champions.load()  # past the champion cache
         doc = cli("sim", "traffic", "--url", live.url, "--key", admin, "--users", "30", "--requests", "120",
-                  "--rate", "prompt=1:1.0", "--seed", "3", "--json")
+                  "--rate", "prompt=2:1.0", "--seed", "3", "--json")
         assert doc["accepted"] == 120 and doc["by_arm"]["production"]["negative_rate"] == 1.0
         assert doc["by_variant"][0]["true_rate"] == 1.0 and doc["users"] <= 30
         refused = cli("sim", "traffic", "--url", live.url, "--key", read, "--requests", "5", "--json", expect=1)

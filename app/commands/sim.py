@@ -103,6 +103,8 @@ def sim_traffic(
     default_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="True negative rate of variants no "
                                                 "--rate matches.")] = 0.20,
     batch: Annotated[int, typer.Option(min=1, max=1000, help="Events per POST /v1/feedback.")] = 250,
+    force: Annotated[bool, typer.Option("--force", help="Send even to a service whose prompt is not the "
+                                        "simulator world's (its store then holds simulated feedback).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Play users of a live product against `flywheel serve`: ask /v1/champion what to serve each one,
@@ -111,13 +113,15 @@ def sim_traffic(
     from flywheel.client import ClientError
     from flywheel.errors import FlywheelError
     from flywheel.sim.quality import QualityMap
-    from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
+    from flywheel.sim.traffic import TrafficGenerator, TrafficOptions, foreign_product
 
     quality = QualityMap.parse(rate or [], default_rate)
     options = TrafficOptions(users=users, requests=requests, seed=seed, batch=batch)
     try:
         with TrafficGenerator(url, read_key=key, ingest_key=ingest_key or key, quality=quality,
                               options=options) as gen:
+            if not force and (why := foreign_product(gen.reader)) is not None:
+                raise UsageError(f"{url}: {why}")
             report = gen.run()
     except ClientError as exc:  # a wrong key or URL, or a service that stays unavailable
         raise FlywheelError(f"{url}: {exc}") from None

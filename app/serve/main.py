@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from flywheel.app.serve.champion_cache import TtlCache
 from flywheel.app.serve.events import NegativeFeedbackEvents
@@ -27,7 +28,7 @@ from flywheel.errors import StoreUnavailable
 from flywheel.keys import KeyFileError, KeyStore, open_keys
 from flywheel.masking import install_log_masking, mask_secrets
 from flywheel.schemas import FeedbackEvent
-from flywheel.serving import Served, read_served
+from flywheel.serving import ArmRetrievers, Served, read_served
 
 log = logging.getLogger("flywheel.serve")
 
@@ -42,6 +43,7 @@ class Service:
     metrics: Metrics
     events: NegativeFeedbackEvents
     rate_limit: KeyRateLimit | None
+    retrievers: ArmRetrievers
 
     @classmethod
     def build(cls, settings: Settings) -> Service:
@@ -52,7 +54,7 @@ class Service:
                    ledger=AskLedger(settings.resolved_store_url, timeout),
                    champions=TtlCache(lambda: read_served(settings), settings.serve.champion_ttl_seconds),
                    metrics=Metrics(), events=NegativeFeedbackEvents(settings),
-                   rate_limit=key_rate_limit(settings.serve.rate_limit))
+                   rate_limit=key_rate_limit(settings.serve.rate_limit), retrievers=ArmRetrievers(settings))
 
     def close(self) -> None:
         self.events.stop()
@@ -76,9 +78,11 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
         finally:
             service.close()
 
-    app = FastAPI(title="Flywheel live service", version="1", lifespan=lifespan,
-                  description="Feedback in, the champion out, and when to ask users for feedback. "
-                              "Every route but /healthz needs `Authorization: Bearer KEY` (`flywheel keys create`).")
+    # /docs and /redoc with their scripts and styles served from the package: no CDN, readable offline.
+    app = FastAPIOffline(title="Flywheel live service", version="1", lifespan=lifespan,
+                         description="Feedback in, the champion out, and when to ask users for feedback. Every "
+                                     "route but /healthz and the docs needs `Authorization: Bearer KEY` "
+                                     "(`flywheel keys create`).")
     app.state.service = service
     app.include_router(router)
     app.add_exception_handler(StoreUnavailable, _busy)

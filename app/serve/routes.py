@@ -13,9 +13,20 @@ from flywheel.app.serve.auth import require
 from flywheel.app.serve.body import SMALL_BODY_BYTES, body_schema, decode_events, read_limited, read_model
 from flywheel.feedback.ingest import ingest_objects
 from flywheel.keys import KeyRecord, Scope
-from flywheel.live import AskRequest, AskResult, ChampionResult, FeedbackResult, OptOutRequest, OptOutResult
+from flywheel.live import (
+    AskRequest,
+    AskResult,
+    ChampionResult,
+    FeedbackResult,
+    OptOutRequest,
+    OptOutResult,
+    RenderRequest,
+    RenderResult,
+    RetrieveRequest,
+    RetrieveResult,
+)
 from flywheel.masking import mask_secrets
-from flywheel.serving import for_user
+from flywheel.serving import NoActiveIndex, Served, VariablesMismatch, for_user, render_for
 from flywheel.loop.ask import decide
 
 router = APIRouter()
@@ -74,6 +85,15 @@ async def champion(request: Request, user_id: str | None = Query(None, max_lengt
     """What to serve this user: their arm and its prompt, index version and model (cached for
     ``serve.champion_ttl_seconds``)."""
     service = _service(request)
+    served = await _served(service)
+    result = for_user(served, user_id)
+    if result is None:
+        raise _no_prompt(service)
+    return result
+
+
+async def _served(service: Any) -> Served:
+    """Both arms as cached; the first request (or one after a failed load) reads them."""
     served = service.champions.peek()
     if served is None:
         try:
@@ -81,11 +101,45 @@ async def champion(request: Request, user_id: str | None = Query(None, max_lengt
         except Exception as exc:  # MLflow or the state store unreachable: say so, and when to try again
             raise HTTPException(503, f"the champion cannot be read now: {type(exc).__name__}: {mask_secrets(str(exc))}",
                                 headers={"Retry-After": str(service.settings.serve.retry_after_seconds)}) from exc
-    result = for_user(served, user_id)
+    return served
+
+
+def _no_prompt(service: Any) -> HTTPException:
+    return HTTPException(404, f"no production prompt named {service.settings.prompt_name!r} yet; bring yours in "
+                              "with `flywheel prompt set FILE`")
+
+
+@router.post("/v1/render", response_model=RenderResult, openapi_extra=body_schema(RenderRequest), responses={
+    404: {"description": "no production prompt yet (`flywheel prompt set FILE`)"},
+    413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"},
+    422: {"description": "a declared variable without a value, or a value for none (`detail` names them)"}})
+async def render(request: Request, _: KeyRecord = Depends(require(Scope.read))) -> Any:
+    """The prompt of this user's arm with the product's values filled in, as chat messages."""
+    service = _service(request)
+    body = await read_model(request, RenderRequest, service.settings.serve.max_body_bytes)  # values may be long
+    served = await _served(service)
+    try:
+        result = render_for(served, body.user_id, body.variables)
+    except VariablesMismatch as exc:
+        raise HTTPException(422, {"message": str(exc), "missing": exc.missing, "unknown": exc.unknown}) from None
     if result is None:
-        raise HTTPException(404, f"no production prompt named {service.settings.prompt_name!r} yet; bring yours in "
-                                 "with `flywheel prompt set FILE`")
+        raise _no_prompt(service)
     return result
+
+
+@router.post("/v1/retrieve", response_model=RetrieveResult, openapi_extra=body_schema(RetrieveRequest), responses={
+    409: {"description": "the user's arm serves no knowledge index"},
+    413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"}})
+async def retrieve(request: Request, _: KeyRecord = Depends(require(Scope.read))) -> Any:
+    """The ``k`` chunks nearest the query in the index version of this user's arm; their ids are the
+    ``context_ids`` to send back with the feedback on the answer."""
+    service = _service(request)
+    body = await read_model(request, RetrieveRequest, SMALL_BODY_BYTES)
+    served = await _served(service)
+    try:
+        return await anyio.to_thread.run_sync(service.retrievers.retrieve, served, body.user_id, body.query, body.k)
+    except NoActiveIndex as exc:
+        raise HTTPException(409, str(exc)) from None
 
 
 @router.post("/v1/ask", response_model=AskResult, openapi_extra=body_schema(AskRequest), responses={

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
@@ -337,6 +337,17 @@ class KnowledgeIndex:
                 "store": self.settings.knowledge.chroma_url or str(self.settings.home / "chroma")}
 
 
+class Hit(NamedTuple):
+    """One chunk found for a query. ``chunk_id`` (``<doc_id>#<n>``) is what a product sends back as
+    ``context_ids``; the RAG refresh reads a document id out of either."""
+
+    doc_id: str
+    chunk_id: str
+    text: str
+    source: str | None
+    distance: float  # cosine distance: 0 is the same direction
+
+
 class IndexRetriever:
     """Nearest chunks of one version: over-fetch from the shared collection, keep the version's own.
 
@@ -349,14 +360,14 @@ class IndexRetriever:
         self.index = index
         self.version = str(version)
         self.members = members
-        self._answers: dict[tuple[str, int], list[tuple[str, str, float]]] = {}
+        self._answers: dict[tuple[str, int], list[Hit]] = {}
         self._lock = threading.Lock()
 
     def retrieve(self, query: str, k: int) -> list[tuple[str, str]]:
-        return [(doc_id, text) for doc_id, text, _ in self.search(query, k)]
+        return [(hit.doc_id, hit.text) for hit in self.search(query, k)]
 
-    def search(self, query: str, k: int) -> list[tuple[str, str, float]]:
-        """``(document id, text, cosine distance)`` of the ``k`` nearest chunks in this version."""
+    def search(self, query: str, k: int) -> list[Hit]:
+        """The ``k`` nearest chunks of this version, nearest first."""
         with self._lock:
             known = self._answers.get((query, k))
         if known is not None:
@@ -368,7 +379,7 @@ class IndexRetriever:
             self._answers[(query, k)] = hits
         return list(hits)
 
-    def _search(self, query: str, k: int) -> list[tuple[str, str, float]]:
+    def _search(self, query: str, k: int) -> list[Hit]:
         if not self.members:
             return []
         vector = self.index.embedder.embed([query])
@@ -377,7 +388,9 @@ class IndexRetriever:
         while True:
             res = self.index.collection.query(query_embeddings=vector, n_results=fetch,
                                               include=["documents", "metadatas", "distances"])
-            hits = [(m["doc_id"], d, dist) for rid, d, m, dist in
+            hits = [Hit(doc_id=m["doc_id"], chunk_id=m.get("chunk_id") or m["doc_id"], text=d,
+                        source=m.get("source") or None, distance=float(dist))
+                    for rid, d, m, dist in
                     zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
                     if rid in self.members]
             if len(hits) >= k or fetch >= total:

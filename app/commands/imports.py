@@ -1,0 +1,75 @@
+"""``flywheel import SOURCE``: feedback from where a team already keeps it, through ingest's one path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from flywheel.app.commands.feedback import _emit_feedback_events
+from flywheel.app.context import _settings
+from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from rich.table import Table
+
+from flywheel.errors import UsageError
+from flywheel.feedback.imports import ImportReport
+
+import_app = typer.Typer(help="Import feedback from MLflow traces (and, later, other tools).", no_args_is_help=True)
+
+
+@import_app.command("mlflow")
+@handles_errors
+def import_mlflow(
+    experiment: Annotated[str, typer.Option("--experiment", help="The MLflow experiment whose traces to read.")],
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only traces from this time on, ISO 8601 (default: where the last import stopped, less "
+        "imports.mlflow.lookback_hours; the first import reads everything).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """MLflow traces and their assessments as feedback events: a person's feedback becomes a signal, an
+    expectation a correction, retriever spans the context_ids; idempotent by assessment id.
+
+    Consent comes from the trace tag imports.mlflow.consent_key (default `consent`: true/yes/1); without
+    it an event is stored for the statistics only, and its text never leaves the store."""
+    from flywheel.feedback.mlflow_import import import_mlflow as run
+    from flywheel.feedback.store import open_store
+    from flywheel.state import open_state
+
+    start = _parse_since(since)
+    settings = _settings()
+    settings.ensure_home()
+    with open_store(settings.resolved_store_url) as store, open_state(settings.home) as state:
+        report = run(settings, experiment, start, store, state)
+    report.prefect_events = _emit_feedback_events(settings, report.negative)
+    if as_json:
+        emit(report.public())
+    else:
+        _print(report)
+
+
+def _parse_since(since: str | None) -> datetime | None:
+    if since is None:
+        return None
+    try:
+        start = datetime.fromisoformat(since)
+    except ValueError:
+        raise UsageError(f"--since {since!r} is not an ISO 8601 date or time") from None
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+
+def _print(report: ImportReport) -> None:
+    """The counts as a short table, then the first rejections and where they were kept."""
+    table = Table(title=f"flywheel import {report.source}: {report.experiment or ''}")
+    for col in ("traces", "read", "accepted", "duplicates", "rejected", "skipped_no_consent", "skipped"):
+        table.add_column(col)
+    skipped = ", ".join(f"{why}: {n}" for why, n in report.skipped.items()) or "0"
+    table.add_row(*(str(v) for v in (report.traces, report.read, report.accepted, report.duplicates,
+                                     report.rejected, report.skipped_no_consent)), skipped)
+    err.print(table)
+    for e in report.errors[:20]:
+        err.print(f"  {e.item or e.index} (trace {e.trace_id}): {e.error}", highlight=False, markup=False,
+                  soft_wrap=True)
+    if report.rejected > 20:
+        err.print(f"  ... and {report.rejected - 20} more", highlight=False)
+    for q in report.quarantine:
+        err.print(f"rejected assessments kept in {q}", highlight=False, markup=False, soft_wrap=True)
