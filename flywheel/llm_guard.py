@@ -244,8 +244,8 @@ def _refusal(request: httpx2.Request, health: EndpointHealth) -> httpx2.Response
         return _error_response(request, 503, "not sent: Flywheel is stopping (interrupted)", retry=False)
     return _error_response(
         request, 503,
-        f"the endpoint has given no usable answer for {health.failing_for() or health.budget:.0f} s ({health.failures} failed "
-        f"requests); giving up (llm_max_total_seconds = {health.budget:g})", retry=False)
+        f"the endpoint has given no usable answer for {health.failing_for() or health.budget:.0f} s "
+        f"({health.failures} failed requests); giving up (llm_max_total_seconds = {health.budget:g})", retry=False)
 
 
 def _capped(request: httpx2.Request, health: EndpointHealth, deadlines: list[Deadline]) -> None:

@@ -161,7 +161,7 @@ def _infer_categories(
                 guess[queries[start + hit]] = names[best[hit]]
     rest = [q for q in queries if q not in guess]
     if rest:
-        names = [c for c in CATEGORY_DESCRIPTIONS]
+        names = list(CATEGORY_DESCRIPTIONS)
         d_mat = inputs.embedder.embed([CATEGORY_DESCRIPTIONS[c] for c in names])
         sims = vec.rows(rest) @ d_mat.T
         for q, row in zip(rest, sims, strict=True):
