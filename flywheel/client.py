@@ -176,7 +176,7 @@ class FlywheelClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retry) and exc.retry_after is not None:
             return min(exc.retry_after, self.max_wait)
-        return min(self.backoff * 2 ** (state.attempt_number - 1), self.max_wait) * random.uniform(0.5, 1.0)
+        return min(self.backoff * 2.0 ** (state.attempt_number - 1), self.max_wait) * random.uniform(0.5, 1.0)
 
     def close(self) -> None:
         self._http.close()

@@ -100,12 +100,13 @@ class _Watch:
 
     def __init__(self, settings: Settings, data: RatedEvents) -> None:
         self.settings, self.data = settings, data
-        w = settings.watch
         self.cap = settings.triage.per_user_cap
-        self.kw = {"alpha": w.alpha, "min_events": w.min_events, "sequential": w.sequential, "tau": w.effect_size}
+        self.watch = settings.watch
 
     def compare(self, side: Any, base: Any) -> Comparison:
-        return compare(self.data.side(side, self.cap), self.data.side(base, self.cap), **self.kw)
+        w = self.watch
+        return compare(self.data.side(side, self.cap), self.data.side(base, self.cap), alpha=w.alpha,
+                       min_events=w.min_events, sequential=w.sequential, tau=w.effect_size)
 
     def canary(self, canary: Canary) -> WatchRow:
         start = canary.started_at.timestamp() if canary.started_at else 0.0
@@ -134,7 +135,8 @@ class _Watch:
             if (m.action is MoveAction.rollback or m.from_version is None or at < now - window
                     or (m.at, m.to_version) not in live_keys):
                 continue
-            end = prod[i + 1].at.timestamp() if i + 1 < len(prod) and prod[i + 1].at else None
+            next_at = prod[i + 1].at if i + 1 < len(prod) else None
+            end = next_at.timestamp() if next_at else None
             # The baseline is the replaced version's own events (by their version field) of the window
             # before the move, not only since it moved in: a team's prompt served before `prompt set`.
             start = at - window
@@ -225,8 +227,8 @@ def run_watch(settings: Settings, *, dry_run: bool = False) -> WatchReport:
     for kind in ChampionKind:
         moves, live = histories[kind]
         others = [t for k, times in moved_at.items() if k is not kind for t in times]
-        for move, row in watch.promotions(kind, moves, live, now, others):
-            decided.append((row, move))
+        for promotion, row in watch.promotions(kind, moves, live, now, others):
+            decided.append((row, promotion))
     rows = finished + [row for row, _ in decided]
     for row, move in decided:
         current = move is None or (bool(histories[ChampionKind(row.kind)][1])
@@ -269,7 +271,7 @@ def _mark_verified(settings: Settings, rows: list[WatchRow]) -> None:
     """A ``better`` verdict on a candidate's version is its fix verified on live traffic (first time kept)."""
     with open_state(settings.home) as state:
         for row in rows:
-            if row.verdict is Verdict.better and row.candidate_id and (cand := state.candidate(row.candidate_id)):
-                if cand.verified_at is None:
-                    cand.verified_at = datetime.now(timezone.utc)
-                    state.save_candidate(cand)
+            if (row.verdict is Verdict.better and row.candidate_id
+                    and (cand := state.candidate(row.candidate_id)) and cand.verified_at is None):
+                cand.verified_at = datetime.now(timezone.utc)
+                state.save_candidate(cand)

@@ -57,7 +57,11 @@ class Source(Protocol):
     """Items to ingest, in order. ``name`` names the source in reports, errors and quarantine files."""
 
     name: str
-    counts: Position
+
+    @property
+    def counts(self) -> Position:
+        """What its positions count (lines of a file, items of a batch): a class constant of each source."""
+        ...
 
     def items(self) -> Iterator[SourceItem]: ...
 
