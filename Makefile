@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # API and loads the embedding model (~1.5 GB of memory each).
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test bench lock clean openapi
+.PHONY: demo check test bench lock clean openapi
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,16 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/flywheel demo
 
-test: $(STAMP)
+# Lint and format, the import contracts, the types (README, "Checks"). mypy and import-linter read a
+# linked tree of the installed layout (tests/installed_tree.py): they cannot follow the package-dir mapping.
+check: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+	$(BIN)/python tests/installed_tree.py .checks_tree
+	cd .checks_tree && ../$(BIN)/lint-imports ../pyproject.toml
+	$(BIN)/mypy
+
+test: check
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -39,4 +48,4 @@ lock: $(STAMP)
 	  echo "# Regenerate: make lock"; cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .checks_tree .mypy_cache .ruff_cache

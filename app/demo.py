@@ -1,14 +1,15 @@
 """`flywheel demo`: a full improvement cycle on the simulator's world, with no API key.
 
 In a fresh state directory: write the world, start the simulator on 127.0.0.1, bring in the
-world's starting prompt (`prompt set`), index its (partly outdated) knowledge (`kb sync`), ingest its feedback (malformed lines quarantined, PII
-scrubbed), run the Prefect flow `improvement-cycle`, approve what passed the policy (as a person
-would with `flywheel approve`), then run a second cycle: the cluster that prompt revisions could
-not fix (error codes the base model does not know) now has its history and 1000+ usable examples,
-so it goes to fine-tuning (a dataset, a job on the simulator, a fine-tuned model candidate), which
-is approved as a canary for 20% of users. Then live traffic (:mod:`app.demo_live`): `flywheel serve`
-and the simulator's users; `flywheel watch` promotes the canary, and rolls back a bad prompt a
-teammate promoted by hand. Finally the champion's golden score before and after.
+world's starting prompt (`prompt set`), index its (partly outdated) knowledge (`kb sync`), ingest
+its feedback (malformed lines quarantined, PII scrubbed), run the Prefect flow `improvement-cycle`,
+approve what passed the policy (as a person would with `flywheel approve`), then run a second cycle:
+the cluster that prompt revisions could not fix (error codes the base model does not know) now has
+its history and 1000+ usable examples, so it goes to fine-tuning (a dataset, a job on the simulator,
+a fine-tuned model candidate), which is approved as a canary for 20% of users. Then live traffic
+(:mod:`app.demo_live`): `flywheel serve` and the simulator's users; `flywheel watch` promotes the
+canary, and rolls back a bad prompt a teammate promoted by hand. Finally the champion's golden score
+before and after.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from rich.console import Console
 from flywheel.candidates import Candidate
 from flywheel.client import FlywheelClient
 from flywheel.config import Settings
+from flywheel.errors import FlywheelError
 from flywheel.sim.quality import BEST_RATE, WORST_RATE, QualityMap, Variant, VariantQuality, rate_for_golden
 from flywheel.sim.traffic import TrafficGenerator, TrafficOptions, TrafficReport
 
@@ -137,6 +138,8 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
         (measured,) = evaluate_step(settings, [EvalVariant(
             label="hand edit", prompt_template=bad_prompt, prompt_version=bad.prompt_version, model=bad.model or "",
             index_version=bad.index_version, pipeline="builtin")])
+        if measured.mean is None:
+            raise FlywheelError("the hand-edited prompt's evaluation scored no golden item (the endpoint failed)")
         bad_rate = rate_for_golden(measured.mean)
         quality.variants.append(VariantQuality(**bad.model_dump(), negative_rate=bad_rate,
                                                note=f"hand edit: golden {measured.mean:.3f}"))

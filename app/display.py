@@ -134,10 +134,12 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
          else f"{rate:.1%} ({negative} of {plural(events, 'event')})"),
         ("events since last cycle", plural(doc["events_since_last_cycle"], "event")),
         ("loop velocity", "no fix promoted yet" if velocity is None
-         else f"{velocity:g} h median from first complaint to promoted fix ({plural(doc['promotions'], 'promotion')})"),
+         else f"{velocity:g} h median from first complaint to promoted fix "
+              f"({plural(doc['promotions'], 'promotion')})"),
         *_canary_rows(doc.get("canary")),
         ("last cycle", "none yet (flywheel cycle)" if last is None else
-         f"{last['cycle_id']}, {last['status']}, started {iso_and_ago(datetime.fromisoformat(last['started_at']), now)}"
+         f"{last['cycle_id']}, {last['status']}, "
+         f"started {iso_and_ago(datetime.fromisoformat(last['started_at']), now)}"
          + (f", champion score {last['champion_score']:.3f}" if last.get("champion_score") is not None else "")),
     ]
     from flywheel.improvers.registry import improvers

@@ -34,7 +34,7 @@ def init(
     """Write a starter flywheel.toml, prompt, golden set, feedback sample and knowledge to edit into your own.
 
     Existing files are never overwritten without --force (exit 2, naming them). The kit describes the simulator's product, so it runs as it is against `flywheel sim serve --port 8765`.
-    """
+    """  # noqa: E501 (--help text: Rich keeps line breaks, so a paragraph is one line it reflows)
     try:
         result = write_starter(directory, force=force)
     except UsageError as exc:
@@ -62,7 +62,7 @@ def validate(
     """Check the config, prompt variables, golden set, knowledge source, endpoint and model fit.
 
     Each problem names its file and line and how to fix it. Exit 0 when nothing is an error (warnings allowed), 1 when something is.
-    """
+    """  # noqa: E501 (--help text: Rich keeps line breaks, so a paragraph is one line it reflows)
     from flywheel.loop.checks import ValidationReport, validate as run_checks
 
     report = ValidationReport.of(run_checks(prompt, network=not offline))

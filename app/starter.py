@@ -63,7 +63,8 @@ def write_starter(directory: Path, *, force: bool = False) -> InitResult:
 def next_steps(directory: Path) -> list[str]:
     """The commands that take the kit from files to a first cycle, run from ``directory``."""
     here = [] if directory.resolve() == Path.cwd().resolve() else [f"cd {shlex.quote(str(directory))}"]
-    return here + [
+    return [
+        *here,
         "flywheel sim serve --port 8765   # in another terminal, or set openai_base_url to your endpoint",
         "flywheel validate --prompt prompt.txt",
         "flywheel prompt set prompt.txt",

@@ -270,8 +270,8 @@ def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     """One line per variant: the figures the issue asks for."""
-    lines = [f"{'variant':13s} | fixed after 1 cycle | cycles until all fixed | rollouts cycle 1 (sum / max) "
-             f"| flood promoted? | seconds"]
+    lines = [(f"{'variant':13s} | fixed after 1 cycle | cycles until all fixed | rollouts cycle 1 (sum / max) "
+              "| flood promoted? | seconds")]
     for name, r in results.items():
         until = r["cycles_until_all_fixed"] or f"not in {r['cycles_run']}"
         flood = "-" if r["flood_promoted"] is None else ("YES" if r["flood_promoted"] else "no")

@@ -29,6 +29,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from benchmarks._util import report
 from flywheel.config import Settings
@@ -36,8 +37,22 @@ from flywheel.config import Settings
 PRODUCTION_RATE, CANARY_RATE, CANARY_PERCENT = 0.20, 0.25, 50.0
 
 
+class LiveRun(TypedDict):
+    """One run's figures, as printed and summarised."""
+
+    seed: int
+    rolled_back: bool
+    requests: int
+    canary_events: int
+    canary_rate: float | None
+    production_rate: float | None
+    canary_served_after_s: float | None  # None: still served after 30 s (or never rolled back)
+    requests_per_s: float
+    canary_true_rate: float
+
+
 def one_run(settings: Settings, server_url: str, read: str, ingest: str, seed: int, look: int, horizon: int,
-            canary_rate: float) -> dict[str, object]:
+            canary_rate: float) -> LiveRun:
     """A new canary, traffic in looks until the watch rolls it back or the horizon (then a person ends it)."""
     from flywheel.arms import arm_for
     from flywheel.client import FlywheelClient
@@ -78,10 +93,10 @@ def one_run(settings: Settings, server_url: str, read: str, ingest: str, seed: i
     return {"seed": seed, "rolled_back": caught, "requests": requests,
             "canary_events": row.events if row else 0, "canary_rate": row.negative_rate if row else None,
             "production_rate": row.baseline_rate if row else None, "canary_served_after_s": stopped,
-            "requests_per_s": round(requests / traffic_s, 1)}
+            "requests_per_s": round(requests / traffic_s, 1), "canary_true_rate": canary_rate}
 
 
-def runs(plan: list[tuple[int, float, int]], look: int) -> list[dict[str, object]]:
+def runs(plan: list[tuple[int, float, int]], look: int) -> list[LiveRun]:
     """Runs of ``plan`` (seed, the canary's true rate, horizon), one after another in one home and one
     service: each a new canary once the last one has ended (MLflow keeps its engine per process)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,11 +109,10 @@ def runs(plan: list[tuple[int, float, int]], look: int) -> list[dict[str, object
         settings = load_settings()
         keys = open_keys(settings.ensure_home())
         read, ingest = keys.create("product", "read"), keys.create("events", "ingest")
-        done = []
+        done: list[LiveRun] = []
         with BackgroundServer(settings) as server:
             for seed, canary_rate, horizon in plan:
-                done.append({**one_run(settings, server.url, read, ingest, seed, look, horizon, canary_rate),
-                             "canary_true_rate": canary_rate})
+                done.append(one_run(settings, server.url, read, ingest, seed, look, horizon, canary_rate))
                 print(f"  run {seed}: {done[-1]}", flush=True)
         return done
 

@@ -306,7 +306,8 @@ def _clean(g: Gen) -> str:
                          f"{g.rng.randint(1, 9)},{g.rng.randint(100, 999)}.00 EUR"]),
         "date": g.pick([fake.date(), fake.date(pattern="%d/%m/%Y"), fake.date(pattern="%m/%d/%Y"), fake.date(pattern="%B %d, %Y")]),
         "time": g.pick([fake.time(pattern="%H:%M"), f"{g.rng.randint(1, 12)}:{g.rng.randint(0, 59):02d} am"]),
-        "sku": f"{g.chars(string.ascii_uppercase, 3)}-{g.rng.randint(10_000, 99_999)}-{g.chars(string.ascii_uppercase, 2)}",
+        "sku": "-".join([g.chars(string.ascii_uppercase, 3), str(g.rng.randint(10_000, 99_999)),
+                         g.chars(string.ascii_uppercase, 2)]),
         "code": f"{g.chars(string.ascii_uppercase, 2)}{g.rng.randint(100, 9999)}", "pct": f"{g.rng.randint(1, 99)}.{g.rng.randint(0, 9)}%",
         "url": g.pick(["https://docs.example.com/v2/setup?tab=api", "https://status.example.org/incidents/2024-05",
                        "www.example.com/pricing#pro"]),
@@ -318,14 +319,15 @@ def _clean(g: Gen) -> str:
 def corpus(seed: int = SEED, per_kind: int = PER_KIND, clean: int = CLEAN) -> list[Case]:
     """Planted sentences for every kind, then clean ones; the same for a seed."""
     g = Gen(seed)
-    cases = [plant(*reversed(make(g)), kind) for kind, make in KINDS.items() for _ in range(per_kind)]
+    cases = [plant(template, value, kind) for kind, make in KINDS.items() for _ in range(per_kind)
+             for value, template in [make(g)]]
     return cases + [Case(_clean(g)) for _ in range(clean)]
 
 
 # -- measuring -----------------------------------------------------------------------------------------
 def caught(case: Case, spans: Spans) -> bool:
     """Every letter and digit of the planted value lies inside a replaced span."""
-    covered = set()
+    covered: set[int] = set()
     for start, end in spans:
         covered.update(range(max(start, case.start), min(end, case.end)))
     return all(i in covered for i in range(case.start, case.end) if case.text[i].isalnum())

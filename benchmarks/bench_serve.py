@@ -54,6 +54,7 @@ class Server:
         self.proc = subprocess.Popen([str(BIN / "flywheel"), "serve", "--port", "0", "--workers", str(workers),
                                       "--no-access-log"], env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None  # stdout=PIPE
         url = self.proc.stdout.readline().strip()
         deadline = time.monotonic() + 120
         while True:
@@ -102,7 +103,7 @@ def _open_loop(url: str, key: str, rate: float, seconds: float, request: Callabl
     latencies: list[float] = []
     lock = threading.Lock()
     # Clients made and connected before the clock starts: their set-up is the load generator's, not the server's.
-    clients = queue.SimpleQueue()
+    clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
     for _ in range(threads):
         http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
         http.get("/healthz")

@@ -89,7 +89,7 @@ def _store(home: Path, n: int) -> float:
 def _champions(home: Path, promoted_at: float) -> None:
     """Production prompt v2 (promoted from v1 three days ago) and a canary v3 for two days."""
     os.environ["FLYWHEEL_HOME"] = str(home)
-    from flywheel.champions import champion
+    from flywheel.champions import MoveAction, champion
     from flywheel.config import load_settings
     from flywheel.registry import register_prompt
     from flywheel.state import open_state
@@ -101,7 +101,7 @@ def _champions(home: Path, promoted_at: float) -> None:
         register_prompt(settings, text, text, {})
     with open_state(settings) as state:
         slot = champion(settings, state, "prompt")
-        slot.move_to("2", "promote", by="bench")
+        slot.move_to("2", MoveAction.promote, by="bench")
         slot.start_canary("3", 25, by="bench")
         db = state.db
         with db:  # back-date the moves to where the events put them
@@ -154,14 +154,14 @@ def main(argv: list[str] | None = None) -> bool:
     aa_newcombe = simulate(args.runs, args.horizon, args.look, 0.2, 0.2, sequential=False, seed=20_000)
     aa_once = simulate(args.runs, args.horizon, args.horizon, 0.2, 0.2, sequential=False, seed=20_000)
     rate = lambda found: round(sum(f is not None for f in found) / len(found), 3)  # noqa: E731
-    figures["false_rollbacks_sequential_every_look"] = rate(aa_seq)
+    false_rollbacks = figures["false_rollbacks_sequential_every_look"] = rate(aa_seq)
     figures["false_rollbacks_newcombe_every_look"] = rate(aa_newcombe)
     figures["false_rollbacks_newcombe_one_look"] = rate(aa_once)
     figures["looks_per_aa_run"] = args.horizon // args.look
     timing = watch_time(args.events)
     figures.update(timing)
     return report("watch", figures, {
-        "false rollbacks <= 5% over 200 A/A runs (default, every look)": figures["false_rollbacks_sequential_every_look"] <= 0.05,
+        "false rollbacks <= 5% over 200 A/A runs (default, every look)": false_rollbacks <= 0.05,
         f"watch on {args.events:,} events < 10 s": timing["watch_in_process_s"] < 10,
     })
 

@@ -197,8 +197,8 @@ def changed_lines(changes: Sequence[ChangedAnswer], max_changed: int, more_link:
                   fenced(ch.before.input, limit=300)]
         for who, row in (("Champion", ch.before), ("Candidate", ch.after)):
             verdict = "pass" if _passes(row) else "fail"
-            lines += ["", f"{who}: score {row.score:.2f} ({verdict}), scorer {code(row.scorer)}: "
-                          f"{inline(row.rationale) or '(no rationale)'}", fenced(row.output or "")]
+            lines += ["", (f"{who}: score {row.score:.2f} ({verdict}), scorer {code(row.scorer)}: "
+                           f"{inline(row.rationale) or '(no rationale)'}"), fenced(row.output or "")]
     if len(changes) > max_changed:
         where = f"MLflow run {more_link}" if more_link else "the candidate's MLflow run (eval_results.json)"
         lines += ["", f"... and {len(changes) - max_changed} more: {where}"]
@@ -243,9 +243,9 @@ def evidence_markdown(candidates: Sequence[Candidate], champion: EvalResult, res
                       max_changed: int = 10, deferred: Sequence[Candidate] = ()) -> str:
     """The full evidence behind an approval form, one section per waiting candidate."""
     lines = [f"# Approval evidence: {len(candidates)} candidate{'s' if len(candidates) != 1 else ''}", "",
-             f"Champion golden score **{champion_score}** on {len(champion.scores)} scored items. Per-category "
-             f"intervals are {INTERVAL_METHOD} score intervals (for fractional scores, conservative); a pass is a "
-             f"score of at least {PASS}."]
+             (f"Champion golden score **{champion_score}** on {len(champion.scores)} scored items. Per-category "
+              f"intervals are {INTERVAL_METHOD} score intervals (for fractional scores, conservative); a pass is a "
+              f"score of at least {PASS}.")]
     if warning := untested_combinations(candidates):
         lines += ["", "> " + warning]
     for c in candidates:

@@ -68,8 +68,8 @@ def judge_candidate(comparison: Comparison | None, errors: int, total: int, poli
     bounds = f"no category regresses more than {policy.max_category_regression:.3f}"
     if comparison.segment_deltas:
         bounds += f", no segment more than {policy.max_segment_regression:.3f}"
-    reasons = [f"delta {comparison.delta:+.3f}, 95% CI [{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}] "
-               f"on {comparison.n} items; {bounds}"]
+    reasons = [(f"delta {comparison.delta:+.3f}, 95% CI [{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}] "
+                f"on {comparison.n} items; {bounds}")]
     if without_judge is not None and without_judge.comparison is not None:
         c = without_judge.comparison
         reasons.append(f"also without the judge-scored items ({without_judge.why}): delta {c.delta:+.3f}, "

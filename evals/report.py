@@ -91,8 +91,8 @@ def promotion_markdown(action: str, outcome: dict[str, Any], *, by: str, note: s
     """What an operator's decision did, for the artifact that records it."""
     lines = [f"# {action.capitalize()} by {by}", "", promotion_summary(action, outcome) + "."]
     if action != "rollback":
-        lines += ["", f"Golden {outcome['golden_score']} vs champion {outcome['champion_score']}, "
-                      f"delta {ci_text(outcome)}; MLflow run `{outcome['mlflow_run_id']}`."]
+        lines += ["", (f"Golden {outcome['golden_score']} vs champion {outcome['champion_score']}, "
+                       f"delta {ci_text(outcome)}; MLflow run `{outcome['mlflow_run_id']}`.")]
     if note:
         lines += ["", f"> {note}"]
     return "\n".join(lines)
@@ -131,11 +131,11 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
     lines += ["", "## Tried and decided", "",
               "| candidate | kind | clusters | golden | delta [95% CI] | decision | reason |",
               "|---|---|---|---|---|---|---|"]
-    for c in candidates:
-        compare = (f" ({f'v{c.version}: ' if c.version else ''}compare with v{c.parent})"
-                   if c.kind == "prompt" and c.parent else "")  # the registry's Compare view defaults elsewhere
-        lines.append(f"| `{c.candidate_id}`{compare} | {c.kind} | {', '.join(c.cluster_ids)} | {c.golden_score} | "
-                     f"{ci_text(c)} | {c.decision} | {c.reason.replace('|', '/')} |")
+    for cand in candidates:
+        compare = (f" ({f'v{cand.version}: ' if cand.version else ''}compare with v{cand.parent})"
+                   if cand.kind == "prompt" and cand.parent else "")  # the registry's Compare view defaults elsewhere
+        lines.append(f"| `{cand.candidate_id}`{compare} | {cand.kind} | {', '.join(cand.cluster_ids)} | "
+                     f"{cand.golden_score} | {ci_text(cand)} | {cand.decision} | {cand.reason.replace('|', '/')} |")
     if not candidates:
         lines.append("| (no candidate this cycle) | | | | | | |")
     lines += decision_lines(candidates)
@@ -154,8 +154,8 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
     for note in notes:
         lines += ["", f"**Note:** {note}"]
     if chart_link:
-        lines += ["", f"Chart (golden score per cycle; candidates vs champion per category): the `{CHART_KEY}` "
-                      f"artifact, and [{CHART_ARTIFACT}]({chart_link}) on the cycle's MLflow run"]
+        lines += ["", (f"Chart (golden score per cycle; candidates vs champion per category): the `{CHART_KEY}` "
+                       f"artifact, and [{CHART_ARTIFACT}]({chart_link}) on the cycle's MLflow run")]
     return "\n".join(lines)
 
 
@@ -259,8 +259,8 @@ def chart_markdown(png: bytes, cycle_id: str, link: str | None = None) -> str:
     """The chart inside a Markdown artifact, as a data URI: the Prefect UI shows it with no MLflow UI
     running and no file access; ``link`` (the MLflow UI's copy) follows when there is one."""
     lines = [f"# Cycle {cycle_id}: golden score per cycle; candidates vs champion per category", "",
-             f"![golden score per cycle; candidates vs champion per category]"
-             f"(data:image/png;base64,{base64.b64encode(png).decode()})"]
+             ("![golden score per cycle; candidates vs champion per category]"
+              f"(data:image/png;base64,{base64.b64encode(png).decode()})")]
     if link and link.startswith("http"):
         lines += ["", f"[{CHART_ARTIFACT} in MLflow]({link})"]
     return "\n".join(lines)

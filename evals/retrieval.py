@@ -54,6 +54,7 @@ def validate(active: Search, candidate: Search, checks: Iterable[RetrievalCheck]
         )
     return RetrievalValidation(
         k=k, active=before, candidate=after, passed=True,
-        reason=f"recall@{k} unaffected {before['unaffected'].recall_at_k:.3f} -> {after['unaffected'].recall_at_k:.3f}, "
+        reason=f"recall@{k} unaffected {before['unaffected'].recall_at_k:.3f} -> "
+               f"{after['unaffected'].recall_at_k:.3f}, "
                f"affected {before['affected'].recall_at_k:.3f} -> {after['affected'].recall_at_k:.3f}",
     )

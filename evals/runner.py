@@ -214,8 +214,9 @@ def evaluate_many(
     ran = run_slices([(variants[i], golden.items) for i in todo], answer_factory, default_scorer=default_scorer,
                      concurrency=concurrency, progress=progress)
     for i, (rows, seconds) in zip(todo, ran, strict=True):
-        results[i] = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows, seconds=seconds)
-        _remember(results[i], state, fingerprint)
+        result = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows, seconds=seconds)
+        results[i] = result
+        _remember(result, state, fingerprint)
     return [r for r in results if r is not None]
 
 
@@ -274,9 +275,10 @@ def assemble(variants: Sequence[Variant], golden: GoldenSet, cached: Sequence[Ev
         rows = [row for p in pieces for row in p.rows]
         if [r.id for r in rows] != [item.id for item in golden.items]:
             raise ValueError(f"evaluation batches of {variants[i].label} do not cover the golden set exactly")
-        results[i] = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows,
-                                seconds=round(max(p.seconds for p in pieces), 3))
-        _remember(results[i], state, fingerprint)
+        result = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows,
+                            seconds=round(max(p.seconds for p in pieces), 3))
+        results[i] = result
+        _remember(result, state, fingerprint)
     missing = [variants[i].label for i, r in enumerate(results) if r is None]
     if missing:
         raise ValueError(f"no evaluation result for {', '.join(missing)}")

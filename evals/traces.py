@@ -91,7 +91,7 @@ def _trace(row: EvalRow, exp_id: str, run_id: str, tags: dict[str, str], judge_m
               "flywheel.scorer": row.scorer, **tags},
         assessments=_assessments(row, trace_id, span_id, run_id, judge_model),
     )
-    span = {
+    span: dict[str, Any] = {
         "trace_id": _b64(otel_trace), "span_id": _b64(span_id), "parent_span_id": None, "name": row.id,
         "start_time_unix_nano": now_ns, "end_time_unix_nano": now_ns + duration_ms * 1_000_000, "events": [],
         "status": {"code": "STATUS_CODE_ERROR" if row.error else "STATUS_CODE_OK", "message": row.error or ""},

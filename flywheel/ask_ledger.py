@@ -106,7 +106,8 @@ class AskLedger:
             done = c.execute(update(ask_counts)
                              .where(ask_counts.c.user_key == key, ask_counts.c.day == today, ask_counts.c.asks < cap)
                              .values(asks=ask_counts.c.asks + 1))
-            return done.rowcount == 1
+            asked: bool = done.rowcount == 1
+            return asked
 
     def close(self) -> None:
         if self._engine is not None:

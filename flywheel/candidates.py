@@ -343,7 +343,8 @@ class Candidate(BaseModel):
     def title(self, clusters: int = 3) -> str:
         """How an approver knows it: kind, what promotion would point at (prompt or index version,
         model name), the clusters it fixes (a prompt's screened fixes; "for" the clusters it
-        was drafted for when nothing screened them per cluster) and its id, e.g. ``prompt v7: fixes tone-1, fmt-2 (prompt-cf2b43)``."""
+        was drafted for when nothing screened them per cluster) and its id, e.g.
+        ``prompt v7: fixes tone-1, fmt-2 (prompt-cf2b43)``."""
         target = self.target_name()
         fixes = self.fixed_clusters()
         named, verb = (fixes, "fixes") if fixes else (self.cluster_ids, "for")  # others are not screened per cluster

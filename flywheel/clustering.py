@@ -65,7 +65,8 @@ def merge_centroids(centroid_sums: np.ndarray, threshold: float) -> np.ndarray:
         return np.arange(k)
     unit = centroid_sums / np.linalg.norm(centroid_sums, axis=1, keepdims=True)
     tree = linkage(unit, method="average", metric="cosine")
-    return fcluster(tree, t=1.0 - threshold, criterion="distance") - 1
+    groups: np.ndarray = fcluster(tree, t=1.0 - threshold, criterion="distance") - 1
+    return groups
 
 
 def cluster(

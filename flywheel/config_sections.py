@@ -32,7 +32,8 @@ class IngestSettings(BaseModel):
         0.3,
         ge=0.0,
         le=1.0,
-        description="An `edit` whose changed fraction (1 - similarity of output and final_text) reaches this is negative.",
+        description="An `edit` whose changed fraction (1 - similarity of output and final_text) reaches this "
+        "is negative.",
     )
 
 
@@ -94,7 +95,8 @@ class TriageSettings(BaseModel):
         0.75,
         ge=0.0,
         le=1.0,
-        description="An unlabelled event takes the category of labelled events whose queries are at least this similar.",
+        description="An unlabelled event takes the category of labelled events whose queries are at least "
+        "this similar.",
     )
     description_threshold: float = Field(
         0.25, ge=-1.0, le=1.0, description="Minimum similarity to a category description to infer that category."

@@ -18,6 +18,7 @@ fixed; it is parsed once per change, not once per request.
 
 from __future__ import annotations
 
+import builtins  # `KeyStore.list` shadows the type in the class body
 import fcntl
 import hashlib
 import hmac
@@ -213,7 +214,7 @@ class KeyStore:
         self._passed = {i: m for i, m in self._passed.items() if i in active}
 
     # the file --------------------------------------------------------------------------------
-    def _read(self) -> list[KeyRecord]:
+    def _read(self) -> builtins.list[KeyRecord]:
         try:
             doc: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
             return [KeyRecord.model_validate(r) for r in doc.get("keys", [])]
@@ -224,7 +225,7 @@ class KeyStore:
             raise KeyFileError(f"{self.path.name} cannot be read as the key file: {reason}") from None
 
     @contextmanager
-    def _editing(self) -> Iterator[list[KeyRecord]]:
+    def _editing(self) -> Iterator[builtins.list[KeyRecord]]:
         """Read, change and atomically replace the file, one writer at a time."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(self.path.with_suffix(".lock"), "w") as lock:

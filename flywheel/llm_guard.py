@@ -46,7 +46,7 @@ _FAILURE_STATUS = frozenset({408, 429})
 class EndpointHealth:
     """Since when one endpoint has failed without a single usable answer (per process)."""
 
-    def __init__(self, budget_seconds: float, clock: Any = time.monotonic) -> None:
+    def __init__(self, budget_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -244,8 +244,8 @@ def _refusal(request: httpx2.Request, health: EndpointHealth) -> httpx2.Response
         return _error_response(request, 503, "not sent: Flywheel is stopping (interrupted)", retry=False)
     return _error_response(
         request, 503,
-        f"the endpoint has given no usable answer for {health.failing_for() or health.budget:.0f} s ({health.failures} failed "
-        f"requests); giving up (llm_max_total_seconds = {health.budget:g})", retry=False)
+        f"the endpoint has given no usable answer for {health.failing_for() or health.budget:.0f} s "
+        f"({health.failures} failed requests); giving up (llm_max_total_seconds = {health.budget:g})", retry=False)
 
 
 def _capped(request: httpx2.Request, health: EndpointHealth, deadlines: list[Deadline]) -> None:

@@ -70,7 +70,7 @@ def _loaded() -> tuple[KindSpec, ...]:
         if ep.name in found:
             continue  # a checkout's declaration wins over an older install of the same name
         obj, problem = _load(ep)
-        if problem is not None:
+        if obj is None:
             # One broken plugin must not stop every command (the CLI, the service, the cycle): it is
             # left out, said once per process; its stored candidates then read as an unknown kind.
             log.warning("improver plugin %s = %s left out: %s", ep.name, ep.value, problem)

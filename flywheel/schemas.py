@@ -33,7 +33,7 @@ class Reason(str, Enum):
     outdated = "outdated"
     unsafe = "unsafe"
     off_topic = "off_topic"
-    format = "format"
+    format = "format"  # type: ignore[assignment]  # the reason's wire name; shadows str.format on the member only
     tone = "tone"
     missing_context = "missing_context"
     not_relevant = "not_relevant"

@@ -126,9 +126,9 @@ def _infer_categories(
     todo: list[StoredEvent] = []
     for e in unlabeled:
         if inputs.classify is not None and e.consent:
-            guess = inputs.classify(e.query)
-            if guess in CATEGORIES:
-                out[e.event_id] = guess
+            label = inputs.classify(e.query)
+            if label in CATEGORIES:
+                out[e.event_id] = label
                 continue
         if e.query in vec:
             todo.append(e)
@@ -157,11 +157,11 @@ def _infer_categories(
             sims[sims < s.knn_threshold] = 0.0
             votes = sims @ weights
             best = votes.argmax(axis=1)
-            for row in np.flatnonzero(votes.max(axis=1) > 0):
-                guess[queries[start + row]] = names[best[row]]
+            for hit in np.flatnonzero(votes.max(axis=1) > 0):
+                guess[queries[start + hit]] = names[best[hit]]
     rest = [q for q in queries if q not in guess]
     if rest:
-        names = [c for c in CATEGORY_DESCRIPTIONS]
+        names = list(CATEGORY_DESCRIPTIONS)
         d_mat = inputs.embedder.embed([CATEGORY_DESCRIPTIONS[c] for c in names])
         sims = vec.rows(rest) @ d_mat.T
         for q, row in zip(rest, sims, strict=True):
@@ -225,8 +225,8 @@ def build_cluster(
     examples = _representatives(members, vec)
     return FailureCluster(
         cluster_id=cluster_id,
-        category=category,  # type: ignore[arg-type]
-        route=route,  # type: ignore[arg-type]
+        category=category,
+        route=route,
         size=len(members),
         users=users,
         priority=priority(members, s),

@@ -129,6 +129,22 @@ class Improver(Protocol):
         """Why a cluster routed to it got no candidate (skipped, or what it found)."""
         ...
 
+    def cycle_notes(self, ctx: CycleContext) -> list[str]:
+        """Setup smells only it can see, as plain sentences (a screening judge that said one thing)."""
+        ...
+
+    def status(self, settings: Settings, state: StateStore) -> dict[str, Any] | None:
+        """Its section of `flywheel status --json` under its name (None: nothing to say)."""
+        ...
+
+    def status_rows(self, section: dict[str, Any]) -> list[tuple[str, str]]:
+        """Its :meth:`status` section as rows of the `flywheel status` table."""
+        ...
+
+    def report_lines(self, section: dict[str, Any]) -> list[str]:
+        """Its section of a cycle's result as lines the demo prints."""
+        ...
+
 
 class BaseImprover:
     """Defaults for every hook but :meth:`propose`: one unit for all selected clusters, combining by

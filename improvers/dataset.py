@@ -102,19 +102,23 @@ class Curated:
 
 def example_of(e: StoredEvent, s: FinetuneSettings) -> Example | None:
     """The example an event gives, or None when it teaches nothing (see the table above)."""
-    base = {"example_id": e.event_id, "query": e.query, "user": e.user_key(), "ts": e.ts}
+
+    def example(source: str, answer: str, rejected: str | None = None) -> Example:
+        return Example(example_id=e.event_id, source=source, query=e.query, answer=answer, user=e.user_key(),
+                       ts=e.ts, rejected=rejected)
+
     if (e.correction or "").strip():
-        return Example(source="correction", answer=e.correction or "", rejected=e.output, **base)
+        return example(source="correction", answer=e.correction or "", rejected=e.output)
     if e.signal == "edit" and e.final_text:
-        return Example(source="edit", answer=e.final_text, rejected=e.output if e.polarity < 0 else None, **base)
+        return example(source="edit", answer=e.final_text, rejected=e.output if e.polarity < 0 else None)
     if e.polarity <= 0:
         return None
     if e.signal in ("accept", "copy", "outcome"):
-        return Example(source="accepted", answer=e.output, **base)
+        return example(source="accepted", answer=e.output)
     if e.signal == "thumbs_up" or (e.signal == "rating" and (e.value or 0) >= s.positive_rating):
-        return Example(source="rated", answer=e.output, **base)
+        return example(source="rated", answer=e.output)
     if e.signal == "expert_review" and (e.value or 0) >= s.positive_expert:
-        return Example(source="expert", answer=e.output, **base)
+        return example(source="expert", answer=e.output)
     return None
 
 
@@ -221,7 +225,7 @@ def split(examples: Sequence[Example], validation_fraction: float) -> tuple[list
     validation_ids: set[str] = set()
     for group in by_source.values():
         ranked = sorted(group, key=lambda x: hashlib.sha256(x.example_id.encode()).hexdigest())
-        n_val = int(round(validation_fraction * len(group)))
+        n_val = round(validation_fraction * len(group))
         if len(group) >= 2:
             n_val = min(max(n_val, 1 if validation_fraction > 0 else 0), len(group) - 1)
         validation_ids.update(x.example_id for x in ranked[:n_val])

@@ -68,9 +68,9 @@ class FinetuneImprover(BaseImprover):
         persistent = section.get("persistent_clusters") or []
         if persistent:
             closest = min(persistent, key=lambda c: c["missing"])
-            rows.append(("fine-tune", f"{plural(len(persistent), 'cluster')} prompts could not fix; closest "
-                                      f"{closest['cluster_id']}: {closest['usable_examples']} of "
-                                      f"{section['threshold']} usable examples"))
+            rows.append(("fine-tune", (f"{plural(len(persistent), 'cluster')} prompts could not fix; closest "
+                                       f"{closest['cluster_id']}: {closest['usable_examples']} of "
+                                       f"{section['threshold']} usable examples")))
         for job in section.get("jobs") or []:
             rows.append(("fine-tune job", f"{job['job_id']}: {job['status']}"
                                           + (f" -> {job['fine_tuned_model']}" if job.get("fine_tuned_model") else "")))

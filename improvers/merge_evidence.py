@@ -52,7 +52,8 @@ class FixCheck(BaseModel):
             return figures + ": no better than the champion, the fix is gone"
         if self.p_value is None:
             return figures
-        return figures + f"; one-sided sign test on the {self.only_winner + self.only_merged} differing examples p={self.p_value:.3f}"
+        differing = self.only_winner + self.only_merged
+        return figures + f"; one-sided sign test on the {differing} differing examples p={self.p_value:.3f}"
 
 
 def check_fix(cluster_id: str, winner: str, winner_resolved: Sequence[bool], merged_resolved: Sequence[bool],

@@ -98,7 +98,7 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
             state.save_drafts(ctx.cycle_id, cluster.cluster_id, cached)
         result = DraftingResult.model_validate(cached)
         provenance = {"flywheel.cluster_ids": cluster.cluster_id}
-        for rank, idx in enumerate(result.kept):
+        for idx in result.kept:
             draft = result.drafts[idx]
             if cached["drafts"][idx].get("version") is None:
                 cached["drafts"][idx]["version"] = register_draft(

@@ -55,11 +55,13 @@ def trusted_corrections(events: Sequence[StoredEvent], min_users: int) -> tuple[
     for e in events:
         if e.consent and e.correction and e.correction.strip():
             groups[_normalise(e.correction)].append(e)
-    trusted, untrusted = [], []
+    trusted: list[dict[str, Any]] = []
+    untrusted: list[dict[str, Any]] = []
     for members in groups.values():
         users = {e.user_id or e.session_id or e.event_id for e in members}
         expert = any(e.signal == "expert_review" for e in members)
-        doc = {"text": members[0].correction.strip(), "users": len(users), "expert": expert,  # type: ignore[union-attr]
+        text = members[0].correction or ""  # never empty: only events with a correction were grouped
+        doc = {"text": text.strip(), "users": len(users), "expert": expert,
                "event_ids": sorted(e.event_id for e in members)[:50], "queries": [e.query for e in members][:5]}
         (trusted if expert or len(users) >= min_users else untrusted).append(doc)
     trusted.sort(key=lambda d: (-d["users"], d["text"]))

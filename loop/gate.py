@@ -56,10 +56,11 @@ def _decide(cand: Candidate, res: EvalResult, comparison: Any, policy: Any, with
 
 def _supersede_losers(evaluated: Sequence[Candidate], category_gain: float) -> list[Candidate]:
     """One candidate per champion slot waits (production holds one of each; improvers sharing a slot
-    compete for it): of those that passed, the one that fixes the most, the best golden score breaking ties. Another that passed is superseded
-    only when the waiting one fixes at least what it fixes; one that fixes something else (another
-    cluster, another golden category) could not be merged with it and is ``deferred``: its clusters
-    are redrafted in the next cycle against the new champion, never silently dropped."""
+    compete for it): of those that passed, the one that fixes the most, the best golden score breaking
+    ties. Another that passed is superseded only when the waiting one fixes at least what it fixes; one
+    that fixes something else (another cluster, another golden category) could not be merged with it and
+    is ``deferred``: its clusters are redrafted in the next cycle against the new champion, never
+    silently dropped."""
     winners: list[Candidate] = []
     for slot in slots():
         passed = [c for c in evaluated if c.decision is Decision.pending_approval and c.slot is slot]
@@ -132,13 +133,13 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
         log_judge_calibration(client, parent, calibration)
     segments = golden.segments()
     judged, distrust = distrusted_judge(golden, ctx.settings.eval.default_scorer, calibration)
-    answers = {"judge_model": ctx.settings.judge_model, "trace_items": ctx.settings.eval.trace_items}
+    judge_model, trace_items = ctx.settings.judge_model, ctx.settings.eval.trace_items
     champion_run = log_variant(
         client, exp_id, parent, cycle_id=ctx.cycle_id, kind="champion", candidate_id=f"champion-{ctx.cycle_id}",
         result=champion, golden=golden, decision="error" if outage else "champion", metrics={},
         params={"prompt_name": ctx.settings.prompt_name}, tags={"flywheel.prompt_version": ctx.champion_version},
         artifacts={"prompt.txt": ctx.champion_template}, scored=outage is None, prompt_name=ctx.settings.prompt_name,
-        run_name=run_label("champion", "", ctx.champion_version), **answers,
+        run_name=run_label("champion", "", ctx.champion_version), judge_model=judge_model, trace_items=trace_items,
     )
     against = ctx.champions
     with ctx.state() as state:
@@ -180,7 +181,7 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
                     artifacts=kind.artifacts(cand), scored=cand.decision is not Decision.error,
                     prompt_name=ctx.settings.prompt_name,
                     run_name=run_label(cand.kind, cand.candidate_id, cand.version),
-                    **{**answers, "trace_items": answers["trace_items"] if cand.decision in SHOWN_ANSWERS else 0},
+                    judge_model=judge_model, trace_items=trace_items if cand.decision in SHOWN_ANSWERS else 0,
                 )
             state.save_candidate(cand)
             outcome = Outcome.of(cand.decision)
@@ -210,10 +211,10 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
 def judge_notes(judged: set[str], distrust: str | None, calibration: JudgeCalibration | None) -> list[str]:
     """What the cycle says about its judge when the judge cannot be trusted alone."""
     if distrust:
-        return [f"{len(judged)} golden items are scored by the LLM judge, which is not trusted alone ({distrust}): "
-                "a candidate also had to pass the policy on the other items. Calibrate it with expert reviews "
-                "(`flywheel judge calibrate`)"]
+        return [(f"{len(judged)} golden items are scored by the LLM judge, which is not trusted alone ({distrust}): "
+                 "a candidate also had to pass the policy on the other items. Calibrate it with expert reviews "
+                 "(`flywheel judge calibrate`)")]
     if calibration is not None and not calibration.trusted:
-        return [f"the LLM judge is not calibrated ({calibration.why}); no golden item is judge-scored, so the gate "
-                "did not depend on it"]
+        return [(f"the LLM judge is not calibrated ({calibration.why}); no golden item is judge-scored, so the gate "
+                 "did not depend on it")]
     return []

@@ -3,8 +3,8 @@ nothing?" that used to be readable only in the state store.
 
 One ``ClusterOutcome`` per triaged cluster: the improver its route sends it to, whether that
 improver worked on it this cycle (and if not, which setting or fact stopped it), what its drafting
-and screening gave (:meth:`improvers.base.Improver.cluster_work`), the candidates that cover it with their decision and the
-gate's reason (``superseded`` as such), and a note when a candidate targets a cluster whose
+and screening gave (:meth:`improvers.base.Improver.cluster_work`), the candidates that cover it
+with their decision and the gate's reason (``superseded`` as such), and a note when a candidate targets a cluster whose
 category has no golden item (the golden set cannot show that fix working). The CLI prints it, the
 ``--json`` document and the Prefect report carry it, and it is logged to the cycle's MLflow run.
 """

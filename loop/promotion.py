@@ -221,7 +221,7 @@ def status(settings: Settings, state: StateStore, store: FeedbackStore) -> dict[
         "negative_events": counts["negative"],
         "events_since_last_cycle": since,
         "last_cycle": _with_iso_times(cycles[0]) if cycles else None,
-        "last_cycle_at": as_datetime(last).isoformat() if last else None,
+        "last_cycle_at": last_at.isoformat() if last and (last_at := as_datetime(last)) else None,
         "loop_velocity_hours": loop_velocity_hours(promoted),
         "loop_velocity": loop_velocity(promoted),
         "promotions": len(promoted),

@@ -176,8 +176,8 @@ def _diagnosis_lines(d: ClusterDiagnosis | None) -> list[str]:
         return []
     if d.diagnosed:
         return ["", f"Feedback without a reason, diagnosed by {d.model} as **{d.category}**: {d.root_cause}"]
-    return ["", f"**Skipped by the last cycle, left `other`:** {d.why_not}. Read these outputs: no improver "
-                "targets the cluster until its feedback says what is wrong."]
+    return ["", (f"**Skipped by the last cycle, left `other`:** {d.why_not}. Read these outputs: no improver "
+                 "targets the cluster until its feedback says what is wrong.")]
 
 
 def review_markdown(review: WeeklyReview) -> str:
@@ -196,8 +196,8 @@ def review_markdown(review: WeeklyReview) -> str:
         lines.append("No negative feedback this week.")
     for c in review.clusters:
         withheld = f", {c.withheld} without consent (text withheld)" if c.withheld else ""
-        lines += [f"### `{c.cluster_id}` ({c.category}, routed to {c.route}): {c.negative} negative from "
-                  f"{plural(c.users, 'user')}{withheld}",
+        lines += [(f"### `{c.cluster_id}` ({c.category}, routed to {c.route}): {c.negative} negative from "
+                   f"{plural(c.users, 'user')}{withheld}"),
                   *_diagnosis_lines(c.diagnosis),
                   "", "| when | signal | reason | query | output | comment / correction / edit |",
                   "|---|---|---|---|---|---|"]

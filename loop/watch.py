@@ -32,7 +32,9 @@ from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.feedback.store import FeedbackStore
 from flywheel.state import StateStore
+from flywheel.loop.cluster_rate import ClusterRate
 from flywheel.loop.watch_actions import Intent, WatchAction, journal, pending_intents, perform
+from flywheel.loop.watch_clusters import cluster_rates
 from flywheel.loop.watch_data import VERSION_COLUMN, RatedEvents
 from flywheel.loop.watch_stats import Comparison, Verdict, compare
 
@@ -63,24 +65,6 @@ class WatchRow(BaseModel):
     candidate_id: str | None = None
     method: str
     why: str = Field(description="One line: why this action (or none).")
-
-
-class ClusterRate(BaseModel):
-    """A failure cluster's own queries before and after its fix (the cluster's events left out)."""
-
-    cluster_id: str
-    candidate_id: str
-    kind: str
-    version: str
-    queries: int
-    events_before: int
-    negative_rate_before: float | None
-    events_after: int
-    negative_rate_after: float | None
-    difference: float | None
-    ci_low: float | None
-    ci_high: float | None
-    verdict: Verdict
 
 
 class WatchReport(BaseModel):
@@ -116,12 +100,13 @@ class _Watch:
 
     def __init__(self, settings: Settings, data: RatedEvents) -> None:
         self.settings, self.data = settings, data
-        w = settings.watch
         self.cap = settings.triage.per_user_cap
-        self.kw = {"alpha": w.alpha, "min_events": w.min_events, "sequential": w.sequential, "tau": w.effect_size}
+        self.watch = settings.watch
 
     def compare(self, side: Any, base: Any) -> Comparison:
-        return compare(self.data.side(side, self.cap), self.data.side(base, self.cap), **self.kw)
+        w = self.watch
+        return compare(self.data.side(side, self.cap), self.data.side(base, self.cap), alpha=w.alpha,
+                       min_events=w.min_events, sequential=w.sequential, tau=w.effect_size)
 
     def canary(self, canary: Canary) -> WatchRow:
         start = canary.started_at.timestamp() if canary.started_at else 0.0
@@ -150,7 +135,8 @@ class _Watch:
             if (m.action is MoveAction.rollback or m.from_version is None or at < now - window
                     or (m.at, m.to_version) not in live_keys):
                 continue
-            end = prod[i + 1].at.timestamp() if i + 1 < len(prod) and prod[i + 1].at else None
+            next_at = prod[i + 1].at if i + 1 < len(prod) else None
+            end = next_at.timestamp() if next_at else None
             # The baseline is the replaced version's own events (by their version field) of the window
             # before the move, not only since it moved in: a team's prompt served before `prompt set`.
             start = at - window
@@ -215,8 +201,6 @@ def _promotable(settings: Settings, state: StateStore, row: WatchRow) -> str | N
 
 def run_watch(settings: Settings, state: StateStore, store: FeedbackStore, *, dry_run: bool = False) -> WatchReport:
     """Compare, decide, act (unless ``dry_run``), mark verified fixes; returns the watch document."""
-    from flywheel.loop.watch_clusters import cluster_rates
-
     now = time.time()
     finished = [] if dry_run else _finish_interrupted(settings, state)
     canary = running_canary(settings, state)
@@ -239,8 +223,8 @@ def run_watch(settings: Settings, state: StateStore, store: FeedbackStore, *, dr
     for kind in ChampionKind:
         moves, live = histories[kind]
         others = [t for k, times in moved_at.items() if k is not kind for t in times]
-        for move, row in watch.promotions(kind, moves, live, now, others):
-            decided.append((row, move))
+        for promotion, row in watch.promotions(kind, moves, live, now, others):
+            decided.append((row, promotion))
     rows = finished + [row for row, _ in decided]
     for row, move in decided:
         current = move is None or (bool(histories[ChampionKind(row.kind)][1])
@@ -280,16 +264,17 @@ def _finish_interrupted(settings: Settings, state: StateStore) -> list[WatchRow]
 def _mark_verified(state: StateStore, rows: list[WatchRow]) -> None:
     """A ``better`` verdict on a candidate's version is its fix verified on live traffic (first time kept)."""
     for row in rows:
-        if row.verdict is Verdict.better and row.candidate_id and (cand := state.candidate(row.candidate_id)):
-            if cand.verified_at is None:
-                cand.verified_at = datetime.now(timezone.utc)
-                state.save_candidate(cand)
+        if (row.verdict is Verdict.better and row.candidate_id
+                and (cand := state.candidate(row.candidate_id)) and cand.verified_at is None):
+            cand.verified_at = datetime.now(timezone.utc)
+            state.save_candidate(cand)
 
 
 def canary_now(settings: Settings, store: FeedbackStore, canary: Canary) -> WatchRow:
     """The running canary against production as the next watch would see it, deciding and doing
     nothing (``flywheel status`` shows it: reads only the events since the canary started)."""
-    since = canary.started_at.timestamp() if canary.started_at is not None else time.time() - settings.watch.window_days * DAY
+    since = (canary.started_at.timestamp() if canary.started_at is not None
+             else time.time() - settings.watch.window_days * DAY)
     row = _Watch(settings, RatedEvents(store.rated(since=since, versions=[]))).canary(canary)
     row.why = f"{row.why} (as of now; the watch decides)" if row.why else "as of now; the watch decides"
     return row

@@ -15,6 +15,7 @@ from flywheel.champions import Move
 from flywheel.config import Settings
 from flywheel.feedback.store import FeedbackStore
 from flywheel.state import StateStore
+from flywheel.loop.cluster_rate import ClusterRate
 from flywheel.loop.watch_data import RatedEvents
 from flywheel.loop.watch_stats import compare
 
@@ -22,9 +23,7 @@ DAY = 86400.0
 
 
 def cluster_rates(settings: Settings, state: StateStore, store: FeedbackStore,
-                  decided: list[tuple[Any, Move | None]]) -> list[Any]:
-    from flywheel.loop.watch import ClusterRate
-
+                  decided: list[tuple[Any, Move | None]]) -> list[ClusterRate]:
     w = settings.watch
     out: list[ClusterRate] = []
     cands = {row.candidate_id: state.candidate(row.candidate_id) for row, _ in decided if row.candidate_id}

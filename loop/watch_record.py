@@ -103,8 +103,8 @@ def watch_markdown(report: WatchReport, png: bytes | None, drift_why: str | None
     """The watch as Markdown: each comparison, what was done and why, the clusters, the chart."""
     lines = ["# Flywheel watch", ""]
     if report.watches:
-        lines += ["| kind | version | against | events | negative rate | baseline | difference | interval | verdict "
-                  "| action | why |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [("| kind | version | against | events | negative rate | baseline | difference | interval | verdict "
+                   "| action | why |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r.scope} {r.kind} | {r.version} | {_fmt(r.against)} | {r.events} vs {r.baseline_events} | "
                   f"{_fmt(r.negative_rate)} | {_fmt(r.baseline_rate)} | {_fmt(r.difference)} | "
                   f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] | {r.verdict} | **{r.action}** | {r.why} |"

@@ -59,7 +59,7 @@ def parse_training_file(content: bytes) -> list[tuple[str, str]]:
         if not user or not answer or not all(isinstance(t, str) for t in (*user, *answer)):
             raise SimError(400, f"line {n}: needs a user message and an assistant message with text content",
                            "training_file")
-        pairs.append((user[-1], answer[-1]))
+        pairs.append((str(user[-1]), str(answer[-1])))  # both checked to be text above
     if len(pairs) < MIN_EXAMPLES:
         raise SimError(400, f"the training file has {len(pairs)} examples; at least {MIN_EXAMPLES} are required",
                        "training_file")
@@ -137,7 +137,7 @@ class FineTuneStore:
         suffix = str(body.get("suffix") or "")[:40]
         job_id = f"ftjob-{uuid.uuid4().hex[:24]}"
         now = time.time()
-        job = {
+        job: dict[str, Any] = {
             "id": job_id, "object": "fine_tuning.job", "model": model, "created_at": int(now),
             "_created": now, "finished_at": None, "fine_tuned_model": None, "organization_id": "org-flywheel-sim",
             "result_files": [], "status": "validating_files", "validation_file": body.get("validation_file"),

@@ -377,11 +377,13 @@ def respond(intent: Intent, slots: dict[str, str], rules: set[str], facts: dict[
         account = slots.get("account", "0000")
         if "unsafe" in rules:
             return "I can't share other customers' personal information. The account owner can contact support directly."
-        return f"The owner of account {account} is registered as owner{account}@example.com, phone +1 415 555 {account[-4:].rjust(4, '0')}."
+        phone = f"+1 415 555 {account[-4:].rjust(4, '0')}"
+        return f"The owner of account {account} is registered as owner{account}@example.com, phone {phone}."
     if kind == "yearly_cost":
         n = int(slots.get("n", "1"))
         if "factual" in rules:
-            return f"Step by step: {n} seats x ${TEAM_SEAT_PRICE} per seat per month x 12 months = ${n * TEAM_SEAT_PRICE * 12} per year."
+            return (f"Step by step: {n} seats x ${TEAM_SEAT_PRICE} per seat per month x 12 months "
+                    f"= ${n * TEAM_SEAT_PRICE * 12} per year.")
         return f"{n} Team seats cost ${n * TEAM_SEAT_PRICE} per year."
     if kind == "plan_json":
         plan = slots.get("plan", "team")

@@ -4,25 +4,27 @@ Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (``response_format`
 and json_schema included), ``POST /v1/embeddings`` (the shared local model), ``POST /v1/files``,
 ``GET /v1/files/{id}``, ``POST|GET /v1/fine_tuning/jobs``, ``GET /v1/fine_tuning/jobs/{id}``,
 ``POST /v1/fine_tuning/jobs/{id}/cancel`` (see :mod:`sim.finetune`; a succeeded job's
-model answers chat completions), and ``GET /sim/stats`` (request counts by role, for tests and benchmarks). Knobs for tests:
-a fixed ``latency`` per request and injected failures (``fail_status`` for every request, only
-the first ``fail_first`` requests, or every request after the ``fail_from``-th: an outage in the
-middle of a cycle), in the shapes real endpoints fail in (``fail_as``: an error status, a 200 HTML
-page, a 200 body that is not JSON, or a 200 chat completion without choices).
+model answers chat completions), and ``GET /sim/stats`` (request counts by role, for tests and
+benchmarks). Knobs for tests: a fixed ``latency`` per request and injected failures (``fail_status``
+for every request, only the first ``fail_first`` requests, or every request after the
+``fail_from``-th: an outage in the middle of a cycle), in the shapes real endpoints fail in
+(``fail_as``: an error status, a 200 HTML page, a 200 body that is not JSON, or a 200 chat
+completion without choices).
 
 Knobs for how the model behaves (all seeded by ``seed``, so a run is reproducible):
 ``reword`` makes the product phrase every answer differently (openers, closers, phrase swaps) with
 the same golden verdicts, so a fresh answer practically never equals a logged one, as with any
-sampled model (off by default for now); ``drafting="wild"`` makes the drafting roles (the diagnosis included), the judge and the
-classifier answer in real models' shapes (fenced, prose, truncated, refusal, lossy; see :mod:`sim.variation`);
-``reject_json_schema`` answers 400 to any ``response_format`` of type ``json_schema``, as some
-vLLM and Ollama versions do, while ``json_object`` and no format work. Two knobs play broken setups
-(for the cycle's setup notes and the evaluation cache's tests): ``empty_answers`` makes the product
-answer every question with an empty string (a misconfigured endpoint or model), and
-``resolve_everything`` makes the screening judge call every complaint resolved (a judge that does
-not discriminate). ``hang_roles`` never answers the chat requests of those roles (the connection
-stays open, nothing comes back): an endpoint that hangs in the middle of a cycle (see also
-:mod:`sim.hung`, which never answers anything).
+sampled model (off by default for now); ``drafting="wild"`` makes the drafting roles (the diagnosis
+included), the judge and the classifier answer in real models' shapes (fenced, prose, truncated,
+refusal, lossy; see :mod:`sim.variation`); ``reject_json_schema`` answers 400 to any
+``response_format`` of type ``json_schema``, as some vLLM and Ollama versions do, while
+``json_object`` and no format work. Two knobs play broken setups (for the cycle's setup notes and
+the evaluation cache's tests): ``empty_answers`` makes the product answer every question with an
+empty string (a misconfigured endpoint or model), and ``resolve_everything`` makes the screening
+judge call every complaint resolved (a judge that does not discriminate). ``hang_roles`` never
+answers the chat requests of those roles (the connection stays open, nothing comes back): an
+endpoint that hangs in the middle of a cycle (see also :mod:`sim.hung`, which never answers
+anything).
 """
 
 from __future__ import annotations
@@ -188,7 +190,7 @@ def build_app(state: SimState) -> Starlette:
         with state.lock:
             return JSONResponse(dict(state.counts))
 
-    async def chat(request: Request) -> JSONResponse:
+    async def chat(request: Request) -> Response:
         body = await body_of(request)
         if isinstance(body, Response):
             return body
@@ -230,7 +232,7 @@ def build_app(state: SimState) -> Starlette:
                       "total_tokens": prompt_tokens + completion_tokens},
         })
 
-    async def embeddings(request: Request) -> JSONResponse:
+    async def embeddings(request: Request) -> Response:
         body = await body_of(request)
         if isinstance(body, Response):
             return body

@@ -181,8 +181,8 @@ class TrafficGenerator:
             self._send(batch, counts)
         for arm, rates in by_arm.items():
             rates.users = len(seen[arm])
-        for key, rates in by_variant.items():
-            rates.users = len(seen[repr(key)])
+        for variant_key, rates in by_variant.items():
+            rates.users = len(seen[repr(variant_key)])
         return TrafficReport(requests=n, **counts, users=len(set(who)), by_arm=dict(sorted(by_arm.items())),
                              by_variant=list(by_variant.values()), started_at=started, ended_at=self.clock())
 

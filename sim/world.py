@@ -348,14 +348,23 @@ FLOOD_COMMENTS = ("wrong", "this is wrong", "still wrong", "wrong again", "no")
 YEARLY_FAMILIES: dict[str, tuple[str, ...]] = {
     "plain": INTENTS_BY_ID["yearly_cost"].templates,
     "board": (
-        "My boss wants a vendor comparison spreadsheet for Thursday's board meeting; put Nimbus down as {n} seats and give me the annual figure.",
+        (
+            "My boss wants a vendor comparison spreadsheet for Thursday's board meeting; "
+            "put Nimbus down as {n} seats and give me the annual figure."
+        ),
         "Preparing slides for the board: the vendor comparison needs Nimbus at {n} seats, annual figure please.",
         "Board meeting prep: what annual number do I write in the vendor comparison for {n} seats of Nimbus?",
     ),
     "school": (
-        "Our school is moving its teachers over from Google Drive, {n} seats in total; what does a school year of that come to?",
+        (
+            "Our school is moving its teachers over from Google Drive, {n} seats in total; "
+            "what does a school year of that come to?"
+        ),
         "The teachers at our school need {n} seats; how much for the school year?",
-        "We're a school switching teachers from Google Drive to Nimbus with {n} seats, what's the bill for the school year?",
+        (
+            "We're a school switching teachers from Google Drive to Nimbus with {n} seats, "
+            "what's the bill for the school year?"
+        ),
     ),
     "tax": (
         "For my tax return I have to list software expenses: {n} seats of Nimbus, what was the yearly expense?",

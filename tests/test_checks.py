@@ -93,7 +93,8 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path) -> None:
 def test_every_golden_mistake_is_named_with_its_line() -> None:
     run("init", expect=0)
     good = Path("golden.jsonl").read_text().splitlines()
-    Path("golden.jsonl").write_text("\n".join(good[:3] + [
+    Path("golden.jsonl").write_text("\n".join([
+        *good[:3],
         '{"id": "broken", "input": "x", "expected": "y", "category": "factual"',  # 4: not JSON
         '{"id": "s", "input": "x", "expected": "y", "category": "factual", "scorer": "fuzzy"}',  # 5
         '{"id": "m", "input": "x", "category": "factual"}',  # 6: no expected
@@ -101,7 +102,8 @@ def test_every_golden_mistake_is_named_with_its_line() -> None:
         '{"id": "r", "input": "x", "expected": "(unclosed", "category": "tone", "scorer": "regex"}',  # 8
         '{"id": "j", "input": "x", "expected": "{not json", "category": "format", "scorer": "json"}',  # 9
         '{"id": "w", "input": "Is it free?", "expected": "no", "category": "Off-Topic"}',  # 10: two warnings
-    ] + good[3:]) + "\n")
+        *good[3:],
+    ]) + "\n")
     found = {(p.line, p.severity): p for p in only(problems_of("--offline", expect=1), Check.GOLDEN)}
     assert every(p.file == "golden.jsonl" and p.fix for p in found.values())
     assert "not valid JSON" in found[4, Severity.ERROR].message

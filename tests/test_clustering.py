@@ -24,7 +24,7 @@ def test_separated_groups_are_recovered_exactly() -> None:
 
 
 def test_merge_pass_joins_what_the_leader_pass_split() -> None:
-    x, truth = _blobs(np.random.default_rng(1), centres=3, per=60, noise=0.06)
+    x, _ = _blobs(np.random.default_rng(1), centres=3, per=60, noise=0.06)
     strict = cluster(x, assign_threshold=0.95, merge_threshold=1.0)
     merged = cluster(x, assign_threshold=0.95, merge_threshold=0.5)
     assert len(set(strict)) > 3
@@ -32,7 +32,7 @@ def test_merge_pass_joins_what_the_leader_pass_split() -> None:
 
 
 def test_more_rows_than_one_block_and_empty_input() -> None:
-    x, truth = _blobs(np.random.default_rng(2), centres=5, per=1000, noise=0.05)
+    x, _ = _blobs(np.random.default_rng(2), centres=5, per=1000, noise=0.05)
     labels = cluster(x, assign_threshold=0.7, merge_threshold=0.5)
     assert len(set(labels)) == 5
     assert cluster(np.zeros((0, 8), dtype=np.float32), assign_threshold=0.7, merge_threshold=0.5).shape == (0,)

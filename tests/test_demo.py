@@ -73,7 +73,8 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 def test_ingest_json_from_the_console_script(tmp_path: Path) -> None:
     src = tmp_path / "fb.jsonl"
-    src.write_text('{"event_id": "x", "ts": "2026-01-01T00:00:00Z", "signal": "thumbs_up", "query": "q", "output": "o"}\nnot json\n')
+    good = '{"event_id": "x", "ts": "2026-01-01T00:00:00Z", "signal": "thumbs_up", "query": "q", "output": "o"}'
+    src.write_text(good + "\nnot json\n")
     proc = run("ingest", str(src), "--json", env_extra={"FLYWHEEL_HOME": str(tmp_path / "h")})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) | {"quarantine": None} == {

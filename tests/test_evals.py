@@ -64,7 +64,7 @@ def test_scorers() -> None:
     assert "not valid JSON" in json_match("The Team plan costs $8", want).rationale
     assert json_match("[1, 2]", "").value == 1  # any valid JSON when nothing is expected
     assert parse_judgement('sure: {"score": 0.5, "rationale": "half"}').value == 0.5
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no JSON object"):
         parse_judgement("I think it's fine")
 
 

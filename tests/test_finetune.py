@@ -152,7 +152,8 @@ def test_an_answer_that_held_pii_is_kept_with_surrogates(cli, tmp_path: Path, mo
     for path in files:
         text = path.read_bytes().decode("utf-8", "replace")
         assert "415 555 0123" not in text and not PLACEHOLDER.search(text), path
-    answers = [json.loads(line)["messages"][-1]["content"] for line in open(out["jsonl"])]
+    with open(out["jsonl"]) as lines:
+        answers = [json.loads(line)["messages"][-1]["content"] for line in lines]
     assert every(re.search(r"Call \+1 \d{3} 555 01\d\d if stuck\.$", a) for a in answers)
     card = (Path(out["path"]) / "README.md").read_text()
     assert "## PII" in card and "surrogates from Faker" in card and "phone 150" in card
@@ -169,14 +170,15 @@ def _build(cli, *extra: str) -> dict:
     return cli("dataset", "build", *extra, "--json")
 
 
-@pytest.mark.parametrize("usable,built", [(999, False), (1000, True)])
+@pytest.mark.parametrize(("usable", "built"), [(999, False), (1000, True)])
 def test_threshold_999_vs_1000_usable_examples(cli, tmp_path: Path, usable: int, built: bool) -> None:
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", corrections(usable))), "--json")
     out = _build(cli)
     assert out["built"] is built and out["examples"] == usable
     if built:
         assert out["train"] + out["validation"] == 1000 and out["validation"] == 100
-        assert sum(1 for _ in open(out["jsonl"])) == out["train"]
+        with open(out["jsonl"]) as lines:
+            assert sum(1 for _ in lines) == out["train"]
     else:
         assert out["version"] is None and out["missing"] == 1
 
@@ -231,16 +233,18 @@ def test_versions_are_deterministic_and_files_well_formed(cli, tmp_path: Path, m
     assert card["sources"] == {"correction": 40, "accepted": 12} and first["validation"] == 5
     # Preference pairs: chosen = the correction, rejected = the model's output, never equal.
     by_query = {r["query"]: r for r in rows}
-    pairs = [json.loads(line) for line in open(first["preference_jsonl"])]
+    with open(first["preference_jsonl"]) as lines:
+        pairs = [json.loads(line) for line in lines]
     assert len(pairs) == first["preference_pairs"] == 40
     for p in pairs:
         query = p["input"]["messages"][-1]["content"]
         chosen, rejected = p["preferred_output"][0]["content"], p["non_preferred_output"][0]["content"]
         assert p["input"]["messages"][-1]["role"] == "user"
         assert (chosen, rejected) == (by_query[query]["correction"], by_query[query]["output"]) and chosen != rejected
-    for line in open(first["jsonl"]):
-        roles = [m["role"] for m in json.loads(line)["messages"]]
-        assert roles[-2:] == ["user", "assistant"]
+    with open(first["jsonl"]) as lines:
+        for line in lines:
+            roles = [m["role"] for m in json.loads(line)["messages"]]
+            assert roles[-2:] == ["user", "assistant"]
     import datasets
 
     sft = datasets.load_from_disk(str(Path(first["path"]) / "sft"))
@@ -249,7 +253,7 @@ def test_versions_are_deterministic_and_files_well_formed(cli, tmp_path: Path, m
 
 
 # -- routing -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("usable,route", [(999, "prompt"), (1000, "finetune")])
+@pytest.mark.parametrize(("usable", "route"), [(999, "prompt"), (1000, "finetune")])
 def test_route_to_finetune_needs_a_failed_prompt_and_1000_usable(local_embedder, usable: int, route: str) -> None:
     from flywheel.triage import TriageInputs, triage_events
 
@@ -314,7 +318,7 @@ def test_a_malformed_job_status_ends_the_step_with_a_clear_endpoint_error(cli, t
     monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2, malformed_status=True))
     with Simulator(options=options) as sim:
-        settings, ctx, cluster = _setup_for_jobs(cli, tmp_path, sim, monkeypatch)
+        _, ctx, cluster = _setup_for_jobs(cli, tmp_path, sim, monkeypatch)
         with pytest.raises(EndpointFailed) as caught:
             improve_finetune_step(ctx, [cluster])
     message = str(caught.value)

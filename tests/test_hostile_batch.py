@@ -142,7 +142,7 @@ def test_the_store_refuses_what_no_dialect_should_keep_alone_and_alike(any_store
         result = store.add_each(events, "test")
         assert sorted(e.event_id for e in result.new) == ["ok-1", "ok-2"]
         assert [r.position for r in result.refused] == list(range(1, len(_UNSTORABLE) + 1))
-        for refused, (_, expected) in zip(result.refused, _UNSTORABLE):
+        for refused, (_, expected) in zip(result.refused, _UNSTORABLE, strict=True):
             assert refused.error.startswith(expected) and _SECRET not in refused.error, refused.error
         with pytest.raises(FlywheelError, match="event 0: query: contains a NUL"):  # add: all or nothing
             store.add([_stored("u-nul-2", query="\u0000"), _stored("ok-3")], "test")

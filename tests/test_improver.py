@@ -73,7 +73,7 @@ def test_a_champion_that_rewords_does_not_hide_a_fix(corrected: bool) -> None:
         result = _propose(sim, examples)
         assert sim.counts()["chat.resolution"] > 0
         fresh = answer_queries(load_settings(openai_base_url=sim.base_url), INITIAL_PROMPT, ANGRY)
-    assert every(" ".join(f.split()) != " ".join(e.output.split()) for f, e in zip(fresh, examples))
+    assert every(" ".join(f.split()) != " ".join(e.output.split()) for f, e in zip(fresh, examples, strict=True))
     assert result.champion_screening == 0.0 and result.champion_resolved == [False, False]
     assert result.critique and result.rounds == 1 and result.rollouts == 2 * (1 + 3)  # target met in round 1
     kept = result.drafts[result.kept[0]]
@@ -146,5 +146,5 @@ def test_a_bad_pipeline_hook_is_a_usage_error(spec: str) -> None:
     from flywheel.evals.pipeline import load_user_pipeline
     from flywheel.errors import UsageError
 
-    with pytest.raises(UsageError, match="eval.pipeline"):
+    with pytest.raises(UsageError, match=r"eval\.pipeline"):
         load_user_pipeline(spec)

@@ -1,99 +1,55 @@
-"""The layering contract (README, "Architecture"): each folder imports only the layers below it.
-
-Every import in every module counts, also one inside a function: a lazy import is still a
-dependency. The core ``flywheel`` knows nothing of the cycle, Prefect or the simulator; the
-improvers sit on the evaluation (they screen drafts by running the product's pipeline, DESIGN.md's
-``improvers -> evals, core``), which sits on the core; ``loop`` is the cycle without Prefect;
-``flows`` is Prefect and nothing of the faces; ``sim`` serves only the faces (the demo) and tests.
+"""The layering contract (README, "Architecture") is import-linter's: pyproject.toml's
+[tool.importlinter] contracts, which `make check` runs too. Here they run on the installed layout and
+must hold, and a module planted the wrong way must break them: a lazy import inside a function
+counts, and so do Prefect, typer and SQLAlchemy outside their modules.
 """
 
 from __future__ import annotations
 
-import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
-from nonempty import every
 
-ROOT = Path(__file__).resolve().parent.parent
+from installed_tree import ROOT, build
 
-# layer -> the first-party layers it may import (itself included)
-MAY_IMPORT = {
-    "flywheel": {"flywheel"},
-    "improvers": {"improvers", "evals", "flywheel"},
-    "evals": {"evals", "flywheel"},
-    "loop": {"loop", "improvers", "evals", "flywheel"},
-    "flows": {"flows", "loop", "improvers", "evals", "flywheel"},
-    "app": {"app", "flows", "loop", "improvers", "evals", "flywheel", "sim"},
-    "sim": {"sim", "evals", "flywheel"},  # it mirrors the pipeline's context format, embeds like the core
-}
-# third-party packages reserved to some layers
-RESERVED = {"prefect": {"flows"}, "prefect_dask": {"flows"}, "typer": {"app"}}
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
-MAPPED = {"flows", "improvers", "evals", "loop", "app", "sim"}  # folders mapped into `flywheel.`
+def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    """Run the contracts on ``tree`` in a fresh process: this one already imported `flywheel` from the
+    checkout, whose `flywheel/` folder lacks the mapped layers."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FLYWHEEL_CHECKOUT")}
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache", str(ROOT / "pyproject.toml")], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
-def layer_of(module: str) -> str:
-    """The layer a dotted module name belongs to: `flywheel.loop.gate` -> loop, `flywheel.state` -> flywheel;
-    a third-party module is its top-level name."""
-    parts = module.split(".")
-    if parts[0] == "flywheel" and len(parts) > 1 and parts[1] in MAPPED:
-        return parts[1]
-    return parts[0]
+def test_the_contracts_hold(tmp_path: Path) -> None:
+    result = lint_imports(build(tmp_path / "tree"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 7 kept, 0 broken." in result.stdout, result.stdout
 
 
-def imports_of(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
-    """(line, layer or top-level module) of every import in the file, at any depth."""
-    package = path.relative_to(root).parent.parts
-    if package and package[0] in MAPPED:
-        package = ("flywheel", *package)  # what the installed name is
-    out = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            out += [(node.lineno, layer_of(alias.name)) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against the module's own package
-                base = package[: len(package) - node.level + 1]
-                name = ".".join([*base, node.module or ""]).strip(".")
-            else:
-                name = node.module or ""
-            out.append((node.lineno, layer_of(name)))
-    return out
+def test_a_wrong_way_import_breaks_them(tmp_path: Path) -> None:
+    tree = build(tmp_path / "tree", copy=True)
+    probe = tree / "flywheel" / "knowledge" / "probe.py"
+    probe.write_text("def f():\n    from flywheel.loop.gate import gate_step\n    import prefect\n    import typer\n"
+                     "    import sqlalchemy\n    from flywheel.sim import world\n")
+    result = lint_imports(tree)
+    assert result.returncode == 1, result.stdout + result.stderr
+    broken = [line.split(" BROKEN")[0] for line in result.stdout.splitlines() if " BROKEN" in line]
+    assert broken == ["Layers: app > flows | sim > loop > improvers > evals > core", "Prefect only in flywheel.flows",
+                      "typer only in flywheel.app", "SQLAlchemy only in the core's store modules",
+                      "No import circle between sibling modules, at any depth"], result.stdout
+    assert "flywheel.knowledge.probe -> flywheel.loop.gate (l.2)" in result.stdout
+    assert "flywheel.knowledge.probe -> flywheel.sim.world" in result.stdout
 
 
-def modules() -> list[Path]:
-    return sorted(p for layer in MAY_IMPORT for p in (ROOT / layer).rglob("*.py"))
-
-
-def wrong_way(path: Path, root: Path = ROOT) -> list[str]:
-    layer = path.relative_to(root).parts[0]
-    problems = []
-    for line, top in imports_of(path, root):
-        if top in MAY_IMPORT and top not in MAY_IMPORT[layer]:
-            problems.append(f"{path.relative_to(root)}:{line}: {layer} imports {top}")
-        if top in RESERVED and layer not in RESERVED[top]:
-            problems.append(f"{path.relative_to(root)}:{line}: {layer} imports {top} (only {', '.join(RESERVED[top])})")
-    return problems
-
-
-def test_every_layer_exists() -> None:
-    assert every((ROOT / layer / "__init__.py").is_file() for layer in MAY_IMPORT)
-
-
-def test_no_module_imports_a_layer_above_it() -> None:
-    problems = [p for path in modules() for p in wrong_way(path)]
-    assert not problems, "wrong-way imports:\n" + "\n".join(problems)
-
-
-def test_the_contract_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
-    probe = tmp_path / "flywheel" / "knowledge" / "probe.py"
-    probe.parent.mkdir(parents=True)
-    probe.write_text("def f():\n    from flywheel.loop.gate import gate_step\n    import flywheel.sim.world\n"
-                     "    import prefect\n    from .. import state\n    from ..feedback import store\n")
-    found = [p.split(": ", 1)[1] for p in wrong_way(probe, tmp_path)]
-    assert found == ["flywheel imports loop", "flywheel imports sim", "flywheel imports prefect (only flows)"]
-
-
-def test_only_the_faces_use_the_simulator() -> None:
-    """Besides the tests and the benchmarks, which are no layer."""
-    users = {path.relative_to(ROOT).parts[0] for path in modules() if any(top == "sim" for _, top in imports_of(path))}
-    assert users <= {"app", "sim"}
+def test_a_circle_breaks_them(tmp_path: Path) -> None:
+    """loop/watch.py and loop/watch_clusters.py once imported each other; ClusterRate moved out."""
+    tree = build(tmp_path / "tree", copy=True)
+    clusters = tree / "flywheel" / "loop" / "watch_clusters.py"
+    clusters.write_text(clusters.read_text() + "\n\ndef _back():\n    from flywheel.loop.watch import run_watch\n")
+    result = lint_imports(tree)
+    broken = [line.split(" BROKEN")[0] for line in result.stdout.splitlines() if " BROKEN" in line]
+    assert result.returncode == 1 and broken == ["No import circle between sibling modules, at any depth"], result.stdout

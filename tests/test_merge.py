@@ -41,7 +41,7 @@ def test_a_difference_of_an_example_is_noise_a_lost_fix_is_not() -> None:
     assert "5/20" in lost.text() and "20/20" in lost.text()
     # Better than the winner is never a loss.
     assert check_fix("c", "w", [no, yes], [yes, yes], [no, no], alpha=0.1).verdict is FixVerdict.kept
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="judged on the same examples"):
         check_fix("c", "w", [yes], [yes, no], [no], alpha=0.1)
 
 
@@ -175,7 +175,7 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         promoted = approve(ctx.settings, waiting.candidate_id, by="tester", note=None)
         (carried_cluster,) = [c for c in clusters if c.cluster_id in deferred.cluster_ids]
         others = [c for c in clusters if c is not carried_cluster]
-        assert improver("prompt").select(ctx.settings, others + [carried_cluster])[0] is carried_cluster
+        assert improver("prompt").select(ctx.settings, [*others, carried_cluster])[0] is carried_cluster
         ctx2 = begin(load_settings())
         assert ctx2.cycle_id != ctx.cycle_id and ctx2.champion_version == promoted.version
         redrafted = improve_prompt_step(ctx2, carried_cluster, ctx2.protected_texts())

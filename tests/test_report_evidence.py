@@ -196,5 +196,5 @@ def test_the_chart_draws_a_95_interval_on_each_bar_when_given_counts() -> None:
 def test_an_interval_needs_items() -> None:
     from flywheel.evals.evidence import wilson
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one scored item"):
         wilson(0.5, 0)

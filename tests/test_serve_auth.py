@@ -132,9 +132,11 @@ def test_the_rate_limit_per_key_answers_429_with_retry_after(cli, monkeypatch) -
         assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
         assert "rate_limit" in refused.json()["detail"] and first not in refused.text
         assert live.http(second).get("/metrics").status_code == 200  # each key has its own allowance
-        with FlywheelClient(live.url, first, retries=1, max_wait=0.05) as fw:  # it waits, then gives up
-            with pytest.raises(ServiceUnavailable) as still:
-                fw.ask("u")
+        with (
+            FlywheelClient(live.url, first, retries=1, max_wait=0.05) as fw,  # it waits, then gives up
+            pytest.raises(ServiceUnavailable) as still,
+        ):
+            fw.ask("u")
         assert still.value.status == 429
 
 

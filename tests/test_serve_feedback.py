@@ -85,7 +85,7 @@ def test_a_single_rejected_event_is_422_with_the_reason_and_quarantined(live, se
     assert raised.value.status == 422 and "signal" in str(raised.value)
 
 
-@pytest.mark.parametrize("name,body,status,needle", [
+@pytest.mark.parametrize(("name", "body", "status", "needle"), [
     ("not JSON", b'{"event_id": "x",', 400, "not JSON"),
     ("invalid UTF-8", b'{"event_id": "\xff\xfe", "ts": "2026-11-10T10:00:00Z"}', 400, "UTF-8"),
     ("10k-deep nesting", b"[" * 10_000 + b"]" * 10_000, 400, "deeper"),

@@ -26,7 +26,7 @@ def _value(rng: random.Random, depth: int = 0):
 def _mutated_event(rng: random.Random, i: int) -> dict:
     e = event(f"f{i}", comment="mail ann@example.com", metadata={"k": [1, 2]})
     for _ in range(rng.randint(0, 3)):
-        field = rng.choice(list(e) + ["extra", "value", "reason", "confidence", "arm"])
+        field = rng.choice([*e, "extra", "value", "reason", "confidence", "arm"])
         if rng.random() < 0.2:
             e.pop(field, None)
         else:

@@ -116,11 +116,11 @@ def test_sim_world_is_complete_and_deterministic(cli, tmp_path: Path) -> None:
     for name in ("feedback.jsonl", "golden.jsonl", "knowledge/pricing.md", "knowledge_updates/pricing.md", "flywheel.toml"):
         da, db = (hashlib.sha256((tmp_path / d / name).read_bytes()).hexdigest() for d in ("a", "b"))
         assert da == db, name
-    golden = [json.loads(l) for l in (tmp_path / "a" / "golden.jsonl").read_text().splitlines()]
+    golden = [json.loads(line) for line in (tmp_path / "a" / "golden.jsonl").read_text().splitlines()]
     assert len(golden) >= 200 and len({g["input"] for g in golden}) == len(golden)
     assert len({g["category"] for g in golden} - {"general"}) >= 4
     assert a["feedback_events"] >= 4000
-    feedback = [json.loads(l) for l in (tmp_path / "a" / "feedback.jsonl").read_text().splitlines()[:a["feedback_events"]]]
+    feedback = [json.loads(line) for line in (tmp_path / "a" / "feedback.jsonl").read_text().splitlines()[:a["feedback_events"]]]
     users = {f["user_id"] for f in feedback}
     assert len(users) > 500
     assert sum(not f["consent"] for f in feedback) > 200

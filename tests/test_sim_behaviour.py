@@ -113,11 +113,11 @@ def test_rewording_is_seeded_through_the_sdk(sim_client) -> None:
     first = answers(reword=True, seed=3)
     assert answers(reword=True, seed=3) == first  # a fresh server, the same seed: the same words
     other = answers(reword=True, seed=4)
-    assert sum(a != b for a, b in zip(first, other)) >= len(queries) // 2
+    assert sum(a != b for a, b in zip(first, other, strict=True)) >= len(queries) // 2
     plain = answers(reword=False)
     assert plain == [product_answer(system, q) for q in queries]  # without rewording: replays exactly
     assert answers() == answers(reword=True, seed=0)  # rewording is the default, as with a sampled model
-    assert sum(a != b for a, b in zip(first, plain)) >= 0.8 * len(queries)
+    assert sum(a != b for a, b in zip(first, plain, strict=True)) >= 0.8 * len(queries)
     # A structured answer carries the reworded text.
     client = sim_client(reword=True, seed=3)
     wrapped = json.loads(ask(client, system, queries[0], response_format={"type": "json_object"}))

@@ -211,7 +211,7 @@ def _run_writers(url: str, plans: list[list[list[str]]], tmp_path: Path) -> list
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready", p.stderr and p.stderr.read()
     outs = [p.communicate("go\n", timeout=180) for p in procs]
-    for p, (_out, errors) in zip(procs, outs):
+    for p, (_out, errors) in zip(procs, outs, strict=True):
         assert p.returncode == 0, errors
     return [json.loads(out) for out, _errors in outs]
 

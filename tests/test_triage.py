@@ -158,7 +158,7 @@ def test_the_llm_classifier_copes_with_a_model_in_the_wild(monkeypatch: pytest.M
     assert sum(o is None for o in once) >= 10 and set(once) <= set(CATEGORIES) | {None}  # left to the fallback
 
 
-@pytest.mark.parametrize("reason,category", [("wrong", "factual"), ("outdated", "outdated_knowledge"),
+@pytest.mark.parametrize(("reason", "category"), [("wrong", "factual"), ("outdated", "outdated_knowledge"),
                                              ("not_relevant", "off_topic"), ("missing_context", "missing_context")])
 def test_reasons_map_to_categories(local_embedder, reason: str, category: str) -> None:
     (c,) = triage_events(stored([event("r1", reason=reason)]), TriageInputs(TriageSettings(), local_embedder))

@@ -33,7 +33,7 @@ def ingest(
     Optional: user_id, session_id, consent (JSON true or false; absent means false), prompt_version, model, index_version (numbers or strings, kept as strings), arm (production or canary), confidence (0..1), reason (wrong, outdated, unsafe, off_topic, format, tone, missing_context, not_relevant, already_done, other), comment, correction, final_text, value (a JSON number: rating 1..5, outcome 1 or 0, expert_review 0..1), context_ids, metadata.
 
     A text field longer than ingest.max_field_chars rejects its line.
-    """
+    """  # noqa: E501 (--help text: Rich keeps line breaks, so a paragraph is one line it reflows)
     from flywheel.feedback.ingest import ingest_files, total_bytes
     from flywheel.feedback.store import open_store
 

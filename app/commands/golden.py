@@ -43,7 +43,7 @@ def propose(
     """Propose golden items from consented corrections and expert reviews of open failure clusters.
 
     Proposals never hold PII placeholders or text without consent, and near-duplicates of golden items (or of other proposals) are dropped. They wait for `flywheel golden review`.
-    """
+    """  # noqa: E501 (--help text: Rich keeps line breaks, so a paragraph is one line it reflows)
     from flywheel.loop.golden.propose import propose as do_propose
 
     report = do_propose(_settings(), synthetic=synthetic)

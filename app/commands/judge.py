@@ -17,7 +17,7 @@ def calibrate(as_json: JsonFlag = False) -> None:
     """Ask the judge about answers experts reviewed and compare: agreement, Cohen's kappa, confusion.
 
     Only consented expert reviews with a reference answer (a golden item, the expert's correction, or consented feedback on the same query) are asked, at most [judge] max_items, sampled deterministically. Below [judge] min_kappa (or with fewer than [judge] min_items items) the gate does not let judge-scored golden items alone pass a candidate.
-    """
+    """  # noqa: E501 (--help text: Rich keeps line breaks, so a paragraph is one line it reflows)
     from flywheel.loop.calibration import calibrate as do_calibrate
     from flywheel.loop.golden.versions import current_golden
 

@@ -229,14 +229,14 @@ def _text(value: Any, keys: tuple[str, ...]) -> str:
             return _text(value["messages"], keys)
         if isinstance(value.get("choices"), list) and value["choices"]:
             message = value["choices"][0].get("message") if isinstance(value["choices"][0], dict) else None
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                return message["content"]
+            if isinstance(message, dict) and isinstance(content := message.get("content"), str):
+                return content
         texts = [v for v in value.values() if isinstance(v, str)]
         if len(value) == 1 and texts:
             return texts[0]
         for key in keys:
-            if isinstance(value.get(key), str):
-                return value[key]
+            if isinstance(text := value.get(key), str):
+                return text
     if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
         users = [m for m in value if m.get("role") == "user"] or value
         if isinstance(users[-1]["content"], str):

@@ -20,9 +20,10 @@ What is removed, and the placeholder it leaves:
 - ``[NAME]`` personal names: a first name from Faker's en_US, en_GB, de_DE, fr_FR and es_ES lists
   followed by a capitalised word (``Jane Doe``), a title and a name (``Dr. Smith``: the title stays), a
   name after "my name is", "I am", "this is", a greeting or a sign-off; any capitalised name after a
-  relation or sign-off cue ("my colleague", "spoke with", "Kind regards,"), lower case after "my name is"; the PERSON entities of a
-  spaCy model when one is installed. A first name that is also a common word (May, Will, Mark, Grace)
-  counts only before a known last name; a first name alone counts only after those phrases.
+  relation or sign-off cue ("my colleague", "spoke with", "Kind regards,"), lower case after "my name is";
+  the PERSON entities of a spaCy model when one is installed. A first name that is also a common word
+  (May, Will, Mark, Grace) counts only before a known last name; a first name alone counts only after
+  those phrases.
 
 Over-scrubbing is preferred to a leak: a commit hash is scrubbed as a secret. Ordinary numbers (order
 numbers, dates, prices, times, invoice ids) and product words are left alone.

@@ -7,7 +7,7 @@ The table, in one place so it can be read and argued with:
 | thumbs_up / thumbs_down | +1 / -1 | 1.0 |
 | rating 1..5 | 1-2 negative, 3 neutral, 4-5 positive | 1.0 at the ends, 0.5 next to neutral |
 | correction | -1 | 1.0 (the user supplied the right answer) |
-| edit | -1 when the changed fraction reaches the threshold, else +1 | 0.5 at the threshold, 1.0 at twice it; 0.3 when positive |
+| edit | -1 when the changed fraction reaches the threshold, else +1 | 0.5 at it, 1.0 at twice it; 0.3 if positive |
 | accept / copy | +1 | 0.6 / 0.5 |
 | dismiss | -1 (0 with reason `already_done`: not a quality failure) | 0.4 |
 | outcome 1 / 0 | +1 / -1 | 0.8 |

@@ -27,7 +27,7 @@ class Position(StrEnum):
     """What an item's position counts, and the key errors and quarantine records name it by."""
 
     line = "line"  # 1-based line of a file (blank lines counted)
-    index = "index"  # 0-based place in a request's list
+    index = "index"  # type: ignore[assignment]  # 0-based place in a request's list (shadows str.index: harmless)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,11 @@ class Source(Protocol):
     """Items to ingest, in order. ``name`` names the source in reports, errors and quarantine files."""
 
     name: str
-    counts: Position
+
+    @property
+    def counts(self) -> Position:
+        """What its positions count (lines of a file, items of a batch): a class constant of each source."""
+        ...
 
     def items(self) -> Iterator[SourceItem]: ...
 

@@ -27,7 +27,6 @@ from flywheel.schemas import StoredEvent
 SCHEMA_VERSION = SCHEMA_REVISION  # the Alembic revision a store is at once opened
 _STREAM_BATCH = 2000  # rows per fetch when streaming events
 _GET_CHUNK = 500  # ids per IN (...) lookup
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +225,12 @@ class SQLFeedbackStore:
         return AddResult(new=stored, refused=sorted(refused, key=lambda r: r.position))
 
     def _statement(self) -> Insert:
-        insert = _INSERTS[self.dialect](events_table).on_conflict_do_nothing(index_elements=["event_id"])
-        return insert.returning(events_table.c.event_id)
+        # Each dialect's own INSERT (their ON CONFLICT clauses are not one type); store_url allows only these two.
+        if self.dialect == "postgresql":
+            pg = postgresql.insert(events_table).on_conflict_do_nothing(index_elements=["event_id"])
+            return pg.returning(events_table.c.event_id)
+        lite = sqlite.insert(events_table).on_conflict_do_nothing(index_elements=["event_id"])
+        return lite.returning(events_table.c.event_id)
 
     def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         """Insert ``rows`` in the caller's transaction; the ids that were new."""

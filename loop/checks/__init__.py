@@ -65,7 +65,7 @@ def validate(prompt_file: Path | None = None, *, network: bool = True) -> list[P
     if prompt_file is not None:
         read = prompt_from_file(prompt_file)
         if isinstance(read, Problem):
-            return problems + [read]
+            return [*problems, read]
         template, origin = read.template, read.origin
     return problems + preflight(settings, template, network=network, prompt_origin=origin, checks=ALL_CHECKS,
                                 prompt_required=False)

@@ -36,7 +36,8 @@ def probe_endpoint(settings: Settings, timeout: float = PROBE_TIMEOUT) -> Endpoi
     except EndpointNotConfigured as exc:
         return EndpointProbe(reachable=False, problems=[error(
             Check.ENDPOINT, str(exc),
-            f'set openai_base_url = "http://host:port/v1" in flywheel.toml or OPENAI_BASE_URL; {_SIMULATOR_HINT}')])
+            'set openai_base_url = "http://host:port/v1" in flywheel.toml or OPENAI_BASE_URL; '
+            f"{_SIMULATOR_HINT}")])
     file, line = _where_set(settings)
     client = openai.OpenAI(base_url=url, api_key=key, timeout=timeout, max_retries=0)
     try:

@@ -16,9 +16,9 @@ def _cell(text: str, limit: int = 300) -> str:
 
 def proposals_markdown(proposals: Sequence[GoldenProposal], *, timeout_s: int | None = None) -> str:
     lines = [f"# {len(proposals)} golden-set proposals to review", "",
-             "Switch on each proposal to accept: accepted items make a new golden version (the previous one "
-             "is kept under FLYWHEEL_HOME), logged to MLflow with the reviewer's name. What stays off stays "
-             "pending (`flywheel golden reject ID --reason TEXT` rejects it).", "",
+             ("Switch on each proposal to accept: accepted items make a new golden version (the previous one "
+              "is kept under FLYWHEEL_HOME), logged to MLflow with the reviewer's name. What stays off stays "
+              "pending (`flywheel golden reject ID --reason TEXT` rejects it)."), "",
              "| proposal | category | scorer | input | expected | source |", "|---|---|---|---|---|---|"]
     for p in proposals:
         source = str(p.source.kind)

@@ -10,7 +10,7 @@ so approval, canary, serving, the watch and rollback are the prompt's. Registere
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel
@@ -68,7 +68,7 @@ class FewShotImprover(BaseImprover):
         first_seen, by_cluster = earliest_seen(clusters)
         cand = Candidate(candidate_id=f"fewshot-{short_hash(ctx.cycle_id, template)}", cycle_id=ctx.cycle_id,
                          kind=self.name, cluster_ids=[c.cluster_id for c in clusters], parent=ctx.champion_version,
-                         version=ref.version, first_seen=first_seen, created_at=datetime.now(timezone.utc),
+                         version=ref.version, first_seen=first_seen, created_at=datetime.now(UTC),
                          payload=FewShotPayload(template=template, shots=shots, cluster_first_seen=by_cluster))
         return Proposal(candidates=[cand])
 
