@@ -54,7 +54,8 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
     from flywheel.registry import require_production_prompt
     from flywheel.loop.evaluate import evaluate_step
     from flywheel.app.display import print_clusters
-    from flywheel.loop.promotion import approve, pending, set_prompt, status
+    from flywheel.loop.promotion import approve, pending, set_prompt
+    from flywheel.loop.status import status
 
     home = Path(tempfile.mkdtemp(prefix="flywheel-demo-")) if home is None else home
     home.mkdir(parents=True, exist_ok=True)

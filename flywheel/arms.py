@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from flywheel.candidates import ChampionKind
 from flywheel.champions import BASE, Canary, champion, running_canary
 from flywheel.config import Settings
-from flywheel.schemas import Arm
+from flywheel_client.models import Arm
 from flywheel.state import StateStore
 
 BUCKETS = 10_000

@@ -48,7 +48,8 @@ class Runtime:
         """The feedback store, opened and migrated on first use."""
         with self._lock:
             if self._feedback is None:
-                from flywheel.feedback.store import LOCK_TIMEOUT_SECONDS, open_store
+                from flywheel.feedback.engine import LOCK_TIMEOUT_SECONDS
+                from flywheel.feedback.store import open_store
 
                 timeout = LOCK_TIMEOUT_SECONDS if self.store_timeout is None else self.store_timeout
                 self._feedback = open_store(self.settings.resolved_store_url, lock_timeout=timeout)

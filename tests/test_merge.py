@@ -127,7 +127,8 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
     from flywheel.loop.evaluate import evaluate_step, variant_for
     from flywheel.loop.gate import gate_step
     from flywheel.improvers.merge_step import merge_step
-    from flywheel.loop.promotion import approve, status
+    from flywheel.loop.promotion import approve
+    from flywheel.loop.status import status
     from flywheel.improvers.prompt_step import improve_prompt_step
     from flywheel.loop.report import finish
     from flywheel.improvers.registry import improver

@@ -190,7 +190,7 @@ def promote_canary(
 @handles_errors
 def status(as_json: JsonFlag = False) -> None:
     """Champions, pending approvals, negative-feedback rate, events since the last cycle, loop velocity."""
-    from flywheel.loop.promotion import status as get_status
+    from flywheel.loop.status import status as get_status
 
     rt = _runtime()
     doc = get_status(rt.settings, rt.state, rt.feedback)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flywheel.config import Settings
 from flywheel.errors import UsageError
@@ -24,7 +24,9 @@ from flywheel.feedback.mlflow_traces import trace_events
 from flywheel.feedback.sources import Position, SourceItem
 from flywheel.feedback.store import FeedbackStore
 from flywheel.masking import mask_secrets
-from flywheel.state import StateStore
+
+if TYPE_CHECKING:  # the import's remembered point is kept there; the store is handed in
+    from flywheel.state import StateStore
 
 POINTER = "import.mlflow.{experiment_id}"  # the newest trace time (ms) the last import read
 

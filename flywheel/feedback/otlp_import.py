@@ -129,7 +129,7 @@ def to_json(request: Any) -> dict[str, Any]:
     """A request as OTLP JSON (camelCase, ids in hex): what a Collector's file exporter writes."""
     from google.protobuf.json_format import MessageToDict
 
-    doc = MessageToDict(request)
+    doc: dict[str, Any] = MessageToDict(request)
     for rs in doc.get("resourceSpans", []):
         for scope in rs.get("scopeSpans", []):
             for span in scope.get("spans", []):

@@ -325,7 +325,7 @@ def _query(span: Span) -> str | None:
         if name == "gen_ai.content.prompt" and (text := _message_text(_json(attrs.get("gen_ai.prompt")), "user")):
             return text
         if name == "gen_ai.user.message" and isinstance(attrs.get("content"), str):
-            return attrs["content"]
+            return str(attrs["content"])
     return _plain(a.get("input.value"))
 
 
@@ -347,9 +347,9 @@ def _output(span: Span) -> str | None:
         if name == "gen_ai.choice":
             message = _json(attrs.get("message"))
             if isinstance(message, dict) and isinstance(message.get("content"), str):
-                return message["content"]
+                return str(message["content"])
             if isinstance(attrs.get("message.content"), str):
-                return attrs["message.content"]
+                return str(attrs["message.content"])
     return _plain(a.get("output.value"))
 
 
@@ -382,13 +382,13 @@ def _message_text(messages: Any, role: str) -> str | None:
     chosen = [m for m in dicts if m.get("role") == role] or dicts
     message = chosen[-1]
     if isinstance(message.get("content"), str):
-        return message["content"]
+        return str(message["content"])
     parts = message.get("parts") if isinstance(message.get("parts"), list) else message.get("content")
     if isinstance(parts, list):
         texts = [p.get("content") or p.get("text") for p in parts
                  if isinstance(p, dict) and p.get("type", "text") == "text"]
-        texts = [t for t in texts if isinstance(t, str)]
-        return "\n".join(texts) if texts else None
+        strings = [t for t in texts if isinstance(t, str)]
+        return "\n".join(strings) if strings else None
     return None
 
 

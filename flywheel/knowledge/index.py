@@ -253,7 +253,7 @@ class KnowledgeIndex:
         self.state.kb_forget_records(orphans)
         return doomed
 
-    def rebuild(self) -> dict[str, int]:
+    def rebuild(self) -> dict[str, int | str | None]:
         """Restore Chroma from the state store (after it was lost or corrupted): every retained version."""
         forget_chroma_clients()
         self._collection = None

@@ -178,7 +178,7 @@ class FlywheelClient:
         """What the server asked for in Retry-After, else exponential backoff with jitter; at most max_wait."""
         if isinstance(exc, _Retry) and exc.retry_after is not None:
             return min(exc.retry_after, self.max_wait)
-        return min(self.backoff * 2 ** (attempt - 1), self.max_wait) * random.uniform(0.5, 1.0)
+        return float(min(self.backoff * 2 ** (attempt - 1), self.max_wait) * random.uniform(0.5, 1.0))
 
     def close(self) -> None:
         self._http.close()
