@@ -59,11 +59,12 @@ def _traffic_line(console: Console, what: str, report: TrafficReport) -> None:
 
 
 def _watch_line(console: Console, row: Any, alpha: float) -> dict[str, Any]:
+    c = row.comparison
     console.print(
-        f"  flywheel watch: {row.kind} {row.version} vs {row.against}: {row.events} vs {row.baseline_events} events "
-        f"({row.capped_events:g} vs {row.capped_baseline_events:g} after the per-user cap), negative rate "
-        f"{_pct(row.negative_rate)} vs {_pct(row.baseline_rate)}, difference {_points(row.difference)} points, "
-        f"{1 - alpha:.0%} CI [{_points(row.ci_low)}, {_points(row.ci_high)}] ({row.method}) -> {row.verdict}, "
+        f"  flywheel watch: {row.kind} {row.version} vs {row.against}: {c.events} vs {c.baseline_events} events "
+        f"({c.capped_events:g} vs {c.capped_baseline_events:g} after the per-user cap), negative rate "
+        f"{_pct(c.negative_rate)} vs {_pct(c.baseline_rate)}, difference {_points(c.difference)} points, "
+        f"{1 - alpha:.0%} CI [{_points(c.ci_low)}, {_points(c.ci_high)}] ({c.method}) -> {c.verdict}, "
         f"action: {row.action}", highlight=False)
     console.print(f"    why: {row.why}", highlight=False)
     return row.model_dump(mode="json")

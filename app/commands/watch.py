@@ -41,8 +41,9 @@ def watch(
                     "action", "why"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(f"{r.scope} {r.kind}", r.version, r.against or "-", f"{r.events} vs {r.baseline_events}",
-                          str(r.negative_rate), str(r.baseline_rate), str(r.difference), f"[{r.ci_low}, {r.ci_high}]",
-                          str(r.verdict), str(r.action), r.why)
+            c = r.comparison
+            table.add_row(f"{r.scope} {r.kind}", r.version, r.against or "-", f"{c.events} vs {c.baseline_events}",
+                          str(c.negative_rate), str(c.baseline_rate), str(c.difference), f"[{c.ci_low}, {c.ci_high}]",
+                          str(c.verdict), str(r.action), r.why)
         err.print(table)
     err.print(f"drift: {outcome.drift.why}", highlight=False)
