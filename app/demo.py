@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -25,12 +25,16 @@ from flywheel.app.demo_live import LIVE_OVERRIDES, run_live_act
 from flywheel.app.where_to_look import mlflow_ui_command
 from flywheel.candidates import Candidate
 from flywheel.config import Settings, load_settings
+from flywheel.errors import FlywheelError
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
 from flywheel.runtime import runtime_for
-from flywheel.schemas import FailureCluster
+from flywheel.schemas import FailureCluster, IngestReport
 from flywheel.sim.server import Simulator
 from flywheel.sim.world import write_world
+
+if TYPE_CHECKING:
+    from flywheel.loop.report import CycleReport
 
 DEMO_APPROVER = "demo-approver"
 
@@ -47,14 +51,7 @@ def demo_overrides(home: Path, world: Path, base_url: str) -> dict[str, Any]:
 
 
 def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
-    from flywheel.evals.pipeline import Variant
-    from flywheel.evals.report import ci_text
-    from flywheel.flows.cycle import run_flow
-    from flywheel.improvers.registry import improver
-    from flywheel.registry import require_production_prompt
-    from flywheel.loop.evaluate import evaluate_step
-    from flywheel.app.display import print_clusters
-    from flywheel.loop.promotion import approve, pending, set_prompt
+    """The whole demo (see the module's docstring); its JSON document."""
     from flywheel.loop.status import status
 
     home = Path(tempfile.mkdtemp(prefix="flywheel-demo-")) if home is None else home
@@ -73,53 +70,8 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         settings: Settings = load_settings(**overrides)
         settings.ensure_home()
         console.print(f"simulator serving at {sim.base_url}", highlight=False)
-        start = set_prompt(settings, (world / "prompt.txt").read_text().strip(), message="the team's current prompt",
-                           by=DEMO_APPROVER)
-        console.print(f"prompt set: {start['name']} v{start['version']} is production", highlight=False)
-        from flywheel.knowledge.index import open_index
-        from flywheel.state import open_state
-
-        with open_state(settings) as state:
-            kb = open_index(settings, state).sync(world / "knowledge")
-        console.print(f"kb sync: index version {kb.version} active ({kb.added} chunks embedded locally; "
-                      f"{summary['knowledge_updates']} documents are outdated)", highlight=False)
-        for doc in (world / "knowledge_updates").iterdir():  # the docs team fixes the source of truth
-            shutil.copy(doc, world / "knowledge" / doc.name)
-        console.print(f"the knowledge source was corrected ({summary['knowledge_updates']} documents); the active "
-                      "index still serves the old text until a refresh is approved", highlight=False)
-        with open_store(settings.resolved_store_url) as store:
-            report = ingest_files([str(world / "feedback.jsonl")], store, settings.quarantine_dir, settings.ingest)
-        console.print(
-            f"ingest: {report.accepted} accepted, {report.duplicates} duplicates, {report.rejected} rejected "
-            f"(kept in {', '.join(report.quarantine) or '-'}), PII scrubbed in {report.scrubbed}",
-            highlight=False,
-        )
-        for e in report.errors:
-            console.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
-        cycles, promoted = [], []
-        canary: Candidate | None = None
-        for turn in (1, 2):
-            console.rule(f"improvement cycle {turn} (Prefect flow improvement-cycle)")
-            cycle = run_flow(auto_approve=False, overrides=overrides)
-            cycles.append(cycle)
-            print_clusters([FailureCluster.model_validate({**c, "event_ids": []}) for c in cycle.clusters], limit=12,
-                           console=console)
-            for kind, section in cycle.sections.items():  # e.g. the fine-tuning dataset and jobs
-                for line in improver(kind).report_lines(section):
-                    console.print(line, highlight=False)
-            for note in cycle.improver_notes:
-                console.print(f"  {note}", highlight=False)
-            for c in cycle.candidates:
-                console.print(f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
-                              f"delta {ci_text(c)} -> {c.decision}", highlight=False)
-            for cand in pending(settings):
-                if turn == 2 and canary is None:  # the last cycle's best goes to a canary, judged on live traffic
-                    canary = cand
-                    continue
-                console.print(f"approving {cand.candidate_id} ({cand.kind}) as {DEMO_APPROVER!r} "
-                              f"(what `flywheel approve {cand.candidate_id}` does)", highlight=False)
-                approve(settings, cand.candidate_id, by=DEMO_APPROVER, note="approved in the demo")
-                promoted.append(cand)
+        report = _bring_in_the_team(settings, world, summary, console)
+        cycles, promoted, canary = _cycles(settings, overrides, console)
         live: dict[str, Any] | None = None
         if canary is not None:
             live = run_live_act(load_settings(**overrides, **LIVE_OVERRIDES), canary,
@@ -127,22 +79,12 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
             if live["canary"]["action"] == "promoted":
                 promoted.append(canary)
         before = cycles[0].champion_score
+        if before is None:
+            raise FlywheelError("the first cycle scored no golden item for the champion (the endpoint failed)")
         rt = runtime_for(settings)
         final = status(settings, rt.state, rt.feedback)
-        champion_now = Variant(label="champion", prompt_template=require_production_prompt(settings).template,
-                               prompt_version=final["champions"]["prompt"], model=final["champions"]["model"],
-                               index_version=final["champions"]["index"], pipeline="builtin")
-        (measured,) = evaluate_step(settings, [champion_now])
-        after = measured.mean
-    console.rule("result")
-    console.print(f"champion golden score: before {before:.3f} -> after {after:.3f} "
-                  f"(production prompt v{final['champions']['prompt']}, index v{final['champions']['index']}, "
-                  f"model {final['champions']['model']})", highlight=False)
-    console.print(f"state kept in {home}", highlight=False)
-    console.print(f"MLflow UI:  {mlflow_ui_command(settings.resolved_tracking_uri)}", highlight=False,
-                  markup=False, soft_wrap=True)
-    console.print("Prefect UI: prefect server start, then run `flywheel cycle` with PREFECT_API_URL set",
-                  highlight=False)
+        after = _champion_score_now(settings, final["champions"])
+    _print_result(console, settings, home, before, after, final["champions"])
     return {
         "home": str(home),
         "before": before,
@@ -159,6 +101,106 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         "loop_velocity_hours": final["loop_velocity_hours"],
         "live": live,
     }
+
+
+def _bring_in_the_team(settings: Settings, world: Path, summary: dict[str, Any], console: Console) -> IngestReport:
+    """What a team starts from: its prompt (``prompt set``), its knowledge (``kb sync``, then the
+    source corrected behind the index's back), its feedback (``ingest``); the ingest's report."""
+    from flywheel.knowledge.index import open_index
+    from flywheel.loop.promotion import set_prompt
+    from flywheel.state import open_state
+
+    start = set_prompt(settings, (world / "prompt.txt").read_text().strip(), message="the team's current prompt",
+                       by=DEMO_APPROVER)
+    console.print(f"prompt set: {start['name']} v{start['version']} is production", highlight=False)
+    with open_state(settings) as state:
+        kb = open_index(settings, state).sync(world / "knowledge")
+    console.print(f"kb sync: index version {kb.version} active ({kb.added} chunks embedded locally; "
+                  f"{summary['knowledge_updates']} documents are outdated)", highlight=False)
+    for doc in (world / "knowledge_updates").iterdir():  # the docs team fixes the source of truth
+        shutil.copy(doc, world / "knowledge" / doc.name)
+    console.print(f"the knowledge source was corrected ({summary['knowledge_updates']} documents); the active "
+                  "index still serves the old text until a refresh is approved", highlight=False)
+    with open_store(settings.resolved_store_url) as store:
+        report = ingest_files([str(world / "feedback.jsonl")], store, settings.quarantine_dir, settings.ingest)
+    console.print(
+        f"ingest: {report.accepted} accepted, {report.duplicates} duplicates, {report.rejected} rejected "
+        f"(kept in {', '.join(report.quarantine) or '-'}), PII scrubbed in {report.scrubbed}",
+        highlight=False,
+    )
+    for e in report.errors:
+        console.print(f"  {e.file}:{e.line}: {e.error}", highlight=False)
+    return report
+
+
+def _cycles(settings: Settings, overrides: dict[str, Any],
+            console: Console) -> tuple[list[CycleReport], list[Candidate], Candidate | None]:
+    """Two improvement cycles, each followed by a person's approvals; the second cycle's best is kept
+    back for a canary. The cycles, the approved candidates, the canary's candidate."""
+    from flywheel.flows.cycle import run_flow
+    from flywheel.loop.promotion import approve, pending
+
+    cycles, promoted = [], []
+    canary: Candidate | None = None
+    for turn in (1, 2):
+        console.rule(f"improvement cycle {turn} (Prefect flow improvement-cycle)")
+        cycle = run_flow(auto_approve=False, overrides=overrides)
+        cycles.append(cycle)
+        _print_cycle(cycle, console)
+        for cand in pending(settings):
+            if turn == 2 and canary is None:  # the last cycle's best goes to a canary, judged on live traffic
+                canary = cand
+                continue
+            console.print(f"approving {cand.candidate_id} ({cand.kind}) as {DEMO_APPROVER!r} "
+                          f"(what `flywheel approve {cand.candidate_id}` does)", highlight=False)
+            approve(settings, cand.candidate_id, by=DEMO_APPROVER, note="approved in the demo")
+            promoted.append(cand)
+    return cycles, promoted, canary
+
+
+def _print_cycle(cycle: CycleReport, console: Console) -> None:
+    from flywheel.app.display import print_clusters
+    from flywheel.evals.report import ci_text
+    from flywheel.improvers.registry import improver
+
+    print_clusters([FailureCluster.model_validate({**c, "event_ids": []}) for c in cycle.clusters], limit=12,
+                   console=console)
+    for kind, section in cycle.sections.items():  # e.g. the fine-tuning dataset and jobs
+        for line in improver(kind).report_lines(section):
+            console.print(line, highlight=False)
+    for note in cycle.improver_notes:
+        console.print(f"  {note}", highlight=False)
+    for c in cycle.candidates:
+        console.print(f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
+                      f"delta {ci_text(c)} -> {c.decision}", highlight=False)
+
+
+def _champion_score_now(settings: Settings, champions: dict[str, Any]) -> float:
+    """The golden score of what production serves now (prompt, model and index together)."""
+    from flywheel.evals.pipeline import Variant
+    from flywheel.loop.evaluate import evaluate_step
+    from flywheel.registry import require_production_prompt
+
+    champion_now = Variant(label="champion", prompt_template=require_production_prompt(settings).template,
+                           prompt_version=champions["prompt"], model=champions["model"],
+                           index_version=champions["index"], pipeline="builtin")
+    (measured,) = evaluate_step(settings, [champion_now])
+    if measured.mean is None:
+        raise FlywheelError("the champion's evaluation scored no golden item (the endpoint failed)")
+    return measured.mean
+
+
+def _print_result(console: Console, settings: Settings, home: Path, before: float, after: float,
+                  champions: dict[str, Any]) -> None:
+    console.rule("result")
+    console.print(f"champion golden score: before {before:.3f} -> after {after:.3f} "
+                  f"(production prompt v{champions['prompt']}, index v{champions['index']}, "
+                  f"model {champions['model']})", highlight=False)
+    console.print(f"state kept in {home}", highlight=False)
+    console.print(f"MLflow UI:  {mlflow_ui_command(settings.resolved_tracking_uri)}", highlight=False,
+                  markup=False, soft_wrap=True)
+    console.print("Prefect UI: prefect server start, then run `flywheel cycle` with PREFECT_API_URL set",
+                  highlight=False)
 
 
 def _routes(clusters: list[dict[str, Any]]) -> dict[str, int]:

@@ -17,7 +17,8 @@ of each variant comes from its golden score by the simulator's explicit mapping
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -27,6 +28,10 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.sim.quality import BEST_RATE, WORST_RATE, QualityMap, Variant, VariantQuality, rate_for_golden
 from flywheel.sim.traffic import TrafficGenerator, TrafficOptions, TrafficReport
+from flywheel.runtime import runtime_for
+
+if TYPE_CHECKING:
+    from flywheel.champions import Canary
 
 CANARY_PERCENT = 20.0
 USERS = 2000
@@ -60,11 +65,12 @@ def _traffic_line(console: Console, what: str, report: TrafficReport) -> None:
 
 
 def _watch_line(console: Console, row: Any, alpha: float) -> dict[str, Any]:
+    c = row.comparison
     console.print(
-        f"  flywheel watch: {row.kind} {row.version} vs {row.against}: {row.events} vs {row.baseline_events} events "
-        f"({row.capped_events:g} vs {row.capped_baseline_events:g} after the per-user cap), negative rate "
-        f"{_pct(row.negative_rate)} vs {_pct(row.baseline_rate)}, difference {_points(row.difference)} points, "
-        f"{1 - alpha:.0%} CI [{_points(row.ci_low)}, {_points(row.ci_high)}] ({row.method}) -> {row.verdict}, "
+        f"  flywheel watch: {row.kind} {row.version} vs {row.against}: {c.events} vs {c.baseline_events} events "
+        f"({c.capped_events:g} vs {c.capped_baseline_events:g} after the per-user cap), negative rate "
+        f"{_pct(c.negative_rate)} vs {_pct(c.baseline_rate)}, difference {_points(c.difference)} points, "
+        f"{1 - alpha:.0%} CI [{_points(c.ci_low)}, {_points(c.ci_high)}] ({c.method}) -> {c.verdict}, "
         f"action: {row.action}", highlight=False)
     console.print(f"    why: {row.why}", highlight=False)
     return row.model_dump(mode="json")
@@ -73,20 +79,61 @@ def _watch_line(console: Console, row: Any, alpha: float) -> dict[str, Any]:
 def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console: Console) -> dict[str, Any]:
     """Canary ``canary`` (pending) at 20%, traffic, watch; then ``bad_prompt`` by hand, traffic, watch."""
     from flywheel.app.serve.background import BackgroundServer
-    from flywheel.evals.pipeline import Variant as EvalVariant
-    from flywheel.arms import arm_for, assignment
     from flywheel.keys import open_keys
-    from flywheel.state import open_state
-    from flywheel.loop.canary import approve_canary
-    from flywheel.loop.evaluate import evaluate_step
-    from flywheel.loop.promotion import set_prompt
-    from flywheel.loop.watch import run_watch
-    from flywheel.runtime import runtime_for
-
-    rt = runtime_for(settings)
 
     started = time.monotonic()
     console.rule("live traffic: flywheel serve, simulated users, flywheel watch")
+    arms, quality = _start_canary(settings, canary, console)
+    keys = open_keys(settings.home)
+    tag = str(int(time.time()))
+    read, ingest = keys.create(f"demo-product-{tag}", "read"), keys.create(f"demo-events-{tag}", "ingest")
+    with BackgroundServer(settings) as server, FlywheelClient(server.url, read) as client, TrafficGenerator(
+            server.url, read_key=read, ingest_key=ingest, quality=quality,
+            options=TrafficOptions(users=USERS, requests=CANARY_REQUESTS, seed=1)) as gen:
+        console.print(f"flywheel serve at {server.url} (keys: read for /v1/champion, ingest for /v1/feedback); "
+                      f"{USERS} simulated users, a few far more active than most", highlight=False)
+        scene = _Scene(settings=settings, console=console, client=client, gen=gen, quality=quality, arms=arms)
+        canary_doc = _canary_scene(scene, canary)
+        bad_doc = _bad_promotion_scene(scene, bad_prompt)
+    seconds = round(time.monotonic() - started, 1)
+    console.print(f"live act: {seconds} s", highlight=False)
+    return {
+        "url": server.url,
+        "seconds": seconds,
+        "quality": [v.model_dump() for v in quality.variants],
+        "canary": canary_doc,
+        "bad_promotion": bad_doc,
+    }
+
+
+@dataclass
+class _Arms:
+    """What each arm serves once the canary runs, and the canary as the service sees it."""
+
+    production: Variant
+    candidate: Variant
+    running: Canary
+
+
+@dataclass
+class _Scene:
+    """What both scenes play on: the service's client, the users, the true quality, the arms."""
+
+    settings: Settings
+    console: Console
+    client: FlywheelClient
+    gen: TrafficGenerator
+    quality: QualityMap
+    arms: _Arms
+
+
+def _start_canary(settings: Settings, canary: Candidate, console: Console) -> tuple[_Arms, QualityMap]:
+    """Approve ``canary`` as a canary; what each arm serves, and each variant's true quality (from its
+    golden score), said on the console."""
+    from flywheel.arms import arm_for, assignment
+    from flywheel.loop.canary import approve_canary
+    from flywheel.state import open_state
+
     approve_canary(settings, canary.candidate_id, percent=CANARY_PERCENT, by="demo-approver",
                    note="approved as a canary in the demo")
     with open_state(settings) as state:
@@ -110,65 +157,71 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
                   "(1 - golden score)", highlight=False)
     for v in quality.variants:
         console.print(f"  {Variant(**v.model_dump()).label()}: {v.note} -> {_pct(v.negative_rate)}", highlight=False)
-    keys = open_keys(settings.home)
-    tag = str(int(time.time()))
-    read, ingest = keys.create(f"demo-product-{tag}", "read"), keys.create(f"demo-events-{tag}", "ingest")
-    with BackgroundServer(settings) as server, FlywheelClient(server.url, read) as client, TrafficGenerator(
-            server.url, read_key=read, ingest_key=ingest, quality=quality,
-            options=TrafficOptions(users=USERS, requests=CANARY_REQUESTS, seed=1)) as gen:
-        console.print(f"flywheel serve at {server.url} (keys: read for /v1/champion, ingest for /v1/feedback); "
-                      f"{USERS} simulated users, a few far more active than most", highlight=False)
-        console.print("scene 1: the canary", style="bold", highlight=False)
-        during = gen.run()
-        _traffic_line(console, f"canary at {CANARY_PERCENT:g}%", during)
-        canary_row = next(r for r in run_watch(settings, rt.state, rt.feedback).watches if r.scope == "canary")
-        canary_doc = _watch_line(console, canary_row, settings.watch.alpha)
-        if canary_row.action == "promoted":
-            _served(client, candidate)
-        after = gen.run(FOLLOW_REQUESTS, seed=2)
-        _traffic_line(console, "after the watch's decision", after)
-        before_rate = during.by_arm["production"].rate
-        after_rate = after.by_arm["production"].rate
-        console.print(f"  negative rate of production traffic: {_pct(before_rate)} -> {_pct(after_rate)}",
-                      style="bold", highlight=False)
+    return _Arms(production=production, candidate=candidate, running=running), quality
 
-        console.print("scene 2: a bad promotion by hand", style="bold", highlight=False)
-        moved = set_prompt(settings, bad_prompt, message="pasted the old prompt back (a hand edit)", by="a-teammate")
-        bad = Variant(prompt_version=moved["version"], index_version=candidate.index_version, model=candidate.model)
-        (measured,) = evaluate_step(settings, [EvalVariant(
-            label="hand edit", prompt_template=bad_prompt, prompt_version=bad.prompt_version, model=bad.model or "",
-            index_version=bad.index_version, pipeline="builtin")])
-        if measured.mean is None:
-            raise FlywheelError("the hand-edited prompt's evaluation scored no golden item (the endpoint failed)")
-        bad_rate = rate_for_golden(measured.mean)
-        quality.variants.append(VariantQuality(**bad.model_dump(), negative_rate=bad_rate,
-                                               note=f"hand edit: golden {measured.mean:.3f}"))
-        console.print(f"  a teammate pastes the team's old prompt back (`flywheel prompt set`): prompt v{bad.prompt_version} "
-                      f"is production, no cycle, no gate; its golden score would have been {measured.mean:.3f} -> "
-                      f"true negative rate {_pct(bad_rate)}", highlight=False)
-        _served(client, bad)
-        hand = gen.run(BAD_REQUESTS, seed=3)
-        _traffic_line(console, "after the hand edit", hand)
-        bad_row = next(r for r in run_watch(settings, rt.state, rt.feedback).watches if r.scope == "promotion" and r.version == bad.prompt_version)
-        bad_doc = _watch_line(console, bad_row, settings.watch.alpha)
-        if bad_row.action == "rolled_back":
-            _served(client, candidate)
-        back = gen.run(FOLLOW_REQUESTS // 2, seed=4)
-        _traffic_line(console, "after the rollback", back)
-    seconds = round(time.monotonic() - started, 1)
-    console.print(f"live act: {seconds} s", highlight=False)
-    return {
-        "url": server.url,
-        "seconds": seconds,
-        "quality": [v.model_dump() for v in quality.variants],
-        "canary": {"candidate_id": canary.candidate_id, "kind": str(canary.kind), "version": running.version,
-                   "percent": CANARY_PERCENT, "traffic": during.public(), "watch": canary_doc,
-                   "verdict": canary_doc["verdict"], "action": canary_doc["action"],
-                   "negative_rate_before": before_rate, "negative_rate_after": after_rate,
-                   "traffic_after": after.public()},
-        "bad_promotion": {"version": bad.prompt_version, "against": bad_row.against, "golden_score": measured.mean,
-                          "true_rate": bad_rate, "traffic": hand.public(), "watch": bad_doc,
-                          "verdict": bad_doc["verdict"], "action": bad_doc["action"],
-                          "negative_rate": hand.by_arm["production"].rate,
-                          "negative_rate_after_rollback": back.by_arm["production"].rate},
-    }
+
+def _canary_scene(scene: _Scene, canary: Candidate) -> dict[str, Any]:
+    """Scene 1: traffic on both arms, the watch's verdict on the canary, traffic after it; its document."""
+    from flywheel.loop.watch import run_watch
+
+    console, gen = scene.console, scene.gen
+    console.print("scene 1: the canary", style="bold", highlight=False)
+    during = gen.run()
+    _traffic_line(console, f"canary at {CANARY_PERCENT:g}%", during)
+    rt = runtime_for(scene.settings)
+    canary_row = next(r for r in run_watch(scene.settings, rt.state, rt.feedback).watches if r.scope == "canary")
+    canary_doc = _watch_line(console, canary_row, scene.settings.watch.alpha)
+    if canary_row.action == "promoted":
+        _served(scene.client, scene.arms.candidate)
+    after = gen.run(FOLLOW_REQUESTS, seed=2)
+    _traffic_line(console, "after the watch's decision", after)
+    before_rate = during.by_arm["production"].rate
+    after_rate = after.by_arm["production"].rate
+    console.print(f"  negative rate of production traffic: {_pct(before_rate)} -> {_pct(after_rate)}",
+                  style="bold", highlight=False)
+    return {"candidate_id": canary.candidate_id, "kind": str(canary.kind), "version": scene.arms.running.version,
+            "percent": CANARY_PERCENT, "traffic": during.public(), "watch": canary_doc,
+            "verdict": canary_doc["verdict"], "action": canary_doc["action"],
+            "negative_rate_before": before_rate, "negative_rate_after": after_rate,
+            "traffic_after": after.public()}
+
+
+def _bad_promotion_scene(scene: _Scene, bad_prompt: str) -> dict[str, Any]:
+    """Scene 2: ``bad_prompt`` promoted by hand, traffic, the watch's verdict on it (a rollback), traffic
+    after it; its document."""
+    from flywheel.evals.pipeline import Variant as EvalVariant
+    from flywheel.loop.evaluate import evaluate_step
+    from flywheel.loop.promotion import set_prompt
+    from flywheel.loop.watch import run_watch
+
+    settings, console, gen, candidate = scene.settings, scene.console, scene.gen, scene.arms.candidate
+    console.print("scene 2: a bad promotion by hand", style="bold", highlight=False)
+    moved = set_prompt(settings, bad_prompt, message="pasted the old prompt back (a hand edit)", by="a-teammate")
+    bad = Variant(prompt_version=moved["version"], index_version=candidate.index_version, model=candidate.model)
+    (measured,) = evaluate_step(settings, [EvalVariant(
+        label="hand edit", prompt_template=bad_prompt, prompt_version=bad.prompt_version, model=bad.model or "",
+        index_version=bad.index_version, pipeline="builtin")])
+    if measured.mean is None:
+        raise FlywheelError("the hand-edited prompt's evaluation scored no golden item (the endpoint failed)")
+    bad_rate = rate_for_golden(measured.mean)
+    scene.quality.variants.append(VariantQuality(**bad.model_dump(), negative_rate=bad_rate,
+                                                 note=f"hand edit: golden {measured.mean:.3f}"))
+    console.print(f"  a teammate pastes the team's old prompt back (`flywheel prompt set`): prompt v{bad.prompt_version} "
+                  f"is production, no cycle, no gate; its golden score would have been {measured.mean:.3f} -> "
+                  f"true negative rate {_pct(bad_rate)}", highlight=False)
+    _served(scene.client, bad)
+    hand = gen.run(BAD_REQUESTS, seed=3)
+    _traffic_line(console, "after the hand edit", hand)
+    rt = runtime_for(settings)
+    bad_row = next(r for r in run_watch(settings, rt.state, rt.feedback).watches
+                   if r.scope == "promotion" and r.version == bad.prompt_version)
+    bad_doc = _watch_line(console, bad_row, settings.watch.alpha)
+    if bad_row.action == "rolled_back":
+        _served(scene.client, candidate)
+    back = gen.run(FOLLOW_REQUESTS // 2, seed=4)
+    _traffic_line(console, "after the rollback", back)
+    return {"version": bad.prompt_version, "against": bad_row.against, "golden_score": measured.mean,
+            "true_rate": bad_rate, "traffic": hand.public(), "watch": bad_doc,
+            "verdict": bad_doc["verdict"], "action": bad_doc["action"],
+            "negative_rate": hand.by_arm["production"].rate,
+            "negative_rate_after_rollback": back.by_arm["production"].rate}

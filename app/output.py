@@ -39,6 +39,15 @@ def emit(document: Any) -> None:
     sys.stdout.flush()
 
 
+def answer(as_json: bool, document: Any, show: Callable[[], object]) -> None:
+    """A command's answer: with ``--json`` its one document on stdout, else ``show()`` prints it for
+    people (on stderr, or stdout for what a script reads, as each command says)."""
+    if as_json:
+        emit(document)
+    else:
+        show()
+
+
 def handles_errors(fn: F) -> F:
     """Map Flywheel errors to SPEC exit codes, with the message on stderr (and as JSON with --json)."""
 

@@ -6,8 +6,6 @@ names ``[prompt_variables]`` must show it, not swallow it as a style tag."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -16,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flywheel.app.output import human_console
-from flywheel.app.starter import write_starter
+from flywheel.app.output import answer, emit, human_console
+from flywheel.app.starter import InitResult, write_starter
 from flywheel.errors import UsageError
 
 if TYPE_CHECKING:  # the checks import the openai SDK: loaded when `validate` runs, not with the CLI
@@ -39,9 +37,10 @@ def init(
         result = write_starter(directory, force=force)
     except UsageError as exc:
         _fail(str(exc), exc.exit_code, as_json)
-    if as_json:
-        _emit(result.model_dump())
-        return
+    answer(as_json, result.model_dump(), lambda: _print_init(result))
+
+
+def _print_init(result: InitResult) -> None:
     out = human_console()
     out.print(f"wrote {len(result.written) + len(result.overwritten)} files into {result.directory}:", markup=False)
     for name in result.written:
@@ -66,10 +65,7 @@ def validate(
     from flywheel.loop.checks import ValidationReport, validate as run_checks
 
     report = ValidationReport.of(run_checks(prompt, network=not offline))
-    if as_json:
-        _emit(report.model_dump(mode="json"))
-    else:
-        print_problems(report.problems)
+    answer(as_json, report.model_dump(mode="json"), lambda: print_problems(report.problems))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -119,13 +115,8 @@ def print_problems(problems: list[Problem], console: Console | None = None) -> N
     out.print(f"{plural(errors, 'error')}, {plural(len(problems) - errors, 'warning')}", markup=False)
 
 
-def _emit(document: object) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
 def _fail(message: str, exit_code: int, as_json: bool) -> NoReturn:
     if as_json:
-        _emit({"error": message, "exit_code": exit_code})
+        emit({"error": message, "exit_code": exit_code})
     Console(stderr=True).print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
     raise typer.Exit(exit_code)

@@ -91,8 +91,9 @@ def one_run(settings: Settings, server_url: str, read: str, ingest: str, seed: i
                 time.sleep(0.02)
         stopped = round(time.perf_counter() - t, 2) if got.arm == "production" and got.prompt.version == cand.parent else None
     return {"seed": seed, "rolled_back": caught, "requests": requests,
-            "canary_events": row.events if row else 0, "canary_rate": row.negative_rate if row else None,
-            "production_rate": row.baseline_rate if row else None, "canary_served_after_s": stopped,
+            "canary_events": row.comparison.events if row else 0,
+            "canary_rate": row.comparison.negative_rate if row else None,
+            "production_rate": row.comparison.baseline_rate if row else None, "canary_served_after_s": stopped,
             "requests_per_s": round(requests / traffic_s, 1), "canary_true_rate": canary_rate}
 
 

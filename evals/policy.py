@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from flywheel.evals.stats import Comparison
+from flywheel.evals.stats import GoldenComparison
 from flywheel.config import PolicySettings
 
 
@@ -25,11 +25,11 @@ class PolicyVerdict(BaseModel):
 class WithoutJudge(BaseModel):
     """The comparison on the items the judge does not score, and why the judge is not trusted."""
 
-    comparison: Comparison | None  # None: every comparable item is judge-scored
+    comparison: GoldenComparison | None  # None: every comparable item is judge-scored
     why: str
 
 
-def comparison_rules(comparison: Comparison, policy: PolicySettings) -> list[str]:
+def comparison_rules(comparison: GoldenComparison, policy: PolicySettings) -> list[str]:
     """Every comparison rule the candidate breaks (size, delta, CI, category and segment bounds)."""
     broken: list[str] = []
     if comparison.n < policy.min_golden_size:
@@ -47,7 +47,7 @@ def comparison_rules(comparison: Comparison, policy: PolicySettings) -> list[str
     return broken
 
 
-def judge_candidate(comparison: Comparison | None, errors: int, total: int, policy: PolicySettings, *,
+def judge_candidate(comparison: GoldenComparison | None, errors: int, total: int, policy: PolicySettings, *,
                     without_judge: WithoutJudge | None = None) -> PolicyVerdict:
     """Apply every rule; a candidate passes only when none is broken (on the items without the
     judge too, when ``without_judge`` is given)."""

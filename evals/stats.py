@@ -14,7 +14,11 @@ import numpy as np
 from pydantic import BaseModel
 
 
-class Comparison(BaseModel):
+class GoldenComparison(BaseModel):
+    """A candidate's scores against the champion's on the same golden items: means, the paired
+    delta and its interval, per category and segment. Not the watch's :class:`loop.watch_stats.Comparison`
+    (negative rates of live events, capped per user, with a verdict): the two share only a CI's bounds."""
+
     n: int
     golden_score: float
     champion_score: float
@@ -58,7 +62,7 @@ def category_means(scores: dict[str, float], categories: dict[str, str]) -> dict
 def compare(
     candidate: dict[str, float], champion: dict[str, float], categories: dict[str, str], *, resamples: int = 5000,
     segments: dict[str, str] | None = None, only: set[str] | None = None,
-) -> Comparison:
+) -> GoldenComparison:
     """Compare on the items both variants scored (ids -> score); ``only`` limits it to those ids.
     ``segments`` (id -> segment) adds per-segment scores for the items that have one."""
     ids = sorted(set(candidate) & set(champion) & (only if only is not None else set(candidate)))
@@ -71,7 +75,7 @@ def compare(
     in_segment = [i for i in ids if i in segs]
     cand_seg = category_means({i: candidate[i] for i in in_segment}, segs)
     champ_seg = category_means({i: champion[i] for i in in_segment}, segs)
-    return Comparison(
+    return GoldenComparison(
         n=len(ids),
         golden_score=round(float(np.mean([candidate[i] for i in ids])), 4),
         champion_score=round(float(np.mean([champion[i] for i in ids])), 4),

@@ -39,8 +39,8 @@ def watch(params: WatchParameters = WatchParameters()) -> dict[str, Any]:  # noq
     outcome = watch_task(settings, params.dry_run)
     logger = get_run_logger()
     for row in outcome.report.watches:
-        logger.info("%s %s v%s vs %s: %s, %s (%s)", row.scope, row.kind, row.version, row.against, row.verdict,
-                    row.action, row.why)
+        logger.info("%s %s v%s vs %s: %s, %s (%s)", row.scope, row.kind, row.version, row.against,
+                    row.comparison.verdict, row.action, row.why)
     acted = [r for r in outcome.report.watches if r.action != "none"]
     create_markdown_artifact(key=ARTIFACT_KEY, markdown=watch_markdown(outcome.report, outcome.png, outcome.drift.why),
                              description=f"{len(outcome.report.watches)} comparisons, {len(acted)} actions")

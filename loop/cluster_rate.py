@@ -6,9 +6,11 @@ second must not import the first (the layers stay acyclic: import-linter checks 
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any
 
-from flywheel.loop.watch_stats import Verdict
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+
+from flywheel.loop.watch_stats import Comparison
 
 
 class ClusterRate(BaseModel):
@@ -19,11 +21,12 @@ class ClusterRate(BaseModel):
     kind: str
     version: str
     queries: int
-    events_before: int
-    negative_rate_before: float | None
-    events_after: int
-    negative_rate_after: float | None
-    difference: float | None
-    ci_low: float | None
-    ci_high: float | None
-    verdict: Verdict
+    comparison: Comparison = Field(exclude=True)
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The JSON names the watch document has always had (before/after, not side/baseline)."""
+        c = self.comparison
+        return {**handler(self), "events_before": c.baseline_events, "negative_rate_before": c.baseline_rate,
+                "events_after": c.events, "negative_rate_after": c.negative_rate, "difference": c.difference,
+                "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict}

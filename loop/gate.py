@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flywheel.evals.calibration import JudgeCalibration
@@ -112,35 +113,47 @@ def _without_judge(res: EvalResult, champion: EvalResult, judged: set[str], why:
     return WithoutJudge(comparison=comparison, why=why)
 
 
+@dataclass
+class _Judging:
+    """What every candidate of this cycle is judged on besides its scores: the golden set's segments,
+    the judge-scored items, and why the judge may not pass a candidate alone (None: it may)."""
+
+    segments: dict[str, str]
+    judged: set[str]
+    distrust: str | None
+
+
+@dataclass
+class _Runs:
+    """Where this cycle's evaluations are logged: the MLflow client, the experiment, the cycle's run,
+    and what every variant's run shares (the golden set, how many answers become traces)."""
+
+    client: Any
+    exp_id: str
+    parent: str
+    golden: GoldenSet
+    answers: dict[str, Any]
+
+
 def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalResult],
               auto_approve: bool, calibration: JudgeCalibration | None = None) -> CycleReport:
     """Log every evaluation to MLflow, then decide; promotion (auto-approve) only after logging.
     An evaluation outage is logged too (decision ``error``, no score) and then ends the cycle.
     ``calibration`` is this cycle's judge calibration: logged on the cycle's run, and unless it
     vouches for the judge, judge-scored items alone cannot pass a candidate."""
-    from flywheel.evals.stats import category_means, compare
-    from flywheel.evals.tracking import PARENT, cycle_run, experiment_id, log_judge_calibration, log_variant, run_label
+    from flywheel.evals.tracking import log_judge_calibration
+    from flywheel.loop.autonomy import release, run_mode
     from flywheel.loop.promotion import supersede_pending
 
     policy = ctx.settings.policy
     outage = evaluation_outage(champion, results, policy.max_error_rate)
     golden = ctx.golden_for(champion.golden_version,
                           *(r.golden_version for r in results.values()))
-    client = ctx.mlflow
-    exp_id = experiment_id(client, ctx.settings.experiment)
-    parent = cycle_run(client, exp_id, ctx.cycle_id)
+    runs = _open_runs(ctx, golden)
     if calibration is not None:
-        log_judge_calibration(client, parent, calibration)
-    segments = golden.segments()
-    judged, distrust = distrusted_judge(golden, ctx.settings.eval.default_scorer, calibration)
-    judge_model, trace_items = ctx.settings.judge_model, ctx.settings.eval.trace_items
-    champion_run = log_variant(
-        client, exp_id, parent, cycle_id=ctx.cycle_id, kind="champion", candidate_id=f"champion-{ctx.cycle_id}",
-        result=champion, golden=golden, decision="error" if outage else "champion", metrics={},
-        params={"prompt_name": ctx.settings.prompt_name}, tags={"flywheel.prompt_version": ctx.champion_version},
-        artifacts={"prompt.txt": ctx.champion_template}, scored=outage is None, prompt_name=ctx.settings.prompt_name,
-        run_name=run_label("champion", "", ctx.champion_version), judge_model=judge_model, trace_items=trace_items,
-    )
+        log_judge_calibration(runs.client, runs.parent, calibration)
+    judging = _Judging(golden.segments(), *distrusted_judge(golden, ctx.settings.eval.default_scorer, calibration))
+    champion_run = _log_champion(ctx, runs, champion, outage)
     against = ctx.champions
     with ctx.state() as state:
         evaluated: list[Candidate] = []
@@ -150,39 +163,13 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
             if cand.decision is None and outage is not None:
                 cand.decision, cand.reason = Decision.error, outage
             elif cand.decision is None:
-                comparison = None
-                if res.scores:
-                    comparison = compare(res.scores, champion.scores, champion.categories,
-                                         resamples=ctx.settings.eval.bootstrap_resamples, segments=segments)
-                    cand.golden_score, cand.champion_score = comparison.golden_score, comparison.champion_score
-                    cand.delta, cand.ci_low, cand.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
-                    cand.per_category, cand.category_deltas = comparison.per_category, comparison.category_deltas
-                    cand.per_segment, cand.segment_deltas = comparison.per_segment, comparison.segment_deltas
-                without = (_without_judge(res, champion, judged, distrust, segments,
-                                          ctx.settings.eval.bootstrap_resamples)
-                           if distrust and comparison is not None else None)
-                _decide(cand, res, comparison, policy, without)
+                _judge(ctx, cand, res, champion, judging)
             cand.evaluated_against = cand.evaluated_against or against
             evaluated.append(cand)
         winners = _supersede_losers(evaluated, policy.category_gain)
         for cand in evaluated:
-            res, kind = results[cand.candidate_id], improver(cand.kind)
             if cand.mlflow_run_id is None:
-                cand.mlflow_run_id = log_variant(
-                    client, exp_id, parent, cycle_id=ctx.cycle_id, kind=cand.kind, candidate_id=cand.candidate_id,
-                    result=res, golden=golden, decision=cand.decision,
-                    metrics={**{k: v for k, v in {"delta": cand.delta, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
-                                                  "champion_score": cand.champion_score}.items() if v is not None},
-                             **kind.mlflow_metrics(cand)},
-                    params={"parent_version": cand.parent, "cluster_ids": ",".join(cand.cluster_ids),
-                            "prompt_name": ctx.settings.prompt_name, **kind.mlflow_params(cand)},
-                    tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or "",
-                          **({PARENT: cand.parent} if cand.parent else {})},
-                    artifacts=kind.artifacts(cand), scored=cand.decision is not Decision.error,
-                    prompt_name=ctx.settings.prompt_name,
-                    run_name=run_label(cand.kind, cand.candidate_id, cand.version),
-                    judge_model=judge_model, trace_items=trace_items if cand.decision in SHOWN_ANSWERS else 0,
-                )
+                cand.mlflow_run_id = _log_candidate(ctx, runs, cand, results[cand.candidate_id])
             state.save_candidate(cand)
             outcome = Outcome.of(cand.decision)
             for cid in cand.cluster_ids:
@@ -191,21 +178,92 @@ def gate_step(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalRe
             raise EndpointFailed(outage)
         checkpoint("gate-logged")
         mark_carried(state, ctx.cycle_id)
-        from flywheel.loop.autonomy import release, run_mode
-
         for winner in winners:  # wait, promote, or start as a canary (policy.auto_approve)
             supersede_pending(ctx.settings, state, winner)
             release(ctx.settings, state, winner, run_mode(auto_approve, policy.mode))
         evaluated = [state.candidate(c.candidate_id) or c for c in evaluated]
-    return CycleReport(cycle_id=ctx.cycle_id, golden_version=golden.version, champion_score=champion.mean,
+    return _report(ctx, champion, results, evaluated, runs, champion_run, calibration, judging)
+
+
+def _open_runs(ctx: CycleContext, golden: GoldenSet) -> _Runs:
+    from flywheel.evals.tracking import cycle_run, experiment_id
+
+    client = ctx.mlflow
+    exp_id = experiment_id(client, ctx.settings.experiment)
+    return _Runs(client=client, exp_id=exp_id, parent=cycle_run(client, exp_id, ctx.cycle_id), golden=golden,
+                 answers={"judge_model": ctx.settings.judge_model, "trace_items": ctx.settings.eval.trace_items})
+
+
+def _log_champion(ctx: CycleContext, runs: _Runs, champion: EvalResult, outage: str | None) -> str:
+    """The champion's run (decision ``error`` and unscored in an outage); its id."""
+    from flywheel.evals.tracking import log_variant, run_label
+
+    return log_variant(
+        runs.client, runs.exp_id, runs.parent, cycle_id=ctx.cycle_id, kind="champion",
+        candidate_id=f"champion-{ctx.cycle_id}", result=champion, golden=runs.golden,
+        decision="error" if outage else "champion", metrics={},
+        params={"prompt_name": ctx.settings.prompt_name}, tags={"flywheel.prompt_version": ctx.champion_version},
+        artifacts={"prompt.txt": ctx.champion_template}, scored=outage is None, prompt_name=ctx.settings.prompt_name,
+        run_name=run_label("champion", "", ctx.champion_version), **runs.answers,
+    )
+
+
+def _judge(ctx: CycleContext, cand: Candidate, res: EvalResult, champion: EvalResult, judging: _Judging) -> None:
+    """Compare a candidate with the champion on the golden items, keep the figures on it, decide."""
+    from flywheel.evals.stats import compare
+
+    resamples = ctx.settings.eval.bootstrap_resamples
+    comparison = None
+    if res.scores:
+        comparison = compare(res.scores, champion.scores, champion.categories, resamples=resamples,
+                             segments=judging.segments)
+        cand.golden_score, cand.champion_score = comparison.golden_score, comparison.champion_score
+        cand.delta, cand.ci_low, cand.ci_high = comparison.delta, comparison.ci_low, comparison.ci_high
+        cand.per_category, cand.category_deltas = comparison.per_category, comparison.category_deltas
+        cand.per_segment, cand.segment_deltas = comparison.per_segment, comparison.segment_deltas
+    without = (_without_judge(res, champion, judging.judged, judging.distrust, judging.segments, resamples)
+               if judging.distrust and comparison is not None else None)
+    _decide(cand, res, comparison, ctx.settings.policy, without)
+
+
+def _log_candidate(ctx: CycleContext, runs: _Runs, cand: Candidate, res: EvalResult) -> str:
+    """A candidate's run with its figures, its kind's params and artifacts, and its answers as traces
+    when someone may read them (:data:`SHOWN_ANSWERS`); its id."""
+    from flywheel.evals.tracking import PARENT, log_variant, run_label
+
+    kind = improver(cand.kind)
+    figures = {"delta": cand.delta, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
+               "champion_score": cand.champion_score}
+    return log_variant(
+        runs.client, runs.exp_id, runs.parent, cycle_id=ctx.cycle_id, kind=cand.kind, candidate_id=cand.candidate_id,
+        result=res, golden=runs.golden, decision=cand.decision,
+        metrics={**{k: v for k, v in figures.items() if v is not None}, **kind.mlflow_metrics(cand)},
+        params={"parent_version": cand.parent, "cluster_ids": ",".join(cand.cluster_ids),
+                "prompt_name": ctx.settings.prompt_name, **kind.mlflow_params(cand)},
+        tags={"flywheel.reason": cand.reason, f"flywheel.{cand.kind}_version": cand.version or "",
+              **({PARENT: cand.parent} if cand.parent else {})},
+        artifacts=kind.artifacts(cand), scored=cand.decision is not Decision.error,
+        prompt_name=ctx.settings.prompt_name,
+        run_name=run_label(cand.kind, cand.candidate_id, cand.version),
+        **{**runs.answers, "trace_items": runs.answers["trace_items"] if cand.decision in SHOWN_ANSWERS else 0},
+    )
+
+
+def _report(ctx: CycleContext, champion: EvalResult, results: dict[str, EvalResult], evaluated: list[Candidate],
+            runs: _Runs, champion_run: str, calibration: JudgeCalibration | None, judging: _Judging) -> CycleReport:
+    from flywheel.evals.stats import category_means
+
+    segments = judging.segments
+    return CycleReport(cycle_id=ctx.cycle_id, golden_version=runs.golden.version, champion_score=champion.mean,
                        candidates=evaluated, resumed=ctx.resumed, champion_run_id=champion_run,
-                       cycle_run_id=parent,
+                       cycle_run_id=runs.parent,
                        champion_per_category=category_means(champion.scores, champion.categories),
                        category_n=dict(Counter(champion.categories[i] for i in champion.scores)),
                        champion_per_segment=category_means({i: v for i, v in champion.scores.items() if i in segments},
                                                            segments),
                        judge=calibration,
-                       notes=judge_notes(judged, distrust, calibration) + setup_notes(ctx, champion, results))
+                       notes=judge_notes(judging.judged, judging.distrust, calibration)
+                       + setup_notes(ctx, champion, results))
 
 
 def judge_notes(judged: set[str], distrust: str | None, calibration: JudgeCalibration | None) -> list[str]:

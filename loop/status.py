@@ -56,9 +56,10 @@ def status(settings: Settings, state: StateStore, store: FeedbackStore) -> dict[
 def _canary_status(settings: Settings, store: FeedbackStore, canary: Canary) -> dict[str, Any]:
     """The running canary, its share of users and how it fares so far: what the next watch compares."""
     row = canary_now(settings, store, canary)
-    figures = row.model_dump(mode="json", include={
-        "events", "negative_rate", "baseline_events", "baseline_rate", "difference", "ci_low", "ci_high",
-        "verdict", "why"})
+    c = row.comparison
+    figures = {"events": c.events, "negative_rate": c.negative_rate, "baseline_events": c.baseline_events,
+               "baseline_rate": c.baseline_rate, "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+               "verdict": str(c.verdict), "why": row.why}
     return canary.model_dump(mode="json") | {"watch": figures | {"min_events": settings.watch.min_events}}
 
 

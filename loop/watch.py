@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from flywheel.candidates import ChampionKind
 from flywheel.champions import Canary, Move, MoveAction, champion, event_value, running_canary
@@ -41,30 +41,39 @@ from flywheel.loop.watch_stats import Comparison, Verdict, compare
 DAY = 86400.0
 
 
+SPEC_FIELDS = ("kind", "version", "against", "events", "negative_rate", "baseline_rate", "difference", "ci_low",
+               "ci_high", "verdict", "action")
+
+
 class WatchRow(BaseModel):
-    """One comparison (SPEC's fields first) and what the watch did about it."""
+    """One comparison and what the watch did about it. Its document is flat, SPEC's fields first,
+    the comparison's figures among the row's own (as the journal keeps it and reads it back)."""
 
     kind: str
     version: str
     against: str | None
-    events: int
-    negative_rate: float | None
-    baseline_rate: float | None
-    difference: float | None
-    ci_low: float | None
-    ci_high: float | None
-    verdict: Verdict
     action: WatchAction = WatchAction.none
     scope: Literal["canary", "promotion"]
-    baseline_events: int
-    users: int
-    baseline_users: int
-    capped_events: float = Field(description="Events after the per-user cap (what min_events counts).")
-    capped_baseline_events: float
+    comparison: Comparison
     since: datetime
     candidate_id: str | None = None
-    method: str
-    why: str = Field(description="One line: why this action (or none).")
+    why: str = Field("", description="One line: why this action (or none).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest(cls, data: Any) -> Any:
+        """A journalled row's flat figures hold its comparison; an intent is journalled only for an
+        action, and nothing acts before ``min_events`` on each side: ``enough``."""
+        if isinstance(data, dict) and "comparison" not in data:
+            data = {**data, "comparison": {"enough": True, **data}}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        flat: dict[str, Any] = {}
+        for key, value in handler(self).items():  # the comparison's figures in its place
+            flat.update({k: v for k, v in value.items() if k != "enough"} if key == "comparison" else {key: value})
+        return {**{k: flat[k] for k in SPEC_FIELDS}, **flat}
 
 
 class WatchReport(BaseModel):
@@ -86,13 +95,8 @@ class WatchReport(BaseModel):
 
 def _row(scope: Literal["canary", "promotion"], kind: ChampionKind, version: str, against: str | None,
          comp: Comparison, since: float, candidate_id: str | None) -> WatchRow:
-    return WatchRow(kind=str(kind), version=version, against=against, events=comp.side.events,
-                    negative_rate=comp.negative_rate, baseline_rate=comp.baseline_rate, difference=comp.difference,
-                    ci_low=comp.ci_low, ci_high=comp.ci_high, verdict=comp.verdict, scope=scope,
-                    baseline_events=comp.baseline.events, users=comp.side.users, baseline_users=comp.baseline.users,
-                    capped_events=round(comp.side.n, 2), capped_baseline_events=round(comp.baseline.n, 2),
-                    since=datetime.fromtimestamp(since, tz=timezone.utc), candidate_id=candidate_id,
-                    method=comp.method, why="")
+    return WatchRow(kind=str(kind), version=version, against=against, scope=scope, comparison=comp,
+                    since=datetime.fromtimestamp(since, tz=timezone.utc), candidate_id=candidate_id)
 
 
 class _Watch:
@@ -157,21 +161,22 @@ class _Watch:
 def _decide(settings: Settings, row: WatchRow, *, current: bool) -> WatchAction:
     """SPEC's rules; sets the row's ``why``."""
     w = settings.watch
-    if row.capped_events < w.min_events or row.capped_baseline_events < w.min_events:
-        row.why = (f"waiting: {row.capped_events:g} and {row.capped_baseline_events:g} events (capped), "
+    comp = row.comparison
+    if comp.capped_events < w.min_events or comp.capped_baseline_events < w.min_events:
+        row.why = (f"waiting: {comp.capped_events:g} and {comp.capped_baseline_events:g} events (capped), "
                    f"{w.min_events} needed on each side (watch.min_events)")
         return WatchAction.none
     if row.scope == "canary":
-        if row.verdict is Verdict.worse:
+        if comp.verdict is Verdict.worse:
             row.why = "canary significantly worse than production: rolled back"
             return WatchAction.rolled_back
         if not w.auto_promote:
-            row.why = f"canary {row.verdict}, not worse; watch.auto_promote is off: `flywheel promote-canary` promotes it"
+            row.why = f"canary {comp.verdict}, not worse; watch.auto_promote is off: `flywheel promote-canary` promotes it"
             return WatchAction.none
-        row.why = f"canary {row.verdict}, not significantly worse: promoted (watch.auto_promote)"
+        row.why = f"canary {comp.verdict}, not significantly worse: promoted (watch.auto_promote)"
         return WatchAction.promoted
-    if row.verdict is not Verdict.worse:
-        row.why = f"{row.verdict} than {row.against}"
+    if comp.verdict is not Verdict.worse:
+        row.why = f"{comp.verdict} than {row.against}"
         return WatchAction.none
     if not current:
         row.why = "worse, but no longer in production (a later move replaced it)"
@@ -264,7 +269,7 @@ def _finish_interrupted(settings: Settings, state: StateStore) -> list[WatchRow]
 def _mark_verified(state: StateStore, rows: list[WatchRow]) -> None:
     """A ``better`` verdict on a candidate's version is its fix verified on live traffic (first time kept)."""
     for row in rows:
-        if (row.verdict is Verdict.better and row.candidate_id
+        if (row.comparison.verdict is Verdict.better and row.candidate_id
                 and (cand := state.candidate(row.candidate_id)) and cand.verified_at is None):
             cand.verified_at = datetime.now(timezone.utc)
             state.save_candidate(cand)

@@ -50,8 +50,5 @@ def cluster_rates(settings: Settings, state: StateStore, store: FeedbackStore,
             comp = compare(data.side(after, cap), data.side(before, cap), alpha=w.alpha,
                            min_events=w.cluster_min_events, sequential=w.sequential, tau=w.effect_size)
             out.append(ClusterRate(cluster_id=cluster_id, candidate_id=cand.candidate_id, kind=row.kind,
-                                   version=row.version, queries=len(queries), events_before=comp.baseline.events,
-                                   negative_rate_before=comp.baseline_rate, events_after=comp.side.events,
-                                   negative_rate_after=comp.negative_rate, difference=comp.difference,
-                                   ci_low=comp.ci_low, ci_high=comp.ci_high, verdict=comp.verdict))
+                                   version=row.version, queries=len(queries), comparison=comp))
     return out

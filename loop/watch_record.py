@@ -82,7 +82,7 @@ def log_watch(settings: Settings, client: Any, report: WatchReport, png: bytes |
     for row in report.watches:
         key = f"watch.{row.scope}.{row.kind}.{row.version}"
         for name in ("negative_rate", "difference"):
-            value = getattr(row, name)
+            value = getattr(row.comparison, name)
             if value is not None:
                 client.log_metric(run_id, f"{key}.{name}", float(value), timestamp=now_ms, step=step)
     client.log_dict(run_id, report.public(), "watch/latest.json")
@@ -105,18 +105,18 @@ def watch_markdown(report: WatchReport, png: bytes | None, drift_why: str | None
     if report.watches:
         lines += [("| kind | version | against | events | negative rate | baseline | difference | interval | verdict "
                    "| action | why |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.scope} {r.kind} | {r.version} | {_fmt(r.against)} | {r.events} vs {r.baseline_events} | "
-                  f"{_fmt(r.negative_rate)} | {_fmt(r.baseline_rate)} | {_fmt(r.difference)} | "
-                  f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] | {r.verdict} | **{r.action}** | {r.why} |"
-                  for r in report.watches]
+        lines += [f"| {r.scope} {r.kind} | {r.version} | {_fmt(r.against)} | {c.events} vs {c.baseline_events} | "
+                  f"{_fmt(c.negative_rate)} | {_fmt(c.baseline_rate)} | {_fmt(c.difference)} | "
+                  f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] | {c.verdict} | **{r.action}** | {r.why} |"
+                  for r in report.watches for c in [r.comparison]]
     else:
         lines.append("Nothing to watch: no canary runs and no promotion in the window.")
     if report.clusters:
         lines += ["", "## Failure clusters: their own queries before and after the fix", "",
                   "| cluster | candidate | before | after | difference | verdict |", "|---|---|---|---|---|---|"]
-        lines += [f"| {c.cluster_id} | {c.candidate_id} | {_fmt(c.negative_rate_before)} ({c.events_before}) | "
-                  f"{_fmt(c.negative_rate_after)} ({c.events_after}) | {_fmt(c.difference)} | {c.verdict} |"
-                  for c in report.clusters]
+        lines += [f"| {cl.cluster_id} | {cl.candidate_id} | {_fmt(c.baseline_rate)} ({c.baseline_events}) | "
+                  f"{_fmt(c.negative_rate)} ({c.events}) | {_fmt(c.difference)} | {c.verdict} |"
+                  for cl in report.clusters for c in [cl.comparison]]
     if drift_why:
         lines += ["", f"**Drift:** {drift_why}"]
     if png:

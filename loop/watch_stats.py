@@ -62,18 +62,23 @@ def capped_side(users: np.ndarray, negative: np.ndarray, cap: int) -> Side:
 
 
 class Comparison(BaseModel):
-    """A side against its baseline: rates, their difference (side minus baseline), its interval, verdict."""
+    """A side against its baseline: counts, rates, their difference (side minus baseline), its
+    interval, verdict. Flat, under the names of SPEC's watch document: the watch's rows compose it."""
 
-    side: Side
-    baseline: Side
+    events: int = Field(description="The side's rated events (polarity not 0).")
     negative_rate: float | None
     baseline_rate: float | None
     difference: float | None
     ci_low: float | None
     ci_high: float | None
     verdict: Verdict
-    enough: bool = Field(description="Both sides reached min_events (capped): a verdict may act.")
+    baseline_events: int
+    users: int
+    baseline_users: int
+    capped_events: float = Field(description="The side's events after the per-user cap (what min_events counts).")
+    capped_baseline_events: float
     method: str
+    enough: bool = Field(description="Both sides reached min_events (capped): a verdict may act.")
 
 
 def _newcombe(side: Side, base: Side, alpha: float) -> tuple[float, float]:
@@ -99,17 +104,23 @@ def compare(side: Side, base: Side, *, alpha: float, min_events: int, sequential
             tau: float = 0.05) -> Comparison:
     """Compare ``side``'s negative rate with ``base``'s (see the module's docstring)."""
     rate, base_rate = side.rate, base.rate
-    method = "sequential" if sequential else "newcombe"
-    if rate is None or base_rate is None:
-        return Comparison(side=side, baseline=base, negative_rate=rate, baseline_rate=base_rate, difference=None,
-                          ci_low=None, ci_high=None, verdict=Verdict.inconclusive, enough=False, method=method)
-    low, high = _sequential(side, base, alpha, tau) if sequential else _newcombe(side, base, alpha)
-    enough = side.n >= min_events and base.n >= min_events
-    verdict = Verdict.inconclusive
-    if enough and low > 0:
-        verdict = Verdict.worse
-    elif enough and high < 0:
-        verdict = Verdict.better
-    return Comparison(side=side, baseline=base, negative_rate=round(rate, 4), baseline_rate=round(base_rate, 4),
-                      difference=round(rate - base_rate, 4), ci_low=round(low, 4), ci_high=round(high, 4),
-                      verdict=verdict, enough=enough, method=method)
+    low: float | None = None
+    high: float | None = None
+    enough, verdict = False, Verdict.inconclusive
+    if rate is not None and base_rate is not None:
+        low, high = _sequential(side, base, alpha, tau) if sequential else _newcombe(side, base, alpha)
+        enough = side.n >= min_events and base.n >= min_events
+        if enough and low > 0:
+            verdict = Verdict.worse
+        elif enough and high < 0:
+            verdict = Verdict.better
+    return Comparison(events=side.events, negative_rate=_round(rate), baseline_rate=_round(base_rate),
+                      difference=None if rate is None or base_rate is None else round(rate - base_rate, 4),
+                      ci_low=_round(low), ci_high=_round(high), verdict=verdict, baseline_events=base.events,
+                      users=side.users, baseline_users=base.users, capped_events=round(side.n, 2),
+                      capped_baseline_events=round(base.n, 2), method="sequential" if sequential else "newcombe",
+                      enough=enough)
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)

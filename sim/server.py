@@ -156,42 +156,45 @@ def _broken(opts: SimOptions, role: str) -> str | None:
     return None
 
 
-def build_app(state: SimState) -> Starlette:
-    """The ASGI app: OpenAI's routes, the simulator's roles behind them."""
-    embed_lock = threading.Lock()
+class _Endpoints:
+    """The simulator's HTTP handlers over one state, one method each: OpenAI's routes, the roles behind them."""
 
-    def embedder() -> Any:
-        with embed_lock:
-            if state.options.embedder is None:
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+        self._embed_lock = threading.Lock()
+
+    def embedder(self) -> Any:
+        with self._embed_lock:
+            if self.state.options.embedder is None:
                 from flywheel.config import EmbeddingSettings
                 from flywheel.embeddings import LocalEmbedder
 
-                state.options.embedder = LocalEmbedder(EmbeddingSettings())
-            return state.options.embedder
+                self.state.options.embedder = LocalEmbedder(EmbeddingSettings())
+            return self.state.options.embedder
 
-    async def body_of(request: Request) -> dict[str, Any] | Response:
+    async def body_of(self, request: Request) -> dict[str, Any] | Response:
         try:
             body = json.loads(await request.body() or b"{}")
         except json.JSONDecodeError as exc:
             return _error(400, f"request body is not JSON: {exc}")
         if not isinstance(body, dict):
             return _error(400, "request body must be a JSON object")
-        n = state.count("requests")
-        if state.options.latency:
-            await asyncio.sleep(state.options.latency)
-        failure = _failure(state, n)
+        n = self.state.count("requests")
+        if self.state.options.latency:
+            await asyncio.sleep(self.state.options.latency)
+        failure = _failure(self.state, n)
         return body if failure is None else failure
 
-    async def models(request: Request) -> JSONResponse:
+    async def models(self, request: Request) -> JSONResponse:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "flywheel-sim"} for m in SIM_MODELS]
         return JSONResponse({"object": "list", "data": data})
 
-    async def stats(request: Request) -> JSONResponse:
-        with state.lock:
-            return JSONResponse(dict(state.counts))
+    async def stats(self, request: Request) -> JSONResponse:
+        with self.state.lock:
+            return JSONResponse(dict(self.state.counts))
 
-    async def chat(request: Request) -> Response:
-        body = await body_of(request)
+    async def chat(self, request: Request) -> Response:
+        body = await self.body_of(request)
         if isinstance(body, Response):
             return body
         messages = body.get("messages")
@@ -201,23 +204,23 @@ def build_app(state: SimState) -> Starlette:
             return _error(400, "'model' is required")
         learned = None
         if str(body["model"]).startswith("ft:"):
-            learned = state.tuning.learned(str(body["model"]))
+            learned = self.state.tuning.learned(str(body["model"]))
             if learned is None:
                 return _error(404, f"The model `{body['model']}` does not exist or you do not have access to it.")
-        if state.options.reject_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
-            state.count("rejected_json_schema")
+        if self.state.options.reject_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+            self.state.count("rejected_json_schema")
             return _json_schema_rejected()
         role = roles.route(body)
-        if role in state.options.hang_roles:  # accepted, then silence: a hung endpoint mid-cycle
-            state.count(f"hung.{role}")
+        if role in self.state.options.hang_roles:  # accepted, then silence: a hung endpoint mid-cycle
+            self.state.count(f"hung.{role}")
             await asyncio.sleep(86400)
-        if state.options.record:
-            with state.lock:
-                state.requests.append(body)
-        content = _broken(state.options, role)
+        if self.state.options.record:
+            with self.state.lock:
+                self.state.requests.append(body)
+        content = _broken(self.state.options, role)
         if content is None:
-            content = roles.answer(role, body, learned, state.style(role, body))
-        state.count(f"chat.{role}")
+            content = roles.answer(role, body, learned, self.state.style(role, body))
+        self.state.count(f"chat.{role}")
         prompt_tokens = sum(_tokens(roles._text(m.get("content"))) for m in messages)
         completion_tokens = _tokens(content)
         return JSONResponse({
@@ -232,8 +235,8 @@ def build_app(state: SimState) -> Starlette:
                       "total_tokens": prompt_tokens + completion_tokens},
         })
 
-    async def embeddings(request: Request) -> Response:
-        body = await body_of(request)
+    async def embeddings(self, request: Request) -> Response:
+        body = await self.body_of(request)
         if isinstance(body, Response):
             return body
         texts = body.get("input")
@@ -241,18 +244,18 @@ def build_app(state: SimState) -> Starlette:
             texts = [texts]
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             return _error(400, "'input' must be a string or a list of strings")
-        vectors = await asyncio.to_thread(lambda: embedder().embed(texts))
-        state.count("embeddings")
+        vectors = await asyncio.to_thread(lambda: self.embedder().embed(texts))
+        self.state.count("embeddings")
         data = [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]
         total = sum(_tokens(t) for t in texts)
         return JSONResponse({"object": "list", "data": data, "model": body.get("model", "all-MiniLM-L6-v2"),
                              "usage": {"prompt_tokens": total, "total_tokens": total}})
 
-    def tuning_call(fn: Any) -> Any:
+    def tuning_call(self, fn: Any) -> Any:
         """Count the request, apply the failure knobs, map SimError to OpenAI's error shape."""
 
         async def endpoint(request: Request) -> Response:
-            failure = _failure(state, state.count("requests"))
+            failure = _failure(self.state, self.state.count("requests"))
             if failure is not None:
                 return failure
             try:
@@ -262,60 +265,65 @@ def build_app(state: SimState) -> Starlette:
 
         return endpoint
 
-    async def upload_file(request: Request) -> dict[str, Any]:
+    async def upload_file(self, request: Request) -> dict[str, Any]:
         form = await request.form()
         upload, purpose = form.get("file"), form.get("purpose")
         if upload is None or isinstance(upload, str):
             raise SimError(400, "'file' is required (multipart form field)")
         content = await upload.read()
-        state.count("files")
-        return state.tuning.upload(upload.filename or "upload.jsonl", str(purpose or ""), content)
+        self.state.count("files")
+        return self.state.tuning.upload(upload.filename or "upload.jsonl", str(purpose or ""), content)
 
-    async def get_file(request: Request) -> dict[str, Any]:
-        return state.tuning.file(request.path_params["file_id"])
+    async def get_file(self, request: Request) -> dict[str, Any]:
+        return self.state.tuning.file(request.path_params["file_id"])
 
-    async def create_job(request: Request) -> dict[str, Any]:
+    async def create_job(self, request: Request) -> dict[str, Any]:
         try:
             body = json.loads(await request.body() or b"{}")
         except json.JSONDecodeError as exc:
             raise SimError(400, f"request body is not JSON: {exc}") from None
-        state.count("fine_tuning.create")
-        return state.tuning.create_job(body if isinstance(body, dict) else {})
+        self.state.count("fine_tuning.create")
+        return self.state.tuning.create_job(body if isinstance(body, dict) else {})
 
-    async def list_jobs(request: Request) -> dict[str, Any]:
-        data = state.tuning.list_jobs()
+    async def list_jobs(self, request: Request) -> dict[str, Any]:
+        data = self.state.tuning.list_jobs()
         return {"object": "list", "data": data, "has_more": False}
 
-    async def get_job(request: Request) -> dict[str, Any]:
-        state.count("fine_tuning.retrieve")
-        job = state.tuning.job(request.path_params["job_id"])
-        if state.options.finetune.malformed_status:
+    async def get_job(self, request: Request) -> dict[str, Any]:
+        self.state.count("fine_tuning.retrieve")
+        job = self.state.tuning.job(request.path_params["job_id"])
+        if self.state.options.finetune.malformed_status:
             return {"id": job["id"], "object": "fine_tuning.job", "status": {"phase": 3}}
         return job
 
-    async def cancel_job(request: Request) -> dict[str, Any]:
-        return state.tuning.cancel(request.path_params["job_id"])
+    async def cancel_job(self, request: Request) -> dict[str, Any]:
+        return self.state.tuning.cancel(request.path_params["job_id"])
 
-    async def jobs(request: Request) -> JSONResponse:
-        return await (tuning_call(create_job) if request.method == "POST" else tuning_call(list_jobs))(request)
+    async def jobs(self, request: Request) -> JSONResponse:
+        return await self.tuning_call(self.create_job if request.method == "POST" else self.list_jobs)(request)
 
-    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+    async def not_found(self, request: Request, exc: Exception) -> JSONResponse:
         return _error(404, f"no such endpoint: {request.method} {request.url.path}")
 
-    return Starlette(
-        routes=[
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/sim/stats", stats, methods=["GET"]),
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/v1/files", tuning_call(upload_file), methods=["POST"]),
-            Route("/v1/files/{file_id}", tuning_call(get_file), methods=["GET"]),
-            Route("/v1/fine_tuning/jobs", jobs, methods=["GET", "POST"]),
-            Route("/v1/fine_tuning/jobs/{job_id}", tuning_call(get_job), methods=["GET"]),
-            Route("/v1/fine_tuning/jobs/{job_id}/cancel", tuning_call(cancel_job), methods=["POST"]),
-        ],
-        exception_handlers={404: not_found, 405: not_found},
-    )
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/sim/stats", self.stats, methods=["GET"]),
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            Route("/v1/files", self.tuning_call(self.upload_file), methods=["POST"]),
+            Route("/v1/files/{file_id}", self.tuning_call(self.get_file), methods=["GET"]),
+            Route("/v1/fine_tuning/jobs", self.jobs, methods=["GET", "POST"]),
+            Route("/v1/fine_tuning/jobs/{job_id}", self.tuning_call(self.get_job), methods=["GET"]),
+            Route("/v1/fine_tuning/jobs/{job_id}/cancel", self.tuning_call(self.cancel_job), methods=["POST"]),
+        ]
+
+
+def build_app(state: SimState) -> Starlette:
+    """The ASGI app: OpenAI's routes, the simulator's roles behind them."""
+    endpoints = _Endpoints(state)
+    return Starlette(routes=endpoints.routes(),
+                     exception_handlers={404: endpoints.not_found, 405: endpoints.not_found})
 
 
 class Simulator:

@@ -94,8 +94,8 @@ def test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_wo
         with gen:
             during = gen.run()
             (row,) = [r for r in watch_now(settings).watches if r.scope == "canary"]
-            assert (row.verdict, row.action) == ("better", "promoted")
-            assert row.negative_rate < row.baseline_rate and row.ci_high < 0
+            assert (row.comparison.verdict, row.action) == ("better", "promoted")
+            assert row.comparison.negative_rate < row.comparison.baseline_rate and row.comparison.ci_high < 0
             assert production_prompt(settings).version == good
             assert _serves(client, "anyone", good) == good
             after = gen.run(1000, seed=12)
@@ -105,9 +105,9 @@ def test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_wo
             assert _serves(client, "anyone", bad) == bad
             gen.run(1000, seed=13)
             rows = [r for r in watch_now(settings).watches if r.version == bad]
-            assert [(r.kind, r.against, r.verdict, r.action) for r in rows] == [
+            assert [(r.kind, r.against, r.comparison.verdict, r.action) for r in rows] == [
                 ("prompt", good, "worse", "rolled_back")]
-            assert rows[0].ci_low > 0 and rows[0].baseline_events >= 200
+            assert rows[0].comparison.ci_low > 0 and rows[0].comparison.baseline_events >= 200
     assert production_prompt(settings).version == good
 
 

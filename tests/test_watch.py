@@ -82,11 +82,11 @@ def test_an_inconclusive_canary_is_left_alone_until_min_events(monkeypatch: pyte
     cand = _canary(settings)
     _arms(settings, cand, 150, canary_rate=0.2, production_rate=0.2, seed=1)
     (row,) = watch_now(settings).watches
-    assert (row.verdict, row.action) == ("inconclusive", "none") and "waiting" in row.why
+    assert (row.comparison.verdict, row.action) == ("inconclusive", "none") and "waiting" in row.why
     assert prompt_at(settings, CANARY).version == cand.version
     _arms(settings, cand, 150, canary_rate=0.2, production_rate=0.2, seed=2)  # 300 a side: past min_events
     (row,) = watch_now(settings).watches
-    assert row.verdict == "inconclusive" and row.action == "promoted"  # not worse: promoted (auto_promote)
+    assert row.comparison.verdict == "inconclusive" and row.action == "promoted"  # not worse: promoted (auto_promote)
     assert prompt_at(settings, PRODUCTION).version == cand.version
 
 
@@ -120,14 +120,14 @@ def test_one_loud_user_cannot_trigger_a_rollback() -> None:
                                                                    prompt_version=cand.version)]
     ingest(settings, loud)
     (row,) = watch_now(settings).watches
-    assert row.events == 2100 and row.users == 1501
-    assert row.capped_events == 1500 + settings.triage.per_user_cap  # six hundred complaints weigh five
-    assert row.verdict != "worse" and row.action != "rolled_back"
+    assert row.comparison.events == 2100 and row.comparison.users == 1501
+    assert row.comparison.capped_events == 1500 + settings.triage.per_user_cap  # six hundred complaints weigh five
+    assert row.comparison.verdict != "worse" and row.action != "rolled_back"
     assert prompt_at(settings, CANARY).version == cand.version
     # Without the cap the same complaints would have decided it (what the cap is for).
     settings_uncapped = load_settings(triage={"per_user_cap": 10_000})
     (uncapped,) = watch_now(settings_uncapped, dry_run=True).watches
-    assert uncapped.verdict == "worse"
+    assert uncapped.comparison.verdict == "worse"
 
 
 def test_no_action_at_all_on_a_store_with_too_few_events() -> None:
@@ -140,7 +140,7 @@ def test_no_action_at_all_on_a_store_with_too_few_events() -> None:
     _arms(settings, cand, 60, canary_rate=0.9, production_rate=0.05)
     rows = watch_now(settings).watches
     assert {r.scope for r in rows} == {"canary", "promotion"}
-    assert every(r.action == "none" and r.verdict == "inconclusive" for r in rows), rows
+    assert every(r.action == "none" and r.comparison.verdict == "inconclusive" for r in rows), rows
     assert prompt_at(settings, CANARY).version == cand.version and prompt_at(settings, PRODUCTION).version == full.version
 
 
@@ -204,10 +204,10 @@ def test_a_clusters_own_queries_are_compared_before_and_after_its_fix() -> None:
     _arms(settings, cand, 200, canary_rate=0.1, production_rate=0.5, query=query)
     _arms(settings, cand, 500, canary_rate=0.2, production_rate=0.2, seed=5)
     report = watch_now(settings, dry_run=True)
-    (cluster,) = report.clusters
-    assert (cluster.cluster_id, cluster.candidate_id, cluster.queries) == ("cl-pay", cand.candidate_id, 1)
-    assert cluster.events_after == 200 and cluster.events_before == 200  # its own 20 events left out
-    assert cluster.negative_rate_after < cluster.negative_rate_before and cluster.verdict == "better"
+    (cluster,) = report.public()["clusters"]  # the document's names: before and after the fix
+    assert (cluster["cluster_id"], cluster["candidate_id"], cluster["queries"]) == ("cl-pay", cand.candidate_id, 1)
+    assert cluster["events_after"] == 200 and cluster["events_before"] == 200  # its own 20 events left out
+    assert cluster["negative_rate_after"] < cluster["negative_rate_before"] and cluster["verdict"] == "better"
 
 
 def test_a_promotion_is_judged_only_until_another_kind_moves(cli) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from flywheel.app.context import _settings
-from flywheel.app.output import JsonFlag, emit, handles_errors, human_console
+from flywheel.app.output import JsonFlag, answer, handles_errors, human_console
 from flywheel.config import Settings
 from flywheel.config_sources import setting_sources
 from flywheel.masking import mask_secrets, masked_model
@@ -43,9 +43,10 @@ def show_config(
     (environment or file) is listed, then the file and the resolved store and MLflow locations."""
     settings = _settings()
     doc = _document(settings)
-    if as_json:
-        emit(doc)
-        return
+    answer(as_json, doc, lambda: _print_config(doc, all_values))
+
+
+def _print_config(doc: dict[str, Any], all_values: bool) -> None:
     table = Table(title="configuration (environment over file over defaults)")
     for col in ("setting", "value", "from"):
         table.add_column(col, overflow="fold")

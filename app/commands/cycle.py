@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flywheel.app.context import _runtime, _settings, _who
 from flywheel.app.display import print_candidates, print_outcomes, print_status
-from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.output import JsonFlag, answer, err, handles_errors
 from flywheel.config import Settings
 from flywheel.wording import plural
+
+if TYPE_CHECKING:
+    from flywheel.candidates import Candidate
+    from flywheel.loop.report import CycleReport
 
 
 @handles_errors
@@ -35,27 +39,27 @@ def cycle(
     from flywheel.flows.cycle import run_flow
 
     report = run_flow(auto_approve="canary" if canary else auto_approve)
-    if as_json:
-        emit(report.public())
-    else:
-        err.print(f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False,
-                  soft_wrap=True)
-        print_outcomes(report.outcomes)
-        if report.candidates:
-            print_candidates(report.candidates, f"candidates of {report.cycle_id}")
-        else:  # an empty table says nothing; the outcomes above say why
-            why = "the table above says what stopped each cluster" if report.outcomes else "no failure clusters"
-            err.print(f"no candidates in {report.cycle_id}: {why}", highlight=False, soft_wrap=True)
-        if report.judge is not None:
-            kappa = "undefined" if report.judge.kappa is None else f"{report.judge.kappa:.2f}"
-            err.print(f"judge calibration: {report.judge.items} items, kappa {kappa} "
-                      f"({'trusted' if report.judge.trusted else 'not trusted alone'})", highlight=False,
-                      markup=False, soft_wrap=True)
-        for note in report.notes:
-            err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
-        ui = mlflow_ui_command(settings.resolved_tracking_uri)
-        err.print(f"runs, scores and prompt versions in the MLflow UI: {ui}", highlight=False, markup=False,
-                  soft_wrap=True)
+    answer(as_json, report.public(), lambda: _print_cycle(report, mlflow_ui_command(settings.resolved_tracking_uri)))
+
+
+def _print_cycle(report: CycleReport, ui: str) -> None:
+    err.print(f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False,
+              soft_wrap=True)
+    print_outcomes(report.outcomes)
+    if report.candidates:
+        print_candidates(report.candidates, f"candidates of {report.cycle_id}")
+    else:  # an empty table says nothing; the outcomes above say why
+        why = "the table above says what stopped each cluster" if report.outcomes else "no failure clusters"
+        err.print(f"no candidates in {report.cycle_id}: {why}", highlight=False, soft_wrap=True)
+    if report.judge is not None:
+        kappa = "undefined" if report.judge.kappa is None else f"{report.judge.kappa:.2f}"
+        err.print(f"judge calibration: {report.judge.items} items, kappa {kappa} "
+                  f"({'trusted' if report.judge.trusted else 'not trusted alone'})", highlight=False,
+                  markup=False, soft_wrap=True)
+    for note in report.notes:
+        err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+    err.print(f"runs, scores and prompt versions in the MLflow UI: {ui}", highlight=False, markup=False,
+              soft_wrap=True)
 
 
 @handles_errors
@@ -64,10 +68,8 @@ def pending(as_json: JsonFlag = False) -> None:
     from flywheel.loop.promotion import pending as waiting
 
     cands = waiting(_settings())
-    if as_json:
-        emit({"pending": [c.public() for c in cands]})
-    else:
-        print_candidates(cands, f"{plural(len(cands), 'candidate')} waiting for approval")
+    answer(as_json, {"pending": [c.public() for c in cands]},
+           lambda: print_candidates(cands, f"{plural(len(cands), 'candidate')} waiting for approval"))
 
 
 @handles_errors
@@ -92,9 +94,11 @@ def approve(
     else:
         cand = do_approve(settings, candidate_id, by=_who(by), note=note)
     _resume_waiting_flow(settings)
-    if as_json:
-        emit(cand.public())
-    elif cand.canary is not None:
+    answer(as_json, cand.public(), lambda: _print_approved(cand))
+
+
+def _print_approved(cand: Candidate) -> None:
+    if cand.canary is not None:
         err.print(f"{cand.candidate_id} is a {cand.canary.percent:g}% canary ({cand.kind} v{cand.version}) by "
                   f"{cand.decided_by}; production stays. `flywheel watch` compares the arms.", highlight=False)
     else:
@@ -128,10 +132,8 @@ def reject(
     settings = _settings()
     cand = do_reject(settings, candidate_id, by=_who(by), reason=reason)
     _resume_waiting_flow(settings)
-    if as_json:
-        emit(cand.public())
-    else:
-        err.print(f"{cand.candidate_id} rejected by {cand.decided_by}", highlight=False)
+    answer(as_json, cand.public(),
+           lambda: err.print(f"{cand.candidate_id} rejected by {cand.decided_by}", highlight=False))
 
 
 @handles_errors
@@ -151,21 +153,16 @@ def rollback(
 
         rt = _runtime()
         out = end_canary(rt.settings, rt.state, canary_kind, promote=False, by=_who(by), note=note)
-        if as_json:
-            emit(out)
-        else:
-            err.print(f"{out['kind']} canary v{out['version']} rolled back; production serves v{out['production']}",
-                      highlight=False)
+        answer(as_json, out, lambda: err.print(
+            f"{out['kind']} canary v{out['version']} rolled back; production serves v{out['production']}",
+            highlight=False))
         return
     if canary_kind is not None:
         raise UsageError(f"rollback {kind} takes no second argument (only `rollback canary [KIND]` does)")
     from flywheel.loop.promotion import rollback as do_rollback
 
     out = do_rollback(_settings(), kind, by=_who(by), note=note)
-    if as_json:
-        emit(out)
-    else:
-        err.print(f"{kind}: v{out['from_version']} -> v{out['to_version']}", highlight=False)
+    answer(as_json, out, lambda: err.print(f"{kind}: v{out['from_version']} -> v{out['to_version']}", highlight=False))
 
 
 @handles_errors
@@ -180,11 +177,8 @@ def promote_canary(
 
     rt = _runtime()
     out = end_canary(rt.settings, rt.state, kind, promote=True, by=_who(by), note=note)
-    if as_json:
-        emit(out)
-    else:
-        err.print(f"{out['kind']} canary v{out['version']} promoted: production serves v{out['production']}",
-                  highlight=False)
+    answer(as_json, out, lambda: err.print(
+        f"{out['kind']} canary v{out['version']} promoted: production serves v{out['production']}", highlight=False))
 
 
 @handles_errors
@@ -194,7 +188,4 @@ def status(as_json: JsonFlag = False) -> None:
 
     rt = _runtime()
     doc = get_status(rt.settings, rt.state, rt.feedback)
-    if as_json:
-        emit(doc)
-    else:
-        print_status(doc)
+    answer(as_json, doc, lambda: print_status(doc))

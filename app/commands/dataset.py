@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from flywheel.app.context import _settings
-from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.output import JsonFlag, answer, err, handles_errors
 
 dataset_app = typer.Typer(help="Fine-tune datasets from consented feedback (Hugging Face datasets).",
                           no_args_is_help=True)
@@ -36,9 +36,10 @@ def dataset_build(
         doc["job_id"], doc["job_status"] = record["job_id"], record["status"]
     elif submit:
         doc["job_id"] = None
-    if as_json:
-        emit(doc)
-        return
+    answer(as_json, doc, lambda: _print_dataset(doc))
+
+
+def _print_dataset(doc: dict[str, Any]) -> None:
     excluded = ", ".join(f"{k} {v}" for k, v in doc["excluded"].items())
     if not doc["built"]:
         err.print(f"not built: {doc['examples']} usable examples after curation, {doc['min_examples']} needed "

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from flywheel.app.context import _settings
 from flywheel.app.display import _byte_progress, print_clusters
-from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.output import JsonFlag, answer, err, handles_errors
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 
@@ -47,10 +47,7 @@ def ingest(
         )
     report.prefect_events = _emit_feedback_events(settings, report.negative)
     failed = strict and report.rejected > 0
-    if as_json:
-        emit(report.public() | (_strict_error(report) if failed else {}))
-    else:
-        _print_ingest(report)
+    answer(as_json, report.public() | (_strict_error(report) if failed else {}), lambda: _print_ingest(report))
     if failed:
         err.print(f"[bold red]error:[/] {_strict_error(report)['error']}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
@@ -99,10 +96,7 @@ def triage(as_json: JsonFlag = False) -> None:
     """Group negative feedback into failure clusters by root cause and route each to a fix."""
     settings = _settings()
     clusters = run_triage(settings)
-    if as_json:
-        emit({"clusters": [c.model_dump(mode="json") for c in clusters]})
-    else:
-        print_clusters(clusters)
+    answer(as_json, {"clusters": [c.model_dump(mode="json") for c in clusters]}, lambda: print_clusters(clusters))
 
 
 @handles_errors
@@ -125,9 +119,7 @@ def review(
             raise UsageError(f"--until {until!r} is not an ISO 8601 date or time") from None
         end = end if end.tzinfo else end.replace(tzinfo=timezone.utc)
     doc = weekly_review(_settings(), until=end, days=days, weeks=weeks)
-    if as_json:
-        emit(doc.model_dump(mode="json"))
-    else:
-        # Never wrapped by Rich: a markdown table row must stay one line in a pipe or a file
-        # (a terminal still folds long lines for the eye).
-        Console().print(review_markdown(doc), markup=False, highlight=False, soft_wrap=True)
+    # Never wrapped by Rich: a markdown table row must stay one line in a pipe or a file
+    # (a terminal still folds long lines for the eye).
+    answer(as_json, doc.model_dump(mode="json"),
+           lambda: Console().print(review_markdown(doc), markup=False, highlight=False, soft_wrap=True))

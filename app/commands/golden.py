@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -10,8 +10,14 @@ from rich.table import Table
 from rich.text import Text
 
 from flywheel.app.context import _settings, _who
-from flywheel.app.output import JsonFlag, emit, err, handles_errors, human_console
+from flywheel.app.output import JsonFlag, answer, err, handles_errors, human_console
 from flywheel.errors import UsageError
+
+if TYPE_CHECKING:
+    from flywheel.config import Settings
+    from flywheel.loop.golden.coverage import CoverageReport
+    from flywheel.loop.golden.propose import ProposeReport
+    from flywheel.loop.golden.versions import AcceptReport
 
 golden_app = typer.Typer(help="Grow the golden set from feedback: propose items, review them, see coverage.",
                          no_args_is_help=True)
@@ -47,9 +53,10 @@ def propose(
     from flywheel.loop.golden.propose import propose as do_propose
 
     report = do_propose(_settings(), synthetic=synthetic)
-    if as_json:
-        emit(report.public())
-        return
+    answer(as_json, report.public(), lambda: _print_proposed(report))
+
+
+def _print_proposed(report: ProposeReport) -> None:
     _print_proposals(report.proposals, f"{len(report.proposals)} new proposals from {report.open_clusters} open clusters")
     dropped = {k: v for k, v in report.dropped.model_dump().items() if v}
     if dropped:
@@ -68,10 +75,8 @@ def review(as_json: JsonFlag = False) -> None:
     from flywheel.loop.golden.versions import pending
 
     proposals = pending(_settings())
-    if as_json:
-        emit({"proposals": [p.public() for p in proposals]})
-    else:
-        _print_proposals(proposals, f"{len(proposals)} pending proposals")
+    answer(as_json, {"proposals": [p.public() for p in proposals]},
+           lambda: _print_proposals(proposals, f"{len(proposals)} pending proposals"))
 
 
 @golden_app.command("accept")
@@ -85,9 +90,10 @@ def accept(
     from flywheel.loop.golden.versions import accept as do_accept
 
     report = do_accept(_settings(), ids or [], by=_who(by))
-    if as_json:
-        emit(report.model_dump(mode="json"))
-        return
+    answer(as_json, report.model_dump(mode="json"), lambda: _print_accepted(report))
+
+
+def _print_accepted(report: AcceptReport) -> None:
     err.print(f"accepted {len(report.accepted)} proposal(s) by {report.accepted_by}: golden version "
               f"{report.golden_version[:12]} ({report.items} items) in {report.path}", highlight=False)
     if report.previous_kept:
@@ -110,10 +116,7 @@ def reject(
     if not (reason or "").strip():
         raise UsageError("golden reject needs --reason TEXT: the reason is recorded with the decision")
     p = do_reject(_settings(), proposal_id, by=_who(by), reason=reason or "")
-    if as_json:
-        emit(p.public())
-    else:
-        err.print(f"{p.proposal_id} rejected by {p.decided_by}", highlight=False)
+    answer(as_json, p.public(), lambda: err.print(f"{p.proposal_id} rejected by {p.decided_by}", highlight=False))
 
 
 @golden_app.command("coverage")
@@ -124,9 +127,10 @@ def coverage(as_json: JsonFlag = False) -> None:
 
     settings = _settings()
     report = coverage_step(settings)
-    if as_json:
-        emit(report.public())
-        return
+    answer(as_json, report.public(), lambda: _print_coverage(report, settings))
+
+
+def _print_coverage(report: CoverageReport, settings: Settings) -> None:
     if report.golden_version is None:
         err.print(f"no golden set yet at {settings.golden_file}: `flywheel golden propose` starts one from the store's "
                   "feedback (or point `golden` / FLYWHEEL_GOLDEN at your file)", highlight=False, markup=False)

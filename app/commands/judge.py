@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from flywheel.app.context import _settings
-from flywheel.app.output import JsonFlag, emit, err, handles_errors, human_console
+from flywheel.app.output import JsonFlag, answer, err, handles_errors, human_console
+
+if TYPE_CHECKING:
+    from flywheel.evals.calibration import JudgeCalibration
 
 judge_app = typer.Typer(help="The LLM judge: calibrate it against expert reviews.", no_args_is_help=True)
 
@@ -23,9 +28,10 @@ def calibrate(as_json: JsonFlag = False) -> None:
 
     settings = _settings()
     result = do_calibrate(settings, current_golden(settings))
-    if as_json:
-        emit(result.public())
-        return
+    answer(as_json, result.public(), lambda: _print_calibration(result))
+
+
+def _print_calibration(result: JudgeCalibration) -> None:
     out = human_console()
     agreement = "-" if result.agreement is None else f"{result.agreement:.0%}"
     kappa = "undefined" if result.kappa is None else f"{result.kappa:.3f}"

@@ -11,7 +11,7 @@ import typer
 
 from flywheel.app.context import _settings
 from flywheel.app.display import print_kb_status
-from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.output import JsonFlag, answer, err, handles_errors
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 
@@ -40,12 +40,10 @@ def kb_sync(
         raise UsageError("no knowledge source: pass --source or set FLYWHEEL_KNOWLEDGE_SOURCE / knowledge_source")
     with _index(settings) as index:
         report = index.sync(path)
-    if as_json:
-        emit(report.public())
-    else:
-        err.print(f"index version {report.version}{' (active)' if report.activated else ''}: "
-                  f"{report.added} added, {report.updated} updated, {report.deleted} deleted, "
-                  f"{report.unchanged} unchanged; {report.embedded} embedded", highlight=False)
+    answer(as_json, report.public(), lambda: err.print(
+        f"index version {report.version}{' (active)' if report.activated else ''}: "
+        f"{report.added} added, {report.updated} updated, {report.deleted} deleted, "
+        f"{report.unchanged} unchanged; {report.embedded} embedded", highlight=False))
 
 
 @kb_app.command("status")
@@ -54,10 +52,7 @@ def kb_status(as_json: JsonFlag = False) -> None:
     """The active index version, every retained version, and what the active one holds."""
     with _index(_settings()) as index:
         doc = index.status()
-    if as_json:
-        emit(doc)
-    else:
-        print_kb_status(doc)
+    answer(as_json, doc, lambda: print_kb_status(doc))
 
 
 @kb_app.command("rebuild")
@@ -66,7 +61,5 @@ def kb_rebuild(as_json: JsonFlag = False) -> None:
     """Restore the Chroma store from the state store (after it was lost or corrupted)."""
     with _index(_settings()) as index:
         doc = index.rebuild()
-    if as_json:
-        emit(doc)
-    else:
-        err.print(f"restored {doc['restored']} of {doc['records']} records ({doc['embedded']} embedded)")
+    answer(as_json, doc,
+           lambda: err.print(f"restored {doc['restored']} of {doc['records']} records ({doc['embedded']} embedded)"))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from flywheel.app.context import _settings, _who
-from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.output import JsonFlag, answer, err, handles_errors
 from flywheel.errors import UsageError
 
 prompt_app = typer.Typer(help="The champion prompt in the MLflow prompt registry.", no_args_is_help=True)
@@ -33,10 +33,8 @@ def prompt_set(
     text = file.read_text(encoding="utf-8")
     stop_on_errors(preflight(settings, text, network=False, prompt_origin=str(file), checks={Check.PROMPT}))
     out = set_prompt(settings, text.strip(), message=message, by=_who(None))
-    if as_json:
-        emit(out)
-    else:
-        err.print(f"prompt {out['name']} v{out['version']} is now production", highlight=False)
+    answer(as_json, out,
+           lambda: err.print(f"prompt {out['name']} v{out['version']} is now production", highlight=False))
 
 
 @prompt_app.command("show")
@@ -51,7 +49,4 @@ def prompt_show(
     settings = _settings()
     ref = prompt_version(settings, version) if version else require_production_prompt(settings)
     doc = {"name": ref.name, "version": ref.version, "template": ref.template, "aliases": list(ref.aliases)}
-    if as_json:
-        emit(doc)
-    else:
-        print(ref.template)
+    answer(as_json, doc, lambda: print(ref.template))

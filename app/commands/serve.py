@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from flywheel.app.context import _settings
-from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.output import JsonFlag, answer, err, handles_errors
+
+if TYPE_CHECKING:
+    from flywheel.keys import KeyInfo
 
 keys_app = typer.Typer(help="API keys for `flywheel serve` (only salted hashes are stored).", no_args_is_help=True)
 
@@ -35,10 +38,7 @@ def serve(
     settings.ensure_home()
 
     def announce(url: str) -> None:
-        if as_json:
-            emit({"base_url": url, "workers": workers, "docs": f"{url}/docs"})
-        else:
-            print(url, flush=True)
+        answer(as_json, {"base_url": url, "workers": workers, "docs": f"{url}/docs"}, lambda: print(url, flush=True))
         err.print(f"serving on {url} with {workers} worker(s); OpenAPI at {url}/docs (Ctrl-C to stop)",
                   highlight=False, soft_wrap=True)
 
@@ -61,11 +61,12 @@ def keys_create(
 
     settings = _settings()
     key = open_keys(settings.home).create(name, scope)
-    if as_json:
-        emit({"name": name, "scope": scope, "key": key})
-    else:
-        print(key)
-        err.print(f"key {name!r} ({scope}) created; it is shown only now, keep it somewhere safe", highlight=False)
+    answer(as_json, {"name": name, "scope": scope, "key": key}, lambda: _print_key(name, scope, key))
+
+
+def _print_key(name: str, scope: str, key: str) -> None:
+    print(key)  # stdout: what a script reads
+    err.print(f"key {name!r} ({scope}) created; it is shown only now, keep it somewhere safe", highlight=False)
 
 
 @keys_app.command("list")
@@ -75,9 +76,10 @@ def keys_list(as_json: JsonFlag = False) -> None:
     from flywheel.keys import open_keys
 
     keys = open_keys(_settings().home).list()
-    if as_json:
-        emit({"keys": [k.model_dump(mode="json") for k in keys]})
-        return
+    answer(as_json, {"keys": [k.model_dump(mode="json") for k in keys]}, lambda: _print_keys(keys))
+
+
+def _print_keys(keys: list[KeyInfo]) -> None:
     if not keys:
         err.print("no keys yet; create one with `flywheel keys create NAME --scope ingest|read|admin`",
                   highlight=False)
@@ -99,7 +101,4 @@ def keys_revoke(
     from flywheel.keys import open_keys
 
     count = open_keys(_settings().home).revoke(name)
-    if as_json:
-        emit({"name": name, "revoked": count})
-    else:
-        err.print(f"key {name!r} revoked", highlight=False)
+    answer(as_json, {"name": name, "revoked": count}, lambda: err.print(f"key {name!r} revoked", highlight=False))

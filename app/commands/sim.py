@@ -4,12 +4,15 @@ run on them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.output import JsonFlag, answer, emit, err, handles_errors
 from flywheel.errors import UsageError
+
+if TYPE_CHECKING:
+    from flywheel.sim.traffic import TrafficReport
 
 sim_app = typer.Typer(help="The OpenAI-compatible simulator and its demo world.", no_args_is_help=True)
 
@@ -34,11 +37,12 @@ def sim_world(
     if variant not in VARIANTS:
         raise UsageError(f"--variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     summary = write_world(directory, seed=seed, n_events=events, variant=variant)
-    if as_json:
-        emit(summary)
-    else:
-        for key, value in summary.items():
-            err.print(f"{key}: {value}", highlight=False)
+    answer(as_json, summary, lambda: _print_world(summary))
+
+
+def _print_world(summary: dict[str, Any]) -> None:
+    for key, value in summary.items():
+        err.print(f"{key}: {value}", highlight=False)
 
 
 @sim_app.command("serve")
@@ -74,10 +78,7 @@ def sim_serve(
                                            finetune=FineTuneOptions(train_seconds=finetune_seconds),
                                            reword=reword, seed=seed, drafting=drafting,
                                            reject_json_schema=reject_json_schema))
-    if as_json:
-        emit({"base_url": sim.base_url})
-    else:
-        print(sim.base_url, flush=True)
+    answer(as_json, {"base_url": sim.base_url}, lambda: print(sim.base_url, flush=True))
     err.print(f"simulator listening; export OPENAI_BASE_URL={sim.base_url} (Ctrl-C to stop)", highlight=False)
     try:
         sim.serve_forever()
@@ -125,9 +126,10 @@ def sim_traffic(
             report = gen.run()
     except ClientError as exc:  # a wrong key or URL, or a service that stays unavailable
         raise FlywheelError(f"{url}: {exc}") from None
-    if as_json:
-        emit(report.public())
-        return
+    answer(as_json, report.public(), lambda: _print_traffic(report))
+
+
+def _print_traffic(report: TrafficReport) -> None:
     err.print(f"{report.requests} requests from {report.users} users: {report.accepted} events accepted, "
               f"{report.duplicates} duplicates, {report.rejected} rejected", highlight=False)
     for v in report.by_variant:

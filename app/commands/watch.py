@@ -3,13 +3,16 @@ they replaced, the actions SPEC.md allows, and the drift alarm."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from flywheel.app.context import _runtime
-from flywheel.app.output import JsonFlag, emit, err, handles_errors
+from flywheel.app.output import JsonFlag, answer, err, handles_errors
+
+if TYPE_CHECKING:
+    from flywheel.loop.watch_record import WatchOutcome
 
 
 @handles_errors
@@ -30,9 +33,10 @@ def watch(
     outcome = watch_once(rt, dry_run=dry_run)
     if outcome.alarm_new and emit_drift_alarm(settings, outcome.drift.model_dump(mode="json")):
         err.print(f"[yellow]drift alarm[/] sent to Prefect: {outcome.drift.why}", highlight=False)
-    if as_json:
-        emit(outcome.public())
-        return
+    answer(as_json, outcome.public(), lambda: _print_watch(outcome))
+
+
+def _print_watch(outcome: WatchOutcome) -> None:
     rows = outcome.report.watches
     if not rows:
         err.print("nothing to watch: no canary runs and no promotion in watch.window_days", highlight=False)
@@ -42,8 +46,9 @@ def watch(
                     "action", "why"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(f"{r.scope} {r.kind}", r.version, r.against or "-", f"{r.events} vs {r.baseline_events}",
-                          str(r.negative_rate), str(r.baseline_rate), str(r.difference), f"[{r.ci_low}, {r.ci_high}]",
-                          str(r.verdict), str(r.action), r.why)
+            c = r.comparison
+            table.add_row(f"{r.scope} {r.kind}", r.version, r.against or "-", f"{c.events} vs {c.baseline_events}",
+                          str(c.negative_rate), str(c.baseline_rate), str(c.difference), f"[{c.ci_low}, {c.ci_high}]",
+                          str(c.verdict), str(r.action), r.why)
         err.print(table)
     err.print(f"drift: {outcome.drift.why}", highlight=False)
