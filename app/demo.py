@@ -130,7 +130,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         champion_now = Variant(label="champion", prompt_template=require_production_prompt(settings).template,
                                prompt_version=final["champions"]["prompt"], model=final["champions"]["model"],
                                index_version=final["champions"]["index"], pipeline="builtin")
-        (measured,) = evaluate_step(settings, [champion_now])
+        (measured,) = evaluate_step(rt, [champion_now])
         after = measured.mean
     console.rule("result")
     console.print(f"champion golden score: before {before:.3f} -> after {after:.3f} "

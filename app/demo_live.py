@@ -134,7 +134,7 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
         console.print("scene 2: a bad promotion by hand", style="bold", highlight=False)
         moved = set_prompt(settings, bad_prompt, message="pasted the old prompt back (a hand edit)", by="a-teammate")
         bad = Variant(prompt_version=moved["version"], index_version=candidate.index_version, model=candidate.model)
-        (measured,) = evaluate_step(settings, [EvalVariant(
+        (measured,) = evaluate_step(runtime_for(settings), [EvalVariant(
             label="hand edit", prompt_template=bad_prompt, prompt_version=bad.prompt_version, model=bad.model or "",
             index_version=bad.index_version, pipeline="builtin")])
         bad_rate = rate_for_golden(measured.mean)

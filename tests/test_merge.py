@@ -20,6 +20,7 @@ from flywheel.config import load_settings
 from flywheel.schemas import FailureCluster
 from flywheel.improvers.merge_evidence import check_fix, FixVerdict
 from flywheel.loop.context import begin, CycleContext
+from flywheel.runtime import runtime_for
 from flywheel.sim.server import SimOptions, Simulator
 from nonempty import every
 
@@ -70,7 +71,7 @@ def _start(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: 
     prompt.write_text(outside_product.CHAMPION)
     cli("prompt", "set", str(prompt), "--json")
     assert cli("ingest", str(write_jsonl(tmp_path / "feedback.jsonl", events)), "--json")["rejected"] == 0
-    return begin(load_settings())
+    return begin(runtime_for(load_settings()))
 
 
 def _draft(ctx: CycleContext, clusters: list[FailureCluster]) -> list[Candidate]:
@@ -152,7 +153,7 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
             docs = [state.candidate(c.candidate_id).public() for c in left_out]  # type: ignore[union-attr]
         assert [d["left_out_of_merge"] for d in docs if "left_out_of_merge" in d] == blocked  # in the cycle document
 
-        results = evaluate_step(ctx.settings, [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates],
+        results = evaluate_step(ctx.runtime, [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates],
                                 golden=ctx.golden)
         champion: EvalResult = results[0]
         report = gate_step(ctx, champion, {c.candidate_id: r for c, r in zip(candidates, results[1:], strict=True)},
@@ -175,8 +176,8 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         promoted = approve(ctx.settings, waiting.candidate_id, by="tester", note=None)
         (carried_cluster,) = [c for c in clusters if c.cluster_id in deferred.cluster_ids]
         others = [c for c in clusters if c is not carried_cluster]
-        assert improver("prompt").select(ctx.settings, others + [carried_cluster])[0] is carried_cluster
-        ctx2 = begin(load_settings())
+        assert improver("prompt").select(ctx, others + [carried_cluster])[0] is carried_cluster
+        ctx2 = begin(runtime_for(load_settings()))
         assert ctx2.cycle_id != ctx.cycle_id and ctx2.champion_version == promoted.version
         redrafted = improve_prompt_step(ctx2, carried_cluster, ctx2.protected_texts())
         assert every(c.parent == promoted.version for c in redrafted)

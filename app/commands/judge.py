@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from flywheel.app.context import _settings
+from flywheel.app.context import _runtime
 from flywheel.app.output import JsonFlag, emit, err, handles_errors, human_console
 
 judge_app = typer.Typer(help="The LLM judge: calibrate it against expert reviews.", no_args_is_help=True)
@@ -21,8 +21,8 @@ def calibrate(as_json: JsonFlag = False) -> None:
     from flywheel.loop.calibration import calibrate as do_calibrate
     from flywheel.loop.golden.versions import current_golden
 
-    settings = _settings()
-    result = do_calibrate(settings, current_golden(settings))
+    rt = _runtime()
+    result = do_calibrate(rt, current_golden(rt.settings))
     if as_json:
         emit(result.public())
         return
