@@ -81,6 +81,5 @@ def test_a_whole_cycle_opens_each_store_once_per_thread(cli, loop: dict) -> None
         out = cli("cycle", "--json")
     assert out["candidates"]
     rt = runtime_for(load_settings())
-    print("cycle openings", dict(cycle.connects), cycle.migration_checks, dict(rt.openings))
     assert rt.openings["feedback"] == 1 and cycle.of(feedback) == 1 and cycle.migration_checks == 1
     assert cycle.of(state) == rt.openings["state"] >= 1  # every connection is one thread's Runtime store
