@@ -166,7 +166,7 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         assert not any(c.decision is Decision.superseded for c in report.candidates if c.payload.fixes)  # type: ignore[union-attr]
         assert deferred.reason.startswith("deferred: fixes cluster ") and waiting.candidate_id in deferred.reason
         assert "loses a fix: fmt: the merge resolved 0/" in deferred.reason  # the approver reads why, with figures
-        assert [d["candidate_id"] for d in status(ctx.settings)["deferred"]] == [deferred.candidate_id]
+        assert [d["candidate_id"] for d in status(ctx.settings, ctx.runtime.state, ctx.runtime.feedback)["deferred"]] == [deferred.candidate_id]
         form = approval_markdown([waiting], report.champion_score, deferred=[deferred])
         assert "deferred to the next cycle" in form and deferred.reason in form  # the approver sees the other fix
         assert any(line.startswith(f"- `{deferred.candidate_id}`") for line in merge_lines(report.candidates))
@@ -184,4 +184,4 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         with ctx2.state() as state:
             assert [c.candidate_id for c in mark_carried(state, ctx2.cycle_id)] == [deferred.candidate_id]
             assert state.candidate(deferred.candidate_id).carried_to == ctx2.cycle_id  # type: ignore[union-attr]
-        assert status(ctx.settings)["deferred"] == []
+        assert status(ctx.settings, ctx.runtime.state, ctx.runtime.feedback)["deferred"] == []
