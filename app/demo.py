@@ -184,7 +184,7 @@ def _champion_score_now(settings: Settings, champions: dict[str, Any]) -> float:
     champion_now = Variant(label="champion", prompt_template=require_production_prompt(settings).template,
                            prompt_version=champions["prompt"], model=champions["model"],
                            index_version=champions["index"], pipeline="builtin")
-    (measured,) = evaluate_step(settings, [champion_now])
+    (measured,) = evaluate_step(runtime_for(settings), [champion_now])
     if measured.mean is None:
         raise FlywheelError("the champion's evaluation scored no golden item (the endpoint failed)")
     return measured.mean

@@ -198,7 +198,7 @@ def _bad_promotion_scene(scene: _Scene, bad_prompt: str) -> dict[str, Any]:
     console.print("scene 2: a bad promotion by hand", style="bold", highlight=False)
     moved = set_prompt(settings, bad_prompt, message="pasted the old prompt back (a hand edit)", by="a-teammate")
     bad = Variant(prompt_version=moved["version"], index_version=candidate.index_version, model=candidate.model)
-    (measured,) = evaluate_step(settings, [EvalVariant(
+    (measured,) = evaluate_step(runtime_for(settings), [EvalVariant(
         label="hand edit", prompt_template=bad_prompt, prompt_version=bad.prompt_version, model=bad.model or "",
         index_version=bad.index_version, pipeline="builtin")])
     if measured.mean is None:

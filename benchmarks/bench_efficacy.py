@@ -49,6 +49,7 @@ from typing import Any
 
 from benchmarks._util import report
 from flywheel.config import load_settings
+from flywheel.runtime import runtime_for
 from flywheel.sim.server import SimOptions, Simulator
 from flywheel.sim.world import FLOOD_USER, VARIANTS, write_world
 
@@ -116,7 +117,7 @@ def _rows_by_mode(settings: Any, world: Path, winner: Any) -> tuple[dict[str, li
     variants = [champion] + ([champion.model_copy(update={"label": winner.candidate_id,
                                                           "prompt_template": winner.template})]
                              if winner else [])
-    results = evaluate_step(settings, variants)
+    results = evaluate_step(runtime_for(settings), variants)
     by_mode: list[dict[str, list[float]]] = []
     for result in results:
         modes: dict[str, list[float]] = {}
@@ -149,7 +150,7 @@ def champion_by_mode(settings: Any) -> dict[str, float]:
     with open_state(settings) as state:
         index = champion_of(settings, state, "rag").current()
     prompt = require_production_prompt(settings)
-    (result,) = evaluate_step(settings, [Variant(label="champion", prompt_template=prompt.template,
+    (result,) = evaluate_step(runtime_for(settings), [Variant(label="champion", prompt_template=prompt.template,
                                                  prompt_version=prompt.version, model=settings.target_model,
                                                  index_version=index)])
     modes = _by_mode(result.rows)
@@ -180,7 +181,7 @@ def flood_clusters(settings: Any) -> set[str]:
     from flywheel.feedback.store import open_store
     from flywheel.loop.triage_step import triage_step
 
-    clusters = triage_step(settings)
+    clusters = triage_step(runtime_for(settings))
     with open_store(settings.resolved_store_url) as store:
         found = set()
         for c in clusters:

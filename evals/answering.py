@@ -11,7 +11,7 @@ from flywheel.evals.pipeline import Answer, builtin_pipeline, load_user_pipeline
 from flywheel.evals.runner import judge_with
 from flywheel.config import Settings
 from flywheel.llm import make_async_client
-from flywheel.state import open_state
+from flywheel.runtime import runtime_for
 
 
 def answer_factory(settings: Settings,
@@ -47,7 +47,7 @@ def index_retrievers(settings: Settings, queries: Sequence[str] = ()) -> Callabl
             if version not in opened:
                 from flywheel.knowledge.index import open_index
 
-                state = open_state(settings)  # kept open with the retriever for the evaluation
+                state = runtime_for(settings).state  # this process's (a Dask worker's own on a worker)
                 opened[version] = open_index(settings, state).retriever(int(version))
                 if len(opened) == 1 and queries and opened[version] is not None:
                     opened[version].index.embedder.embed(list(dict.fromkeys(queries)))

@@ -27,7 +27,7 @@ from flywheel.evals.evidence import EVIDENCE_KEY
 from flywheel.evals.report import approval_markdown
 from flywheel.config import Settings
 from flywheel.candidates import Candidate
-from flywheel.state import open_state
+from flywheel.runtime import runtime_for
 from flywheel.loop import promotion as champions
 
 WAITING = "approval_wait"  # state pointer: {flow run id: {cycle_id, candidate_ids}} of runs paused for approval
@@ -42,7 +42,7 @@ def _waits(state: Any) -> dict[str, dict[str, Any]]:
 
 
 def _set_wait(settings: Settings, flow_run_id: str, entry: dict[str, Any] | None) -> None:
-    with open_state(settings) as state:  # one connection: read-modify-write in SQLite's lock
+    with runtime_for(settings).borrow_state() as state:  # one connection: read-modify-write in SQLite's lock
         waits = _waits(state)
         if entry is None:
             waits.pop(flow_run_id, None)
@@ -52,7 +52,7 @@ def _set_wait(settings: Settings, flow_run_id: str, entry: dict[str, Any] | None
 
 
 def waiting_runs(settings: Settings) -> dict[str, dict[str, Any]]:
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:  # the flow run's Runtime
         return _waits(state)
 
 
@@ -131,7 +131,7 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
         _set_wait(settings, str(flow_run_id), None)
     decisions: dict[str, str] = {}
     for cand in waiting:
-        with open_state(settings) as state:
+        with runtime_for(settings).borrow_state() as state:
             current = state.candidate(cand.candidate_id)
         if current is None or current.decision != "pending_approval":  # decided meanwhile (the CLI)
             decisions[cand.candidate_id] = current.decision if current and current.decision else "unknown"
@@ -187,7 +187,7 @@ def resume_if_decided(settings: Settings) -> list[str]:
 
     resumed = []
     for flow_run_id, wait in waiting_runs(settings).items():
-        with open_state(settings) as state:
+        with runtime_for(settings).borrow_state() as state:
             cands = [state.candidate(cid) for cid in wait["candidate_ids"]]
         if any(c is not None and c.decision == "pending_approval" for c in cands):
             continue

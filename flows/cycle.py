@@ -29,7 +29,8 @@ from flywheel import llm_guard
 from flywheel.config import Settings, load_settings_for_flow
 from flywheel.config_sections import ApprovalMode, AutoApprove
 from flywheel.errors import Interrupted
-from flywheel.candidates import Candidate, Decision
+from flywheel.runtime import runtime_for
+from flywheel.candidates import Decision
 from flywheel.schemas import FailureCluster
 from flywheel.flows.scaleout import cycle_runner, embed_ahead, evaluate_on
 from flywheel.improvers.base import ImproverRun, Proposal
@@ -84,13 +85,13 @@ def _key(*parts: Any) -> str:
 
 @task(name="begin", persist_result=False, cache_policy=NO_CACHE)
 def begin_task(settings: Settings) -> CycleContext:
-    return begin(settings)
+    return begin(runtime_for(settings))
 
 
 @task(name="triage", persist_result=True,
       cache_key_fn=lambda ctx, p: _key(p["ctx"].settings.home.resolve(), p["ctx"].cycle_id, "triage"))
 def triage_task(ctx: CycleContext) -> list[FailureCluster]:
-    return triage_step(ctx.settings)
+    return triage_step(ctx.runtime)
 
 
 @task(name="diagnose", persist_result=False, cache_policy=NO_CACHE)
@@ -133,7 +134,7 @@ def improve(ctx: CycleContext, clusters: list[FailureCluster], retrying: dict[st
     for stage in stages():
         with llm_guard.stage(stage, ctx.settings.deadlines.of(stage)):
             for imp in (i for i in improvers() if i.stage == stage):
-                chosen = imp.select(ctx.settings, clusters)
+                chosen = imp.select(ctx, clusters)
                 logger.info("%d clusters; %s improver on %d", len(clusters), imp.name, len(chosen))
                 futures = [improve_task.with_options(**retrying).submit(ctx, imp.name, unit, protected)
                            for unit in imp.units(chosen)]
@@ -151,7 +152,7 @@ def improve(ctx: CycleContext, clusters: list[FailureCluster], retrying: dict[st
                                        ",".join(evaluation_keys(p["ctx"].settings, p["ctx"].golden, p["variants"]))))
 def evaluate_task(ctx: CycleContext, variants: list[Variant]) -> list[EvalResult]:
     """One batch: the champion and every candidate share the endpoint's concurrency limit."""
-    return evaluate_step(ctx.settings, variants, golden=ctx.golden)
+    return evaluate_step(ctx.runtime, variants, golden=ctx.golden)
 
 
 @task(name="calibrate-judge", persist_result=False, cache_policy=NO_CACHE)

@@ -20,6 +20,7 @@ from flywheel.config import Settings, load_settings_for_flow
 from flywheel.loop import promotion as champions
 from flywheel.loop.report import cluster_summaries
 from flywheel.loop.triage_step import triage_step
+from flywheel.runtime import runtime_for
 
 
 class TriageParameters(BaseModel):
@@ -30,7 +31,7 @@ class TriageParameters(BaseModel):
 
 @task(name="triage", cache_policy=NO_CACHE, persist_result=False)
 def triage_task(settings: Settings) -> list[dict[str, Any]]:
-    return cluster_summaries(triage_step(settings))
+    return cluster_summaries(triage_step(runtime_for(settings)))
 
 
 @flow(name="triage-feedback", log_prints=False, validate_parameters=True)

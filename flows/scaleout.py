@@ -25,6 +25,7 @@ from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import BatchRows, EvalBatch, EvalResult
 from flywheel import llm_guard
 from flywheel.config import Settings
+from flywheel.runtime import runtime_for
 from flywheel.loop import embedding, evaluate
 
 
@@ -70,7 +71,7 @@ evaluate_batch_task = task(_evaluate_batch, name="evaluate-batch", persist_resul
 
 def embed_ahead(runner: TaskRunner, settings: Settings) -> int:  # type: ignore[type-arg]
     """Embed, on the runner, what the cycle will need and the cache lacks; returns how many texts."""
-    texts = embedding.texts_to_embed(settings)
+    texts = embedding.texts_to_embed(settings, runtime_for(settings).feedback)
     size = settings.runner.embed_batch_texts
     batches = [texts[i:i + size] for i in range(0, len(texts), size)]
     futures = [runner.submit(embed_batch_task, {"settings": settings, "texts": b, "index": n})
@@ -93,7 +94,8 @@ def _slots(runner: TaskRunner, settings: Settings) -> int:  # type: ignore[type-
 
 def evaluate_on(runner: TaskRunner, settings: Settings, variants: list[Variant]) -> list[EvalResult]:  # type: ignore[type-arg]
     """The golden-set evaluation as batches on the runner; cached variants are not run."""
-    plan = evaluate.plan_evaluation(settings, variants, slots=_slots(runner, settings))
+    state = runtime_for(settings).state  # the flow's process writes the rows
+    plan = evaluate.plan_evaluation(settings, state, variants, slots=_slots(runner, settings))
     # A batch only returns rows (the flow's process writes them), so a failed one is simply run again.
     batch_task = evaluate_batch_task.with_options(retries=settings.llm_task_retries,
                                                   retry_delay_seconds=settings.llm_task_retry_delay,
@@ -104,4 +106,4 @@ def evaluate_on(runner: TaskRunner, settings: Settings, variants: list[Variant])
     if parts:
         get_run_logger().info("evaluated %d batches on %d Dask worker(s): %s", len(parts), len(workers),
                               ", ".join(workers))
-    return evaluate.assemble_evaluation(settings, plan, parts)
+    return evaluate.assemble_evaluation(settings, state, plan, parts)

@@ -86,8 +86,9 @@ class Improver(Protocol):
     built_on: str  # how a candidate relates to the champion it was made from: "drafted from"
     stage: str  # the cycle stage (and deadline, `deadlines.<stage>`) its proposing runs under
 
-    def select(self, settings: Settings, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
-        """The clusters it works on this cycle (routing): a cluster may be taken by several improvers."""
+    def select(self, ctx: CycleContext, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
+        """The clusters it works on this cycle (routing): a cluster may be taken by several improvers.
+        ``ctx`` gives the settings and the process's stores (``ctx.state()``)."""
         ...
 
     def units(self, clusters: Sequence[FailureCluster]) -> list[list[FailureCluster]]:
@@ -158,8 +159,8 @@ class BaseImprover:
     built_on: ClassVar[str] = "made from"
     stage: ClassVar[str] = "drafting"
 
-    def select(self, settings: Settings, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
-        return [c for c in clusters if c.route == self.name][: settings.improve.max_clusters]
+    def select(self, ctx: CycleContext, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
+        return [c for c in clusters if c.route == self.name][: ctx.settings.improve.max_clusters]
 
     def units(self, clusters: Sequence[FailureCluster]) -> list[list[FailureCluster]]:
         return [list(clusters)] if clusters else []

@@ -24,7 +24,7 @@ class FinetuneImprover(BaseImprover):
     built_on: ClassVar[str] = "evaluated against"
     stage: ClassVar[str] = "finetune"
 
-    def select(self, settings: Settings, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
+    def select(self, ctx: CycleContext, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
         """Triage routes here only clusters prompts failed on that have 1000+ usable examples."""
         return [c for c in clusters if c.route == self.name]
 

@@ -7,9 +7,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from flywheel.candidates import BasePayload, Candidate, ChampionKind, PromptPayload
-from flywheel.config import Settings
 from flywheel.schemas import FailureCluster
-from flywheel.state import open_state
 from flywheel.wording import plural
 from flywheel.improvers.base import BaseImprover, ClusterWork, Proposal
 from flywheel.improvers.context import CycleContext
@@ -24,14 +22,15 @@ class PromptImprover(BaseImprover):
     title: ClassVar[str] = "prompt revision"
     built_on: ClassVar[str] = "drafted from"
 
-    def select(self, settings: Settings, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
+    def select(self, ctx: CycleContext, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
         """Routed to it, with enough consented text, and not already fixed (a prompt for it was
         promoted after its last negative event; new negative feedback re-opens it). Clusters of
         deferred fixes (passed the gate, not merged) go first."""
-        fixed = fixed_clusters(settings, clusters, self.name)
-        chosen = [c for c in clusters if c.route == self.name and c.category != "other" and c.cluster_id not in fixed
-                  and c.consented >= settings.improve.min_cluster_consented]
-        with open_state(settings) as state:
+        settings = ctx.settings
+        with ctx.state() as state:
+            fixed = fixed_clusters(state, clusters, self.name)
+            chosen = [c for c in clusters if c.route == self.name and c.category != "other"
+                      and c.cluster_id not in fixed and c.consented >= settings.improve.min_cluster_consented]
             chosen = deferred_first(chosen, state)
         return chosen[: settings.improve.max_clusters]
 
@@ -89,7 +88,9 @@ class PromptImprover(BaseImprover):
         if c.consented < s.min_cluster_consented:
             return (f"{plural(c.consented, 'consented event')}, the prompt improver needs {s.min_cluster_consented} "
                     "(`improve.min_cluster_consented`); text without consent is never used")
-        if c.cluster_id in fixed_clusters(ctx.settings, [c], self.name):
+        with ctx.state() as state:
+            fixed = fixed_clusters(state, [c], self.name)
+        if c.cluster_id in fixed:
             return "a prompt fix was promoted after its last negative event; new negative feedback re-opens it"
         if c.cluster_id not in {k.cluster_id for k in chosen}:
             return f"beyond `improve.max_clusters` = {s.max_clusters} higher-priority clusters this cycle"

@@ -90,7 +90,7 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
                 cluster_id=cluster.cluster_id, category=cluster.category, champion=ctx.champion_template,
                 examples=examples, client=make_client(ctx.settings, purpose="drafting"), model=ctx.settings.draft_model,
                 run_queries=lambda t, qs: answer_queries(ctx.settings, t, qs, ctx.index_version, ctx.champion_model),
-                judge=lambda exs, outs: judge_resolutions(ctx.settings, exs, outs),
+                judge=lambda exs, outs: judge_resolutions(ctx.settings, ctx.runtime.state, exs, outs),
                 protected=protected,
                 settings=ctx.settings.improve,
             )

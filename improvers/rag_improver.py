@@ -8,7 +8,6 @@ from typing import ClassVar
 
 from flywheel.evals.pipeline import Variant
 from flywheel.candidates import BasePayload, Candidate, ChampionKind, RagPayload
-from flywheel.config import Settings
 from flywheel.schemas import FailureCluster
 from flywheel.improvers.base import BaseImprover, ClusterWork, KindCheck, Proposal
 from flywheel.improvers.context import CycleContext
@@ -22,11 +21,12 @@ class RagImprover(BaseImprover):
     title: ClassVar[str] = "index refresh"
     built_on: ClassVar[str] = "built on"
 
-    def select(self, settings: Settings, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
+    def select(self, ctx: CycleContext, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
         """Outdated-knowledge clusters not already fixed by a promoted index version."""
-        fixed = fixed_clusters(settings, clusters, self.name)
+        with ctx.state() as state:
+            fixed = fixed_clusters(state, clusters, self.name)
         return [c for c in clusters if c.route == self.name and c.cluster_id not in fixed][
-            : settings.improve.max_clusters]
+            : ctx.settings.improve.max_clusters]
 
     def propose(self, ctx: CycleContext, clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Proposal:
         from flywheel.improvers.rag_step import improve_rag_step
@@ -62,7 +62,9 @@ class RagImprover(BaseImprover):
                      proposal: Proposal) -> ClusterWork:
         from flywheel.improvers.rag_step import rag_key
 
-        if cluster.cluster_id in fixed_clusters(ctx.settings, [cluster], self.name):
+        with ctx.state() as state:
+            fixed = fixed_clusters(state, [cluster], self.name)
+        if cluster.cluster_id in fixed:
             return ClusterWork(skipped="an index fix was promoted after its last negative event; new negative "
                                "feedback re-opens it")
         if cluster.cluster_id not in {c.cluster_id for c in chosen}:

@@ -14,7 +14,7 @@ from flywheel.config import Settings
 from flywheel.llm import make_async_client
 from flywheel.replies import achat_json
 from flywheel.schemas import StoredEvent
-from flywheel.state import open_state
+from flywheel.state import StateStore
 from flywheel.improvers.screening import FailingExample, parse_verdict, resolution_messages, screen, Screening, Verdict, VERDICT_SCHEMA
 from flywheel.improvers.context import CycleContext, short_hash
 from flywheel.evals.answering import answer_factory
@@ -64,16 +64,16 @@ def answer_queries(settings: Settings, template: str, queries: Sequence[str],
     return uvloop.run(main())
 
 
-def judge_resolutions(settings: Settings, examples: Sequence[FailingExample], outputs: Sequence[str]) -> list[Verdict]:
+def judge_resolutions(settings: Settings, state: StateStore, examples: Sequence[FailingExample],
+                      outputs: Sequence[str]) -> list[Verdict]:
     """The judge's verdict per (failing example, fresh answer): concurrent under the evaluation's
-    limit, retried by the SDK, and cached in the state store (the same answer to the same complaint
+    limit, retried by the SDK, and cached in ``state`` (the same answer to the same complaint
     is judged once by the same judge, also across a resumed cycle; the judge is its endpoint and
     model, so another endpoint judges afresh)."""
     judge = Endpoint.judge(settings).digest
     keys = [short_hash("resolution", judge, e.query, e.output, e.feedback_text(), e.better or "", out)
             for e, out in zip(examples, outputs, strict=True)]
-    with open_state(settings) as state:
-        cached = {k: doc for k in keys if (doc := state.cached_eval("screen:" + k)) is not None}
+    cached = {k: doc for k in keys if (doc := state.cached_eval("screen:" + k)) is not None}
 
     async def main() -> dict[str, Verdict]:
         client = make_async_client(settings, purpose="screening")
@@ -92,9 +92,8 @@ def judge_resolutions(settings: Settings, examples: Sequence[FailingExample], ou
             await client.close()
 
     fresh = uvloop.run(main()) if len(cached) < len(set(keys)) else {}
-    with open_state(settings) as state:
-        for k, verdict in fresh.items():
-            state.cache_eval("screen:" + k, verdict.model_dump())
+    for k, verdict in fresh.items():
+        state.cache_eval("screen:" + k, verdict.model_dump())
     return [fresh[k] if k in fresh else Verdict.model_validate(cached[k]) for k in keys]
 
 
@@ -102,4 +101,4 @@ def screen_template(ctx: CycleContext, template: str, examples: Sequence[Failing
     """A prompt's judged answers on failing examples (the merge check uses it)."""
     outputs = answer_queries(ctx.settings, template, [e.query for e in examples], ctx.index_version,
                              ctx.champion_model)
-    return screen(outputs, examples, lambda exs, outs: judge_resolutions(ctx.settings, exs, outs))
+    return screen(outputs, examples, lambda exs, outs: judge_resolutions(ctx.settings, ctx.runtime.state, exs, outs))

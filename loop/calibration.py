@@ -32,10 +32,10 @@ from flywheel.evals.fingerprint import Endpoint
 from flywheel.evals.golden import GoldenSet
 from flywheel.evals.scorers import JUDGE_SYSTEM
 from flywheel.config import Settings
-from flywheel.feedback.store import open_store
+from flywheel.feedback.store import FeedbackStore
 from flywheel.proposals import GoldenProposal, ProposalStatus, normalise
 from flywheel.schemas import StoredEvent
-from flywheel.state import open_state
+from flywheel.runtime import Runtime
 from flywheel.loop.context import CycleContext
 from flywheel.loop.golden.from_feedback import reference_answer
 
@@ -83,10 +83,12 @@ def _feedback_references(events: Iterable[StoredEvent], queries: set[str],
     return out
 
 
-def calibration_items(settings: Settings, golden: GoldenSet | None) -> tuple[list[CalibrationItem], Counter[str]]:
-    """The items to ask the judge about (sampled to ``judge.max_items``) and the reviews passed over."""
+def calibration_items(rt: Runtime, golden: GoldenSet | None) -> tuple[list[CalibrationItem], Counter[str]]:
+    """The items to ask the judge about (sampled to ``judge.max_items``) and the reviews passed over,
+    from the stores of the process's Runtime ``rt``."""
+    settings = rt.settings
     skipped: Counter[str] = Counter()
-    with open_store(settings.resolved_store_url) as store:
+    with rt.borrow_feedback() as store:
         reviews = []
         for e in store.events():
             if e.signal != "expert_review":
@@ -99,8 +101,7 @@ def calibration_items(settings: Settings, golden: GoldenSet | None) -> tuple[lis
                 reviews.append(e)
         queries = {normalise(r.query) for r in reviews}
         feedback = _feedback_references(store.events(), queries, settings.finetune.positive_expert) if reviews else {}
-    with open_state(settings) as state:
-        accepted = state.proposals(ProposalStatus.accepted)
+    accepted = rt.state.proposals(ProposalStatus.accepted)
     by_event, by_input = _golden_references(golden, accepted)
     items = []
     for r in reviews:
@@ -164,22 +165,22 @@ def ask_judge(settings: Settings, items: Sequence[CalibrationItem]) -> list[floa
     return uvloop.run(main()) if items else []
 
 
-def calibrate(settings: Settings, golden: GoldenSet | None) -> JudgeCalibration:
+def calibrate(rt: Runtime, golden: GoldenSet | None) -> JudgeCalibration:
     """Ask the judge about the expert-reviewed answers (or reuse the cached answer) and assess it;
     the screening judge too (:mod:`loop.screening_calibration`)."""
     from flywheel.loop.screening_calibration import calibrate_screening
 
-    result = calibrate_golden_judge(settings, golden)
-    result.screening = calibrate_screening(settings)
+    result = calibrate_golden_judge(rt, golden)
+    result.screening = calibrate_screening(rt.settings, rt.state, rt.feedback)
     return result
 
 
-def calibrate_golden_judge(settings: Settings, golden: GoldenSet | None) -> JudgeCalibration:
-    """The judge scorer's calibration (cached by judge endpoint, model and items)."""
-    items, skipped = calibration_items(settings, golden)
+def calibrate_golden_judge(rt: Runtime, golden: GoldenSet | None) -> JudgeCalibration:
+    """The judge scorer's calibration (cached by judge endpoint, model and items in the state store)."""
+    settings = rt.settings
+    items, skipped = calibration_items(rt, golden)
     key = cache_key(Endpoint.judge(settings), items)
-    with open_state(settings) as state:
-        hit = state.cached_eval(key)
+    hit = rt.state.cached_eval(key)
     if hit is not None:  # the judge's figures are reused; today's settings decide whether they suffice
         figures, references, errors = Agreement.model_validate(hit), hit.get("references", {}), 0
     else:
@@ -192,22 +193,21 @@ def calibrate_golden_judge(settings: Settings, golden: GoldenSet | None) -> Judg
                     min_items=settings.judge.min_items, skipped=dict(sorted(skipped.items())),
                     references=references, errors=errors, cached=hit is not None)
     if hit is None and errors == 0:  # an item the endpoint failed is asked again next time
-        with open_state(settings) as state:
+        with rt.borrow_state() as state:
             state.cache_eval(key, result.model_dump(mode="json", exclude={"screening"}))
     return result
 
 
-def needs_calibration(settings: Settings, golden: GoldenSet) -> bool:
+def needs_calibration(settings: Settings, store: FeedbackStore, golden: GoldenSet) -> bool:
     """A cycle calibrates when the judge decides something (judge-scored golden items) or there is
     something to calibrate it on (expert reviews in the store)."""
     if golden.judge_scored(settings.eval.default_scorer):
         return True
-    with open_store(settings.resolved_store_url) as store:
-        return any(e.signal == "expert_review" for e in store.events())
+    return any(e.signal == "expert_review" for e in store.events())
 
 
 def calibration_step(ctx: CycleContext) -> JudgeCalibration | None:
     """The cycle's calibration, or None when the judge decides nothing and nothing could calibrate it."""
-    if not needs_calibration(ctx.settings, ctx.golden):
+    if not needs_calibration(ctx.settings, ctx.runtime.feedback, ctx.golden):
         return None
-    return calibrate(ctx.settings, ctx.golden)
+    return calibrate(ctx.runtime, ctx.golden)

@@ -12,21 +12,22 @@ from datetime import datetime, timezone
 from flywheel.evals.golden import load_golden
 from flywheel.candidates import Candidate, ChampionKind
 from flywheel.champions import champion
-from flywheel.config import Settings
 from flywheel.llm import endpoint
 from flywheel.registry import production_model, require_production_prompt
-from flywheel.state import open_state
+from flywheel.runtime import Runtime
 from flywheel.improvers.context import (  # noqa: F401 - the cycle's context, as the steps import it
     CLUSTER_EVENTS_KEPT, CycleContext, EndpointFailed, cluster_events, earliest_seen, endpoint_errors, short_hash,
 )
 
 
-def begin(settings: Settings) -> CycleContext:
-    """Check what the cycle needs (endpoint, champion, golden set) and open or resume a cycle."""
+def begin(rt: Runtime) -> CycleContext:
+    """Check what the cycle needs (endpoint, champion, golden set) and open or resume a cycle on the
+    process's Runtime ``rt`` (the context hands out its stores)."""
+    settings = rt.settings
     endpoint(settings, purpose="`flywheel cycle`")
     prompt = require_production_prompt(settings)
     golden = load_golden(settings.golden_file)
-    with open_state(settings) as state:
+    with rt.borrow_state() as state:
         cycle_id = state.unfinished_cycle()
         resumed = cycle_id is not None
         if cycle_id is None:
@@ -34,10 +35,12 @@ def begin(settings: Settings) -> CycleContext:
         state.start_cycle(cycle_id)
         index_version = champion(settings, state, ChampionKind.rag).current()
     model = production_model(settings)
-    return CycleContext(settings=settings, cycle_id=cycle_id, resumed=resumed, champion_version=prompt.version,
-                        champion_template=prompt.template, golden_version=golden.version,
-                        index_version=index_version, champion_model=model.provider_model,
-                        champion_model_version=model.version)
+    ctx = CycleContext(settings=settings, cycle_id=cycle_id, resumed=resumed, champion_version=prompt.version,
+                       champion_template=prompt.template, golden_version=golden.version,
+                       index_version=index_version, champion_model=model.provider_model,
+                       champion_model_version=model.version)
+    ctx._runtime = rt
+    return ctx
 
 
 def record_candidates(ctx: CycleContext, candidates: Sequence[Candidate]) -> None:

@@ -6,16 +6,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from flywheel.config import Settings
-from flywheel.feedback.store import open_store
+from flywheel.feedback.store import FeedbackStore
 
 
-def texts_to_embed(settings: Settings) -> list[str]:
-    """What this cycle's triage and index refresh will embed and the cache does not hold yet."""
+def texts_to_embed(settings: Settings, store: FeedbackStore) -> list[str]:
+    """What this cycle's triage and index refresh will embed and the cache does not hold yet
+    (``store``: the process's feedback store)."""
     from flywheel.embeddings import not_cached, open_embedder
     from flywheel.knowledge.source import chunks_of
     from flywheel.triage import texts_to_embed as triage_texts
 
-    with open_embedder(settings) as embedder, open_store(settings.resolved_store_url) as store:
+    with open_embedder(settings) as embedder:
         texts = triage_texts(list(store.events(polarity=-1)), embedder)
         if settings.knowledge_source is not None and settings.knowledge_source.exists():
             texts += [c.text for c in chunks_of(settings.knowledge_source, settings.knowledge.chunk_chars)]

@@ -4,7 +4,6 @@ in one batch here or cut into batches for a task runner."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -12,11 +11,11 @@ from flywheel.evals.fingerprint import EvalFingerprint
 from flywheel.evals.golden import GoldenSet, load_golden
 from flywheel.evals.answering import answer_factory, index_retrievers  # noqa: F401 - as callers import them
 from flywheel.evals.pipeline import Variant
-from flywheel.evals.runner import assemble, BatchRows, EvalBatch, EvalResult, evaluate_many, from_cache, judge_with, plan_batches, run_batch
+from flywheel.evals.runner import assemble, BatchRows, EvalBatch, EvalResult, evaluate_many, from_cache, plan_batches, run_batch
 from flywheel.config import Settings
-from flywheel.llm import make_async_client
 from flywheel.candidates import Candidate
-from flywheel.state import open_state
+from flywheel.runtime import Runtime
+from flywheel.state import StateStore
 from flywheel.improvers.registry import improver
 from flywheel.loop.context import CycleContext
 
@@ -42,12 +41,14 @@ def evaluation_keys(settings: Settings, golden: GoldenSet, variants: Sequence[Va
     return [fp.key(v) for v in variants]
 
 
-def evaluate_step(settings: Settings, variants: Sequence[Variant], progress: Callable[[int], None] | None = None,
+def evaluate_step(rt: Runtime, variants: Sequence[Variant], progress: Callable[[int], None] | None = None,
                   golden: GoldenSet | None = None) -> list[EvalResult]:
-    """One evaluation batch: the variants share a client and the concurrency limit; cached ones are free.
-    A cycle gives the golden set it began with; otherwise the configured one is read."""
+    """One evaluation batch: the variants share a client and the concurrency limit; cached ones are free
+    (the cache is the state store of the process's Runtime ``rt``). A cycle gives the golden set it
+    began with; otherwise the configured one is read."""
+    settings = rt.settings
     golden = golden or load_golden(settings.golden_file)
-    with open_state(settings) as state:
+    with rt.borrow_state() as state:
         return evaluate_many(variants, golden, answer_factory(settings, _queries(golden)),
                              default_scorer=settings.eval.default_scorer, concurrency=settings.eval.concurrency,
                              state=state, fingerprint=fingerprint(settings, golden), use_cache=settings.eval.cache,
@@ -62,12 +63,11 @@ class EvalPlan(BaseModel):
     batches: list[EvalBatch]
 
 
-def plan_evaluation(settings: Settings, variants: Sequence[Variant], slots: int) -> EvalPlan:
-    """Batches for a runner that runs ``slots`` of them at once."""
+def plan_evaluation(settings: Settings, state: StateStore, variants: Sequence[Variant], slots: int) -> EvalPlan:
+    """Batches for a runner that runs ``slots`` of them at once (cached variants, from ``state``, need none)."""
     golden = load_golden(settings.golden_file)
-    with open_state(settings) as state:
-        cached, todo = from_cache(variants, state=state, use_cache=settings.eval.cache,
-                                  fingerprint=fingerprint(settings, golden))
+    cached, todo = from_cache(variants, state=state, use_cache=settings.eval.cache,
+                              fingerprint=fingerprint(settings, golden))
     batches = plan_batches(variants, todo, len(golden.items), batch_items=settings.runner.eval_batch_items,
                            concurrency=settings.eval.concurrency, slots=slots)
     return EvalPlan(variants=list(variants), cached=cached, batches=batches)
@@ -84,8 +84,8 @@ def _queries(golden: GoldenSet) -> list[str]:
     return [item.input for item in golden.items]
 
 
-def assemble_evaluation(settings: Settings, plan: EvalPlan, parts: Sequence[BatchRows]) -> list[EvalResult]:
+def assemble_evaluation(settings: Settings, state: StateStore, plan: EvalPlan,
+                        parts: Sequence[BatchRows]) -> list[EvalResult]:
+    """The batches' rows as results, cached in ``state`` by the flow's process."""
     golden = load_golden(settings.golden_file)
-    with open_state(settings) as state:
-        return assemble(plan.variants, golden, plan.cached, parts, state=state,
-                        fingerprint=fingerprint(settings, golden))
+    return assemble(plan.variants, golden, plan.cached, parts, state=state, fingerprint=fingerprint(settings, golden))

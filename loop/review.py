@@ -81,6 +81,7 @@ def weekly_review(settings: Settings, *, until: datetime | None = None, days: in
     """The review of the ``days`` before ``until`` (default: now), with ``weeks`` weeks of trend."""
     from flywheel.loop.diagnosis_step import last_diagnoses
     from flywheel.loop.triage_step import triage_step
+    from flywheel.runtime import runtime_for
 
     until = until or datetime.now(timezone.utc)
     since = until - timedelta(days=days)
@@ -106,7 +107,7 @@ def weekly_review(settings: Settings, *, until: datetime | None = None, days: in
         trend.append(WeekRate(week_start=week.isoformat(), events=n, negative=negatives[week],
                               rate=round(negatives[week] / n, 4) if n else None))
     clusters = []
-    for cluster in last_diagnoses(settings, triage_step(settings)):
+    for cluster in last_diagnoses(settings, triage_step(runtime_for(settings))):
         members = [window[i] for i in cluster.event_ids if i in window]
         if not members:
             continue

@@ -20,7 +20,8 @@ import openai
 
 from flywheel.evals.calibration import PASS, JudgeCalibration, agreement, assess
 from flywheel.config import Settings
-from flywheel.feedback.store import open_store
+from flywheel.feedback.store import FeedbackStore
+from flywheel.state import StateStore
 from flywheel.proposals import normalise
 from flywheel.schemas import StoredEvent
 from flywheel.improvers.screening import FailingExample
@@ -36,20 +37,19 @@ def _example(e: StoredEvent) -> FailingExample:
                           better=better)
 
 
-def screening_pairs(settings: Settings) -> tuple[list[tuple[FailingExample, str, bool]], Counter[str]]:
+def screening_pairs(settings: Settings, store: FeedbackStore) -> tuple[list[tuple[FailingExample, str, bool]], Counter[str]]:
     """(failing example, expert-reviewed answer, expert pass) pairs; consented events only."""
     skipped: Counter[str] = Counter()
     reviews: list[StoredEvent] = []
     negatives: dict[str, list[StoredEvent]] = {}
-    with open_store(settings.resolved_store_url) as store:
-        for e in store.events():
-            if not e.consent:
-                skipped["no_consent"] += e.signal == "expert_review"
-                continue  # never read
-            if e.signal == "expert_review" and e.value is not None:
-                reviews.append(e)
-            if e.polarity < 0:
-                negatives.setdefault(normalise(e.query), []).append(e)
+    for e in store.events():
+        if not e.consent:
+            skipped["no_consent"] += e.signal == "expert_review"
+            continue  # never read
+        if e.signal == "expert_review" and e.value is not None:
+            reviews.append(e)
+        if e.polarity < 0:
+            negatives.setdefault(normalise(e.query), []).append(e)
     pairs = []
     for r in sorted(reviews, key=lambda r: _h(r.event_id)):
         others = [e for e in negatives.get(normalise(r.query), [])
@@ -65,14 +65,15 @@ def screening_pairs(settings: Settings) -> tuple[list[tuple[FailingExample, str,
     return pairs, skipped
 
 
-def calibrate_screening(settings: Settings) -> JudgeCalibration:
-    """The resolution judge's verdicts on the pairs against the experts'; figures as for the golden judge."""
+def calibrate_screening(settings: Settings, state: StateStore, store: FeedbackStore) -> JudgeCalibration:
+    """The resolution judge's verdicts on the pairs against the experts' (the pairs from ``store``,
+    the verdicts cached in ``state``); figures as for the golden judge."""
     from flywheel.improvers.screening_step import judge_resolutions
 
-    pairs, skipped = screening_pairs(settings)
+    pairs, skipped = screening_pairs(settings, store)
     errors = 0
     try:
-        verdicts = judge_resolutions(settings, [p[0] for p in pairs], [p[1] for p in pairs]) if pairs else []
+        verdicts = judge_resolutions(settings, state, [p[0] for p in pairs], [p[1] for p in pairs]) if pairs else []
     except openai.APIError:  # the endpoint failed after retries: nothing to report on, and said so
         verdicts, errors = [], len(pairs)
     figures = agreement([p[2] for p in pairs][: len(verdicts)], [v.resolved for v in verdicts])

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from flywheel.app.cli import app
 from flywheel.config import EmbeddingSettings, Settings, load_settings
+from flywheel.runtime import runtime_for
 from flywheel.evals.golden import load_golden
 from flywheel.embeddings import LocalEmbedder
 from pg_server import PostgresServer, ensure_postgres, server_bin
@@ -237,7 +238,7 @@ def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) 
         mp.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(corrected))
         Cli()("ingest", str(world / "feedback.jsonl"), "--json")
         settings = load_settings()
-        texts = texts_to_embed(settings)  # triage's texts and the corrected knowledge's chunks
+        texts = texts_to_embed(settings, runtime_for(settings).feedback)  # triage's texts and the corrected knowledge's chunks
         texts += [c.text for c in chunks_of(world / "knowledge", settings.knowledge.chunk_chars)]
         texts += [i.input for i in load_golden(world / "golden.jsonl").items]
         with open_store(settings.resolved_store_url) as store:

@@ -311,13 +311,14 @@ def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: d
 def test_an_unchanged_champion_is_not_evaluated_again(loop: dict) -> None:
     from flywheel.loop.context import begin
     from flywheel.loop.evaluate import evaluate_step, variant_for
+    from flywheel.runtime import runtime_for
 
     settings = load_settings()
-    ctx = begin(settings)
+    ctx = begin(runtime_for(settings))
     sim = loop["sim"]
-    (first,) = evaluate_step(settings, [variant_for(ctx, None)])
+    (first,) = evaluate_step(ctx.runtime, [variant_for(ctx, None)])
     calls = sim.counts().get("chat.product", 0)
-    (second,) = evaluate_step(settings, [variant_for(ctx, None)])
+    (second,) = evaluate_step(ctx.runtime, [variant_for(ctx, None)])
     assert not first.cached and second.cached
     assert sim.counts().get("chat.product", 0) == calls
     assert second.scores == first.scores

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import write_jsonl
 from flywheel.config import load_settings
+from flywheel.runtime import runtime_for
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Pa
                          if '"reason": "format"' in line]
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", format_complaints)), "--json")
     settings = load_settings()
-    to_embed = embedding.texts_to_embed(settings)
+    to_embed = embedding.texts_to_embed(settings, runtime_for(settings).feedback)
     assert len(to_embed) > 20  # the complaints' queries and the category descriptions, none cached yet
 
     runner = {"kind": "dask", "dask_workers": 2, "eval_batch_items": 15}

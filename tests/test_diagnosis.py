@@ -30,6 +30,7 @@ from flywheel.loop.diagnosis_step import apply_diagnosis, diagnose_step
 from flywheel.improvers.screening_step import answer_queries, failing_examples, judge_resolutions
 from flywheel.improvers.registry import improver
 from flywheel.loop.triage_step import triage_step
+from flywheel.runtime import runtime_for
 from flywheel.sim import roles
 from flywheel.sim.rules import INTENTS, match_intent
 from flywheel.sim.server import SimOptions, Simulator
@@ -45,6 +46,14 @@ def _stores(settings):
 
     rt = runtime_for(settings)
     return settings, rt.state, rt.feedback
+
+
+def _routing(settings):
+    """A cycle's context as far as routing reads it (the settings and the process's stores)."""
+    from flywheel.improvers.context import CycleContext
+
+    return CycleContext(settings=settings, cycle_id="cyc-diag", resumed=False, champion_version="",
+                        champion_template="", golden_version="")
 
 
 def reasonless_downvotes(world: Path) -> list[dict[str, Any]]:
@@ -91,12 +100,12 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
     with open_store(settings.resolved_store_url) as store:
         by_id = {e.event_id: e for e in store.events(polarity=-1)}
     intents = {i.id: i for i in INTENTS}
-    clusters = triage_step(settings)
+    clusters = triage_step(runtime_for(settings))
     other = [c for c in clusters if c.category == "other"]
     # Before: failure modes of the world sit in `other`, where no improver looks.
     failing_in_other = {majority_intent(c, by_id) for c in other} & {i.id for i in INTENTS if i.category != "general"}
     assert {"sync_angry", "other_account"} <= failing_in_other, failing_in_other
-    assert not any(c.cluster_id in {o.cluster_id for o in other} for c in improver("prompt").select(settings, clusters))
+    assert not any(c.cluster_id in {o.cluster_id for o in other} for c in improver("prompt").select(_routing(settings), clusters))
 
     diagnosed = diagnose_step(*_stores(settings), "cyc-diag", clusters)
     assert [c.cluster_id for c in diagnosed] == [c.cluster_id for c in clusters]  # ids and order kept
@@ -123,7 +132,7 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
     assert len(diagnosis_requests(recording)) == asked
 
     # The prompt improver now works on them, drafting against the diagnosed root cause.
-    chosen = {c.cluster_id: c for c in improver("prompt").select(settings, diagnosed)}
+    chosen = {c.cluster_id: c for c in improver("prompt").select(_routing(settings), diagnosed)}
     fixable = [c for c in diagnosed if c.cluster_id in chosen and c.diagnosis and c.diagnosis.diagnosed
                and majority_intent(c, by_id) in ("sync_angry", "other_account")]
     assert {c.category for c in fixable} == {"tone", "unsafe"}
@@ -136,7 +145,7 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
             cluster_id=cluster.cluster_id, category=cluster.category, champion=INITIAL_PROMPT, examples=examples,
             client=OpenAI(base_url=recording.base_url, api_key="k", max_retries=0), model=settings.draft_model,
             run_queries=lambda t, qs: answer_queries(settings, t, qs),
-            judge=lambda exs, outs: judge_resolutions(settings, exs, outs),
+            judge=lambda exs, outs: judge_resolutions(settings, runtime_for(settings).state, exs, outs),
             protected=[], settings=settings.improve)
         assert result.kept and (result.best_screening or 0) > (result.champion_screening or 0), result.stopped
     critiques = [json.dumps(b["messages"]) for b in recording.state.requests if roles.route(b) == "critique"]

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from flywheel.evals.fingerprint import EvalFingerprint, endpoint_identity
 from flywheel.evals.golden import load_golden
 from flywheel.evals.pipeline import Variant
 from flywheel.config import Settings, load_settings
+from flywheel.runtime import runtime_for
 from flywheel.improvers.screening import FailingExample
 from flywheel.loop.evaluate import assemble_evaluation, evaluate_batch_step, evaluate_step, plan_evaluation
 from flywheel.improvers.screening_step import judge_resolutions
@@ -38,17 +38,17 @@ def test_another_endpoint_is_evaluated_afresh_and_the_same_one_is_cached(
         simulator: Simulator, broken_endpoint: Simulator, small_golden: Path, world: Path) -> None:
     on_a, on_b = _on(simulator), _on(broken_endpoint)
     champion = _champion(world)
-    (first,) = evaluate_step(on_a, [champion])
-    (again,) = evaluate_step(on_a, [champion])
+    (first,) = evaluate_step(runtime_for(on_a), [champion])
+    (again,) = evaluate_step(runtime_for(on_a), [champion])
     assert not first.cached and first.mean is not None and first.mean > 0.2
     assert again.cached and again.scores == first.scores
 
-    (moved,) = evaluate_step(on_b, [champion])  # was: again's score, from the other endpoint
+    (moved,) = evaluate_step(runtime_for(on_b), [champion])  # was: again's score, from the other endpoint
     assert not moved.cached and moved.mean == 0.0
     assert broken_endpoint.counts()["chat.product"] == len(first.rows)
-    (back,) = evaluate_step(on_a, [champion])
+    (back,) = evaluate_step(runtime_for(on_a), [champion])
     assert back.cached and back.scores == first.scores
-    (moved_again,) = evaluate_step(on_b, [champion])
+    (moved_again,) = evaluate_step(runtime_for(on_b), [champion])
     assert moved_again.cached and broken_endpoint.counts()["chat.product"] == len(first.rows)
     assert SECRET.encode() not in _stored_bytes(on_a)
 
@@ -59,14 +59,14 @@ def test_the_batch_path_reads_and_writes_the_cache_by_the_same_fingerprint(
     endpoint that produced the result."""
     on_a, on_b = _on(simulator), _on(broken_endpoint)
     champion = _champion(world)
-    evaluate_step(on_a, [champion])
-    assert plan_evaluation(on_a, [champion], slots=2).batches == []
-    plan = plan_evaluation(on_b, [champion], slots=2)
+    evaluate_step(runtime_for(on_a), [champion])
+    assert plan_evaluation(on_a, runtime_for(on_a).state, [champion], slots=2).batches == []
+    plan = plan_evaluation(on_b, runtime_for(on_b).state, [champion], slots=2)
     assert plan.cached == [None] and plan.batches
-    (result,) = assemble_evaluation(on_b, plan, [evaluate_batch_step(on_b, b) for b in plan.batches])
+    (result,) = assemble_evaluation(on_b, runtime_for(on_b).state, plan, [evaluate_batch_step(on_b, b) for b in plan.batches])
     assert result.mean == 0.0 and not result.cached
-    assert plan_evaluation(on_b, [champion], slots=2).batches == []  # remembered under B now
-    (still_a,) = evaluate_step(on_a, [champion])
+    assert plan_evaluation(on_b, runtime_for(on_b).state, [champion], slots=2).batches == []  # remembered under B now
+    (still_a,) = evaluate_step(runtime_for(on_a), [champion])
     assert still_a.cached and still_a.mean is not None and still_a.mean > 0.2
 
 
@@ -75,11 +75,11 @@ def test_screening_verdicts_are_cached_per_judge_endpoint(simulator: Simulator,
     example = FailingExample(query="How much does the Pro plan cost?", output="The Pro plan costs $10 per month.",
                              signal="thumbs_down", reason="outdated")
     stale = ["The Pro plan costs $10 per month."]
-    (honest,) = judge_resolutions(_on(simulator), [example], stale)
-    (lenient,) = judge_resolutions(_on(broken_endpoint), [example], stale)
+    (honest,) = judge_resolutions(_on(simulator), runtime_for(_on(simulator)).state, [example], stale)
+    (lenient,) = judge_resolutions(_on(broken_endpoint), runtime_for(_on(broken_endpoint)).state, [example], stale)
     assert not honest.resolved and lenient.resolved  # was: the first endpoint's cached verdict
     asked = simulator.counts()["chat.resolution"]
-    (again,) = judge_resolutions(_on(simulator), [example], stale)
+    (again,) = judge_resolutions(_on(simulator), runtime_for(_on(simulator)).state, [example], stale)
     assert not again.resolved and simulator.counts()["chat.resolution"] == asked
 
 

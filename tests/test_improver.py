@@ -11,6 +11,7 @@ from flywheel.evals.golden import load_golden
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import evaluate
 from flywheel.config import ImproveSettings, load_settings
+from flywheel.runtime import runtime_for
 from flywheel.loop.evaluate import answer_factory
 from flywheel.improvers.screening_step import answer_queries, judge_resolutions
 from flywheel.llm import make_client
@@ -59,7 +60,7 @@ def _propose(sim: Simulator, examples: list[FailingExample], settings: ImproveSe
         cluster_id="tone-x", category="tone", champion=INITIAL_PROMPT, examples=examples,
         client=make_client(config), model="gpt-4o",
         run_queries=lambda t, qs: answer_queries(config, t, qs),
-        judge=lambda exs, outs: judge_resolutions(config, exs, outs), protected=[], settings=settings,
+        judge=lambda exs, outs: judge_resolutions(config, runtime_for(config).state, exs, outs), protected=[], settings=settings,
     )
 
 

@@ -18,6 +18,7 @@ from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import EvalResult, EvalRow
 from flywheel.candidates import Candidate, Decision, PromptPayload
 from flywheel.config import load_settings
+from flywheel.runtime import runtime_for
 from flywheel.registry import use_mlflow
 from flywheel.state import open_state
 from flywheel.loop.context import CycleContext
@@ -164,9 +165,9 @@ def test_the_sample_is_capped_and_deterministic(cli: Cli, recording_sim: Simulat
     monkeypatch.setenv("FLYWHEEL_JUDGE__MAX_ITEMS", "5")
     from flywheel.loop.calibration import calibration_items
 
-    first, skipped = calibration_items(load_settings(), None)
+    first, skipped = calibration_items(runtime_for(load_settings()), None)
     assert len(first) == 5 and skipped["over_max_items"] == 7
-    assert [i.event_id for i in calibration_items(load_settings(), None)[0]] == [i.event_id for i in first]
+    assert [i.event_id for i in calibration_items(runtime_for(load_settings()), None)[0]] == [i.event_id for i in first]
     out = cli("judge", "calibrate", "--json")
     assert out["items"] == 5 and len(_judged(recording_sim)) == 5
     assert out["trusted"] is False and "too few items to know" in out["why"]

@@ -20,6 +20,7 @@ from flywheel.config import load_settings
 from flywheel.schemas import FailureCluster
 from flywheel.improvers.merge_evidence import check_fix, FixVerdict
 from flywheel.loop.context import begin, CycleContext
+from flywheel.runtime import runtime_for
 from flywheel.sim.server import SimOptions, Simulator
 from nonempty import every
 
@@ -70,7 +71,7 @@ def _start(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: 
     prompt.write_text(outside_product.CHAMPION)
     cli("prompt", "set", str(prompt), "--json")
     assert cli("ingest", str(write_jsonl(tmp_path / "feedback.jsonl", events)), "--json")["rejected"] == 0
-    return begin(load_settings())
+    return begin(runtime_for(load_settings()))
 
 
 def _draft(ctx: CycleContext, clusters: list[FailureCluster]) -> list[Candidate]:
@@ -153,7 +154,7 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
             docs = [state.candidate(c.candidate_id).public() for c in left_out]  # type: ignore[union-attr]
         assert [d["left_out_of_merge"] for d in docs if "left_out_of_merge" in d] == blocked  # in the cycle document
 
-        results = evaluate_step(ctx.settings, [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates],
+        results = evaluate_step(ctx.runtime, [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates],
                                 golden=ctx.golden)
         champion: EvalResult = results[0]
         report = gate_step(ctx, champion, {c.candidate_id: r for c, r in zip(candidates, results[1:], strict=True)},
@@ -166,7 +167,7 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         assert not any(c.decision is Decision.superseded for c in report.candidates if c.payload.fixes)  # type: ignore[union-attr]
         assert deferred.reason.startswith("deferred: fixes cluster ") and waiting.candidate_id in deferred.reason
         assert "loses a fix: fmt: the merge resolved 0/" in deferred.reason  # the approver reads why, with figures
-        assert [d["candidate_id"] for d in status(ctx.settings)["deferred"]] == [deferred.candidate_id]
+        assert [d["candidate_id"] for d in status(ctx.settings, ctx.runtime.state, ctx.runtime.feedback)["deferred"]] == [deferred.candidate_id]
         form = approval_markdown([waiting], report.champion_score, deferred=[deferred])
         assert "deferred to the next cycle" in form and deferred.reason in form  # the approver sees the other fix
         assert any(line.startswith(f"- `{deferred.candidate_id}`") for line in merge_lines(report.candidates))
@@ -176,12 +177,12 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         promoted = approve(ctx.settings, waiting.candidate_id, by="tester", note=None)
         (carried_cluster,) = [c for c in clusters if c.cluster_id in deferred.cluster_ids]
         others = [c for c in clusters if c is not carried_cluster]
-        assert improver("prompt").select(ctx.settings, [*others, carried_cluster])[0] is carried_cluster
-        ctx2 = begin(load_settings())
+        assert improver("prompt").select(ctx, [*others, carried_cluster])[0] is carried_cluster
+        ctx2 = begin(runtime_for(load_settings()))
         assert ctx2.cycle_id != ctx.cycle_id and ctx2.champion_version == promoted.version
         redrafted = improve_prompt_step(ctx2, carried_cluster, ctx2.protected_texts())
         assert every(c.parent == promoted.version for c in redrafted)
         with ctx2.state() as state:
             assert [c.candidate_id for c in mark_carried(state, ctx2.cycle_id)] == [deferred.candidate_id]
             assert state.candidate(deferred.candidate_id).carried_to == ctx2.cycle_id  # type: ignore[union-attr]
-        assert status(ctx.settings)["deferred"] == []
+        assert status(ctx.settings, ctx.runtime.state, ctx.runtime.feedback)["deferred"] == []

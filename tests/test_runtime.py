@@ -67,3 +67,19 @@ def test_a_runtime_opens_on_first_use_and_again_after_close(settings) -> None:
         rt.close()
         rt.feedback.counts()
     assert rt.openings["feedback"] == 2 and opened.migration_checks == 2
+
+
+def test_a_whole_cycle_opens_each_store_once_per_thread(cli, loop: dict) -> None:
+    """``flywheel cycle`` in one process: triage, the improvers (tasks in several threads), the
+    evaluation, calibration and the gate take the process Runtime's stores; none opens its own."""
+    from flywheel.runtime import close_process_runtime, runtime_for
+
+    close_process_runtime()  # the fixture's commands opened the Runtime: the cycle starts from nothing
+    settings = load_settings()
+    feedback, state = settings.resolved_store_url.rsplit("/", 1)[-1], "state.sqlite"
+    with counting() as cycle:
+        out = cli("cycle", "--json")
+    assert out["candidates"]
+    rt = runtime_for(load_settings())
+    assert rt.openings["feedback"] == 1 and cycle.of(feedback) == 1 and cycle.migration_checks == 1
+    assert cycle.of(state) == rt.openings["state"] >= 1  # every connection is one thread's Runtime store

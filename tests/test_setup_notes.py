@@ -16,6 +16,7 @@ from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import EvalResult
 from flywheel.candidates import Candidate, PromptPayload
 from flywheel.config import Settings, load_settings
+from flywheel.runtime import runtime_for
 from flywheel.llm import make_client
 from flywheel.state import open_state
 from flywheel.improvers.prompt import DraftingResult, propose
@@ -42,7 +43,7 @@ def _prompt(world: Path) -> str:
 
 
 def _evaluate(settings: Settings, label: str, template: str) -> EvalResult:
-    (result,) = evaluate_step(settings, [Variant(label=label, prompt_template=template, model="gpt-4o-mini")])
+    (result,) = evaluate_step(runtime_for(settings), [Variant(label=label, prompt_template=template, model="gpt-4o-mini")])
     return result
 
 
@@ -98,7 +99,7 @@ def _draft(settings: Settings, world: Path) -> DraftingResult:
     return propose(cluster_id="tone-1", category="tone", champion=_prompt(world), examples=_sync_complaints(world),
                    client=make_client(settings, purpose="drafting"), model=settings.draft_model,
                    run_queries=lambda t, qs: answer_queries(settings, t, qs),
-                   judge=lambda exs, outs: judge_resolutions(settings, exs, outs), protected=[],
+                   judge=lambda exs, outs: judge_resolutions(settings, runtime_for(settings).state, exs, outs), protected=[],
                    settings=settings.improve)
 
 

@@ -18,7 +18,6 @@ from flywheel.registry import production_prompt
 from live_server import LiveServer, make_key, stored_ids
 from flywheel.loop.canary import approve_canary
 from flywheel.loop.promotion import set_prompt
-from flywheel.runtime import runtime_for
 from flywheel.sim.quality import QualityMap, Variant, rate_for_golden
 from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
 from flywheel.sim.world import INITIAL_PROMPT

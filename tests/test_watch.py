@@ -15,7 +15,6 @@ from flywheel.registry import CANARY, PRODUCTION, prompt_at, use_mlflow
 from flywheel.state import open_state
 from flywheel.loop.canary import approve_canary
 from flywheel.loop.promotion import approve
-from flywheel.runtime import runtime_for
 from flywheel.loop.watch_actions import pending_intents
 from tests.watch_helpers import ingest, prompt_candidate, rated_events, watch_now
 from nonempty import every

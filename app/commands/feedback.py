@@ -87,8 +87,9 @@ def _emit_feedback_events(settings: Settings, negatives: int) -> int:
 
 def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
     from flywheel.loop.triage_step import triage_step
+    from flywheel.runtime import runtime_for
 
-    return triage_step(settings, progress)
+    return triage_step(runtime_for(settings), progress)
 
 
 @handles_errors

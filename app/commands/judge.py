@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from flywheel.app.context import _settings
+from flywheel.app.context import _runtime
 from flywheel.app.output import JsonFlag, answer, err, handles_errors, human_console
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ def calibrate(as_json: JsonFlag = False) -> None:
     from flywheel.loop.calibration import calibrate as do_calibrate
     from flywheel.loop.golden.versions import current_golden
 
-    settings = _settings()
-    result = do_calibrate(settings, current_golden(settings))
+    rt = _runtime()
+    result = do_calibrate(rt, current_golden(rt.settings))
     answer(as_json, result.public(), lambda: _print_calibration(result))
 
 

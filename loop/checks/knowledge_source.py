@@ -54,7 +54,7 @@ def _indexed(settings: Settings) -> bool:
     if not settings.state_path.exists():
         return False
     from flywheel.knowledge.index import ACTIVE
-    from flywheel.state import open_state
+    from flywheel.runtime import runtime_for
 
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:  # it exists: the process's store
         return state.pointer(ACTIVE) is not None

@@ -84,9 +84,9 @@ def active_index(settings: Settings) -> str | None:
         return None
     from flywheel.champions import champion
     from flywheel.candidates import ChampionKind
-    from flywheel.state import open_state
+    from flywheel.runtime import runtime_for
 
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:  # it exists: the process's store
         return champion(settings, state, ChampionKind.rag).current()
 
 

@@ -51,9 +51,10 @@ def coverage_step(settings: Settings) -> CoverageReport:
     """Coverage of the configured golden set (none yet counts as empty) against triage of the store."""
     from flywheel.loop.golden.versions import current_golden
     from flywheel.loop.triage_step import triage_step
+    from flywheel.runtime import runtime_for
 
     golden = current_golden(settings)
-    rows = coverage(golden.items if golden else (), triage_step(settings))
+    rows = coverage(golden.items if golden else (), triage_step(runtime_for(settings)))
     return CoverageReport(golden_version=golden.version if golden else None, categories=rows)
 
 

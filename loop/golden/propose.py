@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from flywheel.config import Settings
+from flywheel.runtime import runtime_for
 from flywheel.feedback.store import open_store
 from flywheel.proposals import GoldenProposal, ProposalSource, SourceKind, proposal_id
 from flywheel.schemas import FailureCluster
@@ -56,7 +57,8 @@ class ProposeReport(BaseModel):
 def open_clusters(settings: Settings, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
     """Clusters still failing: none whose fix (of its route's kind) was promoted after its last
     negative event."""
-    fixed = {kind: fixed_clusters(settings, clusters, kind) for kind in {c.route for c in clusters}}
+    state = runtime_for(settings).state
+    fixed = {kind: fixed_clusters(state, clusters, kind) for kind in {c.route for c in clusters}}
     return [c for c in clusters if c.cluster_id not in fixed[c.route]]
 
 
@@ -88,7 +90,7 @@ def propose(settings: Settings, synthetic: int = 0) -> ProposeReport:
 
     golden = current_golden(settings)
     report = ProposeReport(golden_version=golden.version if golden else None, golden_items=len(golden or ()))
-    clusters = open_clusters(settings, triage_step(settings))
+    clusters = open_clusters(settings, triage_step(runtime_for(settings)))
     report.open_clusters = len(clusters)
     with open_store(settings.resolved_store_url) as store:
         events = {e.event_id: e for e in store.get({eid for c in clusters for eid in c.event_ids})}

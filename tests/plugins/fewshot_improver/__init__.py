@@ -16,8 +16,6 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel
 
 from flywheel.candidates import BasePayload, Candidate, ChampionKind
-from flywheel.config import Settings
-from flywheel.feedback.store import open_store
 from flywheel.registry import register_prompt
 from flywheel.schemas import FailureCluster
 from flywheel.improvers.base import BaseImprover, Proposal
@@ -46,11 +44,11 @@ class FewShotImprover(BaseImprover):
     title: ClassVar[str] = "few-shot examples"
     built_on: ClassVar[str] = "made from"
 
-    def select(self, settings: Settings, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
+    def select(self, ctx: CycleContext, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
         return [c for c in clusters if c.route == "prompt" and c.category != "other" and c.consented > 0]
 
     def propose(self, ctx: CycleContext, clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Proposal:
-        with open_store(ctx.settings.resolved_store_url) as store:
+        with ctx.feedback() as store:
             events = store.get([i for c in clusters for i in c.event_ids])
         banned = set(protected)
         shots: list[Shot] = []
