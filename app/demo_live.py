@@ -109,7 +109,7 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
                   "(1 - golden score)", highlight=False)
     for v in quality.variants:
         console.print(f"  {Variant(**v.model_dump()).label()}: {v.note} -> {_pct(v.negative_rate)}", highlight=False)
-    keys = open_keys(settings.home)
+    keys = open_keys(settings)
     tag = str(int(time.time()))
     read, ingest = keys.create(f"demo-product-{tag}", "read"), keys.create(f"demo-events-{tag}", "ingest")
     with BackgroundServer(settings) as server, FlywheelClient(server.url, read) as client, TrafficGenerator(

@@ -11,7 +11,8 @@ from rich.table import Table
 from flywheel.app.context import _settings
 from flywheel.app.output import JsonFlag, emit, err, handles_errors
 
-keys_app = typer.Typer(help="API keys for `flywheel serve` (only salted hashes are stored).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for `flywheel serve` (only salted hashes are stored, in the state "
+                       "store: every replica sharing it sees the same keys).", no_args_is_help=True)
 
 
 @handles_errors
@@ -60,7 +61,7 @@ def keys_create(
     from flywheel.keys import open_keys
 
     settings = _settings()
-    key = open_keys(settings.home).create(name, scope)
+    key = open_keys(settings).create(name, scope)
     if as_json:
         emit({"name": name, "scope": scope, "key": key})
     else:
@@ -74,7 +75,7 @@ def keys_list(as_json: JsonFlag = False) -> None:
     """List keys: name, scope, created, revoked (never a key or a hash)."""
     from flywheel.keys import open_keys
 
-    keys = open_keys(_settings().home).list()
+    keys = open_keys(_settings()).list()
     if as_json:
         emit({"keys": [k.model_dump(mode="json") for k in keys]})
         return
@@ -98,7 +99,7 @@ def keys_revoke(
     """Revoke a key: every server refuses it from its next request on."""
     from flywheel.keys import open_keys
 
-    count = open_keys(_settings().home).revoke(name)
+    count = open_keys(_settings()).revoke(name)
     if as_json:
         emit({"name": name, "revoked": count})
     else:
