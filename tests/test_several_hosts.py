@@ -9,20 +9,22 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from flywheel.sim.server import Simulator
+from live_server import make_key
+from pg_server import PostgresServer, free_port
 
 from flywheel.arms import arm_for
 from flywheel.champions import champion
 from flywheel.config import load_settings
 from flywheel.state import open_state
-from live_server import make_key
-from pg_server import PostgresServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -67,15 +69,6 @@ class Child:
                 self.proc.wait(15)
 
 
-@contextmanager
-def started(stack: ExitStack, name: str, args: list[str], env: dict[str, str], logs: Path, health: str,
-            deadline: float) -> Iterator[Child]:
-    child = Child(name, args, env, logs)
-    stack.callback(child.stop)
-    child.wait_healthy(health, deadline)
-    yield child
-
-
 def _base_env() -> dict[str, str]:
     """The test's environment without Flywheel's, MLflow's or an LLM endpoint's settings."""
     drop = ("FLYWHEEL_HOME", "FLYWHEEL_STORE_URL", "FLYWHEEL_STATE_URL", "FLYWHEEL_CONFIG", "FLYWHEEL_KNOWLEDGE",
@@ -102,25 +95,41 @@ def _knowledge(root: Path) -> Path:
 
 
 def test_two_replicas_share_keys_arms_promotions_and_the_index(
-        cli, postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        cli, postgres: PostgresServer, simulator: Simulator, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     store_url = postgres.url(postgres.create_database())
     logs = tmp_path / "logs"
     logs.mkdir()
     chroma_port, mlflow_port = free_port(), free_port()
     chroma_url, tracking = f"http://127.0.0.1:{chroma_port}", f"http://127.0.0.1:{mlflow_port}"
     shared = {"FLYWHEEL_STORE_URL": store_url, "MLFLOW_TRACKING_URI": tracking,
-              "FLYWHEEL_KNOWLEDGE__CHROMA_URL": chroma_url, "FLYWHEEL_SERVE__CHAMPION_TTL_SECONDS": str(TTL)}
+              "FLYWHEEL_KNOWLEDGE__CHROMA_URL": chroma_url, "FLYWHEEL_SERVE__CHAMPION_TTL_SECONDS": str(TTL),
+              # embeddings from the simulator's endpoint: one model load (in this process), not one per replica
+              "FLYWHEEL_EMBEDDINGS__BACKEND": "openai", "OPENAI_BASE_URL": simulator.base_url,
+              "OPENAI_API_KEY": "test"}
     deadline = time.monotonic() + START_SECONDS
+    ports = {name: free_port() for name in ("host-a", "host-b")}
     with ExitStack() as stack:
-        base = _base_env()
-        stack.enter_context(started(stack, "chroma", [str(BIN / "chroma"), "run", "--path", str(tmp_path / "chroma"),
-                                                      "--host", "127.0.0.1", "--port", str(chroma_port)],
-                                    base, logs, f"{chroma_url}/api/v2/heartbeat", deadline))
-        stack.enter_context(started(
-            stack, "mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-                              "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-                              "--port", str(mlflow_port), "--workers", "1"],
-            {**base, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, logs, f"{tracking}/health", deadline))
+        base = {**_base_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {**base, **shared}
+        children = {  # all started at once: a replica waits for nothing but PostgreSQL to answer /healthz
+            "chroma": ([str(BIN / "chroma"), "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1",
+                        "--port", str(chroma_port)], base, f"{chroma_url}/api/v2/heartbeat"),
+            "mlflow": ([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                        "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
+                        "--port", str(mlflow_port), "--workers", "1"], base, f"{tracking}/health"),
+            **{name: ([str(BIN / "flywheel"), "serve", "--port", str(port), "--no-access-log"],
+                      {**env, "FLYWHEEL_HOME": str(tmp_path / name)}, f"http://127.0.0.1:{port}/healthz")
+               for name, port in ports.items()},
+        }
+        running = []
+        for name, (args, child_env, _) in children.items():
+            running.append(Child(name, args, child_env, logs))
+            stack.callback(running[-1].stop)
+        for child, (_, _, health) in zip(running, children.values(), strict=True):
+            child.wait_healthy(health, deadline)
+        replicas = [f"http://127.0.0.1:{port}" for port in ports.values()]
+        marks = {"servers up": time.monotonic() - deadline + START_SECONDS}
 
         # the CLI's host: a third home, the same URLs
         for name, value in shared.items():
@@ -129,17 +138,7 @@ def test_two_replicas_share_keys_arms_promotions_and_the_index(
         (tmp_path / "v2.txt").write_text("You answer questions about Acme, kindly and briefly.")
         v1 = cli("prompt", "set", str(tmp_path / "v1.txt"), "--json")["version"]
         keys = [make_key(cli, "product", "read")]
-        marks = {"servers up (chroma, mlflow)": time.monotonic() - deadline + START_SECONDS}
-
-        replicas: list[str] = []
-        for name in ("host-a", "host-b"):
-            port = free_port()
-            env = {**base, **shared, "FLYWHEEL_HOME": str(tmp_path / name)}
-            stack.enter_context(started(stack, name, [str(BIN / "flywheel"), "serve", "--port", str(port),
-                                                      "--no-access-log"], env, logs,
-                                        f"http://127.0.0.1:{port}/healthz", deadline))
-            replicas.append(f"http://127.0.0.1:{port}")
-        marks["replicas up"] = time.monotonic() - deadline + START_SECONDS
+        marks["prompt set, key made"] = time.monotonic() - deadline + START_SECONDS
         clients = [stack.enter_context(httpx.Client(base_url=url, timeout=30)) for url in replicas]
 
         def ask(client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -150,18 +149,25 @@ def test_two_replicas_share_keys_arms_promotions_and_the_index(
             assert answer.status_code == 200, answer.text
             return answer.json()
 
-        # a key made by the CLI works on both; revoked by the CLI, both refuse it on their next request
-        assert [champion_of(c)["prompt"]["version"] for c in clients] == [v1, v1]
+        def version_of(client: httpx.Client) -> str | None:
+            answer = ask(client, "GET", "/v1/champion", params={"user_id": "u1"})
+            return answer.json()["prompt"]["version"] if answer.status_code == 200 else None
+
+        # a key made by the CLI works on both (the first prompt, set after they started, reaches both)
+        first = _until("v1 served by both replicas", lambda: all(version_of(c) == v1 for c in clients), 10 * TTL + 5)
+        # revoked by the CLI, both refuse it on their next request
         cli("keys", "revoke", "product")
         assert [ask(c, "GET", "/v1/champion", params={"user_id": "u1"}).status_code for c in clients] == [401, 401]
         keys.append(make_key(cli, "product-2", "read"))
         assert [ask(c, "GET", "/v1/champion", params={"user_id": "u1"}).status_code for c in clients] == [200, 200]
 
+        marks["keys checked"] = time.monotonic() - deadline + START_SECONDS
         # a promotion reaches both within the champion TTL
         v2 = cli("prompt", "set", str(tmp_path / "v2.txt"), "--json")["version"]
         seen = _until("v2 served by both replicas",
                       lambda: all(champion_of(c)["prompt"]["version"] == v2 for c in clients), 10 * TTL + 5)
 
+        marks["promoted"] = time.monotonic() - deadline + START_SECONDS
         # a canary (v1 back for 30% of users): the same user gets the same arm and prompt from both
         settings = load_settings()
         with open_state(settings) as state:
@@ -174,18 +180,22 @@ def test_two_replicas_share_keys_arms_promotions_and_the_index(
         expected = [("canary", v1) if arm_for(u, 30) == "canary" else ("production", v2) for u in USERS]
         assert served[0] == expected and {arm for arm, _ in expected} == {"canary", "production"}
 
+        marks["canary checked"] = time.monotonic() - deadline + START_SECONDS
         # retrieval on both from the Chroma server, after `kb sync` on the CLI's host
         monkeypatch.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(_knowledge(tmp_path / "kb")))
         index = cli("kb", "sync", "--json")["version"]
+        marks["kb synced"] = time.monotonic() - deadline + START_SECONDS
         _until("the index served by both replicas", lambda: all(champion_of(c)["index"] == index for c in clients),
                10 * TTL + 5)
-        for client in clients:
-            found = ask(client, "POST", "/v1/retrieve",
-                        json={"user_id": "u1", "query": "How much is the Pro plan per month?", "k": 2})
+        with ThreadPoolExecutor(2) as pool:  # each replica's first retrieval opens its Chroma client: both at once
+            answers = list(pool.map(lambda c: ask(c, "POST", "/v1/retrieve", json={
+                "user_id": "u1", "query": "How much is the Pro plan per month?", "k": 2}), clients))
+        for found in answers:
             assert found.status_code == 200, found.text
             body = found.json()
             assert body["index_version"] == index and len(body["chunks"]) == 2
             assert body["chunks"][0]["id"].startswith("pricing.md#") and "$20" in body["chunks"][0]["text"]
         assert not any((tmp_path / name / "keys.json").exists() for name in ("host-a", "host-b"))
         marks["done"] = time.monotonic() - deadline + START_SECONDS
-        print(f"\n{marks}\npromotion visible on both replicas after {seen:.2f} s (champion TTL {TTL} s)")
+        print(f"\n{marks}\nfirst prompt visible on both after {first:.2f} s, a promotion after {seen:.2f} s "
+              f"(champion TTL {TTL} s)")
