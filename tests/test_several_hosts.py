@@ -187,6 +187,7 @@ def test_two_replicas_share_keys_arms_promotions_and_the_index(
         marks["kb synced"] = time.monotonic() - deadline + START_SECONDS
         _until("the index served by both replicas", lambda: all(champion_of(c)["index"] == index for c in clients),
                10 * TTL + 5)
+        marks["index served"] = time.monotonic() - deadline + START_SECONDS
         with ThreadPoolExecutor(2) as pool:  # each replica's first retrieval opens its Chroma client: both at once
             answers = list(pool.map(lambda c: ask(c, "POST", "/v1/retrieve", json={
                 "user_id": "u1", "query": "How much is the Pro plan per month?", "k": 2}), clients))
