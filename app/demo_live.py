@@ -84,7 +84,7 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
     started = time.monotonic()
     console.rule("live traffic: flywheel serve, simulated users, flywheel watch")
     arms, quality = _start_canary(settings, canary, console)
-    keys = open_keys(settings.home)
+    keys = open_keys(settings)
     tag = str(int(time.time()))
     read, ingest = keys.create(f"demo-product-{tag}", "read"), keys.create(f"demo-events-{tag}", "ingest")
     with BackgroundServer(settings) as server, FlywheelClient(server.url, read) as client, TrafficGenerator(

@@ -108,7 +108,7 @@ def runs(plan: list[tuple[int, float, int]], look: int) -> list[LiveRun]:
         from flywheel.keys import open_keys
 
         settings = load_settings()
-        keys = open_keys(settings.ensure_home())
+        keys = open_keys(settings)
         read, ingest = keys.create("product", "read"), keys.create("events", "ingest")
         done: list[LiveRun] = []
         with BackgroundServer(settings) as server:

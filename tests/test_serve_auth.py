@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
+import shutil
+import sqlite3
 import statistics
 import time
+from pathlib import Path
 
 import pytest
-
 from conftest import event
-from flywheel.client import FlywheelClient, ServiceUnavailable
-from flywheel.config import load_settings
-from flywheel.keys import open_keys
 from live_server import LiveServer, make_key
 from nonempty import every
+
+from flywheel.client import FlywheelClient, ServiceUnavailable
+from flywheel.config import load_settings
+from flywheel.keys import KeyStore, open_keys
 
 
 def test_keys_are_shown_once_and_stored_only_hashed(cli, settings) -> None:
     created = cli("keys", "create", "product", "--scope", "ingest", "--json")
     assert set(created) == {"name", "scope", "key"} and created["key"].startswith("fw_")
     _, key_id, secret = created["key"].split("_", 2)
-    at_rest = (settings.home / "keys.json").read_text()
+    with sqlite3.connect(settings.home / "state.sqlite") as db:  # the state store: one host's default
+        at_rest = repr(db.execute("SELECT * FROM api_keys").fetchall())
     assert key_id in at_rest and secret not in at_rest and created["key"] not in at_rest
-    assert oct((settings.home / "keys.json").stat().st_mode & 0o777) == "0o600"
+    assert not (settings.home / "keys.json").exists()
     listed = cli("keys", "list", "--json")["keys"]
     assert [(k["name"], k["scope"], k["revoked"]) for k in listed] == [("product", "ingest", None)]
     assert not {"hash", "salt", "key"} & set(listed[0])
@@ -70,7 +73,7 @@ def test_no_key_unknown_key_wrong_scope_and_revoked(cli, settings) -> None:
         assert live.http(admin).post("/v1/feedback", json=event("e5")).status_code == 200
         make_key(cli, "ingest", "ingest")  # the name again: a new key; the revoked one stays refused
         assert live.http(ingest).post("/v1/feedback", json=event("e6")).status_code == 401
-    assert json.loads((settings.home / "keys.json").read_text())["keys"][0]["revoked"]
+    assert [k["revoked"] is not None for k in cli("keys", "list", "--json")["keys"]].count(True) == 1
 
 
 def test_a_wrong_secret_costs_what_a_right_key_does(settings) -> None:
@@ -98,14 +101,45 @@ def test_a_wrong_secret_costs_what_a_right_key_does(settings) -> None:
     assert max(figures.values()) < min(scrypt / 5, 0.005), (scrypt, figures)
 
 
-def test_a_corrupt_key_file_is_503_and_not_ready_until_fixed(cli, settings, caplog) -> None:
+# Written by the code that kept keys in keys.json (two keys; "reader" revoked): an old home's file.
+LEGACY = Path(__file__).parent / "data" / "keys_v1.json"
+LEGACY_PRODUCT = "fw_a5d627e59004_2774Zlbk7fW9xzswlP3zQXbmBzlYXpt-RaJdV7AxIi4"
+LEGACY_READER = "fw_01121e1c9509_2I2EXAHWobbEPIoEs_hfimYWUNXJxW-xT1T1XaxLU0g"
+
+
+def test_a_single_host_home_upgrades_in_place(cli, settings) -> None:
+    """keys.json is imported into the key table once (by id: twice changes nothing), then renamed."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(LEGACY, settings.home / "keys.json")
+    listed = cli("keys", "list", "--json")["keys"]
+    assert [(k["name"], k["scope"], k["revoked"] is not None) for k in listed] == [
+        ("product", "ingest", False), ("reader", "read", True)]
+    assert not (settings.home / "keys.json").exists() and (settings.home / "keys.json.imported").exists()
+    cli("keys", "revoke", "product")
+    shutil.copy(LEGACY, settings.home / "keys.json")  # imported again: a row already there wins
+    assert [k["revoked"] is not None for k in cli("keys", "list", "--json")["keys"]] == [True, True]
+    make_key(cli, "product", "ingest")  # the name is free again
+    assert len(cli("keys", "list", "--json")["keys"]) == 3
+
+
+def test_an_old_key_keeps_working_after_the_upgrade(cli, settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(LEGACY, settings.home / "keys.json")
+    with LiveServer(settings) as live:  # the server imports it on its first request
+        assert live.http(LEGACY_PRODUCT).post("/v1/feedback", json=event("e1")).status_code == 200
+        assert live.http(LEGACY_READER).get("/v1/champion").status_code == 401  # revoked before: still
+        cli("keys", "revoke", "product")
+        assert live.http(LEGACY_PRODUCT).post("/v1/feedback", json=event("e2")).status_code == 401
+
+
+def test_a_corrupt_key_file_to_import_is_503_and_not_ready_until_fixed(cli, settings, caplog) -> None:
     key = make_key(cli, "product", "ingest")
     path = settings.home / "keys.json"
-    good = path.read_text()
+    good = LEGACY.read_text()
     with LiveServer(settings) as live:
         http = live.http(key)
         assert http.post("/v1/feedback", json=event("e1")).status_code == 200
-        path.write_text(good[: len(good) // 2])  # a half-written copy, say
+        path.write_text(good[: len(good) // 2])  # a half-copied old home, say
         health = live.http().get("/healthz")
         assert health.status_code == 503 and health.json()["status"] == "unavailable"
         assert "keys.json" in health.json()["reason"]
@@ -119,6 +153,31 @@ def test_a_corrupt_key_file_is_503_and_not_ready_until_fixed(cli, settings, capl
         path.write_text(good)
         assert live.http().get("/healthz").status_code == 200
         assert http.post("/v1/feedback", json=event("e2")).status_code == 200
+        assert live.http(LEGACY_PRODUCT).post("/v1/feedback", json=event("e3")).status_code == 200
+
+
+def test_a_revocation_by_another_host_counts_at_once(any_store_url, flywheel_home) -> None:
+    """Two key stores on one URL (two replicas, or the CLI and a replica): a key verified and memoised
+    by one is refused by it on the next lookup once the other revoked it. Prints what the per-request
+    row read costs on the dialect."""
+    server, other = KeyStore(any_store_url), KeyStore(any_store_url)
+    try:
+        key = other.create("product", "read")
+        assert server.verify(key) is not None  # scrypt once, then memoised
+        rounds = 300
+        started = time.perf_counter()
+        for _ in range(rounds):
+            record, passed = server.lookup(key)
+            assert record is not None and passed
+        per_request = (time.perf_counter() - started) / rounds
+        other.revoke("product")
+        assert server.lookup(key) == (None, False) and server.verify(key) is None
+        dialect = any_store_url.split(":", 1)[0]
+        print(f"\nkey check per request on {dialect}: {per_request * 1e6:.0f} us (row read + memo)")
+        assert per_request < 0.005, per_request
+    finally:
+        server.close()
+        other.close()
 
 
 def test_the_rate_limit_per_key_answers_429_with_retry_after(cli, monkeypatch) -> None:

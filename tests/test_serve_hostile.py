@@ -60,7 +60,8 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     for directory in (stale, alive):
         directory.mkdir(parents=True)
         (directory / "counter_1.db").write_bytes(b"x")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYWHEEL_", "PROMETHEUS_"))}
+    env = {k: v for k, v in os.environ.items()  # FLYWHEEL_CHECKOUT: the code under test, in a worktree
+           if not k.startswith(("FLYWHEEL_", "PROMETHEUS_")) or k == "FLYWHEEL_CHECKOUT"}
     proc = subprocess.Popen([str(FLYWHEEL), "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**env, "FLYWHEEL_HOME": str(home)}, cwd=home.parent)
     url = proc.stdout.readline().strip()

@@ -14,7 +14,8 @@ from flywheel.app.output import JsonFlag, answer, err, handles_errors
 if TYPE_CHECKING:
     from flywheel.keys import KeyInfo
 
-keys_app = typer.Typer(help="API keys for `flywheel serve` (only salted hashes are stored).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for `flywheel serve` (only salted hashes are stored, in the state "
+                       "store: every replica sharing it sees the same keys).", no_args_is_help=True)
 
 
 @handles_errors
@@ -60,7 +61,7 @@ def keys_create(
     from flywheel.keys import open_keys
 
     settings = _settings()
-    key = open_keys(settings.home).create(name, scope)
+    key = open_keys(settings).create(name, scope)
     answer(as_json, {"name": name, "scope": scope, "key": key}, lambda: _print_key(name, scope, key))
 
 
@@ -75,7 +76,7 @@ def keys_list(as_json: JsonFlag = False) -> None:
     """List keys: name, scope, created, revoked (never a key or a hash)."""
     from flywheel.keys import open_keys
 
-    keys = open_keys(_settings().home).list()
+    keys = open_keys(_settings()).list()
     answer(as_json, {"keys": [k.model_dump(mode="json") for k in keys]}, lambda: _print_keys(keys))
 
 
@@ -100,5 +101,5 @@ def keys_revoke(
     """Revoke a key: every server refuses it from its next request on."""
     from flywheel.keys import open_keys
 
-    count = open_keys(_settings().home).revoke(name)
+    count = open_keys(_settings()).revoke(name)
     answer(as_json, {"name": name, "revoked": count}, lambda: err.print(f"key {name!r} revoked", highlight=False))

@@ -2,8 +2,10 @@
 without the route's scope 403 (``admin`` has every scope), a key over ``serve.rate_limit`` 429.
 Keys are never logged or echoed. Routes read their bodies only after this passed.
 
-A key this worker has not verified yet costs one scrypt (~50 ms of CPU) in a worker thread; those
-run one at a time, so a stream of guessed keys takes at most one core and keys in use keep the other."""
+Every request reads its key id's row from the key table (in a worker thread: on PostgreSQL it is a
+round trip), so a key revoked on any host is refused at once. A key this worker has not verified yet
+also costs one scrypt (~50 ms of CPU) in a worker thread; those run one at a time, so a stream of
+guessed keys takes at most one core and keys in use keep the other."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[KeyRecord]]:
 
 async def _verified(keys: KeyStore, presented: str, request: Request) -> KeyRecord | None:
     """The key's active record if it is right: from the memo, or by scrypt off the event loop."""
-    record, passed = keys.lookup(presented)
+    record, passed = await anyio.to_thread.run_sync(keys.lookup, presented)
     if record is None or passed:
         return record
     state = request.app.state

@@ -53,7 +53,7 @@ class Service:
         settings.ensure_home()
         timeout = settings.serve.store_timeout_seconds
         rt = Runtime(settings, store_timeout=timeout)  # this worker's stores and clients, opened on first use
-        return cls(settings=settings, runtime=rt, keys=open_keys(settings.home), stores=StorePool(rt),
+        return cls(settings=settings, runtime=rt, keys=open_keys(settings, timeout), stores=StorePool(rt),
                    ledger=AskLedger(settings.resolved_store_url, timeout, engine=lambda: rt.feedback.engine),
                    champions=TtlCache(lambda: read_served(settings, rt.state), settings.serve.champion_ttl_seconds),
                    metrics=Metrics(), events=NegativeFeedbackEvents(settings),
@@ -61,6 +61,7 @@ class Service:
 
     def close(self) -> None:
         self.events.stop()
+        self.keys.close()
         self.ledger.close()
         self.runtime.close()
 

@@ -132,5 +132,19 @@ golden_proposals = Table(
     Index("golden_proposals_status", "status", "created_at"),
 )
 
+# API keys of the live service: a salted scrypt hash, never the key; read by every replica on every
+# request (by primary key), so a revocation is refused everywhere at once.
+api_keys = Table(
+    "api_keys", metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("salt", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Index("api_keys_name", "name"),
+)
+
 # The migration (migrations/versions) whose schema the tables above describe; a test keeps them equal.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
