@@ -173,7 +173,8 @@ def test_scores_become_events_field_by_field_over_pages_and_a_reimport_stores_no
     label = stored["langfuse:sc-label"]
     assert (label["signal"], label["reason"], label["polarity"]) == ("thumbs_down", "wrong", -1)
     fix = stored["langfuse:sc-fix"]
-    assert (fix["signal"], fix["correction"], fix["polarity"]) == ("correction", "The Pro plan costs $12 per month.", -1)
+    assert (fix["signal"], fix["correction"], fix["polarity"]) == \
+        ("correction", "The Pro plan costs $12 per month.", -1)
 
     again = cli("import", "langfuse", "--since", "2000-01-01", "--json")
     assert (again["read"], again["accepted"], again["duplicates"], again["rejected"]) == (9, 0, 6, 0)

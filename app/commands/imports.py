@@ -14,7 +14,8 @@ from rich.table import Table
 from flywheel.errors import UsageError
 from flywheel.feedback.imports import ImportReport
 
-import_app = typer.Typer(help="Import feedback from MLflow traces, OpenTelemetry GenAI spans (OTLP JSON) or Langfuse scores.",
+import_app = typer.Typer(help="Import feedback from MLflow traces, OpenTelemetry GenAI spans (OTLP JSON) or "
+                         "Langfuse scores.",
                          no_args_is_help=True)
 
 

@@ -156,7 +156,8 @@ def _thumb(label: str | None, number: float | None) -> str | None:
 
 def _trace_fields(trace: dict[str, Any], settings: LangfuseImportSettings, prompt_name: str) -> dict[str, Any]:
     """What an event takes from its trace (the fields that are set)."""
-    meta = trace.get("metadata") if isinstance(trace.get("metadata"), dict) else {}
+    found = trace.get("metadata")
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
     generation = _generation(trace, prompt_name)
     fields = {
         "query": _text(trace.get("input"), _INPUT_KEYS),
