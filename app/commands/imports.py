@@ -82,7 +82,7 @@ def import_otlp(
 @handles_errors
 def import_langfuse(
     since: Annotated[str | None, typer.Option(
-        "--since", help="Only scores from this time on, ISO 8601 (default: where the last import from this host "
+        "--since", help="Only scores from this time on, ISO 8601 (default: where the last import of this project "
         "stopped, less imports.langfuse.lookback_hours; the first import reads everything).")] = None,
     as_json: JsonFlag = False,
 ) -> None:

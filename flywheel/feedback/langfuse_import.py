@@ -5,7 +5,8 @@ read with httpx: ``GET /api/public/scores`` a page at a time (``page``/``limit``
 ``fromTimestamp`` limits it), and each scored trace once with ``GET /api/public/traces/{id}`` (a small
 cache: a trace's scores often come together). Each score is mapped (:mod:`flywheel.feedback.langfuse_scores`)
 and handed to ``ingest_source`` like any other source. Incremental by time: the newest score read is
-remembered per host (state ``pointers``) and the next import starts ``lookback_hours`` before it, unless
+remembered per host and project (state ``pointers``; a
+project is its public key) and the next import starts ``lookback_hours`` before it, unless
 ``--since`` says where; re-reading is safe because events are keyed by score id.
 
 The secret key never leaves the auth header: errors name the host (its URL password masked) and the
@@ -35,7 +36,7 @@ from flywheel.masking import mask_secrets
 if TYPE_CHECKING:  # the import's remembered point is kept there; the store is handed in
     from flywheel.state import StateStore
 
-POINTER = "import.langfuse.{host}"  # the newest score time (ms) the last import read from that host
+POINTER = "import.langfuse.{host}/{public_key}"  # the newest score time (ms) the last import of that project read
 _TRACES_KEPT = 1000
 
 
@@ -155,7 +156,7 @@ def import_langfuse(settings: Settings, since: datetime | None, store: FeedbackS
         raise UsageError("import langfuse needs imports.langfuse.public_key and imports.langfuse.secret_key "
                          "(FLYWHEEL_IMPORTS__LANGFUSE__PUBLIC_KEY, FLYWHEEL_IMPORTS__LANGFUSE__SECRET_KEY)")
     host = config.host.rstrip("/")
-    key = POINTER.format(host=host)
+    key = POINTER.format(host=host, public_key=config.public_key)  # a host serves many projects
     start = since or _since(state.pointer(key), config.lookback_hours)
     report = ImportReport(source="langfuse", host=mask_secrets(host), since=start.isoformat() if start else None)
     api = LangfuseApi(host, config.public_key, config.secret_key.get_secret_value(), config.timeout)
