@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -538,6 +538,44 @@ class OtlpImportSettings(BaseModel):
     )
 
 
+class LangfuseImportSettings(BaseModel):
+    """How ``flywheel import langfuse`` reads Langfuse scores and traces (README, "Importing from Langfuse")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("https://cloud.langfuse.com", min_length=1,
+                      description="The Langfuse server (cloud or self-hosted); its public API is under /api/public.")
+    public_key: str | None = Field(None, description="The project's public key (`pk-lf-...`): the Basic auth user.")
+    secret_key: SecretStr | None = Field(
+        None, description="The project's secret key (`sk-lf-...`): the Basic auth password (never logged; set it "
+        "with FLYWHEEL_IMPORTS__LANGFUSE__SECRET_KEY rather than in a file).")
+    consent_key: str = Field(
+        "consent", min_length=1,
+        description="The trace metadata key that says the user consented: `true`, or the string `true`, `yes` or "
+        "`1`; absent or anything else means no consent.",
+    )
+    page_size: int = Field(100, ge=1, le=100, description="Scores read per page (Langfuse allows at most 100).")
+    timeout: float = Field(30.0, gt=0, le=600, description="Seconds before one request to Langfuse times out.")
+    lookback_hours: float = Field(
+        24.0, ge=0.0, le=24 * 365,
+        description="Without --since, an import re-reads scores this much older than the last import's newest "
+        "(what was imported before counts as a duplicate).",
+    )
+    signals: dict[str, Literal["thumbs_up", "thumbs_down", "thumbs", "rating", "correction", "edit", "accept",
+                               "dismiss", "copy", "outcome", "expert_review", "ignore"]] = Field(
+        default_factory=dict,
+        description="Score name -> signal, e.g. `stars = \"rating\"`, `resolved = \"outcome\"`, `helpful = "
+        "\"thumbs\"` (up when the label is positive or the value above 0), `toxicity = \"ignore\"`. Unmapped: a "
+        "BOOLEAN score is a thumb, a CATEGORICAL label that names a signal or a thumb that one, a NUMERIC score a "
+        "rating (whole) or an expert review (a fraction between 0 and 1), a CORRECTION a correction.",
+    )
+    skip_sources: list[str] = Field(
+        default_factory=lambda: ["EVAL"],
+        description="Scores from these sources are a judge's or a program's, not a person's: skipped "
+        "(Langfuse's sources: ANNOTATION, API, EVAL).",
+    )
+
+
 class ImportSettings(BaseModel):
     """Importing feedback from where a team already keeps it (``flywheel import SOURCE``)."""
 
@@ -545,3 +583,4 @@ class ImportSettings(BaseModel):
 
     mlflow: MlflowImportSettings = Field(default_factory=MlflowImportSettings)
     otlp: OtlpImportSettings = Field(default_factory=OtlpImportSettings)
+    langfuse: LangfuseImportSettings = Field(default_factory=LangfuseImportSettings)

@@ -14,7 +14,8 @@ from rich.table import Table
 from flywheel.errors import UsageError
 from flywheel.feedback.imports import ImportReport
 
-import_app = typer.Typer(help="Import feedback from MLflow traces or OpenTelemetry GenAI spans (OTLP JSON).",
+import_app = typer.Typer(help="Import feedback from MLflow traces, OpenTelemetry GenAI spans (OTLP JSON) or "
+                         "Langfuse scores.",
                          no_args_is_help=True)
 
 
@@ -77,6 +78,37 @@ def import_otlp(
         _print(report)
 
 
+@import_app.command("langfuse")
+@handles_errors
+def import_langfuse(
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only scores from this time on, ISO 8601 (default: where the last import of this project "
+        "stopped, less imports.langfuse.lookback_hours; the first import reads everything).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Langfuse scores as feedback events, through its public API (imports.langfuse.host, public_key,
+    secret_key): BOOLEAN a thumb, NUMERIC a rating or expert review, CATEGORICAL the signal its label
+    names, a corrected output a correction (imports.langfuse.signals maps names); idempotent by score id.
+
+    Consent comes from the trace metadata key imports.langfuse.consent_key (default `consent`); without
+    it an event is stored for the statistics only, and its text never leaves the store. Scores from
+    evaluators (source EVAL) are a judge's: skipped."""
+    from flywheel.feedback.langfuse_import import import_langfuse as run
+    from flywheel.feedback.store import open_store
+    from flywheel.state import open_state
+
+    start = _parse_since(since)
+    settings = _settings()
+    settings.ensure_home()
+    with open_store(settings.resolved_store_url) as store, open_state(settings) as state:
+        report = run(settings, start, store, state)
+    report.prefect_events = _emit_feedback_events(settings, report.negative)
+    if as_json:
+        emit(report.public())
+    else:
+        _print(report)
+
+
 def _parse_since(since: str | None) -> datetime | None:
     if since is None:
         return None
@@ -89,7 +121,7 @@ def _parse_since(since: str | None) -> datetime | None:
 
 def _print(report: ImportReport) -> None:
     """The counts as a short table, then the first rejections and where they were kept."""
-    table = Table(title=f"flywheel import {report.source}: {report.experiment or report.file or ''}")
+    table = Table(title=f"flywheel import {report.source}: {report.experiment or report.file or report.host or ''}")
     for col in ("traces", "read", "accepted", "duplicates", "rejected", "skipped_no_consent", "skipped"):
         table.add_column(col)
     skipped = ", ".join(f"{why}: {n}" for why, n in report.skipped.items()) or "0"

@@ -33,7 +33,7 @@ class ImportReport(BaseModel):
 
     source: str
     read: int = Field(0, description="Items read from the source (for MLflow: assessments; for OTLP: evaluation "
-                      "results and annotations, and lines that are not OTLP).")
+                      "results and annotations, and lines that are not OTLP; for Langfuse: scores).")
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -49,6 +49,7 @@ class ImportReport(BaseModel):
     quarantine: list[str] = Field(default_factory=list, description="Files the rejected items were written to.")
     experiment: str | None = Field(None, description="The MLflow experiment read, for `import mlflow`.")
     file: str | None = Field(None, description="The file read, for `import otlp`.")
+    host: str | None = Field(None, description="The Langfuse server read, for `import langfuse`.")
     since: str | None = Field(None, description="Only traces after this time were read (ISO 8601), if any.")
     high_water: str | None = Field(None, description="The newest trace read: where the next import starts.")
     prefect_events: int = 0
