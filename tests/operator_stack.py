@@ -7,6 +7,7 @@ runs; a paused flow ignores SIGTERM, so whatever is left gets SIGKILL).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -134,6 +135,15 @@ class PrefectStack:
         self.prefect("--no-prompt", "deploy", "--all")
         self.services.append(Service("prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", self.POOL],
                                      self.environ(**worker_env), self.logs, cwd=REPO))
+
+    def schedules(self, deployment: str) -> list[dict[str, Any]]:
+        """``prefect deployment schedule ls FLOW/DEPLOYMENT -o json``: the schedules and whether each is on."""
+        return list(json.loads(self.prefect("deployment", "schedule", "ls", deployment, "-o", "json")))
+
+    def resume_schedules(self, deployment: str) -> None:
+        """What the README tells an operator to do for each schedule they want running."""
+        for schedule in self.schedules(deployment):
+            self.prefect("deployment", "schedule", "resume", deployment, str(schedule["id"]))
 
     def flow_runs(self, deployment: str) -> list[dict[str, Any]]:
         response = self.http.post("/flow_runs/filter", json={"deployments": {"name": {"any_": [deployment]}},

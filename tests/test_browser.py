@@ -253,8 +253,16 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
             page.screenshot(path=str(OUTPUT / "chart.png"), full_page=True)
         browser.close()
 
-    # The schedules are live on the server: its scheduler has queued the nightly cycle at 02:00 UTC
-    # and the review on Monday 09:00 UTC (the server's scheduler loop runs every minute).
+    # Deployed, the schedules are off; the operator switches two on as the README says, and the
+    # server's scheduler (its loop runs every minute) queues the nightly cycle at 02:00 UTC and the
+    # review on Monday 09:00 UTC.
+    named = {"nightly": "improvement-cycle/nightly", "weekly-review": "weekly-feedback-review/weekly-review",
+             "watch": "watch/watch"}
+    assert {name: [s["active"] for s in stack.schedules(full)] for name, full in named.items()} == {
+        "nightly": [False], "weekly-review": [False], "watch": [False]}
+    for name in ("nightly", "weekly-review"):
+        stack.resume_schedules(named[name])
+    assert [s["active"] for s in stack.schedules(named["nightly"])] == [True]
     for deployment, weekday, hour in (("nightly", None, 2), ("weekly-review", 0, 9)):
         queued = _wait_for(f"no scheduled run of {deployment}", lambda d=deployment: stack.flow_runs(d), stack, 120)
         starts = [datetime.fromisoformat(r["expected_start_time"]) for r in queued]

@@ -15,7 +15,8 @@ from nonempty import every
 BIN = Path(sys.executable).parent
 
 
-def run(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env_extra: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """A hang bound, not a speed target (about 100 s on 2 quiet cores; several times that on a loaded one)."""
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([str(BIN / "flywheel"), *args], capture_output=True, text=True, env=env, timeout=timeout)
 
