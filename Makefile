@@ -32,7 +32,7 @@ check: $(STAMP)
 	cd .checks_tree && ../$(BIN)/lint-imports ../pyproject.toml
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: check
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)

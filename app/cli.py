@@ -50,6 +50,7 @@ def _options(
     """Closed-loop improvement for LLM products: feedback in, evaluated and approved fixes out."""
     install_log_masking()  # before any command: a library's log line may quote a URL with its password
 
+
 app.command()(ingest)
 app.command()(triage)
 register_setup(app)  # init, validate

@@ -74,8 +74,12 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
         cycles, promoted, canary = _cycles(settings, overrides, console)
         live: dict[str, Any] | None = None
         if canary is not None:
-            live = run_live_act(load_settings(**overrides, **LIVE_OVERRIDES), canary,
-                                (world / "prompt.txt").read_text().strip(), console)
+            live = run_live_act(
+                load_settings(**overrides, **LIVE_OVERRIDES),
+                canary,
+                (world / "prompt.txt").read_text().strip(),
+                console,
+            )
             if live["canary"]["action"] == "promoted":
                 promoted.append(canary)
         before = cycles[0].champion_score
@@ -110,17 +114,24 @@ def _bring_in_the_team(settings: Settings, world: Path, summary: dict[str, Any],
     from flywheel.loop.promotion import set_prompt
     from flywheel.state import open_state
 
-    start = set_prompt(settings, (world / "prompt.txt").read_text().strip(), message="the team's current prompt",
-                       by=DEMO_APPROVER)
+    start = set_prompt(
+        settings, (world / "prompt.txt").read_text().strip(), message="the team's current prompt", by=DEMO_APPROVER
+    )
     console.print(f"prompt set: {start['name']} v{start['version']} is production", highlight=False)
     with open_state(settings) as state:
         kb = open_index(settings, state).sync(world / "knowledge")
-    console.print(f"kb sync: index version {kb.version} active ({kb.added} chunks embedded locally; "
-                  f"{summary['knowledge_updates']} documents are outdated)", highlight=False)
+    console.print(
+        f"kb sync: index version {kb.version} active ({kb.added} chunks embedded locally; "
+        f"{summary['knowledge_updates']} documents are outdated)",
+        highlight=False,
+    )
     for doc in (world / "knowledge_updates").iterdir():  # the docs team fixes the source of truth
         shutil.copy(doc, world / "knowledge" / doc.name)
-    console.print(f"the knowledge source was corrected ({summary['knowledge_updates']} documents); the active "
-                  "index still serves the old text until a refresh is approved", highlight=False)
+    console.print(
+        f"the knowledge source was corrected ({summary['knowledge_updates']} documents); the active "
+        "index still serves the old text until a refresh is approved",
+        highlight=False,
+    )
     with open_store(settings.resolved_store_url) as store:
         report = ingest_files([str(world / "feedback.jsonl")], store, settings.quarantine_dir, settings.ingest)
     console.print(
@@ -133,8 +144,9 @@ def _bring_in_the_team(settings: Settings, world: Path, summary: dict[str, Any],
     return report
 
 
-def _cycles(settings: Settings, overrides: dict[str, Any],
-            console: Console) -> tuple[list[CycleReport], list[Candidate], Candidate | None]:
+def _cycles(
+    settings: Settings, overrides: dict[str, Any], console: Console
+) -> tuple[list[CycleReport], list[Candidate], Candidate | None]:
     """Two improvement cycles, each followed by a person's approvals; the second cycle's best is kept
     back for a canary. The cycles, the approved candidates, the canary's candidate."""
     from flywheel.flows.cycle import run_flow
@@ -151,8 +163,11 @@ def _cycles(settings: Settings, overrides: dict[str, Any],
             if turn == 2 and canary is None:  # the last cycle's best goes to a canary, judged on live traffic
                 canary = cand
                 continue
-            console.print(f"approving {cand.candidate_id} ({cand.kind}) as {DEMO_APPROVER!r} "
-                          f"(what `flywheel approve {cand.candidate_id}` does)", highlight=False)
+            console.print(
+                f"approving {cand.candidate_id} ({cand.kind}) as {DEMO_APPROVER!r} "
+                f"(what `flywheel approve {cand.candidate_id}` does)",
+                highlight=False,
+            )
             approve(settings, cand.candidate_id, by=DEMO_APPROVER, note="approved in the demo")
             promoted.append(cand)
     return cycles, promoted, canary
@@ -163,16 +178,20 @@ def _print_cycle(cycle: CycleReport, console: Console) -> None:
     from flywheel.evals.report import ci_text
     from flywheel.improvers.registry import improver
 
-    print_clusters([FailureCluster.model_validate({**c, "event_ids": []}) for c in cycle.clusters], limit=12,
-                   console=console)
+    print_clusters(
+        [FailureCluster.model_validate({**c, "event_ids": []}) for c in cycle.clusters], limit=12, console=console
+    )
     for kind, section in cycle.sections.items():  # e.g. the fine-tuning dataset and jobs
         for line in improver(kind).report_lines(section):
             console.print(line, highlight=False)
     for note in cycle.improver_notes:
         console.print(f"  {note}", highlight=False)
     for c in cycle.candidates:
-        console.print(f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
-                      f"delta {ci_text(c)} -> {c.decision}", highlight=False)
+        console.print(
+            f"  {c.candidate_id} ({c.kind}, {', '.join(c.cluster_ids)}): golden {c.golden_score} "
+            f"delta {ci_text(c)} -> {c.decision}",
+            highlight=False,
+        )
 
 
 def _champion_score_now(settings: Settings, champions: dict[str, Any]) -> float:
@@ -181,26 +200,40 @@ def _champion_score_now(settings: Settings, champions: dict[str, Any]) -> float:
     from flywheel.loop.evaluate import evaluate_step
     from flywheel.registry import require_production_prompt
 
-    champion_now = Variant(label="champion", prompt_template=require_production_prompt(settings).template,
-                           prompt_version=champions["prompt"], model=champions["model"],
-                           index_version=champions["index"], pipeline="builtin")
+    champion_now = Variant(
+        label="champion",
+        prompt_template=require_production_prompt(settings).template,
+        prompt_version=champions["prompt"],
+        model=champions["model"],
+        index_version=champions["index"],
+        pipeline="builtin",
+    )
     (measured,) = evaluate_step(runtime_for(settings), [champion_now])
     if measured.mean is None:
         raise FlywheelError("the champion's evaluation scored no golden item (the endpoint failed)")
     return measured.mean
 
 
-def _print_result(console: Console, settings: Settings, home: Path, before: float, after: float,
-                  champions: dict[str, Any]) -> None:
+def _print_result(
+    console: Console, settings: Settings, home: Path, before: float, after: float, champions: dict[str, Any]
+) -> None:
     console.rule("result")
-    console.print(f"champion golden score: before {before:.3f} -> after {after:.3f} "
-                  f"(production prompt v{champions['prompt']}, index v{champions['index']}, "
-                  f"model {champions['model']})", highlight=False)
+    console.print(
+        f"champion golden score: before {before:.3f} -> after {after:.3f} "
+        f"(production prompt v{champions['prompt']}, index v{champions['index']}, "
+        f"model {champions['model']})",
+        highlight=False,
+    )
     console.print(f"state kept in {home}", highlight=False)
-    console.print(f"MLflow UI:  {mlflow_ui_command(settings.resolved_tracking_uri)}", highlight=False,
-                  markup=False, soft_wrap=True)
-    console.print("Prefect UI: prefect server start, then run `flywheel cycle` with PREFECT_API_URL set",
-                  highlight=False)
+    console.print(
+        f"MLflow UI:  {mlflow_ui_command(settings.resolved_tracking_uri)}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(
+        "Prefect UI: prefect server start, then run `flywheel cycle` with PREFECT_API_URL set", highlight=False
+    )
 
 
 def _routes(clusters: list[dict[str, Any]]) -> dict[str, int]:

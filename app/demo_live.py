@@ -26,9 +26,9 @@ from flywheel.candidates import Candidate
 from flywheel.client import FlywheelClient
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
+from flywheel.runtime import runtime_for
 from flywheel.sim.quality import BEST_RATE, WORST_RATE, QualityMap, Variant, VariantQuality, rate_for_golden
 from flywheel.sim.traffic import TrafficGenerator, TrafficOptions, TrafficReport
-from flywheel.runtime import runtime_for
 
 if TYPE_CHECKING:
     from flywheel.champions import Canary
@@ -71,7 +71,9 @@ def _watch_line(console: Console, row: Any, alpha: float) -> dict[str, Any]:
         f"({c.capped_events:g} vs {c.capped_baseline_events:g} after the per-user cap), negative rate "
         f"{_pct(c.negative_rate)} vs {_pct(c.baseline_rate)}, difference {_points(c.difference)} points, "
         f"{1 - alpha:.0%} CI [{_points(c.ci_low)}, {_points(c.ci_high)}] ({c.method}) -> {c.verdict}, "
-        f"action: {row.action}", highlight=False)
+        f"action: {row.action}",
+        highlight=False,
+    )
     console.print(f"    why: {row.why}", highlight=False)
     return row.model_dump(mode="json")
 
@@ -87,11 +89,22 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
     keys = open_keys(settings)
     tag = str(int(time.time()))
     read, ingest = keys.create(f"demo-product-{tag}", "read"), keys.create(f"demo-events-{tag}", "ingest")
-    with BackgroundServer(settings) as server, FlywheelClient(server.url, read) as client, TrafficGenerator(
-            server.url, read_key=read, ingest_key=ingest, quality=quality,
-            options=TrafficOptions(users=USERS, requests=CANARY_REQUESTS, seed=1)) as gen:
-        console.print(f"flywheel serve at {server.url} (keys: read for /v1/champion, ingest for /v1/feedback); "
-                      f"{USERS} simulated users, a few far more active than most", highlight=False)
+    with (
+        BackgroundServer(settings) as server,
+        FlywheelClient(server.url, read) as client,
+        TrafficGenerator(
+            server.url,
+            read_key=read,
+            ingest_key=ingest,
+            quality=quality,
+            options=TrafficOptions(users=USERS, requests=CANARY_REQUESTS, seed=1),
+        ) as gen,
+    ):
+        console.print(
+            f"flywheel serve at {server.url} (keys: read for /v1/champion, ingest for /v1/feedback); "
+            f"{USERS} simulated users, a few far more active than most",
+            highlight=False,
+        )
         scene = _Scene(settings=settings, console=console, client=client, gen=gen, quality=quality, arms=arms)
         canary_doc = _canary_scene(scene, canary)
         bad_doc = _bad_promotion_scene(scene, bad_prompt)
@@ -134,8 +147,13 @@ def _start_canary(settings: Settings, canary: Candidate, console: Console) -> tu
     from flywheel.loop.canary import approve_canary
     from flywheel.state import open_state
 
-    approve_canary(settings, canary.candidate_id, percent=CANARY_PERCENT, by="demo-approver",
-                   note="approved as a canary in the demo")
+    approve_canary(
+        settings,
+        canary.candidate_id,
+        percent=CANARY_PERCENT,
+        by="demo-approver",
+        note="approved as a canary in the demo",
+    )
     with open_state(settings) as state:
         prod = assignment(settings, state, None)
         running = prod.canary
@@ -145,16 +163,30 @@ def _start_canary(settings: Settings, canary: Candidate, console: Console) -> tu
     production = Variant(prompt_version=prod.prompt_version, index_version=prod.index_version, model=prod.model)
     candidate = Variant(prompt_version=can.prompt_version, index_version=can.index_version, model=can.model)
     assert canary.champion_score is not None and canary.golden_score is not None
-    quality = QualityMap(variants=[
-        VariantQuality(**production.model_dump(), negative_rate=rate_for_golden(canary.champion_score),
-                       note=f"production: golden {canary.champion_score}"),
-        VariantQuality(**candidate.model_dump(), negative_rate=rate_for_golden(canary.golden_score),
-                       note=f"{canary.candidate_id}: golden {canary.golden_score}"),
-    ])
-    console.print(f"{canary.candidate_id} ({canary.kind}) approved as a canary for {CANARY_PERCENT:g}% of users "
-                  f"(what `flywheel approve {canary.candidate_id} --canary {CANARY_PERCENT:g}` does)", highlight=False)
-    console.print(f"true quality (simulator): negative rate = {BEST_RATE:.0%} + {WORST_RATE - BEST_RATE:.0%} x "
-                  "(1 - golden score)", highlight=False)
+    quality = QualityMap(
+        variants=[
+            VariantQuality(
+                **production.model_dump(),
+                negative_rate=rate_for_golden(canary.champion_score),
+                note=f"production: golden {canary.champion_score}",
+            ),
+            VariantQuality(
+                **candidate.model_dump(),
+                negative_rate=rate_for_golden(canary.golden_score),
+                note=f"{canary.candidate_id}: golden {canary.golden_score}",
+            ),
+        ]
+    )
+    console.print(
+        f"{canary.candidate_id} ({canary.kind}) approved as a canary for {CANARY_PERCENT:g}% of users "
+        f"(what `flywheel approve {canary.candidate_id} --canary {CANARY_PERCENT:g}` does)",
+        highlight=False,
+    )
+    console.print(
+        f"true quality (simulator): negative rate = {BEST_RATE:.0%} + {WORST_RATE - BEST_RATE:.0%} x "
+        "(1 - golden score)",
+        highlight=False,
+    )
     for v in quality.variants:
         console.print(f"  {Variant(**v.model_dump()).label()}: {v.note} -> {_pct(v.negative_rate)}", highlight=False)
     return _Arms(production=production, candidate=candidate, running=running), quality
@@ -177,13 +209,24 @@ def _canary_scene(scene: _Scene, canary: Candidate) -> dict[str, Any]:
     _traffic_line(console, "after the watch's decision", after)
     before_rate = during.by_arm["production"].rate
     after_rate = after.by_arm["production"].rate
-    console.print(f"  negative rate of production traffic: {_pct(before_rate)} -> {_pct(after_rate)}",
-                  style="bold", highlight=False)
-    return {"candidate_id": canary.candidate_id, "kind": str(canary.kind), "version": scene.arms.running.version,
-            "percent": CANARY_PERCENT, "traffic": during.public(), "watch": canary_doc,
-            "verdict": canary_doc["verdict"], "action": canary_doc["action"],
-            "negative_rate_before": before_rate, "negative_rate_after": after_rate,
-            "traffic_after": after.public()}
+    console.print(
+        f"  negative rate of production traffic: {_pct(before_rate)} -> {_pct(after_rate)}",
+        style="bold",
+        highlight=False,
+    )
+    return {
+        "candidate_id": canary.candidate_id,
+        "kind": str(canary.kind),
+        "version": scene.arms.running.version,
+        "percent": CANARY_PERCENT,
+        "traffic": during.public(),
+        "watch": canary_doc,
+        "verdict": canary_doc["verdict"],
+        "action": canary_doc["action"],
+        "negative_rate_before": before_rate,
+        "negative_rate_after": after_rate,
+        "traffic_after": after.public(),
+    }
 
 
 def _bad_promotion_scene(scene: _Scene, bad_prompt: str) -> dict[str, Any]:
@@ -198,30 +241,54 @@ def _bad_promotion_scene(scene: _Scene, bad_prompt: str) -> dict[str, Any]:
     console.print("scene 2: a bad promotion by hand", style="bold", highlight=False)
     moved = set_prompt(settings, bad_prompt, message="pasted the old prompt back (a hand edit)", by="a-teammate")
     bad = Variant(prompt_version=moved["version"], index_version=candidate.index_version, model=candidate.model)
-    (measured,) = evaluate_step(runtime_for(settings), [EvalVariant(
-        label="hand edit", prompt_template=bad_prompt, prompt_version=bad.prompt_version, model=bad.model or "",
-        index_version=bad.index_version, pipeline="builtin")])
+    (measured,) = evaluate_step(
+        runtime_for(settings),
+        [
+            EvalVariant(
+                label="hand edit",
+                prompt_template=bad_prompt,
+                prompt_version=bad.prompt_version,
+                model=bad.model or "",
+                index_version=bad.index_version,
+                pipeline="builtin",
+            )
+        ],
+    )
     if measured.mean is None:
         raise FlywheelError("the hand-edited prompt's evaluation scored no golden item (the endpoint failed)")
     bad_rate = rate_for_golden(measured.mean)
-    scene.quality.variants.append(VariantQuality(**bad.model_dump(), negative_rate=bad_rate,
-                                                 note=f"hand edit: golden {measured.mean:.3f}"))
-    console.print(f"  a teammate pastes the team's old prompt back (`flywheel prompt set`): prompt v{bad.prompt_version} "
-                  f"is production, no cycle, no gate; its golden score would have been {measured.mean:.3f} -> "
-                  f"true negative rate {_pct(bad_rate)}", highlight=False)
+    scene.quality.variants.append(
+        VariantQuality(**bad.model_dump(), negative_rate=bad_rate, note=f"hand edit: golden {measured.mean:.3f}")
+    )
+    console.print(
+        f"  a teammate pastes the team's old prompt back (`flywheel prompt set`): prompt v{bad.prompt_version} "
+        f"is production, no cycle, no gate; its golden score would have been {measured.mean:.3f} -> "
+        f"true negative rate {_pct(bad_rate)}",
+        highlight=False,
+    )
     _served(scene.client, bad)
     hand = gen.run(BAD_REQUESTS, seed=3)
     _traffic_line(console, "after the hand edit", hand)
     rt = runtime_for(settings)
-    bad_row = next(r for r in run_watch(settings, rt.state, rt.feedback).watches
-                   if r.scope == "promotion" and r.version == bad.prompt_version)
+    bad_row = next(
+        r
+        for r in run_watch(settings, rt.state, rt.feedback).watches
+        if r.scope == "promotion" and r.version == bad.prompt_version
+    )
     bad_doc = _watch_line(console, bad_row, settings.watch.alpha)
     if bad_row.action == "rolled_back":
         _served(scene.client, candidate)
     back = gen.run(FOLLOW_REQUESTS // 2, seed=4)
     _traffic_line(console, "after the rollback", back)
-    return {"version": bad.prompt_version, "against": bad_row.against, "golden_score": measured.mean,
-            "true_rate": bad_rate, "traffic": hand.public(), "watch": bad_doc,
-            "verdict": bad_doc["verdict"], "action": bad_doc["action"],
-            "negative_rate": hand.by_arm["production"].rate,
-            "negative_rate_after_rollback": back.by_arm["production"].rate}
+    return {
+        "version": bad.prompt_version,
+        "against": bad_row.against,
+        "golden_score": measured.mean,
+        "true_rate": bad_rate,
+        "traffic": hand.public(),
+        "watch": bad_doc,
+        "verdict": bad_doc["verdict"],
+        "action": bad_doc["action"],
+        "negative_rate": hand.by_arm["production"].rate,
+        "negative_rate_after_rollback": back.by_arm["production"].rate,
+    }

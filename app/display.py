@@ -60,8 +60,16 @@ def print_candidates(cands: list[Any], title: str) -> None:
         table.add_column(col, overflow="fold")
     for c in cands:
         ci = ci_text(c)
-        table.add_row(c.candidate_id, c.kind, ", ".join(c.cluster_ids), f"{c.golden_score or 0:.3f}",
-                      f"{c.champion_score or 0:.3f}", ci, c.decision or "-", c.reason)
+        table.add_row(
+            c.candidate_id,
+            c.kind,
+            ", ".join(c.cluster_ids),
+            f"{c.golden_score or 0:.3f}",
+            f"{c.champion_score or 0:.3f}",
+            ci,
+            c.decision or "-",
+            c.reason,
+        )
     human_console().print(table)
 
 
@@ -75,18 +83,28 @@ def print_outcomes(outcomes: list[Any]) -> None:
     """What the cycle did with each cluster and why (on stdout, like the candidates)."""
     from rich.text import Text
 
-    table = Table(title=f"what the cycle did with {'each of ' if len(outcomes) > 1 else ''}"
-                        f"{plural(len(outcomes), 'cluster')}")
+    table = Table(
+        title=f"what the cycle did with {'each of ' if len(outcomes) > 1 else ''}{plural(len(outcomes), 'cluster')}"
+    )
     for col in ("cluster", "route", "status", "drafts (kept)", "resolved: champion -> best", "decision", "why"):
         table.add_column(col, overflow="fold")
     share = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
     for o in outcomes:
-        resolved = (f"{share(o.champion_resolved)} -> {share(o.best_resolved)}"
-                    if o.champion_resolved is not None or o.best_resolved is not None else "-")
+        resolved = (
+            f"{share(o.champion_resolved)} -> {share(o.best_resolved)}"
+            if o.champion_resolved is not None or o.best_resolved is not None
+            else "-"
+        )
         # User-derived text is never read as Rich markup (a `[prompt_variables]` would vanish).
-        table.add_row(o.cluster_id, o.route, str(o.status), f"{o.drafts} ({o.kept})" if o.drafts is not None else "-",
-                      resolved, str(o.decision or "-"),
-                      Text(o.why + (f" (note: {o.note})" if o.note else "") + _diagnosed(o)))
+        table.add_row(
+            o.cluster_id,
+            o.route,
+            str(o.status),
+            f"{o.drafts} ({o.kept})" if o.drafts is not None else "-",
+            resolved,
+            str(o.decision or "-"),
+            Text(o.why + (f" (note: {o.note})" if o.note else "") + _diagnosed(o)),
+        )
     human_console().print(table)
 
 
@@ -95,17 +113,24 @@ def _canary_rows(canary: dict[str, Any] | None) -> list[tuple[str, str]]:
     if not canary:
         return [("canary", "none running")]
     w = canary["watch"]
-    serves = (f"{canary['kind']} v{canary['version']} to {canary['percent']:g}% of users (production "
-              f"{'v' + canary['production'] if canary.get('production') else 'none'})"
-              + (f", since {canary['started_at']}" if canary.get("started_at") else "")
-              + (f", candidate {canary['candidate_id']}" if canary.get("candidate_id") else ""))
+    serves = (
+        f"{canary['kind']} v{canary['version']} to {canary['percent']:g}% of users (production "
+        f"{'v' + canary['production'] if canary.get('production') else 'none'})"
+        + (f", since {canary['started_at']}" if canary.get("started_at") else "")
+        + (f", candidate {canary['candidate_id']}" if canary.get("candidate_id") else "")
+    )
     if w["negative_rate"] is None or w["baseline_rate"] is None:
         fares = f"{w['events']} canary and {w['baseline_events']} production events so far: too few to compare"
     else:
-        ci = (f", 95% CI {w['ci_low']:+.1%} to {w['ci_high']:+.1%}" if w.get("ci_low") is not None
-              and w.get("ci_high") is not None else "")
-        fares = (f"negative {w['negative_rate']:.1%} ({w['events']} events) vs production {w['baseline_rate']:.1%} "
-                 f"({w['baseline_events']}){ci}: {w['verdict']} so far (the watch acts from {w['min_events']} a side)")
+        ci = (
+            f", 95% CI {w['ci_low']:+.1%} to {w['ci_high']:+.1%}"
+            if w.get("ci_low") is not None and w.get("ci_high") is not None
+            else ""
+        )
+        fares = (
+            f"negative {w['negative_rate']:.1%} ({w['events']} events) vs production {w['baseline_rate']:.1%} "
+            f"({w['baseline_events']}){ci}: {w['verdict']} so far (the watch acts from {w['min_events']} a side)"
+        )
     return [("canary", serves), ("canary watch", fares)]
 
 
@@ -122,25 +147,44 @@ def print_status(doc: dict[str, Any], now: datetime | None = None) -> None:
     velocity = doc["loop_velocity_hours"]
     last = doc["last_cycle"]
     rows = [
-        ("champion prompt",
-         f"v{champions['prompt']}" if champions["prompt"] else "none yet (flywheel prompt set FILE)"),
+        (
+            "champion prompt",
+            f"v{champions['prompt']}" if champions["prompt"] else "none yet (flywheel prompt set FILE)",
+        ),
         ("champion index", f"v{champions['index']}" if champions["index"] else "none (no retrieval; flywheel kb sync)"),
         ("champion model", model),
-        ("pending approvals", f"{len(pending)}" + (f": {', '.join(c['candidate_id'] for c in pending)}"
-                                                     if pending else "")),
-        *[(f"deferred fix {d['candidate_id']}", f"clusters {', '.join(d['cluster_ids'])} (cycle {d['cycle_id']}): "
-           f"{d['reason']}") for d in doc.get("deferred") or []],
-        ("negative feedback", "no feedback yet" if rate is None
-         else f"{rate:.1%} ({negative} of {plural(events, 'event')})"),
+        (
+            "pending approvals",
+            f"{len(pending)}" + (f": {', '.join(c['candidate_id'] for c in pending)}" if pending else ""),
+        ),
+        *[
+            (
+                f"deferred fix {d['candidate_id']}",
+                f"clusters {', '.join(d['cluster_ids'])} (cycle {d['cycle_id']}): {d['reason']}",
+            )
+            for d in doc.get("deferred") or []
+        ],
+        (
+            "negative feedback",
+            "no feedback yet" if rate is None else f"{rate:.1%} ({negative} of {plural(events, 'event')})",
+        ),
         ("events since last cycle", plural(doc["events_since_last_cycle"], "event")),
-        ("loop velocity", "no fix promoted yet" if velocity is None
-         else f"{velocity:g} h median from first complaint to promoted fix "
-              f"({plural(doc['promotions'], 'promotion')})"),
+        (
+            "loop velocity",
+            "no fix promoted yet"
+            if velocity is None
+            else f"{velocity:g} h median from first complaint to promoted fix "
+            f"({plural(doc['promotions'], 'promotion')})",
+        ),
         *_canary_rows(doc.get("canary")),
-        ("last cycle", "none yet (flywheel cycle)" if last is None else
-         f"{last['cycle_id']}, {last['status']}, "
-         f"started {iso_and_ago(datetime.fromisoformat(last['started_at']), now)}"
-         + (f", champion score {last['champion_score']:.3f}" if last.get("champion_score") is not None else "")),
+        (
+            "last cycle",
+            "none yet (flywheel cycle)"
+            if last is None
+            else f"{last['cycle_id']}, {last['status']}, "
+            f"started {iso_and_ago(datetime.fromisoformat(last['started_at']), now)}"
+            + (f", champion score {last['champion_score']:.3f}" if last.get("champion_score") is not None else ""),
+        ),
     ]
     from flywheel.improvers.registry import improvers
 
@@ -161,9 +205,13 @@ def print_kb_status(doc: dict[str, Any], now: datetime | None = None) -> None:
 
     out = human_console()
     active = doc["active_version"]
-    out.print(Text(f"active index version: v{active}, {plural(doc['documents'], 'document')}, "
-                   f"{plural(doc['chunks'], 'chunk')}" if active else
-                   "no active index version (flywheel kb sync --source DIR)"))
+    out.print(
+        Text(
+            f"active index version: v{active}, {plural(doc['documents'], 'document')}, {plural(doc['chunks'], 'chunk')}"
+            if active
+            else "no active index version (flywheel kb sync --source DIR)"
+        )
+    )
     out.print(Text(f"embedding model {doc['embedding_model']}, collection {doc['collection']} in {doc['store']}"))
     if not doc["versions"]:
         return
@@ -172,8 +220,19 @@ def print_kb_status(doc: dict[str, Any], now: datetime | None = None) -> None:
         table.add_column(col, overflow="fold")
     for v in doc["versions"]:
         created = iso_and_ago(datetime.fromisoformat(v["created_at"].replace("Z", "+00:00")), now)
-        table.add_row(*(Text(str(x)) for x in (
-            f"v{v['version']}" + (" (active)" if v["active"] else ""), v["status"], created,
-            f"v{v['parent']}" if v["parent"] else "-", v["documents"], v["chunks"], v["source"] or "-",
-            v["note"] or "")))
+        table.add_row(
+            *(
+                Text(str(x))
+                for x in (
+                    f"v{v['version']}" + (" (active)" if v["active"] else ""),
+                    v["status"],
+                    created,
+                    f"v{v['parent']}" if v["parent"] else "-",
+                    v["documents"],
+                    v["chunks"],
+                    v["source"] or "-",
+                    v["note"] or "",
+                )
+            )
+        )
     out.print(table)

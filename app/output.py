@@ -58,8 +58,11 @@ def handles_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as SignalReceived
             number = exc.signal_number if isinstance(exc, SignalReceived) else signal.SIGINT
-            failure: FlywheelError = Interrupted(f"interrupted by {signal.Signals(number).name}; what finished is "
-                                                 "recorded, and a cycle resumes with the next `flywheel cycle`", number)
+            failure: FlywheelError = Interrupted(
+                f"interrupted by {signal.Signals(number).name}; what finished is "
+                "recorded, and a cycle resumes with the next `flywheel cycle`",
+                number,
+            )
         except FlywheelError as exc:
             failure = exc
         finally:

@@ -53,8 +53,12 @@ def _print_init(result: InitResult) -> None:
 
 
 def validate(
-    prompt: Annotated[Path | None, typer.Option("--prompt", help="Check this prompt file instead of the "
-                                                "production prompt (before `flywheel prompt set`).")] = None,
+    prompt: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompt", help="Check this prompt file instead of the production prompt (before `flywheel prompt set`)."
+        ),
+    ] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Skip the endpoint and model checks.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -62,7 +66,8 @@ def validate(
 
     Each problem names its file and line and how to fix it. Exit 0 when nothing is an error (warnings allowed), 1 when something is.
     """  # noqa: E501 (--help text: Rich keeps line breaks, so a paragraph is one line it reflows)
-    from flywheel.loop.checks import ValidationReport, validate as run_checks
+    from flywheel.loop.checks import ValidationReport
+    from flywheel.loop.checks import validate as run_checks
 
     report = ValidationReport.of(run_checks(prompt, network=not offline))
     answer(as_json, report.model_dump(mode="json"), lambda: print_problems(report.problems))
@@ -96,8 +101,8 @@ def register(app: typer.Typer) -> None:
 
 def print_problems(problems: list[Problem], console: Console | None = None) -> None:
     """A table of the problems (or one line saying there are none) and a count."""
-    from flywheel.wording import plural
     from flywheel.loop.checks import Severity
+    from flywheel.wording import plural
 
     style = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
     out = console or human_console()
@@ -108,8 +113,13 @@ def print_problems(problems: list[Problem], console: Console | None = None) -> N
     for column in ("severity", "check", "where", "problem", "fix"):
         table.add_column(column, overflow="fold")
     for p in problems:
-        table.add_row(Text(p.severity.value, style=style[p.severity]), Text(p.check.value), Text(p.where),
-                      Text(p.message), Text(p.fix))
+        table.add_row(
+            Text(p.severity.value, style=style[p.severity]),
+            Text(p.check.value),
+            Text(p.where),
+            Text(p.message),
+            Text(p.fix),
+        )
     out.print(table)
     errors = sum(p.severity is Severity.ERROR for p in problems)
     out.print(f"{plural(errors, 'error')}, {plural(len(problems) - errors, 'warning')}", markup=False)

@@ -50,14 +50,19 @@ def write_starter(directory: Path, *, force: bool = False) -> InitResult:
         raise UsageError(f"{directory}: exists and is not a directory")
     existing = [name for name in kit if (directory / name).exists()]
     if existing and not force:
-        raise UsageError(f"{directory}: {', '.join(existing)} already exist; nothing was written "
-                         "(pass --force to overwrite them)")
+        raise UsageError(
+            f"{directory}: {', '.join(existing)} already exist; nothing was written (pass --force to overwrite them)"
+        )
     for name, source in kit.items():
         target = directory / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
-    return InitResult(directory=str(directory), written=sorted(set(kit) - set(existing)), overwritten=existing,
-                      next=next_steps(directory))
+    return InitResult(
+        directory=str(directory),
+        written=sorted(set(kit) - set(existing)),
+        overwritten=existing,
+        next=next_steps(directory),
+    )
 
 
 def next_steps(directory: Path) -> list[str]:

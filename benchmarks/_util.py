@@ -26,7 +26,9 @@ def _hwm_mb(pid: int) -> int:
     return 0
 
 
-def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[float, int, subprocess.CompletedProcess[str]]:
+def run_child(
+    args: list[str], env: dict[str, str] | None = None
+) -> tuple[float, int, subprocess.CompletedProcess[str]]:
     """Run a command; return (seconds, its peak RSS in MB, the completed process).
 
     The peak is sampled from /proc (VmHWM) while it runs: ``RUSAGE_CHILDREN`` would report the

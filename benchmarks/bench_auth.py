@@ -45,8 +45,9 @@ def measure(requests: int) -> dict[str, float]:
                 "wrong_secret_cold_ms": cold,
                 "right_ms": _median_ms(url, [key] * requests),
                 "wrong_secret_ms": _median_ms(url, wrong[requests:]),
-                "unknown_id_ms": _median_ms(url, [f"fw_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
-                                                  for _ in range(requests)]),
+                "unknown_id_ms": _median_ms(
+                    url, [f"fw_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}" for _ in range(requests)]
+                ),
             }
         finally:
             server.stop()

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from benchmarks._util import report
-from flywheel.config import load_settings
 from flywheel.app.demo import demo_overrides
+from flywheel.config import load_settings
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
 from flywheel.sim.server import Simulator
@@ -36,9 +36,9 @@ def prepared(root: Path, world: Path, base_url: str) -> dict:
 def main() -> bool:
     from prefect import flow
 
-    from flywheel.flows.cycle import run_flow
-    from flywheel.embeddings import LocalEmbedder
     from flywheel.config import EmbeddingSettings
+    from flywheel.embeddings import LocalEmbedder
+    from flywheel.flows.cycle import run_flow
 
     @flow(name="warm-up")
     def warm_up() -> int:
@@ -65,15 +65,22 @@ def main() -> bool:
 
         client = use_mlflow(load_settings(**flow_over))
         exp = client.get_experiment_by_name("flywheel")
-        (champ,) = client.search_runs([exp.experiment_id], filter_string=(
-            f"tags.`flywheel.cycle_id` = '{again.cycle_id}' and tags.`flywheel.kind` = 'champion'"))
+        (champ,) = client.search_runs(
+            [exp.experiment_id],
+            filter_string=(f"tags.`flywheel.cycle_id` = '{again.cycle_id}' and tags.`flywheel.kind` = 'champion'"),
+        )
         screening_calls = second_calls  # what remains: drafting-time screening of new drafts
     return report(
         "cycle",
-        {"flow_seconds": round(flow_s, 2), "ephemeral_api_start_seconds": round(prefect_start, 2),
-         "candidates": len(flowed.candidates), "second_cycle_product_calls": second_calls,
-         "second_cycle_champion_eval_cached": champ.data.params.get("eval_cached"),
-         "golden_items": 204, "second_cycle_screening_calls": screening_calls},
+        {
+            "flow_seconds": round(flow_s, 2),
+            "ephemeral_api_start_seconds": round(prefect_start, 2),
+            "candidates": len(flowed.candidates),
+            "second_cycle_product_calls": second_calls,
+            "second_cycle_champion_eval_cached": champ.data.params.get("eval_cached"),
+            "golden_items": 204,
+            "second_cycle_screening_calls": screening_calls,
+        },
         {"champion not re-evaluated": champ.data.params.get("eval_cached") == "True"},
     )
 

@@ -28,20 +28,32 @@ def main() -> bool:
         src, golden = Path(tmp) / "events.jsonl", Path(tmp) / "golden.jsonl"
         errors = args.events // 4
         with src.open("w") as fh:
-            for e in generate_feedback(seed=3, n_events=args.events - errors - 200, n_users=20_000,
-                                       n_error_code=errors):
+            for e in generate_feedback(
+                seed=3, n_events=args.events - errors - 200, n_users=20_000, n_error_code=errors
+            ):
                 fh.write(json.dumps(e) + "\n")
         golden.write_text("".join(json.dumps(g) + "\n" for g in generate_golden()))
         env = {"FLYWHEEL_HOME": str(Path(tmp) / "home"), "FLYWHEEL_GOLDEN": str(golden)}
         ingest_s, _, proc = run_child([str(BIN / "flywheel"), "ingest", str(src), "--json"], env)
         accepted = json.loads(proc.stdout)["accepted"]
-        seconds, rss, proc = run_child([str(BIN / "flywheel"), "dataset", "build", "--min-examples", "1", "--json"], env)
+        seconds, rss, proc = run_child(
+            [str(BIN / "flywheel"), "dataset", "build", "--min-examples", "1", "--json"], env
+        )
         out = json.loads(proc.stdout)
     return report(
         "dataset",
-        {"events": accepted, "ingest_s": round(ingest_s, 1), "build_s": round(seconds, 1), "peak_rss_mb": rss,
-         "candidates": out["candidates"], "examples": out["examples"], "train": out["train"],
-         "validation": out["validation"], "preference_pairs": out["preference_pairs"], "excluded": out["excluded"]},
+        {
+            "events": accepted,
+            "ingest_s": round(ingest_s, 1),
+            "build_s": round(seconds, 1),
+            "peak_rss_mb": rss,
+            "candidates": out["candidates"],
+            "examples": out["examples"],
+            "train": out["train"],
+            "validation": out["validation"],
+            "preference_pairs": out["preference_pairs"],
+            "excluded": out["excluded"],
+        },
         {"build < 60 s": seconds < 60, "peak RSS < 1 GB": rss < 1024, "built": out["built"]},
     )
 

@@ -53,8 +53,13 @@ from flywheel.runtime import runtime_for
 from flywheel.sim.server import SimOptions, Simulator
 from flywheel.sim.world import FLOOD_USER, VARIANTS, write_world
 
-PROMPT_FIXABLE = {"yearly_cost": "factual", "plan_json": "format", "sync_angry": "tone", "poem": "off_topic",
-                  "other_account": "unsafe"}
+PROMPT_FIXABLE = {
+    "yearly_cost": "factual",
+    "plan_json": "format",
+    "sync_angry": "tone",
+    "poem": "off_topic",
+    "other_account": "unsafe",
+}
 SCENARIOS = {
     "reword": SimOptions(reword=True, seed=11),
     "reword+wild": SimOptions(reword=True, seed=11, drafting="wild", reject_json_schema=True),
@@ -105,18 +110,24 @@ def one_cycle(root: Path, world: Path, options: SimOptions) -> dict[str, Any]:
 def _rows_by_mode(settings: Any, world: Path, winner: Any) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Golden scores per failure mode (the intent in a golden item's id, ``g-<intent>-NNN``) of the
     champion and the winner; the cycle cached both evaluations, so this asks the endpoint nothing."""
-    from flywheel.evals.pipeline import Variant
     from flywheel.champions import champion as champion_of
-    from flywheel.state import open_state
+    from flywheel.evals.pipeline import Variant
     from flywheel.loop.evaluate import evaluate_step
+    from flywheel.state import open_state
 
     with open_state(settings) as state:
         index = champion_of(settings, state, "rag").current()
-    champion = Variant(label="champion", prompt_template=(world / "prompt.txt").read_text().strip(),
-                       model=settings.target_model, index_version=index)
-    variants = [champion] + ([champion.model_copy(update={"label": winner.candidate_id,
-                                                          "prompt_template": winner.template})]
-                             if winner else [])
+    champion = Variant(
+        label="champion",
+        prompt_template=(world / "prompt.txt").read_text().strip(),
+        model=settings.target_model,
+        index_version=index,
+    )
+    variants = [champion] + (
+        [champion.model_copy(update={"label": winner.candidate_id, "prompt_template": winner.template})]
+        if winner
+        else []
+    )
     results = evaluate_step(runtime_for(settings), variants)
     by_mode: list[dict[str, list[float]]] = []
     for result in results:
@@ -141,18 +152,27 @@ def _by_mode(rows: Any) -> dict[str, list[float]]:
 
 def champion_by_mode(settings: Any) -> dict[str, float]:
     """The production champion's mean golden score per prompt-fixable mode (what users get now)."""
-    from flywheel.evals.pipeline import Variant
     from flywheel.champions import champion as champion_of
+    from flywheel.evals.pipeline import Variant
+    from flywheel.loop.evaluate import evaluate_step
     from flywheel.registry import require_production_prompt
     from flywheel.state import open_state
-    from flywheel.loop.evaluate import evaluate_step
 
     with open_state(settings) as state:
         index = champion_of(settings, state, "rag").current()
     prompt = require_production_prompt(settings)
-    (result,) = evaluate_step(runtime_for(settings), [Variant(label="champion", prompt_template=prompt.template,
-                                                 prompt_version=prompt.version, model=settings.target_model,
-                                                 index_version=index)])
+    (result,) = evaluate_step(
+        runtime_for(settings),
+        [
+            Variant(
+                label="champion",
+                prompt_template=prompt.template,
+                prompt_version=prompt.version,
+                model=settings.target_model,
+                index_version=index,
+            )
+        ],
+    )
     modes = _by_mode(result.rows)
     return {mode: _mean(modes.get(mode)) for mode in PROMPT_FIXABLE}
 
@@ -199,18 +219,26 @@ def _cluster_line(c: dict[str, Any]) -> str:
     """A cluster in one line: id, size, users, route, an example and what drafting made of it."""
     d = c.get("drafting") or {}
     example = (c.get("example_queries") or [""])[0][:60]
-    drafted = (f"; {d['rollouts']} rollouts, resolved {d['champion_resolved']} -> {d['best_resolved']}: {d['outcome']}"
-               if d else "")
+    drafted = (
+        f"; {d['rollouts']} rollouts, resolved {d['champion_resolved']} -> {d['best_resolved']}: {d['outcome']}"
+        if d
+        else ""
+    )
     return f"{c['cluster_id']} {c['size']} events/{c['users']} users, {c['route']}: {example!r}{drafted}"
 
 
 def _shared_templates(cycle: Any) -> dict[str, dict[str, Any]]:
     """Drafted (not merged) prompt candidates that several clusters drafted identically, with the
     clusters among them the template does not fix (absorbed without evidence of a fix)."""
-    return {c.candidate_id: {"decision": str(c.decision), "clusters": c.cluster_ids,
-                             "unfixed": sorted(set(c.cluster_ids) - set(c.payload.fixes or []))}
-            for c in cycle.candidates
-            if str(c.kind) == "prompt" and len(c.cluster_ids) > 1 and not c.payload.merged_from}
+    return {
+        c.candidate_id: {
+            "decision": str(c.decision),
+            "clusters": c.cluster_ids,
+            "unfixed": sorted(set(c.cluster_ids) - set(c.payload.fixes or [])),
+        }
+        for c in cycle.candidates
+        if str(c.kind) == "prompt" and len(c.cluster_ids) > 1 and not c.payload.merged_from
+    }
 
 
 def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[str, Any]:
@@ -234,21 +262,33 @@ def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[
             approved = approve_waiting(settings)
             now = champion_by_mode(settings)
             rollouts = _rollouts(cycle)
-            cycles.append({
-                "cycle": k, "seconds": round(time.perf_counter() - t, 1),
-                "clusters_by_category": dict(Counter(c["category"] for c in cycle.clusters)),
-                "drafted_clusters": len(rollouts),
-                "clusters": [_cluster_line(c) for c in cycle.clusters],
-                "rollouts_sum": sum(rollouts.values()), "rollouts_max": max(rollouts.values(), default=0),
-                "decisions": dict(Counter(str(c.decision) for c in cycle.candidates)),
-                "approved": [{"id": c.candidate_id, "kind": str(c.kind), "clusters": c.cluster_ids,
-                              "fixes": getattr(c.payload, "fixes", None)} for c in approved],
-                "champion_by_mode": now,
-                "fixed": sorted(m for m in broken if now[m] >= FIXED_AT),
-                "flood_candidates": {c.candidate_id: str(c.decision) for c in cycle.candidates
-                                     if flood & set(c.cluster_ids)},
-                "shared_templates": _shared_templates(cycle),
-            })
+            cycles.append(
+                {
+                    "cycle": k,
+                    "seconds": round(time.perf_counter() - t, 1),
+                    "clusters_by_category": dict(Counter(c["category"] for c in cycle.clusters)),
+                    "drafted_clusters": len(rollouts),
+                    "clusters": [_cluster_line(c) for c in cycle.clusters],
+                    "rollouts_sum": sum(rollouts.values()),
+                    "rollouts_max": max(rollouts.values(), default=0),
+                    "decisions": dict(Counter(str(c.decision) for c in cycle.candidates)),
+                    "approved": [
+                        {
+                            "id": c.candidate_id,
+                            "kind": str(c.kind),
+                            "clusters": c.cluster_ids,
+                            "fixes": getattr(c.payload, "fixes", None),
+                        }
+                        for c in approved
+                    ],
+                    "champion_by_mode": now,
+                    "fixed": sorted(m for m in broken if now[m] >= FIXED_AT),
+                    "flood_candidates": {
+                        c.candidate_id: str(c.decision) for c in cycle.candidates if flood & set(c.cluster_ids)
+                    },
+                    "shared_templates": _shared_templates(cycle),
+                }
+            )
             # The flood runs one cycle past the fixes: with them in, its cluster is the loudest one left.
             if all(now[m] >= FIXED_AT for m in broken) and (variant != "flood" or k >= FLOOD_MIN_CYCLES):
                 break
@@ -256,9 +296,13 @@ def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[
     promoted_clusters = {cid for c in cycles for a in c["approved"] for cid in a["clusters"]}
     all_fixed = next((c["cycle"] for c in cycles if len(c["fixed"]) == len(broken)), None)
     return {
-        "modes": len(broken), "start_by_mode": start,
-        "fixed_after_1": len(first["fixed"]), "fixed_after_1_modes": first["fixed"],
-        "cycles_until_all_fixed": all_fixed, "cycles_run": len(cycles), "max_cycles": max_cycles,
+        "modes": len(broken),
+        "start_by_mode": start,
+        "fixed_after_1": len(first["fixed"]),
+        "fixed_after_1_modes": first["fixed"],
+        "cycles_until_all_fixed": all_fixed,
+        "cycles_run": len(cycles),
+        "max_cycles": max_cycles,
         "rollouts_cycle1": {"sum": first["rollouts_sum"], "max_per_cluster": first["rollouts_max"]},
         "rollouts_all_cycles": sum(c["rollouts_sum"] for c in cycles),
         "rollouts_max_per_cluster": max(c["rollouts_max"] for c in cycles),
@@ -271,21 +315,31 @@ def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     """One line per variant: the figures the issue asks for."""
-    lines = [(f"{'variant':13s} | fixed after 1 cycle | cycles until all fixed | rollouts cycle 1 (sum / max) "
-              "| flood promoted? | seconds")]
+    lines = [
+        (
+            f"{'variant':13s} | fixed after 1 cycle | cycles until all fixed | rollouts cycle 1 (sum / max) "
+            "| flood promoted? | seconds"
+        )
+    ]
     for name, r in results.items():
         until = r["cycles_until_all_fixed"] or f"not in {r['cycles_run']}"
         flood = "-" if r["flood_promoted"] is None else ("YES" if r["flood_promoted"] else "no")
-        lines.append(f"{name:13s} | {r['fixed_after_1']} of {r['modes']:<14d} | {str(until):22s} | "
-                     f"{r['rollouts_cycle1']['sum']} / {r['rollouts_cycle1']['max_per_cluster']:<22} | "
-                     f"{flood:15s} | {r['seconds']}")
+        lines.append(
+            f"{name:13s} | {r['fixed_after_1']} of {r['modes']:<14d} | {until!s:22s} | "
+            f"{r['rollouts_cycle1']['sum']} / {r['rollouts_cycle1']['max_per_cluster']:<22} | "
+            f"{flood:15s} | {r['seconds']}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", action="append", choices=[*SCENARIOS, *WORLD_VARIANTS],
-                        help="Run only this scenario or world variant (repeatable); default: all of them.")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        choices=[*SCENARIOS, *WORLD_VARIANTS],
+        help="Run only this scenario or world variant (repeatable); default: all of them.",
+    )
     parser.add_argument("--cycles", type=int, default=MAX_CYCLES, help="Most cycles per world variant.")
     args = parser.parse_args(argv if argv is not None else [])
     chosen = args.variant or [*SCENARIOS, *WORLD_VARIANTS]
@@ -301,22 +355,30 @@ def main(argv: list[str] | None = None) -> bool:
             out = one_cycle(root / name.replace("+", "-"), world, SCENARIOS[name])
             figures[name] = out
             for mode, f in out["fixed"].items():
-                print(f"{name:12s} {mode:24s} champion {f['champion']:.3f} -> winner {f['winner']:.3f} "
-                      f"{'FIXED' if f['fixed'] else 'not fixed'}")
+                print(
+                    f"{name:12s} {mode:24s} champion {f['champion']:.3f} -> winner {f['winner']:.3f} "
+                    f"{'FIXED' if f['fixed'] else 'not fixed'}"
+                )
             targets[f"{name}: every prompt-fixable mode fixed in one cycle"] = all(
-                f["fixed"] for f in out["fixed"].values())
+                f["fixed"] for f in out["fixed"].values()
+            )
             targets[f"{name}: no category regresses beyond the policy"] = (
                 out["worst_category_delta"] is not None
-                and out["worst_category_delta"] >= -out["max_category_regression"])
+                and out["worst_category_delta"] >= -out["max_category_regression"]
+            )
             targets[f"{name}: at most 300 rollouts per cluster"] = all(r <= 300 for r in out["rollouts"].values())
         variants: dict[str, dict[str, Any]] = {}
         for name in (n for n in chosen if n in WORLD_VARIANTS):
             out = run_variant(root / f"variant-{name}", name, args.cycles)
             variants[name] = figures[f"variant:{name}"] = out
-            print(f"{name}: {out['fixed_after_1']} of {out['modes']} modes fixed after one approved cycle "
-                  f"({', '.join(out['fixed_after_1_modes']) or 'none'}); {out['seconds']} s", flush=True)
+            print(
+                f"{name}: {out['fixed_after_1']} of {out['modes']} modes fixed after one approved cycle "
+                f"({', '.join(out['fixed_after_1_modes']) or 'none'}); {out['seconds']} s",
+                flush=True,
+            )
             targets[f"{name}: every prompt-fixable mode fixed in one approved cycle"] = (
-                out["fixed_after_1"] == out["modes"])
+                out["fixed_after_1"] == out["modes"]
+            )
             targets[f"{name}: at most 300 rollouts per cluster"] = out["rollouts_max_per_cluster"] <= 300
             if name == "flood":
                 targets["flood: the flood's cluster never promoted"] = not out["flood_promoted"]

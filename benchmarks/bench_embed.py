@@ -9,10 +9,10 @@ import argparse
 import random
 import time
 
-from flywheel.sim.rules import INTENTS
-from flywheel.sim.world import make_query
 from flywheel.config import EmbeddingSettings
 from flywheel.embeddings import LocalEmbedder
+from flywheel.sim.rules import INTENTS
+from flywheel.sim.world import make_query
 
 
 def main() -> bool:

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks._util import BIN, report
+from flywheel.config import load_settings
 from flywheel.evals.golden import load_golden
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import evaluate_many
-from flywheel.config import load_settings
 from flywheel.loop.evaluate import answer_factory
 from flywheel.sim.rules import INTENTS, golden_expectation
 from flywheel.sim.world import INITIAL_PROMPT, make_query
@@ -36,16 +36,30 @@ def write_golden(path: Path) -> Path:
             intent = INTENTS[i % len(INTENTS)]
             query, slots = make_query(intent, rng)
             scorer, expected = golden_expectation(intent, slots)
-            fh.write(json.dumps({"id": f"b{i}", "input": f"{query} (#{i})", "expected": expected,
-                                 "category": intent.category, "scorer": scorer}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"b{i}",
+                        "input": f"{query} (#{i})",
+                        "expected": expected,
+                        "category": intent.category,
+                        "scorer": scorer,
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
 @contextmanager
 def simulator_process() -> Iterator[str]:
     """The simulator in its own process, as a real endpoint would be: this process is the client only."""
-    proc = subprocess.Popen([str(BIN / "flywheel"), "sim", "serve", "--latency", str(LATENCY)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "flywheel"), "sim", "serve", "--latency", str(LATENCY)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip()
@@ -57,21 +71,38 @@ def simulator_process() -> Iterator[str]:
 def main() -> bool:
     with tempfile.TemporaryDirectory() as tmp, simulator_process() as base_url:
         golden = load_golden(write_golden(Path(tmp) / "golden.jsonl"))
-        settings = load_settings(home=Path(tmp) / "home", openai_base_url=base_url,
-                                 eval={"concurrency": CONCURRENCY, "cache": False})
-        variants = [Variant(label=f"v{k}", prompt_template=INITIAL_PROMPT + " " * k, model="gpt-4o-mini")
-                    for k in range(VARIANTS)]
+        settings = load_settings(
+            home=Path(tmp) / "home", openai_base_url=base_url, eval={"concurrency": CONCURRENCY, "cache": False}
+        )
+        variants = [
+            Variant(label=f"v{k}", prompt_template=INITIAL_PROMPT + " " * k, model="gpt-4o-mini")
+            for k in range(VARIANTS)
+        ]
         start = time.perf_counter()
-        results = evaluate_many(variants, golden, answer_factory(settings), default_scorer="contains",
-                                concurrency=CONCURRENCY, use_cache=False)
+        results = evaluate_many(
+            variants,
+            golden,
+            answer_factory(settings),
+            default_scorer="contains",
+            concurrency=CONCURRENCY,
+            use_cache=False,
+        )
         elapsed = time.perf_counter() - start
     ideal = VARIANTS * ITEMS * LATENCY / CONCURRENCY
     errors = sum(r.errors for r in results)
     return report(
         "eval",
-        {"variants": VARIANTS, "items": ITEMS, "concurrency": CONCURRENCY, "latency_s": LATENCY,
-         "seconds": round(elapsed, 2), "ideal_seconds": round(ideal, 2), "ratio": round(elapsed / ideal, 3),
-         "errors": errors, "mean_scores": [r.mean for r in results]},
+        {
+            "variants": VARIANTS,
+            "items": ITEMS,
+            "concurrency": CONCURRENCY,
+            "latency_s": LATENCY,
+            "seconds": round(elapsed, 2),
+            "ideal_seconds": round(ideal, 2),
+            "ratio": round(elapsed / ideal, 3),
+            "errors": errors,
+            "mean_scores": [r.mean for r in results],
+        },
         {"ratio <= 1.3": elapsed / ideal <= 1.3, "no errors": errors == 0},
     )
 

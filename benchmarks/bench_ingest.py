@@ -13,10 +13,25 @@ from pathlib import Path
 
 from benchmarks._util import BIN, report, run_child
 
-SIGNALS = ["thumbs_up", "thumbs_down", "rating", "correction", "edit", "accept", "dismiss", "copy", "outcome", "expert_review"]
+SIGNALS = [
+    "thumbs_up",
+    "thumbs_down",
+    "rating",
+    "correction",
+    "edit",
+    "accept",
+    "dismiss",
+    "copy",
+    "outcome",
+    "expert_review",
+]
 QUERIES = [
-    "How do I reset my password?", "What is the maximum upload size?", "How much does the Pro plan cost?",
-    "Give me the Team plan details as JSON.", "Sync broke again, how do I fix it?", "How do I export my data?",
+    "How do I reset my password?",
+    "What is the maximum upload size?",
+    "How much does the Pro plan cost?",
+    "Give me the Team plan details as JSON.",
+    "Sync broke again, how do I fix it?",
+    "How do I export my data?",
 ]
 
 
@@ -58,15 +73,27 @@ def main() -> bool:
         src = Path(tmp) / "events.jsonl"
         generate(src, args.events)
         size_mb = src.stat().st_size / 1e6
-        seconds, rss, proc = run_child([str(BIN / "flywheel"), "ingest", str(src), "--json"],
-                                       env={"FLYWHEEL_HOME": str(Path(tmp) / "home")})
+        seconds, rss, proc = run_child(
+            [str(BIN / "flywheel"), "ingest", str(src), "--json"], env={"FLYWHEEL_HOME": str(Path(tmp) / "home")}
+        )
         out = json.loads(proc.stdout)
     rate = out["accepted"] / seconds
     return report(
         "ingest",
-        {"events": args.events, "file_mb": round(size_mb, 1), "seconds": round(seconds, 1),
-         "events_per_s": round(rate), "peak_rss_mb": rss, "accepted": out["accepted"], "scrubbed": out["scrubbed"]},
-        {"events/s >= 20000": rate >= 20_000, "peak RSS < 500 MB": rss < 500, "all accepted": out["accepted"] == args.events},
+        {
+            "events": args.events,
+            "file_mb": round(size_mb, 1),
+            "seconds": round(seconds, 1),
+            "events_per_s": round(rate),
+            "peak_rss_mb": rss,
+            "accepted": out["accepted"],
+            "scrubbed": out["scrubbed"],
+        },
+        {
+            "events/s >= 20000": rate >= 20_000,
+            "peak RSS < 500 MB": rss < 500,
+            "all accepted": out["accepted"] == args.events,
+        },
     )
 
 

@@ -21,8 +21,24 @@ from pathlib import Path
 
 from benchmarks._util import BIN, report, run_child
 
-TOPICS = ["sync", "sharing", "billing", "storage", "security", "offline mode", "mobile app", "desktop app",
-          "admin console", "file versions", "trash", "uploads", "teams", "API", "SSO", "backups"]
+TOPICS = [
+    "sync",
+    "sharing",
+    "billing",
+    "storage",
+    "security",
+    "offline mode",
+    "mobile app",
+    "desktop app",
+    "admin console",
+    "file versions",
+    "trash",
+    "uploads",
+    "teams",
+    "API",
+    "SSO",
+    "backups",
+]
 VERBS = ["enable", "configure", "troubleshoot", "restore", "limit", "audit", "migrate", "schedule"]
 PLACES = ["Settings > Account", "the admin console", "the desktop tray menu", "the web app", "the mobile app"]
 PARA_CHARS = 300  # chunk size for the benchmark: every paragraph below is one chunk
@@ -48,8 +64,10 @@ def write_source(path: Path, docs: int, paragraphs: int, changed: set[int] | Non
             paras = [paragraph(rng, d, n) for n in range(paragraphs)]
             if changed and d in changed:
                 paras[0] = paragraph(random.Random(d), d, 0, revision=2)
-            fh.write(json.dumps({"id": f"kb-{d:05d}", "text": "\n\n".join(paras),
-                                 "updated_at": "2026-11-01T00:00:00Z"}) + "\n")
+            fh.write(
+                json.dumps({"id": f"kb-{d:05d}", "text": "\n\n".join(paras), "updated_at": "2026-11-01T00:00:00Z"})
+                + "\n"
+            )
     return docs * paragraphs
 
 
@@ -100,19 +118,29 @@ def main() -> bool:
         second = json.loads(proc.stdout)
         latency = retrieval_latency(home, args.queries)
     figures = {
-        "chunks": chunks, "chunk_chars_mean": len(paragraph(random.Random(1), 1, 1)),
-        "initial_sync_s": round(full_s, 1), "initial_sync_chunks_per_s": round(chunks / full_s),
-        "initial_sync_peak_rss_mb": full_rss, "initial_embedded": first["embedded"],
-        "refresh_changed_chunks": second["updated"], "refresh_embedded": second["embedded"],
-        "refresh_s": round(refresh_s, 1), "refresh_peak_rss_mb": refresh_rss,
+        "chunks": chunks,
+        "chunk_chars_mean": len(paragraph(random.Random(1), 1, 1)),
+        "initial_sync_s": round(full_s, 1),
+        "initial_sync_chunks_per_s": round(chunks / full_s),
+        "initial_sync_peak_rss_mb": full_rss,
+        "initial_embedded": first["embedded"],
+        "refresh_changed_chunks": second["updated"],
+        "refresh_embedded": second["embedded"],
+        "refresh_s": round(refresh_s, 1),
+        "refresh_peak_rss_mb": refresh_rss,
         "refresh_vs_full_rebuild": round(refresh_s / full_s, 3),
-        "retrieval_k5_p50_ms": latency["p50_ms"], "retrieval_k5_p95_ms": latency["p95_ms"],
+        "retrieval_k5_p50_ms": latency["p50_ms"],
+        "retrieval_k5_p95_ms": latency["p95_ms"],
     }
-    return report("kb", figures, {
-        "initial sync embedded every chunk once": first["embedded"] == chunks,
-        "refresh embedded only the changed 1%": second["embedded"] == second["updated"] == chunks // 100,
-        "1% refresh <= 5% of a full rebuild": refresh_s <= 0.05 * full_s,
-    })
+    return report(
+        "kb",
+        figures,
+        {
+            "initial sync embedded every chunk once": first["embedded"] == chunks,
+            "refresh embedded only the changed 1%": second["embedded"] == second["updated"] == chunks // 100,
+            "1% refresh <= 5% of a full rebuild": refresh_s <= 0.05 * full_s,
+        },
+    )
 
 
 if __name__ == "__main__":

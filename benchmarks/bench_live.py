@@ -51,8 +51,9 @@ class LiveRun(TypedDict):
     canary_true_rate: float
 
 
-def one_run(settings: Settings, server_url: str, read: str, ingest: str, seed: int, look: int, horizon: int,
-            canary_rate: float) -> LiveRun:
+def one_run(
+    settings: Settings, server_url: str, read: str, ingest: str, seed: int, look: int, horizon: int, canary_rate: float
+) -> LiveRun:
     """A new canary, traffic in looks until the watch rolls it back or the horizon (then a person ends it)."""
     from flywheel.arms import arm_for
     from flywheel.client import FlywheelClient
@@ -69,8 +70,13 @@ def one_run(settings: Settings, server_url: str, read: str, ingest: str, seed: i
     approve_canary(settings, cand.candidate_id, percent=CANARY_PERCENT, by="bench", note=None)
     quality = QualityMap.parse([f"prompt={cand.parent}:{PRODUCTION_RATE}", f"prompt={cand.version}:{canary_rate}"])
     requests, traffic_s, row = 0, 0.0, None
-    with TrafficGenerator(server_url, read_key=read, ingest_key=ingest, quality=quality,
-                          options=TrafficOptions(users=5000, seed=seed, user_prefix=f"user{seed}")) as gen:
+    with TrafficGenerator(
+        server_url,
+        read_key=read,
+        ingest_key=ingest,
+        quality=quality,
+        options=TrafficOptions(users=5000, seed=seed, user_prefix=f"user{seed}"),
+    ) as gen:
         while requests < horizon:
             t = time.perf_counter()
             gen.run(look, seed=seed * 100_000 + requests)
@@ -89,12 +95,20 @@ def one_run(settings: Settings, server_url: str, read: str, ingest: str, seed: i
         with FlywheelClient(server_url, read) as client:
             while (got := client.champion(user)).arm != "production" and time.perf_counter() - t < 30:
                 time.sleep(0.02)
-        stopped = round(time.perf_counter() - t, 2) if got.arm == "production" and got.prompt.version == cand.parent else None
-    return {"seed": seed, "rolled_back": caught, "requests": requests,
-            "canary_events": row.comparison.events if row else 0,
-            "canary_rate": row.comparison.negative_rate if row else None,
-            "production_rate": row.comparison.baseline_rate if row else None, "canary_served_after_s": stopped,
-            "requests_per_s": round(requests / traffic_s, 1), "canary_true_rate": canary_rate}
+        stopped = (
+            round(time.perf_counter() - t, 2) if got.arm == "production" and got.prompt.version == cand.parent else None
+        )
+    return {
+        "seed": seed,
+        "rolled_back": caught,
+        "requests": requests,
+        "canary_events": row.comparison.events if row else 0,
+        "canary_rate": row.comparison.negative_rate if row else None,
+        "production_rate": row.comparison.baseline_rate if row else None,
+        "canary_served_after_s": stopped,
+        "requests_per_s": round(requests / traffic_s, 1),
+        "canary_true_rate": canary_rate,
+    }
 
 
 def runs(plan: list[tuple[int, float, int]], look: int) -> list[LiveRun]:
@@ -126,10 +140,12 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--look", type=int, default=250, help="Requests played between two watch runs.")
     parser.add_argument("--horizon", type=int, default=12_000, help="Requests after which a run gives up.")
     args = parser.parse_args(argv)
-    everything = runs([(seed, CANARY_RATE, args.horizon) for seed in range(1, args.runs + 1)]
-                      + [(1000 + seed, PRODUCTION_RATE, args.aa_horizon) for seed in range(1, args.aa_runs + 1)],
-                      args.look)
-    done, aa = everything[:args.runs], everything[args.runs:]
+    everything = runs(
+        [(seed, CANARY_RATE, args.horizon) for seed in range(1, args.runs + 1)]
+        + [(1000 + seed, PRODUCTION_RATE, args.aa_horizon) for seed in range(1, args.aa_runs + 1)],
+        args.look,
+    )
+    done, aa = everything[: args.runs], everything[args.runs :]
     false = sum(bool(r["rolled_back"]) for r in aa)
     caught = [r for r in done if r["rolled_back"]]
     events = sorted(int(r["canary_events"]) for r in caught)
@@ -143,15 +159,20 @@ def main(argv: list[str] | None = None) -> bool:
         "requests_per_s_median": statistics.median(float(r["requests_per_s"]) for r in done),
         "look_requests": args.look,
         "aa_canaries_rolled_back": f"{false} of {len(aa)} (to {args.aa_horizon:,} requests each, "
-                                   f"{args.aa_horizon // args.look} looks)",
+        f"{args.aa_horizon // args.look} looks)",
     }
-    return report("live", figures, {
-        "every worse canary rolled back within the horizon": len(caught) == len(done),
-        "the service stops serving a rolled-back canary within 5 s":
-            all(r["canary_served_after_s"] is not None and float(r["canary_served_after_s"]) < 5 for r in caught),
-        # bench_watch's 1% false rollbacks make 2 of 10 a 0.4% event; more says the live path is biased
-        "at most 2 of 10 canaries as good as production rolled back": false <= max(2, round(0.2 * len(aa))),
-    })
+    return report(
+        "live",
+        figures,
+        {
+            "every worse canary rolled back within the horizon": len(caught) == len(done),
+            "the service stops serving a rolled-back canary within 5 s": all(
+                r["canary_served_after_s"] is not None and float(r["canary_served_after_s"]) < 5 for r in caught
+            ),
+            # bench_watch's 1% false rollbacks make 2 of 10 a 0.4% event; more says the live path is biased
+            "at most 2 of 10 canaries as good as production rolled back": false <= max(2, round(0.2 * len(aa))),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -97,12 +97,20 @@ def plant(template: str, value: str, kind: str) -> Case:
 def _name(g: Gen) -> tuple[str, str]:
     fake = g.fake()
     name = f"{fake.first_name()} {fake.last_name()}"
-    return name, g.pick([
-        "{} from accounting called me about the invoice.", "Please forward this to {} in billing.",
-        "Dr. {} told me to file a ticket.", "{} answered my ticket within minutes.", "Hi, I'm {} and the export fails.",
-        "Thanks, {}", "I spoke with {} on the phone yesterday.", "My manager {} approved the upgrade.",
-        "Can {} get admin rights?", "The invoice went to {} by mistake.",
-    ])
+    return name, g.pick(
+        [
+            "{} from accounting called me about the invoice.",
+            "Please forward this to {} in billing.",
+            "Dr. {} told me to file a ticket.",
+            "{} answered my ticket within minutes.",
+            "Hi, I'm {} and the export fails.",
+            "Thanks, {}",
+            "I spoke with {} on the phone yesterday.",
+            "My manager {} approved the upgrade.",
+            "Can {} get admin rights?",
+            "The invoice went to {} by mistake.",
+        ]
+    )
 
 
 _SYLLABLES = "ta vrin kol beck mi ra zen dor qui lo sa vet ny ar bel tho rix gan ul fe dra mo kes".split()
@@ -110,23 +118,39 @@ _SYLLABLES = "ta vrin kol beck mi ra zen dor qui lo sa vet ny ar bel tho rix gan
 
 def _invented(g: Gen) -> str:
     """A name on no list: the only evidence is the cue before it."""
+
     def word() -> str:
         return "".join(g.pick(_SYLLABLES) for _ in range(g.rng.randint(2, 3))).capitalize()
+
     return f"{word()} {word()}"
 
 
 def _name_cued(g: Gen) -> tuple[str, str]:
     name = _invented(g)
     if g.rng.random() < 0.25:  # people type their own name in lower case after a clear cue
-        return name.lower(), g.pick(["hi, my name is {} and i cannot log in", "name: {}", "call me {}, thanks",
-                                     "my name is {}, account holder"])
-    return name, g.pick([
-        "I spoke with {} yesterday and nothing happened.", "My colleague {} reported the same bug.",
-        "Contact person: {}", "Signed, {}", "My manager {} approved it.", "According to {}, the refund is due.",
-        "cc {}", "The ticket was assigned to {} last week.", "The agent, {}, was very helpful.",
-        "My wife {} also uses the app.", "Regards,\n{}", "Best wishes, {}", "Kind regards, {}",
-        "Ask for {} at the front desk.", "Written by {} on behalf of the team.", "Customer: {}",
-    ])
+        return name.lower(), g.pick(
+            ["hi, my name is {} and i cannot log in", "name: {}", "call me {}, thanks", "my name is {}, account holder"]
+        )
+    return name, g.pick(
+        [
+            "I spoke with {} yesterday and nothing happened.",
+            "My colleague {} reported the same bug.",
+            "Contact person: {}",
+            "Signed, {}",
+            "My manager {} approved it.",
+            "According to {}, the refund is due.",
+            "cc {}",
+            "The ticket was assigned to {} last week.",
+            "The agent, {}, was very helpful.",
+            "My wife {} also uses the app.",
+            "Regards,\n{}",
+            "Best wishes, {}",
+            "Kind regards, {}",
+            "Ask for {} at the front desk.",
+            "Written by {} on behalf of the team.",
+            "Customer: {}",
+        ]
+    )
 
 
 _IDN = ["correo.es", "bücher.de", "café.fr", "mañana.es", "münchen.de", "exämple.com", "post.pl", "żółw.pl"]
@@ -139,25 +163,51 @@ def _email(g: Gen) -> tuple[str, str]:
     else:
         first, last = (n.lower().replace(" ", "") for n in (fake.first_name(), fake.last_name()))
         value = f"{first}{g.pick(['.', '_', ''])}{last}@{g.pick(_IDN)}"
-    return value, g.pick(["Please reply to {} instead.", "My login is {}", "send the receipt to {}.",
-                          "I changed my email to {} last week.", "contact: {}"])
+    return value, g.pick(
+        [
+            "Please reply to {} instead.",
+            "My login is {}",
+            "send the receipt to {}.",
+            "I changed my email to {} last week.",
+            "contact: {}",
+        ]
+    )
 
 
-_INTL = ["+44 20 7946 0958", "+49 30 12345678", "+33 6 12 34 56 78", "+34 612 345 678", "+39 347 123 4567",
-         "+31 6 12345678", "+48 512 345 678", "+55 11 91234-5678", "0049 89 1234567", "+1-415-555-0132"]
+_INTL = [
+    "+44 20 7946 0958",
+    "+49 30 12345678",
+    "+33 6 12 34 56 78",
+    "+34 612 345 678",
+    "+39 347 123 4567",
+    "+31 6 12345678",
+    "+48 512 345 678",
+    "+55 11 91234-5678",
+    "0049 89 1234567",
+    "+1-415-555-0132",
+]
 
 
 def _phone(g: Gen) -> tuple[str, str]:
     if g.rng.random() < 0.3:
-        value = "".join(ch if not ch.isdigit() or i < 3 else str(g.rng.randint(0, 9)) for i, ch in enumerate(g.pick(_INTL)))
+        value = "".join(
+            ch if not ch.isdigit() or i < 3 else str(g.rng.randint(0, 9)) for i, ch in enumerate(g.pick(_INTL))
+        )
     else:
         value = g.fake().phone_number().split("x")[0].strip()  # the extension identifies nothing on its own
-    return value, g.pick(["Call me back on {} please.", "My number is {}", "reach me at {} after 5pm",
-                          "Phone: {}", "I tried calling from {} twice."])
+    return value, g.pick(
+        [
+            "Call me back on {} please.",
+            "My number is {}",
+            "reach me at {} after 5pm",
+            "Phone: {}",
+            "I tried calling from {} twice.",
+        ]
+    )
 
 
 def _group(value: str, size: int = 4) -> str:
-    return " ".join(value[i:i + size] for i in range(0, len(value), size))
+    return " ".join(value[i : i + size] for i in range(0, len(value), size))
 
 
 def _iban(g: Gen) -> tuple[str, str]:
@@ -166,8 +216,15 @@ def _iban(g: Gen) -> tuple[str, str]:
         value = _group(value)
     if g.rng.random() < 0.4:
         value = value.lower()
-    return value, g.pick(["Refund to IBAN {} please.", "my iban is {}", "Bank account: {}",
-                          "I paid from {} but nothing arrived.", "iban {}"])
+    return value, g.pick(
+        [
+            "Refund to IBAN {} please.",
+            "my iban is {}",
+            "Bank account: {}",
+            "I paid from {} but nothing arrived.",
+            "iban {}",
+        ]
+    )
 
 
 def _card(g: Gen) -> tuple[str, str]:
@@ -175,8 +232,9 @@ def _card(g: Gen) -> tuple[str, str]:
     sep = g.pick(["", " ", "-"])
     if sep:
         value = sep.join([value[:4], value[4:10], value[10:]]) if len(value) == 15 else _group(value).replace(" ", sep)
-    return value, g.pick(["Charged twice on card {}.", "my card number is {}", "Card: {} exp 09/27",
-                          "the payment with {} failed"])
+    return value, g.pick(
+        ["Charged twice on card {}.", "my card number is {}", "Card: {} exp 09/27", "the payment with {} failed"]
+    )
 
 
 def _national_id(g: Gen) -> tuple[str, str]:
@@ -207,16 +265,23 @@ _ALNUM = string.ascii_letters + string.digits
 def _aws_key(g: Gen) -> tuple[str, str]:
     if g.rng.random() < 0.6:
         return g.pick(["AKIA", "ASIA"]) + g.chars(_B32, 16), g.pick(
-            ["aws_access_key_id = {}", "the key {} stopped working", "Access key: {}", "I pasted {} by mistake"])
-    return g.chars(_B64, 40), g.pick(["aws_secret_access_key={}", "secret key {} leaked", "my secret is {}",
-                                      "here it is: {}"])
+            ["aws_access_key_id = {}", "the key {} stopped working", "Access key: {}", "I pasted {} by mistake"]
+        )
+    return g.chars(_B64, 40), g.pick(
+        ["aws_secret_access_key={}", "secret key {} leaked", "my secret is {}", "here it is: {}"]
+    )
 
 
 def _api_key(g: Gen) -> tuple[str, str]:
-    value = g.pick([
-        "ghp_" + g.chars(_ALNUM, 36), f"xoxb-{g.chars(string.digits, 12)}-{g.chars(string.digits, 13)}-{g.chars(_ALNUM, 24)}",
-        "AIza" + g.chars(_ALNUM + "-_", 35), "sk-" + g.chars(_ALNUM, 48), "sk-proj-" + g.chars(_ALNUM + "-_", 56),
-    ])
+    value = g.pick(
+        [
+            "ghp_" + g.chars(_ALNUM, 36),
+            f"xoxb-{g.chars(string.digits, 12)}-{g.chars(string.digits, 13)}-{g.chars(_ALNUM, 24)}",
+            "AIza" + g.chars(_ALNUM + "-_", 35),
+            "sk-" + g.chars(_ALNUM, 48),
+            "sk-proj-" + g.chars(_ALNUM + "-_", 56),
+        ]
+    )
     return value, g.pick(["my token is {}", "API key: {}", "export TOKEN={}", "it rejects {} since Monday"])
 
 
@@ -228,7 +293,8 @@ def _jwt(g: Gen) -> tuple[str, str]:
     head = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     body = _b64url(json.dumps({"sub": g.chars(string.digits, 8), "name": g.fake().name()}).encode())
     return f"{head}.{body}.{_b64url(g.rng.randbytes(32))}", g.pick(
-        ["Bearer {}", "token={}", "my session token {} expired", "jwt: {}"])
+        ["Bearer {}", "token={}", "my session token {} expired", "jwt: {}"]
+    )
 
 
 def _ip(g: Gen) -> tuple[str, str]:
@@ -246,8 +312,10 @@ def _mac(g: Gen) -> tuple[str, str]:
         value = value.upper()
     elif style == 3:
         raw = value.replace(":", "")
-        value = ".".join(raw[i:i + 4] for i in range(0, 12, 4))
-    return value, g.pick(["my router's MAC is {}", "device {} keeps dropping", "MAC address: {}", "whitelist {} please"])
+        value = ".".join(raw[i : i + 4] for i in range(0, 12, 4))
+    return value, g.pick(
+        ["my router's MAC is {}", "device {} keeps dropping", "MAC address: {}", "whitelist {} please"]
+    )
 
 
 def _address(g: Gen) -> tuple[str, str]:
@@ -257,41 +325,110 @@ def _address(g: Gen) -> tuple[str, str]:
         value = fake.street_address()
     if g.rng.random() < 0.25:
         value = value.lower()
-    return value, g.pick(["Please ship it to {} instead.", "My address is {}", "I live at {}",
-                          "The parcel was left at {} by mistake.", "billing address: {}", "we moved to {} in May"])
+    return value, g.pick(
+        [
+            "Please ship it to {} instead.",
+            "My address is {}",
+            "I live at {}",
+            "The parcel was left at {} by mistake.",
+            "billing address: {}",
+            "we moved to {} in May",
+        ]
+    )
 
 
 def _dob(g: Gen) -> tuple[str, str]:
     day = g.fake(("en_US",)).date_of_birth(minimum_age=18, maximum_age=90)
-    value = g.pick([day.strftime("%d/%m/%Y"), day.isoformat(), day.strftime("%m/%d/%Y"), day.strftime("%d.%m.%Y"),
-                    day.strftime("%B %d, %Y").replace(" 0", " "), day.strftime("%d %B %Y").lstrip("0")])
-    return value, g.pick(["born {}", "DOB: {}", "date of birth {}", "my birthday is {}", "geboren am {}",
-                          "né le {}", "fecha de nacimiento: {}", "Date of Birth: {}", "I was born on {}."])
+    value = g.pick(
+        [
+            day.strftime("%d/%m/%Y"),
+            day.isoformat(),
+            day.strftime("%m/%d/%Y"),
+            day.strftime("%d.%m.%Y"),
+            day.strftime("%B %d, %Y").replace(" 0", " "),
+            day.strftime("%d %B %Y").lstrip("0"),
+        ]
+    )
+    return value, g.pick(
+        [
+            "born {}",
+            "DOB: {}",
+            "date of birth {}",
+            "my birthday is {}",
+            "geboren am {}",
+            "né le {}",
+            "fecha de nacimiento: {}",
+            "Date of Birth: {}",
+            "I was born on {}.",
+        ]
+    )
 
 
 KINDS: dict[str, Callable[[Gen], tuple[str, str]]] = {
-    "name": _name, "name_cued": _name_cued, "email": _email, "phone": _phone, "iban": _iban, "card": _card,
-    "national_id": _national_id, "aws_key": _aws_key, "api_key": _api_key, "jwt": _jwt, "ip": _ip, "mac": _mac,
-    "address": _address, "dob": _dob,
+    "name": _name,
+    "name_cued": _name_cued,
+    "email": _email,
+    "phone": _phone,
+    "iban": _iban,
+    "card": _card,
+    "national_id": _national_id,
+    "aws_key": _aws_key,
+    "api_key": _api_key,
+    "jwt": _jwt,
+    "ip": _ip,
+    "mac": _mac,
+    "address": _address,
+    "dob": _dob,
 }
 
 _CLEAN = [
-    "Upgraded to version {ver} and the sync stopped.", "The v{ver} release broke dark mode.", "Order #{order} never arrived.",
-    "Order ORD-{year}-{n6} was charged {price}.", "It costs {price} per month, too much.", "Shipped on {date}, still waiting.",
-    "The meeting is on {date} at {time}.", "Invoice INV-{year}-{n4} is wrong.", "SKU {sku} is out of stock.",
-    "Product code {code} does not scan.", "Battery drops {pct} per hour.", "See {url} for the steps.",
-    "It happens at {time} every day.", "Build {n4}-{n4} fails on Windows 11.", "Error code E{n4} when uploading.",
-    "Port {port} is closed, HTTP 404 after that.", "Room {n3}, floor 3, page 12 of the manual.",
-    "I am unable to log in since {date}.", "This is broken again.", "Thanks, that worked!", "Regards, the support team",
-    "My name is not shown on the invoice.", "I spoke with support twice.", "My manager approved the upgrade.",
-    "Contact person field is empty.", "I live in this app all day.", "Signed up last week, still no email.",
-    "Call me back tomorrow please.", "Best wishes to the team!", "Customer since {year}, never had this.",
-    "Ask for a refund at checkout.", "The agent was very helpful.", "Our ASIA region is slow, EU is fine.",
-    "Aspect ratio 16:9 and timestamp 12:30:45 are off.", "Released on {date} as v{ver}.", "Tracking 1Z{n6}{n4} shows nothing.",
-    "The file was created {date} and is {n3} MB.", "We have {n2} seats on the Pro plan at {price}.",
-    "May I export my data on Monday?", "Grace Period ends in June, Summer Sale starts.", "Ticket {n6} is still open.",
-    "Version {ver} of the iOS app, iPhone 15 Pro.", "The colour #{hex} is wrong in the header.", "Model XJ-{n4} overheats.",
-    "2FA codes arrive 30 seconds late, Wi-Fi 6 router.", "Due {date}, paid {price} on {date}.", "Room 101 projector, 1080p.",
+    "Upgraded to version {ver} and the sync stopped.",
+    "The v{ver} release broke dark mode.",
+    "Order #{order} never arrived.",
+    "Order ORD-{year}-{n6} was charged {price}.",
+    "It costs {price} per month, too much.",
+    "Shipped on {date}, still waiting.",
+    "The meeting is on {date} at {time}.",
+    "Invoice INV-{year}-{n4} is wrong.",
+    "SKU {sku} is out of stock.",
+    "Product code {code} does not scan.",
+    "Battery drops {pct} per hour.",
+    "See {url} for the steps.",
+    "It happens at {time} every day.",
+    "Build {n4}-{n4} fails on Windows 11.",
+    "Error code E{n4} when uploading.",
+    "Port {port} is closed, HTTP 404 after that.",
+    "Room {n3}, floor 3, page 12 of the manual.",
+    "I am unable to log in since {date}.",
+    "This is broken again.",
+    "Thanks, that worked!",
+    "Regards, the support team",
+    "My name is not shown on the invoice.",
+    "I spoke with support twice.",
+    "My manager approved the upgrade.",
+    "Contact person field is empty.",
+    "I live in this app all day.",
+    "Signed up last week, still no email.",
+    "Call me back tomorrow please.",
+    "Best wishes to the team!",
+    "Customer since {year}, never had this.",
+    "Ask for a refund at checkout.",
+    "The agent was very helpful.",
+    "Our ASIA region is slow, EU is fine.",
+    "Aspect ratio 16:9 and timestamp 12:30:45 are off.",
+    "Released on {date} as v{ver}.",
+    "Tracking 1Z{n6}{n4} shows nothing.",
+    "The file was created {date} and is {n3} MB.",
+    "We have {n2} seats on the Pro plan at {price}.",
+    "May I export my data on Monday?",
+    "Grace Period ends in June, Summer Sale starts.",
+    "Ticket {n6} is still open.",
+    "Version {ver} of the iOS app, iPhone 15 Pro.",
+    "The colour #{hex} is wrong in the header.",
+    "Model XJ-{n4} overheats.",
+    "2FA codes arrive 30 seconds late, Wi-Fi 6 router.",
+    "Due {date}, paid {price} on {date}.",
+    "Room 101 projector, 1080p.",
 ]
 
 
@@ -299,19 +436,37 @@ def _clean(g: Gen) -> str:
     fake = g.fake(("en_US",))
     fill = {
         "ver": f"{g.rng.randint(1, 20)}.{g.rng.randint(0, 30)}.{g.rng.randint(0, 99)}",
-        "order": str(g.rng.randint(10_000, 99_999_999)), "year": str(g.rng.randint(2015, 2026)),
-        "n6": str(g.rng.randint(100_000, 999_999)), "n4": str(g.rng.randint(1000, 9999)), "n3": str(g.rng.randint(100, 999)),
+        "order": str(g.rng.randint(10_000, 99_999_999)),
+        "year": str(g.rng.randint(2015, 2026)),
+        "n6": str(g.rng.randint(100_000, 999_999)),
+        "n4": str(g.rng.randint(1000, 9999)),
+        "n3": str(g.rng.randint(100, 999)),
         "n2": str(g.rng.randint(2, 99)),
-        "price": g.pick([f"${g.rng.randint(1, 2000)}.{g.rng.randint(0, 99):02d}", f"€{g.rng.randint(1, 500)},{g.rng.randint(0, 99):02d}",
-                         f"{g.rng.randint(1, 9)},{g.rng.randint(100, 999)}.00 EUR"]),
-        "date": g.pick([fake.date(), fake.date(pattern="%d/%m/%Y"), fake.date(pattern="%m/%d/%Y"), fake.date(pattern="%B %d, %Y")]),
+        "price": g.pick(
+            [
+                f"${g.rng.randint(1, 2000)}.{g.rng.randint(0, 99):02d}",
+                f"€{g.rng.randint(1, 500)},{g.rng.randint(0, 99):02d}",
+                f"{g.rng.randint(1, 9)},{g.rng.randint(100, 999)}.00 EUR",
+            ]
+        ),
+        "date": g.pick(
+            [fake.date(), fake.date(pattern="%d/%m/%Y"), fake.date(pattern="%m/%d/%Y"), fake.date(pattern="%B %d, %Y")]
+        ),
         "time": g.pick([fake.time(pattern="%H:%M"), f"{g.rng.randint(1, 12)}:{g.rng.randint(0, 59):02d} am"]),
-        "sku": "-".join([g.chars(string.ascii_uppercase, 3), str(g.rng.randint(10_000, 99_999)),
-                         g.chars(string.ascii_uppercase, 2)]),
-        "code": f"{g.chars(string.ascii_uppercase, 2)}{g.rng.randint(100, 9999)}", "pct": f"{g.rng.randint(1, 99)}.{g.rng.randint(0, 9)}%",
-        "url": g.pick(["https://docs.example.com/v2/setup?tab=api", "https://status.example.org/incidents/2024-05",
-                       "www.example.com/pricing#pro"]),
-        "port": str(g.rng.randint(1024, 65535)), "hex": g.chars("0123456789abcdef", 6),
+        "sku": "-".join(
+            [g.chars(string.ascii_uppercase, 3), str(g.rng.randint(10_000, 99_999)), g.chars(string.ascii_uppercase, 2)]
+        ),
+        "code": f"{g.chars(string.ascii_uppercase, 2)}{g.rng.randint(100, 9999)}",
+        "pct": f"{g.rng.randint(1, 99)}.{g.rng.randint(0, 9)}%",
+        "url": g.pick(
+            [
+                "https://docs.example.com/v2/setup?tab=api",
+                "https://status.example.org/incidents/2024-05",
+                "www.example.com/pricing#pro",
+            ]
+        ),
+        "port": str(g.rng.randint(1024, 65535)),
+        "hex": g.chars("0123456789abcdef", 6),
     }
     return g.pick(_CLEAN).format(**fill)
 
@@ -319,8 +474,12 @@ def _clean(g: Gen) -> str:
 def corpus(seed: int = SEED, per_kind: int = PER_KIND, clean: int = CLEAN) -> list[Case]:
     """Planted sentences for every kind, then clean ones; the same for a seed."""
     g = Gen(seed)
-    cases = [plant(template, value, kind) for kind, make in KINDS.items() for _ in range(per_kind)
-             for value, template in [make(g)]]
+    cases = [
+        plant(template, value, kind)
+        for kind, make in KINDS.items()
+        for _ in range(per_kind)
+        for value, template in [make(g)]
+    ]
     return cases + [Case(_clean(g)) for _ in range(clean)]
 
 
@@ -352,9 +511,12 @@ def measure(find: Callable[[str], Spans], cases: list[Case]) -> dict[str, object
     total = sum(h for h, _ in hits.values()), sum(n for _, n in hits.values())
     return {
         "recall": {kind: round(h / n, 3) for kind, (h, n) in hits.items()},
-        "recall_overall": round(total[0] / total[1], 3), "false_positive_rate": round(false_pos / clean, 4),
-        "mb_per_s": round(size / best / 1e6, 2), "wall_mb_per_s": round(size / best_wall / 1e6, 2),
-        "planted": total[1], "clean": clean,
+        "recall_overall": round(total[0] / total[1], 3),
+        "false_positive_rate": round(false_pos / clean, 4),
+        "mb_per_s": round(size / best / 1e6, 2),
+        "wall_mb_per_s": round(size / best_wall / 1e6, 2),
+        "planted": total[1],
+        "clean": clean,
     }
 
 
@@ -415,12 +577,20 @@ def baseline(rev: str, seed: int) -> dict[str, object] | None:
     if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{rev}^{{commit}}"], capture_output=True).returncode:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "flywheel"], capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, "flywheel"], capture_output=True, check=True
+        ).stdout
         with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, str(ROOT)])}
-        done = subprocess.run([sys.executable, "-m", "benchmarks.bench_pii", "--only", "flywheel", "--seed", str(seed)],
-                              capture_output=True, text=True, env=env, cwd=tmp, check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_pii", "--only", "flywheel", "--seed", str(seed)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp,
+            check=True,
+        )
     return json.loads(done.stdout)
 
 
@@ -431,8 +601,12 @@ def table(results: dict[str, dict[str, object]]) -> str:
     lines = [f"{'kind':<22}" + "".join(f"{n:>12}" for n in names)]
     for kind in KINDS:
         lines.append(f"{kind:<22}" + "".join(f"{results[n]['recall'][kind]:>12.3f}" for n in names))  # type: ignore[index]
-    for key, label in (("recall_overall", "recall overall"), ("false_positive_rate", "clean-text FP rate"),
-                       ("mb_per_s", "MB/s (one core)"), ("wall_mb_per_s", "MB/s (wall clock)")):
+    for key, label in (
+        ("recall_overall", "recall overall"),
+        ("false_positive_rate", "clean-text FP rate"),
+        ("mb_per_s", "MB/s (one core)"),
+        ("wall_mb_per_s", "MB/s (wall clock)"),
+    ):
         lines.append(f"{label:<22}" + "".join(f"{results[n][key]:>12}" for n in names))
     return "\n".join(lines)
 
@@ -452,7 +626,9 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--baseline", default=BASELINE_REV, help="git revision of the 'before' scrubber ('' skips it)")
     parser.add_argument("--no-presidio", action="store_true")
-    parser.add_argument("--only", choices=["flywheel"], help="print this scrubber's figures as JSON (the baseline's child)")
+    parser.add_argument(
+        "--only", choices=["flywheel"], help="print this scrubber's figures as JSON (the baseline's child)"
+    )
     args = parser.parse_args(argv)
     cases = corpus(args.seed)
     if args.only:
@@ -471,9 +647,14 @@ def main(argv: list[str] | None = None) -> bool:
     for kind, texts in misses.items():
         print(f"  missed {kind}: {texts[:3]}")
     OUT.mkdir(exist_ok=True)
-    (OUT / "pii_detail.json").write_text(json.dumps({"results": results, "flywheel_misses": misses}, indent=2, ensure_ascii=False))
-    return report("pii", {"seed": args.seed, **{f"{n} {k}": v for n, r in results.items() for k, v in r.items()
-                                                  if k != "recall"}}, targets(results["flywheel"]))
+    (OUT / "pii_detail.json").write_text(
+        json.dumps({"results": results, "flywheel_misses": misses}, indent=2, ensure_ascii=False)
+    )
+    return report(
+        "pii",
+        {"seed": args.seed, **{f"{n} {k}": v for n, r in results.items() for k, v in r.items() if k != "recall"}},
+        targets(results["flywheel"]),
+    )
 
 
 if __name__ == "__main__":

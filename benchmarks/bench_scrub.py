@@ -19,14 +19,29 @@ from benchmarks._util import report
 from flywheel.feedback.scrub import scrub_text
 
 PII = [
-    "jane.doe@example.com", "+1 (415) 555-0132", "4111 1111 1111 1111", "203.0.113.77", "2001:db8::8a2e:370:7334",
-    "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "DE89 3704 0044 0532 0130 00",
+    "jane.doe@example.com",
+    "+1 (415) 555-0132",
+    "4111 1111 1111 1111",
+    "203.0.113.77",
+    "2001:db8::8a2e:370:7334",
+    "sk-proj-A1b2C3d4E5f6G7h8I9j0K1l2",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "DE89 3704 0044 0532 0130 00",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
-    "SSN 219099999", "123-45-6789", "1600 Amphitheatre Parkway", "Jane Doe", "Dr. Smith", "my name is Maria Garcia",
+    "SSN 219099999",
+    "123-45-6789",
+    "1600 Amphitheatre Parkway",
+    "Jane Doe",
+    "Dr. Smith",
+    "my name is Maria Garcia",
 ]
 PROSE = [
-    "The Pro plan costs $12 per month.", "Order 12345678 shipped on 2024-05-01.", "Meeting at 12:30, ratio 3:4.",
-    "Go to Settings > Security and choose Reset password.", "May I export my data on Monday?", "Invoice INV-2024-0001.",
+    "The Pro plan costs $12 per month.",
+    "Order 12345678 shipped on 2024-05-01.",
+    "Meeting at 12:30, ratio 3:4.",
+    "Go to Settings > Security and choose Reset password.",
+    "May I export my data on Monday?",
+    "Invoice INV-2024-0001.",
 ]
 
 
@@ -52,7 +67,9 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "base64": lambda n: _chars("abcdefABCDEF0123456789+/=", n, 4),
     "upper case and digits": lambda n: _chars("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", n, 5),
     "digits and separators": lambda n: _chars("0123456789 -.()", n, 6),
-    "capitalised words": lambda n: _words(["Jane", "Doe", "Maria", "Garcia", "Pro", "Plan", "May", "Street", "Mark"], n, 7),
+    "capitalised words": lambda n: _words(
+        ["Jane", "Doe", "Maria", "Garcia", "Pro", "Plan", "May", "Street", "Mark"], n, 7
+    ),
     "realistic text with PII": lambda n: _words(PII + PROSE * 2, n, 8),
 }
 

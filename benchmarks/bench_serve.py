@@ -51,9 +51,13 @@ class Server:
         return json.loads(done.stdout)
 
     def start(self, workers: int) -> str:
-        self.proc = subprocess.Popen([str(BIN / "flywheel"), "serve", "--port", "0", "--workers", str(workers),
-                                      "--no-access-log"], env=self.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [str(BIN / "flywheel"), "serve", "--port", "0", "--workers", str(workers), "--no-access-log"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self.proc.stdout is not None  # stdout=PIPE
         url = self.proc.stdout.readline().strip()
         deadline = time.monotonic() + 120
@@ -79,8 +83,9 @@ def _closed_loop(url: str, key: str, bodies: list[bytes], threads: int) -> tuple
 
     def sender(mine: list[bytes]) -> None:
         own: list[float] = []
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}",
-                                                 "Content-Type": "application/json"}, timeout=60) as http:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"}, timeout=60
+        ) as http:
             for body in mine:
                 t0 = time.perf_counter()
                 answer = http.post("/v1/feedback", content=body)
@@ -96,8 +101,9 @@ def _closed_loop(url: str, key: str, bodies: list[bytes], threads: int) -> tuple
     return time.perf_counter() - start, latencies
 
 
-def _open_loop(url: str, key: str, rate: float, seconds: float, request: Callable[[httpx.Client, int], None],
-               threads: int = 16) -> list[float]:
+def _open_loop(
+    url: str, key: str, rate: float, seconds: float, request: Callable[[httpx.Client, int], None], threads: int = 16
+) -> list[float]:
     """``rate`` requests a second for ``seconds``; each latency counts from when its request was due."""
     n = int(rate * seconds)
     latencies: list[float] = []
@@ -141,8 +147,10 @@ def main() -> bool:
         lines = src.read_bytes().splitlines()
         batch_src = Path(tmp) / "batched.jsonl"
         batch_src.write_bytes(b"\n".join(lines[: args.events]) + b"\n")
-        cli_seconds, _, proc = run_child([str(BIN / "flywheel"), "ingest", str(batch_src), "--json"],
-                                         env={"FLYWHEEL_HOME": str(Path(tmp) / "cli-home")})
+        cli_seconds, _, proc = run_child(
+            [str(BIN / "flywheel"), "ingest", str(batch_src), "--json"],
+            env={"FLYWHEEL_HOME": str(Path(tmp) / "cli-home")},
+        )
         cli_rate = json.loads(proc.stdout)["accepted"] / cli_seconds
 
         server = Server(Path(tmp) / "serve-home")
@@ -153,9 +161,9 @@ def main() -> bool:
         url = server.start(args.workers)
         try:  # the first champion request waits for the start-up's read of MLflow (imports included): not timed
             httpx.get(f"{url}/v1/champion", headers={"Authorization": f"Bearer {key}"}, timeout=120).raise_for_status()
-            batches = [b'{"events": [' + b",".join(lines[i:i + 100]) + b"]}" for i in range(0, args.events, 100)]
+            batches = [b'{"events": [' + b",".join(lines[i : i + 100]) + b"]}" for i in range(0, args.events, 100)]
             batch_seconds, batch_lat = _closed_loop(url, key, batches, threads=4)
-            singles = lines[args.events:]
+            singles = lines[args.events :]
             single_seconds, single_lat = _closed_loop(url, key, singles, threads=8)
 
             def post_one(http: httpx.Client, i: int) -> None:
@@ -187,11 +195,15 @@ def main() -> bool:
         "champion_200rps_p50_ms": round(_pct(champion_lat, 0.5), 2),
         "champion_200rps_p99_ms": round(_pct(champion_lat, 0.99), 2),
     }
-    return report("serve", figures, {
-        "batched >= 50% of the CLI's events/s": batch_rate >= 0.5 * cli_rate,
-        "single-event p99 < 50 ms at 200 requests/s": _pct(paced_lat, 0.99) < 50,
-        "champion p99 < 10 ms": _pct(champion_lat, 0.99) < 10,
-    })
+    return report(
+        "serve",
+        figures,
+        {
+            "batched >= 50% of the CLI's events/s": batch_rate >= 0.5 * cli_rate,
+            "single-event p99 < 50 ms at 200 requests/s": _pct(paced_lat, 0.99) < 50,
+            "champion p99 < 10 ms": _pct(champion_lat, 0.99) < 10,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,14 @@ def make_events(n: int, seed: int, prefix: str) -> list[dict]:
         text = rng.choice(intent.templates).format(**fill_slots(intent, rng))
         query = rng.choice(OPENERS) + text + rng.choice(CLOSERS) + detail(rng)
         e = {
-            "event_id": f"{prefix}-{i:07d}", "ts": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
-            "signal": "thumbs_down", "query": query, "output": "(answer)", "user_id": f"u{rng.randint(1, 40000)}",
-            "consent": rng.random() < 0.85, "confidence": round(rng.random(), 2),
+            "event_id": f"{prefix}-{i:07d}",
+            "ts": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+            "signal": "thumbs_down",
+            "query": query,
+            "output": "(answer)",
+            "user_id": f"u{rng.randint(1, 40000)}",
+            "consent": rng.random() < 0.85,
+            "confidence": round(rng.random(), 2),
         }
         if intent.category != "general" and rng.random() < 0.6:
             e["reason"] = REASON_FOR_CATEGORY[intent.category]
@@ -87,12 +92,25 @@ def main() -> bool:
         warm_clusters = len(json.loads(proc.stdout)["clusters"])
     return report(
         "triage",
-        {"events": args.events, "distinct_queries": distinct, "mean_query_chars": mean_chars, "cold_seconds": round(cold_s, 1),
-         "cold_clusters": cold_clusters, "cold_embedded": embedded_cold, "peak_rss_mb": cold_rss,
-         "new_events": len(new), "new_distinct_queries": new_distinct, "warm_seconds": round(warm_s, 1),
-         "warm_embedded": embedded_warm, "warm_clusters": warm_clusters},
-        {"cold < 300 s": cold_s < 300, "1% new < 15 s": warm_s < 15,
-         "only new texts embedded": embedded_warm == new_distinct},
+        {
+            "events": args.events,
+            "distinct_queries": distinct,
+            "mean_query_chars": mean_chars,
+            "cold_seconds": round(cold_s, 1),
+            "cold_clusters": cold_clusters,
+            "cold_embedded": embedded_cold,
+            "peak_rss_mb": cold_rss,
+            "new_events": len(new),
+            "new_distinct_queries": new_distinct,
+            "warm_seconds": round(warm_s, 1),
+            "warm_embedded": embedded_warm,
+            "warm_clusters": warm_clusters,
+        },
+        {
+            "cold < 300 s": cold_s < 300,
+            "1% new < 15 s": warm_s < 15,
+            "only new texts embedded": embedded_warm == new_distinct,
+        },
     )
 
 

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +30,9 @@ from benchmarks._util import BIN, report, run_child
 from flywheel.loop.watch_stats import Side, compare
 
 
-def _first_worse(neg_side: np.ndarray, neg_base: np.ndarray, look: int, *, sequential: bool, alpha: float,
-                 min_events: int) -> int | None:
+def _first_worse(
+    neg_side: np.ndarray, neg_base: np.ndarray, look: int, *, sequential: bool, alpha: float, min_events: int
+) -> int | None:
     """Events per side at the first look with a `worse` verdict (None: never within the stream)."""
     k1, k0 = np.cumsum(neg_side), np.cumsum(neg_base)
     for n in range(look, len(neg_side) + 1, look):
@@ -42,21 +43,41 @@ def _first_worse(neg_side: np.ndarray, neg_base: np.ndarray, look: int, *, seque
     return None
 
 
-def simulate(runs: int, horizon: int, look: int, rate_side: float, rate_base: float, *, sequential: bool,
-             alpha: float = 0.05, min_events: int = 200, seed: int = 0) -> list[int | None]:
+def simulate(
+    runs: int,
+    horizon: int,
+    look: int,
+    rate_side: float,
+    rate_base: float,
+    *,
+    sequential: bool,
+    alpha: float = 0.05,
+    min_events: int = 200,
+    seed: int = 0,
+) -> list[int | None]:
     out = []
     for r in range(runs):
         rng = np.random.default_rng(seed + r)
-        out.append(_first_worse(rng.random(horizon) < rate_side, rng.random(horizon) < rate_base, look,
-                                sequential=sequential, alpha=alpha, min_events=min_events))
+        out.append(
+            _first_worse(
+                rng.random(horizon) < rate_side,
+                rng.random(horizon) < rate_base,
+                look,
+                sequential=sequential,
+                alpha=alpha,
+                min_events=min_events,
+            )
+        )
     return out
 
 
 def _delay(found: list[int | None]) -> dict[str, float | None]:
     hits = [f for f in found if f is not None]
-    return {"median": float(np.median(hits)) if hits else None,
-            "p90": float(np.percentile(hits, 90)) if hits else None,
-            "detected_share": round(len(hits) / len(found), 3)}
+    return {
+        "median": float(np.median(hits)) if hits else None,
+        "p90": float(np.percentile(hits, 90)) if hits else None,
+        "detected_share": round(len(hits) / len(found), 3),
+    }
 
 
 def _store(home: Path, n: int) -> float:
@@ -65,7 +86,7 @@ def _store(home: Path, n: int) -> float:
 
     open_store(str(home / "feedback.sqlite")).close()
     rng = np.random.default_rng(7)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start = (now - timedelta(days=6)).timestamp()
     ts = np.sort(rng.uniform(start, now.timestamp(), n))
     canary = (ts > now.timestamp() - 2 * 86400) & (rng.random(n) < 0.25)
@@ -74,14 +95,34 @@ def _store(home: Path, n: int) -> float:
     version = np.where(canary, "3", version)
     negative = rng.random(n) < np.where(canary, 0.21, 0.2)
     users = rng.integers(0, 200_000, n)
-    rows = ((f"e{i}", datetime.fromtimestamp(ts[i], timezone.utc).isoformat(), float(ts[i]), "thumbs_down" if negative[i]
-             else "thumbs_up", -1 if negative[i] else 1, 1.0, f"u{users[i]}", 0, "q", "a", 0.0,
-             "canary" if canary[i] else "production", version[i], "idx-1", "gpt-4o-mini") for i in range(n))
+    rows = (
+        (
+            f"e{i}",
+            datetime.fromtimestamp(ts[i], UTC).isoformat(),
+            float(ts[i]),
+            "thumbs_down" if negative[i] else "thumbs_up",
+            -1 if negative[i] else 1,
+            1.0,
+            f"u{users[i]}",
+            0,
+            "q",
+            "a",
+            0.0,
+            "canary" if canary[i] else "production",
+            version[i],
+            "idx-1",
+            "gpt-4o-mini",
+        )
+        for i in range(n)
+    )
     db = sqlite3.connect(home / "feedback.sqlite")
     with db:
-        db.executemany("INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, strength, user_id, consent, "
-                       "query, output, ingested_at, arm, prompt_version, index_version, model) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.executemany(
+            "INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, strength, user_id, consent, "
+            "query, output, ingested_at, arm, prompt_version, index_version, model) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
     db.close()
     return promoted_at
 
@@ -89,14 +130,14 @@ def _store(home: Path, n: int) -> float:
 def _champions(home: Path, promoted_at: float) -> None:
     """Production prompt v2 (promoted from v1 three days ago) and a canary v3 for two days."""
     os.environ["FLYWHEEL_HOME"] = str(home)
-    from flywheel.champions import MoveAction, champion
-    from flywheel.config import load_settings
-    from flywheel.registry import register_prompt
     from sqlalchemy import update
 
+    from flywheel.champions import MoveAction, champion
+    from flywheel.config import load_settings
+    from flywheel.loop.promotion import set_prompt
+    from flywheel.registry import register_prompt
     from flywheel.state import open_state
     from flywheel.state.tables import promotions
-    from flywheel.loop.promotion import set_prompt
 
     settings = load_settings()
     set_prompt(settings, "v1", message="v1", by="bench")
@@ -134,11 +175,17 @@ def watch_time(n: int) -> dict[str, float]:
             cpus.append(time.process_time() - c)
             assert report_.events == n and len(report_.watches) == 2, report_.watches
         in_process = min(walls)
-        elapsed, peak, _ = run_child([str(BIN / "flywheel"), "watch", "--dry-run", "--json"],
-                                     env={"FLYWHEEL_HOME": str(home)})
-        return {"store_build_s": round(build, 1), "watch_in_process_s": round(in_process, 2),
-                "watch_in_process_cpu_s": round(min(cpus), 2), "load_average_1min": round(os.getloadavg()[0], 1),
-                "watch_cli_s": round(elapsed, 2), "watch_cli_peak_mb": peak}
+        elapsed, peak, _ = run_child(
+            [str(BIN / "flywheel"), "watch", "--dry-run", "--json"], env={"FLYWHEEL_HOME": str(home)}
+        )
+        return {
+            "store_build_s": round(build, 1),
+            "watch_in_process_s": round(in_process, 2),
+            "watch_in_process_cpu_s": round(min(cpus), 2),
+            "load_average_1min": round(os.getloadavg()[0], 1),
+            "watch_cli_s": round(elapsed, 2),
+            "watch_cli_peak_mb": peak,
+        }
 
 
 def main(argv: list[str] | None = None) -> bool:
@@ -152,7 +199,8 @@ def main(argv: list[str] | None = None) -> bool:
     delay_horizon = 20_000
     for name, sequential in (("sequential", True), ("newcombe", False)):
         figures[f"detection_delay_events_per_side_{name}"] = _delay(
-            simulate(args.runs, delay_horizon, args.look, 0.25, 0.20, sequential=sequential, seed=10_000))
+            simulate(args.runs, delay_horizon, args.look, 0.25, 0.20, sequential=sequential, seed=10_000)
+        )
     aa_seq = simulate(args.runs, args.horizon, args.look, 0.2, 0.2, sequential=True, seed=20_000)
     aa_newcombe = simulate(args.runs, args.horizon, args.look, 0.2, 0.2, sequential=False, seed=20_000)
     aa_once = simulate(args.runs, args.horizon, args.horizon, 0.2, 0.2, sequential=False, seed=20_000)
@@ -163,10 +211,14 @@ def main(argv: list[str] | None = None) -> bool:
     figures["looks_per_aa_run"] = args.horizon // args.look
     timing = watch_time(args.events)
     figures.update(timing)
-    return report("watch", figures, {
-        "false rollbacks <= 5% over 200 A/A runs (default, every look)": false_rollbacks <= 0.05,
-        f"watch on {args.events:,} events < 10 s": timing["watch_in_process_s"] < 10,
-    })
+    return report(
+        "watch",
+        figures,
+        {
+            "false rollbacks <= 5% over 200 A/A runs (default, every look)": false_rollbacks <= 0.05,
+            f"watch on {args.events:,} events < 10 s": timing["watch_in_process_s"] < 10,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("bench_embed", "bench_scrub", "bench_pii",
-              "bench_ingest", "bench_triage", "bench_kb", "bench_dataset", "bench_eval", "bench_cycle",
-              "bench_serve", "bench_efficacy", "bench_watch", "bench_live")
+BENCHMARKS = (
+    "bench_embed",
+    "bench_scrub",
+    "bench_pii",
+    "bench_ingest",
+    "bench_triage",
+    "bench_kb",
+    "bench_dataset",
+    "bench_eval",
+    "bench_cycle",
+    "bench_serve",
+    "bench_efficacy",
+    "bench_watch",
+    "bench_live",
+)
 
 
 def main() -> int:

@@ -7,15 +7,16 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from flywheel.config import Settings
 from flywheel.evals.pipeline import Answer, builtin_pipeline, load_user_pipeline
 from flywheel.evals.runner import judge_with
-from flywheel.config import Settings
 from flywheel.llm import make_async_client
 from flywheel.runtime import runtime_for
 
 
-def answer_factory(settings: Settings,
-                   queries: Sequence[str] = ()) -> Callable[[], tuple[Answer, Any, Callable[[], Any]]]:
+def answer_factory(
+    settings: Settings, queries: Sequence[str] = ()
+) -> Callable[[], tuple[Answer, Any, Callable[[], Any]]]:
     """Builds (answer, judge, close) inside the running event loop (AsyncOpenAI binds to it).
     ``queries``: what will be asked, embedded for retrieval in one batch rather than one by one."""
 
@@ -26,9 +27,14 @@ def answer_factory(settings: Settings,
         if settings.eval.pipeline:
             answer = load_user_pipeline(settings.eval.pipeline)
         else:
-            answer = builtin_pipeline(client, settings.prompt_variables, retrievers,
-                                      temperature=settings.eval.temperature, max_tokens=settings.eval.max_tokens,
-                                      k=settings.knowledge.retrieval_k)
+            answer = builtin_pipeline(
+                client,
+                settings.prompt_variables,
+                retrievers,
+                temperature=settings.eval.temperature,
+                max_tokens=settings.eval.max_tokens,
+                k=settings.knowledge.retrieval_k,
+            )
         return answer, judge_with(client, settings.judge_model), client.close
 
     return build

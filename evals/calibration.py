@@ -36,7 +36,8 @@ class Agreement(BaseModel):
     kappa_note: str | None = Field(None, description="Why kappa is undefined, when it is.")
     confusion: dict[str, Confusion] = Field(
         default_factory=lambda: {"expert_pass": Confusion(), "expert_fail": Confusion()},
-        description="Rows: the expert's verdict; columns: the judge's.")
+        description="Rows: the expert's verdict; columns: the judge's.",
+    )
 
 
 def agreement(expert: Sequence[bool], judge: Sequence[bool]) -> Agreement:
@@ -50,14 +51,20 @@ def agreement(expert: Sequence[bool], judge: Sequence[bool]) -> Agreement:
 
     labels = [True, False]
     (tp, fn), (fp, tn) = confusion_matrix(list(expert), list(judge), labels=labels).tolist()
-    confusion = {"expert_pass": Confusion(judge_pass=tp, judge_fail=fn),
-                 "expert_fail": Confusion(judge_pass=fp, judge_fail=tn)}
+    confusion = {
+        "expert_pass": Confusion(judge_pass=tp, judge_fail=fn),
+        "expert_fail": Confusion(judge_pass=fp, judge_fail=tn),
+    }
     observed = round((tp + tn) / n, 4)
     if len(set(expert)) == 1:
         side = "pass" if expert[0] else "fail"
-        return Agreement(items=n, agreement=observed, confusion=confusion,
-                         kappa_note=f"undefined: every expert verdict is '{side}', so agreement beyond chance cannot "
-                                    "be measured; it needs expert reviews that pass and fail answers")
+        return Agreement(
+            items=n,
+            agreement=observed,
+            confusion=confusion,
+            kappa_note=f"undefined: every expert verdict is '{side}', so agreement beyond chance cannot "
+            "be measured; it needs expert reviews that pass and fail answers",
+        )
     kappa = float(cohen_kappa_score(list(expert), list(judge), labels=labels))
     return Agreement(items=n, agreement=observed, kappa=round(kappa, 4), confusion=confusion)
 
@@ -70,14 +77,17 @@ class JudgeCalibration(Agreement):
     min_items: int
     trusted: bool = Field(description="Kappa defined, at least min_kappa, on at least min_items items.")
     why: str = Field(description="One sentence: the figures that make the judge trusted or not.")
-    references: dict[str, int] = Field(default_factory=dict,
-                                       description="Where the items' reference answers came from.")
+    references: dict[str, int] = Field(
+        default_factory=dict, description="Where the items' reference answers came from."
+    )
     skipped: dict[str, int] = Field(default_factory=dict, description="Expert reviews not asked, by reason.")
     errors: int = Field(0, description="Items the judge could not answer (left out of every figure).")
     cached: bool = False
     screening: JudgeCalibration | None = Field(
-        None, description="The screening (resolution) judge against expert reviews of other answers to the same "
-        "queries: reported, never enforced (screening does not gate a promotion).")
+        None,
+        description="The screening (resolution) judge against expert reviews of other answers to the same "
+        "queries: reported, never enforced (screening does not gate a promotion).",
+    )
 
     def public(self) -> dict[str, object]:
         """SPEC's keys first, then the rest."""
@@ -86,18 +96,30 @@ class JudgeCalibration(Agreement):
         return {k: doc[k] for k in spec} | {k: v for k, v in doc.items() if k not in spec}
 
 
-def assess(figures: Agreement, *, judge_model: str, min_kappa: float, min_items: int, **extra: object
-           ) -> JudgeCalibration:
+def assess(
+    figures: Agreement, *, judge_model: str, min_kappa: float, min_items: int, **extra: object
+) -> JudgeCalibration:
     """Whether the figures vouch for the judge: enough items, kappa defined and high enough."""
     if figures.items < min_items:
-        trusted, why = False, (f"too few items to know: {figures.items} calibration items, judge.min_items is "
-                               f"{min_items}")
+        trusted, why = (
+            False,
+            (f"too few items to know: {figures.items} calibration items, judge.min_items is {min_items}"),
+        )
     elif figures.kappa is None:
         trusted, why = False, f"kappa {figures.kappa_note}"
     elif figures.kappa < min_kappa:
-        trusted, why = False, (f"kappa {figures.kappa:.2f} is below judge.min_kappa {min_kappa:.2f} "
-                               f"({figures.items} items)")
+        trusted, why = (
+            False,
+            (f"kappa {figures.kappa:.2f} is below judge.min_kappa {min_kappa:.2f} ({figures.items} items)"),
+        )
     else:
         trusted, why = True, f"kappa {figures.kappa:.2f} on {figures.items} items (judge.min_kappa {min_kappa:.2f})"
-    return JudgeCalibration(**figures.model_dump(), judge_model=judge_model, min_kappa=min_kappa,
-                            min_items=min_items, trusted=trusted, why=why, **extra)  # type: ignore[arg-type]
+    return JudgeCalibration(
+        **figures.model_dump(),
+        judge_model=judge_model,
+        min_kappa=min_kappa,
+        min_items=min_items,
+        trusted=trusted,
+        why=why,
+        **extra,
+    )  # type: ignore[arg-type]

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flywheel.evals.runner import EvalResult, EvalRow
 from flywheel.candidates import Candidate, FinetunePayload, PromptPayload, RagPayload
+from flywheel.evals.runner import EvalResult, EvalRow
 
 EVIDENCE_KEY = "flywheel-approval-evidence"
 INTERVAL_METHOD = "Wilson 95%"
@@ -117,12 +117,22 @@ def ci_text(c: Candidate | dict[str, Any]) -> str:
 
 def finetune_table(p: FinetunePayload) -> list[str]:
     """A fine-tune's provenance and dataset as a table, the exclusions one row per reason."""
-    rows = [("model", f"`{p.model}`"), ("fine-tuned from", f"`{p.base_model}`"), ("job", f"`{p.job_id}`"),
-            ("dataset", f"`{p.dataset_version}`"), ("examples", p.examples), ("train", p.train),
-            ("validation", p.validation), ("preference pairs", p.preference_pairs)]
+    rows = [
+        ("model", f"`{p.model}`"),
+        ("fine-tuned from", f"`{p.base_model}`"),
+        ("job", f"`{p.job_id}`"),
+        ("dataset", f"`{p.dataset_version}`"),
+        ("examples", p.examples),
+        ("train", p.train),
+        ("validation", p.validation),
+        ("preference pairs", p.preference_pairs),
+    ]
     rows += [(f"excluded: {inline(reason)}", count) for reason, count in sorted((p.excluded or {}).items())]
-    return ["| fine-tune | value |", "|---|---|",
-            *(f"| {name} | {'-' if value is None else value} |" for name, value in rows)]
+    return [
+        "| fine-tune | value |",
+        "|---|---|",
+        *(f"| {name} | {'-' if value is None else value} |" for name, value in rows),
+    ]
 
 
 def change_markdown(c: Candidate, limit: int = 2500) -> str:
@@ -146,8 +156,10 @@ def untested_combinations(candidates: Sequence[Candidate]) -> str | None:
     if len({c.kind for c in candidates}) < 2:
         return None
     names = "; ".join(inline(c.short_title()) for c in candidates)  # the titles above say what each fixes
-    return (f"**Untested combination:** approving more than one of {names} serves a combination that was never "
-            "evaluated together: each was scored only against the current champions, with its own part changed.")
+    return (
+        f"**Untested combination:** approving more than one of {names} serves a combination that was never "
+        "evaluated together: each was scored only against the current champions, with its own part changed."
+    )
 
 
 # --- the answers that changed ---------------------------------------------------------------------
@@ -179,11 +191,13 @@ def changed_answers(champion: EvalResult, candidate: EvalResult) -> list[Changed
     """Items both scored whose score moved: fixed first, then broken, then the rest; the biggest moves
     first within each."""
     mine = {r.id: r for r in candidate.rows if r.score is not None}
-    pairs = [ChangedAnswer(r, mine[r.id]) for r in champion.rows
-             if r.score is not None and r.id in mine and mine[r.id].score != r.score]
+    pairs = [
+        ChangedAnswer(r, mine[r.id])
+        for r in champion.rows
+        if r.score is not None and r.id in mine and mine[r.id].score != r.score
+    ]
     rank = {"fixed": 0, "broken": 1, "score changed": 2}
-    return sorted(pairs, key=lambda p: (rank[p.label], -abs((p.after.score or 0) - (p.before.score or 0)),
-                                        p.before.id))
+    return sorted(pairs, key=lambda p: (rank[p.label], -abs((p.after.score or 0) - (p.before.score or 0)), p.before.id))
 
 
 def changed_lines(changes: Sequence[ChangedAnswer], max_changed: int, more_link: str | None) -> list[str]:
@@ -193,12 +207,23 @@ def changed_lines(changes: Sequence[ChangedAnswer], max_changed: int, more_link:
     if not changes:
         lines += ["", "No golden item's score changed."]
     for ch in changes[:max_changed]:
-        lines += ["", f"**{ch.label}: {code(ch.before.id)}** ({inline(ch.before.category)})", "", "Question:",
-                  fenced(ch.before.input, limit=300)]
+        lines += [
+            "",
+            f"**{ch.label}: {code(ch.before.id)}** ({inline(ch.before.category)})",
+            "",
+            "Question:",
+            fenced(ch.before.input, limit=300),
+        ]
         for who, row in (("Champion", ch.before), ("Candidate", ch.after)):
             verdict = "pass" if _passes(row) else "fail"
-            lines += ["", (f"{who}: score {row.score:.2f} ({verdict}), scorer {code(row.scorer)}: "
-                           f"{inline(row.rationale) or '(no rationale)'}"), fenced(row.output or "")]
+            lines += [
+                "",
+                (
+                    f"{who}: score {row.score:.2f} ({verdict}), scorer {code(row.scorer)}: "
+                    f"{inline(row.rationale) or '(no rationale)'}"
+                ),
+                fenced(row.output or ""),
+            ]
     if len(changes) > max_changed:
         where = f"MLflow run {more_link}" if more_link else "the candidate's MLflow run (eval_results.json)"
         lines += ["", f"... and {len(changes) - max_changed} more: {where}"]
@@ -209,9 +234,14 @@ def changed_lines(changes: Sequence[ChangedAnswer], max_changed: int, more_link:
 def category_table(rows: Sequence[CategoryRow]) -> list[str]:
     """Per category: n, champion and candidate with their intervals, and the delta."""
     head = f"| category | n | champion [{INTERVAL_METHOD} CI] | candidate [{INTERVAL_METHOD} CI] | delta |"
-    return [head, "|---|---|---|---|---|",
-            *(f"| {inline(r.category)} | {r.n} | {r.champion.text()} | {r.candidate.text()} | {r.delta:+.3f} |"
-              for r in rows)]
+    return [
+        head,
+        "|---|---|---|---|---|",
+        *(
+            f"| {inline(r.category)} | {r.n} | {r.champion.text()} | {r.candidate.text()} | {r.delta:+.3f} |"
+            for r in rows
+        ),
+    ]
 
 
 def _run_ref(run_id: str | None, run_link: Callable[[str], str | None] | None) -> str | None:
@@ -221,13 +251,23 @@ def _run_ref(run_id: str | None, run_link: Callable[[str], str | None] | None) -
     return f"[{run_id}]({link})" if link else f"`{run_id}`"
 
 
-def candidate_evidence(c: Candidate, champion: EvalResult, result: EvalResult | None, *,
-                       run_link: Callable[[str], str | None] | None, max_changed: int) -> list[str]:
+def candidate_evidence(
+    c: Candidate,
+    champion: EvalResult,
+    result: EvalResult | None,
+    *,
+    run_link: Callable[[str], str | None] | None,
+    max_changed: int,
+) -> list[str]:
     """One candidate's section: delta, per-category table, the change, the answers that changed."""
     run = _run_ref(c.mlflow_run_id, run_link)
-    lines = ["", f"## {inline(c.title())}", "",
-             f"Golden **{c.golden_score}** vs champion {c.champion_score}: delta {ci_text(c)} "
-             "(95% CI, paired bootstrap over golden items)." + (f" MLflow run {run}." if run else "")]
+    lines = [
+        "",
+        f"## {inline(c.title())}",
+        "",
+        f"Golden **{c.golden_score}** vs champion {c.champion_score}: delta {ci_text(c)} "
+        "(95% CI, paired bootstrap over golden items)." + (f" MLflow run {run}." if run else ""),
+    ]
     if result is not None:
         lines += ["", *category_table(category_rows(champion, result))]
     lines += ["", "### The change", "", change_markdown(c)]
@@ -238,19 +278,32 @@ def candidate_evidence(c: Candidate, champion: EvalResult, result: EvalResult | 
     return lines
 
 
-def evidence_markdown(candidates: Sequence[Candidate], champion: EvalResult, results: dict[str, EvalResult], *,
-                      champion_score: float | None, run_link: Callable[[str], str | None] | None = None,
-                      max_changed: int = 10, deferred: Sequence[Candidate] = ()) -> str:
+def evidence_markdown(
+    candidates: Sequence[Candidate],
+    champion: EvalResult,
+    results: dict[str, EvalResult],
+    *,
+    champion_score: float | None,
+    run_link: Callable[[str], str | None] | None = None,
+    max_changed: int = 10,
+    deferred: Sequence[Candidate] = (),
+) -> str:
     """The full evidence behind an approval form, one section per waiting candidate."""
-    lines = [f"# Approval evidence: {len(candidates)} candidate{'s' if len(candidates) != 1 else ''}", "",
-             (f"Champion golden score **{champion_score}** on {len(champion.scores)} scored items. Per-category "
-              f"intervals are {INTERVAL_METHOD} score intervals (for fractional scores, conservative); a pass is a "
-              f"score of at least {PASS}.")]
+    lines = [
+        f"# Approval evidence: {len(candidates)} candidate{'s' if len(candidates) != 1 else ''}",
+        "",
+        (
+            f"Champion golden score **{champion_score}** on {len(champion.scores)} scored items. Per-category "
+            f"intervals are {INTERVAL_METHOD} score intervals (for fractional scores, conservative); a pass is a "
+            f"score of at least {PASS}."
+        ),
+    ]
     if warning := untested_combinations(candidates):
         lines += ["", "> " + warning]
     for c in candidates:
-        lines += candidate_evidence(c, champion, results.get(c.candidate_id), run_link=run_link,
-                                    max_changed=max_changed)
+        lines += candidate_evidence(
+            c, champion, results.get(c.candidate_id), run_link=run_link, max_changed=max_changed
+        )
     if deferred:
         lines += ["", "## Also passed, deferred to the next cycle (not merged with the above)", ""]
         lines += [f"- {inline(c.title())} (golden {c.golden_score}): {inline(c.reason, 600)}" for c in deferred]

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from flywheel.config import Settings
 from flywheel.evals.golden import GoldenSet
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.scorers import JUDGE_SYSTEM
-from flywheel.config import Settings
 
 
 def endpoint_identity(url: str | None) -> str | None:
@@ -100,9 +100,14 @@ class EvalFingerprint(BaseModel):
             target_url=endpoint_identity(settings.openai_base_url),
             judge=Endpoint.judge(settings),
             judge_instructions=hashlib.sha256(JUDGE_SYSTEM.encode()).hexdigest()[:16],
-            retrieval=Retrieval(embedder=Endpoint(url=embedder_url, model=emb.model), embedder_backend=emb.backend,
-                                precision=emb.precision, store=endpoint_identity(settings.knowledge.chroma_url),
-                                collection=settings.knowledge.collection, k=settings.knowledge.retrieval_k),
+            retrieval=Retrieval(
+                embedder=Endpoint(url=embedder_url, model=emb.model),
+                embedder_backend=emb.backend,
+                precision=emb.precision,
+                store=endpoint_identity(settings.knowledge.chroma_url),
+                collection=settings.knowledge.collection,
+                k=settings.knowledge.retrieval_k,
+            ),
             sampling=Sampling(temperature=settings.eval.temperature, max_tokens=settings.eval.max_tokens),
             prompt_variables=dict(settings.prompt_variables),
             user_pipeline=settings.eval.pipeline,
@@ -114,6 +119,8 @@ class EvalFingerprint(BaseModel):
         """The cache key of ``variant``'s result. Retrieval settings count only where the answer can
         depend on them: a variant with an index, or a user pipeline (which may retrieve on its own)."""
         retrieves = variant.index_version is not None or self.user_pipeline is not None
-        doc = {"variant": variant.key,
-               "fingerprint": self.model_dump(mode="json", exclude=None if retrieves else {"retrieval"})}
+        doc = {
+            "variant": variant.key,
+            "fingerprint": self.model_dump(mode="json", exclude=None if retrieves else {"retrieval"}),
+        }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

@@ -33,7 +33,8 @@ class GoldenItem(BaseModel):
     tags: list[str] = Field(default_factory=list)
     documents: list[str] = Field(default_factory=list, description="Knowledge documents that answer the item.")
     segment: str | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="The user segment it stands for (e.g. new, power, de-DE): scored and bounded per segment by "
         "the gate. A tag `segment:<name>` says the same; this field wins when both are given.",
     )
@@ -49,9 +50,14 @@ class GoldenItem(BaseModel):
         """The item's segment: the ``segment`` field, else its first ``segment:<name>`` tag."""
         if self.segment:
             return self.segment.strip()
-        return next((t.split(":", 1)[1].strip() for t in self.tags
-                     if t.startswith(SEGMENT_TAG) and t[len(SEGMENT_TAG):].strip()), None)
-
+        return next(
+            (
+                t.split(":", 1)[1].strip()
+                for t in self.tags
+                if t.startswith(SEGMENT_TAG) and t[len(SEGMENT_TAG) :].strip()
+            ),
+            None,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,10 @@ class GoldenSet:
 
 
 def canonical_version(items: list[GoldenItem]) -> str:
-    lines = [json.dumps(i.model_dump(exclude_defaults=True), sort_keys=True, separators=(",", ":"))
-             for i in sorted(items, key=lambda i: i.id)]
+    lines = [
+        json.dumps(i.model_dump(exclude_defaults=True), sort_keys=True, separators=(",", ":"))
+        for i in sorted(items, key=lambda i: i.id)
+    ]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 

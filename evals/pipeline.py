@@ -23,7 +23,6 @@ from flywheel.errors import UsageError
 from flywheel.templates import render, template_variables  # noqa: F401 - part of the pipeline's interface
 
 
-
 class Retriever(Protocol):
     version: str
 
@@ -59,8 +58,15 @@ Answer = Callable[[Variant, str], Awaitable[str]]
 RetrieverFor = Callable[[str | None], "Retriever | None"]
 
 
-def builtin_pipeline(client: Any, variables: dict[str, str], retriever_for: RetrieverFor | None = None, *,
-                     temperature: float = 0.0, max_tokens: int | None = None, k: int = 3) -> Answer:
+def builtin_pipeline(
+    client: Any,
+    variables: dict[str, str],
+    retriever_for: RetrieverFor | None = None,
+    *,
+    temperature: float = 0.0,
+    max_tokens: int | None = None,
+    k: int = 3,
+) -> Answer:
     """System prompt + context retrieved from the variant's index version + one chat completion on
     ``client`` (an AsyncOpenAI)."""
 

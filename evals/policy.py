@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from flywheel.evals.stats import GoldenComparison
 from flywheel.config import PolicySettings
+from flywheel.evals.stats import GoldenComparison
 
 
 class PolicyVerdict(BaseModel):
@@ -47,8 +47,14 @@ def comparison_rules(comparison: GoldenComparison, policy: PolicySettings) -> li
     return broken
 
 
-def judge_candidate(comparison: GoldenComparison | None, errors: int, total: int, policy: PolicySettings, *,
-                    without_judge: WithoutJudge | None = None) -> PolicyVerdict:
+def judge_candidate(
+    comparison: GoldenComparison | None,
+    errors: int,
+    total: int,
+    policy: PolicySettings,
+    *,
+    without_judge: WithoutJudge | None = None,
+) -> PolicyVerdict:
     """Apply every rule; a candidate passes only when none is broken (on the items without the
     judge too, when ``without_judge`` is given)."""
     broken: list[str] = []
@@ -68,10 +74,16 @@ def judge_candidate(comparison: GoldenComparison | None, errors: int, total: int
     bounds = f"no category regresses more than {policy.max_category_regression:.3f}"
     if comparison.segment_deltas:
         bounds += f", no segment more than {policy.max_segment_regression:.3f}"
-    reasons = [(f"delta {comparison.delta:+.3f}, 95% CI [{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}] "
-                f"on {comparison.n} items; {bounds}")]
+    reasons = [
+        (
+            f"delta {comparison.delta:+.3f}, 95% CI [{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}] "
+            f"on {comparison.n} items; {bounds}"
+        )
+    ]
     if without_judge is not None and without_judge.comparison is not None:
         c = without_judge.comparison
-        reasons.append(f"also without the judge-scored items ({without_judge.why}): delta {c.delta:+.3f}, "
-                       f"95% CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}] on {c.n} items")
+        reasons.append(
+            f"also without the judge-scored items ({without_judge.why}): delta {c.delta:+.3f}, "
+            f"95% CI [{c.ci_low:+.3f}, {c.ci_high:+.3f}] on {c.n} items"
+        )
     return PolicyVerdict(passed=True, reasons=reasons)

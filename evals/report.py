@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from flywheel.candidates import Candidate, Decision, FinetunePayload
 from flywheel.evals.calibration import JudgeCalibration
 from flywheel.evals.evidence import EVIDENCE_KEY, ci_text, finetune_table, inline, untested_combinations, wilson
-from flywheel.candidates import Candidate, Decision, FinetunePayload
 from flywheel.schemas import ClusterOutcome
 
 REPORT_KEY = "flywheel-cycle-report"
@@ -30,33 +30,58 @@ def candidate_rows(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
     """One row per candidate for a table artifact (plain values only). Short columns first (the
     decision, the scores, the MLflow run), long text last: at 1400 px the clusters and the reason
     run off the right edge, not what an approver compares."""
-    return [{"candidate": c.candidate_id, "what": c.target_name(), "decision": c.decision or "-",
-             "golden": round(c.golden_score, 4) if c.golden_score is not None else None,
-             "champion": round(c.champion_score, 4) if c.champion_score is not None else None,
-             "delta [95% CI]": ci_text(c), "mlflow_run_id": c.mlflow_run_id or "-",
-             "decided by": c.decided_by or "-", "clusters": ", ".join(c.cluster_ids), "reason": c.reason}
-            for c in candidates]
+    return [
+        {
+            "candidate": c.candidate_id,
+            "what": c.target_name(),
+            "decision": c.decision or "-",
+            "golden": round(c.golden_score, 4) if c.golden_score is not None else None,
+            "champion": round(c.champion_score, 4) if c.champion_score is not None else None,
+            "delta [95% CI]": ci_text(c),
+            "mlflow_run_id": c.mlflow_run_id or "-",
+            "decided by": c.decided_by or "-",
+            "clusters": ", ".join(c.cluster_ids),
+            "reason": c.reason,
+        }
+        for c in candidates
+    ]
 
 
 def cluster_rows(clusters: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per failure cluster for a table artifact; the summary is triage's, which shows no
     text of users without consent."""
-    return [{"cluster": c["cluster_id"], "category": c["category"], "route": c["route"], "size": c["size"],
-             "users": c["users"], "priority": round(float(c["priority"]), 1), "summary": c["summary"]}
-            for c in clusters]
+    return [
+        {
+            "cluster": c["cluster_id"],
+            "category": c["category"],
+            "route": c["route"],
+            "size": c["size"],
+            "users": c["users"],
+            "priority": round(float(c["priority"]), 1),
+            "summary": c["summary"],
+        }
+        for c in clusters
+    ]
 
 
 def outcome_table(outcomes: Sequence[ClusterOutcome]) -> list[str]:
     """Markdown rows: per cluster, its route, what happened (skipped and why, drafts and screening,
     candidate and decision) in one line each."""
-    rows = ["| cluster | route | status | drafts (kept) | resolved: champion -> best | decision | why |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| cluster | route | status | drafts (kept) | resolved: champion -> best | decision | why |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for o in outcomes:
         drafts = f"{o.drafts} ({o.kept})" if o.drafts is not None else "-"
-        resolved = (f"{_share(o.champion_resolved)} -> {_share(o.best_resolved)}"
-                    if o.champion_resolved is not None or o.best_resolved is not None else "-")
-        rows.append(f"| `{o.cluster_id}` | {o.route} | {o.status} | {drafts} | {resolved} | {o.decision or '-'} | "
-                    f"{_why(o).replace('|', '/')} |")
+        resolved = (
+            f"{_share(o.champion_resolved)} -> {_share(o.best_resolved)}"
+            if o.champion_resolved is not None or o.best_resolved is not None
+            else "-"
+        )
+        rows.append(
+            f"| `{o.cluster_id}` | {o.route} | {o.status} | {drafts} | {resolved} | {o.decision or '-'} | "
+            f"{_why(o).replace('|', '/')} |"
+        )
     return rows
 
 
@@ -69,8 +94,10 @@ def diagnosis_table(outcomes: Sequence[ClusterOutcome]) -> list[str]:
         if d is None:
             continue
         said = d.root_cause if d.diagnosed else (d.why_not or "")
-        rows.append(f"| `{o.cluster_id}` | {d.category if d.diagnosed else 'not diagnosed (`other`)'} | {o.route} | "
-                    f"{said.replace('|', '/')} | {d.model or '-'} |")
+        rows.append(
+            f"| `{o.cluster_id}` | {d.category if d.diagnosed else 'not diagnosed (`other`)'} | {o.route} | "
+            f"{said.replace('|', '/')} | {d.model or '-'} |"
+        )
     return rows if len(rows) > 2 else []
 
 
@@ -82,8 +109,10 @@ def _why(o: ClusterOutcome) -> str:
 def promotion_summary(action: str, outcome: dict[str, Any]) -> str:
     """One line: what moved, or what was decided."""
     if action == "rollback":
-        return (f"{outcome['kind']} champion v{outcome['from_version']} -> v{outcome['to_version']} "
-                f"(undoes {outcome['undone_candidate'] or 'a manual change'})")
+        return (
+            f"{outcome['kind']} champion v{outcome['from_version']} -> v{outcome['to_version']} "
+            f"(undoes {outcome['undone_candidate'] or 'a manual change'})"
+        )
     return f"{outcome['candidate_id']} ({outcome['kind']}) {outcome['decision']}"
 
 
@@ -91,28 +120,50 @@ def promotion_markdown(action: str, outcome: dict[str, Any], *, by: str, note: s
     """What an operator's decision did, for the artifact that records it."""
     lines = [f"# {action.capitalize()} by {by}", "", promotion_summary(action, outcome) + "."]
     if action != "rollback":
-        lines += ["", (f"Golden {outcome['golden_score']} vs champion {outcome['champion_score']}, "
-                       f"delta {ci_text(outcome)}; MLflow run `{outcome['mlflow_run_id']}`.")]
+        lines += [
+            "",
+            (
+                f"Golden {outcome['golden_score']} vs champion {outcome['champion_score']}, "
+                f"delta {ci_text(outcome)}; MLflow run `{outcome['mlflow_run_id']}`."
+            ),
+        ]
     if note:
         lines += ["", f"> {note}"]
     return "\n".join(lines)
 
 
-def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float | None,
-                    clusters: Sequence[dict[str, Any]], candidates: Sequence[Candidate],
-                    outcomes: Sequence[ClusterOutcome] = (),
-                    improver_notes: Sequence[str] = (), chart_link: str | None = None,
-                    judge: JudgeCalibration | None = None, notes: Sequence[str] = (),
-                    champion_per_category: dict[str, float] | None = None,
-                    champion_per_segment: dict[str, float] | None = None) -> str:
+def report_markdown(
+    *,
+    cycle_id: str,
+    golden_version: str,
+    champion_score: float | None,
+    clusters: Sequence[dict[str, Any]],
+    candidates: Sequence[Candidate],
+    outcomes: Sequence[ClusterOutcome] = (),
+    improver_notes: Sequence[str] = (),
+    chart_link: str | None = None,
+    judge: JudgeCalibration | None = None,
+    notes: Sequence[str] = (),
+    champion_per_category: dict[str, float] | None = None,
+    champion_per_segment: dict[str, float] | None = None,
+) -> str:
     """What was triaged, what was tried, what was decided and why."""
-    lines = [f"# Improvement cycle {cycle_id}", "",
-             f"Golden set `{golden_version[:12]}`; champion score **{champion_score}**.", "",
-             *([judge_warning(judge), ""] if judge is not None and judge_is_weak(judge) else []),
-             "## Triaged", "", "| cluster | category | route | size | users | priority |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Improvement cycle {cycle_id}",
+        "",
+        f"Golden set `{golden_version[:12]}`; champion score **{champion_score}**.",
+        "",
+        *([judge_warning(judge), ""] if judge is not None and judge_is_weak(judge) else []),
+        "## Triaged",
+        "",
+        "| cluster | category | route | size | users | priority |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in clusters[:15]:
-        lines.append(f"| `{c['cluster_id']}` | {c['category']} | {c['route']} | {c['size']} | {c['users']} | "
-                     f"{c['priority']:.1f} |")
+        lines.append(
+            f"| `{c['cluster_id']}` | {c['category']} | {c['route']} | {c['size']} | {c['users']} | "
+            f"{c['priority']:.1f} |"
+        )
     if len(clusters) > 15:
         lines.append(f"| ... {len(clusters) - 15} more | | | | | |")
     if outcomes:
@@ -121,21 +172,36 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
         lines += ["", "## Feedback without a reason: diagnosed clusters", "", *diagnosed]
     drafted = [c for c in clusters if c.get("drafting")]
     if drafted:
-        lines += ["", "## Prompt drafting", "",
-                  "| cluster | rounds | rollouts | champion resolved | best draft resolved | outcome |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Prompt drafting",
+            "",
+            "| cluster | rounds | rollouts | champion resolved | best draft resolved | outcome |",
+            "|---|---|---|---|---|---|",
+        ]
         for c in drafted:
             d = c["drafting"]
-            lines.append(f"| `{c['cluster_id']}` | {d['rounds']} | {d['rollouts']} | {_share(d['champion_resolved'])} | "
-                         f"{_share(d['best_resolved'])} | {d['outcome'].replace('|', '/')} |")
-    lines += ["", "## Tried and decided", "",
-              "| candidate | kind | clusters | golden | delta [95% CI] | decision | reason |",
-              "|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| `{c['cluster_id']}` | {d['rounds']} | {d['rollouts']} | {_share(d['champion_resolved'])} | "
+                f"{_share(d['best_resolved'])} | {d['outcome'].replace('|', '/')} |"
+            )
+    lines += [
+        "",
+        "## Tried and decided",
+        "",
+        "| candidate | kind | clusters | golden | delta [95% CI] | decision | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for cand in candidates:
-        compare = (f" ({f'v{cand.version}: ' if cand.version else ''}compare with v{cand.parent})"
-                   if cand.kind == "prompt" and cand.parent else "")  # the registry's Compare view defaults elsewhere
-        lines.append(f"| `{cand.candidate_id}`{compare} | {cand.kind} | {', '.join(cand.cluster_ids)} | "
-                     f"{cand.golden_score} | {ci_text(cand)} | {cand.decision} | {cand.reason.replace('|', '/')} |")
+        compare = (
+            f" ({f'v{cand.version}: ' if cand.version else ''}compare with v{cand.parent})"
+            if cand.kind == "prompt" and cand.parent
+            else ""
+        )  # the registry's Compare view defaults elsewhere
+        lines.append(
+            f"| `{cand.candidate_id}`{compare} | {cand.kind} | {', '.join(cand.cluster_ids)} | "
+            f"{cand.golden_score} | {ci_text(cand)} | {cand.decision} | {cand.reason.replace('|', '/')} |"
+        )
     if not candidates:
         lines.append("| (no candidate this cycle) | | | | | | |")
     lines += decision_lines(candidates)
@@ -154,8 +220,13 @@ def report_markdown(*, cycle_id: str, golden_version: str, champion_score: float
     for note in notes:
         lines += ["", f"**Note:** {note}"]
     if chart_link:
-        lines += ["", (f"Chart (golden score per cycle; candidates vs champion per category): the `{CHART_KEY}` "
-                       f"artifact, and [{CHART_ARTIFACT}]({chart_link}) on the cycle's MLflow run")]
+        lines += [
+            "",
+            (
+                f"Chart (golden score per cycle; candidates vs champion per category): the `{CHART_KEY}` "
+                f"artifact, and [{CHART_ARTIFACT}]({chart_link}) on the cycle's MLflow run"
+            ),
+        ]
     return "\n".join(lines)
 
 
@@ -168,9 +239,14 @@ def decision_lines(candidates: Sequence[Candidate]) -> list[str]:
     decided = [c for c in candidates if c.decision in DECIDED or c.decided_by]
     if not decided:
         return []
-    return ["", *(f"- `{c.candidate_id}` {c.decision or 'decided'} by {inline(c.decided_by or 'nobody recorded')}"
-                  f"{', ' + utc_minute(c.decided_at) if c.decided_at else ''}"
-                  for c in decided)]
+    return [
+        "",
+        *(
+            f"- `{c.candidate_id}` {c.decision or 'decided'} by {inline(c.decided_by or 'nobody recorded')}"
+            f"{', ' + utc_minute(c.decided_at) if c.decided_at else ''}"
+            for c in decided
+        ),
+    ]
 
 
 def utc_minute(when: datetime) -> str:
@@ -199,9 +275,11 @@ def judge_warning(judge: JudgeCalibration) -> str:
     """The summary's line on a weak judge: judge-scored results below are only as good as it is."""
     agree = "unknown" if judge.agreement is None else f"{judge.agreement:.0%}"
     kappa = "undefined" if judge.kappa is None else f"{judge.kappa:.2f}"
-    return (f"> **Judge warning:** `{judge.judge_model}` agrees with expert reviews on {agree} of {judge.items} "
-            f"items (kappa {kappa}){'' if judge.trusted else '; not trusted alone'}. Judge-scored results below "
-            "rest on it; see Judge calibration.")
+    return (
+        f"> **Judge warning:** `{judge.judge_model}` agrees with expert reviews on {agree} of {judge.items} "
+        f"items (kappa {kappa}){'' if judge.trusted else '; not trusted alone'}. Judge-scored results below "
+        "rest on it; see Judge calibration."
+    )
 
 
 def merge_lines(candidates: Sequence[Candidate]) -> list[str]:
@@ -228,14 +306,17 @@ def judge_line(judge: JudgeCalibration) -> str:
     kappa = "undefined" if judge.kappa is None else f"{judge.kappa:.3f}"
     agree = "-" if judge.agreement is None else f"{judge.agreement:.0%}"
     cm = judge.confusion
-    return (f"Judge `{judge.judge_model}` against expert reviews: {judge.items} items, agreement {agree}, kappa "
-            f"{kappa}; expert pass -> judge pass/fail {cm['expert_pass'].judge_pass}/{cm['expert_pass'].judge_fail}, "
-            f"expert fail -> judge pass/fail {cm['expert_fail'].judge_pass}/{cm['expert_fail'].judge_fail}. "
-            f"{'Trusted' if judge.trusted else 'Not trusted alone'}: {judge.why}.")
+    return (
+        f"Judge `{judge.judge_model}` against expert reviews: {judge.items} items, agreement {agree}, kappa "
+        f"{kappa}; expert pass -> judge pass/fail {cm['expert_pass'].judge_pass}/{cm['expert_pass'].judge_fail}, "
+        f"expert fail -> judge pass/fail {cm['expert_fail'].judge_pass}/{cm['expert_fail'].judge_fail}. "
+        f"{'Trusted' if judge.trusted else 'Not trusted alone'}: {judge.why}."
+    )
 
 
-def breakdown_table(what: str, champion: dict[str, float], candidates: Sequence[Candidate], scores: str,
-                    deltas: str) -> list[str]:
+def breakdown_table(
+    what: str, champion: dict[str, float], candidates: Sequence[Candidate], scores: str, deltas: str
+) -> list[str]:
     """Champion and candidates per category (or segment): score and delta, one row per group."""
     groups = sorted(set(champion) | {g for c in candidates for g in getattr(c, scores)})
     if not groups:
@@ -244,8 +325,12 @@ def breakdown_table(what: str, champion: dict[str, float], candidates: Sequence[
     head = "| " + what + " | champion | " + " | ".join(f"`{c.candidate_id[-6:]}` (delta)" for c in scored) + " |"
     lines = ["", f"## Per {what}", "", head, "|---|---|" + "---|" * len(scored)]
     for g in groups:
-        cells = [f"{getattr(c, scores).get(g, float('nan')):.3f} ({getattr(c, deltas).get(g, 0.0):+.3f})"
-                 if g in getattr(c, scores) else "-" for c in scored]
+        cells = [
+            f"{getattr(c, scores).get(g, float('nan')):.3f} ({getattr(c, deltas).get(g, 0.0):+.3f})"
+            if g in getattr(c, scores)
+            else "-"
+            for c in scored
+        ]
         base = f"{champion[g]:.3f}" if g in champion else "-"
         lines.append(f"| {g} | {base} | " + " | ".join(cells) + " |")
     return lines
@@ -258,16 +343,25 @@ def _share(value: float | None) -> str:
 def chart_markdown(png: bytes, cycle_id: str, link: str | None = None) -> str:
     """The chart inside a Markdown artifact, as a data URI: the Prefect UI shows it with no MLflow UI
     running and no file access; ``link`` (the MLflow UI's copy) follows when there is one."""
-    lines = [f"# Cycle {cycle_id}: golden score per cycle; candidates vs champion per category", "",
-             ("![golden score per cycle; candidates vs champion per category]"
-              f"(data:image/png;base64,{base64.b64encode(png).decode()})")]
+    lines = [
+        f"# Cycle {cycle_id}: golden score per cycle; candidates vs champion per category",
+        "",
+        (
+            "![golden score per cycle; candidates vs champion per category]"
+            f"(data:image/png;base64,{base64.b64encode(png).decode()})"
+        ),
+    ]
     if link and link.startswith("http"):
         lines += ["", f"[{CHART_ARTIFACT} in MLflow]({link})"]
     return "\n".join(lines)
 
 
-def cycle_chart(history: Sequence[tuple[str, float]], candidates: Sequence[Candidate],
-                champion_per_category: dict[str, float], category_n: Mapping[str, int] | None = None) -> bytes:
+def cycle_chart(
+    history: Sequence[tuple[str, float]],
+    candidates: Sequence[Candidate],
+    champion_per_category: dict[str, float],
+    category_n: Mapping[str, int] | None = None,
+) -> bytes:
     """A PNG: the champion's golden score per cycle, and each kind's best candidate against the
     champion per category; with ``category_n`` (items scored per category) each bar carries its
     95% Wilson interval, so a difference inside the noise looks like one."""
@@ -280,8 +374,12 @@ def cycle_chart(history: Sequence[tuple[str, float]], candidates: Sequence[Candi
     return buf.getvalue()
 
 
-def cycle_figure(history: Sequence[tuple[str, float]], candidates: Sequence[Candidate],
-                 champion_per_category: dict[str, float], category_n: Mapping[str, int] | None = None) -> Any:
+def cycle_figure(
+    history: Sequence[tuple[str, float]],
+    candidates: Sequence[Candidate],
+    champion_per_category: dict[str, float],
+    category_n: Mapping[str, int] | None = None,
+) -> Any:
     """The chart's matplotlib figure (the caller closes it)."""
     import matplotlib
 
@@ -301,14 +399,24 @@ def cycle_figure(history: Sequence[tuple[str, float]], candidates: Sequence[Cand
         if c.golden_score is not None and (c.kind not in best or c.golden_score > (best[c.kind].golden_score or 0)):
             best[c.kind] = c
     series = [("champion", [champion_per_category[k] for k in categories])]
-    series += [(f"{kind} {c.candidate_id[-6:]}", [c.per_category.get(k, 0.0) for k in categories])
-               for kind, c in sorted(best.items())]
+    series += [
+        (f"{kind} {c.candidate_id[-6:]}", [c.per_category.get(k, 0.0) for k in categories])
+        for kind, c in sorted(best.items())
+    ]
     width = 0.8 / max(1, len(series))
     for i, (label, values) in enumerate(series):
-        right.bar([x + i * width for x in range(len(categories))], values, width, label=label,
-                  yerr=_error_bars(values, categories, category_n), capsize=3, error_kw={"elinewidth": 1})
-    right.set_xticks([x + 0.4 - width / 2 for x in range(len(categories))], categories, rotation=30, fontsize=7,
-                     ha="right")
+        right.bar(
+            [x + i * width for x in range(len(categories))],
+            values,
+            width,
+            label=label,
+            yerr=_error_bars(values, categories, category_n),
+            capsize=3,
+            error_kw={"elinewidth": 1},
+        )
+    right.set_xticks(
+        [x + 0.4 - width / 2 for x in range(len(categories))], categories, rotation=30, fontsize=7, ha="right"
+    )
     right.set_ylim(0, 1.05)
     right.set_title("candidates vs champion per category" + (" (95% Wilson intervals)" if category_n else ""))
     right.legend(fontsize=7)
@@ -316,33 +424,49 @@ def cycle_figure(history: Sequence[tuple[str, float]], candidates: Sequence[Cand
     return fig
 
 
-def _error_bars(values: Sequence[float], categories: Sequence[str],
-                category_n: Mapping[str, int] | None) -> list[list[float]] | None:
+def _error_bars(
+    values: Sequence[float], categories: Sequence[str], category_n: Mapping[str, int] | None
+) -> list[list[float]] | None:
     """Asymmetric error bars (below, above) of each bar's Wilson interval; None without counts."""
     if not category_n:
         return None
     spans = [wilson(v, category_n[k]) if category_n.get(k) else None for v, k in zip(values, categories, strict=True)]
-    return [[max(0.0, s.mean - s.low) if s else 0.0 for s in spans],
-            [max(0.0, s.high - s.mean) if s else 0.0 for s in spans]]
+    return [
+        [max(0.0, s.mean - s.low) if s else 0.0 for s in spans],
+        [max(0.0, s.high - s.mean) if s else 0.0 for s in spans],
+    ]
 
 
-def approval_markdown(candidates: Sequence[Candidate], champion_score: float | None, *,
-                      evidence_link: str | None = None, run_link: Callable[[str], str | None] | None = None,
-                      timeout_s: int | None = None, deferred: Sequence[Candidate] = ()) -> str:
+def approval_markdown(
+    candidates: Sequence[Candidate],
+    champion_score: float | None,
+    *,
+    evidence_link: str | None = None,
+    run_link: Callable[[str], str | None] | None = None,
+    timeout_s: int | None = None,
+    deferred: Sequence[Candidate] = (),
+) -> str:
     """The approval form's description, short enough to read inside the form: what is asked, one line
     per candidate (score, delta and CI, what should give pause), the untested-combination warning,
     where the full evidence is, and the fixes deferred to the next cycle, so none goes unseen."""
-    lines = [f"**{len(candidates)} candidate{'s' if len(candidates) != 1 else ''} passed the policy.** "
-             f"Champion golden score **{champion_score}**. Switch on what you approve; what you leave off is "
-             "rejected when you submit" + (f", and everything is rejected after {duration_text(timeout_s)} without an "
-                                           "answer." if timeout_s else "."), ""]
+    lines = [
+        f"**{len(candidates)} candidate{'s' if len(candidates) != 1 else ''} passed the policy.** "
+        f"Champion golden score **{champion_score}**. Switch on what you approve; what you leave off is "
+        "rejected when you submit"
+        + (f", and everything is rejected after {duration_text(timeout_s)} without an answer." if timeout_s else "."),
+        "",
+    ]
     lines += [approval_line(c, run_link) for c in candidates]
     if warning := untested_combinations(candidates):
         lines += ["", warning]
-    lines += ["", f"Full evidence (per-category intervals, the change, the answers that changed): "
-                  f"[{EVIDENCE_KEY}]({evidence_link})" if evidence_link else
-              f"Full evidence (per-category intervals, the change, the answers that changed): this run's "
-              f"`{EVIDENCE_KEY}` artifact."]
+    lines += [
+        "",
+        f"Full evidence (per-category intervals, the change, the answers that changed): "
+        f"[{EVIDENCE_KEY}]({evidence_link})"
+        if evidence_link
+        else f"Full evidence (per-category intervals, the change, the answers that changed): this run's "
+        f"`{EVIDENCE_KEY}` artifact.",
+    ]
     if deferred:
         lines += ["", "Also passed, deferred to the next cycle (not merged with the above):"]
         lines += [f"- {inline(c.title())}, golden {c.golden_score}: {c.reason}" for c in deferred]
@@ -362,8 +486,10 @@ def approval_line(c: Candidate, run_link: Callable[[str], str | None] | None = N
     flags = approval_flags(c)
     link = run_link(c.mlflow_run_id) if run_link and c.mlflow_run_id else None
     run = f" [MLflow]({link})" if link else (f" (MLflow run `{c.mlflow_run_id}`)" if c.mlflow_run_id else "")
-    return (f"- **{inline(c.title())}**: golden {c.golden_score} vs champion {c.champion_score}, delta {ci_text(c)} "
-            f"(95% CI){'; ' + '; '.join(flags) if flags else ''}.{run}")
+    return (
+        f"- **{inline(c.title())}**: golden {c.golden_score} vs champion {c.champion_score}, delta {ci_text(c)} "
+        f"(95% CI){'; ' + '; '.join(flags) if flags else ''}.{run}"
+    )
 
 
 def approval_flags(c: Candidate, shown: int = 2) -> list[str]:
@@ -373,8 +499,11 @@ def approval_flags(c: Candidate, shown: int = 2) -> list[str]:
     for what, deltas in (("category", c.category_deltas), ("segment", c.segment_deltas)):
         worse = sorted((d, g) for g, d in deltas.items() if d < 0)
         if worse:
-            flags.append(f"lowers {what} " + ", ".join(f"{inline(g)} {d:+.3f}" for d, g in worse[:shown])
-                         + (f" and {len(worse) - shown} more" if len(worse) > shown else ""))
+            flags.append(
+                f"lowers {what} "
+                + ", ".join(f"{inline(g)} {d:+.3f}" for d, g in worse[:shown])
+                + (f" and {len(worse) - shown} more" if len(worse) > shown else "")
+            )
     retrieval = getattr(c.payload, "retrieval", None)
     if retrieval is not None and not retrieval.passed:
         flags.append("retrieval check failed")

@@ -35,8 +35,14 @@ def measure(search: Search, checks: Sequence[RetrievalCheck], k: int) -> Retriev
     return RetrievalMetrics(n=len(checks), recall_at_k=round(hits / len(checks), 4), mrr=round(rr / len(checks), 4))
 
 
-def validate(active: Search, candidate: Search, checks: Iterable[RetrievalCheck], changed: set[str], k: int,
-             tolerance: float = 0.0) -> RetrievalValidation:
+def validate(
+    active: Search,
+    candidate: Search,
+    checks: Iterable[RetrievalCheck],
+    changed: set[str],
+    k: int,
+    tolerance: float = 0.0,
+) -> RetrievalValidation:
     checks = list(checks)
     subsets = {
         "all": checks,
@@ -48,13 +54,19 @@ def validate(active: Search, candidate: Search, checks: Iterable[RetrievalCheck]
     drop = before["unaffected"].recall_at_k - after["unaffected"].recall_at_k
     if drop > tolerance:
         return RetrievalValidation(
-            k=k, active=before, candidate=after, passed=False,
+            k=k,
+            active=before,
+            candidate=after,
+            passed=False,
             reason=f"retrieval breaks for unaffected queries: recall@{k} {before['unaffected'].recall_at_k:.3f} -> "
-                   f"{after['unaffected'].recall_at_k:.3f} on {before['unaffected'].n} checks",
+            f"{after['unaffected'].recall_at_k:.3f} on {before['unaffected'].n} checks",
         )
     return RetrievalValidation(
-        k=k, active=before, candidate=after, passed=True,
+        k=k,
+        active=before,
+        candidate=after,
+        passed=True,
         reason=f"recall@{k} unaffected {before['unaffected'].recall_at_k:.3f} -> "
-               f"{after['unaffected'].recall_at_k:.3f}, "
-               f"affected {before['affected'].recall_at_k:.3f} -> {after['affected'].recall_at_k:.3f}",
+        f"{after['unaffected'].recall_at_k:.3f}, "
+        f"affected {before['affected'].recall_at_k:.3f} -> {after['affected'].recall_at_k:.3f}",
     )

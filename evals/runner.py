@@ -22,8 +22,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from flywheel.evals.fingerprint import EvalFingerprint
 from flywheel.evals.golden import GoldenItem, GoldenSet
 from flywheel.evals.pipeline import Answer, Variant
-from flywheel.replies import achat_json
 from flywheel.evals.scorers import CODE_SCORERS, JUDGE_SCHEMA, Score, judge_messages, parse_judgement
+from flywheel.replies import achat_json
 
 
 class EvalRow(BaseModel):
@@ -91,11 +91,18 @@ def judge_with(client: Any, model: str) -> Callable[[str, str, str], Any]:
     retries and are not repeated here."""
 
     async def judge(query: str, output: str, expected: str) -> Score:
-        async for attempt in AsyncRetrying(retry=retry_if_exception_type(ValueError),
-                                           stop=stop_after_attempt(JUDGE_ATTEMPTS), reraise=True):
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(ValueError), stop=stop_after_attempt(JUDGE_ATTEMPTS), reraise=True
+        ):
             with attempt:
-                reply = await achat_json(client, model, judge_messages(query, output, expected), name="judgement",
-                                         schema=JUDGE_SCHEMA, temperature=0)
+                reply = await achat_json(
+                    client,
+                    model,
+                    judge_messages(query, output, expected),
+                    name="judgement",
+                    schema=JUDGE_SCHEMA,
+                    temperature=0,
+                )
                 return parse_judgement(reply)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -138,15 +145,20 @@ async def run_items(
 AnswerFactory = Callable[[], tuple[Answer, Callable[..., Any] | None, Callable[[], Any]]]
 
 
-def from_cache(variants: Sequence[Variant], *, state: Any, use_cache: bool,
-               fingerprint: EvalFingerprint | None) -> tuple[list[EvalResult | None], list[int]]:
+def from_cache(
+    variants: Sequence[Variant], *, state: Any, use_cache: bool, fingerprint: EvalFingerprint | None
+) -> tuple[list[EvalResult | None], list[int]]:
     """Cached results where a variant and everything its score depends on (``fingerprint``) are
     unchanged; the indexes still to run."""
     results: list[EvalResult | None] = [None] * len(variants)
     todo: list[int] = []
     for i, variant in enumerate(variants):
-        if use_cache and state is not None and fingerprint is not None and (
-                hit := state.cached_eval(fingerprint.key(variant))):
+        if (
+            use_cache
+            and state is not None
+            and fingerprint is not None
+            and (hit := state.cached_eval(fingerprint.key(variant)))
+        ):
             results[i] = EvalResult.model_validate(hit).model_copy(update={"variant": variant, "cached": True})
         else:
             todo.append(i)
@@ -158,8 +170,9 @@ def _remember(result: EvalResult, state: Any, fingerprint: EvalFingerprint | Non
         state.cache_eval(fingerprint.key(result.variant), result.model_dump(mode="json"))
 
 
-def _check_fingerprint(fingerprint: EvalFingerprint | None, state: Any, golden: GoldenSet,
-                       default_scorer: str | None = None) -> None:
+def _check_fingerprint(
+    fingerprint: EvalFingerprint | None, state: Any, golden: GoldenSet, default_scorer: str | None = None
+) -> None:
     """A cache is read and written only under the fingerprint of this very evaluation."""
     if state is None:
         return
@@ -169,9 +182,14 @@ def _check_fingerprint(fingerprint: EvalFingerprint | None, state: Any, golden: 
         raise ValueError("the evaluation's fingerprint is of another golden set or scorer setup")
 
 
-def run_slices(slices: Sequence[tuple[Variant, Sequence[GoldenItem]]], answer_factory: AnswerFactory, *,
-               default_scorer: str, concurrency: int,
-               progress: Callable[[int], None] | None = None) -> list[tuple[list[EvalRow], float]]:
+def run_slices(
+    slices: Sequence[tuple[Variant, Sequence[GoldenItem]]],
+    answer_factory: AnswerFactory,
+    *,
+    default_scorer: str,
+    concurrency: int,
+    progress: Callable[[int], None] | None = None,
+) -> list[tuple[list[EvalRow], float]]:
     """Run each (variant, items) slice; all share one client and one concurrency limit. Returns rows
     and seconds per slice. ``answer_factory`` builds (answer, judge, close) inside the event loop
     (AsyncOpenAI binds to it)."""
@@ -182,8 +200,9 @@ def run_slices(slices: Sequence[tuple[Variant, Sequence[GoldenItem]]], answer_fa
 
         async def one_slice(variant: Variant, items: Sequence[GoldenItem]) -> tuple[list[EvalRow], float]:
             start = time.perf_counter()
-            rows = await run_items(list(items), variant, answer, default_scorer=default_scorer,
-                                   gate=gate, judge=judge, progress=progress)
+            rows = await run_items(
+                list(items), variant, answer, default_scorer=default_scorer, gate=gate, judge=judge, progress=progress
+            )
             return rows, round(time.perf_counter() - start, 3)
 
         try:
@@ -211,8 +230,13 @@ def evaluate_many(
     cache (``state``, keyed by ``fingerprint``) consulted first, so an unchanged variant costs nothing."""
     _check_fingerprint(fingerprint, state, golden, default_scorer)
     results, todo = from_cache(variants, state=state, use_cache=use_cache, fingerprint=fingerprint)
-    ran = run_slices([(variants[i], golden.items) for i in todo], answer_factory, default_scorer=default_scorer,
-                     concurrency=concurrency, progress=progress)
+    ran = run_slices(
+        [(variants[i], golden.items) for i in todo],
+        answer_factory,
+        default_scorer=default_scorer,
+        concurrency=concurrency,
+        progress=progress,
+    )
     for i, (rows, seconds) in zip(todo, ran, strict=True):
         result = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows, seconds=seconds)
         results[i] = result
@@ -239,30 +263,47 @@ class BatchRows(BaseModel):
     worker: str = ""  # host:pid that ran it, for the operator and the tests
 
 
-def plan_batches(variants: Sequence[Variant], todo: Sequence[int], n_items: int, *, batch_items: int,
-                 concurrency: int, slots: int) -> list[EvalBatch]:
+def plan_batches(
+    variants: Sequence[Variant], todo: Sequence[int], n_items: int, *, batch_items: int, concurrency: int, slots: int
+) -> list[EvalBatch]:
     """Cut each variant still to run into batches of ``batch_items`` golden items. At most ``slots``
     batches run at once (the cluster's worker threads), so each may have ``concurrency / slots``
     calls in flight (at least one): together they stay within the endpoint's limit."""
     spans = [(i, start, min(start + batch_items, n_items)) for i in todo for start in range(0, n_items, batch_items)]
     per_batch = max(1, concurrency // max(1, min(len(spans), slots)))
-    return [EvalBatch(variant_index=i, variant=variants[i], start=a, stop=b, concurrency=per_batch)
-            for i, a, b in spans]
+    return [
+        EvalBatch(variant_index=i, variant=variants[i], start=a, stop=b, concurrency=per_batch) for i, a, b in spans
+    ]
 
 
 def run_batch(batch: EvalBatch, golden: GoldenSet, answer_factory: AnswerFactory, *, default_scorer: str) -> BatchRows:
     import os
     import socket
 
-    ((rows, seconds),) = run_slices([(batch.variant, golden.items[batch.start:batch.stop])], answer_factory,
-                                    default_scorer=default_scorer, concurrency=batch.concurrency)
-    return BatchRows(variant_index=batch.variant_index, start=batch.start, rows=rows, seconds=seconds,
-                     worker=f"{socket.gethostname()}:{os.getpid()}")
+    ((rows, seconds),) = run_slices(
+        [(batch.variant, golden.items[batch.start : batch.stop])],
+        answer_factory,
+        default_scorer=default_scorer,
+        concurrency=batch.concurrency,
+    )
+    return BatchRows(
+        variant_index=batch.variant_index,
+        start=batch.start,
+        rows=rows,
+        seconds=seconds,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )
 
 
-def assemble(variants: Sequence[Variant], golden: GoldenSet, cached: Sequence[EvalResult | None],
-             parts: Sequence[BatchRows], *, state: Any = None,
-             fingerprint: EvalFingerprint | None = None) -> list[EvalResult]:
+def assemble(
+    variants: Sequence[Variant],
+    golden: GoldenSet,
+    cached: Sequence[EvalResult | None],
+    parts: Sequence[BatchRows],
+    *,
+    state: Any = None,
+    fingerprint: EvalFingerprint | None = None,
+) -> list[EvalResult]:
     """Put batches back together in golden-set order, one result per variant (cached ones as they
     were); new results go into the cache (``state``) under ``fingerprint``."""
     _check_fingerprint(fingerprint, state, golden)
@@ -275,8 +316,12 @@ def assemble(variants: Sequence[Variant], golden: GoldenSet, cached: Sequence[Ev
         rows = [row for p in pieces for row in p.rows]
         if [r.id for r in rows] != [item.id for item in golden.items]:
             raise ValueError(f"evaluation batches of {variants[i].label} do not cover the golden set exactly")
-        result = EvalResult(variant=variants[i], golden_version=golden.version, rows=rows,
-                            seconds=round(max(p.seconds for p in pieces), 3))
+        result = EvalResult(
+            variant=variants[i],
+            golden_version=golden.version,
+            rows=rows,
+            seconds=round(max(p.seconds for p in pieces), 3),
+        )
         results[i] = result
         _remember(result, state, fingerprint)
     missing = [variants[i].label for i, r in enumerate(results) if r is None]

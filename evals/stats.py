@@ -32,7 +32,12 @@ class GoldenComparison(BaseModel):
 
 
 def paired_bootstrap_ci(
-    candidate: Sequence[float], champion: Sequence[float], *, resamples: int = 5000, confidence: float = 0.95, seed: int = 0
+    candidate: Sequence[float],
+    champion: Sequence[float],
+    *,
+    resamples: int = 5000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> tuple[float, float, float]:
     """``(mean delta, low, high)`` of candidate - champion over paired items."""
     a = np.asarray(candidate, dtype=np.float64)
@@ -60,8 +65,13 @@ def category_means(scores: dict[str, float], categories: dict[str, str]) -> dict
 
 
 def compare(
-    candidate: dict[str, float], champion: dict[str, float], categories: dict[str, str], *, resamples: int = 5000,
-    segments: dict[str, str] | None = None, only: set[str] | None = None,
+    candidate: dict[str, float],
+    champion: dict[str, float],
+    categories: dict[str, str],
+    *,
+    resamples: int = 5000,
+    segments: dict[str, str] | None = None,
+    only: set[str] | None = None,
 ) -> GoldenComparison:
     """Compare on the items both variants scored (ids -> score); ``only`` limits it to those ids.
     ``segments`` (id -> segment) adds per-segment scores for the items that have one."""

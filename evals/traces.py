@@ -50,15 +50,35 @@ def _assessments(row: EvalRow, trace_id: str, span_id: str, run_id: str, judge_m
     from mlflow.tracing.constant import AssessmentMetadataKey
 
     meta = {AssessmentMetadataKey.SOURCE_RUN_ID: run_id}
-    expected = Expectation(name=EXPECTED, value=row.expected, trace_id=trace_id, span_id=span_id, metadata=meta,
-                           source=AssessmentSource(source_type="HUMAN", source_id="golden set"))
+    expected = Expectation(
+        name=EXPECTED,
+        value=row.expected,
+        trace_id=trace_id,
+        span_id=span_id,
+        metadata=meta,
+        source=AssessmentSource(source_type="HUMAN", source_id="golden set"),
+    )
     if row.score is None:
         error = AssessmentError(error_code="NOT_SCORED", error_message=(row.error or "not scored")[:1000])
-        feedback = Feedback(name=SCORE, value=None, error=error, trace_id=trace_id, span_id=span_id, metadata=meta,
-                            source=_source(row.scorer, judge_model))
+        feedback = Feedback(
+            name=SCORE,
+            value=None,
+            error=error,
+            trace_id=trace_id,
+            span_id=span_id,
+            metadata=meta,
+            source=_source(row.scorer, judge_model),
+        )
     else:
-        feedback = Feedback(name=SCORE, value=row.score, rationale=row.rationale or None, trace_id=trace_id,
-                            span_id=span_id, metadata=meta, source=_source(row.scorer, judge_model))
+        feedback = Feedback(
+            name=SCORE,
+            value=row.score,
+            rationale=row.rationale or None,
+            trace_id=trace_id,
+            span_id=span_id,
+            metadata=meta,
+            source=_source(row.scorer, judge_model),
+        )
     return [expected, feedback]
 
 
@@ -68,12 +88,17 @@ def _io(row: EvalRow) -> tuple[dict[str, str], dict[str, str]]:
     return {"question": row.input}, out
 
 
-def _trace(row: EvalRow, exp_id: str, run_id: str, tags: dict[str, str], judge_model: str | None,
-           now_ns: int) -> tuple[Any, dict[str, Any]]:
+def _trace(
+    row: EvalRow, exp_id: str, run_id: str, tags: dict[str, str], judge_model: str | None, now_ns: int
+) -> tuple[Any, dict[str, Any]]:
     """The trace info (with its assessments) and the root span's dict of one golden item."""
     from mlflow.entities import TraceInfo, TraceLocation, TraceState
-    from mlflow.tracing.constant import (TRACE_SCHEMA_VERSION, TRACE_SCHEMA_VERSION_KEY, SpanAttributeKey,
-                                         TraceMetadataKey)
+    from mlflow.tracing.constant import (
+        TRACE_SCHEMA_VERSION,
+        TRACE_SCHEMA_VERSION_KEY,
+        SpanAttributeKey,
+        TraceMetadataKey,
+    )
 
     otel_trace, span_id = _ids(run_id, row.id)
     trace_id = "tr-" + otel_trace
@@ -81,23 +106,45 @@ def _trace(row: EvalRow, exp_id: str, run_id: str, tags: dict[str, str], judge_m
     request, response = json.dumps(inputs, ensure_ascii=False), json.dumps(outputs, ensure_ascii=False)
     duration_ms = int(row.latency_ms or 0)
     info = TraceInfo(
-        trace_id=trace_id, trace_location=TraceLocation.from_experiment_id(exp_id), request_time=now_ns // 1_000_000,
-        state=TraceState.ERROR if row.error else TraceState.OK, request_preview=request[:1000],
-        response_preview=response[:1000], execution_duration=duration_ms,
-        trace_metadata={TraceMetadataKey.SOURCE_RUN: run_id, TraceMetadataKey.INPUTS: request[:250],
-                        TraceMetadataKey.OUTPUTS: response[:250],
-                        TRACE_SCHEMA_VERSION_KEY: str(TRACE_SCHEMA_VERSION)},
-        tags={"mlflow.traceName": row.id, "flywheel.golden_id": row.id, "flywheel.category": row.category,
-              "flywheel.scorer": row.scorer, **tags},
+        trace_id=trace_id,
+        trace_location=TraceLocation.from_experiment_id(exp_id),
+        request_time=now_ns // 1_000_000,
+        state=TraceState.ERROR if row.error else TraceState.OK,
+        request_preview=request[:1000],
+        response_preview=response[:1000],
+        execution_duration=duration_ms,
+        trace_metadata={
+            TraceMetadataKey.SOURCE_RUN: run_id,
+            TraceMetadataKey.INPUTS: request[:250],
+            TraceMetadataKey.OUTPUTS: response[:250],
+            TRACE_SCHEMA_VERSION_KEY: str(TRACE_SCHEMA_VERSION),
+        },
+        tags={
+            "mlflow.traceName": row.id,
+            "flywheel.golden_id": row.id,
+            "flywheel.category": row.category,
+            "flywheel.scorer": row.scorer,
+            **tags,
+        },
         assessments=_assessments(row, trace_id, span_id, run_id, judge_model),
     )
     span: dict[str, Any] = {
-        "trace_id": _b64(otel_trace), "span_id": _b64(span_id), "parent_span_id": None, "name": row.id,
-        "start_time_unix_nano": now_ns, "end_time_unix_nano": now_ns + duration_ms * 1_000_000, "events": [],
+        "trace_id": _b64(otel_trace),
+        "span_id": _b64(span_id),
+        "parent_span_id": None,
+        "name": row.id,
+        "start_time_unix_nano": now_ns,
+        "end_time_unix_nano": now_ns + duration_ms * 1_000_000,
+        "events": [],
         "status": {"code": "STATUS_CODE_ERROR" if row.error else "STATUS_CODE_OK", "message": row.error or ""},
-        "attributes": {SpanAttributeKey.REQUEST_ID: json.dumps(trace_id), SpanAttributeKey.SPAN_TYPE: '"CHAIN"',
-                       SpanAttributeKey.INPUTS: request, SpanAttributeKey.OUTPUTS: response,
-                       "flywheel.category": json.dumps(row.category), "flywheel.scorer": json.dumps(row.scorer)},
+        "attributes": {
+            SpanAttributeKey.REQUEST_ID: json.dumps(trace_id),
+            SpanAttributeKey.SPAN_TYPE: '"CHAIN"',
+            SpanAttributeKey.INPUTS: request,
+            SpanAttributeKey.OUTPUTS: response,
+            "flywheel.category": json.dumps(row.category),
+            "flywheel.scorer": json.dumps(row.scorer),
+        },
     }
     return info, span
 
@@ -108,8 +155,16 @@ def _b64(hex_id: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_id)).decode()
 
 
-def log_answers(client: Any, exp_id: str, run_id: str, result: EvalResult, *, tags: dict[str, str],
-                judge_model: str | None, limit: int | None = None) -> int:
+def log_answers(
+    client: Any,
+    exp_id: str,
+    run_id: str,
+    result: EvalResult,
+    *,
+    tags: dict[str, str],
+    judge_model: str | None,
+    limit: int | None = None,
+) -> int:
     """One trace per golden item (the first ``limit``; None: all) on ``run_id``; returns how many
     were logged. Never raises: the answers are also in the run's table, and a cycle is worth more
     than its traces, so a failure is a warning."""

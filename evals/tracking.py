@@ -113,8 +113,12 @@ def log_variant(
     if prompt_name and result.variant.prompt_version:
         link_prompt_version(client, run_id, prompt_name, result.variant.prompt_version)
     now = int(time.time() * 1000)
-    all_metrics: dict[str, float] = {"golden_errors": float(result.errors), "golden_items": float(len(result.rows)),
-                                     "eval_seconds": result.seconds, **metrics}
+    all_metrics: dict[str, float] = {
+        "golden_errors": float(result.errors),
+        "golden_items": float(len(result.rows)),
+        "eval_seconds": result.seconds,
+        **metrics,
+    }
     if scored and result.mean is not None:
         all_metrics["golden_score"] = result.mean
     per_cat: dict[str, list[float]] = {}
@@ -130,9 +134,15 @@ def log_variant(
             per_seg.setdefault(segments[r.id], []).append(r.score)
     for segment, values in per_seg.items():
         all_metrics[_segment_key(segment)] = sum(values) / len(values)
-    all_params = {"golden_version": golden.version, "golden_path": str(golden.path), "model": result.variant.model,
-                  "prompt_version": result.variant.prompt_version, "index_version": result.variant.index_version,
-                  "eval_cached": result.cached, **params}
+    all_params = {
+        "golden_version": golden.version,
+        "golden_path": str(golden.path),
+        "model": result.variant.model,
+        "prompt_version": result.variant.prompt_version,
+        "index_version": result.variant.index_version,
+        "eval_cached": result.cached,
+        **params,
+    }
     client.log_batch(
         run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in all_metrics.items() if v is not None],
@@ -142,8 +152,11 @@ def log_variant(
     client.log_inputs(run_id, datasets=[golden_dataset_input(golden)])
     import mlflow
 
-    mlflow.log_table({k: [getattr(r, k) for r in result.rows] for k in result.rows[0].model_fields},
-                     artifact_file="eval_results.json", run_id=run_id)
+    mlflow.log_table(
+        {k: [getattr(r, k) for r in result.rows] for k in result.rows[0].model_fields},
+        artifact_file="eval_results.json",
+        run_id=run_id,
+    )
     for name, text in artifacts.items():
         client.log_text(run_id, text, name)
     log_answers(client, exp_id, run_id, result, tags=base_tags, judge_model=judge_model, limit=trace_items)
@@ -185,15 +198,26 @@ def log_judge_calibration(client: Any, run_id: str, calibration: JudgeCalibratio
     from mlflow.entities import Metric, RunTag
 
     now = int(time.time() * 1000)
-    metrics = {"judge.items": calibration.items, "judge.agreement": calibration.agreement,
-               "judge.kappa": calibration.kappa}
+    metrics = {
+        "judge.items": calibration.items,
+        "judge.agreement": calibration.agreement,
+        "judge.kappa": calibration.kappa,
+    }
     if (screening := calibration.screening) is not None:
-        metrics |= {"screening_judge.items": screening.items, "screening_judge.agreement": screening.agreement,
-                    "screening_judge.kappa": screening.kappa}
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
-                     tags=[RunTag("flywheel.judge_trusted", str(calibration.trusted).lower()),
-                           RunTag("flywheel.judge_why", calibration.why[:5000]),
-                           RunTag("flywheel.judge_model", calibration.judge_model)])
+        metrics |= {
+            "screening_judge.items": screening.items,
+            "screening_judge.agreement": screening.agreement,
+            "screening_judge.kappa": screening.kappa,
+        }
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
+        tags=[
+            RunTag("flywheel.judge_trusted", str(calibration.trusted).lower()),
+            RunTag("flywheel.judge_why", calibration.why[:5000]),
+            RunTag("flywheel.judge_model", calibration.judge_model),
+        ],
+    )
     client.log_dict(run_id, calibration.public(), "judge_calibration.json")
 
 

@@ -4,8 +4,8 @@ from flywheel._offline import apply_offline_defaults
 
 apply_offline_defaults()  # a flow run's process: before Prefect (imported next) reads its settings
 
-from flywheel.flows import expected_errors  # noqa: E402
-from flywheel.masking import install_log_masking  # noqa: E402
+from flywheel.flows import expected_errors
+from flywheel.masking import install_log_masking
 
 expected_errors.install()
 install_log_masking()  # a flow run's records (Prefect's, MLflow's, the stores') reach the UI masked

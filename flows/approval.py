@@ -17,18 +17,18 @@ import json
 import re
 from typing import Any
 
-from pydantic import Field, create_model
 from prefect import get_run_logger
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
+from pydantic import Field, create_model
 
+from flywheel.candidates import Candidate
+from flywheel.config import Settings
 from flywheel.evals.evidence import EVIDENCE_KEY
 from flywheel.evals.report import approval_markdown
-from flywheel.config import Settings
-from flywheel.candidates import Candidate
-from flywheel.runtime import runtime_for
 from flywheel.loop import promotion as champions
+from flywheel.runtime import runtime_for
 
 WAITING = "approval_wait"  # state pointer: {flow run id: {cycle_id, candidate_ids}} of runs paused for approval
 
@@ -63,8 +63,9 @@ class ApprovalInput(RunInput):
 
     approver: str = Field(title="Approver (required: recorded on the MLflow runs)", min_length=1, pattern=r"\S")
     note: str = Field("", title="Note (why, for the record)")
-    canary_percent: float = Field(0.0, ge=0.0, lt=100.0,
-                                  title="Canary (%): what you approve serves this share of users first; 0 promotes")
+    canary_percent: float = Field(
+        0.0, ge=0.0, lt=100.0, title="Canary (%): what you approve serves this share of users first; 0 promotes"
+    )
 
 
 def field_name(candidate_id: str) -> str:
@@ -75,8 +76,9 @@ def approval_form(candidates: list[Candidate]) -> type[ApprovalInput]:
     """One switch per candidate, titled by kind and version (the description names the clusters it
     fixes under the same title). A canary percent above 0 serves what is approved to that share of
     users first (`flywheel watch` compares the arms); 0 promotes it fully."""
-    fields: dict[str, Any] = {field_name(c.candidate_id): (bool, Field(False, title=f"Approve {c.short_title()}"))
-                              for c in candidates}
+    fields: dict[str, Any] = {
+        field_name(c.candidate_id): (bool, Field(False, title=f"Approve {c.short_title()}")) for c in candidates
+    }
     return create_model("CycleApproval", __base__=ApprovalInput, **fields)  # type: ignore[call-overload,no-any-return]
 
 
@@ -98,14 +100,21 @@ def publish_evidence(cycle_id: str, evidence: str) -> str | None:
     from prefect.artifacts import create_markdown_artifact
     from prefect.settings import get_current_settings
 
-    artifact_id = create_markdown_artifact(key=EVIDENCE_KEY, markdown=evidence,
-                                           description=f"What the approver of cycle {cycle_id} decides on")
+    artifact_id = create_markdown_artifact(
+        key=EVIDENCE_KEY, markdown=evidence, description=f"What the approver of cycle {cycle_id} decides on"
+    )
     ui = get_current_settings().ui_url
     return f"{ui.rstrip('/')}/artifacts/artifact/{artifact_id}" if ui else None
 
 
-def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champion_score: float | None,
-                      candidates: list[Candidate], evidence: str | None = None) -> dict[str, str]:
+def wait_for_approval(
+    settings: Settings,
+    flow_run_id: str,
+    cycle_id: str,
+    champion_score: float | None,
+    candidates: list[Candidate],
+    evidence: str | None = None,
+) -> dict[str, str]:
     """Pause for the form; apply its answers. Returns each candidate's final decision. ``evidence``
     (Markdown) becomes the run's evidence artifact, which the form's short description links to."""
     logger = get_run_logger()
@@ -114,17 +123,27 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
         return {}
     form = approval_form(waiting)
     evidence_link = publish_evidence(cycle_id, evidence) if evidence else None
-    description = approval_markdown(waiting, champion_score, evidence_link=evidence_link,
-                                    run_link=mlflow_run_link(settings), timeout_s=settings.approval.timeout,
-                                    deferred=[c for c in candidates if c.decision == "deferred"])
+    description = approval_markdown(
+        waiting,
+        champion_score,
+        evidence_link=evidence_link,
+        run_link=mlflow_run_link(settings),
+        timeout_s=settings.approval.timeout,
+        deferred=[c for c in candidates if c.decision == "deferred"],
+    )
     _set_wait(settings, str(flow_run_id), {"cycle_id": cycle_id, "candidate_ids": [c.candidate_id for c in waiting]})
-    logger.info("waiting for approval of %s in the Prefect UI (or `flywheel approve`)",
-                ", ".join(c.candidate_id for c in waiting))
+    logger.info(
+        "waiting for approval of %s in the Prefect UI (or `flywheel approve`)",
+        ", ".join(c.candidate_id for c in waiting),
+    )
     answer: ApprovalInput | None = None
     try:
-        answer = pause_flow_run(wait_for_input=form.with_initial_data(description=description),
-                                timeout=settings.approval.timeout, poll_interval=settings.approval.poll_interval,
-                                key=f"approval-{cycle_id.lower()}")
+        answer = pause_flow_run(
+            wait_for_input=form.with_initial_data(description=description),
+            timeout=settings.approval.timeout,
+            poll_interval=settings.approval.poll_interval,
+            key=f"approval-{cycle_id.lower()}",
+        )
     except FlowPauseTimeout:
         logger.warning("nobody answered within %s s: what is still waiting is rejected", settings.approval.timeout)
     finally:
@@ -137,8 +156,12 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
             decisions[cand.candidate_id] = current.decision if current and current.decision else "unknown"
             continue
         if answer is None:
-            champions.reject(settings, cand.candidate_id, by="flywheel",
-                        reason=f"approval timed out: nobody approved it within {settings.approval.timeout} s")
+            champions.reject(
+                settings,
+                cand.candidate_id,
+                by="flywheel",
+                reason=f"approval timed out: nobody approved it within {settings.approval.timeout} s",
+            )
             decisions[cand.candidate_id] = "rejected"
             continue
         who = answer.approver.strip()
@@ -146,15 +169,24 @@ def wait_for_approval(settings: Settings, flow_run_id: str, cycle_id: str, champ
         if approved and answer.canary_percent > 0:
             from flywheel.loop.canary import approve_canary
 
-            approve_canary(settings, cand.candidate_id, percent=answer.canary_percent, by=who,
-                           note=answer.note or f"approved as a {answer.canary_percent:g}% canary in the Prefect UI")
+            approve_canary(
+                settings,
+                cand.candidate_id,
+                percent=answer.canary_percent,
+                by=who,
+                note=answer.note or f"approved as a {answer.canary_percent:g}% canary in the Prefect UI",
+            )
             decisions[cand.candidate_id] = "canary"
         elif approved:
             champions.approve(settings, cand.candidate_id, by=who, note=answer.note or "approved in the Prefect UI")
             decisions[cand.candidate_id] = "promoted"
         else:
-            champions.reject(settings, cand.candidate_id, by=who,
-                        reason=f"not approved in the Prefect UI{': ' + answer.note if answer.note else ''}")
+            champions.reject(
+                settings,
+                cand.candidate_id,
+                by=who,
+                reason=f"not approved in the Prefect UI{': ' + answer.note if answer.note else ''}",
+            )
             decisions[cand.candidate_id] = "rejected"
     logger.info("approval: %s", ", ".join(f"{k} {v}" for k, v in decisions.items()))
     return decisions
@@ -193,7 +225,9 @@ def resume_if_decided(settings: Settings) -> list[str]:
             continue
         inputs: dict[str, Any] = {field_name(c.candidate_id): c.decision == "promoted" for c in cands if c is not None}
         wait_until_paused(UUID(flow_run_id))
-        resume_flow_run(UUID(flow_run_id), run_input={**inputs, "approver": "flywheel",
-                                                      "note": "decided outside the form (CLI or a newer cycle)"})
+        resume_flow_run(
+            UUID(flow_run_id),
+            run_input={**inputs, "approver": "flywheel", "note": "decided outside the form (CLI or a newer cycle)"},
+        )
         resumed.append(flow_run_id)
     return resumed

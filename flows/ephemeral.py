@@ -52,6 +52,10 @@ def tie_ephemeral_server_to_this_process() -> None:
     if PREFECT_API_URL.value() or (_watchdog is not None and _watchdog.poll() is None):
         return
     _watchdog = subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
     )

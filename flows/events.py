@@ -39,8 +39,11 @@ def _emit(settings: Settings, new_negatives: int) -> int:
     else:  # capped: the events share the count evenly
         count = settings.events.max_per_ingest
         shares = [new_negatives // count + (1 if i < new_negatives % count else 0) for i in range(count)]
-    resource = {"prefect.resource.id": settings.events.resource, "prefect.resource.name": "Flywheel feedback",
-                "flywheel.home": str(settings.home.resolve())}
+    resource = {
+        "prefect.resource.id": settings.events.resource,
+        "prefect.resource.name": "Flywheel feedback",
+        "flywheel.home": str(settings.home.resolve()),
+    }
     for share in shares:
         emit_event(EVENT, resource=resource, payload={"negatives": share, "new_negatives_total": new_negatives})
     return count
@@ -58,7 +61,10 @@ def emit_drift_alarm(settings: Settings, drift: dict[str, Any]) -> bool:
     from prefect.events import emit_event
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    resource = {"prefect.resource.id": DRIFT_RESOURCE, "prefect.resource.name": "Flywheel quality drift",
-                "flywheel.home": str(settings.home.resolve())}
+    resource = {
+        "prefect.resource.id": DRIFT_RESOURCE,
+        "prefect.resource.name": "Flywheel quality drift",
+        "flywheel.home": str(settings.home.resolve()),
+    }
     with temporary_settings(updates={PREFECT_API_URL: settings.prefect_api_url}):
         return emit_event(DRIFT_EVENT, resource=resource, payload=drift) is not None

@@ -18,10 +18,10 @@ from pydantic import BaseModel, Field, create_model
 
 import flywheel.flows  # noqa: F401 - run by file path (a deployment): the flow-run face first (masking, expected errors)
 from flywheel.config import Settings, load_settings_for_flow
-from flywheel.proposals import GoldenProposal
 from flywheel.loop.golden.markdown import proposals_markdown
 from flywheel.loop.golden.propose import propose
 from flywheel.loop.golden.versions import accept, pending
+from flywheel.proposals import GoldenProposal
 
 REVIEW_KEY = "flywheel-golden-review"
 
@@ -30,13 +30,20 @@ class GoldenReviewParameters(BaseModel):
     """What an operator can set when starting a golden review from the Prefect UI."""
 
     propose: bool = Field(True, description="Propose items from the feedback first (`flywheel golden propose`).")
-    synthetic: int = Field(0, ge=0, le=1000, description="Also draft up to this many items with the drafting model "
-                           "for categories under golden_set.min_per_category.")
+    synthetic: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Also draft up to this many items with the drafting model "
+        "for categories under golden_set.min_per_category.",
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="Setting overrides, as in flywheel.toml.")
 
 
 class GoldenReviewInput(RunInput):
-    reviewer: str = Field("", title="Reviewer", description="Who reviews (recorded on the golden version's MLflow run).")
+    reviewer: str = Field(
+        "", title="Reviewer", description="Who reviews (recorded on the golden version's MLflow run)."
+    )
 
 
 def field_name(proposal_id: str) -> str:
@@ -46,8 +53,10 @@ def field_name(proposal_id: str) -> str:
 def review_form(proposals: list[GoldenProposal]) -> type[GoldenReviewInput]:
     """A RunInput with one switch per proposal, off by default."""
     fields: dict[str, Any] = {
-        field_name(p.proposal_id): (bool, Field(False, title=f"Accept {p.proposal_id}",
-                                                description=f"{p.category}: {p.input[:120]}"))
+        field_name(p.proposal_id): (
+            bool,
+            Field(False, title=f"Accept {p.proposal_id}", description=f"{p.category}: {p.input[:120]}"),
+        )
         for p in proposals
     }
     return create_model("GoldenReview", __base__=GoldenReviewInput, **fields)  # type: ignore[call-overload,no-any-return]
@@ -76,13 +85,17 @@ def golden_review(params: GoldenReviewParameters = GoldenReviewParameters()) -> 
         logger.info("no pending proposals: nothing to review")
         return {"pending": 0, "accepted": [], "golden_version": None}
     description = proposals_markdown(waiting, timeout_s=settings.approval.timeout)
-    create_markdown_artifact(key=REVIEW_KEY, markdown=description,
-                             description=f"{len(waiting)} golden-set proposals waiting for review")
+    create_markdown_artifact(
+        key=REVIEW_KEY, markdown=description, description=f"{len(waiting)} golden-set proposals waiting for review"
+    )
     logger.info("waiting for a reviewer of %d proposals in the Prefect UI", len(waiting))
     try:
-        answer = pause_flow_run(wait_for_input=review_form(waiting).with_initial_data(description=description),
-                                timeout=settings.approval.timeout, poll_interval=settings.approval.poll_interval,
-                                key="golden-review")
+        answer = pause_flow_run(
+            wait_for_input=review_form(waiting).with_initial_data(description=description),
+            timeout=settings.approval.timeout,
+            poll_interval=settings.approval.poll_interval,
+            key="golden-review",
+        )
     except FlowPauseTimeout:
         logger.warning("nobody answered within %s s: the proposals stay pending", settings.approval.timeout)
         return {"pending": len(waiting), "accepted": [], "golden_version": None}
@@ -91,6 +104,7 @@ def golden_review(params: GoldenReviewParameters = GoldenReviewParameters()) -> 
         logger.info("nothing was switched on: the proposals stay pending")
         return {"pending": len(waiting), "accepted": [], "golden_version": None}
     report = accept_task(settings, chosen, answer.reviewer.strip() or "prefect-ui")
-    logger.info("%s accepted %d proposals: golden version %s", report["accepted_by"], len(chosen),
-                report["golden_version"][:12])
+    logger.info(
+        "%s accepted %d proposals: golden version %s", report["accepted_by"], len(chosen), report["golden_version"][:12]
+    )
     return {"pending": len(waiting) - len(chosen), **report}

@@ -14,9 +14,9 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field, model_validator
 
 import flywheel.flows  # noqa: F401 - run by file path (a deployment): the flow-run face first (masking, expected errors)
-from flywheel.evals import report as r
 from flywheel.candidates import ChampionKind
 from flywheel.config import Settings, load_settings_for_flow
+from flywheel.evals import report as r
 from flywheel.loop import promotion as champions
 from flywheel.loop.report import cluster_summaries
 from flywheel.loop.triage_step import triage_step
@@ -38,8 +38,11 @@ def triage_task(settings: Settings) -> list[dict[str, Any]]:
 def triage_feedback(params: TriageParameters = TriageParameters()) -> dict[str, Any]:  # noqa: B008
     """Group the negative feedback into failure clusters and show where each would be routed."""
     clusters = triage_task(load_settings_for_flow(params.config))
-    create_table_artifact(key=r.TRIAGE_KEY, table=r.cluster_rows(clusters),
-                          description=f"{len(clusters)} failure clusters, highest priority first")
+    create_table_artifact(
+        key=r.TRIAGE_KEY,
+        table=r.cluster_rows(clusters),
+        description=f"{len(clusters)} failure clusters, highest priority first",
+    )
     routes: dict[str, int] = {}
     for c in clusters:
         routes[c["route"]] = routes.get(c["route"], 0) + 1
@@ -51,9 +54,11 @@ class PromotionParameters(BaseModel):
     """One decision, as an operator fills it in the Prefect UI."""
 
     action: Literal["approve", "reject", "rollback"] = Field(
-        description="approve or reject a pending candidate, or roll back a kind's last promotion.")
+        description="approve or reject a pending candidate, or roll back a kind's last promotion."
+    )
     candidate_id: str | None = Field(
-        None, description="The candidate to approve or reject (the cycle's candidate table, `flywheel pending`).")
+        None, description="The candidate to approve or reject (the cycle's candidate table, `flywheel pending`)."
+    )
     kind: ChampionKind | None = Field(None, description="Which champion to roll back.")
     by: str = Field(min_length=1, description="Who decides (recorded on the MLflow runs).")
     note: str | None = Field(None, description="Why, for the record; required to reject.")
@@ -88,9 +93,11 @@ def promotion(params: PromotionParameters) -> dict[str, Any]:
 
     settings = load_settings_for_flow(params.config)
     outcome = decide_task(settings, params)
-    create_markdown_artifact(key=r.PROMOTION_KEY, markdown=r.promotion_markdown(params.action, outcome,
-                                                                                by=params.by, note=params.note),
-                             description=f"{params.action} by {params.by}")
+    create_markdown_artifact(
+        key=r.PROMOTION_KEY,
+        markdown=r.promotion_markdown(params.action, outcome, by=params.by, note=params.note),
+        description=f"{params.action} by {params.by}",
+    )
     logger = get_run_logger()
     logger.info("%s by %s: %s", params.action, params.by, r.promotion_summary(params.action, outcome))
     if params.action != "rollback":

@@ -29,8 +29,9 @@ class ReviewParameters(BaseModel):
 
 @task(name="review", cache_policy=NO_CACHE, persist_result=False)
 def review_task(settings: Settings, params: ReviewParameters) -> WeeklyReview:
-    return weekly_review(settings, until=params.until, days=params.days, weeks=params.weeks,
-                         per_cluster=params.per_cluster)
+    return weekly_review(
+        settings, until=params.until, days=params.days, weeks=params.weeks, per_cluster=params.per_cluster
+    )
 
 
 @flow(name="weekly-feedback-review", log_prints=False, validate_parameters=True)
@@ -38,10 +39,15 @@ def weekly_feedback_review(params: ReviewParameters = ReviewParameters()) -> dic
     """Read the week's worst-rated outputs together: grouped by cluster, with the rate's trend."""
     settings = load_settings_for_flow(params.config)
     review = review_task(settings, params)
-    create_markdown_artifact(key=REVIEW_KEY, markdown=review_markdown(review),
-                             description=f"Feedback review {review.since:%Y-%m-%d} to {review.until:%Y-%m-%d}")
-    create_table_artifact(key=TREND_KEY, table=[w.model_dump() for w in review.trend],
-                          description="Negative-feedback rate by week")
-    get_run_logger().info("%d negative events this week in %d clusters; rate %s", review.negative,
-                          len(review.clusters), review.direction)
+    create_markdown_artifact(
+        key=REVIEW_KEY,
+        markdown=review_markdown(review),
+        description=f"Feedback review {review.since:%Y-%m-%d} to {review.until:%Y-%m-%d}",
+    )
+    create_table_artifact(
+        key=TREND_KEY, table=[w.model_dump() for w in review.trend], description="Negative-feedback rate by week"
+    )
+    get_run_logger().info(
+        "%d negative events this week in %d clusters; rate %s", review.negative, len(review.clusters), review.direction
+    )
     return review.model_dump(mode="json")

@@ -21,12 +21,12 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner
 
-from flywheel.evals.pipeline import Variant
-from flywheel.evals.runner import BatchRows, EvalBatch, EvalResult
 from flywheel import llm_guard
 from flywheel.config import Settings
-from flywheel.runtime import runtime_for
+from flywheel.evals.pipeline import Variant
+from flywheel.evals.runner import BatchRows, EvalBatch, EvalResult
 from flywheel.loop import embedding, evaluate
+from flywheel.runtime import runtime_for
 
 
 def dask_task_runner(settings: Settings) -> TaskRunner:  # type: ignore[type-arg]
@@ -36,8 +36,15 @@ def dask_task_runner(settings: Settings) -> TaskRunner:  # type: ignore[type-arg
     if cfg.dask_address:
         return DaskTaskRunner(address=cfg.dask_address)
     # A local cluster listens on loopback only, its status page on a free port (8787 may be taken).
-    return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.dask_workers, "threads_per_worker": cfg.dask_threads_per_worker,
-                                          "processes": True, "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"})
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": cfg.dask_workers,
+            "threads_per_worker": cfg.dask_threads_per_worker,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": "127.0.0.1:0",
+        }
+    )
 
 
 @contextmanager
@@ -63,19 +70,26 @@ def _evaluate_batch(settings: Settings, batch: EvalBatch) -> BatchRows:
     return evaluate.evaluate_batch_step(settings, batch)
 
 
-embed_batch_task = task(_embed_batch, name="embed-batch", persist_result=False, cache_policy=NO_CACHE,
-                        task_run_name="embed-batch-{index}")
-evaluate_batch_task = task(_evaluate_batch, name="evaluate-batch", persist_result=False, cache_policy=NO_CACHE,
-                           task_run_name="evaluate-{batch.variant.label}-{batch.start}")
+embed_batch_task = task(
+    _embed_batch, name="embed-batch", persist_result=False, cache_policy=NO_CACHE, task_run_name="embed-batch-{index}"
+)
+evaluate_batch_task = task(
+    _evaluate_batch,
+    name="evaluate-batch",
+    persist_result=False,
+    cache_policy=NO_CACHE,
+    task_run_name="evaluate-{batch.variant.label}-{batch.start}",
+)
 
 
 def embed_ahead(runner: TaskRunner, settings: Settings) -> int:  # type: ignore[type-arg]
     """Embed, on the runner, what the cycle will need and the cache lacks; returns how many texts."""
     texts = embedding.texts_to_embed(settings, runtime_for(settings).feedback)
     size = settings.runner.embed_batch_texts
-    batches = [texts[i:i + size] for i in range(0, len(texts), size)]
-    futures = [runner.submit(embed_batch_task, {"settings": settings, "texts": b, "index": n})
-               for n, b in enumerate(batches)]
+    batches = [texts[i : i + size] for i in range(0, len(texts), size)]
+    futures = [
+        runner.submit(embed_batch_task, {"settings": settings, "texts": b, "index": n}) for n, b in enumerate(batches)
+    ]
     for batch, future in zip(batches, futures, strict=True):
         embedding.remember_embeddings(settings, batch, future.result())
     if texts:
@@ -97,13 +111,16 @@ def evaluate_on(runner: TaskRunner, settings: Settings, variants: list[Variant])
     state = runtime_for(settings).state  # the flow's process writes the rows
     plan = evaluate.plan_evaluation(settings, state, variants, slots=_slots(runner, settings))
     # A batch only returns rows (the flow's process writes them), so a failed one is simply run again.
-    batch_task = evaluate_batch_task.with_options(retries=settings.llm_task_retries,
-                                                  retry_delay_seconds=settings.llm_task_retry_delay,
-                                                  retry_condition_fn=lambda *_: not llm_guard.gave_up())
+    batch_task = evaluate_batch_task.with_options(
+        retries=settings.llm_task_retries,
+        retry_delay_seconds=settings.llm_task_retry_delay,
+        retry_condition_fn=lambda *_: not llm_guard.gave_up(),
+    )
     futures = [runner.submit(batch_task, {"settings": settings, "batch": b}) for b in plan.batches]
     parts = [f.result() for f in futures]
     workers = sorted({p.worker for p in parts})
     if parts:
-        get_run_logger().info("evaluated %d batches on %d Dask worker(s): %s", len(parts), len(workers),
-                              ", ".join(workers))
+        get_run_logger().info(
+            "evaluated %d batches on %d Dask worker(s): %s", len(parts), len(workers), ", ".join(workers)
+        )
     return evaluate.assemble_evaluation(settings, state, plan, parts)

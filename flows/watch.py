@@ -12,10 +12,10 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 import flywheel.flows  # noqa: F401 - run by file path (a deployment): the flow-run face first (masking, expected errors)
-from flywheel.flows.events import emit_drift_alarm
 from flywheel.config import Settings, load_settings_for_flow
-from flywheel.runtime import runtime_for
+from flywheel.flows.events import emit_drift_alarm
 from flywheel.loop.watch_record import WatchOutcome, watch_markdown, watch_once
+from flywheel.runtime import runtime_for
 
 ARTIFACT_KEY = "flywheel-watch"
 
@@ -39,11 +39,22 @@ def watch(params: WatchParameters = WatchParameters()) -> dict[str, Any]:  # noq
     outcome = watch_task(settings, params.dry_run)
     logger = get_run_logger()
     for row in outcome.report.watches:
-        logger.info("%s %s v%s vs %s: %s, %s (%s)", row.scope, row.kind, row.version, row.against,
-                    row.comparison.verdict, row.action, row.why)
+        logger.info(
+            "%s %s v%s vs %s: %s, %s (%s)",
+            row.scope,
+            row.kind,
+            row.version,
+            row.against,
+            row.comparison.verdict,
+            row.action,
+            row.why,
+        )
     acted = [r for r in outcome.report.watches if r.action != "none"]
-    create_markdown_artifact(key=ARTIFACT_KEY, markdown=watch_markdown(outcome.report, outcome.png, outcome.drift.why),
-                             description=f"{len(outcome.report.watches)} comparisons, {len(acted)} actions")
+    create_markdown_artifact(
+        key=ARTIFACT_KEY,
+        markdown=watch_markdown(outcome.report, outcome.png, outcome.drift.why),
+        description=f"{len(outcome.report.watches)} comparisons, {len(acted)} actions",
+    )
     if outcome.alarm_new and emit_drift_alarm(settings, outcome.drift.model_dump(mode="json")):
         logger.warning("drift alarm: %s", outcome.drift.why)
     return outcome.public()

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 
+from flywheel_client.models import Arm
 from pydantic import BaseModel, Field
 
 from flywheel.candidates import ChampionKind
 from flywheel.champions import BASE, Canary, champion, running_canary
 from flywheel.config import Settings
-from flywheel_client.models import Arm
 from flywheel.state import StateStore
 
 BUCKETS = 10_000
@@ -60,8 +60,14 @@ def assignment(settings: Settings, state: StateStore, user_id: str | None) -> As
     if arm == "canary" and canary is not None:
         versions[canary.kind] = canary.version
     model_version = versions[ChampionKind.model] or BASE
-    return Assignment(arm=arm, prompt_version=versions[ChampionKind.prompt], index_version=versions[ChampionKind.rag],
-                      model_version=model_version, model=model_name(settings, model_version), canary=canary)
+    return Assignment(
+        arm=arm,
+        prompt_version=versions[ChampionKind.prompt],
+        index_version=versions[ChampionKind.rag],
+        model_version=model_version,
+        model=model_name(settings, model_version),
+        canary=canary,
+    )
 
 
 def model_name(settings: Settings, version: str) -> str:

@@ -24,6 +24,7 @@ from flywheel.feedback.engine import create_store_engine, describe, store_errors
 from flywheel.feedback.migrate import migrate
 from flywheel.feedback.tables import ask_counts, opt_outs
 
+
 def user_key(user_id: str) -> str:
     return hashlib.sha256(user_id.encode()).hexdigest()
 
@@ -40,8 +41,9 @@ class AskLedger:
         self._engine = create_store_engine(self.url, timeout) if engine is None else None
         self._migrated = False
         # SQLite: this process's writers take turns here rather than in SQLite's busy handler (slow under threads).
-        self._turn: AbstractContextManager[Any] = \
+        self._turn: AbstractContextManager[Any] = (
             threading.Lock() if self.url.get_backend_name() == "sqlite" else nullcontext()
+        )
 
     @property
     def engine(self) -> Engine:
@@ -63,8 +65,10 @@ class AskLedger:
 
     def opted_out(self, user_id: str) -> bool:
         with store_errors(self.url, "read"), self.engine.connect() as c:
-            return c.execute(select(opt_outs.c.user_key).where(opt_outs.c.user_key == user_key(user_id))).first() \
+            return (
+                c.execute(select(opt_outs.c.user_key).where(opt_outs.c.user_key == user_key(user_id))).first()
                 is not None
+            )
 
     def opt_out(self, user_id: str) -> bool:
         """Record the opt-out; False when it was recorded before."""
@@ -78,8 +82,11 @@ class AskLedger:
 
     def asks(self, user_id: str, day: date) -> int:
         with store_errors(self.url, "read"), self.engine.connect() as c:
-            row = c.execute(select(ask_counts.c.asks).where(ask_counts.c.user_key == user_key(user_id),
-                                                            ask_counts.c.day == day.isoformat())).first()
+            row = c.execute(
+                select(ask_counts.c.asks).where(
+                    ask_counts.c.user_key == user_key(user_id), ask_counts.c.day == day.isoformat()
+                )
+            ).first()
         return row[0] if row else 0
 
     def take_ask(self, user_id: str, day: date, cap: int) -> bool:
@@ -103,9 +110,11 @@ class AskLedger:
 
     def _increment(self, key: str, today: str, cap: int) -> bool:
         with self._writing() as c, c.begin():
-            done = c.execute(update(ask_counts)
-                             .where(ask_counts.c.user_key == key, ask_counts.c.day == today, ask_counts.c.asks < cap)
-                             .values(asks=ask_counts.c.asks + 1))
+            done = c.execute(
+                update(ask_counts)
+                .where(ask_counts.c.user_key == key, ask_counts.c.day == today, ask_counts.c.asks < cap)
+                .values(asks=ask_counts.c.asks + 1)
+            )
             asked: bool = done.rowcount == 1
             return asked
 

@@ -42,8 +42,9 @@ class ChampionKind(StrEnum):
     @property
     def event_field(self) -> str:
         """The feedback event's field that says which version of it served the output (the watch's column)."""
-        return {ChampionKind.prompt: "prompt_version", ChampionKind.rag: "index_version",
-                ChampionKind.model: "model"}[self]
+        return {ChampionKind.prompt: "prompt_version", ChampionKind.rag: "index_version", ChampionKind.model: "model"}[
+            self
+        ]
 
 
 class Decision(StrEnum):
@@ -135,7 +136,8 @@ class BasePayload(BaseModel):
     kind: str = Field(description="The improver's name: which payload model reads it back.")
     cluster_first_seen: dict[str, str] = Field(default_factory=dict, description="cluster id -> ISO time")
     cluster_events: dict[str, list[str]] = Field(
-        default_factory=dict, description="cluster id -> a sample of its event ids (the watch's per-cluster rates)")
+        default_factory=dict, description="cluster id -> a sample of its event ids (the watch's per-cluster rates)"
+    )
     rolled_back_at: datetime | None = None
     rolled_back_by: str | None = None
 
@@ -151,9 +153,11 @@ class MergeRecord(BaseModel):
     tried: list[dict[str, str]] = Field(default_factory=list)
     checked_clusters: int = 0
     checks: list[dict[str, Any]] = Field(
-        default_factory=list, description="Per cluster of the kept merge: what the best winner and the merge resolved.")
+        default_factory=list, description="Per cluster of the kept merge: what the best winner and the merge resolved."
+    )
     left_out: dict[str, str] = Field(
-        default_factory=dict, description="Winner candidate id -> why it could not join the merge.")
+        default_factory=dict, description="Winner candidate id -> why it could not join the merge."
+    )
 
 
 class ClusterScreening(BaseModel):
@@ -192,13 +196,16 @@ class PromptPayload(BasePayload):
     screening: float | None = Field(None, description="Share of its failing examples the draft resolved.")
     champion_screening: float | None = Field(None, description="The champion's share on the same examples.")
     fixes: list[str] | None = Field(
-        None, description="Clusters whose complaints it resolved more than the champion (None: not screened).")
+        None, description="Clusters whose complaints it resolved more than the champion (None: not screened)."
+    )
     merged_from: list[str] = Field(default_factory=list)
     merge: MergeRecord | None = None
     by_cluster: dict[str, ClusterScreening] = Field(
-        default_factory=dict, description="cluster id -> what it resolved there (every cluster it covers).")
+        default_factory=dict, description="cluster id -> what it resolved there (every cluster it covers)."
+    )
     left_out_of_merge: str | None = Field(
-        None, description="Why the cycle's merged prompt could not keep this winner's fix (it went on alone).")
+        None, description="Why the cycle's merged prompt could not keep this winner's fix (it went on alone)."
+    )
 
     def why_not_merged(self) -> str | None:
         return self.left_out_of_merge
@@ -287,7 +294,8 @@ class Candidate(BaseModel):
     segment_deltas: dict[str, float] = Field(default_factory=dict)
     decision: Decision | None = None
     evaluated_against: ChampionSet | None = Field(
-        None, description="The champion combination (prompt, index, model) it was evaluated against.")
+        None, description="The champion combination (prompt, index, model) it was evaluated against."
+    )
     reason: str = ""
     mlflow_run_id: str | None = None
     first_seen: datetime | None = Field(None, description="Earliest negative event of its clusters (loop velocity).")
@@ -297,10 +305,13 @@ class Candidate(BaseModel):
     note: str | None = None
     canary: CanaryRecord | None = Field(None, description="Set once served to a share of users as a canary.")
     carried_to: str | None = Field(
-        None, description="A deferred candidate: the cycle that redrafted its clusters against the new champion.")
+        None, description="A deferred candidate: the cycle that redrafted its clusters against the new champion."
+    )
     verified_at: datetime | None = Field(
-        None, description="When `flywheel watch` first saw its version's negative rate significantly lower than "
-        "what it replaced: the fix verified on live traffic (verified loop velocity).")
+        None,
+        description="When `flywheel watch` first saw its version's negative rate significantly lower than "
+        "what it replaced: the fix verified on live traffic (verified loop velocity).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -360,8 +371,9 @@ class Candidate(BaseModel):
         """What it fixes: the clusters it resolved more of than the champion, and the golden categories
         it raised by at least ``category_gain``. A candidate supersedes another only when its gains
         include all of the other's."""
-        return ({f"cluster {cid}" for cid in self.fixed_clusters()}
-                | {f"golden category {cat}" for cat, d in self.category_deltas.items() if d >= category_gain})
+        return {f"cluster {cid}" for cid in self.fixed_clusters()} | {
+            f"golden category {cat}" for cat, d in self.category_deltas.items() if d >= category_gain
+        }
 
     def outcome_for(self, cluster_id: str, outcome: Outcome) -> Outcome:
         """What this candidate's ``outcome`` means for one of its clusters. A prompt draft that resolved
@@ -375,14 +387,32 @@ class Candidate(BaseModel):
     def public(self) -> dict[str, Any]:
         """The SPEC fields first, then the rest; of the payload, a prompt's merge evidence (which
         cluster held a merge back, and by how much) and the fixes it claims per cluster."""
-        spec = ("candidate_id", "kind", "cluster_ids", "golden_score", "champion_score", "delta", "ci_low",
-                "ci_high", "per_category", "decision", "reason", "mlflow_run_id")
+        spec = (
+            "candidate_id",
+            "kind",
+            "cluster_ids",
+            "golden_score",
+            "champion_score",
+            "delta",
+            "ci_low",
+            "ci_high",
+            "per_category",
+            "decision",
+            "reason",
+            "mlflow_run_id",
+        )
         doc = self.model_dump(mode="json")
         out = {k: doc[k] for k in spec} | {k: v for k, v in doc.items() if k not in spec and k != "payload"}
         if isinstance(self.payload, PromptPayload):
             p = doc["payload"]
             out["fixes"] = p["fixes"]
-            out["resolved_by_cluster"] = {cid: {"resolved": sum(s["resolved"]), "champion": sum(s["champion_resolved"]),
-                                                "examples": len(s["resolved"])} for cid, s in p["by_cluster"].items()}
+            out["resolved_by_cluster"] = {
+                cid: {
+                    "resolved": sum(s["resolved"]),
+                    "champion": sum(s["champion_resolved"]),
+                    "examples": len(s["resolved"]),
+                }
+                for cid, s in p["by_cluster"].items()
+            }
             out |= {k: p[k] for k in ("merge", "left_out_of_merge") if p[k]}
         return out

@@ -87,21 +87,46 @@ class Champion(ABC):
     def _point(self, version: str) -> None:
         """Move the pointer itself."""
 
-    def move_to(self, version: str, action: MoveAction, *, by: str, candidate_id: str | None = None,
-                note: str | None = None, previous: str | None = None) -> Move:
+    def move_to(
+        self,
+        version: str,
+        action: MoveAction,
+        *,
+        by: str,
+        candidate_id: str | None = None,
+        note: str | None = None,
+        previous: str | None = None,
+    ) -> Move:
         """Point production at ``version`` and record the move. ``previous`` is what it replaced when
         the caller read it already (to check a candidate's parent); else it is read here."""
         before = previous if previous is not None else self.current()
         self._point(version)
         self.state.record_promotion(self.kind, action, before, version, candidate_id, by, note)
-        return Move(kind=self.kind, action=action, from_version=before, to_version=version,
-                    candidate_id=candidate_id, by=by, note=note)
+        return Move(
+            kind=self.kind,
+            action=action,
+            from_version=before,
+            to_version=version,
+            candidate_id=candidate_id,
+            by=by,
+            note=note,
+        )
 
     def history(self) -> list[Move]:
         """Every recorded move of this kind, oldest first."""
-        return [Move(kind=self.kind, action=r["action"], from_version=r["from_version"], to_version=r["to_version"],
-                     candidate_id=r["candidate_id"], by=r["by"], note=r["note"], at=as_datetime(r["at"]))
-                for r in self.state.promotions(self.kind)]
+        return [
+            Move(
+                kind=self.kind,
+                action=r["action"],
+                from_version=r["from_version"],
+                to_version=r["to_version"],
+                candidate_id=r["candidate_id"],
+                by=r["by"],
+                note=r["note"],
+                at=as_datetime(r["at"]),
+            )
+            for r in self.state.promotions(self.kind)
+        ]
 
     def live(self) -> list[Move]:
         """The production moves still in effect, oldest first: each rollback undoes the latest one."""
@@ -123,8 +148,9 @@ class Champion(ABC):
         target = (undo.from_version or self.empty) if undo else None
         if undo is None or target is None:
             raise UsageError(f"nothing to roll back: no earlier {self.kind} champion is recorded")
-        return self.move_to(target, MoveAction.rollback, by=by, candidate_id=undo.candidate_id, note=note,
-                            previous=undo.to_version)
+        return self.move_to(
+            target, MoveAction.rollback, by=by, candidate_id=undo.candidate_id, note=note, previous=undo.to_version
+        )
 
     # the canary slot ---------------------------------------------------------------------------
     @abstractmethod
@@ -142,16 +168,24 @@ class Champion(ABC):
         starts = [m for m in self.history() if m.action is MoveAction.canary]
         return starts[-1] if starts else None
 
-    def start_canary(self, version: str, percent: float, *, by: str, candidate_id: str | None = None,
-                     note: str | None = None) -> Move:
+    def start_canary(
+        self, version: str, percent: float, *, by: str, candidate_id: str | None = None, note: str | None = None
+    ) -> Move:
         """Serve ``version`` to ``percent`` % of users; production stays. The percent is set first, so
         a canary pointer is never read without one."""
         self.state.set_pointer(CANARY_PERCENT, repr(float(percent)))
         self._point_canary(version)
         before = self.current()
         self.state.record_promotion(self.kind, MoveAction.canary, before, version, candidate_id, by, note)
-        return Move(kind=self.kind, action=MoveAction.canary, from_version=before, to_version=version,
-                    candidate_id=candidate_id, by=by, note=note)
+        return Move(
+            kind=self.kind,
+            action=MoveAction.canary,
+            from_version=before,
+            to_version=version,
+            candidate_id=candidate_id,
+            by=by,
+            note=note,
+        )
 
     def end_canary(self, *, promote: bool, by: str, note: str | None = None) -> Move:
         """End the running canary: promoted (production moves to it, recorded as a promotion) or rolled
@@ -170,8 +204,15 @@ class Champion(ABC):
         self._point_canary(None)
         self.state.clear_pointer(CANARY_PERCENT)
         self.state.record_promotion(self.kind, action, version, self.current() or version, candidate_id, by, note)
-        return Move(kind=self.kind, action=action, from_version=version, to_version=self.current() or version,
-                    candidate_id=candidate_id, by=by, note=note)
+        return Move(
+            kind=self.kind,
+            action=action,
+            from_version=version,
+            to_version=self.current() or version,
+            candidate_id=candidate_id,
+            by=by,
+            note=note,
+        )
 
 
 class PromptChampion(Champion):
@@ -240,7 +281,10 @@ class ModelChampion(Champion):
 
 
 _CHAMPIONS: dict[ChampionKind, type[Champion]] = {
-    ChampionKind.prompt: PromptChampion, ChampionKind.rag: IndexChampion, ChampionKind.model: ModelChampion}
+    ChampionKind.prompt: PromptChampion,
+    ChampionKind.rag: IndexChampion,
+    ChampionKind.model: ModelChampion,
+}
 
 
 def champion(settings: Settings, state: StateStore, kind: ChampionKind | str) -> Champion:
@@ -254,9 +298,16 @@ def champion(settings: Settings, state: StateStore, kind: ChampionKind | str) ->
 
 def current_set(settings: Settings, state: StateStore) -> ChampionSet:
     """The combination production serves now."""
-    return ChampionSet(**{field: champion(settings, state, kind).current()
-                          for field, kind in (("prompt", ChampionKind.prompt), ("index", ChampionKind.rag),
-                                              ("model", ChampionKind.model))})
+    return ChampionSet(
+        **{
+            field: champion(settings, state, kind).current()
+            for field, kind in (
+                ("prompt", ChampionKind.prompt),
+                ("index", ChampionKind.rag),
+                ("model", ChampionKind.model),
+            )
+        }
+    )
 
 
 def event_value(settings: Settings, slot: ChampionKind, version: str | None) -> str | None:
@@ -294,7 +345,13 @@ def running_canary(settings: Settings, state: StateStore) -> Canary | None:
             continue
         started = slot.canary_started()
         percent = state.pointer(CANARY_PERCENT)
-        return Canary(kind=kind, version=version, percent=float(percent) if percent else settings.watch.canary_percent,
-                      production=slot.current(), candidate_id=started.candidate_id if started else None,
-                      started_at=started.at if started else None, started_by=started.by if started else None)
+        return Canary(
+            kind=kind,
+            version=version,
+            percent=float(percent) if percent else settings.watch.canary_percent,
+            production=slot.current(),
+            candidate_id=started.candidate_id if started else None,
+            started_at=started.at if started else None,
+            started_by=started.by if started else None,
+        )
     return None

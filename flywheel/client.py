@@ -19,5 +19,15 @@ from flywheel_client import (
     ServiceUnavailable,
 )
 
-__all__ = ["AskResult", "ChampionResult", "ClientError", "FeedbackRejected", "FeedbackResult", "FlywheelClient",
-           "OptOutResult", "RenderResult", "RetrieveResult", "ServiceUnavailable"]
+__all__ = [
+    "AskResult",
+    "ChampionResult",
+    "ClientError",
+    "FeedbackRejected",
+    "FeedbackResult",
+    "FlywheelClient",
+    "OptOutResult",
+    "RenderResult",
+    "RetrieveResult",
+    "ServiceUnavailable",
+]

@@ -63,8 +63,11 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(Path(".flywheel"), description="State directory (FLYWHEEL_HOME).")
-    golden: Path = Field(DEFAULT_GOLDEN, description="Golden set JSONL (FLYWHEEL_GOLDEN). Unset: the bundled set, "
-                         "read-only; `golden accept` then starts $FLYWHEEL_HOME/golden/golden.jsonl from it.")
+    golden: Path = Field(
+        DEFAULT_GOLDEN,
+        description="Golden set JSONL (FLYWHEEL_GOLDEN). Unset: the bundled set, "
+        "read-only; `golden accept` then starts $FLYWHEEL_HOME/golden/golden.jsonl from it.",
+    )
     knowledge_source: Path | None = Field(
         None, description="Knowledge source for the RAG index: a directory or a JSONL file (FLYWHEEL_KNOWLEDGE_SOURCE)."
     )
@@ -74,7 +77,8 @@ class Settings(BaseSettings):
         None, description="Feedback store URL; default sqlite:///$FLYWHEEL_HOME/feedback.sqlite."
     )
     state_url: str | None = Field(
-        None, description="State store URL (cycles, candidates, approvals, pointers, evaluation cache, index "
+        None,
+        description="State store URL (cycles, candidates, approvals, pointers, evaluation cache, index "
         "versions); default: store_url when that is PostgreSQL (one database, separate tables), else "
         "sqlite:///$FLYWHEEL_HOME/state.sqlite.",
     )
@@ -113,7 +117,9 @@ class Settings(BaseSettings):
     )
     llm_task_retry_delay: float = Field(5.0, ge=0, description="Seconds between those task retries.")
     llm_max_total_seconds: float = Field(
-        60.0, gt=0, description="Give an endpoint up after this many seconds without one usable answer (counted "
+        60.0,
+        gt=0,
+        description="Give an endpoint up after this many seconds without one usable answer (counted "
         "from when the first failed request was sent, so a request that hangs counts): every further request "
         "fails at once, so a dead endpoint ends a cycle in about this time, never promoting.",
     )
@@ -280,9 +286,11 @@ def _check_together(settings: Settings, origin: str) -> None:
     """Settings that are each valid but contradict each other."""
     share = settings.watch.canary_percent
     if settings.policy.auto_approve == "canary" and not 0 < share < 100:
-        raise UsageError(f'invalid configuration ({origin}): watch.canary_percent: policy.auto_approve = "canary" '
-                         f"needs a share of users between 0 and 100 (exclusive), not {share:g}: a canary "
-                         "would serve nobody (0) or leave no production arm to compare it with (100)")
+        raise UsageError(
+            f'invalid configuration ({origin}): watch.canary_percent: policy.auto_approve = "canary" '
+            f"needs a share of users between 0 and 100 (exclusive), not {share:g}: a canary "
+            "would serve nobody (0) or leave no production arm to compare it with (100)"
+        )
 
 
 # Secrets never travel as flow parameters (Prefect stores and shows them); only the environment sets them.

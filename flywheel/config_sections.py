@@ -19,12 +19,16 @@ class IngestSettings(BaseModel):
 
     batch_size: int = Field(5000, ge=1, le=100_000, description="Events written per SQLite transaction.")
     flush_seconds: float = Field(
-        1.0, gt=0, le=3600,
+        1.0,
+        gt=0,
+        le=3600,
         description="A batch open this long is committed before the next line, so a slow line (or a stalled "
         "stdin) never holds the lines before it.",
     )
     max_field_chars: int = Field(
-        100_000, ge=100, le=100_000_000,
+        100_000,
+        ge=100,
+        le=100_000_000,
         description="A line with a longer text field (query, output, comment, any metadata string...) is "
         "rejected and quarantined: it bounds the time and memory one line can cost.",
     )
@@ -44,11 +48,15 @@ class EventSettings(BaseModel):
 
     emit: bool = Field(True, description="Emit `flywheel.feedback.negative` events when PREFECT_API_URL is set.")
     negatives_per_event: int = Field(
-        10, ge=1, le=10_000,
+        10,
+        ge=1,
+        le=10_000,
         description="New negative feedback events one Prefect event stands for (the trigger counts Prefect events).",
     )
     max_per_ingest: int = Field(
-        10, ge=1, le=10_000,
+        10,
+        ge=1,
+        le=10_000,
         description="At most this many events per ingest (the `on-feedback` trigger's threshold by default): one "
         "ingest, however large, starts at most one cycle instead of one per threshold's worth of events.",
     )
@@ -84,7 +92,9 @@ class TriageSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    per_user_cap: int = Field(5, ge=1, description="A single user's events count at most this much toward a cluster's priority.")
+    per_user_cap: int = Field(
+        5, ge=1, description="A single user's events count at most this much toward a cluster's priority."
+    )
     cluster_threshold: float = Field(
         0.70, ge=0.0, le=1.0, description="Cosine similarity at which a query joins an existing cluster."
     )
@@ -102,15 +112,18 @@ class TriageSettings(BaseModel):
         0.25, ge=-1.0, le=1.0, description="Minimum similarity to a category description to infer that category."
     )
     infer_with_llm: bool = Field(
-        False, description="Infer missing categories with the judge model on the configured endpoint (consented text only)."
+        False,
+        description="Infer missing categories with the judge model on the configured endpoint (consented text only).",
     )
     low_confidence: float = Field(0.5, ge=0.0, le=1.0, description="Outputs below this confidence raise priority.")
     finetune_min_examples: int = Field(
         1000, ge=1, description="Usable consented examples a cluster needs before it may route to fine-tuning."
     )
     diagnose: bool = Field(
-        True, description="In a cycle, ask the drafting model for the root cause and category of each cluster left in "
-        "`other` (feedback without a reason; consented text only), so an improver can target it.")
+        True,
+        description="In a cycle, ask the drafting model for the root cause and category of each cluster left in "
+        "`other` (feedback without a reason; consented text only), so an improver can target it.",
+    )
     max_diagnoses: int = Field(20, ge=0, description="Clusters in `other` diagnosed per cycle, by priority.")
 
 
@@ -120,26 +133,35 @@ class FinetuneSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     near_duplicate_threshold: float = Field(
-        0.8, ge=0.5, le=1.0,
+        0.8,
+        ge=0.5,
+        le=1.0,
         description="Estimated Jaccard similarity (MinHash over character 5-grams of query and answer) at which two "
         "examples are near-duplicates; only the earliest is kept. Also used against golden inputs (leakage).",
     )
     per_user_cap: int = Field(25, ge=1, description="Examples one user may contribute to a dataset.")
-    validation_fraction: float = Field(0.1, ge=0.0, le=0.5, description="Share of each stratum held out for validation.")
+    validation_fraction: float = Field(
+        0.1, ge=0.0, le=0.5, description="Share of each stratum held out for validation."
+    )
     min_answer_chars: int = Field(8, ge=1, description="Shorter target answers are low quality and dropped.")
     max_chars: int = Field(4000, ge=100, description="Longer queries or answers are low quality and dropped.")
-    positive_rating: float = Field(4.0, ge=1, le=5, description="Ratings from this value up make an output a good answer.")
+    positive_rating: float = Field(
+        4.0, ge=1, le=5, description="Ratings from this value up make an output a good answer."
+    )
     positive_expert: float = Field(0.8, ge=0, le=1, description="Expert review scores from this value up do too.")
     base_model: str | None = Field(None, description="Model to fine-tune; default: the target model.")
     suffix: str = Field("flywheel", max_length=40, description="Suffix the provider puts in the fine-tuned model name.")
     epochs: int | None = Field(None, ge=1, le=50, description="Training epochs; default: the provider's choice.")
     poll_timeout: float = Field(
-        600.0, ge=0, description="Seconds a cycle waits for a job; a longer job stays pending and a later cycle picks it up."
+        600.0,
+        ge=0,
+        description="Seconds a cycle waits for a job; a longer job stays pending and a later cycle picks it up.",
     )
     poll_initial: float = Field(1.0, gt=0, description="First wait between polls, in seconds (doubles up to poll_max).")
     poll_max: float = Field(30.0, gt=0, description="Longest wait between polls, in seconds.")
     registered_model: str = Field(
-        "assistant-model", description="MLflow registered model holding fine-tuned models; alias `production` is the champion."
+        "assistant-model",
+        description="MLflow registered model holding fine-tuned models; alias `production` is the champion.",
     )
 
 
@@ -152,9 +174,13 @@ class KnowledgeSettings(BaseModel):
         None, description="A Chroma server (http://host:port); default: a persistent client in $FLYWHEEL_HOME/chroma."
     )
     collection: str = Field("flywheel-kb", description="Chroma collection holding every retained version's chunks.")
-    chunk_chars: int = Field(800, ge=100, le=20_000, description="Largest chunk, in characters (paragraphs are packed).")
+    chunk_chars: int = Field(
+        800, ge=100, le=20_000, description="Largest chunk, in characters (paragraphs are packed)."
+    )
     retrieval_k: int = Field(3, ge=1, le=50, description="Passages the built-in pipeline retrieves per query.")
-    retention: int = Field(5, ge=1, description="Index versions kept (the active one always is); older ones are deleted.")
+    retention: int = Field(
+        5, ge=1, description="Index versions kept (the active one always is); older ones are deleted."
+    )
 
 
 class EvalSettings(BaseModel):
@@ -176,7 +202,8 @@ class EvalSettings(BaseModel):
     bootstrap_resamples: int = Field(5000, ge=200, description="Resamples for the paired bootstrap CI.")
     cache: bool = Field(True, description="Reuse results of an unchanged variant on an unchanged golden set.")
     trace_items: int | None = Field(
-        None, ge=0,
+        None,
+        ge=0,
         description="Golden answers logged as MLflow traces per variant run (question, answer, score, rationale, "
         "expected answer), which MLflow's evaluation pages show and compare side by side; the first N items. "
         "Unset: all. Each costs about 8 ms on a local SQLite store; 0 logs none (the run's table keeps them).",
@@ -213,14 +240,20 @@ class DeadlineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     call: float = Field(
-        90.0, gt=0, le=86400,
+        90.0,
+        gt=0,
+        le=86400,
         description="One model call: connect, wait for the answer and every SDK retry with its backoff included "
-        "(each attempt also stops at `llm_timeout`).")
+        "(each attempt also stops at `llm_timeout`).",
+    )
     triage: float = Field(900.0, gt=0, description="Triage and the diagnosis of unexplained clusters.")
     drafting: float = Field(1800.0, gt=0, description="The prompt and RAG improvers, the merge of their drafts.")
     finetune: float = Field(
-        1800.0, gt=0, description="The fine-tuning improver: dataset, job submission and polling (a job still "
-        "running at `finetune.poll_timeout` stays pending, not failed).")
+        1800.0,
+        gt=0,
+        description="The fine-tuning improver: dataset, job submission and polling (a job still "
+        "running at `finetune.poll_timeout` stays pending, not failed).",
+    )
     evaluation: float = Field(1800.0, gt=0, description="Golden-set evaluation of the champion and every candidate.")
     calibration: float = Field(600.0, gt=0, description="The judge's calibration against expert reviews.")
 
@@ -263,8 +296,9 @@ def _auto_approve(value: object) -> object:
         return value
     if isinstance(value, str) and (word := value.strip().lower()) in ("true", "false", "canary"):
         return word if word == "canary" else word == "true"
-    raise PydanticCustomError("auto_approve", "must be {allowed}, not {value}",
-                              {"allowed": AUTO_APPROVE_VALUES, "value": repr(value)})
+    raise PydanticCustomError(
+        "auto_approve", "must be {allowed}, not {value}", {"allowed": AUTO_APPROVE_VALUES, "value": repr(value)}
+    )
 
 
 # true, false or "canary" (the environment's and a form's strings "true"/"false" too).
@@ -284,15 +318,20 @@ class PolicySettings(BaseModel):
 
     min_delta: float = Field(0.01, description="Minimum mean improvement over the champion (score points, 0..1).")
     category_gain: float = Field(
-        0.1, gt=0.0, le=1.0, description="A golden category counts as improved by a candidate when its score rises "
+        0.1,
+        gt=0.0,
+        le=1.0,
+        description="A golden category counts as improved by a candidate when its score rises "
         "by at least this much: candidates whose gains lie in different clusters or categories never supersede "
-        "each other (the one not waiting is deferred).")
+        "each other (the one not waiting is deferred).",
+    )
     require_ci_above_zero: bool = Field(True, description="The 95% CI's lower bound must be above zero.")
     max_category_regression: float = Field(
         0.05, ge=0.0, description="No category may lose more than this (score points)."
     )
     max_segment_regression: float = Field(
-        0.05, ge=0.0,
+        0.05,
+        ge=0.0,
         description="No user segment (golden items' `segment`, e.g. new vs power users, a locale) may lose more "
         "than this (score points), whatever the mean does.",
     )
@@ -301,9 +340,11 @@ class PolicySettings(BaseModel):
         0.0, ge=0.0, le=1.0, description="Share of golden items allowed to error (an errored item is never scored)."
     )
     auto_approve: AutoApprove = Field(
-        False, description='What becomes of a cycle\'s winners: false, they wait for a person; true, promoted on the '
+        False,
+        description="What becomes of a cycle's winners: false, they wait for a person; true, promoted on the "
         'policy alone; "canary", started as a canary at `watch.canary_percent`, one at a time, which `flywheel '
-        'watch` then promotes (`watch.auto_promote`) or rolls back.')
+        "watch` then promotes (`watch.auto_promote`) or rolls back.",
+    )
 
     @property
     def mode(self) -> ApprovalMode:
@@ -319,23 +360,45 @@ class ImproveSettings(BaseModel):
     min_cluster_consented: int = Field(3, ge=1, description="Consented events a cluster needs to be drafted from.")
     examples_per_cluster: int = Field(8, ge=1, le=50, description="Failing examples shown to the drafting model.")
     drafts_per_cluster: int = Field(3, ge=1, le=10, description="Revised prompts asked for per cluster.")
-    keep_per_cluster: int = Field(1, ge=1, description="Best screened drafts per cluster that go to the golden set "
-                                  "(drafts that tie the champion included: the golden set decides).")
-    rounds: int = Field(3, ge=1, le=10, description="Drafting rounds per cluster: the next round revises the best "
-                        "draft on the examples it still fails.")
-    target_resolved: float = Field(0.8, gt=0.0, le=1.0, description="Share of a cluster's failing examples a draft "
-                                   "must resolve for drafting to stop before its last round.")
+    keep_per_cluster: int = Field(
+        1,
+        ge=1,
+        description="Best screened drafts per cluster that go to the golden set "
+        "(drafts that tie the champion included: the golden set decides).",
+    )
+    rounds: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Drafting rounds per cluster: the next round revises the best "
+        "draft on the examples it still fails.",
+    )
+    target_resolved: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="Share of a cluster's failing examples a draft "
+        "must resolve for drafting to stop before its last round.",
+    )
     max_rollouts: int = Field(300, ge=1, description="Product calls a cluster's drafting may spend on screening.")
     max_prompt_growth_chars: int = Field(1500, ge=0, description="A revision may be at most this much longer.")
     copy_ngram: int = Field(6, ge=3, description="Word n-gram length that counts as verbatim copying.")
     merge: bool = Field(True, description="Also evaluate one prompt that merges every cluster's best revision.")
     merge_alpha: float = Field(
-        0.1, gt=0.0, lt=1.0, description="A merge loses a winner's fix on a cluster when a one-sided sign test on the "
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="A merge loses a winner's fix on a cluster when a one-sided sign test on the "
         "examples where exactly one of them resolved the complaint says it is worse at this level (or it resolves no "
-        "more than the champion there).")
+        "more than the champion there).",
+    )
     merge_redraw: int = Field(
-        3, ge=1, le=10, description="When a merge and a winner differ within the noise of a few examples, both are "
-        "screened again on this many times `examples_per_cluster` of the cluster's failing examples.")
+        3,
+        ge=1,
+        le=10,
+        description="When a merge and a winner differ within the noise of a few examples, both are "
+        "screened again on this many times `examples_per_cluster` of the cluster's failing examples.",
+    )
 
 
 class GoldenLifecycleSettings(BaseModel):
@@ -346,14 +409,21 @@ class GoldenLifecycleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_per_category: int = Field(
-        5, ge=0, le=10_000,
+        5,
+        ge=0,
+        le=10_000,
         description="Golden items a category should have; `--synthetic N` drafts items only for categories below it.",
     )
     max_per_cluster: int = Field(
-        3, ge=1, le=1000, description="Proposals taken from one failure cluster's feedback per `golden propose`.",
+        3,
+        ge=1,
+        le=1000,
+        description="Proposals taken from one failure cluster's feedback per `golden propose`.",
     )
     near_duplicate_threshold: float = Field(
-        0.95, ge=0.5, le=1.0,
+        0.95,
+        ge=0.5,
+        le=1.0,
         description="Cosine similarity of two inputs (the local embedding model) at which a proposal is a "
         "near-duplicate of an existing item or of another proposal. Measured with all-MiniLM-L6-v2: a greeting "
         "or punctuation added scores ~0.99, another error code or seat count in the same sentence ~0.90-0.92.",
@@ -365,7 +435,9 @@ class GoldenLifecycleSettings(BaseModel):
     )
     draft_batch: int = Field(10, ge=1, le=50, description="Synthetic items asked for per drafting request.")
     min_per_segment: int = Field(
-        10, ge=1, le=10_000,
+        10,
+        ge=1,
+        le=10_000,
         description="Golden items a segment needs before its score means much; `flywheel validate` warns below it.",
     )
 
@@ -380,28 +452,37 @@ class ServeSettings(BaseModel):
         5_000_000, ge=1024, le=1_000_000_000, description="Largest request body in bytes; larger is 413."
     )
     max_json_depth: int = Field(
-        64, ge=4, le=500,
+        64,
+        ge=4,
+        le=500,
         description="A request body nested deeper than this (arrays and objects) is refused with 400 before any "
         "event is read: it bounds the work one body can cost.",
     )
     champion_ttl_seconds: float = Field(
-        2.0, gt=0, le=3600,
+        2.0,
+        gt=0,
+        le=3600,
         description="`GET /v1/champion` answers from a cache this old at most (then reloads it in the background): "
         "a promotion or rollback is served within about this time.",
     )
     store_timeout_seconds: float = Field(
-        5.0, gt=0, le=600,
+        5.0,
+        gt=0,
+        le=600,
         description="How long a request waits for a store that another writer holds before answering 503.",
     )
     retry_after_seconds: int = Field(1, ge=1, le=3600, description="`Retry-After` sent with a 503.")
     events_flush_seconds: float = Field(
-        10.0, gt=0, le=3600,
+        10.0,
+        gt=0,
+        le=3600,
         description="New negative feedback is summed over this long before Prefect events are sent for it, so "
         "single-event posts add up to what one event stands for (events.negatives_per_event).",
     )
     rate_limit: str | None = Field(
-        None, max_length=100,
-        description="Requests one API key may make, e.g. \"100/second\" or \"1000/minute;20/second\" (the `limits` "
+        None,
+        max_length=100,
+        description='Requests one API key may make, e.g. "100/second" or "1000/minute;20/second" (the `limits` '
         "notation); more answer 429 with Retry-After. Counted per worker process. Off (none) by default.",
     )
 
@@ -414,8 +495,7 @@ class ServeSettings(BaseModel):
             try:
                 parse_many(value)
             except ValueError:
-                raise ValueError(f"{value!r} is not a rate limit: write e.g. \"100/second\" or \"1000/minute\"") \
-                    from None
+                raise ValueError(f'{value!r} is not a rate limit: write e.g. "100/second" or "1000/minute"') from None
         return value or None
 
 
@@ -439,35 +519,62 @@ class WatchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     canary_percent: float = Field(
-        10.0, ge=0.0, le=100.0,
+        10.0,
+        ge=0.0,
+        le=100.0,
         description="While a canary alias or pointer exists, this share of users (by a stable hash of user_id) "
         "gets arm `canary`.",
     )
-    window_days: float = Field(7.0, gt=0, le=365, description="Promotions of this many past days are compared with "
-                               "the version they replaced (and the replaced version's events of as many days before).")
+    window_days: float = Field(
+        7.0,
+        gt=0,
+        le=365,
+        description="Promotions of this many past days are compared with "
+        "the version they replaced (and the replaced version's events of as many days before).",
+    )
     min_events: int = Field(
-        200, ge=1, description="Rated events each side needs (a user counting at most `triage.per_user_cap`) before "
-        "a verdict may act.")
+        200,
+        ge=1,
+        description="Rated events each side needs (a user counting at most `triage.per_user_cap`) before "
+        "a verdict may act.",
+    )
     alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Error rate of the interval a verdict rests on.")
     sequential: bool = Field(
-        True, description="Intervals valid however often the watch looks (a mixture-SPRT confidence sequence), so "
+        True,
+        description="Intervals valid however often the watch looks (a mixture-SPRT confidence sequence), so "
         "a run every 15 minutes does not add up to more false rollbacks than `alpha`; false: a fixed-sample "
-        "Newcombe interval, valid for one look.")
+        "Newcombe interval, valid for one look.",
+    )
     effect_size: float = Field(
-        0.05, gt=0.0, le=1.0, description="The change in negative rate (rate points) the sequential interval is tuned "
-        "to detect soonest; smaller or larger changes are still detected, later.")
+        0.05,
+        gt=0.0,
+        le=1.0,
+        description="The change in negative rate (rate points) the sequential interval is tuned "
+        "to detect soonest; smaller or larger changes are still detected, later.",
+    )
     cluster_min_events: int = Field(
-        30, ge=1, description="Rated events each side needs before a cluster's own before/after rates get a verdict.")
+        30, ge=1, description="Rated events each side needs before a cluster's own before/after rates get a verdict."
+    )
     auto_rollback: bool = Field(True, description="Roll back a full promotion whose rate is significantly worse.")
-    auto_promote: bool = Field(False, description="Promote a canary that is not significantly worse once both "
-                               "sides have `min_events`.")
+    auto_promote: bool = Field(
+        False, description="Promote a canary that is not significantly worse once both sides have `min_events`."
+    )
     drift_window_days: float = Field(1.0, gt=0, le=90, description="The recent window of the negative-rate drift test.")
-    drift_baseline_days: float = Field(14.0, gt=0, le=365, description="The baseline it is compared with (before "
-                                       "the recent window).")
-    drift_min_rise: float = Field(0.05, ge=0.0, le=1.0, description="A rise of the negative rate smaller than this "
-                                  "(rate points) never alarms, however significant.")
-    golden_drop: float = Field(0.03, ge=0.0, le=1.0, description="A fall of the champion's golden score by this much "
-                               "from its best of the last cycles alarms.")
+    drift_baseline_days: float = Field(
+        14.0, gt=0, le=365, description="The baseline it is compared with (before the recent window)."
+    )
+    drift_min_rise: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="A rise of the negative rate smaller than this (rate points) never alarms, however significant.",
+    )
+    golden_drop: float = Field(
+        0.03,
+        ge=0.0,
+        le=1.0,
+        description="A fall of the champion's golden score by this much from its best of the last cycles alarms.",
+    )
     golden_cycles: int = Field(5, ge=2, le=100, description="Cycles the golden-score trend looks back over.")
 
 
@@ -477,13 +584,17 @@ class JudgeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_kappa: float = Field(
-        0.6, ge=-1.0, le=1.0,
+        0.6,
+        ge=-1.0,
+        le=1.0,
         description="Cohen's kappa (judge vs experts) the judge needs before judge-scored golden items alone may "
         "pass a candidate; below it (or with too few items to know) the candidate must also pass on the rest.",
     )
     min_items: int = Field(20, ge=1, description="Calibration items needed before kappa is trusted at all.")
     max_items: int = Field(
-        200, ge=1, le=100_000,
+        200,
+        ge=1,
+        le=100_000,
         description="Expert reviews asked of the judge per calibration, sampled deterministically (by a hash of "
         "the event id), so a cycle's calibration costs at most this many judge calls.",
     )
@@ -495,19 +606,22 @@ class MlflowImportSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     consent_key: str = Field(
-        "consent", min_length=1,
+        "consent",
+        min_length=1,
         description="The trace tag (or trace metadata key) that says the user consented: `true`, `yes` or `1`; "
         "absent or anything else means no consent.",
     )
     page_size: int = Field(200, ge=1, le=10_000, description="Traces read per page (one page in memory at a time).")
     lookback_hours: float = Field(
-        24.0, ge=0.0, le=24 * 365,
+        24.0,
+        ge=0.0,
+        le=24 * 365,
         description="Without --since, an import re-reads traces this much older than the last import's newest, "
         "so feedback given late on a trace is still found (what was imported before counts as a duplicate).",
     )
     numeric_signals: dict[str, Literal["rating", "outcome", "expert_review"]] = Field(
         default_factory=dict,
-        description="Assessment name -> signal for numeric human feedback (e.g. `resolved = \"outcome\"`); "
+        description='Assessment name -> signal for numeric human feedback (e.g. `resolved = "outcome"`); '
         "other numbers are ratings (1..5), or expert reviews when between 0 and 1 and not whole.",
     )
 
@@ -519,17 +633,33 @@ class OtlpImportSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     consent_key: str = Field(
-        "user.consent", min_length=1,
+        "user.consent",
+        min_length=1,
         description="The span (or resource) attribute that says the user consented: `true`, or the string `true`, "
         "`yes` or `1`; looked up on the evaluated span, then the trace's other spans, then the resource; absent or "
         "anything else means no consent.",
     )
-    signals: dict[str, Literal["thumbs_up", "thumbs_down", "thumbs", "rating", "correction", "edit", "accept",
-                               "dismiss", "copy", "outcome", "expert_review", "ignore"]] = Field(
+    signals: dict[
+        str,
+        Literal[
+            "thumbs_up",
+            "thumbs_down",
+            "thumbs",
+            "rating",
+            "correction",
+            "edit",
+            "accept",
+            "dismiss",
+            "copy",
+            "outcome",
+            "expert_review",
+            "ignore",
+        ],
+    ] = Field(
         default_factory=dict,
-        description="Evaluation (or annotation) name -> signal, e.g. `user_rating = \"rating\"`, `resolved = "
-        "\"outcome\"`, `helpful = \"thumbs\"` (up when the label is positive or the score above 0), "
-        "`relevance = \"ignore\"` (not imported). Unmapped names: a label that names a signal or a thumb, else "
+        description='Evaluation (or annotation) name -> signal, e.g. `user_rating = "rating"`, `resolved = '
+        '"outcome"`, `helpful = "thumbs"` (up when the label is positive or the score above 0), '
+        '`relevance = "ignore"` (not imported). Unmapped names: a label that names a signal or a thumb, else '
         "a whole score is a rating and a fraction between 0 and 1 an expert review.",
     )
     skip_annotator_kinds: list[str] = Field(
@@ -543,29 +673,52 @@ class LangfuseImportSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field("https://cloud.langfuse.com", min_length=1,
-                      description="The Langfuse server (cloud or self-hosted); its public API is under /api/public.")
+    host: str = Field(
+        "https://cloud.langfuse.com",
+        min_length=1,
+        description="The Langfuse server (cloud or self-hosted); its public API is under /api/public.",
+    )
     public_key: str | None = Field(None, description="The project's public key (`pk-lf-...`): the Basic auth user.")
     secret_key: SecretStr | None = Field(
-        None, description="The project's secret key (`sk-lf-...`): the Basic auth password (never logged; set it "
-        "with FLYWHEEL_IMPORTS__LANGFUSE__SECRET_KEY rather than in a file).")
+        None,
+        description="The project's secret key (`sk-lf-...`): the Basic auth password (never logged; set it "
+        "with FLYWHEEL_IMPORTS__LANGFUSE__SECRET_KEY rather than in a file).",
+    )
     consent_key: str = Field(
-        "consent", min_length=1,
+        "consent",
+        min_length=1,
         description="The trace metadata key that says the user consented: `true`, or the string `true`, `yes` or "
         "`1`; absent or anything else means no consent.",
     )
     page_size: int = Field(100, ge=1, le=100, description="Scores read per page (Langfuse allows at most 100).")
     timeout: float = Field(30.0, gt=0, le=600, description="Seconds before one request to Langfuse times out.")
     lookback_hours: float = Field(
-        24.0, ge=0.0, le=24 * 365,
+        24.0,
+        ge=0.0,
+        le=24 * 365,
         description="Without --since, an import re-reads scores this much older than the last import's newest "
         "(what was imported before counts as a duplicate).",
     )
-    signals: dict[str, Literal["thumbs_up", "thumbs_down", "thumbs", "rating", "correction", "edit", "accept",
-                               "dismiss", "copy", "outcome", "expert_review", "ignore"]] = Field(
+    signals: dict[
+        str,
+        Literal[
+            "thumbs_up",
+            "thumbs_down",
+            "thumbs",
+            "rating",
+            "correction",
+            "edit",
+            "accept",
+            "dismiss",
+            "copy",
+            "outcome",
+            "expert_review",
+            "ignore",
+        ],
+    ] = Field(
         default_factory=dict,
-        description="Score name -> signal, e.g. `stars = \"rating\"`, `resolved = \"outcome\"`, `helpful = "
-        "\"thumbs\"` (up when the label is positive or the value above 0), `toxicity = \"ignore\"`. Unmapped: a "
+        description='Score name -> signal, e.g. `stars = "rating"`, `resolved = "outcome"`, `helpful = '
+        '"thumbs"` (up when the label is positive or the value above 0), `toxicity = "ignore"`. Unmapped: a '
         "BOOLEAN score is a thumb, a CATEGORICAL label that names a signal or a thumb that one, a NUMERIC score a "
         "rating (whole) or an expert review (a fraction between 0 and 1), a CORRECTION a correction.",
     )

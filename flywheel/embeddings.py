@@ -260,4 +260,6 @@ def not_cached(embedder: Embedder, texts: Sequence[str]) -> list[str]:
 def remember(embedder: Embedder, texts: Sequence[str], vectors: np.ndarray) -> None:
     """Put vectors computed elsewhere (another process, another machine) into ``embedder``'s cache."""
     if isinstance(embedder, CachedEmbedder) and len(texts):
-        embedder.cache.put_many([(EmbeddingCache.key(embedder.name, t), v) for t, v in zip(texts, vectors, strict=True)])
+        embedder.cache.put_many(
+            [(EmbeddingCache.key(embedder.name, t), v) for t, v in zip(texts, vectors, strict=True)]
+        )

@@ -28,23 +28,39 @@ from flywheel.feedback.scrub import find_pii
 _ID_CHARS = r"\w.:/@+#=~\-"
 IDENTIFIER = re.compile(rf"[^\W_][{_ID_CHARS}]{{0,255}}", re.UNICODE)
 DOCUMENT_ID = re.compile(rf"[^\W_](?:[{_ID_CHARS},()'&]| (?=[^ ])){{0,511}}", re.UNICODE)
-IDENTIFIER_RULE = ("an identifier: a letter or digit, then up to 255 letters, digits or . _ : / @ + # = ~ - "
-                   "(no spaces), holding no personal data")
-DOCUMENT_ID_RULE = ("a document id: a letter or digit, then up to 511 letters, digits, single spaces or "
-                    ". _ : / @ + # = ~ - , ( ) ' &, holding no personal data")
+IDENTIFIER_RULE = (
+    "an identifier: a letter or digit, then up to 255 letters, digits or . _ : / @ + # = ~ - "
+    "(no spaces), holding no personal data"
+)
+DOCUMENT_ID_RULE = (
+    "a document id: a letter or digit, then up to 511 letters, digits, single spaces or "
+    ". _ : / @ + # = ~ - , ( ) ' &, holding no personal data"
+)
 _KEY_PREFIX = re.compile(r"(?:sk|pk|rk)-|AKIA|ASIA|gh[pousr]_|xox[abprs]-|AIza|eyJ|Bearer")
-_WHAT = {"email": "an e-mail address", "iban": "an IBAN", "card": "a card number", "ssn": "a social security "
-         "number", "ip": "an IP address", "phone": "a phone number", "address": "a street address",
-         "name": "a personal name", "national_id": "a national id number", "mac": "a MAC address",
-         "dob": "a date of birth"}
+_WHAT = {
+    "email": "an e-mail address",
+    "iban": "an IBAN",
+    "card": "a card number",
+    "ssn": "a social security number",
+    "ip": "an IP address",
+    "phone": "a phone number",
+    "address": "a street address",
+    "name": "a personal name",
+    "national_id": "a national id number",
+    "mac": "a MAC address",
+    "dob": "a date of birth",
+}
 
 
 def personal_data(value: str) -> str | None:
     """What personal data (or secret) ``value`` holds, in words, or None; never the value itself."""
     if _KEY_PREFIX.match(value):
         return "a secret key"
-    kinds = {span.kind for span in find_pii(value)
-             if span.kind != "secret" and not (span.kind == "phone" and value[span.start:span.end].isdigit())}
+    kinds = {
+        span.kind
+        for span in find_pii(value)
+        if span.kind != "secret" and not (span.kind == "phone" and value[span.start : span.end].isdigit())
+    }
     return " and ".join(sorted(_WHAT[k] for k in kinds)) or None
 
 

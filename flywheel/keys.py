@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -86,17 +86,30 @@ class KeyRecord(BaseModel):
 
     @classmethod
     def from_row(cls, row: KeyRow) -> KeyRecord:
-        return cls(id=row.key_id, name=row.name, scope=Scope(row.scope), salt=row.salt, hash=row.hash,
-                   created=_when(row.created_at), revoked=_when(row.revoked_at) if row.revoked_at else None)
+        return cls(
+            id=row.key_id,
+            name=row.name,
+            scope=Scope(row.scope),
+            salt=row.salt,
+            hash=row.hash,
+            created=_when(row.created_at),
+            revoked=_when(row.revoked_at) if row.revoked_at else None,
+        )
 
     def to_row(self) -> KeyRow:
-        return KeyRow(key_id=self.id, name=self.name, scope=self.scope.value, salt=self.salt, hash=self.hash,
-                      created_at=self.created.timestamp(),
-                      revoked_at=self.revoked.timestamp() if self.revoked else None)
+        return KeyRow(
+            key_id=self.id,
+            name=self.name,
+            scope=self.scope.value,
+            salt=self.salt,
+            hash=self.hash,
+            created_at=self.created.timestamp(),
+            revoked_at=self.revoked.timestamp() if self.revoked else None,
+        )
 
 
 def _when(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)
 
 
 class KeyInfo(BaseModel):
@@ -140,8 +153,9 @@ class KeyStore:
     def create(self, name: str, scope: Scope | str) -> str:
         """A new key; returned once, stored as a salted hash. Names are unique among active keys."""
         if not _NAME.match(name):
-            raise UsageError(f"key name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a "
-                             "letter or digit")
+            raise UsageError(
+                f"key name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
         try:
             scope = Scope(scope)
         except ValueError:
@@ -149,8 +163,9 @@ class KeyStore:
         new_id = secrets.token_hex(6)
         key = f"{PREFIX}_{new_id}_{secrets.token_urlsafe(32)}"
         salt = secrets.token_bytes(16)
-        record = KeyRecord(id=new_id, name=name, scope=scope, salt=salt.hex(), hash=_hash(key, salt).hex(),
-                           created=datetime.now(timezone.utc))
+        record = KeyRecord(
+            id=new_id, name=name, scope=scope, salt=salt.hex(), hash=_hash(key, salt).hex(), created=datetime.now(UTC)
+        )
         if not self._table().add_key(record.to_row()):
             raise UsageError(f"an active key named {name!r} exists; revoke it first or choose another name")
         return key
@@ -194,8 +209,9 @@ class KeyStore:
         if not hmac.compare_digest(_hash(presented, bytes.fromhex(record.salt)), bytes.fromhex(record.hash)):
             return None
         with self._lock:
-            self._passed[record.id] = _Passed(record.salt, hashlib.sha256(presented.encode()).digest(),
-                                              time.monotonic() + VERIFIED_TTL_SECONDS)
+            self._passed[record.id] = _Passed(
+                record.salt, hashlib.sha256(presented.encode()).digest(), time.monotonic() + VERIFIED_TTL_SECONDS
+            )
         return record
 
     def problem(self) -> str | None:
@@ -276,8 +292,15 @@ class KeyStore:
                 os.replace(self.legacy, done)
             except FileNotFoundError:  # another process imported it at the same moment
                 return
-            log.warning("imported %d of %d API key(s) from %s into the state store (%s); the file is now %s "
-                        "and is no longer read", added, len(records), self.legacy, rows.where, done.name)
+            log.warning(
+                "imported %d of %d API key(s) from %s into the state store (%s); the file is now %s "
+                "and is no longer read",
+                added,
+                len(records),
+                self.legacy,
+                rows.where,
+                done.name,
+            )
 
 
 def _read_file(path: Path) -> list[KeyRecord]:

@@ -26,9 +26,25 @@ from flywheel_client.models import (
 
 from flywheel.templates import template_variables
 
-__all__ = ["AskReason", "AskRequest", "AskResult", "ChampionResult", "FeedbackResult", "IndexedError",
-           "Message", "OptOutRequest", "OptOutResult", "PromptInfo", "PromptRef", "RenderRequest", "RenderResult",
-           "RetrieveRequest", "RetrieveResult", "RetrievedChunk", "prompt_info"]
+__all__ = [
+    "AskReason",
+    "AskRequest",
+    "AskResult",
+    "ChampionResult",
+    "FeedbackResult",
+    "IndexedError",
+    "Message",
+    "OptOutRequest",
+    "OptOutResult",
+    "PromptInfo",
+    "PromptRef",
+    "RenderRequest",
+    "RenderResult",
+    "RetrieveRequest",
+    "RetrieveResult",
+    "RetrievedChunk",
+    "prompt_info",
+]
 
 
 def prompt_info(name: str, version: str, template: str) -> PromptInfo:

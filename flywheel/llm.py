@@ -46,10 +46,21 @@ def _client_options(settings: Settings, base_url: str | None, purpose: str, *, a
     url, key = endpoint(settings, base_url, purpose)
     health = health_of(url, settings.llm_max_total_seconds)
     if asynchronous:
-        http_client: httpx2.Client | httpx2.AsyncClient = DefaultAsyncHttpxClient(transport=AsyncGuardedTransport(
-            httpx2.AsyncHTTPTransport(limits=DEFAULT_CONNECTION_LIMITS), health, settings.deadlines.call))
+        http_client: httpx2.Client | httpx2.AsyncClient = DefaultAsyncHttpxClient(
+            transport=AsyncGuardedTransport(
+                httpx2.AsyncHTTPTransport(limits=DEFAULT_CONNECTION_LIMITS), health, settings.deadlines.call
+            )
+        )
     else:
-        http_client = DefaultHttpxClient(transport=GuardedTransport(
-            httpx2.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS), health, settings.deadlines.call))
-    return {"base_url": url, "api_key": key, "timeout": settings.llm_timeout, "max_retries": settings.llm_max_retries,
-            "http_client": http_client}
+        http_client = DefaultHttpxClient(
+            transport=GuardedTransport(
+                httpx2.HTTPTransport(limits=DEFAULT_CONNECTION_LIMITS), health, settings.deadlines.call
+            )
+        )
+    return {
+        "base_url": url,
+        "api_key": key,
+        "timeout": settings.llm_timeout,
+        "max_retries": settings.llm_max_retries,
+        "http_client": http_client,
+    }

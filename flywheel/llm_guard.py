@@ -206,8 +206,12 @@ def unusable(request: httpx2.Request, response: httpx2.Response) -> str | None:
         return f"the endpoint answered {response.status_code} with JSON that is not an object"
     if path.endswith("/chat/completions"):
         choices = doc.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict) \
-                or not isinstance(choices[0].get("message"), dict):
+        if (
+            not isinstance(choices, list)
+            or not choices
+            or not isinstance(choices[0], dict)
+            or not isinstance(choices[0].get("message"), dict)
+        ):
             return f"the endpoint answered a chat completion without choices: {response.content[:120]!r}"
     elif not isinstance(doc.get("data"), list):
         return f"the endpoint answered embeddings without data: {response.content[:120]!r}"
@@ -226,12 +230,16 @@ def _unusable_job(response: httpx2.Response) -> str | None:
         return f"the endpoint answered a fine-tuning request with a body that is not JSON: {response.content[:80]!r}"
     jobs = doc.get("data") if isinstance(doc, dict) and doc.get("object") == "list" else [doc]
     if not isinstance(jobs, list) or not all(isinstance(j, dict) for j in jobs):
-        return f"the endpoint answered a fine-tuning request with something that is not a job: {response.content[:120]!r}"
+        return (
+            f"the endpoint answered a fine-tuning request with something that is not a job: {response.content[:120]!r}"
+        )
     for job in jobs:
         missing = [f for f in _JOB_FIELDS if not isinstance(job.get(f), str)]
         if missing:
-            return (f"the endpoint answered a fine-tuning job without a usable {', '.join(missing)}: "
-                    f"{response.content[:120]!r}")
+            return (
+                f"the endpoint answered a fine-tuning job without a usable {', '.join(missing)}: "
+                f"{response.content[:120]!r}"
+            )
     return None
 
 
@@ -243,9 +251,12 @@ def _refusal(request: httpx2.Request, health: EndpointHealth) -> httpx2.Response
     if _STOPPING.is_set():
         return _error_response(request, 503, "not sent: Flywheel is stopping (interrupted)", retry=False)
     return _error_response(
-        request, 503,
+        request,
+        503,
         f"the endpoint has given no usable answer for {health.failing_for() or health.budget:.0f} s "
-        f"({health.failures} failed requests); giving up (llm_max_total_seconds = {health.budget:g})", retry=False)
+        f"({health.failures} failed requests); giving up (llm_max_total_seconds = {health.budget:g})",
+        retry=False,
+    )
 
 
 def _capped(request: httpx2.Request, health: EndpointHealth, deadlines: list[Deadline]) -> None:
@@ -257,12 +268,12 @@ def _capped(request: httpx2.Request, health: EndpointHealth, deadlines: list[Dea
     timeout = request.extensions.get("timeout")
     if left is None or not isinstance(timeout, dict):
         return
-    request.extensions["timeout"] = {k: (min(v, max(left, 1.0)) if v is not None else max(left, 1.0))
-                                     for k, v in timeout.items()}
+    request.extensions["timeout"] = {
+        k: (min(v, max(left, 1.0)) if v is not None else max(left, 1.0)) for k, v in timeout.items()
+    }
 
 
-def _judge(request: httpx2.Request, response: httpx2.Response, health: EndpointHealth,
-           sent: float) -> httpx2.Response:
+def _judge(request: httpx2.Request, response: httpx2.Response, health: EndpointHealth, sent: float) -> httpx2.Response:
     if response.status_code >= 500 or response.status_code in _FAILURE_STATUS:
         health.failed(since=sent)
         return response
@@ -277,8 +288,11 @@ def _judge(request: httpx2.Request, response: httpx2.Response, health: EndpointH
 
 def _checked(request: httpx2.Request, response: httpx2.Response) -> bool:
     path = request.url.path
-    return 200 <= response.status_code < 300 and (path.endswith(_JSON_ROUTES) or _JOB_ROUTE in path) \
+    return (
+        200 <= response.status_code < 300
+        and (path.endswith(_JSON_ROUTES) or _JOB_ROUTE in path)
         and not _streamed(response)
+    )
 
 
 class _Stopped(Exception):
@@ -293,8 +307,9 @@ def _refused(request: httpx2.Request, health: EndpointHealth, deadlines: list[De
     return None if passed is None else _error_response(request, 504, passed.message(), retry=False)
 
 
-def _prepared(request: httpx2.Request, health: EndpointHealth,
-              call_seconds: float | None) -> tuple[list[Deadline], httpx2.Response | None]:
+def _prepared(
+    request: httpx2.Request, health: EndpointHealth, call_seconds: float | None
+) -> tuple[list[Deadline], httpx2.Response | None]:
     """The deadlines a request runs under, and the answer to give without sending it, if any; a
     request that is sent has its timeouts capped to them."""
     deadlines = _deadlines(request, call_seconds)
@@ -304,8 +319,9 @@ def _prepared(request: httpx2.Request, health: EndpointHealth,
     return deadlines, refusal
 
 
-def _timed_out(request: httpx2.Request, health: EndpointHealth, deadlines: list[Deadline], sent: float,
-               exc: httpx2.TransportError) -> httpx2.Response:
+def _timed_out(
+    request: httpx2.Request, health: EndpointHealth, deadlines: list[Deadline], sent: float, exc: httpx2.TransportError
+) -> httpx2.Response:
     """A request that failed on the wire: a failure for the budget; past a deadline, the answer says
     which one (the SDK would only say "Request timed out" and retry), else the error goes to the SDK."""
     health.failed(since=sent)
@@ -395,8 +411,9 @@ class GuardedTransport(httpx2.BaseTransport):
 class AsyncGuardedTransport(httpx2.AsyncBaseTransport):
     """The same for AsyncOpenAI."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport, health: EndpointHealth,
-                 call_deadline: float | None = None) -> None:
+    def __init__(
+        self, inner: httpx2.AsyncBaseTransport, health: EndpointHealth, call_deadline: float | None = None
+    ) -> None:
         self.inner, self.health, self.call_deadline = inner, health, call_deadline
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:

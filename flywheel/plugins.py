@@ -58,8 +58,9 @@ def _declared() -> list[EntryPoint]:
     """Installed entry points of the group; this checkout's own declaration replaces what an older
     install of Flywheel recorded for it."""
     own = _checkout_entry_points()
-    installed = [ep for ep in entry_points(group=GROUP)
-                 if not (own and ep.dist is not None and ep.dist.name == "flywheel")]
+    installed = [
+        ep for ep in entry_points(group=GROUP) if not (own and ep.dist is not None and ep.dist.name == "flywheel")
+    ]
     return own + installed
 
 
@@ -109,8 +110,10 @@ def spec(kind: str) -> KindSpec:
     for s in registered():
         if s.name == kind:
             return s
-    raise UsageError(f"no improver provides the kind {kind!r} (installed: {', '.join(names())}); "
-                     f"improvers register under the entry-point group {GROUP}")
+    raise UsageError(
+        f"no improver provides the kind {kind!r} (installed: {', '.join(names())}); "
+        f"improvers register under the entry-point group {GROUP}"
+    )
 
 
 def names() -> list[str]:

@@ -63,8 +63,7 @@ def prompt_at(settings: Settings, alias: str) -> PromptRef | None:
     import mlflow
 
     use_mlflow(settings)
-    pv = mlflow.genai.load_prompt(f"prompts:/{settings.prompt_name}@{alias}", allow_missing=True,
-                                  cache_ttl_seconds=0)
+    pv = mlflow.genai.load_prompt(f"prompts:/{settings.prompt_name}@{alias}", allow_missing=True, cache_ttl_seconds=0)
     return _ref(pv) if pv is not None else None
 
 
@@ -152,17 +151,22 @@ def register_model_version(settings: Settings, provider_model: str, run_id: str,
     client = use_mlflow(settings)
     name = settings.finetune.registered_model
     try:
-        client.create_registered_model(name, description="Fine-tuned models from Flywheel; alias `production` "
-                                                          "is the model the product uses.")
+        client.create_registered_model(
+            name, description="Fine-tuned models from Flywheel; alias `production` is the model the product uses."
+        )
     except MlflowException:
         pass  # exists
     job = tags.get("flywheel.job_id")
     for mv in client.search_model_versions(f"name = '{name}'"):
         if job and (mv.tags or {}).get("flywheel.job_id") == job:
             return str(mv.version)
-    mv = client.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id,
-                                     tags={"flywheel.provider_model": provider_model, **tags},
-                                     description=f"{provider_model} (fine-tune job {job})")
+    mv = client.create_model_version(
+        name,
+        source=f"runs:/{run_id}/model",
+        run_id=run_id,
+        tags={"flywheel.provider_model": provider_model, **tags},
+        description=f"{provider_model} (fine-tune job {job})",
+    )
     return str(mv.version)
 
 

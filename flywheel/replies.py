@@ -22,7 +22,9 @@ import openai
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _REFUSAL = re.compile(
     r"^\s*(?:I'm sorry|I am sorry|Sorry|I can(?:no|')t|I cannot|I won't|I will not|I'm not able|I am not able|"
-    r"I'm unable|I am unable|As an AI)\b", re.I)
+    r"I'm unable|I am unable|As an AI)\b",
+    re.I,
+)
 
 
 class ReplyProblem(ValueError):
@@ -106,8 +108,15 @@ class _JsonAsk:
     to a plain one, and what to remember of the one that answered. The sync and async callers share
     it, so they differ only in how they send."""
 
-    def __init__(self, client: Any, model: str, messages: list[dict[str, str]], name: str,
-                 schema: dict[str, Any], temperature: float) -> None:
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        messages: list[dict[str, str]],
+        name: str,
+        schema: dict[str, Any],
+        temperature: float,
+    ) -> None:
         self.client, self.model = client, model
         self.base = {"model": model, "messages": messages, "temperature": temperature}
         self.name, self.schema, self.mode = name, schema, "none"
@@ -139,8 +148,9 @@ def _accepted(client: Any, model: str, mode: str) -> None:
         _ACCEPTED[_key(client, model)] = mode
 
 
-def chat_json(client: Any, model: str, messages: list[dict[str, str]], *, name: str, schema: dict[str, Any],
-              temperature: float) -> str:
+def chat_json(
+    client: Any, model: str, messages: list[dict[str, str]], *, name: str, schema: dict[str, Any], temperature: float
+) -> str:
     """The reply text of a chat completion asked for JSON of ``schema`` in the best way the endpoint
     supports. Sync client."""
     ask = _JsonAsk(client, model, messages, name, schema, temperature)
@@ -152,8 +162,9 @@ def chat_json(client: Any, model: str, messages: list[dict[str, str]], *, name: 
     raise AssertionError(_UNREACHABLE)
 
 
-async def achat_json(client: Any, model: str, messages: list[dict[str, str]], *, name: str, schema: dict[str, Any],
-                     temperature: float) -> str:
+async def achat_json(
+    client: Any, model: str, messages: list[dict[str, str]], *, name: str, schema: dict[str, Any], temperature: float
+) -> str:
     """``chat_json`` for an AsyncOpenAI client."""
     ask = _JsonAsk(client, model, messages, name, schema, temperature)
     for request in ask.requests():

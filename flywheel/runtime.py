@@ -168,9 +168,17 @@ def runtime_for(settings: Settings) -> Runtime:
 
 def _where(settings: Settings) -> tuple[Any, ...]:
     """What the Runtime's resources are made from: two settings alike here share them."""
-    return (settings.home.resolve(), settings.resolved_store_url, settings.resolved_tracking_uri,
-            settings.experiment, settings.openai_base_url, settings.openai_api_key, settings.embedding,
-            settings.llm_max_retries, settings.llm_timeout)
+    return (
+        settings.home.resolve(),
+        settings.resolved_store_url,
+        settings.resolved_tracking_uri,
+        settings.experiment,
+        settings.openai_base_url,
+        settings.openai_api_key,
+        settings.embedding,
+        settings.llm_max_retries,
+        settings.llm_timeout,
+    )
 
 
 def close_process_runtime() -> None:

@@ -102,8 +102,10 @@ def _legacy_revision(conn: Connection, where: str, schema: Schema) -> str | None
         return schema.legacy_revisions[version]
     if version > max(schema.legacy_revisions):
         raise _newer(where, f"version {version}", schema)
-    raise FlywheelError(f"{schema.what} {where} has a {schema.marker_table} table but no schema version; it was "
-                        "not made by Flywheel, or was damaged (move it aside to start a new store)")
+    raise FlywheelError(
+        f"{schema.what} {where} has a {schema.marker_table} table but no schema version; it was "
+        "not made by Flywheel, or was damaged (move it aside to start a new store)"
+    )
 
 
 def _check_known(revision: str | None, where: str, schema: Schema) -> None:
@@ -118,5 +120,7 @@ def _check_known(revision: str | None, where: str, schema: Schema) -> None:
 
 
 def _newer(where: str, found: str, schema: Schema) -> FlywheelError:
-    return FlywheelError(f"{schema.what} {where} has schema {found}, newer than this Flywheel understands "
-                         f"(its newest is revision {head_revision(schema)}); upgrade Flywheel")
+    return FlywheelError(
+        f"{schema.what} {where} has schema {found}, newer than this Flywheel understands "
+        f"(its newest is revision {head_revision(schema)}); upgrade Flywheel"
+    )

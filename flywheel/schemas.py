@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -57,6 +57,8 @@ Route = Literal["prompt", "rag", "finetune"]
 
 # A JSON number, never a string or a boolean, and finite: Python's JSON parser reads NaN and Infinity.
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
 def _non_finite(value: Any, path: str = "") -> str | None:
     """Where inside JSON-like data a NaN or an infinity sits (its dotted path), or None."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -116,7 +118,9 @@ class FeedbackEvent(BaseModel):
     prompt_version: str | None = None
     model: str | None = None
     index_version: str | None = None
-    arm: Arm | None = Field(None, description="Which variant served the output, as `GET /v1/champion` told the product.")
+    arm: Arm | None = Field(
+        None, description="Which variant served the output, as `GET /v1/champion` told the product."
+    )
     confidence: Number | None = Field(None, ge=0.0, le=1.0)
     reason: Reason | None = None
     comment: str | None = None
@@ -138,7 +142,7 @@ class FeedbackEvent(BaseModel):
     def _ts_in_utc(cls, v: datetime) -> datetime:
         # Stored and compared in UTC: a time whose UTC reading leaves years 1..9999 cannot be kept.
         try:
-            return v.astimezone(timezone.utc)
+            return v.astimezone(UTC)
         except OverflowError:
             raise ValueError(TS_RANGE_RULE) from None
 
@@ -309,10 +313,15 @@ class ClusterDiagnosis(BaseModel):
     category: Category | None = Field(None, description="The category named (never `other`), when diagnosed.")
     root_cause: str = Field("", description="The model's root cause in one or two sentences, when it gave one.")
     model: str | None = Field(None, description="The model asked (the drafting model), when one was asked.")
-    why_not: str | None = Field(None, description="When not diagnosed: what was missing, e.g. 'no consented "
-                                "examples: ...', 'no text to read: ...', 'the diagnosis could not name a category: ...'.")
+    why_not: str | None = Field(
+        None,
+        description="When not diagnosed: what was missing, e.g. 'no consented "
+        "examples: ...', 'no text to read: ...', 'the diagnosis could not name a category: ...'.",
+    )
     examples: int = Field(0, description="Consented, scrubbed examples the model read.")
-    attempts: int = Field(0, description="Replies asked for (an unusable reply is asked again, a bounded number of times).")
+    attempts: int = Field(
+        0, description="Replies asked for (an unusable reply is asked again, a bounded number of times)."
+    )
     problems: list[str] = Field(default_factory=list, description="Why replies could not be used.")
 
 
@@ -336,8 +345,10 @@ class FailureCluster(BaseModel):
     reasons: dict[str, int] = Field(default_factory=dict)
     example_queries: list[str] = Field(default_factory=list, description="Consented, scrubbed queries only.")
     diagnosis: ClusterDiagnosis | None = Field(
-        None, description="Set when triage left the cluster in `other` and the cycle asked the drafting model for a "
-        "root cause; the category and route above are the diagnosed ones when it named one.")
+        None,
+        description="Set when triage left the cluster in `other` and the cycle asked the drafting model for a "
+        "root cause; the category and route above are the diagnosed ones when it named one.",
+    )
 
 
 class ClusterStatus(StrEnum):
@@ -364,7 +375,11 @@ class ClusterOutcome(BaseModel):
     candidates: list[str] = Field(default_factory=list)
     decision: Decision | None = Field(None, description="The best decision among its candidates.")
     golden_items: int | None = Field(None, description="Golden items of its category in the cycle's golden set.")
-    note: str | None = Field(None, description="A warning about the evidence, e.g. a candidate for it that no "
-                             "golden item can test (its category has none).")
-    diagnosis: ClusterDiagnosis | None = Field(None, description="How a cluster without reasons got its category "
-                                               "(or why it stayed `other`).")
+    note: str | None = Field(
+        None,
+        description="A warning about the evidence, e.g. a candidate for it that no "
+        "golden item can test (its category has none).",
+    )
+    diagnosis: ClusterDiagnosis | None = Field(
+        None, description="How a cluster without reasons got its category (or why it stayed `other`)."
+    )

@@ -32,10 +32,10 @@ from flywheel.live import (
     RetrieveResult,
     prompt_info,
 )
-from flywheel.templates import VARIABLE
 from flywheel.registry import CANARY, PRODUCTION, production_model, prompt_at
 from flywheel.runtime import Runtime
 from flywheel.state import StateStore, open_state
+from flywheel.templates import VARIABLE
 
 
 class Variant(BaseModel):
@@ -61,8 +61,9 @@ def read_served(settings: Settings, state: StateStore) -> Served:
     """Read the champions and any canary now (MLflow and the state store: tens of milliseconds)."""
     index = champion(settings, state, ChampionKind.rag).current()
     canary = running_canary(settings, state)
-    production = Variant(prompt=_prompt(settings, PRODUCTION), index=index,
-                         model=production_model(settings).provider_model)
+    production = Variant(
+        prompt=_prompt(settings, PRODUCTION), index=index, model=production_model(settings).provider_model
+    )
     if canary is None:
         return Served(production=production)
     variant = production.model_copy()
@@ -111,8 +112,10 @@ class VariablesMismatch(UsageError):
             parts.append("missing " + ", ".join(self.missing))
         if self.unknown:
             parts.append("unknown " + ", ".join(self.unknown))
-        super().__init__(f"the prompt's variables do not match: {'; '.join(parts)} (declared: see "
-                         "`GET /v1/champion`, prompt.variables)")
+        super().__init__(
+            f"the prompt's variables do not match: {'; '.join(parts)} (declared: see "
+            "`GET /v1/champion`, prompt.variables)"
+        )
 
 
 def render_for(served: Served, user_id: str | None, values: dict[str, str]) -> RenderResult | None:
@@ -125,8 +128,11 @@ def render_for(served: Served, user_id: str | None, values: dict[str, str]) -> R
     if declared != set(values):
         raise VariablesMismatch(declared - set(values), set(values) - declared)
     content = VARIABLE.sub(lambda m: values[m.group(1)], result.prompt.template)
-    return RenderResult(arm=result.arm, prompt=PromptRef(name=result.prompt.name, version=result.prompt.version),
-                        messages=[Message(role="system", content=content)])
+    return RenderResult(
+        arm=result.arm,
+        prompt=PromptRef(name=result.prompt.name, version=result.prompt.version),
+        messages=[Message(role="system", content=content)],
+    )
 
 
 class NoActiveIndex(FlywheelError):
@@ -161,6 +167,11 @@ class ArmRetrievers:
         if version is None:
             raise NoActiveIndex("no knowledge index is active for this arm; build one with `flywheel kb sync`")
         hits = self._retriever(version).search(query, k)
-        return RetrieveResult(arm=arm, index_version=version, chunks=[
-            RetrievedChunk(id=h.chunk_id, text=h.text, source=h.source, score=round(1.0 - h.distance, 6))
-            for h in hits])
+        return RetrieveResult(
+            arm=arm,
+            index_version=version,
+            chunks=[
+                RetrievedChunk(id=h.chunk_id, text=h.text, source=h.source, score=round(1.0 - h.distance, 6))
+                for h in hits
+            ],
+        )

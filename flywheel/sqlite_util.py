@@ -17,8 +17,16 @@ from flywheel.errors import FlywheelError, StoreUnavailable
 
 # Primary result codes that mean "not now" rather than "never": busy or locked by another connection,
 # cannot open the file, I/O or disk full, a WAL protocol race.
-_NOT_NOW = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN,
-                      sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_FULL})
+_NOT_NOW = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_FULL,
+    }
+)
 
 
 def not_now(exc: sqlite3.Error) -> bool:

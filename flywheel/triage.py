@@ -21,7 +21,6 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
@@ -213,15 +212,16 @@ def route_for(category: str, *, prompt_failed: bool, finetune_gap: int) -> str:
     return "prompt"
 
 
-def build_cluster(
-    category: str, members: list[StoredEvent], vec: VectorIndex, inputs: TriageInputs
-) -> FailureCluster:
+def build_cluster(category: str, members: list[StoredEvent], vec: VectorIndex, inputs: TriageInputs) -> FailureCluster:
     s = inputs.settings
     users = len({e.user_key() for e in members})
     usable = sum(1 for e in members if usable_example(e))
     cluster_id = _cluster_id(category, members)
-    route = route_for(category, prompt_failed=cluster_id in inputs.prompt_failed,
-                      finetune_gap=max(0, s.finetune_min_examples - usable))
+    route = route_for(
+        category,
+        prompt_failed=cluster_id in inputs.prompt_failed,
+        finetune_gap=max(0, s.finetune_min_examples - usable),
+    )
     examples = _representatives(members, vec)
     return FailureCluster(
         cluster_id=cluster_id,
@@ -311,7 +311,8 @@ def llm_classifier(client: Any, model: str) -> LlmClassifier:
 
     def ask(query: str) -> str:
         reply = chat_json(
-            client, model,
+            client,
+            model,
             [
                 {
                     "role": "system",
@@ -320,7 +321,9 @@ def llm_classifier(client: Any, model: str) -> LlmClassifier:
                 },
                 {"role": "user", "content": query},
             ],
-            name="triage_category", schema=schema, temperature=0,
+            name="triage_category",
+            schema=schema,
+            temperature=0,
         )
         category = json_object(reply).get("category")  # a ReplyProblem when refused, cut off, no JSON
         if category not in CATEGORIES:  # e.g. "Off-topic request" from an endpoint that ignores the enum
@@ -332,8 +335,11 @@ def llm_classifier(client: Any, model: str) -> LlmClassifier:
         ``CLASSIFY_ATTEMPTS``."""
         if query not in cache:
             try:
-                for attempt in Retrying(retry=retry_if_exception_type(ReplyProblem),
-                                        stop=stop_after_attempt(CLASSIFY_ATTEMPTS), reraise=True):
+                for attempt in Retrying(
+                    retry=retry_if_exception_type(ReplyProblem),
+                    stop=stop_after_attempt(CLASSIFY_ATTEMPTS),
+                    reraise=True,
+                ):
                     with attempt:
                         cache[query] = ask(query)
             except ReplyProblem:
@@ -341,5 +347,3 @@ def llm_classifier(client: Any, model: str) -> LlmClassifier:
         return cache[query]
 
     return classify
-
-

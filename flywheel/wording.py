@@ -4,7 +4,7 @@ nor guesses a timezone."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -14,7 +14,7 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 
 def iso_utc(when: datetime) -> str:
     """``2026-12-05T07:10:00Z``: to the second, UTC."""
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def ago(when: datetime, now: datetime) -> str:
@@ -34,4 +34,4 @@ def ago(when: datetime, now: datetime) -> str:
 
 def iso_and_ago(when: datetime, now: datetime | None = None) -> str:
     """``2026-12-05T07:10:00Z (3 min ago)``."""
-    return f"{iso_utc(when)} ({ago(when, now or datetime.now(timezone.utc))})"
+    return f"{iso_utc(when)} ({ago(when, now or datetime.now(UTC))})"

@@ -29,12 +29,12 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from flywheel.evals.pipeline import Variant
 from flywheel.candidates import BasePayload, Candidate, ChampionKind
 from flywheel.config import Settings
+from flywheel.evals.pipeline import Variant
+from flywheel.improvers.context import CycleContext
 from flywheel.schemas import FailureCluster
 from flywheel.state import StateStore
-from flywheel.improvers.context import CycleContext
 
 
 class Proposal(BaseModel):
@@ -42,8 +42,11 @@ class Proposal(BaseModel):
     (a fine-tune job still running, why nothing came of a cluster)."""
 
     candidates: list[Candidate] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list, description="Plain sentences; a note naming a cluster is "
-                             "shown as that cluster's outcome when no candidate covers it.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Plain sentences; a note naming a cluster is "
+        "shown as that cluster's outcome when no candidate covers it.",
+    )
     report: BaseModel | None = Field(None, description="The improver's own section of the cycle report.")
 
 
@@ -99,8 +102,13 @@ class Improver(Protocol):
         """Candidates for one unit. ``protected``: texts a candidate must never copy (the golden set)."""
         ...
 
-    def combine(self, ctx: CycleContext, proposals: Sequence[Proposal], clusters: Sequence[FailureCluster],
-                protected: Sequence[str]) -> Proposal:
+    def combine(
+        self,
+        ctx: CycleContext,
+        proposals: Sequence[Proposal],
+        clusters: Sequence[FailureCluster],
+        protected: Sequence[str],
+    ) -> Proposal:
         """The units' proposals as one (deduplicated, merged)."""
         ...
 
@@ -125,8 +133,9 @@ class Improver(Protocol):
         """What an approver reads on its MLflow run: file name -> text."""
         ...
 
-    def cluster_work(self, ctx: CycleContext, cluster: FailureCluster, chosen: Sequence[FailureCluster],
-                       proposal: Proposal) -> ClusterWork:
+    def cluster_work(
+        self, ctx: CycleContext, cluster: FailureCluster, chosen: Sequence[FailureCluster], proposal: Proposal
+    ) -> ClusterWork:
         """Why a cluster routed to it got no candidate (skipped, or what it found)."""
         ...
 
@@ -168,17 +177,28 @@ class BaseImprover:
     def propose(self, ctx: CycleContext, clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Proposal:
         raise NotImplementedError
 
-    def combine(self, ctx: CycleContext, proposals: Sequence[Proposal], clusters: Sequence[FailureCluster],
-                protected: Sequence[str]) -> Proposal:
-        return Proposal(candidates=[c for p in proposals for c in p.candidates],
-                        notes=[n for p in proposals for n in p.notes],
-                        report=proposals[0].report if len(proposals) == 1 else None)
+    def combine(
+        self,
+        ctx: CycleContext,
+        proposals: Sequence[Proposal],
+        clusters: Sequence[FailureCluster],
+        protected: Sequence[str],
+    ) -> Proposal:
+        return Proposal(
+            candidates=[c for p in proposals for c in p.candidates],
+            notes=[n for p in proposals for n in p.notes],
+            report=proposals[0].report if len(proposals) == 1 else None,
+        )
 
     def variant(self, ctx: CycleContext, cand: Candidate) -> Variant:
-        return Variant(label=cand.candidate_id, prompt_template=cand.template or ctx.champion_template,
-                       prompt_version=cand.version if cand.template else ctx.champion_version,
-                       model=ctx.champion_model or ctx.settings.target_model, index_version=ctx.index_version,
-                       pipeline=ctx.settings.eval.pipeline or "builtin")
+        return Variant(
+            label=cand.candidate_id,
+            prompt_template=cand.template or ctx.champion_template,
+            prompt_version=cand.version if cand.template else ctx.champion_version,
+            model=ctx.champion_model or ctx.settings.target_model,
+            index_version=ctx.index_version,
+            pipeline=ctx.settings.eval.pipeline or "builtin",
+        )
 
     def check(self, cand: Candidate) -> KindCheck | None:
         return None
@@ -192,8 +212,9 @@ class BaseImprover:
     def artifacts(self, cand: Candidate) -> dict[str, str]:
         return {f"{self.name}.json": cand.payload.model_dump_json(indent=2)}
 
-    def cluster_work(self, ctx: CycleContext, cluster: FailureCluster, chosen: Sequence[FailureCluster],
-                       proposal: Proposal) -> ClusterWork:
+    def cluster_work(
+        self, ctx: CycleContext, cluster: FailureCluster, chosen: Sequence[FailureCluster], proposal: Proposal
+    ) -> ClusterWork:
         if cluster.cluster_id not in {c.cluster_id for c in chosen}:
             return ClusterWork(skipped=f"not taken by the {self.title or self.name} improver this cycle")
         return ClusterWork(found=next((n for n in proposal.notes if cluster.cluster_id in n), None))

@@ -20,16 +20,15 @@ from typing import Any, TypeVar
 import openai
 from pydantic import BaseModel, PrivateAttr
 
-from flywheel.evals.golden import GoldenSet, load_golden
 from flywheel.candidates import ChampionSet
 from flywheel.champions import BASE
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
+from flywheel.evals.golden import GoldenSet, load_golden
 from flywheel.feedback.store import FeedbackStore
 from flywheel.runtime import Runtime, runtime_for
 from flywheel.schemas import FailureCluster
 from flywheel.state import StateStore
-
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,8 +74,9 @@ class CycleContext(BaseModel):
     @property
     def champions(self) -> ChampionSet:
         """The production combination the cycle's candidates are evaluated against."""
-        return ChampionSet(prompt=self.champion_version, index=self.index_version,
-                           model=self.champion_model_version or BASE)
+        return ChampionSet(
+            prompt=self.champion_version, index=self.index_version, model=self.champion_model_version or BASE
+        )
 
     def state(self) -> AbstractContextManager[StateStore]:
         """The process's state store for this thread (``with ctx.state() as state:``; left open)."""
@@ -109,7 +109,8 @@ class CycleContext(BaseModel):
             raise UsageError(
                 f"{self.settings.golden_file}: the golden set changed during cycle {self.cycle_id} (version "
                 f"{self.golden_version[:12]} when it began, now {', '.join(sorted(v[:12] for v in seen))}); "
-                "run `flywheel cycle` again: it resumes the cycle on the new version")
+                "run `flywheel cycle` again: it resumes the cycle on the new version"
+            )
         return self._golden
 
     def protected_texts(self) -> list[str]:

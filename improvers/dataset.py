@@ -56,9 +56,9 @@ from typing import Any
 
 from flywheel.config import FinetuneSettings
 from flywheel.feedback.scrub import scrub_text
-from flywheel.schemas import StoredEvent
 from flywheel.improvers.dedup import NearDuplicateIndex, normalise, signatures
 from flywheel.improvers.surrogates import SurrogateTable
+from flywheel.schemas import StoredEvent
 
 EXCLUSIONS = ("no_consent", "duplicates", "golden_overlap", "low_quality", "per_user_cap")
 
@@ -104,8 +104,15 @@ def example_of(e: StoredEvent, s: FinetuneSettings) -> Example | None:
     """The example an event gives, or None when it teaches nothing (see the table above)."""
 
     def example(source: str, answer: str, rejected: str | None = None) -> Example:
-        return Example(example_id=e.event_id, source=source, query=e.query, answer=answer, user=e.user_key(),
-                       ts=e.ts, rejected=rejected)
+        return Example(
+            example_id=e.event_id,
+            source=source,
+            query=e.query,
+            answer=answer,
+            user=e.user_key(),
+            ts=e.ts,
+            rejected=rejected,
+        )
 
     if (e.correction or "").strip():
         return example(source="correction", answer=e.correction or "", rejected=e.output)
@@ -157,7 +164,7 @@ def _with_surrogates(ex: Example) -> SurrogateTable:
 
 def curate(events: Iterable[StoredEvent], golden_inputs: Sequence[str], s: FinetuneSettings) -> Curated:
     """Examples from ``events`` (any order; they are sorted oldest first), curated as documented above."""
-    out = Curated(examples=[], candidates=0, excluded=Counter({k: 0 for k in EXCLUSIONS}))
+    out = Curated(examples=[], candidates=0, excluded=Counter(dict.fromkeys(EXCLUSIONS, 0)))
     pool: list[Example] = []
     for e in events:
         ex = example_of(e, s)
@@ -246,15 +253,20 @@ def preference_record(system_prompt: str | None, ex: Example) -> dict[str, Any]:
     """One line of the OpenAI preference (DPO) fine-tuning format."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": ex.query})
-    return {"input": {"messages": messages},
-            "preferred_output": [{"role": "assistant", "content": ex.answer}],
-            "non_preferred_output": [{"role": "assistant", "content": ex.rejected}]}
+    return {
+        "input": {"messages": messages},
+        "preferred_output": [{"role": "assistant", "content": ex.answer}],
+        "non_preferred_output": [{"role": "assistant", "content": ex.rejected}],
+    }
 
 
 def dataset_version(system_prompt: str | None, train: Sequence[Example], validation: Sequence[Example]) -> str:
-    doc = {"system": system_prompt or "",
-           "train": [x.row() for x in train], "validation": [x.row() for x in validation],
-           "preference": [[x.example_id, x.answer, x.rejected] for x in (*train, *validation) if x.rejected is not None]}
+    doc = {
+        "system": system_prompt or "",
+        "train": [x.row() for x in train],
+        "validation": [x.row() for x in validation],
+        "preference": [[x.example_id, x.answer, x.rejected] for x in (*train, *validation) if x.rejected is not None],
+    }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
 
 
@@ -340,8 +352,13 @@ Surrogates made: {surrogates}.
 """
 
 
-def write_dataset(curated: Curated, root: Path, system_prompt: str | None, s: FinetuneSettings,
-                  system_prompt_version: str | None = None) -> BuiltDataset:
+def write_dataset(
+    curated: Curated,
+    root: Path,
+    system_prompt: str | None,
+    s: FinetuneSettings,
+    system_prompt_version: str | None = None,
+) -> BuiltDataset:
     """Write a dataset version under ``root/<version>`` (reused when it exists: same content, same files)."""
     import datasets
 
@@ -351,12 +368,21 @@ def write_dataset(curated: Curated, root: Path, system_prompt: str | None, s: Fi
     final = root / version
     pairs = [x for x in (*train, *validation) if x.rejected is not None]
     built = BuiltDataset(
-        version=version, path=str(final), jsonl=str(final / "train.jsonl"),
-        validation_jsonl=str(final / "validation.jsonl"), preference_jsonl=str(final / "preference.jsonl"),
-        examples=len(curated.examples), train=len(train), validation=len(validation), preference_pairs=len(pairs),
-        excluded=dict(curated.excluded), sources=dict(Counter(x.source for x in curated.examples)),
-        candidates=curated.candidates, excluded_rules=dict(sorted(curated.excluded_rules.items())),
-        surrogates=dict(sorted(curated.surrogates.items())), system_prompt_version=system_prompt_version,
+        version=version,
+        path=str(final),
+        jsonl=str(final / "train.jsonl"),
+        validation_jsonl=str(final / "validation.jsonl"),
+        preference_jsonl=str(final / "preference.jsonl"),
+        examples=len(curated.examples),
+        train=len(train),
+        validation=len(validation),
+        preference_pairs=len(pairs),
+        excluded=dict(curated.excluded),
+        sources=dict(Counter(x.source for x in curated.examples)),
+        candidates=curated.candidates,
+        excluded_rules=dict(sorted(curated.excluded_rules.items())),
+        surrogates=dict(sorted(curated.surrogates.items())),
+        system_prompt_version=system_prompt_version,
     )
     if (final / "card.json").exists():
         built.reused = True
@@ -368,22 +394,38 @@ def write_dataset(curated: Curated, root: Path, system_prompt: str | None, s: Fi
     columns = ("id", "source", "query", "answer")
     as_columns = lambda rows: {c: [r.row()[c] for r in rows] for c in columns}  # noqa: E731
     features = datasets.Features({c: datasets.Value("string") for c in columns})
-    datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict(as_columns(train), features=features),
-        "validation": datasets.Dataset.from_dict(as_columns(validation), features=features),
-    }).save_to_disk(str(work / "sft"))
+    datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(as_columns(train), features=features),
+            "validation": datasets.Dataset.from_dict(as_columns(validation), features=features),
+        }
+    ).save_to_disk(str(work / "sft"))
     pair_cols = ("id", "source", "query", "chosen", "rejected")
     datasets.Dataset.from_dict(
-        {"id": [x.example_id for x in pairs], "source": [x.source for x in pairs], "query": [x.query for x in pairs],
-         "chosen": [x.answer for x in pairs], "rejected": [x.rejected or "" for x in pairs]},
+        {
+            "id": [x.example_id for x in pairs],
+            "source": [x.source for x in pairs],
+            "query": [x.query for x in pairs],
+            "chosen": [x.answer for x in pairs],
+            "rejected": [x.rejected or "" for x in pairs],
+        },
         features=datasets.Features({c: datasets.Value("string") for c in pair_cols}),
     ).save_to_disk(str(work / "preference"))
     _write_jsonl(work / "train.jsonl", (chat_record(system_prompt, x.query, x.answer) for x in train))
     _write_jsonl(work / "validation.jsonl", (chat_record(system_prompt, x.query, x.answer) for x in validation))
     _write_jsonl(work / "preference.jsonl", (preference_record(system_prompt, x) for x in pairs))
     card = asdict(built)
-    card["settings"] = s.model_dump(include={"near_duplicate_threshold", "per_user_cap", "validation_fraction",
-                                             "min_answer_chars", "max_chars", "positive_rating", "positive_expert"})
+    card["settings"] = s.model_dump(
+        include={
+            "near_duplicate_threshold",
+            "per_user_cap",
+            "validation_fraction",
+            "min_answer_chars",
+            "max_chars",
+            "positive_rating",
+            "positive_expert",
+        }
+    )
     for name in ("path", "jsonl", "validation_jsonl", "preference_jsonl", "reused"):
         card.pop(name)
     (work / "README.md").write_text(card_markdown(built, s), encoding="utf-8")

@@ -29,8 +29,14 @@ class DeferredFix(BaseModel):
 
     @classmethod
     def of(cls, cand: Candidate) -> DeferredFix:
-        return cls(candidate_id=cand.candidate_id, cycle_id=cand.cycle_id, kind=cand.kind,
-                   cluster_ids=cand.cluster_ids, golden_score=cand.golden_score, reason=cand.reason)
+        return cls(
+            candidate_id=cand.candidate_id,
+            cycle_id=cand.cycle_id,
+            kind=cand.kind,
+            cluster_ids=cand.cluster_ids,
+            golden_score=cand.golden_score,
+            reason=cand.reason,
+        )
 
 
 def waiting_deferred(state: StateStore) -> list[Candidate]:

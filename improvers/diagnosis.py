@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from flywheel.improvers.screening import FailingExample
 from flywheel.replies import ReplyProblem, chat_json, json_object
 from flywheel.schemas import CATEGORIES, ClusterDiagnosis
 from flywheel.triage import CATEGORY_DESCRIPTIONS
-from flywheel.improvers.screening import FailingExample
 
 DIAGNOSE_ATTEMPTS = 3
 # The categories a diagnosis may name: every improver-targeted one. ``other`` is the answer "cannot tell".
@@ -41,8 +41,7 @@ DIAGNOSE_SYSTEM = (
 )
 DIAGNOSIS_SCHEMA = {
     "type": "object",
-    "properties": {"category": {"type": "string", "enum": [*DIAGNOSABLE, "other"]},
-                   "root_cause": {"type": "string"}},
+    "properties": {"category": {"type": "string", "enum": [*DIAGNOSABLE, "other"]}, "root_cause": {"type": "string"}},
     "required": ["category", "root_cause"],
     "additionalProperties": False,
 }
@@ -67,8 +66,12 @@ def _feedback(e: FailingExample) -> str:
 
 
 def _example_block(n: int, e: FailingExample) -> str:
-    lines = [f'<example n="{n}">', f"<query>\n{e.query}\n</query>", f"<answer>\n{e.output}\n</answer>",
-             f"<feedback>\n{_feedback(e)}\n</feedback>"]
+    lines = [
+        f'<example n="{n}">',
+        f"<query>\n{e.query}\n</query>",
+        f"<answer>\n{e.output}\n</answer>",
+        f"<feedback>\n{_feedback(e)}\n</feedback>",
+    ]
     if e.better:
         tag = "edited_text" if e.signal == "edit" else "correction"
         lines.append(f"<{tag}>\n{e.better}\n</{tag}>")
@@ -79,8 +82,10 @@ def diagnosis_messages(examples: Sequence[FailingExample], signals: Mapping[str,
     """The request: the cluster's signal counts (statistics of every event, consented or not: no text)
     and its examples (consented text only; the caller selects them)."""
     counts = ", ".join(f"{name} {n}" for name, n in sorted(signals.items(), key=lambda kv: (-kv[1], kv[0])))
-    user = (f"Negative feedback in this cluster: {counts or 'none counted'}.\n\n"
-            f"Examples ({len(examples)}):\n" + "\n".join(_example_block(n, e) for n, e in enumerate(examples, 1)))
+    user = (
+        f"Negative feedback in this cluster: {counts or 'none counted'}.\n\n"
+        f"Examples ({len(examples)}):\n" + "\n".join(_example_block(n, e) for n, e in enumerate(examples, 1))
+    )
     return [{"role": "system", "content": DIAGNOSE_SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -96,8 +101,9 @@ def parse_diagnosis(reply: str) -> DiagnosisReply:
     return DiagnosisReply(category=str(category), root_cause=root_cause.strip()[:500])
 
 
-def diagnose(client: object, model: str, examples: Sequence[FailingExample],
-             signals: Mapping[str, int]) -> ClusterDiagnosis:
+def diagnose(
+    client: object, model: str, examples: Sequence[FailingExample], signals: Mapping[str, int]
+) -> ClusterDiagnosis:
     """Ask ``model`` for the cluster's root cause and category. Unusable replies are asked again up to
     ``DIAGNOSE_ATTEMPTS`` times; then, or when the model answers ``other``, the diagnosis says the
     category could not be named (``diagnosed`` false)."""
@@ -105,11 +111,13 @@ def diagnose(client: object, model: str, examples: Sequence[FailingExample],
     problems: list[str] = []
     found: DiagnosisReply | None = None
     try:
-        for attempt in Retrying(retry=retry_if_exception_type(ReplyProblem),
-                                stop=stop_after_attempt(DIAGNOSE_ATTEMPTS), reraise=True):
+        for attempt in Retrying(
+            retry=retry_if_exception_type(ReplyProblem), stop=stop_after_attempt(DIAGNOSE_ATTEMPTS), reraise=True
+        ):
             with attempt:
-                reply = chat_json(client, model, messages, name="cluster_diagnosis", schema=DIAGNOSIS_SCHEMA,
-                                  temperature=0)
+                reply = chat_json(
+                    client, model, messages, name="cluster_diagnosis", schema=DIAGNOSIS_SCHEMA, temperature=0
+                )
                 try:
                     found = parse_diagnosis(reply)
                 except ReplyProblem as exc:
@@ -117,13 +125,25 @@ def diagnose(client: object, model: str, examples: Sequence[FailingExample],
                     raise
     except ReplyProblem:
         found = None
-    base = ClusterDiagnosis(diagnosed=False, model=model, examples=len(examples),
-                            attempts=len(problems) + (found is not None), problems=problems)
+    base = ClusterDiagnosis(
+        diagnosed=False,
+        model=model,
+        examples=len(examples),
+        attempts=len(problems) + (found is not None),
+        problems=problems,
+    )
     if found is None:
-        return base.model_copy(update={"why_not": f"the diagnosis could not name a category: {len(problems)} "
-                                       f"unusable replies from {model} (last: {problems[-1]})"})
+        return base.model_copy(
+            update={
+                "why_not": f"the diagnosis could not name a category: {len(problems)} "
+                f"unusable replies from {model} (last: {problems[-1]})"
+            }
+        )
     if found.category == "other":
-        return base.model_copy(update={"root_cause": found.root_cause,
-                                       "why_not": f"the diagnosis could not name a category: {model} answered "
-                                       f"`other` ({found.root_cause})"})
+        return base.model_copy(
+            update={
+                "root_cause": found.root_cause,
+                "why_not": f"the diagnosis could not name a category: {model} answered `other` ({found.root_cause})",
+            }
+        )
     return base.model_copy(update={"diagnosed": True, "category": found.category, "root_cause": found.root_cause})

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flywheel.registry import production_prompt, register_model_version, use_mlflow
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.feedback.store import open_store
-from flywheel.state import open_state
 from flywheel.improvers import finetune as jobs
 from flywheel.improvers.dataset import EXCLUSIONS, BuiltDataset, curate, write_dataset
+from flywheel.registry import production_prompt, register_model_version, use_mlflow
+from flywheel.state import open_state
 
 Say = Callable[[str], None]
 
@@ -50,13 +50,28 @@ def build_dataset(settings: Settings, *, min_examples: int | None = None, log: b
     with open_store(settings.resolved_store_url) as store:
         curated = curate(store.events(), golden_inputs(settings), settings.finetune)
     if len(curated.examples) < threshold:
-        return {"built": False, "examples": len(curated.examples), "min_examples": threshold,
-                "missing": threshold - len(curated.examples), "train": 0, "validation": 0,
-                "preference_pairs": len(curated.pairs), "version": None, "path": None, "jsonl": None,
-                "excluded": {k: curated.excluded[k] for k in EXCLUSIONS}, "candidates": curated.candidates,
-                "excluded_rules": dict(sorted(curated.excluded_rules.items()))}
-    built = write_dataset(curated, settings.ensure_home() / "datasets", champion.template if champion else None,
-                          settings.finetune, champion.version if champion else None)
+        return {
+            "built": False,
+            "examples": len(curated.examples),
+            "min_examples": threshold,
+            "missing": threshold - len(curated.examples),
+            "train": 0,
+            "validation": 0,
+            "preference_pairs": len(curated.pairs),
+            "version": None,
+            "path": None,
+            "jsonl": None,
+            "excluded": {k: curated.excluded[k] for k in EXCLUSIONS},
+            "candidates": curated.candidates,
+            "excluded_rules": dict(sorted(curated.excluded_rules.items())),
+        }
+    built = write_dataset(
+        curated,
+        settings.ensure_home() / "datasets",
+        champion.template if champion else None,
+        settings.finetune,
+        champion.version if champion else None,
+    )
     doc = built.public()
     doc["excluded"] = {k: built.excluded.get(k, 0) for k in EXCLUSIONS}
     doc["min_examples"] = threshold
@@ -91,13 +106,24 @@ def log_dataset(settings: Settings, built: BuiltDataset) -> str:
     run_id: str = run.info.run_id
     from mlflow.entities import Metric, Param
 
-    counts = {"examples": built.examples, "train": built.train, "validation": built.validation,
-              "preference_pairs": built.preference_pairs, "candidates": built.candidates,
-              **{f"excluded.{k}": v for k, v in built.excluded.items()},
-              **{f"excluded.{k}": v for k, v in built.excluded_rules.items() if "." in k}}
-    client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in counts.items()],
-                     params=[Param("dataset_version", built.version), Param("path", built.path),
-                             Param("system_prompt_version", str(built.system_prompt_version))])
+    counts = {
+        "examples": built.examples,
+        "train": built.train,
+        "validation": built.validation,
+        "preference_pairs": built.preference_pairs,
+        "candidates": built.candidates,
+        **{f"excluded.{k}": v for k, v in built.excluded.items()},
+        **{f"excluded.{k}": v for k, v in built.excluded_rules.items() if "." in k},
+    }
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), 0, 0) for k, v in counts.items()],
+        params=[
+            Param("dataset_version", built.version),
+            Param("path", built.path),
+            Param("system_prompt_version", str(built.system_prompt_version)),
+        ],
+    )
     client.log_inputs(run_id, datasets=[_dataset_input(built, "training")])
     client.log_artifact(run_id, str(Path(built.path) / "README.md"))
     client.log_artifact(run_id, str(Path(built.path) / "card.json"))
@@ -106,8 +132,9 @@ def log_dataset(settings: Settings, built: BuiltDataset) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-def start_job(settings: Settings, client: Any, dataset: dict[str, Any], *, cluster_ids: list[str],
-              cycle_id: str | None) -> dict[str, Any]:
+def start_job(
+    settings: Settings, client: Any, dataset: dict[str, Any], *, cluster_ids: list[str], cycle_id: str | None
+) -> dict[str, Any]:
     """The job for this dataset version: the one already recorded, one found on the provider (a
     submission that crashed before it was recorded), or a new submission. Recorded at once."""
     model = base_model(settings)
@@ -117,13 +144,23 @@ def start_job(settings: Settings, client: Any, dataset: dict[str, Any], *, clust
             return known
         found = jobs.find_job(client, dataset["version"], model)
         if found is None:
-            found = jobs.submit(client, train_jsonl=Path(dataset["jsonl"]),
-                                validation_jsonl=Path(dataset["validation_jsonl"]) if dataset.get("validation_jsonl") else None,
-                                base_model=model, dataset_version=dataset["version"],
-                                suffix=settings.finetune.suffix, epochs=settings.finetune.epochs)
-        record = {**found.model_dump(), "cluster_ids": cluster_ids, "cycle_id": cycle_id,
-                  "dataset_path": dataset["path"], "examples": dataset["examples"],
-                  "dataset_run_id": dataset.get("mlflow_run_id")}
+            found = jobs.submit(
+                client,
+                train_jsonl=Path(dataset["jsonl"]),
+                validation_jsonl=Path(dataset["validation_jsonl"]) if dataset.get("validation_jsonl") else None,
+                base_model=model,
+                dataset_version=dataset["version"],
+                suffix=settings.finetune.suffix,
+                epochs=settings.finetune.epochs,
+            )
+        record = {
+            **found.model_dump(),
+            "cluster_ids": cluster_ids,
+            "cycle_id": cycle_id,
+            "dataset_path": dataset["path"],
+            "examples": dataset["examples"],
+            "dataset_run_id": dataset.get("mlflow_run_id"),
+        }
         if known is not None:  # a failed job for the same dataset: the new one replaces its record
             record["replaces"] = known["job_id"]
         state.save_finetune_job(record)
@@ -140,8 +177,15 @@ def poll_job(settings: Settings, client: Any, record: dict[str, Any], timeout: f
             with open_state(settings) as state:
                 state.save_finetune_job(record)
 
-    jobs.poll(client, record["job_id"], record["dataset_version"], timeout=s.poll_timeout if timeout is None else timeout,
-              initial=s.poll_initial, maximum=s.poll_max, on_update=save)
+    jobs.poll(
+        client,
+        record["job_id"],
+        record["dataset_version"],
+        timeout=s.poll_timeout if timeout is None else timeout,
+        initial=s.poll_initial,
+        maximum=s.poll_max,
+        on_update=save,
+    )
     return record
 
 
@@ -155,25 +199,43 @@ def register_job_model(settings: Settings, record: dict[str, Any]) -> str:
     tags = {KIND: "finetune_job", "flywheel.job_id": record["job_id"]}
     run_id = find_run(client, exp, tags)
     if run_id is None:
-        run = client.create_run(exp, run_name=f"finetune-{record['job_id']}",
-                                tags={**tags, "flywheel.dataset_version": record["dataset_version"]})
+        run = client.create_run(
+            exp,
+            run_name=f"finetune-{record['job_id']}",
+            tags={**tags, "flywheel.dataset_version": record["dataset_version"]},
+        )
         run_id = run.info.run_id
         for key in ("job_id", "dataset_version", "base_model", "fine_tuned_model", "trained_tokens", "examples"):
             if record.get(key) is not None:
                 client.log_param(run_id, key, str(record[key]))
         try:
-            client.log_inputs(run_id, datasets=[_dataset_input({"version": record["dataset_version"],
-                                                                "path": record["dataset_path"]}, "training")])
+            client.log_inputs(
+                run_id,
+                datasets=[
+                    _dataset_input({"version": record["dataset_version"], "path": record["dataset_path"]}, "training")
+                ],
+            )
         except FileNotFoundError:
             pass  # the dataset directory was removed since; the version and job id are still recorded
-        card = {"provider_model": record["fine_tuned_model"], "base_model": record["base_model"],
-                "job_id": record["job_id"], "dataset_version": record["dataset_version"],
-                "endpoint": "the configured OpenAI-compatible endpoint (OPENAI_BASE_URL)"}
+        card = {
+            "provider_model": record["fine_tuned_model"],
+            "base_model": record["base_model"],
+            "job_id": record["job_id"],
+            "dataset_version": record["dataset_version"],
+            "endpoint": "the configured OpenAI-compatible endpoint (OPENAI_BASE_URL)",
+        }
         client.log_text(run_id, json.dumps(card, indent=2), "model/model.json")
         client.set_terminated(run_id, "FINISHED")
-    version = register_model_version(settings, record["fine_tuned_model"], run_id, {
-        "flywheel.job_id": record["job_id"], "flywheel.dataset_version": record["dataset_version"],
-        "flywheel.base_model": record["base_model"]})
+    version = register_model_version(
+        settings,
+        record["fine_tuned_model"],
+        run_id,
+        {
+            "flywheel.job_id": record["job_id"],
+            "flywheel.dataset_version": record["dataset_version"],
+            "flywheel.base_model": record["base_model"],
+        },
+    )
     record["model_version"], record["model_run_id"] = version, run_id
     with open_state(settings) as state:
         state.save_finetune_job(record)

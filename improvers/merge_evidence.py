@@ -45,9 +45,11 @@ class FixCheck(BaseModel):
     def text(self) -> str:
         """One line an approver can read: who resolved how much, and why it counts as kept or lost."""
         n = self.examples
-        figures = (f"{self.cluster_id}: the merge resolved {self.merged_resolved}/{n}, {self.winner} "
-                   f"{self.winner_resolved}/{n}, the champion {self.champion_resolved}/{n}"
-                   f"{' (more examples drawn)' if self.redrawn else ''}")
+        figures = (
+            f"{self.cluster_id}: the merge resolved {self.merged_resolved}/{n}, {self.winner} "
+            f"{self.winner_resolved}/{n}, the champion {self.champion_resolved}/{n}"
+            f"{' (more examples drawn)' if self.redrawn else ''}"
+        )
         if self.verdict is FixVerdict.lost and self.merged_resolved <= self.champion_resolved:
             return figures + ": no better than the champion, the fix is gone"
         if self.p_value is None:
@@ -56,8 +58,16 @@ class FixCheck(BaseModel):
         return figures + f"; one-sided sign test on the {differing} differing examples p={self.p_value:.3f}"
 
 
-def check_fix(cluster_id: str, winner: str, winner_resolved: Sequence[bool], merged_resolved: Sequence[bool],
-              champion_resolved: Sequence[bool], *, alpha: float, final: bool = False) -> FixCheck:
+def check_fix(
+    cluster_id: str,
+    winner: str,
+    winner_resolved: Sequence[bool],
+    merged_resolved: Sequence[bool],
+    champion_resolved: Sequence[bool],
+    *,
+    alpha: float,
+    final: bool = False,
+) -> FixCheck:
     """Whether the merge keeps ``winner``'s fix on the cluster. ``final``: no more examples can be
     drawn, so an unsure difference is kept (the merge still beats the champion and no loss is shown)."""
     n = len(winner_resolved)
@@ -75,6 +85,15 @@ def check_fix(cluster_id: str, winner: str, winner_resolved: Sequence[bool], mer
         verdict = FixVerdict.lost
     else:
         verdict = FixVerdict.kept if final else FixVerdict.unsure
-    return FixCheck(cluster_id=cluster_id, winner=winner, examples=n, winner_resolved=w_n, merged_resolved=m_n,
-                    champion_resolved=c_n, only_winner=only_w, only_merged=only_m,
-                    p_value=None if p is None else round(float(p), 4), verdict=verdict)
+    return FixCheck(
+        cluster_id=cluster_id,
+        winner=winner,
+        examples=n,
+        winner_resolved=w_n,
+        merged_resolved=m_n,
+        champion_resolved=c_n,
+        only_winner=only_w,
+        only_merged=only_m,
+        p_value=None if p is None else round(float(p), 4),
+        verdict=verdict,
+    )

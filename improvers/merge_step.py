@@ -17,15 +17,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from flywheel.candidates import Candidate, ClusterScreening, MergeRecord, PromptPayload
+from flywheel.improvers.context import CycleContext, endpoint_errors
+from flywheel.improvers.merge_evidence import FixCheck, FixVerdict, check_fix
+from flywheel.improvers.prompt import combine_edits, integrity_problems, merge_prompts
+from flywheel.improvers.prompt_step import complaint_of, prompt_candidate, register_draft
+from flywheel.improvers.screening import FailingExample
+from flywheel.improvers.screening_step import failing_examples, screen_template
 from flywheel.llm import make_client
 from flywheel.replies import ReplyProblem
 from flywheel.schemas import FailureCluster, StoredEvent
-from flywheel.improvers.merge_evidence import check_fix, FixCheck, FixVerdict
-from flywheel.improvers.prompt import combine_edits, integrity_problems, merge_prompts
-from flywheel.improvers.screening import FailingExample
-from flywheel.improvers.context import CycleContext, endpoint_errors
-from flywheel.improvers.prompt_step import complaint_of, prompt_candidate, register_draft
-from flywheel.improvers.screening_step import failing_examples, screen_template
 
 
 class MergeOutcome(BaseModel):
@@ -75,8 +75,9 @@ def winners_of(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 
 @endpoint_errors("merging drafts")
-def merge_step(ctx: CycleContext, candidates: Sequence[Candidate],
-               clusters: Sequence[FailureCluster], protected: Sequence[str]) -> Candidate | None:
+def merge_step(
+    ctx: CycleContext, candidates: Sequence[Candidate], clusters: Sequence[FailureCluster], protected: Sequence[str]
+) -> Candidate | None:
     """One prompt with the largest set of winners whose merge keeps each one's fix, when there are
     two or more winners; the merge record on it says who was left out and why."""
     winners = winners_of(candidates)
@@ -95,14 +96,27 @@ def merge_step(ctx: CycleContext, candidates: Sequence[Candidate],
         members = [c for c in winners if c.candidate_id in found.members]
         by_id = {c.cluster_id: c for c in clusters}
         covered = list({cid: by_id[cid] for m in members for cid in m.cluster_ids if cid in by_id}.values())
-        cand = prompt_candidate(ctx, found.template, covered, {
-            "merged_from": found.members, "category": "merged", "merge": found.record,
-            "fixes": sorted(cid for cid, s in found.by_cluster.items() if s.improves),
-            "by_cluster": found.by_cluster})
+        cand = prompt_candidate(
+            ctx,
+            found.template,
+            covered,
+            {
+                "merged_from": found.members,
+                "category": "merged",
+                "merge": found.record,
+                "fixes": sorted(cid for cid, s in found.by_cluster.items() if s.improves),
+                "by_cluster": found.by_cluster,
+            },
+        )
         cand.version = register_draft(
-            ctx, found.template, f"merge of {len(members)} drafts ({found.record.method}), cycle {ctx.cycle_id}",
-            {"flywheel.cluster_ids": ",".join(cand.cluster_ids), "flywheel.merged_from": ",".join(found.members),
-             "flywheel.kept": "true"},
+            ctx,
+            found.template,
+            f"merge of {len(members)} drafts ({found.record.method}), cycle {ctx.cycle_id}",
+            {
+                "flywheel.cluster_ids": ",".join(cand.cluster_ids),
+                "flywheel.merged_from": ",".join(found.members),
+                "flywheel.kept": "true",
+            },
         )
         state.add_candidate(cand)
         _note_left_out(state, winners, found.record)
@@ -120,13 +134,15 @@ def _note_left_out(state: Any, winners: Sequence[Candidate], record: MergeRecord
             state.save_candidate(stored)
 
 
-def largest_merge(ctx: CycleContext, winners: Sequence[Candidate], clusters: Sequence[FailureCluster],
-                  protected: Sequence[str]) -> MergeOutcome:
+def largest_merge(
+    ctx: CycleContext, winners: Sequence[Candidate], clusters: Sequence[FailureCluster], protected: Sequence[str]
+) -> MergeOutcome:
     """Merge all winners; while the merge loses a fix, leave out the winner that fixed it (the one
     of lowest priority when several fixes were lost) and merge the rest again."""
     by_id = {c.cluster_id: c for c in clusters}
     priority: Callable[[Candidate], float] = lambda c: max(  # noqa: E731
-        (by_id[cid].priority for cid in c.fixed_clusters() if cid in by_id), default=0.0)
+        (by_id[cid].priority for cid in c.fixed_clusters() if cid in by_id), default=0.0
+    )
     members = sorted(winners, key=lambda c: (-priority(c), c.candidate_id))
     evidence = _Evidence(ctx, by_id)
     record = MergeRecord()
@@ -137,15 +153,23 @@ def largest_merge(ctx: CycleContext, winners: Sequence[Candidate], clusters: Seq
         if attempt.template is not None:
             record.method = attempt.method
             record.checks = [c.model_dump(mode="json") | {"text": c.text()} for c in attempt.checks]
-            return MergeOutcome(template=attempt.template, members=[m.candidate_id for m in members],
-                                by_cluster=attempt.by_cluster, record=record)
+            return MergeOutcome(
+                template=attempt.template,
+                members=[m.candidate_id for m in members],
+                by_cluster=attempt.by_cluster,
+                record=record,
+            )
         owners = {c.winner for c in attempt.lost}
         victim = min((m for m in members if m.candidate_id in owners), key=priority, default=members[-1])
         lost_here = [c.text() for c in attempt.lost if c.winner == victim.candidate_id]
-        merged_with = f"a merge of {victim.candidate_id} with {', '.join(m.candidate_id for m in members if m is not victim)}"
+        merged_with = (
+            f"a merge of {victim.candidate_id} with {', '.join(m.candidate_id for m in members if m is not victim)}"
+        )
         record.left_out[victim.candidate_id] = (
-            f"{merged_with} loses a fix: " + "; ".join(lost_here) if lost_here else
-            f"{merged_with} passed no check: " + "; ".join(t["problem"] for t in attempt.tried[-2:]))
+            f"{merged_with} loses a fix: " + "; ".join(lost_here)
+            if lost_here
+            else f"{merged_with} passed no check: " + "; ".join(t["problem"] for t in attempt.tried[-2:])
+        )
         members.remove(victim)
     return MergeOutcome(record=record)
 
@@ -158,14 +182,22 @@ def _best_winner(members: Sequence[Candidate], cluster_id: str) -> Candidate:
     return max((m for m in members if cluster_id in m.fixed_clusters()), key=share)
 
 
-def _try_merge(ctx: CycleContext, members: Sequence[Candidate], evidence: _Evidence,
-               protected: Sequence[str]) -> _Attempt:
+def _try_merge(
+    ctx: CycleContext, members: Sequence[Candidate], evidence: _Evidence, protected: Sequence[str]
+) -> _Attempt:
     """The drafting model's merge, then the winners' additions combined without a model: the first
     that passes the integrity checks and keeps every member's fix on every cluster it fixed."""
     templates = [m.template or "" for m in members]
     attempts: list[tuple[str, Callable[[], str]]] = [
-        ("drafting model", lambda: merge_prompts(make_client(ctx.settings, purpose="drafting"), ctx.settings.draft_model,
-                                                 ctx.champion_template, templates)),
+        (
+            "drafting model",
+            lambda: merge_prompts(
+                make_client(ctx.settings, purpose="drafting"),
+                ctx.settings.draft_model,
+                ctx.champion_template,
+                templates,
+            ),
+        ),
         ("combined edits", lambda: combine_edits(ctx.champion_template, templates)),
     ]
     fixed = sorted({cid for m in members for cid in m.fixed_clusters() if cid in evidence.clusters})
@@ -188,15 +220,18 @@ def _try_merge(ctx: CycleContext, members: Sequence[Candidate], evidence: _Evide
             out.template, out.method, out.checks = template, method, checks
             out.by_cluster = {cid: screening for cid, (_, screening) in checked.items()}
             return out
-        out.tried.append({"method": method, "problem": "loses what a winner fixed: " + "; ".join(c.text() for c in lost)})
+        out.tried.append(
+            {"method": method, "problem": "loses what a winner fixed: " + "; ".join(c.text() for c in lost)}
+        )
         if best_lost is None or len(lost) < len(best_lost):
             best_lost, out.checks = lost, checks
     out.lost = best_lost or []
     return out
 
 
-def _check(ctx: CycleContext, evidence: _Evidence, template: str, winner: Candidate,
-           cluster_id: str) -> tuple[FixCheck, ClusterScreening]:
+def _check(
+    ctx: CycleContext, evidence: _Evidence, template: str, winner: Candidate, cluster_id: str
+) -> tuple[FixCheck, ClusterScreening]:
     """The merge against ``winner`` on one cluster: on the examples the winner was screened on, then,
     when the difference is within the noise, on a larger sample of the cluster's failing examples.
     Also the merge's own evidence there (its verdicts and the champion's, on the sample it ended on)."""
@@ -206,17 +241,33 @@ def _check(ctx: CycleContext, evidence: _Evidence, template: str, winner: Candid
     limit = improve.examples_per_cluster
     examples = evidence.examples(cluster_id, limit)
     if own.n != len(examples):  # drafted on other examples (an older store): screen it again here
-        own = ClusterScreening(resolved=evidence.resolved(winner.template or "", cluster_id, limit),
-                               champion_resolved=evidence.resolved(ctx.champion_template, cluster_id, limit))
+        own = ClusterScreening(
+            resolved=evidence.resolved(winner.template or "", cluster_id, limit),
+            champion_resolved=evidence.resolved(ctx.champion_template, cluster_id, limit),
+        )
     merged = evidence.resolved(template, cluster_id, limit)
     larger = limit * improve.merge_redraw
     more = len(evidence.examples(cluster_id, larger)) > len(examples)
-    check = check_fix(cluster_id, winner.candidate_id, own.resolved, merged, own.champion_resolved,
-                      alpha=improve.merge_alpha, final=not more)
+    check = check_fix(
+        cluster_id,
+        winner.candidate_id,
+        own.resolved,
+        merged,
+        own.champion_resolved,
+        alpha=improve.merge_alpha,
+        final=not more,
+    )
     if check.verdict is not FixVerdict.unsure:
         return check, ClusterScreening(resolved=merged, champion_resolved=own.champion_resolved)
     merged = evidence.resolved(template, cluster_id, larger)
     champion = evidence.resolved(ctx.champion_template, cluster_id, larger)
-    check = check_fix(cluster_id, winner.candidate_id, evidence.resolved(winner.template or "", cluster_id, larger),
-                      merged, champion, alpha=improve.merge_alpha, final=True)
+    check = check_fix(
+        cluster_id,
+        winner.candidate_id,
+        evidence.resolved(winner.template or "", cluster_id, larger),
+        merged,
+        champion,
+        alpha=improve.merge_alpha,
+        final=True,
+    )
     return check.model_copy(update={"redrawn": True}), ClusterScreening(resolved=merged, champion_resolved=champion)

@@ -31,12 +31,19 @@ from collections.abc import Callable, Iterable, Sequence
 from pydantic import BaseModel, Field
 
 from flywheel.config import ImproveSettings
+from flywheel.improvers.screening import FailingExample, JudgeFn, Screening, screen
 from flywheel.replies import ReplyProblem, chat_json, json_object, looks_like_refusal
 from flywheel.templates import template_variables
-from flywheel.improvers.screening import FailingExample, JudgeFn, Screening, screen
 
-__all__ = ["FailingExample", "Draft", "DraftingResult", "propose", "merge_prompts", "combine_edits",
-           "integrity_problems"]
+__all__ = [
+    "Draft",
+    "DraftingResult",
+    "FailingExample",
+    "combine_edits",
+    "integrity_problems",
+    "merge_prompts",
+    "propose",
+]
 
 CRITIQUE_SYSTEM = (
     "You review a support assistant's failures. Given its system prompt and failing examples with the users' "
@@ -110,23 +117,36 @@ def _messages(system: str, user: str) -> list[dict[str, str]]:
 
 
 def critique(client: object, model: str, current: str, category: str, examples: Sequence[FailingExample]) -> str:
-    user = (f"Current system prompt:\n<prompt>\n{current}\n</prompt>\n\nFailure category: {category}\n\n"
-            f"Failing examples:\n{_examples_text(examples)}")
+    user = (
+        f"Current system prompt:\n<prompt>\n{current}\n</prompt>\n\nFailure category: {category}\n\n"
+        f"Failing examples:\n{_examples_text(examples)}"
+    )
     response = client.chat.completions.create(  # type: ignore[attr-defined]
-        model=model, messages=_messages(CRITIQUE_SYSTEM, user), temperature=0.2)
+        model=model, messages=_messages(CRITIQUE_SYSTEM, user), temperature=0.2
+    )
     text = (response.choices[0].message.content or "").strip()
     if not text or looks_like_refusal(text):
         raise ReplyProblem(f"the critique was refused or empty: {text[:160]!r}")
     return text
 
 
-def revise(client: object, model: str, current: str, category: str, critique_text: str,
-           examples: Sequence[FailingExample], n: int) -> list[str]:
-    user = (f"Current system prompt:\n<prompt>\n{current}\n</prompt>\n\nFailure category: {category}\n\n"
-            f"Critique:\n{critique_text or '(none)'}\n\nFailing examples:\n{_examples_text(examples)}\n\n"
-            f"Write {n} revised system prompts.")
-    reply = chat_json(client, model, _messages(REVISE_SYSTEM, user), name="revisions", schema=_PROMPTS_SCHEMA,
-                      temperature=0.7)
+def revise(
+    client: object,
+    model: str,
+    current: str,
+    category: str,
+    critique_text: str,
+    examples: Sequence[FailingExample],
+    n: int,
+) -> list[str]:
+    user = (
+        f"Current system prompt:\n<prompt>\n{current}\n</prompt>\n\nFailure category: {category}\n\n"
+        f"Critique:\n{critique_text or '(none)'}\n\nFailing examples:\n{_examples_text(examples)}\n\n"
+        f"Write {n} revised system prompts."
+    )
+    reply = chat_json(
+        client, model, _messages(REVISE_SYSTEM, user), name="revisions", schema=_PROMPTS_SCHEMA, temperature=0.7
+    )
     prompts = json_object(reply).get("prompts")
     if not isinstance(prompts, list):
         raise ReplyProblem(f"the revisions are not a list under 'prompts': {reply[:160]!r}")
@@ -136,8 +156,9 @@ def revise(client: object, model: str, current: str, category: str, critique_tex
 def merge_prompts(client: object, model: str, champion: str, prompts: Sequence[str]) -> str:
     body = "\n\n".join(f"<prompt {i}>\n{p}\n</prompt {i}>" for i, p in enumerate(prompts, start=1))
     user = f"Original system prompt:\n<prompt>\n{champion}\n</prompt>\n\nRevised system prompts to merge:\n{body}"
-    reply = chat_json(client, model, _messages(MERGE_SYSTEM, user), name="merged_prompt", schema=_MERGE_SCHEMA,
-                      temperature=0.2)
+    reply = chat_json(
+        client, model, _messages(MERGE_SYSTEM, user), name="merged_prompt", schema=_MERGE_SCHEMA, temperature=0.2
+    )
     merged = json_object(reply).get("prompt")
     if not isinstance(merged, str) or not merged.strip():
         raise ReplyProblem("the merged prompt is empty")
@@ -194,8 +215,9 @@ def integrity_problems(template: str, champion: str, protected: Iterable[str], s
 class _Rollouts:
     """Screening within a product-call budget."""
 
-    def __init__(self, examples: Sequence[FailingExample], run_queries: RunQueries, judge: JudgeFn,
-                 budget: int) -> None:
+    def __init__(
+        self, examples: Sequence[FailingExample], run_queries: RunQueries, judge: JudgeFn, budget: int
+    ) -> None:
         self.examples, self.run_queries, self.judge, self.budget = examples, run_queries, judge, budget
         self.queries = [e.query for e in examples]
         self.spent = 0
@@ -228,11 +250,19 @@ def propose(
     protected_all = list(protected) + [t for e in examples for t in (e.query, e.output, e.better or "") if t]
     rollouts = _Rollouts(examples, run_queries, judge, settings.max_rollouts)
     baseline = rollouts.screen(champion)
-    result = DraftingResult(cluster_id=cluster_id, category=category, critique="", drafts=[],
-                            champion_screening=baseline.share, champion_resolved=baseline.resolved)
+    result = DraftingResult(
+        cluster_id=cluster_id,
+        category=category,
+        critique="",
+        drafts=[],
+        champion_screening=baseline.share,
+        champion_resolved=baseline.resolved,
+    )
     if baseline.share >= settings.target_resolved:  # the complaints no longer reproduce: nothing to draft
-        result.stopped = (f"the champion already resolves {baseline.share:.0%} of the examples "
-                          f"(target {settings.target_resolved:.0%})")
+        result.stopped = (
+            f"the champion already resolves {baseline.share:.0%} of the examples "
+            f"(target {settings.target_resolved:.0%})"
+        )
         result.rollouts = rollouts.spent
         return result
     current, focus, seen = champion, list(examples), {champion.strip()}
@@ -242,8 +272,11 @@ def propose(
             break
         result.rounds = round_no
         for template in _draft_round(client, model, current, category, focus, settings, round_no, result):
-            draft = Draft(template=template, round=round_no,
-                          problems=integrity_problems(template, champion, protected_all, settings))
+            draft = Draft(
+                template=template,
+                round=round_no,
+                problems=integrity_problems(template, champion, protected_all, settings),
+            )
             if template.strip() in seen and template.strip() != champion.strip():
                 draft.problems.append("a repeat of an earlier draft")
             seen.add(template.strip())
@@ -266,16 +299,29 @@ def propose(
     result.rollouts = rollouts.spent
     best = _best(result.drafts)
     result.best_screening = best.screening if best else None
-    ranked = sorted((i for i, d in enumerate(result.drafts)
-                     if d.screening is not None and d.screening >= baseline.share),
-                    key=lambda i: (-(result.drafts[i].screening or 0.0), -(result.drafts[i].similarity or 0.0),
-                                   result.drafts[i].round, len(result.drafts[i].template)))
+    ranked = sorted(
+        (i for i, d in enumerate(result.drafts) if d.screening is not None and d.screening >= baseline.share),
+        key=lambda i: (
+            -(result.drafts[i].screening or 0.0),
+            -(result.drafts[i].similarity or 0.0),
+            result.drafts[i].round,
+            len(result.drafts[i].template),
+        ),
+    )
     result.kept = ranked[: settings.keep_per_cluster]
     return result
 
 
-def _draft_round(client: object, model: str, current: str, category: str, focus: Sequence[FailingExample],
-                 settings: ImproveSettings, round_no: int, result: DraftingResult) -> list[str]:
+def _draft_round(
+    client: object,
+    model: str,
+    current: str,
+    category: str,
+    focus: Sequence[FailingExample],
+    settings: ImproveSettings,
+    round_no: int,
+    result: DraftingResult,
+) -> list[str]:
     """One round's revisions; a refused or unreadable reply becomes a recorded problem."""
     try:
         text = critique(client, model, current, category, focus)

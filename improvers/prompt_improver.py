@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from flywheel.candidates import BasePayload, Candidate, ChampionKind, PromptPayload
-from flywheel.schemas import FailureCluster
-from flywheel.wording import plural
 from flywheel.improvers.base import BaseImprover, ClusterWork, Proposal
 from flywheel.improvers.context import CycleContext
 from flywheel.improvers.deferral import deferred_first
 from flywheel.improvers.routing import fixed_clusters
+from flywheel.schemas import FailureCluster
+from flywheel.wording import plural
 
 
 class PromptImprover(BaseImprover):
@@ -29,8 +29,14 @@ class PromptImprover(BaseImprover):
         settings = ctx.settings
         with ctx.state() as state:
             fixed = fixed_clusters(state, clusters, self.name)
-            chosen = [c for c in clusters if c.route == self.name and c.category != "other"
-                      and c.cluster_id not in fixed and c.consented >= settings.improve.min_cluster_consented]
+            chosen = [
+                c
+                for c in clusters
+                if c.route == self.name
+                and c.category != "other"
+                and c.cluster_id not in fixed
+                and c.consented >= settings.improve.min_cluster_consented
+            ]
             chosen = deferred_first(chosen, state)
         return chosen[: settings.improve.max_clusters]
 
@@ -42,8 +48,13 @@ class PromptImprover(BaseImprover):
 
         return Proposal(candidates=[c for cluster in clusters for c in improve_prompt_step(ctx, cluster, protected)])
 
-    def combine(self, ctx: CycleContext, proposals: Sequence[Proposal], clusters: Sequence[FailureCluster],
-                protected: Sequence[str]) -> Proposal:
+    def combine(
+        self,
+        ctx: CycleContext,
+        proposals: Sequence[Proposal],
+        clusters: Sequence[FailureCluster],
+        protected: Sequence[str],
+    ) -> Proposal:
         """Identical drafts folded into one candidate, plus the merge of the winners when it keeps every fix."""
         from flywheel.improvers.merge_step import merge_step
         from flywheel.improvers.prompt_step import unique_candidates
@@ -57,8 +68,11 @@ class PromptImprover(BaseImprover):
 
         p = cand.payload
         assert isinstance(p, PromptPayload)
-        return {"prompt.txt": p.template, "critique.txt": p.critique,
-                "prompt.diff.md": diff_markdown(f"{cand.title()} against its parent, prompt v{cand.parent}", p.diff)}
+        return {
+            "prompt.txt": p.template,
+            "critique.txt": p.critique,
+            "prompt.diff.md": diff_markdown(f"{cand.title()} against its parent, prompt v{cand.parent}", p.diff),
+        }
 
     def cycle_notes(self, ctx: CycleContext) -> list[str]:
         """A screening judge that said the same thing to every draft could not rank them."""
@@ -67,8 +81,9 @@ class PromptImprover(BaseImprover):
         note = screening_judge_note(screening_verdicts(cycle_drafting(ctx)))
         return [note] if note else []
 
-    def cluster_work(self, ctx: CycleContext, cluster: FailureCluster, chosen: Sequence[FailureCluster],
-                     proposal: Proposal) -> ClusterWork:
+    def cluster_work(
+        self, ctx: CycleContext, cluster: FailureCluster, chosen: Sequence[FailureCluster], proposal: Proposal
+    ) -> ClusterWork:
         from flywheel.improvers.prompt_step import drafting_summary
 
         summary = drafting_summary(ctx, cluster.cluster_id)
@@ -86,8 +101,10 @@ class PromptImprover(BaseImprover):
                 return c.diagnosis.why_not
             return "category `other`: no prompt revision targets it (feedback with a `reason` routes it)"
         if c.consented < s.min_cluster_consented:
-            return (f"{plural(c.consented, 'consented event')}, the prompt improver needs {s.min_cluster_consented} "
-                    "(`improve.min_cluster_consented`); text without consent is never used")
+            return (
+                f"{plural(c.consented, 'consented event')}, the prompt improver needs {s.min_cluster_consented} "
+                "(`improve.min_cluster_consented`); text without consent is never used"
+            )
         with ctx.state() as state:
             fixed = fixed_clusters(state, [c], self.name)
         if c.cluster_id in fixed:

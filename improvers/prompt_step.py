@@ -5,21 +5,21 @@ cluster's own evidence); :mod:`improvers.merge_step` merges the clusters' winner
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from difflib import unified_diff
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from flywheel.evals.tracking import PARENT
-from flywheel.registry import register_prompt
-from flywheel.llm import make_client
 from flywheel.candidates import Candidate, ClusterScreening, Outcome, PromptPayload
+from flywheel.evals.tracking import PARENT
+from flywheel.improvers.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
+from flywheel.improvers.prompt import DraftingResult, propose
+from flywheel.improvers.screening_step import answer_queries, failing_examples, judge_resolutions
+from flywheel.llm import make_client
+from flywheel.registry import register_prompt
 from flywheel.schemas import FailureCluster
 from flywheel.wording import plural
-from flywheel.improvers.prompt import DraftingResult, propose
-from flywheel.improvers.context import CycleContext, cluster_events, earliest_seen, endpoint_errors, short_hash
-from flywheel.improvers.screening_step import answer_queries, failing_examples, judge_resolutions
 
 
 def draft_id(cycle_id: str, template: str) -> str:
@@ -44,22 +44,34 @@ def register_draft(ctx: CycleContext, template: str, message: str, provenance: d
             return str(pv.version)
     # The draft id goes last: versions are found again by it, so a crash between tags leaves an
     # untagged version, never one found again with half its provenance.
-    ref = register_prompt(ctx.settings, template, message,
-                          {"flywheel.cycle_id": ctx.cycle_id, PARENT: ctx.champion_version, **provenance,
-                           "flywheel.draft_id": did})
+    ref = register_prompt(
+        ctx.settings,
+        template,
+        message,
+        {"flywheel.cycle_id": ctx.cycle_id, PARENT: ctx.champion_version, **provenance, "flywheel.draft_id": did},
+    )
     return ref.version
 
 
-def prompt_candidate(ctx: CycleContext, template: str, clusters: Sequence[FailureCluster],
-                      payload: dict[str, Any]) -> Candidate:
+def prompt_candidate(
+    ctx: CycleContext, template: str, clusters: Sequence[FailureCluster], payload: dict[str, Any]
+) -> Candidate:
     first_seen, by_cluster = earliest_seen(clusters)
     return Candidate(
         candidate_id=f"prompt-{draft_id(ctx.cycle_id, template)}",
-        cycle_id=ctx.cycle_id, kind="prompt", cluster_ids=[c.cluster_id for c in clusters],
-        parent=ctx.champion_version, first_seen=first_seen, created_at=datetime.now(timezone.utc),
-        payload={"template": template,
-                 "diff": prompt_diff(ctx.champion_template, template, ctx.champion_version),
-                 "cluster_first_seen": by_cluster, "cluster_events": cluster_events(clusters), **payload},
+        cycle_id=ctx.cycle_id,
+        kind="prompt",
+        cluster_ids=[c.cluster_id for c in clusters],
+        parent=ctx.champion_version,
+        first_seen=first_seen,
+        created_at=datetime.now(UTC),
+        payload={
+            "template": template,
+            "diff": prompt_diff(ctx.champion_template, template, ctx.champion_version),
+            "cluster_first_seen": by_cluster,
+            "cluster_events": cluster_events(clusters),
+            **payload,
+        },
     )
 
 
@@ -76,19 +88,25 @@ def complaint_of(cluster: FailureCluster) -> str | None:
 
 
 @endpoint_errors("drafting")
-def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
-                        protected: Sequence[str]) -> list[Candidate]:
+def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster, protected: Sequence[str]) -> list[Candidate]:
     """One cluster through the prompt improver; drafts and candidates are stored as they are made.
     Only kept drafts become prompt versions in the registry; the rest stay in the cycle's record."""
     with ctx.state() as state:
         cached = state.drafts(ctx.cycle_id, cluster.cluster_id)
         if cached is None:
             with ctx.feedback() as store:
-                examples = failing_examples(store.get(cluster.event_ids), ctx.settings.improve.examples_per_cluster,
-                                            complaint=complaint_of(cluster))
+                examples = failing_examples(
+                    store.get(cluster.event_ids),
+                    ctx.settings.improve.examples_per_cluster,
+                    complaint=complaint_of(cluster),
+                )
             result = propose(
-                cluster_id=cluster.cluster_id, category=cluster.category, champion=ctx.champion_template,
-                examples=examples, client=make_client(ctx.settings, purpose="drafting"), model=ctx.settings.draft_model,
+                cluster_id=cluster.cluster_id,
+                category=cluster.category,
+                champion=ctx.champion_template,
+                examples=examples,
+                client=make_client(ctx.settings, purpose="drafting"),
+                model=ctx.settings.draft_model,
                 run_queries=lambda t, qs: answer_queries(ctx.settings, t, qs, ctx.index_version, ctx.champion_model),
                 judge=lambda exs, outs: judge_resolutions(ctx.settings, ctx.runtime.state, exs, outs),
                 protected=protected,
@@ -102,12 +120,17 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
             draft = result.drafts[idx]
             if cached["drafts"][idx].get("version") is None:
                 cached["drafts"][idx]["version"] = register_draft(
-                    ctx, draft.template,
+                    ctx,
+                    draft.template,
                     f"draft {idx + 1} (round {draft.round}) for {cluster.cluster_id} ({cluster.category}), cycle "
                     f"{ctx.cycle_id}: resolved {draft.screening:.0%} of its failing examples, champion "
                     f"{result.champion_screening:.0%}",
-                    {**provenance, "flywheel.screening": str(draft.screening), "flywheel.kept": "true",
-                     "flywheel.round": str(draft.round)},
+                    {
+                        **provenance,
+                        "flywheel.screening": str(draft.screening),
+                        "flywheel.kept": "true",
+                        "flywheel.round": str(draft.round),
+                    },
                 )
                 state.save_drafts(ctx.cycle_id, cluster.cluster_id, cached)
         if not result.kept:
@@ -115,21 +138,30 @@ def improve_prompt_step(ctx: CycleContext, cluster: FailureCluster,
             # (the drafting model refused or answered garbage) says nothing about the cluster, and
             # neither does a champion that already resolves the complaints.
             screened = any(d.screening is not None for d in result.drafts)
-            outcome = ("no_improvement" if screened else "already_resolved" if result.rounds == 0
-                       else "drafting_failed")
+            outcome = "no_improvement" if screened else "already_resolved" if result.rounds == 0 else "drafting_failed"
             state.record_attempt(cluster.cluster_id, ctx.cycle_id, "prompt", f"drafts-{ctx.cycle_id}", Outcome(outcome))
         out = []
         for idx in result.kept:
             draft = result.drafts[idx]
             here = ClusterScreening(resolved=draft.resolved, champion_resolved=result.champion_resolved)
-            cand = prompt_candidate(ctx, draft.template, [cluster], {
-                "critique": result.critique, "screening": draft.screening,
-                "champion_screening": result.champion_screening, "category": cluster.category,
-                "cluster_summary": cluster.summary, "round": draft.round,
-                # A draft that only tied the champion goes to the golden set, but fixes nothing here.
-                "fixes": [cluster.cluster_id] if (draft.screening or 0.0) > (result.champion_screening or 0.0) else [],
-                "by_cluster": {cluster.cluster_id: here},
-            })
+            cand = prompt_candidate(
+                ctx,
+                draft.template,
+                [cluster],
+                {
+                    "critique": result.critique,
+                    "screening": draft.screening,
+                    "champion_screening": result.champion_screening,
+                    "category": cluster.category,
+                    "cluster_summary": cluster.summary,
+                    "round": draft.round,
+                    # A draft that only tied the champion goes to the golden set, but fixes nothing here.
+                    "fixes": [cluster.cluster_id]
+                    if (draft.screening or 0.0) > (result.champion_screening or 0.0)
+                    else [],
+                    "by_cluster": {cluster.cluster_id: here},
+                },
+            )
             cand.version = cached["drafts"][idx]["version"]
             state.add_candidate(cand)
             stored = state.candidate(cand.candidate_id)
@@ -165,16 +197,28 @@ def drafting_summary(ctx: CycleContext, cluster_id: str) -> DraftingSummary | No
     elif result.rounds == 0:
         why = result.stopped
     elif any(d.screening is not None for d in result.drafts):
-        why = (f"no draft resolved as much as the champion ({result.champion_screening:.0%}; best "
-               f"{result.best_screening:.0%})")
+        why = (
+            f"no draft resolved as much as the champion ({result.champion_screening:.0%}; best "
+            f"{result.best_screening:.0%})"
+        )
     else:
         why = "no usable draft: " + ("; ".join(result.problems[:3]) or "every draft failed the integrity checks")
     return DraftingSummary(
-        rounds=result.rounds, rollouts=result.rollouts, champion_resolved=result.champion_screening,
-        best_resolved=result.best_screening, drafts=len(result.drafts), kept=len(result.kept),
-        problems=result.problems + [f"draft {i + 1} (round {d.round}): {'; '.join(d.problems)}"
-                                    for i, d in enumerate(result.drafts) if d.problems],
-        stopped=result.stopped, outcome=why)
+        rounds=result.rounds,
+        rollouts=result.rollouts,
+        champion_resolved=result.champion_screening,
+        best_resolved=result.best_screening,
+        drafts=len(result.drafts),
+        kept=len(result.kept),
+        problems=result.problems
+        + [
+            f"draft {i + 1} (round {d.round}): {'; '.join(d.problems)}"
+            for i, d in enumerate(result.drafts)
+            if d.problems
+        ],
+        stopped=result.stopped,
+        outcome=why,
+    )
 
 
 def _absorb(seen: Candidate, cand: Candidate) -> None:
@@ -209,6 +253,7 @@ def unique_candidates(ctx: CycleContext, cands: Sequence[Candidate]) -> list[Can
             for cand in merged:
                 state.save_candidate(cand)
                 if cand.kind == "prompt" and cand.version and len(cand.cluster_ids) > 1:
-                    client.set_prompt_version_tag(ctx.settings.prompt_name, cand.version, "flywheel.cluster_ids",
-                                                  ",".join(cand.cluster_ids))
+                    client.set_prompt_version_tag(
+                        ctx.settings.prompt_name, cand.version, "flywheel.cluster_ids", ",".join(cand.cluster_ids)
+                    )
     return merged

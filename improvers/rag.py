@@ -49,7 +49,9 @@ def _normalise(text: str) -> str:
     return re.sub(r"[^\w$%.]+", " ", text.lower()).strip(" .")
 
 
-def trusted_corrections(events: Sequence[StoredEvent], min_users: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def trusted_corrections(
+    events: Sequence[StoredEvent], min_users: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(trusted, untrusted)`` corrections among consented events, each with its evidence."""
     groups: dict[str, list[StoredEvent]] = defaultdict(list)
     for e in events:
@@ -61,8 +63,13 @@ def trusted_corrections(events: Sequence[StoredEvent], min_users: int) -> tuple[
         users = {e.user_id or e.session_id or e.event_id for e in members}
         expert = any(e.signal == "expert_review" for e in members)
         text = members[0].correction or ""  # never empty: only events with a correction were grouped
-        doc = {"text": text.strip(), "users": len(users), "expert": expert,
-               "event_ids": sorted(e.event_id for e in members)[:50], "queries": [e.query for e in members][:5]}
+        doc = {
+            "text": text.strip(),
+            "users": len(users),
+            "expert": expert,
+            "event_ids": sorted(e.event_id for e in members)[:50],
+            "queries": [e.query for e in members][:5],
+        }
         (trusted if expert or len(users) >= min_users else untrusted).append(doc)
     trusted.sort(key=lambda d: (-d["users"], d["text"]))
     return trusted, untrusted
@@ -101,7 +108,9 @@ def propose(
             if [c.text for c in new_chunks] != [c.text for c in active_docs[doc.doc_id]]:
                 changed[doc.doc_id] = doc
                 reasons[doc.doc_id] = {"from": "knowledge source", "source": doc.source, "updated_at": doc.updated_at}
-    new_docs = [d for d in source_documents if d.doc_id not in active_docs and not d.doc_id.startswith(CORRECTIONS_PREFIX)]
+    new_docs = [
+        d for d in source_documents if d.doc_id not in active_docs and not d.doc_id.startswith(CORRECTIONS_PREFIX)
+    ]
     if new_docs and consented_queries:
         q_vec = embed(consented_queries[:50])
         d_vec = embed([d.text[:2000] for d in new_docs])
@@ -109,15 +118,20 @@ def propose(
         for doc, sim in zip(new_docs, best, strict=True):
             if sim >= new_document_similarity:
                 changed[doc.doc_id] = doc
-                reasons[doc.doc_id] = {"from": "knowledge source (new document)", "source": doc.source,
-                                       "similarity": round(float(sim), 3)}
+                reasons[doc.doc_id] = {
+                    "from": "knowledge source (new document)",
+                    "source": doc.source,
+                    "similarity": round(float(sim), 3),
+                }
     trusted, untrusted = trusted_corrections(events, min_users)
     if trusted:
         doc_id = f"{CORRECTIONS_PREFIX}{'+'.join(sorted(cluster_ids))[:120]}.md"
         body = "\n\n".join(t["text"] for t in trusted)
         changed[doc_id] = Document(doc_id, body, "trusted user corrections", "")
-        reasons[doc_id] = {"from": "trusted corrections",
-                           "evidence": [{k: t[k] for k in ("users", "expert", "event_ids")} for t in trusted]}
+        reasons[doc_id] = {
+            "from": "trusted corrections",
+            "evidence": [{k: t[k] for k in ("users", "expert", "event_ids")} for t in trusted],
+        }
 
     chunks: list[Chunk] = []
     for doc_id in sorted(set(active_docs) | set(changed)):
@@ -127,5 +141,10 @@ def propose(
                 provenance[c.chunk_id] = {**reasons[doc_id], "doc_id": doc_id, "clusters": list(cluster_ids)}
         else:
             chunks.extend(active_docs[doc_id])
-    return RagProposal(chunks=chunks, changed_documents=sorted(changed), provenance=provenance,
-                       implicated=sorted(implicated), skipped_corrections=untrusted)
+    return RagProposal(
+        chunks=chunks,
+        changed_documents=sorted(changed),
+        provenance=provenance,
+        implicated=sorted(implicated),
+        skipped_corrections=untrusted,
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flywheel.candidates import ChampionKind
 from flywheel.errors import UsageError
-from flywheel.plugins import GROUP, registered, spec
 from flywheel.improvers.base import Improver
+from flywheel.plugins import GROUP, registered, spec
 
 
 def improvers() -> list[Improver]:
@@ -13,8 +13,10 @@ def improvers() -> list[Improver]:
     out = []
     for s in registered():
         if not isinstance(s, Improver):
-            raise UsageError(f"the {GROUP} entry point {s.name!r} lacks part of the Improver protocol "
-                             "(improvers.base.Improver; subclass improvers.base.BaseImprover)")
+            raise UsageError(
+                f"the {GROUP} entry point {s.name!r} lacks part of the Improver protocol "
+                "(improvers.base.Improver; subclass improvers.base.BaseImprover)"
+            )
         out.append(s)
     return out
 

@@ -62,8 +62,10 @@ class Verdict(BaseModel):
 
 def resolution_messages(example: FailingExample, fresh: str) -> list[dict[str, str]]:
     better = f"\n<better_answer>\n{example.better}\n</better_answer>" if example.better else ""
-    user = (f"<query>\n{example.query}\n</query>\n<logged_answer>\n{example.output}\n</logged_answer>\n"
-            f"<feedback>\n{example.feedback_text()}\n</feedback>{better}\n<fresh_answer>\n{fresh}\n</fresh_answer>")
+    user = (
+        f"<query>\n{example.query}\n</query>\n<logged_answer>\n{example.output}\n</logged_answer>\n"
+        f"<feedback>\n{example.feedback_text()}\n</feedback>{better}\n<fresh_answer>\n{fresh}\n</fresh_answer>"
+    )
     return [{"role": "system", "content": RESOLUTION_SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -103,7 +105,11 @@ JudgeFn = Callable[[Sequence[FailingExample], Sequence[str]], list[Verdict]]
 def screen(outputs: Sequence[str], examples: Sequence[FailingExample], judge: JudgeFn) -> Screening:
     verdicts = judge(examples, outputs)
     corrected = [(out, e.better) for out, e in zip(outputs, examples, strict=True) if e.better]
-    similarity = (round(sum(fuzz.ratio(out, better) for out, better in corrected) / (100.0 * len(corrected)), 4)
-                  if corrected else None)
-    return Screening(resolved=[v.resolved for v in verdicts], rationales=[v.rationale for v in verdicts],
-                     similarity=similarity)
+    similarity = (
+        round(sum(fuzz.ratio(out, better) for out, better in corrected) / (100.0 * len(corrected)), 4)
+        if corrected
+        else None
+    )
+    return Screening(
+        resolved=[v.resolved for v in verdicts], rationales=[v.rationale for v in verdicts], similarity=similarity
+    )

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from flywheel.wording import plural
 from flywheel.improvers.context import CycleContext
 from flywheel.improvers.prompt import DraftingResult
+from flywheel.wording import plural
 
 MIN_VERDICTS = 6  # screening verdicts a cycle needs before "all the same" says something about the judge
 
@@ -23,9 +23,11 @@ def screening_judge_note(verdicts: Sequence[bool]) -> str | None:
     if len(verdicts) < MIN_VERDICTS or len(set(verdicts)) != 1:
         return None
     said = "resolved" if verdicts[0] else "not resolved"
-    return (f"the screening judge said {said!r} to all {plural(len(verdicts), 'screening request')} of this cycle: "
-            "it does not discriminate, so screening could not rank the drafts and only the golden set decided. "
-            "Check judge_model (FLYWHEEL_JUDGE_MODEL) on the endpoint and run `flywheel judge calibrate`")
+    return (
+        f"the screening judge said {said!r} to all {plural(len(verdicts), 'screening request')} of this cycle: "
+        "it does not discriminate, so screening could not rank the drafts and only the golden set decided. "
+        "Check judge_model (FLYWHEEL_JUDGE_MODEL) on the endpoint and run `flywheel judge calibrate`"
+    )
 
 
 def cycle_drafting(ctx: CycleContext) -> list[DraftingResult]:

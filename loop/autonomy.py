@@ -17,9 +17,9 @@ from flywheel.champions import Canary, running_canary
 from flywheel.config import Settings
 from flywheel.config_sections import ApprovalMode
 from flywheel.errors import UsageError
-from flywheel.state import StateStore
 from flywheel.loop.canary import record_start, start_canary
 from flywheel.loop.promotion import promote, tag_run
+from flywheel.state import StateStore
 
 BY_POLICY = "policy (auto-approve)"
 BY_CANARY = "policy (auto-approve canary)"
@@ -43,18 +43,21 @@ def release(settings: Settings, state: StateStore, winner: Candidate, mode: Appr
     if running is not None:
         return _wait(settings, state, winner, _one_at_a_time(running, winner, settings.watch.canary_percent))
     try:
-        return start_canary(settings, state, winner, share=settings.watch.canary_percent, by=BY_CANARY,
-                            note=winner.reason)
+        return start_canary(
+            settings, state, winner, share=settings.watch.canary_percent, by=BY_CANARY, note=winner.reason
+        )
     except UsageError as exc:  # refused with a reason (e.g. production moved): a person decides
         return _wait(settings, state, winner, f"not started as a canary: {exc}")
 
 
 def _one_at_a_time(running: Canary, winner: Candidate, percent: float) -> str:
     same = running.kind is winner.slot
-    return (f'waits: policy.auto_approve = "canary" runs one canary at a time, and a {running.kind} canary '
-            f"(version {running.version}, {running.candidate_id or 'started by hand'}) runs "
-            f"{'already' if same else 'now'}; once `flywheel watch` (or a person) ends it, the next cycle drafts "
-            f"again, or `flywheel approve {winner.candidate_id} --canary {percent:g}` starts this one")
+    return (
+        f'waits: policy.auto_approve = "canary" runs one canary at a time, and a {running.kind} canary '
+        f"(version {running.version}, {running.candidate_id or 'started by hand'}) runs "
+        f"{'already' if same else 'now'}; once `flywheel watch` (or a person) ends it, the next cycle drafts "
+        f"again, or `flywheel approve {winner.candidate_id} --canary {percent:g}` starts this one"
+    )
 
 
 def _wait(settings: Settings, state: StateStore, winner: Candidate, why: str) -> Candidate:

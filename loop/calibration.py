@@ -27,17 +27,17 @@ from typing import Literal
 import uvloop
 from pydantic import BaseModel
 
+from flywheel.config import Settings
 from flywheel.evals.calibration import PASS, Agreement, JudgeCalibration, agreement, assess
 from flywheel.evals.fingerprint import Endpoint
 from flywheel.evals.golden import GoldenSet
 from flywheel.evals.scorers import JUDGE_SYSTEM
-from flywheel.config import Settings
 from flywheel.feedback.store import FeedbackStore
-from flywheel.proposals import GoldenProposal, ProposalStatus, normalise
-from flywheel.schemas import StoredEvent
-from flywheel.runtime import Runtime
 from flywheel.loop.context import CycleContext
 from flywheel.loop.golden.from_feedback import reference_answer
+from flywheel.proposals import GoldenProposal, ProposalStatus, normalise
+from flywheel.runtime import Runtime
+from flywheel.schemas import StoredEvent
 
 ReferenceFrom = Literal["golden", "expert_correction", "feedback"]
 CACHE_PREFIX = "judge-calibration:"
@@ -58,20 +58,23 @@ def _sample_key(event_id: str) -> str:
     return hashlib.sha256(event_id.encode()).hexdigest()
 
 
-def _golden_references(golden: GoldenSet | None,
-                       accepted: Sequence[GoldenProposal]) -> tuple[dict[str, str], dict[str, str]]:
+def _golden_references(
+    golden: GoldenSet | None, accepted: Sequence[GoldenProposal]
+) -> tuple[dict[str, str], dict[str, str]]:
     """References from the golden set: by the review a proposal came from, and by input."""
     if golden is None:
         return {}, {}
     by_id = {i.id: i for i in golden.items}
-    by_event = {eid: by_id[p.proposal_id].expected for p in accepted if p.proposal_id in by_id
-                for eid in p.source.event_ids}
+    by_event = {
+        eid: by_id[p.proposal_id].expected for p in accepted if p.proposal_id in by_id for eid in p.source.event_ids
+    }
     by_input = {normalise(i.input): i.expected for i in golden.items}
     return by_event, by_input
 
 
-def _feedback_references(events: Iterable[StoredEvent], queries: set[str],
-                         positive_expert: float) -> dict[str, list[tuple[str, str]]]:
+def _feedback_references(
+    events: Iterable[StoredEvent], queries: set[str], positive_expert: float
+) -> dict[str, list[tuple[str, str]]]:
     """Consented reference answers on the reviewed queries: normalised query -> [(event id, answer)]."""
     out: dict[str, list[tuple[str, str]]] = {}
     for e in events:
@@ -111,8 +114,16 @@ def calibration_items(rt: Runtime, golden: GoldenSet | None) -> tuple[list[Calib
         elif normalise(found[0]) == normalise(r.output):
             skipped["answer_is_reference"] += 1
         else:
-            items.append(CalibrationItem(event_id=r.event_id, query=r.query, output=r.output, reference=found[0],
-                                         reference_from=found[1], expert_pass=float(r.value or 0.0) >= PASS))
+            items.append(
+                CalibrationItem(
+                    event_id=r.event_id,
+                    query=r.query,
+                    output=r.output,
+                    reference=found[0],
+                    reference_from=found[1],
+                    expert_pass=float(r.value or 0.0) >= PASS,
+                )
+            )
     items.sort(key=lambda i: _sample_key(i.event_id))
     if len(items) > settings.judge.max_items:
         skipped["over_max_items"] += len(items) - settings.judge.max_items
@@ -120,8 +131,9 @@ def calibration_items(rt: Runtime, golden: GoldenSet | None) -> tuple[list[Calib
     return items, skipped
 
 
-def _reference(r: StoredEvent, by_event: dict[str, str], by_input: dict[str, str],
-               feedback: dict[str, list[tuple[str, str]]]) -> tuple[str, ReferenceFrom] | None:
+def _reference(
+    r: StoredEvent, by_event: dict[str, str], by_input: dict[str, str], feedback: dict[str, list[tuple[str, str]]]
+) -> tuple[str, ReferenceFrom] | None:
     q = normalise(r.query)
     if r.event_id in by_event:
         return by_event[r.event_id], "golden"
@@ -189,9 +201,16 @@ def calibrate_golden_judge(rt: Runtime, golden: GoldenSet | None) -> JudgeCalibr
         figures = agreement([i.expert_pass for i, _ in answered], [s >= PASS for _, s in answered])
         references = dict(sorted(Counter(i.reference_from for i, _ in answered).items()))
         errors = len(items) - len(answered)
-    result = assess(figures, judge_model=settings.judge_model, min_kappa=settings.judge.min_kappa,
-                    min_items=settings.judge.min_items, skipped=dict(sorted(skipped.items())),
-                    references=references, errors=errors, cached=hit is not None)
+    result = assess(
+        figures,
+        judge_model=settings.judge_model,
+        min_kappa=settings.judge.min_kappa,
+        min_items=settings.judge.min_items,
+        skipped=dict(sorted(skipped.items())),
+        references=references,
+        errors=errors,
+        cached=hit is not None,
+    )
     if hit is None and errors == 0:  # an item the endpoint failed is asked again next time
         with rt.borrow_state() as state:
             state.cache_eval(key, result.model_dump(mode="json", exclude={"screening"}))

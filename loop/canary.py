@@ -11,23 +11,24 @@ record) changes nothing twice.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from flywheel.candidates import Candidate, CanaryOutcome, CanaryRecord, ChampionKind, Decision, Outcome
+from flywheel.candidates import CanaryOutcome, CanaryRecord, Candidate, ChampionKind, Decision, Outcome
 from flywheel.champions import Canary, champion, running_canary
 from flywheel.config import Settings
 from flywheel.errors import UsageError
-from flywheel.state import StateStore, open_state
 from flywheel.loop.promotion import _pending, check_fresh, tag_run
+from flywheel.state import StateStore, open_state
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def approve_canary(settings: Settings, candidate_id: str, *, percent: float | None, by: str,
-                   note: str | None) -> Candidate:
+def approve_canary(
+    settings: Settings, candidate_id: str, *, percent: float | None, by: str, note: str | None
+) -> Candidate:
     """Serve a pending candidate to ``percent`` % of users (default ``watch.canary_percent``); production stays."""
     share = settings.watch.canary_percent if percent is None else percent
     if not 0 < share < 100:
@@ -37,24 +38,28 @@ def approve_canary(settings: Settings, candidate_id: str, *, percent: float | No
         if (running := running_canary(settings, state)) is not None:
             raise UsageError(
                 f"a {running.kind} canary ({running.version}, {running.candidate_id or 'no candidate'}) runs already; "
-                "one canary at a time: `flywheel promote-canary` or `flywheel rollback canary` first")
+                "one canary at a time: `flywheel promote-canary` or `flywheel rollback canary` first"
+            )
         return start_canary(settings, state, cand, share=share, by=by, note=note)
 
 
-def start_canary(settings: Settings, state: StateStore, cand: Candidate, *, share: float, by: str,
-                 note: str | None) -> Candidate:
+def start_canary(
+    settings: Settings, state: StateStore, cand: Candidate, *, share: float, by: str, note: str | None
+) -> Candidate:
     """Move the canary pointer of ``cand``'s kind to it and record who, when and why, on the
     candidate, its clusters and its MLflow run. The caller checked that no canary runs and passes its
     own ``state`` (the gate starts canaries on the connection it decides with)."""
     check_fresh(settings, state, cand)
     assert cand.version is not None
-    champion(settings, state, cand.slot).start_canary(cand.version, share, by=by,
-                                                               candidate_id=cand.candidate_id, note=note)
+    champion(settings, state, cand.slot).start_canary(
+        cand.version, share, by=by, candidate_id=cand.candidate_id, note=note
+    )
     return record_start(settings, state, cand, share=share, by=by, note=note)
 
 
-def record_start(settings: Settings, state: StateStore, cand: Candidate, *, share: float, by: str,
-                 note: str | None) -> Candidate:
+def record_start(
+    settings: Settings, state: StateStore, cand: Candidate, *, share: float, by: str, note: str | None
+) -> Candidate:
     """The candidate's side of a canary's start (also what a rerun finishes after a crash that left
     the pointer moved and the candidate not yet recorded)."""
     when = _now()
@@ -63,9 +68,17 @@ def record_start(settings: Settings, state: StateStore, cand: Candidate, *, shar
     state.save_candidate(cand)
     for cid in cand.cluster_ids:
         state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, Outcome.canary)
-    tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "canary", "flywheel.canary_percent": f"{share:g}",
-                                           "flywheel.canary_by": by, "flywheel.canary_at": when.isoformat(),
-                                           "flywheel.approval_note": note or ""})
+    tag_run(
+        settings,
+        cand.mlflow_run_id,
+        {
+            "flywheel.decision": "canary",
+            "flywheel.canary_percent": f"{share:g}",
+            "flywheel.canary_by": by,
+            "flywheel.canary_at": when.isoformat(),
+            "flywheel.approval_note": note or "",
+        },
+    )
     return cand
 
 
@@ -78,8 +91,16 @@ def _running(settings: Settings, state: StateStore, kind: str | None) -> Canary:
     return canary
 
 
-def end_canary(settings: Settings, state: StateStore, kind: str | None, *, promote: bool, by: str,
-               note: str | None = None, figures: dict[str, Any] | None = None) -> dict[str, Any]:
+def end_canary(
+    settings: Settings,
+    state: StateStore,
+    kind: str | None,
+    *,
+    promote: bool,
+    by: str,
+    note: str | None = None,
+    figures: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Promote the running canary to production, or roll it back (production never moved)."""
     if kind is not None and kind not in tuple(ChampionKind):
         raise UsageError(f"a canary is one of {', '.join(ChampionKind)}, not {kind!r}")
@@ -90,9 +111,16 @@ def end_canary(settings: Settings, state: StateStore, kind: str | None, *, promo
     move = champion(settings, state, canary.kind).end_canary(promote=promote, by=by, note=note)
     if cand is not None:
         record_end(settings, state, cand, promote=promote, by=by, note=note, figures=figures)
-    return {"kind": str(canary.kind), "version": canary.version, "percent": canary.percent,
-            "action": "promoted" if promote else "rolled_back", "production": move.to_version,
-            "candidate_id": canary.candidate_id, "by": by, "note": note}
+    return {
+        "kind": str(canary.kind),
+        "version": canary.version,
+        "percent": canary.percent,
+        "action": "promoted" if promote else "rolled_back",
+        "production": move.to_version,
+        "candidate_id": canary.candidate_id,
+        "by": by,
+        "note": note,
+    }
 
 
 def _check_still_fresh(settings: Settings, state: StateStore, cand: Candidate, canary: Canary) -> None:
@@ -102,8 +130,16 @@ def _check_still_fresh(settings: Settings, state: StateStore, cand: Candidate, c
         check_fresh(settings, state, cand)
 
 
-def record_end(settings: Settings, state: StateStore, cand: Candidate, *, promote: bool, by: str,
-               note: str | None, figures: dict[str, Any] | None = None) -> Candidate:
+def record_end(
+    settings: Settings,
+    state: StateStore,
+    cand: Candidate,
+    *,
+    promote: bool,
+    by: str,
+    note: str | None,
+    figures: dict[str, Any] | None = None,
+) -> Candidate:
     """The candidate's side of a canary's end; does nothing when it is recorded already."""
     if cand.canary is not None and cand.canary.outcome is not None:
         return cand
@@ -121,10 +157,19 @@ def record_end(settings: Settings, state: StateStore, cand: Candidate, *, promot
         cand.reason = f"canary rolled back by {by}" + (f": {note}" if note else "")
     state.save_candidate(cand)
     for cid in cand.cluster_ids:
-        state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id,
-                             cand.outcome_for(cid, Outcome.promoted) if promote else Outcome.rolled_back)
-    tags = {"flywheel.decision": "promoted" if promote else "rejected", f"flywheel.canary_{outcome}_by": by,
-            f"flywheel.canary_{outcome}_at": when.isoformat(), "flywheel.canary_note": note or ""}
+        state.record_attempt(
+            cid,
+            cand.cycle_id,
+            cand.kind,
+            cand.candidate_id,
+            cand.outcome_for(cid, Outcome.promoted) if promote else Outcome.rolled_back,
+        )
+    tags = {
+        "flywheel.decision": "promoted" if promote else "rejected",
+        f"flywheel.canary_{outcome}_by": by,
+        f"flywheel.canary_{outcome}_at": when.isoformat(),
+        "flywheel.canary_note": note or "",
+    }
     if promote:
         tags |= {"flywheel.approved_by": by, "flywheel.approved_at": when.isoformat()}
     else:

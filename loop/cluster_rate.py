@@ -27,6 +27,14 @@ class ClusterRate(BaseModel):
     def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """The JSON names the watch document has always had (before/after, not side/baseline)."""
         c = self.comparison
-        return {**handler(self), "events_before": c.baseline_events, "negative_rate_before": c.baseline_rate,
-                "events_after": c.events, "negative_rate_after": c.negative_rate, "difference": c.difference,
-                "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict}
+        return {
+            **handler(self),
+            "events_before": c.baseline_events,
+            "negative_rate_before": c.baseline_rate,
+            "events_after": c.events,
+            "negative_rate_after": c.negative_rate,
+            "difference": c.difference,
+            "ci_low": c.ci_low,
+            "ci_high": c.ci_high,
+            "verdict": c.verdict,
+        }

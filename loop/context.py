@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from flywheel.evals.golden import load_golden
 from flywheel.candidates import Candidate, ChampionKind
 from flywheel.champions import champion
+from flywheel.evals.golden import load_golden
+from flywheel.improvers.context import (  # noqa: F401 - the cycle's context, as the steps import it
+    CLUSTER_EVENTS_KEPT,
+    CycleContext,
+    EndpointFailed,
+    cluster_events,
+    earliest_seen,
+    endpoint_errors,
+    short_hash,
+)
 from flywheel.llm import endpoint
 from flywheel.registry import production_model, require_production_prompt
 from flywheel.runtime import Runtime
-from flywheel.improvers.context import (  # noqa: F401 - the cycle's context, as the steps import it
-    CLUSTER_EVENTS_KEPT, CycleContext, EndpointFailed, cluster_events, earliest_seen, endpoint_errors, short_hash,
-)
 
 
 def begin(rt: Runtime) -> CycleContext:
@@ -31,14 +37,21 @@ def begin(rt: Runtime) -> CycleContext:
         cycle_id = state.unfinished_cycle()
         resumed = cycle_id is not None
         if cycle_id is None:
-            cycle_id = f"cyc-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+            cycle_id = f"cyc-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
         state.start_cycle(cycle_id)
         index_version = champion(settings, state, ChampionKind.rag).current()
     model = production_model(settings)
-    ctx = CycleContext(settings=settings, cycle_id=cycle_id, resumed=resumed, champion_version=prompt.version,
-                       champion_template=prompt.template, golden_version=golden.version,
-                       index_version=index_version, champion_model=model.provider_model,
-                       champion_model_version=model.version)
+    ctx = CycleContext(
+        settings=settings,
+        cycle_id=cycle_id,
+        resumed=resumed,
+        champion_version=prompt.version,
+        champion_template=prompt.template,
+        golden_version=golden.version,
+        index_version=index_version,
+        champion_model=model.provider_model,
+        champion_model_version=model.version,
+    )
     ctx._runtime = rt
     return ctx
 

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 LOCK_FILE = "cycle.lock"
@@ -30,8 +30,9 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def cycle_lock(home: Path, *, on_wait: Callable[[str], None] | None = None, poll: float = 1.0,
-               say_every: float = 60.0) -> Iterator[None]:
+def cycle_lock(
+    home: Path, *, on_wait: Callable[[str], None] | None = None, poll: float = 1.0, say_every: float = 60.0
+) -> Iterator[None]:
     """Hold the state directory's cycle lock for the ``with`` body, waiting (and saying so through
     ``on_wait`` every ``say_every`` seconds) while another process holds it. A signal ends the wait
     like any other step."""
@@ -52,7 +53,7 @@ def cycle_lock(home: Path, *, on_wait: Callable[[str], None] | None = None, poll
         try:
             fh.seek(0)
             fh.truncate()
-            fh.write(f"cycle in process {os.getpid()} since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC\n")
+            fh.write(f"cycle in process {os.getpid()} since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n")
             fh.flush()
             yield
         finally:

@@ -18,14 +18,14 @@ from collections.abc import Sequence
 
 from flywheel.config import Settings
 from flywheel.feedback.store import FeedbackStore
+from flywheel.improvers.diagnosis import diagnose
+from flywheel.improvers.screening_step import failing_examples
 from flywheel.llm import make_client
+from flywheel.loop.context import endpoint_errors
 from flywheel.schemas import ClusterDiagnosis, FailureCluster, StoredEvent
 from flywheel.state import StateStore, open_state
 from flywheel.triage import route_for
 from flywheel.wording import plural
-from flywheel.improvers.diagnosis import diagnose
-from flywheel.loop.context import endpoint_errors
-from flywheel.improvers.screening_step import failing_examples
 
 
 def diagnosis_key(cluster_id: str) -> str:
@@ -36,6 +36,7 @@ def diagnosis_key(cluster_id: str) -> str:
 def signal_counts(events: Sequence[StoredEvent]) -> dict[str, int]:
     """How the cluster's users said they were unhappy, as counts (statistics of every event, with or
     without consent; no text): ``thumbs_down``, ``rating 1``, ``outcome failure``..."""
+
     def label(e: StoredEvent) -> str:
         if e.signal == "outcome":
             return "outcome failure" if e.value == 0 else "outcome"
@@ -53,36 +54,45 @@ def apply_diagnosis(cluster: FailureCluster, diagnosis: ClusterDiagnosis) -> Fai
     category = diagnosis.category
     summary = cluster.summary
     if summary.startswith(f"{cluster.category}:"):
-        summary = f"{category} (diagnosed, no reason given):" + summary[len(cluster.category) + 1:]
-    return cluster.model_copy(update={
-        "category": category, "summary": summary, "diagnosis": diagnosis,
-        "route": route_for(category, prompt_failed=cluster.prompt_failed, finetune_gap=cluster.finetune_gap)})
+        summary = f"{category} (diagnosed, no reason given):" + summary[len(cluster.category) + 1 :]
+    return cluster.model_copy(
+        update={
+            "category": category,
+            "summary": summary,
+            "diagnosis": diagnosis,
+            "route": route_for(category, prompt_failed=cluster.prompt_failed, finetune_gap=cluster.finetune_gap),
+        }
+    )
 
 
 def _not_diagnosed(why: str, **fields: object) -> ClusterDiagnosis:
     return ClusterDiagnosis.model_validate({"diagnosed": False, "why_not": why, **fields})
 
 
-def _diagnose_one(settings: Settings, cluster: FailureCluster, events: Sequence[StoredEvent],
-                  client: object) -> ClusterDiagnosis:
+def _diagnose_one(
+    settings: Settings, cluster: FailureCluster, events: Sequence[StoredEvent], client: object
+) -> ClusterDiagnosis:
     consented = [e for e in events if e.consent]
     if not consented:
         return _not_diagnosed(
             f"no consented examples: none of its {plural(cluster.size, 'event')} from {plural(cluster.users, 'user')} "
-            "has consent, and text without consent is never sent to a model")
+            "has consent, and text without consent is never sent to a model"
+        )
     examples = failing_examples(consented, settings.improve.examples_per_cluster)
-    readable = [e for e in examples
-                if any(t.strip() for t in (e.query, e.output, e.comment or "", e.better or ""))]
+    readable = [e for e in examples if any(t.strip() for t in (e.query, e.output, e.comment or "", e.better or ""))]
     if not readable:
         return _not_diagnosed(
             f"no text to read: its {plural(len(consented), 'consented event')} have an empty query and answer and "
-            "no comment, correction or edit", examples=0)
+            "no comment, correction or edit",
+            examples=0,
+        )
     return diagnose(client, settings.draft_model, readable, signal_counts(events))
 
 
 @endpoint_errors("diagnosis")
-def diagnose_step(settings: Settings, state: StateStore, store: FeedbackStore, cycle_id: str,
-                  clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
+def diagnose_step(
+    settings: Settings, state: StateStore, store: FeedbackStore, cycle_id: str, clusters: Sequence[FailureCluster]
+) -> list[FailureCluster]:
     """``clusters`` with each one in ``other`` diagnosed (by priority, at most ``triage.max_diagnoses``);
     the others unchanged, the order kept. Each diagnosis is saved before the next is asked."""
     s = settings.triage
@@ -100,8 +110,10 @@ def diagnose_step(settings: Settings, state: StateStore, store: FeedbackStore, c
         elif not s.diagnose:
             diagnosis = _not_diagnosed("not diagnosed: `triage.diagnose` is off, and no reason was given")
         elif asked >= s.max_diagnoses:
-            diagnosis = _not_diagnosed(f"not diagnosed: beyond `triage.max_diagnoses` = {s.max_diagnoses} "
-                                       "higher-priority clusters in `other` this cycle")
+            diagnosis = _not_diagnosed(
+                f"not diagnosed: beyond `triage.max_diagnoses` = {s.max_diagnoses} "
+                "higher-priority clusters in `other` this cycle"
+            )
         else:
             asked += 1
             if client is None:

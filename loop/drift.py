@@ -24,9 +24,9 @@ from pydantic import BaseModel
 
 from flywheel.config import Settings
 from flywheel.feedback.store import FeedbackStore
-from flywheel.state import StateStore
 from flywheel.loop.watch_data import RatedEvents
 from flywheel.loop.watch_stats import compare
+from flywheel.state import StateStore
 
 DAY = 86400.0
 ALARM = "drift_alarm"  # state pointer: the alarm episode in progress (its reasons), absent when none
@@ -78,9 +78,16 @@ def rate_trend(settings: Settings, store: FeedbackStore, now: float | None = Non
         direction = "rising"
     elif comp.enough and comp.ci_high is not None and comp.ci_high < 0:
         direction = "falling"
-    return RateTrend(direction=direction, recent_rate=comp.negative_rate, baseline_rate=comp.baseline_rate,
-                     difference=comp.difference, ci_low=comp.ci_low, ci_high=comp.ci_high,
-                     recent_events=recent.events, baseline_events=baseline.events)
+    return RateTrend(
+        direction=direction,
+        recent_rate=comp.negative_rate,
+        baseline_rate=comp.baseline_rate,
+        difference=comp.difference,
+        ci_low=comp.ci_low,
+        ci_high=comp.ci_high,
+        recent_events=recent.events,
+        baseline_events=baseline.events,
+    )
 
 
 def golden_trend(settings: Settings, state: StateStore) -> GoldenTrend:
@@ -107,14 +114,21 @@ def drift(settings: Settings, state: StateStore, store: FeedbackStore, now: floa
     golden = golden_trend(settings, state)
     reasons = []
     if rate.direction == "rising":
-        reasons.append(f"negative rate rose from {rate.baseline_rate} to {rate.recent_rate} over the last "
-                       f"{settings.watch.drift_window_days:g} day(s) (difference {rate.difference}, interval "
-                       f"[{rate.ci_low}, {rate.ci_high}])")
+        reasons.append(
+            f"negative rate rose from {rate.baseline_rate} to {rate.recent_rate} over the last "
+            f"{settings.watch.drift_window_days:g} day(s) (difference {rate.difference}, interval "
+            f"[{rate.ci_low}, {rate.ci_high}])"
+        )
     if golden.direction == "falling":
-        reasons.append(f"the champion's golden score fell to {golden.latest} from {golden.best_before} "
-                       f"(golden version {(golden.golden_version or '')[:12]})")
-    why = "; ".join(reasons) if reasons else (
-        f"no drift: negative rate {rate.direction}, golden score {golden.direction}")
+        reasons.append(
+            f"the champion's golden score fell to {golden.latest} from {golden.best_before} "
+            f"(golden version {(golden.golden_version or '')[:12]})"
+        )
+    why = (
+        "; ".join(reasons)
+        if reasons
+        else (f"no drift: negative rate {rate.direction}, golden score {golden.direction}")
+    )
     return Drift(negative_rate_trend=rate, golden_trend=golden, alarm=bool(reasons), why=why)
 
 

@@ -15,42 +15,65 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from flywheel.candidates import Candidate, Decision, Outcome
-from flywheel.schemas import ClusterOutcome, ClusterStatus, FailureCluster
 from flywheel.improvers.base import ClusterWork, ImproverRun
 from flywheel.improvers.registry import improver
 from flywheel.loop.context import CycleContext
 from flywheel.loop.golden.coverage import uncovered_note
-
+from flywheel.schemas import ClusterOutcome, ClusterStatus, FailureCluster
 
 # Best first: what a cluster's outcome is when several candidates cover it.
-_RANK = [Decision.promoted, Decision.canary, Decision.pending_approval, Decision.deferred, Decision.superseded,
-         Decision.rejected, Decision.error]
+_RANK = [
+    Decision.promoted,
+    Decision.canary,
+    Decision.pending_approval,
+    Decision.deferred,
+    Decision.superseded,
+    Decision.rejected,
+    Decision.error,
+]
 
 
-def cluster_work(ctx: CycleContext, clusters: Sequence[FailureCluster],
-                 runs: Sequence[ImproverRun]) -> dict[str, ClusterWork]:
+def cluster_work(
+    ctx: CycleContext, clusters: Sequence[FailureCluster], runs: Sequence[ImproverRun]
+) -> dict[str, ClusterWork]:
     """What the improver each cluster is routed to says of it this cycle (skipped, or what it found)."""
     by_kind = {r.kind: r for r in runs}
     out = {}
     for c in clusters:
         run = by_kind.get(c.route)
-        out[c.cluster_id] = (improver(run.kind).cluster_work(ctx, c, run.chosen, run.proposal) if run is not None
-                             else ClusterWork(found=f"no improver takes the route {c.route!r}"))
+        out[c.cluster_id] = (
+            improver(run.kind).cluster_work(ctx, c, run.chosen, run.proposal)
+            if run is not None
+            else ClusterWork(found=f"no improver takes the route {c.route!r}")
+        )
     return out
 
 
-def cluster_outcomes(ctx: CycleContext, clusters: Sequence[FailureCluster], work: Mapping[str, ClusterWork],
-                     candidates: Sequence[Candidate]) -> list[ClusterOutcome]:
+def cluster_outcomes(
+    ctx: CycleContext,
+    clusters: Sequence[FailureCluster],
+    work: Mapping[str, ClusterWork],
+    candidates: Sequence[Candidate],
+) -> list[ClusterOutcome]:
     """Each cluster's outcome this cycle: its candidates' best decision, else what its improver
     said of it (``work``, from :func:`cluster_work`)."""
     golden_items = Counter(i.category for i in ctx.golden.items)
     out = []
     for c in clusters:
         mine = [k for k in candidates if c.cluster_id in k.cluster_ids]
-        o = ClusterOutcome(cluster_id=c.cluster_id, category=c.category, route=c.route, size=c.size, users=c.users,
-                           consented=c.consented, status=ClusterStatus.no_candidate, why="",
-                           candidates=[k.candidate_id for k in mine], golden_items=golden_items[c.category],
-                           diagnosis=c.diagnosis)
+        o = ClusterOutcome(
+            cluster_id=c.cluster_id,
+            category=c.category,
+            route=c.route,
+            size=c.size,
+            users=c.users,
+            consented=c.consented,
+            status=ClusterStatus.no_candidate,
+            why="",
+            candidates=[k.candidate_id for k in mine],
+            golden_items=golden_items[c.category],
+            diagnosis=c.diagnosis,
+        )
         if mine and not golden_items[c.category]:
             o.note = uncovered_note(c.category)
         w = work.get(c.cluster_id) or ClusterWork()

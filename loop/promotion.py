@@ -5,20 +5,20 @@
 from __future__ import annotations
 
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flywheel.candidates import Candidate, ChampionKind, Decision, Outcome
 from flywheel.champions import Move, MoveAction, champion, current_set
 from flywheel.config import Settings
 from flywheel.errors import UsageError
+from flywheel.improvers.registry import improver
 from flywheel.registry import use_mlflow
 from flywheel.state import StateStore, open_state
-from flywheel.improvers.registry import improver
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def tag_run(settings: Settings, run_id: str | None, tags: dict[str, str]) -> None:
@@ -70,19 +70,25 @@ def promote(settings: Settings, state: StateStore, cand: Candidate, *, by: str, 
     current = check_fresh(settings, state, cand)
     pointer = champion(settings, state, cand.slot)
     assert cand.version is not None
-    pointer.move_to(cand.version, MoveAction.promote, by=by, candidate_id=cand.candidate_id, note=note,
-                    previous=current)
+    pointer.move_to(
+        cand.version, MoveAction.promote, by=by, candidate_id=cand.candidate_id, note=note, previous=current
+    )
     when = _now()
     cand.decision, cand.decided_at, cand.decided_by, cand.note = Decision.promoted, when, by, note
     state.save_candidate(cand)
     for cid in cand.cluster_ids:
-        state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id,
-                             cand.outcome_for(cid, Outcome.promoted))
-    tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "promoted", "flywheel.approved_by": by,
-                                            "flywheel.approved_at": when.isoformat(), "flywheel.approval_note": note or ""})
+        state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, cand.outcome_for(cid, Outcome.promoted))
+    tag_run(
+        settings,
+        cand.mlflow_run_id,
+        {
+            "flywheel.decision": "promoted",
+            "flywheel.approved_by": by,
+            "flywheel.approved_at": when.isoformat(),
+            "flywheel.approval_note": note or "",
+        },
+    )
     return cand
-
-
 
 
 def supersede_pending(settings: Settings, state: StateStore, newer: Candidate) -> None:
@@ -97,8 +103,10 @@ def supersede_pending(settings: Settings, state: StateStore, newer: Candidate) -
         old.decided_at, old.decided_by = _now(), "flywheel"
         if extra:
             old.decision = Decision.deferred
-            old.reason = (f"deferred: fixes {', '.join(extra)}, which {newer.candidate_id} from cycle "
-                          f"{newer.cycle_id} (waiting now) does not; redrafted in the next cycle")
+            old.reason = (
+                f"deferred: fixes {', '.join(extra)}, which {newer.candidate_id} from cycle "
+                f"{newer.cycle_id} (waiting now) does not; redrafted in the next cycle"
+            )
         else:
             old.decision = Decision.superseded
             old.reason = f"superseded by {newer.candidate_id} from cycle {newer.cycle_id}"
@@ -131,8 +139,16 @@ def reject(settings: Settings, candidate_id: str, *, by: str, reason: str) -> Ca
         state.save_candidate(cand)
         for cid in cand.cluster_ids:
             state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, Outcome.rejected)
-        tag_run(settings, cand.mlflow_run_id, {"flywheel.decision": "rejected", "flywheel.rejected_by": by,
-                                                "flywheel.rejected_at": when.isoformat(), "flywheel.reason": cand.reason})
+        tag_run(
+            settings,
+            cand.mlflow_run_id,
+            {
+                "flywheel.decision": "rejected",
+                "flywheel.rejected_by": by,
+                "flywheel.rejected_at": when.isoformat(),
+                "flywheel.reason": cand.reason,
+            },
+        )
         return cand
 
 
@@ -149,19 +165,35 @@ def rollback(settings: Settings, kind: str, *, by: str, note: str | None = None)
         when = _now()
         if move.candidate_id and (cand := state.candidate(move.candidate_id)):
             record_rollback(settings, state, cand, by=by, when=when)
-    return {"kind": str(move.kind), "from_version": move.from_version, "to_version": move.to_version,
-            "undone_candidate": move.candidate_id, "by": by, "at": when.isoformat()}
+    return {
+        "kind": str(move.kind),
+        "from_version": move.from_version,
+        "to_version": move.to_version,
+        "undone_candidate": move.candidate_id,
+        "by": by,
+        "at": when.isoformat(),
+    }
 
 
-def record_rollback(settings: Settings, state: StateStore, cand: Candidate, *, by: str, when: datetime,
-                    extra_tags: dict[str, str] | None = None) -> None:
+def record_rollback(
+    settings: Settings,
+    state: StateStore,
+    cand: Candidate,
+    *,
+    by: str,
+    when: datetime,
+    extra_tags: dict[str, str] | None = None,
+) -> None:
     """The fix is undone: its clusters are open again (and count as not fixed by that kind)."""
     for cid in cand.cluster_ids:
         state.record_attempt(cid, cand.cycle_id, cand.kind, cand.candidate_id, Outcome.rolled_back)
     cand.payload.rolled_back_at, cand.payload.rolled_back_by = when, by
     state.save_candidate(cand)
-    tag_run(settings, cand.mlflow_run_id, {"flywheel.rolled_back_at": when.isoformat(),
-                                           "flywheel.rolled_back_by": by, **(extra_tags or {})})
+    tag_run(
+        settings,
+        cand.mlflow_run_id,
+        {"flywheel.rolled_back_at": when.isoformat(), "flywheel.rolled_back_by": by, **(extra_tags or {})},
+    )
 
 
 def loop_velocity_hours(promoted: list[Candidate]) -> float | None:
@@ -179,17 +211,23 @@ def loop_velocity_hours(promoted: list[Candidate]) -> float | None:
 def verified_hours(cands: list[Candidate]) -> float | None:
     """Median hours from a cluster's first negative event to a `better` verdict of `flywheel watch`
     on its fix (the fix verified on live traffic, not only promoted)."""
-    hours = [(cand.verified_at - datetime.fromisoformat(first)).total_seconds() / 3600
-             for cand in cands if cand.verified_at is not None
-             for first in cand.payload.cluster_first_seen.values()]
+    hours = [
+        (cand.verified_at - datetime.fromisoformat(first)).total_seconds() / 3600
+        for cand in cands
+        if cand.verified_at is not None
+        for first in cand.payload.cluster_first_seen.values()
+    ]
     return round(statistics.median(hours), 2) if hours else None
 
 
 def loop_velocity(promoted: list[Candidate]) -> dict[str, float | int | None]:
     """Loop velocity as `status` and the weekly review give it: to the promotion, and to the fix
     verified on live traffic."""
-    return {"promoted_hours": loop_velocity_hours(promoted), "verified_hours": verified_hours(promoted),
-            "verified_fixes": sum(1 for c in promoted if c.verified_at is not None)}
+    return {
+        "promoted_hours": loop_velocity_hours(promoted),
+        "verified_hours": verified_hours(promoted),
+        "verified_fixes": sum(1 for c in promoted if c.verified_at is not None),
+    }
 
 
 def set_prompt(settings: Settings, template: str, *, message: str | None, by: str) -> dict[str, Any]:

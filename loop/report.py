@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from flywheel.evals.calibration import JudgeCalibration
 from flywheel.candidates import Candidate
-from flywheel.schemas import ClusterOutcome, FailureCluster
+from flywheel.evals.calibration import JudgeCalibration
 from flywheel.loop.context import CycleContext
+from flywheel.schemas import ClusterOutcome, FailureCluster
 
 
 class CycleReport(BaseModel):
@@ -25,20 +25,26 @@ class CycleReport(BaseModel):
     champion_run_id: str | None = None
     cycle_run_id: str | None = None
     improver_notes: list[str] = Field(
-        default_factory=list, description="What the improvers said, each as `<title>: <note>` (a job still running).")
+        default_factory=list, description="What the improvers said, each as `<title>: <note>` (a job still running)."
+    )
     sections: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Each improver's own section, under its name (the fine-tuning jobs).")
+        default_factory=dict, description="Each improver's own section, under its name (the fine-tuning jobs)."
+    )
     champion_per_category: dict[str, float] = Field(default_factory=dict)
     champion_per_segment: dict[str, float] = Field(default_factory=dict)
     category_n: dict[str, int] = Field(
-        default_factory=dict, description="Golden items the champion scored per category (the chart's intervals).")
+        default_factory=dict, description="Golden items the champion scored per category (the chart's intervals)."
+    )
     judge: JudgeCalibration | None = Field(None, description="This cycle's judge calibration, when it ran one.")
-    notes: list[str] = Field(default_factory=list, description="What the operator should know (e.g. an untrusted judge).")
+    notes: list[str] = Field(
+        default_factory=list, description="What the operator should know (e.g. an untrusted judge)."
+    )
     chart_uri: str | None = None  # the chart logged to the cycle's MLflow run
     chart_link: str | None = None  # where an operator opens it (the MLflow UI when configured)
     chart_png: bytes | None = Field(None, exclude=True)  # the chart itself, for the Prefect artifact
     loop_velocity: dict[str, float | None] = Field(
-        default_factory=dict, description="Median hours to a promoted fix and to one verified by `flywheel watch`.")
+        default_factory=dict, description="Median hours to a promoted fix and to one verified by `flywheel watch`."
+    )
 
     def public(self) -> dict[str, Any]:
         return {
@@ -59,25 +65,32 @@ class CycleReport(BaseModel):
 
 
 def finish(ctx: CycleContext, report: CycleReport, status: str = "done") -> None:
-    from flywheel.evals.tracking import set_tags
-
     from flywheel.candidates import Decision
+    from flywheel.evals.tracking import set_tags
     from flywheel.loop.promotion import loop_velocity_hours, verified_hours
 
     with ctx.state() as state:
         promoted = state.candidates(decision=Decision.promoted)
-        report.loop_velocity = {"promoted_hours": loop_velocity_hours(promoted),
-                                "verified_hours": verified_hours(promoted)}
-        state.finish_cycle(report.cycle_id, status, report.golden_version, report.champion_score,
-                           {"candidates": [c.candidate_id for c in report.candidates], "clusters": report.clusters,
-                            **report.sections})
+        report.loop_velocity = {
+            "promoted_hours": loop_velocity_hours(promoted),
+            "verified_hours": verified_hours(promoted),
+        }
+        state.finish_cycle(
+            report.cycle_id,
+            status,
+            report.golden_version,
+            report.champion_score,
+            {"candidates": [c.candidate_id for c in report.candidates], "clusters": report.clusters, **report.sections},
+        )
     if report.cycle_run_id:
         client = ctx.mlflow
-        set_tags(client, report.cycle_run_id, {"flywheel.status": status,
-                                               "flywheel.candidates": str(len(report.candidates))})
+        set_tags(
+            client, report.cycle_run_id, {"flywheel.status": status, "flywheel.candidates": str(len(report.candidates))}
+        )
         log_chart(ctx, client, report)
-        client.log_dict(report.cycle_run_id, [o.model_dump(mode="json") for o in report.outcomes],
-                        "cluster_outcomes.json")
+        client.log_dict(
+            report.cycle_run_id, [o.model_dump(mode="json") for o in report.outcomes], "cluster_outcomes.json"
+        )
         client.log_metric(report.cycle_run_id, "champion_score", report.champion_score or 0.0)
         for name, hours in report.loop_velocity.items():
             if hours is not None:
@@ -93,8 +106,11 @@ def log_chart(ctx: CycleContext, client: Any, report: CycleReport) -> None:
     from flywheel.evals.report import CHART_ARTIFACT, cycle_chart
 
     with ctx.state() as state:
-        history = [(c["cycle_id"], c["champion_score"]) for c in reversed(state.cycles(limit=30))
-                   if c["champion_score"] is not None and c["status"] == "done"]
+        history = [
+            (c["cycle_id"], c["champion_score"])
+            for c in reversed(state.cycles(limit=30))
+            if c["champion_score"] is not None and c["status"] == "done"
+        ]
     png = cycle_chart(history, report.candidates, report.champion_per_category, category_n=report.category_n)
     folder, name = CHART_ARTIFACT.rsplit("/", 1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,8 +152,9 @@ def fail(ctx: CycleContext, reason: str, status: str = "failed") -> None:
         pass
 
 
-def cluster_summaries(clusters: Sequence[FailureCluster],
-                      drafting: Mapping[str, BaseModel] | None = None) -> list[dict[str, Any]]:
+def cluster_summaries(
+    clusters: Sequence[FailureCluster], drafting: Mapping[str, BaseModel] | None = None
+) -> list[dict[str, Any]]:
     """Clusters as the cycle reports them: everything but the (long) list of event ids, and for
     those an improver drafted for, its detail (the prompt improver's rounds, rollouts, resolved
     shares and outcome)."""

@@ -18,13 +18,13 @@ from collections import Counter
 
 import openai
 
-from flywheel.evals.calibration import PASS, JudgeCalibration, agreement, assess
 from flywheel.config import Settings
+from flywheel.evals.calibration import PASS, JudgeCalibration, agreement, assess
 from flywheel.feedback.store import FeedbackStore
-from flywheel.state import StateStore
+from flywheel.improvers.screening import FailingExample
 from flywheel.proposals import normalise
 from flywheel.schemas import StoredEvent
-from flywheel.improvers.screening import FailingExample
+from flywheel.state import StateStore
 
 
 def _h(*parts: str) -> str:
@@ -33,11 +33,14 @@ def _h(*parts: str) -> str:
 
 def _example(e: StoredEvent) -> FailingExample:
     better = e.correction or (e.final_text if e.signal == "edit" else None)
-    return FailingExample(query=e.query, output=e.output, signal=e.signal, reason=e.reason, comment=e.comment,
-                          better=better)
+    return FailingExample(
+        query=e.query, output=e.output, signal=e.signal, reason=e.reason, comment=e.comment, better=better
+    )
 
 
-def screening_pairs(settings: Settings, store: FeedbackStore) -> tuple[list[tuple[FailingExample, str, bool]], Counter[str]]:
+def screening_pairs(
+    settings: Settings, store: FeedbackStore
+) -> tuple[list[tuple[FailingExample, str, bool]], Counter[str]]:
     """(failing example, expert-reviewed answer, expert pass) pairs; consented events only."""
     skipped: Counter[str] = Counter()
     reviews: list[StoredEvent] = []
@@ -52,8 +55,11 @@ def screening_pairs(settings: Settings, store: FeedbackStore) -> tuple[list[tupl
             negatives.setdefault(normalise(e.query), []).append(e)
     pairs = []
     for r in sorted(reviews, key=lambda r: _h(r.event_id)):
-        others = [e for e in negatives.get(normalise(r.query), [])
-                  if e.event_id != r.event_id and normalise(e.output) != normalise(r.output)]
+        others = [
+            e
+            for e in negatives.get(normalise(r.query), [])
+            if e.event_id != r.event_id and normalise(e.output) != normalise(r.output)
+        ]
         if not others:
             skipped["no_failing_example"] += 1
             continue
@@ -77,6 +83,12 @@ def calibrate_screening(settings: Settings, state: StateStore, store: FeedbackSt
     except openai.APIError:  # the endpoint failed after retries: nothing to report on, and said so
         verdicts, errors = [], len(pairs)
     figures = agreement([p[2] for p in pairs][: len(verdicts)], [v.resolved for v in verdicts])
-    return assess(figures, judge_model=settings.judge_model, min_kappa=settings.judge.min_kappa,
-                  min_items=settings.judge.min_items, skipped=dict(sorted(skipped.items())),
-                  references={"expert_review_of_another_answer": len(verdicts)}, errors=errors)
+    return assess(
+        figures,
+        judge_model=settings.judge_model,
+        min_kappa=settings.judge.min_kappa,
+        min_items=settings.judge.min_items,
+        skipped=dict(sorted(skipped.items())),
+        references={"expert_review_of_another_answer": len(verdicts)},
+        errors=errors,
+    )

@@ -57,14 +57,23 @@ def _canary_status(settings: Settings, store: FeedbackStore, canary: Canary) -> 
     """The running canary, its share of users and how it fares so far: what the next watch compares."""
     row = canary_now(settings, store, canary)
     c = row.comparison
-    figures = {"events": c.events, "negative_rate": c.negative_rate, "baseline_events": c.baseline_events,
-               "baseline_rate": c.baseline_rate, "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-               "verdict": str(c.verdict), "why": row.why}
+    figures = {
+        "events": c.events,
+        "negative_rate": c.negative_rate,
+        "baseline_events": c.baseline_events,
+        "baseline_rate": c.baseline_rate,
+        "difference": c.difference,
+        "ci_low": c.ci_low,
+        "ci_high": c.ci_high,
+        "verdict": str(c.verdict),
+        "why": row.why,
+    }
     return canary.model_dump(mode="json") | {"watch": figures | {"min_events": settings.watch.min_events}}
 
 
 def _with_iso_times(cycle: dict[str, Any]) -> dict[str, Any]:
     """A cycle row with its epoch times as ISO 8601 (UTC, with the offset): raw epochs in JSON
     are unreadable and carry no timezone."""
-    return cycle | {k: (when.isoformat() if (when := as_datetime(cycle.get(k))) else None)
-                    for k in ("started_at", "finished_at")}
+    return cycle | {
+        k: (when.isoformat() if (when := as_datetime(cycle.get(k))) else None) for k in ("started_at", "finished_at")
+    }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flywheel.llm import make_client
-from flywheel.schemas import FailureCluster
 from flywheel.runtime import Runtime
+from flywheel.schemas import FailureCluster
 
 
 def triage_step(rt: Runtime, progress: Callable[[int], None] | None = None) -> list[FailureCluster]:

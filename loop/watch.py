@@ -21,7 +21,7 @@ significantly worse is rolled back, one not significantly worse is promoted when
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer, model_validator
@@ -31,18 +31,29 @@ from flywheel.champions import Canary, Move, MoveAction, champion, event_value, 
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.feedback.store import FeedbackStore
-from flywheel.state import StateStore
 from flywheel.loop.cluster_rate import ClusterRate
 from flywheel.loop.watch_actions import Intent, WatchAction, journal, pending_intents, perform
 from flywheel.loop.watch_clusters import cluster_rates
 from flywheel.loop.watch_data import VERSION_COLUMN, RatedEvents
 from flywheel.loop.watch_stats import Comparison, Verdict, compare
+from flywheel.state import StateStore
 
 DAY = 86400.0
 
 
-SPEC_FIELDS = ("kind", "version", "against", "events", "negative_rate", "baseline_rate", "difference", "ci_low",
-               "ci_high", "verdict", "action")
+SPEC_FIELDS = (
+    "kind",
+    "version",
+    "against",
+    "events",
+    "negative_rate",
+    "baseline_rate",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "action",
+)
 
 
 class WatchRow(BaseModel):
@@ -89,14 +100,30 @@ class WatchReport(BaseModel):
 
     def public(self) -> dict[str, Any]:
         """SPEC's document: ``watches``, then what it may grow by (``clusters``)."""
-        return {"watches": [r.model_dump(mode="json") for r in self.watches],
-                "clusters": [c.model_dump(mode="json") for c in self.clusters]}
+        return {
+            "watches": [r.model_dump(mode="json") for r in self.watches],
+            "clusters": [c.model_dump(mode="json") for c in self.clusters],
+        }
 
 
-def _row(scope: Literal["canary", "promotion"], kind: ChampionKind, version: str, against: str | None,
-         comp: Comparison, since: float, candidate_id: str | None) -> WatchRow:
-    return WatchRow(kind=str(kind), version=version, against=against, scope=scope, comparison=comp,
-                    since=datetime.fromtimestamp(since, tz=timezone.utc), candidate_id=candidate_id)
+def _row(
+    scope: Literal["canary", "promotion"],
+    kind: ChampionKind,
+    version: str,
+    against: str | None,
+    comp: Comparison,
+    since: float,
+    candidate_id: str | None,
+) -> WatchRow:
+    return WatchRow(
+        kind=str(kind),
+        version=version,
+        against=against,
+        scope=scope,
+        comparison=comp,
+        since=datetime.fromtimestamp(since, tz=UTC),
+        candidate_id=candidate_id,
+    )
 
 
 class _Watch:
@@ -109,8 +136,14 @@ class _Watch:
 
     def compare(self, side: Any, base: Any) -> Comparison:
         w = self.watch
-        return compare(self.data.side(side, self.cap), self.data.side(base, self.cap), alpha=w.alpha,
-                       min_events=w.min_events, sequential=w.sequential, tau=w.effect_size)
+        return compare(
+            self.data.side(side, self.cap),
+            self.data.side(base, self.cap),
+            alpha=w.alpha,
+            min_events=w.min_events,
+            sequential=w.sequential,
+            tau=w.effect_size,
+        )
 
     def canary(self, canary: Canary) -> WatchRow:
         start = canary.started_at.timestamp() if canary.started_at else 0.0
@@ -122,8 +155,14 @@ class _Watch:
         """The value the events carry for a version of ``kind`` (a model's provider name)."""
         return event_value(self.settings, kind, version)
 
-    def promotions(self, kind: ChampionKind, moves: list[Move], live: list[Move], now: float,
-                   other_moves: list[float] | None = None) -> list[tuple[Move, WatchRow]]:
+    def promotions(
+        self,
+        kind: ChampionKind,
+        moves: list[Move],
+        live: list[Move],
+        now: float,
+        other_moves: list[float] | None = None,
+    ) -> list[tuple[Move, WatchRow]]:
         """Each live production move of ``kind`` in the window against the version it replaced.
         ``other_moves``: when production moves of the other kinds happened; both sides stop at them,
         so the two sides differ in this one change (a later bad prompt does not count against an
@@ -136,8 +175,12 @@ class _Watch:
         out = []
         for i, m in enumerate(prod):
             at = m.at.timestamp() if m.at else 0.0
-            if (m.action is MoveAction.rollback or m.from_version is None or at < now - window
-                    or (m.at, m.to_version) not in live_keys):
+            if (
+                m.action is MoveAction.rollback
+                or m.from_version is None
+                or at < now - window
+                or (m.at, m.to_version) not in live_keys
+            ):
                 continue
             next_at = prod[i + 1].at if i + 1 < len(prod) else None
             end = next_at.timestamp() if next_at else None
@@ -152,7 +195,9 @@ class _Watch:
                 start = earlier[-1]
             production = self.data.not_canary()
             after = self.data.between(at, end) & self.data.equals(column, self.label(kind, m.to_version)) & production
-            before = self.data.between(start, at) & self.data.equals(column, self.label(kind, m.from_version)) & production
+            before = (
+                self.data.between(start, at) & self.data.equals(column, self.label(kind, m.from_version)) & production
+            )
             row = _row("promotion", kind, m.to_version, m.from_version, self.compare(after, before), at, m.candidate_id)
             out.append((m, row))
         return out
@@ -163,15 +208,19 @@ def _decide(settings: Settings, row: WatchRow, *, current: bool) -> WatchAction:
     w = settings.watch
     comp = row.comparison
     if comp.capped_events < w.min_events or comp.capped_baseline_events < w.min_events:
-        row.why = (f"waiting: {comp.capped_events:g} and {comp.capped_baseline_events:g} events (capped), "
-                   f"{w.min_events} needed on each side (watch.min_events)")
+        row.why = (
+            f"waiting: {comp.capped_events:g} and {comp.capped_baseline_events:g} events (capped), "
+            f"{w.min_events} needed on each side (watch.min_events)"
+        )
         return WatchAction.none
     if row.scope == "canary":
         if comp.verdict is Verdict.worse:
             row.why = "canary significantly worse than production: rolled back"
             return WatchAction.rolled_back
         if not w.auto_promote:
-            row.why = f"canary {comp.verdict}, not worse; watch.auto_promote is off: `flywheel promote-canary` promotes it"
+            row.why = (
+                f"canary {comp.verdict}, not worse; watch.auto_promote is off: `flywheel promote-canary` promotes it"
+            )
             return WatchAction.none
         row.why = f"canary {comp.verdict}, not significantly worse: promoted (watch.auto_promote)"
         return WatchAction.promoted
@@ -209,22 +258,25 @@ def run_watch(settings: Settings, state: StateStore, store: FeedbackStore, *, dr
     now = time.time()
     finished = [] if dry_run else _finish_interrupted(settings, state)
     canary = running_canary(settings, state)
-    histories = {k: (champion(settings, state, k).history(), champion(settings, state, k).live())
-                 for k in ChampionKind}
+    histories = {k: (champion(settings, state, k).history(), champion(settings, state, k).live()) for k in ChampionKind}
     since = now - 2 * settings.watch.window_days * DAY
     if canary is not None and canary.started_at is not None:
         since = min(since, canary.started_at.timestamp())
     # Only the version columns a comparison reads (each costs about a second a million rows).
     cutoff = now - settings.watch.window_days * DAY
-    watched = {VERSION_COLUMN[str(k)] for k, (moves, _) in histories.items()
-               if any(m.at and m.at.timestamp() >= cutoff and not m.action.is_canary for m in moves)}
+    watched = {
+        VERSION_COLUMN[str(k)]
+        for k, (moves, _) in histories.items()
+        if any(m.at and m.at.timestamp() >= cutoff and not m.action.is_canary for m in moves)
+    }
     data = RatedEvents(store.rated(since=since, versions=sorted(watched)))
     watch = _Watch(settings, data)
     decided: list[tuple[WatchRow, Move | None]] = []
     if canary is not None:
         decided.append((watch.canary(canary), None))
-    moved_at = {k: [m.at.timestamp() for m in moves if m.at and not m.action.is_canary]
-                for k, (moves, _) in histories.items()}
+    moved_at = {
+        k: [m.at.timestamp() for m in moves if m.at and not m.action.is_canary] for k, (moves, _) in histories.items()
+    }
     for kind in ChampionKind:
         moves, live = histories[kind]
         others = [t for k, times in moved_at.items() if k is not kind for t in times]
@@ -232,15 +284,22 @@ def run_watch(settings: Settings, state: StateStore, store: FeedbackStore, *, dr
             decided.append((row, promotion))
     rows = finished + [row for row, _ in decided]
     for row, move in decided:
-        current = move is None or (bool(histories[ChampionKind(row.kind)][1])
-                                   and histories[ChampionKind(row.kind)][1][-1] == move)
+        current = move is None or (
+            bool(histories[ChampionKind(row.kind)][1]) and histories[ChampionKind(row.kind)][1][-1] == move
+        )
         action = _decide(settings, row, current=current)
         if action is WatchAction.promoted and (stale := _promotable(settings, state, row)):
             row.why, action = f"not worse, but cannot be promoted: {stale}", WatchAction.none
         if action is not WatchAction.none and not dry_run:
-            intent = Intent(scope=row.scope, kind=ChampionKind(row.kind), version=row.version,
-                            candidate_id=row.candidate_id, action=action, figures=row.model_dump(mode="json"),
-                            decided_at=datetime.now(timezone.utc))
+            intent = Intent(
+                scope=row.scope,
+                kind=ChampionKind(row.kind),
+                version=row.version,
+                candidate_id=row.candidate_id,
+                action=action,
+                figures=row.model_dump(mode="json"),
+                decided_at=datetime.now(UTC),
+            )
             journal(state, intent)
             perform(settings, state, intent)
             row.action = action
@@ -248,8 +307,9 @@ def run_watch(settings: Settings, state: StateStore, store: FeedbackStore, *, dr
             row.why += " (dry run: nothing done)"
     if not dry_run:
         _mark_verified(state, rows)
-    report = WatchReport(watches=rows, clusters=cluster_rates(settings, state, store, decided), at=datetime.now(timezone.utc),
-                         events=data.size)
+    report = WatchReport(
+        watches=rows, clusters=cluster_rates(settings, state, store, decided), at=datetime.now(UTC), events=data.size
+    )
     report._data = data
     return report
 
@@ -269,17 +329,24 @@ def _finish_interrupted(settings: Settings, state: StateStore) -> list[WatchRow]
 def _mark_verified(state: StateStore, rows: list[WatchRow]) -> None:
     """A ``better`` verdict on a candidate's version is its fix verified on live traffic (first time kept)."""
     for row in rows:
-        if (row.comparison.verdict is Verdict.better and row.candidate_id
-                and (cand := state.candidate(row.candidate_id)) and cand.verified_at is None):
-            cand.verified_at = datetime.now(timezone.utc)
+        if (
+            row.comparison.verdict is Verdict.better
+            and row.candidate_id
+            and (cand := state.candidate(row.candidate_id))
+            and cand.verified_at is None
+        ):
+            cand.verified_at = datetime.now(UTC)
             state.save_candidate(cand)
 
 
 def canary_now(settings: Settings, store: FeedbackStore, canary: Canary) -> WatchRow:
     """The running canary against production as the next watch would see it, deciding and doing
     nothing (``flywheel status`` shows it: reads only the events since the canary started)."""
-    since = (canary.started_at.timestamp() if canary.started_at is not None
-             else time.time() - settings.watch.window_days * DAY)
+    since = (
+        canary.started_at.timestamp()
+        if canary.started_at is not None
+        else time.time() - settings.watch.window_days * DAY
+    )
     row = _Watch(settings, RatedEvents(store.rated(since=since, versions=[]))).canary(canary)
     row.why = f"{row.why} (as of now; the watch decides)" if row.why else "as of now; the watch decides"
     return row

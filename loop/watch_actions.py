@@ -10,7 +10,7 @@ Every action is recorded the way a person's is (``flywheel rollback``, ``promote
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -19,9 +19,9 @@ from pydantic import BaseModel, TypeAdapter
 from flywheel.candidates import ChampionKind
 from flywheel.champions import champion, running_canary
 from flywheel.config import Settings
-from flywheel.state import StateStore
 from flywheel.loop.canary import end_canary, record_end
 from flywheel.loop.promotion import record_rollback
+from flywheel.state import StateStore
 
 BY = "flywheel-watch"
 INTENTS = "watch_intents"
@@ -67,10 +67,12 @@ def journal(state: StateStore, intent: Intent) -> None:
 
 def note_of(figures: dict[str, Any]) -> str:
     """One line for the history and the run: the verdict and its figures."""
-    return (f"flywheel watch: {figures.get('verdict')}, negative rate {figures.get('negative_rate')} vs "
-            f"{figures.get('baseline_rate')} ({figures.get('against')}), difference {figures.get('difference')} "
-            f"[{figures.get('ci_low')}, {figures.get('ci_high')}], {figures.get('events')} vs "
-            f"{figures.get('baseline_events')} events")
+    return (
+        f"flywheel watch: {figures.get('verdict')}, negative rate {figures.get('negative_rate')} vs "
+        f"{figures.get('baseline_rate')} ({figures.get('against')}), difference {figures.get('difference')} "
+        f"[{figures.get('ci_low')}, {figures.get('ci_high')}], {figures.get('events')} vs "
+        f"{figures.get('baseline_events')} events"
+    )
 
 
 def perform(settings: Settings, state: StateStore, intent: Intent) -> None:
@@ -100,6 +102,14 @@ def _roll_back(settings: Settings, state: StateStore, intent: Intent, note: str)
     if live and live[-1].to_version == intent.version and live[-1].candidate_id == intent.candidate_id:
         slot.rollback(by=BY, note=note)
     if intent.candidate_id and (cand := state.candidate(intent.candidate_id)) and cand.payload.rolled_back_at is None:
-        record_rollback(settings, state, cand, by=BY, when=datetime.now(timezone.utc),
-                        extra_tags={"flywheel.rollback_note": note,
-                                    "flywheel.watch_figures": json.dumps(intent.figures, default=str)[:5000]})
+        record_rollback(
+            settings,
+            state,
+            cand,
+            by=BY,
+            when=datetime.now(UTC),
+            extra_tags={
+                "flywheel.rollback_note": note,
+                "flywheel.watch_figures": json.dumps(intent.figures, default=str)[:5000],
+            },
+        )

@@ -14,16 +14,17 @@ from typing import Any
 from flywheel.champions import Move
 from flywheel.config import Settings
 from flywheel.feedback.store import FeedbackStore
-from flywheel.state import StateStore
 from flywheel.loop.cluster_rate import ClusterRate
 from flywheel.loop.watch_data import RatedEvents
 from flywheel.loop.watch_stats import compare
+from flywheel.state import StateStore
 
 DAY = 86400.0
 
 
-def cluster_rates(settings: Settings, state: StateStore, store: FeedbackStore,
-                  decided: list[tuple[Any, Move | None]]) -> list[ClusterRate]:
+def cluster_rates(
+    settings: Settings, state: StateStore, store: FeedbackStore, decided: list[tuple[Any, Move | None]]
+) -> list[ClusterRate]:
     w = settings.watch
     out: list[ClusterRate] = []
     cands = {row.candidate_id: state.candidate(row.candidate_id) for row, _ in decided if row.candidate_id}
@@ -47,8 +48,22 @@ def cluster_rates(settings: Settings, state: StateStore, store: FeedbackStore,
                 after = data.between(start, None) & production
                 before = data.between(start - w.window_days * DAY, start) & production
             cap = settings.triage.per_user_cap
-            comp = compare(data.side(after, cap), data.side(before, cap), alpha=w.alpha,
-                           min_events=w.cluster_min_events, sequential=w.sequential, tau=w.effect_size)
-            out.append(ClusterRate(cluster_id=cluster_id, candidate_id=cand.candidate_id, kind=row.kind,
-                                   version=row.version, queries=len(queries), comparison=comp))
+            comp = compare(
+                data.side(after, cap),
+                data.side(before, cap),
+                alpha=w.alpha,
+                min_events=w.cluster_min_events,
+                sequential=w.sequential,
+                tau=w.effect_size,
+            )
+            out.append(
+                ClusterRate(
+                    cluster_id=cluster_id,
+                    candidate_id=cand.candidate_id,
+                    kind=row.kind,
+                    version=row.version,
+                    queries=len(queries),
+                    comparison=comp,
+                )
+            )
     return out

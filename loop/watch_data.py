@@ -38,8 +38,9 @@ class RatedEvents:
         """Time, negative and the string columns (categorical), for grouping (the chart)."""
         frame = pd.DataFrame({"ts": self.ts, "negative": self.negative})
         for name, (codes, labels, _) in self._codes.items():
-            frame[name] = pd.Categorical.from_codes(codes, categories=labels) if labels else pd.Categorical(
-                [None] * self.size)
+            frame[name] = (
+                pd.Categorical.from_codes(codes, categories=labels) if labels else pd.Categorical([None] * self.size)
+            )
         return frame
 
     def equals(self, column: str, value: str | None) -> np.ndarray:

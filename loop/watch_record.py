@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from flywheel.config import Settings
-from flywheel.runtime import Runtime
 from flywheel.loop.watch import WatchReport
 from flywheel.loop.watch_data import VERSION_COLUMN, RatedEvents
+from flywheel.runtime import Runtime
 
 CHART = "watch/negative_rate_by_version.png"
 RUN_NAME = "flywheel-watch"
@@ -40,7 +40,8 @@ def rates_by_version(data: RatedEvents, kind: str, max_versions: int = 6) -> pd.
     top = frame[column].value_counts().index[:max_versions]
     frame = frame[frame[column].isin(top)].assign(
         bucket=lambda f: pd.to_datetime((f["ts"] // width) * width, unit="s", utc=True),
-        version=lambda f: f[column].astype(str))
+        version=lambda f: f[column].astype(str),
+    )
     return frame.groupby(["bucket", "version"])["negative"].mean().unstack("version").sort_index()
 
 
@@ -76,8 +77,11 @@ def log_watch(settings: Settings, client: Any, report: WatchReport, png: bytes |
     ``client``: the process's MLflow client."""
     experiment = client.get_experiment_by_name(settings.experiment)
     found = client.search_runs([experiment.experiment_id], "tags.`flywheel.kind` = 'watch'", max_results=1)
-    run_id = found[0].info.run_id if found else client.create_run(
-        experiment.experiment_id, run_name=RUN_NAME, tags={"flywheel.kind": "watch"}).info.run_id
+    run_id = (
+        found[0].info.run_id
+        if found
+        else client.create_run(experiment.experiment_id, run_name=RUN_NAME, tags={"flywheel.kind": "watch"}).info.run_id
+    )
     now_ms, step = int(time.time() * 1000), int(time.time())
     for row in report.watches:
         key = f"watch.{row.scope}.{row.kind}.{row.version}"
@@ -103,33 +107,52 @@ def watch_markdown(report: WatchReport, png: bytes | None, drift_why: str | None
     """The watch as Markdown: each comparison, what was done and why, the clusters, the chart."""
     lines = ["# Flywheel watch", ""]
     if report.watches:
-        lines += [("| kind | version | against | events | negative rate | baseline | difference | interval | verdict "
-                   "| action | why |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.scope} {r.kind} | {r.version} | {_fmt(r.against)} | {c.events} vs {c.baseline_events} | "
-                  f"{_fmt(c.negative_rate)} | {_fmt(c.baseline_rate)} | {_fmt(c.difference)} | "
-                  f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] | {c.verdict} | **{r.action}** | {r.why} |"
-                  for r in report.watches for c in [r.comparison]]
+        lines += [
+            (
+                "| kind | version | against | events | negative rate | baseline | difference | interval | verdict "
+                "| action | why |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.scope} {r.kind} | {r.version} | {_fmt(r.against)} | {c.events} vs {c.baseline_events} | "
+            f"{_fmt(c.negative_rate)} | {_fmt(c.baseline_rate)} | {_fmt(c.difference)} | "
+            f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] | {c.verdict} | **{r.action}** | {r.why} |"
+            for r in report.watches
+            for c in [r.comparison]
+        ]
     else:
         lines.append("Nothing to watch: no canary runs and no promotion in the window.")
     if report.clusters:
-        lines += ["", "## Failure clusters: their own queries before and after the fix", "",
-                  "| cluster | candidate | before | after | difference | verdict |", "|---|---|---|---|---|---|"]
-        lines += [f"| {cl.cluster_id} | {cl.candidate_id} | {_fmt(c.baseline_rate)} ({c.baseline_events}) | "
-                  f"{_fmt(c.negative_rate)} ({c.events}) | {_fmt(c.difference)} | {c.verdict} |"
-                  for cl in report.clusters for c in [cl.comparison]]
+        lines += [
+            "",
+            "## Failure clusters: their own queries before and after the fix",
+            "",
+            "| cluster | candidate | before | after | difference | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {cl.cluster_id} | {cl.candidate_id} | {_fmt(c.baseline_rate)} ({c.baseline_events}) | "
+            f"{_fmt(c.negative_rate)} ({c.events}) | {_fmt(c.difference)} | {c.verdict} |"
+            for cl in report.clusters
+            for c in [cl.comparison]
+        ]
     if drift_why:
         lines += ["", f"**Drift:** {drift_why}"]
     if png:
-        lines += ["", "## Negative rate by version over time", "",
-                  f"![negative rate by version](data:image/png;base64,{base64.b64encode(png).decode()})"]
+        lines += [
+            "",
+            "## Negative rate by version over time",
+            "",
+            f"![negative rate by version](data:image/png;base64,{base64.b64encode(png).decode()})",
+        ]
     return "\n".join(lines)
 
 
 class WatchOutcome:
     """One watch, everything it produced: the document, the chart, the MLflow run, the drift."""
 
-    def __init__(self, report: WatchReport, png: bytes | None, run_id: str | None, drift: Any,
-                 alarm_new: bool) -> None:
+    def __init__(self, report: WatchReport, png: bytes | None, run_id: str | None, drift: Any, alarm_new: bool) -> None:
         self.report, self.png, self.run_id, self.drift, self.alarm_new = report, png, run_id, drift, alarm_new
 
     def public(self) -> dict[str, Any]:

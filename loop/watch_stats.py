@@ -57,8 +57,12 @@ def capped_side(users: np.ndarray, negative: np.ndarray, cap: int) -> Side:
     per_user = np.bincount(codes)
     negative_per_user = np.bincount(codes, weights=negative.astype(np.float64))
     weight = np.minimum(1.0, cap / per_user)
-    return Side(events=int(len(users)), users=int(len(per_user)), n=float(np.minimum(per_user, cap).sum()),
-                negative=float((negative_per_user * weight).sum()))
+    return Side(
+        events=len(users),
+        users=len(per_user),
+        n=float(np.minimum(per_user, cap).sum()),
+        negative=float((negative_per_user * weight).sum()),
+    )
 
 
 class Comparison(BaseModel):
@@ -84,8 +88,9 @@ class Comparison(BaseModel):
 def _newcombe(side: Side, base: Side, alpha: float) -> tuple[float, float]:
     from statsmodels.stats.proportion import confint_proportions_2indep
 
-    low, high = confint_proportions_2indep(side.negative, side.n, base.negative, base.n, method="newcomb",
-                                           compare="diff", alpha=alpha)
+    low, high = confint_proportions_2indep(
+        side.negative, side.n, base.negative, base.n, method="newcomb", compare="diff", alpha=alpha
+    )
     return float(low), float(high)
 
 
@@ -100,8 +105,9 @@ def _sequential(side: Side, base: Side, alpha: float, tau: float) -> tuple[float
     return diff - half, diff + half
 
 
-def compare(side: Side, base: Side, *, alpha: float, min_events: int, sequential: bool = True,
-            tau: float = 0.05) -> Comparison:
+def compare(
+    side: Side, base: Side, *, alpha: float, min_events: int, sequential: bool = True, tau: float = 0.05
+) -> Comparison:
     """Compare ``side``'s negative rate with ``base``'s (see the module's docstring)."""
     rate, base_rate = side.rate, base.rate
     low: float | None = None
@@ -114,12 +120,22 @@ def compare(side: Side, base: Side, *, alpha: float, min_events: int, sequential
             verdict = Verdict.worse
         elif enough and high < 0:
             verdict = Verdict.better
-    return Comparison(events=side.events, negative_rate=_round(rate), baseline_rate=_round(base_rate),
-                      difference=None if rate is None or base_rate is None else round(rate - base_rate, 4),
-                      ci_low=_round(low), ci_high=_round(high), verdict=verdict, baseline_events=base.events,
-                      users=side.users, baseline_users=base.users, capped_events=round(side.n, 2),
-                      capped_baseline_events=round(base.n, 2), method="sequential" if sequential else "newcombe",
-                      enough=enough)
+    return Comparison(
+        events=side.events,
+        negative_rate=_round(rate),
+        baseline_rate=_round(base_rate),
+        difference=None if rate is None or base_rate is None else round(rate - base_rate, 4),
+        ci_low=_round(low),
+        ci_high=_round(high),
+        verdict=verdict,
+        baseline_events=base.events,
+        users=side.users,
+        baseline_users=base.users,
+        capped_events=round(side.n, 2),
+        capped_baseline_events=round(base.n, 2),
+        method="sequential" if sequential else "newcombe",
+        enough=enough,
+    )
 
 
 def _round(x: float | None) -> float | None:

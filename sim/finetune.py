@@ -57,12 +57,14 @@ def parse_training_file(content: bytes) -> list[tuple[str, str]]:
         user = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         answer = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
         if not user or not answer or not all(isinstance(t, str) for t in (*user, *answer)):
-            raise SimError(400, f"line {n}: needs a user message and an assistant message with text content",
-                           "training_file")
+            raise SimError(
+                400, f"line {n}: needs a user message and an assistant message with text content", "training_file"
+            )
         pairs.append((str(user[-1]), str(answer[-1])))  # both checked to be text above
     if len(pairs) < MIN_EXAMPLES:
-        raise SimError(400, f"the training file has {len(pairs)} examples; at least {MIN_EXAMPLES} are required",
-                       "training_file")
+        raise SimError(
+            400, f"the training file has {len(pairs)} examples; at least {MIN_EXAMPLES} are required", "training_file"
+        )
     return pairs
 
 
@@ -108,9 +110,17 @@ class FineTuneStore:
         if purpose not in ("fine-tune", "batch", "assistants", "user_data", "evals"):
             raise SimError(400, f"unknown purpose {purpose!r}", "purpose")
         file_id = f"file-{uuid.uuid4().hex[:24]}"
-        doc = {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
-               "filename": filename, "purpose": purpose, "status": "processed", "expires_at": None,
-               "status_details": None}
+        doc = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
         with self.lock:
             if self.data_dir is not None:
                 (self.data_dir / f"{file_id}.jsonl").write_bytes(content)
@@ -138,12 +148,26 @@ class FineTuneStore:
         job_id = f"ftjob-{uuid.uuid4().hex[:24]}"
         now = time.time()
         job: dict[str, Any] = {
-            "id": job_id, "object": "fine_tuning.job", "model": model, "created_at": int(now),
-            "_created": now, "finished_at": None, "fine_tuned_model": None, "organization_id": "org-flywheel-sim",
-            "result_files": [], "status": "validating_files", "validation_file": body.get("validation_file"),
-            "training_file": training_file, "hyperparameters": (body.get("hyperparameters") or {"n_epochs": "auto"}),
-            "trained_tokens": None, "error": None, "seed": body.get("seed") or 0, "suffix": suffix or None,
-            "estimated_finish": None, "integrations": [], "metadata": body.get("metadata"),
+            "id": job_id,
+            "object": "fine_tuning.job",
+            "model": model,
+            "created_at": int(now),
+            "_created": now,
+            "finished_at": None,
+            "fine_tuned_model": None,
+            "organization_id": "org-flywheel-sim",
+            "result_files": [],
+            "status": "validating_files",
+            "validation_file": body.get("validation_file"),
+            "training_file": training_file,
+            "hyperparameters": (body.get("hyperparameters") or {"n_epochs": "auto"}),
+            "trained_tokens": None,
+            "error": None,
+            "seed": body.get("seed") or 0,
+            "suffix": suffix or None,
+            "estimated_finish": None,
+            "integrations": [],
+            "metadata": body.get("metadata"),
             "method": body.get("method") or {"type": "supervised"},
         }
         with self.lock:
@@ -213,7 +237,9 @@ class FineTuneStore:
         self._save(job)
 
     def _learn(self, job: dict[str, Any]) -> None:
-        self.models[job["fine_tuned_model"]] = Learned.from_examples(parse_training_file(self._content(job["training_file"])))
+        self.models[job["fine_tuned_model"]] = Learned.from_examples(
+            parse_training_file(self._content(job["training_file"]))
+        )
 
     def learned(self, model: str) -> Learned | None:
         with self.lock:

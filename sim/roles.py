@@ -99,8 +99,14 @@ DRAFT_MARKERS = {
 
 
 GOLDEN_MARKER = "You write golden test items"  # `flywheel golden propose --synthetic`'s drafting request
-MARKERS = {"judge": JUDGE_MARKER, "resolution": RESOLUTION_MARKER, "classifier": CLASSIFIER_MARKER,
-           "diagnosis": DIAGNOSIS_MARKER, **DRAFT_MARKERS, "golden": GOLDEN_MARKER}
+MARKERS = {
+    "judge": JUDGE_MARKER,
+    "resolution": RESOLUTION_MARKER,
+    "classifier": CLASSIFIER_MARKER,
+    "diagnosis": DIAGNOSIS_MARKER,
+    **DRAFT_MARKERS,
+    "golden": GOLDEN_MARKER,
+}
 
 
 def _system(messages: list[dict[str, Any]]) -> str:
@@ -291,8 +297,9 @@ def golden_items(body: dict[str, Any], style: Style = Style()) -> str:
         items.append({"input": query, "expected": expected, "scorer": scorer})
     shape = variation.pick_shape("golden", style, text)
     if shape == "lossy":
-        items = [{k: v for k, v in item.items() if k != "expected"} if n % 2 == 0 else item
-                 for n, item in enumerate(items)]
+        items = [
+            {k: v for k, v in item.items() if k != "expected"} if n % 2 == 0 else item for n, item in enumerate(items)
+        ]
     if shape == "truncated" and not items:
         shape = "clean"  # nothing to cut off
     return variation.render_json("golden", shape, {"items": items}, items[-1]["input"] if items else "")
@@ -326,12 +333,16 @@ def general_verdict(query: str, feedback: str, fresh_answer: str) -> dict[str, A
         return {"resolved": True, "rationale": "the user wanted JSON; the answer is now only JSON"}
     if kind == "tone":
         ok = bool(_APOLOGY.search(fresh_answer))
-        return {"resolved": ok, "rationale": "the answer " + ("now acknowledges" if ok else "still ignores")
-                + " the user's frustration"}
+        return {
+            "resolved": ok,
+            "rationale": "the answer " + ("now acknowledges" if ok else "still ignores") + " the user's frustration",
+        }
     if kind == "off_topic":
         ok = bool(_DECLINE.search(fresh_answer))
-        return {"resolved": ok, "rationale": "the answer " + ("now declines" if ok else "still answers")
-                + " the off-topic request"}
+        return {
+            "resolved": ok,
+            "rationale": "the answer " + ("now declines" if ok else "still answers") + " the off-topic request",
+        }
     return {"resolved": False, "rationale": "cannot tell what the user asked"}
 
 
@@ -356,8 +367,7 @@ def _what_was_checked(intent: Intent, scorer: str, expected: str, resolved: bool
     if scorer == "json":
         return f"the answer now parses as exactly the JSON {expected}" if resolved else f"still not the JSON {expected}"
     if intent.category == "tone":
-        return ("the answer now apologises before the fix" if resolved
-                else "still missing an apology before the fix")
+        return "the answer now apologises before the fix" if resolved else "still missing an apology before the fix"
     return f"the answer now matches {expected}" if resolved else f"still does not match {expected}"
 
 

@@ -49,7 +49,9 @@ INSTRUCTION_RULES: dict[str, Callable[[str], bool]] = {
     "format": lambda p: bool(re.search(r"\bjson\b", p) and re.search(r"\b(?:only|valid|raw)\b", p)),
     "tone": lambda p: bool(re.search(r"apologi[sz]e|empath|acknowledge (?:the|their) frustration", p)),
     "off_topic": lambda p: bool(
-        re.search(r"only (?:answer|help with|respond to) questions? about|decline (?:requests|questions)|off[- ]topic", p)
+        re.search(
+            r"only (?:answer|help with|respond to) questions? about|decline (?:requests|questions)|off[- ]topic", p
+        )
     ),
     "unsafe": lambda p: bool(
         re.search(r"never (?:share|reveal|disclose)|personal (?:data|information) (?:of|about) (?:other|another)", p)
@@ -59,13 +61,22 @@ INSTRUCTION_RULES: dict[str, Callable[[str], bool]] = {
 # Nimbus Drive's error codes: (what it means, what to do). Support agents know them; the base
 # model does not, and the knowledge base has no page about them.
 ERROR_CODES: dict[str, tuple[str, str]] = {
-    "E101": ("the file name contains a character Nimbus does not allow", "Rename the file without \\ / : * ? < > | and upload it again."),
+    "E101": (
+        "the file name contains a character Nimbus does not allow",
+        "Rename the file without \\ / : * ? < > | and upload it again.",
+    ),
     "E102": ("your storage quota is full", "Empty the Trash or upgrade your plan, then retry."),
     "E203": ("the desktop app's sign-in token expired", "Sign out of the desktop app and sign back in."),
-    "E204": ("two devices changed the same file at once", "Keep one of the two conflicted copies and delete the other."),
+    "E204": (
+        "two devices changed the same file at once",
+        "Keep one of the two conflicted copies and delete the other.",
+    ),
     "E305": ("the shared link has expired", "Ask the owner to share a new link."),
     "E306": ("the folder owner removed your access", "Ask the owner to invite you again."),
-    "E407": ("the upload was interrupted by the network", "Check your connection and resume it from the Transfers panel."),
+    "E407": (
+        "the upload was interrupted by the network",
+        "Check your connection and resume it from the Transfers panel.",
+    ),
     "E408": ("the file is larger than your plan allows", "Split the file or move to a plan with a higher limit."),
     "E509": ("the file path is longer than 260 characters", "Move the file into a folder with a shorter path."),
     "E510": ("the virus scan flagged the file", "Scan it locally; a clean file can be uploaded again after 24 hours."),
@@ -138,7 +149,9 @@ class Intent:
 
     def slots(self, query: str) -> dict[str, str]:
         found: dict[str, str] = {}
-        if m := re.search(r"\b(\d{1,3})\s+(?:team\s+)?(?:plan\s+)?seats?\b", query, re.I) or _FOREIGN_SEATS.search(query):
+        if m := re.search(r"\b(\d{1,3})\s+(?:team\s+)?(?:plan\s+)?seats?\b", query, re.I) or _FOREIGN_SEATS.search(
+            query
+        ):
             found["n"] = m.group(1)
         if m := re.search(r"account\s+#?(\d+)", query, re.I) or _FOREIGN_ACCOUNT.search(query):
             found["account"] = m.group(1)
@@ -157,7 +170,8 @@ def _has(q: str, *words: str) -> bool:
 # queries keep exactly the slots they had.
 _FOREIGN_SEATS = re.compile(
     r"\b(\d{1,3})\s+(?:team[- ]?)?(?:sitze|plätze|lizenzen|sièges|places|licences|asientos|puestos|licencias|plazas)\b",
-    re.I)
+    re.I,
+)
 _FOREIGN_ACCOUNT = re.compile(r"\b(?:konto|compte|cuenta)\s+(?:nr\.?\s*|n[°º]\s*|#)?(\d+)", re.I)
 
 
@@ -323,23 +337,73 @@ INTENTS_BY_ID = {i.id: i for i in INTENTS}
 # world variant). Only asked when no English rule matches, so an English query gets the intent it
 # always got; JSON, "2FA", "export" and "poem" are caught by the English rules in every language.
 FOREIGN_MATCH: dict[str, Callable[[str], bool]] = {
-    "other_account": lambda q: _has(q, "konto", "compte", "cuenta")
-    and _has(q, "e-mail", "telefon", "téléphone", "teléfono", "correo", "adresse", "dirección")
-    and _has(q, "inhaber", "besitzer", "gehört", "kunde", "propriétaire", "titulaire", "client", "propietario",
-             "titular", "cliente"),
-    "yearly_cost": lambda q: _has(q, "sitze", "plätze", "lizenzen", "sièges", "places", "licences", "asientos",
-                                  "puestos", "licencias", "plazas")
-    and _has(q, "jahr", "jährlich", "par an", "année", "annuel", "año", "anual"),
-    "sync_angry": lambda q: _has(q, "sync", "sincroniz")
-    and _has(q, "wütend", "sauer", "lächerlich", "frustriert", "genervt", "furieux", "furieuse", "ridicule", "frustré",
-             "inacceptable", "furioso", "furiosa", "ridículo", "frustrad", "harto", "inaceptable"),
+    "other_account": lambda q: (
+        _has(q, "konto", "compte", "cuenta")
+        and _has(q, "e-mail", "telefon", "téléphone", "teléfono", "correo", "adresse", "dirección")
+        and _has(
+            q,
+            "inhaber",
+            "besitzer",
+            "gehört",
+            "kunde",
+            "propriétaire",
+            "titulaire",
+            "client",
+            "propietario",
+            "titular",
+            "cliente",
+        )
+    ),
+    "yearly_cost": lambda q: (
+        _has(
+            q,
+            "sitze",
+            "plätze",
+            "lizenzen",
+            "sièges",
+            "places",
+            "licences",
+            "asientos",
+            "puestos",
+            "licencias",
+            "plazas",
+        )
+        and _has(q, "jahr", "jährlich", "par an", "année", "annuel", "año", "anual")
+    ),
+    "sync_angry": lambda q: (
+        _has(q, "sync", "sincroniz")
+        and _has(
+            q,
+            "wütend",
+            "sauer",
+            "lächerlich",
+            "frustriert",
+            "genervt",
+            "furieux",
+            "furieuse",
+            "ridicule",
+            "frustré",
+            "inacceptable",
+            "furioso",
+            "furiosa",
+            "ridículo",
+            "frustrad",
+            "harto",
+            "inaceptable",
+        )
+    ),
     "poem": lambda q: _has(q, "gedicht", "poème", "poésie", "poesía"),
-    "pro_price": lambda q: _has(q, " pro") and _has(q, "kostet", "preis", "zahle", "coûte", "prix", "paie", "cuesta",
-                                                    "precio", "pago"),
-    "free_storage": lambda q: _has(q, "kostenlos", "gratis", "gratuit")
-    and _has(q, "speicher", " gb", "stockage", "espace", "almacenamiento", "espacio"),
-    "upload_limit": lambda q: _has(q, "hochlad", "hochgelad", "téléverser", "envoi", "subir")
-    and _has(q, "maximal", "größe", "groß", "taille", "limite", "máximo", "tamaño", "límite"),
+    "pro_price": lambda q: (
+        _has(q, " pro") and _has(q, "kostet", "preis", "zahle", "coûte", "prix", "paie", "cuesta", "precio", "pago")
+    ),
+    "free_storage": lambda q: (
+        _has(q, "kostenlos", "gratis", "gratuit")
+        and _has(q, "speicher", " gb", "stockage", "espace", "almacenamiento", "espacio")
+    ),
+    "upload_limit": lambda q: (
+        _has(q, "hochlad", "hochgelad", "téléverser", "envoi", "subir")
+        and _has(q, "maximal", "größe", "groß", "taille", "limite", "máximo", "tamaño", "límite")
+    ),
     "reset_password": lambda q: _has(q, "passwort", "kennwort", "mot de passe", "contraseña"),
     "share_folder": lambda q: _has(q, "teilen", "teile ", "partager", "compart"),
     "two_factor": lambda q: _has(q, "zwei-faktor", "zwei faktor", "deux facteurs", "dos factores"),
@@ -363,8 +427,13 @@ def correct_answer(intent: Intent, slots: dict[str, str]) -> str:
     return respond(intent, slots, set(INSTRUCTION_RULES), dict(CURRENT), ERROR_CODES)
 
 
-def respond(intent: Intent, slots: dict[str, str], rules: set[str], facts: dict[str, int],
-            error_codes: dict[str, tuple[str, str]] | None = None) -> str:
+def respond(
+    intent: Intent,
+    slots: dict[str, str],
+    rules: set[str],
+    facts: dict[str, int],
+    error_codes: dict[str, tuple[str, str]] | None = None,
+) -> str:
     """The product model's answer, given the active instruction rules, the facts and error codes it knows."""
     kind = intent.id
     if kind == "error_code":
@@ -376,14 +445,18 @@ def respond(intent: Intent, slots: dict[str, str], rules: set[str], facts: dict[
     if kind == "other_account":
         account = slots.get("account", "0000")
         if "unsafe" in rules:
-            return "I can't share other customers' personal information. The account owner can contact support directly."
+            return (
+                "I can't share other customers' personal information. The account owner can contact support directly."
+            )
         phone = f"+1 415 555 {account[-4:].rjust(4, '0')}"
         return f"The owner of account {account} is registered as owner{account}@example.com, phone {phone}."
     if kind == "yearly_cost":
         n = int(slots.get("n", "1"))
         if "factual" in rules:
-            return (f"Step by step: {n} seats x ${TEAM_SEAT_PRICE} per seat per month x 12 months "
-                    f"= ${n * TEAM_SEAT_PRICE * 12} per year.")
+            return (
+                f"Step by step: {n} seats x ${TEAM_SEAT_PRICE} per seat per month x 12 months "
+                f"= ${n * TEAM_SEAT_PRICE * 12} per year."
+            )
         return f"{n} Team seats cost ${n * TEAM_SEAT_PRICE} per year."
     if kind == "plan_json":
         plan = slots.get("plan", "team")
@@ -426,8 +499,13 @@ def product_answer(system_prompt: str, query: str, learned: Learned | None = Non
     intent = match_intent(query)
     if intent is None:
         return UNKNOWN_ANSWER
-    return respond(intent, intent.slots(query), active_rules(instructions),
-                   known_facts(context, learned.facts if learned else None), learned.error_codes if learned else None)
+    return respond(
+        intent,
+        intent.slots(query),
+        active_rules(instructions),
+        known_facts(context, learned.facts if learned else None),
+        learned.error_codes if learned else None,
+    )
 
 
 def golden_expectation(intent: Intent, slots: dict[str, str]) -> tuple[str, str]:

@@ -119,8 +119,16 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> JS
 
 def _json_schema_rejected() -> JSONResponse:
     """What vLLM/Ollama versions without structured output answer to ``json_schema``."""
-    return JSONResponse({"error": {"message": "response_format json_schema is not supported by this model",
-                                   "type": "invalid_request_error", "param": "response_format"}}, status_code=400)
+    return JSONResponse(
+        {
+            "error": {
+                "message": "response_format json_schema is not supported by this model",
+                "type": "invalid_request_error",
+                "param": "response_format",
+            }
+        },
+        status_code=400,
+    )
 
 
 FAIL_SHAPES = ("status", "html", "not_json", "no_choices")
@@ -134,8 +142,7 @@ def _failure(state: SimState, n: int) -> Response | None:
         return None
     if opts.fail_as == "html":
         state.count("failed_html")
-        return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=200,
-                        media_type="text/html")
+        return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=200, media_type="text/html")
     if opts.fail_as == "not_json":
         state.count("failed_not_json")
         return Response(b"\xff\xfe upstream garbage", status_code=200, media_type="application/json")
@@ -223,17 +230,28 @@ class _Endpoints:
         self.state.count(f"chat.{role}")
         prompt_tokens = sum(_tokens(roles._text(m.get("content"))) for m in messages)
         completion_tokens = _tokens(content)
-        return JSONResponse({
-            "id": f"chatcmpl-sim-{uuid.uuid4().hex[:12]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "system_fingerprint": "flywheel-sim",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "length" if variation.cut_off(content) else "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        })
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-sim-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "system_fingerprint": "flywheel-sim",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "length" if variation.cut_off(content) else "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )
 
     async def embeddings(self, request: Request) -> Response:
         body = await self.body_of(request)
@@ -248,8 +266,14 @@ class _Endpoints:
         self.state.count("embeddings")
         data = [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]
         total = sum(_tokens(t) for t in texts)
-        return JSONResponse({"object": "list", "data": data, "model": body.get("model", "all-MiniLM-L6-v2"),
-                             "usage": {"prompt_tokens": total, "total_tokens": total}})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "all-MiniLM-L6-v2"),
+                "usage": {"prompt_tokens": total, "total_tokens": total},
+            }
+        )
 
     def tuning_call(self, fn: Any) -> Any:
         """Count the request, apply the failure knobs, map SimError to OpenAI's error shape."""
@@ -322,8 +346,7 @@ class _Endpoints:
 def build_app(state: SimState) -> Starlette:
     """The ASGI app: OpenAI's routes, the simulator's roles behind them."""
     endpoints = _Endpoints(state)
-    return Starlette(routes=endpoints.routes(),
-                     exception_handlers={404: endpoints.not_found, 405: endpoints.not_found})
+    return Starlette(routes=endpoints.routes(), exception_handlers={404: endpoints.not_found, 405: endpoints.not_found})
 
 
 class Simulator:
@@ -339,9 +362,17 @@ class Simulator:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self._sock.listen(1024)
-        config = uvicorn.Config(build_app(self.state), log_level="warning", access_log=False, lifespan="off",
-                                loop="uvloop", http="httptools", backlog=1024, timeout_keep_alive=30,
-                                timeout_graceful_shutdown=2)  # hung requests (hang_roles) do not hold stop()
+        config = uvicorn.Config(
+            build_app(self.state),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="uvloop",
+            http="httptools",
+            backlog=1024,
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=2,
+        )  # hung requests (hang_roles) do not hold stop()
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 

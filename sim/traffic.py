@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -85,13 +85,27 @@ class TrafficReport(BaseModel):
     ended_at: datetime
 
     def public(self) -> dict[str, Any]:
-        return {"requests": self.requests, "accepted": self.accepted, "duplicates": self.duplicates,
-                "rejected": self.rejected, "users": self.users,
-                "by_arm": {arm: r.public() for arm, r in self.by_arm.items()},
-                "by_variant": [{**v.public(), "arm": v.arm, "prompt_version": v.prompt_version,
-                                "index_version": v.index_version, "model": v.model, "true_rate": v.true_rate}
-                               for v in self.by_variant],
-                "started_at": self.started_at.isoformat(), "ended_at": self.ended_at.isoformat()}
+        return {
+            "requests": self.requests,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "users": self.users,
+            "by_arm": {arm: r.public() for arm, r in self.by_arm.items()},
+            "by_variant": [
+                {
+                    **v.public(),
+                    "arm": v.arm,
+                    "prompt_version": v.prompt_version,
+                    "index_version": v.index_version,
+                    "model": v.model,
+                    "true_rate": v.true_rate,
+                }
+                for v in self.by_variant
+            ],
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat(),
+        }
 
 
 def user_weights(n: int, sigma: float, rng: random.Random) -> list[float]:
@@ -114,19 +128,29 @@ def foreign_product(client: FlywheelClient) -> str | None:
     served = client.champion(None)
     if PRODUCT in served.prompt.template:
         return None
-    return (f"the service serves prompt {served.prompt.name!r} version {served.prompt.version}, which is not the "
-            f"simulator world's (it never names {PRODUCT}): simulated feedback would land in that product's "
-            "store. Point `sim traffic` at a demo service, or pass --force")
+    return (
+        f"the service serves prompt {served.prompt.name!r} version {served.prompt.version}, which is not the "
+        f"simulator world's (it never names {PRODUCT}): simulated feedback would land in that product's "
+        "store. Point `sim traffic` at a demo service, or pass --force"
+    )
 
 
 class TrafficGenerator:
     """Plays ``options.requests`` requests of a seeded user population against a live service."""
 
-    def __init__(self, url: str, *, read_key: str, ingest_key: str, quality: QualityMap,
-                 options: TrafficOptions | None = None, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_key: str,
+        ingest_key: str,
+        quality: QualityMap,
+        options: TrafficOptions | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.options = options or TrafficOptions()
         self.quality = quality
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self._read = self.reader = FlywheelClient(url, read_key)
         self._ingest = FlywheelClient(url, ingest_key) if ingest_key != read_key else self._read
         population = random.Random(f"users:{self.options.seed}")  # the same users whatever the request count
@@ -156,9 +180,15 @@ class TrafficGenerator:
             true_rate = self.quality.rate(variant)
             negative = rng.random() < true_rate
             event: dict[str, Any] = {
-                "event_id": f"traffic-{run_id}-{i}", "ts": self.clock().isoformat(), "user_id": user,
-                "consent": self.consent[user], "arm": served.arm, "prompt_version": variant.prompt_version,
-                "index_version": variant.index_version, "model": variant.model, "query": query,
+                "event_id": f"traffic-{run_id}-{i}",
+                "ts": self.clock().isoformat(),
+                "user_id": user,
+                "consent": self.consent[user],
+                "arm": served.arm,
+                "prompt_version": variant.prompt_version,
+                "index_version": variant.index_version,
+                "model": variant.model,
+                "query": query,
                 "output": product_answer(served.prompt.template, query),
                 "signal": "thumbs_down" if negative else "thumbs_up",
                 "metadata": {"source": "flywheel sim traffic", "intent": intent.id},
@@ -167,10 +197,15 @@ class TrafficGenerator:
                 event["reason"] = _reason(intent.category, rng)
             batch.append(event)
             key = (served.arm, variant.prompt_version, variant.index_version, variant.model)
-            for rates in (by_arm.setdefault(served.arm, ArmRates()),
-                          by_variant.setdefault(key, VariantRates(arm=key[0], prompt_version=key[1],
-                                                                  index_version=key[2], model=key[3],
-                                                                  true_rate=true_rate))):
+            for rates in (
+                by_arm.setdefault(served.arm, ArmRates()),
+                by_variant.setdefault(
+                    key,
+                    VariantRates(
+                        arm=key[0], prompt_version=key[1], index_version=key[2], model=key[3], true_rate=true_rate
+                    ),
+                ),
+            ):
                 rates.events += 1
                 rates.negative += int(negative)
             seen.setdefault(served.arm, set()).add(user)
@@ -183,8 +218,15 @@ class TrafficGenerator:
             rates.users = len(seen[arm])
         for variant_key, rates in by_variant.items():
             rates.users = len(seen[repr(variant_key)])
-        return TrafficReport(requests=n, **counts, users=len(set(who)), by_arm=dict(sorted(by_arm.items())),
-                             by_variant=list(by_variant.values()), started_at=started, ended_at=self.clock())
+        return TrafficReport(
+            requests=n,
+            **counts,
+            users=len(set(who)),
+            by_arm=dict(sorted(by_arm.items())),
+            by_variant=list(by_variant.values()),
+            started_at=started,
+            ended_at=self.clock(),
+        )
 
     def _send(self, batch: list[dict[str, Any]], counts: dict[str, int]) -> None:
         result = self._ingest.feedback(batch)
@@ -203,4 +245,3 @@ class TrafficGenerator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

@@ -29,7 +29,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ INITIAL_PROMPT = (
     "Answer the customer's question clearly and concisely. "
     "Use the context documents when they are provided."
 )
-WORLD_END = datetime(2026, 11, 20, tzinfo=timezone.utc)
+WORLD_END = datetime(2026, 11, 20, tzinfo=UTC)
 WORLD_DAYS = 14
 
 REASON_FOR_CATEGORY = {
@@ -170,8 +170,9 @@ def context_block(documents: dict[str, str], names: tuple[str, ...]) -> str:
 Asker = Callable[[Intent, random.Random], tuple[str, dict[str, str]]]
 
 
-def generate_feedback(seed: int = 7, n_events: int = 4000, n_users: int = 800,
-                      n_error_code: int = 1600, variant: str = "default") -> Iterator[dict[str, Any]]:
+def generate_feedback(
+    seed: int = 7, n_events: int = 4000, n_users: int = 800, n_error_code: int = 1600, variant: str = "default"
+) -> Iterator[dict[str, Any]]:
     """Feedback events as users of the initial product would send them (valid events only); a
     ``variant`` other than the default reshapes them (see ``VARIANTS``)."""
     if variant == "default":
@@ -179,8 +180,9 @@ def generate_feedback(seed: int = 7, n_events: int = 4000, n_users: int = 800,
     return _variant_feedback(check_variant(variant), seed, n_events, n_users)
 
 
-def _feedback(seed: int, n_events: int, n_users: int, n_error_code: int,
-              ask: Asker | None = None) -> Iterator[dict[str, Any]]:
+def _feedback(
+    seed: int, n_events: int, n_users: int, n_error_code: int, ask: Asker | None = None
+) -> Iterator[dict[str, Any]]:
     """The world's traffic and its feedback; ``ask`` phrases a question of an intent (default:
     ``make_query``), which is how variants change what users say without touching the rest."""
     rng = random.Random(seed)
@@ -207,7 +209,9 @@ def _feedback(seed: int, n_events: int, n_users: int, n_error_code: int,
             "output": output,
             "model": "gpt-4o-mini",
             "prompt_version": "1",
-            "confidence": round(rng.uniform(0.55, 0.95) if is_correct(intent, slots, output) else rng.uniform(0.3, 0.8), 2),
+            "confidence": round(
+                rng.uniform(0.55, 0.95) if is_correct(intent, slots, output) else rng.uniform(0.3, 0.8), 2
+            ),
             "context_ids": list(intent.documents),
         }
         event.update(_signal_for(intent, slots, output, rng))
@@ -260,14 +264,34 @@ def _signal_for(intent: Intent, slots: dict[str, str], output: str, rng: random.
 # Error codes: the failure only fine-tuning fixes. Users describe what they were doing; a support
 # agent answers in the conversation and the correction is logged as feedback.
 ERROR_ACTIVITIES = (
-    "uploading a video", "syncing my laptop", "opening a shared folder", "moving files to a team folder",
-    "signing in on my phone", "restoring a file from the Trash", "downloading an export", "renaming a folder",
-    "sharing a link with a client", "connecting the desktop app", "uploading photos", "saving a document from Word",
-    "copying a large project folder", "installing the desktop app", "inviting a new teammate", "editing a spreadsheet",
+    "uploading a video",
+    "syncing my laptop",
+    "opening a shared folder",
+    "moving files to a team folder",
+    "signing in on my phone",
+    "restoring a file from the Trash",
+    "downloading an export",
+    "renaming a folder",
+    "sharing a link with a client",
+    "connecting the desktop app",
+    "uploading photos",
+    "saving a document from Word",
+    "copying a large project folder",
+    "installing the desktop app",
+    "inviting a new teammate",
+    "editing a spreadsheet",
 )
 ERROR_PLACES = (
-    "on Windows 11", "on my MacBook", "in the web app", "on my Android phone", "on my iPhone", "on Linux",
-    "on the office PC", "in Chrome", "in Safari", "on my tablet",
+    "on Windows 11",
+    "on my MacBook",
+    "in the web app",
+    "on my Android phone",
+    "on my iPhone",
+    "on Linux",
+    "on the office PC",
+    "in Chrome",
+    "in Safari",
+    "on my tablet",
 )
 ERROR_TEMPLATES = (
     "I keep getting error {code} when {activity} {place}. What does it mean?",
@@ -277,14 +301,26 @@ ERROR_TEMPLATES = (
     "Got error code {code} after {activity} {place}, any idea what it means?",
     "Every time I try {activity} {place} it fails with error {code}. Can you explain the error?",
 )
-AGENT_LEADS = ("", "", "Thanks for reaching out. ", "Sorry for the trouble with {activity}. ", "Good question. ",
-               "I checked this for you. ")
-AGENT_TAILS = ("", " Let us know if it happens again.", " That should clear it up.", " It works the same {place}.",
-               " Reply here if it keeps failing.")
+AGENT_LEADS = (
+    "",
+    "",
+    "Thanks for reaching out. ",
+    "Sorry for the trouble with {activity}. ",
+    "Good question. ",
+    "I checked this for you. ",
+)
+AGENT_TAILS = (
+    "",
+    " Let us know if it happens again.",
+    " That should clear it up.",
+    " It works the same {place}.",
+    " Reply here if it keeps failing.",
+)
 
 
-def _error_code_feedback(rng: random.Random, start: datetime, users: list[str], consent: dict[str, bool],
-                         n: int) -> Iterator[dict[str, Any]]:
+def _error_code_feedback(
+    rng: random.Random, start: datetime, users: list[str], consent: dict[str, bool], n: int
+) -> Iterator[dict[str, Any]]:
     """Questions about error codes, answered wrongly by the product model and corrected by support agents."""
     intent = INTENTS_BY_ID["error_code"]
     codes = sorted(ERROR_CODES)
@@ -297,16 +333,32 @@ def _error_code_feedback(rng: random.Random, start: datetime, users: list[str], 
         event: dict[str, Any] = {
             "event_id": f"ev-err-{k:05d}",
             "ts": (start + timedelta(seconds=offset)).isoformat().replace("+00:00", "Z"),
-            "user_id": user, "session_id": f"s-{user}-{int(offset // 3600)}", "consent": consent[user],
-            "query": query, "output": product_answer(INITIAL_PROMPT, query), "model": "gpt-4o-mini",
-            "prompt_version": "1", "confidence": round(rng.uniform(0.3, 0.7), 2), "context_ids": [],
+            "user_id": user,
+            "session_id": f"s-{user}-{int(offset // 3600)}",
+            "consent": consent[user],
+            "query": query,
+            "output": product_answer(INITIAL_PROMPT, query),
+            "model": "gpt-4o-mini",
+            "prompt_version": "1",
+            "confidence": round(rng.uniform(0.3, 0.7), 2),
+            "context_ids": [],
         }
         if rng.random() < 0.85:
             meaning, fix = ERROR_CODES[code]
-            answer = (rng.choice(AGENT_LEADS).format(activity=activity) + f"Error {code} means {meaning}. {fix}"
-                      + rng.choice(AGENT_TAILS).format(place=place))
-            event.update({"signal": "correction", "correction": answer, "reason": "wrong",
-                          "comment": "corrected by a support agent", "metadata": {"corrected_by": "support"}})
+            answer = (
+                rng.choice(AGENT_LEADS).format(activity=activity)
+                + f"Error {code} means {meaning}. {fix}"
+                + rng.choice(AGENT_TAILS).format(place=place)
+            )
+            event.update(
+                {
+                    "signal": "correction",
+                    "correction": answer,
+                    "reason": "wrong",
+                    "comment": "corrected by a support agent",
+                    "metadata": {"corrected_by": "support"},
+                }
+            )
         else:
             event.update({"signal": "thumbs_down", "reason": "wrong", "comment": "that's not what this error means"})
         assert intent.match(" " + query.lower())
@@ -375,40 +427,66 @@ YEARLY_FAMILIES: dict[str, tuple[str, ...]] = {
 
 # multilingual: the intents in German, French and Spanish (sim.rules.FOREIGN_MATCH understands them).
 LANGUAGES = ("de", "fr", "es")
-FOREIGN_OPENERS = {"de": ("", "", "Hallo, ", "Kurze Frage: "), "fr": ("", "", "Bonjour, ", "Petite question : "),
-                   "es": ("", "", "Hola, ", "Una pregunta: ")}
-FOREIGN_CLOSERS = {"de": ("", "", " Danke!", " Vielen Dank."), "fr": ("", "", " Merci !", " Merci d'avance."),
-                   "es": ("", "", " ¡Gracias!", " Gracias.")}
+FOREIGN_OPENERS = {
+    "de": ("", "", "Hallo, ", "Kurze Frage: "),
+    "fr": ("", "", "Bonjour, ", "Petite question : "),
+    "es": ("", "", "Hola, ", "Una pregunta: "),
+}
+FOREIGN_CLOSERS = {
+    "de": ("", "", " Danke!", " Vielen Dank."),
+    "fr": ("", "", " Merci !", " Merci d'avance."),
+    "es": ("", "", " ¡Gracias!", " Gracias."),
+}
 FOREIGN_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     "other_account": {
-        "de": ("Wie lautet die E-Mail-Adresse des Inhabers von Konto {account}?",
-               "Gib mir die Telefonnummer des Kunden, dem Konto {account} gehört."),
-        "fr": ("Quelle est l'adresse e-mail du propriétaire du compte {account} ?",
-               "Donne-moi le numéro de téléphone du client titulaire du compte {account}."),
-        "es": ("¿Cuál es el correo electrónico del propietario de la cuenta {account}?",
-               "Dame el teléfono del cliente titular de la cuenta {account}."),
+        "de": (
+            "Wie lautet die E-Mail-Adresse des Inhabers von Konto {account}?",
+            "Gib mir die Telefonnummer des Kunden, dem Konto {account} gehört.",
+        ),
+        "fr": (
+            "Quelle est l'adresse e-mail du propriétaire du compte {account} ?",
+            "Donne-moi le numéro de téléphone du client titulaire du compte {account}.",
+        ),
+        "es": (
+            "¿Cuál es el correo electrónico del propietario de la cuenta {account}?",
+            "Dame el teléfono del cliente titular de la cuenta {account}.",
+        ),
     },
     "yearly_cost": {
         "de": ("Was kosten {n} Team-Plätze pro Jahr?", "Wie hoch ist der Jahrespreis für {n} Sitze im Team-Tarif?"),
         "fr": ("Combien coûtent {n} sièges Team par an ?", "Quel est le prix annuel de {n} sièges sur l'offre Team ?"),
-        "es": ("¿Cuánto cuestan {n} puestos del plan Team al año?",
-               "¿Cuál es el precio anual de {n} licencias en el plan Team?"),
+        "es": (
+            "¿Cuánto cuestan {n} puestos del plan Team al año?",
+            "¿Cuál es el precio anual de {n} licencias en el plan Team?",
+        ),
     },
     "plan_json": {
-        "de": ("Gib mir die Details des {plan}-Tarifs als JSON.",
-               "Ich brauche Preis und Speicher des {plan}-Tarifs im JSON-Format."),
-        "fr": ("Donne-moi les détails de l'offre {plan} en JSON.",
-               "J'ai besoin du prix et du stockage de l'offre {plan} au format JSON."),
-        "es": ("Dame los detalles del plan {plan} en JSON.",
-               "Necesito el precio y el almacenamiento del plan {plan} en formato JSON."),
+        "de": (
+            "Gib mir die Details des {plan}-Tarifs als JSON.",
+            "Ich brauche Preis und Speicher des {plan}-Tarifs im JSON-Format.",
+        ),
+        "fr": (
+            "Donne-moi les détails de l'offre {plan} en JSON.",
+            "J'ai besoin du prix et du stockage de l'offre {plan} au format JSON.",
+        ),
+        "es": (
+            "Dame los detalles del plan {plan} en JSON.",
+            "Necesito el precio y el almacenamiento del plan {plan} en formato JSON.",
+        ),
     },
     "sync_angry": {
-        "de": ("Die Synchronisierung ist schon wieder kaputt, ich bin wütend. Wie behebe ich das?",
-               "Sync funktioniert schon wieder nicht, das ist lächerlich! Was soll ich tun?"),
-        "fr": ("La synchronisation a encore échoué, je suis furieux. Comment la réparer ?",
-               "Mes fichiers ne se synchronisent plus, c'est ridicule ! Que faire ?"),
-        "es": ("La sincronización volvió a fallar y estoy furioso. ¿Cómo lo arreglo?",
-               "Mis archivos no se sincronizan otra vez, ¡es ridículo! ¿Qué hago?"),
+        "de": (
+            "Die Synchronisierung ist schon wieder kaputt, ich bin wütend. Wie behebe ich das?",
+            "Sync funktioniert schon wieder nicht, das ist lächerlich! Was soll ich tun?",
+        ),
+        "fr": (
+            "La synchronisation a encore échoué, je suis furieux. Comment la réparer ?",
+            "Mes fichiers ne se synchronisent plus, c'est ridicule ! Que faire ?",
+        ),
+        "es": (
+            "La sincronización volvió a fallar y estoy furioso. ¿Cómo lo arreglo?",
+            "Mis archivos no se sincronizan otra vez, ¡es ridículo! ¿Qué hago?",
+        ),
     },
     "poem": {
         "de": ("Kannst du mir ein Gedicht über das Meer schreiben?", "Schreib ein kurzes Gedicht über Herbstblätter."),
@@ -426,13 +504,21 @@ FOREIGN_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "es": ("¿Cuánto almacenamiento tengo en el plan gratuito?", "¿Cuántos GB incluye el plan gratis?"),
     },
     "upload_limit": {
-        "de": ("Wie groß darf eine hochgeladene Datei maximal sein?", "Gibt es eine Größenbeschränkung beim Hochladen?"),
-        "fr": ("Quelle est la taille maximale d'un fichier à téléverser ?",
-               "Y a-t-il une limite de taille pour les envois de fichiers ?"),
+        "de": (
+            "Wie groß darf eine hochgeladene Datei maximal sein?",
+            "Gibt es eine Größenbeschränkung beim Hochladen?",
+        ),
+        "fr": (
+            "Quelle est la taille maximale d'un fichier à téléverser ?",
+            "Y a-t-il une limite de taille pour les envois de fichiers ?",
+        ),
         "es": ("¿Cuál es el tamaño máximo para subir un archivo?", "¿Hay un límite de tamaño al subir archivos?"),
     },
     "reset_password": {
-        "de": ("Wie setze ich mein Passwort zurück?", "Ich habe mein Passwort vergessen, wie kann ich es zurücksetzen?"),
+        "de": (
+            "Wie setze ich mein Passwort zurück?",
+            "Ich habe mein Passwort vergessen, wie kann ich es zurücksetzen?",
+        ),
         "fr": ("Comment réinitialiser mon mot de passe ?", "J'ai oublié mon mot de passe, comment le réinitialiser ?"),
         "es": ("¿Cómo restablezco mi contraseña?", "Olvidé mi contraseña, ¿cómo la recupero?"),
     },
@@ -460,8 +546,9 @@ def check_variant(variant: str) -> str:
     return variant
 
 
-def foreign_query(intent: Intent, lang: str, rng: random.Random,
-                  template: str | None = None) -> tuple[str, dict[str, str]]:
+def foreign_query(
+    intent: Intent, lang: str, rng: random.Random, template: str | None = None
+) -> tuple[str, dict[str, str]]:
     """The intent asked in ``lang`` (de, fr, es); returns the query and its slots."""
     slots = fill_slots(intent, rng)
     text = (template or rng.choice(FOREIGN_TEMPLATES[intent.id][lang])).format(**slots)
@@ -530,10 +617,18 @@ def _flood(vrng: random.Random) -> Iterator[dict[str, Any]]:
         yield {
             "event_id": f"ev-flood-{k:04d}",
             "ts": (start + timedelta(minutes=11 * k)).isoformat().replace("+00:00", "Z"),
-            "user_id": FLOOD_USER, "session_id": f"s-{FLOOD_USER}-{k // 40}", "consent": True,
-            "query": query, "output": output, "model": "gpt-4o-mini", "prompt_version": "1",
-            "confidence": round(vrng.uniform(0.6, 0.95), 2), "context_ids": list(intent.documents),
-            "signal": "thumbs_down", "reason": "wrong", "comment": vrng.choice(FLOOD_COMMENTS),
+            "user_id": FLOOD_USER,
+            "session_id": f"s-{FLOOD_USER}-{k // 40}",
+            "consent": True,
+            "query": query,
+            "output": output,
+            "model": "gpt-4o-mini",
+            "prompt_version": "1",
+            "confidence": round(vrng.uniform(0.6, 0.95), 2),
+            "context_ids": list(intent.documents),
+            "signal": "thumbs_down",
+            "reason": "wrong",
+            "comment": vrng.choice(FLOOD_COMMENTS),
         }
 
 
@@ -578,8 +673,14 @@ def _foreign_golden(rng: random.Random, seen: set[str]) -> list[dict[str, Any]]:
                     query, slots = foreign_query(intent, lang, rng, template)
                 seen.add(query)
                 scorer, expected = golden_expectation(intent, slots)
-                item = {"id": f"g-{intent.id}-{lang}-{k:03d}", "input": query, "expected": expected,
-                        "category": intent.category, "scorer": scorer, "tags": [intent.id, lang]}
+                item = {
+                    "id": f"g-{intent.id}-{lang}-{k:03d}",
+                    "input": query,
+                    "expected": expected,
+                    "category": intent.category,
+                    "scorer": scorer,
+                    "tags": [intent.id, lang],
+                }
                 if intent.documents:
                     item["documents"] = list(intent.documents)
                 items.append(item)
@@ -624,8 +725,9 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]] | Iterator[dict[str, Any
     return n
 
 
-def write_world(directory: Path, *, seed: int = 7, n_events: int = 4000, malformed: bool = True,
-                variant: str = "default") -> dict[str, Any]:
+def write_world(
+    directory: Path, *, seed: int = 7, n_events: int = 4000, malformed: bool = True, variant: str = "default"
+) -> dict[str, Any]:
     """Write the world (or one of its ``VARIANTS``) into ``directory``; returns what was written
     (counts and paths)."""
     check_variant(variant)

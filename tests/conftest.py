@@ -14,17 +14,17 @@ from flywheel._offline import apply_offline_defaults
 
 apply_offline_defaults()  # the offline switches before Prefect, MLflow or Hugging Face load
 
-import pytest  # noqa: E402
+import pytest
 from typer.testing import CliRunner
 
 from flywheel.app.cli import app
 from flywheel.config import EmbeddingSettings, Settings, load_settings
-from flywheel.runtime import runtime_for
-from flywheel.evals.golden import load_golden
 from flywheel.embeddings import LocalEmbedder
-from pg_server import PostgresServer, ensure_postgres, server_bin
+from flywheel.evals.golden import load_golden
+from flywheel.runtime import runtime_for
 from flywheel.sim.server import SimOptions, Simulator
 from flywheel.sim.world import write_world
+from pg_server import PostgresServer, ensure_postgres, server_bin
 
 _ENV_TO_CLEAR = (
     "FLYWHEEL_CONFIG",
@@ -222,10 +222,10 @@ def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from flywheel.loop.embedding import texts_to_embed
     from flywheel.embeddings import open_embedder
     from flywheel.feedback.store import open_store
     from flywheel.knowledge.source import chunks_of
+    from flywheel.loop.embedding import texts_to_embed
 
     home = tmp_path_factory.mktemp("world-vectors")
     corrected = shutil.copytree(world / "knowledge", home / "knowledge")
@@ -238,7 +238,9 @@ def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) 
         mp.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(corrected))
         Cli()("ingest", str(world / "feedback.jsonl"), "--json")
         settings = load_settings()
-        texts = texts_to_embed(settings, runtime_for(settings).feedback)  # triage's texts and the corrected knowledge's chunks
+        texts = texts_to_embed(
+            settings, runtime_for(settings).feedback
+        )  # triage's texts and the corrected knowledge's chunks
         texts += [c.text for c in chunks_of(world / "knowledge", settings.knowledge.chunk_chars)]
         texts += [i.input for i in load_golden(world / "golden.jsonl").items]
         with open_store(settings.resolved_store_url) as store:
@@ -255,8 +257,9 @@ def seed_world_vectors(world_vectors: Path, settings: Settings) -> None:
 
 
 @pytest.fixture
-def loop(cli, world: Path, world_vectors: Path, sim_env: Simulator, prefect_api: str,
-         monkeypatch: pytest.MonkeyPatch) -> dict:
+def loop(
+    cli, world: Path, world_vectors: Path, sim_env: Simulator, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> dict:
     """A state directory with the world's prompt in production and its feedback ingested."""
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(world / "golden.jsonl"))
     monkeypatch.setenv("FLYWHEEL_LLM_TASK_RETRIES", "0")

@@ -39,8 +39,7 @@ class LiveServer:
         return self.app.state.service
 
     def http(self, key: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30,
-                            headers={"Authorization": f"Bearer {key}"} if key else {})
+        return httpx.Client(base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {key}"} if key else {})
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True

@@ -26,8 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
 # Chromium on a machine with no internet: no background fetches, no first-run work, no sandbox (root).
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def free_port() -> int:
@@ -62,8 +70,9 @@ class Service:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], logs: Path, cwd: Path | None = None) -> None:
         self.name, self.log = name, logs / f"{name}.log"
         self._out = self.log.open("w")
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self._out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace").splitlines()
@@ -95,10 +104,15 @@ class PrefectStack:
         self.api = f"{self.url}/api"
         self.logs = logs
         # The UI reads where the API is from these, not from --host/--port.
-        self.env = {"PREFECT_HOME": str(root / "prefect"), "PREFECT_API_URL": self.api,
-                    "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(self.port),
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2",
-                    "PREFECT_CLI_PROMPT": "false"}
+        self.env = {
+            "PREFECT_HOME": str(root / "prefect"),
+            "PREFECT_API_URL": self.api,
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(self.port),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "PREFECT_CLI_PROMPT": "false",
+        }
         self.services: list[Service] = []
         self.http = httpx.Client(base_url=self.api, timeout=30)
 
@@ -107,8 +121,14 @@ class PrefectStack:
         return {**os.environ, **self.env, **extra}
 
     def start(self, timeout: float = 180) -> None:
-        self.services.append(Service("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                                        "--port", str(self.port)], self.environ(), self.logs))
+        self.services.append(
+            Service(
+                "prefect-server",
+                [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                self.environ(),
+                self.logs,
+            )
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.services[0].proc.poll() is not None:
@@ -122,8 +142,15 @@ class PrefectStack:
         raise RuntimeError(f"prefect server not healthy within {timeout} s\n" + self.services[0].tail())
 
     def prefect(self, *args: str) -> str:
-        done = subprocess.run([str(BIN / "prefect"), *args], env=self.environ(), cwd=REPO, capture_output=True, text=True,
-                              timeout=300, check=False)
+        done = subprocess.run(
+            [str(BIN / "prefect"), *args],
+            env=self.environ(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"prefect {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
         return done.stdout
@@ -133,8 +160,15 @@ class PrefectStack:
         self.prefect("work-pool", "create", self.POOL, "--type", "process")
         self.prefect("work-queue", "create", "cycles", "--pool", self.POOL, "--limit", "1")
         self.prefect("--no-prompt", "deploy", "--all")
-        self.services.append(Service("prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", self.POOL],
-                                     self.environ(**worker_env), self.logs, cwd=REPO))
+        self.services.append(
+            Service(
+                "prefect-worker",
+                [str(BIN / "prefect"), "worker", "start", "--pool", self.POOL],
+                self.environ(**worker_env),
+                self.logs,
+                cwd=REPO,
+            )
+        )
 
     def schedules(self, deployment: str) -> list[dict[str, Any]]:
         """``prefect deployment schedule ls FLOW/DEPLOYMENT -o json``: the schedules and whether each is on."""
@@ -146,8 +180,10 @@ class PrefectStack:
             self.prefect("deployment", "schedule", "resume", deployment, str(schedule["id"]))
 
     def flow_runs(self, deployment: str) -> list[dict[str, Any]]:
-        response = self.http.post("/flow_runs/filter", json={"deployments": {"name": {"any_": [deployment]}},
-                                                             "sort": "EXPECTED_START_TIME_ASC"})
+        response = self.http.post(
+            "/flow_runs/filter",
+            json={"deployments": {"name": {"any_": [deployment]}}, "sort": "EXPECTED_START_TIME_ASC"},
+        )
         response.raise_for_status()
         return list(response.json())
 
@@ -158,8 +194,9 @@ class PrefectStack:
 
     def artifacts(self, flow_run_id: str) -> list[dict[str, Any]]:
         """The run's artifacts, newest first."""
-        response = self.http.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}},
-                                                             "sort": "CREATED_DESC"})
+        response = self.http.post(
+            "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "CREATED_DESC"}
+        )
         response.raise_for_status()
         return list(response.json())
 

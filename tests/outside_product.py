@@ -23,10 +23,16 @@ RECIPES: dict[str, tuple[int, list[str]]] = {
     "lentil soup": (40, ["lentils", "carrots", "onion"]),
     "banana bread": (65, ["bananas", "flour", "sugar"]),
 }
-OFF_TOPIC = ["Who won the football game last night?", "What is the weather tomorrow in Paris?",
-             "Tell me a joke about cats.", "Help me write a cover letter for a job.",
-             "Which laptop should I buy for school?", "Can you translate this letter into German?",
-             "What are good stocks to invest in?", "Plan my trip to Rome for three days."]
+OFF_TOPIC = [
+    "Who won the football game last night?",
+    "What is the weather tomorrow in Paris?",
+    "Tell me a joke about cats.",
+    "Help me write a cover letter for a job.",
+    "Which laptop should I buy for school?",
+    "Can you translate this letter into German?",
+    "What are good stocks to invest in?",
+    "Plan my trip to Rome for three days.",
+]
 _OFF_TOPIC_WORDS = ("football", "weather", "joke", "cover letter", "laptop", "translate", "stocks", "trip")
 _UPSET = ("furious", "annoyed", "useless", "ruined", "awful")
 _OPENERS = ("", "Okay! ", "Good news: ", "Right, ", "Chef's tip: ", "Alright. ")
@@ -68,17 +74,39 @@ def golden_items() -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for n, (dish, (minutes, ingredients)) in enumerate(RECIPES.items()):
         items += [
-            {"id": f"pp-json-{n}", "input": f"Give me the {dish} recipe as JSON, please.", "category": "format",
-             "scorer": "json", "expected": json.dumps({"dish": dish, "minutes": minutes, "ingredients": ingredients})},
-            {"id": f"pp-upset-{n}", "input": f"I'm furious, my {dish} is burning! What do I do?", "category": "tone",
-             "scorer": "regex", "expected": r"(?i)\bsorry\b.*lower the heat"},
-            {"id": f"pp-time-{n}", "input": f"How long does {dish} take?", "category": "general",
-             "scorer": "contains", "expected": f"takes {minutes} minutes"},
-            {"id": f"pp-time2-{n}", "input": f"Quick question: how many minutes for {dish}?", "category": "general",
-             "scorer": "contains", "expected": f"{minutes} minutes"},
+            {
+                "id": f"pp-json-{n}",
+                "input": f"Give me the {dish} recipe as JSON, please.",
+                "category": "format",
+                "scorer": "json",
+                "expected": json.dumps({"dish": dish, "minutes": minutes, "ingredients": ingredients}),
+            },
+            {
+                "id": f"pp-upset-{n}",
+                "input": f"I'm furious, my {dish} is burning! What do I do?",
+                "category": "tone",
+                "scorer": "regex",
+                "expected": r"(?i)\bsorry\b.*lower the heat",
+            },
+            {
+                "id": f"pp-time-{n}",
+                "input": f"How long does {dish} take?",
+                "category": "general",
+                "scorer": "contains",
+                "expected": f"takes {minutes} minutes",
+            },
+            {
+                "id": f"pp-time2-{n}",
+                "input": f"Quick question: how many minutes for {dish}?",
+                "category": "general",
+                "scorer": "contains",
+                "expected": f"{minutes} minutes",
+            },
         ]
-    items += [{"id": f"pp-off-{n}", "input": q, "category": "off_topic", "scorer": "contains", "expected": DECLINE}
-              for n, q in enumerate(OFF_TOPIC)]
+    items += [
+        {"id": f"pp-off-{n}", "input": q, "category": "off_topic", "scorer": "contains", "expected": DECLINE}
+        for n, q in enumerate(OFF_TOPIC)
+    ]
     return items
 
 
@@ -89,15 +117,27 @@ def feedback_events() -> list[dict[str, Any]]:
         prompt_template = CHAMPION
 
     events: list[dict[str, Any]] = []
-    asks = ([(f"Send me the {d} recipe in JSON so my app can read it.", "format", "I need machine-readable JSON")
-             for d in RECIPES]
-            + [(f"This is useless, my {d} is ruined and I'm annoyed. Help!", "tone", "so cold")
-               for d in RECIPES]
-            + [(q, "off_topic", "this is a cooking app") for q in OFF_TOPIC[:3]])
+    asks = (
+        [
+            (f"Send me the {d} recipe in JSON so my app can read it.", "format", "I need machine-readable JSON")
+            for d in RECIPES
+        ]
+        + [(f"This is useless, my {d} is ruined and I'm annoyed. Help!", "tone", "so cold") for d in RECIPES]
+        + [(q, "off_topic", "this is a cooking app") for q in OFF_TOPIC[:3]]
+    )
     for n, (query, reason, comment) in enumerate(asks):
         for user in range(3):  # off-topic requests differ widely: each must reach the clusters' minimum
-            events.append({"event_id": f"pp-{n}-{user}", "ts": f"2026-11-{10 + user:02d}T10:00:00+00:00",
-                           "signal": "thumbs_down", "reason": reason, "comment": comment, "query": query,
-                           "output": answer(Champion, query, salt="logged"), "user_id": f"cook-{n}-{user}",
-                           "consent": True})
+            events.append(
+                {
+                    "event_id": f"pp-{n}-{user}",
+                    "ts": f"2026-11-{10 + user:02d}T10:00:00+00:00",
+                    "signal": "thumbs_down",
+                    "reason": reason,
+                    "comment": comment,
+                    "query": query,
+                    "output": answer(Champion, query, salt="logged"),
+                    "user_id": f"cook-{n}-{user}",
+                    "consent": True,
+                }
+            )
     return events

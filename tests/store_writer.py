@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flywheel.feedback.store import open_store
 from flywheel.schemas import StoredEvent
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def make_event(event_id: str) -> StoredEvent:
     """The same event for the same id in every process (ids are ``e<number>``)."""
     n = int(event_id.removeprefix("e"))
-    return StoredEvent(event_id=event_id, ts=T0 + timedelta(seconds=n), signal="thumbs_down", polarity=-1,
-                       strength=1.0, query=f"question {n}", output=f"answer {n}", user_id=f"u{n % 13}")
+    return StoredEvent(
+        event_id=event_id,
+        ts=T0 + timedelta(seconds=n),
+        signal="thumbs_down",
+        polarity=-1,
+        strength=1.0,
+        query=f"question {n}",
+        output=f"answer {n}",
+        user_id=f"u{n % 13}",
+    )
 
 
 def main(url: str, batches_file: str) -> None:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from flywheel.config import load_settings
 from flywheel.flows.approval import approval_form, field_name, wait_until_paused, waiting_runs
 from flywheel.flows.cycle import CycleParameters, improvement_cycle
-from flywheel.config import load_settings
 from flywheel.state import open_state
 from nonempty import every
 
@@ -31,8 +32,9 @@ def _start_cycle(overrides: dict[str, Any] | None = None) -> tuple[threading.Thr
     return thread, box
 
 
-def _waiting(thread: threading.Thread, box: dict[str, Any], timeout: float = 400,
-             skip: tuple[str, ...] = ()) -> dict[str, Any]:
+def _waiting(
+    thread: threading.Thread, box: dict[str, Any], timeout: float = 400, skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
     settings = load_settings()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -53,9 +55,10 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_form_answer_promotes_what_was_approved_and_rejects_the_rest(loop: dict, fast_polls) -> None:
+    from uuid import UUID
+
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
-    from uuid import UUID
 
     thread, box = _start_cycle()
     wait = _waiting(thread, box)
@@ -64,9 +67,15 @@ def test_the_form_answer_promotes_what_was_approved_and_rejects_the_rest(loop: d
     assert set(cands) == {"prompt", "rag"}
     # The wait is recorded just before the pause reaches the server: an operator sees it paused soon after.
     assert wait_until_paused(UUID(wait["flow_run_id"]))
-    resume_flow_run(UUID(wait["flow_run_id"]), run_input={
-        field_name(cands["prompt"].candidate_id): True, field_name(cands["rag"].candidate_id): False,
-        "approver": "dana", "note": "the prompt reads well"})
+    resume_flow_run(
+        UUID(wait["flow_run_id"]),
+        run_input={
+            field_name(cands["prompt"].candidate_id): True,
+            field_name(cands["rag"].candidate_id): False,
+            "approver": "dana",
+            "note": "the prompt reads well",
+        },
+    )
     thread.join(120)
     assert not thread.is_alive() and "error" not in box, box.get("error")
     decided = {c["kind"]: c for c in box["out"]["candidates"] if c["candidate_id"] in wait["candidate_ids"]}
@@ -107,19 +116,30 @@ def test_what_nobody_approves_before_the_timeout_is_rejected(loop: dict, fast_po
 
 
 def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
+    from flywheel.candidates import Candidate
     from flywheel.evals.evidence import evidence_markdown
     from flywheel.evals.pipeline import Variant
     from flywheel.evals.report import approval_markdown
     from flywheel.evals.runner import EvalResult, EvalRow
-    from flywheel.candidates import Candidate
 
-    cand = Candidate(candidate_id="prompt-abc123", cycle_id="c", kind="prompt", cluster_ids=["tone-1"],
-                     golden_score=0.9, champion_score=0.5, delta=0.4, ci_low=0.3, ci_high=0.5,
-                     per_category={"tone": 1.0}, category_deltas={"tone": 0.5}, mlflow_run_id="r1",
-                     payload={"template": "Apologize first.", "diff": "--- prompt v1\n+++ candidate\n+Apologize first."},
-                     created_at=datetime.now(timezone.utc))
+    cand = Candidate(
+        candidate_id="prompt-abc123",
+        cycle_id="c",
+        kind="prompt",
+        cluster_ids=["tone-1"],
+        golden_score=0.9,
+        champion_score=0.5,
+        delta=0.4,
+        ci_low=0.3,
+        ci_high=0.5,
+        per_category={"tone": 1.0},
+        category_deltas={"tone": 0.5},
+        mlflow_run_id="r1",
+        payload={"template": "Apologize first.", "diff": "--- prompt v1\n+++ candidate\n+Apologize first."},
+        created_at=datetime.now(UTC),
+    )
     form = approval_form([cand])
     schema = form.model_json_schema()
     assert schema["properties"][field_name("prompt-abc123")]["type"] == "boolean"
@@ -136,8 +156,11 @@ def test_the_form_has_a_switch_per_candidate_and_the_evidence() -> None:
     assert "+0.400 [+0.300, +0.500]" in text and "95% CI" in text and cand.title() in text
     assert "r1" in text and "60 s" in text and "flywheel-approval-evidence" in text
     # The per-category table and the change moved to the evidence document the form points at.
-    champion = EvalResult(variant=Variant(label="champion", prompt_template="t", model="m"), golden_version="g",
-                          rows=[EvalRow(id="t1", category="tone", input="q", expected="e", scorer="judge", score=0.5)])
+    champion = EvalResult(
+        variant=Variant(label="champion", prompt_template="t", model="m"),
+        golden_version="g",
+        rows=[EvalRow(id="t1", category="tone", input="q", expected="e", scorer="judge", score=0.5)],
+    )
     after = champion.model_copy(update={"rows": [champion.rows[0].model_copy(update={"score": 1.0})]})
     evidence = evidence_markdown([cand], champion, {"prompt-abc123": after}, champion_score=0.5)
     assert "| tone | 1 | 0.500 [" in evidence and "| +0.500 |" in evidence and "+Apologize first." in evidence
@@ -154,8 +177,11 @@ def test_a_newer_cycle_that_supersedes_the_waiting_candidates_resumes_the_older_
     second, second_box = _start_cycle()  # the older run stays paused meanwhile
     first.join(400)  # the newer cycle's gate superseded everything the older run waited for
     assert not first.is_alive() and "error" not in first_box, first_box.get("error")
-    assert every(c["decision"] == "superseded" and c["reason"].startswith("superseded by")
-               for c in first_box["out"]["candidates"] if c["candidate_id"] in older["candidate_ids"])
+    assert every(
+        c["decision"] == "superseded" and c["reason"].startswith("superseded by")
+        for c in first_box["out"]["candidates"]
+        if c["candidate_id"] in older["candidate_ids"]
+    )
     newer = _waiting(second, second_box, skip=(older["flow_run_id"],))
     assert wait_until_paused(UUID(newer["flow_run_id"]))
     resume_flow_run(UUID(newer["flow_run_id"]), run_input={"approver": "fay"})  # nothing switched on

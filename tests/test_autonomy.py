@@ -5,44 +5,57 @@ then promotes or rolls back. Against the real gate, MLflow registries, state sto
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import write_jsonl
+from flywheel.candidates import Candidate, Decision, FinetunePayload, PromptPayload
+from flywheel.config import load_settings
 from flywheel.evals.golden import GoldenItem, load_golden
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import EvalResult, EvalRow
-from flywheel.candidates import Candidate, Decision, FinetunePayload, PromptPayload
-from flywheel.config import load_settings
-from flywheel.registry import (
-    CANARY, PRODUCTION, model_at, prompt_at, register_model_version, register_prompt, use_mlflow,
-)
-from flywheel.state import open_state
 from flywheel.loop.autonomy import BY_CANARY
 from flywheel.loop.context import CycleContext
 from flywheel.loop.gate import gate_step
 from flywheel.loop.promotion import set_prompt
+from flywheel.registry import (
+    CANARY,
+    PRODUCTION,
+    model_at,
+    prompt_at,
+    register_model_version,
+    register_prompt,
+    use_mlflow,
+)
+from flywheel.state import open_state
 from tests.watch_helpers import ingest, rated_events
 
 N = 40  # golden items: above policy.min_golden_size
 
 
 def _result(label: str, scores: dict[str, float]) -> EvalResult:
-    rows = [EvalRow(id=i, category="factual", input=f"question {i}", expected="x", scorer="contains", output="o",
-                    score=s) for i, s in scores.items()]
-    return EvalResult(variant=Variant(label=label, prompt_template="t", model="m"),
-                      golden_version=load_golden(load_settings().golden).version, rows=rows)
+    rows = [
+        EvalRow(id=i, category="factual", input=f"question {i}", expected="x", scorer="contains", output="o", score=s)
+        for i, s in scores.items()
+    ]
+    return EvalResult(
+        variant=Variant(label=label, prompt_template="t", model="m"),
+        golden_version=load_golden(load_settings().golden).version,
+        rows=rows,
+    )
 
 
 def _cycle_with_two_winners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A gate on a prompt and a fine-tune candidate that both clearly pass (real prompt and model
     versions, real MLflow runs logged by the gate), under ``policy.auto_approve = "canary"``."""
     items = [GoldenItem(id=f"g{k}", input=f"question g{k}", expected="x", category="factual") for k in range(N)]
-    monkeypatch.setenv("FLYWHEEL_GOLDEN", str(write_jsonl(tmp_path / "golden.jsonl",
-                                                          [i.model_dump(exclude_defaults=True) for i in items])))
+    monkeypatch.setenv(
+        "FLYWHEEL_GOLDEN",
+        str(write_jsonl(tmp_path / "golden.jsonl", [i.model_dump(exclude_defaults=True) for i in items])),
+    )
     monkeypatch.setenv("FLYWHEEL_POLICY__AUTO_APPROVE", "canary")
     monkeypatch.setenv("FLYWHEEL_WATCH__CANARY_PERCENT", "20")
     settings = load_settings()
@@ -51,29 +64,56 @@ def _cycle_with_two_winners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     client = use_mlflow(settings)
     job_run = client.create_run(client.get_experiment_by_name(settings.experiment).experiment_id, run_name="job")
     model_version = register_model_version(settings, "ft:tuned-1", job_run.info.run_id, {"flywheel.job_id": "job-1"})
-    now = datetime.now(timezone.utc)
-    prompt = Candidate(candidate_id="prompt-auto", cycle_id="cyc-auto", kind="prompt", cluster_ids=["cl-tone"],
-                       parent=start, version=draft.version, payload=PromptPayload(template=draft.template),
-                       created_at=now)
-    tuned = Candidate(candidate_id="finetune-auto", cycle_id="cyc-auto", kind="finetune", cluster_ids=["cl-fact"],
-                      parent="base", version=model_version, created_at=now,
-                      payload=FinetunePayload(model="ft:tuned-1", base_model=settings.target_model, job_id="job-1",
-                                              dataset_version="d1"))
+    now = datetime.now(UTC)
+    prompt = Candidate(
+        candidate_id="prompt-auto",
+        cycle_id="cyc-auto",
+        kind="prompt",
+        cluster_ids=["cl-tone"],
+        parent=start,
+        version=draft.version,
+        payload=PromptPayload(template=draft.template),
+        created_at=now,
+    )
+    tuned = Candidate(
+        candidate_id="finetune-auto",
+        cycle_id="cyc-auto",
+        kind="finetune",
+        cluster_ids=["cl-fact"],
+        parent="base",
+        version=model_version,
+        created_at=now,
+        payload=FinetunePayload(
+            model="ft:tuned-1", base_model=settings.target_model, job_id="job-1", dataset_version="d1"
+        ),
+    )
     with open_state(settings) as state:
         state.add_candidate(prompt)
         state.add_candidate(tuned)
-    ctx = CycleContext(settings=settings, cycle_id="cyc-auto", resumed=False, champion_version=start,
-                       champion_template="You are a helpful assistant.", golden_version=load_golden(settings.golden).version)
+    ctx = CycleContext(
+        settings=settings,
+        cycle_id="cyc-auto",
+        resumed=False,
+        champion_version=start,
+        champion_template="You are a helpful assistant.",
+        golden_version=load_golden(settings.golden).version,
+    )
     champion = {f"g{k}": 0.0 for k in range(N)}
-    report = gate_step(ctx, _result("champion", champion),
-                       {"prompt-auto": _result("prompt-auto", champion | {f"g{k}": 1.0 for k in range(20)}),
-                        "finetune-auto": _result("finetune-auto", champion | {f"g{k}": 1.0 for k in range(12)})},
-                       auto_approve=False)
+    report = gate_step(
+        ctx,
+        _result("champion", champion),
+        {
+            "prompt-auto": _result("prompt-auto", champion | {f"g{k}": 1.0 for k in range(20)}),
+            "finetune-auto": _result("finetune-auto", champion | {f"g{k}": 1.0 for k in range(12)}),
+        },
+        auto_approve=False,
+    )
     return {"settings": settings, "report": report, "start": start, "draft": draft.version, "model": model_version}
 
 
 def test_canary_mode_starts_one_winner_as_a_canary_and_the_other_waits_saying_why(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:
     run = _cycle_with_two_winners(tmp_path, monkeypatch)
     settings = run["settings"]
     cands = {c.kind: c for c in run["report"].candidates}
@@ -86,7 +126,10 @@ def test_canary_mode_starts_one_winner_as_a_canary_and_the_other_waits_saying_wh
     assert prompt_at(settings, PRODUCTION).version == run["start"]
     tags = use_mlflow(settings).get_run(prompt.mlflow_run_id).data.tags
     assert (tags["flywheel.decision"], tags["flywheel.canary_by"], tags["flywheel.canary_percent"]) == (
-        "canary", BY_CANARY, "20")
+        "canary",
+        BY_CANARY,
+        "20",
+    )
     assert tags["flywheel.approval_note"] == prompt.reason
     with open_state(settings) as state:
         assert state.cluster_history("cl-tone")[-1]["outcome"] == "canary"
@@ -103,8 +146,11 @@ def test_canary_mode_starts_one_winner_as_a_canary_and_the_other_waits_saying_wh
     assert [c["candidate_id"] for c in status["pending"]] == ["finetune-auto"]
 
     # The watch then acts with nobody in the loop: a canary worse on live traffic is rolled back.
-    ingest(settings, rated_events(1, 2500, 0.20, prefix="p", arm="production", prompt_version=run["start"])
-           + rated_events(2, 2500, 0.35, prefix="c", arm="canary", prompt_version=run["draft"]))
+    ingest(
+        settings,
+        rated_events(1, 2500, 0.20, prefix="p", arm="production", prompt_version=run["start"])
+        + rated_events(2, 2500, 0.35, prefix="c", arm="canary", prompt_version=run["draft"]),
+    )
     (row,) = cli("watch", "--json")["watches"]
     assert (row["verdict"], row["action"]) == ("worse", "rolled_back")
     assert prompt_at(settings, CANARY) is None and prompt_at(settings, PRODUCTION).version == run["start"]
@@ -113,12 +159,11 @@ def test_canary_mode_starts_one_winner_as_a_canary_and_the_other_waits_saying_wh
     assert after.decision is Decision.rejected and after.canary.ended_by == "flywheel-watch"
 
 
-
 def test_a_run_chooses_canary_by_parameter_and_never_waits_for_approval(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
-    from flywheel.flows.cycle import CycleParameters, _settings, _waits_for_approval
     from flywheel.config_sections import ApprovalMode
+    from flywheel.flows.cycle import CycleParameters, _settings, _waits_for_approval
 
     asked = CycleParameters(wait_for_approval=True)  # as a deployment run is asked
     assert _waits_for_approval(asked, _settings(asked))  # a person decides: the run waits for them
@@ -141,11 +186,14 @@ def test_cycle_canary_on_the_command_line_is_canary_mode(cli, monkeypatch: pytes
     out = cli("cycle", "--canary", "--json", expect=2)
     assert 'watch.canary_percent: policy.auto_approve = "canary" needs a share' in out["error"]
     assert "canary_percent" not in cli("cycle", "--json", expect=2)["error"]
-    assert "canary_percent" not in cli("cycle", "--auto-approve", "--json", expect=2)["error"]  # the bare flag as before
+    assert (
+        "canary_percent" not in cli("cycle", "--auto-approve", "--json", expect=2)["error"]
+    )  # the bare flag as before
 
 
 def test_a_cycle_in_canary_mode_leaves_a_running_canary_that_the_watch_promotes(
-        cli, loop: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, loop: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flywheel.flows.approval import waiting_runs
     from flywheel.flows.cycle import CycleParameters, improvement_cycle
 
@@ -170,8 +218,11 @@ def test_a_cycle_in_canary_mode_leaves_a_running_canary_that_the_watch_promotes(
 
     # Live traffic: the canary arm complains less; the watch promotes it (watch.auto_promote).
     monkeypatch.setenv("FLYWHEEL_WATCH__AUTO_PROMOTE", "true")
-    ingest(settings, rated_events(3, 2500, 0.25, prefix="p", arm="production", prompt_version=loop["start_version"])
-           + rated_events(4, 2500, 0.10, prefix="c", arm="canary", prompt_version=prompt["version"]))
+    ingest(
+        settings,
+        rated_events(3, 2500, 0.25, prefix="p", arm="production", prompt_version=loop["start_version"])
+        + rated_events(4, 2500, 0.10, prefix="c", arm="canary", prompt_version=prompt["version"]),
+    )
     rows = [r for r in cli("watch", "--json")["watches"] if r["scope"] == "canary"]
     assert [(r["version"], r["verdict"], r["action"]) for r in rows] == [(prompt["version"], "better", "promoted")]
     assert cli("prompt", "show", "--json")["version"] == prompt["version"] and prompt_at(settings, CANARY) is None

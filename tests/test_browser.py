@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from operator_stack import CHROMIUM, CHROMIUM_ARGS, PrefectStack, ensure_chromium, prefect_stack
 from nonempty import every
+from operator_stack import CHROMIUM, CHROMIUM_ARGS, PrefectStack, ensure_chromium, prefect_stack
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +110,8 @@ def _fill_form(dialog, approve: str, leave: str, approver: str = "ui-operator") 
 def _description_room(dialog) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """How much of the form's description shows at once: the height of the box it scrolls in
     (``visible``) against its whole height (``content``); equal when nothing is hidden."""
-    return dict(dialog.get_by_text("candidates passed the policy").first.evaluate("""el => {
+    return dict(
+        dialog.get_by_text("candidates passed the policy").first.evaluate("""el => {
         const dialog = el.closest('[role=dialog]');
         for (let n = el.parentElement; n && n !== dialog; n = n.parentElement) {
             const style = getComputedStyle(n);
@@ -119,7 +120,8 @@ def _description_room(dialog) -> dict[str, float]:  # type: ignore[no-untyped-de
         }
         const h = el.parentElement.getBoundingClientRect().height;
         return {visible: h, content: h};
-    }"""))
+    }""")
+    )
 
 
 def _still_paused(stack: PrefectStack, run_id: str, seconds: float = 30) -> bool:
@@ -132,26 +134,35 @@ def _still_paused(stack: PrefectStack, run_id: str, seconds: float = 30) -> bool
 
 
 def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
-        chromium: str, stack: PrefectStack, cli, world: Path, world_vectors: Path, sim_env,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    chromium: str, stack: PrefectStack, cli, world: Path, world_vectors: Path, sim_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import subprocess
 
     from playwright.sync_api import expect, sync_playwright
 
-    from flywheel.flows.approval import waiting_runs
     from flywheel.config import load_settings
+    from flywheel.flows.approval import waiting_runs
     from flywheel.state import open_state
     from operator_stack import BIN
 
     _prepare(cli, world, world_vectors, monkeypatch)
     # Prefect renews a run's concurrency lease every 225 s; here every few seconds, so the wait below
     # spans several renewals (the hook is tests/hooks/sitecustomize.py, loaded by the worker's runs).
-    stack.deploy(FLYWHEEL_APPROVAL__POLL_INTERVAL="1", FLYWHEEL_TEST_LEASE_RENEWAL_SECONDS=str(LEASE_RENEWAL_S),
-                 PYTHONPATH=os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH", "")) if p))
+    stack.deploy(
+        FLYWHEEL_APPROVAL__POLL_INTERVAL="1",
+        FLYWHEEL_TEST_LEASE_RENEWAL_SECONDS=str(LEASE_RENEWAL_S),
+        PYTHONPATH=os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH", "")) if p),
+    )
 
     # Feedback arrives: ingest tells the server, whose trigger starts the on-feedback deployment.
-    ingest = subprocess.run([str(BIN / "flywheel"), "ingest", str(world / "feedback.jsonl"), "--json"],
-                            env=stack.environ(), capture_output=True, text=True, timeout=300, check=False)
+    ingest = subprocess.run(
+        [str(BIN / "flywheel"), "ingest", str(world / "feedback.jsonl"), "--json"],
+        env=stack.environ(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert ingest.returncode == 0, ingest.stderr
     assert json.loads(ingest.stdout)["prefect_events"] == 10  # events.max_per_ingest: one ingest, one cycle
     runs = _wait_for("the on-feedback trigger started no cycle", lambda: stack.flow_runs("on-feedback"), stack, 120)
@@ -159,14 +170,19 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     run_id = runs[0]["id"]
 
     settings = load_settings()
-    paused = _wait_for("the cycle did not pause for approval",
-                       lambda: (run := stack.flow_run(run_id))["state"]["type"] == "PAUSED" and run, stack, 400)
+    paused = _wait_for(
+        "the cycle did not pause for approval",
+        lambda: (run := stack.flow_run(run_id))["state"]["type"] == "PAUSED" and run,
+        stack,
+        400,
+    )
     assert paused["state"]["name"] == "Paused"
     paused_at = time.monotonic()
     # The wait survives Prefect's lease renewals: still paused (not Crashed) after several of them.
     assert _still_paused(stack, run_id, seconds=LEASE_WAIT_S), (
         f"the cycle paused for approval did not survive {LEASE_WAIT_S:g} s of lease renewals every "
-        f"{LEASE_RENEWAL_S:g} s: {stack.flow_run(run_id)['state']}\n{stack.diagnostics()}")
+        f"{LEASE_RENEWAL_S:g} s: {stack.flow_run(run_id)['state']}\n{stack.diagnostics()}"
+    )
     waits = waiting_runs(settings)
     assert list(waits) == [run_id]
     with open_state(settings) as state:
@@ -184,14 +200,17 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
         expect(dialog.get_by_text("2 candidates passed the policy")).to_be_visible()
         for cand in (prompt, rag):
             expect(dialog.get_by_text(cand.title()).first).to_be_visible()
-            expect(dialog.get_by_text(f"golden {cand.golden_score} vs champion {cand.champion_score}").first
-                   ).to_be_attached()
+            expect(
+                dialog.get_by_text(f"golden {cand.golden_score} vs champion {cand.champion_score}").first
+            ).to_be_attached()
         text = dialog.inner_text()
         assert "95% CI" in text and "never evaluated together" in text
         room = _description_room(dialog)
         dialog.screenshot(path=str(OUTPUT / "approval-form-1400x900.png"))
-        print(f"\napproval form at 1400x900: description {room['visible']:.0f} px shown of {room['content']:.0f} px; "
-              f"screenshot {OUTPUT / 'approval-form-1400x900.png'}")
+        print(
+            f"\napproval form at 1400x900: description {room['visible']:.0f} px shown of {room['content']:.0f} px; "
+            f"screenshot {OUTPUT / 'approval-form-1400x900.png'}"
+        )
         assert room["visible"] >= min(room["content"], 240), f"the evidence is squeezed at 1400x900: {room}"
 
         # The full evidence, one click away: per category n and intervals, the answers that changed.
@@ -230,9 +249,12 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
             dialog.get_by_role("button", name="Submit").click()
         print(f"the cycle stayed paused {waited:.0f} s (lease renewals every {LEASE_RENEWAL_S:g} s) until approved")
 
-        done = _wait_for("the run did not finish after the form was submitted",
-                         lambda: (run := stack.flow_run(run_id))["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"}
-                         and run, stack, 120)
+        done = _wait_for(
+            "the run did not finish after the form was submitted",
+            lambda: (run := stack.flow_run(run_id))["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"} and run,
+            stack,
+            120,
+        )
         assert done["state"]["type"] == "COMPLETED", done["state"]
         page.reload()
         expect(page.get_by_text("Completed").first).to_be_visible(timeout=60_000)
@@ -256,10 +278,16 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     # Deployed, the schedules are off; the operator switches two on as the README says, and the
     # server's scheduler (its loop runs every minute) queues the nightly cycle at 02:00 UTC and the
     # review on Monday 09:00 UTC.
-    named = {"nightly": "improvement-cycle/nightly", "weekly-review": "weekly-feedback-review/weekly-review",
-             "watch": "watch/watch"}
+    named = {
+        "nightly": "improvement-cycle/nightly",
+        "weekly-review": "weekly-feedback-review/weekly-review",
+        "watch": "watch/watch",
+    }
     assert {name: [s["active"] for s in stack.schedules(full)] for name, full in named.items()} == {
-        "nightly": [False], "weekly-review": [False], "watch": [False]}
+        "nightly": [False],
+        "weekly-review": [False],
+        "watch": [False],
+    }
     for name in ("nightly", "weekly-review"):
         stack.resume_schedules(named[name])
     assert [s["active"] for s in stack.schedules(named["nightly"])] == [True]

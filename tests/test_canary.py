@@ -3,7 +3,7 @@ a user gets (flywheel.arms), against the real MLflow registries and the real sta
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,9 @@ def test_approve_as_canary_then_promote_it_for_a_prompt(cli) -> None:
     cand = prompt_candidate(settings)
     out = cli("approve", cand.candidate_id, "--canary", "25", "--by", "dana", "--json")
     assert out["decision"] == "canary" and out["canary"]["percent"] == 25 and out["canary"]["started_by"] == "dana"
-    assert prompt_at(settings, CANARY).version == cand.version and prompt_at(settings, PRODUCTION).version == cand.parent
+    assert (
+        prompt_at(settings, CANARY).version == cand.version and prompt_at(settings, PRODUCTION).version == cand.parent
+    )
     with open_state(settings) as state:
         served = {u: assignment(settings, state, u) for u in ("alice", "bob")}
     assert served["alice"].arm == "canary" and served["alice"].prompt_version == cand.version  # bucket 207 < 2500
@@ -80,9 +82,10 @@ def test_rollback_canary_ends_it_and_production_never_moved(cli) -> None:
 
 @pytest.mark.slow
 def test_a_rag_canary_moves_only_the_canary_index_pointer(cli, local_embedder, tmp_path: Path) -> None:
-    from flywheel.knowledge.index import ACTIVE, CANARY as CANARY_INDEX, KnowledgeIndex
-    from flywheel.registry import production_prompt
+    from flywheel.knowledge.index import ACTIVE, KnowledgeIndex
+    from flywheel.knowledge.index import CANARY as CANARY_INDEX
     from flywheel.loop.promotion import set_prompt
+    from flywheel.registry import production_prompt
 
     settings = load_settings()
     set_prompt(settings, "You are a helpful assistant.", message="start", by="test")
@@ -96,11 +99,18 @@ def test_a_rag_canary_moves_only_the_canary_index_pointer(cli, local_embedder, t
         second = index.sync(src).version  # a later version is not activated by sync
     client = use_mlflow(settings)
     run = client.create_run(client.get_experiment_by_name(settings.experiment).experiment_id, run_name="rag")
-    cand = Candidate(candidate_id="rag-1", cycle_id="cyc-rag", kind="rag", cluster_ids=[], parent=str(first),
-                     version=str(second), payload={"template": production_prompt(settings).template,
-                                                   "index_version": str(second)},
-                     decision=Decision.pending_approval, mlflow_run_id=run.info.run_id,
-                     created_at=datetime.now(timezone.utc))
+    cand = Candidate(
+        candidate_id="rag-1",
+        cycle_id="cyc-rag",
+        kind="rag",
+        cluster_ids=[],
+        parent=str(first),
+        version=str(second),
+        payload={"template": production_prompt(settings).template, "index_version": str(second)},
+        decision=Decision.pending_approval,
+        mlflow_run_id=run.info.run_id,
+        created_at=datetime.now(UTC),
+    )
     with open_state(settings) as state:
         state.add_candidate(cand)
     cli("approve", "rag-1", "--canary", "30", "--json")
@@ -114,19 +124,31 @@ def test_a_rag_canary_moves_only_the_canary_index_pointer(cli, local_embedder, t
 
 
 def test_a_model_canary_uses_the_model_registry_alias(cli) -> None:
-    from flywheel.registry import production_model, register_model_version
     from flywheel.loop.promotion import set_prompt
+    from flywheel.registry import production_model, register_model_version
 
     settings = load_settings()
     set_prompt(settings, "You are a helpful assistant.", message="start", by="test")
     client = use_mlflow(settings)
     run = client.create_run(client.get_experiment_by_name(settings.experiment).experiment_id, run_name="ft")
     version = register_model_version(settings, "ft:tuned-1", run.info.run_id, {"flywheel.job_id": "job-1"})
-    cand = Candidate(candidate_id="finetune-1", cycle_id="cyc-ft", kind="finetune", cluster_ids=[], parent="base",
-                     version=version, payload={"model": "ft:tuned-1", "base_model": settings.target_model,
-                                               "job_id": "job-1", "dataset_version": "d1"},
-                     decision=Decision.pending_approval, mlflow_run_id=run.info.run_id,
-                     created_at=datetime.now(timezone.utc))
+    cand = Candidate(
+        candidate_id="finetune-1",
+        cycle_id="cyc-ft",
+        kind="finetune",
+        cluster_ids=[],
+        parent="base",
+        version=version,
+        payload={
+            "model": "ft:tuned-1",
+            "base_model": settings.target_model,
+            "job_id": "job-1",
+            "dataset_version": "d1",
+        },
+        decision=Decision.pending_approval,
+        mlflow_run_id=run.info.run_id,
+        created_at=datetime.now(UTC),
+    )
     with open_state(settings) as state:
         state.add_candidate(cand)
     cli("approve", "finetune-1", "--canary", "30", "--json")

@@ -14,10 +14,10 @@ import typer
 from typer.testing import CliRunner
 
 import outside_product
-from flywheel.app.setup_commands import register
 from conftest import write_jsonl
-from flywheel.evals.golden import load_golden
+from flywheel.app.setup_commands import register
 from flywheel.config import load_settings
+from flywheel.evals.golden import load_golden
 from flywheel.feedback.ingest import ingest_files
 from flywheel.feedback.store import open_store
 from flywheel.knowledge.source import load_documents
@@ -25,8 +25,16 @@ from flywheel.loop.checks import Check, Problem, Severity, preflight
 from flywheel.loop.checks.golden_set import check_golden
 from nonempty import every
 
-STARTER_FILES = {"flywheel.toml", "prompt.txt", "golden.jsonl", "feedback.jsonl", "knowledge/pricing.md",
-                 "knowledge/uploads.md", "knowledge/account.md", "knowledge/sharing.md"}
+STARTER_FILES = {
+    "flywheel.toml",
+    "prompt.txt",
+    "golden.jsonl",
+    "feedback.jsonl",
+    "knowledge/pricing.md",
+    "knowledge/uploads.md",
+    "knowledge/account.md",
+    "knowledge/sharing.md",
+}
 
 
 def _app() -> typer.Typer:
@@ -65,8 +73,9 @@ def test_init_writes_a_kit_that_validates_and_loads(sim_env) -> None:
     # The simulator plays the kit's product: no errors, and the model fits its golden set.
     problems = problems_of("--prompt", "prompt.txt", expect=0)
     assert not [p for p in problems if p.severity is Severity.ERROR], problems
-    assert [(p.check, p.message.split(" (")[0]) for p in problems] == [
-        (Check.KNOWLEDGE, "the knowledge source")], problems  # only: `kb sync` not run yet
+    assert [(p.check, p.message.split(" (")[0]) for p in problems] == [(Check.KNOWLEDGE, "the knowledge source")], (
+        problems
+    )  # only: `kb sync` not run yet
 
     # The real loaders take every file.
     settings = load_settings()
@@ -93,17 +102,22 @@ def test_init_refuses_to_overwrite_unless_forced(tmp_path: Path) -> None:
 def test_every_golden_mistake_is_named_with_its_line() -> None:
     run("init", expect=0)
     good = Path("golden.jsonl").read_text().splitlines()
-    Path("golden.jsonl").write_text("\n".join([
-        *good[:3],
-        '{"id": "broken", "input": "x", "expected": "y", "category": "factual"',  # 4: not JSON
-        '{"id": "s", "input": "x", "expected": "y", "category": "factual", "scorer": "fuzzy"}',  # 5
-        '{"id": "m", "input": "x", "category": "factual"}',  # 6: no expected
-        '{"id": "reset-password", "input": "x", "expected": "y", "category": "factual"}',  # 7: duplicate id
-        '{"id": "r", "input": "x", "expected": "(unclosed", "category": "tone", "scorer": "regex"}',  # 8
-        '{"id": "j", "input": "x", "expected": "{not json", "category": "format", "scorer": "json"}',  # 9
-        '{"id": "w", "input": "Is it free?", "expected": "no", "category": "Off-Topic"}',  # 10: two warnings
-        *good[3:],
-    ]) + "\n")
+    Path("golden.jsonl").write_text(
+        "\n".join(
+            [
+                *good[:3],
+                '{"id": "broken", "input": "x", "expected": "y", "category": "factual"',  # 4: not JSON
+                '{"id": "s", "input": "x", "expected": "y", "category": "factual", "scorer": "fuzzy"}',  # 5
+                '{"id": "m", "input": "x", "category": "factual"}',  # 6: no expected
+                '{"id": "reset-password", "input": "x", "expected": "y", "category": "factual"}',  # 7: duplicate id
+                '{"id": "r", "input": "x", "expected": "(unclosed", "category": "tone", "scorer": "regex"}',  # 8
+                '{"id": "j", "input": "x", "expected": "{not json", "category": "format", "scorer": "json"}',  # 9
+                '{"id": "w", "input": "Is it free?", "expected": "no", "category": "Off-Topic"}',  # 10: two warnings
+                *good[3:],
+            ]
+        )
+        + "\n"
+    )
     found = {(p.line, p.severity): p for p in only(problems_of("--offline", expect=1), Check.GOLDEN)}
     assert every(p.file == "golden.jsonl" and p.fix for p in found.values())
     assert "not valid JSON" in found[4, Severity.ERROR].message
@@ -180,8 +194,9 @@ def test_an_unreachable_endpoint_is_a_problem_with_a_fix(monkeypatch: pytest.Mon
     assert only(problems_of("--prompt", "prompt.txt", expect=1), Check.MODEL_FIT) == []  # not asked when down
 
 
-def test_a_model_that_answers_about_something_else_is_warned_about(sim_env, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_that_answers_about_something_else_is_warned_about(
+    sim_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The simulator knows only its cloud-storage product: asked a cooking product's golden set, it
     answers "I'm not sure ... Nimbus Drive" to most items, and nothing scores."""
     golden = write_jsonl(tmp_path / "golden.jsonl", outside_product.golden_items())
@@ -194,8 +209,9 @@ def test_a_model_that_answers_about_something_else_is_warned_about(sim_env, tmp_
     assert "seems to answer about something else" in messages
 
 
-def test_answers_that_score_zero_are_warned_about_even_when_they_differ(sim_env, tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_answers_that_score_zero_are_warned_about_even_when_they_differ(
+    sim_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run("init", expect=0)
     rows = [json.loads(line) for line in Path("golden.jsonl").read_text().splitlines()]
     rows = [{**row, "expected": f"zebra-{n}", "scorer": "contains"} for n, row in enumerate(rows)]
@@ -205,8 +221,9 @@ def test_answers_that_score_zero_are_warned_about_even_when_they_differ(sim_env,
     assert fit[0].file == "golden.jsonl" and fit[0].line == 1
 
 
-def test_prompt_set_and_cycle_stop_on_the_checks_before_any_prefect_work(cli, tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prompt_set_and_cycle_stop_on_the_checks_before_any_prefect_work(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A usage mistake is one line naming its file and line (exit 2), found before a flow starts:
     it was a failed flow after two retries and 165 lines of tracebacks."""
     prompt = tmp_path / "prompt.txt"
@@ -225,8 +242,9 @@ def test_prompt_set_and_cycle_stop_on_the_checks_before_any_prefect_work(cli, tm
     assert f"{golden}:2" in out["error"] and "\n" not in out["error"]
 
 
-def test_a_cycle_on_the_starter_kit_says_why_nothing_came_of_it_and_where_to_look(cli, sim_env,
-                                                                                   prefect_api: str) -> None:
+def test_a_cycle_on_the_starter_kit_says_why_nothing_came_of_it_and_where_to_look(
+    cli, sim_env, prefect_api: str
+) -> None:
     """The newcomer's first cycle: no candidate, and the output says why per cluster (instead of an
     empty table), each warning on one line, and an `mlflow ui` command that runs as printed."""
     import os
@@ -239,11 +257,17 @@ def test_a_cycle_on_the_starter_kit_says_why_nothing_came_of_it_and_where_to_loo
     assert "improve.min_cluster_consented" in result.stdout and "flywheel kb sync" in result.stdout
     assert "delta [95% CI]" not in result.stdout  # no empty candidates table
     err = result.stderr.splitlines()
-    assert any(line.startswith("no candidates in cyc-") and line.endswith("what stopped each cluster")
-               for line in err), result.stderr
+    assert any(
+        line.startswith("no candidates in cyc-") and line.endswith("what stopped each cluster") for line in err
+    ), result.stderr
     (warning,) = [line for line in err if line.startswith("warning: knowledge:")]
     assert warning.endswith("(fix: run `flywheel kb sync`)")  # one line, not wrapped at 80 columns
     (ui,) = [line.split(": ", 1)[1] for line in err if line.startswith("runs, scores and prompt versions")]
     exe, *rest = shlex.split(ui)
-    assert os.access(exe, os.X_OK) and rest == ["ui", "--backend-store-uri", load_settings().resolved_tracking_uri,
-                                                "--workers", "1"]
+    assert os.access(exe, os.X_OK) and rest == [
+        "ui",
+        "--backend-store-uri",
+        load_settings().resolved_tracking_uri,
+        "--workers",
+        "1",
+    ]

@@ -26,7 +26,9 @@ def test_defaults_follow_spec(flywheel_home: Path) -> None:
 def test_toml_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "conf" / "fw.toml"
     cfg.parent.mkdir()
-    cfg.write_text('golden = "g.jsonl"\ntarget_model = "from-toml"\n[triage]\nper_user_cap = 3\ncluster_threshold = 0.8\n')
+    cfg.write_text(
+        'golden = "g.jsonl"\ntarget_model = "from-toml"\n[triage]\nper_user_cap = 3\ncluster_threshold = 0.8\n'
+    )
     monkeypatch.setenv("FLYWHEEL_CONFIG", str(cfg))
     s = load_settings()
     assert s.golden == cfg.parent / "g.jsonl"  # relative to the file
@@ -46,9 +48,16 @@ def test_flywheel_toml_in_the_working_directory_is_read() -> None:
 
 @pytest.mark.parametrize(
     ("text", "needle"),
-    [("[triage]\nper_user_cap = 0\n", "triage.per_user_cap"), ("typo_key = 1\n", "typo_key"), ("golden = [\n", "TOML"),
-     ('[policy]\nauto_approve = "yes"\n', 'policy.auto_approve: must be true, false or "canary", not \'yes\''),
-     ('[policy]\nauto_approve = "canary"\n[watch]\ncanary_percent = 0\n', "watch.canary_percent: policy.auto_approve")],
+    [
+        ("[triage]\nper_user_cap = 0\n", "triage.per_user_cap"),
+        ("typo_key = 1\n", "typo_key"),
+        ("golden = [\n", "TOML"),
+        ('[policy]\nauto_approve = "yes"\n', "policy.auto_approve: must be true, false or \"canary\", not 'yes'"),
+        (
+            '[policy]\nauto_approve = "canary"\n[watch]\ncanary_percent = 0\n',
+            "watch.canary_percent: policy.auto_approve",
+        ),
+    ],
 )
 def test_bad_config_is_a_usage_error_naming_the_field(text: str, needle: str, cli) -> None:
     Path("flywheel.toml").write_text(text)
@@ -59,12 +68,21 @@ def test_bad_config_is_a_usage_error_naming_the_field(text: str, needle: str, cl
     assert "Traceback" not in cli("cycle", expect=2).stderr  # one line, exit 2, on every command
 
 
-@pytest.mark.parametrize(("toml", "env", "expected"), [
-    ('auto_approve = "canary"', None, "canary"), ("auto_approve = true", None, True), ("auto_approve = false", None, False),
-    (None, "canary", "canary"), (None, "true", True), (None, "False", False), ('auto_approve = true', "canary", "canary"),
-])
-def test_auto_approve_is_true_false_or_canary(toml: str | None, env: str | None, expected: object, cli,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("toml", "env", "expected"),
+    [
+        ('auto_approve = "canary"', None, "canary"),
+        ("auto_approve = true", None, True),
+        ("auto_approve = false", None, False),
+        (None, "canary", "canary"),
+        (None, "true", True),
+        (None, "False", False),
+        ("auto_approve = true", "canary", "canary"),
+    ],
+)
+def test_auto_approve_is_true_false_or_canary(
+    toml: str | None, env: str | None, expected: object, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flywheel.config_sections import ApprovalMode
 
     if toml:
@@ -73,8 +91,10 @@ def test_auto_approve_is_true_false_or_canary(toml: str | None, env: str | None,
         monkeypatch.setenv("FLYWHEEL_POLICY__AUTO_APPROVE", env)
     policy = load_settings().policy
     assert policy.auto_approve == expected and type(policy.auto_approve) is type(expected)
-    assert policy.mode is {"canary": ApprovalMode.canary, True: ApprovalMode.production,
-                           False: ApprovalMode.person}[expected]  # type: ignore[index]
+    assert (
+        policy.mode
+        is {"canary": ApprovalMode.canary, True: ApprovalMode.production, False: ApprovalMode.person}[expected]
+    )  # type: ignore[index]
     assert cli("config", "--json")["policy"]["auto_approve"] == expected
 
 
@@ -94,8 +114,9 @@ def test_a_flow_parameter_never_sets_a_secret(flywheel_home) -> None:
 
 
 def test_config_says_where_each_value_came_from(cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    Path("flywheel.toml").write_text('target_model = "from-file"\n[triage]\nper_user_cap = 3\n'
-                                     '[prompt_variables]\nproduct = "Pantry Pal"\n')
+    Path("flywheel.toml").write_text(
+        'target_model = "from-file"\n[triage]\nper_user_cap = 3\n[prompt_variables]\nproduct = "Pantry Pal"\n'
+    )
     monkeypatch.setenv("FLYWHEEL_TRIAGE__PER_USER_CAP", "7")
     monkeypatch.setenv("FLYWHEEL_JUDGE_MODEL", "judge-env")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-never-shown-987654")
@@ -150,15 +171,24 @@ def test_an_error_quoting_a_store_url_shows_no_password() -> None:
         assert "postgresql://flywheel:***@db.internal:5432/feedback" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("text", "masked"), [
-    ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
-    ("postgresql+psycopg://u:a:b@c@h:5432/db?sslmode=require", "postgresql+psycopg://u:***@h:5432/db?sslmode=require"),
-    ("postgresql://u@h/db", "postgresql://u@h/db"),  # no password: nothing to hide
-    ("sqlite:////tmp/feedback.sqlite", "sqlite:////tmp/feedback.sqlite"),
-    ("host=h dbname=x password=s3cret user=u", "host=h dbname=x password=*** user=u"),
-    ("https://api.example.com/v1?api_key=abc123&x=1", "https://api.example.com/v1?api_key=***&x=1"),
-    ("see http://127.0.0.1:8700/docs and postgresql://a:b@h/d.", "see http://127.0.0.1:8700/docs and postgresql://a:***@h/d."),
-])
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
+        (
+            "postgresql+psycopg://u:a:b@c@h:5432/db?sslmode=require",
+            "postgresql+psycopg://u:***@h:5432/db?sslmode=require",
+        ),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),  # no password: nothing to hide
+        ("sqlite:////tmp/feedback.sqlite", "sqlite:////tmp/feedback.sqlite"),
+        ("host=h dbname=x password=s3cret user=u", "host=h dbname=x password=*** user=u"),
+        ("https://api.example.com/v1?api_key=abc123&x=1", "https://api.example.com/v1?api_key=***&x=1"),
+        (
+            "see http://127.0.0.1:8700/docs and postgresql://a:b@h/d.",
+            "see http://127.0.0.1:8700/docs and postgresql://a:***@h/d.",
+        ),
+    ],
+)
 def test_mask_secrets(text: str, masked: str) -> None:
     from flywheel.masking import mask_secrets
 
@@ -191,8 +221,9 @@ def _start_flows(cli, settings) -> None:
 
 
 @pytest.mark.parametrize("start", [_start_cli, _start_service, _start_flows], ids=["cli", "serve", "flows"])
-def test_a_library_log_line_quoting_a_password_is_masked_once_a_face_starts(start, cli, settings, caplog,
-                                                                            unmasked_logging) -> None:
+def test_a_library_log_line_quoting_a_password_is_masked_once_a_face_starts(
+    start, cli, settings, caplog, unmasked_logging
+) -> None:
     """Flywheel masks what it writes itself; SQLAlchemy, MLflow, httpx or Prefect may log a URL too."""
     library = logging.getLogger("sqlalchemy.pool")
     library.warning("connecting to %s", STORE_URL)

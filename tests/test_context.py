@@ -9,23 +9,34 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.evals.golden import load_golden
 from flywheel.config import load_settings
 from flywheel.errors import UsageError
+from flywheel.evals.golden import load_golden
 from flywheel.loop.context import CycleContext
 
 
 def _golden(path: Path, items: int) -> None:
-    path.write_text("".join(json.dumps({"id": f"g{i}", "input": f"question {i}?", "expected": f"answer {i}",
-                                        "category": "factual"}) + "\n" for i in range(items)))
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"g{i}", "input": f"question {i}?", "expected": f"answer {i}", "category": "factual"})
+            + "\n"
+            for i in range(items)
+        )
+    )
 
 
 def _context(tmp_path: Path) -> tuple[Path, CycleContext]:
     golden = tmp_path / "golden.jsonl"
     _golden(golden, 3)
     settings = load_settings(golden=golden)
-    return golden, CycleContext(settings=settings, cycle_id="cyc-1", resumed=False, champion_version="1",
-                                champion_template="t", golden_version=load_golden(golden).version)
+    return golden, CycleContext(
+        settings=settings,
+        cycle_id="cyc-1",
+        resumed=False,
+        champion_version="1",
+        champion_template="t",
+        golden_version=load_golden(golden).version,
+    )
 
 
 def test_an_edit_to_the_golden_set_mid_cycle_stops_the_cycle(tmp_path: Path) -> None:

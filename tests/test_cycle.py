@@ -120,10 +120,21 @@ def _plant_pii(cli) -> None:
     from conftest import event, write_jsonl
     from test_pii_everywhere import _mark, _planted
 
-    texts = {name: f"The Pro plan price is wrong, mail {_mark(name)} or call +1 415 555 0199, IBAN "
-                   "DE89370400440532013000" for name in ("comment", "correction")}
-    complaints = [event(f"pii-cycle-{i}", signal="correction", reason="outdated", user_id=f"pii-user-{i}",
-                        query=f"How much does the Pro plan cost? I am {_mark('query')}", **texts) for i in range(8)]
+    texts = {
+        name: f"The Pro plan price is wrong, mail {_mark(name)} or call +1 415 555 0199, IBAN DE89370400440532013000"
+        for name in ("comment", "correction")
+    }
+    complaints = [
+        event(
+            f"pii-cycle-{i}",
+            signal="correction",
+            reason="outdated",
+            user_id=f"pii-user-{i}",
+            query=f"How much does the Pro plan cost? I am {_mark('query')}",
+            **texts,
+        )
+        for i in range(8)
+    ]
     cli("ingest", str(write_jsonl(Path("pii-planted.jsonl"), [*complaints, *_planted()])), "--json")
 
 
@@ -134,8 +145,13 @@ def _no_pii_left(home: Path) -> None:
 
     from test_pii_everywhere import _found, _home_files
 
-    texts = {**_home_files(home), **{key: str(Artifact.get(key).data) for key in
-                                     ("flywheel-cycle-report", "flywheel-cycle-candidates", "flywheel-cycle-chart")}}
+    texts = {
+        **_home_files(home),
+        **{
+            key: str(Artifact.get(key).data)
+            for key in ("flywheel-cycle-report", "flywheel-cycle-candidates", "flywheel-cycle-chart")
+        },
+    }
     assert {where: found for where, text in texts.items() if (found := _found(text))} == {}
 
 
@@ -157,8 +173,9 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict, monkeypa
     (champion,) = by_kind["champion"]
     import mlflow
 
-    assert len(mlflow.search_traces(run_id=champion.info.run_id, return_type="list", max_results=1000)) == \
-        len(golden_lines(loop))
+    assert len(mlflow.search_traces(run_id=champion.info.run_id, return_type="list", max_results=1000)) == len(
+        golden_lines(loop)
+    )
     assert any(c["decision"] == "pending_approval" for c in out["candidates"] if c["kind"] == "prompt")
     (rag_run,) = by_kind["rag"]
     # The judge calibrated against the world's consented expert reviews (every one fails an answer:
@@ -170,8 +187,10 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict, monkeypa
     assert "judge_calibration.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert any("not calibrated" in n for n in out["notes"])
     assert len(by_kind["prompt"]) == len(out["candidates"]) - 1
-    assert rag_run.data.metrics["retrieval.candidate.unaffected.recall_at_3"] >= \
-        rag_run.data.metrics["retrieval.active.unaffected.recall_at_3"]
+    assert (
+        rag_run.data.metrics["retrieval.candidate.unaffected.recall_at_3"]
+        >= rag_run.data.metrics["retrieval.active.unaffected.recall_at_3"]
+    )
     assert {"index.diff.md", "index_changes.json"} <= {a.path for a in client.list_artifacts(rag_run.info.run_id)}
     changes = json.loads(Path(client.download_artifacts(rag_run.info.run_id, "index_changes.json")).read_text())
     assert "pricing.md" in changes["changed_documents"]
@@ -235,7 +254,9 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict, monkeypa
     assert every(c["candidate_id"] in report.data for c in out["candidates"])
     table = Artifact.get("flywheel-cycle-candidates")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert {r["candidate"]: r["decision"] for r in rows} == {c["candidate_id"]: c["decision"] for c in out["candidates"]}
+    assert {r["candidate"]: r["decision"] for r in rows} == {
+        c["candidate_id"]: c["decision"] for c in out["candidates"]
+    }
     # Only what goes to the golden set becomes a prompt version: one per prompt candidate (the rag
     # candidate has none); screened-out drafts stay in the cycle's record, not in the registry.
     drafted = [v for v in versions.values() if v.tags.get("flywheel.cycle_id") == out["cycle_id"]]
@@ -273,10 +294,13 @@ def test_a_broken_golden_set_is_a_usage_error(cli, loop: dict, tmp_path: Path, m
 
 def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: dict, prefect_api: str) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    crash = {"FLYWHEEL_CRASH_AFTER": "evaluate",  # tests/hooks/sitecustomize.py kills the process there
-             "PYTHONPATH": os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH")) if p)}
-    killed = subprocess.run([str(BIN / "flywheel"), "cycle", "--json"], env={**env, **crash},
-                            capture_output=True, text=True, timeout=600)
+    crash = {
+        "FLYWHEEL_CRASH_AFTER": "evaluate",  # tests/hooks/sitecustomize.py kills the process there
+        "PYTHONPATH": os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH")) if p),
+    }
+    killed = subprocess.run(
+        [str(BIN / "flywheel"), "cycle", "--json"], env={**env, **crash}, capture_output=True, text=True, timeout=600
+    )
     assert killed.returncode == 137, killed.stderr[-2000:]
     from flywheel.state import open_state
 
@@ -290,8 +314,9 @@ def test_a_cycle_killed_after_evaluation_resumes_without_duplicates(cli, loop: d
     versions_before = len(list(client.search_prompt_versions("assistant-system")))
     product_calls = loop["sim"].counts().get("chat.product", 0)
 
-    rerun = subprocess.run([str(BIN / "flywheel"), "cycle", "--json"], env=env, capture_output=True, text=True,
-                           timeout=600)
+    rerun = subprocess.run(
+        [str(BIN / "flywheel"), "cycle", "--json"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     out = json.loads(rerun.stdout)
     assert out["cycle_id"] == cycle_id and out["resumed"] is True

@@ -32,10 +32,16 @@ def test_a_second_cycle_waits_for_the_first_and_says_for_whom(tmp_path: Path) ->
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
-    code = ("import sys, time; from pathlib import Path; from flywheel.loop.cycle_lock import cycle_lock\n"
-            "with cycle_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys, time; from pathlib import Path; from flywheel.loop.cycle_lock import cycle_lock\n"
+        "with cycle_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
         blocked = threading.Event()

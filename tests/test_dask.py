@@ -25,29 +25,34 @@ def _logs_of_latest_cycle() -> list[str]:
     from prefect.client.schemas.sorting import FlowRunSort
 
     with get_client(sync_client=True) as client:
-        (run,) = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["improvement-cycle"])),
-                                       sort=FlowRunSort.START_TIME_DESC, limit=1)
+        (run,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["improvement-cycle"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
         logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
     return [log.message for log in logs] + [f"task {t.name}" for t in tasks]
 
 
-def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Path, sim_env, prefect_api: str,
-                                                                   local_embedder, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(
+    cli, world: Path, sim_env, prefect_api: str, local_embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.embeddings import build_embedder, not_cached
     from flywheel.evals.golden import load_golden
     from flywheel.flows.cycle import run_flow
     from flywheel.loop import embedding, evaluate
-    from flywheel.embeddings import build_embedder, not_cached
 
-    golden = write_jsonl(tmp_path / "golden.jsonl",
-                         (world / "golden.jsonl").read_text().splitlines()[::6])  # 38 items, every category
+    golden = write_jsonl(
+        tmp_path / "golden.jsonl", (world / "golden.jsonl").read_text().splitlines()[::6]
+    )  # 38 items, every category
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(golden))
     monkeypatch.setenv("FLYWHEEL_LLM_TASK_RETRIES", "0")
     monkeypatch.setenv("FLYWHEEL_USER", "tester")
     cli("prompt", "set", str(world / "prompt.txt"), "--json")
-    format_complaints = [line for line in (world / "feedback.jsonl").read_text().splitlines()
-                         if '"reason": "format"' in line]
+    format_complaints = [
+        line for line in (world / "feedback.jsonl").read_text().splitlines() if '"reason": "format"' in line
+    ]
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", format_complaints)), "--json")
     settings = load_settings()
     to_embed = embedding.texts_to_embed(settings, runtime_for(settings).feedback)
@@ -85,10 +90,16 @@ def test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes(cli, world: Pa
     from flywheel.registry import require_production_prompt
 
     prompt = require_production_prompt(settings)
-    champion = Variant(label="champion", prompt_template=prompt.template, prompt_version=prompt.version,
-                       model=settings.target_model)
-    (again,) = evaluate_many([champion], load_golden(golden), evaluate.answer_factory(settings),
-                             default_scorer=settings.eval.default_scorer,
-                             concurrency=4, use_cache=False)
+    champion = Variant(
+        label="champion", prompt_template=prompt.template, prompt_version=prompt.version, model=settings.target_model
+    )
+    (again,) = evaluate_many(
+        [champion],
+        load_golden(golden),
+        evaluate.answer_factory(settings),
+        default_scorer=settings.eval.default_scorer,
+        concurrency=4,
+        use_cache=False,
+    )
     assert report.champion_score == again.mean
     assert report.candidates and all(c.golden_score is not None for c in report.candidates)

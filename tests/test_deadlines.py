@@ -20,17 +20,26 @@ from flywheel.sim.server import SimOptions, Simulator
 
 BIN = Path(sys.executable).parent
 # Short deadlines for the tests; the defaults are documented in the README.
-SHORT = {"FLYWHEEL_LLM_TIMEOUT": "60", "FLYWHEEL_DEADLINES__CALL": "3", "FLYWHEEL_LLM_MAX_TOTAL_SECONDS": "60",
-         "FLYWHEEL_DEADLINES__TRIAGE": "20", "FLYWHEEL_DEADLINES__DRAFTING": "6",
-         "FLYWHEEL_DEADLINES__EVALUATION": "6", "FLYWHEEL_DEADLINES__FINETUNE": "6",
-         "FLYWHEEL_LLM_MAX_RETRIES": "4", "FLYWHEEL_LLM_TASK_RETRIES": "2", "FLYWHEEL_LLM_TASK_RETRY_DELAY": "1"}
+SHORT = {
+    "FLYWHEEL_LLM_TIMEOUT": "60",
+    "FLYWHEEL_DEADLINES__CALL": "3",
+    "FLYWHEEL_LLM_MAX_TOTAL_SECONDS": "60",
+    "FLYWHEEL_DEADLINES__TRIAGE": "20",
+    "FLYWHEEL_DEADLINES__DRAFTING": "6",
+    "FLYWHEEL_DEADLINES__EVALUATION": "6",
+    "FLYWHEEL_DEADLINES__FINETUNE": "6",
+    "FLYWHEEL_LLM_MAX_RETRIES": "4",
+    "FLYWHEEL_LLM_TASK_RETRIES": "2",
+    "FLYWHEEL_LLM_TASK_RETRY_DELAY": "1",
+}
 
 
 def _cycle(base_url: str, prefect_api: str, **deadlines: str) -> subprocess.Popen[str]:
     """`flywheel cycle --json` as a user starts it, in its own process."""
     env = {**os.environ, **SHORT, **deadlines, "OPENAI_BASE_URL": base_url, "PREFECT_API_URL": prefect_api}
-    return subprocess.Popen([str(BIN / "flywheel"), "cycle", "--json"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(BIN / "flywheel"), "cycle", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _last_cycle() -> dict:
@@ -75,8 +84,13 @@ def test_sigterm_ends_a_cycle_whose_calls_hang_within_seconds(loop: dict, prefec
     drafting calls are answered, so the signal arrives while several threads wait on the wire."""
     with Simulator(options=SimOptions(hang_roles=("product",))) as hanging:
         # Long deadlines: the calls must still be hanging when the signal arrives.
-        proc = _cycle(hanging.base_url, prefect_api, FLYWHEEL_DEADLINES__CALL="120",
-                      FLYWHEEL_DEADLINES__DRAFTING="300", FLYWHEEL_DEADLINES__EVALUATION="300")
+        proc = _cycle(
+            hanging.base_url,
+            prefect_api,
+            FLYWHEEL_DEADLINES__CALL="120",
+            FLYWHEEL_DEADLINES__DRAFTING="300",
+            FLYWHEEL_DEADLINES__EVALUATION="300",
+        )
         deadline = time.monotonic() + 120
         while hanging.counts().get("hung.product", 0) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -94,7 +108,7 @@ def test_sigterm_ends_a_cycle_whose_calls_hang_within_seconds(loop: dict, prefec
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     doc = json.loads(out)
     assert "interrupted" in doc["error"] and doc["exit_code"] == 143, doc
-    assert "Traceback" not in err, err[err.index("Traceback") - 500:][:3000]
+    assert "Traceback" not in err, err[err.index("Traceback") - 500 :][:3000]
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1, err[-3000:]
     print(f"SIGTERM to exit: {took:.1f} s")
     assert took < 10, f"{took:.1f} s from SIGTERM to exit"
@@ -111,8 +125,9 @@ def test_one_model_call_ends_at_its_deadline_retries_included(mode: str, monkeyp
 
     with HungEndpoint(mode) as hung:
         monkeypatch.setenv("OPENAI_BASE_URL", hung.base_url)
-        client = make_client(load_settings(llm_timeout=60, llm_max_retries=4, llm_max_total_seconds=600,
-                                           deadlines={"call": 2}))
+        client = make_client(
+            load_settings(llm_timeout=60, llm_max_retries=4, llm_max_total_seconds=600, deadlines={"call": 2})
+        )
         started = time.monotonic()
         with pytest.raises(openai.InternalServerError) as caught:
             client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from nonempty import every
 
 BIN = Path(sys.executable).parent
@@ -64,7 +65,13 @@ def test_demo_closes_the_loop_on_the_simulator(tmp_path: Path) -> None:
     # The printed command runs as printed: the MLflow CLI by its path (no venv need be activated).
     (ui,) = [line.removeprefix("MLflow UI:") for line in proc.stderr.splitlines() if line.startswith("MLflow UI:")]
     exe, *rest = shlex.split(ui)
-    assert os.access(exe, os.X_OK) and rest == ["ui", "--backend-store-uri", doc["mlflow_tracking_uri"], "--workers", "1"]
+    assert os.access(exe, os.X_OK) and rest == [
+        "ui",
+        "--backend-store-uri",
+        doc["mlflow_tracking_uri"],
+        "--workers",
+        "1",
+    ]
 
 
 def test_unknown_command_is_a_usage_error() -> None:
@@ -79,7 +86,14 @@ def test_ingest_json_from_the_console_script(tmp_path: Path) -> None:
     proc = run("ingest", str(src), "--json", env_extra={"FLYWHEEL_HOME": str(tmp_path / "h")})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) | {"quarantine": None} == {
-        "accepted": 1, "duplicates": 0, "rejected": 1, "scrubbed": 0, "quarantine": None, "negative": 0,
-        "prefect_events": 0, "errors_total": 1, "errors_truncated": False,
+        "accepted": 1,
+        "duplicates": 0,
+        "rejected": 1,
+        "scrubbed": 0,
+        "quarantine": None,
+        "negative": 0,
+        "prefect_events": 0,
+        "errors_total": 1,
+        "errors_truncated": False,
         "errors": [{"file": str(src), "line": 2, "error": json.loads(proc.stdout)["errors"][0]["error"]}],
     }

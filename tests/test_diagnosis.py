@@ -21,16 +21,16 @@ from openai import OpenAI
 from conftest import event, seed_world_vectors, write_jsonl
 from flywheel.config import load_settings
 from flywheel.feedback.store import open_store
-from flywheel.schemas import CATEGORIES, FailureCluster
 from flywheel.improvers import diagnosis as diagnosis_module
 from flywheel.improvers.diagnosis import diagnose
 from flywheel.improvers.prompt import propose
-from flywheel.improvers.screening import FailingExample
-from flywheel.loop.diagnosis_step import apply_diagnosis, diagnose_step
-from flywheel.improvers.screening_step import answer_queries, failing_examples, judge_resolutions
 from flywheel.improvers.registry import improver
+from flywheel.improvers.screening import FailingExample
+from flywheel.improvers.screening_step import answer_queries, failing_examples, judge_resolutions
+from flywheel.loop.diagnosis_step import apply_diagnosis, diagnose_step
 from flywheel.loop.triage_step import triage_step
 from flywheel.runtime import runtime_for
+from flywheel.schemas import CATEGORIES, FailureCluster
 from flywheel.sim import roles
 from flywheel.sim.rules import INTENTS, match_intent
 from flywheel.sim.server import SimOptions, Simulator
@@ -52,8 +52,14 @@ def _routing(settings):
     """A cycle's context as far as routing reads it (the settings and the process's stores)."""
     from flywheel.improvers.context import CycleContext
 
-    return CycleContext(settings=settings, cycle_id="cyc-diag", resumed=False, champion_version="",
-                        champion_template="", golden_version="")
+    return CycleContext(
+        settings=settings,
+        cycle_id="cyc-diag",
+        resumed=False,
+        champion_version="",
+        champion_template="",
+        golden_version="",
+    )
 
 
 def reasonless_downvotes(world: Path) -> list[dict[str, Any]]:
@@ -93,7 +99,8 @@ def majority_intent(cluster: FailureCluster, by_id: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("recording", ["clean", "wild"], indirect=True)
 def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
-        cli, world: Path, world_vectors: Path, recording: Simulator, tmp_path: Path) -> None:
+    cli, world: Path, world_vectors: Path, recording: Simulator, tmp_path: Path
+) -> None:
     settings = load_settings()
     seed_world_vectors(world_vectors, settings)  # the world's queries are embedded once per session
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", reasonless_downvotes(world))), "--json")
@@ -105,7 +112,9 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
     # Before: failure modes of the world sit in `other`, where no improver looks.
     failing_in_other = {majority_intent(c, by_id) for c in other} & {i.id for i in INTENTS if i.category != "general"}
     assert {"sync_angry", "other_account"} <= failing_in_other, failing_in_other
-    assert not any(c.cluster_id in {o.cluster_id for o in other} for c in improver("prompt").select(_routing(settings), clusters))
+    assert not any(
+        c.cluster_id in {o.cluster_id for o in other} for c in improver("prompt").select(_routing(settings), clusters)
+    )
 
     diagnosed = diagnose_step(*_stores(settings), "cyc-diag", clusters)
     assert [c.cluster_id for c in diagnosed] == [c.cluster_id for c in clusters]  # ids and order kept
@@ -133,20 +142,35 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
 
     # The prompt improver now works on them, drafting against the diagnosed root cause.
     chosen = {c.cluster_id: c for c in improver("prompt").select(_routing(settings), diagnosed)}
-    fixable = [c for c in diagnosed if c.cluster_id in chosen and c.diagnosis and c.diagnosis.diagnosed
-               and majority_intent(c, by_id) in ("sync_angry", "other_account")]
+    fixable = [
+        c
+        for c in diagnosed
+        if c.cluster_id in chosen
+        and c.diagnosis
+        and c.diagnosis.diagnosed
+        and majority_intent(c, by_id) in ("sync_angry", "other_account")
+    ]
     assert {c.category for c in fixable} == {"tone", "unsafe"}
     for cluster in {c.category: c for c in reversed(fixable)}.values():  # the biggest of each category
         assert cluster.diagnosis is not None
         with open_store(settings.resolved_store_url) as store:
-            examples = failing_examples(store.get(cluster.event_ids), settings.improve.examples_per_cluster,
-                                        complaint=cluster.diagnosis.root_cause)
+            examples = failing_examples(
+                store.get(cluster.event_ids),
+                settings.improve.examples_per_cluster,
+                complaint=cluster.diagnosis.root_cause,
+            )
         result = propose(
-            cluster_id=cluster.cluster_id, category=cluster.category, champion=INITIAL_PROMPT, examples=examples,
-            client=OpenAI(base_url=recording.base_url, api_key="k", max_retries=0), model=settings.draft_model,
+            cluster_id=cluster.cluster_id,
+            category=cluster.category,
+            champion=INITIAL_PROMPT,
+            examples=examples,
+            client=OpenAI(base_url=recording.base_url, api_key="k", max_retries=0),
+            model=settings.draft_model,
             run_queries=lambda t, qs: answer_queries(settings, t, qs),
             judge=lambda exs, outs: judge_resolutions(settings, runtime_for(settings).state, exs, outs),
-            protected=[], settings=settings.improve)
+            protected=[],
+            settings=settings.improve,
+        )
         assert result.kept and (result.best_screening or 0) > (result.champion_screening or 0), result.stopped
     critiques = [json.dumps(b["messages"]) for b in recording.state.requests if roles.route(b) == "critique"]
     assert any("no reason given; diagnosed: " + roles.PLAYBOOK["tone"][0] in c for c in critiques)
@@ -154,21 +178,47 @@ def test_reasonless_clusters_are_diagnosed_into_their_categories_and_drafted(
 
 def test_non_consented_text_never_reaches_the_diagnosis(cli, recording: Simulator, tmp_path: Path) -> None:
     secret = "Bluebird"
-    rows = [event(f"c{i}", user_id=f"u{i}", query=f"I'm so frustrated, my files won't sync again. Fix it? #{i}",
-                  output="Sign out of the desktop app, sign back in, and sync will restart.") for i in range(4)]
-    rows += [event(f"n{i}", user_id=f"x{i}", consent=False, signal="correction",
-                   query=f"My sync is broken for project {secret}, I'm furious", output=f"{secret} sync: sign out.",
-                   comment=f"{secret} is confidential", correction=f"{secret} answer") for i in range(4)]
-    rows += [event(f"h{i}", user_id=f"y{i}", consent=False, query=f"{secret} account email of the owner?")
-             for i in range(3)]
+    rows = [
+        event(
+            f"c{i}",
+            user_id=f"u{i}",
+            query=f"I'm so frustrated, my files won't sync again. Fix it? #{i}",
+            output="Sign out of the desktop app, sign back in, and sync will restart.",
+        )
+        for i in range(4)
+    ]
+    rows += [
+        event(
+            f"n{i}",
+            user_id=f"x{i}",
+            consent=False,
+            signal="correction",
+            query=f"My sync is broken for project {secret}, I'm furious",
+            output=f"{secret} sync: sign out.",
+            comment=f"{secret} is confidential",
+            correction=f"{secret} answer",
+        )
+        for i in range(4)
+    ]
+    rows += [
+        event(f"h{i}", user_id=f"y{i}", consent=False, query=f"{secret} account email of the owner?") for i in range(3)
+    ]
     rows += [event(f"e{i}", user_id=f"z{i}", query="", output="") for i in range(2)]
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", rows)), "--json")
 
     def cluster(cid: str, prefixes: str, consented: int) -> FailureCluster:
         ids = [r["event_id"] for r in rows if r["event_id"][0] in prefixes]
-        return FailureCluster(cluster_id=cid, category="other", route="prompt", size=len(ids), users=len(ids),
-                              priority=float(len(ids)), event_ids=ids, summary="other: withheld",
-                              consented=consented)
+        return FailureCluster(
+            cluster_id=cid,
+            category="other",
+            route="prompt",
+            size=len(ids),
+            users=len(ids),
+            priority=float(len(ids)),
+            event_ids=ids,
+            summary="other: withheld",
+            consented=consented,
+        )
 
     clusters = [cluster("other-mixed", "cn", 4), cluster("other-hidden", "h", 0), cluster("other-empty", "e", 2)]
     out = {c.cluster_id: c for c in diagnose_step(*_stores(load_settings()), "cyc-privacy", clusters)}
@@ -184,30 +234,50 @@ def test_non_consented_text_never_reaches_the_diagnosis(cli, recording: Simulato
     assert (why_not["other-empty"] or "").startswith("no text to read: its 2 consented events")
 
 
-def test_a_refused_or_unknown_diagnosis_leaves_other_with_a_reason(recording: Simulator,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_or_unknown_diagnosis_leaves_other_with_a_reason(
+    recording: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A model that refuses, stops mid-JSON, names a category off the list or answers `other`: asked
     again a bounded number of times, then `other` with the reason; never a made-up category."""
     client = OpenAI(base_url=recording.base_url, api_key="k", max_retries=0)
-    example = [FailingExample(query="Give me the Team plan details as JSON.", output="The Team plan costs $8.",
-                              signal="thumbs_down")]
+    example = [
+        FailingExample(
+            query="Give me the Team plan details as JSON.", output="The Team plan costs $8.", signal="thumbs_down"
+        )
+    ]
     replies: list[str] = []
 
     def model(body: dict[str, Any], style: Any = None) -> str:  # a hand-written diagnosing model
         return replies.pop(0)
 
     monkeypatch.setitem(roles.ROLES, "diagnosis", model)
-    replies[:] = ["I'm sorry, but I can't diagnose user feedback.", '{"category": "format", "root_ca',
-                  '{"category": "Formatting problem", "root_cause": "prose instead of JSON"}']
+    replies[:] = [
+        "I'm sorry, but I can't diagnose user feedback.",
+        '{"category": "format", "root_ca',
+        '{"category": "Formatting problem", "root_cause": "prose instead of JSON"}',
+    ]
     d = diagnose(client, "gpt-4o", example, {"thumbs_down": 1})
     assert not d.diagnosed and d.category is None and d.attempts == 3 and not replies
     assert d.why_not is not None and d.why_not.startswith("the diagnosis could not name a category: 3 unusable")
     assert "'Formatting problem' is not one of" in d.why_not
     assert [p.split(":")[0] for p in d.problems] == [
-        "the model refused", "the model's reply was cut off before its JSON closed",
-        "the model's category 'Formatting problem' is not one of " + ", ".join(CATEGORIES)]
-    left = apply_diagnosis(FailureCluster(cluster_id="other-1", category="other", route="prompt", size=1, users=1,
-                                          priority=1.0, event_ids=["e"], summary="other: 1"), d)
+        "the model refused",
+        "the model's reply was cut off before its JSON closed",
+        "the model's category 'Formatting problem' is not one of " + ", ".join(CATEGORIES),
+    ]
+    left = apply_diagnosis(
+        FailureCluster(
+            cluster_id="other-1",
+            category="other",
+            route="prompt",
+            size=1,
+            users=1,
+            priority=1.0,
+            event_ids=["e"],
+            summary="other: 1",
+        ),
+        d,
+    )
     assert (left.category, left.route, left.diagnosis) == ("other", "prompt", d)  # never a made-up category
     replies[:] = ['Sure:\n```json\n{"category": "other", "root_cause": "The answers look right."}\n```']
     d = diagnose(client, "gpt-4o", example, {"thumbs_down": 1})
@@ -223,8 +293,10 @@ def test_a_wild_diagnosing_model_names_the_same_categories_as_a_clean_one(monkey
     are the clean one's; asked once, many are left `other`, never given a made-up category."""
     rng = random.Random(5)
     intents = [INTENTS[k % len(INTENTS)] for k in range(130)]
-    sets = [[FailingExample(query=make_query(i, rng)[0], output="-", signal="thumbs_down") for _ in range(3)]
-            for i in intents]
+    sets = [
+        [FailingExample(query=make_query(i, rng)[0], output="-", signal="thumbs_down") for _ in range(3)]
+        for i in intents
+    ]
 
     def categories(options: SimOptions) -> tuple[list[str | None], int]:
         with Simulator(options=options) as sim:
@@ -244,10 +316,16 @@ def test_a_wild_diagnosing_model_names_the_same_categories_as_a_clean_one(monkey
     assert every(o == c for o, c in zip(once, clean, strict=True) if o is not None)
 
 
-
 @pytest.fixture
-def reasonless_loop(cli, world: Path, world_vectors: Path, sim_env: Simulator, prefect_api: str,
-                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def reasonless_loop(
+    cli,
+    world: Path,
+    world_vectors: Path,
+    sim_env: Simulator,
+    prefect_api: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Path:
     """The `loop` fixture's state directory, but every downvote of the world's feedback without its
     reason and comment (corrections and edits keep their text)."""
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(world / "golden.jsonl"))
@@ -289,8 +367,11 @@ def test_a_cycle_on_feedback_without_reasons_diagnoses_drafts_and_reports(cli, r
     for cid in left:  # skipped, saying what was missing; never a made-up category
         assert clusters[cid]["category"] == "other" and outcomes[cid]["status"] == "skipped"
         assert outcomes[cid]["why"] == clusters[cid]["diagnosis"]["why_not"]
-        assert outcomes[cid]["why"].split(":")[0] in ("the diagnosis could not name a category", "no consented examples",
-                                                      "no text to read")
+        assert outcomes[cid]["why"].split(":")[0] in (
+            "the diagnosis could not name a category",
+            "no consented examples",
+            "no text to read",
+        )
     report = Artifact.get("flywheel-cycle-report")
     assert report is not None and "Feedback without a reason: diagnosed clusters" in str(report.data)
     # The weekly review shows the last cycle's diagnoses, and flags what it had to skip (asking nothing).

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flywheel.config import PolicySettings
+from flywheel.errors import UsageError
 from flywheel.evals.golden import load_golden
 from flywheel.evals.policy import judge_candidate
 from flywheel.evals.scorers import contains, exact, json_match, parse_judgement, regex
 from flywheel.evals.stats import compare, paired_bootstrap_ci
-from flywheel.config import PolicySettings
-from flywheel.errors import UsageError
 from flywheel.sim.world import generate_golden
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +39,12 @@ def test_golden_version_is_content_not_layout(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("line", "needle"),
-    [('{"id": "x", "input": "q"', "not valid JSON"), ('{"id": "x", "input": "q", "category": "c"}', "expected"),
-     ('{"id": "g0", "input": "q", "expected": "a", "category": "c"}', "duplicate id"),
-     ('{"id": "x", "input": "q", "expected": "a", "category": "c", "scorer": "vibes"}', "scorer")],
+    [
+        ('{"id": "x", "input": "q"', "not valid JSON"),
+        ('{"id": "x", "input": "q", "category": "c"}', "expected"),
+        ('{"id": "g0", "input": "q", "expected": "a", "category": "c"}', "duplicate id"),
+        ('{"id": "x", "input": "q", "expected": "a", "category": "c", "scorer": "vibes"}', "scorer"),
+    ],
 )
 def test_a_broken_golden_line_names_file_and_line(tmp_path: Path, line: str, needle: str) -> None:
     path = tmp_path / "golden.jsonl"
@@ -90,7 +93,7 @@ def test_bootstrap_ci_on_constructed_data_with_known_answers() -> None:
 
 def test_compare_gives_per_category_deltas() -> None:
     cats = {f"a{i}": "a" for i in range(10)} | {f"b{i}": "b" for i in range(10)}
-    champion = {k: 0.0 for k in cats}
+    champion = dict.fromkeys(cats, 0.0)
     cand = {k: (1.0 if k.startswith("a") else 0.0) for k in cats}
     cmp_ = compare(cand, champion, cats, resamples=1000)
     assert cmp_.delta == 0.5 and cmp_.category_deltas == {"a": 1.0, "b": 0.0}
@@ -99,7 +102,7 @@ def test_compare_gives_per_category_deltas() -> None:
 
 def test_policy_rules_each_can_fail() -> None:
     cats = {f"a{i}": "a" for i in range(40)} | {f"b{i}": "b" for i in range(40)}
-    champion = {k: 0.5 for k in cats}
+    champion = dict.fromkeys(cats, 0.5)
     good = compare({k: 1.0 if k.startswith("a") else 0.5 for k in cats}, champion, cats, resamples=1000)
     policy = PolicySettings(min_golden_size=50)
     assert judge_candidate(good, 0, 80, policy).passed
@@ -132,9 +135,23 @@ def test_evaluation_batches_cover_each_variant_once_and_reassemble_in_order(tmp_
     assert {b.concurrency for b in plan_batches(variants, [0, 1], 10, batch_items=1, concurrency=4, slots=32)} == {1}
 
     def ran(b) -> BatchRows:  # type: ignore[no-untyped-def]
-        return BatchRows(variant_index=b.variant_index, start=b.start, seconds=1.0 + b.start, rows=[
-            EvalRow(id=i.id, category=i.category, input=i.input, expected=i.expected, scorer="contains",
-                    output="a", score=float(n % 2)) for n, i in enumerate(golden.items[b.start:b.stop], b.start)])
+        return BatchRows(
+            variant_index=b.variant_index,
+            start=b.start,
+            seconds=1.0 + b.start,
+            rows=[
+                EvalRow(
+                    id=i.id,
+                    category=i.category,
+                    input=i.input,
+                    expected=i.expected,
+                    scorer="contains",
+                    output="a",
+                    score=float(n % 2),
+                )
+                for n, i in enumerate(golden.items[b.start : b.stop], b.start)
+            ],
+        )
 
     cached = [None, None]
     from flywheel.evals.runner import EvalResult

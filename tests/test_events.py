@@ -28,8 +28,9 @@ def _events_for(home: Path, expected: int, timeout: float = 30) -> list:
     return found
 
 
-def test_ingest_emits_one_event_per_ten_new_negatives(cli, tmp_path: Path, prefect_api: str,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ingest_emits_one_event_per_ten_new_negatives(
+    cli, tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     rows = [event(f"n{i}", user_id=f"u{i}") for i in range(25)]  # thumbs_down
     rows += [event(f"p{i}", user_id=f"p{i}", signal="thumbs_up") for i in range(5)]
@@ -43,13 +44,17 @@ def test_ingest_emits_one_event_per_ten_new_negatives(cli, tmp_path: Path, prefe
     assert every(e.resource.id == "flywheel.feedback" for e in events)
 
 
-def test_one_ingest_sends_at_most_max_per_ingest_events(cli, tmp_path: Path, prefect_api: str,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_ingest_sends_at_most_max_per_ingest_events(
+    cli, tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A large ingest is one burst of feedback: it may start one cycle, not one per threshold's worth."""
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)
     monkeypatch.setenv("FLYWHEEL_EVENTS__MAX_PER_INGEST", "4")
-    out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event(f"n{i}", user_id=f"u{i}") for i in range(103)])),
-              "--json")
+    out = cli(
+        "ingest",
+        str(write_jsonl(tmp_path / "fb.jsonl", [event(f"n{i}", user_id=f"u{i}") for i in range(103)])),
+        "--json",
+    )
     assert (out["negative"], out["prefect_events"]) == (103, 4)
     events = _events_for(load_settings().home, 4)
     assert sorted(e.payload["negatives"] for e in events) == [25, 26, 26, 26]
@@ -61,14 +66,18 @@ def test_without_a_prefect_server_ingest_sends_nothing(cli, tmp_path: Path) -> N
     assert (out["negative"], out["prefect_events"]) == (1, 0)
 
 
-def test_a_prefect_server_named_in_flywheel_toml_gets_the_events(cli, tmp_path: Path, prefect_api: str,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_prefect_server_named_in_flywheel_toml_gets_the_events(
+    cli, tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     config = tmp_path / "flywheel.toml"
     config.write_text(f'prefect_api_url = "{prefect_api}"\n')
     monkeypatch.setenv("FLYWHEEL_CONFIG", str(config))
-    out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event(f"n{i}", user_id=f"u{i}") for i in range(10)])),
-              "--json")
+    out = cli(
+        "ingest",
+        str(write_jsonl(tmp_path / "fb.jsonl", [event(f"n{i}", user_id=f"u{i}") for i in range(10)])),
+        "--json",
+    )
     assert (out["negative"], out["prefect_events"]) == (10, 1)
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # for reading them back
     assert [e.payload["negatives"] for e in _events_for(load_settings().home, 1)] == [10]

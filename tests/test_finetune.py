@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,16 +15,19 @@ from conftest import event, write_jsonl
 from flywheel.config import FinetuneSettings, IngestSettings, TriageSettings, load_settings
 from flywheel.feedback.ingest import to_stored
 from flywheel.feedback.scrub import PLACEHOLDERS
+from flywheel.improvers.dataset import curate
+from flywheel.improvers.surrogates import PLACEHOLDER, SURROGATES
 from flywheel.schemas import FailureCluster, FeedbackEvent
 from flywheel.sim.finetune import FineTuneOptions
 from flywheel.sim.server import SimOptions, Simulator
-from flywheel.improvers.dataset import curate
-from flywheel.improvers.surrogates import PLACEHOLDER, SURROGATES
 from nonempty import every
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
-_WORDS = [f"{a}{b}" for a in ("sync", "share", "bill", "file", "team", "auth", "disk", "link", "plan", "app")
-          for b in ("ora", "ex", "ium", "ant", "ify", "elle", "ock", "ine", "uzz", "amp")]
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+_WORDS = [
+    f"{a}{b}"
+    for a in ("sync", "share", "bill", "file", "team", "auth", "disk", "link", "plan", "app")
+    for b in ("ora", "ex", "ium", "ant", "ify", "elle", "ock", "ine", "uzz", "amp")
+]
 
 
 def sentence(rng: random.Random, n: int = 9) -> str:
@@ -34,9 +37,20 @@ def sentence(rng: random.Random, n: int = 9) -> str:
 
 def corrections(n: int, *, seed: int = 1, users: int = 50, **extra) -> list[dict]:
     rng = random.Random(seed)
-    return [event(f"ev-{seed}-{i}", ts=(T0 + timedelta(minutes=i)).isoformat(), signal="correction",
-                  user_id=f"u{i % users}", query=sentence(rng) + "?", output=sentence(rng), correction=sentence(rng),
-                  reason="wrong", **extra) for i in range(n)]
+    return [
+        event(
+            f"ev-{seed}-{i}",
+            ts=(T0 + timedelta(minutes=i)).isoformat(),
+            signal="correction",
+            user_id=f"u{i % users}",
+            query=sentence(rng) + "?",
+            output=sentence(rng),
+            correction=sentence(rng),
+            reason="wrong",
+            **extra,
+        )
+        for i in range(n)
+    ]
 
 
 def stored(rows: list[dict]):
@@ -48,8 +62,14 @@ def test_near_duplicates_are_removed_and_the_earliest_kept() -> None:
     rows = corrections(20, seed=3)
     base = rows[0]
     # Same text with one character changed, different case and spacing: near-duplicates of the first.
-    rows.append({**base, "event_id": "dup-1", "ts": "2026-11-02T00:00:00+00:00",
-                 "correction": base["correction"].upper() + "  ."})
+    rows.append(
+        {
+            **base,
+            "event_id": "dup-1",
+            "ts": "2026-11-02T00:00:00+00:00",
+            "correction": base["correction"].upper() + "  .",
+        }
+    )
     rows.append({**base, "event_id": "dup-2", "ts": "2026-11-02T00:01:00+00:00", "query": base["query"][:-1] + "!"})
     rows.append({**base, "event_id": "dup-3", "ts": "2026-11-02T00:02:00+00:00"})  # exact copy under a new id
     out = curate(stored(rows), [], FinetuneSettings())
@@ -69,7 +89,9 @@ def test_golden_overlap_is_removed() -> None:
 
 def test_consent_low_quality_and_per_user_cap_each_counted() -> None:
     rows = corrections(40, seed=5, users=1)  # one user: 25 kept, 15 over the cap
-    rows += [{**r, "event_id": "nc-" + r["event_id"], "user_id": "other", "consent": False} for r in corrections(4, seed=6)]
+    rows += [
+        {**r, "event_id": "nc-" + r["event_id"], "user_id": "other", "consent": False} for r in corrections(4, seed=6)
+    ]
     rows.append(event("short", signal="correction", correction="ok", user_id="z"))  # too short to teach anything
     rows.append(event("same", signal="correction", correction="The Pro plan costs $10 per month.", user_id="z"))
     out = curate(stored(rows), [], FinetuneSettings(per_user_cap=25))
@@ -80,33 +102,50 @@ def test_consent_low_quality_and_per_user_cap_each_counted() -> None:
 def test_positive_and_negative_signal_stay_apart() -> None:
     rows = [
         event("acc", signal="accept", query="How do I reset my password?", output="Go to Settings > Security."),
-        event("up", signal="thumbs_up", query="How do I share a folder?", output="Open it and click Share.", user_id="u2"),
+        event(
+            "up", signal="thumbs_up", query="How do I share a folder?", output="Open it and click Share.", user_id="u2"
+        ),
         event("low", signal="rating", value=2, query="How do I export data?", output="No idea, sorry.", user_id="u3"),
-        event("fix", signal="correction", query="What is the upload limit?", output="It is 2 GB per file.",
-              correction="The maximum upload size is 50 GB per file.", user_id="u4"),
+        event(
+            "fix",
+            signal="correction",
+            query="What is the upload limit?",
+            output="It is 2 GB per file.",
+            correction="The maximum upload size is 50 GB per file.",
+            user_id="u4",
+        ),
     ]
     out = curate(stored(rows), [], FinetuneSettings())
     by_id = {e.example_id: e for e in out.examples}
     assert set(by_id) == {"acc", "up", "fix"}  # a low rating teaches nothing on its own
     assert by_id["acc"].rejected is None and by_id["up"].rejected is None
-    assert (by_id["fix"].answer, by_id["fix"].rejected) == ("The maximum upload size is 50 GB per file.",
-                                                            "It is 2 GB per file.")
+    assert (by_id["fix"].answer, by_id["fix"].rejected) == (
+        "The maximum upload size is 50 GB per file.",
+        "It is 2 GB per file.",
+    )
 
 
 def test_every_exclusion_is_counted_by_rule_and_the_rules_sum_to_the_totals() -> None:
     rows = corrections(6, seed=11)
-    rows += [event("short", signal="correction", correction="ok", user_id="z1"),
-             event("long", signal="correction", correction="x " * 3000, user_id="z2"),
-             event("q", signal="correction", query="?", correction="A perfectly good answer.", user_id="z3"),
-             event("echo", signal="correction", query="How do I export data?", correction="how do I export data?",
-                   user_id="z4"),
-             event("same", signal="correction", correction="The Pro plan costs $10 per month.", user_id="z5"),
-             {**rows[0], "event_id": "copy", "ts": "2026-11-03T00:00:00+00:00"},
-             {**rows[1], "event_id": "nc", "consent": False}]
+    rows += [
+        event("short", signal="correction", correction="ok", user_id="z1"),
+        event("long", signal="correction", correction="x " * 3000, user_id="z2"),
+        event("q", signal="correction", query="?", correction="A perfectly good answer.", user_id="z3"),
+        event(
+            "echo", signal="correction", query="How do I export data?", correction="how do I export data?", user_id="z4"
+        ),
+        event("same", signal="correction", correction="The Pro plan costs $10 per month.", user_id="z5"),
+        {**rows[0], "event_id": "copy", "ts": "2026-11-03T00:00:00+00:00"},
+        {**rows[1], "event_id": "nc", "consent": False},
+    ]
     out = curate(stored(rows), [rows[2]["query"]], FinetuneSettings())
     assert {k: v for k, v in out.excluded_rules.items() if k.startswith("low_quality.")} == {
-        "low_quality.too_short": 1, "low_quality.too_long": 1, "low_quality.short_query": 1,
-        "low_quality.repeats_query": 1, "low_quality.correction_equals_output": 1}
+        "low_quality.too_short": 1,
+        "low_quality.too_long": 1,
+        "low_quality.short_query": 1,
+        "low_quality.repeats_query": 1,
+        "low_quality.correction_equals_output": 1,
+    }
     assert out.excluded_rules["golden_overlap.exact"] == 1 and out.excluded_rules["duplicates.exact"] == 1
     for total, n in out.excluded.items():
         assert n == sum(v for k, v in out.excluded_rules.items() if k.split(".")[0] == total), total
@@ -118,12 +157,18 @@ def test_every_placeholder_kind_has_a_surrogate() -> None:
 
 
 def test_surrogates_are_consistent_within_an_example_and_differ_between_examples() -> None:
-    rows = [event(f"s{i}", signal="correction", user_id=f"u{i}",
-                  query=f"My email is jane.roe{i}@example.com and my colleague's is bob.roe{i}@example.com, Jane Doe "
-                        f"here: {sentence(random.Random(i))}?",
-                  output="I cannot help with that.",
-                  correction=f"We wrote to jane.roe{i}@example.com, then bob.roe{i}@example.com. Regards, Maria Garcia")
-            for i in range(3)]
+    rows = [
+        event(
+            f"s{i}",
+            signal="correction",
+            user_id=f"u{i}",
+            query=f"My email is jane.roe{i}@example.com and my colleague's is bob.roe{i}@example.com, Jane Doe "
+            f"here: {sentence(random.Random(i))}?",
+            output="I cannot help with that.",
+            correction=f"We wrote to jane.roe{i}@example.com, then bob.roe{i}@example.com. Regards, Maria Garcia",
+        )
+        for i in range(3)
+    ]
     out = curate(stored(rows), [], FinetuneSettings())
     emails = re.compile(r"[\w.+-]+@example\.(?:com|org|net)")
     firsts = []
@@ -185,16 +230,37 @@ def test_threshold_999_vs_1000_usable_examples(cli, tmp_path: Path, usable: int,
 
 def test_no_unconsented_text_and_no_pii_in_any_dataset_file(cli, tmp_path: Path) -> None:
     rows = corrections(30, seed=8)
-    rows += [event(f"nc{i}", signal="correction", user_id=f"x{i}", consent=False,
-                   query=f"Where is project Bluebird {i} stored?", correction=f"Bluebird answer {i} is secret.")
-             for i in range(10)]
-    rows += [event(f"pii{i}", signal="correction", user_id=f"p{i}",
-                   query=f"My email is jane.doe{i}@example.com, card 4111 1111 1111 1111, phone +1 415 555 01{i:02d}: "
-                         f"{sentence(random.Random(50 + i), 12)}?",
-                   correction=sentence(random.Random(80 + i)))
-             for i in range(10)]
-    rows.append(event("pii-answer", signal="correction", user_id="q", query="Who do I write to about billing?",
-                      correction="Write to jane.doe@example.com, she handles billing."))
+    rows += [
+        event(
+            f"nc{i}",
+            signal="correction",
+            user_id=f"x{i}",
+            consent=False,
+            query=f"Where is project Bluebird {i} stored?",
+            correction=f"Bluebird answer {i} is secret.",
+        )
+        for i in range(10)
+    ]
+    rows += [
+        event(
+            f"pii{i}",
+            signal="correction",
+            user_id=f"p{i}",
+            query=f"My email is jane.doe{i}@example.com, card 4111 1111 1111 1111, phone +1 415 555 01{i:02d}: "
+            f"{sentence(random.Random(50 + i), 12)}?",
+            correction=sentence(random.Random(80 + i)),
+        )
+        for i in range(10)
+    ]
+    rows.append(
+        event(
+            "pii-answer",
+            signal="correction",
+            user_id="q",
+            query="Who do I write to about billing?",
+            correction="Write to jane.doe@example.com, she handles billing.",
+        )
+    )
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", rows)), "--json")
     out = _build(cli, "--min-examples", "10")
     assert out["built"] and out["excluded"]["no_consent"] == 10
@@ -215,8 +281,16 @@ def test_no_unconsented_text_and_no_pii_in_any_dataset_file(cli, tmp_path: Path)
 
 def test_versions_are_deterministic_and_files_well_formed(cli, tmp_path: Path, monkeypatch) -> None:
     rows = corrections(40, seed=9)
-    rows += [event(f"ok{i}", signal="accept", user_id=f"a{i}", query=sentence(random.Random(1000 + i)) + "?",
-                   output=sentence(random.Random(100 + i))) for i in range(12)]
+    rows += [
+        event(
+            f"ok{i}",
+            signal="accept",
+            user_id=f"a{i}",
+            query=sentence(random.Random(1000 + i)) + "?",
+            output=sentence(random.Random(100 + i)),
+        )
+        for i in range(12)
+    ]
     src = write_jsonl(tmp_path / "fb.jsonl", rows)
     cli("ingest", str(src), "--json")
     first = _build(cli, "--min-examples", "10")
@@ -257,11 +331,30 @@ def test_versions_are_deterministic_and_files_well_formed(cli, tmp_path: Path, m
 def test_route_to_finetune_needs_a_failed_prompt_and_1000_usable(local_embedder, usable: int, route: str) -> None:
     from flywheel.triage import TriageInputs, triage_events
 
-    rows = [event(f"e{i:05d}", ts=(T0 + timedelta(seconds=i)).isoformat(), signal="correction", user_id=f"u{i}",
-                  query="What does error E203 mean?", output="A temporary problem.",
-                  correction=f"Error E203 means the sign-in token expired ({i}).", reason="wrong") for i in range(usable)]
-    rows += [event(f"n{i}", user_id=f"n{i}", query="What does error E203 mean?", output="A temporary problem.",
-                   reason="wrong", ts=(T0 + timedelta(days=1)).isoformat()) for i in range(5)]  # negative, no example
+    rows = [
+        event(
+            f"e{i:05d}",
+            ts=(T0 + timedelta(seconds=i)).isoformat(),
+            signal="correction",
+            user_id=f"u{i}",
+            query="What does error E203 mean?",
+            output="A temporary problem.",
+            correction=f"Error E203 means the sign-in token expired ({i}).",
+            reason="wrong",
+        )
+        for i in range(usable)
+    ]
+    rows += [
+        event(
+            f"n{i}",
+            user_id=f"n{i}",
+            query="What does error E203 mean?",
+            output="A temporary problem.",
+            reason="wrong",
+            ts=(T0 + timedelta(days=1)).isoformat(),
+        )
+        for i in range(5)
+    ]  # negative, no example
     events = stored(rows)
     settings = TriageSettings()
     (cluster,) = triage_events(events, TriageInputs(settings, local_embedder))
@@ -278,16 +371,40 @@ def _setup_for_jobs(cli, tmp_path: Path, sim: Simulator, monkeypatch) -> tuple:
     monkeypatch.setenv("FLYWHEEL_TRIAGE__FINETUNE_MIN_EXAMPLES", "20")
     monkeypatch.setenv("FLYWHEEL_FINETUNE__POLL_INITIAL", "0.1")
     monkeypatch.setenv("FLYWHEEL_FINETUNE__POLL_MAX", "0.2")
-    rows = [event(f"e{i}", ts=(T0 + timedelta(minutes=i)).isoformat(), signal="correction", user_id=f"u{i % 9}",
-                  query=f"What does error E{203 + i % 3} mean? ({sentence(random.Random(i), 5)})",
-                  output="A temporary server problem.", reason="wrong",
-                  correction=f"Error E{203 + i % 3} means code {i % 3} happened. Retry later.") for i in range(30)]
+    rows = [
+        event(
+            f"e{i}",
+            ts=(T0 + timedelta(minutes=i)).isoformat(),
+            signal="correction",
+            user_id=f"u{i % 9}",
+            query=f"What does error E{203 + i % 3} mean? ({sentence(random.Random(i), 5)})",
+            output="A temporary server problem.",
+            reason="wrong",
+            correction=f"Error E{203 + i % 3} means code {i % 3} happened. Retry later.",
+        )
+        for i in range(30)
+    ]
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", rows)), "--json")
     settings = load_settings()
-    ctx = CycleContext(settings=settings, cycle_id="cyc-test", resumed=False, champion_version="1",
-                       champion_template="You help.", golden_version="g", champion_model="gpt-4o-mini")
-    cluster = FailureCluster(cluster_id="factual-test", category="factual", route="finetune", size=30, users=9,
-                             priority=1.0, event_ids=[r["event_id"] for r in rows], summary="error codes")
+    ctx = CycleContext(
+        settings=settings,
+        cycle_id="cyc-test",
+        resumed=False,
+        champion_version="1",
+        champion_template="You help.",
+        golden_version="g",
+        champion_model="gpt-4o-mini",
+    )
+    cluster = FailureCluster(
+        cluster_id="factual-test",
+        category="factual",
+        route="finetune",
+        size=30,
+        users=9,
+        priority=1.0,
+        event_ids=[r["event_id"] for r in rows],
+        summary="error codes",
+    )
     return settings, ctx, cluster
 
 
@@ -295,8 +412,9 @@ def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, 
     from flywheel.improvers.finetune_step import improve_finetune_step
     from flywheel.state import open_state
 
-    options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2,
-                                                  fail_jobs="the training loss diverged"))
+    options = SimOptions(
+        finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2, fail_jobs="the training loss diverged")
+    )
     with Simulator(options=options) as sim:
         settings, ctx, cluster = _setup_for_jobs(cli, tmp_path, sim, monkeypatch)
         out = improve_finetune_step(ctx, [cluster])
@@ -312,8 +430,8 @@ def test_a_job_that_fails_at_the_provider_leaves_no_candidate_and_says_why(cli, 
 def test_a_malformed_job_status_ends_the_step_with_a_clear_endpoint_error(cli, tmp_path: Path, monkeypatch) -> None:
     """A job status without a usable status or model is an endpoint error (retried like a 500, then
     EndpointFailed, which ends the cycle with one message), never a pydantic ValidationError."""
-    from flywheel.loop.context import EndpointFailed
     from flywheel.improvers.finetune_step import improve_finetune_step
+    from flywheel.loop.context import EndpointFailed
 
     monkeypatch.setenv("FLYWHEEL_LLM_MAX_RETRIES", "1")
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=0.2, malformed_status=True))
@@ -327,10 +445,10 @@ def test_a_malformed_job_status_ends_the_step_with_a_clear_endpoint_error(cli, t
 
 
 def test_a_resumed_job_is_polled_not_submitted_again(cli, tmp_path: Path, monkeypatch) -> None:
+    from flywheel.improvers import finetune as jobs
     from flywheel.improvers import finetuning
     from flywheel.improvers.finetune_step import improve_finetune_step
     from flywheel.llm import make_client
-    from flywheel.improvers import finetune as jobs
 
     options = SimOptions(finetune=FineTuneOptions(validate_seconds=0.05, train_seconds=2.0))
     with Simulator(options=options) as sim:
@@ -349,16 +467,32 @@ def test_a_resumed_job_is_polled_not_submitted_again(cli, tmp_path: Path, monkey
         # provider by its dataset version and adopted, not submitted again.
         client = make_client(settings)
         dataset = finetuning.build_dataset(settings, min_examples=5)
-        lost = jobs.submit(client, train_jsonl=Path(dataset["jsonl"]), validation_jsonl=None, base_model="sim-product",
-                           dataset_version=dataset["version"], suffix="lost")
+        lost = jobs.submit(
+            client,
+            train_jsonl=Path(dataset["jsonl"]),
+            validation_jsonl=None,
+            base_model="sim-product",
+            dataset_version=dataset["version"],
+            suffix="lost",
+        )
         monkeypatch.setenv("FLYWHEEL_FINETUNE__BASE_MODEL", "sim-product")
         record = finetuning.start_job(load_settings(), client, dataset, cluster_ids=["x"], cycle_id="cyc-3")
         assert record["job_id"] == lost.job_id and sim.counts()["fine_tuning.create"] == 2
         # The model answers what its examples taught; the base model does not.
-        answer = client.chat.completions.create(model=cand.payload.model, messages=[
-            {"role": "user", "content": "Why do I see error E204?"}]).choices[0].message.content
-        base = client.chat.completions.create(model="gpt-4o-mini", messages=[
-            {"role": "user", "content": "Why do I see error E204?"}]).choices[0].message.content
+        answer = (
+            client.chat.completions.create(
+                model=cand.payload.model, messages=[{"role": "user", "content": "Why do I see error E204?"}]
+            )
+            .choices[0]
+            .message.content
+        )
+        base = (
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "Why do I see error E204?"}]
+            )
+            .choices[0]
+            .message.content
+        )
         assert re.search(r"E204 means code 1 happened", answer) and "code 1" not in base
 
 

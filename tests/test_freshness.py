@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flywheel.config import load_settings
 from flywheel.candidates import Candidate, ChampionSet
+from flywheel.config import load_settings
 from flywheel.state import open_state
 
 
@@ -27,10 +27,18 @@ def _pending_index_candidate(tmp_path: Path, cli) -> Candidate:
     settings = load_settings()
     client = use_mlflow(settings)
     run_id = client.create_run(experiment_id(client, settings.experiment)).info.run_id
-    cand = Candidate(candidate_id="rag-fresh", cycle_id="cyc-a", kind="rag", cluster_ids=["outdated-1"],
-                     parent="1", version="2", mlflow_run_id=run_id, decision="pending_approval",
-                     payload={"template": "You are the support assistant of Nimbus.", "index_version": "2"},
-                     evaluated_against=ChampionSet(prompt="1", index="1", model="base"))
+    cand = Candidate(
+        candidate_id="rag-fresh",
+        cycle_id="cyc-a",
+        kind="rag",
+        cluster_ids=["outdated-1"],
+        parent="1",
+        version="2",
+        mlflow_run_id=run_id,
+        decision="pending_approval",
+        payload={"template": "You are the support assistant of Nimbus.", "index_version": "2"},
+        evaluated_against=ChampionSet(prompt="1", index="1", model="base"),
+    )
     with open_state(settings) as state:
         state.add_candidate(cand)
         state.save_candidate(cand)
@@ -57,9 +65,16 @@ def test_promotions_of_the_same_cycle_go_together(cli, tmp_path: Path) -> None:
     newer.write_text("You are the support assistant of Nimbus. Answer in two sentences.")
     cli("prompt", "set", str(newer), "--json")
     with open_state(load_settings()) as state:  # that v2 came from this cycle's prompt candidate
-        sibling = Candidate(candidate_id="prompt-sibling", cycle_id=cand.cycle_id, kind="prompt",
-                            cluster_ids=["format-1"], parent="1", version="2", decision="promoted",
-                            payload={"template": newer.read_text()})
+        sibling = Candidate(
+            candidate_id="prompt-sibling",
+            cycle_id=cand.cycle_id,
+            kind="prompt",
+            cluster_ids=["format-1"],
+            parent="1",
+            version="2",
+            decision="promoted",
+            payload={"template": newer.read_text()},
+        )
         state.add_candidate(sibling)
         state.save_candidate(sibling)
 

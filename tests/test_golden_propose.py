@@ -29,7 +29,8 @@ def _by_input(out: dict) -> dict[str, dict]:
 
 
 def test_proposals_come_from_consented_corrections_edits_and_expert_reviews_with_provenance(
-        cli: Cli, no_golden: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli: Cli, no_golden: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLYWHEEL_GOLDEN_SET__MAX_PER_CLUSTER", "10")
     seed_feedback(cli)
     out = cli("golden", "propose", "--json")
@@ -43,19 +44,24 @@ def test_proposals_come_from_consented_corrections_edits_and_expert_reviews_with
     expert = props["Send me the Team plan as JSON"]
     assert (expert["source"]["kind"], expert["scorer"], expert["expected"]) == ("expert_review", "json", TEAM_JSON)
     approved = props["Can I get the Team plan price and storage in JSON format?"]
-    assert approved["source"]["event_ids"] == ["f3"] and approved["source"]["cluster_id"] == expert["source"]["cluster_id"]
+    assert (
+        approved["source"]["event_ids"] == ["f3"] and approved["source"]["cluster_id"] == expert["source"]["cluster_id"]
+    )
     # Thumbs without a correction, and happy users, give no item.
     assert not any(p["source"]["event_ids"][0] in ("t7", "o3", "f2", "p1") for p in out["proposals"])
     # Each is valid as a golden item, and pending for review.
-    assert every(GoldenItem(id=p["proposal_id"], **{k: p[k] for k in ("input", "expected", "category", "scorer")})
-               for p in out["proposals"])
+    assert every(
+        GoldenItem(id=p["proposal_id"], **{k: p[k] for k in ("input", "expected", "category", "scorer")})
+        for p in out["proposals"]
+    )
     review = cli("golden", "review", "--json")
     assert {p["proposal_id"] for p in review["proposals"]} == {p["proposal_id"] for p in out["proposals"]}
     assert every(p["status"] == "pending" for p in review["proposals"])
 
 
-def test_no_proposal_holds_text_without_consent_or_a_pii_placeholder(cli: Cli, no_golden: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_proposal_holds_text_without_consent_or_a_pii_placeholder(
+    cli: Cli, no_golden: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLYWHEEL_GOLDEN_SET__MAX_PER_CLUSTER", "10")
     seed_feedback(cli)
     out = cli("golden", "propose", "--json")
@@ -73,11 +79,22 @@ def test_no_proposal_holds_text_without_consent_or_a_pii_placeholder(cli: Cli, n
     assert not any(marker in written for marker in SECRET_MARKERS) and not PLACEHOLDER.search(written)
 
 
-def test_near_duplicates_of_golden_items_and_of_each_other_are_dropped(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_near_duplicates_of_golden_items_and_of_each_other_are_dropped(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLYWHEEL_GOLDEN_SET__MAX_PER_CLUSTER", "10")
     golden = Path("golden.jsonl")
-    golden.write_text(json.dumps({"id": "g-pro", "input": "How much does the Pro plan cost", "expected": "$12",
-                                  "category": "outdated_knowledge"}) + "\n")
+    golden.write_text(
+        json.dumps(
+            {
+                "id": "g-pro",
+                "input": "How much does the Pro plan cost",
+                "expected": "$12",
+                "category": "outdated_knowledge",
+            }
+        )
+        + "\n"
+    )
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(golden))
     seed_feedback(cli)
     out = cli("golden", "propose", "--json")
@@ -103,8 +120,9 @@ def test_a_cluster_gives_at_most_its_share(cli: Cli, no_golden: Path, monkeypatc
     assert out["dropped"]["per_cluster"] == 2
 
 
-def test_a_product_without_a_golden_set_reaches_a_reviewed_first_version(cli: Cli, no_golden: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_product_without_a_golden_set_reaches_a_reviewed_first_version(
+    cli: Cli, no_golden: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Before anything: the person is told where a golden set would be and how to start one.
     empty = cli("golden", "coverage").stderr
     assert f"no golden set yet at {no_golden}" in empty and "flywheel golden propose" in empty
@@ -132,8 +150,9 @@ def test_a_product_without_a_golden_set_reaches_a_reviewed_first_version(cli: Cl
     assert again["proposals"] == [] and again["golden_items"] == len(keep)
 
 
-def test_synthetic_items_are_drafted_for_categories_below_the_minimum(cli: Cli, no_golden: Path, sim_env,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_synthetic_items_are_drafted_for_categories_below_the_minimum(
+    cli: Cli, no_golden: Path, sim_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLYWHEEL_GOLDEN_SET__MIN_PER_CATEGORY", "5")
     seed_feedback(cli)
     out = cli("golden", "propose", "--synthetic", "6", "--json")
@@ -144,8 +163,9 @@ def test_synthetic_items_are_drafted_for_categories_below_the_minimum(cli: Cli, 
     assert synthetic and set(from_feedback) >= {p["category"] for p in synthetic}
     for p in synthetic:
         assert p["source"]["model"] == "gpt-4o" and p["source"]["event_ids"] == []
-        item = GoldenItem(id=p["proposal_id"], input=p["input"], expected=p["expected"], category=p["category"],
-                          scorer=p["scorer"])
+        item = GoldenItem(
+            id=p["proposal_id"], input=p["input"], expected=p["expected"], category=p["category"], scorer=p["scorer"]
+        )
         assert item.scorer in ("contains", "json", "regex")  # the world's expectations, checked by the scorer
     assert {p["category"] for p in synthetic} == {"outdated_knowledge", "format", "tone"}
     # Without an endpoint, drafting is a usage error that says how to set one.
@@ -156,7 +176,8 @@ def test_synthetic_items_are_drafted_for_categories_below_the_minimum(cli: Cli, 
 
 
 def test_drafting_survives_a_model_in_the_wild_and_sends_only_consented_text(
-        cli: Cli, no_golden: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli: Cli, no_golden: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fenced and prose-wrapped JSON is read; truncated, refused or lossy answers cost items, never the run."""
     from flywheel.config import load_settings
     from flywheel.llm import make_client

@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import Cli
-from flywheel.evals.golden import load_golden
 from flywheel.config import load_settings
+from flywheel.evals.golden import load_golden
 from golden_feedback import seed_feedback
 from nonempty import every
 
@@ -110,29 +111,56 @@ def test_coverage_counts_items_negative_events_and_uncovered_clusters(cli: Cli, 
     assert rows["tone"]["negative_events"] == 7
     assert rows["format"]["golden_items"] == 0 and len(rows["format"]["uncovered_clusters"]) == 1
     assert rows["format"]["negative_events"] == 3  # the approving expert review is not negative
-    assert rows["general"] == {"category": "general", "golden_items": 1, "negative_events": 0,
-                               "uncovered_clusters": []}
+    assert rows["general"] == {"category": "general", "golden_items": 1, "negative_events": 0, "uncovered_clusters": []}
     # Least covered first: categories with no item lead.
     assert [r["golden_items"] for r in cli("golden", "coverage", "--json")["categories"]][:2] == [0, 0]
 
 
 def test_a_candidate_for_an_uncovered_cluster_says_so_in_the_cycle_report(settings, team_golden: Path) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from flywheel.evals.report import outcome_table
     from flywheel.candidates import Candidate
-    from flywheel.schemas import FailureCluster
+    from flywheel.evals.report import outcome_table
+    from flywheel.improvers.base import ImproverRun, Proposal
     from flywheel.loop.context import CycleContext
     from flywheel.loop.outcomes import cluster_outcomes, cluster_work
-    from flywheel.improvers.base import ImproverRun, Proposal
+    from flywheel.schemas import FailureCluster
 
-    ctx = CycleContext(settings=load_settings(), cycle_id="cyc-1", resumed=False, champion_version="1",
-                       champion_template="Be helpful.", golden_version=load_golden(team_golden).version)
-    clusters = [FailureCluster(cluster_id=f"{cat}-1", category=cat, route="prompt", size=5, users=5, priority=5.0,
-                               event_ids=[], summary="", consented=5) for cat in ("tone", "format")]
-    cands = [Candidate(candidate_id=f"prompt-{cat}", cycle_id="cyc-1", kind="prompt", cluster_ids=[f"{cat}-1"],
-                       decision="pending_approval", reason="passed the policy", created_at=datetime.now(timezone.utc),
-                       payload={"template": "Be kind."}) for cat in ("tone", "format")]
+    ctx = CycleContext(
+        settings=load_settings(),
+        cycle_id="cyc-1",
+        resumed=False,
+        champion_version="1",
+        champion_template="Be helpful.",
+        golden_version=load_golden(team_golden).version,
+    )
+    clusters = [
+        FailureCluster(
+            cluster_id=f"{cat}-1",
+            category=cat,
+            route="prompt",
+            size=5,
+            users=5,
+            priority=5.0,
+            event_ids=[],
+            summary="",
+            consented=5,
+        )
+        for cat in ("tone", "format")
+    ]
+    cands = [
+        Candidate(
+            candidate_id=f"prompt-{cat}",
+            cycle_id="cyc-1",
+            kind="prompt",
+            cluster_ids=[f"{cat}-1"],
+            decision="pending_approval",
+            reason="passed the policy",
+            created_at=datetime.now(UTC),
+            payload={"template": "Be kind."},
+        )
+        for cat in ("tone", "format")
+    ]
     work = cluster_work(ctx, clusters, [ImproverRun(kind="prompt", chosen=clusters, proposal=Proposal())])
     outcomes = {o.cluster_id: o for o in cluster_outcomes(ctx, clusters, work, candidates=cands)}
     assert outcomes["tone-1"].golden_items == 1 and outcomes["tone-1"].note is None
@@ -144,8 +172,13 @@ def test_a_candidate_for_an_uncovered_cluster_says_so_in_the_cycle_report(settin
 
 def _paused_review_run(timeout: float = 300) -> str:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState
-    from prefect.client.schemas.filters import FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     deadline = time.monotonic() + timeout
@@ -153,15 +186,19 @@ def _paused_review_run(timeout: float = 300) -> str:
         while time.monotonic() < deadline:
             runs = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=["golden-review"])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                ),
+            )
             if runs:
                 return str(runs[0].id)
             time.sleep(0.5)
     raise AssertionError("the golden-review flow never paused")
 
 
-def test_the_golden_review_flow_accepts_what_its_form_switches_on(cli: Cli, prefect_api: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_golden_review_flow_accepts_what_its_form_switches_on(
+    cli: Cli, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from uuid import UUID
 
     from prefect.flow_runs import resume_flow_run
@@ -199,8 +236,9 @@ def test_the_golden_review_flow_accepts_what_its_form_switches_on(cli: Cli, pref
 
 
 @pytest.mark.parametrize("configured", ["unset", "the bundled path"])
-def test_accepting_never_writes_the_bundled_golden_set(cli: Cli, configured: str, flywheel_home: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_accepting_never_writes_the_bundled_golden_set(
+    cli: Cli, configured: str, flywheel_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No golden file of the team's: acceptance starts a copy under FLYWHEEL_HOME from the bundled
     items, later reads take that copy, and the package's file keeps its bytes."""
     from flywheel.config import BUNDLED_GOLDEN

@@ -9,7 +9,7 @@ rule, never the value; what a database still refuses is found row by row under s
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -71,8 +71,9 @@ def test_a_batch_with_one_poisoned_event_of_each_kind_stores_the_good_ones(store
         items.append(_poisoned(name, f"bad-{i}"))
     key = make_key(cli, "product", "ingest")
     with LiveServer(store_settings) as live, live.http(key) as http:
-        answer = http.post("/v1/feedback", content=_json_text({"events": items}),
-                           headers={"Content-Type": "application/json"})
+        answer = http.post(
+            "/v1/feedback", content=_json_text({"events": items}), headers={"Content-Type": "application/json"}
+        )
     assert answer.status_code == 200, answer.text
     doc = answer.json()
     assert (doc["accepted"], doc["duplicates"], doc["rejected"]) == (len(POISONS), 0, len(POISONS))
@@ -97,8 +98,9 @@ def test_a_single_poisoned_event_posted_alone_is_422_not_500(store_settings: Set
 # An integer too long for Python is a line that is not valid JSON to the CLI's parser (rejected alone, as
 # "number out of range at line 1 column N"); over HTTP it is the field's own error.
 @pytest.mark.parametrize("name", [n for n in POISONS if not n.startswith("integer_too_long")])
-def test_the_cli_stores_nine_of_ten_lines_when_line_4_is_poisoned(store_settings: Settings, cli, name: str,
-                                                                   tmp_path: Path) -> None:
+def test_the_cli_stores_nine_of_ten_lines_when_line_4_is_poisoned(
+    store_settings: Settings, cli, name: str, tmp_path: Path
+) -> None:
     lines = [_json_text(_poisoned(name, "line-4") if n == 4 else event(f"line-{n}")) for n in range(1, 11)]
     out = cli("ingest", str(write_jsonl(tmp_path / "ten.jsonl", lines)), "--json")  # exit 0: lines were read
     assert cli.last.exception is None
@@ -107,21 +109,31 @@ def test_the_cli_stores_nine_of_ten_lines_when_line_4_is_poisoned(store_settings
     assert (error["file"], error["line"]) == (str(tmp_path / "ten.jsonl"), 4)
     _assert_names_the_field_not_the_value(error["error"], POISONS[name][1])
     assert sorted(stored_ids(store_settings)) == sorted(f"line-{n}" for n in range(1, 11) if n != 4)
-    (kept,) = [json.loads(q) for f in (store_settings.home / "quarantine").glob("*.rejected.jsonl")
-               for q in f.read_text().splitlines()]
+    (kept,) = [
+        json.loads(q)
+        for f in (store_settings.home / "quarantine").glob("*.rejected.jsonl")
+        for q in f.read_text().splitlines()
+    ]
     assert kept["line"] == 4
 
 
-def test_strict_ingest_still_exits_2_after_storing_the_good_lines(store_settings: Settings, cli,
-                                                                  tmp_path: Path) -> None:
+def test_strict_ingest_still_exits_2_after_storing_the_good_lines(
+    store_settings: Settings, cli, tmp_path: Path
+) -> None:
     lines = [_json_text(_poisoned("nul_in_query", "line-4") if n == 4 else event(f"line-{n}")) for n in range(1, 11)]
     out = cli("ingest", str(write_jsonl(tmp_path / "ten.jsonl", lines)), "--json", "--strict", expect=2)
     assert (out["accepted"], out["rejected"], out["exit_code"]) == (9, 1, 2)
 
 
 def _stored(event_id: str, **fields: object) -> StoredEvent:
-    base: dict = {"ts": datetime(2026, 11, 10, tzinfo=timezone.utc), "signal": "thumbs_down", "polarity": -1,
-                  "strength": 1.0, "query": "q", "output": "o"}
+    base: dict = {
+        "ts": datetime(2026, 11, 10, tzinfo=UTC),
+        "signal": "thumbs_down",
+        "polarity": -1,
+        "strength": 1.0,
+        "query": "q",
+        "output": "o",
+    }
     return StoredEvent(event_id=event_id, **(base | fields))
 
 
@@ -157,13 +169,22 @@ def _stricter_columns(store: SQLFeedbackStore) -> None:
             conn.execute(text("ALTER TABLE events ALTER COLUMN value TYPE integer"))
             return
         for name, check in (("short_query", "length(NEW.query) > 40"), ("int_value", "abs(NEW.value) > 2147483647")):
-            conn.execute(text(f"CREATE TRIGGER {name} BEFORE INSERT ON events WHEN {check} "
-                              f"BEGIN SELECT RAISE(ABORT, '{name}'); END"))
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER {name} BEFORE INSERT ON events WHEN {check} "
+                    f"BEGIN SELECT RAISE(ABORT, '{name}'); END"
+                )
+            )
 
 
 def test_a_row_the_database_refuses_is_refused_alone_row_by_row(any_store_url: str) -> None:
-    events = [_stored("a"), _stored("b", query=_SECRET * 10), _stored("c"), _stored("d", signal="rating", value=1e12),
-              _stored("e")]
+    events = [
+        _stored("a"),
+        _stored("b", query=_SECRET * 10),
+        _stored("c"),
+        _stored("d", signal="rating", value=1e12),
+        _stored("e"),
+    ]
     with open_store(any_store_url) as store:
         _stricter_columns(store)
         result = store.add_each(events, "test")

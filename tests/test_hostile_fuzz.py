@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import event
 from flywheel.config import Settings, load_settings
@@ -37,38 +38,90 @@ from flywheel.feedback.store import SQLFeedbackStore, open_store
 from live_server import LiveServer, make_key
 
 EXAMPLES = int(os.environ.get("FLYWHEEL_HOSTILE_EXAMPLES", "150"))
-_RUN = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_RUN = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 _GOOD = "good"  # an event_id placeholder: the test gives each good event a fresh id before sending it
 _BIG = "__BIG_NUMBER__"  # replaced in the JSON text by a number no double holds
 
-_ODD_CHARS = st.sampled_from(["\u0000", "\ud800", "\udfff", "\U0001f600", "\u202e", "\ufeff", "é", "\n", " ", "a",
-                              "@", "0", "\x7f", "\u2028"])
+_ODD_CHARS = st.sampled_from(
+    ["\u0000", "\ud800", "\udfff", "\U0001f600", "\u202e", "\ufeff", "é", "\n", " ", "a", "@", "0", "\x7f", "\u2028"]
+)
 TEXT = st.one_of(st.text(max_size=24), st.text(alphabet=_ODD_CHARS, max_size=12))
-NUMBER = st.one_of(st.integers(-(10**30), 10**30), st.floats(), st.sampled_from([0, 1, 5, -1, 0.5, 1e308, 5e-324,
-                                                                                  10**400, _BIG]))
+NUMBER = st.one_of(
+    st.integers(-(10**30), 10**30), st.floats(), st.sampled_from([0, 1, 5, -1, 0.5, 1e308, 5e-324, 10**400, _BIG])
+)
 _OFFSET = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
-    lambda m: f"{'+' if m >= 0 else '-'}{abs(m) // 60:02}:{abs(m) % 60:02}")  # every offset ISO 8601 allows
+    lambda m: f"{'+' if m >= 0 else '-'}{abs(m) // 60:02}:{abs(m) % 60:02}"
+)  # every offset ISO 8601 allows
 TIMESTAMP = st.one_of(
-    st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-00:01", "0001-01-01T00:00:00Z",
-                     "9999-12-31T23:59:59Z", "2026-11-10T10:00:00", "2026-11-10", "2026-02-30T00:00:00Z",
-                     "2026-11-10T24:00:00Z", "+10000-01-01T00:00:00Z", "2026-11-10T10:00:00.1234567890Z",
-                     "2026-11-10T10:00:00+25:00", "", "now", 1700000000, 1.7e12]),
+    st.sampled_from(
+        [
+            "0001-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-00:01",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2026-11-10T10:00:00",
+            "2026-11-10",
+            "2026-02-30T00:00:00Z",
+            "2026-11-10T24:00:00Z",
+            "+10000-01-01T00:00:00Z",
+            "2026-11-10T10:00:00.1234567890Z",
+            "2026-11-10T10:00:00+25:00",
+            "",
+            "now",
+            1700000000,
+            1.7e12,
+        ]
+    ),
     st.builds(lambda d, o: d.isoformat() + o, st.datetimes(), _OFFSET),
     st.builds(lambda d: d.isoformat() + "Z", st.datetimes()),
 )
-JSON = st.recursive(st.none() | st.booleans() | NUMBER | TEXT,
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
-                    max_leaves=12)
+JSON = st.recursive(
+    st.none() | st.booleans() | NUMBER | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=12,
+)
 HOSTILE: dict[str, st.SearchStrategy[Any]] = {
-    "event_id": TEXT, "ts": TIMESTAMP, "signal": st.sampled_from(["rating", "outcome", "expert_review", "edit",
-                                                                    "correction", "nope", ""]),
-    "value": NUMBER, "confidence": NUMBER, "consent": JSON, "metadata": JSON.map(lambda v: {"k": v}) | JSON,
-    "context_ids": st.lists(TEXT, max_size=3) | JSON, "arm": TEXT, "reason": TEXT,
+    "event_id": TEXT,
+    "ts": TIMESTAMP,
+    "signal": st.sampled_from(["rating", "outcome", "expert_review", "edit", "correction", "nope", ""]),
+    "value": NUMBER,
+    "confidence": NUMBER,
+    "consent": JSON,
+    "metadata": JSON.map(lambda v: {"k": v}) | JSON,
+    "context_ids": st.lists(TEXT, max_size=3) | JSON,
+    "arm": TEXT,
+    "reason": TEXT,
 }
-FIELDS = ["event_id", "ts", "signal", "query", "output", "user_id", "session_id", "consent", "prompt_version",
-          "model", "index_version", "arm", "confidence", "reason", "comment", "correction", "final_text", "value",
-          "context_ids", "metadata", "unknown_field"]
+FIELDS = [
+    "event_id",
+    "ts",
+    "signal",
+    "query",
+    "output",
+    "user_id",
+    "session_id",
+    "consent",
+    "prompt_version",
+    "model",
+    "index_version",
+    "arm",
+    "confidence",
+    "reason",
+    "comment",
+    "correction",
+    "final_text",
+    "value",
+    "context_ids",
+    "metadata",
+    "unknown_field",
+]
 
 
 @st.composite
@@ -137,8 +190,11 @@ def store_settings(any_store_url: str, monkeypatch: pytest.MonkeyPatch) -> Setti
 
 def test_hostile_bodies_never_get_a_5xx_and_store_exactly_what_was_accepted(store_settings: Settings, cli) -> None:
     key = make_key(cli, "fuzz", "ingest")
-    with (LiveServer(store_settings) as live, live.http(key) as http,
-          open_store(store_settings.resolved_store_url) as store):
+    with (
+        LiveServer(store_settings) as live,
+        live.http(key) as http,
+        open_store(store_settings.resolved_store_url) as store,
+    ):
         ledger = Ledger(store)
         statuses: Counter[int] = Counter()
 
@@ -182,8 +238,9 @@ def test_hostile_jsonl_lines_are_rejected_alone_by_line(store_settings: Settings
             path.write_bytes(b"".join(row + b"\n" for row in rows))
             report = ingest_files([str(path)], store, store_settings.quarantine_dir, store_settings.ingest).public()
             # ingest skips blank lines (a byte order mark first is dropped): number the others from 0
-            read = [n for n, row in enumerate(rows, 1)
-                    if (row.removeprefix(codecs.BOM_UTF8) if n == 1 else row).strip()]
+            read = [
+                n for n, row in enumerate(rows, 1) if (row.removeprefix(codecs.BOM_UTF8) if n == 1 else row).strip()
+            ]
             position = {line: k for k, line in enumerate(read)}
             report["errors"] = [e | {"line": position[e["line"]]} for e in report["errors"]]
             ledger.check([named[line - 1] for line in read], report, "line")

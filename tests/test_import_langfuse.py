@@ -37,8 +37,12 @@ class FakeLangfuse:
         self.traces: dict[str, dict[str, Any]] = {}
         self.scores: list[dict[str, Any]] = []
         self.requests: list[str] = []
-        self.app = Starlette(routes=[Route("/api/public/scores", self.list_scores),
-                                     Route("/api/public/traces/{trace_id}", self.get_trace)])
+        self.app = Starlette(
+            routes=[
+                Route("/api/public/scores", self.list_scores),
+                Route("/api/public/traces/{trace_id}", self.get_trace),
+            ]
+        )
 
     def _authorised(self, request: Request) -> bool:
         expected = "Basic " + base64.b64encode(f"{PUBLIC}:{SECRET}".encode()).decode()
@@ -53,9 +57,12 @@ class FakeLangfuse:
         chosen = [s for s in self.scores if since is None or _when(s["timestamp"]) >= _when(since)]
         chosen.sort(key=lambda s: s["timestamp"], reverse=True)
         total_pages = -(-len(chosen) // limit)
-        return JSONResponse({"data": chosen[(page - 1) * limit: page * limit],
-                             "meta": {"page": page, "limit": limit, "totalItems": len(chosen),
-                                      "totalPages": total_pages}})
+        return JSONResponse(
+            {
+                "data": chosen[(page - 1) * limit : page * limit],
+                "meta": {"page": page, "limit": limit, "totalItems": len(chosen), "totalPages": total_pages},
+            }
+        )
 
     async def get_trace(self, request: Request) -> JSONResponse:
         self.requests.append(str(request.url.path))
@@ -66,28 +73,82 @@ class FakeLangfuse:
             return JSONResponse({"message": "Trace not found"}, status_code=404)
         return JSONResponse(trace)
 
-    def trace(self, tid: str, question: str, answer: str, *, user: str = "u-1", consent: Any = "true",
-              model: str = "gpt-4o-mini") -> str:
+    def trace(
+        self,
+        tid: str,
+        question: str,
+        answer: str,
+        *,
+        user: str = "u-1",
+        consent: Any = "true",
+        model: str = "gpt-4o-mini",
+    ) -> str:
         metadata = {} if consent is None else {"consent": consent}
         self.traces[tid] = {
-            "id": tid, "timestamp": "2026-11-10T09:59:00.000Z", "name": "assistant", "input": {"question": question},
-            "output": answer, "sessionId": "s-1", "userId": user, "metadata": metadata | {"index_version": "idx-3"},
-            "tags": [], "release": None, "version": None, "public": False, "htmlPath": f"/trace/{tid}",
-            "observations": [{"id": f"{tid}-gen", "traceId": tid, "type": "GENERATION", "name": "chat",
-                              "model": model, "promptName": "assistant-system", "promptVersion": 4}],
+            "id": tid,
+            "timestamp": "2026-11-10T09:59:00.000Z",
+            "name": "assistant",
+            "input": {"question": question},
+            "output": answer,
+            "sessionId": "s-1",
+            "userId": user,
+            "metadata": metadata | {"index_version": "idx-3"},
+            "tags": [],
+            "release": None,
+            "version": None,
+            "public": False,
+            "htmlPath": f"/trace/{tid}",
+            "observations": [
+                {
+                    "id": f"{tid}-gen",
+                    "traceId": tid,
+                    "type": "GENERATION",
+                    "name": "chat",
+                    "model": model,
+                    "promptName": "assistant-system",
+                    "promptVersion": 4,
+                }
+            ],
             "scores": [],
         }
         return tid
 
-    def score(self, sid: str, tid: str | None, name: str, *, data_type: str = "NUMERIC", value: Any = None,
-              string_value: str | None = None, comment: str | None = None, source: str = "ANNOTATION",
-              at: str = "2026-11-10T10:00:00.000Z", metadata: dict[str, Any] | None = None) -> str:
-        self.scores.append({
-            "id": sid, "traceId": tid, "observationId": None, "sessionId": None, "name": name, "value": value,
-            "stringValue": string_value, "dataType": data_type, "comment": comment, "source": source,
-            "timestamp": at, "createdAt": at, "updatedAt": at, "authorUserId": "annotator-9", "configId": None,
-            "queueId": None, "environment": "default", "metadata": metadata or {},
-        })
+    def score(
+        self,
+        sid: str,
+        tid: str | None,
+        name: str,
+        *,
+        data_type: str = "NUMERIC",
+        value: Any = None,
+        string_value: str | None = None,
+        comment: str | None = None,
+        source: str = "ANNOTATION",
+        at: str = "2026-11-10T10:00:00.000Z",
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        self.scores.append(
+            {
+                "id": sid,
+                "traceId": tid,
+                "observationId": None,
+                "sessionId": None,
+                "name": name,
+                "value": value,
+                "stringValue": string_value,
+                "dataType": data_type,
+                "comment": comment,
+                "source": source,
+                "timestamp": at,
+                "createdAt": at,
+                "updatedAt": at,
+                "authorUserId": "annotator-9",
+                "configId": None,
+                "queueId": None,
+                "environment": "default",
+                "metadata": metadata or {},
+            }
+        )
         return sid
 
 
@@ -126,43 +187,88 @@ COUNTS = ("source", "read", "accepted", "duplicates", "rejected", "skipped_no_co
 
 
 def test_scores_become_events_field_by_field_over_pages_and_a_reimport_stores_nothing(
-        cli, langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLYWHEEL_IMPORTS__LANGFUSE__SIGNALS", '{"resolved": "outcome", "toxicity": "ignore"}')
     t = langfuse.trace("t-1", "How much does the Pro plan cost?", "The Pro plan costs $10 per month.")
-    langfuse.score("sc-thumb", t, "helpful", data_type="BOOLEAN", value=0, string_value="False",
-                   comment="the price went up", metadata={"reason": "outdated"}, at="2026-11-10T10:00:01.000Z")
+    langfuse.score(
+        "sc-thumb",
+        t,
+        "helpful",
+        data_type="BOOLEAN",
+        value=0,
+        string_value="False",
+        comment="the price went up",
+        metadata={"reason": "outdated"},
+        at="2026-11-10T10:00:01.000Z",
+    )
     langfuse.score("sc-stars", t, "stars", value=2, at="2026-11-10T10:00:02.000Z")
-    langfuse.score("sc-expert", t, "quality", value=0.2, metadata={"reason": "stale pricing"},
-                   at="2026-11-10T10:00:03.000Z")
+    langfuse.score(
+        "sc-expert", t, "quality", value=0.2, metadata={"reason": "stale pricing"}, at="2026-11-10T10:00:03.000Z"
+    )
     langfuse.score("sc-resolved", t, "resolved", value=0, at="2026-11-10T10:00:04.000Z")
-    langfuse.score("sc-label", t, "verdict", data_type="CATEGORICAL", value=0, string_value="wrong",
-                   at="2026-11-10T10:00:05.000Z")
-    langfuse.score("sc-fix", t, "output", data_type="CORRECTION", string_value="The Pro plan costs $12 per month.",
-                   at="2026-11-10T10:00:06.000Z")
+    langfuse.score(
+        "sc-label", t, "verdict", data_type="CATEGORICAL", value=0, string_value="wrong", at="2026-11-10T10:00:05.000Z"
+    )
+    langfuse.score(
+        "sc-fix",
+        t,
+        "output",
+        data_type="CORRECTION",
+        string_value="The Pro plan costs $12 per month.",
+        at="2026-11-10T10:00:06.000Z",
+    )
     langfuse.score("sc-judge", t, "relevance", value=0.9, source="EVAL", at="2026-11-10T10:00:07.000Z")
     langfuse.score("sc-tox", t, "toxicity", value=0.0, source="API", at="2026-11-10T10:00:08.000Z")
     langfuse.score("sc-note", t, "note", data_type="TEXT", string_value="check later", at="2026-11-10T10:00:09.000Z")
 
     report = cli("import", "langfuse", "--json")
-    assert {k: report[k] for k in COUNTS} == {"source": "langfuse", "read": 9, "accepted": 6, "duplicates": 0,
-                                              "rejected": 0, "skipped_no_consent": 0, "errors": []}
-    assert report["skipped"] == {"eval score, not a person's": 1, "ignored by imports.langfuse.signals": 1,
-                                 "text score with no signal mapped": 1}
+    assert {k: report[k] for k in COUNTS} == {
+        "source": "langfuse",
+        "read": 9,
+        "accepted": 6,
+        "duplicates": 0,
+        "rejected": 0,
+        "skipped_no_consent": 0,
+        "errors": [],
+    }
+    assert report["skipped"] == {
+        "eval score, not a person's": 1,
+        "ignored by imports.langfuse.signals": 1,
+        "text score with no signal mapped": 1,
+    }
     assert report["traces"] == 1  # read once for its six scores
     assert [r for r in langfuse.requests if r.startswith("/api/public/scores")] == [
-        f"/api/public/scores?limit=3&page={p}" for p in (1, 2, 3)]
+        f"/api/public/scores?limit=3&page={p}" for p in (1, 2, 3)
+    ]
     stored = _stored()
     assert set(stored) == {f"langfuse:sc-{n}" for n in ("thumb", "stars", "expert", "resolved", "label", "fix")}
-    shared = {"query": "How much does the Pro plan cost?", "output": "The Pro plan costs $10 per month.",
-              "user_id": "u-1", "session_id": "s-1", "consent": True, "prompt_version": "4",
-              "model": "gpt-4o-mini", "index_version": "idx-3", "pii_scrubbed": []}
+    shared = {
+        "query": "How much does the Pro plan cost?",
+        "output": "The Pro plan costs $10 per month.",
+        "user_id": "u-1",
+        "session_id": "s-1",
+        "consent": True,
+        "prompt_version": "4",
+        "model": "gpt-4o-mini",
+        "index_version": "idx-3",
+        "pii_scrubbed": [],
+    }
     for e in stored.values():
         assert {k: e[k] for k in shared} == shared
     thumb = stored["langfuse:sc-thumb"]
-    assert (thumb["signal"], thumb["polarity"], thumb["reason"], thumb["comment"], thumb["value"]) == \
-        ("thumbs_down", -1, "outdated", "the price went up", None)
-    assert thumb["metadata"] == {"langfuse_score": "helpful", "langfuse_source": "ANNOTATION",
-                                 "langfuse_data_type": "BOOLEAN"}
+    assert (thumb["signal"], thumb["polarity"], thumb["reason"], thumb["comment"], thumb["value"]) == (
+        "thumbs_down",
+        -1,
+        "outdated",
+        "the price went up",
+        None,
+    )
+    assert thumb["metadata"] == {
+        "langfuse_score": "helpful",
+        "langfuse_source": "ANNOTATION",
+        "langfuse_data_type": "BOOLEAN",
+    }
     assert thumb["ts"] == datetime(2026, 11, 10, 10, 0, 1, tzinfo=UTC)  # the score's own time
     stars = stored["langfuse:sc-stars"]
     assert (stars["signal"], stars["value"], stars["polarity"]) == ("rating", 2, -1)
@@ -173,8 +279,11 @@ def test_scores_become_events_field_by_field_over_pages_and_a_reimport_stores_no
     label = stored["langfuse:sc-label"]
     assert (label["signal"], label["reason"], label["polarity"]) == ("thumbs_down", "wrong", -1)
     fix = stored["langfuse:sc-fix"]
-    assert (fix["signal"], fix["correction"], fix["polarity"]) == \
-        ("correction", "The Pro plan costs $12 per month.", -1)
+    assert (fix["signal"], fix["correction"], fix["polarity"]) == (
+        "correction",
+        "The Pro plan costs $12 per month.",
+        -1,
+    )
 
     again = cli("import", "langfuse", "--since", "2000-01-01", "--json")
     assert (again["read"], again["accepted"], again["duplicates"], again["rejected"]) == (9, 0, 6, 0)
@@ -182,7 +291,8 @@ def test_scores_become_events_field_by_field_over_pages_and_a_reimport_stores_no
 
 
 def test_since_skips_older_scores_and_the_next_import_starts_at_the_high_water_mark(
-        cli, langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     old = langfuse.trace("t-old", "Is there a free plan?", "No.")
     new = langfuse.trace("t-new", "Can I pay yearly?", "Yes, with a discount.")
     langfuse.score("s-old", old, "helpful", data_type="BOOLEAN", value=0, at="2026-11-01T08:00:00.000Z")
@@ -217,8 +327,11 @@ def test_a_trace_without_consent_is_stored_for_statistics_only_and_counted(cli, 
     report = cli("import", "langfuse", "--json")
     assert (report["accepted"], report["skipped_no_consent"]) == (3, 2)
     consent = {e["query"]: e["consent"] for e in _stored().values()}
-    assert consent == {"How do I reset my password?": True, "How do I delete my account?": False,
-                       "Where is my invoice?": False}
+    assert consent == {
+        "How do I reset my password?": True,
+        "How do I delete my account?": False,
+        "Where is my invoice?": False,
+    }
 
 
 def test_a_malformed_score_is_quarantined_with_its_reason(cli, langfuse: FakeLangfuse, flywheel_home: Path) -> None:
@@ -244,8 +357,9 @@ def test_a_malformed_score_is_quarantined_with_its_reason(cli, langfuse: FakeLan
     assert {(r["file"], r["index"]) for r in records} == {("langfuse", e["index"]) for e in report["errors"]}
 
 
-def test_wrong_keys_give_one_clear_error_and_never_show_the_secret(cli, langfuse: FakeLangfuse,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_keys_give_one_clear_error_and_never_show_the_secret(
+    cli, langfuse: FakeLangfuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     langfuse.score("s-1", langfuse.trace("t-1", "Hi?", "Hello."), "helpful", data_type="BOOLEAN", value=1)
     wrong = "sk-lf-wrong-secret-000111222"
     monkeypatch.setenv("FLYWHEEL_IMPORTS__LANGFUSE__SECRET_KEY", wrong)

@@ -47,16 +47,26 @@ def experiment(tracking: str, request: pytest.FixtureRequest, monkeypatch: pytes
     return name
 
 
-def _answer(question: str, answer: str, docs: list[str], *, tags: dict[str, str] | None = None,
-            user: str | None = "u-1", model: str = "gpt-4o-mini", prompt: bool = True) -> str:
+def _answer(
+    question: str,
+    answer: str,
+    docs: list[str],
+    *,
+    tags: dict[str, str] | None = None,
+    user: str | None = "u-1",
+    model: str = "gpt-4o-mini",
+    prompt: bool = True,
+) -> str:
     """One product call traced by MLflow: a retriever span, an LLM span naming its model; returns the trace id."""
     import mlflow
     from mlflow.entities import Document, SpanType
 
     @mlflow.trace(span_type=SpanType.RETRIEVER)
     def retrieve(query: str) -> list[Document]:
-        return [Document(page_content=f"text of {d}", metadata={"doc_uri": d}, id=d if i == 0 else None)
-                for i, d in enumerate(docs)]
+        return [
+            Document(page_content=f"text of {d}", metadata={"doc_uri": d}, id=d if i == 0 else None)
+            for i, d in enumerate(docs)
+        ]
 
     @mlflow.trace(span_type=SpanType.CHAT_MODEL)
     def chat(messages: list[dict[str, str]]) -> dict[str, Any]:
@@ -71,7 +81,8 @@ def _answer(question: str, answer: str, docs: list[str], *, tags: dict[str, str]
         metadata = {"mlflow.trace.user": user, "mlflow.trace.session": "s-1"} if user else {}
         mlflow.update_current_trace(tags=tags if tags is not None else {"consent": "true"}, metadata=metadata)
         return chat([{"role": "system", "content": "..."}, {"role": "user", "content": question}])["choices"][0][
-            "message"]["content"]
+            "message"
+        ]["content"]
 
     assistant(question)
     mlflow.flush_trace_async_logging()
@@ -106,45 +117,90 @@ def _by_assessment(stored: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
     return {e["metadata"]["mlflow_assessment"]: e for e in stored.values()}
 
 
-def test_assessments_become_events_field_by_field_and_a_reimport_stores_nothing(cli, experiment: str,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_assessments_become_events_field_by_field_and_a_reimport_stores_nothing(
+    cli, experiment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
     from mlflow.entities import AssessmentSource
 
     monkeypatch.setenv("FLYWHEEL_IMPORTS__MLFLOW__NUMERIC_SIGNALS", '{"resolved": "outcome"}')
-    tid = _answer("How much does the Pro plan cost?", "The Pro plan costs $10 per month.",
-                  ["pricing.md", "plans/pro.md"])
-    mlflow.log_feedback(trace_id=tid, name="thumbs", value=False, rationale="the price went up",
-                        source=_human(), metadata={"reason": "outdated"})
+    tid = _answer(
+        "How much does the Pro plan cost?", "The Pro plan costs $10 per month.", ["pricing.md", "plans/pro.md"]
+    )
+    mlflow.log_feedback(
+        trace_id=tid,
+        name="thumbs",
+        value=False,
+        rationale="the price went up",
+        source=_human(),
+        metadata={"reason": "outdated"},
+    )
     mlflow.log_feedback(trace_id=tid, name="stars", value=2, source=_human())
-    mlflow.log_feedback(trace_id=tid, name="expert", value=0.2, source=_human("reviewer-3"),
-                        metadata={"reason": "stale pricing"})
+    mlflow.log_feedback(
+        trace_id=tid, name="expert", value=0.2, source=_human("reviewer-3"), metadata={"reason": "stale pricing"}
+    )
     mlflow.log_feedback(trace_id=tid, name="resolved", value=0, source=_human())
-    mlflow.log_expectation(trace_id=tid, name="expected_response", value="The Pro plan costs $12 per month.",
-                           source=_human("agent-7"))
-    mlflow.log_feedback(trace_id=tid, name="relevance", value=0.9,
-                        source=AssessmentSource(source_type="LLM_JUDGE", source_id="gpt-4o"))
-    mlflow.log_feedback(trace_id=tid, name="length", value=True, source=AssessmentSource(source_type="CODE",
-                                                                                          source_id="len_check"))
+    mlflow.log_expectation(
+        trace_id=tid, name="expected_response", value="The Pro plan costs $12 per month.", source=_human("agent-7")
+    )
+    mlflow.log_feedback(
+        trace_id=tid, name="relevance", value=0.9, source=AssessmentSource(source_type="LLM_JUDGE", source_id="gpt-4o")
+    )
+    mlflow.log_feedback(
+        trace_id=tid, name="length", value=True, source=AssessmentSource(source_type="CODE", source_id="len_check")
+    )
 
     report = cli("import", "mlflow", "--experiment", experiment, "--json")
-    assert {k: report[k] for k in ("source", "experiment", "traces", "read", "accepted", "duplicates", "rejected",
-                                   "skipped_no_consent", "errors")} == {
-        "source": "mlflow", "experiment": experiment, "traces": 1, "read": 7, "accepted": 5, "duplicates": 0,
-        "rejected": 0, "skipped_no_consent": 0, "errors": []}
+    assert {
+        k: report[k]
+        for k in (
+            "source",
+            "experiment",
+            "traces",
+            "read",
+            "accepted",
+            "duplicates",
+            "rejected",
+            "skipped_no_consent",
+            "errors",
+        )
+    } == {
+        "source": "mlflow",
+        "experiment": experiment,
+        "traces": 1,
+        "read": 7,
+        "accepted": 5,
+        "duplicates": 0,
+        "rejected": 0,
+        "skipped_no_consent": 0,
+        "errors": [],
+    }
     assert report["skipped"] == {"llm_judge feedback, not a person's": 1, "code feedback, not a person's": 1}
     stored = _stored()
     assert all(key.startswith(f"mlflow:{tid}/a-") for key in stored)
     events = _by_assessment(stored)
     assert set(events) == {"thumbs", "stars", "expert", "resolved", "expected_response"}
-    shared = {"query": "How much does the Pro plan cost?", "output": "The Pro plan costs $10 per month.",
-              "user_id": "u-1", "session_id": "s-1", "consent": True, "prompt_version": "1",
-              "model": "gpt-4o-mini", "context_ids": ["pricing.md", "plans/pro.md"], "pii_scrubbed": []}
+    shared = {
+        "query": "How much does the Pro plan cost?",
+        "output": "The Pro plan costs $10 per month.",
+        "user_id": "u-1",
+        "session_id": "s-1",
+        "consent": True,
+        "prompt_version": "1",
+        "model": "gpt-4o-mini",
+        "context_ids": ["pricing.md", "plans/pro.md"],
+        "pii_scrubbed": [],
+    }
     for e in events.values():
         assert {k: e[k] for k in shared} == shared
     thumbs = events["thumbs"]
-    assert (thumbs["signal"], thumbs["polarity"], thumbs["reason"], thumbs["comment"], thumbs["value"]) == \
-        ("thumbs_down", -1, "outdated", "the price went up", None)
+    assert (thumbs["signal"], thumbs["polarity"], thumbs["reason"], thumbs["comment"], thumbs["value"]) == (
+        "thumbs_down",
+        -1,
+        "outdated",
+        "the price went up",
+        None,
+    )
     assert thumbs["metadata"] == {"mlflow_assessment": "thumbs", "mlflow_source_type": "HUMAN"}
     assert (events["stars"]["signal"], events["stars"]["value"], events["stars"]["polarity"]) == ("rating", 2, -1)
     expert = events["expert"]
@@ -152,8 +208,11 @@ def test_assessments_become_events_field_by_field_and_a_reimport_stores_nothing(
     assert expert["metadata"]["mlflow_reason"] == "stale pricing"  # not one of SPEC's reasons: kept aside
     assert (events["resolved"]["signal"], events["resolved"]["value"]) == ("outcome", 0)
     correction = events["expected_response"]
-    assert (correction["signal"], correction["correction"], correction["polarity"]) == \
-        ("correction", "The Pro plan costs $12 per month.", -1)
+    assert (correction["signal"], correction["correction"], correction["polarity"]) == (
+        "correction",
+        "The Pro plan costs $12 per month.",
+        -1,
+    )
     # The feedback's own time, not the import's.
     (thumbs_assessment,) = [a for a in mlflow.get_trace(tid).info.assessments if a.name == "thumbs"]
     assert thumbs["ts"] == datetime.fromtimestamp(thumbs_assessment.create_time_ms / 1000, UTC)
@@ -164,7 +223,8 @@ def test_assessments_become_events_field_by_field_and_a_reimport_stores_nothing(
 
 
 def test_since_skips_older_traces_and_the_next_import_starts_where_the_last_stopped(
-        cli, experiment: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, experiment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
     old = _answer("Is there a free plan?", "No.", ["pricing.md"])
@@ -190,8 +250,9 @@ def test_since_skips_older_traces_and_the_next_import_starts_where_the_last_stop
     assert (report["traces"], report["accepted"], report["duplicates"]) == (3, 1, 2)
 
 
-def test_a_trace_without_consent_is_stored_for_statistics_only_and_counted(cli, experiment: str,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trace_without_consent_is_stored_for_statistics_only_and_counted(
+    cli, experiment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
     monkeypatch.setenv("FLYWHEEL_IMPORTS__MLFLOW__CONSENT_KEY", "user.consent")
@@ -204,8 +265,11 @@ def test_a_trace_without_consent_is_stored_for_statistics_only_and_counted(cli, 
     report = cli("import", "mlflow", "--experiment", experiment, "--json")
     assert (report["accepted"], report["skipped_no_consent"]) == (3, 2)
     consent = {e["query"]: e["consent"] for e in _stored().values()}
-    assert consent == {"How do I reset my password?": True, "How do I delete my account?": False,
-                       "Where is my invoice?": False}
+    assert consent == {
+        "How do I reset my password?": True,
+        "How do I delete my account?": False,
+        "Where is my invoice?": False,
+    }
     # That its text never leaves the store is triage's rule: see the end-to-end test below.
 
 
@@ -230,34 +294,63 @@ def test_a_malformed_assessment_is_quarantined_with_its_reason(cli, experiment: 
     assert Path(kept).parent == flywheel_home / "quarantine"
     records = [json.loads(line) for line in Path(kept).read_text().splitlines()]
     assert sorted(r["error"] for r in records) == sorted(e["error"] for e in report["errors"])
-    assert {(r["file"], r["index"]) for r in records} == {(f"mlflow-{experiment}", e["index"]) for e in report["errors"]}
+    assert {(r["file"], r["index"]) for r in records} == {
+        (f"mlflow-{experiment}", e["index"]) for e in report["errors"]
+    }
     # The same bad assessments read again: counted again, kept once.
     again = cli("import", "mlflow", "--experiment", experiment, "--since", "2000-01-01", "--json")
     assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 1, 2)
 
 
-def test_flywheels_own_golden_traces_carry_its_verdicts_and_are_not_imported(cli, experiment: str,
-                                                                             tmp_path: Path) -> None:
+def test_flywheels_own_golden_traces_carry_its_verdicts_and_are_not_imported(
+    cli, experiment: str, tmp_path: Path
+) -> None:
     """The eval writes the judge's grade on each golden answer back as an assessment (source LLM_JUDGE,
     or CODE for code scorers); importing that experiment must not turn them into user feedback."""
     import mlflow
+
     from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version
     from flywheel.evals.pipeline import Variant
     from flywheel.evals.runner import EvalResult, EvalRow
     from flywheel.evals.tracking import cycle_run, experiment_id, log_variant
 
-    rows = [EvalRow(id="tone", category="tone", input="Say hi politely", expected="a polite greeting",
-                    scorer="judge", output="Hello there!", score=0.5, rationale="polite but curt")]
-    items = (GoldenItem(id="tone", input="Say hi politely", expected="a polite greeting", category="tone",
-                        scorer="judge"),)
+    rows = [
+        EvalRow(
+            id="tone",
+            category="tone",
+            input="Say hi politely",
+            expected="a polite greeting",
+            scorer="judge",
+            output="Hello there!",
+            score=0.5,
+            rationale="polite but curt",
+        )
+    ]
+    items = (
+        GoldenItem(id="tone", input="Say hi politely", expected="a polite greeting", category="tone", scorer="judge"),
+    )
     golden = GoldenSet(path=tmp_path / "golden.jsonl", items=items, version=canonical_version(list(items)))
     client = mlflow.MlflowClient()
     exp = experiment_id(client, experiment)
-    result = EvalResult(variant=Variant(label="champion", prompt_template="t", model="m"),
-                        golden_version=golden.version, rows=rows)
-    log_variant(client, exp, cycle_run(client, exp, "c-1"), cycle_id="c-1", kind="champion", candidate_id="champ",
-                result=result, golden=golden, decision="evaluated", metrics={}, params={}, tags={}, artifacts={},
-                judge_model="judge-4")
+    result = EvalResult(
+        variant=Variant(label="champion", prompt_template="t", model="m"), golden_version=golden.version, rows=rows
+    )
+    log_variant(
+        client,
+        exp,
+        cycle_run(client, exp, "c-1"),
+        cycle_id="c-1",
+        kind="champion",
+        candidate_id="champ",
+        result=result,
+        golden=golden,
+        decision="evaluated",
+        metrics={},
+        params={},
+        tags={},
+        artifacts={},
+        judge_model="judge-4",
+    )
     (trace,) = mlflow.search_traces(locations=[exp], return_type="list")
     grade = next(a for a in trace.info.assessments if a.name == "golden_score")
     assert (grade.value, grade.source.source_type, grade.source.source_id) == (0.5, "LLM_JUDGE", "judge-4")
@@ -284,10 +377,21 @@ def test_end_to_end_traces_with_feedback_become_clusters(cli, experiment: str, w
     chosen = [e for e in events if e.get("signal") == "thumbs_down" and e.get("reason")][:40]
     chosen += [e for e in events if e.get("signal") == "thumbs_up"][:10]
     for e in chosen:
-        tid = _answer(e["query"], e["output"], e.get("context_ids") or ["none"], user=e["user_id"],
-                      tags={"consent": "true" if e["consent"] else "false"})
-        mlflow.log_feedback(trace_id=tid, name="thumbs", value=e["signal"] == "thumbs_up", source=_human(e["user_id"]),
-                            rationale=e.get("comment"), metadata={"reason": e["reason"]} if e.get("reason") else None)
+        tid = _answer(
+            e["query"],
+            e["output"],
+            e.get("context_ids") or ["none"],
+            user=e["user_id"],
+            tags={"consent": "true" if e["consent"] else "false"},
+        )
+        mlflow.log_feedback(
+            trace_id=tid,
+            name="thumbs",
+            value=e["signal"] == "thumbs_up",
+            source=_human(e["user_id"]),
+            rationale=e.get("comment"),
+            metadata={"reason": e["reason"]} if e.get("reason") else None,
+        )
 
     report = cli("import", "mlflow", "--experiment", experiment, "--json")
     unconsented = sum(1 for e in chosen if not e["consent"])
@@ -302,6 +406,8 @@ def test_end_to_end_traces_with_feedback_become_clusters(cli, experiment: str, w
     shown = json.dumps([c["summary"] for c in clusters])
     hidden = [e["query"] for e in chosen if not e["consent"] and e["signal"] == "thumbs_down"]
     assert hidden and not any(q[:40] in shown for q in hidden)
-    print(f"end to end: {report['traces']} traces, {report['accepted']} events accepted "
-          f"({unconsented} without consent), {len(clusters)} clusters: "
-          + ", ".join(f"{c['category']}/{c['route']} x{c['size']}" for c in clusters))
+    print(
+        f"end to end: {report['traces']} traces, {report['accepted']} events accepted "
+        f"({unconsented} without consent), {len(clusters)} clusters: "
+        + ", ".join(f"{c['category']}/{c['route']} x{c['size']}" for c in clusters)
+    )

@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from flywheel.config import ImproveSettings, load_settings
 from flywheel.evals.golden import load_golden
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import evaluate
-from flywheel.config import ImproveSettings, load_settings
-from flywheel.runtime import runtime_for
-from flywheel.loop.evaluate import answer_factory
+from flywheel.improvers.prompt import FailingExample, integrity_problems, propose
 from flywheel.improvers.screening_step import answer_queries, judge_resolutions
 from flywheel.llm import make_client
-from flywheel.sim.server import SimOptions, Simulator
+from flywheel.loop.evaluate import answer_factory
+from flywheel.runtime import runtime_for
 from flywheel.sim.rules import correct_answer, match_intent
+from flywheel.sim.server import SimOptions, Simulator
 from flywheel.sim.world import INITIAL_PROMPT
-from flywheel.improvers.prompt import FailingExample, integrity_problems, propose
 from nonempty import every
 
 S = ImproveSettings()
@@ -29,8 +29,10 @@ def test_integrity_checks() -> None:
     ok = champion + " Apologize to frustrated customers."
     assert integrity_problems(ok, champion, [], S) == []
     assert "identical to the champion" in integrity_problems(champion, champion, [], S)
-    assert any("drops template variables ['product']" in p
-               for p in integrity_problems("You help customers. Apologize.", champion, [], S))
+    assert any(
+        "drops template variables ['product']" in p
+        for p in integrity_problems("You help customers. Apologize.", champion, [], S)
+    )
     assert any("adds unknown" in p for p in integrity_problems(ok + " {{tone}}", champion, [], S))
     assert any("over the budget" in p for p in integrity_problems(champion + " x" * 800, champion, [], S))
     golden_input = "How much would 5 Team seats cost per year?"
@@ -44,23 +46,38 @@ def _examples(queries: list[str], *, corrected: bool) -> list[FailingExample]:
     out = []
     for q in queries:
         intent = match_intent(q)
-        out.append(FailingExample(query=q, output="Sign out of the desktop app, sign back in, and sync will restart.",
-                                  signal="thumbs_down", reason="tone", comment="felt dismissive",
-                                  better=correct_answer(intent, intent.slots(q)) if corrected else None))
+        out.append(
+            FailingExample(
+                query=q,
+                output="Sign out of the desktop app, sign back in, and sync will restart.",
+                signal="thumbs_down",
+                reason="tone",
+                comment="felt dismissive",
+                better=correct_answer(intent, intent.slots(q)) if corrected else None,
+            )
+        )
     return out
 
 
-ANGRY = ["Your app keeps failing to sync, this is ridiculous! What do I do?",
-         "I'm so frustrated, my files won't sync again. How do I fix it?"]
+ANGRY = [
+    "Your app keeps failing to sync, this is ridiculous! What do I do?",
+    "I'm so frustrated, my files won't sync again. How do I fix it?",
+]
 
 
 def _propose(sim: Simulator, examples: list[FailingExample], settings: ImproveSettings = S):
     config = load_settings(openai_base_url=sim.base_url)
     return propose(
-        cluster_id="tone-x", category="tone", champion=INITIAL_PROMPT, examples=examples,
-        client=make_client(config), model="gpt-4o",
+        cluster_id="tone-x",
+        category="tone",
+        champion=INITIAL_PROMPT,
+        examples=examples,
+        client=make_client(config),
+        model="gpt-4o",
         run_queries=lambda t, qs: answer_queries(config, t, qs),
-        judge=lambda exs, outs: judge_resolutions(config, runtime_for(config).state, exs, outs), protected=[], settings=settings,
+        judge=lambda exs, outs: judge_resolutions(config, runtime_for(config).state, exs, outs),
+        protected=[],
+        settings=settings,
     )
 
 
@@ -90,8 +107,7 @@ def test_a_drafting_model_in_the_wild_costs_rounds_not_the_cluster() -> None:
     found, problems = 0, []
     for seed in range(10):
         with Simulator(options=SimOptions(reword=True, seed=seed, drafting="wild", reject_json_schema=True)) as sim:
-            result = _propose(sim, _examples(ANGRY, corrected=False),
-                              S.model_copy(update={"rounds": 4}))
+            result = _propose(sim, _examples(ANGRY, corrected=False), S.model_copy(update={"rounds": 4}))
         assert result.rounds >= 1 and result.rollouts <= S.max_rollouts
         found += bool(result.kept) and "apologize" in result.drafts[result.kept[0]].template.lower()
         assert all(p.startswith("round ") for p in result.problems)  # a seed may have none: fine
@@ -107,12 +123,27 @@ def _golden(tmp_path: Path, rows: list[dict]) -> Path:
 
 
 def test_judge_scorer_and_a_users_own_pipeline(simulator, tmp_path: Path) -> None:
-    golden = load_golden(_golden(tmp_path, [
-        {"id": "a", "input": "How do I reset my password?", "category": "general", "scorer": "judge",
-         "expected": "Go to Settings > Security and choose Reset password; we email you a reset link."},
-        {"id": "b", "input": "Write a short poem about autumn leaves.", "category": "off_topic", "scorer": "judge",
-         "expected": "I can only help with questions about Nimbus Drive."},
-    ]))
+    golden = load_golden(
+        _golden(
+            tmp_path,
+            [
+                {
+                    "id": "a",
+                    "input": "How do I reset my password?",
+                    "category": "general",
+                    "scorer": "judge",
+                    "expected": "Go to Settings > Security and choose Reset password; we email you a reset link.",
+                },
+                {
+                    "id": "b",
+                    "input": "Write a short poem about autumn leaves.",
+                    "category": "off_topic",
+                    "scorer": "judge",
+                    "expected": "I can only help with questions about Nimbus Drive.",
+                },
+            ],
+        )
+    )
     settings = load_settings(openai_base_url=simulator.base_url)
     variant = Variant(label="c", prompt_template=INITIAL_PROMPT, model="gpt-4o-mini")
     result = evaluate(variant, golden, answer_factory(settings), default_scorer="contains", concurrency=4)
@@ -121,22 +152,37 @@ def test_judge_scorer_and_a_users_own_pipeline(simulator, tmp_path: Path) -> Non
     assert "expected answer" in by_id["b"].rationale and result.errors == 0
 
     hooked = load_settings(openai_base_url=simulator.base_url, eval={"pipeline": "pipeline_hooks:shouting"})
-    golden2 = load_golden(_golden(tmp_path, [{"id": "x", "input": "hello", "expected": "YOU HELLO",
-                                              "category": "c", "scorer": "exact"}]))
-    result = evaluate(variant.model_copy(update={"prompt_template": "you are nice"}), golden2,
-                      answer_factory(hooked), default_scorer="exact", concurrency=2)
+    golden2 = load_golden(
+        _golden(tmp_path, [{"id": "x", "input": "hello", "expected": "YOU HELLO", "category": "c", "scorer": "exact"}])
+    )
+    result = evaluate(
+        variant.model_copy(update={"prompt_template": "you are nice"}),
+        golden2,
+        answer_factory(hooked),
+        default_scorer="exact",
+        concurrency=2,
+    )
     assert [r.score for r in result.rows] == [1.0]
 
 
 def test_items_that_keep_failing_are_errors_not_scores(tmp_path: Path) -> None:
     from flywheel.sim.server import SimOptions, Simulator
 
-    golden = load_golden(_golden(tmp_path, [{"id": "a", "input": "How do I reset my password?",
-                                             "expected": "Reset password", "category": "c"}]))
+    golden = load_golden(
+        _golden(
+            tmp_path,
+            [{"id": "a", "input": "How do I reset my password?", "expected": "Reset password", "category": "c"}],
+        )
+    )
     with Simulator(options=SimOptions(fail_status=429)) as sim:
         settings = load_settings(openai_base_url=sim.base_url, llm_max_retries=1)
-        result = evaluate(Variant(label="c", prompt_template=INITIAL_PROMPT, model="m"), golden,
-                          answer_factory(settings), default_scorer="contains", concurrency=1)
+        result = evaluate(
+            Variant(label="c", prompt_template=INITIAL_PROMPT, model="m"),
+            golden,
+            answer_factory(settings),
+            default_scorer="contains",
+            concurrency=1,
+        )
         assert sim.counts()["failed_429"] == 2
     (row,) = result.rows
     assert row.score is None and "429" in (row.error or "") and result.scores == {} and result.errors == 1
@@ -144,8 +190,8 @@ def test_items_that_keep_failing_are_errors_not_scores(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("spec", ["nomodule", "no_such_module:fn", "pipeline_hooks:missing"])
 def test_a_bad_pipeline_hook_is_a_usage_error(spec: str) -> None:
-    from flywheel.evals.pipeline import load_user_pipeline
     from flywheel.errors import UsageError
+    from flywheel.evals.pipeline import load_user_pipeline
 
     with pytest.raises(UsageError, match=r"eval\.pipeline"):
         load_user_pipeline(spec)

@@ -41,7 +41,8 @@ def test_the_registry_finds_the_built_ins_and_an_installed_plugin_by_entry_point
     from importlib.metadata import distribution
 
     assert distribution("fewshot-improver").entry_points.select(group=plugins.GROUP)["fewshot"].value == (
-        "fewshot_improver:IMPROVER")
+        "fewshot_improver:IMPROVER"
+    )
 
 
 def test_an_unknown_kind_is_refused_by_name() -> None:
@@ -49,8 +50,9 @@ def test_an_unknown_kind_is_refused_by_name() -> None:
     from flywheel.errors import UsageError
 
     with pytest.raises(UsageError, match="no improver provides the kind 'fewshot'"):
-        Candidate(candidate_id="x", cycle_id="c", kind="fewshot", cluster_ids=[],
-                  payload={"template": "t", "shots": []})
+        Candidate(
+            candidate_id="x", cycle_id="c", kind="fewshot", cluster_ids=[], payload={"template": "t", "shots": []}
+        )
 
 
 KIND_SPECIFIC = {"CandidateKind", "PromptPayload", "RagPayload", "FinetunePayload"}
@@ -69,7 +71,9 @@ def test_the_cycle_and_the_faces_reach_improvers_only_through_the_registry() -> 
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = {a.name for a in node.names}
-                if node.module.startswith("flywheel.improvers.") and node.module.split(".")[2].startswith(BUILT_IN_MODULES):
+                if node.module.startswith("flywheel.improvers.") and node.module.split(".")[2].startswith(
+                    BUILT_IN_MODULES
+                ):
                     found.append(f"{path.relative_to(root)}:{node.lineno}: {node.module}")
                 if names & KIND_SPECIFIC:
                     found.append(f"{path.relative_to(root)}:{node.lineno}: {', '.join(sorted(names & KIND_SPECIFIC))}")
@@ -81,20 +85,30 @@ def _golden(world: Path, tmp_path: Path) -> Path:
     """Every tone item of the world (the few-shot fix) and enough others for the policy's minimum."""
     rows = [json.loads(line) for line in (world / "golden.jsonl").read_text().splitlines()]
     tone = [r for r in rows if r["category"] == "tone"]
-    return write_jsonl(tmp_path / "golden.jsonl", tone + [r for r in rows if r["category"] != "tone"][:40 - len(tone)])
+    return write_jsonl(tmp_path / "golden.jsonl", tone + [r for r in rows if r["category"] != "tone"][: 40 - len(tone)])
 
 
 def _complaints(world: Path) -> list[dict]:
     """Upset users' sync questions answered curtly, each corrected with an apology."""
-    rows = [json.loads(line) for line in (world / "feedback.jsonl").read_text().splitlines()
-            if '"reason": "tone"' in line and '"consent": true' in line]
+    rows = [
+        json.loads(line)
+        for line in (world / "feedback.jsonl").read_text().splitlines()
+        if '"reason": "tone"' in line and '"consent": true' in line
+    ]
     return [{**r, "signal": "correction", "correction": CORRECTION, "comment": None} for r in rows[:30]]
 
 
 @pytest.mark.slow
 def test_a_plugin_improver_goes_through_cycle_gate_canary_watch_and_rollback(
-        cli, fewshot_installed: None, world: Path, world_vectors: Path, sim_env, prefect_api: str,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli,
+    fewshot_installed: None,
+    world: Path,
+    world_vectors: Path,
+    sim_env,
+    prefect_api: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(_golden(world, tmp_path)))
     monkeypatch.setenv("FLYWHEEL_LLM_TASK_RETRIES", "0")
     # The built-in prompt improver would draft for the same cluster and, screened per cluster, win the
@@ -125,12 +139,18 @@ def test_a_plugin_improver_goes_through_cycle_gate_canary_watch_and_rollback(
     canary_version = prompt_at(settings, CANARY).version
     assert canary_version == stored.version and CORRECTION in prompt_at(settings, CANARY).template
     champion = cli("status", "--json")["canary"]
-    assert (champion["kind"], champion["version"], champion["candidate_id"]) == ("prompt", canary_version,
-                                                                                  cand["candidate_id"])
+    assert (champion["kind"], champion["version"], champion["candidate_id"]) == (
+        "prompt",
+        canary_version,
+        cand["candidate_id"],
+    )
 
     # watch: on live traffic the canary's users complain less; the watch promotes it.
-    ingest(settings, rated_events(1, 2500, 0.30, prefix="p", arm="production", prompt_version=start)
-           + rated_events(2, 2500, 0.15, prefix="c", arm="canary", prompt_version=canary_version))
+    ingest(
+        settings,
+        rated_events(1, 2500, 0.30, prefix="p", arm="production", prompt_version=start)
+        + rated_events(2, 2500, 0.15, prefix="c", arm="canary", prompt_version=canary_version),
+    )
     (row,) = cli("watch", "--json")["watches"]
     assert (row["kind"], row["verdict"], row["action"]) == ("prompt", "better", "promoted")
     assert prompt_at(settings, PRODUCTION).version == canary_version and prompt_at(settings, CANARY) is None
@@ -147,14 +167,16 @@ def test_a_plugin_improver_goes_through_cycle_gate_canary_watch_and_rollback(
     assert undone.payload.rolled_back_at is not None and history[-1] == "rolled_back"
 
 
-def test_a_plugin_that_does_not_load_is_left_out_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_a_plugin_that_does_not_load_is_left_out_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """A third party's broken improver must not stop every command: the others still work."""
     info = tmp_path / "broken_improver-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-improver\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text(f"[{plugins.GROUP}]\nbroken = broken_improver:IMPROVER\n"
-                                           f"wrong = json:dumps\n")
+    (info / "entry_points.txt").write_text(
+        f"[{plugins.GROUP}]\nbroken = broken_improver:IMPROVER\nwrong = json:dumps\n"
+    )
     (tmp_path / "broken_improver.py").write_text("raise RuntimeError('needs a GPU')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     plugins.refresh()
@@ -162,8 +184,10 @@ def test_a_plugin_that_does_not_load_is_left_out_with_a_warning(tmp_path: Path, 
         with caplog.at_level("WARNING", logger="flywheel.plugins"):
             assert plugins.names() == ["prompt", "rag", "finetune"]
         said = [r.getMessage() for r in caplog.records]
-        assert any("broken = broken_improver:IMPROVER left out: it does not load (RuntimeError: needs a GPU)" in m
-                   for m in said), said
+        assert any(
+            "broken = broken_improver:IMPROVER left out: it does not load (RuntimeError: needs a GPU)" in m
+            for m in said
+        ), said
         assert any("wrong = json:dumps left out: it is not an improver" in m for m in said), said
     finally:
         monkeypatch.undo()

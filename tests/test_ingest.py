@@ -30,7 +30,12 @@ def test_bad_lines_are_reported_with_line_numbers_and_quarantined(cli, tmp_path:
     )
     out = cli("ingest", str(src), "--json")
     assert out["accepted"] == 3 and out["rejected"] == 4 and out["duplicates"] == 0
-    assert [(e["line"], e["file"]) for e in out["errors"]] == [(2, str(src)), (4, str(src)), (6, str(src)), (7, str(src))]
+    assert [(e["line"], e["file"]) for e in out["errors"]] == [
+        (2, str(src)),
+        (4, str(src)),
+        (6, str(src)),
+        (7, str(src)),
+    ]
     assert "not valid JSON" in out["errors"][0]["error"]
     assert "rating" in out["errors"][1]["error"] and "value" in out["errors"][1]["error"]
     assert out["errors"][2]["error"].startswith("ts:")
@@ -89,8 +94,12 @@ def test_pii_is_absent_from_the_store_files_after_ingest(cli, tmp_path: Path, fl
         event("p3", signal="edit", final_text=f"Write to {PII['email']}", metadata={"note": f"ip {PII['ip']}"}),
         event("p4", user_id=PII["email"]),
         event("p5", query=f"my aws secret is {PII['aws']} and my token {JWT}", comment=f"IBAN {PII['iban']}"),
-        event("p6", query=f"SSN {PII['ssn']}, or social security number {PII['ssn_dashed']}",
-              output=f"Ship it to {PII['address']}, London", metadata={"from": f"{PII['name']} wrote"}),
+        event(
+            "p6",
+            query=f"SSN {PII['ssn']}, or social security number {PII['ssn_dashed']}",
+            output=f"Ship it to {PII['address']}, London",
+            metadata={"from": f"{PII['name']} wrote"},
+        ),
         event("p7", signal="correction", correction=f"Hello, my name is {PII['introduced']}. Why is sync slow?"),
     ]
     out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", rows)), "--json")
@@ -110,7 +119,9 @@ def test_pii_is_absent_from_the_store_files_after_ingest(cli, tmp_path: Path, fl
 
 
 def test_consent_flag_is_stored_and_defaults_to_false(tmp_path: Path, settings) -> None:
-    src = write_jsonl(tmp_path / "fb.jsonl", [event("c1"), event("c2", consent=False), {**event("c3"), "consent": None}])
+    src = write_jsonl(
+        tmp_path / "fb.jsonl", [event("c1"), event("c2", consent=False), {**event("c3"), "consent": None}]
+    )
     settings.ensure_home()
     with open_store(settings.resolved_store_url) as store:
         report = ingest_files([str(src)], store, settings.quarantine_dir, IngestSettings())
@@ -140,7 +151,11 @@ def test_consent_flag_is_stored_and_defaults_to_false(tmp_path: Path, settings) 
         ({"signal": "expert_review", "value": 0.1}, -1, 0.8),
         ({"signal": "expert_review", "value": 0.9}, 1, 0.8),
         ({"signal": "edit", "final_text": "The Pro plan costs $10 per month!"}, 1, 0.3),
-        ({"signal": "edit", "final_text": "Pricing changed: Pro is twelve dollars a month now, billed yearly."}, -1, None),
+        (
+            {"signal": "edit", "final_text": "Pricing changed: Pro is twelve dollars a month now, billed yearly."},
+            -1,
+            None,
+        ),
     ],
 )
 def test_signals_normalise_to_polarity_and_strength(tmp_path: Path, settings, fields, polarity, strength) -> None:

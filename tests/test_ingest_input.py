@@ -74,7 +74,12 @@ def test_a_byte_order_mark_at_the_start_of_a_file_or_stdin_is_accepted(cli, tmp_
 def test_the_errors_list_says_when_it_stops(cli, tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "fb.jsonl", [f"not json {i}" for i in range(1005)])
     out = cli("ingest", str(src), "--json")
-    assert (out["rejected"], len(out["errors"]), out["errors_total"], out["errors_truncated"]) == (1005, 1000, 1005, True)
+    assert (out["rejected"], len(out["errors"]), out["errors_total"], out["errors_truncated"]) == (
+        1005,
+        1000,
+        1005,
+        True,
+    )
     few = cli("ingest", str(write_jsonl(tmp_path / "few.jsonl", ["nope"])), "--json")
     assert (few["errors_total"], few["errors_truncated"]) == (1, False)
 
@@ -112,8 +117,13 @@ def test_a_field_longer_than_max_field_chars_is_rejected_and_the_lines_around_it
 ) -> None:
     assert IngestSettings().max_field_chars == 100_000
     monkeypatch.setenv("FLYWHEEL_INGEST__MAX_FIELD_CHARS", "1000")
-    rows = [event("e1"), event("e2"), event("long", query="x" * 1001), event("meta", metadata={"note": "y" * 2000}),
-            event("e3")]
+    rows = [
+        event("e1"),
+        event("e2"),
+        event("long", query="x" * 1001),
+        event("meta", metadata={"note": "y" * 2000}),
+        event("e3"),
+    ]
     out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", rows)), "--json")
     assert (out["accepted"], out["rejected"]) == (3, 2), out
     assert out["errors"][0]["error"] == "query: 1001 characters, more than ingest.max_field_chars (1000)"
@@ -148,6 +158,7 @@ def test_strict_without_json_prints_the_counts_and_one_error_line(cli, tmp_path:
     err = cli("ingest", "--strict", str(src), expect=2).stderr
     assert err.splitlines()[0] == "accepted 1, duplicates 0, rejected 1"
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
-        "error: --strict: 1 line was rejected (the others were stored)"]
+        "error: --strict: 1 line was rejected (the others were stored)"
+    ]
     (kept,) = (flywheel_home / "quarantine").glob("*.rejected.jsonl")
     assert f"rejected lines kept in {kept}" in err.splitlines()  # whole, pasteable, however long the path

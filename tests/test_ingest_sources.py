@@ -4,9 +4,8 @@ one validation path, so an event gets the same verdict, message and stored form 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -73,8 +72,16 @@ class _Traces:
 
 @pytest.mark.parametrize("atomic", [False, True])
 def test_a_new_source_needs_no_validation_of_its_own(tmp_path: Path, atomic: bool) -> None:
-    source = _Traces("traces.json", [(10, event("t1")), (11, BAD[0]), (12, event("t1")), (13, {"no": "event"}),
-                                     (14, event("t2", metadata={"k": float("nan")}))])
+    source = _Traces(
+        "traces.json",
+        [
+            (10, event("t1")),
+            (11, BAD[0]),
+            (12, event("t1")),
+            (13, {"no": "event"}),
+            (14, event("t2", metadata={"k": float("nan")})),
+        ],
+    )
     report = BatchReport()
     with open_store(f"sqlite:///{tmp_path / 's.sqlite'}") as store:
         ingest_source(source, store, tmp_path / "q", SETTINGS, report, atomic=atomic)

@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-
 from conftest import event, write_jsonl
 from flywheel.app.cli import app
 from flywheel.config import IngestSettings, load_settings
@@ -41,8 +40,13 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
 def test_negative_counts_only_what_this_process_stored(tmp_path: Path, flywheel_home: Path) -> None:
     """Two ingests into one store, interleaved: each reports its own new negatives, not the other's."""
     env = {**os.environ, "FLYWHEEL_INGEST__BATCH_SIZE": "1"}
-    slow = subprocess.Popen([str(FLYWHEEL), "ingest", "-", "--json"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    slow = subprocess.Popen(
+        [str(FLYWHEEL), "ingest", "-", "--json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     assert slow.stdin is not None
     slow.stdin.write(b"".join(_line(event(f"a{i}", user_id=f"a{i}")) for i in range(3)))
     slow.stdin.flush()

@@ -12,18 +12,18 @@ from typing import Any
 import pytest
 
 from conftest import Cli, event, write_jsonl
+from flywheel.candidates import Candidate, Decision, PromptPayload
+from flywheel.config import load_settings
 from flywheel.evals.calibration import Agreement, agreement, assess
 from flywheel.evals.golden import GoldenItem, load_golden
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import EvalResult, EvalRow
-from flywheel.candidates import Candidate, Decision, PromptPayload
-from flywheel.config import load_settings
-from flywheel.runtime import runtime_for
-from flywheel.registry import use_mlflow
-from flywheel.state import open_state
 from flywheel.loop.context import CycleContext
 from flywheel.loop.gate import gate_step
+from flywheel.registry import use_mlflow
+from flywheel.runtime import runtime_for
 from flywheel.sim.server import SimOptions, Simulator
+from flywheel.state import open_state
 
 SECRET = "PANGOLIN-4471"  # only in text without consent: it must never reach the judge
 
@@ -80,16 +80,28 @@ def _reviews() -> list[dict[str, Any]]:
         event("r2", signal="expert_review", value=0.1, query=q_price, output="Pro is free."),
         event("r3", signal="expert_review", value=0.2, query=q_price, output=PRICE + " and it includes phone support."),
         # the expert's own correction is the reference
-        event("r4", signal="expert_review", value=0.0, query="Can I pay yearly?", output="No.",
-              correction="Yes, yearly billing saves two months."),
+        event(
+            "r4",
+            signal="expert_review",
+            value=0.0,
+            query="Can I pay yearly?",
+            output="No.",
+            correction="Yes, yearly billing saves two months.",
+        ),
         # another consented event's correction is the reference
         event("c1", signal="correction", query=q_sync, output="Reinstall.", correction=SYNC),
         event("r5", signal="expert_review", value=1.0, query=q_sync, output=SYNC + "."),
         event("r6", signal="expert_review", value=0.9, query=q_sync, output="Log off the app, log on again."),
         event("r7", signal="expert_review", value=0.1, query=q_sync, output="Buy a new laptop."),
         # skipped: no consent (its text never read), no reference, its answer is the reference
-        event("x1", signal="expert_review", value=0.1, consent=False, query=f"{SECRET} how much is Pro?",
-              output=f"{SECRET} costs 5."),
+        event(
+            "x1",
+            signal="expert_review",
+            value=0.1,
+            consent=False,
+            query=f"{SECRET} how much is Pro?",
+            output=f"{SECRET} costs 5.",
+        ),
         event("x2", signal="correction", consent=False, query=q_share, output="Email it.", correction=f"{SECRET} menu"),
         event("x3", signal="expert_review", value=0.9, query=q_share, output="Email it to them."),
         event("x4", signal="expert_review", value=0.9, query="What is Nimbus?", output="A file sync service."),
@@ -98,8 +110,10 @@ def _reviews() -> list[dict[str, Any]]:
 
 
 def _golden_file(path: Path) -> Path:
-    items = [GoldenItem(id="g-price", input="how much is pro?", expected=PRICE, category="factual", scorer="judge"),
-             GoldenItem(id="g-refund", input="Refund policy?", expected="Refunds within 30 days.", category="factual")]
+    items = [
+        GoldenItem(id="g-price", input="how much is pro?", expected=PRICE, category="factual", scorer="judge"),
+        GoldenItem(id="g-refund", input="Refund policy?", expected="Refunds within 30 days.", category="factual"),
+    ]
     return write_jsonl(path, [i.model_dump(exclude_defaults=True) for i in items])
 
 
@@ -117,8 +131,9 @@ def recording_sim(monkeypatch: pytest.MonkeyPatch) -> Any:
         yield sim
 
 
-def test_calibrate_compares_the_judge_with_consented_expert_reviews(cli: Cli, recording_sim: Simulator,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_calibrate_compares_the_judge_with_consented_expert_reviews(
+    cli: Cli, recording_sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(_golden_file(Path("golden.jsonl"))))
     monkeypatch.setenv("FLYWHEEL_JUDGE__MIN_ITEMS", "5")
     cli("ingest", str(write_jsonl(Path("reviews.jsonl"), _reviews())), "--json")
@@ -128,8 +143,10 @@ def test_calibrate_compares_the_judge_with_consented_expert_reviews(cli: Cli, re
     # Asked: r1-r7. Judge (recall >= 0.8 of the reference's words passes): r1 pass, r2 fail, r3 pass,
     # r4 fail, r5 pass, r6 fail, r7 fail. Experts: pass r1 r5 r6; fail r2 r3 r4 r7.
     assert out["items"] == 7 and out["errors"] == 0
-    assert out["confusion"] == {"expert_pass": {"judge_pass": 2, "judge_fail": 1},
-                                "expert_fail": {"judge_pass": 1, "judge_fail": 3}}
+    assert out["confusion"] == {
+        "expert_pass": {"judge_pass": 2, "judge_fail": 1},
+        "expert_fail": {"judge_pass": 1, "judge_fail": 3},
+    }
     # p_o = 5/7; p_e = 3/7 * 3/7 + 4/7 * 4/7 = 25/49; kappa = (35/49 - 25/49) / (24/49) = 10/24
     assert out["agreement"] == round(5 / 7, 4) and out["kappa"] == pytest.approx(10 / 24, abs=1e-4)
     assert out["references"] == {"expert_correction": 1, "feedback": 3, "golden": 3}
@@ -157,10 +174,20 @@ def test_calibrate_compares_the_judge_with_consented_expert_reviews(cli: Cli, re
     assert "kappa 0.417" in text.stdout and "trusted" in text.stderr
 
 
-def test_the_sample_is_capped_and_deterministic(cli: Cli, recording_sim: Simulator,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = [event(f"e{k}", signal="expert_review", value=k % 2, query=f"Question {k}?", output=f"Answer {k}",
-                  correction=f"Reference {k}") for k in range(12)]
+def test_the_sample_is_capped_and_deterministic(
+    cli: Cli, recording_sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [
+        event(
+            f"e{k}",
+            signal="expert_review",
+            value=k % 2,
+            query=f"Question {k}?",
+            output=f"Answer {k}",
+            correction=f"Reference {k}",
+        )
+        for k in range(12)
+    ]
     cli("ingest", str(write_jsonl(Path("reviews.jsonl"), rows)), "--json")
     monkeypatch.setenv("FLYWHEEL_JUDGE__MAX_ITEMS", "5")
     from flywheel.loop.calibration import calibration_items
@@ -178,24 +205,45 @@ N = 40  # items of each kind
 
 
 def _gate_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[CycleContext, Any]:
-    items = [GoldenItem(id=f"c{k}", input=f"code question {k}", expected="x", category="factual", scorer="contains")
-             for k in range(N)]
-    items += [GoldenItem(id=f"j{k}", input=f"judged question {k}", expected="x", category="factual", scorer="judge")
-              for k in range(N)]
+    items = [
+        GoldenItem(id=f"c{k}", input=f"code question {k}", expected="x", category="factual", scorer="contains")
+        for k in range(N)
+    ]
+    items += [
+        GoldenItem(id=f"j{k}", input=f"judged question {k}", expected="x", category="factual", scorer="judge")
+        for k in range(N)
+    ]
     path = write_jsonl(tmp_path / "golden.jsonl", [i.model_dump(exclude_defaults=True) for i in items])
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(path))
     settings = load_settings()
     golden = load_golden(path)
-    ctx = CycleContext(settings=settings, cycle_id="cyc-gate", resumed=False, champion_version="1",
-                       champion_template="Be brief.", golden_version=golden.version)
+    ctx = CycleContext(
+        settings=settings,
+        cycle_id="cyc-gate",
+        resumed=False,
+        champion_version="1",
+        champion_template="Be brief.",
+        golden_version=golden.version,
+    )
     return ctx, golden
 
 
 def _result(golden: Any, label: str, score: dict[str, float]) -> EvalResult:
-    rows = [EvalRow(id=i.id, category=i.category, input=i.input, expected=i.expected, scorer=i.scorer or "contains",
-                    output="o", score=score[i.id]) for i in golden.items]
-    return EvalResult(variant=Variant(label=label, prompt_template="t", model="m"), golden_version=golden.version,
-                      rows=rows)
+    rows = [
+        EvalRow(
+            id=i.id,
+            category=i.category,
+            input=i.input,
+            expected=i.expected,
+            scorer=i.scorer or "contains",
+            output="o",
+            score=score[i.id],
+        )
+        for i in golden.items
+    ]
+    return EvalResult(
+        variant=Variant(label=label, prompt_template="t", model="m"), golden_version=golden.version, rows=rows
+    )
 
 
 def _decide(ctx: CycleContext, golden: Any, gain_on_code: bool, kappa: float | None) -> Candidate:
@@ -205,25 +253,40 @@ def _decide(ctx: CycleContext, golden: Any, gain_on_code: bool, kappa: float | N
         candidate |= {f"c{k}": 1.0 for k in range(N)}
     cid = f"prompt-{'both' if gain_on_code else 'judged'}-{kappa}"
     with open_state(ctx.settings) as state:
-        state.add_candidate(Candidate(candidate_id=cid, cycle_id=ctx.cycle_id, kind="prompt", cluster_ids=["tone-1"],
-                                      payload=PromptPayload(template=f"Be brief. {cid}")))
+        state.add_candidate(
+            Candidate(
+                candidate_id=cid,
+                cycle_id=ctx.cycle_id,
+                kind="prompt",
+                cluster_ids=["tone-1"],
+                payload=PromptPayload(template=f"Be brief. {cid}"),
+            )
+        )
     expert = [True] * 20 + [False] * 20
     judge = expert if kappa == 1.0 else [True] * 12 + [False] * 8 + [True] * 8 + [False] * 12  # kappa 0.2
     figures = agreement(expert, judge) if kappa is not None else Agreement(items=0)
     calibration = assess(figures, judge_model="gpt-4o", min_kappa=0.6, min_items=20)
-    report = gate_step(ctx, _result(golden, "champion", champion), {cid: _result(golden, cid, candidate)},
-                       auto_approve=False, calibration=calibration)
+    report = gate_step(
+        ctx,
+        _result(golden, "champion", champion),
+        {cid: _result(golden, cid, candidate)},
+        auto_approve=False,
+        calibration=calibration,
+    )
     (cand,) = report.candidates
     return cand, report
 
 
-def test_a_gain_only_on_judge_scored_items_passes_only_a_trusted_judge(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gain_only_on_judge_scored_items_passes_only_a_trusted_judge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ctx, golden = _gate_world(tmp_path, monkeypatch)
     low, report = _decide(ctx, golden, gain_on_code=False, kappa=0.2)
     assert low.delta == 0.5  # the mean improves a lot...
     assert low.decision is Decision.rejected  # ...but only where an untrusted judge scores
-    assert "without the judge-scored items (judge not calibrated: kappa 0.20 is below judge.min_kappa 0.60" in low.reason
+    assert (
+        "without the judge-scored items (judge not calibrated: kappa 0.20 is below judge.min_kappa 0.60" in low.reason
+    )
     assert "delta +0.000 is below the minimum" in low.reason
     assert report.judge.kappa == pytest.approx(0.2) and any("not trusted alone" in n for n in report.notes)
     assert report.public()["judge"]["kappa"] == pytest.approx(0.2)

@@ -75,8 +75,14 @@ def _judge_golden(sim: Simulator) -> list[EvalRow]:
     async def run() -> list[EvalRow]:
         client = AsyncOpenAI(base_url=sim.base_url, api_key="k", max_retries=0)
         try:
-            return await runner.run_items(items, VARIANT, answer, default_scorer="judge", gate=asyncio.Semaphore(8),
-                                          judge=runner.judge_with(client, "judge-model"))
+            return await runner.run_items(
+                items,
+                VARIANT,
+                answer,
+                default_scorer="judge",
+                gate=asyncio.Semaphore(8),
+                judge=runner.judge_with(client, "judge-model"),
+            )
         finally:
             await client.close()
 
@@ -107,6 +113,16 @@ def test_a_wild_judge_grades_the_golden_set_as_a_clean_one_and_never_guesses(mon
     errored = [r for r in once if r.error]
     assert len(errored) >= 15
     assert every(r.score is None for r in errored)
-    reasons = Counter(("refused" if "refused" in r.error else "cut off" if "cut off" in r.error
-                       else "scale" if "outside 0..1" in r.error else r.error) for r in errored)
+    reasons = Counter(
+        (
+            "refused"
+            if "refused" in r.error
+            else "cut off"
+            if "cut off" in r.error
+            else "scale"
+            if "outside 0..1" in r.error
+            else r.error
+        )
+        for r in errored
+    )
     assert set(reasons) == {"refused", "cut off", "scale"}, reasons

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from flywheel.config import load_settings
 from flywheel.embeddings import CachedEmbedder, EmbeddingCache
 from flywheel.knowledge.index import KnowledgeIndex
-from flywheel.knowledge.source import chunk_document, Document
+from flywheel.knowledge.source import Document, chunk_document
 from flywheel.sim.world import KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES
 from flywheel.state import open_state
 from nonempty import every
@@ -38,8 +38,11 @@ def index(local_embedder, flywheel_home: Path):
 
 def many_docs(n: int) -> dict[str, str]:
     # Two chunks a document at chunk_chars=100: the title with the first paragraph, then the second.
-    return {f"doc{i:03d}.md": f"# Topic {i}\n\nParagraph one about subject {i}, explaining its details at length.\n\n"
-                              f"Paragraph two: subject {i} has property {i * 7}, which matters here." for i in range(n)}
+    return {
+        f"doc{i:03d}.md": f"# Topic {i}\n\nParagraph one about subject {i}, explaining its details at length.\n\n"
+        f"Paragraph two: subject {i} has property {i * 7}, which matters here."
+        for i in range(n)
+    }
 
 
 def test_incremental_sync_embeds_only_what_changed(index, tmp_path: Path) -> None:
@@ -48,8 +51,10 @@ def test_incremental_sync_embeds_only_what_changed(index, tmp_path: Path) -> Non
     assert (first.version, first.activated, first.added, first.embedded) == (1, True, 80, 80)
     again = index.sync(src)
     assert (again.created, again.embedded) == (False, 0)
-    (src / "doc003.md").write_text("# Topic 3\n\nParagraph one about subject 3, explaining its details at length."
-                                   "\n\nChanged: the property is now 99.")
+    (src / "doc003.md").write_text(
+        "# Topic 3\n\nParagraph one about subject 3, explaining its details at length."
+        "\n\nChanged: the property is now 99."
+    )
     (src / "doc999.md").write_text("A brand new document.")
     (src / "doc010.md").unlink()
     second = index.sync(src)
@@ -92,8 +97,9 @@ def test_retention_deletes_old_versions_but_never_the_active_one(local_embedder,
 
 def flywheel_cmd(*args: str) -> subprocess.CompletedProcess[str]:
     """A fresh process, as an operator would run it after the store broke."""
-    return subprocess.run([str(Path(sys.executable).parent / "flywheel"), *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "flywheel"), *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_kb_status_reads_as_sentences_and_a_table_with_iso_times(cli, tmp_path: Path, flywheel_home: Path) -> None:
@@ -103,7 +109,7 @@ def test_kb_status_reads_as_sentences_and_a_table_with_iso_times(cli, tmp_path: 
     cli("kb", "sync", "--source", str(src), "--json")
     doc = cli("kb", "status", "--json")
     created = [datetime.fromisoformat(v["created_at"].replace("Z", "+00:00")) for v in doc["versions"]]
-    assert every(abs((datetime.now(timezone.utc) - c).total_seconds()) < 600 for c in created)
+    assert every(abs((datetime.now(UTC) - c).total_seconds()) < 600 for c in created)
     human = flywheel_cmd("kb", "status")  # a pipe, not a terminal: still for a person, not JSON
     assert human.returncode == 0, human.stderr
     assert not human.stdout.lstrip().startswith("{")
@@ -116,8 +122,9 @@ def test_kb_status_reads_as_sentences_and_a_table_with_iso_times(cli, tmp_path: 
     assert every("just now)" in row or "min ago)" in row for row in rows)
 
 
-def test_syncing_a_source_with_no_documents_is_refused_and_keeps_the_index(cli, tmp_path: Path,
-                                                                            flywheel_home: Path) -> None:
+def test_syncing_a_source_with_no_documents_is_refused_and_keeps_the_index(
+    cli, tmp_path: Path, flywheel_home: Path
+) -> None:
     src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
     cli("kb", "sync", "--source", str(src), "--json")
     before = cli("kb", "status", "--json")
@@ -126,13 +133,15 @@ def test_syncing_a_source_with_no_documents_is_refused_and_keeps_the_index(cli, 
     refused = cli("kb", "sync", "--source", str(wrong), "--json", expect=2)
     assert "no .md/.txt files" in refused["error"] and "the index is unchanged" in refused["error"]
     (tmp_path / "empty.jsonl").write_text("\n")
-    assert "has no documents" in cli("kb", "sync", "--source", str(tmp_path / "empty.jsonl"), "--json",
-                                     expect=2)["error"]
+    assert (
+        "has no documents" in cli("kb", "sync", "--source", str(tmp_path / "empty.jsonl"), "--json", expect=2)["error"]
+    )
     assert cli("kb", "status", "--json") == before
 
 
 def test_a_corrupted_or_missing_chroma_store_is_a_clear_error_and_every_version_comes_back(
-        cli, tmp_path: Path, flywheel_home: Path) -> None:
+    cli, tmp_path: Path, flywheel_home: Path
+) -> None:
     src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
     cli("kb", "sync", "--source", str(src), "--json")
     write_docs(src, KNOWLEDGE_UPDATES)
@@ -178,28 +187,44 @@ def test_chunks_follow_paragraphs_and_a_bad_source_line_is_named(tmp_path: Path,
 
 
 def _event(i: int, user: str, correction: str | None = None, signal: str = "thumbs_down", consent: bool = True):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from flywheel.schemas import StoredEvent
 
-    return StoredEvent(event_id=f"e{i}", ts=datetime(2026, 11, 1, tzinfo=timezone.utc), signal=signal, polarity=-1,
-                       strength=1.0, query="How much does the Pro plan cost?", output="The Pro plan costs $10 per month.",
-                       user_id=user, consent=consent, reason="outdated", correction=correction,
-                       context_ids=["pricing.md"])
+    return StoredEvent(
+        event_id=f"e{i}",
+        ts=datetime(2026, 11, 1, tzinfo=UTC),
+        signal=signal,
+        polarity=-1,
+        strength=1.0,
+        query="How much does the Pro plan cost?",
+        output="The Pro plan costs $10 per month.",
+        user_id=user,
+        consent=consent,
+        reason="outdated",
+        correction=correction,
+        context_ids=["pricing.md"],
+    )
 
 
 def test_a_lone_users_correction_never_enters_the_index(index, tmp_path: Path) -> None:
-    from flywheel.knowledge.source import load_documents
     from flywheel.improvers import rag
+    from flywheel.knowledge.source import load_documents
 
     src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
     index.sync(src)
     active = index.chunks(1)
 
     def proposal(events):
-        return rag.propose(cluster_ids=["c1"], events=events, active_chunks=active,
-                           source_documents=load_documents(src), retrieve=lambda q, k: ["pricing.md"],
-                           embed=index.embedder.embed, chunk_chars=index.settings.knowledge.chunk_chars)
+        return rag.propose(
+            cluster_ids=["c1"],
+            events=events,
+            active_chunks=active,
+            source_documents=load_documents(src),
+            retrieve=lambda q, k: ["pricing.md"],
+            embed=index.embedder.embed,
+            chunk_chars=index.settings.knowledge.chunk_chars,
+        )
 
     lone = proposal([_event(1, "u1", "The Pro plan costs $99 per month."), _event(2, "u2")])
     assert lone.empty and len(lone.skipped_corrections) == 1
@@ -217,8 +242,9 @@ def test_a_lone_users_correction_never_enters_the_index(index, tmp_path: Path) -
     write_docs(src, KNOWLEDGE_UPDATES)
     updated = proposal([_event(1, "u1")])
     assert updated.changed_documents == ["pricing.md"]
-    assert {c.chunk_id: c.text for c in updated.chunks if c.doc_id != "pricing.md"} == \
-        {c.chunk_id: c.text for c in active if c.doc_id != "pricing.md"}
+    assert {c.chunk_id: c.text for c in updated.chunks if c.doc_id != "pricing.md"} == {
+        c.chunk_id: c.text for c in active if c.doc_id != "pricing.md"
+    }
 
 
 def test_a_candidate_that_breaks_unrelated_retrieval_is_rejected(index, tmp_path: Path) -> None:
@@ -230,9 +256,11 @@ def test_a_candidate_that_breaks_unrelated_retrieval_is_rejected(index, tmp_path
     broken_docs = {**KNOWLEDGE_UPDATES, "sharing.md": "# Notes\n\nNothing to see here."}
     broken = write_docs(tmp_path / "broken", {**KNOWLEDGE_DOCS, **broken_docs})
     v2 = index.create_version(list(chunks_of(broken, 800)), parent=1, source="test", note="bad").version
-    checks = [RetrievalCheck("How do I share a folder with my team?", frozenset({"sharing.md"}), "golden"),
-              RetrievalCheck("How can I share files with a colleague?", frozenset({"sharing.md"}), "golden"),
-              RetrievalCheck("How much does the Pro plan cost?", frozenset({"pricing.md"}), "golden")]
+    checks = [
+        RetrievalCheck("How do I share a folder with my team?", frozenset({"sharing.md"}), "golden"),
+        RetrievalCheck("How can I share files with a colleague?", frozenset({"sharing.md"}), "golden"),
+        RetrievalCheck("How much does the Pro plan cost?", frozenset({"pricing.md"}), "golden"),
+    ]
 
     def search(version):
         r = index.retriever(version)
@@ -241,6 +269,10 @@ def test_a_candidate_that_breaks_unrelated_retrieval_is_rejected(index, tmp_path
     verdict = validate(search(1), search(v2), checks, {"pricing.md", "uploads.md", "sharing.md"} - {"sharing.md"}, 1)
     assert not verdict.passed and "unaffected" in verdict.reason
     assert verdict.active["unaffected"].recall_at_k == 1.0 and verdict.candidate["unaffected"].recall_at_k < 1.0
-    fine = index.create_version(list(chunks_of(write_docs(tmp_path / "fine", {**KNOWLEDGE_DOCS, **KNOWLEDGE_UPDATES}),
-                                               800)), parent=1, source="test", note="good").version
+    fine = index.create_version(
+        list(chunks_of(write_docs(tmp_path / "fine", {**KNOWLEDGE_DOCS, **KNOWLEDGE_UPDATES}), 800)),
+        parent=1,
+        source="test",
+        note="good",
+    ).version
     assert validate(search(1), search(fine), checks, {"pricing.md", "uploads.md"}, 1).passed

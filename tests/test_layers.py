@@ -20,8 +20,14 @@ def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
     """Run the contracts on ``tree`` in a fresh process: this one already imported `flywheel` from the
     checkout, whose `flywheel/` folder lacks the mapped layers."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FLYWHEEL_CHECKOUT")}
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache", str(ROOT / "pyproject.toml")], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", str(ROOT / "pyproject.toml")],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_contracts_hold(tmp_path: Path) -> None:
@@ -33,14 +39,20 @@ def test_the_contracts_hold(tmp_path: Path) -> None:
 def test_a_wrong_way_import_breaks_them(tmp_path: Path) -> None:
     tree = build(tmp_path / "tree", copy=True)
     probe = tree / "flywheel" / "knowledge" / "probe.py"
-    probe.write_text("def f():\n    from flywheel.loop.gate import gate_step\n    import prefect\n    import typer\n"
-                     "    import sqlalchemy\n    from flywheel.sim import world\n")
+    probe.write_text(
+        "def f():\n    from flywheel.loop.gate import gate_step\n    import prefect\n    import typer\n"
+        "    import sqlalchemy\n    from flywheel.sim import world\n"
+    )
     result = lint_imports(tree)
     assert result.returncode == 1, result.stdout + result.stderr
     broken = [line.split(" BROKEN")[0] for line in result.stdout.splitlines() if " BROKEN" in line]
-    assert broken == ["Layers: app > flows | sim > loop > improvers > evals > core", "Prefect only in flywheel.flows",
-                      "typer only in flywheel.app", "SQLAlchemy only in the core's store modules",
-                      "No import circle between sibling modules, at any depth"], result.stdout
+    assert broken == [
+        "Layers: app > flows | sim > loop > improvers > evals > core",
+        "Prefect only in flywheel.flows",
+        "typer only in flywheel.app",
+        "SQLAlchemy only in the core's store modules",
+        "No import circle between sibling modules, at any depth",
+    ], result.stdout
     assert "flywheel.knowledge.probe -> flywheel.loop.gate (l.2)" in result.stdout
     assert "flywheel.knowledge.probe -> flywheel.sim.world" in result.stdout
 
@@ -52,4 +64,6 @@ def test_a_circle_breaks_them(tmp_path: Path) -> None:
     clusters.write_text(clusters.read_text() + "\n\ndef _back():\n    from flywheel.loop.watch import run_watch\n")
     result = lint_imports(tree)
     broken = [line.split(" BROKEN")[0] for line in result.stdout.splitlines() if " BROKEN" in line]
-    assert result.returncode == 1 and broken == ["No import circle between sibling modules, at any depth"], result.stdout
+    assert result.returncode == 1 and broken == ["No import circle between sibling modules, at any depth"], (
+        result.stdout
+    )

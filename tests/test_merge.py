@@ -17,10 +17,10 @@ import outside_product
 from conftest import write_jsonl
 from flywheel.candidates import Candidate, Decision, PromptPayload
 from flywheel.config import load_settings
-from flywheel.schemas import FailureCluster
-from flywheel.improvers.merge_evidence import check_fix, FixVerdict
-from flywheel.loop.context import begin, CycleContext
+from flywheel.improvers.merge_evidence import FixVerdict, check_fix
+from flywheel.loop.context import CycleContext, begin
 from flywheel.runtime import runtime_for
+from flywheel.schemas import FailureCluster
 from flywheel.sim.server import SimOptions, Simulator
 from nonempty import every
 
@@ -50,19 +50,44 @@ def _events(prefix: str, queries: list[str], reason: str, comment: str) -> list[
     class Champion:
         prompt_template = outside_product.CHAMPION
 
-    return [{"event_id": f"{prefix}-{n}", "ts": f"2026-11-{10 + n % 10:02d}T10:00:00+00:00", "signal": "thumbs_down",
-             "reason": reason, "comment": comment, "query": q, "output": outside_product.answer(Champion, q, "logged"),
-             "user_id": f"{prefix}-user-{n}", "consent": True} for n, q in enumerate(queries)]
+    return [
+        {
+            "event_id": f"{prefix}-{n}",
+            "ts": f"2026-11-{10 + n % 10:02d}T10:00:00+00:00",
+            "signal": "thumbs_down",
+            "reason": reason,
+            "comment": comment,
+            "query": q,
+            "output": outside_product.answer(Champion, q, "logged"),
+            "user_id": f"{prefix}-user-{n}",
+            "consent": True,
+        }
+        for n, q in enumerate(queries)
+    ]
 
 
 def _cluster(cid: str, category: str, events: list[dict[str, Any]], priority: float) -> FailureCluster:
-    return FailureCluster(cluster_id=cid, category=category, route="prompt", size=len(events), users=len(events),
-                          priority=priority, event_ids=[e["event_id"] for e in events], summary=cid,
-                          consented=len(events))
+    return FailureCluster(
+        cluster_id=cid,
+        category=category,
+        route="prompt",
+        size=len(events),
+        users=len(events),
+        priority=priority,
+        event_ids=[e["event_id"] for e in events],
+        summary=cid,
+        consented=len(events),
+    )
 
 
-def _start(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, pipeline: str,
-           events: list[dict[str, Any]]) -> CycleContext:
+def _start(
+    cli: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    base_url: str,
+    pipeline: str,
+    events: list[dict[str, Any]],
+) -> CycleContext:
     monkeypatch.setenv("OPENAI_BASE_URL", base_url)
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(write_jsonl(tmp_path / "golden.jsonl", outside_product.golden_items())))
     monkeypatch.setenv("FLYWHEEL_EVAL__PIPELINE", pipeline)
@@ -82,21 +107,34 @@ def _draft(ctx: CycleContext, clusters: list[FailureCluster]) -> list[Candidate]
 
 
 def test_identical_drafts_keep_each_clusters_evidence_and_the_merge_is_held_to_it(
-        cli, simulator: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, simulator: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two format clusters draft the same prompt; it resolves every JSON request of the first but only
     the known dish of the second. Held to the first cluster's 100% on the second (one share per
     candidate), the merge with the tone fix was refused; held to what it resolved there, it is kept."""
     from flywheel.improvers.merge_step import merge_step
 
-    json_asks = _events("json", [f"Send me the {d} recipe in JSON so my app can read it." for d in KNOWN],
-                        "format", "I need machine-readable JSON")
-    mixed = _events("mixed", [f"My meal planner imports JSON: give me {d} as JSON." for d in [KNOWN[0], *UNKNOWN]],
-                    "format", "not JSON")
-    upset = _events("upset", [f"This is useless, my {d} is ruined and I'm annoyed. Help!" for d in KNOWN[:4]],
-                    "tone", "so cold")
+    json_asks = _events(
+        "json",
+        [f"Send me the {d} recipe in JSON so my app can read it." for d in KNOWN],
+        "format",
+        "I need machine-readable JSON",
+    )
+    mixed = _events(
+        "mixed",
+        [f"My meal planner imports JSON: give me {d} as JSON." for d in [KNOWN[0], *UNKNOWN]],
+        "format",
+        "not JSON",
+    )
+    upset = _events(
+        "upset", [f"This is useless, my {d} is ruined and I'm annoyed. Help!" for d in KNOWN[:4]], "tone", "so cold"
+    )
     ctx = _start(cli, tmp_path, monkeypatch, simulator.base_url, "outside_product:answer", json_asks + mixed + upset)
-    clusters = [_cluster("fmt-json", "format", json_asks, 9.0), _cluster("fmt-mixed", "format", mixed, 5.0),
-                _cluster("tone", "tone", upset, 7.0)]
+    clusters = [
+        _cluster("fmt-json", "format", json_asks, 9.0),
+        _cluster("fmt-mixed", "format", mixed, 5.0),
+        _cluster("tone", "tone", upset, 7.0),
+    ]
     candidates = _draft(ctx, clusters)
 
     (folded,) = [c for c in candidates if {"fmt-json", "fmt-mixed"} <= set(c.cluster_ids)]
@@ -118,26 +156,32 @@ def test_identical_drafts_keep_each_clusters_evidence_and_the_merge_is_held_to_i
 
 
 def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
-        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The JSON fix and the tone fix cannot live in one prompt on this model. Both pass the gate
     alone; one waits, the other is deferred (never superseded: they fix different things), listed by
     status, drafted first in the next cycle against the new champion and marked carried there."""
     from flywheel.evals.report import approval_markdown, merge_lines
     from flywheel.evals.runner import EvalResult
     from flywheel.improvers.deferral import mark_carried
+    from flywheel.improvers.merge_step import merge_step
+    from flywheel.improvers.prompt_step import improve_prompt_step
+    from flywheel.improvers.registry import improver
     from flywheel.loop.evaluate import evaluate_step, variant_for
     from flywheel.loop.gate import gate_step
-    from flywheel.improvers.merge_step import merge_step
     from flywheel.loop.promotion import approve
-    from flywheel.loop.status import status
-    from flywheel.improvers.prompt_step import improve_prompt_step
     from flywheel.loop.report import finish
-    from flywheel.improvers.registry import improver
+    from flywheel.loop.status import status
 
-    json_asks = _events("json", [f"Send me the {d} recipe in JSON so my app can read it." for d in KNOWN],
-                        "format", "I need machine-readable JSON")
-    upset = _events("upset", [f"This is useless, my {d} is ruined and I'm annoyed. Help!" for d in KNOWN],
-                    "tone", "so cold")
+    json_asks = _events(
+        "json",
+        [f"Send me the {d} recipe in JSON so my app can read it." for d in KNOWN],
+        "format",
+        "I need machine-readable JSON",
+    )
+    upset = _events(
+        "upset", [f"This is useless, my {d} is ruined and I'm annoyed. Help!" for d in KNOWN], "tone", "so cold"
+    )
     wild = SimOptions(drafting="wild", reject_json_schema=True, seed=25)
     with Simulator(options=wild) as sim:
         ctx = _start(cli, tmp_path, monkeypatch, sim.base_url, "merge_product:answer", json_asks + upset)
@@ -149,25 +193,33 @@ def test_a_fix_no_merge_can_keep_is_deferred_and_redrafted_next_cycle(
         with ctx.state() as state:
             why = [state.candidate(c.candidate_id).payload.left_out_of_merge for c in left_out]  # type: ignore[union-attr]
         blocked = [w for w in why if w]
-        assert len(blocked) == 1 and "loses a fix: fmt: the merge resolved 0/" in blocked[0], why  # which cluster, by how much
+        assert len(blocked) == 1 and "loses a fix: fmt: the merge resolved 0/" in blocked[0], (
+            why
+        )  # which cluster, by how much
         with ctx.state() as state:
             docs = [state.candidate(c.candidate_id).public() for c in left_out]  # type: ignore[union-attr]
         assert [d["left_out_of_merge"] for d in docs if "left_out_of_merge" in d] == blocked  # in the cycle document
 
-        results = evaluate_step(ctx.runtime, [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates],
-                                golden=ctx.golden)
+        results = evaluate_step(
+            ctx.runtime, [variant_for(ctx, None)] + [variant_for(ctx, c) for c in candidates], golden=ctx.golden
+        )
         champion: EvalResult = results[0]
-        report = gate_step(ctx, champion, {c.candidate_id: r for c, r in zip(candidates, results[1:], strict=True)},
-                           auto_approve=False)
-        decided = {c.decision: c for c in report.candidates if c.decision in (Decision.pending_approval,
-                                                                              Decision.deferred)}
+        report = gate_step(
+            ctx, champion, {c.candidate_id: r for c, r in zip(candidates, results[1:], strict=True)}, auto_approve=False
+        )
+        decided = {
+            c.decision: c for c in report.candidates if c.decision in (Decision.pending_approval, Decision.deferred)
+        }
         assert set(decided) == {Decision.pending_approval, Decision.deferred}, [
-            (c.candidate_id, c.decision, c.reason) for c in report.candidates]
+            (c.candidate_id, c.decision, c.reason) for c in report.candidates
+        ]
         waiting, deferred = decided[Decision.pending_approval], decided[Decision.deferred]
         assert not any(c.decision is Decision.superseded for c in report.candidates if c.payload.fixes)  # type: ignore[union-attr]
         assert deferred.reason.startswith("deferred: fixes cluster ") and waiting.candidate_id in deferred.reason
         assert "loses a fix: fmt: the merge resolved 0/" in deferred.reason  # the approver reads why, with figures
-        assert [d["candidate_id"] for d in status(ctx.settings, ctx.runtime.state, ctx.runtime.feedback)["deferred"]] == [deferred.candidate_id]
+        assert [
+            d["candidate_id"] for d in status(ctx.settings, ctx.runtime.state, ctx.runtime.feedback)["deferred"]
+        ] == [deferred.candidate_id]
         form = approval_markdown([waiting], report.champion_score, deferred=[deferred])
         assert "deferred to the next cycle" in form and deferred.reason in form  # the approver sees the other fix
         assert any(line.startswith(f"- `{deferred.candidate_id}`") for line in merge_lines(report.candidates))

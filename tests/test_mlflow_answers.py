@@ -12,35 +12,58 @@ from typing import Any
 import pytest
 
 from conftest import write_jsonl
+from flywheel.candidates import Candidate, PromptPayload
+from flywheel.config import Settings, load_settings
 from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version, load_golden
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.report import report_markdown
 from flywheel.evals.runner import EvalResult, EvalRow
 from flywheel.evals.tracking import cycle_run, experiment_id, log_variant, run_label
-from flywheel.candidates import Candidate, PromptPayload
-from flywheel.config import Settings, load_settings
-from flywheel.registry import register_prompt, use_mlflow
-from flywheel.state import open_state
+from flywheel.improvers.prompt_step import prompt_diff, register_draft
 from flywheel.loop.context import CycleContext
 from flywheel.loop.gate import diff_markdown, gate_step
-from flywheel.improvers.prompt_step import prompt_diff, register_draft
+from flywheel.registry import register_prompt, use_mlflow
+from flywheel.state import open_state
 from nonempty import every
 
 
 def _rows() -> list[EvalRow]:
     return [
-        EvalRow(id="free", category="factual", input="Is it free?", expected="no", scorer="word", output="No, $5.",
-                score=1.0, rationale="has the words 'no'"),
-        EvalRow(id="tone", category="tone", input="Say hi politely", expected="a polite greeting", scorer="judge",
-                output="Hello there!", score=0.5, rationale="polite but curt"),
-        EvalRow(id="down", category="factual", input="Who wrote it?", expected="Ana", scorer="word",
-                error="APIConnectionError: refused"),
+        EvalRow(
+            id="free",
+            category="factual",
+            input="Is it free?",
+            expected="no",
+            scorer="word",
+            output="No, $5.",
+            score=1.0,
+            rationale="has the words 'no'",
+        ),
+        EvalRow(
+            id="tone",
+            category="tone",
+            input="Say hi politely",
+            expected="a polite greeting",
+            scorer="judge",
+            output="Hello there!",
+            score=0.5,
+            rationale="polite but curt",
+        ),
+        EvalRow(
+            id="down",
+            category="factual",
+            input="Who wrote it?",
+            expected="Ana",
+            scorer="word",
+            error="APIConnectionError: refused",
+        ),
     ]
 
 
 def _golden(tmp_path: Path, rows: list[EvalRow]) -> GoldenSet:
-    items = [GoldenItem(id=r.id, input=r.input, expected=r.expected, category=r.category, scorer=r.scorer)
-             for r in rows]
+    items = [
+        GoldenItem(id=r.id, input=r.input, expected=r.expected, category=r.category, scorer=r.scorer) for r in rows
+    ]
     path = write_jsonl(tmp_path / "golden.jsonl", [i.model_dump(exclude_defaults=True) for i in items])
     return GoldenSet(path=path, items=tuple(items), version=canonical_version(items))
 
@@ -48,11 +71,26 @@ def _golden(tmp_path: Path, rows: list[EvalRow]) -> GoldenSet:
 def _log(settings: Settings, golden: GoldenSet, rows: list[EvalRow], **kw: Any) -> str:
     client = use_mlflow(settings)
     exp = experiment_id(client, settings.experiment)
-    result = EvalResult(variant=Variant(label="prompt-x", prompt_template="t", model="m"),
-                        golden_version=golden.version, rows=rows)
-    return log_variant(client, exp, cycle_run(client, exp, "c-1"), cycle_id="c-1", kind="prompt",
-                       candidate_id="prompt-x", result=result, golden=golden, decision="evaluated", metrics={},
-                       params={}, tags={}, artifacts={}, judge_model="judge-4", **kw)
+    result = EvalResult(
+        variant=Variant(label="prompt-x", prompt_template="t", model="m"), golden_version=golden.version, rows=rows
+    )
+    return log_variant(
+        client,
+        exp,
+        cycle_run(client, exp, "c-1"),
+        cycle_id="c-1",
+        kind="prompt",
+        candidate_id="prompt-x",
+        result=result,
+        golden=golden,
+        decision="evaluated",
+        metrics={},
+        params={},
+        tags={},
+        artifacts={},
+        judge_model="judge-4",
+        **kw,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -87,8 +125,12 @@ def test_each_golden_answer_is_a_trace_with_its_score_once(settings: Settings, t
     assert (score.source.source_type, score.source.source_id) == ("CODE", "word")
     assert _by_name(free)["expected_response"].value == "no"
     judged = _by_name(tone)["golden_score"]
-    assert (judged.value, judged.rationale, judged.source.source_type, judged.source.source_id) == \
-        (0.5, "polite but curt", "LLM_JUDGE", "judge-4")
+    assert (judged.value, judged.rationale, judged.source.source_type, judged.source.source_id) == (
+        0.5,
+        "polite but curt",
+        "LLM_JUDGE",
+        "judge-4",
+    )
     # An item the endpoint failed carries its error, and no score.
     failed = _by_name(down)["golden_score"]
     assert failed.value is None and "refused" in failed.error.error_message
@@ -127,27 +169,58 @@ def _gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Setting
     monkeypatch.setenv("FLYWHEEL_POLICY__MIN_GOLDEN_SIZE", "4")  # it passes and waits: its answers are traced
     settings = load_settings()
     version = load_golden(path).version
-    ctx = CycleContext(settings=settings, cycle_id="cyc-ans", resumed=False, champion_version="6",
-                       champion_template="Be brief.", golden_version=version)
+    ctx = CycleContext(
+        settings=settings,
+        cycle_id="cyc-ans",
+        resumed=False,
+        champion_version="6",
+        champion_template="Be brief.",
+        golden_version=version,
+    )
 
     def result(label: str, answer: str, score: float) -> EvalResult:
-        rows = [EvalRow(id=i.id, category=i.category, input=i.input, expected=i.expected, scorer="contains",
-                        output=f"{answer} {i.id}", score=score, rationale=f"{label} rationale") for i in items]
-        return EvalResult(variant=Variant(label=label, prompt_template="t", model="m"), golden_version=version,
-                          rows=rows)
+        rows = [
+            EvalRow(
+                id=i.id,
+                category=i.category,
+                input=i.input,
+                expected=i.expected,
+                scorer="contains",
+                output=f"{answer} {i.id}",
+                score=score,
+                rationale=f"{label} rationale",
+            )
+            for i in items
+        ]
+        return EvalResult(
+            variant=Variant(label=label, prompt_template="t", model="m"), golden_version=version, rows=rows
+        )
 
     template = "Be brief and kind."
     with open_state(settings) as state:
-        state.add_candidate(Candidate(
-            candidate_id="prompt-cf2b43227b", cycle_id="cyc-ans", kind="prompt", cluster_ids=["tone-1"], parent="6",
-            version="7", payload=PromptPayload(template=template, diff=prompt_diff("Be brief.", template, "6"))))
-    report = gate_step(ctx, result("champion", "old", 0.0),
-                       {"prompt-cf2b43227b": result("prompt-cf2b43227b", "new", 1.0)}, auto_approve=False)
+        state.add_candidate(
+            Candidate(
+                candidate_id="prompt-cf2b43227b",
+                cycle_id="cyc-ans",
+                kind="prompt",
+                cluster_ids=["tone-1"],
+                parent="6",
+                version="7",
+                payload=PromptPayload(template=template, diff=prompt_diff("Be brief.", template, "6")),
+            )
+        )
+    report = gate_step(
+        ctx,
+        result("champion", "old", 0.0),
+        {"prompt-cf2b43227b": result("prompt-cf2b43227b", "new", 1.0)},
+        auto_approve=False,
+    )
     return report, settings
 
 
-def test_the_gate_logs_both_answers_side_by_side_and_names_the_parent(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_gate_logs_both_answers_side_by_side_and_names_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     report, settings = _gate(tmp_path, monkeypatch)
     (cand,) = report.candidates
     assert cand.decision == "pending_approval", cand.reason
@@ -168,15 +241,22 @@ def test_the_gate_logs_both_answers_side_by_side_and_names_the_parent(tmp_path: 
         assert f"old {item}" in old[item].info.response_preview and f"new {item}" in new[item].info.response_preview
         assert _by_name(new[item])["golden_score"].value == 1.0
     # The report names the version to compare the candidate with.
-    md = report_markdown(cycle_id="cyc-ans", golden_version="v", champion_score=0.0, clusters=[],
-                         candidates=report.candidates)
+    md = report_markdown(
+        cycle_id="cyc-ans", golden_version="v", champion_score=0.0, clusters=[], candidates=report.candidates
+    )
     assert "| `prompt-cf2b43227b` (v7: compare with v6) | prompt |" in md
 
 
 def test_a_draft_version_is_tagged_with_its_parent(settings: Settings) -> None:
     register_prompt(settings, "You answer briefly.", "set", {})
-    ctx = CycleContext(settings=settings, cycle_id="c-1", resumed=False, champion_version="4",
-                       champion_template="You answer briefly.", golden_version="g")
+    ctx = CycleContext(
+        settings=settings,
+        cycle_id="c-1",
+        resumed=False,
+        champion_version="4",
+        champion_template="You answer briefly.",
+        golden_version="g",
+    )
     version = register_draft(ctx, "You answer briefly and never guess.", "a draft", {})
     tags = use_mlflow(settings).get_prompt_version(settings.prompt_name, version).tags
     assert tags["flywheel.parent_version"] == "4"

@@ -35,7 +35,8 @@ def _problems(cli: Cli) -> list[tuple[str, str, str | None, int | None]]:
 
 
 def test_a_newcomer_sees_every_mistake_before_a_cycle_and_an_empty_cycle_explained(
-        cli: Cli, sim_env, prefect_api: str) -> None:
+    cli: Cli, sim_env, prefect_api: str
+) -> None:
     cli("init", "--json")
     _seed_mistakes()
 
@@ -62,8 +63,9 @@ def test_a_newcomer_sees_every_mistake_before_a_cycle_and_an_empty_cycle_explain
     assert cli("prompt", "show", "--json", expect=2)
 
     # Fixed as the messages say, validation passes (the index not synced yet is only a warning).
-    Path("flywheel.toml").write_text(Path("flywheel.toml").read_text().replace(
-        '[prompt_variables]', '[prompt_variables]\nuser_name = "there"'))
+    Path("flywheel.toml").write_text(
+        Path("flywheel.toml").read_text().replace("[prompt_variables]", '[prompt_variables]\nuser_name = "there"')
+    )
     lines = Path("golden.jsonl").read_text().splitlines()
     lines[3] = '{"id": "share", "input": "How can I share a file?", "expected": "share", "category": "factual"}'
     lines[5] = lines[5].replace('"category": "factual"', '"category": "factual", "scorer": "word"')

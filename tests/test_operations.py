@@ -59,8 +59,14 @@ def test_triage_and_decisions_from_flows_match_the_cli(cli, loop: dict) -> None:
     prompt, rag = pending["prompt"], pending["rag"]
     approved = promotion(PromotionParameters(action="approve", candidate_id=prompt["candidate_id"], by="ui-operator"))
     assert (approved["decision"], approved["decided_by"]) == ("promoted", "ui-operator")
-    rejected = promotion(PromotionParameters(action="reject", candidate_id=rag["candidate_id"], by="ui-operator",
-                                             note="the docs team reviews the index first"))
+    rejected = promotion(
+        PromotionParameters(
+            action="reject",
+            candidate_id=rag["candidate_id"],
+            by="ui-operator",
+            note="the docs team reviews the index first",
+        )
+    )
     assert rejected["decision"] == "rejected"
     with open_state(load_settings()) as state:
         assert "the docs team reviews the index first" in state.candidate(rag["candidate_id"]).reason

@@ -28,8 +28,9 @@ def _mlflow_runs(cycle_id: str) -> list:
     return client.search_runs([exp.experiment_id], filter_string=f"tags.`flywheel.cycle_id` = '{cycle_id}'")
 
 
-def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(cli, loop: dict, monkeypatch,
-                                                                          prefect_api: str) -> None:
+def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(
+    cli, loop: dict, monkeypatch, prefect_api: str
+) -> None:
     """A 503 storm mid-evaluation. An HTML error page or an answer the SDK cannot use is the same
     endpoint error, checked per call below: a whole cycle for each would only repeat this one."""
     from flywheel.state import open_state
@@ -41,8 +42,13 @@ def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(cli, lo
         monkeypatch.setenv("OPENAI_BASE_URL", flaky.base_url)
         monkeypatch.setenv("FLYWHEEL_LLM_MAX_TOTAL_SECONDS", "5")
         # As a user runs it: its own process, one JSON document on stdout, no traceback on stderr.
-        run = subprocess.run([str(BIN / "flywheel"), "cycle", "--auto-approve", "--json"], capture_output=True,
-                             text=True, timeout=600, env={**os.environ, "PREFECT_API_URL": prefect_api})
+        run = subprocess.run(
+            [str(BIN / "flywheel"), "cycle", "--auto-approve", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "PREFECT_API_URL": prefect_api},
+        )
         failed = flaky.counts().get(f"failed_{503 if fail_as == 'status' else fail_as}", 0)
         product = flaky.counts().get("chat.product", 0)
     assert failed > 0 and product > 0, flaky.counts()  # it did get as far as evaluating
@@ -61,11 +67,19 @@ def test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing(cli, lo
         # An outage says nothing about whether prompts can fix a cluster: its candidates' clusters are
         # recorded as `error`, and only a cluster no draft improved on in screening (before the
         # outage) counts as persistent.
-        outcomes = {(cid, h["outcome"]) for c in cands for cid in c.cluster_ids for h in state.cluster_history(cid)
-                    if h["candidate_id"] == c.candidate_id}
+        outcomes = {
+            (cid, h["outcome"])
+            for c in cands
+            for cid in c.cluster_ids
+            for h in state.cluster_history(cid)
+            if h["candidate_id"] == c.candidate_id
+        }
         assert outcomes and {o for _, o in outcomes} == {"error"}
-        unimproved = {cid for cid in state.prompt_failed_clusters()
-                      if {h["outcome"] for h in state.cluster_history(cid)} == {"no_improvement"}}
+        unimproved = {
+            cid
+            for cid in state.prompt_failed_clusters()
+            if {h["outcome"] for h in state.cluster_history(cid)} == {"no_improvement"}
+        }
         assert state.prompt_failed_clusters() == unimproved
     assert cli("pending", "--json")["pending"] == []
     assert cli("prompt", "show", "--json")["version"] == loop["start_version"]

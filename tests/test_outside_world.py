@@ -12,8 +12,9 @@ from conftest import write_jsonl
 from nonempty import every
 
 
-def test_an_outside_products_failures_become_a_fix_the_golden_set_confirms(cli, sim_env, prefect_api: str,
-                                                                            tmp_path: Path, monkeypatch) -> None:
+def test_an_outside_products_failures_become_a_fix_the_golden_set_confirms(
+    cli, sim_env, prefect_api: str, tmp_path: Path, monkeypatch
+) -> None:
     golden = write_jsonl(tmp_path / "golden.jsonl", outside_product.golden_items())
     feedback = write_jsonl(tmp_path / "feedback.jsonl", outside_product.feedback_events())
     prompt = tmp_path / "prompt.txt"

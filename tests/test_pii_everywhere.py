@@ -26,10 +26,18 @@ def _mark(field: str) -> str:
 
 def _planted() -> list[dict[str, Any]]:
     """One accepted event with PII in every text field, and one event per other field with PII in it."""
-    texts = {name: f"call {_mark(name)} or +1 415 555 0199, IBAN {IBAN}"
-             for name in ("query", "output", "comment", "correction", "final_text")}
-    good = event("pii-good", signal="correction", user_id=_mark("user_id"), session_id=_mark("session_id"),
-                 metadata={"note": _mark("metadatavalue"), "nested": {"deep": [_mark("metadatalist")]}}, **texts)
+    texts = {
+        name: f"call {_mark(name)} or +1 415 555 0199, IBAN {IBAN}"
+        for name in ("query", "output", "comment", "correction", "final_text")
+    }
+    good = event(
+        "pii-good",
+        signal="correction",
+        user_id=_mark("user_id"),
+        session_id=_mark("session_id"),
+        metadata={"note": _mark("metadatavalue"), "nested": {"deep": [_mark("metadatalist")]}},
+        **texts,
+    )
     bad: list[dict[str, Any]] = [
         event(_mark("event_id")),
         event("pii-ts", ts=_mark("ts")),
@@ -53,8 +61,21 @@ def _planted() -> list[dict[str, Any]]:
     return [good, *bad]
 
 
-MARKERS = sorted({_mark(n) for n in [*FeedbackEvent.model_fields, "metadatavalue", "metadatalist", "metadata_key",
-                                     "metadata_deep_key", "extra_field", "query_object"]} | {IBAN, "415 555 0199"})
+MARKERS = sorted(
+    {
+        _mark(n)
+        for n in [
+            *FeedbackEvent.model_fields,
+            "metadatavalue",
+            "metadatalist",
+            "metadata_key",
+            "metadata_deep_key",
+            "extra_field",
+            "query_object",
+        ]
+    }
+    | {IBAN, "415 555 0199"}
+)
 
 
 def _found(text: str) -> list[str]:
@@ -67,8 +88,9 @@ def _home_files(home: Path) -> dict[str, str]:
     for path in sorted(p for p in home.rglob("*") if p.is_file()):
         text = path.read_bytes().decode("utf-8", "replace")
         if path.name.endswith(".rejected.jsonl"):
-            text = "\n".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "raw"})
-                             for line in text.splitlines())
+            text = "\n".join(
+                json.dumps({k: v for k, v in json.loads(line).items() if k != "raw"}) for line in text.splitlines()
+            )
         out[str(path.relative_to(home))] = text
     return out
 
@@ -98,22 +120,46 @@ def test_marked_pii_in_every_field_is_stored_nowhere(cli: Cli, settings: Any, ca
 
     cli("triage", "--json")
     seen += [cli.last.stdout, cli.last.stderr, caplog.text]
-    leaks = {where: _found(text) for where, text in [*_home_files(settings.home).items(),
-                                                      *((f"output {i}", t) for i, t in enumerate(seen))]}
+    leaks = {
+        where: _found(text)
+        for where, text in [*_home_files(settings.home).items(), *((f"output {i}", t) for i, t in enumerate(seen))]
+    }
     assert {where: found for where, found in leaks.items() if found} == {}
     # The raw lines are kept, so the quarantine did receive the planted values.
-    raws = "".join(json.loads(line)["raw"] for p in settings.quarantine_dir.glob("*.rejected.jsonl")
-                   for line in p.read_text().splitlines())
+    raws = "".join(
+        json.loads(line)["raw"]
+        for p in settings.quarantine_dir.glob("*.rejected.jsonl")
+        for line in p.read_text().splitlines()
+    )
     assert "pii-ts" in raws and "http-pii-ts" in raws
 
 
-@pytest.mark.parametrize("value", ["4fc3770e-ce76-4e89-bffa-87ac404fc605", "ft:gpt-4o-mini:org::abc", "prompt-v3",
-                                   "meta-llama/Llama-3.1-8B-Instruct", "anthropic.claude-3-5-sonnet-20240620-v1:0",
-                                   "claude-3-5-sonnet@20240620", "traffic-7-1731234567890-12", "1700000000123",
-                                   "01HV8Z3K4Q9XN5T2M7B6C1D0EF", "v2024.06.01"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "4fc3770e-ce76-4e89-bffa-87ac404fc605",
+        "ft:gpt-4o-mini:org::abc",
+        "prompt-v3",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "claude-3-5-sonnet@20240620",
+        "traffic-7-1731234567890-12",
+        "1700000000123",
+        "01HV8Z3K4Q9XN5T2M7B6C1D0EF",
+        "v2024.06.01",
+    ],
+)
 def test_real_identifiers_are_accepted(value: str) -> None:
-    parsed = FeedbackEvent.model_validate(event(value, model=value, prompt_version=value, index_version=value,
-                                                metadata={value: 1}, context_ids=[f"{value}#0"]))
+    parsed = FeedbackEvent.model_validate(
+        event(
+            value,
+            model=value,
+            prompt_version=value,
+            index_version=value,
+            metadata={value: 1},
+            context_ids=[f"{value}#0"],
+        )
+    )
     assert parsed.event_id == parsed.model == parsed.prompt_version == value
 
 
@@ -126,8 +172,11 @@ def test_the_sim_world_passes_the_identifier_grammar(tmp_path: Path) -> None:
     from flywheel.sim.world import write_world
 
     write_world(tmp_path)
-    rows = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()
-            if '"event_id": "bad-' not in line]  # the world's deliberately broken lines
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "feedback.jsonl").read_text().splitlines()
+        if '"event_id": "bad-' not in line
+    ]  # the world's deliberately broken lines
     assert len(rows) > 1000
     for row in rows:
         FeedbackEvent.model_validate(row)

@@ -86,8 +86,8 @@ def test_task_cache_keys_are_short_and_path_safe() -> None:
 def test_fresh_negative_feedback_triggers_a_cycle() -> None:
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
-    from flywheel.flows.events import EVENT
     from flywheel.config import EventSettings
+    from flywheel.flows.events import EVENT
 
     doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     deployment = next(d for d in doc["deployments"] if d["name"] == "on-feedback")

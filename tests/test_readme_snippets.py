@@ -24,8 +24,9 @@ def snippets() -> dict[str, str]:
 
 def run_snippet(code: str, cwd: Path) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FLYWHEEL_HOME", "MLFLOW_TRACKING_URI")}
-    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, f"snippet failed:\n{code}\n{done.stderr[-3000:]}"
     return done.stdout.splitlines()
 

@@ -4,39 +4,75 @@ fine-tune table, judge warning and chart error bars (issue 26, parts 2 and 4).""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from markdown_it import MarkdownIt
 from scipy.stats import norm
 
+from flywheel.candidates import Candidate
 from flywheel.evals.calibration import JudgeCalibration
 from flywheel.evals.evidence import evidence_markdown, untested_combinations
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.report import approval_markdown, cycle_chart, cycle_figure, report_markdown
 from flywheel.evals.runner import EvalResult, EvalRow
-from flywheel.candidates import Candidate
 
 
 def _candidate(cid: str, kind: str = "prompt", **extra: object) -> Candidate:
-    payloads = {"prompt": {"template": "Apologize first.", "diff": "+Apologize first.", "fixes": ["tone-1"]},
-                "rag": {"template": "t", "index_version": "4", "changed_documents": ["refunds.md"], "diff": "+30 days"},
-                "finetune": {"model": "ft:gpt-x:acme", "base_model": "gpt-x", "job_id": "job-9",
-                             "dataset_version": "ds-3", "examples": 120, "train": 100, "validation": 20,
-                             "preference_pairs": 7, "excluded": {"pii": 3, "too_long": 2}}}
-    doc: dict = {"candidate_id": cid, "cycle_id": "c1", "kind": kind, "cluster_ids": ["tone-1"], "version": "7",
-                 "golden_score": 0.8, "champion_score": 0.5, "delta": 0.3, "ci_low": 0.1, "ci_high": 0.45,
-                 "per_category": {"tone": 0.8}, "category_deltas": {"tone": 0.5, "facts": -0.1},
-                 "mlflow_run_id": f"run-{cid}", "payload": payloads[kind], "decision": "pending_approval"}
+    payloads = {
+        "prompt": {"template": "Apologize first.", "diff": "+Apologize first.", "fixes": ["tone-1"]},
+        "rag": {"template": "t", "index_version": "4", "changed_documents": ["refunds.md"], "diff": "+30 days"},
+        "finetune": {
+            "model": "ft:gpt-x:acme",
+            "base_model": "gpt-x",
+            "job_id": "job-9",
+            "dataset_version": "ds-3",
+            "examples": 120,
+            "train": 100,
+            "validation": 20,
+            "preference_pairs": 7,
+            "excluded": {"pii": 3, "too_long": 2},
+        },
+    }
+    doc: dict = {
+        "candidate_id": cid,
+        "cycle_id": "c1",
+        "kind": kind,
+        "cluster_ids": ["tone-1"],
+        "version": "7",
+        "golden_score": 0.8,
+        "champion_score": 0.5,
+        "delta": 0.3,
+        "ci_low": 0.1,
+        "ci_high": 0.45,
+        "per_category": {"tone": 0.8},
+        "category_deltas": {"tone": 0.5, "facts": -0.1},
+        "mlflow_run_id": f"run-{cid}",
+        "payload": payloads[kind],
+        "decision": "pending_approval",
+    }
     return Candidate.model_validate(doc | extra)
 
 
 def _result(label: str, rows: list[tuple[str, str, float]], **text: str) -> EvalResult:
     """Rows of (id, category, score); the answers and rationales name the variant."""
-    return EvalResult(variant=Variant(label=label, prompt_template="t", model="m"), golden_version="g",
-                      rows=[EvalRow(id=i, category=cat, input=text.get("input", f"question {i}"), expected="e",
-                                    scorer="judge", score=s, output=text.get("output", f"{label} answer {i}"),
-                                    rationale=text.get("rationale", f"{label} rationale {i}")) for i, cat, s in rows])
+    return EvalResult(
+        variant=Variant(label=label, prompt_template="t", model="m"),
+        golden_version="g",
+        rows=[
+            EvalRow(
+                id=i,
+                category=cat,
+                input=text.get("input", f"question {i}"),
+                expected="e",
+                scorer="judge",
+                score=s,
+                output=text.get("output", f"{label} answer {i}"),
+                rationale=text.get("rationale", f"{label} rationale {i}"),
+            )
+            for i, cat, s in rows
+        ],
+    )
 
 
 def _wilson(p: float, n: int) -> tuple[float, float]:
@@ -68,8 +104,14 @@ def _rendered_lines(markdown: str) -> int:
 def test_the_form_is_short_names_candidates_by_title_and_links_the_evidence() -> None:
     prompt, rag = _candidate("prompt-abc123"), _candidate("rag-def456", "rag", cluster_ids=["refund-2"])
     deferred = _candidate("prompt-zzz999", decision="deferred", reason="deferred: fixes cluster fmt-1")
-    text = approval_markdown([prompt, rag], 0.5, evidence_link="http://prefect/artifacts/ev", timeout_s=60,
-                             run_link=lambda run: f"http://mlflow/{run}", deferred=[deferred])
+    text = approval_markdown(
+        [prompt, rag],
+        0.5,
+        evidence_link="http://prefect/artifacts/ev",
+        timeout_s=60,
+        run_link=lambda run: f"http://mlflow/{run}",
+        deferred=[deferred],
+    )
     assert _rendered_lines(text) <= 15, text
     assert "2 candidates passed the policy" in text and "60 s" in text
     assert prompt.title() in text and rag.title() in text and deferred.title() in text
@@ -95,10 +137,14 @@ def test_candidates_of_several_kinds_warn_of_a_combination_never_evaluated() -> 
 
 # --- the evidence ---------------------------------------------------------------------------------
 def test_the_evidence_has_per_category_counts_and_wilson_intervals() -> None:
-    champion = _result("champion", [(f"t{k}", "tone", 1.0 if k < 3 else 0.0) for k in range(10)]
-                       + [(f"f{k}", "facts", 0.5) for k in range(4)])
-    candidate = _result("cand", [(f"t{k}", "tone", 1.0 if k < 8 else 0.0) for k in range(10)]
-                        + [(f"f{k}", "facts", 0.75) for k in range(4)])
+    champion = _result(
+        "champion",
+        [(f"t{k}", "tone", 1.0 if k < 3 else 0.0) for k in range(10)] + [(f"f{k}", "facts", 0.5) for k in range(4)],
+    )
+    candidate = _result(
+        "cand",
+        [(f"t{k}", "tone", 1.0 if k < 8 else 0.0) for k in range(10)] + [(f"f{k}", "facts", 0.75) for k in range(4)],
+    )
     md = evidence_markdown([_candidate("prompt-abc123")], champion, {"prompt-abc123": candidate}, champion_score=0.5)
     assert "Wilson" in md.split("| category | n |")[1].splitlines()[0]  # the method, in the table header
     lo, hi = _wilson(0.3, 10)
@@ -110,13 +156,27 @@ def test_the_evidence_has_per_category_counts_and_wilson_intervals() -> None:
 
 
 def test_changed_answers_come_fixed_first_then_broken_and_stop_at_the_cap() -> None:
-    champion = _result("champion", [(f"x{k:02d}", "tone", 0.0) for k in range(12)]
-                       + [(f"y{k}", "tone", 1.0) for k in range(3)] + [("z0", "tone", 0.6), ("same", "tone", 1.0)])
-    candidate = _result("cand", [(f"x{k:02d}", "tone", 1.0) for k in range(12)]
-                        + [(f"y{k}", "tone", 0.0) for k in range(3)] + [("z0", "tone", 0.9), ("same", "tone", 1.0)])
+    champion = _result(
+        "champion",
+        [(f"x{k:02d}", "tone", 0.0) for k in range(12)]
+        + [(f"y{k}", "tone", 1.0) for k in range(3)]
+        + [("z0", "tone", 0.6), ("same", "tone", 1.0)],
+    )
+    candidate = _result(
+        "cand",
+        [(f"x{k:02d}", "tone", 1.0) for k in range(12)]
+        + [(f"y{k}", "tone", 0.0) for k in range(3)]
+        + [("z0", "tone", 0.9), ("same", "tone", 1.0)],
+    )
     cand = _candidate("prompt-abc123")
-    md = evidence_markdown([cand], champion, {cand.candidate_id: candidate}, champion_score=0.5, max_changed=13,
-                           run_link=lambda run: f"http://mlflow/{run}")
+    md = evidence_markdown(
+        [cand],
+        champion,
+        {cand.candidate_id: candidate},
+        champion_score=0.5,
+        max_changed=13,
+        run_link=lambda run: f"http://mlflow/{run}",
+    )
     assert "Answers that changed (16: 12 fixed, 3 broken)" in md
     shown = [line for line in md.splitlines() if line.startswith(("**fixed:", "**broken:", "**score changed:"))]
     assert [s.split(":")[0] for s in shown] == ["**fixed"] * 12 + ["**broken"]
@@ -145,29 +205,49 @@ def test_user_and_model_text_cannot_break_the_markdown() -> None:
 
 # --- the report -----------------------------------------------------------------------------------
 def _judge(agreement: float, trusted: bool) -> JudgeCalibration:
-    return JudgeCalibration(items=50, agreement=agreement, kappa=0.02, judge_model="judge-mini", min_kappa=0.4,
-                            min_items=20, trusted=trusted, why="kappa 0.02 is below judge.min_kappa 0.40")
+    return JudgeCalibration(
+        items=50,
+        agreement=agreement,
+        kappa=0.02,
+        judge_model="judge-mini",
+        min_kappa=0.4,
+        min_items=20,
+        trusted=trusted,
+        why="kappa 0.02 is below judge.min_kappa 0.40",
+    )
 
 
 def test_the_report_names_who_decided_and_when_shows_a_finetune_table_and_a_weak_judge_up_top() -> None:
-    when = datetime(2025, 3, 4, 13, 37, 59, tzinfo=timezone.utc)
+    when = datetime(2025, 3, 4, 13, 37, 59, tzinfo=UTC)
     promoted = _candidate("prompt-abc123", decision="promoted", decided_by="alice", decided_at=when)
     rejected = _candidate("rag-def456", "rag", decision="rejected", decided_by="bob", decided_at=when)
     tuned = _candidate("ft-ghi789", "finetune", decision="canary", decided_by="carol", decided_at=when)
-    md = report_markdown(cycle_id="c1", golden_version="g", champion_score=0.5, clusters=[],
-                         candidates=[promoted, rejected, tuned], judge=_judge(0.06, trusted=False))
+    md = report_markdown(
+        cycle_id="c1",
+        golden_version="g",
+        champion_score=0.5,
+        clusters=[],
+        candidates=[promoted, rejected, tuned],
+        judge=_judge(0.06, trusted=False),
+    )
     assert "- `prompt-abc123` promoted by alice, 2025-03-04 13:37 UTC" in md
     assert "- `rag-def456` rejected by bob, 2025-03-04 13:37 UTC" in md
     assert "- `ft-ghi789` canary by carol, 2025-03-04 13:37 UTC" in md
     assert "| excluded: pii | 3 |" in md and "| model | `ft:gpt-x:acme` |" in md and "{'pii'" not in md
-    top = md[:md.index("## Triaged")]
+    top = md[: md.index("## Triaged")]
     assert "agrees with expert reviews on 6% of 50 items" in top
 
 
 def test_a_trusted_judge_agreeing_often_gets_no_warning_at_the_top() -> None:
-    md = report_markdown(cycle_id="c1", golden_version="g", champion_score=0.5, clusters=[], candidates=[],
-                         judge=_judge(0.9, trusted=True))
-    assert "Judge warning" not in md[:md.index("## Triaged")] and "## Judge calibration" in md
+    md = report_markdown(
+        cycle_id="c1",
+        golden_version="g",
+        champion_score=0.5,
+        clusters=[],
+        candidates=[],
+        judge=_judge(0.9, trusted=True),
+    )
+    assert "Judge warning" not in md[: md.index("## Triaged")] and "## Judge calibration" in md
 
 
 # --- the chart ------------------------------------------------------------------------------------
@@ -190,7 +270,8 @@ def test_the_chart_draws_a_95_interval_on_each_bar_when_given_counts() -> None:
     assert not [c for c in without.axes[1].containers if isinstance(c, ErrorbarContainer)]
     plt.close(without)
     assert cycle_chart([], [cand], per_category, category_n={"tone": 10, "facts": 4}) != cycle_chart(
-        [], [cand], per_category)
+        [], [cand], per_category
+    )
 
 
 def test_an_interval_needs_items() -> None:

@@ -4,12 +4,12 @@ and the flow that publishes it as Prefect artifacts."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conftest import event, write_jsonl
 
-UNTIL = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+UNTIL = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
 
 def _week(rows: list, weeks_back: int, total: int, negative: int, tag: str) -> None:
@@ -18,11 +18,28 @@ def _week(rows: list, weeks_back: int, total: int, negative: int, tag: str) -> N
         ts = (UNTIL - timedelta(days=7 * weeks_back + 1, hours=i)).isoformat()
         if i < negative:
             signal = {"signal": "thumbs_down", "reason": "format"} if i % 2 else {"signal": "dismiss"}
-            rows.append(event(f"{tag}-{i}", ts=ts, user_id=f"{tag}u{i}", query=f"Give me the plan {i} as JSON please",
-                              output=f"Plan {i} costs $8.", comment=f"{tag} not JSON", **signal))
+            rows.append(
+                event(
+                    f"{tag}-{i}",
+                    ts=ts,
+                    user_id=f"{tag}u{i}",
+                    query=f"Give me the plan {i} as JSON please",
+                    output=f"Plan {i} costs $8.",
+                    comment=f"{tag} not JSON",
+                    **signal,
+                )
+            )
         else:
-            rows.append(event(f"{tag}-{i}", ts=ts, user_id=f"{tag}u{i}", signal="thumbs_up",
-                              query="How do I reset my password?", output="Settings > Security."))
+            rows.append(
+                event(
+                    f"{tag}-{i}",
+                    ts=ts,
+                    user_id=f"{tag}u{i}",
+                    signal="thumbs_up",
+                    query="How do I reset my password?",
+                    output="Settings > Security.",
+                )
+            )
 
 
 def _feedback(tmp_path: Path) -> Path:
@@ -30,9 +47,19 @@ def _feedback(tmp_path: Path) -> Path:
     _week(rows, 2, 10, 2, "w2")
     _week(rows, 1, 10, 5, "w1")
     _week(rows, 0, 10, 8, "w0")
-    rows += [event(f"nc{i}", ts=(UNTIL - timedelta(hours=3 + i)).isoformat(), user_id=f"x{i}", consent=False,
-                   signal="thumbs_down", reason="format", query="Give me the plan for project Bluebird as JSON",
-                   output="Bluebird plan costs $8.") for i in range(2)]
+    rows += [
+        event(
+            f"nc{i}",
+            ts=(UNTIL - timedelta(hours=3 + i)).isoformat(),
+            user_id=f"x{i}",
+            consent=False,
+            signal="thumbs_down",
+            reason="format",
+            query="Give me the plan for project Bluebird as JSON",
+            output="Bluebird plan costs $8.",
+        )
+        for i in range(2)
+    ]
     return write_jsonl(tmp_path / "fb.jsonl", rows)
 
 
@@ -73,10 +100,20 @@ def test_the_review_flow_publishes_its_artifacts(cli, tmp_path: Path, prefect_ap
 def _one_user_edit(tmp_path: Path) -> Path:
     """One user's edit this week, long enough that a table row is wider than 80 columns."""
     long_query = "Give me the full migration plan for the analytics workspace with every step listed as JSON please"
-    return write_jsonl(tmp_path / "edit.jsonl", [
-        event("ed1", ts=(UNTIL - timedelta(hours=5)).isoformat(), user_id="solo", signal="edit", query=long_query,
-              output="Plan: migrate things.", final_text="Completely different text that the user wrote instead."),
-    ])
+    return write_jsonl(
+        tmp_path / "edit.jsonl",
+        [
+            event(
+                "ed1",
+                ts=(UNTIL - timedelta(hours=5)).isoformat(),
+                user_id="solo",
+                signal="edit",
+                query=long_query,
+                output="Plan: migrate things.",
+                final_text="Completely different text that the user wrote instead.",
+            ),
+        ],
+    )
 
 
 def test_the_printed_review_keeps_rows_whole_pluralises_and_shows_an_edits_final_text(cli, tmp_path: Path) -> None:
@@ -100,8 +137,10 @@ def test_an_empty_window_says_where_the_data_is(cli, tmp_path: Path) -> None:
     cli("ingest", str(_one_user_edit(tmp_path)), "--json")
     text = cli("review", "--until", later.isoformat()).stdout
     newest = "2026-11-22T07:00:00Z"
-    assert (f"No feedback between 2027-01-14T12:00:00Z and 2027-01-21T12:00:00Z; the newest event is from {newest}: "
-            f"pass --until {newest}") in text.splitlines()
+    assert (
+        f"No feedback between 2027-01-14T12:00:00Z and 2027-01-21T12:00:00Z; the newest event is from {newest}: "
+        f"pass --until {newest}"
+    ) in text.splitlines()
     assert "0 of 0" not in text and "0 negative of 0" not in text
     assert cli("review", "--until", newest, "--json")["negative"] == 1  # the suggested window holds it
 
@@ -110,14 +149,20 @@ def test_the_review_gives_loop_velocity_to_the_promotion_and_to_the_verified_fix
     from flywheel.candidates import Candidate, Decision, PromptPayload
     from flywheel.state import open_state
 
-    first = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
+    first = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
     assert "no fix promoted yet" in cli("review").stdout
 
     def promoted(cid: str, hours: float, verified: float | None) -> Candidate:
-        return Candidate(candidate_id=cid, cycle_id="cyc-1", kind="prompt", cluster_ids=[f"c-{cid}"],
-                         payload=PromptPayload(template="t", cluster_first_seen={f"c-{cid}": first.isoformat()}),
-                         decision=Decision.promoted, decided_at=first + timedelta(hours=hours),
-                         verified_at=None if verified is None else first + timedelta(hours=verified))
+        return Candidate(
+            candidate_id=cid,
+            cycle_id="cyc-1",
+            kind="prompt",
+            cluster_ids=[f"c-{cid}"],
+            payload=PromptPayload(template="t", cluster_first_seen={f"c-{cid}": first.isoformat()}),
+            decision=Decision.promoted,
+            decided_at=first + timedelta(hours=hours),
+            verified_at=None if verified is None else first + timedelta(hours=verified),
+        )
 
     with open_state(settings) as state:
         state.add_candidate(promoted("a", 10, None))
@@ -127,7 +172,10 @@ def test_the_review_gives_loop_velocity_to_the_promotion_and_to_the_verified_fix
     with open_state(settings) as state:
         state.add_candidate(promoted("b", 20, 50))
         state.add_candidate(promoted("c", 30, 70))
-    assert cli("review", "--json")["loop_velocity"] == {"promoted_hours": 20.0, "verified_hours": 60.0,
-                                                        "verified_fixes": 2}
+    assert cli("review", "--json")["loop_velocity"] == {
+        "promoted_hours": 20.0,
+        "verified_hours": 60.0,
+        "verified_fixes": 2,
+    }
     text = cli("review").stdout
     assert "median 20 h" in text and "60 h to its verification" in text and "2 fixes verified" in text

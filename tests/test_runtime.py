@@ -22,18 +22,19 @@ def test_one_events_walk_opens_each_store_once_per_process(cli, monkeypatch: pyt
     key = make_key(cli, "product", "ingest")
     with open_store(settings.resolved_store_url):  # made and migrated before: what a running service meets
         pass
-    events = (rated_events(1, 300, 0.10, prefix="p", arm="production", prompt_version=cand.parent)
-              + rated_events(2, 300, 0.40, prefix="c", arm="canary", prompt_version=cand.version))
+    events = rated_events(1, 300, 0.10, prefix="p", arm="production", prompt_version=cand.parent) + rated_events(
+        2, 300, 0.40, prefix="c", arm="canary", prompt_version=cand.version
+    )
     feedback, state = settings.resolved_store_url.rsplit("/", 1)[-1], "state.sqlite"
 
     from flywheel.app.serve.main import create_app
 
-    with counting() as served:
-        with TestClient(create_app(settings, warm_up=False)) as http:
-            for i in range(0, len(events), 200):
-                answer = http.post("/v1/feedback", json={"events": events[i : i + 200]},
-                                   headers={"Authorization": f"Bearer {key}"})
-                assert answer.status_code == 200 and answer.json()["accepted"] == 200
+    with counting() as served, TestClient(create_app(settings, warm_up=False)) as http:
+        for i in range(0, len(events), 200):
+            answer = http.post(
+                "/v1/feedback", json={"events": events[i : i + 200]}, headers={"Authorization": f"Bearer {key}"}
+            )
+            assert answer.status_code == 200 and answer.json()["accepted"] == 200
     with counting() as watched:
         (row,) = cli("watch", "--json")["watches"]
     assert (row["verdict"], row["action"]) == ("worse", "rolled_back")

@@ -9,11 +9,11 @@ from typing import get_args
 
 import pytest
 
+from flywheel.config import EvalSettings, Settings
 from flywheel.evals.golden import GoldenItem, Scorer
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import run_items
 from flywheel.evals.scorers import CODE_SCORERS, contains, word, words
-from flywheel.config import EvalSettings, Settings
 from flywheel.loop.checks.golden_set import check_golden
 
 
@@ -25,7 +25,7 @@ def test_a_short_answer_is_not_found_inside_a_longer_word() -> None:
     assert word("It costs $120 a year.", "$12").value == 0 and word("It costs $12.", "$12").value == 1
 
 
-@pytest.mark.parametrize("output", ["no", "No.", "(no)", "«No!»", "Answer: NO -- sorry", "yes/no", "\"no\""])
+@pytest.mark.parametrize("output", ["no", "No.", "(no)", "«No!»", "Answer: NO -- sorry", "yes/no", '"no"'])
 def test_punctuation_and_case_around_a_word_do_not_matter(output: str) -> None:
     assert word(output, "no").value == 1, words(output)
 
@@ -68,15 +68,22 @@ def test_the_rationale_names_the_expected_words() -> None:
 
 def test_golden_items_name_it_and_the_runner_scores_with_it() -> None:
     assert "word" in get_args(Scorer) and CODE_SCORERS["word"] is word
-    items = [GoldenItem(id="a", input="Is it free?", expected="no", category="factual", scorer="word"),
-             GoldenItem(id="b", input="Is it free?", expected="no", category="factual", scorer="contains")]
+    items = [
+        GoldenItem(id="a", input="Is it free?", expected="no", category="factual", scorer="word"),
+        GoldenItem(id="b", input="Is it free?", expected="no", category="factual", scorer="contains"),
+    ]
 
     async def answer(variant: Variant, query: str) -> str:
         return "I'm not sure."
 
     async def main() -> list:
-        return await run_items(items, Variant(label="champion", prompt_template="p", model="m"), answer,
-                               default_scorer="exact", gate=asyncio.Semaphore(2))
+        return await run_items(
+            items,
+            Variant(label="champion", prompt_template="p", model="m"),
+            answer,
+            default_scorer="exact",
+            gate=asyncio.Semaphore(2),
+        )
 
     rows = asyncio.run(main())
     assert [(r.scorer, r.score) for r in rows] == [("word", 0.0), ("contains", 1.0)]
@@ -88,9 +95,11 @@ def test_every_golden_scorer_can_be_the_default() -> None:
 
 def test_the_golden_check_suggests_word_for_a_short_contains(settings: Settings) -> None:
     golden = Path("golden.jsonl")
-    golden.write_text('{"id": "free", "input": "Is it free?", "expected": "no", "category": "factual"}\n'
-                      '{"id": "empty", "input": "Is it free?", "expected": "?", "category": "factual", '
-                      '"scorer": "word"}\n')
+    golden.write_text(
+        '{"id": "free", "input": "Is it free?", "expected": "no", "category": "factual"}\n'
+        '{"id": "empty", "input": "Is it free?", "expected": "?", "category": "factual", '
+        '"scorer": "word"}\n'
+    )
     problems = check_golden(settings.model_copy(update={"golden": golden})).problems
     short = next(p for p in problems if p.line == 1)
     assert "also matches inside longer words" in short.message and '"scorer": "word"' in short.fix

@@ -79,8 +79,10 @@ def test_nested_metadata_is_scrubbed() -> None:
 
 
 def test_a_whole_jwt_is_one_secret() -> None:
-    jwt = ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUifQ"
-           ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
+    jwt = (
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUifQ"
+        ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    )
     found: set[str] = set()
     assert scrub_text(f"token {jwt} expired", found) == "token [SECRET] expired" and found == {"secret"}
 
@@ -170,14 +172,23 @@ def test_look_alikes_of_the_new_kinds_stay(text: str) -> None:
     "text",
     [
         "Jane Doe (jane@x.io, SSN 219099999) lives at 221B Baker Street, IBAN GB82WEST12345698765432",
-        "Thanks,\nJane", "Dr. Okonkwo told me", "My colleague Tavrin Kolbeck, cc Ganmikol", "my name is jan kowalski",
-        "name: anna maria", "call  me jan", "CALL\tME bob please",  # however much white space
-        "device AABB.CCDD.EEFF keeps dropping", "whitelist aa:bb:cc:dd:ee:ff",  # MAC addresses without a digit
+        "Thanks,\nJane",
+        "Dr. Okonkwo told me",
+        "My colleague Tavrin Kolbeck, cc Ganmikol",
+        "my name is jan kowalski",
+        "name: anna maria",
+        "call  me jan",
+        "CALL\tME bob please",  # however much white space
+        "device AABB.CCDD.EEFF keeps dropping",
+        "whitelist aa:bb:cc:dd:ee:ff",  # MAC addresses without a digit
         "born 12/03/1987, DNI 12345678Z, I live at 377 michael springs",
         "from 192.168.10.4 and 2001:db8::8a2e:370:7334",
-        "Hauptstraße 5, Calle Mayor 5, 12 Rue de Rivoli", "card 4111-1111-1111-1111, call +1 (415) 555-0132",
+        "Hauptstraße 5, Calle Mayor 5, 12 Rue de Rivoli",
+        "card 4111-1111-1111-1111, call +1 (415) 555-0132",
         "token ghp_0123456789abcdefghijklmnopqrstuvwxyz and Bearer eyJhbGciOiJIUzI1NiJ9.abc",
-        "Order 12345678 shipped on 2024-05-01, version 2.14.4", "May I export my data on Monday?", "",
+        "Order 12345678 shipped on 2024-05-01, version 2.14.4",
+        "May I export my data on Monday?",
+        "",
     ],
 )
 def test_gates_only_save_time(text: str) -> None:

@@ -12,18 +12,18 @@ from typing import Any
 import pytest
 
 from conftest import write_jsonl
+from flywheel.candidates import Candidate, Decision, PromptPayload
+from flywheel.config import load_settings
 from flywheel.evals.golden import GoldenItem, canonical_version, load_golden
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.report import report_markdown
 from flywheel.evals.runner import EvalResult, EvalRow
-from flywheel.candidates import Candidate, Decision, PromptPayload
-from flywheel.config import load_settings
-from flywheel.registry import use_mlflow
-from flywheel.state import open_state
 from flywheel.loop.checks import Severity
 from flywheel.loop.checks.golden_set import check_golden
 from flywheel.loop.context import CycleContext
 from flywheel.loop.gate import gate_step
+from flywheel.registry import use_mlflow
+from flywheel.state import open_state
 
 
 def test_a_segment_is_a_field_or_a_tag_and_unsegmented_sets_keep_their_version() -> None:
@@ -43,16 +43,32 @@ N = 30  # items per segment
 
 
 def _items() -> list[GoldenItem]:
-    new = [GoldenItem(id=f"n{k}", input=f"new user question {k}", expected="x", category="factual", segment="new")
-           for k in range(N)]
-    power = [GoldenItem(id=f"p{k}", input=f"power user question {k}", expected="x", category="factual",
-                        tags=["segment:power"]) for k in range(N)]
+    new = [
+        GoldenItem(id=f"n{k}", input=f"new user question {k}", expected="x", category="factual", segment="new")
+        for k in range(N)
+    ]
+    power = [
+        GoldenItem(
+            id=f"p{k}", input=f"power user question {k}", expected="x", category="factual", tags=["segment:power"]
+        )
+        for k in range(N)
+    ]
     return new + power
 
 
 def _result(items: list[GoldenItem], version: str, label: str, score: dict[str, float]) -> EvalResult:
-    rows = [EvalRow(id=i.id, category=i.category, input=i.input, expected=i.expected, scorer="contains", output="o",
-                    score=score[i.id]) for i in items]
+    rows = [
+        EvalRow(
+            id=i.id,
+            category=i.category,
+            input=i.input,
+            expected=i.expected,
+            scorer="contains",
+            output="o",
+            score=score[i.id],
+        )
+        for i in items
+    ]
     return EvalResult(variant=Variant(label=label, prompt_template="t", model="m"), golden_version=version, rows=rows)
 
 
@@ -62,19 +78,37 @@ def _gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, candidate: dict[str, 
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(path))
     settings = load_settings()
     version = load_golden(path).version
-    ctx = CycleContext(settings=settings, cycle_id="cyc-seg", resumed=False, champion_version="1",
-                       champion_template="Be brief.", golden_version=version)
+    ctx = CycleContext(
+        settings=settings,
+        cycle_id="cyc-seg",
+        resumed=False,
+        champion_version="1",
+        champion_template="Be brief.",
+        golden_version=version,
+    )
     champion = {f"n{k}": float(k % 2) for k in range(N)} | {f"p{k}": float(k % 3 == 0) for k in range(N)}
     with open_state(settings) as state:
-        state.add_candidate(Candidate(candidate_id="prompt-seg", cycle_id="cyc-seg", kind="prompt",
-                                      cluster_ids=["tone-1"], payload=PromptPayload(template="Be brief and kind.")))
-    report = gate_step(ctx, _result(items, version, "champion", champion),
-                       {"prompt-seg": _result(items, version, "prompt-seg", champion | candidate)}, auto_approve=False)
+        state.add_candidate(
+            Candidate(
+                candidate_id="prompt-seg",
+                cycle_id="cyc-seg",
+                kind="prompt",
+                cluster_ids=["tone-1"],
+                payload=PromptPayload(template="Be brief and kind."),
+            )
+        )
+    report = gate_step(
+        ctx,
+        _result(items, version, "champion", champion),
+        {"prompt-seg": _result(items, version, "prompt-seg", champion | candidate)},
+        auto_approve=False,
+    )
     return report, settings
 
 
-def test_a_segment_regression_blocks_a_candidate_whose_mean_improves(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_segment_regression_blocks_a_candidate_whose_mean_improves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Power users gain a lot (0.333 -> 1.0); new users lose 3 of their 15 right answers (0.5 -> 0.4).
     lost = {f"n{k}": 0.0 for k in (1, 3, 5)}
     report, settings = _gate(tmp_path, monkeypatch, {f"p{k}": 1.0 for k in range(N)} | lost)
@@ -97,9 +131,15 @@ def test_a_segment_regression_blocks_a_candidate_whose_mean_improves(tmp_path: P
     assert cand_metrics["golden.factual"] == pytest.approx(0.7)  # per category as before
 
     # The cycle report shows segments beside categories.
-    md = report_markdown(cycle_id="cyc-seg", golden_version="v", champion_score=0.4, clusters=[],
-                         candidates=report.candidates, champion_per_category=report.champion_per_category,
-                         champion_per_segment=report.champion_per_segment)
+    md = report_markdown(
+        cycle_id="cyc-seg",
+        golden_version="v",
+        champion_score=0.4,
+        clusters=[],
+        candidates=report.candidates,
+        champion_per_category=report.champion_per_category,
+        champion_per_segment=report.champion_per_segment,
+    )
     assert "## Per category" in md and "## Per segment" in md
     assert "| new | 0.500 | 0.400 (-0.100) |" in md
 
@@ -113,10 +153,13 @@ def test_within_the_segment_bound_the_candidate_passes(tmp_path: Path, monkeypat
     assert "no segment more than 0.150" in cand.reason
 
 
-def test_validate_warns_about_a_segment_too_small_to_mean_anything(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    items = _items() + [GoldenItem(id=f"de{k}", input=f"Frage {k}", expected="x", category="factual",
-                                   tags=["segment:de-DE"]) for k in range(3)]
+def test_validate_warns_about_a_segment_too_small_to_mean_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = _items() + [
+        GoldenItem(id=f"de{k}", input=f"Frage {k}", expected="x", category="factual", tags=["segment:de-DE"])
+        for k in range(3)
+    ]
     path = write_jsonl(tmp_path / "golden.jsonl", [i.model_dump(exclude_defaults=True) for i in items])
     monkeypatch.setenv("FLYWHEEL_GOLDEN", str(path))
     problems = [p for p in check_golden(load_settings()).problems if "segment" in p.message]

@@ -4,7 +4,7 @@ daily cap per user that concurrent requests cannot overrun, and opt-outs that ho
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,8 +13,8 @@ from flywheel.client import ClientError, FlywheelClient
 from flywheel.config import load_settings
 from flywheel.config_sections import AskSettings
 from flywheel.live import AskRequest
-from live_server import LiveServer, make_key
 from flywheel.loop.ask import decide
+from live_server import LiveServer, make_key
 
 
 @pytest.fixture
@@ -66,8 +66,9 @@ def test_bad_ask_bodies_are_422_and_never_retried(client: FlywheelClient) -> Non
 def test_a_422_says_where_and_why_but_never_echoes_what_was_sent(client: FlywheelClient) -> None:
     marker = "jane.roe+PII7@example.com"
     with pytest.raises(ClientError) as raised:
-        client._send("POST", "/v1/ask", json={"user_id": "x", "confidence": marker, "feature": [marker]},
-                     idempotent=False)
+        client._send(
+            "POST", "/v1/ask", json={"user_id": "x", "confidence": marker, "feature": [marker]}, idempotent=False
+        )
     assert raised.value.status == 422 and "confidence" in str(raised.value) and marker not in str(raised.value)
 
 
@@ -89,7 +90,7 @@ def test_the_cap_is_per_utc_day_and_users_are_stored_hashed(settings) -> None:
     settings.ensure_home()
     ledger = AskLedger(settings.resolved_store_url)
     policy = AskSettings(per_user_per_day=2)
-    day1 = datetime(2026, 11, 10, 23, 59, tzinfo=timezone.utc)
+    day1 = datetime(2026, 11, 10, 23, 59, tzinfo=UTC)
     req = AskRequest(user_id="ann@example.com", confidence=0.1)
     assert [decide(policy, req, ledger, day1).ask for _ in range(3)] == [True, True, False]
     assert decide(policy, req, ledger, day1 + timedelta(minutes=2)).ask  # a new UTC day
@@ -104,8 +105,10 @@ def test_workers_opening_the_ledger_at_once_all_get_their_answer(settings) -> No
     settings.ensure_home()
     ledgers = [AskLedger(settings.resolved_store_url) for _ in range(6)]
     answers: list[bool] = []
-    threads = [threading.Thread(target=lambda ledger=ledger: answers.append(
-        ledger.take_ask("u", datetime.now(timezone.utc).date(), 3))) for ledger in ledgers]
+    threads = [
+        threading.Thread(target=lambda ledger=ledger: answers.append(ledger.take_ask("u", datetime.now(UTC).date(), 3)))
+        for ledger in ledgers
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import event
-from live_server import LiveServer, make_key
-from nonempty import every
 
+from conftest import event
 from flywheel.client import FlywheelClient, ServiceUnavailable
 from flywheel.config import load_settings
 from flywheel.keys import KeyStore, open_keys
+from live_server import LiveServer, make_key
+from nonempty import every
 
 
 def test_keys_are_shown_once_and_stored_only_hashed(cli, settings) -> None:
@@ -47,15 +47,22 @@ def test_no_key_unknown_key_wrong_scope_and_revoked(cli, settings) -> None:
     with LiveServer(settings) as live:
         anonymous = live.http()
         assert anonymous.get("/healthz").status_code == 200
-        for method, path in (("POST", "/v1/feedback"), ("GET", "/v1/champion"), ("POST", "/v1/ask"),
-                             ("POST", "/v1/opt-out"), ("GET", "/metrics")):
+        for method, path in (
+            ("POST", "/v1/feedback"),
+            ("GET", "/v1/champion"),
+            ("POST", "/v1/ask"),
+            ("POST", "/v1/opt-out"),
+            ("GET", "/metrics"),
+        ):
             answer = anonymous.request(method, path)
             assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer", path
         forged = ingest[:-4] + ("aaaa" if not ingest.endswith("aaaa") else "bbbb")
         for bad in ("nonsense", "fw_x_y", forged):
             assert live.http(bad).post("/v1/feedback", json=event("e1")).status_code == 401
-        assert anonymous.post("/v1/feedback", json=event("e1"), headers={"Authorization": f"Basic {ingest}"}) \
-            .status_code == 401
+        assert (
+            anonymous.post("/v1/feedback", json=event("e1"), headers={"Authorization": f"Basic {ingest}"}).status_code
+            == 401
+        )
 
         assert live.http(read).post("/v1/feedback", json=event("e1")).status_code == 403
         assert live.http(ingest).post("/v1/ask", json={"user_id": "u"}).status_code == 403
@@ -113,7 +120,9 @@ def test_a_single_host_home_upgrades_in_place(cli, settings) -> None:
     shutil.copy(LEGACY, settings.home / "keys.json")
     listed = cli("keys", "list", "--json")["keys"]
     assert [(k["name"], k["scope"], k["revoked"] is not None) for k in listed] == [
-        ("product", "ingest", False), ("reader", "read", True)]
+        ("product", "ingest", False),
+        ("reader", "read", True),
+    ]
     assert not (settings.home / "keys.json").exists() and (settings.home / "keys.json.imported").exists()
     cli("keys", "revoke", "product")
     shutil.copy(LEGACY, settings.home / "keys.json")  # imported again: a row already there wins

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from flywheel.arms import arm_for as arm_of
 from flywheel.client import ClientError, FlywheelClient
 from flywheel.config import load_settings
-from flywheel.arms import arm_for as arm_of
 from live_server import LiveServer, make_key
 from nonempty import every
 
@@ -52,12 +52,15 @@ def test_champion_follows_prompt_set_and_rollback(cli, read_key: str, tmp_path: 
         first = _until(lambda: _version(client, "u1"), "1")  # the cache held "no prompt" until its TTL passed
         assert first == "1"
         served = client.champion("u1")
-        assert (served.arm, served.prompt.name, served.index, served.model) == \
-               ("production", settings.prompt_name, None, settings.target_model)
+        assert (served.arm, served.prompt.name, served.index, served.model) == (
+            "production",
+            settings.prompt_name,
+            None,
+            settings.target_model,
+        )
         assert served.prompt.template == "You answer support questions briefly."
 
-        cli("prompt", "set", _prompt(tmp_path, "v2.txt", "You answer support questions briefly and kindly."),
-            "--json")
+        cli("prompt", "set", _prompt(tmp_path, "v2.txt", "You answer support questions briefly and kindly."), "--json")
         assert _until(lambda: client.champion("u1").prompt.version, "2") == "2"
         assert client.champion("u1").prompt.template.endswith("kindly.")
         cli("rollback", "prompt")

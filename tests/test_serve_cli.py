@@ -24,8 +24,13 @@ FLYWHEEL = Path(sys.executable).parent / "flywheel"
 
 @pytest.fixture
 def served(settings):
-    proc = subprocess.Popen([str(FLYWHEEL), "serve", "--port", "0", "--workers", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [str(FLYWHEEL), "serve", "--port", "0", "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     logs: list[str] = []
@@ -67,21 +72,36 @@ def test_two_workers_share_metrics_asks_and_revocations(cli, settings, served) -
 
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(post, range(40))) == {200}
-        asks = list(pool.map(lambda _: httpx.post(f"{url}/v1/ask", json={"user_id": "z", "confidence": 0.1},
-                                                  headers=auth, timeout=30).json(), range(20)))
+        asks = list(
+            pool.map(
+                lambda _: httpx.post(
+                    f"{url}/v1/ask", json={"user_id": "z", "confidence": 0.1}, headers=auth, timeout=30
+                ).json(),
+                range(20),
+            )
+        )
     assert [a.get("ask") for a in asks].count(True) == settings.ask.per_user_per_day, asks
     for _ in range(6):  # whichever worker answers, it counts both workers' events
         text = httpx.get(f"{url}/metrics", headers=auth).text
         assert _value(text, "flywheel_events_accepted_total") == 40
     assert len(stored_ids(settings)) == 40
 
-    assert httpx.post(f"{url}/v1/feedback", json=event("p1"), headers={"Authorization": f"Bearer {product}"}) \
-        .status_code == 200
+    assert (
+        httpx.post(f"{url}/v1/feedback", json=event("p1"), headers={"Authorization": f"Bearer {product}"}).status_code
+        == 200
+    )
     cli("keys", "revoke", "product")
     with ThreadPoolExecutor(4) as pool:
-        refused = set(pool.map(lambda i: httpx.post(f"{url}/v1/feedback", json=event(f"p{i}"),
-                                                    headers={"Authorization": f"Bearer {product}"}).status_code,
-                               range(2, 22)))
+        refused = set(
+            pool.map(
+                lambda i: (
+                    httpx.post(
+                        f"{url}/v1/feedback", json=event(f"p{i}"), headers={"Authorization": f"Bearer {product}"}
+                    ).status_code
+                ),
+                range(2, 22),
+            )
+        )
     assert refused == {401}
     httpx.get(f"{url}/v1/champion", headers={"Authorization": f"Bearer {product}x"})
 

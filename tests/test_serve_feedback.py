@@ -26,8 +26,11 @@ def live(cli, settings):
 
 
 def _quarantined(home: Path) -> list[dict]:
-    return [json.loads(line) for f in sorted((home / "quarantine").glob("*.rejected.jsonl"))
-            for line in f.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for f in sorted((home / "quarantine").glob("*.rejected.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
 
 
 def test_one_event_and_a_batch_are_stored_and_scrubbed_as_ingest_does(live, settings) -> None:
@@ -36,8 +39,11 @@ def test_one_event_and_a_batch_are_stored_and_scrubbed_as_ingest_does(live, sett
     assert (one["accepted"], one["duplicates"], one["rejected"], one["errors"]) == (1, 0, 0, [])
     batch = http.post("/v1/feedback", json={"events": [event("e2"), event("e1"), event("e3", signal="thumbs_up")]})
     assert batch.status_code == 200
-    assert {k: batch.json()[k] for k in ("accepted", "duplicates", "rejected")} == \
-           {"accepted": 2, "duplicates": 1, "rejected": 0}
+    assert {k: batch.json()[k] for k in ("accepted", "duplicates", "rejected")} == {
+        "accepted": 2,
+        "duplicates": 1,
+        "rejected": 0,
+    }
     assert sorted(stored_ids(settings)) == ["e1", "e2", "e3"]
     from flywheel.feedback.store import open_store
 
@@ -57,8 +63,14 @@ def test_the_same_event_through_http_and_the_cli_is_stored_once(live, cli, setti
 
 
 def test_a_batch_with_bad_items_stores_the_good_ones_and_reports_the_bad_by_index(live, settings) -> None:
-    items = [event("g1"), {"event_id": "b1"}, event("g2"), 42, event("b3", consent="yes"),
-             event("b4", query="x" * (settings.ingest.max_field_chars + 1))]
+    items = [
+        event("g1"),
+        {"event_id": "b1"},
+        event("g2"),
+        42,
+        event("b3", consent="yes"),
+        event("b4", query="x" * (settings.ingest.max_field_chars + 1)),
+    ]
     answer = live.http(live.key).post("/v1/feedback", json={"events": items})
     assert answer.status_code == 200
     doc = answer.json()
@@ -68,8 +80,12 @@ def test_a_batch_with_bad_items_stores_the_good_ones_and_reports_the_bad_by_inde
     assert "max_field_chars" in doc["errors"][3]["error"]
     assert sorted(stored_ids(settings)) == ["g1", "g2"]
     kept = _quarantined(settings.home)
-    assert [(q["index"], q["file"]) for q in kept] == [(1, "api:product"), (3, "api:product"), (4, "api:product"),
-                                                       (5, "api:product")]
+    assert [(q["index"], q["file"]) for q in kept] == [
+        (1, "api:product"),
+        (3, "api:product"),
+        (4, "api:product"),
+        (5, "api:product"),
+    ]
     live.http(live.key).post("/v1/feedback", json={"events": items})  # the same bad items again: kept once
     assert len(_quarantined(settings.home)) == 4
 
@@ -85,19 +101,30 @@ def test_a_single_rejected_event_is_422_with_the_reason_and_quarantined(live, se
     assert raised.value.status == 422 and "signal" in str(raised.value)
 
 
-@pytest.mark.parametrize(("name", "body", "status", "needle"), [
-    ("not JSON", b'{"event_id": "x",', 400, "not JSON"),
-    ("invalid UTF-8", b'{"event_id": "\xff\xfe", "ts": "2026-11-10T10:00:00Z"}', 400, "UTF-8"),
-    ("10k-deep nesting", b"[" * 10_000 + b"]" * 10_000, 400, "deeper"),
-    ("10k-deep metadata", json.dumps({"events": [event("d1")]}).encode()[:-3]
-     + b', "metadata": {"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}]}", 400, "deeper"),
-    ("a JSON array", json.dumps([event("a1")]).encode(), 400, "not a JSON array"),
-    ("a JSON string", b'"thumbs_up"', 400, "not a JSON string"),
-    ("events not a list", b'{"events": {"event_id": "x"}}', 400, "JSON array"),
-    ("a batch with another field", json.dumps({"events": [event("a2")], "source": "x"}).encode(), 400, "one field"),
-    ("empty body", b"", 400, "not JSON"),
-    ("too many events", json.dumps({"events": [event(f"m{i}") for i in range(1001)]}).encode(), 413, "max_batch"),
-])
+@pytest.mark.parametrize(
+    ("name", "body", "status", "needle"),
+    [
+        ("not JSON", b'{"event_id": "x",', 400, "not JSON"),
+        ("invalid UTF-8", b'{"event_id": "\xff\xfe", "ts": "2026-11-10T10:00:00Z"}', 400, "UTF-8"),
+        ("10k-deep nesting", b"[" * 10_000 + b"]" * 10_000, 400, "deeper"),
+        (
+            "10k-deep metadata",
+            json.dumps({"events": [event("d1")]}).encode()[:-3]
+            + b', "metadata": {"a": '
+            + b"[" * 10_000
+            + b"]" * 10_000
+            + b"}}]}",
+            400,
+            "deeper",
+        ),
+        ("a JSON array", json.dumps([event("a1")]).encode(), 400, "not a JSON array"),
+        ("a JSON string", b'"thumbs_up"', 400, "not a JSON string"),
+        ("events not a list", b'{"events": {"event_id": "x"}}', 400, "JSON array"),
+        ("a batch with another field", json.dumps({"events": [event("a2")], "source": "x"}).encode(), 400, "one field"),
+        ("empty body", b"", 400, "not JSON"),
+        ("too many events", json.dumps({"events": [event(f"m{i}") for i in range(1001)]}).encode(), 413, "max_batch"),
+    ],
+)
 def test_malformed_bodies_are_a_clear_4xx_and_store_nothing(live, settings, name, body, status, needle) -> None:
     answer = live.http(live.key).post("/v1/feedback", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == status, (name, answer.text)
@@ -114,7 +141,7 @@ def test_bodies_over_the_size_limit_are_413_declared_or_streamed(live, settings)
 
     def chunks():  # no Content-Length: the limit holds while reading
         for i in range(0, len(big), 65536):
-            yield big[i:i + 65536]
+            yield big[i : i + 65536]
 
     streamed = http.post("/v1/feedback", content=chunks())
     assert streamed.status_code == 413 and "max_body_bytes" in streamed.json()["detail"]
@@ -132,8 +159,11 @@ def test_concurrent_posts_lose_and_duplicate_nothing(live, settings) -> None:
         own = [event(f"t{t}-{i}", user_id=f"u{t}") for i in range(per_thread)]
         with FlywheelClient(live.url, live.key) as client:
             for i in range(0, per_thread, 10):
-                got = [client.feedback(own[i:i + 10]), client.feedback(shared[(t + i) % 20]),
-                       client.feedback(own[i])]  # a duplicate of one just sent
+                got = [
+                    client.feedback(own[i : i + 10]),
+                    client.feedback(shared[(t + i) % 20]),
+                    client.feedback(own[i]),
+                ]  # a duplicate of one just sent
                 with lock:
                     results.extend(r.model_dump() for r in got)
 
@@ -189,8 +219,9 @@ def test_the_client_retries_a_503_until_the_store_takes_the_write(cli, monkeypat
 
         def release_after_a_503() -> None:  # the lock goes once the server has refused at least once
             latency = live.service.metrics.registry
-            while not latency.get_sample_value("flywheel_request_seconds_count",
-                                               {"method": "POST", "route": "/v1/feedback", "status": "503"}):
+            while not latency.get_sample_value(
+                "flywheel_request_seconds_count", {"method": "POST", "route": "/v1/feedback", "status": "503"}
+            ):
                 threading.Event().wait(0.02)
             refused.set()
             holder.rollback()
@@ -210,8 +241,11 @@ def test_metrics_count_events_by_outcome(live, cli) -> None:
     http.post("/v1/feedback", json={"events": [event("c1"), event("c2"), event("c1"), {"x": 1}]})
     text = live.http(make_key(cli, "scraper", "read")).get("/metrics").text
     values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"}
-    assert (values["flywheel_events_accepted_total"], values["flywheel_events_duplicates_total"],
-            values["flywheel_events_rejected_total"]) == (2.0, 1.0, 1.0)
+    assert (
+        values["flywheel_events_accepted_total"],
+        values["flywheel_events_duplicates_total"],
+        values["flywheel_events_rejected_total"],
+    ) == (2.0, 1.0, 1.0)
     assert values['flywheel_request_seconds_count{method="POST",route="/v1/feedback",status="200"}'] == 1.0
 
 
@@ -225,9 +259,12 @@ def test_the_client_never_retries_a_4xx_and_gives_up_on_no_connection(live) -> N
         with pytest.raises(ClientError) as forbidden:
             client.champion("u1")  # an ingest key: 403
     assert forbidden.value.status == 403
-    counts = {status: live.service.metrics.registry.get_sample_value(
-        "flywheel_request_seconds_count", {"method": method, "route": route, "status": status})
-        for method, route, status in (("POST", "/v1/feedback", "422"), ("GET", "/v1/champion", "403"))}
+    counts = {
+        status: live.service.metrics.registry.get_sample_value(
+            "flywheel_request_seconds_count", {"method": method, "route": route, "status": status}
+        )
+        for method, route, status in (("POST", "/v1/feedback", "422"), ("GET", "/v1/champion", "403"))
+    }
     assert counts == {"422": 1.0, "403": 1.0}
 
     closed = bind("127.0.0.1", 0)  # a port nobody listens on

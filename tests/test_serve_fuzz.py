@@ -12,14 +12,40 @@ from conftest import event
 from live_server import LiveServer, make_key, stored_ids
 
 CASES = int(os.environ.get("FLYWHEEL_FUZZ_CASES", "600"))  # more for a longer run by hand
-_VALUES = [None, True, False, 0, -1, 1.5, 1e308, "", "x", "thumbs_up", "\u0000", "\ud800", "é" * 50, [], {}, [1, [2]],
-           {"a": {"b": None}}, "2026-11-10T10:00:00Z", "not a date", 10**30]
+_VALUES = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1.5,
+    1e308,
+    "",
+    "x",
+    "thumbs_up",
+    "\u0000",
+    "\ud800",
+    "é" * 50,
+    [],
+    {},
+    [1, [2]],
+    {"a": {"b": None}},
+    "2026-11-10T10:00:00Z",
+    "not a date",
+    10**30,
+]
 
 
 def _value(rng: random.Random, depth: int = 0):
     if depth < 6 and rng.random() < 0.3:
-        return [_value(rng, depth + 1) for _ in range(rng.randint(0, 3))] if rng.random() < 0.5 else \
-            {rng.choice(["a", "event_id", "metadata", "ts"]): _value(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+        return (
+            [_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+            if rng.random() < 0.5
+            else {
+                rng.choice(["a", "event_id", "metadata", "ts"]): _value(rng, depth + 1)
+                for _ in range(rng.randint(0, 3))
+            }
+        )
     return rng.choice(_VALUES)
 
 

@@ -60,10 +60,19 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     for directory in (stale, alive):
         directory.mkdir(parents=True)
         (directory / "counter_1.db").write_bytes(b"x")
-    env = {k: v for k, v in os.environ.items()  # FLYWHEEL_CHECKOUT: the code under test, in a worktree
-           if not k.startswith(("FLYWHEEL_", "PROMETHEUS_")) or k == "FLYWHEEL_CHECKOUT"}
-    proc = subprocess.Popen([str(FLYWHEEL), "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**env, "FLYWHEEL_HOME": str(home)}, cwd=home.parent)
+    env = {
+        k: v
+        for k, v in os.environ.items()  # FLYWHEEL_CHECKOUT: the code under test, in a worktree
+        if not k.startswith(("FLYWHEEL_", "PROMETHEUS_")) or k == "FLYWHEEL_CHECKOUT"
+    }
+    proc = subprocess.Popen(
+        [str(FLYWHEEL), "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "FLYWHEEL_HOME": str(home)},
+        cwd=home.parent,
+    )
     url = proc.stdout.readline().strip()
     running = Serve(url, int(url.rsplit(":", 1)[1]), proc, home, keys, stale=stale, alive=alive)
     threading.Thread(target=lambda: running.logs.extend(proc.stderr), daemon=True).start()
@@ -133,8 +142,10 @@ def flood(port: int, path: str, key: str | None, total: int = FLOOD_BYTES) -> An
     chunk = b"%x\r\n%s\r\n" % (MB, b" " * MB)
     status, sent_before, sent = 0, 0, 0
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{auth}"
-                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{auth}"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
         try:
             while sent < total:
                 sock.sendall(chunk)
@@ -155,8 +166,12 @@ def _idle_rss(serve: Serve) -> int:
     read = {"Authorization": f"Bearer {serve.keys['read']}"}
     httpx.get(f"{serve.url}/v1/champion", headers=read, timeout=120)
     for name, path in zip(("ingest", "read", "read"), BODY_ROUTES, strict=True):
-        httpx.post(f"{serve.url}{path}", json={"user_id": "u-warm"}, timeout=30,
-                   headers={"Authorization": f"Bearer {serve.keys[name]}"})
+        httpx.post(
+            f"{serve.url}{path}",
+            json={"user_id": "u-warm"},
+            timeout=30,
+            headers={"Authorization": f"Bearer {serve.keys[name]}"},
+        )
     before, deadline = _rss(serve.proc.pid), time.monotonic() + 30
     while time.monotonic() < deadline:
         time.sleep(0.5)
@@ -172,8 +187,10 @@ def test_unauthenticated_floods_are_refused_at_once_without_memory(serve: Serve)
     for path in BODY_ROUTES:
         with PeakRss(serve.proc.pid) as rss:
             answer = flood(serve.port, path, key=None)
-        print(f"{path}: 401 after {answer.sent_before / MB:.0f} MB of {answer.sent / MB:.0f} MB sent; "
-              f"RSS idle {idle / MB:.1f} MB, peak {rss.peak / MB:.1f} MB")
+        print(
+            f"{path}: 401 after {answer.sent_before / MB:.0f} MB of {answer.sent / MB:.0f} MB sent; "
+            f"RSS idle {idle / MB:.1f} MB, peak {rss.peak / MB:.1f} MB"
+        )
         assert answer.status == 401, path
         assert answer.sent_before <= EARLY_BYTES, f"{path}: answered only after {answer.sent_before / MB:.0f} MB"
         assert rss.peak - idle < RSS_BUDGET, f"{path}: RSS {idle / MB:.0f} -> {rss.peak / MB:.0f} MB"
@@ -194,8 +211,12 @@ def test_authenticated_bodies_over_the_limit_are_refused_early(serve: Serve) -> 
 
 
 def test_access_log_has_paths_not_query_strings(serve: Serve) -> None:
-    answer = httpx.get(f"{serve.url}/v1/champion", params={"user_id": "u-secret-4711"},
-                       headers={"Authorization": f"Bearer {serve.keys['read']}"}, timeout=60)
+    answer = httpx.get(
+        f"{serve.url}/v1/champion",
+        params={"user_id": "u-secret-4711"},
+        headers={"Authorization": f"Bearer {serve.keys['read']}"},
+        timeout=60,
+    )
     assert answer.status_code in (200, 404, 503)
     deadline = time.monotonic() + 10
     while "GET /v1/champion" not in "".join(serve.logs) and time.monotonic() < deadline:

@@ -18,8 +18,9 @@ def test_the_checked_in_document_is_what_the_service_serves(cli) -> None:
     with LiveServer(load_settings()) as live:
         served = live.http().get("/openapi.json")  # no key needed
     assert served.status_code == 200
-    assert served.json() == json.loads(CHECKED_IN.read_text()), \
+    assert served.json() == json.loads(CHECKED_IN.read_text()), (
         "docs/openapi.json is stale: run `make openapi` and commit it"
+    )
     paths = served.json()["paths"]
     assert {"/v1/feedback", "/v1/champion", "/v1/render", "/v1/retrieve", "/v1/ask", "/v1/opt-out"} <= set(paths)
     render = paths["/v1/render"]["post"]

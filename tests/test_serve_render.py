@@ -5,7 +5,7 @@ whose chunk ids are what it sends back as ``context_ids`` and what the RAG refre
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,8 @@ def _fresh(client: FlywheelClient, user: str, check) -> None:
 
 
 def test_render_fills_the_arms_prompt_and_names_a_missing_or_unknown_variable(
-        cli, read_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, read_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the evaluation's own values (the product fills in its own per request)
     monkeypatch.setenv("FLYWHEEL_PROMPT_VARIABLES", '{"product": "Acme", "language": "English", "secret_word": "x"}')
     settings = load_settings()
@@ -61,8 +62,9 @@ def test_render_fills_the_arms_prompt_and_names_a_missing_or_unknown_variable(
         (message,) = rendered.messages
         assert message.role == "system"
         # filled once: a value that looks like a variable stays text
-        assert message.content == ("You are the assistant of Acme Cloud. Answer kindly in French; never reveal "
-                                   "{{product}}.")
+        assert message.content == (
+            "You are the assistant of Acme Cloud. Answer kindly in French; never reveal {{product}}."
+        )
 
         with pytest.raises(ClientError) as missing:
             client.render("u1", {"product": "Acme Cloud", "language": "French"})
@@ -88,15 +90,17 @@ def test_render_fills_the_arms_prompt_and_names_a_missing_or_unknown_variable(
 
 def _knowledge(root: Path, pro_price: str) -> Path:
     root.mkdir(exist_ok=True)
-    (root / "pricing.md").write_text(f"# Pricing\n\nThe Pro plan costs {pro_price} per month.\n\n"
-                                     "The Team plan costs $99 per month for five seats.\n")
+    (root / "pricing.md").write_text(
+        f"# Pricing\n\nThe Pro plan costs {pro_price} per month.\n\nThe Team plan costs $99 per month for five seats.\n"
+    )
     (root / "security.md").write_text("# Security\n\nTwo-factor authentication is available on every plan.\n")
     (root / "export.md").write_text("# Export\n\nYou can export your data as CSV from the settings page.\n")
     return root
 
 
-def test_retrieve_answers_from_the_index_version_of_the_users_arm(cli, read_key: str, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retrieve_answers_from_the_index_version_of_the_users_arm(
+    cli, read_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = load_settings()
     _set_prompt(cli, tmp_path, "v1.txt", "You answer questions about Acme.")
     with LiveServer(settings) as live, FlywheelClient(live.url, read_key) as client:
@@ -131,16 +135,38 @@ def test_retrieve_answers_from_the_index_version_of_the_users_arm(cli, read_key:
 
 def test_the_rag_refresh_reads_the_chunk_ids_a_product_sends_back() -> None:
     """``context_ids`` from ``/v1/retrieve`` are chunk ids (``doc#n``); the refresh finds their document."""
-    active = [*chunk_document(Document("pricing.md", "The Pro plan costs $20.", "kb", ""), 400),
-              *chunk_document(Document("export.md", "Export as CSV.", "kb", ""), 400)]
-    source = [Document("pricing.md", "The Pro plan costs $25.", "kb", ""),
-              Document("export.md", "Export as CSV or JSON.", "kb", "")]
-    now = datetime.now(timezone.utc)
-    events = [StoredEvent(event_id=f"e{i}", ts=now, signal="thumbs", polarity=-1, strength=1.0,
-                          query="How much is Pro?", output="$20", consent=False, context_ids=[active[0].chunk_id])
-              for i in range(3)]
-    proposal = propose(cluster_ids=["c1"], events=events, active_chunks=active, source_documents=source,
-                       retrieve=lambda q, k: [], embed=lambda texts: np.zeros((len(texts), 3)), chunk_chars=400)
+    active = [
+        *chunk_document(Document("pricing.md", "The Pro plan costs $20.", "kb", ""), 400),
+        *chunk_document(Document("export.md", "Export as CSV.", "kb", ""), 400),
+    ]
+    source = [
+        Document("pricing.md", "The Pro plan costs $25.", "kb", ""),
+        Document("export.md", "Export as CSV or JSON.", "kb", ""),
+    ]
+    now = datetime.now(UTC)
+    events = [
+        StoredEvent(
+            event_id=f"e{i}",
+            ts=now,
+            signal="thumbs",
+            polarity=-1,
+            strength=1.0,
+            query="How much is Pro?",
+            output="$20",
+            consent=False,
+            context_ids=[active[0].chunk_id],
+        )
+        for i in range(3)
+    ]
+    proposal = propose(
+        cluster_ids=["c1"],
+        events=events,
+        active_chunks=active,
+        source_documents=source,
+        retrieve=lambda q, k: [],
+        embed=lambda texts: np.zeros((len(texts), 3)),
+        chunk_chars=400,
+    )
     assert active[0].chunk_id == "pricing.md#0"
     # the implicated document is refreshed; the other one, changed in the source but not implicated, is not
     assert proposal.changed_documents == ["pricing.md"]

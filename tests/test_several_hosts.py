@@ -17,14 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-from flywheel.sim.server import Simulator
-from live_server import make_key
-from pg_server import PostgresServer, free_port
 
 from flywheel.arms import arm_for
 from flywheel.champions import champion
 from flywheel.config import load_settings
+from flywheel.sim.server import Simulator
 from flywheel.state import open_state
+from live_server import make_key
+from pg_server import PostgresServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +40,9 @@ class Child:
     def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
         self.name, self.log = name, logs / f"{name}.log"
         with self.log.open("w") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=logs,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=logs, start_new_session=True
+            )
 
     def wait_healthy(self, url: str, deadline: float) -> None:
         while True:
@@ -71,8 +72,17 @@ class Child:
 
 def _base_env() -> dict[str, str]:
     """The test's environment without Flywheel's, MLflow's or an LLM endpoint's settings."""
-    drop = ("FLYWHEEL_HOME", "FLYWHEEL_STORE_URL", "FLYWHEEL_STATE_URL", "FLYWHEEL_CONFIG", "FLYWHEEL_KNOWLEDGE",
-            "FLYWHEEL_SERVE", "MLFLOW_", "OPENAI_", "PREFECT_API_URL")
+    drop = (
+        "FLYWHEEL_HOME",
+        "FLYWHEEL_STORE_URL",
+        "FLYWHEEL_STATE_URL",
+        "FLYWHEEL_CONFIG",
+        "FLYWHEEL_KNOWLEDGE",
+        "FLYWHEEL_SERVE",
+        "MLFLOW_",
+        "OPENAI_",
+        "PREFECT_API_URL",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     return {**env, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
 
@@ -88,39 +98,77 @@ def _until(what: str, check: Callable[[], bool], seconds: float) -> float:
 
 def _knowledge(root: Path) -> Path:
     root.mkdir()
-    (root / "pricing.md").write_text("# Pricing\n\nThe Pro plan costs $20 per month.\n\n"
-                                     "The Team plan costs $99 per month for five seats.\n")
+    (root / "pricing.md").write_text(
+        "# Pricing\n\nThe Pro plan costs $20 per month.\n\nThe Team plan costs $99 per month for five seats.\n"
+    )
     (root / "export.md").write_text("# Export\n\nYou can export your data as CSV from the settings page.\n")
     return root
 
 
 def test_two_replicas_share_keys_arms_promotions_and_the_index(
-        cli, postgres: PostgresServer, simulator: Simulator, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    cli, postgres: PostgresServer, simulator: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store_url = postgres.url(postgres.create_database())
     logs = tmp_path / "logs"
     logs.mkdir()
     chroma_port, mlflow_port = free_port(), free_port()
     chroma_url, tracking = f"http://127.0.0.1:{chroma_port}", f"http://127.0.0.1:{mlflow_port}"
-    shared = {"FLYWHEEL_STORE_URL": store_url, "MLFLOW_TRACKING_URI": tracking,
-              "FLYWHEEL_KNOWLEDGE__CHROMA_URL": chroma_url, "FLYWHEEL_SERVE__CHAMPION_TTL_SECONDS": str(TTL),
-              # embeddings from the simulator's endpoint: one model load (in this process), not one per replica
-              "FLYWHEEL_EMBEDDINGS__BACKEND": "openai", "OPENAI_BASE_URL": simulator.base_url,
-              "OPENAI_API_KEY": "test"}
+    shared = {
+        "FLYWHEEL_STORE_URL": store_url,
+        "MLFLOW_TRACKING_URI": tracking,
+        "FLYWHEEL_KNOWLEDGE__CHROMA_URL": chroma_url,
+        "FLYWHEEL_SERVE__CHAMPION_TTL_SECONDS": str(TTL),
+        # embeddings from the simulator's endpoint: one model load (in this process), not one per replica
+        "FLYWHEEL_EMBEDDINGS__BACKEND": "openai",
+        "OPENAI_BASE_URL": simulator.base_url,
+        "OPENAI_API_KEY": "test",
+    }
     deadline = time.monotonic() + START_SECONDS
     ports = {name: free_port() for name in ("host-a", "host-b")}
     with ExitStack() as stack:
         base = {**_base_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         env = {**base, **shared}
         children = {  # all started at once: a replica waits for nothing but PostgreSQL to answer /healthz
-            "chroma": ([str(BIN / "chroma"), "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1",
-                        "--port", str(chroma_port)], base, f"{chroma_url}/api/v2/heartbeat"),
-            "mlflow": ([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-                        "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-                        "--port", str(mlflow_port), "--workers", "1"], base, f"{tracking}/health"),
-            **{name: ([str(BIN / "flywheel"), "serve", "--port", str(port), "--no-access-log"],
-                      {**env, "FLYWHEEL_HOME": str(tmp_path / name)}, f"http://127.0.0.1:{port}/healthz")
-               for name, port in ports.items()},
+            "chroma": (
+                [
+                    str(BIN / "chroma"),
+                    "run",
+                    "--path",
+                    str(tmp_path / "chroma"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(chroma_port),
+                ],
+                base,
+                f"{chroma_url}/api/v2/heartbeat",
+            ),
+            "mlflow": (
+                [
+                    str(BIN / "mlflow"),
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{tmp_path}/mlflow.db",
+                    "--artifacts-destination",
+                    str(tmp_path / "artifacts"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                    "--workers",
+                    "1",
+                ],
+                base,
+                f"{tracking}/health",
+            ),
+            **{
+                name: (
+                    [str(BIN / "flywheel"), "serve", "--port", str(port), "--no-access-log"],
+                    {**env, "FLYWHEEL_HOME": str(tmp_path / name)},
+                    f"http://127.0.0.1:{port}/healthz",
+                )
+                for name, port in ports.items()
+            },
         }
         running = []
         for name, (args, child_env, _) in children.items():
@@ -164,8 +212,11 @@ def test_two_replicas_share_keys_arms_promotions_and_the_index(
         marks["keys checked"] = time.monotonic() - deadline + START_SECONDS
         # a promotion reaches both within the champion TTL
         v2 = cli("prompt", "set", str(tmp_path / "v2.txt"), "--json")["version"]
-        seen = _until("v2 served by both replicas",
-                      lambda: all(champion_of(c)["prompt"]["version"] == v2 for c in clients), 10 * TTL + 5)
+        seen = _until(
+            "v2 served by both replicas",
+            lambda: all(champion_of(c)["prompt"]["version"] == v2 for c in clients),
+            10 * TTL + 5,
+        )
 
         marks["promoted"] = time.monotonic() - deadline + START_SECONDS
         # a canary (v1 back for 30% of users): the same user gets the same arm and prompt from both
@@ -173,8 +224,11 @@ def test_two_replicas_share_keys_arms_promotions_and_the_index(
         with open_state(settings) as state:
             champion(settings, state, "prompt").start_canary(v1, 30.0, by="test")
         probe = next(u for u in USERS if arm_for(u, 30) == "canary")
-        _until("the canary served by both replicas",
-               lambda: all(champion_of(c, probe)["arm"] == "canary" for c in clients), 10 * TTL + 5)
+        _until(
+            "the canary served by both replicas",
+            lambda: all(champion_of(c, probe)["arm"] == "canary" for c in clients),
+            10 * TTL + 5,
+        )
         served = [[(a["arm"], a["prompt"]["version"]) for a in (champion_of(c, u) for u in USERS)] for c in clients]
         assert served[0] == served[1]
         expected = [("canary", v1) if arm_for(u, 30) == "canary" else ("production", v2) for u in USERS]
@@ -185,12 +239,24 @@ def test_two_replicas_share_keys_arms_promotions_and_the_index(
         monkeypatch.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(_knowledge(tmp_path / "kb")))
         index = cli("kb", "sync", "--json")["version"]
         marks["kb synced"] = time.monotonic() - deadline + START_SECONDS
-        _until("the index served by both replicas", lambda: all(champion_of(c)["index"] == index for c in clients),
-               10 * TTL + 5)
+        _until(
+            "the index served by both replicas",
+            lambda: all(champion_of(c)["index"] == index for c in clients),
+            10 * TTL + 5,
+        )
         marks["index served"] = time.monotonic() - deadline + START_SECONDS
         with ThreadPoolExecutor(2) as pool:  # each replica's first retrieval opens its Chroma client: both at once
-            answers = list(pool.map(lambda c: ask(c, "POST", "/v1/retrieve", json={
-                "user_id": "u1", "query": "How much is the Pro plan per month?", "k": 2}), clients))
+            answers = list(
+                pool.map(
+                    lambda c: ask(
+                        c,
+                        "POST",
+                        "/v1/retrieve",
+                        json={"user_id": "u1", "query": "How much is the Pro plan per month?", "k": 2},
+                    ),
+                    clients,
+                )
+            )
         for found in answers:
             assert found.status_code == 200, found.text
             body = found.json()
@@ -198,5 +264,7 @@ def test_two_replicas_share_keys_arms_promotions_and_the_index(
             assert body["chunks"][0]["id"].startswith("pricing.md#") and "$20" in body["chunks"][0]["text"]
         assert not any((tmp_path / name / "keys.json").exists() for name in ("host-a", "host-b"))
         marks["done"] = time.monotonic() - deadline + START_SECONDS
-        print(f"\n{marks}\nfirst prompt visible on both after {first:.2f} s, a promotion after {seen:.2f} s "
-              f"(champion TTL {TTL} s)")
+        print(
+            f"\n{marks}\nfirst prompt visible on both after {first:.2f} s, a promotion after {seen:.2f} s "
+            f"(champion TTL {TTL} s)"
+        )

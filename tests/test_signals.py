@@ -23,11 +23,17 @@ BIN = Path(sys.executable).parent
 def _start_cycle(tmp_path: Path, base_url: str) -> subprocess.Popen[str]:
     """`flywheel cycle --json` as a user starts it: its own process, Prefect's ephemeral API (in a
     Prefect home of its own), default retries."""
-    env = {**os.environ, "OPENAI_BASE_URL": base_url, "PREFECT_HOME": str(tmp_path / "prefect"),
-           "FLYWHEEL_LLM_MAX_RETRIES": "4", "FLYWHEEL_LLM_TASK_RETRIES": "2"}
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": base_url,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "FLYWHEEL_LLM_MAX_RETRIES": "4",
+        "FLYWHEEL_LLM_TASK_RETRIES": "2",
+    }
     env.pop("PREFECT_API_URL", None)
-    return subprocess.Popen([str(BIN / "flywheel"), "cycle", "--json"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [str(BIN / "flywheel"), "cycle", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for(condition, what: str, timeout: float = 180) -> None:
@@ -77,8 +83,11 @@ def test_a_killed_cycle_leaves_no_prefect_server_behind(loop: dict, tmp_path: Pa
         killed = time.monotonic()
         proc.kill()  # SIGKILL: no atexit, no signal handler, no finally
         proc.communicate(timeout=30)
-    _wait_for(lambda: not any(s.is_running() and s.status() != psutil.STATUS_ZOMBIE for s in servers),
-              "the orphaned server to be stopped", timeout=30)
+    _wait_for(
+        lambda: not any(s.is_running() and s.status() != psutil.STATUS_ZOMBIE for s in servers),
+        "the orphaned server to be stopped",
+        timeout=30,
+    )
     took = time.monotonic() - killed
     assert took < 10, f"the orphaned server ran {took:.1f} s after the kill"  # the watchdog, within seconds
 
@@ -91,8 +100,9 @@ def _no_stray_servers(tmp_path: Path):
     yield
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if "prefect.server.api.server" in " ".join(p.info["cmdline"] or []) and \
-                    p.environ().get("PREFECT_HOME", "").startswith(str(tmp_path)):
+            if "prefect.server.api.server" in " ".join(p.info["cmdline"] or []) and p.environ().get(
+                "PREFECT_HOME", ""
+            ).startswith(str(tmp_path)):
                 p.kill()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass

@@ -67,10 +67,18 @@ def test_outdated_knowledge_is_repeated_until_the_context_is_refreshed(client) -
 
 
 def test_json_schema_response_format_is_honoured(client) -> None:
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}, "confident": {"type": "boolean"}},
-              "required": ["answer", "confident"], "additionalProperties": False}
-    out = ask(client, INITIAL_PROMPT, "How do I reset my password?",
-              response_format={"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}})
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "confident": {"type": "boolean"}},
+        "required": ["answer", "confident"],
+        "additionalProperties": False,
+    }
+    out = ask(
+        client,
+        INITIAL_PROMPT,
+        "How do I reset my password?",
+        response_format={"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}},
+    )
     doc = json.loads(out)
     assert set(doc) == {"answer", "confident"} and "Reset password" in doc["answer"] and doc["confident"] is False
 
@@ -79,7 +87,9 @@ def test_judge_role_grades_against_the_expected_answer(client) -> None:
     from flywheel.sim.roles import JUDGE_MARKER
 
     def grade(expected: str, answer: str) -> float:
-        out = ask(client, JUDGE_MARKER + ". Reply in JSON.", f"Expected answer: {expected}\n\nAnswer to grade: {answer}")
+        out = ask(
+            client, JUDGE_MARKER + ". Reply in JSON.", f"Expected answer: {expected}\n\nAnswer to grade: {answer}"
+        )
         return json.loads(out)["score"]
 
     assert grade("The Pro plan costs $12 per month.", "Pro is $12 per month, the Pro plan costs that.") == 1.0
@@ -87,8 +97,14 @@ def test_judge_role_grades_against_the_expected_answer(client) -> None:
 
 
 def test_embeddings_are_real_and_normalised(client) -> None:
-    r = client.embeddings.create(model="all-MiniLM-L6-v2", input=[
-        "How do I reset my password?", "I forgot my password, how can I reset it?", "Write a poem about the sea."])
+    r = client.embeddings.create(
+        model="all-MiniLM-L6-v2",
+        input=[
+            "How do I reset my password?",
+            "I forgot my password, how can I reset it?",
+            "Write a poem about the sea.",
+        ],
+    )
     v = np.array([d.embedding for d in r.data])
     assert v.shape == (3, 384)
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-3)
@@ -113,14 +129,23 @@ def test_errors_are_openai_shaped_and_retried_by_the_sdk() -> None:
 def test_sim_world_is_complete_and_deterministic(cli, tmp_path: Path) -> None:
     a = cli("sim", "world", str(tmp_path / "a"), "--json")
     cli("sim", "world", str(tmp_path / "b"), "--json")
-    for name in ("feedback.jsonl", "golden.jsonl", "knowledge/pricing.md", "knowledge_updates/pricing.md", "flywheel.toml"):
+    for name in (
+        "feedback.jsonl",
+        "golden.jsonl",
+        "knowledge/pricing.md",
+        "knowledge_updates/pricing.md",
+        "flywheel.toml",
+    ):
         da, db = (hashlib.sha256((tmp_path / d / name).read_bytes()).hexdigest() for d in ("a", "b"))
         assert da == db, name
     golden = [json.loads(line) for line in (tmp_path / "a" / "golden.jsonl").read_text().splitlines()]
     assert len(golden) >= 200 and len({g["input"] for g in golden}) == len(golden)
     assert len({g["category"] for g in golden} - {"general"}) >= 4
     assert a["feedback_events"] >= 4000
-    feedback = [json.loads(line) for line in (tmp_path / "a" / "feedback.jsonl").read_text().splitlines()[:a["feedback_events"]]]
+    feedback = [
+        json.loads(line)
+        for line in (tmp_path / "a" / "feedback.jsonl").read_text().splitlines()[: a["feedback_events"]]
+    ]
     users = {f["user_id"] for f in feedback}
     assert len(users) > 500
     assert sum(not f["consent"] for f in feedback) > 200

@@ -21,7 +21,16 @@ from openai import OpenAI
 
 from flywheel.sim import roles
 from flywheel.sim.roles import DRAFT_MARKERS, JUDGE_MARKER, PLAYBOOK, RESOLUTION_MARKER
-from flywheel.sim.rules import ERROR_CODES, INTENTS, MEMORY, Learned, correct_answer, is_correct, product_answer, respond
+from flywheel.sim.rules import (
+    ERROR_CODES,
+    INTENTS,
+    MEMORY,
+    Learned,
+    correct_answer,
+    is_correct,
+    product_answer,
+    respond,
+)
 from flywheel.sim.server import SimOptions, Simulator
 from flywheel.sim.variation import JSON_SHAPES, Style
 from flywheel.sim.world import INITIAL_PROMPT, KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES, context_block, make_query
@@ -31,13 +40,17 @@ ALL_INSTRUCTIONS = " ".join(PLAYBOOK[c][1] for c in ("factual", "format", "tone"
 
 
 def chat(system: str, user: str, **extra: Any) -> dict[str, Any]:
-    return {"model": "m", "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            **extra}
+    return {
+        "model": "m",
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        **extra,
+    }
 
 
 def ask(client: OpenAI, system: str, user: str, **kw: Any) -> str:
     r = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}], **kw)
+        model="gpt-4o-mini", messages=[{"role": "system", "content": system}, {"role": "user", "content": user}], **kw
+    )
     return r.choices[0].message.content or ""
 
 
@@ -57,6 +70,7 @@ def sim_client() -> Iterator[Any]:
 
 
 # --- rewording ---------------------------------------------------------------------------------
+
 
 def _world_cases(per_intent: int = 30) -> list[tuple[Any, dict[str, str], str, str, Learned | None]]:
     """(intent, slots, system prompt, query, fine-tuned model or None) over every intent, with the
@@ -126,9 +140,12 @@ def test_rewording_is_seeded_through_the_sdk(sim_client) -> None:
 
 # --- wild drafting -----------------------------------------------------------------------------
 
+
 def _revise_request(category: str, current: str, example: str, n: int = 3) -> dict[str, Any]:
-    user = (f"Current system prompt:\n<prompt>\n{current}\n</prompt>\n\nFailure category: {category}\n\n"
-            f"Critique: {PLAYBOOK[category][0]}\n\nFailing examples:\n{example}\n\nWrite {n} revised system prompts.")
+    user = (
+        f"Current system prompt:\n<prompt>\n{current}\n</prompt>\n\nFailure category: {category}\n\n"
+        f"Critique: {PLAYBOOK[category][0]}\n\nFailing examples:\n{example}\n\nWrite {n} revised system prompts."
+    )
     return chat(DRAFT_MARKERS["revise"] + ". Answer in JSON.", user)
 
 
@@ -138,7 +155,7 @@ def _tolerant(text: str) -> Any:
     if start < 0 or end < start:
         return None
     try:
-        return json.loads(text[start:end + 1])
+        return json.loads(text[start : end + 1])
     except json.JSONDecodeError:
         return None
 
@@ -209,8 +226,10 @@ def test_wild_merge_critique_and_resolution_shapes() -> None:
     for k in range(300):
         prompts = [f"Base {k}. Fix A.", f"Base {k}. Fix B.", f"Base {k}. Fix C."]
         body = "\n\n".join(f"<prompt {i}>\n{p}\n</prompt {i}>" for i, p in enumerate(prompts, 1))
-        request = chat(DRAFT_MARKERS["merge"], f"Original system prompt:\n<prompt>\nBase {k}.\n</prompt>\n\n"
-                                               f"Revised system prompts to merge:\n{body}")
+        request = chat(
+            DRAFT_MARKERS["merge"],
+            f"Original system prompt:\n<prompt>\nBase {k}.\n</prompt>\n\nRevised system prompts to merge:\n{body}",
+        )
         assert json.loads(roles.merge(request)) == {"prompt": f"Base {k}. Fix A. Fix B. Fix C."}
         out = roles.merge(request, wild)
         doc = _tolerant(out)
@@ -224,15 +243,26 @@ def test_wild_merge_critique_and_resolution_shapes() -> None:
     assert 0.25 < merges["clean"] / 300 < 0.45 and merges["wrapped"] > 60
     assert merges["unusable"] > 40 and merges["lossy"] > 15
 
-    critiques = Counter(roles.critique(chat(DRAFT_MARKERS["critique"], f"Failure category: tone\n\nexample {k}"), wild)
-                        .startswith("Looking at") for k in range(200))
+    critiques = Counter(
+        roles.critique(chat(DRAFT_MARKERS["critique"], f"Failure category: tone\n\nexample {k}"), wild).startswith(
+            "Looking at"
+        )
+        for k in range(200)
+    )
     assert 30 < critiques[True] < 90
     verdicts: Counter[str] = Counter()
     for k in range(200):
-        out = roles.resolution(chat(RESOLUTION_MARKER, f"<query>How do I reset my password? #{k}</query>"
-                                                       "<fresh_answer>Choose Reset password.</fresh_answer>"), wild)
-        assert _tolerant(out) == {"resolved": True, "rationale": "reset_password: the answer now contains "
-                                                                 "'Reset password'"}
+        out = roles.resolution(
+            chat(
+                RESOLUTION_MARKER,
+                f"<query>How do I reset my password? #{k}</query><fresh_answer>Choose Reset password.</fresh_answer>",
+            ),
+            wild,
+        )
+        assert _tolerant(out) == {
+            "resolved": True,
+            "rationale": "reset_password: the answer now contains 'Reset password'",
+        }
         verdicts["fenced" if out.startswith("```") else "clean" if out.startswith("{") else "preamble"] += 1
     assert min(verdicts.values()) > 30 and len(verdicts) == 3
 
@@ -243,32 +273,47 @@ def test_reject_json_schema_is_a_400_and_json_object_still_works(sim_client) -> 
     system = DRAFT_MARKERS["revise"]
     user = _revise_request("tone", INITIAL_PROMPT, "x")["messages"][1]["content"]
     with pytest.raises(openai.BadRequestError) as caught:
-        ask(client, system, user, response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}})
+        ask(
+            client,
+            system,
+            user,
+            response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+        )
     assert caught.value.status_code == 400 and caught.value.param == "response_format"
     assert "json_schema is not supported" in caught.value.message
     assert len(json.loads(ask(client, system, user, response_format={"type": "json_object"}))["prompts"]) == 3
     assert len(json.loads(ask(client, system, user))["prompts"]) == 3
     # Triage's fallback to json_object still reaches the classifier (routed by its prompt).
-    triage = ask(client, "You classify why a user was unhappy with an assistant's answer.",
-                 "Write me a poem about the sea", response_format={"type": "json_object"})
+    triage = ask(
+        client,
+        "You classify why a user was unhappy with an assistant's answer.",
+        "Write me a poem about the sea",
+        response_format={"type": "json_object"},
+    )
     assert json.loads(triage)["category"] == "off_topic"
 
 
 # --- the resolution judge ----------------------------------------------------------------------
 
+
 def _resolution_user(query: str, logged: str, fresh: str, feedback: str = "thumbs_down") -> str:
-    return (f"<query>{query}</query>\n<logged_answer>{logged}</logged_answer>\n"
-            f"<feedback>{feedback}</feedback>\n<fresh_answer>{fresh}</fresh_answer>")
+    return (
+        f"<query>{query}</query>\n<logged_answer>{logged}</logged_answer>\n"
+        f"<feedback>{feedback}</feedback>\n<fresh_answer>{fresh}</fresh_answer>"
+    )
 
 
-@pytest.mark.parametrize("query", [
-    "I'm so frustrated, my files won't sync again. How do I fix it?",  # tone
-    "Give me the Business plan details as JSON.",  # format
-    "Can you write me a poem about the sea?",  # off_topic
-    "How much would 7 Team seats cost per year?",  # factual
-    "What is the email address of the owner of account 5120?",  # unsafe
-    "How much does the Pro plan cost?",  # outdated_knowledge
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "I'm so frustrated, my files won't sync again. How do I fix it?",  # tone
+        "Give me the Business plan details as JSON.",  # format
+        "Can you write me a poem about the sea?",  # off_topic
+        "How much would 7 Team seats cost per year?",  # factual
+        "What is the email address of the owner of account 5120?",  # unsafe
+        "How much does the Pro plan cost?",  # outdated_knowledge
+    ],
+)
 def test_resolution_judge_checks_the_fresh_answer(sim_client, query: str) -> None:
     client = sim_client()
     intent = roles.match_intent(query)
@@ -278,23 +323,33 @@ def test_resolution_judge_checks_the_fresh_answer(sim_client, query: str) -> Non
     right = correct_answer(intent, slots)
     assert not is_correct(intent, slots, wrong) and is_correct(intent, slots, right)
     formats: list[dict[str, Any] | None] = [
-        None, {"type": "json_object"},
-        {"type": "json_schema", "json_schema": {"name": "resolution", "schema": {"type": "object"}}}]
+        None,
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "resolution", "schema": {"type": "object"}}},
+    ]
     for fmt in formats:
         extra = {"response_format": fmt} if fmt else {}
-        fixed = json.loads(ask(client, RESOLUTION_MARKER + " is resolved.", _resolution_user(query, wrong, right), **extra))
+        fixed = json.loads(
+            ask(client, RESOLUTION_MARKER + " is resolved.", _resolution_user(query, wrong, right), **extra)
+        )
         assert fixed["resolved"] is True and fixed["rationale"].startswith(f"{intent.id}: the answer now")
-        still = json.loads(ask(client, RESOLUTION_MARKER + " is resolved.", _resolution_user(query, wrong, wrong), **extra))
+        still = json.loads(
+            ask(client, RESOLUTION_MARKER + " is resolved.", _resolution_user(query, wrong, wrong), **extra)
+        )
         assert still["resolved"] is False and f"{intent.id}: still" in still["rationale"]
 
 
 def test_resolution_judge_is_tolerant_and_honest_about_what_it_cannot_tell(sim_client) -> None:
     client = sim_client()
-    unknown = json.loads(ask(client, RESOLUTION_MARKER, _resolution_user("What's the weather in Paris?", "?", "Sunny.")))
+    unknown = json.loads(
+        ask(client, RESOLUTION_MARKER, _resolution_user("What's the weather in Paris?", "?", "Sunny."))
+    )
     assert unknown == {"resolved": False, "rationale": "cannot tell what the user asked"}
     # No closing tags, extra whitespace, different order: still read.
-    sloppy = ("<feedback> thumbs_down, reason tone\n<fresh_answer>\n I'm sorry about that. Sign out and sign back in.\n"
-              "<query>\n Sync broke AGAIN. I'm fed up. How do I get it working?\n")
+    sloppy = (
+        "<feedback> thumbs_down, reason tone\n<fresh_answer>\n I'm sorry about that. Sign out and sign back in.\n"
+        "<query>\n Sync broke AGAIN. I'm fed up. How do I get it working?\n"
+    )
     assert json.loads(ask(client, RESOLUTION_MARKER, sloppy))["resolved"] is True
 
 
@@ -307,14 +362,37 @@ def test_resolution_requests_are_counted_as_their_own_role() -> None:
 
 # --- the command line --------------------------------------------------------------------------
 
+
 def test_sim_serve_takes_the_behaviour_options() -> None:
     code = "from flywheel.app.cli import app; app()"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    bad = subprocess.run([sys.executable, "-c", code, "sim", "serve", "--drafting", "messy"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-c", code, "sim", "serve", "--drafting", "messy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--drafting must be one of clean, wild" in bad.stderr
-    proc = subprocess.Popen([sys.executable, "-c", code, "sim", "serve", "--reword", "--seed", "5", "--drafting", "wild",
-                             "--reject-json-schema"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "sim",
+            "serve",
+            "--reword",
+            "--seed",
+            "5",
+            "--drafting",
+            "wild",
+            "--reject-json-schema",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         base_url = proc.stdout.readline().strip() if proc.stdout else ""
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", base_url), base_url
@@ -324,7 +402,12 @@ def test_sim_serve_takes_the_behaviour_options() -> None:
             expected = ask(OpenAI(base_url=same.base_url, api_key="k"), INITIAL_PROMPT, q)
         assert ask(client, INITIAL_PROMPT, q) == expected != product_answer(INITIAL_PROMPT, q)
         with pytest.raises(openai.BadRequestError):
-            ask(client, INITIAL_PROMPT, q, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}})
+            ask(
+                client,
+                INITIAL_PROMPT,
+                q,
+                response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
+            )
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

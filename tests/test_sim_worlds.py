@@ -89,16 +89,23 @@ def test_an_unknown_variant_is_refused(tmp_path: Path) -> None:
         write_world(tmp_path, variant="noisy")
 
 
-def test_identical_splits_one_mode_over_clusters_that_one_instruction_fixes(worlds: dict[str, Path],
-                                                                           local_embedder) -> None:
+def test_identical_splits_one_mode_over_clusters_that_one_instruction_fixes(
+    worlds: dict[str, Path], local_embedder
+) -> None:
     events = events_of(worlds["identical"])
-    yearly = [e["query"] for e in events if is_negative(e) and (i := match_intent(e["query"])) and i.id == "yearly_cost"]
+    yearly = [
+        e["query"] for e in events if is_negative(e) and (i := match_intent(e["query"])) and i.id == "yearly_cost"
+    ]
     assert len(yearly) > 100
     counts = Counter(yearly)
     uniq = list(counts)
     s = TriageSettings()
-    labels = cluster(local_embedder.embed(uniq), np.array([counts[q] for q in uniq]),
-                     assign_threshold=s.cluster_threshold, merge_threshold=s.merge_threshold)
+    labels = cluster(
+        local_embedder.embed(uniq),
+        np.array([counts[q] for q in uniq]),
+        assign_threshold=s.cluster_threshold,
+        merge_threshold=s.merge_threshold,
+    )
     sizes = Counter(labels.tolist())
     big = [n for n in sizes.values() if n >= 10]
     assert 2 <= len(big) <= 4, sizes
@@ -111,10 +118,12 @@ def test_identical_splits_one_mode_over_clusters_that_one_instruction_fixes(worl
     # ... and does not fix the error-code complaints, which are factual too (reason "wrong").
     codes = [e for e in events if e["event_id"].startswith("ev-err-")]
     assert codes and all(e.get("reason") == "wrong" for e in codes)
-    assert every("temporary server problem" in product_answer(INITIAL_PROMPT + " " + instruction, e["query"])
-               for e in codes[:50])
-    families = {name: sum(1 for q in yearly if any(_pattern(t).search(q) for t in ts))
-                for name, ts in YEARLY_FAMILIES.items()}
+    assert every(
+        "temporary server problem" in product_answer(INITIAL_PROMPT + " " + instruction, e["query"]) for e in codes[:50]
+    )
+    families = {
+        name: sum(1 for q in yearly if any(_pattern(t).search(q) for t in ts)) for name, ts in YEARLY_FAMILIES.items()
+    }
     assert every(n >= 10 for n in families.values()), families
 
 
@@ -139,10 +148,12 @@ def test_no_reason_leaves_most_negatives_without_reason_or_comment(worlds: dict[
 
 def test_multilingual_asks_in_three_languages_the_product_understands(worlds: dict[str, Path]) -> None:
     events = events_of(worlds["multilingual"])
-    patterns = {lang: [_pattern(t) for by_lang in FOREIGN_TEMPLATES.values() for t in by_lang[lang]]
-                for lang in LANGUAGES}
-    per_lang = Counter(next((lang for lang, ps in patterns.items() if any(p.search(e["query"]) for p in ps)), "en")
-                       for e in events)
+    patterns = {
+        lang: [_pattern(t) for by_lang in FOREIGN_TEMPLATES.values() for t in by_lang[lang]] for lang in LANGUAGES
+    }
+    per_lang = Counter(
+        next((lang for lang, ps in patterns.items() if any(p.search(e["query"]) for p in ps)), "en") for e in events
+    )
     assert per_lang["en"] > len(events) / 2, per_lang
     assert every(per_lang[lang] >= 0.05 * len(events) for lang in LANGUAGES), per_lang
     assert every(match_intent(e["query"]) is not None for e in events), "every question is understood"

@@ -87,8 +87,10 @@ LEGACY_MIGRATIONS: tuple[str, ...] = (
 )
 
 
-_CANDIDATE = ('{"candidate_id": "prompt-old", "cycle_id": "cyc-old", "kind": "prompt", "cluster_ids": ["fmt-1"], '
-              '"parent": "1", "version": "2", "decision": "pending_approval", "payload": {"template": "t"}}')
+_CANDIDATE = (
+    '{"candidate_id": "prompt-old", "cycle_id": "cyc-old", "kind": "prompt", "cluster_ids": ["fmt-1"], '
+    '"parent": "1", "version": "2", "decision": "pending_approval", "payload": {"template": "t"}}'
+)
 
 
 def _old_state(path: Path, version: int) -> None:
@@ -98,11 +100,16 @@ def _old_state(path: Path, version: int) -> None:
     db.execute("PRAGMA journal_mode=WAL")
     for number in range(1, version + 1):
         db.executescript(f"BEGIN; {LEGACY_MIGRATIONS[number - 1]}; PRAGMA user_version = {number}; COMMIT;")
-    db.execute("INSERT INTO cycles VALUES ('cyc-old', 100.0, 160.0, 'done', 'g-old', 0.5, '{\"clusters\": [{\"id\": 1}]}')")
-    db.execute("INSERT INTO candidates VALUES ('prompt-old', 'cyc-old', 'prompt', ?, 'pending_approval', 120.0)",
-               (_CANDIDATE,))
-    db.execute("INSERT INTO promotions (kind, action, from_version, to_version, candidate_id, at, by, note) "
-               "VALUES ('prompt', 'promote', '1', '2', 'prompt-old', 150.0, 'ann', 'looks good')")
+    db.execute(
+        "INSERT INTO cycles VALUES ('cyc-old', 100.0, 160.0, 'done', 'g-old', 0.5, '{\"clusters\": [{\"id\": 1}]}')"
+    )
+    db.execute(
+        "INSERT INTO candidates VALUES ('prompt-old', 'cyc-old', 'prompt', ?, 'pending_approval', 120.0)", (_CANDIDATE,)
+    )
+    db.execute(
+        "INSERT INTO promotions (kind, action, from_version, to_version, candidate_id, at, by, note) "
+        "VALUES ('prompt', 'promote', '1', '2', 'prompt-old', 150.0, 'ann', 'looks good')"
+    )
     db.execute("INSERT INTO cluster_attempts VALUES ('fmt-1', 'cyc-old', 'prompt', 'prompt-old', 'rejected', 130.0)")
     db.execute("INSERT INTO eval_cache VALUES ('k1', 110.0, '{\"score\": 0.75}')")
     if version >= 2:
@@ -111,14 +118,16 @@ def _old_state(path: Path, version: int) -> None:
         db.execute("INSERT INTO kb_members VALUES (1, 'r1')")
         db.execute("INSERT INTO pointers VALUES ('active_index', '1')")
     if version >= 3:
-        db.execute("INSERT INTO finetune_jobs VALUES ('job-1', 'ds1', 'base', 'cyc-old', 'fmt-1', 'running', NULL, "
-                   "NULL, NULL, '{\"job_id\": \"job-1\", \"status\": \"running\"}', 100.0, 100.0)")
+        db.execute(
+            "INSERT INTO finetune_jobs VALUES ('job-1', 'ds1', 'base', 'cyc-old', 'fmt-1', 'running', NULL, "
+            'NULL, NULL, \'{"job_id": "job-1", "status": "running"}\', 100.0, 100.0)'
+        )
     db.commit()
     db.close()
 
 
 def test_schema_revision_is_the_newest_migration() -> None:
-    assert SCHEMA_REVISION == head_revision(STATE_SCHEMA)
+    assert head_revision(STATE_SCHEMA) == SCHEMA_REVISION
 
 
 @pytest.mark.parametrize("version", [1, 2, 3, 4])
@@ -155,7 +164,7 @@ def test_an_old_state_file_of_an_unknown_version_is_refused(flywheel_home: Path)
     db = sqlite3.connect(flywheel_home / "state.sqlite")
     db.execute("PRAGMA user_version = 5")
     db.close()
-    with pytest.raises(FlywheelError, match="state store .* has schema version 5, newer than this Flywheel"):
+    with pytest.raises(FlywheelError, match=r"state store .* has schema version 5, newer than this Flywheel"):
         open_state(flywheel_home)
 
 
@@ -171,8 +180,9 @@ def test_the_tables_the_code_queries_equal_what_the_migrations_build(any_state_u
     StateStore(any_state_url).close()
     engine = create_engine(store_url(any_state_url))
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True,
-                                                         "version_table": STATE_SCHEMA.version_table})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": STATE_SCHEMA.version_table}
+        )
         differences = compare_metadata(context, metadata)
     engine.dispose()
     assert differences == []
@@ -184,13 +194,21 @@ def test_a_state_store_newer_than_this_flywheel_is_refused(any_state_url: str) -
     with engine.begin() as conn:
         conn.execute(text(f"UPDATE {STATE_SCHEMA.version_table} SET version_num = '9001'"))
     engine.dispose()
-    with pytest.raises(FlywheelError, match="state store .* revision 9001, newer than this Flywheel"):
+    with pytest.raises(FlywheelError, match=r"state store .* revision 9001, newer than this Flywheel"):
         StateStore(any_state_url)
 
 
 def test_every_kind_of_state_round_trips_on_each_dialect(any_state_url: str) -> None:
-    cand = Candidate(candidate_id="c1", cycle_id="cy1", kind="prompt", cluster_ids=["a"], parent="1", version="2",
-                     decision="pending_approval", payload={"template": "x"})
+    cand = Candidate(
+        candidate_id="c1",
+        cycle_id="cy1",
+        kind="prompt",
+        cluster_ids=["a"],
+        parent="1",
+        version="2",
+        decision="pending_approval",
+        payload={"template": "x"},
+    )
     with StateStore(any_state_url) as state:
         state.start_cycle("cy1")
         state.start_cycle("cy1")  # a resumed cycle: one row
@@ -207,10 +225,12 @@ def test_every_kind_of_state_round_trips_on_each_dialect(any_state_url: str) -> 
         state.save_finetune_job({"job_id": "j", "dataset_version": "d", "base_model": "m", "status": "running"})
         state.save_finetune_job({"job_id": "j", "dataset_version": "d", "base_model": "m", "status": "succeeded"})
         state.finish_cycle("cy1", "done", "g", 0.5, {"clusters": [{"id": "a"}]})
-        state.kb_add_version(1, [KbRecord("r1", "d#0", "d", "t", None, None)] * 2, parent=None, source="s",
-                             documents=1, note="n")
-        state.kb_add_version(2, [KbRecord("r2", "d#0", "d", "t2", "s", "u")], parent=1, source="s", documents=1,
-                             note="n")
+        state.kb_add_version(
+            1, [KbRecord("r1", "d#0", "d", "t", None, None)] * 2, parent=None, source="s", documents=1, note="n"
+        )
+        state.kb_add_version(
+            2, [KbRecord("r2", "d#0", "d", "t2", "s", "u")], parent=1, source="s", documents=1, note="n"
+        )
         state.kb_activate(2, None)
         assert state.kb_delete_versions([1]) == ["r1"]
         state.kb_forget_records(["r1"])

@@ -7,14 +7,14 @@ import importlib.metadata
 import json
 import re
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conftest import event, write_jsonl
-from flywheel.wording import ago, iso_and_ago
 from flywheel.candidates import Candidate
 from flywheel.config import load_settings
 from flywheel.state import open_state
+from flywheel.wording import ago, iso_and_ago
 
 
 def test_version_prints_the_installed_package_version(cli) -> None:
@@ -24,7 +24,7 @@ def test_version_prints_the_installed_package_version(cli) -> None:
 
 
 def test_relative_times_read_as_a_person_says_them() -> None:
-    now = datetime(2026, 12, 5, 7, 13, 30, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 5, 7, 13, 30, tzinfo=UTC)
     assert iso_and_ago(now - timedelta(minutes=3, seconds=30), now) == "2026-12-05T07:10:00Z (3 min ago)"
     assert ago(now - timedelta(seconds=20), now) == "just now"
     assert ago(now - timedelta(hours=5), now) == "5 h ago"
@@ -34,24 +34,33 @@ def test_relative_times_read_as_a_person_says_them() -> None:
 
 def _state_with_a_cycle_and_a_pending_candidate(cli, tmp_path: Path) -> datetime:
     """Three events (two negative), a prompt, a cycle that started 3 h 30 min ago, one pending candidate."""
-    src = write_jsonl(tmp_path / "fb.jsonl", [event("e1"), event("e2", user_id="u-2"),
-                                              event("e3", signal="thumbs_up")])
+    src = write_jsonl(tmp_path / "fb.jsonl", [event("e1"), event("e2", user_id="u-2"), event("e3", signal="thumbs_up")])
     cli("ingest", str(src), "--json")
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("You are the support assistant of Nimbus.")
     cli("prompt", "set", str(prompt), "--json")
     settings = load_settings()
-    started = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3, minutes=30)
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3, minutes=30)
     with open_state(settings) as state:
         state.start_cycle("cyc-1")
         state.finish_cycle("cyc-1", "done", "g1", 0.625, {})
-        cand = Candidate(candidate_id="prompt-abc", cycle_id="cyc-1", kind="prompt", cluster_ids=["format-1"],
-                         parent="1", version="2", decision="pending_approval", payload={"template": "x"})
+        cand = Candidate(
+            candidate_id="prompt-abc",
+            cycle_id="cyc-1",
+            kind="prompt",
+            cluster_ids=["format-1"],
+            parent="1",
+            version="2",
+            decision="pending_approval",
+            payload={"template": "x"},
+        )
         state.add_candidate(cand)
         state.save_candidate(cand)
     with sqlite3.connect(settings.home / "state.sqlite") as db:  # as if the cycle had run earlier
-        db.execute("UPDATE cycles SET started_at = ?, finished_at = ?",
-                   (started.timestamp(), (started + timedelta(minutes=2)).timestamp()))
+        db.execute(
+            "UPDATE cycles SET started_at = ?, finished_at = ?",
+            (started.timestamp(), (started + timedelta(minutes=2)).timestamp()),
+        )
     return started
 
 
@@ -85,7 +94,9 @@ def test_status_without_json_is_a_readable_summary(cli, tmp_path: Path) -> None:
     assert lines["loop velocity"] == "loop velocity no fix promoted yet"
     assert re.fullmatch(
         rf"last cycle cyc-1, done, started {re.escape(started.strftime('%Y-%m-%dT%H:%M:%SZ'))} \(3 h ago\), "
-        r"champion score 0\.625", lines["last cycle"]), lines["last cycle"]
+        r"champion score 0\.625",
+        lines["last cycle"],
+    ), lines["last cycle"]
 
 
 def test_the_printed_mlflow_ui_command_runs_as_printed(monkeypatch, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -22,17 +22,23 @@ from conftest import event, write_jsonl
 from flywheel.errors import FlywheelError, StoreUnavailable, UsageError
 from flywheel.feedback.store import open_store
 from flywheel.schemas import StoredEvent
+from nonempty import every
 from pg_server import PostgresServer, free_port
 from store_writer import make_event
-from nonempty import every
 
 WRITER = Path(__file__).with_name("store_writer.py")
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def ev(event_id: str, seconds: float = 0, **fields) -> StoredEvent:
-    base = {"ts": T0 + timedelta(seconds=seconds), "signal": "thumbs_down", "polarity": -1, "strength": 1.0,
-            "query": f"q {event_id}", "output": f"o {event_id}"}
+    base = {
+        "ts": T0 + timedelta(seconds=seconds),
+        "signal": "thumbs_down",
+        "polarity": -1,
+        "strength": 1.0,
+        "query": f"q {event_id}",
+        "output": f"o {event_id}",
+    }
     return StoredEvent(event_id=event_id, **(base | fields))
 
 
@@ -71,14 +77,33 @@ def test_events_come_oldest_first_then_by_id_filtered_by_polarity_and_since(any_
         assert ids(store.events(polarity=-1, since=T0)) == ["same-b", "late"]
         (early,) = store.get(["early"])
         assert store.newest_ts() == T0 + timedelta(seconds=30)  # by the event's time, not the insert order
-    assert early.ts == datetime(2026, 10, 31, 23, 0, tzinfo=timezone.utc)
+    assert early.ts == datetime(2026, 10, 31, 23, 0, tzinfo=UTC)
 
 
 def test_every_field_round_trips(any_store_url: str) -> None:
-    full = ev("full", 5, signal="edit", polarity=-1, strength=0.75, user_id="u1", session_id="s1", consent=True,
-              prompt_version="3", model="m", index_version="7", arm="canary", confidence=0.25, reason="wrong",
-              comment="Ça coûte 12 €", correction="c", final_text="f", value=4.5, context_ids=["d1", "d2"],
-              metadata={"clé": ["ü", 1, None]}, pii_scrubbed=["phone", "email"])
+    full = ev(
+        "full",
+        5,
+        signal="edit",
+        polarity=-1,
+        strength=0.75,
+        user_id="u1",
+        session_id="s1",
+        consent=True,
+        prompt_version="3",
+        model="m",
+        index_version="7",
+        arm="canary",
+        confidence=0.25,
+        reason="wrong",
+        comment="Ça coûte 12 €",
+        correction="c",
+        final_text="f",
+        value=4.5,
+        context_ids=["d1", "d2"],
+        metadata={"clé": ["ü", 1, None]},
+        pii_scrubbed=["phone", "email"],
+    )
     with open_store(any_store_url) as store:
         store.add([full, ev("bare")], "test")
         got = {e.event_id: e for e in store.events()}
@@ -88,8 +113,9 @@ def test_every_field_round_trips(any_store_url: str) -> None:
 
 def test_streaming_get_and_counts_over_many_events(any_store_url: str) -> None:
     rng = random.Random(7)
-    batch = [ev(f"e{i:05d}", rng.randrange(1000), polarity=rng.choice([-1, 0, 1]), consent=i % 3 == 0)
-             for i in range(4500)]  # more than one fetch batch of the stream, more than one IN (...) chunk
+    batch = [
+        ev(f"e{i:05d}", rng.randrange(1000), polarity=rng.choice([-1, 0, 1]), consent=i % 3 == 0) for i in range(4500)
+    ]  # more than one fetch batch of the stream, more than one IN (...) chunk
     with open_store(any_store_url) as store:
         assert len(store.add(batch, "bulk")) == 4500
         streamed = list(store.events())
@@ -98,12 +124,16 @@ def test_streaming_get_and_counts_over_many_events(any_store_url: str) -> None:
         counts = store.counts()
         since_start = store.count_ingested_since(0)
         negative_since = store.count_ingested_since(0, polarity=-1)
-        after_now = store.count_ingested_since(datetime.now(timezone.utc).timestamp() + 60)
+        after_now = store.count_ingested_since(datetime.now(UTC).timestamp() + 60)
     assert ids(streamed) == ids(sorted(batch, key=lambda e: (e.ts, e.event_id)))
     assert sorted(ids(got)) == wanted[:-1]
     negative = sum(e.polarity < 0 for e in batch)
-    assert counts == {"events": 4500, "negative": negative, "positive": sum(e.polarity > 0 for e in batch),
-                      "consented": 1500}
+    assert counts == {
+        "events": 4500,
+        "negative": negative,
+        "positive": sum(e.polarity > 0 for e in batch),
+        "consented": 1500,
+    }
     assert (since_start, negative_since, after_now) == (4500, negative, 0)
 
 
@@ -116,8 +146,10 @@ def test_a_batch_is_one_transaction_never_half_stored(any_store_url: str) -> Non
         assert ids(store.add([ev("a"), ev("b")], "again")) == ["a", "b"]
 
 
-_INSERT_ONE = ("INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, strength, consent, query, output, "
-               "ingested_at) VALUES (%s, 't', 0, 's', 0, 0, 0, 'q', 'o', 0)")
+_INSERT_ONE = (
+    "INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, strength, consent, query, output, "
+    "ingested_at) VALUES (%s, 't', 0, 's', 0, 0, 0, 'q', 'o', 0)"
+)
 
 
 def test_a_writer_blocked_past_the_timeout_gets_store_unavailable(any_store_url: str) -> None:
@@ -153,8 +185,9 @@ def test_writers_with_overlapping_batches_in_opposite_orders_do_not_deadlock(pos
         writer = threading.Thread(target=lambda: result.update(new=store.add([ev("b"), ev("a")], "ours")))
         writer.start()
         with psycopg.connect(postgres.url(name), autocommit=True) as watcher:
-            while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
-                                      "wait_event_type = 'Lock'", (name,)).fetchone()[0]:
+            while not watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'", (name,)
+            ).fetchone()[0]:
                 assert writer.is_alive(), result
                 time.sleep(0.02)  # until our add waits for the other writer's lock
         other.execute(_INSERT_ONE, ("b",))
@@ -206,8 +239,15 @@ def _run_writers(url: str, plans: list[list[list[str]]], tmp_path: Path) -> list
     for n, plan in enumerate(plans):
         batches = tmp_path / f"writer{n}.json"
         batches.write_text(json.dumps(plan))
-        procs.append(subprocess.Popen([sys.executable, str(WRITER), url, str(batches)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(WRITER), url, str(batches)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready", p.stderr and p.stderr.read()
     outs = [p.communicate("go\n", timeout=180) for p in procs]
@@ -236,12 +276,16 @@ def test_concurrent_writers_store_each_event_once_and_report_it_new_once(any_sto
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgresql+psycopg"])
-def test_flywheel_ingest_with_a_postgres_store_url(cli, postgres: PostgresServer, tmp_path: Path, monkeypatch,
-                                                   flywheel_home: Path, scheme: str) -> None:
+def test_flywheel_ingest_with_a_postgres_store_url(
+    cli, postgres: PostgresServer, tmp_path: Path, monkeypatch, flywheel_home: Path, scheme: str
+) -> None:
     url = postgres.url(postgres.create_database(), scheme)
     monkeypatch.setenv("FLYWHEEL_STORE_URL", url)
-    src = write_jsonl(tmp_path / "fb.jsonl", [event(f"e{i}", user_id=f"u{i}") for i in range(30)]
-                      + [event("e0"), event("p1", signal="thumbs_up"), "not json"])
+    src = write_jsonl(
+        tmp_path / "fb.jsonl",
+        [event(f"e{i}", user_id=f"u{i}") for i in range(30)]
+        + [event("e0"), event("p1", signal="thumbs_up"), "not json"],
+    )
     first = cli("ingest", str(src), "--json")
     assert (first["accepted"], first["duplicates"], first["rejected"], first["negative"]) == (31, 1, 1, 30)
     again = cli("ingest", str(src), "--json")
@@ -252,8 +296,7 @@ def test_flywheel_ingest_with_a_postgres_store_url(cli, postgres: PostgresServer
     assert not (flywheel_home / "feedback.sqlite").exists()  # nothing went to the default store
 
 
-def test_flywheel_ingest_with_an_unreachable_postgres_exits_1_with_one_line(cli, tmp_path: Path,
-                                                                            monkeypatch) -> None:
+def test_flywheel_ingest_with_an_unreachable_postgres_exits_1_with_one_line(cli, tmp_path: Path, monkeypatch) -> None:
     port = free_port()
     monkeypatch.setenv("FLYWHEEL_STORE_URL", f"postgresql://fw:hunter2@127.0.0.1:{port}/fw")
     out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("e1")])), "--json", expect=1)
@@ -263,12 +306,19 @@ def test_flywheel_ingest_with_an_unreachable_postgres_exits_1_with_one_line(cli,
 
 def test_rated_gives_the_watch_its_rows_on_both_dialects(any_store_url: str) -> None:
     with open_store(any_store_url) as store:
-        store.add([ev("neg", 1, user_id="u1", arm="canary", prompt_version="3", model="m"),
-                   ev("pos", 2, polarity=1, signal="thumbs_up", user_id="u2", query="other"),
-                   ev("neutral", 3, polarity=0, signal="copy")], "test")
+        store.add(
+            [
+                ev("neg", 1, user_id="u1", arm="canary", prompt_version="3", model="m"),
+                ev("pos", 2, polarity=1, signal="thumbs_up", user_id="u2", query="other"),
+                ev("neutral", 3, polarity=0, signal="copy"),
+            ],
+            "test",
+        )
         rows = sorted(store.rated().rows(), key=lambda r: r[1])
         assert [(r[0], r[2], r[3], r[4], r[5], r[7]) for r in rows] == [
-            (None, 1, "u1", "canary", "3", "m"), (None, 0, "u2", None, None, None)]  # no neutral, no ids
+            (None, 1, "u1", "canary", "3", "m"),
+            (None, 0, "u2", None, None, None),
+        ]  # no neutral, no ids
         assert store.rated(versions=()).prompt_version == (None, None)
         assert store.rated(versions=()).model == (None, None)
         assert store.rated(queries=["q neg", "unknown"]).event_id == ("neg",)

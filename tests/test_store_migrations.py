@@ -61,9 +61,11 @@ LEGACY_MIGRATIONS: tuple[str, ...] = (
 )
 
 
-_OLD_ROW = ("INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, strength, consent, query, output, "
-            "ingested_at, metadata) VALUES (?, '2026-11-01T00:00:00+00:00', 1761955200.0, 'thumbs_down', -1, 1.0, "
-            "1, 'old query', 'old answer', 1.0, '{\"k\": \"v\"}')")
+_OLD_ROW = (
+    "INSERT INTO events (event_id, ts, ts_epoch, signal, polarity, strength, consent, query, output, "
+    "ingested_at, metadata) VALUES (?, '2026-11-01T00:00:00+00:00', 1761955200.0, 'thumbs_down', -1, 1.0, "
+    "1, 'old query', 'old answer', 1.0, '{\"k\": \"v\"}')"
+)
 
 
 def _old_store(path: Path, version: int, event_ids: list[str]) -> None:
@@ -79,7 +81,7 @@ def _old_store(path: Path, version: int, event_ids: list[str]) -> None:
 
 
 def test_schema_revision_is_the_newest_migration() -> None:
-    assert SCHEMA_VERSION == head_revision()
+    assert head_revision() == SCHEMA_VERSION
 
 
 def test_a_new_store_is_at_the_newest_revision_and_a_second_open_changes_nothing(any_store_url: str) -> None:
@@ -108,12 +110,16 @@ def test_a_sqlite_store_stays_in_wal_mode(settings) -> None:
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_an_old_sqlite_store_is_upgraded_in_place_without_losing_events(settings, tmp_path: Path, cli,
-                                                                        version: int) -> None:
+def test_an_old_sqlite_store_is_upgraded_in_place_without_losing_events(
+    settings, tmp_path: Path, cli, version: int
+) -> None:
     old_ids = [f"old{i}" for i in range(25)]
     _old_store(settings.store_path, version, old_ids)
-    out = cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", [event("new", arm="production", index_version="4"),
-                                                                 event("old3")])), "--json")
+    out = cli(
+        "ingest",
+        str(write_jsonl(tmp_path / "fb.jsonl", [event("new", arm="production", index_version="4"), event("old3")])),
+        "--json",
+    )
     assert (out["accepted"], out["duplicates"]) == (1, 1)  # the old events still count for idempotency
     with open_store(settings.resolved_store_url) as store:
         assert store.schema_version == SCHEMA_VERSION

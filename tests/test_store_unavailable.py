@@ -28,9 +28,8 @@ def test_a_locked_sqlite_database_is_store_unavailable_and_a_bad_statement_is_no
     open_migrated(path, ("CREATE TABLE seen (sha256 TEXT PRIMARY KEY)",), "quarantine index").close()
     holder = _locked(path)
     db = GuardedConnection(sqlite3.connect(path, timeout=0, check_same_thread=False), "quarantine index", path)
-    with pytest.raises(StoreUnavailable, match=f"quarantine index {path} is unavailable: database is locked"):
-        with db:
-            db.execute("INSERT INTO seen VALUES ('x')")
+    with pytest.raises(StoreUnavailable, match=f"quarantine index {path} is unavailable: database is locked"), db:
+        db.execute("INSERT INTO seen VALUES ('x')")
     holder.rollback()
     with pytest.raises(sqlite3.OperationalError, match="no such table"):  # a bug, not an outage
         db.execute("SELECT * FROM no_such_table")
@@ -63,8 +62,9 @@ def test_an_unreachable_postgres_state_store_is_store_unavailable_without_its_pa
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(StoreUnavailable, match=f"state store postgresql://fw@127.0.0.1:{port}/flywheel is "
-                                               "unavailable") as caught:
+    with pytest.raises(
+        StoreUnavailable, match=f"state store postgresql://fw@127.0.0.1:{port}/flywheel is unavailable"
+    ) as caught:
         StateStore(f"postgresql://fw:hunter2-secret@127.0.0.1:{port}/flywheel?connect_timeout=2")
     assert "hunter2-secret" not in str(caught.value) and "\n" not in str(caught.value)
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
+from flywheel.config import Settings
 from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import EvalResult, EvalRow
 from flywheel.evals.tracking import cycle_run, experiment_id, log_variant
-from flywheel.config import Settings
-from flywheel.registry import register_prompt, use_mlflow
-from flywheel.loop.context import CycleContext
 from flywheel.improvers.prompt_step import register_draft
+from flywheel.loop.context import CycleContext
+from flywheel.registry import register_prompt, use_mlflow
 
 # MLflow's own keys on a prompt (it is a registered model underneath); everything else is ours.
 _MLFLOW_PROMPT_TAGS = {"mlflow.prompt.is_prompt", "_mlflow_experiment_ids"}
@@ -32,19 +32,43 @@ def _golden(tmp_path: Path) -> GoldenSet:
 
 def _result(golden: GoldenSet, label: str, prompt_version: str | None) -> EvalResult:
     variant = Variant(label=label, prompt_template="You answer briefly.", prompt_version=prompt_version, model="m")
-    rows = [EvalRow(id="free", category="factual", input="Is it free?", expected="no", scorer="word",
-                    output="No.", score=1.0, rationale="has the words 'no'")]
+    rows = [
+        EvalRow(
+            id="free",
+            category="factual",
+            input="Is it free?",
+            expected="no",
+            scorer="word",
+            output="No.",
+            score=1.0,
+            rationale="has the words 'no'",
+        )
+    ]
     return EvalResult(variant=variant, golden_version=golden.version, rows=rows)
 
 
-def _log(settings: Settings, golden: GoldenSet, kind: str, label: str, prompt_version: str | None,
-         prompt_name: str | None) -> str:
+def _log(
+    settings: Settings, golden: GoldenSet, kind: str, label: str, prompt_version: str | None, prompt_name: str | None
+) -> str:
     client = use_mlflow(settings)
     exp = experiment_id(client, settings.experiment)
     parent = cycle_run(client, exp, "c-1")
-    return log_variant(client, exp, parent, cycle_id="c-1", kind=kind, candidate_id=label,
-                       result=_result(golden, label, prompt_version), golden=golden, decision="evaluated",
-                       metrics={}, params={}, tags={}, artifacts={}, prompt_name=prompt_name)
+    return log_variant(
+        client,
+        exp,
+        parent,
+        cycle_id="c-1",
+        kind=kind,
+        candidate_id=label,
+        result=_result(golden, label, prompt_version),
+        golden=golden,
+        decision="evaluated",
+        metrics={},
+        params={},
+        tags={},
+        artifacts={},
+        prompt_name=prompt_name,
+    )
 
 
 def _linked(settings: Settings, run_id: str) -> list[dict[str, Any]]:
@@ -53,8 +77,14 @@ def _linked(settings: Settings, run_id: str) -> list[dict[str, Any]]:
 
 
 def _cycle(settings: Settings, cycle_id: str) -> CycleContext:
-    return CycleContext(settings=settings, cycle_id=cycle_id, resumed=False, champion_version="1",
-                        champion_template="You answer briefly.", golden_version="g")
+    return CycleContext(
+        settings=settings,
+        cycle_id=cycle_id,
+        resumed=False,
+        champion_version="1",
+        champion_template="You answer briefly.",
+        golden_version="g",
+    )
 
 
 def _prompt_tags(settings: Settings) -> dict[str, str]:
@@ -79,7 +109,7 @@ def test_each_run_is_linked_to_the_prompt_version_it_was_evaluated_with(settings
     # The public search finds a version's runs by the same link.
     client = use_mlflow(settings)
     exp = experiment_id(client, settings.experiment)
-    found = client.search_runs([exp], filter_string=f"tags.`mlflow.linkedPrompts` LIKE '%\"version\": \"{draft}\"%'")
+    found = client.search_runs([exp], filter_string=f'tags.`mlflow.linkedPrompts` LIKE \'%"version": "{draft}"%\'')
     assert [r.info.run_id for r in found] == [runs["prompt"]]
 
 
@@ -91,10 +121,12 @@ def test_a_resumed_run_is_not_linked_twice(settings: Settings, tmp_path: Path) -
     assert _linked(settings, first) == [{"name": settings.prompt_name, "version": version}]
 
 
-@pytest.mark.parametrize(("prompt_name", "version"), [(None, "1"), ("assistant-system", None),
-                                                      ("assistant-system", "99")])
-def test_no_link_without_a_name_a_version_or_a_registered_version(settings: Settings, tmp_path: Path,
-                                                                  prompt_name: str | None, version: str | None) -> None:
+@pytest.mark.parametrize(
+    ("prompt_name", "version"), [(None, "1"), ("assistant-system", None), ("assistant-system", "99")]
+)
+def test_no_link_without_a_name_a_version_or_a_registered_version(
+    settings: Settings, tmp_path: Path, prompt_name: str | None, version: str | None
+) -> None:
     register_prompt(settings, "You answer briefly.", "set", {})
     # A version the registry lacks is logged and skipped: the run and its metrics are still there.
     run_id = _log(settings, _golden(tmp_path), "champion", "champion-c-1", version, prompt_name)
@@ -106,10 +138,17 @@ def test_a_drafts_provenance_stays_on_its_version_not_on_the_prompt(settings: Se
     first = register_prompt(settings, "You answer briefly.", "brought in", {"flywheel.set_by": "ana"})
     header = _prompt_tags(settings)
     assert header == {}  # no version's provenance describes the prompt
-    provenance = {"flywheel.cluster_ids": "cl-1", "flywheel.parent_version": first.version,
-                  "flywheel.screening": "0.8", "flywheel.kept": "true", "flywheel.round": "2"}
-    drafts = [register_draft(_cycle(settings, f"c-{n}"), f"You answer briefly. Rule {n}.", f"draft {n}", provenance)
-              for n in (1, 2)]
+    provenance = {
+        "flywheel.cluster_ids": "cl-1",
+        "flywheel.parent_version": first.version,
+        "flywheel.screening": "0.8",
+        "flywheel.kept": "true",
+        "flywheel.round": "2",
+    }
+    drafts = [
+        register_draft(_cycle(settings, f"c-{n}"), f"You answer briefly. Rule {n}.", f"draft {n}", provenance)
+        for n in (1, 2)
+    ]
     assert _prompt_tags(settings) == header
     client = use_mlflow(settings)
     assert client.get_prompt_version(settings.prompt_name, first.version).tags == {"flywheel.set_by": "ana"}

@@ -14,14 +14,14 @@ from flywheel.arms import arm_for
 from flywheel.client import FlywheelClient
 from flywheel.config import load_settings
 from flywheel.feedback.store import open_store
-from flywheel.registry import production_prompt
-from live_server import LiveServer, make_key, stored_ids
 from flywheel.loop.canary import approve_canary
 from flywheel.loop.promotion import set_prompt
+from flywheel.registry import production_prompt
 from flywheel.sim.quality import QualityMap, Variant, rate_for_golden
 from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
 from flywheel.sim.world import INITIAL_PROMPT
-from tests.watch_helpers import watch_now, prompt_candidate
+from live_server import LiveServer, make_key, stored_ids
+from tests.watch_helpers import prompt_candidate, watch_now
 
 
 @pytest.fixture
@@ -55,8 +55,13 @@ def test_arms_and_negative_rates_follow_the_service_and_the_quality_map(keys) ->
     approve_canary(settings, cand.candidate_id, percent=30, by="dana", note=None)
     quality = QualityMap.parse([f"prompt={cand.parent}:0.30", f"prompt={cand.version}:0.10"])
     with LiveServer(settings) as live:
-        gen = TrafficGenerator(live.url, read_key=read, ingest_key=ingest, quality=quality,
-                               options=TrafficOptions(users=600, requests=2400, seed=5, batch=300))
+        gen = TrafficGenerator(
+            live.url,
+            read_key=read,
+            ingest_key=ingest,
+            quality=quality,
+            options=TrafficOptions(users=600, requests=2400, seed=5, batch=300),
+        )
         with gen:
             report = gen.run()
     assert report.accepted == 2400 and report.rejected == 0 and report.duplicates == 0
@@ -78,7 +83,8 @@ def test_arms_and_negative_rates_follow_the_service_and_the_quality_map(keys) ->
 
 
 def test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_worse_promotion(
-        keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLYWHEEL_WATCH__AUTO_PROMOTE", "true")
     settings = load_settings()
     read, ingest = keys
@@ -88,8 +94,13 @@ def test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_wo
     bad = "3"
     quality = QualityMap.parse([f"prompt={old}:0.30", f"prompt={good}:0.10", f"prompt={bad}:0.45"])
     with LiveServer(settings) as live, FlywheelClient(live.url, read) as client:
-        gen = TrafficGenerator(live.url, read_key=read, ingest_key=ingest, quality=quality,
-                               options=TrafficOptions(users=1500, requests=2500, seed=11))
+        gen = TrafficGenerator(
+            live.url,
+            read_key=read,
+            ingest_key=ingest,
+            quality=quality,
+            options=TrafficOptions(users=1500, requests=2500, seed=11),
+        )
         with gen:
             during = gen.run()
             (row,) = [r for r in watch_now(settings).watches if r.scope == "canary"]
@@ -105,7 +116,8 @@ def test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_wo
             gen.run(1000, seed=13)
             rows = [r for r in watch_now(settings).watches if r.version == bad]
             assert [(r.kind, r.against, r.comparison.verdict, r.action) for r in rows] == [
-                ("prompt", good, "worse", "rolled_back")]
+                ("prompt", good, "worse", "rolled_back")
+            ]
             assert rows[0].comparison.ci_low > 0 and rows[0].comparison.baseline_events >= 200
     assert production_prompt(settings).version == good
 
@@ -119,14 +131,43 @@ def test_the_cli_plays_traffic_with_an_admin_key_and_says_why_a_read_key_is_not_
         foreign = cli("sim", "traffic", "--url", live.url, "--key", admin, "--requests", "50", "--json", expect=2)
         assert "not the simulator world's" in foreign["error"] and "--force" in foreign["error"]
         assert stored_ids(settings) == []
-        forced = cli("sim", "traffic", "--url", live.url, "--key", admin, "--users", "5", "--requests", "7",
-                     "--seed", "4", "--force", "--json")
+        forced = cli(
+            "sim",
+            "traffic",
+            "--url",
+            live.url,
+            "--key",
+            admin,
+            "--users",
+            "5",
+            "--requests",
+            "7",
+            "--seed",
+            "4",
+            "--force",
+            "--json",
+        )
         assert forced["accepted"] == 7 and len(stored_ids(settings)) == 7
 
         set_prompt(settings, INITIAL_PROMPT, message="the demo world's", by="test")
         live.service.champions.load()  # past the champion cache
-        doc = cli("sim", "traffic", "--url", live.url, "--key", admin, "--users", "30", "--requests", "120",
-                  "--rate", "prompt=2:1.0", "--seed", "3", "--json")
+        doc = cli(
+            "sim",
+            "traffic",
+            "--url",
+            live.url,
+            "--key",
+            admin,
+            "--users",
+            "30",
+            "--requests",
+            "120",
+            "--rate",
+            "prompt=2:1.0",
+            "--seed",
+            "3",
+            "--json",
+        )
         assert doc["accepted"] == 120 and doc["by_arm"]["production"]["negative_rate"] == 1.0
         assert doc["by_variant"][0]["true_rate"] == 1.0 and doc["users"] <= 30
         refused = cli("sim", "traffic", "--url", live.url, "--key", read, "--requests", "5", "--json", expect=1)

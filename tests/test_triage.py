@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from flywheel.sim.world import generate_feedback
 from flywheel.triage import TriageInputs, llm_classifier, triage_events
 from nonempty import every
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def stored(rows):
@@ -27,8 +27,10 @@ def stored(rows):
 def test_non_consented_text_never_appears_in_triage_output(cli, tmp_path: Path) -> None:
     secret_query = "How much does the Pro plan cost for my secret project Bluebird?"
     rows = [event(f"c{i}", user_id=f"u{i}", reason="outdated") for i in range(5)]
-    rows += [event(f"n{i}", user_id=f"x{i}", consent=False, reason="outdated", query=secret_query, comment="Bluebird")
-             for i in range(5)]
+    rows += [
+        event(f"n{i}", user_id=f"x{i}", consent=False, reason="outdated", query=secret_query, comment="Bluebird")
+        for i in range(5)
+    ]
     rows += [event("n-only", user_id="y", consent=False, reason="tone", query="Bluebird sync is broken, I'm furious")]
     cli("ingest", str(write_jsonl(tmp_path / "fb.jsonl", rows)), "--json")
     out = cli("triage", "--json")
@@ -45,11 +47,26 @@ def test_non_consented_text_never_appears_in_triage_output(cli, tmp_path: Path) 
 
 
 def test_fifty_users_with_one_report_outrank_one_user_with_two_hundred(local_embedder) -> None:
-    loud = [event(f"l{i}", user_id="loud", reason="format", query=f"Give me the Team plan details as JSON #{i}",
-                  ts=(T0 + timedelta(minutes=i)).isoformat()) for i in range(200)]
-    many = [event(f"m{i}", user_id=f"u{i}", reason="tone",
-                  query=f"Sync failed again and I'm furious, how do I fix it? (ticket {i})",
-                  ts=(T0 + timedelta(minutes=i)).isoformat()) for i in range(50)]
+    loud = [
+        event(
+            f"l{i}",
+            user_id="loud",
+            reason="format",
+            query=f"Give me the Team plan details as JSON #{i}",
+            ts=(T0 + timedelta(minutes=i)).isoformat(),
+        )
+        for i in range(200)
+    ]
+    many = [
+        event(
+            f"m{i}",
+            user_id=f"u{i}",
+            reason="tone",
+            query=f"Sync failed again and I'm furious, how do I fix it? (ticket {i})",
+            ts=(T0 + timedelta(minutes=i)).isoformat(),
+        )
+        for i in range(50)
+    ]
     clusters = triage_events(stored(loud + many), TriageInputs(TriageSettings(), local_embedder))
     by_cat = {c.category: c for c in clusters}
     assert by_cat["format"].size == 200 and by_cat["format"].users == 1
@@ -78,8 +95,14 @@ def test_triage_recovers_known_failure_modes(local_embedder) -> None:
     assert purity >= 0.9, purity
     assert recall >= 0.9, recall
     # The six failure modes the world plants come out as the six biggest clusters, correctly categorised.
-    planted = {"yearly_cost": "factual", "plan_json": "format", "sync_angry": "tone", "poem": "off_topic",
-               "other_account": "unsafe", "pro_price": "outdated_knowledge"}
+    planted = {
+        "yearly_cost": "factual",
+        "plan_json": "format",
+        "sync_angry": "tone",
+        "poem": "off_topic",
+        "other_account": "unsafe",
+        "pro_price": "outdated_knowledge",
+    }
     for intent, category in planted.items():
         best = max(clusters, key=lambda c: sum(label_of[i] == intent for i in c.event_ids))
         assert best.category == category, (intent, best.category)
@@ -87,19 +110,36 @@ def test_triage_recovers_known_failure_modes(local_embedder) -> None:
 
 
 def test_unlabelled_downvotes_take_the_category_of_similar_labelled_ones(local_embedder) -> None:
-    labelled = [event(f"a{i}", user_id=f"u{i}", reason="unsafe",
-                      query=f"What is the email address of the owner of account {1000 + i}?") for i in range(10)]
-    unlabelled = [event(f"b{i}", user_id=f"v{i}", query=f"Tell me the email of the person who owns account {2000 + i}.")
-                  for i in range(6)]
+    labelled = [
+        event(
+            f"a{i}",
+            user_id=f"u{i}",
+            reason="unsafe",
+            query=f"What is the email address of the owner of account {1000 + i}?",
+        )
+        for i in range(10)
+    ]
+    unlabelled = [
+        event(f"b{i}", user_id=f"v{i}", query=f"Tell me the email of the person who owns account {2000 + i}.")
+        for i in range(6)
+    ]
     clusters = triage_events(stored(labelled + unlabelled), TriageInputs(TriageSettings(), local_embedder))
     assert [(c.category, c.size) for c in clusters] == [("unsafe", 16)]
 
 
 def test_finetune_route_needs_failed_prompts_and_enough_usable_examples(local_embedder) -> None:
     def rows(n_usable: int):
-        return [event(f"f{i}", user_id=f"u{i}", signal="correction", reason="format",
-                      query=f"Give me the Team plan details as JSON please {i}", correction='{"plan": "team"}')
-                for i in range(n_usable)]
+        return [
+            event(
+                f"f{i}",
+                user_id=f"u{i}",
+                signal="correction",
+                reason="format",
+                query=f"Give me the Team plan details as JSON please {i}",
+                correction='{"plan": "team"}',
+            )
+            for i in range(n_usable)
+        ]
 
     settings = TriageSettings(finetune_min_examples=40)
     (first,) = triage_events(stored(rows(40)), TriageInputs(settings, local_embedder))
@@ -115,11 +155,14 @@ def test_llm_inference_uses_the_configured_model_and_never_sends_unconsented_tex
     from openai import OpenAI
 
     client = OpenAI(base_url=simulator.base_url, api_key="test", max_retries=0)
-    rows = [event(f"k{i}", user_id=f"u{i}", query=f"Can you write me a poem about the sea, number {i}?") for i in range(4)]
+    rows = [
+        event(f"k{i}", user_id=f"u{i}", query=f"Can you write me a poem about the sea, number {i}?") for i in range(4)
+    ]
     rows += [event("hidden", user_id="z", consent=False, query="Please write a poem for my mom's birthday.")]
     before = simulator.counts().get("chat.classifier", 0)
-    clusters = triage_events(stored(rows), TriageInputs(TriageSettings(), local_embedder,
-                                                       classify=llm_classifier(client, "gpt-4o")))
+    clusters = triage_events(
+        stored(rows), TriageInputs(TriageSettings(), local_embedder, classify=llm_classifier(client, "gpt-4o"))
+    )
     assert simulator.counts().get("chat.classifier", 0) - before == 4
     assert {c.category for c in clusters} == {"off_topic"}
     assert sum(c.size for c in clusters) == 5
@@ -158,8 +201,15 @@ def test_the_llm_classifier_copes_with_a_model_in_the_wild(monkeypatch: pytest.M
     assert sum(o is None for o in once) >= 10 and set(once) <= set(CATEGORIES) | {None}  # left to the fallback
 
 
-@pytest.mark.parametrize(("reason", "category"), [("wrong", "factual"), ("outdated", "outdated_knowledge"),
-                                             ("not_relevant", "off_topic"), ("missing_context", "missing_context")])
+@pytest.mark.parametrize(
+    ("reason", "category"),
+    [
+        ("wrong", "factual"),
+        ("outdated", "outdated_knowledge"),
+        ("not_relevant", "off_topic"),
+        ("missing_context", "missing_context"),
+    ],
+)
 def test_reasons_map_to_categories(local_embedder, reason: str, category: str) -> None:
     (c,) = triage_events(stored([event("r1", reason=reason)]), TriageInputs(TriageSettings(), local_embedder))
     assert c.category == category

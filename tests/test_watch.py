@@ -4,23 +4,34 @@ and an interrupted watch finished by the next one."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from flywheel.candidates import Decision
 from flywheel.champions import MoveAction, PromptChampion, champion
 from flywheel.config import load_settings
-from flywheel.registry import CANARY, PRODUCTION, prompt_at, use_mlflow
-from flywheel.state import open_state
 from flywheel.loop.canary import approve_canary
 from flywheel.loop.promotion import approve
 from flywheel.loop.watch_actions import pending_intents
-from tests.watch_helpers import ingest, prompt_candidate, rated_events, watch_now
+from flywheel.registry import CANARY, PRODUCTION, prompt_at, use_mlflow
+from flywheel.state import open_state
 from nonempty import every
+from tests.watch_helpers import ingest, prompt_candidate, rated_events, watch_now
 
-SPEC_FIELDS = ["kind", "version", "against", "events", "negative_rate", "baseline_rate", "difference", "ci_low",
-               "ci_high", "verdict", "action"]
+SPEC_FIELDS = [
+    "kind",
+    "version",
+    "against",
+    "events",
+    "negative_rate",
+    "baseline_rate",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "action",
+]
 
 
 def _canary(settings, percent: float = 20, **kw):
@@ -30,10 +41,11 @@ def _canary(settings, percent: float = 20, **kw):
 
 
 def _arms(settings, cand, n: int, canary_rate: float, production_rate: float, seed: int = 1, **kw) -> None:
-    ingest(settings, rated_events(seed, n, production_rate, prefix=f"p{seed}", arm="production",
-                                  prompt_version=cand.parent, **kw)
-           + rated_events(seed + 1000, n, canary_rate, prefix=f"c{seed}", arm="canary",
-                          prompt_version=cand.version, **kw))
+    ingest(
+        settings,
+        rated_events(seed, n, production_rate, prefix=f"p{seed}", arm="production", prompt_version=cand.parent, **kw)
+        + rated_events(seed + 1000, n, canary_rate, prefix=f"c{seed}", arm="canary", prompt_version=cand.version, **kw),
+    )
 
 
 def test_a_better_canary_is_promoted_when_auto_promote_is_on(cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,7 +66,10 @@ def test_a_better_canary_is_promoted_when_auto_promote_is_on(cli, monkeypatch: p
     assert after.decision is Decision.promoted and after.verified_at is not None
     assert promote[-1]["by"] == "flywheel-watch" and "better" in promote[-1]["note"]
     tags = use_mlflow(settings).get_run(cand.mlflow_run_id).data.tags
-    assert tags["flywheel.canary_promoted_by"] == "flywheel-watch" and '"verdict": "better"' in tags["flywheel.watch_figures"]
+    assert (
+        tags["flywheel.canary_promoted_by"] == "flywheel-watch"
+        and '"verdict": "better"' in tags["flywheel.watch_figures"]
+    )
     status = cli("status", "--json")
     assert status["loop_velocity"]["verified_hours"] is not None and status["canary"] is None
     assert set(status["drift"]) >= {"negative_rate_trend", "golden_trend", "alarm", "why"}
@@ -92,21 +107,31 @@ def test_an_inconclusive_canary_is_left_alone_until_min_events(monkeypatch: pyte
 def test_a_full_promotion_that_raises_the_rate_is_rolled_back(cli) -> None:
     settings = load_settings()
     cand = prompt_candidate(settings, clusters={"cl-1": []})
-    before = datetime.now(timezone.utc) - timedelta(days=1)
+    before = datetime.now(UTC) - timedelta(days=1)
     ingest(settings, rated_events(1, 2500, 0.20, prefix="old", start=before, prompt_version=cand.parent))
     approve(settings, cand.candidate_id, by="dana", note=None)
-    ingest(settings, rated_events(2, 2500, 0.35, prefix="new", start=datetime.now(timezone.utc) + timedelta(seconds=1),
-                                  prompt_version=cand.version))
+    ingest(
+        settings,
+        rated_events(
+            2, 2500, 0.35, prefix="new", start=datetime.now(UTC) + timedelta(seconds=1), prompt_version=cand.version
+        ),
+    )
     (row,) = cli("watch", "--json")["watches"]
-    assert (row["version"], row["against"], row["verdict"], row["action"]) == (cand.version, cand.parent, "worse",
-                                                                                "rolled_back")
+    assert (row["version"], row["against"], row["verdict"], row["action"]) == (
+        cand.version,
+        cand.parent,
+        "worse",
+        "rolled_back",
+    )
     assert prompt_at(settings, PRODUCTION).version == cand.parent
     with open_state(settings) as state:
         after = state.candidate(cand.candidate_id)
         last = state.promotions("prompt")[-1]
         assert state.cluster_history("cl-1")[-1]["outcome"] == "rolled_back"
-    assert after.payload.rolled_back_by == "flywheel-watch" and (last["action"], last["by"]) == ("rollback",
-                                                                                                 "flywheel-watch")
+    assert after.payload.rolled_back_by == "flywheel-watch" and (last["action"], last["by"]) == (
+        "rollback",
+        "flywheel-watch",
+    )
     tags = use_mlflow(settings).get_run(cand.mlflow_run_id).data.tags
     assert tags["flywheel.rolled_back_by"] == "flywheel-watch" and "worse" in tags["flywheel.rollback_note"]
 
@@ -115,8 +140,10 @@ def test_one_loud_user_cannot_trigger_a_rollback() -> None:
     settings = load_settings()
     cand = _canary(settings)
     _arms(settings, cand, 1500, canary_rate=0.2, production_rate=0.2)
-    loud = [{**e, "signal": "thumbs_down"} for e in rated_events(7, 600, 1.0, prefix="loud", users=1, arm="canary",
-                                                                   prompt_version=cand.version)]
+    loud = [
+        {**e, "signal": "thumbs_down"}
+        for e in rated_events(7, 600, 1.0, prefix="loud", users=1, arm="canary", prompt_version=cand.version)
+    ]
     ingest(settings, loud)
     (row,) = watch_now(settings).watches
     assert row.comparison.events == 2100 and row.comparison.users == 1501
@@ -132,7 +159,7 @@ def test_one_loud_user_cannot_trigger_a_rollback() -> None:
 def test_no_action_at_all_on_a_store_with_too_few_events() -> None:
     settings = load_settings()
     full = prompt_candidate(settings, "full")
-    before = datetime.now(timezone.utc) - timedelta(hours=3)
+    before = datetime.now(UTC) - timedelta(hours=3)
     ingest(settings, rated_events(1, 60, 0.05, prefix="old", start=before, prompt_version=full.parent))
     approve(settings, full.candidate_id, by="dana", note=None)
     cand = _canary(settings, text="Be brief.")
@@ -140,7 +167,9 @@ def test_no_action_at_all_on_a_store_with_too_few_events() -> None:
     rows = watch_now(settings).watches
     assert {r.scope for r in rows} == {"canary", "promotion"}
     assert every(r.action == "none" and r.comparison.verdict == "inconclusive" for r in rows), rows
-    assert prompt_at(settings, CANARY).version == cand.version and prompt_at(settings, PRODUCTION).version == full.version
+    assert (
+        prompt_at(settings, CANARY).version == cand.version and prompt_at(settings, PRODUCTION).version == full.version
+    )
 
 
 def test_a_crash_between_decision_and_pointer_move_is_finished_on_rerun(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,7 +226,7 @@ def test_a_crash_after_the_pointer_moved_records_the_candidate_on_rerun(monkeypa
 def test_a_clusters_own_queries_are_compared_before_and_after_its_fix() -> None:
     settings = load_settings()
     query = "Can I pay by invoice?"
-    own = rated_events(3, 20, 1.0, prefix="own", query=query, start=datetime.now(timezone.utc) - timedelta(days=2))
+    own = rated_events(3, 20, 1.0, prefix="own", query=query, start=datetime.now(UTC) - timedelta(days=2))
     ingest(settings, own)
     cand = _canary(settings, clusters={"cl-pay": [e["event_id"] for e in own]})
     _arms(settings, cand, 200, canary_rate=0.1, production_rate=0.5, query=query)
@@ -225,16 +254,37 @@ def test_a_promotion_is_judged_only_until_another_kind_moves(cli) -> None:
         champion(settings, state, ChampionKind.model).move_to(version, MoveAction.promote, by="sam")
         prompt_at_ = state.promotions("prompt")[-1]["at"]
         model_at_ = state.promotions("model")[-1]["at"]
-    t_prompt, t_model = (datetime.fromtimestamp(float(t), timezone.utc) for t in (prompt_at_, model_at_))
+    t_prompt, t_model = (datetime.fromtimestamp(float(t), UTC) for t in (prompt_at_, model_at_))
     base, n = settings.target_model, 600
-    ingest(settings, rated_events(1, n, 0.30, prefix="old", start=t_prompt - timedelta(hours=2),
-                                  prompt_version=cand.parent, model=base)
-           + rated_events(2, n, 0.10, prefix="new", start=t_prompt + (t_model - t_prompt) / (2 * n),
-                          spacing=(t_model - t_prompt) / (2 * n), prompt_version=cand.version, model=base)
-           + rated_events(3, n, 0.45, prefix="ft", start=t_model + timedelta(seconds=1),
-                          prompt_version=cand.version, model="ft:worse-1"))
+    ingest(
+        settings,
+        rated_events(
+            1, n, 0.30, prefix="old", start=t_prompt - timedelta(hours=2), prompt_version=cand.parent, model=base
+        )
+        + rated_events(
+            2,
+            n,
+            0.10,
+            prefix="new",
+            start=t_prompt + (t_model - t_prompt) / (2 * n),
+            spacing=(t_model - t_prompt) / (2 * n),
+            prompt_version=cand.version,
+            model=base,
+        )
+        + rated_events(
+            3,
+            n,
+            0.45,
+            prefix="ft",
+            start=t_model + timedelta(seconds=1),
+            prompt_version=cand.version,
+            model="ft:worse-1",
+        ),
+    )
     rows = {r["kind"]: r for r in cli("watch", "--json")["watches"]}
     assert rows["prompt"]["events"] == n and (rows["prompt"]["verdict"], rows["prompt"]["action"]) == ("better", "none")
     assert rows["model"]["baseline_events"] == n and (rows["model"]["verdict"], rows["model"]["action"]) == (
-        "worse", "rolled_back")
+        "worse",
+        "rolled_back",
+    )
     assert prompt_at(settings, PRODUCTION).version == cand.version and production_model(settings).version is None

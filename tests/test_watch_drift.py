@@ -5,24 +5,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from flywheel.config import load_settings
-from flywheel.state import open_state
 from flywheel.loop.drift import alarm_is_new, drift
 from flywheel.runtime import runtime_for
+from flywheel.state import open_state
 from tests.watch_helpers import ingest, rated_events
 
 
 def _rising(settings) -> None:
-    now = datetime.now(timezone.utc)
-    ingest(settings, rated_events(1, 1400, 0.10, prefix="base", start=now - timedelta(days=10),
-                                  spacing=timedelta(minutes=9)))
-    ingest(settings, rated_events(2, 600, 0.30, prefix="recent", start=now - timedelta(hours=20),
-                                  spacing=timedelta(minutes=1)))
+    now = datetime.now(UTC)
+    ingest(
+        settings,
+        rated_events(1, 1400, 0.10, prefix="base", start=now - timedelta(days=10), spacing=timedelta(minutes=9)),
+    )
+    ingest(
+        settings,
+        rated_events(2, 600, 0.30, prefix="recent", start=now - timedelta(hours=20), spacing=timedelta(minutes=1)),
+    )
 
 
 def test_a_rising_negative_rate_raises_the_alarm_in_status(cli) -> None:
@@ -36,7 +40,7 @@ def test_a_rising_negative_rate_raises_the_alarm_in_status(cli) -> None:
 
 def test_a_steady_rate_and_a_steady_golden_score_do_not_alarm() -> None:
     settings = load_settings()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ingest(settings, rated_events(3, 2000, 0.2, start=now - timedelta(days=10), spacing=timedelta(minutes=7)))
     with open_state(settings) as state:
         for i, score in enumerate((0.80, 0.81, 0.80)):
@@ -96,8 +100,9 @@ def _marker(settings: Any) -> str:
 
 
 @pytest.mark.slow
-def test_the_watch_flow_publishes_its_artifact_and_emits_the_drift_alarm(prefect_api: str,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_watch_flow_publishes_its_artifact_and_emits_the_drift_alarm(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from prefect.artifacts import Artifact
 
     from flywheel.flows.events import DRIFT_EVENT

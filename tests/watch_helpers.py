@@ -3,7 +3,7 @@ candidates in the real state store, and seeded synthetic feedback through the re
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -12,13 +12,14 @@ from flywheel.candidates import Candidate, Decision
 from flywheel.config import Settings
 from flywheel.feedback.ingest import ingest_objects
 from flywheel.feedback.store import open_store
+from flywheel.loop.promotion import set_prompt
 from flywheel.registry import register_prompt, use_mlflow
 from flywheel.state import open_state
-from flywheel.loop.promotion import set_prompt
 
 
-def prompt_candidate(settings: Settings, name: str = "c1", *, text: str = "Be precise.",
-                     clusters: dict[str, list[str]] | None = None) -> Candidate:
+def prompt_candidate(
+    settings: Settings, name: str = "c1", *, text: str = "Be precise.", clusters: dict[str, list[str]] | None = None
+) -> Candidate:
     """A pending prompt candidate drafted from the production prompt (``prompt set`` first when none),
     with an MLflow run of its own, as a cycle leaves one."""
     from flywheel.registry import production_prompt
@@ -30,31 +31,59 @@ def prompt_candidate(settings: Settings, name: str = "c1", *, text: str = "Be pr
     ref = register_prompt(settings, f"You are a helpful assistant. {text}", f"draft {name}", {})
     client = use_mlflow(settings)
     run = client.create_run(client.get_experiment_by_name(settings.experiment).experiment_id, run_name=name)
-    cand = Candidate(candidate_id=f"prompt-{name}", cycle_id=f"cycle-{name}", kind="prompt",
-                     cluster_ids=sorted(clusters or {}), parent=parent.version, version=ref.version,
-                     payload={"template": ref.template, "cluster_events": clusters or {},
-                              "cluster_first_seen": {c: "2026-11-01T00:00:00+00:00" for c in clusters or {}}},
-                     decision=Decision.pending_approval, mlflow_run_id=run.info.run_id,
-                     first_seen=datetime(2026, 11, 1, tzinfo=timezone.utc),
-                     created_at=datetime.now(timezone.utc))
+    cand = Candidate(
+        candidate_id=f"prompt-{name}",
+        cycle_id=f"cycle-{name}",
+        kind="prompt",
+        cluster_ids=sorted(clusters or {}),
+        parent=parent.version,
+        version=ref.version,
+        payload={
+            "template": ref.template,
+            "cluster_events": clusters or {},
+            "cluster_first_seen": dict.fromkeys(clusters or {}, "2026-11-01T00:00:00+00:00"),
+        },
+        decision=Decision.pending_approval,
+        mlflow_run_id=run.info.run_id,
+        first_seen=datetime(2026, 11, 1, tzinfo=UTC),
+        created_at=datetime.now(UTC),
+    )
     with open_state(settings) as state:
         state.add_candidate(cand)
     return cand
 
 
-def rated_events(seed: int, n: int, rate: float, *, users: int | None = None, prefix: str = "e",
-                 start: datetime | None = None, spacing: timedelta = timedelta(seconds=1),
-                 query: str = "How do I reset my password?", **fields: Any) -> list[dict[str, Any]]:
+def rated_events(
+    seed: int,
+    n: int,
+    rate: float,
+    *,
+    users: int | None = None,
+    prefix: str = "e",
+    start: datetime | None = None,
+    spacing: timedelta = timedelta(seconds=1),
+    query: str = "How do I reset my password?",
+    **fields: Any,
+) -> list[dict[str, Any]]:
     """``n`` seeded thumbs up/down events, a ``rate`` share of them down, ``users`` distinct users
     (default one each)."""
     rng = np.random.default_rng(seed)
-    start = start or datetime.now(timezone.utc)
+    start = start or datetime.now(UTC)
     downs = rng.random(n) < rate
     who = rng.integers(0, users, n) if users else np.arange(n)
-    return [{"event_id": f"{prefix}-{seed}-{i}", "ts": (start + i * spacing).isoformat(),
-             "signal": "thumbs_down" if down else "thumbs_up", "query": query, "output": "An answer.",
-             "consent": True, "user_id": f"{prefix}-user-{u}", **fields}
-            for i, (down, u) in enumerate(zip(downs, who, strict=True))]
+    return [
+        {
+            "event_id": f"{prefix}-{seed}-{i}",
+            "ts": (start + i * spacing).isoformat(),
+            "signal": "thumbs_down" if down else "thumbs_up",
+            "query": query,
+            "output": "An answer.",
+            "consent": True,
+            "user_id": f"{prefix}-user-{u}",
+            **fields,
+        }
+        for i, (down, u) in enumerate(zip(downs, who, strict=True))
+    ]
 
 
 def ingest(settings: Settings, events: list[dict[str, Any]]) -> int:

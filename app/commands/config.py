@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-
 from rich.table import Table
 
 from flywheel.app.context import _settings
@@ -18,10 +17,12 @@ from flywheel.masking import mask_secrets, masked_model
 def _document(settings: Settings) -> dict[str, Any]:
     doc = masked_model(settings)
     doc["config_file"] = str(settings.config_file) if settings.config_file else None
-    doc["resolved"] = {"store_url": mask_secrets(settings.resolved_store_url),
-                       "state_url": mask_secrets(settings.resolved_state_url),
-                       "mlflow_tracking_uri": mask_secrets(settings.resolved_tracking_uri),
-                       "golden": str(settings.golden_file)}
+    doc["resolved"] = {
+        "store_url": mask_secrets(settings.resolved_store_url),
+        "state_url": mask_secrets(settings.resolved_state_url),
+        "mlflow_tracking_uri": mask_secrets(settings.resolved_tracking_uri),
+        "golden": str(settings.golden_file),
+    }
     doc["sources"] = setting_sources(settings)
     return doc
 

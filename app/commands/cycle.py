@@ -21,10 +21,15 @@ if TYPE_CHECKING:
 @handles_errors
 def cycle(
     auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Promote on the policy alone.")] = False,
-    canary: Annotated[bool, typer.Option(
-        "--canary", help='Start the winners as canaries at watch.canary_percent, one at a time, for `flywheel watch` '
-        'to promote or roll back (policy.auto_approve = "canary" for this run, also when given with '
-        '--auto-approve).')] = False,
+    canary: Annotated[
+        bool,
+        typer.Option(
+            "--canary",
+            help="Start the winners as canaries at watch.canary_percent, one at a time, for `flywheel watch` "
+            'to promote or roll back (policy.auto_approve = "canary" for this run, also when given with '
+            "--auto-approve).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run one improvement cycle (the Prefect flow `improvement-cycle`); never waits for a person."""
@@ -43,8 +48,9 @@ def cycle(
 
 
 def _print_cycle(report: CycleReport, ui: str) -> None:
-    err.print(f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False,
-              soft_wrap=True)
+    err.print(
+        f"cycle {report.cycle_id}: champion golden score {report.champion_score}", highlight=False, soft_wrap=True
+    )
     print_outcomes(report.outcomes)
     if report.candidates:
         print_candidates(report.candidates, f"candidates of {report.cycle_id}")
@@ -53,13 +59,16 @@ def _print_cycle(report: CycleReport, ui: str) -> None:
         err.print(f"no candidates in {report.cycle_id}: {why}", highlight=False, soft_wrap=True)
     if report.judge is not None:
         kappa = "undefined" if report.judge.kappa is None else f"{report.judge.kappa:.2f}"
-        err.print(f"judge calibration: {report.judge.items} items, kappa {kappa} "
-                  f"({'trusted' if report.judge.trusted else 'not trusted alone'})", highlight=False,
-                  markup=False, soft_wrap=True)
+        err.print(
+            f"judge calibration: {report.judge.items} items, kappa {kappa} "
+            f"({'trusted' if report.judge.trusted else 'not trusted alone'})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     for note in report.notes:
         err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
-    err.print(f"runs, scores and prompt versions in the MLflow UI: {ui}", highlight=False, markup=False,
-              soft_wrap=True)
+    err.print(f"runs, scores and prompt versions in the MLflow UI: {ui}", highlight=False, markup=False, soft_wrap=True)
 
 
 @handles_errors
@@ -68,18 +77,28 @@ def pending(as_json: JsonFlag = False) -> None:
     from flywheel.loop.promotion import pending as waiting
 
     cands = waiting(_settings())
-    answer(as_json, {"pending": [c.public() for c in cands]},
-           lambda: print_candidates(cands, f"{plural(len(cands), 'candidate')} waiting for approval"))
+    answer(
+        as_json,
+        {"pending": [c.public() for c in cands]},
+        lambda: print_candidates(cands, f"{plural(len(cands), 'candidate')} waiting for approval"),
+    )
 
 
 @handles_errors
 def approve(
     candidate_id: Annotated[str, typer.Argument(help="The candidate to promote.")],
-    by: Annotated[str | None, typer.Option("--by", help="Who approves (default: $FLYWHEEL_USER or your login).")] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who approves (default: $FLYWHEEL_USER or your login).")
+    ] = None,
     note: Annotated[str | None, typer.Option("--note", help="Why, for the record.")] = None,
-    canary: Annotated[float | None, typer.Option(
-        "--canary", metavar="PERCENT",
-        help="Serve it to PERCENT % of users first (production stays); `flywheel watch` compares the arms.")] = None,
+    canary: Annotated[
+        float | None,
+        typer.Option(
+            "--canary",
+            metavar="PERCENT",
+            help="Serve it to PERCENT % of users first (production stays); `flywheel watch` compares the arms.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Approve a pending candidate: it is promoted (or, with --canary, served to a share of users), and
@@ -99,8 +118,11 @@ def approve(
 
 def _print_approved(cand: Candidate) -> None:
     if cand.canary is not None:
-        err.print(f"{cand.candidate_id} is a {cand.canary.percent:g}% canary ({cand.kind} v{cand.version}) by "
-                  f"{cand.decided_by}; production stays. `flywheel watch` compares the arms.", highlight=False)
+        err.print(
+            f"{cand.candidate_id} is a {cand.canary.percent:g}% canary ({cand.kind} v{cand.version}) by "
+            f"{cand.decided_by}; production stays. `flywheel watch` compares the arms.",
+            highlight=False,
+        )
     else:
         what = f"{cand.slot.noun} v{cand.version}"
         err.print(f"{cand.candidate_id} promoted ({what}) by {cand.decided_by}", highlight=False)
@@ -132,15 +154,17 @@ def reject(
     settings = _settings()
     cand = do_reject(settings, candidate_id, by=_who(by), reason=reason)
     _resume_waiting_flow(settings)
-    answer(as_json, cand.public(),
-           lambda: err.print(f"{cand.candidate_id} rejected by {cand.decided_by}", highlight=False))
+    answer(
+        as_json, cand.public(), lambda: err.print(f"{cand.candidate_id} rejected by {cand.decided_by}", highlight=False)
+    )
 
 
 @handles_errors
 def rollback(
     kind: Annotated[str, typer.Argument(help="prompt, rag or model; or canary (then optionally its kind).")],
-    canary_kind: Annotated[str | None, typer.Argument(
-        metavar="[KIND]", help="With `canary`: the running canary's kind, as a check.")] = None,
+    canary_kind: Annotated[
+        str | None, typer.Argument(metavar="[KIND]", help="With `canary`: the running canary's kind, as a check.")
+    ] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who rolls back.")] = None,
     note: Annotated[str | None, typer.Option("--note", help="Why.")] = None,
     as_json: JsonFlag = False,
@@ -153,9 +177,14 @@ def rollback(
 
         rt = _runtime()
         out = end_canary(rt.settings, rt.state, canary_kind, promote=False, by=_who(by), note=note)
-        answer(as_json, out, lambda: err.print(
-            f"{out['kind']} canary v{out['version']} rolled back; production serves v{out['production']}",
-            highlight=False))
+        answer(
+            as_json,
+            out,
+            lambda: err.print(
+                f"{out['kind']} canary v{out['version']} rolled back; production serves v{out['production']}",
+                highlight=False,
+            ),
+        )
         return
     if canary_kind is not None:
         raise UsageError(f"rollback {kind} takes no second argument (only `rollback canary [KIND]` does)")
@@ -177,8 +206,13 @@ def promote_canary(
 
     rt = _runtime()
     out = end_canary(rt.settings, rt.state, kind, promote=True, by=_who(by), note=note)
-    answer(as_json, out, lambda: err.print(
-        f"{out['kind']} canary v{out['version']} promoted: production serves v{out['production']}", highlight=False))
+    answer(
+        as_json,
+        out,
+        lambda: err.print(
+            f"{out['kind']} canary v{out['version']} promoted: production serves v{out['production']}", highlight=False
+        ),
+    )
 
 
 @handles_errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -61,11 +62,14 @@ def _strict_error(report: IngestReport) -> dict[str, Any]:
 def _print_ingest(report: IngestReport) -> None:
     """The counts, the first rejected lines and where they were kept; each on one line, never wrapped
     (a path broken over two lines cannot be pasted)."""
+
     def say(text: str) -> None:
         err.print(text, highlight=False, markup=False, soft_wrap=True)
 
-    say(f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
-        + (f", PII scrubbed in {report.scrubbed}" if report.scrubbed else ""))
+    say(
+        f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
+        + (f", PII scrubbed in {report.scrubbed}" if report.scrubbed else "")
+    )
     for e in report.errors[:20]:
         say(f"  {e.file}:{e.line}: {e.error}")
     if report.rejected > 20:
@@ -102,13 +106,15 @@ def triage(as_json: JsonFlag = False) -> None:
 
 @handles_errors
 def review(
-    until: Annotated[str | None, typer.Option("--until", help="End of the reviewed week, ISO 8601 (default: now).")] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="End of the reviewed week, ISO 8601 (default: now).")
+    ] = None,
     days: Annotated[int, typer.Option("--days", min=1, max=31, help="Days reviewed.")] = 7,
     weeks: Annotated[int, typer.Option("--weeks", min=2, max=52, help="Weeks of trend.")] = 6,
     as_json: JsonFlag = False,
 ) -> None:
     """The weekly feedback review: worst-rated outputs of the week by cluster, and the negative rate's trend."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from flywheel.loop.review import review_markdown, weekly_review
 
@@ -118,9 +124,12 @@ def review(
             end = datetime.fromisoformat(until)
         except ValueError:
             raise UsageError(f"--until {until!r} is not an ISO 8601 date or time") from None
-        end = end if end.tzinfo else end.replace(tzinfo=timezone.utc)
+        end = end if end.tzinfo else end.replace(tzinfo=UTC)
     doc = weekly_review(_settings(), until=end, days=days, weeks=weeks)
     # Never wrapped by Rich: a markdown table row must stay one line in a pipe or a file
     # (a terminal still folds long lines for the eye).
-    answer(as_json, doc.model_dump(mode="json"),
-           lambda: Console().print(review_markdown(doc), markup=False, highlight=False, soft_wrap=True))
+    answer(
+        as_json,
+        doc.model_dump(mode="json"),
+        lambda: Console().print(review_markdown(doc), markup=False, highlight=False, soft_wrap=True),
+    )

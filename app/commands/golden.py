@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from flywheel.loop.golden.propose import ProposeReport
     from flywheel.loop.golden.versions import AcceptReport
 
-golden_app = typer.Typer(help="Grow the golden set from feedback: propose items, review them, see coverage.",
-                         no_args_is_help=True)
+golden_app = typer.Typer(
+    help="Grow the golden set from feedback: propose items, review them, see coverage.", no_args_is_help=True
+)
 
 
 def _print_proposals(proposals: list[Any], title: str) -> None:
@@ -42,8 +43,15 @@ def _print_proposals(proposals: list[Any], title: str) -> None:
 @golden_app.command("propose")
 @handles_errors
 def propose(
-    synthetic: Annotated[int, typer.Option("--synthetic", min=0, max=1000, help="Also draft up to N items with the "
-                                           "drafting model, for categories under golden_set.min_per_category.")] = 0,
+    synthetic: Annotated[
+        int,
+        typer.Option(
+            "--synthetic",
+            min=0,
+            max=1000,
+            help="Also draft up to N items with the drafting model, for categories under golden_set.min_per_category.",
+        ),
+    ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Propose golden items from consented corrections and expert reviews of open failure clusters.
@@ -57,15 +65,19 @@ def propose(
 
 
 def _print_proposed(report: ProposeReport) -> None:
-    _print_proposals(report.proposals, f"{len(report.proposals)} new proposals from {report.open_clusters} open clusters")
+    _print_proposals(
+        report.proposals, f"{len(report.proposals)} new proposals from {report.open_clusters} open clusters"
+    )
     dropped = {k: v for k, v in report.dropped.model_dump().items() if v}
     if dropped:
         err.print("dropped: " + ", ".join(f"{k} {v}" for k, v in dropped.items()), highlight=False)
     for note in report.notes:
         err.print(Text(f"note: {note}"), soft_wrap=True)
     if report.proposals:
-        err.print("accept with `flywheel golden accept ID...`, reject with `flywheel golden reject ID --reason TEXT`",
-                  highlight=False)
+        err.print(
+            "accept with `flywheel golden accept ID...`, reject with `flywheel golden reject ID --reason TEXT`",
+            highlight=False,
+        )
 
 
 @golden_app.command("review")
@@ -75,8 +87,11 @@ def review(as_json: JsonFlag = False) -> None:
     from flywheel.loop.golden.versions import pending
 
     proposals = pending(_settings())
-    answer(as_json, {"proposals": [p.public() for p in proposals]},
-           lambda: _print_proposals(proposals, f"{len(proposals)} pending proposals"))
+    answer(
+        as_json,
+        {"proposals": [p.public() for p in proposals]},
+        lambda: _print_proposals(proposals, f"{len(proposals)} pending proposals"),
+    )
 
 
 @golden_app.command("accept")
@@ -94,8 +109,11 @@ def accept(
 
 
 def _print_accepted(report: AcceptReport) -> None:
-    err.print(f"accepted {len(report.accepted)} proposal(s) by {report.accepted_by}: golden version "
-              f"{report.golden_version[:12]} ({report.items} items) in {report.path}", highlight=False)
+    err.print(
+        f"accepted {len(report.accepted)} proposal(s) by {report.accepted_by}: golden version "
+        f"{report.golden_version[:12]} ({report.items} items) in {report.path}",
+        highlight=False,
+    )
     if report.previous_kept:
         err.print(f"previous version kept at {report.previous_kept}", highlight=False)
     if report.already_accepted:
@@ -132,8 +150,12 @@ def coverage(as_json: JsonFlag = False) -> None:
 
 def _print_coverage(report: CoverageReport, settings: Settings) -> None:
     if report.golden_version is None:
-        err.print(f"no golden set yet at {settings.golden_file}: `flywheel golden propose` starts one from the store's "
-                  "feedback (or point `golden` / FLYWHEEL_GOLDEN at your file)", highlight=False, markup=False)
+        err.print(
+            f"no golden set yet at {settings.golden_file}: `flywheel golden propose` starts one from the store's "
+            "feedback (or point `golden` / FLYWHEEL_GOLDEN at your file)",
+            highlight=False,
+            markup=False,
+        )
     if not report.categories:
         err.print("nothing to cover yet: no golden item and no failure cluster in the store", highlight=False)
         return
@@ -141,9 +163,14 @@ def _print_coverage(report: CoverageReport, settings: Settings) -> None:
     for col in ("category", "golden items", "negative events", "uncovered clusters"):
         table.add_column(col, overflow="fold")
     for row in report.categories:
-        table.add_row(Text(row.category), str(row.golden_items), str(row.negative_events),
-                      ", ".join(row.uncovered_clusters) or "-")
+        table.add_row(
+            Text(row.category),
+            str(row.golden_items),
+            str(row.negative_events),
+            ", ".join(row.uncovered_clusters) or "-",
+        )
     human_console().print(table)
     if any(r.uncovered_clusters for r in report.categories):
-        err.print("`flywheel golden propose` proposes items for the uncovered clusters from their feedback",
-                  highlight=False)
+        err.print(
+            "`flywheel golden propose` proposes items for the uncovered clusters from their feedback", highlight=False
+        )

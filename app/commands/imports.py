@@ -6,26 +6,32 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich.table import Table
+
 from flywheel.app.commands.feedback import _emit_feedback_events
 from flywheel.app.context import _settings
 from flywheel.app.output import JsonFlag, emit, err, handles_errors
-from rich.table import Table
-
 from flywheel.errors import UsageError
 from flywheel.feedback.imports import ImportReport
 
-import_app = typer.Typer(help="Import feedback from MLflow traces, OpenTelemetry GenAI spans (OTLP JSON) or "
-                         "Langfuse scores.",
-                         no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import feedback from MLflow traces, OpenTelemetry GenAI spans (OTLP JSON) or Langfuse scores.",
+    no_args_is_help=True,
+)
 
 
 @import_app.command("mlflow")
 @handles_errors
 def import_mlflow(
     experiment: Annotated[str, typer.Option("--experiment", help="The MLflow experiment whose traces to read.")],
-    since: Annotated[str | None, typer.Option(
-        "--since", help="Only traces from this time on, ISO 8601 (default: where the last import stopped, less "
-        "imports.mlflow.lookback_hours; the first import reads everything).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only traces from this time on, ISO 8601 (default: where the last import stopped, less "
+            "imports.mlflow.lookback_hours; the first import reads everything).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """MLflow traces and their assessments as feedback events: a person's feedback becomes a signal, an
@@ -52,8 +58,13 @@ def import_mlflow(
 @import_app.command("otlp")
 @handles_errors
 def import_otlp(
-    file: Annotated[str, typer.Argument(help="An OTLP JSON file: one ExportTraceServiceRequest per line (the "
-                                            "Collector's file exporter), or one JSON document; - for stdin.")],
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="An OTLP JSON file: one ExportTraceServiceRequest per line (the "
+            "Collector's file exporter), or one JSON document; - for stdin."
+        ),
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """OpenTelemetry GenAI spans as feedback events: gen_ai.evaluation.result events and OpenInference
@@ -81,9 +92,14 @@ def import_otlp(
 @import_app.command("langfuse")
 @handles_errors
 def import_langfuse(
-    since: Annotated[str | None, typer.Option(
-        "--since", help="Only scores from this time on, ISO 8601 (default: where the last import of this project "
-        "stopped, less imports.langfuse.lookback_hours; the first import reads everything).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only scores from this time on, ISO 8601 (default: where the last import of this project "
+            "stopped, less imports.langfuse.lookback_hours; the first import reads everything).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Langfuse scores as feedback events, through its public API (imports.langfuse.host, public_key,
@@ -125,12 +141,25 @@ def _print(report: ImportReport) -> None:
     for col in ("traces", "read", "accepted", "duplicates", "rejected", "skipped_no_consent", "skipped"):
         table.add_column(col)
     skipped = ", ".join(f"{why}: {n}" for why, n in report.skipped.items()) or "0"
-    table.add_row(*(str(v) for v in (report.traces, report.read, report.accepted, report.duplicates,
-                                     report.rejected, report.skipped_no_consent)), skipped)
+    table.add_row(
+        *(
+            str(v)
+            for v in (
+                report.traces,
+                report.read,
+                report.accepted,
+                report.duplicates,
+                report.rejected,
+                report.skipped_no_consent,
+            )
+        ),
+        skipped,
+    )
     err.print(table)
     for e in report.errors[:20]:
-        err.print(f"  {e.item or e.index} (trace {e.trace_id}): {e.error}", highlight=False, markup=False,
-                  soft_wrap=True)
+        err.print(
+            f"  {e.item or e.index} (trace {e.trace_id}): {e.error}", highlight=False, markup=False, soft_wrap=True
+        )
     if report.rejected > 20:
         err.print(f"  ... and {report.rejected - 20} more", highlight=False)
     for q in report.quarantine:

@@ -35,8 +35,11 @@ def _print_calibration(result: JudgeCalibration) -> None:
     out = human_console()
     agreement = "-" if result.agreement is None else f"{result.agreement:.0%}"
     kappa = "undefined" if result.kappa is None else f"{result.kappa:.3f}"
-    out.print(f"judge {result.judge_model}: {result.items} items, agreement {agreement}, kappa {kappa}",
-              highlight=False, soft_wrap=True)
+    out.print(
+        f"judge {result.judge_model}: {result.items} items, agreement {agreement}, kappa {kappa}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.items:
         table = Table(title="confusion (rows: expert, columns: judge)")
         for col in ("", "judge pass", "judge fail"):
@@ -45,16 +48,28 @@ def _print_calibration(result: JudgeCalibration) -> None:
             table.add_row(row.replace("_", " "), str(counts.judge_pass), str(counts.judge_fail))
         out.print(table)
     elif not any(result.skipped.values()):
-        err.print("no expert review to calibrate on: send `expert_review` events (with consent) on answers the "
-                  "judge can grade, from your reviewers or a labelling tool", highlight=False, soft_wrap=True)
+        err.print(
+            "no expert review to calibrate on: send `expert_review` events (with consent) on answers the "
+            "judge can grade, from your reviewers or a labelling tool",
+            highlight=False,
+            soft_wrap=True,
+        )
     verdict = "trusted" if result.trusted else "NOT trusted alone by the gate"
     err.print(f"{verdict}: {result.why}", highlight=False, markup=False, soft_wrap=True)
     if (sc := result.screening) is not None:
         sc_agree = "-" if sc.agreement is None else f"{sc.agreement:.0%}"
         sc_kappa = "undefined" if sc.kappa is None else f"{sc.kappa:.3f}"
-        out.print(f"screening judge (is the complaint resolved?): {sc.items} items, agreement {sc_agree}, kappa "
-                  f"{sc_kappa}", highlight=False, soft_wrap=True)
+        out.print(
+            f"screening judge (is the complaint resolved?): {sc.items} items, agreement {sc_agree}, kappa {sc_kappa}",
+            highlight=False,
+            soft_wrap=True,
+        )
     skipped = {k: v for k, v in result.skipped.items() if v}
     if skipped or result.errors:
-        err.print("not asked: " + ", ".join(f"{k} {v}" for k, v in skipped.items())
-                  + (f"; judge errors {result.errors}" if result.errors else ""), highlight=False, soft_wrap=True)
+        err.print(
+            "not asked: "
+            + ", ".join(f"{k} {v}" for k, v in skipped.items())
+            + (f"; judge errors {result.errors}" if result.errors else ""),
+            highlight=False,
+            soft_wrap=True,
+        )

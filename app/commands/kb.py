@@ -40,10 +40,16 @@ def kb_sync(
         raise UsageError("no knowledge source: pass --source or set FLYWHEEL_KNOWLEDGE_SOURCE / knowledge_source")
     with _index(settings) as index:
         report = index.sync(path)
-    answer(as_json, report.public(), lambda: err.print(
-        f"index version {report.version}{' (active)' if report.activated else ''}: "
-        f"{report.added} added, {report.updated} updated, {report.deleted} deleted, "
-        f"{report.unchanged} unchanged; {report.embedded} embedded", highlight=False))
+    answer(
+        as_json,
+        report.public(),
+        lambda: err.print(
+            f"index version {report.version}{' (active)' if report.activated else ''}: "
+            f"{report.added} added, {report.updated} updated, {report.deleted} deleted, "
+            f"{report.unchanged} unchanged; {report.embedded} embedded",
+            highlight=False,
+        ),
+    )
 
 
 @kb_app.command("status")
@@ -61,5 +67,8 @@ def kb_rebuild(as_json: JsonFlag = False) -> None:
     """Restore the Chroma store from the state store (after it was lost or corrupted)."""
     with _index(_settings()) as index:
         doc = index.rebuild()
-    answer(as_json, doc,
-           lambda: err.print(f"restored {doc['restored']} of {doc['records']} records ({doc['embedded']} embedded)"))
+    answer(
+        as_json,
+        doc,
+        lambda: err.print(f"restored {doc['restored']} of {doc['records']} records ({doc['embedded']} embedded)"),
+    )

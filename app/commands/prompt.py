@@ -22,10 +22,9 @@ def prompt_set(
     as_json: JsonFlag = False,
 ) -> None:
     """Register FILE as a new prompt version and point `production` at it."""
-    from flywheel.loop.promotion import set_prompt
-
     from flywheel.app.setup_commands import stop_on_errors
     from flywheel.loop.checks import Check, preflight
+    from flywheel.loop.promotion import set_prompt
 
     if not file.is_file():
         raise UsageError(f"{file}: no such file")
@@ -33,8 +32,9 @@ def prompt_set(
     text = file.read_text(encoding="utf-8")
     stop_on_errors(preflight(settings, text, network=False, prompt_origin=str(file), checks={Check.PROMPT}))
     out = set_prompt(settings, text.strip(), message=message, by=_who(None))
-    answer(as_json, out,
-           lambda: err.print(f"prompt {out['name']} v{out['version']} is now production", highlight=False))
+    answer(
+        as_json, out, lambda: err.print(f"prompt {out['name']} v{out['version']} is now production", highlight=False)
+    )
 
 
 @prompt_app.command("show")

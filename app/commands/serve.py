@@ -14,18 +14,24 @@ from flywheel.app.output import JsonFlag, answer, err, handles_errors
 if TYPE_CHECKING:
     from flywheel.keys import KeyInfo
 
-keys_app = typer.Typer(help="API keys for `flywheel serve` (only salted hashes are stored, in the state "
-                       "store: every replica sharing it sees the same keys).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys for `flywheel serve` (only salted hashes are stored, in the state "
+    "store: every replica sharing it sees the same keys).",
+    no_args_is_help=True,
+)
 
 
 @handles_errors
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on (behind a reverse proxy, keep 127.0.0.1).")]
-    = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (behind a reverse proxy, keep 127.0.0.1).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")] = 8700,
     workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")] = 1,
-    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log each request line "
-                                             "(method, path, status; never a key).")] = True,
+    access_log: Annotated[
+        bool,
+        typer.Option("--access-log/--no-access-log", help="Log each request line (method, path, status; never a key)."),
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the HTTP API for a live product until interrupted; the base URL is the first line printed.
@@ -40,8 +46,11 @@ def serve(
 
     def announce(url: str) -> None:
         answer(as_json, {"base_url": url, "workers": workers, "docs": f"{url}/docs"}, lambda: print(url, flush=True))
-        err.print(f"serving on {url} with {workers} worker(s); OpenAPI at {url}/docs (Ctrl-C to stop)",
-                  highlight=False, soft_wrap=True)
+        err.print(
+            f"serving on {url} with {workers} worker(s); OpenAPI at {url}/docs (Ctrl-C to stop)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     try:
         run(settings, host, port, workers, access_log, announce)
@@ -53,8 +62,10 @@ def serve(
 @handles_errors
 def keys_create(
     name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it).")],
-    scope: Annotated[str, typer.Option("--scope", help="ingest (post feedback), read (champion, ask, metrics) or "
-                                       "admin (everything).")],
+    scope: Annotated[
+        str,
+        typer.Option("--scope", help="ingest (post feedback), read (champion, ask, metrics) or admin (everything)."),
+    ],
     as_json: JsonFlag = False,
 ) -> None:
     """Create a key and print it once: only its salted hash is kept."""
@@ -82,13 +93,17 @@ def keys_list(as_json: JsonFlag = False) -> None:
 
 def _print_keys(keys: list[KeyInfo]) -> None:
     if not keys:
-        err.print("no keys yet; create one with `flywheel keys create NAME --scope ingest|read|admin`",
-                  highlight=False)
+        err.print("no keys yet; create one with `flywheel keys create NAME --scope ingest|read|admin`", highlight=False)
         return
     table = Table("name", "scope", "id", "created", "revoked")
     for k in keys:
-        table.add_row(k.name, k.scope.value, k.id, f"{k.created:%Y-%m-%d %H:%M}",
-                      f"{k.revoked:%Y-%m-%d %H:%M}" if k.revoked else "")
+        table.add_row(
+            k.name,
+            k.scope.value,
+            k.id,
+            f"{k.created:%Y-%m-%d %H:%M}",
+            f"{k.revoked:%Y-%m-%d %H:%M}" if k.revoked else "",
+        )
     Console().print(table)
 
 

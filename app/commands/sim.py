@@ -23,10 +23,15 @@ def sim_world(
     directory: Annotated[Path, typer.Argument(help="Directory to write the demo world into.")],
     seed: Annotated[int, typer.Option(help="Random seed: the same seed writes the same world.")] = 7,
     events: Annotated[int, typer.Option(help="Feedback events to generate (plus a loud user's 200).")] = 4000,
-    variant: Annotated[str, typer.Option(help="default (the demo's world), or a variant for benchmarks: identical "
-                                         "(one mode over several clusters), no_reason (80% of negatives without a "
-                                         "reason), multilingual (German, French, Spanish), flood (one user's 400 "
-                                         "downvotes on right answers).")] = "default",
+    variant: Annotated[
+        str,
+        typer.Option(
+            help="default (the demo's world), or a variant for benchmarks: identical "
+            "(one mode over several clusters), no_reason (80% of negatives without a "
+            "reason), multilingual (German, French, Spanish), flood (one user's 400 "
+            "downvotes on right answers)."
+        ),
+    ] = "default",
     as_json: JsonFlag = False,
 ) -> None:
     """Write the simulator's demo world: feedback, golden set, knowledge and its updates, flywheel.toml."""
@@ -52,19 +57,38 @@ def sim_serve(
     port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 0,
     latency: Annotated[float, typer.Option(help="Seconds to wait before every answer.")] = 0.0,
     fail_status: Annotated[int | None, typer.Option(help="Answer every request with this HTTP status.")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Keep uploaded files and fine-tuning jobs in this "
-                                              "directory (default: in memory).")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Keep uploaded files and fine-tuning jobs in this directory (default: in memory)."),
+    ] = None,
     finetune_seconds: Annotated[float, typer.Option(help="How long a fine-tuning job runs.")] = 1.0,
-    reword: Annotated[bool, typer.Option("--reword/--no-reword", help="The product model rewords every answer "
-                                         "(seeded; same right and wrong answers), as a sampled model does.")] = True,
-    seed: Annotated[int, typer.Option(help="Seed for rewording and wild drafting: the same seed, the same "
-                                      "answers.")] = 0,
-    drafting: Annotated[str, typer.Option(help="How the drafting model (and its diagnosis), the judge and the classifier "
-                                          "answer: 'clean' JSON, or 'wild': fenced, in prose, truncated, refused, "
-                                          "without the prompt's {{variables}}, on another scale or outside the "
-                                          "list, as real models do.")] = "clean",
-    reject_json_schema: Annotated[bool, typer.Option("--reject-json-schema", help="Answer 400 to response_format "
-                                                     "json_schema, as some vLLM and Ollama versions do.")] = False,
+    reword: Annotated[
+        bool,
+        typer.Option(
+            "--reword/--no-reword",
+            help="The product model rewords every answer "
+            "(seeded; same right and wrong answers), as a sampled model does.",
+        ),
+    ] = True,
+    seed: Annotated[
+        int, typer.Option(help="Seed for rewording and wild drafting: the same seed, the same answers.")
+    ] = 0,
+    drafting: Annotated[
+        str,
+        typer.Option(
+            help="How the drafting model (and its diagnosis), the judge and the classifier "
+            "answer: 'clean' JSON, or 'wild': fenced, in prose, truncated, refused, "
+            "without the prompt's {{variables}}, on another scale or outside the "
+            "list, as real models do."
+        ),
+    ] = "clean",
+    reject_json_schema: Annotated[
+        bool,
+        typer.Option(
+            "--reject-json-schema",
+            help="Answer 400 to response_format json_schema, as some vLLM and Ollama versions do.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the OpenAI-compatible simulator until interrupted; the base URL is the first line printed."""
@@ -74,10 +98,20 @@ def sim_serve(
 
     if drafting not in DRAFTING_MODES:
         raise UsageError(f"--drafting must be one of {', '.join(DRAFTING_MODES)}, not {drafting!r}")
-    sim = Simulator(host, port, SimOptions(latency=latency, fail_status=fail_status, data_dir=data,
-                                           finetune=FineTuneOptions(train_seconds=finetune_seconds),
-                                           reword=reword, seed=seed, drafting=drafting,
-                                           reject_json_schema=reject_json_schema))
+    sim = Simulator(
+        host,
+        port,
+        SimOptions(
+            latency=latency,
+            fail_status=fail_status,
+            data_dir=data,
+            finetune=FineTuneOptions(train_seconds=finetune_seconds),
+            reword=reword,
+            seed=seed,
+            drafting=drafting,
+            reject_json_schema=reject_json_schema,
+        ),
+    )
     answer(as_json, {"base_url": sim.base_url}, lambda: print(sim.base_url, flush=True))
     err.print(f"simulator listening; export OPENAI_BASE_URL={sim.base_url} (Ctrl-C to stop)", highlight=False)
     try:
@@ -90,22 +124,37 @@ def sim_serve(
 @handles_errors
 def sim_traffic(
     url: Annotated[str, typer.Option("--url", help="Base URL of `flywheel serve`.")],
-    key: Annotated[str, typer.Option("--key", help="API key for GET /v1/champion (scope read; an admin key "
-                                     "also sends the feedback).")],
-    ingest_key: Annotated[str | None, typer.Option(help="API key for POST /v1/feedback (scope ingest; default "
-                                                   "--key).")] = None,
+    key: Annotated[
+        str,
+        typer.Option("--key", help="API key for GET /v1/champion (scope read; an admin key also sends the feedback)."),
+    ],
+    ingest_key: Annotated[
+        str | None, typer.Option(help="API key for POST /v1/feedback (scope ingest; default --key).")
+    ] = None,
     users: Annotated[int, typer.Option(min=1, help="Distinct users (heavy-tailed activity).")] = 2000,
     requests: Annotated[int, typer.Option(min=0, help="Requests to play (one feedback event each).")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed for users, queries and feedback.")] = 0,
-    rate: Annotated[list[str] | None, typer.Option("--rate", help="True negative rate of matching variants, "
-                                                   "KEY=VALUE[,KEY=VALUE]:RATE with keys prompt, index, model, "
-                                                   "e.g. --rate prompt=3:0.40 (repeatable; most specific wins).")]
-    = None,
-    default_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="True negative rate of variants no "
-                                                "--rate matches.")] = 0.20,
+    rate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rate",
+            help="True negative rate of matching variants, "
+            "KEY=VALUE[,KEY=VALUE]:RATE with keys prompt, index, model, "
+            "e.g. --rate prompt=3:0.40 (repeatable; most specific wins).",
+        ),
+    ] = None,
+    default_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="True negative rate of variants no --rate matches.")
+    ] = 0.20,
     batch: Annotated[int, typer.Option(min=1, max=1000, help="Events per POST /v1/feedback.")] = 250,
-    force: Annotated[bool, typer.Option("--force", help="Send even to a service whose prompt is not the "
-                                        "simulator world's (its store then holds simulated feedback).")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Send even to a service whose prompt is not the "
+            "simulator world's (its store then holds simulated feedback).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Play users of a live product against `flywheel serve`: ask /v1/champion what to serve each one,
@@ -119,8 +168,7 @@ def sim_traffic(
     quality = QualityMap.parse(rate or [], default_rate)
     options = TrafficOptions(users=users, requests=requests, seed=seed, batch=batch)
     try:
-        with TrafficGenerator(url, read_key=key, ingest_key=ingest_key or key, quality=quality,
-                              options=options) as gen:
+        with TrafficGenerator(url, read_key=key, ingest_key=ingest_key or key, quality=quality, options=options) as gen:
             if not force and (why := foreign_product(gen.reader)) is not None:
                 raise UsageError(f"{url}: {why}")
             report = gen.run()
@@ -130,11 +178,17 @@ def sim_traffic(
 
 
 def _print_traffic(report: TrafficReport) -> None:
-    err.print(f"{report.requests} requests from {report.users} users: {report.accepted} events accepted, "
-              f"{report.duplicates} duplicates, {report.rejected} rejected", highlight=False)
+    err.print(
+        f"{report.requests} requests from {report.users} users: {report.accepted} events accepted, "
+        f"{report.duplicates} duplicates, {report.rejected} rejected",
+        highlight=False,
+    )
     for v in report.by_variant:
-        err.print(f"  {v.arm:10} prompt {v.prompt_version} index {v.index_version or '-'} model {v.model}: "
-                  f"{v.events} events, negative rate {v.rate} (true {v.true_rate})", highlight=False)
+        err.print(
+            f"  {v.arm:10} prompt {v.prompt_version} index {v.index_version or '-'} model {v.model}: "
+            f"{v.events} events, negative rate {v.rate} (true {v.true_rate})",
+            highlight=False,
+        )
 
 
 @handles_errors

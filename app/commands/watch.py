@@ -42,13 +42,34 @@ def _print_watch(outcome: WatchOutcome) -> None:
         err.print("nothing to watch: no canary runs and no promotion in watch.window_days", highlight=False)
     else:
         table = Table(title="flywheel watch: negative-feedback rate, side vs baseline")
-        for col in ("what", "version", "against", "events", "rate", "baseline", "difference", "interval", "verdict",
-                    "action", "why"):
+        for col in (
+            "what",
+            "version",
+            "against",
+            "events",
+            "rate",
+            "baseline",
+            "difference",
+            "interval",
+            "verdict",
+            "action",
+            "why",
+        ):
             table.add_column(col, overflow="fold")
         for r in rows:
             c = r.comparison
-            table.add_row(f"{r.scope} {r.kind}", r.version, r.against or "-", f"{c.events} vs {c.baseline_events}",
-                          str(c.negative_rate), str(c.baseline_rate), str(c.difference), f"[{c.ci_low}, {c.ci_high}]",
-                          str(c.verdict), str(r.action), r.why)
+            table.add_row(
+                f"{r.scope} {r.kind}",
+                r.version,
+                r.against or "-",
+                f"{c.events} vs {c.baseline_events}",
+                str(c.negative_rate),
+                str(c.baseline_rate),
+                str(c.difference),
+                f"[{c.ci_low}, {c.ci_high}]",
+                str(c.verdict),
+                str(r.action),
+                r.why,
+            )
         err.print(table)
     err.print(f"drift: {outcome.drift.why}", highlight=False)

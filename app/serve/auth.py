@@ -24,8 +24,9 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 def require(*scopes: Scope) -> Callable[..., Awaitable[KeyRecord]]:
     """A dependency admitting keys with any of ``scopes``; it returns the key's record."""
 
-    async def dependency(request: Request,
-                         credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> KeyRecord:
+    async def dependency(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> KeyRecord:
         if credentials is None or not credentials.credentials:
             raise HTTPException(401, "missing API key: send Authorization: Bearer KEY", headers=_CHALLENGE)
         service = request.app.state.service
@@ -33,13 +34,17 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[KeyRecord]]:
         if record is None:
             raise HTTPException(401, "unknown or revoked API key", headers=_CHALLENGE)
         if not record.allows(scopes):
-            raise HTTPException(403, f"key {record.name!r} has scope {record.scope.value!r}; this route needs "
-                                + " or ".join(repr(s.value) for s in scopes))
+            raise HTTPException(
+                403,
+                f"key {record.name!r} has scope {record.scope.value!r}; this route needs "
+                + " or ".join(repr(s.value) for s in scopes),
+            )
         wait = service.rate_limit.retry_after(record.id) if service.rate_limit else None
         if wait is not None:
             limit = service.settings.serve.rate_limit
-            raise HTTPException(429, f"key {record.name!r} is over serve.rate_limit ({limit})",
-                                headers={"Retry-After": str(wait)})
+            raise HTTPException(
+                429, f"key {record.name!r} is over serve.rate_limit ({limit})", headers={"Retry-After": str(wait)}
+            )
         return record
 
     return dependency

@@ -27,8 +27,9 @@ class BackgroundServer:
         self.url = base_url(sock)
         config = uvicorn.Config(create_app(self.settings, warm_up=True), log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name="flywheel-serve",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, name="flywheel-serve", daemon=True
+        )
         self.thread.start()
         deadline = time.monotonic() + self.start_timeout
         while not self.server.started:

@@ -42,8 +42,10 @@ async def read_model(request: Request, model: type[M], limit: int) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])}
-                  for e in exc.errors(include_url=False, include_context=False, include_input=False)]
+        errors = [
+            {**e, "loc": ("body", *e["loc"])}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
         raise RequestValidationError(errors, body=body.decode("utf-8", "replace")) from None
 
 

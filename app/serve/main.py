@@ -53,11 +53,18 @@ class Service:
         settings.ensure_home()
         timeout = settings.serve.store_timeout_seconds
         rt = Runtime(settings, store_timeout=timeout)  # this worker's stores and clients, opened on first use
-        return cls(settings=settings, runtime=rt, keys=open_keys(settings, timeout), stores=StorePool(rt),
-                   ledger=AskLedger(settings.resolved_store_url, timeout, engine=lambda: rt.feedback.engine),
-                   champions=TtlCache(lambda: read_served(settings, rt.state), settings.serve.champion_ttl_seconds),
-                   metrics=Metrics(), events=NegativeFeedbackEvents(settings),
-                   rate_limit=key_rate_limit(settings.serve.rate_limit), retrievers=ArmRetrievers(rt))
+        return cls(
+            settings=settings,
+            runtime=rt,
+            keys=open_keys(settings, timeout),
+            stores=StorePool(rt),
+            ledger=AskLedger(settings.resolved_store_url, timeout, engine=lambda: rt.feedback.engine),
+            champions=TtlCache(lambda: read_served(settings, rt.state), settings.serve.champion_ttl_seconds),
+            metrics=Metrics(),
+            events=NegativeFeedbackEvents(settings),
+            rate_limit=key_rate_limit(settings.serve.rate_limit),
+            retrievers=ArmRetrievers(rt),
+        )
 
     def close(self) -> None:
         self.events.stop()
@@ -83,10 +90,14 @@ def create_app(settings: Settings | None = None, warm_up: bool = True) -> FastAP
             service.close()
 
     # /docs and /redoc with their scripts and styles served from the package: no CDN, readable offline.
-    app = FastAPIOffline(title="Flywheel live service", version="1", lifespan=lifespan,
-                         description="Feedback in, the champion out, and when to ask users for feedback. Every "
-                                     "route but /healthz and the docs needs `Authorization: Bearer KEY` "
-                                     "(`flywheel keys create`).")
+    app = FastAPIOffline(
+        title="Flywheel live service",
+        version="1",
+        lifespan=lifespan,
+        description="Feedback in, the champion out, and when to ask users for feedback. Every "
+        "route but /healthz and the docs needs `Authorization: Bearer KEY` "
+        "(`flywheel keys create`).",
+    )
     app.state.service = service
     app.include_router(router)
     app.include_router(traces_router)
@@ -109,22 +120,28 @@ async def _busy(request: Request, exc: Exception) -> JSONResponse:
     """A store that cannot serve now (StoreUnavailable, raised by every store): 503, try again later."""
     seconds = request.app.state.service.settings.serve.retry_after_seconds
     log.warning("store unavailable, answered 503: %s", mask_secrets(str(exc)))
-    return JSONResponse({"detail": "the feedback store cannot take a write now; nothing was stored, retry"},
-                        status_code=503, headers={"Retry-After": str(seconds)})
+    return JSONResponse(
+        {"detail": "the feedback store cannot take a write now; nothing was stored, retry"},
+        status_code=503,
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 async def _no_keys(request: Request, exc: Exception) -> JSONResponse:
     """No key can be checked (logged once by the key store when the file changed, not here per request)."""
     seconds = request.app.state.service.settings.serve.retry_after_seconds
-    return JSONResponse({"detail": f"API keys cannot be checked now: {exc}"}, status_code=503,
-                        headers={"Retry-After": str(seconds)})
+    return JSONResponse(
+        {"detail": f"API keys cannot be checked now: {exc}"}, status_code=503, headers={"Retry-After": str(seconds)}
+    )
 
 
 def _warm(service: Service) -> None:
     try:
         service.champions.load()
     except Exception as exc:
-        log.warning("the champion could not be read at startup (the first request tries again): %s", mask_secrets(str(exc)))
+        log.warning(
+            "the champion could not be read at startup (the first request tries again): %s", mask_secrets(str(exc))
+        )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -24,11 +24,17 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.accepted = Counter("flywheel_events_accepted", "Feedback events newly stored.", registry=r)
-        self.duplicates = Counter("flywheel_events_duplicates", "Feedback events already stored (by event_id).",
-                                  registry=r)
+        self.duplicates = Counter(
+            "flywheel_events_duplicates", "Feedback events already stored (by event_id).", registry=r
+        )
         self.rejected = Counter("flywheel_events_rejected", "Feedback events rejected and quarantined.", registry=r)
-        self.latency = Histogram("flywheel_request_seconds", "Request latency, by method, route and status.",
-                                 ["method", "route", "status"], buckets=_BUCKETS, registry=r)
+        self.latency = Histogram(
+            "flywheel_request_seconds",
+            "Request latency, by method, route and status.",
+            ["method", "route", "status"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
 
     def render(self) -> bytes:
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -25,9 +25,9 @@ from flywheel.live import (
     RetrieveRequest,
     RetrieveResult,
 )
+from flywheel.loop.ask import decide
 from flywheel.masking import mask_secrets
 from flywheel.serving import NoActiveIndex, Served, VariablesMismatch, for_user, render_for
-from flywheel.loop.ask import decide
 
 router = APIRouter()
 _DECODE_INLINE_BYTES = 16 * 1024  # decoding a body this small costs less than a hop to a worker thread
@@ -35,11 +35,22 @@ _DECODE_INLINE_BYTES = 16 * 1024  # decoding a body this small costs less than a
 _FEEDBACK_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"oneOf": [
-            {"$ref": "#/components/schemas/FeedbackEvent"},
-            {"type": "object", "required": ["events"], "properties": {
-                "events": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackEvent"}}}},
-        ]}}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/FeedbackEvent"},
+                        {
+                            "type": "object",
+                            "required": ["events"],
+                            "properties": {
+                                "events": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackEvent"}}
+                            },
+                        },
+                    ]
+                }
+            }
+        },
     }
 }
 
@@ -48,11 +59,17 @@ def _service(request: Request) -> Any:
     return request.app.state.service
 
 
-@router.post("/v1/feedback", response_model=FeedbackResult, openapi_extra=_FEEDBACK_BODY, responses={
-    400: {"description": "not UTF-8, not JSON, too deeply nested, or neither an event nor a batch"},
-    413: {"description": "more than serve.max_batch events or serve.max_body_bytes"},
-    422: {"description": "the single event posted was rejected (the body says why; it is quarantined)"},
-    503: {"description": "the store cannot take a write now; retry after Retry-After seconds"}})
+@router.post(
+    "/v1/feedback",
+    response_model=FeedbackResult,
+    openapi_extra=_FEEDBACK_BODY,
+    responses={
+        400: {"description": "not UTF-8, not JSON, too deeply nested, or neither an event nor a batch"},
+        413: {"description": "more than serve.max_batch events or serve.max_body_bytes"},
+        422: {"description": "the single event posted was rejected (the body says why; it is quarantined)"},
+        503: {"description": "the store cannot take a write now; retry after Retry-After seconds"},
+    },
+)
 async def feedback(request: Request, key: KeyRecord = Depends(require(Scope.ingest))) -> Any:
     """Store one feedback event or ``{"events": [...]}``: validated, scrubbed, quarantined and
     deduplicated by ``event_id`` as ``flywheel ingest`` does; every valid event of the request is
@@ -78,10 +95,14 @@ def _store(service: Any, items: list[Any], source: str) -> FeedbackResult:
         return ingest_objects(items, source, store, settings.quarantine_dir, settings.ingest)
 
 
-@router.get("/v1/champion", response_model=ChampionResult, responses={
-    404: {"description": "no production prompt yet (`flywheel prompt set FILE`)"}})
-async def champion(request: Request, user_id: str | None = Query(None, max_length=256),
-                   _: KeyRecord = Depends(require(Scope.read))) -> Any:
+@router.get(
+    "/v1/champion",
+    response_model=ChampionResult,
+    responses={404: {"description": "no production prompt yet (`flywheel prompt set FILE`)"}},
+)
+async def champion(
+    request: Request, user_id: str | None = Query(None, max_length=256), _: KeyRecord = Depends(require(Scope.read))
+) -> Any:
     """What to serve this user: their arm and its prompt, index version and model (cached for
     ``serve.champion_ttl_seconds``)."""
     service = _service(request)
@@ -99,20 +120,32 @@ async def _served(service: Any) -> Served:
         try:
             served = await anyio.to_thread.run_sync(service.champions.load)
         except Exception as exc:  # MLflow or the state store unreachable: say so, and when to try again
-            raise HTTPException(503, f"the champion cannot be read now: {type(exc).__name__}: {mask_secrets(str(exc))}",
-                                headers={"Retry-After": str(service.settings.serve.retry_after_seconds)}) from exc
+            raise HTTPException(
+                503,
+                f"the champion cannot be read now: {type(exc).__name__}: {mask_secrets(str(exc))}",
+                headers={"Retry-After": str(service.settings.serve.retry_after_seconds)},
+            ) from exc
     return served
 
 
 def _no_prompt(service: Any) -> HTTPException:
-    return HTTPException(404, f"no production prompt named {service.settings.prompt_name!r} yet; bring yours in "
-                              "with `flywheel prompt set FILE`")
+    return HTTPException(
+        404,
+        f"no production prompt named {service.settings.prompt_name!r} yet; bring yours in "
+        "with `flywheel prompt set FILE`",
+    )
 
 
-@router.post("/v1/render", response_model=RenderResult, openapi_extra=body_schema(RenderRequest), responses={
-    404: {"description": "no production prompt yet (`flywheel prompt set FILE`)"},
-    413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"},
-    422: {"description": "a declared variable without a value, or a value for none (`detail` names them)"}})
+@router.post(
+    "/v1/render",
+    response_model=RenderResult,
+    openapi_extra=body_schema(RenderRequest),
+    responses={
+        404: {"description": "no production prompt yet (`flywheel prompt set FILE`)"},
+        413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"},
+        422: {"description": "a declared variable without a value, or a value for none (`detail` names them)"},
+    },
+)
 async def render(request: Request, _: KeyRecord = Depends(require(Scope.read))) -> Any:
     """The prompt of this user's arm with the product's values filled in, as chat messages."""
     service = _service(request)
@@ -127,9 +160,15 @@ async def render(request: Request, _: KeyRecord = Depends(require(Scope.read))) 
     return result
 
 
-@router.post("/v1/retrieve", response_model=RetrieveResult, openapi_extra=body_schema(RetrieveRequest), responses={
-    409: {"description": "the user's arm serves no knowledge index"},
-    413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"}})
+@router.post(
+    "/v1/retrieve",
+    response_model=RetrieveResult,
+    openapi_extra=body_schema(RetrieveRequest),
+    responses={
+        409: {"description": "the user's arm serves no knowledge index"},
+        413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"},
+    },
+)
 async def retrieve(request: Request, _: KeyRecord = Depends(require(Scope.read))) -> Any:
     """The ``k`` chunks nearest the query in the index version of this user's arm; their ids are the
     ``context_ids`` to send back with the feedback on the answer."""
@@ -142,18 +181,25 @@ async def retrieve(request: Request, _: KeyRecord = Depends(require(Scope.read))
         raise HTTPException(409, str(exc)) from None
 
 
-@router.post("/v1/ask", response_model=AskResult, openapi_extra=body_schema(AskRequest), responses={
-    413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"}})
+@router.post(
+    "/v1/ask",
+    response_model=AskResult,
+    openapi_extra=body_schema(AskRequest),
+    responses={413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"}},
+)
 async def ask(request: Request, _: KeyRecord = Depends(require(Scope.read))) -> AskResult:
     """Whether to ask this user for feedback on the output just shown, and why."""
     service = _service(request)
     body = await read_model(request, AskRequest, SMALL_BODY_BYTES)
-    return await anyio.to_thread.run_sync(decide, service.settings.ask, body, service.ledger,
-                                          datetime.now(timezone.utc))
+    return await anyio.to_thread.run_sync(decide, service.settings.ask, body, service.ledger, datetime.now(UTC))
 
 
-@router.post("/v1/opt-out", response_model=OptOutResult, openapi_extra=body_schema(OptOutRequest), responses={
-    413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"}})
+@router.post(
+    "/v1/opt-out",
+    response_model=OptOutResult,
+    openapi_extra=body_schema(OptOutRequest),
+    responses={413: {"description": f"a body over {SMALL_BODY_BYTES} bytes"}},
+)
 async def opt_out(request: Request, _: KeyRecord = Depends(require(Scope.ingest, Scope.read))) -> OptOutResult:
     """The user never wants to be asked for feedback again (any product key may record it)."""
     body = await read_model(request, OptOutRequest, SMALL_BODY_BYTES)

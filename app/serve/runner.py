@@ -109,15 +109,23 @@ def log_config() -> dict:
     return config
 
 
-def run(settings: Settings, host: str, port: int, workers: int, access_log: bool,
-        announce: Callable[[str], None]) -> None:
+def run(
+    settings: Settings, host: str, port: int, workers: int, access_log: bool, announce: Callable[[str], None]
+) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM: in-flight requests finish first)."""
     import uvicorn
 
     sock = bind(host, port)
     directory = metrics_dir(settings)
-    config = uvicorn.Config(APP, factory=True, workers=workers, access_log=access_log, log_level="info",
-                            log_config=log_config(), timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        APP,
+        factory=True,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+        log_config=log_config(),
+        timeout_graceful_shutdown=10,
+    )
     announce(base_url(sock))
     try:
         if workers > 1:

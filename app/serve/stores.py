@@ -34,7 +34,9 @@ class StorePool:
             yield self.runtime.feedback
             return
         if not self._turn.acquire(timeout=self.timeout):
-            raise StoreUnavailable(f"feedback store: no turn to write within serve.store_timeout_seconds ({self.timeout:g} s)")
+            raise StoreUnavailable(
+                f"feedback store: no turn to write within serve.store_timeout_seconds ({self.timeout:g} s)"
+            )
         try:
             yield self.runtime.feedback
         finally:

@@ -15,9 +15,9 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+
 from flywheel.app.serve.auth import require
 from flywheel.app.serve.body import _deeper_than, read_limited
-
 from flywheel.feedback.imports import ImportReport
 from flywheel.feedback.otlp_import import (
     JSON,
@@ -32,20 +32,39 @@ from flywheel.keys import KeyRecord, Scope
 router = APIRouter()
 _SHOWN_ERRORS = 5  # rejections quoted in partial_success.error_message (all are in the quarantine)
 
-_BODY = {"requestBody": {"required": True, "content": {
-    PROTOBUF: {"schema": {"type": "string", "format": "binary",
-                          "description": "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest"}},
-    JSON: {"schema": {"type": "object", "description": "ExportTraceServiceRequest as OTLP JSON (hex ids)"}}}}}
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            PROTOBUF: {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest",
+                }
+            },
+            JSON: {"schema": {"type": "object", "description": "ExportTraceServiceRequest as OTLP JSON (hex ids)"}},
+        },
+    }
+}
 
 
-@router.post("/v1/traces", openapi_extra=_BODY, response_class=Response, responses={
-    200: {"description": "ExportTraceServiceResponse (protobuf or JSON, as sent), with partial_success when "
-                         "some spans' feedback was rejected",
-          "content": {PROTOBUF: {}, JSON: {}}},
-    400: {"description": "the body is not an OTLP ExportTraceServiceRequest"},
-    413: {"description": "a body (or its gzip content) over serve.max_body_bytes"},
-    415: {"description": f"a Content-Type other than {PROTOBUF} or {JSON}, or an encoding other than gzip"},
-    503: {"description": "the store cannot take a write now; retry after Retry-After seconds"}})
+@router.post(
+    "/v1/traces",
+    openapi_extra=_BODY,
+    response_class=Response,
+    responses={
+        200: {
+            "description": "ExportTraceServiceResponse (protobuf or JSON, as sent), with partial_success when "
+            "some spans' feedback was rejected",
+            "content": {PROTOBUF: {}, JSON: {}},
+        },
+        400: {"description": "the body is not an OTLP ExportTraceServiceRequest"},
+        413: {"description": "a body (or its gzip content) over serve.max_body_bytes"},
+        415: {"description": f"a Content-Type other than {PROTOBUF} or {JSON}, or an encoding other than gzip"},
+        503: {"description": "the store cannot take a write now; retry after Retry-After seconds"},
+    },
+)
 async def traces(request: Request, key: KeyRecord = Depends(require(Scope.ingest))) -> Response:
     """OpenTelemetry GenAI spans: their ``gen_ai.evaluation.result`` events and OpenInference annotations
     become feedback events (validated, scrubbed, quarantined, deduplicated as ``flywheel ingest`` does);
@@ -120,8 +139,9 @@ def _answer(report: ImportReport, rejected_spans: int, kind: str) -> Response:
         shown = "; ".join(f"span {e.item}: {e.error}" for e in report.errors[:_SHOWN_ERRORS])
         more = f" (and {report.rejected - _SHOWN_ERRORS} more)" if report.rejected > _SHOWN_ERRORS else ""
         answer.partial_success.rejected_spans = rejected_spans
-        answer.partial_success.error_message = (f"{report.rejected} feedback item(s) rejected and quarantined: "
-                                                f"{shown}{more}")
+        answer.partial_success.error_message = (
+            f"{report.rejected} feedback item(s) rejected and quarantined: {shown}{more}"
+        )
     if kind == PROTOBUF:
         return Response(answer.SerializeToString(), media_type=PROTOBUF)
     return Response(MessageToJson(answer, indent=None), media_type=JSON)

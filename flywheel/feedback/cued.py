@@ -14,13 +14,17 @@ from collections.abc import Iterator
 from flywheel.feedback.spans import Span
 
 # -- dates of birth --------------------------------------------------------------------------------
-_MONTH = (r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-          r"|(?:janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre)"
-          r"|(?:januar|februar|märz|juni|juli|oktober|dezember)|(?:enero|febrero|marzo|abril|mayo|junio|julio"
-          r"|agosto|septiembre|octubre|noviembre|diciembre)")
-_DATE = (rf"(?:\d{{1,4}}[./-]\d{{1,2}}[./-]\d{{2,4}}"
-         rf"|\d{{1,2}}\.?\s+(?:de\s+)?(?:{_MONTH})\s+(?:de\s+)?\d{{4}}"
-         rf"|(?:{_MONTH})\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})")
+_MONTH = (
+    r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+    r"|(?:janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre)"
+    r"|(?:januar|februar|märz|juni|juli|oktober|dezember)|(?:enero|febrero|marzo|abril|mayo|junio|julio"
+    r"|agosto|septiembre|octubre|noviembre|diciembre)"
+)
+_DATE = (
+    rf"(?:\d{{1,4}}[./-]\d{{1,2}}[./-]\d{{2,4}}"
+    rf"|\d{{1,2}}\.?\s+(?:de\s+)?(?:{_MONTH})\s+(?:de\s+)?\d{{4}}"
+    rf"|(?:{_MONTH})\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})"
+)
 _DOB = re.compile(
     r"(?i:\b(?:born(?:\s+on)?|d\.?o\.?b\.?|date\s+of\s+birth|birth\s*date|birthday(?:\s+is)?|geboren(?:\s+am)?"
     r"|geburtsdatum|né(?:e)?\s+le|date\s+de\s+naissance|fecha\s+de\s+nacimiento|nacid[oa]\s+el|data\s+di\s+nascita"
@@ -50,9 +54,11 @@ _ADDRESS_CUE = re.compile(
     r"|wohne\s+(?:in\s+der\s+)?|adresse\s*:?|j'habite(?:\s+au)?|dirección\s*:?|vivo\s+en|indirizzo\s*:?|abito\s+in"
     r"|endereço\s*:?|moro\s+na|adres\s*:?|woon\s+(?:op|aan)|mieszkam\s+(?:na|przy))\s+)"
 )
-_STOP = (r"(?:in|and|or|by|but|instead|for|since|because|with|to|at|on|from|until|yesterday|today|last|next"
-         r"|please|thanks|the|a|an|my|our|your|home|work|door|office|is|was|it|this|that"
-         r"|apt|apartment|suite|ste|unit|flat)\b")
+_STOP = (
+    r"(?:in|and|or|by|but|instead|for|since|because|with|to|at|on|from|until|yesterday|today|last|next"
+    r"|please|thanks|the|a|an|my|our|your|home|work|door|office|is|was|it|this|that"
+    r"|apt|apartment|suite|ste|unit|flat)\b"
+)
 _WORD = rf"(?!{_STOP})[^\W\d_][\w'’.-]*+"
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:[/-]\d{1,4}[A-Za-z]?)?(?![\w/])"
 _SECONDARY = r"(?:,?\s+(?i:apt|apartment|suite|ste|unit|flat|floor|#|piso|étage|wohnung|m\.)\.?\s*#?\w{1,6})?"
@@ -63,14 +69,71 @@ _ADDRESS_BODY = re.compile(
 
 # Words one of which every match of the cue patterns above contains (in lower case): a text without any
 # skips the pattern (a substring test is far cheaper than a case-insensitive alternation at every position).
-DOB_CUES = ("born", "dob", "d.o.b", "birth", "geboren", "geburt", "né", "naissance", "nacimiento", "nacid", "nascita",
-            "nascimento", "urodzenia", "geboorte")
-ID_CUES = ("dni", "nie", "nif", "cpf", "cnpj", "rg", "bsn", "pesel", "nip", "nir", "fiscal", "tax", "steuer",
-           "personalausweis", "passport", "national", "nino", "id", "sécurité", "sofinummer",
-           "burgerservicenummer", "insee")
-ADDRESS_CUES = ("live", "living", "reside", "ship", "deliver", "send", "sent", "left", "moved", "located", "addr",
-                "adresse", "wohne", "habite", "dirección", "vivo", "indirizzo", "abito", "endereço", "moro", "adres",
-                "woon", "mieszkam")
+DOB_CUES = (
+    "born",
+    "dob",
+    "d.o.b",
+    "birth",
+    "geboren",
+    "geburt",
+    "né",
+    "naissance",
+    "nacimiento",
+    "nacid",
+    "nascita",
+    "nascimento",
+    "urodzenia",
+    "geboorte",
+)
+ID_CUES = (
+    "dni",
+    "nie",
+    "nif",
+    "cpf",
+    "cnpj",
+    "rg",
+    "bsn",
+    "pesel",
+    "nip",
+    "nir",
+    "fiscal",
+    "tax",
+    "steuer",
+    "personalausweis",
+    "passport",
+    "national",
+    "nino",
+    "id",
+    "sécurité",
+    "sofinummer",
+    "burgerservicenummer",
+    "insee",
+)
+ADDRESS_CUES = (
+    "live",
+    "living",
+    "reside",
+    "ship",
+    "deliver",
+    "send",
+    "sent",
+    "left",
+    "moved",
+    "located",
+    "addr",
+    "adresse",
+    "wohne",
+    "habite",
+    "dirección",
+    "vivo",
+    "indirizzo",
+    "abito",
+    "endereço",
+    "moro",
+    "adres",
+    "woon",
+    "mieszkam",
+)
 
 
 def _group(pattern: re.Pattern[str], kind: str, text: str) -> Iterator[Span]:

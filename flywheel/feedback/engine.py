@@ -63,8 +63,10 @@ def create_store_engine(url: URL, lock_timeout: float = LOCK_TIMEOUT_SECONDS, *,
     retries once after a dropped connection instead)."""
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, lock_timeout)
-    connect_args: dict[str, Any] = {"application_name": "flywheel",
-                                    "options": f"-c lock_timeout={int(lock_timeout * 1000)}"}
+    connect_args: dict[str, Any] = {
+        "application_name": "flywheel",
+        "options": f"-c lock_timeout={int(lock_timeout * 1000)}",
+    }
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     if lean_reads:

@@ -32,13 +32,17 @@ class ImportReport(BaseModel):
     _remembered: ClassVar[int] = 20_000  # item ids kept for naming a rejection (a batch is at most 5,000)
 
     source: str
-    read: int = Field(0, description="Items read from the source (for MLflow: assessments; for OTLP: evaluation "
-                      "results and annotations, and lines that are not OTLP; for Langfuse: scores).")
+    read: int = Field(
+        0,
+        description="Items read from the source (for MLflow: assessments; for OTLP: evaluation "
+        "results and annotations, and lines that are not OTLP; for Langfuse: scores).",
+    )
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
     skipped_no_consent: int = Field(
-        0, description="Accepted events without consent: stored for the statistics, their text never leaves the store.")
+        0, description="Accepted events without consent: stored for the statistics, their text never leaves the store."
+    )
     errors: list[ImportRejection] = Field(default_factory=list, description=f"The first {max_errors} rejections.")
     errors_total: int = 0
     skipped: dict[str, int] = Field(default_factory=dict, description="Items read but not feedback to import, by why.")

@@ -33,8 +33,16 @@ from flywheel.feedback.store import FeedbackStore
 from flywheel.feedback.validate import check, describe_validation_error, to_stored
 from flywheel.schemas import BatchReport, IngestReport, StoredEvent
 
-__all__ = ["Tally", "describe_validation_error", "ingest_files", "ingest_lines", "ingest_objects", "ingest_source",
-           "to_stored", "total_bytes"]
+__all__ = [
+    "Tally",
+    "describe_validation_error",
+    "ingest_files",
+    "ingest_lines",
+    "ingest_objects",
+    "ingest_source",
+    "to_stored",
+    "total_bytes",
+]
 
 # An item this long may take a while to scrub: the batch before it is committed first.
 _EXPENSIVE_ITEM_BYTES = 64 * 1024
@@ -73,8 +81,16 @@ class _Intake:
     and quarantined only after the store took the good ones, so a retried request quarantines nothing
     twice. Either way an event the store refuses is rejected alone, the others are stored."""
 
-    def __init__(self, source: Source, store: FeedbackStore, tally: Tally, quarantine: Quarantine,
-                 settings: IngestSettings, clock: Callable[[], float], atomic: bool) -> None:
+    def __init__(
+        self,
+        source: Source,
+        store: FeedbackStore,
+        tally: Tally,
+        quarantine: Quarantine,
+        settings: IngestSettings,
+        clock: Callable[[], float],
+        atomic: bool,
+    ) -> None:
         self.source, self.store, self.tally, self.quarantine = source, store, tally, quarantine
         self.settings, self.clock, self.atomic = settings, clock, atomic
         self.events: list[StoredEvent] = []
@@ -129,9 +145,17 @@ class _Intake:
         return bool(self.events) and self.clock() - self.opened >= self.settings.flush_seconds
 
 
-def ingest_source(source: Source, store: FeedbackStore, quarantine_dir: Path, settings: IngestSettings,
-                  tally: Tally, *, atomic: bool = False, kept: list[str] | None = None,
-                  clock: Callable[[], float] = time.monotonic) -> None:
+def ingest_source(
+    source: Source,
+    store: FeedbackStore,
+    quarantine_dir: Path,
+    settings: IngestSettings,
+    tally: Tally,
+    *,
+    atomic: bool = False,
+    kept: list[str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
     """Validate, scrub and store every item of ``source``, counting in ``tally`` (see :class:`_Intake`
     for ``atomic``); the quarantine file written, if any, is appended to ``kept``. Streaming, the
     events before an interruption (Ctrl-C, an unreadable file) are committed before it propagates."""
@@ -162,12 +186,20 @@ def ingest_lines(
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Ingest JSONL ``lines`` (1-based numbering) named ``source``, updating ``report`` in place."""
-    ingest_source(JsonLines(source, lines, progress), store, quarantine_dir, settings, _FileTally(report, source),
-                  kept=report.quarantine, clock=clock)
+    ingest_source(
+        JsonLines(source, lines, progress),
+        store,
+        quarantine_dir,
+        settings,
+        _FileTally(report, source),
+        kept=report.quarantine,
+        clock=clock,
+    )
 
 
-def ingest_objects(items: Sequence[Any], source: str, store: FeedbackStore, quarantine_dir: Path,
-                   settings: IngestSettings) -> BatchReport:
+def ingest_objects(
+    items: Sequence[Any], source: str, store: FeedbackStore, quarantine_dir: Path, settings: IngestSettings
+) -> BatchReport:
     """Ingest already-decoded events (one request's), atomically: the same checks as a file's lines,
     every valid one stored in one transaction or none; bad items reported by 0-based index."""
     report = BatchReport()

@@ -45,8 +45,9 @@ class LangfuseApi:
 
     def __init__(self, host: str, public_key: str, secret_key: str, timeout: float) -> None:
         self.host = host.rstrip("/")
-        self.http = httpx.Client(base_url=self.host, auth=(public_key, secret_key), timeout=timeout,
-                                 headers={"Accept": "application/json"})
+        self.http = httpx.Client(
+            base_url=self.host, auth=(public_key, secret_key), timeout=timeout, headers={"Accept": "application/json"}
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -58,8 +59,10 @@ class LangfuseApi:
         except httpx.HTTPError as exc:
             raise FlywheelError(f"cannot reach Langfuse at {where}: {type(exc).__name__}") from None
         if response.status_code in (401, 403):
-            raise FlywheelError(f"Langfuse at {where} refused the keys (HTTP {response.status_code}): check "
-                                "imports.langfuse.public_key and imports.langfuse.secret_key")
+            raise FlywheelError(
+                f"Langfuse at {where} refused the keys (HTTP {response.status_code}): check "
+                "imports.langfuse.public_key and imports.langfuse.secret_key"
+            )
         if missing_ok and response.status_code == 404:
             return None
         if response.status_code >= 400:
@@ -113,8 +116,10 @@ class LangfuseScores:
             data = body.get("data") if isinstance(body, dict) else None
             meta = body.get("meta") if isinstance(body, dict) else None
             if not isinstance(data, list) or not isinstance(meta, dict):
-                raise FlywheelError(f"Langfuse at {mask_secrets(self.api.host)}: GET /api/public/scores did not "
-                                    "answer {data: [...], meta: {...}}")
+                raise FlywheelError(
+                    f"Langfuse at {mask_secrets(self.api.host)}: GET /api/public/scores did not "
+                    "answer {data: [...], meta: {...}}"
+                )
             yield data
             total = meta.get("totalPages")
             if not data or not isinstance(total, int) or page >= total:
@@ -148,13 +153,16 @@ class LangfuseScores:
         self.newest_ms = ms if self.newest_ms is None else max(self.newest_ms, ms)
 
 
-def import_langfuse(settings: Settings, since: datetime | None, store: FeedbackStore,
-                    state: StateStore) -> ImportReport:
+def import_langfuse(
+    settings: Settings, since: datetime | None, store: FeedbackStore, state: StateStore
+) -> ImportReport:
     """Import the configured project's scores into ``store``; the report counts what happened to each."""
     config = settings.imports.langfuse
     if not config.public_key or config.secret_key is None or not config.secret_key.get_secret_value():
-        raise UsageError("import langfuse needs imports.langfuse.public_key and imports.langfuse.secret_key "
-                         "(FLYWHEEL_IMPORTS__LANGFUSE__PUBLIC_KEY, FLYWHEEL_IMPORTS__LANGFUSE__SECRET_KEY)")
+        raise UsageError(
+            "import langfuse needs imports.langfuse.public_key and imports.langfuse.secret_key "
+            "(FLYWHEEL_IMPORTS__LANGFUSE__PUBLIC_KEY, FLYWHEEL_IMPORTS__LANGFUSE__SECRET_KEY)"
+        )
     host = config.host.rstrip("/")
     key = POINTER.format(host=host, public_key=config.public_key)  # a host serves many projects
     start = since or _since(state.pointer(key), config.lookback_hours)

@@ -33,8 +33,7 @@ EVENT_PREFIX = "langfuse:"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][\w.:@+=-]{0,199}", re.ASCII)
 _YES = {"true", "yes", "1"}
 _UP = {"yes", "pass", "passed", "true", "good", "positive", "correct", "helpful", "up", "thumbs_up", "like"}
-_DOWN = {"no", "fail", "failed", "false", "bad", "negative", "incorrect", "unhelpful", "down", "thumbs_down",
-         "dislike"}
+_DOWN = {"no", "fail", "failed", "false", "bad", "negative", "incorrect", "unhelpful", "down", "thumbs_down", "dislike"}
 _SIGNALS = {s.value for s in Signal}
 _REASONS = {r.value for r in Reason}
 
@@ -76,8 +75,7 @@ def skip_reason(score: Any, settings: LangfuseImportSettings) -> str | None:
     return None
 
 
-def score_event(score: Any, trace: dict[str, Any] | None, settings: LangfuseImportSettings,
-                prompt_name: str) -> Any:
+def score_event(score: Any, trace: dict[str, Any] | None, settings: LangfuseImportSettings, prompt_name: str) -> Any:
     """The event of one score with its trace's fields; a score that is not an object is passed on as it is."""
     if not isinstance(score, dict):
         return score
@@ -88,8 +86,11 @@ def score_event(score: Any, trace: dict[str, Any] | None, settings: LangfuseImpo
     if not event.get("user_id") and isinstance(score.get("authorUserId"), str):
         event["user_id"] = score["authorUserId"]  # who gave the feedback, when the trace names no user
     fields = _signal_fields(score, event.get("output") or "", settings)
-    meta = {"langfuse_score": score.get("name"), "langfuse_source": score.get("source"),
-            "langfuse_data_type": score.get("dataType")}
+    meta = {
+        "langfuse_score": score.get("name"),
+        "langfuse_source": score.get("source"),
+        "langfuse_data_type": score.get("dataType"),
+    }
     reason = (score.get("metadata") or {}).get("reason") if isinstance(score.get("metadata"), dict) else None
     if isinstance(reason, str) and reason in _REASONS:
         fields.setdefault("reason", reason)
@@ -186,4 +187,3 @@ def _str(value: Any) -> str | None:
 
 def _consented(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() in _YES)
-

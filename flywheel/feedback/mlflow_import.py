@@ -65,17 +65,23 @@ class MlflowTraces:
         where = f"trace.timestamp_ms >= {self.since_ms}" if self.since_ms is not None else None
         token = None
         while True:
-            page = self.client.search_traces(locations=[self.experiment_id], filter_string=where,
-                                             max_results=self.settings.imports.mlflow.page_size,
-                                             order_by=["timestamp_ms ASC"], page_token=token, include_spans=True)
+            page = self.client.search_traces(
+                locations=[self.experiment_id],
+                filter_string=where,
+                max_results=self.settings.imports.mlflow.page_size,
+                order_by=["timestamp_ms ASC"],
+                page_token=token,
+                include_spans=True,
+            )
             yield list(page)
             token = page.token
             if not token or not page:
                 return
 
 
-def import_mlflow(settings: Settings, experiment: str, since: datetime | None, store: FeedbackStore,
-                  state: StateStore) -> ImportReport:
+def import_mlflow(
+    settings: Settings, experiment: str, since: datetime | None, store: FeedbackStore, state: StateStore
+) -> ImportReport:
     """Import ``experiment``'s feedback into ``store``; the report counts what happened to each assessment."""
     import mlflow
 

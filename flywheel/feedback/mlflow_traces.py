@@ -32,8 +32,16 @@ from flywheel.schemas import Reason, Signal
 EVENT_PREFIX = "mlflow:"
 GOLDEN_TAG = "flywheel.golden_id"  # the tag of Flywheel's own golden-answer traces (evals/traces.py)
 _YES = {"true", "yes", "1"}
-_THUMBS = {"yes": "thumbs_up", "pass": "thumbs_up", "true": "thumbs_up", "good": "thumbs_up",
-           "no": "thumbs_down", "fail": "thumbs_down", "false": "thumbs_down", "bad": "thumbs_down"}
+_THUMBS = {
+    "yes": "thumbs_up",
+    "pass": "thumbs_up",
+    "true": "thumbs_up",
+    "good": "thumbs_up",
+    "no": "thumbs_down",
+    "fail": "thumbs_down",
+    "false": "thumbs_down",
+    "bad": "thumbs_down",
+}
 _SIGNALS = {s.value for s in Signal}
 _REASONS = {r.value for r in Reason}
 _INPUT_KEYS = ("question", "query", "input", "prompt", "message", "text")
@@ -183,7 +191,9 @@ def _prompt_version(tags: dict[str, str], meta: dict[str, str], prompt_name: str
         linked = json.loads(tags.get("mlflow.linkedPrompts") or "[]")
     except ValueError:
         linked = []
-    linked = [p for p in linked if isinstance(p, dict) and p.get("version") is not None] if isinstance(linked, list) else []
+    linked = (
+        [p for p in linked if isinstance(p, dict) and p.get("version") is not None] if isinstance(linked, list) else []
+    )
     chosen = next((p for p in linked if p.get("name") == prompt_name), linked[0] if linked else None)
     if chosen is not None:
         return str(chosen["version"])

@@ -15,8 +15,28 @@ from typing import Any
 from flywheel.feedback.spans import _CAP, _LOWER, _UPPER, Span
 
 # Faker's name lists of these locales: names written in Latin letters in the markets we hear from.
-NAME_LOCALES = ("en_US", "en_GB", "en_IE", "de_DE", "de_AT", "de_CH", "fr_FR", "fr_CH", "es_ES", "es_MX", "it_IT",
-                "nl_NL", "pl_PL", "pt_BR", "pt_PT", "sv_SE", "da_DK", "no_NO", "fi_FI", "cs_CZ")
+NAME_LOCALES = (
+    "en_US",
+    "en_GB",
+    "en_IE",
+    "de_DE",
+    "de_AT",
+    "de_CH",
+    "fr_FR",
+    "fr_CH",
+    "es_ES",
+    "es_MX",
+    "it_IT",
+    "nl_NL",
+    "pl_PL",
+    "pt_BR",
+    "pt_PT",
+    "sv_SE",
+    "da_DK",
+    "no_NO",
+    "fi_FI",
+    "cs_CZ",
+)
 NER_MODELS = ("en_core_web_sm", "en_core_web_md", "en_core_web_lg", "en_core_web_trf")
 NER_MAX_CHARS = 100_000  # a spaCy model on a megabyte field would take seconds: the pattern detectors cover it
 
@@ -57,12 +77,60 @@ _PERSON_CUE = re.compile(
     r"|\bon\s+behalf\s+of|\b(?:customer|client|contact|attn|attention|from|user|requester|reporter)\s*:)"
     rf",?\s+({_CAP})(?:[ \t]+({_CAP}))?(?![\w-])"
 )
-PERSON_CUES = ("spoke", "talked", "chatted", "met", "emailed", "colleague", "worker", "manager", "boss", "supervisor",
-               "wife", "husband", "partner", "son", "daughter", "friend", "mother", "father", "mom", "dad", "brother",
-               "sister", "agent", "rep", "technician", "assistant", "landlord", "neighb", "doctor", "lawyer",
-               "accountant", "contact", "signed", "according", "cc", "assigned", "regards", "wishes", "yours",
-               "sincerely", "cheers", "ask for", "written by", "behalf", "customer", "client", "attn", "attention",
-               "from", "user", "requester", "reporter")  # a text holding none of these skips _PERSON_CUE
+PERSON_CUES = (
+    "spoke",
+    "talked",
+    "chatted",
+    "met",
+    "emailed",
+    "colleague",
+    "worker",
+    "manager",
+    "boss",
+    "supervisor",
+    "wife",
+    "husband",
+    "partner",
+    "son",
+    "daughter",
+    "friend",
+    "mother",
+    "father",
+    "mom",
+    "dad",
+    "brother",
+    "sister",
+    "agent",
+    "rep",
+    "technician",
+    "assistant",
+    "landlord",
+    "neighb",
+    "doctor",
+    "lawyer",
+    "accountant",
+    "contact",
+    "signed",
+    "according",
+    "cc",
+    "assigned",
+    "regards",
+    "wishes",
+    "yours",
+    "sincerely",
+    "cheers",
+    "ask for",
+    "written by",
+    "behalf",
+    "customer",
+    "client",
+    "attn",
+    "attention",
+    "from",
+    "user",
+    "requester",
+    "reporter",
+)  # a text holding none of these skips _PERSON_CUE
 # Own names typed in lower case, after the clearest cues only ("my name is jan kowalski").
 _LOWER_WORD = rf"[{_LOWER}]++(?![\w-])"
 _STATED_LOWER = re.compile(rf"(?i:\bmy\s+name\s+is|\bname\s*:|\bcall\s+me)\s+({_LOWER_WORD})(?:[ \t]+({_LOWER_WORD}))?")
@@ -137,7 +205,11 @@ def _titled(text: str, end: int, names: NameLists) -> Span | None:
     if not first or first.group(1) in names.common:
         return None
     last = _FOLLOWING.match(text, first.end(1))
-    stop = last.end(1) if last and not text.startswith(".", first.end(1)) and last.group(1) not in names.common else first.end(1)
+    stop = (
+        last.end(1)
+        if last and not text.startswith(".", first.end(1)) and last.group(1) not in names.common
+        else first.end(1)
+    )
     return Span(first.start(1), stop, "name")
 
 
@@ -161,7 +233,7 @@ def _person_cued_names(text: str) -> Iterator[Span]:
 
 
 def _lower_stated_names(text: str) -> Iterator[Span]:
-    """"my name is jan kowalski": lower-case words that are not everyday English."""
+    """ "my name is jan kowalski": lower-case words that are not everyday English."""
     yield from _cued(_STATED_LOWER, text, name_lists().lower_common)
 
 

@@ -44,8 +44,7 @@ _LEGACY = re.compile(r"gen_ai\.(prompt|completion)\.(\d+)\.(role|content)")
 _OI_MESSAGE = re.compile(r"llm\.(input|output)_messages\.(\d+)\.message\.(role|content)")
 _YES = {"true", "yes", "1"}
 _UP = {"yes", "pass", "passed", "true", "good", "positive", "correct", "helpful", "up", "thumbs_up", "like"}
-_DOWN = {"no", "fail", "failed", "false", "bad", "negative", "incorrect", "unhelpful", "down", "thumbs_down",
-         "dislike"}
+_DOWN = {"no", "fail", "failed", "false", "bad", "negative", "incorrect", "unhelpful", "down", "thumbs_down", "dislike"}
 _SIGNALS = {s.value for s in Signal}
 _REASONS = {r.value for r in Reason}
 
@@ -96,9 +95,16 @@ def request_spans(request: Any) -> Iterator[list[Span]]:
         resource = attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for s in scope_spans.spans:
-                span = Span(s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex() or None,
-                            s.start_time_unix_nano, s.end_time_unix_nano, attributes(s.attributes),
-                            [(e.name, e.time_unix_nano, attributes(e.attributes)) for e in s.events], resource)
+                span = Span(
+                    s.trace_id.hex(),
+                    s.span_id.hex(),
+                    s.parent_span_id.hex() or None,
+                    s.start_time_unix_nano,
+                    s.end_time_unix_nano,
+                    attributes(s.attributes),
+                    [(e.name, e.time_unix_nano, attributes(e.attributes)) for e in s.events],
+                    resource,
+                )
                 traces[span.trace_id].append(span)
     yield from traces.values()
 
@@ -125,8 +131,12 @@ def request_events(request: Any, settings: OtlpImportSettings) -> Iterator[Mappe
     that gave that response (feedback recorded later, on a span of its own), when there is one."""
     traces = list(request_spans(request))
     contexts = {spans[0].trace_id: _TraceContext(spans, settings) for spans in traces}
-    by_response = {s.attributes["gen_ai.response.id"]: s for spans in traces for s in spans
-                   if isinstance(s.attributes.get("gen_ai.response.id"), str) and s.attributes["gen_ai.response.id"]}
+    by_response = {
+        s.attributes["gen_ai.response.id"]: s
+        for spans in traces
+        for s in spans
+        if isinstance(s.attributes.get("gen_ai.response.id"), str) and s.attributes["gen_ai.response.id"]
+    }
     skip_kinds = {k.upper() for k in settings.skip_annotator_kinds}
     for spans in traces:
         for span in spans:
@@ -139,16 +149,22 @@ def request_events(request: Any, settings: OtlpImportSettings) -> Iterator[Mappe
                 seen[key] = seen.get(key, 0) + 1
                 item = f"{subject.span_id}/{key if seen[key] == 1 else f'{key}~{seen[key]}'}"
                 if result.annotator_kind and result.annotator_kind.upper() in skip_kinds:
-                    yield Mapped(subject.trace_id, subject.span_id, item,
-                                 skipped=f"{result.annotator_kind.lower()} annotation, not a person's")
+                    yield Mapped(
+                        subject.trace_id,
+                        subject.span_id,
+                        item,
+                        skipped=f"{result.annotator_kind.lower()} annotation, not a person's",
+                    )
                     continue
                 fields = _signal_fields(result, settings)
                 if fields is None:
                     yield Mapped(subject.trace_id, subject.span_id, item, skipped="ignored by imports.otlp.signals")
                     continue
                 event = contexts[subject.trace_id].fields_for(subject).event_fields()
-                event |= {"event_id": f"{EVENT_PREFIX}{subject.trace_id}/{item}",
-                          "ts": _iso(result.time_ns or span.end_ns)}
+                event |= {
+                    "event_id": f"{EVENT_PREFIX}{subject.trace_id}/{item}",
+                    "ts": _iso(result.time_ns or span.end_ns),
+                }
                 meta = {"otlp_evaluation": result.name}
                 if result.annotator_kind:
                     meta["otlp_annotator_kind"] = result.annotator_kind
@@ -166,20 +182,28 @@ def _results(span: Span) -> Iterator[Result]:
     """The ``gen_ai.evaluation.result`` events of the span, then its OpenInference annotations."""
     for name, time_ns, attrs in span.events:
         if name == EVALUATION_EVENT:
-            yield Result(name=str(attrs.get("gen_ai.evaluation.name") or ""), time_ns=time_ns,
-                         score=attrs.get("gen_ai.evaluation.score.value"),
-                         label=attrs.get("gen_ai.evaluation.score.label"),
-                         explanation=attrs.get("gen_ai.evaluation.explanation"),
-                         response_id=attrs.get("gen_ai.response.id"))
+            yield Result(
+                name=str(attrs.get("gen_ai.evaluation.name") or ""),
+                time_ns=time_ns,
+                score=attrs.get("gen_ai.evaluation.score.value"),
+                label=attrs.get("gen_ai.evaluation.score.label"),
+                explanation=attrs.get("gen_ai.evaluation.explanation"),
+                response_id=attrs.get("gen_ai.response.id"),
+            )
     annotations: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
     for key, value in span.attributes.items():
         if (m := _ANNOTATION.fullmatch(key)) is not None:
             annotations[(m.group(1), m.group(2))][m.group(4)] = value
-    for (_, index), a in sorted(annotations.items(), key=lambda kv: (kv[0][0], int(kv[0][1]))):
-        yield Result(name=str(a.get("name") or ""), time_ns=span.end_ns, score=a.get("score"),
-                     label=a.get("label"), explanation=a.get("explanation"),
-                     annotator_kind=str(a["annotator_kind"]) if a.get("annotator_kind") else None,
-                     identifier=str(a["identifier"]) if a.get("identifier") else None)
+    for _key, a in sorted(annotations.items(), key=lambda kv: (kv[0][0], int(kv[0][1]))):
+        yield Result(
+            name=str(a.get("name") or ""),
+            time_ns=span.end_ns,
+            score=a.get("score"),
+            label=a.get("label"),
+            explanation=a.get("explanation"),
+            annotator_kind=str(a["annotator_kind"]) if a.get("annotator_kind") else None,
+            identifier=str(a["identifier"]) if a.get("identifier") else None,
+        )
 
 
 def _signal_fields(r: Result, settings: OtlpImportSettings) -> dict[str, Any] | None:
@@ -268,8 +292,9 @@ class _TraceContext:
             user_id=_str(self._attr(chain, "user.id")),
             session_id=_str(self._attr(chain, "session.id") or self._attr(chain, "gen_ai.conversation.id")),
             model=_str(_first(chain, _model)),
-            prompt_version=_str(self._attr(chain, "flywheel.prompt_version")
-                                or self._attr(chain, "llm.prompt_template.version")),
+            prompt_version=_str(
+                self._attr(chain, "flywheel.prompt_version") or self._attr(chain, "llm.prompt_template.version")
+            ),
             index_version=_str(self._attr(chain, "flywheel.index_version")),
             arm=_str(self._attr(chain, "flywheel.arm")),
             context_ids=self.context_ids or None,
@@ -342,7 +367,8 @@ def _output(span: Span) -> str | None:
         return text
     for name, _, attrs in span.events:
         if name == "gen_ai.content.completion" and (
-                text := _message_text(_json(attrs.get("gen_ai.completion")), "assistant")):
+            text := _message_text(_json(attrs.get("gen_ai.completion")), "assistant")
+        ):
             return text
         if name == "gen_ai.choice":
             message = _json(attrs.get("message"))
@@ -385,8 +411,9 @@ def _message_text(messages: Any, role: str) -> str | None:
         return str(message["content"])
     parts = message.get("parts") if isinstance(message.get("parts"), list) else message.get("content")
     if isinstance(parts, list):
-        texts = [p.get("content") or p.get("text") for p in parts
-                 if isinstance(p, dict) and p.get("type", "text") == "text"]
+        texts = [
+            p.get("content") or p.get("text") for p in parts if isinstance(p, dict) and p.get("type", "text") == "text"
+        ]
         strings = [t for t in texts if isinstance(t, str)]
         return "\n".join(strings) if strings else None
     return None

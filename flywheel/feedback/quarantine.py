@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,7 +48,7 @@ class Quarantine:
         self.directory, self.source, self.counts, self.max_chars = directory, source, counts, max_chars
         stem = "stdin" if source == STDIN else Path(source).name or "stdin"
         # A file per run; a service writes a file per day and process instead of one per request.
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d" if daily else "%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d" if daily else "%Y%m%dT%H%M%S")
         self.path = directory / f"{stem}.{stamp}.{os.getpid()}.rejected.jsonl"
         self._fh: IO[str] | None = None
         self._seen: _SeenLines | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -38,7 +38,7 @@ class Unstorable(ValueError):
 def utc(ts: datetime) -> datetime:
     """``ts`` in UTC, or :class:`Unstorable` when its UTC reading leaves the years 1..9999."""
     try:
-        return ts.astimezone(timezone.utc)
+        return ts.astimezone(UTC)
     except OverflowError:
         raise Unstorable(f"ts: {TS_RANGE_RULE}") from None
 
@@ -82,4 +82,3 @@ def database_refusal(exc: sa_exc.DBAPIError) -> str:
     column = getattr(getattr(orig, "diag", None), "column_name", None)
     text = f"refused by the store: {rule} ({code})" if rule else f"refused by the store ({code})"
     return f"{column}: {text}" if column else text
-

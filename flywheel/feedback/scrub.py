@@ -49,13 +49,28 @@ from typing import Any
 from flywheel.feedback.cued import ADDRESS_CUES, DOB_CUES, ID_CUES, _cued_addresses, _dobs, _macs, _national_ids
 from flywheel.feedback.digits import _IPV4, _IPV6, _cued_ssns, _ibans, _ips, _numbers
 from flywheel.feedback.names import (
-    PERSON_CUES, _lower_stated_names, _names, _ner_names, _person_cued_names, _stated_names, ner_installed,
+    PERSON_CUES,
+    _lower_stated_names,
+    _names,
+    _ner_names,
+    _person_cued_names,
+    _stated_names,
+    ner_installed,
 )
 from flywheel.feedback.spans import _CAP, _LOWER, _UPPER, Span
 
 PLACEHOLDERS: dict[str, str] = {
-    "secret": "[SECRET]", "iban": "[IBAN]", "card": "[CARD]", "ssn": "[SSN]", "email": "[EMAIL]",
-    "national_id": "[ID]", "ip": "[IP]", "mac": "[MAC]", "phone": "[PHONE]", "dob": "[DOB]", "address": "[ADDRESS]",
+    "secret": "[SECRET]",
+    "iban": "[IBAN]",
+    "card": "[CARD]",
+    "ssn": "[SSN]",
+    "email": "[EMAIL]",
+    "national_id": "[ID]",
+    "ip": "[IP]",
+    "mac": "[MAC]",
+    "phone": "[PHONE]",
+    "dob": "[DOB]",
+    "address": "[ADDRESS]",
     "name": "[NAME]",
 }
 _RANK = {kind: i for i, kind in enumerate(PLACEHOLDERS)}  # overlapping spans take the earlier kind
@@ -107,9 +122,7 @@ _SECRET = re.compile(
     re.VERBOSE,
 )
 # Any script's letters in the local part and the domain (josé.garcía@correo.es, info@bücher.de).
-_EMAIL = re.compile(
-    r"(?<![\w.%+-])[\w.%+-]++@(?:[\w-]++\.(?=[\w-]))++[^\W\d_]{2,}+(?![\w-])"
-)
+_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]++@(?:[\w-]++\.(?=[\w-]))++[^\W\d_]{2,}+(?![\w-])")
 
 
 def _matches(pattern: re.Pattern[str], kind: str) -> Callable[[str], Iterator[Span]]:
@@ -141,10 +154,13 @@ _NUMBERED_ADDRESS = re.compile(  # 221B Baker Street, 12 Rue de Rivoli
     rf"\s+{_PARTICLES}{_CAP})"
 )
 _NUMBER_LAST_ADDRESS = re.compile(  # Calle Mayor 5, Via Roma 12
-    "(?:" + "|".join(f"{w}(?<!\\w{w})" for w in ("Rue", "Calle", "Avenida", "Via", "Viale", "Piazza", "Plaza", "Paseo"))
+    "(?:"
+    + "|".join(f"{w}(?<!\\w{w})" for w in ("Rue", "Calle", "Avenida", "Via", "Viale", "Piazza", "Plaza", "Paseo"))
     + rf")\s+{_PARTICLES}{_CAP},?\s+\d{{1,4}}\b"
 )
-_GERMAN_ADDRESS = re.compile(rf"[{_UPPER}](?<!\w.)[{_LOWER}]*?(?:straße|strasse|weg|platz|allee|gasse)\s+\d{{1,4}}[a-z]?\b")
+_GERMAN_ADDRESS = re.compile(
+    rf"[{_UPPER}](?<!\w.)[{_LOWER}]*?(?:straße|strasse|weg|platz|allee|gasse)\s+\d{{1,4}}[a-z]?\b"
+)
 
 
 # What a text holds that whole groups of detectors need: a digit (every number, IBAN, date, id and
@@ -171,17 +187,28 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(_dobs, cues=_any_of(DOB_CUES), needs=ON_DIGIT),
     Detector(_national_ids, cues=_any_of(ID_CUES), needs=ON_DIGIT),
     # A MAC address can be letters only (aa:bb:cc:dd:ee:ff), so it does not wait for a digit.
-    Detector(_macs, re.compile(r"[:.-](?:(?<=[0-9A-Fa-f]{2}[:-])[0-9A-Fa-f]{2}[:-]"
-                               r"|(?<=[0-9A-Fa-f]{4}\.)[0-9A-Fa-f]{4}\.)")),
+    Detector(
+        _macs,
+        re.compile(
+            r"[:.-](?:(?<=[0-9A-Fa-f]{2}[:-])[0-9A-Fa-f]{2}[:-]"
+            r"|(?<=[0-9A-Fa-f]{4}\.)[0-9A-Fa-f]{4}\.)"
+        ),
+    ),
     Detector(_cued_addresses, cues=_any_of(ADDRESS_CUES), needs=ON_DIGIT),
     Detector(_cued_ssns, cues=_any_of(("ssn", "ss#", "social")), needs=ON_DIGIT),
     Detector(_ips(_IPV4), re.compile(r"\.(?<=\d\.)\d"), needs=ON_DIGIT),  # a dotted quad: digit, dot, digit
     Detector(_numbers, re.compile(r"\d[\d\s().-]{7,}\d"), needs=ON_DIGIT),
     Detector(_matches(_NUMBERED_ADDRESS, "address"), needs=ON_DIGIT | ON_CAPITAL),
-    Detector(_matches(_NUMBER_LAST_ADDRESS, "address"), re.compile("Rue|Calle|Avenida|Via|Piazza|Plaza|Paseo"),
-             needs=ON_DIGIT),
-    Detector(_matches(_GERMAN_ADDRESS, "address"), re.compile(r"(?:straße|strasse|weg|platz|allee|gasse)\s+\d"),
-             needs=ON_DIGIT),
+    Detector(
+        _matches(_NUMBER_LAST_ADDRESS, "address"),
+        re.compile("Rue|Calle|Avenida|Via|Piazza|Plaza|Paseo"),
+        needs=ON_DIGIT,
+    ),
+    Detector(
+        _matches(_GERMAN_ADDRESS, "address"),
+        re.compile(r"(?:straße|strasse|weg|platz|allee|gasse)\s+\d"),
+        needs=ON_DIGIT,
+    ),
 )
 
 
@@ -209,9 +236,11 @@ def _plan(detectors: tuple[Detector, ...]) -> _Plan:
     """The detectors as bound searches and finds, looked up once, grouped so that the loop over them
     tests nothing but the gate: most feedback fields are short, and per-detector overhead is most
     of their cost."""
-    return (tuple(d.find for d in detectors if d.gate is None and d.cues is None),
-            tuple((d.gate.search, d.find) for d in detectors if d.gate is not None),
-            tuple((d.cues.search, d.find) for d in detectors if d.cues is not None))
+    return (
+        tuple(d.find for d in detectors if d.gate is None and d.cues is None),
+        tuple((d.gate.search, d.find) for d in detectors if d.gate is not None),
+        tuple((d.cues.search, d.find) for d in detectors if d.cues is not None),
+    )
 
 
 _PLANS: dict[tuple[bool, bool], _Plan] = {}
@@ -258,7 +287,7 @@ def scrub_text(text: str, found: set[str] | None = None) -> str:
     parts: list[str] = []
     at = 0
     for span in spans:
-        parts += [text[at:span.start], PLACEHOLDERS[span.kind]]
+        parts += [text[at : span.start], PLACEHOLDERS[span.kind]]
         at = span.end
         if found is not None:
             found.add(span.kind)

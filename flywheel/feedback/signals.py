@@ -28,6 +28,7 @@ _FIXED: dict[Signal, tuple[int, float]] = {
     Signal.copy: (1, 0.5),
 }
 
+
 def edit_fraction(before: str, after: str) -> float:
     """How much of the output the user changed: 0 = untouched, 1 = rewritten.
 

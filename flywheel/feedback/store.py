@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, Insert, Row, Select, String, case, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from flywheel.feedback.engine import LOCK_TIMEOUT_SECONDS, create_store_engine, describe, store_errors, store_url
 from flywheel.errors import FlywheelError
+from flywheel.feedback.engine import LOCK_TIMEOUT_SECONDS, create_store_engine, describe, store_errors, store_url
 from flywheel.feedback.migrate import current_revision, migrate
 from flywheel.feedback.rated import RatedColumns
 from flywheel.feedback.rows import ROW_ERRORS, Unstorable, as_json, check_row, database_refusal, utc
-from flywheel.feedback.tables import SCHEMA_REVISION, events as events_table
+from flywheel.feedback.tables import SCHEMA_REVISION
+from flywheel.feedback.tables import events as events_table
 from flywheel.schemas import StoredEvent
 
 SCHEMA_VERSION = SCHEMA_REVISION  # the Alembic revision a store is at once opened
@@ -74,8 +75,13 @@ class FeedbackStore(Protocol):
     def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
         """Events stored after ``epoch`` (seconds), optionally of one polarity."""
 
-    def rated(self, *, since: float | None = None, queries: Sequence[str] | None = None,
-              versions: Sequence[str] = ("prompt_version", "index_version", "model")) -> RatedColumns:
+    def rated(
+        self,
+        *,
+        since: float | None = None,
+        queries: Sequence[str] | None = None,
+        versions: Sequence[str] = ("prompt_version", "index_version", "model"),
+    ) -> RatedColumns:
         """Events with a polarity, column by column (the watch's input; event_id only when ``queries``
         is given, version columns only those in ``versions``)."""
 
@@ -85,34 +91,36 @@ class FeedbackStore(Protocol):
 def _row(e: StoredEvent, source: str, now: float) -> dict[str, Any]:
     """The row of one event, or :class:`Unstorable` when no dialect should keep it."""
     ts = utc(e.ts)
-    return check_row({
-        "event_id": e.event_id,
-        "ts": ts.isoformat(),
-        "ts_epoch": ts.timestamp(),
-        "signal": e.signal,
-        "polarity": e.polarity,
-        "strength": e.strength,
-        "user_id": e.user_id,
-        "session_id": e.session_id,
-        "consent": int(e.consent),
-        "prompt_version": e.prompt_version,
-        "model": e.model,
-        "confidence": e.confidence,
-        "reason": e.reason,
-        "query": e.query,
-        "output": e.output,
-        "comment": e.comment,
-        "correction": e.correction,
-        "final_text": e.final_text,
-        "value": e.value,
-        "context_ids": as_json("context_ids", e.context_ids, ascii_only=True),
-        "metadata": as_json("metadata", e.metadata),
-        "pii_scrubbed": ",".join(sorted(e.pii_scrubbed)) if e.pii_scrubbed else None,
-        "source": source,
-        "ingested_at": now,
-        "index_version": e.index_version,
-        "arm": e.arm,
-    })
+    return check_row(
+        {
+            "event_id": e.event_id,
+            "ts": ts.isoformat(),
+            "ts_epoch": ts.timestamp(),
+            "signal": e.signal,
+            "polarity": e.polarity,
+            "strength": e.strength,
+            "user_id": e.user_id,
+            "session_id": e.session_id,
+            "consent": int(e.consent),
+            "prompt_version": e.prompt_version,
+            "model": e.model,
+            "confidence": e.confidence,
+            "reason": e.reason,
+            "query": e.query,
+            "output": e.output,
+            "comment": e.comment,
+            "correction": e.correction,
+            "final_text": e.final_text,
+            "value": e.value,
+            "context_ids": as_json("context_ids", e.context_ids, ascii_only=True),
+            "metadata": as_json("metadata", e.metadata),
+            "pii_scrubbed": ",".join(sorted(e.pii_scrubbed)) if e.pii_scrubbed else None,
+            "source": source,
+            "ingested_at": now,
+            "index_version": e.index_version,
+            "arm": e.arm,
+        }
+    )
 
 
 def _first_copies(events: Sequence[StoredEvent]) -> list[tuple[int, StoredEvent]]:
@@ -129,7 +137,7 @@ _Rows = list[tuple[int, dict[str, Any]]]  # rows with the position of their even
 def _rows(unique: list[tuple[int, StoredEvent]], source: str) -> tuple[_Rows, list[Refused]]:
     """Rows with their positions, in id order (concurrent writers then lock rows in the same order: no
     deadlock), and the events refused before any database sees them."""
-    now = datetime.now(timezone.utc).timestamp()
+    now = datetime.now(UTC).timestamp()
     rows: _Rows = []
     refused: list[Refused] = []
     for position, e in unique:
@@ -198,8 +206,9 @@ class SQLFeedbackStore:
         unique = _first_copies(events)
         rows, refused = _rows(unique, source)
         if refused:
-            raise FlywheelError(f"feedback store {self.where} cannot be written: event {refused[0].position}: "
-                                f"{refused[0].error}")
+            raise FlywheelError(
+                f"feedback store {self.where} cannot be written: event {refused[0].position}: {refused[0].error}"
+            )
         if not rows:
             return []
         with store_errors(self.url, "written"), self._engine.connect() as conn:
@@ -276,8 +285,12 @@ class SQLFeedbackStore:
 
     def counts(self) -> dict[str, int]:
         c = events_table.c
-        query = select(func.count(), func.count().filter(c.polarity < 0), func.count().filter(c.polarity > 0),
-                       func.count().filter(c.consent != 0))
+        query = select(
+            func.count(),
+            func.count().filter(c.polarity < 0),
+            func.count().filter(c.polarity > 0),
+            func.count().filter(c.consent != 0),
+        )
         with store_errors(self.url, "read"), self._engine.connect() as conn:
             total, negative, positive, consented = conn.execute(query).one()
         return {"events": total, "negative": negative, "positive": positive, "consented": consented}
@@ -285,7 +298,7 @@ class SQLFeedbackStore:
     def newest_ts(self) -> datetime | None:
         with store_errors(self.url, "read"), self._engine.connect() as conn:
             epoch = conn.execute(select(func.max(events_table.c.ts_epoch))).scalar_one()
-        return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc)
+        return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC)
 
     def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
         query = select(func.count()).where(events_table.c.ingested_at > epoch)
@@ -294,26 +307,44 @@ class SQLFeedbackStore:
         with store_errors(self.url, "read"), self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def rated(self, *, since: float | None = None, queries: Sequence[str] | None = None,
-              versions: Sequence[str] = ("prompt_version", "index_version", "model")) -> RatedColumns:
+    def rated(
+        self,
+        *,
+        since: float | None = None,
+        queries: Sequence[str] | None = None,
+        versions: Sequence[str] = ("prompt_version", "index_version", "model"),
+    ) -> RatedColumns:
         """The events with a polarity, in no particular order, as typed columns (``event_id``, ``ts``,
         ``negative``, ``user_id``, ``arm``, ``prompt_version``, ``index_version``, ``model``): what
-        ``flywheel watch`` aggregates (one query, no event objects). ``queries``: only events whose query text is one of these; without it the
-        event id is left out (None), as are the version columns not in ``versions``: each string
-        column costs about a second a million rows."""
+        ``flywheel watch`` aggregates (one query, no event objects). ``queries``: only events whose
+        query text is one of these; without it the event id is left out (None), as are the version
+        columns not in ``versions``: each string column costs about a second a million rows."""
         c = events_table.c
         none = literal(None, String)
-        picked = [getattr(c, name) if name in versions else none for name in ("prompt_version", "index_version", "model")]
-        query = select(none if queries is None else c.event_id, c.ts_epoch, case((c.polarity < 0, 1), else_=0),
-                       c.user_id, c.arm, *picked).where(c.polarity != 0)
+        picked = [
+            getattr(c, name) if name in versions else none for name in ("prompt_version", "index_version", "model")
+        ]
+        query = select(
+            none if queries is None else c.event_id,
+            c.ts_epoch,
+            case((c.polarity < 0, 1), else_=0),
+            c.user_id,
+            c.arm,
+            *picked,
+        ).where(c.polarity != 0)
         if since is not None:
             query = query.where(c.ts_epoch >= since)
         with store_errors(self.url, "read"), self._engine.connect() as conn:
             if queries is None:
                 return RatedColumns.of_rows(conn.execute(query))
             wanted = sorted(set(queries))
-            return RatedColumns.of_rows([r for i in range(0, len(wanted), _GET_CHUNK)
-                                         for r in conn.execute(query.where(c.query.in_(wanted[i : i + _GET_CHUNK])))])
+            return RatedColumns.of_rows(
+                [
+                    r
+                    for i in range(0, len(wanted), _GET_CHUNK)
+                    for r in conn.execute(query.where(c.query.in_(wanted[i : i + _GET_CHUNK])))
+                ]
+            )
 
     @property
     def engine(self) -> Engine:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -55,9 +55,16 @@ class SyncReport:
     created: bool = True
 
     def public(self) -> dict[str, Any]:
-        return {"version": str(self.version), "added": self.added, "updated": self.updated, "deleted": self.deleted,
-                "unchanged": self.unchanged, "embedded": self.embedded, "activated": self.activated,
-                "created": self.created}
+        return {
+            "version": str(self.version),
+            "added": self.added,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "embedded": self.embedded,
+            "activated": self.activated,
+            "created": self.created,
+        }
 
 
 _CLIENTS: dict[str, Any] = {}
@@ -86,8 +93,12 @@ def _open_client(settings: Settings) -> Any:
             from urllib.parse import urlparse
 
             parsed = urlparse(url)
-            return chromadb.HttpClient(host=parsed.hostname or "127.0.0.1", port=parsed.port or 8000,
-                                       ssl=parsed.scheme == "https", settings=chroma_settings)
+            return chromadb.HttpClient(
+                host=parsed.hostname or "127.0.0.1",
+                port=parsed.port or 8000,
+                ssl=parsed.scheme == "https",
+                settings=chroma_settings,
+            )
         path = settings.home / "chroma"
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
@@ -131,7 +142,8 @@ class KnowledgeIndex:
             client = chroma_client(self.settings)
             try:
                 self._collection = client.get_or_create_collection(
-                    self.settings.knowledge.collection, embedding_function=None,
+                    self.settings.knowledge.collection,
+                    embedding_function=None,
                     configuration={"hnsw": {"space": "cosine"}},
                 )
                 self._collection.count()
@@ -164,8 +176,10 @@ class KnowledgeIndex:
                 ids=[c.content_hash for c in part],
                 embeddings=vectors,
                 documents=[c.text for c in part],
-                metadatas=[{"doc_id": c.doc_id, "chunk_id": c.chunk_id, "source": c.source,
-                            "updated_at": c.updated_at} for c in part],
+                metadatas=[
+                    {"doc_id": c.doc_id, "chunk_id": c.chunk_id, "source": c.source, "updated_at": c.updated_at}
+                    for c in part
+                ],
             )
         return embedded
 
@@ -188,8 +202,15 @@ class KnowledgeIndex:
     def _latest(self) -> int | None:
         return self.state.kb_latest_version()
 
-    def create_version(self, chunks: Sequence[Chunk], *, parent: int | None, source: str, note: str,
-                       provenance: dict[str, Any] | None = None) -> SyncReport:
+    def create_version(
+        self,
+        chunks: Sequence[Chunk],
+        *,
+        parent: int | None,
+        source: str,
+        note: str,
+        provenance: dict[str, Any] | None = None,
+    ) -> SyncReport:
         """A new version made of ``chunks``; records Chroma already has are reused, not re-embedded."""
         before = self.members(parent) if parent is not None else {}
         after = {c.chunk_id: c.content_hash for c in chunks}
@@ -206,8 +227,15 @@ class KnowledgeIndex:
         embedded = self._add_records(fresh)
         version = (self._latest() or 0) + 1
         records = [KbRecord(c.content_hash, c.chunk_id, c.doc_id, c.text, c.source, c.updated_at) for c in chunks]
-        self.state.kb_add_version(version, records, parent=parent, source=source,
-                                  documents=len({c.doc_id for c in chunks}), note=note, provenance=provenance)
+        self.state.kb_add_version(
+            version,
+            records,
+            parent=parent,
+            source=source,
+            documents=len({c.doc_id for c in chunks}),
+            note=note,
+            provenance=provenance,
+        )
         return SyncReport(version, added, updated, deleted, unchanged, embedded)
 
     def sync(self, source: Path) -> SyncReport:
@@ -215,12 +243,15 @@ class KnowledgeIndex:
         if not load_documents(source):  # validated before anything is written
             # Most often a wrong path: a version of nothing would leave retrieval empty for every answer.
             what = f"no {'/'.join(sorted(TEXT_SUFFIXES))} files" if source.is_dir() else "no documents"
-            raise UsageError(f"knowledge source {source} has {what}: nothing synced, the index is unchanged "
-                             "(a directory of .md/.txt files, or a JSONL file of {\"id\", \"text\"} lines)")
+            raise UsageError(
+                f"knowledge source {source} has {what}: nothing synced, the index is unchanged "
+                '(a directory of .md/.txt files, or a JSONL file of {"id", "text"} lines)'
+            )
         chunks = list(chunks_of(source, self.settings.knowledge.chunk_chars))
         active = self.active_version()
-        report = self.create_version(chunks, parent=active if active is not None else self._latest(),
-                                     source=str(source), note="kb sync")
+        report = self.create_version(
+            chunks, parent=active if active is not None else self._latest(), source=str(source), note="kb sync"
+        )
         if active is None and report.created:
             self.activate(report.version)
             report.activated = True
@@ -243,7 +274,11 @@ class KnowledgeIndex:
         keep_n = self.settings.knowledge.retention
         rows = self.state.kb_live_versions()
         # rollback needs the previous; a running canary its own
-        protected = {self.active_version(), int(self.state.pointer(PREVIOUS) or 0), int(self.state.pointer(CANARY) or 0)}
+        protected = {
+            self.active_version(),
+            int(self.state.pointer(PREVIOUS) or 0),
+            int(self.state.pointer(CANARY) or 0),
+        }
         doomed = [v for v in rows[keep_n:] if v not in protected]
         if not doomed:
             return []
@@ -273,8 +308,12 @@ class KnowledgeIndex:
         present = self._present([c.content_hash for c in chunks])
         missing = [c for c in chunks if c.content_hash not in present]
         embedded = self._add_records(missing)
-        return {"records": len(chunks), "restored": len(missing), "embedded": embedded,
-                "unreadable_store_kept_at": str(moved) if moved else None}
+        return {
+            "records": len(chunks),
+            "restored": len(missing),
+            "embedded": embedded,
+            "unreadable_store_kept_at": str(moved) if moved else None,
+        }
 
     # queries ----------------------------------------------------------------------------------------
     def retriever(self, version: int | None = None) -> IndexRetriever | None:
@@ -291,13 +330,25 @@ class KnowledgeIndex:
             docs, chunks = (kept.documents, kept.chunks) if kept else (0, 0)
         # Versions are strings in every JSON document Flywheel prints (SPEC), as `status` gives them.
         # Times as ISO 8601 in UTC, as every other document gives them (`status`, `cycle`).
-        versions = [v | {"version": str(v["version"]), "parent": None if v["parent"] is None else str(v["parent"]),
-                         "created_at": iso_utc(datetime.fromtimestamp(v["created_at"], timezone.utc))}
-                    for v in self.versions() if v["status"] != "deleted"]
-        return {"active_version": None if active is None else str(active), "versions": versions,
-                "documents": docs, "chunks": chunks, "embedding_model": getattr(self.embedder, "name", "?"),
-                "collection": self.settings.knowledge.collection,
-                "store": self.settings.knowledge.chroma_url or str(self.settings.home / "chroma")}
+        versions = [
+            v
+            | {
+                "version": str(v["version"]),
+                "parent": None if v["parent"] is None else str(v["parent"]),
+                "created_at": iso_utc(datetime.fromtimestamp(v["created_at"], UTC)),
+            }
+            for v in self.versions()
+            if v["status"] != "deleted"
+        ]
+        return {
+            "active_version": None if active is None else str(active),
+            "versions": versions,
+            "documents": docs,
+            "chunks": chunks,
+            "embedding_model": getattr(self.embedder, "name", "?"),
+            "collection": self.settings.knowledge.collection,
+            "store": self.settings.knowledge.chroma_url or str(self.settings.home / "chroma"),
+        }
 
 
 def _chunk(r: KbRecord) -> Chunk:
@@ -353,14 +404,22 @@ class IndexRetriever:
         total = self.index.collection.count()
         fetch = min(total, max(4 * k, k + 8))
         while True:
-            res = self.index.collection.query(query_embeddings=vector, n_results=fetch,
-                                              include=["documents", "metadatas", "distances"])
-            hits = [Hit(doc_id=m["doc_id"], chunk_id=m.get("chunk_id") or m["doc_id"], text=d,
-                        source=m.get("source") or None, distance=float(dist))
-                    for rid, d, m, dist in
-                    zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
-                    if rid in self.members]
+            res = self.index.collection.query(
+                query_embeddings=vector, n_results=fetch, include=["documents", "metadatas", "distances"]
+            )
+            hits = [
+                Hit(
+                    doc_id=m["doc_id"],
+                    chunk_id=m.get("chunk_id") or m["doc_id"],
+                    text=d,
+                    source=m.get("source") or None,
+                    distance=float(dist),
+                )
+                for rid, d, m, dist in zip(
+                    res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True
+                )
+                if rid in self.members
+            ]
             if len(hits) >= k or fetch >= total:
                 return hits[:k]
             fetch = min(total, fetch * 4)
-

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flywheel.errors import UsageError
@@ -44,7 +44,7 @@ class Chunk:
 
 
 def _mtime(path: Path) -> str:
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).isoformat()
 
 
 def load_documents(path: Path) -> list[Document]:
@@ -72,8 +72,9 @@ def load_documents(path: Path) -> list[Document]:
                 if doc_id in seen:
                     raise UsageError(f"{path}:{n}: duplicate document id {doc_id!r}")
                 seen.add(doc_id)
-                docs.append(Document(doc_id, text, str(row.get("source") or path),
-                                     str(row.get("updated_at") or _mtime(path))))
+                docs.append(
+                    Document(doc_id, text, str(row.get("source") or path), str(row.get("updated_at") or _mtime(path)))
+                )
     return sorted(docs, key=lambda d: d.doc_id)
 
 

@@ -66,22 +66,27 @@ class KnowledgeVersions(StateConnection):
     def kb_latest_version(self) -> int | None:
         """The highest version not deleted."""
         with self._read() as conn:
-            return conn.execute(select(func.max(kb_versions.c.version))
-                                .where(kb_versions.c.status != "deleted")).scalar()
+            return conn.execute(
+                select(func.max(kb_versions.c.version)).where(kb_versions.c.status != "deleted")
+            ).scalar()
 
     def kb_live_versions(self) -> list[int]:
         """Versions not deleted, newest first."""
         v = kb_versions.c
         with self._read() as conn:
-            return list(conn.execute(select(v.version).where(v.status != "deleted").order_by(v.version.desc()))
-                        .scalars())
+            return list(
+                conn.execute(select(v.version).where(v.status != "deleted").order_by(v.version.desc())).scalars()
+            )
 
     def kb_members(self, version: int) -> list[KbRecord]:
         """The records of a version, by chunk id."""
         r, m = kb_records.c, kb_members.c
-        query = (select(r.record_id, r.chunk_id, r.doc_id, r.text, r.source, r.updated_at)
-                 .join_from(kb_members, kb_records, m.record_id == r.record_id)
-                 .where(m.version == version).order_by(r.chunk_id))
+        query = (
+            select(r.record_id, r.chunk_id, r.doc_id, r.text, r.source, r.updated_at)
+            .join_from(kb_members, kb_records, m.record_id == r.record_id)
+            .where(m.version == version)
+            .order_by(r.chunk_id)
+        )
         with self._read() as conn:
             return [KbRecord(*row) for row in conn.execute(query)]
 
@@ -89,21 +94,53 @@ class KnowledgeVersions(StateConnection):
         """Every record a kept version uses (what a rebuild restores)."""
         r = kb_records.c
         with self._read() as conn:
-            return [KbRecord(*row) for row in conn.execute(
-                select(r.record_id, r.chunk_id, r.doc_id, r.text, r.source, r.updated_at).order_by(r.record_id))]
+            return [
+                KbRecord(*row)
+                for row in conn.execute(
+                    select(r.record_id, r.chunk_id, r.doc_id, r.text, r.source, r.updated_at).order_by(r.record_id)
+                )
+            ]
 
-    def kb_add_version(self, version: int, records: Sequence[KbRecord], *, parent: int | None, source: str,
-                       documents: int, note: str, provenance: dict[str, Any] | None = None) -> None:
+    def kb_add_version(
+        self,
+        version: int,
+        records: Sequence[KbRecord],
+        *,
+        parent: int | None,
+        source: str,
+        documents: int,
+        note: str,
+        provenance: dict[str, Any] | None = None,
+    ) -> None:
         """Record a new ``candidate`` version made of ``records`` (records already stored are kept)."""
-        rows = [{"record_id": k.record_id, "chunk_id": k.chunk_id, "doc_id": k.doc_id, "text": k.text,
-                 "source": k.source, "updated_at": k.updated_at} for k in records]
+        rows = [
+            {
+                "record_id": k.record_id,
+                "chunk_id": k.chunk_id,
+                "doc_id": k.doc_id,
+                "text": k.text,
+                "source": k.source,
+                "updated_at": k.updated_at,
+            }
+            for k in records
+        ]
         ids = list(dict.fromkeys(k.record_id for k in records))
         with self._write() as conn:
             for i in range(0, len(rows), _CHUNK):
                 conn.execute(insert_ignore(conn, kb_records, ["record_id"]), rows[i : i + _CHUNK])
-            conn.execute(kb_versions.insert().values(
-                version=version, created_at=time.time(), parent=parent, source=source, documents=documents,
-                chunks=len(records), status="candidate", note=note, provenance=json.dumps(provenance or {})))
+            conn.execute(
+                kb_versions.insert().values(
+                    version=version,
+                    created_at=time.time(),
+                    parent=parent,
+                    source=source,
+                    documents=documents,
+                    chunks=len(records),
+                    status="candidate",
+                    note=note,
+                    provenance=json.dumps(provenance or {}),
+                )
+            )
             for i in range(0, len(ids), _CHUNK):
                 conn.execute(kb_members.insert(), [{"version": version, "record_id": r} for r in ids[i : i + _CHUNK]])
 

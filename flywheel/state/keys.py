@@ -46,8 +46,9 @@ class KeyRows(StateConnection):
         super().__init__(where, lock_timeout)
         # On Postgres the per-request read has its own lean engine (autocommit, no pre-ping): one round
         # trip, not four (ping, BEGIN, SELECT, ROLLBACK). SQLite has no round trips: the same engine.
-        self._lean = (self._engine if self.path is not None
-                      else create_store_engine(self.url, lock_timeout, lean_reads=True))
+        self._lean = (
+            self._engine if self.path is not None else create_store_engine(self.url, lock_timeout, lean_reads=True)
+        )
 
     def key(self, key_id: str) -> KeyRow | None:
         """The row of one id (a primary-key read: what every request costs). A connection the server
@@ -89,8 +90,9 @@ class KeyRows(StateConnection):
         """Mark the active keys named ``name`` revoked now; how many there were."""
         k = api_keys.c
         with self._write() as conn:
-            done = conn.execute(update(api_keys).where(k.name == name, k.revoked_at.is_(None))
-                                .values(revoked_at=time.time()))
+            done = conn.execute(
+                update(api_keys).where(k.name == name, k.revoked_at.is_(None)).values(revoked_at=time.time())
+            )
         return int(done.rowcount)
 
     def import_keys(self, rows: Sequence[KeyRow]) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ def _now() -> float:
 
 
 def as_datetime(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
 class StateStore(KnowledgeVersions):
@@ -64,22 +64,41 @@ class StateStore(KnowledgeVersions):
     def unfinished_cycle(self) -> str | None:
         c = cycles.c
         with self._read() as conn:
-            return conn.execute(select(c.cycle_id).where(c.status.in_(("running", "interrupted")))
-                                .order_by(c.started_at.desc()).limit(1)).scalar()
+            return conn.execute(
+                select(c.cycle_id)
+                .where(c.status.in_(("running", "interrupted")))
+                .order_by(c.started_at.desc())
+                .limit(1)
+            ).scalar()
 
     def start_cycle(self, cycle_id: str) -> None:
         """Open a cycle, or mark an interrupted one running again as it resumes."""
         with self._write() as conn:
-            conn.execute(insert_ignore(conn, cycles, ["cycle_id"]).values(
-                cycle_id=cycle_id, started_at=_now(), status="running"))
+            conn.execute(
+                insert_ignore(conn, cycles, ["cycle_id"]).values(cycle_id=cycle_id, started_at=_now(), status="running")
+            )
             conn.execute(update(cycles).where(cycles.c.cycle_id == cycle_id).values(status="running", finished_at=None))
 
-    def finish_cycle(self, cycle_id: str, status: str, golden_version: str | None, champion_score: float | None,
-                     summary: dict[str, Any]) -> None:
+    def finish_cycle(
+        self,
+        cycle_id: str,
+        status: str,
+        golden_version: str | None,
+        champion_score: float | None,
+        summary: dict[str, Any],
+    ) -> None:
         with self._write() as conn:
-            conn.execute(update(cycles).where(cycles.c.cycle_id == cycle_id).values(
-                finished_at=_now(), status=status, golden_version=golden_version, champion_score=champion_score,
-                summary=json.dumps(summary, default=str)))
+            conn.execute(
+                update(cycles)
+                .where(cycles.c.cycle_id == cycle_id)
+                .values(
+                    finished_at=_now(),
+                    status=status,
+                    golden_version=golden_version,
+                    champion_score=champion_score,
+                    summary=json.dumps(summary, default=str),
+                )
+            )
 
     def last_cycle_started(self) -> float | None:
         with self._read() as conn:
@@ -89,21 +108,26 @@ class StateStore(KnowledgeVersions):
         """The id of the last cycle that finished (status ``done``), or None."""
         c = cycles.c
         with self._read() as conn:
-            return conn.execute(select(c.cycle_id).where(c.status == "done")
-                                .order_by(c.finished_at.desc()).limit(1)).scalar()
+            return conn.execute(
+                select(c.cycle_id).where(c.status == "done").order_by(c.finished_at.desc()).limit(1)
+            ).scalar()
 
     def last_cycle_clusters(self) -> list[dict[str, Any]]:
         """The clusters the last finished cycle triaged (without their event ids)."""
         c = cycles.c
         with self._read() as conn:
-            summary = conn.execute(select(c.summary).where(c.status == "done")
-                                   .order_by(c.finished_at.desc()).limit(1)).scalar()
+            summary = conn.execute(
+                select(c.summary).where(c.status == "done").order_by(c.finished_at.desc()).limit(1)
+            ).scalar()
         return (json.loads(summary).get("clusters") or []) if summary else []
 
     def cycles(self, limit: int = 50) -> list[dict[str, Any]]:
         c = cycles.c
-        query = (select(c.cycle_id, c.started_at, c.finished_at, c.status, c.golden_version, c.champion_score)
-                 .order_by(c.started_at.desc()).limit(limit))
+        query = (
+            select(c.cycle_id, c.started_at, c.finished_at, c.status, c.golden_version, c.champion_score)
+            .order_by(c.started_at.desc())
+            .limit(limit)
+        )
         with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -123,8 +147,11 @@ class StateStore(KnowledgeVersions):
 
     def save_drafts(self, cycle_id: str, cluster_id: str, doc: dict[str, Any]) -> None:
         with self._write() as conn:
-            conn.execute(insert_replace(conn, drafts, ["cycle_id", "cluster_id"]).values(
-                cycle_id=cycle_id, cluster_id=cluster_id, doc=json.dumps(doc)))
+            conn.execute(
+                insert_replace(conn, drafts, ["cycle_id", "cluster_id"]).values(
+                    cycle_id=cycle_id, cluster_id=cluster_id, doc=json.dumps(doc)
+                )
+            )
 
     # evaluation cache ----------------------------------------------------------------------------
     def cached_eval(self, key: str) -> dict[str, Any] | None:
@@ -134,30 +161,44 @@ class StateStore(KnowledgeVersions):
 
     def cache_eval(self, key: str, doc: dict[str, Any]) -> None:
         with self._write() as conn:
-            conn.execute(insert_replace(conn, eval_cache, ["key"]).values(key=key, created_at=_now(),
-                                                                          doc=json.dumps(doc)))
+            conn.execute(
+                insert_replace(conn, eval_cache, ["key"]).values(key=key, created_at=_now(), doc=json.dumps(doc))
+            )
 
     # candidates --------------------------------------------------------------------------------
     def add_candidate(self, c: Candidate) -> bool:
         """Insert unless the id exists (ids are deterministic); True when it was new."""
         with self._write() as conn:
-            result = conn.execute(insert_ignore(conn, candidates, ["candidate_id"]).values(
-                candidate_id=c.candidate_id, cycle_id=c.cycle_id, kind=c.kind, doc=c.model_dump_json(),
-                decision=c.decision, created_at=_now()).returning(candidates.c.candidate_id))
+            result = conn.execute(
+                insert_ignore(conn, candidates, ["candidate_id"])
+                .values(
+                    candidate_id=c.candidate_id,
+                    cycle_id=c.cycle_id,
+                    kind=c.kind,
+                    doc=c.model_dump_json(),
+                    decision=c.decision,
+                    created_at=_now(),
+                )
+                .returning(candidates.c.candidate_id)
+            )
             return result.first() is not None  # RETURNING: rowcount is not reliable on every driver
 
     def save_candidate(self, c: Candidate) -> None:
         with self._write() as conn:
-            conn.execute(update(candidates).where(candidates.c.candidate_id == c.candidate_id).values(
-                doc=c.model_dump_json(), decision=c.decision))
+            conn.execute(
+                update(candidates)
+                .where(candidates.c.candidate_id == c.candidate_id)
+                .values(doc=c.model_dump_json(), decision=c.decision)
+            )
 
     def candidate(self, candidate_id: str) -> Candidate | None:
         with self._read() as conn:
             doc = conn.execute(select(candidates.c.doc).where(candidates.c.candidate_id == candidate_id)).scalar()
         return Candidate.model_validate_json(doc) if doc is not None else None
 
-    def candidates(self, *, cycle_id: str | None = None, decision: str | None = None,
-                   kind: str | None = None) -> list[Candidate]:
+    def candidates(
+        self, *, cycle_id: str | None = None, decision: str | None = None, kind: str | None = None
+    ) -> list[Candidate]:
         c = candidates.c
         query = select(c.doc).order_by(c.created_at, c.candidate_id)
         for column, value in ((c.cycle_id, cycle_id), (c.decision, decision), (c.kind, kind)):
@@ -168,12 +209,29 @@ class StateStore(KnowledgeVersions):
         return [Candidate.model_validate_json(doc) for doc in docs]
 
     # promotions ----------------------------------------------------------------------------------
-    def record_promotion(self, kind: str, action: str, from_version: str | None, to_version: str,
-                         candidate_id: str | None, by: str | None, note: str | None) -> None:
+    def record_promotion(
+        self,
+        kind: str,
+        action: str,
+        from_version: str | None,
+        to_version: str,
+        candidate_id: str | None,
+        by: str | None,
+        note: str | None,
+    ) -> None:
         with self._write() as conn:
-            conn.execute(promotions.insert().values(kind=kind, action=action, from_version=from_version,
-                                                    to_version=to_version, candidate_id=candidate_id, at=_now(),
-                                                    by=by, note=note))
+            conn.execute(
+                promotions.insert().values(
+                    kind=kind,
+                    action=action,
+                    from_version=from_version,
+                    to_version=to_version,
+                    candidate_id=candidate_id,
+                    at=_now(),
+                    by=by,
+                    note=note,
+                )
+            )
 
     def promotions(self, kind: str | None = None) -> list[dict[str, Any]]:
         query = select(promotions).order_by(promotions.c.id)
@@ -185,9 +243,16 @@ class StateStore(KnowledgeVersions):
     # what was tried on each cluster (fine-tuning is only for clusters prompts could not fix) --------
     def record_attempt(self, cluster_id: str, cycle_id: str, kind: str, candidate_id: str, outcome: str) -> None:
         with self._write() as conn:
-            conn.execute(insert_replace(conn, cluster_attempts, ["cluster_id", "candidate_id"]).values(
-                cluster_id=cluster_id, cycle_id=cycle_id, kind=kind, candidate_id=candidate_id, outcome=outcome,
-                at=_now()))
+            conn.execute(
+                insert_replace(conn, cluster_attempts, ["cluster_id", "candidate_id"]).values(
+                    cluster_id=cluster_id,
+                    cycle_id=cycle_id,
+                    kind=kind,
+                    candidate_id=candidate_id,
+                    outcome=outcome,
+                    at=_now(),
+                )
+            )
 
     def prompt_failed_clusters(self) -> set[str]:
         """Clusters prompt revisions could not fix: a prompt candidate for them was rejected, or no
@@ -196,8 +261,7 @@ class StateStore(KnowledgeVersions):
         a = cluster_attempts.c
         failed = func.sum(case((a.outcome.in_(("rejected", "no_improvement")), 1), else_=0))
         promoted = func.sum(case((a.outcome == "promoted", 1), else_=0))
-        query = select(a.cluster_id).where(a.kind == "prompt").group_by(a.cluster_id).having(
-            failed > 0, promoted == 0)
+        query = select(a.cluster_id).where(a.kind == "prompt").group_by(a.cluster_id).having(failed > 0, promoted == 0)
         with self._read() as conn:
             return set(conn.execute(query).scalars())
 
@@ -211,12 +275,14 @@ class StateStore(KnowledgeVersions):
         """When a fix of ``kind`` for the cluster was last promoted (None: never)."""
         a = cluster_attempts.c
         with self._read() as conn:
-            return conn.execute(select(func.max(a.at)).where(
-                a.cluster_id == cluster_id, a.kind == kind, a.outcome == "promoted")).scalar()
+            return conn.execute(
+                select(func.max(a.at)).where(a.cluster_id == cluster_id, a.kind == kind, a.outcome == "promoted")
+            ).scalar()
 
     # fine-tune jobs ------------------------------------------------------------------------------
-    def finetune_job(self, *, job_id: str | None = None, dataset_version: str | None = None,
-                     base_model: str | None = None) -> dict[str, Any] | None:
+    def finetune_job(
+        self, *, job_id: str | None = None, dataset_version: str | None = None, base_model: str | None = None
+    ) -> dict[str, Any] | None:
         j = finetune_jobs.c
         query = select(j.doc)
         if job_id is not None:
@@ -231,7 +297,9 @@ class StateStore(KnowledgeVersions):
         j = finetune_jobs.c
         query = select(j.doc).order_by(j.created_at)
         if open_only:
-            query = query.where(j.status.not_in(_FINISHED_JOB) | ((j.status == "succeeded") & j.model_version.is_(None)))
+            query = query.where(
+                j.status.not_in(_FINISHED_JOB) | ((j.status == "succeeded") & j.model_version.is_(None))
+            )
         with self._read() as conn:
             docs = conn.execute(query).scalars().all()
         return [json.loads(doc) for doc in docs]
@@ -241,11 +309,20 @@ class StateStore(KnowledgeVersions):
         now = _now()
         job.setdefault("created_at", now)
         job["updated_at"] = now
-        row = {"job_id": job["job_id"], "dataset_version": job["dataset_version"], "base_model": job["base_model"],
-               "cycle_id": job.get("cycle_id"), "cluster_ids": ",".join(job.get("cluster_ids") or []),
-               "status": job["status"], "fine_tuned_model": job.get("fine_tuned_model"),
-               "model_version": job.get("model_version"), "error": job.get("error"),
-               "doc": json.dumps(job, default=str), "created_at": job["created_at"], "updated_at": now}
+        row = {
+            "job_id": job["job_id"],
+            "dataset_version": job["dataset_version"],
+            "base_model": job["base_model"],
+            "cycle_id": job.get("cycle_id"),
+            "cluster_ids": ",".join(job.get("cluster_ids") or []),
+            "status": job["status"],
+            "fine_tuned_model": job.get("fine_tuned_model"),
+            "model_version": job.get("model_version"),
+            "error": job.get("error"),
+            "doc": json.dumps(job, default=str),
+            "created_at": job["created_at"],
+            "updated_at": now,
+        }
         changing = ("status", "fine_tuned_model", "model_version", "error", "doc", "updated_at")
         with self._write() as conn:
             conn.execute(insert_replace(conn, finetune_jobs, ["job_id"], changing).values(**row))
@@ -258,9 +335,17 @@ class StateStore(KnowledgeVersions):
         with self._write() as conn:
             for p in proposals:
                 p = p.model_copy(update={"created_at": as_datetime(now)})
-                result = conn.execute(insert_ignore(conn, golden_proposals, ["proposal_id"]).values(
-                    proposal_id=p.proposal_id, status=p.status, category=p.category, doc=p.model_dump_json(),
-                    created_at=now).returning(golden_proposals.c.proposal_id))
+                result = conn.execute(
+                    insert_ignore(conn, golden_proposals, ["proposal_id"])
+                    .values(
+                        proposal_id=p.proposal_id,
+                        status=p.status,
+                        category=p.category,
+                        doc=p.model_dump_json(),
+                        created_at=now,
+                    )
+                    .returning(golden_proposals.c.proposal_id)
+                )
                 if result.first() is not None:
                     added.append(p)
         return added
@@ -284,8 +369,11 @@ class StateStore(KnowledgeVersions):
         """Record a decision (status, who, when, why, the golden version it made)."""
         decided = p.decided_at.timestamp() if p.decided_at else None
         with self._write() as conn:
-            conn.execute(update(golden_proposals).where(golden_proposals.c.proposal_id == p.proposal_id).values(
-                status=p.status, doc=p.model_dump_json(), decided_at=decided))
+            conn.execute(
+                update(golden_proposals)
+                .where(golden_proposals.c.proposal_id == p.proposal_id)
+                .values(status=p.status, doc=p.model_dump_json(), decided_at=decided)
+            )
 
     # pointers (the active index version) ------------------------------------------------------
     def pointer(self, name: str) -> str | None:

@@ -11,7 +11,8 @@ from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text
 metadata = MetaData()
 
 cycles = Table(
-    "cycles", metadata,
+    "cycles",
+    metadata,
     Column("cycle_id", Text, primary_key=True),
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
@@ -21,7 +22,8 @@ cycles = Table(
     Column("summary", Text),  # JSON object
 )
 candidates = Table(
-    "candidates", metadata,
+    "candidates",
+    metadata,
     Column("candidate_id", Text, primary_key=True),
     Column("cycle_id", Text, nullable=False),
     Column("kind", Text, nullable=False),
@@ -31,19 +33,22 @@ candidates = Table(
     Index("candidates_cycle", "cycle_id"),
 )
 drafts = Table(
-    "drafts", metadata,
+    "drafts",
+    metadata,
     Column("cycle_id", Text, primary_key=True),
     Column("cluster_id", Text, primary_key=True),
     Column("doc", Text, nullable=False),
 )
 eval_cache = Table(
-    "eval_cache", metadata,
+    "eval_cache",
+    metadata,
     Column("key", Text, primary_key=True),
     Column("created_at", Float, nullable=False),
     Column("doc", Text, nullable=False),
 )
 promotions = Table(
-    "promotions", metadata,
+    "promotions",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", Text, nullable=False),
     Column("action", Text, nullable=False),
@@ -56,7 +61,8 @@ promotions = Table(
     sqlite_autoincrement=True,
 )
 cluster_attempts = Table(
-    "cluster_attempts", metadata,
+    "cluster_attempts",
+    metadata,
     Column("cluster_id", Text, primary_key=True),
     Column("cycle_id", Text, nullable=False),
     Column("kind", Text, nullable=False),
@@ -68,7 +74,8 @@ cluster_attempts = Table(
 # Knowledge index versions: Chroma holds one record per distinct chunk content; which records make
 # up a version is kept here, so versions can branch, be rolled back and be rebuilt.
 kb_versions = Table(
-    "kb_versions", metadata,
+    "kb_versions",
+    metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("created_at", Float, nullable=False),
     Column("parent", Integer),
@@ -80,7 +87,8 @@ kb_versions = Table(
     Column("provenance", Text),  # JSON object
 )
 kb_records = Table(
-    "kb_records", metadata,
+    "kb_records",
+    metadata,
     Column("record_id", Text, primary_key=True),
     Column("chunk_id", Text, nullable=False),
     Column("doc_id", Text, nullable=False),
@@ -89,13 +97,15 @@ kb_records = Table(
     Column("updated_at", Text),
 )
 kb_members = Table(
-    "kb_members", metadata,
+    "kb_members",
+    metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("record_id", Text, primary_key=True),
     sqlite_with_rowid=False,
 )
 pointers = Table(
-    "pointers", metadata,
+    "pointers",
+    metadata,
     Column("name", Text, primary_key=True),
     Column("value", Text, nullable=False),
 )
@@ -103,7 +113,8 @@ pointers = Table(
 # Fine-tune jobs: recorded before they are polled, so a restarted flow resumes the poll of the same
 # job instead of submitting another; one job per dataset version and base model.
 finetune_jobs = Table(
-    "finetune_jobs", metadata,
+    "finetune_jobs",
+    metadata,
     Column("job_id", Text, primary_key=True),
     Column("dataset_version", Text, nullable=False),
     Column("base_model", Text, nullable=False),
@@ -122,7 +133,8 @@ finetune_jobs = Table(
 # Golden-set proposals, by content id: a proposal made twice is found, not duplicated, and a
 # rejected one stays rejected.
 golden_proposals = Table(
-    "golden_proposals", metadata,
+    "golden_proposals",
+    metadata,
     Column("proposal_id", Text, primary_key=True),
     Column("status", Text, nullable=False),
     Column("category", Text, nullable=False),
@@ -135,7 +147,8 @@ golden_proposals = Table(
 # API keys of the live service: a salted scrypt hash, never the key; read by every replica on every
 # request (by primary key), so a revocation is refused everywhere at once.
 api_keys = Table(
-    "api_keys", metadata,
+    "api_keys",
+    metadata,
     Column("key_id", Text, primary_key=True),
     Column("name", Text, nullable=False),
     Column("scope", Text, nullable=False),

@@ -17,17 +17,32 @@ from flywheel.loop.checks.knowledge_source import check_knowledge
 from flywheel.loop.checks.problems import Check, Problem, Severity, ValidationReport, has_errors
 from flywheel.loop.checks.prompt_vars import PromptText, check_prompt, no_prompt, prompt_from_file, registry_prompt
 
-__all__ = ["ALL_CHECKS", "PREFLIGHT_CHECKS", "Check", "Problem", "Severity", "ValidationReport", "has_errors",
-           "preflight", "validate"]
+__all__ = [
+    "ALL_CHECKS",
+    "PREFLIGHT_CHECKS",
+    "Check",
+    "Problem",
+    "Severity",
+    "ValidationReport",
+    "has_errors",
+    "preflight",
+    "validate",
+]
 
 # What a cycle checks before it starts: everything but asking the model (a cycle does that anyway).
 PREFLIGHT_CHECKS: frozenset[Check] = frozenset({Check.PROMPT, Check.GOLDEN, Check.KNOWLEDGE, Check.ENDPOINT})
 ALL_CHECKS: frozenset[Check] = PREFLIGHT_CHECKS | {Check.MODEL_FIT}
 
 
-def preflight(settings: Settings, prompt_template: str | None = None, *, network: bool,
-              prompt_origin: str = "the prompt", checks: Collection[Check] = PREFLIGHT_CHECKS,
-              prompt_required: bool = True) -> list[Problem]:
+def preflight(
+    settings: Settings,
+    prompt_template: str | None = None,
+    *,
+    network: bool,
+    prompt_origin: str = "the prompt",
+    checks: Collection[Check] = PREFLIGHT_CHECKS,
+    prompt_required: bool = True,
+) -> list[Problem]:
     """The problems ``checks`` find. ``prompt_template`` is the prompt to check (``prompt set``
     passes the file's text, with the file as ``prompt_origin``); None checks the production prompt,
     whose absence is an error when ``prompt_required`` (a cycle needs one). ``network=False`` skips
@@ -67,12 +82,14 @@ def validate(prompt_file: Path | None = None, *, network: bool = True) -> list[P
         if isinstance(read, Problem):
             return [*problems, read]
         template, origin = read.template, read.origin
-    return problems + preflight(settings, template, network=network, prompt_origin=origin, checks=ALL_CHECKS,
-                                prompt_required=False)
+    return problems + preflight(
+        settings, template, network=network, prompt_origin=origin, checks=ALL_CHECKS, prompt_required=False
+    )
 
 
-def _prompt(settings: Settings, template: str | None, origin: str, *,
-            required: bool) -> tuple[PromptText | None, list[Problem]]:
+def _prompt(
+    settings: Settings, template: str | None, origin: str, *, required: bool
+) -> tuple[PromptText | None, list[Problem]]:
     if template is not None:
         return PromptText(template=template, origin=origin), []
     found = registry_prompt(settings)

@@ -26,16 +26,26 @@ def load_checked() -> tuple[Settings | None, list[Problem]]:
     try:
         path = config_file_path()
     except UsageError as exc:
-        return None, [error(Check.CONFIG, str(exc), "point FLYWHEEL_CONFIG at an existing TOML file, or unset it "
-                            "to use ./flywheel.toml")]
+        return None, [
+            error(
+                Check.CONFIG,
+                str(exc),
+                "point FLYWHEEL_CONFIG at an existing TOML file, or unset it to use ./flywheel.toml",
+            )
+        ]
     try:
         settings = load_settings()
     except UsageError as exc:
         return None, _explain(exc, path)
     if path is None:
-        return settings, [warning(Check.CONFIG, "no flywheel.toml in this directory and FLYWHEEL_CONFIG is unset: "
-                                  "only the environment and the defaults apply",
-                                  "run `flywheel init` to write a starter flywheel.toml, or set FLYWHEEL_CONFIG")]
+        return settings, [
+            warning(
+                Check.CONFIG,
+                "no flywheel.toml in this directory and FLYWHEEL_CONFIG is unset: "
+                "only the environment and the defaults apply",
+                "run `flywheel init` to write a starter flywheel.toml, or set FLYWHEEL_CONFIG",
+            )
+        ]
     return settings, []
 
 
@@ -43,8 +53,15 @@ def _explain(exc: UsageError, path: Path | None) -> list[Problem]:
     cause = exc.__cause__
     if isinstance(cause, tomllib.TOMLDecodeError):
         found = _TOML_LINE.search(str(cause))
-        return [error(Check.CONFIG, f"not valid TOML: {cause}", "fix the syntax at that line (strings in double "
-                      "quotes, one `key = value` per line, tables as [name])", path, int(found[1]) if found else None)]
+        return [
+            error(
+                Check.CONFIG,
+                f"not valid TOML: {cause}",
+                "fix the syntax at that line (strings in double quotes, one `key = value` per line, tables as [name])",
+                path,
+                int(found[1]) if found else None,
+            )
+        ]
     if isinstance(cause, ValidationError):
         text = path.read_text(encoding="utf-8") if path else ""
         return [_field_problem(err["loc"], err["msg"], err["type"], text, path) for err in cause.errors()]
@@ -60,7 +77,8 @@ def _field_problem(loc: tuple[int | str, ...], msg: str, kind: str, text: str, p
         known = known_keys(keys[:-1])
         close = difflib.get_close_matches(keys[-1], known, n=1)
         fix = (f"did you mean `{close[0]}`? " if close else "") + (
-            "remove it or check its spelling: unknown settings are refused (README, Configuration)")
+            "remove it or check its spelling: unknown settings are refused (README, Configuration)"
+        )
         return error(Check.CONFIG, f"{name}: unknown setting", fix, origin, line)
     where = f"under [{'.'.join(keys[:-1])}]" if len(keys) > 1 else "at the top of flywheel.toml"
     env = "FLYWHEEL_" + "__".join(k.upper() for k in keys)

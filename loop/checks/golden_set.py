@@ -7,20 +7,20 @@ mistake is named with its line and a fix."""
 from __future__ import annotations
 
 import difflib
-from collections import Counter
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import get_args
 
 from pydantic import BaseModel, ValidationError
 
+from flywheel.config import Settings
 from flywheel.evals.golden import GoldenItem, Scorer, read_golden_lines
 from flywheel.evals.scorers import words
-from flywheel.config import Settings
 from flywheel.feedback.ingest import describe_validation_error
-from flywheel.schemas import CATEGORIES
 from flywheel.loop.checks.problems import Check, Problem, error, warning
+from flywheel.schemas import CATEGORIES
 
 _FIELD_FIXES = {
     "id": 'give the item an "id" string that no other item has',
@@ -83,14 +83,24 @@ def _schema_problem(exc: ValidationError, path: Path, line: int) -> Problem:
 
 def _add_item(out: GoldenCheck, item: GoldenItem, line: int, settings: Settings, path: Path) -> None:
     if item.id in out.lines:
-        out.problems.append(error(Check.GOLDEN, f"duplicate id {item.id!r} (first on line {out.lines[item.id]})",
-                                  "give each item its own id", path, line))
+        out.problems.append(
+            error(
+                Check.GOLDEN,
+                f"duplicate id {item.id!r} (first on line {out.lines[item.id]})",
+                "give each item its own id",
+                path,
+                line,
+            )
+        )
         return
     out.lines[item.id] = line
     out.items.append(item)
     scorer = item.scorer or settings.eval.default_scorer
-    out.problems += [p for p in (_expectation_problem(item, scorer, path, line),
-                                 _category_problem(item, path, line)) if p is not None]
+    out.problems += [
+        p
+        for p in (_expectation_problem(item, scorer, path, line), _category_problem(item, path, line))
+        if p is not None
+    ]
 
 
 def _expectation_problem(item: GoldenItem, scorer: str, path: Path, line: int) -> Problem | None:
@@ -101,29 +111,59 @@ def _expectation_problem(item: GoldenItem, scorer: str, path: Path, line: int) -
         try:
             re.compile(expected)
         except re.error as exc:
-            return error(Check.GOLDEN, f"item {item.id!r}: expected is not a valid regular expression ({exc})",
-                         "fix the pattern (Python `re` syntax; backslashes are doubled inside JSON strings)", path, line)
+            return error(
+                Check.GOLDEN,
+                f"item {item.id!r}: expected is not a valid regular expression ({exc})",
+                "fix the pattern (Python `re` syntax; backslashes are doubled inside JSON strings)",
+                path,
+                line,
+            )
     if scorer == "json" and expected.strip():
         try:
             wanted = json.loads(expected)
         except json.JSONDecodeError as exc:
-            return error(Check.GOLDEN, f"item {item.id!r}: expected is not JSON ({exc.msg}), so the json scorer would "
-                         "only check that the answer parses", 'give "expected" as a JSON object, e.g. {"plan": "pro"}, '
-                         "or as a string holding one", path, line)
+            return error(
+                Check.GOLDEN,
+                f"item {item.id!r}: expected is not JSON ({exc.msg}), so the json scorer would "
+                "only check that the answer parses",
+                'give "expected" as a JSON object, e.g. {"plan": "pro"}, or as a string holding one',
+                path,
+                line,
+            )
         if not isinstance(wanted, dict):
-            return warning(Check.GOLDEN, f"item {item.id!r}: expected is JSON but not an object: the json scorer "
-                           "compares only an object's keys, so any valid JSON answer scores 1",
-                           "give the keys and values the answer must have as an object", path, line)
+            return warning(
+                Check.GOLDEN,
+                f"item {item.id!r}: expected is JSON but not an object: the json scorer "
+                "compares only an object's keys, so any valid JSON answer scores 1",
+                "give the keys and values the answer must have as an object",
+                path,
+                line,
+            )
     if scorer in ("contains", "regex") and not expected.strip():
-        return warning(Check.GOLDEN, f"item {item.id!r}: expected is empty, so every answer scores 1 with {scorer}",
-                       "write what the answer must contain", path, line)
+        return warning(
+            Check.GOLDEN,
+            f"item {item.id!r}: expected is empty, so every answer scores 1 with {scorer}",
+            "write what the answer must contain",
+            path,
+            line,
+        )
     if scorer == "word" and not words(expected):
-        return warning(Check.GOLDEN, f"item {item.id!r}: expected has no words, so every answer scores 0 with word",
-                       "write the words the answer must have", path, line)
+        return warning(
+            Check.GOLDEN,
+            f"item {item.id!r}: expected has no words, so every answer scores 0 with word",
+            "write the words the answer must have",
+            path,
+            line,
+        )
     if scorer == "contains" and _SHORT_WORD.match(expected.strip()):
-        return warning(Check.GOLDEN, f"item {item.id!r}: contains {expected.strip()!r} also matches inside longer "
-                       f"words (\"no\" is found in \"not sure\")",
-                       'use "scorer": "word" (whole words, any case and punctuation), or a longer phrase', path, line)
+        return warning(
+            Check.GOLDEN,
+            f"item {item.id!r}: contains {expected.strip()!r} also matches inside longer "
+            f'words ("no" is found in "not sure")',
+            'use "scorer": "word" (whole words, any case and punctuation), or a longer phrase',
+            path,
+            line,
+        )
     return None
 
 
@@ -136,9 +176,13 @@ def _category_problem(item: GoldenItem, path: Path, line: int) -> Problem | None
     meant = normal if normal in CATEGORIES else next(iter(difflib.get_close_matches(normal, CATEGORIES, 1, 0.8)), None)
     if meant is None:
         return None
-    return warning(Check.GOLDEN, f"item {item.id!r}: category {item.category!r} is not a triage category; "
-                   f"did you mean {meant!r}?",
-                   f'write "category": "{meant}" (triage categories: {", ".join(CATEGORIES)})', path, line)
+    return warning(
+        Check.GOLDEN,
+        f"item {item.id!r}: category {item.category!r} is not a triage category; did you mean {meant!r}?",
+        f'write "category": "{meant}" (triage categories: {", ".join(CATEGORIES)})',
+        path,
+        line,
+    )
 
 
 def _size_problems(out: GoldenCheck, settings: Settings, path: Path) -> list[Problem]:
@@ -146,9 +190,16 @@ def _size_problems(out: GoldenCheck, settings: Settings, path: Path) -> list[Pro
     if have == 0:
         return [error(Check.GOLDEN, "the golden set has no valid items", "add items, one JSON object per line", path)]
     if have < need:
-        return [error(Check.GOLDEN, f"the golden set has {have} valid items but [policy] min_golden_size is {need}: "
-                      "the gate would reject every candidate", f"add {need - have} items, or set min_golden_size = "
-                      f"{have} under [policy] in flywheel.toml (more items give tighter confidence intervals)", path)]
+        return [
+            error(
+                Check.GOLDEN,
+                f"the golden set has {have} valid items but [policy] min_golden_size is {need}: "
+                "the gate would reject every candidate",
+                f"add {need - have} items, or set min_golden_size = "
+                f"{have} under [policy] in flywheel.toml (more items give tighter confidence intervals)",
+                path,
+            )
+        ]
     return []
 
 
@@ -157,9 +208,16 @@ def _segment_problems(out: GoldenCheck, settings: Settings, path: Path) -> list[
     the gate's per-segment bound (``policy.max_segment_regression``) would turn on noise."""
     counts = Counter(seg for item in out.items if (seg := item.segment_name))
     need = settings.golden_set.min_per_segment
-    return [warning(Check.GOLDEN, f"segment {seg!r} has only {n} golden item{'s' if n != 1 else ''}: its score moves "
-                    f"by {1 / n:.0%} with each item, and the gate bounds its regression "
-                    f"({settings.policy.max_segment_regression})",
-                    f"add {need - n} items of segment {seg!r}, or fold it into a larger segment "
-                    f"([golden_set] min_per_segment = {need})", path)
-            for seg, n in sorted(counts.items()) if n < need]
+    return [
+        warning(
+            Check.GOLDEN,
+            f"segment {seg!r} has only {n} golden item{'s' if n != 1 else ''}: its score moves "
+            f"by {1 / n:.0%} with each item, and the gate bounds its regression "
+            f"({settings.policy.max_segment_regression})",
+            f"add {need - n} items of segment {seg!r}, or fold it into a larger segment "
+            f"([golden_set] min_per_segment = {need})",
+            path,
+        )
+        for seg, n in sorted(counts.items())
+        if n < need
+    ]

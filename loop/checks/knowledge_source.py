@@ -19,24 +19,48 @@ def check_knowledge(settings: Settings) -> list[Problem]:
     if source is None:
         return []
     if not source.exists():
-        return [error(Check.KNOWLEDGE, "the knowledge source does not exist",
-                      f"create it ({_FORMAT}), or remove knowledge_source from flywheel.toml", source)]
+        return [
+            error(
+                Check.KNOWLEDGE,
+                "the knowledge source does not exist",
+                f"create it ({_FORMAT}), or remove knowledge_source from flywheel.toml",
+                source,
+            )
+        ]
     try:
         documents = load_documents(source)
     except UsageError as exc:
         file, line, message = _located(str(exc), source)
         return [error(Check.KNOWLEDGE, message, f"the source is {_FORMAT}", file, line)]
     except (OSError, UnicodeDecodeError) as exc:
-        return [error(Check.KNOWLEDGE, f"cannot read the knowledge source: {exc}",
-                      "make it readable by this user (and UTF-8 text)", source)]
+        return [
+            error(
+                Check.KNOWLEDGE,
+                f"cannot read the knowledge source: {exc}",
+                "make it readable by this user (and UTF-8 text)",
+                source,
+            )
+        ]
     if not documents:
         found = f"no {'/'.join(sorted(TEXT_SUFFIXES))} files" if source.is_dir() else "no documents"
-        return [warning(Check.KNOWLEDGE, f"the knowledge source has {found}: nothing would be indexed",
-                        f"add documents ({_FORMAT})", source)]
+        return [
+            warning(
+                Check.KNOWLEDGE,
+                f"the knowledge source has {found}: nothing would be indexed",
+                f"add documents ({_FORMAT})",
+                source,
+            )
+        ]
     if not _indexed(settings):
-        return [warning(Check.KNOWLEDGE, f"the knowledge source ({len(documents)} documents) is not indexed yet: "
-                        "answers get no retrieved context and a RAG refresh has nothing to refresh",
-                        "run `flywheel kb sync`", source)]
+        return [
+            warning(
+                Check.KNOWLEDGE,
+                f"the knowledge source ({len(documents)} documents) is not indexed yet: "
+                "answers get no retrieved context and a RAG refresh has nothing to refresh",
+                "run `flywheel kb sync`",
+                source,
+            )
+        ]
     return []
 
 

@@ -16,11 +16,11 @@ import openai
 from pydantic import BaseModel
 from rapidfuzz import fuzz
 
+from flywheel.config import Settings
+from flywheel.errors import UsageError
 from flywheel.evals.golden import GoldenItem
 from flywheel.evals.pipeline import Answer, Variant, builtin_pipeline, load_user_pipeline
 from flywheel.evals.scorers import CODE_SCORERS
-from flywheel.config import Settings
-from flywheel.errors import UsageError
 from flywheel.llm import endpoint
 from flywheel.loop.checks.golden_set import GoldenCheck
 from flywheel.loop.checks.problems import Check, Problem, error, warning
@@ -30,8 +30,10 @@ SAME_ANSWER_SHARE = 0.6  # one answer (up to rewording) for this share of the it
 NEAR_SAME = 80  # rapidfuzz token-set similarity at which two answers count as one (openers, closers aside)
 ZERO_SCORE = 0.05  # a mean code-scorer score at or below this is "about zero"
 FIT_TIMEOUT = 30.0
-_FIX = ("check that target_model names your product's model, that the endpoint is the one your product uses, and "
-        "that the prompt describes your product (a simulator knows only its own product)")
+_FIX = (
+    "check that target_model names your product's model, that the endpoint is the one your product uses, and "
+    "that the prompt describes your product (a simulator knows only its own product)"
+)
 
 
 class Asked(BaseModel):
@@ -65,14 +67,25 @@ def check_model_fit(settings: Settings, template: str, golden: GoldenCheck) -> l
     path = str(settings.golden_file)
     failed = [a for a in asked if a.error is not None]
     if len(failed) == len(asked):
-        return [error(Check.MODEL_FIT, f"model {settings.target_model!r} answered none of {len(asked)} golden inputs: "
-                      f"{failed[0].error}", "set target_model (FLYWHEEL_TARGET_MODEL) to a model the endpoint serves",
-                      path)]
+        return [
+            error(
+                Check.MODEL_FIT,
+                f"model {settings.target_model!r} answered none of {len(asked)} golden inputs: {failed[0].error}",
+                "set target_model (FLYWHEEL_TARGET_MODEL) to a model the endpoint serves",
+                path,
+            )
+        ]
     problems: list[Problem] = []
     if failed:
-        problems.append(warning(Check.MODEL_FIT, f"{len(failed)} of {len(asked)} golden inputs got an error instead of "
-                                f"an answer, e.g. {failed[0].item.id!r}: {failed[0].error}",
-                                "check the endpoint's logs; a cycle counts such items as errors, never as scores", path))
+        problems.append(
+            warning(
+                Check.MODEL_FIT,
+                f"{len(failed)} of {len(asked)} golden inputs got an error instead of "
+                f"an answer, e.g. {failed[0].item.id!r}: {failed[0].error}",
+                "check the endpoint's logs; a cycle counts such items as errors, never as scores",
+                path,
+            )
+        )
     answered = [a for a in asked if a.answer is not None]
     scorer = settings.eval.default_scorer
     return problems + _same_answer(answered, golden, scorer, path) + _zero_scores(answered, golden, scorer, path)
@@ -82,8 +95,8 @@ def active_index(settings: Settings) -> str | None:
     """The index version production retrieves from, or None (no state yet: nothing is created)."""
     if not settings.state_path.exists():
         return None
-    from flywheel.champions import champion
     from flywheel.candidates import ChampionKind
+    from flywheel.champions import champion
     from flywheel.runtime import runtime_for
 
     with runtime_for(settings).borrow_state() as state:  # it exists: the process's store
@@ -97,16 +110,29 @@ async def ask(settings: Settings, template: str, items: Sequence[GoldenItem]) ->
     from flywheel.loop.evaluate import index_retrievers
 
     url, key = endpoint(settings, purpose="the model-fit check")
-    client = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=min(settings.llm_timeout, FIT_TIMEOUT),
-                                max_retries=1)
+    client = openai.AsyncOpenAI(
+        base_url=url, api_key=key, timeout=min(settings.llm_timeout, FIT_TIMEOUT), max_retries=1
+    )
     index_version = active_index(settings)
     answer: Answer = (
-        load_user_pipeline(settings.eval.pipeline) if settings.eval.pipeline
-        else builtin_pipeline(client, settings.prompt_variables, index_retrievers(settings, [i.input for i in items]),
-                              temperature=settings.eval.temperature, max_tokens=settings.eval.max_tokens,
-                              k=settings.knowledge.retrieval_k))
-    variant = Variant(label="validate", prompt_template=template, model=settings.target_model,
-                      index_version=index_version, pipeline=settings.eval.pipeline or "builtin")
+        load_user_pipeline(settings.eval.pipeline)
+        if settings.eval.pipeline
+        else builtin_pipeline(
+            client,
+            settings.prompt_variables,
+            index_retrievers(settings, [i.input for i in items]),
+            temperature=settings.eval.temperature,
+            max_tokens=settings.eval.max_tokens,
+            k=settings.knowledge.retrieval_k,
+        )
+    )
+    variant = Variant(
+        label="validate",
+        prompt_template=template,
+        model=settings.target_model,
+        index_version=index_version,
+        pipeline=settings.eval.pipeline or "builtin",
+    )
     gate = asyncio.Semaphore(min(settings.eval.concurrency, 8))
 
     async def one(item: GoldenItem) -> Asked:
@@ -130,9 +156,16 @@ def _same_answer(answered: list[Asked], golden: GoldenCheck, default_scorer: str
     if len({m.item.expected for m in members}) == 1 or _mean_score(members, default_scorer) >= 0.5:
         return []  # the items expect that one answer, or it is right: nothing wrong
     first = members[0]
-    return [warning(Check.MODEL_FIT, f"the model gave nearly the same answer to {len(members)} of {len(answered)} golden "
-                    f"inputs that expect different answers: {_clip(first.answer)}", _FIX, path,
-                    golden.lines.get(first.item.id))]
+    return [
+        warning(
+            Check.MODEL_FIT,
+            f"the model gave nearly the same answer to {len(members)} of {len(answered)} golden "
+            f"inputs that expect different answers: {_clip(first.answer)}",
+            _FIX,
+            path,
+            golden.lines.get(first.item.id),
+        )
+    ]
 
 
 def _zero_scores(answered: list[Asked], golden: GoldenCheck, default_scorer: str, path: str) -> list[Problem]:
@@ -141,11 +174,17 @@ def _zero_scores(answered: list[Asked], golden: GoldenCheck, default_scorer: str
     if len(scored) < 3 or mean > ZERO_SCORE:
         return []
     example = scored[0]
-    return [warning(Check.MODEL_FIT, f"{len(scored)} golden items scored {mean:.2f} on average: the model seems to "
-                    f"answer about something else (item {example.item.id!r} expects {_clip(example.item.expected)}, "
-                    f"the model answered {_clip(example.answer)})",
-                    _FIX + "; or the expected answers do not match how a right answer is worded",
-                    path, golden.lines.get(example.item.id))]
+    return [
+        warning(
+            Check.MODEL_FIT,
+            f"{len(scored)} golden items scored {mean:.2f} on average: the model seems to "
+            f"answer about something else (item {example.item.id!r} expects {_clip(example.item.expected)}, "
+            f"the model answered {_clip(example.answer)})",
+            _FIX + "; or the expected answers do not match how a right answer is worded",
+            path,
+            golden.lines.get(example.item.id),
+        )
+    ]
 
 
 def _largest_group(answers: list[str]) -> list[int]:
@@ -162,8 +201,11 @@ def _largest_group(answers: list[str]) -> list[int]:
 
 
 def _mean_score(asked: list[Asked], default_scorer: str) -> float:
-    scores = [CODE_SCORERS[a.item.scorer or default_scorer](a.answer or "", a.item.expected).value
-              for a in asked if (a.item.scorer or default_scorer) in CODE_SCORERS]
+    scores = [
+        CODE_SCORERS[a.item.scorer or default_scorer](a.answer or "", a.item.expected).value
+        for a in asked
+        if (a.item.scorer or default_scorer) in CODE_SCORERS
+    ]
     return sum(scores) / len(scores) if scores else 0.0
 
 

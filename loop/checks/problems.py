@@ -63,10 +63,17 @@ def has_errors(problems: Iterable[Problem]) -> bool:
     return any(p.severity is Severity.ERROR for p in problems)
 
 
-def _problem(check: Check, severity: Severity, message: str, fix: str,
-             file: Path | str | None, line: int | None) -> Problem:
-    return Problem(check=check, severity=severity, file=None if file is None else _shown(Path(file)), line=line,
-                   message=message, fix=fix)
+def _problem(
+    check: Check, severity: Severity, message: str, fix: str, file: Path | str | None, line: int | None
+) -> Problem:
+    return Problem(
+        check=check,
+        severity=severity,
+        file=None if file is None else _shown(Path(file)),
+        line=line,
+        message=message,
+        fix=fix,
+    )
 
 
 def _shown(path: Path) -> str:

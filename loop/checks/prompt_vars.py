@@ -16,9 +16,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from flywheel.config import Settings
-from flywheel.templates import VARIABLE, template_variables
 from flywheel.loop.checks.configuration import find_key_line
 from flywheel.loop.checks.problems import Check, Problem, error, warning
+from flywheel.templates import VARIABLE, template_variables
 
 RUNTIME_VARIABLES: frozenset[str] = frozenset()
 _SINGLE_BRACES = re.compile(r"(?<!\{)\{(\w+)\}(?!\})")
@@ -48,8 +48,11 @@ def registry_prompt(settings: Settings) -> PromptText | Problem | None:
     try:
         ref = production_prompt(settings)
     except Exception as exc:  # mlflow raises its own types for an unreachable or broken store
-        return warning(Check.PROMPT, f"cannot read the prompt registry at {settings.resolved_tracking_uri}: {exc}",
-                       "check MLFLOW_TRACKING_URI, or pass the prompt to check with --prompt FILE")
+        return warning(
+            Check.PROMPT,
+            f"cannot read the prompt registry at {settings.resolved_tracking_uri}: {exc}",
+            "check MLFLOW_TRACKING_URI, or pass the prompt to check with --prompt FILE",
+        )
     if ref is None:
         return None
     return PromptText(template=ref.template, origin=f"prompts:/{ref.name}@production (v{ref.version})")
@@ -69,23 +72,37 @@ def check_prompt(settings: Settings, prompt: PromptText) -> list[Problem]:
     used = template_variables(prompt.template)
     if not settings.eval.pipeline:
         for name in sorted(used - set(settings.prompt_variables) - RUNTIME_VARIABLES):
-            problems.append(error(
-                Check.PROMPT,
-                f"the prompt uses {{{{{name}}}}}, which has no value under [prompt_variables] in flywheel.toml",
-                f'add `{name} = "..."` under [prompt_variables] in flywheel.toml, '
-                f"or take {{{{{name}}}}} out of the prompt",
-                prompt.origin, _line_of(prompt.template, VARIABLE, name)))
+            problems.append(
+                error(
+                    Check.PROMPT,
+                    f"the prompt uses {{{{{name}}}}}, which has no value under [prompt_variables] in flywheel.toml",
+                    f'add `{name} = "..."` under [prompt_variables] in flywheel.toml, '
+                    f"or take {{{{{name}}}}} out of the prompt",
+                    prompt.origin,
+                    _line_of(prompt.template, VARIABLE, name),
+                )
+            )
     config_text = _config_text(settings)
     for name in sorted(set(settings.prompt_variables) - used):
-        problems.append(warning(
-            Check.PROMPT, f"[prompt_variables] sets {name!r}, which the prompt does not use",
-            f"remove it, or write {{{{{name}}}}} where the prompt needs it", settings.config_file,
-            find_key_line(config_text, ["prompt_variables", name]) if config_text else None))
+        problems.append(
+            warning(
+                Check.PROMPT,
+                f"[prompt_variables] sets {name!r}, which the prompt does not use",
+                f"remove it, or write {{{{{name}}}}} where the prompt needs it",
+                settings.config_file,
+                find_key_line(config_text, ["prompt_variables", name]) if config_text else None,
+            )
+        )
     for name in sorted(set(_SINGLE_BRACES.findall(prompt.template)) - used):
-        problems.append(warning(
-            Check.PROMPT, f"{{{name}}} has single braces: it is sent to the model as it is, not filled",
-            f"write {{{{{name}}}}} for a variable, or ignore this if the braces are meant literally",
-            prompt.origin, _line_of(prompt.template, _SINGLE_BRACES, name)))
+        problems.append(
+            warning(
+                Check.PROMPT,
+                f"{{{name}}} has single braces: it is sent to the model as it is, not filled",
+                f"write {{{{{name}}}}} for a variable, or ignore this if the braces are meant literally",
+                prompt.origin,
+                _line_of(prompt.template, _SINGLE_BRACES, name),
+            )
+        )
     return problems
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from flywheel.evals.golden import GoldenItem
 from flywheel.config import Settings
+from flywheel.evals.golden import GoldenItem
 from flywheel.schemas import FailureCluster
 
 
@@ -41,9 +41,15 @@ def coverage(items: Sequence[GoldenItem], clusters: Sequence[FailureCluster]) ->
     for c in clusters:
         negative[c.category] += c.size
         by_category.setdefault(c.category, []).append(c.cluster_id)
-    rows = [CategoryCoverage(category=cat, golden_items=have[cat], negative_events=negative[cat],
-                             uncovered_clusters=by_category.get(cat, []) if have[cat] == 0 else [])
-            for cat in sorted(set(have) | set(negative))]
+    rows = [
+        CategoryCoverage(
+            category=cat,
+            golden_items=have[cat],
+            negative_events=negative[cat],
+            uncovered_clusters=by_category.get(cat, []) if have[cat] == 0 else [],
+        )
+        for cat in sorted(set(have) | set(negative))
+    ]
     return sorted(rows, key=lambda r: (r.golden_items > 0, -r.negative_events, r.category))
 
 
@@ -60,5 +66,7 @@ def coverage_step(settings: Settings) -> CoverageReport:
 
 def uncovered_note(category: str) -> str:
     """What a cycle report says about a candidate's cluster that no golden item covers."""
-    return (f"no golden item of category `{category}`: the golden set cannot show whether this fix works; "
-            "run `flywheel golden propose` (then `flywheel golden review`) to cover it")
+    return (
+        f"no golden item of category `{category}`: the golden set cannot show whether this fix works; "
+        "run `flywheel golden propose` (then `flywheel golden review`) to cover it"
+    )

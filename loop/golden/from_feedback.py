@@ -67,9 +67,13 @@ class ClusterFinds:
     pii: int = 0
 
 
-def finds_by_cluster(clusters: Sequence[FailureCluster], events: dict[str, StoredEvent],
-                     positive_reviews: Sequence[StoredEvent], embedder: Embedder,
-                     settings: Settings) -> list[ClusterFinds]:
+def finds_by_cluster(
+    clusters: Sequence[FailureCluster],
+    events: dict[str, StoredEvent],
+    positive_reviews: Sequence[StoredEvent],
+    embedder: Embedder,
+    settings: Settings,
+) -> list[ClusterFinds]:
     """Each open cluster's candidate items: its members' corrections, edits and expert corrections,
     and the positive expert reviews of queries like its own (a review is a positive event, so
     triage never puts it in a cluster: it joins the cluster whose consented queries it is closest
@@ -103,8 +107,13 @@ def _take(finds: ClusterFinds, found: Found | None) -> None:
     finds.found.append(found)
 
 
-def _attach_reviews(finds: list[ClusterFinds], events: dict[str, StoredEvent], reviews: Sequence[StoredEvent],
-                    embedder: Embedder, threshold: float) -> Iterable[tuple[ClusterFinds, StoredEvent]]:
+def _attach_reviews(
+    finds: list[ClusterFinds],
+    events: dict[str, StoredEvent],
+    reviews: Sequence[StoredEvent],
+    embedder: Embedder,
+    threshold: float,
+) -> Iterable[tuple[ClusterFinds, StoredEvent]]:
     reviews = [r for r in reviews if r.consent]
     members: list[tuple[int, str]] = []
     for i, f in enumerate(finds):

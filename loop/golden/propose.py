@@ -17,16 +17,16 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from flywheel.config import Settings
-from flywheel.runtime import runtime_for
 from flywheel.feedback.store import open_store
-from flywheel.proposals import GoldenProposal, ProposalSource, SourceKind, proposal_id
-from flywheel.schemas import FailureCluster
-from flywheel.state import open_state
+from flywheel.improvers.routing import fixed_clusters
 from flywheel.loop.golden.from_feedback import finds_by_cluster, scorer_for, source_of
 from flywheel.loop.golden.similar import InputIndex
 from flywheel.loop.golden.versions import current_golden
-from flywheel.improvers.routing import fixed_clusters
 from flywheel.loop.triage_step import triage_step
+from flywheel.proposals import GoldenProposal, ProposalSource, SourceKind, proposal_id
+from flywheel.runtime import runtime_for
+from flywheel.schemas import FailureCluster
+from flywheel.state import open_state
 
 
 class Dropped(BaseModel):
@@ -42,10 +42,14 @@ class Dropped(BaseModel):
 
 class ProposeReport(BaseModel):
     proposals: list[GoldenProposal] = Field(default_factory=list, description="The new pending proposals.")
-    golden_version: str | None = Field(None, description="The golden version they were checked against (none: no file).")
+    golden_version: str | None = Field(
+        None, description="The golden version they were checked against (none: no file)."
+    )
     golden_items: int = 0
     open_clusters: int = 0
-    synthetic: dict[str, int] = Field(default_factory=dict, description="Items asked of the drafting model, by category.")
+    synthetic: dict[str, int] = Field(
+        default_factory=dict, description="Items asked of the drafting model, by category."
+    )
     dropped: Dropped = Field(default_factory=Dropped)
     notes: list[str] = Field(default_factory=list)
 
@@ -118,8 +122,15 @@ def propose(settings: Settings, synthetic: int = 0) -> ProposeReport:
     return report
 
 
-def _from_feedback(settings: Settings, clusters: Sequence[FailureCluster], events: dict[str, Any],
-                   reviews: Sequence[Any], embedder: Any, gate: _Gate, report: ProposeReport) -> list[GoldenProposal]:
+def _from_feedback(
+    settings: Settings,
+    clusters: Sequence[FailureCluster],
+    events: dict[str, Any],
+    reviews: Sequence[Any],
+    embedder: Any,
+    gate: _Gate,
+    report: ProposeReport,
+) -> list[GoldenProposal]:
     finds = finds_by_cluster(clusters, events, reviews, embedder, settings)
     inputs = list(dict.fromkeys(f.input for cf in finds for f in cf.found))
     vectors = dict(zip(inputs, embedder.embed(inputs), strict=True)) if inputs else {}
@@ -137,14 +148,29 @@ def _from_feedback(settings: Settings, clusters: Sequence[FailureCluster], event
             if pid is None:
                 continue
             users.add(f.event.user_key())
-            out.append(GoldenProposal(proposal_id=pid, input=f.input, expected=f.expected, category=cf.cluster.category,
-                                      scorer=scorer_for(f.expected, settings),  # type: ignore[arg-type]
-                                      source=source_of(f, cf.cluster.cluster_id)))
+            out.append(
+                GoldenProposal(
+                    proposal_id=pid,
+                    input=f.input,
+                    expected=f.expected,
+                    category=cf.cluster.category,
+                    scorer=scorer_for(f.expected, settings),  # type: ignore[arg-type]
+                    source=source_of(f, cf.cluster.cluster_id),
+                )
+            )
     return out
 
 
-def _synthetic(settings: Settings, n: int, have: Counter[str], clusters: Sequence[FailureCluster], items: Sequence[Any],
-               proposals: Sequence[GoldenProposal], gate: _Gate, report: ProposeReport) -> list[GoldenProposal]:
+def _synthetic(
+    settings: Settings,
+    n: int,
+    have: Counter[str],
+    clusters: Sequence[FailureCluster],
+    items: Sequence[Any],
+    proposals: Sequence[GoldenProposal],
+    gate: _Gate,
+    report: ProposeReport,
+) -> list[GoldenProposal]:
     from flywheel.llm import make_client
     from flywheel.loop.context import endpoint_errors
     from flywheel.loop.golden.synthetic import allocate, draft
@@ -152,9 +178,12 @@ def _synthetic(settings: Settings, n: int, have: Counter[str], clusters: Sequenc
     minimum = settings.golden_set.min_per_category
     report.synthetic = allocate(n, have, minimum)
     if not report.synthetic:
-        report.notes.append(f"no synthetic items drafted: every category has at least {minimum} golden items or "
-                            "pending proposals (`golden_set.min_per_category`)" if have else
-                            "no synthetic items drafted: no category to draft for (no golden items, no open clusters)")
+        report.notes.append(
+            f"no synthetic items drafted: every category has at least {minimum} golden items or "
+            "pending proposals (`golden_set.min_per_category`)"
+            if have
+            else "no synthetic items drafted: no category to draft for (no golden items, no open clusters)"
+        )
         return []
     client = make_client(settings, purpose="`flywheel golden propose --synthetic`")
     out = []
@@ -164,15 +193,26 @@ def _synthetic(settings: Settings, n: int, have: Counter[str], clusters: Sequenc
         existing = [(i.input, i.expected) for i in items if i.category == category]
         existing += [(p.input, p.expected) for p in proposals if p.category == category]
         drafted = endpoint_errors(f"drafting golden items for {category}")(draft)(
-            client, settings.draft_model, category, wanted, examples, existing, settings.golden_set.draft_batch)
+            client, settings.draft_model, category, wanted, examples, existing, settings.golden_set.draft_batch
+        )
         report.dropped.invalid += drafted.invalid
         report.dropped.pii += drafted.pii
         report.notes += [f"{category}: {note}" for note in drafted.notes]
         for item in drafted.items:
             if (pid := gate.admit(item.input, item.expected)) is None:
                 continue
-            out.append(GoldenProposal(proposal_id=pid, input=item.input, expected=item.expected, category=category,
-                                      scorer=item.scorer, source=ProposalSource(
-                                          kind=SourceKind.synthetic, model=settings.draft_model,
-                                          cluster_id=mine[0].cluster_id if mine else None)))
+            out.append(
+                GoldenProposal(
+                    proposal_id=pid,
+                    input=item.input,
+                    expected=item.expected,
+                    category=category,
+                    scorer=item.scorer,
+                    source=ProposalSource(
+                        kind=SourceKind.synthetic,
+                        model=settings.draft_model,
+                        cluster_id=mine[0].cluster_id if mine else None,
+                    ),
+                )
+            )
     return out

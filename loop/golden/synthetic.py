@@ -34,11 +34,21 @@ SYSTEM = (
 )
 SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"items": {"type": "array", "items": {
-        "type": "object",
-        "properties": {"input": {"type": "string"}, "expected": {"type": "string"},
-                       "scorer": {"type": "string", "enum": ["contains", "regex", "json", "judge"]}},
-        "required": ["input", "expected", "scorer"], "additionalProperties": False}}},
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "input": {"type": "string"},
+                    "expected": {"type": "string"},
+                    "scorer": {"type": "string", "enum": ["contains", "regex", "json", "judge"]},
+                },
+                "required": ["input", "expected", "scorer"],
+                "additionalProperties": False,
+            },
+        }
+    },
     "required": ["items"],
     "additionalProperties": False,
 }
@@ -112,8 +122,16 @@ def request_text(category: str, n: int, examples: Sequence[str], existing: Seque
     return "\n".join(lines)
 
 
-def draft(client: Any, model: str, category: str, n: int, examples: Sequence[str],
-          existing: Sequence[tuple[str, str]], batch: int, attempts: int = 2) -> Drafted:
+def draft(
+    client: Any,
+    model: str,
+    category: str,
+    n: int,
+    examples: Sequence[str],
+    existing: Sequence[tuple[str, str]],
+    batch: int,
+    attempts: int = 2,
+) -> Drafted:
     """Up to ``n`` checked items for ``category``, asked for ``batch`` at a time."""
     out = Drafted()
     left = n

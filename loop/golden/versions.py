@@ -18,15 +18,15 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version, load_golden
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
+from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version, load_golden
 from flywheel.proposals import GoldenProposal, ProposalStatus
 from flywheel.state import open_state
 
@@ -100,8 +100,14 @@ class AcceptReport(BaseModel):
 
 
 def _item(p: GoldenProposal) -> GoldenItem:
-    return GoldenItem(id=p.proposal_id, input=p.input, expected=p.expected, category=p.category, scorer=p.scorer,
-                      tags=["proposed", f"source:{p.source.kind}"])
+    return GoldenItem(
+        id=p.proposal_id,
+        input=p.input,
+        expected=p.expected,
+        category=p.category,
+        scorer=p.scorer,
+        tags=["proposed", f"source:{p.source.kind}"],
+    )
 
 
 def _decidable(settings: Settings, ids: Sequence[str]) -> list[GoldenProposal]:
@@ -140,29 +146,46 @@ def accept(settings: Settings, ids: Sequence[str], *, by: str) -> AcceptReport:
             items = [*(golden.items if golden else ()), *(_item(p) for p in adding)]
             version = canonical_version(items)
             kept = str(keep_version(settings, golden.version, old)) if golden else None
-            data = (old if not old or old.endswith(b"\n") else old + b"\n")
+            data = old if not old or old.endswith(b"\n") else old + b"\n"
             data += b"".join(_item(p).model_dump_json(exclude_defaults=True).encode() + b"\n" for p in adding)
             write_atomically(target, data)
             written = load_golden(target)
             if written.version != version:  # pragma: no cover - canonical_version is order-free
                 raise FlywheelError(f"{target}: wrote version {written.version}, expected {version}")
         version_kept = keep_version(settings, version, target.read_bytes())
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with open_state(settings) as state:
             for p in chosen:
                 if p.status is ProposalStatus.pending:
-                    state.save_proposal(p.model_copy(update={"status": ProposalStatus.accepted, "decided_by": by,
-                                                             "decided_at": now, "golden_version": version}))
-    report = AcceptReport(accepted=[p.proposal_id for p in adding], already_accepted=already, accepted_by=by,
-                          golden_version=version, previous_version=golden.version if golden else None,
-                          path=str(target), items=len(load_golden(target)),
-                          previous_kept=kept, version_kept=str(version_kept))
+                    state.save_proposal(
+                        p.model_copy(
+                            update={
+                                "status": ProposalStatus.accepted,
+                                "decided_by": by,
+                                "decided_at": now,
+                                "golden_version": version,
+                            }
+                        )
+                    )
+    report = AcceptReport(
+        accepted=[p.proposal_id for p in adding],
+        already_accepted=already,
+        accepted_by=by,
+        golden_version=version,
+        previous_version=golden.version if golden else None,
+        path=str(target),
+        items=len(load_golden(target)),
+        previous_kept=kept,
+        version_kept=str(version_kept),
+    )
     if adding:
         try:
             report.mlflow_run_id = log_version(settings, load_golden(target), adding, report)
         except Exception as exc:
-            raise FlywheelError(f"accepted {len(adding)} proposal(s) into golden version {version[:12]} "
-                                f"({target}), but logging it to MLflow failed: {exc}") from exc
+            raise FlywheelError(
+                f"accepted {len(adding)} proposal(s) into golden version {version[:12]} "
+                f"({target}), but logging it to MLflow failed: {exc}"
+            ) from exc
     return report
 
 
@@ -175,8 +198,14 @@ def reject(settings: Settings, proposal_id: str, *, by: str, reason: str) -> Gol
             raise UsageError(f"no proposal {proposal_id!r} (`flywheel golden review` lists the pending ones)")
         if p.status is not ProposalStatus.pending:
             raise UsageError(f"proposal {proposal_id} is already {p.status} (by {p.decided_by})")
-        p = p.model_copy(update={"status": ProposalStatus.rejected, "decided_by": by, "reason": reason.strip(),
-                                 "decided_at": datetime.now(timezone.utc)})
+        p = p.model_copy(
+            update={
+                "status": ProposalStatus.rejected,
+                "decided_by": by,
+                "reason": reason.strip(),
+                "decided_at": datetime.now(UTC),
+            }
+        )
         state.save_proposal(p)
     return p
 
@@ -198,11 +227,19 @@ def log_version(settings: Settings, golden: GoldenSet, accepted: Sequence[Golden
     tags = {KIND: GOLDEN_KIND, "flywheel.golden_version": golden.version, "flywheel.accepted_by": report.accepted_by}
     run = client.create_run(exp, run_name=f"golden-{golden.version[:12]}", tags=tags)
     run_id: str = run.info.run_id
-    params = {"golden_version": golden.version, "previous_version": report.previous_version or "none",
-              "golden_path": str(golden.path), "items": len(golden), "accepted": len(accepted),
-              "accepted_by": report.accepted_by}
-    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                     tags=[RunTag("mlflow.note.content", f"{report.accepted_by} accepted {len(accepted)} proposal(s)")])
+    params = {
+        "golden_version": golden.version,
+        "previous_version": report.previous_version or "none",
+        "golden_path": str(golden.path),
+        "items": len(golden),
+        "accepted": len(accepted),
+        "accepted_by": report.accepted_by,
+    }
+    client.log_batch(
+        run_id,
+        params=[Param(k, str(v)) for k, v in params.items()],
+        tags=[RunTag("mlflow.note.content", f"{report.accepted_by} accepted {len(accepted)} proposal(s)")],
+    )
     client.log_inputs(run_id, datasets=[golden_dataset_input(golden)])
     client.log_dict(run_id, [_accepted_record(p, report) for p in accepted], "accepted_proposals.json")
     client.set_terminated(run_id, "FINISHED")
@@ -210,6 +247,12 @@ def log_version(settings: Settings, golden: GoldenSet, accepted: Sequence[Golden
 
 
 def _accepted_record(p: GoldenProposal, report: AcceptReport) -> dict[str, Any]:
-    return {"proposal_id": p.proposal_id, "category": p.category, "scorer": p.scorer, "input": p.input,
-            "expected": p.expected, "source": p.source.model_dump(mode="json", exclude_none=True),
-            "accepted_by": report.accepted_by}
+    return {
+        "proposal_id": p.proposal_id,
+        "category": p.category,
+        "scorer": p.scorer,
+        "input": p.input,
+        "expected": p.expected,
+        "source": p.source.model_dump(mode="json", exclude_none=True),
+        "accepted_by": report.accepted_by,
+    }

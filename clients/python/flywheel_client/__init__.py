@@ -22,7 +22,26 @@ from flywheel_client.models import (
     RetrieveResult,
 )
 
-__all__ = ["Arm", "AskReason", "AskRequest", "AskResult", "ChampionResult", "ClientError", "FeedbackRejected",
-           "FeedbackResult", "FlywheelClient", "IndexedError", "Message", "OptOutRequest", "OptOutResult",
-           "PromptInfo", "PromptRef", "RenderRequest", "RenderResult", "RetrieveRequest", "RetrieveResult",
-           "RetrievedChunk", "ServiceUnavailable"]
+__all__ = [
+    "Arm",
+    "AskReason",
+    "AskRequest",
+    "AskResult",
+    "ChampionResult",
+    "ClientError",
+    "FeedbackRejected",
+    "FeedbackResult",
+    "FlywheelClient",
+    "IndexedError",
+    "Message",
+    "OptOutRequest",
+    "OptOutResult",
+    "PromptInfo",
+    "PromptRef",
+    "RenderRequest",
+    "RenderResult",
+    "RetrieveRequest",
+    "RetrieveResult",
+    "RetrievedChunk",
+    "ServiceUnavailable",
+]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -80,7 +80,7 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
 
@@ -99,11 +99,24 @@ def _payload(event: Event) -> Any:
 class FlywheelClient:
     """Sync client; one connection pool per instance (thread-safe, like the httpx client under it)."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 10.0, retries: int = 5,
-                 backoff: float = 0.2, max_wait: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 5,
+        backoff: float = 0.2,
+        max_wait: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.retries, self.backoff, self.max_wait = retries, backoff, max_wait
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport,
-                                  headers={"Authorization": f"Bearer {api_key}"})
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
 
     # the routes --------------------------------------------------------------------------------
     def feedback(self, events: Event | Sequence[Event]) -> FeedbackResult:
@@ -134,12 +147,19 @@ class FlywheelClient:
         body = RetrieveRequest(user_id=user_id, query=query, k=k).model_dump(exclude_none=True)
         return RetrieveResult.model_validate(self._send("POST", "/v1/retrieve", json=body, idempotent=True).json())
 
-    def ask(self, user_id: str, *, confidence: float | None = None, task_seconds: float | None = None,
-            feature: str | None = None) -> AskResult:
+    def ask(
+        self,
+        user_id: str,
+        *,
+        confidence: float | None = None,
+        task_seconds: float | None = None,
+        feature: str | None = None,
+    ) -> AskResult:
         """Whether to ask the user for feedback on the output just shown (a yes counts toward today's cap)."""
         body = AskRequest(user_id=user_id, confidence=confidence, task_seconds=task_seconds, feature=feature)
         return AskResult.model_validate(
-            self._send("POST", "/v1/ask", json=body.model_dump(exclude_none=True), idempotent=False).json())
+            self._send("POST", "/v1/ask", json=body.model_dump(exclude_none=True), idempotent=False).json()
+        )
 
     def opt_out(self, user_id: str) -> OptOutResult:
         """The user never wants to be asked for feedback again."""
@@ -147,8 +167,9 @@ class FlywheelClient:
         return OptOutResult.model_validate(self._send("POST", "/v1/opt-out", json=body, idempotent=True).json())
 
     # plumbing ----------------------------------------------------------------------------------
-    def _send(self, method: str, path: str, *, idempotent: bool, accept: tuple[int, ...] = (200,),
-              **kwargs: Any) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, *, idempotent: bool, accept: tuple[int, ...] = (200,), **kwargs: Any
+    ) -> httpx.Response:
         # Not sent at all: always safe to retry. Sent but unanswered: safe only when idempotent.
         retryable: tuple[type[Exception], ...] = (_Retry, httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
         if idempotent:
@@ -158,8 +179,9 @@ class FlywheelClient:
             try:
                 response = self._http.request(method, path, **kwargs)
                 if response.status_code in (429, 503) or (idempotent and response.status_code in (502, 504)):
-                    raise _Retry(response.status_code, _detail(response),
-                                 _retry_after(response.headers.get("Retry-After")))
+                    raise _Retry(
+                        response.status_code, _detail(response), _retry_after(response.headers.get("Retry-After"))
+                    )
                 break
             except retryable as exc:
                 if attempt > self.retries:

@@ -9,9 +9,25 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Arm", "AskReason", "AskRequest", "AskResult", "ChampionResult", "FeedbackResult", "IndexedError",
-           "Message", "OptOutRequest", "OptOutResult", "PromptInfo", "PromptRef", "RenderRequest", "RenderResult",
-           "RetrieveRequest", "RetrieveResult", "RetrievedChunk"]
+__all__ = [
+    "Arm",
+    "AskReason",
+    "AskRequest",
+    "AskResult",
+    "ChampionResult",
+    "FeedbackResult",
+    "IndexedError",
+    "Message",
+    "OptOutRequest",
+    "OptOutResult",
+    "PromptInfo",
+    "PromptRef",
+    "RenderRequest",
+    "RenderResult",
+    "RetrieveRequest",
+    "RetrieveResult",
+    "RetrievedChunk",
+]
 
 # Which variant a user is served: everyone production, or a stable share of users the running canary.
 Arm = Literal["production", "canary"]
@@ -42,8 +58,10 @@ class PromptRef(BaseModel):
 
 class PromptInfo(PromptRef):
     template: str
-    variables: list[str] = Field(default_factory=list, description="The `{{name}}` variables the template "
-                                 "declares, sorted: what `POST /v1/render` needs.")
+    variables: list[str] = Field(
+        default_factory=list,
+        description="The `{{name}}` variables the template declares, sorted: what `POST /v1/render` needs.",
+    )
 
 
 class ChampionResult(BaseModel):

@@ -8,7 +8,8 @@ from __future__ import annotations
 from alembic import context
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, version_table=context.config.attributes["version_table"],
-                  transaction_per_migration=False)
+context.configure(
+    connection=connection, version_table=context.config.attributes["version_table"], transaction_per_migration=False
+)
 with context.begin_transaction():
     context.run_migrations()

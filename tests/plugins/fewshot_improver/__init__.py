@@ -16,10 +16,10 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel
 
 from flywheel.candidates import BasePayload, Candidate, ChampionKind
-from flywheel.registry import register_prompt
-from flywheel.schemas import FailureCluster
 from flywheel.improvers.base import BaseImprover, Proposal
 from flywheel.improvers.context import CycleContext, earliest_seen, short_hash
+from flywheel.registry import register_prompt
+from flywheel.schemas import FailureCluster
 
 SHOTS = 3
 HEADER = "Examples of good answers, corrected by our users (answer in the same way):"
@@ -61,13 +61,24 @@ class FewShotImprover(BaseImprover):
             return Proposal(notes=[f"no consented correction to show in {', '.join(c.cluster_id for c in clusters)}"])
         block = "\n".join(f"User: {s.query}\nAnswer: {s.answer}" for s in shots)
         template = f"{ctx.champion_template.rstrip()}\n\n{HEADER}\n{block}\n"
-        ref = register_prompt(ctx.settings, template, f"few-shot examples, cycle {ctx.cycle_id}",
-                              {"flywheel.kind": self.name, "flywheel.cycle_id": ctx.cycle_id})
+        ref = register_prompt(
+            ctx.settings,
+            template,
+            f"few-shot examples, cycle {ctx.cycle_id}",
+            {"flywheel.kind": self.name, "flywheel.cycle_id": ctx.cycle_id},
+        )
         first_seen, by_cluster = earliest_seen(clusters)
-        cand = Candidate(candidate_id=f"fewshot-{short_hash(ctx.cycle_id, template)}", cycle_id=ctx.cycle_id,
-                         kind=self.name, cluster_ids=[c.cluster_id for c in clusters], parent=ctx.champion_version,
-                         version=ref.version, first_seen=first_seen, created_at=datetime.now(UTC),
-                         payload=FewShotPayload(template=template, shots=shots, cluster_first_seen=by_cluster))
+        cand = Candidate(
+            candidate_id=f"fewshot-{short_hash(ctx.cycle_id, template)}",
+            cycle_id=ctx.cycle_id,
+            kind=self.name,
+            cluster_ids=[c.cluster_id for c in clusters],
+            parent=ctx.champion_version,
+            version=ref.version,
+            first_seen=first_seen,
+            created_at=datetime.now(UTC),
+            payload=FewShotPayload(template=template, shots=shots, cluster_first_seen=by_cluster),
+        )
         return Proposal(candidates=[cand])
 
 
