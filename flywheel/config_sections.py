@@ -626,6 +626,23 @@ class MlflowImportSettings(BaseModel):
     )
 
 
+# What an imported score or evaluation may be mapped to: a feedback signal, or `ignore` (not imported).
+ImportedSignal = Literal[
+    "thumbs_up",
+    "thumbs_down",
+    "thumbs",
+    "rating",
+    "correction",
+    "edit",
+    "accept",
+    "dismiss",
+    "copy",
+    "outcome",
+    "expert_review",
+    "ignore",
+]
+
+
 class OtlpImportSettings(BaseModel):
     """How OpenTelemetry GenAI spans become feedback (``flywheel import otlp``, ``POST /v1/traces``;
     README, "Importing OpenTelemetry GenAI spans")."""
@@ -639,23 +656,7 @@ class OtlpImportSettings(BaseModel):
         "`yes` or `1`; looked up on the evaluated span, then the trace's other spans, then the resource; absent or "
         "anything else means no consent.",
     )
-    signals: dict[
-        str,
-        Literal[
-            "thumbs_up",
-            "thumbs_down",
-            "thumbs",
-            "rating",
-            "correction",
-            "edit",
-            "accept",
-            "dismiss",
-            "copy",
-            "outcome",
-            "expert_review",
-            "ignore",
-        ],
-    ] = Field(
+    signals: dict[str, ImportedSignal] = Field(
         default_factory=dict,
         description='Evaluation (or annotation) name -> signal, e.g. `user_rating = "rating"`, `resolved = '
         '"outcome"`, `helpful = "thumbs"` (up when the label is positive or the score above 0), '
@@ -699,23 +700,7 @@ class LangfuseImportSettings(BaseModel):
         description="Without --since, an import re-reads scores this much older than the last import's newest "
         "(what was imported before counts as a duplicate).",
     )
-    signals: dict[
-        str,
-        Literal[
-            "thumbs_up",
-            "thumbs_down",
-            "thumbs",
-            "rating",
-            "correction",
-            "edit",
-            "accept",
-            "dismiss",
-            "copy",
-            "outcome",
-            "expert_review",
-            "ignore",
-        ],
-    ] = Field(
+    signals: dict[str, ImportedSignal] = Field(
         default_factory=dict,
         description='Score name -> signal, e.g. `stars = "rating"`, `resolved = "outcome"`, `helpful = '
         '"thumbs"` (up when the label is positive or the value above 0), `toxicity = "ignore"`. Unmapped: a '
