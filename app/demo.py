@@ -27,7 +27,6 @@ from flywheel.candidates import Candidate
 from flywheel.config import Settings, load_settings
 from flywheel.errors import FlywheelError
 from flywheel.feedback.ingest import ingest_files
-from flywheel.feedback.store import open_store
 from flywheel.runtime import runtime_for
 from flywheel.schemas import FailureCluster, IngestReport
 from flywheel.sim.server import Simulator
@@ -112,13 +111,12 @@ def _bring_in_the_team(settings: Settings, world: Path, summary: dict[str, Any],
     source corrected behind the index's back), its feedback (``ingest``); the ingest's report."""
     from flywheel.knowledge.index import open_index
     from flywheel.loop.promotion import set_prompt
-    from flywheel.state import open_state
 
     start = set_prompt(
         settings, (world / "prompt.txt").read_text().strip(), message="the team's current prompt", by=DEMO_APPROVER
     )
     console.print(f"prompt set: {start['name']} v{start['version']} is production", highlight=False)
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         kb = open_index(settings, state).sync(world / "knowledge")
     console.print(
         f"kb sync: index version {kb.version} active ({kb.added} chunks embedded locally; "
@@ -132,7 +130,7 @@ def _bring_in_the_team(settings: Settings, world: Path, summary: dict[str, Any],
         "index still serves the old text until a refresh is approved",
         highlight=False,
     )
-    with open_store(settings.resolved_store_url) as store:
+    with runtime_for(settings).borrow_feedback() as store:
         report = ingest_files([str(world / "feedback.jsonl")], store, settings.quarantine_dir, settings.ingest)
     console.print(
         f"ingest: {report.accepted} accepted, {report.duplicates} duplicates, {report.rejected} rejected "

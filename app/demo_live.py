@@ -145,7 +145,6 @@ def _start_canary(settings: Settings, canary: Candidate, console: Console) -> tu
     golden score), said on the console."""
     from flywheel.arms import arm_for, assignment
     from flywheel.loop.canary import approve_canary
-    from flywheel.state import open_state
 
     approve_canary(
         settings,
@@ -154,7 +153,7 @@ def _start_canary(settings: Settings, canary: Candidate, console: Console) -> tu
         by="demo-approver",
         note="approved as a canary in the demo",
     )
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         prod = assignment(settings, state, None)
         running = prod.canary
         assert running is not None

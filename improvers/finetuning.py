@@ -17,11 +17,10 @@ from typing import Any
 
 from flywheel.config import Settings
 from flywheel.errors import UsageError
-from flywheel.feedback.store import open_store
 from flywheel.improvers import finetune as jobs
 from flywheel.improvers.dataset import EXCLUSIONS, BuiltDataset, curate, write_dataset
 from flywheel.registry import production_prompt, register_model_version, use_mlflow
-from flywheel.state import open_state
+from flywheel.runtime import runtime_for
 
 Say = Callable[[str], None]
 
@@ -47,7 +46,7 @@ def build_dataset(settings: Settings, *, min_examples: int | None = None, log: b
     if threshold < 1:
         raise UsageError(f"--min-examples must be at least 1, not {threshold}")
     champion = production_prompt(settings)
-    with open_store(settings.resolved_store_url) as store:
+    with runtime_for(settings).borrow_feedback() as store:
         curated = curate(store.events(), golden_inputs(settings), settings.finetune)
     if len(curated.examples) < threshold:
         return {
@@ -138,7 +137,7 @@ def start_job(
     """The job for this dataset version: the one already recorded, one found on the provider (a
     submission that crashed before it was recorded), or a new submission. Recorded at once."""
     model = base_model(settings)
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         known = state.finetune_job(dataset_version=dataset["version"], base_model=model)
         if known is not None and known["status"] not in ("failed", "cancelled"):
             return known
@@ -174,7 +173,7 @@ def poll_job(settings: Settings, client: Any, record: dict[str, Any], timeout: f
     def save(update: jobs.JobState) -> None:
         if update.status != record.get("status") or update.fine_tuned_model != record.get("fine_tuned_model"):
             record.update(update.model_dump(exclude={"job_id", "dataset_version", "base_model"}))
-            with open_state(settings) as state:
+            with runtime_for(settings).borrow_state() as state:
                 state.save_finetune_job(record)
 
     jobs.poll(
@@ -237,6 +236,6 @@ def register_job_model(settings: Settings, record: dict[str, Any]) -> str:
         },
     )
     record["model_version"], record["model_run_id"] = version, run_id
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         state.save_finetune_job(record)
     return version

@@ -19,7 +19,8 @@ from flywheel.champions import Canary, champion, running_canary
 from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.loop.promotion import _pending, check_fresh, tag_run
-from flywheel.state import StateStore, open_state
+from flywheel.runtime import runtime_for
+from flywheel.state import StateStore
 
 
 def _now() -> datetime:
@@ -33,7 +34,7 @@ def approve_canary(
     share = settings.watch.canary_percent if percent is None else percent
     if not 0 < share < 100:
         raise UsageError(f"--canary takes a percent between 0 and 100 (exclusive), not {share:g}")
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         cand = _pending(state, candidate_id)
         if (running := running_canary(settings, state)) is not None:
             raise UsageError(

@@ -22,8 +22,9 @@ from flywheel.improvers.diagnosis import diagnose
 from flywheel.improvers.screening_step import failing_examples
 from flywheel.llm import make_client
 from flywheel.loop.context import endpoint_errors
+from flywheel.runtime import runtime_for
 from flywheel.schemas import ClusterDiagnosis, FailureCluster, StoredEvent
-from flywheel.state import StateStore, open_state
+from flywheel.state import StateStore
 from flywheel.triage import route_for
 from flywheel.wording import plural
 
@@ -127,7 +128,7 @@ def diagnose_step(
 def last_diagnoses(settings: Settings, clusters: Sequence[FailureCluster]) -> list[FailureCluster]:
     """``clusters`` with the diagnoses the last finished cycle made of those in ``other`` (nothing is
     asked): what the weekly review shows, so a cluster left ``other`` is read by a person."""
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         cycle_id = state.last_finished_cycle()
         if cycle_id is None:
             return list(clusters)

@@ -14,7 +14,8 @@ from flywheel.config import Settings
 from flywheel.errors import UsageError
 from flywheel.improvers.registry import improver
 from flywheel.registry import use_mlflow
-from flywheel.state import StateStore, open_state
+from flywheel.runtime import runtime_for
+from flywheel.state import StateStore
 
 
 def _now() -> datetime:
@@ -124,14 +125,14 @@ def _pending(state: StateStore, candidate_id: str) -> Candidate:
 
 
 def approve(settings: Settings, candidate_id: str, *, by: str, note: str | None) -> Candidate:
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         return promote(settings, state, _pending(state, candidate_id), by=by, note=note)
 
 
 def reject(settings: Settings, candidate_id: str, *, by: str, reason: str) -> Candidate:
     if not reason.strip():
         raise UsageError("a rejection needs a --reason")
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         cand = _pending(state, candidate_id)
         when = _now()
         cand.decision, cand.decided_at, cand.decided_by, cand.note = Decision.rejected, when, by, reason
@@ -153,14 +154,14 @@ def reject(settings: Settings, candidate_id: str, *, by: str, reason: str) -> Ca
 
 
 def pending(settings: Settings) -> list[Candidate]:
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         return state.candidates(decision=Decision.pending_approval)
 
 
 def rollback(settings: Settings, kind: str, *, by: str, note: str | None = None) -> dict[str, Any]:
     """Restore what the latest move still in effect replaced; the candidate it promoted (if any) is
     marked rolled back and its clusters are open again."""
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         move: Move = champion(settings, state, kind).rollback(by=by, note=note)
         when = _now()
         if move.candidate_id and (cand := state.candidate(move.candidate_id)):
@@ -237,6 +238,6 @@ def set_prompt(settings: Settings, template: str, *, message: str | None, by: st
     if not template.strip():
         raise UsageError("the prompt file is empty")
     ref = register_prompt(settings, template, message or "set by flywheel prompt set", {"flywheel.set_by": by})
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         champion(settings, state, ChampionKind.prompt).move_to(ref.version, MoveAction.set, by=by, note=message)
     return {"name": ref.name, "version": ref.version}

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from flywheel.config import Settings
-from flywheel.feedback.store import open_store
+from flywheel.runtime import runtime_for
 from flywheel.schemas import ClusterDiagnosis, StoredEvent
 from flywheel.wording import iso_utc, plural
 
@@ -88,7 +88,6 @@ def weekly_review(
     """The review of the ``days`` before ``until`` (default: now), with ``weeks`` weeks of trend."""
     from flywheel.loop.diagnosis_step import last_diagnoses
     from flywheel.loop.triage_step import triage_step
-    from flywheel.runtime import runtime_for
 
     until = until or datetime.now(UTC)
     since = until - timedelta(days=days)
@@ -96,7 +95,7 @@ def weekly_review(
     totals: Counter[datetime] = Counter()
     negatives: Counter[datetime] = Counter()
     events_in_window = 0
-    with open_store(settings.resolved_store_url) as store:
+    with runtime_for(settings).borrow_feedback() as store:
         for e in store.events(since=trend_since):
             if e.ts > until:
                 continue
@@ -156,9 +155,8 @@ def _velocity(settings: Settings) -> dict[str, float | int | None]:
     """Loop velocity over every promoted fix, as `status` gives it."""
     from flywheel.candidates import Decision
     from flywheel.loop.promotion import loop_velocity
-    from flywheel.state import open_state
 
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         return loop_velocity(state.candidates(decision=Decision.promoted))
 
 

@@ -14,6 +14,7 @@ from flywheel.app.display import _byte_progress, print_clusters
 from flywheel.app.output import JsonFlag, answer, err, handles_errors
 from flywheel.config import Settings
 from flywheel.errors import UsageError
+from flywheel.runtime import runtime_for
 
 if TYPE_CHECKING:
     from flywheel.schemas import IngestReport
@@ -36,12 +37,11 @@ def ingest(
     A text field longer than ingest.max_field_chars rejects its line.
     """  # noqa: E501 (--help text: Rich keeps line breaks, so a paragraph is one line it reflows)
     from flywheel.feedback.ingest import ingest_files, total_bytes
-    from flywheel.feedback.store import open_store
 
     settings = _settings()
     settings.ensure_home()
     total = total_bytes(files)
-    with open_store(settings.resolved_store_url) as store, _byte_progress(total) as progress:
+    with runtime_for(settings).borrow_feedback() as store, _byte_progress(total) as progress:
         task = progress.add_task("ingesting", total=total)
         report = ingest_files(
             files, store, settings.quarantine_dir, settings.ingest, lambda n: progress.advance(task, n)
@@ -91,7 +91,6 @@ def _emit_feedback_events(settings: Settings, negatives: int) -> int:
 
 def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
     from flywheel.loop.triage_step import triage_step
-    from flywheel.runtime import runtime_for
 
     return triage_step(runtime_for(settings), progress)
 

@@ -13,6 +13,7 @@ from flywheel.app.context import _settings
 from flywheel.app.output import JsonFlag, emit, err, handles_errors
 from flywheel.errors import UsageError
 from flywheel.feedback.imports import ImportReport
+from flywheel.runtime import runtime_for
 
 import_app = typer.Typer(
     help="Import feedback from MLflow traces, OpenTelemetry GenAI spans (OTLP JSON) or Langfuse scores.",
@@ -40,13 +41,11 @@ def import_mlflow(
     Consent comes from the trace tag imports.mlflow.consent_key (default `consent`: true/yes/1); without
     it an event is stored for the statistics only, and its text never leaves the store."""
     from flywheel.feedback.mlflow_import import import_mlflow as run
-    from flywheel.feedback.store import open_store
-    from flywheel.state import open_state
 
     start = _parse_since(since)
     settings = _settings()
     settings.ensure_home()
-    with open_store(settings.resolved_store_url) as store, open_state(settings) as state:
+    with runtime_for(settings).borrow_feedback() as store, runtime_for(settings).borrow_state() as state:
         report = run(settings, experiment, start, store, state)
     report.prefect_events = _emit_feedback_events(settings, report.negative)
     if as_json:
@@ -75,12 +74,11 @@ def import_otlp(
     event is stored for the statistics only, and its text never leaves the store."""
     from flywheel.feedback.otlp_import import import_otlp as run
     from flywheel.feedback.sources import check_openable
-    from flywheel.feedback.store import open_store
 
     check_openable(file)
     settings = _settings()
     settings.ensure_home()
-    with open_store(settings.resolved_store_url) as store:
+    with runtime_for(settings).borrow_feedback() as store:
         report = run(settings, file, store)
     report.prefect_events = _emit_feedback_events(settings, report.negative)
     if as_json:
@@ -110,13 +108,11 @@ def import_langfuse(
     it an event is stored for the statistics only, and its text never leaves the store. Scores from
     evaluators (source EVAL) are a judge's: skipped."""
     from flywheel.feedback.langfuse_import import import_langfuse as run
-    from flywheel.feedback.store import open_store
-    from flywheel.state import open_state
 
     start = _parse_since(since)
     settings = _settings()
     settings.ensure_home()
-    with open_store(settings.resolved_store_url) as store, open_state(settings) as state:
+    with runtime_for(settings).borrow_feedback() as store, runtime_for(settings).borrow_state() as state:
         report = run(settings, start, store, state)
     report.prefect_events = _emit_feedback_events(settings, report.negative)
     if as_json:

@@ -14,6 +14,7 @@ from flywheel.app.display import print_kb_status
 from flywheel.app.output import JsonFlag, answer, err, handles_errors
 from flywheel.config import Settings
 from flywheel.errors import UsageError
+from flywheel.runtime import runtime_for
 
 kb_app = typer.Typer(help="The versioned knowledge index behind retrieval (Chroma).", no_args_is_help=True)
 
@@ -21,9 +22,8 @@ kb_app = typer.Typer(help="The versioned knowledge index behind retrieval (Chrom
 @contextmanager
 def _index(settings: Settings) -> Iterator[Any]:
     from flywheel.knowledge.index import open_index
-    from flywheel.state import open_state
 
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         yield open_index(settings, state)
 
 

@@ -17,7 +17,6 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from flywheel.config import Settings
-from flywheel.feedback.store import open_store
 from flywheel.improvers.routing import fixed_clusters
 from flywheel.loop.golden.from_feedback import finds_by_cluster, scorer_for, source_of
 from flywheel.loop.golden.similar import InputIndex
@@ -26,7 +25,6 @@ from flywheel.loop.triage_step import triage_step
 from flywheel.proposals import GoldenProposal, ProposalSource, SourceKind, proposal_id
 from flywheel.runtime import runtime_for
 from flywheel.schemas import FailureCluster
-from flywheel.state import open_state
 
 
 class Dropped(BaseModel):
@@ -96,10 +94,10 @@ def propose(settings: Settings, synthetic: int = 0) -> ProposeReport:
     report = ProposeReport(golden_version=golden.version if golden else None, golden_items=len(golden or ()))
     clusters = open_clusters(settings, triage_step(runtime_for(settings)))
     report.open_clusters = len(clusters)
-    with open_store(settings.resolved_store_url) as store:
+    with runtime_for(settings).borrow_feedback() as store:
         events = {e.event_id: e for e in store.get({eid for c in clusters for eid in c.event_ids})}
         reviews = [e for e in store.events(polarity=1) if e.signal == "expert_review" and e.consent]
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         known = state.proposals()
     items = list(golden.items) if golden else []
     new: list[GoldenProposal] = []
@@ -117,7 +115,7 @@ def propose(settings: Settings, synthetic: int = 0) -> ProposeReport:
                 if c.category != "other":
                     have.setdefault(c.category, 0)
             new += _synthetic(settings, synthetic, have, clusters, items, known + new, gate, report)
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         report.proposals = state.add_proposals(new)
     return report
 

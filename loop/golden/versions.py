@@ -28,7 +28,7 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError, UsageError
 from flywheel.evals.golden import GoldenItem, GoldenSet, canonical_version, load_golden
 from flywheel.proposals import GoldenProposal, ProposalStatus
-from flywheel.state import open_state
+from flywheel.runtime import runtime_for
 
 GOLDEN_KIND = "golden"
 
@@ -114,7 +114,7 @@ def _decidable(settings: Settings, ids: Sequence[str]) -> list[GoldenProposal]:
     if not ids:
         raise UsageError("name at least one proposal id (`flywheel golden review` lists them)")
     out = []
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         for pid in dict.fromkeys(ids):
             p = state.proposal(pid)
             if p is None:
@@ -154,7 +154,7 @@ def accept(settings: Settings, ids: Sequence[str], *, by: str) -> AcceptReport:
                 raise FlywheelError(f"{target}: wrote version {written.version}, expected {version}")
         version_kept = keep_version(settings, version, target.read_bytes())
         now = datetime.now(UTC)
-        with open_state(settings) as state:
+        with runtime_for(settings).borrow_state() as state:
             for p in chosen:
                 if p.status is ProposalStatus.pending:
                     state.save_proposal(
@@ -192,7 +192,7 @@ def accept(settings: Settings, ids: Sequence[str], *, by: str) -> AcceptReport:
 def reject(settings: Settings, proposal_id: str, *, by: str, reason: str) -> GoldenProposal:
     if not reason.strip():
         raise UsageError("reject needs --reason TEXT: the reason is recorded with the decision")
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         p = state.proposal(proposal_id)
         if p is None:
             raise UsageError(f"no proposal {proposal_id!r} (`flywheel golden review` lists the pending ones)")
@@ -211,7 +211,7 @@ def reject(settings: Settings, proposal_id: str, *, by: str, reason: str) -> Gol
 
 
 def pending(settings: Settings) -> list[GoldenProposal]:
-    with open_state(settings) as state:
+    with runtime_for(settings).borrow_state() as state:
         return state.proposals(ProposalStatus.pending)
 
 
