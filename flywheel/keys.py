@@ -10,11 +10,11 @@ scrypt is slow on purpose (~50 ms); a server keeps, per key id, a SHA-256 of the
 it for ``VERIFIED_TTL_SECONDS`` after its last use, so a key in use costs one hash a request. Each id
 has one key, so while that memo lives any other secret for the id is refused by the same comparison:
 a wrong secret costs what a right one does, and what an unknown id does (no scrypt to time). The
-memo never outlives the record: the record (revoked or not) is read from the current file on every
-request, and a reload drops the memos of ids no longer active.
+memo never outlives the record: the record (revoked or not) is read from the table on every request,
+and a revoked one drops its memo.
 
-A key file that cannot be read makes the server refuse every key (``KeyFileError``, 503) until it is
-fixed; it is parsed once per change, not once per request.
+A key table that cannot be read, or a home's old ``keys.json`` that is not a key file, makes the
+server refuse every key (``KeyFileError``, 503) until it is fixed.
 """
 
 from __future__ import annotations
