@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from flywheel.config import load_settings
 from flywheel.feedback.store import open_store
 from flywheel.loop.canary import approve_canary
+from flywheel.runtime import close_process_runtime
 from live_server import make_key
 from openings import counting
 from tests.watch_helpers import prompt_candidate, rated_events
@@ -35,6 +36,7 @@ def test_one_events_walk_opens_each_store_once_per_process(cli, monkeypatch: pyt
                 "/v1/feedback", json={"events": events[i : i + 200]}, headers={"Authorization": f"Bearer {key}"}
             )
             assert answer.status_code == 200 and answer.json()["accepted"] == 200
+    close_process_runtime()  # `flywheel watch` is a process of its own: nothing of the setup's stores open
     with counting() as watched:
         (row,) = cli("watch", "--json")["watches"]
     assert (row["verdict"], row["action"]) == ("worse", "rolled_back")
