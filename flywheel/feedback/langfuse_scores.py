@@ -24,18 +24,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from flywheel.config_sections import LangfuseImportSettings
-from flywheel.feedback.mlflow_traces import _INPUT_KEYS, _OUTPUT_KEYS, _text
-from flywheel.schemas import Reason, Signal
+from flywheel.feedback.score_vocabulary import (
+    DOWN,
+    INPUT_KEYS,
+    OUTPUT_KEYS,
+    REASONS,
+    SIGNALS,
+    UP,
+    number_signal,
+    text_of,
+    thumb,
+)
 
 # event_id = "langfuse:<score id>": the score id is the idempotency key (Langfuse upserts a score by its
 # id, so a score edited later is the same event: a duplicate, not a second one).
 EVENT_PREFIX = "langfuse:"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][\w.:@+=-]{0,199}", re.ASCII)
 _YES = {"true", "yes", "1"}
-_UP = {"yes", "pass", "passed", "true", "good", "positive", "correct", "helpful", "up", "thumbs_up", "like"}
-_DOWN = {"no", "fail", "failed", "false", "bad", "negative", "incorrect", "unhelpful", "down", "thumbs_down", "dislike"}
-_SIGNALS = {s.value for s in Signal}
-_REASONS = {r.value for r in Reason}
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def score_event(score: Any, trace: dict[str, Any] | None, settings: LangfuseImpo
         "langfuse_data_type": score.get("dataType"),
     }
     reason = (score.get("metadata") or {}).get("reason") if isinstance(score.get("metadata"), dict) else None
-    if isinstance(reason, str) and reason in _REASONS:
+    if isinstance(reason, str) and reason in REASONS:
         fields.setdefault("reason", reason)
     elif reason is not None:
         meta["langfuse_reason"] = reason  # a team's own word: kept (scrubbed), not mistaken for SPEC's
@@ -121,38 +126,28 @@ def _signal_fields(score: dict[str, Any], output: str, settings: LangfuseImportS
         same = corrected is not None and corrected.strip().casefold() == output.strip().casefold()
         fields = {"signal": "accept" if same else "correction", "correction": corrected}
     elif mapped == "thumbs" or (mapped is None and kind == "BOOLEAN"):
-        fields["signal"] = _thumb(label, number)
+        fields["signal"] = thumb(label, number)
     elif mapped is not None:
         fields["signal"] = mapped
         if number is not None:
             fields["value"] = number
-    elif label in _SIGNALS:
+    elif label in SIGNALS:
         fields["signal"] = label
-    elif label in _UP or label in _DOWN:
-        fields["signal"] = "thumbs_up" if label in _UP else "thumbs_down"
-    elif label in _REASONS:
+    elif label in UP or label in DOWN:
+        fields["signal"] = "thumbs_up" if label in UP else "thumbs_down"
+    elif label in REASONS:
         fields["signal"] = "thumbs_down"
     elif kind == "NUMERIC" and number is not None:
-        fields["signal"] = "expert_review" if 0 <= number <= 1 and not float(number).is_integer() else "rating"
+        fields["signal"] = number_signal(number)
         fields["value"] = number
     else:  # a label of the team's own, a numeric score without a number
         fields["signal"] = text
-    if label in _REASONS:
+    if label in REASONS:
         fields["reason"] = label
     comment = score.get("comment")
     if isinstance(comment, str) and comment:
         fields["comment"] = comment
     return fields
-
-
-def _thumb(label: str | None, number: float | None) -> str | None:
-    if label in _UP:
-        return "thumbs_up"
-    if label in _DOWN:
-        return "thumbs_down"
-    if number is not None:
-        return "thumbs_up" if number > 0 else "thumbs_down"
-    return None
 
 
 def _trace_fields(trace: dict[str, Any], settings: LangfuseImportSettings, prompt_name: str) -> dict[str, Any]:
@@ -161,8 +156,8 @@ def _trace_fields(trace: dict[str, Any], settings: LangfuseImportSettings, promp
     meta: dict[str, Any] = found if isinstance(found, dict) else {}
     generation = _generation(trace, prompt_name)
     fields = {
-        "query": _text(trace.get("input"), _INPUT_KEYS),
-        "output": _text(trace.get("output"), _OUTPUT_KEYS),
+        "query": text_of(trace.get("input"), INPUT_KEYS),
+        "output": text_of(trace.get("output"), OUTPUT_KEYS),
         "consent": _consented(meta.get(settings.consent_key)),
         "user_id": trace.get("userId"),
         "session_id": trace.get("sessionId"),

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flywheel.config_sections import MlflowImportSettings
-from flywheel.schemas import Reason, Signal
+from flywheel.feedback.score_vocabulary import INPUT_KEYS, OUTPUT_KEYS, REASONS, SIGNALS, number_signal, text_of
 
 # event_id = "mlflow:<trace id>/<assessment id>": the assessment id is the idempotency key, and the trace
 # id rides along in the one field that is kept as it is (a metadata value is scrubbed text, and a hex id
@@ -42,10 +42,6 @@ _THUMBS = {
     "false": "thumbs_down",
     "bad": "thumbs_down",
 }
-_SIGNALS = {s.value for s in Signal}
-_REASONS = {r.value for r in Reason}
-_INPUT_KEYS = ("question", "query", "input", "prompt", "message", "text")
-_OUTPUT_KEYS = ("answer", "output", "response", "content", "text", "result")
 
 
 @dataclass(frozen=True)
@@ -95,7 +91,7 @@ def _event(a: Any, base: TraceFields, fields: dict[str, Any]) -> dict[str, Any]:
         event["user_id"] = a.source.source_id  # who gave the feedback, when the trace names no user
     meta = {"mlflow_assessment": a.name, "mlflow_source_type": _source_type(a)}
     reason = (a.metadata or {}).get("reason")
-    if isinstance(reason, str) and reason in _REASONS:
+    if isinstance(reason, str) and reason in REASONS:
         fields["reason"] = reason
     elif reason is not None:
         meta["mlflow_reason"] = reason  # a team's own word: kept (scrubbed), not mistaken for SPEC's
@@ -112,7 +108,7 @@ def _feedback_fields(a: Any, settings: MlflowImportSettings) -> dict[str, Any]:
     elif isinstance(value, int | float):
         fields["signal"] = _numeric_signal(a.name, value, settings)
         fields["value"] = value
-    elif isinstance(value, str) and value.strip().lower() in _SIGNALS:
+    elif isinstance(value, str) and value.strip().lower() in SIGNALS:
         fields["signal"] = value.strip().lower()
     elif isinstance(value, str) and value.strip().lower() in _THUMBS:
         fields["signal"] = _THUMBS[value.strip().lower()]
@@ -128,9 +124,7 @@ def _numeric_signal(name: str, value: float, settings: MlflowImportSettings) -> 
     fraction between 0 and 1 an expert review."""
     if name in settings.numeric_signals:
         return settings.numeric_signals[name]
-    if 0 <= value <= 1 and not float(value).is_integer():
-        return "expert_review"
-    return "rating"
+    return number_signal(value)
 
 
 def _expectation_fields(value: Any, output: str) -> dict[str, Any]:
@@ -168,8 +162,8 @@ def _trace_fields(trace: Any, settings: MlflowImportSettings, prompt_name: str) 
     root = next((s for s in spans if s.parent_id is None), None)
     return TraceFields(
         trace_id=info.trace_id,
-        query=_text(root.inputs, _INPUT_KEYS) if root else (info.request_preview or ""),
-        output=_text(root.outputs, _OUTPUT_KEYS) if root else (info.response_preview or ""),
+        query=text_of(root.inputs, INPUT_KEYS) if root else (info.request_preview or ""),
+        output=text_of(root.outputs, OUTPUT_KEYS) if root else (info.response_preview or ""),
         consent=_consented(tags.get(settings.consent_key, meta.get(settings.consent_key))),
         user_id=meta.get("mlflow.trace.user") or tags.get("user_id"),
         session_id=meta.get("mlflow.trace.session") or tags.get("session_id"),
@@ -224,34 +218,6 @@ def _context_ids(spans: list[Any]) -> list[str]:
             if isinstance(found, str) and found and found not in ids:
                 ids.append(found)
     return ids
-
-
-def _text(value: Any, keys: tuple[str, ...]) -> str:
-    """A span's inputs or outputs as the text a person wrote or read: a string as it is, a chat
-    request's last user message, a chat completion's answer, the one text of a small object (or its
-    usual key); anything else as JSON, so nothing is lost."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        if isinstance(value.get("messages"), list):
-            return _text(value["messages"], keys)
-        if isinstance(value.get("choices"), list) and value["choices"]:
-            message = value["choices"][0].get("message") if isinstance(value["choices"][0], dict) else None
-            if isinstance(message, dict) and isinstance(content := message.get("content"), str):
-                return content
-        texts = [v for v in value.values() if isinstance(v, str)]
-        if len(value) == 1 and texts:
-            return texts[0]
-        for key in keys:
-            if isinstance(text := value.get(key), str):
-                return text
-    if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
-        users = [m for m in value if m.get("role") == "user"] or value
-        if isinstance(users[-1]["content"], str):
-            return users[-1]["content"]
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _iso(ms: int | None) -> str | None:

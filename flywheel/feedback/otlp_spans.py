@@ -30,7 +30,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flywheel.config_sections import OtlpImportSettings
-from flywheel.schemas import Reason, Signal
+from flywheel.feedback.score_vocabulary import (
+    DOWN,
+    REASONS,
+    SIGNALS,
+    UP,
+    number_signal,
+    thumb,
+)
 
 # event_id = "otlp:<trace id>/<span id>/<evaluation name>[~n]": the ids of the span evaluated (hex, as
 # OTLP JSON writes them) and the evaluation's name (or the annotation's own identifier) are the key, so
@@ -43,10 +50,6 @@ _DOCUMENT_ID = re.compile(r"retrieval\.documents\.(\d+)\.document\.(id|metadata)
 _LEGACY = re.compile(r"gen_ai\.(prompt|completion)\.(\d+)\.(role|content)")
 _OI_MESSAGE = re.compile(r"llm\.(input|output)_messages\.(\d+)\.message\.(role|content)")
 _YES = {"true", "yes", "1"}
-_UP = {"yes", "pass", "passed", "true", "good", "positive", "correct", "helpful", "up", "thumbs_up", "like"}
-_DOWN = {"no", "fail", "failed", "false", "bad", "negative", "incorrect", "unhelpful", "down", "thumbs_down", "dislike"}
-_SIGNALS = {s.value for s in Signal}
-_REASONS = {r.value for r in Reason}
 
 
 @dataclass(frozen=True)
@@ -217,37 +220,27 @@ def _signal_fields(r: Result, settings: OtlpImportSettings) -> dict[str, Any] | 
     score = r.score if isinstance(r.score, int | float) and not isinstance(r.score, bool) else None
     fields: dict[str, Any] = {}
     if mapped == "thumbs":
-        fields["signal"] = _thumb(label, score)
+        fields["signal"] = thumb(label, score)
     elif mapped is not None:
         fields["signal"] = mapped
-    elif label in _SIGNALS:
+    elif label in SIGNALS:
         fields["signal"] = label
-    elif label in _UP or label in _DOWN:
-        fields["signal"] = "thumbs_up" if label in _UP else "thumbs_down"
-    elif label in _REASONS:
+    elif label in UP or label in DOWN:
+        fields["signal"] = "thumbs_up" if label in UP else "thumbs_down"
+    elif label in REASONS:
         fields["signal"] = "thumbs_down"
     elif score is not None:
-        fields["signal"] = "expert_review" if 0 <= score <= 1 and not float(score).is_integer() else "rating"
+        fields["signal"] = number_signal(score)
         fields["value"] = score
     else:
         fields["signal"] = r.label if isinstance(r.label, str) else None
     if fields.get("signal") in ("rating", "outcome", "expert_review") and "value" not in fields and score is not None:
         fields["value"] = score
-    if label in _REASONS:
+    if label in REASONS:
         fields["reason"] = label
     if isinstance(r.explanation, str) and r.explanation:
         fields["correction" if fields["signal"] == "correction" else "comment"] = r.explanation
     return fields
-
-
-def _thumb(label: str | None, score: float | None) -> str | None:
-    if label in _UP:
-        return "thumbs_up"
-    if label in _DOWN:
-        return "thumbs_down"
-    if score is not None:
-        return "thumbs_up" if score > 0 else "thumbs_down"
-    return None
 
 
 @dataclass(frozen=True)
