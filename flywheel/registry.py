@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flywheel.config import Settings
 from flywheel.errors import UsageError
+from flywheel.sqlite_util import wal_for_foreign_engine
 
 PRODUCTION = "production"
 CANARY = "canary"  # the alias of a candidate served to a share of users (the watch issue moves it)
@@ -26,6 +28,8 @@ def use_mlflow(settings: Settings) -> Any:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # table-creation chatter on every new store
     settings.ensure_home()
     uri = settings.resolved_tracking_uri
+    if uri.startswith("sqlite:///"):
+        wal_for_foreign_engine(Path(uri.removeprefix("sqlite:///")))
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
