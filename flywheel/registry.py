@@ -14,6 +14,7 @@ from typing import Any
 
 from flywheel.config import Settings
 from flywheel.errors import UsageError
+from flywheel.mlflow_db import seed_tracking_db
 from flywheel.sqlite_util import wal_for_foreign_engine
 
 PRODUCTION = "production"
@@ -29,7 +30,9 @@ def use_mlflow(settings: Settings) -> Any:
     settings.ensure_home()
     uri = settings.resolved_tracking_uri
     if uri.startswith("sqlite:///"):
-        wal_for_foreign_engine(Path(uri.removeprefix("sqlite:///")))
+        db = Path(uri.removeprefix("sqlite:///"))
+        seed_tracking_db(db, settings.home.resolve() / "mlartifacts")
+        wal_for_foreign_engine(db)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -40,6 +40,18 @@ _ENV_TO_CLEAR = (
 TEST_TRACE_ITEMS = "2"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def flywheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache for the session's processes (the migrated MLflow database new homes copy,
+    flywheel/mlflow_db.py), shared by the pytest-xdist workers and not the user's ~/.cache."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLYWHEEL_CACHE_DIR", str(shared / "flywheel-cache"))
+        yield shared / "flywheel-cache"
+
+
 @pytest.fixture(autouse=True)
 def flywheel_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own FLYWHEEL_HOME and a working directory with no flywheel.toml."""
