@@ -5,6 +5,7 @@ fed only by it through the service, promotes a better canary and rolls back a wo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import statistics
 import time
@@ -22,6 +23,7 @@ from flywheel.arms import arm_for
 from flywheel.client import FlywheelClient
 from flywheel.config import load_settings
 from flywheel.feedback.store import open_store
+from flywheel.identifiers import identifier_problem
 from flywheel.loop.canary import approve_canary
 from flywheel.loop.promotion import set_prompt
 from flywheel.registry import production_prompt
@@ -252,12 +254,19 @@ def test_the_same_traffic_sent_as_otlp_spans_stores_the_same_feedback_as_sent_as
 def test_otlp_spans_carry_what_the_traffic_does_not_draw_comments_values_sessions_and_documents(
     keys, tmp_path: Path
 ) -> None:
-    """The encoder's other fields, sent both ways from the same hand-written events."""
+    """The encoder's other fields, sent both ways from the same hand-written events; and two event ids
+    whose first hashed span ids the ingest would refuse (a card number, an IBAN), hashed again."""
     read, ingest = keys
     now = datetime.now(UTC).replace(microsecond=123456)
+    card, iban = "traffic-0-1796600000000-14901", "traffic-0-1796600000000-6144"
+    for event_id, looks_like in ((card, "a card number"), (iban, "an IBAN")):
+        digest = hashlib.sha256(f"flywheel-sim-traffic:{event_id}".encode()).hexdigest()
+        first = f"otlp:{digest[:32]}/{digest[32:48]}/user_feedback"
+        assert (identifier_problem(first) or "").endswith(f"looks like {looks_like}")
+        assert stored_event_id(event_id) != first and identifier_problem(stored_event_id(event_id)) is None
     events = [
-        event("e-ctx", ts=now.isoformat(), context_ids=["pricing.md#0", "export.md#2"], session_id="s-1"),
-        event("e-comment", ts=now.isoformat(), reason="outdated", comment="that price changed", consent=False),
+        event(card, ts=now.isoformat(), context_ids=["pricing.md#0", "export.md#2"], session_id="s-1"),
+        event(iban, ts=now.isoformat(), reason="outdated", comment="that price changed", consent=False),
         event("e-rating", ts=now.isoformat(), signal="rating", value=4, model="m-1", index_version="7"),
         event("e-review", ts=now.isoformat(), signal="expert_review", value=0.25, arm="canary", prompt_version="2"),
     ]
@@ -275,6 +284,7 @@ def test_otlp_spans_carry_what_the_traffic_does_not_draw_comments_values_session
         for name in ("event_id", "metadata"):
             stored.pop(name), via_spans.pop(name)
         assert via_spans == stored, event_id
-    assert sent["e-ctx"]["context_ids"] == ["pricing.md#0", "export.md#2"]
-    assert sent["e-comment"]["comment"] == "that price changed" and sent["e-rating"]["value"] == 4
+    assert len(sent) == len(traced) == 4
+    assert sent[card]["context_ids"] == ["pricing.md#0", "export.md#2"]
+    assert sent[iban]["comment"] == "that price changed" and sent["e-rating"]["value"] == 4
     assert read  # the read key is the fixture's; this test only ingests
