@@ -129,7 +129,7 @@ def sim_traffic(
         typer.Option("--key", help="API key for GET /v1/champion (scope read; an admin key also sends the feedback)."),
     ],
     ingest_key: Annotated[
-        str | None, typer.Option(help="API key for POST /v1/feedback (scope ingest; default --key).")
+        str | None, typer.Option(help="API key for POST /v1/feedback or /v1/traces (scope ingest; default --key).")
     ] = None,
     users: Annotated[int, typer.Option(min=1, help="Distinct users (heavy-tailed activity).")] = 2000,
     requests: Annotated[int, typer.Option(min=0, help="Requests to play (one feedback event each).")] = 2000,
