@@ -30,6 +30,7 @@ from flywheel.feedback.ingest import ingest_files
 from flywheel.runtime import runtime_for
 from flywheel.schemas import FailureCluster, IngestReport
 from flywheel.sim.server import Simulator
+from flywheel.sim.traffic import Via
 from flywheel.sim.world import write_world
 
 if TYPE_CHECKING:
@@ -49,8 +50,9 @@ def demo_overrides(home: Path, world: Path, base_url: str) -> dict[str, Any]:
     }
 
 
-def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
-    """The whole demo (see the module's docstring); its JSON document."""
+def run_demo(home: Path | None, console: Console, via: Via = "feedback") -> dict[str, Any]:
+    """The whole demo (see the module's docstring); its JSON document. ``via`` is how the live act's
+    users send their feedback (``otlp``: as OpenTelemetry GenAI spans to ``POST /v1/traces``)."""
     from flywheel.loop.status import status
 
     home = Path(tempfile.mkdtemp(prefix="flywheel-demo-")) if home is None else home
@@ -78,6 +80,7 @@ def run_demo(home: Path | None, console: Console) -> dict[str, Any]:
                 canary,
                 (world / "prompt.txt").read_text().strip(),
                 console,
+                via=via,
             )
             if live["canary"]["action"] == "promoted":
                 promoted.append(canary)

@@ -12,6 +12,10 @@ of each variant comes from its golden score by the simulator's explicit mapping
 2. a teammate pastes the team's old prompt back by hand (`flywheel prompt set`): a promotion the
    golden set would have refused; after the traffic, the watch finds it significantly worse than
    the version it replaced and rolls it back (``watch.auto_rollback``, the default).
+
+With ``via="otlp"`` (``flywheel demo --via otlp``) the users' feedback reaches the service as
+OpenTelemetry GenAI spans on ``POST /v1/traces`` instead of events on ``POST /v1/feedback``: the same
+traffic, through the path a product instrumented with OpenTelemetry takes.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.runtime import runtime_for
 from flywheel.sim.quality import BEST_RATE, WORST_RATE, QualityMap, Variant, VariantQuality, rate_for_golden
-from flywheel.sim.traffic import TrafficGenerator, TrafficOptions, TrafficReport
+from flywheel.sim.traffic import TrafficGenerator, TrafficOptions, TrafficReport, Via
 
 if TYPE_CHECKING:
     from flywheel.champions import Canary
@@ -78,8 +82,11 @@ def _watch_line(console: Console, row: Any, alpha: float) -> dict[str, Any]:
     return row.model_dump(mode="json")
 
 
-def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console: Console) -> dict[str, Any]:
-    """Canary ``canary`` (pending) at 20%, traffic, watch; then ``bad_prompt`` by hand, traffic, watch."""
+def run_live_act(
+    settings: Settings, canary: Candidate, bad_prompt: str, console: Console, via: Via = "feedback"
+) -> dict[str, Any]:
+    """Canary ``canary`` (pending) at 20%, traffic, watch; then ``bad_prompt`` by hand, traffic, watch;
+    the feedback sent ``via`` events or OTLP spans."""
     from flywheel.app.serve.background import BackgroundServer
     from flywheel.keys import open_keys
 
@@ -97,11 +104,18 @@ def run_live_act(settings: Settings, canary: Candidate, bad_prompt: str, console
             read_key=read,
             ingest_key=ingest,
             quality=quality,
-            options=TrafficOptions(users=USERS, requests=CANARY_REQUESTS, seed=1),
+            options=TrafficOptions(
+                users=USERS,
+                requests=CANARY_REQUESTS,
+                seed=1,
+                via=via,
+                consent_key=settings.imports.otlp.consent_key,
+            ),
         ) as gen,
     ):
+        route = "/v1/traces (OpenTelemetry GenAI spans)" if via == "otlp" else "/v1/feedback"
         console.print(
-            f"flywheel serve at {server.url} (keys: read for /v1/champion, ingest for /v1/feedback); "
+            f"flywheel serve at {server.url} (keys: read for /v1/champion, ingest for {route}); "
             f"{USERS} simulated users, a few far more active than most",
             highlight=False,
         )

@@ -17,6 +17,7 @@ from flywheel_client import (
     RenderResult,
     RetrieveResult,
     ServiceUnavailable,
+    TracesResult,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "RenderResult",
     "RetrieveResult",
     "ServiceUnavailable",
+    "TracesResult",
 ]

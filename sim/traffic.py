@@ -14,7 +14,10 @@ For each simulated request, as a product would:
    category, else a thumbs-up;
 
 and send the events in batches to ``POST /v1/feedback`` (an ``ingest`` key) with ``user_id``, ``arm``,
-``prompt_version``, ``index_version``, ``model`` and ``consent`` (85% of users consent).
+``prompt_version``, ``index_version``, ``model`` and ``consent`` (85% of users consent). With
+``via="otlp"`` the same requests and feedback go instead to ``POST /v1/traces`` as OpenTelemetry GenAI
+spans (OTLP JSON, :mod:`sim.otlp_traffic`), as a product instrumented with OpenTelemetry exports them;
+the same seed stores the same feedback either way (only ``event_id`` and ``metadata`` differ).
 
 Timestamps are the current time when the user was served (UTC): the watch compares a canary with
 production on the events since the canary started, and a promotion with what it replaced on the
@@ -29,25 +32,37 @@ import math
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from flywheel.client import FlywheelClient
+from flywheel.config_sections import OtlpImportSettings
+from flywheel.sim.otlp_traffic import export_request
 from flywheel.sim.quality import QualityMap, Variant
 from flywheel.sim.rules import INTENTS_BY_ID, PRODUCT, product_answer
 from flywheel.sim.world import REASON_FOR_CATEGORY, TRAFFIC, make_query
 
 CONSENT_SHARE = 0.85
+# How the feedback reaches the service: SPEC's events to POST /v1/feedback, or GenAI spans to POST /v1/traces.
+Via = Literal["feedback", "otlp"]
+VIAS: tuple[Via, ...] = ("feedback", "otlp")
 
 
 class TrafficOptions(BaseModel):
     users: int = Field(2000, ge=1, description="Distinct users in the population.")
     requests: int = Field(2000, ge=0, description="Simulated requests (one feedback event each).")
     seed: int = 0
-    batch: int = Field(250, ge=1, le=1000, description="Events per POST /v1/feedback.")
+    batch: int = Field(250, ge=1, le=1000, description="Events per POST /v1/feedback (traces per POST /v1/traces).")
     activity_sigma: float = Field(1.0, ge=0.0, description="Spread of the log-normal user activity (0: uniform).")
     user_prefix: str = Field("user", description="User ids are PREFIX-NNNNN.")
+    via: Via = Field("feedback", description="feedback: POST /v1/feedback; otlp: GenAI spans to POST /v1/traces.")
+    consent_key: str = Field(
+        OtlpImportSettings.model_fields["consent_key"].default,
+        min_length=1,
+        description="With via otlp: the span attribute saying the user consented (the service's "
+        "[imports.otlp] consent_key).",
+    )
 
 
 class ArmRates(BaseModel):
@@ -75,8 +90,11 @@ class VariantRates(ArmRates):
 
 class TrafficReport(BaseModel):
     requests: int
-    accepted: int
-    duplicates: int
+    accepted: int = Field(
+        description="Events stored; via otlp, the events of spans not rejected (OTLP's answer counts "
+        "rejected spans only, so a duplicate counts here)."
+    )
+    duplicates: int = Field(description="Events already stored (always 0 via otlp: OTLP does not say).")
     rejected: int
     users: int = Field(description="Distinct users who sent an event.")
     by_arm: dict[str, ArmRates]
@@ -229,10 +247,16 @@ class TrafficGenerator:
         )
 
     def _send(self, batch: list[dict[str, Any]], counts: dict[str, int]) -> None:
-        result = self._ingest.feedback(batch)
-        counts["accepted"] += result.accepted
-        counts["duplicates"] += result.duplicates
-        counts["rejected"] += result.rejected
+        if self.options.via == "otlp":
+            # one span (one evaluation) per event: a rejected span is a rejected event
+            traced = self._ingest.traces(export_request(batch, consent_key=self.options.consent_key))
+            counts["accepted"] += len(batch) - traced.rejected_spans
+            counts["rejected"] += traced.rejected_spans
+        else:
+            result = self._ingest.feedback(batch)
+            counts["accepted"] += result.accepted
+            counts["duplicates"] += result.duplicates
+            counts["rejected"] += result.rejected
         batch.clear()
 
     def close(self) -> None:

@@ -4,21 +4,32 @@ fed only by it through the service, promotes a better canary and rolls back a wo
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import itertools
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
+from conftest import event
 from flywheel.arms import arm_for
 from flywheel.client import FlywheelClient
 from flywheel.config import load_settings
 from flywheel.feedback.store import open_store
+from flywheel.identifiers import identifier_problem
 from flywheel.loop.canary import approve_canary
 from flywheel.loop.promotion import set_prompt
 from flywheel.registry import production_prompt
+from flywheel.sim.otlp_traffic import export_request, stored_event_id
 from flywheel.sim.quality import QualityMap, Variant, rate_for_golden
-from flywheel.sim.traffic import TrafficGenerator, TrafficOptions
+from flywheel.sim.traffic import VIAS, TrafficGenerator, TrafficOptions
 from flywheel.sim.world import INITIAL_PROMPT
 from live_server import LiveServer, make_key, stored_ids
 from tests.watch_helpers import prompt_candidate, watch_now
@@ -170,6 +181,110 @@ def test_the_cli_plays_traffic_with_an_admin_key_and_says_why_a_read_key_is_not_
         )
         assert doc["accepted"] == 120 and doc["by_arm"]["production"]["negative_rate"] == 1.0
         assert doc["by_variant"][0]["true_rate"] == 1.0 and doc["users"] <= 30
+        # the same CLI, the feedback as OpenTelemetry GenAI spans on POST /v1/traces
+        before = set(stored_ids(settings))
+        spans = cli(*("sim", "traffic", "--url", live.url, "--key", admin, "--users", "9", "--requests", "40"),
+                    *("--via", "otlp", "--seed", "2", "--json"))  # fmt: skip
+        assert (spans["accepted"], spans["rejected"], spans["duplicates"]) == (40, 0, 0)
+        new = set(stored_ids(settings)) - before
+        assert len(new) == 40 and all(i.startswith("otlp:") and i.endswith("/user_feedback") for i in new)
+        grpc = cli("sim", "traffic", "--url", live.url, "--key", admin, "--via", "grpc", "--json", expect=2)
+        assert "--via must be one of feedback, otlp" in grpc["error"]
         refused = cli("sim", "traffic", "--url", live.url, "--key", read, "--requests", "5", "--json", expect=1)
         assert "403" in refused["error"]
     cli("sim", "traffic", "--url", "http://127.0.0.1:9", "--key", "k", "--rate", "prompt:0.2", expect=2)
+
+
+def _ticking(start: datetime) -> Callable[[], datetime]:
+    """A clock that moves one millisecond a call: two generators given one play identical timestamps."""
+    ticks = itertools.count()
+    return lambda: start + timedelta(milliseconds=next(ticks))
+
+
+def _stored(url: str) -> dict[str, dict[str, Any]]:
+    with open_store(url) as store:
+        return {e.event_id: dataclasses.asdict(e) for e in store.events()}
+
+
+def test_the_same_traffic_sent_as_otlp_spans_stores_the_same_feedback_as_sent_as_events(
+    keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--via otlp` is the same traffic through POST /v1/traces: each stored event matches, field by
+    field, the one POST /v1/feedback stored, but for two documented differences: ``event_id`` is the
+    receiver's ``otlp:<trace>/<span>/user_feedback`` of the spans derived from the feedback event's id,
+    and ``metadata`` is the receiver's (the generator's source and intent do not travel in spans)."""
+    monkeypatch.setenv("FLYWHEEL_IMPORTS__OTLP__CONSENT_KEY", "app.user_consent")  # the configured attribute
+    read, ingest = keys
+    base = load_settings()
+    cand = prompt_candidate(base)
+    approve_canary(base, cand.candidate_id, percent=30, by="dana", note=None)  # two arms, two prompt versions
+    quality = QualityMap.parse([f"prompt={cand.parent}:0.30", f"prompt={cand.version}:0.10"])
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    reports, stores = {}, {}
+    for via in VIAS:  # the same state (keys, pointers), a fresh feedback store each
+        stores[via] = f"sqlite:///{tmp_path / f'{via}.sqlite'}"
+        settings = load_settings(store_url=stores[via])
+        options = TrafficOptions(
+            users=80, requests=300, seed=21, batch=64, via=via, consent_key=settings.imports.otlp.consent_key
+        )
+        with LiveServer(settings) as live:
+            gen = TrafficGenerator(
+                live.url, read_key=read, ingest_key=ingest, quality=quality, options=options, clock=_ticking(start)
+            )
+            with gen:
+                reports[via] = gen.run()
+    assert reports["feedback"].public() == reports["otlp"].public()  # same users, arms, negatives
+    assert reports["otlp"].accepted == 300 and reports["otlp"].rejected == 0
+    sent, traced = _stored(stores["feedback"]), _stored(stores["otlp"])
+    assert len(sent) == len(traced) == 300
+    assert set(traced) == {stored_event_id(event_id) for event_id in sent}
+    for event_id, stored in sent.items():
+        via_spans = dict(traced[stored_event_id(event_id)])
+        assert stored.pop("metadata") == {"source": "flywheel sim traffic", "intent": ANY}
+        assert via_spans.pop("metadata") == {"otlp_evaluation": "user_feedback"}
+        stored.pop("event_id"), via_spans.pop("event_id")
+        assert via_spans == stored, event_id
+    rows = list(sent.values())
+    # the comparison is not vacuous: both arms and versions, both polarities, reasons, consent both ways
+    assert {(e["arm"], e["prompt_version"]) for e in rows} == {("production", cand.parent), ("canary", cand.version)}
+    assert {e["polarity"] for e in rows} == {-1, 1} and {e["consent"] for e in rows} == {True, False}
+    assert len({e["reason"] for e in rows}) > 2 and len({e["user_id"] for e in rows}) > 30
+
+
+def test_otlp_spans_carry_what_the_traffic_does_not_draw_comments_values_sessions_and_documents(
+    keys, tmp_path: Path
+) -> None:
+    """The encoder's other fields, sent both ways from the same hand-written events; and two event ids
+    whose first hashed span ids the ingest would refuse (a card number, an IBAN), hashed again."""
+    read, ingest = keys
+    now = datetime.now(UTC).replace(microsecond=123456)
+    card, iban = "traffic-0-1796600000000-14901", "traffic-0-1796600000000-6144"
+    for event_id, looks_like in ((card, "a card number"), (iban, "an IBAN")):
+        digest = hashlib.sha256(f"flywheel-sim-traffic:{event_id}".encode()).hexdigest()
+        first = f"otlp:{digest[:32]}/{digest[32:48]}/user_feedback"
+        assert (identifier_problem(first) or "").endswith(f"looks like {looks_like}")
+        assert stored_event_id(event_id) != first and identifier_problem(stored_event_id(event_id)) is None
+    events = [
+        event(card, ts=now.isoformat(), context_ids=["pricing.md#0", "export.md#2"], session_id="s-1"),
+        event(iban, ts=now.isoformat(), reason="outdated", comment="that price changed", consent=False),
+        event("e-rating", ts=now.isoformat(), signal="rating", value=4, model="m-1", index_version="7"),
+        event("e-review", ts=now.isoformat(), signal="expert_review", value=0.25, arm="canary", prompt_version="2"),
+    ]
+    stores = {}
+    for via in VIAS:
+        stores[via] = f"sqlite:///{tmp_path / f'{via}.sqlite'}"
+        with LiveServer(load_settings(store_url=stores[via])) as live, FlywheelClient(live.url, ingest) as client:
+            if via == "otlp":
+                assert client.traces(export_request(events, consent_key="user.consent")).rejected_spans == 0
+            else:
+                assert client.feedback(events).accepted == 4
+    sent, traced = _stored(stores["feedback"]), _stored(stores["otlp"])
+    for event_id, stored in sent.items():
+        via_spans = traced[stored_event_id(event_id)]
+        for name in ("event_id", "metadata"):
+            stored.pop(name), via_spans.pop(name)
+        assert via_spans == stored, event_id
+    assert len(sent) == len(traced) == 4
+    assert sent[card]["context_ids"] == ["pricing.md#0", "export.md#2"]
+    assert sent[iban]["comment"] == "that price changed" and sent["e-rating"]["value"] == 4
+    assert read  # the read key is the fixture's; this test only ingests

@@ -129,7 +129,7 @@ def sim_traffic(
         typer.Option("--key", help="API key for GET /v1/champion (scope read; an admin key also sends the feedback)."),
     ],
     ingest_key: Annotated[
-        str | None, typer.Option(help="API key for POST /v1/feedback (scope ingest; default --key).")
+        str | None, typer.Option(help="API key for POST /v1/feedback or /v1/traces (scope ingest; default --key).")
     ] = None,
     users: Annotated[int, typer.Option(min=1, help="Distinct users (heavy-tailed activity).")] = 2000,
     requests: Annotated[int, typer.Option(min=0, help="Requests to play (one feedback event each).")] = 2000,
@@ -146,7 +146,24 @@ def sim_traffic(
     default_rate: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="True negative rate of variants no --rate matches.")
     ] = 0.20,
-    batch: Annotated[int, typer.Option(min=1, max=1000, help="Events per POST /v1/feedback.")] = 250,
+    batch: Annotated[
+        int, typer.Option(min=1, max=1000, help="Events per POST /v1/feedback (traces per POST /v1/traces).")
+    ] = 250,
+    via: Annotated[
+        str,
+        typer.Option(
+            "--via",
+            help="How the feedback reaches the service: feedback (POST /v1/feedback, SPEC's events) or otlp "
+            "(POST /v1/traces, OpenTelemetry GenAI spans as OTLP JSON, as an instrumented product exports them).",
+        ),
+    ] = "feedback",
+    consent_key: Annotated[
+        str,
+        typer.Option(
+            help="With --via otlp: the span attribute saying the user consented (the service's "
+            "[imports.otlp] consent_key)."
+        ),
+    ] = "user.consent",
     force: Annotated[
         bool,
         typer.Option(
@@ -159,14 +176,20 @@ def sim_traffic(
 ) -> None:
     """Play users of a live product against `flywheel serve`: ask /v1/champion what to serve each one,
     answer with the simulator's product model, send feedback whose negative rate is the served
-    variant's true quality (--rate), dated now."""
+    variant's true quality (--rate), dated now (as events, or as GenAI spans with --via otlp)."""
     from flywheel.client import ClientError
     from flywheel.errors import FlywheelError
     from flywheel.sim.quality import QualityMap
-    from flywheel.sim.traffic import TrafficGenerator, TrafficOptions, foreign_product
+    from flywheel.sim.traffic import VIAS, TrafficGenerator, TrafficOptions, foreign_product
 
+    if via not in VIAS:
+        raise UsageError(f"--via must be one of {', '.join(VIAS)}, not {via!r}")
+    if not consent_key.strip():
+        raise UsageError("--consent-key must not be empty")
     quality = QualityMap.parse(rate or [], default_rate)
-    options = TrafficOptions(users=users, requests=requests, seed=seed, batch=batch)
+    options = TrafficOptions(
+        users=users, requests=requests, seed=seed, batch=batch, via=via, consent_key=consent_key.strip()
+    )
     try:
         with TrafficGenerator(url, read_key=key, ingest_key=ingest_key or key, quality=quality, options=options) as gen:
             if not force and (why := foreign_product(gen.reader)) is not None:
@@ -194,11 +217,22 @@ def _print_traffic(report: TrafficReport) -> None:
 @handles_errors
 def demo(
     home: Annotated[Path | None, typer.Option(help="State directory to use (default: a fresh temporary one).")] = None,
+    via: Annotated[
+        str,
+        typer.Option(
+            "--via",
+            help="How the live act's simulated users send feedback: feedback (POST /v1/feedback) or otlp "
+            "(POST /v1/traces, OpenTelemetry GenAI spans).",
+        ),
+    ] = "feedback",
     as_json: JsonFlag = False,
 ) -> None:
     """Run the loop on the simulator's world in a fresh FLYWHEEL_HOME, no API key needed."""
     from flywheel.app.demo import run_demo
+    from flywheel.sim.traffic import VIAS
 
-    result = run_demo(home, console=err)
+    if via not in VIAS:
+        raise UsageError(f"--via must be one of {', '.join(VIAS)}, not {via!r}")
+    result = run_demo(home, console=err, via=via)
     if as_json:
         emit(result)

@@ -20,6 +20,7 @@ from flywheel_client.models import (
     RetrievedChunk,
     RetrieveRequest,
     RetrieveResult,
+    TracesResult,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "RetrieveResult",
     "RetrievedChunk",
     "ServiceUnavailable",
+    "TracesResult",
 ]

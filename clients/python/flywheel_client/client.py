@@ -4,6 +4,7 @@
 
     with FlywheelClient("http://127.0.0.1:8700", api_key) as fw:
         fw.feedback({"event_id": "e1", "ts": "2026-11-10T10:00:00Z", "signal": "thumbs_up", ...})
+        fw.traces({"resourceSpans": [...]})      # or OTLP JSON spans with gen_ai.evaluation.result events
         variant = fw.champion("user-42")        # arm, prompt (name, version, template), index, model
         if fw.ask("user-42", confidence=0.3).ask: ...
 
@@ -38,6 +39,7 @@ from flywheel_client.models import (
     RenderResult,
     RetrieveRequest,
     RetrieveResult,
+    TracesResult,
 )
 
 __all__ = ["ClientError", "FeedbackRejected", "FlywheelClient", "ServiceUnavailable"]
@@ -130,6 +132,18 @@ class FlywheelClient:
         if response.status_code == 422:
             raise FeedbackRejected(result)
         return result
+
+    def traces(self, request: Mapping[str, Any]) -> TracesResult:
+        """Send one OTLP ``ExportTraceServiceRequest`` as OTLP JSON (``resourceSpans``, ids in hex) to
+        ``POST /v1/traces`` (an ``ingest`` key): its spans' ``gen_ai.evaluation.result`` events become
+        feedback. Retried like feedback: the events' ids come from the span ids, so a resent export is
+        stored once. A product instrumented with OpenTelemetry uses its OTLP exporter instead; this is
+        for code that builds spans itself (the simulator's traffic, a replay of exported files)."""
+        response = self._send("POST", "/v1/traces", json=dict(request), idempotent=True)
+        partial = response.json().get("partialSuccess") or {}
+        return TracesResult(
+            rejected_spans=int(partial.get("rejectedSpans") or 0), error_message=partial.get("errorMessage") or None
+        )
 
     def champion(self, user_id: str | None = None) -> ChampionResult:
         """What to serve ``user_id``: arm, prompt (name, version, template, variables), index version, model."""

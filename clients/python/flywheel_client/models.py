@@ -27,6 +27,7 @@ __all__ = [
     "RetrieveRequest",
     "RetrieveResult",
     "RetrievedChunk",
+    "TracesResult",
 ]
 
 # Which variant a user is served: everyone production, or a stable share of users the running canary.
@@ -152,3 +153,12 @@ class RetrieveResult(BaseModel):
     arm: Arm
     index_version: str
     chunks: list[RetrievedChunk]
+
+
+class TracesResult(BaseModel):
+    """What ``POST /v1/traces`` said of one OTLP export (its ``ExportTraceServiceResponse``): OTLP's
+    answer counts the spans that had a feedback item rejected (and quarantined), not the stored ones,
+    so a span not rejected was stored or was a duplicate."""
+
+    rejected_spans: int = Field(0, ge=0, description="Spans with at least one feedback item rejected.")
+    error_message: str | None = Field(None, description="The first rejections, with the field and the rule.")
