@@ -574,3 +574,19 @@ def test_feedback_on_a_span_of_its_own_is_about_the_response_it_names(cli, tmp_p
         "wrong",
         True,
     )
+
+
+def test_a_span_id_that_reads_as_a_card_number_gets_a_stable_hashed_event_id() -> None:
+    """About one random span id in 9,000 is 16 decimal digits passing Luhn; the ingest refuses ids
+    holding personal data, so the receiver names such an evaluation by a hash, the same every time."""
+    from flywheel.feedback.otlp_spans import span_event_id
+    from flywheel.identifiers import identifier_problem
+
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    card = "4111111111111111"  # Luhn-valid
+    plain = f"otlp:{trace}/{card}/user_feedback"
+    assert (identifier_problem(plain) or "").endswith("looks like a card number")
+    stored = span_event_id(trace, f"{card}/user_feedback")
+    assert stored.startswith("otlp:h") and identifier_problem(stored) is None
+    assert stored == span_event_id(trace, f"{card}/user_feedback")  # idempotent: a re-sent span stores nothing
+    assert span_event_id(trace, "b7ad6b7169203331/user_feedback") == f"otlp:{trace}/b7ad6b7169203331/user_feedback"

@@ -254,8 +254,9 @@ def test_the_same_traffic_sent_as_otlp_spans_stores_the_same_feedback_as_sent_as
 def test_otlp_spans_carry_what_the_traffic_does_not_draw_comments_values_sessions_and_documents(
     keys, tmp_path: Path
 ) -> None:
-    """The encoder's other fields, sent both ways from the same hand-written events; and two event ids
-    whose first hashed span ids the ingest would refuse (a card number, an IBAN), hashed again."""
+    """The encoder's other fields, sent both ways from the same hand-written events; and two events
+    whose span ids read as a card number and an IBAN, which the receiver stores under a hash of the id
+    rather than refusing them."""
     read, ingest = keys
     now = datetime.now(UTC).replace(microsecond=123456)
     card, iban = "traffic-0-1796600000000-14901", "traffic-0-1796600000000-6144"
