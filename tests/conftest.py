@@ -208,6 +208,47 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: next((i for i, f in enumerate(first) if f in item.nodeid), len(first)))
 
 
+_EARLY_BUILD: list[Any] = []  # the controller's lock and thread, referenced while the session runs
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under pytest-xdist the controller runs no test, so it builds ``world_vectors`` in a thread from
+    the start, holding the lock the workers' fixture takes: the ~1 min of embedding overlaps the
+    workers' start and their first tests (the demo's and the browser's, which mostly wait on their own
+    processes) instead of stalling the first worker whose test needs the vectors."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not session.config.getoption("numprocesses", None):
+        return
+    import fcntl
+    import threading
+
+    factory: pytest.TempPathFactory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+    shared = factory.getbasetemp()
+    target = shared / "world-vectors.sqlite"
+    lock = (shared / "world-vectors.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # a worker got there first and builds them
+        lock.close()
+        return
+
+    def build() -> None:
+        try:
+            if target.exists():
+                return
+            world = factory.mktemp("world-early")
+            write_world(world)
+            built = _build_world_vectors(world, factory)
+            shutil.copy(built, target.with_suffix(".partial"))
+            os.replace(target.with_suffix(".partial"), target)
+        finally:  # on failure, the first worker that needs the vectors builds them itself
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+
+    thread = threading.Thread(target=build, name="world-vectors", daemon=True)
+    _EARLY_BUILD.append(thread)
+    thread.start()
+
+
 @pytest.fixture(scope="session")
 def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An embedding cache holding what every cycle on the world embeds: its complaints (triage),
@@ -216,8 +257,9 @@ def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     it adds. Vectors are keyed by model and text, so a copied one is that text's vector; the
     embedding tests themselves start from an empty cache. Saves ~40 s of a ~90 s cycle test.
 
-    Under pytest-xdist the first worker to need it builds it and the others wait and share it (the
-    workers' temporary directories have a common parent)."""
+    Under pytest-xdist the controller builds it while the workers run their first tests
+    (``pytest_sessionstart``), and a worker that needs it first waits for it (the workers' temporary
+    directories are inside the controller's); without xdist, the first test that needs it builds it."""
     import fcntl
 
     shared = tmp_path_factory.getbasetemp()
@@ -234,7 +276,11 @@ def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache of ``world_vectors``, built in a home of its own. Nothing here changes the process's
+    environment: under pytest-xdist the controller builds it in a thread while it starts the workers
+    (``pytest_sessionstart``), and they must not inherit a FLYWHEEL_HOME."""
     from flywheel.embeddings import open_embedder
+    from flywheel.feedback.ingest import ingest_files
     from flywheel.feedback.store import open_store
     from flywheel.knowledge.source import chunks_of
     from flywheel.loop.embedding import texts_to_embed
@@ -243,22 +289,17 @@ def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) 
     corrected = shutil.copytree(world / "knowledge", home / "knowledge")
     for doc in (world / "knowledge_updates").iterdir():
         shutil.copy(doc, corrected / doc.name)
-    with pytest.MonkeyPatch.context() as mp:
-        for name in _ENV_TO_CLEAR:
-            mp.delenv(name, raising=False)
-        mp.setenv("FLYWHEEL_HOME", str(home / "home"))
-        mp.setenv("FLYWHEEL_KNOWLEDGE_SOURCE", str(corrected))
-        Cli()("ingest", str(world / "feedback.jsonl"), "--json")
-        settings = load_settings()
-        texts = texts_to_embed(
-            settings, runtime_for(settings).feedback
-        )  # triage's texts and the corrected knowledge's chunks
-        texts += [c.text for c in chunks_of(world / "knowledge", settings.knowledge.chunk_chars)]
-        texts += [i.input for i in load_golden(world / "golden.jsonl").items]
-        with open_store(settings.resolved_store_url) as store:
-            texts += [e.query for e in store.events(polarity=-1)]
-        with open_embedder(settings) as embedder:
-            embedder.embed(list(dict.fromkeys(texts)))
+    settings = load_settings(home=str(home / "home"), knowledge_source=str(corrected))
+    settings.ensure_home()
+    with open_store(settings.resolved_store_url) as store:
+        ingest_files([str(world / "feedback.jsonl")], store, settings.quarantine_dir, settings.ingest)
+    texts = texts_to_embed(settings, runtime_for(settings).feedback)  # triage's texts, the corrected chunks
+    texts += [c.text for c in chunks_of(world / "knowledge", settings.knowledge.chunk_chars)]
+    texts += [i.input for i in load_golden(world / "golden.jsonl").items]
+    with open_store(settings.resolved_store_url) as store:
+        texts += [e.query for e in store.events(polarity=-1)]
+    with open_embedder(settings) as embedder:
+        embedder.embed(list(dict.fromkeys(texts)))
     return settings.embedding_cache_path
 
 
