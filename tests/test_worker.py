@@ -1,0 +1,91 @@
+"""``flywheel worker``: the deployments' flow runs execute in the worker's own process, one after
+another, on one warm Runtime; runs of other code are left alone; no Prefect API is one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flywheel.runtime import close_process_runtime
+
+
+def _deploy(client, pool: str, flow_name: str, name: str, entrypoint: str, parameters: dict) -> uuid.UUID:
+    return client.create_deployment(
+        flow_id=client.create_flow_from_name(flow_name),
+        name=name,
+        entrypoint=entrypoint,
+        work_pool_name=pool,
+        parameters=parameters,
+    )
+
+
+def _pool(client) -> str:
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    pool = f"flywheel-test-{uuid.uuid4().hex[:8]}"
+    client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    return pool
+
+
+def test_two_runs_share_one_warm_runtime_in_the_workers_process(cli, prefect_api: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    close_process_runtime()  # the runs start from nothing: the first opens, the second reuses
+    with get_client(sync_client=True) as client:
+        pool = _pool(client)
+        watch = _deploy(client, pool, "watch", "watch", "flows/watch.py:watch", {"params": {"dry_run": True}})
+        other = _deploy(client, pool, "someone-elses", "theirs", "elsewhere/theirs.py:flow", {})
+        runs = [client.create_flow_run_from_deployment(watch) for _ in range(2)]
+        theirs = client.create_flow_run_from_deployment(other)
+
+        out = cli("worker", "--pool", pool, "--once", "--no-warm", "--poll-seconds", "0.1", "--json")
+
+        first, second = out["runs"]
+        assert {first["flow_run_id"], second["flow_run_id"]} == {str(r.id) for r in runs}
+        assert [first["state"], second["state"]] == ["Completed", "Completed"]
+        # The first run opened the stores; the second found them open in the same process Runtime.
+        assert first["opened"].get("feedback") == 1 and first["opened"].get("state") == 1
+        assert second["opened"] == {} and second["runtime_id"] == first["runtime_id"] != 0
+        for r in runs:  # executed in this process: the flow engine's result, not a child's
+            assert client.read_flow_run(r.id).state.is_completed()
+        assert client.read_flow_run(theirs.id).state.is_scheduled()  # not Flywheel's flow: not claimed
+    assert "opened nothing (warm)" in cli.last.stderr
+
+
+def test_without_a_reachable_prefect_api_one_line_and_non_zero(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # nothing listens on port 9
+    result = cli("worker", "--once", expect=1)
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["error: the Prefect API at http://127.0.0.1:9/api does not answer (ConnectError)"]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_sigterm_stops_an_idle_worker_cleanly(prefect_api: str, flywheel_home: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        pool = _pool(client)
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "FLYWHEEL_HOME": str(flywheel_home)}
+    cmd = [sys.executable, "-m", "flywheel.app.cli", "worker", "--pool", pool, "--no-warm", "--poll-seconds", "0.2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        seen = ""
+        while "taking runs" not in seen and time.monotonic() < deadline:
+            seen += proc.stderr.readline()
+        assert "taking runs" in seen, seen
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, seen + rest
+    assert "stopped by SIGTERM" in rest and "Traceback" not in rest
