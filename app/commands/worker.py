@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -58,24 +57,23 @@ def _serve(
     w: Any, settings: Any, limit: int | None, once: bool, poll_seconds: float, warm: bool
 ) -> tuple[list[RunRecord], str | None]:
     w.check_pool()
-    if warm:
-        started = time.perf_counter()
-        rt = w.warm_up(settings)
+    done: list[RunRecord] = []
+    try:  # a signal from here on stops the worker cleanly, whatever it is doing
+        if warm:
+            started = time.perf_counter()
+            rt = w.warm_up(settings)
+            err.print(
+                f"warm: {', '.join(sorted(rt.openings))} loaded in {time.perf_counter() - started:.1f} s",
+                highlight=False,
+            )
         err.print(
-            f"warm: {', '.join(sorted(rt.openings))} loaded in {time.perf_counter() - started:.1f} s",
+            f"taking runs of Flywheel's deployments on work pool {w.pool!r}"
+            + (f" (queues {', '.join(w.queues)})" if w.queues else "")
+            + " (Ctrl-C or SIGTERM to stop)",
             highlight=False,
         )
-    err.print(
-        f"taking runs of Flywheel's deployments on work pool {w.pool!r}"
-        + (f" (queues {', '.join(w.queues)})" if w.queues else "")
-        + " (Ctrl-C or SIGTERM to stop)",
-        highlight=False,
-    )
-    stop = threading.Event()
-    done: list[RunRecord] = []
-    try:
-        return w.serve(limit=limit, once=once, poll_seconds=poll_seconds, stop=stop, done=done), None
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as SignalReceived: the run was marked
+        return w.serve(limit=limit, once=once, poll_seconds=poll_seconds, done=done), None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as SignalReceived: a run in progress was marked
         number = exc.signal_number if isinstance(exc, SignalReceived) else signal.SIGINT
         name = signal.Signals(number).name
         err.print(f"stopped by {name}", highlight=False)
