@@ -29,7 +29,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
-from prefect.exceptions import Abort, ObjectNotFound
+from prefect.exceptions import Abort, ObjectNotFound, Pause
 from prefect.flow_engine import run_flow
 from prefect.flows import Flow
 from prefect.states import Crashed, Pending
@@ -133,12 +133,14 @@ class WarmWorker:
         *,
         on_start: Callable[[FlowRun, str], None] | None = None,
         on_done: Callable[[RunRecord], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
         self.queues = queues or None
         self.on_start = on_start
         self.on_done = on_done
+        self.on_error = on_error
         self.current: FlowRun | None = None  # the run executing now (a stop marks it)
         self._deployments: dict[UUID, tuple[str | None, Flow[..., Any] | None]] = {}
 
@@ -182,10 +184,11 @@ class WarmWorker:
         return self._deployments[deployment_id]
 
     def claim(self, flow_run: FlowRun) -> FlowRun | None:
-        """Scheduled -> Pending, as a worker does; None when the server refuses (taken elsewhere, cancelled)."""
+        """Scheduled -> Pending, as a worker does; None when the server refuses (taken elsewhere,
+        cancelled, deleted) or cannot be asked right now (the next poll asks again)."""
         try:
             state = propose_state_sync(self.client, Pending(), flow_run_id=flow_run.id)
-        except (Abort, ObjectNotFound):
+        except Exception:  # noqa: BLE001 - Abort, ObjectNotFound, or the API away for a moment
             return None
         if not state.is_pending():
             return None
@@ -202,8 +205,12 @@ class WarmWorker:
             outcome = run_flow(flow, flow_run=flow_run, return_type="state")
             if asyncio.iscoroutine(outcome):
                 asyncio.run(outcome)
-        except BaseException as exc:  # noqa: BLE001 - a stop or a crash: the run is marked, then it goes on up
-            self.mark_crashed(flow_run, f"the warm worker's run ended by {type(exc).__name__}")
+        except (Abort, Pause):
+            pass  # the server would not let it run (cancelled, taken) or suspended it: its state says so
+        except Exception as exc:  # noqa: BLE001 - the engine itself failed (the API went away): the worker goes on
+            self.mark_crashed(flow_run, f"the warm worker's engine failed: {type(exc).__name__}")
+        except BaseException as exc:  # a stop (Ctrl-C, SIGTERM): the run is marked, then the stop goes on up
+            self.mark_crashed(flow_run, f"the warm worker was stopped ({type(exc).__name__})")
             raise
         finally:
             self.current = None
@@ -258,7 +265,15 @@ class WarmWorker:
         stop leaves behind)."""
         done = [] if done is None else done
         while stop is None or not stop.is_set():
-            for flow_run, flow, deployment in self.due():
+            try:
+                due = self.due()
+            except Exception as exc:  # noqa: BLE001 - the API away for a moment: look again at the next poll
+                if once:
+                    raise
+                if self.on_error is not None:
+                    self.on_error(f"could not read the pool's runs ({type(exc).__name__}); trying again")
+                due = []
+            for flow_run, flow, deployment in due:
                 if (limit is not None and len(done) >= limit) or (stop is not None and stop.is_set()):
                     break
                 claimed = self.claim(flow_run)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from flywheel.app.context import _settings
 from flywheel.app.output import JsonFlag, answer, err, handles_errors
@@ -48,7 +49,7 @@ def worker(
     settings = _settings()
     settings.ensure_home()
     with connected(settings) as client:
-        w = WarmWorker(client, pool, queue, on_start=_started, on_done=_finished)
+        w = WarmWorker(client, pool, queue, on_start=_started, on_done=_finished, on_error=_trouble)
         runs = _serve(w, settings, limit, once, poll_seconds, warm)
     answer(as_json, {"runs": [r.public() for r in runs[0]], "stopped_by": runs[1]}, lambda: None)
 
@@ -90,3 +91,7 @@ def _finished(r: RunRecord) -> None:
         f"run {r.name} ({r.flow_run_id}) of {r.deployment or '?'}: {r.state} in {r.seconds:.2f} s; opened {opened}",
         highlight=False,
     )
+
+
+def _trouble(message: str) -> None:
+    err.print(f"[yellow]{escape(message)}[/]", highlight=False)
