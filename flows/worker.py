@@ -188,7 +188,7 @@ class WarmWorker:
         cancelled, deleted) or cannot be asked right now (the next poll asks again)."""
         try:
             state = propose_state_sync(self.client, Pending(), flow_run_id=flow_run.id)
-        except Exception:  # noqa: BLE001 - Abort, ObjectNotFound, or the API away for a moment
+        except (Abort, Exception):  # noqa: BLE001 - refused (Abort is a BaseException), gone, or the API away
             return None
         if not state.is_pending():
             return None
@@ -223,7 +223,7 @@ class WarmWorker:
             state = self.client.read_flow_run(flow_run.id).state
             if state is None or not (state.is_final() or state.is_paused()):
                 propose_state_sync(self.client, Crashed(message=why), flow_run_id=flow_run.id)
-        except Exception:  # noqa: BLE001 - best effort: the server's own late-run checks remain
+        except (Abort, Exception):  # noqa: BLE001 - best effort: the server's own late-run checks remain
             pass
 
     def _record(

@@ -88,3 +88,29 @@ def test_sigterm_stops_an_idle_worker_cleanly(cli, prefect_api: str) -> None:
     out = cli("worker", "--pool", pool, "--no-warm", "--poll-seconds", "0.2", "--json")
     assert out == {"runs": [], "stopped_by": "SIGTERM"}
     assert "stopped by SIGTERM" in cli.last.stderr and "Traceback" not in cli.last.stderr
+
+
+def test_a_run_is_claimed_once_and_one_left_unfinished_is_marked_crashed(prefect_api: str) -> None:
+    """Two workers on one pool: the server lets one claim a run (Pending); a run a stop interrupted
+    is Crashed, not left Running, and a finished run's state is kept."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Pending, Running
+    from prefect.utilities.engine import propose_state_sync
+
+    from flywheel.flows.worker import WarmWorker
+
+    with get_client(sync_client=True) as client:
+        pool = _pool(client)
+        triage = _deploy(client, pool, "triage-feedback", "triage", "flows/operations.py:triage_feedback", {})
+        run, done = (client.create_flow_run_from_deployment(triage) for _ in range(2))
+        ours, theirs = WarmWorker(client, pool), WarmWorker(client, pool)
+        ((due, flow, name), _) = ours.due()
+        assert (flow.name, name) == ("triage-feedback", "triage")
+        assert ours.claim(due) is not None and theirs.claim(due) is None
+        propose_state_sync(client, Running(), flow_run_id=run.id)
+        ours.mark_crashed(run, "stopped")
+        assert client.read_flow_run(run.id).state.is_crashed()
+        for state in (Pending(), Running(), Completed()):
+            propose_state_sync(client, state, flow_run_id=done.id)
+        ours.mark_crashed(done, "stopped")
+        assert client.read_flow_run(done.id).state.is_completed()
