@@ -154,9 +154,13 @@ class WarmWorker:
             ) from None
 
     def warm_up(self, settings: Settings) -> Runtime:
-        """Open what every run would: the stores, the MLflow client and the embedder, before the first run."""
+        """Open what the runs will: the stores, the MLflow client and the embedder with its model's
+        weights, before the first run."""
+        from flywheel.embeddings import preload
+
         rt = runtime_for(settings)
-        _ = rt.feedback, rt.state, rt.mlflow, rt.embedder
+        _ = rt.feedback, rt.state, rt.mlflow
+        preload(rt.embedder)
         return rt
 
     def due(self) -> list[tuple[FlowRun, Flow[..., Any], str | None]]:
