@@ -67,7 +67,8 @@ def test_without_a_reachable_prefect_api_one_line_and_non_zero(cli, monkeypatch:
 
 
 def test_sigterm_stops_an_idle_worker_cleanly(cli, prefect_api: str) -> None:
-    """In this process: SIGTERM is sent once the command's handler is in place (never to pytest's own)."""
+    """In this process: SIGTERM is sent once the command's handler is in place (never to pytest's own) and
+    the worker polls the pool."""
     from prefect.client.orchestration import get_client
 
     if threading.current_thread() is not threading.main_thread():
@@ -76,12 +77,16 @@ def test_sigterm_stops_an_idle_worker_cleanly(cli, prefect_api: str) -> None:
         pool = _pool(client)
     default = signal.getsignal(signal.SIGTERM)
 
+    def polling() -> bool:
+        with get_client(sync_client=True) as client:
+            return any(q.last_polled is not None for q in client.read_work_queues(work_pool_name=pool))
+
     def stop_when_handled() -> None:
-        deadline = time.monotonic() + 30
-        while signal.getsignal(signal.SIGTERM) is default and time.monotonic() < deadline:
-            time.sleep(0.05)
+        """Once the command's handler is in place and the worker has polled the pool (it is in its loop)."""
+        deadline = time.monotonic() + 60
+        while not (signal.getsignal(signal.SIGTERM) is not default and polling()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         if signal.getsignal(signal.SIGTERM) is not default:
-            time.sleep(0.5)  # into the idle loop
             os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=stop_when_handled, daemon=True).start()

@@ -57,9 +57,9 @@ def worker(
 def _serve(
     w: Any, settings: Any, limit: int | None, once: bool, poll_seconds: float, warm: bool
 ) -> tuple[list[RunRecord], str | None]:
-    w.check_pool()
     done: list[RunRecord] = []
     try:  # a signal from here on stops the worker cleanly, whatever it is doing
+        w.check_pool()
         if warm:
             started = time.perf_counter()
             rt = w.warm_up(settings)
