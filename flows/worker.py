@@ -191,6 +191,11 @@ class WarmWorker:
         """Scheduled -> Pending, as a worker does; None when the server refuses (taken elsewhere,
         cancelled, deleted) or cannot be asked right now (the next poll asks again)."""
         try:
+            # Still scheduled? A run another worker finished since the poll could be moved from
+            # Completed to Pending again (the server allows a re-run), and would run twice.
+            current = self.client.read_flow_run(flow_run.id).state
+            if current is None or not current.is_scheduled():
+                return None
             state = propose_state_sync(self.client, Pending(), flow_run_id=flow_run.id)
         except (Abort, Exception):  # noqa: BLE001 - refused (Abort is a BaseException), gone, or the API away
             return None
@@ -264,7 +269,7 @@ class WarmWorker:
         stop: Any = None,
         done: list[RunRecord] | None = None,
     ) -> list[RunRecord]:
-        """Poll and run until ``limit`` runs are done, or one poll's runs with ``once``, or ``stop``
+        """Poll and run until ``limit`` runs are done, or nothing is due with ``once``, or ``stop``
         (a ``threading.Event``) is set; each record is appended to ``done`` as its run ends (what a
         stop leaves behind)."""
         done = [] if done is None else done
@@ -277,13 +282,20 @@ class WarmWorker:
                 if self.on_error is not None:
                     self.on_error(f"could not read the pool's runs ({type(exc).__name__}); trying again")
                 due = []
+            ran = False
             for flow_run, flow, deployment in due:
                 if (limit is not None and len(done) >= limit) or (stop is not None and stop.is_set()):
                     break
                 claimed = self.claim(flow_run)
                 if claimed is not None:
                     done.append(self.execute(claimed, flow, deployment))
-            if once or (limit is not None and len(done) >= limit):
+                    ran = True
+                    break  # the list is as old as that run: ask the server again
+            if limit is not None and len(done) >= limit:
+                break
+            if ran:
+                continue
+            if once:
                 break
             if stop is not None:
                 stop.wait(poll_seconds)

@@ -96,8 +96,9 @@ def test_sigterm_stops_an_idle_worker_cleanly(cli, prefect_api: str) -> None:
 
 
 def test_a_run_is_claimed_once_and_one_left_unfinished_is_marked_crashed(prefect_api: str) -> None:
-    """Two workers on one pool: the server lets one claim a run (Pending); a run a stop interrupted
-    is Crashed, not left Running, and a finished run's state is kept."""
+    """Two workers on one pool: the server lets one claim a run (Pending), and a run another finished
+    since the poll is not claimed again; a run a stop interrupted is Crashed, not left Running, and a
+    finished run's state is kept."""
     from prefect.client.orchestration import get_client
     from prefect.states import Completed, Pending, Running
     from prefect.utilities.engine import propose_state_sync
@@ -119,3 +120,5 @@ def test_a_run_is_claimed_once_and_one_left_unfinished_is_marked_crashed(prefect
             propose_state_sync(client, state, flow_run_id=done.id)
         ours.mark_crashed(done, "stopped")
         assert client.read_flow_run(done.id).state.is_completed()
+        assert theirs.claim(done) is None  # seen Scheduled at a poll, finished since: never run again
+        assert client.read_flow_run(done.id).run_count == 1
