@@ -24,6 +24,7 @@ from flywheel.app.commands.prompt import prompt_app
 from flywheel.app.commands.serve import keys_app, serve
 from flywheel.app.commands.sim import demo, sim_app
 from flywheel.app.commands.watch import watch
+from flywheel.app.commands.worker import worker
 from flywheel.app.display import print_clusters
 from flywheel.app.setup_commands import register as register_setup
 from flywheel.app.version import print_version
@@ -66,6 +67,7 @@ app.command()(status)
 app.command()(review)
 app.command()(demo)
 app.command()(serve)
+app.command()(worker)
 
 app.add_typer(import_app, name="import")
 app.add_typer(sim_app, name="sim")

@@ -221,6 +221,16 @@ class CachedEmbedder:
         return out
 
 
+def preload(embedder: Embedder) -> bool:
+    """Load the local model's weights now rather than at the first text (a long-lived process that
+    wants its first run warm); True when there was a model to load."""
+    inner = embedder.inner if isinstance(embedder, CachedEmbedder) else embedder
+    if isinstance(inner, LocalEmbedder):
+        inner._load()
+        return True
+    return False
+
+
 def build_embedder(settings: Settings, *, cached: bool | None = None) -> Embedder:
     """The configured embedder, behind the cache unless ``embedding.cache`` is off."""
     cfg = settings.embedding

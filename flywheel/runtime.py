@@ -65,9 +65,17 @@ class Runtime:
             if store is None:
                 from flywheel.state import open_state
 
+                self._close_states_of_ended_threads()
                 store = self._states[key] = open_state(self.settings)
                 self.openings["state"] += 1
             return store
+
+    def _close_states_of_ended_threads(self) -> None:
+        """A long-lived process (the warm worker, the service) sees threads come and go (each flow
+        run's task threads): the stores of those that ended are closed, not kept for ever."""
+        alive = {t.ident for t in threading.enumerate()}
+        for ident in [i for i in self._states if i not in alive]:
+            self._states.pop(ident).close()
 
     def borrow_state(self) -> AbstractContextManager[StateStore]:
         """The state store for ``with ... as state:`` blocks that must not close it."""
@@ -179,6 +187,11 @@ def _where(settings: Settings) -> tuple[Any, ...]:
         settings.llm_max_retries,
         settings.llm_timeout,
     )
+
+
+def process_runtime() -> Runtime | None:
+    """This process's Runtime as it is, opening nothing (None before the first command or flow run)."""
+    return _process
 
 
 def close_process_runtime() -> None:
