@@ -55,7 +55,10 @@ def test_a_second_command_in_the_same_process_reuses_the_runtime(cli) -> None:
         cli("watch", "--json")
         cli("status", "--json")
     assert runtime_for(load_settings()) is rt and rt.openings["state"] == 1 and rt.openings["feedback"] == 1
-    assert sum(second.connects.values()) == 0 and second.migration_checks == 0
+    # Flywheel's stores: no new connection. MLflow's engine is MLflow's: its pool grows to the number of
+    # connections its calls hold at once, and a new home's database (a copy, not migrated here) starts
+    # with one, so the watch's MLflow reads may add one.
+    assert sum(n for f, n in second.connects.items() if f != "mlflow.db") == 0 and second.migration_checks == 0
 
 
 def test_a_runtime_opens_on_first_use_and_again_after_close(settings) -> None:
