@@ -27,6 +27,7 @@ from flywheel.candidates import Candidate
 from flywheel.config import Settings, load_settings
 from flywheel.errors import FlywheelError
 from flywheel.feedback.ingest import ingest_files
+from flywheel.flows.ephemeral import start_ephemeral_api_early
 from flywheel.runtime import runtime_for
 from flywheel.schemas import FailureCluster, IngestReport
 from flywheel.sim.server import Simulator
@@ -66,12 +67,14 @@ def run_demo(home: Path | None, console: Console, via: Via = "feedback") -> dict
         f"{summary['knowledge_documents']} knowledge documents ({summary['knowledge_updates']} outdated)",
         highlight=False,
     )
+    prefect_ready = start_ephemeral_api_early()  # its few seconds of start overlap bringing in the world
     with Simulator() as sim:
         overrides = demo_overrides(home, world, sim.base_url)
         settings: Settings = load_settings(**overrides)
         settings.ensure_home()
         console.print(f"simulator serving at {sim.base_url}", highlight=False)
         report = _bring_in_the_team(settings, world, summary, console)
+        prefect_ready()
         cycles, promoted, canary = _cycles(settings, overrides, console)
         live: dict[str, Any] | None = None
         if canary is not None:

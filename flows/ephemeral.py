@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 _WATCHDOG = """
 import os, select, signal, sys
@@ -59,3 +60,37 @@ def tie_ephemeral_server_to_this_process() -> None:
         start_new_session=True,
         close_fds=True,
     )
+
+
+def start_ephemeral_api_early() -> Callable[[], None]:
+    """Start Prefect's ephemeral API now, in a thread, when flows will run on it (no PREFECT_API_URL);
+    returns ``ready()``, which waits until it serves. The server is its own process and takes seconds
+    to start: begun before other work (the demo brings in its world meanwhile), it is up by the first
+    flow. ``ready()`` must be called before any flow runs: Prefect marks the server running as soon as
+    it starts it, so a flow started meanwhile would talk to a server not yet listening."""
+    import threading
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return lambda: None
+    tie_ephemeral_server_to_this_process()
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        try:
+            SubprocessASGIServer().start()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by ready(), in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=start, name="prefect-ephemeral-api", daemon=True)
+    thread.start()
+
+    def ready() -> None:
+        thread.join()
+        if failure:
+            raise failure[0]
+
+    return ready
