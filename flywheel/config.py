@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,10 @@ BUNDLED_GOLDEN = Path(__file__).resolve().parents[1] / "evals" / "golden" / "def
 HOME_GOLDEN = Path("golden") / "golden.jsonl"
 # Top-level settings that hold paths: resolved against the TOML file's directory.
 _PATH_KEYS = ("home", "golden", "knowledge_source")
+
+
+# Set while load_settings validates the merged overrides: that build takes no environment source.
+_OVERRIDING: ContextVar[bool] = ContextVar("flywheel_settings_overriding", default=False)
 
 
 class Settings(BaseSettings):
@@ -157,8 +162,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file arrives as init kwargs; the environment must override it.
-        return (env_settings, init_settings)
+        # The TOML file arrives as init kwargs; the environment must override it. Overrides (a command's
+        # option, a flow run's parameters) arrive as init kwargs too, merged over what the environment
+        # and the file gave, and must win: that build reads no environment (load_settings).
+        return (init_settings,) if _OVERRIDING.get() else (env_settings, init_settings)
 
     # Derived locations --------------------------------------------------------------------
     @property
@@ -273,10 +280,13 @@ def load_settings(**overrides: Any) -> Settings:
         raise UsageError(_describe(exc, origin)) from exc
     if overrides:
         merged = _deep_merge(settings.model_dump(exclude={"config_file"}), overrides)
+        token = _OVERRIDING.set(True)  # `merged` already holds the environment's values: overrides win
         try:
             settings = Settings.model_validate({**merged, "config_file": path})
         except ValidationError as exc:
             raise UsageError(_describe(exc, "overrides")) from exc
+        finally:
+            _OVERRIDING.reset(token)
         origin += ", overridden by the command or the flow run"
     _check_together(settings, origin)
     return settings

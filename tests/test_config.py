@@ -113,6 +113,21 @@ def test_a_flow_parameter_never_sets_a_secret(flywheel_home) -> None:
     assert settings.openai_api_key is None  # only the environment sets it (cleared for every test)
 
 
+def test_overrides_win_over_the_environment_and_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A command's option or a flow run's parameter (``load_settings(**overrides)``) beats FLYWHEEL_*
+    and flywheel.toml; what it leaves alone still comes from them (pydantic-settings would otherwise
+    let the environment beat init arguments, which is how the file arrives)."""
+    from flywheel.config import load_settings
+
+    Path("flywheel.toml").write_text('judge_model = "from-file"\n[triage]\nper_user_cap = 3\n')
+    monkeypatch.setenv("FLYWHEEL_HOME", str(tmp_path / "env-home"))
+    monkeypatch.setenv("FLYWHEEL_TRIAGE__PER_USER_CAP", "4")
+    settings = load_settings(home=str(tmp_path / "option-home"), triage={"per_user_cap": 7})
+    assert settings.home == tmp_path / "option-home" and settings.triage.per_user_cap == 7
+    assert settings.judge_model == "from-file"
+    assert load_settings().home == tmp_path / "env-home" and load_settings().triage.per_user_cap == 4
+
+
 def test_config_says_where_each_value_came_from(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     Path("flywheel.toml").write_text(
         'target_model = "from-file"\n[triage]\nper_user_cap = 3\n[prompt_variables]\nproduct = "Pantry Pal"\n'
