@@ -47,7 +47,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks._util import report
+from benchmarks._util import parse_args, report
 from flywheel.config import load_settings
 from flywheel.runtime import runtime_for
 from flywheel.sim.server import SimOptions, Simulator
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> bool:
         help="Run only this scenario or world variant (repeatable); default: all of them.",
     )
     parser.add_argument("--cycles", type=int, default=MAX_CYCLES, help="Most cycles per world variant.")
-    args = parser.parse_args(argv if argv is not None else [])
+    args = parse_args(parser, argv, variant=["reword"])
     chosen = args.variant or [*SCENARIOS, *WORLD_VARIANTS]
     figures: dict[str, Any] = {}
     targets: dict[str, bool] = {}
@@ -385,10 +385,9 @@ def main(argv: list[str] | None = None) -> bool:
         if variants:
             print(table(variants))
     everything = set(chosen) == {*SCENARIOS, *WORLD_VARIANTS}
-    return report("efficacy" if everything else "efficacy_" + "_".join(chosen).replace("+", "-"), figures, targets)
+    name = "efficacy" if everything or args.smoke else "efficacy_" + "_".join(chosen).replace("+", "-")
+    return report(name, figures, targets)
 
 
 if __name__ == "__main__":
-    import sys
-
-    raise SystemExit(0 if main(sys.argv[1:]) else 1)
+    raise SystemExit(0 if main() else 1)

@@ -7,6 +7,7 @@ Target (issue 3): at most 1.3x the ideal (3000 x 0.05 s / 32 = 4.69 s), measured
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import signal
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks._util import BIN, report
+from benchmarks._util import BIN, Target, parse_args, report
 from flywheel.config import load_settings
 from flywheel.evals.golden import load_golden
 from flywheel.evals.pipeline import Variant
@@ -29,10 +30,10 @@ from flywheel.sim.world import INITIAL_PROMPT, make_query
 ITEMS, VARIANTS, CONCURRENCY, LATENCY = 1000, 3, 32, 0.05
 
 
-def write_golden(path: Path) -> Path:
+def write_golden(path: Path, items: int = ITEMS) -> Path:
     rng = random.Random(5)
     with path.open("w") as fh:
-        for i in range(ITEMS):
+        for i in range(items):
             intent = INTENTS[i % len(INTENTS)]
             query, slots = make_query(intent, rng)
             scorer, expected = golden_expectation(intent, slots)
@@ -52,10 +53,10 @@ def write_golden(path: Path) -> Path:
 
 
 @contextmanager
-def simulator_process() -> Iterator[str]:
+def simulator_process(latency: float = LATENCY) -> Iterator[str]:
     """The simulator in its own process, as a real endpoint would be: this process is the client only."""
     proc = subprocess.Popen(
-        [str(BIN / "flywheel"), "sim", "serve", "--latency", str(LATENCY)],
+        [str(BIN / "flywheel"), "sim", "serve", "--latency", str(latency)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -68,15 +69,20 @@ def simulator_process() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def main() -> bool:
-    with tempfile.TemporaryDirectory() as tmp, simulator_process() as base_url:
-        golden = load_golden(write_golden(Path(tmp) / "golden.jsonl"))
+def main(argv: list[str] | None = None) -> bool:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--items", type=int, default=ITEMS)
+    parser.add_argument("--variants", type=int, default=VARIANTS)
+    parser.add_argument("--latency", type=float, default=LATENCY, help="The simulator's answer time, seconds.")
+    args = parse_args(parser, argv, items=40, variants=2, latency=0.01)
+    with tempfile.TemporaryDirectory() as tmp, simulator_process(args.latency) as base_url:
+        golden = load_golden(write_golden(Path(tmp) / "golden.jsonl", args.items))
         settings = load_settings(
             home=Path(tmp) / "home", openai_base_url=base_url, eval={"concurrency": CONCURRENCY, "cache": False}
         )
         variants = [
             Variant(label=f"v{k}", prompt_template=INITIAL_PROMPT + " " * k, model="gpt-4o-mini")
-            for k in range(VARIANTS)
+            for k in range(args.variants)
         ]
         start = time.perf_counter()
         results = evaluate_many(
@@ -88,22 +94,25 @@ def main() -> bool:
             use_cache=False,
         )
         elapsed = time.perf_counter() - start
-    ideal = VARIANTS * ITEMS * LATENCY / CONCURRENCY
+    ideal = args.variants * args.items * args.latency / CONCURRENCY
     errors = sum(r.errors for r in results)
     return report(
         "eval",
         {
-            "variants": VARIANTS,
-            "items": ITEMS,
+            "variants": args.variants,
+            "items": args.items,
             "concurrency": CONCURRENCY,
-            "latency_s": LATENCY,
+            "latency_s": args.latency,
             "seconds": round(elapsed, 2),
             "ideal_seconds": round(ideal, 2),
             "ratio": round(elapsed / ideal, 3),
             "errors": errors,
             "mean_scores": [r.mean for r in results],
         },
-        {"ratio <= 1.3": elapsed / ideal <= 1.3, "no errors": errors == 0},
+        [
+            Target.of("evaluation time / ideal", round(elapsed / ideal, 3), "<=", 1.3),
+            Target.check("no errors", errors == 0),
+        ],
     )
 
 

@@ -11,7 +11,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from benchmarks._util import BIN, report, run_child
+from benchmarks._util import BIN, Target, parse_args, report, run_child
 
 SIGNALS = [
     "thumbs_up",
@@ -65,10 +65,10 @@ def generate(path: Path, n: int, seed: int = 1) -> None:
             fh.write(json.dumps(e) + "\n")
 
 
-def main() -> bool:
+def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, events=2000)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "events.jsonl"
         generate(src, args.events)
@@ -89,11 +89,11 @@ def main() -> bool:
             "accepted": out["accepted"],
             "scrubbed": out["scrubbed"],
         },
-        {
-            "events/s >= 20000": rate >= 20_000,
-            "peak RSS < 500 MB": rss < 500,
-            "all accepted": out["accepted"] == args.events,
-        },
+        [
+            Target.of("SQLite batched ingest", round(rate), ">=", 25_000, "events/s"),
+            Target.of("peak RSS", rss, "<", 500, "MB"),
+            Target.check("all accepted", out["accepted"] == args.events),
+        ],
     )
 
 
