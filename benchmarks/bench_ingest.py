@@ -1,13 +1,17 @@
 """Ingest of 1,000,000 generated events end to end (the `flywheel ingest` command in a child process).
 
-Targets (issue 2): at least 20,000 events/s on 2 cores, peak RSS under 500 MB.
+Targets: at least 25,000 events/s on 2 cores (issue 31; issue 2 asked 20,000), peak RSS under 500 MB.
+The child's CPU time is reported beside the wall time: on a shared machine the load shows in the
+wall time only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
 import tempfile
 from pathlib import Path
 
@@ -73,10 +77,13 @@ def main(argv: list[str] | None = None) -> bool:
         src = Path(tmp) / "events.jsonl"
         generate(src, args.events)
         size_mb = src.stat().st_size / 1e6
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds, rss, proc = run_child(
             [str(BIN / "flywheel"), "ingest", str(src), "--json"], env={"FLYWHEEL_HOME": str(Path(tmp) / "home")}
         )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = json.loads(proc.stdout)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rate = out["accepted"] / seconds
     return report(
         "ingest",
@@ -85,6 +92,9 @@ def main(argv: list[str] | None = None) -> bool:
             "file_mb": round(size_mb, 1),
             "seconds": round(seconds, 1),
             "events_per_s": round(rate),
+            "cpu_s": round(cpu, 1),  # the child's CPU time: what the rate would be on an idle machine
+            "events_per_cpu_s": round(out["accepted"] / cpu),
+            "load_average_1min": round(os.getloadavg()[0], 1),
             "peak_rss_mb": rss,
             "accepted": out["accepted"],
             "scrubbed": out["scrubbed"],
