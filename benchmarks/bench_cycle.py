@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument(
         "--one-cycle", action="store_true", help="Skip the second cycle (the evaluation cache's check)."
     )
-    args = parse_args(parser, argv, one_cycle=True)
+    parser.add_argument("--events", type=int, default=4000, help="Feedback events of the world.")
+    args = parse_args(parser, argv, one_cycle=True, events=600)
+    if args.smoke:  # each golden answer logged as a trace costs ~8 ms; the smoke run logs two, as tests do
+        os.environ.setdefault("FLYWHEEL_EVAL__TRACE_ITEMS", "2")
     from prefect import flow
 
     from flywheel.config import EmbeddingSettings
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> bool:
     with tempfile.TemporaryDirectory() as tmp, Simulator() as sim:
         tmp_path = Path(tmp)
         world = tmp_path / "world"
-        write_world(world)
+        write_world(world, n_events=args.events)
         LocalEmbedder(EmbeddingSettings()).embed(["warm up"])
         t = time.perf_counter()
         warm_up()

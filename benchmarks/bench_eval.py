@@ -3,18 +3,25 @@ champion and its candidates), the simulator (in its own process) answering after
 concurrency 32.
 
 Target (issue 3): at most 1.3x the ideal (3000 x 0.05 s / 32 = 4.69 s), measured in one run.
+
+The peer (issue 31): ``mlflow.genai.evaluate`` on the same items, variants and endpoint in the same
+run, as its users write it: a ``predict_fn`` asking the endpoint through the OpenAI client (the same
+system prompt and question), a scorer applying each item's own scorer, its worker pool at the same
+concurrency (``MLFLOW_GENAI_EVAL_MAX_WORKERS``), tracking in a SQLite file. ``mlflow_ratio`` is
+Flywheel's time over MLflow's (below 1: Flywheel is faster). ``--no-peer`` skips it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +30,7 @@ from flywheel.config import load_settings
 from flywheel.evals.golden import load_golden
 from flywheel.evals.pipeline import Variant
 from flywheel.evals.runner import evaluate_many
+from flywheel.evals.scorers import CODE_SCORERS
 from flywheel.loop.evaluate import answer_factory
 from flywheel.sim.rules import INTENTS, golden_expectation
 from flywheel.sim.world import INITIAL_PROMPT, make_query
@@ -69,12 +77,54 @@ def simulator_process(latency: float = LATENCY) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+def mlflow_peer(items: Sequence, variants: Sequence[Variant], base_url: str, home: Path) -> tuple[float, list[float]]:
+    """(seconds, mean score per variant) of ``mlflow.genai.evaluate`` on the same items and endpoint."""
+    os.environ["MLFLOW_GENAI_EVAL_MAX_WORKERS"] = str(CONCURRENCY)
+    os.environ.setdefault("MLFLOW_GENAI_EVAL_SKIP_TRACE_VALIDATION", "true")
+    import mlflow
+    import openai
+    from mlflow.genai.scorers import scorer
+
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow-peer.db'}")
+    mlflow.set_experiment("peer")
+    client = openai.OpenAI(base_url=base_url, api_key="sim", max_retries=0)
+
+    @scorer
+    def golden_scorer(outputs: str, expectations: dict) -> float:
+        return CODE_SCORERS[expectations["scorer"]](outputs, expectations["expected"]).value
+
+    data = [
+        {
+            "inputs": {"question": item.input},
+            "expectations": {"expected": item.expected, "scorer": item.scorer or "contains"},
+        }
+        for item in items
+    ]
+    means, start = [], time.perf_counter()
+    for variant in variants:
+
+        def predict(question: str, system: str = variant.prompt_template, model: str = variant.model) -> str:
+            answer = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": question}],
+                temperature=0.0,
+            )
+            return answer.choices[0].message.content or ""
+
+        result = mlflow.genai.evaluate(data=data, predict_fn=predict, scorers=[golden_scorer])
+        means.append(round(float(result.metrics.get("golden_scorer/mean", float("nan"))), 4))
+    return time.perf_counter() - start, means
+
+
 def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=ITEMS)
     parser.add_argument("--variants", type=int, default=VARIANTS)
     parser.add_argument("--latency", type=float, default=LATENCY, help="The simulator's answer time, seconds.")
-    args = parse_args(parser, argv, items=40, variants=2, latency=0.01)
+    parser.add_argument("--no-peer", action="store_true", help="Skip mlflow.genai.evaluate (the peer).")
+    args = parse_args(
+        parser, argv, items=40, variants=2, latency=0.01, no_peer=True
+    )  # the peer alone: a minute or more
     with tempfile.TemporaryDirectory() as tmp, simulator_process(args.latency) as base_url:
         golden = load_golden(write_golden(Path(tmp) / "golden.jsonl", args.items))
         settings = load_settings(
@@ -94,6 +144,7 @@ def main(argv: list[str] | None = None) -> bool:
             use_cache=False,
         )
         elapsed = time.perf_counter() - start
+        peer = None if args.no_peer else mlflow_peer(golden.items, variants, base_url, Path(tmp))
     ideal = args.variants * args.items * args.latency / CONCURRENCY
     errors = sum(r.errors for r in results)
     return report(
@@ -108,6 +159,15 @@ def main(argv: list[str] | None = None) -> bool:
             "ratio": round(elapsed / ideal, 3),
             "errors": errors,
             "mean_scores": [r.mean for r in results],
+            **(
+                {}
+                if peer is None
+                else {
+                    "mlflow_seconds": round(peer[0], 2),
+                    "mlflow_ratio": round(elapsed / peer[0], 3),
+                    "mlflow_mean_scores": peer[1],
+                }
+            ),
         },
         [
             Target.of("evaluation time / ideal", round(elapsed / ideal, 3), "<=", 1.3),
