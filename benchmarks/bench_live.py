@@ -120,8 +120,11 @@ def runs(plan: list[tuple[int, float, int]], look: int) -> list[LiveRun]:
         from flywheel.app.serve.background import BackgroundServer
         from flywheel.config import load_settings
         from flywheel.keys import open_keys
+        from flywheel.loop.promotion import set_prompt
 
         settings = load_settings()
+        # production's prompt exists before the service starts (it answers 404 until there is one)
+        set_prompt(settings, "You are a helpful assistant.", message="start", by="bench")
         keys = open_keys(settings)
         read, ingest = keys.create("product", "read"), keys.create("events", "ingest")
         done: list[LiveRun] = []

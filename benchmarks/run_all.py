@@ -198,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for module in chosen:
         print(f"-- {module}", flush=True)
-        outcomes.append(run_one(module, ["--smoke"] if args.smoke else []))
+        outcomes.append(done := run_one(module, ["--smoke"] if args.smoke else []))
+        state = done.error or ("targets met" if done.met else "targets missed")
+        print(f"-- {module}: {done.seconds:.1f} s, {done.cpu_seconds:.1f} s CPU, {state}", flush=True)
     text = render(outcomes, args.smoke, machine())
     if args.smoke:
         target = out_dir() / "RESULTS-smoke.md"
