@@ -23,7 +23,7 @@ from flywheel.sim.world import generate_feedback, generate_golden
 def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
-    args = parse_args(parser, argv, events=1500)
+    args = parse_args(parser, argv, events=600)
     with tempfile.TemporaryDirectory() as tmp:
         src, golden = Path(tmp) / "events.jsonl", Path(tmp) / "golden.jsonl"
         errors = args.events // 4

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._util import parse_args, report
+from benchmarks.bench_cycle import thin_golden
 from flywheel.config import load_settings
 from flywheel.runtime import runtime_for
 from flywheel.sim.server import SimOptions, Simulator
@@ -343,7 +344,8 @@ def main(argv: list[str] | None = None) -> bool:
     )
     parser.add_argument("--cycles", type=int, default=MAX_CYCLES, help="Most cycles per world variant.")
     parser.add_argument("--events", type=int, default=4000, help="Feedback events of each world.")
-    args = parse_args(parser, argv, variant=["reword"], events=600)
+    parser.add_argument("--golden-every", type=int, default=1, help="Keep every Nth golden item (1: all).")
+    args = parse_args(parser, argv, variant=["reword"], events=600, golden_every=4)
     if args.smoke:  # each golden answer logged as a trace costs ~8 ms; the smoke run logs two, as tests do
         os.environ.setdefault("FLYWHEEL_EVAL__TRACE_ITEMS", "2")
     chosen = args.variant or [*SCENARIOS, *WORLD_VARIANTS]
@@ -355,6 +357,7 @@ def main(argv: list[str] | None = None) -> bool:
         if scenarios:
             world = root / "world"
             write_world(world, n_events=args.events)
+            thin_golden(world, args.golden_every)
         for name in scenarios:
             out = one_cycle(root / name.replace("+", "-"), world, SCENARIOS[name])
             figures[name] = out

@@ -20,11 +20,12 @@ def main(argv: list[str] | None = None) -> bool:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--texts", type=int, default=5000)
-    args = parse_args(parser, argv, texts=300)
+    parser.add_argument("--fp32", action=argparse.BooleanOptionalAction, default=True, help="Also measure fp32.")
+    args = parse_args(parser, argv, texts=64, fp32=False)
     rng = random.Random(0)
     texts = [make_query(INTENTS[i % len(INTENTS)], rng)[0] for i in range(args.texts)]  # short support questions
     figures, rates = {}, {}
-    for precision in ("auto", "fp32"):
+    for precision in ("auto", "fp32") if args.fp32 else ("auto",):
         emb = LocalEmbedder(EmbeddingSettings(precision=precision))
         emb.embed(texts[:256])  # load and warm up
         start = time.perf_counter()

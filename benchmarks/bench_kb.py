@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
-    args = parse_args(parser, argv, chunks=400, queries=20)
+    args = parse_args(parser, argv, chunks=100, queries=5)
     paragraphs = 4
     docs = args.chunks // paragraphs
     with tempfile.TemporaryDirectory() as tmp:

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--single", type=int, default=5_000, help="events for the closed-loop single-event run")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each paced run")
-    args = parse_args(parser, argv, events=1000, single=200, seconds=1.0)
+    args = parse_args(parser, argv, events=300, single=50, seconds=0.5)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "events.jsonl"
         generate(src, args.events + args.single)

@@ -71,7 +71,7 @@ def cached_vectors(home: Path) -> int:
 def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
-    args = parse_args(parser, argv, events=1000)
+    args = parse_args(parser, argv, events=300)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         env = {"FLYWHEEL_HOME": str(home)}

@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--look", type=int, default=100, help="Events per side between two looks.")
     parser.add_argument("--horizon", type=int, default=5000, help="Events per side of an A/A run.")
     parser.add_argument("--events", type=int, default=1_000_000)
-    args = parse_args(parser, argv, runs=5, horizon=1000, events=5000)
+    args = parse_args(parser, argv, runs=3, horizon=500, events=2000)
     figures: dict[str, object] = {}
-    delay_horizon = 20_000 if not args.smoke else 2000
+    delay_horizon = 20_000 if not args.smoke else 1000
     for name, sequential in (("sequential", True), ("newcombe", False)):
         figures[f"detection_delay_events_per_side_{name}"] = _delay(
             simulate(args.runs, delay_horizon, args.look, 0.25, 0.20, sequential=sequential, seed=10_000)
