@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -178,6 +179,7 @@ def _event(r: Row[Any]) -> StoredEvent:
 
 
 _COLUMNS = tuple(c.name for c in events_table.columns)
+_AS_TUPLE = itemgetter(*_COLUMNS)  # a row dict -> its values in column order (in C, not a genexpr per row)
 _SQLITE_INSERT = (
     f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (event_id) DO NOTHING"
@@ -198,7 +200,7 @@ def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     for i in range(0, len(ids), _GET_CHUNK):
         chunk = tuple(ids[i : i + _GET_CHUNK])
         existing.update(conn.exec_driver_sql(_SQLITE_EXISTING.format(", ".join("?" * len(chunk))), chunk).scalars())
-    conn.exec_driver_sql(_SQLITE_INSERT, [tuple(row[c] for c in _COLUMNS) for row in rows])
+    conn.exec_driver_sql(_SQLITE_INSERT, list(map(_AS_TUPLE, rows)))
     return set(ids) - existing
 
 
