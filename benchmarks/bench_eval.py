@@ -7,7 +7,8 @@ Target (issue 3): at most 1.3x the ideal (3000 x 0.05 s / 32 = 4.69 s), measured
 The peer (issue 31): ``mlflow.genai.evaluate`` on the same items, variants and endpoint in the same
 run, as its users write it: a ``predict_fn`` asking the endpoint through the OpenAI client (the same
 system prompt and question), a scorer applying each item's own scorer, its worker pool at the same
-concurrency (``MLFLOW_GENAI_EVAL_MAX_WORKERS``), tracking in a SQLite file. ``mlflow_ratio`` is
+concurrency (``MLFLOW_GENAI_EVAL_MAX_WORKERS``), tracking in a SQLite file with a connection pool
+that fits the workers and traces logged asynchronously. ``mlflow_ratio`` is
 Flywheel's time over MLflow's (below 1: Flywheel is faster). ``--no-peer`` skips it.
 """
 
@@ -81,6 +82,11 @@ def mlflow_peer(items: Sequence, variants: Sequence[Variant], base_url: str, hom
     """(seconds, mean score per variant) of ``mlflow.genai.evaluate`` on the same items and endpoint."""
     os.environ["MLFLOW_GENAI_EVAL_MAX_WORKERS"] = str(CONCURRENCY)
     os.environ.setdefault("MLFLOW_GENAI_EVAL_SKIP_TRACE_VALIDATION", "true")
+    # Each answer is traced into the tracking store: with its default pool (5 + 10 connections) 32 workers
+    # queue for a connection up to its 30 s timeout. Set up as a user running 32 workers would.
+    os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", str(CONCURRENCY + 4))
+    os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "8")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "true")
     import mlflow
     import openai
     from mlflow.genai.scorers import scorer
