@@ -16,14 +16,14 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchmarks._util import BIN, report, run_child
+from benchmarks._util import BIN, Target, parse_args, report, run_child
 from flywheel.sim.world import generate_feedback, generate_golden
 
 
-def main() -> bool:
+def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, events=600)
     with tempfile.TemporaryDirectory() as tmp:
         src, golden = Path(tmp) / "events.jsonl", Path(tmp) / "golden.jsonl"
         errors = args.events // 4
@@ -54,7 +54,11 @@ def main() -> bool:
             "preference_pairs": out["preference_pairs"],
             "excluded": out["excluded"],
         },
-        {"build < 60 s": seconds < 60, "peak RSS < 1 GB": rss < 1024, "built": out["built"]},
+        [
+            Target.of("dataset build", round(seconds, 1), "<", 60, "s"),
+            Target.of("build peak RSS", rss, "<", 1024, "MB"),
+            Target.check("built", out["built"]),
+        ],
     )
 
 

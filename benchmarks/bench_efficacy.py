@@ -41,13 +41,15 @@ Run one: ``PYTHONPATH=. python -m benchmarks.bench_efficacy --variant flood [--c
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks._util import report
+from benchmarks._util import parse_args, report
+from benchmarks.bench_cycle import thin_golden
 from flywheel.config import load_settings
 from flywheel.runtime import runtime_for
 from flywheel.sim.server import SimOptions, Simulator
@@ -241,14 +243,14 @@ def _shared_templates(cycle: Any) -> dict[str, dict[str, Any]]:
     }
 
 
-def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES) -> dict[str, Any]:
+def run_variant(root: Path, variant: str, max_cycles: int = MAX_CYCLES, events: int = 4000) -> dict[str, Any]:
     """Cycles on one world variant, approving what waits after each, until every mode is fixed."""
     from benchmarks.bench_cycle import prepared
     from flywheel.flows.cycle import run_flow
 
     started = time.perf_counter()
     world = root / "world"
-    write_world(world, variant=variant)
+    write_world(world, variant=variant, n_events=events)
     cycles: list[dict[str, Any]] = []
     with Simulator(options=variant_options()) as sim:
         overrides = prepared(root / "home", world, sim.base_url)
@@ -341,7 +343,11 @@ def main(argv: list[str] | None = None) -> bool:
         help="Run only this scenario or world variant (repeatable); default: all of them.",
     )
     parser.add_argument("--cycles", type=int, default=MAX_CYCLES, help="Most cycles per world variant.")
-    args = parser.parse_args(argv if argv is not None else [])
+    parser.add_argument("--events", type=int, default=4000, help="Feedback events of each world.")
+    parser.add_argument("--golden-every", type=int, default=1, help="Keep every Nth golden item (1: all).")
+    args = parse_args(parser, argv, variant=["reword"], events=600, golden_every=4)
+    if args.smoke:  # each golden answer logged as a trace costs ~8 ms; the smoke run logs two, as tests do
+        os.environ.setdefault("FLYWHEEL_EVAL__TRACE_ITEMS", "2")
     chosen = args.variant or [*SCENARIOS, *WORLD_VARIANTS]
     figures: dict[str, Any] = {}
     targets: dict[str, bool] = {}
@@ -350,7 +356,8 @@ def main(argv: list[str] | None = None) -> bool:
         scenarios = [n for n in chosen if n in SCENARIOS]
         if scenarios:
             world = root / "world"
-            write_world(world)
+            write_world(world, n_events=args.events)
+            thin_golden(world, args.golden_every)
         for name in scenarios:
             out = one_cycle(root / name.replace("+", "-"), world, SCENARIOS[name])
             figures[name] = out
@@ -369,7 +376,7 @@ def main(argv: list[str] | None = None) -> bool:
             targets[f"{name}: at most 300 rollouts per cluster"] = all(r <= 300 for r in out["rollouts"].values())
         variants: dict[str, dict[str, Any]] = {}
         for name in (n for n in chosen if n in WORLD_VARIANTS):
-            out = run_variant(root / f"variant-{name}", name, args.cycles)
+            out = run_variant(root / f"variant-{name}", name, args.cycles, args.events)
             variants[name] = figures[f"variant:{name}"] = out
             print(
                 f"{name}: {out['fixed_after_1']} of {out['modes']} modes fixed after one approved cycle "
@@ -385,10 +392,9 @@ def main(argv: list[str] | None = None) -> bool:
         if variants:
             print(table(variants))
     everything = set(chosen) == {*SCENARIOS, *WORLD_VARIANTS}
-    return report("efficacy" if everything else "efficacy_" + "_".join(chosen).replace("+", "-"), figures, targets)
+    name = "efficacy" if everything or args.smoke else "efficacy_" + "_".join(chosen).replace("+", "-")
+    return report(name, figures, targets)
 
 
 if __name__ == "__main__":
-    import sys
-
-    raise SystemExit(0 if main(sys.argv[1:]) else 1)
+    raise SystemExit(0 if main() else 1)

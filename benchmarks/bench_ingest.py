@@ -1,17 +1,21 @@
 """Ingest of 1,000,000 generated events end to end (the `flywheel ingest` command in a child process).
 
-Targets (issue 2): at least 20,000 events/s on 2 cores, peak RSS under 500 MB.
+Targets: at least 25,000 events/s on 2 cores (issue 31; issue 2 asked 20,000), peak RSS under 500 MB.
+The child's CPU time is reported beside the wall time: on a shared machine the load shows in the
+wall time only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
 import tempfile
 from pathlib import Path
 
-from benchmarks._util import BIN, report, run_child
+from benchmarks._util import BIN, Target, parse_args, report, run_child
 
 SIGNALS = [
     "thumbs_up",
@@ -65,18 +69,21 @@ def generate(path: Path, n: int, seed: int = 1) -> None:
             fh.write(json.dumps(e) + "\n")
 
 
-def main() -> bool:
+def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, events=2000)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "events.jsonl"
         generate(src, args.events)
         size_mb = src.stat().st_size / 1e6
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds, rss, proc = run_child(
             [str(BIN / "flywheel"), "ingest", str(src), "--json"], env={"FLYWHEEL_HOME": str(Path(tmp) / "home")}
         )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = json.loads(proc.stdout)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rate = out["accepted"] / seconds
     return report(
         "ingest",
@@ -85,15 +92,18 @@ def main() -> bool:
             "file_mb": round(size_mb, 1),
             "seconds": round(seconds, 1),
             "events_per_s": round(rate),
+            "cpu_s": round(cpu, 1),  # the child's CPU time: what the rate would be on an idle machine
+            "events_per_cpu_s": round(out["accepted"] / cpu),
+            "load_average_1min": round(os.getloadavg()[0], 1),
             "peak_rss_mb": rss,
             "accepted": out["accepted"],
             "scrubbed": out["scrubbed"],
         },
-        {
-            "events/s >= 20000": rate >= 20_000,
-            "peak RSS < 500 MB": rss < 500,
-            "all accepted": out["accepted"] == args.events,
-        },
+        [
+            Target.of("SQLite batched ingest", round(rate), ">=", 25_000, "events/s"),
+            Target.of("peak RSS", rss, "<", 500, "MB"),
+            Target.check("all accepted", out["accepted"] == args.events),
+        ],
     )
 
 

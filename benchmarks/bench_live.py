@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import TypedDict
 
-from benchmarks._util import report
+from benchmarks._util import parse_args, report
 from flywheel.config import Settings
 
 PRODUCTION_RATE, CANARY_RATE, CANARY_PERCENT = 0.20, 0.25, 50.0
@@ -120,8 +120,11 @@ def runs(plan: list[tuple[int, float, int]], look: int) -> list[LiveRun]:
         from flywheel.app.serve.background import BackgroundServer
         from flywheel.config import load_settings
         from flywheel.keys import open_keys
+        from flywheel.loop.promotion import set_prompt
 
         settings = load_settings()
+        # production's prompt exists before the service starts (it answers 404 until there is one)
+        set_prompt(settings, "You are a helpful assistant.", message="start", by="bench")
         keys = open_keys(settings)
         read, ingest = keys.create("product", "read"), keys.create("events", "ingest")
         done: list[LiveRun] = []
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--aa-horizon", type=int, default=4000)
     parser.add_argument("--look", type=int, default=250, help="Requests played between two watch runs.")
     parser.add_argument("--horizon", type=int, default=12_000, help="Requests after which a run gives up.")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, runs=1, aa_runs=0, horizon=500, look=250)
     everything = runs(
         [(seed, CANARY_RATE, args.horizon) for seed in range(1, args.runs + 1)]
         + [(1000 + seed, PRODUCTION_RATE, args.aa_horizon) for seed in range(1, args.aa_runs + 1)],

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from faker import Faker
 
-from benchmarks._util import OUT, report
+from benchmarks._util import out_dir, parse_args, report
 
 SEED = 27
 PER_KIND = 150
@@ -572,7 +572,7 @@ def presidio_finder(threshold: float = 0.0) -> Callable[[str], Spans] | None:
     return lambda text: [(r.start, r.end) for r in analyzer.analyze(text, language="en", score_threshold=threshold)]
 
 
-def baseline(rev: str, seed: int) -> dict[str, object] | None:
+def baseline(rev: str, seed: int, per_kind: int = PER_KIND, clean: int = CLEAN) -> dict[str, object] | None:
     """The scrubber at ``rev``, measured in a child process on its own copy of ``flywheel/``."""
     if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{rev}^{{commit}}"], capture_output=True).returncode:
         return None
@@ -583,8 +583,9 @@ def baseline(rev: str, seed: int) -> dict[str, object] | None:
         with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, str(ROOT)])}
+        sizes = ["--seed", str(seed), "--per-kind", str(per_kind), "--clean", str(clean)]
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_pii", "--only", "flywheel", "--seed", str(seed)],
+            [sys.executable, "-m", "benchmarks.bench_pii", "--only", "flywheel", *sizes],
             capture_output=True,
             text=True,
             env=env,
@@ -626,16 +627,18 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--baseline", default=BASELINE_REV, help="git revision of the 'before' scrubber ('' skips it)")
     parser.add_argument("--no-presidio", action="store_true")
+    parser.add_argument("--per-kind", type=int, default=PER_KIND, help="Planted sentences per kind.")
+    parser.add_argument("--clean", type=int, default=CLEAN, help="Clean sentences.")
     parser.add_argument(
         "--only", choices=["flywheel"], help="print this scrubber's figures as JSON (the baseline's child)"
     )
-    args = parser.parse_args(argv)
-    cases = corpus(args.seed)
+    args = parse_args(parser, argv, per_kind=10, clean=100, baseline="", no_presidio=True)
+    cases = corpus(args.seed, args.per_kind, args.clean)
     if args.only:
         print(json.dumps(measure(flywheel_finder(), cases)))
         return True
     results: dict[str, dict[str, object]] = {}
-    if args.baseline and (before := baseline(args.baseline, args.seed)):
+    if args.baseline and (before := baseline(args.baseline, args.seed, args.per_kind, args.clean)):
         results["baseline"] = before
     if not args.no_presidio and (presidio := presidio_finder()):
         results["presidio"] = measure(presidio, cases)
@@ -646,8 +649,7 @@ def main(argv: list[str] | None = None) -> bool:
     misses = missed(find, cases)
     for kind, texts in misses.items():
         print(f"  missed {kind}: {texts[:3]}")
-    OUT.mkdir(exist_ok=True)
-    (OUT / "pii_detail.json").write_text(
+    (out_dir() / "pii_detail.json").write_text(
         json.dumps({"results": results, "flywheel_misses": misses}, indent=2, ensure_ascii=False)
     )
     return report(

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks._util import BIN, report, run_child
+from benchmarks._util import BIN, Target, parse_args, report, run_child
 from benchmarks.bench_ingest import generate
 
 
@@ -134,13 +134,13 @@ def _open_loop(
     return latencies
 
 
-def main() -> bool:
+def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000, help="events for the batched run and the CLI")
     parser.add_argument("--single", type=int, default=5_000, help="events for the closed-loop single-event run")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each paced run")
-    args = parser.parse_args()
+    args = parse_args(parser, argv, events=300, single=50, seconds=0.5)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "events.jsonl"
         generate(src, args.events + args.single)
@@ -198,11 +198,11 @@ def main() -> bool:
     return report(
         "serve",
         figures,
-        {
-            "batched >= 50% of the CLI's events/s": batch_rate >= 0.5 * cli_rate,
-            "single-event p99 < 50 ms at 200 requests/s": _pct(paced_lat, 0.99) < 50,
-            "champion p99 < 10 ms": _pct(champion_lat, 0.99) < 10,
-        },
+        [
+            Target.of("batched events/s / the CLI's", round(batch_rate / cli_rate, 2), ">=", 0.5),
+            Target.of("single-event p99 at 200 requests/s", round(_pct(paced_lat, 0.99), 1), "<", 50, "ms"),
+            Target.of("champion p99 at 200 requests/s", round(_pct(champion_lat, 0.99), 2), "<", 10, "ms"),
+        ],
     )
 
 

@@ -13,7 +13,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from benchmarks._util import BIN, report, run_child
+from benchmarks._util import BIN, parse_args, report, run_child
 from flywheel.sim.rules import INTENTS
 from flywheel.sim.world import CLOSERS, OPENERS, REASON_FOR_CATEGORY, fill_slots
 
@@ -68,10 +68,10 @@ def cached_vectors(home: Path) -> int:
         db.close()
 
 
-def main() -> bool:
+def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, events=300)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         env = {"FLYWHEEL_HOME": str(home)}

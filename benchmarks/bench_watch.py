@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._util import BIN, report, run_child
+from benchmarks._util import BIN, Target, parse_args, report, run_child
 from flywheel.loop.watch_stats import Side, compare
 
 
@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--look", type=int, default=100, help="Events per side between two looks.")
     parser.add_argument("--horizon", type=int, default=5000, help="Events per side of an A/A run.")
     parser.add_argument("--events", type=int, default=1_000_000)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv, runs=3, horizon=500, events=2000)
     figures: dict[str, object] = {}
-    delay_horizon = 20_000
+    delay_horizon = 20_000 if not args.smoke else 1000
     for name, sequential in (("sequential", True), ("newcombe", False)):
         figures[f"detection_delay_events_per_side_{name}"] = _delay(
             simulate(args.runs, delay_horizon, args.look, 0.25, 0.20, sequential=sequential, seed=10_000)
@@ -214,10 +214,10 @@ def main(argv: list[str] | None = None) -> bool:
     return report(
         "watch",
         figures,
-        {
-            "false rollbacks <= 5% over 200 A/A runs (default, every look)": false_rollbacks <= 0.05,
-            f"watch on {args.events:,} events < 10 s": timing["watch_in_process_s"] < 10,
-        },
+        [
+            Target.of(f"false rollbacks over {args.runs} A/A runs (default, every look)", false_rollbacks, "<=", 0.05),
+            Target.of(f"watch on {args.events:,} events", timing["watch_in_process_s"], "<", 10, "s"),
+        ],
     )
 
 

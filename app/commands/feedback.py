@@ -43,9 +43,9 @@ def ingest(
     total = total_bytes(files)
     with runtime_for(settings).borrow_feedback() as store, _byte_progress(total) as progress:
         task = progress.add_task("ingesting", total=total)
-        report = ingest_files(
-            files, store, settings.quarantine_dir, settings.ingest, lambda n: progress.advance(task, n)
-        )
+        # no bar (not a terminal, stdin): no per-line call either, it cost ~3% of an ingest
+        advance = None if progress.disable else lambda n: progress.advance(task, n)
+        report = ingest_files(files, store, settings.quarantine_dir, settings.ingest, advance)
     report.prefect_events = _emit_feedback_events(settings, report.negative)
     failed = strict and report.rejected > 0
     answer(as_json, report.public() | (_strict_error(report) if failed else {}), lambda: _print_ingest(report))

@@ -58,8 +58,9 @@ def check_row(row: dict[str, Any]) -> dict[str, Any]:
     that is not finite (SQLite keeps a NaN as NULL, PostgreSQL as NaN)."""
     for column, value in row.items():
         if isinstance(value, str):
-            _check_text(column, value)
-        if isinstance(value, float) and not math.isfinite(value):
+            if NUL in value or not value.isascii():  # ASCII text without NUL (the usual) is fine as it is
+                _check_text(column, value)
+        elif isinstance(value, float) and not math.isfinite(value):
             raise Unstorable(f"{column}: not a finite number")
     return row
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from flywheel.feedback.cued import ADDRESS_CUES, DOB_CUES, ID_CUES, _cued_addresses, _dobs, _macs, _national_ids
@@ -260,9 +261,25 @@ def _made_plans() -> dict[tuple[bool, bool], _Plan]:
 _HAS_DIGIT, _HAS_CAPITAL = FEATURES[DIGIT].search, FEATURES[CAPITAL].search
 
 
+# Short texts recur across events (user and session ids, canned answers, corrections): their spans are
+# remembered, for at most _CACHED texts of at most _CACHED_CHARS characters (a few MB at worst).
+_CACHED_CHARS, _CACHED = 512, 16_384
+
+
 def find_pii(text: str) -> list[Span]:
     """Every PII span in ``text``, merged, in order. A detector runs only when the text holds the
     ``FEATURES`` it needs, its gate matches the text and its cue pattern the lower-cased text."""
+    if len(text) <= _CACHED_CHARS:
+        return list(_find_short(text))
+    return _find(text)
+
+
+@lru_cache(maxsize=_CACHED)
+def _find_short(text: str) -> tuple[Span, ...]:
+    return tuple(_find(text))  # Span is frozen: the cached spans cannot be changed by a caller
+
+
+def _find(text: str) -> list[Span]:
     always, gated, cued = (_PLANS or _made_plans())[_HAS_DIGIT(text) is not None, _HAS_CAPITAL(text) is not None]
     spans: list[Span] = []
     for find in always:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -177,6 +178,32 @@ def _event(r: Row[Any]) -> StoredEvent:
     )
 
 
+_COLUMNS = tuple(c.name for c in events_table.columns)
+_AS_TUPLE = itemgetter(*_COLUMNS)  # a row dict -> its values in column order (in C, not a genexpr per row)
+_SQLITE_INSERT = (
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+_SQLITE_EXISTING = "SELECT event_id FROM events WHERE event_id IN ({})"
+
+
+def _insert_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """SQLite's batch: one prepared statement run by the driver's ``executemany`` on plain tuples.
+
+    SQLAlchemy's multi-row ``INSERT ... RETURNING`` compiles and binds every row in Python, most of
+    the store's share of an ingest (issue 31: 27k -> 17k events/s). The ids that are new are those not
+    in the table before the insert, read in the same transaction: a write transaction holds SQLite's
+    one write lock from its start (``BEGIN IMMEDIATE``, engine.py), so no other writer adds any in
+    between, and the caller's rows have distinct ids."""
+    ids = [row["event_id"] for row in rows]
+    existing: set[str] = set()
+    for i in range(0, len(ids), _GET_CHUNK):
+        chunk = tuple(ids[i : i + _GET_CHUNK])
+        existing.update(conn.exec_driver_sql(_SQLITE_EXISTING.format(", ".join("?" * len(chunk))), chunk).scalars())
+    conn.exec_driver_sql(_SQLITE_INSERT, list(map(_AS_TUPLE, rows)))
+    return set(ids) - existing
+
+
 class SQLFeedbackStore:
     """The store on SQLAlchemy Core: a SQLite file in WAL mode or a Postgres database, migrated on open.
 
@@ -243,6 +270,8 @@ class SQLFeedbackStore:
 
     def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         """Insert ``rows`` in the caller's transaction; the ids that were new."""
+        if self.dialect == "sqlite":
+            return _insert_sqlite(conn, rows)
         return set(conn.execute(self._statement(), rows).scalars())
 
     def _insert_one_by_one(self, conn: Connection, rows: _Rows) -> tuple[set[str], list[Refused]]:

@@ -110,13 +110,25 @@ def to_stored(event: FeedbackEvent, settings: IngestSettings) -> StoredEvent:
     )
 
 
+_FIELD_NAMES = tuple(FeedbackEvent.model_fields)
+
+
 def _too_long(event: FeedbackEvent, limit: int) -> str | None:
     """The first text field longer than ``limit`` (scrubbing it would cost too much), as an error."""
-    for name in FeedbackEvent.model_fields:
-        for where, text in _texts(getattr(event, name), name):
-            if len(text) > limit:
-                return f"{where}: {len(text)} characters, more than ingest.max_field_chars ({limit})"
+    for name in _FIELD_NAMES:
+        value = getattr(event, name)
+        if isinstance(value, str):  # most fields: tested here, without a generator per field
+            if len(value) > limit:
+                return _too_long_error(name, value, limit)
+        elif isinstance(value, dict | list) and value:
+            for where, text in _texts(value, name):
+                if len(text) > limit:
+                    return _too_long_error(where, text, limit)
     return None
+
+
+def _too_long_error(where: str, text: str, limit: int) -> str:
+    return f"{where}: {len(text)} characters, more than ingest.max_field_chars ({limit})"
 
 
 def _texts(value: Any, path: str) -> Iterator[tuple[str, str]]:
