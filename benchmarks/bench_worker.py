@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks._util import BIN, report
+from benchmarks._util import BIN, parse_args, report
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = {
@@ -92,8 +92,7 @@ def _median(values: list[float]) -> float:
 def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="measured runs per flow and mode")
-    parser.add_argument("--smoke", action="store_true", help="one run of the cycle's start per mode (about a minute)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)  # --smoke: one run of the cycle's start per mode (about a minute)
     runs = 1 if args.smoke else args.runs
     chosen = {"cycle": DEPLOYMENTS["cycle"]} if args.smoke else DEPLOYMENTS
 
