@@ -75,6 +75,13 @@ class FeedbackStore(Protocol):
     def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
         """Events stored after ``epoch`` (seconds), optionally of one polarity."""
 
+    def ids_ingested_since(self, epoch: float, polarity: int | None = None) -> list[str]:
+        """The ids of events stored after ``epoch`` (seconds), optionally of one polarity: what
+        incremental triage reads instead of the whole store (by the ``ingested_at`` index)."""
+
+    def newest_ingested(self, polarity: int | None = None) -> float | None:
+        """When the most recently stored event (optionally of one polarity) was stored, epoch seconds."""
+
     def rated(
         self,
         *,
@@ -306,6 +313,21 @@ class SQLFeedbackStore:
             query = query.where(events_table.c.polarity == polarity)
         with store_errors(self.url, "read"), self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def ids_ingested_since(self, epoch: float, polarity: int | None = None) -> list[str]:
+        query = select(events_table.c.event_id).where(events_table.c.ingested_at > epoch)
+        if polarity is not None:
+            query = query.where(events_table.c.polarity == polarity)
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def newest_ingested(self, polarity: int | None = None) -> float | None:
+        query = select(func.max(events_table.c.ingested_at))
+        if polarity is not None:
+            query = query.where(events_table.c.polarity == polarity)
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            newest = conn.execute(query).scalar_one()
+        return None if newest is None else float(newest)
 
     def rated(
         self,
