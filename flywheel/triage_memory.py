@@ -27,12 +27,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import cast
 
 import numpy as np
 
 from flywheel.clustering import cluster
 from flywheel.config import TriageSettings
-from flywheel.schemas import FailureCluster, StoredEvent
+from flywheel.schemas import Category, FailureCluster, Route, StoredEvent
 from flywheel.state.triage import ClusterRecord, LabelRefs, TriageChange, TriageMemory
 from flywheel.triage import (
     KNN_MAX_LABELLED,
@@ -56,12 +57,14 @@ LEFTOVER_SHARE = 0.05  # leftovers (events that started new clusters) above this
 GROWTH_SHARE = 0.25  # new events above this share of the backlog: a full run costs about the same
 MIN_DRIFT_EVENTS = 20  # below this many leftovers, never a reason for a full run
 EXAMPLES = 3
-WATERMARK_SLACK = 300.0  # seconds re-scanned before the watermark: a slow writer's rows commit late
 
 
-def fingerprint(embedder_name: str, settings: TriageSettings) -> str:
-    """What the stored clusters depend on: a change means they are re-made, not extended."""
-    doc = json.dumps({"embedder": embedder_name, "triage": settings.model_dump(mode="json"), "algo": ALGORITHM})
+def fingerprint(embedder_name: str, settings: TriageSettings, store: str) -> str:
+    """What the stored clusters depend on (the embedder, the triage settings, which feedback store):
+    a change means they are re-made, not extended."""
+    doc = json.dumps(
+        {"embedder": embedder_name, "triage": settings.model_dump(mode="json"), "store": store, "algo": ALGORITHM}
+    )
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
@@ -352,10 +355,12 @@ def failure_cluster(r: ClusterRecord, event_ids: list[str], inputs: TriageInputs
     s = inputs.settings
     failed = r.cluster_id in inputs.prompt_failed
     gap = max(0, s.finetune_min_examples - r.usable)
-    return FailureCluster(
+    # model_construct: the values are already typed, and validating every event id of a 1M backlog
+    # would be the one cost of an incremental run that follows the backlog
+    return FailureCluster.model_construct(
         cluster_id=r.cluster_id,
-        category=r.category,
-        route=route_for(r.category, prompt_failed=failed, finetune_gap=gap),
+        category=cast(Category, r.category),
+        route=cast(Route, route_for(r.category, prompt_failed=failed, finetune_gap=gap)),
         size=r.size,
         users=r.users,
         priority=priority_of(r.capped, r.size, strength=r.strength, reasoned=r.reasoned, low_conf=r.low_conf),

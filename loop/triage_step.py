@@ -45,7 +45,7 @@ def triage_step(
 
 def triage_run(rt: Runtime, progress: Callable[[int], None] | None = None, *, full: bool = False) -> TriageRun:
     from flywheel.triage import TriageInputs, llm_classifier
-    from flywheel.triage_memory import WATERMARK_SLACK, applied, assign, failure_clusters, fingerprint
+    from flywheel.triage_memory import applied, assign, failure_clusters, fingerprint
 
     settings = rt.settings
     classify = None
@@ -54,7 +54,7 @@ def triage_run(rt: Runtime, progress: Callable[[int], None] | None = None, *, fu
     inputs = TriageInputs(
         settings.triage, rt.embedder, prompt_failed=rt.state.prompt_failed_clusters(), classify=classify
     )
-    print_ = fingerprint(rt.embedder.name, settings.triage)
+    print_ = fingerprint(rt.embedder.name, settings.triage, rt.feedback.where)
     memory = rt.state.triage_memory()
     why = "requested (--full)" if full else None
     if memory is None and why is None:
@@ -62,19 +62,24 @@ def triage_run(rt: Runtime, progress: Callable[[int], None] | None = None, *, fu
     elif memory is not None and memory.fingerprint != print_ and why is None:
         why = "the embedder or the triage settings changed"
     if memory is not None and why is None:
-        watermark = rt.feedback.newest_ingested(polarity=-1) or memory.watermark
-        known = {eid for ids in memory.members.values() for eid in ids}
-        fresh = [i for i in rt.feedback.ids_ingested_since(memory.watermark - WATERMARK_SLACK, -1) if i not in known]
-        if not fresh:
+        new = rt.feedback.ids_after(memory.watermark, -1)
+        fresh = new.ids
+        if new.mark < memory.watermark:
+            why = "the feedback store is not the one the clusters were made from"
+        elif not new.exact:  # ids re-read before the mark: leave out the ones kept already
+            known = {eid for ids in memory.members.values() for eid in ids}
+            fresh = [i for i in fresh if i not in known]
+        if why is None and not fresh:
             return TriageRun(failure_clusters(memory, inputs), "incremental", "nothing new", 0, 0)
-        events = sorted(rt.feedback.get(fresh), key=lambda e: (e.ts, e.event_id))
-        inc = assign(memory, events, inputs, rt.state.triage_user_counts, watermark)
-        if inc.change is not None:
-            if not rt.state.save_triage_change(inc.change, expected_generation=memory.generation):
-                log.info("another triage saved first; this one's result is returned, not kept")
-            clusters = failure_clusters(applied(memory, inc.change), inputs)
-            return TriageRun(clusters, "incremental", f"{len(events)} new events", len(events), inc.embedded)
-        why = inc.drift
+        if why is None:
+            events = sorted(rt.feedback.get(fresh), key=lambda e: (e.ts, e.event_id))
+            inc = assign(memory, events, inputs, rt.state.triage_user_counts, new.mark)
+            if inc.change is not None:
+                if not rt.state.save_triage_change(inc.change, expected_generation=memory.generation):
+                    log.info("another triage saved first; this one's result is returned, not kept")
+                clusters = failure_clusters(applied(memory, inc.change), inputs)
+                return TriageRun(clusters, "incremental", f"{len(events)} new events", len(events), inc.embedded)
+            why = inc.drift
     return _full(rt, inputs, memory, print_, why or "", progress)
 
 
@@ -91,8 +96,12 @@ def _full(
     from flywheel.triage import group_events
     from flywheel.triage_memory import build_records, failure_clusters, refs_of, stable_ids
 
-    watermark = rt.feedback.newest_ingested(polarity=-1) or 0.0  # read first: later rows are re-scanned
+    watermark = rt.feedback.stored_mark()  # before reading: what is stored meanwhile is left to the next run
     negatives = list(rt.feedback.events(polarity=-1))
+    late = rt.feedback.ids_after(watermark, -1)
+    if late.exact and late.ids:
+        skip = set(late.ids)
+        negatives = [e for e in negatives if e.event_id not in skip]
     grouping = group_events(negatives, inputs, progress)
     old_members = memory.members if memory is not None else {}
     old_category = {cid: r.category for cid, r in memory.clusters.items()} if memory is not None else {}

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Insert, Row, Select, String, case, func, literal, select
+from sqlalchemy import Connection, Engine, Insert, Row, Select, String, case, func, literal, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flywheel.errors import FlywheelError
@@ -36,6 +36,20 @@ class Refused:
 
     position: int
     error: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewIds:
+    """Events stored after a mark. ``exact``: exactly those (SQLite: by rowid, which its single writer
+    hands out in commit order); otherwise (Postgres: by ``ingested_at``, re-reading ``MARK_SLACK``
+    seconds, as a slow transaction commits rows stamped before others) some may have been seen."""
+
+    ids: list[str]
+    mark: float
+    exact: bool
+
+
+MARK_SLACK = 300.0  # seconds re-read before a Postgres mark
 
 
 @dataclass(slots=True)
@@ -75,12 +89,13 @@ class FeedbackStore(Protocol):
     def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
         """Events stored after ``epoch`` (seconds), optionally of one polarity."""
 
-    def ids_ingested_since(self, epoch: float, polarity: int | None = None) -> list[str]:
-        """The ids of events stored after ``epoch`` (seconds), optionally of one polarity: what
-        incremental triage reads instead of the whole store (by the ``ingested_at`` index)."""
+    def stored_mark(self) -> float:
+        """Where the store is now, for :meth:`ids_after` (0 for an empty store)."""
 
-    def newest_ingested(self, polarity: int | None = None) -> float | None:
-        """When the most recently stored event (optionally of one polarity) was stored, epoch seconds."""
+    def ids_after(self, mark: float, polarity: int | None = None) -> NewIds:
+        """The ids of events stored after ``mark`` (from :meth:`stored_mark`), optionally of one
+        polarity, and the mark to ask from next time: what incremental triage reads instead of the
+        whole store."""
 
     def rated(
         self,
@@ -314,20 +329,28 @@ class SQLFeedbackStore:
         with store_errors(self.url, "read"), self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def ids_ingested_since(self, epoch: float, polarity: int | None = None) -> list[str]:
-        query = select(events_table.c.event_id).where(events_table.c.ingested_at > epoch)
-        if polarity is not None:
-            query = query.where(events_table.c.polarity == polarity)
-        with store_errors(self.url, "read"), self._engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+    def _position(self) -> Any:
+        """What orders rows by commit: SQLite's rowid, else the time they were stored."""
+        return literal_column("rowid") if self.dialect == "sqlite" else events_table.c.ingested_at
 
-    def newest_ingested(self, polarity: int | None = None) -> float | None:
-        query = select(func.max(events_table.c.ingested_at))
-        if polarity is not None:
-            query = query.where(events_table.c.polarity == polarity)
+    def stored_mark(self) -> float:
         with store_errors(self.url, "read"), self._engine.connect() as conn:
-            newest = conn.execute(query).scalar_one()
-        return None if newest is None else float(newest)
+            mark = conn.execute(select(func.max(self._position())).select_from(events_table)).scalar_one()
+        return 0.0 if mark is None else float(mark)
+
+    def ids_after(self, mark: float, polarity: int | None = None) -> NewIds:
+        position = self._position()
+        exact = self.dialect == "sqlite"
+        with store_errors(self.url, "read"), self._engine.connect() as conn, conn.begin():
+            now = conn.execute(select(func.max(position)).select_from(events_table)).scalar_one()
+            now = mark if now is None else float(now)
+            query = select(events_table.c.event_id).where(position > (mark if exact else mark - MARK_SLACK))
+            if exact:
+                query = query.where(position <= now)
+            if polarity is not None:
+                query = query.where(events_table.c.polarity == polarity)
+            ids = list(conn.execute(query).scalars())
+        return NewIds(ids, now, exact)
 
     def rated(
         self,
