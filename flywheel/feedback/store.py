@@ -344,12 +344,13 @@ class SQLFeedbackStore:
         with store_errors(self.url, "read"), self._engine.connect() as conn, conn.begin():
             now = conn.execute(select(func.max(position)).select_from(events_table)).scalar_one()
             now = mark if now is None else float(now)
-            query = select(events_table.c.event_id).where(position > (mark if exact else mark - MARK_SLACK))
+            c = events_table.c
+            query = select(c.event_id, c.polarity).where(position > (mark if exact else mark - MARK_SLACK))
             if exact:
                 query = query.where(position <= now)
-            if polarity is not None:
-                query = query.where(events_table.c.polarity == polarity)
-            ids = list(conn.execute(query).scalars())
+            # polarity filtered here, not in SQL: SQLite would take the polarity index and scan every
+            # negative instead of the rowid range
+            ids = [eid for eid, pol in conn.execute(query) if polarity is None or pol == polarity]
         return NewIds(ids, now, exact)
 
     def rated(

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import Connection, RowMapping, select, tuple_
+from sqlalchemy import Connection, RowMapping, select
 
 from flywheel.state.base import StateConnection
 from flywheel.state.tables import triage_clusters, triage_labels, triage_members, triage_meta, triage_users
@@ -194,16 +194,17 @@ class TriageClusters(StateConnection):
 
     def triage_user_counts(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Stored event counts of the (cluster id, user key) pairs asked for; absent pairs are left out."""
-        wanted = list(dict.fromkeys(pairs))
+        by_cluster: dict[str, list[str]] = {}
+        for cid, user in dict.fromkeys(pairs):
+            by_cluster.setdefault(cid, []).append(user)
         c = triage_users.c
         out: dict[tuple[str, str], int] = {}
-        with self._read() as conn:
-            for i in range(0, len(wanted), _CHUNK):
-                query = select(c.cluster_id, c.user_key, c.n).where(
-                    tuple_(c.cluster_id, c.user_key).in_(wanted[i : i + _CHUNK])
-                )
-                for cid, user, n in conn.execute(query):
-                    out[(cid, user)] = int(n)
+        with self._read() as conn:  # by cluster: the primary key's prefix (a row-value IN scans the table)
+            for cid, users in by_cluster.items():
+                for i in range(0, len(users), _CHUNK):
+                    query = select(c.user_key, c.n).where(c.cluster_id == cid, c.user_key.in_(users[i : i + _CHUNK]))
+                    for user, n in conn.execute(query):
+                        out[(cid, user)] = int(n)
         return out
 
     def _bump(self, conn: Connection, expected: int | None, **values: object) -> bool:
