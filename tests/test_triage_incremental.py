@@ -16,6 +16,7 @@ from conftest import write_jsonl
 from flywheel.config import IngestSettings, load_settings
 from flywheel.embeddings import CachedEmbedder, EmbeddingCache, LocalEmbedder
 from flywheel.feedback.validate import to_stored
+from flywheel.loop.embedding import texts_to_embed
 from flywheel.loop.triage_step import triage_run
 from flywheel.runtime import Runtime
 from flywheel.schemas import FeedbackEvent
@@ -23,7 +24,7 @@ from flywheel.sim.rules import INTENTS
 from flywheel.sim.world import OPENERS, REASON_FOR_CATEGORY, fill_slots
 from flywheel.state import open_state
 from flywheel.state.triage import ClusterRecord, LabelRefs, TriageChange
-from flywheel.triage import priority
+from flywheel.triage import CATEGORY_DESCRIPTIONS, priority
 from test_state_migrations import _old_state
 
 
@@ -101,10 +102,13 @@ def test_new_events_are_embedded_once_assigned_and_agree_with_a_full_recluster(c
     assert first.mode == "full"
 
     add(rt, new)
+    new_queries = {r["query"] for r in new} - {r["query"] for r in base}
+    ahead = set(texts_to_embed(rt.settings, rt.feedback, rt.state)) - set(CATEGORY_DESCRIPTIONS.values())
+    assert ahead == {r["query"] for r in new}  # embedding ahead of the cycle looks at the new events only
     counting.texts.clear()
     grown = triage_run(rt)
     assert grown.mode == "incremental" and grown.new_events == 25
-    assert sorted(counting.texts) == sorted({r["query"] for r in new} - {r["query"] for r in base})
+    assert sorted(counting.texts) == sorted(new_queries)
     # every event once; the kept clusters keep their ids and their events
     after = labels(grown.clusters)
     assert sorted(after) == sorted(r["event_id"] for r in base + new)

@@ -63,6 +63,8 @@ class AddResult:
 class FeedbackStore(Protocol):
     """What the rest of Flywheel needs from a feedback store."""
 
+    where: str  # which store, for messages (and what incremental triage's clusters were made from)
+
     def add(self, events: Sequence[StoredEvent], source: str) -> list[StoredEvent]:
         """Store events not seen before (by ``event_id``) in one transaction; return those that were new.
 

@@ -192,6 +192,15 @@ class TriageClusters(StateConnection):
             labels=labels,
         )
 
+    def triage_mark(self) -> tuple[float, str] | None:
+        """The watermark and fingerprint of the kept clusters (None before the first triage): what
+        embedding ahead of a cycle needs, without loading the clusters."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(triage_meta.c.watermark, triage_meta.c.fingerprint).where(triage_meta.c.name == _META)
+            ).first()
+        return None if row is None else (float(row[0]), str(row[1]))
+
     def triage_user_counts(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Stored event counts of the (cluster id, user key) pairs asked for; absent pairs are left out."""
         by_cluster: dict[str, list[str]] = {}
