@@ -17,6 +17,13 @@ Two parts:
 Targets: with 1% new at 100k, incremental triage < 5 s (real model, in process); at a 1M backlog the
 same 1k new events take at most 1.2x the 100k time; incremental agrees with a full re-cluster
 (ARI >= 0.9); only the new queries are embedded.
+
+Measured 2026-12-07 on the 2 shared cores (load average 9-15 from other work, so absolute times are
+inflated; each incremental time is the fastest of 3 runs from the same state). Scale part, hashing
+embedder: cold full triage 18 s at 25k, 47 s at 50k, 121 s at 100k, 238 s at 200k, 486 s at 1M
+(log-log slope 0.88, projected 10M: ~5,200 s); the same 1k new events incrementally: 2.52 s on the
+100k backlog and 2.52 s on the 1M one (ratio 1.0); ARI incremental vs full at 100k 0.9992, 99.93% of
+events keep their cluster id through the full re-cluster.
 """
 
 from __future__ import annotations
