@@ -13,6 +13,9 @@
 
 Events without consent count everywhere numbers are shown, but their text never appears in a
 summary or an example and is never sent to a remote model.
+
+This module is the full re-cluster; :mod:`flywheel.triage_memory` keeps its clusters between runs
+and assigns only new events to them (`flywheel triage` is incremental, `--full` runs this).
 """
 
 from __future__ import annotations
