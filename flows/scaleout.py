@@ -84,7 +84,8 @@ evaluate_batch_task = task(
 
 def embed_ahead(runner: TaskRunner, settings: Settings) -> int:  # type: ignore[type-arg]
     """Embed, on the runner, what the cycle will need and the cache lacks; returns how many texts."""
-    texts = embedding.texts_to_embed(settings, runtime_for(settings).feedback)
+    rt = runtime_for(settings)
+    texts = embedding.texts_to_embed(settings, rt.feedback, rt.state)
     size = settings.runner.embed_batch_texts
     batches = [texts[i : i + size] for i in range(0, len(texts), size)]
     futures = [

@@ -13,13 +13,16 @@
 
 Events without consent count everywhere numbers are shown, but their text never appears in a
 summary or an example and is never sent to a remote model.
+
+This module is the full re-cluster; :mod:`flywheel.triage_memory` keeps its clusters between runs
+and assigns only new events to them (`flywheel triage` is incremental, `--full` runs this).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,21 +94,34 @@ def priority(events: Sequence[StoredEvent], settings: TriageSettings) -> float:
     """Distinct users first: each user's events count at most ``per_user_cap``."""
     per_user = Counter(e.user_key() for e in events)
     capped = sum(min(n, settings.per_user_cap) for n in per_user.values())
-    n = len(events)
-    strength = sum(e.strength for e in events) / n
-    reason_share = sum(1 for e in events if e.reason and e.reason != "other") / n
-    low_conf = sum(1 for e in events if e.confidence is not None and e.confidence < settings.low_confidence) / n
-    return round(capped * strength * (1 + 0.5 * reason_share) * (1 + 0.5 * low_conf), 3)
+    return priority_of(
+        capped,
+        len(events),
+        strength=sum(e.strength for e in events),
+        reasoned=sum(1 for e in events if e.reason and e.reason != "other"),
+        low_conf=sum(1 for e in events if low_confidence(e, settings)),
+    )
 
 
-def _embeddable(e: StoredEvent, embedder: Embedder) -> bool:
+def low_confidence(e: StoredEvent, settings: TriageSettings) -> bool:
+    return e.confidence is not None and e.confidence < settings.low_confidence
+
+
+def priority_of(capped: int, n: int, *, strength: float, reasoned: int, low_conf: int) -> float:
+    """:func:`priority` from sums (what incremental triage keeps): ``capped`` is the sum over users of
+    min(their events, per_user_cap); ``strength`` the summed signal strength; ``reasoned`` events with
+    a reason, ``low_conf`` events with a low-confidence output, of ``n``."""
+    return round(capped * (strength / n) * (1 + 0.5 * (reasoned / n)) * (1 + 0.5 * (low_conf / n)), 3)
+
+
+def embeddable(e: StoredEvent, embedder: Embedder) -> bool:
     return e.consent or embedder.local
 
 
 def texts_to_embed(events: Sequence[StoredEvent], embedder: Embedder) -> list[str]:
     """Every text triage of ``events`` may embed: the distinct embeddable negative queries and the
     category descriptions (so they can be embedded ahead, elsewhere, and found in the cache)."""
-    queries = dict.fromkeys(e.query for e in events if e.polarity < 0 and _embeddable(e, embedder))
+    queries = dict.fromkeys(e.query for e in events if e.polarity < 0 and embeddable(e, embedder))
     return list(queries) + list(CATEGORY_DESCRIPTIONS.values())
 
 
@@ -113,9 +129,56 @@ def _explicit_category(e: StoredEvent) -> str | None:
     return REASON_CATEGORY.get(e.reason) if e.reason else None
 
 
+@dataclass
+class LabelVotes:
+    """Labelled neighbours category inference votes with: one row per distinct (query, category),
+    weighted by how often it occurs. Kept by incremental triage between runs."""
+
+    categories: list[str]
+    weights: np.ndarray  # float32, one per row
+    vectors: np.ndarray  # float32 unit rows
+
+    @classmethod
+    def empty(cls) -> LabelVotes:
+        return cls([], np.zeros(0, dtype=np.float32), np.zeros((0, 0), dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.categories)
+
+    def __add__(self, other: LabelVotes) -> LabelVotes:
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        return LabelVotes(
+            self.categories + other.categories,
+            np.concatenate([self.weights, other.weights]),
+            np.vstack([self.vectors, other.vectors]),
+        )
+
+
+def label_votes(
+    labeled: Sequence[tuple[StoredEvent, str]], vec: VectorIndex, limit: int = KNN_MAX_LABELLED
+) -> LabelVotes:
+    """The labelled neighbours of ``labeled``; past ``limit`` rows the most frequent first, then an
+    even spread of the rest (a deterministic sample keeps 100k-event triage fast)."""
+    lab_counts = Counter((e.query, c) for e, c in labeled if e.query in vec)
+    if not lab_counts:
+        return LabelVotes.empty()
+    keys = list(lab_counts)
+    if len(keys) > limit:
+        keys.sort(key=lambda k: -lab_counts[k])
+        keys = keys[: limit // 2] + keys[limit // 2 :: max(1, len(keys) // limit)]
+    return LabelVotes(
+        [c for _, c in keys],
+        np.array([lab_counts[k] for k in keys], dtype=np.float32),
+        vec.rows([q for q, _ in keys]),
+    )
+
+
 def _infer_categories(
     unlabeled: list[StoredEvent],
-    labeled: list[tuple[StoredEvent, str]],
+    votes: LabelVotes,
     vec: VectorIndex,
     inputs: TriageInputs,
 ) -> dict[str, str]:
@@ -137,26 +200,19 @@ def _infer_categories(
         return out
     queries = list(dict.fromkeys(e.query for e in todo))
     q_mat = vec.rows(queries)
-    # Labelled neighbours: one row per distinct (query, category), weighted by how often it occurs.
-    lab_counts = Counter((e.query, c) for e, c in labeled if e.query in vec)
     guess: dict[str, str] = {}
-    if lab_counts:
-        keys = list(lab_counts)
-        if len(keys) > KNN_MAX_LABELLED:  # the most frequent first, then an even spread of the rest
-            keys.sort(key=lambda k: -lab_counts[k])
-            keys = keys[: KNN_MAX_LABELLED // 2] + keys[KNN_MAX_LABELLED // 2 :: max(1, len(keys) // KNN_MAX_LABELLED)]
-        l_mat = vec.rows([q for q, _ in keys])
-        names = sorted({c for _, c in keys})
+    if len(votes):
+        names = sorted(set(votes.categories))
         # votes[c] = sum of similarity x occurrences over labelled neighbours of category c above the threshold
-        weights = np.zeros((len(keys), len(names)), dtype=np.float32)
-        for row, (q, c) in enumerate(keys):
-            weights[row, names.index(c)] = lab_counts[(q, c)]
+        weights = np.zeros((len(votes), len(names)), dtype=np.float32)
+        for row, c in enumerate(votes.categories):
+            weights[row, names.index(c)] = votes.weights[row]
         for start in range(0, len(queries), 2048):
-            sims = q_mat[start : start + 2048] @ l_mat.T
+            sims = q_mat[start : start + 2048] @ votes.vectors.T
             sims[sims < s.knn_threshold] = 0.0
-            votes = sims @ weights
-            best = votes.argmax(axis=1)
-            for hit in np.flatnonzero(votes.max(axis=1) > 0):
+            tally = sims @ weights
+            best = tally.argmax(axis=1)
+            for hit in np.flatnonzero(tally.max(axis=1) > 0):
                 guess[queries[start + hit]] = names[best[hit]]
     rest = [q for q in queries if q not in guess]
     if rest:
@@ -171,17 +227,37 @@ def _infer_categories(
     return out
 
 
-def _cluster_id(category: str, events: Sequence[StoredEvent]) -> str:
+def categorise(
+    events: Sequence[StoredEvent], vec: VectorIndex, inputs: TriageInputs, known: LabelVotes | None = None
+) -> tuple[dict[str, str], LabelVotes]:
+    """Each event's category (by event id) and the labelled neighbours ``events`` add; ``known``:
+    neighbours kept from earlier events, voting beside the new ones."""
+    category: dict[str, str] = {}
+    labeled: list[tuple[StoredEvent, str]] = []
+    unlabeled: list[StoredEvent] = []
+    for e in events:
+        c = _explicit_category(e)
+        if c:
+            category[e.event_id] = c
+            labeled.append((e, c))
+        else:
+            unlabeled.append(e)
+    fresh = label_votes(labeled, vec)
+    votes = fresh if known is None else known + fresh
+    category.update(_infer_categories(unlabeled, votes, vec, inputs))
+    return category, fresh
+
+
+def cluster_id_of(category: str, events: Sequence[StoredEvent]) -> str:
     """Stable across runs while the cluster grows: named after its earliest event."""
     first = min(events, key=lambda e: (e.ts, e.event_id))
     return f"{category}-{hashlib.sha1(first.event_id.encode()).hexdigest()[:8]}"
 
 
-def _summary(category: str, events: Sequence[StoredEvent], users: int, examples: list[str]) -> str:
-    reasons = Counter(e.reason for e in events if e.reason)
-    head = f"{category}: {len(events)} negative events from {users} users"
+def summary_of(category: str, size: int, users: int, reasons: Mapping[str, int], examples: list[str]) -> str:
+    head = f"{category}: {size} negative events from {users} users"
     if reasons:
-        head += f" (reasons: {', '.join(f'{r} {n}' for r, n in reasons.most_common(3))})"
+        head += f" (reasons: {', '.join(f'{r} {n}' for r, n in Counter(reasons).most_common(3))})"
     if examples:
         return f'{head}; e.g. "{examples[0]}"'
     return f"{head}; text withheld (no consent)"
@@ -216,7 +292,7 @@ def build_cluster(category: str, members: list[StoredEvent], vec: VectorIndex, i
     s = inputs.settings
     users = len({e.user_key() for e in members})
     usable = sum(1 for e in members if usable_example(e))
-    cluster_id = _cluster_id(category, members)
+    cluster_id = cluster_id_of(category, members)
     route = route_for(
         category,
         prompt_failed=cluster_id in inputs.prompt_failed,
@@ -231,7 +307,7 @@ def build_cluster(category: str, members: list[StoredEvent], vec: VectorIndex, i
         users=users,
         priority=priority(members, s),
         event_ids=[e.event_id for e in members],
-        summary=_summary(category, members, users, examples),
+        summary=summary_of(category, len(members), users, Counter(e.reason for e in members if e.reason), examples),
         consented=sum(1 for e in members if e.consent),
         usable_examples=usable,
         finetune_gap=max(0, s.finetune_min_examples - usable),
@@ -243,34 +319,39 @@ def build_cluster(category: str, members: list[StoredEvent], vec: VectorIndex, i
     )
 
 
-def triage_events(
+@dataclass
+class Grouping:
+    """A full triage before the clusters are summarised: each group's category, whether its text was
+    withheld from the embedder, and its members; the vectors; the labelled neighbours."""
+
+    groups: list[tuple[str, bool, list[StoredEvent]]]
+    vec: VectorIndex
+    votes: LabelVotes
+
+
+def embed_queries(
     events: Sequence[StoredEvent], inputs: TriageInputs, progress: Callable[[int], None] | None = None
-) -> list[FailureCluster]:
-    """Cluster negative ``events`` (others are ignored) into prioritised failure clusters."""
+) -> VectorIndex:
+    """The distinct embeddable queries of ``events``, embedded once."""
+    texts = list(dict.fromkeys(e.query for e in events if embeddable(e, inputs.embedder)))
+    vectors = inputs.embedder.embed(texts, progress) if texts else np.zeros((0, 0), dtype=np.float32)
+    return VectorIndex(texts, vectors)
+
+
+def group_events(
+    events: Sequence[StoredEvent], inputs: TriageInputs, progress: Callable[[int], None] | None = None
+) -> Grouping:
+    """Negative ``events`` (others are ignored) grouped by category, then by meaning."""
     s = inputs.settings
     negatives = [e for e in events if e.polarity < 0]
-    embeddable = [e for e in negatives if _embeddable(e, inputs.embedder)]
-    texts = list(dict.fromkeys(e.query for e in embeddable))
-    vectors = inputs.embedder.embed(texts, progress) if texts else np.zeros((0, 0), dtype=np.float32)
-    vec = VectorIndex(texts, vectors)
-
-    category: dict[str, str] = {}
-    labeled: list[tuple[StoredEvent, str]] = []
-    unlabeled: list[StoredEvent] = []
-    for e in negatives:
-        c = _explicit_category(e)
-        if c:
-            category[e.event_id] = c
-            labeled.append((e, c))
-        else:
-            unlabeled.append(e)
-    category.update(_infer_categories(unlabeled, labeled, vec, inputs))
+    vec = embed_queries(negatives, inputs, progress)
+    category, votes = categorise(negatives, vec, inputs)
 
     by_category: dict[str, list[StoredEvent]] = defaultdict(list)
     for e in negatives:
         by_category[category[e.event_id]].append(e)
 
-    clusters: list[FailureCluster] = []
+    out: list[tuple[str, bool, list[StoredEvent]]] = []
     for cat, members in by_category.items():
         withheld = [e for e in members if e.query not in vec]
         groups: dict[int, list[StoredEvent]] = defaultdict(list)
@@ -287,10 +368,18 @@ def triage_events(
             label_of = dict(zip(uniq, labels.tolist(), strict=True))
             for e in placed:
                 groups[label_of[e.query]].append(e)
-        for g in groups.values():
-            clusters.append(build_cluster(cat, g, vec, inputs))
+        out.extend((cat, False, g) for g in groups.values())
         if withheld:  # remote embeddings and no consent: counted, never sent
-            clusters.append(build_cluster(cat, withheld, vec, inputs))
+            out.append((cat, True, withheld))
+    return Grouping(out, vec, votes)
+
+
+def triage_events(
+    events: Sequence[StoredEvent], inputs: TriageInputs, progress: Callable[[int], None] | None = None
+) -> list[FailureCluster]:
+    """Cluster negative ``events`` (others are ignored) into prioritised failure clusters."""
+    grouping = group_events(events, inputs, progress)
+    clusters = [build_cluster(cat, g, grouping.vec, inputs) for cat, _, g in grouping.groups]
     clusters.sort(key=lambda c: (-c.priority, c.cluster_id))
     return clusters
 

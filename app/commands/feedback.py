@@ -89,17 +89,23 @@ def _emit_feedback_events(settings: Settings, negatives: int) -> int:
         return 0
 
 
-def run_triage(settings: Settings, progress: Callable[[int], None] | None = None) -> list[Any]:
+def run_triage(settings: Settings, progress: Callable[[int], None] | None = None, *, full: bool = False) -> list[Any]:
     from flywheel.loop.triage_step import triage_step
 
-    return triage_step(runtime_for(settings), progress)
+    return triage_step(runtime_for(settings), progress, full=full)
 
 
 @handles_errors
-def triage(as_json: JsonFlag = False) -> None:
+def triage(
+    as_json: JsonFlag = False,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Re-cluster the whole backlog (otherwise only new events are read and assigned)."),
+    ] = False,
+) -> None:
     """Group negative feedback into failure clusters by root cause and route each to a fix."""
     settings = _settings()
-    clusters = run_triage(settings)
+    clusters = run_triage(settings, full=full)
     answer(as_json, {"clusters": [c.model_dump(mode="json") for c in clusters]}, lambda: print_clusters(clusters))
 
 

@@ -14,7 +14,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Insert, Row, Select, String, case, func, literal, select
+from sqlalchemy import Connection, Engine, Insert, Row, Select, String, case, func, literal, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flywheel.errors import FlywheelError
@@ -39,6 +39,20 @@ class Refused:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class NewIds:
+    """Events stored after a mark. ``exact``: exactly those (SQLite: by rowid, which its single writer
+    hands out in commit order); otherwise (Postgres: by ``ingested_at``, re-reading ``MARK_SLACK``
+    seconds, as a slow transaction commits rows stamped before others) some may have been seen."""
+
+    ids: list[str]
+    mark: float
+    exact: bool
+
+
+MARK_SLACK = 300.0  # seconds re-read before a Postgres mark
+
+
 @dataclass(slots=True)
 class AddResult:
     """What :meth:`FeedbackStore.add_each` did: the events it stored new, and those it refused."""
@@ -49,6 +63,8 @@ class AddResult:
 
 class FeedbackStore(Protocol):
     """What the rest of Flywheel needs from a feedback store."""
+
+    where: str  # which store, for messages (and what incremental triage's clusters were made from)
 
     def add(self, events: Sequence[StoredEvent], source: str) -> list[StoredEvent]:
         """Store events not seen before (by ``event_id``) in one transaction; return those that were new.
@@ -75,6 +91,14 @@ class FeedbackStore(Protocol):
 
     def count_ingested_since(self, epoch: float, polarity: int | None = None) -> int:
         """Events stored after ``epoch`` (seconds), optionally of one polarity."""
+
+    def stored_mark(self) -> float:
+        """Where the store is now, for :meth:`ids_after` (0 for an empty store)."""
+
+    def ids_after(self, mark: float, polarity: int | None = None) -> NewIds:
+        """The ids of events stored after ``mark`` (from :meth:`stored_mark`), optionally of one
+        polarity, and the mark to ask from next time: what incremental triage reads instead of the
+        whole store."""
 
     def rated(
         self,
@@ -335,6 +359,30 @@ class SQLFeedbackStore:
             query = query.where(events_table.c.polarity == polarity)
         with store_errors(self.url, "read"), self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def _position(self) -> Any:
+        """What orders rows by commit: SQLite's rowid, else the time they were stored."""
+        return literal_column("rowid") if self.dialect == "sqlite" else events_table.c.ingested_at
+
+    def stored_mark(self) -> float:
+        with store_errors(self.url, "read"), self._engine.connect() as conn:
+            mark = conn.execute(select(func.max(self._position())).select_from(events_table)).scalar_one()
+        return 0.0 if mark is None else float(mark)
+
+    def ids_after(self, mark: float, polarity: int | None = None) -> NewIds:
+        position = self._position()
+        exact = self.dialect == "sqlite"
+        with store_errors(self.url, "read"), self._engine.connect() as conn, conn.begin():
+            now = conn.execute(select(func.max(position)).select_from(events_table)).scalar_one()
+            now = mark if now is None else float(now)
+            c = events_table.c
+            query = select(c.event_id, c.polarity).where(position > (mark if exact else mark - MARK_SLACK))
+            if exact:
+                query = query.where(position <= now)
+            # polarity filtered here, not in SQL: SQLite would take the polarity index and scan every
+            # negative instead of the rowid range
+            ids = [eid for eid, pol in conn.execute(query) if polarity is None or pol == polarity]
+        return NewIds(ids, now, exact)
 
     def rated(
         self,

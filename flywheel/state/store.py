@@ -30,6 +30,7 @@ from flywheel.state.tables import (
     pointers,
     promotions,
 )
+from flywheel.state.triage import TriageClusters
 from flywheel.state.upsert import insert_ignore, insert_replace
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def as_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
-class StateStore(KnowledgeVersions):
+class StateStore(KnowledgeVersions, TriageClusters):
     """The state store: ``StateStore(path)`` for a SQLite file, ``StateStore(url)`` for any store URL."""
 
     @classmethod

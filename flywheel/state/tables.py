@@ -6,7 +6,7 @@ migration, and a test keeps the two equal. Times are epoch seconds (float); docu
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, Table, Text
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, MetaData, Table, Text
 
 metadata = MetaData()
 
@@ -159,5 +159,67 @@ api_keys = Table(
     Index("api_keys_name", "name"),
 )
 
+# Incremental triage (flywheel/state/triage.py): the clusters with their centroid sums and the counts
+# priority needs, membership in chunks of event ids (appended per run, never rewritten by an
+# incremental one), per-cluster user counts (the per-user cap), labelled reference vectors for category
+# inference, and how far triage has read (``triage_meta``: one row).
+triage_meta = Table(
+    "triage_meta",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("watermark", Float, nullable=False),  # newest ingested_at (epoch) of the negatives read
+    Column("fingerprint", Text, nullable=False),  # embedder and triage settings the clusters were made with
+    Column("generation", Integer, nullable=False),  # bumped by every save: a concurrent triage does not double count
+    Column("full_at", Float, nullable=False),  # when the last full re-cluster ran
+)
+triage_clusters = Table(
+    "triage_clusters",
+    metadata,
+    Column("cluster_id", Text, primary_key=True),
+    Column("category", Text, nullable=False),
+    Column("withheld", Integer, nullable=False),  # text never embedded (remote embedder, no consent)
+    Column("size", Integer, nullable=False),
+    Column("weight", Float, nullable=False),  # events behind ``vsum``
+    Column("vsum", LargeBinary),  # float64 sum of member query vectors
+    Column("users", Integer, nullable=False),
+    Column("capped", Integer, nullable=False),  # sum over users of min(events, per_user_cap)
+    Column("strength", Float, nullable=False),  # sums over members
+    Column("reasoned", Integer, nullable=False),
+    Column("low_conf", Integer, nullable=False),
+    Column("consented", Integer, nullable=False),
+    Column("usable", Integer, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("reasons", Text, nullable=False),  # JSON object
+    Column("examples", Text, nullable=False),  # JSON list of consented queries
+    Column("example_vecs", LargeBinary),  # float32 rows, one per example
+)
+triage_members = Table(
+    "triage_members",
+    metadata,
+    Column("chunk", Integer, primary_key=True, autoincrement=True),
+    Column("cluster_id", Text, nullable=False),
+    Column("event_ids", Text, nullable=False),  # JSON list
+    Index("triage_members_cluster", "cluster_id"),
+    sqlite_autoincrement=True,
+)
+triage_users = Table(
+    "triage_users",
+    metadata,
+    Column("cluster_id", Text, primary_key=True),
+    Column("user_key", Text, primary_key=True),  # a hash of StoredEvent.user_key()
+    Column("n", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+triage_labels = Table(
+    "triage_labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("category", Text, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("vec", LargeBinary, nullable=False),  # float32
+    sqlite_autoincrement=True,
+)
+
 # The migration (migrations/versions) whose schema the tables above describe; a test keeps them equal.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
