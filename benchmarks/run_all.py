@@ -18,6 +18,7 @@ BENCHMARKS = (
     "bench_efficacy",
     "bench_watch",
     "bench_live",
+    "bench_import",
 )
 
 
