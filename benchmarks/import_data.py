@@ -4,7 +4,8 @@ written a batch at a time, never all in memory; shared by ``bench_import`` and `
 
 One event of SPEC's format becomes one trace of the source carrying what that source has a place
 for: question and answer, user, session, consent, model, prompt and index version, arm, the
-documents retrieved, and one verdict (a person's feedback, or an expected answer for a correction).
+documents retrieved, and one verdict (a person's feedback, or an expected answer for a correction or an
+edit).
 The ids are derived from the event's id, so the event a source's import stores can be matched with
 the one a direct ingest of the same line stores (``native_event_id``), and writing the same events
 again gives the same ids (a re-import stores nothing new).
@@ -111,6 +112,8 @@ def verdict(e: dict[str, Any]) -> Verdict:
         return Verdict(named[signal], number=e.get("value"), reason=reason, comment=comment)
     if signal == "correction":
         return Verdict("expected_response", expected=e.get("correction"), reason=reason, comment=comment)
+    if signal == "edit":  # no source has a place for an edited answer but as the answer expected
+        return Verdict("expected_response", expected=e.get("final_text"), reason=reason, comment=comment)
     return Verdict("user_action", label=signal, reason=reason, comment=comment)
 
 
