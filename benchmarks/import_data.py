@@ -509,16 +509,28 @@ class LangfuseServer:
 
 
 # --- flywheel serve ---------------------------------------------------------------------------------
-def post_bodies(url: str, key: str, bodies: Iterable[bytes], threads: int = 4) -> tuple[float, int, int]:
-    """POST each protobuf body to ``/v1/traces`` from ``threads`` senders; (seconds, requests, rejected spans)."""
+@dataclass
+class Posted:
+    """What posting a stream of bodies to ``/v1/traces`` took."""
+
+    seconds: float = 0.0
+    requests: int = 0
+    rejected_spans: int = 0
+    retried: int = 0  # 503 answers (the store busy), each sent again after its Retry-After
+
+
+def post_bodies(url: str, key: str, bodies: Iterable[bytes], threads: int = 4) -> Posted:
+    """POST each protobuf body to ``/v1/traces`` from ``threads`` senders, as an OTLP exporter does:
+    a 503 (or 429) is sent again after its ``Retry-After``; any other answer but 200 stops the run."""
     import threading
+    from concurrent.futures import ThreadPoolExecutor
 
     import httpx
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
     lock = threading.Lock()
     source = iter(bodies)
-    totals = [0, 0]
+    posted = Posted()
 
     def sender() -> None:
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/x-protobuf"}
@@ -529,20 +541,24 @@ def post_bodies(url: str, key: str, bodies: Iterable[bytes], threads: int = 4) -
                 if body is None:
                     return
                 answer = http.post("/v1/traces", content=body)
+                while answer.status_code in (429, 503):
+                    with lock:
+                        posted.retried += 1
+                    time.sleep(float(answer.headers.get("retry-after", "1")))
+                    answer = http.post("/v1/traces", content=body)
                 if answer.status_code != 200:
-                    raise SystemExit(f"POST /v1/traces answered {answer.status_code}: {answer.text[:300]}")
+                    raise RuntimeError(f"POST /v1/traces answered {answer.status_code}: {answer.text[:300]}")
                 rejected = ExportTraceServiceResponse.FromString(answer.content).partial_success.rejected_spans
                 with lock:
-                    totals[0] += 1
-                    totals[1] += rejected
+                    posted.requests += 1
+                    posted.rejected_spans += rejected
 
     start = time.perf_counter()
-    workers = [threading.Thread(target=sender) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return time.perf_counter() - start, totals[0], totals[1]
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(sender) for _ in range(threads)]:
+            done.result()  # a sender's failure is the run's
+    posted.seconds = time.perf_counter() - start
+    return posted
 
 
 def stored_count(home: Path) -> int:

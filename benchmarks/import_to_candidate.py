@@ -116,7 +116,7 @@ def _feed(variant: str, home: Path, env: dict[str, str], world: Path, carried: P
         key = server.cli("keys", "create", "collector", "--scope", "ingest")["key"]
         url = server.start(workers=1)
         try:
-            _, _, rejected = post_bodies(url, key, read_protobuf_bodies(bodies), threads=2)
+            rejected = post_bodies(url, key, read_protobuf_bodies(bodies), threads=2).rejected_spans
         finally:
             server.stop()
         sent = sum(1 for _ in jsonl(carried))
