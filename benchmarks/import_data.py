@@ -561,12 +561,38 @@ def post_bodies(url: str, key: str, bodies: Iterable[bytes], threads: int = 4) -
     return posted
 
 
-def stored_count(home: Path) -> int:
-    """How many events the store under ``home`` holds."""
+def settings_for(home: Path) -> Any:
+    """The settings a `flywheel` child with ``child_env(home)`` reads (FLYWHEEL_HOME outranks an
+    argument to ``load_settings``, so it is set here for the call)."""
     from flywheel.config import load_settings
+
+    saved = os.environ.get("FLYWHEEL_HOME")
+    os.environ["FLYWHEEL_HOME"] = str(home)
+    try:
+        return load_settings()
+    finally:
+        if saved is None:
+            del os.environ["FLYWHEEL_HOME"]
+        else:
+            os.environ["FLYWHEEL_HOME"] = saved
+
+
+def stored_events(home: Path) -> Iterator[Any]:
+    """The events the store under ``home`` holds."""
     from flywheel.feedback.store import open_store
 
-    store = open_store(load_settings(home=str(home)).resolved_store_url)
+    store = open_store(settings_for(home).resolved_store_url)
+    try:
+        yield from store.events()
+    finally:
+        store.close()
+
+
+def stored_count(home: Path) -> int:
+    """How many events the store under ``home`` holds."""
+    from flywheel.feedback.store import open_store
+
+    store = open_store(settings_for(home).resolved_store_url)
     try:
         return store.counts()["events"]
     finally:

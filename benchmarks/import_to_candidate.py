@@ -40,6 +40,7 @@ from benchmarks.import_data import (
     native_event_id,
     post_bodies,
     read_protobuf_bodies,
+    stored_events,
     write_jsonl,
     write_langfuse,
     write_otlp_json,
@@ -81,14 +82,7 @@ def _home(work: Path, variant: str, world: Path, endpoint: str) -> tuple[Path, d
 
 
 def _store(home: Path) -> dict[str, dict[str, Any]]:
-    from flywheel.config import load_settings
-    from flywheel.feedback.store import open_store
-
-    store = open_store(load_settings(home=str(home)).resolved_store_url)
-    try:
-        return {e.event_id: asdict(e) for e in store.events()}
-    finally:
-        store.close()
+    return {e.event_id: asdict(e) for e in stored_events(home)}
 
 
 def _feed(variant: str, home: Path, env: dict[str, str], world: Path, carried: Path, work: Path) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the benchmarks are not installed: they live beside the tests
     sys.path.insert(0, str(ROOT))
@@ -16,6 +18,7 @@ from benchmarks import bench_import  # noqa: E402
 from benchmarks._util import OUT  # noqa: E402
 
 
+@pytest.mark.slow
 def test_smoke_reports_every_source_and_a_reimport_stores_nothing() -> None:
     bench_import.main(["--smoke"])
     result = json.loads((OUT / "import_smoke.json").read_text())
