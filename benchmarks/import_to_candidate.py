@@ -197,7 +197,12 @@ def main(argv: list[str] | None = None) -> bool:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.import_to_candidate")
     parser.add_argument("--work", type=Path, help="keep the homes here (default: a temporary directory)")
     parser.add_argument("--sources", nargs="+", choices=VARIANTS[1:], default=list(VARIANTS[1:]))
+    parser.add_argument("--table", action="store_true", help="only print the table of the last run's JSON")
     args = parser.parse_args(argv)
+    if args.table:
+        last = json.loads((OUT / "import_to_candidate.json").read_text())
+        print(_table(last["sources"], last["mappings"]))
+        return True
     work = args.work or Path(tempfile.mkdtemp(prefix="flywheel-import-to-candidate-"))
     work.mkdir(parents=True, exist_ok=True)
     world = work / "world"
