@@ -65,6 +65,7 @@ def _figures(first: tuple[float, int, dict[str, Any]], again: tuple[float, int, 
         "reimport_new": again[2]["accepted"],
         "reimport_duplicates": again[2]["duplicates"],
         "reimport_seconds": round(again[0], 1),
+        "first_rejection": out["errors"][0]["error"] if out["errors"] else None,
     }
 
 
@@ -118,6 +119,7 @@ def run_traces(tmp: Path, n: int, threads: int) -> dict[str, Any]:
         "accepted": stored,
         "rejected_spans": first.rejected_spans,
         "busy_retries": first.retried + again.retried,
+        "first_rejection": first.first_error,
         "reimport_new": stored_again - stored,
         "reimport_seconds": round(again.seconds, 1),
     }
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> bool:
                 results = {source: f.result() for source, f in futures.items()}
         else:
             results = {source: run() for source, run in runs.items()}
-    figures: dict[str, Any] = {"traces": n, "mlflow_traces": n_mlflow}
+    figures: dict[str, Any] = {"traces": n} | ({"mlflow_traces": n_mlflow} if "mlflow" in results else {})
     for source, result in results.items():
         figures |= {f"{source}_{k}": v for k, v in result.items()}
     speed = {

@@ -517,6 +517,7 @@ class Posted:
     requests: int = 0
     rejected_spans: int = 0
     retried: int = 0  # 503 answers (the store busy), each sent again after its Retry-After
+    first_error: str | None = None  # the first partial_success.error_message
 
 
 def post_bodies(url: str, key: str, bodies: Iterable[bytes], threads: int = 4) -> Posted:
@@ -548,10 +549,11 @@ def post_bodies(url: str, key: str, bodies: Iterable[bytes], threads: int = 4) -
                     answer = http.post("/v1/traces", content=body)
                 if answer.status_code != 200:
                     raise RuntimeError(f"POST /v1/traces answered {answer.status_code}: {answer.text[:300]}")
-                rejected = ExportTraceServiceResponse.FromString(answer.content).partial_success.rejected_spans
+                partial = ExportTraceServiceResponse.FromString(answer.content).partial_success
                 with lock:
                     posted.requests += 1
-                    posted.rejected_spans += rejected
+                    posted.rejected_spans += partial.rejected_spans
+                    posted.first_error = posted.first_error or partial.error_message or None
 
     start = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
