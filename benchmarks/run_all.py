@@ -44,6 +44,7 @@ BENCHMARKS = (
     "bench_watch",
     "bench_live",
     "bench_worker",
+    "bench_import",
 )
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "RESULTS.md"

@@ -23,8 +23,13 @@ _CHILD = (
 )
 
 
+# bench_import's smoke run has its own test, which also checks each source's counts
+# (tests/test_bench_import_smoke.py): it is not run twice.
+SMOKED_ELSEWHERE = {"bench_import"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("module", run_all.BENCHMARKS)
+@pytest.mark.parametrize("module", [m for m in run_all.BENCHMARKS if m not in SMOKED_ELSEWHERE])
 def test_each_benchmark_runs_at_smoke_size_and_reports_its_figures(module: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, OUT_ENV: str(out), "PYTHONPATH": str(ROOT)}
