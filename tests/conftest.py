@@ -237,9 +237,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 return
             world = factory.mktemp("world-early")
             write_world(world)
-            built = _build_world_vectors(world, factory)
-            shutil.copy(built, target.with_suffix(".partial"))
-            os.replace(target.with_suffix(".partial"), target)
+            _publish_world_vectors(world, factory, target)
         finally:  # on failure, the first worker that needs the vectors builds them itself
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
@@ -269,10 +267,15 @@ def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     with (shared / "world-vectors.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not target.exists():
-            built = _build_world_vectors(world, tmp_path_factory)
-            shutil.copy(built, target.with_suffix(".partial"))
-            os.replace(target.with_suffix(".partial"), target)
+            _publish_world_vectors(world, tmp_path_factory, target)
     return target
+
+
+def _publish_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory, target: Path) -> None:
+    """Build the cache and put it at ``target`` whole (a reader never sees a partial copy)."""
+    built = _build_world_vectors(world, tmp_path_factory)
+    shutil.copy(built, target.with_suffix(".partial"))
+    os.replace(target.with_suffix(".partial"), target)
 
 
 def _build_world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
