@@ -378,12 +378,12 @@ def write_otlp_json(path: Path, events: Iterable[dict[str, Any]], per_request: i
 def write_otlp_protobuf(path: Path, events: Iterable[dict[str, Any]], per_request: int = 100) -> tuple[int, int]:
     """The same requests, protobuf-encoded as an OTLP/HTTP exporter sends them, length-prefixed in a
     file (so they can be posted a batch at a time without all being in memory); (requests, spans)."""
-    from flywheel.feedback.otlp_import import parse_json
+    from flywheel.feedback.otlp_import import to_protobuf
 
     requests = spans = 0
     with path.open("wb") as fh:
         for chunk in batched(events, per_request):
-            body = parse_json(otlp_request(chunk)).SerializeToString()
+            body = to_protobuf(otlp_request(chunk)).SerializeToString()
             fh.write(struct.pack(">I", len(body)) + body)
             requests += 1
             spans += 3 * len(chunk)

@@ -22,11 +22,11 @@ from flywheel.feedback.imports import ImportReport
 from flywheel.feedback.otlp_import import (
     JSON,
     PROTOBUF,
-    OtlpParseError,
     ingest_request,
     parse_json,
     parse_protobuf,
 )
+from flywheel.feedback.otlp_spans import OtlpParseError
 from flywheel.keys import KeyRecord, Scope
 
 router = APIRouter()

@@ -1,7 +1,7 @@
 """OpenTelemetry GenAI spans -> feedback events in SPEC's format (README, "Importing OpenTelemetry GenAI spans").
 
-One ``ExportTraceServiceRequest`` (a protobuf message; OTLP JSON is parsed into the same message by
-:mod:`flywheel.feedback.otlp_import`) is read whole, its spans grouped by trace. A span is not feedback
+One ``ExportTraceServiceRequest`` is read whole (a protobuf message by :func:`proto_spans`, OTLP JSON by
+:mod:`flywheel.feedback.otlp_json`, into the same :class:`Span`), its spans grouped by trace. A span is not feedback
 by itself: feedback is a ``gen_ai.evaluation.result`` span event (``gen_ai.evaluation.name``, ``.score.value``,
 ``.score.label``, ``.explanation``) or an OpenInference annotation (``annotations.<i>.annotation.*``,
 ``evaluations.<i>.evaluation.*``); each becomes one event carrying what its span and trace say:
@@ -24,7 +24,7 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,25 +106,38 @@ def span_event_id(trace_id: str, item: str) -> str:
     return hashed
 
 
-def request_spans(request: Any) -> Iterator[list[Span]]:
-    """The spans of an ``ExportTraceServiceRequest``, grouped by trace (in the order traces first appear)."""
-    traces: dict[str, list[Span]] = defaultdict(list)
+class OtlpParseError(ValueError):
+    """A body or line that is not an OTLP trace export; the message names the rule, never a value."""
+
+
+def proto_spans(request: Any) -> list[Span]:
+    """Every span of an ``ExportTraceServiceRequest`` protobuf message, in the order written."""
+    spans = []
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for s in scope_spans.spans:
-                span = Span(
-                    s.trace_id.hex(),
-                    s.span_id.hex(),
-                    s.parent_span_id.hex() or None,
-                    s.start_time_unix_nano,
-                    s.end_time_unix_nano,
-                    attributes(s.attributes),
-                    [(e.name, e.time_unix_nano, attributes(e.attributes)) for e in s.events],
-                    resource,
+                spans.append(
+                    Span(
+                        s.trace_id.hex(),
+                        s.span_id.hex(),
+                        s.parent_span_id.hex() or None,
+                        s.start_time_unix_nano,
+                        s.end_time_unix_nano,
+                        attributes(s.attributes),
+                        [(e.name, e.time_unix_nano, attributes(e.attributes)) for e in s.events],
+                        resource,
+                    )
                 )
-                traces[span.trace_id].append(span)
-    yield from traces.values()
+    return spans
+
+
+def by_trace(spans: Sequence[Span]) -> list[list[Span]]:
+    """The spans grouped by trace, in the order traces first appear."""
+    traces: dict[str, list[Span]] = defaultdict(list)
+    for span in spans:
+        traces[span.trace_id].append(span)
+    return list(traces.values())
 
 
 def attributes(key_values: Any) -> dict[str, Any]:
@@ -143,11 +156,11 @@ def value_of(value: Any) -> Any:
     return getattr(value, kind) if kind else None
 
 
-def request_events(request: Any, settings: OtlpImportSettings) -> Iterator[Mapped]:
-    """Every evaluation result and annotation of one request, as an event or a reason to skip it. An
+def request_events(spans: Sequence[Span], settings: OtlpImportSettings) -> Iterator[Mapped]:
+    """Every evaluation result and annotation of one request's spans, as an event or a reason to skip it. An
     evaluation carrying a ``gen_ai.response.id`` other than its span's is about the span of the request
     that gave that response (feedback recorded later, on a span of its own), when there is one."""
-    traces = list(request_spans(request))
+    traces = by_trace(spans)
     contexts = {spans[0].trace_id: _TraceContext(spans, settings) for spans in traces}
     by_response = {
         s.attributes["gen_ai.response.id"]: s
