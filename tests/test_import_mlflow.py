@@ -416,3 +416,22 @@ def test_end_to_end_traces_with_feedback_become_clusters(cli, experiment: str, w
         f"({unconsented} without consent), {len(clusters)} clusters: "
         + ", ".join(f"{c['category']}/{c['route']} x{c['size']}" for c in clusters)
     )
+
+
+def test_a_database_store_is_read_a_page_a_call_and_the_users_own_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow fetches spans 10 traces a call unless told otherwise; the import tells it a page for one
+    search on a database store, then leaves the environment as it found it."""
+    import os
+
+    from flywheel.feedback.mlflow_import import BATCH_ENV, _batch_size
+
+    monkeypatch.delenv(BATCH_ENV, raising=False)
+    with _batch_size(200):
+        assert os.environ[BATCH_ENV] == "200"
+    assert BATCH_ENV not in os.environ
+    with _batch_size(None):  # a tracking server: its BatchGetTraces takes at most 10
+        assert BATCH_ENV not in os.environ
+    monkeypatch.setenv(BATCH_ENV, "25")
+    with _batch_size(200):
+        assert os.environ[BATCH_ENV] == "25"
+    assert os.environ[BATCH_ENV] == "25"

@@ -10,8 +10,10 @@ because events are keyed by assessment id (a second copy is a duplicate, never s
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,6 +31,9 @@ if TYPE_CHECKING:  # the import's remembered point is kept there; the store is h
     from flywheel.state import StateStore
 
 POINTER = "import.mlflow.{experiment_id}"  # the newest trace time (ms) the last import read
+# How many traces MLflow's client fetches with spans per store call (default 10, the limit of the REST
+# API's BatchGetTraces). A database store has no such limit: a page in one call reads ~1.5x faster.
+BATCH_ENV = "MLFLOW_SEARCH_TRACES_MAX_BATCH_SIZE"
 
 
 @dataclass
@@ -41,6 +46,7 @@ class MlflowTraces:
     since_ms: int | None
     settings: Settings
     report: ImportReport
+    database: bool = False  # a database tracking store (not a tracking server)
     newest_ms: int | None = field(default=None, init=False)
     counts: ClassVar[Position] = Position.index
 
@@ -64,15 +70,17 @@ class MlflowTraces:
         """The traces, oldest first, a page at a time (spans included: retrievers and models are in them)."""
         where = f"trace.timestamp_ms >= {self.since_ms}" if self.since_ms is not None else None
         token = None
+        size = self.settings.imports.mlflow.page_size
         while True:
-            page = self.client.search_traces(
-                locations=[self.experiment_id],
-                filter_string=where,
-                max_results=self.settings.imports.mlflow.page_size,
-                order_by=["timestamp_ms ASC"],
-                page_token=token,
-                include_spans=True,
-            )
+            with _batch_size(size if self.database else None):
+                page = self.client.search_traces(
+                    locations=[self.experiment_id],
+                    filter_string=where,
+                    max_results=size,
+                    order_by=["timestamp_ms ASC"],
+                    page_token=token,
+                    include_spans=True,
+                )
             yield list(page)
             token = page.token
             if not token or not page:
@@ -94,7 +102,8 @@ def import_mlflow(
     since_ms = _since_ms(since, state.pointer(key), settings.imports.mlflow.lookback_hours)
     report = ImportReport(source="mlflow", experiment=experiment, since=_iso(since_ms))
     name = "mlflow-" + (re.sub(r"[^\w.-]+", "_", experiment).strip("_.") or exp.experiment_id)
-    source = MlflowTraces(name, client, exp.experiment_id, since_ms, settings, report)
+    database = uri.split(":", 1)[0].split("+", 1)[0] in DATABASE_SCHEMES
+    source = MlflowTraces(name, client, exp.experiment_id, since_ms, settings, report, database=database)
     ingest_source(source, store, settings.quarantine_dir, settings.ingest, report, kept=report.quarantine)
     previous = state.pointer(key)
     if source.newest_ms is not None and (previous is None or source.newest_ms > int(previous)):
@@ -102,6 +111,22 @@ def import_mlflow(
     newest = state.pointer(key)
     report.high_water = _iso(int(newest)) if newest is not None else None
     return report
+
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+@contextmanager
+def _batch_size(size: int | None) -> Iterator[None]:
+    """MLflow's span fetch batch set to ``size`` for one search (unless the user set it; None: as is)."""
+    if size is None or BATCH_ENV in os.environ:
+        yield
+        return
+    os.environ[BATCH_ENV] = str(size)
+    try:
+        yield
+    finally:
+        os.environ.pop(BATCH_ENV, None)
 
 
 def _since_ms(since: datetime | None, mark: str | None, lookback_hours: float) -> int | None:
