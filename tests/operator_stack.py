@@ -7,7 +7,6 @@ runs; a paused flow ignores SIGTERM, so whatever is left gets SIGKILL).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -78,7 +77,7 @@ class Service:
         text = self.log.read_text(errors="replace").splitlines()
         return f"--- last {lines} lines of {self.log} ---\n" + "\n".join(text[-lines:])
 
-    def stop(self, grace: float = 15) -> None:
+    def stop(self, grace: float = 5) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGINT)  # a worker stops on SIGINT, not SIGTERM
             try:
@@ -111,6 +110,8 @@ class PrefectStack:
             "PREFECT_SERVER_API_PORT": str(self.port),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_WORKER_QUERY_SECONDS": "2",
+            # The scheduler queues a resumed schedule's runs on its next loop: every 60 s by default.
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
             "PREFECT_CLI_PROMPT": "false",
         }
         self.services: list[Service] = []
@@ -171,8 +172,11 @@ class PrefectStack:
         )
 
     def schedules(self, deployment: str) -> list[dict[str, Any]]:
-        """``prefect deployment schedule ls FLOW/DEPLOYMENT -o json``: the schedules and whether each is on."""
-        return list(json.loads(self.prefect("deployment", "schedule", "ls", deployment, "-o", "json")))
+        """The deployment's schedules and whether each is on, read from the API (what `prefect deployment
+        schedule ls` prints, without a CLI start of a few seconds a call)."""
+        response = self.http.get(f"/deployments/name/{deployment}")
+        response.raise_for_status()
+        return list(response.json()["schedules"])
 
     def resume_schedules(self, deployment: str) -> None:
         """What the README tells an operator to do for each schedule they want running."""

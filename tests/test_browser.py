@@ -53,6 +53,14 @@ def stack(tmp_path: Path) -> Iterator[PrefectStack]:
         yield running
 
 
+_T0 = [time.monotonic()]
+
+
+def _phase(what: str) -> None:
+    """Where the test's time goes (shown with -s, and in a failure's captured output)."""
+    print(f"[browser +{time.monotonic() - _T0[0]:5.1f} s] {what}", flush=True)
+
+
 def _wait_for(what: str, check, stack: PrefectStack, timeout: float):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -145,7 +153,9 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     from flywheel.state import open_state
     from operator_stack import BIN
 
+    _T0[0] = time.monotonic()
     _prepare(cli, world, world_vectors, monkeypatch)
+    _phase("prepared")
     # Prefect renews a run's concurrency lease every 225 s; here every few seconds, so the wait below
     # spans several renewals (the hook is tests/hooks/sitecustomize.py, loaded by the worker's runs).
     stack.deploy(
@@ -154,6 +164,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
         PYTHONPATH=os.pathsep.join(p for p in (str(HOOKS), os.environ.get("PYTHONPATH", "")) if p),
     )
 
+    _phase("deployed")
     # Feedback arrives: ingest tells the server, whose trigger starts the on-feedback deployment.
     ingest = subprocess.run(
         [str(BIN / "flywheel"), "ingest", str(world / "feedback.jsonl"), "--json"],
@@ -168,6 +179,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     runs = _wait_for("the on-feedback trigger started no cycle", lambda: stack.flow_runs("on-feedback"), stack, 120)
     assert len(runs) == 1, f"one ingest started {len(runs)} cycles"
     run_id = runs[0]["id"]
+    _phase("ingested; the trigger started a cycle")
 
     settings = load_settings()
     paused = _wait_for(
@@ -178,6 +190,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     )
     assert paused["state"]["name"] == "Paused"
     paused_at = time.monotonic()
+    _phase("paused")
     # The wait survives Prefect's lease renewals: still paused (not Crashed) after several of them.
     assert _still_paused(stack, run_id, seconds=LEASE_WAIT_S), (
         f"the cycle paused for approval did not survive {LEASE_WAIT_S:g} s of lease renewals every "
@@ -190,6 +203,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
     assert set(cands) == {"prompt", "rag"}
     prompt, rag = cands["prompt"], cands["rag"]
 
+    _phase("survived the lease renewals")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 900})  # a laptop's screen
@@ -256,6 +270,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
             120,
         )
         assert done["state"]["type"] == "COMPLETED", done["state"]
+        _phase("completed")
         page.reload()
         expect(page.get_by_text("Completed").first).to_be_visible(timeout=60_000)
         page.screenshot(path=str(OUTPUT / "after-approval.png"), full_page=True)
@@ -274,10 +289,11 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
         finally:
             page.screenshot(path=str(OUTPUT / "chart.png"), full_page=True)
         browser.close()
+    _phase("artifacts seen")
 
     # Deployed, the schedules are off; the operator switches two on as the README says, and the
-    # server's scheduler (its loop runs every minute) queues the nightly cycle at 02:00 UTC and the
-    # review on Monday 09:00 UTC.
+    # server's scheduler (its loop runs every 5 s here, every minute by default) queues the nightly
+    # cycle at 02:00 UTC and the review on Monday 09:00 UTC.
     named = {
         "nightly": "improvement-cycle/nightly",
         "weekly-review": "weekly-feedback-review/weekly-review",
@@ -298,6 +314,7 @@ def test_an_operator_approves_a_feedback_triggered_cycle_in_the_prefect_ui(
         assert {(s.hour, s.minute) for s in starts} == {(hour, 0)} and len(starts) >= 1
         assert weekday is None or {s.weekday() for s in starts} == {weekday}
 
+    _phase("schedules queued")
     with open_state(settings) as state:
         promoted, rejected = state.candidate(prompt.candidate_id), state.candidate(rag.candidate_id)
     assert promoted is not None and rejected is not None
