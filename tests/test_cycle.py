@@ -32,7 +32,7 @@ def retrieve(query: str) -> str:
 
 
 def golden_lines(loop: dict) -> list[str]:
-    return (loop["world"] / "golden.jsonl").read_text().splitlines()
+    return Path(loop["golden"]).read_text().splitlines()
 
 
 def mlflow_client():
@@ -196,7 +196,7 @@ def test_mlflow_holds_every_candidate_as_spec_names_it(cli, loop: dict, monkeypa
     assert "pricing.md" in changes["changed_documents"]
     assert every(p["from"] for p in changes["provenance"].values())
     golden_version = out["golden_version"]
-    categories = {json.loads(line)["category"] for line in (loop["world"] / "golden.jsonl").read_text().splitlines()}
+    categories = {json.loads(line)["category"] for line in golden_lines(loop)}
     for r in [champion, rag_run, *by_kind["prompt"]]:
         assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert r.data.params["golden_version"] == golden_version
@@ -283,7 +283,7 @@ def test_no_endpoint_fails_fast_with_how_to_set_one(cli, loop: dict, monkeypatch
 
 
 def test_a_broken_golden_set_is_a_usage_error(cli, loop: dict, tmp_path: Path, monkeypatch) -> None:
-    lines = (loop["world"] / "golden.jsonl").read_text().splitlines()
+    lines = golden_lines(loop)
     lines[6] = lines[6][:-5]
     broken = tmp_path / "golden.jsonl"
     broken.write_text("\n".join(lines) + "\n")
