@@ -201,11 +201,54 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+# The slowest tests, longest first (measured from a fresh clone with --durations, 3 workers). They
+# start first so short tests fill the end instead of a long one running alone at the end. The first six
+# need no world embeddings (the controller builds those in the first minute, see pytest_sessionstart).
+SLOW_FIRST = (
+    "test_browser.py::",
+    "test_demo.py::test_demo_closes_the_loop",
+    "test_bench_smoke.py::test_each_benchmark_runs_at_smoke_size_and_reports_its_figures[bench_worker]",
+    "test_several_hosts.py::test_two_replicas_share_keys_arms_promotions_and_the_index",
+    "test_bench_smoke.py::test_each_benchmark_runs_at_smoke_size_and_reports_its_figures[bench_kb]",
+    "test_readme_snippets.py::test_the_readme_snippets_read_what_production_serves",
+    "test_cycle.py::test_a_cycle_killed_after_evaluation_resumes_without_duplicates",
+    "test_signals.py::test_sigterm_ends_a_cycle_within_seconds_as_interrupted_and_resumable",
+    "test_outage.py::test_an_outage_during_evaluation_fails_the_cycle_and_decides_nothing",
+    "test_approval.py::test_a_newer_cycle_that_supersedes_the_waiting_candidates_resumes_the_older_run",
+    "test_cycle.py::test_a_cluster_prompts_cannot_fix_is_fine_tuned_then_approved_and_rolled_back",
+    "test_bench_smoke.py::test_each_benchmark_runs_at_smoke_size_and_reports_its_figures[bench_cycle]",
+    "test_cycle.py::test_full_cycle_through_the_cli_then_approve_and_rollback",
+    "test_bench_smoke.py::test_each_benchmark_runs_at_smoke_size_and_reports_its_figures[bench_efficacy]",
+    "test_approval.py::test_the_form_answer_promotes_what_was_approved_and_rejects_the_rest",
+    "test_autonomy.py::test_a_cycle_in_canary_mode_leaves_a_running_canary_that_the_watch_promotes",
+    "test_traffic.py::test_watch_on_generated_traffic_promotes_a_better_canary_and_rolls_back_a_worse_promotion",
+    "test_deadlines.py::test_a_hung_endpoint_ends_the_cycle_as_an_error_within_its_deadlines",
+    "test_cycle.py::test_mlflow_holds_every_candidate_as_spec_names_it",
+    "test_bench_import_smoke.py::",
+    "test_operations.py::test_triage_and_decisions_from_flows_match_the_cli",
+    "test_deadlines.py::test_sigterm_ends_a_cycle_whose_calls_hang_within_seconds",
+    "test_approval.py::test_what_nobody_approves_before_the_timeout_is_rejected",
+    "test_dask.py::test_a_cycle_on_dask_embeds_and_evaluates_in_worker_processes",
+    "test_bench_smoke.py::test_each_benchmark_runs_at_smoke_size_and_reports_its_figures[bench_serve]",
+    "test_diagnosis.py::test_a_cycle_on_feedback_without_reasons_diagnoses_drafts_and_reports",
+    "test_outage.py::test_a_dead_endpoint_is_given_up_on_within_the_budget",
+    "test_approval.py::test_cli_decisions_resume_the_waiting_run",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The two longest tests first, so pytest-xdist starts them on different workers at once
-    rather than leaving one of them for the end."""
-    first = ("test_demo.py::test_demo_closes_the_loop", "test_browser.py::")
-    items.sort(key=lambda item: next((i for i, f in enumerate(first) if f in item.nodeid), len(first)))
+    """The slowest tests first (``SLOW_FIRST``), the rest in their order. pytest-xdist (with
+    ``--maxschedchunk 1``, pyproject.toml) hands each worker two consecutive tests to start with, then
+    one at a time as it finishes: the first six are laid out so the three longest start on three workers
+    at once."""
+
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, f in enumerate(SLOW_FIRST) if f in item.nodeid), len(SLOW_FIRST))
+
+    items.sort(key=rank)
+    head = [i for i in items[:6] if rank(i) < 6]
+    if len(head) == 6:  # worker 1 gets positions 0-1, worker 2 positions 2-3, worker 3 positions 4-5
+        items[:6] = [head[0], head[3], head[1], head[4], head[2], head[5]]
 
 
 _EARLY_BUILD: list[Any] = []  # the controller's lock and thread, referenced while the session runs
