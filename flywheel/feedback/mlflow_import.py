@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlparse
 
 from flywheel.config import Settings
 from flywheel.errors import UsageError
@@ -92,6 +93,7 @@ def import_mlflow(
 ) -> ImportReport:
     """Import ``experiment``'s feedback into ``store``; the report counts what happened to each assessment."""
     import mlflow
+    from mlflow.store.db.db_types import DATABASE_ENGINES
 
     uri = settings.resolved_tracking_uri
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -102,7 +104,7 @@ def import_mlflow(
     since_ms = _since_ms(since, state.pointer(key), settings.imports.mlflow.lookback_hours)
     report = ImportReport(source="mlflow", experiment=experiment, since=_iso(since_ms))
     name = "mlflow-" + (re.sub(r"[^\w.-]+", "_", experiment).strip("_.") or exp.experiment_id)
-    database = uri.split(":", 1)[0].split("+", 1)[0] in DATABASE_SCHEMES
+    database = urlparse(uri).scheme.split("+", 1)[0] in DATABASE_ENGINES  # MLflow's own list of SQL stores
     source = MlflowTraces(name, client, exp.experiment_id, since_ms, settings, report, database=database)
     ingest_source(source, store, settings.quarantine_dir, settings.ingest, report, kept=report.quarantine)
     previous = state.pointer(key)
@@ -111,9 +113,6 @@ def import_mlflow(
     newest = state.pointer(key)
     report.high_water = _iso(int(newest)) if newest is not None else None
     return report
-
-
-DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 @contextmanager

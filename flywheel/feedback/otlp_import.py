@@ -100,7 +100,7 @@ def to_json(request: Any) -> dict[str, Any]:
 
 
 def _hex(obj: dict[str, Any]) -> None:
-    for key in ("traceId", "spanId", "parentSpanId"):
+    for key in _HEX_IDS:
         if isinstance(obj.get(key), str):
             obj[key] = base64.b64decode(obj[key]).hex()
 
