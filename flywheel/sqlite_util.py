@@ -116,10 +116,16 @@ def wal_for_foreign_engine(path: Path) -> None:
     _WAL_FILES.add(str(path.resolve()))
 
 
+def write_ahead(dbapi_connection: sqlite3.Connection) -> None:
+    """The journal every SQLite file Flywheel writes through SQLAlchemy runs in: WAL, and
+    ``synchronous=NORMAL`` (a commit is a write to the log; a crashed process loses nothing committed)."""
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def _wal_if_listed(dbapi_connection: Any, _record: Any) -> None:
     if not isinstance(dbapi_connection, sqlite3.Connection):
         return
     row = dbapi_connection.execute("PRAGMA database_list").fetchone()  # (seq, "main", file)
     if row is not None and row[2] in _WAL_FILES:
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        write_ahead(dbapi_connection)

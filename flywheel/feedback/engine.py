@@ -18,6 +18,7 @@ from sqlalchemy import exc as sa_exc
 
 from flywheel.errors import FlywheelError, StoreUnavailable, UsageError
 from flywheel.masking import MASK, mask_secrets
+from flywheel.sqlite_util import write_ahead
 
 # How long a write waits for another writer before the store reports itself unavailable (read
 # when an engine is made; tests lower it).
@@ -82,10 +83,7 @@ def _sqlite_engine(url: URL, lock_timeout: float) -> Engine:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below), DDL included
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        write_ahead(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
