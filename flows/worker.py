@@ -22,7 +22,7 @@ import importlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -62,16 +62,7 @@ class RunRecord:
     runtime_id: int = 0  # the process Runtime's identity after the run: equal across runs = shared
 
     def public(self) -> dict[str, Any]:
-        return {
-            "flow_run_id": self.flow_run_id,
-            "name": self.name,
-            "flow": self.flow,
-            "deployment": self.deployment,
-            "state": self.state,
-            "seconds": round(self.seconds, 3),
-            "opened": self.opened,
-            "runtime_id": self.runtime_id,
-        }
+        return asdict(self) | {"seconds": round(self.seconds, 3)}
 
 
 def project_flow(entrypoint: str | None) -> Flow[..., Any] | None:
