@@ -340,6 +340,13 @@ def applied(memory: TriageMemory, change: TriageChange) -> TriageMemory:
         memory.clusters[r.cluster_id] = r
     for cid, ids in change.members.items():
         memory.members.setdefault(cid, []).extend(ids)
+    if len(change.labels):
+        held = [memory.labels] if len(memory.labels) else []
+        memory.labels = LabelRefs(
+            categories=[c for refs in (*held, change.labels) for c in refs.categories],
+            weights=np.concatenate([refs.weights for refs in (*held, change.labels)]),
+            vectors=np.vstack([refs.vectors for refs in (*held, change.labels)]),
+        )
     return memory
 
 
@@ -379,6 +386,9 @@ def failure_cluster(r: ClusterRecord, event_ids: list[str], inputs: TriageInputs
 
 def failure_clusters(memory: TriageMemory, inputs: TriageInputs) -> list[FailureCluster]:
     """Every kept cluster, highest priority first."""
-    out = [failure_cluster(r, memory.members.get(cid, []), inputs) for cid, r in memory.clusters.items() if r.size]
+    # copies: ``memory`` may be kept for the next run, which extends its lists
+    out = [
+        failure_cluster(r, list(memory.members.get(cid, ())), inputs) for cid, r in memory.clusters.items() if r.size
+    ]
     out.sort(key=lambda c: (-c.priority, c.cluster_id))
     return out

@@ -70,14 +70,18 @@ def triage_run(rt: Runtime, progress: Callable[[int], None] | None = None, *, fu
             known = {eid for ids in memory.members.values() for eid in ids}
             fresh = [i for i in fresh if i not in known]
         if why is None and not fresh:
-            return TriageRun(failure_clusters(memory, inputs), "incremental", "nothing new", 0, 0)
+            clusters = failure_clusters(memory, inputs)
+            rt.state.keep_triage_memory(memory)  # unchanged: still what the store holds
+            return TriageRun(clusters, "incremental", "nothing new", 0, 0)
         if why is None:
             events = sorted(rt.feedback.get(fresh), key=lambda e: (e.ts, e.event_id))
             inc = assign(memory, events, inputs, rt.state.triage_user_counts, new.mark)
             if inc.change is not None:
-                if not rt.state.save_triage_change(inc.change, expected_generation=memory.generation):
+                generation = memory.generation
+                after = applied(memory, inc.change)
+                if not rt.state.save_triage_change(inc.change, expected_generation=generation, after=after):
                     log.info("another triage saved first; this one's result is returned, not kept")
-                clusters = failure_clusters(applied(memory, inc.change), inputs)
+                clusters = failure_clusters(after, inputs)
                 return TriageRun(clusters, "incremental", f"{len(events)} new events", len(events), inc.embedded)
             why = inc.drift
     return _full(rt, inputs, memory, print_, why or "", progress)

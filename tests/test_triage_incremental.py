@@ -109,6 +109,16 @@ def test_new_events_are_embedded_once_assigned_and_agree_with_a_full_recluster(c
     grown = triage_run(rt)
     assert grown.mode == "incremental" and grown.new_events == 25
     assert sorted(counting.texts) == sorted(new_queries)
+    # what this process kept for its next run is what the store now holds
+    kept, stored = rt.state.triage_memory(), rt.state.triage_memory(reuse=False)
+    assert kept is not None and stored is not None and kept is not stored
+    assert (kept.generation, kept.watermark, kept.members) == (stored.generation, stored.watermark, stored.members)
+    assert kept.labels.categories == stored.labels.categories
+    assert np.allclose(kept.labels.vectors, stored.labels.vectors) and len(stored.labels) > 0
+    assert {c: (r.size, r.users, r.examples) for c, r in kept.clusters.items()} == {
+        c: (r.size, r.users, r.examples) for c, r in stored.clusters.items()
+    }
+    rt.state.keep_triage_memory(kept)
     # every event once; the kept clusters keep their ids and their events
     after = labels(grown.clusters)
     assert sorted(after) == sorted(r["event_id"] for r in base + new)
@@ -207,7 +217,7 @@ def test_triage_memory_round_trips_and_refuses_a_stale_save(state_url: str) -> N
             fingerprint="f", watermark=10.0, clusters=[record], members={"tone-1": ["e1", "e2"]},
             users={("tone-1", "u"): 2}, labels=refs,
         )  # fmt: skip
-        memory = state.triage_memory()
+        memory = state.triage_memory(reuse=False)  # as read back from the database
         assert memory is not None
         kept = memory.clusters["tone-1"]
         assert kept.vsum is not None and kept.vsum.tolist() == vec.tolist() and kept.reasons == {"tone": 2}
@@ -217,6 +227,29 @@ def test_triage_memory_round_trips_and_refuses_a_stale_save(state_url: str) -> N
         change = TriageChange([record], {"tone-1": ["e3"]}, {("tone-1", "u"): 3}, LabelRefs(), 11.0)
         assert state.save_triage_change(change, expected_generation=memory.generation)
         assert not state.save_triage_change(change, expected_generation=memory.generation)  # someone saved first
-        again = state.triage_memory()
+        again = state.triage_memory(reuse=False)
         assert again is not None and again.members["tone-1"] == ["e1", "e2", "e3"] and again.watermark == 11.0
         assert state.triage_user_counts([("tone-1", "u")]) == {("tone-1", "u"): 3}
+
+
+def test_a_process_reuses_its_kept_memory_only_while_no_one_else_saved(state_url: str) -> None:
+    """A warm process keeps what its last save wrote; once another process saves, it reads the store."""
+    record = ClusterRecord("tone-1", "tone", size=2, weight=2.0, vsum=np.array([0.6, 0.8]), users=1, capped=2)
+    with open_state(Path("unused"), state_url) as state:
+        state.save_triage_full(
+            fingerprint="f", watermark=10.0, clusters=[record], members={"tone-1": ["e1", "e2"]},
+            users={("tone-1", "u"): 2}, labels=LabelRefs(),
+        )  # fmt: skip
+        memory = state.triage_memory()
+        assert memory is not None and memory.members == {"tone-1": ["e1", "e2"]}
+        state.keep_triage_memory(memory)
+        # another writer (no kept memory of its own: as a second process would) grows the cluster
+        grown = ClusterRecord("tone-1", "tone", size=3, weight=3.0, vsum=np.array([0.9, 1.2]), users=1, capped=3)
+        change = TriageChange([grown], {"tone-1": ["e3"]}, {("tone-1", "u"): 3}, LabelRefs(), 12.0)
+        assert state.save_triage_change(change, expected_generation=memory.generation)
+        seen = state.triage_memory()
+        assert seen is not None and seen is not memory
+        assert seen.members == {"tone-1": ["e1", "e2", "e3"]} and seen.clusters["tone-1"].size == 3
+        assert seen.watermark == 12.0
+        # handed out once: the holder changes it in place, so a second read does not get the same object
+        assert state.triage_memory() is not seen

@@ -3,14 +3,18 @@ is made of), which events each holds, per-cluster user counts and the labelled r
 the watermark of the feedback read so far. ``flywheel/triage_memory.py`` decides; this only stores.
 
 Membership is kept in chunks of event ids: an incremental run appends one chunk per cluster it grew,
-so what it writes follows what is new, not the backlog."""
+so what it writes follows what is new, not the backlog. A process that triages again (a warm worker,
+the service) keeps the memory its last save wrote and reuses it while the store's meta row still says
+that save is the latest, so it does not re-read a backlog's membership each time."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 from sqlalchemy import Connection, RowMapping, select
@@ -160,15 +164,44 @@ def _many(conn: Connection, statement: object, rows: list[dict[str, object]]) ->
         conn.execute(statement, rows[i : i + _BATCH])  # type: ignore[call-overload]
 
 
+def _key(watermark: float, fingerprint: str, generation: int, full_at: float) -> tuple[float, str, int, float]:
+    return (float(watermark), str(fingerprint), int(generation), float(full_at))
+
+
 class TriageClusters(StateConnection):
     """Queries on incremental triage's tables."""
 
-    def triage_memory(self) -> TriageMemory | None:
-        """What the last triage left, or None before the first one."""
+    # per store URL, the memory this process's last triage left (the state store is opened once per
+    # thread, and a warm worker's flow runs each get new threads): handed out once, as the caller
+    # changes it in place, and only while the store's meta row still names it
+    _kept: ClassVar[dict[str, TriageMemory]] = {}
+    _kept_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def keep_triage_memory(self, memory: TriageMemory) -> None:
+        """Keep ``memory`` (as loaded, or as a save of this process wrote it) for the next
+        :meth:`triage_memory` of this process on the same store; the caller must not change it afterwards."""
+        with self._kept_lock:
+            self._kept[str(self.url)] = memory
+
+    def _take_kept(self, meta: RowMapping) -> TriageMemory | None:
+        """The kept memory when the meta row still names it (no other process saved since), else None."""
+        with self._kept_lock:
+            kept = self._kept.pop(str(self.url), None)
+        if kept is None:
+            return None
+        now = _key(meta["watermark"], meta["fingerprint"], meta["generation"], meta["full_at"])
+        return kept if now == _key(kept.watermark, kept.fingerprint, kept.generation, kept.full_at) else None
+
+    def triage_memory(self, *, reuse: bool = True) -> TriageMemory | None:
+        """What the last triage left, or None before the first one. The caller owns the result.
+        ``reuse``: the memory this process kept when the store still names it; False reads it all."""
         with self._read() as conn:
             meta = conn.execute(select(triage_meta).where(triage_meta.c.name == _META)).mappings().first()
             if meta is None:
                 return None
+            kept = self._take_kept(meta) if reuse else None
+            if kept is not None:
+                return kept
             clusters = {r.cluster_id: r for r in map(_record, conn.execute(select(triage_clusters)).mappings())}
             members: dict[str, list[str]] = {cid: [] for cid in clusters}
             query = select(triage_members.c.cluster_id, triage_members.c.event_ids).order_by(triage_members.c.chunk)
@@ -216,18 +249,19 @@ class TriageClusters(StateConnection):
                         out[(cid, user)] = int(n)
         return out
 
-    def _bump(self, conn: Connection, expected: int | None, **values: object) -> bool:
-        """Advance the meta row; False (nothing written) when another triage saved since ``expected``."""
+    def _bump(self, conn: Connection, expected: int | None, **values: object) -> int | None:
+        """Advance the meta row: the new generation, or None (nothing written) when another triage saved
+        since ``expected``."""
         current = conn.execute(select(triage_meta.c.generation).where(triage_meta.c.name == _META)).scalar()
         if expected is not None and current != expected:
-            return False
+            return None
         generation = (current or 0) + 1
         conn.execute(
             insert_replace(conn, triage_meta, ["name"], [*values, "generation"]).values(
                 name=_META, generation=generation, **values
             )
         )
-        return True
+        return generation
 
     def save_triage_full(
         self,
@@ -239,11 +273,13 @@ class TriageClusters(StateConnection):
         users: dict[tuple[str, str], int],
         labels: LabelRefs,
     ) -> None:
-        """Replace everything with a full re-cluster's result."""
+        """Replace everything with a full re-cluster's result (kept in this process afterwards: the
+        caller must not change ``clusters``, ``members`` or ``labels``)."""
+        full_at = time.time()
         with self._write() as conn:
             for table in (triage_clusters, triage_members, triage_users, triage_labels):
                 conn.execute(table.delete())
-            self._bump(conn, None, watermark=watermark, fingerprint=fingerprint, full_at=time.time())
+            generation = self._bump(conn, None, watermark=watermark, fingerprint=fingerprint, full_at=full_at)
             _many(conn, triage_clusters.insert(), [_row(r) for r in clusters])
             _many(
                 conn,
@@ -256,19 +292,30 @@ class TriageClusters(StateConnection):
                 [{"cluster_id": cid, "user_key": u, "n": n} for (cid, u), n in users.items()],
             )
             _many(conn, triage_labels.insert(), _label_rows(labels))
+        members_ = {cid: list(ids) for cid, ids in members.items()}
+        clusters_ = {r.cluster_id: r for r in clusters}
+        self.keep_triage_memory(
+            TriageMemory(watermark, fingerprint, int(generation or 0), full_at, clusters_, members_, labels)
+        )
 
-    def save_triage_change(self, change: TriageChange, *, expected_generation: int) -> bool:
+    def save_triage_change(
+        self, change: TriageChange, *, expected_generation: int, after: TriageMemory | None = None
+    ) -> bool:
         """Apply one incremental run; False when another triage saved first (then this one is dropped:
-        its events stay beyond the watermark it did not write, and the next triage reads them)."""
+        its events stay beyond the watermark it did not write, and the next triage reads them).
+        ``after``: the loaded memory with ``change`` made, kept in this process once saved."""
         with self._write() as conn:
             meta = conn.execute(select(triage_meta).where(triage_meta.c.name == _META)).mappings().first()
-            if meta is None or not self._bump(
-                conn,
-                expected_generation,
-                watermark=change.watermark,
-                fingerprint=meta["fingerprint"],
-                full_at=meta["full_at"],
-            ):
+            generation = None
+            if meta is not None:
+                generation = self._bump(
+                    conn,
+                    expected_generation,
+                    watermark=change.watermark,
+                    fingerprint=meta["fingerprint"],
+                    full_at=meta["full_at"],
+                )
+            if meta is None or generation is None:
                 return False
             if change.clusters:
                 _many(conn, insert_replace(conn, triage_clusters, ["cluster_id"]), [_row(r) for r in change.clusters])
@@ -284,4 +331,7 @@ class TriageClusters(StateConnection):
                     [{"cluster_id": cid, "user_key": u, "n": n} for (cid, u), n in change.users.items()],
                 )
             _many(conn, triage_labels.insert(), _label_rows(change.labels))
+            full_at = float(meta["full_at"])
+        if after is not None:
+            self.keep_triage_memory(replace(after, watermark=change.watermark, generation=generation, full_at=full_at))
         return True
