@@ -6,8 +6,10 @@ judge that always says "fail" agrees 90% of the time); kappa discounts the agree
 would reach by chance with their own base rates: ``(p_o - p_e) / (1 - p_e)``.
 
 Kappa is reported as undefined (``None``, with the reason) when the experts' verdicts are all one
-class: then no judge, perfect or useless, can show agreement beyond chance (scikit-learn returns
-0, or NaN when the judge is one-class too; both would read as a verdict on the judge). A judge that
+class: then no judge, perfect or useless, can show agreement beyond chance (scikit-learn's
+``cohen_kappa_score`` returns 0 there, or NaN when the judge is one-class too; both would read as a
+verdict on the judge). Otherwise the figures are scikit-learn's (a test holds them to it); they are
+computed here because importing scikit-learn costs about a second of CPU in each cycle's process. A judge that
 gives one verdict to everything while experts are split has kappa 0, which is what it is worth.
 """
 
@@ -47,10 +49,9 @@ def agreement(expert: Sequence[bool], judge: Sequence[bool]) -> Agreement:
     n = len(expert)
     if n == 0:
         return Agreement(items=0, kappa_note="no item to compare: no consented expert review with a reference answer")
-    from sklearn.metrics import cohen_kappa_score, confusion_matrix
-
-    labels = [True, False]
-    (tp, fn), (fp, tn) = confusion_matrix(list(expert), list(judge), labels=labels).tolist()
+    pairs = [(bool(e), bool(j)) for e, j in zip(expert, judge, strict=True)]
+    tp, fn = pairs.count((True, True)), pairs.count((True, False))
+    fp, tn = pairs.count((False, True)), pairs.count((False, False))
     confusion = {
         "expert_pass": Confusion(judge_pass=tp, judge_fail=fn),
         "expert_fail": Confusion(judge_pass=fp, judge_fail=tn),
@@ -65,7 +66,9 @@ def agreement(expert: Sequence[bool], judge: Sequence[bool]) -> Agreement:
             kappa_note=f"undefined: every expert verdict is '{side}', so agreement beyond chance cannot "
             "be measured; it needs expert reviews that pass and fail answers",
         )
-    kappa = float(cohen_kappa_score(list(expert), list(judge), labels=labels))
+    # chance agreement from each rater's own base rates; below 1 whenever the experts are split
+    chance = ((tp + fn) * (tp + fp) + (fp + tn) * (fn + tn)) / (n * n)
+    kappa = ((tp + tn) / n - chance) / (1 - chance)
     return Agreement(items=n, agreement=observed, kappa=round(kappa, 4), confusion=confusion)
 
 

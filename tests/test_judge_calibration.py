@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import Cli, event, write_jsonl
 from flywheel.candidates import Candidate, Decision, PromptPayload
@@ -42,6 +44,23 @@ def test_kappa_matches_a_hand_computed_example() -> None:
     assert agreement(expert, expert).kappa == 1.0
     assert agreement(expert, [not v for v in expert]).kappa == -1.0
     assert agreement(expert, [True] * 50).kappa == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=2, max_size=60))
+def test_kappa_and_confusion_are_scikit_learns_whenever_the_experts_are_split(pairs: list[tuple[bool, bool]]) -> None:
+    """Computed without scikit-learn (a second of CPU per cycle to import), held to it here."""
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+    expert, judge = [e for e, _ in pairs], [j for _, j in pairs]
+    got = agreement(expert, judge)
+    (tp, fn), (fp, tn) = confusion_matrix(expert, judge, labels=[True, False]).tolist()
+    assert got.confusion["expert_pass"].model_dump() == {"judge_pass": tp, "judge_fail": fn}
+    assert got.confusion["expert_fail"].model_dump() == {"judge_pass": fp, "judge_fail": tn}
+    if len(set(expert)) == 2:
+        assert got.kappa == pytest.approx(cohen_kappa_score(expert, judge, labels=[True, False]), abs=1e-4)
+    else:
+        assert got.kappa is None
 
 
 @pytest.mark.parametrize("side", [True, False])
