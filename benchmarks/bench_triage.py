@@ -290,7 +290,7 @@ def scale_part(tmp: Path, sizes: list[int], at: list[int], new: int, repeats: in
                 for attempt in range(repeats):  # the same run again from the same state; the fastest counts
                     if attempt or warm:
                         _snapshot(tmp / "before.sqlite", state)
-                    loaded = rt.state.triage_memory(reuse=False)  # what the process kept is dropped...
+                    loaded = rt.state.triage_memory()  # what this process kept is taken out (dropped)...
                     if warm and loaded is not None:
                         rt.state.keep_triage_memory(loaded)  # ...or is what its last triage left (a worker)
                     texts = embedder.texts
