@@ -102,13 +102,45 @@ def small_golden(world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[str]:
-    """One Prefect test API for the session (flows run against it; starting one costs ~9 s)."""
-    from prefect.settings import PREFECT_API_URL
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Prefect test API per test process (flows run against it). A new server builds its SQLite
+    database by running every Prefect migration (~6 s of CPU, the same empty schema each time): the
+    first test process keeps a copy of its database once the server is up, and the others start from
+    that copy (their server finds it migrated). Prefect's harness makes the database in a directory
+    from ``mkdtemp``; where that name is gone (another Prefect), each server migrates its own."""
+    import contextlib
+    import fcntl
+    import sqlite3
+    import tempfile
+
+    import prefect
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_DATABASE_CONNECTION_URL
+    from prefect.testing import utilities
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
-        yield PREFECT_API_URL.value()
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    template = shared / f"prefect-{prefect.__version__}-migrated.db"
+    with contextlib.ExitStack() as stack:
+        with (shared / "prefect-template.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # held while the first process migrates: the others wait for its copy
+            seeded = template.exists()
+            with pytest.MonkeyPatch.context() as mp:
+                if seeded:
+                    directory = tempfile.mkdtemp()
+                    shutil.copyfile(template, Path(directory) / "prefect-test.db")
+                    mp.setattr(utilities, "mkdtemp", lambda: directory, raising=False)
+                stack.enter_context(prefect_test_harness(server_startup_timeout=180))
+            if not seeded:
+                database = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()).partition(":///")[2]
+                partial = template.with_suffix(".partial")
+                with sqlite3.connect(database) as source, sqlite3.connect(partial) as copy:
+                    source.backup(copy)  # consistent while the server holds it open
+                source.close()
+                copy.close()
+                os.replace(partial, template)
+        yield str(PREFECT_API_URL.value())
 
 
 @pytest.fixture(scope="session")
