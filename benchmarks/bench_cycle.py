@@ -25,7 +25,7 @@ from flywheel.sim.world import write_world
 
 def thin_golden(world: Path, keep_every: int) -> int:
     """Keep every ``keep_every``-th golden item of the world (a smoke run's cycle: each category still
-    there, a quarter of the evaluation); the items kept."""
+    there, a sixth of the evaluation, still over the policy's 30); the items kept."""
     path = world / "golden.jsonl"
     lines = path.read_text().splitlines()[::keep_every]
     path.write_text("".join(line + "\n" for line in lines))
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> bool:
     )
     parser.add_argument("--events", type=int, default=4000, help="Feedback events of the world.")
     parser.add_argument("--golden-every", type=int, default=1, help="Keep every Nth golden item (1: all).")
-    args = parse_args(parser, argv, one_cycle=True, events=600, golden_every=4)
+    args = parse_args(parser, argv, one_cycle=True, events=600, golden_every=6)
     if args.smoke:  # each golden answer logged as a trace costs ~8 ms; the smoke run logs two, as tests do
         os.environ.setdefault("FLYWHEEL_EVAL__TRACE_ITEMS", "2")
     from prefect import flow

@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> bool:
     parser.add_argument("--cycles", type=int, default=MAX_CYCLES, help="Most cycles per world variant.")
     parser.add_argument("--events", type=int, default=4000, help="Feedback events of each world.")
     parser.add_argument("--golden-every", type=int, default=1, help="Keep every Nth golden item (1: all).")
-    args = parse_args(parser, argv, variant=["reword"], events=600, golden_every=4)
+    args = parse_args(parser, argv, variant=["reword"], events=600, golden_every=6)
     if args.smoke:  # each golden answer logged as a trace costs ~8 ms; the smoke run logs two, as tests do
         os.environ.setdefault("FLYWHEEL_EVAL__TRACE_ITEMS", "2")
     chosen = args.variant or [*SCENARIOS, *WORLD_VARIANTS]
