@@ -8,9 +8,9 @@ would reach by chance with their own base rates: ``(p_o - p_e) / (1 - p_e)``.
 Kappa is reported as undefined (``None``, with the reason) when the experts' verdicts are all one
 class: then no judge, perfect or useless, can show agreement beyond chance (scikit-learn's
 ``cohen_kappa_score`` returns 0 there, or NaN when the judge is one-class too; both would read as a
-verdict on the judge). Otherwise the figures are scikit-learn's (a test holds them to it); they are
-computed here because importing scikit-learn costs about a second of CPU in each cycle's process. A judge that
-gives one verdict to everything while experts are split has kappa 0, which is what it is worth.
+verdict on the judge). A judge that gives one verdict to everything while experts are split has
+kappa 0, which is what it is worth. Otherwise the figures are scikit-learn's (a test holds them to
+it), computed here because importing scikit-learn costs about a second of CPU in each cycle's process.
 """
 
 from __future__ import annotations
