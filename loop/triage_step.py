@@ -96,7 +96,6 @@ def _full(
     progress: Callable[[int], None] | None,
 ) -> TriageRun:
     """Re-cluster the whole backlog; ids carried over from the kept clusters by membership overlap."""
-    from flywheel.state.triage import TriageMemory
     from flywheel.triage import group_events
     from flywheel.triage_memory import build_records, failure_clusters, refs_of, stable_ids
 
@@ -112,7 +111,7 @@ def _full(
     ids = stable_ids([(cat, g) for cat, _, g in grouping.groups], old_members, old_category)
     built = build_records(grouping.groups, ids, grouping.vec, inputs.settings)
     labels = refs_of(grouping.votes)
-    rt.state.save_triage_full(
+    kept = rt.state.save_triage_full(
         fingerprint=print_,
         watermark=watermark,
         clusters=list(built.records.values()),
@@ -120,5 +119,4 @@ def _full(
         users=built.users,
         labels=labels,
     )
-    kept = TriageMemory(watermark, print_, 0, 0.0, built.records, built.members, labels)
     return TriageRun(failure_clusters(kept, inputs), "full", why, len(negatives), len(grouping.vec.index))

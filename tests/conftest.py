@@ -40,13 +40,17 @@ _ENV_TO_CLEAR = (
 TEST_TRACE_ITEMS = "2"
 
 
+def shared_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's temporary directory that every pytest-xdist worker (and the controller) sees."""
+    shared = tmp_path_factory.getbasetemp()
+    return shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+
+
 @pytest.fixture(scope="session", autouse=True)
 def flywheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One cache for the session's processes (the migrated MLflow database new homes copy,
     flywheel/mlflow_db.py), shared by the pytest-xdist workers and not the user's ~/.cache."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent
+    shared = shared_tmp(tmp_path_factory)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLYWHEEL_CACHE_DIR", str(shared / "flywheel-cache"))
         yield shared / "flywheel-cache"
@@ -118,9 +122,7 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from prefect.testing import utilities
     from prefect.testing.utilities import prefect_test_harness
 
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent
+    shared = shared_tmp(tmp_path_factory)
     template = shared / f"prefect-{prefect.__version__}-migrated.db"
     with contextlib.ExitStack() as stack:
         with (shared / "prefect-template.lock").open("w") as lock:
@@ -149,9 +151,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
     ``postgresql`` installed with apt-get if missing (one worker at a time: apt holds a lock)."""
     import fcntl
 
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent
+    shared = shared_tmp(tmp_path_factory)
     with (shared / "postgres-install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         why = ensure_postgres(shared / "postgres-install.log")
@@ -335,9 +335,7 @@ def world_vectors(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     directories are inside the controller's); without xdist, the first test that needs it builds it."""
     import fcntl
 
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent
+    shared = shared_tmp(tmp_path_factory)
     target = shared / "world-vectors.sqlite"
     with (shared / "world-vectors.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

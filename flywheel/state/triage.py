@@ -272,9 +272,9 @@ class TriageClusters(StateConnection):
         members: dict[str, list[str]],
         users: dict[tuple[str, str], int],
         labels: LabelRefs,
-    ) -> None:
-        """Replace everything with a full re-cluster's result (kept in this process afterwards: the
-        caller must not change ``clusters``, ``members`` or ``labels``)."""
+    ) -> TriageMemory:
+        """Replace everything with a full re-cluster's result; the memory it is now, which this process
+        keeps (``clusters``, ``members`` and ``labels`` are handed over: the caller must not change them)."""
         full_at = time.time()
         with self._write() as conn:
             for table in (triage_clusters, triage_members, triage_users, triage_labels):
@@ -292,11 +292,10 @@ class TriageClusters(StateConnection):
                 [{"cluster_id": cid, "user_key": u, "n": n} for (cid, u), n in users.items()],
             )
             _many(conn, triage_labels.insert(), _label_rows(labels))
-        members_ = {cid: list(ids) for cid, ids in members.items()}
-        clusters_ = {r.cluster_id: r for r in clusters}
-        self.keep_triage_memory(
-            TriageMemory(watermark, fingerprint, int(generation or 0), full_at, clusters_, members_, labels)
-        )
+        by_id = {r.cluster_id: r for r in clusters}
+        memory = TriageMemory(watermark, fingerprint, int(generation or 0), full_at, by_id, members, labels)
+        self.keep_triage_memory(memory)
+        return memory
 
     def save_triage_change(
         self, change: TriageChange, *, expected_generation: int, after: TriageMemory | None = None
