@@ -33,22 +33,28 @@ from flywheel.runtime import runtime_for
 WAITING = "approval_wait"  # state pointer: {flow run id: {cycle_id, candidate_ids}} of runs paused for approval
 
 
-def _waits(state: Any) -> dict[str, dict[str, Any]]:
-    raw = state.pointer(WAITING)
+def _waits_in(raw: str | None) -> dict[str, dict[str, Any]]:
     doc = json.loads(raw) if raw else {}
     if "flow_run_id" in doc:  # the single-run form written before several runs could wait
         doc = {doc["flow_run_id"]: {k: v for k, v in doc.items() if k != "flow_run_id"}} if doc["flow_run_id"] else {}
     return doc
 
 
+def _waits(state: Any) -> dict[str, dict[str, Any]]:
+    return _waits_in(state.pointer(WAITING))
+
+
 def _set_wait(settings: Settings, flow_run_id: str, entry: dict[str, Any] | None) -> None:
-    with runtime_for(settings).borrow_state() as state:  # one connection: read-modify-write in SQLite's lock
-        waits = _waits(state)
+    def change(raw: str | None) -> str | None:
+        waits = _waits_in(raw)
         if entry is None:
             waits.pop(flow_run_id, None)
         else:
             waits[flow_run_id] = entry
-        state.set_pointer(WAITING, json.dumps(waits))
+        return json.dumps(waits) if waits else None
+
+    with runtime_for(settings).borrow_state() as state:  # one transaction: no other run's wait is lost
+        state.update_pointer(WAITING, change)
 
 
 def waiting_runs(settings: Settings) -> dict[str, dict[str, Any]]:

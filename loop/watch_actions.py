@@ -10,6 +10,7 @@ Every action is recorded the way a person's is (``flywheel rollback``, ``promote
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -49,20 +50,26 @@ _INTENTS = TypeAdapter(list[Intent])
 
 
 def pending_intents(state: StateStore) -> list[Intent]:
-    raw = state.pointer(INTENTS)
+    return _intents(state.pointer(INTENTS))
+
+
+def _intents(raw: str | None) -> list[Intent]:
     return _INTENTS.validate_json(raw) if raw else []
 
 
-def _write(state: StateStore, intents: list[Intent]) -> None:
-    if intents:
-        state.set_pointer(INTENTS, _INTENTS.dump_json(intents).decode())
-    else:
-        state.clear_pointer(INTENTS)
+def _edit(state: StateStore, change: Callable[[list[Intent]], list[Intent]]) -> None:
+    """Change the journal in one transaction (a concurrent writer's entry is never lost)."""
+
+    def write(raw: str | None) -> str | None:
+        intents = change(_intents(raw))
+        return _INTENTS.dump_json(intents).decode() if intents else None
+
+    state.update_pointer(INTENTS, write)
 
 
 def journal(state: StateStore, intent: Intent) -> None:
     """Write the decision down before acting on it."""
-    _write(state, [*pending_intents(state), intent])
+    _edit(state, lambda intents: [*intents, intent])
 
 
 def note_of(figures: dict[str, Any]) -> str:
@@ -82,7 +89,7 @@ def perform(settings: Settings, state: StateStore, intent: Intent) -> None:
         _end_canary(settings, state, intent, note)
     else:
         _roll_back(settings, state, intent, note)
-    _write(state, [i for i in pending_intents(state) if i != intent])
+    _edit(state, lambda intents: [i for i in intents if i != intent])
 
 
 def _end_canary(settings: Settings, state: StateStore, intent: Intent, note: str) -> None:

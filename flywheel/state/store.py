@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, select, text, update
 
 from flywheel.candidates import Candidate
 from flywheel.proposals import GoldenProposal, ProposalStatus
@@ -388,6 +389,21 @@ class StateStore(KnowledgeVersions, TriageClusters):
     def clear_pointer(self, name: str) -> None:
         with self._write() as conn:
             conn.execute(pointers.delete().where(pointers.c.name == name))
+
+    def update_pointer(self, name: str, change: Callable[[str | None], str | None]) -> str | None:
+        """Read ``name``, ``change`` its value and write the result (None: clear it) in one transaction
+        that other writers of the pointer wait for. Two flow runs that each read, edit and write a
+        shared pointer (the runs waiting for approval) otherwise lose one's edit: the older run,
+        resumed, removed itself from a copy read before the newer run added itself."""
+        with self._write() as conn:  # SQLite: BEGIN IMMEDIATE, one writer at a time
+            if conn.dialect.name == "postgresql":  # the row may not exist yet: lock the name, not a row
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+            value = change(conn.execute(select(pointers.c.value).where(pointers.c.name == name)).scalar())
+            if value is None:
+                conn.execute(pointers.delete().where(pointers.c.name == name))
+            else:
+                conn.execute(insert_replace(conn, pointers, ["name"]).values(name=name, value=value))
+            return value
 
 
 def default_state_url(home: Path) -> str:
