@@ -11,12 +11,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 BIN = Path(sys.executable).parent
 OUT_ENV = "FLYWHEEL_BENCH_OUT"  # where figures go (tests and run_all's children point it elsewhere)
+# A Prefect API the benchmark's flows run on instead of one of its own: the test suite hands its smoke
+# runs the test server its process already runs (starting another costs each smoke run seconds of CPU).
+PREFECT_ENV = "FLYWHEEL_BENCH_PREFECT_API"
 _DEFAULT_OUT = Path(__file__).parent / "out"
 OUT = _DEFAULT_OUT  # the default; read the place with out_dir()
 
@@ -28,6 +32,17 @@ _OPS = {
     ">=": lambda a, b: a >= b,
     "==": lambda a, b: a == b,
 }
+
+
+def given_prefect_api() -> AbstractContextManager[Any] | None:
+    """Prefect settings pointing at ``$FLYWHEEL_BENCH_PREFECT_API`` while the block runs, or None when
+    it is not set (the benchmark then uses a server of its own, or the ephemeral API)."""
+    url = os.environ.get(PREFECT_ENV)
+    if not url:
+        return None
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings(updates={PREFECT_API_URL: url})
 
 
 def out_dir() -> Path:

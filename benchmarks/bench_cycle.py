@@ -12,9 +12,10 @@ import argparse
 import os
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
-from benchmarks._util import Target, parse_args, report
+from benchmarks._util import Target, given_prefect_api, parse_args, report
 from flywheel.app.demo import demo_overrides
 from flywheel.config import load_settings
 from flywheel.feedback.ingest import ingest_files
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> bool:
     def warm_up() -> int:
         return 1
 
-    with tempfile.TemporaryDirectory() as tmp, Simulator() as sim:
+    given = given_prefect_api()
+    with given or nullcontext(), tempfile.TemporaryDirectory() as tmp, Simulator() as sim:
         tmp_path = Path(tmp)
         world = tmp_path / "world"
         write_world(world, n_events=args.events)
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> bool:
 
         figures: dict[str, object] = {
             "flow_seconds": round(flow_s, 2),
-            "ephemeral_api_start_seconds": round(prefect_start, 2),
+            # the first flow's start: the ephemeral API's, or a given server's (PREFECT_ENV) first run
+            "ephemeral_api_start_seconds" if given is None else "given_api_first_flow_seconds": round(prefect_start, 2),
             "candidates": len(flowed.candidates),
             "golden_items": golden_items,
         }

@@ -45,10 +45,11 @@ import os
 import tempfile
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from benchmarks._util import parse_args, report
+from benchmarks._util import given_prefect_api, parse_args, report
 from benchmarks.bench_cycle import thin_golden
 from flywheel.config import load_settings
 from flywheel.runtime import runtime_for
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> bool:
     chosen = args.variant or [*SCENARIOS, *WORLD_VARIANTS]
     figures: dict[str, Any] = {}
     targets: dict[str, bool] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with given_prefect_api() or nullcontext(), tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         scenarios = [n for n in chosen if n in SCENARIOS]
         if scenarios:

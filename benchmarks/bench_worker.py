@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks._util import BIN, parse_args, report
+from benchmarks._util import BIN, given_prefect_api, parse_args, report
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = {
@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> bool:
     from prefect.testing.utilities import prefect_test_harness
 
     figures: dict[str, Any] = {"runs_per_mode": runs}
-    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=180):
+    server = given_prefect_api() or prefect_test_harness(server_startup_timeout=180)
+    with tempfile.TemporaryDirectory() as tmp, server:
         api = str(PREFECT_API_URL.value())
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "FLYWHEEL_CONFIG")}
         env |= {"PREFECT_API_URL": api, "FLYWHEEL_HOME": str(Path(tmp) / "home"), "FLYWHEEL_EVAL__TRACE_ITEMS": "0"}

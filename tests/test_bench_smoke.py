@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import run_all
-from benchmarks._util import OUT_ENV, Target, load_targets, report
+from benchmarks._util import OUT_ENV, PREFECT_ENV, Target, load_targets, report
 
 ROOT = Path(__file__).resolve().parent.parent
 _CHILD = (
@@ -26,13 +26,19 @@ _CHILD = (
 # bench_import's smoke run has its own test, which also checks each source's counts
 # (tests/test_bench_import_smoke.py): it is not run twice.
 SMOKED_ELSEWHERE = {"bench_import"}
+# Benchmarks whose flows run on a Prefect API: their smoke runs are given the test process's server.
+RUN_FLOWS = {"bench_cycle", "bench_efficacy", "bench_worker"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", [m for m in run_all.BENCHMARKS if m not in SMOKED_ELSEWHERE])
-def test_each_benchmark_runs_at_smoke_size_and_reports_its_figures(module: str, tmp_path: Path) -> None:
+def test_each_benchmark_runs_at_smoke_size_and_reports_its_figures(
+    module: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     out = tmp_path / "out"
     env = {**os.environ, OUT_ENV: str(out), "PYTHONPATH": str(ROOT)}
+    if module in RUN_FLOWS:  # this process's Prefect test server, not one more of their own
+        env[PREFECT_ENV] = request.getfixturevalue("prefect_api")
     done = subprocess.run(
         [sys.executable, "-c", _CHILD.format(module=module)],
         cwd=tmp_path,
