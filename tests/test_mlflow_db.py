@@ -54,3 +54,32 @@ def test_a_broken_template_is_dropped_and_mlflow_builds_the_database(
     assert list(db.parent.iterdir()) == []  # no partial copy left behind
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
     assert [e.name for e in client.search_experiments()] == ["Default"]
+
+
+def test_use_mlflow_points_mlflow_again_whenever_the_store_or_experiment_changed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """use_mlflow sets MLflow up once per store and experiment in a process; another home, another
+    experiment, or other code pointing MLflow elsewhere in between: the next call points it back, and
+    a run lands where the settings say."""
+
+    def run_lands_in(s: Settings) -> None:
+        client = use_mlflow(s)
+        with mlflow.start_run() as run:
+            pass
+        assert mlflow.get_tracking_uri() == s.resolved_tracking_uri
+        assert run.info.experiment_id == client.get_experiment_by_name(s.experiment).experiment_id
+        assert client.get_run(run.info.run_id).info.run_id == run.info.run_id  # in this store
+
+    other_home = settings.model_copy(update={"home": tmp_path / "other-home"})
+    other_experiment = settings.model_copy(update={"experiment": "flywheel-other"})
+    run_lands_in(settings)
+    run_lands_in(settings)  # the second call only makes a client
+    run_lands_in(other_home)
+    run_lands_in(settings)
+    run_lands_in(other_experiment)
+    run_lands_in(settings)
+    mlflow.set_experiment("someone-elses")  # other code in the process points MLflow elsewhere
+    run_lands_in(settings)
+    mlflow.set_tracking_uri(other_home.resolved_tracking_uri)
+    run_lands_in(settings)
