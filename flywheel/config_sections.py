@@ -39,6 +39,13 @@ class IngestSettings(BaseModel):
         description="An `edit` whose changed fraction (1 - similarity of output and final_text) reaches this "
         "is negative.",
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Processes that check (validate, scrub) the lines of a file of 8 MB or more while the "
+        "command stores them; 0: one per CPU core, at most 4; 1: the command alone.",
+    )
 
 
 class EventSettings(BaseModel):

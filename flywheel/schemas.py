@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Annotated, Any, ClassVar, Literal
@@ -240,6 +241,14 @@ class StoredEvent:
     def user_key(self) -> str:
         """Who gave the feedback, for per-user caps: the user, else the session, else the event itself."""
         return self.user_id or (f"session:{self.session_id}" if self.session_id else f"event:{self.event_id}")
+
+    def __reduce__(self) -> tuple[type[StoredEvent], tuple[Any, ...]]:
+        """Pickled as its field values in order (the checking processes of a long ingest send events
+        back): half the time of the dataclass's own per-field state, each way."""
+        return StoredEvent, _STORED_FIELDS(self)
+
+
+_STORED_FIELDS = operator.attrgetter(*(f.name for f in fields(StoredEvent)))
 
 
 class IngestError(BaseModel):

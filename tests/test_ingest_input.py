@@ -8,6 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from conftest import event, write_jsonl
 from flywheel.app.cli import app
@@ -162,3 +166,28 @@ def test_strict_without_json_prints_the_counts_and_one_error_line(cli, tmp_path:
     ]
     (kept,) = (flywheel_home / "quarantine").glob("*.rejected.jsonl")
     assert f"rejected lines kept in {kept}" in err.splitlines()  # whole, pasteable, however long the path
+
+
+@given(
+    texts=st.lists(st.text(max_size=40), min_size=1, max_size=4),
+    key=st.text(max_size=10),
+    ascii_only=st.booleans(),
+    limit=st.integers(min_value=0, max_value=120),
+)
+@hyp_settings(max_examples=300, deadline=None)
+def test_a_line_no_longer_than_the_limit_never_holds_a_longer_field(
+    texts: list[str], key: str, ascii_only: bool, limit: int
+) -> None:
+    """The check skips walking the fields of a line no longer than ``max_field_chars``: every decoded
+    text (escapes, any script, metadata keys) is at most as long as the line it came from."""
+    from flywheel.feedback.validate import _too_long
+    from flywheel.schemas import FeedbackEvent
+
+    body = event("h1", query=texts[0], comment=texts[-1], metadata={key: texts})
+    raw = json.dumps(body, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    try:
+        parsed = FeedbackEvent.model_validate_json(raw)
+    except ValidationError:
+        return  # a lone surrogate or a NUL: rejected before any length is looked at
+    if _too_long(parsed, limit) is not None:
+        assert len(raw) > limit

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from flywheel.config import IngestSettings
 from flywheel.errors import UsageError
+from flywheel.feedback.checking import checked, workers_for
 from flywheel.feedback.quarantine import Quarantine
 from flywheel.feedback.sources import (
     STDIN,
@@ -101,7 +102,12 @@ class _Intake:
     def take(self, item: SourceItem) -> None:
         if not self.atomic and (self._is_old() or len(item.text) >= _EXPENSIVE_ITEM_BYTES):
             self.flush()
-        outcome = check(item, self.settings)
+        self.take_checked(item, check(item, self.settings))
+
+    def take_checked(self, item: SourceItem, outcome: StoredEvent | str) -> None:
+        """An item whose check is done (here, or by a worker process while the batch before was stored)."""
+        if not self.atomic and self._is_old():
+            self.flush()
         if isinstance(outcome, StoredEvent):
             self._add(item, outcome)
         else:
@@ -155,15 +161,21 @@ def ingest_source(
     atomic: bool = False,
     kept: list[str] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    workers: int = 1,
 ) -> None:
     """Validate, scrub and store every item of ``source``, counting in ``tally`` (see :class:`_Intake`
     for ``atomic``); the quarantine file written, if any, is appended to ``kept``. Streaming, the
-    events before an interruption (Ctrl-C, an unreadable file) are committed before it propagates."""
+    events before an interruption (Ctrl-C, an unreadable file) are committed before it propagates.
+    ``workers`` > 1 (streaming only): items are checked in that many processes (``checking.py``)."""
     quarantine = Quarantine(quarantine_dir, source.name, source.counts, settings.max_field_chars, daily=atomic)
     intake = _Intake(source, store, tally, quarantine, settings, clock, atomic)
     try:
-        for item in source.items():
-            intake.take(item)
+        if workers > 1 and not atomic:
+            for item, outcome in checked(source.items(), settings, workers):
+                intake.take_checked(item, outcome)
+        else:
+            for item in source.items():
+                intake.take(item)
         intake.flush()
     except (UsageError, KeyboardInterrupt):
         if not atomic:
@@ -222,8 +234,17 @@ def ingest_files(
         check_openable(path)
     report = IngestReport()
     for path in sources:
+        workers = workers_for(settings, None if path == STDIN else _size(path))
         with open_jsonl(path, progress) as source:
-            ingest_source(source, store, quarantine_dir, settings, _FileTally(report, path), kept=report.quarantine)
+            ingest_source(
+                source,
+                store,
+                quarantine_dir,
+                settings,
+                _FileTally(report, path),
+                kept=report.quarantine,
+                workers=workers,
+            )
     return report
 
 

@@ -32,7 +32,10 @@ def check(item: SourceItem, settings: IngestSettings) -> StoredEvent | str:
         event = FeedbackEvent.model_validate_json(item.text)
     except ValidationError as exc:
         return describe_validation_error(exc)
-    if (error := _too_long(event, settings.max_field_chars)) is not None:
+    # Every text of the event is decoded from ``item.text``, where no character takes less than one
+    # byte: a line no longer than the limit holds no field longer than it (most lines: nothing walked).
+    limit = settings.max_field_chars
+    if len(item.text) > limit and (error := _too_long(event, limit)) is not None:
         return error
     return to_stored(event, settings)
 
