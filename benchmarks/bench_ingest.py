@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._util import BIN, Target, parse_args, report, run_child
-from flywheel.config import IngestSettings
+from flywheel.config import load_settings
 from flywheel.feedback.checking import workers_for
 
 SIGNALS = [
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> bool:
             "cpu_s": round(cpu, 1),  # the child's CPU time: what the rate would be on an idle machine
             "events_per_cpu_s": round(out["accepted"] / cpu),
             "load_average_1min": round(os.getloadavg()[0], 1),
-            "checking_workers": workers_for(IngestSettings(), src_bytes),
+            "checking_workers": workers_for(load_settings().ingest, src_bytes),  # as the child decides it
             "peak_rss_mb": rss,
             "accepted": out["accepted"],
             "scrubbed": out["scrubbed"],

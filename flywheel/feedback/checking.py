@@ -61,53 +61,57 @@ def checked(
 ) -> Iterator[tuple[SourceItem, Outcome]]:
     """Each item with its :func:`check` outcome, in order, checked by ``workers`` processes (>= 2)."""
     source = iter(items)
+    pool = _Pool(settings, workers)
     pending: deque[tuple[list[SourceItem], Future[list[Outcome]] | None]] = deque()
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start, initargs=(settings,)
-    )
     try:
         while chunk := list(islice(source, CHUNK)):
-            pending.append((chunk, _submit(pool, chunk)))
+            pending.append((chunk, pool.submit(chunk)))
             while len(pending) > 2 * workers:
-                outcomes, pool = _outcomes(*pending.popleft(), settings, pool)
-                yield from outcomes
+                yield from pool.outcomes(*pending.popleft())
         while pending:
-            outcomes, pool = _outcomes(*pending.popleft(), settings, pool)
-            yield from outcomes
+            yield from pool.outcomes(*pending.popleft())
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool.close(wait=True)
 
 
-def _submit(pool: ProcessPoolExecutor | None, chunk: list[SourceItem]) -> Future[list[Outcome]] | None:
-    """The chunk handed to a worker; None (checked here when its turn comes) once the pool broke."""
-    if pool is None:
-        return None
-    try:
-        return pool.submit(_check_chunk, chunk)
-    except BrokenProcessPool:
-        return None
+class _Pool:
+    """The worker processes, until they break: from then on every chunk is checked in this process."""
 
+    def __init__(self, settings: IngestSettings, workers: int) -> None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        self.settings = settings
+        self.executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start, initargs=(settings,)
+        )
 
-def _outcomes(
-    chunk: list[SourceItem],
-    future: Future[list[Outcome]] | None,
-    settings: IngestSettings,
-    pool: ProcessPoolExecutor | None,
-) -> tuple[Iterator[tuple[SourceItem, Outcome]], ProcessPoolExecutor | None]:
-    """A chunk's outcomes (checked here when it has no worker's result), and the pool still usable."""
-    if future is not None and pool is not None:
+    def submit(self, chunk: list[SourceItem]) -> Future[list[Outcome]] | None:
+        """The chunk handed to a worker; None (checked here when its turn comes) once the pool broke."""
+        if self.executor is None:
+            return None
         try:
-            return zip(chunk, future.result(), strict=True), pool
+            return self.executor.submit(_check_chunk, chunk)
         except BrokenProcessPool:
-            pass
-    if pool is not None:  # broken: found by this chunk's result or by its submission
-        log.warning("the ingest's checking processes stopped; the rest of the file is checked in this one")
-        pool.shutdown(wait=False, cancel_futures=True)
-        pool = None
-    return ((item, check(item, settings)) for item in chunk), pool
+            return None
+
+    def outcomes(
+        self, chunk: list[SourceItem], future: Future[list[Outcome]] | None
+    ) -> Iterator[tuple[SourceItem, Outcome]]:
+        """A chunk's outcomes: its worker's, or checked here when it has none."""
+        if future is not None and self.executor is not None:
+            try:
+                return zip(chunk, future.result(), strict=True)
+            except BrokenProcessPool:
+                pass
+        if self.executor is not None:  # broken: found by this chunk's result or by its submission
+            log.warning("the ingest's checking processes stopped; the rest of the file is checked in this one")
+            self.close(wait=False)
+        return ((item, check(item, self.settings)) for item in chunk)
+
+    def close(self, wait: bool) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=wait, cancel_futures=True)
+            self.executor = None
 
 
 def _start(settings: IngestSettings) -> None:

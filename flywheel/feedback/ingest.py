@@ -102,12 +102,15 @@ class _Intake:
     def take(self, item: SourceItem) -> None:
         if not self.atomic and (self._is_old() or len(item.text) >= _EXPENSIVE_ITEM_BYTES):
             self.flush()
-        self.take_checked(item, check(item, self.settings))
+        self._settle(item, check(item, self.settings))
 
     def take_checked(self, item: SourceItem, outcome: StoredEvent | str) -> None:
-        """An item whose check is done (here, or by a worker process while the batch before was stored)."""
+        """An item a worker process checked while the batch before was stored."""
         if not self.atomic and self._is_old():
             self.flush()
+        self._settle(item, outcome)
+
+    def _settle(self, item: SourceItem, outcome: StoredEvent | str) -> None:
         if isinstance(outcome, StoredEvent):
             self._add(item, outcome)
         else:
