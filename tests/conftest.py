@@ -13,6 +13,11 @@ from typing import Any
 from flywheel._offline import apply_offline_defaults
 
 apply_offline_defaults()  # the offline switches before Prefect, MLflow or Hugging Face load
+# One OpenMP thread in every test process and what it starts: the suite runs three test processes on
+# two cores, and torch's threads (one per core by default) spin while they wait for each other. Three
+# processes embedding the same texts side by side took 30 s of CPU each with two threads, 12 s with one
+# (46 s and 19 s of wall time). Before torch or numpy's BLAS loads; a test that sets it otherwise wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 from typer.testing import CliRunner
