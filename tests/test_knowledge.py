@@ -14,7 +14,7 @@ import pytest
 from flywheel.config import load_settings
 from flywheel.embeddings import CachedEmbedder, EmbeddingCache
 from flywheel.knowledge.index import KnowledgeIndex
-from flywheel.knowledge.source import Document, chunk_document
+from flywheel.knowledge.source import Document, chunk_document, chunks_of
 from flywheel.sim.world import KNOWLEDGE_DOCS, KNOWLEDGE_UPDATES
 from flywheel.state import open_state
 from nonempty import every
@@ -77,6 +77,25 @@ def test_queries_follow_the_active_version(index, tmp_path: Path) -> None:
     assert "$12 per month" in index.retriever().retrieve(q, 1)[0][1]
     index.activate(1)  # and back
     assert "$10 per month" in index.retriever().retrieve(q, 1)[0][1]
+
+
+def test_a_version_outranked_by_the_collections_other_chunks_still_answers_with_its_own(index, tmp_path: Path) -> None:
+    # Version 1: 10 unrelated documents (20 chunks). Version 2 (no parent): 60 documents nearer to the
+    # query than any of version 1's. Version 1's nearest chunks lie beyond the first fetch (12 for k=3)
+    # and the next (48): the search keeps widening until it has k of its own.
+    index.sync(write_docs(tmp_path / "v1", many_docs(10)))
+    near = {f"price{i:02d}.md": f"# Price {i}\n\nThe Pro plan costs ${i} per month, plan {i}." for i in range(60)}
+    v2 = index.create_version(
+        list(chunks_of(write_docs(tmp_path / "v2", near), 100)), parent=None, source="t", note="near"
+    ).version
+    q = "How much does the Pro plan cost per month?"
+    own = {f"doc{i:03d}.md" for i in range(10)}
+    assert all(d.startswith("price") for d, _ in index.retriever(v2).retrieve(q, 3))
+    hits = index.retriever(1).retrieve(q, 3)
+    assert len(hits) == 3 and {d for d, _ in hits} <= own
+    # More than a version holds: every chunk it has, once (the collection runs out, the search ends).
+    everything = index.retriever(1).retrieve(q, 500)
+    assert len(everything) == 20 and {d for d, _ in everything} == own
 
 
 def test_retention_deletes_old_versions_but_never_the_active_one(local_embedder, tmp_path: Path) -> None:
@@ -249,7 +268,6 @@ def test_a_lone_users_correction_never_enters_the_index(index, tmp_path: Path) -
 
 def test_a_candidate_that_breaks_unrelated_retrieval_is_rejected(index, tmp_path: Path) -> None:
     from flywheel.evals.retrieval import RetrievalCheck, validate
-    from flywheel.knowledge.source import chunks_of
 
     src = write_docs(tmp_path / "kb", KNOWLEDGE_DOCS)
     index.sync(src)

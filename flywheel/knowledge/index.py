@@ -401,8 +401,9 @@ class IndexRetriever:
         if not self.members:
             return []
         vector = self.index.embedder.embed([query])
-        total = self.index.collection.count()
-        fetch = min(total, max(4 * k, k + 8))
+        # No count() first: it cost a third of a search, and Chroma answers a larger n_results with
+        # every chunk it has; fewer ids than asked for means the collection is exhausted.
+        fetch = max(4 * k, k + 8)
         while True:
             res = self.index.collection.query(
                 query_embeddings=vector, n_results=fetch, include=["documents", "metadatas", "distances"]
@@ -420,6 +421,6 @@ class IndexRetriever:
                 )
                 if rid in self.members
             ]
-            if len(hits) >= k or fetch >= total:
+            if len(hits) >= k or len(res["ids"][0]) < fetch:
                 return hits[:k]
-            fetch = min(total, fetch * 4)
+            fetch *= 4
