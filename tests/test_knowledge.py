@@ -80,9 +80,9 @@ def test_queries_follow_the_active_version(index, tmp_path: Path) -> None:
 
 
 def test_a_version_outranked_by_the_collections_other_chunks_still_answers_with_its_own(index, tmp_path: Path) -> None:
-    # Version 1: 10 unrelated documents (20 chunks). Version 2 (no parent): 60 documents nearer to the
-    # query than any of version 1's. Version 1's nearest chunks lie beyond the first fetch (12 for k=3)
-    # and the next (48): the search keeps widening until it has k of its own.
+    # Version 1: 10 unrelated documents (20 chunks). Version 2 (no parent): 60 one-chunk documents about
+    # the query's subject, which rank above version 1's, so the first fetch (12 for k=3) holds none of
+    # version 1's chunks: the search keeps widening until it has k of its own.
     index.sync(write_docs(tmp_path / "v1", many_docs(10)))
     near = {f"price{i:02d}.md": f"# Price {i}\n\nThe Pro plan costs ${i} per month, plan {i}." for i in range(60)}
     v2 = index.create_version(
